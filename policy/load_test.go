@@ -1,0 +1,246 @@
+package policy
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := Load("../config.example.yaml")
+	if err != nil {
+		t.Fatalf("config.example.yaml: %v", err)
+	}
+	u := cfg.Table("public", "users")
+	if u == nil {
+		t.Fatal("public.users missing")
+	}
+	if u.KeyContext != "org_id" || len(u.Columns) != 3 {
+		t.Fatalf("users: key_context %q, %d columns", u.KeyContext, len(u.Columns))
+	}
+	email := u.Column("email")
+	if email.Type != TypeText || email.BlindIndex == nil || email.BlindIndex.Column != "email_bidx" ||
+		email.BlindIndex.Key != "email" || !email.BlindIndex.Unique {
+		t.Fatalf("email: %+v %+v", email, email.BlindIndex)
+	}
+	if got := email.BlindIndex.Normalize; len(got) != 2 || got[0] != NormLowercase || got[1] != NormTrim {
+		t.Fatalf("normalize: %v", got)
+	}
+	if !email.CanRead("app") || email.CanRead("intern") {
+		t.Fatal("readers not applied")
+	}
+	if !u.Column("phone").CanRead("anyone") {
+		t.Fatal("omitted readers must mean every role")
+	}
+	if b := u.Column("birth_date"); b.Type != TypeDate || b.BlindIndex != nil || b.OnError != OnErrorError {
+		t.Fatalf("birth_date: %+v", b)
+	}
+	if u.BlindIndexColumn("email_bidx") != email || u.BlindIndexColumn("email") != nil {
+		t.Fatal("BlindIndexColumn")
+	}
+	if cfg.Proxy.MaxMessage != 1<<30 || cfg.Proxy.MaxStartupMessage != 10000 {
+		t.Fatalf("sizes: %+v", cfg.Proxy)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := LoadBytes("min.yaml", []byte("listen: 127.0.0.1:7000\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Listen:   "127.0.0.1:7000",
+		Upstream: Upstream{Address: DefaultUpstreamAddress, TLS: UpstreamTLSPrefer, ConnectTimeout: 5 * time.Second},
+		Auth:     Auth{Mode: AuthRelay, AuthQuery: DefaultAuthQuery},
+		Admin:    Admin{Listen: DefaultAdminListen},
+		Log:      Log{Level: "info", Format: "json"},
+		Proxy:    ProxyOptions{MaxStartupMessage: 10000, MaxMessage: 1 << 30, ShutdownTimeout: 30 * time.Second, PlanCacheSize: 4096},
+	}
+	if cfg.Listen != want.Listen || cfg.Upstream != want.Upstream || cfg.Auth != want.Auth ||
+		cfg.Admin != want.Admin || cfg.Log != want.Log || cfg.Proxy != want.Proxy || cfg.TLS != nil {
+		t.Fatalf("defaults:\n got %+v\nwant %+v", cfg, want)
+	}
+	if cfg.KeySource.Kind != KeySourceLocal || cfg.KeySource.Vault.TransitMount != "transit" || cfg.KeySource.Vault.TokenEnv != "VAULT_TOKEN" {
+		t.Fatalf("keysource defaults: %+v", cfg.KeySource)
+	}
+	if cfg.HasEncryption() {
+		t.Fatal("no tables configured")
+	}
+	// An empty file is a valid relay-only config.
+	if _, err := LoadBytes("empty.yaml", nil, env(nil)); err != nil {
+		t.Fatalf("empty file: %v", err)
+	}
+}
+
+func TestEnvExpansion(t *testing.T) {
+	src := `
+listen: ${HOST}:${PORT:-6432}
+upstream:
+  service_url: postgres://u:pa$$word@${DBHOST}/db
+  address: 127.0.0.1:$PORT
+`
+	cfg, err := LoadBytes("e.yaml", []byte(src), env(map[string]string{"HOST": "0.0.0.0", "DBHOST": "db"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "0.0.0.0:6432" {
+		t.Errorf("listen %q", cfg.Listen)
+	}
+	if cfg.Upstream.ServiceURL != "postgres://u:pa$word@db/db" {
+		t.Errorf("service_url %q", cfg.Upstream.ServiceURL)
+	}
+	if cfg.Upstream.Address != "127.0.0.1:$PORT" {
+		t.Errorf("a bare $ must stay: %q", cfg.Upstream.Address)
+	}
+}
+
+const tablesPreamble = `upstream:
+  service_url: postgres://x@127.0.0.1/db
+keysource:
+  local:
+    key_env: K
+`
+
+// TestErrors checks that each mistake is reported with file, line and key.
+func TestErrors(t *testing.T) {
+	cases := []struct {
+		name, src string
+		env       map[string]string
+		want      []string // substrings of the error, in order: "file:line: key: msg"
+	}{
+		{"unknown top key", "listen: 127.0.0.1:1\nlisten_addr: x\n", nil,
+			[]string{"c.yaml:2: listen_addr: unknown key; allowed here: admin, auth, keysource, listen, log, proxy, tables, tls, upstream"}},
+		{"unknown nested key", "upstream:\n  adress: x\n", nil,
+			[]string{"c.yaml:2: upstream.adress: unknown key"}},
+		{"duplicate key", "listen: a:1\nlisten: b:2\n", nil, []string{"c.yaml:2: listen: duplicate key"}},
+		{"bad type mapping", "upstream: 5\n", nil, []string{"c.yaml:1: upstream: want a mapping, got the value \"5\""}},
+		{"bad type list", "listen: [a, b]\n", nil, []string{"c.yaml:1: listen: want a single value, got a list"}},
+		{"bad tls mode", "upstream:\n  tls: maybe\n", nil, []string{"c.yaml:2: upstream.tls: unknown mode \"maybe\""}},
+		{"bad duration", "upstream:\n  connect_timeout: soon\n", nil, []string{"c.yaml:2: upstream.connect_timeout: want a positive duration"}},
+		{"bad size", "proxy:\n  max_message: 2GiB\n", nil, []string{"c.yaml:2: proxy.max_message: want a size between"}},
+		{"bad int", "proxy:\n  plan_cache_size: -1\n", nil, []string{"c.yaml:2: proxy.plan_cache_size: want a positive integer"}},
+		{"bad listen", "listen: nowhere\n", nil, []string{"c.yaml:1: listen: want host:port"}},
+		{"log level", "log:\n  level: loud\n", nil, []string{"c.yaml:2: log.level: unknown level \"loud\""}},
+		{"tls missing cert", "tls:\n  key_file: k\n", nil, []string{"c.yaml:1: tls.cert_file: is required"}},
+		{"scram without service url", "tls:\n  cert_file: c\n  key_file: k\nauth:\n  mode: scram\n", nil,
+			[]string{"upstream.service_url: is required (auth.mode scram"}},
+		{"scram without tls", "upstream:\n  service_url: postgres://x@y/z\nauth:\n  mode: scram\n", nil,
+			[]string{"c.yaml:4: auth.mode: scram needs client-facing tls"}},
+		{"unset env required", "upstream:\n  service_url: ${NOPE}\ntables:\n  t:\n    columns:\n      c: {type: text}\nkeysource:\n  local: {key_env: K}\n", nil,
+			[]string{"c.yaml:2: upstream.service_url: is empty: environment variable NOPE is not set"}},
+		{"bad env syntax", "listen: ${OOPS\n", nil, []string{"c.yaml:1: unclosed \"${\""}},
+		{"unknown logical type", tablesPreamble + "tables:\n  users:\n    columns:\n      email:\n        type: txt\n", nil,
+			[]string{"c.yaml:10: tables.users.columns.email.type: unknown logical type \"txt\"; want one of text, varchar"}},
+		{"missing type", tablesPreamble + "tables:\n  users:\n    columns:\n      email:\n        on_error: null\n", nil,
+			[]string{"c.yaml:9: tables.users.columns.email.type: is required"}},
+		{"bad on_error", tablesPreamble + "tables:\n  users:\n    columns:\n      email:\n        type: text\n        on_error: ignore\n", nil,
+			[]string{"c.yaml:11: tables.users.columns.email.on_error: unknown choice \"ignore\""}},
+		{"bad normalize", tablesPreamble + "tables:\n  users:\n    columns:\n      email:\n        type: text\n        blind_index:\n          column: b\n          normalize: [upper]\n", nil,
+			[]string{"tables.users.columns.email.blind_index.normalize: item 0: unknown normalization \"upper\""}},
+		{"bidx column required", tablesPreamble + "tables:\n  users:\n    columns:\n      email:\n        type: text\n        blind_index:\n          normalize: [trim]\n", nil,
+			[]string{"c.yaml:11: tables.users.columns.email.blind_index.column: is required"}},
+		{"bidx is encrypted column", tablesPreamble + "tables:\n  users:\n    columns:\n      email:\n        type: text\n        blind_index: {column: phone}\n      phone: {type: text}\n", nil,
+			[]string{"blind_index.column: \"phone\" is an encrypted column"}},
+		{"key_context encrypted", tablesPreamble + "tables:\n  users:\n    key_context: email\n    columns:\n      email: {type: text}\n", nil,
+			[]string{"c.yaml:8: tables.users.key_context: column \"email\" is encrypted"}},
+		{"no columns", tablesPreamble + "tables:\n  users:\n    key_context: org\n", nil,
+			[]string{"c.yaml:7: tables.users.columns: a configured table needs at least one encrypted column"}},
+		{"duplicate table", tablesPreamble + "tables:\n  users:\n    columns: {a: {type: text}}\n  public.users:\n    columns: {a: {type: text}}\n", nil,
+			[]string{"c.yaml:9: tables.public.users: table public.users is configured twice"}},
+		{"shared key type mismatch", tablesPreamble + "tables:\n  a:\n    columns:\n      x: {type: text, blind_index: {column: xb, key: k}}\n  b:\n    columns:\n      y: {type: int4, blind_index: {column: yb, key: k}}\n", nil,
+			[]string{"tables.public.b.columns.y.blind_index.key: shares index key \"k\" with public.a.x but has type int4, not text"}},
+		{"no master key", "upstream:\n  service_url: postgres://x@y/z\ntables:\n  t:\n    columns: {c: {type: text}}\n", nil,
+			[]string{"keysource.local: set exactly one of key_file and key_env"}},
+		{"vault missing key name", "upstream:\n  service_url: postgres://x@y/z\nkeysource:\n  kind: vault\n  vault:\n    address: http://v\ntables:\n  t:\n    columns: {c: {type: text}}\n", nil,
+			[]string{"keysource.vault.key_name: is required"}},
+		{"bad keysource kind", "keysource:\n  kind: kms\n", nil, []string{"c.yaml:2: keysource.kind: unknown kind \"kms\""}},
+		{"two documents", "listen: a:1\n---\nlisten: b:2\n", nil, []string{"more than one YAML document"}},
+		{"not yaml", "listen: [\n", nil, []string{"c.yaml: not valid YAML"}},
+		{"every error at once", "listen: x\nlog:\n  level: loud\n  format: xml\n", nil,
+			[]string{"c.yaml:1: listen", "c.yaml:3: log.level", "c.yaml:4: log.format"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadBytes("c.yaml", []byte(tc.src), env(tc.env))
+			if err == nil {
+				t.Fatalf("no error; want %q", tc.want)
+			}
+			var list ErrorList
+			if !errors.As(err, &list) {
+				t.Fatalf("error %T is not an ErrorList", err)
+			}
+			msg := err.Error()
+			pos := 0
+			for _, w := range tc.want {
+				i := strings.Index(msg[pos:], w)
+				if i < 0 {
+					t.Fatalf("error\n%s\ndoes not contain (in order) %q", msg, w)
+				}
+				pos += i + len(w)
+			}
+		})
+	}
+}
+
+func TestTableNamesAndAliases(t *testing.T) {
+	src := tablesPreamble + `tables:
+  Sales.Orders:
+    columns:
+      card: {type: bigint}
+  users:
+    columns:
+      ssn: {type: "character varying"}
+`
+	cfg, err := LoadBytes("c.yaml", []byte(src), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := cfg.Table("Sales", "Orders"); o == nil || o.Column("card").Type != TypeInt8 {
+		t.Fatal("case-sensitive schema-qualified table or bigint alias")
+	}
+	if cfg.Table("sales", "orders") != nil {
+		t.Fatal("names are exact, as stored in the catalog")
+	}
+	if u := cfg.Table("public", "users"); u.Column("ssn").Type != TypeVarchar || u.Column("ssn").BlindIndex != nil {
+		t.Fatal("varchar alias")
+	}
+	if got := strings.Join(cfg.TableNames(), ","); got != "orders,users" {
+		t.Fatalf("TableNames %q", got)
+	}
+	if cfg.Table("public", "users").Column("ssn").QualifiedName() != "public.users.ssn" {
+		t.Fatal("QualifiedName")
+	}
+}
+
+func TestLogicalTypeOIDs(t *testing.T) {
+	seen := map[uint32]bool{}
+	for _, lt := range LogicalTypes {
+		if lt.OID() == 0 || lt.ArrayOID() == 0 {
+			t.Fatalf("%s has no OID", lt)
+		}
+		if seen[lt.OID()] {
+			t.Fatalf("%s: duplicate OID", lt)
+		}
+		seen[lt.OID()] = true
+		if p, ok := ParseLogicalType(string(lt)); !ok || p != lt {
+			t.Fatalf("%s does not parse as itself", lt)
+		}
+	}
+}
+
+func FuzzLoadBytes(f *testing.F) {
+	f.Add([]byte("listen: 127.0.0.1:1\n"))
+	f.Add([]byte(tablesPreamble + "tables:\n  users:\n    columns:\n      email: {type: text, blind_index: {column: b}}\n"))
+	f.Add([]byte("listen: ${A:-b}:${C}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := LoadBytes("f.yaml", data, env(nil))
+		if (cfg == nil) == (err == nil) {
+			t.Fatalf("cfg %v err %v", cfg, err)
+		}
+	})
+}

@@ -1,0 +1,197 @@
+package policy
+
+import (
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// maxIdentifier is PostgreSQL's NAMEDATALEN-1: longer names are truncated by
+// the server, so a longer name in the policy could never match.
+const maxIdentifier = 63
+
+// tables decodes the encryption policy: tables → columns → settings.
+func (w *walker) tables(c *Config, n *yaml.Node) {
+	w.entries(n, "tables", func(k, v *yaml.Node, key string) {
+		schema, name, ok := splitTableName(k.Value)
+		if !ok {
+			w.errorf(k, key, "want a table name as schema.table or table (public is assumed)")
+			return
+		}
+		t := &Table{Schema: schema, Name: name, Line: k.Line, colIndex: map[string]*Column{}}
+		if c.tableIndex[t.QualifiedName()] != nil {
+			w.errorf(k, key, "table %s is configured twice", t.QualifiedName())
+			return
+		}
+		var colsNode *yaml.Node
+		w.mapping(v, key, fields{
+			"key_context": w.str(&t.KeyContext),
+			"columns":     func(n *yaml.Node, _ string) { colsNode = n },
+		})
+		w.columns(t, colsNode, key+".columns")
+		if len(t.Columns) == 0 {
+			w.errorf(k, key+".columns", "a configured table needs at least one encrypted column")
+		}
+		w.validateTable(t, key)
+		c.Tables = append(c.Tables, t)
+		c.tableIndex[t.QualifiedName()] = t
+	})
+	w.validateSharedKeys(c)
+}
+
+func (w *walker) columns(t *Table, n *yaml.Node, key string) {
+	w.entries(n, key, func(k, v *yaml.Node, ckey string) {
+		if !validIdentifier(k.Value) {
+			w.errorf(k, ckey, "invalid column name (1 to %d bytes)", maxIdentifier)
+			return
+		}
+		col := &Column{Table: t, Name: k.Value, OnError: OnErrorError, Line: k.Line}
+		var typ, onErr string
+		var readers []string
+		readersSet := false
+		w.mapping(v, ckey, fields{
+			"type": w.str(&typ),
+			"blind_index": func(n *yaml.Node, bkey string) {
+				if isNull(n) {
+					return
+				}
+				bi := &BlindIndex{}
+				var norms []string
+				w.mapping(n, bkey, fields{
+					"column":    w.str(&bi.Column),
+					"normalize": w.strings(&norms),
+					"key":       w.str(&bi.Key),
+					"unique":    w.boolean(&bi.Unique),
+				})
+				for i, s := range norms {
+					switch nm := Normalization(s); nm {
+					case NormLowercase, NormTrim, NormNFC:
+						bi.Normalize = append(bi.Normalize, nm)
+					default:
+						w.errorf(n, bkey+".normalize", "item %d: unknown normalization %q; want lowercase, trim or nfc", i, s)
+					}
+				}
+				if w.required(bkey+".column", bi.Column) && !validIdentifier(bi.Column) {
+					w.fail(bkey+".column", "invalid column name (1 to %d bytes)", maxIdentifier)
+				}
+				if bi.Key == "" {
+					bi.Key = t.QualifiedName() + "." + col.Name
+				}
+				col.BlindIndex = bi
+			},
+			"readers": func(n *yaml.Node, rkey string) {
+				readersSet = true
+				w.strings(&readers)(n, rkey)
+			},
+			"on_error": w.str(&onErr),
+		})
+		if w.required(ckey+".type", typ) {
+			lt, ok := ParseLogicalType(typ)
+			if !ok {
+				w.fail(ckey+".type", "unknown logical type %q; want one of %s", typ, logicalTypeList())
+			}
+			col.Type = lt
+		}
+		if readersSet {
+			col.Readers = append([]string{}, readers...)
+		}
+		switch onErr {
+		case "", string(OnErrorError):
+		case string(OnErrorNull):
+			col.OnError = OnErrorNull
+		default:
+			w.fail(ckey+".on_error", "unknown choice %q; want error or null", onErr)
+		}
+		t.Columns = append(t.Columns, col)
+		t.colIndex[col.Name] = col
+	})
+}
+
+// validateTable checks the relations between a table's columns.
+func (w *walker) validateTable(t *Table, key string) {
+	if t.KeyContext != "" {
+		if !validIdentifier(t.KeyContext) {
+			w.fail(key+".key_context", "invalid column name")
+		}
+		if t.colIndex[t.KeyContext] != nil {
+			w.fail(key+".key_context", "column %q is encrypted; the tenant column must be stored in plaintext", t.KeyContext)
+		}
+	}
+	bidx := map[string]string{}
+	for _, c := range t.Columns {
+		if c.BlindIndex == nil {
+			continue
+		}
+		bkey := key + ".columns." + c.Name + ".blind_index.column"
+		b := c.BlindIndex.Column
+		switch {
+		case b == "":
+		case t.colIndex[b] != nil:
+			w.fail(bkey, "%q is an encrypted column; the blind index needs a column of its own", b)
+		case b == t.KeyContext:
+			w.fail(bkey, "%q is the key_context column", b)
+		case bidx[b] != "":
+			w.fail(bkey, "%q is already the blind index of %s", b, bidx[b])
+		}
+		bidx[b] = c.Name
+	}
+}
+
+// validateSharedKeys checks that columns naming the same index key hash the
+// same way, since a JOIN between them compares their blind indexes.
+func (w *walker) validateSharedKeys(c *Config) {
+	first := map[string]*Column{}
+	for _, t := range c.Tables {
+		for _, col := range t.Columns {
+			if col.BlindIndex == nil {
+				continue
+			}
+			k := col.BlindIndex.Key
+			prev := first[k]
+			if prev == nil {
+				first[k] = col
+				continue
+			}
+			key := "tables." + t.QualifiedName() + ".columns." + col.Name + ".blind_index"
+			if prev.Type != col.Type {
+				w.fail(key+".key", "shares index key %q with %s but has type %s, not %s", k, prev.QualifiedName(), col.Type, prev.Type)
+			}
+			if !sameNorms(prev.BlindIndex.Normalize, col.BlindIndex.Normalize) {
+				w.fail(key+".normalize", "shares index key %q with %s but normalizes differently", k, prev.QualifiedName())
+			}
+		}
+	}
+}
+
+func sameNorms(a, b []Normalization) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// splitTableName splits "schema.table" (or "table", meaning public).
+func splitTableName(s string) (schema, name string, ok bool) {
+	schema, name, found := strings.Cut(s, ".")
+	if !found {
+		schema, name = "public", s
+	}
+	return schema, name, validIdentifier(schema) && validIdentifier(name) && !strings.Contains(name, ".")
+}
+
+func validIdentifier(s string) bool {
+	return s != "" && len(s) <= maxIdentifier && !strings.ContainsAny(s, "\x00")
+}
+
+func logicalTypeList() string {
+	names := make([]string, len(LogicalTypes))
+	for i, t := range LogicalTypes {
+		names[i] = string(t)
+	}
+	return strings.Join(names, ", ")
+}

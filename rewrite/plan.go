@@ -1,0 +1,258 @@
+package rewrite
+
+import (
+	"github.com/pgveil/pgveil/policy"
+)
+
+// This file is the contract between the planner and the proxy. The proxy
+// (package proxy) reads these types; it never looks at SQL itself.
+//
+// Life of a statement:
+//
+//	Query / Parse text → Planner.Plan(text, session) → *Plan (cached by text+search_path)
+//	  for each Stmt: if !Stmt.Rewritten, the proxy sends Stmt.Original unchanged;
+//	  otherwise it renders Stmt.Text with Stmt.Slots filled (literals sealed or
+//	  indexed by the proxy) and, at Bind, builds the parameters of Stmt.Params.
+//	RowDescription / DataRow → Stmt.Outputs says which fields to decrypt and
+//	  which hidden fields (tenant values) to drop.
+
+// Action is what the proxy does with one value on its way to the server.
+type Action uint8
+
+const (
+	// Pass forwards the client's value unchanged.
+	Pass Action = iota
+	// Encrypt seals the value under the column's data key (the tenant's, when
+	// the table has a key_context) and sends the envelope.
+	Encrypt
+	// Index sends the blind index of the value under the column's index key.
+	Index
+	// IndexEach treats the value as a one-dimensional array of the column's
+	// logical type and sends a bytea[] of the blind index of each element
+	// (for col = ANY($1)). NULL elements stay NULL.
+	IndexEach
+)
+
+func (a Action) String() string {
+	switch a {
+	case Pass:
+		return "pass"
+	case Encrypt:
+		return "encrypt"
+	case Index:
+		return "index"
+	case IndexEach:
+		return "index-each"
+	}
+	return "?"
+}
+
+// RefKind says where a ValueRef's value comes from.
+type RefKind uint8
+
+const (
+	// RefNone: no value (the table has no key_context).
+	RefNone RefKind = iota
+	// RefParam: the client's bound parameter Param (0-based).
+	RefParam
+	// RefLiteral: the literal at Stmt.Literals[Literal] in the original text.
+	RefLiteral
+	// RefNull: SQL NULL (a write whose tenant is NULL: the proxy refuses it).
+	RefNull
+)
+
+// ValueRef locates a value the proxy needs at run time, such as the tenant
+// (key_context) value that selects the data key of an Encrypt.
+type ValueRef struct {
+	Kind    RefKind
+	Param   int // RefParam: 0-based client parameter index
+	Literal int // RefLiteral: index into Stmt.Literals
+}
+
+// Literal is the location of one SQL literal in the statement text the
+// client sent: the whole string of a Query (offsets count from its start),
+// or the text of a Parse. The plan stores where, never what: the value is
+// read from the text at render time by LiteralValue, so a cached plan holds
+// no plaintext.
+type Literal struct {
+	Start, End int // byte offsets of the literal's tokens, e.g. 'a@b.c', E'x\n', 42, -7, NULL, 'x'::text
+}
+
+// Slot is one place in the rewritten text where the proxy inserts a value it
+// derived from a literal: an envelope (Encrypt) or a blind index (Index).
+// The proxy formats the result as a bytea literal ('\x…'::bytea) or, for
+// Encrypt into a text physical column, as a text literal ('pgv1:…').
+type Slot struct {
+	Action Action // Encrypt or Index
+	Column *policy.Column
+	// Source is the index into Stmt.Literals of the value.
+	Source int
+	// Tenant is the key_context value for Encrypt on a table that has one.
+	Tenant ValueRef
+}
+
+// Param is one parameter of the rewritten statement. Params[i] is $(i+1).
+type Param struct {
+	// Client is the 0-based index of the client's parameter that feeds this one.
+	Client int
+	Action Action
+	Column *policy.Column // nil for Pass
+	// Tenant is the key_context value for Encrypt on a table that has one.
+	Tenant ValueRef
+}
+
+// Output describes one field of the rows the server will send for this
+// statement (SELECT, RETURNING, COPY TO), in server order.
+type Output struct {
+	// Column is the encrypted column whose stored value this field carries
+	// unchanged, or nil.
+	Column *policy.Column
+	// Tenant is the index into Outputs of the field holding the row's
+	// key_context value for Column, or -1 (table without key_context, or
+	// not known: the proxy then checks only table and column).
+	Tenant int
+	// Hidden marks a field pgveil added (a tenant value the query did not
+	// select). Hidden fields are always the last ones; the proxy drops them
+	// from RowDescription and DataRow.
+	Hidden bool
+}
+
+// Kind classifies a statement for metrics and for the proxy's bookkeeping.
+type Kind uint8
+
+const (
+	KindOther Kind = iota
+	KindSelect
+	KindInsert
+	KindUpdate
+	KindDelete
+	KindCopy
+	KindDDL        // CREATE/ALTER/DROP/… : the proxy refreshes its catalog after success
+	KindSet        // SET/RESET: see Stmt.SearchPath
+	KindDeallocate // DEALLOCATE name|ALL, DISCARD ALL: see Stmt.Deallocate
+	KindExplain
+	KindTransaction // BEGIN/COMMIT/ROLLBACK/SAVEPOINT…
+)
+
+// Stmt is the plan for one statement.
+type Stmt struct {
+	Kind Kind
+	// Original is the statement's text as the client sent it, without the
+	// separating semicolon (a slice of the client's string).
+	Original string
+	// OriginalStart is Original's byte offset in the client's string.
+	OriginalStart int
+	// Rewritten is false when the server must receive Original unchanged,
+	// byte for byte (Outputs may still name fields to decrypt).
+	Rewritten bool
+	// Text is the SQL to send when Rewritten, split around Slots:
+	// Text[0] + slot0 + Text[1] + … ; len(Text) == len(Slots)+1.
+	Text  []string
+	Slots []Slot
+	// Literals are the literals of encrypted values in the original text.
+	Literals []Literal
+	// ClientParams is the number of parameters the client binds ($1…$n of
+	// the original text).
+	ClientParams int
+	// Params are the rewritten statement's parameters. Nil when not
+	// Rewritten (the client's parameters pass unchanged).
+	Params []Param
+	// Outputs map the result fields; nil when the statement returns no
+	// rows or when no field is encrypted. When a field's origin cannot be
+	// known from the SQL (views, functions), its Output has Column nil and
+	// the proxy falls back on RowDescription's table OID and attribute number.
+	Outputs []Output
+	// Copy is set for COPY statements on configured tables.
+	Copy *Copy
+	// SearchPath is set by SET [SESSION|LOCAL] search_path / RESET
+	// search_path: the new schemas, in order, as written ("$user" kept).
+	// Nil when the statement does not change it. SearchPathLocal marks SET LOCAL.
+	SearchPath      []string
+	SearchPathReset bool
+	SearchPathLocal bool
+	// Deallocate names the prepared statement a DEALLOCATE drops; "*" for
+	// DEALLOCATE ALL and DISCARD ALL.
+	Deallocate string
+}
+
+// Plan is the plan for one statement string: one Stmt per statement of a
+// multi-statement simple Query.
+type Plan struct {
+	Stmts []*Stmt
+	// Rewritten is true when any Stmt is Rewritten: the proxy then sends
+	// Render's result instead of the client's text.
+	Rewritten bool
+}
+
+// CopyFormat is the format of a COPY's data.
+type CopyFormat uint8
+
+const (
+	CopyText CopyFormat = iota
+	CopyCSV
+	CopyBinary // never planned on a table with encrypted columns: refused
+)
+
+// Copy is the plan for COPY table [(cols)] FROM STDIN / TO STDOUT and
+// COPY (query) TO STDOUT.
+type Copy struct {
+	From   bool // FROM STDIN; false for TO STDOUT
+	Format CopyFormat
+	// The data's syntax, with COPY's defaults filled in.
+	Delimiter byte   // text: '\t', csv: ','
+	Null      string // text: `\N`, csv: ""
+	Quote     byte   // csv only; default '"'
+	Escape    byte   // csv only; default = Quote
+	Header    bool
+	// Fields of each row as the client sends it (FROM) or as the server
+	// sends it (TO), in order. Action is Encrypt (FROM) or Pass; for TO,
+	// Column names the encrypted column to decrypt.
+	Fields []CopyField
+	// Appended are the fields pgveil adds to each row sent to the server
+	// (FROM only): blind indexes, Action Index, Source the input field.
+	Appended []CopyField
+}
+
+// CopyField is one field of a COPY row.
+type CopyField struct {
+	Column *policy.Column // nil: pass unchanged
+	Action Action
+	// Source is the index into Copy.Fields of the value (Appended only).
+	Source int
+	// Tenant is the index into Copy.Fields of the row's key_context value, or -1.
+	Tenant int
+	// Hidden fields (TO only) were added by pgveil and are dropped before the client.
+	Hidden bool
+}
+
+// Session is what the planner needs to know of the client's session.
+type Session struct {
+	// SearchPath is the session's effective search_path, "$user" already
+	// replaced by the role name, schemas that do not exist left in (they
+	// never match). pg_catalog is searched first implicitly, as Postgres does.
+	SearchPath []string
+}
+
+// Catalog is a snapshot of the live schema, taken by the proxy over its
+// service connection. It holds every configured table, and every relation
+// (table, view, materialized view, foreign table) in any schema whose name
+// equals a configured table's name, so unqualified names resolve through
+// the search path exactly as Postgres resolves them.
+type Catalog struct {
+	// Tables by "schema.name" (exact, case-sensitive).
+	Tables map[string]*CatalogTable
+}
+
+// CatalogTable is one relation of the catalog snapshot.
+type CatalogTable struct {
+	Schema, Name string
+	OID          uint32
+	Columns      []CatalogColumn // in attnum order, dropped columns left out
+}
+
+// CatalogColumn is one column of a CatalogTable.
+type CatalogColumn struct {
+	Name    string
+	AttNum  int16
+	TypeOID uint32
+}
