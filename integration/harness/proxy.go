@@ -1,0 +1,209 @@
+package harness
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// BuildPgveil compiles ./cmd/pgveil once per test process and returns the
+// binary's path. PGVEIL_BIN, when set, names a binary to use instead.
+func BuildPgveil() (string, error) {
+	buildOnce.Do(func() {
+		if p := os.Getenv("PGVEIL_BIN"); p != "" {
+			buildPath = p
+			return
+		}
+		root, err := ModuleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "pgveil-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "pgveil")
+		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/pgveil")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/pgveil: %v\n%s", err, out)
+		}
+	})
+	return buildPath, buildErr
+}
+
+// ModuleRoot is the directory holding go.mod.
+func ModuleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the pgveil module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// Proxy is a running pgveil process.
+type Proxy struct {
+	Addr      string // where clients connect
+	AdminAddr string // /metrics, /healthz; "" when off
+	Dir       string // holds the config and the log
+	LogPath   string // everything the process wrote to stderr and stdout
+
+	cmd    *exec.Cmd
+	exited chan struct{}
+	mu     sync.Mutex
+	done   bool
+	err    error
+}
+
+// ProxyOptions start a pgveil process.
+type ProxyOptions struct {
+	// Config is the YAML config; "listen" and "admin.listen" should be
+	// 127.0.0.1:0 so the process picks free ports and reports them.
+	Config string
+	// Args are extra command-line arguments after "serve -c <config>".
+	Args []string
+	// Env adds environment variables ("K=V").
+	Env []string
+}
+
+// StartProxy writes the config to a temp dir, starts `pgveil serve` and
+// waits for its "listening" log line, which carries the bound addresses.
+func StartProxy(opts ProxyOptions) (*Proxy, error) {
+	bin, err := BuildPgveil()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "pgveil-proxy-")
+	if err != nil {
+		return nil, err
+	}
+	cfgPath := filepath.Join(dir, "pgveil.yaml")
+	if err := os.WriteFile(cfgPath, []byte(opts.Config), 0o600); err != nil {
+		return nil, err
+	}
+	p := &Proxy{Dir: dir, LogPath: filepath.Join(dir, "pgveil.log"), exited: make(chan struct{})}
+	args := append([]string{"serve", "-c", cfgPath}, opts.Args...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), opts.Env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	logFile, err := os.Create(p.LogPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout = logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	p.cmd = cmd
+	ready := make(chan map[string]any, 1)
+	go func() {
+		defer logFile.Close()
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
+		sent := false
+		for sc.Scan() {
+			line := sc.Bytes()
+			logFile.Write(line)
+			logFile.Write([]byte{'\n'})
+			if sent {
+				continue
+			}
+			var rec map[string]any
+			if json.Unmarshal(line, &rec) == nil && rec["msg"] == "listening" {
+				sent = true
+				ready <- rec
+			}
+		}
+		io.Copy(io.Discard, stderr)
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	select {
+	case rec := <-ready:
+		p.Addr, _ = rec["addr"].(string)
+		p.AdminAddr, _ = rec["admin"].(string)
+	case <-p.exited:
+		return nil, fmt.Errorf("pgveil exited during startup (%v):\n%s", p.err, p.Log())
+	case <-time.After(60 * time.Second):
+		p.Kill()
+		return nil, fmt.Errorf("pgveil did not report listening within 60s:\n%s", p.Log())
+	}
+	return p, nil
+}
+
+// PID is the process id.
+func (p *Proxy) PID() int { return p.cmd.Process.Pid }
+
+// Signal sends sig to the process.
+func (p *Proxy) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
+// Exited is closed when the process has exited.
+func (p *Proxy) Exited() <-chan struct{} { return p.exited }
+
+// ExitErr is the process's exit status once Exited is closed.
+func (p *Proxy) ExitErr() error { <-p.exited; return p.err }
+
+// Log is what the process has logged so far.
+func (p *Proxy) Log() string {
+	b, _ := os.ReadFile(p.LogPath)
+	return string(b)
+}
+
+// Stop sends SIGTERM, waits for a clean exit, and removes the temp dir.
+// It returns the exit error, if any.
+func (p *Proxy) Stop() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return nil
+	}
+	p.done = true
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(60 * time.Second):
+		p.cmd.Process.Kill()
+		<-p.exited
+		return errors.New("pgveil did not exit within 60s of SIGTERM")
+	}
+	os.RemoveAll(p.Dir)
+	return p.err
+}
+
+// Kill ends the process at once (SIGKILL) and removes its temp dir.
+func (p *Proxy) Kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done {
+		return
+	}
+	p.done = true
+	p.cmd.Process.Kill()
+	<-p.exited
+	os.RemoveAll(p.Dir)
+}
