@@ -1,0 +1,215 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/proxy"
+)
+
+// serveFlags are the settings a flag or PGVEIL_* variable may override.
+type serveFlags struct {
+	config, listen, upstream, adminListen, logLevel, logFormat string
+}
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("serve", stderr, `Run the proxy. Applications connect to --listen as if it were Postgres.
+SIGHUP reloads the config file (sessions keep running); SIGTERM or SIGINT stop
+accepting, end idle sessions, and wait up to proxy.shutdown_timeout for busy ones.
+Without -c, pgveil relays every column unchanged (no encryption policy).`)
+	var f serveFlags
+	fs.StringVar(&f.config, "c", "", "config file (see config.example.yaml)")
+	fs.StringVar(&f.listen, "listen", "", "address clients connect to, overrides listen")
+	fs.StringVar(&f.upstream, "upstream", "", "host:port of the real Postgres, overrides upstream.address")
+	fs.StringVar(&f.adminListen, "admin-listen", "", "address of /metrics, /healthz, /readyz, overrides admin.listen (\"off\" disables)")
+	fs.StringVar(&f.logLevel, "log-level", "", "debug | info | warn | error, overrides log.level")
+	fs.StringVar(&f.logFormat, "log-format", "", "json | console, overrides log.format")
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	cfg, err := loadServeConfig(f)
+	if err != nil {
+		fmt.Fprintf(stderr, "pgveil: %v\n", err)
+		return exitUsage
+	}
+	level := zap.NewAtomicLevel()
+	log, err := newLogger(cfg.Log, level, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "pgveil: %v\n", err)
+		return exitUsage
+	}
+	defer log.Sync()
+	if err := serve(cfg, f, log, level); err != nil {
+		log.Error("pgveil stopped", zap.Error(err))
+		return exitProblem
+	}
+	return exitOK
+}
+
+// loadServeConfig reads the config file (or starts from defaults) and
+// applies flag overrides.
+func loadServeConfig(f serveFlags) (*policy.Config, error) {
+	var cfg *policy.Config
+	var err error
+	if f.config != "" {
+		cfg, err = policy.Load(f.config)
+	} else {
+		cfg, err = policy.LoadBytes("(defaults)", nil, nil)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if f.listen != "" {
+		cfg.Listen = f.listen
+	}
+	if f.upstream != "" {
+		cfg.Upstream.Address = f.upstream
+	}
+	switch f.adminListen {
+	case "":
+	case "off":
+		cfg.Admin.Listen = ""
+	default:
+		cfg.Admin.Listen = f.adminListen
+	}
+	if f.logLevel != "" {
+		cfg.Log.Level = f.logLevel
+	}
+	if f.logFormat != "" {
+		cfg.Log.Format = f.logFormat
+	}
+	if _, err := zapcore.ParseLevel(cfg.Log.Level); err != nil || cfg.Log.Level == "dpanic" {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", cfg.Log.Level)
+	}
+	if cfg.Log.Format != "json" && cfg.Log.Format != "console" {
+		return nil, fmt.Errorf("log format %q: want json or console", cfg.Log.Format)
+	}
+	return cfg, nil
+}
+
+// newLogger builds the process logger. Values never reach it: sessions log
+// identifiers, lengths, SQLSTATEs and key ids only.
+func newLogger(c policy.Log, level zap.AtomicLevel, w io.Writer) (*zap.Logger, error) {
+	l, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, err
+	}
+	level.SetLevel(l)
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.TimeKey = "ts"
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if c.Format == "console" {
+		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	} else {
+		enc = zapcore.NewJSONEncoder(encCfg)
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
+	return zap.New(core), nil
+}
+
+// serve runs the proxy until SIGTERM/SIGINT.
+func serve(cfg *policy.Config, f serveFlags, log *zap.Logger, level zap.AtomicLevel) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := proxy.New(cfg, proxy.Options{Log: log, Registry: reg})
+	if err != nil {
+		return err
+	}
+	addr, err := srv.Listen()
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	ctx, stopAdmin := context.WithCancel(context.Background())
+	defer stopAdmin()
+	adminAddr := ""
+	var adminDone <-chan error
+	if cfg.Admin.Listen != "" {
+		a, done, err := proxy.ServeAdmin(ctx, cfg.Admin.Listen, srv.AdminHandler(reg))
+		if err != nil {
+			return fmt.Errorf("admin listen on %s: %w", cfg.Admin.Listen, err)
+		}
+		adminAddr, adminDone = a.String(), done
+	}
+
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve() }()
+	log.Info("listening", zap.String("addr", addr.String()), zap.String("admin", adminAddr),
+		zap.String("upstream", cfg.Upstream.Address), zap.String("version", fullVersion()),
+		zap.Int("tables", len(cfg.Tables)))
+
+	for {
+		select {
+		case err := <-served:
+			return err
+		case err := <-adminDone:
+			return fmt.Errorf("admin server: %w", err)
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				reload(srv, f, log, level)
+				continue
+			}
+			timeout := srv.Config().Proxy.ShutdownTimeout
+			log.Info("shutting down", zap.String("signal", sig.String()), zap.Int("sessions", srv.SessionCount()), zap.Duration("timeout", timeout))
+			sctx, cancel := context.WithTimeout(context.Background(), timeout)
+			err := srv.Shutdown(sctx)
+			cancel()
+			if serr := <-served; serr != nil && err == nil {
+				err = serr
+			}
+			if err != nil {
+				log.Warn("shutdown", zap.Error(err))
+			}
+			log.Info("stopped")
+			return nil
+		}
+	}
+}
+
+// reload re-reads the config file on SIGHUP. A bad file is logged and the
+// running config stays.
+func reload(srv *proxy.Server, f serveFlags, log *zap.Logger, level zap.AtomicLevel) {
+	start := time.Now()
+	cfg, err := loadServeConfig(f)
+	if err == nil {
+		err = srv.Reload(cfg)
+	}
+	if err != nil {
+		var list policy.ErrorList
+		if errors.As(err, &list) {
+			log.Error("config reload failed; keeping the running config", zap.Strings("errors", errorStrings(list)))
+		} else {
+			log.Error("config reload failed; keeping the running config", zap.Error(err))
+		}
+		return
+	}
+	if l, err := zapcore.ParseLevel(cfg.Log.Level); err == nil {
+		level.SetLevel(l)
+	}
+	log.Info("config reloaded", zap.Duration("took", time.Since(start)), zap.Int("sessions", srv.SessionCount()))
+}
+
+func errorStrings(list policy.ErrorList) []string {
+	out := make([]string, len(list))
+	for i, e := range list {
+		out[i] = e.Error()
+	}
+	return out
+}

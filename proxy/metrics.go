@@ -1,0 +1,93 @@
+package proxy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are pgveil's Prometheus series. Labels never carry values:
+// only directions, SQLSTATE classes, statement kinds and table.column names.
+type Metrics struct {
+	ConnectionsOpen   prometheus.Gauge
+	ConnectionsTotal  prometheus.Counter
+	CancelsTotal      prometheus.Counter
+	Bytes             *prometheus.CounterVec // direction: client_to_server | server_to_client
+	Messages          *prometheus.CounterVec // direction
+	Errors            *prometheus.CounterVec // class (SQLSTATE class), source: server | pgveil
+	UpstreamConnect   prometheus.Histogram
+	TrackerDesyncs    prometheus.Counter
+	Statements        *prometheus.CounterVec // kind: passthrough | rewritten | refused
+	ValuesEncrypted   *prometheus.CounterVec // column: schema.table.column
+	ValuesDecrypted   *prometheus.CounterVec // column
+	DecryptFailures   *prometheus.CounterVec // column, reason
+	ReaderMasked      *prometheus.CounterVec // column: values nulled for a role not in readers
+	PlanCacheHits     prometheus.CounterFunc
+	PlanCacheMisses   prometheus.CounterFunc
+	PhaseSeconds      *prometheus.HistogramVec // phase: plan | crypto | upstream
+	ReloadsTotal      *prometheus.CounterVec   // result: ok | error
+	bytesC2S, bytesS2C, msgsC2S, msgsS2C prometheus.Counter
+}
+
+// NewMetrics registers pgveil's series with reg. cacheStats feeds the plan
+// cache counters (nil before the planner exists).
+func NewMetrics(reg prometheus.Registerer, cacheStats func() (hits, misses uint64)) *Metrics {
+	if cacheStats == nil {
+		cacheStats = func() (uint64, uint64) { return 0, 0 }
+	}
+	m := &Metrics{
+		ConnectionsOpen:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgveil_connections_open", Help: "Client connections currently open."}),
+		ConnectionsTotal: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_connections_total", Help: "Client connections accepted."}),
+		CancelsTotal:     prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_cancel_requests_total", Help: "CancelRequests forwarded upstream."}),
+		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_bytes_total", Help: "Protocol bytes relayed after startup, by direction."},
+			[]string{"direction"}),
+		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_messages_total", Help: "Protocol messages relayed after startup, by direction."},
+			[]string{"direction"}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_errors_total", Help: "ErrorResponses sent to clients, by SQLSTATE class and by who raised them."},
+			[]string{"class", "source"}),
+		UpstreamConnect: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "pgveil_upstream_connect_seconds", Help: "Time to connect to the upstream server, TLS included.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5}}),
+		TrackerDesyncs: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_tracker_desyncs_total", Help: "Backend messages that did not match the expected protocol state (a pgveil bug if non-zero)."}),
+		Statements: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_statements_total", Help: "Statements by what pgveil did with them."},
+			[]string{"kind"}),
+		ValuesEncrypted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_values_encrypted_total", Help: "Values sealed, by column."},
+			[]string{"column"}),
+		ValuesDecrypted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_values_decrypted_total", Help: "Values opened, by column."},
+			[]string{"column"}),
+		DecryptFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_decrypt_failures_total", Help: "Values that failed to open, by column and reason."},
+			[]string{"column", "reason"}),
+		ReaderMasked: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_values_masked_total", Help: "Values returned as NULL because the role is not a reader of the column."},
+			[]string{"column"}),
+		PhaseSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pgveil_phase_seconds", Help: "Time spent per phase of rewritten statements.",
+			Buckets: []float64{.00001, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .1, .5, 1}}, []string{"phase"}),
+		ReloadsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_config_reloads_total", Help: "SIGHUP config reloads by result."},
+			[]string{"result"}),
+	}
+	m.PlanCacheHits = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgveil_plan_cache_hits_total", Help: "Plan cache hits."},
+		func() float64 { h, _ := cacheStats(); return float64(h) })
+	m.PlanCacheMisses = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgveil_plan_cache_misses_total", Help: "Plan cache misses."},
+		func() float64 { _, mi := cacheStats(); return float64(mi) })
+	reg.MustRegister(m.ConnectionsOpen, m.ConnectionsTotal, m.CancelsTotal, m.Bytes, m.Messages, m.Errors,
+		m.UpstreamConnect, m.TrackerDesyncs, m.Statements, m.ValuesEncrypted, m.ValuesDecrypted,
+		m.DecryptFailures, m.ReaderMasked, m.PlanCacheHits, m.PlanCacheMisses, m.PhaseSeconds, m.ReloadsTotal)
+	m.bytesC2S = m.Bytes.WithLabelValues("client_to_server")
+	m.bytesS2C = m.Bytes.WithLabelValues("server_to_client")
+	m.msgsC2S = m.Messages.WithLabelValues("client_to_server")
+	m.msgsS2C = m.Messages.WithLabelValues("server_to_client")
+	return m
+}
+
+// flowCounter accumulates a direction's traffic inside one goroutine and
+// publishes it once per flush, so the hot path touches no shared atomics.
+type flowCounter struct {
+	bytes, msgs int
+}
+
+func (f *flowCounter) add(n int) { f.bytes += n; f.msgs++ }
+
+func (f *flowCounter) publish(bytes, msgs prometheus.Counter) {
+	if f.msgs == 0 {
+		return
+	}
+	bytes.Add(float64(f.bytes))
+	msgs.Add(float64(f.msgs))
+	f.bytes, f.msgs = 0, 0
+}

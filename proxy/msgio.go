@@ -1,0 +1,183 @@
+package proxy
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+)
+
+// Buffer sizes of the relay. A read buffer holds many small messages, so a
+// pipeline or a burst of DataRows is handled with one read syscall; a write
+// buffer is flushed once per round trip (when the reader has nothing more).
+const (
+	readBufferSize  = 32 * 1024
+	writeBufferSize = 32 * 1024
+	// streamThreshold is the body size above which a message that needs no
+	// change is copied through in pieces instead of being held whole.
+	streamThreshold = 64 * 1024
+)
+
+// msgReader reads typed protocol messages (a type byte, an int32 length that
+// counts itself, the body) with a size limit, reusing one body buffer.
+// A body returned by readBody is valid only until the next read.
+type msgReader struct {
+	r   *bufio.Reader
+	max int // largest allowed body+4 (the length field's value)
+	buf []byte
+	hdr [5]byte
+	// pending is the body length of the message whose header was read but
+	// whose body was not yet consumed.
+	pending int
+	// knob names the config setting behind max, for the error message.
+	knob string
+	// wake, for the client side, is told when a body is being read so that
+	// a shutdown wake-up never cuts a message in half.
+	wake *wakeReader
+}
+
+func newMsgReader(r io.Reader, max int) *msgReader {
+	return &msgReader{r: bufio.NewReaderSize(r, readBufferSize), max: max, knob: "proxy.max_startup_message"}
+}
+
+// tooLargeError reports a message over the configured limit. It is a
+// protocol violation: the stream cannot be resynchronised, so the session ends.
+type tooLargeError struct {
+	typ    byte
+	length int
+	limit  int
+	knob   string
+}
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("message of type %q and length %d exceeds pgveil's limit of %d bytes (%s)", e.typ, e.length, e.limit, e.knob)
+}
+
+// readHeader reads the next message's type and length. The caller must then
+// call readBody or forwardBody exactly once.
+//
+// The header is peeked before it is consumed, so a read interrupted by a
+// wake-up deadline leaves the stream intact and can simply be retried.
+func (m *msgReader) readHeader() (typ byte, bodyLen int, err error) {
+	if m.wake != nil {
+		m.wake.mid = false
+	}
+	h, err := m.r.Peek(5)
+	if err != nil {
+		if len(h) > 0 && err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, 0, err
+	}
+	copy(m.hdr[:], h)
+	m.r.Discard(5)
+	if m.wake != nil {
+		m.wake.mid = true
+	}
+	n := int(int32(binary.BigEndian.Uint32(m.hdr[1:])))
+	if n < 4 {
+		return 0, 0, &protocolError{msg: fmt.Sprintf("invalid length %d in message of type %q", n, m.hdr[0])}
+	}
+	if n > m.max {
+		return 0, 0, &tooLargeError{typ: m.hdr[0], length: n, limit: m.max, knob: m.knob}
+	}
+	m.pending = n - 4
+	return m.hdr[0], m.pending, nil
+}
+
+// readBody reads the body announced by the last header into the reused buffer.
+func (m *msgReader) readBody() ([]byte, error) {
+	n := m.pending
+	m.pending = 0
+	if cap(m.buf) < n {
+		m.buf = make([]byte, n, growCap(n))
+	}
+	b := m.buf[:n]
+	if _, err := io.ReadFull(m.r, b); err != nil {
+		return nil, unexpectedEOF(err)
+	}
+	// Do not keep a huge buffer alive after one huge message.
+	if cap(m.buf) > 4*streamThreshold && n <= streamThreshold {
+		m.buf = nil
+	}
+	return b, nil
+}
+
+// forwardBody copies the header and body of the current message to w
+// without interpreting it: small bodies through the read buffer, large
+// ones streamed so that a 100 MB DataRow never sits in memory whole.
+func (m *msgReader) forwardBody(w *bufio.Writer) error {
+	n := m.pending
+	m.pending = 0
+	if _, err := w.Write(m.hdr[:]); err != nil {
+		return err
+	}
+	if n <= m.r.Buffered() {
+		b, _ := m.r.Peek(n)
+		w.Write(b)
+		_, err := m.r.Discard(n)
+		return err
+	}
+	if _, err := io.CopyN(w, m.r, int64(n)); err != nil {
+		return unexpectedEOF(err)
+	}
+	return nil
+}
+
+// header returns the 5 header bytes of the current message, for callers
+// that read the body and then forward both unchanged.
+func (m *msgReader) header() []byte { return m.hdr[:] }
+
+// buffered reports whether more input is already buffered: the relay
+// flushes its writer only when it is not, once per round trip.
+func (m *msgReader) buffered() int { return m.r.Buffered() }
+
+func growCap(n int) int {
+	if n < 8192 {
+		return 8192
+	}
+	return n
+}
+
+func unexpectedEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// protocolError is a malformed message: the session ends with SQLSTATE 08P01.
+type protocolError struct{ msg string }
+
+func (e *protocolError) Error() string { return "protocol violation: " + e.msg }
+
+// writeMsg appends a message with type typ and body to w.
+func writeMsg(w *bufio.Writer, typ byte, body []byte) error {
+	var h [5]byte
+	h[0] = typ
+	binary.BigEndian.PutUint32(h[1:], uint32(len(body)+4))
+	w.Write(h[:])
+	_, err := w.Write(body)
+	return err
+}
+
+// cstring reads a NUL-terminated string at b[off:], returning it and the
+// offset after the NUL.
+func cstring(b []byte, off int) (string, int, bool) {
+	for i := off; i < len(b); i++ {
+		if b[i] == 0 {
+			return string(b[off:i]), i + 1, true
+		}
+	}
+	return "", off, false
+}
+
+// cstringBytes is cstring without a copy; the result aliases b.
+func cstringBytes(b []byte, off int) ([]byte, int, bool) {
+	for i := off; i < len(b); i++ {
+		if b[i] == 0 {
+			return b[off:i], i + 1, true
+		}
+	}
+	return nil, off, false
+}

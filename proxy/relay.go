@@ -1,0 +1,215 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+)
+
+// clientToServer relays frontend messages after startup. Messages that open
+// or name statements and portals are read whole so the tracker can follow
+// them; every message is forwarded as the client's own bytes. The writer is
+// flushed when no more client input is buffered: once per round trip.
+func (s *session) clientToServer() error {
+	var flow flowCounter
+	defer flow.publish(s.srv.metrics.bytesC2S, s.srv.metrics.msgsC2S)
+	for {
+		typ, n, err := s.cr.readHeader()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// A shutdown wake-up at a message boundary.
+				if s.srv.draining.Load() && s.idle() {
+					return errDrained
+				}
+				s.client.SetReadDeadline(timeZero)
+				continue
+			}
+			return err
+		}
+		flow.add(n + 5)
+		switch typ {
+		case 'P', 'B', 'D', 'E', 'C':
+			body, err := s.cr.readBody()
+			if err != nil {
+				return err
+			}
+			if err := s.trackExtended(typ, body); err != nil {
+				return err
+			}
+			s.sw.Write(s.cr.header())
+			s.sw.Write(body)
+		case 'S':
+			s.t.push(pending{kind: pendSync})
+			err = s.cr.forwardBody(s.sw)
+		case 'Q':
+			s.t.push(pending{kind: pendQuery})
+			err = s.cr.forwardBody(s.sw)
+		case 'F':
+			s.t.push(pending{kind: pendFunctionCall})
+			err = s.cr.forwardBody(s.sw)
+		case 'd', 'c', 'f': // CopyData, CopyDone, CopyFail
+			s.t.copyMessage()
+			err = s.cr.forwardBody(s.sw)
+		case 'H': // Flush: the client wants what is buffered now
+			err = s.cr.forwardBody(s.sw)
+			if err == nil {
+				err = s.sw.Flush()
+			}
+		case 'X':
+			if err := s.cr.forwardBody(s.sw); err != nil {
+				return err
+			}
+			s.sw.Flush()
+			return errTerminated
+		default:
+			// Unknown to pgveil: the server will judge it.
+			err = s.cr.forwardBody(s.sw)
+		}
+		if err != nil {
+			return err
+		}
+		if s.cr.buffered() == 0 {
+			flow.publish(s.srv.metrics.bytesC2S, s.srv.metrics.msgsC2S)
+			if err := s.sw.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// trackExtended records an extended-protocol message in the tracker.
+func (s *session) trackExtended(typ byte, body []byte) error {
+	switch typ {
+	case 'P': // Parse: name, query, parameter types
+		name, _, ok := cstringBytes(body, 0)
+		if !ok {
+			return &protocolError{msg: "malformed Parse message"}
+		}
+		stmt := passthroughStmt
+		if len(name) == 0 || !s.t.hasStatement(name) {
+			s.t.defineStatement(name, stmt)
+		}
+		s.t.push(pending{kind: pendParse, stmt: stmt})
+	case 'B': // Bind: portal, statement, ...
+		portalName, off, ok := cstringBytes(body, 0)
+		if !ok {
+			return &protocolError{msg: "malformed Bind message"}
+		}
+		stmtName, _, ok := cstringBytes(body, off)
+		if !ok {
+			return &protocolError{msg: "malformed Bind message"}
+		}
+		portal := passthroughPortal
+		if stmt := s.t.statement(stmtName); stmt != passthroughStmt {
+			portal = &Portal{Name: string(portalName), Stmt: stmt}
+		}
+		s.t.bindPortal(portalName, portal)
+		s.t.push(pending{kind: pendBind, portal: portal})
+	case 'D': // Describe: 'S' or 'P', name
+		if len(body) < 2 {
+			return &protocolError{msg: "malformed Describe message"}
+		}
+		name, _, ok := cstringBytes(body, 1)
+		if !ok {
+			return &protocolError{msg: "malformed Describe message"}
+		}
+		if body[0] == 'S' {
+			s.t.push(pending{kind: pendDescribeStmt, stmt: s.t.statement(name)})
+		} else {
+			s.t.push(pending{kind: pendDescribePortal, portal: s.t.portal(name)})
+		}
+	case 'E': // Execute: portal, max rows
+		name, _, ok := cstringBytes(body, 0)
+		if !ok {
+			return &protocolError{msg: "malformed Execute message"}
+		}
+		s.t.push(pending{kind: pendExecute, portal: s.t.portal(name)})
+	case 'C': // Close: 'S' or 'P', name
+		if len(body) < 2 {
+			return &protocolError{msg: "malformed Close message"}
+		}
+		name, _, ok := cstringBytes(body, 1)
+		if !ok {
+			return &protocolError{msg: "malformed Close message"}
+		}
+		if body[0] == 'S' {
+			s.t.closeStatement(name)
+			s.t.push(pending{kind: pendCloseStmt})
+		} else {
+			s.t.closePortal(name)
+			s.t.push(pending{kind: pendClosePortal})
+		}
+	}
+	return nil
+}
+
+// serverToClient relays backend messages after startup, attributing each to
+// the client message it answers. Large messages that need no change are
+// streamed; the writer is flushed once the server's output is drained.
+func (s *session) serverToClient() error {
+	var flow flowCounter
+	var desyncs uint64
+	m := s.srv.metrics
+	defer flow.publish(m.bytesS2C, m.msgsS2C)
+	for {
+		typ, n, err := s.sr.readHeader()
+		if err != nil {
+			return s.upstreamEnded(err)
+		}
+		flow.add(n + 5)
+		switch typ {
+		case 'Z', 'E':
+			body, err := s.sr.readBody()
+			if err != nil {
+				return s.upstreamEnded(err)
+			}
+			s.t.onBackend(typ, body)
+			s.cw.Write(s.sr.header())
+			s.cw.Write(body)
+			if typ == 'E' {
+				s.countServerError(body)
+				if sev := errorField(body, 'V'); sev == "FATAL" || sev == "PANIC" {
+					s.serverSentFatal = true
+				}
+			} else if s.srv.draining.Load() && len(body) > 0 && body[0] == 'I' && s.t.len() == 0 {
+				s.wake()
+			}
+		default:
+			s.t.onBackend(typ, nil)
+			if err := s.sr.forwardBody(s.cw); err != nil {
+				return s.upstreamEnded(err)
+			}
+		}
+		if s.sr.buffered() == 0 {
+			flow.publish(m.bytesS2C, m.msgsS2C)
+			if d := s.t.desyncCount(); d != desyncs {
+				m.TrackerDesyncs.Add(float64(d - desyncs))
+				s.log.Error("protocol tracker out of step with the server")
+				desyncs = d
+			}
+			if err := s.cw.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// upstreamEnded handles the end of the upstream stream. If the session is
+// not closing it on purpose, the client learns the connection is gone
+// (unless the server already said so with its own FATAL).
+func (s *session) upstreamEnded(err error) error {
+	if s.upstreamClosing.Load() {
+		return nil
+	}
+	if !s.serverSentFatal {
+		er := toErrorResponse(&pgError{Severity: "FATAL", Code: codeConnectionFailure,
+			Message: "pgveil lost the connection to the upstream server"})
+		buf, _ := er.Encode(nil)
+		s.cw.Write(buf)
+		s.srv.metrics.Errors.WithLabelValues("08", "pgveil").Inc()
+	}
+	s.cw.Flush()
+	return &upstreamError{err}
+}
+
+func be16(b []byte) int16 { return int16(binary.BigEndian.Uint16(b)) }

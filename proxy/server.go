@@ -1,0 +1,228 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// Server accepts client connections and runs one session per connection.
+//
+// Concurrency: Serve runs the accept loop; each accepted connection gets a
+// session goroutine (client → server) which starts a second goroutine
+// (server → client). Shutdown stops the accept loop, asks idle sessions to
+// end, waits for the rest until its context expires, then closes them.
+type Server struct {
+	log     *zap.Logger
+	metrics *Metrics
+
+	cfg       atomic.Pointer[policy.Config]
+	clientTLS atomic.Pointer[tls.Config] // nil: answer SSLRequest with 'N'
+	upTLS     atomic.Pointer[upstreamTLS]
+
+	mu       sync.Mutex
+	ln       net.Listener
+	sessions map[*session]struct{}
+	wg       sync.WaitGroup
+	draining atomic.Bool
+	nextID   atomic.Uint64
+}
+
+// Options configure a Server beyond its config file.
+type Options struct {
+	Log      *zap.Logger
+	Registry prometheus.Registerer // nil: a private registry
+}
+
+// New builds a Server for cfg. It loads certificates now so that a bad
+// certificate fails at start, not at the first client.
+func New(cfg *policy.Config, opts Options) (*Server, error) {
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	s := &Server{log: opts.Log, sessions: map[*session]struct{}{}}
+	s.metrics = NewMetrics(opts.Registry, nil)
+	if err := s.apply(cfg); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Metrics exposes the server's metric handles.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// apply installs cfg for sessions that start from now on.
+func (s *Server) apply(cfg *policy.Config) error {
+	var ctls *tls.Config
+	if cfg.TLS != nil {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("tls: loading %s and %s: %w", cfg.TLS.CertFile, cfg.TLS.KeyFile, err)
+		}
+		ctls = &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			MinVersion:   tls.VersionTLS12,
+			// ALPN "postgresql" is required for direct TLS (PostgreSQL 17
+			// sslnegotiation=direct) and harmless for SSLRequest clients.
+			NextProtos: []string{"postgresql"},
+		}
+		if cfg.TLS.MinVersion == "1.3" {
+			ctls.MinVersion = tls.VersionTLS13
+		}
+	}
+	up, err := newUpstreamTLS(cfg.Upstream)
+	if err != nil {
+		return err
+	}
+	s.cfg.Store(cfg)
+	s.clientTLS.Store(ctls)
+	s.upTLS.Store(up)
+	return nil
+}
+
+// Reload swaps in a new config. Sessions already running keep the config
+// they started with; new sessions use the new one. The listen address
+// cannot change without a restart.
+func (s *Server) Reload(cfg *policy.Config) error {
+	old := s.cfg.Load()
+	if cfg.Listen != old.Listen {
+		s.metrics.ReloadsTotal.WithLabelValues("error").Inc()
+		return fmt.Errorf("listen changed from %s to %s: restart pgveil to move the listener", old.Listen, cfg.Listen)
+	}
+	if err := s.apply(cfg); err != nil {
+		s.metrics.ReloadsTotal.WithLabelValues("error").Inc()
+		return err
+	}
+	s.metrics.ReloadsTotal.WithLabelValues("ok").Inc()
+	return nil
+}
+
+// Config is the config new sessions use.
+func (s *Server) Config() *policy.Config { return s.cfg.Load() }
+
+// Listen binds the client listener. The bound address is returned so that
+// "127.0.0.1:0" in tests yields a free port.
+func (s *Server) Listen() (net.Addr, error) {
+	ln, err := net.Listen("tcp", s.cfg.Load().Listen)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.ln = ln
+	s.mu.Unlock()
+	return ln.Addr(), nil
+}
+
+// Serve accepts connections until Shutdown. It returns nil after Shutdown.
+func (s *Server) Serve() error {
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln == nil {
+		return errors.New("proxy: Serve before Listen")
+	}
+	var backoff time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if s.draining.Load() || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Temporary failures such as EMFILE: back off and keep serving.
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff < time.Second {
+				backoff *= 2
+			}
+			s.log.Warn("accept failed", zap.Error(err), zap.Duration("retry_in", backoff))
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		if tc, ok := conn.(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
+			tc.SetKeepAlive(true)
+		}
+		sess := s.newSession(conn)
+		s.mu.Lock()
+		if s.draining.Load() {
+			s.mu.Unlock()
+			conn.Close()
+			continue
+		}
+		s.sessions[sess] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			sess.run()
+			s.mu.Lock()
+			delete(s.sessions, sess)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Shutdown stops accepting, ends idle sessions at once (FATAL 57P01, as
+// Postgres does on a fast shutdown), lets busy sessions finish their
+// transaction, and when ctx expires closes whatever is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	for sess := range s.sessions {
+		sess.wake()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	n := len(s.sessions)
+	for sess := range s.sessions {
+		sess.forceClose()
+	}
+	s.mu.Unlock()
+	<-done
+	return fmt.Errorf("shutdown timeout: closed %d busy sessions", n)
+}
+
+// SessionCount is the number of sessions running.
+func (s *Server) SessionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// Ready reports whether the upstream server accepts TCP connections.
+func (s *Server) Ready(ctx context.Context) error {
+	if s.draining.Load() {
+		return errors.New("draining")
+	}
+	cfg := s.cfg.Load()
+	d := net.Dialer{Timeout: cfg.Upstream.ConnectTimeout}
+	c, err := d.DialContext(ctx, "tcp", cfg.Upstream.Address)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}

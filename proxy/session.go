@@ -1,0 +1,313 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// session is one client connection and its upstream connection.
+//
+// Phases, in order, each owned by the session goroutine:
+//
+//	startup      SSLRequest / GSSENCRequest / direct TLS, then StartupMessage
+//	             or CancelRequest (forwarded upstream, session ends)
+//	connect      dial upstream, TLS per upstream.tls, send the StartupMessage
+//	authenticate relay (or scram) until ReadyForQuery
+//	relay        two goroutines: clientToServer (this one) and serverToClient
+//
+// Every way a session ends, and who closes what:
+//
+//   - Client sends Terminate or closes: clientToServer returns; relay sends
+//     Terminate upstream, closes the upstream connection, which ends
+//     serverToClient; then the client connection is closed.
+//   - Upstream closes or fails: serverToClient tells the client (FATAL 08006
+//     unless the server already sent its own FATAL), closes the client
+//     connection, which ends clientToServer; relay then closes upstream.
+//   - Client breaks the protocol (malformed or oversized message): relay
+//     closes upstream, waits for serverToClient to end, then sends the
+//     client a FATAL ErrorResponse (08P01 or 54000) and closes.
+//   - Shutdown: an idle session (nothing in flight, not in a transaction)
+//     is woken through a read deadline and ends like a protocol error but
+//     with FATAL 57P01; a busy one ends when its transaction does; after
+//     proxy.shutdown_timeout forceClose closes both connections.
+//
+// Only one goroutine writes to each connection at a time: serverToClient
+// writes to the client while it runs, clientToServer writes upstream; after
+// serverToClient has ended, relay may write a last message to the client.
+type session struct {
+	srv *Server
+	id  uint64
+	cfg *policy.Config
+	up  *upstreamTLS
+	log *zap.Logger
+
+	client    net.Conn
+	clientTLS bool
+	wake_     *wakeReader
+	cr        *msgReader
+	cw        *bufio.Writer
+
+	server    net.Conn
+	serverTLS bool
+	sr        *msgReader
+	sw        *bufio.Writer
+
+	t          *tracker
+	user       string
+	database   string
+	backendPID uint32
+
+	upstreamClosing atomic.Bool // relay is closing upstream on purpose
+	serverSentFatal bool        // serverToClient relayed a FATAL from the server
+	serverDone      chan struct{}
+	closeOnce       sync.Once
+}
+
+func (srv *Server) newSession(conn net.Conn) *session {
+	cfg := srv.cfg.Load()
+	s := &session{
+		srv:    srv,
+		id:     srv.nextID.Add(1),
+		cfg:    cfg,
+		up:     srv.upTLS.Load(),
+		client: conn,
+		t:      newTracker(),
+	}
+	s.log = srv.log.With(zap.Uint64("session", s.id), zap.String("client", conn.RemoteAddr().String()))
+	s.setClientConn(conn, cfg.Proxy.MaxStartupMessage)
+	return s
+}
+
+// setClientConn (re)builds the client reader and writer, after TLS.
+func (s *session) setClientConn(conn net.Conn, max int) {
+	s.client = conn
+	s.wake_ = &wakeReader{conn: conn}
+	s.cr = newMsgReader(s.wake_, max)
+	s.cr.wake = s.wake_
+	s.cw = bufio.NewWriterSize(conn, writeBufferSize)
+}
+
+// run drives the session through its phases.
+func (s *session) run() {
+	m := s.srv.metrics
+	m.ConnectionsOpen.Inc()
+	m.ConnectionsTotal.Inc()
+	defer m.ConnectionsOpen.Dec()
+	defer s.closeClient()
+	defer s.recoverPanic("session")
+
+	startup, err := s.startup()
+	if err != nil {
+		s.failStartup(err)
+		return
+	}
+	if startup == nil {
+		return // a CancelRequest, already forwarded
+	}
+	if err := s.connect(startup); err != nil {
+		s.failStartup(err)
+		return
+	}
+	defer s.server.Close()
+	if err := s.authenticate(); err != nil {
+		s.failStartup(err)
+		return
+	}
+	s.log = s.log.With(zap.Uint32("backend_pid", s.backendPID))
+	s.log.Debug("session ready", zap.Bool("client_tls", s.clientTLS), zap.Bool("upstream_tls", s.serverTLS))
+	s.cr.max = s.cfg.Proxy.MaxMessage
+	s.cr.knob = "proxy.max_message"
+	err = s.relay()
+	switch {
+	case err == nil:
+		s.log.Debug("session ended")
+	case errors.Is(err, errDrained):
+		s.log.Info("session ended by shutdown")
+	default:
+		s.log.Info("session ended", zap.Error(err))
+	}
+}
+
+// recoverPanic keeps a bug triggered by one client from taking down the
+// process and every other session: the session ends, the stack is logged.
+func (s *session) recoverPanic(where string) {
+	if r := recover(); r != nil {
+		s.logPanic(where, r)
+		s.forceClose()
+	}
+}
+
+func (s *session) logPanic(where string, r any) {
+	s.log.Error("panic in session; session closed", zap.String("where", where), zap.Any("panic", r), zap.Stack("stack"))
+}
+
+// failStartup reports an error before the relay phase, when this goroutine
+// is the only writer to the client.
+func (s *session) failStartup(err error) {
+	if isClosedConn(err) && !isUpstreamErr(err) {
+		s.log.Debug("client left during startup", zap.Error(err))
+		return
+	}
+	s.log.Info("startup failed", zap.Error(err))
+	s.sendError(err)
+}
+
+// sendError writes an ErrorResponse for err to the client and flushes.
+func (s *session) sendError(err error) {
+	er := toErrorResponse(err)
+	s.srv.metrics.Errors.WithLabelValues(sqlstateClass(er.Code), "pgveil").Inc()
+	buf, _ := er.Encode(nil)
+	s.client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	s.cw.Write(buf)
+	s.cw.Flush()
+}
+
+func (s *session) closeClient() {
+	s.closeOnce.Do(func() { s.client.Close() })
+}
+
+// wake interrupts an idle client read so the session can notice a shutdown.
+func (s *session) wake() { s.client.SetReadDeadline(time.Now()) }
+
+// forceClose ends the session at once (shutdown timeout).
+func (s *session) forceClose() {
+	s.client.Close()
+	if s.server != nil {
+		s.server.Close()
+	}
+}
+
+// idle reports that nothing is in flight and no transaction is open.
+func (s *session) idle() bool {
+	s.t.mu.Lock()
+	defer s.t.mu.Unlock()
+	return s.t.n == 0 && s.t.txStatus == 'I'
+}
+
+var errDrained = fatal(codeAdminShutdown, "terminating connection due to administrator command")
+
+// upstreamError marks failures to reach the upstream server.
+type upstreamError struct{ err error }
+
+func (e *upstreamError) Error() string { return "upstream: " + e.err.Error() }
+func (e *upstreamError) Unwrap() error { return e.err }
+
+func isUpstreamErr(err error) bool {
+	var ue *upstreamError
+	return errors.As(err, &ue)
+}
+
+// connect dials the upstream server and sends the client's StartupMessage.
+func (s *session) connect(startup []byte) error {
+	start := time.Now()
+	conn, encrypted, err := s.up.dial(context.Background())
+	if err != nil {
+		s.log.Warn("upstream unreachable", zap.String("upstream", s.cfg.Upstream.Address), zap.Error(err))
+		return &pgError{Severity: "FATAL", Code: codeCannotConnect,
+			Message: "pgveil could not connect to the upstream server at " + s.cfg.Upstream.Address,
+			Hint:    "check that PostgreSQL is running and upstream.address is right", cause: &upstreamError{err}}
+	}
+	s.srv.metrics.UpstreamConnect.Observe(time.Since(start).Seconds())
+	s.server, s.serverTLS = conn, encrypted
+	s.sr = newMsgReader(conn, s.cfg.Proxy.MaxMessage)
+	s.sr.knob = "proxy.max_message"
+	s.sw = bufio.NewWriterSize(conn, writeBufferSize)
+	if _, err := s.sw.Write(startup); err != nil {
+		return &pgError{Severity: "FATAL", Code: codeConnectionFailure, Message: "lost the upstream connection during startup", cause: &upstreamError{err}}
+	}
+	return s.sw.Flush()
+}
+
+// relay runs the two relay loops until one ends, then stops the other.
+func (s *session) relay() error {
+	s.serverDone = make(chan struct{})
+	var serr error
+	go func() {
+		defer close(s.serverDone)
+		defer func() {
+			if r := recover(); r != nil {
+				s.logPanic("server-to-client", r)
+				serr = fatal(codeInternalError, "pgveil internal error")
+				s.closeClient()
+			}
+		}()
+		serr = s.serverToClient()
+		if !s.upstreamClosing.Load() {
+			// The upstream side ended first: clientToServer is blocked on
+			// the client; closing the client connection releases it.
+			s.closeClient()
+		}
+	}()
+	cerr := s.clientToServer()
+
+	s.upstreamClosing.Store(true)
+	s.server.SetWriteDeadline(time.Now().Add(time.Second))
+	if !errors.Is(cerr, errTerminated) {
+		writeMsg(s.sw, 'X', nil)
+	}
+	s.sw.Flush()
+	s.server.Close()
+	<-s.serverDone
+
+	if cerr != nil && !errors.Is(cerr, errTerminated) && !isClosedConn(cerr) {
+		s.sendError(cerr)
+	}
+	switch {
+	case errors.Is(cerr, errTerminated), isClosedConn(cerr) && serr == nil:
+		return nil
+	case cerr != nil && !isClosedConn(cerr):
+		return cerr
+	case serr != nil && !isClosedConn(serr):
+		return serr
+	}
+	return nil
+}
+
+// errTerminated is the client's Terminate: a normal end.
+var errTerminated = errors.New("client sent Terminate")
+
+// wakeReader is the client connection as the reader sees it. Shutdown wakes
+// an idle session by setting a read deadline in the past; a deadline that
+// strikes inside a message is ignored so no message is ever cut.
+type wakeReader struct {
+	conn net.Conn
+	mid  bool // inside a message body
+}
+
+func (w *wakeReader) Read(p []byte) (int, error) {
+	for {
+		n, err := w.conn.Read(p)
+		if n == 0 && w.mid && errors.Is(err, os.ErrDeadlineExceeded) {
+			w.conn.SetReadDeadline(time.Time{})
+			continue
+		}
+		return n, err
+	}
+}
+
+// sessionFields are log fields describing the client after startup.
+func (s *session) sessionFields(params map[string]string) []zap.Field {
+	f := []zap.Field{zap.String("user", params["user"]), zap.String("database", params["database"])}
+	if app := params["application_name"]; app != "" {
+		f = append(f, zap.String("application_name", app))
+	}
+	if r := params["replication"]; r != "" {
+		f = append(f, zap.String("replication", r))
+	}
+	return f
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+var timeZero time.Time

@@ -1,0 +1,397 @@
+package proxy
+
+import (
+	"sync"
+
+	"github.com/pgveil/pgveil/rewrite"
+)
+
+// Statement is a prepared statement as the client named it. A statement
+// whose plan needs nothing from pgveil is represented by passthroughStmt, so
+// the relay allocates nothing for it.
+type Statement struct {
+	// Name is the client's name ("" for the unnamed statement).
+	Name string
+	// ServerName is the name used upstream. pgveil gives every statement it
+	// rewrites a fresh upstream name, so a Bind can only ever reach the very
+	// plan the proxy recorded for it: if that Parse failed or was skipped,
+	// the server has no statement of that name and rejects the Bind.
+	ServerName string
+	// Plan is the rewrite plan; nil for a statement pgveil does not touch.
+	Plan *rewrite.Stmt
+	// ParamOIDs are the parameter types the client declared at Parse.
+	ParamOIDs []uint32
+}
+
+// Portal is a bound portal as the client named it.
+type Portal struct {
+	Name string
+	Stmt *Statement
+	// ResultFormats are the result-column format codes the client asked
+	// for at Bind (0 = text, 1 = binary; one code means all columns).
+	ResultFormats []int16
+	// bindSeq orders the portal against transaction ends: portals bound
+	// before the last ReadyForQuery with status 'I' no longer exist.
+	bindSeq uint64
+}
+
+// passthroughStmt and passthroughPortal stand for every statement and portal
+// pgveil does not touch.
+var (
+	passthroughStmt   = &Statement{}
+	passthroughPortal = &Portal{Stmt: passthroughStmt}
+)
+
+// pendKind is the kind of client message whose responses are awaited.
+type pendKind uint8
+
+const (
+	pendParse pendKind = iota + 1
+	pendBind
+	pendDescribeStmt
+	pendDescribePortal
+	pendExecute
+	pendCloseStmt
+	pendClosePortal
+	pendSync
+	pendQuery
+	pendFunctionCall
+)
+
+var pendNames = [...]string{"", "Parse", "Bind", "Describe(S)", "Describe(P)", "Execute", "Close(S)", "Close(P)", "Sync", "Query", "FunctionCall"}
+
+func (k pendKind) String() string { return pendNames[k] }
+
+// pending is one client message whose responses the server has yet to send.
+type pending struct {
+	kind   pendKind
+	seq    uint64
+	stmt   *Statement // Parse, Describe(S), Close(S)
+	portal *Portal    // Bind, Describe(P), Execute, Close(P)
+	query  *queryState
+	// void marks a Sync the server ignores because it arrived while the
+	// backend was in COPY IN mode (libpq sends Sync before it learns a
+	// statement was COPY; the backend discards Sync and Flush during copy-in).
+	void bool
+}
+
+// queryState is the bookkeeping of one simple Query in flight.
+type queryState struct {
+	plan *rewrite.Plan
+	// stmt is the index of the statement whose results are arriving; it
+	// advances at each CommandComplete or EmptyQueryResponse.
+	stmt int
+}
+
+// tracker follows the extended and simple query protocols so that each
+// backend message can be attributed to the client message that caused it.
+//
+// Ownership: the client-side view (stmts, portals, copy bookkeeping) belongs
+// to the goroutine reading from the client; the skip state and transaction
+// status belong to the goroutine reading from the server; the queue is
+// shared under mu (pushed by the first, popped by the second).
+type tracker struct {
+	mu    sync.Mutex
+	q     []pending // ring buffer
+	head  int
+	n     int
+	seq   uint64
+	stats trackerStats
+
+	// Client side.
+	stmts       map[string]*Statement
+	portals     map[string]*Portal
+	copyStart   uint64 // seq of the last Execute, for voiding Syncs sent during COPY IN
+	copyPending bool   // an Execute may have started COPY IN and no copy message was seen yet
+
+	// Server side.
+	txStatus byte // from the last ReadyForQuery: 'I', 'T' or 'E'
+	// idleSeq is the seq of the last message answered by a ReadyForQuery
+	// with status 'I': every portal bound before it is gone. Under mu.
+	idleSeq uint64
+}
+
+// trackerStats counts attribution problems; tests assert they stay zero.
+type trackerStats struct {
+	desyncs uint64
+}
+
+func newTracker() *tracker {
+	return &tracker{
+		q:        make([]pending, 16),
+		stmts:    map[string]*Statement{},
+		portals:  map[string]*Portal{},
+		txStatus: 'I',
+	}
+}
+
+// push records a client message that expects responses. Client goroutine.
+func (t *tracker) push(p pending) {
+	t.mu.Lock()
+	t.seq++
+	p.seq = t.seq
+	if t.n == len(t.q) {
+		t.grow()
+	}
+	t.q[(t.head+t.n)%len(t.q)] = p
+	t.n++
+	t.mu.Unlock()
+	if p.kind == pendExecute {
+		t.copyStart, t.copyPending = p.seq, true
+	}
+}
+
+func (t *tracker) grow() {
+	q := make([]pending, 2*len(t.q))
+	for i := 0; i < t.n; i++ {
+		q[i] = t.q[(t.head+i)%len(t.q)]
+	}
+	t.q, t.head = q, 0
+}
+
+// copyMessage is called by the client goroutine before it forwards CopyData,
+// CopyDone or CopyFail. The first such message after an Execute proves the
+// backend is in COPY IN mode for it, so every Sync the client sent after
+// that Execute will be ignored by the backend: mark them void.
+func (t *tracker) copyMessage() {
+	if !t.copyPending {
+		return
+	}
+	t.copyPending = false
+	t.mu.Lock()
+	for i := 0; i < t.n; i++ {
+		p := &t.q[(t.head+i)%len(t.q)]
+		if p.kind == pendSync && p.seq > t.copyStart {
+			p.void = true
+		}
+	}
+	t.mu.Unlock()
+}
+
+// peek returns the oldest pending message, or nil. Server goroutine. The
+// pointer stays valid until the next pop or push.
+func (t *tracker) peek() *pending {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.dropVoid()
+	if t.n == 0 {
+		return nil
+	}
+	return &t.q[t.head]
+}
+
+// dropVoid discards void Syncs at the head; mu held.
+func (t *tracker) dropVoid() {
+	for t.n > 0 && t.q[t.head].kind == pendSync && t.q[t.head].void {
+		t.popLocked()
+	}
+}
+
+func (t *tracker) popLocked() pending {
+	p := t.q[t.head]
+	t.q[t.head] = pending{}
+	t.head = (t.head + 1) % len(t.q)
+	t.n--
+	return p
+}
+
+// desyncCount is the number of attribution failures so far.
+func (t *tracker) desyncCount() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.stats.desyncs
+}
+
+// len is the number of messages awaiting responses.
+func (t *tracker) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n
+}
+
+// backendEvent is the tracker's reading of one backend message.
+type backendEvent struct {
+	// cur is the client message the backend message answers (nil for
+	// asynchronous messages: notices, notifications, parameter status).
+	cur pending
+	// done reports that cur has received its last response.
+	done bool
+}
+
+// onBackend attributes a backend message of type typ to the client message
+// it answers and advances the protocol state. Server goroutine. body is
+// only read for ReadyForQuery (the transaction status).
+func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.dropVoid()
+	var head *pending
+	if t.n > 0 {
+		head = &t.q[t.head]
+	}
+	expect := func(kinds ...pendKind) bool {
+		if head == nil {
+			t.stats.desyncs++
+			return false
+		}
+		for _, k := range kinds {
+			if head.kind == k {
+				return true
+			}
+		}
+		t.stats.desyncs++
+		return false
+	}
+	switch typ {
+	case '1': // ParseComplete
+		if expect(pendParse) {
+			ev.cur, ev.done = t.popLocked(), true
+		}
+	case '2': // BindComplete
+		if expect(pendBind) {
+			ev.cur, ev.done = t.popLocked(), true
+		}
+	case '3': // CloseComplete
+		if expect(pendCloseStmt, pendClosePortal) {
+			ev.cur, ev.done = t.popLocked(), true
+		}
+	case 't': // ParameterDescription: RowDescription or NoData follows
+		if expect(pendDescribeStmt) {
+			ev.cur = *head
+		}
+	case 'n': // NoData
+		if expect(pendDescribeStmt, pendDescribePortal) {
+			ev.cur, ev.done = t.popLocked(), true
+		}
+	case 'T': // RowDescription: ends a Describe, or starts the rows of an Execute or Query
+		if expect(pendDescribeStmt, pendDescribePortal, pendExecute, pendQuery) {
+			if head.kind == pendDescribeStmt || head.kind == pendDescribePortal {
+				ev.cur, ev.done = t.popLocked(), true
+			} else {
+				ev.cur = *head
+			}
+		}
+	case 'D', 'G', 'H', 'W', 'd', 'c': // DataRow, Copy{In,Out,Both}Response, CopyData, CopyDone
+		if expect(pendExecute, pendQuery) {
+			ev.cur = *head
+		}
+	case 'C', 'I': // CommandComplete, EmptyQueryResponse
+		if expect(pendExecute, pendQuery) {
+			if head.kind == pendExecute {
+				ev.cur, ev.done = t.popLocked(), true
+			} else {
+				ev.cur = *head
+				if head.query != nil {
+					head.query.stmt++
+				}
+			}
+		}
+	case 's': // PortalSuspended
+		if expect(pendExecute) {
+			ev.cur, ev.done = t.popLocked(), true
+		}
+	case 'V': // FunctionCallResponse
+		if expect(pendFunctionCall) {
+			ev.cur = *head
+		}
+	case 'E': // ErrorResponse
+		if head == nil {
+			return // asynchronous (e.g. FATAL on shutdown)
+		}
+		ev.cur = *head
+		if head.kind == pendQuery || head.kind == pendFunctionCall || head.kind == pendSync {
+			return // ReadyForQuery ends it
+		}
+		// Extended protocol: the backend discards every message until Sync.
+		for t.n > 0 && !(t.q[t.head].kind == pendSync && !t.q[t.head].void) {
+			t.popLocked()
+		}
+	case 'Z': // ReadyForQuery
+		if len(body) > 0 {
+			t.txStatus = body[0]
+		}
+		if expect(pendSync, pendQuery, pendFunctionCall) {
+			ev.cur, ev.done = t.popLocked(), true
+			if t.txStatus == 'I' {
+				t.idleSeq = ev.cur.seq
+			}
+		}
+	}
+	return ev
+}
+
+// --- client-side view ---
+//
+// The view is optimistic: it assumes every message the client sent succeeds.
+// That is safe because every statement pgveil rewrites gets a fresh upstream
+// name (Statement.ServerName): a Bind resolved through a stale view entry
+// names a statement the server does not have, and fails there. Unnamed
+// pass-through statements are not stored at all, so the common path
+// allocates nothing.
+
+// defineStatement records a Parse in the client's view.
+func (t *tracker) defineStatement(name []byte, s *Statement) {
+	if s == passthroughStmt && len(name) == 0 {
+		delete(t.stmts, "")
+		return
+	}
+	t.stmts[string(name)] = s
+}
+
+// statement looks up a statement by the client's name; a name not in the
+// view is a statement pgveil did not rewrite (or one the server lacks).
+func (t *tracker) statement(name []byte) *Statement {
+	if s, ok := t.stmts[string(name)]; ok {
+		return s
+	}
+	return passthroughStmt
+}
+
+// hasStatement reports whether a named statement is in the view.
+func (t *tracker) hasStatement(name []byte) bool {
+	_, ok := t.stmts[string(name)]
+	return ok
+}
+
+// closeStatement removes a statement from the client's view.
+func (t *tracker) closeStatement(name []byte) { delete(t.stmts, string(name)) }
+
+// forgetStatements drops the whole view (DEALLOCATE ALL, DISCARD ALL).
+func (t *tracker) forgetStatements() {
+	for k := range t.stmts {
+		delete(t.stmts, k)
+	}
+}
+
+// maxIdlePortals bounds the portal view before a sweep of dead portals.
+const maxIdlePortals = 32
+
+// bindPortal records a Bind in the client's view.
+func (t *tracker) bindPortal(name []byte, p *Portal) {
+	if p == passthroughPortal {
+		delete(t.portals, string(name))
+		return
+	}
+	t.mu.Lock()
+	p.bindSeq = t.seq + 1 // the seq push will give this Bind
+	idle := t.idleSeq
+	t.mu.Unlock()
+	if len(t.portals) >= maxIdlePortals {
+		for k, old := range t.portals {
+			if old.bindSeq <= idle {
+				delete(t.portals, k)
+			}
+		}
+	}
+	t.portals[p.Name] = p
+}
+
+// portal looks up a portal by the client's name.
+func (t *tracker) portal(name []byte) *Portal {
+	if p, ok := t.portals[string(name)]; ok {
+		return p
+	}
+	return passthroughPortal
+}
+
+func (t *tracker) closePortal(name []byte) { delete(t.portals, string(name)) }
