@@ -7,23 +7,23 @@ import (
 // Metrics are pgveil's Prometheus series. Labels never carry values:
 // only directions, SQLSTATE classes, statement kinds and table.column names.
 type Metrics struct {
-	ConnectionsOpen   prometheus.Gauge
-	ConnectionsTotal  prometheus.Counter
-	CancelsTotal      prometheus.Counter
-	Bytes             *prometheus.CounterVec // direction: client_to_server | server_to_client
-	Messages          *prometheus.CounterVec // direction
-	Errors            *prometheus.CounterVec // class (SQLSTATE class), source: server | pgveil
-	UpstreamConnect   prometheus.Histogram
-	TrackerDesyncs    prometheus.Counter
-	Statements        *prometheus.CounterVec // kind: passthrough | rewritten | refused
-	ValuesEncrypted   *prometheus.CounterVec // column: schema.table.column
-	ValuesDecrypted   *prometheus.CounterVec // column
-	DecryptFailures   *prometheus.CounterVec // column, reason
-	ReaderMasked      *prometheus.CounterVec // column: values nulled for a role not in readers
-	PlanCacheHits     prometheus.CounterFunc
-	PlanCacheMisses   prometheus.CounterFunc
-	PhaseSeconds      *prometheus.HistogramVec // phase: plan | crypto | upstream
-	ReloadsTotal      *prometheus.CounterVec   // result: ok | error
+	ConnectionsOpen                      prometheus.Gauge
+	ConnectionsTotal                     prometheus.Counter
+	CancelsTotal                         prometheus.Counter
+	Bytes                                *prometheus.CounterVec // direction: client_to_server | server_to_client
+	Messages                             *prometheus.CounterVec // direction
+	Errors                               *prometheus.CounterVec // class (SQLSTATE class), source: server | pgveil
+	UpstreamConnect                      prometheus.Histogram
+	TrackerDesyncs                       prometheus.Counter
+	Statements                           *prometheus.CounterVec // kind: passthrough | rewritten | refused
+	ValuesEncrypted                      *prometheus.CounterVec // column: schema.table.column
+	ValuesDecrypted                      *prometheus.CounterVec // column
+	DecryptFailures                      *prometheus.CounterVec // column, reason
+	ReaderMasked                         *prometheus.CounterVec // column: values nulled for a role not in readers
+	PlanCacheHits                        prometheus.CounterFunc
+	PlanCacheMisses                      prometheus.CounterFunc
+	PhaseSeconds                         *prometheus.HistogramVec // phase: plan | crypto | upstream
+	ReloadsTotal                         *prometheus.CounterVec   // result: ok | error
 	bytesC2S, bytesS2C, msgsC2S, msgsS2C prometheus.Counter
 }
 
