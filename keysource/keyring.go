@@ -1,0 +1,416 @@
+package keysource
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/pgveil/pgveil/keysource/envelope"
+	"github.com/pgveil/pgveil/policy"
+)
+
+// DefaultActiveTTL is how long the Keyring trusts its cached "newest active
+// version" of a column's key before re-reading it from pgveil.keys, so that
+// a rotation or shred done by another replica or by the CLI reaches every
+// replica within this time even without Watch. Keys by id are cached without
+// expiry: a version's bytes never change.
+const DefaultActiveTTL = time.Minute
+
+// Keyring is the process's view of pgveil.keys: it creates, caches, rotates
+// and shreds data keys. Unwrapped keys live only in its memory. It is safe
+// for concurrent use; the hot path (a cached EncryptionKey, Seal, a cached
+// Open, IndexKey.Sum) takes a read lock and touches no database.
+type Keyring struct {
+	pool   *pgxpool.Pool
+	master Master
+	log    *zap.Logger
+	ttl    time.Duration
+	now    func() time.Time
+
+	mu     sync.RWMutex
+	byID   map[uint32]*DataKey // every loaded encryption key, any version
+	gone   map[uint32]struct{} // ids known to be shredded
+	active map[activeKey]activeEntry
+	index  map[string]*IndexKey // by BlindIndex.Key
+	flight flight
+}
+
+type activeEntry struct {
+	key     *DataKey
+	expires time.Time
+}
+
+// NewKeyring opens the key store behind pool, creating pgveil.keys if it is
+// missing (safe when several replicas start at once).
+func NewKeyring(ctx context.Context, pool *pgxpool.Pool, master Master, log *zap.Logger) (*Keyring, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if err := EnsureSchema(ctx, pool); err != nil {
+		return nil, err
+	}
+	return &Keyring{
+		pool: pool, master: master, log: log, ttl: DefaultActiveTTL, now: time.Now,
+		byID: map[uint32]*DataKey{}, gone: map[uint32]struct{}{},
+		active: map[activeKey]activeEntry{}, index: map[string]*IndexKey{},
+	}, nil
+}
+
+// SetActiveTTL changes DefaultActiveTTL for this Keyring (0 disables the
+// active cache; tests use short values).
+func (k *Keyring) SetActiveTTL(d time.Duration) {
+	k.mu.Lock()
+	k.ttl = d
+	k.mu.Unlock()
+}
+
+// Master is the master key source the Keyring wraps with.
+func (k *Keyring) Master() Master { return k.master }
+
+// checkTenant keeps tenants and key_context in step: a table with
+// key_context has one key per tenant, so a tenant-less key for it (or a
+// tenant key for a table without key_context) would be a proxy bug that
+// silently shares keys.
+func checkTenant(col *policy.Column, hasTenant bool) error {
+	if col == nil || col.Table == nil {
+		return errors.New("keysource: column without table")
+	}
+	if hasTenant != (col.Table.KeyContext != "") {
+		if hasTenant {
+			return fmt.Errorf("keysource: %s has no key_context, but a tenant was given", col.QualifiedName())
+		}
+		return fmt.Errorf("keysource: %s has key_context %s; a tenant value is required", col.QualifiedName(), col.Table.KeyContext)
+	}
+	return nil
+}
+
+// EncryptionKey returns the newest active data key of col (and tenant),
+// creating version 1 on first use. Creation is safe across replicas: the
+// unique constraint on (scope, tenant, purpose, version) lets exactly one
+// INSERT win, and every process then re-reads the winner. The result is
+// cached for the active TTL.
+func (k *Keyring) EncryptionKey(ctx context.Context, col *policy.Column, tenant string, hasTenant bool) (*DataKey, error) {
+	ak := activeKeyOf(col, tenant, hasTenant)
+	k.mu.RLock()
+	e, ok := k.active[ak]
+	k.mu.RUnlock()
+	if ok && k.now().Before(e.expires) {
+		return e.key, nil
+	}
+	if err := checkTenant(col, hasTenant); err != nil {
+		return nil, err
+	}
+	v, err := k.flight.do(flightKey("active", ScopeOf(col), ak.tenant, hasTenant), func() (any, error) {
+		return k.loadActive(ctx, col, ak.tenant, hasTenant)
+	})
+	if err != nil {
+		if ok {
+			// The store or the master is unreachable: keep writing with the
+			// key we know for a little longer rather than failing every write.
+			k.log.Warn("keysource: refreshing active key failed; using cached version",
+				zap.String("scope", ScopeOf(col)), zap.Uint32("key_id", e.key.ID()), zap.Error(err))
+			k.setActive(ak, e.key, 5*time.Second)
+			return e.key, nil
+		}
+		return nil, err
+	}
+	dk := v.(*DataKey)
+	k.setActive(ak, dk, 0)
+	return dk, nil
+}
+
+func flightKey(kind, scope, tenant string, hasTenant bool) string {
+	return kind + "\x00" + scope + "\x00" + strconv.FormatBool(hasTenant) + "\x00" + tenant
+}
+
+func (k *Keyring) setActive(ak activeKey, dk *DataKey, ttl time.Duration) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if ttl == 0 {
+		ttl = k.ttl
+	}
+	k.byID[dk.ID()] = dk
+	if ttl > 0 {
+		k.active[ak] = activeEntry{key: dk, expires: k.now().Add(ttl)}
+	}
+}
+
+// loadActive reads the newest version; if there is none, or the newest is
+// not active (shredded, or retired by a crashed rotation), it creates the
+// next version and re-reads.
+func (k *Keyring) loadActive(ctx context.Context, col *policy.Column, tenant string, hasTenant bool) (*DataKey, error) {
+	scope := ScopeOf(col)
+	for attempt := 0; attempt < 3; attempt++ {
+		row, err := newestRow(ctx, k.pool, PurposeEnc, scope, tenant, hasTenant, false)
+		if err != nil {
+			return nil, fmt.Errorf("keysource: read key of %s: %w", scope, err)
+		}
+		if row != nil && row.state == StateActive {
+			return k.dataKeyFromRow(ctx, row, col)
+		}
+		next := 1
+		if row != nil {
+			next = row.meta.Version + 1
+		}
+		m := keyMeta{Purpose: PurposeEnc, Scope: scope, Tenant: tenant, HasTenant: hasTenant, Version: next}
+		if _, err := k.createKey(ctx, m); err != nil {
+			return nil, err
+		}
+		// Whether our INSERT won or another replica's did, the newest row is
+		// now the key everyone uses.
+	}
+	return nil, fmt.Errorf("keysource: no active key for %s after 3 attempts (concurrent shredding?)", scope)
+}
+
+// createKey wraps a fresh random key and inserts it as version m.Version.
+// It returns 0 when another process created that version first.
+func (k *Keyring) createKey(ctx context.Context, m keyMeta) (uint32, error) {
+	raw := make([]byte, dataKeyLen)
+	rand.Read(raw)
+	defer clear(raw)
+	wrapped, masterID, err := k.master.Wrap(ctx, raw)
+	if err != nil {
+		return 0, fmt.Errorf("keysource: wrap new key for %s: %w", m.Scope, err)
+	}
+	id, err := insertRow(ctx, k.pool, m, wrapped, masterID)
+	if err != nil {
+		return 0, fmt.Errorf("keysource: store new key for %s: %w", m.Scope, err)
+	}
+	if id != 0 {
+		k.log.Info("keysource: created data key", zap.Uint32("key_id", id), zap.String("purpose", string(m.Purpose)),
+			zap.String("scope", m.Scope), zap.Int("version", m.Version), zap.Bool("tenant", m.HasTenant))
+	}
+	return id, nil
+}
+
+// dataKeyFromRow returns the cached key of row's id, or unwraps it.
+func (k *Keyring) dataKeyFromRow(ctx context.Context, row *keyRow, col *policy.Column) (*DataKey, error) {
+	k.mu.RLock()
+	dk := k.byID[row.meta.ID]
+	k.mu.RUnlock()
+	if dk != nil {
+		return dk, nil
+	}
+	if row.meta.Purpose != PurposeEnc {
+		return nil, keyError(ErrWrongScope, row.meta.ID, "an index key, not an encryption key")
+	}
+	if row.state == StateShredded || row.wrapped == nil {
+		k.markGone(row.meta.ID)
+		return nil, keyError(ErrShredded, row.meta.ID, "%s", row.meta.Scope)
+	}
+	if row.meta.Scope != ScopeOf(col) {
+		return nil, keyError(ErrWrongScope, row.meta.ID, "belongs to %s, not %s", row.meta.Scope, ScopeOf(col))
+	}
+	raw, err := k.unwrap(ctx, row)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(raw)
+	dk, err = newDataKey(row.meta, col, raw, row.masterID)
+	if err != nil {
+		return nil, err
+	}
+	dk.retired = row.state == StateRetired
+	k.mu.Lock()
+	if prev := k.byID[dk.ID()]; prev != nil {
+		dk = prev
+	} else {
+		k.byID[dk.ID()] = dk
+	}
+	k.mu.Unlock()
+	return dk, nil
+}
+
+func (k *Keyring) unwrap(ctx context.Context, row *keyRow) ([]byte, error) {
+	raw, err := k.master.Unwrap(ctx, row.wrapped, row.masterID)
+	if err != nil {
+		return nil, fmt.Errorf("keysource: unwrap key %d (%s): %w", row.meta.ID, row.meta.Scope, err)
+	}
+	if len(raw) != dataKeyLen {
+		clear(raw)
+		return nil, keyError(ErrTampered, row.meta.ID, "unwrapped key has the wrong length")
+	}
+	return raw, nil
+}
+
+func (k *Keyring) markGone(id uint32) {
+	k.mu.Lock()
+	k.gone[id] = struct{}{}
+	delete(k.byID, id)
+	k.mu.Unlock()
+}
+
+// Open decrypts an envelope of col (binary, or the "pgv1:" text form),
+// appending the plaintext to dst. It finds the key by the envelope's key id
+// (any version; loaded once, then cached), checks that the key is col's,
+// and opens with col's AAD. The returned key tells the caller the envelope's
+// tenant (DataKey.BelongsTo). A cached binary Open allocates nothing beyond
+// dst. Errors: ErrTampered, ErrUnknownKey, ErrShredded, ErrWrongScope, or a
+// retryable error while the master key source is down.
+func (k *Keyring) Open(ctx context.Context, col *policy.Column, env, dst []byte) ([]byte, *DataKey, error) {
+	if envelope.IsText(env) {
+		b, err := envelope.Decode(nil, env)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %s: bad text envelope", ErrTampered, col.QualifiedName())
+		}
+		env = b
+	}
+	id, err := envelope.KeyID(env)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s: not an envelope", ErrTampered, col.QualifiedName())
+	}
+	dk, err := k.keyByID(ctx, id, col)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !dk.isFor(col) {
+		return nil, nil, keyError(ErrWrongScope, id, "belongs to %s, not %s", dk.Scope(), ScopeOf(col))
+	}
+	pt, err := dk.open(dst, env)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pt, dk, nil
+}
+
+// OpenFor is Open plus the tenant check of DESIGN.md "Tenant binding on
+// read": the envelope's key must be the row's tenant's, else ErrWrongScope.
+func (k *Keyring) OpenFor(ctx context.Context, col *policy.Column, tenant string, hasTenant bool, env, dst []byte) ([]byte, error) {
+	pt, dk, err := k.Open(ctx, col, env, dst)
+	if err != nil {
+		return nil, err
+	}
+	if !dk.BelongsTo(tenant, hasTenant) {
+		return nil, keyError(ErrWrongScope, dk.ID(), "belongs to another tenant of %s", dk.Scope())
+	}
+	return pt, nil
+}
+
+// keyByID returns the cached key of id or loads it from the store.
+func (k *Keyring) keyByID(ctx context.Context, id uint32, col *policy.Column) (*DataKey, error) {
+	k.mu.RLock()
+	dk := k.byID[id]
+	_, gone := k.gone[id]
+	k.mu.RUnlock()
+	if dk != nil {
+		return dk, nil
+	}
+	if gone {
+		return nil, keyError(ErrShredded, id, "%s", col.QualifiedName())
+	}
+	v, err := k.flight.do("id\x00"+strconv.FormatUint(uint64(id), 10), func() (any, error) {
+		row, err := rowByID(ctx, k.pool, id)
+		if err != nil {
+			return nil, fmt.Errorf("keysource: read key %d: %w", id, err)
+		}
+		if row == nil {
+			return nil, keyError(ErrUnknownKey, id, "no such key in pgveil.keys (envelope of %s)", col.QualifiedName())
+		}
+		return k.dataKeyFromRow(ctx, row, col)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*DataKey), nil
+}
+
+// IndexKey returns the blind-index key named by col.BlindIndex.Key,
+// creating it on first use; columns naming the same key share it. Index
+// keys are never per tenant (equality across a JOIN needs one key).
+func (k *Keyring) IndexKey(ctx context.Context, col *policy.Column) (*IndexKey, error) {
+	if col.BlindIndex == nil {
+		return nil, fmt.Errorf("keysource: %s has no blind_index", col.QualifiedName())
+	}
+	name := col.BlindIndex.Key
+	k.mu.RLock()
+	ix := k.index[name]
+	k.mu.RUnlock()
+	if ix != nil {
+		return ix, nil
+	}
+	v, err := k.flight.do(flightKey("index", name, "", false), func() (any, error) {
+		return k.loadIndexKey(ctx, name)
+	})
+	if err != nil {
+		return nil, err
+	}
+	ix = v.(*IndexKey)
+	k.mu.Lock()
+	if prev := k.index[name]; prev != nil {
+		ix = prev
+	} else {
+		k.index[name] = ix
+	}
+	k.mu.Unlock()
+	return ix, nil
+}
+
+func (k *Keyring) loadIndexKey(ctx context.Context, name string) (*IndexKey, error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		row, err := newestRow(ctx, k.pool, PurposeIndex, name, "", false, false)
+		if err != nil {
+			return nil, fmt.Errorf("keysource: read index key %q: %w", name, err)
+		}
+		if row != nil && row.state == StateActive {
+			raw, err := k.unwrap(ctx, row)
+			if err != nil {
+				return nil, err
+			}
+			wk, err := deriveKey(raw, row.meta)
+			clear(raw)
+			if err != nil {
+				return nil, err
+			}
+			ix := newIndexKey(row.meta, wk)
+			clear(wk)
+			return ix, nil
+		}
+		next := 1
+		if row != nil {
+			next = row.meta.Version + 1
+		}
+		if _, err := k.createKey(ctx, keyMeta{Purpose: PurposeIndex, Scope: name, Version: next}); err != nil {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("keysource: no active index key %q after 3 attempts", name)
+}
+
+// Forget drops keys from the cache, for instance because another replica
+// shredded them; the next use re-reads pgveil.keys. With no ids it drops
+// every cached key.
+func (k *Keyring) Forget(ids ...uint32) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(ids) == 0 {
+		clear(k.byID)
+		clear(k.active)
+		clear(k.gone)
+		return
+	}
+	drop := make(map[uint32]bool, len(ids))
+	for _, id := range ids {
+		drop[id] = true
+		delete(k.byID, id)
+	}
+	for ak, e := range k.active {
+		if drop[e.key.ID()] {
+			delete(k.active, ak)
+		}
+	}
+}
+
+// forgetActive drops every cached "newest version" so the next write
+// re-reads it (another replica rotated a key).
+func (k *Keyring) forgetActive() {
+	k.mu.Lock()
+	clear(k.active)
+	k.mu.Unlock()
+}
