@@ -205,6 +205,9 @@ func (c *Cluster) init(opts Options) error {
 		"log_min_messages = warning",
 		"logging_collector = off",
 		"shared_buffers = 64MB",
+		// Notice a client (or pgveil) that went away even while a query
+		// runs, so tests can watch a backend end after a disconnect.
+		"client_connection_check_interval = 200ms",
 	}
 	conf = append(conf, opts.Settings...)
 	if err := appendFile(filepath.Join(data, "postgresql.conf"), strings.Join(conf, "\n")+"\n"); err != nil {
