@@ -66,7 +66,7 @@ func (r *keyRow) info() KeyInfo {
 // scopeLock serialises rotations of one (scope, tenant) across processes.
 func scopeLock(ctx context.Context, tx pgx.Tx, scope, tenant string, hasTenant bool) error {
 	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
-		"pgveil.keys\x00"+scope+"\x00"+strconv.FormatBool(hasTenant)+"\x00"+tenant)
+		"pgveil.keys\x1f"+scope+"\x1f"+strconv.FormatBool(hasTenant)+"\x1f"+tenant) // a collision only serialises more
 	return err
 }
 
