@@ -52,13 +52,16 @@ const (
 // that Server.Finish recovered from the user's own proof, instead of a
 // password. v is the same role's verifier: its salt and iteration count must
 // match what the upstream server sends, and its ServerKey checks the
-// server's signature. Neither argument is retained beyond the exchange's
-// needs; both are copied.
+// server's signature. Both are copied, so the caller may clear its own.
 func NewClientFromKey(clientKey []byte, v *Verifier) *Client {
 	c := &Client{clientKey: append([]byte(nil), clientKey...)}
 	if v != nil {
-		cp := *v
-		c.v = &cp
+		c.v = &Verifier{
+			Iterations: v.Iterations,
+			Salt:       append([]byte(nil), v.Salt...),
+			StoredKey:  append([]byte(nil), v.StoredKey...),
+			ServerKey:  append([]byte(nil), v.ServerKey...),
+		}
 	}
 	return c
 }
