@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"sync"
-
-	"github.com/pgveil/pgveil/rewrite"
 )
 
 // Statement is a prepared statement as the client named it. A statement
@@ -18,7 +16,7 @@ type Statement struct {
 	// the server has no statement of that name and rejects the Bind.
 	ServerName string
 	// Plan is the rewrite plan; nil for a statement pgveil does not touch.
-	Plan *rewrite.Stmt
+	Plan *stmtPlan
 	// ParamOIDs are the parameter types the client declared at Parse.
 	ParamOIDs []uint32
 }
@@ -34,6 +32,13 @@ type Portal struct {
 	// before the last ReadyForQuery with status 'I' no longer exist.
 	bindSeq uint64
 }
+
+// stmtPlan and queryPlan stand for the rewrite plans of one statement and
+// of one query string; the encryption work fills them in.
+type (
+	stmtPlan  struct{}
+	queryPlan struct{}
+)
 
 // passthroughStmt and passthroughPortal stand for every statement and portal
 // pgveil does not touch.
@@ -77,7 +82,7 @@ type pending struct {
 
 // queryState is the bookkeeping of one simple Query in flight.
 type queryState struct {
-	plan *rewrite.Plan
+	plan *queryPlan
 	// stmt is the index of the statement whose results are arriving; it
 	// advances at each CommandComplete or EmptyQueryResponse.
 	stmt int
