@@ -104,4 +104,18 @@
 // a major version (its set of ParameterStatus messages and its message
 // texts); regenerate them with -rewrite when the server's major version
 // changes.
+//
+// # Running
+//
+//	go test ./integration/pgtest                       # direct and through pgveil
+//	go test ./integration/pgtest -run TestScriptsDirect
+//	go test ./integration/pgtest -rewrite              # or PGTEST_REWRITE=1
+//
+// The test starts one throwaway Postgres (integration/harness) and, for the
+// proxied tests, the pgveil binary built from ./cmd/pgveil (PGVEIL_BIN names
+// a prebuilt one). -rewrite writes each file's expected blocks from a run
+// directly against Postgres; the proxied tests then compare with the new
+// files, never the other way round. A proxied run must also match a direct
+// run field for field in the raw form, and must leave no error-level line in
+// pgveil's log.
 package pgtest

@@ -135,6 +135,15 @@ func TestScriptsThroughPgveil(t *testing.T) {
 	p := startProxy(t)
 	direct := config(cluster.Addr(), harness.TrustUser)
 	proxied := config(p.Addr, harness.TrustUser)
+	t.Cleanup(func() {
+		// Output can match while pgveil's own bookkeeping went wrong (its
+		// protocol tracker losing step, say); that is logged as an error.
+		for _, line := range strings.Split(p.Log(), "\n") {
+			if strings.Contains(line, `"level":"error"`) {
+				t.Errorf("pgveil logged an error while relaying valid protocol: %s", line)
+			}
+		}
+	})
 	t.Run("scripts", func(t *testing.T) {
 		for _, path := range scripts(t) {
 			t.Run(strings.TrimSuffix(filepath.Base(path), ".pgt"), func(t *testing.T) {
@@ -170,43 +179,56 @@ ReadyForQuery
 // authUsers are the harness roles, one per authentication method.
 var authUsers = []string{harness.TrustUser, harness.PasswordUser, harness.MD5User, harness.SCRAMUser}
 
-func runAuthScript(t *testing.T, addr string) {
-	s, err := Parse("auth", authScript)
+// wrongPasswordScript is a failed SCRAM login: the exchange itself is not
+// printed, the server's FATAL error is, and then the connection closes.
+const wrongPasswordScript = `startup
+----
+{"Type":"ErrorResponse","Severity":"FATAL","SeverityUnlocalized":"FATAL","Code":"28P01","Message":"password authentication failed for user \"scram_user\""}
+
+closed
+----
+`
+
+// runAuthScripts logs in to addr with every role, and once with a wrong
+// password.
+func runAuthScripts(t *testing.T, addr string) {
+	t.Helper()
+	ok, err := Parse("auth", authScript)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, user := range authUsers {
 		t.Run(user, func(t *testing.T) {
-			res, err := Run(context.Background(), config(addr, user), s)
+			res, err := Run(context.Background(), config(addr, user), ok)
 			if err != nil {
 				t.Fatal(err)
 			}
 			reportMismatches(t, res)
 		})
 	}
-}
-
-// TestAuthDirect logs in directly with every authentication method the
-// runner speaks (trust, cleartext, MD5, SCRAM-SHA-256), and with a wrong
-// password.
-func TestAuthDirect(t *testing.T) {
-	runAuthScript(t, cluster.Addr())
 	t.Run("wrong password", func(t *testing.T) {
-		cfg := config(cluster.Addr(), harness.SCRAMUser)
-		cfg.Password = "wrong"
-		s, err := Parse("wrong", "startup\n----\n\nclosed\n----\n")
+		s, err := Parse("wrong password", wrongPasswordScript)
 		if err != nil {
 			t.Fatal(err)
 		}
+		cfg := config(addr, harness.SCRAMUser)
+		cfg.Password = "wrong"
 		res, err := Run(context.Background(), cfg, s)
-		if err != nil || len(res.Outputs) == 0 || !strings.Contains(strings.Join(res.Outputs[0], "\n"), `"Code":"28P01"`) {
-			t.Fatalf("wrong password: err %v, output %v", err, res.Outputs)
+		if err != nil {
+			t.Fatal(err)
 		}
+		reportMismatches(t, res)
 	})
 }
 
+// TestAuthDirect logs in directly with every authentication method the
+// runner speaks: trust, cleartext, MD5 and SCRAM-SHA-256.
+func TestAuthDirect(t *testing.T) {
+	runAuthScripts(t, cluster.Addr())
+}
+
 // TestAuthThroughPgveil logs in through pgveil, which relays each method's
-// exchange, with every role.
+// exchange.
 func TestAuthThroughPgveil(t *testing.T) {
-	runAuthScript(t, startProxy(t).Addr)
+	runAuthScripts(t, startProxy(t).Addr)
 }
