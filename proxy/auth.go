@@ -23,11 +23,15 @@ const (
 	authSASLFinal         = 12
 )
 
-// authenticate runs the authentication phase and relays the server's
-// ParameterStatus and BackendKeyData up to the first ReadyForQuery.
-func (s *session) authenticate() error {
+// authenticate connects upstream and runs the authentication phase, then
+// relays the server's ParameterStatus and BackendKeyData up to the first
+// ReadyForQuery.
+func (s *session) authenticate(startup []byte) error {
 	if s.cfg.Auth.Mode == policy.AuthSCRAM {
-		return s.authenticateSCRAM()
+		return s.authenticateSCRAM(startup)
+	}
+	if err := s.connect(startup); err != nil {
+		return err
 	}
 	return s.relayAuth()
 }

@@ -56,6 +56,8 @@ func (s *session) clientToServer() error {
 				err = s.sw.Flush()
 			}
 		case 'X':
+			// The server closes right after Terminate: that close is ours.
+			s.upstreamClosing.Store(true)
 			if err := s.cr.forwardBody(s.sw); err != nil {
 				return err
 			}

@@ -10,10 +10,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/proxy/scram"
 )
 
 // Server accepts client connections and runs one session per connection.
@@ -28,6 +30,7 @@ type Server struct {
 
 	cfg       atomic.Pointer[policy.Config]
 	clientTLS atomic.Pointer[tls.Config] // nil: answer SSLRequest with 'N'
+	clientCB  atomic.Pointer[[]byte]     // tls-server-end-point data of our certificate
 	upTLS     atomic.Pointer[upstreamTLS]
 
 	mu       sync.Mutex
@@ -36,6 +39,10 @@ type Server struct {
 	wg       sync.WaitGroup
 	draining atomic.Bool
 	nextID   atomic.Uint64
+
+	svcMu  sync.Mutex
+	svc    *pgxpool.Pool // the service connection (upstream.service_url)
+	svcURL string
 }
 
 // Options configure a Server beyond its config file.
@@ -67,6 +74,7 @@ func (s *Server) Metrics() *Metrics { return s.metrics }
 // apply installs cfg for sessions that start from now on.
 func (s *Server) apply(cfg *policy.Config) error {
 	var ctls *tls.Config
+	var cb []byte
 	if cfg.TLS != nil {
 		cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
 		if err != nil {
@@ -82,6 +90,11 @@ func (s *Server) apply(cfg *policy.Config) error {
 		if cfg.TLS.MinVersion == "1.3" {
 			ctls.MinVersion = tls.VersionTLS13
 		}
+		if cert.Leaf != nil {
+			if cb, err = scram.TLSServerEndPoint(cert.Leaf); err != nil {
+				return fmt.Errorf("tls: certificate %s: %w", cfg.TLS.CertFile, err)
+			}
+		}
 	}
 	up, err := newUpstreamTLS(cfg.Upstream)
 	if err != nil {
@@ -89,6 +102,7 @@ func (s *Server) apply(cfg *policy.Config) error {
 	}
 	s.cfg.Store(cfg)
 	s.clientTLS.Store(ctls)
+	s.clientCB.Store(&cb)
 	s.upTLS.Store(up)
 	return nil
 }
@@ -193,6 +207,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		s.closeService()
 		return nil
 	case <-ctx.Done():
 	}
@@ -203,7 +218,45 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	<-done
+	s.closeService()
 	return fmt.Errorf("shutdown timeout: closed %d busy sessions", n)
+}
+
+// servicePool returns pgveil's own connection pool to the database, made on
+// first use from upstream.service_url (and remade when a reload changed it).
+func (s *Server) servicePool() (*pgxpool.Pool, error) {
+	url := s.cfg.Load().Upstream.ServiceURL
+	if url == "" {
+		return nil, errors.New("upstream.service_url is not set")
+	}
+	s.svcMu.Lock()
+	defer s.svcMu.Unlock()
+	if s.svc != nil && s.svcURL == url {
+		return s.svc, nil
+	}
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("upstream.service_url: %w", err)
+	}
+	pc.ConnConfig.RuntimeParams["application_name"] = "pgveil"
+	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
+	if err != nil {
+		return nil, err
+	}
+	if s.svc != nil {
+		go s.svc.Close() // waits for connections in use, off the caller's path
+	}
+	s.svc, s.svcURL = pool, url
+	return pool, nil
+}
+
+func (s *Server) closeService() {
+	s.svcMu.Lock()
+	defer s.svcMu.Unlock()
+	if s.svc != nil {
+		s.svc.Close()
+		s.svc = nil
+	}
 }
 
 // SessionCount is the number of sessions running.

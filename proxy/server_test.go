@@ -50,7 +50,11 @@ type testProxy struct {
 
 func startProxy(t *testing.T, extra string) *testProxy {
 	t.Helper()
-	yaml := fmt.Sprintf("listen: 127.0.0.1:0\nupstream:\n  address: %s\n  tls: disable\nadmin:\n  listen: \"\"\n%s", cluster.Addr(), extra)
+	return startProxyYAML(t, fmt.Sprintf("listen: 127.0.0.1:0\nupstream:\n  address: %s\n  tls: disable\nadmin:\n  listen: \"\"\n%s", cluster.Addr(), extra))
+}
+
+func startProxyYAML(t *testing.T, yaml string) *testProxy {
+	t.Helper()
 	cfg, err := policy.LoadBytes("test.yaml", []byte(yaml), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -115,12 +115,11 @@ func (s *session) run() {
 	if startup == nil {
 		return // a CancelRequest, already forwarded
 	}
-	if err := s.connect(startup); err != nil {
-		s.failStartup(err)
-		return
+	err = s.authenticate(startup)
+	if s.server != nil {
+		defer s.server.Close()
 	}
-	defer s.server.Close()
-	if err := s.authenticate(); err != nil {
+	if err != nil {
 		s.failStartup(err)
 		return
 	}
@@ -155,6 +154,10 @@ func (s *session) logPanic(where string, r any) {
 // failStartup reports an error before the relay phase, when this goroutine
 // is the only writer to the client.
 func (s *session) failStartup(err error) {
+	if errors.Is(err, errAuthFailed) {
+		s.log.Info("authentication failed")
+		return // the server's own ErrorResponse reached the client
+	}
 	if isClosedConn(err) && !isUpstreamErr(err) {
 		s.log.Debug("client left during startup", zap.Error(err))
 		return

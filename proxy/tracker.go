@@ -111,6 +111,10 @@ type tracker struct {
 
 	// Server side.
 	txStatus byte // from the last ReadyForQuery: 'I', 'T' or 'E'
+	// skipping is set after an ErrorResponse in the extended protocol when
+	// no Sync was queued yet: the backend discards every message until the
+	// next Sync, so entries pushed meanwhile will get no response. Under mu.
+	skipping bool
 	// idleSeq is the seq of the last message answered by a ReadyForQuery
 	// with status 'I': every portal bound before it is gone. Under mu.
 	idleSeq uint64
@@ -185,10 +189,17 @@ func (t *tracker) peek() *pending {
 	return &t.q[t.head]
 }
 
-// dropVoid discards void Syncs at the head; mu held.
+// dropVoid discards entries the backend will never answer: void Syncs at
+// the head, and while skipping after an error, everything before a Sync.
+// mu held.
 func (t *tracker) dropVoid() {
-	for t.n > 0 && t.q[t.head].kind == pendSync && t.q[t.head].void {
-		t.popLocked()
+	for t.n > 0 {
+		h := &t.q[t.head]
+		if h.kind == pendSync && h.void || t.skipping && h.kind != pendSync {
+			t.popLocked()
+			continue
+		}
+		return
 	}
 }
 
@@ -307,15 +318,16 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 		if head.kind == pendQuery || head.kind == pendFunctionCall || head.kind == pendSync {
 			return // ReadyForQuery ends it
 		}
-		// Extended protocol: the backend discards every message until Sync.
-		for t.n > 0 && !(t.q[t.head].kind == pendSync && !t.q[t.head].void) {
-			t.popLocked()
-		}
+		// Extended protocol: the backend discards every message until Sync,
+		// including ones the client has not sent yet.
+		t.skipping = true
+		t.dropVoid()
 	case 'Z': // ReadyForQuery
 		if len(body) > 0 {
 			t.txStatus = body[0]
 		}
 		if expect(pendSync, pendQuery, pendFunctionCall) {
+			t.skipping = false
 			ev.cur, ev.done = t.popLocked(), true
 			if t.txStatus == 'I' {
 				t.idleSeq = ev.cur.seq

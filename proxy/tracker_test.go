@@ -105,6 +105,25 @@ func TestTrackerErrorAtParseInTransaction(t *testing.T) {
 	}
 }
 
+// TestTrackerErrorBeforeSyncSent: the client sends Bind (bad parameter) and
+// Flush, reads the error, then sends Execute, Flush, Sync. The backend
+// skips the Execute; only the Sync is answered.
+func TestTrackerErrorBeforeSyncSent(t *testing.T) {
+	tr := newTracker()
+	run(t, tr, []step{
+		push(pendBind),
+		srv('E', "Bind"),
+		push(pendExecute), push(pendSync),
+		rfq("I", "Sync done"),
+		// Normal service afterwards.
+		push(pendBind), push(pendExecute), push(pendSync),
+		srv('2', "Bind done"), srv('C', "Execute done"), rfq("I", "Sync done"),
+	})
+	if tr.len() != 0 {
+		t.Fatalf("queue %s", queueString(tr))
+	}
+}
+
 func TestTrackerErrorAtSync(t *testing.T) {
 	// A deferred constraint fails at the implicit commit of Sync: the error
 	// comes while Sync is the head, and ReadyForQuery still ends it.
