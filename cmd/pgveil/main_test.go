@@ -1,0 +1,88 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+		code, out, _ := runCLI(t, args...)
+		if code != exitOK || !strings.Contains(out, "Commands:") || !strings.Contains(out, "serve") || !strings.Contains(out, "PGVEIL_") {
+			t.Fatalf("%v: code %d\n%s", args, code, out)
+		}
+	}
+	code, _, errOut := runCLI(t, "serve", "--help")
+	if code != exitOK || !strings.Contains(errOut, "--upstream") || !strings.Contains(errOut, "PGVEIL_UPSTREAM") {
+		t.Fatalf("serve --help: %d\n%s", code, errOut)
+	}
+	code, out, _ := runCLI(t, "version")
+	if code != exitOK || !strings.HasPrefix(out, "pgveil ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	if code, _, errOut := runCLI(t, "frobnicate"); code != exitUsage || !strings.Contains(errOut, "unknown command") {
+		t.Fatalf("unknown command: %d %s", code, errOut)
+	}
+	if code, _, _ := runCLI(t, "serve", "--no-such-flag"); code != exitUsage {
+		t.Fatalf("bad flag: %d", code)
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("listen: 127.0.0.1:0\nupstream:\n  tls: sometimes\n"), 0o600)
+	code, _, errOut := runCLI(t, "serve", "-c", bad)
+	if code != exitUsage || !strings.Contains(errOut, bad+":3: upstream.tls") {
+		t.Fatalf("bad config: %d %s", code, errOut)
+	}
+	t.Setenv("PGVEIL_LOG_LEVEL", "chatty")
+	if code, _, errOut := runCLI(t, "serve"); code != exitUsage || !strings.Contains(errOut, "chatty") {
+		t.Fatalf("bad env level: %d %s", code, errOut)
+	}
+}
+
+func TestKeygen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "k.key")
+	code, out, errOut := runCLI(t, "keygen", "-o", path)
+	if code != exitOK || !strings.Contains(out, path) {
+		t.Fatalf("keygen: %d %s %s", code, out, errOut)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v %v", fi.Mode(), err)
+	}
+	b, _ := os.ReadFile(path)
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(key) != 32 {
+		t.Fatalf("key: %d bytes, %v", len(key), err)
+	}
+	// Never overwrite a master key.
+	if code, _, errOut := runCLI(t, "keygen", "-o", path); code != exitProblem || !strings.Contains(errOut, "refusing") {
+		t.Fatalf("overwrite: %d %s", code, errOut)
+	}
+	b2, _ := os.ReadFile(path)
+	if !bytes.Equal(b, b2) {
+		t.Fatal("key file changed")
+	}
+	// The flag also comes from the environment.
+	envPath := filepath.Join(t.TempDir(), "env.key")
+	t.Setenv("PGVEIL_O", envPath)
+	if code, _, _ := runCLI(t, "keygen"); code != exitOK {
+		t.Fatal("keygen via PGVEIL_O")
+	}
+	if _, err := os.Stat(envPath); err != nil {
+		t.Fatal(err)
+	}
+}
