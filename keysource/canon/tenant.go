@@ -1,0 +1,62 @@
+package canon
+
+import (
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// TenantText turns a key_context value (a column of type typeOID, in text
+// or binary format) into the canonical text that names its tenant in
+// pgveil.keys, so the same tenant selects the same key whichever way it
+// arrives: 42 as int4 binary, int8 binary or the text "042" all give "42";
+// a uuid in any case or spelling gives its lowercase form. Logical types use
+// their equality form (IndexInput without normalisation; bytea as \x hex);
+// bpchar drops trailing spaces; other types use their text output, read
+// through pgtype's codec when sent in binary.
+func TenantText(typeOID uint32, format int16, src []byte) (string, error) {
+	if src == nil {
+		return "", fmt.Errorf("tenant value is NULL")
+	}
+	if typeOID == 0 || typeOID == oidUnknown || typeOID == oidName {
+		typeOID = policy.OIDText
+	}
+	if typeOID == oidBpchar {
+		src = trimTrailingSpaces(src)
+		typeOID = policy.OIDText
+	}
+	if t, ok := logicalOf(typeOID); ok {
+		pt, err := Plaintext(t, format, 0, src, nil)
+		if err != nil {
+			return "", err
+		}
+		if t == policy.TypeBytea {
+			return string(appendByteaHex(nil, pt)), nil
+		}
+		eq, err := IndexInput(t, pt, nil, nil)
+		return string(eq), err
+	}
+	if format == TextFormat {
+		if !utf8.Valid(src) {
+			return "", fmt.Errorf("tenant value is not valid UTF-8")
+		}
+		return string(src), nil
+	}
+	m := pgtype.NewMap()
+	typ, ok := m.TypeForOID(typeOID)
+	if !ok {
+		return "", fmt.Errorf("tenant column of type OID %d must be sent in text format", typeOID)
+	}
+	v, err := typ.Codec.DecodeValue(m, typeOID, pgtype.BinaryFormatCode, src)
+	if err != nil {
+		return "", fmt.Errorf("tenant value of type OID %d: malformed binary value", typeOID)
+	}
+	out, err := m.Encode(typeOID, pgtype.TextFormatCode, v, nil)
+	if err != nil {
+		return "", fmt.Errorf("tenant value of type OID %d: cannot write as text", typeOID)
+	}
+	return string(out), nil
+}
