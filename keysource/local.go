@@ -165,11 +165,16 @@ func (m *localMaster) ID() string { return m.current.id }
 // Wrap: 0x01 || 12-byte random nonce || AES-256-GCM(wrapping key, data key,
 // AAD "pgveil/v1/data-key-wrap").
 func (m *localMaster) Wrap(_ context.Context, dataKey []byte) ([]byte, string, error) {
+	nonce := make([]byte, 12)
+	rand.Read(nonce)
+	return m.current.wrap(nonce, dataKey), m.current.id, nil
+}
+
+func (k *localKey) wrap(nonce, dataKey []byte) []byte {
 	out := make([]byte, 13, localWrappedLen)
 	out[0] = localWrapVersion
-	rand.Read(out[1:13])
-	out = m.current.aead.Seal(out, out[1:13], dataKey, []byte(localWrapAAD))
-	return out, m.current.id, nil
+	copy(out[1:13], nonce)
+	return k.aead.Seal(out, out[1:13], dataKey, []byte(localWrapAAD))
 }
 
 func (m *localMaster) Unwrap(_ context.Context, wrapped []byte, masterID string) ([]byte, error) {
