@@ -124,6 +124,16 @@ func (m *msgReader) forwardBody(w *bufio.Writer) error {
 	return nil
 }
 
+// discardBody skips the current message's body.
+func (m *msgReader) discardBody() error {
+	n := m.pending
+	m.pending = 0
+	if _, err := m.r.Discard(n); err != nil {
+		return unexpectedEOF(err)
+	}
+	return nil
+}
+
 // header returns the 5 header bytes of the current message, for callers
 // that read the body and then forward both unchanged.
 func (m *msgReader) header() []byte { return m.hdr[:] }

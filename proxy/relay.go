@@ -165,9 +165,16 @@ func (s *session) serverToClient() error {
 			if err != nil {
 				return s.upstreamEnded(err)
 			}
-			s.t.onBackend(typ, body)
-			s.cw.Write(s.sr.header())
-			s.cw.Write(body)
+			ev := s.t.onBackend(typ, body)
+			switch {
+			case ev.cur.suppress:
+			case typ == 'E' && ev.cur.injected:
+				s.out = cleanInjectedError(body, s.out[:0])
+				writeMsg(s.cw, 'E', s.out)
+			default:
+				s.cw.Write(s.sr.header())
+				s.cw.Write(body)
+			}
 			if typ == 'E' {
 				s.countServerError(body)
 				if sev := errorField(body, 'V'); sev == "FATAL" || sev == "PANIC" {
@@ -177,8 +184,13 @@ func (s *session) serverToClient() error {
 				s.wake()
 			}
 		default:
-			s.t.onBackend(typ, nil)
-			if err := s.sr.forwardBody(s.cw); err != nil {
+			ev := s.t.onBackend(typ, nil)
+			if ev.cur.suppress || ev.cur.injected {
+				err = s.sr.discardBody()
+			} else {
+				err = s.sr.forwardBody(s.cw)
+			}
+			if err != nil {
 				return s.upstreamEnded(err)
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -386,3 +387,5 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+var testMetrics = NewMetrics(prometheus.NewRegistry(), nil)

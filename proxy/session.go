@@ -64,6 +64,8 @@ type session struct {
 	sw        *bufio.Writer
 
 	t          *tracker
+	scratch    []byte // reused encode buffer of clientToServer
+	out        []byte // reused encode buffer of serverToClient
 	user       string
 	database   string
 	backendPID uint32

@@ -74,6 +74,11 @@ type pending struct {
 	stmt   *Statement // Parse, Describe(S), Close(S)
 	portal *Portal    // Bind, Describe(P), Execute, Close(P)
 	query  *queryState
+	// suppress marks a message pgveil injected whose responses the client
+	// must not see; injected marks the one whose ErrorResponse answers a
+	// message pgveil refused (see inject.go).
+	suppress bool
+	injected bool
 	// void marks a Sync the server ignores because it arrived while the
 	// backend was in COPY IN mode (libpq sends Sync before it learns a
 	// statement was COPY; the backend discards Sync and Flush during copy-in).
