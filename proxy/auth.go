@@ -82,6 +82,9 @@ func (s *session) relayAuth() error {
 			}
 			writeMsg(s.cw, typ, body)
 		case 'S', 'N', 'v': // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
+			if typ == 'S' {
+				s.noteParameterStatus(body)
+			}
 			writeMsg(s.cw, typ, body)
 		case 'Z':
 			if len(body) > 0 {

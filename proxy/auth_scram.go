@@ -239,6 +239,9 @@ func (s *session) loginUpstream(cred *clientCredential) error {
 			}
 			writeMsg(s.cw, typ, body)
 		case 'S', 'N', 'v':
+			if typ == 'S' {
+				s.noteParameterStatus(body)
+			}
 			writeMsg(s.cw, typ, body)
 		case 'Z':
 			if len(body) > 0 {

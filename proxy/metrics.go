@@ -1,7 +1,11 @@
 package proxy
 
 import (
+	"sync"
+
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pgveil/pgveil/policy"
 )
 
 // Metrics are pgveil's Prometheus series. Labels never carry values:
@@ -25,6 +29,32 @@ type Metrics struct {
 	PhaseSeconds                         *prometheus.HistogramVec // phase: plan | crypto | upstream
 	ReloadsTotal                         *prometheus.CounterVec   // result: ok | error
 	bytesC2S, bytesS2C, msgsC2S, msgsS2C prometheus.Counter
+	stmtPassthrough, stmtRewritten       prometheus.Counter
+	phasePlan, phaseCrypto               prometheus.Observer
+
+	cols sync.Map // *policy.Column → *colCounters
+}
+
+// colCounters are one column's counters, resolved once.
+type colCounters struct {
+	enc, dec, masked prometheus.Counter
+}
+
+func (m *Metrics) col(c *policy.Column) *colCounters {
+	if cc, ok := m.cols.Load(c); ok {
+		return cc.(*colCounters)
+	}
+	name := c.QualifiedName()
+	cc := &colCounters{enc: m.ValuesEncrypted.WithLabelValues(name), dec: m.ValuesDecrypted.WithLabelValues(name), masked: m.ReaderMasked.WithLabelValues(name)}
+	actual, _ := m.cols.LoadOrStore(c, cc)
+	return actual.(*colCounters)
+}
+
+func (m *Metrics) encrypted(c *policy.Column) { m.col(c).enc.Inc() }
+func (m *Metrics) decrypted(c *policy.Column) { m.col(c).dec.Inc() }
+func (m *Metrics) masked(c *policy.Column)    { m.col(c).masked.Inc() }
+func (m *Metrics) decryptFailed(c *policy.Column, reason string) {
+	m.DecryptFailures.WithLabelValues(c.QualifiedName(), reason).Inc()
 }
 
 // NewMetrics registers pgveil's series with reg. cacheStats feeds the plan
@@ -72,6 +102,10 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() (hits, misses uint6
 	m.bytesS2C = m.Bytes.WithLabelValues("server_to_client")
 	m.msgsC2S = m.Messages.WithLabelValues("client_to_server")
 	m.msgsS2C = m.Messages.WithLabelValues("server_to_client")
+	m.stmtPassthrough = m.Statements.WithLabelValues("passthrough")
+	m.stmtRewritten = m.Statements.WithLabelValues("rewritten")
+	m.phasePlan = m.PhaseSeconds.WithLabelValues("plan")
+	m.phaseCrypto = m.PhaseSeconds.WithLabelValues("crypto")
 	return m
 }
 

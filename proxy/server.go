@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/pgveil/pgveil/keysource"
 	"github.com/pgveil/pgveil/policy"
 	"github.com/pgveil/pgveil/proxy/scram"
 )
@@ -40,6 +42,8 @@ type Server struct {
 	draining atomic.Bool
 	nextID   atomic.Uint64
 
+	eng atomic.Pointer[engine] // nil when no table is configured
+
 	svcMu  sync.Mutex
 	svc    *pgxpool.Pool // the service connection (upstream.service_url)
 	svcURL string
@@ -61,11 +65,54 @@ func New(cfg *policy.Config, opts Options) (*Server, error) {
 		opts.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{log: opts.Log, sessions: map[*session]struct{}{}}
-	s.metrics = NewMetrics(opts.Registry, nil)
+	s.metrics = NewMetrics(opts.Registry, func() (uint64, uint64) {
+		if e := s.eng.Load(); e != nil {
+			st := e.planner.Stats()
+			return st.Hits, st.Misses
+		}
+		return 0, 0
+	})
 	if err := s.apply(cfg); err != nil {
 		return nil, err
 	}
+	if err := s.startEngine(cfg, nil); err != nil {
+		s.closeService()
+		return nil, err
+	}
 	return s, nil
+}
+
+// startEngine builds the encryption engine for cfg (none when cfg has no
+// tables) and installs it for new sessions. old, when reloading, lends its
+// master key source if the keysource settings did not change.
+func (s *Server) startEngine(cfg *policy.Config, old *engine) error {
+	if !cfg.HasEncryption() {
+		s.eng.Store(nil)
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*cfg.Upstream.ConnectTimeout)
+	defer cancel()
+	pool, err := s.servicePool()
+	if err != nil {
+		return err
+	}
+	var master keysource.Master
+	if old != nil && sameKeySource(old.cfg.KeySource, cfg.KeySource) {
+		master = old.keys.Master()
+	} else if master, err = keysource.NewMaster(ctx, cfg.KeySource); err != nil {
+		return fmt.Errorf("master key: %w", err)
+	}
+	e, err := newEngine(ctx, cfg, pool, master, s.log)
+	if err != nil {
+		return err
+	}
+	s.eng.Store(e)
+	return nil
+}
+
+func sameKeySource(a, b policy.KeySource) bool {
+	return a.Kind == b.Kind && a.Local.KeyFile == b.Local.KeyFile && a.Local.KeyEnv == b.Local.KeyEnv &&
+		strings.Join(a.Local.PreviousKeyFiles, "\x00") == strings.Join(b.Local.PreviousKeyFiles, "\x00") && a.Vault == b.Vault
 }
 
 // Metrics exposes the server's metric handles.
@@ -116,7 +163,13 @@ func (s *Server) Reload(cfg *policy.Config) error {
 		s.metrics.ReloadsTotal.WithLabelValues("error").Inc()
 		return fmt.Errorf("listen changed from %s to %s: restart pgveil to move the listener", old.Listen, cfg.Listen)
 	}
+	prevCfg := s.cfg.Load()
 	if err := s.apply(cfg); err != nil {
+		s.metrics.ReloadsTotal.WithLabelValues("error").Inc()
+		return err
+	}
+	if err := s.startEngine(cfg, s.eng.Load()); err != nil {
+		s.apply(prevCfg) // keep serving with what worked
 		s.metrics.ReloadsTotal.WithLabelValues("error").Inc()
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/rewrite"
 )
 
 // session is one client connection and its upstream connection.
@@ -70,6 +71,34 @@ type session struct {
 	database   string
 	backendPID uint32
 
+	// Encryption (nil eng: the config has no tables; pure relay).
+	eng    *engine
+	ctx    context.Context // for key lookups; cancelled when the session ends
+	stop   context.CancelFunc
+	// Client goroutine state.
+	searchPath        []string
+	initialSearchPath []string
+	stmtSeq           int
+	copyPlan          *rewrite.Stmt // the COPY FROM whose data the client sends
+	ddlSent           bool
+	ddlSeen           int64
+	bindIn, bindOut   bindMsg
+	arena             []byte
+	spans             []span
+	nulls             []bool
+	ptBuf, envBuf     []byte
+	idxBuf            []byte
+	// Server goroutine state.
+	backslash atomic.Bool  // standard_conforming_strings is off
+	ddlDone   atomic.Int64 // unix nanos when DDL last completed
+	curMap    *resultMap   // result set whose rows are arriving
+	rd        rowDescription
+	dr        dataRow
+	pdOIDs    []uint32
+	rowArena  []byte
+	rowSpans  []span
+	ptOut     []byte
+
 	upstreamClosing atomic.Bool // relay is closing upstream on purpose
 	serverSentFatal bool        // serverToClient relayed a FATAL from the server
 	serverDone      chan struct{}
@@ -85,7 +114,9 @@ func (srv *Server) newSession(conn net.Conn) *session {
 		up:     srv.upTLS.Load(),
 		client: conn,
 		t:      newTracker(),
+		eng:    srv.eng.Load(),
 	}
+	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.log = srv.log.With(zap.Uint64("session", s.id), zap.String("client", conn.RemoteAddr().String()))
 	s.setClientConn(conn, cfg.Proxy.MaxStartupMessage)
 	return s
@@ -108,6 +139,7 @@ func (s *session) run() {
 	defer m.ConnectionsOpen.Dec()
 	defer s.closeClient()
 	defer s.recoverPanic("session")
+	defer s.stop()
 
 	startup, err := s.startup()
 	if err != nil {
@@ -126,6 +158,12 @@ func (s *session) run() {
 		return
 	}
 	s.log = s.log.With(zap.Uint32("backend_pid", s.backendPID))
+	if s.eng != nil {
+		if err := s.initSearchPath(); err != nil {
+			s.log.Warn("reading search_path failed", zap.Error(err))
+			return
+		}
+	}
 	s.log.Debug("session ready", zap.Bool("client_tls", s.clientTLS), zap.Bool("upstream_tls", s.serverTLS))
 	s.cr.max = s.cfg.Proxy.MaxMessage
 	s.cr.knob = "proxy.max_message"
@@ -316,3 +354,6 @@ func (s *session) sessionFields(params map[string]string) []zap.Field {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 var timeZero time.Time
+
+// span locates one value in an arena (i: its index, when needed).
+type span struct{ i, start, end int }

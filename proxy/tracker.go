@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"sync"
+
+	"github.com/pgveil/pgveil/rewrite"
 )
 
 // Statement is a prepared statement as the client named it. A statement
@@ -16,7 +18,9 @@ type Statement struct {
 	// the server has no statement of that name and rejects the Bind.
 	ServerName string
 	// Plan is the rewrite plan; nil for a statement pgveil does not touch.
-	Plan *stmtPlan
+	Plan *rewrite.Stmt
+	// SQL is the client's text (literal offsets in Plan refer to it).
+	SQL string
 	// ParamOIDs are the parameter types the client declared at Parse.
 	ParamOIDs []uint32
 }
@@ -31,14 +35,11 @@ type Portal struct {
 	// bindSeq orders the portal against transaction ends: portals bound
 	// before the last ReadyForQuery with status 'I' no longer exist.
 	bindSeq uint64
+	// described is set by the client goroutine when a Describe of this
+	// portal was sent; rmap is the result map, owned by the server goroutine.
+	described bool
+	rmap      *resultMap
 }
-
-// stmtPlan and queryPlan stand for the rewrite plans of one statement and
-// of one query string; the encryption work fills them in.
-type (
-	stmtPlan  struct{}
-	queryPlan struct{}
-)
 
 // passthroughStmt and passthroughPortal stand for every statement and portal
 // pgveil does not touch.
@@ -79,6 +80,9 @@ type pending struct {
 	// message pgveil refused (see inject.go).
 	suppress bool
 	injected bool
+	// internal marks a Describe pgveil sent for itself: its RowDescription
+	// maps the portal's fields and is not forwarded.
+	internal bool
 	// void marks a Sync the server ignores because it arrived while the
 	// backend was in COPY IN mode (libpq sends Sync before it learns a
 	// statement was COPY; the backend discards Sync and Flush during copy-in).
@@ -87,7 +91,7 @@ type pending struct {
 
 // queryState is the bookkeeping of one simple Query in flight.
 type queryState struct {
-	plan *queryPlan
+	plan *rewrite.Plan
 	// stmt is the index of the statement whose results are arriving; it
 	// advances at each CommandComplete or EmptyQueryResponse.
 	stmt int

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/pgveil/pgveil/rewrite"
 )
 
 // step is one move of a tracker script: the client sends a message
@@ -285,7 +287,7 @@ func TestTrackerRingGrowth(t *testing.T) {
 // TestTrackerView covers the client-side view of statements and portals.
 func TestTrackerView(t *testing.T) {
 	tr := newTracker()
-	plan := &stmtPlan{}
+	plan := &rewrite.Stmt{}
 	enc := &Statement{Name: "", ServerName: "pgveil_1", Plan: plan}
 
 	// The unnamed statement: a rewritten one is remembered…
@@ -340,7 +342,7 @@ func TestTrackerView(t *testing.T) {
 // fetch size) does not grow the view without bound.
 func TestTrackerPortalSweep(t *testing.T) {
 	tr := newTracker()
-	stmt := &Statement{Name: "s", ServerName: "pgveil_1", Plan: &stmtPlan{}}
+	stmt := &Statement{Name: "s", ServerName: "pgveil_1", Plan: &rewrite.Stmt{}}
 	for i := 0; i < 10*maxIdlePortals; i++ {
 		name := fmt.Sprintf("C_%d", i)
 		tr.bindPortal([]byte(name), &Portal{Name: name, Stmt: stmt})

@@ -1,0 +1,171 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/rewrite"
+)
+
+// catalog is a snapshot of the live schema of the configured tables, taken
+// over the service connection. The planner resolves names with it; the
+// relay uses it to recognise encrypted columns by a RowDescription's table
+// OID and attribute number, and to know each column's physical type.
+type catalog struct {
+	rw *rewrite.Catalog
+	// byOID maps a configured table's OID to what the relay needs of it.
+	byOID map[uint32]*catTable
+	// byTable maps a configured table to the same.
+	byTable map[*policy.Table]*catTable
+}
+
+// catTable is one configured table as it exists in the database.
+type catTable struct {
+	policy *policy.Table
+	oid    uint32
+	// cols maps an encrypted column's attnum to its policy.
+	cols map[int16]*policy.Column
+	// physical is each encrypted column's physical type OID (bytea or text).
+	physical map[*policy.Column]uint32
+	// tenantAttNum and tenantType describe the key_context column (0 if none).
+	tenantAttNum int16
+	tenantType   uint32
+	// typeOf is every column's type OID by name (for the planner's needs
+	// and for tenant values sent as parameters).
+	typeOf map[string]uint32
+}
+
+// physicalType of an encrypted column: policy.OIDBytea or policy.OIDText.
+func (c *catalog) physicalType(col *policy.Column) uint32 {
+	if t := c.byTable[col.Table]; t != nil {
+		if p, ok := t.physical[col]; ok {
+			return p
+		}
+	}
+	return policy.OIDBytea
+}
+
+// tenantType is the type OID of a table's key_context column.
+func (c *catalog) tenantType(t *policy.Table) uint32 {
+	if ct := c.byTable[t]; ct != nil {
+		return ct.tenantType
+	}
+	return policy.OIDText
+}
+
+// catalogQuery reads every relation whose name equals a configured table's
+// name (case-insensitively: quoted mixed-case names included), in any
+// schema, with its live columns in attnum order.
+const catalogQuery = `
+SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND lower(c.relname) = ANY($1)
+ORDER BY c.oid, a.attnum`
+
+// loadCatalog takes a snapshot and checks it against the policy. Problems
+// are returned together, each naming the table and column and the remedy.
+func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*catalog, error) {
+	rows, err := pool.Query(ctx, catalogQuery, cfg.TableNames())
+	if err != nil {
+		return nil, fmt.Errorf("reading the catalog: %w", err)
+	}
+	rw := &rewrite.Catalog{Tables: map[string]*rewrite.CatalogTable{}}
+	for rows.Next() {
+		var oid uint32
+		var schema, name, col string
+		var attnum int16
+		var typ uint32
+		if err := rows.Scan(&oid, &schema, &name, &attnum, &col, &typ); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		key := schema + "." + name
+		t := rw.Tables[key]
+		if t == nil {
+			t = &rewrite.CatalogTable{Schema: schema, Name: name, OID: oid}
+			rw.Tables[key] = t
+		}
+		t.Columns = append(t.Columns, rewrite.CatalogColumn{Name: col, AttNum: attnum, TypeOID: typ})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the catalog: %w", err)
+	}
+	return buildCatalog(rw, cfg)
+}
+
+// buildCatalog indexes a snapshot and validates it against the policy.
+func buildCatalog(rw *rewrite.Catalog, cfg *policy.Config) (*catalog, error) {
+	c := &catalog{rw: rw, byOID: map[uint32]*catTable{}, byTable: map[*policy.Table]*catTable{}}
+	var problems []string
+	for _, pt := range cfg.Tables {
+		t := rw.Tables[pt.QualifiedName()]
+		if t == nil {
+			problems = append(problems, fmt.Sprintf("table %s does not exist", pt.QualifiedName()))
+			continue
+		}
+		ct := &catTable{policy: pt, oid: t.OID, cols: map[int16]*policy.Column{}, physical: map[*policy.Column]uint32{}, typeOf: map[string]uint32{}}
+		attnum := map[string]int16{}
+		for _, col := range t.Columns {
+			ct.typeOf[col.Name] = col.TypeOID
+			attnum[col.Name] = col.AttNum
+		}
+		for _, col := range pt.Columns {
+			typ, ok := ct.typeOf[col.Name]
+			switch {
+			case !ok:
+				problems = append(problems, fmt.Sprintf("column %s does not exist", col.QualifiedName()))
+				continue
+			case typ != policy.OIDBytea && typ != policy.OIDText:
+				problems = append(problems, fmt.Sprintf("column %s has type OID %d; an encrypted column must be bytea (or text for in-place adoption)", col.QualifiedName(), typ))
+				continue
+			}
+			ct.cols[attnum[col.Name]] = col
+			ct.physical[col] = typ
+			if bi := col.BlindIndex; bi != nil {
+				btyp, ok := ct.typeOf[bi.Column]
+				switch {
+				case !ok:
+					problems = append(problems, fmt.Sprintf("blind-index column %s.%s (for %s) does not exist", pt.QualifiedName(), bi.Column, col.Name))
+				case btyp != policy.OIDBytea:
+					problems = append(problems, fmt.Sprintf("blind-index column %s.%s has type OID %d; it must be bytea", pt.QualifiedName(), bi.Column, btyp))
+				}
+			}
+		}
+		if kc := pt.KeyContext; kc != "" {
+			typ, ok := ct.typeOf[kc]
+			if !ok {
+				problems = append(problems, fmt.Sprintf("key_context column %s.%s does not exist", pt.QualifiedName(), kc))
+			}
+			ct.tenantAttNum, ct.tenantType = attnum[kc], typ
+		}
+		c.byOID[t.OID] = ct
+		c.byTable[pt] = ct
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		return nil, &schemaError{problems: problems, config: cfg.Path}
+	}
+	return c, nil
+}
+
+// schemaError lists the differences between the policy and the database.
+type schemaError struct {
+	problems []string
+	config   string
+}
+
+func (e *schemaError) Error() string {
+	cfg := e.config
+	if cfg == "" {
+		cfg = "config.yaml"
+	}
+	return "the database does not match the encryption policy:\n  - " + strings.Join(e.problems, "\n  - ") +
+		"\nrun `pgveil check -c " + cfg + "` for the DDL that fixes each problem (or `pgveil migrate -c " + cfg + " --apply`)"
+}

@@ -1,0 +1,356 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pgveil/pgveil/keysource"
+	"github.com/pgveil/pgveil/keysource/canon"
+	"github.com/pgveil/pgveil/keysource/envelope"
+	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/rewrite"
+)
+
+// The way out: RowDescription and ParameterDescription report logical
+// types, DataRow fields of encrypted columns are opened and encoded in the
+// format the client asked for, hidden tenant fields are dropped.
+//
+// A value that does not open (tampered, moved from another column or
+// tenant, unknown key) never reaches the client as ciphertext or as another
+// row's value. With on_error: null it becomes NULL; by default the session
+// ends with a FATAL ErrorResponse (SQLSTATE class PV, below): the server
+// may already be running statements the client pipelined after this one,
+// and only a closed session makes every client treat the batch as lost.
+// A shredded tenant's value is always NULL.
+
+// SQLSTATEs of values that fail to open (class PV, implementation-defined).
+const (
+	codeValueTampered   = "PV001" // does not authenticate: altered, or moved from another column, table or tenant
+	codeValueUnknownKey = "PV002" // sealed under a key pgveil.keys does not have
+	codeValueNotSealed  = "PV003" // plaintext where an envelope was expected
+	codeKeySourceDown   = "PV004" // the master key source is unreachable; retry
+)
+
+// resultCol says what to do with one field of a result set.
+type resultCol struct {
+	col        *policy.Column // nil: relay as it is
+	tenant     int            // field holding the row's key_context value, -1 if none
+	tenantType uint32
+	srvFmt     int16 // format the server sends the field in
+	cliFmt     int16 // format the client asked for
+	physical   uint32
+	masked     bool // the role is not a reader: NULL
+}
+
+// resultMap is the decrypt plan of one result set.
+type resultMap struct {
+	cols    []resultCol
+	visible int  // fields the client sees (hidden ones are the last)
+	work    bool // something to decrypt, mask or drop
+}
+
+// mapResult builds the decrypt map of a result set of st. fields is the
+// server's RowDescription when there is one; clientFormats are the formats
+// the client asked for at Bind (nil: text, as for simple queries and
+// Describe of a statement); serverFormats is what pgveil asked the server
+// for (when fields is nil).
+func (s *session) mapResult(st *rewrite.Stmt, fields []fieldDesc, clientFormats, serverFormats []int16) *resultMap {
+	if st == nil || (st.Outputs == nil && !st.OutputsByOrigin) {
+		return nil
+	}
+	cat := s.eng.catalog()
+	n := len(st.Outputs)
+	if fields != nil {
+		n = len(fields)
+	}
+	if !st.OutputsByOrigin && fields != nil && len(fields) != len(st.Outputs) {
+		// The server's row does not have the shape the planner predicted:
+		// map by origin rather than trust positions.
+		s.log.Warn("result shape differs from the plan; mapping fields by origin")
+		return s.mapByOrigin(cat, fields, 0, clientFormats)
+	}
+	if st.OutputsByOrigin {
+		if fields == nil {
+			return nil // the caller makes sure a RowDescription is read first
+		}
+		return s.mapByOrigin(cat, fields, len(st.Outputs), clientFormats)
+	}
+	m := &resultMap{cols: make([]resultCol, n), visible: n}
+	for i, o := range st.Outputs {
+		rc := &m.cols[i]
+		rc.tenant = -1
+		rc.cliFmt = resultFormat(clientFormats, i)
+		rc.srvFmt = resultFormat(serverFormats, i)
+		if fields != nil {
+			rc.srvFmt = fields[i].Format
+		}
+		if o.Hidden {
+			m.visible = min(m.visible, i)
+			m.work = true
+		}
+		if o.Column == nil {
+			continue
+		}
+		s.fillCol(cat, rc, o.Column)
+		rc.tenant = o.Tenant
+		m.work = true
+	}
+	return m
+}
+
+// mapByOrigin maps fields by RowDescription's table OID and attribute
+// number; the last hidden fields are pgveil's additions.
+func (s *session) mapByOrigin(cat *catalog, fields []fieldDesc, hidden int, clientFormats []int16) *resultMap {
+	m := &resultMap{cols: make([]resultCol, len(fields)), visible: len(fields) - hidden}
+	if hidden > 0 {
+		m.work = true
+	}
+	for i, f := range fields {
+		rc := &m.cols[i]
+		rc.tenant = -1
+		rc.srvFmt = f.Format
+		rc.cliFmt = resultFormat(clientFormats, i)
+		ct := cat.byOID[f.TableOID]
+		if ct == nil {
+			continue
+		}
+		col := ct.cols[f.AttNum]
+		if col == nil {
+			continue
+		}
+		s.fillCol(cat, rc, col)
+		m.work = true
+		if ct.tenantAttNum != 0 {
+			for j, g := range fields {
+				if g.TableOID == f.TableOID && g.AttNum == ct.tenantAttNum {
+					rc.tenant = j
+					break
+				}
+			}
+		}
+	}
+	return m
+}
+
+func (s *session) fillCol(cat *catalog, rc *resultCol, col *policy.Column) {
+	rc.col = col
+	rc.physical = cat.physicalType(col)
+	rc.tenantType = cat.tenantType(col.Table)
+	rc.masked = !col.CanRead(s.user)
+}
+
+// rewriteRowDescription reports logical types and the client's formats for
+// encrypted fields and drops hidden ones. describeStmt marks a Describe of
+// a statement, whose formats are always text (not yet bound).
+func rewriteRowDescription(fields []fieldDesc, m *resultMap, describeStmt bool) []fieldDesc {
+	fields = fields[:m.visible]
+	for i := range fields {
+		rc := &m.cols[i]
+		if !describeStmt {
+			fields[i].Format = rc.cliFmt
+		}
+		if rc.col != nil {
+			fields[i].TypeOID = rc.col.Type.OID()
+			fields[i].TypeSize = rc.col.Type.TypeSize()
+			fields[i].TypeModifier = -1
+		}
+	}
+	return fields
+}
+
+// clientParamOIDs maps the rewritten statement's ParameterDescription back
+// to the client's parameters: the logical type for parameters that feed an
+// encrypted column, the server's type for the others.
+func clientParamOIDs(st *rewrite.Stmt, server []uint32, dst []uint32) []uint32 {
+	dst = dst[:0]
+	for i := 0; i < st.ClientParams; i++ {
+		var oid uint32
+		for j, p := range st.Params {
+			if p.Client != i {
+				continue
+			}
+			switch p.Action {
+			case rewrite.Encrypt, rewrite.Index:
+				oid = p.Column.Type.OID()
+			case rewrite.IndexEach:
+				oid = p.Column.Type.ArrayOID()
+			case rewrite.Pass:
+				if oid == 0 && j < len(server) {
+					oid = server[j]
+				}
+				continue
+			}
+			break
+		}
+		dst = append(dst, oid)
+	}
+	return dst
+}
+
+// decryptRow rewrites one DataRow's values in place; values of encrypted
+// fields are appended to s.rowArena. It returns the visible values.
+func (s *session) decryptRow(m *resultMap, values [][]byte) ([][]byte, error) {
+	start := time.Now()
+	arena := s.rowArena[:0]
+	spans := s.rowSpans[:0]
+	for i := range m.cols[:m.visible] {
+		rc := &m.cols[i]
+		if rc.col == nil || values[i] == nil {
+			continue
+		}
+		begin := len(arena)
+		var null bool
+		var err error
+		arena, null, err = s.openValue(m, rc, values[i], values, arena)
+		if err != nil {
+			return nil, err
+		}
+		if null {
+			values[i] = nil
+			continue
+		}
+		spans = append(spans, span{i: i, start: begin, end: len(arena)})
+	}
+	for _, sp := range spans {
+		values[sp.i] = arena[sp.start:sp.end:sp.end]
+	}
+	s.rowArena, s.rowSpans = arena, spans[:0]
+	s.srv.metrics.phaseCrypto.Observe(time.Since(start).Seconds())
+	return values[:m.visible], nil
+}
+
+// openValue opens one stored value and appends it, in the client's format,
+// to dst. null reports a value that becomes NULL (masked, shredded, or a
+// failure under on_error: null).
+func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byte, dst []byte) ([]byte, bool, error) {
+	col := rc.col
+	if rc.masked {
+		s.srv.metrics.masked(col)
+		return dst, true, nil
+	}
+	var env []byte
+	var err error
+	switch {
+	case rc.physical == policy.OIDText:
+		if !envelope.IsText(raw) {
+			return s.openFailed(rc, errNotSealed, dst)
+		}
+		env, err = envelope.Decode(s.envBuf[:0], raw)
+		s.envBuf = env
+	case rc.srvFmt == 1:
+		env = raw
+	default:
+		env, err = decodeByteaText(s.envBuf[:0], raw)
+		s.envBuf = env
+	}
+	if err != nil {
+		return s.openFailed(rc, keysource.ErrTampered, dst)
+	}
+	if !envelope.IsBinary(env) {
+		return s.openFailed(rc, errNotSealed, dst)
+	}
+	pt, key, err := s.eng.keys.Open(s.ctx, col, env, s.ptOut[:0])
+	if err != nil {
+		return s.openFailed(rc, err, dst)
+	}
+	s.ptOut = pt
+	if col.Table.KeyContext != "" && rc.tenant >= 0 && rc.tenant < len(row) && rc.tenant < len(m.cols) {
+		tv := row[rc.tenant]
+		if tv == nil {
+			return s.openFailed(rc, keysource.ErrWrongScope, dst)
+		}
+		tenant, err := canon.TenantText(rc.tenantType, m.cols[rc.tenant].srvFmt, tv)
+		if err != nil || !key.BelongsTo(tenant, true) {
+			return s.openFailed(rc, keysource.ErrWrongScope, dst)
+		}
+	}
+	s.srv.metrics.decrypted(col)
+	out, err := canon.Wire(col.Type, rc.cliFmt, pt, dst)
+	if err != nil {
+		return s.openFailed(rc, err, dst)
+	}
+	return out, false, nil
+}
+
+var errNotSealed = errors.New("plaintext found where an envelope was expected")
+
+// openFailed decides what a value that does not open becomes.
+func (s *session) openFailed(rc *resultCol, err error, dst []byte) ([]byte, bool, error) {
+	col := rc.col
+	reason, code := "tampered", codeValueTampered
+	switch {
+	case errors.Is(err, keysource.ErrShredded):
+		s.srv.metrics.decryptFailed(col, "shredded")
+		return dst, true, nil
+	case errors.Is(err, keysource.ErrUnknownKey):
+		reason, code = "unknown_key", codeValueUnknownKey
+	case errors.Is(err, errNotSealed):
+		reason, code = "not_sealed", codeValueNotSealed
+	case keysource.IsRetryable(err):
+		reason, code = "key_source_down", codeKeySourceDown
+	case errors.Is(err, keysource.ErrWrongScope):
+		reason = "wrong_scope"
+	}
+	s.srv.metrics.decryptFailed(col, reason)
+	if col.OnError == policy.OnErrorNull && code != codeKeySourceDown {
+		return dst, true, nil
+	}
+	return dst, false, &pgError{Severity: "FATAL", Code: code,
+		Message: fmt.Sprintf("pgveil could not decrypt a value of %s (%s)", col.QualifiedName(), reason),
+		Detail:  "the session is closed so that no statement pipelined after this one is mistaken for skipped",
+		Hint:    "a value altered, moved from another row, column or tenant, or sealed under a key this key store lacks; set on_error: null on the column to read such values as NULL",
+		cause:   err}
+}
+
+// decodeByteaText decodes bytea's text output: hex (\x…) or escape format.
+func decodeByteaText(dst, b []byte) ([]byte, error) {
+	if len(b) >= 2 && b[0] == '\\' && b[1] == 'x' {
+		h := b[2:]
+		if len(h)%2 != 0 {
+			return nil, errors.New("odd hex")
+		}
+		for i := 0; i < len(h); i += 2 {
+			hi, ok1 := unhex(h[i])
+			lo, ok2 := unhex(h[i+1])
+			if !ok1 || !ok2 {
+				return nil, errors.New("bad hex")
+			}
+			dst = append(dst, hi<<4|lo)
+		}
+		return dst, nil
+	}
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c != '\\' {
+			dst = append(dst, c)
+			continue
+		}
+		if i+1 < len(b) && b[i+1] == '\\' {
+			dst = append(dst, '\\')
+			i++
+			continue
+		}
+		if i+3 < len(b) && isOctal(b[i+1]) && isOctal(b[i+2]) && isOctal(b[i+3]) {
+			dst = append(dst, (b[i+1]-'0')<<6|(b[i+2]-'0')<<3|(b[i+3]-'0'))
+			i += 3
+			continue
+		}
+		return nil, errors.New("bad escape")
+	}
+	return dst, nil
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }

@@ -1,0 +1,527 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgveil/pgveil/keysource"
+	"github.com/pgveil/pgveil/keysource/canon"
+	"github.com/pgveil/pgveil/keysource/envelope"
+	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/rewrite"
+)
+
+// The way in: statements are planned, literals and parameters of encrypted
+// columns are sealed and indexed, and the rewritten messages go upstream.
+// Nothing here ever forwards the plaintext of an encrypted column: a value
+// that cannot be sealed makes the statement fail (see inject.go).
+
+// planSession is what the planner knows of this session.
+func (s *session) planSession() rewrite.Session {
+	return rewrite.Session{SearchPath: s.searchPath, BackslashStrings: s.backslash.Load()}
+}
+
+// plan plans one statement string, timing the phase.
+func (s *session) plan(sql string) (*rewrite.Plan, error) {
+	start := time.Now()
+	p, err := s.eng.planner.Plan(sql, s.planSession())
+	s.srv.metrics.phasePlan.Observe(time.Since(start).Seconds())
+	return p, err
+}
+
+// refusalFrom turns a planner or conversion error into the error the
+// server will raise for pgveil. Unknown errors become a generic refusal:
+// failing closed, never passing the statement through.
+func refusalFrom(err error) *pgError {
+	var re *rewrite.Error
+	if errors.As(err, &re) {
+		return &pgError{Severity: "ERROR", Code: re.Code, Message: re.Message, Detail: re.Detail, Hint: re.Hint}
+	}
+	var pe *pgError
+	if errors.As(err, &pe) {
+		return pe
+	}
+	var ce *canon.Error
+	if errors.As(err, &ce) {
+		return &pgError{Severity: "ERROR", Code: "22P02", Message: "pgveil: " + ce.Error()}
+	}
+	if keysource.IsRetryable(err) {
+		return &pgError{Severity: "ERROR", Code: "58000", Message: "pgveil could not reach its master key source; retry later", Detail: err.Error()}
+	}
+	return &pgError{Severity: "ERROR", Code: codeInternalError, Message: "pgveil could not encrypt a value of this statement", Detail: safeDetail(err)}
+}
+
+// safeDetail is an error text for a client: errors from pgveil's own
+// packages never carry values, so their text is safe.
+func safeDetail(err error) string { return err.Error() }
+
+// planNeedsWork reports whether the proxy has anything to do for a plan.
+func planNeedsWork(p *rewrite.Plan) bool {
+	if p.Rewritten {
+		return true
+	}
+	for _, st := range p.Stmts {
+		if st.Outputs != nil || st.OutputsByOrigin || st.Copy != nil || st.Kind == rewrite.KindDDL {
+			return true
+		}
+	}
+	return false
+}
+
+// applyEffects records what a statement changes in the session's view.
+// It is optimistic (applied when sent): a SET search_path that fails or is
+// rolled back leaves pgveil resolving names with the new path; the planner
+// then sees a same-named table as the configured one only when it exists
+// in the catalog under that schema, so the effect is bounded.
+func (s *session) applyEffects(p *rewrite.Plan) {
+	for _, st := range p.Stmts {
+		switch {
+		case st.SearchPathReset:
+			s.searchPath = s.initialSearchPath
+		case st.SearchPath != nil:
+			s.searchPath = expandUser(st.SearchPath, s.user)
+		}
+		switch st.Deallocate {
+		case "":
+		case "*":
+			s.t.forgetStatements()
+		default:
+			s.t.closeStatement([]byte(st.Deallocate))
+		}
+		if st.Kind == rewrite.KindDDL {
+			s.ddlSent = true
+		}
+	}
+}
+
+// expandUser replaces "$user" in a search path with the role name.
+func expandUser(path []string, user string) []string {
+	out := make([]string, 0, len(path))
+	for _, p := range path {
+		if p == "$user" {
+			p = user
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// handleQuery plans a simple Query and sends it, rewritten or as it came.
+func (s *session) handleQuery(body []byte) error {
+	if len(body) == 0 || body[len(body)-1] != 0 {
+		return &protocolError{msg: "malformed Query message"}
+	}
+	s.refreshCatalogIfNeeded()
+	sql := string(body[:len(body)-1])
+	p, err := s.plan(sql)
+	if err != nil {
+		s.injectQueryError(refusalFrom(err))
+		return nil
+	}
+	for _, st := range p.Stmts {
+		if st.Copy != nil {
+			s.injectQueryError(copyUnsupported())
+			return nil
+		}
+	}
+	if !planNeedsWork(p) {
+		s.srv.metrics.stmtPassthrough.Inc()
+		s.t.push(pending{kind: pendQuery})
+		s.sw.Write(s.cr.header())
+		s.sw.Write(body)
+		return nil
+	}
+	text := sql
+	if p.Rewritten {
+		start := time.Now()
+		text, err = p.Render(sql, func(st *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
+			return s.fillLiteral(sql, st, slot)
+		})
+		s.srv.metrics.phaseCrypto.Observe(time.Since(start).Seconds())
+		if err != nil {
+			s.injectQueryError(refusalFrom(err))
+			return nil
+		}
+		s.srv.metrics.stmtRewritten.Inc()
+	} else {
+		s.srv.metrics.stmtPassthrough.Inc()
+	}
+	s.applyEffects(p)
+	s.copyPlan = nil
+	for _, st := range p.Stmts {
+		if st.Copy != nil && st.Copy.From {
+			s.copyPlan = st
+			break
+		}
+	}
+	s.t.push(pending{kind: pendQuery, query: &queryState{plan: p}})
+	s.sw.Write(appendQuery(s.scratch[:0], text))
+	return nil
+}
+
+// fillLiteral seals or indexes one literal of an encrypted column and
+// returns the SQL literal that replaces it.
+func (s *session) fillLiteral(orig string, st *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
+	v, null, err := rewrite.LiteralValue(orig, st.Literals[slot.Source])
+	if err != nil {
+		return "", err
+	}
+	if null {
+		return "NULL", nil
+	}
+	col := slot.Column
+	pt, err := canon.Plaintext(col.Type, canon.TextFormat, 0, v, nil)
+	if err != nil {
+		return "", err
+	}
+	switch slot.Action {
+	case rewrite.Encrypt:
+		tenant, has, err := s.tenantFromRef(col.Table, slot.Tenant, orig, st, nil, nil)
+		if err != nil {
+			return "", err
+		}
+		env, err := s.seal(col, tenant, has, pt, nil)
+		if err != nil {
+			return "", err
+		}
+		if s.eng.catalog().physicalType(col) == policy.OIDText {
+			return rewrite.TextLiteral(string(envelope.Encode(nil, env))), nil
+		}
+		return rewrite.ByteaLiteral(env), nil
+	case rewrite.Index:
+		sum, err := s.index(col, pt, nil)
+		if err != nil {
+			return "", err
+		}
+		return rewrite.ByteaLiteral(sum), nil
+	}
+	return "", fmt.Errorf("literal slot with action %s", slot.Action)
+}
+
+// seal appends the envelope of plaintext for col (and tenant) to dst.
+func (s *session) seal(col *policy.Column, tenant string, has bool, plaintext, dst []byte) ([]byte, error) {
+	key, err := s.eng.keys.EncryptionKey(s.ctx, col, tenant, has)
+	if err != nil {
+		return nil, err
+	}
+	s.srv.metrics.encrypted(col)
+	return key.Seal(dst, plaintext), nil
+}
+
+// index appends the blind index of plaintext for col to dst.
+func (s *session) index(col *policy.Column, plaintext, dst []byte) ([]byte, error) {
+	key, err := s.eng.keys.IndexKey(s.ctx, col)
+	if err != nil {
+		return nil, err
+	}
+	s.idxBuf, err = canon.IndexInput(col.Type, plaintext, col.BlindIndex.Normalize, s.idxBuf[:0])
+	if err != nil {
+		return nil, err
+	}
+	return key.Sum(dst, s.idxBuf), nil
+}
+
+// tenantFromRef resolves the key_context value a write uses. bind is the
+// client's Bind (nil for a Query) and paramOIDs the types it declared.
+func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig string, st *rewrite.Stmt, bind *bindMsg, paramOIDs []uint32) (string, bool, error) {
+	if t.KeyContext == "" {
+		return "", false, nil
+	}
+	switch ref.Kind {
+	case rewrite.RefParam:
+		if bind == nil || ref.Param >= len(bind.Params) {
+			return "", false, tenantMissing(t)
+		}
+		v := bind.Params[ref.Param]
+		if v == nil {
+			return "", false, tenantNull(t)
+		}
+		typ := s.eng.catalog().tenantType(t)
+		if ref.Param < len(paramOIDs) && paramOIDs[ref.Param] != 0 {
+			typ = paramOIDs[ref.Param]
+		}
+		tenant, err := canon.TenantText(typ, bind.paramFormat(ref.Param), v)
+		return tenant, err == nil, err
+	case rewrite.RefLiteral:
+		v, null, err := rewrite.LiteralValue(orig, st.Literals[ref.Literal])
+		if err != nil {
+			return "", false, err
+		}
+		if null {
+			return "", false, tenantNull(t)
+		}
+		tenant, err := canon.TenantText(s.eng.catalog().tenantType(t), canon.TextFormat, v)
+		return tenant, err == nil, err
+	case rewrite.RefNull:
+		return "", false, tenantNull(t)
+	}
+	return "", false, tenantMissing(t)
+}
+
+func tenantMissing(t *policy.Table) error {
+	return &pgError{Severity: "ERROR", Code: "42P10", Message: fmt.Sprintf("pgveil cannot tell which tenant this write to %s belongs to", t.QualifiedName()),
+		Hint: fmt.Sprintf("include %s in the statement (INSERT column list or UPDATE ... WHERE %s = ...)", t.KeyContext, t.KeyContext)}
+}
+
+func tenantNull(t *policy.Table) error {
+	return &pgError{Severity: "ERROR", Code: "23502", Message: fmt.Sprintf("pgveil cannot encrypt for a NULL %s in %s: the tenant selects the data key", t.KeyContext, t.QualifiedName())}
+}
+
+// --- extended protocol ---
+
+// handleParse plans a Parse. Statements pgveil rewrites or must decrypt
+// are prepared upstream under a fresh name (see Statement.ServerName).
+func (s *session) handleParse(body []byte) error {
+	var pm parseMsg
+	if err := pm.parse(body); err != nil {
+		return err
+	}
+	s.refreshCatalogIfNeeded()
+	sql := string(pm.Query)
+	p, err := s.plan(sql)
+	if err != nil {
+		s.injectExtendedError(refusalFrom(err))
+		return nil
+	}
+	if !planNeedsWork(p) {
+		s.srv.metrics.stmtPassthrough.Inc()
+		if len(pm.Name) == 0 || !s.t.hasStatement(pm.Name) {
+			s.t.defineStatement(pm.Name, passthroughStmt)
+		}
+		s.t.push(pending{kind: pendParse, stmt: passthroughStmt})
+		s.sw.Write(s.cr.header())
+		s.sw.Write(body)
+		return nil
+	}
+	if len(pm.Name) > 0 && s.t.hasStatement(pm.Name) {
+		s.injectExtendedError(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
+		return nil
+	}
+	if len(p.Stmts) == 1 && p.Stmts[0].Copy != nil {
+		s.injectExtendedError(copyUnsupported())
+		return nil
+	}
+	if len(p.Stmts) != 1 {
+		s.injectExtendedError(&pgError{Severity: "ERROR", Code: "42601", Message: "cannot insert multiple commands into a prepared statement"})
+		return nil
+	}
+	st := p.Stmts[0]
+	text := sql
+	if p.Rewritten {
+		text, err = p.Render(sql, func(st *rewrite.Stmt, slot *rewrite.Slot) (string, error) { return s.fillLiteral(sql, st, slot) })
+		if err != nil {
+			s.injectExtendedError(refusalFrom(err))
+			return nil
+		}
+		s.srv.metrics.stmtRewritten.Inc()
+	} else {
+		s.srv.metrics.stmtPassthrough.Inc()
+	}
+	s.applyEffects(p)
+	s.stmtSeq++
+	stmt := &Statement{
+		Name:       string(pm.Name),
+		ServerName: "pgveil_" + strconv.Itoa(s.stmtSeq),
+		Plan:       st,
+		SQL:        sql,
+		ParamOIDs:  append([]uint32(nil), pm.ParamOIDs...),
+	}
+	// The unnamed statement pgveil prepared under its own name before is
+	// replaced now: close it upstream so the server does not keep it.
+	if len(pm.Name) == 0 {
+		if old := s.t.statement(nil); old != passthroughStmt {
+			s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'C', 'S', old.ServerName))
+			s.t.push(pending{kind: pendCloseStmt, suppress: true})
+		}
+	}
+	s.t.defineStatement(pm.Name, stmt)
+	s.t.push(pending{kind: pendParse, stmt: stmt})
+	s.sw.Write(appendParse(s.scratch[:0], stmt.ServerName, text, s.serverParamOIDs(stmt)))
+	return nil
+}
+
+// serverParamOIDs are the parameter types of the rewritten statement.
+func (s *session) serverParamOIDs(stmt *Statement) []uint32 {
+	st := stmt.Plan
+	if !stmtRewritten(st) {
+		return stmt.ParamOIDs
+	}
+	cat := s.eng.catalog()
+	oids := make([]uint32, len(st.Params))
+	for i, p := range st.Params {
+		switch p.Action {
+		case rewrite.Pass:
+			if p.Client < len(stmt.ParamOIDs) {
+				oids[i] = stmt.ParamOIDs[p.Client]
+			}
+		case rewrite.Encrypt:
+			oids[i] = cat.physicalType(p.Column)
+		case rewrite.Index:
+			oids[i] = policy.OIDBytea
+		case rewrite.IndexEach:
+			oids[i] = oidByteaArray
+		}
+	}
+	return oids
+}
+
+const oidByteaArray = 1001
+
+func stmtRewritten(st *rewrite.Stmt) bool { return st.Rewritten && st.Params != nil }
+
+// handleBind converts the parameters of a Bind to a rewritten statement.
+func (s *session) handleBind(body []byte) error {
+	bm := &s.bindIn
+	if err := bm.parse(body); err != nil {
+		return err
+	}
+	stmt := s.t.statement(bm.Statement)
+	if stmt == passthroughStmt {
+		s.t.bindPortal(bm.Portal, passthroughPortal)
+		s.t.push(pending{kind: pendBind, portal: passthroughPortal})
+		s.sw.Write(s.cr.header())
+		s.sw.Write(body)
+		return nil
+	}
+	portal := &Portal{Name: string(bm.Portal), Stmt: stmt, ResultFormats: append([]int16(nil), bm.ResultFormats...)}
+	out, err := s.convertBind(stmt, bm)
+	if err != nil {
+		s.injectExtendedError(refusalFrom(err))
+		// The client's portal does not exist now; make sure the view
+		// does not pretend it does.
+		s.t.closePortal(bm.Portal)
+		return nil
+	}
+	s.t.bindPortal(bm.Portal, portal)
+	s.t.push(pending{kind: pendBind, portal: portal})
+	s.sw.Write(appendBind(s.scratch[:0], out))
+	return nil
+}
+
+// convertBind builds the Bind for the rewritten statement: derived
+// parameters appended, encrypted values sealed, blind indexes computed, and
+// result formats chosen so encrypted fields arrive as raw bytes.
+func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
+	st := stmt.Plan
+	out := &s.bindOut
+	out.Portal = bm.Portal
+	out.Statement = []byte(stmt.ServerName)
+	out.ResultFormats = s.serverResultFormats(st, bm.ResultFormats, out.ResultFormats[:0])
+	if !stmtRewritten(st) {
+		out.ParamFormats = bm.ParamFormats
+		out.Params = bm.Params
+		return out, nil
+	}
+	if len(bm.Params) != st.ClientParams {
+		return nil, &pgError{Severity: "ERROR", Code: codeProtocolViolation,
+			Message: fmt.Sprintf("bind message supplies %d parameters, but prepared statement %q requires %d", len(bm.Params), stmt.Name, st.ClientParams)}
+	}
+	start := time.Now()
+	defer func() { s.srv.metrics.phaseCrypto.Observe(time.Since(start).Seconds()) }()
+	// Values are appended to one arena and sliced at the end, so a Bind
+	// costs no allocation per value once the arena has grown.
+	arena := s.arena[:0]
+	spans := s.spans[:0]
+	nulls := s.nulls[:0]
+	out.ParamFormats = out.ParamFormats[:0]
+	cat := s.eng.catalog()
+	for _, p := range st.Params {
+		v := bm.Params[p.Client]
+		f := bm.paramFormat(p.Client)
+		if v == nil {
+			spans = append(spans, span{})
+			nulls = append(nulls, true)
+			out.ParamFormats = append(out.ParamFormats, 0)
+			continue
+		}
+		begin := len(arena)
+		outFmt := int16(1)
+		var err error
+		switch p.Action {
+		case rewrite.Pass:
+			arena = append(arena, v...)
+			outFmt = f
+		case rewrite.Encrypt, rewrite.Index:
+			var declared uint32
+			if p.Client < len(stmt.ParamOIDs) {
+				declared = stmt.ParamOIDs[p.Client]
+			}
+			s.ptBuf, err = canon.Plaintext(p.Column.Type, f, declared, v, s.ptBuf[:0])
+			if err != nil {
+				return nil, err
+			}
+			if p.Action == rewrite.Index {
+				arena, err = s.index(p.Column, s.ptBuf, arena)
+				break
+			}
+			tenant, has, terr := s.tenantFromRef(p.Column.Table, p.Tenant, stmt.SQL, st, bm, stmt.ParamOIDs)
+			if terr != nil {
+				return nil, terr
+			}
+			if cat.physicalType(p.Column) == policy.OIDText {
+				s.envBuf, err = s.seal(p.Column, tenant, has, s.ptBuf, s.envBuf[:0])
+				arena = envelope.Encode(arena, s.envBuf)
+				outFmt = 0
+			} else {
+				arena, err = s.seal(p.Column, tenant, has, s.ptBuf, arena)
+			}
+		case rewrite.IndexEach:
+			arena, err = s.indexArray(p.Column, f, v, arena)
+		}
+		if err != nil {
+			return nil, err
+		}
+		spans = append(spans, span{start: begin, end: len(arena)})
+		nulls = append(nulls, false)
+		out.ParamFormats = append(out.ParamFormats, outFmt)
+	}
+	out.Params = out.Params[:0]
+	for i, sp := range spans {
+		if nulls[i] {
+			out.Params = append(out.Params, nil)
+		} else {
+			out.Params = append(out.Params, arena[sp.start:sp.end:sp.end])
+		}
+	}
+	s.arena, s.nulls, s.spans = arena, nulls, spans[:0]
+	return out, nil
+}
+
+// serverResultFormats asks the server for encrypted fields in binary (raw
+// envelope bytes) and hidden tenant fields in text, other fields as the
+// client asked. Without a field list (outputs mapped by origin) the
+// client's codes are kept and both formats are decoded.
+func (s *session) serverResultFormats(st *rewrite.Stmt, client []int16, dst []int16) []int16 {
+	if st.Outputs == nil || st.OutputsByOrigin {
+		return append(dst, client...)
+	}
+	for i, o := range st.Outputs {
+		switch {
+		case o.Hidden:
+			dst = append(dst, 0)
+		case o.Column != nil:
+			dst = append(dst, 1)
+		default:
+			dst = append(dst, resultFormat(client, i))
+		}
+	}
+	return dst
+}
+
+// refreshCatalogIfNeeded reloads the catalog before planning when DDL this
+// session sent has completed since the last plan.
+func (s *session) refreshCatalogIfNeeded() {
+	if at := s.ddlDone.Load(); at != 0 && at > s.ddlSeen {
+		s.ddlSeen = at
+		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		s.eng.refreshCatalog(ctx, time.Unix(0, at))
+		cancel()
+	}
+}
+
+var _ = zap.String

@@ -1,0 +1,258 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/pgveil/pgveil/rewrite"
+)
+
+// handleExtended processes an extended-protocol message when encryption is
+// configured. Statements and portals pgveil does not touch keep the
+// client's bytes; the others are rewritten.
+func (s *session) handleExtended(typ byte, body []byte) error {
+	switch typ {
+	case 'P':
+		return s.handleParse(body)
+	case 'B':
+		return s.handleBind(body)
+	case 'D':
+		return s.handleDescribe(body)
+	case 'E':
+		return s.handleExecute(body)
+	case 'C':
+		return s.handleClose(body)
+	}
+	return nil
+}
+
+func (s *session) forwardClient(body []byte) {
+	s.sw.Write(s.cr.header())
+	s.sw.Write(body)
+}
+
+func (s *session) handleDescribe(body []byte) error {
+	if len(body) < 2 {
+		return &protocolError{msg: "malformed Describe message"}
+	}
+	name, _, ok := cstringBytes(body, 1)
+	if !ok {
+		return &protocolError{msg: "malformed Describe message"}
+	}
+	if body[0] == 'S' {
+		stmt := s.t.statement(name)
+		s.t.push(pending{kind: pendDescribeStmt, stmt: stmt})
+		if stmt == passthroughStmt {
+			s.forwardClient(body)
+			return nil
+		}
+		s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'D', 'S', stmt.ServerName))
+		return nil
+	}
+	portal := s.t.portal(name)
+	if portal != passthroughPortal {
+		portal.described = true
+	}
+	s.t.push(pending{kind: pendDescribePortal, portal: portal})
+	s.forwardClient(body)
+	return nil
+}
+
+func (s *session) handleExecute(body []byte) error {
+	name, _, ok := cstringBytes(body, 0)
+	if !ok {
+		return &protocolError{msg: "malformed Execute message"}
+	}
+	portal := s.t.portal(name)
+	if portal != passthroughPortal && portal.Stmt.Plan != nil && portal.Stmt.Plan.OutputsByOrigin && !portal.described {
+		// Fields are known only from a RowDescription: ask for one, for
+		// pgveil's eyes only.
+		portal.described = true
+		s.t.push(pending{kind: pendDescribePortal, portal: portal, internal: true})
+		s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'D', 'P', portal.Name))
+	}
+	if portal != passthroughPortal && portal.Stmt.Plan != nil && portal.Stmt.Plan.Copy != nil && portal.Stmt.Plan.Copy.From {
+		s.copyPlan = portal.Stmt.Plan
+	}
+	s.t.push(pending{kind: pendExecute, portal: portal})
+	s.forwardClient(body)
+	return nil
+}
+
+func (s *session) handleClose(body []byte) error {
+	if len(body) < 2 {
+		return &protocolError{msg: "malformed Close message"}
+	}
+	name, _, ok := cstringBytes(body, 1)
+	if !ok {
+		return &protocolError{msg: "malformed Close message"}
+	}
+	if body[0] == 'S' {
+		stmt := s.t.statement(name)
+		s.t.closeStatement(name)
+		s.t.push(pending{kind: pendCloseStmt})
+		if stmt == passthroughStmt {
+			s.forwardClient(body)
+			return nil
+		}
+		s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'C', 'S', stmt.ServerName))
+		return nil
+	}
+	s.t.closePortal(name)
+	s.t.push(pending{kind: pendClosePortal})
+	s.forwardClient(body)
+	return nil
+}
+
+// decodeBackend handles a backend message when encryption is configured:
+// descriptions and rows of planned statements are rewritten, everything
+// else is relayed raw. A *pgError return ends the session (see decrypt.go).
+func (s *session) decodeBackend(typ byte, ev backendEvent) error {
+	cur := ev.cur
+	switch typ {
+	case 'S':
+		body, err := s.sr.readBody()
+		if err != nil {
+			return err
+		}
+		s.noteParameterStatus(body)
+		s.cw.Write(s.sr.header())
+		s.cw.Write(body)
+		return nil
+	case 't':
+		if cur.kind != pendDescribeStmt || cur.stmt == nil || cur.stmt.Plan == nil || !stmtRewritten(cur.stmt.Plan) {
+			return s.sr.forwardBody(s.cw)
+		}
+		body, err := s.sr.readBody()
+		if err != nil {
+			return err
+		}
+		if s.pdOIDs, err = parseParameterDescription(body, s.pdOIDs[:0]); err != nil {
+			return err
+		}
+		oids := clientParamOIDs(cur.stmt.Plan, s.pdOIDs, nil)
+		s.out = appendParameterDescription(s.out[:0], oids)
+		s.cw.Write(s.out)
+		return nil
+	case 'T':
+		return s.decodeRowDescription(cur)
+	case 'D':
+		m := s.rowMap(cur)
+		if m == nil || !m.work {
+			return s.sr.forwardBody(s.cw)
+		}
+		body, err := s.sr.readBody()
+		if err != nil {
+			return err
+		}
+		if err := s.dr.parse(body); err != nil {
+			return err
+		}
+		if len(s.dr.values) != len(m.cols) {
+			return &pgError{Severity: "FATAL", Code: codeInternalError, Message: "pgveil: a row does not match its description"}
+		}
+		vals, err := s.decryptRow(m, s.dr.values)
+		if err != nil {
+			return err
+		}
+		s.out = appendDataRow(s.out[:0], vals)
+		s.cw.Write(s.out)
+		return nil
+	case 'C', 'I':
+		s.curMap = nil
+		var done *rewrite.Stmt
+		switch {
+		case cur.kind == pendQuery && cur.query != nil && cur.query.stmt-1 < len(cur.query.plan.Stmts):
+			done = cur.query.plan.Stmts[cur.query.stmt-1]
+		case cur.kind == pendExecute && cur.portal != nil && cur.portal.Stmt != nil:
+			done = cur.portal.Stmt.Plan
+		}
+		if done != nil && done.Kind == rewrite.KindDDL {
+			s.ddlDone.Store(time.Now().UnixNano())
+		}
+		return s.sr.forwardBody(s.cw)
+	case 'H', 'd', 'c', 'G':
+		return s.decodeCopy(typ, cur)
+	case 'Z', 's':
+		s.curMap = nil
+	}
+	return s.sr.forwardBody(s.cw)
+}
+
+// decodeRowDescription maps a result set (or a description) and sends the
+// client the logical view of it.
+func (s *session) decodeRowDescription(cur pending) error {
+	var st *rewrite.Stmt
+	var clientFormats []int16
+	describeStmt := false
+	switch cur.kind {
+	case pendQuery:
+		if cur.query != nil && cur.query.stmt < len(cur.query.plan.Stmts) {
+			st = cur.query.plan.Stmts[cur.query.stmt]
+		}
+	case pendDescribeStmt:
+		if cur.stmt != nil {
+			st = cur.stmt.Plan
+		}
+		describeStmt = true
+	case pendDescribePortal:
+		if cur.portal != nil && cur.portal.Stmt != nil {
+			st = cur.portal.Stmt.Plan
+			clientFormats = cur.portal.ResultFormats
+		}
+	}
+	if st == nil {
+		return s.sr.forwardBody(s.cw)
+	}
+	body, err := s.sr.readBody()
+	if err != nil {
+		return err
+	}
+	if err := s.rd.parse(body); err != nil {
+		return err
+	}
+	if cur.kind == pendQuery {
+		// Simple queries: the client reads each field in the format the
+		// server announces (text, or binary for a binary cursor).
+		clientFormats = clientFormats[:0]
+		for _, f := range s.rd.fields {
+			clientFormats = append(clientFormats, f.Format)
+		}
+	}
+	m := s.mapResult(st, s.rd.fields, clientFormats, nil)
+	switch cur.kind {
+	case pendQuery:
+		s.curMap = m
+	case pendDescribePortal:
+		cur.portal.rmap = m
+	}
+	if cur.internal {
+		return nil
+	}
+	if m == nil {
+		s.cw.Write(s.sr.header())
+		s.cw.Write(body)
+		return nil
+	}
+	fields := rewriteRowDescription(s.rd.fields, m, describeStmt)
+	s.out = appendRowDescription(s.out[:0], fields)
+	s.cw.Write(s.out)
+	return nil
+}
+
+// rowMap is the result map DataRows of cur are decoded with.
+func (s *session) rowMap(cur pending) *resultMap {
+	switch cur.kind {
+	case pendQuery:
+		return s.curMap
+	case pendExecute:
+		p := cur.portal
+		if p == nil || p == passthroughPortal || p.Stmt.Plan == nil {
+			return nil
+		}
+		if p.rmap == nil {
+			p.rmap = s.mapResult(p.Stmt.Plan, nil, p.ResultFormats, s.serverResultFormats(p.Stmt.Plan, p.ResultFormats, nil))
+		}
+		return p.rmap
+	}
+	return nil
+}
