@@ -62,8 +62,9 @@ type analyzer struct {
 	// noOutputs: the statement's rows never reach the client decrypted
 	// (EXPLAIN, CREATE TABLE AS…), so no hidden tenant is appended.
 	noOutputs bool
-	// strict: any reference to an encrypted column refuses (DDL expressions).
-	strict bool
+	// strict, when set, names a context where any reference to an
+	// encrypted column refuses (expressions stored in the schema, MERGE).
+	strict string
 	// copyRefusal names a COPY option pgveil cannot honour on encrypted
 	// columns; it refuses only when the COPY carries one.
 	copyRefusal string

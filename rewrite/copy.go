@@ -118,7 +118,7 @@ func (a *analyzer) copyStmt(c *pg.CopyStmt) *Error {
 
 func (a *analyzer) copyFrom(t *policy.Table, c *pg.CopyStmt, cp *Copy, cols []string, tenant, listEnd int, explicit string) *Error {
 	if t.KeyContext != "" && tenant < 0 {
-		return missingTenant(t, "as a column of the COPY", c.Relation.Location, a.sql)
+		return missingTenant(t, "among the COPY's columns", c.Relation.Location, a.sql)
 	}
 	cp.From = true
 	var added []string

@@ -83,5 +83,5 @@ func blindIndexHint(col *policy.Column) string {
 // unsupported is the common refusal: operation what on column col.
 func unsupported(col *policy.Column, what, hint string) *Error {
 	return colErr(CodeFeatureNotSupported, col, hint,
-		"%s on encrypted column %s is not supported: the database holds only ciphertext", what, col.QualifiedName())
+		"%s is not supported on encrypted column %s: the database holds only ciphertext", what, col.QualifiedName())
 }

@@ -114,6 +114,9 @@ func (a *analyzer) bareRef(cr *pg.ColumnRef, sc *scope, what string) *Error {
 		return nil
 	}
 	if c := ref.enc(); c != nil {
+		if a.strict != "" {
+			what = a.strict
+		}
 		hint := hintApp
 		if what == "ORDER BY" || what == "GROUP BY" || what == "DISTINCT" || what == "DISTINCT ON" {
 			hint = "sort or group in the application, or by another column; ciphertext has no order and equal values encrypt differently"
@@ -141,19 +144,19 @@ func (a *analyzer) encOperand(n *pg.Node, sc *scope) (*policy.Column, *pg.Column
 			return nil, nil, err
 		}
 		if c := ref.enc(); c != nil {
-			if a.strict {
-				return nil, nil, unsupported(c, "a reference in this statement", "this statement would store or evaluate the column inside the database").at(a.sql, cr.Location)
+			if a.strict != "" {
+				return nil, nil, unsupported(c, a.strict, "pgveil would let the server store or evaluate it on ciphertext; keep this logic in the application").at(a.sql, cr.Location)
 			}
 			return c, cr, nil
 		}
 		return nil, nil, nil
 	}
-	inner, loc := n, int32(-1)
+	inner, loc, what := n, int32(-1), "a cast"
 	for {
 		if tc := inner.GetTypeCast(); tc != nil {
 			inner, loc = tc.Arg, tc.Location
 		} else if cc := inner.GetCollateClause(); cc != nil {
-			inner, loc = cc.Arg, cc.Location
+			inner, loc, what = cc.Arg, cc.Location, "COLLATE"
 		} else {
 			break
 		}
@@ -163,7 +166,7 @@ func (a *analyzer) encOperand(n *pg.Node, sc *scope) (*policy.Column, *pg.Column
 			if err != nil {
 				return nil, nil, err
 			}
-			return nil, nil, unsupported(c, "a cast", "compare the column itself; pgveil strips casts on the value side only").at(a.sql, loc)
+			return nil, nil, unsupported(c, what, "compare the column itself; pgveil strips casts on the value side only").at(a.sql, loc)
 		}
 	}
 	return nil, nil, nil
@@ -498,7 +501,7 @@ func (a *analyzer) sublink(s *pg.SubLink, sc *scope, what string) *Error {
 		if err := a.expr(s.Testexpr, sc, "a subquery comparison"); err != nil {
 			return err
 		}
-		return a.plainSubquery(s, sc, "a comparison with a subquery")
+		return a.plainSubquery(s, sc, "a comparison")
 	default:
 		return a.plainSubquery(s, sc, what)
 	}

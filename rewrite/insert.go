@@ -51,7 +51,7 @@ func (a *analyzer) insertStmt(ins *pg.InsertStmt, sc *scope, mode queryMode) (*q
 	case encWrites:
 		for _, c := range cols {
 			if c.enc != nil {
-				return nil, unsupported(c.enc, "INSERT … SELECT", "insert with VALUES and parameters, so that pgveil can encrypt each value").at(a.sql, c.loc)
+				return nil, unsupported(c.enc, "INSERT … SELECT into it", "insert with VALUES and parameters, so that pgveil can encrypt each value").at(a.sql, c.loc)
 			}
 		}
 	default:
@@ -61,7 +61,7 @@ func (a *analyzer) insertStmt(ins *pg.InsertStmt, sc *scope, mode queryMode) (*q
 		}
 		for _, c := range res.cols {
 			if c.enc != nil {
-				return nil, unsupported(c.enc, "INSERT … SELECT of it", "copying ciphertext into another table or column makes it undecryptable; read the value and insert it with a parameter")
+				return nil, unsupported(c.enc, "copying it with INSERT … SELECT", "copying ciphertext into another table or column makes it undecryptable; read the value and insert it with a parameter")
 			}
 		}
 	}
@@ -149,11 +149,13 @@ func (a *analyzer) rowTenant(t *policy.Table, cols []insCol, items []*pg.Node) (
 	return ValueRef{}, false, nil
 }
 
-func missingTenant(t *policy.Table, where string, loc int32, sql string) *Error {
+// missingTenant refuses a write whose tenant cannot be found; need says
+// where the statement must give it.
+func missingTenant(t *policy.Table, need string, loc int32, sql string) *Error {
 	return tableErr(CodeFeatureNotSupported, t,
-		fmt.Sprintf("give %s as a parameter or literal %s", t.KeyContext, where),
-		"cannot tell the tenant of this write to %s: its key_context column %s must be %s, because each tenant's values are encrypted under their own key",
-		t.QualifiedName(), t.KeyContext, "a parameter or a literal "+where).at(sql, loc)
+		fmt.Sprintf("write %s %s", t.KeyContext, need),
+		"cannot tell the tenant of this write to %s: each tenant's values are encrypted under their own key, chosen by the key_context column %s",
+		t.QualifiedName(), t.KeyContext).at(sql, loc)
 }
 
 // insertValues rewrites the VALUES rows of an INSERT into a configured table.
@@ -184,7 +186,7 @@ func (a *analyzer) insertValues(t *policy.Table, cols []insCol, sel *pg.SelectSt
 				return err
 			}
 			if (v.kind == vParam || v.kind == vLiteral) && !haveTenant {
-				return missingTenant(t, "in the same row", v.loc, a.sql)
+				return missingTenant(t, "in the same VALUES row, as a parameter or a literal", v.loc, a.sql)
 			}
 			if err := a.writeValue(v, c.enc, tenant, ", "); err != nil {
 				return err
@@ -269,7 +271,7 @@ func (a *analyzer) onConflict(oc *pg.OnConflictClause, t *policy.Table, target *
 	} else if t == nil || t.KeyContext == "" {
 		tenant, haveTenant = ValueRef{Kind: RefNone}, true
 	}
-	if err := a.setList(oc.TargetList, t, upd, false, tenant, haveTenant, excluded, "in a single-row VALUES"); err != nil {
+	if err := a.setList(oc.TargetList, t, upd, false, tenant, haveTenant, excluded, "as a parameter or a literal of a single-row VALUES"); err != nil {
 		return err
 	}
 	return a.expr(oc.WhereClause, upd, "ON CONFLICT … WHERE")

@@ -152,7 +152,9 @@ type Stmt struct {
 	// Literals are the literals of encrypted values in the original text.
 	Literals []Literal
 	// ClientParams is the number of parameters the client binds ($1…$n of
-	// the original text).
+	// the original text): the highest $n it references. It is 0 in the
+	// pass-through plans made without parsing (text that names no
+	// configured table), where the proxy relays the parameters as they are.
 	ClientParams int
 	// Params are the rewritten statement's parameters. Nil when not
 	// Rewritten (the client's parameters pass unchanged).

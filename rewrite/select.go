@@ -95,8 +95,8 @@ func (a *analyzer) limits(sel *pg.SelectStmt, sc *scope) *Error {
 // without changing its result, or "".
 func appendBlocker(sel *pg.SelectStmt) string {
 	switch {
-	case len(sel.DistinctClause) > 0:
-		return "DISTINCT"
+	case len(sel.DistinctClause) == 1 && sel.DistinctClause[0].Node == nil:
+		return "DISTINCT" // DISTINCT ON (…) dedups by its own expressions: a new column changes nothing
 	case len(sel.GroupClause) > 0:
 		return "GROUP BY"
 	case sel.HavingClause != nil:
@@ -172,8 +172,8 @@ func (a *analyzer) targetList(list []*pg.Node, level *scope) (*queryResult, *Err
 			if rc := ref.col(); rc != nil {
 				o.enc, o.tenant, o.noTenant = rc.enc, rc.tenant, rc.noTenant
 			}
-			if o.enc != nil && a.strict {
-				return nil, unsupported(o.enc, "a reference in this statement", "this statement would copy the column's ciphertext where pgveil cannot decrypt it").at(a.sql, cr.Location)
+			if o.enc != nil && a.strict != "" {
+				return nil, unsupported(o.enc, a.strict, "this statement would copy the column's ciphertext where pgveil cannot decrypt it").at(a.sql, cr.Location)
 			}
 			res.cols = append(res.cols, o)
 			continue
@@ -182,7 +182,7 @@ func (a *analyzer) targetList(list []*pg.Node, level *scope) (*queryResult, *Err
 		if o.name == "" {
 			o.name = figureColname(rt.Val)
 		}
-		if sl := rt.Val.GetSubLink(); sl != nil && sl.SubLinkType == pg.SubLinkType_EXPR_SUBLINK && !a.strict {
+		if sl := rt.Val.GetSubLink(); sl != nil && sl.SubLinkType == pg.SubLinkType_EXPR_SUBLINK && a.strict == "" {
 			sub, err := a.query(sl.Subselect, level, modeSub)
 			if err != nil {
 				return nil, err

@@ -97,7 +97,7 @@ func (a *analyzer) plan(n *pg.Node) *Error {
 // isDDL reports whether a statement type changes the schema, after which
 // the proxy refreshes its catalog.
 func isDDL(name string) bool {
-	for _, p := range []string{"Create", "Alter", "Drop", "Rename", "Truncate", "Comment", "Grant", "Refresh", "Reindex", "Cluster", "SecLabel", "ImportForeignSchema", "CompositeType", "Rule", "Define"} {
+	for _, p := range []string{"Create", "Alter", "Drop", "Rename", "Truncate", "Comment", "Grant", "Refresh", "Reindex", "Cluster", "SecLabel", "ImportForeignSchema", "CompositeType", "Rule", "Define", "Index", "View"} {
 		if strings.HasPrefix(name, p) {
 			return true
 		}

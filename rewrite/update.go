@@ -34,7 +34,7 @@ func (a *analyzer) updateStmt(up *pg.UpdateStmt, sc *scope, mode queryMode) (*qu
 		return nil, err
 	}
 	tenant, have := a.updateTenant(up, t, target, level)
-	where := "in SET or as an equality in the WHERE clause (" + keyContext(t) + " = …)"
+	where := "in SET, or as " + keyContext(t) + " = $n (or a literal) among the top-level ANDs of WHERE"
 	if err := a.setList(up.TargetList, t, level, len(up.FromClause) > 0, tenant, have, nil, where); err != nil {
 		return nil, err
 	}
@@ -165,7 +165,7 @@ func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom 
 			return unsupported(enc, "assigning a subscript or field", "write the whole value").at(a.sql, rt.Location)
 		}
 		if hasFrom {
-			return unsupported(enc, "UPDATE … FROM writing it", "set it in an UPDATE without FROM, from a parameter or literal").at(a.sql, rt.Location)
+			return unsupported(enc, "writing it with UPDATE … FROM", "set it in an UPDATE without FROM, from a parameter or literal").at(a.sql, rt.Location)
 		}
 		quoted := tokenAt(a.sql, int(rt.Location), a.backslash).kind == tQIdent
 		sep := ""

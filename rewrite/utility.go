@@ -215,8 +215,8 @@ func (a *analyzer) strictExpr(t *policy.Table, n *pg.Node, what string) *Error {
 	if err != nil {
 		return err
 	}
-	a.strict = true
-	defer func() { a.strict = false }()
+	a.strict = what
+	defer func() { a.strict = "" }()
 	return a.expr(n, &scope{rels: []*rel{r}}, what)
 }
 
@@ -260,8 +260,8 @@ func (a *analyzer) merge(m *pg.MergeStmt) *Error {
 	if err != nil {
 		return err
 	}
-	a.strict = true
-	defer func() { a.strict = false }()
+	a.strict = "MERGE"
+	defer func() { a.strict = "" }()
 	level := &scope{rels: []*rel{target}}
 	if _, err := a.fromItem(m.SourceRelation, level); err != nil {
 		return err
@@ -278,7 +278,7 @@ func (a *analyzer) merge(m *pg.MergeStmt) *Error {
 			return err
 		}
 		if t != nil && wc.CommandType == pg.CmdType_CMD_INSERT && len(wc.TargetList) == 0 && len(t.Columns) > 0 && len(wc.Values) > 0 {
-			return unsupported(t.Columns[0], "MERGE … INSERT", "use INSERT … ON CONFLICT, which pgveil rewrites").at(a.sql, m.Relation.Location)
+			return unsupported(t.Columns[0], "MERGE … INSERT without a column list", "use INSERT … ON CONFLICT, which pgveil rewrites").at(a.sql, m.Relation.Location)
 		}
 		for _, tl := range wc.TargetList {
 			rt := tl.GetResTarget()
@@ -289,7 +289,7 @@ func (a *analyzer) merge(m *pg.MergeStmt) *Error {
 				return err
 			}
 			if enc := t.Column(rt.Name); enc != nil {
-				return unsupported(enc, "MERGE writing it", "use INSERT … ON CONFLICT or UPDATE, which pgveil rewrites").at(a.sql, rt.Location)
+				return unsupported(enc, "writing it with MERGE", "use INSERT … ON CONFLICT or UPDATE, which pgveil rewrites").at(a.sql, rt.Location)
 			}
 			if err := a.expr(rt.Val, level, "MERGE"); err != nil {
 				return err
