@@ -3,8 +3,8 @@ package canon
 import (
 	"bytes"
 	"fmt"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/pgveil/pgveil/policy"
 )
