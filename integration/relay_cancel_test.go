@@ -3,7 +3,9 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -194,5 +196,61 @@ func TestRelayCancelPsqlTLS(t *testing.T) {
 	}
 	if after := scrape(t, p).get("pgveil_cancel_requests_total"); after != before+1 {
 		t.Errorf("pgveil_cancel_requests_total went from %v to %v, want one forwarded cancel", before, after)
+	}
+}
+
+// TestRelayCancelAcrossReplicas: pgveil relays BackendKeyData unchanged and
+// forwards a CancelRequest byte for byte, so a cancel that reaches another
+// pgveil process in front of the same server (a load balancer picked a
+// different replica) still cancels the query.
+func TestRelayCancelAcrossReplicas(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, time.Minute)
+	super := superConn(t, ctx)
+	a := startRelayProxy(t, proxyConf{})
+	b := startRelayProxy(t, proxyConf{})
+	conn := connectPgx(t, ctx, proxyURL(a, harness.SCRAMUser, "sslmode=disable", "application_name=relay_cancel_replica"))
+	done := make(chan error, 1)
+	go func() {
+		_, err := conn.Exec(ctx, "SELECT pg_sleep(30)")
+		done <- err
+	}()
+	pid := waitActive(t, ctx, super, "relay_cancel_replica", "pg_sleep")
+	if int(conn.PgConn().PID()) != pid {
+		t.Errorf("BackendKeyData pid through pgveil %d, backend %d", conn.PgConn().PID(), pid)
+	}
+	// CancelRequest: int32 length, int32 80877102, int32 pid, secret key.
+	key := conn.PgConn().SecretKey()
+	packet := binary.BigEndian.AppendUint32(nil, uint32(12+len(key)))
+	packet = binary.BigEndian.AppendUint32(packet, 80877102)
+	packet = binary.BigEndian.AppendUint32(packet, conn.PgConn().PID())
+	packet = append(packet, key...)
+	c, err := net.Dial("tcp", b.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(packet); err != nil {
+		t.Fatal(err)
+	}
+	// The protocol gives no answer: the server (and pgveil) just close.
+	if n, err := c.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Errorf("answer to a CancelRequest: %d bytes, %v; want the connection closed", n, err)
+	}
+	c.Close()
+	select {
+	case err := <-done:
+		if sqlState(err) != "57014" {
+			t.Errorf("query cancelled through the other replica: %v, want 57014", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("query not cancelled 10s after a CancelRequest through the other pgveil")
+	}
+	if n := scrape(t, b).get("pgveil_cancel_requests_total"); n != 1 {
+		t.Errorf("pgveil_cancel_requests_total on the other replica = %v, want 1", n)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT 3").Scan(&n); err != nil || n != 3 {
+		t.Errorf("connection after a cancel: %d %v", n, err)
 	}
 }
