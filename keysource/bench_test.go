@@ -18,7 +18,7 @@ func benchKey(b *testing.B) (*DataKey, *IndexKey, *policy.Column) {
 	tbl.Columns = []*policy.Column{col}
 	key := make([]byte, 32)
 	rand.Read(key)
-	dk, err := newDataKeyFromWorkingKey(keyMeta{ID: 1, Purpose: PurposeEnc, Scope: ScopeOf(col)}, "public", "users", "email", key, "")
+	dk, err := newDataKeyFromWorkingKey(keyMeta{ID: 1, Purpose: PurposeEnc, Scope: ScopeOf(col)}, "public", "users", "email", key)
 	if err != nil {
 		b.Fatal(err)
 	}

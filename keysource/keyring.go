@@ -216,11 +216,10 @@ func (k *Keyring) dataKeyFromRow(ctx context.Context, row *keyRow, col *policy.C
 		return nil, err
 	}
 	defer clear(raw)
-	dk, err = newDataKey(row.meta, col, raw, row.masterID)
+	dk, err = newDataKey(row.meta, col, raw)
 	if err != nil {
 		return nil, err
 	}
-	dk.retired = row.state == StateRetired
 	k.mu.Lock()
 	if prev := k.byID[dk.ID()]; prev != nil {
 		dk = prev
