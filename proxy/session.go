@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"math"
 	"net"
 	"os"
 	"strconv"
@@ -225,8 +226,9 @@ func (s *session) connect(startup []byte) error {
 	}
 	s.srv.metrics.UpstreamConnect.Observe(time.Since(start).Seconds())
 	s.server, s.serverTLS = conn, encrypted
-	s.sr = newMsgReader(conn, s.cfg.Proxy.MaxMessage)
-	s.sr.knob = "proxy.max_message"
+	// The server is trusted: its messages are bounded only by the protocol's
+	// int32 length (a DataRow may exceed the 1 GiB that bounds clients).
+	s.sr = newMsgReader(conn, math.MaxInt32)
 	s.sw = bufio.NewWriterSize(conn, writeBufferSize)
 	if _, err := s.sw.Write(startup); err != nil {
 		return &pgError{Severity: "FATAL", Code: codeConnectionFailure, Message: "lost the upstream connection during startup", cause: &upstreamError{err}}

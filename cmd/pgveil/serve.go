@@ -188,7 +188,9 @@ func serve(cfg *policy.Config, f serveFlags, log *zap.Logger, level zap.AtomicLe
 func reload(srv *proxy.Server, f serveFlags, log *zap.Logger, level zap.AtomicLevel) {
 	start := time.Now()
 	cfg, err := loadServeConfig(f)
-	if err == nil {
+	if err != nil {
+		srv.Metrics().ReloadsTotal.WithLabelValues("error").Inc()
+	} else {
 		err = srv.Reload(cfg)
 	}
 	if err != nil {
