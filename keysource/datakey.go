@@ -12,26 +12,24 @@ import (
 // version. It is immutable and safe for concurrent use; the Keyring caches
 // it by id and hands the same pointer to every caller.
 type DataKey struct {
-	meta     keyMeta
-	schema   string // the column this key encrypts, split for cheap scope checks
-	table    string
-	column   string
-	aead     cipher.AEAD
-	aad      []byte // envelope AAD: fixed per key, computed once
-	retired  bool   // state when loaded; informational
-	masterID string
+	meta   keyMeta
+	schema string // the column this key encrypts, split for cheap scope checks
+	table  string
+	column string
+	aead   cipher.AEAD
+	aad    []byte // envelope AAD: fixed per key, computed once
 }
 
-func newDataKey(m keyMeta, col *policy.Column, stored []byte, masterID string) (*DataKey, error) {
+func newDataKey(m keyMeta, col *policy.Column, stored []byte) (*DataKey, error) {
 	k, err := deriveKey(stored, m)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(k)
-	return newDataKeyFromWorkingKey(m, col.Table.Schema, col.Table.Name, col.Name, k, masterID)
+	return newDataKeyFromWorkingKey(m, col.Table.Schema, col.Table.Name, col.Name, k)
 }
 
-func newDataKeyFromWorkingKey(m keyMeta, schema, table, column string, key []byte, masterID string) (*DataKey, error) {
+func newDataKeyFromWorkingKey(m keyMeta, schema, table, column string, key []byte) (*DataKey, error) {
 	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, err
@@ -42,8 +40,7 @@ func newDataKeyFromWorkingKey(m keyMeta, schema, table, column string, key []byt
 	}
 	return &DataKey{
 		meta: m, schema: schema, table: table, column: column, aead: g,
-		aad:      envelope.AppendAAD(nil, schema, table, column, m.ID),
-		masterID: masterID,
+		aad: envelope.AppendAAD(nil, schema, table, column, m.ID),
 	}, nil
 }
 

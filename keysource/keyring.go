@@ -47,6 +47,9 @@ type activeEntry struct {
 	expires time.Time
 }
 
+// timeNow is the Keyring's clock.
+var timeNow = time.Now
+
 // NewKeyring opens the key store behind pool, creating pgveil.keys if it is
 // missing (safe when several replicas start at once).
 func NewKeyring(ctx context.Context, pool *pgxpool.Pool, master Master, log *zap.Logger) (*Keyring, error) {
@@ -57,7 +60,7 @@ func NewKeyring(ctx context.Context, pool *pgxpool.Pool, master Master, log *zap
 		return nil, err
 	}
 	return &Keyring{
-		pool: pool, master: master, log: log, ttl: DefaultActiveTTL, now: time.Now,
+		pool: pool, master: master, log: log, ttl: DefaultActiveTTL, now: timeNow,
 		byID: map[uint32]*DataKey{}, gone: map[uint32]struct{}{},
 		active: map[activeKey]activeEntry{}, index: map[string]*IndexKey{},
 	}, nil
@@ -213,11 +216,10 @@ func (k *Keyring) dataKeyFromRow(ctx context.Context, row *keyRow, col *policy.C
 		return nil, err
 	}
 	defer clear(raw)
-	dk, err = newDataKey(row.meta, col, raw, row.masterID)
+	dk, err = newDataKey(row.meta, col, raw)
 	if err != nil {
 		return nil, err
 	}
-	dk.retired = row.state == StateRetired
 	k.mu.Lock()
 	if prev := k.byID[dk.ID()]; prev != nil {
 		dk = prev

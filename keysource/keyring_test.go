@@ -404,7 +404,7 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestNoncesNeverRepeat(t *testing.T) {
-	dk, err := newDataKeyFromWorkingKey(keyMeta{ID: 1, Purpose: PurposeEnc}, "s", "t", "c", make([]byte, 32), "")
+	dk, err := newDataKeyFromWorkingKey(keyMeta{ID: 1, Purpose: PurposeEnc}, "s", "t", "c", make([]byte, 32))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 
 	"github.com/pgveil/pgveil/policy"
 )
@@ -206,15 +205,3 @@ func (m *localMaster) Rewrap(ctx context.Context, wrapped []byte, masterID strin
 // Close forgets nothing it can: Go's GCM keeps its expanded key internally.
 // It exists so every master can be closed alike.
 func (m *localMaster) Close() error { return nil }
-
-// previousIDs lists the ids of the loaded non-current keys, sorted.
-func (m *localMaster) previousIDs() []string {
-	var ids []string
-	for id := range m.byID {
-		if id != m.current.id {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
-	return ids
-}

@@ -118,7 +118,7 @@ func (k *Keyring) Rotate(ctx context.Context, col *policy.Column, tenant string,
 	if err != nil {
 		return nil, fmt.Errorf("keysource: rotate %s: %w", scope, err)
 	}
-	dk, err := newDataKey(meta, col, raw, masterID)
+	dk, err := newDataKey(meta, col, raw)
 	if err != nil {
 		return nil, err
 	}

@@ -118,7 +118,7 @@ func TestFormatVectorsEnvelope(t *testing.T) {
 			t.Errorf("FORMAT.md:%d: text form does not decode: %v", v.line, err)
 		}
 		// Through a DataKey too, which is what the proxy uses.
-		dk, err := newDataKeyFromWorkingKey(keyMeta{ID: id, Purpose: PurposeEnc}, v.str(t, "schema"), v.str(t, "table"), v.str(t, "column"), key, "")
+		dk, err := newDataKeyFromWorkingKey(keyMeta{ID: id, Purpose: PurposeEnc}, v.str(t, "schema"), v.str(t, "table"), v.str(t, "column"), key)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -152,7 +152,9 @@ type Stmt struct {
 	// Literals are the literals of encrypted values in the original text.
 	Literals []Literal
 	// ClientParams is the number of parameters the client binds ($1…$n of
-	// the original text).
+	// the original text): the highest $n it references. It is 0 in the
+	// pass-through plans made without parsing (text that names no
+	// configured table), where the proxy relays the parameters as they are.
 	ClientParams int
 	// Params are the rewritten statement's parameters. Nil when not
 	// Rewritten (the client's parameters pass unchanged).
@@ -162,7 +164,19 @@ type Stmt struct {
 	// known from the SQL (views, functions), its Output has Column nil and
 	// the proxy falls back on RowDescription's table OID and attribute number.
 	Outputs []Output
-	// Copy is set for COPY statements on configured tables.
+	// OutputsByOrigin is set when the fields could not be numbered from the
+	// SQL: a * over a relation whose columns the Catalog does not list, in a
+	// statement that returns encrypted columns. Outputs then holds only the
+	// Hidden fields pgveil appended (the last len(Outputs) fields of each
+	// row), and the proxy maps every field, hidden ones included, by
+	// RowDescription's table OID and attribute number: an encrypted column by
+	// its own attnum, the row's tenant by the key_context column's attnum of
+	// the same table. The planner refuses this mode when a table with a
+	// key_context and encrypted output appears twice (a self-join), because
+	// origin alone could not tell the two tenants apart.
+	OutputsByOrigin bool
+	// Copy is set for COPY statements that carry encrypted columns (a COPY
+	// of a configured table that names none of them passes unchanged).
 	Copy *Copy
 	// SearchPath is set by SET [SESSION|LOCAL] search_path / RESET
 	// search_path: the new schemas, in order, as written ("$user" kept).
@@ -231,6 +245,12 @@ type Session struct {
 	// replaced by the role name, schemas that do not exist left in (they
 	// never match). pg_catalog is searched first implicitly, as Postgres does.
 	SearchPath []string
+	// BackslashStrings is true when the session runs with
+	// standard_conforming_strings = off, where a backslash escapes inside
+	// plain '...' strings. pg_query always parses with the setting on, so the
+	// planner then refuses statements on configured tables whose plain
+	// strings hold a backslash (the only case where the two readings differ).
+	BackslashStrings bool
 }
 
 // Catalog is a snapshot of the live schema, taken by the proxy over its

@@ -3,9 +3,6 @@ package canon
 import (
 	"bytes"
 	"encoding/binary"
-	"math/big"
-
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgveil/pgveil/policy"
 )
@@ -89,8 +86,8 @@ func appendDecimal(dst []byte, neg bool, digits []byte, scale int) ([]byte, erro
 	for len(digits) > scale+1 && digits[0] == '0' {
 		digits = digits[1:]
 	}
-	for len(digits) < scale+1 {
-		digits = append([]byte{'0'}, digits...)
+	if pad := scale + 1 - len(digits); pad > 0 {
+		digits = append(bytes.Repeat([]byte{'0'}, pad), digits...)
 	}
 	if len(digits)-scale > numericMaxIntDigit {
 		return nil, invalid(policy.TypeNumeric, "value overflows numeric format")
@@ -123,81 +120,149 @@ func appendNumericEquality(dst, pt []byte) []byte {
 }
 
 // numericBinary reads numeric's binary format (ndigits, weight, sign,
-// dscale, base-10000 digits), checking it as numeric_recv does, and decodes
-// it with pgtype's numeric codec.
+// dscale, then ndigits base-10000 digits), checking it as numeric_recv
+// does, and writes the canonical text in linear time. Digits below the
+// display scale are truncated, as numeric_recv truncates them. (pgtype's
+// codec goes through math/big, which is quadratic in the digit count; a
+// 131072-digit numeric is legal and must not cost seconds.)
 func numericBinary(src, dst []byte) ([]byte, error) {
 	if len(src) < 8 {
 		return nil, invalid(policy.TypeNumeric, "binary numeric too short")
 	}
 	ndigits := int(binary.BigEndian.Uint16(src[0:]))
+	weight := int(int16(binary.BigEndian.Uint16(src[2:])))
 	sign := binary.BigEndian.Uint16(src[4:])
-	dscale := binary.BigEndian.Uint16(src[6:])
+	dscale := int(binary.BigEndian.Uint16(src[6:]))
 	if len(src) != 8+2*ndigits {
 		return nil, invalid(policy.TypeNumeric, "binary numeric has the wrong length")
 	}
-	if sign != 0x0000 && sign != 0x4000 && sign != 0xC000 && sign != 0xD000 && sign != 0xF000 {
+	switch sign {
+	case numericPos, numericNeg:
+	case numericNaN:
+		return append(dst, "NaN"...), nil
+	case numericPInf:
+		return append(dst, "Infinity"...), nil
+	case numericNInf:
+		return append(dst, "-Infinity"...), nil
+	default:
 		return nil, invalid(policy.TypeNumeric, "invalid sign in external numeric value")
 	}
 	if dscale > numericMaxDscale {
 		return nil, invalid(policy.TypeNumeric, "invalid scale in external numeric value")
 	}
+	digit := func(i int) int { // base-10000 digit of weight weight-i, 0 outside
+		if i < 0 || i >= ndigits {
+			return 0
+		}
+		return int(binary.BigEndian.Uint16(src[8+2*i:]))
+	}
 	for i := 0; i < ndigits; i++ {
-		if binary.BigEndian.Uint16(src[8+2*i:]) >= 10000 {
+		if digit(i) >= 10000 {
 			return nil, invalid(policy.TypeNumeric, "invalid digit in external numeric value")
 		}
 	}
-	if ndigits == 0 && sign < 0xC000 {
-		// Zero: pgtype drops the display scale of a digitless zero.
-		return appendDecimal(dst, false, []byte{'0'}, int(dscale))
+	if ndigits > 0 && (weight+1)*4 > numericMaxIntDigit+4 {
+		return nil, invalid(policy.TypeNumeric, "value overflows numeric format")
 	}
-	var n pgtype.Numeric
-	plan := pgtype.NumericCodec{}.PlanScan(nil, pgtype.NumericOID, pgtype.BinaryFormatCode, &n)
-	if err := plan.Scan(src, &n); err != nil {
-		return nil, invalid(policy.TypeNumeric, "malformed binary numeric")
+	// Decimal digits: integer groups for weights max(weight,0)..0, then
+	// fraction groups for weights -1, -2, ... until dscale digits.
+	var digits []byte
+	top := max(weight, 0)
+	for w := top; w >= 0; w-- {
+		digits = appendGroup(digits, digit(weight-w))
 	}
-	switch {
-	case n.NaN:
-		return append(dst, "NaN"...), nil
-	case n.InfinityModifier == pgtype.Infinity:
-		return append(dst, "Infinity"...), nil
-	case n.InfinityModifier == pgtype.NegativeInfinity:
-		return append(dst, "-Infinity"...), nil
+	intLen := len(digits)
+	for w := -1; len(digits)-intLen < dscale; w-- {
+		digits = appendGroup(digits, digit(weight-w))
 	}
-	digits := []byte(new(big.Int).Abs(n.Int).String())
-	return appendDecimal(dst, n.Int.Sign() < 0, digits, -int(n.Exp))
+	digits = digits[:intLen+dscale]
+	neg := sign == numericNeg
+	return appendDecimal(dst, neg, digits, dscale)
 }
 
-// numericBinaryOut encodes a canonical numeric text with pgtype's codec,
-// keeping its display scale.
+// Sign words of numeric's binary format.
+const (
+	numericPos  = 0x0000
+	numericNeg  = 0x4000
+	numericNaN  = 0xC000
+	numericPInf = 0xD000
+	numericNInf = 0xF000
+)
+
+func appendGroup(dst []byte, g int) []byte {
+	return append(dst, byte('0'+g/1000), byte('0'+g/100%10), byte('0'+g/10%10), byte('0'+g%10))
+}
+
+// numericBinaryOut writes numeric's binary format for a canonical text
+// exactly as numeric_send does: no leading or trailing zero digits, the
+// display scale kept.
 func numericBinaryOut(pt, dst []byte) ([]byte, error) {
-	var n pgtype.Numeric
+	head := func(ndigits, weight int, sign uint16, dscale int) []byte {
+		dst = binary.BigEndian.AppendUint16(dst, uint16(ndigits))
+		dst = binary.BigEndian.AppendUint16(dst, uint16(int16(weight)))
+		dst = binary.BigEndian.AppendUint16(dst, sign)
+		return binary.BigEndian.AppendUint16(dst, uint16(dscale))
+	}
 	switch string(pt) {
 	case "NaN":
-		n = pgtype.Numeric{NaN: true, Valid: true}
+		return head(0, 0, numericNaN, 0), nil
 	case "Infinity":
-		n = pgtype.Numeric{InfinityModifier: pgtype.Infinity, Valid: true}
+		return head(0, 0, numericPInf, 0), nil
 	case "-Infinity":
-		n = pgtype.Numeric{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
-	default:
-		s := string(pt)
-		scale := 0
-		if i := bytes.IndexByte(pt, '.'); i >= 0 {
-			scale = len(s) - i - 1
-			s = s[:i] + s[i+1:]
+		return head(0, 0, numericNInf, 0), nil
+	}
+	sign := uint16(numericPos)
+	s := pt
+	if len(s) > 0 && s[0] == '-' {
+		sign, s = numericNeg, s[1:]
+	}
+	intPart, frac := s, []byte(nil)
+	if i := bytes.IndexByte(s, '.'); i >= 0 {
+		intPart, frac = s[:i], s[i+1:]
+	}
+	if len(intPart) == 0 || !allDigits(intPart) || !allDigits(frac) {
+		return nil, invalid(policy.TypeNumeric, "not a canonical numeric")
+	}
+	// Align to base-10000 groups: pad the integer part on the left and the
+	// fraction on the right to multiples of 4.
+	lead := (4 - len(intPart)%4) % 4
+	all := make([]byte, 0, lead+len(intPart)+len(frac)+3)
+	for range lead {
+		all = append(all, '0')
+	}
+	all = append(all, intPart...)
+	all = append(all, frac...)
+	for (len(all)-lead-len(intPart))%4 != 0 {
+		all = append(all, '0')
+	}
+	groups := make([]int, len(all)/4)
+	for i := range groups {
+		g := all[4*i : 4*i+4]
+		groups[i] = int(g[0]-'0')*1000 + int(g[1]-'0')*100 + int(g[2]-'0')*10 + int(g[3]-'0')
+	}
+	weight := (lead+len(intPart))/4 - 1
+	for len(groups) > 0 && groups[0] == 0 {
+		groups = groups[1:]
+		weight--
+	}
+	for len(groups) > 0 && groups[len(groups)-1] == 0 {
+		groups = groups[:len(groups)-1]
+	}
+	if len(groups) == 0 {
+		weight, sign = 0, numericPos
+	}
+	dst = head(len(groups), weight, sign, len(frac))
+	for _, g := range groups {
+		dst = binary.BigEndian.AppendUint16(dst, uint16(g))
+	}
+	return dst, nil
+}
+
+func allDigits(b []byte) bool {
+	for _, c := range b {
+		if !isDigit(c) {
+			return false
 		}
-		v, ok := new(big.Int).SetString(s, 10)
-		if !ok {
-			return nil, invalid(policy.TypeNumeric, "not a canonical numeric")
-		}
-		n = pgtype.Numeric{Int: v, Exp: int32(-scale), Valid: true}
 	}
-	plan := pgtype.NumericCodec{}.PlanEncode(nil, pgtype.NumericOID, pgtype.BinaryFormatCode, n)
-	if plan == nil {
-		return nil, invalid(policy.TypeNumeric, "cannot encode")
-	}
-	out, err := plan.Encode(n, dst)
-	if err != nil {
-		return nil, invalid(policy.TypeNumeric, "cannot encode")
-	}
-	return out, nil
+	return true
 }

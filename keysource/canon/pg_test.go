@@ -3,6 +3,7 @@ package canon
 import (
 	"context"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,21 +13,32 @@ import (
 	"github.com/pgveil/pgveil/policy"
 )
 
+// The cluster starts on first use, not in TestMain, so that fuzz workers
+// (separate processes that also run TestMain) never start one.
 var (
-	dbURL string
-	dbErr error
+	dbOnce    sync.Once
+	dbURL     string
+	dbErr     error
+	dbCluster *harness.Cluster
 )
 
-func TestMain(m *testing.M) {
-	c, err := harness.StartCluster(harness.Options{})
-	if err != nil {
-		dbErr = err
-	} else {
-		dbURL = c.SocketURL(harness.SuperUser, harness.Database)
+func testDB(t *testing.T) string {
+	dbOnce.Do(func() {
+		dbCluster, dbErr = harness.StartCluster(harness.Options{})
+		if dbErr == nil {
+			dbURL = dbCluster.SocketURL(harness.SuperUser, harness.Database)
+		}
+	})
+	if dbErr != nil {
+		t.Fatalf("test cluster: %v", dbErr)
 	}
+	return dbURL
+}
+
+func TestMain(m *testing.M) {
 	code := m.Run()
-	if c != nil {
-		c.Stop()
+	if dbCluster != nil {
+		dbCluster.Stop()
 	}
 	os.Exit(code)
 }
@@ -37,12 +49,10 @@ func TestMain(m *testing.M) {
 // canonical plaintext; and PostgreSQL must read our binary output back to
 // the same value.
 func TestCanonicalFormsMatchPostgres(t *testing.T) {
-	if dbErr != nil {
-		t.Fatalf("test cluster: %v", dbErr)
-	}
+	url := testDB(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, dbURL)
+	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,215 @@
+package rewrite
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// The planner rewrites by splicing: it never deparses. pg_query tells where
+// each node starts, the lexer tells where its tokens end, and every change
+// is an edit on the client's own text (replace a column name by its blind
+// index column, a literal by a slot, insert ", email_bidx"). Everything the
+// planner does not change reaches the server byte for byte, comments and
+// formatting included, and a miss costs one parse instead of a parse and a
+// deparse.
+
+// edit replaces sql[start:end] (an insertion when start == end).
+type edit struct {
+	start, end int
+	text       string
+	slot       *Slot // when set, the replacement is this slot (text is ignored)
+	seq        int   // keeps insertions at one position in the order they were made
+}
+
+// paramUse is one place where a client parameter feeds an encrypted column.
+type paramUse struct {
+	number int32 // the client's $n
+	// A replacement of sql[start:end] (the $n token, possibly with casts and
+	// parentheses) or, when insert is set, an insertion at start of prefix+"$k".
+	start, end int
+	bare       bool // sql[start:end] is exactly "$n"
+	insert     bool
+	prefix     string
+	action     Action
+	col        *policy.Column
+	tenant     ValueRef
+}
+
+// analyzer plans one statement of a string.
+type analyzer struct {
+	cfg       *policy.Config
+	cat       *Catalog
+	sql       string // the client's whole string; all offsets index it
+	stmtStart int
+	stmtEnd   int
+	path      *pathState
+	backslash bool
+
+	st         *Stmt
+	edits      []edit
+	uses       []paramUse
+	paramCount map[int32]int // ParamRef nodes per number
+	maxParam   int32
+	litIndex   map[int]int // literal start → index in st.Literals
+	ctes       *cteScope
+	tenantRels map[*policy.Table]int // base references to tables with a key_context
+
+	// noOutputs: the statement's rows never reach the client decrypted
+	// (EXPLAIN, CREATE TABLE AS…), so no hidden tenant is appended.
+	noOutputs bool
+	// strict, when set, names a context where any reference to an
+	// encrypted column refuses (expressions stored in the schema, MERGE).
+	strict string
+	// copyRefusal names a COPY option pgveil cannot honour on encrypted
+	// columns; it refuses only when the COPY carries one.
+	copyRefusal string
+}
+
+func newAnalyzer(p *Planner, cat *Catalog, sql string, raw *pg.RawStmt, start, end int, path *pathState, backslash bool) *analyzer {
+	a := &analyzer{
+		cfg: p.cfg, cat: cat, sql: sql, stmtStart: start, stmtEnd: end, path: path, backslash: backslash,
+		st:         &Stmt{Original: sql[start:end], OriginalStart: start},
+		paramCount: map[int32]int{},
+		litIndex:   map[int]int{},
+		tenantRels: map[*policy.Table]int{},
+	}
+	walkMsg(raw, func(n *pg.Node) bool {
+		if n.GetPrepareStmt() != nil || n.GetCreateFunctionStmt() != nil {
+			return false // their $n are their own parameters, not the client's
+		}
+		if p := n.GetParamRef(); p != nil {
+			a.paramCount[p.Number]++
+			if p.Number > a.maxParam {
+				a.maxParam = p.Number
+			}
+		}
+		return true
+	})
+	return a
+}
+
+func (a *analyzer) replace(start, end int, text string) {
+	a.edits = append(a.edits, edit{start: start, end: end, text: text, seq: len(a.edits)})
+}
+
+func (a *analyzer) insert(at int, text string) { a.replace(at, at, text) }
+
+func (a *analyzer) slot(start, end int, s Slot, prefix string) {
+	if prefix != "" {
+		a.edits = append(a.edits, edit{start: start, end: end, text: prefix, seq: len(a.edits)})
+		start = end // the prefix replaced the span; the slot follows it
+	}
+	a.edits = append(a.edits, edit{start: start, end: end, slot: &s, seq: len(a.edits)})
+}
+
+// literal registers the literal token at [start,end) and returns its index
+// in Stmt.Literals.
+func (a *analyzer) literal(start, end int) int {
+	if i, ok := a.litIndex[start]; ok {
+		return i
+	}
+	a.st.Literals = append(a.st.Literals, Literal{Start: start, End: end})
+	a.litIndex[start] = len(a.st.Literals) - 1
+	return len(a.st.Literals) - 1
+}
+
+// finish assigns parameter numbers and builds Text and Slots from the edits.
+func (a *analyzer) finish() *Error {
+	st := a.st
+	st.ClientParams = int(a.maxParam)
+	a.assignParams()
+	if len(a.edits) == 0 && len(st.Params) == 0 {
+		st.Params = nil
+		return nil
+	}
+	st.Rewritten = true
+	sort.SliceStable(a.edits, func(i, j int) bool {
+		if a.edits[i].start != a.edits[j].start {
+			return a.edits[i].start < a.edits[j].start
+		}
+		return a.edits[i].seq < a.edits[j].seq
+	})
+	var b strings.Builder
+	cur := a.stmtStart
+	for _, e := range a.edits {
+		if e.start < cur || e.end > a.stmtEnd {
+			return errorf(CodeInternalError, "overlapping rewrite of statement text at byte %d; statement refused", e.start)
+		}
+		b.WriteString(a.sql[cur:e.start])
+		if e.slot != nil {
+			st.Text = append(st.Text, b.String())
+			st.Slots = append(st.Slots, *e.slot)
+			b.Reset()
+		} else {
+			b.WriteString(e.text)
+		}
+		cur = e.end
+	}
+	b.WriteString(a.sql[cur:a.stmtEnd])
+	st.Text = append(st.Text, b.String())
+	return nil
+}
+
+// assignParams numbers the derived parameters. A client parameter keeps its
+// number for its first use when it has no plain (Pass) use; every other
+// distinct use (another action, column or tenant) gets a new number after
+// the client's, so the client still binds only its own parameters.
+func (a *analyzer) assignParams() {
+	if len(a.uses) == 0 {
+		if a.st.Rewritten || len(a.edits) > 0 {
+			a.st.Params = passParams(int(a.maxParam))
+		}
+		return
+	}
+	params := passParams(int(a.maxParam))
+	type groupKey struct {
+		number int32
+		action Action
+		col    *policy.Column
+		tenant ValueRef
+	}
+	numbers := map[groupKey]int{}
+	replaced := map[int32]int{}
+	for _, u := range a.uses {
+		if !u.insert {
+			replaced[u.number]++
+		}
+	}
+	for i := range a.uses {
+		u := &a.uses[i]
+		k := groupKey{u.number, u.action, u.col, u.tenant}
+		n, ok := numbers[k]
+		if !ok {
+			kept := params[u.number-1].Action != Pass || params[u.number-1].Column != nil
+			if !kept && a.paramCount[u.number] == replaced[u.number] {
+				n = int(u.number)
+				params[n-1] = Param{Client: n - 1, Action: u.action, Column: u.col, Tenant: u.tenant}
+			} else {
+				params = append(params, Param{Client: int(u.number) - 1, Action: u.action, Column: u.col, Tenant: u.tenant})
+				n = len(params)
+			}
+			numbers[k] = n
+		}
+		text := "$" + strconv.Itoa(n)
+		switch {
+		case u.insert:
+			a.insert(u.start, u.prefix+text)
+		case n != int(u.number) || !u.bare:
+			a.replace(u.start, u.end, text)
+		}
+	}
+	a.st.Params = params
+}
+
+func passParams(n int) []Param {
+	p := make([]Param, n)
+	for i := range p {
+		p[i] = Param{Client: i, Action: Pass}
+	}
+	return p
+}

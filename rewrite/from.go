@@ -1,0 +1,191 @@
+package rewrite
+
+import (
+	pg "github.com/pganalyze/pg_query_go/v5"
+)
+
+// fromItem adds the relations of one FROM item to level and returns them.
+func (a *analyzer) fromItem(n *pg.Node, level *scope) ([]*rel, *Error) {
+	switch {
+	case n.GetRangeVar() != nil:
+		rv := n.GetRangeVar()
+		r, err := a.rangeVar(rv)
+		if err != nil {
+			return nil, err
+		}
+		level.rels = append(level.rels, r)
+		return []*rel{r}, nil
+
+	case n.GetRangeSubselect() != nil:
+		rs := n.GetRangeSubselect()
+		parent := level.parent
+		if rs.Lateral {
+			parent = level
+		}
+		res, err := a.query(rs.Subquery, parent, modeSub)
+		if err != nil {
+			return nil, err
+		}
+		r := res.asRel("", rs.Alias)
+		level.rels = append(level.rels, r)
+		return []*rel{r}, nil
+
+	case n.GetJoinExpr() != nil:
+		return a.join(n.GetJoinExpr(), level)
+
+	case n.GetRangeFunction() != nil:
+		rf := n.GetRangeFunction()
+		fscope := level.parent
+		if rf.Lateral {
+			fscope = level
+		}
+		if fscope == nil {
+			fscope = &scope{}
+		}
+		for _, f := range rf.Functions {
+			if err := a.expr(f, fscope, "a function in FROM"); err != nil {
+				return nil, err
+			}
+		}
+		r := &rel{name: "", loc: -1}
+		if rf.Alias != nil {
+			r.name, r.aliased = rf.Alias.Aliasname, true
+			r.rename(rf.Alias.Colnames)
+		} else if len(rf.Functions) > 0 {
+			if l := rf.Functions[0].GetList(); l != nil && len(l.Items) > 0 {
+				if f := l.Items[0].GetFuncCall(); f != nil {
+					r.name = lastName(f.Funcname)
+				}
+			}
+		}
+		level.rels = append(level.rels, r)
+		return []*rel{r}, nil
+
+	case n.GetRangeTableSample() != nil:
+		ts := n.GetRangeTableSample()
+		rels, err := a.fromItem(ts.Relation, level)
+		if err != nil {
+			return nil, err
+		}
+		for _, arg := range append(append([]*pg.Node{}, ts.Args...), ts.Repeatable) {
+			if err := a.expr(arg, level, "TABLESAMPLE"); err != nil {
+				return nil, err
+			}
+		}
+		return rels, nil
+	}
+	// XMLTABLE and other rare items: refuse if they could read an encrypted
+	// column; otherwise an opaque relation.
+	if err := a.opaque(n, level, "this FROM item"); err != nil {
+		return nil, err
+	}
+	r := &rel{loc: -1}
+	level.rels = append(level.rels, r)
+	return []*rel{r}, nil
+}
+
+// rangeVar resolves a relation name in FROM: a CTE first (unqualified
+// names only), then a table through the search path.
+func (a *analyzer) rangeVar(rv *pg.RangeVar) (*rel, *Error) {
+	if rv.Schemaname == "" {
+		if res := a.ctes.find(rv.Relname); res != nil {
+			r := res.asRel(rv.Relname, rv.Alias)
+			r.loc = rv.Location
+			return r, nil
+		}
+	}
+	ref, err := a.resolveTable(rv)
+	if err != nil {
+		return nil, err
+	}
+	return a.baseRel(ref, rv.Alias, rv.Location)
+}
+
+// join plans a JoinExpr. JOIN USING and NATURAL JOIN compare same-named
+// columns for equality; on encrypted columns that would compare
+// ciphertexts, so they are refused (write ON a.x = b.x, which is rewritten
+// to the blind indexes).
+func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
+	left, err := a.fromItem(j.Larg, level)
+	if err != nil {
+		return nil, err
+	}
+	right, err := a.fromItem(j.Rarg, level)
+	if err != nil {
+		return nil, err
+	}
+	all := append(append([]*rel{}, left...), right...)
+	merged := len(j.UsingClause) > 0 || j.IsNatural
+	if merged {
+		for _, r := range all {
+			r.merged = true
+		}
+		for _, u := range j.UsingClause {
+			name, _ := str(u)
+			for _, r := range all {
+				if i := r.col(name); i >= 0 && r.cols[i].enc != nil {
+					return nil, unsupported(r.cols[i].enc, "JOIN USING", "write JOIN … ON a."+name+" = b."+name+" (pgveil compares the blind indexes)")
+				}
+			}
+		}
+		if j.IsNatural {
+			for _, r := range all {
+				for _, c := range r.cols {
+					if c.enc != nil {
+						return nil, unsupported(c.enc, "NATURAL JOIN", "write JOIN … ON with the columns to compare")
+					}
+				}
+			}
+		}
+	}
+	if err := a.expr(j.Quals, level, "JOIN ON"); err != nil {
+		return nil, err
+	}
+	if j.Alias != nil && j.Alias.Aliasname != "" {
+		jr := &rel{name: j.Alias.Aliasname, aliased: true, complete: !merged, joinAlias: true, loc: -1}
+		for _, r := range all {
+			if !r.complete {
+				jr.complete = false
+			}
+			off := len(jr.cols)
+			for _, c := range r.cols {
+				if c.tenant >= 0 {
+					c.tenant += off
+				}
+				jr.cols = append(jr.cols, c)
+			}
+		}
+		jr.rename(j.Alias.Colnames)
+		level.rels = append(level.rels, jr)
+	}
+	return all, nil
+}
+
+// opaque refuses a node pgveil does not analyse when it could read an
+// encrypted column: it mentions a configured table or a column name that is
+// encrypted in a relation in scope.
+func (a *analyzer) opaque(n *pg.Node, sc *scope, what string) *Error {
+	var err *Error
+	walkAll(n, func(c *pg.Node) bool {
+		if err != nil {
+			return false
+		}
+		if rv := c.GetRangeVar(); rv != nil {
+			if ref, e := a.resolveTable(rv); e != nil {
+				err = e
+			} else if ref.table != nil {
+				err = tableErr(CodeFeatureNotSupported, ref.table, "rewrite the query without "+what,
+					"pgveil cannot analyse %s over configured table %s", what, ref.table.QualifiedName()).at(a.sql, rv.Location)
+			}
+		}
+		if cr := c.GetColumnRef(); cr != nil && sc != nil {
+			if ref, e := a.resolveColumn(cr, sc); e != nil {
+				err = e
+			} else if ref.enc() != nil {
+				err = unsupported(ref.enc(), what, hintApp).at(a.sql, cr.Location)
+			}
+		}
+		return true
+	})
+	return err
+}

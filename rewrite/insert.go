@@ -1,0 +1,334 @@
+package rewrite
+
+import (
+	"fmt"
+
+	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// insertStmt plans INSERT. Into a configured table, each encrypted value of
+// a VALUES row is encrypted (a literal becomes a slot, a parameter gets
+// Action Encrypt) and, when the column has a blind index, its index is
+// added beside it: "(email, org_id) VALUES ($1, $2)" becomes
+// "(email, email_bidx, org_id) VALUES ($1, $3, $2)" with $3 the index of $1.
+func (a *analyzer) insertStmt(ins *pg.InsertStmt, sc *scope, mode queryMode) (*queryResult, *Error) {
+	if ins.WithClause != nil {
+		pop, err := a.withClause(ins.WithClause, sc)
+		if err != nil {
+			return nil, err
+		}
+		defer pop()
+	}
+	ref, err := a.resolveTable(ins.Relation)
+	if err != nil {
+		return nil, err
+	}
+	target, err := a.baseRel(ref, ins.Relation.Alias, ins.Relation.Location)
+	if err != nil {
+		return nil, err
+	}
+	t := ref.table
+	cols, err := a.insertColumns(ins, t)
+	if err != nil {
+		return nil, err
+	}
+	encWrites := false
+	for _, c := range cols {
+		encWrites = encWrites || c.enc != nil
+	}
+	sel := ins.SelectStmt.GetSelectStmt()
+	switch {
+	case sel == nil: // DEFAULT VALUES
+	case t != nil && len(t.Columns) > 0 && len(ins.Cols) == 0:
+		return nil, tableErr(CodeFeatureNotSupported, t, "list the columns: INSERT INTO "+t.Name+" (col, …) VALUES (…)",
+			"INSERT into %s needs a column list: it has encrypted columns and pgveil maps values to columns by name", t.QualifiedName()).at(a.sql, ins.Relation.Location)
+	case encWrites && isPlainValues(sel):
+		if err := a.insertValues(t, cols, sel, sc); err != nil {
+			return nil, err
+		}
+	case encWrites:
+		for _, c := range cols {
+			if c.enc != nil {
+				return nil, unsupported(c.enc, "INSERT … SELECT into it", "insert with VALUES and parameters, so that pgveil can encrypt each value").at(a.sql, c.loc)
+			}
+		}
+	default:
+		res, err := a.query(ins.SelectStmt, &scope{parent: sc}, modeSub)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range res.cols {
+			if c.enc != nil {
+				return nil, unsupported(c.enc, "copying it with INSERT … SELECT", "copying ciphertext into another table or column makes it undecryptable; read the value and insert it with a parameter")
+			}
+		}
+	}
+	level := &scope{parent: sc, rels: []*rel{target}}
+	if oc := ins.OnConflictClause; oc != nil {
+		if err := a.onConflict(oc, t, target, sel, cols, level); err != nil {
+			return nil, err
+		}
+	}
+	return a.returning(ins.ReturningList, level, mode)
+}
+
+// insCol is one column of an INSERT's column list.
+type insCol struct {
+	name   string
+	enc    *policy.Column
+	loc    int32
+	quoted bool
+	end    int // end of the column name's token
+}
+
+func (a *analyzer) insertColumns(ins *pg.InsertStmt, t *policy.Table) ([]insCol, *Error) {
+	var cols []insCol
+	for _, n := range ins.Cols {
+		rt := n.GetResTarget()
+		c := insCol{name: rt.Name, loc: rt.Location}
+		if t != nil {
+			if err := a.checkNotIndex(t, rt.Name, rt.Location); err != nil {
+				return nil, err
+			}
+			c.enc = t.Column(rt.Name)
+			if c.enc != nil && len(rt.Indirection) > 0 {
+				return nil, unsupported(c.enc, "assigning a subscript or field", "write the whole value").at(a.sql, rt.Location)
+			}
+			if c.enc != nil {
+				tok := tokenAt(a.sql, int(rt.Location), a.backslash)
+				c.quoted, c.end = tok.kind == tQIdent, tok.end
+			}
+		}
+		cols = append(cols, c)
+	}
+	return cols, nil
+}
+
+// checkNotIndex refuses a write into a blind-index column.
+func (a *analyzer) checkNotIndex(t *policy.Table, name string, loc int32) *Error {
+	if c := t.BlindIndexColumn(name); c != nil {
+		e := colErr(CodeGeneratedAlways, c, "write "+c.Name+" only; pgveil fills "+name+" itself",
+			"column %s.%s is the blind index of encrypted column %s and is maintained by pgveil", t.QualifiedName(), name, c.QualifiedName())
+		e.Column = name
+		return e.at(a.sql, loc)
+	}
+	return nil
+}
+
+// isPlainValues reports whether sel is a bare VALUES list.
+func isPlainValues(sel *pg.SelectStmt) bool {
+	return len(sel.ValuesLists) > 0 && sel.WithClause == nil && len(sel.SortClause) == 0 &&
+		sel.LimitCount == nil && sel.LimitOffset == nil
+}
+
+// rowTenant finds a VALUES row's key_context value.
+func (a *analyzer) rowTenant(t *policy.Table, cols []insCol, items []*pg.Node) (ValueRef, bool, *Error) {
+	if t == nil || t.KeyContext == "" {
+		return ValueRef{Kind: RefNone}, true, nil
+	}
+	for i, c := range cols {
+		if c.name != t.KeyContext || i >= len(items) {
+			continue
+		}
+		v, err := a.classify(items[i], nil, false)
+		if err != nil {
+			return ValueRef{}, false, err
+		}
+		switch v.kind {
+		case vParam:
+			return ValueRef{Kind: RefParam, Param: int(v.param) - 1}, true, nil
+		case vLiteral:
+			return ValueRef{Kind: RefLiteral, Literal: v.lit}, true, nil
+		case vNull:
+			return ValueRef{Kind: RefNull}, true, nil
+		}
+		return ValueRef{}, false, nil
+	}
+	return ValueRef{}, false, nil
+}
+
+// missingTenant refuses a write whose tenant cannot be found; need says
+// where the statement must give it.
+func missingTenant(t *policy.Table, need string, loc int32, sql string) *Error {
+	return tableErr(CodeFeatureNotSupported, t,
+		fmt.Sprintf("write %s %s", t.KeyContext, need),
+		"cannot tell the tenant of this write to %s: each tenant's values are encrypted under their own key, chosen by the key_context column %s",
+		t.QualifiedName(), t.KeyContext).at(sql, loc)
+}
+
+// insertValues rewrites the VALUES rows of an INSERT into a configured table.
+func (a *analyzer) insertValues(t *policy.Table, cols []insCol, sel *pg.SelectStmt, sc *scope) *Error {
+	for _, c := range cols {
+		if c.enc != nil && c.enc.BlindIndex != nil {
+			a.insert(c.end, ", "+identLike(c.enc.BlindIndex.Column, c.quoted))
+		}
+	}
+	for _, row := range sel.ValuesLists {
+		items := row.GetList().GetItems()
+		if len(items) != len(cols) {
+			return errorf(CodeSyntaxError, "INSERT has %d target columns but %d values in a row", len(cols), len(items)).at(a.sql, firstLocation(row))
+		}
+		tenant, haveTenant, err := a.rowTenant(t, cols, items)
+		if err != nil {
+			return err
+		}
+		for i, c := range cols {
+			if c.enc == nil {
+				if err := a.expr(items[i], sc, "VALUES"); err != nil {
+					return err
+				}
+				continue
+			}
+			v, err := a.classify(items[i], c.enc, false)
+			if err != nil {
+				return err
+			}
+			if (v.kind == vParam || v.kind == vLiteral) && !haveTenant {
+				return missingTenant(t, "in the same VALUES row, as a parameter or a literal", v.loc, a.sql)
+			}
+			if err := a.writeValue(v, c.enc, tenant, ", "); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writeValue encrypts v into col and, when col is blind-indexed, inserts
+// its index after it, preceded by sep (", " in VALUES, ", email_bidx = "
+// in SET lists).
+func (a *analyzer) writeValue(v value, col *policy.Column, tenant ValueRef, sep string) *Error {
+	bidx := col.BlindIndex != nil
+	switch v.kind {
+	case vParam:
+		a.uses = append(a.uses, paramUse{number: v.param, start: v.start, end: v.end, bare: v.bare, action: Encrypt, col: col, tenant: tenant})
+		if bidx {
+			a.uses = append(a.uses, paramUse{number: v.param, start: v.end, insert: true, prefix: sep, action: Index, col: col})
+		}
+	case vLiteral:
+		a.slot(v.start, v.end, Slot{Action: Encrypt, Column: col, Source: v.lit, Tenant: tenant}, "")
+		if bidx {
+			a.slot(v.end, v.end, Slot{Action: Index, Column: col, Source: v.lit}, sep)
+		}
+	case vNull:
+		if !v.bare {
+			a.replace(v.start, v.end, "NULL")
+		}
+		if bidx {
+			a.insert(v.end, sep+"NULL")
+		}
+	case vDefault:
+		if bidx {
+			a.insert(v.end, sep+"DEFAULT")
+		}
+	default:
+		return colErr(CodeFeatureNotSupported, col, "pass the value as a parameter or a literal; compute it in the application",
+			"a value written to encrypted column %s must be a parameter, a literal, NULL or DEFAULT", col.QualifiedName()).at(a.sql, v.loc)
+	}
+	return nil
+}
+
+// onConflict rewrites ON CONFLICT: an arbiter naming an encrypted column
+// names its blind index instead, and DO UPDATE SET col = EXCLUDED.col also
+// copies the blind index.
+func (a *analyzer) onConflict(oc *pg.OnConflictClause, t *policy.Table, target *rel, sel *pg.SelectStmt, cols []insCol, level *scope) *Error {
+	if inf := oc.Infer; inf != nil {
+		for _, n := range inf.IndexElems {
+			ie := n.GetIndexElem()
+			if ie == nil {
+				continue
+			}
+			if ie.Name != "" && t != nil {
+				if c := t.Column(ie.Name); c != nil {
+					if c.BlindIndex == nil {
+						return colErr(CodeFeatureNotSupported, c, blindIndexHint(c)+" (unique: true)",
+							"ON CONFLICT on encrypted column %s needs a blind index", c.QualifiedName()).at(a.sql, inf.Location)
+					}
+					if err := a.renameArbiter(inf, ie.Name, c.BlindIndex.Column); err != nil {
+						return err
+					}
+				}
+			}
+			if err := a.expr(ie.Expr, level, "an ON CONFLICT arbiter"); err != nil {
+				return err
+			}
+		}
+		if err := a.expr(inf.WhereClause, level, "ON CONFLICT … WHERE"); err != nil {
+			return err
+		}
+	}
+	if oc.Action != pg.OnConflictAction_ONCONFLICT_UPDATE {
+		return nil
+	}
+	excluded := &rel{name: "excluded", cols: target.cols, complete: target.complete, loc: -1}
+	upd := &scope{parent: level.parent, rels: []*rel{target, excluded}}
+	var tenant ValueRef
+	haveTenant := false
+	if sel != nil && len(sel.ValuesLists) == 1 {
+		tenant, haveTenant, _ = a.rowTenant(t, cols, sel.ValuesLists[0].GetList().GetItems())
+	} else if t == nil || t.KeyContext == "" {
+		tenant, haveTenant = ValueRef{Kind: RefNone}, true
+	}
+	if err := a.setList(oc.TargetList, t, upd, false, tenant, haveTenant, excluded, "as a parameter or a literal of a single-row VALUES"); err != nil {
+		return err
+	}
+	return a.expr(oc.WhereClause, upd, "ON CONFLICT … WHERE")
+}
+
+// renameArbiter replaces the name of an ON CONFLICT (…) arbiter column.
+func (a *analyzer) renameArbiter(inf *pg.InferClause, name, bidx string) *Error {
+	l := lexer{s: a.sql[:a.stmtEnd], pos: int(inf.Location), backslash: a.backslash}
+	depth := 0
+	for {
+		t := l.next()
+		switch {
+		case t.kind == tEOF || t.kind == tError:
+			return errorf(CodeInternalError, "cannot locate ON CONFLICT column %s; statement refused", name).at(a.sql, inf.Location)
+		case l.isPunct(t, "("):
+			depth++
+		case l.isPunct(t, ")"):
+			depth--
+			if depth <= 0 {
+				return errorf(CodeInternalError, "cannot locate ON CONFLICT column %s; statement refused", name).at(a.sql, inf.Location)
+			}
+		case depth == 1 && identValue(l.text(t), t.kind) == name:
+			a.replace(t.start, t.end, identLike(bidx, t.kind == tQIdent))
+			return nil
+		}
+	}
+}
+
+// identValue returns the name an identifier token denotes: unquoted names
+// fold to lower case, quoted ones keep theirs.
+func identValue(text string, kind tokKind) string {
+	switch kind {
+	case tIdent:
+		return lowerASCII(text)
+	case tQIdent:
+		if len(text) >= 2 && text[0] == '"' {
+			return unquoteDouble(text[1 : len(text)-1])
+		}
+	}
+	return ""
+}
+
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i := range b {
+		b[i] = lowerTable[b[i]]
+	}
+	return string(b)
+}
+
+func unquoteDouble(s string) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		out = append(out, s[i])
+		if s[i] == '"' && i+1 < len(s) && s[i+1] == '"' {
+			i++
+		}
+	}
+	return string(out)
+}

@@ -1,0 +1,170 @@
+package rewrite
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	pg "github.com/pganalyze/pg_query_go/v5"
+	"github.com/pganalyze/pg_query_go/v5/parser"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// Planner turns statement text into plans. It is safe for concurrent use:
+// the policy is immutable, the catalog is swapped atomically, and plans are
+// immutable values shared through the cache.
+type Planner struct {
+	cfg   *policy.Config
+	pre   *precheck
+	cat   atomic.Pointer[Catalog]
+	cache *planCache
+}
+
+// NewPlanner returns a planner for cfg's policy that caches up to
+// cacheSize plans (0 disables the cache).
+func NewPlanner(cfg *policy.Config, cacheSize int) *Planner {
+	return &Planner{cfg: cfg, pre: newPrecheck(cfg.TableNames()), cache: newPlanCache(cacheSize)}
+}
+
+// SetCatalog installs a new catalog snapshot and drops every cached plan,
+// since name resolution and * expansion may change with it.
+func (p *Planner) SetCatalog(c *Catalog) {
+	p.cat.Store(c)
+	p.cache.clear()
+}
+
+// Stats returns the plan cache's counters.
+func (p *Planner) Stats() CacheStats { return p.cache.stats() }
+
+// Plan plans the statements of sql under session s. A refusal is an *Error
+// whose SQLSTATE and message go to the client; a refusal of any statement
+// of a multi-statement string refuses the whole string.
+//
+// Caching: plans are cached by (text, search path). Plans that record
+// literals (simple-protocol statements with encrypted values in them) are
+// not cached: each such text is unique, caching it would only evict the
+// parameterised statements that do repeat. The plan would hold no values
+// anyway (only offsets), so this is about hit rate, not secrecy.
+func (p *Planner) Plan(sql string, s Session) (*Plan, error) {
+	if !p.pre.mayReference(sql) {
+		if plan, ok := fastPlan(sql); ok {
+			return plan, nil
+		}
+	}
+	key := cacheKey{text: sql, session: sessionHash(&s)}
+	plan, gen := p.cache.get(key, &s)
+	if plan != nil {
+		return plan, nil
+	}
+	plan, cacheable, err := p.planText(sql, &s, p.cat.Load())
+	if err != nil {
+		return nil, err
+	}
+	if cacheable {
+		p.cache.put(key, &s, plan, gen)
+	}
+	return plan, nil
+}
+
+// fastPlan is the plan of a string the pre-check cleared.
+func fastPlan(sql string) (*Plan, bool) {
+	l := lexer{s: sql}
+	if t := l.next(); t.kind == tEOF || l.isPunct(t, ";") && l.next().kind == tEOF {
+		return &Plan{}, true
+	}
+	st, ok := fastStmt(sql)
+	if !ok {
+		return nil, false
+	}
+	return &Plan{Stmts: []*Stmt{st}}, true
+}
+
+// planText parses and plans sql. A panic anywhere below (pg_query's Go
+// code or the planner) becomes a refusal, never a crash.
+func (p *Planner) planText(sql string, s *Session, cat *Catalog) (plan *Plan, cacheable bool, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			plan, cacheable = nil, false
+			err = errorf(CodeInternalError, "internal error while planning the statement; refused (fail closed)")
+		}
+	}()
+	mayRef := p.pre.mayReference(sql)
+	if s.BackslashStrings && mayRef {
+		if pos, ok := backslashInPlainString(sql); ok {
+			e := errorf(CodeFeatureNotSupported, "a string literal contains a backslash while standard_conforming_strings is off; pgveil cannot be sure how the server reads it")
+			e.Hint = "SET standard_conforming_strings = on (the default since PostgreSQL 9.1), or write E'…' strings"
+			return nil, false, e.at(sql, int32(pos))
+		}
+	}
+	tree, perr := pg.Parse(sql)
+	if perr != nil {
+		if !mayRef {
+			start, end := trimSpan(sql, 0, len(sql))
+			return &Plan{Stmts: []*Stmt{{Kind: KindOther, Original: sql[start:end], OriginalStart: start}}}, false, nil
+		}
+		e := errorf(CodeSyntaxError, "%s", perr.Error())
+		e.Message = perr.Error()
+		e.Detail = "pgveil refuses statements it cannot parse when they may touch a configured table"
+		var pe *parser.Error
+		if errors.As(perr, &pe) && pe.Cursorpos > 0 {
+			e.Position = pe.Cursorpos
+		}
+		return nil, false, e
+	}
+	plan = &Plan{}
+	cacheable = true
+	path := &pathState{schemas: s.SearchPath}
+	for i, raw := range tree.Stmts {
+		start := int(raw.StmtLocation)
+		end := len(sql)
+		if raw.StmtLen > 0 {
+			end = start + int(raw.StmtLen)
+		}
+		start, end = trimSpan(sql, start, end)
+		a := newAnalyzer(p, cat, sql, raw, start, end, path, s.BackslashStrings)
+		perr := a.plan(raw.Stmt)
+		if perr == nil {
+			perr = a.finish()
+		}
+		if perr != nil {
+			if len(tree.Stmts) > 1 {
+				d := fmt.Sprintf("refused statement %d of %d in the query string; none was sent", i+1, len(tree.Stmts))
+				if perr.Detail != "" {
+					d += "; " + perr.Detail
+				}
+				perr.Detail = d
+			}
+			return nil, false, perr
+		}
+		st := a.st
+		if len(st.Literals) > 0 {
+			cacheable = false
+		}
+		path = nextPath(path, st)
+		plan.Stmts = append(plan.Stmts, st)
+		plan.Rewritten = plan.Rewritten || st.Rewritten
+	}
+	return plan, cacheable, nil
+}
+
+// backslashInPlainString finds a backslash inside a plain '…' literal, the
+// one construct whose reading depends on standard_conforming_strings.
+func backslashInPlainString(sql string) (int, bool) {
+	l := lexer{s: sql, backslash: true}
+	for t := l.next(); t.kind != tEOF && t.kind != tError; t = l.next() {
+		if t.kind != tString {
+			continue
+		}
+		c := sql[t.start]
+		if c != '\'' && c != 'n' && c != 'N' {
+			continue
+		}
+		for i := t.start; i < t.end; i++ {
+			if sql[i] == '\\' {
+				return i, true
+			}
+		}
+	}
+	return 0, false
+}

@@ -1,0 +1,172 @@
+package rewrite
+
+// The pre-check decides, without parsing, that a statement cannot reference
+// any configured table, so that most traffic never pays for pg_query (tens of
+// microseconds per statement). It is conservative: a table name anywhere in
+// the text, in any letter case, even inside a string or a comment, sends the
+// statement to the parser, and so does any U& escape (U&"\0075sers" spells
+// users). Quoted identifiers need no special case: "Users" contains users
+// when folded, so it is parsed and then resolved exactly; a configured name
+// containing a double quote is also searched for in its doubled form.
+
+var lowerTable = func() (t [256]byte) {
+	for i := range t {
+		c := byte(i)
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		t[i] = c
+	}
+	return t
+}()
+
+type precheck struct {
+	names [][]byte // lower-cased configured table names (and doubled-quote forms)
+	first [256]bool
+}
+
+func newPrecheck(tableNames []string) *precheck {
+	p := &precheck{}
+	add := func(n string) {
+		b := []byte(n)
+		for i := range b {
+			b[i] = lowerTable[b[i]]
+		}
+		if len(b) == 0 {
+			return
+		}
+		p.names = append(p.names, b)
+		p.first[b[0]] = true
+		if b[0] >= 'a' && b[0] <= 'z' {
+			p.first[b[0]-('a'-'A')] = true
+		}
+	}
+	for _, n := range tableNames {
+		add(n)
+		if doubled := doubleQuotes(n); doubled != n {
+			add(doubled)
+		}
+	}
+	// U&"..." and U&'...': any Unicode escape makes the text uncertain.
+	p.first['u'], p.first['U'] = true, true
+	return p
+}
+
+func doubleQuotes(s string) string {
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		out = append(out, s[i])
+		if s[i] == '"' {
+			out = append(out, '"')
+		}
+	}
+	return string(out)
+}
+
+// mayReference reports whether s may reference a configured table.
+func (p *precheck) mayReference(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !p.first[c] {
+			continue
+		}
+		lc := lowerTable[c]
+		if lc == 'u' && i+1 < len(s) && s[i+1] == '&' {
+			return true
+		}
+	next:
+		for _, n := range p.names {
+			if n[0] != lc || len(s)-i < len(n) {
+				continue
+			}
+			for j := 1; j < len(n); j++ {
+				if lowerTable[s[i+j]] != n[j] {
+					continue next
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// containsFold reports whether s contains the lower-case ASCII word w in any case.
+func containsFold(s, w string) bool {
+outer:
+	for i := 0; i+len(w) <= len(s); i++ {
+		if lowerTable[s[i]] != w[0] {
+			continue
+		}
+		for j := 1; j < len(w); j++ {
+			if lowerTable[s[i+j]] != w[j] {
+				continue outer
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// fastStmt plans, without parsing, a statement string that cannot reference
+// a configured table. ok is false when the string must be parsed anyway:
+// it may hold several statements, or change state the proxy tracks
+// (search_path, prepared statements).
+func fastStmt(s string) (st *Stmt, ok bool) {
+	start, end := trimSpan(s, 0, len(s))
+	if end > start && s[end-1] == ';' {
+		end--
+		_, end = trimSpan(s, start, end)
+	}
+	for i := start; i < end; i++ {
+		if s[i] == ';' {
+			return nil, false
+		}
+	}
+	if containsFold(s, "search_path") || containsFold(s, "set_config") {
+		return nil, false
+	}
+	l := lexer{s: s, pos: start}
+	t := l.next()
+	if t.kind != tIdent {
+		return &Stmt{Kind: KindOther, Original: s[start:end], OriginalStart: start}, true
+	}
+	var buf [16]byte
+	word := buf[:0]
+	if t.end-t.start <= len(buf) {
+		for i := t.start; i < t.end; i++ {
+			word = append(word, lowerTable[s[i]])
+		}
+	}
+	kind, ok := fastKinds[string(word)] // no allocation: map index by converted bytes
+	if !ok {
+		switch string(word) {
+		case "reset", "discard", "deallocate", "prepare":
+			return nil, false
+		}
+		kind = KindOther
+	}
+	return &Stmt{Kind: kind, Original: s[start:end], OriginalStart: start}, true
+}
+
+var fastKinds = map[string]Kind{
+	"select": KindSelect, "values": KindSelect, "table": KindSelect,
+	"insert": KindInsert, "update": KindUpdate, "delete": KindDelete,
+	"copy": KindCopy, "explain": KindExplain, "set": KindSet,
+	"begin": KindTransaction, "start": KindTransaction, "commit": KindTransaction,
+	"end": KindTransaction, "rollback": KindTransaction, "abort": KindTransaction,
+	"savepoint": KindTransaction, "release": KindTransaction,
+	"create": KindDDL, "alter": KindDDL, "drop": KindDDL, "truncate": KindDDL,
+	"comment": KindDDL, "grant": KindDDL, "revoke": KindDDL, "refresh": KindDDL,
+	"reindex": KindDDL, "cluster": KindDDL, "import": KindDDL, "security": KindDDL,
+}
+
+// trimSpan narrows [start,end) of s past leading and trailing whitespace.
+func trimSpan(s string, start, end int) (int, int) {
+	for start < end && isSpace(s[start]) {
+		start++
+	}
+	for end > start && isSpace(s[end-1]) {
+		end--
+	}
+	return start, end
+}

@@ -1,0 +1,150 @@
+package rewrite
+
+import (
+	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// Name resolution follows PostgreSQL's: an unqualified relation name is
+// looked up in pg_catalog (unless the path names it elsewhere), then in each
+// schema of the search path in order; the first schema that has a relation
+// of that name wins, so a same-named table earlier in the path shadows a
+// configured one. The Catalog says which relations exist. One deliberate
+// difference, to fail closed: a configured table is taken to exist in its
+// schema even when the Catalog has no entry for it, because a snapshot
+// taken before the table was created (a migration run directly against the
+// database) must not let an INSERT through unencrypted.
+
+// pathState is the search path in effect for one statement of a string;
+// a SET search_path earlier in the same string changes it for the rest.
+type pathState struct {
+	schemas []string
+	// unknown is set after RESET search_path or a set_config pgveil cannot
+	// read: unqualified names then resolve by name alone, to the one
+	// configured table of that name (or are refused when there are several).
+	unknown bool
+}
+
+// tableRef is a resolved relation name.
+type tableRef struct {
+	schema, name string
+	table        *policy.Table // configured table, or nil
+	cat          *CatalogTable // catalog entry, or nil
+}
+
+func (a *analyzer) catalogTable(schema, name string) *CatalogTable {
+	if a.cat == nil || a.cat.Tables == nil {
+		return nil
+	}
+	return a.cat.Tables[schema+"."+name]
+}
+
+// resolveTable resolves a RangeVar through the search path.
+func (a *analyzer) resolveTable(rv *pg.RangeVar) (tableRef, *Error) {
+	name := rv.Relname
+	if rv.Schemaname != "" {
+		return tableRef{schema: rv.Schemaname, name: name,
+			table: a.cfg.Table(rv.Schemaname, name), cat: a.catalogTable(rv.Schemaname, name)}, nil
+	}
+	if rv.Relpersistence == "t" {
+		return tableRef{schema: "pg_temp", name: name}, nil
+	}
+	if a.path.unknown {
+		var found *policy.Table
+		for _, t := range a.cfg.Tables {
+			if t.Name == name {
+				if found != nil {
+					return tableRef{}, tableErr(CodeFeatureNotSupported, t,
+						"send SET search_path or RESET in a query string of its own, or qualify the table with its schema",
+						"cannot tell which table %q is meant: the search_path was reset earlier in the same query string and several schemas have a configured table of that name", name).at(a.sql, rv.Location)
+				}
+				found = t
+			}
+		}
+		if found != nil {
+			return tableRef{schema: found.Schema, name: name, table: found, cat: a.catalogTable(found.Schema, name)}, nil
+		}
+		return tableRef{name: name}, nil
+	}
+	sawCatalog := false
+	try := func(schema string) (tableRef, bool) {
+		if c := a.catalogTable(schema, name); c != nil {
+			return tableRef{schema: schema, name: name, table: a.cfg.Table(schema, name), cat: c}, true
+		}
+		if t := a.cfg.Table(schema, name); t != nil {
+			return tableRef{schema: schema, name: name, table: t}, true
+		}
+		return tableRef{}, false
+	}
+	for _, s := range a.path.schemas {
+		if s == "pg_catalog" {
+			sawCatalog = true
+			break
+		}
+	}
+	if !sawCatalog {
+		if r, ok := try("pg_catalog"); ok {
+			return r, nil
+		}
+	}
+	for _, s := range a.path.schemas {
+		if r, ok := try(s); ok {
+			return r, nil
+		}
+	}
+	return tableRef{name: name}, nil
+}
+
+// baseRel builds the relation for a table reference in FROM or as a
+// statement's target: its columns come from the Catalog when it lists the
+// table, else (a configured table missing from the snapshot) from the
+// policy alone, marked incomplete.
+func (a *analyzer) baseRel(ref tableRef, alias *pg.Alias, loc int32) (*rel, *Error) {
+	r := &rel{name: ref.name, schema: ref.schema, table: ref.table, base: true, loc: loc}
+	if alias != nil && alias.Aliasname != "" {
+		r.name, r.aliased = alias.Aliasname, true
+	}
+	t := ref.table
+	if ref.cat != nil {
+		r.complete = true
+		for _, c := range ref.cat.Columns {
+			r.cols = append(r.cols, relCol{name: c.Name, tenant: -1})
+		}
+	} else if t != nil {
+		for _, c := range t.Columns {
+			r.cols = append(r.cols, relCol{name: c.Name, tenant: -1})
+			if c.BlindIndex != nil {
+				r.cols = append(r.cols, relCol{name: c.BlindIndex.Column, tenant: -1})
+			}
+		}
+		if t.KeyContext != "" {
+			r.cols = append(r.cols, relCol{name: t.KeyContext, tenant: -1})
+		}
+	}
+	if t != nil {
+		tenant := -1
+		if t.KeyContext != "" {
+			tenant = r.col(t.KeyContext)
+		}
+		for i := range r.cols {
+			c := &r.cols[i]
+			if e := t.Column(c.name); e != nil {
+				c.enc, c.tenant = e, tenant
+			} else if b := t.BlindIndexColumn(c.name); b != nil {
+				c.bidxOf = b
+			}
+		}
+		if t.KeyContext != "" {
+			a.tenantRels[t]++
+		}
+	}
+	if alias != nil && len(alias.Colnames) > 0 {
+		if !r.complete && t != nil {
+			return nil, tableErr(CodeFeatureNotSupported, t, "drop the column aliases, or let pgveil refresh its catalog",
+				"column aliases on %s cannot be mapped: pgveil's catalog does not list its columns", t.QualifiedName()).at(a.sql, loc)
+		}
+		r.rename(alias.Colnames)
+	}
+	return r, nil
+}

@@ -1,0 +1,217 @@
+package rewrite
+
+import (
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// queryMode says whose rows a query produces.
+type queryMode uint8
+
+const (
+	// modeTop: the statement's own rows, sent to the client: encrypted
+	// columns become Outputs and missing tenants are appended as hidden fields.
+	modeTop queryMode = iota
+	// modeSub: rows of a subquery or CTE, read by an enclosing query.
+	modeSub
+	// modeBranch: one side of UNION ALL; like modeSub, and the combined
+	// result is bound at the top.
+	modeBranch
+)
+
+// outCol is one column a query returns.
+type outCol struct {
+	name string
+	enc  *policy.Column
+	// src/srcIdx: the relation column this output reads unchanged (or nil).
+	src    *rel
+	srcIdx int
+	// tenant is src's column holding the row's key_context for enc (-1 none).
+	tenant   int
+	noTenant bool
+	// tenantOut is the index in the result of this column's tenant, once known; -1 otherwise.
+	tenantOut int
+	hidden    bool
+	ref       *pg.ColumnRef // the target, when it is a bare column reference
+}
+
+// queryResult is what a query returns, as far as the SQL tells.
+type queryResult struct {
+	cols []outCol
+	// complete is false when a * covered a relation whose columns pgveil
+	// does not list: the positions of cols are then not exact.
+	complete bool
+	// starRels are relations expanded by * at unknown positions; their
+	// tenant columns are in the rows, found by the proxy by origin.
+	starRels []*rel
+}
+
+func (r *queryResult) hasEnc() bool {
+	for _, c := range r.cols {
+		if c.enc != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// expandStar appends the columns of rel r for r.*.
+func (res *queryResult) expandStar(r *rel) {
+	if !r.complete || r.merged {
+		res.complete = false
+		res.starRels = append(res.starRels, r)
+	}
+	for i, c := range r.cols {
+		res.cols = append(res.cols, outCol{name: c.name, enc: c.enc, src: r, srcIdx: i, tenant: c.tenant, noTenant: c.noTenant, tenantOut: -1})
+	}
+}
+
+// findOut returns the index of the output reading column idx of r, or -1.
+func (res *queryResult) findOut(r *rel, idx int) int {
+	for j, c := range res.cols {
+		if c.src == r && c.srcIdx == idx && r != nil && idx >= 0 {
+			return j
+		}
+	}
+	return -1
+}
+
+// linkTenants sets tenantOut for each encrypted output whose tenant column
+// is among the outputs.
+func (res *queryResult) linkTenants() {
+	for i := range res.cols {
+		c := &res.cols[i]
+		if c.enc == nil || c.tenantOut >= 0 || c.tenant < 0 {
+			continue
+		}
+		c.tenantOut = res.findOut(c.src, c.tenant)
+	}
+}
+
+// asRel turns a subquery's or CTE's result into a relation of the enclosing query.
+func (res *queryResult) asRel(name string, alias *pg.Alias) *rel {
+	res.linkTenants()
+	r := &rel{name: name, complete: res.complete}
+	if alias != nil && alias.Aliasname != "" {
+		r.name, r.aliased = alias.Aliasname, true
+	}
+	for _, c := range res.cols {
+		if c.hidden {
+			continue
+		}
+		rc := relCol{name: c.name, enc: c.enc, tenant: -1, noTenant: c.noTenant}
+		if c.enc != nil && c.enc.Table.KeyContext != "" {
+			if c.tenantOut >= 0 {
+				rc.tenant = c.tenantOut
+			} else if !c.src.inStar(res.starRels) {
+				rc.noTenant = true
+			}
+		}
+		if c.src != nil && c.srcIdx >= 0 && c.src.cols[c.srcIdx].bidxOf != nil {
+			rc.bidxOf = c.src.cols[c.srcIdx].bidxOf
+		}
+		r.cols = append(r.cols, rc)
+	}
+	if alias != nil && len(alias.Colnames) > 0 {
+		r.rename(alias.Colnames)
+	}
+	return r
+}
+
+func (r *rel) inStar(stars []*rel) bool {
+	for _, s := range stars {
+		if s == r {
+			return true
+		}
+	}
+	return false
+}
+
+// bindTenants makes sure every encrypted output of a table with a
+// key_context has its row's tenant value beside it: it points to the
+// key_context column the query already returns, or appends it as a hidden
+// field at appendAt. cannotAppend, when set, explains why appending would
+// change the result (DISTINCT, GROUP BY…), and the statement is refused.
+func (a *analyzer) bindTenants(res *queryResult, appendAt int, cannotAppend string) *Error {
+	res.linkTenants()
+	var added []string
+	for i := range res.cols {
+		c := &res.cols[i]
+		if c.enc == nil || c.hidden || c.enc.Table.KeyContext == "" || c.tenantOut >= 0 {
+			continue
+		}
+		t := c.enc.Table
+		hint := "select " + t.KeyContext + " too"
+		if c.noTenant || c.src == nil || c.tenant < 0 {
+			return tableErr(CodeFeatureNotSupported, t, "select "+t.KeyContext+" in the subquery or CTE too",
+				"encrypted column %s is read through a subquery or CTE that does not return %s.%s, the tenant column pgveil needs to check its key",
+				c.enc.QualifiedName(), t.QualifiedName(), t.KeyContext)
+		}
+		if c.src.inStar(res.starRels) {
+			continue // the tenant travels in the * and the proxy finds it by origin
+		}
+		if j := res.findOut(c.src, c.tenant); j >= 0 { // appended for an earlier column
+			c.tenantOut = j
+			continue
+		}
+		if cannotAppend != "" || appendAt < 0 {
+			return tableErr(CodeFeatureNotSupported, t, hint+" (list "+t.KeyContext+" in the select list)",
+				"encrypted column %s needs its tenant column %s in the result, and pgveil cannot add it to a query with %s",
+				c.enc.QualifiedName(), t.KeyContext, cannotAppend)
+		}
+		name := c.src.cols[c.tenant].name
+		ref := quoteIdent(name)
+		if c.src.name != "" {
+			ref = quoteIdent(c.src.name) + "." + ref
+		}
+		c.tenantOut = len(res.cols)
+		res.cols = append(res.cols, outCol{name: name, src: c.src, srcIdx: c.tenant, tenant: -1, tenantOut: -1, hidden: true})
+		added = append(added, ref)
+	}
+	if len(added) > 0 {
+		a.insert(appendAt, ", "+strings.Join(added, ", "))
+	}
+	return nil
+}
+
+// setOutputs records the statement's Outputs from its top-level result.
+func (a *analyzer) setOutputs(res *queryResult) *Error {
+	if res == nil {
+		return nil
+	}
+	enc, hidden := false, false
+	for _, c := range res.cols {
+		enc = enc || c.enc != nil
+		hidden = hidden || c.hidden
+	}
+	if !enc && !hidden {
+		return nil
+	}
+	if !res.complete {
+		for t, n := range a.tenantRels {
+			if n > 1 {
+				return tableErr(CodeFeatureNotSupported, t, "list the columns instead of *, or let pgveil refresh its catalog",
+					"a * over a relation pgveil's catalog does not list hides where %s's columns are, and %s appears twice, so pgveil could not tell whose tenant a row carries",
+					t.QualifiedName(), t.QualifiedName())
+			}
+		}
+		a.st.OutputsByOrigin = true
+		for _, c := range res.cols {
+			if c.hidden {
+				a.st.Outputs = append(a.st.Outputs, Output{Tenant: -1, Hidden: true})
+			}
+		}
+		return nil
+	}
+	a.st.Outputs = make([]Output, len(res.cols))
+	for i, c := range res.cols {
+		a.st.Outputs[i] = Output{Column: c.enc, Tenant: -1, Hidden: c.hidden}
+		if c.enc != nil && c.enc.Table.KeyContext != "" {
+			a.st.Outputs[i].Tenant = c.tenantOut
+		}
+	}
+	return nil
+}

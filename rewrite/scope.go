@@ -1,0 +1,208 @@
+package rewrite
+
+import (
+	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// relCol is one column of a relation in scope.
+type relCol struct {
+	name   string
+	enc    *policy.Column // the encrypted column whose stored value this column carries unchanged
+	bidxOf *policy.Column // this column is enc's blind index
+	// tenant is, for an encrypted column, the index in the relation's cols of
+	// the column holding the row's key_context value; -1 when the table has
+	// no key_context or the relation does not expose it (see noTenant).
+	tenant int
+	// noTenant marks an encrypted column of a table with a key_context that
+	// a subquery or CTE passes on without the key_context column: reading
+	// it through that relation is refused (lazily, only if it is read).
+	noTenant bool
+}
+
+// rel is one relation in a query's FROM (or a statement's target): a base
+// table, a subquery, a CTE reference, a function, a VALUES list.
+type rel struct {
+	name     string        // the name columns are qualified with: the alias, else the table name
+	schema   string        // a base table's schema ("" when aliased: then it cannot be named)
+	table    *policy.Table // configured base table
+	cols     []relCol
+	complete bool // cols lists every column, in order
+	base     bool
+	aliased  bool
+	merged   bool // joined with USING/NATURAL: * expands merged columns first, positions unknown
+	// joinAlias marks the relation a JOIN's alias names; * skips it (its
+	// columns are those of the joined relations, expanded in their place).
+	joinAlias bool
+	loc       int32
+}
+
+func (r *rel) col(name string) int {
+	for i := range r.cols {
+		if r.cols[i].name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// hasEnc reports whether any known column of r is encrypted.
+func (r *rel) hasEnc() bool {
+	for i := range r.cols {
+		if r.cols[i].enc != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// rename applies an alias column list (t AS x(a, b)) to the leading columns.
+func (r *rel) rename(colnames []*pg.Node) {
+	for i, n := range colnames {
+		s, _ := str(n)
+		if i < len(r.cols) {
+			r.cols[i].name = s
+		} else {
+			r.cols = append(r.cols, relCol{name: s, tenant: -1})
+		}
+	}
+}
+
+// scope is the relations visible at one query level, with the enclosing
+// levels behind parent (for correlated subqueries and LATERAL).
+type scope struct {
+	rels   []*rel
+	parent *scope
+}
+
+func (s *scope) find(name string) *rel {
+	for sc := s; sc != nil; sc = sc.parent {
+		for i := len(sc.rels) - 1; i >= 0; i-- {
+			if sc.rels[i].name == name {
+				return sc.rels[i]
+			}
+		}
+	}
+	return nil
+}
+
+// colRef is a resolved column reference. rel is nil and idx -1 when the
+// name belongs to nothing pgveil knows, which means a column that is not
+// encrypted (every encrypted column is known by name, catalog or not).
+type colRef struct {
+	rel  *rel
+	idx  int
+	star bool
+}
+
+func (c colRef) col() *relCol {
+	if c.rel == nil || c.idx < 0 {
+		return nil
+	}
+	return &c.rel.cols[c.idx]
+}
+
+// enc returns the encrypted column the reference reads, or nil.
+func (c colRef) enc() *policy.Column {
+	if rc := c.col(); rc != nil {
+		return rc.enc
+	}
+	return nil
+}
+
+// resolveColumn resolves a ColumnRef against the scope chain.
+func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
+	var parts []string
+	star := false
+	for _, f := range cr.Fields {
+		if f.GetAStar() != nil {
+			star = true
+			continue
+		}
+		s, _ := str(f)
+		parts = append(parts, s)
+	}
+	none := colRef{idx: -1}
+	if star {
+		switch len(parts) {
+		case 0:
+			return colRef{idx: -1, star: true}, nil
+		default:
+			r := a.findRel(parts, sc)
+			return colRef{rel: r, idx: -1, star: true}, nil
+		}
+	}
+	switch len(parts) {
+	case 0:
+		return none, nil
+	case 1:
+		return a.resolveBare(parts[0], cr.Location, sc)
+	default:
+		name := parts[len(parts)-1]
+		r := a.findRel(parts[:len(parts)-1], sc)
+		if r == nil {
+			// t.f where t is not a relation: a field of a composite column.
+			if len(parts) == 2 {
+				if c, err := a.resolveBare(parts[0], cr.Location, sc); err == nil && c.enc() != nil {
+					return none, unsupported(c.enc(), "field selection", "select the column itself").at(a.sql, cr.Location)
+				}
+			}
+			return none, nil
+		}
+		return colRef{rel: r, idx: r.col(name)}, nil
+	}
+}
+
+// findRel finds the relation a qualifier names: [t], [schema, t] or [db, schema, t].
+func (a *analyzer) findRel(q []string, sc *scope) *rel {
+	switch len(q) {
+	case 1:
+		return sc.find(q[0])
+	case 2, 3:
+		schema, name := q[len(q)-2], q[len(q)-1]
+		for s := sc; s != nil; s = s.parent {
+			for _, r := range s.rels {
+				if r.base && !r.aliased && r.name == name && r.schema == schema {
+					return r
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// resolveBare resolves an unqualified column name. The innermost level that
+// certainly has the column wins. When a level has relations whose columns
+// pgveil does not know (tables outside the policy and its catalog) and an
+// outer level has an encrypted column of that name, the reference could be
+// either: it is refused rather than guessed.
+func (a *analyzer) resolveBare(name string, loc int32, sc *scope) (colRef, *Error) {
+	uncertain := false
+	for s := sc; s != nil; s = s.parent {
+		for _, r := range s.rels {
+			if i := r.col(name); i >= 0 {
+				if uncertain && r.cols[i].enc != nil {
+					return colRef{idx: -1}, colErr(CodeAmbiguousColumn, r.cols[i].enc,
+						"qualify the column with its table name or alias",
+						"column reference %q may be the encrypted column %s or a column of a table pgveil does not know; pgveil cannot tell which", name, r.cols[i].enc.QualifiedName()).at(a.sql, loc)
+				}
+				return colRef{rel: r, idx: i}, nil
+			}
+		}
+		for _, r := range s.rels {
+			if !r.complete {
+				uncertain = true
+			}
+		}
+	}
+	// A relation's name used as a column is a whole-row reference.
+	if r := sc.find(name); r != nil && r.hasEnc() {
+		for _, c := range r.cols {
+			if c.enc != nil {
+				return colRef{idx: -1}, unsupported(c.enc, "a whole-row reference to "+name, "select the columns by name").at(a.sql, loc)
+			}
+		}
+	}
+	return colRef{idx: -1}, nil
+}

@@ -1,0 +1,187 @@
+package rewrite
+
+import (
+	"strconv"
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v5"
+)
+
+// The search_path decides which table an unqualified name means, so the
+// proxy must track every change: SET [SESSION|LOCAL] search_path (and its
+// alias SET SCHEMA), RESET search_path, RESET ALL, DISCARD ALL, and
+// set_config('search_path', …) called from a query. A set_config whose
+// arguments are literals is reported like SET; one whose arguments the
+// planner cannot read (parameters, expressions) is refused, since pgveil
+// could no longer resolve names.
+
+// variableSet records SET/RESET of search_path.
+func (a *analyzer) variableSet(v *pg.VariableSetStmt) {
+	st := a.st
+	switch v.Kind {
+	case pg.VariableSetKind_VAR_RESET_ALL:
+		st.SearchPathReset = true
+	case pg.VariableSetKind_VAR_SET_DEFAULT, pg.VariableSetKind_VAR_RESET:
+		if v.Name == "search_path" {
+			st.SearchPathReset, st.SearchPathLocal = true, v.IsLocal
+		}
+	case pg.VariableSetKind_VAR_SET_VALUE:
+		if v.Name != "search_path" {
+			return
+		}
+		path := []string{}
+		for _, arg := range v.Args {
+			if c := arg.GetAConst(); c != nil {
+				path = append(path, constText(c))
+			}
+		}
+		st.SearchPath, st.SearchPathLocal = path, v.IsLocal
+	}
+}
+
+// constText renders a constant as SET reads it.
+func constText(c *pg.A_Const) string {
+	switch {
+	case c.GetSval() != nil:
+		return c.GetSval().Sval
+	case c.GetIval() != nil:
+		return strconv.Itoa(int(c.GetIval().Ival))
+	case c.GetFval() != nil:
+		return c.GetFval().Fval
+	case c.GetBoolval() != nil:
+		if c.GetBoolval().Boolval {
+			return "on"
+		}
+		return "off"
+	}
+	return ""
+}
+
+// setConfig finds set_config(…) calls that change search_path.
+func (a *analyzer) setConfig(n *pg.Node) *Error {
+	if !containsFold(a.st.Original, "set_config") {
+		return nil
+	}
+	var err *Error
+	walkAll(n, func(c *pg.Node) bool {
+		f := c.GetFuncCall()
+		if err != nil || f == nil || lastName(f.Funcname) != "set_config" || len(f.Args) != 3 {
+			return err == nil
+		}
+		refuse := func() {
+			err = errorf(CodeFeatureNotSupported, "set_config() with an argument pgveil cannot read may change search_path, which pgveil must track")
+			err.Hint = "write the setting name and value as literals, or use SET search_path"
+			err.at(a.sql, f.Location)
+		}
+		name, ok := stringConst(f.Args[0])
+		if !ok {
+			refuse()
+			return false
+		}
+		if !strings.EqualFold(name, "search_path") {
+			return true
+		}
+		value, ok := stringConst(f.Args[1])
+		local, lok := boolConst(f.Args[2])
+		if !ok || !lok {
+			refuse()
+			return false
+		}
+		a.st.SearchPath, a.st.SearchPathLocal = splitGUCList(value), local
+		return true
+	})
+	return err
+}
+
+func stringConst(n *pg.Node) (string, bool) {
+	for n != nil && n.GetTypeCast() != nil {
+		n = n.GetTypeCast().Arg
+	}
+	if c := n.GetAConst(); c != nil && c.GetSval() != nil {
+		return c.GetSval().Sval, true
+	}
+	return "", false
+}
+
+func boolConst(n *pg.Node) (bool, bool) {
+	for n != nil && n.GetTypeCast() != nil {
+		n = n.GetTypeCast().Arg
+	}
+	if c := n.GetAConst(); c != nil {
+		if b := c.GetBoolval(); b != nil {
+			return b.Boolval, true
+		}
+		if s := c.GetSval(); s != nil {
+			switch strings.ToLower(s.Sval) {
+			case "true", "t", "on", "yes", "1":
+				return true, true
+			case "false", "f", "off", "no", "0":
+				return false, true
+			}
+		}
+	}
+	return false, false
+}
+
+// splitGUCList splits a search_path value as SplitIdentifierString does:
+// comma-separated, unquoted names folded to lower case, "quoted" names
+// kept with "" undoubled.
+func splitGUCList(s string) []string {
+	out := []string{}
+	i := 0
+	for {
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if i >= len(s) {
+			return out
+		}
+		var name string
+		if s[i] == '"' {
+			j := i + 1
+			var b strings.Builder
+			for j < len(s) {
+				if s[j] == '"' {
+					if j+1 < len(s) && s[j+1] == '"' {
+						b.WriteByte('"')
+						j += 2
+						continue
+					}
+					break
+				}
+				b.WriteByte(s[j])
+				j++
+			}
+			name, i = b.String(), j+1
+		} else {
+			j := i
+			for j < len(s) && s[j] != ',' && !isSpace(s[j]) {
+				j++
+			}
+			name, i = lowerASCII(s[i:j]), j
+		}
+		out = append(out, name)
+		for i < len(s) && isSpace(s[i]) {
+			i++
+		}
+		if i < len(s) && s[i] == ',' {
+			i++
+		}
+	}
+}
+
+// nextPath returns the search path in effect after st.
+func nextPath(cur *pathState, st *Stmt) *pathState {
+	switch {
+	case st.SearchPathReset:
+		return &pathState{unknown: true}
+	case st.SearchPath != nil:
+		for _, s := range st.SearchPath {
+			if s == "$user" {
+				return &pathState{unknown: true} // the role is not known here
+			}
+		}
+		return &pathState{schemas: st.SearchPath}
+	}
+	return cur
+}

@@ -1,0 +1,162 @@
+package rewrite
+
+import (
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v5"
+)
+
+// plan plans one parsed statement into a.st.
+func (a *analyzer) plan(n *pg.Node) *Error {
+	st := a.st
+	if err := a.setConfig(n); err != nil {
+		return err
+	}
+	switch {
+	case n.GetSelectStmt() != nil:
+		sel := n.GetSelectStmt()
+		if sel.IntoClause != nil {
+			st.Kind = KindDDL
+			return a.storedQuery(n, "SELECT INTO")
+		}
+		if st.Kind == KindOther {
+			st.Kind = KindSelect
+		}
+		res, err := a.selectStmt(sel, nil, modeTop)
+		if err != nil {
+			return err
+		}
+		return a.setOutputs(res)
+	case n.GetInsertStmt() != nil, n.GetUpdateStmt() != nil, n.GetDeleteStmt() != nil:
+		switch {
+		case n.GetInsertStmt() != nil:
+			st.Kind = KindInsert
+		case n.GetUpdateStmt() != nil:
+			st.Kind = KindUpdate
+		default:
+			st.Kind = KindDelete
+		}
+		res, err := a.query(n, nil, modeTop)
+		if err != nil {
+			return err
+		}
+		return a.setOutputs(res)
+	case n.GetMergeStmt() != nil:
+		st.Kind = KindOther
+		return a.merge(n.GetMergeStmt())
+	case n.GetCopyStmt() != nil:
+		st.Kind = KindCopy
+		return a.copyStmt(n.GetCopyStmt())
+	case n.GetExplainStmt() != nil:
+		a.noOutputs = true
+		err := a.plan(n.GetExplainStmt().Query)
+		st.Kind, st.Outputs, st.OutputsByOrigin, st.Copy = KindExplain, nil, false, nil
+		return err
+	case n.GetCreateTableAsStmt() != nil:
+		st.Kind = KindDDL
+		what := "CREATE TABLE AS"
+		if n.GetCreateTableAsStmt().Objtype == pg.ObjectType_OBJECT_MATVIEW {
+			what = "CREATE MATERIALIZED VIEW"
+		}
+		return a.storedQuery(n.GetCreateTableAsStmt().Query, what)
+	case n.GetViewStmt() != nil:
+		st.Kind = KindDDL
+		return a.storedQuery(n.GetViewStmt().Query, "CREATE VIEW")
+	case n.GetDeclareCursorStmt() != nil:
+		st.Kind = KindOther
+		return a.storedQuery(n.GetDeclareCursorStmt().Query, "DECLARE CURSOR")
+	case n.GetPrepareStmt() != nil:
+		st.Kind = KindOther
+		return a.prepare(n.GetPrepareStmt())
+	case n.GetVariableSetStmt() != nil:
+		st.Kind = KindSet
+		a.variableSet(n.GetVariableSetStmt())
+		return nil
+	case n.GetDeallocateStmt() != nil:
+		st.Kind = KindDeallocate
+		st.Deallocate = n.GetDeallocateStmt().Name
+		if st.Deallocate == "" {
+			st.Deallocate = "*"
+		}
+		return nil
+	case n.GetDiscardStmt() != nil:
+		if n.GetDiscardStmt().Target == pg.DiscardMode_DISCARD_ALL {
+			st.Kind, st.Deallocate, st.SearchPathReset = KindDeallocate, "*", true
+		}
+		return nil
+	case n.GetTransactionStmt() != nil:
+		st.Kind = KindTransaction
+		return nil
+	}
+	if isDDL(nodeName(n)) {
+		st.Kind = KindDDL
+	}
+	return a.utility(n)
+}
+
+// isDDL reports whether a statement type changes the schema, after which
+// the proxy refreshes its catalog.
+func isDDL(name string) bool {
+	for _, p := range []string{"Create", "Alter", "Drop", "Rename", "Truncate", "Comment", "Grant", "Refresh", "Reindex", "Cluster", "SecLabel", "ImportForeignSchema", "CompositeType", "Rule", "Define", "Index", "View"} {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// storedQuery plans a query whose rows do not reach the client through
+// pgveil but are stored or deferred (CREATE TABLE AS, SELECT INTO, views,
+// cursors). Its predicates are rewritten as usual, so no plaintext literal
+// reaches the server, but returning an encrypted column is refused: the
+// ciphertext would land where pgveil cannot decrypt it or bind its tenant.
+func (a *analyzer) storedQuery(n *pg.Node, what string) *Error {
+	a.noOutputs = true
+	var res *queryResult
+	var err *Error
+	if sel := n.GetSelectStmt(); sel != nil && sel.IntoClause != nil {
+		res, err = a.selectStmt(sel, nil, modeSub)
+	} else {
+		res, err = a.query(n, nil, modeSub)
+	}
+	if err != nil {
+		return err
+	}
+	hint := "select the other columns only, or read the encrypted column through pgveil and write it back with parameters"
+	if what == "DECLARE CURSOR" {
+		hint = "use a protocol-level portal (Execute with a row limit) instead of DECLARE CURSOR"
+	}
+	for _, c := range res.cols {
+		if c.enc != nil {
+			loc := int32(-1)
+			if c.ref != nil {
+				loc = c.ref.Location
+			}
+			return unsupported(c.enc, what+" returning it", hint).at(a.sql, loc)
+		}
+	}
+	for _, r := range res.starRels {
+		for _, c := range r.cols {
+			if c.enc != nil {
+				return unsupported(c.enc, what+" returning it", hint)
+			}
+		}
+	}
+	return nil
+}
+
+// prepare refuses SQL-level PREPARE of a statement that touches an
+// encrypted column: EXECUTE would later run it with values pgveil never sees.
+func (a *analyzer) prepare(p *pg.PrepareStmt) *Error {
+	if err := a.plan(p.Query); err != nil {
+		return err
+	}
+	st := a.st
+	if len(a.edits) > 0 || len(a.uses) > 0 || len(st.Literals) > 0 || st.Outputs != nil || st.OutputsByOrigin || st.Copy != nil {
+		e := errorf(CodeFeatureNotSupported, "SQL-level PREPARE of a statement on encrypted columns is not supported: pgveil cannot see the values EXECUTE passes")
+		e.Hint = "use protocol-level prepared statements (Parse/Bind), which every driver offers"
+		return e.at(a.sql, int32(a.stmtStart))
+	}
+	st.Kind, st.Outputs = KindOther, nil
+	return nil
+}

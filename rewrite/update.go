@@ -1,0 +1,265 @@
+package rewrite
+
+import (
+	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// updateStmt plans UPDATE. An encrypted column set to a parameter or a
+// literal is encrypted under the row's tenant, which the statement must
+// state: SET org_id = … (the row's tenant after the update), or else an
+// equality org_id = … among the top-level ANDs of WHERE. A blind-indexed
+// column's index is set beside it: "SET email = $1" becomes
+// "SET email = $1, email_bidx = $3".
+func (a *analyzer) updateStmt(up *pg.UpdateStmt, sc *scope, mode queryMode) (*queryResult, *Error) {
+	if up.WithClause != nil {
+		pop, err := a.withClause(up.WithClause, sc)
+		if err != nil {
+			return nil, err
+		}
+		defer pop()
+	}
+	target, t, err := a.targetRel(up.Relation)
+	if err != nil {
+		return nil, err
+	}
+	level := &scope{parent: sc, rels: []*rel{target}}
+	for _, f := range up.FromClause {
+		if _, err := a.fromItem(f, level); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.expr(up.WhereClause, level, "WHERE"); err != nil {
+		return nil, err
+	}
+	tenant, have := a.updateTenant(up, t, target, level)
+	where := "in SET, or as " + keyContext(t) + " = $n (or a literal) among the top-level ANDs of WHERE"
+	if err := a.setList(up.TargetList, t, level, len(up.FromClause) > 0, tenant, have, nil, where); err != nil {
+		return nil, err
+	}
+	return a.returning(up.ReturningList, level, mode)
+}
+
+func keyContext(t *policy.Table) string {
+	if t == nil {
+		return ""
+	}
+	return t.KeyContext
+}
+
+// targetRel resolves the target table of UPDATE/DELETE.
+func (a *analyzer) targetRel(rv *pg.RangeVar) (*rel, *policy.Table, *Error) {
+	ref, err := a.resolveTable(rv)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := a.baseRel(ref, rv.Alias, rv.Location)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, ref.table, nil
+}
+
+// updateTenant finds the tenant of an UPDATE's writes.
+func (a *analyzer) updateTenant(up *pg.UpdateStmt, t *policy.Table, target *rel, level *scope) (ValueRef, bool) {
+	if t == nil || t.KeyContext == "" {
+		return ValueRef{Kind: RefNone}, true
+	}
+	for _, n := range up.TargetList {
+		if rt := n.GetResTarget(); rt != nil && rt.Name == t.KeyContext && len(rt.Indirection) == 0 {
+			if rt.Val.GetMultiAssignRef() != nil {
+				return ValueRef{}, false
+			}
+			return a.tenantValue(rt.Val)
+		}
+	}
+	for _, c := range conjuncts(up.WhereClause) {
+		e := c.GetAExpr()
+		if e == nil || e.Kind != pg.A_Expr_Kind_AEXPR_OP || lastName(e.Name) != "=" {
+			continue
+		}
+		for _, side := range [][2]*pg.Node{{e.Lexpr, e.Rexpr}, {e.Rexpr, e.Lexpr}} {
+			cr := side[0].GetColumnRef()
+			if cr == nil {
+				continue
+			}
+			ref, err := a.resolveColumn(cr, level)
+			if err != nil || ref.rel != target || ref.idx < 0 || target.cols[ref.idx].name != t.KeyContext {
+				continue
+			}
+			if v, ok := a.tenantValue(side[1]); ok {
+				return v, true
+			}
+		}
+	}
+	return ValueRef{}, false
+}
+
+// tenantValue reads a key_context value: a parameter, a literal or NULL.
+func (a *analyzer) tenantValue(n *pg.Node) (ValueRef, bool) {
+	v, err := a.classify(n, nil, false)
+	if err != nil {
+		return ValueRef{}, false
+	}
+	switch v.kind {
+	case vParam:
+		return ValueRef{Kind: RefParam, Param: int(v.param) - 1}, true
+	case vLiteral:
+		return ValueRef{Kind: RefLiteral, Literal: v.lit}, true
+	case vNull:
+		return ValueRef{Kind: RefNull}, true
+	}
+	return ValueRef{}, false
+}
+
+// conjuncts flattens the top-level ANDs of a WHERE clause.
+func conjuncts(n *pg.Node) []*pg.Node {
+	if n == nil {
+		return nil
+	}
+	if b := n.GetBoolExpr(); b != nil && b.Boolop == pg.BoolExprType_AND_EXPR {
+		var out []*pg.Node
+		for _, c := range b.Args {
+			out = append(out, conjuncts(c)...)
+		}
+		return out
+	}
+	return []*pg.Node{n}
+}
+
+// setList plans SET assignments of UPDATE and ON CONFLICT DO UPDATE.
+// hasFrom refuses encrypted writes of UPDATE … FROM, whose values may come
+// from another table. excluded is ON CONFLICT's EXCLUDED relation.
+func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom bool, tenant ValueRef, haveTenant bool, excluded *rel, tenantWhere string) *Error {
+	for _, n := range list {
+		rt := n.GetResTarget()
+		if rt == nil {
+			continue
+		}
+		var enc *policy.Column
+		if t != nil {
+			if err := a.checkNotIndex(t, rt.Name, rt.Location); err != nil {
+				return err
+			}
+			enc = t.Column(rt.Name)
+		}
+		if mar := rt.Val.GetMultiAssignRef(); mar != nil {
+			if enc != nil {
+				return unsupported(enc, "a multiple-column assignment (a, b) = (…)", "assign "+enc.Name+" on its own: SET "+enc.Name+" = …").at(a.sql, rt.Location)
+			}
+			if mar.Colno == 1 {
+				if err := a.expr(mar.Source, sc, "SET"); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		if enc == nil {
+			if err := a.expr(rt.Val, sc, "SET"); err != nil {
+				return err
+			}
+			continue
+		}
+		if len(rt.Indirection) > 0 {
+			return unsupported(enc, "assigning a subscript or field", "write the whole value").at(a.sql, rt.Location)
+		}
+		if hasFrom {
+			return unsupported(enc, "writing it with UPDATE … FROM", "set it in an UPDATE without FROM, from a parameter or literal").at(a.sql, rt.Location)
+		}
+		quoted := tokenAt(a.sql, int(rt.Location), a.backslash).kind == tQIdent
+		sep := ""
+		if enc.BlindIndex != nil {
+			sep = ", " + identLike(enc.BlindIndex.Column, quoted) + " = "
+		}
+		if cr := rt.Val.GetColumnRef(); cr != nil && excluded != nil {
+			ref, err := a.resolveColumn(cr, sc)
+			if err != nil {
+				return err
+			}
+			if ref.rel == excluded {
+				if ref.enc() != enc {
+					return unsupported(enc, "assigning EXCLUDED of another column", "write "+enc.Name+" = EXCLUDED."+enc.Name).at(a.sql, cr.Location)
+				}
+				if enc.BlindIndex != nil {
+					end, ok := a.colRefEnd(cr)
+					if !ok {
+						return errorf(CodeInternalError, "cannot locate column reference; statement refused").at(a.sql, cr.Location)
+					}
+					a.insert(end, sep+"excluded."+identLike(enc.BlindIndex.Column, quoted))
+				}
+				continue
+			}
+		}
+		v, err := a.classify(rt.Val, enc, false)
+		if err != nil {
+			return err
+		}
+		if (v.kind == vParam || v.kind == vLiteral) && !haveTenant {
+			return missingTenant(t, tenantWhere, v.loc, a.sql)
+		}
+		if err := a.writeValue(v, enc, tenant, sep); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// colRefEnd returns where a column reference's text ends.
+func (a *analyzer) colRefEnd(cr *pg.ColumnRef) (int, bool) {
+	l := lexer{s: a.sql[:a.stmtEnd], pos: int(cr.Location), backslash: a.backslash}
+	end := -1
+	for i := range cr.Fields {
+		if i > 0 && !l.isPunct(l.next(), ".") {
+			return 0, false
+		}
+		t := l.next()
+		if t.kind != tIdent && t.kind != tQIdent && !l.isPunct(t, "*") && t.kind != tOp {
+			return 0, false
+		}
+		end = t.end
+	}
+	return end, end >= 0
+}
+
+// deleteStmt plans DELETE: its WHERE and RETURNING.
+func (a *analyzer) deleteStmt(d *pg.DeleteStmt, sc *scope, mode queryMode) (*queryResult, *Error) {
+	if d.WithClause != nil {
+		pop, err := a.withClause(d.WithClause, sc)
+		if err != nil {
+			return nil, err
+		}
+		defer pop()
+	}
+	target, _, err := a.targetRel(d.Relation)
+	if err != nil {
+		return nil, err
+	}
+	level := &scope{parent: sc, rels: []*rel{target}}
+	for _, f := range d.UsingClause {
+		if _, err := a.fromItem(f, level); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.expr(d.WhereClause, level, "WHERE"); err != nil {
+		return nil, err
+	}
+	return a.returning(d.ReturningList, level, mode)
+}
+
+// returning plans a RETURNING list like a select list.
+func (a *analyzer) returning(list []*pg.Node, level *scope, mode queryMode) (*queryResult, *Error) {
+	if len(list) == 0 {
+		return &queryResult{complete: true}, nil
+	}
+	res, err := a.targetList(list, level)
+	if err != nil {
+		return nil, err
+	}
+	if mode == modeTop && !a.noOutputs {
+		if err := a.bindTenants(res, a.listEnd(list), ""); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,305 @@
+package rewrite
+
+import (
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// utility checks the statements that are neither queries nor session
+// commands. Most pass unchanged (DROP, TRUNCATE, GRANT, ALTER … RENAME,
+// CREATE INDEX on a column). Refused are those that would make the server
+// store or evaluate plaintext of an encrypted column: a DEFAULT, CHECK or
+// generated expression on one, a policy or index expression over one, a
+// rule, or a function or DO body that uses one.
+func (a *analyzer) utility(n *pg.Node) *Error {
+	switch {
+	case n.GetCreateStmt() != nil:
+		cs := n.GetCreateStmt()
+		t := a.configured(cs.Relation)
+		if t == nil {
+			return nil
+		}
+		for _, e := range cs.TableElts {
+			if cd := e.GetColumnDef(); cd != nil {
+				if err := a.columnDef(t, cd); err != nil {
+					return err
+				}
+			}
+			if c := e.GetConstraint(); c != nil {
+				if err := a.strictExpr(t, c.RawExpr, "a table constraint"); err != nil {
+					return err
+				}
+			}
+		}
+		for _, c := range cs.Constraints {
+			if err := a.strictExpr(t, c.GetConstraint().GetRawExpr(), "a table constraint"); err != nil {
+				return err
+			}
+		}
+	case n.GetAlterTableStmt() != nil:
+		at := n.GetAlterTableStmt()
+		t := a.configured(at.Relation)
+		if t == nil {
+			return nil
+		}
+		for _, c := range at.Cmds {
+			cmd := c.GetAlterTableCmd()
+			if cmd == nil {
+				continue
+			}
+			switch cmd.Subtype {
+			case pg.AlterTableType_AT_AddColumn:
+				if cd := cmd.Def.GetColumnDef(); cd != nil {
+					if err := a.columnDef(t, cd); err != nil {
+						return err
+					}
+				}
+			case pg.AlterTableType_AT_ColumnDefault:
+				if enc := t.Column(cmd.Name); enc != nil && !isNullConst(cmd.Def) {
+					return unsupported(enc, "a column DEFAULT", "drop the default; pgveil encrypts the values the application writes").at(a.sql, firstLocation(cmd.Def))
+				}
+			case pg.AlterTableType_AT_AddConstraint:
+				if con := cmd.Def.GetConstraint(); con != nil {
+					if err := a.strictExpr(t, con.RawExpr, "a table constraint"); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	case n.GetIndexStmt() != nil:
+		ix := n.GetIndexStmt()
+		t := a.configured(ix.Relation)
+		if t == nil {
+			return nil
+		}
+		for _, p := range ix.IndexParams {
+			if err := a.strictExpr(t, p.GetIndexElem().GetExpr(), "an index expression"); err != nil {
+				return err
+			}
+		}
+		return a.strictExpr(t, ix.WhereClause, "a partial index predicate")
+	case n.GetCreatePolicyStmt() != nil:
+		cp := n.GetCreatePolicyStmt()
+		if t := a.configured(cp.Table); t != nil {
+			if err := a.strictExpr(t, cp.Qual, "a row-security policy"); err != nil {
+				return err
+			}
+			return a.strictExpr(t, cp.WithCheck, "a row-security policy")
+		}
+	case n.GetAlterPolicyStmt() != nil:
+		ap := n.GetAlterPolicyStmt()
+		if t := a.configured(ap.Table); t != nil {
+			if err := a.strictExpr(t, ap.Qual, "a row-security policy"); err != nil {
+				return err
+			}
+			return a.strictExpr(t, ap.WithCheck, "a row-security policy")
+		}
+	case n.GetCreateTrigStmt() != nil:
+		tr := n.GetCreateTrigStmt()
+		if t := a.configured(tr.Relation); t != nil {
+			var err *Error
+			walkAll(tr.WhenClause, func(c *pg.Node) bool {
+				if cr := c.GetColumnRef(); cr != nil && err == nil {
+					if enc := t.Column(lastName(cr.Fields)); enc != nil {
+						err = unsupported(enc, "a trigger WHEN condition", hintApp).at(a.sql, cr.Location)
+					}
+				}
+				return err == nil
+			})
+			return err
+		}
+	case n.GetRuleStmt() != nil:
+		rs := n.GetRuleStmt()
+		if t := a.configured(rs.Relation); t != nil {
+			return tableErr(CodeFeatureNotSupported, t, "use a trigger, or write the rule on a direct connection",
+				"rules on configured table %s are not supported: their actions would run inside the server on values pgveil never sees", t.QualifiedName()).at(a.sql, rs.Relation.Location)
+		}
+		for _, act := range rs.Actions {
+			if err := a.opaque(act, nil, "a rule action"); err != nil {
+				return err
+			}
+		}
+	case n.GetCreateFunctionStmt() != nil:
+		cf := n.GetCreateFunctionStmt()
+		for _, o := range cf.Options {
+			if d := o.GetDefElem(); d != nil && d.Defname == "as" {
+				if err := a.body(d.Arg, "a function body"); err != nil {
+					return err
+				}
+			}
+		}
+		if cf.SqlBody != nil {
+			return a.opaque(cf.SqlBody, nil, "a function body")
+		}
+	case n.GetDoStmt() != nil:
+		for _, o := range n.GetDoStmt().Args {
+			if d := o.GetDefElem(); d != nil && d.Defname == "as" {
+				return a.body(d.Arg, "a DO block")
+			}
+		}
+	case n.GetCreateSchemaStmt() != nil:
+		for _, e := range n.GetCreateSchemaStmt().SchemaElts {
+			if err := a.plan(e); err != nil {
+				return err
+			}
+		}
+		a.st.Kind = KindDDL
+	}
+	return nil
+}
+
+// configured returns the configured table a RangeVar names, or nil.
+func (a *analyzer) configured(rv *pg.RangeVar) *policy.Table {
+	if rv == nil {
+		return nil
+	}
+	ref, err := a.resolveTable(rv)
+	if err != nil {
+		return nil
+	}
+	return ref.table
+}
+
+// columnDef refuses a default or generated expression on an encrypted column.
+func (a *analyzer) columnDef(t *policy.Table, cd *pg.ColumnDef) *Error {
+	enc := t.Column(cd.Colname)
+	if enc == nil {
+		if b := t.BlindIndexColumn(cd.Colname); b == nil {
+			for _, c := range cd.Constraints {
+				if err := a.strictExpr(t, c.GetConstraint().GetRawExpr(), "a column constraint"); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if cd.RawDefault != nil && !isNullConst(cd.RawDefault) {
+		return unsupported(enc, "a column DEFAULT", "drop the default; pgveil encrypts the values the application writes").at(a.sql, cd.Location)
+	}
+	for _, c := range cd.Constraints {
+		con := c.GetConstraint()
+		if con == nil {
+			continue
+		}
+		switch con.Contype {
+		case pg.ConstrType_CONSTR_DEFAULT:
+			if !isNullConst(con.RawExpr) {
+				return unsupported(enc, "a column DEFAULT", "drop the default; pgveil encrypts the values the application writes").at(a.sql, con.Location)
+			}
+		case pg.ConstrType_CONSTR_GENERATED, pg.ConstrType_CONSTR_IDENTITY:
+			return unsupported(enc, "a generated column", "compute the value in the application").at(a.sql, con.Location)
+		case pg.ConstrType_CONSTR_CHECK:
+			return unsupported(enc, "a CHECK constraint", "check the value in the application; the database sees only ciphertext").at(a.sql, con.Location)
+		}
+	}
+	return nil
+}
+
+func isNullConst(n *pg.Node) bool {
+	for n != nil && n.GetTypeCast() != nil {
+		n = n.GetTypeCast().Arg
+	}
+	return n == nil || (n.GetAConst() != nil && n.GetAConst().Isnull)
+}
+
+// strictExpr checks an expression stored in the schema: any reference to
+// an encrypted column of t refuses.
+func (a *analyzer) strictExpr(t *policy.Table, n *pg.Node, what string) *Error {
+	if n == nil {
+		return nil
+	}
+	r, err := a.baseRel(tableRef{schema: t.Schema, name: t.Name, table: t, cat: a.catalogTable(t.Schema, t.Name)}, nil, -1)
+	if err != nil {
+		return err
+	}
+	a.strict = what
+	defer func() { a.strict = "" }()
+	return a.expr(n, &scope{rels: []*rel{r}}, what)
+}
+
+// body refuses a function or DO body that names a configured table and one
+// of its encrypted or blind-index columns: such code runs inside the server
+// on values pgveil never sees. The test is textual (PL/pgSQL is not parsed),
+// so it errs towards refusing.
+func (a *analyzer) body(arg *pg.Node, what string) *Error {
+	var text []string
+	walkAll(arg, func(c *pg.Node) bool {
+		if s, ok := str(c); ok {
+			text = append(text, s)
+		}
+		return true
+	})
+	b := strings.ToLower(strings.Join(text, "\n"))
+	for _, t := range a.cfg.Tables {
+		if !strings.Contains(b, strings.ToLower(t.Name)) {
+			continue
+		}
+		for _, c := range t.Columns {
+			if strings.Contains(b, strings.ToLower(c.Name)) || c.BlindIndex != nil && strings.Contains(b, strings.ToLower(c.BlindIndex.Column)) {
+				return unsupported(c, what+" that uses it", "keep logic on encrypted columns in the application; code inside the database sees only ciphertext and would store plaintext unencrypted")
+			}
+		}
+	}
+	return nil
+}
+
+// merge refuses MERGE when it reads or writes an encrypted column (pgveil
+// does not rewrite MERGE); a MERGE on other columns passes unchanged.
+func (a *analyzer) merge(m *pg.MergeStmt) *Error {
+	if m.WithClause != nil {
+		pop, err := a.withClause(m.WithClause, nil)
+		if err != nil {
+			return err
+		}
+		defer pop()
+	}
+	target, t, err := a.targetRel(m.Relation)
+	if err != nil {
+		return err
+	}
+	a.strict = "MERGE"
+	defer func() { a.strict = "" }()
+	level := &scope{rels: []*rel{target}}
+	if _, err := a.fromItem(m.SourceRelation, level); err != nil {
+		return err
+	}
+	if err := a.expr(m.JoinCondition, level, "MERGE … ON"); err != nil {
+		return err
+	}
+	for _, w := range m.MergeWhenClauses {
+		wc := w.GetMergeWhenClause()
+		if wc == nil {
+			continue
+		}
+		if err := a.expr(wc.Condition, level, "MERGE … WHEN"); err != nil {
+			return err
+		}
+		if t != nil && wc.CommandType == pg.CmdType_CMD_INSERT && len(wc.TargetList) == 0 && len(t.Columns) > 0 && len(wc.Values) > 0 {
+			return unsupported(t.Columns[0], "MERGE … INSERT without a column list", "use INSERT … ON CONFLICT, which pgveil rewrites").at(a.sql, m.Relation.Location)
+		}
+		for _, tl := range wc.TargetList {
+			rt := tl.GetResTarget()
+			if rt == nil || t == nil {
+				continue
+			}
+			if err := a.checkNotIndex(t, rt.Name, rt.Location); err != nil {
+				return err
+			}
+			if enc := t.Column(rt.Name); enc != nil {
+				return unsupported(enc, "writing it with MERGE", "use INSERT … ON CONFLICT or UPDATE, which pgveil rewrites").at(a.sql, rt.Location)
+			}
+			if err := a.expr(rt.Val, level, "MERGE"); err != nil {
+				return err
+			}
+		}
+		for _, v := range wc.Values {
+			if err := a.expr(v, level, "MERGE"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,361 @@
+package rewrite
+
+import (
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// A value written to or compared with an encrypted column must be something
+// the proxy can encrypt or index on its way through: a parameter, a literal,
+// NULL or DEFAULT, optionally under casts that ORMs add ($1::text,
+// CAST($1 AS varchar), '2024-01-02'::date). Casts are stripped, since the
+// server now compares bytea, once their type is shown to fit the column.
+
+type valueKind uint8
+
+const (
+	vOther valueKind = iota
+	vParam
+	vLiteral
+	vNull
+	vDefault
+)
+
+// value is a classified value expression.
+type value struct {
+	kind       valueKind
+	param      int32 // vParam: the client's $n
+	lit        int   // vLiteral: index into Stmt.Literals
+	start, end int   // the whole expression's text, casts and parentheses included
+	bare       bool  // the text is exactly the parameter or literal token
+	loc        int32
+}
+
+// classify classifies n as a value for col. array is set for the operand of
+// = ANY(...), whose casts name array types. A cast that does not fit col's
+// logical type is refused; anything that is not a value is vOther.
+func (a *analyzer) classify(n *pg.Node, col *policy.Column, array bool) (value, *Error) {
+	v := value{loc: nodeLocation(n)}
+	inner := n
+	casts := 0
+	for {
+		if tc := inner.GetTypeCast(); tc != nil {
+			if col != nil && !castFits(tc.TypeName, col.Type, array) {
+				return v, colErr(CodeDatatypeMismatch, col,
+					"remove the cast or cast to "+string(col.Type),
+					"cast to %s does not fit encrypted column %s (%s)", typeNameString(tc.TypeName), col.QualifiedName(), col.Type).at(a.sql, tc.Location)
+			}
+			inner = tc.Arg
+			casts++
+			continue
+		}
+		break
+	}
+	switch {
+	case inner.GetParamRef() != nil:
+		p := inner.GetParamRef()
+		v.kind, v.param = vParam, p.Number
+		v.start = int(p.Location)
+		v.end = tokenAt(a.sql, v.start, a.backslash).end
+	case inner.GetAConst() != nil:
+		c := inner.GetAConst()
+		v.start = int(c.Location)
+		v.end = a.constEnd(v.start)
+		if c.Isnull {
+			v.kind = vNull
+			break
+		}
+		if c.GetBsval() != nil {
+			if col == nil {
+				return v, nil
+			}
+			return v, unsupported(col, "a bit-string literal", "write the value as a string literal or a parameter").at(a.sql, c.Location)
+		}
+		v.kind = vLiteral
+		v.lit = -1
+	case inner.GetSetToDefault() != nil:
+		v.kind = vDefault
+		v.start = int(inner.GetSetToDefault().Location)
+		v.end = tokenAt(a.sql, v.start, a.backslash).end
+		return v, nil
+	default:
+		return value{kind: vOther, loc: v.loc}, nil
+	}
+	v.bare = casts == 0
+	if casts > 0 {
+		s, e, ok := a.exprExtent(n)
+		if !ok {
+			return value{kind: vOther, loc: v.loc}, nil
+		}
+		v.start, v.end = s, e
+	}
+	v.start, v.end = a.balanceParens(v.start, v.end)
+	if v.kind == vLiteral {
+		tok := tokenAt(a.sql, int(inner.GetAConst().Location), a.backslash)
+		if tok.kind == tOp { // a sign: the literal runs to the number's end
+			tok.end = a.constEnd(tok.start)
+		}
+		v.lit = a.literal(tok.start, tok.end)
+	}
+	return v, nil
+}
+
+// constEnd returns the end of the constant token at start; a leading sign
+// (the parser folds "- 7" into the constant -7 located at the "-") is
+// followed to its number.
+func (a *analyzer) constEnd(start int) int {
+	l := lexer{s: a.sql, pos: start, backslash: a.backslash}
+	t := l.next()
+	if t.kind == tOp && (a.sql[t.start] == '-' || a.sql[t.start] == '+') && t.end == t.start+1 {
+		t = l.next()
+	}
+	return t.end
+}
+
+// exprExtent returns the text span of a value expression made of casts
+// around a parameter or a constant: x::t, CAST(x AS t), t 'x'.
+func (a *analyzer) exprExtent(n *pg.Node) (start, end int, ok bool) {
+	if tc := n.GetTypeCast(); tc != nil {
+		s, e, ok := a.exprExtent(tc.Arg)
+		if !ok {
+			return 0, 0, false
+		}
+		loc := int(tc.Location)
+		if loc < 0 { // a typed literal, DATE '2024-01-02': the type name comes first
+			if tl := int(tc.TypeName.GetLocation()); tl >= 0 && tl < s {
+				return tl, e, true
+			}
+			return 0, 0, false
+		}
+		l := lexer{s: a.sql, pos: loc, backslash: a.backslash}
+		t := l.next()
+		switch {
+		case l.isKeyword(t, "cast"):
+			open := l.next()
+			if !l.isPunct(open, "(") {
+				return 0, 0, false
+			}
+			close, ok := a.matchParen(open.start)
+			if !ok {
+				return 0, 0, false
+			}
+			return min(s, loc), max(e, close), true
+		case l.isPunct(t, "::"):
+			te, ok := a.typeNameEnd(int(tc.TypeName.Location))
+			if !ok {
+				return 0, 0, false
+			}
+			return min(s, loc), max(e, te), true
+		default: // a typed literal with a location: the type name
+			return min(s, loc), e, true
+		}
+	}
+	if p := n.GetParamRef(); p != nil {
+		return int(p.Location), tokenAt(a.sql, int(p.Location), a.backslash).end, true
+	}
+	if c := n.GetAConst(); c != nil {
+		return int(c.Location), a.constEnd(int(c.Location)), true
+	}
+	return 0, 0, false
+}
+
+// matchParen returns the end of the ")" matching the "(" at open.
+func (a *analyzer) matchParen(open int) (int, bool) {
+	l := lexer{s: a.sql[:a.stmtEnd], pos: open, backslash: a.backslash}
+	depth := 0
+	for {
+		t := l.next()
+		switch {
+		case t.kind == tEOF || t.kind == tError:
+			return 0, false
+		case l.isPunct(t, "(") || l.isPunct(t, "["):
+			depth++
+		case l.isPunct(t, ")") || l.isPunct(t, "]"):
+			depth--
+			if depth == 0 {
+				return t.end, true
+			}
+		}
+	}
+}
+
+// typeNameEnd returns where the type name starting at pos ends: a possibly
+// qualified name, the words of multi-word types (character varying,
+// double precision, timestamp with time zone), a typmod list and array
+// bounds.
+func (a *analyzer) typeNameEnd(pos int) (int, bool) {
+	l := lexer{s: a.sql[:a.stmtEnd], pos: pos, backslash: a.backslash}
+	t := l.next()
+	if t.kind != tIdent && t.kind != tQIdent {
+		return 0, false
+	}
+	end := t.end
+	first := strings.ToLower(l.text(t))
+	peek := func() token { save := l.pos; n := l.next(); l.pos = save; return n }
+	take := func(words ...string) bool {
+		n := peek()
+		for _, w := range words {
+			if l.isKeyword(n, w) {
+				l.next()
+				end = n.end
+				return true
+			}
+		}
+		return false
+	}
+	for l.isPunct(peek(), ".") {
+		l.next()
+		n := l.next()
+		if n.kind != tIdent && n.kind != tQIdent {
+			return 0, false
+		}
+		end = n.end
+	}
+	typmod := func() bool {
+		if n := peek(); l.isPunct(n, "(") {
+			e, ok := a.matchParen(n.start)
+			if !ok {
+				return false
+			}
+			end = e
+			l.pos = e
+		}
+		return true
+	}
+	switch first {
+	case "double":
+		take("precision")
+	case "character", "char", "bit", "nchar":
+		take("varying")
+	case "national":
+		take("character", "char")
+		take("varying")
+	case "timestamp", "time":
+		if !typmod() {
+			return 0, false
+		}
+		if take("with", "without") {
+			take("time")
+			take("zone")
+		}
+	case "interval":
+		for take("year", "month", "day", "hour", "minute", "second", "to") {
+		}
+	}
+	if !typmod() {
+		return 0, false
+	}
+	for {
+		n := peek()
+		if l.isPunct(n, "[") {
+			e, ok := a.matchParen(n.start)
+			if !ok {
+				return 0, false
+			}
+			end, l.pos = e, e
+			continue
+		}
+		if l.isKeyword(n, "array") {
+			l.next()
+			end = n.end
+			continue
+		}
+		return end, true
+	}
+}
+
+// balanceParens widens [start,end) over parentheses that enclose only part
+// of it, as in ($1)::text, where the cast's span starts inside them.
+func (a *analyzer) balanceParens(start, end int) (int, int) {
+	l := lexer{s: a.sql[:end], pos: start, backslash: a.backslash}
+	open := 0
+	for t := l.next(); t.kind != tEOF && t.kind != tError; t = l.next() {
+		switch {
+		case l.isPunct(t, "("):
+			open++
+		case l.isPunct(t, ")"):
+			if open > 0 {
+				open--
+			} else {
+				// An unmatched ")" inside: take in the "(" before start.
+				if s, ok := a.openParenBefore(start); ok {
+					start = s
+				}
+			}
+		}
+	}
+	return start, end
+}
+
+// openParenBefore finds the "(" that precedes pos, skipping whitespace.
+func (a *analyzer) openParenBefore(pos int) (int, bool) {
+	i := pos - 1
+	for i >= a.stmtStart && isSpace(a.sql[i]) {
+		i--
+	}
+	if i >= a.stmtStart && a.sql[i] == '(' {
+		return i, true
+	}
+	return pos, false
+}
+
+// typeNameString renders a TypeName for messages ("pg_catalog.int4" → "int4").
+func typeNameString(t *pg.TypeName) string {
+	n := strings.TrimPrefix(names(t.Names), "pg_catalog.")
+	if len(t.ArrayBounds) > 0 {
+		n += "[]"
+	}
+	return n
+}
+
+// castFits reports whether a cast to t on a value keeps it acceptable for a
+// column of logical type lt: the same type or one of its family (an ORM
+// casting to varchar for a text column, to int8 for an int4 column).
+// For = ANY operands the cast must name an array of such a type.
+func castFits(t *pg.TypeName, lt policy.LogicalType, array bool) bool {
+	if t == nil || t.Setof || t.PctType {
+		return false
+	}
+	if (len(t.ArrayBounds) > 0) != array {
+		return false
+	}
+	name := lastName(t.Names)
+	if len(t.Names) == 2 {
+		if s, _ := str(t.Names[0]); s != "pg_catalog" {
+			return false
+		}
+	} else if len(t.Names) != 1 {
+		return false
+	}
+	family := func(names ...string) bool {
+		for _, n := range names {
+			if n == name {
+				return true
+			}
+		}
+		return false
+	}
+	textish := []string{"text", "varchar", "bpchar", "char", "name", "unknown"}
+	switch lt {
+	case policy.TypeText, policy.TypeVarchar:
+		return family(textish...)
+	case policy.TypeInt2, policy.TypeInt4, policy.TypeInt8, policy.TypeNumeric:
+		return family("int2", "int4", "int8", "numeric", "integer", "bigint", "smallint", "int")
+	case policy.TypeBool:
+		return family("bool", "boolean")
+	case policy.TypeDate:
+		return family("date")
+	case policy.TypeTimestamp, policy.TypeTimestamptz:
+		return family("timestamp", "timestamptz")
+	case policy.TypeUUID:
+		return family("uuid")
+	case policy.TypeJSON, policy.TypeJSONB:
+		return family("json", "jsonb")
+	case policy.TypeBytea:
+		return family("bytea")
+	}
+	return false
+}
