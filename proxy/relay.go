@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+
+	"go.uber.org/zap"
 )
 
 // clientToServer relays frontend messages after startup. Messages that open
@@ -33,6 +35,12 @@ func (s *session) clientToServer() error {
 			if err != nil {
 				return err
 			}
+			if s.eng != nil {
+				if err := s.handleExtended(typ, body); err != nil {
+					return err
+				}
+				break
+			}
 			if err := s.trackExtended(typ, body); err != nil {
 				return err
 			}
@@ -42,6 +50,16 @@ func (s *session) clientToServer() error {
 			s.t.push(pending{kind: pendSync})
 			err = s.cr.forwardBody(s.sw)
 		case 'Q':
+			if s.eng != nil {
+				body, err := s.cr.readBody()
+				if err != nil {
+					return err
+				}
+				if err := s.handleQuery(body); err != nil {
+					return err
+				}
+				break
+			}
 			s.t.push(pending{kind: pendQuery})
 			err = s.cr.forwardBody(s.sw)
 		case 'F':
@@ -49,6 +67,10 @@ func (s *session) clientToServer() error {
 			err = s.cr.forwardBody(s.sw)
 		case 'd', 'c', 'f': // CopyData, CopyDone, CopyFail
 			s.t.copyMessage()
+			if s.eng != nil && s.copyPlan != nil {
+				err = s.handleCopyIn(typ)
+				break
+			}
 			err = s.cr.forwardBody(s.sw)
 		case 'H': // Flush: the client wants what is buffered now
 			err = s.cr.forwardBody(s.sw)
@@ -185,9 +207,16 @@ func (s *session) serverToClient() error {
 			}
 		default:
 			ev := s.t.onBackend(typ, nil)
-			if ev.cur.suppress || ev.cur.injected {
+			switch {
+			case ev.cur.suppress || ev.cur.injected:
 				err = s.sr.discardBody()
-			} else {
+			case s.eng != nil:
+				err = s.decodeBackend(typ, ev)
+				var pe *pgError
+				if errors.As(err, &pe) {
+					return s.endWithFatal(pe)
+				}
+			default:
 				err = s.sr.forwardBody(s.cw)
 			}
 			if err != nil {
@@ -206,6 +235,18 @@ func (s *session) serverToClient() error {
 			}
 		}
 	}
+}
+
+// endWithFatal tells the client why its session ends (a value that does
+// not open) and ends serverToClient; relay then closes both sides.
+func (s *session) endWithFatal(pe *pgError) error {
+	s.log.Error("closing session", zap.String("sqlstate", pe.Code), zap.String("reason", pe.Message), zap.NamedError("cause", pe.cause))
+	er := toErrorResponse(pe)
+	buf, _ := er.Encode(s.out[:0])
+	s.cw.Write(buf)
+	s.cw.Flush()
+	s.srv.metrics.Errors.WithLabelValues(sqlstateClass(pe.Code), "pgveil").Inc()
+	return pe
 }
 
 // upstreamEnded handles the end of the upstream stream. If the session is

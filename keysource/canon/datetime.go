@@ -142,6 +142,26 @@ func (p *scanner) date(t policy.LogicalType) (y, m, d int64, err error) {
 	return y, m, d, nil
 }
 
+// skipTimeOfDay passes over " 10:00:00.5+02", "T10:00Z" and the like.
+func (p *scanner) skipTimeOfDay() {
+	save := p.i
+	if p.i < len(p.s) && (p.s[p.i] == ' ' || p.s[p.i] == 'T' || p.s[p.i] == 't') {
+		p.i++
+	}
+	if p.i >= len(p.s) || p.s[p.i] < '0' || p.s[p.i] > '9' {
+		p.i = save
+		return
+	}
+	for p.i < len(p.s) {
+		c := p.s[p.i]
+		if c >= '0' && c <= '9' || c == ':' || c == '.' || c == '+' || c == '-' || c == 'Z' || c == 'z' {
+			p.i++
+			continue
+		}
+		break
+	}
+}
+
 // resolveDate applies BC and checks the calendar; y is the year as written.
 func resolveDate(t policy.LogicalType, y, m, d int64, bc bool) (int64, error) {
 	if y == 0 {
@@ -188,6 +208,10 @@ func dateText(src, dst []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A time of day and zone after the date are accepted and ignored, as
+	// PostgreSQL's date input does ('2024-01-02 10:00:00+02' is 2024-01-02):
+	// drivers that do not know the parameter is a date send a timestamp.
+	p.skipTimeOfDay()
 	bc := p.era()
 	p.skipSpace()
 	if !p.done() {

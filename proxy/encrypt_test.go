@@ -1,0 +1,228 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/goleak"
+
+	"github.com/pgveil/pgveil/integration/harness"
+)
+
+// encSchema is created fresh for each test that needs it.
+const encSchema = `
+DROP TABLE IF EXISTS enc_users, enc_notes;
+CREATE TABLE enc_users (
+  id bigserial PRIMARY KEY,
+  org_id int8 NOT NULL,
+  name text,
+  email bytea, email_bidx bytea UNIQUE,
+  phone text,
+  birth_date bytea,
+  api_token bytea
+);
+CREATE TABLE enc_notes (id serial PRIMARY KEY, body bytea, author text);
+GRANT ALL ON enc_users, enc_notes TO scram_user;
+GRANT ALL ON SEQUENCE enc_users_id_seq, enc_notes_id_seq TO scram_user;
+`
+
+func encPolicy() string {
+	return `
+tables:
+  public.enc_users:
+    key_context: org_id
+    columns:
+      email:
+        type: text
+        blind_index:
+          column: email_bidx
+          normalize: [lowercase, trim]
+      phone:
+        type: text
+      birth_date:
+        type: date
+      api_token:
+        type: int8
+        on_error: "null"
+  public.enc_notes:
+    columns:
+      body:
+        type: text
+`
+}
+
+var testMasterKey = func() string {
+	key := make([]byte, 32)
+	rand.Read(key)
+	return base64.StdEncoding.EncodeToString(key)
+}()
+
+// startEncProxy creates the schema and an in-process pgveil with the
+// encryption policy and a fresh local master key.
+func startEncProxy(t *testing.T) *testProxy {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, encSchema); err != nil {
+		t.Fatal(err)
+	}
+	// One master key for the cluster's whole life: pgveil.keys outlives
+	// each test, and its data keys are wrapped under this key.
+	t.Setenv("PGVEIL_TEST_MASTER", testMasterKey)
+	return startProxyYAML(t, fmt.Sprintf(`listen: 127.0.0.1:0
+upstream:
+  address: %s
+  tls: disable
+  service_url: %s
+keysource:
+  local:
+    key_env: PGVEIL_TEST_MASTER
+admin:
+  listen: ""
+%s`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), encPolicy()))
+}
+
+func TestEncryptRoundTripEveryExecMode(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startEncProxy(t)
+	defer p.stop(t, 10*time.Second)
+	ctx := context.Background()
+	modes := map[string]pgx.QueryExecMode{
+		"cache_statement": pgx.QueryExecModeCacheStatement,
+		"cache_describe":  pgx.QueryExecModeCacheDescribe,
+		"describe_exec":   pgx.QueryExecModeDescribeExec,
+		"exec":            pgx.QueryExecModeExec,
+		"simple":          pgx.QueryExecModeSimpleProtocol,
+	}
+	org := int64(0)
+	for name, mode := range modes {
+		t.Run(name, func(t *testing.T) {
+			org++
+			cfg, _ := pgx.ParseConfig(p.url())
+			cfg.DefaultQueryExecMode = mode
+			conn, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			email := fmt.Sprintf("Alice.%s@Example.com", name)
+			bday := time.Date(1990, 4, 1, 0, 0, 0, 0, time.UTC)
+			var id int64
+			err = conn.QueryRow(ctx, `INSERT INTO enc_users (org_id, name, email, phone, birth_date, api_token) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
+				org, "alice", email, "+1 555 0100", bday, int64(1234567890123)).Scan(&id)
+			if err != nil {
+				t.Fatalf("insert: %v", err)
+			}
+			// Lookup by blind index, case-insensitive through normalize.
+			var gotEmail, gotPhone string
+			var gotBday time.Time
+			var gotToken int64
+			err = conn.QueryRow(ctx, `SELECT email, phone, birth_date, api_token FROM enc_users WHERE email = $1`, strings.ToUpper(email)).
+				Scan(&gotEmail, &gotPhone, &gotBday, &gotToken)
+			if err != nil {
+				t.Fatalf("select by email: %v", err)
+			}
+			if gotEmail != email || gotPhone != "+1 555 0100" || !gotBday.Equal(bday) || gotToken != 1234567890123 {
+				t.Fatalf("got %q %q %v %d", gotEmail, gotPhone, gotBday, gotToken)
+			}
+			// SELECT * with the tenant column selected, and without.
+			rows, err := conn.Query(ctx, `SELECT * FROM enc_users WHERE id = $1`, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vals, err := pgx.CollectOneRow(rows, pgx.RowToMap)
+			if err != nil {
+				t.Fatalf("select *: %v", err)
+			}
+			if vals["email"] != email || vals["phone"] != "+1 555 0100" {
+				t.Fatalf("select *: %v", vals)
+			}
+			var only string
+			if err := conn.QueryRow(ctx, `SELECT phone FROM enc_users WHERE id = $1`, id).Scan(&only); err != nil || only != "+1 555 0100" {
+				t.Fatalf("select without tenant: %q %v", only, err)
+			}
+			// Update and read back.
+			if _, err := conn.Exec(ctx, `UPDATE enc_users SET phone = $1 WHERE org_id = $2 AND id = $3`, "+1 555 0199", org, id); err != nil {
+				t.Fatalf("update: %v", err)
+			}
+			if err := conn.QueryRow(ctx, `SELECT phone FROM enc_users WHERE id = $1`, id).Scan(&only); err != nil || only != "+1 555 0199" {
+				t.Fatalf("after update: %q %v", only, err)
+			}
+			// Refused: a range comparison on an encrypted column.
+			_, err = conn.Exec(ctx, `SELECT id FROM enc_users WHERE email < $1`, "m")
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "0A000" {
+				t.Fatalf("range comparison: %v", err)
+			}
+			// The session is still usable after a refusal.
+			var n int
+			if err := conn.QueryRow(ctx, `SELECT count(*) FROM enc_users WHERE email IN ($1, $2)`, email, "nobody@x").Scan(&n); err != nil || n != 1 {
+				t.Fatalf("IN after refusal: %d %v", n, err)
+			}
+		})
+	}
+	// At rest: no plaintext anywhere in the table.
+	admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var dump string
+	if err := admin.QueryRow(ctx, `SELECT string_agg(t::text, E'\n') FROM enc_users t`).Scan(&dump); err != nil {
+		t.Fatal(err)
+	}
+	for _, plain := range []string{"Example.com", "555 0100", "555 0199", "1990", "1234567890123"} {
+		if strings.Contains(dump, plain) || bytes.Contains([]byte(dump), []byte(strings.ToLower(plain))) {
+			t.Fatalf("plaintext %q found at rest:\n%s", plain, dump)
+		}
+	}
+	var missing int
+	admin.QueryRow(ctx, `SELECT count(*) FROM enc_users WHERE email IS NOT NULL AND email_bidx IS NULL`).Scan(&missing)
+	if missing != 0 {
+		t.Fatalf("%d rows without a blind index", missing)
+	}
+}
+
+func TestEncryptSimpleProtocolLiterals(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startEncProxy(t)
+	defer p.stop(t, 10*time.Second)
+	ctx := context.Background()
+	conn, err := pgconn.Connect(ctx, p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	res, err := conn.Exec(ctx, `INSERT INTO enc_users (org_id, email, phone) VALUES (7, 'Bob@Example.com', 'it''s 555'), (8, 'carol@example.com', NULL) RETURNING email, phone;
+SELECT email, phone FROM enc_users WHERE email = ' BOB@example.com ' ;
+INSERT INTO enc_notes (body, author) VALUES ('secret note', 'bob')`).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 3 || len(res[0].Rows) != 2 || string(res[0].Rows[0][0]) != "Bob@Example.com" || string(res[0].Rows[0][1]) != "it's 555" || res[0].Rows[1][1] != nil {
+		t.Fatalf("insert returning: %+v", res[0].Rows)
+	}
+	if len(res[1].Rows) != 1 || string(res[1].Rows[0][0]) != "Bob@Example.com" {
+		t.Fatalf("lookup by literal: %+v", res[1].Rows)
+	}
+	if res[0].FieldDescriptions[0].DataTypeOID != 25 {
+		t.Fatalf("email reported as OID %d, want text", res[0].FieldDescriptions[0].DataTypeOID)
+	}
+	body := conn.ExecParams(ctx, `SELECT body FROM enc_notes WHERE author = $1`, [][]byte{[]byte("bob")}, nil, nil, nil).Read()
+	if body.Err != nil || len(body.Rows) != 1 || string(body.Rows[0][0]) != "secret note" {
+		t.Fatalf("notes: %+v %v", body.Rows, body.Err)
+	}
+}
