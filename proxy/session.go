@@ -73,9 +73,9 @@ type session struct {
 	backendPID uint32
 
 	// Encryption (nil eng: the config has no tables; pure relay).
-	eng    *engine
-	ctx    context.Context // for key lookups; cancelled when the session ends
-	stop   context.CancelFunc
+	eng  *engine
+	ctx  context.Context // for key lookups; cancelled when the session ends
+	stop context.CancelFunc
 	// Client goroutine state.
 	searchPath        []string
 	initialSearchPath []string

@@ -68,7 +68,12 @@ type analyzer struct {
 	// copyRefusal names a COPY option pgveil cannot honour on encrypted
 	// columns; it refuses only when the COPY carries one.
 	copyRefusal string
+	// badParam refuses a $n the protocol cannot bind ($0, above 65535).
+	badParam *Error
 }
+
+// maxParams is the most parameters a Bind message can carry (an int16 count).
+const maxParams = 65535
 
 func newAnalyzer(p *Planner, cat *Catalog, sql string, raw *pg.RawStmt, start, end int, path *pathState, backslash bool) *analyzer {
 	a := &analyzer{
@@ -86,6 +91,9 @@ func newAnalyzer(p *Planner, cat *Catalog, sql string, raw *pg.RawStmt, start, e
 			a.paramCount[p.Number]++
 			if p.Number > a.maxParam {
 				a.maxParam = p.Number
+			}
+			if (p.Number < 1 || p.Number > maxParams) && a.badParam == nil {
+				a.badParam = errorf(CodeUndefinedParameter, "there is no parameter $%d", p.Number).at(sql, p.Location)
 			}
 		}
 		return true

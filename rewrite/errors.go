@@ -15,7 +15,9 @@ const (
 	CodeAmbiguousColumn     = "42702" // a name pgveil cannot resolve with certainty
 	CodeDatatypeMismatch    = "42804" // a cast on a value that does not fit the column's logical type
 	CodeGeneratedAlways     = "428C9" // the client writes a blind-index column pgveil maintains
+	CodeUndefinedParameter  = "42P02" // $0, or a $n beyond what Bind can carry
 	CodeInternalError       = "XX000" // a planner bug; the statement is refused (fail closed)
+	CodeProtocolViolation   = "08P01" // statement text PostgreSQL could not have received (a NUL byte)
 )
 
 // Error is a refusal, born with the SQLSTATE and the fields the proxy puts

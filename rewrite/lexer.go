@@ -38,8 +38,9 @@ type lexer struct {
 	backslash bool
 }
 
+// isSpace is scan.l's {space}: PostgreSQL 16 does not count \v.
 func isSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'
 }
 
 func isIdentStart(c byte) bool {
@@ -120,9 +121,6 @@ func (l *lexer) next() token {
 	case (c == 'e' || c == 'E') && c1 == '\'':
 		l.pos++
 		return l.string(start, true, tString)
-	case (c == 'n' || c == 'N') && c1 == '\'':
-		l.pos++
-		return l.string(start, l.backslash, tString)
 	case (c == 'b' || c == 'B' || c == 'x' || c == 'X') && c1 == '\'':
 		l.pos++
 		return l.string(start, false, tBitString)
@@ -148,6 +146,9 @@ func (l *lexer) next() token {
 		return token{tIdent, start, l.pos}
 	case c == '$':
 		return l.dollar(start)
+	case c == '.' && c1 == '.': // DOT_DOT, as in PL/pgSQL ranges
+		l.pos += 2
+		return token{tPunct, start, l.pos}
 	case isDigit(c) || c == '.' && isDigit(c1):
 		return l.number(start)
 	case c == ':' && c1 == ':':
@@ -187,7 +188,8 @@ func (l *lexer) string(start int, escapes bool, kind tokKind) token {
 				continue
 			}
 			if c == '\'' {
-				if l.pos+1 < len(s) && s[l.pos+1] == '\'' {
+				// '' is a quote, except in bit strings, where it ends the string.
+				if kind != tBitString && l.pos+1 < len(s) && s[l.pos+1] == '\'' {
 					l.pos += 2
 					continue
 				}
@@ -209,29 +211,23 @@ func (l *lexer) string(start int, escapes bool, kind tokKind) token {
 	}
 }
 
-// continuation reports whether a string that ended at i continues: blanks,
-// a newline, then blanks, newlines or -- comments, then a quote (scan.l's
-// quotecontinue). It returns the position of that quote.
+// continuation reports whether a string that ended at i continues:
+// blanks, a newline, whitespace, then a quote. It returns the position of
+// that quote. PostgreSQL 16's scanner as pg_query embeds it allows no
+// comment in between (checked against pg_query in the lexer tests), so
+// neither do we: the planner must read strings exactly as the parser did.
 func continuation(s string, i int) (int, bool) {
-	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\f' || s[i] == '\v') {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\f') {
 		i++
 	}
 	if i >= len(s) || (s[i] != '\n' && s[i] != '\r') {
 		return 0, false
 	}
-	for i < len(s) {
-		switch {
-		case isSpace(s[i]):
-			i++
-		case s[i] == '-' && i+1 < len(s) && s[i+1] == '-':
-			for i < len(s) && s[i] != '\n' && s[i] != '\r' {
-				i++
-			}
-		case s[i] == '\'':
-			return i, true
-		default:
-			return 0, false
-		}
+	for i < len(s) && isSpace(s[i]) {
+		i++
+	}
+	if i < len(s) && s[i] == '\'' {
+		return i, true
 	}
 	return 0, false
 }
@@ -241,7 +237,7 @@ func (l *lexer) uescape(t *token) {
 	save := l.pos
 	n := l.next()
 	if n.kind == tIdent && strings.EqualFold(l.s[n.start:n.end], "uescape") {
-		if m := l.next(); m.kind == tString {
+		if m := l.next(); m.kind == tString && l.s[m.start] == '\'' {
 			t.end = m.end
 			return
 		}

@@ -14,7 +14,7 @@ import (
 // LiteralValue decodes the SQL literal at lit in orig, the statement text
 // the plan was made from. It accepts every form the planner records:
 // '...' with quotes doubled, E'...' escapes, U&'...' [UESCAPE 'c'], $tag$...$tag$,
-// N'...', strings continued across newlines, integers and decimals (with a
+// N'...' (the N is read like a type name), strings continued across newlines, integers and decimals (with a
 // sign, PG16 underscores, 0x/0o/0b prefixes), TRUE/FALSE, NULL, and any of
 // them under a cast ('2024-01-02'::date, CAST('x' AS text), DATE '2024-01-02'):
 // the value is the literal's text, not the cast's result.
@@ -108,8 +108,6 @@ func decodeString(tok string) ([]byte, error) {
 	switch tok[0] {
 	case 'e', 'E':
 		mode, tok = 'e', tok[1:]
-	case 'n', 'N':
-		tok = tok[1:]
 	case 'u', 'U':
 		mode, tok = 'u', tok[2:]
 	}

@@ -3,6 +3,7 @@ package rewrite
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
@@ -47,6 +48,11 @@ func (p *Planner) Stats() CacheStats { return p.cache.stats() }
 // parameterised statements that do repeat. The plan would hold no values
 // anyway (only offsets), so this is about hit rate, not secrecy.
 func (p *Planner) Plan(sql string, s Session) (*Plan, error) {
+	if strings.IndexByte(sql, 0) >= 0 {
+		// The protocol's strings end at NUL and pg_query reads C strings:
+		// the text would mean different things to the parser and to us.
+		return nil, errorf(CodeProtocolViolation, "statement text contains a NUL byte")
+	}
 	if !p.pre.mayReference(sql) {
 		if plan, ok := fastPlan(sql); ok {
 			return plan, nil

@@ -140,7 +140,9 @@ func fastStmt(s string) (st *Stmt, ok bool) {
 	kind, ok := fastKinds[string(word)] // no allocation: map index by converted bytes
 	if !ok {
 		switch string(word) {
-		case "reset", "discard", "deallocate", "prepare":
+		case "set", "reset", "discard", "deallocate", "prepare":
+			// SET SCHEMA 'x' changes search_path without naming it: parse
+			// every SET (their plans are cached, they repeat).
 			return nil, false
 		}
 		kind = KindOther
@@ -151,7 +153,7 @@ func fastStmt(s string) (st *Stmt, ok bool) {
 var fastKinds = map[string]Kind{
 	"select": KindSelect, "values": KindSelect, "table": KindSelect,
 	"insert": KindInsert, "update": KindUpdate, "delete": KindDelete,
-	"copy": KindCopy, "explain": KindExplain, "set": KindSet,
+	"copy": KindCopy, "explain": KindExplain,
 	"begin": KindTransaction, "start": KindTransaction, "commit": KindTransaction,
 	"end": KindTransaction, "rollback": KindTransaction, "abort": KindTransaction,
 	"savepoint": KindTransaction, "release": KindTransaction,

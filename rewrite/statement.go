@@ -9,6 +9,9 @@ import (
 // plan plans one parsed statement into a.st.
 func (a *analyzer) plan(n *pg.Node) *Error {
 	st := a.st
+	if a.badParam != nil {
+		return a.badParam
+	}
 	if err := a.setConfig(n); err != nil {
 		return err
 	}
