@@ -27,6 +27,9 @@ type engine struct {
 	log     *zap.Logger
 
 	cat atomic.Pointer[catalog]
+	// stop ends the background watchers (key-store notifications).
+	stop context.CancelFunc
+	done chan struct{}
 	// refresh coalesces catalog reloads requested after DDL.
 	refreshMu sync.Mutex
 	refreshAt time.Time
@@ -46,7 +49,46 @@ func newEngine(ctx context.Context, cfg *policy.Config, pool *pgxpool.Pool, mast
 	}
 	e := &engine{cfg: cfg, planner: rewrite.NewPlanner(cfg, cfg.Proxy.PlanCacheSize), keys: keys, pool: pool, log: log}
 	e.setCatalog(cat)
+	wctx, stop := context.WithCancel(context.Background())
+	e.stop, e.done = stop, make(chan struct{})
+	go e.watchKeys(wctx)
 	return e, nil
+}
+
+// watchKeys applies other processes' key changes (a shred by the CLI or
+// another replica, a rotation) to this process's cache as they are
+// announced on the database's pgveil_keys channel, so a shredded tenant
+// reads as NULL on every replica within one notification round trip. A
+// broken listening connection is re-established with backoff; meanwhile
+// the keyring's active-key TTL (1 minute) bounds how stale the cache is.
+func (e *engine) watchKeys(ctx context.Context) {
+	defer close(e.done)
+	backoff := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		err := e.keys.Watch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > time.Minute {
+			backoff = 100 * time.Millisecond
+		}
+		e.log.Warn("key-store notifications interrupted; reconnecting", zap.Error(err), zap.Duration("retry_in", backoff))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if backoff < 30*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+// close stops the engine's background work.
+func (e *engine) close() {
+	e.stop()
+	<-e.done
 }
 
 func (e *engine) setCatalog(c *catalog) {

@@ -87,7 +87,9 @@ func New(cfg *policy.Config, opts Options) (*Server, error) {
 // master key source if the keysource settings did not change.
 func (s *Server) startEngine(cfg *policy.Config, old *engine) error {
 	if !cfg.HasEncryption() {
-		s.eng.Store(nil)
+		if prev := s.eng.Swap(nil); prev != nil {
+			prev.close()
+		}
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*cfg.Upstream.ConnectTimeout)
@@ -106,7 +108,9 @@ func (s *Server) startEngine(cfg *policy.Config, old *engine) error {
 	if err != nil {
 		return err
 	}
-	s.eng.Store(e)
+	if prev := s.eng.Swap(e); prev != nil {
+		prev.close()
+	}
 	return nil
 }
 
@@ -304,6 +308,9 @@ func (s *Server) servicePool() (*pgxpool.Pool, error) {
 }
 
 func (s *Server) closeService() {
+	if e := s.eng.Swap(nil); e != nil {
+		e.close()
+	}
 	s.svcMu.Lock()
 	defer s.svcMu.Unlock()
 	if s.svc != nil {
