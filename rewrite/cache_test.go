@@ -1,0 +1,173 @@
+package rewrite
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+func TestCacheHitMiss(t *testing.T) {
+	p := newTestPlanner(t)
+	sql := "SELECT id FROM users WHERE email = $1"
+	a, err := p.Plan(sql, publicPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Plan(sql, publicPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b {
+		t.Fatal("second plan of the same text is not the cached one")
+	}
+	if s := p.Stats(); s.Hits != 1 || s.Misses != 1 || s.Size != 1 {
+		t.Fatalf("stats %+v", s)
+	}
+	// Another search path is another plan.
+	c, err := p.Plan(sql, Session{SearchPath: []string{"app", "public"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c == a || c.Rewritten {
+		t.Fatal("plan under app,public must differ (app.users shadows public.users)")
+	}
+	if s := p.Stats(); s.Misses != 2 || s.Size != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestCacheBound(t *testing.T) {
+	p := NewPlanner(testConfig(t), 8)
+	p.SetCatalog(testCatalog())
+	for i := 0; i < 50; i++ {
+		if _, err := p.Plan(fmt.Sprintf("SELECT id FROM users WHERE email = $1 AND id = %d", i), publicPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := p.Stats(); s.Size != 8 || s.Misses != 50 {
+		t.Fatalf("stats %+v", s)
+	}
+	// The most recent entries survive, the oldest are gone (LRU).
+	if _, err := p.Plan("SELECT id FROM users WHERE email = $1 AND id = 49", publicPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Plan("SELECT id FROM users WHERE email = $1 AND id = 0", publicPath); err != nil {
+		t.Fatal(err)
+	}
+	if s := p.Stats(); s.Hits != 1 || s.Misses != 51 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestCacheLRUOrder(t *testing.T) {
+	c := newPlanCache(2)
+	s := &Session{}
+	put := func(k string) {
+		_, gen := c.get(cacheKey{text: k}, s)
+		c.put(cacheKey{text: k}, s, &Plan{}, gen)
+	}
+	put("a")
+	put("b")
+	c.get(cacheKey{text: "a"}, s) // a is now the most recent
+	put("c")                      // evicts b
+	if p, _ := c.get(cacheKey{text: "b"}, s); p != nil {
+		t.Fatal("b should have been evicted")
+	}
+	if p, _ := c.get(cacheKey{text: "a"}, s); p == nil {
+		t.Fatal("a should have survived")
+	}
+}
+
+func TestLiteralPlansAreNotCached(t *testing.T) {
+	p := newTestPlanner(t)
+	for i := 0; i < 3; i++ {
+		if _, err := p.Plan("SELECT id FROM users WHERE email = 'x'", publicPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := p.Stats(); s.Size != 0 || s.Misses != 3 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestPrecheckPassThroughBypassesCache(t *testing.T) {
+	p := newTestPlanner(t)
+	plan, err := p.Plan("SELECT * FROM orders WHERE id = $1", publicPath)
+	if err != nil || plan.Rewritten || len(plan.Stmts) != 1 || plan.Stmts[0].Kind != KindSelect {
+		t.Fatalf("%+v %v", plan, err)
+	}
+	if s := p.Stats(); s.Hits+s.Misses != 0 {
+		t.Fatalf("pre-checked text touched the cache: %+v", s)
+	}
+}
+
+func TestSetCatalogInvalidates(t *testing.T) {
+	p := NewPlanner(testConfig(t), 16)
+	sql := "SELECT * FROM users"
+	before, err := p.Plan(sql, publicPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !before.Stmts[0].OutputsByOrigin {
+		t.Fatal("without a catalog, * over users maps by origin")
+	}
+	p.SetCatalog(testCatalog())
+	if s := p.Stats(); s.Size != 0 {
+		t.Fatalf("SetCatalog kept %d plans", s.Size)
+	}
+	after, err := p.Plan(sql, publicPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Stmts[0].OutputsByOrigin || len(after.Stmts[0].Outputs) != 13 {
+		t.Fatalf("with the catalog, * expands: %+v", after.Stmts[0])
+	}
+}
+
+func TestCacheDisabled(t *testing.T) {
+	p := NewPlanner(testConfig(t), 0)
+	for i := 0; i < 2; i++ {
+		if _, err := p.Plan("SELECT id FROM users WHERE email = $1", publicPath); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := p.Stats(); s.Size != 0 || s.Misses != 2 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// TestConcurrentPlans runs the planner from many goroutines while the
+// catalog is swapped (run with -race).
+func TestConcurrentPlans(t *testing.T) {
+	p := newTestPlanner(t)
+	stmts := []string{
+		"SELECT id FROM users WHERE email = $1",
+		"INSERT INTO users (email, org_id) VALUES ($1, $2)",
+		"SELECT email FROM users WHERE id = $1",
+		"UPDATE users SET email = $1 WHERE org_id = $2",
+		"SELECT * FROM orders",
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				sql := stmts[(g+i)%len(stmts)]
+				plan, err := p.Plan(sql, publicPath)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if sql != "SELECT * FROM orders" && !plan.Rewritten {
+					t.Errorf("%s not rewritten", sql)
+					return
+				}
+				if g == 0 && i%50 == 0 {
+					p.SetCatalog(testCatalog())
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+}

@@ -1,0 +1,181 @@
+package rewrite
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func refusal(t *testing.T, p *Planner, sql string, s Session) *Error {
+	t.Helper()
+	plan, err := p.Plan(sql, s)
+	if err == nil {
+		t.Fatalf("%s: planned, want a refusal:\n%s", sql, dumpPlan(sql, plan))
+	}
+	var e *Error
+	if !errors.As(err, &e) {
+		t.Fatalf("%s: %T is not *Error", sql, err)
+	}
+	return e
+}
+
+func TestErrorFields(t *testing.T) {
+	p := newTestPlanner(t)
+	sql := "SELECT id FROM users WHERE phone = $1"
+	e := refusal(t, p, sql, publicPath)
+	if e.SQLState() != "0A000" || e.Schema != "public" || e.Table != "users" || e.Column != "phone" {
+		t.Fatalf("%+v", e)
+	}
+	if want := strings.Index(sql, "phone") + 1; e.Position != want {
+		t.Fatalf("position %d, want %d", e.Position, want)
+	}
+	if !strings.Contains(e.Hint, "blind_index") || !strings.Contains(e.Error(), "SQLSTATE 0A000") {
+		t.Fatalf("hint %q, error %q", e.Hint, e.Error())
+	}
+}
+
+func TestErrorPositionCountsCharacters(t *testing.T) {
+	p := newTestPlanner(t)
+	sql := "SELECT 'ünïcödé' AS x, id FROM users ORDER BY email"
+	e := refusal(t, p, sql, publicPath)
+	if want := len([]rune(sql[:strings.Index(sql, "email")])) + 1; e.Position != want {
+		t.Fatalf("position %d, want %d (characters, not bytes)", e.Position, want)
+	}
+}
+
+func TestRefusalNamesStatement(t *testing.T) {
+	p := newTestPlanner(t)
+	e := refusal(t, p, "SELECT 1; SELECT id FROM users ORDER BY email; SELECT 2", publicPath)
+	if !strings.Contains(e.Detail, "statement 2 of 3") {
+		t.Fatalf("detail %q", e.Detail)
+	}
+}
+
+func TestNoValueInErrors(t *testing.T) {
+	p := newTestPlanner(t)
+	for _, sql := range []string{
+		"SELECT id FROM users WHERE email LIKE 'secret-value%'",
+		"INSERT INTO users (email) VALUES ('secret-value')",
+		"SELECT id FROM users WHERE email = 'secret-value'::int4",
+		"UPDATE users SET email = 'secret-value' WHERE id = 1",
+		"SELECT id FROM users WHERE birth_date > 'secret-value'",
+	} {
+		e := refusal(t, p, sql, publicPath)
+		for _, f := range []string{e.Message, e.Detail, e.Hint, e.Error()} {
+			if strings.Contains(f, "secret-value") {
+				t.Fatalf("%s: error carries the value: %q", sql, f)
+			}
+		}
+	}
+}
+
+func TestParseErrorOnConfiguredTable(t *testing.T) {
+	p := newTestPlanner(t)
+	e := refusal(t, p, "INSERT INTO users (email) VALUES ('x'", publicPath)
+	if e.Code != CodeSyntaxError || e.Position == 0 {
+		t.Fatalf("%+v", e)
+	}
+	// Elsewhere, Postgres reports its own syntax error.
+	plan, err := p.Plan("INSERT INTO orders VALUES (", publicPath)
+	if err != nil || plan.Rewritten {
+		t.Fatalf("%v %+v", err, plan)
+	}
+}
+
+func TestNULRefused(t *testing.T) {
+	p := newTestPlanner(t)
+	if e := refusal(t, p, "SELECT 1\x00; INSERT INTO users (email) VALUES ('x')", publicPath); e.Code != CodeProtocolViolation {
+		t.Fatalf("%+v", e)
+	}
+}
+
+func TestBackslashStrings(t *testing.T) {
+	p := newTestPlanner(t)
+	off := Session{SearchPath: []string{"public"}, BackslashStrings: true}
+	// With standard_conforming_strings off the server reads 'a\' OR …' as
+	// one string: pgveil refuses rather than guess.
+	sql := `SELECT id FROM users WHERE email = 'a\' OR email = 'b'`
+	if e := refusal(t, p, sql, off); e.Code != CodeFeatureNotSupported {
+		t.Fatalf("%+v", e)
+	}
+	// E'' strings read the same either way.
+	if _, err := p.Plan(`SELECT id FROM users WHERE email = E'a\\b'`, off); err != nil {
+		t.Fatal(err)
+	}
+	// Text that names no configured table is not concerned.
+	if _, err := p.Plan(`SELECT 'a\' FROM orders`, off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNationalLiteral(t *testing.T) {
+	p := newTestPlanner(t)
+	sql := "SELECT id FROM users WHERE email = N'x'"
+	plan, err := p.Plan(sql, publicPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := renderMarked(sql, plan)
+	if got != "SELECT id FROM users WHERE email_bidx = {index:email}" {
+		t.Fatalf("got %s", got)
+	}
+	st := plan.Stmts[0]
+	if v, _, err := LiteralValue(sql, st.Literals[0]); err != nil || string(v) != "x" {
+		t.Fatalf("%q %v", v, err)
+	}
+}
+
+func TestPanicBecomesRefusal(t *testing.T) {
+	p := newTestPlanner(t)
+	// A catalog entry with a nil column list would not panic; force one
+	// by corrupting the planner's config view of a table.
+	cfg := testConfig(t)
+	p2 := NewPlanner(cfg, 4)
+	cfg.Tables[0].Columns[0].Table = nil // QualifiedName() now dereferences nil
+	_, err := p2.Plan("SELECT id FROM users WHERE email LIKE 'x'", publicPath)
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeInternalError {
+		t.Fatalf("got %v", err)
+	}
+	// The healthy planner still works.
+	if _, err := p.Plan("SELECT id FROM users WHERE email = $1", publicPath); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEmptyAndCommentOnly(t *testing.T) {
+	p := newTestPlanner(t)
+	for _, sql := range []string{"", "   ", ";", "-- users only in a comment", "/* users */"} {
+		plan, err := p.Plan(sql, publicPath)
+		if err != nil {
+			t.Fatalf("%q: %v", sql, err)
+		}
+		if plan.Rewritten || len(plan.Stmts) != 0 {
+			t.Fatalf("%q: %+v", sql, plan.Stmts)
+		}
+	}
+}
+
+// TestOutputsTenantOfRowDescriptionOrder checks, for SELECT *, that the
+// Outputs line up with the catalog's attnum order.
+func TestOutputsFollowCatalogOrder(t *testing.T) {
+	p := newTestPlanner(t)
+	plan, err := p.Plan("SELECT * FROM users", publicPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols := testCatalog().Tables["public.users"].Columns
+	outs := plan.Stmts[0].Outputs
+	if len(outs) != len(cols) {
+		t.Fatalf("%d outputs for %d columns", len(outs), len(cols))
+	}
+	for i, c := range cols {
+		enc := outs[i].Column != nil
+		if enc != (c.Name == "email" || c.Name == "phone" || c.Name == "ssn" || c.Name == "birth_date" || c.Name == "api_token") {
+			t.Fatalf("output %d (%s): %+v", i, c.Name, outs[i])
+		}
+		if enc && outs[i].Tenant != 1 {
+			t.Fatalf("output %d tenant %d, want 1 (org_id)", i, outs[i].Tenant)
+		}
+	}
+}
