@@ -37,9 +37,11 @@ func (s *session) authenticate(startup []byte) error {
 }
 
 // relayAuth passes authentication between client and server unchanged,
-// except that SCRAM-SHA-256-PLUS is removed from the server's offer when
-// pgveil terminates the client's TLS: the client would bind to pgveil's
-// certificate, which the server cannot verify.
+// except that SCRAM-SHA-256-PLUS is always removed from the server's offer:
+// channel binding cannot cross a relay. With TLS to pgveil the client would
+// bind to pgveil's certificate, which the server cannot verify; without it,
+// libpq refuses an offer of -PLUS over its non-TLS connection when only the
+// upstream leg is encrypted. (auth.mode scram serves channel binding.)
 func (s *session) relayAuth() error {
 	for {
 		typ, _, err := s.sr.readHeader()
@@ -56,7 +58,7 @@ func (s *session) relayAuth() error {
 				return &protocolError{msg: "short authentication request from server"}
 			}
 			code := binary.BigEndian.Uint32(body)
-			if code == authSASL && s.clientTLS {
+			if code == authSASL {
 				body = withoutMechanism(body, "SCRAM-SHA-256-PLUS")
 			}
 			writeMsg(s.cw, 'R', body)

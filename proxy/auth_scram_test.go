@@ -126,3 +126,22 @@ func psqlPath(t *testing.T) string {
 	}
 	return p
 }
+
+// TestRelayPlainClientTLSUpstream: a client without TLS in front of an
+// upstream with TLS must not be offered SCRAM-SHA-256-PLUS (libpq refuses
+// such an offer); SCRAM without channel binding works.
+func TestRelayPlainClientTLSUpstream(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startProxyYAML(t, fmt.Sprintf("listen: 127.0.0.1:0\nupstream:\n  address: %s\n  tls: require\nadmin:\n  listen: \"\"\n", cluster.Addr()))
+	defer p.stop(t, 10e9)
+	out, err := exec.Command(psqlPath(t), p.url(), "-XAtc", "select current_user").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != harness.SCRAMUser {
+		t.Fatalf("psql, plain client, TLS upstream: %v\n%s", err, out)
+	}
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, p.url())
+	if err != nil {
+		t.Fatalf("pgx: %v", err)
+	}
+	conn.Close(ctx)
+}
