@@ -11,156 +11,155 @@ type CacheStats struct {
 	Size         int
 }
 
-// cacheKey identifies a plan: the statement text and the session state it
-// was planned under. The search path is hashed so a lookup allocates
-// nothing; the entry keeps the path itself and a hit compares it, so a hash
-// collision is a miss, never a wrong plan.
-type cacheKey struct {
-	text    string
-	session uint64
+// planCache is a bounded cache of plans keyed by statement text and the
+// session state the plan depends on (search path, standard_conforming_strings).
+//
+// A hit takes no lock: the index is a sync.Map from text to an immutable
+// list of entries (usually one; more when sessions with different search
+// paths send the same text), and recency is an atomic "referenced" bit.
+// Eviction is CLOCK (second chance), the usual lock-free approximation of
+// LRU: an entry used since the hand last passed survives one more round.
+// Plans are immutable once cached and shared by every session.
+type planCache struct {
+	max   int
+	index sync.Map // text → *cacheBucket
+
+	mu   sync.Mutex    // guards ring, hand and inserts/evictions
+	ring []*cacheEntry // the CLOCK ring, len ≤ max
+	hand int
+	gen  atomic.Uint64 // bumped by clear; a put planned under an older catalog is dropped
+
+	hits, misses atomic.Uint64
+}
+
+type cacheBucket struct {
+	entries []*cacheEntry // immutable: replaced, never modified
 }
 
 type cacheEntry struct {
-	key        cacheKey
+	text       string
 	path       []string
 	backslash  bool
 	plan       *Plan
-	prev, next *cacheEntry
-}
-
-// planCache is a bounded LRU of plans. Plans are immutable once cached and
-// shared by every session that sends the same text under the same path.
-type planCache struct {
-	mu         sync.Mutex
-	max        int
-	m          map[cacheKey]*cacheEntry
-	head, tail *cacheEntry // head is the most recently used
-	gen        uint64      // bumped by clear; a put from an older generation is dropped
-
-	hits, misses atomic.Uint64
+	referenced atomic.Bool
 }
 
 func newPlanCache(max int) *planCache {
 	if max < 0 {
 		max = 0
 	}
-	return &planCache{max: max, m: make(map[cacheKey]*cacheEntry, min(max, 1024))}
+	return &planCache{max: max}
 }
 
-func sessionHash(s *Session) uint64 {
-	// FNV-1a over the path elements, each terminated by a 0 byte.
-	h := uint64(14695981039346656037)
-	for _, p := range s.SearchPath {
-		for i := 0; i < len(p); i++ {
-			h ^= uint64(p[i])
-			h *= 1099511628211
-		}
-		h = (h ^ 0xff) * 1099511628211 // separator: ["ab"] and ["a","b"] differ
-	}
-	if s.BackslashStrings {
-		h ^= 1
-		h *= 1099511628211
-	}
-	return h
-}
-
-func samePath(a, b []string) bool {
-	if len(a) != len(b) {
+func (e *cacheEntry) matches(s *Session) bool {
+	if e.backslash != s.BackslashStrings || len(e.path) != len(s.SearchPath) {
 		return false
 	}
-	for i := range a {
-		if a[i] != b[i] {
+	for i := range e.path {
+		if e.path[i] != s.SearchPath[i] {
 			return false
 		}
 	}
 	return true
 }
 
-// get returns the cached plan and the generation to pass to put on a miss.
-func (c *planCache) get(k cacheKey, s *Session) (*Plan, uint64) {
-	c.mu.Lock()
-	e := c.m[k]
-	if e != nil && samePath(e.path, s.SearchPath) && e.backslash == s.BackslashStrings {
-		c.moveToFront(e)
-		p := e.plan
-		c.mu.Unlock()
-		c.hits.Add(1)
-		return p, 0
+// get returns the cached plan, or nil and the generation to pass to put.
+func (c *planCache) get(text string, s *Session) (*Plan, uint64) {
+	gen := c.gen.Load()
+	if v, ok := c.index.Load(text); ok {
+		for _, e := range v.(*cacheBucket).entries {
+			if e.matches(s) {
+				if !e.referenced.Load() {
+					e.referenced.Store(true)
+				}
+				c.hits.Add(1)
+				return e.plan, gen
+			}
+		}
 	}
-	gen := c.gen
-	c.mu.Unlock()
 	c.misses.Add(1)
 	return nil, gen
 }
 
-func (c *planCache) put(k cacheKey, s *Session, p *Plan, gen uint64) {
+// put caches p for (text, s) unless the cache was cleared since gen.
+func (c *planCache) put(text string, s *Session, p *Plan, gen uint64) {
 	if c.max == 0 {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if gen != c.gen {
+	if gen != c.gen.Load() {
 		return // planned against a catalog that has since been replaced
 	}
-	if e := c.m[k]; e != nil {
-		e.path, e.backslash, e.plan = append([]string(nil), s.SearchPath...), s.BackslashStrings, p
-		c.moveToFront(e)
-		return
+	var old []*cacheEntry
+	if v, ok := c.index.Load(text); ok {
+		old = v.(*cacheBucket).entries
+		for _, e := range old {
+			if e.matches(s) {
+				return // another session planned it concurrently
+			}
+		}
 	}
-	e := &cacheEntry{key: k, path: append([]string(nil), s.SearchPath...), backslash: s.BackslashStrings, plan: p}
-	c.m[k] = e
-	c.pushFront(e)
-	for len(c.m) > c.max {
-		old := c.tail
-		c.unlink(old)
-		delete(c.m, old.key)
+	e := &cacheEntry{text: text, path: append([]string(nil), s.SearchPath...), backslash: s.BackslashStrings, plan: p}
+	if len(c.ring) < c.max {
+		c.ring = append(c.ring, e)
+	} else {
+		c.evictAt(c.victim())
+		c.ring[c.hand] = e
+		c.hand = (c.hand + 1) % len(c.ring)
+		if v, ok := c.index.Load(text); ok { // the victim may have shared our bucket
+			old = v.(*cacheBucket).entries
+		} else {
+			old = nil
+		}
+	}
+	c.index.Store(text, &cacheBucket{entries: append(append([]*cacheEntry(nil), old...), e)})
+}
+
+// victim advances the hand past referenced entries, clearing their bit.
+func (c *planCache) victim() int {
+	for {
+		e := c.ring[c.hand]
+		if !e.referenced.Load() {
+			return c.hand
+		}
+		e.referenced.Store(false)
+		c.hand = (c.hand + 1) % len(c.ring)
 	}
 }
 
+// evictAt removes ring[i] from the index.
+func (c *planCache) evictAt(i int) {
+	e := c.ring[i]
+	v, ok := c.index.Load(e.text)
+	if !ok {
+		return
+	}
+	var keep []*cacheEntry
+	for _, x := range v.(*cacheBucket).entries {
+		if x != e {
+			keep = append(keep, x)
+		}
+	}
+	if len(keep) == 0 {
+		c.index.Delete(e.text)
+	} else {
+		c.index.Store(e.text, &cacheBucket{entries: keep})
+	}
+}
+
+// clear drops every plan; plans being made concurrently are not cached.
 func (c *planCache) clear() {
 	c.mu.Lock()
-	c.m = make(map[cacheKey]*cacheEntry, min(c.max, 1024))
-	c.head, c.tail = nil, nil
-	c.gen++
+	c.gen.Add(1)
+	c.index.Clear()
+	c.ring, c.hand = nil, 0
 	c.mu.Unlock()
 }
 
 func (c *planCache) stats() CacheStats {
 	c.mu.Lock()
-	n := len(c.m)
+	n := len(c.ring)
 	c.mu.Unlock()
 	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Size: n}
-}
-
-func (c *planCache) moveToFront(e *cacheEntry) {
-	if c.head == e {
-		return
-	}
-	c.unlink(e)
-	c.pushFront(e)
-}
-
-func (c *planCache) pushFront(e *cacheEntry) {
-	e.prev, e.next = nil, c.head
-	if c.head != nil {
-		c.head.prev = e
-	}
-	c.head = e
-	if c.tail == nil {
-		c.tail = e
-	}
-}
-
-func (c *planCache) unlink(e *cacheEntry) {
-	if e.prev != nil {
-		e.prev.next = e.next
-	} else {
-		c.head = e.next
-	}
-	if e.next != nil {
-		e.next.prev = e.prev
-	} else {
-		c.tail = e.prev
-	}
-	e.prev, e.next = nil, nil
 }

@@ -59,22 +59,58 @@ func TestCacheBound(t *testing.T) {
 	}
 }
 
-func TestCacheLRUOrder(t *testing.T) {
-	c := newPlanCache(2)
+// TestCacheRecency: an entry used since the CLOCK hand last passed
+// survives the next eviction; one never used again goes first.
+func TestCacheRecency(t *testing.T) {
+	c := newPlanCache(3)
 	s := &Session{}
 	put := func(k string) {
-		_, gen := c.get(cacheKey{text: k}, s)
-		c.put(cacheKey{text: k}, s, &Plan{}, gen)
+		_, gen := c.get(k, s)
+		c.put(k, s, &Plan{}, gen)
 	}
 	put("a")
 	put("b")
-	c.get(cacheKey{text: "a"}, s) // a is now the most recent
-	put("c")                      // evicts b
-	if p, _ := c.get(cacheKey{text: "b"}, s); p != nil {
+	put("c")
+	c.get("a", s) // a and c are used again, b is not
+	c.get("c", s)
+	put("d") // evicts b
+	if p, _ := c.get("b", s); p != nil {
 		t.Fatal("b should have been evicted")
 	}
-	if p, _ := c.get(cacheKey{text: "a"}, s); p == nil {
-		t.Fatal("a should have survived")
+	for _, k := range []string{"a", "c", "d"} {
+		if p, _ := c.get(k, s); p == nil {
+			t.Fatalf("%s should have survived", k)
+		}
+	}
+	if st := c.stats(); st.Size != 3 {
+		t.Fatalf("size %d", st.Size)
+	}
+}
+
+func TestCacheSessionsShareText(t *testing.T) {
+	c := newPlanCache(2)
+	s1, s2 := &Session{SearchPath: []string{"a"}}, &Session{SearchPath: []string{"b"}}
+	p1, p2 := &Plan{}, &Plan{}
+	c.put("q", s1, p1, 0)
+	c.put("q", s2, p2, 0)
+	if got, _ := c.get("q", s1); got != p1 {
+		t.Fatal("s1")
+	}
+	if got, _ := c.get("q", s2); got != p2 {
+		t.Fatal("s2")
+	}
+	c.put("r", s1, &Plan{}, 0) // evicts one variant of q, keeps the other
+	n := 0
+	for _, s := range []*Session{s1, s2} {
+		if got, _ := c.get("q", s); got != nil {
+			n++
+		}
+	}
+	if n != 1 || c.stats().Size != 2 {
+		t.Fatalf("%d variants of q left, size %d", n, c.stats().Size)
+	}
+	if got, _ := c.get("q", &Session{SearchPath: []string{"a"}, BackslashStrings: true}); got != nil {
+		t.Fatal("standard_conforming_strings is part of the key")
 	}
 }
 

@@ -481,6 +481,17 @@ func checkPlanInvariants(t *testing.T, sql string, p *Plan) {
 			}
 		}
 		for _, s := range st.Slots {
+			if s.Source >= 0 && s.Source < len(st.Literals) {
+				// The plan never holds an encrypted value's text.
+				lit := st.Literals[s.Source]
+				if text := sql[lit.Start:lit.End]; len(text) > 4 {
+					for _, piece := range st.Text {
+						if strings.Contains(piece, text) {
+							t.Fatalf("plan text holds literal %s: %q", text, piece)
+						}
+					}
+				}
+			}
 			if s.Source < 0 || s.Source >= len(st.Literals) {
 				t.Fatalf("slot source %d of %d literals", s.Source, len(st.Literals))
 			}

@@ -58,8 +58,7 @@ func (p *Planner) Plan(sql string, s Session) (*Plan, error) {
 			return plan, nil
 		}
 	}
-	key := cacheKey{text: sql, session: sessionHash(&s)}
-	plan, gen := p.cache.get(key, &s)
+	plan, gen := p.cache.get(sql, &s)
 	if plan != nil {
 		return plan, nil
 	}
@@ -68,7 +67,7 @@ func (p *Planner) Plan(sql string, s Session) (*Plan, error) {
 		return nil, err
 	}
 	if cacheable {
-		p.cache.put(key, &s, plan, gen)
+		p.cache.put(sql, &s, plan, gen)
 	}
 	return plan, nil
 }

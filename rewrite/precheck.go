@@ -21,8 +21,8 @@ var lowerTable = func() (t [256]byte) {
 }()
 
 type precheck struct {
-	names [][]byte // lower-cased configured table names (and doubled-quote forms)
-	first [256]bool
+	names [][]byte   // lower-cased needles: configured table names, their doubled-quote forms, and "u&"
+	first [256]uint8 // bit k set: needle k (k < 8) starts with this byte, in either case; 0xff: needle ≥ 8
 }
 
 func newPrecheck(tableNames []string) *precheck {
@@ -35,20 +35,24 @@ func newPrecheck(tableNames []string) *precheck {
 		if len(b) == 0 {
 			return
 		}
+		bit := uint8(0xff)
+		if len(p.names) < 8 {
+			bit = 1 << len(p.names)
+		}
 		p.names = append(p.names, b)
-		p.first[b[0]] = true
+		p.first[b[0]] |= bit
 		if b[0] >= 'a' && b[0] <= 'z' {
-			p.first[b[0]-('a'-'A')] = true
+			p.first[b[0]-('a'-'A')] |= bit
 		}
 	}
+	// U&"..." and U&'...': any Unicode escape makes the text uncertain.
+	add("u&")
 	for _, n := range tableNames {
 		add(n)
 		if doubled := doubleQuotes(n); doubled != n {
 			add(doubled)
 		}
 	}
-	// U&"..." and U&'...': any Unicode escape makes the text uncertain.
-	p.first['u'], p.first['U'] = true, true
 	return p
 }
 
@@ -63,29 +67,45 @@ func doubleQuotes(s string) string {
 	return string(out)
 }
 
-// mayReference reports whether s may reference a configured table.
+// mayReference reports whether s may reference a configured table. It
+// skips eight bytes at a time while none of them can start a needle.
 func (p *precheck) mayReference(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !p.first[c] {
+	f := &p.first
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if f[s[i]]|f[s[i+1]]|f[s[i+2]]|f[s[i+3]]|f[s[i+4]]|f[s[i+5]]|f[s[i+6]]|f[s[i+7]] == 0 {
 			continue
 		}
-		lc := lowerTable[c]
-		if lc == 'u' && i+1 < len(s) && s[i+1] == '&' {
+		for j := i; j < i+8; j++ {
+			if m := f[s[j]]; m != 0 && p.matchAt(s, j, m) {
+				return true
+			}
+		}
+	}
+	for ; i < len(s); i++ {
+		if m := f[s[i]]; m != 0 && p.matchAt(s, i, m) {
 			return true
 		}
-	next:
-		for _, n := range p.names {
-			if n[0] != lc || len(s)-i < len(n) {
-				continue
-			}
-			for j := 1; j < len(n); j++ {
-				if lowerTable[s[i+j]] != n[j] {
-					continue next
-				}
-			}
-			return true
+	}
+	return false
+}
+
+// matchAt reports whether a needle in mask m occurs at s[i:], ignoring ASCII case.
+func (p *precheck) matchAt(s string, i int, m uint8) bool {
+next:
+	for k, n := range p.names {
+		if k < 8 && m&(1<<k) == 0 || len(s)-i < len(n) {
+			continue
 		}
+		if k >= 8 && lowerTable[s[i]] != n[0] {
+			continue
+		}
+		for j := 1; j < len(n); j++ {
+			if lowerTable[s[i+j]] != n[j] {
+				continue next
+			}
+		}
+		return true
 	}
 	return false
 }

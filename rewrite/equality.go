@@ -1,0 +1,286 @@
+package rewrite
+
+import (
+	"fmt"
+
+	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// aexpr handles operators.
+func (a *analyzer) aexpr(e *pg.A_Expr, sc *scope) *Error {
+	op := lastName(e.Name)
+	switch e.Kind {
+	case pg.A_Expr_Kind_AEXPR_OP, pg.A_Expr_Kind_AEXPR_DISTINCT, pg.A_Expr_Kind_AEXPR_NOT_DISTINCT:
+		if e.Kind != pg.A_Expr_Kind_AEXPR_OP || op == "=" || op == "<>" {
+			if handled, err := a.equality(e, sc); handled || err != nil {
+				return err
+			}
+		} else if err := a.refuseOperand(e, sc, operatorClass(op)); err != nil {
+			return err
+		}
+	case pg.A_Expr_Kind_AEXPR_IN:
+		if c, cr, err := a.encOperand(e.Lexpr, sc); err != nil {
+			return err
+		} else if c != nil {
+			return a.inList(e, c, cr, sc)
+		}
+	case pg.A_Expr_Kind_AEXPR_OP_ANY, pg.A_Expr_Kind_AEXPR_OP_ALL:
+		if c, cr, err := a.encOperand(e.Lexpr, sc); err != nil {
+			return err
+		} else if c != nil {
+			if (e.Kind == pg.A_Expr_Kind_AEXPR_OP_ANY && op == "=") || (e.Kind == pg.A_Expr_Kind_AEXPR_OP_ALL && op == "<>") {
+				return a.anyArray(e, c, cr, sc)
+			}
+			return unsupported(c, "operator "+op+" with ANY/ALL", hintApp).at(a.sql, e.Location)
+		}
+	case pg.A_Expr_Kind_AEXPR_LIKE, pg.A_Expr_Kind_AEXPR_ILIKE, pg.A_Expr_Kind_AEXPR_SIMILAR:
+		what := map[pg.A_Expr_Kind]string{pg.A_Expr_Kind_AEXPR_LIKE: "LIKE", pg.A_Expr_Kind_AEXPR_ILIKE: "ILIKE", pg.A_Expr_Kind_AEXPR_SIMILAR: "SIMILAR TO"}[e.Kind]
+		if err := a.refuseOperand(e, sc, what+" pattern matching"); err != nil {
+			return err
+		}
+	case pg.A_Expr_Kind_AEXPR_BETWEEN, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN, pg.A_Expr_Kind_AEXPR_BETWEEN_SYM, pg.A_Expr_Kind_AEXPR_NOT_BETWEEN_SYM:
+		if err := a.refuseOperand(e, sc, "a range comparison (BETWEEN)"); err != nil {
+			return err
+		}
+	}
+	what := "operator " + op
+	if err := a.expr(e.Lexpr, sc, what); err != nil {
+		return err
+	}
+	return a.expr(e.Rexpr, sc, what)
+}
+
+// operatorClass names what an operator does, for refusals.
+func operatorClass(op string) string {
+	switch op {
+	case "<", ">", "<=", ">=":
+		return "a range comparison (" + op + ")"
+	case "~~", "!~~", "~~*", "!~~*":
+		return "LIKE pattern matching"
+	case "~", "~*", "!~", "!~*":
+		return "regular-expression matching (" + op + ")"
+	}
+	return "operator " + op
+}
+
+// refuseOperand refuses when an operand of e is an encrypted column.
+func (a *analyzer) refuseOperand(e *pg.A_Expr, sc *scope, what string) *Error {
+	for _, side := range []*pg.Node{e.Lexpr, e.Rexpr} {
+		c, cr, err := a.encOperand(side, sc)
+		if err != nil {
+			return err
+		}
+		if c != nil {
+			hint := hintApp
+			if c.BlindIndex != nil {
+				hint = "only = , <>, IN, = ANY and IS [NOT] NULL work on encrypted columns (through the blind index); filter further in the application"
+			}
+			return unsupported(c, what, hint).at(a.sql, cr.Location)
+		}
+	}
+	return nil
+}
+
+// equality rewrites =, <> and IS [NOT] DISTINCT FROM with an encrypted
+// operand. handled is false when neither operand is encrypted.
+func (a *analyzer) equality(e *pg.A_Expr, sc *scope) (bool, *Error) {
+	lc, lref, err := a.encOperand(e.Lexpr, sc)
+	if err != nil {
+		return true, err
+	}
+	rc, rref, err := a.encOperand(e.Rexpr, sc)
+	if err != nil {
+		return true, err
+	}
+	switch {
+	case lc == nil && rc == nil:
+		return false, nil
+	case lc != nil && rc != nil:
+		return true, a.joinEquality(lc, lref, rc, rref, e.Location)
+	}
+	col, ref, other := lc, lref, e.Rexpr
+	if rc != nil {
+		col, ref, other = rc, rref, e.Lexpr
+	}
+	if col.BlindIndex == nil {
+		return true, colErr(CodeFeatureNotSupported, col, blindIndexHint(col),
+			"cannot compare encrypted column %s: it has no blind index", col.QualifiedName()).at(a.sql, ref.Location)
+	}
+	if sl := other.GetSubLink(); sl != nil && sl.SubLinkType == pg.SubLinkType_EXPR_SUBLINK {
+		if err := a.renameToIndex(ref, col); err != nil {
+			return true, err
+		}
+		return true, a.indexSubquery(sl, col, sc)
+	}
+	v, err := a.classify(other, col, false)
+	if err != nil {
+		return true, err
+	}
+	if v.kind == vOther {
+		return true, colErr(CodeFeatureNotSupported, col,
+			"compare it with a parameter, a literal, or a column that shares its blind-index key",
+			"encrypted column %s can only be compared with a parameter, a literal or another blind-indexed column", col.QualifiedName()).at(a.sql, v.loc)
+	}
+	if err := a.renameToIndex(ref, col); err != nil {
+		return true, err
+	}
+	a.indexValue(v, col, Index)
+	return true, nil
+}
+
+// joinEquality compares two encrypted columns through their blind indexes,
+// which is sound only when both are computed under the same index key.
+func (a *analyzer) joinEquality(lc *policy.Column, lref *pg.ColumnRef, rc *policy.Column, rref *pg.ColumnRef, loc int32) *Error {
+	for _, c := range []*policy.Column{lc, rc} {
+		if c.BlindIndex == nil {
+			return colErr(CodeFeatureNotSupported, c, blindIndexHint(c),
+				"cannot compare encrypted column %s: it has no blind index", c.QualifiedName()).at(a.sql, loc)
+		}
+	}
+	if lc.BlindIndex.Key != rc.BlindIndex.Key {
+		return colErr(CodeFeatureNotSupported, lc,
+			fmt.Sprintf("give both blind_index entries the same key (for example key: %s) in the pgveil policy", lc.Name),
+			"cannot compare encrypted columns %s and %s: their blind indexes use different keys (%s, %s)",
+			lc.QualifiedName(), rc.QualifiedName(), lc.BlindIndex.Key, rc.BlindIndex.Key).at(a.sql, loc)
+	}
+	if err := a.renameToIndex(lref, lc); err != nil {
+		return err
+	}
+	return a.renameToIndex(rref, rc)
+}
+
+// indexValue sends v as the blind index of a value of col.
+func (a *analyzer) indexValue(v value, col *policy.Column, action Action) {
+	switch v.kind {
+	case vParam:
+		a.uses = append(a.uses, paramUse{number: v.param, start: v.start, end: v.end, bare: v.bare, action: action, col: col})
+	case vLiteral:
+		a.slot(v.start, v.end, Slot{Action: Index, Column: col, Source: v.lit}, "")
+	case vNull:
+		if !v.bare {
+			a.replace(v.start, v.end, "NULL")
+		}
+	}
+}
+
+// inList rewrites col [NOT] IN (v1, v2, …).
+func (a *analyzer) inList(e *pg.A_Expr, col *policy.Column, ref *pg.ColumnRef, sc *scope) *Error {
+	if col.BlindIndex == nil {
+		return colErr(CodeFeatureNotSupported, col, blindIndexHint(col),
+			"cannot compare encrypted column %s: it has no blind index", col.QualifiedName()).at(a.sql, ref.Location)
+	}
+	list := e.Rexpr.GetList()
+	if list == nil {
+		return unsupported(col, "IN with this operand", hintApp).at(a.sql, e.Location)
+	}
+	var vals []value
+	for _, item := range list.Items {
+		v, err := a.classify(item, col, false)
+		if err != nil {
+			return err
+		}
+		if v.kind == vOther {
+			return colErr(CodeFeatureNotSupported, col, "list parameters or literals only",
+				"IN list on encrypted column %s may hold only parameters, literals and NULL", col.QualifiedName()).at(a.sql, v.loc)
+		}
+		vals = append(vals, v)
+	}
+	if err := a.renameToIndex(ref, col); err != nil {
+		return err
+	}
+	for _, v := range vals {
+		a.indexValue(v, col, Index)
+	}
+	return nil
+}
+
+// anyArray rewrites col = ANY(x) and col <> ALL(x) where x is an array
+// parameter (each element indexed by the proxy) or ARRAY[v1, v2, …].
+func (a *analyzer) anyArray(e *pg.A_Expr, col *policy.Column, ref *pg.ColumnRef, sc *scope) *Error {
+	if col.BlindIndex == nil {
+		return colErr(CodeFeatureNotSupported, col, blindIndexHint(col),
+			"cannot compare encrypted column %s: it has no blind index", col.QualifiedName()).at(a.sql, ref.Location)
+	}
+	rhs := e.Rexpr
+	// ARRAY[...]::text[]: drop the cast, the elements become bytea.
+	var castSpans [][2]int
+	for tc := rhs.GetTypeCast(); tc != nil && tc.Arg.GetAArrayExpr() != nil; tc = rhs.GetTypeCast() {
+		if !castFits(tc.TypeName, col.Type, true) {
+			return colErr(CodeDatatypeMismatch, col, "remove the cast",
+				"cast to %s does not fit encrypted column %s (%s)", typeNameString(tc.TypeName), col.QualifiedName(), col.Type).at(a.sql, tc.Location)
+		}
+		if t := tokenAt(a.sql, int(tc.Location), a.backslash); a.sql[t.start:t.end] != "::" {
+			return unsupported(col, "CAST(ARRAY[…] AS …)", "write ARRAY[…] without the cast").at(a.sql, tc.Location)
+		}
+		end, ok := a.typeNameEnd(int(tc.TypeName.Location))
+		if !ok {
+			return errorf(CodeInternalError, "cannot find the end of a type name; statement refused").at(a.sql, tc.Location)
+		}
+		castSpans = append(castSpans, [2]int{int(tc.Location), end})
+		rhs = tc.Arg
+	}
+	if arr := rhs.GetAArrayExpr(); arr != nil {
+		var vals []value
+		for _, item := range arr.Elements {
+			v, err := a.classify(item, col, false)
+			if err != nil {
+				return err
+			}
+			if v.kind == vOther {
+				return colErr(CodeFeatureNotSupported, col, "use parameters or literals as elements",
+					"ARRAY[…] compared with encrypted column %s may hold only parameters, literals and NULL", col.QualifiedName()).at(a.sql, v.loc)
+			}
+			vals = append(vals, v)
+		}
+		if err := a.renameToIndex(ref, col); err != nil {
+			return err
+		}
+		for _, s := range castSpans {
+			a.replace(s[0], s[1], "")
+		}
+		for _, v := range vals {
+			a.indexValue(v, col, Index)
+		}
+		return nil
+	}
+	v, err := a.classify(rhs, col, true)
+	if err != nil {
+		return err
+	}
+	switch v.kind {
+	case vParam, vNull:
+	case vLiteral:
+		return unsupported(col, "= ANY of an array literal", "write col IN ('a', 'b'), ARRAY['a', 'b'], or bind the array as a parameter").at(a.sql, v.loc)
+	default:
+		return colErr(CodeFeatureNotSupported, col, "bind the array as a parameter or write ARRAY[…]",
+			"= ANY on encrypted column %s needs an array parameter or ARRAY[…]", col.QualifiedName()).at(a.sql, v.loc)
+	}
+	if err := a.renameToIndex(ref, col); err != nil {
+		return err
+	}
+	a.indexValue(v, col, IndexEach)
+	return nil
+}
+
+// renameToIndex replaces the last name of a column reference with the
+// column's blind-index column (users.email → users.email_bidx), quoted the
+// way the client quoted the name it replaces.
+func (a *analyzer) renameToIndex(cr *pg.ColumnRef, col *policy.Column) *Error {
+	l := lexer{s: a.sql[:a.stmtEnd], pos: int(cr.Location), backslash: a.backslash}
+	var last token
+	for i := range cr.Fields {
+		if i > 0 {
+			if dot := l.next(); !l.isPunct(dot, ".") {
+				return errorf(CodeInternalError, "cannot locate column reference; statement refused").at(a.sql, cr.Location)
+			}
+		}
+		last = l.next()
+		if last.kind != tIdent && last.kind != tQIdent {
+			return errorf(CodeInternalError, "cannot locate column reference; statement refused").at(a.sql, cr.Location)
+		}
+	}
+	a.replace(last.start, last.end, identLike(col.BlindIndex.Column, last.kind == tQIdent))
+	return nil
+}

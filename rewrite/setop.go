@@ -1,0 +1,96 @@
+package rewrite
+
+import (
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v5"
+)
+
+// setOp plans UNION/INTERSECT/EXCEPT. Only UNION ALL may carry encrypted
+// columns: the others compare whole rows, and equal values encrypt
+// differently. Each encrypted column must come from the same policy column
+// in every branch, with its tenant at the same position. afterLarg lets a
+// recursive CTE define itself from the first branch before the second is planned.
+func (a *analyzer) setOp(sel *pg.SelectStmt, sc *scope, mode queryMode, afterLarg func(*queryResult)) (*queryResult, *Error) {
+	l, err := a.selectStmt(sel.Larg, sc, modeBranch)
+	if err != nil {
+		return nil, err
+	}
+	if afterLarg != nil {
+		afterLarg(l)
+	}
+	r, err := a.selectStmt(sel.Rarg, sc, modeBranch)
+	if err != nil {
+		return nil, err
+	}
+	res, err := a.combine(sel, l, r)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range sel.SortClause {
+		if err := a.sortItem(s.GetSortBy(), nil, res); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.limits(sel, sc); err != nil {
+		return nil, err
+	}
+	if mode == modeTop && !a.noOutputs {
+		if err := a.bindTenants(res, -1, setOpName(sel)); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func setOpName(sel *pg.SelectStmt) string {
+	name := strings.TrimPrefix(sel.Op.String(), "SETOP_")
+	if sel.All {
+		name += " ALL"
+	}
+	return name
+}
+
+func (a *analyzer) combine(sel *pg.SelectStmt, l, r *queryResult) (*queryResult, *Error) {
+	var enc *outCol
+	for _, side := range []*queryResult{l, r} {
+		for i := range side.cols {
+			if side.cols[i].enc != nil && enc == nil {
+				enc = &side.cols[i]
+			}
+		}
+	}
+	if enc == nil {
+		return &queryResult{cols: l.cols, complete: l.complete && r.complete}, nil
+	}
+	if !(sel.Op == pg.SetOperation_SETOP_UNION && sel.All) {
+		return nil, unsupported(enc.enc, setOpName(sel), "use UNION ALL, or deduplicate in the application; equal values encrypt differently")
+	}
+	if !l.complete || !r.complete || len(l.cols) != len(r.cols) {
+		return nil, unsupported(enc.enc, "UNION ALL with * or unequal column lists", "list the columns of each branch")
+	}
+	l.linkTenants()
+	r.linkTenants()
+	res := &queryResult{complete: true}
+	for i := range l.cols {
+		lc, rc := l.cols[i], r.cols[i]
+		o := outCol{name: lc.name, enc: lc.enc, srcIdx: -1, tenant: -1, tenantOut: -1}
+		if lc.enc != rc.enc {
+			c := lc.enc
+			if c == nil {
+				c = rc.enc
+			}
+			return nil, unsupported(c, "UNION ALL combining it with another column", "select the same encrypted column at the same position in every branch")
+		}
+		if lc.enc != nil && lc.enc.Table.KeyContext != "" {
+			if lc.tenantOut < 0 || lc.tenantOut != rc.tenantOut {
+				t := lc.enc.Table
+				return nil, tableErr(CodeFeatureNotSupported, t, "select "+t.KeyContext+" at the same position in every branch",
+					"UNION ALL returning encrypted column %s needs its tenant column %s in every branch", lc.enc.QualifiedName(), t.KeyContext)
+			}
+			o.tenantOut = lc.tenantOut
+		}
+		res.cols = append(res.cols, o)
+	}
+	return res, nil
+}
