@@ -58,6 +58,7 @@ type analyzer struct {
 	litIndex   map[int]int // literal start → index in st.Literals
 	ctes       *cteScope
 	tenantRels map[*policy.Table]int // base references to tables with a key_context
+	refRels    map[*pg.ColumnRef]*rel // the relation each encrypted column reference resolved to
 
 	// noOutputs: the statement's rows never reach the client decrypted
 	// (EXPLAIN, CREATE TABLE AS…), so no hidden tenant is appended.
@@ -82,6 +83,7 @@ func newAnalyzer(p *Planner, cat *Catalog, sql string, raw *pg.RawStmt, start, e
 		paramCount: map[int32]int{},
 		litIndex:   map[int]int{},
 		tenantRels: map[*policy.Table]int{},
+		refRels:    map[*pg.ColumnRef]*rel{},
 	}
 	walkMsg(raw, func(n *pg.Node) bool {
 		if n.GetPrepareStmt() != nil || n.GetCreateFunctionStmt() != nil {

@@ -145,6 +145,7 @@ func (a *analyzer) encOperand(n *pg.Node, sc *scope) (*policy.Column, *pg.Column
 			if a.strict != "" {
 				return nil, nil, unsupported(c, a.strict, "pgveil would let the server store or evaluate it on ciphertext; keep this logic in the application").at(a.sql, cr.Location)
 			}
+			a.refRels[cr] = ref.rel
 			return c, cr, nil
 		}
 		return nil, nil, nil
