@@ -50,6 +50,10 @@ func refusalFrom(err error) *pgError {
 	if errors.As(err, &ce) {
 		return &pgError{Severity: "ERROR", Code: "22P02", Message: "pgveil: " + ce.Error()}
 	}
+	var ss sqlStater
+	if errors.As(err, &ss) {
+		return &pgError{Severity: "ERROR", Code: ss.SQLState(), Message: "pgveil: " + err.Error()}
+	}
 	if keysource.IsRetryable(err) {
 		return &pgError{Severity: "ERROR", Code: "58000", Message: "pgveil could not reach its master key source; retry later", Detail: err.Error()}
 	}
@@ -122,12 +126,6 @@ func (s *session) handleQuery(body []byte) error {
 	if err != nil {
 		s.injectQueryError(refusalFrom(err))
 		return nil
-	}
-	for _, st := range p.Stmts {
-		if st.Copy != nil {
-			s.injectQueryError(copyUnsupported())
-			return nil
-		}
 	}
 	if !planNeedsWork(p) {
 		s.srv.metrics.stmtPassthrough.Inc()
@@ -300,10 +298,6 @@ func (s *session) handleParse(body []byte) error {
 	}
 	if len(pm.Name) > 0 && s.t.hasStatement(pm.Name) {
 		s.injectExtendedError(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
-		return nil
-	}
-	if len(p.Stmts) == 1 && p.Stmts[0].Copy != nil {
-		s.injectExtendedError(copyUnsupported())
 		return nil
 	}
 	if len(p.Stmts) != 1 {

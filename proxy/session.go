@@ -81,6 +81,7 @@ type session struct {
 	initialSearchPath []string
 	stmtSeq           int
 	copyPlan          *rewrite.Stmt // the COPY FROM whose data the client sends
+	copyIn            *copyIn
 	ddlSent           bool
 	ddlSeen           int64
 	bindIn, bindOut   bindMsg
@@ -98,6 +99,8 @@ type session struct {
 	pdOIDs    []uint32
 	rowArena  []byte
 	rowSpans  []span
+	copyOut   *copyOut
+	copyVals  [][]byte
 	ptOut     []byte
 
 	upstreamClosing atomic.Bool // relay is closing upstream on purpose

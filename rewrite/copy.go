@@ -18,8 +18,9 @@ import (
 // A COPY without a column list is rewritten to name the table's columns
 // from the Catalog, blind-index columns left out: that is what the rows of
 // an application written before pgveil contain (FROM), and what it expects
-// back (TO), so a dump through pgveil restores through pgveil. BINARY
-// format and server-side files or programs are refused for configured tables.
+// back (TO), so a dump through pgveil restores through pgveil. BINARY format
+// is planned like text (the proxy edits binary tuples; pgx's CopyFrom uses
+// it); server-side files or programs are refused for configured tables.
 
 // copyStmt plans a COPY.
 func (a *analyzer) copyStmt(c *pg.CopyStmt) *Error {
@@ -91,10 +92,6 @@ func (a *analyzer) copyStmt(c *pg.CopyStmt) *Error {
 	if a.copyRefusal != "" {
 		return tableErr(CodeFeatureNotSupported, t, "remove the option",
 			"COPY of encrypted columns of %s with %s is not supported", t.QualifiedName(), a.copyRefusal).at(a.sql, c.Relation.Location)
-	}
-	if cp.Format == CopyBinary {
-		return tableErr(CodeFeatureNotSupported, t, "use FORMAT text or csv",
-			"COPY of encrypted columns of %s in BINARY format is not supported", t.QualifiedName()).at(a.sql, c.Relation.Location)
 	}
 	tenant := -1
 	for i, name := range cols {
@@ -202,8 +199,6 @@ func (a *analyzer) copyQuery(c *pg.CopyStmt, cp *Copy) *Error {
 	switch {
 	case c.IsProgram || c.Filename != "":
 		return unsupported(enc, "COPY to a server-side file or program", "use COPY … TO STDOUT (psql's \\copy), which passes through pgveil")
-	case cp.Format == CopyBinary:
-		return unsupported(enc, "COPY in BINARY format", "use FORMAT text or csv")
 	case !res.complete:
 		return unsupported(enc, "COPY (SELECT * …) over a table pgveil's catalog does not list", "name the columns in the query")
 	case a.copyRefusal != "":
