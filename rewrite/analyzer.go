@@ -85,22 +85,33 @@ func newAnalyzer(p *Planner, cat *Catalog, sql string, raw *pg.RawStmt, start, e
 		tenantRels: map[*policy.Table]int{},
 		refRels:    map[*pg.ColumnRef]*rel{},
 	}
-	walkMsg(raw, func(n *pg.Node) bool {
-		if n.GetPrepareStmt() != nil || n.GetCreateFunctionStmt() != nil {
-			return false // their $n are their own parameters, not the client's
-		}
-		if p := n.GetParamRef(); p != nil {
-			a.paramCount[p.Number]++
-			if p.Number > a.maxParam {
-				a.maxParam = p.Number
-			}
-			if (p.Number < 1 || p.Number > maxParams) && a.badParam == nil {
-				a.badParam = errorf(CodeUndefinedParameter, "there is no parameter $%d", p.Number).at(sql, p.Location)
-			}
-		}
-		return true
-	})
+	if raw.Stmt.GetPrepareStmt() == nil && raw.Stmt.GetCreateFunctionStmt() == nil { // their $n are their own
+		a.countParams()
+	}
 	return a
+}
+
+// countParams counts the client's $n in the statement's text. Each $n token
+// is exactly one ParamRef in the raw parse tree, and the lexer finds them
+// much faster than a walk of the tree.
+func (a *analyzer) countParams() {
+	l := lexer{s: a.sql[:a.stmtEnd], pos: a.stmtStart, backslash: a.backslash}
+	for t := l.next(); t.kind != tEOF && t.kind != tError; t = l.next() {
+		if t.kind != tParam {
+			continue
+		}
+		n, err := strconv.Atoi(a.sql[t.start+1 : t.end])
+		if err != nil || n < 1 || n > maxParams {
+			if a.badParam == nil {
+				a.badParam = errorf(CodeUndefinedParameter, "there is no parameter %s", a.sql[t.start:t.end]).at(a.sql, int32(t.start))
+			}
+			continue
+		}
+		a.paramCount[int32(n)]++
+		if int32(n) > a.maxParam {
+			a.maxParam = int32(n)
+		}
+	}
 }
 
 func (a *analyzer) replace(start, end int, text string) {

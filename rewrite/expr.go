@@ -29,6 +29,15 @@ func (a *analyzer) expr(n *pg.Node, sc *scope, what string) *Error {
 		return nil
 	}
 	switch {
+	case n.GetAConst() != nil, n.GetParamRef() != nil, n.GetSqlvalueFunction() != nil, n.GetSetToDefault() != nil:
+		return nil // leaves
+	case n.GetList() != nil:
+		for _, c := range n.GetList().Items {
+			if err := a.expr(c, sc, what); err != nil {
+				return err
+			}
+		}
+		return nil
 	case n.GetColumnRef() != nil:
 		return a.bareRef(n.GetColumnRef(), sc, what)
 	case n.GetAExpr() != nil:

@@ -21,8 +21,12 @@ var lowerTable = func() (t [256]byte) {
 }()
 
 type precheck struct {
-	names [][]byte   // lower-cased needles: configured table names, their doubled-quote forms, and "u&"
-	first [256]uint8 // bit k set: needle k (k < 8) starts with this byte, in either case; 0xff: needle ≥ 8
+	names [][]byte // lower-cased needles: configured table names, their doubled-quote forms, and "u&"
+	// pair[c] has bit (d|0x20)&63 set when some needle starts with c (in
+	// either case) followed by d: a two-byte filter that lets most
+	// positions of ordinary SQL be skipped with one table load.
+	pair  [256]uint64
+	short bool // a one-byte needle exists: the last byte is checked too
 }
 
 func newPrecheck(tableNames []string) *precheck {
@@ -35,14 +39,16 @@ func newPrecheck(tableNames []string) *precheck {
 		if len(b) == 0 {
 			return
 		}
-		bit := uint8(0xff)
-		if len(p.names) < 8 {
-			bit = 1 << len(p.names)
-		}
 		p.names = append(p.names, b)
-		p.first[b[0]] |= bit
+		mask := ^uint64(0)
+		if len(b) > 1 {
+			mask = 1 << ((b[1] | 0x20) & 63)
+		} else {
+			p.short = true
+		}
+		p.pair[b[0]] |= mask
 		if b[0] >= 'a' && b[0] <= 'z' {
-			p.first[b[0]-('a'-'A')] |= bit
+			p.pair[b[0]-('a'-'A')] |= mask
 		}
 	}
 	// U&"..." and U&'...': any Unicode escape makes the text uncertain.
@@ -67,37 +73,26 @@ func doubleQuotes(s string) string {
 	return string(out)
 }
 
-// mayReference reports whether s may reference a configured table. It
-// skips eight bytes at a time while none of them can start a needle.
+// mayReference reports whether s may reference a configured table.
 func (p *precheck) mayReference(s string) bool {
-	f := &p.first
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		if f[s[i]]|f[s[i+1]]|f[s[i+2]]|f[s[i+3]]|f[s[i+4]]|f[s[i+5]]|f[s[i+6]]|f[s[i+7]] == 0 {
+	n := len(s) - 1
+	for i := 0; i < n; i++ {
+		m := p.pair[s[i]]
+		if m == 0 || m&(1<<((s[i+1]|0x20)&63)) == 0 {
 			continue
 		}
-		for j := i; j < i+8; j++ {
-			if m := f[s[j]]; m != 0 && p.matchAt(s, j, m) {
-				return true
-			}
-		}
-	}
-	for ; i < len(s); i++ {
-		if m := f[s[i]]; m != 0 && p.matchAt(s, i, m) {
+		if p.matchAt(s, i) {
 			return true
 		}
 	}
-	return false
+	return p.short && n >= 0 && p.matchAt(s, n)
 }
 
-// matchAt reports whether a needle in mask m occurs at s[i:], ignoring ASCII case.
-func (p *precheck) matchAt(s string, i int, m uint8) bool {
+// matchAt reports whether a needle occurs at s[i:], ignoring ASCII case.
+func (p *precheck) matchAt(s string, i int) bool {
 next:
-	for k, n := range p.names {
-		if k < 8 && m&(1<<k) == 0 || len(s)-i < len(n) {
-			continue
-		}
-		if k >= 8 && lowerTable[s[i]] != n[0] {
+	for _, n := range p.names {
+		if len(s)-i < len(n) || lowerTable[s[i]] != n[0] {
 			continue
 		}
 		for j := 1; j < len(n); j++ {

@@ -107,3 +107,12 @@ func TestPlanOfSessionStatementsWithoutTables(t *testing.T) {
 		}
 	}
 }
+
+func TestPrecheckShortNames(t *testing.T) {
+	pc := newPrecheck([]string{"t", "ab"})
+	for sql, want := range map[string]bool{"SELECT * FROM t": true, "x": false, "T": true, "SELECT 1": true /* t in SELECT */, "a": false, "xAB": true, "": false} {
+		if got := pc.mayReference(sql); got != want {
+			t.Errorf("%q: got %v, want %v", sql, got, want)
+		}
+	}
+}

@@ -133,9 +133,10 @@ func (r *rel) inStar(stars []*rel) bool {
 // bindTenants makes sure every encrypted output of a table with a
 // key_context has its row's tenant value beside it: it points to the
 // key_context column the query already returns, or appends it as a hidden
-// field at appendAt. cannotAppend, when set, explains why appending would
-// change the result (DISTINCT, GROUP BY…), and the statement is refused.
-func (a *analyzer) bindTenants(res *queryResult, appendAt int, cannotAppend string) *Error {
+// field at appendAt. cannotAppend, called only when a field must be added,
+// explains why appending would change the result (DISTINCT, GROUP BY…);
+// the statement is then refused.
+func (a *analyzer) bindTenants(res *queryResult, appendAt int, cannotAppend func() string) *Error {
 	res.linkTenants()
 	var added []string
 	for i := range res.cols {
@@ -157,10 +158,10 @@ func (a *analyzer) bindTenants(res *queryResult, appendAt int, cannotAppend stri
 			c.tenantOut = j
 			continue
 		}
-		if cannotAppend != "" || appendAt < 0 {
+		if why := cannotAppend(); why != "" || appendAt < 0 {
 			return tableErr(CodeFeatureNotSupported, t, hint+" (list "+t.KeyContext+" in the select list)",
 				"encrypted column %s needs its tenant column %s in the result, and pgveil cannot add it to a query with %s",
-				c.enc.QualifiedName(), t.KeyContext, cannotAppend)
+				c.enc.QualifiedName(), t.KeyContext, why)
 		}
 		name := c.src.cols[c.tenant].name
 		ref := quoteIdent(name)
