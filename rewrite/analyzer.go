@@ -57,7 +57,7 @@ type analyzer struct {
 	maxParam   int32
 	litIndex   map[int]int // literal start → index in st.Literals
 	ctes       *cteScope
-	tenantRels map[*policy.Table]int // base references to tables with a key_context
+	tenantRels map[*policy.Table]int  // base references to tables with a key_context
 	refRels    map[*pg.ColumnRef]*rel // the relation each encrypted column reference resolved to
 
 	// noOutputs: the statement's rows never reach the client decrypted
