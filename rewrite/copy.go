@@ -267,6 +267,12 @@ func (a *analyzer) copyOptions(c *pg.CopyStmt) (*Copy, *Error) {
 			}
 		case "default":
 			defaultMarker = true
+		case "force_not_null", "force_null":
+			if c.IsFrom {
+				// They change which fields are NULL; the proxy would have to
+				// mirror them per column to know what to encrypt.
+				a.copyRefusal = strings.ToUpper(d.Defname)
+			}
 		}
 	}
 	if defaultMarker && c.IsFrom {

@@ -274,6 +274,9 @@ var planCases = []planCase{
 	{name: "copy query", sql: "COPY (SELECT email FROM users WHERE email = 'x') TO STDOUT", want: "COPY (SELECT email, users.org_id FROM users WHERE email_bidx = {index:email}) TO STDOUT"},
 	{name: "copy query plain", sql: "COPY (SELECT id FROM users) TO STDOUT", want: "="},
 	{name: "copy where on encrypted", sql: "COPY users (email, org_id) FROM STDIN WHERE email IS NOT NULL", code: "0A000"},
+	{name: "copy force_null", sql: "COPY contacts (email) FROM STDIN (FORMAT csv, FORCE_NULL (email))", code: "0A000", msg: "FORCE_NULL"},
+	{name: "citext value cast", sql: "SELECT id FROM users WHERE email = $1::citext", want: "SELECT id FROM users WHERE email_bidx = $1"},
+	{name: "set operation order by expression", sql: "SELECT email FROM contacts UNION ALL SELECT email FROM contacts ORDER BY lower(email)", code: "0A000"},
 	{name: "copy unconfigured", sql: "COPY orders FROM STDIN", want: "="},
 
 	// --- EXPLAIN, stored queries, PREPARE, MERGE, DDL ---

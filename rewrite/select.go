@@ -302,8 +302,8 @@ func (a *analyzer) outputOrInput(n *pg.Node, level *scope, res *queryResult, wha
 		}
 		return nil
 	}
-	if level == nil {
-		level = &scope{}
+	if level == nil { // after a set operation or VALUES: names are output columns
+		level = &scope{rels: []*rel{res.asRel("", nil)}}
 	}
 	return a.expr(n, level, what)
 }

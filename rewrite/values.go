@@ -323,6 +323,9 @@ func castFits(t *pg.TypeName, lt policy.LogicalType, array bool) bool {
 		return false
 	}
 	name := lastName(t.Names)
+	if name == "citext" && (lt == policy.TypeText || lt == policy.TypeVarchar) {
+		return (len(t.ArrayBounds) > 0) == array // the citext extension, in whatever schema
+	}
 	if len(t.Names) == 2 {
 		if s, _ := str(t.Names[0]); s != "pg_catalog" {
 			return false
