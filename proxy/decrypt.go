@@ -234,6 +234,9 @@ func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byt
 	switch {
 	case rc.physical == policy.OIDText:
 		if !envelope.IsText(raw) {
+			if s.eng.migrating(col.Table) {
+				return s.legacyPlaintext(rc, raw, dst)
+			}
 			return s.openFailed(rc, errNotSealed, dst)
 		}
 		env, err = envelope.Decode(s.envBuf[:0], raw)
@@ -248,6 +251,9 @@ func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byt
 		return s.openFailed(rc, keysource.ErrTampered, dst)
 	}
 	if !envelope.IsBinary(env) {
+		if s.eng.migrating(col.Table) {
+			return s.legacyPlaintext(rc, env, dst)
+		}
 		return s.openFailed(rc, errNotSealed, dst)
 	}
 	pt, key, err := s.eng.keys.Open(s.ctx, col, env, s.ptOut[:0])
@@ -274,6 +280,25 @@ func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byt
 }
 
 var errNotSealed = errors.New("plaintext found where an envelope was expected")
+
+// legacyPlaintext returns a value stored before the table was encrypted,
+// during migration mode: the column's text form (or raw bytes for bytea).
+func (s *session) legacyPlaintext(rc *resultCol, raw, dst []byte) ([]byte, bool, error) {
+	col := rc.col
+	pt := raw
+	if col.Type != policy.TypeBytea {
+		var err error
+		if s.ptOut, err = canon.Plaintext(col.Type, canon.TextFormat, 0, raw, s.ptOut[:0]); err != nil {
+			return s.openFailed(rc, errNotSealed, dst)
+		}
+		pt = s.ptOut
+	}
+	out, err := canon.Wire(col.Type, rc.cliFmt, pt, dst)
+	if err != nil {
+		return s.openFailed(rc, err, dst)
+	}
+	return out, false, nil
+}
 
 // openFailed decides what a value that does not open becomes.
 func (s *session) openFailed(rc *resultCol, err error, dst []byte) ([]byte, bool, error) {

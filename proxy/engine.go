@@ -27,6 +27,8 @@ type engine struct {
 	log     *zap.Logger
 
 	cat atomic.Pointer[catalog]
+	// states are the tables' migration states (pgveil.tables).
+	states atomic.Pointer[map[string]string]
 	// stop ends the background watchers (key-store notifications).
 	stop context.CancelFunc
 	done chan struct{}
@@ -47,33 +49,103 @@ func newEngine(ctx context.Context, cfg *policy.Config, pool *pgxpool.Pool, mast
 	if err != nil {
 		return nil, fmt.Errorf("opening the key store: %w", err)
 	}
+	states, err := LoadTableStates(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("reading pgveil.tables: %w", err)
+	}
 	e := &engine{cfg: cfg, planner: rewrite.NewPlanner(cfg, cfg.Proxy.PlanCacheSize), keys: keys, pool: pool, log: log}
 	e.setCatalog(cat)
+	e.setStates(states)
 	wctx, stop := context.WithCancel(context.Background())
 	e.stop, e.done = stop, make(chan struct{})
-	go e.watchKeys(wctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); e.watch(wctx, "key-store", e.keys.Watch) }()
+	go func() { defer wg.Done(); e.watch(wctx, "table-state", e.watchStates) }()
+	go func() { wg.Wait(); close(e.done) }()
 	return e, nil
 }
 
-// watchKeys applies other processes' key changes (a shred by the CLI or
-// another replica, a rotation) to this process's cache as they are
-// announced on the database's pgveil_keys channel, so a shredded tenant
-// reads as NULL on every replica within one notification round trip. A
-// broken listening connection is re-established with backoff; meanwhile
-// the keyring's active-key TTL (1 minute) bounds how stale the cache is.
-func (e *engine) watchKeys(ctx context.Context) {
-	defer close(e.done)
+func (e *engine) setStates(m map[string]string) { e.states.Store(&m) }
+
+// migrating reports whether t is being migrated (or decrypted): values
+// without an envelope are then legacy plaintext, not an attack.
+func (e *engine) migrating(t *policy.Table) bool {
+	switch (*e.states.Load())[t.QualifiedName()] {
+	case TableMigrating, TableDecrypting:
+		return true
+	}
+	return false
+}
+
+// watchStates follows pgveil.tables: it reloads the states whenever
+// `pgveil migrate` announces a change on TableStateChannel.
+func (e *engine) watchStates(ctx context.Context) error {
+	conn, err := e.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+TableStateChannel); err != nil {
+		return err
+	}
+	// Changes before LISTEN took effect were not announced: reload now.
+	if err := e.reloadStates(ctx); err != nil {
+		return err
+	}
+	for {
+		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+			if ctx.Err() != nil {
+				conn.Conn().Close(context.Background())
+				return ctx.Err()
+			}
+			return err
+		}
+		if err := e.reloadStates(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+func (e *engine) reloadStates(ctx context.Context) error {
+	states, err := LoadTableStates(ctx, e.pool)
+	if err != nil {
+		return err
+	}
+	e.setStates(states)
+	e.planner.SetMigrating(migratingSet(e.cfg, states))
+	return nil
+}
+
+// migratingSet is the set of configured tables in migration mode.
+func migratingSet(cfg *policy.Config, states map[string]string) map[*policy.Table]bool {
+	out := map[*policy.Table]bool{}
+	for _, t := range cfg.Tables {
+		if s := states[t.QualifiedName()]; s == TableMigrating || s == TableDecrypting {
+			out[t] = true
+		}
+	}
+	return out
+}
+
+// watch runs a LISTEN loop until ctx ends, re-establishing a broken
+// connection with backoff. The key-store loop applies other processes' key
+// changes (a shred by the CLI or another replica, a rotation) as they are
+// announced, so a shredded tenant reads as NULL on every replica within one
+// notification round trip; while it is down, the keyring's active-key TTL
+// (1 minute) bounds how stale the cache is.
+func (e *engine) watch(ctx context.Context, what string, listen func(context.Context) error) {
 	backoff := 100 * time.Millisecond
 	for {
 		start := time.Now()
-		err := e.keys.Watch(ctx)
+		err := listen(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		if time.Since(start) > time.Minute {
 			backoff = 100 * time.Millisecond
 		}
-		e.log.Warn("key-store notifications interrupted; reconnecting", zap.Error(err), zap.Duration("retry_in", backoff))
+		e.log.Warn("notifications interrupted; reconnecting", zap.String("channel", what), zap.Error(err), zap.Duration("retry_in", backoff))
 		select {
 		case <-ctx.Done():
 			return

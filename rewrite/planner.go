@@ -20,6 +20,9 @@ type Planner struct {
 	pre   *precheck
 	cat   atomic.Pointer[Catalog]
 	cache *planCache
+	// migrating are the tables in migration mode (pgveil.tables); nil or
+	// empty in steady state.
+	migrating atomic.Pointer[map[*policy.Table]bool]
 }
 
 // NewPlanner returns a planner for cfg's policy that caches up to
@@ -33,6 +36,19 @@ func NewPlanner(cfg *policy.Config, cacheSize int) *Planner {
 func (p *Planner) SetCatalog(c *Catalog) {
 	p.cat.Store(c)
 	p.cache.clear()
+}
+
+// SetMigrating installs the set of tables in migration mode and drops
+// every cached plan, since lookups on those tables are planned differently.
+func (p *Planner) SetMigrating(tables map[*policy.Table]bool) {
+	p.migrating.Store(&tables)
+	p.cache.clear()
+}
+
+// isMigrating reports whether t is in migration mode.
+func (p *Planner) isMigrating(t *policy.Table) bool {
+	m := p.migrating.Load()
+	return m != nil && (*m)[t]
 }
 
 // Stats returns the plan cache's counters.
