@@ -157,7 +157,11 @@ type Stmt struct {
 	// configured table), where the proxy relays the parameters as they are.
 	ClientParams int
 	// Params are the rewritten statement's parameters. Nil when not
-	// Rewritten (the client's parameters pass unchanged).
+	// Rewritten (the client's parameters pass unchanged). When set they
+	// describe every parameter of the rewritten text: $1…$ClientParams keep
+	// their numbers, derived ones follow. The proxy sends len(Params)
+	// values, each built from the client's value Client; a value the
+	// client declared and bound but the text never references is dropped.
 	Params []Param
 	// Outputs map the result fields; nil when the statement returns no
 	// rows or when no field is encrypted. When a field's origin cannot be
@@ -181,6 +185,9 @@ type Stmt struct {
 	// SearchPath is set by SET [SESSION|LOCAL] search_path / RESET
 	// search_path: the new schemas, in order, as written ("$user" kept).
 	// Nil when the statement does not change it. SearchPathLocal marks SET LOCAL.
+	// SET SCHEMA 'x' and SELECT set_config('search_path', '…', is_local)
+	// with literal arguments set them too; SearchPathReset is also set by
+	// RESET ALL and DISCARD ALL.
 	SearchPath      []string
 	SearchPathReset bool
 	SearchPathLocal bool
