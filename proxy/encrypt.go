@@ -134,6 +134,10 @@ func (s *session) handleQuery(body []byte) error {
 		s.sw.Write(body)
 		return nil
 	}
+	if s.nonUTF8.Load() {
+		s.injectQueryError(encodingRefusal())
+		return nil
+	}
 	text := sql
 	if p.Rewritten {
 		start := time.Now()
@@ -294,6 +298,10 @@ func (s *session) handleParse(body []byte) error {
 		s.t.push(pending{kind: pendParse, stmt: passthroughStmt})
 		s.sw.Write(s.cr.header())
 		s.sw.Write(body)
+		return nil
+	}
+	if s.nonUTF8.Load() {
+		s.injectExtendedError(encodingRefusal())
 		return nil
 	}
 	if len(pm.Name) > 0 && s.t.hasStatement(pm.Name) {

@@ -331,3 +331,56 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 	r.data = r.data[k:]
 	return k, nil
 }
+
+func TestEncryptRefusedUnderNonUTF8ClientEncoding(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startEncProxy(t)
+	defer p.stop(t, 10*time.Second)
+	ctx := context.Background()
+	conn, err := pgconn.Connect(ctx, p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SET client_encoding TO 'LATIN1'").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, "INSERT INTO enc_notes (body) VALUES ('cafe')").ReadAll()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "22021" {
+		t.Fatalf("LATIN1 insert into an encrypted column: %v", err)
+	}
+	// Statements on other tables still work.
+	if _, err := conn.Exec(ctx, "SELECT 'caf\xe9'").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "RESET client_encoding; INSERT INTO enc_notes (body) VALUES ('cafe')").ReadAll(); err != nil {
+		t.Fatalf("after RESET: %v", err)
+	}
+}
+
+// TestCatalogFollowsDDL: a column added through pgveil is known at once.
+func TestCatalogFollowsDDL(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startEncProxy(t)
+	defer p.stop(t, 10*time.Second)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, harness.BuildURL(p.addr, harness.SuperUser, harness.Passwords[harness.SuperUser], harness.Database, "sslmode=disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "ALTER TABLE enc_notes ADD COLUMN extra int"); err != nil {
+		t.Fatal(err)
+	}
+	// SELECT * must now number the new column, or the decrypt map would
+	// be off by one.
+	if _, err := conn.Exec(ctx, "INSERT INTO enc_notes (body, author, extra) VALUES ($1, 'x', 7)", "after ddl"); err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	var extra int
+	if err := conn.QueryRow(ctx, "SELECT body, extra FROM (SELECT * FROM enc_notes) s WHERE extra = 7").Scan(&body, &extra); err != nil || body != "after ddl" {
+		t.Fatalf("after DDL: %q %v", body, err)
+	}
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"time"
 
 	"github.com/pgveil/pgveil/rewrite"
@@ -167,7 +168,12 @@ func (s *session) decodeBackend(typ byte, ev backendEvent) error {
 			done = cur.portal.Stmt.Plan
 		}
 		if done != nil && done.Kind == rewrite.KindDDL {
-			s.ddlDone.Store(time.Now().UnixNano())
+			// Every session plans with the new schema from now: reload the
+			// shared snapshot in the background; this session's next plan
+			// waits for it (refreshCatalogIfNeeded).
+			at := time.Now()
+			s.ddlDone.Store(at.UnixNano())
+			go s.eng.refreshCatalog(context.Background(), at)
 		}
 		return s.sr.forwardBody(s.cw)
 	case 'H', 'd', 'c', 'G':

@@ -79,12 +79,27 @@ func splitOutsideQuotes(s string, sep byte) []string {
 	return append(parts, s[start:])
 }
 
-// noteParameterStatus follows the settings that change how SQL is read.
+// noteParameterStatus follows the settings that change how SQL and values
+// are read: standard_conforming_strings (backslashes in literals) and
+// client_encoding (pgveil seals UTF-8 text).
 func (s *session) noteParameterStatus(body []byte) {
 	name, off, ok := cstringBytes(body, 0)
-	if !ok || string(name) != "standard_conforming_strings" {
+	if !ok {
 		return
 	}
 	v, _, _ := cstringBytes(body, off)
-	s.backslash.Store(string(v) == "off")
+	switch string(name) {
+	case "standard_conforming_strings":
+		s.backslash.Store(string(v) == "off")
+	case "client_encoding":
+		s.nonUTF8.Store(!strings.EqualFold(string(v), "UTF8") && !strings.EqualFold(string(v), "UTF-8"))
+	}
+}
+
+// encodingRefusal refuses statements on encrypted columns while the client
+// sends text in an encoding other than UTF-8: the same value would be
+// sealed and indexed as different bytes than a UTF-8 client's.
+func encodingRefusal() *pgError {
+	return &pgError{Severity: "ERROR", Code: "22021", Message: "pgveil encrypts text as UTF-8, but this session's client_encoding is not UTF8",
+		Hint: "SET client_encoding TO 'UTF8' (or connect with client_encoding=UTF8)"}
 }

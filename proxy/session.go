@@ -92,6 +92,7 @@ type session struct {
 	idxBuf            []byte
 	// Server goroutine state.
 	backslash atomic.Bool  // standard_conforming_strings is off
+	nonUTF8   atomic.Bool  // client_encoding is not UTF8
 	ddlDone   atomic.Int64 // unix nanos when DDL last completed
 	curMap    *resultMap   // result set whose rows are arriving
 	rd        rowDescription
