@@ -98,7 +98,15 @@ func fastPlan(sql string) (*Plan, bool) {
 	if !ok {
 		return nil, false
 	}
-	return &Plan{Stmts: []*Stmt{st}}, true
+	// One allocation for the plan, its statement list and its statement.
+	box := &struct {
+		plan Plan
+		list [1]*Stmt
+		st   Stmt
+	}{st: st}
+	box.list[0] = &box.st
+	box.plan.Stmts = box.list[:]
+	return &box.plan, true
 }
 
 // planText parses and plans sql. A panic anywhere below (pg_query's Go

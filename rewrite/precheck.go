@@ -1,5 +1,7 @@
 package rewrite
 
+import "strings"
+
 // The pre-check decides, without parsing, that a statement cannot reference
 // any configured table, so that most traffic never pays for pg_query (tens of
 // microseconds per statement). It is conservative: a table name anywhere in
@@ -126,24 +128,19 @@ outer:
 // a configured table. ok is false when the string must be parsed anyway:
 // it may hold several statements, or change state the proxy tracks
 // (search_path, prepared statements).
-func fastStmt(s string) (st *Stmt, ok bool) {
+func fastStmt(s string) (st Stmt, ok bool) {
 	start, end := trimSpan(s, 0, len(s))
 	if end > start && s[end-1] == ';' {
 		end--
 		_, end = trimSpan(s, start, end)
 	}
-	for i := start; i < end; i++ {
-		if s[i] == ';' {
-			return nil, false
-		}
-	}
-	if containsFold(s, "search_path") || containsFold(s, "set_config") {
-		return nil, false
+	if strings.IndexByte(s[start:end], ';') >= 0 || sessionWords.mayReference(s) {
+		return Stmt{}, false
 	}
 	l := lexer{s: s, pos: start}
 	t := l.next()
 	if t.kind != tIdent {
-		return &Stmt{Kind: KindOther, Original: s[start:end], OriginalStart: start}, true
+		return Stmt{Kind: KindOther, Original: s[start:end], OriginalStart: start}, true
 	}
 	var buf [16]byte
 	word := buf[:0]
@@ -158,12 +155,16 @@ func fastStmt(s string) (st *Stmt, ok bool) {
 		case "set", "reset", "discard", "deallocate", "prepare":
 			// SET SCHEMA 'x' changes search_path without naming it: parse
 			// every SET (their plans are cached, they repeat).
-			return nil, false
+			return Stmt{}, false
 		}
 		kind = KindOther
 	}
-	return &Stmt{Kind: kind, Original: s[start:end], OriginalStart: start}, true
+	return Stmt{Kind: kind, Original: s[start:end], OriginalStart: start}, true
 }
+
+// sessionWords finds text that may change search_path without naming a
+// table: SET search_path, set_config('search_path', …).
+var sessionWords = newPrecheck([]string{"search_path", "set_config"})
 
 var fastKinds = map[string]Kind{
 	"select": KindSelect, "values": KindSelect, "table": KindSelect,

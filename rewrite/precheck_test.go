@@ -56,7 +56,7 @@ func TestFastStmtKinds(t *testing.T) {
 	} {
 		st, ok := fastStmt(sql)
 		if !ok || st.Kind != want {
-			t.Errorf("%q: kind %v ok=%v, want %v", sql, st, ok, want)
+			t.Errorf("%q: kind %v ok=%v, want %v", sql, st.Kind, ok, want)
 		}
 	}
 	// These must be parsed: several statements, or session state the proxy tracks.
