@@ -115,6 +115,9 @@ var planCases = []planCase{
 	{name: "exists correlated join on key", sql: "SELECT id FROM users u WHERE EXISTS (SELECT 1 FROM contacts c WHERE c.email = u.email)", want: "SELECT id FROM users u WHERE EXISTS (SELECT 1 FROM contacts c WHERE c.email_bidx = u.email_bidx)"},
 	{name: "ambiguous bare name across levels", sql: "SELECT id FROM users WHERE id IN (SELECT user_id FROM orders WHERE email = 'x')", code: "42702"},
 	{name: "qualified name across levels", sql: "SELECT id FROM users WHERE id IN (SELECT user_id FROM orders o WHERE o.email = 'x')", want: "="},
+	{name: "table name hidden by alias", sql: "SELECT u.id FROM users u WHERE users.email = 'x'", code: "42P01"},
+	{name: "qualifier not in from", sql: "SELECT id FROM users WHERE x.email = 'x'", code: "42P01"},
+	{name: "composite field of a plain column", sql: "SELECT id FROM users WHERE name.first = 'x'", want: "="},
 	{name: "whole-row reference", sql: "SELECT row_to_json(u) FROM users u", code: "0A000", msg: "whole-row"},
 	{name: "star in function", sql: "SELECT row_to_json(u.*) FROM users u", code: "0A000"},
 

@@ -142,16 +142,65 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 		name := parts[len(parts)-1]
 		r := a.findRel(parts[:len(parts)-1], sc)
 		if r == nil {
+			// users.email where users is not in FROM (or hidden by an
+			// alias): PostgreSQL rejects it, but only after the text (and
+			// any value in it) has reached the server and its log.
+			if t := a.configuredNamed(parts[:len(parts)-1]); t != nil && t.Column(name) != nil {
+				e := colErr(CodeUndefinedTable, t.Column(name), "refer to the table by its alias or add it to FROM",
+					"invalid reference to FROM-clause entry for table %q", parts[len(parts)-2])
+				return none, e.at(a.sql, cr.Location)
+			}
 			// t.f where t is not a relation: a field of a composite column.
 			if len(parts) == 2 {
-				if c, err := a.resolveBare(parts[0], cr.Location, sc); err == nil && c.enc() != nil {
+				c, err := a.resolveBare(parts[0], cr.Location, sc)
+				if err == nil && c.enc() != nil {
 					return none, unsupported(c.enc(), "field selection", "select the column itself").at(a.sql, cr.Location)
 				}
+				if err == nil && c.rel != nil {
+					return none, nil // a known column: its field
+				}
+			}
+			// A qualifier that names nothing in scope, with the name of an
+			// encrypted column in scope (u.email when FROM says users x):
+			// most likely a mistake PostgreSQL will reject after logging
+			// the text. Refuse it first.
+			if enc := encryptedNamed(name, sc); enc != nil {
+				e := colErr(CodeUndefinedTable, enc, "qualify the column with a table name or alias that is in FROM",
+					"missing FROM-clause entry for table %q", parts[len(parts)-2])
+				return none, e.at(a.sql, cr.Location)
 			}
 			return none, nil
 		}
 		return colRef{rel: r, idx: r.col(name)}, nil
 	}
+}
+
+// encryptedNamed returns an encrypted column called name of a relation in scope.
+func encryptedNamed(name string, sc *scope) *policy.Column {
+	for s := sc; s != nil; s = s.parent {
+		for _, r := range s.rels {
+			if i := r.col(name); i >= 0 && r.cols[i].enc != nil {
+				return r.cols[i].enc
+			}
+		}
+	}
+	return nil
+}
+
+// configuredNamed returns the configured table a qualifier could mean:
+// [t] in any schema, [schema, t] or [db, schema, t].
+func (a *analyzer) configuredNamed(q []string) *policy.Table {
+	switch len(q) {
+	case 1:
+		for _, t := range a.cfg.Tables {
+			if t.Name == q[0] {
+				return t
+			}
+		}
+	case 2, 3:
+		return a.cfg.Table(q[len(q)-2], q[len(q)-1])
+	}
+	return nil
 }
 
 // findRel finds the relation a qualifier names: [t], [schema, t] or [db, schema, t].
