@@ -67,7 +67,7 @@ func (secretStmt) Generate(r *rand.Rand, _ int) reflect.Value {
 	}
 	var s string
 	from := []string{"users u", "users u", "users", "public.users AS u", "users u JOIN contacts c2 ON c2.user_id = u.id"}[r.Intn(5)]
-	switch r.Intn(8) {
+	switch r.Intn(20) {
 	case 0, 1:
 		s = fmt.Sprintf("SELECT u.id, u.email FROM %s WHERE %s", from, pred(0))
 	case 2:
@@ -81,8 +81,32 @@ func (secretStmt) Generate(r *rand.Rand, _ int) reflect.Value {
 		s = fmt.Sprintf("WITH x AS (SELECT u.id FROM %s WHERE %s) SELECT * FROM x", from, pred(0))
 	case 6:
 		s = fmt.Sprintf("EXPLAIN SELECT u.id FROM users u WHERE %s", pred(0))
-	default:
+	case 7:
 		s = fmt.Sprintf("COPY (SELECT u.id FROM users u WHERE %s) TO STDOUT", pred(0))
+	case 8:
+		s = fmt.Sprintf("SELECT u.org_id FROM %s GROUP BY u.org_id HAVING bool_or(%s)", from, pred(0))
+	case 9:
+		s = fmt.Sprintf("SELECT u.id FROM users u, LATERAL (SELECT 1 FROM contacts c WHERE c.email = %s OR c.email = u.email) x", secret())
+	case 10:
+		s = fmt.Sprintf("SELECT (SELECT count(*) FROM contacts c WHERE c.email = %s) FROM users u WHERE %s", secret(), pred(0))
+	case 11:
+		s = fmt.Sprintf("SELECT u.id FROM users u WHERE %s UNION ALL SELECT u.id FROM users u WHERE %s", pred(0), pred(0))
+	case 12:
+		s = fmt.Sprintf("INSERT INTO users (email, org_id, birth_date) SELECT %s, 1, %s", secret(), secret())
+	case 13:
+		s = fmt.Sprintf("UPDATE users u SET email = CASE WHEN %s THEN %s END WHERE u.org_id = 1", pred(0), secret())
+	case 14:
+		s = fmt.Sprintf("INSERT INTO users (email, org_id) VALUES (%s, $1) ON CONFLICT (email) DO UPDATE SET email = %s WHERE users.email = %s", secret(), secret(), secret())
+	case 15:
+		s = fmt.Sprintf("WITH n AS (INSERT INTO contacts (email) VALUES (%s) RETURNING id) SELECT * FROM n, users u WHERE %s", secret(), pred(0))
+	case 16:
+		s = fmt.Sprintf("SELECT u.id FROM %s ORDER BY (%s), u.id", from, pred(0))
+	case 17:
+		s = fmt.Sprintf("CREATE VIEW v AS SELECT u.id FROM %s WHERE %s", from, pred(0))
+	case 18:
+		s = fmt.Sprintf("BEGIN; DECLARE c CURSOR FOR SELECT u.id FROM %s WHERE %s; COMMIT", from, pred(0))
+	default:
+		s = fmt.Sprintf("PREPARE q AS SELECT u.id FROM %s WHERE %s", from, pred(0))
 	}
 	return reflect.ValueOf(secretStmt(s))
 }
