@@ -211,7 +211,7 @@ type CopyFormat uint8
 const (
 	CopyText CopyFormat = iota
 	CopyCSV
-	CopyBinary // never planned on a table with encrypted columns: refused
+	CopyBinary // planned like text; the proxy edits binary tuples
 )
 
 // Copy is the plan for COPY table [(cols)] FROM STDIN / TO STDOUT and
