@@ -15,8 +15,25 @@ import (
 // compares it with the blind-index column. NULL elements stay NULL (they
 // match nothing, as in SQL). Only one-dimensional arrays are accepted.
 func (s *session) indexArray(col *policy.Column, format int16, src, dst []byte) ([]byte, error) {
+	return s.mapArray(col, format, src, dst, policy.OIDBytea, func(pt, dst []byte) ([]byte, error) { return s.index(col, pt, dst) })
+}
+
+// plaintextArray is indexArray for the migration-mode fallback of
+// = ANY($n): each element's comparable plaintext, as text[] or bytea[].
+func (s *session) plaintextArray(col *policy.Column, format int16, src, dst []byte) ([]byte, error) {
+	elem := s.eng.catalog().physicalType(col)
+	return s.mapArray(col, format, src, dst, elem, func(pt, dst []byte) ([]byte, error) {
+		out, _, err := s.comparablePlaintext(col, pt, dst)
+		return out, err
+	})
+}
+
+// mapArray turns an array parameter of col's logical type into a binary
+// one-dimensional array of elemOID whose elements are fn of each element's
+// canonical plaintext.
+func (s *session) mapArray(col *policy.Column, format int16, src, dst []byte, outOID uint32, fn func(pt, dst []byte) ([]byte, error)) ([]byte, error) {
 	var elems [][]byte
-	var elemOID uint32
+	var elemOID uint32 // the client's element type, for binary input
 	var err error
 	if format == canon.BinaryFormat {
 		elems, elemOID, err = parseBinaryArray(src)
@@ -34,7 +51,7 @@ func (s *session) indexArray(col *policy.Column, format int16, src, dst []byte) 
 	}
 	dst = appendInt32(dst, 1) // ndim
 	dst = appendInt32(dst, hasNull)
-	dst = appendInt32(dst, int32(policy.OIDBytea))
+	dst = appendInt32(dst, int32(outOID))
 	dst = appendInt32(dst, int32(len(elems)))
 	dst = appendInt32(dst, 1) // lower bound
 	for _, e := range elems {
@@ -48,7 +65,7 @@ func (s *session) indexArray(col *policy.Column, format int16, src, dst []byte) 
 		}
 		lenAt := len(dst)
 		dst = appendInt32(dst, 0)
-		if dst, err = s.index(col, s.ptBuf, dst); err != nil {
+		if dst, err = fn(s.ptBuf, dst); err != nil {
 			return nil, err
 		}
 		binary.BigEndian.PutUint32(dst[lenAt:], uint32(len(dst)-lenAt-4))

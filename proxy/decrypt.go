@@ -171,9 +171,9 @@ func clientParamOIDs(st *rewrite.Stmt, server []uint32, dst []uint32) []uint32 {
 				continue
 			}
 			switch p.Action {
-			case rewrite.Encrypt, rewrite.Index:
+			case rewrite.Encrypt, rewrite.Index, rewrite.Plaintext:
 				oid = p.Column.Type.OID()
-			case rewrite.IndexEach:
+			case rewrite.IndexEach, rewrite.PlaintextEach:
 				oid = p.Column.Type.ArrayOID()
 			case rewrite.Pass:
 				if oid == 0 && j < len(server) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -177,6 +178,9 @@ func (s *session) fillLiteral(orig string, st *rewrite.Stmt, slot *rewrite.Slot)
 		return "NULL", nil
 	}
 	col := slot.Column
+	if slot.Action == rewrite.IndexEach || slot.Action == rewrite.PlaintextEach {
+		return s.fillArrayLiteral(col, slot.Action, v)
+	}
 	pt, err := canon.Plaintext(col.Type, canon.TextFormat, 0, v, nil)
 	if err != nil {
 		return "", err
@@ -201,6 +205,15 @@ func (s *session) fillLiteral(orig string, st *rewrite.Stmt, slot *rewrite.Slot)
 			return "", err
 		}
 		return rewrite.ByteaLiteral(sum), nil
+	case rewrite.Plaintext:
+		v, text, err := s.comparablePlaintext(col, pt, nil)
+		if err != nil {
+			return "", err
+		}
+		if text {
+			return rewrite.TextLiteral(string(v)), nil
+		}
+		return rewrite.ByteaLiteral(v), nil
 	}
 	return "", fmt.Errorf("literal slot with action %s", slot.Action)
 }
@@ -226,6 +239,73 @@ func (s *session) index(col *policy.Column, plaintext, dst []byte) ([]byte, erro
 		return nil, err
 	}
 	return key.Sum(dst, s.idxBuf), nil
+}
+
+// fillArrayLiteral turns an array literal ('{a,b}') compared with = ANY
+// into ARRAY[…] of the blind index (IndexEach) or the comparable plaintext
+// (PlaintextEach) of each element; NULL elements stay NULL.
+func (s *session) fillArrayLiteral(col *policy.Column, action rewrite.Action, v []byte) (string, error) {
+	elems, err := parseTextArray(v)
+	if err != nil {
+		return "", fmt.Errorf("pgveil: = ANY on %s: %w", col.QualifiedName(), err)
+	}
+	typ := "bytea[]"
+	if action == rewrite.PlaintextEach && s.eng.catalog().physicalType(col) == policy.OIDText {
+		typ = "text[]"
+	}
+	if len(elems) == 0 {
+		return "'{}'::" + typ, nil
+	}
+	var b strings.Builder
+	b.WriteString("ARRAY[")
+	for i, e := range elems {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		if e == nil {
+			b.WriteString("NULL")
+			continue
+		}
+		pt, err := canon.Plaintext(col.Type, canon.TextFormat, 0, e, nil)
+		if err != nil {
+			return "", err
+		}
+		if action == rewrite.IndexEach {
+			sum, err := s.index(col, pt, nil)
+			if err != nil {
+				return "", err
+			}
+			b.WriteString(rewrite.ByteaLiteral(sum))
+			continue
+		}
+		out, text, err := s.comparablePlaintext(col, pt, nil)
+		if err != nil {
+			return "", err
+		}
+		if text {
+			b.WriteString(rewrite.TextLiteral(string(out)))
+		} else {
+			b.WriteString(rewrite.ByteaLiteral(out))
+		}
+	}
+	b.WriteString("]::" + typ)
+	return b.String(), nil
+}
+
+// comparablePlaintext is the form of a value compared with a legacy
+// plaintext column in migration mode: for a text column the normalised
+// canonical text (the SQL normalises the column the same way), for a bytea
+// column the canonical bytes. text reports which.
+func (s *session) comparablePlaintext(col *policy.Column, plaintext, dst []byte) ([]byte, bool, error) {
+	if s.eng.catalog().physicalType(col) == policy.OIDBytea {
+		return append(dst, plaintext...), false, nil
+	}
+	var norms []policy.Normalization
+	if col.BlindIndex != nil {
+		norms = col.BlindIndex.Normalize
+	}
+	out, err := canon.IndexInput(col.Type, plaintext, norms, dst)
+	return out, true, err
 }
 
 // tenantFromRef resolves the key_context value a write uses. bind is the
@@ -367,12 +447,22 @@ func (s *session) serverParamOIDs(stmt *Statement) []uint32 {
 			oids[i] = policy.OIDBytea
 		case rewrite.IndexEach:
 			oids[i] = oidByteaArray
+		case rewrite.Plaintext:
+			oids[i] = cat.physicalType(p.Column)
+		case rewrite.PlaintextEach:
+			oids[i] = oidByteaArray
+			if cat.physicalType(p.Column) == policy.OIDText {
+				oids[i] = oidTextArray
+			}
 		}
 	}
 	return oids
 }
 
-const oidByteaArray = 1001
+const (
+	oidByteaArray = 1001
+	oidTextArray  = 1009
+)
 
 func stmtRewritten(st *rewrite.Stmt) bool { return st.Rewritten && st.Params != nil }
 
@@ -448,7 +538,7 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 		case rewrite.Pass:
 			arena = append(arena, v...)
 			outFmt = f
-		case rewrite.Encrypt, rewrite.Index:
+		case rewrite.Encrypt, rewrite.Index, rewrite.Plaintext:
 			var declared uint32
 			if p.Client < len(stmt.ParamOIDs) {
 				declared = stmt.ParamOIDs[p.Client]
@@ -459,6 +549,14 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 			}
 			if p.Action == rewrite.Index {
 				arena, err = s.index(p.Column, s.ptBuf, arena)
+				break
+			}
+			if p.Action == rewrite.Plaintext {
+				var text bool
+				arena, text, err = s.comparablePlaintext(p.Column, s.ptBuf, arena)
+				if text {
+					outFmt = 0
+				}
 				break
 			}
 			tenant, has, terr := s.tenantFromRef(p.Column.Table, p.Tenant, stmt.SQL, st, bm, stmt.ParamOIDs)
@@ -474,6 +572,8 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 			}
 		case rewrite.IndexEach:
 			arena, err = s.indexArray(p.Column, f, v, arena)
+		case rewrite.PlaintextEach:
+			arena, err = s.plaintextArray(p.Column, f, v, arena)
 		}
 		if err != nil {
 			return nil, err

@@ -173,6 +173,10 @@ func TestEncryptRoundTripEveryExecMode(t *testing.T) {
 			if err := conn.QueryRow(ctx, `SELECT count(*) FROM enc_users WHERE email IN ($1, $2)`, email, "nobody@x").Scan(&n); err != nil || n != 1 {
 				t.Fatalf("IN after refusal: %d %v", n, err)
 			}
+			// = ANY with an array (a literal in the simple protocol).
+			if err := conn.QueryRow(ctx, `SELECT count(*) FROM enc_users WHERE email = ANY($1)`, []string{"nobody@x", strings.ToLower(email)}).Scan(&n); err != nil || n != 1 {
+				t.Fatalf("= ANY: %d %v", n, err)
+			}
 		})
 	}
 	// At rest: no plaintext anywhere in the table.
@@ -387,5 +391,104 @@ func TestCatalogFollowsDDL(t *testing.T) {
 	var extra int
 	if err := conn.QueryRow(ctx, "SELECT body, extra FROM (SELECT * FROM enc_notes) s WHERE extra = 7").Scan(&body, &extra); err != nil || body != "after ddl" {
 		t.Fatalf("after DDL: %q %v", body, err)
+	}
+}
+
+// TestMigrationMode: a table whose existing rows are plaintext (text
+// columns, blind index NULL) is readable and searchable through pgveil
+// while it is in migration mode; new writes are sealed; once complete,
+// plaintext no longer reads.
+func TestMigrationMode(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx := context.Background()
+	admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, `
+DROP TABLE IF EXISTS legacy;
+CREATE TABLE legacy (id serial PRIMARY KEY, email text, email_bidx bytea, born text);
+INSERT INTO legacy (email, born) VALUES ('Old.One@Example.com', '1970-01-02'), ('old.two@example.com', NULL);
+GRANT ALL ON legacy, legacy_id_seq TO scram_user;`); err != nil {
+		t.Fatal(err)
+	}
+	admin.Exec(ctx, "DELETE FROM pgveil.tables WHERE table_name = 'public.legacy'") // absent on a fresh cluster
+	t.Setenv("PGVEIL_TEST_MASTER", testMasterKey)
+	p := startProxyYAML(t, fmt.Sprintf(`listen: 127.0.0.1:0
+upstream:
+  address: %s
+  tls: disable
+  service_url: %s
+keysource:
+  local:
+    key_env: PGVEIL_TEST_MASTER
+admin:
+  listen: ""
+tables:
+  public.legacy:
+    columns:
+      email:
+        type: text
+        blind_index: {column: email_bidx, normalize: [lowercase, trim]}
+      born:
+        type: date
+`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database)))
+	defer p.stop(t, 10*time.Second)
+	pool := p.srv.eng.Load().pool
+	if err := SetTableState(ctx, pool, "public.legacy", TableMigrating); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return p.srv.eng.Load().migrating(p.srv.Config().Table("public", "legacy")) })
+
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+		cfg, _ := pgx.ParseConfig(p.url())
+		cfg.DefaultQueryExecMode = mode
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var born time.Time
+		// Legacy plaintext rows: readable and found by email (normalised).
+		if err := conn.QueryRow(ctx, "SELECT born FROM legacy WHERE email = $1", " OLD.ONE@example.com").Scan(&born); err != nil || born.Format("2006-01-02") != "1970-01-02" {
+			t.Fatalf("%v: legacy lookup: %v %v", mode, born, err)
+		}
+		var n int
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM legacy WHERE email IN ($1, $2)", "old.one@example.com", "OLD.TWO@EXAMPLE.COM").Scan(&n); err != nil || n != 2 {
+			t.Fatalf("%v: IN: %d %v", mode, n, err)
+		}
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM legacy WHERE email = ANY($1)", []string{"old.two@example.com"}).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("%v: ANY: %d %v", mode, n, err)
+		}
+		conn.Close(ctx)
+	}
+	// New writes are sealed and found through the blind index.
+	conn, err := pgx.Connect(ctx, p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "INSERT INTO legacy (email, born) VALUES ($1, $2)", "new@example.com", time.Date(2001, 2, 3, 0, 0, 0, 0, time.UTC)); err != nil {
+		t.Fatal(err)
+	}
+	var stored string
+	admin.QueryRow(ctx, "SELECT email FROM legacy WHERE id = 3").Scan(&stored)
+	if !strings.HasPrefix(stored, "pgv1:") {
+		t.Fatalf("new row stored as %q", stored)
+	}
+	var id int
+	if err := conn.QueryRow(ctx, "SELECT id FROM legacy WHERE email = $1", "NEW@example.com").Scan(&id); err != nil || id != 3 {
+		t.Fatalf("new row lookup: %d %v", id, err)
+	}
+	// Complete: plaintext is no longer accepted on read.
+	if err := SetTableState(ctx, pool, "public.legacy", TableComplete); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return !p.srv.eng.Load().migrating(p.srv.Config().Table("public", "legacy")) })
+	var email string
+	err = conn.QueryRow(ctx, "SELECT email FROM legacy WHERE id = 1").Scan(&email)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "PV003" {
+		t.Fatalf("plaintext after complete: %q %v", email, err)
 	}
 }

@@ -23,7 +23,11 @@ type edit struct {
 	start, end int
 	text       string
 	slot       *Slot // when set, the replacement is this slot (text is ignored)
-	seq        int   // keeps insertions at one position in the order they were made
+	// sub orders edits that start at one position before seq does: the
+	// migration fallback's opening parenthesis (-1) precedes a replacement
+	// there, and its pieces (1, 2, …) follow in order whoever made them.
+	sub int
+	seq int // keeps insertions at one position in the order they were made
 }
 
 // paramUse is one place where a client parameter feeds an encrypted column.
@@ -35,6 +39,8 @@ type paramUse struct {
 	bare       bool // sql[start:end] is exactly "$n"
 	insert     bool
 	prefix     string
+	suffix     string // inserted after "$k" (insert only)
+	sub        int    // edit.sub of the insertion
 	action     Action
 	col        *policy.Column
 	tenant     ValueRef
@@ -42,6 +48,7 @@ type paramUse struct {
 
 // analyzer plans one statement of a string.
 type analyzer struct {
+	p         *Planner
 	cfg       *policy.Config
 	cat       *Catalog
 	sql       string // the client's whole string; all offsets index it
@@ -78,7 +85,7 @@ const maxParams = 65535
 
 func newAnalyzer(p *Planner, cat *Catalog, sql string, raw *pg.RawStmt, start, end int, path *pathState, backslash bool) *analyzer {
 	a := &analyzer{
-		cfg: p.cfg, cat: cat, sql: sql, stmtStart: start, stmtEnd: end, path: path, backslash: backslash,
+		p: p, cfg: p.cfg, cat: cat, sql: sql, stmtStart: start, stmtEnd: end, path: path, backslash: backslash,
 		st:         &Stmt{Original: sql[start:end], OriginalStart: start},
 		paramCount: map[int32]int{},
 		litIndex:   map[int]int{},
@@ -153,6 +160,9 @@ func (a *analyzer) finish() *Error {
 		if a.edits[i].start != a.edits[j].start {
 			return a.edits[i].start < a.edits[j].start
 		}
+		if a.edits[i].sub != a.edits[j].sub {
+			return a.edits[i].sub < a.edits[j].sub
+		}
 		return a.edits[i].seq < a.edits[j].seq
 	})
 	var b strings.Builder
@@ -219,7 +229,7 @@ func (a *analyzer) assignParams() {
 		text := "$" + strconv.Itoa(n)
 		switch {
 		case u.insert:
-			a.insert(u.start, u.prefix+text)
+			a.edits = append(a.edits, edit{start: u.start, end: u.start, text: u.prefix + text + u.suffix, sub: u.sub, seq: len(a.edits)})
 		case n != int(u.number) || !u.bare:
 			a.replace(u.start, u.end, text)
 		}

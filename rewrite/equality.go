@@ -127,7 +127,21 @@ func (a *analyzer) equality(e *pg.A_Expr, sc *scope) (bool, *Error) {
 		return true, err
 	}
 	a.indexValue(v, col, Index)
-	return true, nil
+	if v.kind != vParam && v.kind != vLiteral {
+		return true, nil
+	}
+	refStart, refEnd, _, _, ok := a.refTokens(ref)
+	if !ok {
+		return true, errorf(CodeInternalError, "cannot locate column reference; statement refused").at(a.sql, ref.Location)
+	}
+	op := lastName(e.Name)
+	switch e.Kind {
+	case pg.A_Expr_Kind_AEXPR_DISTINCT:
+		op = "IS DISTINCT FROM"
+	case pg.A_Expr_Kind_AEXPR_NOT_DISTINCT:
+		op = "IS NOT DISTINCT FROM"
+	}
+	return true, a.migrationFallback(min(refStart, v.start), max(refEnd, v.end), ref, col, migrationOp{open: op + " "}, []value{v})
 }
 
 // joinEquality compares two encrypted columns through their blind indexes,
@@ -157,7 +171,9 @@ func (a *analyzer) indexValue(v value, col *policy.Column, action Action) {
 	case vParam:
 		a.uses = append(a.uses, paramUse{number: v.param, start: v.start, end: v.end, bare: v.bare, action: action, col: col})
 	case vLiteral:
-		a.slot(v.start, v.end, Slot{Action: Index, Column: col, Source: v.lit}, "")
+		// An array literal ('{a,b}' for = ANY) becomes an ARRAY[…] of
+		// indexes; a scalar literal one index.
+		a.slot(v.start, v.end, Slot{Action: action, Column: col, Source: v.lit}, "")
 	case vNull:
 		if !v.bare {
 			a.replace(v.start, v.end, "NULL")
@@ -193,7 +209,19 @@ func (a *analyzer) inList(e *pg.A_Expr, col *policy.Column, ref *pg.ColumnRef, s
 	for _, v := range vals {
 		a.indexValue(v, col, Index)
 	}
-	return nil
+	if !a.p.isMigrating(col.Table) || len(vals) == 0 {
+		return nil
+	}
+	refStart, _, _, _, _ := a.refTokens(ref)
+	end, ok := a.closingParen(vals[len(vals)-1].end)
+	if !ok {
+		return errorf(CodeInternalError, "cannot locate the end of an IN list; statement refused").at(a.sql, e.Location)
+	}
+	op := "IN ("
+	if lastName(e.Name) == "<>" {
+		op = "NOT IN ("
+	}
+	return a.migrationFallback(refStart, end, ref, col, migrationOp{open: op, close: ")"}, vals)
 }
 
 // anyArray rewrites col = ANY(x) and col <> ALL(x) where x is an array
@@ -243,16 +271,22 @@ func (a *analyzer) anyArray(e *pg.A_Expr, col *policy.Column, ref *pg.ColumnRef,
 		for _, v := range vals {
 			a.indexValue(v, col, Index)
 		}
-		return nil
+		if !a.p.isMigrating(col.Table) || len(vals) == 0 {
+			return nil
+		}
+		refStart, _, _, _, _ := a.refTokens(ref)
+		end, ok := a.closingParen(vals[len(vals)-1].end)
+		if !ok {
+			return errorf(CodeInternalError, "cannot locate the end of = ANY(ARRAY[…]); statement refused").at(a.sql, e.Location)
+		}
+		return a.migrationFallback(refStart, end, ref, col, migrationOp{open: "= ANY(ARRAY[", close: "])"}, vals)
 	}
 	v, err := a.classify(rhs, col, true)
 	if err != nil {
 		return err
 	}
 	switch v.kind {
-	case vParam, vNull:
-	case vLiteral:
-		return unsupported(col, "= ANY of an array literal", "write col IN ('a', 'b'), ARRAY['a', 'b'], or bind the array as a parameter").at(a.sql, v.loc)
+	case vParam, vNull, vLiteral:
 	default:
 		return colErr(CodeFeatureNotSupported, col, "bind the array as a parameter or write ARRAY[…]",
 			"= ANY on encrypted column %s needs an array parameter or ARRAY[…]", col.QualifiedName()).at(a.sql, v.loc)
@@ -261,7 +295,15 @@ func (a *analyzer) anyArray(e *pg.A_Expr, col *policy.Column, ref *pg.ColumnRef,
 		return err
 	}
 	a.indexValue(v, col, IndexEach)
-	return nil
+	if (v.kind != vParam && v.kind != vLiteral) || !a.p.isMigrating(col.Table) {
+		return nil
+	}
+	refStart, _, _, _, _ := a.refTokens(ref)
+	end, ok := a.closingParen(v.end)
+	if !ok {
+		return errorf(CodeInternalError, "cannot locate the end of = ANY(…); statement refused").at(a.sql, e.Location)
+	}
+	return a.migrationFallback(refStart, end, ref, col, migrationOp{open: "= ANY(", close: ")", each: true}, []value{v})
 }
 
 // renameToIndex replaces the last name of a column reference with the

@@ -31,6 +31,15 @@ const (
 	// logical type and sends a bytea[] of the blind index of each element
 	// (for col = ANY($1)). NULL elements stay NULL.
 	IndexEach
+	// Plaintext sends the value for comparison with legacy plaintext while
+	// the table is in migration mode (pgveil.tables): for a text physical
+	// column the normalised canonical text (what the blind index hashes; the
+	// SQL applies the same normalisation to the column), for a bytea column
+	// the canonical plaintext bytes. Only ever compared, never stored.
+	Plaintext
+	// PlaintextEach is Plaintext for each element of an array (= ANY($1)),
+	// sent as text[] (text columns) or bytea[] (bytea columns).
+	PlaintextEach
 )
 
 func (a Action) String() string {
@@ -43,6 +52,10 @@ func (a Action) String() string {
 		return "index"
 	case IndexEach:
 		return "index-each"
+	case Plaintext:
+		return "plaintext"
+	case PlaintextEach:
+		return "plaintext-each"
 	}
 	return "?"
 }
@@ -82,6 +95,8 @@ type Literal struct {
 // derived from a literal: an envelope (Encrypt) or a blind index (Index).
 // The proxy formats the result as a bytea literal ('\x…'::bytea) or, for
 // Encrypt into a text physical column, as a text literal ('pgv1:…').
+// IndexEach and PlaintextEach slots hold an array literal ('{a,b}', for
+// = ANY) and become ARRAY[…] expressions of one element per value.
 type Slot struct {
 	Action Action // Encrypt or Index
 	Column *policy.Column

@@ -1,0 +1,146 @@
+package rewrite
+
+import (
+	"strings"
+
+	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// Migration mode (DESIGN.md "Online adoption"). While `pgveil migrate`
+// encrypts a table's existing plaintext, rows not yet backfilled hold
+// plaintext and a NULL blind index. An equality lookup must still find
+// them, so on a table in migration mode
+//
+//	email = $1
+//	  → (email_bidx = $2 OR (email_bidx IS NULL AND btrim(lower(email)) = $3))
+//
+// with $2 the blind index of $1 and $3 its normalised plaintext (Action
+// Plaintext). The plaintext goes to the server only while the table still
+// holds plaintext anyway, only for comparison, and only for tables the
+// operator put in migration mode. IN lists and = ANY get the same
+// treatment; comparisons between two encrypted columns (joins) match
+// backfilled rows only.
+
+// migrationOp describes the comparison the fallback repeats on plaintext.
+type migrationOp struct {
+	open, close string // e.g. "IN (" and ")", or "= ANY(" and ")"
+	each        bool   // the value is an array parameter (PlaintextEach)
+}
+
+// migrationFallback adds the plaintext alternative to a comparison whose
+// text spans [start, end) and whose encrypted operand is ref (col), when
+// col's table is in migration mode. vals are the compared values; NULLs
+// are kept as NULL.
+func (a *analyzer) migrationFallback(start, end int, ref *pg.ColumnRef, col *policy.Column, op migrationOp, vals []value) *Error {
+	if !a.p.isMigrating(col.Table) {
+		return nil
+	}
+	refStart, refEnd, lastStart, quoted, ok := a.refTokens(ref)
+	if !ok {
+		return errorf(CodeInternalError, "cannot locate column reference; statement refused").at(a.sql, ref.Location)
+	}
+	colText := a.sql[refStart:refEnd]
+	bidxText := a.sql[refStart:lastStart] + identLike(col.BlindIndex.Column, quoted)
+	plain := colText
+	if a.physicalType(col) != policy.OIDBytea {
+		plain = normalizeSQL(colText, col.BlindIndex.Normalize)
+	}
+	sub := 0
+	add := func(text string) {
+		sub++
+		a.edits = append(a.edits, edit{start: end, end: end, text: text, sub: sub, seq: len(a.edits)})
+	}
+	a.edits = append(a.edits, edit{start: start, end: start, text: "(", sub: -1, seq: len(a.edits)})
+	add(" OR (" + bidxText + " IS NULL AND " + plain + " " + op.open)
+	action := Plaintext
+	if op.each {
+		action = PlaintextEach
+	}
+	for i, v := range vals {
+		if i > 0 {
+			add(", ")
+		}
+		switch v.kind {
+		case vParam:
+			sub++
+			a.uses = append(a.uses, paramUse{number: v.param, start: end, insert: true, action: action, col: col, sub: sub})
+		case vLiteral:
+			sub++
+			s := Slot{Action: action, Column: col, Source: v.lit}
+			a.edits = append(a.edits, edit{start: end, end: end, slot: &s, sub: sub, seq: len(a.edits)})
+		default:
+			add("NULL")
+		}
+	}
+	add(op.close + "))")
+	return nil
+}
+
+// normalizeSQL applies a blind index's normalisations to a column in SQL,
+// in the order the proxy applies them to the value.
+func normalizeSQL(expr string, norms []policy.Normalization) string {
+	for _, n := range norms {
+		switch n {
+		case policy.NormLowercase:
+			expr = "lower(" + expr + ")"
+		case policy.NormTrim:
+			expr = "btrim(" + expr + ")"
+		case policy.NormNFC:
+			expr = "normalize(" + expr + ", NFC)"
+		}
+	}
+	return expr
+}
+
+// physicalType is the column's type OID in the catalog (text when unknown:
+// a table not yet in the snapshot is treated as holding text).
+func (a *analyzer) physicalType(col *policy.Column) uint32 {
+	if a.cat != nil {
+		if t := a.cat.Tables[col.Table.QualifiedName()]; t != nil {
+			for _, c := range t.Columns {
+				if c.Name == col.Name {
+					return c.TypeOID
+				}
+			}
+		}
+	}
+	return policy.OIDText
+}
+
+// refTokens locates a column reference's text: its span, the start of its
+// last name, and whether that name was quoted.
+func (a *analyzer) refTokens(cr *pg.ColumnRef) (start, end, lastStart int, quoted, ok bool) {
+	l := lexer{s: a.sql[:a.stmtEnd], pos: int(cr.Location), backslash: a.backslash}
+	var last token
+	for i := range cr.Fields {
+		if i > 0 {
+			if dot := l.next(); !l.isPunct(dot, ".") {
+				return 0, 0, 0, false, false
+			}
+		}
+		last = l.next()
+		if last.kind != tIdent && last.kind != tQIdent {
+			return 0, 0, 0, false, false
+		}
+		if i == 0 {
+			start = last.start
+		}
+	}
+	return start, last.end, last.start, last.kind == tQIdent, true
+}
+
+// closingParen returns the end of the first ")" at or after pos.
+func (a *analyzer) closingParen(pos int) (int, bool) {
+	l := lexer{s: a.sql[:a.stmtEnd], pos: pos, backslash: a.backslash}
+	for t := l.next(); t.kind != tEOF && t.kind != tError; t = l.next() {
+		if l.isPunct(t, ")") {
+			return t.end, true
+		}
+		if strings.TrimSpace(a.sql[t.start:t.end]) != "" && !l.isPunct(t, "]") {
+			return 0, false
+		}
+	}
+	return 0, false
+}
