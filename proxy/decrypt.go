@@ -160,11 +160,17 @@ func rewriteRowDescription(fields []fieldDesc, m *resultMap, describeStmt bool) 
 }
 
 // clientParamOIDs maps the rewritten statement's ParameterDescription back
-// to the client's parameters: the logical type for parameters that feed an
+// to the client's parameters: a type the client declared at Parse is
+// echoed, as the server does (pgjdbc drops the connection when a resolved
+// type changes); otherwise the logical type for parameters that feed an
 // encrypted column, the server's type for the others.
-func clientParamOIDs(st *rewrite.Stmt, server []uint32, dst []uint32) []uint32 {
+func clientParamOIDs(st *rewrite.Stmt, server, declared []uint32, dst []uint32) []uint32 {
 	dst = dst[:0]
 	for i := 0; i < st.ClientParams; i++ {
+		if i < len(declared) && declared[i] != 0 {
+			dst = append(dst, declared[i])
+			continue
+		}
 		var oid uint32
 		for j, p := range st.Params {
 			if p.Client != i {

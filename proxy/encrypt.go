@@ -346,7 +346,7 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 }
 
 func tenantMissing(t *policy.Table) error {
-	return &pgError{Severity: "ERROR", Code: "42P10", Message: fmt.Sprintf("pgveil cannot tell which tenant this write to %s belongs to", t.QualifiedName()),
+	return &pgError{Severity: "ERROR", Code: codeFeatureNotSupported, Message: fmt.Sprintf("pgveil cannot tell which tenant this write to %s belongs to", t.QualifiedName()),
 		Hint: fmt.Sprintf("include %s in the statement (INSERT column list or UPDATE ... WHERE %s = ...)", t.KeyContext, t.KeyContext)}
 }
 

@@ -130,7 +130,7 @@ func (s *session) decodeBackend(typ byte, ev backendEvent) error {
 		if s.pdOIDs, err = parseParameterDescription(body, s.pdOIDs[:0]); err != nil {
 			return err
 		}
-		oids := clientParamOIDs(cur.stmt.Plan, s.pdOIDs, nil)
+		oids := clientParamOIDs(cur.stmt.Plan, s.pdOIDs, cur.stmt.ParamOIDs, nil)
 		s.out = appendParameterDescription(s.out[:0], oids)
 		s.cw.Write(s.out)
 		return nil

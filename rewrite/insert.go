@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"fmt"
+	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
 
@@ -274,7 +275,95 @@ func (a *analyzer) onConflict(oc *pg.OnConflictClause, t *policy.Table, target *
 	if err := a.setList(oc.TargetList, t, upd, false, tenant, haveTenant, excluded, "as a parameter or a literal of a single-row VALUES"); err != nil {
 		return err
 	}
-	return a.expr(oc.WhereClause, upd, "ON CONFLICT … WHERE")
+	if err := a.expr(oc.WhereClause, upd, "ON CONFLICT … WHERE"); err != nil {
+		return err
+	}
+	return a.tenantGuard(oc, t, target)
+}
+
+// tenantGuard keeps ON CONFLICT DO UPDATE within the inserting tenant.
+// The values it writes are sealed under the tenant of the VALUES row; a
+// blind index unique across tenants can make the conflicting row another
+// tenant's, whose key must not be mixed in (its row would no longer open).
+// So the update only applies when the existing row's key_context equals
+// the new one:
+//
+//	DO UPDATE SET phone = EXCLUDED.phone
+//	  → DO UPDATE SET phone = EXCLUDED.phone WHERE users.org_id = EXCLUDED.org_id
+//
+// A conflict with another tenant's row then inserts and updates nothing,
+// as a DO UPDATE whose WHERE is false does.
+func (a *analyzer) tenantGuard(oc *pg.OnConflictClause, t *policy.Table, target *rel) *Error {
+	if t == nil || t.KeyContext == "" {
+		return nil
+	}
+	writesEncrypted := false
+	for _, n := range oc.TargetList {
+		if rt := n.GetResTarget(); rt != nil && t.Column(rt.Name) != nil {
+			writesEncrypted = true
+		}
+	}
+	if !writesEncrypted {
+		return nil
+	}
+	kc := quoteIdent(t.KeyContext)
+	guard := quoteIdent(target.name) + "." + kc + " = EXCLUDED." + kc
+	end := a.onConflictEnd(int(oc.Location))
+	if oc.WhereClause != nil {
+		start, ok := a.doUpdateWhere(int(oc.Location))
+		if !ok {
+			return errorf(CodeInternalError, "cannot locate ON CONFLICT … DO UPDATE … WHERE; statement refused").at(a.sql, oc.Location)
+		}
+		a.edits = append(a.edits, edit{start: start, end: start, text: "(", sub: -1, seq: len(a.edits)})
+		a.insert(end, ") AND "+guard)
+		return nil
+	}
+	a.insert(end, " WHERE "+guard)
+	return nil
+}
+
+// doUpdateWhere is the start of the condition after the WHERE keyword of DO UPDATE … WHERE (not
+// the arbiter's index predicate, which comes before DO UPDATE).
+func (a *analyzer) doUpdateWhere(from int) (int, bool) {
+	l := lexer{s: a.sql[:a.stmtEnd], pos: from, backslash: a.backslash}
+	depth, update := 0, false
+	for t := l.next(); t.kind != tEOF && t.kind != tError; t = l.next() {
+		switch {
+		case l.isPunct(t, "("):
+			depth++
+		case l.isPunct(t, ")"):
+			depth--
+		case depth == 0 && t.kind == tIdent && strings.EqualFold(l.text(t), "update"):
+			update = true
+		case depth == 0 && update && t.kind == tIdent && strings.EqualFold(l.text(t), "where"):
+			if next := l.next(); next.kind != tEOF && next.kind != tError {
+				return next.start, true
+			}
+			return 0, false
+		}
+	}
+	return 0, false
+}
+
+// onConflictEnd is where the ON CONFLICT clause ends: before RETURNING at
+// the top level, else at the end of the statement's last token.
+func (a *analyzer) onConflictEnd(from int) int {
+	l := lexer{s: a.sql[:a.stmtEnd], pos: from, backslash: a.backslash}
+	depth, last := 0, from
+	for t := l.next(); t.kind != tEOF && t.kind != tError; t = l.next() {
+		switch {
+		case l.isPunct(t, "("):
+			depth++
+		case l.isPunct(t, ")"):
+			depth--
+		case depth == 0 && t.kind == tIdent && strings.EqualFold(l.text(t), "returning"):
+			return last
+		}
+		if !l.isPunct(t, ";") {
+			last = t.end
+		}
+	}
+	return last
 }
 
 // renameArbiter replaces the name of an ON CONFLICT (…) arbiter column.

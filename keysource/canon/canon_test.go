@@ -64,7 +64,7 @@ var cases = []tcase{
 	{t: policy.TypeNumeric, canon: "-Infinity", texts: []string{"-Infinity", "-infinity"}, binary: [][]byte{numericBin(0, 0xF000, 0)}},
 	{t: policy.TypeBool, canon: "t", texts: []string{"t", "true", "TRUE", "yes", "on", "1", " tr "}, binary: [][]byte{{1}}},
 	{t: policy.TypeBool, canon: "f", texts: []string{"f", "false", "no", "off", "0", "n"}, binary: [][]byte{{0}}},
-	{t: policy.TypeDate, canon: "2024-01-02", texts: []string{"2024-01-02", " 2024-1-2 ", "2024-01-02 AD"}, binary: [][]byte{be32(8767)}},
+	{t: policy.TypeDate, canon: "2024-01-02", texts: []string{"2024-01-02", " 2024-1-2 ", "2024-01-02 AD", "2024-01-02 +00", "2024-01-02 10:11:12 +02", "2024-01-02T23:59:59.5Z", "2024-01-02 00:00:00-05"}, binary: [][]byte{be32(8767)}},
 	{t: policy.TypeDate, canon: "2000-01-01", texts: []string{"2000-01-01"}, binary: [][]byte{be32(0)}},
 	{t: policy.TypeDate, canon: "1970-01-01", texts: []string{"epoch", "1970-01-01"}, binary: [][]byte{be32(-10957)}},
 	{t: policy.TypeDate, canon: "0044-03-15 BC", texts: []string{"0044-03-15 BC", "44-03-15 bc"}, binary: [][]byte{be32(-746117)}},

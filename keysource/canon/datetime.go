@@ -142,19 +142,20 @@ func (p *scanner) date(t policy.LogicalType) (y, m, d int64, err error) {
 	return y, m, d, nil
 }
 
-// skipTimeOfDay passes over " 10:00:00.5+02", "T10:00Z" and the like.
+// skipTimeOfDay passes over " 10:00:00.5+02", "T10:00Z", " 10:00:00 +00"
+// and a bare zone " +00" (pgjdbc sends setDate as "1987-06-05 +00").
 func (p *scanner) skipTimeOfDay() {
 	save := p.i
 	if p.i < len(p.s) && (p.s[p.i] == ' ' || p.s[p.i] == 'T' || p.s[p.i] == 't') {
 		p.i++
 	}
-	if p.i >= len(p.s) || p.s[p.i] < '0' || p.s[p.i] > '9' {
+	if p.i >= len(p.s) || !(p.s[p.i] >= '0' && p.s[p.i] <= '9' || p.s[p.i] == '+' || p.s[p.i] == '-') {
 		p.i = save
 		return
 	}
 	for p.i < len(p.s) {
 		c := p.s[p.i]
-		if c >= '0' && c <= '9' || c == ':' || c == '.' || c == '+' || c == '-' || c == 'Z' || c == 'z' {
+		if c >= '0' && c <= '9' || c == ':' || c == '.' || c == '+' || c == '-' || c == 'Z' || c == 'z' || c == ' ' {
 			p.i++
 			continue
 		}
