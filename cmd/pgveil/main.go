@@ -35,6 +35,11 @@ func commands() []command {
 		{"serve", "run the proxy (the default when no verb is given)", runServe},
 		{"demo", "start a throwaway Postgres with pgveil in front, until Ctrl-C", runDemo},
 		{"keygen", "write a new random 256-bit master key", runKeygen},
+		{"check", "compare the policy with the live database; print the DDL that fixes it", runCheck},
+		{"migrate", "encrypt existing plaintext in place, online and resumable (--decrypt: reverse)", runMigrate},
+		{"rotate", "new data-key versions and re-encryption, or --master: rewrap data keys", runRotate},
+		{"shred", "crypto-shred one tenant: destroy its data keys, clear its blind indexes", runShred},
+		{"healthcheck", "exit 0 when a pgveil's /healthz answers (for container HEALTHCHECKs)", runHealthcheck},
 		{"version", "print the version", runVersion},
 	}
 }

@@ -1,0 +1,457 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// pass walks one table in primary-key order and rewrites the values of
+// some encrypted columns (and their blind indexes), one short transaction
+// per batch; see the package doc for the statements.
+type pass struct {
+	t *target
+	// cols are the encrypted columns read and perhaps written; idx are the
+	// columns whose blind-index column is read (IS NOT NULL) and perhaps
+	// written. idx ⊆ cols.
+	cols []*policy.Column
+	idx  []*policy.Column
+	// pred is the server-side "this row may need work" predicate.
+	pred func(a *args) string
+	// work decides one row: it fills r.set*/r.new*. A *rowProblem leaves
+	// the row as it is and is counted; any other error ends the pass.
+	work func(ctx context.Context, r *row) error
+
+	batch      int
+	workers    int
+	skipLocked bool
+	stop       <-chan struct{} // closed: finish the batches in flight, start no more
+	progress   func(rows int)  // rows examined, after each committed batch
+}
+
+// row is one row of a batch.
+type row struct {
+	key       []string // primary key values, text form
+	tenant    string   // canonical tenant (canon.TenantText)
+	tenantRaw []byte   // key_context::text, nil when NULL
+	vals      [][]byte // per pass.cols: stored value, nil = NULL
+	hasIdx    []bool   // per pass.idx: blind index IS NOT NULL
+	setVal    []bool
+	newVal    [][]byte
+	setIdx    []bool
+	newIdx    [][]byte
+	changed   bool
+}
+
+// rowProblem is a row a pass cannot handle: left unchanged, counted, and
+// reported with a few primary keys so the operator can look.
+type rowProblem struct {
+	kind string // "column: what", e.g. "email: not valid date input"
+}
+
+func (p *rowProblem) Error() string { return p.kind }
+
+// passStats counts what a pass did.
+type passStats struct {
+	Rows     int64            // rows examined
+	Changed  int64            // rows updated
+	Values   map[string]int64 // values written, by column (blind indexes under their own name)
+	Problems map[string]*problemCount
+}
+
+type problemCount struct {
+	N    int64
+	Keys []string // up to 5 primary keys
+}
+
+func (s *passStats) add(o *passStats) {
+	s.Rows += o.Rows
+	s.Changed += o.Changed
+	if s.Values == nil {
+		s.Values = map[string]int64{}
+	}
+	for k, v := range o.Values {
+		s.Values[k] += v
+	}
+	if s.Problems == nil {
+		s.Problems = map[string]*problemCount{}
+	}
+	for k, v := range o.Problems {
+		pc := s.Problems[k]
+		if pc == nil {
+			pc = &problemCount{}
+			s.Problems[k] = pc
+		}
+		pc.N += v.N
+		for _, key := range v.Keys {
+			if len(pc.Keys) < 5 {
+				pc.Keys = append(pc.Keys, key)
+			}
+		}
+	}
+}
+
+// problemLines describes the rows left unchanged, for the final report.
+func (s *passStats) problemLines() []string {
+	var out []string
+	for k, v := range s.Problems {
+		out = append(out, fmt.Sprintf("%d row(s): %s (primary keys, first %d: %s)", v.N, k, len(v.Keys), strings.Join(v.Keys, ", ")))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// selectSQL reads the next batch after the cursor (withCursor) or from the
+// start. Output columns get names of their own: ORDER BY id would otherwise
+// sort by the output column id::text.
+func (p *pass) selectSQL(withCursor bool) (string, *args) {
+	a := &args{}
+	var sel []string
+	for i, k := range p.t.pk {
+		sel = append(sel, fmt.Sprintf("%s::text AS pgveil_k%d", col(k.Name), i))
+	}
+	if p.t.tenant != nil {
+		sel = append(sel, col(p.t.tenant.Name)+"::text AS pgveil_tenant")
+	}
+	for i, c := range p.cols {
+		sel = append(sel, fmt.Sprintf("%s AS pgveil_v%d", col(c.Name), i))
+	}
+	for i, c := range p.idx {
+		sel = append(sel, fmt.Sprintf("%s IS NOT NULL AS pgveil_i%d", col(c.BlindIndex.Column), i))
+	}
+	var where []string
+	if withCursor {
+		var ks, ph []string
+		for _, k := range p.t.pk {
+			ks = append(ks, "pgveil_t."+col(k.Name))
+			ph = append(ph, a.add(nil)+"::"+k.TypeName)
+		}
+		if len(ks) == 1 {
+			where = append(where, ks[0]+" > "+ph[0])
+		} else {
+			where = append(where, "("+strings.Join(ks, ", ")+") > ("+strings.Join(ph, ", ")+")")
+		}
+	}
+	where = append(where, p.pred(a))
+	var order []string
+	for _, k := range p.t.pk {
+		order = append(order, "pgveil_t."+col(k.Name))
+	}
+	lock := "FOR UPDATE"
+	if p.skipLocked {
+		lock += " SKIP LOCKED"
+	}
+	sql := fmt.Sprintf("SELECT %s FROM %s AS pgveil_t WHERE %s ORDER BY %s LIMIT %d %s",
+		strings.Join(sel, ", "), p.t.name, strings.Join(where, " AND "), strings.Join(order, ", "), p.batch, lock)
+	return sql, a
+}
+
+// updateSQL writes a batch: one unnest() of arrays joined on the primary key.
+// A value is written only where its flag is set; every other column keeps
+// what the row holds (this transaction has it locked, so that is what was read).
+func (p *pass) updateSQL() string {
+	var arrays, names, sets, join []string
+	n := 0
+	param := func(typ string) string {
+		n++
+		return fmt.Sprintf("$%d::%s[]", n, typ)
+	}
+	for i, k := range p.t.pk {
+		arrays = append(arrays, param("text"))
+		names = append(names, fmt.Sprintf("k%d", i))
+		join = append(join, fmt.Sprintf("pgveil_t.%s = pgveil_v.k%d::%s", col(k.Name), i, k.TypeName))
+	}
+	for i, c := range p.cols {
+		typ := "bytea"
+		if p.t.physical[c] == policy.OIDText {
+			typ = "text"
+		}
+		arrays = append(arrays, param("bool"), param(typ))
+		names = append(names, fmt.Sprintf("s%d", i), fmt.Sprintf("v%d", i))
+		sets = append(sets, fmt.Sprintf("%[1]s = CASE WHEN pgveil_v.s%[2]d THEN pgveil_v.v%[2]d ELSE pgveil_t.%[1]s END", col(c.Name), i))
+	}
+	for i, c := range p.idx {
+		arrays = append(arrays, param("bool"), param("bytea"))
+		names = append(names, fmt.Sprintf("si%d", i), fmt.Sprintf("i%d", i))
+		sets = append(sets, fmt.Sprintf("%[1]s = CASE WHEN pgveil_v.si%[2]d THEN pgveil_v.i%[2]d ELSE pgveil_t.%[1]s END", col(c.BlindIndex.Column), i))
+	}
+	return fmt.Sprintf("UPDATE %s AS pgveil_t SET %s FROM unnest(%s) AS pgveil_v(%s) WHERE %s",
+		p.t.name, strings.Join(sets, ", "), strings.Join(arrays, ", "), strings.Join(names, ", "), strings.Join(join, " AND "))
+}
+
+// run walks the table once. Workers share the cursor: a worker takes the
+// next batch (SELECT … FOR UPDATE) under a mutex and moves the cursor past
+// it, then seals and writes while the next worker reads on; the batches
+// are disjoint because the rows of one are locked and the next starts after it.
+func (p *pass) run(ctx context.Context, e *Env) (*passStats, error) {
+	first, firstArgs := p.selectSQL(false)
+	next, nextArgs := p.selectSQL(true)
+	update := p.updateSQL()
+	var (
+		mu     sync.Mutex
+		cursor []string
+		done   bool
+		failed atomic.Bool
+		errMu  sync.Mutex
+		errs   []error
+		wg     sync.WaitGroup
+		total  = &passStats{}
+		statMu sync.Mutex
+	)
+	fail := func(err error) {
+		errMu.Lock()
+		errs = append(errs, err)
+		errMu.Unlock()
+		failed.Store(true)
+	}
+	stopped := func() bool {
+		if failed.Load() {
+			return true
+		}
+		select {
+		case <-p.stop:
+			return true
+		default:
+			return false
+		}
+	}
+	workers := max(p.workers, 1)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stopped() {
+				st, more, err := p.batchOnce(ctx, e, &mu, &cursor, &done, first, firstArgs, next, nextArgs, update)
+				if err != nil {
+					fail(err)
+					return
+				}
+				if st != nil {
+					statMu.Lock()
+					total.add(st)
+					statMu.Unlock()
+					if p.progress != nil {
+						p.progress(int(st.Rows))
+					}
+				}
+				if !more {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return total, errs[0]
+	}
+	return total, nil
+}
+
+// batchOnce runs one batch transaction. more is false when the table is done.
+func (p *pass) batchOnce(ctx context.Context, e *Env, mu *sync.Mutex, cursor *[]string, done *bool,
+	first string, firstArgs *args, next string, nextArgs *args, update string) (*passStats, bool, error) {
+	tx, err := e.Pool.Begin(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	defer tx.Rollback(context.Background())
+	mu.Lock()
+	if *done {
+		mu.Unlock()
+		return nil, false, nil
+	}
+	var rows []*row
+	t0 := time.Now()
+	if *cursor == nil {
+		rows, err = p.read(ctx, tx, first, firstArgs.vals)
+	} else {
+		vals := append([]any(nil), nextArgs.vals...)
+		for i, k := range *cursor {
+			vals[i] = k
+		}
+		rows, err = p.read(ctx, tx, next, vals)
+	}
+	if err != nil {
+		mu.Unlock()
+		return nil, false, fmt.Errorf("reading a batch of %s: %w", p.t.pol.QualifiedName(), err)
+	}
+	if len(rows) == 0 {
+		*done = true
+		mu.Unlock()
+		return nil, false, nil
+	}
+	*cursor = rows[len(rows)-1].key
+	if len(rows) < p.batch {
+		*done = true // nothing after this batch matched (or was unlocked)
+	}
+	mu.Unlock()
+
+	t1 := time.Now()
+	st := &passStats{Rows: int64(len(rows)), Values: map[string]int64{}, Problems: map[string]*problemCount{}}
+	var changed []*row
+	for _, r := range rows {
+		if err := p.work(ctx, r); err != nil {
+			var rp *rowProblem
+			if !errors.As(err, &rp) {
+				return nil, false, err
+			}
+			pc := st.Problems[rp.kind]
+			if pc == nil {
+				pc = &problemCount{}
+				st.Problems[rp.kind] = pc
+			}
+			pc.N++
+			if len(pc.Keys) < 5 {
+				pc.Keys = append(pc.Keys, strings.Join(r.key, ","))
+			}
+			continue
+		}
+		if r.changed {
+			changed = append(changed, r)
+		}
+	}
+	t2 := time.Now()
+	if len(changed) > 0 {
+		if _, err := tx.Exec(ctx, update, p.updateArgs(changed, st)...); err != nil {
+			return nil, false, p.updateError(err)
+		}
+	}
+	t3 := time.Now()
+	if err := tx.Commit(ctx); err != nil {
+		return nil, false, p.updateError(err)
+	}
+	e.Log.Debug("batch", zap.Duration("select", t1.Sub(t0)), zap.Duration("work", t2.Sub(t1)), zap.Duration("update", t3.Sub(t2)), zap.Duration("commit", time.Since(t3)))
+	st.Changed = int64(len(changed))
+	return st, true, nil
+}
+
+// read runs the batch SELECT and decodes its rows.
+func (p *pass) read(ctx context.Context, tx pgx.Tx, sql string, vals []any) ([]*row, error) {
+	rs, err := tx.Query(ctx, sql, vals...)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	var out []*row
+	nk := len(p.t.pk)
+	for rs.Next() {
+		raw := rs.RawValues()
+		r := &row{key: make([]string, nk)}
+		i := 0
+		for ; i < nk; i++ {
+			r.key[i] = string(raw[i])
+		}
+		if p.t.tenant != nil {
+			if raw[i] != nil {
+				r.tenantRaw = append([]byte(nil), raw[i]...)
+			}
+			i++
+		}
+		r.vals = make([][]byte, len(p.cols))
+		for j := range p.cols {
+			if raw[i] != nil {
+				r.vals[j] = append([]byte{}, raw[i]...)
+			}
+			i++
+		}
+		r.hasIdx = make([]bool, len(p.idx))
+		for j := range p.idx {
+			r.hasIdx[j] = len(raw[i]) == 1 && (raw[i][0] == 1 || raw[i][0] == 't')
+			i++
+		}
+		r.setVal = make([]bool, len(p.cols))
+		r.newVal = make([][]byte, len(p.cols))
+		r.setIdx = make([]bool, len(p.idx))
+		r.newIdx = make([][]byte, len(p.idx))
+		out = append(out, r)
+	}
+	return out, rs.Err()
+}
+
+// updateArgs are the arrays of updateSQL for the changed rows.
+func (p *pass) updateArgs(rows []*row, st *passStats) []any {
+	var out []any
+	for i := range p.t.pk {
+		keys := make([]string, len(rows))
+		for j, r := range rows {
+			keys[j] = r.key[i]
+		}
+		out = append(out, keys)
+	}
+	for i, c := range p.cols {
+		set := make([]bool, len(rows))
+		vals := make([][]byte, len(rows))
+		for j, r := range rows {
+			set[j], vals[j] = r.setVal[i], r.newVal[i]
+			if set[j] {
+				st.Values[c.Name]++
+			}
+		}
+		out = append(out, set, vals)
+	}
+	for i, c := range p.idx {
+		set := make([]bool, len(rows))
+		vals := make([][]byte, len(rows))
+		for j, r := range rows {
+			set[j], vals[j] = r.setIdx[i], r.newIdx[i]
+			if set[j] {
+				st.Values[c.BlindIndex.Column]++
+			}
+		}
+		out = append(out, set, vals)
+	}
+	return out
+}
+
+// updateError explains the failures an operator can act on.
+func (p *pass) updateError(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		return fmt.Errorf("%s: unique index %s rejects a blind index: two rows hold values that are equal after the column's normalisation. "+
+			"Find and resolve the duplicates (or drop `unique: true` and its UNIQUE index), then run the same command again: %w",
+			p.t.pol.QualifiedName(), pe.ConstraintName, err)
+	}
+	return fmt.Errorf("writing a batch of %s: %w", p.t.pol.QualifiedName(), err)
+}
+
+// passes runs pass until one finds nothing left to change: the first with
+// SKIP LOCKED (it never waits for the application), the later ones with
+// plain FOR UPDATE, so rows the first skipped because a writer held them
+// are waited for and done. It stops after maxPasses with an error when
+// work keeps appearing (a writer that bypasses pgveil).
+func (p *pass) passes(ctx context.Context, e *Env, interrupted func() bool) (*passStats, error) {
+	const maxPasses = 5
+	total := &passStats{}
+	for i := 0; i < maxPasses; i++ {
+		p.skipLocked = i == 0
+		start := time.Now()
+		st, err := p.run(ctx, e)
+		total.add(st)
+		if err != nil {
+			return total, err
+		}
+		if interrupted() {
+			return total, ErrInterrupted
+		}
+		e.Log.Debug("pass done", zap.String("table", p.t.pol.QualifiedName()), zap.Int("pass", i+1),
+			zap.Int64("rows", st.Rows), zap.Int64("changed", st.Changed), zap.Duration("took", time.Since(start)))
+		if i > 0 && st.Changed == 0 {
+			return total, nil
+		}
+	}
+	return total, fmt.Errorf("%s: rows needing work kept appearing after %d passes; is an application writing to it without going through pgveil?", p.t.pol.QualifiedName(), maxPasses)
+}
+
+// ErrInterrupted: the operator asked to stop; the batches in flight were finished.
+var ErrInterrupted = errors.New("interrupted")

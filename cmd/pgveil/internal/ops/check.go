@@ -1,0 +1,364 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/pgveil/pgveil/keysource"
+	"github.com/pgveil/pgveil/policy"
+)
+
+// Check compares the policy with the live schema and the key store, and
+// returns every finding with the DDL that fixes it. It changes nothing.
+// A failure to connect is reported as a finding, not an error, so the JSON
+// report always comes out; the error is for what Check itself could not do.
+func Check(ctx context.Context, e *Env) *Report {
+	r := &Report{Config: e.Cfg.Path, Tables: len(e.Cfg.Tables), OK: true}
+	r.Database = e.describeDB(ctx)
+	live, err := loadLive(ctx, e.Pool, e.Cfg.Tables)
+	if err != nil {
+		r.add(Finding{Severity: SevProblem, Code: "connect", Message: "reading the catalog failed: " + err.Error()})
+		return r
+	}
+	for _, t := range e.Cfg.Tables {
+		checkTable(r, t, live[t.QualifiedName()])
+	}
+	checkKeyStore(ctx, e, r)
+	checkTableStates(ctx, e, r)
+	return r
+}
+
+// checkTable compares one configured table with its live form. The checks
+// are those proxy/catalog.go's buildCatalog makes at start (every problem
+// here keeps `pgveil serve` from starting), plus what migrate and lookups
+// need: indexes on blind-index columns and a primary key.
+func checkTable(r *Report, t *policy.Table, lt *liveTable) {
+	name := t.QualifiedName()
+	qt := qualified(t.Schema, t.Name)
+	if lt == nil {
+		r.add(Finding{Severity: SevProblem, Code: "table_missing", Table: name,
+			Message: fmt.Sprintf("table %s does not exist (names are exact, as stored in pg_class; unquoted names are lower case)", name)})
+		return
+	}
+	if lt.Kind != "r" && lt.Kind != "p" {
+		r.add(Finding{Severity: SevNote, Code: "not_a_table", Table: name,
+			Message: fmt.Sprintf("%s is not an ordinary table (relkind %s): pgveil migrate and rotate cannot rewrite its rows", name, lt.Kind)})
+	}
+	for _, c := range t.Columns {
+		checkColumn(r, t, lt, c, qt)
+	}
+	if kc := t.KeyContext; kc != "" {
+		lc := lt.Cols[kc]
+		switch {
+		case lc == nil:
+			r.add(Finding{Severity: SevProblem, Code: "key_context_missing", Table: name, Column: kc,
+				Message: fmt.Sprintf("key_context column %s.%s does not exist: it holds each row's tenant, which selects the data key", name, kc)})
+		case !lc.NotNull:
+			r.add(Finding{Severity: SevNote, Code: "key_context_nullable", Table: name, Column: kc,
+				Message: fmt.Sprintf("key_context column %s.%s allows NULL; pgveil refuses to encrypt for a NULL tenant, and migrate leaves such rows as they are", name, kc),
+				Fix:     []string{fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;", qt, quoteIdent(kc))},
+				Caution: "scans the table under an ACCESS EXCLUSIVE lock, and fails while a row has NULL"})
+		}
+	}
+	if len(lt.PK) == 0 && (lt.Kind == "r" || lt.Kind == "p") {
+		r.add(Finding{Severity: SevNote, Code: "no_primary_key", Table: name,
+			Message: fmt.Sprintf("%s has no primary key: the proxy does not need one, but pgveil migrate, rotate and migrate --decrypt walk the table by it", name)})
+	}
+}
+
+func checkColumn(r *Report, t *policy.Table, lt *liveTable, c *policy.Column, qt string) {
+	name := t.QualifiedName()
+	lc := lt.Cols[c.Name]
+	switch {
+	case lc == nil:
+		r.add(Finding{Severity: SevProblem, Code: "column_missing", Table: name, Column: c.Name,
+			Message: fmt.Sprintf("column %s does not exist", c.QualifiedName()),
+			Fix:     []string{fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s bytea;", qt, quoteIdent(c.Name))}})
+	case lc.TypeOID != policy.OIDBytea && lc.TypeOID != policy.OIDText:
+		r.add(columnTypeFinding(t, c, lc, qt))
+	}
+	bi := c.BlindIndex
+	if bi == nil {
+		return
+	}
+	qb := quoteIdent(bi.Column)
+	ixName := indexName(t.Name, bi.Column)
+	create := func() string {
+		u := ""
+		if bi.Unique {
+			u = "UNIQUE "
+		}
+		n := ixName
+		for i := 1; lt.hasIndex(n); i++ {
+			n = fmt.Sprintf("%s%d", ixName, i)
+		}
+		return fmt.Sprintf("CREATE %sINDEX CONCURRENTLY %s ON %s (%s);", u, quoteIdent(n), qt, qb)
+	}
+	lb := lt.Cols[bi.Column]
+	switch {
+	case lb == nil:
+		r.add(Finding{Severity: SevProblem, Code: "bidx_missing", Table: name, Column: bi.Column,
+			Message: fmt.Sprintf("blind-index column %s.%s (for %s) does not exist", name, bi.Column, c.Name),
+			Fix:     []string{fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s bytea;", qt, qb), create()}})
+		return
+	case lb.TypeOID != policy.OIDBytea:
+		r.add(Finding{Severity: SevProblem, Code: "bidx_type", Table: name, Column: bi.Column,
+			Message: fmt.Sprintf("blind-index column %s.%s is %s; it must be bytea (32-byte HMACs)", name, bi.Column, lb.TypeName),
+			Fix:     []string{fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s TYPE bytea USING NULL;", qt, qb)},
+			Caution: "discards what the column holds and rewrites the table (and its indexes); `pgveil migrate --apply` fills it again from the encrypted values"})
+	}
+	f, ok := indexFinding(t, lt, c, bi, create)
+	if ok {
+		r.add(f)
+	}
+}
+
+// columnTypeFinding explains a physical type pgveil cannot store envelopes
+// in, with the ALTER that fixes it where that is safe to suggest.
+func columnTypeFinding(t *policy.Table, c *policy.Column, lc *liveCol, qt string) Finding {
+	f := Finding{Severity: SevProblem, Code: "column_type", Table: t.QualifiedName(), Column: c.Name}
+	msg := fmt.Sprintf("column %s is %s; an encrypted column must be bytea (recommended) or text (in-place adoption, envelopes as 'pgv1:…')", c.QualifiedName(), lc.TypeName)
+	qc := quoteIdent(c.Name)
+	switch lc.BaseOID {
+	case oidVarchar, oidBpchar:
+		if lc.TypMod > 4 {
+			n := int(lc.TypMod - 4)
+			msg += fmt.Sprintf("; %s is also too narrow: the envelope of a %d-character ASCII value is %d characters", lc.TypeName, n, envelopeTextLen(n))
+			if m, ok := maxPlaintextLen(c.Type); ok {
+				msg += fmt.Sprintf(" (a %s value needs up to %d)", c.Type, envelopeTextLen(m))
+			}
+		}
+		f.Fix = []string{fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s TYPE text;", qt, qc)}
+		if lc.BaseOID == oidBpchar || lc.TypeOID != lc.BaseOID {
+			f.Caution = "rewrites the table under an ACCESS EXCLUSIVE lock (char(n) → text drops trailing blanks)"
+		}
+	default:
+		f.Fix = []string{fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s TYPE text USING %s::text;", qt, qc, qc)}
+		f.Caution = fmt.Sprintf("rewrites the table under an ACCESS EXCLUSIVE lock, and applications that read the column directly see text instead of %s from then on: do it in the maintenance window in which the application moves to pgveil (docs/ADOPTION.md)", lc.TypeName)
+	}
+	f.Message = msg
+	return f
+}
+
+// Type OIDs of textual physical types a column may have before adoption.
+const (
+	oidVarchar = 1043
+	oidBpchar  = 1042
+)
+
+// hasIndex reports whether an index of that name exists on the table.
+func (t *liveTable) hasIndex(name string) bool {
+	for _, ix := range t.Indexes {
+		if ix.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// indexFinding checks that a blind-index column has a usable b-tree index:
+// one led by the column for lookups, a UNIQUE one containing it where the
+// policy asks (ON CONFLICT); an invalid index (a killed CREATE INDEX
+// CONCURRENTLY) is dropped first.
+func indexFinding(t *policy.Table, lt *liveTable, c *policy.Column, bi *policy.BlindIndex, create func() string) (Finding, bool) {
+	name := t.QualifiedName()
+	var lookup, unique bool
+	var invalid []string
+	for _, ix := range lt.indexesOn(bi.Column) {
+		if !ix.Valid {
+			invalid = append(invalid, ix.Name)
+			continue
+		}
+		if ix.Method != "btree" || ix.Partial {
+			continue
+		}
+		if ix.Columns[0] == bi.Column {
+			lookup = true
+		}
+		if ix.Unique {
+			unique = true
+		}
+	}
+	var fix []string
+	for _, n := range invalid {
+		fix = append(fix, fmt.Sprintf("DROP INDEX CONCURRENTLY %s;", qualified(t.Schema, n)))
+	}
+	switch {
+	case bi.Unique && !unique:
+		code := "bidx_index_missing"
+		msg := fmt.Sprintf("blind-index column %s.%s has no UNIQUE b-tree index (blind_index.unique is true: ON CONFLICT needs it)", name, bi.Column)
+		if lookup {
+			code = "bidx_index_not_unique"
+			msg = fmt.Sprintf("blind-index column %s.%s has an index, but not a UNIQUE one (blind_index.unique is true: ON CONFLICT needs it)", name, bi.Column)
+		}
+		if len(invalid) > 0 {
+			code = "bidx_index_invalid"
+			msg += fmt.Sprintf("; invalid index %s is left over from a failed CREATE INDEX CONCURRENTLY", strings.Join(invalid, ", "))
+		}
+		return Finding{Severity: SevProblem, Code: code, Table: name, Column: bi.Column, Message: msg,
+			Fix: append(fix, create()), Caution: uniqueCaution}, true
+	case !bi.Unique && !lookup:
+		code := "bidx_index_missing"
+		msg := fmt.Sprintf("blind-index column %s.%s has no b-tree index led by it: every lookup by %s scans the table", name, bi.Column, c.Name)
+		if len(invalid) > 0 {
+			code = "bidx_index_invalid"
+			msg += fmt.Sprintf("; invalid index %s is left over from a failed CREATE INDEX CONCURRENTLY", strings.Join(invalid, ", "))
+		}
+		return Finding{Severity: SevProblem, Code: code, Table: name, Column: bi.Column, Message: msg, Fix: append(fix, create())}, true
+	case len(invalid) > 0:
+		return Finding{Severity: SevNote, Code: "bidx_index_invalid", Table: name, Column: bi.Column,
+			Message: fmt.Sprintf("invalid index %s on %s.%s is left over from a failed CREATE INDEX CONCURRENTLY (a valid one exists)", strings.Join(invalid, ", "), name, bi.Column),
+			Fix:     fix}, true
+	}
+	return Finding{}, false
+}
+
+const uniqueCaution = "fails if two rows already share a blind index (equal values after normalisation); find them with `SELECT email_bidx, count(*) … GROUP BY 1 HAVING count(*) > 1`"
+
+// checkKeyStore looks for pgveil.keys and makes sure the master key opens
+// the stored data keys: one key per distinct master key id is unwrapped.
+func checkKeyStore(ctx context.Context, e *Env, r *Report) {
+	var keys, tables bool
+	if err := e.Pool.QueryRow(ctx, `SELECT to_regclass('pgveil.keys') IS NOT NULL, to_regclass('pgveil.tables') IS NOT NULL`).Scan(&keys, &tables); err != nil {
+		r.add(Finding{Severity: SevProblem, Code: "connect", Message: "looking for the pgveil schema failed: " + err.Error()})
+		return
+	}
+	if !tables {
+		r.add(Finding{Severity: SevNote, Code: "table_states_missing",
+			Message: "pgveil.tables (migration states) does not exist yet; `pgveil migrate --apply` creates it, and until then every configured table counts as complete",
+			Fix:     splitStatements(tableStatesDDL)})
+	}
+	master, err := e.Master(ctx)
+	if err != nil {
+		r.add(Finding{Severity: SevProblem, Code: "master_key", Message: err.Error()})
+		return
+	}
+	if !keys {
+		r.add(Finding{Severity: SevProblem, Code: "keystore_missing",
+			Message: "the key store pgveil.keys does not exist; `pgveil serve` and `pgveil migrate --apply` create it when the service role may CREATE in the database, else run:",
+			Fix:     splitStatements(keysource.SchemaDDL())})
+		return
+	}
+	rows, err := e.Pool.Query(ctx, `SELECT DISTINCT ON (master_key_id) key_id, master_key_id, wrapped_key
+		FROM pgveil.keys WHERE state <> 'shredded' ORDER BY master_key_id, key_id`)
+	if err != nil {
+		r.add(Finding{Severity: SevProblem, Code: "connect", Message: "reading pgveil.keys failed: " + err.Error()})
+		return
+	}
+	type sample struct {
+		id       int64
+		masterID string
+		wrapped  []byte
+	}
+	var samples []sample
+	for rows.Next() {
+		var s sample
+		if err := rows.Scan(&s.id, &s.masterID, &s.wrapped); err != nil {
+			rows.Close()
+			r.add(Finding{Severity: SevProblem, Code: "connect", Message: "reading pgveil.keys failed: " + err.Error()})
+			return
+		}
+		samples = append(samples, s)
+	}
+	if err := rows.Err(); err != nil {
+		r.add(Finding{Severity: SevProblem, Code: "connect", Message: "reading pgveil.keys failed: " + err.Error()})
+		return
+	}
+	for _, s := range samples {
+		raw, err := master.Unwrap(ctx, s.wrapped, s.masterID)
+		clear(raw)
+		if err != nil {
+			r.add(Finding{Severity: SevProblem, Code: "master_key",
+				Message: fmt.Sprintf("the configured master key (%s) cannot open data key %d, wrapped under %s: %v. "+
+					"Every value under such keys is unreadable: configure the master key they were made with "+
+					"(local: add the old key file to keysource.local.previous_key_files, then `pgveil rotate --master`)", master.ID(), s.id, s.masterID, err)})
+			continue
+		}
+		if s.masterID != master.ID() {
+			r.add(Finding{Severity: SevNote, Code: "master_key",
+				Message: fmt.Sprintf("data keys are still wrapped under the older master key %s; `pgveil rotate --master` rewraps them under %s", s.masterID, master.ID())})
+		}
+	}
+}
+
+// checkTableStates reports tables in migration and leftover states.
+func checkTableStates(ctx context.Context, e *Env, r *Report) {
+	var exists bool
+	if err := e.Pool.QueryRow(ctx, `SELECT to_regclass('pgveil.tables') IS NOT NULL`).Scan(&exists); err != nil || !exists {
+		return
+	}
+	rows, err := e.Pool.Query(ctx, `SELECT table_name, state FROM pgveil.tables ORDER BY table_name`)
+	if err != nil {
+		return
+	}
+	states := map[string]string{}
+	for rows.Next() {
+		var t, s string
+		if rows.Scan(&t, &s) == nil {
+			states[t] = s
+		}
+	}
+	rows.Close()
+	names := make([]string, 0, len(states))
+	for n := range states {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		s := states[n]
+		configured := false
+		for _, t := range e.Cfg.Tables {
+			if t.QualifiedName() == n {
+				configured = true
+			}
+		}
+		switch {
+		case !configured:
+			r.add(Finding{Severity: SevNote, Code: "stale_table_state", Table: n,
+				Message: fmt.Sprintf("pgveil.tables has state %q for %s, which is not in the policy (left by `pgveil migrate --decrypt`); it is ignored and can be removed", s, n),
+				Fix:     []string{fmt.Sprintf("DELETE FROM pgveil.tables WHERE table_name = %s;", quoteLiteral(n))}})
+		case s == "migrating":
+			r.add(Finding{Severity: SevNote, Code: "table_state", Table: n,
+				Message: fmt.Sprintf("%s is being migrated: the proxy returns values without an envelope as legacy plaintext until `pgveil migrate --apply` marks it complete", n)})
+		case s == "decrypting":
+			r.add(Finding{Severity: SevNote, Code: "table_state", Table: n,
+				Message: fmt.Sprintf("%s is being decrypted (`pgveil migrate --decrypt`); remove it from the policy once that is done (docs/ADOPTION.md, leaving pgveil)", n)})
+		}
+	}
+}
+
+// splitStatements splits DDL into one statement per entry, at semicolons
+// outside single-quoted literals (pgveil's own DDL has no dollar quotes).
+func splitStatements(ddl string) []string {
+	var out []string
+	start, quoted := 0, false
+	for i := 0; i < len(ddl); i++ {
+		switch ddl[i] {
+		case '\'':
+			quoted = !quoted
+		case ';':
+			if !quoted {
+				if s := strings.TrimSpace(ddl[start:i]); s != "" {
+					out = append(out, s+";")
+				}
+				start = i + 1
+			}
+		}
+	}
+	if s := strings.TrimSpace(ddl[start:]); s != "" {
+		out = append(out, s+";")
+	}
+	return out
+}
+
+// tableStatesDDL is proxy/tablestate.go's DDL (unexported there), printed
+// by check; migrate runs proxy.EnsureTableStates itself.
+const tableStatesDDL = `
+CREATE SCHEMA IF NOT EXISTS pgveil;
+CREATE TABLE IF NOT EXISTS pgveil.tables (
+  table_name text PRIMARY KEY,
+  state      text NOT NULL CHECK (state IN ('migrating', 'complete', 'decrypting')),
+  updated_at timestamptz NOT NULL DEFAULT now()
+);`

@@ -1,0 +1,121 @@
+package ops
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"go.uber.org/zap"
+
+	"github.com/pgveil/pgveil/keysource"
+	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/proxy"
+)
+
+// Leaving pgveil (`pgveil migrate --decrypt --apply`), table by table:
+//
+//  1. pgveil.tables = decrypting: every replica reads values without an
+//     envelope as plaintext, so the application sees no gap while rows change.
+//  2. Passes write each envelope's plaintext back in place (a text column
+//     gets the canonical text, a bytea column its UTF-8 bytes, or the raw
+//     bytes for the logical type bytea) and set blind indexes to NULL. A
+//     shredded value becomes NULL, as the proxy has been returning it.
+//  3. The state stays decrypting. The operator removes the table from the
+//     policy and reloads every replica (SIGHUP); from then on pgveil relays
+//     the table untouched. Values the proxies sealed between step 2 and the
+//     reload are found by running step 2 again with the old config. Then
+//     the leftover pgveil.tables row can be deleted (`pgveil check` prints
+//     the statement); while it stays it is ignored.
+//
+// Removing the row at the end of step 2 instead would be wrong: a replica
+// that still has the table in its policy then treats it as complete and
+// fails on every plaintext value (PV003).
+
+// decryptTable runs steps 1 and 2 for one table.
+func decryptTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tablePlan, o MigrateOptions) error {
+	name := tp.pol.QualifiedName()
+	tg, err := newTarget(tp.pol, tp.live, false)
+	if err != nil {
+		return &ProblemError{Msg: err.Error()}
+	}
+	if tp.state != proxy.TableDecrypting {
+		if err := proxy.SetTableState(ctx, e.Pool, name, proxy.TableDecrypting); err != nil {
+			return err
+		}
+		e.Log.Info("table state", zap.String("table", name), zap.String("state", proxy.TableDecrypting))
+		fmt.Fprintf(e.Out, "%s: state decrypting (every pgveil replica now reads plaintext and envelopes alike)\n", name)
+	}
+	d := &decrypter{keys: keys, t: tg}
+	cols := tp.pol.Columns
+	idx := indexed(tg, cols)
+	p := &pass{t: tg, cols: cols, idx: idx, batch: o.Batch, workers: o.Workers}
+	p.pred = decryptPredicate(tg, cols, idx)
+	p.work = func(ctx context.Context, r *row) error { return d.work(ctx, p, r) }
+	st, err := runPasses(ctx, e, p, "decrypt "+name, o)
+	if err != nil {
+		return err
+	}
+	if len(st.Problems) > 0 {
+		return &ProblemError{Msg: fmt.Sprintf("%s: some values could not be decrypted and were left as they are:\n  - %s", name, strings.Join(st.problemLines(), "\n  - "))}
+	}
+	fmt.Fprintf(e.Out, "%s: every value is plaintext. Next: remove %s from the policy, reload every pgveil replica (SIGHUP), "+
+		"then run this command once more with the old config to catch values written meanwhile (docs/ADOPTION.md, \"Leaving pgveil\").\n", name, name)
+	return nil
+}
+
+// decryptPredicate: some value is sealed, or a blind index is set.
+func decryptPredicate(t *target, cols, idx []*policy.Column) func(a *args) string {
+	return func(a *args) string {
+		var ps []string
+		for _, c := range cols {
+			qc := col(c.Name)
+			ps = append(ps, fmt.Sprintf("(%s IS NOT NULL AND %s)", qc, sealedSQL(qc, t.physical[c])))
+		}
+		for _, c := range idx {
+			ps = append(ps, fmt.Sprintf("%s IS NOT NULL", col(c.BlindIndex.Column)))
+		}
+		return orJoin(ps)
+	}
+}
+
+type decrypter struct {
+	keys *keysource.Keyring
+	t    *target
+}
+
+func (d *decrypter) work(ctx context.Context, p *pass, r *row) error {
+	for i, c := range p.cols {
+		v := r.vals[i]
+		if v == nil || !sealedGo(v, d.t.physical[c]) {
+			continue
+		}
+		tenant, has, err := d.t.tenantOf(r)
+		if err != nil {
+			return err
+		}
+		pt, err := d.keys.OpenFor(ctx, c, tenant, has, v, nil)
+		switch {
+		case errors.Is(err, keysource.ErrShredded):
+			r.setVal[i], r.newVal[i], r.changed = true, nil, true // reads as NULL through pgveil already
+			continue
+		case err != nil:
+			return openProblem(c, err)
+		}
+		if d.t.physical[c] == policy.OIDText && (!utf8.Valid(pt) || bytes.IndexByte(pt, 0) >= 0) {
+			return &rowProblem{kind: fmt.Sprintf("%s: plaintext is not valid text for a text column (bytes that are not UTF-8)", c.Name)}
+		}
+		if pt == nil {
+			pt = []byte{}
+		}
+		r.setVal[i], r.newVal[i], r.changed = true, pt, true
+	}
+	for i := range p.idx {
+		if r.hasIdx[i] {
+			r.setIdx[i], r.newIdx[i], r.changed = true, nil, true
+		}
+	}
+	return nil
+}

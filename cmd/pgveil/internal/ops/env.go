@@ -1,0 +1,144 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/zap"
+
+	"github.com/pgveil/pgveil/keysource"
+	"github.com/pgveil/pgveil/policy"
+)
+
+// Env is what every command works with: the loaded config, pgveil's own
+// connection pool (upstream.service_url), a logger, and where to print.
+type Env struct {
+	Cfg *policy.Config
+	Log *zap.Logger
+	// Out gets results meant for a person or a script (stdout); Err gets
+	// progress bars and prompts (stderr).
+	Out, Err io.Writer
+	Pool     *pgxpool.Pool
+	// Terminal: Err is a terminal, so progress is a bar; otherwise a log
+	// line every ProgressEvery (default 10s).
+	Terminal      bool
+	ProgressEvery time.Duration
+
+	master keysource.Master
+	keys   *keysource.Keyring
+}
+
+// ErrConfig marks an error in the config or the command line (exit 2).
+var ErrConfig = errors.New("config")
+
+// NewEnv connects to upstream.service_url. app names the command in
+// pg_stat_activity ("pgveil migrate"); conns bounds the pool.
+func NewEnv(ctx context.Context, cfg *policy.Config, app string, conns int, log *zap.Logger, out, errw io.Writer) (*Env, error) {
+	if cfg.Upstream.ServiceURL == "" {
+		return nil, fmt.Errorf("%w: upstream.service_url is not set; pgveil needs its own connection for %s", ErrConfig, app)
+	}
+	pc, err := pgxpool.ParseConfig(cfg.Upstream.ServiceURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: upstream.service_url: %v", ErrConfig, err)
+	}
+	pc.ConnConfig.RuntimeParams["application_name"] = app
+	if conns < 2 {
+		conns = 2
+	}
+	pc.MaxConns = int32(conns)
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = cfg.Upstream.ConnectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to upstream.service_url: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to upstream.service_url (%s): %w", endpoint(pc), err)
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Env{Cfg: cfg, Log: log, Out: out, Err: errw, Pool: pool}, nil
+}
+
+func endpoint(pc *pgxpool.Config) string {
+	return net.JoinHostPort(pc.ConnConfig.Host, strconv.Itoa(int(pc.ConnConfig.Port))) + "/" + pc.ConnConfig.Database
+}
+
+// Master loads the master key source the config names (once).
+func (e *Env) Master(ctx context.Context) (keysource.Master, error) {
+	if e.master != nil {
+		return e.master, nil
+	}
+	m, err := keysource.NewMaster(ctx, e.Cfg.KeySource, keysource.WithLogger(e.Log.Named("master")))
+	if err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	e.master = m
+	return m, nil
+}
+
+// Keyring opens the key store, creating pgveil.keys if it is missing. Only
+// commands that change something call it: check and the plans never create
+// anything.
+func (e *Env) Keyring(ctx context.Context) (*keysource.Keyring, error) {
+	if e.keys != nil {
+		return e.keys, nil
+	}
+	m, err := e.Master(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k, err := keysource.NewKeyring(ctx, e.Pool, m, e.Log.Named("keys"))
+	if err != nil {
+		return nil, err
+	}
+	e.keys = k
+	return k, nil
+}
+
+// Close releases the pool and the master key source.
+func (e *Env) Close() {
+	if c, ok := e.master.(io.Closer); ok {
+		c.Close()
+	}
+	e.Pool.Close()
+}
+
+// describeDB is "app on 127.0.0.1:5432 as pgveil (PostgreSQL 16.4)".
+func (e *Env) describeDB(ctx context.Context) string {
+	var db, role, ver string
+	if err := e.Pool.QueryRow(ctx, `SELECT current_database(), current_user, current_setting('server_version')`).Scan(&db, &role, &ver); err != nil {
+		return ""
+	}
+	cc := e.Pool.Config().ConnConfig
+	return fmt.Sprintf("%s on %s as %s (PostgreSQL %s)", db, net.JoinHostPort(cc.Host, strconv.Itoa(int(cc.Port))), role, ver)
+}
+
+// tables selects configured tables by name ("" = all); a name without a
+// schema means public.
+func (e *Env) tables(name string) ([]*policy.Table, error) {
+	if name == "" {
+		return e.Cfg.Tables, nil
+	}
+	schema, table := "public", name
+	for i := 0; i < len(name); i++ {
+		if name[i] == '.' {
+			schema, table = name[:i], name[i+1:]
+			break
+		}
+	}
+	t := e.Cfg.Table(schema, table)
+	if t == nil {
+		return nil, fmt.Errorf("%w: table %s.%s is not in the policy of %s", ErrConfig, schema, table, e.Cfg.Path)
+	}
+	return []*policy.Table{t}, nil
+}

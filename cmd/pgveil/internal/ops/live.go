@@ -1,0 +1,160 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// liveTable is one configured table as pg_catalog describes it.
+type liveTable struct {
+	Schema, Name string
+	OID          uint32
+	Kind         string // pg_class.relkind: r, p, v, m, f
+	Cols         map[string]*liveCol
+	Indexes      []liveIndex
+	// PK are the primary key's columns in key order (nil: no primary key).
+	PK []*liveCol
+}
+
+// liveCol is one column of a liveTable.
+type liveCol struct {
+	Name     string
+	TypeOID  uint32
+	TypMod   int32
+	TypeName string // format_type(atttypid, atttypmod): "character varying(64)"
+	BaseOID  uint32 // the base type of a domain, else TypeOID
+	NotNull  bool
+}
+
+// liveIndex is one index of a liveTable.
+type liveIndex struct {
+	Name    string
+	Method  string   // pg_am.amname: btree, hash, …
+	Columns []string // key columns in order; "" for an expression
+	Unique  bool
+	Primary bool
+	Valid   bool // false after a CREATE INDEX CONCURRENTLY that failed or was killed
+	Partial bool
+}
+
+// indexesOn are the indexes whose key columns include column, first ones first.
+func (t *liveTable) indexesOn(column string) []liveIndex {
+	var out []liveIndex
+	for _, ix := range t.Indexes {
+		if slices.Contains(ix.Columns, column) {
+			out = append(out, ix)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b liveIndex) int {
+		ai, bi := slices.Index(a.Columns, column), slices.Index(b.Columns, column)
+		return ai - bi
+	})
+	return out
+}
+
+const liveTablesQuery = `
+SELECT c.oid, n.nspname, c.relname, c.relkind::text
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN unnest($1::text[], $2::text[]) AS w(s, t) ON w.s = n.nspname AND w.t = c.relname
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')`
+
+const liveColumnsQuery = `
+SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod),
+       CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, a.attnotnull
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum`
+
+const liveIndexesQuery = `
+SELECT i.indrelid, ic.relname, am.amname, i.indisunique, i.indisprimary, i.indisvalid AND i.indisready,
+       i.indpred IS NOT NULL,
+       ARRAY(SELECT coalesce(a.attname, '')
+             FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+             LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0
+             WHERE k.ord <= i.indnkeyatts ORDER BY k.ord)
+FROM pg_catalog.pg_index i
+JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+JOIN pg_catalog.pg_am am ON am.oid = ic.relam
+WHERE i.indrelid = ANY($1::oid[])
+ORDER BY i.indrelid, ic.relname`
+
+// loadLive reads the configured tables from pg_catalog. A table that does
+// not exist is absent from the map (keyed by policy.Table.QualifiedName).
+func loadLive(ctx context.Context, pool *pgxpool.Pool, tables []*policy.Table) (map[string]*liveTable, error) {
+	schemas := make([]string, len(tables))
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		schemas[i], names[i] = t.Schema, t.Name
+	}
+	out := map[string]*liveTable{}
+	byOID := map[uint32]*liveTable{}
+	rows, err := pool.Query(ctx, liveTablesQuery, schemas, names)
+	if err != nil {
+		return nil, fmt.Errorf("reading pg_class: %w", err)
+	}
+	for rows.Next() {
+		t := &liveTable{Cols: map[string]*liveCol{}}
+		if err := rows.Scan(&t.OID, &t.Schema, &t.Name, &t.Kind); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out[t.Schema+"."+t.Name] = t
+		byOID[t.OID] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading pg_class: %w", err)
+	}
+	if len(byOID) == 0 {
+		return out, nil
+	}
+	oids := make([]uint32, 0, len(byOID))
+	for oid := range byOID {
+		oids = append(oids, oid)
+	}
+	rows, err = pool.Query(ctx, liveColumnsQuery, oids)
+	if err != nil {
+		return nil, fmt.Errorf("reading pg_attribute: %w", err)
+	}
+	for rows.Next() {
+		var rel uint32
+		c := &liveCol{}
+		if err := rows.Scan(&rel, &c.Name, &c.TypeOID, &c.TypMod, &c.TypeName, &c.BaseOID, &c.NotNull); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		byOID[rel].Cols[c.Name] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading pg_attribute: %w", err)
+	}
+	rows, err = pool.Query(ctx, liveIndexesQuery, oids)
+	if err != nil {
+		return nil, fmt.Errorf("reading pg_index: %w", err)
+	}
+	for rows.Next() {
+		var rel uint32
+		var ix liveIndex
+		if err := rows.Scan(&rel, &ix.Name, &ix.Method, &ix.Unique, &ix.Primary, &ix.Valid, &ix.Partial, &ix.Columns); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		t := byOID[rel]
+		t.Indexes = append(t.Indexes, ix)
+		if ix.Primary {
+			for _, name := range ix.Columns {
+				t.PK = append(t.PK, t.Cols[name])
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading pg_index: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,401 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+
+	"github.com/pgveil/pgveil/keysource"
+	"github.com/pgveil/pgveil/keysource/canon"
+	"github.com/pgveil/pgveil/keysource/envelope"
+	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/proxy"
+)
+
+// MigrateOptions are `pgveil migrate`'s flags.
+type MigrateOptions struct {
+	Table   string // "" = every configured table
+	Apply   bool   // false: print the plan only
+	Prepare bool   // with Apply: DDL, keys and state migrating; no rows touched
+	Decrypt bool   // leave pgveil: write plaintext back
+	Batch   int    // rows per batch transaction
+	Workers int    // batches in flight
+	Stop    *Interrupt
+}
+
+// Defaults of the batch flags.
+const (
+	DefaultBatch   = 2000
+	DefaultWorkers = 2
+)
+
+// Migrate prints the plan or, with Apply, carries it out table by table.
+func Migrate(ctx context.Context, e *Env, o MigrateOptions) error {
+	tables, err := e.tables(o.Table)
+	if err != nil {
+		return err
+	}
+	plans, err := planTables(ctx, e, tables, o.Decrypt)
+	if err != nil {
+		return err
+	}
+	if !o.Apply {
+		for _, tp := range plans {
+			if len(tp.blocking) == 0 {
+				if err := tp.count(ctx, e, o.Decrypt); err != nil {
+					return err
+				}
+			}
+		}
+		writePlan(e.Out, plans, o.Decrypt)
+		fmt.Fprintf(e.Out, "This is the plan. Run the same command with --apply to carry it out.\n")
+		return blockingError(plans)
+	}
+	if err := blockingError(plans); err != nil {
+		writePlan(e.Out, plans, o.Decrypt)
+		return err
+	}
+	keys, err := e.Keyring(ctx)
+	if err != nil {
+		return err
+	}
+	if err := proxy.EnsureTableStates(ctx, e.Pool); err != nil {
+		return fmt.Errorf("creating pgveil.tables: %w", err)
+	}
+	var problems []string
+	for _, tp := range plans {
+		if o.Stop.Stopped() {
+			return ErrInterrupted
+		}
+		var err error
+		if o.Decrypt {
+			err = decryptTable(ctx, e, keys, tp, o)
+		} else {
+			err = migrateTable(ctx, e, keys, tp, o)
+		}
+		var pe *ProblemError
+		switch {
+		case errors.As(err, &pe):
+			problems = append(problems, pe.Msg)
+		case err != nil:
+			return err
+		}
+	}
+	if len(problems) > 0 {
+		return &ProblemError{Msg: strings.Join(problems, "\n")}
+	}
+	return nil
+}
+
+func blockingError(plans []*tablePlan) error {
+	var msgs []string
+	for _, tp := range plans {
+		for _, b := range tp.blocking {
+			msgs = append(msgs, b)
+		}
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	return &ProblemError{Msg: "the schema does not match the policy:\n  - " + strings.Join(msgs, "\n  - ") + "\nrun `pgveil check` for the DDL that fixes each problem"}
+}
+
+// runDDL applies migrate's DDL: ADD COLUMN under a short lock timeout (it
+// needs an ACCESS EXCLUSIVE lock for a moment and must not queue behind a
+// long transaction, blocking every query behind it), indexes CONCURRENTLY
+// outside any transaction. Each statement is idempotent, so a rerun after
+// a kill finishes the job (an index left invalid is dropped and rebuilt).
+func runDDL(ctx context.Context, e *Env, tp *tablePlan) error {
+	for _, stmt := range tp.ddl {
+		sql := stmt
+		if strings.HasPrefix(sql, "ALTER TABLE ") && strings.Contains(sql, " ADD COLUMN ") {
+			sql = strings.Replace(sql, " ADD COLUMN ", " ADD COLUMN IF NOT EXISTS ", 1)
+			err := pgx.BeginFunc(ctx, e.Pool, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '10s'"); err != nil {
+					return err
+				}
+				_, err := tx.Exec(ctx, sql)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("%s: %w (a long transaction holds the table? run again)", stmt, err)
+			}
+		} else if _, err := e.Pool.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			return fmt.Errorf("%s: %w", stmt, err)
+		}
+		e.Log.Info("ran DDL", zap.String("table", tp.pol.QualifiedName()), zap.String("sql", stmt))
+		fmt.Fprintf(e.Out, "%s: %s\n", tp.pol.QualifiedName(), stmt)
+	}
+	if len(tp.ddl) == 0 {
+		return nil
+	}
+	live, err := loadLive(ctx, e.Pool, []*policy.Table{tp.pol})
+	if err != nil {
+		return err
+	}
+	tp.live = live[tp.pol.QualifiedName()]
+	return nil
+}
+
+// migrateTable: DDL, keys, state migrating, passes, state complete.
+func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tablePlan, o MigrateOptions) error {
+	name := tp.pol.QualifiedName()
+	if err := runDDL(ctx, e, tp); err != nil {
+		return err
+	}
+	tg, err := newTarget(tp.pol, tp.live, true)
+	if err != nil {
+		return &ProblemError{Msg: err.Error()}
+	}
+	// Keys that do not depend on a row: index keys, and the data keys of a
+	// table without tenants. Tenants' keys are made as their rows come.
+	for _, c := range tp.pol.Columns {
+		if c.BlindIndex != nil {
+			if _, err := keys.IndexKey(ctx, c); err != nil {
+				return err
+			}
+		}
+		if tp.pol.KeyContext == "" {
+			if _, err := keys.EncryptionKey(ctx, c, "", false); err != nil {
+				return err
+			}
+		}
+	}
+	m := &migrator{keys: keys, t: tg}
+	p := m.pass(o)
+	a := &args{}
+	var work bool
+	if err := e.Pool.QueryRow(ctx, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s WHERE %s)", tg.name, p.pred(a)), a.vals...).Scan(&work); err != nil {
+		return fmt.Errorf("looking for plaintext in %s: %w", name, err)
+	}
+	if !work {
+		if tp.state != proxy.TableComplete {
+			if err := proxy.SetTableState(ctx, e.Pool, name, proxy.TableComplete); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(e.Out, "%s: nothing to encrypt; state complete\n", name)
+		return nil
+	}
+	if tp.state != proxy.TableMigrating {
+		if err := proxy.SetTableState(ctx, e.Pool, name, proxy.TableMigrating); err != nil {
+			return err
+		}
+		e.Log.Info("table state", zap.String("table", name), zap.String("state", proxy.TableMigrating))
+		fmt.Fprintf(e.Out, "%s: state migrating (every pgveil replica now reads values without an envelope as legacy plaintext)\n", name)
+	}
+	if o.Prepare {
+		fmt.Fprintf(e.Out, "%s: prepared. Start pgveil (or reload it), move the application to it, then run `pgveil migrate --apply` without --prepare.\n", name)
+		return nil
+	}
+	st, err := runPasses(ctx, e, p, "encrypt "+name, o)
+	if err != nil {
+		return err
+	}
+	if len(st.Problems) > 0 {
+		return &ProblemError{Msg: fmt.Sprintf("%s: some rows could not be encrypted and were left as they are; the table stays in state migrating:\n  - %s\nfix them (through pgveil or directly) and run `pgveil migrate --apply` again",
+			name, strings.Join(st.problemLines(), "\n  - "))}
+	}
+	if err := proxy.SetTableState(ctx, e.Pool, name, proxy.TableComplete); err != nil {
+		return err
+	}
+	e.Log.Info("table state", zap.String("table", name), zap.String("state", proxy.TableComplete))
+	fmt.Fprintf(e.Out, "%s: state complete (plaintext is no longer accepted on read)\n", name)
+	return nil
+}
+
+// runPasses runs p's passes with progress and prints the summary line.
+func runPasses(ctx context.Context, e *Env, p *pass, what string, o MigrateOptions) (*passStats, error) {
+	a := &args{}
+	var total int64
+	if err := e.Pool.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE %s", p.t.name, p.pred(a)), a.vals...).Scan(&total); err != nil {
+		return nil, fmt.Errorf("counting rows of %s: %w", p.t.pol.QualifiedName(), err)
+	}
+	pr := e.newProgress(what, total)
+	p.progress = pr.add
+	p.stop = o.Stop.C()
+	st, err := p.passes(ctx, e, o.Stop.Stopped)
+	rows, took := pr.finish()
+	rate := float64(rows) / max(took.Seconds(), 1e-9)
+	var vals []string
+	for _, c := range p.cols {
+		if n := st.Values[c.Name]; n > 0 {
+			vals = append(vals, fmt.Sprintf("%s %d", c.Name, n))
+		}
+		if bi := c.BlindIndex; bi != nil {
+			if n := st.Values[bi.Column]; n > 0 {
+				vals = append(vals, fmt.Sprintf("%s %d", bi.Column, n))
+			}
+		}
+	}
+	if len(vals) == 0 {
+		vals = []string{"none"}
+	}
+	fmt.Fprintf(e.Out, "%s: %d rows examined, %d rewritten in %s (%.0f rows/s); values written: %s\n",
+		what, rows, st.Changed, took.Round(time.Millisecond), rate, strings.Join(vals, ", "))
+	e.Log.Info("done", zap.String("what", what), zap.Int64("rows", rows), zap.Int64("rewritten", st.Changed),
+		zap.Duration("took", took), zap.Int("rows_per_s", int(rate)))
+	if errors.Is(err, ErrInterrupted) {
+		fmt.Fprintf(e.Out, "%s: interrupted after the batches in flight committed; run the same command again to continue (finished values are recognised and skipped)\n", what)
+	}
+	return st, err
+}
+
+// migrator seals legacy plaintext and fills blind indexes.
+type migrator struct {
+	keys *keysource.Keyring
+	t    *target
+}
+
+func (m *migrator) pass(o MigrateOptions) *pass {
+	cols := m.t.pol.Columns
+	idx := indexed(m.t, cols)
+	p := &pass{t: m.t, cols: cols, idx: idx, batch: o.Batch, workers: o.Workers}
+	p.pred = migratePredicate(m.t, cols, idx)
+	p.work = func(ctx context.Context, r *row) error { return m.work(ctx, p, r) }
+	return p
+}
+
+// migratePredicate: some value is not sealed, or a sealed value lacks its
+// blind index.
+func migratePredicate(t *target, cols, idx []*policy.Column) func(a *args) string {
+	return func(a *args) string {
+		var ps []string
+		for _, c := range cols {
+			qc := col(c.Name)
+			ps = append(ps, fmt.Sprintf("(%s IS NOT NULL AND NOT %s)", qc, sealedSQL(qc, t.physical[c])))
+		}
+		for _, c := range idx {
+			ps = append(ps, fmt.Sprintf("(%s IS NOT NULL AND %s IS NULL)", col(c.Name), col(c.BlindIndex.Column)))
+		}
+		return orJoin(ps)
+	}
+}
+
+// tenantOf is the row's tenant, as the proxy computes it from a text field.
+func (t *target) tenantOf(r *row) (string, bool, error) {
+	if t.tenant == nil {
+		return "", false, nil
+	}
+	if r.tenantRaw == nil {
+		return "", false, &rowProblem{kind: fmt.Sprintf("%s is NULL: no tenant to encrypt for", t.tenant.Name)}
+	}
+	tenant, err := canon.TenantText(t.tenant.TypeOID, canon.TextFormat, r.tenantRaw)
+	if err != nil {
+		return "", false, &rowProblem{kind: fmt.Sprintf("%s: %v", t.tenant.Name, err)}
+	}
+	return tenant, true, nil
+}
+
+// legacyPlaintext is the canonical plaintext of a value stored before
+// adoption, read as the proxy reads it in migration mode
+// (proxy/decrypt.go legacyPlaintext): a bytea column's raw bytes for the
+// logical type bytea, else the type's text input.
+func legacyPlaintext(c *policy.Column, raw []byte) ([]byte, error) {
+	if c.Type == policy.TypeBytea {
+		return raw, nil
+	}
+	pt, err := canon.Plaintext(c.Type, canon.TextFormat, 0, raw, nil)
+	if err != nil {
+		return nil, &rowProblem{kind: fmt.Sprintf("%s: not valid %s input", c.Name, c.Type)}
+	}
+	return pt, nil
+}
+
+func (m *migrator) work(ctx context.Context, p *pass, r *row) error {
+	tenant, has, terr := "", false, error(nil)
+	tenantDone := false
+	getTenant := func() error {
+		if !tenantDone {
+			tenant, has, terr = m.t.tenantOf(r)
+			tenantDone = true
+		}
+		return terr
+	}
+	ix := 0
+	for i, c := range p.cols {
+		hasIdx := ix < len(p.idx) && p.idx[ix] == c
+		v := r.vals[i]
+		switch {
+		case v == nil:
+		case !sealedGo(v, m.t.physical[c]):
+			pt, err := legacyPlaintext(c, v)
+			if err != nil {
+				return err
+			}
+			if err := getTenant(); err != nil {
+				return err
+			}
+			dk, err := m.keys.EncryptionKey(ctx, c, tenant, has)
+			if err != nil {
+				return err
+			}
+			env := dk.Seal(nil, pt)
+			if m.t.physical[c] == policy.OIDText {
+				env = envelope.Encode(nil, env)
+			}
+			r.setVal[i], r.newVal[i], r.changed = true, env, true
+			if hasIdx {
+				sum, err := blindIndex(ctx, m.keys, c, pt)
+				if err != nil {
+					return err
+				}
+				r.setIdx[ix], r.newIdx[ix] = true, sum
+			}
+		case hasIdx && !r.hasIdx[ix]:
+			// Sealed before its blind-index column existed: open it to index it.
+			if err := getTenant(); err != nil {
+				return err
+			}
+			pt, err := m.keys.OpenFor(ctx, c, tenant, has, v, nil)
+			if err != nil {
+				return openProblem(c, err)
+			}
+			sum, err := blindIndex(ctx, m.keys, c, pt)
+			if err != nil {
+				return err
+			}
+			r.setIdx[ix], r.newIdx[ix], r.changed = true, sum, true
+		}
+		if hasIdx {
+			ix++
+		}
+	}
+	return nil
+}
+
+// blindIndex is the proxy's blind index of a canonical plaintext.
+func blindIndex(ctx context.Context, keys *keysource.Keyring, c *policy.Column, pt []byte) ([]byte, error) {
+	ik, err := keys.IndexKey(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	in, err := canon.IndexInput(c.Type, pt, c.BlindIndex.Normalize, nil)
+	if err != nil {
+		return nil, &rowProblem{kind: fmt.Sprintf("%s: %v", c.Name, err)}
+	}
+	return ik.Sum(nil, in), nil
+}
+
+// openProblem turns a value that does not open into a row problem; a
+// master key source that is down is an error that ends the run instead.
+func openProblem(c *policy.Column, err error) error {
+	if keysource.IsRetryable(err) {
+		return err
+	}
+	reason := "tampered"
+	switch {
+	case errors.Is(err, keysource.ErrShredded):
+		reason = "key shredded"
+	case errors.Is(err, keysource.ErrUnknownKey):
+		reason = "unknown key"
+	case errors.Is(err, keysource.ErrWrongScope):
+		reason = "key of another column or tenant"
+	}
+	return &rowProblem{kind: fmt.Sprintf("%s: sealed value does not open (%s)", c.Name, reason)}
+}

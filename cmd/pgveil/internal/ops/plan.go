@@ -1,0 +1,180 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/proxy"
+)
+
+// tablePlan is what migrate will do to one table.
+type tablePlan struct {
+	pol   *policy.Table
+	live  *liveTable
+	state string // pgveil.tables state, "" when the table has no row (complete)
+	// blocking are problems migrate does not fix itself (run `pgveil check`).
+	blocking []string
+	// ddl are the statements migrate runs first (blind-index columns and indexes).
+	ddl []string
+	// counts, filled by count().
+	rows, work int64
+	values     map[string]int64 // per encrypted column: values to seal (or open)
+	indexes    map[string]int64 // per blind-index column: indexes to fill (or clear)
+}
+
+// migrateFixes are the findings migrate fixes itself: blind-index columns
+// (nullable bytea, a catalog-only change) and their indexes (built
+// CONCURRENTLY). Everything else needs a person.
+var migrateFixes = map[string]bool{
+	"bidx_missing": true, "bidx_index_missing": true, "bidx_index_not_unique": true, "bidx_index_invalid": true,
+}
+
+// planTables reads the live schema and states and plans each table.
+func planTables(ctx context.Context, e *Env, tables []*policy.Table, decrypt bool) ([]*tablePlan, error) {
+	live, err := loadLive(ctx, e.Pool, tables)
+	if err != nil {
+		return nil, err
+	}
+	states, err := proxy.LoadTableStates(ctx, e.Pool)
+	if err != nil {
+		return nil, fmt.Errorf("reading pgveil.tables: %w", err)
+	}
+	var out []*tablePlan
+	for _, t := range tables {
+		lt := live[t.QualifiedName()]
+		tp := &tablePlan{pol: t, live: lt, state: states[t.QualifiedName()]}
+		r := &Report{}
+		checkTable(r, t, lt)
+		for _, f := range r.Findings {
+			switch {
+			case f.Code == "no_primary_key" || f.Code == "not_a_table":
+				tp.blocking = append(tp.blocking, f.Message)
+			case f.Severity != SevProblem:
+			case migrateFixes[f.Code]:
+				if !decrypt {
+					tp.ddl = append(tp.ddl, f.Fix...)
+				}
+			case decrypt && (f.Code == "bidx_type"):
+				tp.blocking = append(tp.blocking, f.Message)
+			default:
+				tp.blocking = append(tp.blocking, f.Message)
+			}
+		}
+		out = append(out, tp)
+	}
+	return out, nil
+}
+
+// count fills the plan's row counts (one scan of the table).
+func (tp *tablePlan) count(ctx context.Context, e *Env, decrypt bool) error {
+	tg, err := newTarget(tp.pol, tp.live, false)
+	if err != nil {
+		return err
+	}
+	var exprs []string
+	var names []string
+	var isIdx []bool
+	a := &args{}
+	for _, c := range tp.pol.Columns {
+		qc, phys := col(c.Name), tg.physical[c]
+		if decrypt {
+			exprs = append(exprs, fmt.Sprintf("count(*) FILTER (WHERE %s IS NOT NULL AND %s)", qc, sealedSQL(qc, phys)))
+		} else {
+			exprs = append(exprs, fmt.Sprintf("count(*) FILTER (WHERE %s IS NOT NULL AND NOT %s)", qc, sealedSQL(qc, phys)))
+		}
+		names, isIdx = append(names, c.Name), append(isIdx, false)
+		if bi := c.BlindIndex; bi != nil {
+			switch {
+			case decrypt && tg.hasBidx[c]:
+				exprs = append(exprs, fmt.Sprintf("count(%s)", col(bi.Column)))
+			case decrypt:
+				exprs = append(exprs, "0")
+			case tg.hasBidx[c]:
+				exprs = append(exprs, fmt.Sprintf("count(*) FILTER (WHERE %s IS NOT NULL AND %s IS NULL)", qc, col(bi.Column)))
+			default:
+				exprs = append(exprs, fmt.Sprintf("count(%s)", qc))
+			}
+			names, isIdx = append(names, bi.Column), append(isIdx, true)
+		}
+	}
+	pred := "true"
+	if tp.pol.Columns != nil {
+		if decrypt {
+			pred = decryptPredicate(tg, tp.pol.Columns, indexed(tg, tp.pol.Columns))(a)
+		} else {
+			pred = migratePredicate(tg, tp.pol.Columns, indexed(tg, tp.pol.Columns))(a)
+		}
+	}
+	sql := fmt.Sprintf("SELECT count(*), count(*) FILTER (WHERE %s), %s FROM %s", pred, strings.Join(exprs, ", "), tg.name)
+	vals := make([]int64, len(exprs)+2)
+	dst := make([]any, len(vals))
+	for i := range vals {
+		dst[i] = &vals[i]
+	}
+	if err := e.Pool.QueryRow(ctx, sql, a.vals...).Scan(dst...); err != nil {
+		return fmt.Errorf("counting %s: %w", tp.pol.QualifiedName(), err)
+	}
+	tp.rows, tp.work = vals[0], vals[1]
+	tp.values, tp.indexes = map[string]int64{}, map[string]int64{}
+	for i, n := range names {
+		if isIdx[i] {
+			tp.indexes[n] = vals[i+2]
+		} else {
+			tp.values[n] = vals[i+2]
+		}
+	}
+	return nil
+}
+
+// indexed are the columns of cols whose blind-index column exists.
+func indexed(tg *target, cols []*policy.Column) []*policy.Column {
+	var out []*policy.Column
+	for _, c := range cols {
+		if tg.hasBidx[c] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// writePlan prints the plans for a person.
+func writePlan(w io.Writer, plans []*tablePlan, decrypt bool) {
+	for _, tp := range plans {
+		state := tp.state
+		if state == "" {
+			state = "none (complete)"
+		}
+		fmt.Fprintf(w, "%s  (state: %s)\n", tp.pol.QualifiedName(), state)
+		if len(tp.blocking) > 0 {
+			fmt.Fprintf(w, "  cannot proceed until these are fixed (`pgveil check` prints the DDL):\n")
+			for _, b := range tp.blocking {
+				fmt.Fprintf(w, "    - %s\n", b)
+			}
+		}
+		if len(tp.ddl) > 0 {
+			fmt.Fprintf(w, "  DDL:\n")
+			for _, s := range tp.ddl {
+				fmt.Fprintf(w, "    %s\n", s)
+			}
+		}
+		if tp.values == nil {
+			fmt.Fprintln(w)
+			continue
+		}
+		verb, iverb := "plaintext values to encrypt", "blind indexes to fill"
+		if decrypt {
+			verb, iverb = "envelopes to decrypt", "blind indexes to clear"
+		}
+		fmt.Fprintf(w, "  rows: %d, %d to rewrite\n", tp.rows, tp.work)
+		for _, c := range tp.pol.Columns {
+			fmt.Fprintf(w, "    %-24s %10d %s\n", c.Name, tp.values[c.Name], verb)
+			if bi := c.BlindIndex; bi != nil {
+				fmt.Fprintf(w, "    %-24s %10d %s\n", bi.Column, tp.indexes[bi.Column], iverb)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+}

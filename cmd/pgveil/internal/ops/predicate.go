@@ -1,0 +1,73 @@
+package ops
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/pgveil/pgveil/keysource/envelope"
+	"github.com/pgveil/pgveil/policy"
+)
+
+// The SQL below decides on the server which rows a pass must look at. Each
+// predicate is exact about the envelope's shape, as the proxy judges it
+// (proxy/decrypt.go: envelope.IsText for a physical text column,
+// envelope.IsBinary for bytea), so that finished rows never leave the
+// server and no row that needs work is left behind. Go then decides again
+// per value with the same functions.
+
+// args collects a statement's parameters and hands out placeholders.
+type args struct{ vals []any }
+
+func (a *args) add(v any) string {
+	a.vals = append(a.vals, v)
+	return "$" + strconv.Itoa(len(a.vals))
+}
+
+// sealedSQL is true when the stored value has the shape of an envelope.
+//
+//	text:  envelope.IsText   "pgv1:" prefix, at least 49 bytes, (len-5) % 4 != 1
+//	bytea: envelope.IsBinary at least 33 bytes, version 0x01, key id not 0
+func sealedSQL(col string, physical uint32) string {
+	if physical == policy.OIDText {
+		return fmt.Sprintf("(left(%[1]s, 5) = 'pgv1:' AND octet_length(%[1]s) >= %[2]d AND (octet_length(%[1]s) - 5) %% 4 <> 1)",
+			col, envelope.EncodedLen(envelope.Overhead))
+	}
+	return fmt.Sprintf(`(octet_length(%[1]s) >= %[2]d AND substr(%[1]s, 1, 1) = '\x01'::bytea AND substr(%[1]s, 2, 4) <> '\x00000000'::bytea)`,
+		col, envelope.Overhead)
+}
+
+// keyIDSQL is the envelope's key id as 4 big-endian bytes (a sealed value only).
+// The text form's first 8 base64url characters hold its first 6 bytes.
+func keyIDSQL(col string, physical uint32) string {
+	if physical == policy.OIDText {
+		return fmt.Sprintf("substr(decode(translate(substr(%s, 6, 8), '-_', '+/'), 'base64'), 2, 4)", col)
+	}
+	return fmt.Sprintf("substr(%s, 2, 4)", col)
+}
+
+// keyIDBytes encodes key ids as keyIDSQL shows them.
+func keyIDBytes(ids []uint32) [][]byte {
+	out := make([][]byte, len(ids))
+	for i, id := range ids {
+		out[i] = binary.BigEndian.AppendUint32(nil, id)
+	}
+	return out
+}
+
+// sealedGo is the proxy's own test of a stored value.
+func sealedGo(v []byte, physical uint32) bool {
+	if physical == policy.OIDText {
+		return envelope.IsText(v)
+	}
+	return envelope.IsBinary(v)
+}
+
+// orJoin joins predicates with OR ("false" for none).
+func orJoin(ps []string) string {
+	if len(ps) == 0 {
+		return "false"
+	}
+	return "(" + strings.Join(ps, " OR ") + ")"
+}

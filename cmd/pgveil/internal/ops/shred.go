@@ -1,0 +1,136 @@
+package ops
+
+import (
+	"context"
+	"fmt"
+	"os/user"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgveil/pgveil/keysource/canon"
+	"github.com/pgveil/pgveil/policy"
+)
+
+// ShredOptions are `pgveil shred`'s flags.
+type ShredOptions struct {
+	Table  string
+	Tenant string // the key_context value, as SQL text input ("42", a uuid, …)
+	Batch  int
+}
+
+// ShredTarget resolves and checks what Shred would destroy, for the
+// confirmation prompt: the table, the tenant's canonical form and how many
+// rows it has.
+func ShredTarget(ctx context.Context, e *Env, o ShredOptions) (*policy.Table, string, int64, error) {
+	if o.Table == "" || o.Tenant == "" {
+		return nil, "", 0, fmt.Errorf("%w: --table and --tenant are required", ErrConfig)
+	}
+	tables, err := e.tables(o.Table)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	t := tables[0]
+	if t.KeyContext == "" {
+		return nil, "", 0, fmt.Errorf("%w: %s has no key_context in the policy: its keys are not per tenant, so one tenant cannot be shredded", ErrConfig, t.QualifiedName())
+	}
+	tg, err := loadTargets(ctx, e, tables, false)
+	if err != nil {
+		return nil, "", 0, err
+	}
+	tenant, err := canon.TenantText(tg[0].tenant.TypeOID, canon.TextFormat, []byte(o.Tenant))
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("%w: --tenant %q is not a valid %s value: %v", ErrConfig, o.Tenant, tg[0].tenant.TypeName, err)
+	}
+	var n int64
+	if err := e.Pool.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE %s = $1::%s", tg[0].name, col(t.KeyContext), tg[0].tenant.TypeName), o.Tenant).Scan(&n); err != nil {
+		return nil, "", 0, err
+	}
+	return t, tenant, n, nil
+}
+
+// ShredResult is what Shred did.
+type ShredResult struct {
+	KeyIDs  []uint32 // data keys destroyed now (none on a rerun)
+	Cleared int64    // rows whose blind indexes were set NULL
+}
+
+// Shred crypto-shreds one tenant of a table:
+//
+//  1. Keyring.Shred: every version of the tenant's data key of every
+//     configured column of the table loses its wrapped bytes (a tombstone
+//     remains), and NOTIFY pgveil_keys tells every replica to drop them
+//     from its cache at once. The tenant's values read as NULL from then on.
+//  2. The tenant's blind indexes are set NULL, in batches: the index key is
+//     shared by all tenants, so they would otherwise stay linkable and
+//     guessable by whoever holds the proxy's keys.
+//  3. An audit line: who (OS user, database role), when, table, tenant, key ids.
+//
+// It is idempotent: a rerun after a crash finishes step 2.
+func Shred(ctx context.Context, e *Env, o ShredOptions) (*ShredResult, error) {
+	t, tenant, _, err := ShredTarget(ctx, e, o)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := e.Keyring(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tgs, err := loadTargets(ctx, e, []*policy.Table{t}, false)
+	if err != nil {
+		return nil, err
+	}
+	tg := tgs[0]
+	start := time.Now()
+	ids, err := keys.Shred(ctx, t, tenant)
+	if err != nil {
+		return nil, err
+	}
+	res := &ShredResult{KeyIDs: ids}
+	var sets, nonNull []string
+	for _, c := range indexed(tg, t.Columns) {
+		b := col(c.BlindIndex.Column)
+		sets = append(sets, b+" = NULL")
+		nonNull = append(nonNull, b+" IS NOT NULL")
+	}
+	if len(sets) > 0 {
+		batch := o.Batch
+		if batch <= 0 {
+			batch = 10000
+		}
+		// ctid batches: no primary key needed, each batch a short transaction.
+		sql := fmt.Sprintf(`UPDATE %[1]s SET %[2]s WHERE ctid = ANY(ARRAY(
+			SELECT ctid FROM %[1]s WHERE %[3]s = $1::%[4]s AND (%[5]s) LIMIT %[6]d FOR UPDATE))`,
+			tg.name, strings.Join(sets, ", "), col(t.KeyContext), tg.tenant.TypeName, strings.Join(nonNull, " OR "), batch)
+		for {
+			tag, err := e.Pool.Exec(ctx, sql, o.Tenant)
+			if err != nil {
+				return res, fmt.Errorf("clearing blind indexes of the tenant in %s (the keys are already destroyed; run the same command again): %w", t.QualifiedName(), err)
+			}
+			res.Cleared += tag.RowsAffected()
+			if tag.RowsAffected() == 0 {
+				break
+			}
+		}
+	}
+	osUser := "unknown"
+	if u, err := user.Current(); err == nil {
+		osUser = u.Username
+	}
+	var role, db string
+	e.Pool.QueryRow(ctx, `SELECT session_user, current_database()`).Scan(&role, &db)
+	e.Log.Info("audit: tenant crypto-shredded",
+		zap.String("audit", "shred"),
+		zap.String("os_user", osUser),
+		zap.String("db_role", role),
+		zap.String("database", db),
+		zap.Time("at", start.UTC()),
+		zap.String("table", t.QualifiedName()),
+		zap.String("key_context", t.KeyContext),
+		zap.String("tenant", tenant),
+		zap.Uint32s("key_ids", ids),
+		zap.Int64("blind_index_rows_cleared", res.Cleared),
+	)
+	return res, nil
+}

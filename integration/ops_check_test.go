@@ -1,0 +1,183 @@
+package integration
+
+import (
+	"encoding/json"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const checkPolicy = `tables:
+  public.customers:
+    key_context: tenant_id
+    columns:
+      email:
+        type: text
+        blind_index:
+          column: email_bidx
+          unique: true
+      phone:
+        type: text
+      ssn:
+        type: text
+        blind_index:
+          column: ssn_bidx
+      note:
+        type: text
+      age:
+        type: int4
+  public.orders:
+    columns:
+      card:
+        type: text
+        blind_index:
+          column: card_bidx
+  public.ghosts:
+    columns:
+      x:
+        type: text
+`
+
+// checkBroken has one of each problem `pgveil check` knows.
+const checkBroken = `
+CREATE TABLE customers (
+  id bigserial PRIMARY KEY,
+  org_id int8,
+  email varchar(40),   -- too narrow, and not text; email_bidx missing
+  phone bytea,         -- fine
+  ssn text,            -- fine, but its blind index is text
+  ssn_bidx text,
+  age int4             -- not bytea or text; note missing; tenant_id missing
+);
+INSERT INTO customers (org_id, email, age) VALUES (1, 'a@example.com', 42);
+CREATE TABLE orders (card bytea, card_bidx bytea);  -- no index, no primary key
+-- public.ghosts does not exist; neither does pgveil.keys
+`
+
+type checkJSON struct {
+	OK       bool `json:"ok"`
+	Problems int  `json:"problems"`
+	Findings []struct {
+		Severity, Code, Table, Column, Message, Caution string
+		Fix                                             []string
+	} `json:"findings"`
+}
+
+// TestOpsCheck runs `pgveil check` on a broken schema (each problem
+// reported with its fix, exit 1), applies the fixes it prints, and checks
+// again (exit 0); then a wrong master key is a problem; a bad config exits 2.
+func TestOpsCheck(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_check", checkPolicy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, checkBroken); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+
+	r := e.run(ctx, 1, "check", "-c", cfg, "--format", "json")
+	var rep checkJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("check --format json is not JSON: %v\n%s", err, r.stdout)
+	}
+	got := map[string]bool{}
+	for _, f := range rep.Findings {
+		got[f.Severity+" "+f.Code+" "+f.Table+" "+f.Column] = true
+	}
+	want := []string{
+		"problem column_type public.customers email",
+		"problem bidx_missing public.customers email_bidx",
+		"problem bidx_type public.customers ssn_bidx",
+		"problem bidx_index_missing public.customers ssn_bidx",
+		"problem column_missing public.customers note",
+		"problem column_type public.customers age",
+		"problem key_context_missing public.customers tenant_id",
+		"problem bidx_index_missing public.orders card_bidx",
+		"problem table_missing public.ghosts ",
+		"problem keystore_missing  ",
+		"note no_primary_key public.orders ",
+		"note table_states_missing  ",
+	}
+	for _, w := range want {
+		if !got[w] {
+			t.Errorf("check did not report %q", w)
+		}
+	}
+	if rep.OK || rep.Problems != 10 {
+		keys := make([]string, 0, len(got))
+		for k := range got {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		t.Errorf("ok=%v problems=%d, want 10:\n%s", rep.OK, rep.Problems, strings.Join(keys, "\n"))
+	}
+
+	// The text report shows the same, with the exact DDL.
+	r = e.run(ctx, 1, "check", "-c", cfg)
+	for _, ddl := range []string{
+		"ALTER TABLE public.customers ALTER COLUMN email TYPE text;",
+		"ALTER TABLE public.customers ADD COLUMN email_bidx bytea;",
+		"CREATE UNIQUE INDEX CONCURRENTLY customers_email_bidx_idx ON public.customers (email_bidx);",
+		"ALTER TABLE public.customers ADD COLUMN note bytea;",
+		"ALTER TABLE public.customers ALTER COLUMN age TYPE text USING age::text;",
+		"ALTER TABLE public.customers ALTER COLUMN ssn_bidx TYPE bytea USING NULL;",
+		"CREATE INDEX CONCURRENTLY orders_card_bidx_idx ON public.orders (card_bidx);",
+		"CREATE TABLE IF NOT EXISTS pgveil.keys",
+		"too narrow: the envelope of a 40-character ASCII value is 103 characters",
+	} {
+		if !strings.Contains(r.stdout, ddl) {
+			t.Errorf("text report lacks %q", ddl)
+		}
+	}
+	if t.Failed() {
+		t.Fatalf("report:\n%s", r.stdout)
+	}
+
+	// Apply every fix it printed, plus what only a person can decide.
+	for _, f := range rep.Findings {
+		if f.Severity != "problem" {
+			continue
+		}
+		for _, s := range f.Fix {
+			start := time.Now()
+			if _, err := su.Exec(ctx, s, pgx.QueryExecModeSimpleProtocol); err != nil {
+				t.Fatalf("fix %q: %v", s, err)
+			}
+			t.Logf("%s: %s", time.Since(start), s)
+		}
+	}
+	for _, s := range []string{
+		"ALTER TABLE customers ADD COLUMN tenant_id int8 NOT NULL DEFAULT 1",
+		"CREATE TABLE ghosts (id int PRIMARY KEY, x bytea)",
+	} {
+		if _, err := su.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r = e.run(ctx, 0, "check", "-c", cfg)
+	if !strings.Contains(r.stdout, "OK: the database matches the policy.") || !strings.Contains(r.stdout, "no primary key") {
+		t.Fatalf("good schema:\n%s", r.stdout)
+	}
+
+	// Keys made under this master key; check with another key finds them unreadable.
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply", "--table", "public.customers")
+	other := e.dir + "/other.key"
+	e.run(ctx, 0, "keygen", "-o", other)
+	r = e.run(ctx, 1, "check", "-c", e.writeConfig("other.yaml", e.config(other)), "--format", "json")
+	rep = checkJSON{}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Findings) == 0 || rep.Problems != 1 || !strings.Contains(r.stdout, `"code": "master_key"`) || !strings.Contains(r.stdout, "previous_key_files") {
+		t.Fatalf("wrong master key:\n%s", r.stdout)
+	}
+
+	// A config error is exit 2, before anything connects.
+	bad := e.writeConfig("bad.yaml", "tables:\n  public.customers:\n    columns:\n      email:\n        type: textish\n")
+	if r := e.run(ctx, 2, "check", "-c", bad); !strings.Contains(r.stderr, "bad.yaml:5") {
+		t.Fatalf("config error: %s", r.stderr)
+	}
+}
