@@ -265,7 +265,24 @@ func TestOpsMigrateOnline(t *testing.T) {
 		t.Fatalf("state after the kill: %q", s)
 	}
 
-	// Second run finishes the job.
+	// Second run, stopped with Ctrl-C: the batches in flight commit, exit 130.
+	cmd, stdout, stderr := e.start("migrate", "-c", cfg, "--apply", "--progress-every", "100ms")
+	waitFor(t, 90*time.Second, "the second run to report progress", func() (bool, error) {
+		return progressRows(stderr.String()) >= 10000, nil
+	})
+	cmd.Process.Signal(syscall.SIGINT)
+	err := cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 130 || !strings.Contains(stderr.String(), "interrupted") || !strings.Contains(stdout.String(), "run the same command again") {
+		t.Fatalf("after SIGINT: exit %d (%v)\nstdout:\n%s\nstderr:\n%s", code, err, stdout.String(), tail(stderr.String(), 20))
+	}
+	var plain2 int
+	su.QueryRow(ctx, `SELECT count(*) FROM accounts WHERE phone NOT LIKE 'pgv1:%'`).Scan(&plain2)
+	t.Logf("interrupted after %d more rows; %d phone values still plaintext", progressRows(stderr.String()), plain2)
+	if plain2 == 0 || plain2 >= plain {
+		t.Fatalf("the interrupted run did not stop midway: %d plaintext before, %d after", plain, plain2)
+	}
+
+	// Third run finishes the job.
 	r = e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
 	rows, rate := rowsPerSecond(r.stdout, "encrypt public.accounts")
 	t.Logf("rerun: %d rows in %s, %d rows/s (3 columns + blind index, application writing meanwhile)\n%s", rows, r.took.Round(time.Millisecond), rate, r.stdout)
@@ -357,7 +374,7 @@ func TestOpsMigrateOnline(t *testing.T) {
 		t.Fatalf("lookups by email found %d rows of %d", found, len(want))
 	}
 
-	// A third run finds nothing to do and keeps the state.
+	// Another run finds nothing to do and keeps the state.
 	r = e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
 	if !strings.Contains(r.stdout, "nothing to encrypt") {
 		t.Fatalf("third run:\n%s", r.stdout)

@@ -29,8 +29,9 @@ type pass struct {
 	idx  []*policy.Column
 	// pred is the server-side "this row may need work" predicate.
 	pred func(a *args) string
-	// work decides one row: it fills r.set*/r.new*. A *rowProblem leaves
-	// the row as it is and is counted; any other error ends the pass.
+	// work decides one row: it fills r.set*/r.new*. A *rowProblem is
+	// counted and what work did set is still written (the value with the
+	// problem stays as it is); any other error ends the pass.
 	work func(ctx context.Context, r *row) error
 
 	batch      int
@@ -306,6 +307,7 @@ func (p *pass) batchOnce(ctx context.Context, e *Env, mu *sync.Mutex, cursor *[]
 			if !errors.As(err, &rp) {
 				return nil, false, err
 			}
+			// The value stays as it is; the row's other values are written.
 			pc := st.Problems[rp.kind]
 			if pc == nil {
 				pc = &problemCount{}
@@ -315,7 +317,6 @@ func (p *pass) batchOnce(ctx context.Context, e *Env, mu *sync.Mutex, cursor *[]
 			if len(pc.Keys) < 5 {
 				pc.Keys = append(pc.Keys, strings.Join(r.key, ","))
 			}
-			continue
 		}
 		if r.changed {
 			changed = append(changed, r)
@@ -437,7 +438,12 @@ func (p *pass) passes(ctx context.Context, e *Env, interrupted func() bool) (*pa
 		p.skipLocked = i == 0
 		start := time.Now()
 		st, err := p.run(ctx, e)
+		// Rows with problems are met again by every pass: the last pass's
+		// count is the number left.
+		problems := st.Problems
+		st.Problems = nil
 		total.add(st)
+		total.Problems = problems
 		if err != nil {
 			return total, err
 		}

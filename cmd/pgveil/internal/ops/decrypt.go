@@ -2,6 +2,7 @@ package ops
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -87,6 +88,7 @@ type decrypter struct {
 }
 
 func (d *decrypter) work(ctx context.Context, p *pass, r *row) error {
+	var problem error
 	for i, c := range p.cols {
 		v := r.vals[i]
 		if v == nil || !sealedGo(v, d.t.physical[c]) {
@@ -102,10 +104,14 @@ func (d *decrypter) work(ctx context.Context, p *pass, r *row) error {
 			r.setVal[i], r.newVal[i], r.changed = true, nil, true // reads as NULL through pgveil already
 			continue
 		case err != nil:
-			return openProblem(c, err)
+			if err := rowOrFatal(openProblem(c, err), &problem); err != nil {
+				return err
+			}
+			continue
 		}
 		if d.t.physical[c] == policy.OIDText && (!utf8.Valid(pt) || bytes.IndexByte(pt, 0) >= 0) {
-			return &rowProblem{kind: fmt.Sprintf("%s: plaintext is not valid text for a text column (bytes that are not UTF-8)", c.Name)}
+			problem = cmp.Or(problem, error(&rowProblem{kind: fmt.Sprintf("%s: plaintext is not valid text for a text column (bytes that are not UTF-8)", c.Name)}))
+			continue
 		}
 		if pt == nil {
 			pt = []byte{}
@@ -117,5 +123,5 @@ func (d *decrypter) work(ctx context.Context, p *pass, r *row) error {
 			r.setIdx[i], r.newIdx[i], r.changed = true, nil, true
 		}
 	}
-	return nil
+	return problem
 }

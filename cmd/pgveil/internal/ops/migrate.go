@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -308,6 +309,7 @@ func legacyPlaintext(c *policy.Column, raw []byte) ([]byte, error) {
 }
 
 func (m *migrator) work(ctx context.Context, p *pass, r *row) error {
+	var problem error // the first value left as it is
 	tenant, has, terr := "", false, error(nil)
 	tenantDone := false
 	getTenant := func() error {
@@ -324,12 +326,13 @@ func (m *migrator) work(ctx context.Context, p *pass, r *row) error {
 		switch {
 		case v == nil:
 		case !sealedGo(v, m.t.physical[c]):
+			if err := getTenant(); err != nil {
+				return err // no tenant: nothing in this row can be sealed
+			}
 			pt, err := legacyPlaintext(c, v)
 			if err != nil {
-				return err
-			}
-			if err := getTenant(); err != nil {
-				return err
+				problem = cmp.Or(problem, err)
+				break
 			}
 			dk, err := m.keys.EncryptionKey(ctx, c, tenant, has)
 			if err != nil {
@@ -343,7 +346,7 @@ func (m *migrator) work(ctx context.Context, p *pass, r *row) error {
 			if hasIdx {
 				sum, err := blindIndex(ctx, m.keys, c, pt)
 				if err != nil {
-					return err
+					return rowOrFatal(err, &problem)
 				}
 				r.setIdx[ix], r.newIdx[ix] = true, sum
 			}
@@ -353,20 +356,34 @@ func (m *migrator) work(ctx context.Context, p *pass, r *row) error {
 				return err
 			}
 			pt, err := m.keys.OpenFor(ctx, c, tenant, has, v, nil)
-			if err != nil {
-				return openProblem(c, err)
+			if err == nil {
+				var sum []byte
+				if sum, err = blindIndex(ctx, m.keys, c, pt); err == nil {
+					r.setIdx[ix], r.newIdx[ix], r.changed = true, sum, true
+				}
+			} else {
+				err = openProblem(c, err)
 			}
-			sum, err := blindIndex(ctx, m.keys, c, pt)
-			if err != nil {
+			if err := rowOrFatal(err, &problem); err != nil {
 				return err
 			}
-			r.setIdx[ix], r.newIdx[ix], r.changed = true, sum, true
 		}
 		if hasIdx {
 			ix++
 		}
 	}
-	return nil
+	return problem
+}
+
+// rowOrFatal records a *rowProblem in *problem (the first one wins) and
+// returns nil for it; any other error is returned to end the pass.
+func rowOrFatal(err error, problem *error) error {
+	var rp *rowProblem
+	if errors.As(err, &rp) {
+		*problem = cmp.Or(*problem, err)
+		return nil
+	}
+	return err
 }
 
 // blindIndex is the proxy's blind index of a canonical plaintext.

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -123,7 +124,26 @@ func rotateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tg *targe
 		tenantFilter, hasFilter = t, true
 	}
 	rotatedAt := time.Now()
-	if !o.Finish {
+	if o.Finish {
+		// A store left with several active versions (a crash between
+		// steps, an edit by hand): only the newest stays active.
+		for _, c := range cols {
+			tenants, err := liveTenants(ctx, keys, c)
+			if err != nil {
+				return err
+			}
+			for _, tenant := range tenants {
+				if hasFilter && tenant != tenantFilter {
+					continue
+				}
+				if n, err := keys.RetireOlder(ctx, c, tenant, tg.tenant != nil); err != nil {
+					return err
+				} else if n > 0 {
+					e.Log.Info("retired older active versions", zap.String("column", c.QualifiedName()), zap.Int("count", n))
+				}
+			}
+		}
+	} else {
 		for _, c := range cols {
 			tenants, err := liveTenants(ctx, keys, c)
 			if err != nil {
@@ -310,6 +330,7 @@ func (r *rotator) pass(cols []*policy.Column, o RotateOptions) *pass {
 }
 
 func (r *rotator) work(ctx context.Context, p *pass, row *row) error {
+	var problem error
 	for i, c := range p.cols {
 		v := row.vals[i]
 		if v == nil || !sealedGo(v, r.t.physical[c]) {
@@ -319,7 +340,8 @@ func (r *rotator) work(ctx context.Context, p *pass, row *row) error {
 		if r.t.physical[c] == policy.OIDText {
 			b, err := envelope.Decode(nil, v)
 			if err != nil {
-				return openProblem(c, keysource.ErrTampered)
+				problem = cmp.Or(problem, openProblem(c, keysource.ErrTampered))
+				continue
 			}
 			env = b
 		}
@@ -333,7 +355,10 @@ func (r *rotator) work(ctx context.Context, p *pass, row *row) error {
 		}
 		pt, err := r.keys.OpenFor(ctx, c, tenant, has, env, nil)
 		if err != nil {
-			return openProblem(c, err)
+			if err := rowOrFatal(openProblem(c, err), &problem); err != nil {
+				return err
+			}
+			continue
 		}
 		dk, err := r.keys.EncryptionKey(ctx, c, tenant, has)
 		if err != nil {
@@ -349,7 +374,7 @@ func (r *rotator) work(ctx context.Context, p *pass, row *row) error {
 		}
 		row.setVal[i], row.newVal[i], row.changed = true, out, true
 	}
-	return nil
+	return problem
 }
 
 // remaining counts values still under each retired id.
