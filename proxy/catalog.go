@@ -97,7 +97,14 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading the catalog: %w", err)
 	}
-	return buildCatalog(rw, cfg)
+	c, err := buildCatalog(rw, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := addGuardedViews(ctx, pool, c); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // buildCatalog indexes a snapshot and validates it against the policy.
@@ -168,4 +175,76 @@ func (e *schemaError) Error() string {
 	}
 	return "the database does not match the encryption policy:\n  - " + strings.Join(e.problems, "\n  - ") +
 		"\nrun `pgveil check -c " + cfg + "` for the DDL that fixes each problem (or `pgveil migrate -c " + cfg + " --apply`)"
+}
+
+// guardedQuery finds every view or materialized view that reads an
+// encrypted or blind-index column of a configured table ($1: table OID ×
+// 65536 + attnum), and, transitively, every view over such a view, with the
+// configured table it leads to and the view's columns.
+const guardedQuery = `
+WITH RECURSIVE dep(view_oid, base) AS (
+  SELECT DISTINCT r.ev_class, d.refobjid
+  FROM pg_catalog.pg_depend d
+  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+  WHERE d.classid = 'pg_catalog.pg_rewrite'::regclass AND d.refclassid = 'pg_catalog.pg_class'::regclass
+    AND r.ev_class <> d.refobjid
+    AND d.refobjid::int8 * 65536 + d.refobjsubid = ANY($1::int8[])
+  UNION
+  SELECT r.ev_class, dep.base
+  FROM dep
+  JOIN pg_catalog.pg_depend d ON d.refobjid = dep.view_oid AND d.refclassid = 'pg_catalog.pg_class'::regclass
+    AND d.classid = 'pg_catalog.pg_rewrite'::regclass
+  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+  WHERE r.ev_class <> dep.view_oid
+)
+SELECT DISTINCT ON (v.oid, a.attnum) v.oid, n.nspname, v.relname, bn.nspname || '.' || b.relname, a.attnum, a.attname, a.atttypid
+FROM dep
+JOIN pg_catalog.pg_class v ON v.oid = dep.view_oid
+JOIN pg_catalog.pg_namespace n ON n.oid = v.relnamespace
+JOIN pg_catalog.pg_class b ON b.oid = dep.base
+JOIN pg_catalog.pg_namespace bn ON bn.oid = b.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = v.oid AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY v.oid, a.attnum`
+
+// addGuardedViews records the views over encrypted columns in the planner's
+// catalog: statements that name them are refused (rewrite.GuardedView).
+func addGuardedViews(ctx context.Context, pool *pgxpool.Pool, c *catalog) error {
+	var keys []int64
+	for _, ct := range c.byTable {
+		for attnum, col := range ct.cols {
+			keys = append(keys, int64(ct.oid)*65536+int64(attnum))
+			if bi := col.BlindIndex; bi != nil {
+				for _, tc := range c.rw.Tables[ct.policy.QualifiedName()].Columns {
+					if tc.Name == bi.Column {
+						keys = append(keys, int64(ct.oid)*65536+int64(tc.AttNum))
+					}
+				}
+			}
+		}
+	}
+	c.rw.Guarded = map[string]*rewrite.GuardedView{}
+	if len(keys) == 0 {
+		return nil
+	}
+	rows, err := pool.Query(ctx, guardedQuery, keys)
+	if err != nil {
+		return fmt.Errorf("reading views over encrypted columns: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var oid, typ uint32
+		var schema, name, reads, col string
+		var attnum int16
+		if err := rows.Scan(&oid, &schema, &name, &reads, &attnum, &col, &typ); err != nil {
+			return err
+		}
+		key := schema + "." + name
+		if c.rw.Guarded[key] == nil {
+			c.rw.Guarded[key] = &rewrite.GuardedView{Schema: schema, Name: name, Reads: reads}
+			c.rw.Tables[key] = &rewrite.CatalogTable{Schema: schema, Name: name, OID: oid}
+		}
+		t := c.rw.Tables[key]
+		t.Columns = append(t.Columns, rewrite.CatalogColumn{Name: col, AttNum: attnum, TypeOID: typ})
+	}
+	return rows.Err()
 }

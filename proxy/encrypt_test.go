@@ -21,7 +21,7 @@ import (
 
 // encSchema is created fresh for each test that needs it.
 const encSchema = `
-DROP TABLE IF EXISTS enc_users, enc_notes;
+DROP TABLE IF EXISTS enc_users, enc_notes CASCADE;
 CREATE TABLE enc_users (
   id bigserial PRIMARY KEY,
   org_id int8 NOT NULL,
@@ -80,6 +80,12 @@ func startEncProxy(t *testing.T) *testProxy {
 	if _, err := admin.Exec(ctx, encSchema); err != nil {
 		t.Fatal(err)
 	}
+	return startEncProxyNoSchema(t)
+}
+
+// startEncProxyNoSchema starts the proxy over a schema the test made.
+func startEncProxyNoSchema(t *testing.T) *testProxy {
+	t.Helper()
 	// One master key for the cluster's whole life: pgveil.keys outlives
 	// each test, and its data keys are wrapped under this key.
 	t.Setenv("PGVEIL_TEST_MASTER", testMasterKey)
@@ -490,5 +496,53 @@ tables:
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "PV003" {
 		t.Fatalf("plaintext after complete: %q %v", email, err)
+	}
+}
+
+// TestGuardedViewRefused: a view over an encrypted column (and a view over
+// that view) can neither be written through nor queried through pgveil;
+// the refusal names the view and the table to query instead.
+func TestGuardedViewRefused(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx := context.Background()
+	admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, encSchema+`
+CREATE VIEW enc_user_emails AS SELECT id, org_id, email FROM enc_users;
+CREATE VIEW enc_user_emails2 AS SELECT email FROM enc_user_emails;
+CREATE VIEW enc_user_names AS SELECT id, name FROM enc_users;
+GRANT ALL ON enc_user_emails, enc_user_emails2, enc_user_names TO scram_user;`); err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Exec(ctx, "DROP VIEW IF EXISTS enc_user_emails2, enc_user_emails, enc_user_names")
+	p := startEncProxyNoSchema(t)
+	defer p.stop(t, 10*time.Second)
+	conn, err := pgx.Connect(ctx, p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for _, sql := range []string{
+		"INSERT INTO enc_user_emails (org_id, email) VALUES (1, 'plain@view')",
+		"SELECT id FROM enc_user_emails WHERE email = 'plain@view'",
+		"SELECT * FROM enc_user_emails2",
+	} {
+		_, err := conn.Exec(ctx, sql)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, "enc_user_emails") {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	// A view over plaintext columns of the table is not guarded.
+	if _, err := conn.Exec(ctx, "SELECT * FROM enc_user_names"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	admin.QueryRow(ctx, "SELECT count(*) FROM enc_users").Scan(&n)
+	if n != 0 {
+		t.Fatalf("%d rows written through the view", n)
 	}
 }

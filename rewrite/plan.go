@@ -283,6 +283,20 @@ type Session struct {
 type Catalog struct {
 	// Tables by "schema.name" (exact, case-sensitive).
 	Tables map[string]*CatalogTable
+	// Guarded are views (and views of those views) that read an encrypted
+	// or blind-index column of a configured table, by "schema.name". pgveil
+	// cannot see through a view: a write through it would store plaintext
+	// and a predicate on it would send plaintext, so every statement that
+	// names one is refused. The planner adds their names to its pre-check.
+	Guarded map[string]*GuardedView
+}
+
+// GuardedView is a view over encrypted columns.
+type GuardedView struct {
+	Schema, Name string
+	// Reads names one configured table the view reads encrypted columns
+	// of ("schema.table"), for the error message.
+	Reads string
 }
 
 // CatalogTable is one relation of the catalog snapshot.

@@ -17,7 +17,7 @@ import (
 // immutable values shared through the cache.
 type Planner struct {
 	cfg   *policy.Config
-	pre   *precheck
+	pre   atomic.Pointer[precheck]
 	cat   atomic.Pointer[Catalog]
 	cache *planCache
 	// migrating are the tables in migration mode (pgveil.tables); nil or
@@ -28,12 +28,21 @@ type Planner struct {
 // NewPlanner returns a planner for cfg's policy that caches up to
 // cacheSize plans (0 disables the cache).
 func NewPlanner(cfg *policy.Config, cacheSize int) *Planner {
-	return &Planner{cfg: cfg, pre: newPrecheck(cfg.TableNames()), cache: newPlanCache(cacheSize)}
+	p := &Planner{cfg: cfg, cache: newPlanCache(cacheSize)}
+	p.pre.Store(newPrecheck(cfg.TableNames()))
+	return p
 }
 
 // SetCatalog installs a new catalog snapshot and drops every cached plan,
 // since name resolution and * expansion may change with it.
 func (p *Planner) SetCatalog(c *Catalog) {
+	names := p.cfg.TableNames()
+	if c != nil {
+		for _, v := range c.Guarded {
+			names = append(names, strings.ToLower(v.Name))
+		}
+	}
+	p.pre.Store(newPrecheck(names))
 	p.cat.Store(c)
 	p.cache.clear()
 }
@@ -69,7 +78,7 @@ func (p *Planner) Plan(sql string, s Session) (*Plan, error) {
 		// the text would mean different things to the parser and to us.
 		return nil, errorf(CodeProtocolViolation, "statement text contains a NUL byte")
 	}
-	if !p.pre.mayReference(sql) {
+	if !p.pre.Load().mayReference(sql) {
 		if plan, ok := fastPlan(sql); ok {
 			return plan, nil
 		}
@@ -118,7 +127,7 @@ func (p *Planner) planText(sql string, s *Session, cat *Catalog) (plan *Plan, ca
 			err = errorf(CodeInternalError, "internal error while planning the statement; refused (fail closed)")
 		}
 	}()
-	mayRef := p.pre.mayReference(sql)
+	mayRef := p.pre.Load().mayReference(sql)
 	if s.BackslashStrings && mayRef {
 		if pos, ok := backslashInPlainString(sql); ok {
 			e := errorf(CodeFeatureNotSupported, "a string literal contains a backslash while standard_conforming_strings is off; pgveil cannot be sure how the server reads it")

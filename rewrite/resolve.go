@@ -40,8 +40,37 @@ func (a *analyzer) catalogTable(schema, name string) *CatalogTable {
 	return a.cat.Tables[schema+"."+name]
 }
 
-// resolveTable resolves a RangeVar through the search path.
+// resolveTable resolves a RangeVar through the search path, refusing a
+// view over encrypted columns (Catalog.Guarded).
 func (a *analyzer) resolveTable(rv *pg.RangeVar) (tableRef, *Error) {
+	ref, err := a.resolveName(rv)
+	if err != nil || a.cat == nil || a.cat.Guarded == nil {
+		return ref, err
+	}
+	v := a.cat.Guarded[ref.schema+"."+ref.name]
+	if v == nil && ref.schema == "" {
+		// Resolved by name alone (search path unknown): any guarded view of
+		// that name could be meant.
+		for _, g := range a.cat.Guarded {
+			if g.Name == ref.name {
+				v = g
+				break
+			}
+		}
+	}
+	if v != nil {
+		e := errorf(CodeFeatureNotSupported,
+			"view %s.%s reads encrypted columns of %s; statements that name it are refused: pgveil cannot see through a view, so the database would receive plaintext or return ciphertext",
+			v.Schema, v.Name, v.Reads)
+		e.Hint = "query " + v.Reads + " directly (pgveil encrypts and decrypts it), or drop the view"
+		e.Schema, e.Table = v.Schema, v.Name
+		return ref, e.at(a.sql, rv.Location)
+	}
+	return ref, nil
+}
+
+// resolveName resolves a RangeVar through the search path.
+func (a *analyzer) resolveName(rv *pg.RangeVar) (tableRef, *Error) {
 	name := rv.Relname
 	if rv.Schemaname != "" {
 		return tableRef{schema: rv.Schemaname, name: name,
