@@ -47,12 +47,15 @@ CREATE TABLE customers (
   id bigserial PRIMARY KEY,
   org_id int8,
   email varchar(40),   -- too narrow, and not text; email_bidx missing
-  phone bytea,         -- fine
+  phone bytea CONSTRAINT phone_short CHECK (octet_length(phone) < 20),  -- sees ciphertext
   ssn text,            -- fine, but its blind index is text
   ssn_bidx text,
   age int4             -- not bytea or text; note missing; tenant_id missing
 );
 INSERT INTO customers (org_id, email, age) VALUES (1, 'a@example.com', 42);
+CREATE UNIQUE INDEX customers_ssn_key ON customers (ssn);  -- indexes ciphertext
+CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END';
+CREATE TRIGGER customers_touch BEFORE UPDATE ON customers FOR EACH ROW EXECUTE FUNCTION touch();
 CREATE TABLE orders (card bytea, card_bidx bytea);  -- no index, no primary key
 -- public.ghosts does not exist; neither does pgveil.keys
 `
@@ -99,6 +102,9 @@ func TestOpsCheck(t *testing.T) {
 		"problem table_missing public.ghosts ",
 		"problem keystore_missing  ",
 		"note no_primary_key public.orders ",
+		"problem constraint_on_encrypted public.customers phone",
+		"note index_on_encrypted public.customers ssn",
+		"note triggers public.customers ",
 		"note table_states_missing  ",
 	}
 	for _, w := range want {
@@ -106,13 +112,13 @@ func TestOpsCheck(t *testing.T) {
 			t.Errorf("check did not report %q", w)
 		}
 	}
-	if rep.OK || rep.Problems != 10 {
+	if rep.OK || rep.Problems != 11 {
 		keys := make([]string, 0, len(got))
 		for k := range got {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		t.Errorf("ok=%v problems=%d, want 10:\n%s", rep.OK, rep.Problems, strings.Join(keys, "\n"))
+		t.Errorf("ok=%v problems=%d, want 11:\n%s", rep.OK, rep.Problems, strings.Join(keys, "\n"))
 	}
 
 	// The text report shows the same, with the exact DDL.
@@ -127,6 +133,8 @@ func TestOpsCheck(t *testing.T) {
 		"CREATE INDEX CONCURRENTLY orders_card_bidx_idx ON public.orders (card_bidx);",
 		"CREATE TABLE IF NOT EXISTS pgveil.keys",
 		"too narrow: the envelope of a 40-character ASCII value is 103 characters",
+		"ALTER TABLE public.customers DROP CONSTRAINT phone_short;",
+		"DROP INDEX CONCURRENTLY public.customers_ssn_key;",
 	} {
 		if !strings.Contains(r.stdout, ddl) {
 			t.Errorf("text report lacks %q", ddl)

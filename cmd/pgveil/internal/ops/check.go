@@ -62,6 +62,7 @@ func checkTable(r *Report, t *policy.Table, lt *liveTable) {
 				Caution: "scans the table under an ACCESS EXCLUSIVE lock, and fails while a row has NULL"})
 		}
 	}
+	checkCiphertextSeers(r, t, lt, qt)
 	if len(lt.PK) == 0 && (lt.Kind == "r" || lt.Kind == "p") {
 		r.add(Finding{Severity: SevNote, Code: "no_primary_key", Table: name,
 			Message: fmt.Sprintf("%s has no primary key: the proxy does not need one, but pgveil migrate, rotate and migrate --decrypt walk the table by it", name)})
@@ -112,6 +113,55 @@ func checkColumn(r *Report, t *policy.Table, lt *liveTable, c *policy.Column, qt
 	f, ok := indexFinding(t, lt, c, bi, create)
 	if ok {
 		r.add(f)
+	}
+}
+
+// checkCiphertextSeers reports what in the database sees an encrypted
+// column's ciphertext instead of its value: a CHECK or FOREIGN KEY
+// constraint fails or means nothing, an index on the column indexes random
+// bytes (a UNIQUE one no longer enforces anything: blind_index.unique
+// does), and a trigger reads envelopes.
+func checkCiphertextSeers(r *Report, t *policy.Table, lt *liveTable, qt string) {
+	name := t.QualifiedName()
+	encrypted := func(cols []string) []string {
+		var out []string
+		for _, c := range cols {
+			if t.Column(c) != nil {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	for _, c := range lt.Constraints {
+		cols := encrypted(c.Columns)
+		if len(cols) == 0 {
+			continue
+		}
+		kind := map[string]string{"c": "CHECK constraint", "f": "foreign key", "F": "foreign key of another table referencing it"}[c.Kind]
+		f := Finding{Severity: SevProblem, Code: "constraint_on_encrypted", Table: name, Column: strings.Join(cols, ","),
+			Message: fmt.Sprintf("%s %s on %s would see ciphertext: it fails or means nothing once the values are envelopes", kind, c.Name, strings.Join(cols, ", "))}
+		if c.Kind != "F" {
+			f.Fix = []string{fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s;", qt, quoteIdent(c.Name))}
+			f.Caution = "the database stops enforcing it; enforce the rule in the application"
+		}
+		r.add(f)
+	}
+	for _, ix := range lt.Indexes {
+		cols := encrypted(ix.Columns)
+		if len(cols) == 0 || ix.Primary {
+			continue
+		}
+		msg := fmt.Sprintf("index %s on %s indexes ciphertext once the values are envelopes: no lookup can use it", ix.Name, strings.Join(cols, ", "))
+		if ix.Unique {
+			msg += "; as a UNIQUE index it no longer enforces anything (each envelope is different): blind_index.unique does that"
+		}
+		r.add(Finding{Severity: SevNote, Code: "index_on_encrypted", Table: name, Column: strings.Join(cols, ","), Message: msg,
+			Fix:     []string{fmt.Sprintf("DROP INDEX CONCURRENTLY %s;", qualified(t.Schema, ix.Name))},
+			Caution: "drop it once the table is complete, after the application uses the blind index (ON CONFLICT (col) needs blind_index.unique)"})
+	}
+	if len(lt.Triggers) > 0 {
+		r.add(Finding{Severity: SevNote, Code: "triggers", Table: name,
+			Message: fmt.Sprintf("trigger(s) %s run inside the database: they see the encrypted columns' envelopes, never their values (docs/LIMITS.md)", strings.Join(lt.Triggers, ", "))})
 	}
 }
 

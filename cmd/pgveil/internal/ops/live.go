@@ -19,6 +19,17 @@ type liveTable struct {
 	Indexes      []liveIndex
 	// PK are the primary key's columns in key order (nil: no primary key).
 	PK []*liveCol
+	// Constraints are CHECK and FOREIGN KEY constraints, with their columns.
+	Constraints []liveConstraint
+	// Triggers are the names of the table's user triggers.
+	Triggers []string
+}
+
+// liveConstraint is a CHECK ('c') or FOREIGN KEY ('f') constraint.
+type liveConstraint struct {
+	Name    string
+	Kind    string
+	Columns []string
 }
 
 // liveCol is one column of a liveTable.
@@ -84,6 +95,24 @@ JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_catalog.pg_am am ON am.oid = ic.relam
 WHERE i.indrelid = ANY($1::oid[])
 ORDER BY i.indrelid, ic.relname`
+
+const liveConstraintsQuery = `
+SELECT c.conrelid, c.conname, c.contype::text,
+       ARRAY(SELECT a.attname FROM unnest(c.conkey) AS k(attnum)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum)
+FROM pg_catalog.pg_constraint c
+WHERE c.conrelid = ANY($1::oid[]) AND c.contype IN ('c', 'f')
+UNION ALL
+SELECT c.confrelid, c.conname, 'F',
+       ARRAY(SELECT a.attname FROM unnest(c.confkey) AS k(attnum)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum)
+FROM pg_catalog.pg_constraint c
+WHERE c.confrelid = ANY($1::oid[]) AND c.contype = 'f'
+ORDER BY 1, 2`
+
+const liveTriggersQuery = `
+SELECT tgrelid, tgname FROM pg_catalog.pg_trigger
+WHERE tgrelid = ANY($1::oid[]) AND NOT tgisinternal ORDER BY 1, 2`
 
 // loadLive reads the configured tables from pg_catalog. A table that does
 // not exist is absent from the map (keyed by policy.Table.QualifiedName).
@@ -155,6 +184,38 @@ func loadLive(ctx context.Context, pool *pgxpool.Pool, tables []*policy.Table) (
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading pg_index: %w", err)
+	}
+	rows, err = pool.Query(ctx, liveConstraintsQuery, oids)
+	if err != nil {
+		return nil, fmt.Errorf("reading pg_constraint: %w", err)
+	}
+	for rows.Next() {
+		var rel uint32
+		var c liveConstraint
+		if err := rows.Scan(&rel, &c.Name, &c.Kind, &c.Columns); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		byOID[rel].Constraints = append(byOID[rel].Constraints, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading pg_constraint: %w", err)
+	}
+	rows, err = pool.Query(ctx, liveTriggersQuery, oids)
+	if err != nil {
+		return nil, fmt.Errorf("reading pg_trigger: %w", err)
+	}
+	for rows.Next() {
+		var rel uint32
+		var name string
+		if err := rows.Scan(&rel, &name); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		byOID[rel].Triggers = append(byOID[rel].Triggers, name)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading pg_trigger: %w", err)
 	}
 	return out, nil
 }

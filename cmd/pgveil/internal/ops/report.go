@@ -21,7 +21,8 @@ type Finding struct {
 	// column_type, bidx_missing, bidx_type, bidx_index_missing, bidx_index_invalid,
 	// bidx_index_not_unique, key_context_missing, key_context_nullable,
 	// no_primary_key, not_a_table, keystore_missing, table_states_missing,
-	// master_key, connect, table_state, stale_table_state.
+	// master_key, connect, table_state, stale_table_state,
+	// constraint_on_encrypted, index_on_encrypted, triggers.
 	Code    string `json:"code"`
 	Table   string `json:"table,omitempty"`
 	Column  string `json:"column,omitempty"`
