@@ -304,6 +304,10 @@ func TestOpsRotateOnline(t *testing.T) {
 
 	// Leaving pgveil: decrypt in place; blind indexes cleared; pgveil keeps
 	// reading the table (state decrypting) as plaintext.
+	r = e.run(ctx, 0, "migrate", "-c", cfg2, "--decrypt")
+	if !strings.Contains(r.stdout, fmt.Sprintf("%d envelopes to decrypt", len(want))) || !strings.Contains(r.stdout, "blind indexes to clear") {
+		t.Fatalf("decrypt plan:\n%s", r.stdout)
+	}
 	r = e.run(ctx, 0, "migrate", "-c", cfg2, "--decrypt", "--apply")
 	if !strings.Contains(r.stdout, "every value is plaintext") {
 		t.Fatalf("decrypt:\n%s", r.stdout)

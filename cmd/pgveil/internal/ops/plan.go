@@ -57,8 +57,8 @@ func planTables(ctx context.Context, e *Env, tables []*policy.Table, decrypt boo
 				if !decrypt {
 					tp.ddl = append(tp.ddl, f.Fix...)
 				}
-			case decrypt && (f.Code == "bidx_type"):
-				tp.blocking = append(tp.blocking, f.Message)
+			case decrypt && f.Code == "constraint_on_encrypted":
+				// Plaintext satisfies it again; decrypting is how to keep it.
 			default:
 				tp.blocking = append(tp.blocking, f.Message)
 			}
