@@ -13,7 +13,10 @@ import (
 // changes to this Keyring's cache at once: "forget:<ids>" after a shred or
 // a drop, "active" after a rotation. Without it those changes arrive within
 // the active TTL. Watch holds one pool connection and returns when ctx ends
-// or the connection fails (the caller restarts it).
+// or the connection fails (the caller restarts it). Each (re)start drops the
+// whole cache, so the bound on a shred reaching this process is one
+// notification round trip while listening, and the listener's reconnect
+// time otherwise.
 func (k *Keyring) Watch(ctx context.Context) error {
 	conn, err := k.pool.Acquire(ctx)
 	if err != nil {
@@ -23,8 +26,10 @@ func (k *Keyring) Watch(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
 		return fmt.Errorf("keysource: watch: %w", err)
 	}
-	// Changes made before LISTEN took effect are not announced to us.
-	k.forgetActive()
+	// Changes made before LISTEN took effect were not announced to us: a
+	// shred committed while this listener was down must not leave its keys
+	// readable here, so drop every cached key (they reload on demand).
+	k.Forget()
 	for {
 		n, err := conn.Conn().WaitForNotification(ctx)
 		if err != nil {
