@@ -162,7 +162,7 @@ func (s *session) handleQuery(body []byte) error {
 			break
 		}
 	}
-	s.t.push(pending{kind: pendQuery, query: &queryState{plan: p}})
+	s.t.push(pending{kind: pendQuery, query: &queryState{plan: p}, sent: time.Now()})
 	s.sw.Write(appendQuery(s.scratch[:0], text))
 	return nil
 }

@@ -14,6 +14,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
 	"github.com/pgveil/pgveil/integration/harness"
@@ -204,6 +207,23 @@ func TestEncryptRoundTripEveryExecMode(t *testing.T) {
 	admin.QueryRow(ctx, `SELECT count(*) FROM enc_users WHERE email IS NOT NULL AND email_bidx IS NULL`).Scan(&missing)
 	if missing != 0 {
 		t.Fatalf("%d rows without a blind index", missing)
+	}
+	// The metrics saw it all, by column and by phase.
+	m := p.srv.Metrics()
+	if n := testutil.ToFloat64(m.ValuesEncrypted.WithLabelValues("public.enc_users.email")); n < 5 {
+		t.Fatalf("values encrypted for email: %v", n)
+	}
+	if n := testutil.ToFloat64(m.ValuesDecrypted.WithLabelValues("public.enc_users.phone")); n < 10 {
+		t.Fatalf("values decrypted for phone: %v", n)
+	}
+	if n := testutil.ToFloat64(m.Statements.WithLabelValues("refused")); n != 5 {
+		t.Fatalf("refused statements: %v, want 5 (one per exec mode)", n)
+	}
+	for _, phase := range []string{"plan", "crypto", "upstream"} {
+		var d dto.Metric
+		if err := m.PhaseSeconds.WithLabelValues(phase).(prometheus.Metric).Write(&d); err != nil || d.GetHistogram().GetSampleCount() == 0 {
+			t.Fatalf("phase %s: no samples (%v)", phase, err)
+		}
 	}
 }
 

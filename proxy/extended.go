@@ -74,7 +74,11 @@ func (s *session) handleExecute(body []byte) error {
 	if portal != passthroughPortal && portal.Stmt.Plan != nil && portal.Stmt.Plan.Copy != nil && portal.Stmt.Plan.Copy.From {
 		s.copyPlan = portal.Stmt.Plan
 	}
-	s.t.push(pending{kind: pendExecute, portal: portal})
+	var sent time.Time
+	if portal != passthroughPortal {
+		sent = time.Now()
+	}
+	s.t.push(pending{kind: pendExecute, portal: portal, sent: sent})
 	s.forwardClient(body)
 	return nil
 }

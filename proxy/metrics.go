@@ -31,6 +31,7 @@ type Metrics struct {
 	bytesC2S, bytesS2C, msgsC2S, msgsS2C prometheus.Counter
 	stmtPassthrough, stmtRewritten       prometheus.Counter
 	phasePlan, phaseCrypto               prometheus.Observer
+	phaseUpstream                        prometheus.Observer
 
 	cols sync.Map // *policy.Column → *colCounters
 }
@@ -86,7 +87,7 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() (hits, misses uint6
 			[]string{"column", "reason"}),
 		ReaderMasked: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_values_masked_total", Help: "Values returned as NULL because the role is not a reader of the column."},
 			[]string{"column"}),
-		PhaseSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pgveil_phase_seconds", Help: "Time spent per phase of rewritten statements.",
+		PhaseSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "pgveil_phase_seconds", Help: "Time per phase of planned statements: plan (parse and plan, cache hits included), crypto (sealing, indexing, opening), upstream (from sending a Query or Execute to its last response).",
 			Buckets: []float64{.00001, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .1, .5, 1}}, []string{"phase"}),
 		ReloadsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_config_reloads_total", Help: "SIGHUP config reloads by result."},
 			[]string{"result"}),
@@ -106,6 +107,7 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() (hits, misses uint6
 	m.stmtRewritten = m.Statements.WithLabelValues("rewritten")
 	m.phasePlan = m.PhaseSeconds.WithLabelValues("plan")
 	m.phaseCrypto = m.PhaseSeconds.WithLabelValues("crypto")
+	m.phaseUpstream = m.PhaseSeconds.WithLabelValues("upstream")
 	return m
 }
 

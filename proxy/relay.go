@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -188,6 +189,9 @@ func (s *session) serverToClient() error {
 				return s.upstreamEnded(err)
 			}
 			ev := s.t.onBackend(typ, body)
+			if ev.done && !ev.cur.sent.IsZero() {
+				m.phaseUpstream.Observe(time.Since(ev.cur.sent).Seconds())
+			}
 			switch {
 			case ev.cur.suppress:
 			case typ == 'E' && ev.cur.injected:
@@ -207,6 +211,9 @@ func (s *session) serverToClient() error {
 			}
 		default:
 			ev := s.t.onBackend(typ, nil)
+			if ev.done && !ev.cur.sent.IsZero() {
+				m.phaseUpstream.Observe(time.Since(ev.cur.sent).Seconds())
+			}
 			switch {
 			case ev.cur.suppress || ev.cur.injected:
 				err = s.sr.discardBody()

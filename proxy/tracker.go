@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"sync"
+	"time"
 
 	"github.com/pgveil/pgveil/rewrite"
 )
@@ -83,6 +84,9 @@ type pending struct {
 	// internal marks a Describe pgveil sent for itself: its RowDescription
 	// maps the portal's fields and is not forwarded.
 	internal bool
+	// sent is when a planned Query or Execute went upstream (zero for
+	// pass-through ones): the upstream phase is timed from it.
+	sent time.Time
 	// void marks a Sync the server ignores because it arrived while the
 	// backend was in COPY IN mode (libpq sends Sync before it learns a
 	// statement was COPY; the backend discards Sync and Flush during copy-in).
