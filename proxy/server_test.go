@@ -86,6 +86,11 @@ func (p *testProxy) stop(t *testing.T, timeout time.Duration) {
 	if err := <-p.done; err != nil {
 		t.Errorf("serve: %v", err)
 	}
+	for _, msg := range []string{"protocol tracker out of step with the server", "panic in session; session closed"} {
+		if n := p.logs.FilterMessage(msg).Len(); n != 0 {
+			t.Errorf("the proxy logged %q %d times", msg, n)
+		}
+	}
 }
 
 func (p *testProxy) url(params ...string) string {

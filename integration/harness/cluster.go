@@ -215,6 +215,8 @@ func (c *Cluster) init(opts Options) error {
 	}
 	hba := strings.Join([]string{
 		"local all all trust",
+		// Replication connections (CopyBoth) for the superuser, over TCP.
+		"host replication " + SuperUser + " 127.0.0.1/32 trust",
 		"host all " + TrustUser + " 127.0.0.1/32 trust",
 		"host all " + MD5User + " 127.0.0.1/32 md5",
 		"host all " + PasswordUser + " 127.0.0.1/32 password",
