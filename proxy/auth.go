@@ -72,32 +72,43 @@ func (s *session) relayAuth() error {
 					return err
 				}
 			}
-		case 'E':
-			// The server's own error (28P01 for a wrong password): relay it.
-			writeMsg(s.cw, 'E', body)
-			s.cw.Flush()
-			s.countServerError(body)
-			return errAuthFailed
-		case 'K':
-			if len(body) >= 4 {
-				s.backendPID = binary.BigEndian.Uint32(body)
-			}
-			writeMsg(s.cw, typ, body)
-		case 'S', 'N', 'v': // ParameterStatus, NoticeResponse, NegotiateProtocolVersion
-			if typ == 'S' {
-				s.noteParameterStatus(body)
-			}
-			writeMsg(s.cw, typ, body)
-		case 'Z':
-			if len(body) > 0 {
-				s.t.txStatus = body[0]
-			}
-			writeMsg(s.cw, typ, body)
-			return s.cw.Flush()
 		default:
-			return &protocolError{msg: fmt.Sprintf("unexpected message %q from server during authentication", typ)}
+			if ready, err := s.relayStartupMessage(typ, body); ready || err != nil {
+				return err
+			}
 		}
 	}
+}
+
+// relayStartupMessage relays a server message of the startup phase other
+// than an authentication request, in either auth mode. ready reports the
+// first ReadyForQuery: the session can start relaying.
+func (s *session) relayStartupMessage(typ byte, body []byte) (ready bool, err error) {
+	switch typ {
+	case 'E':
+		// The server's own error (28P01 for a wrong password): relay it.
+		writeMsg(s.cw, 'E', body)
+		s.cw.Flush()
+		s.countServerError(body)
+		return false, errAuthFailed
+	case 'K':
+		if len(body) >= 4 {
+			s.backendPID = binary.BigEndian.Uint32(body)
+		}
+	case 'S':
+		s.noteParameterStatus(body)
+	case 'N', 'v': // NoticeResponse, NegotiateProtocolVersion
+	case 'Z':
+		if len(body) > 0 {
+			s.t.txStatus = body[0]
+		}
+		writeMsg(s.cw, typ, body)
+		return true, s.cw.Flush()
+	default:
+		return false, &protocolError{msg: fmt.Sprintf("unexpected message %q from server during authentication", typ)}
+	}
+	writeMsg(s.cw, typ, body)
+	return false, nil
 }
 
 // errAuthFailed ends a session whose authentication the server refused;

@@ -228,29 +228,10 @@ func (s *session) loginUpstream(cred *clientCredential) error {
 					Message: fmt.Sprintf("the upstream server asked for authentication method %d, which auth.mode scram cannot answer without a password", code),
 					Hint:    "configure pg_hba.conf for pgveil's address with scram-sha-256 or md5, or use auth.mode relay"}
 			}
-		case 'E':
-			writeMsg(s.cw, 'E', body)
-			s.cw.Flush()
-			s.countServerError(body)
-			return errAuthFailed
-		case 'K':
-			if len(body) >= 4 {
-				s.backendPID = binary.BigEndian.Uint32(body)
-			}
-			writeMsg(s.cw, typ, body)
-		case 'S', 'N', 'v':
-			if typ == 'S' {
-				s.noteParameterStatus(body)
-			}
-			writeMsg(s.cw, typ, body)
-		case 'Z':
-			if len(body) > 0 {
-				s.t.txStatus = body[0]
-			}
-			writeMsg(s.cw, typ, body)
-			return s.cw.Flush()
 		default:
-			return &protocolError{msg: fmt.Sprintf("unexpected message %q from server during authentication", typ)}
+			if ready, err := s.relayStartupMessage(typ, body); ready || err != nil {
+				return err
+			}
 		}
 	}
 }

@@ -29,7 +29,8 @@ const (
 // is announced (payload: the schema-qualified table name).
 const TableStateChannel = "pgveil_tables"
 
-const tableStateDDL = `
+// TableStatesDDL creates pgveil.tables (idempotent); `pgveil check` prints it.
+const TableStatesDDL = `
 CREATE SCHEMA IF NOT EXISTS pgveil;
 CREATE TABLE IF NOT EXISTS pgveil.tables (
   table_name text PRIMARY KEY,
@@ -44,7 +45,7 @@ func EnsureTableStates(ctx context.Context, pool *pgxpool.Pool) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('pgveil.tables'))"); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, tableStateDDL)
+		_, err := tx.Exec(ctx, TableStatesDDL)
 		return err
 	})
 }

@@ -30,6 +30,13 @@ var reservedWords = func() map[string]bool {
 // it is a lower-case simple identifier that is not a reserved word, else in
 // double quotes with quotes doubled.
 func quoteIdent(name string) string {
+	return QuoteIdent(name)
+}
+
+// QuoteIdent returns name as PostgreSQL's quote_identifier would: bare when
+// it is a lower-case simple identifier that is not a reserved word, else in
+// double quotes with quotes doubled. Exported for tools that print SQL.
+func QuoteIdent(name string) string {
 	if needsQuote(name) {
 		return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 	}

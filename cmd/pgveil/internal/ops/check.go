@@ -8,6 +8,7 @@ import (
 
 	"github.com/pgveil/pgveil/keysource"
 	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/proxy"
 )
 
 // Check compares the policy with the live schema and the key store, and
@@ -278,7 +279,7 @@ func checkKeyStore(ctx context.Context, e *Env, r *Report) {
 	if !tables {
 		r.add(Finding{Severity: SevNote, Code: "table_states_missing",
 			Message: "pgveil.tables (migration states) does not exist yet; `pgveil migrate --apply` creates it, and until then every configured table counts as complete",
-			Fix:     splitStatements(tableStatesDDL)})
+			Fix:     splitStatements(proxy.TableStatesDDL)})
 	}
 	master, err := e.Master(ctx)
 	if err != nil {
@@ -402,13 +403,3 @@ func splitStatements(ddl string) []string {
 	}
 	return out
 }
-
-// tableStatesDDL is proxy/tablestate.go's DDL (unexported there), printed
-// by check; migrate runs proxy.EnsureTableStates itself.
-const tableStatesDDL = `
-CREATE SCHEMA IF NOT EXISTS pgveil;
-CREATE TABLE IF NOT EXISTS pgveil.tables (
-  table_name text PRIMARY KEY,
-  state      text NOT NULL CHECK (state IN ('migrating', 'complete', 'decrypting')),
-  updated_at timestamptz NOT NULL DEFAULT now()
-);`
