@@ -327,10 +327,16 @@ func (k *Keyring) keyByID(ctx context.Context, id uint32, col *policy.Column) (*
 // creating it on first use; columns naming the same key share it. Index
 // keys are never per tenant (equality across a JOIN needs one key).
 func (k *Keyring) IndexKey(ctx context.Context, col *policy.Column) (*IndexKey, error) {
-	if col.BlindIndex == nil {
+	return k.BlindIndexKey(ctx, col, col.BlindIndex)
+}
+
+// BlindIndexKey returns the key of col's blind index bi: col.BlindIndex,
+// or its Next while the index key is rotated.
+func (k *Keyring) BlindIndexKey(ctx context.Context, col *policy.Column, bi *policy.BlindIndex) (*IndexKey, error) {
+	if bi == nil {
 		return nil, fmt.Errorf("keysource: %s has no blind_index", col.QualifiedName())
 	}
-	name := col.BlindIndex.Key
+	name := bi.Key
 	k.mu.RLock()
 	ix := k.index[name]
 	k.mu.RUnlock()

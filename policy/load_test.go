@@ -154,6 +154,18 @@ func TestErrors(t *testing.T) {
 			[]string{"c.yaml:9: tables.public.users: table public.users is configured twice"}},
 		{"shared key type mismatch", tablesPreamble + "tables:\n  a:\n    columns:\n      x: {type: text, blind_index: {column: xb, key: k}}\n  b:\n    columns:\n      y: {type: int4, blind_index: {column: yb, key: k}}\n", nil,
 			[]string{"tables.public.b.columns.y.blind_index.key: shares index key \"k\" with public.a.x but has type int4, not text"}},
+		{"next index same key", tablesPreamble + "tables:\n  users:\n    columns:\n      email:\n        type: text\n        blind_index:\n          column: b\n          key: k\n          next: {column: b2, key: k}\n", nil,
+			[]string{"c.yaml:14: tables.users.columns.email.blind_index.next.key: is the current index key \"k\""}},
+		{"next index without key", tablesPreamble + "tables:\n  users:\n    columns:\n      email:\n        type: text\n        blind_index:\n          column: b\n          next:\n            column: b2\n", nil,
+			[]string{"c.yaml:13: tables.users.columns.email.blind_index.next.key: is required"}},
+		{"next index same column", tablesPreamble + "tables:\n  users:\n    columns:\n      email:\n        type: text\n        blind_index: {column: b, next: {column: b, key: k2}}\n", nil,
+			[]string{"blind_index.next.column: is the current blind-index column \"b\""}},
+		{"next index column taken", tablesPreamble + "tables:\n  users:\n    columns:\n      email: {type: text, blind_index: {column: b, next: {column: pb, key: k2}}}\n      phone: {type: text, blind_index: {column: pb}}\n", nil,
+			[]string{"\"pb\" is already the blind index of email"}},
+		{"next index no nesting", tablesPreamble + "tables:\n  users:\n    columns:\n      email: {type: text, blind_index: {column: b, next: {column: b2, key: k2, next: {column: b3, key: k3}}}}\n", nil,
+			[]string{"blind_index.next.next: unknown key"}},
+		{"next index shared key", tablesPreamble + "tables:\n  a:\n    columns:\n      x: {type: text, blind_index: {column: xb, key: k}}\n  b:\n    columns:\n      y: {type: text, blind_index: {column: yb, key: j, next: {column: yb2, key: k, normalize: [trim]}}}\n", nil,
+			[]string{"tables.public.b.columns.y.blind_index.next.normalize: shares index key \"k\" with public.a.x but normalizes differently"}},
 		{"no master key", "upstream:\n  service_url: postgres://x@y/z\ntables:\n  t:\n    columns: {c: {type: text}}\n", nil,
 			[]string{"keysource.local: set exactly one of key_file and key_env"}},
 		{"vault missing key name", "upstream:\n  service_url: postgres://x@y/z\nkeysource:\n  kind: vault\n  vault:\n    address: http://v\ntables:\n  t:\n    columns: {c: {type: text}}\n", nil,
@@ -184,6 +196,51 @@ func TestErrors(t *testing.T) {
 				pos += i + len(w)
 			}
 		})
+	}
+}
+
+// TestNextBlindIndex: blind_index.next names the index a rotation moves
+// to; it inherits normalisation and uniqueness unless it says otherwise,
+// and both columns are blind-index columns of the encrypted column.
+func TestNextBlindIndex(t *testing.T) {
+	src := tablesPreamble + `tables:
+  users:
+    columns:
+      email:
+        type: text
+        blind_index:
+          column: email_bidx
+          normalize: [lowercase, trim]
+          unique: true
+          next: {column: email_bidx2, key: email_v2}
+      phone:
+        type: text
+        blind_index:
+          column: phone_bidx
+          normalize: [trim]
+          next: {column: phone_bidx2, key: phone_v2, normalize: [trim, nfc]}
+`
+	cfg, err := LoadBytes("c.yaml", []byte(src), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := cfg.Table("public", "users")
+	email, phone := users.Column("email"), users.Column("phone")
+	next := email.BlindIndex.Next
+	if next == nil || next.Column != "email_bidx2" || next.Key != "email_v2" || !next.Unique ||
+		!sameNorms(next.Normalize, []Normalization{NormLowercase, NormTrim}) || next.Next != nil {
+		t.Fatalf("email next: %+v", next)
+	}
+	if got := phone.BlindIndex.Next; got == nil || got.Unique || !sameNorms(got.Normalize, []Normalization{NormTrim, NormNFC}) {
+		t.Fatalf("phone next: %+v", got)
+	}
+	if ts := email.IndexTargets(); len(ts) != 2 || ts[0] != email.BlindIndex || ts[1] != next {
+		t.Fatalf("index targets: %v", ts)
+	}
+	for name, want := range map[string]*Column{"email_bidx": email, "email_bidx2": email, "phone_bidx2": phone, "email": nil} {
+		if got := users.BlindIndexColumn(name); got != want {
+			t.Errorf("BlindIndexColumn(%s) = %v, want %v", name, got, want)
+		}
 	}
 }
 

@@ -56,26 +56,27 @@ func (w *walker) columns(t *Table, n *yaml.Node, key string) {
 					return
 				}
 				bi := &BlindIndex{}
-				var norms []string
-				w.mapping(n, bkey, fields{
-					"column":    w.str(&bi.Column),
-					"normalize": w.strings(&norms),
-					"key":       w.str(&bi.Key),
-					"unique":    w.boolean(&bi.Unique),
+				var next *yaml.Node
+				w.blindIndex(n, bkey, bi, fields{
+					"next": func(n *yaml.Node, _ string) { next = n },
 				})
-				for i, s := range norms {
-					switch nm := Normalization(s); nm {
-					case NormLowercase, NormTrim, NormNFC:
-						bi.Normalize = append(bi.Normalize, nm)
-					default:
-						w.errorf(n, bkey+".normalize", "item %d: unknown normalization %q; want lowercase, trim or nfc", i, s)
-					}
-				}
-				if w.required(bkey+".column", bi.Column) && !validIdentifier(bi.Column) {
-					w.fail(bkey+".column", "invalid column name (1 to %d bytes)", maxIdentifier)
-				}
 				if bi.Key == "" {
 					bi.Key = t.QualifiedName() + "." + col.Name
+				}
+				if next != nil && !isNull(next) {
+					nkey := bkey + ".next"
+					nb := &BlindIndex{Unique: bi.Unique}
+					w.blindIndex(next, nkey, nb, nil)
+					if _, set := w.nodes[nkey+".normalize"]; !set {
+						nb.Normalize = bi.Normalize
+					}
+					if w.required(nkey+".key", nb.Key) && nb.Key == bi.Key {
+						w.fail(nkey+".key", "is the current index key %q; a rotation needs a new key name", bi.Key)
+					}
+					if nb.Column != "" && nb.Column == bi.Column {
+						w.fail(nkey+".column", "is the current blind-index column %q; the next index needs a column of its own", bi.Column)
+					}
+					bi.Next = nb
 				}
 				col.BlindIndex = bi
 			},
@@ -107,6 +108,33 @@ func (w *walker) columns(t *Table, n *yaml.Node, key string) {
 	})
 }
 
+// blindIndex decodes the fields a blind index and its next (rotation)
+// index share, plus extra.
+func (w *walker) blindIndex(n *yaml.Node, key string, bi *BlindIndex, extra fields) {
+	var norms []string
+	f := fields{
+		"column":    w.str(&bi.Column),
+		"normalize": w.strings(&norms),
+		"key":       w.str(&bi.Key),
+		"unique":    w.boolean(&bi.Unique),
+	}
+	for k, v := range extra {
+		f[k] = v
+	}
+	w.mapping(n, key, f)
+	for i, s := range norms {
+		switch nm := Normalization(s); nm {
+		case NormLowercase, NormTrim, NormNFC:
+			bi.Normalize = append(bi.Normalize, nm)
+		default:
+			w.errorf(n, key+".normalize", "item %d: unknown normalization %q; want lowercase, trim or nfc", i, s)
+		}
+	}
+	if w.required(key+".column", bi.Column) && !validIdentifier(bi.Column) {
+		w.fail(key+".column", "invalid column name (1 to %d bytes)", maxIdentifier)
+	}
+}
+
 // validateTable checks the relations between a table's columns.
 func (w *walker) validateTable(t *Table, key string) {
 	if t.KeyContext != "" {
@@ -119,45 +147,50 @@ func (w *walker) validateTable(t *Table, key string) {
 	}
 	bidx := map[string]string{}
 	for _, c := range t.Columns {
-		if c.BlindIndex == nil {
-			continue
+		bkey := key + ".columns." + c.Name + ".blind_index"
+		for _, bi := range c.IndexTargets() {
+			b := bi.Column
+			switch {
+			case b == "":
+			case t.colIndex[b] != nil:
+				w.fail(bkey+".column", "%q is an encrypted column; the blind index needs a column of its own", b)
+			case b == t.KeyContext:
+				w.fail(bkey+".column", "%q is the key_context column", b)
+			case bidx[b] != "":
+				w.fail(bkey+".column", "%q is already the blind index of %s", b, bidx[b])
+			}
+			bidx[b] = c.Name
+			bkey += ".next"
 		}
-		bkey := key + ".columns." + c.Name + ".blind_index.column"
-		b := c.BlindIndex.Column
-		switch {
-		case b == "":
-		case t.colIndex[b] != nil:
-			w.fail(bkey, "%q is an encrypted column; the blind index needs a column of its own", b)
-		case b == t.KeyContext:
-			w.fail(bkey, "%q is the key_context column", b)
-		case bidx[b] != "":
-			w.fail(bkey, "%q is already the blind index of %s", b, bidx[b])
-		}
-		bidx[b] = c.Name
 	}
 }
 
 // validateSharedKeys checks that columns naming the same index key hash the
 // same way, since a JOIN between them compares their blind indexes.
 func (w *walker) validateSharedKeys(c *Config) {
-	first := map[string]*Column{}
+	type use struct {
+		col *Column
+		bi  *BlindIndex
+	}
+	first := map[string]use{}
 	for _, t := range c.Tables {
 		for _, col := range t.Columns {
-			if col.BlindIndex == nil {
-				continue
-			}
-			k := col.BlindIndex.Key
-			prev := first[k]
-			if prev == nil {
-				first[k] = col
-				continue
-			}
 			key := "tables." + t.QualifiedName() + ".columns." + col.Name + ".blind_index"
-			if prev.Type != col.Type {
-				w.fail(key+".key", "shares index key %q with %s but has type %s, not %s", k, prev.QualifiedName(), col.Type, prev.Type)
-			}
-			if !sameNorms(prev.BlindIndex.Normalize, col.BlindIndex.Normalize) {
-				w.fail(key+".normalize", "shares index key %q with %s but normalizes differently", k, prev.QualifiedName())
+			for _, bi := range col.IndexTargets() {
+				k := bi.Key
+				prev, seen := first[k]
+				if !seen {
+					first[k] = use{col, bi}
+					key += ".next"
+					continue
+				}
+				if prev.col.Type != col.Type {
+					w.fail(key+".key", "shares index key %q with %s but has type %s, not %s", k, prev.col.QualifiedName(), col.Type, prev.col.Type)
+				}
+				if !sameNorms(prev.bi.Normalize, bi.Normalize) {
+					w.fail(key+".normalize", "shares index key %q with %s but normalizes differently", k, prev.col.QualifiedName())
+				}
+				key += ".next"
 			}
 		}
 	}

@@ -154,12 +154,14 @@ func (t *Table) QualifiedName() string { return t.Schema + "." + t.Name }
 // Column returns the configured encrypted column of that name, or nil.
 func (t *Table) Column(name string) *Column { return t.colIndex[name] }
 
-// BlindIndexColumn returns the encrypted column whose blind index is stored
-// in the named physical column, or nil.
+// BlindIndexColumn returns the encrypted column whose blind index (current
+// or next) is stored in the named physical column, or nil.
 func (t *Table) BlindIndexColumn(name string) *Column {
 	for _, c := range t.Columns {
-		if c.BlindIndex != nil && c.BlindIndex.Column == name {
-			return c
+		for _, bi := range c.IndexTargets() {
+			if bi.Column == name {
+				return c
+			}
 		}
 	}
 	return nil
@@ -176,6 +178,19 @@ type Column struct {
 	Readers []string
 	OnError OnError
 	Line    int
+}
+
+// IndexTargets are the blind indexes every write of the column fills: none,
+// the current one, or the current one and the next one while an index key
+// is being rotated (blind_index.next). Lookups use only the current one.
+func (c *Column) IndexTargets() []*BlindIndex {
+	switch {
+	case c.BlindIndex == nil:
+		return nil
+	case c.BlindIndex.Next == nil:
+		return []*BlindIndex{c.BlindIndex}
+	}
+	return []*BlindIndex{c.BlindIndex, c.BlindIndex.Next}
 }
 
 // QualifiedName is "schema.table.column".
@@ -205,6 +220,10 @@ type BlindIndex struct {
 	Key string
 	// Unique asks `pgveil check` for a UNIQUE index on Column (ON CONFLICT).
 	Unique bool
+	// Next is the index that replaces this one during an index-key
+	// rotation: writes fill both columns, lookups still use this one, and
+	// `pgveil migrate` backfills Next.Column. Its Next is always nil.
+	Next *BlindIndex
 }
 
 // Normalization is a step applied to a value before its blind index is computed.

@@ -15,7 +15,7 @@ import (
 // compares it with the blind-index column. NULL elements stay NULL (they
 // match nothing, as in SQL). Only one-dimensional arrays are accepted.
 func (s *session) indexArray(col *policy.Column, format int16, src, dst []byte) ([]byte, error) {
-	return s.mapArray(col, format, src, dst, policy.OIDBytea, func(pt, dst []byte) ([]byte, error) { return s.index(col, pt, dst) })
+	return s.mapArray(col, format, src, dst, policy.OIDBytea, func(pt, dst []byte) ([]byte, error) { return s.index(col, col.BlindIndex, pt, dst) })
 }
 
 // plaintextArray is indexArray for the migration-mode fallback of

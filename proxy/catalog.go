@@ -135,7 +135,7 @@ func buildCatalog(rw *rewrite.Catalog, cfg *policy.Config) (*catalog, error) {
 			}
 			ct.cols[attnum[col.Name]] = col
 			ct.physical[col] = typ
-			if bi := col.BlindIndex; bi != nil {
+			for _, bi := range col.IndexTargets() {
 				btyp, ok := ct.typeOf[bi.Column]
 				switch {
 				case !ok:
@@ -213,7 +213,7 @@ func addGuardedViews(ctx context.Context, pool *pgxpool.Pool, c *catalog) error 
 	for _, ct := range c.byTable {
 		for attnum, col := range ct.cols {
 			keys = append(keys, int64(ct.oid)*65536+int64(attnum))
-			if bi := col.BlindIndex; bi != nil {
+			for _, bi := range col.IndexTargets() {
 				for _, tc := range c.rw.Tables[ct.policy.QualifiedName()].Columns {
 					if tc.Name == bi.Column {
 						keys = append(keys, int64(ct.oid)*65536+int64(tc.AttNum))

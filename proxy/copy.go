@@ -141,7 +141,7 @@ func (s *session) copyRow(ci *copyIn, row []byte, kind copydata.RowKind) error {
 		ci.fields = fields
 		out := append(ci.out[:0], fields...)
 		for _, a := range ci.plan.Appended {
-			out = append(out, copydata.Field{Value: []byte(a.Column.BlindIndex.Column)})
+			out = append(out, copydata.Field{Value: []byte(rewrite.IndexOf(a.Column, a.Action).Column)})
 		}
 		ci.out = out
 		ci.opts.EOL = ci.split.EOL()
@@ -217,10 +217,11 @@ func (s *session) copyRow(ci *copyIn, row []byte, kind copydata.RowKind) error {
 			return err
 		}
 		begin := len(ci.vals)
+		bi := rewrite.IndexOf(a.Column, a.Action)
 		if format == canon.BinaryFormat {
-			ci.vals, err = s.index(a.Column, s.ptBuf, ci.vals)
+			ci.vals, err = s.index(a.Column, bi, s.ptBuf, ci.vals)
 		} else {
-			s.envBuf, err = s.index(a.Column, s.ptBuf, s.envBuf[:0])
+			s.envBuf, err = s.index(a.Column, bi, s.ptBuf, s.envBuf[:0])
 			ci.vals = appendByteaHex(ci.vals, s.envBuf)
 		}
 		if err != nil {

@@ -177,7 +177,7 @@ func clientParamOIDs(st *rewrite.Stmt, server, declared []uint32, dst []uint32) 
 				continue
 			}
 			switch p.Action {
-			case rewrite.Encrypt, rewrite.Index, rewrite.Plaintext:
+			case rewrite.Encrypt, rewrite.Index, rewrite.IndexNext, rewrite.Plaintext:
 				oid = p.Column.Type.OID()
 			case rewrite.IndexEach, rewrite.PlaintextEach:
 				oid = p.Column.Type.ArrayOID()

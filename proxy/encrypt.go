@@ -199,8 +199,8 @@ func (s *session) fillLiteral(orig string, st *rewrite.Stmt, slot *rewrite.Slot)
 			return rewrite.TextLiteral(string(envelope.Encode(nil, env))), nil
 		}
 		return rewrite.ByteaLiteral(env), nil
-	case rewrite.Index:
-		sum, err := s.index(col, pt, nil)
+	case rewrite.Index, rewrite.IndexNext:
+		sum, err := s.index(col, rewrite.IndexOf(col, slot.Action), pt, nil)
 		if err != nil {
 			return "", err
 		}
@@ -228,13 +228,14 @@ func (s *session) seal(col *policy.Column, tenant string, has bool, plaintext, d
 	return key.Seal(dst, plaintext), nil
 }
 
-// index appends the blind index of plaintext for col to dst.
-func (s *session) index(col *policy.Column, plaintext, dst []byte) ([]byte, error) {
-	key, err := s.eng.keys.IndexKey(s.ctx, col)
+// index appends the blind index bi (col's current one or, during an index
+// key rotation, its next) of plaintext to dst.
+func (s *session) index(col *policy.Column, bi *policy.BlindIndex, plaintext, dst []byte) ([]byte, error) {
+	key, err := s.eng.keys.BlindIndexKey(s.ctx, col, bi)
 	if err != nil {
 		return nil, err
 	}
-	s.idxBuf, err = canon.IndexInput(col.Type, plaintext, col.BlindIndex.Normalize, s.idxBuf[:0])
+	s.idxBuf, err = canon.IndexInput(col.Type, plaintext, bi.Normalize, s.idxBuf[:0])
 	if err != nil {
 		return nil, err
 	}
@@ -271,7 +272,7 @@ func (s *session) fillArrayLiteral(col *policy.Column, action rewrite.Action, v 
 			return "", err
 		}
 		if action == rewrite.IndexEach {
-			sum, err := s.index(col, pt, nil)
+			sum, err := s.index(col, col.BlindIndex, pt, nil)
 			if err != nil {
 				return "", err
 			}
@@ -443,7 +444,7 @@ func (s *session) serverParamOIDs(stmt *Statement) []uint32 {
 			}
 		case rewrite.Encrypt:
 			oids[i] = cat.physicalType(p.Column)
-		case rewrite.Index:
+		case rewrite.Index, rewrite.IndexNext:
 			oids[i] = policy.OIDBytea
 		case rewrite.IndexEach:
 			oids[i] = oidByteaArray
@@ -538,7 +539,7 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 		case rewrite.Pass:
 			arena = append(arena, v...)
 			outFmt = f
-		case rewrite.Encrypt, rewrite.Index, rewrite.Plaintext:
+		case rewrite.Encrypt, rewrite.Index, rewrite.IndexNext, rewrite.Plaintext:
 			var declared uint32
 			if p.Client < len(stmt.ParamOIDs) {
 				declared = stmt.ParamOIDs[p.Client]
@@ -547,8 +548,8 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 			if err != nil {
 				return nil, err
 			}
-			if p.Action == rewrite.Index {
-				arena, err = s.index(p.Column, s.ptBuf, arena)
+			if p.Action == rewrite.Index || p.Action == rewrite.IndexNext {
+				arena, err = s.index(p.Column, rewrite.IndexOf(p.Column, p.Action), s.ptBuf, arena)
 				break
 			}
 			if p.Action == rewrite.Plaintext {

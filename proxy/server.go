@@ -72,6 +72,10 @@ func New(cfg *policy.Config, opts Options) (*Server, error) {
 		}
 		return 0, 0
 	})
+	opts.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pgveil_sessions_previous_config",
+		Help: "Sessions still running on a config older than the current one (they keep the config they started with; see docs/KEYS.md on blind-index rotation).",
+	}, func() float64 { return float64(s.previousConfigSessions()) }))
 	if err := s.apply(cfg); err != nil {
 		return nil, err
 	}
@@ -317,6 +321,21 @@ func (s *Server) closeService() {
 		s.svc.Close()
 		s.svc = nil
 	}
+}
+
+// previousConfigSessions counts the sessions that started before the last
+// successful reload and so still plan with the config they started with.
+func (s *Server) previousConfigSessions() int {
+	cur := s.cfg.Load()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for sess := range s.sessions {
+		if sess.cfg != cur {
+			n++
+		}
+	}
+	return n
 }
 
 // SessionCount is the number of sessions running.

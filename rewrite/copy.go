@@ -123,9 +123,9 @@ func (a *analyzer) copyFrom(t *policy.Table, c *pg.CopyStmt, cp *Copy, cols []st
 		f := CopyField{Action: Pass, Tenant: -1}
 		if enc := t.Column(name); enc != nil {
 			f = CopyField{Column: enc, Action: Encrypt, Tenant: tenant}
-			if enc.BlindIndex != nil {
-				cp.Appended = append(cp.Appended, CopyField{Column: enc, Action: Index, Source: i, Tenant: -1})
-				added = append(added, quoteIdent(enc.BlindIndex.Column))
+			for _, bi := range enc.IndexTargets() {
+				cp.Appended = append(cp.Appended, CopyField{Column: enc, Action: IndexAction(enc, bi), Source: i, Tenant: -1})
+				added = append(added, quoteIdent(bi.Column))
 			}
 		}
 		cp.Fields = append(cp.Fields, f)

@@ -162,8 +162,11 @@ func missingTenant(t *policy.Table, need string, loc int32, sql string) *Error {
 // insertValues rewrites the VALUES rows of an INSERT into a configured table.
 func (a *analyzer) insertValues(t *policy.Table, cols []insCol, sel *pg.SelectStmt, sc *scope) *Error {
 	for _, c := range cols {
-		if c.enc != nil && c.enc.BlindIndex != nil {
-			a.insert(c.end, ", "+identLike(c.enc.BlindIndex.Column, c.quoted))
+		if c.enc == nil {
+			continue
+		}
+		for _, bi := range c.enc.IndexTargets() {
+			a.insert(c.end, ", "+identLike(bi.Column, c.quoted))
 		}
 	}
 	for _, row := range sel.ValuesLists {
@@ -189,7 +192,7 @@ func (a *analyzer) insertValues(t *policy.Table, cols []insCol, sel *pg.SelectSt
 			if (v.kind == vParam || v.kind == vLiteral) && !haveTenant {
 				return missingTenant(t, "in the same VALUES row, as a parameter or a literal", v.loc, a.sql)
 			}
-			if err := a.writeValue(v, c.enc, tenant, ", "); err != nil {
+			if err := a.writeValue(v, c.enc, tenant, valuesSep); err != nil {
 				return err
 			}
 		}
@@ -198,31 +201,32 @@ func (a *analyzer) insertValues(t *policy.Table, cols []insCol, sel *pg.SelectSt
 }
 
 // writeValue encrypts v into col and, when col is blind-indexed, inserts
-// its index after it, preceded by sep (", " in VALUES, ", email_bidx = "
-// in SET lists).
-func (a *analyzer) writeValue(v value, col *policy.Column, tenant ValueRef, sep string) *Error {
-	bidx := col.BlindIndex != nil
+// each of its indexes (the next one too, during a rotation) after it, each
+// preceded by sep(index column): ", " in VALUES, ", email_bidx = " in SET
+// lists.
+func (a *analyzer) writeValue(v value, col *policy.Column, tenant ValueRef, sep func(bidxColumn string) string) *Error {
+	targets := col.IndexTargets()
 	switch v.kind {
 	case vParam:
 		a.uses = append(a.uses, paramUse{number: v.param, start: v.start, end: v.end, bare: v.bare, action: Encrypt, col: col, tenant: tenant})
-		if bidx {
-			a.uses = append(a.uses, paramUse{number: v.param, start: v.end, insert: true, prefix: sep, action: Index, col: col})
+		for _, bi := range targets {
+			a.uses = append(a.uses, paramUse{number: v.param, start: v.end, insert: true, prefix: sep(bi.Column), action: IndexAction(col, bi), col: col})
 		}
 	case vLiteral:
 		a.slot(v.start, v.end, Slot{Action: Encrypt, Column: col, Source: v.lit, Tenant: tenant}, "")
-		if bidx {
-			a.slot(v.end, v.end, Slot{Action: Index, Column: col, Source: v.lit}, sep)
+		for _, bi := range targets {
+			a.slot(v.end, v.end, Slot{Action: IndexAction(col, bi), Column: col, Source: v.lit}, sep(bi.Column))
 		}
 	case vNull:
 		if !v.bare {
 			a.replace(v.start, v.end, "NULL")
 		}
-		if bidx {
-			a.insert(v.end, sep+"NULL")
+		for _, bi := range targets {
+			a.insert(v.end, sep(bi.Column)+"NULL")
 		}
 	case vDefault:
-		if bidx {
-			a.insert(v.end, sep+"DEFAULT")
+		for _, bi := range targets {
+			a.insert(v.end, sep(bi.Column)+"DEFAULT")
 		}
 	default:
 		return colErr(CodeFeatureNotSupported, col, "pass the value as a parameter or a literal; compute it in the application",
@@ -230,6 +234,9 @@ func (a *analyzer) writeValue(v value, col *policy.Column, tenant ValueRef, sep 
 	}
 	return nil
 }
+
+// valuesSep separates the values of a VALUES row.
+func valuesSep(string) string { return ", " }
 
 // onConflict rewrites ON CONFLICT: an arbiter naming an encrypted column
 // names its blind index instead, and DO UPDATE SET col = EXCLUDED.col also

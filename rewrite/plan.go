@@ -40,7 +40,28 @@ const (
 	// PlaintextEach is Plaintext for each element of an array (= ANY($1)),
 	// sent as text[] (text columns) or bytea[] (bytea columns).
 	PlaintextEach
+	// IndexNext sends the blind index of the value under the next index
+	// key (blind_index.next), for the second index column that writes fill
+	// while an index key is rotated. Only writes use it; lookups use Index.
+	IndexNext
 )
+
+// IndexAction is the action that fills the blind index bi of col: Index
+// for the current one, IndexNext for its successor.
+func IndexAction(col *policy.Column, bi *policy.BlindIndex) Action {
+	if col.BlindIndex != nil && bi == col.BlindIndex.Next {
+		return IndexNext
+	}
+	return Index
+}
+
+// IndexOf is the blind index an Index or IndexNext action fills for col.
+func IndexOf(col *policy.Column, a Action) *policy.BlindIndex {
+	if a == IndexNext {
+		return col.BlindIndex.Next
+	}
+	return col.BlindIndex
+}
 
 func (a Action) String() string {
 	switch a {
@@ -56,6 +77,8 @@ func (a Action) String() string {
 		return "plaintext"
 	case PlaintextEach:
 		return "plaintext-each"
+	case IndexNext:
+		return "index-next"
 	}
 	return "?"
 }
@@ -92,7 +115,8 @@ type Literal struct {
 }
 
 // Slot is one place in the rewritten text where the proxy inserts a value it
-// derived from a literal: an envelope (Encrypt) or a blind index (Index).
+// derived from a literal: an envelope (Encrypt) or a blind index (Index,
+// IndexNext).
 // The proxy formats the result as a bytea literal ('\x…'::bytea) or, for
 // Encrypt into a text physical column, as a text literal ('pgv1:…').
 // IndexEach and PlaintextEach slots hold an array literal ('{a,b}', for

@@ -143,8 +143,8 @@ func (a *analyzer) baseRel(ref tableRef, alias *pg.Alias, loc int32) (*rel, *Err
 	} else if t != nil {
 		for _, c := range t.Columns {
 			r.cols = append(r.cols, relCol{name: c.Name, tenant: -1})
-			if c.BlindIndex != nil {
-				r.cols = append(r.cols, relCol{name: c.BlindIndex.Column, tenant: -1})
+			for _, bi := range c.IndexTargets() {
+				r.cols = append(r.cols, relCol{name: bi.Column, tenant: -1})
 			}
 		}
 		if t.KeyContext != "" {

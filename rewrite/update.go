@@ -168,10 +168,7 @@ func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom 
 			return unsupported(enc, "writing it with UPDATE … FROM", "set it in an UPDATE without FROM, from a parameter or literal").at(a.sql, rt.Location)
 		}
 		quoted := tokenAt(a.sql, int(rt.Location), a.backslash).kind == tQIdent
-		sep := ""
-		if enc.BlindIndex != nil {
-			sep = ", " + identLike(enc.BlindIndex.Column, quoted) + " = "
-		}
+		sep := func(bidx string) string { return ", " + identLike(bidx, quoted) + " = " }
 		if cr := rt.Val.GetColumnRef(); cr != nil && excluded != nil {
 			ref, err := a.resolveColumn(cr, sc)
 			if err != nil {
@@ -181,12 +178,14 @@ func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom 
 				if ref.enc() != enc {
 					return unsupported(enc, "assigning EXCLUDED of another column", "write "+enc.Name+" = EXCLUDED."+enc.Name).at(a.sql, cr.Location)
 				}
-				if enc.BlindIndex != nil {
+				if targets := enc.IndexTargets(); len(targets) > 0 {
 					end, ok := a.colRefEnd(cr)
 					if !ok {
 						return errorf(CodeInternalError, "cannot locate column reference; statement refused").at(a.sql, cr.Location)
 					}
-					a.insert(end, sep+"excluded."+identLike(enc.BlindIndex.Column, quoted))
+					for _, bi := range targets {
+						a.insert(end, sep(bi.Column)+"excluded."+identLike(bi.Column, quoted))
+					}
 				}
 				continue
 			}

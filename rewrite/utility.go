@@ -238,7 +238,7 @@ func (a *analyzer) body(arg *pg.Node, what string) *Error {
 			continue
 		}
 		for _, c := range t.Columns {
-			if strings.Contains(b, strings.ToLower(c.Name)) || c.BlindIndex != nil && strings.Contains(b, strings.ToLower(c.BlindIndex.Column)) {
+			if strings.Contains(b, strings.ToLower(c.Name)) || mentionsIndex(b, c) {
 				return unsupported(c, what+" that uses it", "keep logic on encrypted columns in the application; code inside the database sees only ciphertext and would store plaintext unencrypted")
 			}
 		}
@@ -302,4 +302,15 @@ func (a *analyzer) merge(m *pg.MergeStmt) *Error {
 		}
 	}
 	return nil
+}
+
+// mentionsIndex reports whether lowered text names one of c's blind-index
+// columns (the next one too, during a rotation).
+func mentionsIndex(lowered string, c *policy.Column) bool {
+	for _, bi := range c.IndexTargets() {
+		if strings.Contains(lowered, strings.ToLower(bi.Column)) {
+			return true
+		}
+	}
+	return false
 }

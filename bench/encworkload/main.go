@@ -117,7 +117,7 @@ func run(rounds int, duration time.Duration, clients, modes []string) error {
 		return err
 	}
 	proxy, err := harness.StartProxy(harness.ProxyOptions{
-		Config: fmt.Sprintf("listen: 127.0.0.1:0\nupstream:\n  address: %s\n  tls: disable\n  service_url: %s\nkeysource:\n  local:\n    key_env: PGVEIL_BENCH_KEY\nadmin:\n  listen: \"\"\nlog:\n  level: warn\n%s",
+		Config: fmt.Sprintf("listen: 127.0.0.1:0\nupstream:\n  address: %s\n  tls: disable\n  service_url: %s\nkeysource:\n  local:\n    key_env: PGVEIL_BENCH_KEY\nadmin:\n  listen: \"\"\nlog:\n  level: info\n%s",
 			cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), policy),
 		Env: []string{"PGVEIL_BENCH_KEY=" + base64.StdEncoding.EncodeToString(key)},
 	})

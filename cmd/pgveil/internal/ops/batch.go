@@ -23,10 +23,10 @@ import (
 type pass struct {
 	t *target
 	// cols are the encrypted columns read and perhaps written; idx are the
-	// columns whose blind-index column is read (IS NOT NULL) and perhaps
-	// written. idx ⊆ cols.
+	// blind indexes (of columns of cols, in their order) whose column is
+	// read (IS NOT NULL) and perhaps written.
 	cols []*policy.Column
-	idx  []*policy.Column
+	idx  []ixTarget
 	// pred is the server-side "this row may need work" predicate.
 	pred func(a *args) string
 	// work decides one row: it fills r.set*/r.new*. A *rowProblem is
@@ -128,8 +128,8 @@ func (p *pass) selectSQL(withCursor bool) (string, *args) {
 	for i, c := range p.cols {
 		sel = append(sel, fmt.Sprintf("%s AS pgveil_v%d", col(c.Name), i))
 	}
-	for i, c := range p.idx {
-		sel = append(sel, fmt.Sprintf("%s IS NOT NULL AS pgveil_i%d", col(c.BlindIndex.Column), i))
+	for i, x := range p.idx {
+		sel = append(sel, fmt.Sprintf("%s IS NOT NULL AS pgveil_i%d", col(x.bi.Column), i))
 	}
 	var where []string
 	if withCursor {
@@ -182,10 +182,10 @@ func (p *pass) updateSQL() string {
 		names = append(names, fmt.Sprintf("s%d", i), fmt.Sprintf("v%d", i))
 		sets = append(sets, fmt.Sprintf("%[1]s = CASE WHEN pgveil_v.s%[2]d THEN pgveil_v.v%[2]d ELSE pgveil_t.%[1]s END", col(c.Name), i))
 	}
-	for i, c := range p.idx {
+	for i, x := range p.idx {
 		arrays = append(arrays, param("bool"), param("bytea"))
 		names = append(names, fmt.Sprintf("si%d", i), fmt.Sprintf("i%d", i))
-		sets = append(sets, fmt.Sprintf("%[1]s = CASE WHEN pgveil_v.si%[2]d THEN pgveil_v.i%[2]d ELSE pgveil_t.%[1]s END", col(c.BlindIndex.Column), i))
+		sets = append(sets, fmt.Sprintf("%[1]s = CASE WHEN pgveil_v.si%[2]d THEN pgveil_v.i%[2]d ELSE pgveil_t.%[1]s END", col(x.bi.Column), i))
 	}
 	return fmt.Sprintf("UPDATE %s AS pgveil_t SET %s FROM unnest(%s) AS pgveil_v(%s) WHERE %s",
 		p.t.name, strings.Join(sets, ", "), strings.Join(arrays, ", "), strings.Join(names, ", "), strings.Join(join, " AND "))
@@ -401,13 +401,13 @@ func (p *pass) updateArgs(rows []*row, st *passStats) []any {
 		}
 		out = append(out, set, vals)
 	}
-	for i, c := range p.idx {
+	for i, x := range p.idx {
 		set := make([]bool, len(rows))
 		vals := make([][]byte, len(rows))
 		for j, r := range rows {
 			set[j], vals[j] = r.setIdx[i], r.newIdx[i]
 			if set[j] {
-				st.Values[c.BlindIndex.Column]++
+				st.Values[x.bi.Column]++
 			}
 		}
 		out = append(out, set, vals)

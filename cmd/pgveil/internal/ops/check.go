@@ -81,10 +81,15 @@ func checkColumn(r *Report, t *policy.Table, lt *liveTable, c *policy.Column, qt
 	case lc.TypeOID != policy.OIDBytea && lc.TypeOID != policy.OIDText:
 		r.add(columnTypeFinding(t, c, lc, qt))
 	}
-	bi := c.BlindIndex
-	if bi == nil {
-		return
+	for _, bi := range c.IndexTargets() {
+		checkBlindIndex(r, t, lt, c, bi, qt)
 	}
+}
+
+// checkBlindIndex checks one blind-index column of c: the current one, or
+// the next one during an index-key rotation.
+func checkBlindIndex(r *Report, t *policy.Table, lt *liveTable, c *policy.Column, bi *policy.BlindIndex, qt string) {
+	name := t.QualifiedName()
 	qb := quoteIdent(bi.Column)
 	ixName := indexName(t.Name, bi.Column)
 	create := func() string {

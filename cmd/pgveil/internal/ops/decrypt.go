@@ -68,15 +68,15 @@ func decryptTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 }
 
 // decryptPredicate: some value is sealed, or a blind index is set.
-func decryptPredicate(t *target, cols, idx []*policy.Column) func(a *args) string {
+func decryptPredicate(t *target, cols []*policy.Column, idx []ixTarget) func(a *args) string {
 	return func(a *args) string {
 		var ps []string
 		for _, c := range cols {
 			qc := col(c.Name)
 			ps = append(ps, fmt.Sprintf("(%s IS NOT NULL AND %s)", qc, sealedSQL(qc, t.physical[c])))
 		}
-		for _, c := range idx {
-			ps = append(ps, fmt.Sprintf("%s IS NOT NULL", col(c.BlindIndex.Column)))
+		for _, x := range idx {
+			ps = append(ps, fmt.Sprintf("%s IS NOT NULL", col(x.bi.Column)))
 		}
 		return orJoin(ps)
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -156,8 +157,8 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 	// Keys that do not depend on a row: index keys, and the data keys of a
 	// table without tenants. Tenants' keys are made as their rows come.
 	for _, c := range tp.pol.Columns {
-		if c.BlindIndex != nil {
-			if _, err := keys.IndexKey(ctx, c); err != nil {
+		for _, bi := range c.IndexTargets() {
+			if _, err := keys.BlindIndexKey(ctx, c, bi); err != nil {
 				return err
 			}
 		}
@@ -228,7 +229,7 @@ func runPasses(ctx context.Context, e *Env, p *pass, what string, o MigrateOptio
 		if n := st.Values[c.Name]; n > 0 {
 			vals = append(vals, fmt.Sprintf("%s %d", c.Name, n))
 		}
-		if bi := c.BlindIndex; bi != nil {
+		for _, bi := range c.IndexTargets() {
 			if n := st.Values[bi.Column]; n > 0 {
 				vals = append(vals, fmt.Sprintf("%s %d", bi.Column, n))
 			}
@@ -264,15 +265,15 @@ func (m *migrator) pass(o MigrateOptions) *pass {
 
 // migratePredicate: some value is not sealed, or a sealed value lacks its
 // blind index.
-func migratePredicate(t *target, cols, idx []*policy.Column) func(a *args) string {
+func migratePredicate(t *target, cols []*policy.Column, idx []ixTarget) func(a *args) string {
 	return func(a *args) string {
 		var ps []string
 		for _, c := range cols {
 			qc := col(c.Name)
 			ps = append(ps, fmt.Sprintf("(%s IS NOT NULL AND NOT %s)", qc, sealedSQL(qc, t.physical[c])))
 		}
-		for _, c := range idx {
-			ps = append(ps, fmt.Sprintf("(%s IS NOT NULL AND %s IS NULL)", col(c.Name), col(c.BlindIndex.Column)))
+		for _, x := range idx {
+			ps = append(ps, fmt.Sprintf("(%s IS NOT NULL AND %s IS NULL)", col(x.c.Name), col(x.bi.Column)))
 		}
 		return orJoin(ps)
 	}
@@ -319,9 +320,13 @@ func (m *migrator) work(ctx context.Context, p *pass, r *row) error {
 		}
 		return terr
 	}
-	ix := 0
+	ix := 0 // p.idx[ix:] are the blind indexes of c and the columns after it
 	for i, c := range p.cols {
-		hasIdx := ix < len(p.idx) && p.idx[ix] == c
+		first := ix // p.idx[first:ix] are c's
+		for ix < len(p.idx) && p.idx[ix].c == c {
+			ix++
+		}
+		mine := p.idx[first:ix]
 		v := r.vals[i]
 		switch {
 		case v == nil:
@@ -343,33 +348,39 @@ func (m *migrator) work(ctx context.Context, p *pass, r *row) error {
 				env = envelope.Encode(nil, env)
 			}
 			r.setVal[i], r.newVal[i], r.changed = true, env, true
-			if hasIdx {
-				sum, err := blindIndex(ctx, m.keys, c, pt)
+			for j, x := range mine {
+				sum, err := blindIndex(ctx, m.keys, x, pt)
 				if err != nil {
 					return rowOrFatal(err, &problem)
 				}
-				r.setIdx[ix], r.newIdx[ix] = true, sum
+				r.setIdx[first+j], r.newIdx[first+j] = true, sum
 			}
-		case hasIdx && !r.hasIdx[ix]:
-			// Sealed before its blind-index column existed: open it to index it.
+		case slices.ContainsFunc(r.hasIdx[first:ix], func(has bool) bool { return !has }):
+			// Sealed before a blind-index column existed (adoption of an
+			// index, or the next index of a rotation): open it to index it.
 			if err := getTenant(); err != nil {
 				return err
 			}
 			pt, err := m.keys.OpenFor(ctx, c, tenant, has, v, nil)
-			if err == nil {
-				var sum []byte
-				if sum, err = blindIndex(ctx, m.keys, c, pt); err == nil {
-					r.setIdx[ix], r.newIdx[ix], r.changed = true, sum, true
+			if err != nil {
+				if err := rowOrFatal(openProblem(c, err), &problem); err != nil {
+					return err
 				}
-			} else {
-				err = openProblem(c, err)
+				break
 			}
-			if err := rowOrFatal(err, &problem); err != nil {
-				return err
+			for j, x := range mine {
+				if r.hasIdx[first+j] {
+					continue
+				}
+				sum, err := blindIndex(ctx, m.keys, x, pt)
+				if err != nil {
+					if err := rowOrFatal(err, &problem); err != nil {
+						return err
+					}
+					break
+				}
+				r.setIdx[first+j], r.newIdx[first+j], r.changed = true, sum, true
 			}
-		}
-		if hasIdx {
-			ix++
 		}
 	}
 	return problem
@@ -386,15 +397,15 @@ func rowOrFatal(err error, problem *error) error {
 	return err
 }
 
-// blindIndex is the proxy's blind index of a canonical plaintext.
-func blindIndex(ctx context.Context, keys *keysource.Keyring, c *policy.Column, pt []byte) ([]byte, error) {
-	ik, err := keys.IndexKey(ctx, c)
+// blindIndex is the proxy's blind index x of a canonical plaintext.
+func blindIndex(ctx context.Context, keys *keysource.Keyring, x ixTarget, pt []byte) ([]byte, error) {
+	ik, err := keys.BlindIndexKey(ctx, x.c, x.bi)
 	if err != nil {
 		return nil, err
 	}
-	in, err := canon.IndexInput(c.Type, pt, c.BlindIndex.Normalize, nil)
+	in, err := canon.IndexInput(x.c.Type, pt, x.bi.Normalize, nil)
 	if err != nil {
-		return nil, &rowProblem{kind: fmt.Sprintf("%s: %v", c.Name, err)}
+		return nil, &rowProblem{kind: fmt.Sprintf("%s: %v", x.c.Name, err)}
 	}
 	return ik.Sum(nil, in), nil
 }

@@ -132,7 +132,7 @@ func testTarget() *target {
 		pk:       []*liveCol{{Name: "region", TypeName: "text"}, {Name: "id", TypeName: "bigint"}},
 		tenant:   &liveCol{Name: "org", TypeName: "uuid", TypeOID: 2950},
 		physical: map[*policy.Column]uint32{email: policy.OIDText, note: policy.OIDBytea},
-		hasBidx:  map[*policy.Column]bool{email: true},
+		hasBidx:  map[*policy.BlindIndex]bool{email.BlindIndex: true},
 	}
 }
 

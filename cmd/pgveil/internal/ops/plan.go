@@ -86,13 +86,13 @@ func (tp *tablePlan) count(ctx context.Context, e *Env, decrypt bool) error {
 			exprs = append(exprs, fmt.Sprintf("count(*) FILTER (WHERE %s IS NOT NULL AND NOT %s)", qc, sealedSQL(qc, phys)))
 		}
 		names, isIdx = append(names, c.Name), append(isIdx, false)
-		if bi := c.BlindIndex; bi != nil {
+		for _, bi := range c.IndexTargets() {
 			switch {
-			case decrypt && tg.hasBidx[c]:
+			case decrypt && tg.hasBidx[bi]:
 				exprs = append(exprs, fmt.Sprintf("count(%s)", col(bi.Column)))
 			case decrypt:
 				exprs = append(exprs, "0")
-			case tg.hasBidx[c]:
+			case tg.hasBidx[bi]:
 				exprs = append(exprs, fmt.Sprintf("count(*) FILTER (WHERE %s IS NOT NULL AND %s IS NULL)", qc, col(bi.Column)))
 			default:
 				exprs = append(exprs, fmt.Sprintf("count(%s)", qc))
@@ -129,12 +129,15 @@ func (tp *tablePlan) count(ctx context.Context, e *Env, decrypt bool) error {
 	return nil
 }
 
-// indexed are the columns of cols whose blind-index column exists.
-func indexed(tg *target, cols []*policy.Column) []*policy.Column {
-	var out []*policy.Column
+// indexed are the blind indexes of cols (current and next) whose column
+// exists, in column order.
+func indexed(tg *target, cols []*policy.Column) []ixTarget {
+	var out []ixTarget
 	for _, c := range cols {
-		if tg.hasBidx[c] {
-			out = append(out, c)
+		for _, bi := range c.IndexTargets() {
+			if tg.hasBidx[bi] {
+				out = append(out, ixTarget{c, bi})
+			}
 		}
 	}
 	return out
@@ -171,7 +174,7 @@ func writePlan(w io.Writer, plans []*tablePlan, decrypt bool) {
 		fmt.Fprintf(w, "  rows: %d, %d to rewrite\n", tp.rows, tp.work)
 		for _, c := range tp.pol.Columns {
 			fmt.Fprintf(w, "    %-24s %10d %s\n", c.Name, tp.values[c.Name], verb)
-			if bi := c.BlindIndex; bi != nil {
+			for _, bi := range c.IndexTargets() {
 				fmt.Fprintf(w, "    %-24s %10d %s\n", bi.Column, tp.indexes[bi.Column], iverb)
 			}
 		}

@@ -89,8 +89,8 @@ func Shred(ctx context.Context, e *Env, o ShredOptions) (*ShredResult, error) {
 	}
 	res := &ShredResult{KeyIDs: ids}
 	var sets, nonNull []string
-	for _, c := range indexed(tg, t.Columns) {
-		b := col(c.BlindIndex.Column)
+	for _, x := range indexed(tg, t.Columns) {
+		b := col(x.bi.Column)
 		sets = append(sets, b+" = NULL")
 		nonNull = append(nonNull, b+" IS NOT NULL")
 	}

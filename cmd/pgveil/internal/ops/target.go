@@ -17,7 +17,14 @@ type target struct {
 	pk       []*liveCol
 	tenant   *liveCol // the key_context column; nil without one
 	physical map[*policy.Column]uint32
-	hasBidx  map[*policy.Column]bool // the blind-index column exists
+	hasBidx  map[*policy.BlindIndex]bool // the blind-index column exists
+}
+
+// ixTarget is one blind index of an encrypted column: its current one or,
+// during an index-key rotation, the next (policy.Column.IndexTargets).
+type ixTarget struct {
+	c  *policy.Column
+	bi *policy.BlindIndex
 }
 
 // newTarget checks what a pass over t needs: the table, a primary key, the
@@ -36,7 +43,7 @@ func newTarget(t *policy.Table, lt *liveTable, needBidx bool) (*target, error) {
 		problems = append(problems, fmt.Sprintf("%s has no primary key: pgveil walks tables by primary key; add one (ALTER TABLE %s ADD PRIMARY KEY (...))", name, qualified(t.Schema, t.Name)))
 	}
 	tg := &target{pol: t, live: lt, name: qualified(t.Schema, t.Name), pk: lt.PK,
-		physical: map[*policy.Column]uint32{}, hasBidx: map[*policy.Column]bool{}}
+		physical: map[*policy.Column]uint32{}, hasBidx: map[*policy.BlindIndex]bool{}}
 	for _, c := range t.Columns {
 		lc := lt.Cols[c.Name]
 		switch {
@@ -48,7 +55,7 @@ func newTarget(t *policy.Table, lt *liveTable, needBidx bool) (*target, error) {
 			continue
 		}
 		tg.physical[c] = lc.TypeOID
-		if bi := c.BlindIndex; bi != nil {
+		for _, bi := range c.IndexTargets() {
 			lb := lt.Cols[bi.Column]
 			switch {
 			case lb == nil && needBidx:
@@ -56,7 +63,7 @@ func newTarget(t *policy.Table, lt *liveTable, needBidx bool) (*target, error) {
 			case lb != nil && lb.TypeOID != policy.OIDBytea:
 				problems = append(problems, fmt.Sprintf("blind-index column %s.%s is %s, not bytea", name, bi.Column, lb.TypeName))
 			case lb != nil:
-				tg.hasBidx[c] = true
+				tg.hasBidx[bi] = true
 			}
 		}
 	}
