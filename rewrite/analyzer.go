@@ -78,6 +78,9 @@ type analyzer struct {
 	copyRefusal string
 	// badParam refuses a $n the protocol cannot bind ($0, above 65535).
 	badParam *Error
+	// valueDependent: the plan depends on a literal's value, not only on
+	// where it is, so it cannot stand for other texts of its shape.
+	valueDependent bool
 }
 
 // maxParams is the most parameters a Bind message can carry (an int16 count).
@@ -165,24 +168,35 @@ func (a *analyzer) finish() *Error {
 		}
 		return a.edits[i].seq < a.edits[j].seq
 	})
+	// Each segment of Text is recorded as pieces too (spans of the client's
+	// text and pgveil's own text), so a shape plan can rebuild it for
+	// another text of the same shape (shape.go).
 	var b strings.Builder
+	var seg []piece
 	cur := a.stmtStart
 	for _, e := range a.edits {
 		if e.start < cur || e.end > a.stmtEnd {
 			return errorf(CodeInternalError, "overlapping rewrite of statement text at byte %d; statement refused", e.start)
 		}
 		b.WriteString(a.sql[cur:e.start])
+		seg = appendSpan(seg, cur, e.start)
 		if e.slot != nil {
 			st.Text = append(st.Text, b.String())
+			st.pieces = append(st.pieces, seg)
 			st.Slots = append(st.Slots, *e.slot)
 			b.Reset()
+			seg = nil
 		} else {
 			b.WriteString(e.text)
+			if e.text != "" {
+				seg = append(seg, piece{own: true, text: e.text})
+			}
 		}
 		cur = e.end
 	}
 	b.WriteString(a.sql[cur:a.stmtEnd])
 	st.Text = append(st.Text, b.String())
+	st.pieces = append(st.pieces, appendSpan(seg, cur, a.stmtEnd))
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"fmt"
 	"testing"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
@@ -58,14 +59,43 @@ func BenchmarkPlanCacheMiss(b *testing.B) {
 	}
 }
 
+const benchInsertLiterals = `INSERT INTO "users" ("email", "org_id", "phone", "created_at") VALUES ('alice%d@example.com', %d, '+1 555 %04d', '2024-01-02 03:04:05') RETURNING "id"`
+
+// BenchmarkPlanMissInsertLiterals: an INSERT with its values inline, as
+// psycopg2 sends it, planned from scratch (no cache).
 func BenchmarkPlanMissInsertLiterals(b *testing.B) {
-	p := newTestPlanner(b)
-	sql := `INSERT INTO "users" ("email", "org_id", "phone", "created_at") VALUES ('alice@example.com', 42, '+1 555 0100', '2024-01-02 03:04:05') RETURNING "id"`
+	p := NewPlanner(testConfig(b), 0)
+	p.SetCatalog(testCatalog())
+	sql := fmt.Sprintf(benchInsertLiterals, 1, 42, 100)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		if _, err := p.Plan(sql, publicPath); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkPlanShapeHit: the same INSERT with other values each time, as
+// an interpolating driver sends it: planned from its shape's plan.
+func BenchmarkPlanShapeHit(b *testing.B) {
+	p := newTestPlanner(b)
+	texts := make([]string, 1024)
+	for i := range texts {
+		texts[i] = fmt.Sprintf(benchInsertLiterals, i*7919, i%100, i)
+	}
+	if _, err := p.Plan(texts[0], publicPath); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := p.Plan(texts[i%len(texts)], publicPath); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if s := p.Stats(); s.ShapeHits < uint64(b.N) {
+		b.Fatalf("stats %+v after %d plans", s, b.N)
 	}
 }
 

@@ -5,9 +5,11 @@ import (
 	"sync/atomic"
 )
 
-// CacheStats are the plan cache's counters, for metrics.
+// CacheStats are the plan cache's counters, for metrics. Hits include
+// ShapeHits: texts planned from the plan of another text of their shape.
 type CacheStats struct {
 	Hits, Misses uint64
+	ShapeHits    uint64
 	Size         int
 }
 
@@ -29,7 +31,7 @@ type planCache struct {
 	hand int
 	gen  atomic.Uint64 // bumped by clear; a put planned under an older catalog is dropped
 
-	hits, misses atomic.Uint64
+	hits, misses, shapeHits atomic.Uint64
 }
 
 type cacheBucket struct {
@@ -63,22 +65,23 @@ func (e *cacheEntry) matches(s *Session) bool {
 	return true
 }
 
-// get returns the cached plan, or nil and the generation to pass to put.
-func (c *planCache) get(text string, s *Session) (*Plan, uint64) {
-	gen := c.gen.Load()
+// generation is what to pass to put for a plan made from now on.
+func (c *planCache) generation() uint64 { return c.gen.Load() }
+
+// lookup returns the cached plan or nil; the caller counts the outcome
+// (one lookup of a text may try its exact text and then its shape).
+func (c *planCache) lookup(text string, s *Session) *Plan {
 	if v, ok := c.index.Load(text); ok {
 		for _, e := range v.(*cacheBucket).entries {
 			if e.matches(s) {
 				if !e.referenced.Load() {
 					e.referenced.Store(true)
 				}
-				c.hits.Add(1)
-				return e.plan, gen
+				return e.plan
 			}
 		}
 	}
-	c.misses.Add(1)
-	return nil, gen
+	return nil
 }
 
 // put caches p for (text, s) unless the cache was cleared since gen.
@@ -161,5 +164,5 @@ func (c *planCache) stats() CacheStats {
 	c.mu.Lock()
 	n := len(c.ring)
 	c.mu.Unlock()
-	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Size: n}
+	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), ShapeHits: c.shapeHits.Load(), Size: n}
 }

@@ -233,6 +233,9 @@ type Stmt struct {
 	// Deallocate names the prepared statement a DEALLOCATE drops; "*" for
 	// DEALLOCATE ALL and DISCARD ALL.
 	Deallocate string
+
+	// pieces say where each segment of Text came from (shape.go).
+	pieces [][]piece
 }
 
 // Plan is the plan for one statement string: one Stmt per statement of a
@@ -242,6 +245,10 @@ type Plan struct {
 	// Rewritten is true when any Stmt is Rewritten: the proxy then sends
 	// Render's result instead of the client's text.
 	Rewritten bool
+
+	// shape is set on the cache entries of statement shapes (shape.go):
+	// such a Plan has no Stmts and is never handed out.
+	shape *shapePlan
 }
 
 // CopyFormat is the format of a COPY's data.

@@ -83,16 +83,40 @@ func (p *Planner) Plan(sql string, s Session) (*Plan, error) {
 			return plan, nil
 		}
 	}
-	plan, gen := p.cache.get(sql, &s)
-	if plan != nil {
+	gen := p.cache.generation()
+	if plan := p.cache.lookup(sql, &s); plan != nil {
+		p.cache.hits.Add(1)
 		return plan, nil
 	}
-	plan, cacheable, err := p.planText(sql, &s, p.cat.Load())
+	// A text of a shape planned before (shape.go). pg_query parses as if
+	// standard_conforming_strings were on, and so does the shape lexer:
+	// sessions with it off plan every text.
+	var key string
+	var lits []litSpan
+	shaped := false
+	if !s.BackslashStrings {
+		if key, lits, shaped = shapeOf(sql); shaped {
+			if sp := p.cache.lookup(key, &s); sp != nil && sp.shape != nil {
+				if plan, ok := sp.shape.instantiate(sql, lits); ok {
+					p.cache.hits.Add(1)
+					p.cache.shapeHits.Add(1)
+					return plan, nil
+				}
+			}
+		}
+	}
+	p.cache.misses.Add(1)
+	plan, cacheable, shapeOK, err := p.planText(sql, &s, p.cat.Load())
 	if err != nil {
 		return nil, err
 	}
 	if cacheable {
 		p.cache.put(sql, &s, plan, gen)
+	}
+	if shaped && shapeOK {
+		if sp, ok := newShapePlan(sql, plan, lits); ok {
+			p.cache.put(key, &s, &Plan{shape: sp}, gen)
+		}
 	}
 	return plan, nil
 }
@@ -120,10 +144,10 @@ func fastPlan(sql string) (*Plan, bool) {
 
 // planText parses and plans sql. A panic anywhere below (pg_query's Go
 // code or the planner) becomes a refusal, never a crash.
-func (p *Planner) planText(sql string, s *Session, cat *Catalog) (plan *Plan, cacheable bool, err error) {
+func (p *Planner) planText(sql string, s *Session, cat *Catalog) (plan *Plan, cacheable, shapeOK bool, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			plan, cacheable = nil, false
+			plan, cacheable, shapeOK = nil, false, false
 			err = errorf(CodeInternalError, "internal error while planning the statement; refused (fail closed)")
 		}
 	}()
@@ -132,14 +156,14 @@ func (p *Planner) planText(sql string, s *Session, cat *Catalog) (plan *Plan, ca
 		if pos, ok := backslashInPlainString(sql); ok {
 			e := errorf(CodeFeatureNotSupported, "a string literal contains a backslash while standard_conforming_strings is off; pgveil cannot be sure how the server reads it")
 			e.Hint = "SET standard_conforming_strings = on (the default since PostgreSQL 9.1), or write E'…' strings"
-			return nil, false, e.at(sql, int32(pos))
+			return nil, false, false, e.at(sql, int32(pos))
 		}
 	}
 	tree, perr := pg.Parse(sql)
 	if perr != nil {
 		if !mayRef {
 			start, end := trimSpan(sql, 0, len(sql))
-			return &Plan{Stmts: []*Stmt{{Kind: KindOther, Original: sql[start:end], OriginalStart: start}}}, false, nil
+			return &Plan{Stmts: []*Stmt{{Kind: KindOther, Original: sql[start:end], OriginalStart: start}}}, false, false, nil
 		}
 		e := errorf(CodeSyntaxError, "%s", perr.Error())
 		e.Message = perr.Error()
@@ -148,10 +172,10 @@ func (p *Planner) planText(sql string, s *Session, cat *Catalog) (plan *Plan, ca
 		if errors.As(perr, &pe) && pe.Cursorpos > 0 {
 			e.Position = pe.Cursorpos
 		}
-		return nil, false, e
+		return nil, false, false, e
 	}
 	plan = &Plan{}
-	cacheable = true
+	cacheable, shapeOK = true, true
 	path := &pathState{schemas: s.SearchPath}
 	for i, raw := range tree.Stmts {
 		start := int(raw.StmtLocation)
@@ -173,9 +197,10 @@ func (p *Planner) planText(sql string, s *Session, cat *Catalog) (plan *Plan, ca
 				}
 				perr.Detail = d
 			}
-			return nil, false, perr
+			return nil, false, false, perr
 		}
 		st := a.st
+		shapeOK = shapeOK && !a.valueDependent && shapeSafe(st)
 		if len(st.Literals) > 0 {
 			cacheable = false
 		}
@@ -183,7 +208,7 @@ func (p *Planner) planText(sql string, s *Session, cat *Catalog) (plan *Plan, ca
 		plan.Stmts = append(plan.Stmts, st)
 		plan.Rewritten = plan.Rewritten || st.Rewritten
 	}
-	return plan, cacheable, nil
+	return plan, cacheable, shapeOK, nil
 }
 
 // backslashInPlainString finds a backslash inside a plain '…' literal, the

@@ -68,6 +68,7 @@ func (a *analyzer) setConfig(n *pg.Node) *Error {
 		if err != nil || f == nil || lastName(f.Funcname) != "set_config" || len(f.Args) != 3 {
 			return err == nil
 		}
+		a.valueDependent = true // the setting's name decides
 		refuse := func() {
 			err = errorf(CodeFeatureNotSupported, "set_config() with an argument pgveil cannot read may change search_path, which pgveil must track")
 			err.Hint = "write the setting name and value as literals, or use SET search_path"

@@ -280,6 +280,7 @@ func (a *analyzer) groupItem(n *pg.Node, level *scope, res *queryResult) *Error 
 
 func (a *analyzer) outputOrInput(n *pg.Node, level *scope, res *queryResult, what string, outputFirst bool) *Error {
 	if k, ok := ordinal(n); ok {
+		a.valueDependent = true // ORDER BY 2 and ORDER BY 3 are different plans
 		return a.checkOutput(res, k-1, what, nodeLocation(n))
 	}
 	if cr := n.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && cr.Fields[0].GetAStar() == nil {
