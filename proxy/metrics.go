@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/rewrite"
 )
 
 // Metrics are pgveil's Prometheus series. Labels never carry values:
@@ -26,6 +27,7 @@ type Metrics struct {
 	ReaderMasked                         *prometheus.CounterVec // column: values nulled for a role not in readers
 	PlanCacheHits                        prometheus.CounterFunc
 	PlanCacheMisses                      prometheus.CounterFunc
+	PlanCacheShapeHits                   prometheus.CounterFunc
 	PhaseSeconds                         *prometheus.HistogramVec // phase: plan | crypto | upstream
 	ReloadsTotal                         *prometheus.CounterVec   // result: ok | error
 	bytesC2S, bytesS2C, msgsC2S, msgsS2C prometheus.Counter
@@ -60,9 +62,9 @@ func (m *Metrics) decryptFailed(c *policy.Column, reason string) {
 
 // NewMetrics registers pgveil's series with reg. cacheStats feeds the plan
 // cache counters (nil before the planner exists).
-func NewMetrics(reg prometheus.Registerer, cacheStats func() (hits, misses uint64)) *Metrics {
+func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats) *Metrics {
 	if cacheStats == nil {
-		cacheStats = func() (uint64, uint64) { return 0, 0 }
+		cacheStats = func() rewrite.CacheStats { return rewrite.CacheStats{} }
 	}
 	m := &Metrics{
 		ConnectionsOpen:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgveil_connections_open", Help: "Client connections currently open."}),
@@ -93,12 +95,15 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() (hits, misses uint6
 			[]string{"result"}),
 	}
 	m.PlanCacheHits = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgveil_plan_cache_hits_total", Help: "Plan cache hits."},
-		func() float64 { h, _ := cacheStats(); return float64(h) })
+		func() float64 { return float64(cacheStats().Hits) })
 	m.PlanCacheMisses = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgveil_plan_cache_misses_total", Help: "Plan cache misses."},
-		func() float64 { _, mi := cacheStats(); return float64(mi) })
+		func() float64 { return float64(cacheStats().Misses) })
+	m.PlanCacheShapeHits = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgveil_plan_cache_shape_hits_total",
+		Help: "Plan cache hits of statement texts planned from another text of their shape (same SQL, other literal values); included in the hits."},
+		func() float64 { return float64(cacheStats().ShapeHits) })
 	reg.MustRegister(m.ConnectionsOpen, m.ConnectionsTotal, m.CancelsTotal, m.Bytes, m.Messages, m.Errors,
 		m.UpstreamConnect, m.TrackerDesyncs, m.Statements, m.ValuesEncrypted, m.ValuesDecrypted,
-		m.DecryptFailures, m.ReaderMasked, m.PlanCacheHits, m.PlanCacheMisses, m.PhaseSeconds, m.ReloadsTotal)
+		m.DecryptFailures, m.ReaderMasked, m.PlanCacheHits, m.PlanCacheMisses, m.PlanCacheShapeHits, m.PhaseSeconds, m.ReloadsTotal)
 	m.bytesC2S = m.Bytes.WithLabelValues("client_to_server")
 	m.bytesS2C = m.Bytes.WithLabelValues("server_to_client")
 	m.msgsC2S = m.Messages.WithLabelValues("client_to_server")

@@ -18,6 +18,7 @@ import (
 	"github.com/pgveil/pgveil/keysource"
 	"github.com/pgveil/pgveil/policy"
 	"github.com/pgveil/pgveil/proxy/scram"
+	"github.com/pgveil/pgveil/rewrite"
 )
 
 // Server accepts client connections and runs one session per connection.
@@ -65,12 +66,11 @@ func New(cfg *policy.Config, opts Options) (*Server, error) {
 		opts.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{log: opts.Log, sessions: map[*session]struct{}{}}
-	s.metrics = NewMetrics(opts.Registry, func() (uint64, uint64) {
+	s.metrics = NewMetrics(opts.Registry, func() rewrite.CacheStats {
 		if e := s.eng.Load(); e != nil {
-			st := e.planner.Stats()
-			return st.Hits, st.Misses
+			return e.planner.Stats()
 		}
-		return 0, 0
+		return rewrite.CacheStats{}
 	})
 	opts.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pgveil_sessions_previous_config",

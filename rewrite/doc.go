@@ -7,7 +7,9 @@
 //
 //	Query / Parse text
 //	  → pre-check (no parse): can the text name a configured table? no → pass through
-//	  → plan cache, keyed by (text, search_path)
+//	  → plan cache, keyed by (text, search_path); then by the text's shape
+//	    (literals masked, shape.go), so texts that differ only in their
+//	    values (drivers that interpolate) share one plan
 //	  → pg_query parse → per statement: resolve names through the search path
 //	    and the Catalog, rewrite by splicing edits into the client's own text
 //	    (email = $1 → email_bidx = $1; INSERT (email) → (email, email_bidx)),

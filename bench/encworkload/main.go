@@ -57,7 +57,7 @@ tables:
 // numbers cast to text so the same text works in every pgbench mode.
 const script = `\set id random(1, ` + "20000" + `)
 \set org (:id %% 50) + 1
-\set nid random(100000, 1000000000000)
+\set nid random(100000, 9000000000000000000)
 \set norg (:nid %% 50) + 1
 INSERT INTO TABLE (org_id, email, phone) VALUES (:norg, :nid::text, :nid::text);
 SELECT phone FROM TABLE WHERE email = :id::text;
