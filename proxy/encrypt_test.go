@@ -259,6 +259,30 @@ INSERT INTO enc_notes (body, author) VALUES ('secret note', 'bob')`).ReadAll()
 	if body.Err != nil || len(body.Rows) != 1 || string(body.Rows[0][0]) != "secret note" {
 		t.Fatalf("notes: %+v %v", body.Rows, body.Err)
 	}
+
+	// A driver that interpolates sends a new text per row: the texts share
+	// their shape's plan, each with its own values in the right places.
+	shapeHits := func() float64 { return testutil.ToFloat64(p.srv.Metrics().PlanCacheShapeHits) }
+	before := shapeHits()
+	for i, email := range []string{"dora@example.com", "Eve-Long-Address@Example.org", "f@x.io"} {
+		ins := fmt.Sprintf(`INSERT INTO enc_users (org_id, email, phone) VALUES (%d, '%s', 'phone %d') RETURNING id`, 20+i, email, i*1000)
+		res, err := conn.Exec(ctx, ins).ReadAll()
+		if err != nil || len(res) != 1 || len(res[0].Rows) != 1 {
+			t.Fatalf("%s: %v", ins, err)
+		}
+		sel := fmt.Sprintf(`SELECT org_id, email, phone FROM enc_users WHERE email = '%s'`, strings.ToUpper(email))
+		res, err = conn.Exec(ctx, sel).ReadAll()
+		if err != nil || len(res) != 1 || len(res[0].Rows) != 1 {
+			t.Fatalf("%s: %v %+v", sel, err, res)
+		}
+		row := res[0].Rows[0]
+		if string(row[0]) != fmt.Sprint(20+i) || string(row[1]) != email || string(row[2]) != fmt.Sprintf("phone %d", i*1000) {
+			t.Fatalf("%s: %q", sel, row)
+		}
+	}
+	if got := shapeHits() - before; got < 4 {
+		t.Fatalf("%v shape-plan hits for two statements run three times with other values, want 4", got)
+	}
 }
 
 func TestEncryptCopy(t *testing.T) {
