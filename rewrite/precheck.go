@@ -163,8 +163,8 @@ func fastStmt(s string) (st Stmt, ok bool) {
 }
 
 // sessionWords finds text that may change search_path without naming a
-// table: SET search_path, set_config('search_path', …).
-var sessionWords = newPrecheck([]string{"search_path", "set_config"})
+// table: SET search_path, set_config('search_path', …), UPDATE pg_settings.
+var sessionWords = newPrecheck([]string{"search_path", "set_config", "pg_settings"})
 
 var fastKinds = map[string]Kind{
 	"select": KindSelect, "values": KindSelect, "table": KindSelect,

@@ -59,8 +59,8 @@ func constText(c *pg.A_Const) string {
 
 // setConfig finds set_config(…) calls that change search_path.
 func (a *analyzer) setConfig(n *pg.Node) *Error {
-	if !containsFold(a.st.Original, "set_config") {
-		return nil
+	if !containsFold(a.st.Original, "set_config") && !containsFold(a.st.Original, "u&") {
+		return nil // U&"…" may spell set_config
 	}
 	var err *Error
 	walkAll(n, func(c *pg.Node) bool {
@@ -92,6 +92,28 @@ func (a *analyzer) setConfig(n *pg.Node) *Error {
 		return true
 	})
 	return err
+}
+
+// settingsWrite refuses UPDATE pg_settings: its rule calls set_config, so
+// it may change search_path with a name and value pgveil cannot read.
+func (a *analyzer) settingsWrite(rv *pg.RangeVar) *Error {
+	if rv == nil || rv.Relname != "pg_settings" || rv.Schemaname != "" && rv.Schemaname != "pg_catalog" {
+		return nil
+	}
+	e := errorf(CodeFeatureNotSupported, "UPDATE pg_settings may change search_path, which pgveil must track")
+	e.Hint = "use SET (or SET LOCAL) for settings"
+	return e.at(a.sql, rv.Location)
+}
+
+// sessionBody refuses a DO block whose code names search_path or
+// set_config: it would change search_path behind pgveil's back.
+func (a *analyzer) sessionBody(code string, loc int32) *Error {
+	if !containsFold(code, "search_path") && !containsFold(code, "set_config") {
+		return nil
+	}
+	e := errorf(CodeFeatureNotSupported, "a DO block that sets search_path or calls set_config changes state pgveil must track")
+	e.Hint = "run SET search_path (or SET LOCAL) as a statement of its own"
+	return e.at(a.sql, loc)
 }
 
 func stringConst(n *pg.Node) (string, bool) {

@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Shape plans: one plan for every text that differs only in its literals.
@@ -59,16 +60,23 @@ type litSpan struct{ start, end int }
 const shapeKeyPrefix = "\x00shape\x00"
 
 // shapeOf returns the shape key of sql and its literal tokens. ok is false
-// when sql has no literal, or a construct the mask cannot stand for
-// (unterminated tokens, numbers in other bases or with separators).
+// when sql has no literal, or a construct the mask cannot stand for:
+// unterminated tokens; numbers in other bases or with separators; E'…'
+// and U&'…' strings, whose contents PostgreSQL's scanner may reject (a
+// bad escape is a syntax error a shape hit would not see); and UESCAPE,
+// whose string decides what a U&"…" identifier names.
 func shapeOf(sql string) (key string, lits []litSpan, ok bool) {
+	if containsFold(sql, "uescape") || !utf8.ValidString(sql) {
+		return "", nil, false // pg_query refuses invalid UTF-8 in strings
+	}
 	var b strings.Builder
 	b.Grow(len(shapeKeyPrefix) + len(sql))
 	b.WriteString(shapeKeyPrefix)
 	l := lexer{s: sql}
 	cur := 0
-	for {
-		t := l.next()
+	var t, prev1, prev2 token // t and the two tokens before it
+	for ; ; prev2, prev1 = prev1, t {
+		t = l.next()
 		switch t.kind {
 		case tEOF:
 			if len(lits) == 0 {
@@ -79,6 +87,9 @@ func shapeOf(sql string) (key string, lits []litSpan, ok bool) {
 		case tError:
 			return "", nil, false
 		case tString, tBitString:
+			if c := sql[t.start]; c == 'E' || c == 'e' || c == 'U' || c == 'u' {
+				return "", nil, false
+			}
 			b.WriteString(sql[cur:t.start])
 			// The prefix (E, N, U&, B, X, $tag$) and the kind stay: they
 			// decide how the parser reads the literal.
@@ -89,6 +100,9 @@ func shapeOf(sql string) (key string, lits []litSpan, ok bool) {
 			cur = t.end
 			lits = append(lits, litSpan{t.start, t.end})
 		case tNumber:
+			if prev1.kind == tPunct && sql[prev1.start:prev1.end] == "(" && prev2.kind == tIdent && strings.EqualFold(sql[prev2.start:prev2.end], "float") {
+				continue // float(p): the grammar checks p, so it stays in the key
+			}
 			s := sql[t.start:t.end]
 			var class byte
 			if _, err := strconv.ParseInt(s, 10, 32); err == nil {
@@ -134,14 +148,26 @@ func shapeSafe(st *Stmt) bool {
 }
 
 // newShapePlan makes the shape plan of plan, made from sql whose literal
-// tokens are lits. It fails when a rewritten segment holds pgveil text
-// that contains a quoted literal of sql (text copied from the statement,
-// which moving offsets would not update).
+// tokens are lits. It fails when a value of an encrypted column does not
+// begin with a masked token (TRUE, FALSE, a sign before a number, a typed
+// literal such as DATE '…': the key would keep the value, and texts with
+// other values would not share the shape anyway), and when a rewritten
+// segment holds pgveil text that contains a quoted literal of sql (text
+// copied from the statement, which moving offsets would not update).
 func newShapePlan(sql string, plan *Plan, lits []litSpan) (*shapePlan, bool) {
+	starts := make(map[int]bool, len(lits))
+	for _, l := range lits {
+		starts[l.start] = true
+	}
 	sp := &shapePlan{lits: lits, rewritten: plan.Rewritten, stmts: make([]shapeStmt, len(plan.Stmts))}
 	for i, st := range plan.Stmts {
 		if !shapeSafe(st) {
 			return nil, false
+		}
+		for _, l := range st.Literals {
+			if !starts[l.Start] {
+				return nil, false
+			}
 		}
 		ss := shapeStmt{st: *st, start: st.OriginalStart, end: st.OriginalStart + len(st.Original)}
 		ss.st.Original, ss.st.Text, ss.st.pieces = "", nil, nil

@@ -20,6 +20,9 @@ func (a *analyzer) updateStmt(up *pg.UpdateStmt, sc *scope, mode queryMode) (*qu
 		}
 		defer pop()
 	}
+	if err := a.settingsWrite(up.Relation); err != nil {
+		return nil, err
+	}
 	target, t, err := a.targetRel(up.Relation)
 	if err != nil {
 		return nil, err

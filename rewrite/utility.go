@@ -137,6 +137,11 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 	case n.GetDoStmt() != nil:
 		for _, o := range n.GetDoStmt().Args {
 			if d := o.GetDefElem(); d != nil && d.Defname == "as" {
+				if code, ok := str(d.Arg); ok {
+					if err := a.sessionBody(code, d.Location); err != nil {
+						return err
+					}
+				}
 				return a.body(d.Arg, "a DO block")
 			}
 		}
