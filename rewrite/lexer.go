@@ -232,12 +232,14 @@ func continuation(s string, i int) (int, bool) {
 	return 0, false
 }
 
-// uescape extends a U&'...' string token over a following UESCAPE 'c' clause.
+// uescape extends a U&'...' string or U&"..." identifier token over a
+// following UESCAPE clause, whose string may be any string constant
+// ('c', E'c', $$c$$): PostgreSQL's parser filter takes an SCONST there.
 func (l *lexer) uescape(t *token) {
 	save := l.pos
 	n := l.next()
 	if n.kind == tIdent && strings.EqualFold(l.s[n.start:n.end], "uescape") {
-		if m := l.next(); m.kind == tString && l.s[m.start] == '\'' {
+		if m := l.next(); m.kind == tString {
 			t.end = m.end
 			return
 		}
