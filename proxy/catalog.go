@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgveil/pgveil/policy"
@@ -231,6 +232,7 @@ func addGuardedViews(ctx context.Context, pool *pgxpool.Pool, c *catalog) error 
 		return fmt.Errorf("reading views over encrypted columns: %w", err)
 	}
 	defer rows.Close()
+	byOID := map[uint32]*rewrite.GuardedView{}
 	for rows.Next() {
 		var oid, typ uint32
 		var schema, name, reads, col string
@@ -242,9 +244,48 @@ func addGuardedViews(ctx context.Context, pool *pgxpool.Pool, c *catalog) error 
 		if c.rw.Guarded[key] == nil {
 			c.rw.Guarded[key] = &rewrite.GuardedView{Schema: schema, Name: name, Reads: reads}
 			c.rw.Tables[key] = &rewrite.CatalogTable{Schema: schema, Name: name, OID: oid}
+			byOID[oid] = c.rw.Guarded[key]
 		}
 		t := c.rw.Tables[key]
 		t.Columns = append(t.Columns, rewrite.CatalogColumn{Name: col, AttNum: attnum, TypeOID: typ})
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows.Close()
+	return viewDefinitions(ctx, pool, byOID)
+}
+
+// viewDefinitions fills in each guarded view's definition, printed with
+// every relation schema-qualified (search_path pg_catalog only), so the
+// planner can see through the views it can (rewrite/view.go).
+func viewDefinitions(ctx context.Context, pool *pgxpool.Pool, byOID map[uint32]*rewrite.GuardedView) error {
+	if len(byOID) == 0 {
+		return nil
+	}
+	oids := make([]uint32, 0, len(byOID))
+	for oid := range byOID {
+		oids = append(oids, oid)
+	}
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL search_path TO pg_catalog"); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, "SELECT v, pg_catalog.pg_get_viewdef(v) FROM pg_catalog.unnest($1::pg_catalog.oid[]) AS v", oids)
+		if err != nil {
+			return fmt.Errorf("reading view definitions: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var oid uint32
+			var def *string
+			if err := rows.Scan(&oid, &def); err != nil {
+				return err
+			}
+			if def != nil {
+				byOID[oid].Definition = *def
+			}
+		}
+		return rows.Err()
+	})
 }

@@ -547,8 +547,9 @@ tables:
 }
 
 // TestGuardedViewRefused: a view over an encrypted column (and a view over
-// that view) can neither be written through nor queried through pgveil;
-// the refusal names the view and the table to query instead.
+// that view) cannot be written through pgveil; reads are planned through
+// the view's definition (decrypted, with their tenant), and refused where
+// the view lacks what pgveil needs (the blind index, the tenant column).
 func TestGuardedViewRefused(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ctx := context.Background()
@@ -561,10 +562,12 @@ func TestGuardedViewRefused(t *testing.T) {
 CREATE VIEW enc_user_emails AS SELECT id, org_id, email FROM enc_users;
 CREATE VIEW enc_user_emails2 AS SELECT email FROM enc_user_emails;
 CREATE VIEW enc_user_names AS SELECT id, name FROM enc_users;
-GRANT ALL ON enc_user_emails, enc_user_emails2, enc_user_names TO scram_user;`); err != nil {
+CREATE VIEW enc_user_lookup (uid, tenant, mail, email_bidx) AS SELECT id, org_id, email, email_bidx FROM enc_users WHERE name IS DISTINCT FROM 'hidden';
+CREATE VIEW enc_user_lower AS SELECT id, org_id, lower(encode(email, 'hex')) AS e FROM enc_users;
+GRANT ALL ON enc_user_emails, enc_user_emails2, enc_user_names, enc_user_lookup, enc_user_lower TO scram_user;`); err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Exec(ctx, "DROP VIEW IF EXISTS enc_user_emails2, enc_user_emails, enc_user_names")
+	defer admin.Exec(ctx, "DROP VIEW IF EXISTS enc_user_emails2, enc_user_emails, enc_user_names, enc_user_lookup, enc_user_lower")
 	p := startEncProxyNoSchema(t)
 	defer p.stop(t, 10*time.Second)
 	conn, err := pgx.Connect(ctx, p.url())
@@ -572,24 +575,43 @@ GRANT ALL ON enc_user_emails, enc_user_emails2, enc_user_names TO scram_user;`);
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	for _, sql := range []string{
-		"INSERT INTO enc_user_emails (org_id, email) VALUES (1, 'plain@view')",
-		"SELECT id FROM enc_user_emails WHERE email = 'plain@view'",
-		"SELECT * FROM enc_user_emails2",
+	for _, c := range []struct{ sql, msg string }{
+		{"INSERT INTO enc_user_emails (org_id, email) VALUES (1, 'plain@view')", "enc_user_emails"},
+		{"UPDATE enc_user_lookup SET mail = 'plain@view' WHERE uid = 1", "enc_user_lookup"},
+		{"SELECT id FROM enc_user_emails WHERE email = 'plain@view'", "enc_user_emails"}, // no blind index in the view
+		{"SELECT * FROM enc_user_emails2", "org_id"},                                     // no tenant in the view
+		{"SELECT * FROM enc_user_lower", "enc_user_lower"},                               // computes on ciphertext
 	} {
-		_, err := conn.Exec(ctx, sql)
+		_, err := conn.Exec(ctx, c.sql)
 		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, "enc_user_emails") {
-			t.Fatalf("%s: %v", sql, err)
+		if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, c.msg) {
+			t.Fatalf("%s: %v", c.sql, err)
 		}
-	}
-	// A view over plaintext columns of the table is not guarded.
-	if _, err := conn.Exec(ctx, "SELECT * FROM enc_user_names"); err != nil {
-		t.Fatal(err)
 	}
 	var n int
 	admin.QueryRow(ctx, "SELECT count(*) FROM enc_users").Scan(&n)
 	if n != 0 {
 		t.Fatalf("%d rows written through the view", n)
+	}
+	// A view over plaintext columns of the table is not guarded.
+	if _, err := conn.Exec(ctx, "SELECT * FROM enc_user_names"); err != nil {
+		t.Fatal(err)
+	}
+	// Reads through the views, in every protocol: plaintext, found by the
+	// blind index the view returns.
+	var id int64
+	if err := conn.QueryRow(ctx, "INSERT INTO enc_users (org_id, email, name) VALUES ($1, $2, 'v') RETURNING id", 42, "Vera@Example.com").Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeDescribeExec, pgx.QueryExecModeSimpleProtocol} {
+		var email string
+		if err := conn.QueryRow(ctx, "SELECT email FROM enc_user_emails WHERE id = $1", mode, id).Scan(&email); err != nil || email != "Vera@Example.com" {
+			t.Fatalf("%v: through enc_user_emails: %q %v", mode, email, err)
+		}
+		var uid, tenant int64
+		var mail string
+		if err := conn.QueryRow(ctx, "SELECT * FROM enc_user_lookup WHERE mail = $1", mode, "vera@example.com").Scan(&uid, &tenant, &mail, new([]byte)); err != nil || uid != id || tenant != 42 || mail != "Vera@Example.com" {
+			t.Fatalf("%v: lookup through enc_user_lookup: %d %d %q %v", mode, uid, tenant, mail, err)
+		}
 	}
 }

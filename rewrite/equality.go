@@ -312,9 +312,9 @@ func (a *analyzer) anyArray(e *pg.A_Expr, col *policy.Column, ref *pg.ColumnRef,
 func (a *analyzer) renameToIndex(cr *pg.ColumnRef, col *policy.Column) *Error {
 	// Through a subquery or CTE, the blind index is there only if it
 	// selects it (SELECT * does): refuse a name the server would not find.
-	if r := a.refRels[cr]; r != nil && !r.base && r.complete && r.col(col.BlindIndex.Column) < 0 {
+	if r := a.refRels[cr]; r != nil && !r.base && r.complete && !r.carriesIndex(col) {
 		return colErr(CodeFeatureNotSupported, col,
-			fmt.Sprintf("compare %s inside the subquery or CTE %s, or select %s there too", col.Name, r.name, col.BlindIndex.Column),
+			fmt.Sprintf("compare %s inside the subquery, CTE or view %s, or select %s there too", col.Name, r.name, col.BlindIndex.Column),
 			"cannot compare encrypted column %s through %s: it does not return the blind index %s", col.QualifiedName(), r.name, col.BlindIndex.Column).at(a.sql, cr.Location)
 	}
 	l := lexer{s: a.sql[:a.stmtEnd], pos: int(cr.Location), backslash: a.backslash}

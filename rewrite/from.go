@@ -94,9 +94,12 @@ func (a *analyzer) rangeVar(rv *pg.RangeVar) (*rel, *Error) {
 			return r, nil
 		}
 	}
-	ref, err := a.resolveTable(rv)
+	ref, view, err := a.resolveRelation(rv, true)
 	if err != nil {
 		return nil, err
+	}
+	if view != nil {
+		return view.rel(rv), nil
 	}
 	return a.baseRel(ref, rv.Alias, rv.Location)
 }

@@ -315,10 +315,11 @@ type Catalog struct {
 	// Tables by "schema.name" (exact, case-sensitive).
 	Tables map[string]*CatalogTable
 	// Guarded are views (and views of those views) that read an encrypted
-	// or blind-index column of a configured table, by "schema.name". pgveil
-	// cannot see through a view: a write through it would store plaintext
-	// and a predicate on it would send plaintext, so every statement that
-	// names one is refused. The planner adds their names to its pre-check.
+	// or blind-index column of a configured table, by "schema.name". A
+	// write through one would store plaintext and a predicate on one would
+	// send plaintext, so statements that name one are refused, except reads
+	// of views the planner sees through (GuardedView.Definition,
+	// rewrite/view.go). The planner adds their names to its pre-check.
 	Guarded map[string]*GuardedView
 }
 
@@ -328,6 +329,16 @@ type GuardedView struct {
 	// Reads names one configured table the view reads encrypted columns
 	// of ("schema.table"), for the error message.
 	Reads string
+	// Definition is the view's query as pg_get_viewdef prints it with
+	// every relation schema-qualified, or "". When SetCatalog can plan it
+	// and every column of the view that carries an encrypted column carries
+	// it unchanged, reads of the view are planned as reads of that query
+	// (a subquery): encrypted fields are decrypted, equality on them uses
+	// the blind index when the view returns it; writes through the view
+	// stay refused.
+	Definition string
+
+	cols []relCol // the view's columns, seen through; nil: refused
 }
 
 // CatalogTable is one relation of the catalog snapshot.

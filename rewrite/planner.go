@@ -43,6 +43,18 @@ func (p *Planner) SetCatalog(c *Catalog) {
 		}
 	}
 	p.pre.Store(newPrecheck(names))
+	if c != nil && len(c.Guarded) > 0 {
+		// The planner's own copy of the views: seeing through them writes
+		// to them, and the caller's catalog may be in use elsewhere.
+		own := *c
+		own.Guarded = make(map[string]*GuardedView, len(c.Guarded))
+		for k, v := range c.Guarded {
+			cp := *v
+			own.Guarded[k] = &cp
+		}
+		c = &own
+		p.seeThroughViews(c)
+	}
 	p.cat.Store(c)
 	p.cache.clear()
 }

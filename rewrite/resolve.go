@@ -1,6 +1,8 @@
 package rewrite
 
 import (
+	"fmt"
+
 	pg "github.com/pganalyze/pg_query_go/v5"
 
 	"github.com/pgveil/pgveil/policy"
@@ -43,9 +45,16 @@ func (a *analyzer) catalogTable(schema, name string) *CatalogTable {
 // resolveTable resolves a RangeVar through the search path, refusing a
 // view over encrypted columns (Catalog.Guarded).
 func (a *analyzer) resolveTable(rv *pg.RangeVar) (tableRef, *Error) {
+	ref, _, err := a.resolveRelation(rv, false)
+	return ref, err
+}
+
+// resolveRelation is resolveTable that, when read is set, returns a view
+// over encrypted columns that pgveil sees through instead of refusing it.
+func (a *analyzer) resolveRelation(rv *pg.RangeVar, read bool) (tableRef, *GuardedView, *Error) {
 	ref, err := a.resolveName(rv)
 	if err != nil || a.cat == nil || a.cat.Guarded == nil {
-		return ref, err
+		return ref, nil, err
 	}
 	v := a.cat.Guarded[ref.schema+"."+ref.name]
 	if v == nil && ref.schema == "" {
@@ -58,15 +67,22 @@ func (a *analyzer) resolveTable(rv *pg.RangeVar) (tableRef, *Error) {
 			}
 		}
 	}
+	if v != nil && read && v.cols != nil {
+		return ref, v, nil
+	}
 	if v != nil {
 		e := errorf(CodeFeatureNotSupported,
 			"view %s.%s reads encrypted columns of %s; statements that name it are refused: pgveil cannot see through a view, so the database would receive plaintext or return ciphertext",
 			v.Schema, v.Name, v.Reads)
 		e.Hint = "query " + v.Reads + " directly (pgveil encrypts and decrypts it), or drop the view"
 		e.Schema, e.Table = v.Schema, v.Name
-		return ref, e.at(a.sql, rv.Location)
+		if v.cols != nil {
+			e.Message = fmt.Sprintf("pgveil: view %s.%s reads encrypted columns of %s; pgveil plans reads of it, but not writes through it or other uses", v.Schema, v.Name, v.Reads)
+			e.Hint = "write to " + v.Reads + " directly"
+		}
+		return ref, nil, e.at(a.sql, rv.Location)
 	}
-	return ref, nil
+	return ref, nil, nil
 }
 
 // resolveName resolves a RangeVar through the search path.

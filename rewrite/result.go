@@ -147,8 +147,8 @@ func (a *analyzer) bindTenants(res *queryResult, appendAt int, cannotAppend func
 		t := c.enc.Table
 		hint := "select " + t.KeyContext + " too"
 		if c.noTenant || c.src == nil || c.tenant < 0 {
-			return tableErr(CodeFeatureNotSupported, t, "select "+t.KeyContext+" in the subquery or CTE too",
-				"encrypted column %s is read through a subquery or CTE that does not return %s.%s, the tenant column pgveil needs to check its key",
+			return tableErr(CodeFeatureNotSupported, t, "select "+t.KeyContext+" in the subquery, CTE or view too",
+				"encrypted column %s is read through a subquery, CTE or view that does not return %s.%s, the tenant column pgveil needs to check its key",
 				c.enc.QualifiedName(), t.QualifiedName(), t.KeyContext)
 		}
 		if c.src.inStar(res.starRels) {
