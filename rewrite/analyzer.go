@@ -81,6 +81,8 @@ type analyzer struct {
 	// valueDependent: the plan depends on a literal's value, not only on
 	// where it is, so it cannot stand for other texts of its shape.
 	valueDependent bool
+	// viewReads counts the views read through their definition.
+	viewReads int
 }
 
 // maxParams is the most parameters a Bind message can carry (an int16 count).

@@ -312,7 +312,7 @@ func (a *analyzer) anyArray(e *pg.A_Expr, col *policy.Column, ref *pg.ColumnRef,
 func (a *analyzer) renameToIndex(cr *pg.ColumnRef, col *policy.Column) *Error {
 	// Through a subquery or CTE, the blind index is there only if it
 	// selects it (SELECT * does): refuse a name the server would not find.
-	if r := a.refRels[cr]; r != nil && !r.base && r.complete && !r.carriesIndex(col) {
+	if r := a.refRels[cr]; r != nil && !r.base && r.complete && !r.carriesIndex(r.col(lastName(cr.Fields)), col) {
 		return colErr(CodeFeatureNotSupported, col,
 			fmt.Sprintf("compare %s inside the subquery, CTE or view %s, or select %s there too", col.Name, r.name, col.BlindIndex.Column),
 			"cannot compare encrypted column %s through %s: it does not return the blind index %s", col.QualifiedName(), r.name, col.BlindIndex.Column).at(a.sql, cr.Location)

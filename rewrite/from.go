@@ -1,6 +1,8 @@
 package rewrite
 
 import (
+	"cmp"
+
 	pg "github.com/pganalyze/pg_query_go/v5"
 )
 
@@ -145,6 +147,17 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 		return nil, err
 	}
 	if j.Alias != nil && j.Alias.Aliasname != "" {
+		if merged && len(j.Alias.Colnames) > 0 {
+			// PostgreSQL orders a merged join's columns USING columns first;
+			// the column list would name the wrong columns here.
+			for _, r := range all {
+				for _, c := range r.cols {
+					if col := cmp.Or(c.enc, c.bidxOf); col != nil {
+						return nil, unsupported(col, "a column alias list on a JOIN … USING or NATURAL JOIN", "drop the alias column list, or join with ON")
+					}
+				}
+			}
+		}
 		jr := &rel{name: j.Alias.Aliasname, aliased: true, complete: !merged, joinAlias: true, loc: -1}
 		for _, r := range all {
 			if !r.complete {

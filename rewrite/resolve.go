@@ -57,9 +57,10 @@ func (a *analyzer) resolveRelation(rv *pg.RangeVar, read bool) (tableRef, *Guard
 		return ref, nil, err
 	}
 	v := a.cat.Guarded[ref.schema+"."+ref.name]
+	exact := v != nil
 	if v == nil && ref.schema == "" {
 		// Resolved by name alone (search path unknown): any guarded view of
-		// that name could be meant.
+		// that name could be meant, so none is seen through.
 		for _, g := range a.cat.Guarded {
 			if g.Name == ref.name {
 				v = g
@@ -67,7 +68,8 @@ func (a *analyzer) resolveRelation(rv *pg.RangeVar, read bool) (tableRef, *Guard
 			}
 		}
 	}
-	if v != nil && read && v.cols != nil {
+	if v != nil && read && exact && v.cols != nil {
+		a.viewReads++
 		return ref, v, nil
 	}
 	if v != nil {
@@ -76,7 +78,7 @@ func (a *analyzer) resolveRelation(rv *pg.RangeVar, read bool) (tableRef, *Guard
 			v.Schema, v.Name, v.Reads)
 		e.Hint = "query " + v.Reads + " directly (pgveil encrypts and decrypts it), or drop the view"
 		e.Schema, e.Table = v.Schema, v.Name
-		if v.cols != nil {
+		if v.cols != nil && exact {
 			e.Message = fmt.Sprintf("pgveil: view %s.%s reads encrypted columns of %s; pgveil plans reads of it, but not writes through it or other uses", v.Schema, v.Name, v.Reads)
 			e.Hint = "write to " + v.Reads + " directly"
 		}
@@ -174,6 +176,7 @@ func (a *analyzer) baseRel(ref tableRef, alias *pg.Alias, loc int32) (*rel, *Err
 		}
 		for i := range r.cols {
 			c := &r.cols[i]
+			c.origin = r
 			if e := t.Column(c.name); e != nil {
 				c.enc, c.tenant = e, tenant
 			} else if b := t.BlindIndexColumn(c.name); b != nil {

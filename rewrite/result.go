@@ -110,8 +110,9 @@ func (res *queryResult) asRel(name string, alias *pg.Alias) *rel {
 				rc.noTenant = true
 			}
 		}
-		if c.src != nil && c.srcIdx >= 0 && c.src.cols[c.srcIdx].bidxOf != nil {
+		if c.src != nil && c.srcIdx >= 0 {
 			rc.bidxOf = c.src.cols[c.srcIdx].bidxOf
+			rc.origin = c.src.cols[c.srcIdx].origin
 		}
 		r.cols = append(r.cols, rc)
 	}
@@ -192,6 +193,13 @@ func (a *analyzer) setOutputs(res *queryResult) *Error {
 		return nil
 	}
 	if !res.complete {
+		if a.viewReads > 0 {
+			// PostgreSQL reports a view's own OID as a field's origin: the
+			// proxy could not find the encrypted columns a view returns.
+			e := errorf(CodeFeatureNotSupported, "a * over a relation pgveil's catalog does not list, in a statement that reads a view over encrypted columns: pgveil could not tell which fields to decrypt")
+			e.Hint = "list the columns instead of *"
+			return e
+		}
 		for t, n := range a.tenantRels {
 			if n > 1 {
 				return tableErr(CodeFeatureNotSupported, t, "list the columns instead of *, or let pgveil refresh its catalog",

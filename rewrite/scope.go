@@ -11,6 +11,11 @@ type relCol struct {
 	name   string
 	enc    *policy.Column // the encrypted column whose stored value this column carries unchanged
 	bidxOf *policy.Column // this column is enc's blind index
+	// origin is the base relation (one table reference) the column's value
+	// comes from unchanged, through subqueries, CTEs and views; nil when
+	// it is computed. An encrypted column and a blind index match only
+	// when they come from the same origin (the same row).
+	origin *rel
 	// tenant is, for an encrypted column, the index in the relation's cols of
 	// the column holding the row's key_context value; -1 when the table has
 	// no key_context or the relation does not expose it (see noTenant).

@@ -118,6 +118,18 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 				"rules on configured table %s are not supported: their actions would run inside the server on values pgveil never sees", t.QualifiedName()).at(a.sql, rs.Relation.Location)
 		}
 		for _, act := range rs.Actions {
+			// The walk below sees RangeVars wrapped in nodes; a DML
+			// action's target is not one.
+			if rv := dmlTarget(act); rv != nil {
+				ref, err := a.resolveTable(rv)
+				if err != nil {
+					return err
+				}
+				if ref.table != nil {
+					return tableErr(CodeFeatureNotSupported, ref.table, "use a trigger, or write the rule on a direct connection",
+						"a rule action writing configured table %s is not supported: it would run inside the server on values pgveil never sees", ref.table.QualifiedName()).at(a.sql, rv.Location)
+				}
+			}
 			if err := a.opaque(act, nil, "a rule action"); err != nil {
 				return err
 			}
@@ -238,6 +250,16 @@ func (a *analyzer) body(arg *pg.Node, what string) *Error {
 		return true
 	})
 	b := strings.ToLower(strings.Join(text, "\n"))
+	if a.cat != nil {
+		for _, v := range a.cat.Guarded {
+			if containsWord(b, strings.ToLower(v.Name)) {
+				e := errorf(CodeFeatureNotSupported, "%s names view %s.%s, which reads encrypted columns of %s: code inside the server could write plaintext through it", what, v.Schema, v.Name, v.Reads)
+				e.Hint = "keep logic on encrypted columns in the application"
+				e.Schema, e.Table = v.Schema, v.Name
+				return e
+			}
+		}
+	}
 	for _, t := range a.cfg.Tables {
 		if !strings.Contains(b, strings.ToLower(t.Name)) {
 			continue
@@ -318,4 +340,35 @@ func mentionsIndex(lowered string, c *policy.Column) bool {
 		}
 	}
 	return false
+}
+
+// dmlTarget is the target relation of an INSERT, UPDATE, DELETE or MERGE.
+func dmlTarget(n *pg.Node) *pg.RangeVar {
+	switch {
+	case n.GetInsertStmt() != nil:
+		return n.GetInsertStmt().Relation
+	case n.GetUpdateStmt() != nil:
+		return n.GetUpdateStmt().Relation
+	case n.GetDeleteStmt() != nil:
+		return n.GetDeleteStmt().Relation
+	case n.GetMergeStmt() != nil:
+		return n.GetMergeStmt().Relation
+	}
+	return nil
+}
+
+// containsWord reports whether lowered text holds w as a whole word (not
+// inside a longer identifier).
+func containsWord(text, w string) bool {
+	for off := 0; ; {
+		i := strings.Index(text[off:], w)
+		if i < 0 {
+			return false
+		}
+		s, e := off+i, off+i+len(w)
+		if (s == 0 || !isIdentCont(text[s-1])) && (e == len(text) || !isIdentCont(text[e])) {
+			return true
+		}
+		off = s + 1
+	}
 }

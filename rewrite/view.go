@@ -97,14 +97,16 @@ func (v *GuardedView) rel(rv *pg.RangeVar) *rel {
 	return r
 }
 
-// carriesIndex reports whether a subquery, CTE or view returns col's blind
-// index under its name: the column of that name must be a blind index of
-// col's index key, not another column renamed.
-func (r *rel) carriesIndex(col *policy.Column) bool {
+// carriesIndex reports whether a subquery, CTE or view returns, under its
+// name, the blind index of its encrypted column enc (an index into
+// r.cols): the blind index of that same column of the same row, not
+// another column renamed, nor the index of another row or table that
+// happens to share the key.
+func (r *rel) carriesIndex(enc int, col *policy.Column) bool {
 	i := r.col(col.BlindIndex.Column)
-	if i < 0 {
+	if i < 0 || enc < 0 {
 		return false
 	}
-	b := r.cols[i].bidxOf
-	return b != nil && b.BlindIndex != nil && b.BlindIndex.Key == col.BlindIndex.Key
+	b, e := r.cols[i], r.cols[enc]
+	return b.bidxOf == col && b.origin != nil && b.origin == e.origin
 }
