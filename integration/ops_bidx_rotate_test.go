@@ -35,6 +35,8 @@ func peoplePolicy(step string) string {
 	switch step {
 	case "dual":
 		bidx = `{column: email_bidx, key: email_v1, normalize: [lowercase], unique: true, next: {column: email_bidx2, key: email_v2}}`
+	case "swapped":
+		bidx = `{column: email_bidx2, key: email_v2, normalize: [lowercase], unique: true, next: {column: email_bidx, key: email_v1, normalize: [lowercase]}}`
 	case "switched":
 		bidx = `{column: email_bidx2, key: email_v2, normalize: [lowercase], unique: true}`
 	}
@@ -236,6 +238,11 @@ func TestOpsBlindIndexRotation(t *testing.T) {
 	if !strings.Contains(r.stdout, "email_bidx2") {
 		t.Errorf("migrate did not report filling email_bidx2:\n%s", r.stdout)
 	}
+	// Every value was sealed: no migration mode (plaintext comparisons)
+	// for a backfill of blind indexes only.
+	if strings.Contains(r.stdout, "state migrating") || !strings.Contains(r.stdout, "every value is sealed") {
+		t.Errorf("an index-only backfill entered migration mode:\n%s", r.stdout)
+	}
 	// Writes after the backfill fill the next column by themselves.
 	after := w.count()
 	waitFor(t, 30*time.Second, "more writes after the backfill", func() (bool, error) { return w.count() > after+40, nil })
@@ -255,22 +262,57 @@ func TestOpsBlindIndexRotation(t *testing.T) {
 		t.Fatalf("%d rows with a NULL email have an index", nullIdx)
 	}
 
-	// Step 4: switch lookups to the new column and key.
+	// Step 4: switch lookups to the new column and key, still writing both.
+	// A session on the step-2 policy and one on the step-4 policy each find
+	// a row the other has just changed.
+	onDual := e.appConn(ctx, p)
+	e.policy = peoplePolicy("swapped")
+	reload := func(yaml string) {
+		t.Helper()
+		rewriteConfig(t, p, yaml)
+		n := logCount(p, "config reloaded")
+		if err := p.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		waitLog(t, p, "config reloaded", n)
+	}
+	reload(e.config(""))
+	onSwap := e.appConn(ctx, p)
+	crossCheck := func(writer, reader *pgx.Conn, id int64, email string) {
+		t.Helper()
+		if _, err := writer.Exec(ctx, `UPDATE people SET email = $1 WHERE org_id = $2 AND id = $3`, email, 1+id%3, id); err != nil {
+			t.Fatal(err)
+		}
+		w.record(id, email)
+		var got int64
+		if err := reader.QueryRow(ctx, `SELECT id FROM people WHERE email = $1`, strings.ToLower(email)).Scan(&got); err != nil || got != id {
+			t.Fatalf("a session on the other policy looks up %q: %d %v, want %d", email, got, err, id)
+		}
+	}
+	crossCheck(onSwap, onDual, 3, "Swapped3@Example.org")
+	crossCheck(onDual, onSwap, 5, "Dual5@Example.org")
+	if n := scrape(t, p).get("pgveil_sessions_previous_config"); n != 1 {
+		t.Fatalf("pgveil_sessions_previous_config = %v after the swap, want 1", n)
+	}
+	onDual.Close(ctx)
+	onSwap.Close(ctx)
+	waitFor(t, 10*time.Second, "sessions on the step-2 policy to end", func() (bool, error) {
+		return scrape(t, p).get("pgveil_sessions_previous_config") == 0, nil
+	})
+
+	// Step 5: stop writing the old index, drop it; check is clean and
+	// every row is found by the new index.
 	e.policy = peoplePolicy("switched")
 	switched := e.config("")
-	rewriteConfig(t, p, switched)
-	reloads = logCount(p, "config reloaded")
-	if err := p.Signal(syscall.SIGHUP); err != nil {
-		t.Fatal(err)
-	}
-	waitLog(t, p, "config reloaded", reloads)
-	conn := e.appConn(ctx, p)
-	checkPeopleLookups(t, ctx, conn, w)
-
-	// Step 5: drop the old column; check is clean and lookups still work.
+	reload(switched)
+	waitFor(t, 10*time.Second, "sessions on the step-4 policy to end", func() (bool, error) {
+		return scrape(t, p).get("pgveil_sessions_previous_config") == 0, nil
+	})
 	if _, err := su.Exec(ctx, `ALTER TABLE people DROP COLUMN email_bidx`); err != nil {
 		t.Fatal(err)
 	}
+	conn := e.appConn(ctx, p)
+	checkPeopleLookups(t, ctx, conn, w)
 	e.run(ctx, 0, "check", "-c", e.writeConfig("switched.yaml", switched))
 	var id int64
 	if err := conn.QueryRow(ctx, `SELECT id FROM people WHERE email = $1`, strings.ToUpper(seedEmail(7))).Scan(&id); err != nil || id != 7 {

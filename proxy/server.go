@@ -326,12 +326,14 @@ func (s *Server) closeService() {
 // previousConfigSessions counts the sessions that started before the last
 // successful reload and so still plan with the config they started with.
 func (s *Server) previousConfigSessions() int {
-	cur := s.cfg.Load()
+	cur, eng := s.cfg.Load(), s.eng.Load()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
 	for sess := range s.sessions {
-		if sess.cfg != cur {
+		// A session accepted while a reload was building its engine has the
+		// new config but the old engine (and so the old policy's planner).
+		if sess.cfg != cur || sess.eng != eng {
 			n++
 		}
 	}

@@ -181,6 +181,11 @@ func (a *analyzer) baseRel(ref tableRef, alias *pg.Alias, loc int32) (*rel, *Err
 				c.enc, c.tenant = e, tenant
 			} else if b := t.BlindIndexColumn(c.name); b != nil {
 				c.bidxOf = b
+				for _, bi := range b.IndexTargets() {
+					if bi.Column == c.name {
+						c.bidx = bi
+					}
+				}
 			}
 		}
 		if t.KeyContext != "" {

@@ -112,6 +112,7 @@ func (res *queryResult) asRel(name string, alias *pg.Alias) *rel {
 		}
 		if c.src != nil && c.srcIdx >= 0 {
 			rc.bidxOf = c.src.cols[c.srcIdx].bidxOf
+			rc.bidx = c.src.cols[c.srcIdx].bidx
 			rc.origin = c.src.cols[c.srcIdx].origin
 		}
 		r.cols = append(r.cols, rc)

@@ -9,8 +9,9 @@ import (
 // relCol is one column of a relation in scope.
 type relCol struct {
 	name   string
-	enc    *policy.Column // the encrypted column whose stored value this column carries unchanged
-	bidxOf *policy.Column // this column is enc's blind index
+	enc    *policy.Column     // the encrypted column whose stored value this column carries unchanged
+	bidxOf *policy.Column     // this column is enc's blind index…
+	bidx   *policy.BlindIndex // …this one (its current index or, while it rotates, its next)
 	// origin is the base relation (one table reference) the column's value
 	// comes from unchanged, through subqueries, CTEs and views; nil when
 	// it is computed. An encrypted column and a blind index match only

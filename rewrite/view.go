@@ -108,5 +108,5 @@ func (r *rel) carriesIndex(enc int, col *policy.Column) bool {
 		return false
 	}
 	b, e := r.cols[i], r.cols[enc]
-	return b.bidxOf == col && b.origin != nil && b.origin == e.origin
+	return b.bidxOf == col && b.bidx == col.BlindIndex && b.origin != nil && b.origin == e.origin
 }

@@ -184,12 +184,24 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 		fmt.Fprintf(e.Out, "%s: nothing to encrypt; state complete\n", name)
 		return nil
 	}
-	if tp.state != proxy.TableMigrating {
+	// Migration mode (lookups that also compare plaintext, reads that
+	// accept values without an envelope) only while plaintext is left: a
+	// run that fills blind indexes of sealed values only (a new index
+	// column, the next index of a rotation) leaves the state alone.
+	pa := &args{}
+	var plain bool
+	if err := e.Pool.QueryRow(ctx, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s WHERE %s)", tg.name, migratePredicate(tg, tp.pol.Columns, nil)(pa)), pa.vals...).Scan(&plain); err != nil {
+		return fmt.Errorf("looking for plaintext in %s: %w", name, err)
+	}
+	switch {
+	case plain && tp.state != proxy.TableMigrating:
 		if err := proxy.SetTableState(ctx, e.Pool, name, proxy.TableMigrating); err != nil {
 			return err
 		}
 		e.Log.Info("table state", zap.String("table", name), zap.String("state", proxy.TableMigrating))
 		fmt.Fprintf(e.Out, "%s: state migrating (every pgveil replica now reads values without an envelope as legacy plaintext)\n", name)
+	case !plain && tp.state != proxy.TableMigrating:
+		fmt.Fprintf(e.Out, "%s: every value is sealed; filling blind indexes only (the table stays out of migration mode)\n", name)
 	}
 	if o.Prepare {
 		fmt.Fprintf(e.Out, "%s: prepared. Start pgveil (or reload it), move the application to it, then run `pgveil migrate --apply` without --prepare.\n", name)
