@@ -35,6 +35,7 @@ type Keyring struct {
 	now    func() time.Time
 
 	mu     sync.RWMutex
+	gen    uint64              // bumped by every Forget: see cacheable
 	byID   map[uint32]*DataKey // every loaded encryption key, any version
 	gone   map[uint32]struct{} // ids known to be shredded
 	active map[activeKey]activeEntry
@@ -110,23 +111,66 @@ func (k *Keyring) EncryptionKey(ctx context.Context, col *policy.Column, tenant 
 	if err := checkTenant(col, hasTenant); err != nil {
 		return nil, err
 	}
-	v, err := k.flight.do(flightKey("active", ScopeOf(col), ak.tenant, hasTenant), func() (any, error) {
-		return k.loadActive(ctx, col, ak.tenant, hasTenant)
-	})
-	if err != nil {
-		if ok {
-			// The store or the master is unreachable: keep writing with the
-			// key we know for a little longer rather than failing every write.
-			k.log.Warn("keysource: refreshing active key failed; using cached version",
-				zap.String("scope", ScopeOf(col)), zap.Uint32("key_id", e.key.ID()), zap.Error(err))
-			k.setActive(ak, e.key, 5*time.Second)
-			return e.key, nil
+	for attempt := 0; ; attempt++ {
+		v, err := k.flight.do(flightKey("active", ScopeOf(col), ak.tenant, hasTenant), func() (any, error) {
+			gen := k.generation()
+			dk, err := k.loadActive(ctx, col, ak.tenant, hasTenant, gen)
+			return loadedKey{dk, gen}, err
+		})
+		if err != nil {
+			if ok {
+				// The store or the master is unreachable: keep writing with the
+				// key we know for a little longer rather than failing every write.
+				k.log.Warn("keysource: refreshing active key failed; using cached version",
+					zap.String("scope", ScopeOf(col)), zap.Uint32("key_id", e.key.ID()), zap.Error(err))
+				k.setActive(ak, e.key, 5*time.Second)
+				return e.key, nil
+			}
+			return nil, err
 		}
-		return nil, err
+		lk := v.(loadedKey)
+		if k.setActiveAt(ak, lk.dk, lk.gen) || attempt == 2 {
+			return lk.dk, nil
+		}
+		// A rotation or shred was announced while the key was read: the
+		// version read may already be retired. Read it again.
 	}
-	dk := v.(*DataKey)
-	k.setActive(ak, dk, 0)
-	return dk, nil
+}
+
+// loadedKey is a key read from the store and the cache generation at the
+// start of the read.
+type loadedKey struct {
+	dk  *DataKey
+	gen uint64
+}
+
+// generation is the cache generation, for cacheable.
+func (k *Keyring) generation() uint64 {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.gen
+}
+
+// cacheable reports, under k.mu, whether a key read from the store when
+// the generation was gen may enter the cache: not when a Forget (a
+// rotation, a shred, a reconnection of the watcher) came in between, since
+// what was read may be what that Forget removed; it would then stay cached
+// until its TTL (or, for a shredded key, for good).
+func (k *Keyring) cacheable(gen uint64) bool { return k.gen == gen }
+
+// setActiveAt is setActive for a key read at generation gen; it reports
+// false, caching nothing, when a Forget came in between.
+func (k *Keyring) setActiveAt(ak activeKey, dk *DataKey, gen uint64) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !k.cacheable(gen) {
+		return false
+	}
+	k.byID[dk.ID()] = dk
+	if k.ttl > 0 {
+		k.active[ak] = activeEntry{key: dk, expires: k.now().Add(k.ttl)}
+	}
+	return true
 }
 
 func flightKey(kind, scope, tenant string, hasTenant bool) string {
@@ -148,7 +192,7 @@ func (k *Keyring) setActive(ak activeKey, dk *DataKey, ttl time.Duration) {
 // loadActive reads the newest version; if there is none, or the newest is
 // not active (shredded, or retired by a crashed rotation), it creates the
 // next version and re-reads.
-func (k *Keyring) loadActive(ctx context.Context, col *policy.Column, tenant string, hasTenant bool) (*DataKey, error) {
+func (k *Keyring) loadActive(ctx context.Context, col *policy.Column, tenant string, hasTenant bool, gen uint64) (*DataKey, error) {
 	scope := ScopeOf(col)
 	for attempt := 0; attempt < 3; attempt++ {
 		row, err := newestRow(ctx, k.pool, PurposeEnc, scope, tenant, hasTenant, false)
@@ -156,7 +200,7 @@ func (k *Keyring) loadActive(ctx context.Context, col *policy.Column, tenant str
 			return nil, fmt.Errorf("keysource: read key of %s: %w", scope, err)
 		}
 		if row != nil && row.state == StateActive {
-			return k.dataKeyFromRow(ctx, row, col)
+			return k.dataKeyFromRow(ctx, row, col, gen)
 		}
 		next := 1
 		if row != nil {
@@ -193,8 +237,9 @@ func (k *Keyring) createKey(ctx context.Context, m keyMeta) (uint32, error) {
 	return id, nil
 }
 
-// dataKeyFromRow returns the cached key of row's id, or unwraps it.
-func (k *Keyring) dataKeyFromRow(ctx context.Context, row *keyRow, col *policy.Column) (*DataKey, error) {
+// dataKeyFromRow returns the cached key of row's id, or unwraps it; gen is
+// the cache generation from before row was read (see cacheable).
+func (k *Keyring) dataKeyFromRow(ctx context.Context, row *keyRow, col *policy.Column, gen uint64) (*DataKey, error) {
 	k.mu.RLock()
 	dk := k.byID[row.meta.ID]
 	k.mu.RUnlock()
@@ -223,7 +268,7 @@ func (k *Keyring) dataKeyFromRow(ctx context.Context, row *keyRow, col *policy.C
 	k.mu.Lock()
 	if prev := k.byID[dk.ID()]; prev != nil {
 		dk = prev
-	} else {
+	} else if k.cacheable(gen) {
 		k.byID[dk.ID()] = dk
 	}
 	k.mu.Unlock()
@@ -308,6 +353,7 @@ func (k *Keyring) keyByID(ctx context.Context, id uint32, col *policy.Column) (*
 		return nil, keyError(ErrShredded, id, "%s", col.QualifiedName())
 	}
 	v, err := k.flight.do("id\x00"+strconv.FormatUint(uint64(id), 10), func() (any, error) {
+		gen := k.generation()
 		row, err := rowByID(ctx, k.pool, id)
 		if err != nil {
 			return nil, fmt.Errorf("keysource: read key %d: %w", id, err)
@@ -315,7 +361,7 @@ func (k *Keyring) keyByID(ctx context.Context, id uint32, col *policy.Column) (*
 		if row == nil {
 			return nil, keyError(ErrUnknownKey, id, "no such key in pgveil.keys (envelope of %s)", col.QualifiedName())
 		}
-		return k.dataKeyFromRow(ctx, row, col)
+		return k.dataKeyFromRow(ctx, row, col, gen)
 	})
 	if err != nil {
 		return nil, err
@@ -397,6 +443,7 @@ func (k *Keyring) loadIndexKey(ctx context.Context, name string) (*IndexKey, err
 func (k *Keyring) Forget(ids ...uint32) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.gen++
 	if len(ids) == 0 {
 		clear(k.byID)
 		clear(k.active)
@@ -419,6 +466,7 @@ func (k *Keyring) Forget(ids ...uint32) {
 // re-reads it (another replica rotated a key).
 func (k *Keyring) forgetActive() {
 	k.mu.Lock()
+	k.gen++
 	clear(k.active)
 	k.mu.Unlock()
 }

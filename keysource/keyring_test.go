@@ -443,3 +443,54 @@ func TestErrorsCarryNoPlaintext(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestStaleReadNotCached: a key read from the store before a Forget (a
+// rotation or shred announced meanwhile) is not cached after it. Without
+// the guard, a write racing a rotation could pin the retired version for
+// the active TTL, and an Open racing a shred could keep the shredded key.
+func TestStaleReadNotCached(t *testing.T) {
+	pool := testPool(t)
+	k := testKeyring(t, pool, testMaster(t))
+	tbl := testTable(true, "email")
+	col := tbl.Columns[0]
+	dk, err := k.EncryptionKey(ctx(), col, "t1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ak := activeKeyOf(col, "t1", true)
+
+	// The active key, read before a rotation was announced.
+	gen := k.generation()
+	k.forgetActive()
+	if k.setActiveAt(ak, dk, gen) {
+		t.Fatal("a key read before forgetActive was cached after it")
+	}
+	k.mu.RLock()
+	_, cached := k.active[ak]
+	k.mu.RUnlock()
+	if cached {
+		t.Fatal("stale active key in the cache")
+	}
+	// Read again now: cached.
+	if !k.setActiveAt(ak, dk, k.generation()) {
+		t.Fatal("a fresh read was not cached")
+	}
+
+	// A key by id, read before a shred was announced.
+	row, err := rowByID(ctx(), pool, dk.ID())
+	if err != nil || row == nil {
+		t.Fatal(row, err)
+	}
+	gen = k.generation()
+	k.Forget(dk.ID())
+	got, err := k.dataKeyFromRow(ctx(), row, col, gen)
+	if err != nil || got.ID() != dk.ID() {
+		t.Fatalf("the read itself still answers: %v %v", got, err)
+	}
+	k.mu.RLock()
+	_, cached = k.byID[dk.ID()]
+	k.mu.RUnlock()
+	if cached {
+		t.Fatal("a key read before Forget(id) was cached after it")
+	}
+}

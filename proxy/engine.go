@@ -56,6 +56,7 @@ func newEngine(ctx context.Context, cfg *policy.Config, pool *pgxpool.Pool, mast
 	e := &engine{cfg: cfg, planner: rewrite.NewPlanner(cfg, cfg.Proxy.PlanCacheSize), keys: keys, pool: pool, log: log}
 	e.setCatalog(cat)
 	e.setStates(states)
+	e.planner.SetMigrating(migratingSet(cfg, states)) // before the first session, not when the watcher starts
 	wctx, stop := context.WithCancel(context.Background())
 	e.stop, e.done = stop, make(chan struct{})
 	var wg sync.WaitGroup

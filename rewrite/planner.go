@@ -62,8 +62,34 @@ func (p *Planner) SetCatalog(c *Catalog) {
 // SetMigrating installs the set of tables in migration mode and drops
 // every cached plan, since lookups on those tables are planned differently.
 func (p *Planner) SetMigrating(tables map[*policy.Table]bool) {
+	var old map[*policy.Table]bool
+	if m := p.migrating.Load(); m != nil {
+		old = *m
+	}
+	if sameSet(old, tables) {
+		p.migrating.Store(&tables)
+		return // a re-read that changed nothing keeps the cache
+	}
 	p.migrating.Store(&tables)
 	p.cache.clear()
+}
+
+func sameSet(a, b map[*policy.Table]bool) bool {
+	n := 0
+	for t, in := range b {
+		if in {
+			if !a[t] {
+				return false
+			}
+			n++
+		}
+	}
+	for _, in := range a {
+		if in {
+			n--
+		}
+	}
+	return n == 0
 }
 
 // isMigrating reports whether t is in migration mode.
