@@ -160,6 +160,9 @@ func TestOpsCheck(t *testing.T) {
 	for _, s := range []string{
 		"ALTER TABLE customers ADD COLUMN tenant_id int8 NOT NULL DEFAULT 1",
 		"CREATE TABLE ghosts (id int PRIMARY KEY, x bytea)",
+		// Views over encrypted columns: one pgveil reads through, one it refuses.
+		"CREATE VIEW customer_emails AS SELECT tenant_id, email, email_bidx FROM customers",
+		"CREATE VIEW customer_hashes AS SELECT tenant_id, md5(email) AS h FROM customers",
 	} {
 		if _, err := su.Exec(ctx, s); err != nil {
 			t.Fatal(err)
@@ -168,6 +171,20 @@ func TestOpsCheck(t *testing.T) {
 	r = e.run(ctx, 0, "check", "-c", cfg)
 	if !strings.Contains(r.stdout, "OK: the database matches the policy.") || !strings.Contains(r.stdout, "no primary key") {
 		t.Fatalf("good schema:\n%s", r.stdout)
+	}
+	r = e.run(ctx, 0, "check", "-c", cfg, "--format", "json")
+	rep = checkJSON{}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	views := map[string]string{}
+	for _, f := range rep.Findings {
+		if strings.HasPrefix(f.Code, "view_") {
+			views[f.Table] = f.Code
+		}
+	}
+	if views["public.customer_emails"] != "view_readable" || views["public.customer_hashes"] != "view_refused" || len(views) != 2 {
+		t.Fatalf("views: %v\n%s", views, r.stdout)
 	}
 
 	// Keys made under this master key; check with another key finds them unreadable.

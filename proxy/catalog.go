@@ -256,6 +256,19 @@ func addGuardedViews(ctx context.Context, pool *pgxpool.Pool, c *catalog) error 
 	return viewDefinitions(ctx, pool, byOID)
 }
 
+// GuardedViews loads the catalog as `pgveil serve` does and reports every
+// view over encrypted columns and whether pgveil reads it (for `pgveil
+// check`). It fails where serve would refuse to start.
+func GuardedViews(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) ([]rewrite.ViewStatus, error) {
+	c, err := loadCatalog(ctx, pool, cfg)
+	if err != nil {
+		return nil, err
+	}
+	p := rewrite.NewPlanner(cfg, 0)
+	p.SetCatalog(c.rw)
+	return p.Views(), nil
+}
+
 // viewDefinitions fills in each guarded view's definition, printed with
 // every relation schema-qualified (search_path pg_catalog only), so the
 // planner can see through the views it can (rewrite/view.go).

@@ -1,6 +1,10 @@
 package rewrite
 
 import (
+	"cmp"
+	"slices"
+	"strings"
+
 	pg "github.com/pganalyze/pg_query_go/v5"
 
 	"github.com/pgveil/pgveil/policy"
@@ -82,6 +86,31 @@ func (p *Planner) viewColumns(v *GuardedView, c *Catalog) (cols []relCol, ok boo
 		r.cols[i].name = ct.Columns[i].Name // CREATE VIEW v (a, b) renames
 	}
 	return r.cols, true
+}
+
+// ViewStatus is a view over encrypted columns in the planner's catalog.
+type ViewStatus struct {
+	Schema, Name string
+	Reads        string // a configured table it reads encrypted columns of
+	// Readable: reads of the view are planned through its definition;
+	// false: every statement naming it is refused.
+	Readable bool
+}
+
+// Views lists the views over encrypted columns of the current catalog.
+func (p *Planner) Views() []ViewStatus {
+	c := p.cat.Load()
+	if c == nil {
+		return nil
+	}
+	out := make([]ViewStatus, 0, len(c.Guarded))
+	for _, v := range c.Guarded {
+		out = append(out, ViewStatus{Schema: v.Schema, Name: v.Name, Reads: v.Reads, Readable: v.cols != nil})
+	}
+	slices.SortFunc(out, func(a, b ViewStatus) int {
+		return cmp.Or(strings.Compare(a.Schema, b.Schema), strings.Compare(a.Name, b.Name))
+	})
+	return out
 }
 
 // rel is the relation a read of the view in FROM sees.

@@ -28,7 +28,30 @@ func Check(ctx context.Context, e *Env) *Report {
 	}
 	checkKeyStore(ctx, e, r)
 	checkTableStates(ctx, e, r)
+	if r.OK {
+		checkViews(ctx, e, r)
+	}
 	return r
+}
+
+// checkViews notes each view over encrypted columns: pgveil reads it
+// through its definition, or refuses every statement naming it.
+func checkViews(ctx context.Context, e *Env, r *Report) {
+	views, err := proxy.GuardedViews(ctx, e.Pool, e.Cfg)
+	if err != nil {
+		r.add(Finding{Severity: SevProblem, Code: "catalog", Message: "pgveil serve would not start: " + err.Error()})
+		return
+	}
+	for _, v := range views {
+		name := v.Schema + "." + v.Name
+		if v.Readable {
+			r.add(Finding{Severity: SevNote, Code: "view_readable", Table: name,
+				Message: fmt.Sprintf("view %s reads encrypted columns of %s: pgveil plans reads of it through its definition (decrypted; equality needs the blind index among its columns) and refuses writes through it", name, v.Reads)})
+			continue
+		}
+		r.add(Finding{Severity: SevNote, Code: "view_refused", Table: name,
+			Message: fmt.Sprintf("view %s reads encrypted columns of %s in a way pgveil cannot follow (it computes on or compares them, or reads a refused view): every statement naming it through pgveil is refused (docs/SQL.md, \"Views over encrypted columns\")", name, v.Reads)})
+	}
 }
 
 // checkTable compares one configured table with its live form. The checks
