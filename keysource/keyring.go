@@ -104,6 +104,7 @@ func (k *Keyring) EncryptionKey(ctx context.Context, col *policy.Column, tenant 
 	ak := activeKeyOf(col, tenant, hasTenant)
 	k.mu.RLock()
 	e, ok := k.active[ak]
+	seen := k.gen
 	k.mu.RUnlock()
 	if ok && k.now().Before(e.expires) {
 		return e.key, nil
@@ -118,18 +119,18 @@ func (k *Keyring) EncryptionKey(ctx context.Context, col *policy.Column, tenant 
 			return loadedKey{dk, gen}, err
 		})
 		if err != nil {
-			if ok {
-				// The store or the master is unreachable: keep writing with the
-				// key we know for a little longer rather than failing every write.
+			// The store or the master is unreachable: keep writing with the
+			// key we know for a little longer rather than failing every
+			// write — unless a rotation or shred was announced since.
+			if ok && k.setActiveAt(ak, e.key, seen, 5*time.Second) {
 				k.log.Warn("keysource: refreshing active key failed; using cached version",
 					zap.String("scope", ScopeOf(col)), zap.Uint32("key_id", e.key.ID()), zap.Error(err))
-				k.setActive(ak, e.key, 5*time.Second)
 				return e.key, nil
 			}
 			return nil, err
 		}
 		lk := v.(loadedKey)
-		if k.setActiveAt(ak, lk.dk, lk.gen) || attempt == 2 {
+		if k.setActiveAt(ak, lk.dk, lk.gen, 0) || attempt == 2 {
 			return lk.dk, nil
 		}
 		// A rotation or shred was announced while the key was read: the
@@ -160,16 +161,13 @@ func (k *Keyring) cacheable(gen uint64) bool { return k.gen == gen }
 
 // setActiveAt is setActive for a key read at generation gen; it reports
 // false, caching nothing, when a Forget came in between.
-func (k *Keyring) setActiveAt(ak activeKey, dk *DataKey, gen uint64) bool {
+func (k *Keyring) setActiveAt(ak activeKey, dk *DataKey, gen uint64, ttl time.Duration) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if !k.cacheable(gen) {
 		return false
 	}
-	k.byID[dk.ID()] = dk
-	if k.ttl > 0 {
-		k.active[ak] = activeEntry{key: dk, expires: k.now().Add(k.ttl)}
-	}
+	k.putActive(ak, dk, ttl)
 	return true
 }
 
@@ -180,6 +178,12 @@ func flightKey(kind, scope, tenant string, hasTenant bool) string {
 func (k *Keyring) setActive(ak activeKey, dk *DataKey, ttl time.Duration) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	k.putActive(ak, dk, ttl)
+}
+
+// putActive caches dk as ak's active key for ttl (0: the keyring's TTL);
+// k.mu is held.
+func (k *Keyring) putActive(ak activeKey, dk *DataKey, ttl time.Duration) {
 	if ttl == 0 {
 		ttl = k.ttl
 	}

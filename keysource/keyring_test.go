@@ -462,7 +462,7 @@ func TestStaleReadNotCached(t *testing.T) {
 	// The active key, read before a rotation was announced.
 	gen := k.generation()
 	k.forgetActive()
-	if k.setActiveAt(ak, dk, gen) {
+	if k.setActiveAt(ak, dk, gen, 0) {
 		t.Fatal("a key read before forgetActive was cached after it")
 	}
 	k.mu.RLock()
@@ -472,7 +472,7 @@ func TestStaleReadNotCached(t *testing.T) {
 		t.Fatal("stale active key in the cache")
 	}
 	// Read again now: cached.
-	if !k.setActiveAt(ak, dk, k.generation()) {
+	if !k.setActiveAt(ak, dk, k.generation(), 0) {
 		t.Fatal("a fresh read was not cached")
 	}
 

@@ -157,14 +157,25 @@ func (t *Table) Column(name string) *Column { return t.colIndex[name] }
 // BlindIndexColumn returns the encrypted column whose blind index (current
 // or next) is stored in the named physical column, or nil.
 func (t *Table) BlindIndexColumn(name string) *Column {
+	c, _ := t.IndexByColumn(name)
+	return c
+}
+
+// IndexByColumn returns the blind index stored in the named physical
+// column (a current one or, during a rotation, a next one) and its
+// encrypted column, or nils.
+func (t *Table) IndexByColumn(name string) (*Column, *BlindIndex) {
 	for _, c := range t.Columns {
-		for _, bi := range c.IndexTargets() {
-			if bi.Column == name {
-				return c
-			}
+		bi := c.BlindIndex
+		switch {
+		case bi == nil:
+		case bi.Column == name:
+			return c, bi
+		case bi.Next != nil && bi.Next.Column == name:
+			return c, bi.Next
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // Column is one encrypted column.

@@ -200,22 +200,33 @@ func (s *session) fillLiteral(orig string, st *rewrite.Stmt, slot *rewrite.Slot)
 		}
 		return rewrite.ByteaLiteral(env), nil
 	case rewrite.Index, rewrite.IndexNext:
-		sum, err := s.index(col, rewrite.IndexOf(col, slot.Action), pt, nil)
-		if err != nil {
-			return "", err
-		}
-		return rewrite.ByteaLiteral(sum), nil
+		return s.indexLiteral(col, rewrite.IndexOf(col, slot.Action), pt)
 	case rewrite.Plaintext:
-		v, text, err := s.comparablePlaintext(col, pt, nil)
-		if err != nil {
-			return "", err
-		}
-		if text {
-			return rewrite.TextLiteral(string(v)), nil
-		}
-		return rewrite.ByteaLiteral(v), nil
+		return s.plaintextLiteral(col, pt)
 	}
 	return "", fmt.Errorf("literal slot with action %s", slot.Action)
+}
+
+// indexLiteral is the bytea literal of pt's blind index bi.
+func (s *session) indexLiteral(col *policy.Column, bi *policy.BlindIndex, pt []byte) (string, error) {
+	sum, err := s.index(col, bi, pt, nil)
+	if err != nil {
+		return "", err
+	}
+	return rewrite.ByteaLiteral(sum), nil
+}
+
+// plaintextLiteral is the literal of pt's comparable plaintext (migration
+// mode): text for a text column, bytea for a bytea one.
+func (s *session) plaintextLiteral(col *policy.Column, pt []byte) (string, error) {
+	v, text, err := s.comparablePlaintext(col, pt, nil)
+	if err != nil {
+		return "", err
+	}
+	if text {
+		return rewrite.TextLiteral(string(v)), nil
+	}
+	return rewrite.ByteaLiteral(v), nil
 }
 
 // seal appends the envelope of plaintext for col (and tenant) to dst.
@@ -271,23 +282,16 @@ func (s *session) fillArrayLiteral(col *policy.Column, action rewrite.Action, v 
 		if err != nil {
 			return "", err
 		}
+		var lit string
 		if action == rewrite.IndexEach {
-			sum, err := s.index(col, col.BlindIndex, pt, nil)
-			if err != nil {
-				return "", err
-			}
-			b.WriteString(rewrite.ByteaLiteral(sum))
-			continue
+			lit, err = s.indexLiteral(col, col.BlindIndex, pt)
+		} else {
+			lit, err = s.plaintextLiteral(col, pt)
 		}
-		out, text, err := s.comparablePlaintext(col, pt, nil)
 		if err != nil {
 			return "", err
 		}
-		if text {
-			b.WriteString(rewrite.TextLiteral(string(out)))
-		} else {
-			b.WriteString(rewrite.ByteaLiteral(out))
-		}
+		b.WriteString(lit)
 	}
 	b.WriteString("]::" + typ)
 	return b.String(), nil

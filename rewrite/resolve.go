@@ -179,13 +179,8 @@ func (a *analyzer) baseRel(ref tableRef, alias *pg.Alias, loc int32) (*rel, *Err
 			c.origin = r
 			if e := t.Column(c.name); e != nil {
 				c.enc, c.tenant = e, tenant
-			} else if b := t.BlindIndexColumn(c.name); b != nil {
-				c.bidxOf = b
-				for _, bi := range b.IndexTargets() {
-					if bi.Column == c.name {
-						c.bidx = bi
-					}
-				}
+			} else if b, bi := t.IndexByColumn(c.name); b != nil {
+				c.bidxOf, c.bidx = b, bi
 			}
 		}
 		if t.KeyContext != "" {

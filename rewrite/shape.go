@@ -91,8 +91,8 @@ func shapeOf(sql string) (key string, lits []litSpan, ok bool) {
 				return "", nil, false
 			}
 			b.WriteString(sql[cur:t.start])
-			// The prefix (E, N, U&, B, X, $tag$) and the kind stay: they
-			// decide how the parser reads the literal.
+			// The prefix (N, B, X, or $ of a $tag$ string) and the kind
+			// stay: they decide how the parser reads the literal.
 			q := strings.IndexAny(sql[t.start:t.end], "'$")
 			b.WriteByte(0)
 			b.WriteString(sql[t.start : t.start+q+1])
