@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -54,6 +55,14 @@ func (m *Metrics) col(c *policy.Column) *colCounters {
 }
 
 func (m *Metrics) encrypted(c *policy.Column) { m.col(c).enc.Inc() }
+
+// upstreamDone times the upstream phase of a planned Query or Execute
+// when ev is its last response.
+func (m *Metrics) upstreamDone(ev backendEvent) {
+	if ev.done && !ev.cur.sent.IsZero() {
+		m.phaseUpstream.Observe(time.Since(ev.cur.sent).Seconds())
+	}
+}
 func (m *Metrics) decrypted(c *policy.Column) { m.col(c).dec.Inc() }
 func (m *Metrics) masked(c *policy.Column)    { m.col(c).masked.Inc() }
 func (m *Metrics) decryptFailed(c *policy.Column, reason string) {

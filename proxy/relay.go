@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
-	"time"
 
 	"go.uber.org/zap"
 )
@@ -189,9 +188,7 @@ func (s *session) serverToClient() error {
 				return s.upstreamEnded(err)
 			}
 			ev := s.t.onBackend(typ, body)
-			if ev.done && !ev.cur.sent.IsZero() {
-				m.phaseUpstream.Observe(time.Since(ev.cur.sent).Seconds())
-			}
+			m.upstreamDone(ev)
 			switch {
 			case ev.cur.suppress:
 			case typ == 'E' && ev.cur.injected:
@@ -211,9 +208,7 @@ func (s *session) serverToClient() error {
 			}
 		default:
 			ev := s.t.onBackend(typ, nil)
-			if ev.done && !ev.cur.sent.IsZero() {
-				m.phaseUpstream.Observe(time.Since(ev.cur.sent).Seconds())
-			}
+			m.upstreamDone(ev)
 			switch {
 			case ev.cur.suppress || ev.cur.injected:
 				err = s.sr.discardBody()
