@@ -170,7 +170,7 @@ func (e *env) allTargets(o *options) []string {
 		}
 	}
 	var out []string
-	for _, t := range []string{"direct", "pgbouncer", "pgbouncer-nopool", "relay", "relay-gmp1", "epoll-relay", "pgveil", "pgveil-gmp1"} {
+	for _, t := range []string{"direct", "pgbouncer", "pgbouncer-nopool", "relay", "relay-gmp1", "epoll-relay", "epoll-relay-raw", "pgveil", "pgveil-gmp1"} {
 		if want[t] {
 			out = append(out, t)
 		}
@@ -197,6 +197,8 @@ func (e *env) startTarget(ctx context.Context, name string) (*target, error) {
 		return e.startRelay(ctx, name, relayCommand, goEnv)
 	case "epoll-relay":
 		return e.startRelay(ctx, name, epollRelayCommand, nil)
+	case "epoll-relay-raw":
+		return e.startRelay(ctx, name, epollRelayCommand, []string{"EPOLL_RAW=1"})
 	case "pgveil":
 		p, err := harness.StartProxy(harness.ProxyOptions{Config: pgveilConfig(e.cluster.Addr()), Env: goEnv})
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -140,13 +141,34 @@ func (l *epollLoop) interest(e *epollEnd) {
 	unix.EpollCtl(l.ep, unix.EPOLL_CTL_MOD, e.fd, &unix.EpollEvent{Events: ev, Fd: int32(e.fd)})
 }
 
+var rawWait = os.Getenv("EPOLL_RAW") != ""
+
+// rawEpollWait blocks in epoll_wait without telling the Go scheduler: the
+// loop's P stays running, so sysmon never retakes it and no handoff happens.
+func rawEpollWait(ep int, events []unix.EpollEvent) (int, error) {
+	r, _, e := unix.RawSyscall6(unix.SYS_EPOLL_WAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), ^uintptr(0), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
 func (l *epollLoop) run() {
 	runtime.LockOSThread()
 	events := make([]unix.EpollEvent, 128)
 	for {
-		n, err := unix.EpollWait(l.ep, events, -1)
+		var n int
+		var err error
+		if rawWait {
+			n, err = rawEpollWait(l.ep, events)
+		} else {
+			n, err = unix.EpollWait(l.ep, events, -1)
+		}
 		if err != nil {
 			if err == unix.EINTR {
+				if rawWait {
+					runtime.Gosched()
+				}
 				continue
 			}
 			fmt.Fprintln(os.Stderr, "epoll_wait:", err)

@@ -94,11 +94,40 @@ func (c proxyConf) yaml() string {
 		shutdown = "30s"
 	}
 	fmt.Fprintf(&b, "proxy:\n  shutdown_timeout: %s\n", shutdown)
+	if n := os.Getenv(eventLoopsEnv); n != "" {
+		fmt.Fprintf(&b, "  event_loops: %s\n", n)
+	}
 	if c.maxMessage != "" {
 		fmt.Fprintf(&b, "  max_message: %s\n", c.maxMessage)
 	}
 	b.WriteString(c.extra)
 	return b.String()
+}
+
+// eventLoopsEnv, when set, is proxy.event_loops for every relay test's
+// proxy: `make test` runs the relay tests once more with 0, so that both
+// relay cores (event loop and goroutines) serve every client they test.
+const eventLoopsEnv = "PGVEIL_TEST_EVENT_LOOPS"
+
+// checkRelayCore checks, from a debug log, that every session relayed on
+// the core it should: goroutines when event loops are off, an event loop
+// when on and the config makes every session eligible (plain TCP both
+// ways, no tables).
+func checkRelayCore(t *testing.T, conf proxyConf, logText string) {
+	t.Helper()
+	loop := strings.Count(logText, `"msg":"relaying on an event loop"`)
+	gor := strings.Count(logText, `"msg":"relaying on goroutines"`)
+	ready := strings.Count(logText, `"msg":"session ready"`)
+	if loop+gor != ready {
+		t.Errorf("%d sessions ready, %d relayed on an event loop, %d on goroutines", ready, loop, gor)
+	}
+	plain := !conf.clientTLS && (conf.upstreamTLS == "" || conf.upstreamTLS == "disable") && !strings.Contains(conf.extra, "tables:")
+	switch {
+	case os.Getenv(eventLoopsEnv) == "0" && loop > 0:
+		t.Errorf("%d sessions relayed on an event loop with %s=0", loop, eventLoopsEnv)
+	case os.Getenv(eventLoopsEnv) != "0" && plain && gor > 0:
+		t.Errorf("%d sessions relayed on goroutines, want the event loop for a plain config", gor)
+	}
 }
 
 // startRelayProxy starts the real pgveil binary with conf and stops it when
@@ -139,6 +168,9 @@ func startRelayProxy(t *testing.T, conf proxyConf) *harness.Proxy {
 			if strings.Contains(logText, secret) {
 				t.Errorf("pgveil's log contains %q", secret)
 			}
+		}
+		if conf.logLevel == "" || conf.logLevel == "debug" {
+			checkRelayCore(t, conf, logText)
 		}
 		if t.Failed() {
 			t.Logf("pgveil log:\n%s", tail(logText, 200))

@@ -27,6 +27,7 @@ const (
 	DefaultMaxMessage        = 1 << 30
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultPlanCacheSize     = 4096
+	DefaultEventLoops        = 1
 	DefaultVaultMount        = "transit"
 	DefaultVaultTokenEnv     = "VAULT_TOKEN"
 	DefaultVaultTimeout      = 10 * time.Second
@@ -127,6 +128,7 @@ func (w *walker) config(root *yaml.Node) *Config {
 			MaxMessage:        DefaultMaxMessage,
 			ShutdownTimeout:   DefaultShutdownTimeout,
 			PlanCacheSize:     DefaultPlanCacheSize,
+			EventLoops:        DefaultEventLoops,
 		},
 		tableIndex: map[string]*Table{},
 	}
@@ -203,6 +205,7 @@ func (w *walker) config(root *yaml.Node) *Config {
 				"max_message":         w.size(&p.MaxMessage),
 				"shutdown_timeout":    w.duration(&p.ShutdownTimeout),
 				"plan_cache_size":     w.integer(&p.PlanCacheSize),
+				"event_loops":         w.count(&p.EventLoops, 64),
 			})
 		},
 		"tables": func(n *yaml.Node, k string) { tablesNode = n },

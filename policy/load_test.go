@@ -59,7 +59,7 @@ func TestDefaults(t *testing.T) {
 		Auth:     Auth{Mode: AuthRelay, AuthQuery: DefaultAuthQuery},
 		Admin:    Admin{Listen: DefaultAdminListen},
 		Log:      Log{Level: "info", Format: "json"},
-		Proxy:    ProxyOptions{MaxStartupMessage: 10000, MaxMessage: 1 << 30, ShutdownTimeout: 30 * time.Second, PlanCacheSize: 4096},
+		Proxy:    ProxyOptions{MaxStartupMessage: 10000, MaxMessage: 1 << 30, ShutdownTimeout: 30 * time.Second, PlanCacheSize: 4096, EventLoops: 1},
 	}
 	if cfg.Listen != want.Listen || cfg.Upstream != want.Upstream || cfg.Auth != want.Auth ||
 		cfg.Admin != want.Admin || cfg.Log != want.Log || cfg.Proxy != want.Proxy || cfg.TLS != nil {
@@ -124,6 +124,7 @@ func TestErrors(t *testing.T) {
 		{"bad duration", "upstream:\n  connect_timeout: soon\n", nil, []string{"c.yaml:2: upstream.connect_timeout: want a positive duration"}},
 		{"bad size", "proxy:\n  max_message: 2GiB\n", nil, []string{"c.yaml:2: proxy.max_message: want a size between"}},
 		{"bad int", "proxy:\n  plan_cache_size: -1\n", nil, []string{"c.yaml:2: proxy.plan_cache_size: want a positive integer"}},
+		{"bad count", "proxy:\n  event_loops: 65\n", nil, []string{"c.yaml:2: proxy.event_loops: want an integer from 0 to 64, got \"65\""}},
 		{"bad listen", "listen: nowhere\n", nil, []string{"c.yaml:1: listen: want host:port"}},
 		{"log level", "log:\n  level: loud\n", nil, []string{"c.yaml:2: log.level: unknown level \"loud\""}},
 		{"tls missing cert", "tls:\n  key_file: k\n", nil, []string{"c.yaml:1: tls.cert_file: is required"}},

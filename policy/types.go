@@ -132,6 +132,10 @@ type ProxyOptions struct {
 	ShutdownTimeout time.Duration
 	// PlanCacheSize is the number of statement plans kept, by statement text.
 	PlanCacheSize int
+	// EventLoops is the number of event-loop threads that relay plain-TCP
+	// sessions of a config without tables (0: every session relays on its
+	// own goroutines). See proxy/evloop_linux.go.
+	EventLoops int
 }
 
 // Table is one configured table.

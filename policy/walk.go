@@ -186,6 +186,22 @@ func (w *walker) integer(dst *int) func(*yaml.Node, string) {
 	}
 }
 
+// count accepts an integer from 0 to limit.
+func (w *walker) count(dst *int, limit int) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		s, ok := w.scalar(n, key)
+		if !ok {
+			return
+		}
+		v, err := strconv.Atoi(s)
+		if err != nil || v < 0 || v > limit {
+			w.errorf(n, key, "want an integer from 0 to %d, got %q", limit, s)
+			return
+		}
+		*dst = v
+	}
+}
+
 func (w *walker) strings(dst *[]string) func(*yaml.Node, string) {
 	return func(n *yaml.Node, key string) {
 		if isNull(n) {

@@ -15,6 +15,7 @@ import (
 type Metrics struct {
 	ConnectionsOpen                      prometheus.Gauge
 	ConnectionsTotal                     prometheus.Counter
+	LoopSessions                         prometheus.Gauge // sessions an event loop relays now
 	CancelsTotal                         prometheus.Counter
 	Bytes                                *prometheus.CounterVec // direction: client_to_server | server_to_client
 	Messages                             *prometheus.CounterVec // direction
@@ -78,7 +79,9 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 	m := &Metrics{
 		ConnectionsOpen:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgveil_connections_open", Help: "Client connections currently open."}),
 		ConnectionsTotal: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_connections_total", Help: "Client connections accepted."}),
-		CancelsTotal:     prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_cancel_requests_total", Help: "CancelRequests forwarded upstream."}),
+		LoopSessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgveil_event_loop_sessions",
+			Help: "Sessions relayed by an event loop now (proxy.event_loops); the others in pgveil_connections_open relay on goroutines."}),
+		CancelsTotal: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_cancel_requests_total", Help: "CancelRequests forwarded upstream."}),
 		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_bytes_total", Help: "Protocol bytes relayed after startup, by direction."},
 			[]string{"direction"}),
 		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_messages_total", Help: "Protocol messages relayed after startup, by direction."},
@@ -110,7 +113,7 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 	m.PlanCacheShapeHits = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgveil_plan_cache_shape_hits_total",
 		Help: "Plan cache hits of statement texts planned from another text of their shape (same SQL, other literal values); included in the hits."},
 		func() float64 { return float64(cacheStats().ShapeHits) })
-	reg.MustRegister(m.ConnectionsOpen, m.ConnectionsTotal, m.CancelsTotal, m.Bytes, m.Messages, m.Errors,
+	reg.MustRegister(m.ConnectionsOpen, m.ConnectionsTotal, m.LoopSessions, m.CancelsTotal, m.Bytes, m.Messages, m.Errors,
 		m.UpstreamConnect, m.TrackerDesyncs, m.Statements, m.ValuesEncrypted, m.ValuesDecrypted,
 		m.DecryptFailures, m.ReaderMasked, m.PlanCacheHits, m.PlanCacheMisses, m.PlanCacheShapeHits, m.PhaseSeconds, m.ReloadsTotal)
 	m.bytesC2S = m.Bytes.WithLabelValues("client_to_server")

@@ -162,7 +162,7 @@ type protocolError struct{ msg string }
 func (e *protocolError) Error() string { return "protocol violation: " + e.msg }
 
 // writeMsg appends a message with type typ and body to w.
-func writeMsg(w *bufio.Writer, typ byte, body []byte) error {
+func writeMsg(w io.Writer, typ byte, body []byte) error {
 	var h [5]byte
 	h[0] = typ
 	binary.BigEndian.PutUint32(h[1:], uint32(len(body)+4))

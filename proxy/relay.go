@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 
 	"go.uber.org/zap"
@@ -41,13 +42,13 @@ func (s *session) clientToServer() error {
 				}
 				break
 			}
-			if err := s.trackExtended(typ, body); err != nil {
+			if err := s.trackFrontend(typ, body); err != nil {
 				return err
 			}
 			s.sw.Write(s.cr.header())
 			s.sw.Write(body)
 		case 'S':
-			s.t.push(pending{kind: pendSync})
+			s.trackFrontend(typ, nil)
 			err = s.cr.forwardBody(s.sw)
 		case 'Q':
 			if s.eng != nil {
@@ -60,13 +61,13 @@ func (s *session) clientToServer() error {
 				}
 				break
 			}
-			s.t.push(pending{kind: pendQuery})
+			s.trackFrontend(typ, nil)
 			err = s.cr.forwardBody(s.sw)
 		case 'F':
-			s.t.push(pending{kind: pendFunctionCall})
+			s.trackFrontend(typ, nil)
 			err = s.cr.forwardBody(s.sw)
 		case 'd', 'c', 'f': // CopyData, CopyDone, CopyFail
-			s.t.copyMessage()
+			s.trackFrontend(typ, nil)
 			if s.eng != nil && s.copyPlan != nil {
 				err = s.handleCopyIn(typ)
 				break
@@ -99,6 +100,34 @@ func (s *session) clientToServer() error {
 			}
 		}
 	}
+}
+
+// frontendWhole reports the frontend messages a relay session reads whole
+// (the tracker needs their names); every other one is streamed through.
+func frontendWhole(typ byte) bool {
+	switch typ {
+	case 'P', 'B', 'D', 'E', 'C':
+		return true
+	}
+	return false
+}
+
+// trackFrontend records a frontend message of a relay session in the
+// tracker. body is the whole body for frontendWhole types, nil otherwise.
+func (s *session) trackFrontend(typ byte, body []byte) error {
+	switch typ {
+	case 'P', 'B', 'D', 'E', 'C':
+		return s.trackExtended(typ, body)
+	case 'S':
+		s.t.push(pending{kind: pendSync})
+	case 'Q':
+		s.t.push(pending{kind: pendQuery})
+	case 'F':
+		s.t.push(pending{kind: pendFunctionCall})
+	case 'd', 'c', 'f': // CopyData, CopyDone, CopyFail
+		s.t.copyMessage()
+	}
+	return nil
 }
 
 // trackExtended records an extended-protocol message in the tracker.
@@ -187,23 +216,7 @@ func (s *session) serverToClient() error {
 			if err != nil {
 				return s.upstreamEnded(err)
 			}
-			ev := s.t.onBackend(typ, body)
-			m.upstreamDone(ev)
-			switch {
-			case ev.cur.suppress:
-			case typ == 'E' && ev.cur.injected:
-				s.out = cleanInjectedError(body, s.out[:0])
-				writeMsg(s.cw, 'E', s.out)
-			default:
-				s.cw.Write(s.sr.header())
-				s.cw.Write(body)
-			}
-			if typ == 'E' {
-				s.countServerError(body)
-				if sev := errorField(body, 'V'); sev == "FATAL" || sev == "PANIC" {
-					s.serverSentFatal = true
-				}
-			} else if s.srv.draining.Load() && len(body) > 0 && body[0] == 'I' && s.t.len() == 0 {
+			if s.backendControl(s.cw, typ, s.sr.header(), body) {
 				s.wake()
 			}
 		default:
@@ -227,15 +240,47 @@ func (s *session) serverToClient() error {
 		}
 		if s.sr.buffered() == 0 {
 			flow.publish(m.bytesS2C, m.msgsS2C)
-			if d := s.t.desyncCount(); d != desyncs {
-				m.TrackerDesyncs.Add(float64(d - desyncs))
-				s.log.Error("protocol tracker out of step with the server")
-				desyncs = d
-			}
+			s.checkDesync(&desyncs)
 			if err := s.cw.Flush(); err != nil {
 				return err
 			}
 		}
+	}
+}
+
+// backendControl relays a ReadyForQuery or an ErrorResponse (hdr and the
+// whole body) to w: the tracker learns what it answers, injected replies
+// are cleaned or dropped, errors are counted and a FATAL noted. It reports
+// that the session has just become idle while pgveil drains.
+func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drainNow bool) {
+	ev := s.t.onBackend(typ, body)
+	s.srv.metrics.upstreamDone(ev)
+	switch {
+	case ev.cur.suppress:
+	case typ == 'E' && ev.cur.injected:
+		s.out = cleanInjectedError(body, s.out[:0])
+		writeMsg(w, 'E', s.out)
+	default:
+		w.Write(hdr)
+		w.Write(body)
+	}
+	if typ == 'E' {
+		s.countServerError(body)
+		if sev := errorField(body, 'V'); sev == "FATAL" || sev == "PANIC" {
+			s.serverSentFatal = true
+		}
+		return false
+	}
+	return s.srv.draining.Load() && len(body) > 0 && body[0] == 'I' && s.t.len() == 0
+}
+
+// checkDesync counts and logs the tracker falling out of step with the
+// server since the last check (*seen: the count then).
+func (s *session) checkDesync(seen *uint64) {
+	if d := s.t.desyncCount(); d != *seen {
+		s.srv.metrics.TrackerDesyncs.Add(float64(d - *seen))
+		s.log.Error("protocol tracker out of step with the server")
+		*seen = d
 	}
 }
 

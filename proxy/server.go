@@ -45,6 +45,10 @@ type Server struct {
 
 	eng atomic.Pointer[engine] // nil when no table is configured
 
+	// loops relay eligible sessions (loopFor); started by Listen with
+	// proxy.event_loops, stopped by Shutdown once no session runs.
+	loops []*eventLoop
+
 	svcMu  sync.Mutex
 	svc    *pgxpool.Pool // the service connection (upstream.service_url)
 	svcURL string
@@ -191,14 +195,33 @@ func (s *Server) Config() *policy.Config { return s.cfg.Load() }
 // Listen binds the client listener. The bound address is returned so that
 // "127.0.0.1:0" in tests yields a free port.
 func (s *Server) Listen() (net.Addr, error) {
-	ln, err := net.Listen("tcp", s.cfg.Load().Listen)
+	cfg := s.cfg.Load()
+	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
+		return nil, err
+	}
+	loops, err := startEventLoops(s, cfg.Proxy.EventLoops)
+	if err != nil {
+		ln.Close()
 		return nil, err
 	}
 	s.mu.Lock()
 	s.ln = ln
+	s.loops = loops
 	s.mu.Unlock()
 	return ln.Addr(), nil
+}
+
+// loopFor picks the event loop that relays s, or nil: sessions relay on a
+// loop when their config has no tables (nothing to rewrite or decrypt,
+// nothing that may block on a key store) and both legs are plain TCP
+// (crypto/tls needs a net.Conn). The choice is fixed at Listen; a reload
+// that adds tables moves new sessions off the loops.
+func (s *Server) loopFor(sess *session) *eventLoop {
+	if len(s.loops) == 0 || sess.eng != nil || sess.clientTLS || sess.serverTLS {
+		return nil
+	}
+	return s.loops[sess.id%uint64(len(s.loops))]
 }
 
 // Serve accepts connections until Shutdown. It returns nil after Shutdown.
@@ -268,6 +291,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { s.wg.Wait(); close(done) }()
 	select {
 	case <-done:
+		stopEventLoops(s.loops)
 		s.closeService()
 		return nil
 	case <-ctx.Done():
@@ -279,6 +303,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.mu.Unlock()
 	<-done
+	stopEventLoops(s.loops)
 	s.closeService()
 	return fmt.Errorf("shutdown timeout: closed %d busy sessions", n)
 }

@@ -104,6 +104,13 @@ type session struct {
 	copyVals  [][]byte
 	ptOut     []byte
 
+	// connMu guards the hand-over to an event loop against Shutdown's
+	// wake and forceClose: onLoop is the loop session while a loop relays
+	// this one; forced records forceClose.
+	connMu sync.Mutex
+	onLoop *loopSession
+	forced bool
+
 	upstreamClosing atomic.Bool // relay is closing upstream on purpose
 	serverSentFatal bool        // serverToClient relayed a FATAL from the server
 	serverDone      chan struct{}
@@ -226,10 +233,26 @@ func (s *session) closeClient() {
 }
 
 // wake interrupts an idle client read so the session can notice a shutdown.
-func (s *session) wake() { s.client.SetReadDeadline(time.Now()) }
+func (s *session) wake() {
+	s.connMu.Lock()
+	ls := s.onLoop
+	s.connMu.Unlock()
+	if ls != nil {
+		ls.wake()
+		return
+	}
+	s.client.SetReadDeadline(time.Now())
+}
 
 // forceClose ends the session at once (shutdown timeout).
 func (s *session) forceClose() {
+	s.connMu.Lock()
+	defer s.connMu.Unlock()
+	s.forced = true
+	if s.onLoop != nil {
+		s.onLoop.forceClose()
+		return
+	}
 	s.client.Close()
 	if s.server != nil {
 		s.server.Close()
@@ -278,8 +301,17 @@ func (s *session) connect(startup []byte) error {
 	return s.sw.Flush()
 }
 
-// relay runs the two relay loops until one ends, then stops the other.
+// relay relays the session until it ends: on an event loop when it can
+// (see evloop_linux.go), else on two goroutines, clientToServer (this one)
+// and serverToClient, until one ends; then it stops the other.
 func (s *session) relay() error {
+	if l := s.srv.loopFor(s); l != nil {
+		s.log.Debug("relaying on an event loop")
+		if err, ok := s.relayOnLoop(l); ok {
+			return err
+		}
+	}
+	s.log.Debug("relaying on goroutines")
 	s.serverDone = make(chan struct{})
 	var serr error
 	go func() {
@@ -312,6 +344,12 @@ func (s *session) relay() error {
 	if cerr != nil && !errors.Is(cerr, errTerminated) && !isClosedConn(cerr) {
 		s.sendError(cerr)
 	}
+	return relayResult(cerr, serr)
+}
+
+// relayResult is the error a relay ends with, from the client side's
+// (cerr) and the upstream side's (serr): nil for the normal ends.
+func relayResult(cerr, serr error) error {
 	switch {
 	case errors.Is(cerr, errTerminated), isClosedConn(cerr) && serr == nil:
 		return nil

@@ -100,8 +100,9 @@ func TestScriptsDirect(t *testing.T) {
 	}
 }
 
-// startProxy runs the real pgveil binary in front of the cluster.
-func startProxy(t *testing.T) *harness.Proxy {
+// startProxy runs the real pgveil binary in front of the cluster; extra is
+// appended to its config.
+func startProxy(t *testing.T, extra string) *harness.Proxy {
 	t.Helper()
 	yaml := fmt.Sprintf(`listen: 127.0.0.1:0
 upstream:
@@ -111,7 +112,7 @@ admin:
   listen: 127.0.0.1:0
 log:
   level: debug
-`, cluster.Addr())
+%s`, cluster.Addr(), extra)
 	p, err := harness.StartProxy(harness.ProxyOptions{Config: yaml})
 	if err != nil {
 		t.Fatalf("starting pgveil: %v", err)
@@ -127,12 +128,38 @@ log:
 	return p
 }
 
-// TestScriptsThroughPgveil runs every script through pgveil. The output must
-// equal the file, which only a direct run may write; and the raw output,
-// which keeps the server's source locations and version, must equal a
-// direct run's, so the proxy passes those fields unchanged too.
+// relayCores are pgveil's two ways to relay a session: the event loop
+// (the default for plain-TCP sessions of a config without tables) and a
+// goroutine pair per session (what every other session uses). logLine is
+// the debug line each session relayed by that core logs.
+var relayCores = []struct{ name, config, logLine string }{
+	{"event_loop", "", "relaying on an event loop"},
+	{"goroutines", "proxy:\n  event_loops: 0\n", "relaying on goroutines"},
+}
+
+// TestScriptsThroughPgveil runs every script through pgveil, relayed by
+// each core. The output must equal the file, which only a direct run may
+// write; and the raw output, which keeps the server's source locations and
+// version, must equal a direct run's, so the proxy passes those fields
+// unchanged too.
 func TestScriptsThroughPgveil(t *testing.T) {
-	p := startProxy(t)
+	for _, core := range relayCores {
+		t.Run(core.name, func(t *testing.T) {
+			p := startProxy(t, core.config)
+			runScriptsThrough(t, p)
+			t.Cleanup(func() {
+				// Every session that got past startup ran on the core
+				// under test.
+				log := p.Log()
+				if n, ready := strings.Count(log, core.logLine), strings.Count(log, `"session ready"`); n != ready || n < len(scripts(t))/2 {
+					t.Errorf("%d sessions logged %q, %d were ready; want all, and most scripts' sessions (%d scripts)", n, core.logLine, ready, len(scripts(t)))
+				}
+			})
+		})
+	}
+}
+
+func runScriptsThrough(t *testing.T, p *harness.Proxy) {
 	direct := config(cluster.Addr(), harness.TrustUser)
 	proxied := config(p.Addr, harness.TrustUser)
 	t.Cleanup(func() {
@@ -228,7 +255,11 @@ func TestAuthDirect(t *testing.T) {
 }
 
 // TestAuthThroughPgveil logs in through pgveil, which relays each method's
-// exchange.
+// exchange, with each relay core after it.
 func TestAuthThroughPgveil(t *testing.T) {
-	runAuthScripts(t, startProxy(t).Addr)
+	for _, core := range relayCores {
+		t.Run(core.name, func(t *testing.T) {
+			runAuthScripts(t, startProxy(t, core.config).Addr)
+		})
+	}
 }

@@ -1,0 +1,783 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// The event-loop relay.
+//
+// A session whose relay needs only the tracker (its config has no tables;
+// plain TCP on both legs) can be relayed by an event loop instead of by two
+// goroutines of its own. Each loop is one goroutine locked to its OS thread
+// that waits in epoll_wait (level-triggered) over the non-blocking sockets
+// of its sessions, reads a socket only when epoll reports data, runs the
+// same per-message code as the goroutine relay (tracker, metrics, size
+// limit, drain) on what it read, and writes the result to the other socket
+// at once: two syscalls per message hop and no goroutine wake-up, where Go's
+// netpoller costs an extra failed read per awaited message and a scheduler
+// hand-off per wake-up (docs/BENCH.md measures both).
+//
+// The loop enters epoll_wait as a raw system call, without telling the Go
+// scheduler: its P stays with it, so sysmon never retakes the P and wakes
+// another thread for every round trip (what made a loop built on
+// unix.EpollWait no faster than goroutines on one CPU). A loop therefore
+// holds one P for good; starting one raises GOMAXPROCS by one so the rest
+// of pgveil keeps the Ps it had. The wait is bounded (loopWaitMillis) and
+// every timeout, interruption or idle turn yields to the scheduler, so a
+// garbage collection's stop-the-world, which interrupts the wait with a
+// signal, never waits on a loop for long.
+//
+// Ownership: after authentication the session goroutine dups both sockets,
+// closes its net.Conns (Go's netpoller forgets them), hands the sockets
+// and whatever its readers had buffered to a loop, and waits on done. From
+// then on only the loop touches the loopSession; other goroutines reach it
+// through submit. The loop ends the session by composing the last messages
+// (Terminate upstream, the client's FATAL), writing what the sockets take
+// without blocking, and deregistering both sockets; the session goroutine
+// then writes any rest with deadlines, closes the sockets and ends the
+// session as the goroutine relay does.
+
+const (
+	// loopWaitMillis bounds one epoll_wait, so that the loop yields to the
+	// scheduler at least this often even when no signal interrupts it.
+	loopWaitMillis = 20
+	// loopHighWater is the output backlog (bytes written to a socket's
+	// buffer but not yet taken by the kernel) above which the loop stops
+	// reading the other side until the backlog is gone.
+	loopHighWater = 256 * 1024
+)
+
+type eventLoop struct {
+	srv    *Server
+	ep     int
+	efd    int // eventfd: submit's wake-up
+	mu     sync.Mutex
+	queue  []func()
+	closed bool
+	// Loop thread only.
+	sides  map[int32]*loopSide
+	quit   bool
+	events []unix.EpollEvent
+	done   chan struct{}
+}
+
+// loopSession is a session while a loop relays it.
+type loopSession struct {
+	s    *session
+	l    *eventLoop
+	c, u loopSide // client, upstream
+	// cerr ends the session from the client side (EOF, Terminate, a
+	// protocol violation, shutdown), serr from the upstream side.
+	cerr, serr error
+	forced     bool // forceClose: no last messages
+	ended      bool
+	desyncs    uint64
+	done       chan struct{}
+}
+
+// loopSide is one socket of a loop session.
+type loopSide struct {
+	ls     *loopSession
+	fd     int
+	client bool
+	in     []byte // in[r:w] is read and not yet handled
+	r, w   int
+	out    []byte // out[off:] waits to be written to fd
+	off    int
+	// stream counts the body bytes of the current message still to pass
+	// through (discard: to drop) before the next header.
+	stream  int
+	discard bool
+	paused  bool   // not reading: the peer's backlog is over loopHighWater
+	events  uint32 // registered epoll events
+	flow    flowCounter
+}
+
+var loopProcs struct {
+	sync.Mutex
+	n int
+}
+
+// startEventLoops starts n loops, raising GOMAXPROCS by n.
+func startEventLoops(srv *Server, n int) ([]*eventLoop, error) {
+	var loops []*eventLoop
+	for i := 0; i < n; i++ {
+		l, err := newEventLoop(srv)
+		if err != nil {
+			for _, l := range loops { // not running yet
+				unix.Close(l.ep)
+				unix.Close(l.efd)
+			}
+			return nil, err
+		}
+		loops = append(loops, l)
+	}
+	loopProcs.Lock()
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + n)
+	loopProcs.n += n
+	loopProcs.Unlock()
+	for _, l := range loops {
+		go l.run()
+	}
+	return loops, nil
+}
+
+// stopEventLoops stops the loops (their sessions have ended) and gives the
+// Ps back.
+func stopEventLoops(loops []*eventLoop) {
+	started := 0
+	for _, l := range loops {
+		if l.stop() {
+			started++
+		}
+	}
+	if started > 0 {
+		loopProcs.Lock()
+		runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)-started))
+		loopProcs.n -= started
+		loopProcs.Unlock()
+	}
+}
+
+func newEventLoop(srv *Server) (*eventLoop, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("event loop: epoll_create1: %w", err)
+	}
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(ep)
+		return nil, fmt.Errorf("event loop: eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(efd)}); err != nil {
+		unix.Close(ep)
+		unix.Close(efd)
+		return nil, fmt.Errorf("event loop: epoll_ctl: %w", err)
+	}
+	return &eventLoop{srv: srv, ep: ep, efd: efd, sides: map[int32]*loopSide{},
+		events: make([]unix.EpollEvent, 256), done: make(chan struct{})}, nil
+}
+
+// submit runs f on the loop thread. It reports false when the loop has
+// stopped (f does not run).
+func (l *eventLoop) submit(f func()) bool {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return false
+	}
+	l.queue = append(l.queue, f)
+	first := len(l.queue) == 1
+	l.mu.Unlock()
+	if first {
+		var one = [8]byte{7: 1} // eventfd counts in host order; any non-zero value wakes
+		unix.Write(l.efd, one[:])
+	}
+	return true
+}
+
+// stop ends the loop (after its last command) and releases its fds. It
+// reports whether the loop had been running.
+func (l *eventLoop) stop() bool {
+	if !l.submit(func() { l.quit = true }) {
+		return false
+	}
+	<-l.done
+	return true
+}
+
+func (l *eventLoop) run() {
+	runtime.LockOSThread() // never unlocked: the thread ends with the loop
+	defer func() {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		for _, sd := range l.sides {
+			if !sd.ls.ended {
+				sd.ls.cerr = net.ErrClosed
+				sd.ls.forced = true
+				sd.ls.end()
+			}
+		}
+		unix.Close(l.ep)
+		unix.Close(l.efd)
+		close(l.done)
+	}()
+	for !l.quit {
+		n, errno := epollWaitRaw(l.ep, l.events, loopWaitMillis)
+		if errno != 0 && errno != unix.EINTR {
+			l.srv.log.Error("event loop: epoll_wait failed; its sessions end", zap.Error(errno))
+			return
+		}
+		if n <= 0 {
+			// Timeout or a signal (often a preemption request): let the
+			// scheduler run what waits on this P.
+			runtime.Gosched()
+			continue
+		}
+		for i := 0; i < n; i++ {
+			ev := &l.events[i]
+			if ev.Fd == int32(l.efd) {
+				l.commands()
+				continue
+			}
+			if sd := l.sides[ev.Fd]; sd != nil && !sd.ls.ended {
+				sd.ls.handle(sd, ev.Events)
+			}
+		}
+	}
+}
+
+// commands runs what submit queued.
+func (l *eventLoop) commands() {
+	var b [8]byte
+	unix.Read(l.efd, b[:])
+	l.mu.Lock()
+	q := l.queue
+	l.queue = nil
+	l.mu.Unlock()
+	for _, f := range q {
+		f()
+	}
+}
+
+// epollWaitRaw is epoll_wait as a raw system call: the Go scheduler is not
+// told, so the P stays with the loop (see the package comment above).
+// epoll_pwait with no signal mask is epoll_wait on every architecture.
+func epollWaitRaw(ep int, events []unix.EpollEvent, msec int) (int, syscall.Errno) {
+	r, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), uintptr(msec), 0, 0)
+	return int(r), e
+}
+
+// The sockets are non-blocking, so their reads and writes are raw system
+// calls too. Writes use MSG_NOSIGNAL: a peer that has gone is an EPIPE,
+// never a SIGPIPE.
+func rawRead(fd int, p []byte) (int, syscall.Errno) {
+	r, _, e := syscall.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	return int(r), e
+}
+
+func rawSend(fd int, p []byte) (int, syscall.Errno) {
+	r, _, e := syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), unix.MSG_NOSIGNAL, 0, 0)
+	return int(r), e
+}
+
+// adopt registers a session handed over by its goroutine and handles the
+// bytes its readers had already buffered.
+func (l *eventLoop) adopt(ls *loopSession) {
+	for _, sd := range []*loopSide{&ls.c, &ls.u} {
+		sd.events = unix.EPOLLIN
+		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, sd.fd, &unix.EpollEvent{Events: sd.events, Fd: int32(sd.fd)}); err != nil {
+			// Cannot happen for a fresh socket; end the session cleanly.
+			ls.cerr = fmt.Errorf("event loop: epoll_ctl: %w", err)
+			ls.forced = true
+			ls.end()
+			return
+		}
+		l.sides[int32(sd.fd)] = sd
+	}
+	defer ls.recoverPanic()
+	for _, sd := range []*loopSide{&ls.c, &ls.u} {
+		if sd.w > sd.r && !ls.ended {
+			ls.process(sd)
+		}
+	}
+	if !ls.ended {
+		ls.checkDrain()
+	}
+}
+
+// handle is one epoll event of a side.
+func (ls *loopSession) handle(sd *loopSide, events uint32) {
+	defer ls.recoverPanic()
+	if events&unix.EPOLLOUT != 0 {
+		if err := ls.flush(sd); err != nil {
+			ls.fail(sd, err)
+			return
+		}
+		ls.updateEvents()
+	}
+	// A hang-up or error is read even while paused: the read reports it.
+	if events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 || events&unix.EPOLLIN != 0 && !sd.paused {
+		ls.readable(sd)
+	}
+}
+
+func (ls *loopSession) recoverPanic() {
+	if r := recover(); r != nil {
+		ls.s.logPanic("event loop", r)
+		if !ls.ended {
+			ls.cerr = fatal(codeInternalError, "pgveil internal error")
+			ls.end()
+		}
+	}
+}
+
+// readable reads what a side has and handles it.
+func (ls *loopSession) readable(sd *loopSide) {
+	if sd.w == len(sd.in) {
+		sd.compact()
+		if sd.w == len(sd.in) { // a whole message wider than the buffer: process grew it
+			sd.grow(len(sd.in) * 2)
+		}
+	}
+	n, errno := rawRead(sd.fd, sd.in[sd.w:])
+	switch {
+	case errno == unix.EAGAIN:
+		return
+	case errno != 0:
+		ls.fail(sd, &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", errno)})
+		return
+	case n == 0:
+		ls.fail(sd, io.EOF)
+		return
+	}
+	sd.w += n
+	ls.process(sd)
+}
+
+// process handles the whole messages in sd's buffer (and streams bodies
+// that need no look), then writes the peer's output.
+func (ls *loopSession) process(sd *loopSide) {
+	var err error
+	drain := false
+	if sd.client {
+		err = ls.fromClient()
+	} else {
+		drain, err = ls.fromServer()
+	}
+	peer := sd.peer()
+	if ferr := ls.flush(peer); ferr != nil {
+		// Messages before a failure still went out; now the peer is gone.
+		ls.fail(peer, ferr)
+		return
+	}
+	if err != nil {
+		ls.fail(sd, err)
+		return
+	}
+	if peer.pending() > loopHighWater {
+		sd.paused = true
+	}
+	ls.updateEvents()
+	if drain {
+		ls.checkDrain()
+	}
+}
+
+// fromClient is clientToServer's work on the buffered client bytes.
+func (ls *loopSession) fromClient() error {
+	s, c, u := ls.s, &ls.c, &ls.u
+	defer c.flow.publish(s.srv.metrics.bytesC2S, s.srv.metrics.msgsC2S)
+	for {
+		if c.stream > 0 {
+			if !c.passBody(u) {
+				break
+			}
+			continue
+		}
+		if c.w-c.r < 5 {
+			break
+		}
+		typ := c.in[c.r]
+		n := int(int32(be32(c.in[c.r+1:])))
+		if n < 4 {
+			return &protocolError{msg: fmt.Sprintf("invalid length %d in message of type %q", n, typ)}
+		}
+		if n > s.cr.max {
+			return &tooLargeError{typ: typ, length: n, limit: s.cr.max, knob: s.cr.knob}
+		}
+		if frontendWhole(typ) {
+			if c.w-c.r < n+1 {
+				c.need(n + 1)
+				break
+			}
+			if err := s.trackFrontend(typ, c.in[c.r+5:c.r+1+n]); err != nil {
+				return err
+			}
+			u.out = append(u.out, c.in[c.r:c.r+1+n]...)
+			c.r += n + 1
+			c.flow.add(n + 1)
+			continue
+		}
+		s.trackFrontend(typ, nil)
+		u.out = append(u.out, c.in[c.r:c.r+5]...)
+		c.r += 5
+		c.stream, c.discard = n-4, false
+		c.flow.add(n + 1)
+		if typ == 'X' {
+			// The server closes right after Terminate: that close is ours.
+			s.upstreamClosing.Store(true)
+			c.passBody(u)
+			return errTerminated
+		}
+	}
+	c.settle()
+	return nil
+}
+
+// fromServer is serverToClient's work on the buffered server bytes. drain
+// reports that the session became idle while pgveil drains.
+func (ls *loopSession) fromServer() (drain bool, err error) {
+	s, c, u := ls.s, &ls.c, &ls.u
+	m := s.srv.metrics
+	defer func() {
+		u.flow.publish(m.bytesS2C, m.msgsS2C)
+		s.checkDesync(&ls.desyncs)
+	}()
+	for {
+		if u.stream > 0 {
+			if !u.passBody(c) {
+				break
+			}
+			continue
+		}
+		if u.w-u.r < 5 {
+			break
+		}
+		typ := u.in[u.r]
+		n := int(int32(be32(u.in[u.r+1:])))
+		if n < 4 {
+			return drain, &protocolError{msg: fmt.Sprintf("invalid length %d in message of type %q from the server", n, typ)}
+		}
+		if typ == 'Z' || typ == 'E' {
+			if u.w-u.r < n+1 {
+				u.need(n + 1)
+				break
+			}
+			if s.backendControl((*outBuf)(&c.out), typ, u.in[u.r:u.r+5], u.in[u.r+5:u.r+1+n]) {
+				drain = true
+			}
+			u.r += n + 1
+			u.flow.add(n + 1)
+			continue
+		}
+		ev := s.t.onBackend(typ, nil)
+		m.upstreamDone(ev)
+		u.stream, u.discard = n-4, ev.cur.suppress || ev.cur.injected
+		if !u.discard {
+			c.out = append(c.out, u.in[u.r:u.r+5]...)
+		}
+		u.r += 5
+		u.flow.add(n + 1)
+	}
+	u.settle()
+	return drain, nil
+}
+
+// outBuf lets backendControl append to a side's output.
+type outBuf []byte
+
+func (b *outBuf) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }
+
+// passBody moves as much of the current body as is buffered to the peer's
+// output (or drops it). It reports whether the body is complete.
+func (sd *loopSide) passBody(peer *loopSide) bool {
+	k := min(sd.stream, sd.w-sd.r)
+	if !sd.discard {
+		peer.out = append(peer.out, sd.in[sd.r:sd.r+k]...)
+	}
+	sd.r += k
+	sd.stream -= k
+	return sd.stream == 0
+}
+
+// need makes room for a whole message of n bytes at in[r:].
+func (sd *loopSide) need(n int) {
+	if len(sd.in)-sd.r >= n {
+		return
+	}
+	sd.compact()
+	if len(sd.in) < n {
+		sd.grow(n)
+	}
+}
+
+func (sd *loopSide) grow(n int) {
+	b := make([]byte, growCap(n))
+	sd.w = copy(b, sd.in[sd.r:sd.w])
+	sd.r = 0
+	sd.in = b
+}
+
+func (sd *loopSide) compact() {
+	if sd.r > 0 {
+		sd.w = copy(sd.in, sd.in[sd.r:sd.w])
+		sd.r = 0
+	}
+}
+
+// settle resets an emptied buffer, and gives back one grown for a large
+// message (as msgReader.readBody does).
+func (sd *loopSide) settle() {
+	if sd.r == sd.w {
+		sd.r, sd.w = 0, 0
+		if len(sd.in) > 4*streamThreshold {
+			sd.in = make([]byte, readBufferSize)
+		}
+	}
+}
+
+func (sd *loopSide) peer() *loopSide {
+	if sd.client {
+		return &sd.ls.u
+	}
+	return &sd.ls.c
+}
+
+func (sd *loopSide) pending() int { return len(sd.out) - sd.off }
+
+// flush writes sd's output as far as the socket takes it.
+func (ls *loopSession) flush(sd *loopSide) error {
+	for sd.off < len(sd.out) {
+		n, errno := rawSend(sd.fd, sd.out[sd.off:])
+		if errno == unix.EAGAIN {
+			return nil
+		}
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", errno)}
+		}
+		sd.off += n
+	}
+	sd.off = 0
+	if cap(sd.out) > 4*streamThreshold {
+		sd.out = nil
+	} else {
+		sd.out = sd.out[:0]
+	}
+	// The backlog is gone: read the other side again.
+	sd.peer().paused = false
+	return nil
+}
+
+// updateEvents registers what each side waits for: input unless paused,
+// output room while bytes wait.
+func (ls *loopSession) updateEvents() {
+	for _, sd := range []*loopSide{&ls.c, &ls.u} {
+		var ev uint32
+		if !sd.paused {
+			ev |= unix.EPOLLIN
+		}
+		if sd.pending() > 0 {
+			ev |= unix.EPOLLOUT
+		}
+		if ev != sd.events {
+			sd.events = ev
+			unix.EpollCtl(ls.l.ep, unix.EPOLL_CTL_MOD, sd.fd, &unix.EpollEvent{Events: ev, Fd: int32(sd.fd)})
+		}
+	}
+}
+
+// fail ends the session because of err on sd.
+func (ls *loopSession) fail(sd *loopSide, err error) {
+	if sd.client {
+		ls.cerr = err
+	} else {
+		ls.serr = err
+	}
+	ls.end()
+}
+
+// checkDrain ends an idle session while pgveil drains (FATAL 57P01, as
+// the goroutine relay does at a message boundary).
+func (ls *loopSession) checkDrain() {
+	if ls.ended || !ls.s.srv.draining.Load() {
+		return
+	}
+	if ls.c.r == ls.c.w && ls.c.stream == 0 && ls.s.idle() {
+		ls.cerr = errDrained
+		ls.end()
+	}
+}
+
+// end composes the session's last messages as relay and upstreamEnded do,
+// writes what the sockets take now, deregisters the session and hands it
+// back to its goroutine.
+func (ls *loopSession) end() {
+	if ls.ended {
+		return
+	}
+	ls.ended = true
+	s := ls.s
+	if !ls.forced {
+		if ls.serr != nil {
+			if !s.upstreamClosing.Load() && !s.serverSentFatal {
+				ls.c.out = appendError(ls.c.out, s, &pgError{Severity: "FATAL", Code: codeConnectionFailure,
+					Message: "pgveil lost the connection to the upstream server"})
+			}
+		} else {
+			if !errors.Is(ls.cerr, errTerminated) {
+				ls.u.out = append(ls.u.out, 'X', 0, 0, 0, 4)
+			}
+			if !errors.Is(ls.cerr, errTerminated) && !isClosedConn(ls.cerr) {
+				ls.c.out = appendError(ls.c.out, s, ls.cerr)
+			}
+		}
+	}
+	s.upstreamClosing.Store(true)
+	for _, sd := range []*loopSide{&ls.c, &ls.u} {
+		if !ls.forced {
+			ls.flush(sd) // the rest, if any, is written by the session goroutine
+		}
+		unix.EpollCtl(ls.l.ep, unix.EPOLL_CTL_DEL, sd.fd, nil)
+		delete(ls.l.sides, int32(sd.fd))
+	}
+	close(ls.done)
+}
+
+// appendError appends err as an ErrorResponse and counts it.
+func appendError(b []byte, s *session, err error) []byte {
+	er := toErrorResponse(err)
+	s.srv.metrics.Errors.WithLabelValues(sqlstateClass(er.Code), "pgveil").Inc()
+	out, _ := er.Encode(b)
+	return out
+}
+
+// relayOnLoop relays the session on l. ok is false when the session could
+// not be handed over (nothing changed; relay on goroutines instead).
+func (s *session) relayOnLoop(l *eventLoop) (err error, ok bool) {
+	cfd, err := dupSocket(s.client)
+	if err != nil {
+		return nil, false
+	}
+	sfd, err := dupSocket(s.server)
+	if err != nil {
+		unix.Close(cfd)
+		return nil, false
+	}
+	ls := &loopSession{s: s, l: l, done: make(chan struct{})}
+	ls.c = loopSide{ls: ls, fd: cfd, client: true, in: make([]byte, readBufferSize)}
+	ls.u = loopSide{ls: ls, fd: sfd, in: make([]byte, readBufferSize)}
+	ls.c.w = takeBuffered(s.cr, &ls.c.in)
+	ls.u.w = takeBuffered(s.sr, &ls.u.in)
+
+	s.connMu.Lock()
+	if s.forced {
+		s.connMu.Unlock()
+		unix.Close(cfd)
+		unix.Close(sfd)
+		return nil, false
+	}
+	s.onLoop = ls
+	// Closing the net.Conns removes them from Go's netpoller; the sockets
+	// stay open through the dups.
+	s.client.Close()
+	s.server.Close()
+	adopted := l.submit(func() { l.adopt(ls) })
+	s.connMu.Unlock()
+	if !adopted {
+		ls.cerr, ls.forced = net.ErrClosed, true
+	} else {
+		s.srv.metrics.LoopSessions.Inc()
+		<-ls.done
+		s.srv.metrics.LoopSessions.Dec()
+	}
+	s.connMu.Lock()
+	s.onLoop = nil
+	s.connMu.Unlock()
+
+	if !ls.forced {
+		writeRest(ls.c.fd, ls.c.out[ls.c.off:], 5*time.Second)
+		writeRest(ls.u.fd, ls.u.out[ls.u.off:], time.Second)
+	}
+	unix.Close(cfd)
+	unix.Close(sfd)
+	cerr, serr := ls.cerr, ls.serr
+	if serr != nil {
+		serr, cerr = &upstreamError{serr}, net.ErrClosed
+	}
+	return relayResult(cerr, serr), true
+}
+
+// takeBuffered moves the bytes a reader had buffered into *in.
+func takeBuffered(m *msgReader, in *[]byte) int {
+	n := m.r.Buffered()
+	if n == 0 {
+		return 0
+	}
+	if n > len(*in) {
+		*in = make([]byte, growCap(n))
+	}
+	b, _ := m.r.Peek(n)
+	return copy(*in, b)
+}
+
+// dupSocket returns a duplicate of c's socket, non-blocking.
+func dupSocket(c net.Conn) (int, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("not a socket")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, derr
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// writeRest writes b to fd, blocking up to timeout: the last bytes of a
+// session that the socket did not take at once.
+func writeRest(fd int, b []byte, timeout time.Duration) {
+	if len(b) == 0 {
+		return
+	}
+	if unix.SetNonblock(fd, false) != nil {
+		return
+	}
+	tv := unix.NsecToTimeval(timeout.Nanoseconds())
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	for len(b) > 0 {
+		n, err := unix.SendmsgN(fd, b, nil, nil, unix.MSG_NOSIGNAL)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n <= 0 {
+			return
+		}
+		b = b[n:]
+	}
+}
+
+// loopWake asks a loop session to end if it is idle while pgveil drains.
+func (ls *loopSession) wake() { ls.l.submit(ls.checkDrain) }
+
+// loopForceClose ends a loop session at once, with no last messages.
+func (ls *loopSession) forceClose() {
+	ls.l.submit(func() {
+		if !ls.ended {
+			ls.cerr, ls.forced = net.ErrClosed, true
+			ls.end()
+		}
+	})
+}
+
+const eventLoopsSupported = true
