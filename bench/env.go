@@ -170,7 +170,7 @@ func (e *env) allTargets(o *options) []string {
 		}
 	}
 	var out []string
-	for _, t := range []string{"direct", "pgbouncer", "pgbouncer-nopool", "relay", "relay-gmp1", "epoll-relay", "epoll-relay-raw", "pgveil", "pgveil-gmp1"} {
+	for _, t := range []string{"direct", "pgbouncer", "pgbouncer-nopool", "relay", "relay-gmp1", "epoll-relay", "epoll-relay-raw", "pgveil", "pgveil-goroutines", "pgveil-gmp1"} {
 		if want[t] {
 			out = append(out, t)
 		}
@@ -199,8 +199,12 @@ func (e *env) startTarget(ctx context.Context, name string) (*target, error) {
 		return e.startRelay(ctx, name, epollRelayCommand, nil)
 	case "epoll-relay-raw":
 		return e.startRelay(ctx, name, epollRelayCommand, []string{"EPOLL_RAW=1"})
-	case "pgveil":
-		p, err := harness.StartProxy(harness.ProxyOptions{Config: pgveilConfig(e.cluster.Addr()), Env: goEnv})
+	case "pgveil", "pgveil-goroutines":
+		conf := pgveilConfig(e.cluster.Addr())
+		if name == "pgveil-goroutines" {
+			conf += "proxy:\n  event_loops: 0\n"
+		}
+		p, err := harness.StartProxy(harness.ProxyOptions{Config: conf, Env: goEnv})
 		if err != nil {
 			return nil, err
 		}

@@ -207,7 +207,7 @@ func run(ctx context.Context, env *env, o *options) int {
 
 func knownTarget(t string) bool {
 	switch t {
-	case "direct", "pgbouncer", "relay", "pgveil", "relay-gmp1", "pgveil-gmp1", "epoll-relay", "epoll-relay-raw":
+	case "direct", "pgbouncer", "relay", "pgveil", "relay-gmp1", "pgveil-gmp1", "epoll-relay", "epoll-relay-raw", "pgveil-goroutines":
 		return true
 	}
 	return false

@@ -3,6 +3,7 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -71,8 +73,31 @@ type eventLoop struct {
 	// Loop thread only.
 	sides  map[int32]*loopSide
 	quit   bool
+	dead   atomic.Bool // run has returned: loopFor stops choosing this loop
+	stops  atomic.Bool // stop has run once
 	events []unix.EpollEvent
+	free   [][]byte // read buffers of ended sessions, for new ones
 	done   chan struct{}
+}
+
+// maxFreeBuffers bounds a loop's free list (2 per session: 64 sessions).
+const maxFreeBuffers = 128
+
+// getBuf returns a read buffer of readBufferSize bytes.
+func (l *eventLoop) getBuf() []byte {
+	if n := len(l.free); n > 0 {
+		b := l.free[n-1]
+		l.free = l.free[:n-1]
+		return b
+	}
+	return make([]byte, readBufferSize)
+}
+
+// putBuf keeps b for another session.
+func (l *eventLoop) putBuf(b []byte) {
+	if len(b) == readBufferSize && len(l.free) < maxFreeBuffers {
+		l.free = append(l.free, b)
+	}
 }
 
 // loopSession is a session while a loop relays it.
@@ -107,13 +132,15 @@ type loopSide struct {
 	flow    flowCounter
 }
 
-var loopProcs struct {
-	sync.Mutex
-	n int
-}
+// loopProcs serialises the GOMAXPROCS changes of starting and stopping loops.
+var loopProcs sync.Mutex
 
-// startEventLoops starts n loops, raising GOMAXPROCS by n.
+// startEventLoops starts n loops, raising GOMAXPROCS by n (and leaving it
+// alone when n is 0).
 func startEventLoops(srv *Server, n int) ([]*eventLoop, error) {
+	if n == 0 {
+		return nil, nil
+	}
 	var loops []*eventLoop
 	for i := 0; i < n; i++ {
 		l, err := newEventLoop(srv)
@@ -128,7 +155,6 @@ func startEventLoops(srv *Server, n int) ([]*eventLoop, error) {
 	}
 	loopProcs.Lock()
 	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + n)
-	loopProcs.n += n
 	loopProcs.Unlock()
 	for _, l := range loops {
 		go l.run()
@@ -136,19 +162,18 @@ func startEventLoops(srv *Server, n int) ([]*eventLoop, error) {
 	return loops, nil
 }
 
-// stopEventLoops stops the loops (their sessions have ended) and gives the
-// Ps back.
+// stopEventLoops stops the loops (their sessions have ended) and gives
+// their Ps back. A loop that died earlier gives its P back here too.
 func stopEventLoops(loops []*eventLoop) {
-	started := 0
+	stopped := 0
 	for _, l := range loops {
 		if l.stop() {
-			started++
+			stopped++
 		}
 	}
-	if started > 0 {
+	if stopped > 0 {
 		loopProcs.Lock()
-		runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)-started))
-		loopProcs.n -= started
+		runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)-stopped))
 		loopProcs.Unlock()
 	}
 }
@@ -181,21 +206,24 @@ func (l *eventLoop) submit(f func()) bool {
 		return false
 	}
 	l.queue = append(l.queue, f)
-	first := len(l.queue) == 1
-	l.mu.Unlock()
-	if first {
-		var one = [8]byte{7: 1} // eventfd counts in host order; any non-zero value wakes
+	if len(l.queue) == 1 {
+		// Under mu: run closes efd under mu once closed is set.
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
 		unix.Write(l.efd, one[:])
 	}
+	l.mu.Unlock()
 	return true
 }
 
-// stop ends the loop (after its last command) and releases its fds. It
-// reports whether the loop had been running.
+// stop ends the loop (after its last command) and waits until it has
+// released its fds. It reports whether this call stopped it (false when
+// an earlier call did).
 func (l *eventLoop) stop() bool {
-	if !l.submit(func() { l.quit = true }) {
+	if l.stops.Swap(true) {
 		return false
 	}
+	l.submit(func() { l.quit = true })
 	<-l.done
 	return true
 }
@@ -203,18 +231,27 @@ func (l *eventLoop) stop() bool {
 func (l *eventLoop) run() {
 	runtime.LockOSThread() // never unlocked: the thread ends with the loop
 	defer func() {
-		l.mu.Lock()
-		l.closed = true
-		l.mu.Unlock()
+		// Normally no session is left (stop runs after the last one
+		// ended); after an epoll failure, end what is left and run what
+		// was queued, so that no session goroutine waits forever.
+		l.dead.Store(true)
+		l.quit = true
 		for _, sd := range l.sides {
 			if !sd.ls.ended {
-				sd.ls.cerr = net.ErrClosed
-				sd.ls.forced = true
+				sd.ls.cerr = fatal(codeInternalError, "pgveil's event loop stopped")
 				sd.ls.end()
 			}
 		}
-		unix.Close(l.ep)
+		l.mu.Lock()
+		l.closed = true
+		q := l.queue
+		l.queue = nil
 		unix.Close(l.efd)
+		l.mu.Unlock()
+		for _, f := range q {
+			l.command(f)
+		}
+		unix.Close(l.ep)
 		close(l.done)
 	}()
 	for !l.quit {
@@ -251,12 +288,24 @@ func (l *eventLoop) commands() {
 	l.queue = nil
 	l.mu.Unlock()
 	for _, f := range q {
-		f()
+		l.command(f)
 	}
 }
 
+// command runs one queued function; a panic in it is logged, and the loop
+// and its other sessions go on.
+func (l *eventLoop) command(f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.srv.log.Error("panic in an event loop command", zap.Any("panic", r), zap.Stack("stack"))
+		}
+	}()
+	f()
+}
+
 // epollWaitRaw is epoll_wait as a raw system call: the Go scheduler is not
-// told, so the P stays with the loop (see the package comment above).
+// told, so the P stays with the loop (see the comment at the top of this
+// file).
 // epoll_pwait with no signal mask is epoll_wait on every architecture.
 func epollWaitRaw(ep int, events []unix.EpollEvent, msec int) (int, syscall.Errno) {
 	r, _, e := syscall.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(&events[0])),
@@ -278,8 +327,25 @@ func rawSend(fd int, p []byte) (int, syscall.Errno) {
 }
 
 // adopt registers a session handed over by its goroutine and handles the
-// bytes its readers had already buffered.
-func (l *eventLoop) adopt(ls *loopSession) {
+// bytes its readers had already buffered (left).
+func (l *eventLoop) adopt(ls *loopSession, cLeft, uLeft []byte) {
+	defer ls.recoverPanic()
+	if l.quit { // queued before the loop stopped
+		ls.cerr, ls.forced = fatal(codeInternalError, "pgveil's event loop stopped"), false
+		ls.end()
+		return
+	}
+	for _, side := range []struct {
+		sd   *loopSide
+		left []byte
+	}{{&ls.c, cLeft}, {&ls.u, uLeft}} {
+		sd := side.sd
+		sd.in = l.getBuf()
+		if len(side.left) > len(sd.in) {
+			sd.in = make([]byte, growCap(len(side.left)))
+		}
+		sd.w = copy(sd.in, side.left)
+	}
 	for _, sd := range []*loopSide{&ls.c, &ls.u} {
 		sd.events = unix.EPOLLIN
 		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, sd.fd, &unix.EpollEvent{Events: sd.events, Fd: int32(sd.fd)}); err != nil {
@@ -291,7 +357,6 @@ func (l *eventLoop) adopt(ls *loopSession) {
 		}
 		l.sides[int32(sd.fd)] = sd
 	}
-	defer ls.recoverPanic()
 	for _, sd := range []*loopSide{&ls.c, &ls.u} {
 		if sd.w > sd.r && !ls.ended {
 			ls.process(sd)
@@ -332,7 +397,9 @@ func (ls *loopSession) recoverPanic() {
 func (ls *loopSession) readable(sd *loopSide) {
 	if sd.w == len(sd.in) {
 		sd.compact()
-		if sd.w == len(sd.in) { // a whole message wider than the buffer: process grew it
+		if sd.w == len(sd.in) {
+			// One unfinished message fills the buffer: names longer
+			// than it (need grows it for whole messages).
 			sd.grow(len(sd.in) * 2)
 		}
 	}
@@ -403,15 +470,21 @@ func (ls *loopSession) fromClient() error {
 			return &tooLargeError{typ: typ, length: n, limit: s.cr.max, knob: s.cr.knob}
 		}
 		if frontendWhole(typ) {
-			if c.w-c.r < n+1 {
-				c.need(n + 1)
-				break
+			// The tracker reads only the names at the start of the body:
+			// once they are here the rest streams through, so a 100 MB
+			// Bind is neither held whole nor copied in one go on the loop
+			// every session shares.
+			body := n - 4
+			part := c.in[c.r+5 : c.r+5+min(c.w-c.r-5, body)]
+			if len(part) < body && !namesIn(typ, part) {
+				break // more bytes; readable grows a full buffer
 			}
-			if err := s.trackFrontend(typ, c.in[c.r+5:c.r+1+n]); err != nil {
+			if err := s.trackFrontend(typ, part); err != nil {
 				return err
 			}
-			u.out = append(u.out, c.in[c.r:c.r+1+n]...)
-			c.r += n + 1
+			u.out = append(u.out, c.in[c.r:c.r+5+len(part)]...)
+			c.r += 5 + len(part)
+			c.stream, c.discard = body-len(part), false
 			c.flow.add(n + 1)
 			continue
 		}
@@ -480,6 +553,26 @@ func (ls *loopSession) fromServer() (drain bool, err error) {
 	return drain, nil
 }
 
+// namesIn reports whether part, the start of the body of a frontendWhole
+// message, holds all that trackExtended reads: its names, NUL-terminated.
+func namesIn(typ byte, part []byte) bool {
+	from, nuls := 0, 1
+	switch typ {
+	case 'B': // portal, statement
+		nuls = 2
+	case 'D', 'C': // 'S' or 'P', then the name
+		from = 1
+	}
+	for i := from; i < len(part); i++ {
+		if part[i] == 0 {
+			if nuls--; nuls == 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // outBuf lets backendControl append to a side's output.
 type outBuf []byte
 
@@ -528,7 +621,7 @@ func (sd *loopSide) settle() {
 	if sd.r == sd.w {
 		sd.r, sd.w = 0, 0
 		if len(sd.in) > 4*streamThreshold {
-			sd.in = make([]byte, readBufferSize)
+			sd.in = sd.ls.l.getBuf()
 		}
 	}
 }
@@ -602,7 +695,9 @@ func (ls *loopSession) checkDrain() {
 	if ls.ended || !ls.s.srv.draining.Load() {
 		return
 	}
-	if ls.c.r == ls.c.w && ls.c.stream == 0 && ls.s.idle() {
+	// At a message boundary: no body under way, at most a partial header
+	// (as the goroutine relay's wake-up strikes before a header is whole).
+	if ls.c.stream == 0 && ls.c.w-ls.c.r < 5 && ls.s.idle() {
 		ls.cerr = errDrained
 		ls.end()
 	}
@@ -616,31 +711,43 @@ func (ls *loopSession) end() {
 		return
 	}
 	ls.ended = true
+	defer close(ls.done)
+	defer func() {
+		for _, sd := range []*loopSide{&ls.c, &ls.u} {
+			if ls.l.sides[int32(sd.fd)] == sd {
+				unix.EpollCtl(ls.l.ep, unix.EPOLL_CTL_DEL, sd.fd, nil)
+				delete(ls.l.sides, int32(sd.fd))
+			}
+			ls.l.putBuf(sd.in)
+			sd.in, sd.r, sd.w = nil, 0, 0
+		}
+	}()
 	s := ls.s
+	// A last message goes only where no message is cut in half: not
+	// after part of a body the peer is still owed.
+	toClientOK := !(ls.u.stream > 0 && !ls.u.discard)
+	toServerOK := !(ls.c.stream > 0 && !ls.c.discard)
 	if !ls.forced {
 		if ls.serr != nil {
-			if !s.upstreamClosing.Load() && !s.serverSentFatal {
+			if !s.upstreamClosing.Load() && !s.serverSentFatal && toClientOK {
 				ls.c.out = appendError(ls.c.out, s, &pgError{Severity: "FATAL", Code: codeConnectionFailure,
 					Message: "pgveil lost the connection to the upstream server"})
 			}
 		} else {
-			if !errors.Is(ls.cerr, errTerminated) {
+			if !errors.Is(ls.cerr, errTerminated) && toServerOK {
 				ls.u.out = append(ls.u.out, 'X', 0, 0, 0, 4)
 			}
-			if !errors.Is(ls.cerr, errTerminated) && !isClosedConn(ls.cerr) {
+			if !errors.Is(ls.cerr, errTerminated) && !isClosedConn(ls.cerr) && toClientOK {
 				ls.c.out = appendError(ls.c.out, s, ls.cerr)
 			}
 		}
 	}
 	s.upstreamClosing.Store(true)
-	for _, sd := range []*loopSide{&ls.c, &ls.u} {
-		if !ls.forced {
-			ls.flush(sd) // the rest, if any, is written by the session goroutine
-		}
-		unix.EpollCtl(ls.l.ep, unix.EPOLL_CTL_DEL, sd.fd, nil)
-		delete(ls.l.sides, int32(sd.fd))
+	if !ls.forced {
+		// The rest, if any, is written by the session goroutine.
+		ls.flush(&ls.c)
+		ls.flush(&ls.u)
 	}
-	close(ls.done)
 }
 
 // appendError appends err as an ErrorResponse and counts it.
@@ -653,71 +760,70 @@ func appendError(b []byte, s *session, err error) []byte {
 
 // relayOnLoop relays the session on l. ok is false when the session could
 // not be handed over (nothing changed; relay on goroutines instead).
-func (s *session) relayOnLoop(l *eventLoop) (err error, ok bool) {
+func (s *session) relayOnLoop(l *eventLoop) (ok bool, err error) {
 	cfd, err := dupSocket(s.client)
 	if err != nil {
-		return nil, false
+		return false, nil
 	}
 	sfd, err := dupSocket(s.server)
 	if err != nil {
 		unix.Close(cfd)
-		return nil, false
+		return false, nil
 	}
 	ls := &loopSession{s: s, l: l, done: make(chan struct{})}
-	ls.c = loopSide{ls: ls, fd: cfd, client: true, in: make([]byte, readBufferSize)}
-	ls.u = loopSide{ls: ls, fd: sfd, in: make([]byte, readBufferSize)}
-	ls.c.w = takeBuffered(s.cr, &ls.c.in)
-	ls.u.w = takeBuffered(s.sr, &ls.u.in)
+	ls.c = loopSide{ls: ls, fd: cfd, client: true}
+	ls.u = loopSide{ls: ls, fd: sfd}
+	cLeft, uLeft := buffered(s.cr), buffered(s.sr)
 
 	s.connMu.Lock()
-	if s.forced {
+	if s.forced || !l.submit(func() { l.adopt(ls, cLeft, uLeft) }) {
+		// Shut down, or the loop is gone: nothing was handed over.
 		s.connMu.Unlock()
 		unix.Close(cfd)
 		unix.Close(sfd)
-		return nil, false
+		return false, nil
 	}
 	s.onLoop = ls
 	// Closing the net.Conns removes them from Go's netpoller; the sockets
 	// stay open through the dups.
 	s.client.Close()
 	s.server.Close()
-	adopted := l.submit(func() { l.adopt(ls) })
 	s.connMu.Unlock()
-	if !adopted {
-		ls.cerr, ls.forced = net.ErrClosed, true
-	} else {
-		s.srv.metrics.LoopSessions.Inc()
-		<-ls.done
-		s.srv.metrics.LoopSessions.Dec()
-	}
+	s.srv.metrics.LoopSessions.Inc()
+	<-ls.done
+	s.srv.metrics.LoopSessions.Dec()
+
+	// The last bytes the sockets did not take at once; forceClose can still
+	// cut this short (restFDs).
 	s.connMu.Lock()
 	s.onLoop = nil
+	s.restFDs = []int{cfd, sfd}
+	skip := s.forced || ls.forced
 	s.connMu.Unlock()
-
-	if !ls.forced {
+	if !skip {
 		writeRest(ls.c.fd, ls.c.out[ls.c.off:], 5*time.Second)
 		writeRest(ls.u.fd, ls.u.out[ls.u.off:], time.Second)
 	}
+	s.connMu.Lock()
+	s.restFDs = nil
 	unix.Close(cfd)
 	unix.Close(sfd)
+	s.connMu.Unlock()
 	cerr, serr := ls.cerr, ls.serr
 	if serr != nil {
 		serr, cerr = &upstreamError{serr}, net.ErrClosed
 	}
-	return relayResult(cerr, serr), true
+	return true, relayResult(cerr, serr)
 }
 
-// takeBuffered moves the bytes a reader had buffered into *in.
-func takeBuffered(m *msgReader, in *[]byte) int {
+// buffered copies the bytes a reader had buffered (usually none).
+func buffered(m *msgReader) []byte {
 	n := m.r.Buffered()
 	if n == 0 {
-		return 0
-	}
-	if n > len(*in) {
-		*in = make([]byte, growCap(n))
+		return nil
 	}
 	b, _ := m.r.Peek(n)
-	return copy(*in, b)
+	return append([]byte(nil), b...)
 }
 
 // dupSocket returns a duplicate of c's socket, non-blocking.
@@ -753,9 +859,15 @@ func writeRest(fd int, b []byte, timeout time.Duration) {
 	if unix.SetNonblock(fd, false) != nil {
 		return
 	}
-	tv := unix.NsecToTimeval(timeout.Nanoseconds())
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
+	deadline := time.Now().Add(timeout)
 	for len(b) > 0 {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return
+		}
+		// SO_SNDTIMEO bounds one call: set what is left of the whole.
+		tv := unix.NsecToTimeval(left.Nanoseconds())
+		unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv)
 		n, err := unix.SendmsgN(fd, b, nil, nil, unix.MSG_NOSIGNAL)
 		if err == unix.EINTR {
 			continue
@@ -764,6 +876,16 @@ func writeRest(fd int, b []byte, timeout time.Duration) {
 			return
 		}
 		b = b[n:]
+	}
+}
+
+// alive reports that the loop runs (it has not stopped or failed).
+func (l *eventLoop) alive() bool { return !l.dead.Load() }
+
+// shutdownSockets ends the blocking writes of writeRest at once.
+func shutdownSockets(fds []int) {
+	for _, fd := range fds {
+		unix.Shutdown(fd, unix.SHUT_RDWR)
 	}
 }
 

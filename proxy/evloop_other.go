@@ -11,8 +11,10 @@ type loopSession struct{}
 
 func startEventLoops(*Server, int) ([]*eventLoop, error) { return nil, nil }
 func stopEventLoops([]*eventLoop)                        {}
-func (s *session) relayOnLoop(*eventLoop) (error, bool)  { return nil, false }
+func (s *session) relayOnLoop(*eventLoop) (bool, error)  { return false, nil }
 func (*loopSession) wake()                               {}
 func (*loopSession) forceClose()                         {}
+func shutdownSockets([]int)                              {}
+func (*eventLoop) alive() bool                           { return false }
 
 const eventLoopsSupported = false

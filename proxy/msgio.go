@@ -112,14 +112,20 @@ func (m *msgReader) forwardBody(w *bufio.Writer) error {
 	if _, err := w.Write(m.hdr[:]); err != nil {
 		return err
 	}
-	if n <= m.r.Buffered() {
-		b, _ := m.r.Peek(n)
-		w.Write(b)
-		_, err := m.r.Discard(n)
-		return err
-	}
-	if _, err := io.CopyN(w, m.r, int64(n)); err != nil {
-		return unexpectedEOF(err)
+	// Through the read buffer, a buffer-full at a time: no copy buffer
+	// of its own (io.CopyN would allocate one per large message).
+	for n > 0 {
+		if m.r.Buffered() == 0 {
+			if _, err := m.r.Peek(1); err != nil {
+				return unexpectedEOF(err)
+			}
+		}
+		b, _ := m.r.Peek(min(n, m.r.Buffered()))
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		m.r.Discard(len(b))
+		n -= len(b)
 	}
 	return nil
 }

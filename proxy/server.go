@@ -221,7 +221,10 @@ func (s *Server) loopFor(sess *session) *eventLoop {
 	if len(s.loops) == 0 || sess.eng != nil || sess.clientTLS || sess.serverTLS {
 		return nil
 	}
-	return s.loops[sess.id%uint64(len(s.loops))]
+	if l := s.loops[sess.id%uint64(len(s.loops))]; l.alive() {
+		return l
+	}
+	return nil
 }
 
 // Serve accepts connections until Shutdown. It returns nil after Shutdown.

@@ -107,9 +107,10 @@ type session struct {
 	// connMu guards the hand-over to an event loop against Shutdown's
 	// wake and forceClose: onLoop is the loop session while a loop relays
 	// this one; forced records forceClose.
-	connMu sync.Mutex
-	onLoop *loopSession
-	forced bool
+	connMu  sync.Mutex
+	onLoop  *loopSession
+	restFDs []int // the sockets a loop handed back, while their last bytes are written
+	forced  bool
 
 	upstreamClosing atomic.Bool // relay is closing upstream on purpose
 	serverSentFatal bool        // serverToClient relayed a FATAL from the server
@@ -253,6 +254,7 @@ func (s *session) forceClose() {
 		s.onLoop.forceClose()
 		return
 	}
+	shutdownSockets(s.restFDs)
 	s.client.Close()
 	if s.server != nil {
 		s.server.Close()
@@ -307,7 +309,7 @@ func (s *session) connect(startup []byte) error {
 func (s *session) relay() error {
 	if l := s.srv.loopFor(s); l != nil {
 		s.log.Debug("relaying on an event loop")
-		if err, ok := s.relayOnLoop(l); ok {
+		if ok, err := s.relayOnLoop(l); ok {
 			return err
 		}
 	}
