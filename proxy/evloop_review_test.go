@@ -91,26 +91,8 @@ func TestReviewForceCloseReachesWriteRest(t *testing.T) {
 	for _, core := range reviewCores {
 		t.Run(core.name, func(t *testing.T) {
 			p := startProxy(t, core.extra)
-			ctx := context.Background()
-			stalled, err := net.Dial("tcp", p.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
+			stalled := stallClient(t, p, "review-", "wr")
 			defer stalled.Close()
-			startupRaw(t, stalled, harness.TrustUser)
-			w := bufio.NewWriter(stalled)
-			writeMsg(w, 'Q', []byte("SELECT repeat('z', 1000) /* review-wr */ FROM generate_series(1, 200000)\x00"))
-			w.Flush()
-			admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer admin.Close(ctx)
-			waitFor(t, func() bool {
-				var n int
-				admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'ClientWrite' AND query LIKE '%review-' || 'wr%' AND pid <> pg_backend_pid()").Scan(&n)
-				return n == 1
-			})
 			// A message length of 2: protocol violation (08P01).
 			if _, err := stalled.Write([]byte{'Q', 0, 0, 0, 2}); err != nil {
 				t.Fatal(err)
@@ -119,7 +101,7 @@ func TestReviewForceCloseReachesWriteRest(t *testing.T) {
 				l := p.srv.loops[0]
 				waitFor(t, func() bool { return loopProbe(l, func() bool { return len(l.sides) == 0 }) })
 			}
-			sctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			sctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
 			start := time.Now()
 			p.srv.Shutdown(sctx)

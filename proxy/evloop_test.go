@@ -133,29 +133,8 @@ func TestEventLoopStalledClient(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	p := startProxy(t, "")
 	ctx := context.Background()
-
-	stalled, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stalled := stallClient(t, p, "stalled-", "marker")
 	defer stalled.Close()
-	startupRaw(t, stalled, harness.TrustUser)
-	w := bufio.NewWriter(stalled)
-	// About 200 MB of rows, never read.
-	writeMsg(w, 'Q', []byte("SELECT repeat('z', 1000) /* stalled-marker */ FROM generate_series(1, 200000)\x00"))
-	w.Flush()
-
-	admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	waitFor(t, func() bool {
-		var n int
-		// The marker is built so that this query's own text does not hold it.
-		admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'ClientWrite' AND query LIKE '%stalled-' || 'marker%' AND pid <> pg_backend_pid()").Scan(&n)
-		return n == 1
-	})
 	other, err := pgx.Connect(ctx, p.url())
 	if err != nil {
 		t.Fatal(err)
@@ -185,6 +164,34 @@ func TestEventLoopStalledClient(t *testing.T) {
 	waitBackendGone(t, "stalled-marker")
 	waitFor(t, func() bool { return p.srv.SessionCount() == 0 })
 	p.stop(t, 10*time.Second)
+}
+
+// stallClient logs in on a raw connection, asks for about 200 MB of rows
+// (the query carries the comment marker a+b) and never reads them; it
+// returns once the server waits to write (wait_event ClientWrite).
+func stallClient(t *testing.T, p *testProxy, a, b string) net.Conn {
+	t.Helper()
+	ctx := context.Background()
+	c, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startupRaw(t, c, harness.TrustUser)
+	w := bufio.NewWriter(c)
+	writeMsg(w, 'Q', []byte("SELECT repeat('z', 1000) /* "+a+b+" */ FROM generate_series(1, 200000)\x00"))
+	w.Flush()
+	admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	waitFor(t, func() bool {
+		var n int
+		// The marker is split so that this query's own text does not hold it.
+		admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'ClientWrite' AND query LIKE '%' || $1 || $2 || '%' AND pid <> pg_backend_pid()", a, b).Scan(&n)
+		return n == 1
+	})
+	return c
 }
 
 // startupRaw logs user in (trust) on a raw connection and reads up to the
