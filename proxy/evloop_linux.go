@@ -57,8 +57,8 @@ const (
 	// loopWaitMillis bounds one epoll_wait, so that the loop yields to the
 	// scheduler at least this often even when no signal interrupts it.
 	loopWaitMillis = 20
-	// loopHighWater is the output backlog (bytes written to a socket's
-	// buffer but not yet taken by the kernel) above which the loop stops
+	// loopHighWater is the output backlog (bytes the loop holds for a
+	// socket whose kernel buffer is full) above which the loop stops
 	// reading the other side until the backlog is gone.
 	loopHighWater = 256 * 1024
 )
@@ -73,7 +73,6 @@ type eventLoop struct {
 	// Loop thread only.
 	sides  map[int32]*loopSide
 	quit   bool
-	dead   atomic.Bool // run has returned: loopFor stops choosing this loop
 	stops  atomic.Bool // stop has run once
 	events []unix.EpollEvent
 	free   [][]byte // read buffers of ended sessions, for new ones
@@ -234,7 +233,6 @@ func (l *eventLoop) run() {
 		// Normally no session is left (stop runs after the last one
 		// ended); after an epoll failure, end what is left and run what
 		// was queued, so that no session goroutine waits forever.
-		l.dead.Store(true)
 		l.quit = true
 		for _, sd := range l.sides {
 			if !sd.ls.ended {
@@ -463,13 +461,10 @@ func (ls *loopSession) fromClient() error {
 		}
 		typ := c.in[c.r]
 		n := int(int32(be32(c.in[c.r+1:])))
-		if n < 4 {
-			return &protocolError{msg: fmt.Sprintf("invalid length %d in message of type %q", n, typ)}
+		if err := s.cr.checkLength(typ, n); err != nil {
+			return err
 		}
-		if n > s.cr.max {
-			return &tooLargeError{typ: typ, length: n, limit: s.cr.max, knob: s.cr.knob}
-		}
-		if frontendWhole(typ) {
+		if frontendNamed(typ) {
 			// The tracker reads only the names at the start of the body:
 			// once they are here the rest streams through, so a 100 MB
 			// Bind is neither held whole nor copied in one go on the loop
@@ -525,8 +520,8 @@ func (ls *loopSession) fromServer() (drain bool, err error) {
 		}
 		typ := u.in[u.r]
 		n := int(int32(be32(u.in[u.r+1:])))
-		if n < 4 {
-			return drain, &protocolError{msg: fmt.Sprintf("invalid length %d in message of type %q from the server", n, typ)}
+		if err := s.sr.checkLength(typ, n); err != nil {
+			return drain, err
 		}
 		if typ == 'Z' || typ == 'E' {
 			if u.w-u.r < n+1 {
@@ -553,7 +548,7 @@ func (ls *loopSession) fromServer() (drain bool, err error) {
 	return drain, nil
 }
 
-// namesIn reports whether part, the start of the body of a frontendWhole
+// namesIn reports whether part, the start of the body of a frontendNamed
 // message, holds all that trackExtended reads: its names, NUL-terminated.
 func namesIn(typ byte, part []byte) bool {
 	from, nuls := 0, 1
@@ -784,6 +779,7 @@ func (s *session) relayOnLoop(l *eventLoop) (ok bool, err error) {
 		return false, nil
 	}
 	s.onLoop = ls
+	s.log.Debug("relaying on an event loop")
 	// Closing the net.Conns removes them from Go's netpoller; the sockets
 	// stay open through the dups.
 	s.client.Close()
@@ -880,7 +876,11 @@ func writeRest(fd int, b []byte, timeout time.Duration) {
 }
 
 // alive reports that the loop runs (it has not stopped or failed).
-func (l *eventLoop) alive() bool { return !l.dead.Load() }
+func (l *eventLoop) alive() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return !l.closed
+}
 
 // shutdownSockets ends the blocking writes of writeRest at once.
 func shutdownSockets(fds []int) {
@@ -901,5 +901,3 @@ func (ls *loopSession) forceClose() {
 		}
 	})
 }
-
-const eventLoopsSupported = true

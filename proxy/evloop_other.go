@@ -16,5 +16,3 @@ func (*loopSession) wake()                               {}
 func (*loopSession) forceClose()                         {}
 func shutdownSockets([]int)                              {}
 func (*eventLoop) alive() bool                           { return false }
-
-const eventLoopsSupported = false

@@ -75,14 +75,23 @@ func (m *msgReader) readHeader() (typ byte, bodyLen int, err error) {
 		m.wake.mid = true
 	}
 	n := int(int32(binary.BigEndian.Uint32(m.hdr[1:])))
-	if n < 4 {
-		return 0, 0, &protocolError{msg: fmt.Sprintf("invalid length %d in message of type %q", n, m.hdr[0])}
-	}
-	if n > m.max {
-		return 0, 0, &tooLargeError{typ: m.hdr[0], length: n, limit: m.max, knob: m.knob}
+	if err := m.checkLength(m.hdr[0], n); err != nil {
+		return 0, 0, err
 	}
 	m.pending = n - 4
 	return m.hdr[0], m.pending, nil
+}
+
+// checkLength judges a message's length field n (which counts itself)
+// against the protocol and this reader's limit.
+func (m *msgReader) checkLength(typ byte, n int) error {
+	if n < 4 {
+		return &protocolError{msg: fmt.Sprintf("invalid length %d in message of type %q", n, typ)}
+	}
+	if n > m.max {
+		return &tooLargeError{typ: typ, length: n, limit: m.max, knob: m.knob}
+	}
+	return nil
 }
 
 // readBody reads the body announced by the last header into the reused buffer.

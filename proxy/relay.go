@@ -102,9 +102,9 @@ func (s *session) clientToServer() error {
 	}
 }
 
-// frontendWhole reports the frontend messages a relay session reads whole
-// (the tracker needs their names); every other one is streamed through.
-func frontendWhole(typ byte) bool {
+// frontendNamed reports the frontend messages whose names the tracker
+// reads (trackExtended); every other one it counts by type alone.
+func frontendNamed(typ byte) bool {
 	switch typ {
 	case 'P', 'B', 'D', 'E', 'C':
 		return true
@@ -113,7 +113,8 @@ func frontendWhole(typ byte) bool {
 }
 
 // trackFrontend records a frontend message of a relay session in the
-// tracker. body is the whole body for frontendWhole types, nil otherwise.
+// tracker. body is, for frontendNamed types, the body or at least its
+// names (namesIn); nil otherwise.
 func (s *session) trackFrontend(typ byte, body []byte) error {
 	switch typ {
 	case 'P', 'B', 'D', 'E', 'C':

@@ -233,7 +233,8 @@ func (s *session) closeClient() {
 	s.closeOnce.Do(func() { s.client.Close() })
 }
 
-// wake interrupts an idle client read so the session can notice a shutdown.
+// wake lets an idle session notice a shutdown: it interrupts the client
+// read of the goroutine relay, or asks the loop relaying it.
 func (s *session) wake() {
 	s.connMu.Lock()
 	ls := s.onLoop
@@ -308,7 +309,6 @@ func (s *session) connect(startup []byte) error {
 // and serverToClient, until one ends; then it stops the other.
 func (s *session) relay() error {
 	if l := s.srv.loopFor(s); l != nil {
-		s.log.Debug("relaying on an event loop")
 		if ok, err := s.relayOnLoop(l); ok {
 			return err
 		}
