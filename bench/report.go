@@ -23,6 +23,7 @@ func render(e *env, o *options, res *results, prof *profileReport) (string, stri
 			"2 CPUs = free placement, as deployed; 1 CPU = pgbench, PostgreSQL and the proxy pinned to one CPU (no cross-CPU wake-ups: stable, and TPS is decided by the CPU cost of a round trip).\n\n")
 		renderMain(&t, &m, res)
 		renderTargets(&t, &m, res)
+		renderPaired(&t, &m, res, "pgveil", "pgbouncer")
 		renderConnect(&t, &m, res, o)
 	}
 	if prof != nil {

@@ -71,7 +71,7 @@ type eventLoop struct {
 	queue  []func()
 	closed bool
 	// Loop thread only.
-	sides  map[int32]*loopSide
+	sides  sideTable
 	quit   bool
 	stops  atomic.Bool // stop has run once
 	events []unix.EpollEvent
@@ -129,6 +129,49 @@ type loopSide struct {
 	paused  bool   // not reading: the peer's backlog is over loopHighWater
 	events  uint32 // registered epoll events
 	flow    flowCounter
+}
+
+// sideTable finds a loop's sides by socket: a slice indexed by fd (the
+// kernel hands out the lowest free fds, so it stays small), looked up once
+// per epoll event.
+type sideTable struct {
+	byFD []*loopSide
+	n    int
+}
+
+func (t *sideTable) get(fd int32) *loopSide {
+	if fd < 0 || int(fd) >= len(t.byFD) {
+		return nil
+	}
+	return t.byFD[fd]
+}
+
+// set registers sd for fd, or forgets fd when sd is nil.
+func (t *sideTable) set(fd int, sd *loopSide) {
+	if fd >= len(t.byFD) {
+		if sd == nil {
+			return
+		}
+		t.byFD = append(t.byFD, make([]*loopSide, fd+1-len(t.byFD))...)
+	}
+	switch old := t.byFD[fd]; {
+	case old == nil && sd != nil:
+		t.n++
+	case old != nil && sd == nil:
+		t.n--
+	}
+	t.byFD[fd] = sd
+}
+
+func (t *sideTable) len() int { return t.n }
+
+// each calls f for every registered side (f may unregister sides).
+func (t *sideTable) each(f func(*loopSide)) {
+	for _, sd := range t.byFD {
+		if sd != nil {
+			f(sd)
+		}
+	}
 }
 
 // loopProcs serialises the GOMAXPROCS changes of starting and stopping loops.
@@ -192,7 +235,7 @@ func newEventLoop(srv *Server) (*eventLoop, error) {
 		unix.Close(efd)
 		return nil, fmt.Errorf("event loop: epoll_ctl: %w", err)
 	}
-	return &eventLoop{srv: srv, ep: ep, efd: efd, sides: map[int32]*loopSide{},
+	return &eventLoop{srv: srv, ep: ep, efd: efd, 
 		events: make([]unix.EpollEvent, 256), done: make(chan struct{})}, nil
 }
 
@@ -234,12 +277,12 @@ func (l *eventLoop) run() {
 		// ended); after an epoll failure, end what is left and run what
 		// was queued, so that no session goroutine waits forever.
 		l.quit = true
-		for _, sd := range l.sides {
+		l.sides.each(func(sd *loopSide) {
 			if !sd.ls.ended {
 				sd.ls.cerr = fatal(codeInternalError, "pgveil's event loop stopped")
 				sd.ls.end()
 			}
-		}
+		})
 		l.mu.Lock()
 		l.closed = true
 		q := l.queue
@@ -270,7 +313,7 @@ func (l *eventLoop) run() {
 				l.commands()
 				continue
 			}
-			if sd := l.sides[ev.Fd]; sd != nil && !sd.ls.ended {
+			if sd := l.sides.get(ev.Fd); sd != nil && !sd.ls.ended {
 				sd.ls.handle(sd, ev.Events)
 			}
 		}
@@ -353,7 +396,7 @@ func (l *eventLoop) adopt(ls *loopSession, cLeft, uLeft []byte) {
 			ls.end()
 			return
 		}
-		l.sides[int32(sd.fd)] = sd
+		l.sides.set(sd.fd, sd)
 	}
 	for _, sd := range []*loopSide{&ls.c, &ls.u} {
 		if sd.w > sd.r && !ls.ended {
@@ -709,9 +752,9 @@ func (ls *loopSession) end() {
 	defer close(ls.done)
 	defer func() {
 		for _, sd := range []*loopSide{&ls.c, &ls.u} {
-			if ls.l.sides[int32(sd.fd)] == sd {
+			if ls.l.sides.get(int32(sd.fd)) == sd {
 				unix.EpollCtl(ls.l.ep, unix.EPOLL_CTL_DEL, sd.fd, nil)
-				delete(ls.l.sides, int32(sd.fd))
+				ls.l.sides.set(sd.fd, nil)
 			}
 			ls.l.putBuf(sd.in)
 			sd.in, sd.r, sd.w = nil, 0, 0

@@ -22,6 +22,13 @@ var reviewCores = []struct{ name, extra string }{
 	{"goroutines", "proxy:\n  event_loops: 0\n"},
 }
 
+// all lists the registered sides (tests only; on the loop thread).
+func (t *sideTable) all() []*loopSide {
+	var out []*loopSide
+	t.each(func(sd *loopSide) { out = append(out, sd) })
+	return out
+}
+
 // loopProbe runs f on l's thread and returns its result.
 func loopProbe[T any](l *eventLoop, f func() T) T {
 	ch := make(chan T, 1)
@@ -54,7 +61,7 @@ func TestReviewDrainPartialHeader(t *testing.T) {
 				l := p.srv.loops[0]
 				waitFor(t, func() bool {
 					return loopProbe(l, func() bool {
-						for _, sd := range l.sides {
+						for _, sd := range l.sides.all() {
 							if sd.client && sd.w-sd.r == 3 {
 								return true
 							}
@@ -99,7 +106,7 @@ func TestReviewForceCloseReachesWriteRest(t *testing.T) {
 			}
 			if len(p.srv.loops) > 0 {
 				l := p.srv.loops[0]
-				waitFor(t, func() bool { return loopProbe(l, func() bool { return len(l.sides) == 0 }) })
+				waitFor(t, func() bool { return loopProbe(l, func() bool { return l.sides.len() == 0 }) })
 			}
 			sctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
@@ -144,7 +151,7 @@ func TestEventLoopStreamsLargeBind(t *testing.T) {
 	l := p.srv.loops[0]
 	waitFor(t, func() bool {
 		return loopProbe(l, func() bool {
-			for _, sd := range l.sides {
+			for _, sd := range l.sides.all() {
 				if sd.client && sd.stream > 0 {
 					return true
 				}
@@ -154,7 +161,7 @@ func TestEventLoopStreamsLargeBind(t *testing.T) {
 	})
 	held := loopProbe(l, func() int {
 		most := 0
-		for _, sd := range l.sides {
+		for _, sd := range l.sides.all() {
 			most = max(most, len(sd.in)+sd.pending())
 		}
 		return most
@@ -188,4 +195,38 @@ func TestEventLoopStreamsLargeBind(t *testing.T) {
 	c.Close()
 	waitFor(t, func() bool { return p.srv.SessionCount() == 0 })
 	p.stop(t, 10*time.Second)
+}
+
+// TestSideTable: the fd-indexed table counts, finds and forgets sides, and
+// each survives sides being removed while it runs (run's cleanup ends
+// sessions from inside it).
+func TestSideTable(t *testing.T) {
+	var tb sideTable
+	a, b, c := &loopSide{fd: 3}, &loopSide{fd: 9}, &loopSide{fd: 4}
+	if tb.get(3) != nil || tb.get(-1) != nil || tb.len() != 0 {
+		t.Fatal("empty table finds something")
+	}
+	tb.set(12, nil) // forgetting an fd never seen is a no-op
+	tb.set(3, a)
+	tb.set(9, b)
+	tb.set(4, c)
+	tb.set(4, c) // again: still one
+	if tb.len() != 3 || tb.get(3) != a || tb.get(9) != b || tb.get(4) != c || tb.get(5) != nil || tb.get(100) != nil {
+		t.Fatalf("after 3 sets: len %d", tb.len())
+	}
+	var seen []int
+	tb.each(func(sd *loopSide) {
+		seen = append(seen, sd.fd)
+		if sd == a {
+			tb.set(9, nil) // removes a later one
+		}
+	})
+	if len(seen) != 2 || seen[0] != 3 || seen[1] != 4 {
+		t.Errorf("each saw %v, want [3 4]", seen)
+	}
+	tb.set(3, nil)
+	tb.set(3, nil)
+	if tb.len() != 1 || tb.get(3) != nil || tb.get(4) != c {
+		t.Errorf("after removals: len %d", tb.len())
+	}
 }

@@ -150,7 +150,7 @@ func TestEventLoopStalledClient(t *testing.T) {
 	l := p.srv.loops[0]
 	l.submit(func() {
 		most := 0
-		for _, sd := range l.sides {
+		for _, sd := range l.sides.all() {
 			most = max(most, sd.pending()+len(sd.in))
 		}
 		held <- most

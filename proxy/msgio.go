@@ -34,6 +34,11 @@ type msgReader struct {
 	// wake, for the client side, is told when a body is being read so that
 	// a shutdown wake-up never cuts a message in half.
 	wake *wakeReader
+	// cut is set when forwardBody failed after writing part of a message:
+	// the writer's stream ends inside that message, so nothing may follow
+	// it (no Terminate upstream, no ErrorResponse to the client; the peer
+	// sees the stream end, as it would from the real server or client).
+	cut bool
 }
 
 func newMsgReader(r io.Reader, max int) *msgReader {
@@ -118,6 +123,7 @@ func (m *msgReader) readBody() ([]byte, error) {
 func (m *msgReader) forwardBody(w *bufio.Writer) error {
 	n := m.pending
 	m.pending = 0
+	m.cut = true
 	if _, err := w.Write(m.hdr[:]); err != nil {
 		return err
 	}
@@ -136,6 +142,7 @@ func (m *msgReader) forwardBody(w *bufio.Writer) error {
 		m.r.Discard(len(b))
 		n -= len(b)
 	}
+	m.cut = false
 	return nil
 }
 

@@ -304,7 +304,9 @@ func (s *session) upstreamEnded(err error) error {
 	if s.upstreamClosing.Load() {
 		return nil
 	}
-	if !s.serverSentFatal {
+	// The FATAL goes only at a message boundary: after part of a message
+	// the client just sees the stream end, as it would from the server.
+	if !s.serverSentFatal && !s.sr.cut {
 		er := toErrorResponse(&pgError{Severity: "FATAL", Code: codeConnectionFailure,
 			Message: "pgveil lost the connection to the upstream server"})
 		buf, _ := er.Encode(nil)

@@ -336,14 +336,15 @@ func (s *session) relay() error {
 
 	s.upstreamClosing.Store(true)
 	s.server.SetWriteDeadline(time.Now().Add(time.Second))
-	if !errors.Is(cerr, errTerminated) {
+	if !errors.Is(cerr, errTerminated) && !s.cr.cut {
 		writeMsg(s.sw, 'X', nil)
 	}
 	s.sw.Flush()
 	s.server.Close()
 	<-s.serverDone
 
-	if cerr != nil && !errors.Is(cerr, errTerminated) && !isClosedConn(cerr) {
+	// No last message where the client's stream ends inside one.
+	if cerr != nil && !errors.Is(cerr, errTerminated) && !isClosedConn(cerr) && !s.sr.cut {
 		s.sendError(cerr)
 	}
 	return relayResult(cerr, serr)
