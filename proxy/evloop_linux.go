@@ -235,7 +235,7 @@ func newEventLoop(srv *Server) (*eventLoop, error) {
 		unix.Close(efd)
 		return nil, fmt.Errorf("event loop: epoll_ctl: %w", err)
 	}
-	return &eventLoop{srv: srv, ep: ep, efd: efd, 
+	return &eventLoop{srv: srv, ep: ep, efd: efd,
 		events: make([]unix.EpollEvent, 256), done: make(chan struct{})}, nil
 }
 
