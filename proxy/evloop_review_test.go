@@ -7,11 +7,8 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
-	"net"
 	"testing"
 	"time"
-
-	"github.com/pgveil/pgveil/integration/harness"
 )
 
 // Review tests of the event-loop relay: each runs on both cores, and the
@@ -48,12 +45,8 @@ func TestReviewDrainPartialHeader(t *testing.T) {
 	for _, core := range reviewCores {
 		t.Run(core.name, func(t *testing.T) {
 			p := startProxy(t, core.extra)
-			c, err := net.Dial("tcp", p.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := dialRaw(t, p)
 			defer c.Close()
-			startupRaw(t, c, harness.TrustUser)
 			if _, err := c.Write([]byte{'Q', 0, 0}); err != nil {
 				t.Fatal(err)
 			}
@@ -73,7 +66,7 @@ func TestReviewDrainPartialHeader(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
 			start := time.Now()
-			err = p.srv.Shutdown(ctx)
+			err := p.srv.Shutdown(ctx)
 			<-p.done
 			if err != nil {
 				t.Errorf("Shutdown after %v: %v (an idle session mid-header was not drained)", time.Since(start).Round(time.Millisecond), err)
@@ -129,12 +122,8 @@ func TestReviewForceCloseReachesWriteRest(t *testing.T) {
 // than its buffers; then the rest arrives and the result is right.
 func TestEventLoopStreamsLargeBind(t *testing.T) {
 	p := startProxy(t, "")
-	c, err := net.Dial("tcp", p.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialRaw(t, p)
 	defer c.Close()
-	startupRaw(t, c, harness.TrustUser)
 	w := bufio.NewWriter(c)
 	writeMsg(w, 'P', []byte("\x00SELECT length($1::bytea)\x00\x00\x00"))
 	const size = 64 << 20

@@ -171,15 +171,31 @@ func TestEventLoopStalledClient(t *testing.T) {
 // returns once the server waits to write (wait_event ClientWrite).
 func stallClient(t *testing.T, p *testProxy, a, b string) net.Conn {
 	t.Helper()
-	ctx := context.Background()
+	c := dialRaw(t, p)
+	w := bufio.NewWriter(c)
+	writeMsg(w, 'Q', []byte("SELECT repeat('z', 1000) /* "+a+b+" */ FROM generate_series(1, 200000)\x00"))
+	w.Flush()
+	waitClientWrite(t, a, b)
+	return c
+}
+
+// dialRaw opens a raw connection to p and logs in as the trust user.
+func dialRaw(t *testing.T, p *testProxy) net.Conn {
+	t.Helper()
 	c, err := net.Dial("tcp", p.addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	startupRaw(t, c, harness.TrustUser)
-	w := bufio.NewWriter(c)
-	writeMsg(w, 'Q', []byte("SELECT repeat('z', 1000) /* "+a+b+" */ FROM generate_series(1, 200000)\x00"))
-	w.Flush()
+	return c
+}
+
+// waitClientWrite waits until the backend running the query marked a+b
+// blocks writing to its client (wait_event ClientWrite). The marker is
+// split so that the query asking does not hold it.
+func waitClientWrite(t *testing.T, a, b string) {
+	t.Helper()
+	ctx := context.Background()
 	admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
 	if err != nil {
 		t.Fatal(err)
@@ -187,11 +203,9 @@ func stallClient(t *testing.T, p *testProxy, a, b string) net.Conn {
 	defer admin.Close(ctx)
 	waitFor(t, func() bool {
 		var n int
-		// The marker is split so that this query's own text does not hold it.
 		admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'ClientWrite' AND query LIKE '%' || $1 || $2 || '%' AND pid <> pg_backend_pid()", a, b).Scan(&n)
 		return n == 1
 	})
-	return c
 }
 
 // startupRaw logs user in (trust) on a raw connection and reads up to the

@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/binary"
 	"io"
-	"net"
 	"testing"
 	"time"
 
@@ -23,12 +22,8 @@ func TestUpstreamDiesMidMessage(t *testing.T) {
 	for _, core := range reviewCores {
 		t.Run(core.name, func(t *testing.T) {
 			p := startProxy(t, core.extra)
-			c, err := net.Dial("tcp", p.addr)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := dialRaw(t, p)
 			defer c.Close()
-			startupRaw(t, c, harness.TrustUser)
 			const size = 32 << 20
 			marker := "midmsg-" + core.name
 			w := bufio.NewWriter(c)
@@ -36,17 +31,13 @@ func TestUpstreamDiesMidMessage(t *testing.T) {
 			w.Flush()
 
 			// The client does not read: the server blocks writing the row.
+			waitClientWrite(t, "midmsg-", core.name)
 			ctx := context.Background()
 			admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer admin.Close(ctx)
-			waitFor(t, func() bool {
-				var n int
-				admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'ClientWrite' AND query LIKE '%midmsg-' || $1 || '%' AND pid <> pg_backend_pid()", core.name).Scan(&n)
-				return n == 1
-			})
 			var ok bool
 			if err := admin.QueryRow(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%midmsg-' || $1 || '%' AND pid <> pg_backend_pid()", core.name).Scan(&ok); err != nil || !ok {
 				t.Fatalf("pg_terminate_backend: %v %v", ok, err)
