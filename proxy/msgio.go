@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // Buffer sizes of the relay. A read buffer holds many small messages, so a
@@ -43,6 +44,57 @@ type msgReader struct {
 
 func newMsgReader(r io.Reader, max int) *msgReader {
 	return &msgReader{r: bufio.NewReaderSize(r, readBufferSize), max: max, knob: "proxy.max_startup_message"}
+}
+
+// Sessions take their 32 KiB readers and writers from pools and give them
+// back when they end: a connection otherwise leaves 128 KiB of garbage, and
+// under many short connections the collector's work on it was a sixth of
+// pgveil's CPU (docs/BENCH.md). A session gives them back only when no
+// goroutine can still touch them (session.releaseBuffers).
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, writeBufferSize) }}
+)
+
+// pooledBuffers are the pooled readers and writers one session holds.
+type pooledBuffers struct {
+	readers []*bufio.Reader
+	writers []*bufio.Writer
+}
+
+// reader returns a pooled reader over r, held until release.
+func (p *pooledBuffers) reader(r io.Reader) *bufio.Reader {
+	b := readerPool.Get().(*bufio.Reader)
+	b.Reset(r)
+	p.readers = append(p.readers, b)
+	return b
+}
+
+// writer returns a pooled writer to w, held until release.
+func (p *pooledBuffers) writer(w io.Writer) *bufio.Writer {
+	b := writerPool.Get().(*bufio.Writer)
+	b.Reset(w)
+	p.writers = append(p.writers, b)
+	return b
+}
+
+// msgReader returns a message reader over r with a pooled buffer.
+func (p *pooledBuffers) msgReader(r io.Reader, max int) *msgReader {
+	return &msgReader{r: p.reader(r), max: max, knob: "proxy.max_startup_message"}
+}
+
+// release gives every held reader and writer back, dropping what they
+// buffered and the connections they pointed to.
+func (p *pooledBuffers) release() {
+	for _, b := range p.readers {
+		b.Reset(nil)
+		readerPool.Put(b)
+	}
+	for _, b := range p.writers {
+		b.Reset(nil)
+		writerPool.Put(b)
+	}
+	p.readers, p.writers = nil, nil
 }
 
 // tooLargeError reports a message over the configured limit. It is a

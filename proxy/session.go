@@ -65,6 +65,13 @@ type session struct {
 	sr        *msgReader
 	sw        *bufio.Writer
 
+	// bufs holds the pooled readers and writers behind cr, cw, sr and sw
+	// (and those replaced after TLS, which a prefixedConn may still read
+	// through); panicked keeps them from the pools after a panic, when a
+	// goroutine might still use them.
+	bufs     pooledBuffers
+	panicked bool
+
 	t          *tracker
 	scratch    []byte // reused encode buffer of clientToServer
 	out        []byte // reused encode buffer of serverToClient
@@ -139,9 +146,9 @@ func (srv *Server) newSession(conn net.Conn) *session {
 func (s *session) setClientConn(conn net.Conn, max int) {
 	s.client = conn
 	s.wake_ = &wakeReader{conn: conn}
-	s.cr = newMsgReader(s.wake_, max)
+	s.cr = s.bufs.msgReader(s.wake_, max)
 	s.cr.wake = s.wake_
-	s.cw = bufio.NewWriterSize(conn, writeBufferSize)
+	s.cw = s.bufs.writer(conn)
 }
 
 // run drives the session through its phases.
@@ -150,6 +157,7 @@ func (s *session) run() {
 	m.ConnectionsOpen.Inc()
 	m.ConnectionsTotal.Inc()
 	defer m.ConnectionsOpen.Dec()
+	defer s.releaseBuffers() // last: after the connections are closed
 	defer s.closeClient()
 	defer s.recoverPanic("session")
 	defer s.stop()
@@ -195,6 +203,7 @@ func (s *session) run() {
 // process and every other session: the session ends, the stack is logged.
 func (s *session) recoverPanic(where string) {
 	if r := recover(); r != nil {
+		s.panicked = true
 		s.logPanic(where, r)
 		s.forceClose()
 	}
@@ -217,6 +226,25 @@ func (s *session) failStartup(err error) {
 	}
 	s.log.Info("startup failed", zap.Error(err))
 	s.sendError(err)
+}
+
+// releaseBuffers gives the session's readers and writers back to the
+// pools once nothing can use them: run's own work is over, and the
+// goroutine relay's serverToClient has ended (an event loop never uses
+// them: it copied what they had buffered before the hand-over). After a
+// panic they are left to the garbage collector.
+func (s *session) releaseBuffers() {
+	if s.panicked {
+		return
+	}
+	if s.serverDone != nil {
+		select {
+		case <-s.serverDone:
+		default:
+			return
+		}
+	}
+	s.bufs.release()
 }
 
 // sendError writes an ErrorResponse for err to the client and flushes.
@@ -296,8 +324,8 @@ func (s *session) connect(startup []byte) error {
 	s.server, s.serverTLS = conn, encrypted
 	// The server is trusted: its messages are bounded only by the protocol's
 	// int32 length (a DataRow may exceed the 1 GiB that bounds clients).
-	s.sr = newMsgReader(conn, math.MaxInt32)
-	s.sw = bufio.NewWriterSize(conn, writeBufferSize)
+	s.sr = s.bufs.msgReader(conn, math.MaxInt32)
+	s.sw = s.bufs.writer(conn)
 	if _, err := s.sw.Write(startup); err != nil {
 		return &pgError{Severity: "FATAL", Code: codeConnectionFailure, Message: "lost the upstream connection during startup", cause: &upstreamError{err}}
 	}
