@@ -111,9 +111,10 @@ type session struct {
 	copyVals  [][]byte
 	ptOut     []byte
 
-	// connMu guards the hand-over to an event loop against Shutdown's
-	// wake and forceClose: onLoop is the loop session while a loop relays
-	// this one; forced records forceClose.
+	// connMu guards the hand-over to an event loop, and the assignments of
+	// client and server, against Shutdown's wake and forceClose: onLoop is
+	// the loop session while a loop relays this one; forced records
+	// forceClose.
 	connMu  sync.Mutex
 	onLoop  *loopSession
 	restFDs []int // the sockets a loop handed back, while their last bytes are written
@@ -144,7 +145,9 @@ func (srv *Server) newSession(conn net.Conn) *session {
 
 // setClientConn (re)builds the client reader and writer, after TLS.
 func (s *session) setClientConn(conn net.Conn, max int) {
+	s.connMu.Lock() // wake and forceClose read it from Shutdown's goroutine
 	s.client = conn
+	s.connMu.Unlock()
 	s.wake_ = &wakeReader{conn: conn}
 	s.cr = s.bufs.msgReader(s.wake_, max)
 	s.cr.wake = s.wake_
@@ -265,13 +268,13 @@ func (s *session) closeClient() {
 // read of the goroutine relay, or asks the loop relaying it.
 func (s *session) wake() {
 	s.connMu.Lock()
-	ls := s.onLoop
+	ls, client := s.onLoop, s.client
 	s.connMu.Unlock()
 	if ls != nil {
 		ls.wake()
 		return
 	}
-	s.client.SetReadDeadline(time.Now())
+	client.SetReadDeadline(time.Now())
 }
 
 // forceClose ends the session at once (shutdown timeout).
@@ -321,7 +324,9 @@ func (s *session) connect(startup []byte) error {
 			Hint:    "check that PostgreSQL is running and upstream.address is right", cause: &upstreamError{err}}
 	}
 	s.srv.metrics.UpstreamConnect.Observe(time.Since(start).Seconds())
+	s.connMu.Lock()
 	s.server, s.serverTLS = conn, encrypted
+	s.connMu.Unlock()
 	// The server is trusted: its messages are bounded only by the protocol's
 	// int32 length (a DataRow may exceed the 1 GiB that bounds clients).
 	s.sr = s.bufs.msgReader(conn, math.MaxInt32)
