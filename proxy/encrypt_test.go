@@ -75,11 +75,7 @@ var testMasterKey = func() string {
 func startEncProxy(t *testing.T) *testProxy {
 	t.Helper()
 	ctx := context.Background()
-	admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	admin := adminConn(t)
 	if _, err := admin.Exec(ctx, encSchema); err != nil {
 		t.Fatal(err)
 	}
@@ -189,11 +185,7 @@ func TestEncryptRoundTripEveryExecMode(t *testing.T) {
 		})
 	}
 	// At rest: no plaintext anywhere in the table.
-	admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	admin := adminConn(t)
 	var dump string
 	if err := admin.QueryRow(ctx, `SELECT string_agg(t::text, E'\n') FROM enc_users t`).Scan(&dump); err != nil {
 		t.Fatal(err)
@@ -358,11 +350,7 @@ func TestEncryptCopy(t *testing.T) {
 	if !errors.As(err, &pe) || !strings.Contains(pe.Message, "pgveil") {
 		t.Fatalf("bad COPY row: %v", err)
 	}
-	admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	admin := adminConn(t)
 	var dump string
 	admin.QueryRow(ctx, `SELECT string_agg(t::text, E'\n') FROM enc_users t`).Scan(&dump)
 	for _, plain := range []string{"Example.com", "example.com", "line1", "+44", "secret-phone-9", "1815-12-10"} {
@@ -454,11 +442,7 @@ func TestCatalogFollowsDDL(t *testing.T) {
 func TestMigrationMode(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ctx := context.Background()
-	admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	admin := adminConn(t)
 	if _, err := admin.Exec(ctx, `
 DROP TABLE IF EXISTS legacy;
 CREATE TABLE legacy (id serial PRIMARY KEY, email text, email_bidx bytea, born text);
@@ -553,11 +537,7 @@ tables:
 func TestGuardedViewRefused(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	ctx := context.Background()
-	admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	admin := adminConn(t)
 	if _, err := admin.Exec(ctx, encSchema+`
 CREATE VIEW enc_user_emails AS SELECT id, org_id, email FROM enc_users;
 CREATE VIEW enc_user_emails2 AS SELECT email FROM enc_user_emails;

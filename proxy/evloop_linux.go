@@ -493,19 +493,12 @@ func (ls *loopSession) fromClient() error {
 	s, c, u := ls.s, &ls.c, &ls.u
 	defer c.flow.publish(s.srv.metrics.bytesC2S, s.srv.metrics.msgsC2S)
 	for {
-		if c.stream > 0 {
-			if !c.passBody(u) {
-				break
-			}
-			continue
-		}
-		if c.w-c.r < 5 {
-			break
-		}
-		typ := c.in[c.r]
-		n := int(int32(be32(c.in[c.r+1:])))
-		if err := s.cr.checkLength(typ, n); err != nil {
+		typ, n, ok, err := c.next(u, s.cr)
+		if err != nil {
 			return err
+		}
+		if !ok {
+			break
 		}
 		if frontendNamed(typ) {
 			// The tracker reads only the names at the start of the body:
@@ -552,19 +545,12 @@ func (ls *loopSession) fromServer() (drain bool, err error) {
 		s.checkDesync(&ls.desyncs)
 	}()
 	for {
-		if u.stream > 0 {
-			if !u.passBody(c) {
-				break
-			}
-			continue
-		}
-		if u.w-u.r < 5 {
-			break
-		}
-		typ := u.in[u.r]
-		n := int(int32(be32(u.in[u.r+1:])))
-		if err := s.sr.checkLength(typ, n); err != nil {
+		typ, n, ok, err := u.next(c, s.sr)
+		if err != nil {
 			return drain, err
+		}
+		if !ok {
+			break
 		}
 		if typ == 'Z' || typ == 'E' {
 			if u.w-u.r < n+1 {
@@ -615,6 +601,21 @@ func namesIn(typ byte, part []byte) bool {
 type outBuf []byte
 
 func (b *outBuf) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }
+
+// next passes on what is buffered of the current body and reads the next
+// header, judged by mr's limit (n counts itself, as on the wire). ok is
+// false while more bytes are needed.
+func (sd *loopSide) next(peer *loopSide, mr *msgReader) (typ byte, n int, ok bool, err error) {
+	if sd.stream > 0 && !sd.passBody(peer) {
+		return 0, 0, false, nil
+	}
+	if sd.w-sd.r < 5 {
+		return 0, 0, false, nil
+	}
+	typ = sd.in[sd.r]
+	n = int(int32(be32(sd.in[sd.r+1:])))
+	return typ, n, true, mr.checkLength(typ, n)
+}
 
 // passBody moves as much of the current body as is buffered to the peer's
 // output (or drops it). It reports whether the body is complete.

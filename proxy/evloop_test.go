@@ -196,11 +196,7 @@ func dialRaw(t *testing.T, p *testProxy) net.Conn {
 func waitClientWrite(t *testing.T, a, b string) {
 	t.Helper()
 	ctx := context.Background()
-	admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	admin := adminConn(t)
 	waitFor(t, func() bool {
 		var n int
 		admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'ClientWrite' AND query LIKE '%' || $1 || $2 || '%' AND pid <> pg_backend_pid()", a, b).Scan(&n)

@@ -10,8 +10,6 @@ import (
 	"io"
 	"testing"
 	"time"
-
-	"github.com/pgveil/pgveil/integration/harness"
 )
 
 // TestUpstreamDiesMidMessage: the server dies while pgveil has relayed
@@ -33,11 +31,7 @@ func TestUpstreamDiesMidMessage(t *testing.T) {
 			// The client does not read: the server blocks writing the row.
 			waitClientWrite(t, "midmsg-", core.name)
 			ctx := context.Background()
-			admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer admin.Close(ctx)
+			admin := adminConn(t)
 			var ok bool
 			if err := admin.QueryRow(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%midmsg-' || $1 || '%' AND pid <> pg_backend_pid()", core.name).Scan(&ok); err != nil || !ok {
 				t.Fatalf("pg_terminate_backend: %v %v", ok, err)

@@ -101,11 +101,7 @@ func (p *testProxy) url(params ...string) string {
 func waitBackendGone(t *testing.T, marker string) {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := adminConn(t)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var n int
@@ -343,11 +339,7 @@ func TestStartupGarbage(t *testing.T) {
 func waitQueryRunning(t *testing.T, marker string) {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := adminConn(t)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var n int
@@ -394,3 +386,16 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 var testMetrics = NewMetrics(prometheus.NewRegistry(), nil)
+
+// adminConn connects to the test cluster as the superuser, directly; the
+// connection closes when the test ends.
+func adminConn(t *testing.T) *pgx.Conn {
+	t.Helper()
+	ctx := context.Background()
+	c, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(ctx) })
+	return c
+}
