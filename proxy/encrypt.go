@@ -24,6 +24,9 @@ import (
 
 // planSession is what the planner knows of this session.
 func (s *session) planSession() rewrite.Session {
+	if s.pathUnknown {
+		return rewrite.Session{PathUnknown: true, BackslashStrings: s.backslash.Load()}
+	}
 	return rewrite.Session{SearchPath: s.searchPath, BackslashStrings: s.backslash.Load()}
 }
 
@@ -78,25 +81,21 @@ func planNeedsWork(p *rewrite.Plan) bool {
 	return false
 }
 
-// applyEffects records what a statement changes in the session's view.
-// It is optimistic (applied when sent): a SET search_path that fails or is
-// rolled back leaves pgveil resolving names with the new path; the planner
-// then sees a same-named table as the configured one only when it exists
-// in the catalog under that schema, so the effect is bounded.
+// applyEffects records what the statements of a plan change in the
+// session's view, when they are sent: prepared statements deallocated, DDL,
+// and the search_path, which becomes unknown until the server is asked
+// again (searchpath.go).
 func (s *session) applyEffects(p *rewrite.Plan) {
 	for _, st := range p.Stmts {
-		switch {
-		case st.SearchPathReset:
-			s.searchPath = s.initialSearchPath
-		case st.SearchPath != nil:
-			s.searchPath = expandUser(st.SearchPath, s.user)
-		}
+		s.pathEffect(stmtEffects(st))
 		switch st.Deallocate {
 		case "":
 		case "*":
 			s.t.forgetStatements()
+			clear(s.effStmts)
 		default:
 			s.t.closeStatement([]byte(st.Deallocate))
+			delete(s.effStmts, st.Deallocate)
 		}
 		if st.Kind == rewrite.KindDDL {
 			s.ddlSent = true
@@ -123,12 +122,16 @@ func (s *session) handleQuery(body []byte) error {
 	}
 	s.refreshCatalogIfNeeded()
 	sql := string(body[:len(body)-1])
+	if err := s.syncSearchPathFor(sql); err != nil {
+		return err
+	}
 	p, err := s.plan(sql)
 	if err != nil {
 		s.injectQueryError(refusalFrom(err))
 		return nil
 	}
 	if !planNeedsWork(p) {
+		s.applyEffects(p)
 		s.srv.metrics.stmtPassthrough.Inc()
 		s.t.push(pending{kind: pendQuery})
 		s.sw.Write(s.cr.header())
@@ -370,12 +373,17 @@ func (s *session) handleParse(body []byte) error {
 	}
 	s.refreshCatalogIfNeeded()
 	sql := string(pm.Query)
+	if err := s.syncSearchPathFor(sql); err != nil {
+		return err
+	}
 	p, err := s.plan(sql)
 	if err != nil {
 		s.injectExtendedError(refusalFrom(err))
 		return nil
 	}
+	s.noteStmtEffects(pm.Name, p)
 	if !planNeedsWork(p) {
+		s.applyEffects(p)
 		s.srv.metrics.stmtPassthrough.Inc()
 		if len(pm.Name) == 0 || !s.t.hasStatement(pm.Name) {
 			s.t.defineStatement(pm.Name, passthroughStmt)
@@ -477,6 +485,7 @@ func (s *session) handleBind(body []byte) error {
 	if err := bm.parse(body); err != nil {
 		return err
 	}
+	s.notePortalEffects(bm.Portal, bm.Statement)
 	stmt := s.t.statement(bm.Statement)
 	if stmt == passthroughStmt {
 		s.t.bindPortal(bm.Portal, passthroughPortal)

@@ -63,6 +63,9 @@ func (s *session) handleExecute(body []byte) error {
 	if !ok {
 		return &protocolError{msg: "malformed Execute message"}
 	}
+	if e := s.effPortals[string(name)]; e != 0 {
+		s.pathEffect(e)
+	}
 	portal := s.t.portal(name)
 	if portal != passthroughPortal && portal.Stmt.Plan != nil && portal.Stmt.Plan.OutputsByOrigin && !portal.described {
 		// Fields are known only from a RowDescription: ask for one, for
@@ -92,6 +95,7 @@ func (s *session) handleClose(body []byte) error {
 		return &protocolError{msg: "malformed Close message"}
 	}
 	if body[0] == 'S' {
+		delete(s.effStmts, string(name))
 		stmt := s.t.statement(name)
 		s.t.closeStatement(name)
 		s.t.push(pending{kind: pendCloseStmt})
@@ -102,6 +106,7 @@ func (s *session) handleClose(body []byte) error {
 		s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'C', 'S', stmt.ServerName))
 		return nil
 	}
+	delete(s.effPortals, string(name))
 	s.t.closePortal(name)
 	s.t.push(pending{kind: pendClosePortal})
 	s.forwardClient(body)

@@ -224,6 +224,11 @@ func (s *session) serverToClient() error {
 			ev := s.t.onBackend(typ, nil)
 			m.upstreamDone(ev)
 			switch {
+			case ev.cur.pathSync && typ == 'D':
+				var body []byte
+				if body, err = s.sr.readBody(); err == nil {
+					s.pathSyncMessage(typ, body)
+				}
 			case ev.cur.suppress || ev.cur.injected:
 				err = s.sr.discardBody()
 			case s.eng != nil:
@@ -256,6 +261,9 @@ func (s *session) serverToClient() error {
 func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drainNow bool) {
 	ev := s.t.onBackend(typ, body)
 	s.srv.metrics.upstreamDone(ev)
+	if ev.cur.pathSync {
+		s.pathSyncMessage(typ, body)
+	}
 	switch {
 	case ev.cur.suppress:
 	case typ == 'E' && ev.cur.injected:

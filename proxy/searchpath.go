@@ -2,8 +2,169 @@ package proxy
 
 import (
 	"fmt"
+	"net"
 	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/pgveil/pgveil/rewrite"
 )
+
+// Following the search_path.
+//
+// pgveil resolves unqualified table names under the session's search_path,
+// and a wrong path could let an INSERT into a configured table through
+// unencrypted. It is sure of the path only when the server says it: at
+// connect (initSearchPath) and when it asks again (syncSearchPath). What
+// the client sends changes it in ways pgveil cannot follow exactly: a SET
+// may not run (an earlier statement of its string failed), a ROLLBACK (to a
+// savepoint, or of the block) undoes it, the end of a transaction ends SET
+// LOCAL. So:
+//
+//   - a statement that changes the path (SET, SET LOCAL, RESET, DISCARD ALL,
+//     set_config), when it is sent (Query, Execute; also at Parse), makes
+//     the path unknown, and stale;
+//   - a transaction statement (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, …) sent
+//     while the path is stale makes it unknown again;
+//   - while the path is unknown, the planner resolves an unqualified name
+//     by the name alone, to the one configured table of that name (refused
+//     when several schemas have one): fail closed;
+//   - the next statement that may name a configured table, sent while the
+//     server owes the client nothing, first asks the server (SHOW
+//     search_path; the client sees none of it) and plans with the answer.
+//     An answer taken outside a transaction block clears stale: no
+//     transaction end can undo the change any more.
+//
+// A pipelined client (one that sends on without waiting for answers) gets
+// no such moment and plans by name until it pauses.
+
+// Statement effects that matter to the path.
+const (
+	effPath uint8 = 1 << iota // changes the search_path
+	effTx                     // begins or ends a transaction or savepoint
+)
+
+// stmtEffects are st's effects on the path.
+func stmtEffects(st *rewrite.Stmt) (e uint8) {
+	if st.SearchPath != nil || st.SearchPathReset {
+		e |= effPath
+	}
+	if st.Kind == rewrite.KindTransaction {
+		e |= effTx
+	}
+	return e
+}
+
+// pathEffect records that statements with effects e were sent.
+func (s *session) pathEffect(e uint8) {
+	if e&effPath != 0 {
+		s.pathUnknown, s.pathStale = true, true
+	}
+	if e&effTx != 0 && s.pathStale {
+		s.pathUnknown = true
+	}
+}
+
+// noteStmtEffects remembers the effects of a prepared statement (name; ""
+// is the unnamed one), which take place at each Execute of its portals.
+func (s *session) noteStmtEffects(name []byte, p *rewrite.Plan) {
+	var e uint8
+	for _, st := range p.Stmts {
+		e |= stmtEffects(st)
+	}
+	switch {
+	case e != 0:
+		if s.effStmts == nil {
+			s.effStmts = map[string]uint8{}
+		}
+		s.effStmts[string(name)] = e
+	case len(s.effStmts) > 0:
+		delete(s.effStmts, string(name))
+	}
+}
+
+// notePortalEffects gives a portal bound to stmt the statement's effects.
+func (s *session) notePortalEffects(portal, stmt []byte) {
+	if len(s.effStmts) == 0 && len(s.effPortals) == 0 {
+		return
+	}
+	if e := s.effStmts[string(stmt)]; e != 0 {
+		if s.effPortals == nil {
+			s.effPortals = map[string]uint8{}
+		}
+		s.effPortals[string(portal)] = e
+		return
+	}
+	delete(s.effPortals, string(portal))
+}
+
+// pathReply is the server's answer to syncSearchPath.
+type pathReply struct {
+	value  string
+	ok     bool
+	status byte // transaction status after it
+}
+
+// showSearchPath is the Query syncSearchPath sends.
+var showSearchPath = appendQuery(nil, "SHOW search_path")
+
+// syncSearchPathFor asks the server for the search_path before sql is
+// planned, when the path is unknown, sql may name a configured table, and
+// now is a moment to ask: the server owes the client nothing (so the
+// question neither waits behind a pipeline nor runs inside the client's
+// implicit transaction) and no failed transaction block would refuse it.
+// Otherwise sql is planned with the path unknown.
+func (s *session) syncSearchPathFor(sql string) error {
+	if !s.pathUnknown || !s.eng.planner.MayReference(sql) || s.t.len() != 0 || s.t.status() == 'E' {
+		return nil
+	}
+	if s.pathCh == nil {
+		s.pathCh = make(chan pathReply, 1)
+	}
+	s.t.push(pending{kind: pendQuery, suppress: true, pathSync: true})
+	s.sw.Write(showSearchPath)
+	if err := s.sw.Flush(); err != nil {
+		return err
+	}
+	var r pathReply
+	select {
+	case r = <-s.pathCh:
+	case <-s.serverDone:
+		return net.ErrClosed // serverToClient told the client why
+	}
+	if !r.ok {
+		return nil // still unknown; planned by name
+	}
+	s.searchPath = expandUser(parseSearchPath(r.value), s.user)
+	s.pathUnknown = false
+	if r.status == 'I' {
+		s.pathStale = false
+	}
+	s.log.Debug("search_path read again", zap.Strings("search_path", s.searchPath))
+	return nil
+}
+
+// pathSyncMessage takes a message answering syncSearchPath's query: the
+// row (its body), an error, and ReadyForQuery, which sends the answer.
+// Server goroutine.
+func (s *session) pathSyncMessage(typ byte, body []byte) {
+	switch typ {
+	case 'D':
+		var d dataRow
+		if err := d.parse(body); err == nil && len(d.values) == 1 && d.values[0] != nil {
+			s.syncValue, s.syncOK = string(d.values[0]), true
+		}
+	case 'E':
+		s.syncOK = false
+	case 'Z':
+		r := pathReply{value: s.syncValue, ok: s.syncOK}
+		if len(body) > 0 {
+			r.status = body[0]
+		}
+		s.syncValue, s.syncOK = "", false
+		s.pathCh <- r // buffered; one question at a time
+	}
+}
 
 // initSearchPath asks the upstream session for its effective search_path
 // (role and database settings, startup options included) before the relay

@@ -86,18 +86,26 @@ type session struct {
 	// Client goroutine state.
 	searchPath        []string
 	initialSearchPath []string
-	stmtSeq           int
-	copyPlan          *rewrite.Stmt // the COPY FROM whose data the client sends
-	copyIn            *copyIn
-	ddlSent           bool
-	ddlSeen           int64
-	bindIn, bindOut   bindMsg
-	arena             []byte
-	spans             []span
-	nulls             []bool
-	ptBuf, envBuf     []byte
-	idxBuf            []byte
+	// pathUnknown, pathStale, effStmts and effPortals: see searchpath.go.
+	pathUnknown     bool
+	pathStale       bool
+	effStmts        map[string]uint8
+	effPortals      map[string]uint8
+	pathCh          chan pathReply // the server goroutine's answer to syncSearchPath
+	stmtSeq         int
+	copyPlan        *rewrite.Stmt // the COPY FROM whose data the client sends
+	copyIn          *copyIn
+	ddlSent         bool
+	ddlSeen         int64
+	bindIn, bindOut bindMsg
+	arena           []byte
+	spans           []span
+	nulls           []bool
+	ptBuf, envBuf   []byte
+	idxBuf          []byte
 	// Server goroutine state.
+	syncValue string // the row of pgveil's SHOW search_path
+	syncOK    bool
 	backslash atomic.Bool  // standard_conforming_strings is off
 	nonUTF8   atomic.Bool  // client_encoding is not UTF8
 	ddlDone   atomic.Int64 // unix nanos when DDL last completed

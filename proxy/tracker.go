@@ -87,6 +87,10 @@ type pending struct {
 	// sent is when a planned Query or Execute went upstream (zero for
 	// pass-through ones): the upstream phase is timed from it.
 	sent time.Time
+	// pathSync marks the SHOW search_path pgveil sends for itself
+	// (suppress is set too): its row and ReadyForQuery answer
+	// syncSearchPath.
+	pathSync bool
 	// void marks a Sync the server ignores because it arrived while the
 	// backend was in COPY IN mode (libpq sends Sync before it learns a
 	// statement was COPY; the backend discards Sync and Flush during copy-in).
@@ -229,6 +233,13 @@ func (t *tracker) desyncCount() uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.stats.desyncs
+}
+
+// status is the transaction status of the last ReadyForQuery.
+func (t *tracker) status() byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.txStatus
 }
 
 // len is the number of messages awaiting responses.

@@ -42,6 +42,7 @@ type cacheEntry struct {
 	text       string
 	path       []string
 	backslash  bool
+	unknown    bool // Session.PathUnknown
 	plan       *Plan
 	referenced atomic.Bool
 }
@@ -54,7 +55,7 @@ func newPlanCache(max int) *planCache {
 }
 
 func (e *cacheEntry) matches(s *Session) bool {
-	if e.backslash != s.BackslashStrings || len(e.path) != len(s.SearchPath) {
+	if e.backslash != s.BackslashStrings || e.unknown != s.PathUnknown || len(e.path) != len(s.SearchPath) {
 		return false
 	}
 	for i := range e.path {
@@ -103,7 +104,7 @@ func (c *planCache) put(text string, s *Session, p *Plan, gen uint64) {
 			}
 		}
 	}
-	e := &cacheEntry{text: text, path: append([]string(nil), s.SearchPath...), backslash: s.BackslashStrings, plan: p}
+	e := &cacheEntry{text: text, path: append([]string(nil), s.SearchPath...), backslash: s.BackslashStrings, unknown: s.PathUnknown, plan: p}
 	if len(c.ring) < c.max {
 		c.ring = append(c.ring, e)
 	} else {

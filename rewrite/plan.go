@@ -304,6 +304,13 @@ type Session struct {
 	// planner then refuses statements on configured tables whose plain
 	// strings hold a backslash (the only case where the two readings differ).
 	BackslashStrings bool
+	// PathUnknown is set while the proxy cannot be sure of the session's
+	// search_path (a change it saw may have been rolled back, or may not
+	// have run): unqualified names then resolve by name alone, to the one
+	// configured table of that name (refused when several schemas have
+	// one), as after a RESET earlier in the same string. SearchPath is
+	// ignored.
+	PathUnknown bool
 }
 
 // Catalog is a snapshot of the live schema, taken by the proxy over its

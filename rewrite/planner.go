@@ -101,6 +101,11 @@ func (p *Planner) isMigrating(t *policy.Table) bool {
 // Stats returns the plan cache's counters.
 func (p *Planner) Stats() CacheStats { return p.cache.stats() }
 
+// MayReference reports whether sql may name a configured table: false
+// means no plan of it depends on the session's search_path. It is the
+// cheap pre-check Plan itself starts with.
+func (p *Planner) MayReference(sql string) bool { return p.pre.Load().mayReference(sql) }
+
 // Plan plans the statements of sql under session s. A refusal is an *Error
 // whose SQLSTATE and message go to the client; a refusal of any statement
 // of a multi-statement string refuses the whole string.
@@ -214,7 +219,10 @@ func (p *Planner) planText(sql string, s *Session, cat *Catalog) (plan *Plan, ca
 	}
 	plan = &Plan{}
 	cacheable, shapeOK = true, true
-	path := &pathState{schemas: s.SearchPath}
+	path := &pathState{schemas: s.SearchPath, unknown: s.PathUnknown}
+	if s.PathUnknown {
+		path.schemas = nil
+	}
 	for i, raw := range tree.Stmts {
 		start := int(raw.StmtLocation)
 		end := len(sql)

@@ -179,3 +179,29 @@ func TestOutputsFollowCatalogOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestPathUnknown: with the session's search_path unknown, an unqualified
+// name is the one configured table of that name, whatever the path said;
+// plans made with and without it are cached apart.
+func TestPathUnknown(t *testing.T) {
+	p := newTestPlanner(t)
+	sql := "INSERT INTO accounts (tenant_id, iban) VALUES ($1, $2)"
+	appPath := Session{SearchPath: []string{"app", "public"}}
+	if plan, err := p.Plan(sql, appPath); err != nil || plan.Rewritten {
+		t.Fatalf("under app, public (no accounts table): rewritten %v, %v", plan != nil && plan.Rewritten, err)
+	}
+	plan, err := p.Plan(sql, Session{SearchPath: appPath.SearchPath, PathUnknown: true})
+	if err != nil || !plan.Rewritten || !strings.Contains(dumpPlan(sql, plan), "billing.accounts.iban") {
+		t.Fatalf("path unknown: want billing.accounts sealed, got %v\n%s", err, dumpPlan(sql, plan))
+	}
+	// Cached apart: the known path still plans it as it did.
+	if plan, err := p.Plan(sql, appPath); err != nil || plan.Rewritten {
+		t.Fatalf("under app, public after an unknown-path plan: rewritten %v, %v", plan != nil && plan.Rewritten, err)
+	}
+	// users is shadowed by app.users on the known path; unknown, it is
+	// public.users, the only configured one.
+	plan, err = p.Plan("UPDATE users SET phone = $1 WHERE org_id = $2", Session{PathUnknown: true})
+	if err != nil || !plan.Rewritten {
+		t.Fatalf("users with the path unknown: %v", err)
+	}
+}

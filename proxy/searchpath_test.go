@@ -1,0 +1,234 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/pgveil/pgveil/integration/harness"
+)
+
+// The search_path decides whether an unqualified name is a configured
+// table. Each case ends with the server's path at sp_conf (where
+// sp_conf.secrets is configured) while the client's earlier statements
+// named another path that the server did not keep: a proxy that believed
+// what was sent would see no configured table and pass the value through
+// in plaintext.
+const searchPathSchema = `
+DROP SCHEMA IF EXISTS sp_conf, sp_other CASCADE;
+CREATE SCHEMA sp_conf; CREATE SCHEMA sp_other;
+CREATE TABLE sp_conf.secrets (id serial PRIMARY KEY, body bytea);
+CREATE TABLE sp_other.secrets (id serial PRIMARY KEY, body text);
+GRANT ALL ON SCHEMA sp_conf, sp_other TO scram_user;
+GRANT ALL ON ALL TABLES IN SCHEMA sp_conf, sp_other TO scram_user;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA sp_conf, sp_other TO scram_user;
+`
+
+func startSearchPathProxy(t *testing.T) *testProxy {
+	t.Helper()
+	if _, err := adminConn(t).Exec(context.Background(), searchPathSchema); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGVEIL_TEST_MASTER", testMasterKey)
+	return startProxyYAML(t, fmt.Sprintf(`listen: 127.0.0.1:0
+upstream:
+  address: %s
+  tls: disable
+  service_url: %s
+keysource:
+  local:
+    key_env: PGVEIL_TEST_MASTER
+admin:
+  listen: ""
+tables:
+  sp_conf.secrets:
+    columns:
+      body:
+        type: text
+`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database)))
+}
+
+func TestSearchPathFollowsTheServer(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startSearchPathProxy(t)
+	defer p.stop(t, 10*time.Second)
+	ctx := context.Background()
+	admin := adminConn(t)
+
+	simple := func(c *pgx.Conn, sql string) error {
+		_, err := c.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		return err
+	}
+	// extended runs sql as Parse/Bind/Execute/Sync of the unnamed statement.
+	extended := func(c *pgx.Conn, sql string) error {
+		return c.PgConn().ExecParams(ctx, sql, nil, nil, nil, nil).Read().Err
+	}
+	cases := []struct {
+		name string
+		// startPath is the session's search_path at connect.
+		startPath string
+		steps     func(c *pgx.Conn) error
+		// batch, if set, is sent with the INSERT in one pgx batch instead
+		// of steps: pgveil plans it all before the server answers.
+		batch []string
+	}{
+		{"SET, simple protocol", "sp_other", func(c *pgx.Conn) error {
+			return simple(c, "SET search_path TO sp_conf")
+		}, nil},
+		{"SET, extended protocol", "sp_other", func(c *pgx.Conn) error {
+			return extended(c, "SET search_path TO sp_conf")
+		}, nil},
+		{"set_config", "sp_other", func(c *pgx.Conn) error {
+			return simple(c, "SELECT set_config('search_path', 'sp_conf', false)")
+		}, nil},
+		{"SET rolled back", "sp_conf", func(c *pgx.Conn) error {
+			return firstErr(simple(c, "BEGIN"), simple(c, "SET search_path TO sp_other"), simple(c, "ROLLBACK"))
+		}, nil},
+		{"SET rolled back, extended protocol", "sp_conf", func(c *pgx.Conn) error {
+			return firstErr(extended(c, "BEGIN"), extended(c, "SET search_path TO sp_other"), extended(c, "ROLLBACK"))
+		}, nil},
+		{"SET LOCAL ends with its transaction", "sp_conf", func(c *pgx.Conn) error {
+			return firstErr(simple(c, "BEGIN"), simple(c, "SET LOCAL search_path TO sp_other"), simple(c, "COMMIT"))
+		}, nil},
+		{"SET LOCAL outside a block", "sp_conf", func(c *pgx.Conn) error {
+			return simple(c, "SET LOCAL search_path TO sp_other")
+		}, nil},
+		{"SET after a failed statement of its string", "sp_conf", func(c *pgx.Conn) error {
+			if err := simple(c, "SELECT 1/0; SET search_path TO sp_other"); err == nil {
+				return fmt.Errorf("division by zero succeeded")
+			}
+			return nil
+		}, nil},
+		{"ROLLBACK TO SAVEPOINT", "sp_conf", func(c *pgx.Conn) error {
+			return firstErr(simple(c, "BEGIN"), simple(c, "SAVEPOINT a"), simple(c, "SET search_path TO sp_other"),
+				simple(c, "ROLLBACK TO SAVEPOINT a"), simple(c, "COMMIT"))
+		}, nil},
+		{"path read inside the block, then a prepared ROLLBACK", "sp_conf", func(c *pgx.Conn) error {
+			pc := c.PgConn()
+			if _, err := pc.Prepare(ctx, "end_tx", "ROLLBACK", nil); err != nil {
+				return err
+			}
+			var n int
+			return firstErr(simple(c, "BEGIN"), simple(c, "SET search_path TO sp_other"),
+				// Inside the block pgveil reads the path again (sp_other)...
+				c.QueryRow(ctx, "SELECT count(*) FROM secrets", pgx.QueryExecModeSimpleProtocol).Scan(&n),
+				// ...and the ROLLBACK of a prepared statement undoes it.
+				pc.ExecPrepared(ctx, "end_tx", nil, nil, nil).Read().Err)
+		}, nil},
+		{"pipelined: BEGIN, SET LOCAL, COMMIT and the INSERT in one batch", "sp_conf", nil,
+			[]string{"BEGIN", "SET LOCAL search_path TO sp_other", "COMMIT"}},
+		{"pipelined: SET and the INSERT in one batch", "sp_other", nil,
+			[]string{"SET search_path TO sp_conf"}},
+		{"RESET to the connect-time path", "sp_conf", func(c *pgx.Conn) error {
+			return firstErr(simple(c, "SET search_path TO sp_other"), simple(c, "RESET search_path"))
+		}, nil},
+		{"DISCARD ALL", "sp_conf", func(c *pgx.Conn) error {
+			return firstErr(simple(c, "SET search_path TO sp_other"), simple(c, "DISCARD ALL"))
+		}, nil},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := pgx.ParseConfig(p.url())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.RuntimeParams["search_path"] = tc.startPath
+			c, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(ctx)
+			secret := fmt.Sprintf("sp-secret-%d-%d", i, time.Now().UnixNano())
+			if tc.batch != nil {
+				b := &pgx.Batch{}
+				for _, q := range tc.batch {
+					b.Queue(q)
+				}
+				b.Queue("INSERT INTO secrets (body) VALUES ($1)", secret)
+				if err := c.SendBatch(ctx, b).Close(); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				if err := tc.steps(c); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Exec(ctx, "INSERT INTO secrets (body) VALUES ($1)", secret); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var current string
+			if err := c.QueryRow(ctx, "SHOW search_path").Scan(&current); err != nil || current != "sp_conf" {
+				t.Fatalf("the case must end with the server at sp_conf: %q, %v", current, err)
+			}
+			assertSealedIn(t, admin, secret)
+			// Read back through pgveil, by the unqualified name.
+			var got string
+			if err := c.QueryRow(ctx, "SELECT body FROM secrets WHERE body IS NOT NULL ORDER BY id DESC LIMIT 1").Scan(&got); err != nil || got != secret {
+				t.Errorf("read back through pgveil: %q, %v", got, err)
+			}
+		})
+	}
+
+	// The other way round: once the server's path really is sp_other, an
+	// unqualified name is that unconfigured table and its text is stored
+	// as sent, not sealed by a proxy that kept guessing.
+	t.Run("a changed path is used once it holds", func(t *testing.T) {
+		c, err := pgx.Connect(ctx, p.url())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		if err := simple(c, "SET search_path TO sp_other"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "INSERT INTO secrets (body) VALUES ('not-a-secret')"); err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		if err := admin.QueryRow(ctx, "SELECT body FROM sp_other.secrets ORDER BY id DESC LIMIT 1").Scan(&got); err != nil || got != "not-a-secret" {
+			t.Errorf("sp_other.secrets holds %q, %v; want the text as sent", got, err)
+		}
+	})
+	if n := p.logs.FilterMessage("search_path read again").Len(); n == 0 {
+		t.Error("pgveil never read the search_path again")
+	}
+}
+
+// assertSealedIn checks, directly on the server, that sp_conf.secrets got
+// secret sealed and nothing else got it in plaintext.
+func assertSealedIn(t *testing.T, admin *pgx.Conn, secret string) {
+	t.Helper()
+	ctx := context.Background()
+	var plain int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM sp_other.secrets WHERE body = $1", secret).Scan(&plain); err != nil {
+		t.Fatal(err)
+	}
+	if plain != 0 {
+		t.Fatalf("sp_other.secrets got the value: the server's path was sp_conf")
+	}
+	var body []byte
+	if err := admin.QueryRow(ctx, "SELECT body FROM sp_conf.secrets ORDER BY id DESC LIMIT 1").Scan(&body); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(body, []byte(secret)) || strings.Contains(fmt.Sprintf("%x", body), fmt.Sprintf("%x", secret)) {
+		t.Fatalf("sp_conf.secrets holds the plaintext: %q", body)
+	}
+	if len(body) < 29 || body[0] != 1 {
+		t.Fatalf("sp_conf.secrets holds %d bytes starting %x, not an envelope", len(body), body[:min(len(body), 4)])
+	}
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
