@@ -22,7 +22,8 @@ import (
 // LOCAL. So:
 //
 //   - a statement that changes the path (SET, SET LOCAL, RESET, DISCARD ALL,
-//     set_config), when it is sent (Query, Execute; also at Parse), makes
+//     set_config; SET ROLE and SET SESSION AUTHORIZATION, which change what
+//     "$user" means), when it is sent (Query, Execute; also at Parse), makes
 //     the path unknown, and stale;
 //   - a transaction statement (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, …) sent
 //     while the path is stale makes it unknown again;
@@ -30,8 +31,9 @@ import (
 //     by the name alone, to the one configured table of that name (refused
 //     when several schemas have one): fail closed;
 //   - the next statement that may name a configured table, sent while the
-//     server owes the client nothing, first asks the server (SHOW
-//     search_path; the client sees none of it) and plans with the answer.
+//     server owes the client nothing, first asks the server for the path
+//     and current_user, which "$user" means (the client sees none of it),
+//     and plans with the answer.
 //     An answer taken outside a transaction block clears stale: no
 //     transaction end can undo the change any more.
 //
@@ -46,7 +48,7 @@ const (
 
 // stmtEffects are st's effects on the path.
 func stmtEffects(st *rewrite.Stmt) (e uint8) {
-	if st.SearchPath != nil || st.SearchPathReset {
+	if st.SearchPath != nil || st.SearchPathReset || st.RoleChange {
 		e |= effPath
 	}
 	if st.Kind == rewrite.KindTransaction {
@@ -101,12 +103,23 @@ func (s *session) notePortalEffects(portal, stmt []byte) {
 // pathReply is the server's answer to syncSearchPath.
 type pathReply struct {
 	value  string
+	user   string // current_user: what "$user" means
 	ok     bool
 	status byte // transaction status after it
 }
 
-// showSearchPath is the Query syncSearchPath sends.
-var showSearchPath = appendQuery(nil, "SHOW search_path")
+// showSearchPath is the Query initSearchPath and syncSearchPath send:
+// "$user" in the path is current_user, which SET ROLE changes.
+var showSearchPath = appendQuery(nil, "SELECT pg_catalog.current_setting('search_path'), current_user")
+
+// pathRow reads the row of showSearchPath.
+func pathRow(body []byte) (path, user string, ok bool) {
+	var d dataRow
+	if err := d.parse(body); err != nil || len(d.values) != 2 || d.values[0] == nil || d.values[1] == nil {
+		return "", "", false
+	}
+	return string(d.values[0]), string(d.values[1]), true
+}
 
 // syncSearchPathFor asks the server for the search_path before sql is
 // planned, when the path is unknown, sql may name a configured table, and
@@ -135,7 +148,7 @@ func (s *session) syncSearchPathFor(sql string) error {
 	if !r.ok {
 		return nil // still unknown; planned by name
 	}
-	s.searchPath = expandUser(parseSearchPath(r.value), s.user)
+	s.searchPath = expandUser(parseSearchPath(r.value), r.user)
 	s.pathUnknown = false
 	if r.status == 'I' {
 		s.pathStale = false
@@ -150,18 +163,15 @@ func (s *session) syncSearchPathFor(sql string) error {
 func (s *session) pathSyncMessage(typ byte, body []byte) {
 	switch typ {
 	case 'D':
-		var d dataRow
-		if err := d.parse(body); err == nil && len(d.values) == 1 && d.values[0] != nil {
-			s.syncValue, s.syncOK = string(d.values[0]), true
-		}
+		s.syncValue, s.syncUser, s.syncOK = pathRow(body)
 	case 'E':
 		s.syncOK = false
 	case 'Z':
-		r := pathReply{value: s.syncValue, ok: s.syncOK}
+		r := pathReply{value: s.syncValue, user: s.syncUser, ok: s.syncOK}
 		if len(body) > 0 {
 			r.status = body[0]
 		}
-		s.syncValue, s.syncOK = "", false
+		s.syncValue, s.syncUser, s.syncOK = "", "", false
 		s.pathCh <- r // buffered; one question at a time
 	}
 }
@@ -172,11 +182,11 @@ func (s *session) pathSyncMessage(typ byte, body []byte) {
 // The client has already received ReadyForQuery; anything it sends waits
 // in the socket until the relay reads it, after this exchange.
 func (s *session) initSearchPath() error {
-	writeMsg(s.sw, 'Q', []byte("SHOW search_path\x00"))
+	s.sw.Write(showSearchPath)
 	if err := s.sw.Flush(); err != nil {
 		return err
 	}
-	var value string
+	var value, user string
 	for {
 		typ, _, err := s.sr.readHeader()
 		if err != nil {
@@ -188,18 +198,17 @@ func (s *session) initSearchPath() error {
 		}
 		switch typ {
 		case 'D':
-			var d dataRow
-			if err := d.parse(body); err != nil || len(d.values) != 1 {
-				return fmt.Errorf("unexpected SHOW search_path row")
+			var ok bool
+			if value, user, ok = pathRow(body); !ok {
+				return fmt.Errorf("unexpected search_path row")
 			}
-			value = string(d.values[0])
 		case 'E':
-			return fmt.Errorf("SHOW search_path failed: %s", errorField(body, 'M'))
+			return fmt.Errorf("reading search_path failed: %s", errorField(body, 'M'))
 		case 'S':
 			s.noteParameterStatus(body)
 			writeMsg(s.cw, 'S', body) // the client must see every ParameterStatus
 		case 'Z':
-			s.initialSearchPath = expandUser(parseSearchPath(value), s.user)
+			s.initialSearchPath = expandUser(parseSearchPath(value), user)
 			s.searchPath = s.initialSearchPath
 			return s.cw.Flush()
 		}

@@ -28,6 +28,13 @@ CREATE TABLE sp_other.secrets (id serial PRIMARY KEY, body text);
 GRANT ALL ON SCHEMA sp_conf, sp_other TO scram_user;
 GRANT ALL ON ALL TABLES IN SCHEMA sp_conf, sp_other TO scram_user;
 GRANT ALL ON ALL SEQUENCES IN SCHEMA sp_conf, sp_other TO scram_user;
+DO $$ BEGIN CREATE ROLE sp_role; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+GRANT sp_role TO scram_user;
+DROP SCHEMA IF EXISTS sp_role CASCADE;
+CREATE SCHEMA sp_role; CREATE TABLE sp_role.vault (id serial PRIMARY KEY, body bytea);
+GRANT ALL ON SCHEMA sp_role TO sp_role;
+GRANT ALL ON ALL TABLES IN SCHEMA sp_role TO sp_role;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA sp_role TO sp_role;
 `
 
 func startSearchPathProxy(t *testing.T) *testProxy {
@@ -48,6 +55,10 @@ admin:
   listen: ""
 tables:
   sp_conf.secrets:
+    columns:
+      body:
+        type: text
+  sp_role.vault:
     columns:
       body:
         type: text
@@ -197,6 +208,52 @@ func TestSearchPathFollowsTheServer(t *testing.T) {
 	})
 	if n := p.logs.FilterMessage("search_path read again").Len(); n == 0 {
 		t.Error("pgveil never read the search_path again")
+	}
+}
+
+// TestSearchPathFollowsRole: "$user" in the search_path is current_user,
+// which SET ROLE changes.
+func TestSearchPathFollowsRole(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startSearchPathProxy(t)
+	defer p.stop(t, 10*time.Second)
+	ctx := context.Background()
+	admin := adminConn(t)
+	cfg, err := pgx.ParseConfig(p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["search_path"] = `"$user"`
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	secret := fmt.Sprintf("role-secret-%d", time.Now().UnixNano())
+	// In one string: the rest of the string is planned by name.
+	if _, err := c.Exec(ctx, "SET ROLE sp_role; INSERT INTO vault (body) VALUES ('"+secret+"')", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "INSERT INTO vault (body) VALUES ($1)", secret); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := admin.Query(ctx, "SELECT body FROM sp_role.vault")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodies, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil || len(bodies) != 2 {
+		t.Fatalf("sp_role.vault: %d rows, %v", len(bodies), err)
+	}
+	for _, b := range bodies {
+		if bytes.Contains(b, []byte(secret)) || len(b) < 29 || b[0] != 1 {
+			t.Fatalf("sp_role.vault holds %q, not an envelope", b)
+		}
+	}
+	var got []string
+	rows, _ = c.Query(ctx, "SELECT body FROM vault")
+	if got, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil || len(got) != 2 || got[0] != secret || got[1] != secret {
+		t.Fatalf("read back through pgveil: %q, %v", got, err)
 	}
 }
 

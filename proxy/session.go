@@ -104,7 +104,8 @@ type session struct {
 	ptBuf, envBuf   []byte
 	idxBuf          []byte
 	// Server goroutine state.
-	syncValue string // the row of pgveil's SHOW search_path
+	syncValue string // the row of pgveil's search_path query
+	syncUser  string
 	syncOK    bool
 	backslash atomic.Bool  // standard_conforming_strings is off
 	nonUTF8   atomic.Bool  // client_encoding is not UTF8

@@ -87,7 +87,7 @@ type pending struct {
 	// sent is when a planned Query or Execute went upstream (zero for
 	// pass-through ones): the upstream phase is timed from it.
 	sent time.Time
-	// pathSync marks the SHOW search_path pgveil sends for itself
+	// pathSync marks the search_path query pgveil sends for itself
 	// (suppress is set too): its row and ReadyForQuery answer
 	// syncSearchPath.
 	pathSync bool

@@ -230,6 +230,10 @@ type Stmt struct {
 	SearchPath      []string
 	SearchPathReset bool
 	SearchPathLocal bool
+	// RoleChange is set by SET ROLE, SET SESSION AUTHORIZATION, their
+	// RESET, RESET ALL and set_config('role', …): "$user" in search_path
+	// now names another schema.
+	RoleChange bool
 	// Deallocate names the prepared statement a DEALLOCATE drops; "*" for
 	// DEALLOCATE ALL and DISCARD ALL.
 	Deallocate string

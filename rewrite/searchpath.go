@@ -18,9 +18,12 @@ import (
 // variableSet records SET/RESET of search_path.
 func (a *analyzer) variableSet(v *pg.VariableSetStmt) {
 	st := a.st
+	if isRoleSetting(v.Name) {
+		st.RoleChange = true
+	}
 	switch v.Kind {
 	case pg.VariableSetKind_VAR_RESET_ALL:
-		st.SearchPathReset = true
+		st.SearchPathReset, st.RoleChange = true, true
 	case pg.VariableSetKind_VAR_SET_DEFAULT, pg.VariableSetKind_VAR_RESET:
 		if v.Name == "search_path" {
 			st.SearchPathReset, st.SearchPathLocal = true, v.IsLocal
@@ -38,6 +41,10 @@ func (a *analyzer) variableSet(v *pg.VariableSetStmt) {
 		st.SearchPath, st.SearchPathLocal = path, v.IsLocal
 	}
 }
+
+// isRoleSetting reports the settings that change current_user, and with it
+// what "$user" in search_path means.
+func isRoleSetting(name string) bool { return name == "role" || name == "session_authorization" }
 
 // constText renders a constant as SET reads it.
 func constText(c *pg.A_Const) string {
@@ -78,6 +85,10 @@ func (a *analyzer) setConfig(n *pg.Node) *Error {
 		if !ok {
 			refuse()
 			return false
+		}
+		if isRoleSetting(strings.ToLower(name)) {
+			a.st.RoleChange = true
+			return true
 		}
 		if !strings.EqualFold(name, "search_path") {
 			return true
@@ -196,7 +207,7 @@ func splitGUCList(s string) []string {
 // nextPath returns the search path in effect after st.
 func nextPath(cur *pathState, st *Stmt) *pathState {
 	switch {
-	case st.SearchPathReset:
+	case st.SearchPathReset, st.RoleChange:
 		return &pathState{unknown: true}
 	case st.SearchPath != nil:
 		for _, s := range st.SearchPath {
