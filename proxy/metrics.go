@@ -32,6 +32,7 @@ type Metrics struct {
 	PlanCacheShapeHits                   prometheus.CounterFunc
 	PhaseSeconds                         *prometheus.HistogramVec // phase: plan | crypto | upstream
 	ReloadsTotal                         *prometheus.CounterVec   // result: ok | error
+	SearchPathReads                      prometheus.Counter
 	bytesC2S, bytesS2C, msgsC2S, msgsS2C prometheus.Counter
 	stmtPassthrough, stmtRewritten       prometheus.Counter
 	phasePlan, phaseCrypto               prometheus.Observer
@@ -105,6 +106,8 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 			Buckets: []float64{.00001, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .1, .5, 1}}, []string{"phase"}),
 		ReloadsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_config_reloads_total", Help: "SIGHUP config reloads by result."},
 			[]string{"result"}),
+		SearchPathReads: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_search_path_reads_total",
+			Help: "Round trips pgveil added to read a session's search_path again after the client changed it (docs/LIMITS.md)."}),
 	}
 	m.PlanCacheHits = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgveil_plan_cache_hits_total", Help: "Plan cache hits."},
 		func() float64 { return float64(cacheStats().Hits) })
@@ -115,7 +118,7 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 		func() float64 { return float64(cacheStats().ShapeHits) })
 	reg.MustRegister(m.ConnectionsOpen, m.ConnectionsTotal, m.LoopSessions, m.CancelsTotal, m.Bytes, m.Messages, m.Errors,
 		m.UpstreamConnect, m.TrackerDesyncs, m.Statements, m.ValuesEncrypted, m.ValuesDecrypted,
-		m.DecryptFailures, m.ReaderMasked, m.PlanCacheHits, m.PlanCacheMisses, m.PlanCacheShapeHits, m.PhaseSeconds, m.ReloadsTotal)
+		m.DecryptFailures, m.ReaderMasked, m.PlanCacheHits, m.PlanCacheMisses, m.PlanCacheShapeHits, m.PhaseSeconds, m.ReloadsTotal, m.SearchPathReads)
 	m.bytesC2S = m.Bytes.WithLabelValues("client_to_server")
 	m.bytesS2C = m.Bytes.WithLabelValues("server_to_client")
 	m.msgsC2S = m.Messages.WithLabelValues("client_to_server")

@@ -134,6 +134,7 @@ func (s *session) syncSearchPathFor(sql string) error {
 	if s.pathCh == nil {
 		s.pathCh = make(chan pathReply, 1)
 	}
+	s.srv.metrics.SearchPathReads.Inc()
 	s.t.push(pending{kind: pendQuery, suppress: true, pathSync: true})
 	s.sw.Write(showSearchPath)
 	if err := s.sw.Flush(); err != nil {

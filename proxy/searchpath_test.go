@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
 	"github.com/pgveil/pgveil/integration/harness"
@@ -208,6 +209,9 @@ func TestSearchPathFollowsTheServer(t *testing.T) {
 	})
 	if n := p.logs.FilterMessage("search_path read again").Len(); n == 0 {
 		t.Error("pgveil never read the search_path again")
+	}
+	if n := testutil.ToFloat64(p.srv.metrics.SearchPathReads); n == 0 {
+		t.Error("pgveil_search_path_reads_total stayed 0")
 	}
 }
 
