@@ -262,6 +262,8 @@ func (s *Server) Serve() error {
 		if s.draining.Load() {
 			s.mu.Unlock()
 			conn.Close()
+			sess.stop()
+			sess.releaseBuffers() // no goroutine ever saw them
 			continue
 		}
 		s.sessions[sess] = struct{}{}
