@@ -3,10 +3,13 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"runtime"
@@ -109,8 +112,14 @@ type loopSession struct {
 	cerr, serr error
 	forced     bool // forceClose: no last messages
 	ended      bool
-	desyncs    uint64
-	done       chan struct{}
+	// handback: a message of an encryption session needs the goroutine
+	// relay (loopengine.go); the loop let go of the session at that
+	// message's boundary, and cLeft and uLeft hold what it had read and
+	// not handled.
+	handback     bool
+	cLeft, uLeft []byte
+	desyncs      uint64
+	done         chan struct{}
 }
 
 // loopSide is one socket of a loop session.
@@ -479,6 +488,10 @@ func (ls *loopSession) process(sd *loopSide) {
 		ls.fail(sd, err)
 		return
 	}
+	if ls.handback {
+		ls.handBack()
+		return
+	}
 	if peer.pending() > loopHighWater {
 		sd.paused = true
 	}
@@ -499,6 +512,20 @@ func (ls *loopSession) fromClient() error {
 		}
 		if !ok {
 			break
+		}
+		if s.eng != nil && (typ == 'Q' || typ == 'P') {
+			if c.w-c.r < n+1 {
+				c.need(n + 1)
+				break
+			}
+			if !s.loopPassthrough(typ, c.in[c.r+5:c.r+1+n]) {
+				ls.handback = true
+				return nil
+			}
+			u.out = append(u.out, c.in[c.r:c.r+1+n]...)
+			c.r += n + 1
+			c.flow.add(n + 1)
+			continue
 		}
 		if frontendNamed(typ) {
 			// The tracker reads only the names at the start of the body:
@@ -551,6 +578,18 @@ func (ls *loopSession) fromServer() (drain bool, err error) {
 		}
 		if !ok {
 			break
+		}
+		if typ == 'S' && s.eng != nil {
+			// ParameterStatus: how literals and text are read.
+			if u.w-u.r < n+1 {
+				u.need(n + 1)
+				break
+			}
+			s.noteParameterStatus(u.in[u.r+5 : u.r+1+n])
+			c.out = append(c.out, u.in[u.r:u.r+1+n]...)
+			u.r += n + 1
+			u.flow.add(n + 1)
+			continue
 		}
 		if typ == 'Z' || typ == 'E' {
 			if u.w-u.r < n+1 {
@@ -789,6 +828,26 @@ func (ls *loopSession) end() {
 	}
 }
 
+// handBack lets go of the session for the goroutine relay: the sockets
+// leave the loop with what was read and not handled, and what waits to be
+// written (the session goroutine writes it first).
+func (ls *loopSession) handBack() {
+	ls.ended = true
+	for _, sd := range []*loopSide{&ls.c, &ls.u} {
+		if ls.l.sides.get(int32(sd.fd)) == sd {
+			unix.EpollCtl(ls.l.ep, unix.EPOLL_CTL_DEL, sd.fd, nil)
+			ls.l.sides.set(sd.fd, nil)
+		}
+	}
+	ls.cLeft = append([]byte(nil), ls.c.in[ls.c.r:ls.c.w]...)
+	ls.uLeft = append([]byte(nil), ls.u.in[ls.u.r:ls.u.w]...)
+	for _, sd := range []*loopSide{&ls.c, &ls.u} {
+		ls.l.putBuf(sd.in)
+		sd.in, sd.r, sd.w = nil, 0, 0
+	}
+	close(ls.done)
+}
+
 // appendError appends err as an ErrorResponse and counts it.
 func appendError(b []byte, s *session, err error) []byte {
 	er := toErrorResponse(err)
@@ -832,6 +891,9 @@ func (s *session) relayOnLoop(l *eventLoop) (ok bool, err error) {
 	s.srv.metrics.LoopSessions.Inc()
 	<-ls.done
 	s.srv.metrics.LoopSessions.Dec()
+	if ls.handback {
+		return s.resumeOnGoroutines(ls, cfd, sfd)
+	}
 
 	// The last bytes the sockets did not take at once; forceClose can still
 	// cut this short (restFDs).
@@ -854,6 +916,76 @@ func (s *session) relayOnLoop(l *eventLoop) (ok bool, err error) {
 		serr, cerr = &upstreamError{serr}, net.ErrClosed
 	}
 	return true, relayResult(cerr, serr)
+}
+
+// resumeOnGoroutines takes a session back from its loop (handBack): it
+// writes what the loop could not, rebuilds the connections and readers
+// over the same sockets with the bytes the loop had read in front, passes
+// the rest of a server message the loop had begun to relay, and reports
+// ok false, so relay goes on with the goroutine relay.
+func (s *session) resumeOnGoroutines(ls *loopSession, cfd, sfd int) (ok bool, err error) {
+	s.connMu.Lock()
+	s.onLoop = nil
+	s.restFDs = []int{cfd, sfd}
+	forced := s.forced
+	s.connMu.Unlock()
+	if !forced {
+		// No time limit of its own: a peer that does not read holds the
+		// session as it would on goroutines; forceClose cuts it short.
+		writeRest(ls.c.fd, ls.c.out[ls.c.off:], 24*time.Hour)
+		writeRest(ls.u.fd, ls.u.out[ls.u.off:], 24*time.Hour)
+	}
+	cconn, cerr := fdConn(cfd)
+	sconn, serr := fdConn(sfd)
+	s.connMu.Lock()
+	s.restFDs = nil
+	if s.forced || cerr != nil || serr != nil {
+		s.connMu.Unlock()
+		for _, c := range []net.Conn{cconn, sconn} {
+			if c != nil {
+				c.Close()
+			}
+		}
+		if cerr == nil && serr == nil {
+			return true, nil // shut down meanwhile
+		}
+		return true, fmt.Errorf("taking the session back from the event loop: %w", errors.Join(cerr, serr))
+	}
+	client, server := withPrefix(cconn, ls.cLeft), withPrefix(sconn, ls.uLeft)
+	s.client, s.server = client, server // under connMu: forceClose closes these from now on
+	s.connMu.Unlock()
+	s.setClientConn(client, s.cfg.Proxy.MaxMessage)
+	s.cr.knob = "proxy.max_message"
+	s.sr = s.bufs.msgReader(server, math.MaxInt32)
+	s.sw = s.bufs.writer(server)
+	s.log.Debug("relaying on goroutines from here")
+	if rest := ls.u.stream; rest > 0 {
+		// The loop relayed the start of a server message: the rest goes
+		// as it would have, before serverToClient reads a header.
+		if err := s.sr.passRest(s.cw, rest, ls.u.discard); err != nil {
+			return true, &upstreamError{err}
+		}
+		if err := s.cw.Flush(); err != nil {
+			return true, err
+		}
+	}
+	return false, nil
+}
+
+// fdConn makes a net.Conn of a socket, which it takes over.
+func fdConn(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "socket")
+	c, err := net.FileConn(f) // a dup of fd
+	f.Close()
+	return c, err
+}
+
+// withPrefix returns c reading left first.
+func withPrefix(c net.Conn, left []byte) net.Conn {
+	if len(left) == 0 {
+		return c
+	}
+	return &prefixedConn{Conn: c, r: bufio.NewReaderSize(io.MultiReader(bytes.NewReader(left), c), max(len(left), 4096))}
 }
 
 // buffered copies the bytes a reader had buffered (usually none).

@@ -179,8 +179,32 @@ func (m *msgReader) forwardBody(w *bufio.Writer) error {
 	if _, err := w.Write(m.hdr[:]); err != nil {
 		return err
 	}
-	// Through the read buffer, a buffer-full at a time: no copy buffer
-	// of its own (io.CopyN would allocate one per large message).
+	if err := m.copyN(w, n); err != nil {
+		return err
+	}
+	m.cut = false
+	return nil
+}
+
+// passRest copies (or with drop, skips) the last n body bytes of a message
+// whose header and start an event loop relayed.
+func (m *msgReader) passRest(w *bufio.Writer, n int, drop bool) error {
+	if drop {
+		m.pending = n
+		return m.discardBody()
+	}
+	m.cut = true
+	if err := m.copyN(w, n); err != nil {
+		return err
+	}
+	m.cut = false
+	return nil
+}
+
+// copyN copies n bytes to w through the read buffer, a buffer-full at a
+// time: no copy buffer of its own (io.CopyN would allocate one per large
+// message).
+func (m *msgReader) copyN(w *bufio.Writer, n int) error {
 	for n > 0 {
 		if m.r.Buffered() == 0 {
 			if _, err := m.r.Peek(1); err != nil {
@@ -194,7 +218,6 @@ func (m *msgReader) forwardBody(w *bufio.Writer) error {
 		m.r.Discard(len(b))
 		n -= len(b)
 	}
-	m.cut = false
 	return nil
 }
 

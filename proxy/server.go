@@ -213,12 +213,11 @@ func (s *Server) Listen() (net.Addr, error) {
 }
 
 // loopFor picks the event loop that relays s, or nil: sessions relay on a
-// loop when their config has no tables (nothing to rewrite or decrypt,
-// nothing that may block on a key store) and both legs are plain TCP
-// (crypto/tls needs a net.Conn). The choice is fixed at Listen; a reload
-// that adds tables moves new sessions off the loops.
+// loop when both legs are plain TCP (crypto/tls needs a net.Conn). A
+// session with encryption goes back to goroutines at its first message
+// that needs more than passing through (loopengine.go).
 func (s *Server) loopFor(sess *session) *eventLoop {
-	if len(s.loops) == 0 || sess.eng != nil || sess.clientTLS || sess.serverTLS {
+	if len(s.loops) == 0 || sess.clientTLS || sess.serverTLS {
 		return nil
 	}
 	if l := s.loops[sess.id%uint64(len(s.loops))]; l.alive() {

@@ -1,0 +1,172 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/pgveil/pgveil/integration/harness"
+)
+
+const handBackSchema = `
+DROP TABLE IF EXISTS hb_secrets, hb_plain;
+CREATE TABLE hb_secrets (id serial PRIMARY KEY, body bytea);
+CREATE TABLE hb_plain (id int, note text);
+GRANT ALL ON hb_secrets, hb_plain TO PUBLIC;
+GRANT ALL ON SEQUENCE hb_secrets_id_seq TO PUBLIC;
+`
+
+func startHandBackProxy(t *testing.T) *testProxy {
+	t.Helper()
+	if _, err := adminConn(t).Exec(context.Background(), handBackSchema); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGVEIL_TEST_MASTER", testMasterKey)
+	return startProxyYAML(t, fmt.Sprintf(`listen: 127.0.0.1:0
+upstream:
+  address: %s
+  tls: disable
+  service_url: %s
+keysource:
+  local:
+    key_env: PGVEIL_TEST_MASTER
+admin:
+  listen: ""
+tables:
+  public.hb_secrets:
+    columns:
+      body:
+        type: text
+`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database)))
+}
+
+// TestEncryptionSessionStartsOnLoop: a session of a config with tables
+// relays on the event loop while its statements pass through, and moves to
+// goroutines at the first one pgveil must rewrite, which works as always.
+func TestEncryptionSessionStartsOnLoop(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startHandBackProxy(t)
+	defer p.stop(t, 10*time.Second)
+	ctx := context.Background()
+	loopSessions := func() float64 { return testutil.ToFloat64(p.srv.metrics.LoopSessions) }
+
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		t.Run(mode.String(), func(t *testing.T) {
+			cfg, _ := pgx.ParseConfig(p.url())
+			cfg.DefaultQueryExecMode = mode
+			c, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(ctx)
+			waitFor(t, func() bool { return loopSessions() == 1 })
+			for i := 0; i < 20; i++ {
+				if _, err := c.Exec(ctx, "INSERT INTO hb_plain VALUES ($1, $2)", i, "note"); err != nil {
+					t.Fatal(err)
+				}
+				var n int
+				if err := c.QueryRow(ctx, "SELECT count(*) FROM hb_plain WHERE id <= $1", i).Scan(&n); err != nil || n < 1 {
+					t.Fatalf("count: %d, %v", n, err)
+				}
+			}
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := loopSessions(); got != 1 {
+				t.Fatalf("after pass-through statements, %v sessions on the loop; want 1", got)
+			}
+			secret := "hb-secret-" + mode.String()
+			if _, err := c.Exec(ctx, "INSERT INTO hb_secrets (body) VALUES ($1)", secret); err != nil {
+				t.Fatal(err)
+			}
+			if got := loopSessions(); got != 0 {
+				t.Fatalf("after an encrypted INSERT, %v sessions on the loop; want 0", got)
+			}
+			var got string
+			if err := c.QueryRow(ctx, "SELECT body FROM hb_secrets WHERE id = (SELECT max(id) FROM hb_secrets)").Scan(&got); err != nil || got != secret {
+				t.Fatalf("read back: %q, %v", got, err)
+			}
+			assertNoPlaintext(t, "hb_secrets", secret)
+		})
+	}
+	if _, err := adminConn(t).Exec(ctx, "TRUNCATE hb_plain"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestHandBackMidStream: the loop hands the session back while the server
+// is partway through a 64 MB row the client has not read yet: the row
+// arrives whole, then the answer to the statement that caused the hand-back.
+func TestHandBackMidStream(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startHandBackProxy(t)
+	defer p.stop(t, 10*time.Second)
+	const size = 64 << 20
+	c := dialRaw(t, p)
+	defer c.Close()
+	waitFor(t, func() bool { return testutil.ToFloat64(p.srv.metrics.LoopSessions) == 1 })
+	w := bufio.NewWriter(c)
+	writeMsg(w, 'Q', []byte(fmt.Sprintf("SELECT repeat('x', %d) AS big\x00", size)))
+	w.Flush()
+	// The server streams the row; the client reads nothing yet, so the
+	// loop stops at its backlog limit with the row begun.
+	waitClientWrite(t, "repeat('x', ", fmt.Sprint(size))
+	writeMsg(w, 'Q', []byte("INSERT INTO hb_secrets (body) VALUES ('hb-mid-stream')\x00"))
+	w.Flush()
+	waitFor(t, func() bool { return testutil.ToFloat64(p.srv.metrics.LoopSessions) == 0 })
+
+	r := bufio.NewReader(c)
+	var got []byte
+	for _, want := range []byte{'T', 'D', 'C', 'Z', 'C', 'Z'} {
+		typ, body := readRawMsg(t, r)
+		if typ != want {
+			t.Fatalf("got message %q (%q), want %q", typ, body[:min(len(body), 80)], want)
+		}
+		switch {
+		case typ == 'D':
+			got = body
+		case typ == 'C' && want == 'C' && bytes.HasPrefix(body, []byte("INSERT")):
+			if string(body) != "INSERT 0 1\x00" {
+				t.Fatalf("INSERT: %q", body)
+			}
+		}
+	}
+	// DataRow: count, length, then the value.
+	if len(got) != 2+4+size || !bytes.Equal(got[6:], bytes.Repeat([]byte("x"), size)) {
+		t.Fatalf("the row arrived with %d bytes, want %d of 'x'", len(got), 6+size)
+	}
+	assertNoPlaintext(t, "hb_secrets", "hb-mid-stream")
+	writeMsg(w, 'X', nil)
+	w.Flush()
+	waitFor(t, func() bool { return p.srv.SessionCount() == 0 })
+}
+
+// assertNoPlaintext checks on the server that table's body column holds
+// envelopes and no row holds secret.
+func assertNoPlaintext(t *testing.T, table, secret string) {
+	t.Helper()
+	rows, err := adminConn(t).Query(context.Background(), "SELECT body FROM "+table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodies, err := pgx.CollectRows(rows, pgx.RowTo[[]byte])
+	if err != nil || len(bodies) == 0 {
+		t.Fatalf("%s: %d rows, %v", table, len(bodies), err)
+	}
+	for _, b := range bodies {
+		if bytes.Contains(b, []byte(secret)) || len(b) < 29 || b[0] != 1 {
+			t.Fatalf("%s holds %q, not an envelope", table, b[:min(len(b), 60)])
+		}
+	}
+}
