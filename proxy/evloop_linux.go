@@ -513,6 +513,10 @@ func (ls *loopSession) fromClient() error {
 		if !ok {
 			break
 		}
+		if s.eng != nil && typ == 'F' {
+			ls.handback = true // FunctionCall: the path becomes unknown
+			return nil
+		}
 		if s.eng != nil && (typ == 'Q' || typ == 'P') {
 			if c.w-c.r < n+1 {
 				c.need(n + 1)

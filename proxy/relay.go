@@ -64,6 +64,10 @@ func (s *session) clientToServer() error {
 			s.trackFrontend(typ, nil)
 			err = s.cr.forwardBody(s.sw)
 		case 'F':
+			if s.eng != nil {
+				// The function may change search_path (set_config).
+				s.pathEffect(effPath)
+			}
 			s.trackFrontend(typ, nil)
 			err = s.cr.forwardBody(s.sw)
 		case 'd', 'c', 'f': // CopyData, CopyDone, CopyFail

@@ -3,6 +3,7 @@ package proxy
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -23,7 +24,8 @@ import (
 //
 //   - a statement that changes the path (SET, SET LOCAL, RESET, DISCARD ALL,
 //     set_config; SET ROLE and SET SESSION AUTHORIZATION, which change what
-//     "$user" means), when it is sent (Query, Execute; also at Parse), makes
+//     "$user" means; DO, CALL and the FunctionCall message, whose code may
+//     change it unseen), when it is sent (Query, Execute; also at Parse), makes
 //     the path unknown, and stale;
 //   - a transaction statement (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, …) sent
 //     while the path is stale makes it unknown again;
@@ -48,7 +50,7 @@ const (
 
 // stmtEffects are st's effects on the path.
 func stmtEffects(st *rewrite.Stmt) (e uint8) {
-	if st.SearchPath != nil || st.SearchPathReset || st.RoleChange {
+	if st.SearchPath != nil || st.SearchPathReset || st.PathOpaque {
 		e |= effPath
 	}
 	if st.Kind == rewrite.KindTransaction {
@@ -102,23 +104,38 @@ func (s *session) notePortalEffects(portal, stmt []byte) {
 
 // pathReply is the server's answer to syncSearchPath.
 type pathReply struct {
-	value  string
-	user   string // current_user: what "$user" means
+	path   []string
 	ok     bool
 	status byte // transaction status after it
 }
 
-// showSearchPath is the Query initSearchPath and syncSearchPath send:
-// "$user" in the path is current_user, which SET ROLE changes.
-var showSearchPath = appendQuery(nil, "SELECT pg_catalog.current_setting('search_path'), current_user")
+// showSearchPath is the Query initSearchPath and syncSearchPath send: the
+// path, current_user (what "$user" in it means; SET ROLE changes it), and
+// the schemas the role may not use, which the server skips in the path
+// (a table there must not shadow a configured one for pgveil). Schemas
+// that do not exist stay in: one created later is searched at once.
+var showSearchPath = appendQuery(nil, "SELECT pg_catalog.current_setting('search_path'), current_user, "+
+	"(SELECT pg_catalog.string_agg(pg_catalog.quote_ident(nspname), ',') FROM pg_catalog.pg_namespace "+
+	"WHERE NOT pg_catalog.has_schema_privilege(oid, 'USAGE'))")
 
-// pathRow reads the row of showSearchPath.
-func pathRow(body []byte) (path, user string, ok bool) {
+// pathRow reads the row of showSearchPath: the schemas to search.
+func pathRow(body []byte) (path []string, ok bool) {
 	var d dataRow
-	if err := d.parse(body); err != nil || len(d.values) != 2 || d.values[0] == nil || d.values[1] == nil {
-		return "", "", false
+	if err := d.parse(body); err != nil || len(d.values) != 3 || d.values[0] == nil || d.values[1] == nil {
+		return nil, false
 	}
-	return string(d.values[0]), string(d.values[1]), true
+	path = expandUser(parseSearchPath(string(d.values[0])), string(d.values[1]))
+	if d.values[2] == nil {
+		return path, true
+	}
+	denied := parseSearchPath(string(d.values[2]))
+	kept := path[:0]
+	for _, s := range path {
+		if !slices.Contains(denied, s) {
+			kept = append(kept, s)
+		}
+	}
+	return kept, true
 }
 
 // syncSearchPathFor asks the server for the search_path before sql is
@@ -149,7 +166,7 @@ func (s *session) syncSearchPathFor(sql string) error {
 	if !r.ok {
 		return nil // still unknown; planned by name
 	}
-	s.searchPath = expandUser(parseSearchPath(r.value), r.user)
+	s.searchPath = r.path
 	s.pathUnknown = false
 	if r.status == 'I' {
 		s.pathStale = false
@@ -164,15 +181,15 @@ func (s *session) syncSearchPathFor(sql string) error {
 func (s *session) pathSyncMessage(typ byte, body []byte) {
 	switch typ {
 	case 'D':
-		s.syncValue, s.syncUser, s.syncOK = pathRow(body)
+		s.syncPath, s.syncOK = pathRow(body)
 	case 'E':
 		s.syncOK = false
 	case 'Z':
-		r := pathReply{value: s.syncValue, user: s.syncUser, ok: s.syncOK}
+		r := pathReply{path: s.syncPath, ok: s.syncOK}
 		if len(body) > 0 {
 			r.status = body[0]
 		}
-		s.syncValue, s.syncUser, s.syncOK = "", "", false
+		s.syncPath, s.syncOK = nil, false
 		s.pathCh <- r // buffered; one question at a time
 	}
 }
@@ -187,7 +204,7 @@ func (s *session) initSearchPath() error {
 	if err := s.sw.Flush(); err != nil {
 		return err
 	}
-	var value, user string
+	var path []string
 	for {
 		typ, _, err := s.sr.readHeader()
 		if err != nil {
@@ -200,7 +217,7 @@ func (s *session) initSearchPath() error {
 		switch typ {
 		case 'D':
 			var ok bool
-			if value, user, ok = pathRow(body); !ok {
+			if path, ok = pathRow(body); !ok {
 				return fmt.Errorf("unexpected search_path row")
 			}
 		case 'E':
@@ -209,7 +226,7 @@ func (s *session) initSearchPath() error {
 			s.noteParameterStatus(body)
 			writeMsg(s.cw, 'S', body) // the client must see every ParameterStatus
 		case 'Z':
-			s.initialSearchPath = expandUser(parseSearchPath(value), user)
+			s.initialSearchPath = path
 			s.searchPath = s.initialSearchPath
 			return s.cw.Flush()
 		}

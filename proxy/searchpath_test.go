@@ -22,7 +22,10 @@ import (
 // what was sent would see no configured table and pass the value through
 // in plaintext.
 const searchPathSchema = `
-DROP SCHEMA IF EXISTS sp_conf, sp_other CASCADE;
+DROP SCHEMA IF EXISTS sp_conf, sp_other, sp_noaccess CASCADE;
+CREATE SCHEMA sp_noaccess; CREATE TABLE sp_noaccess.secrets (id serial PRIMARY KEY, body text);
+CREATE OR REPLACE PROCEDURE public.sp_set_conf() LANGUAGE plpgsql AS $$
+BEGIN PERFORM set_config('search_' || 'path', 'sp_conf', false); END $$;
 CREATE SCHEMA sp_conf; CREATE SCHEMA sp_other;
 CREATE TABLE sp_conf.secrets (id serial PRIMARY KEY, body bytea);
 CREATE TABLE sp_other.secrets (id serial PRIMARY KEY, body text);
@@ -137,6 +140,19 @@ func TestSearchPathFollowsTheServer(t *testing.T) {
 			[]string{"BEGIN", "SET LOCAL search_path TO sp_other", "COMMIT"}},
 		{"pipelined: SET and the INSERT in one batch", "sp_other", nil,
 			[]string{"SET search_path TO sp_conf"}},
+		{"a schema the role may not use is skipped", "sp_noaccess, sp_conf", func(c *pgx.Conn) error {
+			return nil
+		}, nil},
+		{"a DO block that changes the path", "sp_other", func(c *pgx.Conn) error {
+			var n int
+			return firstErr(c.QueryRow(ctx, "SELECT count(*) FROM secrets").Scan(&n), // path known: sp_other
+				simple(c, `DO $$ BEGIN EXECUTE 'SET sea' || 'rch_path TO sp_conf'; END $$`))
+		}, nil},
+		{"a procedure that changes the path", "sp_other", func(c *pgx.Conn) error {
+			var n int
+			return firstErr(c.QueryRow(ctx, "SELECT count(*) FROM secrets").Scan(&n),
+				extended(c, "CALL public.sp_set_conf()"))
+		}, nil},
 		{"RESET to the connect-time path", "sp_conf", func(c *pgx.Conn) error {
 			return firstErr(simple(c, "SET search_path TO sp_other"), simple(c, "RESET search_path"))
 		}, nil},
@@ -175,7 +191,7 @@ func TestSearchPathFollowsTheServer(t *testing.T) {
 				}
 			}
 			var current string
-			if err := c.QueryRow(ctx, "SHOW search_path").Scan(&current); err != nil || current != "sp_conf" {
+			if err := c.QueryRow(ctx, "SELECT current_schemas(false)::text").Scan(&current); err != nil || current != "{sp_conf}" {
 				t.Fatalf("the case must end with the server at sp_conf: %q, %v", current, err)
 			}
 			assertSealedIn(t, admin, secret)

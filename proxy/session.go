@@ -104,8 +104,7 @@ type session struct {
 	ptBuf, envBuf   []byte
 	idxBuf          []byte
 	// Server goroutine state.
-	syncValue string // the row of pgveil's search_path query
-	syncUser  string
+	syncPath  []string // the row of pgveil's search_path query
 	syncOK    bool
 	backslash atomic.Bool  // standard_conforming_strings is off
 	nonUTF8   atomic.Bool  // client_encoding is not UTF8

@@ -230,10 +230,11 @@ type Stmt struct {
 	SearchPath      []string
 	SearchPathReset bool
 	SearchPathLocal bool
-	// RoleChange is set by SET ROLE, SET SESSION AUTHORIZATION, their
-	// RESET, RESET ALL and set_config('role', …): "$user" in search_path
-	// now names another schema.
-	RoleChange bool
+	// PathOpaque is set by statements after which pgveil cannot know the
+	// search_path: SET ROLE, SET SESSION AUTHORIZATION, their RESET, RESET
+	// ALL and set_config('role', …) ("$user" now names another schema), and
+	// DO and CALL, whose code may change it out of pgveil's sight.
+	PathOpaque bool
 	// Deallocate names the prepared statement a DEALLOCATE drops; "*" for
 	// DEALLOCATE ALL and DISCARD ALL.
 	Deallocate string

@@ -152,9 +152,10 @@ func fastStmt(s string) (st Stmt, ok bool) {
 	kind, ok := fastKinds[string(word)] // no allocation: map index by converted bytes
 	if !ok {
 		switch string(word) {
-		case "set", "reset", "discard", "deallocate", "prepare":
+		case "set", "reset", "discard", "deallocate", "prepare", "do", "call":
 			// SET SCHEMA 'x' changes search_path without naming it: parse
-			// every SET (their plans are cached, they repeat).
+			// every SET (their plans are cached, they repeat); DO and CALL
+			// run code that may change it (Stmt.PathOpaque).
 			return Stmt{}, false
 		}
 		kind = KindOther

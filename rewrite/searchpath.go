@@ -19,11 +19,11 @@ import (
 func (a *analyzer) variableSet(v *pg.VariableSetStmt) {
 	st := a.st
 	if isRoleSetting(v.Name) {
-		st.RoleChange = true
+		st.PathOpaque = true
 	}
 	switch v.Kind {
 	case pg.VariableSetKind_VAR_RESET_ALL:
-		st.SearchPathReset, st.RoleChange = true, true
+		st.SearchPathReset, st.PathOpaque = true, true
 	case pg.VariableSetKind_VAR_SET_DEFAULT, pg.VariableSetKind_VAR_RESET:
 		if v.Name == "search_path" {
 			st.SearchPathReset, st.SearchPathLocal = true, v.IsLocal
@@ -87,7 +87,7 @@ func (a *analyzer) setConfig(n *pg.Node) *Error {
 			return false
 		}
 		if isRoleSetting(strings.ToLower(name)) {
-			a.st.RoleChange = true
+			a.st.PathOpaque = true
 			return true
 		}
 		if !strings.EqualFold(name, "search_path") {
@@ -207,7 +207,7 @@ func splitGUCList(s string) []string {
 // nextPath returns the search path in effect after st.
 func nextPath(cur *pathState, st *Stmt) *pathState {
 	switch {
-	case st.SearchPathReset, st.RoleChange:
+	case st.SearchPathReset, st.PathOpaque:
 		return &pathState{unknown: true}
 	case st.SearchPath != nil:
 		for _, s := range st.SearchPath {

@@ -146,7 +146,10 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 		if cf.SqlBody != nil {
 			return a.opaque(cf.SqlBody, nil, "a function body")
 		}
+	case n.GetCallStmt() != nil:
+		a.st.PathOpaque = true
 	case n.GetDoStmt() != nil:
+		a.st.PathOpaque = true
 		for _, o := range n.GetDoStmt().Args {
 			if d := o.GetDefElem(); d != nil && d.Defname == "as" {
 				if code, ok := str(d.Arg); ok {
