@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -421,7 +423,7 @@ func (s *session) handleParse(body []byte) error {
 	s.stmtSeq++
 	stmt := &Statement{
 		Name:       string(pm.Name),
-		ServerName: "pgveil_" + strconv.Itoa(s.stmtSeq),
+		ServerName: s.serverStmtName(),
 		Plan:       st,
 		SQL:        sql,
 		ParamOIDs:  append([]uint32(nil), pm.ParamOIDs...),
@@ -438,6 +440,44 @@ func (s *session) handleParse(body []byte) error {
 	s.t.push(pending{kind: pendParse, stmt: stmt})
 	s.sw.Write(appendParse(s.scratch[:0], stmt.ServerName, text, s.serverParamOIDs(stmt)))
 	return nil
+}
+
+// serverStmtName names a statement pgveil prepares upstream:
+// pgveil_<random per session>_<n>. Clients may not use the prefix
+// (rewrite.ReservedName, reservedInMessage), and the random part keeps
+// the names of one session from being guessed in another's logs.
+func (s *session) serverStmtName() string {
+	if s.stmtPrefix == "" {
+		var b [6]byte
+		rand.Read(b[:])
+		s.stmtPrefix = "pgveil_" + hex.EncodeToString(b[:]) + "_"
+	}
+	s.stmtSeq++
+	return s.stmtPrefix + strconv.Itoa(s.stmtSeq)
+}
+
+// reservedInMessage refuses a Parse, Bind, Describe or Close that names
+// one of pgveil's upstream statements (rewrite.ReservedName): binding one
+// would run pgveil's rewritten statement with the client's raw values.
+func reservedInMessage(typ byte, body []byte) *pgError {
+	var name []byte
+	switch typ {
+	case 'P':
+		name, _, _ = cstringBytes(body, 0)
+	case 'B':
+		if _, off, ok := cstringBytes(body, 0); ok {
+			name, _, _ = cstringBytes(body, off)
+		}
+	case 'D', 'C':
+		if len(body) > 1 && body[0] == 'S' {
+			name, _, _ = cstringBytes(body, 1)
+		}
+	}
+	if len(name) == 0 || !rewrite.ReservedName(string(name)) {
+		return nil
+	}
+	return &pgError{Severity: "ERROR", Code: "0A000", Message: fmt.Sprintf("prepared statement names starting with \"pgveil_\" or \"__pgveil_\" are reserved for pgveil: %q", name),
+		Hint: "give the statement another name"}
 }
 
 // serverParamOIDs are the parameter types of the rewritten statement.

@@ -541,6 +541,10 @@ func (ls *loopSession) fromClient() error {
 			if len(part) < body && !namesIn(typ, part) {
 				break // more bytes; readable grows a full buffer
 			}
+			if s.eng != nil && reservedInMessage(typ, part) != nil {
+				ls.handback = true // the goroutine relay refuses it
+				return nil
+			}
 			if err := s.trackFrontend(typ, part); err != nil {
 				return err
 			}

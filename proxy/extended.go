@@ -11,6 +11,15 @@ import (
 // configured. Statements and portals pgveil does not touch keep the
 // client's bytes; the others are rewritten.
 func (s *session) handleExtended(typ byte, body []byte) error {
+	if pe := reservedInMessage(typ, body); pe != nil {
+		s.injectExtendedError(pe)
+		if typ == 'B' {
+			if name, _, ok := cstringBytes(body, 0); ok {
+				s.t.closePortal(name) // the client's portal does not exist now
+			}
+		}
+		return nil
+	}
 	switch typ {
 	case 'P':
 		return s.handleParse(body)

@@ -93,6 +93,7 @@ type session struct {
 	effPortals      map[string]uint8
 	pathCh          chan pathReply // the server goroutine's answer to syncSearchPath
 	stmtSeq         int
+	stmtPrefix      string        // serverStmtName
 	copyPlan        *rewrite.Stmt // the COPY FROM whose data the client sends
 	copyIn          *copyIn
 	ddlSent         bool

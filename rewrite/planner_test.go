@@ -205,3 +205,28 @@ func TestPathUnknown(t *testing.T) {
 		t.Fatalf("users with the path unknown: %v", err)
 	}
 }
+
+// TestReservedStatementNames: SQL may not execute, prepare or deallocate
+// the statements pgveil prepares upstream under its own names.
+func TestReservedStatementNames(t *testing.T) {
+	p := newTestPlanner(t)
+	for _, sql := range []string{
+		"EXECUTE pgveil_1('x', 'y')",
+		"execute PGVEIL_1('x')",
+		"EXPLAIN ANALYZE EXECUTE pgveil_abc_2",
+		"CREATE TABLE t AS EXECUTE pgveil_3",
+		"PREPARE pgveil_9 AS SELECT 1",
+		"DEALLOCATE pgveil_1",
+		"DEALLOCATE PREPARE __pgveil_refuse",
+		"SELECT 1; EXECUTE pgveil_1",
+	} {
+		if e := refusal(t, p, sql, publicPath); e.SQLState() != "0A000" || !strings.Contains(e.Message, "reserved") {
+			t.Errorf("%s: %v", sql, e)
+		}
+	}
+	for _, sql := range []string{"EXECUTE my_stmt(1)", "SELECT 'pgveil_1'", "DEALLOCATE ALL", `EXECUTE "PGVEIL_1"`} {
+		if _, err := p.Plan(sql, publicPath); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+}

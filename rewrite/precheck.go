@@ -165,7 +165,9 @@ func fastStmt(s string) (st Stmt, ok bool) {
 
 // sessionWords finds text that may change search_path without naming a
 // table: SET search_path, set_config('search_path', …), UPDATE pg_settings.
-var sessionWords = newPrecheck([]string{"search_path", "set_config", "pg_settings"})
+// It also finds pgveil's own prepared statement names (ReservedName), which
+// EXECUTE, PREPARE and DEALLOCATE must not reach.
+var sessionWords = newPrecheck([]string{"search_path", "set_config", "pg_settings", "pgveil_"})
 
 var fastKinds = map[string]Kind{
 	"select": KindSelect, "values": KindSelect, "table": KindSelect,

@@ -15,6 +15,9 @@ func (a *analyzer) plan(n *pg.Node) *Error {
 	if err := a.setConfig(n); err != nil {
 		return err
 	}
+	if err := a.reservedNames(n); err != nil {
+		return err
+	}
 	switch {
 	case n.GetSelectStmt() != nil:
 		sel := n.GetSelectStmt()
@@ -150,6 +153,41 @@ func (a *analyzer) storedQuery(n *pg.Node, what string) *Error {
 
 // prepare refuses SQL-level PREPARE of a statement that touches an
 // encrypted column: EXECUTE would later run it with values pgveil never sees.
+// ReservedName reports the prepared statement names pgveil uses upstream
+// (for statements it rewrote, and to raise its refusals). A client that
+// could execute one would run pgveil's rewritten statement with its own
+// raw values as the sealed ones: plaintext stored. Clients may not name
+// them, in the protocol (the proxy checks) or in SQL (reservedNames).
+func ReservedName(name string) bool {
+	return strings.HasPrefix(name, "pgveil_") || strings.HasPrefix(name, "__pgveil_")
+}
+
+// reservedNames refuses EXECUTE, PREPARE and DEALLOCATE of a reserved
+// name anywhere in n (EXPLAIN EXECUTE and CREATE TABLE AS EXECUTE too).
+func (a *analyzer) reservedNames(n *pg.Node) *Error {
+	if !containsFold(a.st.Original, "pgveil_") {
+		return nil
+	}
+	var err *Error
+	walkAll(n, func(c *pg.Node) bool {
+		var name string
+		switch {
+		case c.GetExecuteStmt() != nil:
+			name = c.GetExecuteStmt().Name
+		case c.GetPrepareStmt() != nil:
+			name = c.GetPrepareStmt().Name
+		case c.GetDeallocateStmt() != nil:
+			name = c.GetDeallocateStmt().Name
+		}
+		if err == nil && ReservedName(name) {
+			err = errorf(CodeFeatureNotSupported, "prepared statement names starting with \"pgveil_\" or \"__pgveil_\" are reserved for pgveil: %q", name)
+			err.Hint = "give the statement another name"
+		}
+		return err == nil
+	})
+	return err
+}
+
 func (a *analyzer) prepare(p *pg.PrepareStmt) *Error {
 	if err := a.plan(p.Query); err != nil {
 		return err
