@@ -230,3 +230,58 @@ func TestReservedStatementNames(t *testing.T) {
 		}
 	}
 }
+
+// TestReshapingConfiguredTables: DDL that would let later writes to a
+// configured table's data reach the server unencrypted is refused; the
+// same DDL on other tables and columns passes.
+func TestReshapingConfiguredTables(t *testing.T) {
+	p := newTestPlanner(t)
+	for _, sql := range []string{
+		"ALTER TABLE users RENAME TO users2",
+		"ALTER TABLE public.users RENAME COLUMN email TO mail",
+		"ALTER TABLE users RENAME COLUMN email_bidx TO b",
+		"ALTER TABLE users RENAME COLUMN org_id TO o",
+		"ALTER TABLE users SET SCHEMA archive",
+		"ALTER SCHEMA billing RENAME TO finance; SELECT 1 FROM accounts",
+		"ALTER TABLE users ALTER COLUMN phone TYPE bytea USING convert_to('x', 'UTF8')",
+		"ALTER TABLE users ALTER COLUMN email TYPE text",
+		"CREATE TABLE users_2024 PARTITION OF users FOR VALUES FROM (1) TO (2)",
+		"CREATE TABLE users_child () INHERITS (public.users)",
+		"ALTER TABLE other INHERIT users",
+		"ALTER TABLE users ATTACH PARTITION other FOR VALUES FROM (1) TO (2)",
+		"CREATE TABLE billing.accounts AS SELECT 1 AS id, 'x'::text AS iban",
+		"SELECT 1 AS id, 'x' AS iban INTO billing.accounts",
+	} {
+		if e := refusal(t, p, sql, publicPath); e.SQLState() != "0A000" {
+			t.Errorf("%s: %v", sql, e)
+		}
+	}
+	for _, sql := range []string{
+		"ALTER TABLE users RENAME COLUMN name TO full_name",
+		"ALTER TABLE users ALTER COLUMN name TYPE varchar(200)",
+		"ALTER TABLE notes RENAME TO notes2",
+		"CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM (1) TO (2)",
+		"CREATE TABLE copy_of_notes AS SELECT 1 AS id",
+	} {
+		if _, err := p.Plan(sql, publicPath); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+}
+
+// TestBodyWritingConfiguredTable: a DO or function body that names a
+// configured table and inserts is refused even without column names.
+func TestBodyWritingConfiguredTable(t *testing.T) {
+	p := newTestPlanner(t)
+	for _, sql := range []string{
+		"DO $$ BEGIN INSERT INTO billing.accounts VALUES (DEFAULT, 1, 'x'); END $$",
+		"CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$ INSERT INTO contacts SELECT * FROM staging $$",
+	} {
+		if e := refusal(t, p, sql, publicPath); e.SQLState() != "0A000" {
+			t.Errorf("%s: %v", sql, e)
+		}
+	}
+	if _, err := p.Plan("DO $$ BEGIN PERFORM count(*) FROM users; END $$", publicPath); err != nil {
+		t.Errorf("a body that only counts rows of a configured table: %v", err)
+	}
+}

@@ -23,6 +23,9 @@ func (a *analyzer) plan(n *pg.Node) *Error {
 		sel := n.GetSelectStmt()
 		if sel.IntoClause != nil {
 			st.Kind = KindDDL
+			if err := a.intoConfigured(sel.IntoClause); err != nil {
+				return err
+			}
 			return a.storedQuery(n, "SELECT INTO")
 		}
 		if st.Kind == KindOther {
@@ -63,6 +66,9 @@ func (a *analyzer) plan(n *pg.Node) *Error {
 		what := "CREATE TABLE AS"
 		if n.GetCreateTableAsStmt().Objtype == pg.ObjectType_OBJECT_MATVIEW {
 			what = "CREATE MATERIALIZED VIEW"
+		}
+		if err := a.intoConfigured(n.GetCreateTableAsStmt().Into); err != nil {
+			return err
 		}
 		return a.storedQuery(n.GetCreateTableAsStmt().Query, what)
 	case n.GetViewStmt() != nil:

@@ -9,12 +9,17 @@ import (
 )
 
 // utility checks the statements that are neither queries nor session
-// commands. Most pass unchanged (DROP, TRUNCATE, GRANT, ALTER … RENAME,
-// CREATE INDEX on a column). Refused are those that would make the server
-// store or evaluate plaintext of an encrypted column: a DEFAULT, CHECK or
-// generated expression on one, a policy or index expression over one, a
-// rule, or a function or DO body that uses one.
+// commands. Most pass unchanged (DROP, TRUNCATE, GRANT, ALTER … RENAME of
+// other tables and columns, CREATE INDEX on a column). Refused are those
+// that would make the server store or evaluate plaintext of an encrypted
+// column: a DEFAULT, CHECK or generated expression on one, a policy or
+// index expression over one, a rule, a function or DO body that uses one
+// or inserts into a configured table, and DDL that reshapes a configured
+// table (reshape).
 func (a *analyzer) utility(n *pg.Node) *Error {
+	if err := a.reshape(n); err != nil {
+		return err
+	}
 	switch {
 	case n.GetCreateStmt() != nil:
 		cs := n.GetCreateStmt()
@@ -171,6 +176,110 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 	return nil
 }
 
+// reshape refuses DDL after which writes to a configured table's data
+// would reach the server unencrypted or its values would stop opening:
+// renaming or moving a configured table or one of its pgveil columns
+// (writes under the new name are not encrypted; envelopes are bound to the
+// old name), changing an encrypted column's type (a USING expression
+// rewrites every value in the server), and making a table a partition or
+// child of a configured one (the child is not configured, but holds the
+// parent's rows). CREATE TABLE AS / SELECT INTO a configured name:
+// intoConfigured.
+func (a *analyzer) reshape(n *pg.Node) *Error {
+	refuse := func(t *policy.Table, rv *pg.RangeVar, what string) *Error {
+		e := tableErr(CodeFeatureNotSupported, t, "run it on a direct connection, following docs/LIMITS.md (decrypt first where names change), and update the policy",
+			"%s configured table %s is not supported through pgveil", what, t.QualifiedName())
+		if rv != nil {
+			e.at(a.sql, rv.Location)
+		}
+		return e
+	}
+	switch {
+	case n.GetCreateStmt() != nil:
+		for _, p := range n.GetCreateStmt().InhRelations {
+			if rv := p.GetRangeVar(); rv != nil {
+				if t := a.configured(rv); t != nil {
+					return refuse(t, rv, "a partition or child table (PARTITION OF, INHERITS) of")
+				}
+			}
+		}
+	case n.GetRenameStmt() != nil:
+		r := n.GetRenameStmt()
+		switch r.RenameType {
+		case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_FOREIGN_TABLE:
+			if t := a.configured(r.Relation); t != nil {
+				return refuse(t, r.Relation, "renaming")
+			}
+		case pg.ObjectType_OBJECT_COLUMN:
+			if t := a.configured(r.Relation); t != nil && pgveilColumn(t, r.Subname) {
+				return refuse(t, r.Relation, "renaming column "+r.Subname+" of")
+			}
+		case pg.ObjectType_OBJECT_SCHEMA:
+			for _, t := range a.cfg.Tables {
+				if t.Schema == r.Subname {
+					return refuse(t, nil, "renaming the schema of")
+				}
+			}
+		}
+	case n.GetAlterObjectSchemaStmt() != nil:
+		r := n.GetAlterObjectSchemaStmt()
+		if r.ObjectType == pg.ObjectType_OBJECT_TABLE {
+			if t := a.configured(r.Relation); t != nil {
+				return refuse(t, r.Relation, "moving to another schema")
+			}
+		}
+	case n.GetAlterTableStmt() != nil:
+		at := n.GetAlterTableStmt()
+		t := a.configured(at.Relation)
+		for _, c := range at.Cmds {
+			cmd := c.GetAlterTableCmd()
+			if cmd == nil {
+				continue
+			}
+			switch cmd.Subtype {
+			case pg.AlterTableType_AT_AddInherit:
+				if rv := cmd.Def.GetRangeVar(); rv != nil {
+					if pt := a.configured(rv); pt != nil {
+						return refuse(pt, rv, "INHERIT from")
+					}
+				}
+			case pg.AlterTableType_AT_AttachPartition:
+				if t != nil {
+					return refuse(t, at.Relation, "ATTACH PARTITION to")
+				}
+			case pg.AlterTableType_AT_AlterColumnType:
+				if t != nil && pgveilColumn(t, cmd.Name) {
+					return refuse(t, at.Relation, "changing the type of column "+cmd.Name+" of")
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// pgveilColumn reports a column pgveil reads by name: encrypted, a blind
+// index, or the key context.
+func pgveilColumn(t *policy.Table, name string) bool {
+	if t.Column(name) != nil || t.KeyContext == name {
+		return true
+	}
+	b, _ := t.IndexByColumn(name)
+	return b != nil
+}
+
+// intoConfigured refuses CREATE TABLE AS / SELECT INTO whose new table is
+// a configured one (dropped first): it would be created holding plaintext.
+func (a *analyzer) intoConfigured(into *pg.IntoClause) *Error {
+	if into == nil {
+		return nil
+	}
+	if t := a.configured(into.Rel); t != nil {
+		return tableErr(CodeFeatureNotSupported, t, "create the table with CREATE TABLE and fill it with INSERT through pgveil",
+			"CREATE TABLE AS / SELECT INTO configured table %s would store plaintext", t.QualifiedName()).at(a.sql, into.Rel.Location)
+	}
+	return nil
+}
+
 // configured returns the configured table a RangeVar names, or nil.
 func (a *analyzer) configured(rv *pg.RangeVar) *policy.Table {
 	if rv == nil {
@@ -270,6 +379,13 @@ func (a *analyzer) body(arg *pg.Node, what string) *Error {
 		for _, c := range t.Columns {
 			if strings.Contains(b, strings.ToLower(c.Name)) || mentionsIndex(b, c) {
 				return unsupported(c, what+" that uses it", "keep logic on encrypted columns in the application; code inside the database sees only ciphertext and would store plaintext unencrypted")
+			}
+		}
+		// An INSERT needs no column names to write every column.
+		for _, w := range []string{"insert", "copy", "merge"} {
+			if containsWord(b, w) {
+				return tableErr(CodeFeatureNotSupported, t, "keep writes to configured tables in the application",
+					"%s that names configured table %s and writes (%s) is not supported: code inside the server would store plaintext unencrypted", what, t.QualifiedName(), strings.ToUpper(w))
 			}
 		}
 	}
