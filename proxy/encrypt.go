@@ -95,9 +95,11 @@ func (s *session) applyEffects(p *rewrite.Plan) {
 		case "*":
 			s.t.forgetStatements()
 			clear(s.effStmts)
+			clear(s.ptStmts)
 		default:
 			s.t.closeStatement([]byte(st.Deallocate))
 			delete(s.effStmts, st.Deallocate)
+			delete(s.ptStmts, st.Deallocate)
 		}
 		if st.Kind == rewrite.KindDDL {
 			s.ddlSent = true
@@ -386,6 +388,7 @@ func (s *session) handleParse(body []byte) error {
 	s.noteStmtEffects(pm.Name, p)
 	if !planNeedsWork(p) {
 		s.applyEffects(p)
+		s.notePassthrough(pm.Name, sql)
 		s.srv.metrics.stmtPassthrough.Inc()
 		if len(pm.Name) == 0 || !s.t.hasStatement(pm.Name) {
 			s.t.defineStatement(pm.Name, passthroughStmt)
@@ -436,6 +439,7 @@ func (s *session) handleParse(body []byte) error {
 			s.t.push(pending{kind: pendCloseStmt, suppress: true})
 		}
 	}
+	delete(s.ptStmts, string(pm.Name))
 	s.t.defineStatement(pm.Name, stmt)
 	s.t.push(pending{kind: pendParse, stmt: stmt})
 	s.sw.Write(appendParse(s.scratch[:0], stmt.ServerName, text, s.serverParamOIDs(stmt)))
@@ -527,6 +531,17 @@ func (s *session) handleBind(body []byte) error {
 	}
 	s.notePortalEffects(bm.Portal, bm.Statement)
 	stmt := s.t.statement(bm.Statement)
+	if stmt == passthroughStmt && len(s.ptStmts) > 0 {
+		refusal, err := s.replanOnPathChange(bm.Statement)
+		if err != nil {
+			return err
+		}
+		if refusal != nil {
+			s.injectExtendedError(refusal)
+			s.t.closePortal(bm.Portal)
+			return nil
+		}
+	}
 	if stmt == passthroughStmt {
 		s.t.bindPortal(bm.Portal, passthroughPortal)
 		s.t.push(pending{kind: pendBind, portal: passthroughPortal})

@@ -105,6 +105,7 @@ func (s *session) handleClose(body []byte) error {
 	}
 	if body[0] == 'S' {
 		delete(s.effStmts, string(name))
+		delete(s.ptStmts, string(name))
 		stmt := s.t.statement(name)
 		s.t.closeStatement(name)
 		s.t.push(pending{kind: pendCloseStmt})

@@ -45,6 +45,9 @@ func (s *session) loopPassthrough(typ byte, body []byte) bool {
 	default:
 		return false
 	}
+	if typ == 'P' && s.eng.planner.MayReference(string(sql)) {
+		return false // the goroutine relay remembers it (replanOnPathChange)
+	}
 	p, err := s.plan(string(sql))
 	if err != nil || planNeedsWork(p) {
 		return false

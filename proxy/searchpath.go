@@ -63,10 +63,66 @@ func stmtEffects(st *rewrite.Stmt) (e uint8) {
 func (s *session) pathEffect(e uint8) {
 	if e&effPath != 0 {
 		s.pathUnknown, s.pathStale = true, true
+		s.pathGen++
 	}
 	if e&effTx != 0 && s.pathStale {
 		s.pathUnknown = true
+		s.pathGen++
 	}
+}
+
+// A prepared statement the server planned under one search_path is planned
+// again by the server when the path changes (its names resolve anew);
+// pgveil must do the same, or a statement it passed through because a name
+// meant an unconfigured table would write plaintext into the configured
+// table the name means now. pgveil remembers the text of every prepared
+// statement it passed through that may name a configured table, with the
+// path generation it was planned under, and plans it again at a Bind
+// under a newer one. If the statement now needs pgveil, the Bind is
+// refused: the client must prepare it again.
+
+// ptStmt is a pass-through prepared statement that may name a configured
+// table.
+type ptStmt struct {
+	sql string
+	gen uint64 // pathGen when it was planned
+}
+
+// notePassthrough records (or forgets) the pass-through statement name
+// with text sql.
+func (s *session) notePassthrough(name []byte, sql string) {
+	if !s.eng.planner.MayReference(sql) {
+		if len(s.ptStmts) > 0 {
+			delete(s.ptStmts, string(name))
+		}
+		return
+	}
+	if s.ptStmts == nil {
+		s.ptStmts = map[string]ptStmt{}
+	}
+	s.ptStmts[string(name)] = ptStmt{sql: sql, gen: s.pathGen}
+}
+
+// replanOnPathChange checks a Bind of pass-through statement name: planned
+// under an older path, it is planned again now; a refusal is returned when
+// it no longer passes through.
+func (s *session) replanOnPathChange(name []byte) (*pgError, error) {
+	pt, ok := s.ptStmts[string(name)]
+	if !ok || pt.gen == s.pathGen {
+		return nil, nil
+	}
+	if err := s.syncSearchPathFor(pt.sql); err != nil {
+		return nil, err
+	}
+	p, err := s.plan(pt.sql)
+	if err == nil && !planNeedsWork(p) {
+		pt.gen = s.pathGen
+		s.ptStmts[string(name)] = pt
+		return nil, nil
+	}
+	return &pgError{Severity: "ERROR", Code: "0A000",
+		Message: fmt.Sprintf("prepared statement %q was planned by pgveil under another search_path, and now names a table pgveil encrypts", name),
+		Hint:    "prepare it again (DEALLOCATE it, or use a new name) after changing search_path"}, nil
 }
 
 // noteStmtEffects remembers the effects of a prepared statement (name; ""

@@ -3,12 +3,14 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
@@ -22,16 +24,17 @@ import (
 // what was sent would see no configured table and pass the value through
 // in plaintext.
 const searchPathSchema = `
-DROP SCHEMA IF EXISTS sp_conf, sp_other, sp_noaccess CASCADE;
+DROP SCHEMA IF EXISTS sp_conf, sp_other, sp_noaccess, sp_shadow CASCADE;
+CREATE SCHEMA sp_shadow; CREATE TABLE sp_shadow.secrets (id serial PRIMARY KEY, body bytea);
 CREATE SCHEMA sp_noaccess; CREATE TABLE sp_noaccess.secrets (id serial PRIMARY KEY, body text);
 CREATE OR REPLACE PROCEDURE public.sp_set_conf() LANGUAGE plpgsql AS $$
 BEGIN PERFORM set_config('search_' || 'path', 'sp_conf', false); END $$;
 CREATE SCHEMA sp_conf; CREATE SCHEMA sp_other;
 CREATE TABLE sp_conf.secrets (id serial PRIMARY KEY, body bytea);
 CREATE TABLE sp_other.secrets (id serial PRIMARY KEY, body text);
-GRANT ALL ON SCHEMA sp_conf, sp_other TO scram_user;
-GRANT ALL ON ALL TABLES IN SCHEMA sp_conf, sp_other TO scram_user;
-GRANT ALL ON ALL SEQUENCES IN SCHEMA sp_conf, sp_other TO scram_user;
+GRANT ALL ON SCHEMA sp_conf, sp_other, sp_shadow TO scram_user;
+GRANT ALL ON ALL TABLES IN SCHEMA sp_conf, sp_other, sp_shadow TO scram_user;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA sp_conf, sp_other, sp_shadow TO scram_user;
 DO $$ BEGIN CREATE ROLE sp_role; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 GRANT sp_role TO scram_user;
 DROP SCHEMA IF EXISTS sp_role CASCADE;
@@ -308,4 +311,65 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+// TestPreparedUnderAnotherPath: the server plans a prepared statement
+// again when search_path changes, and so does pgveil: one it passed
+// through because the name meant an unconfigured table is refused once the
+// name means a configured one, instead of writing plaintext there.
+func TestPreparedUnderAnotherPath(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startSearchPathProxy(t)
+	defer p.stop(t, 10*time.Second)
+	ctx := context.Background()
+	admin := adminConn(t)
+	cfg, _ := pgx.ParseConfig(p.url())
+	cfg.RuntimeParams["search_path"] = "sp_shadow"
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	pc := c.PgConn()
+	if _, err := pc.Prepare(ctx, "ins", "INSERT INTO secrets (body) VALUES ($1)", nil); err != nil {
+		t.Fatal(err)
+	}
+	// Under the path it was prepared for, it runs as it came.
+	if err := pc.ExecPrepared(ctx, "ins", [][]byte{[]byte("plain-note")}, nil, nil).Read().Err; err != nil {
+		t.Fatal(err)
+	}
+	var note []byte
+	if err := admin.QueryRow(ctx, "SELECT body FROM sp_shadow.secrets ORDER BY id DESC LIMIT 1").Scan(&note); err != nil || string(note) != "plain-note" {
+		t.Fatalf("sp_shadow.secrets (same column type as sp_conf.secrets): %q, %v", note, err)
+	}
+	// A path change that does not change what it names: still runs.
+	if _, err := c.Exec(ctx, "SET search_path TO sp_shadow, public", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.ExecPrepared(ctx, "ins", [][]byte{[]byte("plain-note-2")}, nil, nil).Read().Err; err != nil {
+		t.Fatalf("same table under a new path: %v", err)
+	}
+	if _, err := c.Exec(ctx, "SET search_path TO sp_conf", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	err = pc.ExecPrepared(ctx, "ins", [][]byte{[]byte("sp-prepared-secret")}, nil, nil).Read().Err
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("executing it under a path where it names a configured table: %v; want 0A000", err)
+	}
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT count(*) FROM sp_conf.secrets").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("sp_conf.secrets has %d rows, %v; want none", n, err)
+	}
+	// Prepared again, it is sealed.
+	if err := pc.Deallocate(ctx, "ins"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.Prepare(ctx, "ins", "INSERT INTO secrets (body) VALUES ($1)", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.ExecPrepared(ctx, "ins", [][]byte{[]byte("sp-prepared-secret")}, nil, nil).Read().Err; err != nil {
+		t.Fatal(err)
+	}
+	assertSealedIn(t, admin, "sp-prepared-secret")
 }

@@ -90,6 +90,8 @@ type session struct {
 	pathUnknown     bool
 	pathStale       bool
 	effStmts        map[string]uint8
+	pathGen         uint64            // counts possible search_path changes
+	ptStmts         map[string]ptStmt // see replanOnPathChange
 	effPortals      map[string]uint8
 	pathCh          chan pathReply // the server goroutine's answer to syncSearchPath
 	stmtSeq         int
