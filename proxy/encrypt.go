@@ -26,7 +26,7 @@ import (
 
 // planSession is what the planner knows of this session.
 func (s *session) planSession() rewrite.Session {
-	if s.pathUnknown {
+	if s.pathUnknown || s.ddlUnsettled {
 		return rewrite.Session{PathUnknown: true, BackslashStrings: s.backslash.Load()}
 	}
 	return rewrite.Session{SearchPath: s.searchPath, BackslashStrings: s.backslash.Load()}
@@ -103,6 +103,7 @@ func (s *session) applyEffects(p *rewrite.Plan) {
 		}
 		if st.Kind == rewrite.KindDDL {
 			s.ddlSent = true
+			s.ddlUnsettled = true
 		}
 	}
 }

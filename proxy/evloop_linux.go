@@ -943,10 +943,14 @@ func (s *session) resumeOnGoroutines(ls *loopSession, cfd, sfd int) (ok bool, er
 		writeRest(ls.c.fd, ls.c.out[ls.c.off:], 24*time.Hour)
 		writeRest(ls.u.fd, ls.u.out[ls.u.off:], 24*time.Hour)
 	}
+	// No shutdown of these fd numbers from here on: fdConn closes them,
+	// and the numbers may be reused at once.
+	s.connMu.Lock()
+	s.restFDs = nil
+	s.connMu.Unlock()
 	cconn, cerr := fdConn(cfd)
 	sconn, serr := fdConn(sfd)
 	s.connMu.Lock()
-	s.restFDs = nil
 	if s.forced || cerr != nil || serr != nil {
 		s.connMu.Unlock()
 		for _, c := range []net.Conn{cconn, sconn} {
@@ -967,13 +971,21 @@ func (s *session) resumeOnGoroutines(ls *loopSession, cfd, sfd int) (ok bool, er
 	s.sr = s.bufs.msgReader(server, math.MaxInt32)
 	s.sw = s.bufs.writer(server)
 	s.log.Debug("relaying on goroutines from here")
+	if s.srv.draining.Load() {
+		// A drain wake-up sent while the loop still had the session
+		// reached only the loop; the goroutine relay checks at its next
+		// message boundary.
+		s.wake()
+	}
 	if rest := ls.u.stream; rest > 0 {
 		// The loop relayed the start of a server message: the rest goes
 		// as it would have, before serverToClient reads a header.
 		if err := s.sr.passRest(s.cw, rest, ls.u.discard); err != nil {
+			server.Close() // run closes the client; its deferred close is the old server conn's
 			return true, &upstreamError{err}
 		}
 		if err := s.cw.Flush(); err != nil {
+			server.Close()
 			return true, err
 		}
 	}

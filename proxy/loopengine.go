@@ -20,7 +20,7 @@ package proxy
 // handleParse would for a statement they pass through. If not, nothing
 // was recorded: the goroutine relay handles the message from the start.
 func (s *session) loopPassthrough(typ byte, body []byte) bool {
-	if s.copyPlan != nil || s.pathUnknown || len(s.effStmts) > 0 || len(s.effPortals) > 0 || reservedInMessage(typ, body) != nil {
+	if s.copyPlan != nil || s.pathUnknown || s.ddlUnsettled || len(s.effStmts) > 0 || len(s.effPortals) > 0 || reservedInMessage(typ, body) != nil {
 		return false
 	}
 	if at := s.ddlDone.Load(); at != 0 && at > s.ddlSeen {

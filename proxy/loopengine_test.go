@@ -170,3 +170,49 @@ func assertNoPlaintext(t *testing.T, table, secret string) {
 		}
 	}
 }
+
+// TestPathReadWaitsForRest: with the search_path unknown, pgveil reads it
+// again only when the server waits for a new command. After an error in an
+// extended-protocol sequence the server skips everything until Sync, so a
+// question sent then would never be answered and the session would hang.
+func TestPathReadWaitsForRest(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startHandBackProxy(t)
+	defer p.stop(t, 10*time.Second)
+	c := dialRaw(t, p)
+	defer c.Close()
+	w, r := bufio.NewWriter(c), bufio.NewReader(c)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	readUntil := func(last byte) (types []byte) {
+		for {
+			typ, _ := readRawMsg(t, r)
+			types = append(types, typ)
+			if typ == last {
+				return types
+			}
+		}
+	}
+	writeMsg(w, 'Q', []byte("SET search_path TO public\x00")) // the path is unknown now
+	w.Flush()
+	readUntil('Z')
+	writeMsg(w, 'P', []byte("\x00SELECT * FROM hb_no_such_table\x00\x00\x00"))
+	writeMsg(w, 'H', nil)
+	w.Flush()
+	readUntil('E') // the server now skips until Sync
+	writeMsg(w, 'P', []byte("\x00INSERT INTO hb_secrets (body) VALUES ($1)\x00\x00\x00"))
+	writeMsg(w, 'S', nil)
+	w.Flush()
+	if got := readUntil('Z'); string(got) != "Z" {
+		t.Fatalf("after the skipped Parse and Sync: %q, want only ReadyForQuery", got)
+	}
+	// At rest now: the next statement reads the path and is sealed.
+	writeMsg(w, 'Q', []byte("INSERT INTO hb_secrets (body) VALUES ('hb-after-skip')\x00"))
+	w.Flush()
+	if got := readUntil('Z'); string(got) != "CZ" {
+		t.Fatalf("INSERT: %q", got)
+	}
+	assertNoPlaintext(t, "hb_secrets", "hb-after-skip")
+	if n := testutil.ToFloat64(p.srv.metrics.SearchPathReads); n != 1 {
+		t.Errorf("search_path read %v times, want 1 (after the Sync, not during the skip)", n)
+	}
+}

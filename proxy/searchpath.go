@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"slices"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -194,6 +196,28 @@ func pathRow(body []byte) (path []string, ok bool) {
 	return kept, true
 }
 
+// DDL changes what names mean too: a DROP or RENAME of a table that
+// shadowed a configured one. The catalog pgveil plans with is reloaded
+// after DDL, but over another connection, which sees only committed
+// state. So after DDL the session plans by name (as with the path
+// unknown) until it is outside any transaction and the catalog has been
+// read again after that (settleDDL).
+
+// settleDDL ends planning by name after DDL, before sql is planned, once
+// the server owes the client nothing and no transaction is open.
+func (s *session) settleDDL(sql string) {
+	if !s.ddlUnsettled || !s.eng.planner.MayReference(sql) {
+		return
+	}
+	if rest, status := s.t.atRest(); !rest || status != 'I' {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+	s.eng.refreshCatalog(ctx, time.Now())
+	cancel()
+	s.ddlUnsettled = false
+}
+
 // syncSearchPathFor asks the server for the search_path before sql is
 // planned, when the path is unknown, sql may name a configured table, and
 // now is a moment to ask: the server owes the client nothing (so the
@@ -201,7 +225,11 @@ func pathRow(body []byte) (path []string, ok bool) {
 // implicit transaction) and no failed transaction block would refuse it.
 // Otherwise sql is planned with the path unknown.
 func (s *session) syncSearchPathFor(sql string) error {
-	if !s.pathUnknown || !s.eng.planner.MayReference(sql) || s.t.len() != 0 || s.t.status() == 'E' {
+	s.settleDDL(sql)
+	if !s.pathUnknown || !s.eng.planner.MayReference(sql) {
+		return nil
+	}
+	if rest, status := s.t.atRest(); !rest || status == 'E' {
 		return nil
 	}
 	if s.pathCh == nil {

@@ -26,6 +26,7 @@ import (
 const searchPathSchema = `
 DROP SCHEMA IF EXISTS sp_conf, sp_other, sp_noaccess, sp_shadow CASCADE;
 CREATE SCHEMA sp_shadow; CREATE TABLE sp_shadow.secrets (id serial PRIMARY KEY, body bytea);
+ALTER TABLE sp_shadow.secrets OWNER TO scram_user;
 CREATE SCHEMA sp_noaccess; CREATE TABLE sp_noaccess.secrets (id serial PRIMARY KEY, body text);
 CREATE OR REPLACE PROCEDURE public.sp_set_conf() LANGUAGE plpgsql AS $$
 BEGIN PERFORM set_config('search_' || 'path', 'sp_conf', false); END $$;
@@ -372,4 +373,71 @@ func TestPreparedUnderAnotherPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertSealedIn(t, admin, "sp-prepared-secret")
+}
+
+// TestDDLRemovingAShadow: dropping or renaming a table that shadowed a
+// configured one changes what the name means at once for the session,
+// before pgveil's catalog (read over another connection, committed state
+// only) knows: pgveil plans by name until the transaction is over and the
+// catalog read again.
+func TestDDLRemovingAShadow(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx := context.Background()
+	admin := adminConn(t)
+	for _, tc := range []struct {
+		name string
+		run  func(c *pgx.Conn, secret string) error
+	}{
+		{"DROP in a transaction", func(c *pgx.Conn, secret string) error {
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				return err
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.Exec(ctx, "DROP TABLE sp_shadow.secrets"); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, "INSERT INTO secrets (body) VALUES ($1)", secret); err != nil {
+				return err
+			}
+			return tx.Commit(ctx)
+		}},
+		{"RENAME in the same string", func(c *pgx.Conn, secret string) error {
+			_, err := c.Exec(ctx, "ALTER TABLE sp_shadow.secrets RENAME TO gone; INSERT INTO secrets (body) VALUES ('"+secret+"')", pgx.QueryExecModeSimpleProtocol)
+			return err
+		}},
+		{"DROP, then a later statement", func(c *pgx.Conn, secret string) error {
+			if _, err := c.Exec(ctx, "DROP TABLE sp_shadow.secrets"); err != nil {
+				return err
+			}
+			_, err := c.Exec(ctx, "INSERT INTO secrets (body) VALUES ($1)", secret)
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startSearchPathProxy(t)
+			defer p.stop(t, 10*time.Second)
+			cfg, _ := pgx.ParseConfig(p.url())
+			cfg.RuntimeParams["search_path"] = "sp_shadow, sp_conf"
+			c, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(ctx)
+			var n int // the shadow is what the name means now
+			if err := c.QueryRow(ctx, "SELECT count(*) FROM secrets").Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			secret := "ddl-secret-" + strings.ReplaceAll(tc.name, " ", "-")
+			if err := tc.run(c, secret); err != nil {
+				t.Fatal(err)
+			}
+			assertSealedIn(t, admin, secret)
+			// Afterwards, planned with the reloaded catalog.
+			if _, err := c.Exec(ctx, "INSERT INTO secrets (body) VALUES ($1)", secret+"-after"); err != nil {
+				t.Fatal(err)
+			}
+			assertSealedIn(t, admin, secret+"-after")
+		})
+	}
 }

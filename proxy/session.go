@@ -99,6 +99,7 @@ type session struct {
 	copyPlan        *rewrite.Stmt // the COPY FROM whose data the client sends
 	copyIn          *copyIn
 	ddlSent         bool
+	ddlUnsettled    bool // DDL sent: plan by name until settleDDL
 	ddlSeen         int64
 	bindIn, bindOut bindMsg
 	arena           []byte

@@ -135,6 +135,10 @@ type tracker struct {
 	// idleSeq is the seq of the last message answered by a ReadyForQuery
 	// with status 'I': every portal bound before it is gone. Under mu.
 	idleSeq uint64
+	// restSeq is the seq of the last message a ReadyForQuery answered:
+	// when it is the last message pushed, the server waits for a new
+	// command (atRest). Under mu.
+	restSeq uint64
 }
 
 // trackerStats counts attribution problems; tests assert they stay zero.
@@ -233,6 +237,17 @@ func (t *tracker) desyncCount() uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.stats.desyncs
+}
+
+// atRest reports that the server has answered everything with a final
+// ReadyForQuery and waits for a new command: not inside an extended-query
+// sequence before its Sync (where a Query would end the implicit
+// transaction, or after an error would be discarded), not in COPY. status
+// is the transaction status then. Client goroutine.
+func (t *tracker) atRest() (ok bool, status byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n == 0 && !t.skipping && t.restSeq == t.seq, t.txStatus
 }
 
 // status is the transaction status of the last ReadyForQuery.
@@ -353,6 +368,7 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 		if expect(pendSync, pendQuery, pendFunctionCall) {
 			t.skipping = false
 			ev.cur, ev.done = t.popLocked(), true
+			t.restSeq = ev.cur.seq
 			if t.txStatus == 'I' {
 				t.idleSeq = ev.cur.seq
 			}

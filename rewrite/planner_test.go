@@ -219,6 +219,8 @@ func TestReservedStatementNames(t *testing.T) {
 		"DEALLOCATE pgveil_1",
 		"DEALLOCATE PREPARE __pgveil_refuse",
 		"SELECT 1; EXECUTE pgveil_1",
+		`EXECUTE U&"pgveil\005f1"('x')`,
+		`EXPLAIN ANALYZE EXECUTE U&"\0070gveil_2"`,
 	} {
 		if e := refusal(t, p, sql, publicPath); e.SQLState() != "0A000" || !strings.Contains(e.Message, "reserved") {
 			t.Errorf("%s: %v", sql, e)
@@ -249,6 +251,10 @@ func TestReshapingConfiguredTables(t *testing.T) {
 		"CREATE TABLE users_child () INHERITS (public.users)",
 		"ALTER TABLE other INHERIT users",
 		"ALTER TABLE users ATTACH PARTITION other FOR VALUES FROM (1) TO (2)",
+		"ALTER TABLE other_parent ATTACH PARTITION users FOR VALUES FROM (1) TO (2)",
+		"ALTER INDEX users RENAME TO users2",
+		"ALTER VIEW public.users RENAME TO users2",
+		"ALTER SEQUENCE users SET SCHEMA archive",
 		"CREATE TABLE billing.accounts AS SELECT 1 AS id, 'x'::text AS iban",
 		"SELECT 1 AS id, 'x' AS iban INTO billing.accounts",
 	} {

@@ -134,7 +134,8 @@ func fastStmt(s string) (st Stmt, ok bool) {
 		end--
 		_, end = trimSpan(s, start, end)
 	}
-	if strings.IndexByte(s[start:end], ';') >= 0 || sessionWords.mayReference(s) {
+	if strings.IndexByte(s[start:end], ';') >= 0 || sessionWords.mayReference(s) || containsFold(s, "u&") {
+		// U&"…" identifiers may spell any name: parse.
 		return Stmt{}, false
 	}
 	l := lexer{s: s, pos: start}

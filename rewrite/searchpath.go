@@ -209,6 +209,10 @@ func nextPath(cur *pathState, st *Stmt) *pathState {
 	switch {
 	case st.SearchPathReset, st.PathOpaque:
 		return &pathState{unknown: true}
+	case st.Kind == KindDDL:
+		// DROP or RENAME of a table that shadowed a configured one: the
+		// catalog pgveil plans with does not know yet.
+		return &pathState{unknown: true}
 	case st.SearchPath != nil:
 		for _, s := range st.SearchPath {
 			if s == "$user" {

@@ -171,8 +171,8 @@ func ReservedName(name string) bool {
 // reservedNames refuses EXECUTE, PREPARE and DEALLOCATE of a reserved
 // name anywhere in n (EXPLAIN EXECUTE and CREATE TABLE AS EXECUTE too).
 func (a *analyzer) reservedNames(n *pg.Node) *Error {
-	if !containsFold(a.st.Original, "pgveil_") {
-		return nil
+	if !containsFold(a.st.Original, "pgveil_") && !containsFold(a.st.Original, "u&") {
+		return nil // U&"…" may spell the name
 	}
 	var err *Error
 	walkAll(n, func(c *pg.Node) bool {

@@ -206,7 +206,9 @@ func (a *analyzer) reshape(n *pg.Node) *Error {
 	case n.GetRenameStmt() != nil:
 		r := n.GetRenameStmt()
 		switch r.RenameType {
-		case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_FOREIGN_TABLE:
+		case pg.ObjectType_OBJECT_TABLE, pg.ObjectType_OBJECT_FOREIGN_TABLE, pg.ObjectType_OBJECT_INDEX,
+			pg.ObjectType_OBJECT_SEQUENCE, pg.ObjectType_OBJECT_VIEW, pg.ObjectType_OBJECT_MATVIEW:
+			// ALTER INDEX/SEQUENCE/VIEW … RENAME is accepted on a table too.
 			if t := a.configured(r.Relation); t != nil {
 				return refuse(t, r.Relation, "renaming")
 			}
@@ -223,10 +225,8 @@ func (a *analyzer) reshape(n *pg.Node) *Error {
 		}
 	case n.GetAlterObjectSchemaStmt() != nil:
 		r := n.GetAlterObjectSchemaStmt()
-		if r.ObjectType == pg.ObjectType_OBJECT_TABLE {
-			if t := a.configured(r.Relation); t != nil {
-				return refuse(t, r.Relation, "moving to another schema")
-			}
+		if t := a.configured(r.Relation); t != nil { // any relation kind's ALTER … SET SCHEMA
+			return refuse(t, r.Relation, "moving to another schema")
 		}
 	case n.GetAlterTableStmt() != nil:
 		at := n.GetAlterTableStmt()
@@ -246,6 +246,11 @@ func (a *analyzer) reshape(n *pg.Node) *Error {
 			case pg.AlterTableType_AT_AttachPartition:
 				if t != nil {
 					return refuse(t, at.Relation, "ATTACH PARTITION to")
+				}
+				if pc := cmd.Def.GetPartitionCmd(); pc != nil {
+					if ct := a.configured(pc.Name); ct != nil {
+						return refuse(ct, pc.Name, "attaching as a partition of another table")
+					}
 				}
 			case pg.AlterTableType_AT_AlterColumnType:
 				if t != nil && pgveilColumn(t, cmd.Name) {
