@@ -245,6 +245,7 @@ func TestReshapingConfiguredTables(t *testing.T) {
 		"ALTER TABLE users RENAME COLUMN org_id TO o",
 		"ALTER TABLE users SET SCHEMA archive",
 		"ALTER SCHEMA billing RENAME TO finance; SELECT 1 FROM accounts",
+		"ALTER SCHEMA billing RENAME TO finance",
 		"ALTER TABLE users ALTER COLUMN phone TYPE bytea USING convert_to('x', 'UTF8')",
 		"ALTER TABLE users ALTER COLUMN email TYPE text",
 		"CREATE TABLE users_2024 PARTITION OF users FOR VALUES FROM (1) TO (2)",

@@ -151,6 +151,9 @@ func fastStmt(s string) (st Stmt, ok bool) {
 		}
 	}
 	kind, ok := fastKinds[string(word)] // no allocation: map index by converted bytes
+	if string(word) == "alter" {
+		return Stmt{}, false // ALTER SCHEMA … RENAME names no table (reshape)
+	}
 	if !ok {
 		switch string(word) {
 		case "set", "reset", "discard", "deallocate", "prepare", "do", "call":
