@@ -332,6 +332,12 @@ func TestPreparedUnderAnotherPath(t *testing.T) {
 	}
 	defer c.Close(ctx)
 	pc := c.PgConn()
+	// SQL-level PREPARE: EXECUTE does not show pgveil what runs, so a
+	// write to an unqualified name is refused outright.
+	_, err = c.Exec(ctx, "PREPARE sqlins(bytea) AS INSERT INTO secrets (body) VALUES ($1)", pgx.QueryExecModeSimpleProtocol)
+	if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("SQL PREPARE of an unqualified write: %v; want 0A000", err)
+	}
 	if _, err := pc.Prepare(ctx, "ins", "INSERT INTO secrets (body) VALUES ($1)", nil); err != nil {
 		t.Fatal(err)
 	}

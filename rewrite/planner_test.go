@@ -292,3 +292,26 @@ func TestBodyWritingConfiguredTable(t *testing.T) {
 		t.Errorf("a body that only counts rows of a configured table: %v", err)
 	}
 }
+
+// TestPrepareUnqualifiedConfiguredName: SQL PREPARE may not write to a
+// configured table's name without a schema (EXECUTE after a search_path
+// change would write whatever the name means then).
+func TestPrepareUnqualifiedConfiguredName(t *testing.T) {
+	p := newTestPlanner(t)
+	app := Session{SearchPath: []string{"app", "public"}} // users is app.users, unconfigured
+	if e := refusal(t, p, "PREPARE ins(text) AS INSERT INTO users (nickname) VALUES ($1)", app); e.SQLState() != "0A000" {
+		t.Fatalf("%v", e)
+	}
+	if e := refusal(t, p, "PREPARE up(text) AS WITH x AS (UPDATE users SET nickname = $1 RETURNING id) SELECT id FROM x", app); e.SQLState() != "0A000" {
+		t.Fatalf("%v", e)
+	}
+	for _, sql := range []string{
+		"PREPARE ins(text) AS INSERT INTO app.users (nickname) VALUES ($1)",
+		"PREPARE q AS SELECT id FROM users WHERE id = $1",
+		"PREPARE q AS SELECT 1 FROM other_table",
+	} {
+		if _, err := p.Plan(sql, app); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+}

@@ -204,6 +204,36 @@ func (a *analyzer) prepare(p *pg.PrepareStmt) *Error {
 		e.Hint = "use protocol-level prepared statements (Parse/Bind), which every driver offers"
 		return e.at(a.sql, int32(a.stmtStart))
 	}
+	// The server plans a prepared statement again when search_path
+	// changes, and EXECUTE does not show pgveil which statement runs: a
+	// write to an unqualified name that means an unconfigured table now
+	// may write a configured one at EXECUTE, with the values as sent.
+	var err *Error
+	walkAll(p.Query, func(c *pg.Node) bool {
+		var rv *pg.RangeVar
+		switch {
+		case c.GetInsertStmt() != nil:
+			rv = c.GetInsertStmt().Relation
+		case c.GetUpdateStmt() != nil:
+			rv = c.GetUpdateStmt().Relation
+		case c.GetMergeStmt() != nil:
+			rv = c.GetMergeStmt().Relation
+		}
+		if rv == nil || rv.Schemaname != "" || err != nil {
+			return err == nil
+		}
+		for _, t := range a.cfg.Tables {
+			if t.Name == rv.Relname {
+				err = tableErr(CodeFeatureNotSupported, t, "qualify the table with its schema, or use protocol-level prepared statements (Parse/Bind)",
+					"SQL-level PREPARE writing %q without a schema is not supported: after a search_path change it could write configured table %s at EXECUTE, unseen by pgveil", rv.Relname, t.QualifiedName()).at(a.sql, rv.Location)
+				break
+			}
+		}
+		return err == nil
+	})
+	if err != nil {
+		return err
+	}
 	st.Kind, st.Outputs = KindOther, nil
 	return nil
 }
