@@ -85,6 +85,13 @@ func startEncProxy(t *testing.T) *testProxy {
 // startEncProxyNoSchema starts the proxy over a schema the test made.
 func startEncProxyNoSchema(t *testing.T) *testProxy {
 	t.Helper()
+	return startTablesProxy(t, encPolicy())
+}
+
+// startTablesProxy starts an in-process pgveil with the policy tables
+// (YAML from "tables:" on), the service connection and the test master key.
+func startTablesProxy(t *testing.T, tables string) *testProxy {
+	t.Helper()
 	// One master key for the cluster's whole life: pgveil.keys outlives
 	// each test, and its data keys are wrapped under this key.
 	t.Setenv("PGVEIL_TEST_MASTER", testMasterKey)
@@ -98,7 +105,7 @@ keysource:
     key_env: PGVEIL_TEST_MASTER
 admin:
   listen: ""
-%s`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), encPolicy()))
+%s`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), tables))
 }
 
 func TestEncryptRoundTripEveryExecMode(t *testing.T) {

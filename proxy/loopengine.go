@@ -45,10 +45,11 @@ func (s *session) loopPassthrough(typ byte, body []byte) bool {
 	default:
 		return false
 	}
-	if typ == 'P' && s.eng.planner.MayReference(string(sql)) {
+	text := string(sql)
+	if typ == 'P' && s.eng.planner.MayReference(text) {
 		return false // the goroutine relay remembers it (replanOnPathChange)
 	}
-	p, err := s.plan(string(sql))
+	p, err := s.plan(text)
 	if err != nil || planNeedsWork(p) {
 		return false
 	}

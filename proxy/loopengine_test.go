@@ -11,8 +11,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
-
-	"github.com/pgveil/pgveil/integration/harness"
 )
 
 const handBackSchema = `
@@ -28,23 +26,12 @@ func startHandBackProxy(t *testing.T) *testProxy {
 	if _, err := adminConn(t).Exec(context.Background(), handBackSchema); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("PGVEIL_TEST_MASTER", testMasterKey)
-	return startProxyYAML(t, fmt.Sprintf(`listen: 127.0.0.1:0
-upstream:
-  address: %s
-  tls: disable
-  service_url: %s
-keysource:
-  local:
-    key_env: PGVEIL_TEST_MASTER
-admin:
-  listen: ""
-tables:
+	return startTablesProxy(t, `tables:
   public.hb_secrets:
     columns:
       body:
         type: text
-`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database)))
+`)
 }
 
 // TestEncryptionSessionStartsOnLoop: a session of a config with tables

@@ -18,7 +18,7 @@ import (
 // pgveil resolves unqualified table names under the session's search_path,
 // and a wrong path could let an INSERT into a configured table through
 // unencrypted. It is sure of the path only when the server says it: at
-// connect (initSearchPath) and when it asks again (syncSearchPath). What
+// connect (initSearchPath) and when it asks again (syncSearchPathFor). What
 // the client sends changes it in ways pgveil cannot follow exactly: a SET
 // may not run (an earlier statement of its string failed), a ROLLBACK (to a
 // savepoint, or of the block) undoes it, the end of a transaction ends SET
@@ -310,8 +310,7 @@ func (s *session) initSearchPath() error {
 			s.noteParameterStatus(body)
 			writeMsg(s.cw, 'S', body) // the client must see every ParameterStatus
 		case 'Z':
-			s.initialSearchPath = path
-			s.searchPath = s.initialSearchPath
+			s.searchPath = path
 			return s.cw.Flush()
 		}
 	}

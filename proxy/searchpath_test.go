@@ -13,8 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
-
-	"github.com/pgveil/pgveil/integration/harness"
 )
 
 // The search_path decides whether an unqualified name is a configured
@@ -50,18 +48,7 @@ func startSearchPathProxy(t *testing.T) *testProxy {
 	if _, err := adminConn(t).Exec(context.Background(), searchPathSchema); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("PGVEIL_TEST_MASTER", testMasterKey)
-	return startProxyYAML(t, fmt.Sprintf(`listen: 127.0.0.1:0
-upstream:
-  address: %s
-  tls: disable
-  service_url: %s
-keysource:
-  local:
-    key_env: PGVEIL_TEST_MASTER
-admin:
-  listen: ""
-tables:
+	return startTablesProxy(t, `tables:
   sp_conf.secrets:
     columns:
       body:
@@ -70,7 +57,7 @@ tables:
     columns:
       body:
         type: text
-`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database)))
+`)
 }
 
 func TestSearchPathFollowsTheServer(t *testing.T) {
@@ -166,15 +153,7 @@ func TestSearchPathFollowsTheServer(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := pgx.ParseConfig(p.url())
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.RuntimeParams["search_path"] = tc.startPath
-			c, err := pgx.ConnectConfig(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := connectWithPath(t, p, tc.startPath)
 			defer c.Close(ctx)
 			secret := fmt.Sprintf("sp-secret-%d-%d", i, time.Now().UnixNano())
 			if tc.batch != nil {
@@ -243,15 +222,7 @@ func TestSearchPathFollowsRole(t *testing.T) {
 	defer p.stop(t, 10*time.Second)
 	ctx := context.Background()
 	admin := adminConn(t)
-	cfg, err := pgx.ParseConfig(p.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.RuntimeParams["search_path"] = `"$user"`
-	c, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectWithPath(t, p, `"$user"`)
 	defer c.Close(ctx)
 	secret := fmt.Sprintf("role-secret-%d", time.Now().UnixNano())
 	// In one string: the rest of the string is planned by name.
@@ -279,6 +250,22 @@ func TestSearchPathFollowsRole(t *testing.T) {
 	if got, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil || len(got) != 2 || got[0] != secret || got[1] != secret {
 		t.Fatalf("read back through pgveil: %q, %v", got, err)
 	}
+}
+
+// connectWithPath connects through p with search_path set at startup; the
+// caller closes it (before stopping p).
+func connectWithPath(t *testing.T, p *testProxy, path string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["search_path"] = path
+	c, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
 
 // assertSealedIn checks, directly on the server, that sp_conf.secrets got
@@ -324,17 +311,12 @@ func TestPreparedUnderAnotherPath(t *testing.T) {
 	defer p.stop(t, 10*time.Second)
 	ctx := context.Background()
 	admin := adminConn(t)
-	cfg, _ := pgx.ParseConfig(p.url())
-	cfg.RuntimeParams["search_path"] = "sp_shadow"
-	c, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := connectWithPath(t, p, "sp_shadow")
 	defer c.Close(ctx)
 	pc := c.PgConn()
 	// SQL-level PREPARE: EXECUTE does not show pgveil what runs, so a
 	// write to an unqualified name is refused outright.
-	_, err = c.Exec(ctx, "PREPARE sqlins(bytea) AS INSERT INTO secrets (body) VALUES ($1)", pgx.QueryExecModeSimpleProtocol)
+	_, err := c.Exec(ctx, "PREPARE sqlins(bytea) AS INSERT INTO secrets (body) VALUES ($1)", pgx.QueryExecModeSimpleProtocol)
 	if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "0A000" {
 		t.Fatalf("SQL PREPARE of an unqualified write: %v; want 0A000", err)
 	}
@@ -423,12 +405,7 @@ func TestDDLRemovingAShadow(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := startSearchPathProxy(t)
 			defer p.stop(t, 10*time.Second)
-			cfg, _ := pgx.ParseConfig(p.url())
-			cfg.RuntimeParams["search_path"] = "sp_shadow, sp_conf"
-			c, err := pgx.ConnectConfig(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := connectWithPath(t, p, "sp_shadow, sp_conf")
 			defer c.Close(ctx)
 			var n int // the shadow is what the name means now
 			if err := c.QueryRow(ctx, "SELECT count(*) FROM secrets").Scan(&n); err != nil {

@@ -84,8 +84,7 @@ type session struct {
 	ctx  context.Context // for key lookups; cancelled when the session ends
 	stop context.CancelFunc
 	// Client goroutine state.
-	searchPath        []string
-	initialSearchPath []string
+	searchPath []string
 	// pathUnknown, pathStale, effStmts and effPortals: see searchpath.go.
 	pathUnknown     bool
 	pathStale       bool
