@@ -163,6 +163,8 @@ func TestOpsCheck(t *testing.T) {
 		// Views over encrypted columns: one pgveil reads through, one it refuses.
 		"CREATE VIEW customer_emails AS SELECT tenant_id, email, email_bidx FROM customers",
 		"CREATE VIEW customer_hashes AS SELECT tenant_id, md5(email) AS h FROM customers",
+		// A table inheriting the encrypted columns: refused by name.
+		"CREATE TABLE customers_archive () INHERITS (customers)",
 	} {
 		if _, err := su.Exec(ctx, s); err != nil {
 			t.Fatal(err)
@@ -179,11 +181,12 @@ func TestOpsCheck(t *testing.T) {
 	}
 	views := map[string]string{}
 	for _, f := range rep.Findings {
-		if strings.HasPrefix(f.Code, "view_") {
+		if strings.HasPrefix(f.Code, "view_") || strings.HasPrefix(f.Code, "child_") {
 			views[f.Table] = f.Code
 		}
 	}
-	if views["public.customer_emails"] != "view_readable" || views["public.customer_hashes"] != "view_refused" || len(views) != 2 {
+	if views["public.customer_emails"] != "view_readable" || views["public.customer_hashes"] != "view_refused" ||
+		views["public.customers_archive"] != "child_refused" || len(views) != 3 {
 		t.Fatalf("views: %v\n%s", views, r.stdout)
 	}
 

@@ -102,7 +102,12 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 	if err != nil {
 		return nil, err
 	}
-	if err := addGuardedViews(ctx, pool, c); err != nil {
+	c.rw.Guarded = map[string]*rewrite.GuardedView{}
+	keys, err := addGuardedChildren(ctx, pool, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := addGuardedViews(ctx, pool, c, keys); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -207,10 +212,107 @@ JOIN pg_catalog.pg_namespace bn ON bn.oid = b.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = v.oid AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY v.oid, a.attnum`
 
+// childrenQuery finds every table below a configured table ($1: their
+// OIDs) by partitioning or inheritance, at any depth, with the configured
+// table it descends from and its columns.
+const childrenQuery = `
+WITH RECURSIVE below(child, top) AS (
+  SELECT i.inhrelid, i.inhparent FROM pg_catalog.pg_inherits i WHERE i.inhparent = ANY($1::pg_catalog.oid[])
+  UNION
+  SELECT i.inhrelid, b.top FROM below b JOIN pg_catalog.pg_inherits i ON i.inhparent = b.child
+)
+SELECT DISTINCT ON (c.oid, a.attnum) c.oid, n.nspname, c.relname, c.relispartition, b.top, a.attnum, a.attname, a.atttypid
+FROM below b
+JOIN pg_catalog.pg_class c ON c.oid = b.child
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY c.oid, a.attnum, b.top`
+
+// addGuardedChildren records the partitions and inheritance children of
+// configured tables that are not configured themselves: PostgreSQL lets a
+// statement name one directly, and pgveil, which encrypts by the
+// configured table, would pass a write to it in plaintext. Statements that
+// name one are refused (rewrite.GuardedView.Child). It returns the
+// (OID × 65536 + attnum) keys of their encrypted and blind-index columns,
+// so that views over them are guarded as well.
+func addGuardedChildren(ctx context.Context, pool *pgxpool.Pool, c *catalog) ([]int64, error) {
+	if len(c.byOID) == 0 {
+		return nil, nil
+	}
+	oids := make([]uint32, 0, len(c.byOID))
+	for oid := range c.byOID {
+		oids = append(oids, oid)
+	}
+	rows, err := pool.Query(ctx, childrenQuery, oids)
+	if err != nil {
+		return nil, fmt.Errorf("reading partitions and inheritance children: %w", err)
+	}
+	defer rows.Close()
+	var keys []int64
+	for rows.Next() {
+		var oid, top, typ uint32
+		var schema, name, col string
+		var partition bool
+		var attnum int16
+		if err := rows.Scan(&oid, &schema, &name, &partition, &top, &attnum, &col, &typ); err != nil {
+			return nil, err
+		}
+		parent := c.byOID[top]
+		if c.byOID[oid] != nil || parent == nil {
+			continue // configured itself: its own policy applies
+		}
+		key := schema + "." + name
+		if c.rw.Guarded[key] == nil {
+			kind := rewrite.ChildInheritance
+			if partition {
+				kind = rewrite.ChildPartition
+			}
+			c.rw.Guarded[key] = &rewrite.GuardedView{Schema: schema, Name: name, Reads: parent.policy.QualifiedName(), Child: kind}
+			if c.rw.Tables[key] == nil {
+				c.rw.Tables[key] = &rewrite.CatalogTable{Schema: schema, Name: name, OID: oid}
+			}
+		}
+		if t := c.rw.Tables[key]; t.OID == oid {
+			if !hasColumn(t, col) {
+				t.Columns = append(t.Columns, rewrite.CatalogColumn{Name: col, AttNum: attnum, TypeOID: typ})
+			}
+		}
+		if guardsColumn(parent.policy, col) {
+			keys = append(keys, int64(oid)*65536+int64(attnum))
+		}
+	}
+	return keys, rows.Err()
+}
+
+func hasColumn(t *rewrite.CatalogTable, name string) bool {
+	for _, c := range t.Columns {
+		if c.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// guardsColumn reports whether col of a configured table is encrypted or
+// holds a blind index.
+func guardsColumn(t *policy.Table, col string) bool {
+	for _, c := range t.Columns {
+		if c.Name == col {
+			return true
+		}
+		for _, bi := range c.IndexTargets() {
+			if bi.Column == col {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // addGuardedViews records the views over encrypted columns in the planner's
 // catalog: statements that name them are refused (rewrite.GuardedView).
-func addGuardedViews(ctx context.Context, pool *pgxpool.Pool, c *catalog) error {
-	var keys []int64
+// keys holds more columns whose views are guarded (addGuardedChildren).
+func addGuardedViews(ctx context.Context, pool *pgxpool.Pool, c *catalog, keys []int64) error {
 	for _, ct := range c.byTable {
 		for attnum, col := range ct.cols {
 			keys = append(keys, int64(ct.oid)*65536+int64(attnum))
@@ -223,7 +325,6 @@ func addGuardedViews(ctx context.Context, pool *pgxpool.Pool, c *catalog) error 
 			}
 		}
 	}
-	c.rw.Guarded = map[string]*rewrite.GuardedView{}
 	if len(keys) == 0 {
 		return nil
 	}
@@ -241,6 +342,9 @@ func addGuardedViews(ctx context.Context, pool *pgxpool.Pool, c *catalog) error 
 			return err
 		}
 		key := schema + "." + name
+		if g := c.rw.Guarded[reads]; g != nil && g.Child != "" {
+			reads = g.Reads // a view over a partition reads the configured table
+		}
 		if c.rw.Guarded[key] == nil {
 			c.rw.Guarded[key] = &rewrite.GuardedView{Schema: schema, Name: name, Reads: reads}
 			c.rw.Tables[key] = &rewrite.CatalogTable{Schema: schema, Name: name, OID: oid}

@@ -46,7 +46,8 @@ func (s *session) plan(sql string) (*rewrite.Plan, error) {
 func refusalFrom(err error) *pgError {
 	var re *rewrite.Error
 	if errors.As(err, &re) {
-		return &pgError{Severity: "ERROR", Code: re.Code, Message: re.Message, Detail: re.Detail, Hint: re.Hint}
+		return &pgError{Severity: "ERROR", Code: re.Code, Message: re.Message, Detail: re.Detail, Hint: re.Hint,
+			Schema: re.Schema, Table: re.Table, Column: re.Column}
 	}
 	var pe *pgError
 	if errors.As(err, &pe) {

@@ -31,7 +31,10 @@ type pgError struct {
 	Message  string
 	Detail   string
 	Hint     string
-	cause    error
+	// Schema, Table and Column name the object concerned, when there is
+	// one (the ErrorResponse fields s, t and c, as the server sets them).
+	Schema, Table, Column string
+	cause                 error
 }
 
 func (e *pgError) Error() string {
@@ -58,7 +61,8 @@ type sqlStater interface{ SQLState() string }
 func toErrorResponse(err error) *pgproto3.ErrorResponse {
 	var pe *pgError
 	if errors.As(err, &pe) {
-		return &pgproto3.ErrorResponse{Severity: pe.Severity, SeverityUnlocalized: pe.Severity, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}
+		return &pgproto3.ErrorResponse{Severity: pe.Severity, SeverityUnlocalized: pe.Severity, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint,
+			SchemaName: pe.Schema, TableName: pe.Table, ColumnName: pe.Column}
 	}
 	var tl *tooLargeError
 	if errors.As(err, &tl) {

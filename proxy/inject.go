@@ -30,7 +30,8 @@ import (
 // refuseName is the statement and portal name pgveil uses for injected errors.
 const refuseName = "__pgveil_refuse"
 
-// raiseSQL is a DO block raising e with its SQLSTATE, message, detail and hint.
+// raiseSQL is a DO block raising e with its SQLSTATE, message, detail,
+// hint and the schema, table and column it names.
 func raiseSQL(e *pgError) string {
 	code := e.Code
 	if !validSQLState(code) {
@@ -44,6 +45,11 @@ func raiseSQL(e *pgError) string {
 	}
 	if e.Hint != "" {
 		body += ", HINT = " + dollarQuote(e.Hint)
+	}
+	for _, f := range [...]struct{ opt, v string }{{"SCHEMA", e.Schema}, {"TABLE", e.Table}, {"COLUMN", e.Column}} {
+		if f.v != "" {
+			body += ", " + f.opt + " = " + dollarQuote(f.v)
+		}
 	}
 	body += "; END"
 	b.WriteString(dollarQuote(body))

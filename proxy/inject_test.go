@@ -24,7 +24,8 @@ func TestInjectedErrorsAgainstPostgres(t *testing.T) {
 	defer conn.Close(ctx)
 	refusal := &pgError{Severity: "ERROR", Code: "0A000",
 		Message: `pgveil cannot compare the encrypted column public.users.email with "<"`,
-		Hint:    "equality (=, <>, IN) is the only comparison on an encrypted column; $pgv0$ tags are quoted safely"}
+		Hint:    "equality (=, <>, IN) is the only comparison on an encrypted column; $pgv0$ tags are quoted safely",
+		Schema:  "public", Table: "users", Column: "email"}
 
 	raw := conn.Conn()
 	r := bufio.NewReader(raw)
@@ -61,6 +62,9 @@ func TestInjectedErrorsAgainstPostgres(t *testing.T) {
 				}
 				if errorField(body, 'C') != "0A000" || errorField(body, 'M') != refusal.Message || errorField(body, 'H') != refusal.Hint {
 					t.Fatalf("error fields: C=%s M=%s H=%s", errorField(body, 'C'), errorField(body, 'M'), errorField(body, 'H'))
+				}
+				if errorField(body, 's') != "public" || errorField(body, 't') != "users" || errorField(body, 'c') != "email" {
+					t.Fatalf("error fields: s=%s t=%s c=%s", errorField(body, 's'), errorField(body, 't'), errorField(body, 'c'))
 				}
 			}
 			forwarded = append(forwarded, string(typ))

@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -37,5 +38,58 @@ func TestGuardedViews(t *testing.T) {
 		if _, err := p.Plan(sql, Session{SearchPath: []string{"public"}}); err != nil {
 			t.Errorf("%s: %v", sql, err)
 		}
+	}
+}
+
+// TestGuardedChildren: a partition or inheritance child of a configured
+// table, not configured itself, is refused in every statement that names
+// it, reads included (a filter on its encrypted column would send the
+// value as written), with a message naming the configured table; the
+// configured table itself and DDL that drops or truncates the child pass.
+func TestGuardedChildren(t *testing.T) {
+	p := newTestPlanner(t)
+	cat := testCatalog()
+	cat.Tables["public.users_2025"] = catalogTable("public", "users_2025", 16600, "id", "org_id", "email", "email_bidx")
+	cat.Tables["archive.old_users"] = catalogTable("archive", "old_users", 16601, "id", "org_id", "email", "email_bidx")
+	cat.Guarded = map[string]*GuardedView{
+		"public.users_2025": {Schema: "public", Name: "users_2025", Reads: "public.users", Child: ChildPartition},
+		"archive.old_users": {Schema: "archive", Name: "old_users", Reads: "public.users", Child: ChildInheritance},
+	}
+	p.SetCatalog(cat)
+	for _, c := range []struct{ sql, table, hint string }{
+		{`INSERT INTO users_2025 (id, org_id, email) VALUES (1, 1, 'plain@text')`, "users_2025", "PostgreSQL routes"},
+		{`INSERT INTO "users_2025" SELECT * FROM users_2025`, "users_2025", "PostgreSQL routes"},
+		{`UPDATE public.users_2025 SET email = $1 WHERE id = 1`, "users_2025", "PostgreSQL routes"},
+		{`COPY users_2025 (id, email) FROM STDIN`, "users_2025", "PostgreSQL routes"},
+		{`SELECT id FROM users_2025 WHERE email = 'plain@text'`, "users_2025", "PostgreSQL routes"},
+		{`SELECT * FROM users_2025`, "users_2025", "PostgreSQL routes"},
+		{`MERGE INTO users_2025 u USING (SELECT 1 AS id) s ON u.id = s.id WHEN NOT MATCHED THEN INSERT (id, email) VALUES (s.id, 'x')`, "users_2025", "PostgreSQL routes"},
+		{`INSERT INTO archive.old_users (id, email) VALUES (2, 'plain@text')`, "old_users", "NO INHERIT"},
+	} {
+		_, err := p.Plan(c.sql, publicPath)
+		var re *Error
+		if !errors.As(err, &re) || re.Code != CodeFeatureNotSupported || re.Table != c.table ||
+			!strings.Contains(re.Message, "configured table public.users") || !strings.Contains(re.Hint, c.hint) {
+			t.Errorf("%s: got %#v, want a 0A000 refusal naming %s and public.users", c.sql, err, c.table)
+		}
+	}
+	_, err := p.Plan(`DO $$ BEGIN EXECUTE 'SELECT 1'; INSERT INTO users_2025 (id) VALUES (1); END $$`, publicPath)
+	var re *Error
+	if !errors.As(err, &re) || !strings.Contains(re.Message, "partition of configured table public.users") {
+		t.Errorf("DO body naming a partition: %v", err)
+	}
+	for _, sql := range []string{
+		`INSERT INTO users (id, org_id, email) VALUES (1, 1, $1)`,
+		`DROP TABLE users_2025`,
+		`TRUNCATE users_2025`,
+		`SELECT 'users_2025'`,
+	} {
+		if _, err := p.Plan(sql, publicPath); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+	st := p.Views()
+	if len(st) != 2 || st[0].Child != ChildInheritance || st[1].Child != ChildPartition || st[0].Readable || st[1].Readable {
+		t.Errorf("Views() = %+v", st)
 	}
 }

@@ -332,15 +332,25 @@ type Catalog struct {
 	// send plaintext, so statements that name one are refused, except reads
 	// of views the planner sees through (GuardedView.Definition,
 	// rewrite/view.go). The planner adds their names to its pre-check.
+	// Partitions and inheritance children of a configured table that are
+	// not configured themselves are guarded too (GuardedView.Child): a row
+	// written to one by its own name would be stored in plaintext.
 	Guarded map[string]*GuardedView
 }
 
-// GuardedView is a view over encrypted columns.
+// GuardedView is a view over encrypted columns, or a table that inherits
+// them.
 type GuardedView struct {
 	Schema, Name string
 	// Reads names one configured table the view reads encrypted columns
-	// of ("schema.table"), for the error message.
+	// of ("schema.table"), for the error message; for a Child, the
+	// configured table it descends from.
 	Reads string
+	// Child is "partition" or "inheritance child" when the relation is a
+	// table below the configured table Reads (at any depth) rather than a
+	// view. Every statement that names one is refused: pgveil encrypts and
+	// decrypts by the configured table's name.
+	Child string
 	// Definition is the view's query as pg_get_viewdef prints it with
 	// every relation schema-qualified, or "". When SetCatalog can plan it
 	// and every column of the view that carries an encrypted column carries
@@ -366,3 +376,9 @@ type CatalogColumn struct {
 	AttNum  int16
 	TypeOID uint32
 }
+
+// GuardedView.Child values.
+const (
+	ChildPartition   = "partition"
+	ChildInheritance = "inheritance child"
+)

@@ -72,6 +72,17 @@ func (a *analyzer) resolveRelation(rv *pg.RangeVar, read bool) (tableRef, *Guard
 		a.viewReads++
 		return ref, v, nil
 	}
+	if v != nil && v.Child != "" {
+		e := errorf(CodeFeatureNotSupported,
+			"table %s.%s is a %s of configured table %s; statements that name it are refused: pgveil encrypts and decrypts by the configured table, so through this name the database would receive plaintext or return ciphertext",
+			v.Schema, v.Name, v.Child, v.Reads)
+		e.Hint = "name " + v.Reads + " instead (PostgreSQL routes each row to its partition)"
+		if v.Child != ChildPartition {
+			e.Hint = "name " + v.Reads + " instead, or end the inheritance on a direct connection (ALTER TABLE … NO INHERIT)"
+		}
+		e.Schema, e.Table = v.Schema, v.Name
+		return ref, nil, e.at(a.sql, rv.Location)
+	}
 	if v != nil {
 		e := errorf(CodeFeatureNotSupported,
 			"view %s.%s reads encrypted columns of %s; statements that name it are refused: pgveil cannot see through a view, so the database would receive plaintext or return ciphertext",

@@ -371,6 +371,9 @@ func (a *analyzer) body(arg *pg.Node, what string) *Error {
 		for _, v := range a.cat.Guarded {
 			if containsWord(b, strings.ToLower(v.Name)) {
 				e := errorf(CodeFeatureNotSupported, "%s names view %s.%s, which reads encrypted columns of %s: code inside the server could write plaintext through it", what, v.Schema, v.Name, v.Reads)
+				if v.Child != "" {
+					e = errorf(CodeFeatureNotSupported, "%s names table %s.%s, a %s of configured table %s: code inside the server could write plaintext to it", what, v.Schema, v.Name, v.Child, v.Reads)
+				}
 				e.Hint = "keep logic on encrypted columns in the application"
 				e.Schema, e.Table = v.Schema, v.Name
 				return e

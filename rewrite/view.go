@@ -92,6 +92,9 @@ func (p *Planner) viewColumns(v *GuardedView, c *Catalog) (cols []relCol, ok boo
 type ViewStatus struct {
 	Schema, Name string
 	Reads        string // a configured table it reads encrypted columns of
+	// Child is set for a partition or inheritance child of Reads
+	// (GuardedView.Child); such a table is never Readable.
+	Child string
 	// Readable: reads of the view are planned through its definition;
 	// false: every statement naming it is refused.
 	Readable bool
@@ -105,7 +108,7 @@ func (p *Planner) Views() []ViewStatus {
 	}
 	out := make([]ViewStatus, 0, len(c.Guarded))
 	for _, v := range c.Guarded {
-		out = append(out, ViewStatus{Schema: v.Schema, Name: v.Name, Reads: v.Reads, Readable: v.cols != nil})
+		out = append(out, ViewStatus{Schema: v.Schema, Name: v.Name, Reads: v.Reads, Child: v.Child, Readable: v.cols != nil})
 	}
 	slices.SortFunc(out, func(a, b ViewStatus) int {
 		return cmp.Or(strings.Compare(a.Schema, b.Schema), strings.Compare(a.Name, b.Name))

@@ -44,6 +44,11 @@ func checkViews(ctx context.Context, e *Env, r *Report) {
 	}
 	for _, v := range views {
 		name := v.Schema + "." + v.Name
+		if v.Child != "" {
+			r.add(Finding{Severity: SevNote, Code: "child_refused", Table: name,
+				Message: fmt.Sprintf("table %s is a %s of configured table %s and not configured itself: every statement naming it through pgveil is refused; the application reads and writes it through %s (docs/SQL.md, \"Known limits\")", name, v.Child, v.Reads, v.Reads)})
+			continue
+		}
 		if v.Readable {
 			r.add(Finding{Severity: SevNote, Code: "view_readable", Table: name,
 				Message: fmt.Sprintf("view %s reads encrypted columns of %s: pgveil plans reads of it through its definition (decrypted; equality needs the blind index among its columns) and refuses writes through it", name, v.Reads)})

@@ -1,0 +1,127 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/goleak"
+)
+
+// TestPartitionsAndChildrenRefused: the partitions of a configured
+// partitioned table (at any depth) and the inheritance children of a
+// configured table are not configured themselves; a statement naming one
+// directly would reach the server with plaintext (a write) or the value as
+// written (a filter). pgveil refuses every such statement, in the simple
+// and the extended protocol and in COPY, and nothing is stored; writes and
+// lookups through the configured table reach the partitions encrypted.
+func TestPartitionsAndChildrenRefused(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx := context.Background()
+	admin := adminConn(t)
+	if _, err := admin.Exec(ctx, `
+DROP TABLE IF EXISTS enc_events, enc_base CASCADE;
+CREATE TABLE enc_events (id int8 NOT NULL, org_id int8 NOT NULL, email bytea, email_bidx bytea) PARTITION BY RANGE (id);
+CREATE TABLE enc_events_1 PARTITION OF enc_events FOR VALUES FROM (0) TO (100);
+CREATE TABLE enc_events_2 PARTITION OF enc_events FOR VALUES FROM (100) TO (200) PARTITION BY RANGE (id);
+CREATE TABLE enc_events_2a PARTITION OF enc_events_2 FOR VALUES FROM (100) TO (200);
+CREATE VIEW enc_events_1_v AS SELECT id, email FROM enc_events_1;
+CREATE TABLE enc_base (id int8, secret bytea);
+CREATE TABLE enc_base_child (extra text) INHERITS (enc_base);
+GRANT ALL ON enc_events, enc_events_1, enc_events_2, enc_events_2a, enc_events_1_v, enc_base, enc_base_child TO scram_user;`); err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Exec(ctx, "DROP TABLE IF EXISTS enc_events, enc_base CASCADE")
+	p := startTablesProxy(t, `
+tables:
+  public.enc_events:
+    columns:
+      email:
+        type: text
+        blind_index:
+          column: email_bidx
+  public.enc_base:
+    columns:
+      secret:
+        type: text
+`)
+	defer p.stop(t, 10*time.Second)
+	conn, err := pgx.Connect(ctx, p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+
+	const plain = "leak@partition.example"
+	refused := []struct{ sql, table, parent string }{
+		{"INSERT INTO enc_events_1 (id, org_id, email) VALUES (1, 1, '" + plain + "')", "enc_events_1", "public.enc_events"},
+		{"INSERT INTO public.enc_events_2a (id, org_id, email) VALUES (150, 1, '" + plain + "')", "enc_events_2a", "public.enc_events"},
+		{"INSERT INTO enc_events_2 (id, org_id, email) VALUES (150, 1, '" + plain + "')", "enc_events_2", "public.enc_events"},
+		{"UPDATE enc_events_1 SET email = '" + plain + "'", "enc_events_1", "public.enc_events"},
+		{"SELECT id FROM enc_events_1 WHERE email = '" + plain + "'", "enc_events_1", "public.enc_events"},
+		{"INSERT INTO enc_events_1_v (id, email) VALUES (2, '" + plain + "')", "enc_events_1_v", "public.enc_events"},
+		{"INSERT INTO enc_base_child (id, secret, extra) VALUES (1, '" + plain + "', 'x')", "enc_base_child", "public.enc_base"},
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec} {
+		for _, c := range refused {
+			_, err := conn.Exec(ctx, c.sql, mode)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "0A000" || pe.TableName != c.table || !strings.Contains(pe.Message, c.parent) {
+				t.Fatalf("%v: %s: %v", mode, c.sql, err)
+			}
+		}
+		// The same write with the value as a parameter.
+		_, err := conn.Exec(ctx, "INSERT INTO enc_events_1 (id, org_id, email) VALUES ($1, $2, $3)", mode, 3, 1, plain)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "0A000" {
+			t.Fatalf("%v: parameterised insert into a partition: %v", mode, err)
+		}
+	}
+	_, err = conn.CopyFrom(ctx, pgx.Identifier{"enc_events_1"}, []string{"id", "org_id", "email"}, pgx.CopyFromRows([][]any{{int64(4), int64(1), plain}}))
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "0A000" || pe.TableName != "enc_events_1" {
+		t.Fatalf("COPY into a partition: %v", err)
+	}
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT (SELECT count(*) FROM enc_events) + (SELECT count(*) FROM enc_base)").Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d rows stored by refused statements (%v)", n, err)
+	}
+
+	// Through the configured table: routed to the partitions, encrypted,
+	// read back and found by the blind index from every partition.
+	if _, err := conn.Exec(ctx, "INSERT INTO enc_events (id, org_id, email) VALUES (5, 1, $1), (150, 1, $2)", "a@example.com", "b@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := admin.Query(ctx, "SELECT tableoid::regclass::text, email FROM enc_events ORDER BY id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var where []string
+	for rows.Next() {
+		var part string
+		var stored []byte
+		if err := rows.Scan(&part, &stored); err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(stored, []byte("@example.com")) {
+			t.Fatalf("plaintext stored in %s", part)
+		}
+		where = append(where, part)
+	}
+	if rows.Err() != nil || strings.Join(where, ",") != "enc_events_1,enc_events_2a" {
+		t.Fatalf("rows stored in %v (%v)", where, rows.Err())
+	}
+	var id int64
+	if err := conn.QueryRow(ctx, "SELECT id FROM enc_events WHERE email = $1", "b@example.com").Scan(&id); err != nil || id != 150 {
+		t.Fatalf("lookup through the parent: %d %v", id, err)
+	}
+	var email string
+	if err := conn.QueryRow(ctx, "SELECT email FROM enc_events WHERE id = 5").Scan(&email); err != nil || email != "a@example.com" {
+		t.Fatalf("read through the parent: %q %v", email, err)
+	}
+}
