@@ -320,6 +320,16 @@ func TestPreparedUnderAnotherPath(t *testing.T) {
 	if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "0A000" {
 		t.Fatalf("SQL PREPARE of an unqualified write: %v; want 0A000", err)
 	}
+	// So is a read whose filter would be on sp_conf.secrets' encrypted
+	// column under another path (EXECUTE would send the value as written);
+	// one that reads no encrypted column under any path is prepared.
+	_, err = c.Exec(ctx, "PREPARE sqlsel(bytea) AS SELECT id FROM secrets WHERE body = $1", pgx.QueryExecModeSimpleProtocol)
+	if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, `naming "secrets" without a schema`) {
+		t.Fatalf("SQL PREPARE of an unqualified filter: %v; want 0A000", err)
+	}
+	if _, err := c.Exec(ctx, "PREPARE sqlids AS SELECT id FROM secrets WHERE id > 0", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := pc.Prepare(ctx, "ins", "INSERT INTO secrets (body) VALUES ($1)", nil); err != nil {
 		t.Fatal(err)
 	}

@@ -305,9 +305,24 @@ func TestPrepareUnqualifiedConfiguredName(t *testing.T) {
 	if e := refusal(t, p, "PREPARE up(text) AS WITH x AS (UPDATE users SET nickname = $1 RETURNING id) SELECT id FROM x", app); e.SQLState() != "0A000" {
 		t.Fatalf("%v", e)
 	}
+	// Reads that need nothing under app but would read public.users'
+	// encrypted columns after a search_path change.
+	for _, sql := range []string{
+		"PREPARE q(text) AS SELECT id FROM users WHERE email = $1",
+		"PREPARE q AS SELECT id FROM users WHERE email = 'x@y'",
+		"PREPARE q AS SELECT * FROM users",
+		"PREPARE q AS SELECT 1 FROM contacts c JOIN users u ON u.id = c.user_id WHERE u.email IN ('a', 'b')",
+	} {
+		e := refusal(t, p, sql, app)
+		if e.SQLState() != "0A000" || !strings.Contains(e.Message, `naming "users" without a schema`) {
+			t.Errorf("%s: %v", sql, e)
+		}
+	}
 	for _, sql := range []string{
 		"PREPARE ins(text) AS INSERT INTO app.users (nickname) VALUES ($1)",
 		"PREPARE q AS SELECT id FROM users WHERE id = $1",
+		"PREPARE q AS SELECT nickname FROM users WHERE id = $1",
+		"PREPARE q(text) AS SELECT id FROM app.users WHERE email = $1",
 		"PREPARE q AS SELECT 1 FROM other_table",
 	} {
 		if _, err := p.Plan(sql, app); err != nil {

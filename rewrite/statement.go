@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgveil/pgveil/policy"
 )
 
 // plan plans one parsed statement into a.st.
@@ -234,6 +236,54 @@ func (a *analyzer) prepare(p *pg.PrepareStmt) *Error {
 	if err != nil {
 		return err
 	}
+	if err := a.prepareElsewhere(p); err != nil {
+		return err
+	}
 	st.Kind, st.Outputs = KindOther, nil
 	return nil
+}
+
+// prepareElsewhere refuses a SQL-level PREPARE that needs nothing from
+// pgveil under the current search_path but would under another: planned
+// again with every unqualified name taken as the configured table of that
+// name (as when the path is unknown), it reads, filters or writes an
+// encrypted column. The server re-plans the statement at EXECUTE after a
+// search_path change, and EXECUTE shows pgveil neither the statement nor,
+// in a form it could encrypt, the values.
+func (a *analyzer) prepareElsewhere(p *pg.PrepareStmt) *Error {
+	if a.path.unknown {
+		return nil // the plan just made already resolved names that way
+	}
+	var named *pg.RangeVar
+	walkAll(p.Query, func(c *pg.Node) bool {
+		if rv := c.GetRangeVar(); rv != nil && rv.Schemaname == "" && rv.Relpersistence != "t" && namesConfigured(a.cfg.Tables, rv.Relname) {
+			named = rv
+		}
+		return named == nil
+	})
+	if named == nil {
+		return nil
+	}
+	raw := &pg.RawStmt{Stmt: &pg.Node{Node: &pg.Node_PrepareStmt{PrepareStmt: p}}}
+	b := newAnalyzer(a.p, a.cat, a.sql, raw, a.stmtStart, a.stmtEnd, &pathState{unknown: true}, a.backslash)
+	err := b.plan(p.Query)
+	st := b.st
+	if err == nil && len(b.edits) == 0 && len(b.uses) == 0 && len(st.Literals) == 0 && st.Outputs == nil && !st.OutputsByOrigin && st.Copy == nil {
+		return nil
+	}
+	e := errorf(CodeFeatureNotSupported,
+		"SQL-level PREPARE naming %q without a schema is not supported: it names no configured table under the current search_path, but after a search_path change the server would run it on a configured table's encrypted columns at EXECUTE, unseen by pgveil", named.Relname)
+	e.Hint = "qualify the table with its schema, or use protocol-level prepared statements (Parse/Bind)"
+	return e.at(a.sql, named.Location)
+}
+
+// namesConfigured reports whether a configured table, in any schema, is
+// called name.
+func namesConfigured(tables []*policy.Table, name string) bool {
+	for _, t := range tables {
+		if t.Name == name {
+			return true
+		}
+	}
+	return false
 }
