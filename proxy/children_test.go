@@ -125,3 +125,45 @@ tables:
 		t.Fatalf("read through the parent: %q %v", email, err)
 	}
 }
+
+// TestMisnamedConfiguredTableRefused: a statement naming a configured
+// table in a form that resolves to no relation (a quoted name in the wrong
+// case, a misspelt schema) would be rejected by the server, which logs the
+// text of failed statements by default (log_min_error_statement = error),
+// values included. pgveil answers 42P01 itself; the value reaches neither
+// the table nor the server's log.
+func TestMisnamedConfiguredTableRefused(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx := context.Background()
+	p := startEncProxy(t)
+	defer p.stop(t, 10*time.Second)
+	conn, err := pgx.Connect(ctx, p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	const plain = "misnamed-secret@example.com"
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+		for _, sql := range []string{
+			`INSERT INTO "Enc_Users" (org_id, email) VALUES (1, '` + plain + `')`,
+			`INSERT INTO publik.enc_users (org_id, email) VALUES (1, '` + plain + `')`,
+			`SELECT id FROM "ENC_USERS" WHERE email = '` + plain + `'`,
+		} {
+			_, err := conn.Exec(ctx, sql, mode)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "42P01" || !strings.Contains(pe.Message, "public.enc_users") {
+				t.Fatalf("%v: %s: %v; want 42P01 from pgveil", mode, sql, err)
+			}
+		}
+	}
+	// The session goes on; a statement the server rejects for another
+	// reason still reaches it (and its log), as without pgveil.
+	if _, err := conn.Exec(ctx, "SELECT 1 FROM enc_users_nothere"); err == nil {
+		t.Fatal("unknown unrelated table: no error")
+	}
+	if log := cluster.Log(); strings.Contains(log, plain) {
+		t.Fatal("the server's log holds the value")
+	} else if !strings.Contains(log, "enc_users_nothere") {
+		t.Fatal("the server's log lacks the unrelated failed statement: the check above proves nothing")
+	}
+}

@@ -80,6 +80,12 @@ func testCatalog() *Catalog {
 		catalogTable("public", "app_user", 16420, "id", "email", "email_bidx", "username", "is_active"),
 		catalogTable("billing", "accounts", 16430, "id", "tenant_id", "iban", "iban_bidx", "balance"),
 		catalogTable("app", "users", 16440, "id", "email", "nickname"),
+		// Unconfigured tables whose names differ from configured ones only
+		// in case or schema (the proxy's snapshot lists every such relation).
+		catalogTable("public", "Users", 16450, "id", "Email"),
+		catalogTable("public", "USERS", 16451, "id", "email"),
+		catalogTable("audit", "contacts", 16452, "id", "phone", "email"),
+		catalogTable("billing", "users", 16453, "id", "phone", "email"),
 	} {
 		c.Tables[t.Schema+"."+t.Name] = t
 	}

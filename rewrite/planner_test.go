@@ -187,16 +187,19 @@ func TestPathUnknown(t *testing.T) {
 	p := newTestPlanner(t)
 	sql := "INSERT INTO accounts (tenant_id, iban) VALUES ($1, $2)"
 	appPath := Session{SearchPath: []string{"app", "public"}}
-	if plan, err := p.Plan(sql, appPath); err != nil || plan.Rewritten {
-		t.Fatalf("under app, public (no accounts table): rewritten %v, %v", plan != nil && plan.Rewritten, err)
+	// Under a known path without billing, no relation is called accounts:
+	// refused by pgveil (42P01), not sent for the server to reject and log.
+	var re *Error
+	if _, err := p.Plan(sql, appPath); !errors.As(err, &re) || re.Code != CodeUndefinedTable || !strings.Contains(re.Message, "billing.accounts") {
+		t.Fatalf("under app, public (no accounts table): %v; want 42P01", err)
 	}
 	plan, err := p.Plan(sql, Session{SearchPath: appPath.SearchPath, PathUnknown: true})
 	if err != nil || !plan.Rewritten || !strings.Contains(dumpPlan(sql, plan), "billing.accounts.iban") {
 		t.Fatalf("path unknown: want billing.accounts sealed, got %v\n%s", err, dumpPlan(sql, plan))
 	}
 	// Cached apart: the known path still plans it as it did.
-	if plan, err := p.Plan(sql, appPath); err != nil || plan.Rewritten {
-		t.Fatalf("under app, public after an unknown-path plan: rewritten %v, %v", plan != nil && plan.Rewritten, err)
+	if _, err := p.Plan(sql, appPath); !errors.As(err, &re) || re.Code != CodeUndefinedTable {
+		t.Fatalf("under app, public after an unknown-path plan: %v; want 42P01", err)
 	}
 	// users is shadowed by app.users on the known path; unknown, it is
 	// public.users, the only configured one.
@@ -328,5 +331,52 @@ func TestPrepareUnqualifiedConfiguredName(t *testing.T) {
 		if _, err := p.Plan(sql, app); err != nil {
 			t.Errorf("%s: %v", sql, err)
 		}
+	}
+}
+
+// TestUnknownConfiguredName: a relation named as a configured table up to
+// case or schema, but absent from the catalog snapshot, is refused with
+// 42P01 by pgveil: sent on, the server would reject it and, by default, log
+// its text with the values meant for an encrypted column. DDL, temporary
+// tables and names that exist pass.
+func TestUnknownConfiguredName(t *testing.T) {
+	p := newTestPlanner(t)
+	for _, c := range []struct {
+		sql  string
+		path []string
+	}{
+		{`INSERT INTO "USErs" (id, email) VALUES (1, 'plain@text')`, nil},
+		{`INSERT INTO publik.users (id, email) VALUES (1, 'plain@text')`, nil},
+		{`SELECT id FROM "Contacts" WHERE email = 'plain@text'`, nil},
+		{`UPDATE nothere.accounts SET iban = 'DE00' WHERE id = 1`, nil},
+		{`COPY "Contacts" (email) FROM STDIN`, nil},
+		{`INSERT INTO users (id, email) VALUES (1, 'plain@text')`, []string{"nothere"}},
+	} {
+		path := publicPath
+		if c.path != nil {
+			path = Session{SearchPath: c.path}
+		}
+		_, err := p.Plan(c.sql, path)
+		var re *Error
+		if !errors.As(err, &re) || re.Code != CodeUndefinedTable || !strings.Contains(re.Message, "does not exist in pgveil's catalog") {
+			t.Errorf("%s: %v; want 42P01 from pgveil", c.sql, err)
+		}
+	}
+	for _, sql := range []string{
+		`CREATE TABLE newschema.users (id int, email text)`,
+		`DROP TABLE IF EXISTS "USErs"`,
+		`ALTER TABLE publik.users ADD COLUMN x int`,
+		`INSERT INTO pg_temp.users (id) VALUES (1)`,
+		`CREATE TEMP TABLE contacts2 AS SELECT 1`,
+		`SELECT "Email" FROM "Users" WHERE "Email" = 'x'`,
+		`SELECT email FROM billing.users WHERE email = 'x'`,
+	} {
+		if _, err := p.Plan(sql, publicPath); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+	// While the path is unknown the snapshot may be behind: passed on.
+	if _, err := p.Plan(`INSERT INTO "USErs" (id) VALUES (1)`, Session{SearchPath: []string{"public"}, PathUnknown: true}); err != nil {
+		t.Errorf("path unknown: %v", err)
 	}
 }

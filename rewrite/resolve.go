@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"fmt"
+	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
 
@@ -53,6 +54,9 @@ func (a *analyzer) resolveTable(rv *pg.RangeVar) (tableRef, *Error) {
 // over encrypted columns that pgveil sees through instead of refusing it.
 func (a *analyzer) resolveRelation(rv *pg.RangeVar, read bool) (tableRef, *GuardedView, *Error) {
 	ref, err := a.resolveName(rv)
+	if err == nil {
+		err = a.unknownConfiguredName(rv, ref)
+	}
 	if err != nil || a.cat == nil || a.cat.Guarded == nil {
 		return ref, nil, err
 	}
@@ -96,6 +100,37 @@ func (a *analyzer) resolveRelation(rv *pg.RangeVar, read bool) (tableRef, *Guard
 		return ref, nil, e.at(a.sql, rv.Location)
 	}
 	return ref, nil, nil
+}
+
+// unknownConfiguredName refuses a relation name that is a configured
+// table's name up to case or schema but resolves to no relation of the
+// catalog snapshot (which lists every relation of such a name): a quoted
+// name in the wrong case, a misspelt schema, a path without the table's
+// schema. The server would reject the statement, and by default it logs
+// the text of a statement that fails, with any values meant for an
+// encrypted column; pgveil answers 42P01 itself instead. While the path is
+// unknown (after DDL or a path change) the snapshot may be behind, so the
+// name passes as before.
+func (a *analyzer) unknownConfiguredName(rv *pg.RangeVar, ref tableRef) *Error {
+	if ref.table != nil || ref.cat != nil || ref.schema == "pg_temp" || rv.Relpersistence == "t" ||
+		a.path.unknown || a.cat == nil || a.cat.Tables == nil {
+		return nil
+	}
+	for _, t := range a.cfg.Tables {
+		if !strings.EqualFold(t.Name, ref.name) {
+			continue
+		}
+		name := quoteIdent(ref.name)
+		if rv.Schemaname != "" {
+			name = quoteIdent(rv.Schemaname) + "." + name
+		}
+		e := tableErr(CodeUndefinedTable, t,
+			"name the configured table exactly (unquoted names are lower case) or put its schema on the search_path; if the relation was created after pgveil read its catalog, send pgveil SIGHUP",
+			"relation %s does not exist in pgveil's catalog: its name is that of configured table %s up to case or schema, so pgveil refuses the statement rather than send values that may be meant for an encrypted column to the server, which logs failed statements", name, t.QualifiedName())
+		e.Schema, e.Table = rv.Schemaname, ref.name
+		return e.at(a.sql, rv.Location)
+	}
+	return nil
 }
 
 // resolveName resolves a RangeVar through the search path.
