@@ -110,7 +110,51 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 	if err := addGuardedViews(ctx, pool, c, keys); err != nil {
 		return nil, err
 	}
+	if c.rw.PathFunctions, err = pathFunctions(ctx, pool); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// pathFunctionsQuery finds the functions and procedures outside the
+// system schemas whose code names search_path or set_config (a textual
+// test, as for DO blocks). Such code may change the session's path behind
+// pgveil (rewrite.Catalog.PathFunctions), also under a SET search_path
+// clause of the function's own: the server restores the clause's value at
+// exit only if the code did not SET the path without LOCAL.
+// %s: sqlBodyCondition from PostgreSQL 14 on (BEGIN ATOMIC bodies).
+const pathFunctionsQuery = `
+SELECT DISTINCT pg_catalog.lower(p.proname)
+FROM pg_catalog.pg_proc p
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND p.prolang <> (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'internal')
+  AND (p.prosrc ~* '(search_path|set_config)'%s)`
+
+// pathFunctions reads the names pathFunctionsQuery finds.
+func pathFunctions(ctx context.Context, pool *pgxpool.Pool) (map[string]bool, error) {
+	var version int
+	if err := pool.QueryRow(ctx, "SELECT pg_catalog.current_setting('server_version_num')::int").Scan(&version); err != nil {
+		return nil, fmt.Errorf("reading the server version: %w", err)
+	}
+	cond := ""
+	if version >= 140000 {
+		cond = " OR pg_catalog.pg_get_function_sqlbody(p.oid) ~* '(search_path|set_config)'"
+	}
+	rows, err := pool.Query(ctx, fmt.Sprintf(pathFunctionsQuery, cond))
+	if err != nil {
+		return nil, fmt.Errorf("reading functions that may change search_path: %w", err)
+	}
+	defer rows.Close()
+	names := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, err
+		}
+		names[name] = true
+	}
+	return names, rows.Err()
 }
 
 // buildCatalog indexes a snapshot and validates it against the policy.

@@ -28,6 +28,12 @@ ALTER TABLE sp_shadow.secrets OWNER TO scram_user;
 CREATE SCHEMA sp_noaccess; CREATE TABLE sp_noaccess.secrets (id serial PRIMARY KEY, body text);
 CREATE OR REPLACE PROCEDURE public.sp_set_conf() LANGUAGE plpgsql AS $$
 BEGIN PERFORM set_config('search_' || 'path', 'sp_conf', false); END $$;
+CREATE OR REPLACE FUNCTION public.sp_to_conf() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN PERFORM set_config('search_' || 'path', 'sp_conf', false); RETURN 1; END $$;
+CREATE OR REPLACE FUNCTION public.sp_atomic_to_conf() RETURNS text LANGUAGE sql
+BEGIN ATOMIC SELECT set_config('search_path', 'sp_conf', false); END;
+CREATE OR REPLACE FUNCTION public.sp_pinned() RETURNS int LANGUAGE plpgsql SET search_path = sp_other AS $$
+BEGIN PERFORM set_config('search_path', 'sp_conf', false); RETURN 1; END $$;
 CREATE SCHEMA sp_conf; CREATE SCHEMA sp_other;
 CREATE TABLE sp_conf.secrets (id serial PRIMARY KEY, body bytea);
 CREATE TABLE sp_other.secrets (id serial PRIMARY KEY, body text);
@@ -143,6 +149,25 @@ func TestSearchPathFollowsTheServer(t *testing.T) {
 			var n int
 			return firstErr(c.QueryRow(ctx, "SELECT count(*) FROM secrets").Scan(&n),
 				extended(c, "CALL public.sp_set_conf()"))
+		}, nil},
+		{"a function that changes the path", "sp_other", func(c *pgx.Conn) error {
+			var n int
+			return firstErr(c.QueryRow(ctx, "SELECT count(*) FROM secrets").Scan(&n),
+				simple(c, "SELECT 1 WHERE public.SP_TO_CONF() = 1"))
+		}, nil},
+		{"a BEGIN ATOMIC function that changes the path, extended protocol", "sp_other", func(c *pgx.Conn) error {
+			var n int
+			return firstErr(c.QueryRow(ctx, "SELECT count(*) FROM secrets").Scan(&n),
+				extended(c, "SELECT public.sp_atomic_to_conf()"))
+		}, nil},
+		{"pipelined: a function that changes the path and the INSERT in one batch", "sp_other", nil,
+			[]string{"SELECT public.sp_to_conf()"}},
+		// A plain SET inside a function outlives the function's own SET
+		// clause (PostgreSQL's CREATE FUNCTION documentation).
+		{"a function with a SET search_path clause that sets the path", "sp_other", func(c *pgx.Conn) error {
+			var n int
+			return firstErr(c.QueryRow(ctx, "SELECT count(*) FROM secrets").Scan(&n),
+				simple(c, "SELECT public.sp_pinned()"))
 		}, nil},
 		{"RESET to the connect-time path", "sp_conf", func(c *pgx.Conn) error {
 			return firstErr(simple(c, "SET search_path TO sp_other"), simple(c, "RESET search_path"))

@@ -336,6 +336,12 @@ type Catalog struct {
 	// not configured themselves are guarded too (GuardedView.Child): a row
 	// written to one by its own name would be stored in plaintext.
 	Guarded map[string]*GuardedView
+	// PathFunctions are the names (lower case) of functions in the
+	// database whose code may change search_path for the rest of the
+	// session: it names search_path or set_config (a textual test). A
+	// statement that calls one makes the path unknown after it, as CALL and
+	// DO do. The planner adds them to its pre-check.
+	PathFunctions map[string]bool
 }
 
 // GuardedView is a view over encrypted columns, or a table that inherits

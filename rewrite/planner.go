@@ -41,6 +41,9 @@ func (p *Planner) SetCatalog(c *Catalog) {
 		for _, v := range c.Guarded {
 			names = append(names, strings.ToLower(v.Name))
 		}
+		for f := range c.PathFunctions {
+			names = append(names, f)
+		}
 	}
 	p.pre.Store(newPrecheck(names))
 	if c != nil && len(c.Guarded) > 0 {

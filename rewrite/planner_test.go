@@ -380,3 +380,31 @@ func TestUnknownConfiguredName(t *testing.T) {
 		t.Errorf("path unknown: %v", err)
 	}
 }
+
+// TestPathFunctions: a statement calling a function whose code may change
+// search_path (Catalog.PathFunctions), under any schema or case, makes the
+// path unknown after it; the pre-check lets no such call pass unparsed.
+func TestPathFunctions(t *testing.T) {
+	p := newTestPlanner(t)
+	cat := testCatalog()
+	cat.PathFunctions = map[string]bool{"switch_tenant": true}
+	p.SetCatalog(cat)
+	app := Session{SearchPath: []string{"app", "public"}} // users is app.users, unconfigured
+	sql := "SELECT ops.Switch_Tenant(42); INSERT INTO users (id, org_id, email) VALUES (1, 7, $1)"
+	plan, err := p.Plan(sql, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !plan.Stmts[0].PathOpaque {
+		t.Error("the call did not make the path unknown")
+	}
+	if !plan.Rewritten || !strings.Contains(dumpPlan(sql, plan), "public.users.email") {
+		t.Errorf("the INSERT after the call was not sealed for public.users:\n%s", dumpPlan(sql, plan))
+	}
+	if !p.MayReference("select switch_tenant(1)") {
+		t.Error("the pre-check passes a call unparsed")
+	}
+	if plan, err := p.Plan("SELECT other_function(1)", app); err != nil || plan.Stmts[0].PathOpaque {
+		t.Errorf("another function: %v", err)
+	}
+}

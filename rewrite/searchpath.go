@@ -105,6 +105,21 @@ func (a *analyzer) setConfig(n *pg.Node) *Error {
 	return err
 }
 
+// pathFunctions marks the statement PathOpaque when it calls a function
+// whose code may change search_path (Catalog.PathFunctions), by name
+// alone: any schema, any overload.
+func (a *analyzer) pathFunctions(n *pg.Node) {
+	if a.cat == nil || len(a.cat.PathFunctions) == 0 || a.st.PathOpaque {
+		return
+	}
+	walkAll(n, func(c *pg.Node) bool {
+		if f := c.GetFuncCall(); f != nil && a.cat.PathFunctions[strings.ToLower(lastName(f.Funcname))] {
+			a.st.PathOpaque = true
+		}
+		return !a.st.PathOpaque
+	})
+}
+
 // settingsWrite refuses UPDATE pg_settings: its rule calls set_config, so
 // it may change search_path with a name and value pgveil cannot read.
 func (a *analyzer) settingsWrite(rv *pg.RangeVar) *Error {

@@ -17,6 +17,7 @@ func (a *analyzer) plan(n *pg.Node) *Error {
 	if err := a.setConfig(n); err != nil {
 		return err
 	}
+	a.pathFunctions(n)
 	if err := a.reservedNames(n); err != nil {
 		return err
 	}
