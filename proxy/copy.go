@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -154,18 +155,21 @@ func (s *session) copyRow(ci *copyIn, row []byte, kind copydata.RowKind) error {
 		var n int
 		fields, n, err = copydata.ParseBinaryTuple(row, ci.fields[:0])
 		if err == nil && n != len(row) {
-			err = errors.New("malformed binary COPY tuple")
+			return copyFormatError("malformed binary tuple")
 		}
 	} else {
 		fields, err = ci.parser.Parse(row, ci.fields[:0])
 	}
 	if err != nil {
-		return err
+		return err // a *copydata.Error carries its SQLSTATE
 	}
 	ci.fields = fields
 	plan := ci.plan
-	if len(fields) != len(plan.Fields) {
-		return fmt.Errorf("a COPY row has %d fields where %d columns were named", len(fields), len(plan.Fields))
+	switch {
+	case len(fields) > len(plan.Fields):
+		return copyFormatError(fmt.Sprintf("extra data after last expected column (a row has %d fields, the COPY %d columns)", len(fields), len(plan.Fields)))
+	case len(fields) < len(plan.Fields):
+		return copyFormatError(fmt.Sprintf("missing data for a column (a row has %d fields, the COPY %d columns)", len(fields), len(plan.Fields)))
 	}
 	format := canon.TextFormat
 	if ci.opts.Format == copydata.Binary {
@@ -278,7 +282,11 @@ func (s *session) failCopyIn(ci *copyIn, cause error) error {
 	pe := refusalFrom(cause)
 	s.log.Info("COPY refused", zap.String("reason", pe.Message), zap.Error(cause))
 	s.srv.metrics.Statements.WithLabelValues("refused").Inc()
-	writeMsg(s.sw, 'f', append([]byte("pgveil: "+pe.Message), 0))
+	msg := pe.Message
+	if !strings.HasPrefix(msg, "pgveil") {
+		msg = "pgveil: " + msg
+	}
+	writeMsg(s.sw, 'f', append([]byte(msg), 0))
 	return nil
 }
 
@@ -511,4 +519,12 @@ func appendCopyResponse(dst []byte, typ byte, body []byte, n int) []byte {
 	}
 	finishMsg(dst, start)
 	return dst
+}
+
+// copyFormatError is a COPY row that does not fit the statement
+// (bad_copy_file_format, as the server would say), with pgveil's message,
+// which never quotes the row. During COPY FROM it reaches the client as
+// the reason in the server's 57014 (failCopyIn).
+func copyFormatError(msg string) *pgError {
+	return &pgError{Severity: "ERROR", Code: "22P04", Message: "pgveil: COPY: " + msg}
 }

@@ -357,10 +357,21 @@ func TestEncryptCopy(t *testing.T) {
 	if !errors.As(err, &pe) || !strings.Contains(pe.Message, "pgveil") {
 		t.Fatalf("bad COPY row: %v", err)
 	}
+	// A row with a field too many or too few fails the COPY (57014, as
+	// every CopyFail) with the server's wording of the reason.
+	for row, want := range map[string]string{
+		"9\tyan@example.com\tsecret-phone-10\t2000-01-01\textra\n": "pgveil: COPY: extra data after last expected column",
+		"9\tyan@example.com\n": "pgveil: COPY: missing data for a column",
+	} {
+		_, err = pc.CopyFrom(ctx, strings.NewReader(row), "COPY enc_users (org_id, email, phone, birth_date) FROM STDIN")
+		if !errors.As(err, &pe) || pe.Code != "57014" || !strings.Contains(pe.Message, want) || strings.Contains(pe.Message, "secret-phone") {
+			t.Fatalf("COPY row with the wrong number of fields: %v", err)
+		}
+	}
 	admin := adminConn(t)
 	var dump string
 	admin.QueryRow(ctx, `SELECT string_agg(t::text, E'\n') FROM enc_users t`).Scan(&dump)
-	for _, plain := range []string{"Example.com", "example.com", "line1", "+44", "secret-phone-9", "1815-12-10"} {
+	for _, plain := range []string{"Example.com", "example.com", "line1", "+44", "secret-phone-9", "secret-phone-10", "1815-12-10"} {
 		if strings.Contains(dump, plain) {
 			t.Fatalf("plaintext %q at rest after COPY:\n%s", plain, dump)
 		}
