@@ -404,6 +404,21 @@ func addGuardedViews(ctx context.Context, pool *pgxpool.Pool, c *catalog, keys [
 	return viewDefinitions(ctx, pool, byOID)
 }
 
+// SearchPathFunctions lists, sorted, the names of the functions whose code
+// may change search_path (pathFunctionsQuery), for `pgveil check`.
+func SearchPathFunctions(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
+	m, err := pathFunctions(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
 // GuardedViews loads the catalog as `pgveil serve` does and reports every
 // view over encrypted columns and whether pgveil reads it (for `pgveil
 // check`). It fails where serve would refuse to start.

@@ -42,6 +42,15 @@ func checkViews(ctx context.Context, e *Env, r *Report) {
 		r.add(Finding{Severity: SevProblem, Code: "catalog", Message: "pgveil serve would not start: " + err.Error()})
 		return
 	}
+	fns, err := proxy.SearchPathFunctions(ctx, e.Pool)
+	if err != nil {
+		r.add(Finding{Severity: SevProblem, Code: "catalog", Message: "pgveil serve would not start: " + err.Error()})
+		return
+	}
+	for _, f := range fns {
+		r.add(Finding{Severity: SevNote, Code: "path_function",
+			Message: fmt.Sprintf("functions named %s have code that names search_path or set_config: after each statement that calls one, pgveil reads the search_path again (one round trip); code that changes it without naming either is not seen (docs/LIMITS.md)", f)})
+	}
 	for _, v := range views {
 		name := v.Schema + "." + v.Name
 		if v.Child != "" {
