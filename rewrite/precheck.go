@@ -1,6 +1,10 @@
 package rewrite
 
-import "strings"
+import (
+	"cmp"
+	"slices"
+	"strings"
+)
 
 // The pre-check decides, without parsing, that a statement cannot reference
 // any configured table, so that most traffic never pays for pg_query (tens of
@@ -32,15 +36,30 @@ type precheck struct {
 }
 
 func newPrecheck(tableNames []string) *precheck {
+	// U&"..." and U&'...': any Unicode escape makes the text uncertain.
+	needles := []string{"u&"}
+	for _, n := range tableNames {
+		needles = append(needles, n)
+		if doubled := doubleQuotes(n); doubled != n {
+			needles = append(needles, doubled)
+		}
+	}
+	for i, n := range needles {
+		needles[i] = lowerASCII(n)
+	}
+	// A needle that contains another is found whenever that one is: drop
+	// it. Partitions named after their table (events_2025_01) then cost
+	// the search nothing, however many there are.
+	slices.SortFunc(needles, func(a, b string) int { return cmp.Compare(len(a), len(b)) })
+	var kept []string
+	for _, n := range needles {
+		if n != "" && !slices.ContainsFunc(kept, func(k string) bool { return strings.Contains(n, k) }) {
+			kept = append(kept, n)
+		}
+	}
 	p := &precheck{}
-	add := func(n string) {
+	for _, n := range kept {
 		b := []byte(n)
-		for i := range b {
-			b[i] = lowerTable[b[i]]
-		}
-		if len(b) == 0 {
-			return
-		}
 		p.names = append(p.names, b)
 		mask := ^uint64(0)
 		if len(b) > 1 {
@@ -51,14 +70,6 @@ func newPrecheck(tableNames []string) *precheck {
 		p.pair[b[0]] |= mask
 		if b[0] >= 'a' && b[0] <= 'z' {
 			p.pair[b[0]-('a'-'A')] |= mask
-		}
-	}
-	// U&"..." and U&'...': any Unicode escape makes the text uncertain.
-	add("u&")
-	for _, n := range tableNames {
-		add(n)
-		if doubled := doubleQuotes(n); doubled != n {
-			add(doubled)
 		}
 	}
 	return p

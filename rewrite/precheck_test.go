@@ -1,6 +1,9 @@
 package rewrite
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 func TestPrecheck(t *testing.T) {
 	pc := newPrecheck(testConfig(t).TableNames())
@@ -114,5 +117,27 @@ func TestPrecheckShortNames(t *testing.T) {
 		if got := pc.mayReference(sql); got != want {
 			t.Errorf("%q: got %v, want %v", sql, got, want)
 		}
+	}
+}
+
+// TestPrecheckDropsContainedNeedles: names that contain another needle
+// (partitions named after their table) add nothing to the search, and
+// every name is still found.
+func TestPrecheckDropsContainedNeedles(t *testing.T) {
+	names := []string{"events", "q3_archive"}
+	for i := 0; i < 500; i++ {
+		names = append(names, fmt.Sprintf("events_2025_%03d", i))
+	}
+	p := newPrecheck(names)
+	if len(p.names) != 3 { // u&, events, q3_archive
+		t.Fatalf("%d needles: %q", len(p.names), p.names)
+	}
+	for _, s := range []string{"SELECT * FROM Events_2025_017", "insert into q3_ARCHIVE values (1)", "select 1 from events"} {
+		if !p.mayReference(s) {
+			t.Errorf("%s: not found", s)
+		}
+	}
+	if p.mayReference("SELECT level FROM event_log") {
+		t.Error("unrelated text matched")
 	}
 }
