@@ -257,26 +257,36 @@ JOIN pg_catalog.pg_attribute a ON a.attrelid = v.oid AND a.attnum > 0 AND NOT a.
 ORDER BY v.oid, a.attnum`
 
 // childrenQuery finds every table below a configured table ($1: their
-// OIDs) by partitioning or inheritance, at any depth, with the configured
-// table it descends from and its columns.
+// OIDs) by partitioning or inheritance, at any depth, and every table above
+// one (up), each with the configured table it is related to (one row per
+// such table and column: a table may be below two configured ones).
 const childrenQuery = `
-WITH RECURSIVE below(child, top) AS (
+WITH RECURSIVE below(rel, conf) AS (
   SELECT i.inhrelid, i.inhparent FROM pg_catalog.pg_inherits i WHERE i.inhparent = ANY($1::pg_catalog.oid[])
   UNION
-  SELECT i.inhrelid, b.top FROM below b JOIN pg_catalog.pg_inherits i ON i.inhparent = b.child
+  SELECT i.inhrelid, b.conf FROM below b JOIN pg_catalog.pg_inherits i ON i.inhparent = b.rel
+), above(rel, conf) AS (
+  SELECT i.inhparent, i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhrelid = ANY($1::pg_catalog.oid[])
+  UNION
+  SELECT i.inhparent, b.conf FROM above b JOIN pg_catalog.pg_inherits i ON i.inhrelid = b.rel
+), related(rel, conf, up) AS (
+  SELECT rel, conf, false FROM below UNION ALL SELECT rel, conf, true FROM above
 )
-SELECT DISTINCT ON (c.oid, a.attnum) c.oid, n.nspname, c.relname, c.relispartition, b.top, a.attnum, a.attname, a.atttypid
-FROM below b
-JOIN pg_catalog.pg_class c ON c.oid = b.child
+SELECT c.oid, n.nspname, c.relname, c.relispartition, r.conf, r.up, a.attnum, a.attname, a.atttypid
+FROM related r
+JOIN pg_catalog.pg_class c ON c.oid = r.rel
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY c.oid, a.attnum, b.top`
+ORDER BY c.oid, r.up, r.conf, a.attnum`
 
 // addGuardedChildren records the partitions and inheritance children of
 // configured tables that are not configured themselves: PostgreSQL lets a
 // statement name one directly, and pgveil, which encrypts by the
-// configured table, would pass a write to it in plaintext. Statements that
-// name one are refused (rewrite.GuardedView.Child). It returns the
+// configured table, would pass a write to it in plaintext. The tables
+// above a configured one (a partitioned table with a configured
+// partition, an inheritance parent) are recorded too: a write through one
+// reaches the configured table in plaintext. Statements that name either
+// are refused (rewrite.GuardedView.Child). It returns the
 // (OID × 65536 + attnum) keys of their encrypted and blind-index columns,
 // so that views over them are guarded as well.
 func addGuardedChildren(ctx context.Context, pool *pgxpool.Pool, c *catalog) ([]int64, error) {
@@ -294,24 +304,27 @@ func addGuardedChildren(ctx context.Context, pool *pgxpool.Pool, c *catalog) ([]
 	defer rows.Close()
 	var keys []int64
 	for rows.Next() {
-		var oid, top, typ uint32
+		var oid, conf, typ uint32
 		var schema, name, col string
-		var partition bool
+		var partition, up bool
 		var attnum int16
-		if err := rows.Scan(&oid, &schema, &name, &partition, &top, &attnum, &col, &typ); err != nil {
+		if err := rows.Scan(&oid, &schema, &name, &partition, &conf, &up, &attnum, &col, &typ); err != nil {
 			return nil, err
 		}
-		parent := c.byOID[top]
+		parent := c.byOID[conf]
 		if c.byOID[oid] != nil || parent == nil {
 			continue // configured itself: its own policy applies
 		}
 		key := schema + "." + name
 		if c.rw.Guarded[key] == nil {
 			kind := rewrite.ChildInheritance
-			if partition {
+			switch {
+			case up:
+				kind = rewrite.ChildAncestor
+			case partition:
 				kind = rewrite.ChildPartition
 			}
-			c.rw.Guarded[key] = &rewrite.GuardedView{Schema: schema, Name: name, Reads: parent.policy.QualifiedName(), Child: kind}
+			c.rw.Guarded[key] = &rewrite.GuardedView{Schema: schema, Name: name, Reads: parent.policy.QualifiedName(), Child: kind, Parent: parent.policy}
 			if c.rw.Tables[key] == nil {
 				c.rw.Tables[key] = &rewrite.CatalogTable{Schema: schema, Name: name, OID: oid}
 			}

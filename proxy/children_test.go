@@ -167,3 +167,99 @@ func TestMisnamedConfiguredTableRefused(t *testing.T) {
 		t.Fatal("the server's log lacks the unrelated failed statement: the check above proves nothing")
 	}
 }
+
+// TestDDLOnChildrenAndParents: DDL on a partition or inheritance child of
+// a configured table is checked as DDL on the table (a partition created
+// or attached below it, a default, a partial index or a CHECK holding a
+// literal of an encrypted column), and a table above a configured one (a
+// partitioned table whose partition is configured, an inheritance parent)
+// is refused by name: a write through it would reach the configured table
+// in plaintext.
+func TestDDLOnChildrenAndParents(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx := context.Background()
+	admin := adminConn(t)
+	const drop = "DROP TABLE IF EXISTS ddl_events, ddl_base, ddl_plain_part, ddl_plain_inh, ddl_people, ddl_pp CASCADE"
+	if _, err := admin.Exec(ctx, drop+`;
+CREATE TABLE ddl_events (id int8 NOT NULL, email bytea) PARTITION BY RANGE (id);
+CREATE TABLE ddl_events_1 PARTITION OF ddl_events FOR VALUES FROM (0) TO (100) PARTITION BY RANGE (id);
+CREATE TABLE ddl_events_1a PARTITION OF ddl_events_1 FOR VALUES FROM (0) TO (50);
+CREATE TABLE ddl_base (id int8, secret bytea);
+CREATE TABLE ddl_base_child (extra text) INHERITS (ddl_base);
+CREATE TABLE ddl_plain_part (id int8 NOT NULL, email bytea);
+CREATE TABLE ddl_plain_inh (id int8, secret bytea, extra text);
+CREATE TABLE ddl_people (id int8, email bytea);
+CREATE TABLE ddl_customers () INHERITS (ddl_people);
+CREATE TABLE ddl_pp (id int8 NOT NULL, email bytea) PARTITION BY RANGE (id);
+CREATE TABLE ddl_pc1 PARTITION OF ddl_pp FOR VALUES FROM (0) TO (100);
+GRANT CREATE ON SCHEMA public TO scram_user;`); err != nil {
+		t.Fatal(err)
+	}
+	for _, tbl := range []string{"ddl_events", "ddl_events_1", "ddl_events_1a", "ddl_base", "ddl_base_child", "ddl_plain_part", "ddl_plain_inh", "ddl_people", "ddl_customers", "ddl_pp", "ddl_pc1"} {
+		if _, err := admin.Exec(ctx, "ALTER TABLE "+tbl+" OWNER TO scram_user"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer admin.Exec(ctx, drop+"; REVOKE CREATE ON SCHEMA public FROM scram_user")
+	p := startTablesProxy(t, `
+tables:
+  public.ddl_events:
+    columns:
+      email:
+        type: text
+  public.ddl_base:
+    columns:
+      secret:
+        type: text
+  public.ddl_customers:
+    columns:
+      email:
+        type: text
+  public.ddl_pc1:
+    columns:
+      email:
+        type: text
+`)
+	defer p.stop(t, 10*time.Second)
+	conn, err := pgx.Connect(ctx, p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	const plain = "ddl-secret@example.com"
+	for _, c := range []struct{ sql, parent string }{
+		{"BEGIN; CREATE TABLE ddl_events_1b PARTITION OF ddl_events_1 FOR VALUES FROM (50) TO (100); INSERT INTO ddl_events_1b (id, email) VALUES (60, '" + plain + "'); COMMIT", "public.ddl_events"},
+		{"ALTER TABLE ddl_events_1 ATTACH PARTITION ddl_plain_part FOR VALUES FROM (50) TO (100)", "public.ddl_events"},
+		{"ALTER TABLE ddl_plain_inh INHERIT ddl_base_child", "public.ddl_base"},
+		{"ALTER TABLE ddl_events_1a ALTER COLUMN email SET DEFAULT '" + plain + "'", "public.ddl_events"},
+		{"CREATE INDEX ddl_partial ON ddl_events_1a (id) WHERE email = '" + plain + "'", "public.ddl_events"},
+		{"ALTER TABLE ddl_base_child ADD CONSTRAINT ddl_chk CHECK (secret <> '" + plain + "')", "public.ddl_base"},
+		{"UPDATE ddl_people SET email = '" + plain + "'", "public.ddl_customers"},
+		{"INSERT INTO ddl_pp (id, email) VALUES (5, '" + plain + "')", "public.ddl_pc1"},
+	} {
+		_, err := conn.Exec(ctx, c.sql, pgx.QueryExecModeSimpleProtocol)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, c.parent) {
+			t.Fatalf("%s: %v; want 0A000 naming %s", c.sql, err, c.parent)
+		}
+		conn.Exec(ctx, "ROLLBACK")
+	}
+	var n int
+	if err := admin.QueryRow(ctx, `SELECT (SELECT count(*) FROM ddl_events) + (SELECT count(*) FROM ddl_base) + (SELECT count(*) FROM ddl_people)
+		+ (SELECT count(*) FROM ddl_pp) + (SELECT count(*) FROM pg_class WHERE relname IN ('ddl_events_1b', 'ddl_partial'))
+		+ (SELECT count(*) FROM pg_attrdef d JOIN pg_class c ON c.oid = d.adrelid WHERE c.relname = 'ddl_events_1a')
+		+ (SELECT count(*) FROM pg_constraint WHERE conname = 'ddl_chk') + (SELECT count(*) FROM pg_inherits WHERE inhrelid = 'ddl_plain_inh'::regclass)`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d rows or objects made by refused statements (%v)", n, err)
+	}
+	// Writing through the configured tables still works.
+	if _, err := conn.Exec(ctx, "INSERT INTO ddl_events (id, email) VALUES (10, $1)", "a@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "INSERT INTO ddl_pc1 (id, email) VALUES (10, $1)", "b@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	if err := conn.QueryRow(ctx, "SELECT email FROM ddl_pc1 WHERE id = 10").Scan(&got); err != nil || got != "b@example.com" {
+		t.Fatalf("read through the configured partition: %q %v", got, err)
+	}
+}

@@ -52,8 +52,8 @@ func TestGuardedChildren(t *testing.T) {
 	cat.Tables["public.users_2025"] = catalogTable("public", "users_2025", 16600, "id", "org_id", "email", "email_bidx")
 	cat.Tables["archive.old_users"] = catalogTable("archive", "old_users", 16601, "id", "org_id", "email", "email_bidx")
 	cat.Guarded = map[string]*GuardedView{
-		"public.users_2025": {Schema: "public", Name: "users_2025", Reads: "public.users", Child: ChildPartition},
-		"archive.old_users": {Schema: "archive", Name: "old_users", Reads: "public.users", Child: ChildInheritance},
+		"public.users_2025": {Schema: "public", Name: "users_2025", Reads: "public.users", Child: ChildPartition, Parent: p.cfg.Table("public", "users")},
+		"archive.old_users": {Schema: "archive", Name: "old_users", Reads: "public.users", Child: ChildInheritance, Parent: p.cfg.Table("public", "users")},
 	}
 	p.SetCatalog(cat)
 	for _, c := range []struct{ sql, table, hint string }{
@@ -78,9 +78,31 @@ func TestGuardedChildren(t *testing.T) {
 	if !errors.As(err, &re) || !strings.Contains(re.Message, "partition of configured table public.users") {
 		t.Errorf("DO body naming a partition: %v", err)
 	}
+	// DDL on a child is checked as DDL on the configured table: what it
+	// puts on the columns holds for rows written through the table.
+	for _, sql := range []string{
+		`CREATE TABLE users_2025_a PARTITION OF users_2025 FOR VALUES FROM (1) TO (2)`,
+		`ALTER TABLE users_2025 ATTACH PARTITION plain FOR VALUES FROM (1) TO (2)`,
+		`ALTER TABLE plain INHERIT archive.old_users`,
+		`ALTER TABLE users_2025 ALTER COLUMN email SET DEFAULT 'secret@x'`,
+		`CREATE INDEX i ON users_2025 (id) WHERE email = 'secret@x'`,
+		`CREATE POLICY p ON users_2025 USING (email = 'secret@x')`,
+		`ALTER TABLE archive.old_users ADD CONSTRAINT c CHECK (email <> 'secret@x')`,
+	} {
+		var re *Error
+		if _, err := p.Plan(sql, publicPath); !errors.As(err, &re) || re.Code != CodeFeatureNotSupported || !strings.Contains(re.Message, "public.users") {
+			t.Errorf("%s: %v; want a 0A000 refusal naming public.users", sql, err)
+		}
+	}
+	// Under a known path, a name the snapshot does not find on it is not
+	// the guarded child of that name in another schema.
+	if _, err := p.Plan(`INSERT INTO old_users (id, note) VALUES (1, 'x')`, publicPath); err != nil {
+		t.Errorf("unrelated public.old_users: %v", err)
+	}
 	for _, sql := range []string{
 		`INSERT INTO users (id, org_id, email) VALUES (1, 1, $1)`,
 		`DROP TABLE users_2025`,
+		`ALTER TABLE users DETACH PARTITION users_2025`,
 		`TRUNCATE users_2025`,
 		`SELECT 'users_2025'`,
 	} {

@@ -357,6 +357,10 @@ type GuardedView struct {
 	// view. Every statement that names one is refused: pgveil encrypts and
 	// decrypts by the configured table's name.
 	Child string
+	// Parent is the configured table Reads names, for a Child: DDL on the
+	// child is checked as DDL on it (defaults, constraints, indexes,
+	// partitions attached below).
+	Parent *policy.Table
 	// Definition is the view's query as pg_get_viewdef prints it with
 	// every relation schema-qualified, or "". When SetCatalog can plan it
 	// and every column of the view that carries an encrypted column carries
@@ -387,4 +391,7 @@ type CatalogColumn struct {
 const (
 	ChildPartition   = "partition"
 	ChildInheritance = "inheritance child"
+	// ChildAncestor: the table is above Reads (a partitioned table with a
+	// configured partition, an inheritance parent), not configured itself.
+	ChildAncestor = "partitioned or inheritance parent"
 )

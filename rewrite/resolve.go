@@ -62,9 +62,11 @@ func (a *analyzer) resolveRelation(rv *pg.RangeVar, read bool) (tableRef, *Guard
 	}
 	v := a.cat.Guarded[ref.schema+"."+ref.name]
 	exact := v != nil
-	if v == nil && ref.schema == "" {
+	if v == nil && ref.schema == "" && a.path.unknown {
 		// Resolved by name alone (search path unknown): any guarded view of
-		// that name could be meant, so none is seen through.
+		// that name could be meant, so none is seen through. Under a known
+		// path a name the snapshot does not find there is another relation
+		// (the snapshot lists every guarded one with its schema).
 		for _, g := range a.cat.Guarded {
 			if g.Name == ref.name {
 				v = g
@@ -80,8 +82,12 @@ func (a *analyzer) resolveRelation(rv *pg.RangeVar, read bool) (tableRef, *Guard
 		e := errorf(CodeFeatureNotSupported,
 			"table %s.%s is a %s of configured table %s; statements that name it are refused: pgveil encrypts and decrypts by the configured table, so through this name the database would receive plaintext or return ciphertext",
 			v.Schema, v.Name, v.Child, v.Reads)
-		e.Hint = "name " + v.Reads + " instead (PostgreSQL routes each row to its partition)"
-		if v.Child != ChildPartition {
+		switch v.Child {
+		case ChildPartition:
+			e.Hint = "name " + v.Reads + " instead (PostgreSQL routes each row to its partition)"
+		case ChildAncestor:
+			e.Hint = "configure " + v.Schema + "." + v.Name + " in the policy rather than the table below it, or name " + v.Reads + " directly"
+		default:
 			e.Hint = "name " + v.Reads + " instead, or end the inheritance on a direct connection (ALTER TABLE … NO INHERIT)"
 		}
 		e.Schema, e.Table = v.Schema, v.Name

@@ -285,14 +285,23 @@ func (a *analyzer) intoConfigured(into *pg.IntoClause) *Error {
 	return nil
 }
 
-// configured returns the configured table a RangeVar names, or nil.
+// configured returns the configured table a RangeVar names, or nil. A
+// partition or inheritance child of a configured table (GuardedView.Child)
+// stands for that table: its columns are the table's, and what DDL puts on
+// them (a default, a constraint, an index predicate, a partition attached
+// below) holds for the rows written through the table.
 func (a *analyzer) configured(rv *pg.RangeVar) *policy.Table {
 	if rv == nil {
 		return nil
 	}
-	ref, err := a.resolveTable(rv)
+	ref, err := a.resolveName(rv)
 	if err != nil {
 		return nil
+	}
+	if ref.table == nil && a.cat != nil {
+		if g := a.cat.Guarded[ref.schema+"."+ref.name]; g != nil && g.Parent != nil {
+			return g.Parent
+		}
 	}
 	return ref.table
 }
