@@ -124,37 +124,90 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 // exit only if the code did not SET the path without LOCAL.
 // %s: sqlBodyCondition from PostgreSQL 14 on (BEGIN ATOMIC bodies).
 const pathFunctionsQuery = `
-SELECT DISTINCT pg_catalog.lower(p.proname)
+SELECT pg_catalog.lower(p.proname), p.prosrc || %s
 FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND p.prolang <> (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'internal')
   AND (p.prosrc ~* '(search_path|set_config)'%s)`
 
-// pathFunctions reads the names pathFunctionsQuery finds.
+// pathFunctions reads the names pathFunctionsQuery finds whose code
+// changesPath.
 func pathFunctions(ctx context.Context, pool *pgxpool.Pool) (map[string]bool, error) {
 	var version int
 	if err := pool.QueryRow(ctx, "SELECT pg_catalog.current_setting('server_version_num')::int").Scan(&version); err != nil {
 		return nil, fmt.Errorf("reading the server version: %w", err)
 	}
-	cond := ""
+	body, cond := "''", ""
 	if version >= 140000 {
+		body = "coalesce(pg_catalog.pg_get_function_sqlbody(p.oid), '')"
 		cond = " OR pg_catalog.pg_get_function_sqlbody(p.oid) ~* '(search_path|set_config)'"
 	}
-	rows, err := pool.Query(ctx, fmt.Sprintf(pathFunctionsQuery, cond))
+	rows, err := pool.Query(ctx, fmt.Sprintf(pathFunctionsQuery, body, cond))
 	if err != nil {
 		return nil, fmt.Errorf("reading functions that may change search_path: %w", err)
 	}
 	defer rows.Close()
 	names := map[string]bool{}
 	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
+		var name, code string
+		if err := rows.Scan(&name, &code); err != nil {
 			return nil, err
 		}
-		names[name] = true
+		if changesPath(code) {
+			names[name] = true
+		}
 	}
 	return names, rows.Err()
+}
+
+// changesPath reports whether function code may change search_path or
+// what "$user" in it means: it names search_path, or calls set_config with
+// a first argument that is not a literal naming another setting
+// (set_config('app.tenant', …), common in row-security setups, is not).
+// A textual test: code that builds these words from pieces is not seen.
+func changesPath(code string) bool {
+	lower := strings.ToLower(code)
+	if strings.Contains(lower, "search_path") {
+		return true
+	}
+	for rest := lower; ; {
+		i := strings.Index(rest, "set_config")
+		if i < 0 {
+			return false
+		}
+		rest = strings.TrimLeft(rest[i+len("set_config"):], " \t\r\n")
+		if !strings.HasPrefix(rest, "(") {
+			continue // another identifier that starts with set_config
+		}
+		name, ok := leadingArgument(rest[1:])
+		if !ok || name == "role" || name == "session_authorization" {
+			return true
+		}
+	}
+}
+
+// leadingArgument reads a first argument that is a plain '…' string
+// literal and nothing else (a comma follows it).
+func leadingArgument(s string) (string, bool) {
+	s = strings.TrimLeft(s, " \t\r\n")
+	if !strings.HasPrefix(s, "'") {
+		return "", false
+	}
+	var b strings.Builder
+	for i := 1; i < len(s); i++ {
+		if s[i] != '\'' {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+1 < len(s) && s[i+1] == '\'' {
+			b.WriteByte('\'')
+			i++
+			continue
+		}
+		return b.String(), strings.HasPrefix(strings.TrimLeft(s[i+1:], " \t\r\n"), ",")
+	}
+	return "", false
 }
 
 // buildCatalog indexes a snapshot and validates it against the policy.

@@ -32,6 +32,8 @@ CREATE OR REPLACE FUNCTION public.sp_to_conf() RETURNS int LANGUAGE plpgsql AS $
 BEGIN PERFORM set_config('search_' || 'path', 'sp_conf', false); RETURN 1; END $$;
 CREATE OR REPLACE FUNCTION public.sp_atomic_to_conf() RETURNS text LANGUAGE sql
 BEGIN ATOMIC SELECT set_config('search_path', 'sp_conf', false); END;
+CREATE OR REPLACE FUNCTION public.sp_tenant(t text) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN PERFORM set_config('app.tenant', t, false); END $$;
 CREATE OR REPLACE FUNCTION public.sp_pinned() RETURNS int LANGUAGE plpgsql SET search_path = sp_other AS $$
 BEGIN PERFORM set_config('search_path', 'sp_conf', false); RETURN 1; END $$;
 CREATE SCHEMA sp_conf; CREATE SCHEMA sp_other;
@@ -231,6 +233,11 @@ func TestSearchPathFollowsTheServer(t *testing.T) {
 			t.Errorf("sp_other.secrets holds %q, %v; want the text as sent", got, err)
 		}
 	})
+	// Functions that set other settings are not taken for path changers.
+	fns := p.srv.eng.Load().catalog().rw.PathFunctions
+	if !fns["sp_to_conf"] || !fns["sp_atomic_to_conf"] || !fns["sp_pinned"] || !fns["sp_set_conf"] || fns["sp_tenant"] {
+		t.Errorf("path functions: %v", fns)
+	}
 	if n := p.logs.FilterMessage("search_path read again").Len(); n == 0 {
 		t.Error("pgveil never read the search_path again")
 	}

@@ -155,8 +155,8 @@ func (a *analyzer) resolveName(rv *pg.RangeVar) (tableRef, *Error) {
 			if t.Name == name {
 				if found != nil {
 					return tableRef{}, tableErr(CodeFeatureNotSupported, t,
-						"send SET search_path or RESET in a query string of its own, or qualify the table with its schema",
-						"cannot tell which table %q is meant: the search_path was reset earlier in the same query string and several schemas have a configured table of that name", name).at(a.sql, rv.Location)
+						"qualify the table with its schema, or send what changes the search_path (SET, RESET, a call of a function that may change it) in a query string of its own and wait for its answer",
+						"cannot tell which table %q is meant: the search_path may have changed (earlier in the same query string or pipeline, or after DDL) and pgveil has not read it yet, and several schemas have a configured table of that name", name).at(a.sql, rv.Location)
 				}
 				found = t
 			}
