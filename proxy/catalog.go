@@ -110,55 +110,125 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 	if err := addGuardedViews(ctx, pool, c, keys); err != nil {
 		return nil, err
 	}
-	if c.rw.PathFunctions, err = pathFunctions(ctx, pool); err != nil {
+	if c.rw.PathFunctions, c.rw.PathRelations, err = pathFunctions(ctx, pool); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
 
-// pathFunctionsQuery finds the functions and procedures outside the
-// system schemas whose code names search_path or set_config (a textual
-// test, as for DO blocks). Such code may change the session's path behind
-// pgveil (rewrite.Catalog.PathFunctions), also under a SET search_path
-// clause of the function's own: the server restores the clause's value at
-// exit only if the code did not SET the path without LOCAL.
-// %s: sqlBodyCondition from PostgreSQL 14 on (BEGIN ATOMIC bodies).
-const pathFunctionsQuery = `
-SELECT pg_catalog.lower(p.proname), p.prosrc || %s
+// pathCodeQuery reads the code that may run inside the server when a
+// statement runs, outside the system schemas: each function's source
+// ('f'), and, by the relation that runs it ('r'), each view's definition,
+// each column default and the name of each trigger's function. %s: the
+// BEGIN ATOMIC body of a function, from PostgreSQL 14 on.
+const pathCodeQuery = `
+SELECT 'f', pg_catalog.lower(p.proname), p.prosrc || %s
 FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND p.prolang <> (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname = 'internal')
-  AND (p.prosrc ~* '(search_path|set_config)'%s)`
+  AND p.prolang NOT IN (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname IN ('internal', 'c'))
+UNION ALL
+SELECT 'r', pg_catalog.lower(c.relname), pg_catalog.pg_get_viewdef(c.oid)
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+UNION ALL
+SELECT 'r', pg_catalog.lower(c.relname), pg_catalog.pg_get_expr(d.adbin, d.adrelid)
+FROM pg_catalog.pg_attrdef d
+JOIN pg_catalog.pg_class c ON c.oid = d.adrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+UNION ALL
+SELECT 'r', pg_catalog.lower(c.relname), pg_catalog.lower(p.proname)
+FROM pg_catalog.pg_trigger t
+JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE NOT t.tgisinternal AND n.nspname NOT IN ('pg_catalog', 'information_schema')`
 
-// pathFunctions reads the names pathFunctionsQuery finds whose code
-// changesPath.
-func pathFunctions(ctx context.Context, pool *pgxpool.Pool) (map[string]bool, error) {
+// pathFunctions finds the functions whose code may change search_path
+// (rewrite.Catalog.PathFunctions): those whose own code changesPath, and,
+// until nothing changes, those whose code names one of them. Then the
+// relations that run such a function when a statement uses them (a view
+// that calls one, a column default, a trigger: PathRelations). All by
+// name, a textual test.
+func pathFunctions(ctx context.Context, pool *pgxpool.Pool) (funcs, rels map[string]bool, err error) {
 	var version int
 	if err := pool.QueryRow(ctx, "SELECT pg_catalog.current_setting('server_version_num')::int").Scan(&version); err != nil {
-		return nil, fmt.Errorf("reading the server version: %w", err)
+		return nil, nil, fmt.Errorf("reading the server version: %w", err)
 	}
-	body, cond := "''", ""
+	body := "''"
 	if version >= 140000 {
 		body = "coalesce(pg_catalog.pg_get_function_sqlbody(p.oid), '')"
-		cond = " OR pg_catalog.pg_get_function_sqlbody(p.oid) ~* '(search_path|set_config)'"
 	}
-	rows, err := pool.Query(ctx, fmt.Sprintf(pathFunctionsQuery, body, cond))
+	rows, err := pool.Query(ctx, fmt.Sprintf(pathCodeQuery, body))
 	if err != nil {
-		return nil, fmt.Errorf("reading functions that may change search_path: %w", err)
+		return nil, nil, fmt.Errorf("reading functions that may change search_path: %w", err)
 	}
 	defer rows.Close()
-	names := map[string]bool{}
+	fnCode := map[string]string{} // overloads share a name: their code is joined
+	type relCode struct{ name, code string }
+	var relCodes []relCode
 	for rows.Next() {
-		var name, code string
-		if err := rows.Scan(&name, &code); err != nil {
-			return nil, err
+		var kind, name string
+		var code *string
+		if err := rows.Scan(&kind, &name, &code); err != nil {
+			return nil, nil, err
 		}
-		if changesPath(code) {
-			names[name] = true
+		if code == nil {
+			continue
+		}
+		if kind == "f" {
+			fnCode[name] += "\n" + strings.ToLower(*code)
+		} else {
+			relCodes = append(relCodes, relCode{name, strings.ToLower(*code)})
 		}
 	}
-	return names, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, nil, err
+	}
+	funcs, rels = map[string]bool{}, map[string]bool{}
+	for name, code := range fnCode {
+		if changesPath(code) {
+			funcs[name] = true
+		}
+	}
+	for changed := len(funcs) > 0; changed; {
+		changed = false
+		for name, code := range fnCode {
+			if !funcs[name] && namesAny(code, funcs) {
+				funcs[name], changed = true, true
+			}
+		}
+	}
+	for _, r := range relCodes {
+		if namesAny(r.code, funcs) {
+			rels[r.name] = true
+		}
+	}
+	return funcs, rels, nil
+}
+
+// namesAny reports whether code names one of names as a whole word.
+func namesAny(code string, names map[string]bool) bool {
+	for n := range names {
+		for i := strings.Index(code, n); i >= 0; {
+			end := i + len(n)
+			if (i == 0 || !identByte(code[i-1])) && (end == len(code) || !identByte(code[end])) {
+				return true
+			}
+			j := strings.Index(code[i+1:], n)
+			if j < 0 {
+				break
+			}
+			i += 1 + j
+		}
+	}
+	return false
+}
+
+func identByte(c byte) bool {
+	return c == '_' || c == '$' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
 }
 
 // changesPath reports whether function code may change search_path or
@@ -473,7 +543,7 @@ func addGuardedViews(ctx context.Context, pool *pgxpool.Pool, c *catalog, keys [
 // SearchPathFunctions lists, sorted, the names of the functions whose code
 // may change search_path (pathFunctionsQuery), for `pgveil check`.
 func SearchPathFunctions(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
-	m, err := pathFunctions(ctx, pool)
+	m, _, err := pathFunctions(ctx, pool)
 	if err != nil {
 		return nil, err
 	}

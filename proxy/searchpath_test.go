@@ -32,6 +32,13 @@ CREATE OR REPLACE FUNCTION public.sp_to_conf() RETURNS int LANGUAGE plpgsql AS $
 BEGIN PERFORM set_config('search_' || 'path', 'sp_conf', false); RETURN 1; END $$;
 CREATE OR REPLACE FUNCTION public.sp_atomic_to_conf() RETURNS text LANGUAGE sql
 BEGIN ATOMIC SELECT set_config('search_path', 'sp_conf', false); END;
+CREATE OR REPLACE FUNCTION public.sp_outer() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN public.sp_to_conf(); END $$;
+CREATE OR REPLACE VIEW public.sp_path_view AS SELECT public.sp_to_conf() AS x;
+DROP TABLE IF EXISTS public.sp_log;
+CREATE TABLE public.sp_log (id serial, note text);
+CREATE OR REPLACE FUNCTION public.sp_log_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM public.sp_to_conf(); RETURN NEW; END $$;
+CREATE TRIGGER sp_log_t BEFORE INSERT ON public.sp_log FOR EACH ROW EXECUTE FUNCTION public.sp_log_trg();
+GRANT ALL ON public.sp_path_view, public.sp_log, public.sp_log_id_seq TO scram_user;
 CREATE OR REPLACE FUNCTION public.sp_tenant(t text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN PERFORM set_config('app.tenant', t, false); END $$;
 CREATE OR REPLACE FUNCTION public.sp_pinned() RETURNS int LANGUAGE plpgsql SET search_path = sp_other AS $$
@@ -162,6 +169,23 @@ func TestSearchPathFollowsTheServer(t *testing.T) {
 			return firstErr(c.QueryRow(ctx, "SELECT count(*) FROM secrets").Scan(&n),
 				extended(c, "SELECT public.sp_atomic_to_conf()"))
 		}, nil},
+		{"a function that calls one that changes the path", "sp_other", func(c *pgx.Conn) error {
+			var n int
+			return firstErr(c.QueryRow(ctx, "SELECT count(*) FROM secrets").Scan(&n), simple(c, "SELECT public.sp_outer()"))
+		}, nil},
+		{"a view that calls a function that changes the path", "sp_other", func(c *pgx.Conn) error {
+			var n int
+			return firstErr(c.QueryRow(ctx, "SELECT count(*) FROM secrets").Scan(&n), simple(c, "SELECT * FROM public.sp_path_view"))
+		}, nil},
+		{"a trigger that calls a function that changes the path", "sp_other", func(c *pgx.Conn) error {
+			var n int
+			return firstErr(c.QueryRow(ctx, "SELECT count(*) FROM secrets").Scan(&n), simple(c, "INSERT INTO public.sp_log (note) VALUES ('x')"))
+		}, nil},
+		{"EXECUTE of a prepared call of a function that changes the path", "sp_other", func(c *pgx.Conn) error {
+			var n int
+			return firstErr(simple(c, "PREPARE spp AS SELECT public.sp_to_conf()"),
+				c.QueryRow(ctx, "SELECT count(*) FROM secrets").Scan(&n), simple(c, "EXECUTE spp"))
+		}, nil},
 		{"pipelined: a function that changes the path and the INSERT in one batch", "sp_other", nil,
 			[]string{"SELECT public.sp_to_conf()"}},
 		// A plain SET inside a function outlives the function's own SET
@@ -235,8 +259,11 @@ func TestSearchPathFollowsTheServer(t *testing.T) {
 	})
 	// Functions that set other settings are not taken for path changers.
 	fns := p.srv.eng.Load().catalog().rw.PathFunctions
-	if !fns["sp_to_conf"] || !fns["sp_atomic_to_conf"] || !fns["sp_pinned"] || !fns["sp_set_conf"] || fns["sp_tenant"] {
+	if !fns["sp_to_conf"] || !fns["sp_atomic_to_conf"] || !fns["sp_pinned"] || !fns["sp_set_conf"] || !fns["sp_outer"] || fns["sp_tenant"] {
 		t.Errorf("path functions: %v", fns)
+	}
+	if rels := p.srv.eng.Load().catalog().rw.PathRelations; !rels["sp_path_view"] || !rels["sp_log"] || rels["secrets"] {
+		t.Errorf("path relations: %v", rels)
 	}
 	if n := p.logs.FilterMessage("search_path read again").Len(); n == 0 {
 		t.Error("pgveil never read the search_path again")

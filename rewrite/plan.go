@@ -342,6 +342,12 @@ type Catalog struct {
 	// statement that calls one makes the path unknown after it, as CALL and
 	// DO do. The planner adds them to its pre-check.
 	PathFunctions map[string]bool
+	// PathRelations are the names (lower case) of relations whose use runs
+	// such a function: a view that calls one, a column default, a trigger.
+	// A statement naming one makes the path unknown after it, and so does
+	// a SQL EXECUTE while either set is not empty (pgveil does not follow
+	// what a SQL prepared statement runs).
+	PathRelations map[string]bool
 }
 
 // GuardedView is a view over encrypted columns, or a table that inherits

@@ -44,6 +44,12 @@ func (p *Planner) SetCatalog(c *Catalog) {
 		for f := range c.PathFunctions {
 			names = append(names, f)
 		}
+		for r := range c.PathRelations {
+			names = append(names, r)
+		}
+		if len(c.PathFunctions) > 0 {
+			names = append(names, "execute")
+		}
 	}
 	p.pre.Store(newPrecheck(names))
 	if c != nil && len(c.Guarded) > 0 {

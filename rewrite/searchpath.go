@@ -112,9 +112,20 @@ func (a *analyzer) pathFunctions(n *pg.Node) {
 	if a.cat == nil || len(a.cat.PathFunctions) == 0 || a.st.PathOpaque {
 		return
 	}
+	rel := func(rv *pg.RangeVar) bool { return rv != nil && a.cat.PathRelations[strings.ToLower(rv.Relname)] }
 	walkAll(n, func(c *pg.Node) bool {
-		if f := c.GetFuncCall(); f != nil && a.cat.PathFunctions[strings.ToLower(lastName(f.Funcname))] {
+		if a.st.PathOpaque {
+			return false
+		}
+		switch {
+		case c.GetExecuteStmt() != nil: // its PREPARE may have called one
 			a.st.PathOpaque = true
+		case c.GetFuncCall() != nil:
+			a.st.PathOpaque = a.cat.PathFunctions[strings.ToLower(lastName(c.GetFuncCall().Funcname))]
+		case c.GetCopyStmt() != nil:
+			a.st.PathOpaque = rel(c.GetCopyStmt().Relation)
+		default:
+			a.st.PathOpaque = rel(c.GetRangeVar()) || rel(dmlTarget(c)) // a view, a default, a trigger
 		}
 		return !a.st.PathOpaque
 	})
