@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/pgveil/pgveil/policy"
 )
 
 func refusal(t *testing.T, p *Planner, sql string, s Session) *Error {
@@ -317,7 +319,7 @@ func TestPrepareUnqualifiedConfiguredName(t *testing.T) {
 		"PREPARE q AS SELECT 1 FROM contacts c JOIN users u ON u.id = c.user_id WHERE u.email IN ('a', 'b')",
 	} {
 		e := refusal(t, p, sql, app)
-		if e.SQLState() != "0A000" || !strings.Contains(e.Message, `naming "users" without a schema`) {
+		if e.SQLState() != "0A000" || !strings.Contains(e.Message, `" without a schema is not supported`) {
 			t.Errorf("%s: %v", sql, e)
 		}
 	}
@@ -406,5 +408,45 @@ func TestPathFunctions(t *testing.T) {
 	}
 	if plan, err := p.Plan("SELECT other_function(1)", app); err != nil || plan.Stmts[0].PathOpaque {
 		t.Errorf("another function: %v", err)
+	}
+}
+
+// TestPrepareSharedName: with a configured table of one name in several
+// schemas, a SQL PREPARE that reads no encrypted column of any of them is
+// prepared; one that filters on an encrypted column under a shadow of that
+// name is refused.
+func TestPrepareSharedName(t *testing.T) {
+	cfg, err := policy.LoadBytes("two.yaml", []byte(`
+upstream:
+  service_url: postgres://pgveil@localhost/app
+keysource:
+  local:
+    key_env: X
+tables:
+  ta.items:
+    columns:
+      body:
+        type: text
+  tb.items:
+    columns:
+      body:
+        type: text
+`), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPlanner(cfg, 0)
+	cat := &Catalog{Tables: map[string]*CatalogTable{}}
+	for _, ct := range []*CatalogTable{catalogTable("ta", "items", 1, "id", "body"), catalogTable("tb", "items", 2, "id", "body"), catalogTable("shadow", "items", 3, "id", "body")} {
+		cat.Tables[ct.Schema+"."+ct.Name] = ct
+	}
+	p.SetCatalog(cat)
+	for _, path := range [][]string{{"ta"}, {"shadow"}} {
+		if _, err := p.Plan("PREPARE q AS SELECT id FROM items WHERE id = $1", Session{SearchPath: path}); err != nil {
+			t.Errorf("under %v: %v", path, err)
+		}
+	}
+	if e := refusal(t, p, "PREPARE q(text) AS SELECT id FROM items WHERE body = $1", Session{SearchPath: []string{"shadow"}}); e.SQLState() != "0A000" {
+		t.Errorf("filter on body under the shadow: %v", e)
 	}
 }

@@ -1,11 +1,10 @@
 package rewrite
 
 import (
+	"slices"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
-
-	"github.com/pgveil/pgveil/policy"
 )
 
 // plan plans one parsed statement into a.st.
@@ -256,35 +255,38 @@ func (a *analyzer) prepareElsewhere(p *pg.PrepareStmt) *Error {
 		return nil // the plan just made already resolved names that way
 	}
 	var named *pg.RangeVar
+	var schemas []string // of the configured tables those names may mean
 	walkAll(p.Query, func(c *pg.Node) bool {
-		if rv := c.GetRangeVar(); rv != nil && rv.Schemaname == "" && rv.Relpersistence != "t" && namesConfigured(a.cfg.Tables, rv.Relname) {
-			named = rv
+		if rv := c.GetRangeVar(); rv != nil && rv.Schemaname == "" && rv.Relpersistence != "t" {
+			for _, t := range a.cfg.Tables {
+				if t.Name == rv.Relname {
+					if named == nil {
+						named = rv
+					}
+					if !slices.Contains(schemas, t.Schema) {
+						schemas = append(schemas, t.Schema)
+					}
+				}
+			}
 		}
-		return named == nil
+		return true
 	})
-	if named == nil {
-		return nil
-	}
+	// One plan per schema first on the path, the other schemas after it:
+	// every configured table of a name gets its turn, and several that
+	// share one name need not be told apart.
 	raw := &pg.RawStmt{Stmt: &pg.Node{Node: &pg.Node_PrepareStmt{PrepareStmt: p}}}
-	b := newAnalyzer(a.p, a.cat, a.sql, raw, a.stmtStart, a.stmtEnd, &pathState{unknown: true}, a.backslash)
-	err := b.plan(p.Query)
-	st := b.st
-	if err == nil && len(b.edits) == 0 && len(b.uses) == 0 && len(st.Literals) == 0 && st.Outputs == nil && !st.OutputsByOrigin && st.Copy == nil {
-		return nil
-	}
-	e := errorf(CodeFeatureNotSupported,
-		"SQL-level PREPARE naming %q without a schema is not supported: it names no configured table under the current search_path, but after a search_path change the server would run it on a configured table's encrypted columns at EXECUTE, unseen by pgveil", named.Relname)
-	e.Hint = "qualify the table with its schema, or use protocol-level prepared statements (Parse/Bind)"
-	return e.at(a.sql, named.Location)
-}
-
-// namesConfigured reports whether a configured table, in any schema, is
-// called name.
-func namesConfigured(tables []*policy.Table, name string) bool {
-	for _, t := range tables {
-		if t.Name == name {
-			return true
+	for i, first := range schemas {
+		path := append([]string{first}, slices.Delete(slices.Clone(schemas), i, i+1)...)
+		b := newAnalyzer(a.p, a.cat, a.sql, raw, a.stmtStart, a.stmtEnd, &pathState{schemas: path}, a.backslash)
+		err := b.plan(p.Query)
+		st := b.st
+		if err == nil && len(b.edits) == 0 && len(b.uses) == 0 && len(st.Literals) == 0 && st.Outputs == nil && !st.OutputsByOrigin && st.Copy == nil {
+			continue
 		}
+		e := errorf(CodeFeatureNotSupported,
+			"SQL-level PREPARE naming %q without a schema is not supported: it needs nothing from pgveil under the current search_path, but under another (the server plans it again at EXECUTE after a search_path change) it would use encrypted columns of a configured table in %s, unseen by pgveil", named.Relname, first)
+		e.Hint = "qualify the table with its schema, or use protocol-level prepared statements (Parse/Bind)"
+		return e.at(a.sql, named.Location)
 	}
-	return false
+	return nil
 }
