@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -116,97 +117,141 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 	return c, nil
 }
 
-// pathCodeQuery reads the code that may run inside the server when a
-// statement runs, outside the system schemas: each function's source
-// ('f'), and, by the relation that runs it ('r'), each view's definition,
-// each column default and the name of each trigger's function. %s: the
-// BEGIN ATOMIC body of a function, from PostgreSQL 14 on.
+// pathCodeQuery reads, outside the system schemas, each function's source
+// and (PostgreSQL 14 on, %s) its BEGIN ATOMIC body as a node tree. It
+// calls nothing that locks a relation (pg_get_viewdef, pg_get_expr and
+// pg_get_function_sqlbody do): a refresh runs while sessions may hold
+// locks from DDL in an open transaction, and waits for none of them.
 const pathCodeQuery = `
-SELECT 'f', pg_catalog.lower(p.proname), p.prosrc || %s
+SELECT p.oid, pg_catalog.lower(p.proname), p.prosrc, %s
 FROM pg_catalog.pg_proc p
 JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND p.prolang NOT IN (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname IN ('internal', 'c'))
-UNION ALL
-SELECT 'r', pg_catalog.lower(c.relname), pg_catalog.pg_get_viewdef(c.oid)
-FROM pg_catalog.pg_class c
+  AND p.prolang NOT IN (SELECT l.oid FROM pg_catalog.pg_language l WHERE l.lanname IN ('internal', 'c'))`
+
+// pathUsesQuery lists, outside the system schemas, the relations whose
+// use runs a function: views and column defaults that call one (their
+// recorded dependencies), and triggers.
+const pathUsesQuery = `
+SELECT pg_catalog.lower(c.relname), d.refobjid
+FROM pg_catalog.pg_depend d
+JOIN pg_catalog.pg_rewrite r ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND r.oid = d.objid
+JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('v', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 UNION ALL
-SELECT 'r', pg_catalog.lower(c.relname), pg_catalog.pg_get_expr(d.adbin, d.adrelid)
-FROM pg_catalog.pg_attrdef d
-JOIN pg_catalog.pg_class c ON c.oid = d.adrelid
+SELECT pg_catalog.lower(c.relname), d.refobjid
+FROM pg_catalog.pg_depend d
+JOIN pg_catalog.pg_attrdef a ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND a.oid = d.objid
+JOIN pg_catalog.pg_class c ON c.oid = a.adrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 UNION ALL
-SELECT 'r', pg_catalog.lower(c.relname), pg_catalog.lower(p.proname)
+SELECT pg_catalog.lower(c.relname), t.tgfoid
 FROM pg_catalog.pg_trigger t
 JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
-JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE NOT t.tgisinternal AND n.nspname NOT IN ('pg_catalog', 'information_schema')`
 
 // pathFunctions finds the functions whose code may change search_path
-// (rewrite.Catalog.PathFunctions): those whose own code changesPath, and,
-// until nothing changes, those whose code names one of them. Then the
-// relations that run such a function when a statement uses them (a view
-// that calls one, a column default, a trigger: PathRelations). All by
-// name, a textual test.
+// (rewrite.Catalog.PathFunctions): those whose own code changesPath (a
+// BEGIN ATOMIC body: that calls set_config at all), and, until nothing
+// changes, those whose code names or calls one of them. Then the relations
+// that run such a function when a statement uses them (a view that calls
+// one, a column default, a trigger: PathRelations). Names are matched as
+// text, calls in node trees by function OID.
 func pathFunctions(ctx context.Context, pool *pgxpool.Pool) (funcs, rels map[string]bool, err error) {
 	var version int
-	if err := pool.QueryRow(ctx, "SELECT pg_catalog.current_setting('server_version_num')::int").Scan(&version); err != nil {
+	var setConfig uint32
+	if err := pool.QueryRow(ctx, "SELECT pg_catalog.current_setting('server_version_num')::int, 'pg_catalog.set_config(text,text,boolean)'::pg_catalog.regprocedure::pg_catalog.oid").Scan(&version, &setConfig); err != nil {
 		return nil, nil, fmt.Errorf("reading the server version: %w", err)
 	}
-	body := "''"
+	tree := "''"
 	if version >= 140000 {
-		body = "coalesce(pg_catalog.pg_get_function_sqlbody(p.oid), '')"
+		tree = "coalesce(p.prosqlbody::text, '')"
 	}
-	rows, err := pool.Query(ctx, fmt.Sprintf(pathCodeQuery, body))
+	rows, err := pool.Query(ctx, fmt.Sprintf(pathCodeQuery, tree))
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading functions that may change search_path: %w", err)
 	}
-	defer rows.Close()
-	fnCode := map[string]string{} // overloads share a name: their code is joined
-	type relCode struct{ name, code string }
-	var relCodes []relCode
+	type fn struct {
+		oid        uint32
+		name       string
+		src, nodes string
+	}
+	var fns []fn
 	for rows.Next() {
-		var kind, name string
-		var code *string
-		if err := rows.Scan(&kind, &name, &code); err != nil {
+		var f fn
+		var src *string
+		if err := rows.Scan(&f.oid, &f.name, &src, &f.nodes); err != nil {
+			rows.Close()
 			return nil, nil, err
 		}
-		if code == nil {
-			continue
+		if src != nil {
+			f.src = strings.ToLower(*src)
 		}
-		if kind == "f" {
-			fnCode[name] += "\n" + strings.ToLower(*code)
-		} else {
-			relCodes = append(relCodes, relCode{name, strings.ToLower(*code)})
-		}
+		fns = append(fns, f)
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, nil, err
 	}
-	funcs, rels = map[string]bool{}, map[string]bool{}
-	for name, code := range fnCode {
-		if changesPath(code) {
-			funcs[name] = true
+	funcs = map[string]bool{}
+	oids := map[uint32]bool{}
+	add := func(f fn) { funcs[f.name], oids[f.oid] = true, true }
+	for _, f := range fns {
+		if changesPath(f.src) || callsAny(f.nodes, map[uint32]bool{setConfig: true}) {
+			add(f)
 		}
 	}
 	for changed := len(funcs) > 0; changed; {
 		changed = false
-		for name, code := range fnCode {
-			if !funcs[name] && namesAny(code, funcs) {
-				funcs[name], changed = true, true
+		for _, f := range fns {
+			if !oids[f.oid] && (namesAny(f.src, funcs) || callsAny(f.nodes, oids)) {
+				add(f)
+				changed = true
 			}
 		}
 	}
-	for _, r := range relCodes {
-		if namesAny(r.code, funcs) {
-			rels[r.name] = true
+	rels = map[string]bool{}
+	if len(oids) == 0 {
+		return funcs, rels, nil
+	}
+	rows, err = pool.Query(ctx, pathUsesQuery)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading views, defaults and triggers that call functions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var oid uint32
+		if err := rows.Scan(&name, &oid); err != nil {
+			return nil, nil, err
+		}
+		if oids[oid] {
+			rels[name] = true
 		}
 	}
-	return funcs, rels, nil
+	return funcs, rels, rows.Err()
+}
+
+// callsAny reports whether a node tree (pg_node_tree as text) calls one
+// of the functions.
+func callsAny(nodes string, oids map[uint32]bool) bool {
+	for rest := nodes; ; {
+		i := strings.Index(rest, ":funcid ")
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(":funcid "):]
+		j := 0
+		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+			j++
+		}
+		if n, err := strconv.ParseUint(rest[:j], 10, 32); err == nil && oids[uint32(n)] {
+			return true
+		}
+	}
 }
 
 // namesAny reports whether code names one of names as a whole word.

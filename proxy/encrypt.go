@@ -691,7 +691,7 @@ func (s *session) serverResultFormats(st *rewrite.Stmt, client []int16, dst []in
 func (s *session) refreshCatalogIfNeeded() {
 	if at := s.ddlDone.Load(); at != 0 && at > s.ddlSeen {
 		s.ddlSeen = at
-		ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
+		ctx, cancel := context.WithTimeout(s.ctx, catalogRefreshTimeout)
 		s.eng.refreshCatalog(ctx, time.Unix(0, at))
 		cancel()
 	}

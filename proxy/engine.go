@@ -35,6 +35,7 @@ type engine struct {
 	// refresh coalesces catalog reloads requested after DDL.
 	refreshMu sync.Mutex
 	refreshAt time.Time
+	refreshOK bool // the last reload succeeded
 }
 
 // newEngine connects the service pool, loads and checks the catalog, and
@@ -172,21 +173,34 @@ func (e *engine) setCatalog(c *catalog) {
 // catalog is the current snapshot.
 func (e *engine) catalog() *catalog { return e.cat.Load() }
 
-// refreshCatalog reloads the snapshot after DDL passed through the proxy.
+// catalogRefreshTimeout bounds a catalog reload after DDL. Its queries take
+// no relation locks, but a server under a lock queue can still stall them;
+// a reload that times out keeps the previous snapshot.
+const catalogRefreshTimeout = 10 * time.Second
+
+// refreshCatalog reloads the snapshot after DDL passed through the proxy,
+// and reports whether the snapshot now in use was read after requested.
 // Concurrent requests share one reload; a failed reload (the DDL broke the
-// policy: a dropped column) keeps the old snapshot and is logged loudly.
-func (e *engine) refreshCatalog(ctx context.Context, requested time.Time) {
+// policy: a dropped column; a timeout) keeps the old snapshot, is logged
+// loudly, and is not tried again within a second.
+func (e *engine) refreshCatalog(ctx context.Context, requested time.Time) bool {
 	e.refreshMu.Lock()
 	defer e.refreshMu.Unlock()
 	if !e.refreshAt.Before(requested) {
-		return // a reload that started after the request already ran
+		return e.refreshOK // a reload that started after the request already ran
+	}
+	if !e.refreshOK && !e.refreshAt.IsZero() && time.Since(e.refreshAt) < time.Second {
+		return false
 	}
 	e.refreshAt = time.Now()
 	c, err := loadCatalog(ctx, e.pool, e.cfg)
 	if err != nil {
+		e.refreshOK = false
 		e.log.Error("catalog refresh after DDL failed; keeping the previous snapshot", zap.Error(err))
-		return
+		return false
 	}
+	e.refreshOK = true
 	e.setCatalog(c)
 	e.log.Info("catalog refreshed after DDL")
+	return true
 }

@@ -192,7 +192,13 @@ func (s *session) decodeBackend(typ byte, ev backendEvent) error {
 			// waits for it (refreshCatalogIfNeeded).
 			at := time.Now()
 			s.ddlDone.Store(at.UnixNano())
-			go s.eng.refreshCatalog(context.Background(), at)
+			go func() {
+				// Bounded: the reload must not wait for ever on a lock
+				// that a session's open transaction holds.
+				ctx, cancel := context.WithTimeout(context.Background(), catalogRefreshTimeout)
+				defer cancel()
+				s.eng.refreshCatalog(ctx, at)
+			}()
 		}
 		return s.sr.forwardBody(s.cw)
 	case 'H', 'd', 'c', 'G':

@@ -212,10 +212,10 @@ func (s *session) settleDDL(sql string) {
 	if rest, status := s.t.atRest(); !rest || status != 'I' {
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
-	s.eng.refreshCatalog(ctx, time.Now())
-	cancel()
-	s.ddlUnsettled = false
+	ctx, cancel := context.WithTimeout(s.ctx, catalogRefreshTimeout)
+	defer cancel()
+	// Until a snapshot taken after the DDL is in use, plan by name.
+	s.ddlUnsettled = !s.eng.refreshCatalog(ctx, time.Now())
 }
 
 // syncSearchPathFor asks the server for the search_path before sql is
