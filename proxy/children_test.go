@@ -263,3 +263,36 @@ tables:
 		t.Fatalf("read through the configured partition: %q %v", got, err)
 	}
 }
+
+// TestTableCreatedDirectlyIsFound: a relation created directly in the
+// database after pgveil read its catalog, with the name of a configured
+// table in another schema, is not refused as unknown: pgveil reads the
+// catalog again and plans once more.
+func TestTableCreatedDirectlyIsFound(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	ctx := context.Background()
+	admin := adminConn(t)
+	if _, err := admin.Exec(ctx, `DROP SCHEMA IF EXISTS late_a, late_b CASCADE; CREATE SCHEMA late_a;
+CREATE TABLE late_a.items (id int8, body bytea); GRANT ALL ON SCHEMA late_a TO scram_user; GRANT ALL ON ALL TABLES IN SCHEMA late_a TO scram_user;`); err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Exec(ctx, "DROP SCHEMA IF EXISTS late_a, late_b CASCADE")
+	p := startTablesProxy(t, "tables:\n  late_a.items:\n    columns:\n      body:\n        type: text\n")
+	defer p.stop(t, 10*time.Second)
+	if _, err := admin.Exec(ctx, `CREATE SCHEMA late_b; CREATE TABLE late_b.items (id int8, note text);
+INSERT INTO late_b.items VALUES (1, 'x'); GRANT ALL ON SCHEMA late_b TO scram_user; GRANT ALL ON ALL TABLES IN SCHEMA late_b TO scram_user;`); err != nil {
+		t.Fatal(err)
+	}
+	c := connectWithPath(t, p, "late_b")
+	defer c.Close(ctx)
+	var n int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM items WHERE note = $1", "x").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("late_b.items through pgveil: %d, %v", n, err)
+	}
+	// A name that is in no schema still gets pgveil's 42P01.
+	_, err := c.Exec(ctx, "SELECT count(*) FROM late_c.items")
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "42P01" || !strings.Contains(pe.Message, "pgveil") {
+		t.Fatalf("late_c.items: %v", err)
+	}
+}

@@ -32,12 +32,31 @@ func (s *session) planSession() rewrite.Session {
 	return rewrite.Session{SearchPath: s.searchPath, BackslashStrings: s.backslash.Load()}
 }
 
-// plan plans one statement string, timing the phase.
-func (s *session) plan(sql string) (*rewrite.Plan, error) {
+// planNow plans one statement string, timing the phase. It never waits
+// (the event loop uses it).
+func (s *session) planNow(sql string) (*rewrite.Plan, error) {
 	start := time.Now()
 	p, err := s.eng.planner.Plan(sql, s.planSession())
 	s.srv.metrics.phasePlan.Observe(time.Since(start).Seconds())
 	return p, err
+}
+
+// plan is planNow that, when the refusal rests on the catalog snapshot
+// lacking a relation (rewrite.Error.Stale: a table created directly in
+// the database since), reads the catalog again, at most once per
+// staleRefreshEvery per engine, and plans once more.
+func (s *session) plan(sql string) (*rewrite.Plan, error) {
+	p, err := s.planNow(sql)
+	var re *rewrite.Error
+	if err == nil || !errors.As(err, &re) || !re.Stale {
+		return p, err
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, catalogRefreshTimeout)
+	defer cancel()
+	if !s.eng.refreshStale(ctx) {
+		return p, err
+	}
+	return s.planNow(sql)
 }
 
 // refusalFrom turns a planner or conversion error into the error the

@@ -35,7 +35,8 @@ type engine struct {
 	// refresh coalesces catalog reloads requested after DDL.
 	refreshMu sync.Mutex
 	refreshAt time.Time
-	refreshOK bool // the last reload succeeded
+	refreshOK bool         // the last reload succeeded
+	staleAt   atomic.Int64 // unix ns of the last refreshStale reload
 }
 
 // newEngine connects the service pool, loads and checks the catalog, and
@@ -168,6 +169,22 @@ func (e *engine) close() {
 func (e *engine) setCatalog(c *catalog) {
 	e.cat.Store(c)
 	e.planner.SetCatalog(c.rw)
+}
+
+// staleRefreshEvery limits the catalog reloads asked for by statements
+// naming a relation the snapshot lacks (session.plan).
+const staleRefreshEvery = 5 * time.Second
+
+// refreshStale reloads the catalog for session.plan, unless one was asked
+// for that way less than staleRefreshEvery ago. It reports whether a new
+// snapshot is in use.
+func (e *engine) refreshStale(ctx context.Context) bool {
+	now := time.Now()
+	if last := e.staleAt.Load(); last != 0 && now.Sub(time.Unix(0, last)) < staleRefreshEvery {
+		return false
+	}
+	e.staleAt.Store(now.UnixNano())
+	return e.refreshCatalog(ctx, now)
 }
 
 // catalog is the current snapshot.

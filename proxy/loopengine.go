@@ -49,7 +49,7 @@ func (s *session) loopPassthrough(typ byte, body []byte) bool {
 	if typ == 'P' && s.eng.planner.MayReference(text) {
 		return false // the goroutine relay remembers it (replanOnPathChange)
 	}
-	p, err := s.plan(text)
+	p, err := s.planNow(text)
 	if err != nil || planNeedsWork(p) {
 		return false
 	}

@@ -34,6 +34,10 @@ type Error struct {
 	// Position is the 1-based character (not byte) position in the client's
 	// string of the offending token, or 0.
 	Position int
+	// Stale: the refusal rests on the catalog snapshot lacking a relation,
+	// which may have been created since; planning again with a newer
+	// snapshot may succeed.
+	Stale bool
 }
 
 func (e *Error) Error() string {

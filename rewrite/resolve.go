@@ -133,7 +133,7 @@ func (a *analyzer) unknownConfiguredName(rv *pg.RangeVar, ref tableRef) *Error {
 		e := tableErr(CodeUndefinedTable, t,
 			"name the configured table exactly (unquoted names are lower case) or put its schema on the search_path; if the relation was created after pgveil read its catalog, send pgveil SIGHUP",
 			"relation %s does not exist in pgveil's catalog: its name is that of configured table %s up to case or schema, so pgveil refuses the statement rather than send values that may be meant for an encrypted column to the server, which logs failed statements", name, t.QualifiedName())
-		e.Schema, e.Table = rv.Schemaname, ref.name
+		e.Schema, e.Table, e.Stale = rv.Schemaname, ref.name, true
 		return e.at(a.sql, rv.Location)
 	}
 	return nil
