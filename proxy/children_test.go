@@ -155,6 +155,18 @@ func TestMisnamedConfiguredTableRefused(t *testing.T) {
 				t.Fatalf("%v: %s: %v; want 42P01 from pgveil", mode, sql, err)
 			}
 		}
+		// A written column the table lacks: 42703 from pgveil.
+		for _, sql := range []string{
+			`INSERT INTO enc_users (org_id, "Email") VALUES (1, '` + plain + `')`,
+			`UPDATE enc_users SET "Phone" = '` + plain + `' WHERE id = 1`,
+			`INSERT INTO enc_users (org_id, email) VALUES (1, 'a@b') ON CONFLICT (email_bidx) DO UPDATE SET emial = '` + plain + `'`,
+		} {
+			_, err := conn.Exec(ctx, sql, mode)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "42703" || pe.TableName != "enc_users" {
+				t.Fatalf("%v: %s: %v; want 42703 from pgveil", mode, sql, err)
+			}
+		}
 	}
 	// The session goes on; a statement the server rejects for another
 	// reason still reaches it (and its log), as without pgveil.

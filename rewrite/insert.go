@@ -93,6 +93,9 @@ func (a *analyzer) insertColumns(ins *pg.InsertStmt, t *policy.Table) ([]insCol,
 			if err := a.checkNotIndex(t, rt.Name, rt.Location); err != nil {
 				return nil, err
 			}
+			if err := a.knownColumn(t, rt.Name, rt.Location); err != nil {
+				return nil, err
+			}
 			c.enc = t.Column(rt.Name)
 			if c.enc != nil && len(rt.Indirection) > 0 {
 				return nil, unsupported(c.enc, "assigning a subscript or field", "write the whole value").at(a.sql, rt.Location)
@@ -105,6 +108,26 @@ func (a *analyzer) insertColumns(ins *pg.InsertStmt, t *policy.Table) ([]insCol,
 		cols = append(cols, c)
 	}
 	return cols, nil
+}
+
+// knownColumn refuses a write to a column configured table t does not have
+// in the catalog snapshot ("Email" for email): the server would reject
+// the statement and log its text, values included. Stale: a column added
+// directly since is found once the catalog is read again.
+func (a *analyzer) knownColumn(t *policy.Table, name string, loc int32) *Error {
+	ct := a.catalogTable(t.Schema, t.Name)
+	if ct == nil {
+		return nil
+	}
+	for _, c := range ct.Columns {
+		if c.Name == name {
+			return nil
+		}
+	}
+	e := errorf(CodeUndefinedColumn, "column %s of configured table %s does not exist in pgveil's catalog; pgveil refuses the statement rather than send values that may be meant for an encrypted column to the server, which logs failed statements", quoteIdent(name), t.QualifiedName())
+	e.Hint = "name the column exactly (unquoted names are lower case)"
+	e.Schema, e.Table, e.Column, e.Stale = t.Schema, t.Name, name, true
+	return e.at(a.sql, loc)
 }
 
 // checkNotIndex refuses a write into a blind-index column.

@@ -145,6 +145,9 @@ func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom 
 			if err := a.checkNotIndex(t, rt.Name, rt.Location); err != nil {
 				return err
 			}
+			if err := a.knownColumn(t, rt.Name, rt.Location); err != nil {
+				return err
+			}
 			enc = t.Column(rt.Name)
 		}
 		if mar := rt.Val.GetMultiAssignRef(); mar != nil {
