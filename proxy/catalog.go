@@ -2,12 +2,14 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgveil/pgveil/policy"
@@ -24,6 +26,9 @@ type catalog struct {
 	byOID map[uint32]*catTable
 	// byTable maps a configured table to the same.
 	byTable map[*policy.Table]*catTable
+	// partial: a view's definition could not be read (its relations were
+	// locked); the view is refused until a later snapshot reads it.
+	partial bool
 }
 
 // catTable is one configured table as it exists in the database.
@@ -440,7 +445,7 @@ WITH RECURSIVE below(rel, conf) AS (
 ), related(rel, conf, up) AS (
   SELECT rel, conf, false FROM below UNION ALL SELECT rel, conf, true FROM above
 )
-SELECT c.oid, n.nspname, c.relname, c.relispartition, r.conf, r.up, a.attnum, a.attname, a.atttypid
+SELECT c.oid, n.nspname, c.relname, c.relispartition, c.relkind = 'p', r.conf, r.up, a.attnum, a.attname, a.atttypid
 FROM related r
 JOIN pg_catalog.pg_class c ON c.oid = r.rel
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -469,44 +474,61 @@ func addGuardedChildren(ctx context.Context, pool *pgxpool.Pool, c *catalog) ([]
 	if err != nil {
 		return nil, fmt.Errorf("reading partitions and inheritance children: %w", err)
 	}
-	defer rows.Close()
-	var keys []int64
+	type related struct {
+		oid, conf, typ        uint32
+		schema, name, col     string
+		partition, routes, up bool
+		attnum                int16
+	}
+	var all []related
+	// An inheritance parent does not pass rows down: it matters only if it
+	// has a column named like an encrypted or blind-index column of the
+	// table below it (a SELECT of it reads theirs). A partitioned table
+	// routes every row it is given.
+	matters := map[uint32]bool{}
 	for rows.Next() {
-		var oid, conf, typ uint32
-		var schema, name, col string
-		var partition, up bool
-		var attnum int16
-		if err := rows.Scan(&oid, &schema, &name, &partition, &conf, &up, &attnum, &col, &typ); err != nil {
+		var r related
+		if err := rows.Scan(&r.oid, &r.schema, &r.name, &r.partition, &r.routes, &r.conf, &r.up, &r.attnum, &r.col, &r.typ); err != nil {
+			rows.Close()
 			return nil, err
 		}
-		parent := c.byOID[conf]
-		if c.byOID[oid] != nil || parent == nil {
-			continue // configured itself: its own policy applies
+		if parent := c.byOID[r.conf]; parent != nil && (!r.up || r.routes || guardsColumn(parent.policy, r.col)) {
+			matters[r.oid] = true
 		}
-		key := schema + "." + name
+		all = append(all, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var keys []int64
+	for _, r := range all {
+		parent := c.byOID[r.conf]
+		if c.byOID[r.oid] != nil || parent == nil || !matters[r.oid] {
+			continue // configured itself (its own policy applies), or harmless
+		}
+		key := r.schema + "." + r.name
 		if c.rw.Guarded[key] == nil {
 			kind := rewrite.ChildInheritance
 			switch {
-			case up:
+			case r.up:
 				kind = rewrite.ChildAncestor
-			case partition:
+			case r.partition:
 				kind = rewrite.ChildPartition
 			}
-			c.rw.Guarded[key] = &rewrite.GuardedView{Schema: schema, Name: name, Reads: parent.policy.QualifiedName(), Child: kind, Parent: parent.policy}
+			c.rw.Guarded[key] = &rewrite.GuardedView{Schema: r.schema, Name: r.name, Reads: parent.policy.QualifiedName(), Child: kind, Parent: parent.policy}
 			if c.rw.Tables[key] == nil {
-				c.rw.Tables[key] = &rewrite.CatalogTable{Schema: schema, Name: name, OID: oid}
+				c.rw.Tables[key] = &rewrite.CatalogTable{Schema: r.schema, Name: r.name, OID: r.oid}
 			}
 		}
-		if t := c.rw.Tables[key]; t.OID == oid {
-			if !hasColumn(t, col) {
-				t.Columns = append(t.Columns, rewrite.CatalogColumn{Name: col, AttNum: attnum, TypeOID: typ})
-			}
+		if t := c.rw.Tables[key]; t.OID == r.oid && !hasColumn(t, r.col) {
+			t.Columns = append(t.Columns, rewrite.CatalogColumn{Name: r.col, AttNum: r.attnum, TypeOID: r.typ})
 		}
-		if guardsColumn(parent.policy, col) {
-			keys = append(keys, int64(oid)*65536+int64(attnum))
+		if guardsColumn(parent.policy, r.col) {
+			keys = append(keys, int64(r.oid)*65536+int64(r.attnum))
 		}
 	}
-	return keys, rows.Err()
+	return keys, nil
 }
 
 func hasColumn(t *rewrite.CatalogTable, name string) bool {
@@ -582,7 +604,7 @@ func addGuardedViews(ctx context.Context, pool *pgxpool.Pool, c *catalog, keys [
 		return err
 	}
 	rows.Close()
-	return viewDefinitions(ctx, pool, byOID)
+	return viewDefinitions(ctx, pool, c, byOID)
 }
 
 // SearchPathFunctions lists, sorted, the names of the functions whose code
@@ -616,7 +638,7 @@ func GuardedViews(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (
 // viewDefinitions fills in each guarded view's definition, printed with
 // every relation schema-qualified (search_path pg_catalog only), so the
 // planner can see through the views it can (rewrite/view.go).
-func viewDefinitions(ctx context.Context, pool *pgxpool.Pool, byOID map[uint32]*rewrite.GuardedView) error {
+func viewDefinitions(ctx context.Context, pool *pgxpool.Pool, c *catalog, byOID map[uint32]*rewrite.GuardedView) error {
 	if len(byOID) == 0 {
 		return nil
 	}
@@ -624,25 +646,35 @@ func viewDefinitions(ctx context.Context, pool *pgxpool.Pool, byOID map[uint32]*
 	for oid := range byOID {
 		oids = append(oids, oid)
 	}
+	// pg_get_viewdef locks the relations a view reads. A session may hold
+	// a lock on one in an open transaction (DDL) while it waits for this
+	// reload: wait briefly, per view, and leave a view whose definition
+	// could not be read without one (it is refused, not seen through).
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SET LOCAL search_path TO pg_catalog"); err != nil {
+		if _, err := tx.Exec(ctx, "SET LOCAL search_path TO pg_catalog; SET LOCAL lock_timeout = '200ms'"); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, "SELECT v, pg_catalog.pg_get_viewdef(v) FROM pg_catalog.unnest($1::pg_catalog.oid[]) AS v", oids)
-		if err != nil {
-			return fmt.Errorf("reading view definitions: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var oid uint32
-			var def *string
-			if err := rows.Scan(&oid, &def); err != nil {
+		for _, oid := range oids {
+			if _, err := tx.Exec(ctx, "SAVEPOINT viewdef"); err != nil {
 				return err
+			}
+			var def *string
+			err := tx.QueryRow(ctx, "SELECT pg_catalog.pg_get_viewdef($1::pg_catalog.oid)", oid).Scan(&def)
+			var pe *pgconn.PgError
+			switch {
+			case errors.As(err, &pe) && pe.Code == "55P03": // lock_not_available
+				if _, err := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT viewdef"); err != nil {
+					return err
+				}
+				c.partial = true
+				continue
+			case err != nil:
+				return fmt.Errorf("reading view definitions: %w", err)
 			}
 			if def != nil {
 				byOID[oid].Definition = *def
 			}
 		}
-		return rows.Err()
+		return nil
 	})
 }

@@ -706,8 +706,15 @@ func (s *session) serverResultFormats(st *rewrite.Stmt, client []int16, dst []in
 }
 
 // refreshCatalogIfNeeded reloads the catalog before planning when DDL this
-// session sent has completed since the last plan.
+// session sent has completed since the last plan. A session whose DDL is
+// unsettled plans by name and does not wait: the reload runs on another
+// connection, which cannot see the session's uncommitted DDL and may wait
+// on its locks; settleDDL reloads once the session is outside a
+// transaction.
 func (s *session) refreshCatalogIfNeeded() {
+	if s.ddlUnsettled {
+		return
+	}
 	if at := s.ddlDone.Load(); at != 0 && at > s.ddlSeen {
 		s.ddlSeen = at
 		ctx, cancel := context.WithTimeout(s.ctx, catalogRefreshTimeout)

@@ -36,6 +36,7 @@ type engine struct {
 	refreshMu sync.Mutex
 	refreshAt time.Time
 	refreshOK bool         // the last reload succeeded
+	failedAt  time.Time    // when the last failed reload ended
 	staleAt   atomic.Int64 // unix ns of the last refreshStale reload
 }
 
@@ -169,6 +170,26 @@ func (e *engine) close() {
 func (e *engine) setCatalog(c *catalog) {
 	e.cat.Store(c)
 	e.planner.SetCatalog(c.rw)
+	if c.partial {
+		time.AfterFunc(partialRetry, e.retryPartial)
+	}
+}
+
+// partialRetry is how soon a snapshot that lacks a view's definition (its
+// relations were locked) is read again.
+const partialRetry = 5 * time.Second
+
+// retryPartial reads the catalog again after a partial snapshot, unless
+// the engine was closed meanwhile.
+func (e *engine) retryPartial() {
+	select {
+	case <-e.done:
+		return
+	default:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), catalogRefreshTimeout)
+	defer cancel()
+	e.refreshCatalog(ctx, time.Now())
 }
 
 // staleRefreshEvery limits the catalog reloads asked for by statements
@@ -206,13 +227,13 @@ func (e *engine) refreshCatalog(ctx context.Context, requested time.Time) bool {
 	if !e.refreshAt.Before(requested) {
 		return e.refreshOK // a reload that started after the request already ran
 	}
-	if !e.refreshOK && !e.refreshAt.IsZero() && time.Since(e.refreshAt) < time.Second {
+	if !e.refreshOK && !e.failedAt.IsZero() && time.Since(e.failedAt) < time.Second {
 		return false
 	}
 	e.refreshAt = time.Now()
 	c, err := loadCatalog(ctx, e.pool, e.cfg)
 	if err != nil {
-		e.refreshOK = false
+		e.refreshOK, e.failedAt = false, time.Now()
 		e.log.Error("catalog refresh after DDL failed; keeping the previous snapshot", zap.Error(err))
 		return false
 	}

@@ -115,3 +115,43 @@ func TestGuardedChildren(t *testing.T) {
 		t.Errorf("Views() = %+v", st)
 	}
 }
+
+// TestGuardedChildrenReview2: DDL on a child is checked also while the
+// path is unknown; a SQL PREPARE naming a child under a path without it is
+// refused (EXECUTE under another path would write it); a sibling partition
+// of a configured one, under a table above it, is not refused as if it
+// were below the configured table.
+func TestGuardedChildrenReview2(t *testing.T) {
+	p := newTestPlanner(t)
+	cat := testCatalog()
+	users := p.cfg.Table("public", "users")
+	cat.Tables["public.users_2025"] = catalogTable("public", "users_2025", 16600, "id", "org_id", "email", "email_bidx")
+	cat.Tables["public.all_users"] = catalogTable("public", "all_users", 16601, "id", "org_id", "email", "email_bidx")
+	cat.Guarded = map[string]*GuardedView{
+		"public.users_2025": {Schema: "public", Name: "users_2025", Reads: "public.users", Child: ChildPartition, Parent: users},
+		"public.all_users":  {Schema: "public", Name: "all_users", Reads: "public.users", Child: ChildAncestor, Parent: users},
+	}
+	p.SetCatalog(cat)
+	unknown := Session{PathUnknown: true}
+	for _, sql := range []string{
+		`ALTER TABLE users_2025 ALTER COLUMN email SET DEFAULT 'secret@x'`,
+		`CREATE INDEX i ON users_2025 (id) WHERE email = 'secret@x'`,
+		`ALTER TABLE all_users ALTER COLUMN email SET DEFAULT 'secret@x'`,
+	} {
+		if _, err := p.Plan(sql, unknown); err == nil {
+			t.Errorf("path unknown: %s accepted", sql)
+		}
+	}
+	if _, err := p.Plan(`PREPARE q(text) AS INSERT INTO users_2025 (id, org_id, email) VALUES (1, 1, $1)`, Session{SearchPath: []string{"app"}}); err == nil {
+		t.Error("PREPARE naming a partition under another path accepted")
+	}
+	for _, sql := range []string{
+		`CREATE TABLE all_users_2026 PARTITION OF all_users FOR VALUES FROM (1) TO (2)`,
+		`ALTER TABLE all_users ATTACH PARTITION other FOR VALUES FROM (1) TO (2)`,
+		`ALTER TABLE all_users ADD COLUMN note text`,
+	} {
+		if _, err := p.Plan(sql, publicPath); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+}

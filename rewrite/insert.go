@@ -116,8 +116,8 @@ func (a *analyzer) insertColumns(ins *pg.InsertStmt, t *policy.Table) ([]insCol,
 // directly since is found once the catalog is read again.
 func (a *analyzer) knownColumn(t *policy.Table, name string, loc int32) *Error {
 	ct := a.catalogTable(t.Schema, t.Name)
-	if ct == nil {
-		return nil
+	if ct == nil || a.path.unknown {
+		return nil // after DDL (unsettled) the column may be the session's own, uncommitted
 	}
 	for _, c := range ct.Columns {
 		if c.Name == name {

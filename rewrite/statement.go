@@ -257,14 +257,27 @@ func (a *analyzer) prepareElsewhere(p *pg.PrepareStmt) *Error {
 	var named *pg.RangeVar
 	var schemas []string // of the configured tables those names may mean
 	walkAll(p.Query, func(c *pg.Node) bool {
-		if rv := c.GetRangeVar(); rv != nil && rv.Schemaname == "" && rv.Relpersistence != "t" {
+		for _, rv := range [...]*pg.RangeVar{c.GetRangeVar(), dmlTarget(c)} {
+			if rv == nil || rv.Schemaname != "" || rv.Relpersistence == "t" {
+				continue
+			}
+			note := func(schema string) {
+				if named == nil {
+					named = rv
+				}
+				if !slices.Contains(schemas, schema) {
+					schemas = append(schemas, schema)
+				}
+			}
 			for _, t := range a.cfg.Tables {
 				if t.Name == rv.Relname {
-					if named == nil {
-						named = rv
-					}
-					if !slices.Contains(schemas, t.Schema) {
-						schemas = append(schemas, t.Schema)
+					note(t.Schema)
+				}
+			}
+			if a.cat != nil {
+				for _, g := range a.cat.Guarded { // partitions, children, views: refused there
+					if g.Name == rv.Relname {
+						note(g.Schema)
 					}
 				}
 			}

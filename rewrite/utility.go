@@ -198,7 +198,9 @@ func (a *analyzer) reshape(n *pg.Node) *Error {
 	case n.GetCreateStmt() != nil:
 		for _, p := range n.GetCreateStmt().InhRelations {
 			if rv := p.GetRangeVar(); rv != nil {
-				if t := a.configured(rv); t != nil {
+				// A partition or child of a table above a configured one
+				// is its sibling: nothing of the configured table's.
+				if t, kind := a.configuredKind(rv); t != nil && kind != ChildAncestor {
 					return refuse(t, rv, "a partition or child table (PARTITION OF, INHERITS) of")
 				}
 			}
@@ -230,7 +232,7 @@ func (a *analyzer) reshape(n *pg.Node) *Error {
 		}
 	case n.GetAlterTableStmt() != nil:
 		at := n.GetAlterTableStmt()
-		t := a.configured(at.Relation)
+		t, kind := a.configuredKind(at.Relation)
 		for _, c := range at.Cmds {
 			cmd := c.GetAlterTableCmd()
 			if cmd == nil {
@@ -239,12 +241,12 @@ func (a *analyzer) reshape(n *pg.Node) *Error {
 			switch cmd.Subtype {
 			case pg.AlterTableType_AT_AddInherit:
 				if rv := cmd.Def.GetRangeVar(); rv != nil {
-					if pt := a.configured(rv); pt != nil {
+					if pt, kind := a.configuredKind(rv); pt != nil && kind != ChildAncestor {
 						return refuse(pt, rv, "INHERIT from")
 					}
 				}
 			case pg.AlterTableType_AT_AttachPartition:
-				if t != nil {
+				if t != nil && kind != ChildAncestor {
 					return refuse(t, at.Relation, "ATTACH PARTITION to")
 				}
 				if pc := cmd.Def.GetPartitionCmd(); pc != nil {
@@ -291,19 +293,38 @@ func (a *analyzer) intoConfigured(into *pg.IntoClause) *Error {
 // them (a default, a constraint, an index predicate, a partition attached
 // below) holds for the rows written through the table.
 func (a *analyzer) configured(rv *pg.RangeVar) *policy.Table {
+	t, _ := a.configuredKind(rv)
+	return t
+}
+
+// configuredKind is configured that also says how the relation stands to
+// the table: "" (it is the table), a GuardedView.Child kind. A table above
+// a configured one (ChildAncestor) stands for it too: a default or
+// constraint put on it recurses to the table. While the path is unknown,
+// a name that resolves to no configured table is matched against the
+// guarded relations of that name in any schema.
+func (a *analyzer) configuredKind(rv *pg.RangeVar) (*policy.Table, string) {
 	if rv == nil {
-		return nil
+		return nil, ""
 	}
 	ref, err := a.resolveName(rv)
 	if err != nil {
-		return nil
+		return nil, ""
 	}
-	if ref.table == nil && a.cat != nil {
-		if g := a.cat.Guarded[ref.schema+"."+ref.name]; g != nil && g.Parent != nil {
-			return g.Parent
+	if ref.table != nil || a.cat == nil {
+		return ref.table, ""
+	}
+	if g := a.cat.Guarded[ref.schema+"."+ref.name]; g != nil && g.Parent != nil {
+		return g.Parent, g.Child
+	}
+	if ref.schema == "" && a.path.unknown {
+		for _, g := range a.cat.Guarded {
+			if g.Parent != nil && g.Name == ref.name {
+				return g.Parent, g.Child
+			}
 		}
 	}
-	return ref.table
+	return nil, ""
 }
 
 // columnDef refuses a default or generated expression on an encrypted column.
