@@ -326,6 +326,11 @@ func (l *eventLoop) run() {
 				sd.ls.handle(sd, ev.Events)
 			}
 		}
+		// The batch woke the peers it wrote to. Let one that was placed on
+		// this CPU run now rather than send it, or the next wake-up, to
+		// the other CPU (an inter-processor interrupt each; docs/BENCH.md
+		// run E and F).
+		schedYield()
 	}
 }
 
@@ -370,6 +375,8 @@ func rawRead(fd int, p []byte) (int, syscall.Errno) {
 	r, _, e := syscall.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	return int(r), e
 }
+
+func schedYield() { syscall.RawSyscall(syscall.SYS_SCHED_YIELD, 0, 0, 0) }
 
 func rawSend(fd int, p []byte) (int, syscall.Errno) {
 	r, _, e := syscall.RawSyscall6(unix.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), unix.MSG_NOSIGNAL, 0, 0)
