@@ -28,6 +28,8 @@ const (
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultPlanCacheSize     = 4096
 	DefaultEventLoops        = 1
+	DefaultLoopSpin          = 50 * time.Microsecond
+	maxLoopSpin              = time.Millisecond
 	DefaultVaultMount        = "transit"
 	DefaultVaultTokenEnv     = "VAULT_TOKEN"
 	DefaultVaultTimeout      = 10 * time.Second
@@ -129,6 +131,7 @@ func (w *walker) config(root *yaml.Node) *Config {
 			ShutdownTimeout:   DefaultShutdownTimeout,
 			PlanCacheSize:     DefaultPlanCacheSize,
 			EventLoops:        DefaultEventLoops,
+			LoopSpin:          DefaultLoopSpin,
 		},
 		tableIndex: map[string]*Table{},
 	}
@@ -206,6 +209,7 @@ func (w *walker) config(root *yaml.Node) *Config {
 				"shutdown_timeout":    w.duration(&p.ShutdownTimeout),
 				"plan_cache_size":     w.integer(&p.PlanCacheSize),
 				"event_loops":         w.count(&p.EventLoops, 64),
+				"loop_spin":           w.shortDuration(&p.LoopSpin, maxLoopSpin),
 			})
 		},
 		"tables": func(n *yaml.Node, k string) { tablesNode = n },

@@ -59,7 +59,7 @@ func TestDefaults(t *testing.T) {
 		Auth:     Auth{Mode: AuthRelay, AuthQuery: DefaultAuthQuery},
 		Admin:    Admin{Listen: DefaultAdminListen},
 		Log:      Log{Level: "info", Format: "json"},
-		Proxy:    ProxyOptions{MaxStartupMessage: 10000, MaxMessage: 1 << 30, ShutdownTimeout: 30 * time.Second, PlanCacheSize: 4096, EventLoops: 1},
+		Proxy:    ProxyOptions{MaxStartupMessage: 10000, MaxMessage: 1 << 30, ShutdownTimeout: 30 * time.Second, PlanCacheSize: 4096, EventLoops: 1, LoopSpin: 50 * time.Microsecond},
 	}
 	if cfg.Listen != want.Listen || cfg.Upstream != want.Upstream || cfg.Auth != want.Auth ||
 		cfg.Admin != want.Admin || cfg.Log != want.Log || cfg.Proxy != want.Proxy || cfg.TLS != nil {
@@ -125,6 +125,8 @@ func TestErrors(t *testing.T) {
 		{"bad size", "proxy:\n  max_message: 2GiB\n", nil, []string{"c.yaml:2: proxy.max_message: want a size between"}},
 		{"bad int", "proxy:\n  plan_cache_size: -1\n", nil, []string{"c.yaml:2: proxy.plan_cache_size: want a positive integer"}},
 		{"bad count", "proxy:\n  event_loops: 65\n", nil, []string{"c.yaml:2: proxy.event_loops: want an integer from 0 to 64, got \"65\""}},
+		{"spin too long", "proxy:\n  loop_spin: 2ms\n", nil, []string{"c.yaml:2: proxy.loop_spin: want 0 or a duration up to 1ms such as 50us, got \"2ms\""}},
+		{"spin negative", "proxy:\n  loop_spin: -5us\n", nil, []string{"c.yaml:2: proxy.loop_spin: want 0 or a duration up to 1ms"}},
 		{"bad listen", "listen: nowhere\n", nil, []string{"c.yaml:1: listen: want host:port"}},
 		{"log level", "log:\n  level: loud\n", nil, []string{"c.yaml:2: log.level: unknown level \"loud\""}},
 		{"tls missing cert", "tls:\n  key_file: k\n", nil, []string{"c.yaml:1: tls.cert_file: is required"}},
@@ -301,4 +303,18 @@ func FuzzLoadBytes(f *testing.F) {
 			t.Fatalf("cfg %v err %v", cfg, err)
 		}
 	})
+}
+
+// TestLoopSpin checks proxy.loop_spin: 0 turns polling off, and units
+// below a millisecond are accepted.
+func TestLoopSpin(t *testing.T) {
+	for src, want := range map[string]time.Duration{"0": 0, "0s": 0, "100us": 100 * time.Microsecond, "1ms": time.Millisecond} {
+		cfg, err := LoadBytes("c.yaml", []byte("proxy:\n  loop_spin: "+src+"\n"), env(nil))
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if cfg.Proxy.LoopSpin != want {
+			t.Errorf("loop_spin %s = %v, want %v", src, cfg.Proxy.LoopSpin, want)
+		}
+	}
 }

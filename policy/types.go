@@ -136,6 +136,9 @@ type ProxyOptions struct {
 	// sessions of a config without tables (0: every session relays on its
 	// own goroutines). See proxy/evloop_linux.go.
 	EventLoops int
+	// LoopSpin is how long an event loop polls for the next message before
+	// it sleeps, when CPUs are free (0: never). See proxy/evloop_spin_linux.go.
+	LoopSpin time.Duration
 }
 
 // Table is one configured table.

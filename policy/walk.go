@@ -155,6 +155,22 @@ func (w *walker) duration(dst *time.Duration) func(*yaml.Node, string) {
 	}
 }
 
+// shortDuration accepts 0 or a duration up to limit, such as 50us.
+func (w *walker) shortDuration(dst *time.Duration, limit time.Duration) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		s, ok := w.scalar(n, key)
+		if !ok {
+			return
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 || d > limit {
+			w.errorf(n, key, "want 0 or a duration up to %v such as 50us, got %q", limit, s)
+			return
+		}
+		*dst = d
+	}
+}
+
 // size accepts a byte count as an integer or with a unit: 10kB, 8MiB, 1GiB.
 func (w *walker) size(dst *int) func(*yaml.Node, string) {
 	return func(n *yaml.Node, key string) {

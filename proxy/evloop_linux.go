@@ -79,6 +79,7 @@ type eventLoop struct {
 	stops  atomic.Bool // stop has run once
 	events []unix.EpollEvent
 	free   [][]byte // read buffers of ended sessions, for new ones
+	spin   spinner
 	done   chan struct{}
 }
 
@@ -119,6 +120,7 @@ type loopSession struct {
 	handback     bool
 	cLeft, uLeft []byte
 	desyncs      uint64
+	spinStamp    uint32 // the spinner's window in which it last had events
 	done         chan struct{}
 }
 
@@ -244,8 +246,11 @@ func newEventLoop(srv *Server) (*eventLoop, error) {
 		unix.Close(efd)
 		return nil, fmt.Errorf("event loop: epoll_ctl: %w", err)
 	}
-	return &eventLoop{srv: srv, ep: ep, efd: efd,
-		events: make([]unix.EpollEvent, 256), done: make(chan struct{})}, nil
+	l := &eventLoop{srv: srv, ep: ep, efd: efd,
+		events: make([]unix.EpollEvent, 256), done: make(chan struct{})}
+	l.spin.budgetOf = func() time.Duration { return srv.Config().Proxy.LoopSpin }
+	l.spin.cpusOf = threadCPUs
+	return l, nil
 }
 
 // submit runs f on the loop thread. It reports false when the loop has
@@ -305,7 +310,7 @@ func (l *eventLoop) run() {
 		close(l.done)
 	}()
 	for !l.quit {
-		n, errno := epollWaitRaw(l.ep, l.events, loopWaitMillis)
+		n, errno := l.wait()
 		if errno != 0 && errno != unix.EINTR {
 			l.srv.log.Error("event loop: epoll_wait failed; its sessions end", zap.Error(errno))
 			return
@@ -316,6 +321,7 @@ func (l *eventLoop) run() {
 			runtime.Gosched()
 			continue
 		}
+		l.spin.tick(now())
 		for i := 0; i < n; i++ {
 			ev := &l.events[i]
 			if ev.Fd == int32(l.efd) {
@@ -323,6 +329,7 @@ func (l *eventLoop) run() {
 				continue
 			}
 			if sd := l.sides.get(ev.Fd); sd != nil && !sd.ls.ended {
+				l.spin.seen(&sd.ls.spinStamp)
 				sd.ls.handle(sd, ev.Events)
 			}
 		}
