@@ -460,7 +460,11 @@ func (s *session) handleParse(body []byte) error {
 			s.t.push(pending{kind: pendCloseStmt, suppress: true})
 		}
 	}
-	delete(s.ptStmts, string(pm.Name))
+	if st.NamesOnly && st.Outputs == nil && !st.OutputsByOrigin && st.Copy == nil {
+		s.notePinned(pm.Name, sql, text)
+	} else {
+		delete(s.ptStmts, string(pm.Name))
+	}
 	s.t.defineStatement(pm.Name, stmt)
 	s.t.push(pending{kind: pendParse, stmt: stmt})
 	s.sw.Write(appendParse(s.scratch[:0], stmt.ServerName, text, s.serverParamOIDs(stmt)))
@@ -552,7 +556,7 @@ func (s *session) handleBind(body []byte) error {
 	}
 	s.notePortalEffects(bm.Portal, bm.Statement)
 	stmt := s.t.statement(bm.Statement)
-	if stmt == passthroughStmt && len(s.ptStmts) > 0 {
+	if len(s.ptStmts) > 0 && (stmt == passthroughStmt || stmt.Plan.NamesOnly) {
 		refusal, err := s.replanOnPathChange(bm.Statement)
 		if err != nil {
 			return err

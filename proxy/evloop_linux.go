@@ -207,9 +207,14 @@ func startEventLoops(srv *Server, n int) ([]*eventLoop, error) {
 		loops = append(loops, l)
 	}
 	loopProcs.Lock()
-	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + n)
+	procs := runtime.GOMAXPROCS(0)
+	runtime.GOMAXPROCS(procs + n)
 	loopProcs.Unlock()
 	for _, l := range loops {
+		// GOMAXPROCS before the loops' own is what Go derived from the
+		// affinity and the cgroup's CPU quota (or what the operator set):
+		// the loops poll only where that leaves a CPU to spare.
+		l.spin.cpusOf = func() int { return min(threadCPUs(), procs) }
 		go l.run()
 	}
 	return loops, nil
@@ -249,7 +254,7 @@ func newEventLoop(srv *Server) (*eventLoop, error) {
 	l := &eventLoop{srv: srv, ep: ep, efd: efd,
 		events: make([]unix.EpollEvent, 256), done: make(chan struct{})}
 	l.spin.budgetOf = func() time.Duration { return srv.Config().Proxy.LoopSpin }
-	l.spin.cpusOf = threadCPUs
+	l.spin.cpusOf = threadCPUs // startEventLoops bounds it by GOMAXPROCS
 	return l, nil
 }
 

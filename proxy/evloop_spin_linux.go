@@ -23,8 +23,10 @@ import (
 //
 // Polling spends CPU to save latency, so it is done only where it can win:
 //   - the loop's thread may run on at least 2 CPUs (the affinity is read
-//     again every spinRecheck): on one CPU the poller would take the time of
-//     the very processes it waits for;
+//     again every spinRecheck) and GOMAXPROCS, as Go set it from the
+//     cgroup's CPU quota, is at least 2: on one CPU the poller would take
+//     the time of the very processes it waits for, and under a quota of
+//     one CPU it would spend the quota;
 //   - at most CPUs−1 sessions had events in this or the last spinWindow:
 //     each busy session keeps a client and a server process running, so
 //     with more of them the CPUs are taken and the poll only slows them

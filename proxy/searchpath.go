@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"slices"
@@ -82,12 +83,19 @@ func (s *session) pathEffect(e uint8) {
 // path generation it was planned under, and plans it again at a Bind
 // under a newer one. If the statement now needs pgveil, the Bind is
 // refused: the client must prepare it again.
+//
+// A statement pgveil prepared with schema-qualified names (pinSchema in
+// rewrite/resolve.go) keeps them on the server whatever the path; at a
+// Bind under a newer path it is planned again too, and refused unless the
+// names still resolve as they did, so it never runs on other tables than
+// the client's text now means.
 
 // ptStmt is a pass-through prepared statement that may name a configured
 // table.
 type ptStmt struct {
-	sql string
-	gen uint64 // pathGen when it was planned
+	sql    string
+	gen    uint64 // pathGen when it was planned
+	pinned string // the text prepared upstream, when its names were pinned
 }
 
 // notePassthrough records (or forgets) the pass-through statement name
@@ -105,6 +113,15 @@ func (s *session) notePassthrough(name []byte, sql string) {
 	s.ptStmts[string(name)] = ptStmt{sql: sql, gen: s.pathGen}
 }
 
+// notePinned records the statement name with text sql, prepared upstream
+// as pinned (names schema-qualified, nothing else changed).
+func (s *session) notePinned(name []byte, sql, pinned string) {
+	if s.ptStmts == nil {
+		s.ptStmts = map[string]ptStmt{}
+	}
+	s.ptStmts[string(name)] = ptStmt{sql: sql, gen: s.pathGen, pinned: pinned}
+}
+
 // replanOnPathChange checks a Bind of pass-through statement name: planned
 // under an older path, it is planned again now; a refusal is returned when
 // it no longer passes through.
@@ -117,7 +134,7 @@ func (s *session) replanOnPathChange(name []byte) (*pgError, error) {
 		return nil, err
 	}
 	p, err := s.plan(pt.sql)
-	if err == nil && !planNeedsWork(p) {
+	if err == nil && (pt.pinned == "" && !planNeedsWork(p) || pt.pinned != "" && samePins(p, pt)) {
 		pt.gen = s.pathGen
 		s.ptStmts[string(name)] = pt
 		return nil, nil
@@ -125,6 +142,18 @@ func (s *session) replanOnPathChange(name []byte) (*pgError, error) {
 	return &pgError{Severity: "ERROR", Code: "0A000",
 		Message: fmt.Sprintf("prepared statement %q was planned by pgveil under another search_path, and now names a table pgveil encrypts", name),
 		Hint:    "prepare it again (DEALLOCATE it, or use a new name) after changing search_path"}, nil
+}
+
+// samePins reports whether p, a new plan of pt.sql, pins the same names
+// to the same schemas as the text prepared upstream.
+func samePins(p *rewrite.Plan, pt ptStmt) bool {
+	if len(p.Stmts) != 1 || !p.Stmts[0].NamesOnly || p.Stmts[0].Outputs != nil || p.Stmts[0].OutputsByOrigin {
+		return false
+	}
+	text, err := p.Render(pt.sql, func(*rewrite.Stmt, *rewrite.Slot) (string, error) {
+		return "", errors.New("a pinned statement has no slots")
+	})
+	return err == nil && text == pt.pinned
 }
 
 // noteStmtEffects remembers the effects of a prepared statement (name; ""

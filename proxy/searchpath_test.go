@@ -257,6 +257,53 @@ func TestSearchPathFollowsTheServer(t *testing.T) {
 			t.Errorf("sp_other.secrets holds %q, %v; want the text as sent", got, err)
 		}
 	})
+	// A path changed where pgveil cannot see it: a function created on a
+	// direct connection after pgveil read its catalog. pgveil still
+	// believes sp_other, where secrets is unconfigured, and relays the value
+	// as sent; it names the table sp_other.secrets upstream, so the value
+	// lands there and never in sp_conf.secrets in plaintext.
+	t.Run("a path changed behind pgveil's back cannot redirect a write", func(t *testing.T) {
+		if _, err := admin.Exec(ctx, `CREATE OR REPLACE FUNCTION public.sp_late() RETURNS int LANGUAGE plpgsql AS $$
+BEGIN PERFORM set_config('search_path', 'sp_conf', false); RETURN 1; END $$`); err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Exec(ctx, "DROP FUNCTION public.sp_late()")
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+			c := connectWithPath(t, p, "sp_other")
+			secret := fmt.Sprintf("sp-late-%v-%d", mode, time.Now().UnixNano())
+			var one int
+			if err := c.QueryRow(ctx, "SELECT public.sp_late()", pgx.QueryExecModeSimpleProtocol).Scan(&one); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.Exec(ctx, "INSERT INTO secrets (body) VALUES ($1)", mode, secret+"-copy"); err != nil {
+				t.Fatalf("%v: %v", mode, err)
+			}
+			// COPY too: pgx's CopyFrom quotes the name ("secrets").
+			if n, err := c.CopyFrom(ctx, pgx.Identifier{"secrets"}, []string{"body"}, pgx.CopyFromRows([][]any{{secret}})); err != nil || n != 1 {
+				t.Fatalf("%v: COPY: %d rows, %v", mode, n, err)
+			}
+			var current string
+			if err := c.QueryRow(ctx, "SELECT current_schemas(false)::text", pgx.QueryExecModeSimpleProtocol).Scan(&current); err != nil || current != "{sp_conf}" {
+				t.Fatalf("the server's path must have moved to sp_conf: %q, %v", current, err)
+			}
+			c.Close(ctx)
+			if p.srv.eng.Load().catalog().rw.PathFunctions["sp_late"] {
+				t.Fatal("pgveil's catalog knows sp_late: the case did not test a change pgveil cannot see")
+			}
+			var got string
+			if err := admin.QueryRow(ctx, "SELECT body FROM sp_other.secrets ORDER BY id DESC LIMIT 1").Scan(&got); err != nil || got != secret {
+				t.Errorf("%v: sp_other.secrets holds %q, %v; want the value as sent", mode, got, err)
+			}
+			var copied int
+			if err := admin.QueryRow(ctx, "SELECT count(*) FROM sp_other.secrets WHERE body = $1", secret+"-copy").Scan(&copied); err != nil || copied != 1 {
+				t.Errorf("%v: sp_other.secrets holds %d rows of the INSERT before the COPY, %v; want 1", mode, copied, err)
+			}
+			var leaked int
+			if err := admin.QueryRow(ctx, "SELECT count(*) FROM sp_conf.secrets WHERE position($1::bytea in body) > 0", []byte(secret)).Scan(&leaked); err != nil || leaked != 0 {
+				t.Fatalf("%v: sp_conf.secrets holds the plaintext in %d rows (%v)", mode, leaked, err)
+			}
+		}
+	})
 	// Functions that set other settings are not taken for path changers.
 	fns := p.srv.eng.Load().catalog().rw.PathFunctions
 	if !fns["sp_to_conf"] || !fns["sp_atomic_to_conf"] || !fns["sp_pinned"] || !fns["sp_set_conf"] || !fns["sp_outer"] || fns["sp_tenant"] {

@@ -83,6 +83,12 @@ type analyzer struct {
 	valueDependent bool
 	// viewReads counts the views read through their definition.
 	viewReads int
+	// pins counts the edits that only schema-qualify a name (pinSchema):
+	// they change no value, so they do not make a statement one that
+	// needs pgveil.
+	pins int
+	// noPins: names are not pinned (inside SQL PREPARE).
+	noPins bool
 }
 
 // maxParams is the most parameters a Bind message can carry (an int16 count).
@@ -161,6 +167,7 @@ func (a *analyzer) finish() *Error {
 		return nil
 	}
 	st.Rewritten = true
+	st.NamesOnly = a.pins > 0 && len(a.edits) == a.pins && len(a.uses) == 0
 	sort.SliceStable(a.edits, func(i, j int) bool {
 		if a.edits[i].start != a.edits[j].start {
 			return a.edits[i].start < a.edits[j].start

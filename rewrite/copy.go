@@ -35,6 +35,7 @@ func (a *analyzer) copyStmt(c *pg.CopyStmt) *Error {
 	if err != nil {
 		return err
 	}
+	a.pinSchema(c.Relation, ref)
 	t := ref.table
 	if t == nil || len(t.Columns) == 0 {
 		return nil

@@ -103,6 +103,7 @@ func (a *analyzer) rangeVar(rv *pg.RangeVar) (*rel, *Error) {
 	if view != nil {
 		return view.rel(rv), nil
 	}
+	a.pinSchema(rv, ref)
 	return a.baseRel(ref, rv.Alias, rv.Location)
 }
 

@@ -26,6 +26,7 @@ func (a *analyzer) insertStmt(ins *pg.InsertStmt, sc *scope, mode queryMode) (*q
 	if err != nil {
 		return nil, err
 	}
+	a.pinSchema(ins.Relation, ref)
 	target, err := a.baseRel(ref, ins.Relation.Alias, ins.Relation.Location)
 	if err != nil {
 		return nil, err

@@ -184,6 +184,10 @@ type Stmt struct {
 	// Rewritten is false when the server must receive Original unchanged,
 	// byte for byte (Outputs may still name fields to decrypt).
 	Rewritten bool
+	// NamesOnly is set on a Rewritten statement whose only edits put a
+	// schema before relation names (see pinSchema in resolve.go): no value
+	// changes, Slots is empty and the client's parameters pass unchanged.
+	NamesOnly bool
 	// Text is the SQL to send when Rewritten, split around Slots:
 	// Text[0] + slot0 + Text[1] + … ; len(Text) == len(Slots)+1.
 	Text  []string

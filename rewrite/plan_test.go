@@ -43,7 +43,7 @@ var planCases = []planCase{
 	{name: "insert default values", sql: "INSERT INTO users DEFAULT VALUES", want: "="},
 	{name: "table name only in a string", sql: "SELECT 'users' AS t", want: "="},
 	{name: "quoted identifier of other case", sql: `SELECT "Email" FROM "Users" WHERE "Email" = 'x'`, want: "="},
-	{name: "shadowed by search path", sql: "SELECT email FROM users WHERE email = 'x'", path: []string{"app", "public"}, want: "=", outputs: "-"},
+	{name: "shadowed by search path", sql: "SELECT email FROM users WHERE email = 'x'", path: []string{"app", "public"}, want: "SELECT email FROM app.users WHERE email = 'x'", outputs: "-"},
 	{name: "schema-qualified shadow", sql: "SELECT email FROM app.users WHERE email = $1", want: "="},
 	{name: "blind index read by client", sql: "SELECT email_bidx FROM users WHERE email_bidx = $1", want: "="},
 	{name: "is null on encrypted column", sql: "SELECT id FROM users WHERE email IS NULL OR phone IS NOT NULL", want: "="},
@@ -324,7 +324,7 @@ var planCases = []planCase{
 
 	// --- session state and statement kinds ---
 	{name: "set search_path", sql: "SET search_path TO app, public", want: "="},
-	{name: "set then select resolves with new path", sql: "SET search_path = app, public; SELECT email FROM users WHERE email = 'x'", want: "="},
+	{name: "set then select resolves with new path", sql: "SET search_path = app, public; SELECT email FROM users WHERE email = 'x'", want: "SET search_path = app, public; SELECT email FROM app.users WHERE email = 'x'"},
 	{name: "set local then select", sql: "SET LOCAL search_path = public; SELECT id FROM users WHERE email = 'x'", path: []string{"app", "public"}, want: "SET LOCAL search_path = public; SELECT id FROM users WHERE email_bidx = {index:email}"},
 	{name: "reset then select fails closed", sql: "RESET search_path; SELECT id FROM users WHERE email = 'x'", path: []string{"app", "public"}, want: "RESET search_path; SELECT id FROM users WHERE email_bidx = {index:email}"},
 	{name: "user in path fails closed", sql: `SET search_path = "$user", app; SELECT id FROM users WHERE email = 'x'`, want: `SET search_path = "$user", app; SELECT id FROM users WHERE email_bidx = {index:email}`},

@@ -248,3 +248,47 @@ func (a *analyzer) baseRel(ref tableRef, alias *pg.Alias, loc int32) (*rel, *Err
 	}
 	return r, nil
 }
+
+// pinSchema schema-qualifies, in the text sent upstream, an unqualified
+// relation name that the session's search_path resolves to a relation
+// pgveil leaves alone while a configured table, or a relation guarded with
+// one, of the same name lives in another schema. pgveil relays values for
+// that relation unencrypted; with its schema written out, a search_path
+// that changed without pgveil seeing it (code that builds the statement
+// from pieces, an event trigger, a function created after the catalog
+// snapshot) cannot send them to the configured table instead. Names
+// resolved by name alone (path unknown) already resolve to the configured
+// table, and are encrypted.
+func (a *analyzer) pinSchema(rv *pg.RangeVar, ref tableRef) {
+	if rv == nil || a.noPins || rv.Schemaname != "" || rv.Relpersistence == "t" || a.path.unknown ||
+		ref.table != nil || ref.cat == nil || ref.schema == "" ||
+		int(rv.Location) < a.stmtStart || int(rv.Location) >= a.stmtEnd || !a.shadowed(ref.schema, rv.Relname) {
+		return
+	}
+	pin := quoteIdent(ref.schema) + "."
+	for _, e := range a.edits {
+		if e.start == int(rv.Location) && e.end == e.start && e.text == pin {
+			return // the same name seen twice (a target planned again)
+		}
+	}
+	a.insert(int(rv.Location), pin)
+	a.pins++
+}
+
+// shadowed reports whether a configured table or a guarded relation named
+// name lives in a schema other than schema.
+func (a *analyzer) shadowed(schema, name string) bool {
+	for _, t := range a.cfg.Tables {
+		if t.Name == name && t.Schema != schema {
+			return true
+		}
+	}
+	if a.cat != nil {
+		for _, g := range a.cat.Guarded {
+			if g.Name == name && g.Schema != schema {
+				return true
+			}
+		}
+	}
+	return false
+}

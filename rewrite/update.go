@@ -57,6 +57,7 @@ func (a *analyzer) targetRel(rv *pg.RangeVar) (*rel, *policy.Table, *Error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	a.pinSchema(rv, ref)
 	r, err := a.baseRel(ref, rv.Alias, rv.Location)
 	if err != nil {
 		return nil, nil, err

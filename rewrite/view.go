@@ -75,7 +75,7 @@ func (p *Planner) viewColumns(v *GuardedView, c *Catalog) (cols []relCol, ok boo
 	// only matters for functions and types, which the planner does not resolve.
 	a := newAnalyzer(p, c, def, raw, start, end, &pathState{schemas: []string{"pg_catalog"}}, false)
 	res, perr := a.selectStmt(raw.Stmt.GetSelectStmt(), nil, modeSub)
-	if perr != nil || a.badParam != nil || len(a.edits) > 0 || len(a.uses) > 0 || a.maxParam > 0 {
+	if perr != nil || a.badParam != nil || len(a.edits) > a.pins || len(a.uses) > 0 || a.maxParam > 0 {
 		return nil, false
 	}
 	r := res.asRel(v.Name, nil)

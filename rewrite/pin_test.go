@@ -1,0 +1,85 @@
+package rewrite
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestPinSchema: an unqualified name that the search path resolves to an
+// unconfigured relation while a configured table of that name lives in
+// another schema is sent schema-qualified, so that a path changed behind
+// pgveil's back cannot redirect plaintext into the configured table.
+func TestPinSchema(t *testing.T) {
+	p := newTestPlanner(t)
+	app := Session{SearchPath: []string{"app", "public"}} // users is app.users, unconfigured
+	billing := Session{SearchPath: []string{"billing"}}   // users is billing.users, unconfigured
+	for _, c := range []struct {
+		sql  string
+		s    Session
+		want string // the text sent upstream
+	}{
+		{`INSERT INTO users (id, email) VALUES (1, 'plain@text')`, app,
+			`INSERT INTO app.users (id, email) VALUES (1, 'plain@text')`},
+		{`insert into "users" (id, email) values ($1, $2)`, app,
+			`insert into app."users" (id, email) values ($1, $2)`},
+		{`UPDATE users SET email = $1 WHERE id = $2`, app, `UPDATE app.users SET email = $1 WHERE id = $2`},
+		{`DELETE FROM users WHERE email = 'x'`, app, `DELETE FROM app.users WHERE email = 'x'`},
+		{`SELECT u.email FROM users u JOIN billing.users b ON b.id = u.id WHERE u.email = $1`, app,
+			`SELECT u.email FROM app.users u JOIN billing.users b ON b.id = u.id WHERE u.email = $1`},
+		{`SELECT email FROM ONLY users WHERE id IN (SELECT id FROM users)`, app,
+			`SELECT email FROM ONLY app.users WHERE id IN (SELECT id FROM app.users)`},
+		{`COPY users (id, email) FROM STDIN`, app, `COPY app.users (id, email) FROM STDIN`},
+		{`MERGE INTO users t USING (VALUES (1)) v(id) ON t.id = v.id WHEN MATCHED THEN UPDATE SET nickname = 'n'`, app,
+			`MERGE INTO app.users t USING (VALUES (1)) v(id) ON t.id = v.id WHEN MATCHED THEN UPDATE SET nickname = 'n'`},
+		{`INSERT INTO users (id, phone) VALUES (1, '555')`, billing, `INSERT INTO billing.users (id, phone) VALUES (1, '555')`},
+	} {
+		plan, err := p.Plan(c.sql, c.s)
+		if err != nil {
+			t.Errorf("%s: %v", c.sql, err)
+			continue
+		}
+		got, err := plan.Render(c.sql, func(*Stmt, *Slot) (string, error) { return "", nil })
+		if err != nil {
+			t.Fatalf("%s: %v", c.sql, err)
+		}
+		if got != c.want {
+			t.Errorf("%s\n got %s\nwant %s", c.sql, got, c.want)
+		}
+		if st := plan.Stmts[len(plan.Stmts)-1]; !st.NamesOnly || len(st.Slots) != 0 {
+			t.Errorf("%s: NamesOnly %v, %d slots; want a names-only statement", c.sql, st.NamesOnly, len(st.Slots))
+		}
+	}
+	// Left as sent: qualified names, names resolving to the configured
+	// table, a CTE of the name, temporary tables, names no configured table
+	// shares, and any name while the path is unknown (it resolves to the
+	// configured table by name, and is encrypted).
+	for _, c := range []struct {
+		sql string
+		s   Session
+	}{
+		{`INSERT INTO app.users (id, email) VALUES (1, 'x')`, app},
+		{`SELECT nickname FROM users_archive`, app},
+		{`WITH users AS (SELECT 1 AS id) SELECT id FROM users`, app},
+		{`INSERT INTO pg_temp.users (id) VALUES (1)`, app},
+		// The server resolves a SQL PREPARE's names again at EXECUTE.
+		{`PREPARE sel AS SELECT count(*) FROM users WHERE id = $1`, app},
+		{`SELECT id FROM "Users"`, publicPath},
+	} {
+		plan, err := p.Plan(c.sql, c.s)
+		if err != nil {
+			t.Errorf("%s: %v", c.sql, err)
+			continue
+		}
+		if plan.Rewritten {
+			t.Errorf("%s: rewritten, want it sent as is:\n%s", c.sql, dumpPlan(c.sql, plan))
+		}
+	}
+	sql := `INSERT INTO users (id, org_id, email) VALUES (1, 7, 'x')`
+	plan, err := p.Plan(sql, Session{SearchPath: []string{"app", "public"}, PathUnknown: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := dumpPlan(sql, plan); strings.Contains(d, "app.users") || !strings.Contains(d, "{encrypt:email") {
+		t.Errorf("path unknown: want the configured table, sealed:\n%s", d)
+	}
+}
