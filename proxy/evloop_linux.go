@@ -255,6 +255,8 @@ func newEventLoop(srv *Server) (*eventLoop, error) {
 		events: make([]unix.EpollEvent, 256), done: make(chan struct{})}
 	l.spin.budgetOf = func() time.Duration { return srv.Config().Proxy.LoopSpin }
 	l.spin.cpusOf = threadCPUs // startEventLoops bounds it by GOMAXPROCS
+	l.spin.statOf = procStat
+	l.spin.threadCPU = threadCPUTime
 	return l, nil
 }
 

@@ -3,6 +3,10 @@
 package proxy
 
 import (
+	"bytes"
+	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -31,6 +35,13 @@ import (
 //     each busy session keeps a client and a server process running, so
 //     with more of them the CPUs are taken and the poll only slows them
 //     (at 8 clients on 2 CPUs it cost a third of the throughput);
+//   - the machine had at least spinMinIdle CPUs idle over the last
+//     spinRecheck (from /proc/stat): sessions relayed on goroutines,
+//     PostgreSQL's other clients and every other process on the machine
+//     count, not only the loop's sessions. The loop's own polling counts as
+//     idle, but only as far as its thread got the CPU (its CPU clock):
+//     under contention the polls yield, the thread waits, and the time it
+//     spent polling is mostly time others ran;
 //   - polls that end with nothing back off: after k failed polls in a row
 //     the loop sleeps the next 2^k idle turns (at most spinMaxSkip) without
 //     polling, so an idle or slow client costs at most one poll per
@@ -43,7 +54,17 @@ const (
 	spinRecheck = int64(100 * time.Millisecond)
 	// spinMaxSkip bounds the back-off after failed polls.
 	spinMaxSkip = 64
+	// spinMinIdle is the idle CPU time, in CPUs, the machine must have had
+	// over the last spinRecheck for the loop to poll.
+	spinMinIdle = 0.5
 )
+
+// cpuTimes are the machine's CPU times (the "cpu" line of /proc/stat, in
+// clock ticks summed over all CPUs) and its number of CPUs.
+type cpuTimes struct {
+	idle, total uint64
+	cpus        int
+}
 
 // spinner is a loop's polling state; only the loop thread uses it.
 type spinner struct {
@@ -60,6 +81,75 @@ type spinner struct {
 	skip, fails int
 	budgetOf    func() time.Duration // proxy.loop_spin of the current config
 	cpusOf      func() int           // CPUs the calling thread may run on
+	statOf      func() (cpuTimes, bool)
+	threadCPU   func() int64 // the loop thread's CPU time, nanoseconds
+	// idleOK: the machine had spinMinIdle CPUs idle over the last
+	// spinRecheck; prev and prevAt are the reading it was computed from,
+	// spun the nanoseconds this loop polled since.
+	idleOK  bool
+	hasPrev bool
+	prev    cpuTimes
+	prevAt  int64
+	prevCPU int64
+	spun    int64
+}
+
+// threadCPUTime is the calling thread's CPU time (the loop's thread is
+// locked to its goroutine).
+func threadCPUTime() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts); err != nil {
+		return 0
+	}
+	return ts.Nano()
+}
+
+// procStat reads the machine's CPU times from /proc/stat.
+func procStat() (cpuTimes, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}, false
+	}
+	return parseProcStat(b)
+}
+
+// parseProcStat parses /proc/stat: the aggregate "cpu" line (user, nice,
+// system, idle, iowait, irq, softirq, steal; guest time is inside user)
+// and the count of "cpuN" lines.
+func parseProcStat(b []byte) (cpuTimes, bool) {
+	var ct cpuTimes
+	ok := false
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		if !bytes.HasPrefix(line, []byte("cpu")) {
+			continue
+		}
+		if len(line) > 3 && line[3] >= '0' && line[3] <= '9' {
+			ct.cpus++
+			continue
+		}
+		f := strings.Fields(string(line[3:]))
+		if len(f) < 8 {
+			return cpuTimes{}, false
+		}
+		for i := 0; i < 8; i++ {
+			v, err := strconv.ParseUint(f[i], 10, 64)
+			if err != nil {
+				return cpuTimes{}, false
+			}
+			ct.total += v
+			if i == 3 || i == 4 { // idle, iowait
+				ct.idle += v
+			}
+		}
+		ok = true
+	}
+	return ct, ok && ct.cpus > 0
 }
 
 // threadCPUs counts the CPUs in the calling thread's affinity mask.
@@ -92,7 +182,30 @@ func (sp *spinner) tick(t int64) {
 		sp.recheckAt = t + spinRecheck
 		sp.budget = int64(sp.budgetOf())
 		sp.cpus = sp.cpusOf()
+		if sp.budget > 0 {
+			sp.readIdle(t)
+		} else {
+			sp.idleOK, sp.hasPrev = false, false
+		}
 	}
+}
+
+// readIdle computes idleOK from a new /proc/stat reading at time t.
+func (sp *spinner) readIdle(t int64) {
+	ct, ok := sp.statOf()
+	cpu := sp.threadCPU()
+	if !ok {
+		sp.idleOK, sp.hasPrev = false, false
+		return
+	}
+	if sp.hasPrev && ct.total > sp.prev.total && t > sp.prevAt {
+		idle := float64(ct.idle-sp.prev.idle) / float64(ct.total-sp.prev.total) * float64(ct.cpus)
+		// The loop's polling would be idle time without it, as far as the
+		// thread ran while it polled.
+		idle += float64(min(sp.spun, cpu-sp.prevCPU)) / float64(t-sp.prevAt)
+		sp.idleOK = idle >= spinMinIdle
+	}
+	sp.prev, sp.prevAt, sp.prevCPU, sp.spun, sp.hasPrev = ct, t, cpu, 0, true
 }
 
 // seen counts a session with events in this window.
@@ -105,7 +218,7 @@ func (sp *spinner) seen(stamp *uint32) {
 
 // allowed reports whether this idle turn polls before sleeping.
 func (sp *spinner) allowed() bool {
-	if sp.budget <= 0 || sp.cpus < 2 || max(sp.active, sp.last) > sp.cpus-1 {
+	if sp.budget <= 0 || sp.cpus < 2 || !sp.idleOK || max(sp.active, sp.last) > sp.cpus-1 {
 		return false
 	}
 	if sp.skip > 0 {
@@ -133,14 +246,18 @@ func (l *eventLoop) wait() (int, syscall.Errno) {
 	if !sp.allowed() {
 		return epollWaitRaw(l.ep, l.events, loopWaitMillis)
 	}
-	deadline := now() + sp.budget
+	start := now()
+	deadline := start + sp.budget
 	for {
 		n, errno := epollWaitRaw(l.ep, l.events, 0)
 		if n != 0 || errno != 0 {
+			sp.spun += now() - start
 			sp.result(true)
 			return n, errno
 		}
-		if now() >= deadline {
+		t := now()
+		if t >= deadline {
+			sp.spun += t - start
 			break
 		}
 		schedYield()

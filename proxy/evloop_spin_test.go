@@ -9,11 +9,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// testSpinner is a spinner with a fixed budget and CPU count, at time 0.
+// testSpinner is a spinner with a fixed budget and CPU count, at time 0,
+// on a machine that was idle.
 func testSpinner(budget time.Duration, cpus int) *spinner {
-	sp := &spinner{budgetOf: func() time.Duration { return budget }, cpusOf: func() int { return cpus }}
+	sp := &spinner{budgetOf: func() time.Duration { return budget }, cpusOf: func() int { return cpus },
+		statOf: idleMachine(cpus), threadCPU: func() int64 { return 0 }}
 	sp.tick(0)
+	sp.idleOK = budget > 0 // as a second reading of an idle machine would set it
 	return sp
+}
+
+// idleMachine returns a statOf whose readings advance by 10 ticks per CPU,
+// all of them idle.
+func idleMachine(cpus int) func() (cpuTimes, bool) {
+	var ct cpuTimes
+	return func() (cpuTimes, bool) {
+		ct.idle += uint64(10 * cpus)
+		ct.total += uint64(10 * cpus)
+		ct.cpus = cpus
+		return ct, true
+	}
 }
 
 // TestSpinnerActivity: polling is allowed while at most CPUs−1 sessions
@@ -69,22 +84,27 @@ func TestSpinnerActivity(t *testing.T) {
 // spinRecheck, so SIGHUP and a changed affinity take effect.
 func TestSpinnerRecheck(t *testing.T) {
 	budget, cpus := 50*time.Microsecond, 2
-	sp := &spinner{budgetOf: func() time.Duration { return budget }, cpusOf: func() int { return cpus }}
+	sp := &spinner{budgetOf: func() time.Duration { return budget }, cpusOf: func() int { return cpus }, statOf: idleMachine(2),
+		threadCPU: func() int64 { return 0 }}
 	sp.tick(0)
+	if sp.allowed() {
+		t.Fatal("one reading of /proc/stat cannot tell idle time: want no polling")
+	}
+	sp.tick(spinRecheck)
 	if !sp.allowed() {
 		t.Fatal("want polling")
 	}
 	cpus = 1
-	sp.tick(spinRecheck / 2)
+	sp.tick(spinRecheck + spinRecheck/2)
 	if !sp.allowed() {
 		t.Fatal("read again before spinRecheck")
 	}
-	sp.tick(spinRecheck)
+	sp.tick(2 * spinRecheck)
 	if sp.allowed() {
 		t.Fatal("pinned to one CPU: want no polling")
 	}
 	cpus, budget = 2, 0
-	sp.tick(2 * spinRecheck)
+	sp.tick(3 * spinRecheck)
 	if sp.allowed() {
 		t.Fatal("loop_spin 0 after a reload: want no polling")
 	}
@@ -155,5 +175,68 @@ func TestLoopWaitPolls(t *testing.T) {
 	}
 	if l.spin.fails != 1 || l.spin.skip != 1 {
 		t.Fatalf("a failed poll must back off: %+v", l.spin)
+	}
+}
+
+// TestSpinnerIdle: the loop polls only while the machine had spinMinIdle
+// CPUs idle over the last spinRecheck, its own polling counted as idle.
+func TestSpinnerIdle(t *testing.T) {
+	// 2 CPUs; each step advances 20 ticks (10 per CPU) of which idle are idle.
+	var ct cpuTimes
+	var cpu int64
+	idle, ok := uint64(0), true
+	sp := &spinner{budgetOf: func() time.Duration { return 50 * time.Microsecond }, cpusOf: func() int { return 2 },
+		statOf: func() (cpuTimes, bool) {
+			ct.idle += idle
+			ct.total += 20
+			ct.cpus = 2
+			return ct, ok
+		},
+		threadCPU: func() int64 { return cpu }}
+	at := int64(0)
+	// step: over the next spinRecheck (100 ms) idleTicks of 20 were idle,
+	// the loop polled for spun and its thread ran for ran.
+	step := func(idleTicks uint64, spun, ran time.Duration) bool {
+		idle = idleTicks
+		sp.spun = int64(spun)
+		cpu += int64(ran)
+		at += spinRecheck
+		sp.tick(at)
+		return sp.allowed()
+	}
+	step(20, 0, 0) // the first reading
+	if !step(10, 0, 0) {
+		t.Fatal("1 CPU idle: want polling")
+	}
+	if step(2, 0, 0) {
+		t.Fatal("0.2 CPUs idle: want no polling")
+	}
+	// Busy, but half of it was this loop polling (50 ms of 100 ms, and its
+	// thread ran 60 ms): 0.2 + 0.5 CPUs would be idle without it.
+	if !step(2, 50*time.Millisecond, 60*time.Millisecond) {
+		t.Fatal("0.7 CPUs idle counting the loop's own polling: want polling")
+	}
+	// Polled 90 ms but ran only 5 ms: others had the CPU (contention).
+	if step(2, 90*time.Millisecond, 5*time.Millisecond) {
+		t.Fatal("polling time the thread spent waiting for the CPU must not count as idle")
+	}
+	ok = false
+	if step(20, 0, 0) {
+		t.Fatal("/proc/stat unreadable: want no polling")
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	ct, ok := parseProcStat([]byte("cpu  100 5 50 800 20 3 7 15 0 0\ncpu0 50 2 25 400 10 1 3 7 0 0\ncpu1 50 3 25 400 10 2 4 8 0 0\nintr 1 2 3\nctxt 99\n"))
+	if !ok || ct.total != 1000 || ct.idle != 820 || ct.cpus != 2 {
+		t.Fatalf("parsed %+v, %v", ct, ok)
+	}
+	for _, bad := range []string{"", "intr 1\n", "cpu  1 2 3\ncpu0 1 2 3\n", "cpu  1 2 3 x 5 6 7 8\ncpu0 1\n", "cpu  1 2 3 4 5 6 7 8\n"} {
+		if _, ok := parseProcStat([]byte(bad)); ok {
+			t.Errorf("%q: parsed", bad)
+		}
+	}
+	if ct, ok := procStat(); !ok || ct.cpus < 1 || ct.total == 0 {
+		t.Fatalf("this machine's /proc/stat: %+v, %v", ct, ok)
 	}
 }

@@ -83,3 +83,36 @@ func TestPinSchema(t *testing.T) {
 		t.Errorf("path unknown: want the configured table, sealed:\n%s", d)
 	}
 }
+
+// TestPinSchemaDDL: DDL on an existing relation that shadows a configured
+// table is sent qualified too, so a default or predicate meant for it
+// cannot land on the configured table after an unseen path change.
+func TestPinSchemaDDL(t *testing.T) {
+	p := newTestPlanner(t)
+	app := Session{SearchPath: []string{"app", "public"}}
+	for sql, want := range map[string]string{
+		`ALTER TABLE users ALTER COLUMN email SET DEFAULT 'plain@text'`:                                    `ALTER TABLE app.users ALTER COLUMN email SET DEFAULT 'plain@text'`,
+		`ALTER TABLE ONLY users ADD CONSTRAINT c CHECK (email <> 'x')`:                                     `ALTER TABLE ONLY app.users ADD CONSTRAINT c CHECK (email <> 'x')`,
+		`CREATE INDEX ON users (nickname) WHERE email = 'x'`:                                               `CREATE INDEX ON app.users (nickname) WHERE email = 'x'`,
+		`CREATE POLICY p ON users USING (email = 'x')`:                                                     `CREATE POLICY p ON app.users USING (email = 'x')`,
+		`ALTER POLICY p ON users USING (email = 'y')`:                                                      `ALTER POLICY p ON app.users USING (email = 'y')`,
+		`CREATE TRIGGER t BEFORE INSERT ON users FOR EACH ROW WHEN (NEW.email = 'x') EXECUTE FUNCTION f()`: `CREATE TRIGGER t BEFORE INSERT ON app.users FOR EACH ROW WHEN (NEW.email = 'x') EXECUTE FUNCTION f()`,
+	} {
+		plan, err := p.Plan(sql, app)
+		if err != nil {
+			t.Errorf("%s: %v", sql, err)
+			continue
+		}
+		got, err := plan.Render(sql, func(*Stmt, *Slot) (string, error) { return "", nil })
+		if err != nil || got != want {
+			t.Errorf("%s\n got %s (%v)\nwant %s", sql, got, err, want)
+		}
+	}
+	// A relation DDL creates is not pinned: it goes to the path's first schema.
+	for _, sql := range []string{`CREATE TABLE users_new (id int)`, `ALTER TABLE IF EXISTS nothere ADD COLUMN x int`} {
+		plan, err := p.Plan(sql, app)
+		if err != nil || plan.Rewritten {
+			t.Errorf("%s: rewritten %v, %v", sql, plan != nil && plan.Rewritten, err)
+		}
+	}
+}

@@ -275,6 +275,20 @@ func (a *analyzer) pinSchema(rv *pg.RangeVar, ref tableRef) {
 	a.pins++
 }
 
+// pinExisting pins the name of an existing relation that DDL changes
+// (ALTER TABLE, CREATE INDEX, policies): after a path change pgveil did
+// not see, a default, constraint, index predicate or policy meant for an
+// unconfigured table must not land on the configured one, literals and
+// all.
+func (a *analyzer) pinExisting(rv *pg.RangeVar) {
+	if rv == nil {
+		return
+	}
+	if ref, err := a.resolveName(rv); err == nil {
+		a.pinSchema(rv, ref)
+	}
+}
+
 // shadowed reports whether a configured table or a guarded relation named
 // name lives in a schema other than schema.
 func (a *analyzer) shadowed(schema, name string) bool {

@@ -48,6 +48,7 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 		at := n.GetAlterTableStmt()
 		t := a.configured(at.Relation)
 		if t == nil {
+			a.pinExisting(at.Relation)
 			return nil
 		}
 		for _, c := range at.Cmds {
@@ -78,6 +79,7 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 		ix := n.GetIndexStmt()
 		t := a.configured(ix.Relation)
 		if t == nil {
+			a.pinExisting(ix.Relation)
 			return nil
 		}
 		for _, p := range ix.IndexParams {
@@ -94,6 +96,7 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 			}
 			return a.strictExpr(t, cp.WithCheck, "a row-security policy")
 		}
+		a.pinExisting(cp.Table)
 	case n.GetAlterPolicyStmt() != nil:
 		ap := n.GetAlterPolicyStmt()
 		if t := a.configured(ap.Table); t != nil {
@@ -102,6 +105,7 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 			}
 			return a.strictExpr(t, ap.WithCheck, "a row-security policy")
 		}
+		a.pinExisting(ap.Table)
 	case n.GetCreateTrigStmt() != nil:
 		tr := n.GetCreateTrigStmt()
 		if t := a.configured(tr.Relation); t != nil {
@@ -116,6 +120,7 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 			})
 			return err
 		}
+		a.pinExisting(tr.Relation)
 	case n.GetRuleStmt() != nil:
 		rs := n.GetRuleStmt()
 		if t := a.configured(rs.Relation); t != nil {
