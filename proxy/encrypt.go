@@ -27,9 +27,9 @@ import (
 // planSession is what the planner knows of this session.
 func (s *session) planSession() rewrite.Session {
 	if s.pathUnknown || s.ddlUnsettled {
-		return rewrite.Session{PathUnknown: true, BackslashStrings: s.backslash.Load()}
+		return rewrite.Session{PathUnknown: true, BackslashStrings: s.backslash.Load(), NoPins: s.nonUTF8.Load()}
 	}
-	return rewrite.Session{SearchPath: s.searchPath, BackslashStrings: s.backslash.Load()}
+	return rewrite.Session{SearchPath: s.searchPath, BackslashStrings: s.backslash.Load(), NoPins: s.nonUTF8.Load()}
 }
 
 // planNow plans one statement string, timing the phase. It never waits

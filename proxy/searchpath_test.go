@@ -540,3 +540,92 @@ func TestDDLRemovingAShadow(t *testing.T) {
 		})
 	}
 }
+
+// TestPinnedNames: names sent schema-qualified (rewrite's pinSchema) keep
+// what the client's text meant: a quoted name right after a keyword, the
+// client's parameter types, a session in another client_encoding, and a
+// temporary table, which the server looks up before the path.
+func TestPinnedNames(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startSearchPathProxy(t)
+	defer p.stop(t, 10*time.Second)
+	ctx := context.Background()
+	admin := adminConn(t)
+	c := connectWithPath(t, p, "sp_other")
+	defer c.Close(ctx)
+	simple := func(c *pgx.Conn, sql string) error {
+		_, err := c.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+		return err
+	}
+	count := func(sql string, args ...any) int {
+		t.Helper()
+		var n int
+		if err := admin.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if err := simple(c, `INSERT INTO"secrets"(body) VALUES ('pin-quoted')`); err != nil {
+		t.Fatalf("quoted name after a keyword: %v", err)
+	}
+	if n := count("SELECT count(*) FROM sp_other.secrets WHERE body = 'pin-quoted'"); n != 1 {
+		t.Fatalf("sp_other.secrets holds %d rows of the quoted INSERT", n)
+	}
+	// Three parameter types declared, one used: the server sees all three.
+	pc := c.PgConn()
+	sd, err := pc.Prepare(ctx, "pin3", "SELECT count(*) FROM secrets WHERE body = $1", []uint32{25, 25, 23})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sd.ParamOIDs) != 3 {
+		t.Fatalf("parameter types %v, want the three declared", sd.ParamOIDs)
+	}
+	if err := pc.ExecPrepared(ctx, "pin3", [][]byte{[]byte("a"), []byte("b"), []byte("1")}, nil, nil).Read().Err; err != nil {
+		t.Fatalf("Bind with the three declared parameters: %v", err)
+	}
+	// LATIN1: pgveil changes no text for it, and refuses none of this.
+	cfg, err := pgx.ParseConfig(p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RuntimeParams["search_path"] = "sp_other"
+	cfg.RuntimeParams["client_encoding"] = "LATIN1"
+	l1, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l1.Close(ctx)
+	if err := firstErr(simple(l1, "INSERT INTO secrets (body) VALUES ('pin-latin1')"), simple(l1, "SELECT count(*) FROM secrets")); err != nil {
+		t.Fatalf("LATIN1 session: %v", err)
+	}
+	// A temporary table of the name: once pgveil's snapshot lists it, the
+	// name is sent as written and the server finds the temporary table.
+	if err := simple(c, "CREATE TEMP TABLE secrets (id serial, body text)"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		for _, tb := range p.srv.eng.Load().catalog().rw.Tables {
+			if tb.Name == "secrets" && strings.HasPrefix(tb.Schema, "pg_temp_") {
+				return true
+			}
+		}
+		return false
+	})
+	if err := simple(c, "SELECT 1"); err != nil { // the session takes up the new snapshot
+		t.Fatal(err)
+	}
+	before := count("SELECT count(*) FROM sp_other.secrets")
+	if err := simple(c, "INSERT INTO secrets (body) VALUES ('pin-temp')"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "INSERT INTO secrets (body) VALUES ($1)", "pin-temp-2"); err != nil {
+		t.Fatal(err)
+	}
+	var inTemp int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_temp.secrets", pgx.QueryExecModeSimpleProtocol).Scan(&inTemp); err != nil || inTemp != 2 {
+		t.Errorf("the temporary table holds %d rows, %v; want 2", inTemp, err)
+	}
+	if after := count("SELECT count(*) FROM sp_other.secrets"); after != before {
+		t.Errorf("sp_other.secrets got %d rows meant for the temporary table", after-before)
+	}
+}

@@ -87,7 +87,7 @@ type analyzer struct {
 	// they change no value, so they do not make a statement one that
 	// needs pgveil.
 	pins int
-	// noPins: names are not pinned (inside SQL PREPARE).
+	// noPins: names are not pinned (Session.NoPins; inside SQL PREPARE).
 	noPins bool
 }
 
@@ -168,6 +168,9 @@ func (a *analyzer) finish() *Error {
 	}
 	st.Rewritten = true
 	st.NamesOnly = a.pins > 0 && len(a.edits) == a.pins && len(a.uses) == 0
+	if st.NamesOnly {
+		st.Params = nil // the client's parameters and their types pass unchanged
+	}
 	sort.SliceStable(a.edits, func(i, j int) bool {
 		if a.edits[i].start != a.edits[j].start {
 			return a.edits[i].start < a.edits[j].start

@@ -43,6 +43,7 @@ type cacheEntry struct {
 	path       []string
 	backslash  bool
 	unknown    bool // Session.PathUnknown
+	noPins     bool // Session.NoPins
 	plan       *Plan
 	referenced atomic.Bool
 }
@@ -55,7 +56,7 @@ func newPlanCache(max int) *planCache {
 }
 
 func (e *cacheEntry) matches(s *Session) bool {
-	if e.backslash != s.BackslashStrings || e.unknown != s.PathUnknown || len(e.path) != len(s.SearchPath) {
+	if e.backslash != s.BackslashStrings || e.unknown != s.PathUnknown || e.noPins != s.NoPins || len(e.path) != len(s.SearchPath) {
 		return false
 	}
 	for i := range e.path {
@@ -104,7 +105,7 @@ func (c *planCache) put(text string, s *Session, p *Plan, gen uint64) {
 			}
 		}
 	}
-	e := &cacheEntry{text: text, path: append([]string(nil), s.SearchPath...), backslash: s.BackslashStrings, unknown: s.PathUnknown, plan: p}
+	e := &cacheEntry{text: text, path: append([]string(nil), s.SearchPath...), backslash: s.BackslashStrings, unknown: s.PathUnknown, noPins: s.NoPins, plan: p}
 	if len(c.ring) < c.max {
 		c.ring = append(c.ring, e)
 	} else {

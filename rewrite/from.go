@@ -195,6 +195,20 @@ func (a *analyzer) opaque(n *pg.Node, sc *scope, what string) *Error {
 					"pgveil cannot analyse %s over configured table %s", what, ref.table.QualifiedName()).at(a.sql, rv.Location)
 			}
 		}
+		// The target of a write inside (a rule action, a BEGIN ATOMIC
+		// body) is a field of its statement, not a node of its own: the
+		// walk does not reach it as a RangeVar. It is never a CTE's name,
+		// so it is pinned too: such bodies bind their names when created.
+		if rv := dmlTarget(c); rv != nil && err == nil {
+			if ref, e := a.resolveTable(rv); e != nil {
+				err = e
+			} else if ref.table != nil {
+				err = tableErr(CodeFeatureNotSupported, ref.table, "write to it from the application, which pgveil encrypts",
+					"pgveil cannot analyse %s that writes configured table %s: the database would store what it writes unencrypted", what, ref.table.QualifiedName()).at(a.sql, rv.Location)
+			} else {
+				a.pinSchema(rv, ref)
+			}
+		}
 		if cr := c.GetColumnRef(); cr != nil && sc != nil {
 			if ref, e := a.resolveColumn(cr, sc); e != nil {
 				err = e

@@ -116,3 +116,55 @@ func TestPinSchemaDDL(t *testing.T) {
 		}
 	}
 }
+
+// TestPinSchemaReview covers what a review of the first version found:
+// a quoted name right after a keyword, temporary tables, non-UTF8
+// sessions, the client's parameter types, and writes inside bodies that
+// bind their names when created.
+func TestPinSchemaReview(t *testing.T) {
+	p := newTestPlanner(t)
+	app := Session{SearchPath: []string{"app", "public"}}
+	render := func(sql string, s Session) (string, *Plan) {
+		t.Helper()
+		plan, err := p.Plan(sql, s)
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		got, err := plan.Render(sql, func(*Stmt, *Slot) (string, error) { return "", nil })
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		return got, plan
+	}
+	if got, _ := render(`SELECT * FROM"users"`, app); got != `SELECT * FROM app."users"` {
+		t.Errorf("quoted name after a keyword: %s", got)
+	}
+	if got, _ := render(`INSERT INTO"users"(id) VALUES (1)`, app); got != `INSERT INTO app."users"(id) VALUES (1)` {
+		t.Errorf("quoted name after a keyword: %s", got)
+	}
+	// Parameters of a names-only statement pass as the client typed them.
+	got, plan := render(`SELECT nickname FROM users WHERE id = $1 AND nickname = $2`, app)
+	if st := plan.Stmts[0]; got != `SELECT nickname FROM app.users WHERE id = $1 AND nickname = $2` || !st.NamesOnly || st.Params != nil {
+		t.Errorf("names only: %s, NamesOnly %v, Params %v", got, st.NamesOnly, st.Params)
+	}
+	// A non-UTF8 session: no text changes.
+	if _, plan := render(`SELECT nickname FROM users`, Session{SearchPath: []string{"app", "public"}, NoPins: true}); plan.Rewritten {
+		t.Error("NoPins: the statement was rewritten")
+	}
+	// A write in a BEGIN ATOMIC body to a configured table is refused; to
+	// a shadowing one, pinned.
+	if _, err := p.Plan(`CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC INSERT INTO public.users (id, email) VALUES (1, 'x'); END`, app); err == nil {
+		t.Error("a BEGIN ATOMIC body writing a configured table was accepted")
+	}
+	body := `CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC INSERT INTO users (id, email) VALUES (1, 'x'); END`
+	if got, _ := render(body, app); got != strings.Replace(body, "INTO users", "INTO app.users", 1) {
+		t.Errorf("BEGIN ATOMIC body: %s", got)
+	}
+	// A temporary table of the name anywhere: left as sent.
+	cat := testCatalog()
+	cat.Tables["pg_temp_3.users"] = catalogTable("pg_temp_3", "users", 16500, "id", "email")
+	p.SetCatalog(cat)
+	if _, plan := render(`INSERT INTO users (id, email) VALUES (1, 'x')`, app); plan.Rewritten {
+		t.Error("a name a temporary table may take was pinned")
+	}
+}

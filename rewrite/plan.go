@@ -320,6 +320,10 @@ type Session struct {
 	// one), as after a RESET earlier in the same string. SearchPath is
 	// ignored.
 	PathUnknown bool
+	// NoPins turns off the schema-qualifying of shadowing names (pinSchema
+	// in resolve.go): set for a client_encoding other than UTF8, where
+	// pgveil changes no statement text.
+	NoPins bool
 }
 
 // Catalog is a snapshot of the live schema, taken by the proxy over its

@@ -240,6 +240,7 @@ func (p *Planner) planText(sql string, s *Session, cat *Catalog) (plan *Plan, ca
 		}
 		start, end = trimSpan(sql, start, end)
 		a := newAnalyzer(p, cat, sql, raw, start, end, path, s.BackslashStrings)
+		a.noPins = s.NoPins
 		perr := a.plan(raw.Stmt)
 		if perr == nil {
 			perr = a.finish()

@@ -265,7 +265,13 @@ func (a *analyzer) pinSchema(rv *pg.RangeVar, ref tableRef) {
 		int(rv.Location) < a.stmtStart || int(rv.Location) >= a.stmtEnd || !a.shadowed(ref.schema, rv.Relname) {
 		return
 	}
+	if a.tempShadow(rv.Relname) {
+		return
+	}
 	pin := quoteIdent(ref.schema) + "."
+	if at := int(rv.Location); at > 0 && isIdentCont(a.sql[at-1]) {
+		pin = " " + pin // FROM"users": the keyword must stay a word of its own
+	}
 	for _, e := range a.edits {
 		if e.start == int(rv.Location) && e.end == e.start && e.text == pin {
 			return // the same name seen twice (a target planned again)
@@ -287,6 +293,22 @@ func (a *analyzer) pinExisting(rv *pg.RangeVar) {
 	if ref, err := a.resolveName(rv); err == nil {
 		a.pinSchema(rv, ref)
 	}
+}
+
+// tempShadow reports whether the snapshot holds a temporary table named
+// name. pgveil does not know which session's temporary schema is which, and
+// the server looks in the session's own before the search path: a name a
+// temporary table may take is left unpinned, as it was sent.
+func (a *analyzer) tempShadow(name string) bool {
+	if a.cat == nil {
+		return false
+	}
+	for _, t := range a.cat.Tables {
+		if t.Name == name && strings.HasPrefix(t.Schema, "pg_temp_") {
+			return true
+		}
+	}
+	return false
 }
 
 // shadowed reports whether a configured table or a guarded relation named
