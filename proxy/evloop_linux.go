@@ -210,11 +210,13 @@ func startEventLoops(srv *Server, n int) ([]*eventLoop, error) {
 	procs := runtime.GOMAXPROCS(0)
 	runtime.GOMAXPROCS(procs + n)
 	loopProcs.Unlock()
+	shared := &spinShared{}
 	for _, l := range loops {
 		// GOMAXPROCS before the loops' own is what Go derived from the
 		// affinity and the cgroup's CPU quota (or what the operator set):
 		// the loops poll only where that leaves a CPU to spare.
-		l.spin.cpusOf = func() int { return min(threadCPUs(), procs) }
+		l.spin.procs = procs
+		l.spin.shared = shared
 		go l.run()
 	}
 	return loops, nil
@@ -254,7 +256,7 @@ func newEventLoop(srv *Server) (*eventLoop, error) {
 	l := &eventLoop{srv: srv, ep: ep, efd: efd,
 		events: make([]unix.EpollEvent, 256), done: make(chan struct{})}
 	l.spin.budgetOf = func() time.Duration { return srv.Config().Proxy.LoopSpin }
-	l.spin.cpusOf = threadCPUs // startEventLoops bounds it by GOMAXPROCS
+	l.spin.cpuSet = threadAffinity // startEventLoops bounds the count by GOMAXPROCS
 	l.spin.statOf = procStat
 	l.spin.threadCPU = threadCPUTime
 	return l, nil
@@ -298,6 +300,9 @@ func (l *eventLoop) run() {
 		// ended); after an epoll failure, end what is left and run what
 		// was queued, so that no session goroutine waits forever.
 		l.quit = true
+		if l.spin.shared != nil {
+			l.spin.shared.active.Add(-int64(l.spin.last))
+		}
 		l.sides.each(func(sd *loopSide) {
 			if !sd.ls.ended {
 				sd.ls.cerr = fatal(codeInternalError, "pgveil's event loop stopped")

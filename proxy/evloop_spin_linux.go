@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,13 +36,15 @@ import (
 //     each busy session keeps a client and a server process running, so
 //     with more of them the CPUs are taken and the poll only slows them
 //     (at 8 clients on 2 CPUs it cost a third of the throughput);
-//   - the machine had at least spinMinIdle CPUs idle over the last
-//     spinRecheck (from /proc/stat): sessions relayed on goroutines,
-//     PostgreSQL's other clients and every other process on the machine
-//     count, not only the loop's sessions. The loop's own polling counts as
-//     idle, but only as far as its thread got the CPU (its CPU clock):
-//     under contention the polls yield, the thread waits, and the time it
-//     spent polling is mostly time others ran;
+//   - the CPUs the loop may run on had at least spinMinIdle CPUs idle
+//     over the last spinRecheck (from /proc/stat): sessions relayed on
+//     goroutines, PostgreSQL's other clients and every other process count,
+//     not only the loop's sessions. The loop's own polling counts as idle,
+//     but only the CPU time its thread spent polling (its CPU clock, read
+//     around each polling phase): under contention the polls yield, the
+//     thread waits, and that wall time is time others ran;
+//   - with several loops, at most one polls at a time, and each counts
+//     the busy sessions of all;
 //   - polls that end with nothing back off: after k failed polls in a row
 //     the loop sleeps the next 2^k idle turns (at most spinMaxSkip) without
 //     polling, so an idle or slow client costs at most one poll per
@@ -59,11 +62,18 @@ const (
 	spinMinIdle = 0.5
 )
 
-// cpuTimes are the machine's CPU times (the "cpu" line of /proc/stat, in
-// clock ticks summed over all CPUs) and its number of CPUs.
+// cpuTimes are CPU times from /proc/stat, in clock ticks summed over the
+// CPUs the loop may run on, and the number of those CPUs.
 type cpuTimes struct {
 	idle, total uint64
 	cpus        int
+}
+
+// spinShared is what the loops of one server share: at most one of them
+// polls at a time, and each counts the others' busy sessions too.
+type spinShared struct {
+	polling atomic.Bool
+	active  atomic.Int64 // sum over the loops of their last window's busy sessions
 }
 
 // spinner is a loop's polling state; only the loop thread uses it.
@@ -80,18 +90,21 @@ type spinner struct {
 	recheckAt   int64
 	skip, fails int
 	budgetOf    func() time.Duration // proxy.loop_spin of the current config
-	cpusOf      func() int           // CPUs the calling thread may run on
-	statOf      func() (cpuTimes, bool)
+	cpuSet      func() unix.CPUSet   // the calling thread's affinity
+	procs       int                  // GOMAXPROCS before the loops' own (0: no bound)
+	statOf      func(unix.CPUSet) (cpuTimes, bool)
 	threadCPU   func() int64 // the loop thread's CPU time, nanoseconds
-	// idleOK: the machine had spinMinIdle CPUs idle over the last
-	// spinRecheck; prev and prevAt are the reading it was computed from,
-	// spun the nanoseconds this loop polled since.
+	shared      *spinShared  // nil: this loop alone
+	// idleOK: the CPUs had spinMinIdle idle over the last spinRecheck;
+	// prev and prevAt are the reading it was computed from, spun the CPU
+	// time this loop spent polling since.
 	idleOK  bool
 	hasPrev bool
+	set     unix.CPUSet
 	prev    cpuTimes
 	prevAt  int64
-	prevCPU int64
 	spun    int64
+	polls   uint64 // polling phases started, for tests and debugging
 }
 
 // threadCPUTime is the calling thread's CPU time (the loop's thread is
@@ -104,21 +117,21 @@ func threadCPUTime() int64 {
 	return ts.Nano()
 }
 
-// procStat reads the machine's CPU times from /proc/stat.
-func procStat() (cpuTimes, bool) {
+// procStat reads the CPU times of the CPUs in set from /proc/stat.
+func procStat(set unix.CPUSet) (cpuTimes, bool) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return cpuTimes{}, false
 	}
-	return parseProcStat(b)
+	return parseProcStat(b, set)
 }
 
-// parseProcStat parses /proc/stat: the aggregate "cpu" line (user, nice,
-// system, idle, iowait, irq, softirq, steal; guest time is inside user)
-// and the count of "cpuN" lines.
-func parseProcStat(b []byte) (cpuTimes, bool) {
+// parseProcStat sums the "cpuN" lines of /proc/stat for the CPUs in set
+// (user, nice, system, idle, iowait, irq, softirq, steal; guest time is
+// inside user): a loop confined to some CPUs (a cpuset, taskset) judges
+// by those, not by the whole machine.
+func parseProcStat(b []byte, set unix.CPUSet) (cpuTimes, bool) {
 	var ct cpuTimes
-	ok := false
 	for len(b) > 0 {
 		line := b
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -126,39 +139,40 @@ func parseProcStat(b []byte) (cpuTimes, bool) {
 		} else {
 			b = nil
 		}
-		if !bytes.HasPrefix(line, []byte("cpu")) {
-			continue
-		}
-		if len(line) > 3 && line[3] >= '0' && line[3] <= '9' {
-			ct.cpus++
+		if len(line) < 4 || !bytes.HasPrefix(line, []byte("cpu")) || line[3] < '0' || line[3] > '9' {
 			continue
 		}
 		f := strings.Fields(string(line[3:]))
-		if len(f) < 8 {
+		n, err := strconv.Atoi(f[0])
+		if err != nil || len(f) < 9 {
 			return cpuTimes{}, false
 		}
-		for i := 0; i < 8; i++ {
+		if !set.IsSet(n) {
+			continue
+		}
+		for i := 1; i <= 8; i++ {
 			v, err := strconv.ParseUint(f[i], 10, 64)
 			if err != nil {
 				return cpuTimes{}, false
 			}
 			ct.total += v
-			if i == 3 || i == 4 { // idle, iowait
+			if i == 4 || i == 5 { // idle, iowait
 				ct.idle += v
 			}
 		}
-		ok = true
+		ct.cpus++
 	}
-	return ct, ok && ct.cpus > 0
+	return ct, ct.cpus > 0
 }
 
-// threadCPUs counts the CPUs in the calling thread's affinity mask.
-func threadCPUs() int {
+// threadAffinity is the calling thread's affinity mask (empty when it
+// cannot be read: then the loop never polls).
+func threadAffinity() unix.CPUSet {
 	var set unix.CPUSet
 	if err := unix.SchedGetaffinity(0, &set); err != nil {
-		return 1
+		set.Zero()
 	}
-	return set.Count()
+	return set
 }
 
 // now is the monotonic clock in nanoseconds (vDSO, no system call).
@@ -172,17 +186,25 @@ func (sp *spinner) tick(t int64) {
 	if t < sp.windowEnd {
 		return
 	}
-	sp.last, sp.active = sp.active, 0
+	last := sp.active
 	if t >= sp.windowEnd+spinWindow {
-		sp.last = 0 // a whole window passed without events
+		last = 0 // a whole window passed without events
 	}
+	if sp.shared != nil {
+		sp.shared.active.Add(int64(last - sp.last))
+	}
+	sp.last, sp.active = last, 0
 	sp.window++
 	sp.windowEnd = t + spinWindow
 	if t >= sp.recheckAt {
 		sp.recheckAt = t + spinRecheck
 		sp.budget = int64(sp.budgetOf())
-		sp.cpus = sp.cpusOf()
-		if sp.budget > 0 {
+		sp.set = sp.cpuSet()
+		sp.cpus = sp.set.Count()
+		if sp.procs > 0 {
+			sp.cpus = min(sp.cpus, sp.procs)
+		}
+		if sp.budget > 0 && sp.cpus >= 2 {
 			sp.readIdle(t)
 		} else {
 			sp.idleOK, sp.hasPrev = false, false
@@ -190,22 +212,26 @@ func (sp *spinner) tick(t int64) {
 	}
 }
 
-// readIdle computes idleOK from a new /proc/stat reading at time t.
+// readIdle computes idleOK from a new /proc/stat reading at time t. A
+// reading more than two rechecks old (the loop had no events in between)
+// says nothing about now: the loop then waits for the next one.
 func (sp *spinner) readIdle(t int64) {
-	ct, ok := sp.statOf()
-	cpu := sp.threadCPU()
+	ct, ok := sp.statOf(sp.set)
 	if !ok {
 		sp.idleOK, sp.hasPrev = false, false
 		return
 	}
-	if sp.hasPrev && ct.total > sp.prev.total && t > sp.prevAt {
-		idle := float64(ct.idle-sp.prev.idle) / float64(ct.total-sp.prev.total) * float64(ct.cpus)
-		// The loop's polling would be idle time without it, as far as the
-		// thread ran while it polled.
-		idle += float64(min(sp.spun, cpu-sp.prevCPU)) / float64(t-sp.prevAt)
+	sp.idleOK = false
+	if sp.hasPrev && t > sp.prevAt && t-sp.prevAt <= 2*spinRecheck &&
+		ct.cpus == sp.prev.cpus && ct.total > sp.prev.total && ct.idle >= sp.prev.idle {
+		frac := min(float64(ct.idle-sp.prev.idle)/float64(ct.total-sp.prev.total), 1)
+		// The loop's polling would be idle time without it: the CPU time
+		// its thread spent polling, not the wall time (under contention
+		// the polls yield and the thread mostly waits).
+		idle := frac*float64(ct.cpus) + float64(sp.spun)/float64(t-sp.prevAt)
 		sp.idleOK = idle >= spinMinIdle
 	}
-	sp.prev, sp.prevAt, sp.prevCPU, sp.spun, sp.hasPrev = ct, t, cpu, 0, true
+	sp.prev, sp.prevAt, sp.spun, sp.hasPrev = ct, t, 0, true
 }
 
 // seen counts a session with events in this window.
@@ -218,7 +244,11 @@ func (sp *spinner) seen(stamp *uint32) {
 
 // allowed reports whether this idle turn polls before sleeping.
 func (sp *spinner) allowed() bool {
-	if sp.budget <= 0 || sp.cpus < 2 || !sp.idleOK || max(sp.active, sp.last) > sp.cpus-1 {
+	busy := max(sp.active, sp.last)
+	if sp.shared != nil {
+		busy = max(sp.active, int(sp.shared.active.Load()))
+	}
+	if sp.budget <= 0 || sp.cpus < 2 || !sp.idleOK || busy > sp.cpus-1 {
 		return false
 	}
 	if sp.skip > 0 {
@@ -246,22 +276,28 @@ func (l *eventLoop) wait() (int, syscall.Errno) {
 	if !sp.allowed() {
 		return epollWaitRaw(l.ep, l.events, loopWaitMillis)
 	}
-	start := now()
-	deadline := start + sp.budget
+	if sp.shared != nil {
+		if !sp.shared.polling.CompareAndSwap(false, true) {
+			return epollWaitRaw(l.ep, l.events, loopWaitMillis) // another loop polls
+		}
+		defer sp.shared.polling.Store(false)
+	}
+	sp.polls++
+	cpu0 := sp.threadCPU()
+	deadline := now() + sp.budget
 	for {
 		n, errno := epollWaitRaw(l.ep, l.events, 0)
 		if n != 0 || errno != 0 {
-			sp.spun += now() - start
+			sp.spun += sp.threadCPU() - cpu0
 			sp.result(true)
 			return n, errno
 		}
-		t := now()
-		if t >= deadline {
-			sp.spun += t - start
+		if now() >= deadline {
 			break
 		}
 		schedYield()
 	}
+	sp.spun += sp.threadCPU() - cpu0
 	sp.result(false)
 	return epollWaitRaw(l.ep, l.events, loopWaitMillis)
 }

@@ -12,18 +12,29 @@ import (
 // testSpinner is a spinner with a fixed budget and CPU count, at time 0,
 // on a machine that was idle.
 func testSpinner(budget time.Duration, cpus int) *spinner {
-	sp := &spinner{budgetOf: func() time.Duration { return budget }, cpusOf: func() int { return cpus },
+	sp := &spinner{budgetOf: func() time.Duration { return budget }, cpuSet: cpuSetOf(cpus),
 		statOf: idleMachine(cpus), threadCPU: func() int64 { return 0 }}
 	sp.tick(0)
-	sp.idleOK = budget > 0 // as a second reading of an idle machine would set it
+	sp.idleOK = true // as a second reading of an idle machine would set it
 	return sp
+}
+
+// cpuSetOf returns an affinity of CPUs 0…n-1.
+func cpuSetOf(n int) func() unix.CPUSet {
+	return func() unix.CPUSet {
+		var set unix.CPUSet
+		for i := 0; i < n; i++ {
+			set.Set(i)
+		}
+		return set
+	}
 }
 
 // idleMachine returns a statOf whose readings advance by 10 ticks per CPU,
 // all of them idle.
-func idleMachine(cpus int) func() (cpuTimes, bool) {
+func idleMachine(cpus int) func(unix.CPUSet) (cpuTimes, bool) {
 	var ct cpuTimes
-	return func() (cpuTimes, bool) {
+	return func(unix.CPUSet) (cpuTimes, bool) {
 		ct.idle += uint64(10 * cpus)
 		ct.total += uint64(10 * cpus)
 		ct.cpus = cpus
@@ -84,8 +95,8 @@ func TestSpinnerActivity(t *testing.T) {
 // spinRecheck, so SIGHUP and a changed affinity take effect.
 func TestSpinnerRecheck(t *testing.T) {
 	budget, cpus := 50*time.Microsecond, 2
-	sp := &spinner{budgetOf: func() time.Duration { return budget }, cpusOf: func() int { return cpus }, statOf: idleMachine(2),
-		threadCPU: func() int64 { return 0 }}
+	sp := &spinner{budgetOf: func() time.Duration { return budget }, cpuSet: func() unix.CPUSet { return cpuSetOf(cpus)() },
+		statOf: idleMachine(2), threadCPU: func() int64 { return 0 }}
 	sp.tick(0)
 	if sp.allowed() {
 		t.Fatal("one reading of /proc/stat cannot tell idle time: want no polling")
@@ -158,8 +169,8 @@ func TestLoopWaitPolls(t *testing.T) {
 	if _, err := unix.Write(fds[1], []byte{1}); err != nil {
 		t.Fatal(err)
 	}
-	if n, errno := l.wait(); n != 1 || errno != 0 || l.events[0].Fd != int32(fds[0]) {
-		t.Fatalf("wait with data ready = %d, %v", n, errno)
+	if n, errno := l.wait(); n != 1 || errno != 0 || l.events[0].Fd != int32(fds[0]) || l.spin.polls != 1 {
+		t.Fatalf("wait with data ready = %d, %v after %d polling phases; want 1, by polling", n, errno, l.spin.polls)
 	}
 	if l.spin.fails != 0 || l.spin.skip != 0 {
 		t.Fatalf("a poll that found data must not back off: %+v", l.spin)
@@ -185,8 +196,8 @@ func TestSpinnerIdle(t *testing.T) {
 	var ct cpuTimes
 	var cpu int64
 	idle, ok := uint64(0), true
-	sp := &spinner{budgetOf: func() time.Duration { return 50 * time.Microsecond }, cpusOf: func() int { return 2 },
-		statOf: func() (cpuTimes, bool) {
+	sp := &spinner{budgetOf: func() time.Duration { return 50 * time.Microsecond }, cpuSet: cpuSetOf(2),
+		statOf: func(unix.CPUSet) (cpuTimes, bool) {
 			ct.idle += idle
 			ct.total += 20
 			ct.cpus = 2
@@ -194,49 +205,88 @@ func TestSpinnerIdle(t *testing.T) {
 		},
 		threadCPU: func() int64 { return cpu }}
 	at := int64(0)
-	// step: over the next spinRecheck (100 ms) idleTicks of 20 were idle,
-	// the loop polled for spun and its thread ran for ran.
-	step := func(idleTicks uint64, spun, ran time.Duration) bool {
+	// step: over the next spinRecheck (100 ms) idleTicks of 20 were idle
+	// and the loop's thread spent spun of CPU time polling.
+	step := func(idleTicks uint64, spun time.Duration) bool {
 		idle = idleTicks
 		sp.spun = int64(spun)
-		cpu += int64(ran)
 		at += spinRecheck
 		sp.tick(at)
 		return sp.allowed()
 	}
-	step(20, 0, 0) // the first reading
-	if !step(10, 0, 0) {
+	step(20, 0) // the first reading
+	if !step(10, 0) {
 		t.Fatal("1 CPU idle: want polling")
 	}
-	if step(2, 0, 0) {
+	if step(2, 0) {
 		t.Fatal("0.2 CPUs idle: want no polling")
 	}
-	// Busy, but half of it was this loop polling (50 ms of 100 ms, and its
-	// thread ran 60 ms): 0.2 + 0.5 CPUs would be idle without it.
-	if !step(2, 50*time.Millisecond, 60*time.Millisecond) {
+	// Busy, but half of it was this loop polling: 0.2 + 0.5 CPUs would be
+	// idle without it.
+	if !step(2, 50*time.Millisecond) {
 		t.Fatal("0.7 CPUs idle counting the loop's own polling: want polling")
 	}
-	// Polled 90 ms but ran only 5 ms: others had the CPU (contention).
-	if step(2, 90*time.Millisecond, 5*time.Millisecond) {
-		t.Fatal("polling time the thread spent waiting for the CPU must not count as idle")
+	// The idle counter went backwards (iowait may): no judgement.
+	ct.idle -= 30
+	if step(0, 0) {
+		t.Fatal("idle time went backwards: want no polling")
+	}
+	step(20, 0)
+	if !step(20, 0) {
+		t.Fatal("idle again: want polling")
+	}
+	// A reading after a long gap without events says nothing about now.
+	at += 10 * spinRecheck
+	if step(20, 0) {
+		t.Fatal("the previous reading is a second old: want no polling until the next")
+	}
+	if !step(20, 0) {
+		t.Fatal("a fresh pair of readings: want polling")
 	}
 	ok = false
-	if step(20, 0, 0) {
+	if step(20, 0) {
 		t.Fatal("/proc/stat unreadable: want no polling")
 	}
 }
 
 func TestParseProcStat(t *testing.T) {
-	ct, ok := parseProcStat([]byte("cpu  100 5 50 800 20 3 7 15 0 0\ncpu0 50 2 25 400 10 1 3 7 0 0\ncpu1 50 3 25 400 10 2 4 8 0 0\nintr 1 2 3\nctxt 99\n"))
+	stat := []byte("cpu  100 5 50 800 20 3 7 15 0 0\ncpu0 50 2 25 400 10 1 3 7 0 0\ncpu1 50 3 25 400 10 2 4 8 0 0\nintr 1 2 3\nctxt 99\n")
+	ct, ok := parseProcStat(stat, cpuSetOf(2)())
 	if !ok || ct.total != 1000 || ct.idle != 820 || ct.cpus != 2 {
 		t.Fatalf("parsed %+v, %v", ct, ok)
 	}
-	for _, bad := range []string{"", "intr 1\n", "cpu  1 2 3\ncpu0 1 2 3\n", "cpu  1 2 3 x 5 6 7 8\ncpu0 1\n", "cpu  1 2 3 4 5 6 7 8\n"} {
-		if _, ok := parseProcStat([]byte(bad)); ok {
+	var one unix.CPUSet
+	one.Set(1)
+	if ct, ok := parseProcStat(stat, one); !ok || ct.total != 502 || ct.idle != 410 || ct.cpus != 1 {
+		t.Fatalf("CPU 1 only: %+v, %v", ct, ok)
+	}
+	for _, bad := range []string{"", "intr 1\n", "cpu  1 2 3\n", "cpu0 1 2 3\n", "cpu0 1 2 3 x 5 6 7 8\n"} {
+		if _, ok := parseProcStat([]byte(bad), cpuSetOf(2)()); ok {
 			t.Errorf("%q: parsed", bad)
 		}
 	}
-	if ct, ok := procStat(); !ok || ct.cpus < 1 || ct.total == 0 {
+	if ct, ok := procStat(threadAffinity()); !ok || ct.cpus < 1 || ct.total == 0 {
 		t.Fatalf("this machine's /proc/stat: %+v, %v", ct, ok)
+	}
+}
+
+// TestSpinnerShared: loops count each other's busy sessions, and at most
+// one polls at a time.
+func TestSpinnerShared(t *testing.T) {
+	shared := &spinShared{}
+	a, b := testSpinner(50*time.Microsecond, 2), testSpinner(50*time.Microsecond, 2)
+	a.shared, b.shared = shared, shared
+	var sa, sb uint32
+	a.seen(&sa)
+	b.seen(&sb)
+	a.tick(spinWindow)
+	b.tick(spinWindow)
+	if a.allowed() || b.allowed() {
+		t.Fatal("one busy session on each of two loops, 2 CPUs: want no polling")
+	}
+	a.tick(2 * spinWindow)
+	b.tick(2 * spinWindow)
+	if !a.allowed() {
+		t.Fatal("no busy session: want polling")
 	}
 }

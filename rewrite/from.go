@@ -4,6 +4,8 @@ import (
 	"cmp"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgveil/pgveil/policy"
 )
 
 // fromItem adds the relations of one FROM item to level and returns them.
@@ -181,6 +183,37 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 // opaque refuses a node pgveil does not analyse when it could read an
 // encrypted column: it mentions a configured table or a column name that is
 // encrypted in a relation in scope.
+// touchesProtected reports whether a write to configured table t, inside
+// code pgveil does not analyse, may carry or compare values of a column
+// pgveil manages (encrypted, blind index, key_context): any MERGE, an
+// INSERT without a column list, or such a column named anywhere in it
+// (target list, WHERE, RETURNING). A DELETE or UPDATE by other columns
+// passes.
+func touchesProtected(n *pg.Node, t *policy.Table) (string, bool) {
+	switch {
+	case n.GetMergeStmt() != nil:
+		return "MERGE", true
+	case n.GetInsertStmt() != nil && len(n.GetInsertStmt().Cols) == 0:
+		return "an INSERT without a column list", true
+	}
+	var hit string
+	walkAll(n, func(c *pg.Node) bool {
+		if hit != "" {
+			return false
+		}
+		if cr := c.GetColumnRef(); cr != nil {
+			if name := lastName(cr.Fields); pgveilColumn(t, name) {
+				hit = "column " + name
+			}
+		}
+		if rt := c.GetResTarget(); rt != nil && rt.Name != "" && pgveilColumn(t, rt.Name) {
+			hit = "column " + rt.Name
+		}
+		return hit == ""
+	})
+	return hit, hit != ""
+}
+
 func (a *analyzer) opaque(n *pg.Node, sc *scope, what string) *Error {
 	var err *Error
 	walkAll(n, func(c *pg.Node) bool {
@@ -203,8 +236,10 @@ func (a *analyzer) opaque(n *pg.Node, sc *scope, what string) *Error {
 			if ref, e := a.resolveTable(rv); e != nil {
 				err = e
 			} else if ref.table != nil {
-				err = tableErr(CodeFeatureNotSupported, ref.table, "write to it from the application, which pgveil encrypts",
-					"pgveil cannot analyse %s that writes configured table %s: the database would store what it writes unencrypted", what, ref.table.QualifiedName()).at(a.sql, rv.Location)
+				if col, ok := touchesProtected(c, ref.table); ok {
+					err = tableErr(CodeFeatureNotSupported, ref.table, "write to it from the application, which pgveil encrypts",
+						"pgveil cannot analyse %s that writes configured table %s using %s: the database would store or compare what it holds unencrypted", what, ref.table.QualifiedName(), col).at(a.sql, rv.Location)
+				}
 			} else {
 				a.pinSchema(rv, ref)
 			}

@@ -96,6 +96,11 @@ func TestPinSchemaDDL(t *testing.T) {
 		`CREATE INDEX ON users (nickname) WHERE email = 'x'`:                                               `CREATE INDEX ON app.users (nickname) WHERE email = 'x'`,
 		`CREATE POLICY p ON users USING (email = 'x')`:                                                     `CREATE POLICY p ON app.users USING (email = 'x')`,
 		`ALTER POLICY p ON users USING (email = 'y')`:                                                      `ALTER POLICY p ON app.users USING (email = 'y')`,
+		`CREATE RULE r AS ON UPDATE TO users WHERE NEW.email = 'x' DO INSTEAD NOTHING`:                     `CREATE RULE r AS ON UPDATE TO app.users WHERE NEW.email = 'x' DO INSTEAD NOTHING`,
+		`CREATE RULE r AS ON INSERT TO contacts2 DO ALSO INSERT INTO users (id) VALUES (NEW.id)`:           `CREATE RULE r AS ON INSERT TO contacts2 DO ALSO INSERT INTO app.users (id) VALUES (NEW.id)`,
+		`CREATE TABLE users_c () INHERITS (users)`:                                                         `CREATE TABLE users_c () INHERITS (app.users)`,
+		`CREATE TABLE users_p PARTITION OF users FOR VALUES IN (1)`:                                        `CREATE TABLE users_p PARTITION OF app.users FOR VALUES IN (1)`,
+		`ALTER TABLE users_c INHERIT users`:                                                                `ALTER TABLE users_c INHERIT app.users`,
 		`CREATE TRIGGER t BEFORE INSERT ON users FOR EACH ROW WHEN (NEW.email = 'x') EXECUTE FUNCTION f()`: `CREATE TRIGGER t BEFORE INSERT ON app.users FOR EACH ROW WHEN (NEW.email = 'x') EXECUTE FUNCTION f()`,
 	} {
 		plan, err := p.Plan(sql, app)
@@ -159,6 +164,26 @@ func TestPinSchemaReview(t *testing.T) {
 	body := `CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC INSERT INTO users (id, email) VALUES (1, 'x'); END`
 	if got, _ := render(body, app); got != strings.Replace(body, "INTO users", "INTO app.users", 1) {
 		t.Errorf("BEGIN ATOMIC body: %s", got)
+	}
+	// Writes to a configured table that carry no value of a column pgveil
+	// manages pass; the others are refused.
+	for _, ok := range []string{
+		`CREATE FUNCTION f(i int) RETURNS void LANGUAGE sql BEGIN ATOMIC DELETE FROM public.users WHERE id = i; END`,
+		`CREATE FUNCTION f(i int) RETURNS void LANGUAGE sql BEGIN ATOMIC UPDATE public.users SET name = 'n' WHERE id = i; END`,
+	} {
+		if _, err := p.Plan(ok, app); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{
+		`CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC DELETE FROM public.users WHERE email = 'x'; END`,
+		`CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC UPDATE public.users SET email = 'x' WHERE id = 1; END`,
+		`CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC INSERT INTO public.users VALUES (1); END`,
+		`CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC UPDATE public.users SET name = 'n' WHERE org_id = 3; END`,
+	} {
+		if _, err := p.Plan(bad, app); err == nil {
+			t.Errorf("%s: accepted", bad)
+		}
 	}
 	// A temporary table of the name anywhere: left as sent.
 	cat := testCatalog()

@@ -127,6 +127,7 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 			return tableErr(CodeFeatureNotSupported, t, "use a trigger, or write the rule on a direct connection",
 				"rules on configured table %s are not supported: their actions would run inside the server on values pgveil never sees", t.QualifiedName()).at(a.sql, rs.Relation.Location)
 		}
+		a.pinExisting(rs.Relation)
 		for _, act := range rs.Actions {
 			// The walk below sees RangeVars wrapped in nodes; a DML
 			// action's target is not one.
@@ -208,6 +209,7 @@ func (a *analyzer) reshape(n *pg.Node) *Error {
 				if t, kind := a.configuredKind(rv); t != nil && kind != ChildAncestor {
 					return refuse(t, rv, "a partition or child table (PARTITION OF, INHERITS) of")
 				}
+				a.pinExisting(rv)
 			}
 		}
 	case n.GetRenameStmt() != nil:
@@ -249,6 +251,7 @@ func (a *analyzer) reshape(n *pg.Node) *Error {
 					if pt, kind := a.configuredKind(rv); pt != nil && kind != ChildAncestor {
 						return refuse(pt, rv, "INHERIT from")
 					}
+					a.pinExisting(rv)
 				}
 			case pg.AlterTableType_AT_AttachPartition:
 				if t != nil && kind != ChildAncestor {
