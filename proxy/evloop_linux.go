@@ -345,11 +345,16 @@ func (l *eventLoop) run() {
 				sd.ls.handle(sd, ev.Events)
 			}
 		}
-		// The batch woke the peers it wrote to. Let one that was placed on
-		// this CPU run now rather than send it, or the next wake-up, to
-		// the other CPU (an inter-processor interrupt each; docs/BENCH.md
-		// run E and F).
-		schedYield()
+		// The batch woke the peers it wrote to. While the loop's own
+		// sessions keep the CPUs busy, let one that was placed on this
+		// CPU run now rather than send it, or the next wake-up, to the
+		// other CPU (an inter-processor interrupt each; docs/BENCH.md runs
+		// E and F). With fewer busy sessions the CPUs are taken, if at
+		// all, by other processes, and yielding to them only delays this
+		// loop's clients (run J).
+		if l.spin.crowded() {
+			schedYield()
+		}
 	}
 }
 

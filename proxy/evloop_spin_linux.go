@@ -242,13 +242,22 @@ func (sp *spinner) seen(stamp *uint32) {
 	}
 }
 
+// busy is the number of sessions with traffic in this or the last window,
+// over all loops when they share.
+func (sp *spinner) busy() int {
+	if sp.shared != nil {
+		return max(sp.active, int(sp.shared.active.Load()))
+	}
+	return max(sp.active, sp.last)
+}
+
+// crowded reports whether the loops' busy sessions are at least as many as
+// the CPUs: then the loop yields after each batch (see run).
+func (sp *spinner) crowded() bool { return sp.busy() >= sp.cpus }
+
 // allowed reports whether this idle turn polls before sleeping.
 func (sp *spinner) allowed() bool {
-	busy := max(sp.active, sp.last)
-	if sp.shared != nil {
-		busy = max(sp.active, int(sp.shared.active.Load()))
-	}
-	if sp.budget <= 0 || sp.cpus < 2 || !sp.idleOK || busy > sp.cpus-1 {
+	if sp.budget <= 0 || sp.cpus < 2 || !sp.idleOK || sp.busy() > sp.cpus-1 {
 		return false
 	}
 	if sp.skip > 0 {

@@ -290,3 +290,24 @@ func TestSpinnerShared(t *testing.T) {
 		t.Fatal("no busy session: want polling")
 	}
 }
+
+// TestSpinnerCrowded: the loop yields after a batch only while its busy
+// sessions are at least as many as the CPUs.
+func TestSpinnerCrowded(t *testing.T) {
+	sp := testSpinner(50*time.Microsecond, 2)
+	var a, b uint32
+	sp.seen(&a)
+	if sp.crowded() {
+		t.Fatal("one busy session on 2 CPUs: want no yield")
+	}
+	sp.seen(&b)
+	if !sp.crowded() {
+		t.Fatal("two busy sessions on 2 CPUs: want the yield")
+	}
+	one := testSpinner(50*time.Microsecond, 1)
+	var c uint32
+	one.seen(&c)
+	if !one.crowded() {
+		t.Fatal("one busy session on 1 CPU: want the yield")
+	}
+}
