@@ -46,7 +46,7 @@ import (
 //   - with several loops, at most one polls at a time, and each counts
 //     the busy sessions of all;
 //   - polls that end with nothing back off: after k failed polls in a row
-//     the loop sleeps the next 2^k idle turns (at most spinMaxSkip) without
+//     the loop sleeps the next 2^(k-1) idle turns (at most spinMaxSkip) without
 //     polling, so an idle or slow client costs at most one poll per
 //     spinMaxSkip waits.
 
