@@ -259,6 +259,16 @@ func newEventLoop(srv *Server) (*eventLoop, error) {
 	l.spin.cpuSet = threadAffinity // startEventLoops bounds the count by GOMAXPROCS
 	l.spin.statOf = procStat
 	l.spin.threadCPU = threadCPUTime
+	if srv != nil {
+		m := srv.metrics
+		hits, misses := m.LoopPolls.WithLabelValues("event"), m.LoopPolls.WithLabelValues("none")
+		l.spin.warn = func(msg string) { srv.log.Warn(msg) }
+		l.spin.publish = func(hit, miss uint64, cpu int64) {
+			hits.Add(float64(hit))
+			misses.Add(float64(miss))
+			m.LoopPollSeconds.Add(float64(cpu) / 1e9)
+		}
+	}
 	return l, nil
 }
 

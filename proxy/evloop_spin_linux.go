@@ -104,7 +104,14 @@ type spinner struct {
 	prev    cpuTimes
 	prevAt  int64
 	spun    int64
-	polls   uint64 // polling phases started, for tests and debugging
+	polls   uint64 // polling phases started
+	// Not yet published to the metrics: polling phases that found an
+	// event and that did not, and their CPU time.
+	unpubHit, unpubMiss uint64
+	unpubCPU            int64
+	publish             func(hit, miss uint64, cpu int64) // nil: no metrics
+	warn                func(msg string)                  // logs that polling is off; nil: silent
+	warned              bool                              // since /proc/stat was last readable
 }
 
 // threadCPUTime is the calling thread's CPU time (the loop's thread is
@@ -204,6 +211,10 @@ func (sp *spinner) tick(t int64) {
 		if sp.procs > 0 {
 			sp.cpus = min(sp.cpus, sp.procs)
 		}
+		if sp.publish != nil && sp.unpubHit+sp.unpubMiss > 0 {
+			sp.publish(sp.unpubHit, sp.unpubMiss, sp.unpubCPU)
+			sp.unpubHit, sp.unpubMiss, sp.unpubCPU = 0, 0, 0
+		}
 		if sp.budget > 0 && sp.cpus >= 2 {
 			sp.readIdle(t)
 		} else {
@@ -218,9 +229,13 @@ func (sp *spinner) tick(t int64) {
 func (sp *spinner) readIdle(t int64) {
 	ct, ok := sp.statOf(sp.set)
 	if !ok {
-		sp.idleOK, sp.hasPrev = false, false
+		if !sp.warned && sp.warn != nil {
+			sp.warn("event loop: /proc/stat is unreadable, so the loop cannot tell idle CPUs; it does not poll (proxy.loop_spin) until it can")
+		}
+		sp.idleOK, sp.hasPrev, sp.warned = false, false, true
 		return
 	}
+	sp.warned = false
 	sp.idleOK = false
 	if sp.hasPrev && t > sp.prevAt && t-sp.prevAt <= 2*spinRecheck &&
 		ct.cpus == sp.prev.cpus && ct.total > sp.prev.total && ct.idle >= sp.prev.idle {
@@ -297,7 +312,10 @@ func (l *eventLoop) wait() (int, syscall.Errno) {
 	for {
 		n, errno := epollWaitRaw(l.ep, l.events, 0)
 		if n != 0 || errno != 0 {
-			sp.spun += sp.threadCPU() - cpu0
+			d := sp.threadCPU() - cpu0
+			sp.spun += d
+			sp.unpubHit++
+			sp.unpubCPU += d
 			sp.result(true)
 			return n, errno
 		}
@@ -306,7 +324,10 @@ func (l *eventLoop) wait() (int, syscall.Errno) {
 		}
 		schedYield()
 	}
-	sp.spun += sp.threadCPU() - cpu0
+	d := sp.threadCPU() - cpu0
+	sp.spun += d
+	sp.unpubMiss++
+	sp.unpubCPU += d
 	sp.result(false)
 	return epollWaitRaw(l.ep, l.events, loopWaitMillis)
 }

@@ -187,6 +187,18 @@ func TestLoopWaitPolls(t *testing.T) {
 	if l.spin.fails != 1 || l.spin.skip != 1 {
 		t.Fatalf("a failed poll must back off: %+v", l.spin)
 	}
+	// The next recheck publishes both phases to the metrics.
+	var hit, miss uint64
+	cpu := int64(-1)
+	l.spin.publish = func(h, m uint64, c int64) { hit, miss, cpu = hit+h, miss+m, c }
+	l.spin.tick(l.spin.recheckAt + spinRecheck)
+	if hit != 1 || miss != 1 || cpu < 0 {
+		t.Fatalf("published %d polls with an event, %d without, %d ns; want 1, 1, >= 0", hit, miss, cpu)
+	}
+	l.spin.tick(l.spin.recheckAt + spinRecheck)
+	if hit != 1 || miss != 1 {
+		t.Fatal("published twice")
+	}
 }
 
 // TestSpinnerIdle: the loop polls only while the machine had spinMinIdle
@@ -243,9 +255,15 @@ func TestSpinnerIdle(t *testing.T) {
 	if !step(20, 0) {
 		t.Fatal("a fresh pair of readings: want polling")
 	}
+	var warnings int
+	sp.warn = func(string) { warnings++ }
 	ok = false
-	if step(20, 0) {
-		t.Fatal("/proc/stat unreadable: want no polling")
+	step(20, 0)
+	if warnings != 1 {
+		t.Fatalf("%d warnings for an unreadable /proc/stat, want 1", warnings)
+	}
+	if step(20, 0) || warnings != 1 {
+		t.Fatalf("/proc/stat still unreadable: want no polling and no second warning (%d)", warnings)
 	}
 }
 

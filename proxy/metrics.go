@@ -15,7 +15,9 @@ import (
 type Metrics struct {
 	ConnectionsOpen                      prometheus.Gauge
 	ConnectionsTotal                     prometheus.Counter
-	LoopSessions                         prometheus.Gauge // sessions an event loop relays now
+	LoopSessions                         prometheus.Gauge       // sessions an event loop relays now
+	LoopPolls                            *prometheus.CounterVec // result: event | none (proxy.loop_spin)
+	LoopPollSeconds                      prometheus.Counter     // CPU time the loops spent polling
 	CancelsTotal                         prometheus.Counter
 	Bytes                                *prometheus.CounterVec // direction: client_to_server | server_to_client
 	Messages                             *prometheus.CounterVec // direction
@@ -82,6 +84,10 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 		ConnectionsTotal: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_connections_total", Help: "Client connections accepted."}),
 		LoopSessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgveil_event_loop_sessions",
 			Help: "Sessions relayed by an event loop now (proxy.event_loops); the others in pgveil_connections_open relay on goroutines."}),
+		LoopPolls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_event_loop_polls_total",
+			Help: "Times an event loop polled for the next message before sleeping (proxy.loop_spin), by whether one came (event) or the loop then slept (none)."}, []string{"result"}),
+		LoopPollSeconds: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_event_loop_poll_cpu_seconds_total",
+			Help: "CPU time the event loops spent polling (proxy.loop_spin): the price of the latency it saves."}),
 		CancelsTotal: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_cancel_requests_total", Help: "CancelRequests forwarded upstream."}),
 		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_bytes_total", Help: "Protocol bytes relayed after startup, by direction."},
 			[]string{"direction"}),
@@ -116,7 +122,7 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 	m.PlanCacheShapeHits = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgveil_plan_cache_shape_hits_total",
 		Help: "Plan cache hits of statement texts planned from another text of their shape (same SQL, other literal values); included in the hits."},
 		func() float64 { return float64(cacheStats().ShapeHits) })
-	reg.MustRegister(m.ConnectionsOpen, m.ConnectionsTotal, m.LoopSessions, m.CancelsTotal, m.Bytes, m.Messages, m.Errors,
+	reg.MustRegister(m.ConnectionsOpen, m.ConnectionsTotal, m.LoopSessions, m.LoopPolls, m.LoopPollSeconds, m.CancelsTotal, m.Bytes, m.Messages, m.Errors,
 		m.UpstreamConnect, m.TrackerDesyncs, m.Statements, m.ValuesEncrypted, m.ValuesDecrypted,
 		m.DecryptFailures, m.ReaderMasked, m.PlanCacheHits, m.PlanCacheMisses, m.PlanCacheShapeHits, m.PhaseSeconds, m.ReloadsTotal, m.SearchPathReads)
 	m.bytesC2S = m.Bytes.WithLabelValues("client_to_server")
