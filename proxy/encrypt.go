@@ -460,7 +460,7 @@ func (s *session) handleParse(body []byte) error {
 			s.t.push(pending{kind: pendCloseStmt, suppress: true})
 		}
 	}
-	if st.NamesOnly && st.Outputs == nil && !st.OutputsByOrigin && st.Copy == nil {
+	if onlyPinned(st) {
 		s.notePinned(pm.Name, sql, text)
 	} else {
 		delete(s.ptStmts, string(pm.Name))

@@ -96,22 +96,19 @@ type spinner struct {
 	threadCPU   func() int64 // the loop thread's CPU time, nanoseconds
 	shared      *spinShared  // nil: this loop alone
 	// idleOK: the CPUs had spinMinIdle idle over the last spinRecheck;
-	// prev and prevAt are the reading it was computed from, spun the CPU
-	// time this loop spent polling since.
+	// prev and prevAt are the reading it was computed from.
 	idleOK  bool
 	hasPrev bool
 	set     unix.CPUSet
 	prev    cpuTimes
 	prevAt  int64
-	spun    int64
-	polls   uint64 // polling phases started
-	// Not yet published to the metrics: polling phases that found an
-	// event and that did not, and their CPU time.
-	unpubHit, unpubMiss uint64
-	unpubCPU            int64
-	publish             func(hit, miss uint64, cpu int64) // nil: no metrics
-	warn                func(msg string)                  // logs that polling is off; nil: silent
-	warned              bool                              // since /proc/stat was last readable
+	// Since the last recheck: polling phases that found an event and that
+	// did not, and the CPU time the thread spent in them.
+	hits, misses uint64
+	spun         int64
+	publish      func(hit, miss uint64, cpu int64) // nil: no metrics
+	warn         func(msg string)                  // logs that polling is off; nil: silent
+	warned       bool                              // since /proc/stat was last readable
 }
 
 // threadCPUTime is the calling thread's CPU time (the loop's thread is
@@ -211,22 +208,24 @@ func (sp *spinner) tick(t int64) {
 		if sp.procs > 0 {
 			sp.cpus = min(sp.cpus, sp.procs)
 		}
-		if sp.publish != nil && sp.unpubHit+sp.unpubMiss > 0 {
-			sp.publish(sp.unpubHit, sp.unpubMiss, sp.unpubCPU)
-			sp.unpubHit, sp.unpubMiss, sp.unpubCPU = 0, 0, 0
+		spun := sp.spun
+		if sp.publish != nil && sp.hits+sp.misses > 0 {
+			sp.publish(sp.hits, sp.misses, spun)
 		}
+		sp.hits, sp.misses, sp.spun = 0, 0, 0
 		if sp.budget > 0 && sp.cpus >= 2 {
-			sp.readIdle(t)
+			sp.readIdle(t, spun)
 		} else {
 			sp.idleOK, sp.hasPrev = false, false
 		}
 	}
 }
 
-// readIdle computes idleOK from a new /proc/stat reading at time t. A
+// readIdle computes idleOK from a new /proc/stat reading at time t, spun
+// being the CPU time the loop spent polling since the last one. A
 // reading more than two rechecks old (the loop had no events in between)
 // says nothing about now: the loop then waits for the next one.
-func (sp *spinner) readIdle(t int64) {
+func (sp *spinner) readIdle(t, spun int64) {
 	ct, ok := sp.statOf(sp.set)
 	if !ok {
 		if !sp.warned && sp.warn != nil {
@@ -243,10 +242,10 @@ func (sp *spinner) readIdle(t int64) {
 		// The loop's polling would be idle time without it: the CPU time
 		// its thread spent polling, not the wall time (under contention
 		// the polls yield and the thread mostly waits).
-		idle := frac*float64(ct.cpus) + float64(sp.spun)/float64(t-sp.prevAt)
+		idle := frac*float64(ct.cpus) + float64(spun)/float64(t-sp.prevAt)
 		sp.idleOK = idle >= spinMinIdle
 	}
-	sp.prev, sp.prevAt, sp.spun, sp.hasPrev = ct, t, 0, true
+	sp.prev, sp.prevAt, sp.hasPrev = ct, t, true
 }
 
 // seen counts a session with events in this window.
@@ -306,16 +305,13 @@ func (l *eventLoop) wait() (int, syscall.Errno) {
 		}
 		defer sp.shared.polling.Store(false)
 	}
-	sp.polls++
 	cpu0 := sp.threadCPU()
 	deadline := now() + sp.budget
 	for {
 		n, errno := epollWaitRaw(l.ep, l.events, 0)
 		if n != 0 || errno != 0 {
-			d := sp.threadCPU() - cpu0
-			sp.spun += d
-			sp.unpubHit++
-			sp.unpubCPU += d
+			sp.spun += sp.threadCPU() - cpu0
+			sp.hits++
 			sp.result(true)
 			return n, errno
 		}
@@ -324,10 +320,8 @@ func (l *eventLoop) wait() (int, syscall.Errno) {
 		}
 		schedYield()
 	}
-	d := sp.threadCPU() - cpu0
-	sp.spun += d
-	sp.unpubMiss++
-	sp.unpubCPU += d
+	sp.spun += sp.threadCPU() - cpu0
+	sp.misses++
 	sp.result(false)
 	return epollWaitRaw(l.ep, l.events, loopWaitMillis)
 }

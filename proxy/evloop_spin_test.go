@@ -169,8 +169,8 @@ func TestLoopWaitPolls(t *testing.T) {
 	if _, err := unix.Write(fds[1], []byte{1}); err != nil {
 		t.Fatal(err)
 	}
-	if n, errno := l.wait(); n != 1 || errno != 0 || l.events[0].Fd != int32(fds[0]) || l.spin.polls != 1 {
-		t.Fatalf("wait with data ready = %d, %v after %d polling phases; want 1, by polling", n, errno, l.spin.polls)
+	if n, errno := l.wait(); n != 1 || errno != 0 || l.events[0].Fd != int32(fds[0]) || l.spin.hits != 1 {
+		t.Fatalf("wait with data ready = %d, %v after %d polling phases that found it; want 1, by polling", n, errno, l.spin.hits)
 	}
 	if l.spin.fails != 0 || l.spin.skip != 0 {
 		t.Fatalf("a poll that found data must not back off: %+v", l.spin)

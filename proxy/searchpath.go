@@ -144,10 +144,16 @@ func (s *session) replanOnPathChange(name []byte) (*pgError, error) {
 		Hint:    "prepare it again (DEALLOCATE it, or use a new name) after changing search_path"}, nil
 }
 
+// onlyPinned reports a statement whose only change is pinned names: no
+// value, no output and no COPY data for pgveil to handle.
+func onlyPinned(st *rewrite.Stmt) bool {
+	return st.NamesOnly && st.Outputs == nil && !st.OutputsByOrigin && st.Copy == nil
+}
+
 // samePins reports whether p, a new plan of pt.sql, pins the same names
 // to the same schemas as the text prepared upstream.
 func samePins(p *rewrite.Plan, pt ptStmt) bool {
-	if len(p.Stmts) != 1 || !p.Stmts[0].NamesOnly || p.Stmts[0].Outputs != nil || p.Stmts[0].OutputsByOrigin {
+	if len(p.Stmts) != 1 || !onlyPinned(p.Stmts[0]) {
 		return false
 	}
 	text, err := p.Render(pt.sql, func(*rewrite.Stmt, *rewrite.Slot) (string, error) {

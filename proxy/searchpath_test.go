@@ -82,10 +82,7 @@ func TestSearchPathFollowsTheServer(t *testing.T) {
 	ctx := context.Background()
 	admin := adminConn(t)
 
-	simple := func(c *pgx.Conn, sql string) error {
-		_, err := c.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
-		return err
-	}
+	simple := execSimple
 	// extended runs sql as Parse/Bind/Execute/Sync of the unnamed statement.
 	extended := func(c *pgx.Conn, sql string) error {
 		return c.PgConn().ExecParams(ctx, sql, nil, nil, nil, nil).Read().Err
@@ -398,6 +395,12 @@ func assertSealedIn(t *testing.T, admin *pgx.Conn, secret string) {
 	}
 }
 
+// execSimple runs sql on c in the simple protocol.
+func execSimple(c *pgx.Conn, sql string) error {
+	_, err := c.Exec(context.Background(), sql, pgx.QueryExecModeSimpleProtocol)
+	return err
+}
+
 func firstErr(errs ...error) error {
 	for _, err := range errs {
 		if err != nil {
@@ -553,10 +556,7 @@ func TestPinnedNames(t *testing.T) {
 	admin := adminConn(t)
 	c := connectWithPath(t, p, "sp_other")
 	defer c.Close(ctx)
-	simple := func(c *pgx.Conn, sql string) error {
-		_, err := c.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
-		return err
-	}
+	simple := execSimple
 	count := func(sql string, args ...any) int {
 		t.Helper()
 		var n int

@@ -180,9 +180,6 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 	return all, nil
 }
 
-// opaque refuses a node pgveil does not analyse when it could read an
-// encrypted column: it mentions a configured table or a column name that is
-// encrypted in a relation in scope.
 // touchesProtected reports whether a write to configured table t, inside
 // code pgveil does not analyse, may carry or compare values of a column
 // pgveil manages (encrypted, blind index, key_context): any MERGE, an
@@ -214,6 +211,9 @@ func touchesProtected(n *pg.Node, t *policy.Table) (string, bool) {
 	return hit, hit != ""
 }
 
+// opaque refuses a node pgveil does not analyse when it could read an
+// encrypted column: it mentions a configured table or a column name that is
+// encrypted in a relation in scope.
 func (a *analyzer) opaque(n *pg.Node, sc *scope, what string) *Error {
 	var err *Error
 	walkAll(n, func(c *pg.Node) bool {
