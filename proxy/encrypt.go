@@ -190,7 +190,11 @@ func (s *session) handleQuery(body []byte) error {
 			break
 		}
 	}
-	s.t.push(pending{kind: pendQuery, query: &queryState{plan: p}, sent: time.Now()})
+	qs := &queryState{plan: p}
+	if text != sql {
+		qs.sql, qs.sent = sql, text
+	}
+	s.t.push(pending{kind: pendQuery, query: qs, sent: time.Now()})
 	s.sw.Write(appendQuery(s.scratch[:0], text))
 	return nil
 }
@@ -451,6 +455,9 @@ func (s *session) handleParse(body []byte) error {
 		Plan:       st,
 		SQL:        sql,
 		ParamOIDs:  append([]uint32(nil), pm.ParamOIDs...),
+	}
+	if text != sql {
+		stmt.Sent = text
 	}
 	// The unnamed statement pgveil prepared under its own name before is
 	// replaced now: close it upstream so the server does not keep it.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/pgveil/pgveil/rewrite"
 	"go.uber.org/zap"
 )
 
@@ -273,6 +274,9 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 	case typ == 'E' && ev.cur.injected:
 		s.out = cleanInjectedError(body, s.out[:0])
 		writeMsg(w, 'E', s.out)
+	case typ == 'E' && ev.cur.rewrittenText():
+		s.out = s.clientPositions(body, s.out[:0], &ev.cur)
+		writeMsg(w, 'E', s.out)
 	default:
 		w.Write(hdr)
 		w.Write(body)
@@ -285,6 +289,37 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 		return false
 	}
 	return s.srv.draining.Load() && len(body) > 0 && body[0] == 'I' && s.t.len() == 0
+}
+
+// clientPositions copies the server's ErrorResponse body to dst with its
+// position field mapped from the text pgveil sent for cur to the client's
+// text (rewrite.ClientPosition), so that a caret drawn under the client's
+// statement points where the server meant. A position that cannot be
+// mapped, or any in a session whose client_encoding is not UTF-8 (the
+// field counts characters), is dropped rather than point elsewhere.
+func (s *session) clientPositions(body, dst []byte, cur *pending) []byte {
+	sql, sent := cur.texts()
+	for off := 0; off < len(body) && body[off] != 0; {
+		f := body[off]
+		v, next, ok := cstringBytes(body, off+1)
+		if !ok {
+			return append(dst[:0], body...)
+		}
+		off = next
+		if f == 'P' {
+			if s.nonUTF8.Load() {
+				continue
+			}
+			mapped, ok := rewrite.ClientPosition(sent, sql, string(v), s.backslash.Load())
+			if !ok {
+				continue
+			}
+			v = []byte(mapped)
+		}
+		dst = append(dst, f)
+		dst = append(append(dst, v...), 0)
+	}
+	return append(dst, 0)
 }
 
 // checkDesync counts and logs the tracker falling out of step with the

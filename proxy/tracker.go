@@ -22,6 +22,9 @@ type Statement struct {
 	Plan *rewrite.Stmt
 	// SQL is the client's text (literal offsets in Plan refer to it).
 	SQL string
+	// Sent is the text pgveil prepared upstream when it is not SQL ("" when
+	// it is): the server's error positions point into it.
+	Sent string
 	// ParamOIDs are the parameter types the client declared at Parse.
 	ParamOIDs []uint32
 }
@@ -97,9 +100,33 @@ type pending struct {
 	void bool
 }
 
+// texts are the client's text behind p and the text pgveil sent upstream
+// instead; sent is "" when pgveil sent the client's text.
+func (p *pending) texts() (sql, sent string) {
+	switch {
+	case p.query != nil:
+		return p.query.sql, p.query.sent
+	case p.stmt != nil:
+		return p.stmt.SQL, p.stmt.Sent
+	case p.portal != nil && p.portal.Stmt != nil:
+		return p.portal.Stmt.SQL, p.portal.Stmt.Sent
+	}
+	return "", ""
+}
+
+// rewrittenText reports whether the server's answers to p refer to a text
+// other than the client's.
+func (p *pending) rewrittenText() bool {
+	_, sent := p.texts()
+	return sent != ""
+}
+
 // queryState is the bookkeeping of one simple Query in flight.
 type queryState struct {
 	plan *rewrite.Plan
+	// sql is the client's text and sent the text pgveil sent instead
+	// ("" when it sent sql): the server's error positions point into sent.
+	sql, sent string
 	// stmt is the index of the statement whose results are arriving; it
 	// advances at each CommandComplete or EmptyQueryResponse.
 	stmt int

@@ -1,0 +1,128 @@
+package rewrite
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestClientPosition(t *testing.T) {
+	// at is the 1-based character position of the first occurrence of
+	// marker in s, as the server reports it.
+	at := func(s, marker string) string {
+		i := strings.Index(s, marker)
+		if i < 0 {
+			t.Fatalf("%q not in %q", marker, s)
+		}
+		return strconv.Itoa(utf8.RuneCountInString(s[:i]) + 1)
+	}
+	const ct = `'\x0102a1b2c3d4e5f60718293a4b5c6d7e8f'`
+	for _, tc := range []struct {
+		name, orig, sent string
+		pos              string // in sent
+		want             string // in orig; "" = not mappable
+	}{
+		{name: "same text", orig: "SELECT nosuch", sent: "SELECT nosuch", pos: "8", want: "8"},
+		{name: "after a replaced literal",
+			orig: "SELECT name FROM t WHERE email = 'a@b.c' AND nosuch = 1",
+			sent: "SELECT name FROM t WHERE email_bidx = " + ct + " AND nosuch = 1",
+			pos:  at("SELECT name FROM t WHERE email_bidx = "+ct+" AND nosuch = 1", "nosuch"), want: "46"},
+		{name: "inside a replaced literal: its start",
+			orig: "INSERT INTO t (a, b) VALUES ('x', 'plain')",
+			sent: "INSERT INTO t (a, b) VALUES ('x', " + ct + ")",
+			pos:  at("INSERT INTO t (a, b) VALUES ('x', "+ct+")", "a1b2"), want: "35"},
+		{name: "a kept token after inserted ones",
+			orig: "UPDATE t SET email = 'v' WHERE id = 1",
+			sent: "UPDATE t SET email = " + ct + ", email_bidx = " + ct + " WHERE id = 1",
+			pos:  at("UPDATE t SET email = "+ct+", email_bidx = "+ct+" WHERE id = 1", "WHERE"), want: "26"},
+		{name: "inserted select-list column maps to the token after it",
+			orig: "SELECT phone FROM t WHERE nosuch",
+			sent: "SELECT phone, org_id FROM t WHERE nosuch",
+			pos:  "15", want: "14"},
+		{name: "a schema pinned before a name",
+			orig: "INSERT INTO secrets (body) VALUES (nosuch)",
+			sent: "INSERT INTO sp_other.secrets (body) VALUES (nosuch)",
+			pos:  "45", want: "36"},
+		{name: "pinned quoted name without a space",
+			orig: `INSERT INTO"secrets"(body) VALUES (nosuch)`,
+			sent: `INSERT INTO sp_other."secrets"(body) VALUES (nosuch)`,
+			pos:  "46", want: "36"},
+		{name: "the end of the text",
+			orig: "SELECT email FROM t WHERE email = 'a' AND (",
+			sent: "SELECT email, org_id FROM t WHERE email_bidx = " + ct + " AND (",
+			pos:  strconv.Itoa(len("SELECT email, org_id FROM t WHERE email_bidx = "+ct+" AND (") + 1), want: strconv.Itoa(len("SELECT email FROM t WHERE email = 'a' AND (") + 1)},
+		{name: "characters, not bytes",
+			orig: "SELECT 'é', email FROM t WHERE email = 'ü' AND nosuch",
+			sent: "SELECT 'é', email, org_id FROM t WHERE email_bidx = " + ct + " AND nosuch",
+			pos:  at("SELECT 'é', email, org_id FROM t WHERE email_bidx = "+ct+" AND nosuch", "nosuch"), want: "48"},
+		{name: "leading comment",
+			orig: "/* c */ SELECT phone FROM t WHERE nosuch",
+			sent: "/* c */ SELECT phone, org_id FROM t WHERE nosuch",
+			pos:  "2", want: "2"},
+		{name: "second statement",
+			orig: "SELECT 1; INSERT INTO t (email) VALUES ('a'); SELECT nosuch",
+			sent: "SELECT 1; INSERT INTO t (email, email_bidx) VALUES (" + ct + ", " + ct + "); SELECT nosuch",
+			pos:  at("SELECT 1; INSERT INTO t (email, email_bidx) VALUES ("+ct+", "+ct+"); SELECT nosuch", "nosuch"), want: "54"},
+		{name: "not a number", orig: "SELECT a", sent: "SELECT b", pos: "x", want: ""},
+		{name: "zero", orig: "SELECT a", sent: "SELECT b", pos: "0", want: ""},
+		{name: "past the end", orig: "SELECT a", sent: "SELECT b", pos: "10", want: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := ClientPosition(tc.sent, tc.orig, tc.pos, false)
+			if tc.want == "" {
+				if ok {
+					t.Fatalf("mapped %s to %s, want no mapping", tc.pos, got)
+				}
+				return
+			}
+			if !ok || got != tc.want {
+				n, _ := strconv.Atoi(got)
+				t.Fatalf("got %s (ok %v, %q), want %s", got, ok, fromCharTest(tc.orig, n), tc.want)
+			}
+		})
+	}
+}
+
+// TestClientPositionKeptTokens: every token the rewrite kept maps to
+// itself, whatever was inserted or replaced around it.
+func TestClientPositionKeptTokens(t *testing.T) {
+	orig := "INSERT INTO t (org_id, email, phone, note) VALUES (7, 'a@b', '555', 'n1'), (8, 'c@d', NULL, 'n2') RETURNING id, note"
+	sent := "INSERT INTO app.t (org_id, email, email_bidx, phone, note) VALUES (7, '\\xaa', '\\xbb', '\\xcc', 'n1'), (8, '\\xdd', '\\xee', NULL, 'n2') RETURNING id, note, org_id"
+	for _, tok := range []string{"INSERT", "org_id", "phone", "note", "VALUES", "7", "'n1'", "8", "NULL", "'n2'", "RETURNING"} {
+		i, j := strings.Index(sent, tok), strings.Index(orig, tok)
+		got, ok := ClientPosition(sent, orig, strconv.Itoa(i+1), false)
+		if !ok || got != strconv.Itoa(j+1) {
+			t.Errorf("%s: at %d of sent, mapped to %s, want %d", tok, i+1, got, j+1)
+		}
+	}
+}
+
+// TestClientPositionBounded: a text beyond posMaxLen, or one that keeps
+// no token in step, is not mapped rather than mapped slowly.
+func TestClientPositionBounded(t *testing.T) {
+	long := "SELECT " + strings.Repeat("a, ", posMaxLen/3) + "b"
+	if _, ok := ClientPosition(long+" ", long, "1", false); ok {
+		t.Fatal("a text over posMaxLen was mapped")
+	}
+	// Thousands of tokens, none shared: the search gives up within budget.
+	var a, b strings.Builder
+	for i := 0; i < 20000; i++ {
+		a.WriteString("x" + strconv.Itoa(i) + " ")
+		b.WriteString("y" + strconv.Itoa(i) + " ")
+	}
+	if got, ok := ClientPosition(a.String(), b.String(), "100", false); ok && got != "1" {
+		t.Fatalf("unrelated texts mapped to %s", got)
+	}
+}
+
+func fromCharTest(s string, pos int) string {
+	n := 1
+	for i := range s {
+		if n == pos {
+			return s[i:]
+		}
+		n++
+	}
+	return ""
+}
