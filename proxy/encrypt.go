@@ -192,7 +192,7 @@ func (s *session) handleQuery(body []byte) error {
 	}
 	qs := &queryState{plan: p}
 	if text != sql {
-		qs.sql, qs.sent = sql, text
+		qs.sql, qs.sent, qs.backslash = sql, text, s.backslash.Load()
 	}
 	s.t.push(pending{kind: pendQuery, query: qs, sent: time.Now()})
 	s.sw.Write(appendQuery(s.scratch[:0], text))
@@ -457,7 +457,7 @@ func (s *session) handleParse(body []byte) error {
 		ParamOIDs:  append([]uint32(nil), pm.ParamOIDs...),
 	}
 	if text != sql {
-		stmt.Sent = text
+		stmt.Sent, stmt.sentBackslash = text, s.backslash.Load()
 	}
 	// The unnamed statement pgveil prepared under its own name before is
 	// replaced now: close it upstream so the server does not keep it.

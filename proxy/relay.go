@@ -298,7 +298,7 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 // mapped, or any in a session whose client_encoding is not UTF-8 (the
 // field counts characters), is dropped rather than point elsewhere.
 func (s *session) clientPositions(body, dst []byte, cur *pending) []byte {
-	sql, sent := cur.texts()
+	sql, sent, backslash := cur.texts()
 	for off := 0; off < len(body) && body[off] != 0; {
 		f := body[off]
 		v, next, ok := cstringBytes(body, off+1)
@@ -310,7 +310,7 @@ func (s *session) clientPositions(body, dst []byte, cur *pending) []byte {
 			if s.nonUTF8.Load() {
 				continue
 			}
-			mapped, ok := rewrite.ClientPosition(sent, sql, string(v), s.backslash.Load())
+			mapped, ok := rewrite.ClientPosition(sent, sql, string(v), backslash)
 			if !ok {
 				continue
 			}

@@ -23,8 +23,10 @@ type Statement struct {
 	// SQL is the client's text (literal offsets in Plan refer to it).
 	SQL string
 	// Sent is the text pgveil prepared upstream when it is not SQL ("" when
-	// it is): the server's error positions point into it.
-	Sent string
+	// it is): the server's error positions point into it. sentBackslash is
+	// standard_conforming_strings = off when it was written.
+	Sent          string
+	sentBackslash bool
 	// ParamOIDs are the parameter types the client declared at Parse.
 	ParamOIDs []uint32
 }
@@ -101,23 +103,24 @@ type pending struct {
 }
 
 // texts are the client's text behind p and the text pgveil sent upstream
-// instead; sent is "" when pgveil sent the client's text.
-func (p *pending) texts() (sql, sent string) {
+// instead (sent is "" when pgveil sent the client's text), and whether
+// backslashes escaped in plain strings when they were written.
+func (p *pending) texts() (sql, sent string, backslash bool) {
 	switch {
 	case p.query != nil:
-		return p.query.sql, p.query.sent
+		return p.query.sql, p.query.sent, p.query.backslash
 	case p.stmt != nil:
-		return p.stmt.SQL, p.stmt.Sent
+		return p.stmt.SQL, p.stmt.Sent, p.stmt.sentBackslash
 	case p.portal != nil && p.portal.Stmt != nil:
-		return p.portal.Stmt.SQL, p.portal.Stmt.Sent
+		return p.portal.Stmt.SQL, p.portal.Stmt.Sent, p.portal.Stmt.sentBackslash
 	}
-	return "", ""
+	return "", "", false
 }
 
 // rewrittenText reports whether the server's answers to p refer to a text
 // other than the client's.
 func (p *pending) rewrittenText() bool {
-	_, sent := p.texts()
+	_, sent, _ := p.texts()
 	return sent != ""
 }
 
@@ -126,7 +129,9 @@ type queryState struct {
 	plan *rewrite.Plan
 	// sql is the client's text and sent the text pgveil sent instead
 	// ("" when it sent sql): the server's error positions point into sent.
+	// backslash is standard_conforming_strings = off when it was sent.
 	sql, sent string
+	backslash bool
 	// stmt is the index of the statement whose results are arriving; it
 	// advances at each CommandComplete or EmptyQueryResponse.
 	stmt int

@@ -17,20 +17,17 @@ import (
 // from the rewrite: it costs nothing on the statement path, and it also
 // covers the texts that a shape plan or a literal fill produced. pgveil's
 // edits insert and replace whole tokens and keep every other token, in
-// order, so the two token sequences are aligned greedily: equal tokens
-// pair up, and at a difference the alignment resumes at the nearest pair
-// of positions where posRun tokens agree again (fewest tokens skipped on
-// both sides together, an insertion before a replacement). A position in
-// a kept token maps into the same token of the client's text; one in a
-// token pgveil inserted or replaced maps to the start of the client's
-// token at that point (the literal a ciphertext replaced, or the token
-// before which names were inserted).
+// order, so the two token sequences are aligned as a longest common
+// subsequence (alignTokens). A position in a kept token maps into the same
+// token of the client's text; one in a token pgveil inserted or replaced
+// maps to the start of the client's token at that point (the literal a
+// ciphertext replaced, the name a schema was pinned to). Texts that differ
+// in more than posMaxEdits tokens are not mapped: the position is dropped.
 
 const (
-	posWindow = 64      // tokens skipped on either side when resyncing, at most
-	posRun    = 3       // tokens that must agree for a resync
-	posBudget = 1 << 20 // token comparisons per mapping, at most
-	posMaxLen = 1 << 20 // longest text whose positions are mapped
+	posMaxEdits = 1024    // tokens inserted or removed, at most (the trace holds about posMaxEdits² int32s)
+	posBudget   = 1 << 22 // comparisons and diagonals per mapping, at most
+	posMaxLen   = 1 << 20 // longest text whose positions are mapped
 )
 
 // ClientPosition maps pos, the value of an ErrorResponse's position field
@@ -97,9 +94,9 @@ func mapOffset(sent, orig string, off int, backslash bool) (int, bool) {
 	return match[k].at(b, off-a[k].start), true
 }
 
-// tokMatch is where a token of sent comes from: token j of orig, or, when
-// kept is false, the point in orig before token j (j may be len(orig's
-// tokens): the end).
+// tokMatch is where a token of sent comes from: token j of orig when kept,
+// else the point in orig before token j (j may be len of orig's tokens:
+// the end).
 type tokMatch struct {
 	j    int
 	kept bool
@@ -136,60 +133,95 @@ func lexAll(s string, backslash bool) []token {
 	}
 }
 
-// alignTokens pairs the tokens a of sent with the tokens b of orig (see
-// the comment at the top of the file).
+// alignTokens pairs the tokens a of sent with the tokens b of orig: a
+// longest common subsequence of the two (Myers' O(ND) difference
+// algorithm), so that every token pgveil kept pairs with itself however
+// close its edits are. A token of sent outside the subsequence maps to
+// the point in orig where the next kept token's match begins. ok is false
+// when the texts differ in more than posMaxEdits tokens or the search
+// takes more than posBudget steps.
 func alignTokens(sent, orig string, a, b []token) ([]tokMatch, bool) {
-	match := make([]tokMatch, len(a))
+	n, m := len(a), len(b)
 	budget := posBudget
-	same := func(i, j int) bool {
+	eq := func(x, y int) bool {
 		budget--
-		return sent[a[i].start:a[i].end] == orig[b[j].start:b[j].end]
+		return sent[a[x].start:a[x].end] == orig[b[y].start:b[y].end]
 	}
-	// agree reports whether posRun tokens agree from (i, j), or both texts
-	// end together before that.
-	agree := func(i, j int) bool {
-		for k := 0; k < posRun; k++ {
-			if i+k >= len(a) || j+k >= len(b) {
-				return i+k >= len(a) && j+k >= len(b)
+	// trace[d] holds v for diagonals -d..d after round d: v[k+d] is the
+	// furthest x reached on diagonal k = x - y.
+	var trace [][]int32
+	var prev []int32
+	dEnd := -1
+	for d := 0; d <= posMaxEdits && dEnd < 0; d++ {
+		v := make([]int32, 2*d+1)
+		get := func(k int) int { return int(prev[k+d-1]) } // prev spans -(d-1)..d-1
+		for k := -d; k <= d; k += 2 {
+			var x int
+			switch {
+			case d == 0:
+				x = 0
+			case k == -d || k != d && get(k-1) < get(k+1):
+				x = get(k + 1) // down: a token of orig that sent lacks
+			default:
+				x = get(k-1) + 1 // right: a token pgveil added
 			}
-			if !same(i+k, j+k) {
-				return false
+			y := x - k
+			for x < n && y < m && eq(x, y) {
+				x, y = x+1, y+1
 			}
-		}
-		return true
-	}
-	i, j := 0, 0
-	for i < len(a) {
-		if budget < 0 {
-			return nil, false
-		}
-		if j < len(b) && same(i, j) {
-			match[i] = tokMatch{j, true}
-			i, j = i+1, j+1
-			continue
-		}
-		x, y, found := 0, 0, false
-	search:
-		for d := 1; d <= 2*posWindow; d++ {
-			for x = min(d, posWindow); x >= 0 && d-x <= posWindow; x-- {
-				y = d - x
-				if i+x > len(a) || j+y > len(b) {
-					continue
-				}
-				if agree(i+x, j+y) {
-					found = true
-					break search
-				}
+			if budget < 0 {
+				return nil, false
+			}
+			budget -= 1
+			v[k+d] = int32(x)
+			if x >= n && y >= m {
+				dEnd = d
 			}
 		}
-		if !found {
-			// No way back into step: the rest of sent maps to here.
-			x, y = len(a)-i, 0
-		}
-		for k := i; k < i+x; k++ {
-			match[k] = tokMatch{j: j}
-		}
-		i, j = i+x, j+y
+		trace = append(trace, v)
+		prev = v
 	}
-	return match, budget >= 0
+	if dEnd < 0 {
+		return nil, false
+	}
+	// Walk back from the end, pairing the diagonal steps.
+	pair := make([]int, n)
+	for i := range pair {
+		pair[i] = -1
+	}
+	x, y := n, m
+	for d := dEnd; d > 0; d-- {
+		v := trace[d-1]
+		get := func(k int) int { return int(v[k+d-1]) }
+		k := x - y
+		pk := k - 1
+		if k == -d || k != d && get(k-1) < get(k+1) {
+			pk = k + 1
+		}
+		px := get(pk)
+		py := px - pk
+		for x > px && y > py {
+			x, y = x-1, y-1
+			pair[x] = y
+		}
+		x, y = px, py
+	}
+	for x > 0 && y > 0 {
+		x, y = x-1, y-1
+		pair[x] = y
+	}
+	// An unpaired token of sent maps to the token of orig after the last
+	// pair before it: the literal a ciphertext replaced, the name a schema
+	// was pinned to, the token after an inserted column.
+	match := make([]tokMatch, n)
+	after := 0
+	for i := range match {
+		if pair[i] >= 0 {
+			match[i] = tokMatch{pair[i], true}
+			after = pair[i] + 1
+		} else {
+			match[i] = tokMatch{j: after}
+		}
+	}
+	return match, true
 }

@@ -64,6 +64,23 @@ func TestClientPosition(t *testing.T) {
 			orig: "SELECT 1; INSERT INTO t (email) VALUES ('a'); SELECT nosuch",
 			sent: "SELECT 1; INSERT INTO t (email, email_bidx) VALUES (" + ct + ", " + ct + "); SELECT nosuch",
 			pos:  at("SELECT 1; INSERT INTO t (email, email_bidx) VALUES ("+ct+", "+ct+"); SELECT nosuch", "nosuch"), want: "54"},
+		{name: "edits next to each other: the second of two pinned names",
+			orig: "SELECT * FROM a, a",
+			sent: "SELECT * FROM s.a, s.a",
+			pos:  "20", want: "18"},
+		{name: "the operator between a renamed column and a ciphertext",
+			orig: "SELECT 1 FROM t WHERE email = 'a'",
+			sent: "SELECT 1 FROM t WHERE email_bidx = " + ct,
+			pos:  "34", want: "29"},
+		{name: "a renamed column: the client's column",
+			orig: "SELECT 1 FROM t WHERE email = 'a'",
+			sent: "SELECT 1 FROM t WHERE email_bidx = " + ct,
+			pos:  "27", want: "23"},
+		{name: "after a long IN list of ciphertexts",
+			orig: "SELECT 1 FROM t WHERE email IN (" + strings.Repeat("'p', ", 40) + "'q') AND nosuch",
+			sent: "SELECT 1 FROM t WHERE email_bidx IN (" + strings.Repeat(ct+", ", 40) + ct + ") AND nosuch",
+			pos:  at("SELECT 1 FROM t WHERE email_bidx IN ("+strings.Repeat(ct+", ", 40)+ct+") AND nosuch", "nosuch"),
+			want: at("SELECT 1 FROM t WHERE email IN ("+strings.Repeat("'p', ", 40)+"'q') AND nosuch", "nosuch")},
 		{name: "not a number", orig: "SELECT a", sent: "SELECT b", pos: "x", want: ""},
 		{name: "zero", orig: "SELECT a", sent: "SELECT b", pos: "0", want: ""},
 		{name: "past the end", orig: "SELECT a", sent: "SELECT b", pos: "10", want: ""},
@@ -105,14 +122,28 @@ func TestClientPositionBounded(t *testing.T) {
 	if _, ok := ClientPosition(long+" ", long, "1", false); ok {
 		t.Fatal("a text over posMaxLen was mapped")
 	}
-	// Thousands of tokens, none shared: the search gives up within budget.
+	// More than posMaxEdits tokens apart: dropped, not pointed elsewhere.
 	var a, b strings.Builder
 	for i := 0; i < 20000; i++ {
 		a.WriteString("x" + strconv.Itoa(i) + " ")
 		b.WriteString("y" + strconv.Itoa(i) + " ")
 	}
-	if got, ok := ClientPosition(a.String(), b.String(), "100", false); ok && got != "1" {
+	if got, ok := ClientPosition(a.String(), b.String(), "100", false); ok {
 		t.Fatalf("unrelated texts mapped to %s", got)
+	}
+	// Just within posMaxEdits: still mapped, exactly.
+	a.Reset()
+	b.Reset()
+	for i := 0; i < posMaxEdits/2-2; i++ {
+		a.WriteString("x" + strconv.Itoa(i) + " k ")
+		b.WriteString("y" + strconv.Itoa(i) + " k ")
+	}
+	a.WriteString("nosuch")
+	b.WriteString("nosuch")
+	sent, orig := a.String(), b.String()
+	got, ok := ClientPosition(sent, orig, strconv.Itoa(len(sent)-5), false)
+	if want := strconv.Itoa(len(orig) - 5); !ok || got != want {
+		t.Fatalf("%d edits: mapped to %s (ok %v), want %s", posMaxEdits-4, got, ok, want)
 	}
 }
 
