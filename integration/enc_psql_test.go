@@ -87,6 +87,31 @@ func TestEncPsql(t *testing.T) {
 			t.Errorf("the statement after the refusal ran (%d rows, %v)", n, err)
 		}
 	})
+
+	// psql draws the server's error position as a caret under the
+	// statement; pgveil rewrote these statements (a tenant column added to
+	// the output, the blind index and a ciphertext in the WHERE), and the
+	// caret must still stand under the client's own token.
+	t.Run("error_caret", func(t *testing.T) {
+		for _, sql := range []string{
+			"SELECT email FROM users WHERE nosuch = 1",
+			"SELECT 1 FROM users WHERE email = 'x@y' AND nosuch = 1",
+		} {
+			res := runPsql(t, ctx, url, nil, nil, "-c", sql)
+			lines := strings.Split(res.Stderr, "\n")
+			caret := -1
+			for i, l := range lines {
+				if strings.HasPrefix(l, "LINE 1: ") && i+1 < len(lines) {
+					if c := strings.IndexByte(lines[i+1], '^'); c >= 0 && strings.HasPrefix(l[c:], "nosuch") {
+						caret = c
+					}
+				}
+			}
+			if res.Code == 0 || !strings.Contains(res.Stderr, `column "nosuch" does not exist`) || caret < 0 {
+				t.Errorf("%s: exit %d, want the caret under nosuch; stderr:\n%s", sql, res.Code, res.Stderr)
+			}
+		}
+	})
 }
 
 // compareOutput compares a program's output line by line.

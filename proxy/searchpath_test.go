@@ -571,6 +571,15 @@ func TestPinnedNames(t *testing.T) {
 	if n := count("SELECT count(*) FROM sp_other.secrets WHERE body = 'pin-quoted'"); n != 1 {
 		t.Fatalf("sp_other.secrets holds %d rows of the quoted INSERT", n)
 	}
+	// The error position of a pinned statement points into the client's
+	// text, not the pinned one.
+	for _, sql := range []string{"INSERT INTO secrets (body) VALUES (nosuch)", `SELECT * FROM"secrets"WHERE nosuch`} {
+		err := simple(c, sql)
+		var pe *pgconn.PgError
+		if want := int32(strings.Index(sql, "nosuch") + 1); !errors.As(err, &pe) || pe.Position != want {
+			t.Fatalf("%s: want an error at the position of nosuch (%d), got %v", sql, want, err)
+		}
+	}
 	// Three parameter types declared, one used: the server sees all three.
 	pc := c.PgConn()
 	sd, err := pc.Prepare(ctx, "pin3", "SELECT count(*) FROM secrets WHERE body = $1", []uint32{25, 25, 23})
