@@ -157,3 +157,61 @@ func fromCharTest(s string, pos int) string {
 	}
 	return ""
 }
+
+// FuzzClientPosition: pgveil's edits insert tokens and keep the others, so
+// for any text and any insertions every kept token maps to itself; and no
+// input panics.
+func FuzzClientPosition(f *testing.F) {
+	f.Add("SELECT a, b FROM t WHERE c = 'x' AND d = 1", uint64(7), "3")
+	f.Add("INSERT INTO t (a) VALUES ($1), (E'\\\\x'), ($$q$$) RETURNING *; SELECT 1", uint64(99), "12")
+	f.Add("/* c */ SELECT 'é' -- x\n, \"Q\"\"x\" FROM s.t", uint64(3), "40")
+	f.Fuzz(func(t *testing.T, orig string, seed uint64, pos string) {
+		if len(orig) > 4000 {
+			return
+		}
+		// Arbitrary texts and positions: any answer, no panic.
+		ClientPosition(orig+" x", orig, pos, false)
+		ClientPosition(orig, strings.ToUpper(orig), pos, true)
+		if !utf8.ValidString(orig) {
+			return
+		}
+		toks := lexAll(orig, false)
+		if len(toks) > 400 {
+			return
+		}
+		// Insert a fresh identifier before some tokens (and at the end).
+		var b strings.Builder
+		kept := make([]int, len(toks)) // start of each token in sent
+		prev, r := 0, seed|1
+		for i, tk := range toks {
+			b.WriteString(orig[prev:tk.start])
+			r ^= r << 13
+			r ^= r >> 7
+			r ^= r << 17
+			if r%3 == 0 {
+				b.WriteString(" zzqins" + strconv.Itoa(i) + " ")
+			}
+			kept[i] = b.Len()
+			b.WriteString(orig[tk.start:tk.end])
+			prev = tk.end
+		}
+		b.WriteString(orig[prev:])
+		if seed%2 == 0 {
+			b.WriteString(" zzqend")
+		}
+		sent := b.String()
+		if got := lexAll(sent, false); len(got) < len(toks) {
+			return // the insertion changed how the text lexes (a token cut short by an error)
+		}
+		chars := func(s string, off int) string { return strconv.Itoa(utf8.RuneCountInString(s[:off]) + 1) }
+		for i, tk := range toks {
+			if tk.kind == tError {
+				continue
+			}
+			got, ok := ClientPosition(sent, orig, chars(sent, kept[i]), false)
+			if want := chars(orig, tk.start); !ok || got != want {
+				t.Fatalf("token %d %q: at %s of sent %q mapped to %s (ok %v), want %s", i, orig[tk.start:tk.end], chars(sent, kept[i]), sent, got, ok, want)
+			}
+		}
+	})
+}
