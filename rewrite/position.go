@@ -25,9 +25,10 @@ import (
 // in more than posMaxEdits tokens are not mapped: the position is dropped.
 
 const (
-	posMaxEdits = 1024    // tokens inserted or removed, at most (the trace holds about posMaxEdits² int32s)
-	posBudget   = 1 << 22 // comparisons and diagonals per mapping, at most
-	posMaxLen   = 1 << 20 // longest text whose positions are mapped
+	posMaxEdits  = 1024    // tokens inserted or removed, at most (the trace holds about posMaxEdits² int32s: 4 MiB)
+	posBudget    = 1 << 22 // comparisons and diagonals per mapping, at most
+	posMaxLen    = 1 << 20 // longest text whose positions are mapped
+	posMaxTokens = 1 << 16 // most tokens in a text whose positions are mapped (1.5 MiB of tokens each)
 )
 
 // ClientPosition maps pos, the value of an ErrorResponse's position field
@@ -70,7 +71,11 @@ func runeOffset(s string, n int) (int, bool) {
 
 // mapOffset maps the byte offset off in sent to one in orig.
 func mapOffset(sent, orig string, off int, backslash bool) (int, bool) {
-	a, b := lexAll(sent, backslash), lexAll(orig, backslash)
+	a, aok := lexAll(sent, backslash)
+	b, bok := lexAll(orig, backslash)
+	if !aok || !bok || abs(len(a)-len(b)) > posMaxEdits {
+		return 0, false
+	}
 	match, ok := alignTokens(sent, orig, a, b)
 	if !ok {
 		return 0, false
@@ -117,27 +122,38 @@ func (m tokMatch) at(b []token, rel int) int {
 	return t.start + min(rel, max(t.end-t.start-1, 0))
 }
 
-// lexAll is the tokens of s, up to the first lexing error (included).
-func lexAll(s string, backslash bool) []token {
+// lexAll is the tokens of s, up to the first lexing error (included); ok
+// is false past posMaxTokens.
+func lexAll(s string, backslash bool) (ts []token, ok bool) {
 	l := lexer{s: s, backslash: backslash}
-	var ts []token
+	ts = make([]token, 0, min(len(s)/4+1, posMaxTokens))
 	for {
 		t := l.next()
 		if t.kind == tEOF {
-			return ts
+			return ts, true
+		}
+		if len(ts) == posMaxTokens {
+			return nil, false
 		}
 		ts = append(ts, t)
 		if t.kind == tError {
-			return ts
+			return ts, true
 		}
 	}
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
 }
 
 // alignTokens pairs the tokens a of sent with the tokens b of orig: a
 // longest common subsequence of the two (Myers' O(ND) difference
 // algorithm), so that every token pgveil kept pairs with itself however
 // close its edits are. A token of sent outside the subsequence maps to
-// the point in orig where the next kept token's match begins. ok is false
+// the token of orig after the last pair before it. ok is false
 // when the texts differ in more than posMaxEdits tokens or the search
 // takes more than posBudget steps.
 func alignTokens(sent, orig string, a, b []token) ([]tokMatch, bool) {

@@ -122,6 +122,11 @@ func TestClientPositionBounded(t *testing.T) {
 	if _, ok := ClientPosition(long+" ", long, "1", false); ok {
 		t.Fatal("a text over posMaxLen was mapped")
 	}
+	// Too many tokens: dropped without lexing further.
+	parens := strings.Repeat("(", posMaxLen-1)
+	if _, ok := ClientPosition(parens+")", parens, "5", false); ok {
+		t.Fatal("a text over posMaxTokens was mapped")
+	}
 	// More than posMaxEdits tokens apart: dropped, not pointed elsewhere.
 	var a, b strings.Builder
 	for i := 0; i < 20000; i++ {
@@ -175,7 +180,7 @@ func FuzzClientPosition(f *testing.F) {
 		if !utf8.ValidString(orig) {
 			return
 		}
-		toks := lexAll(orig, false)
+		toks, _ := lexAll(orig, false)
 		if len(toks) > 400 {
 			return
 		}
@@ -200,7 +205,7 @@ func FuzzClientPosition(f *testing.F) {
 			b.WriteString(" zzqend")
 		}
 		sent := b.String()
-		if got := lexAll(sent, false); len(got) < len(toks) {
+		if got, _ := lexAll(sent, false); len(got) < len(toks) {
 			return // the insertion changed how the text lexes (a token cut short by an error)
 		}
 		chars := func(s string, off int) string { return strconv.Itoa(utf8.RuneCountInString(s[:off]) + 1) }
