@@ -178,7 +178,7 @@ func (s *session) handleQuery(body []byte) error {
 			s.injectQueryError(refusalFrom(err))
 			return nil
 		}
-		s.srv.metrics.stmtRewritten.Inc()
+		s.countRewritten(p)
 	} else {
 		s.srv.metrics.stmtPassthrough.Inc()
 	}
@@ -197,6 +197,18 @@ func (s *session) handleQuery(body []byte) error {
 	s.t.push(pending{kind: pendQuery, query: qs, sent: time.Now()})
 	s.sw.Write(appendQuery(s.scratch[:0], text))
 	return nil
+}
+
+// countRewritten counts a Rewritten plan: as pinned when pgveil only put
+// schemas before names (see onlyPinned), else as rewritten.
+func (s *session) countRewritten(p *rewrite.Plan) {
+	for _, st := range p.Stmts {
+		if st.Rewritten && !onlyPinned(st) {
+			s.srv.metrics.stmtRewritten.Inc()
+			return
+		}
+	}
+	s.srv.metrics.stmtPinned.Inc()
 }
 
 // fillLiteral seals or indexes one literal of an encrypted column and
@@ -443,7 +455,7 @@ func (s *session) handleParse(body []byte) error {
 			s.injectExtendedError(refusalFrom(err))
 			return nil
 		}
-		s.srv.metrics.stmtRewritten.Inc()
+		s.countRewritten(p)
 	} else {
 		s.srv.metrics.stmtPassthrough.Inc()
 	}

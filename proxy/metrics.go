@@ -24,7 +24,7 @@ type Metrics struct {
 	Errors                               *prometheus.CounterVec // class (SQLSTATE class), source: server | pgveil
 	UpstreamConnect                      prometheus.Histogram
 	TrackerDesyncs                       prometheus.Counter
-	Statements                           *prometheus.CounterVec // kind: passthrough | rewritten | refused
+	Statements                           *prometheus.CounterVec // kind: passthrough | rewritten | pinned | refused
 	ValuesEncrypted                      *prometheus.CounterVec // column: schema.table.column
 	ValuesDecrypted                      *prometheus.CounterVec // column
 	DecryptFailures                      *prometheus.CounterVec // column, reason
@@ -37,6 +37,7 @@ type Metrics struct {
 	SearchPathReads                      prometheus.Counter
 	bytesC2S, bytesS2C, msgsC2S, msgsS2C prometheus.Counter
 	stmtPassthrough, stmtRewritten       prometheus.Counter
+	stmtPinned                           prometheus.Counter
 	phasePlan, phaseCrypto               prometheus.Observer
 	phaseUpstream                        prometheus.Observer
 
@@ -131,6 +132,7 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 	m.msgsS2C = m.Messages.WithLabelValues("server_to_client")
 	m.stmtPassthrough = m.Statements.WithLabelValues("passthrough")
 	m.stmtRewritten = m.Statements.WithLabelValues("rewritten")
+	m.stmtPinned = m.Statements.WithLabelValues("pinned")
 	m.phasePlan = m.PhaseSeconds.WithLabelValues("plan")
 	m.phaseCrypto = m.PhaseSeconds.WithLabelValues("crypto")
 	m.phaseUpstream = m.PhaseSeconds.WithLabelValues("upstream")

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -51,6 +52,14 @@ func TestErrorPositionsPointIntoTheClientsText(t *testing.T) {
 		// Not rewritten: the server's own position passes through.
 		{sql: "SELECT name FROM enc_users WHERE name = 'a' AND nosuch = 1", marker: "nosuch"},
 	}
+	pinned, rewritten := testutil.ToFloat64(p.srv.metrics.stmtPinned), testutil.ToFloat64(p.srv.metrics.stmtRewritten)
+	defer func() {
+		// The statements that carried values counted as rewritten, none as pinned.
+		if testutil.ToFloat64(p.srv.metrics.stmtRewritten) == rewritten || testutil.ToFloat64(p.srv.metrics.stmtPinned) != pinned {
+			t.Errorf("pgveil_statements_total: rewritten %v→%v, pinned %v→%v", rewritten, testutil.ToFloat64(p.srv.metrics.stmtRewritten),
+				pinned, testutil.ToFloat64(p.srv.metrics.stmtPinned))
+		}
+	}()
 	modes := []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec,
 		pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec}
 	for _, tc := range cases {

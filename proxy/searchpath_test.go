@@ -565,8 +565,12 @@ func TestPinnedNames(t *testing.T) {
 		}
 		return n
 	}
+	pinned, rewritten := testutil.ToFloat64(p.srv.metrics.stmtPinned), testutil.ToFloat64(p.srv.metrics.stmtRewritten)
 	if err := simple(c, `INSERT INTO"secrets"(body) VALUES ('pin-quoted')`); err != nil {
 		t.Fatalf("quoted name after a keyword: %v", err)
+	}
+	if dp, dr := testutil.ToFloat64(p.srv.metrics.stmtPinned)-pinned, testutil.ToFloat64(p.srv.metrics.stmtRewritten)-rewritten; dp != 1 || dr != 0 {
+		t.Fatalf("a pinned INSERT counted %v pinned and %v rewritten, want 1 and 0", dp, dr)
 	}
 	if n := count("SELECT count(*) FROM sp_other.secrets WHERE body = 'pin-quoted'"); n != 1 {
 		t.Fatalf("sp_other.secrets holds %d rows of the quoted INSERT", n)
