@@ -86,6 +86,24 @@ func TestErrorPositionsPointIntoTheClientsText(t *testing.T) {
 	}
 }
 
+func TestClientName(t *testing.T) {
+	st := &Statement{Name: "s1", ServerName: "pgveil_ab_1"}
+	for in, want := range map[string]string{
+		`prepared statement "pgveil_ab_1" does not exist`:      `prepared statement "s1" does not exist`,
+		`vorbereitete Anweisung »pgveil_ab_1« existiert nicht`: `vorbereitete Anweisung »s1« existiert nicht`,
+		`pgveil_ab_12 and pgveil_ab_1, pgveil_ab_1`:            `pgveil_ab_12 and s1, s1`,
+		`nothing here`: `nothing here`,
+	} {
+		if got := string(clientName([]byte(in), st)); got != want {
+			t.Errorf("clientName(%q) = %q, want %q", in, got, want)
+		}
+	}
+	un := &Statement{ServerName: "pgveil_ab_2"}
+	if got := string(clientName([]byte(`prepared statement "pgveil_ab_2" does not exist`), un)); got != "unnamed prepared statement does not exist" {
+		t.Errorf("unnamed: %q", got)
+	}
+}
+
 // fromChar is sql from the 1-based character position pos on.
 func fromChar(sql string, pos int32) string {
 	n := int32(1)
@@ -96,4 +114,45 @@ func fromChar(sql string, pos int32) string {
 		n++
 	}
 	return ""
+}
+
+// TestUpstreamNamesStayHidden: pgveil prepares a statement it plans under
+// a name of its own; when that Parse failed, a Bind or Describe of the
+// client's name gets the server's error about the client's name, as it
+// would directly, not about pgveil's.
+func TestUpstreamNamesStayHidden(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startEncProxy(t)
+	defer p.stop(t, 10*time.Second)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	pc := c.PgConn()
+	for _, tc := range []struct{ name, sql, want string }{
+		{"s1", "SELECT name FROM enc_users WHERE email = $1 AND nosuch = 1", `prepared statement "s1" does not exist`},
+		{"", "SELECT name FROM enc_users WHERE email = $1 AND nosuch = 1", "unnamed prepared statement does not exist"},
+		// A pass-through statement keeps its own name upstream.
+		{"s2", "SELECT nosuch FROM enc_notes WHERE $1::text IS NULL", `prepared statement "s2" does not exist`},
+	} {
+		if _, err := pc.Prepare(ctx, tc.name, tc.sql, nil); err == nil {
+			t.Fatalf("%q: Parse succeeded", tc.sql)
+		}
+		err := pc.ExecPrepared(ctx, tc.name, [][]byte{[]byte("a")}, nil, nil).Read().Err
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "26000" || pe.Message != tc.want {
+			t.Errorf("Bind of %q after its Parse failed: %v, want 26000 %s", tc.name, err, tc.want)
+		}
+		if _, err := pc.Prepare(ctx, tc.name+"x", "SELECT 1", nil); err != nil {
+			t.Fatal(err) // the connection is still in step
+		}
+		if _, err := pc.Prepare(ctx, tc.name+"x", "SELECT 1", nil); err == nil || !strings.Contains(err.Error(), `"`+tc.name+`x"`) {
+			t.Errorf("second Parse of %q: %v, want the server's duplicate-name error naming it", tc.name+"x", err)
+		}
+		if _, err := pc.Exec(ctx, "DEALLOCATE ALL").ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -274,8 +275,8 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 	case typ == 'E' && ev.cur.injected:
 		s.out = cleanInjectedError(body, s.out[:0])
 		writeMsg(w, 'E', s.out)
-	case typ == 'E' && ev.cur.rewrittenText():
-		s.out = s.clientPositions(body, s.out[:0], &ev.cur)
+	case typ == 'E' && ev.cur.serverWords():
+		s.out = s.clientWords(body, s.out[:0], &ev.cur)
 		writeMsg(w, 'E', s.out)
 	default:
 		w.Write(hdr)
@@ -291,14 +292,24 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 	return s.srv.draining.Load() && len(body) > 0 && body[0] == 'I' && s.t.len() == 0
 }
 
-// clientPositions copies the server's ErrorResponse body to dst with its
-// position field mapped from the text pgveil sent for cur to the client's
-// text (rewrite.ClientPosition), so that a caret drawn under the client's
-// statement points where the server meant. A position that cannot be
-// mapped, or any in a session whose client_encoding is not UTF-8 (the
-// field counts characters), is dropped rather than point elsewhere.
-func (s *session) clientPositions(body, dst []byte, cur *pending) []byte {
+// clientWords copies the server's ErrorResponse body for cur to dst in
+// the client's words:
+//   - the position field is mapped from the text pgveil sent to the
+//     client's text (rewrite.ClientPosition), so that a caret drawn under
+//     the client's statement points where the server meant. A position
+//     that cannot be mapped, or any in a session whose client_encoding is
+//     not UTF-8 (the field counts characters), is dropped rather than
+//     point elsewhere;
+//   - the upstream name of a statement pgveil prepared becomes the
+//     client's name (prepared statement "s1" does not exist, after a
+//     Parse that failed), and the unnamed statement is called unnamed, as
+//     the server calls it.
+func (s *session) clientWords(body, dst []byte, cur *pending) []byte {
 	sql, sent, backslash := cur.texts()
+	var rename *Statement
+	if st := cur.statement(); st != nil && st.ServerName != "" && st.ServerName != st.Name {
+		rename = st
+	}
 	for off := 0; off < len(body) && body[off] != 0; {
 		f := body[off]
 		v, next, ok := cstringBytes(body, off+1)
@@ -306,7 +317,10 @@ func (s *session) clientPositions(body, dst []byte, cur *pending) []byte {
 			return append(dst[:0], body...)
 		}
 		off = next
-		if f == 'P' {
+		if rename != nil && (f == 'M' || f == 'D' || f == 'H') {
+			v = clientName(v, rename)
+		}
+		if f == 'P' && sent != "" {
 			if s.nonUTF8.Load() {
 				continue
 			}
@@ -320,6 +334,34 @@ func (s *session) clientPositions(body, dst []byte, cur *pending) []byte {
 		dst = append(append(dst, v...), 0)
 	}
 	return append(dst, 0)
+}
+
+// clientName replaces, in one field of an error, the upstream name of st
+// (pgveil_<session>_<n>, not followed by another digit) with the
+// client's name. The server's English message about the unnamed
+// statement reads as the server would have written it.
+func clientName(v []byte, st *Statement) []byte {
+	if st.Name == "" && string(v) == `prepared statement "`+st.ServerName+`" does not exist` {
+		return []byte("unnamed prepared statement does not exist")
+	}
+	var out []byte
+	for {
+		i := bytes.Index(v, []byte(st.ServerName))
+		if i < 0 {
+			break
+		}
+		end := i + len(st.ServerName)
+		if end < len(v) && v[end] >= '0' && v[end] <= '9' {
+			out = append(out, v[:end]...)
+		} else {
+			out = append(append(out, v[:i]...), st.Name...)
+		}
+		v = v[end:]
+	}
+	if out == nil {
+		return v
+	}
+	return append(out, v...)
 }
 
 // checkDesync counts and logs the tracker falling out of step with the

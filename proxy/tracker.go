@@ -106,22 +106,36 @@ type pending struct {
 // instead (sent is "" when pgveil sent the client's text), and whether
 // backslashes escaped in plain strings when they were written.
 func (p *pending) texts() (sql, sent string, backslash bool) {
-	switch {
-	case p.query != nil:
+	if p.query != nil {
 		return p.query.sql, p.query.sent, p.query.backslash
-	case p.stmt != nil:
-		return p.stmt.SQL, p.stmt.Sent, p.stmt.sentBackslash
-	case p.portal != nil && p.portal.Stmt != nil:
-		return p.portal.Stmt.SQL, p.portal.Stmt.Sent, p.portal.Stmt.sentBackslash
+	}
+	if st := p.statement(); st != nil {
+		return st.SQL, st.Sent, st.sentBackslash
 	}
 	return "", "", false
 }
 
-// rewrittenText reports whether the server's answers to p refer to a text
-// other than the client's.
-func (p *pending) rewrittenText() bool {
-	_, sent, _ := p.texts()
-	return sent != ""
+// statement is the prepared statement p names, directly or through its
+// portal; nil when none.
+func (p *pending) statement() *Statement {
+	if p.stmt != nil {
+		return p.stmt
+	}
+	if p.portal != nil {
+		return p.portal.Stmt
+	}
+	return nil
+}
+
+// serverWords reports whether the server's answers to p may carry words
+// of pgveil's rather than the client's: positions in a text pgveil
+// rewrote, or the upstream name of a statement pgveil prepared.
+func (p *pending) serverWords() bool {
+	if _, sent, _ := p.texts(); sent != "" {
+		return true
+	}
+	st := p.statement()
+	return st != nil && st.ServerName != "" && st.ServerName != st.Name
 }
 
 // queryState is the bookkeeping of one simple Query in flight.
