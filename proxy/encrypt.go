@@ -155,6 +155,16 @@ func (s *session) handleQuery(body []byte) error {
 		s.injectQueryError(refusalFrom(err))
 		return nil
 	}
+	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
+		s.injectQueryError(perr)
+		return nil
+	} else if ok {
+		s.applyEffects(p)
+		s.srv.metrics.stmtRewritten.Inc()
+		s.t.push(pending{kind: pendQuery, query: &queryState{plan: p, sql: sql, sent: text, backslash: s.backslash.Load()}, sent: time.Now()})
+		s.sw.Write(appendQuery(s.scratch[:0], text))
+		return nil
+	}
 	if !planNeedsWork(p) {
 		s.applyEffects(p)
 		s.srv.metrics.stmtPassthrough.Inc()
@@ -197,6 +207,40 @@ func (s *session) handleQuery(body []byte) error {
 	s.t.push(pending{kind: pendQuery, query: qs, sent: time.Now()})
 	s.sw.Write(appendQuery(s.scratch[:0], text))
 	return nil
+}
+
+// deallocateUpstream rewrites an SQL DEALLOCATE of a statement pgveil
+// prepared upstream under a name of its own (Statement.ServerName) to name
+// that statement: the server has none of the client's name. Drivers drop
+// protocol-level statements this way (Rails' statement pool, psycopg 3
+// with libpq before 17). ok is false when no DEALLOCATE in p names such a
+// statement; then sql goes on as planned.
+func (s *session) deallocateUpstream(sql string, p *rewrite.Plan) (text string, ok bool, perr *pgError) {
+	var b strings.Builder
+	cur := 0
+	for _, st := range p.Stmts {
+		if st.Deallocate == "" || st.Deallocate == "*" {
+			continue
+		}
+		stmt := s.t.statement([]byte(st.Deallocate))
+		if stmt == passthroughStmt || stmt.ServerName == "" || stmt.ServerName == stmt.Name {
+			continue
+		}
+		if p.Rewritten {
+			return "", false, &pgError{Severity: "ERROR", Code: "0A000",
+				Message: fmt.Sprintf("pgveil cannot send DEALLOCATE %q in one query string with a statement it rewrites", st.Deallocate),
+				Hint:    "send the DEALLOCATE in a query of its own"}
+		}
+		b.WriteString(sql[cur:st.OriginalStart])
+		b.WriteString(`DEALLOCATE "` + stmt.ServerName + `"`)
+		cur = st.OriginalStart + len(st.Original)
+		ok = true
+	}
+	if !ok {
+		return "", false, nil
+	}
+	b.WriteString(sql[cur:])
+	return b.String(), true, nil
 }
 
 // countRewritten counts a Rewritten plan: as pinned when pgveil only put
@@ -427,10 +471,7 @@ func (s *session) handleParse(body []byte) error {
 		s.applyEffects(p)
 		s.notePassthrough(pm.Name, sql)
 		s.srv.metrics.stmtPassthrough.Inc()
-		if len(pm.Name) == 0 || !s.t.hasStatement(pm.Name) {
-			s.t.defineStatement(pm.Name, passthroughStmt)
-		}
-		s.t.push(pending{kind: pendParse, stmt: passthroughStmt})
+		s.t.parsed(pm.Name, passthroughStmt)
 		s.sw.Write(s.cr.header())
 		s.sw.Write(body)
 		return nil
@@ -484,8 +525,7 @@ func (s *session) handleParse(body []byte) error {
 	} else {
 		delete(s.ptStmts, string(pm.Name))
 	}
-	s.t.defineStatement(pm.Name, stmt)
-	s.t.push(pending{kind: pendParse, stmt: stmt})
+	s.t.parsed(pm.Name, stmt)
 	s.sw.Write(appendParse(s.scratch[:0], stmt.ServerName, text, s.serverParamOIDs(stmt)))
 	return nil
 }

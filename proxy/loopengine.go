@@ -66,9 +66,6 @@ func (s *session) loopPassthrough(typ byte, body []byte) bool {
 		s.t.push(pending{kind: pendQuery})
 		return true
 	}
-	if len(name) == 0 || !s.t.hasStatement(name) {
-		s.t.defineStatement(name, passthroughStmt)
-	}
-	s.t.push(pending{kind: pendParse, stmt: passthroughStmt})
+	s.t.parsed(name, passthroughStmt)
 	return true
 }

@@ -145,11 +145,7 @@ func (s *session) trackExtended(typ byte, body []byte) error {
 		if !ok {
 			return &protocolError{msg: "malformed Parse message"}
 		}
-		stmt := passthroughStmt
-		if len(name) == 0 || !s.t.hasStatement(name) {
-			s.t.defineStatement(name, stmt)
-		}
-		s.t.push(pending{kind: pendParse, stmt: stmt})
+		s.t.parsed(name, passthroughStmt)
 	case 'B': // Bind: portal, statement, ...
 		portalName, off, ok := cstringBytes(body, 0)
 		if !ok {
@@ -337,12 +333,16 @@ func (s *session) clientWords(body, dst []byte, cur *pending) []byte {
 }
 
 // clientName replaces, in one field of an error, the upstream name of st
-// (pgveil_<session>_<n>, not followed by another digit) with the
-// client's name. The server's English message about the unnamed
-// statement reads as the server would have written it.
+// (pgveil_<session>_<n> as a whole word) with the client's name. The
+// server's English message about the unnamed statement reads as the
+// server would have written it; in another language the unnamed
+// statement's upstream name stays (an empty name would read worse).
 func clientName(v []byte, st *Statement) []byte {
-	if st.Name == "" && string(v) == `prepared statement "`+st.ServerName+`" does not exist` {
-		return []byte("unnamed prepared statement does not exist")
+	if st.Name == "" {
+		if string(v) == `prepared statement "`+st.ServerName+`" does not exist` {
+			return []byte("unnamed prepared statement does not exist")
+		}
+		return v
 	}
 	var out []byte
 	for {
@@ -351,7 +351,7 @@ func clientName(v []byte, st *Statement) []byte {
 			break
 		}
 		end := i + len(st.ServerName)
-		if end < len(v) && v[end] >= '0' && v[end] <= '9' {
+		if end < len(v) && asciiNameByte(v[end]) || i > 0 && asciiNameByte(v[i-1]) {
 			out = append(out, v[:end]...)
 		} else {
 			out = append(append(out, v[:i]...), st.Name...)
@@ -362,6 +362,14 @@ func clientName(v []byte, st *Statement) []byte {
 		return v
 	}
 	return append(out, v...)
+}
+
+// asciiNameByte reports an ASCII letter, digit, underscore or dollar: a
+// byte that would continue pgveil's upstream names. (identByte also takes
+// every byte of a multi-byte character, which the quotes of some
+// languages' messages are: »name«.)
+func asciiNameByte(c byte) bool {
+	return c < 0x80 && identByte(c)
 }
 
 // checkDesync counts and logs the tracker falling out of step with the

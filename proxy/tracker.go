@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pgveil/pgveil/rewrite"
@@ -76,11 +77,14 @@ func (k pendKind) String() string { return pendNames[k] }
 
 // pending is one client message whose responses the server has yet to send.
 type pending struct {
-	kind   pendKind
-	seq    uint64
-	stmt   *Statement // Parse, Describe(S), Close(S)
-	portal *Portal    // Bind, Describe(P), Execute, Close(P)
-	query  *queryState
+	kind pendKind
+	seq  uint64
+	// defName is the client's name a Parse put into the view ("" for the
+	// unnamed statement, or a name the view already had).
+	defName string
+	stmt    *Statement // Parse, Describe(S), Close(S)
+	portal  *Portal    // Bind, Describe(P), Execute, Close(P)
+	query   *queryState
 	// suppress marks a message pgveil injected whose responses the client
 	// must not see; injected marks the one whose ErrorResponse answers a
 	// message pgveil refused (see inject.go).
@@ -167,7 +171,10 @@ type tracker struct {
 	stats trackerStats
 
 	// Client side.
-	stmts       map[string]*Statement
+	stmts map[string]*Statement
+	// defSeq is the seq of the Parse that put each named statement in
+	// stmts: a failure of that Parse (failedDefs) takes it out again.
+	defSeq      map[string]uint64
 	portals     map[string]*Portal
 	copyStart   uint64 // seq of the last Execute, for voiding Syncs sent during COPY IN
 	copyPending bool   // an Execute may have started COPY IN and no copy message was seen yet
@@ -185,6 +192,18 @@ type tracker struct {
 	// when it is the last message pushed, the server waits for a new
 	// command (atRest). Under mu.
 	restSeq uint64
+	// failedDefs are the named Parses that defined a statement in the
+	// client's view and that the server rejected or skipped, for the
+	// client side to take out (applyFailedDefs). Under mu; failedN counts
+	// them for a check without the lock.
+	failedDefs []failedDef
+	failedN    atomic.Int32
+}
+
+// failedDef is a named Parse the server did not run: its name and seq.
+type failedDef struct {
+	name string
+	seq  uint64
 }
 
 // trackerStats counts attribution problems; tests assert they stay zero.
@@ -196,6 +215,7 @@ func newTracker() *tracker {
 	return &tracker{
 		q:        make([]pending, 16),
 		stmts:    map[string]*Statement{},
+		defSeq:   map[string]uint64{},
 		portals:  map[string]*Portal{},
 		txStatus: 'I',
 	}
@@ -263,6 +283,12 @@ func (t *tracker) dropVoid() {
 	for t.n > 0 {
 		h := &t.q[t.head]
 		if h.kind == pendSync && h.void || t.skipping && h.kind != pendSync {
+			if h.kind == pendParse && h.defName != "" {
+				// The statement was never made (the failed Parse itself, or
+				// one the server skipped after an error).
+				t.failedDefs = append(t.failedDefs, failedDef{h.defName, h.seq})
+				t.failedN.Add(1)
+			}
 			t.popLocked()
 			continue
 		}
@@ -432,6 +458,43 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 // pass-through statements are not stored at all, so the common path
 // allocates nothing.
 
+// parsed records a Parse of the client's statement name, planned as stmt:
+// the statement goes into the view (a pass-through Parse of a name already
+// there leaves the view as it is: the server refuses the duplicate), and
+// the Parse is queued for its response.
+func (t *tracker) parsed(name []byte, stmt *Statement) {
+	p := pending{kind: pendParse, stmt: stmt}
+	switch {
+	case len(name) == 0:
+		t.defineStatement(name, stmt)
+	case stmt != passthroughStmt || !t.hasStatement(name):
+		key := string(name)
+		t.stmts[key] = stmt
+		t.defSeq[key] = t.seq + 1 // push numbers p so
+		p.defName = key
+	}
+	t.push(p)
+}
+
+// applyFailedDefs takes out of the view the statements whose Parse the
+// server did not run, unless the name was defined again since.
+func (t *tracker) applyFailedDefs() {
+	if t.failedN.Load() == 0 {
+		return
+	}
+	t.mu.Lock()
+	f := t.failedDefs
+	t.failedDefs = nil
+	t.failedN.Store(0)
+	t.mu.Unlock()
+	for _, d := range f {
+		if seq, ok := t.defSeq[d.name]; ok && seq == d.seq {
+			delete(t.stmts, d.name)
+			delete(t.defSeq, d.name)
+		}
+	}
+}
+
 // defineStatement records a Parse in the client's view.
 func (t *tracker) defineStatement(name []byte, s *Statement) {
 	if s == passthroughStmt && len(name) == 0 {
@@ -444,6 +507,7 @@ func (t *tracker) defineStatement(name []byte, s *Statement) {
 // statement looks up a statement by the client's name; a name not in the
 // view is a statement pgveil did not rewrite (or one the server lacks).
 func (t *tracker) statement(name []byte) *Statement {
+	t.applyFailedDefs()
 	if s, ok := t.stmts[string(name)]; ok {
 		return s
 	}
@@ -452,17 +516,24 @@ func (t *tracker) statement(name []byte) *Statement {
 
 // hasStatement reports whether a named statement is in the view.
 func (t *tracker) hasStatement(name []byte) bool {
+	t.applyFailedDefs()
 	_, ok := t.stmts[string(name)]
 	return ok
 }
 
 // closeStatement removes a statement from the client's view.
-func (t *tracker) closeStatement(name []byte) { delete(t.stmts, string(name)) }
+func (t *tracker) closeStatement(name []byte) {
+	delete(t.stmts, string(name))
+	delete(t.defSeq, string(name))
+}
 
 // forgetStatements drops the whole view (DEALLOCATE ALL, DISCARD ALL).
 func (t *tracker) forgetStatements() {
 	for k := range t.stmts {
 		delete(t.stmts, k)
+	}
+	for k := range t.defSeq {
+		delete(t.defSeq, k)
 	}
 }
 

@@ -92,7 +92,8 @@ func TestClientName(t *testing.T) {
 		`prepared statement "pgveil_ab_1" does not exist`:      `prepared statement "s1" does not exist`,
 		`vorbereitete Anweisung »pgveil_ab_1« existiert nicht`: `vorbereitete Anweisung »s1« existiert nicht`,
 		`pgveil_ab_12 and pgveil_ab_1, pgveil_ab_1`:            `pgveil_ab_12 and s1, s1`,
-		`nothing here`: `nothing here`,
+		`xpgveil_ab_1 "pgveil_ab_1"`:                           `xpgveil_ab_1 "s1"`,
+		`nothing here`:                                         `nothing here`,
 	} {
 		if got := string(clientName([]byte(in), st)); got != want {
 			t.Errorf("clientName(%q) = %q, want %q", in, got, want)
@@ -101,6 +102,10 @@ func TestClientName(t *testing.T) {
 	un := &Statement{ServerName: "pgveil_ab_2"}
 	if got := string(clientName([]byte(`prepared statement "pgveil_ab_2" does not exist`), un)); got != "unnamed prepared statement does not exist" {
 		t.Errorf("unnamed: %q", got)
+	}
+	const german = `vorbereitete Anweisung »pgveil_ab_2« existiert nicht`
+	if got := string(clientName([]byte(german), un)); got != german {
+		t.Errorf("unnamed, German: %q", got)
 	}
 }
 
@@ -154,5 +159,111 @@ func TestUpstreamNamesStayHidden(t *testing.T) {
 		if _, err := pc.Exec(ctx, "DEALLOCATE ALL").ReadAll(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestFailedParseLeavesNoName: a statement whose Parse the server
+// rejected, or skipped after an earlier error in the pipeline, does not
+// exist, so the client may prepare that name again, as directly; pgveil
+// had kept the name and refused the second Parse (42P05).
+func TestFailedParseLeavesNoName(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startEncProxy(t)
+	defer p.stop(t, 10*time.Second)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	pc := c.PgConn()
+	const good = "SELECT name FROM enc_users WHERE email = $1" // rewritten
+	for _, bad := range []string{
+		"SELECT name FROM enc_users WHERE email = $1 AND nosuch = 1", // rewritten, fails at the server
+		"SELECT nosuch FROM enc_notes WHERE $1::text IS NULL",        // passes through, fails at the server
+	} {
+		if _, err := pc.Prepare(ctx, "again", bad, nil); err == nil {
+			t.Fatalf("%q prepared", bad)
+		}
+		if _, err := pc.Prepare(ctx, "again", good, nil); err != nil {
+			t.Fatalf("Parse of a name whose first Parse failed: %v", err)
+		}
+		if err := pc.ExecPrepared(ctx, "again", [][]byte{[]byte("nobody@x")}, nil, nil).Read().Err; err != nil {
+			t.Fatalf("Bind after the second Parse: %v", err)
+		}
+		if _, err := pc.Exec(ctx, "DEALLOCATE again").ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// SQL DEALLOCATE of a statement pgveil prepared under its own name
+	// (Rails, psycopg 3) drops that upstream statement.
+	prepared := func() int {
+		var n int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements", pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	base := prepared()
+	for _, dealloc := range []string{"DEALLOCATE a1", "deallocate prepare \"a1\"", "SELECT 1; DEALLOCATE a1; SELECT 2"} {
+		if _, err := pc.Prepare(ctx, "a1", good, nil); err != nil {
+			t.Fatal(err)
+		}
+		if n := prepared(); n != base+1 {
+			t.Fatalf("%d prepared statements upstream, want %d", n, base+1)
+		}
+		if _, err := pc.Exec(ctx, dealloc).ReadAll(); err != nil {
+			t.Fatalf("%s: %v", dealloc, err)
+		}
+		if n := prepared(); n != base {
+			t.Fatalf("after %s: %d prepared statements upstream, want %d", dealloc, n, base)
+		}
+	}
+	if _, err := pc.Prepare(ctx, "a1", good, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = pc.Exec(ctx, "DEALLOCATE a1; INSERT INTO enc_notes (body) VALUES ('n')").ReadAll()
+	if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Fatalf("DEALLOCATE with a rewritten statement in one string: %v, want 0A000", err)
+	}
+	// In one pipeline: the first Parse fails, the server skips the second
+	// until Sync; after it, both names are free.
+	b := &pgconn.Batch{}
+	b.ExecParams("SELECT 1/0", nil, nil, nil, nil)
+	pl := pc.StartPipeline(ctx)
+	pl.SendPrepare("skipped1", good, nil)
+	pl.SendPrepare("skipped2", "SELECT name FROM enc_users WHERE nosuch = $1", nil)
+	pl.SendPrepare("skipped3", good, nil)
+	if err := pl.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	var errs int
+	for {
+		r, err := pl.GetResults()
+		if err != nil {
+			errs++
+			continue
+		}
+		if _, ok := r.(*pgconn.PipelineSync); ok {
+			break
+		}
+		if r == nil {
+			break
+		}
+	}
+	if err := pl.Close(); err != nil && errs == 0 {
+		t.Fatal(err)
+	}
+	if errs == 0 {
+		t.Fatal("the pipeline reported no error")
+	}
+	for _, name := range []string{"skipped2", "skipped3"} {
+		if _, err := pc.Prepare(ctx, name, good, nil); err != nil {
+			t.Errorf("Parse of %s, skipped in the failed pipeline: %v", name, err)
+		}
+	}
+	// The first one succeeded: its name stays taken.
+	if _, err := pc.Prepare(ctx, "skipped1", good, nil); err == nil || !strings.Contains(err.Error(), "42P05") {
+		t.Errorf("second Parse of skipped1, which succeeded: %v, want 42P05", err)
 	}
 }
