@@ -226,10 +226,8 @@ func TestFailedParseLeavesNoName(t *testing.T) {
 	if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "0A000" {
 		t.Fatalf("DEALLOCATE with a rewritten statement in one string: %v, want 0A000", err)
 	}
-	// In one pipeline: the first Parse fails, the server skips the second
-	// until Sync; after it, both names are free.
-	b := &pgconn.Batch{}
-	b.ExecParams("SELECT 1/0", nil, nil, nil, nil)
+	// In one pipeline: skipped1 succeeds, skipped2 fails, and the server
+	// skips skipped3 until Sync; after it, both failed names are free.
 	pl := pc.StartPipeline(ctx)
 	pl.SendPrepare("skipped1", good, nil)
 	pl.SendPrepare("skipped2", "SELECT name FROM enc_users WHERE nosuch = $1", nil)
