@@ -205,14 +205,19 @@ func TestFailedParseLeavesNoName(t *testing.T) {
 		return n
 	}
 	base := prepared()
-	for _, dealloc := range []string{"DEALLOCATE a1", "deallocate prepare \"a1\"", "SELECT 1; DEALLOCATE a1; SELECT 2"} {
+	for _, dealloc := range []string{"DEALLOCATE a1", "deallocate prepare \"a1\"", "SELECT 1; DEALLOCATE a1; SELECT 2", "extended:DEALLOCATE a1"} {
 		if _, err := pc.Prepare(ctx, "a1", good, nil); err != nil {
 			t.Fatal(err)
 		}
 		if n := prepared(); n != base+1 {
 			t.Fatalf("%d prepared statements upstream, want %d", n, base+1)
 		}
-		if _, err := pc.Exec(ctx, dealloc).ReadAll(); err != nil {
+		if sql, ok := strings.CutPrefix(dealloc, "extended:"); ok {
+			// Parse, Bind, Execute of the unnamed statement (psycopg 3).
+			if _, err := c.Exec(ctx, sql, pgx.QueryExecModeExec); err != nil {
+				t.Fatalf("%s: %v", dealloc, err)
+			}
+		} else if _, err := pc.Exec(ctx, dealloc).ReadAll(); err != nil {
 			t.Fatalf("%s: %v", dealloc, err)
 		}
 		if n := prepared(); n != base {

@@ -467,6 +467,17 @@ func (s *session) handleParse(body []byte) error {
 		return nil
 	}
 	s.noteStmtEffects(pm.Name, p)
+	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
+		s.injectExtendedError(perr)
+		return nil
+	} else if ok {
+		// DEALLOCATE through the extended protocol (psycopg 3 sends it so).
+		s.applyEffects(p)
+		s.srv.metrics.stmtRewritten.Inc()
+		s.t.parsed(pm.Name, passthroughStmt)
+		s.sw.Write(appendParse(s.scratch[:0], string(pm.Name), text, pm.ParamOIDs))
+		return nil
+	}
 	if !planNeedsWork(p) {
 		s.applyEffects(p)
 		s.notePassthrough(pm.Name, sql)

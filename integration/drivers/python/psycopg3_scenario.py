@@ -2,8 +2,10 @@
 
 psycopg 3 binds parameters server-side (extended protocol); every
 statement runs with prepare=True, so it is prepared as a named server
-statement at once and reused. executemany pipelines the rows; COPY uses
-cursor.copy() in text and CSV.
+statement at once and reused. Its cache keeps only 2 prepared statements,
+so it drops the others as it goes with SQL DEALLOCATE (libpq before 17),
+which pgveil must send for the upstream names it chose. executemany
+pipelines the rows; COPY uses cursor.copy() in text and CSV.
 
     /usr/bin/python3 psycopg3_scenario.py SPEC.json scenario|copy
 """
@@ -17,6 +19,7 @@ def main(r):
     s = common.load_spec()
     conn = psycopg.connect(host=s["host"], port=s["port"], user=s["user"], password=s["password"],
                            dbname=s["dbname"], application_name="enc_psycopg3", autocommit=True)
+    conn.prepared_max = 2
     cur = conn.cursor()
 
     def ex(sql, params):
