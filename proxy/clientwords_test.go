@@ -214,7 +214,7 @@ func TestFailedParseLeavesNoName(t *testing.T) {
 		}
 		if sql, ok := strings.CutPrefix(dealloc, "extended:"); ok {
 			// Parse, Bind, Execute of the unnamed statement (psycopg 3).
-			if _, err := c.Exec(ctx, sql, pgx.QueryExecModeExec); err != nil {
+			if err := pc.ExecParams(ctx, sql, nil, nil, nil, nil).Read().Err; err != nil {
 				t.Fatalf("%s: %v", dealloc, err)
 			}
 		} else if _, err := pc.Exec(ctx, dealloc).ReadAll(); err != nil {
