@@ -227,9 +227,25 @@ func TestFailedParseLeavesNoName(t *testing.T) {
 	if _, err := pc.Prepare(ctx, "a1", good, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, err = pc.Exec(ctx, "DEALLOCATE a1; INSERT INTO enc_notes (body) VALUES ('n')").ReadAll()
-	if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "0A000" {
-		t.Fatalf("DEALLOCATE with a rewritten statement in one string: %v, want 0A000", err)
+	for _, mixed := range []string{
+		"DEALLOCATE a1; INSERT INTO enc_notes (body) VALUES ('n')", // rewritten
+		"DEALLOCATE a1; COPY enc_notes (body) FROM STDIN",           // COPY data to encrypt
+		"DEALLOCATE a1; SELECT body FROM enc_notes",                 // decrypted output
+	} {
+		// A regression would start COPY IN and wait for data: bound it.
+		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = pc.Exec(mctx, mixed).ReadAll()
+		cancel()
+		if pe := (*pgconn.PgError)(nil); !errors.As(err, &pe) || pe.Code != "0A000" {
+			t.Fatalf("%s: %v, want 0A000", mixed, err)
+		}
+	}
+	if _, err := pc.Prepare(ctx, "d1", "DEALLOCATE a1", nil); err == nil || !strings.Contains(err.Error(), "0A000") {
+		t.Fatalf("named Parse of DEALLOCATE: %v, want 0A000", err)
+	}
+	// None of the refused strings deallocated a1.
+	if err := pc.ExecPrepared(ctx, "a1", [][]byte{[]byte("nobody@x")}, nil, nil).Read().Err; err != nil {
+		t.Fatalf("a1 after the refusals: %v", err)
 	}
 	// In one pipeline: skipped1 succeeds, skipped2 fails, and the server
 	// skips skipped3 until Sync; after it, both failed names are free.

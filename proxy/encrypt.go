@@ -226,9 +226,11 @@ func (s *session) deallocateUpstream(sql string, p *rewrite.Plan) (text string, 
 		if stmt == passthroughStmt || stmt.ServerName == "" || stmt.ServerName == stmt.Name {
 			continue
 		}
-		if p.Rewritten {
+		if planNeedsWork(p) {
+			// Another statement of the string needs pgveil (a rewrite, a
+			// decryption, COPY data): it is not sent by this path.
 			return "", false, &pgError{Severity: "ERROR", Code: "0A000",
-				Message: fmt.Sprintf("pgveil cannot send DEALLOCATE %q in one query string with a statement it rewrites", st.Deallocate),
+				Message: fmt.Sprintf("pgveil cannot send DEALLOCATE %q in one query string with a statement on an encrypted table", st.Deallocate),
 				Hint:    "send the DEALLOCATE in a query of its own"}
 		}
 		b.WriteString(sql[cur:st.OriginalStart])
@@ -469,6 +471,13 @@ func (s *session) handleParse(body []byte) error {
 	s.noteStmtEffects(pm.Name, p)
 	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
 		s.injectExtendedError(perr)
+		return nil
+	} else if ok && len(pm.Name) > 0 {
+		// The upstream name is fixed now, but the statement may run later,
+		// after the client prepared that name again.
+		s.injectExtendedError(&pgError{Severity: "ERROR", Code: "0A000",
+			Message: "pgveil cannot prepare a named DEALLOCATE of a statement it prepared upstream under its own name",
+			Hint:    "run the DEALLOCATE unnamed (as a simple query, or with the unnamed statement)"})
 		return nil
 	} else if ok {
 		// DEALLOCATE through the extended protocol (psycopg 3 sends it so).
