@@ -229,8 +229,8 @@ func TestFailedParseLeavesNoName(t *testing.T) {
 	}
 	for _, mixed := range []string{
 		"DEALLOCATE a1; INSERT INTO enc_notes (body) VALUES ('n')", // rewritten
-		"DEALLOCATE a1; COPY enc_notes (body) FROM STDIN",           // COPY data to encrypt
-		"DEALLOCATE a1; SELECT body FROM enc_notes",                 // decrypted output
+		"DEALLOCATE a1; COPY enc_notes (body) FROM STDIN",          // COPY data to encrypt
+		"DEALLOCATE a1; SELECT body FROM enc_notes",                // decrypted output
 	} {
 		// A regression would start COPY IN and wait for data: bound it.
 		mctx, cancel := context.WithTimeout(ctx, 10*time.Second)
