@@ -223,7 +223,7 @@ func (s *session) deallocateUpstream(sql string, p *rewrite.Plan) (text string, 
 			continue
 		}
 		stmt := s.t.statement([]byte(st.Deallocate))
-		if stmt == passthroughStmt || stmt.ServerName == "" || stmt.ServerName == stmt.Name {
+		if !stmt.renamed() {
 			continue
 		}
 		if planNeedsWork(p) {
@@ -472,15 +472,16 @@ func (s *session) handleParse(body []byte) error {
 	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
 		s.injectExtendedError(perr)
 		return nil
-	} else if ok && len(pm.Name) > 0 {
-		// The upstream name is fixed now, but the statement may run later,
-		// after the client prepared that name again.
-		s.injectExtendedError(&pgError{Severity: "ERROR", Code: "0A000",
-			Message: "pgveil cannot prepare a named DEALLOCATE of a statement it prepared upstream under its own name",
-			Hint:    "run the DEALLOCATE unnamed (as a simple query, or with the unnamed statement)"})
-		return nil
 	} else if ok {
 		// DEALLOCATE through the extended protocol (psycopg 3 sends it so).
+		if len(pm.Name) > 0 {
+			// The upstream name is fixed now, but the statement may run
+			// later, after the client prepared that name again.
+			s.injectExtendedError(&pgError{Severity: "ERROR", Code: "0A000",
+				Message: "pgveil cannot prepare a named DEALLOCATE of a statement it prepared upstream under its own name",
+				Hint:    "run the DEALLOCATE unnamed (as a simple query, or with the unnamed statement)"})
+			return nil
+		}
 		s.applyEffects(p)
 		s.srv.metrics.stmtRewritten.Inc()
 		s.t.parsed(pm.Name, passthroughStmt)

@@ -303,7 +303,7 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 func (s *session) clientWords(body, dst []byte, cur *pending) []byte {
 	sql, sent, backslash := cur.texts()
 	var rename *Statement
-	if st := cur.statement(); st != nil && st.ServerName != "" && st.ServerName != st.Name {
+	if st := cur.statement(); st != nil && st.renamed() {
 		rename = st
 	}
 	for off := 0; off < len(body) && body[off] != 0; {

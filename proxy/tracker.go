@@ -32,6 +32,10 @@ type Statement struct {
 	ParamOIDs []uint32
 }
 
+// renamed reports a statement pgveil prepared upstream under a name other
+// than the client's.
+func (st *Statement) renamed() bool { return st.ServerName != "" && st.ServerName != st.Name }
+
 // Portal is a bound portal as the client named it.
 type Portal struct {
 	Name string
@@ -139,7 +143,7 @@ func (p *pending) serverWords() bool {
 		return true
 	}
 	st := p.statement()
-	return st != nil && st.ServerName != "" && st.ServerName != st.Name
+	return st != nil && st.renamed()
 }
 
 // queryState is the bookkeeping of one simple Query in flight.
@@ -529,12 +533,8 @@ func (t *tracker) closeStatement(name []byte) {
 
 // forgetStatements drops the whole view (DEALLOCATE ALL, DISCARD ALL).
 func (t *tracker) forgetStatements() {
-	for k := range t.stmts {
-		delete(t.stmts, k)
-	}
-	for k := range t.defSeq {
-		delete(t.defSeq, k)
-	}
+	clear(t.stmts)
+	clear(t.defSeq)
 }
 
 // maxIdlePortals bounds the portal view before a sweep of dead portals.
