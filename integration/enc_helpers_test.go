@@ -169,7 +169,7 @@ log:
   format: json
 proxy:
   shutdown_timeout: 30s
-%s`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), encPolicy)
+%s%s`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), eventLoopsSetting(), encPolicy)
 	hp, err := harness.StartProxy(harness.ProxyOptions{Config: conf, Env: []string{"PGVEIL_ENC_MASTER=" + encMasterKey}})
 	if err != nil {
 		t.Fatalf("starting pgveil: %v", err)

@@ -94,9 +94,7 @@ func (c proxyConf) yaml() string {
 		shutdown = "30s"
 	}
 	fmt.Fprintf(&b, "proxy:\n  shutdown_timeout: %s\n", shutdown)
-	if n := os.Getenv(eventLoopsEnv); n != "" {
-		fmt.Fprintf(&b, "  event_loops: %s\n", n)
-	}
+	b.WriteString(eventLoopsSetting())
 	if c.maxMessage != "" {
 		fmt.Fprintf(&b, "  max_message: %s\n", c.maxMessage)
 	}
@@ -104,10 +102,20 @@ func (c proxyConf) yaml() string {
 	return b.String()
 }
 
-// eventLoopsEnv, when set, is proxy.event_loops for every relay test's
-// proxy: `make test` runs the relay tests once more with 0, so that both
-// relay cores (event loop and goroutines) serve every client they test.
+// eventLoopsEnv, when set, is proxy.event_loops for every relay and
+// encryption test's proxy: `make test` runs those tests once more with 0,
+// so that both relay cores (event loop and goroutines) serve every client
+// they test.
 const eventLoopsEnv = "PGVEIL_TEST_EVENT_LOOPS"
+
+// eventLoopsSetting is the proxy.event_loops line for eventLoopsEnv (in a
+// proxy: section), or nothing.
+func eventLoopsSetting() string {
+	if n := os.Getenv(eventLoopsEnv); n != "" {
+		return "  event_loops: " + n + "\n"
+	}
+	return ""
+}
 
 // checkRelayCore checks, from a debug log, that every session relayed on
 // the core it should: goroutines when event loops are off, an event loop

@@ -112,6 +112,12 @@ func (k *Keyring) EncryptionKey(ctx context.Context, col *policy.Column, tenant 
 	if err := checkTenant(col, hasTenant); err != nil {
 		return nil, err
 	}
+	if !mayWait(ctx) {
+		return nil, &WaitError{what: "the active key of " + ScopeOf(col), warm: func(ctx context.Context) error {
+			_, err := k.EncryptionKey(ctx, col, tenant, hasTenant)
+			return err
+		}}
+	}
 	for attempt := 0; ; attempt++ {
 		v, err := k.flight.do(flightKey("active", ScopeOf(col), ak.tenant, hasTenant), func() (any, error) {
 			gen := k.generation()
@@ -356,6 +362,12 @@ func (k *Keyring) keyByID(ctx context.Context, id uint32, col *policy.Column) (*
 	if gone {
 		return nil, keyError(ErrShredded, id, "%s", col.QualifiedName())
 	}
+	if !mayWait(ctx) {
+		return nil, &WaitError{what: "key " + strconv.FormatUint(uint64(id), 10), warm: func(ctx context.Context) error {
+			_, err := k.keyByID(ctx, id, col)
+			return err
+		}}
+	}
 	v, err := k.flight.do("id\x00"+strconv.FormatUint(uint64(id), 10), func() (any, error) {
 		gen := k.generation()
 		row, err := rowByID(ctx, k.pool, id)
@@ -392,6 +404,12 @@ func (k *Keyring) BlindIndexKey(ctx context.Context, col *policy.Column, bi *pol
 	k.mu.RUnlock()
 	if ix != nil {
 		return ix, nil
+	}
+	if !mayWait(ctx) {
+		return nil, &WaitError{what: "blind-index key " + name, warm: func(ctx context.Context) error {
+			_, err := k.BlindIndexKey(ctx, col, bi)
+			return err
+		}}
 	}
 	v, err := k.flight.do(flightKey("index", name, "", false), func() (any, error) {
 		return k.loadIndexKey(ctx, name)

@@ -133,8 +133,8 @@ type ProxyOptions struct {
 	// PlanCacheSize is the number of statement plans kept, by statement text.
 	PlanCacheSize int
 	// EventLoops is the number of event-loop threads that relay plain-TCP
-	// sessions of a config without tables (0: every session relays on its
-	// own goroutines). See proxy/evloop_linux.go.
+	// sessions (0: every session relays on its own goroutines). See
+	// proxy/evloop_linux.go and proxy/loopengine.go.
 	EventLoops int
 	// LoopSpin is how long an event loop polls for the next message before
 	// it sleeps, when CPUs are free (0: never). See proxy/evloop_spin_linux.go.

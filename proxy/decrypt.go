@@ -262,8 +262,11 @@ func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byt
 		}
 		return s.openFailed(rc, errNotSealed, dst)
 	}
-	pt, key, err := s.eng.keys.Open(s.ctx, col, env, s.ptOut[:0])
+	pt, key, err := s.eng.keys.Open(s.keyCtx, col, env, s.ptOut[:0])
 	if err != nil {
+		if err = s.keyErr(err); offLoop(err) {
+			return dst, false, err
+		}
 		return s.openFailed(rc, err, dst)
 	}
 	s.ptOut = pt

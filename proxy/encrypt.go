@@ -51,6 +51,9 @@ func (s *session) plan(sql string) (*rewrite.Plan, error) {
 	if err == nil || !errors.As(err, &re) || !re.Stale {
 		return p, err
 	}
+	if s.loopRun {
+		return nil, errOffLoop
+	}
 	ctx, cancel := context.WithTimeout(s.ctx, catalogRefreshTimeout)
 	defer cancel()
 	if !s.eng.refreshStale(ctx) {
@@ -145,13 +148,18 @@ func (s *session) handleQuery(body []byte) error {
 	if len(body) == 0 || body[len(body)-1] != 0 {
 		return &protocolError{msg: "malformed Query message"}
 	}
-	s.refreshCatalogIfNeeded()
+	if err := s.refreshCatalogIfNeeded(); err != nil {
+		return err
+	}
 	sql := string(body[:len(body)-1])
 	if err := s.syncSearchPathFor(sql); err != nil {
 		return err
 	}
 	p, err := s.plan(sql)
 	if err != nil {
+		if offLoop(err) {
+			return err
+		}
 		s.injectQueryError(refusalFrom(err))
 		return nil
 	}
@@ -185,6 +193,9 @@ func (s *session) handleQuery(body []byte) error {
 		})
 		s.srv.metrics.phaseCrypto.Observe(time.Since(start).Seconds())
 		if err != nil {
+			if offLoop(err) {
+				return err
+			}
 			s.injectQueryError(refusalFrom(err))
 			return nil
 		}
@@ -321,9 +332,9 @@ func (s *session) plaintextLiteral(col *policy.Column, pt []byte) (string, error
 
 // seal appends the envelope of plaintext for col (and tenant) to dst.
 func (s *session) seal(col *policy.Column, tenant string, has bool, plaintext, dst []byte) ([]byte, error) {
-	key, err := s.eng.keys.EncryptionKey(s.ctx, col, tenant, has)
+	key, err := s.eng.keys.EncryptionKey(s.keyCtx, col, tenant, has)
 	if err != nil {
-		return nil, err
+		return nil, s.keyErr(err)
 	}
 	s.srv.metrics.encrypted(col)
 	return key.Seal(dst, plaintext), nil
@@ -332,9 +343,9 @@ func (s *session) seal(col *policy.Column, tenant string, has bool, plaintext, d
 // index appends the blind index bi (col's current one or, during an index
 // key rotation, its next) of plaintext to dst.
 func (s *session) index(col *policy.Column, bi *policy.BlindIndex, plaintext, dst []byte) ([]byte, error) {
-	key, err := s.eng.keys.BlindIndexKey(s.ctx, col, bi)
+	key, err := s.eng.keys.BlindIndexKey(s.keyCtx, col, bi)
 	if err != nil {
-		return nil, err
+		return nil, s.keyErr(err)
 	}
 	s.idxBuf, err = canon.IndexInput(col.Type, plaintext, bi.Normalize, s.idxBuf[:0])
 	if err != nil {
@@ -458,13 +469,18 @@ func (s *session) handleParse(body []byte) error {
 	if err := pm.parse(body); err != nil {
 		return err
 	}
-	s.refreshCatalogIfNeeded()
+	if err := s.refreshCatalogIfNeeded(); err != nil {
+		return err
+	}
 	sql := string(pm.Query)
 	if err := s.syncSearchPathFor(sql); err != nil {
 		return err
 	}
 	p, err := s.plan(sql)
 	if err != nil {
+		if offLoop(err) {
+			return err
+		}
 		s.injectExtendedError(refusalFrom(err))
 		return nil
 	}
@@ -514,6 +530,9 @@ func (s *session) handleParse(body []byte) error {
 	if p.Rewritten {
 		text, err = p.Render(sql, func(st *rewrite.Stmt, slot *rewrite.Slot) (string, error) { return s.fillLiteral(sql, st, slot) })
 		if err != nil {
+			if offLoop(err) {
+				return err
+			}
 			s.injectExtendedError(refusalFrom(err))
 			return nil
 		}
@@ -657,6 +676,9 @@ func (s *session) handleBind(body []byte) error {
 	portal := &Portal{Name: string(bm.Portal), Stmt: stmt, ResultFormats: append([]int16(nil), bm.ResultFormats...)}
 	out, err := s.convertBind(stmt, bm)
 	if err != nil {
+		if offLoop(err) {
+			return err
+		}
 		s.injectExtendedError(refusalFrom(err))
 		// The client's portal does not exist now; make sure the view
 		// does not pretend it does.
@@ -795,16 +817,20 @@ func (s *session) serverResultFormats(st *rewrite.Stmt, client []int16, dst []in
 // connection, which cannot see the session's uncommitted DDL and may wait
 // on its locks; settleDDL reloads once the session is outside a
 // transaction.
-func (s *session) refreshCatalogIfNeeded() {
+func (s *session) refreshCatalogIfNeeded() error {
 	if s.ddlUnsettled {
-		return
+		return nil
 	}
 	if at := s.ddlDone.Load(); at != 0 && at > s.ddlSeen {
+		if s.loopRun {
+			return errOffLoop
+		}
 		s.ddlSeen = at
 		ctx, cancel := context.WithTimeout(s.ctx, catalogRefreshTimeout)
 		s.eng.refreshCatalog(ctx, time.Unix(0, at))
 		cancel()
 	}
+	return nil
 }
 
 var _ = zap.String

@@ -21,13 +21,15 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/pgveil/pgveil/keysource"
 )
 
 // The event-loop relay.
 //
-// A session whose relay needs only the tracker (its config has no tables;
-// plain TCP on both legs) can be relayed by an event loop instead of by two
-// goroutines of its own. Each loop is one goroutine locked to its OS thread
+// A session with plain TCP on both legs can be relayed by an event loop
+// instead of by two goroutines of its own (with encryption too: see
+// loopengine.go). Each loop is one goroutine locked to its OS thread
 // that waits in epoll_wait (level-triggered) over the non-blocking sockets
 // of its sessions, reads a socket only when epoll reports data, runs the
 // same per-message code as the goroutine relay (tracker, metrics, size
@@ -119,9 +121,11 @@ type loopSession struct {
 	// not handled.
 	handback     bool
 	cLeft, uLeft []byte
-	desyncs      uint64
-	spinStamp    uint32 // the spinner's window in which it last had events
-	done         chan struct{}
+	// uSrc is the server message engineServer lets decodeBackend read.
+	uSrc      bytes.Reader
+	desyncs   uint64
+	spinStamp uint32 // the spinner's window in which it last had events
+	done      chan struct{}
 }
 
 // loopSide is one socket of a loop session.
@@ -140,6 +144,17 @@ type loopSide struct {
 	paused  bool   // not reading: the peer's backlog is over loopHighWater
 	events  uint32 // registered epoll events
 	flow    flowCounter
+	// An encryption session's side is parked while a key its current
+	// message needs loads off the loop (evloop_engine_linux.go); warmErr
+	// is that load's error, parks counts the message's waits. The server
+	// side holds the message's tracker event meanwhile.
+	parked  bool
+	warmErr error
+	parks   int
+	held    bool
+	heldTyp byte
+	heldN   int
+	heldEv  backendEvent
 }
 
 // sideTable finds a loop's sides by socket: a slice indexed by fd (the
@@ -469,7 +484,7 @@ func (ls *loopSession) handle(sd *loopSide, events uint32) {
 		ls.updateEvents()
 	}
 	// A hang-up or error is read even while paused: the read reports it.
-	if events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 || events&unix.EPOLLIN != 0 && !sd.paused {
+	if events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 || events&unix.EPOLLIN != 0 && !sd.paused && !sd.parked {
 		ls.readable(sd)
 	}
 }
@@ -519,6 +534,9 @@ func (ls *loopSession) process(sd *loopSide) {
 	} else {
 		drain, err = ls.fromServer()
 	}
+	if ls.ended {
+		return // a decryption failure ended the session (serverFatal)
+	}
 	peer := sd.peer()
 	if ferr := ls.flush(peer); ferr != nil {
 		// Messages before a failure still went out; now the peer is gone.
@@ -529,7 +547,8 @@ func (ls *loopSession) process(sd *loopSide) {
 		ls.fail(sd, err)
 		return
 	}
-	if ls.handback {
+	if ls.handback && !ls.u.held {
+		ls.s.srv.metrics.LoopHandbacks.Inc()
 		ls.handBack()
 		return
 	}
@@ -546,7 +565,7 @@ func (ls *loopSession) process(sd *loopSide) {
 func (ls *loopSession) fromClient() error {
 	s, c, u := ls.s, &ls.c, &ls.u
 	defer c.flow.publish(s.srv.metrics.bytesC2S, s.srv.metrics.msgsC2S)
-	for {
+	for !c.parked && !ls.handback {
 		typ, n, ok, err := c.next(u, s.cr)
 		if err != nil {
 			return err
@@ -554,23 +573,28 @@ func (ls *loopSession) fromClient() error {
 		if !ok {
 			break
 		}
-		if s.eng != nil && typ == 'F' {
-			ls.handback = true // FunctionCall: the path becomes unknown
-			return nil
-		}
-		if s.eng != nil && (typ == 'Q' || typ == 'P') {
-			if c.w-c.r < n+1 {
-				c.need(n + 1)
-				break
+		if s.eng != nil {
+			switch typ {
+			case 'Q', 'P', 'B', 'D', 'E', 'C':
+				if c.w-c.r < n+1 {
+					c.need(n + 1)
+					return nil
+				}
+				done, err := ls.engineClient(typ, n)
+				if err != nil || !done {
+					return err
+				}
+				c.r += n + 1
+				c.flow.add(n + 1)
+				continue
+			case 'F':
+				s.pathEffect(effPath) // the function may change search_path (set_config)
+			case 'd', 'c', 'f':
+				if s.copyPlan != nil {
+					ls.handback = true // COPY data to encrypt: handleCopyIn
+					return nil
+				}
 			}
-			if !s.loopPassthrough(typ, c.in[c.r+5:c.r+1+n]) {
-				ls.handback = true
-				return nil
-			}
-			u.out = append(u.out, c.in[c.r:c.r+1+n]...)
-			c.r += n + 1
-			c.flow.add(n + 1)
-			continue
 		}
 		if frontendNamed(typ) {
 			// The tracker reads only the names at the start of the body:
@@ -581,10 +605,6 @@ func (ls *loopSession) fromClient() error {
 			part := c.in[c.r+5 : c.r+5+min(c.w-c.r-5, body)]
 			if len(part) < body && !namesIn(typ, part) {
 				break // more bytes; readable grows a full buffer
-			}
-			if s.eng != nil && reservedInMessage(typ, part) != nil {
-				ls.handback = true // the goroutine relay refuses it
-				return nil
 			}
 			if err := s.trackFrontend(typ, part); err != nil {
 				return err
@@ -620,7 +640,14 @@ func (ls *loopSession) fromServer() (drain bool, err error) {
 		u.flow.publish(m.bytesS2C, m.msgsS2C)
 		s.checkDesync(&ls.desyncs)
 	}()
-	for {
+	if u.held {
+		// The message set aside for a key (engineServer), first.
+		done, err := ls.engineServer(u.heldTyp, u.heldN, u.heldEv)
+		if err != nil || !done {
+			return drain, ls.serverError(err)
+		}
+	}
+	for !u.parked {
 		typ, n, ok, err := u.next(c, s.sr)
 		if err != nil {
 			return drain, err
@@ -651,6 +678,28 @@ func (ls *loopSession) fromServer() (drain bool, err error) {
 			u.r += n + 1
 			u.flow.add(n + 1)
 			continue
+		}
+		if s.eng != nil {
+			switch typ {
+			case 'G', 'H', 'W':
+				// COPY: its data is encrypted or decrypted on the
+				// goroutine relay (copy.go).
+				ls.handback = true
+				return drain, nil
+			}
+			if s.needsDecode(typ, s.t.peek()) {
+				if u.w-u.r < n+1 {
+					u.need(n + 1)
+					break
+				}
+				ev := s.t.onBackend(typ, nil)
+				m.upstreamDone(ev)
+				done, err := ls.engineServer(typ, n, ev)
+				if err != nil || !done {
+					return drain, ls.serverError(err)
+				}
+				continue
+			}
 		}
 		ev := s.t.onBackend(typ, nil)
 		m.upstreamDone(ev)
@@ -793,7 +842,7 @@ func (ls *loopSession) flush(sd *loopSide) error {
 func (ls *loopSession) updateEvents() {
 	for _, sd := range []*loopSide{&ls.c, &ls.u} {
 		var ev uint32
-		if !sd.paused {
+		if !sd.paused && !sd.parked {
 			ev |= unix.EPOLLIN
 		}
 		if sd.pending() > 0 {
@@ -921,10 +970,18 @@ func (s *session) relayOnLoop(l *eventLoop) (ok bool, err error) {
 	ls.c = loopSide{ls: ls, fd: cfd, client: true}
 	ls.u = loopSide{ls: ls, fd: sfd}
 	cLeft, uLeft := buffered(s.cr), buffered(s.sr)
+	sw, cw := s.sw, s.cw
+	if s.eng != nil {
+		// The handlers write into the loop's output and look keys up
+		// without waiting (loopengine.go).
+		s.sw, s.cw = s.bufs.writer((*outBuf)(&ls.u.out)), s.bufs.writer((*outBuf)(&ls.c.out))
+		s.keyCtx = keysource.WithoutWaiting(s.ctx)
+	}
 
 	s.connMu.Lock()
 	if s.forced || !l.submit(func() { l.adopt(ls, cLeft, uLeft) }) {
 		// Shut down, or the loop is gone: nothing was handed over.
+		s.sw, s.cw, s.keyCtx = sw, cw, s.ctx
 		s.connMu.Unlock()
 		unix.Close(cfd)
 		unix.Close(sfd)
@@ -1011,6 +1068,7 @@ func (s *session) resumeOnGoroutines(ls *loopSession, cfd, sfd int) (ok bool, er
 	s.cr.knob = "proxy.max_message"
 	s.sr = s.bufs.msgReader(server, math.MaxInt32)
 	s.sw = s.bufs.writer(server)
+	s.keyCtx = s.ctx
 	s.log.Debug("relaying on goroutines from here")
 	if s.srv.draining.Load() {
 		// A drain wake-up sent while the loop still had the session

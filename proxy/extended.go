@@ -212,25 +212,7 @@ func (s *session) decodeBackend(typ byte, ev backendEvent) error {
 // decodeRowDescription maps a result set (or a description) and sends the
 // client the logical view of it.
 func (s *session) decodeRowDescription(cur pending) error {
-	var st *rewrite.Stmt
-	var clientFormats []int16
-	describeStmt := false
-	switch cur.kind {
-	case pendQuery:
-		if cur.query != nil && cur.query.stmt < len(cur.query.plan.Stmts) {
-			st = cur.query.plan.Stmts[cur.query.stmt]
-		}
-	case pendDescribeStmt:
-		if cur.stmt != nil {
-			st = cur.stmt.Plan
-		}
-		describeStmt = true
-	case pendDescribePortal:
-		if cur.portal != nil && cur.portal.Stmt != nil {
-			st = cur.portal.Stmt.Plan
-			clientFormats = cur.portal.ResultFormats
-		}
-	}
+	st, clientFormats, describeStmt := rowDescStmt(&cur)
 	if st == nil {
 		return s.sr.forwardBody(s.cw)
 	}
@@ -268,6 +250,30 @@ func (s *session) decodeRowDescription(cur pending) error {
 	s.out = appendRowDescription(s.out[:0], fields)
 	s.cw.Write(s.out)
 	return nil
+}
+
+// rowDescStmt is the planned statement a RowDescription answering cur
+// describes (nil: none, the message passes as it is), the formats the
+// client asked for its fields, and whether cur is a Describe of a
+// statement.
+func rowDescStmt(cur *pending) (st *rewrite.Stmt, clientFormats []int16, describeStmt bool) {
+	switch cur.kind {
+	case pendQuery:
+		if cur.query != nil && cur.query.stmt < len(cur.query.plan.Stmts) {
+			st = cur.query.plan.Stmts[cur.query.stmt]
+		}
+	case pendDescribeStmt:
+		if cur.stmt != nil {
+			st = cur.stmt.Plan
+		}
+		describeStmt = true
+	case pendDescribePortal:
+		if cur.portal != nil && cur.portal.Stmt != nil {
+			st = cur.portal.Stmt.Plan
+			clientFormats = cur.portal.ResultFormats
+		}
+	}
+	return st, clientFormats, describeStmt
 }
 
 // rowMap is the result map DataRows of cur are decoded with.

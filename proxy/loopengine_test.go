@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 )
@@ -34,15 +36,19 @@ func startHandBackProxy(t *testing.T) *testProxy {
 `)
 }
 
-// TestEncryptionSessionStartsOnLoop: a session of a config with tables
-// relays on the event loop while its statements pass through, and moves to
-// goroutines at the first one pgveil must rewrite, which works as always.
-func TestEncryptionSessionStartsOnLoop(t *testing.T) {
+// TestEncryptionSessionStaysOnLoop: a session of a config with tables
+// relays on the event loop, and stays there through the statements pgveil
+// rewrites and the results it decrypts, in every exec mode; the first use
+// of a key (not cached yet) is loaded off the loop while the message
+// waits. COPY data hands the session to goroutines, where COPY works as
+// always.
+func TestEncryptionSessionStaysOnLoop(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	p := startHandBackProxy(t)
 	defer p.stop(t, 10*time.Second)
 	ctx := context.Background()
-	loopSessions := func() float64 { return testutil.ToFloat64(p.srv.metrics.LoopSessions) }
+	m := p.srv.metrics
+	loopSessions := func() float64 { return testutil.ToFloat64(m.LoopSessions) }
 
 	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
 		t.Run(mode.String(), func(t *testing.T) {
@@ -73,28 +79,60 @@ func TestEncryptionSessionStartsOnLoop(t *testing.T) {
 			if got := loopSessions(); got != 1 {
 				t.Fatalf("after pass-through statements, %v sessions on the loop; want 1", got)
 			}
-			secret := "hb-secret-" + mode.String()
-			if _, err := c.Exec(ctx, "INSERT INTO hb_secrets (body) VALUES ($1)", secret); err != nil {
-				t.Fatal(err)
+			for i := 0; i < 5; i++ {
+				secret := fmt.Sprintf("hb-secret-%s-%d", mode, i)
+				if _, err := c.Exec(ctx, "INSERT INTO hb_secrets (body) VALUES ($1)", secret); err != nil {
+					t.Fatal(err)
+				}
+				var got string
+				if err := c.QueryRow(ctx, "SELECT body FROM hb_secrets WHERE id = (SELECT max(id) FROM hb_secrets)").Scan(&got); err != nil || got != secret {
+					t.Fatalf("read back: %q, %v", got, err)
+				}
+				assertNoPlaintext(t, "hb_secrets", secret)
 			}
-			if got := loopSessions(); got != 0 {
-				t.Fatalf("after an encrypted INSERT, %v sessions on the loop; want 0", got)
+			if got := loopSessions(); got != 1 {
+				t.Fatalf("after encrypted INSERTs and SELECTs, %v sessions on the loop; want 1", got)
 			}
-			var got string
-			if err := c.QueryRow(ctx, "SELECT body FROM hb_secrets WHERE id = (SELECT max(id) FROM hb_secrets)").Scan(&got); err != nil || got != secret {
-				t.Fatalf("read back: %q, %v", got, err)
+			if n := testutil.ToFloat64(m.LoopHandbacks); n != 0 {
+				t.Fatalf("%v sessions handed back to goroutines; want 0", n)
 			}
-			assertNoPlaintext(t, "hb_secrets", secret)
 		})
 	}
+	// The first INSERT found no key cached: it waited off the loop once;
+	// the statements after found it cached.
+	if n := testutil.ToFloat64(m.LoopKeyWaits); n < 1 || n > 2 {
+		t.Errorf("%v key waits on the loop; want 1 (the data key, first used) or 2 (and its reload)", n)
+	}
+
+	c, err := pgx.Connect(ctx, p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	waitFor(t, func() bool { return loopSessions() == 1 })
+	rows := [][]any{{"hb-copied-1"}, {"hb-copied-2"}}
+	if n, err := c.CopyFrom(ctx, pgx.Identifier{"hb_secrets"}, []string{"body"}, pgx.CopyFromRows(rows)); err != nil || n != 2 {
+		t.Fatalf("COPY: %d rows, %v", n, err)
+	}
+	if got := loopSessions(); got != 0 {
+		t.Fatalf("after COPY, %v sessions on the loop; want 0", got)
+	}
+	if n := testutil.ToFloat64(m.LoopHandbacks); n != 1 {
+		t.Fatalf("%v sessions handed back to goroutines; want 1", n)
+	}
+	var got string
+	if err := c.QueryRow(ctx, "SELECT body FROM hb_secrets WHERE id = (SELECT max(id) FROM hb_secrets)").Scan(&got); err != nil || got != "hb-copied-2" {
+		t.Fatalf("read back after COPY: %q, %v", got, err)
+	}
+	assertNoPlaintext(t, "hb_secrets", "hb-copied")
 	if _, err := adminConn(t).Exec(ctx, "TRUNCATE hb_plain"); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// TestHandBackMidStream: the loop hands the session back while the server
-// is partway through a 64 MB row the client has not read yet: the row
-// arrives whole, then the answer to the statement that caused the hand-back.
+// TestHandBackMidStream: the loop hands the session back (for COPY data)
+// while the server is partway through a 64 MB row the client has not read
+// yet: the row arrives whole, then the answers to the COPY.
 func TestHandBackMidStream(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	p := startHandBackProxy(t)
@@ -109,13 +147,15 @@ func TestHandBackMidStream(t *testing.T) {
 	// The server streams the row; the client reads nothing yet, so the
 	// loop stops at its backlog limit with the row begun.
 	waitClientWrite(t, "repeat('x', ", fmt.Sprint(size))
-	writeMsg(w, 'Q', []byte("INSERT INTO hb_secrets (body) VALUES ('hb-mid-stream')\x00"))
+	writeMsg(w, 'Q', []byte("COPY hb_secrets (body) FROM STDIN\x00"))
+	writeMsg(w, 'd', []byte("hb-mid-stream\n"))
+	writeMsg(w, 'c', nil)
 	w.Flush()
 	waitFor(t, func() bool { return testutil.ToFloat64(p.srv.metrics.LoopSessions) == 0 })
 
 	r := bufio.NewReader(c)
 	var got []byte
-	for _, want := range []byte{'T', 'D', 'C', 'Z', 'C', 'Z'} {
+	for _, want := range []byte{'T', 'D', 'C', 'Z', 'G', 'C', 'Z'} {
 		typ, body := readRawMsg(t, r)
 		if typ != want {
 			t.Fatalf("got message %q (%q), want %q", typ, body[:min(len(body), 80)], want)
@@ -123,9 +163,9 @@ func TestHandBackMidStream(t *testing.T) {
 		switch {
 		case typ == 'D':
 			got = body
-		case typ == 'C' && want == 'C' && bytes.HasPrefix(body, []byte("INSERT")):
-			if string(body) != "INSERT 0 1\x00" {
-				t.Fatalf("INSERT: %q", body)
+		case typ == 'C' && bytes.HasPrefix(body, []byte("COPY")):
+			if string(body) != "COPY 1\x00" {
+				t.Fatalf("COPY: %q", body)
 			}
 		}
 	}
@@ -202,4 +242,112 @@ func TestPathReadWaitsForRest(t *testing.T) {
 	if n := testutil.ToFloat64(p.srv.metrics.SearchPathReads); n != 1 {
 		t.Errorf("search_path read %v times, want 1 (after the Sync, not during the skip)", n)
 	}
+}
+
+// TestKeyLoadDoesNotStallLoop: a key the process has not cached is loaded
+// off the loop. While the load waits (pgveil.keys locked by another
+// transaction), the session that needs the key waits at that message, and
+// another session on the same loop goes on; once the lock is gone the
+// waiting statement completes, sealed, still on the loop.
+func TestKeyLoadDoesNotStallLoop(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startHandBackProxy(t)
+	defer p.stop(t, 10*time.Second)
+	ctx := context.Background()
+	m := p.srv.metrics
+	connect := func() *pgx.Conn {
+		c, err := pgx.Connect(ctx, p.url())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	other, waiter := connect(), connect()
+	defer other.Close(ctx)
+	defer waiter.Close(ctx)
+	waitFor(t, func() bool { return testutil.ToFloat64(m.LoopSessions) == 2 })
+
+	lock := adminConn(t)
+	defer lock.Close(ctx)
+	tx, err := lock.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE pgveil.keys IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := waiter.Exec(ctx, "INSERT INTO hb_secrets (body) VALUES ($1)", "hb-waited")
+		done <- err
+	}()
+	waitFor(t, func() bool { return testutil.ToFloat64(m.LoopKeyWaits) == 1 })
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for i := 0; i < 50; i++ {
+		var n int
+		if err := other.QueryRow(octx, "SELECT count(*) FROM hb_plain WHERE id >= $1", i).Scan(&n); err != nil {
+			t.Fatalf("a session on the same loop, while a key loads: %v", err)
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("the INSERT ended while its key could not load: %v", err)
+	default:
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the INSERT after its key loaded: %v", err)
+	}
+	var got string
+	if err := waiter.QueryRow(ctx, "SELECT body FROM hb_secrets").Scan(&got); err != nil || got != "hb-waited" {
+		t.Fatalf("read back: %q, %v", got, err)
+	}
+	assertNoPlaintext(t, "hb_secrets", "hb-waited")
+	if n := testutil.ToFloat64(m.LoopSessions); n != 2 {
+		t.Errorf("%v sessions on the loop; want 2", n)
+	}
+	if n := testutil.ToFloat64(m.LoopHandbacks); n != 0 {
+		t.Errorf("%v sessions handed back; want 0", n)
+	}
+}
+
+// TestUnknownKeyOnLoop: a value sealed under a key pgveil.keys lacks
+// ends the session with PV002 on the loop as on goroutines: the loop asks
+// for the key off the loop, the load fails, and the message is decoded
+// again with that failure.
+func TestUnknownKeyOnLoop(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startHandBackProxy(t)
+	defer p.stop(t, 10*time.Second)
+	ctx := context.Background()
+	m := p.srv.metrics
+	env := make([]byte, 1+4+12+16+3)
+	env[0] = 1
+	copy(env[1:5], []byte{0x7f, 0xff, 0xff, 0x01}) // no such key id
+	if _, err := adminConn(t).Exec(ctx, "INSERT INTO hb_secrets (body) VALUES ($1)", env); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgx.Connect(ctx, p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	waitFor(t, func() bool { return testutil.ToFloat64(m.LoopSessions) == 1 })
+	var got string
+	err = c.QueryRow(ctx, "SELECT body FROM hb_secrets").Scan(&got)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != codeValueUnknownKey || pe.Severity != "FATAL" {
+		t.Fatalf("reading a value under an unknown key: %q, %v; want FATAL %s", got, err, codeValueUnknownKey)
+	}
+	if n := testutil.ToFloat64(m.LoopKeyWaits); n != 1 {
+		t.Errorf("%v key waits; want 1", n)
+	}
+	if n := testutil.ToFloat64(m.LoopHandbacks); n != 0 {
+		t.Errorf("%v sessions handed back; want 0", n)
+	}
+	waitFor(t, func() bool { return p.srv.SessionCount() == 0 })
 }

@@ -134,6 +134,9 @@ func (s *session) replanOnPathChange(name []byte) (*pgError, error) {
 		return nil, err
 	}
 	p, err := s.plan(pt.sql)
+	if offLoop(err) {
+		return nil, err
+	}
 	if err == nil && (pt.pinned == "" && !planNeedsWork(p) || pt.pinned != "" && samePins(p, pt)) {
 		pt.gen = s.pathGen
 		s.ptStmts[string(name)] = pt
@@ -240,17 +243,21 @@ func pathRow(body []byte) (path []string, ok bool) {
 
 // settleDDL ends planning by name after DDL, before sql is planned, once
 // the server owes the client nothing and no transaction is open.
-func (s *session) settleDDL(sql string) {
+func (s *session) settleDDL(sql string) error {
 	if !s.ddlUnsettled || !s.eng.planner.MayReference(sql) {
-		return
+		return nil
 	}
 	if rest, status := s.t.atRest(); !rest || status != 'I' {
-		return
+		return nil
+	}
+	if s.loopRun {
+		return errOffLoop
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, catalogRefreshTimeout)
 	defer cancel()
 	// Until a snapshot taken after the DDL is in use, plan by name.
 	s.ddlUnsettled = !s.eng.refreshCatalog(ctx, time.Now())
+	return nil
 }
 
 // syncSearchPathFor asks the server for the search_path before sql is
@@ -260,12 +267,17 @@ func (s *session) settleDDL(sql string) {
 // implicit transaction) and no failed transaction block would refuse it.
 // Otherwise sql is planned with the path unknown.
 func (s *session) syncSearchPathFor(sql string) error {
-	s.settleDDL(sql)
+	if err := s.settleDDL(sql); err != nil {
+		return err
+	}
 	if !s.pathUnknown || !s.eng.planner.MayReference(sql) {
 		return nil
 	}
 	if rest, status := s.t.atRest(); !rest || status == 'E' {
 		return nil
+	}
+	if s.loopRun {
+		return errOffLoop
 	}
 	if s.pathCh == nil {
 		s.pathCh = make(chan pathReply, 1)

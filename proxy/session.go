@@ -83,6 +83,15 @@ type session struct {
 	eng  *engine
 	ctx  context.Context // for key lookups; cancelled when the session ends
 	stop context.CancelFunc
+	// keyCtx is what key lookups run under: ctx, or on an event loop ctx
+	// marked not to wait (keysource.WithoutWaiting). loopRun is set while
+	// a loop runs the handlers below: what would wait on the network
+	// returns errOffLoop instead (loopengine.go). warmErr is the error of
+	// the key lookup a loop waited for off the loop, for the handler's
+	// second run.
+	keyCtx  context.Context
+	loopRun bool
+	warmErr error
 	// Client goroutine state.
 	searchPath []string
 	// pathUnknown, pathStale, effStmts and effPortals: see searchpath.go.
@@ -149,6 +158,7 @@ func (srv *Server) newSession(conn net.Conn) *session {
 		eng:    srv.eng.Load(),
 	}
 	s.ctx, s.stop = context.WithCancel(context.Background())
+	s.keyCtx = s.ctx
 	s.log = srv.log.With(zap.Uint64("session", s.id), zap.String("client", conn.RemoteAddr().String()))
 	s.setClientConn(conn, cfg.Proxy.MaxStartupMessage)
 	return s

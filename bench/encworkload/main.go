@@ -19,11 +19,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -74,8 +76,9 @@ func main() {
 	duration := flag.Duration("duration", 15*time.Second, "length of each pgbench run")
 	clientsFlag := flag.String("clients", "8", "comma-separated client counts")
 	modesFlag := flag.String("modes", "prepared", "comma-separated pgbench modes: simple, extended, prepared")
+	hold := flag.Bool("hold", false, "load the tables, print a pgbench line per target, and wait for Ctrl-C (for profiling by hand)")
 	flag.Parse()
-	if err := run(*rounds, *duration, split(*clientsFlag), split(*modesFlag)); err != nil {
+	if err := run(*rounds, *duration, split(*clientsFlag), split(*modesFlag), *hold); err != nil {
 		fmt.Fprintln(os.Stderr, "encworkload:", err)
 		os.Exit(1)
 	}
@@ -91,7 +94,7 @@ func split(s string) []string {
 	return out
 }
 
-func run(rounds int, duration time.Duration, clients, modes []string) error {
+func run(rounds int, duration time.Duration, clients, modes []string, hold bool) error {
 	ctx := context.Background()
 	cluster, err := harness.StartCluster(harness.Options{Settings: []string{"max_connections = 100"}})
 	if err != nil {
@@ -147,6 +150,16 @@ func run(rounds int, duration time.Duration, clients, modes []string) error {
 		if err := os.WriteFile(filepath.Join(dir, t.table+".sql"), []byte(strings.ReplaceAll(fmt.Sprintf(script), "TABLE", t.table)), 0o644); err != nil {
 			return err
 		}
+	}
+	if hold {
+		for _, t := range targets {
+			fmt.Printf("%-26s PGSSLMODE=disable PGPASSWORD=%s %s -n -f %s -h %s -p %s -U %s %s   (pgveil pid %d)\n", t.name,
+				harness.SCRAMPass, pgbench, filepath.Join(dir, t.table+".sql"), t.host, t.port, harness.SCRAMUser, harness.Database, proxy.PID())
+		}
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		return nil
 	}
 	samples := map[string][]result{}
 	for r := 1; r <= rounds; r++ {

@@ -1,0 +1,160 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+
+	"go.uber.org/zap"
+
+	"github.com/pgveil/pgveil/keysource"
+)
+
+// The encryption handlers on an event loop (see loopengine.go).
+
+// maxParks bounds how often one message is set aside for a key: a key
+// evicted again while it loads (a shred announced meanwhile, an active-key
+// TTL shorter than the load) must not keep a message waiting for ever.
+const maxParks = 8
+
+// engineClient runs the goroutine relay's handler on a frontend message of
+// an encryption session that pgveil may rewrite (Parse, Bind, Describe,
+// Execute, Close, Query), whole in c.in at c.r, writing what it sends into
+// the upstream output. done is false when the message stays unhandled: the
+// side was parked while a key loads, or the session is to be handed back.
+func (ls *loopSession) engineClient(typ byte, n int) (done bool, err error) {
+	s, c := ls.s, &ls.c
+	body := c.in[c.r+5 : c.r+1+n]
+	copy(s.cr.hdr[:], c.in[c.r:c.r+5])
+	s.loopRun, s.warmErr = true, c.warmErr
+	if typ == 'Q' {
+		err = s.handleQuery(body)
+	} else {
+		err = s.handleExtended(typ, body)
+	}
+	s.loopRun, s.warmErr, c.warmErr = false, nil, nil
+	if err == nil {
+		c.parks = 0
+		return true, s.sw.Flush() // into u.out: cannot fail
+	}
+	if !offLoop(err) {
+		return false, err
+	}
+	if s.sw.Buffered() > 0 {
+		// A handler wrote before it found it must wait: never send half.
+		return false, fatal(codeInternalError, "pgveil internal error: a message was half handled on the event loop")
+	}
+	if we, ok := keysource.AsWait(err); ok && c.parks < maxParks {
+		c.parks++
+		ls.park(c, we)
+		return false, nil
+	}
+	ls.handback = true
+	return false, nil
+}
+
+// needsDecode reports whether decodeBackend must see a backend message of
+// type typ that answers cur (the tracker's head, before onBackend) whole:
+// it is rewritten, or it changes what decodeBackend does next. The others
+// stream through as on a session without tables.
+func (s *session) needsDecode(typ byte, cur *pending) bool {
+	if cur == nil || cur.suppress || cur.injected || cur.pathSync {
+		return false
+	}
+	switch typ {
+	case 't':
+		return cur.kind == pendDescribeStmt && cur.stmt != nil && cur.stmt.Plan != nil && stmtRewritten(cur.stmt.Plan)
+	case 'T':
+		st, _, _ := rowDescStmt(cur)
+		return st != nil
+	case 'D':
+		m := s.rowMap(*cur)
+		return m != nil && m.work
+	case 'C', 'I', 's':
+		return true // the end of a result (curMap) or of DDL (a catalog reload)
+	}
+	return false
+}
+
+// engineServer runs decodeBackend on a backend message, whole in u.in at
+// u.r, that the tracker has taken (ev), writing what the client gets into
+// its output. done is false when the side was parked while a key loads:
+// the message and ev are held for the next run (u.held).
+func (ls *loopSession) engineServer(typ byte, n int, ev backendEvent) (done bool, err error) {
+	s, u := ls.s, &ls.u
+	ls.uSrc.Reset(u.in[u.r+5 : u.r+1+n])
+	s.sr.r.Reset(&ls.uSrc)
+	copy(s.sr.hdr[:], u.in[u.r:u.r+5])
+	s.sr.pending = n - 4
+	s.loopRun, s.warmErr = true, u.warmErr
+	err = s.decodeBackend(typ, ev)
+	s.loopRun, s.warmErr, u.warmErr = false, nil, nil
+	if err == nil {
+		if s.sr.pending != 0 || s.sr.r.Buffered() != 0 || ls.uSrc.Len() != 0 {
+			return false, fatal(codeInternalError, "pgveil internal error: a server message was half read on the event loop")
+		}
+		u.held, u.parks = false, 0
+		u.r += n + 1
+		u.flow.add(n + 1)
+		return true, s.cw.Flush() // into c.out: cannot fail
+	}
+	if we, ok := keysource.AsWait(err); ok {
+		if s.cw.Buffered() > 0 {
+			return false, fatal(codeInternalError, "pgveil internal error: a server message was half handled on the event loop")
+		}
+		if u.parks >= maxParks {
+			return false, &pgError{Severity: "FATAL", Code: codeKeySourceDown, Message: "pgveil could not keep a data key cached long enough to decrypt a value; retry"}
+		}
+		u.parks++
+		u.held, u.heldTyp, u.heldN, u.heldEv = true, typ, n, ev
+		ls.park(u, we)
+		return false, nil
+	}
+	return false, err
+}
+
+// park sets sd aside at its current message while we loads the key on
+// another goroutine; the loop stops reading sd until unpark.
+func (ls *loopSession) park(sd *loopSide, we *keysource.WaitError) {
+	sd.parked = true
+	s, l := ls.s, ls.l
+	s.srv.metrics.LoopKeyWaits.Inc()
+	go func() {
+		err := we.Warm(s.ctx)
+		l.submit(func() { ls.unpark(sd, err) })
+	}()
+}
+
+// unpark runs sd's message again after its key was loaded (or failed to
+// load: warmErr makes the message fail as on the goroutine relay).
+func (ls *loopSession) unpark(sd *loopSide, err error) {
+	defer ls.recoverPanic()
+	if ls.ended {
+		return
+	}
+	sd.parked, sd.warmErr = false, err
+	ls.process(sd)
+}
+
+// serverFatal ends the session for a *pgError of decodeBackend (a value
+// that does not open): the client gets it as its last message, as
+// endWithFatal does on the goroutine relay.
+func (ls *loopSession) serverFatal(pe *pgError) {
+	ls.s.log.Error("closing session", zap.String("sqlstate", pe.Code), zap.String("reason", pe.Message), zap.NamedError("cause", pe.cause))
+	ls.cerr = pe
+	ls.end()
+}
+
+// serverError sorts an error of engineServer: a *pgError ends the session
+// with it; any other ends the upstream side.
+func (ls *loopSession) serverError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *pgError
+	if errors.As(err, &pe) {
+		ls.serverFatal(pe)
+		return nil
+	}
+	return err
+}
