@@ -32,13 +32,18 @@ func (ls *loopSession) engineClient(typ byte, n int) (done bool, err error) {
 	} else {
 		err = s.handleExtended(typ, body)
 	}
-	s.loopRun, s.warmErr, c.warmErr = false, nil, nil
+	s.loopRun, s.warmErr, c.warmErr, s.pathRead = false, nil, nil, false
 	if err == nil {
 		c.parks = 0
 		return true, s.sw.Flush() // into u.out: cannot fail
 	}
 	if !offLoop(err) {
 		return false, err
+	}
+	if errors.Is(err, errPathAsked) {
+		// The question goes out now; the message waits for the answer.
+		c.parked, c.pathWait = true, true
+		return false, s.sw.Flush()
 	}
 	if s.sw.Buffered() > 0 {
 		// A handler wrote before it found it must wait: never send half.
@@ -134,6 +139,20 @@ func (ls *loopSession) unpark(sd *loopSide, err error) {
 	}
 	sd.parked, sd.warmErr = false, err
 	ls.process(sd)
+}
+
+// pathAnswered runs the client side's message again once the server
+// side has taken the answer to the search_path question it asked for it.
+func (ls *loopSession) pathAnswered() {
+	s, c := ls.s, &ls.c
+	select {
+	case r := <-s.pathCh:
+		s.applyPath(r)
+		s.pathRead = true
+		c.parked, c.pathWait = false, false
+		ls.process(c)
+	default:
+	}
 }
 
 // serverFatal ends the session for a *pgError of decodeBackend (a value

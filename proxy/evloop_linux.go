@@ -148,13 +148,14 @@ type loopSide struct {
 	// message needs loads off the loop (evloop_engine_linux.go); warmErr
 	// is that load's error, parks counts the message's waits. The server
 	// side holds the message's tracker event meanwhile.
-	parked  bool
-	warmErr error
-	parks   int
-	held    bool
-	heldTyp byte
-	heldN   int
-	heldEv  backendEvent
+	parked   bool
+	pathWait bool // parked until the search_path question is answered
+	warmErr  error
+	parks    int
+	held     bool
+	heldTyp  byte
+	heldN    int
+	heldEv   backendEvent
 }
 
 // sideTable finds a loop's sides by socket: a slice indexed by fd (the
@@ -547,7 +548,7 @@ func (ls *loopSession) process(sd *loopSide) {
 		ls.fail(sd, err)
 		return
 	}
-	if ls.handback && !ls.u.held {
+	if ls.handback && !ls.u.held && !ls.c.pathWait {
 		ls.s.srv.metrics.LoopHandbacks.Inc()
 		ls.handBack()
 		return
@@ -558,6 +559,9 @@ func (ls *loopSession) process(sd *loopSide) {
 	ls.updateEvents()
 	if drain {
 		ls.checkDrain()
+	}
+	if !sd.client && ls.c.pathWait {
+		ls.pathAnswered()
 	}
 }
 
@@ -687,7 +691,20 @@ func (ls *loopSession) fromServer() (drain bool, err error) {
 				ls.handback = true
 				return drain, nil
 			}
-			if s.needsDecode(typ, s.t.peek()) {
+			cur := s.t.peek()
+			if cur != nil && cur.pathSync && typ == 'D' {
+				// The row answering the search_path question.
+				if u.w-u.r < n+1 {
+					u.need(n + 1)
+					break
+				}
+				m.upstreamDone(s.t.onBackend(typ, nil))
+				s.pathSyncMessage(typ, u.in[u.r+5:u.r+1+n])
+				u.r += n + 1
+				u.flow.add(n + 1)
+				continue
+			}
+			if s.needsDecode(typ, cur) {
 				if u.w-u.r < n+1 {
 					u.need(n + 1)
 					break

@@ -18,27 +18,39 @@ import (
 //     that side of the session at the message, loads the key on another
 //     goroutine (WaitError.Warm), and runs the message again when it is
 //     cached; the other side and every other session go on meanwhile;
-//   - a catalog reload after DDL or for a relation the snapshot lacks, the
-//     search_path question after a SET, COPY data and its responses: the
-//     handler returns errOffLoop before it changed anything, and the loop
+//   - the search_path question (searchpath.go) goes out as on the
+//     goroutine relay, but instead of waiting for the answer the handler
+//     returns errPathAsked; the loop sets the client side aside at that
+//     message and runs it again when the server side has taken the answer
+//     (pathAnswered);
+//   - a catalog reload after DDL or for a relation the snapshot lacks,
+//     COPY data and its responses: the handler returns errOffLoop before
+//     it changed anything, and the loop
 //     hands the session to its goroutine at that message's boundary
 //     (handBack, resumeOnGoroutines), which relays it from there on.
 //
 // A handler that returns errOffLoop or a *keysource.WaitError has written
 // nothing and changed nothing in the session's view but idempotent
 // records (effects of a name it will note again), so that its second run,
-// on the loop or on the goroutine, starts from the same state.
+// on the loop or on the goroutine, starts from the same state. One that
+// returns errPathAsked has written the question and recorded it in the
+// tracker, and nothing else.
 
 // errOffLoop: the message needs the goroutine relay (see above).
 var errOffLoop = errors.New("pgveil: the message needs the goroutine relay")
 
+// errPathAsked: the search_path question went out; run the message again
+// with the answer.
+var errPathAsked = errors.New("pgveil: the message waits for the search_path")
+
 // offLoop reports an error that only says the message must wait: run
-// again after a key is loaded, or on the goroutine relay.
+// again after a key is loaded or the path is read, or on the goroutine
+// relay.
 func offLoop(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, errOffLoop) {
+	if errors.Is(err, errOffLoop) || errors.Is(err, errPathAsked) {
 		return true
 	}
 	_, ok := keysource.AsWait(err)

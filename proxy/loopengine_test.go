@@ -242,6 +242,13 @@ func TestPathReadWaitsForRest(t *testing.T) {
 	if n := testutil.ToFloat64(p.srv.metrics.SearchPathReads); n != 1 {
 		t.Errorf("search_path read %v times, want 1 (after the Sync, not during the skip)", n)
 	}
+	// The loop asked and waited for the answer itself.
+	if n := testutil.ToFloat64(p.srv.metrics.LoopSessions); n != 1 {
+		t.Errorf("%v sessions on the loop, want 1", n)
+	}
+	if n := testutil.ToFloat64(p.srv.metrics.LoopHandbacks); n != 0 {
+		t.Errorf("%v sessions handed back, want 0", n)
+	}
 }
 
 // TestKeyLoadDoesNotStallLoop: a key the process has not cached is loaded

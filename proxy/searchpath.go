@@ -276,8 +276,12 @@ func (s *session) syncSearchPathFor(sql string) error {
 	if rest, status := s.t.atRest(); !rest || status == 'E' {
 		return nil
 	}
-	if s.loopRun {
-		return errOffLoop
+	if s.pathRead {
+		// An event loop asked for this message and has the answer
+		// (pathAnswered): an unknown path now is one the server would
+		// not tell; planned by name.
+		s.pathRead = false
+		return nil
 	}
 	if s.pathCh == nil {
 		s.pathCh = make(chan pathReply, 1)
@@ -285,6 +289,11 @@ func (s *session) syncSearchPathFor(sql string) error {
 	s.srv.metrics.SearchPathReads.Inc()
 	s.t.push(pending{kind: pendQuery, suppress: true, pathSync: true})
 	s.sw.Write(showSearchPath)
+	if s.loopRun {
+		// The loop sends the question, sets the message aside, and runs
+		// it again once the answer is in (loopengine.go).
+		return errPathAsked
+	}
 	if err := s.sw.Flush(); err != nil {
 		return err
 	}
@@ -294,8 +303,14 @@ func (s *session) syncSearchPathFor(sql string) error {
 	case <-s.serverDone:
 		return net.ErrClosed // serverToClient told the client why
 	}
+	s.applyPath(r)
+	return nil
+}
+
+// applyPath takes the server's answer to the search_path question.
+func (s *session) applyPath(r pathReply) {
 	if !r.ok {
-		return nil // still unknown; planned by name
+		return // still unknown; planned by name
 	}
 	s.searchPath = r.path
 	s.pathUnknown = false
@@ -303,7 +318,6 @@ func (s *session) syncSearchPathFor(sql string) error {
 		s.pathStale = false
 	}
 	s.log.Debug("search_path read again", zap.Strings("search_path", s.searchPath))
-	return nil
 }
 
 // pathSyncMessage takes a message answering syncSearchPath's query: the

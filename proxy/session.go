@@ -92,6 +92,9 @@ type session struct {
 	keyCtx  context.Context
 	loopRun bool
 	warmErr error
+	// pathRead: a loop has the answer to the search_path question it
+	// asked for the message it runs again (syncSearchPathFor).
+	pathRead bool
 	// Client goroutine state.
 	searchPath []string
 	// pathUnknown, pathStale, effStmts and effPortals: see searchpath.go.
