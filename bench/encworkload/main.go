@@ -76,9 +76,10 @@ func main() {
 	duration := flag.Duration("duration", 15*time.Second, "length of each pgbench run")
 	clientsFlag := flag.String("clients", "8", "comma-separated client counts")
 	modesFlag := flag.String("modes", "prepared", "comma-separated pgbench modes: simple, extended, prepared")
+	goroutines := flag.Bool("goroutines", false, "also run a second pgveil with proxy.event_loops: 0 (every session on goroutines), for the event loop's share")
 	hold := flag.Bool("hold", false, "load the tables, print a pgbench line per target, and wait for Ctrl-C (for profiling by hand)")
 	flag.Parse()
-	if err := run(*rounds, *duration, split(*clientsFlag), split(*modesFlag), *hold); err != nil {
+	if err := run(*rounds, *duration, split(*clientsFlag), split(*modesFlag), *goroutines, *hold); err != nil {
 		fmt.Fprintln(os.Stderr, "encworkload:", err)
 		os.Exit(1)
 	}
@@ -94,7 +95,7 @@ func split(s string) []string {
 	return out
 }
 
-func run(rounds int, duration time.Duration, clients, modes []string, hold bool) error {
+func run(rounds int, duration time.Duration, clients, modes []string, goroutines, hold bool) error {
 	ctx := context.Background()
 	cluster, err := harness.StartCluster(harness.Options{Settings: []string{"max_connections = 100"}})
 	if err != nil {
@@ -119,11 +120,14 @@ func run(rounds int, duration time.Duration, clients, modes []string, hold bool)
 	if _, err := rand.Read(key); err != nil {
 		return err
 	}
-	proxy, err := harness.StartProxy(harness.ProxyOptions{
-		Config: fmt.Sprintf("listen: 127.0.0.1:0\nupstream:\n  address: %s\n  tls: disable\n  service_url: %s\nkeysource:\n  local:\n    key_env: PGVEIL_BENCH_KEY\nadmin:\n  listen: \"\"\nlog:\n  level: info\n%s",
-			cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), policy),
-		Env: []string{"PGVEIL_BENCH_KEY=" + base64.StdEncoding.EncodeToString(key)},
-	})
+	start := func(extra string) (*harness.Proxy, error) {
+		return harness.StartProxy(harness.ProxyOptions{
+			Config: fmt.Sprintf("listen: 127.0.0.1:0\nupstream:\n  address: %s\n  tls: disable\n  service_url: %s\nkeysource:\n  local:\n    key_env: PGVEIL_BENCH_KEY\nadmin:\n  listen: \"\"\nlog:\n  level: info\n%s%s",
+				cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), extra, policy),
+			Env: []string{"PGVEIL_BENCH_KEY=" + base64.StdEncoding.EncodeToString(key)},
+		})
+	}
+	proxy, err := start("")
 	if err != nil {
 		return err
 	}
@@ -145,6 +149,17 @@ func run(rounds int, duration time.Duration, clients, modes []string, hold bool)
 	}{
 		{"direct, plaintext columns", "bench_plain", cluster.Host, strconv.Itoa(cluster.Port)},
 		{"pgveil, encrypted columns", "bench_enc", hostOf(proxy.Addr), portOf(proxy.Addr)},
+	}
+	if goroutines {
+		gp, err := start("proxy:\n  event_loops: 0\n")
+		if err != nil {
+			return err
+		}
+		defer gp.Stop()
+		targets = append(targets, struct {
+			name, table, host string
+			port              string
+		}{"pgveil on goroutines", "bench_enc", hostOf(gp.Addr), portOf(gp.Addr)})
 	}
 	for _, t := range targets {
 		if err := os.WriteFile(filepath.Join(dir, t.table+".sql"), []byte(strings.ReplaceAll(fmt.Sprintf(script), "TABLE", t.table)), 0o644); err != nil {
