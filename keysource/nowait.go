@@ -32,6 +32,9 @@ type WaitError struct {
 
 func (e *WaitError) Error() string { return "keysource: " + e.what + " is not cached" }
 
+// Key names the key the lookup wanted: equal for lookups of the same key.
+func (e *WaitError) Key() string { return e.what }
+
 // Warm does the lookup that was refused, waiting as long as ctx allows,
 // so that it is cached for the next try. Its error is the lookup's.
 func (e *WaitError) Warm(ctx context.Context) error { return e.warm(ctx) }

@@ -12,10 +12,11 @@ import (
 
 // The encryption handlers on an event loop (see loopengine.go).
 
-// maxParks bounds how often one message is set aside for a key: a key
-// evicted again while it loads (a shred announced meanwhile, an active-key
-// TTL shorter than the load) must not keep a message waiting for ever.
-const maxParks = 8
+// maxParks bounds how often one message is set aside for a key: each key
+// it needs may take one wait, but a key evicted again while it loads (a
+// shred announced meanwhile, an active-key TTL shorter than the load) must
+// not keep a message waiting for ever.
+const maxParks = 64
 
 // engineClient runs the goroutine relay's handler on a frontend message of
 // an encryption session that pgveil may rewrite (Parse, Bind, Describe,
@@ -26,26 +27,28 @@ func (ls *loopSession) engineClient(typ byte, n int) (done bool, err error) {
 	s, c := ls.s, &ls.c
 	body := c.in[c.r+5 : c.r+1+n]
 	copy(s.cr.hdr[:], c.in[c.r:c.r+5])
-	s.loopRun, s.warmErr = true, c.warmErr
+	out := len(ls.u.out)
+	s.loopRun, s.warmErrs = true, c.warmErrs
 	if typ == 'Q' {
 		err = s.handleQuery(body)
 	} else {
 		err = s.handleExtended(typ, body)
 	}
-	s.loopRun, s.warmErr, c.warmErr, s.pathRead = false, nil, nil, false
-	if err == nil {
-		c.parks = 0
-		return true, s.sw.Flush() // into u.out: cannot fail
-	}
+	s.loopRun, s.warmErrs = false, nil
 	if !offLoop(err) {
-		return false, err
+		// Handled (or a protocol error, which ends the session).
+		c.parks, c.warmErrs, s.pathRead = 0, nil, false
+		if err != nil {
+			return false, err
+		}
+		return true, s.sw.Flush() // into u.out: cannot fail
 	}
 	if errors.Is(err, errPathAsked) {
 		// The question goes out now; the message waits for the answer.
 		c.parked, c.pathWait = true, true
 		return false, s.sw.Flush()
 	}
-	if s.sw.Buffered() > 0 {
+	if s.sw.Buffered() > 0 || len(ls.u.out) != out {
 		// A handler wrote before it found it must wait: never send half.
 		return false, fatal(codeInternalError, "pgveil internal error: a message was half handled on the event loop")
 	}
@@ -54,6 +57,8 @@ func (ls *loopSession) engineClient(typ byte, n int) (done bool, err error) {
 		ls.park(c, we)
 		return false, nil
 	}
+	// The goroutine relay runs the message from the start.
+	c.parks, c.warmErrs, s.pathRead = 0, nil, false
 	ls.handback = true
 	return false, nil
 }
@@ -91,20 +96,21 @@ func (ls *loopSession) engineServer(typ byte, n int, ev backendEvent) (done bool
 	s.sr.r.Reset(&ls.uSrc)
 	copy(s.sr.hdr[:], u.in[u.r:u.r+5])
 	s.sr.pending = n - 4
-	s.loopRun, s.warmErr = true, u.warmErr
+	out := len(ls.c.out)
+	s.loopRun, s.warmErrs = true, u.warmErrs
 	err = s.decodeBackend(typ, ev)
-	s.loopRun, s.warmErr, u.warmErr = false, nil, nil
+	s.loopRun, s.warmErrs = false, nil
 	if err == nil {
 		if s.sr.pending != 0 || s.sr.r.Buffered() != 0 || ls.uSrc.Len() != 0 {
 			return false, fatal(codeInternalError, "pgveil internal error: a server message was half read on the event loop")
 		}
-		u.held, u.parks = false, 0
+		u.held, u.parks, u.warmErrs = false, 0, nil
 		u.r += n + 1
 		u.flow.add(n + 1)
 		return true, s.cw.Flush() // into c.out: cannot fail
 	}
 	if we, ok := keysource.AsWait(err); ok {
-		if s.cw.Buffered() > 0 {
+		if s.cw.Buffered() > 0 || len(ls.c.out) != out {
 			return false, fatal(codeInternalError, "pgveil internal error: a server message was half handled on the event loop")
 		}
 		if u.parks >= maxParks {
@@ -126,18 +132,24 @@ func (ls *loopSession) park(sd *loopSide, we *keysource.WaitError) {
 	s.srv.metrics.LoopKeyWaits.Inc()
 	go func() {
 		err := we.Warm(s.ctx)
-		l.submit(func() { ls.unpark(sd, err) })
+		l.submit(func() { ls.unpark(sd, we.Key(), err) })
 	}()
 }
 
-// unpark runs sd's message again after its key was loaded (or failed to
-// load: warmErr makes the message fail as on the goroutine relay).
-func (ls *loopSession) unpark(sd *loopSide, err error) {
+// unpark runs sd's message again after the key was loaded, or failed to
+// load: then warmErrs makes that lookup fail as on the goroutine relay.
+func (ls *loopSession) unpark(sd *loopSide, key string, err error) {
 	defer ls.recoverPanic()
 	if ls.ended {
 		return
 	}
-	sd.parked, sd.warmErr = false, err
+	sd.parked = false
+	if err != nil {
+		if sd.warmErrs == nil {
+			sd.warmErrs = map[string]error{}
+		}
+		sd.warmErrs[key] = err
+	}
 	ls.process(sd)
 }
 

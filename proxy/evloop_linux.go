@@ -145,12 +145,12 @@ type loopSide struct {
 	events  uint32 // registered epoll events
 	flow    flowCounter
 	// An encryption session's side is parked while a key its current
-	// message needs loads off the loop (evloop_engine_linux.go); warmErr
-	// is that load's error, parks counts the message's waits. The server
-	// side holds the message's tracker event meanwhile.
+	// message needs loads off the loop (evloop_engine_linux.go); warmErrs
+	// are the failed loads for the message, parks counts its waits. The
+	// server side holds the message's tracker event meanwhile.
 	parked   bool
 	pathWait bool // parked until the search_path question is answered
-	warmErr  error
+	warmErrs map[string]error
 	parks    int
 	held     bool
 	heldTyp  byte
@@ -485,7 +485,7 @@ func (ls *loopSession) handle(sd *loopSide, events uint32) {
 		ls.updateEvents()
 	}
 	// A hang-up or error is read even while paused: the read reports it.
-	if events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 || events&unix.EPOLLIN != 0 && !sd.paused && !sd.parked {
+	if events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 || events&unix.EPOLLIN != 0 && !sd.paused && !sd.parked && !ls.handback {
 		ls.readable(sd)
 	}
 }
@@ -548,7 +548,7 @@ func (ls *loopSession) process(sd *loopSide) {
 		ls.fail(sd, err)
 		return
 	}
-	if ls.handback && !ls.u.held && !ls.c.pathWait {
+	if ls.handback && !ls.u.parked && !ls.u.held && !ls.c.parked {
 		ls.s.srv.metrics.LoopHandbacks.Inc()
 		ls.handBack()
 		return
@@ -684,14 +684,19 @@ func (ls *loopSession) fromServer() (drain bool, err error) {
 			continue
 		}
 		if s.eng != nil {
+			cur := s.t.peek()
 			switch typ {
 			case 'G', 'H', 'W':
-				// COPY: its data is encrypted or decrypted on the
-				// goroutine relay (copy.go).
-				ls.handback = true
-				return drain, nil
+				if cur != nil && !cur.suppress && !cur.injected {
+					if st := curStmt(*cur); st != nil && st.Copy != nil {
+						// COPY of a configured table: its data is
+						// encrypted or decrypted on the goroutine relay
+						// (copy.go).
+						ls.handback = true
+						return drain, nil
+					}
+				}
 			}
-			cur := s.t.peek()
 			if cur != nil && cur.pathSync && typ == 'D' {
 				// The row answering the search_path question.
 				if u.w-u.r < n+1 {
@@ -859,7 +864,7 @@ func (ls *loopSession) flush(sd *loopSide) error {
 func (ls *loopSession) updateEvents() {
 	for _, sd := range []*loopSide{&ls.c, &ls.u} {
 		var ev uint32
-		if !sd.paused && !sd.parked {
+		if !sd.paused && !sd.parked && !ls.handback {
 			ev |= unix.EPOLLIN
 		}
 		if sd.pending() > 0 {
@@ -1093,17 +1098,37 @@ func (s *session) resumeOnGoroutines(ls *loopSession, cfd, sfd int) (ok bool, er
 		// message boundary.
 		s.wake()
 	}
-	if rest := ls.u.stream; rest > 0 {
-		// The loop relayed the start of a server message: the rest goes
-		// as it would have, before serverToClient reads a header.
-		if err := s.sr.passRest(s.cw, rest, ls.u.discard); err != nil {
-			server.Close() // run closes the client; its deferred close is the old server conn's
-			return true, &upstreamError{err}
+	// The loop relayed the start of a message it did not finish (either
+	// way): the rest goes as it would have, before the goroutines read a
+	// header. Both at once: each peer may be blocked sending to pgveil
+	// until it reads what pgveil sends it.
+	var upErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if rest := ls.u.stream; rest > 0 {
+			if upErr = s.sr.passRest(s.cw, rest, ls.u.discard); upErr != nil {
+				upErr = &upstreamError{upErr}
+				return
+			}
+			upErr = s.cw.Flush()
 		}
-		if err := s.cw.Flush(); err != nil {
-			server.Close()
-			return true, err
+	}()
+	var clErr error
+	if rest := ls.c.stream; rest > 0 {
+		s.wake_.mid = true // no shutdown wake-up inside the message
+		if clErr = s.cr.passRest(s.sw, rest, ls.c.discard); clErr == nil {
+			clErr = s.sw.Flush()
 		}
+		s.wake_.mid = false
+	}
+	<-done
+	if upErr != nil || clErr != nil {
+		server.Close() // run closes the client; its deferred close is the old server conn's
+		if upErr != nil {
+			return true, upErr
+		}
+		return true, clErr
 	}
 	return false, nil
 }

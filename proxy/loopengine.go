@@ -58,12 +58,13 @@ func offLoop(err error) bool {
 }
 
 // keyErr is a key lookup's error as the handler should see it: after the
-// loop waited for the key off the loop and that failed (warmErr), the
-// failure itself, so the message fails as it would on the goroutine relay.
+// loop waited for that key off the loop and the load failed (warmErrs),
+// the failure itself, so the message fails as it would on the goroutine
+// relay.
 func (s *session) keyErr(err error) error {
-	if s.warmErr != nil {
-		if _, ok := keysource.AsWait(err); ok {
-			return s.warmErr
+	if we, ok := keysource.AsWait(err); ok {
+		if werr, ok := s.warmErrs[we.Key()]; ok {
+			return werr
 		}
 	}
 	return err

@@ -266,6 +266,9 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 	if ev.cur.pathSync {
 		s.pathSyncMessage(typ, body)
 	}
+	// An error ends the result whose rows were arriving (as
+	// CommandComplete does, decodeBackend): the next rows are another's.
+	s.curMap = nil
 	switch {
 	case ev.cur.suppress:
 	case typ == 'E' && ev.cur.injected:

@@ -86,12 +86,12 @@ type session struct {
 	// keyCtx is what key lookups run under: ctx, or on an event loop ctx
 	// marked not to wait (keysource.WithoutWaiting). loopRun is set while
 	// a loop runs the handlers below: what would wait on the network
-	// returns errOffLoop instead (loopengine.go). warmErr is the error of
-	// the key lookup a loop waited for off the loop, for the handler's
-	// second run.
-	keyCtx  context.Context
-	loopRun bool
-	warmErr error
+	// returns errOffLoop instead (loopengine.go). warmErrs are the errors
+	// of the key lookups a loop waited for off the loop for the message it
+	// runs again, by keysource.WaitError.Key.
+	keyCtx   context.Context
+	loopRun  bool
+	warmErrs map[string]error
 	// pathRead: a loop has the answer to the search_path question it
 	// asked for the message it runs again (syncSearchPathFor).
 	pathRead bool
