@@ -23,11 +23,14 @@ import (
 //     returns errPathAsked; the loop sets the client side aside at that
 //     message and runs it again when the server side has taken the answer
 //     (pathAnswered);
-//   - a catalog reload after DDL or for a relation the snapshot lacks,
-//     COPY data and its responses: the handler returns errOffLoop before
-//     it changed anything, and the loop
-//     hands the session to its goroutine at that message's boundary
-//     (handBack, resumeOnGoroutines), which relays it from there on.
+//   - a catalog reload after DDL or for a relation the snapshot lacks, and
+//     COPY of a configured table (its data and its responses, copy.go):
+//     the handler returns errOffLoop before it changed anything (the
+//     server side stops before a CopyInResponse or CopyOutResponse), and
+//     the loop hands the session to its goroutine at that message's
+//     boundary (handBack, resumeOnGoroutines), which passes on the rest of
+//     any message the loop had begun to stream either way and relays the
+//     session from there on.
 //
 // A handler that returns errOffLoop or a *keysource.WaitError has written
 // nothing and changed nothing in the session's view but idempotent

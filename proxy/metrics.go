@@ -94,7 +94,7 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 		LoopKeyWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_event_loop_key_waits_total",
 			Help: "Messages an event loop set aside while a data or blind-index key it had not cached was loaded off the loop."}),
 		LoopHandbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_event_loop_handbacks_total",
-			Help: "Sessions an event loop handed to goroutines for the rest of the session: for COPY data or a catalog reload after DDL."}),
+			Help: "Sessions an event loop handed to goroutines for the rest of the session: for COPY of a configured table or a catalog reload after DDL."}),
 		CancelsTotal: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_cancel_requests_total", Help: "CancelRequests forwarded upstream."}),
 		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_bytes_total", Help: "Protocol bytes relayed after startup, by direction."},
 			[]string{"direction"}),
