@@ -52,7 +52,15 @@ func (s *session) plan(sql string) (*rewrite.Plan, error) {
 		return p, err
 	}
 	if s.loopRun {
-		return nil, errOffLoop
+		if s.staleRead {
+			return p, err // read again for this message: still missing
+		}
+		return nil, &catalogWait{what: "the catalog, for a relation it lacks", run: func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, catalogRefreshTimeout)
+			defer cancel()
+			s.eng.refreshStale(ctx)
+			return nil
+		}, done: func(error) { s.staleRead = true }}
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, catalogRefreshTimeout)
 	defer cancel()
@@ -823,7 +831,12 @@ func (s *session) refreshCatalogIfNeeded() error {
 	}
 	if at := s.ddlDone.Load(); at != 0 && at > s.ddlSeen {
 		if s.loopRun {
-			return errOffLoop
+			return &catalogWait{what: "the catalog after DDL", run: func(ctx context.Context) error {
+				ctx, cancel := context.WithTimeout(ctx, catalogRefreshTimeout)
+				defer cancel()
+				s.eng.refreshCatalog(ctx, time.Unix(0, at))
+				return nil
+			}, done: func(error) { s.ddlSeen = max(s.ddlSeen, at) }}
 		}
 		s.ddlSeen = at
 		ctx, cancel := context.WithTimeout(s.ctx, catalogRefreshTimeout)

@@ -6,8 +6,6 @@ import (
 	"errors"
 
 	"go.uber.org/zap"
-
-	"github.com/pgveil/pgveil/keysource"
 )
 
 // The encryption handlers on an event loop (see loopengine.go).
@@ -37,7 +35,8 @@ func (ls *loopSession) engineClient(typ byte, n int) (done bool, err error) {
 	s.loopRun, s.warmErrs = false, nil
 	if !offLoop(err) {
 		// Handled (or a protocol error, which ends the session).
-		c.parks, c.warmErrs, s.pathRead = 0, nil, false
+		c.parks, c.warmErrs = 0, nil
+		s.pathRead, s.staleRead, s.settleRead = false, false, false
 		if err != nil {
 			return false, err
 		}
@@ -52,13 +51,14 @@ func (ls *loopSession) engineClient(typ byte, n int) (done bool, err error) {
 		// A handler wrote before it found it must wait: never send half.
 		return false, fatal(codeInternalError, "pgveil internal error: a message was half handled on the event loop")
 	}
-	if we, ok := keysource.AsWait(err); ok && c.parks < maxParks {
+	if w, ok := asLoopWait(err); ok && c.parks < maxParks {
 		c.parks++
-		ls.park(c, we)
+		ls.park(c, w)
 		return false, nil
 	}
 	// The goroutine relay runs the message from the start.
-	c.parks, c.warmErrs, s.pathRead = 0, nil, false
+	c.parks, c.warmErrs = 0, nil
+	s.pathRead, s.staleRead, s.settleRead = false, false, false
 	ls.handback = true
 	return false, nil
 }
@@ -109,7 +109,7 @@ func (ls *loopSession) engineServer(typ byte, n int, ev backendEvent) (done bool
 		u.flow.add(n + 1)
 		return true, s.cw.Flush() // into c.out: cannot fail
 	}
-	if we, ok := keysource.AsWait(err); ok {
+	if w, ok := asLoopWait(err); ok {
 		if s.cw.Buffered() > 0 || len(ls.c.out) != out {
 			return false, fatal(codeInternalError, "pgveil internal error: a server message was half handled on the event loop")
 		}
@@ -118,37 +118,47 @@ func (ls *loopSession) engineServer(typ byte, n int, ev backendEvent) (done bool
 		}
 		u.parks++
 		u.held, u.heldTyp, u.heldN, u.heldEv = true, typ, n, ev
-		ls.park(u, we)
+		ls.park(u, w)
 		return false, nil
 	}
 	return false, err
 }
 
-// park sets sd aside at its current message while we loads the key on
+// park sets sd aside at its current message while w's work runs on
 // another goroutine; the loop stops reading sd until unpark.
-func (ls *loopSession) park(sd *loopSide, we *keysource.WaitError) {
+func (ls *loopSession) park(sd *loopSide, w loopWait) {
 	sd.parked = true
 	s, l := ls.s, ls.l
-	s.srv.metrics.LoopKeyWaits.Inc()
+	s.srv.metrics.LoopWaits.WithLabelValues(waitKind(w)).Inc()
 	go func() {
-		err := we.Warm(s.ctx)
-		l.submit(func() { ls.unpark(sd, we.Key(), err) })
+		err := w.Warm(s.ctx)
+		l.submit(func() { ls.unpark(sd, w, err) })
 	}()
 }
 
-// unpark runs sd's message again after the key was loaded, or failed to
-// load: then warmErrs makes that lookup fail as on the goroutine relay.
-func (ls *loopSession) unpark(sd *loopSide, key string, err error) {
+func waitKind(w loopWait) string {
+	if _, ok := w.(*catalogWait); ok {
+		return "catalog"
+	}
+	return "key"
+}
+
+// unpark runs sd's message again after w's work: a catalog reload's
+// outcome goes into the session (catalogWait.done); a failed key load
+// goes into warmErrs, so that lookup fails as on the goroutine relay.
+func (ls *loopSession) unpark(sd *loopSide, w loopWait, err error) {
 	defer ls.recoverPanic()
 	if ls.ended {
 		return
 	}
 	sd.parked = false
-	if err != nil {
+	if cw, ok := w.(*catalogWait); ok {
+		cw.done(err)
+	} else if err != nil {
 		if sd.warmErrs == nil {
 			sd.warmErrs = map[string]error{}
 		}
-		sd.warmErrs[key] = err
+		sd.warmErrs[w.Key()] = err
 	}
 	ls.process(sd)
 }

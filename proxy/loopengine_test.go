@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
+
+	"github.com/pgveil/pgveil/integration/harness"
 )
 
 const handBackSchema = `
@@ -100,7 +102,7 @@ func TestEncryptionSessionStaysOnLoop(t *testing.T) {
 	}
 	// The first INSERT found no key cached: it waited off the loop once;
 	// the statements after found it cached.
-	if n := testutil.ToFloat64(m.LoopKeyWaits); n < 1 || n > 2 {
+	if n := testutil.ToFloat64(m.LoopWaits.WithLabelValues("key")); n < 1 || n > 2 {
 		t.Errorf("%v key waits on the loop; want 1 (the data key, first used) or 2 (and its reload)", n)
 	}
 
@@ -289,7 +291,7 @@ func TestKeyLoadDoesNotStallLoop(t *testing.T) {
 		_, err := waiter.Exec(ctx, "INSERT INTO hb_secrets (body) VALUES ($1)", "hb-waited")
 		done <- err
 	}()
-	waitFor(t, func() bool { return testutil.ToFloat64(m.LoopKeyWaits) == 1 })
+	waitFor(t, func() bool { return testutil.ToFloat64(m.LoopWaits.WithLabelValues("key")) == 1 })
 	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	for i := 0; i < 50; i++ {
@@ -350,11 +352,72 @@ func TestUnknownKeyOnLoop(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Code != codeValueUnknownKey || pe.Severity != "FATAL" {
 		t.Fatalf("reading a value under an unknown key: %q, %v; want FATAL %s", got, err, codeValueUnknownKey)
 	}
-	if n := testutil.ToFloat64(m.LoopKeyWaits); n != 1 {
+	if n := testutil.ToFloat64(m.LoopWaits.WithLabelValues("key")); n != 1 {
 		t.Errorf("%v key waits; want 1", n)
 	}
 	if n := testutil.ToFloat64(m.LoopHandbacks); n != 0 {
 		t.Errorf("%v sessions handed back; want 0", n)
 	}
 	waitFor(t, func() bool { return p.srv.SessionCount() == 0 })
+}
+
+// TestDDLStaysOnLoop: DDL sent through a session on the loop makes pgveil
+// read the catalog again before the session's next statement that may name
+// a configured table; the loop does the reading off the loop while that
+// statement waits, and the statement is planned with the new catalog
+// (SELECT * numbers the new column). Within a transaction block the
+// session plans by name until the block ends, then settles the same way.
+func TestDDLStaysOnLoop(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startHandBackProxy(t)
+	defer p.stop(t, 10*time.Second)
+	ctx := context.Background()
+	m := p.srv.metrics
+	c, err := pgx.Connect(ctx, harness.BuildURL(p.addr, harness.SuperUser, harness.Passwords[harness.SuperUser], harness.Database, "sslmode=disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	waitFor(t, func() bool { return testutil.ToFloat64(m.LoopSessions) == 1 })
+	if _, err := c.Exec(ctx, "ALTER TABLE hb_secrets ADD COLUMN extra int"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "INSERT INTO hb_secrets (body, extra) VALUES ($1, 7)", "hb-after-ddl"); err != nil {
+		t.Fatal(err)
+	}
+	var body string
+	if err := c.QueryRow(ctx, "SELECT body FROM (SELECT * FROM hb_secrets) s WHERE extra = 7").Scan(&body); err != nil || body != "hb-after-ddl" {
+		t.Fatalf("after DDL: %q, %v", body, err)
+	}
+	catalogWaits := func() float64 { return testutil.ToFloat64(m.LoopWaits.WithLabelValues("catalog")) }
+	if n := catalogWaits(); n < 1 {
+		t.Fatalf("%v catalog waits on the loop, want at least 1", n)
+	}
+	before := catalogWaits()
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "ALTER TABLE hb_secrets ADD COLUMN more int"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO hb_secrets (body, extra, more) VALUES ($1, 8, 9)", "hb-in-block"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.QueryRow(ctx, "SELECT body FROM (SELECT * FROM hb_secrets) s WHERE more = 9").Scan(&body); err != nil || body != "hb-in-block" {
+		t.Fatalf("after DDL in a block: %q, %v", body, err)
+	}
+	if n := catalogWaits(); n <= before {
+		t.Errorf("no catalog wait after the block's DDL (%v, before %v)", n, before)
+	}
+	assertNoPlaintext(t, "hb_secrets", "hb-")
+	if n := testutil.ToFloat64(m.LoopSessions); n != 1 {
+		t.Errorf("%v sessions on the loop, want 1", n)
+	}
+	if n := testutil.ToFloat64(m.LoopHandbacks); n != 0 {
+		t.Errorf("%v sessions handed back, want 0", n)
+	}
 }

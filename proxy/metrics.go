@@ -18,7 +18,7 @@ type Metrics struct {
 	LoopSessions                         prometheus.Gauge       // sessions an event loop relays now
 	LoopPolls                            *prometheus.CounterVec // result: event | none (proxy.loop_spin)
 	LoopPollSeconds                      prometheus.Counter     // CPU time the loops spent polling
-	LoopKeyWaits                         prometheus.Counter     // messages a loop parked while a key loaded
+	LoopWaits                            *prometheus.CounterVec // what: key | catalog; messages a loop set aside while it loaded
 	LoopHandbacks                        prometheus.Counter     // sessions a loop handed to goroutines
 	CancelsTotal                         prometheus.Counter
 	Bytes                                *prometheus.CounterVec // direction: client_to_server | server_to_client
@@ -91,10 +91,10 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 			Help: "Times an event loop polled for the next message before sleeping (proxy.loop_spin), by whether one came (event) or the loop then slept (none)."}, []string{"result"}),
 		LoopPollSeconds: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_event_loop_poll_cpu_seconds_total",
 			Help: "CPU time the event loops spent polling (proxy.loop_spin): the price of the latency it saves."}),
-		LoopKeyWaits: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_event_loop_key_waits_total",
-			Help: "Messages an event loop set aside while a data or blind-index key it had not cached was loaded off the loop."}),
+		LoopWaits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_event_loop_waits_total",
+			Help: "Messages an event loop set aside while it loaded, off the loop, what they needed: a data or blind-index key not cached (what=key), the catalog after DDL or for a relation it lacked (what=catalog)."}, []string{"what"}),
 		LoopHandbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_event_loop_handbacks_total",
-			Help: "Sessions an event loop handed to goroutines for the rest of the session: for COPY of a configured table or a catalog reload after DDL."}),
+			Help: "Sessions an event loop handed to goroutines for the rest of the session: for COPY of a configured table."}),
 		CancelsTotal: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_cancel_requests_total", Help: "CancelRequests forwarded upstream."}),
 		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_bytes_total", Help: "Protocol bytes relayed after startup, by direction."},
 			[]string{"direction"}),
@@ -129,7 +129,7 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 	m.PlanCacheShapeHits = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgveil_plan_cache_shape_hits_total",
 		Help: "Plan cache hits of statement texts planned from another text of their shape (same SQL, other literal values); included in the hits."},
 		func() float64 { return float64(cacheStats().ShapeHits) })
-	reg.MustRegister(m.ConnectionsOpen, m.ConnectionsTotal, m.LoopSessions, m.LoopPolls, m.LoopPollSeconds, m.LoopKeyWaits, m.LoopHandbacks, m.CancelsTotal, m.Bytes, m.Messages, m.Errors,
+	reg.MustRegister(m.ConnectionsOpen, m.ConnectionsTotal, m.LoopSessions, m.LoopPolls, m.LoopPollSeconds, m.LoopWaits, m.LoopHandbacks, m.CancelsTotal, m.Bytes, m.Messages, m.Errors,
 		m.UpstreamConnect, m.TrackerDesyncs, m.Statements, m.ValuesEncrypted, m.ValuesDecrypted,
 		m.DecryptFailures, m.ReaderMasked, m.PlanCacheHits, m.PlanCacheMisses, m.PlanCacheShapeHits, m.PhaseSeconds, m.ReloadsTotal, m.SearchPathReads)
 	m.bytesC2S = m.Bytes.WithLabelValues("client_to_server")

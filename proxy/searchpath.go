@@ -241,6 +241,9 @@ func pathRow(body []byte) (path []string, ok bool) {
 // unknown) until it is outside any transaction and the catalog has been
 // read again after that (settleDDL).
 
+// errNotSettled: a catalog reload to settle DDL did not succeed.
+var errNotSettled = errors.New("pgveil: the catalog was not read after DDL")
+
 // settleDDL ends planning by name after DDL, before sql is planned, once
 // the server owes the client nothing and no transaction is open.
 func (s *session) settleDDL(sql string) error {
@@ -251,7 +254,18 @@ func (s *session) settleDDL(sql string) error {
 		return nil
 	}
 	if s.loopRun {
-		return errOffLoop
+		if s.settleRead {
+			return nil // read for this message and not settled: by name
+		}
+		requested := time.Now()
+		return &catalogWait{what: "the catalog after DDL, to settle it", run: func(ctx context.Context) error {
+			ctx, cancel := context.WithTimeout(ctx, catalogRefreshTimeout)
+			defer cancel()
+			if !s.eng.refreshCatalog(ctx, requested) {
+				return errNotSettled
+			}
+			return nil
+		}, done: func(err error) { s.ddlUnsettled, s.settleRead = err != nil, true }}
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, catalogRefreshTimeout)
 	defer cancel()

@@ -86,15 +86,16 @@ type session struct {
 	// keyCtx is what key lookups run under: ctx, or on an event loop ctx
 	// marked not to wait (keysource.WithoutWaiting). loopRun is set while
 	// a loop runs the handlers below: what would wait on the network
-	// returns errOffLoop instead (loopengine.go). warmErrs are the errors
+	// returns a loopWait or errPathAsked instead (loopengine.go). warmErrs are the errors
 	// of the key lookups a loop waited for off the loop for the message it
 	// runs again, by keysource.WaitError.Key.
 	keyCtx   context.Context
 	loopRun  bool
 	warmErrs map[string]error
 	// pathRead: a loop has the answer to the search_path question it
-	// asked for the message it runs again (syncSearchPathFor).
-	pathRead bool
+	// asked for the message it runs again (syncSearchPathFor); staleRead
+	// and settleRead: it read the catalog for it (plan, settleDDL).
+	pathRead, staleRead, settleRead bool
 	// Client goroutine state.
 	searchPath []string
 	// pathUnknown, pathStale, effStmts and effPortals: see searchpath.go.
