@@ -113,7 +113,7 @@ func (k *Keyring) EncryptionKey(ctx context.Context, col *policy.Column, tenant 
 		return nil, err
 	}
 	if !mayWait(ctx) {
-		return nil, &WaitError{what: "the active key of " + ScopeOf(col), warm: func(ctx context.Context) error {
+		return nil, &WaitError{what: "the active key of " + ScopeOf(col), key: "active\x00" + ScopeOf(col) + "\x00" + ak.tenant, warm: func(ctx context.Context) error {
 			_, err := k.EncryptionKey(ctx, col, tenant, hasTenant)
 			return err
 		}}
@@ -363,7 +363,7 @@ func (k *Keyring) keyByID(ctx context.Context, id uint32, col *policy.Column) (*
 		return nil, keyError(ErrShredded, id, "%s", col.QualifiedName())
 	}
 	if !mayWait(ctx) {
-		return nil, &WaitError{what: "key " + strconv.FormatUint(uint64(id), 10), warm: func(ctx context.Context) error {
+		return nil, &WaitError{what: "key " + strconv.FormatUint(uint64(id), 10), key: "id\x00" + strconv.FormatUint(uint64(id), 10), warm: func(ctx context.Context) error {
 			_, err := k.keyByID(ctx, id, col)
 			return err
 		}}
@@ -406,7 +406,7 @@ func (k *Keyring) BlindIndexKey(ctx context.Context, col *policy.Column, bi *pol
 		return ix, nil
 	}
 	if !mayWait(ctx) {
-		return nil, &WaitError{what: "blind-index key " + name, warm: func(ctx context.Context) error {
+		return nil, &WaitError{what: "blind-index key " + name, key: "index\x00" + name, warm: func(ctx context.Context) error {
 			_, err := k.BlindIndexKey(ctx, col, bi)
 			return err
 		}}

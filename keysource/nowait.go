@@ -26,14 +26,15 @@ func mayWait(ctx context.Context) bool { return ctx.Value(noWaitKey{}) == nil }
 // WaitError reports a lookup under WithoutWaiting that needs the key
 // store or the master key source.
 type WaitError struct {
-	what string
+	what string // for the error text
+	key  string // what, with the tenant
 	warm func(context.Context) error
 }
 
 func (e *WaitError) Error() string { return "keysource: " + e.what + " is not cached" }
 
 // Key names the key the lookup wanted: equal for lookups of the same key.
-func (e *WaitError) Key() string { return e.what }
+func (e *WaitError) Key() string { return e.key }
 
 // Warm does the lookup that was refused, waiting as long as ctx allows,
 // so that it is cached for the next try. Its error is the lookup's.

@@ -109,6 +109,52 @@ func (s *session) endCopyIn() {
 	s.copyPlan = nil
 }
 
+// copyOver ends, at a new statement, the COPY FROM whose data the client
+// would send (copyPlan). The client cannot send a statement inside COPY
+// IN, so that COPY never started (the server refused it, say in a failed
+// transaction) or the server has just aborted it. CopyData the client
+// still sends for it is dropped (copyStray) until a statement that may
+// start a COPY (mayCopy): the server ignores it outside COPY IN, and it
+// may be plaintext of the COPY's encrypted columns. Without this a later
+// COPY of another table had its data rewritten with the stale plan.
+func (s *session) copyOver(mayCopy bool) {
+	stray := s.copyPlan != nil || s.copyStray
+	s.copyPlan, s.copyIn = nil, nil
+	s.copyStray = stray && !mayCopy
+}
+
+// mayCopy reports whether a plan has a COPY statement.
+func mayCopy(p *rewrite.Plan) bool {
+	for _, st := range p.Stmts {
+		if st.Kind == rewrite.KindCopy {
+			return true
+		}
+	}
+	return false
+}
+
+// copyMix refuses a query string with a COPY FROM STDIN of an encrypted
+// table next to another COPY: the data the client sends after each
+// CopyInResponse could not be told apart, and one COPY's plaintext would
+// go to the server as the other's.
+func copyMix(p *rewrite.Plan) *pgError {
+	n, enc := 0, false
+	for _, st := range p.Stmts {
+		if st.Kind == rewrite.KindCopy {
+			n++
+		}
+		if st.Copy != nil && st.Copy.From {
+			enc = true
+		}
+	}
+	if !enc || n < 2 {
+		return nil
+	}
+	return &pgError{Severity: "ERROR", Code: "0A000",
+		Message: "pgveil cannot run COPY FROM STDIN of an encrypted table in one query string with another COPY",
+		Hint:    "send each COPY in a query of its own"}
+}
+
 // copyRows rewrites every complete row the splitter holds.
 func (s *session) copyRows(ci *copyIn) error {
 	for {

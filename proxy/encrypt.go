@@ -168,9 +168,15 @@ func (s *session) handleQuery(body []byte) error {
 		if offLoop(err) {
 			return err
 		}
+		s.copyOver(true)
 		s.injectQueryError(refusalFrom(err))
 		return nil
 	}
+	if perr := copyMix(p); perr != nil {
+		s.injectQueryError(perr)
+		return nil
+	}
+	s.copyOver(mayCopy(p))
 	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
 		s.injectQueryError(perr)
 		return nil
@@ -212,7 +218,6 @@ func (s *session) handleQuery(body []byte) error {
 		s.srv.metrics.stmtPassthrough.Inc()
 	}
 	s.applyEffects(p)
-	s.copyPlan = nil
 	for _, st := range p.Stmts {
 		if st.Copy != nil && st.Copy.From {
 			s.copyPlan = st

@@ -10,11 +10,22 @@ import (
 
 // The encryption handlers on an event loop (see loopengine.go).
 
-// maxParks bounds how often one message is set aside for a key: each key
-// it needs may take one wait, but a key evicted again while it loads (a
-// shred announced meanwhile, an active-key TTL shorter than the load) must
-// not keep a message waiting for ever.
-const maxParks = 64
+// maxWaits bounds how often one message is set aside for the same key or
+// reload: a key evicted again while it loads (a shred announced
+// meanwhile, an active-key TTL shorter than the load) must not keep a
+// message waiting for ever. Each distinct thing it needs may take that
+// many waits.
+const maxWaits = 4
+
+// mayWait counts a wait of sd's message for key, and reports whether it is
+// within maxWaits.
+func (sd *loopSide) mayWait(key string) bool {
+	if sd.waits == nil {
+		sd.waits = map[string]int{}
+	}
+	sd.waits[key]++
+	return sd.waits[key] <= maxWaits
+}
 
 // engineClient runs the goroutine relay's handler on a frontend message of
 // an encryption session that pgveil may rewrite (Parse, Bind, Describe,
@@ -35,7 +46,7 @@ func (ls *loopSession) engineClient(typ byte, n int) (done bool, err error) {
 	s.loopRun, s.warmErrs = false, nil
 	if !offLoop(err) {
 		// Handled (or a protocol error, which ends the session).
-		c.parks, c.warmErrs = 0, nil
+		c.waits, c.warmErrs = nil, nil
 		s.pathRead, s.staleRead, s.settleRead = false, false, false
 		if err != nil {
 			return false, err
@@ -51,13 +62,12 @@ func (ls *loopSession) engineClient(typ byte, n int) (done bool, err error) {
 		// A handler wrote before it found it must wait: never send half.
 		return false, fatal(codeInternalError, "pgveil internal error: a message was half handled on the event loop")
 	}
-	if w, ok := asLoopWait(err); ok && c.parks < maxParks {
-		c.parks++
+	if w, ok := asLoopWait(err); ok && c.mayWait(w.Key()) {
 		ls.park(c, w)
 		return false, nil
 	}
 	// The goroutine relay runs the message from the start.
-	c.parks, c.warmErrs = 0, nil
+	c.waits, c.warmErrs = nil, nil
 	s.pathRead, s.staleRead, s.settleRead = false, false, false
 	ls.handback = true
 	return false, nil
@@ -104,7 +114,7 @@ func (ls *loopSession) engineServer(typ byte, n int, ev backendEvent) (done bool
 		if s.sr.pending != 0 || s.sr.r.Buffered() != 0 || ls.uSrc.Len() != 0 {
 			return false, fatal(codeInternalError, "pgveil internal error: a server message was half read on the event loop")
 		}
-		u.held, u.parks, u.warmErrs = false, 0, nil
+		u.held, u.waits, u.warmErrs = false, nil, nil
 		u.r += n + 1
 		u.flow.add(n + 1)
 		return true, s.cw.Flush() // into c.out: cannot fail
@@ -113,10 +123,9 @@ func (ls *loopSession) engineServer(typ byte, n int, ev backendEvent) (done bool
 		if s.cw.Buffered() > 0 || len(ls.c.out) != out {
 			return false, fatal(codeInternalError, "pgveil internal error: a server message was half handled on the event loop")
 		}
-		if u.parks >= maxParks {
+		if !u.mayWait(w.Key()) {
 			return false, &pgError{Severity: "FATAL", Code: codeKeySourceDown, Message: "pgveil could not keep a data key cached long enough to decrypt a value; retry"}
 		}
-		u.parks++
 		u.held, u.heldTyp, u.heldN, u.heldEv = true, typ, n, ev
 		ls.park(u, w)
 		return false, nil

@@ -146,12 +146,12 @@ type loopSide struct {
 	flow    flowCounter
 	// An encryption session's side is parked while a key its current
 	// message needs loads off the loop (evloop_engine_linux.go); warmErrs
-	// are the failed loads for the message, parks counts its waits. The
+	// are the failed loads for the message, waits counts its waits. The
 	// server side holds the message's tracker event meanwhile.
 	parked   bool
 	pathWait bool // parked until the search_path question is answered
 	warmErrs map[string]error
-	parks    int
+	waits    map[string]int
 	held     bool
 	heldTyp  byte
 	heldN    int
@@ -598,6 +598,13 @@ func (ls *loopSession) fromClient() error {
 					ls.handback = true // COPY data to encrypt: handleCopyIn
 					return nil
 				}
+				if s.copyStray {
+					// Dropped: see copyOver.
+					c.r += 5
+					c.stream, c.discard = n-4, true
+					c.flow.add(n + 1)
+					continue
+				}
 			}
 		}
 		if frontendNamed(typ) {
@@ -644,7 +651,7 @@ func (ls *loopSession) fromServer() (drain bool, err error) {
 		u.flow.publish(m.bytesS2C, m.msgsS2C)
 		s.checkDesync(&ls.desyncs)
 	}()
-	if u.held {
+	if u.held && !u.parked {
 		// The message set aside for a key (engineServer), first.
 		done, err := ls.engineServer(u.heldTyp, u.heldN, u.heldEv)
 		if err != nil || !done {
@@ -1047,26 +1054,20 @@ func (s *session) relayOnLoop(l *eventLoop) (ok bool, err error) {
 }
 
 // resumeOnGoroutines takes a session back from its loop (handBack): it
-// writes what the loop could not, rebuilds the connections and readers
-// over the same sockets with the bytes the loop had read in front, passes
-// the rest of a server message the loop had begun to relay, and reports
-// ok false, so relay goes on with the goroutine relay.
+// rebuilds the connections and readers over the same sockets with the
+// bytes the loop had read in front, leaves what the loop had not written
+// and the rest of the messages it had begun to relay to the goroutines
+// (s.resume), and reports ok false, so relay goes on with the goroutine
+// relay.
 func (s *session) resumeOnGoroutines(ls *loopSession, cfd, sfd int) (ok bool, err error) {
 	s.connMu.Lock()
 	s.onLoop = nil
-	s.restFDs = []int{cfd, sfd}
-	forced := s.forced
-	s.connMu.Unlock()
-	if !forced {
-		// No time limit of its own: a peer that does not read holds the
-		// session as it would on goroutines; forceClose cuts it short.
-		writeRest(ls.c.fd, ls.c.out[ls.c.off:], 24*time.Hour)
-		writeRest(ls.u.fd, ls.u.out[ls.u.off:], 24*time.Hour)
+	if s.forced {
+		s.connMu.Unlock()
+		unix.Close(cfd)
+		unix.Close(sfd)
+		return true, nil // shut down meanwhile
 	}
-	// No shutdown of these fd numbers from here on: fdConn closes them,
-	// and the numbers may be reused at once.
-	s.connMu.Lock()
-	s.restFDs = nil
 	s.connMu.Unlock()
 	cconn, cerr := fdConn(cfd)
 	sconn, serr := fdConn(sfd)
@@ -1098,37 +1099,13 @@ func (s *session) resumeOnGoroutines(ls *loopSession, cfd, sfd int) (ok bool, er
 		// message boundary.
 		s.wake()
 	}
-	// The loop relayed the start of a message it did not finish (either
-	// way): the rest goes as it would have, before the goroutines read a
-	// header. Both at once: each peer may be blocked sending to pgveil
-	// until it reads what pgveil sends it.
-	var upErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if rest := ls.u.stream; rest > 0 {
-			if upErr = s.sr.passRest(s.cw, rest, ls.u.discard); upErr != nil {
-				upErr = &upstreamError{upErr}
-				return
-			}
-			upErr = s.cw.Flush()
-		}
-	}()
-	var clErr error
-	if rest := ls.c.stream; rest > 0 {
-		s.wake_.mid = true // no shutdown wake-up inside the message
-		if clErr = s.cr.passRest(s.sw, rest, ls.c.discard); clErr == nil {
-			clErr = s.sw.Flush()
-		}
-		s.wake_.mid = false
-	}
-	<-done
-	if upErr != nil || clErr != nil {
-		server.Close() // run closes the client; its deferred close is the old server conn's
-		if upErr != nil {
-			return true, upErr
-		}
-		return true, clErr
+	// What the loop could not write yet, and the rest of a message it had
+	// begun to relay, go first, each way on its own goroutine
+	// (resumeToServer, resumeToClient): each peer may be blocked sending
+	// to pgveil until it reads what pgveil sends it.
+	s.resume = &resumed{
+		toClient: ls.c.out[ls.c.off:], fromServer: ls.u.stream, dropServer: ls.u.discard,
+		toServer: ls.u.out[ls.u.off:], fromClient: ls.c.stream, dropClient: ls.c.discard,
 	}
 	return false, nil
 }

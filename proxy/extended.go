@@ -84,7 +84,11 @@ func (s *session) handleExecute(body []byte) error {
 		s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'D', 'P', portal.Name))
 	}
 	if portal != passthroughPortal && portal.Stmt.Plan != nil && portal.Stmt.Plan.Copy != nil && portal.Stmt.Plan.Copy.From {
+		s.copyOver(true)
 		s.copyPlan = portal.Stmt.Plan
+	} else {
+		// A pass-through portal may be a COPY of another table.
+		s.copyOver(portal == passthroughPortal || portal.Stmt.Plan == nil || portal.Stmt.Plan.Kind == rewrite.KindCopy)
 	}
 	var sent time.Time
 	if portal != passthroughPortal {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -216,6 +217,253 @@ func TestErrorEndsResultMap(t *testing.T) {
 		var note string
 		if err := c.QueryRow(ctx, "SELECT note FROM hb_plain").Scan(&note); err != nil || note != "plain-note" {
 			t.Fatalf("a pass-through query after it: %q, %v", note, err)
+		}
+	})
+}
+
+// From the second review.
+
+// TestHandBackBothWaysAtOnce: the loop hands back while it streams a 32 MB
+// CopyData of the client's (a COPY FROM of a plain table, pipelined) and
+// the server has begun a large COPY TO of an encrypted table, which it
+// writes without reading. What the loop left goes on each way at once:
+// every row reaches the client and the client's data reaches the server.
+// (Before, the client's rest was pushed first, into a server that was not
+// reading: a hang.)
+func TestHandBackBothWaysAtOnce(t *testing.T) {
+	relayCores(t, handBackSchema, `tables:
+  public.hb_secrets:
+    columns:
+      body:
+        type: text
+`, func(t *testing.T, p *testProxy) {
+		ctx := context.Background()
+		pc, err := pgx.Connect(ctx, p.url())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pc.Exec(ctx, "INSERT INTO hb_secrets (body) VALUES ($1)", "hb-copied-out"); err != nil {
+			t.Fatal(err)
+		}
+		pc.Close(ctx)
+		const outRows = 200000
+		if _, err := adminConn(t).Exec(ctx, "INSERT INTO hb_secrets (body) SELECT body FROM hb_secrets, generate_series(2, $1)", outRows); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return p.srv.SessionCount() == 0 })
+		loop := strings.HasSuffix(t.Name(), "/loop")
+		c := dialRaw(t, p)
+		defer c.Close()
+		if loop {
+			waitFor(t, func() bool { return testutil.ToFloat64(p.srv.metrics.LoopSessions) == 1 })
+		}
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		w, r := bufio.NewWriterSize(c, 1<<20), bufio.NewReader(c)
+		const inRows = 2_000_000
+		data := []byte(strings.Repeat("7\thb-plain-note\n", inRows)) // 32 MB
+		writeMsg(w, 'Q', []byte("COPY hb_secrets (body) TO STDOUT\x00"))
+		writeMsg(w, 'Q', []byte("COPY hb_plain (id, note) FROM STDIN\x00"))
+		var h [5]byte
+		h[0] = 'd'
+		binary.BigEndian.PutUint32(h[1:], uint32(len(data)+4))
+		w.Write(h[:])
+		w.Write(data[:1000])
+		w.Flush()
+		wrote := make(chan error, 1)
+		go func() {
+			w.Write(data[1000:])
+			writeMsg(w, 'c', nil)
+			writeMsg(w, 'Q', []byte("SELECT 1\x00"))
+			wrote <- w.Flush()
+		}()
+		copied, zs := 0, 0
+		start := time.Now()
+		defer func() { t.Logf("%d rows out, 2M in, in %v", copied, time.Since(start)) }()
+		var done []string
+		for zs < 3 {
+			var hh [5]byte
+			if _, err := ioReadFull(r, hh[:]); err != nil {
+				t.Fatalf("%d rows copied out, %d ReadyForQuery: %v", copied, zs, err)
+			}
+			body := make([]byte, int(binary.BigEndian.Uint32(hh[1:]))-4)
+			if _, err := ioReadFull(r, body); err != nil {
+				t.Fatal(err)
+			}
+			switch hh[0] {
+			case 'Z':
+				zs++
+			case 'E':
+				t.Fatalf("error: %q", body)
+			case 'C':
+				done = append(done, strings.TrimSuffix(string(body), "\x00"))
+			case 'd': // pgveil sends decrypted rows in chunks
+				rows := strings.Count(string(body), "\n")
+				if len(body) != rows*len("hb-copied-out\n") || strings.Count(string(body), "hb-copied-out\n") != rows {
+					t.Fatalf("COPY TO data of %d bytes is not %d rows of the value", len(body), rows)
+				}
+				copied += rows
+			}
+		}
+		if err := <-wrote; err != nil {
+			t.Fatal(err)
+		}
+		if copied != outRows || len(done) != 3 || done[1] != "COPY 2000000" {
+			t.Fatalf("%d rows copied out (want %d), completions %q", copied, outRows, done)
+		}
+		if loop {
+			if n := testutil.ToFloat64(p.srv.metrics.LoopHandbacks); n != 1 {
+				t.Errorf("%v hand-backs, want 1", n)
+			}
+		}
+	})
+}
+
+// TestTwoCopyFromInOneQuery: a query string with a COPY FROM STDIN of an
+// encrypted table and another COPY is refused: the data after each
+// CopyInResponse could not be told apart, and the second COPY's plaintext
+// went to the server raw.
+func TestTwoCopyFromInOneQuery(t *testing.T) {
+	relayCores(t, handBackSchema, `tables:
+  public.hb_secrets:
+    columns:
+      body:
+        type: text
+`, func(t *testing.T, p *testProxy) {
+		for _, sql := range []string{
+			"COPY hb_secrets (body) FROM STDIN; COPY hb_secrets (body) FROM STDIN",
+			"COPY hb_plain (id, note) FROM STDIN; COPY hb_secrets (body) FROM STDIN",
+		} {
+			c := dialRaw(t, p)
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			w, r := bufio.NewWriter(c), bufio.NewReader(c)
+			writeMsg(w, 'Q', []byte(sql+"\x00"))
+			w.Flush()
+			var got []byte
+			var code string
+			for {
+				typ, body := readRawMsg(t, r)
+				got = append(got, typ)
+				switch typ {
+				case 'G':
+					writeMsg(w, 'd', []byte("hb-two-copies\n"))
+					writeMsg(w, 'c', nil)
+					w.Flush()
+				case 'E':
+					code = errorField(body, 'C')
+				}
+				if typ == 'Z' {
+					break
+				}
+			}
+			c.Close()
+			if string(got) != "EZ" || code != "0A000" {
+				t.Errorf("%s: messages %q, SQLSTATE %q; want a 0A000 refusal", sql, got, code)
+			}
+		}
+		var n int
+		if err := adminConn(t).QueryRow(context.Background(), "SELECT count(*) FROM hb_secrets").Scan(&n); err != nil || n != 0 {
+			t.Fatalf("hb_secrets: %d rows, %v", n, err)
+		}
+	})
+}
+
+// TestStaleCopyPlan: a COPY FROM of an encrypted table that the server
+// refuses before it starts (in a failed transaction) leaves no plan
+// behind: a later COPY of a plain table in the session takes its rows as
+// they are.
+func TestStaleCopyPlan(t *testing.T) {
+	relayCores(t, handBackSchema, `tables:
+  public.hb_secrets:
+    columns:
+      body:
+        type: text
+`, func(t *testing.T, p *testProxy) {
+		c := dialRaw(t, p)
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		w, r := bufio.NewWriter(c), bufio.NewReader(c)
+		q := func(sql, data string) (codes []string) {
+			writeMsg(w, 'Q', []byte(sql+"\x00"))
+			w.Flush()
+			for {
+				typ, body := readRawMsg(t, r)
+				switch typ {
+				case 'G':
+					writeMsg(w, 'd', []byte(data))
+					writeMsg(w, 'c', nil)
+					w.Flush()
+				case 'E':
+					codes = append(codes, errorField(body, 'C'))
+				}
+				if typ == 'Z' {
+					return codes
+				}
+			}
+		}
+		q("BEGIN", "")
+		q("SELECT 1/0", "")
+		if codes := q("COPY hb_secrets (body) FROM STDIN", "x\n"); len(codes) != 1 || codes[0] != "25P02" {
+			t.Fatalf("COPY in a failed transaction: %q, want 25P02", codes)
+		}
+		q("ROLLBACK", "")
+		if codes := q("COPY hb_plain (id, note) FROM STDIN", "1\thb-plain\n"); len(codes) != 0 {
+			t.Fatalf("COPY of a plain table after it: %q", codes)
+		}
+		var note string
+		if err := adminConn(t).QueryRow(context.Background(), "SELECT note FROM hb_plain WHERE id = 1").Scan(&note); err != nil || note != "hb-plain" {
+			t.Fatalf("hb_plain: %q, %v", note, err)
+		}
+	})
+}
+
+// TestWideRowKeys: a row with 70 encrypted columns, each under its own
+// key, none cached: the loop waits for each key once and returns the row.
+func TestWideRowKeys(t *testing.T) {
+	const n = 70
+	var ddl, cfg, cols, params strings.Builder
+	ddl.WriteString("DROP TABLE IF EXISTS hb_wide; CREATE TABLE hb_wide (id int")
+	cfg.WriteString("tables:\n  public.hb_wide:\n    columns:\n")
+	var args []any
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&ddl, ", c%d bytea", i)
+		fmt.Fprintf(&cfg, "      c%d:\n        type: text\n", i)
+		if i > 0 {
+			cols.WriteString(", ")
+			params.WriteString(", ")
+		}
+		fmt.Fprintf(&cols, "c%d", i)
+		fmt.Fprintf(&params, "$%d", i+1)
+		args = append(args, fmt.Sprintf("v%d", i))
+	}
+	ddl.WriteString("); GRANT ALL ON hb_wide TO PUBLIC;")
+	relayCores(t, ddl.String(), cfg.String(), func(t *testing.T, p *testProxy) {
+		ctx := context.Background()
+		c, err := pgx.Connect(ctx, p.url())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "INSERT INTO hb_wide ("+cols.String()+") VALUES ("+params.String()+")", args...); err != nil {
+			t.Fatal(err)
+		}
+		c.Close(ctx)
+		p.srv.eng.Load().keys.Forget()
+		c, err = pgx.Connect(ctx, p.url())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		vals := make([]string, n)
+		dst := make([]any, n)
+		for i := range vals {
+			dst[i] = &vals[i]
+		}
+		if err := c.QueryRow(ctx, "SELECT "+cols.String()+" FROM hb_wide").Scan(dst...); err != nil {
+			t.Fatalf("SELECT of %d encrypted columns: %v", n, err)
+		}
+		for i, v := range vals {
+			if v != fmt.Sprintf("v%d", i) {
+				t.Fatalf("c%d = %q", i, v)
+			}
 		}
 	})
 }

@@ -18,6 +18,9 @@ import (
 func (s *session) clientToServer() error {
 	var flow flowCounter
 	defer flow.publish(s.srv.metrics.bytesC2S, s.srv.metrics.msgsC2S)
+	if err := s.resumeToServer(); err != nil {
+		return err
+	}
 	for {
 		typ, n, err := s.cr.readHeader()
 		if err != nil {
@@ -73,6 +76,10 @@ func (s *session) clientToServer() error {
 			s.trackFrontend(typ, nil)
 			err = s.cr.forwardBody(s.sw)
 		case 'd', 'c', 'f': // CopyData, CopyDone, CopyFail
+			if s.copyStray {
+				err = s.cr.discardBody() // see copyOver
+				break
+			}
 			s.trackFrontend(typ, nil)
 			if s.eng != nil && s.copyPlan != nil {
 				err = s.handleCopyIn(typ)
@@ -106,6 +113,49 @@ func (s *session) clientToServer() error {
 			}
 		}
 	}
+}
+
+// resumed is what a session taken back from its loop must relay before
+// its goroutines read a header: bytes the loop had for each peer, and the
+// rest of a message it had begun to pass (dropped, when the loop dropped
+// its start).
+type resumed struct {
+	toClient, toServer     []byte
+	fromServer, fromClient int
+	dropServer, dropClient bool
+}
+
+// resumeToServer is clientToServer's share of resumed.
+func (s *session) resumeToServer() error {
+	r := s.resume
+	if r == nil {
+		return nil
+	}
+	s.sw.Write(r.toServer)
+	if r.fromClient > 0 {
+		s.wake_.mid = true // no shutdown wake-up inside the message
+		err := s.cr.passRest(s.sw, r.fromClient, r.dropClient)
+		s.wake_.mid = false
+		if err != nil {
+			return err
+		}
+	}
+	return s.sw.Flush()
+}
+
+// resumeToClient is serverToClient's share of resumed.
+func (s *session) resumeToClient() error {
+	r := s.resume
+	if r == nil {
+		return nil
+	}
+	s.cw.Write(r.toClient)
+	if r.fromServer > 0 {
+		if err := s.sr.passRest(s.cw, r.fromServer, r.dropServer); err != nil {
+			return err
+		}
+	}
+	return s.cw.Flush()
 }
 
 // frontendNamed reports the frontend messages whose names the tracker
@@ -207,6 +257,9 @@ func (s *session) serverToClient() error {
 	var desyncs uint64
 	m := s.srv.metrics
 	defer flow.publish(m.bytesS2C, m.msgsS2C)
+	if err := s.resumeToClient(); err != nil {
+		return s.upstreamEnded(err)
+	}
 	for {
 		typ, n, err := s.sr.readHeader()
 		if err != nil {

@@ -109,6 +109,7 @@ type session struct {
 	stmtSeq         int
 	stmtPrefix      string        // serverStmtName
 	copyPlan        *rewrite.Stmt // the COPY FROM whose data the client sends
+	copyStray       bool          // drop CopyData: see copyOver
 	copyIn          *copyIn
 	ddlSent         bool
 	ddlUnsettled    bool // DDL sent: plan by name until settleDDL
@@ -141,7 +142,8 @@ type session struct {
 	// forceClose.
 	connMu  sync.Mutex
 	onLoop  *loopSession
-	restFDs []int // the sockets a loop handed back, while their last bytes are written
+	restFDs []int    // the sockets a loop handed back, while their last bytes are written
+	resume  *resumed // what a loop left to relay when it handed the session back
 	forced  bool
 
 	upstreamClosing atomic.Bool // relay is closing upstream on purpose
