@@ -112,15 +112,28 @@ func (s *session) endCopyIn() {
 // copyOver ends, at a new statement, the COPY FROM whose data the client
 // would send (copyPlan). The client cannot send a statement inside COPY
 // IN, so that COPY never started (the server refused it, say in a failed
-// transaction) or the server has just aborted it. CopyData the client
-// still sends for it is dropped (copyStray) until a statement that may
+// transaction) or the new statement aborts it. CopyData the client still
+// sends for it is dropped (copyStray) until a later statement that may
 // start a COPY (mayCopy): the server ignores it outside COPY IN, and it
 // may be plaintext of the COPY's encrypted columns. Without this a later
 // COPY of another table had its data rewritten with the stale plan.
 func (s *session) copyOver(mayCopy bool) {
-	stray := s.copyPlan != nil || s.copyStray
-	s.copyPlan, s.copyIn = nil, nil
-	s.copyStray = stray && !mayCopy
+	if s.copyPlan != nil {
+		// Whatever this statement is, nothing the client sends before
+		// the next one is that COPY's data.
+		s.copyPlan, s.copyIn, s.copyStray = nil, nil, true
+		return
+	}
+	if mayCopy {
+		s.copyStray = false
+	}
+}
+
+// copyRefused: pgveil refused the statement, so it starts no COPY; CopyData
+// the client sends after it (pgx streams COPY data before the server
+// answers) is dropped until a statement that may start a COPY.
+func (s *session) copyRefused() {
+	s.copyPlan, s.copyIn, s.copyStray = nil, nil, true
 }
 
 // mayCopy reports whether a plan has a COPY statement.

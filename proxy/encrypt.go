@@ -168,7 +168,6 @@ func (s *session) handleQuery(body []byte) error {
 		if offLoop(err) {
 			return err
 		}
-		s.copyOver(true)
 		s.injectQueryError(refusalFrom(err))
 		return nil
 	}

@@ -3,7 +3,9 @@
 package proxy
 
 import (
+	"context"
 	"errors"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -133,6 +135,9 @@ func (ls *loopSession) engineServer(typ byte, n int, ev backendEvent) (done bool
 	return false, err
 }
 
+// warmTimeout bounds the work of one wait off the loop.
+const warmTimeout = time.Minute
+
 // park sets sd aside at its current message while w's work runs on
 // another goroutine; the loop stops reading sd until unpark.
 func (ls *loopSession) park(sd *loopSide, w loopWait) {
@@ -140,7 +145,12 @@ func (ls *loopSession) park(sd *loopSide, w loopWait) {
 	s, l := ls.s, ls.l
 	s.srv.metrics.LoopWaits.WithLabelValues(waitKind(w)).Inc()
 	go func() {
-		err := w.Warm(s.ctx)
+		// Not the session's context: the session may end while it waits
+		// (its server gone, a shutdown), and a reload or key load that
+		// other sessions share must not fail for that.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), warmTimeout)
+		defer cancel()
+		err := w.Warm(ctx)
 		l.submit(func() { ls.unpark(sd, w, err) })
 	}()
 }

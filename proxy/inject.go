@@ -83,6 +83,7 @@ func validSQLState(code string) bool {
 // injectQueryError replaces a refused simple Query.
 func (s *session) injectQueryError(e *pgError) {
 	s.countRefusal(e)
+	s.copyRefused()
 	s.t.push(pending{kind: pendQuery, injected: true})
 	s.sw.Write(appendQuery(s.scratch[:0], raiseSQL(e)))
 }
@@ -90,6 +91,7 @@ func (s *session) injectQueryError(e *pgError) {
 // injectExtendedError replaces a refused extended-protocol message.
 func (s *session) injectExtendedError(e *pgError) {
 	s.countRefusal(e)
+	s.copyRefused()
 	b := s.scratch[:0]
 	b = appendDescribeOrClose(b, 'C', 'S', refuseName)
 	b = appendDescribeOrClose(b, 'C', 'P', refuseName)
