@@ -52,8 +52,8 @@ func (s *session) plan(sql string) (*rewrite.Plan, error) {
 		return p, err
 	}
 	if s.loopRun {
-		if s.staleRead {
-			return p, err // read again for this message: still missing
+		if s.staleRead || !s.eng.staleDue() {
+			return p, err // read again for this message, or too recently: still missing
 		}
 		return nil, &catalogWait{what: "the catalog, for a relation it lacks", run: func(ctx context.Context) error {
 			ctx, cancel := context.WithTimeout(ctx, catalogRefreshTimeout)

@@ -208,6 +208,13 @@ func (e *engine) refreshStale(ctx context.Context) bool {
 	return e.refreshCatalog(ctx, now)
 }
 
+// staleDue reports whether refreshStale would read the catalog now rather
+// than answer at once that it read it too recently.
+func (e *engine) staleDue() bool {
+	last := e.staleAt.Load()
+	return last == 0 || time.Since(time.Unix(0, last)) >= staleRefreshEvery
+}
+
 // catalog is the current snapshot.
 func (e *engine) catalog() *catalog { return e.cat.Load() }
 

@@ -484,8 +484,9 @@ func (ls *loopSession) handle(sd *loopSide, events uint32) {
 		}
 		ls.updateEvents()
 	}
-	// A hang-up or error is read even while paused: the read reports it.
-	if events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 || events&unix.EPOLLIN != 0 && !sd.paused && !sd.parked && !ls.handback {
+	// A hang-up or error is read even while paused: the read reports it
+	// (and a peer's close while its side is parked, EPOLLRDHUP).
+	if events&(unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 || events&unix.EPOLLIN != 0 && !sd.paused && !sd.parked && !ls.handback {
 		ls.readable(sd)
 	}
 }
@@ -873,6 +874,11 @@ func (ls *loopSession) updateEvents() {
 		var ev uint32
 		if !sd.paused && !sd.parked && !ls.handback {
 			ev |= unix.EPOLLIN
+		}
+		if sd.parked {
+			// Not reading, but a peer gone while its message waits
+			// ends the session now, not when the wait does.
+			ev |= unix.EPOLLRDHUP
 		}
 		if sd.pending() > 0 {
 			ev |= unix.EPOLLOUT

@@ -256,3 +256,34 @@ func TestWaitOutlivesSession(t *testing.T) {
 		t.Errorf("the reload failed when the waiting session ended (%d failures)", n)
 	}
 }
+
+// TestParkedClientHangsUp: a client that closes its connection while its
+// message waits for a key ends its session at once, not when the wait
+// does (the loop does not read a parked side, but hears its hang-up).
+func TestParkedClientHangsUp(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	p := startHandBackProxy(t)
+	defer p.stop(t, 10*time.Second)
+	ctx := context.Background()
+	lock := adminConn(t)
+	defer lock.Close(ctx)
+	tx, err := lock.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE pgveil.keys IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	conn := dialRaw(t, p)
+	waitFor(t, func() bool { return testutil.ToFloat64(p.srv.metrics.LoopSessions) == 1 })
+	w := bufio.NewWriter(conn)
+	writeMsg(w, 'Q', []byte("INSERT INTO hb_secrets (body) VALUES ('hb-hung-up')\x00"))
+	w.Flush()
+	waitFor(t, func() bool { return testutil.ToFloat64(p.srv.metrics.LoopWaits.WithLabelValues("key")) == 1 })
+	conn.Close()
+	waitFor(t, func() bool { return p.srv.SessionCount() == 0 }) // the key is still locked
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
