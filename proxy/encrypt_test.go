@@ -92,6 +92,12 @@ func startEncProxyNoSchema(t *testing.T) *testProxy {
 // (YAML from "tables:" on), the service connection and the test master key.
 func startTablesProxy(t *testing.T, tables string) *testProxy {
 	t.Helper()
+	return startTablesProxyAt(t, cluster.Addr(), tables)
+}
+
+// startTablesProxyAt is startTablesProxy with upstream.address upstream.
+func startTablesProxyAt(t *testing.T, upstream, tables string) *testProxy {
+	t.Helper()
 	// One master key for the cluster's whole life: pgveil.keys outlives
 	// each test, and its data keys are wrapped under this key.
 	t.Setenv("PGVEIL_TEST_MASTER", testMasterKey)
@@ -105,7 +111,7 @@ keysource:
     key_env: PGVEIL_TEST_MASTER
 admin:
   listen: ""
-%s`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), tables))
+%s`, upstream, cluster.SocketURL(harness.SuperUser, harness.Database), tables))
 }
 
 func TestEncryptRoundTripEveryExecMode(t *testing.T) {

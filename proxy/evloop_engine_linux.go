@@ -48,8 +48,7 @@ func (ls *loopSession) engineClient(typ byte, n int) (done bool, err error) {
 	s.loopRun, s.warmErrs = false, nil
 	if !offLoop(err) {
 		// Handled (or a protocol error, which ends the session).
-		c.waits, c.warmErrs = nil, nil
-		s.pathRead, s.staleRead, s.settleRead = false, false, false
+		ls.clientMessageDone()
 		if err != nil {
 			return false, err
 		}
@@ -69,10 +68,16 @@ func (ls *loopSession) engineClient(typ byte, n int) (done bool, err error) {
 		return false, nil
 	}
 	// The goroutine relay runs the message from the start.
-	c.waits, c.warmErrs = nil, nil
-	s.pathRead, s.staleRead, s.settleRead = false, false, false
+	ls.clientMessageDone()
 	ls.handback = true
 	return false, nil
+}
+
+// clientMessageDone forgets what the client side's message waited for and
+// found out meanwhile: the next message starts afresh.
+func (ls *loopSession) clientMessageDone() {
+	ls.c.waits, ls.c.warmErrs = nil, nil
+	ls.s.pathRead, ls.s.staleRead, ls.s.settleRead = false, false, false
 }
 
 // needsDecode reports whether decodeBackend must see a backend message of

@@ -75,26 +75,10 @@ func tappedProxies(t *testing.T, f func(t *testing.T, p *testProxy, tap *upstrea
 	if _, err := adminConn(t).Exec(context.Background(), handBackSchema); err != nil {
 		t.Fatal(err)
 	}
-	for _, core := range []struct{ name, extra string }{{"loop", ""}, {"goroutines", "proxy:\n  event_loops: 0\n"}} {
+	for _, core := range relayCoreConfigs {
 		t.Run(core.name, func(t *testing.T) {
 			tap := startUpstreamTap(t)
-			t.Setenv("PGVEIL_TEST_MASTER", testMasterKey)
-			p := startProxyYAML(t, fmt.Sprintf(`listen: 127.0.0.1:0
-upstream:
-  address: %s
-  tls: disable
-  service_url: %s
-keysource:
-  local:
-    key_env: PGVEIL_TEST_MASTER
-admin:
-  listen: ""
-tables:
-  public.hb_secrets:
-    columns:
-      body:
-        type: text
-%s`, tap.ln.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), core.extra))
+			p := startTablesProxyAt(t, tap.ln.Addr().String(), hbTables+core.extra)
 			defer p.stop(t, 10*time.Second)
 			f(t, p, tap)
 		})
@@ -264,17 +248,8 @@ func TestParkedClientHangsUp(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	p := startHandBackProxy(t)
 	defer p.stop(t, 10*time.Second)
-	ctx := context.Background()
-	lock := adminConn(t)
-	defer lock.Close(ctx)
-	tx, err := lock.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "LOCK TABLE pgveil.keys IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	unlock := lockKeys(t)
+	defer unlock()
 	conn := dialRaw(t, p)
 	waitFor(t, func() bool { return testutil.ToFloat64(p.srv.metrics.LoopSessions) == 1 })
 	w := bufio.NewWriter(conn)
@@ -283,7 +258,4 @@ func TestParkedClientHangsUp(t *testing.T) {
 	waitFor(t, func() bool { return testutil.ToFloat64(p.srv.metrics.LoopWaits.WithLabelValues("key")) == 1 })
 	conn.Close()
 	waitFor(t, func() bool { return p.srv.SessionCount() == 0 }) // the key is still locked
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
 }

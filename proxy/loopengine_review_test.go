@@ -16,10 +16,14 @@ import (
 
 // Regression tests from the review of encryption on the event loop.
 
+// relayCoreConfigs are the config lines of the two relays: the event loop
+// (the default) and goroutines.
+var relayCoreConfigs = []struct{ name, extra string }{{"loop", ""}, {"goroutines", "proxy:\n  event_loops: 0\n"}}
+
 // relayCores runs f against a proxy for tables on the event loop and on
 // goroutines (proxy.event_loops: 0).
 func relayCores(t *testing.T, schema, tables string, f func(t *testing.T, p *testProxy)) {
-	for _, core := range []struct{ name, extra string }{{"loop", ""}, {"goroutines", "proxy:\n  event_loops: 0\n"}} {
+	for _, core := range relayCoreConfigs {
 		t.Run(core.name, func(t *testing.T) {
 			defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 			if _, err := adminConn(t).Exec(context.Background(), schema); err != nil {
@@ -189,12 +193,7 @@ func strOrNull(s *string) string {
 // no result map behind: the rows of the next query, which pgveil passes
 // through, are not decoded with it.
 func TestErrorEndsResultMap(t *testing.T) {
-	relayCores(t, handBackSchema+"INSERT INTO hb_plain VALUES (1, 'plain-note');", `tables:
-  public.hb_secrets:
-    columns:
-      body:
-        type: text
-`, func(t *testing.T, p *testProxy) {
+	relayCores(t, handBackSchema+"INSERT INTO hb_plain VALUES (1, 'plain-note');", hbTables, func(t *testing.T, p *testProxy) {
 		ctx := context.Background()
 		cfg, _ := pgx.ParseConfig(p.url())
 		cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
@@ -231,12 +230,7 @@ func TestErrorEndsResultMap(t *testing.T) {
 // (Before, the client's rest was pushed first, into a server that was not
 // reading: a hang.)
 func TestHandBackBothWaysAtOnce(t *testing.T) {
-	relayCores(t, handBackSchema, `tables:
-  public.hb_secrets:
-    columns:
-      body:
-        type: text
-`, func(t *testing.T, p *testProxy) {
+	relayCores(t, handBackSchema, hbTables, func(t *testing.T, p *testProxy) {
 		ctx := context.Background()
 		pc, err := pgx.Connect(ctx, p.url())
 		if err != nil {
@@ -323,12 +317,7 @@ func TestHandBackBothWaysAtOnce(t *testing.T) {
 // CopyInResponse could not be told apart, and the second COPY's plaintext
 // went to the server raw.
 func TestTwoCopyFromInOneQuery(t *testing.T) {
-	relayCores(t, handBackSchema, `tables:
-  public.hb_secrets:
-    columns:
-      body:
-        type: text
-`, func(t *testing.T, p *testProxy) {
+	relayCores(t, handBackSchema, hbTables, func(t *testing.T, p *testProxy) {
 		for _, sql := range []string{
 			"COPY hb_secrets (body) FROM STDIN; COPY hb_secrets (body) FROM STDIN",
 			"COPY hb_plain (id, note) FROM STDIN; COPY hb_secrets (body) FROM STDIN",
@@ -372,12 +361,7 @@ func TestTwoCopyFromInOneQuery(t *testing.T) {
 // behind: a later COPY of a plain table in the session takes its rows as
 // they are.
 func TestStaleCopyPlan(t *testing.T) {
-	relayCores(t, handBackSchema, `tables:
-  public.hb_secrets:
-    columns:
-      body:
-        type: text
-`, func(t *testing.T, p *testProxy) {
+	relayCores(t, handBackSchema, hbTables, func(t *testing.T, p *testProxy) {
 		c := dialRaw(t, p)
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(20 * time.Second))

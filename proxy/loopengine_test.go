@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,17 +26,20 @@ GRANT ALL ON hb_secrets, hb_plain TO PUBLIC;
 GRANT ALL ON SEQUENCE hb_secrets_id_seq TO PUBLIC;
 `
 
+// hbTables is the policy of the hand-back tests: hb_secrets.body encrypted.
+const hbTables = `tables:
+  public.hb_secrets:
+    columns:
+      body:
+        type: text
+`
+
 func startHandBackProxy(t *testing.T) *testProxy {
 	t.Helper()
 	if _, err := adminConn(t).Exec(context.Background(), handBackSchema); err != nil {
 		t.Fatal(err)
 	}
-	return startTablesProxy(t, `tables:
-  public.hb_secrets:
-    columns:
-      body:
-        type: text
-`)
+	return startTablesProxy(t, hbTables)
 }
 
 // TestEncryptionSessionStaysOnLoop: a session of a config with tables
@@ -276,16 +280,8 @@ func TestKeyLoadDoesNotStallLoop(t *testing.T) {
 	defer waiter.Close(ctx)
 	waitFor(t, func() bool { return testutil.ToFloat64(m.LoopSessions) == 2 })
 
-	lock := adminConn(t)
-	defer lock.Close(ctx)
-	tx, err := lock.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, "LOCK TABLE pgveil.keys IN ACCESS EXCLUSIVE MODE"); err != nil {
-		t.Fatal(err)
-	}
+	unlock := lockKeys(t)
+	defer unlock()
 	done := make(chan error, 1)
 	go func() {
 		_, err := waiter.Exec(ctx, "INSERT INTO hb_secrets (body) VALUES ($1)", "hb-waited")
@@ -305,9 +301,7 @@ func TestKeyLoadDoesNotStallLoop(t *testing.T) {
 		t.Fatalf("the INSERT ended while its key could not load: %v", err)
 	default:
 	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	unlock()
 	if err := <-done; err != nil {
 		t.Fatalf("the INSERT after its key loaded: %v", err)
 	}
@@ -419,5 +413,29 @@ func TestDDLStaysOnLoop(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(m.LoopHandbacks); n != 0 {
 		t.Errorf("%v sessions handed back, want 0", n)
+	}
+}
+
+// lockKeys makes every read of pgveil.keys wait (another transaction
+// holds the table) until unlock, which may be called more than once.
+func lockKeys(t *testing.T) (unlock func()) {
+	t.Helper()
+	ctx := context.Background()
+	lock := adminConn(t)
+	tx, err := lock.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE pgveil.keys IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			if err := tx.Commit(ctx); err != nil {
+				t.Error(err)
+			}
+			lock.Close(ctx)
+		})
 	}
 }
