@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,6 +63,13 @@ type Cluster struct {
 	logPath string
 	mu      sync.Mutex
 	stopped bool
+
+	// The server's stderr reaches logPath through a pipe and a goroutine,
+	// so a line the server wrote may not be in the file yet; SyncLog waits
+	// for it. logGrew is closed, and replaced, each time a line lands.
+	logMu   sync.Mutex
+	logGrew chan struct{}
+	marks   atomic.Int64
 }
 
 // Options tune a cluster.
@@ -260,6 +268,7 @@ func (c *Cluster) start() error {
 	}
 	c.cmd = cmd
 	ready := make(chan struct{})
+	c.logGrew = make(chan struct{})
 	go func() {
 		defer logFile.Close()
 		sc := bufio.NewScanner(stderr)
@@ -267,6 +276,10 @@ func (c *Cluster) start() error {
 		for sc.Scan() {
 			line := sc.Text()
 			fmt.Fprintln(logFile, line)
+			c.logMu.Lock()
+			close(c.logGrew)
+			c.logGrew = make(chan struct{})
+			c.logMu.Unlock()
 			if !signalled && strings.Contains(line, "database system is ready to accept connections") {
 				signalled = true
 				close(ready)
@@ -368,10 +381,45 @@ func BuildURL(addr, user, password, db string, params ...string) string {
 	return u.String()
 }
 
-// Log returns the server log so far, for failure messages.
+// Log returns the server log so far, for failure messages. Lines the
+// server wrote a moment ago may be missing: checks of what the log holds
+// use SyncLog.
 func (c *Cluster) Log() string {
 	b, _ := os.ReadFile(c.logPath)
 	return string(b)
+}
+
+// SyncLog returns the server log with every line that any backend wrote
+// before the call. It has a new session raise a WARNING with a unique
+// marker (log_min_messages is warning) and waits until the marker line is
+// in the file: backends write whole lines to the one stderr pipe, in the
+// order they write them, so what came before the marker is there too.
+func (c *Cluster) SyncLog(ctx context.Context) (string, error) {
+	mark := fmt.Sprintf("pgveil-harness-log-mark-%d-%d", os.Getpid(), c.marks.Add(1))
+	conn, err := c.Connect(ctx, SuperUser, "postgres")
+	if err != nil {
+		return "", err
+	}
+	_, err = conn.Exec(ctx, "DO $$BEGIN RAISE WARNING '"+mark+"'; END$$")
+	conn.Close(ctx)
+	if err != nil {
+		return "", err
+	}
+	for {
+		c.logMu.Lock()
+		grew := c.logGrew
+		c.logMu.Unlock()
+		if log := c.Log(); strings.Contains(log, mark) {
+			return log, nil
+		}
+		select {
+		case <-grew:
+		case <-c.exited:
+			return "", errors.New("postgres exited before its log caught up")
+		case <-ctx.Done():
+			return "", fmt.Errorf("the server log lacks the marker %s: %w", mark, ctx.Err())
+		}
+	}
 }
 
 // Stop shuts the server down (fast shutdown) and removes its directory.
