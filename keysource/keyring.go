@@ -119,7 +119,7 @@ func (k *Keyring) EncryptionKey(ctx context.Context, col *policy.Column, tenant 
 		}}
 	}
 	for attempt := 0; ; attempt++ {
-		v, err := k.flight.do(flightKey("active", ScopeOf(col), ak.tenant, hasTenant), func() (any, error) {
+		v, err := k.flight.do(ctx, flightKey("active", ScopeOf(col), ak.tenant, hasTenant), func(ctx context.Context) (any, error) {
 			gen := k.generation()
 			dk, err := k.loadActive(ctx, col, ak.tenant, hasTenant, gen)
 			return loadedKey{dk, gen}, err
@@ -368,7 +368,7 @@ func (k *Keyring) keyByID(ctx context.Context, id uint32, col *policy.Column) (*
 			return err
 		}}
 	}
-	v, err := k.flight.do("id\x00"+strconv.FormatUint(uint64(id), 10), func() (any, error) {
+	v, err := k.flight.do(ctx, "id\x00"+strconv.FormatUint(uint64(id), 10), func(ctx context.Context) (any, error) {
 		gen := k.generation()
 		row, err := rowByID(ctx, k.pool, id)
 		if err != nil {
@@ -411,7 +411,7 @@ func (k *Keyring) BlindIndexKey(ctx context.Context, col *policy.Column, bi *pol
 			return err
 		}}
 	}
-	v, err := k.flight.do(flightKey("index", name, "", false), func() (any, error) {
+	v, err := k.flight.do(ctx, flightKey("index", name, "", false), func(ctx context.Context) (any, error) {
 		return k.loadIndexKey(ctx, name)
 	})
 	if err != nil {
