@@ -142,6 +142,12 @@ func (p *encProxy) url(params ...string) string {
 // plaintexts remembered appear anywhere in its log.
 func startEncProxy(t *testing.T, orgs ...int64) *encProxy {
 	t.Helper()
+	return startEncProxyLog(t, "  level: debug\n  format: json\n", orgs...)
+}
+
+// startEncProxyLog is startEncProxy with logYAML as the log: section.
+func startEncProxyLog(t *testing.T, logYAML string, orgs ...int64) *encProxy {
+	t.Helper()
 	ctx := testCtx(t, time.Minute)
 	su := superConn(t, ctx)
 	if _, err := su.Exec(ctx, encSchema); err != nil {
@@ -165,11 +171,9 @@ keysource:
 admin:
   listen: 127.0.0.1:0
 log:
-  level: debug
-  format: json
-proxy:
+%sproxy:
   shutdown_timeout: 30s
-%s%s`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), eventLoopsSetting(), encPolicy)
+%s%s`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), logYAML, eventLoopsSetting(), encPolicy)
 	hp, err := harness.StartProxy(harness.ProxyOptions{Config: conf, Env: []string{"PGVEIL_ENC_MASTER=" + encMasterKey}})
 	if err != nil {
 		t.Fatalf("starting pgveil: %v", err)

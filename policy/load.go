@@ -25,6 +25,8 @@ const (
 	DefaultAdminListen       = "127.0.0.1:9187"
 	DefaultMaxStartupMessage = 10000 // PostgreSQL's own MAX_STARTUP_PACKET_LENGTH
 	DefaultMaxMessage        = 1 << 30
+	DefaultLogBuffer         = 1 << 20
+	minLogBuffer             = 4096
 	DefaultShutdownTimeout   = 30 * time.Second
 	DefaultPlanCacheSize     = 4096
 	DefaultEventLoops        = 1
@@ -124,7 +126,7 @@ func (w *walker) config(root *yaml.Node) *Config {
 		Auth:      Auth{Mode: AuthRelay, AuthQuery: DefaultAuthQuery},
 		KeySource: KeySource{Kind: KeySourceLocal},
 		Admin:     Admin{Listen: DefaultAdminListen},
-		Log:       Log{Level: "info", Format: "json"},
+		Log:       Log{Level: "info", Format: "json", Buffer: DefaultLogBuffer},
 		Proxy: ProxyOptions{
 			MaxStartupMessage: DefaultMaxStartupMessage,
 			MaxMessage:        DefaultMaxMessage,
@@ -199,6 +201,7 @@ func (w *walker) config(root *yaml.Node) *Config {
 			w.mapping(n, k, fields{
 				"level":  w.str(&c.Log.Level),
 				"format": w.str(&c.Log.Format),
+				"buffer": w.size(&c.Log.Buffer),
 			})
 		},
 		"proxy": func(n *yaml.Node, k string) {
@@ -267,6 +270,9 @@ func (w *walker) config(root *yaml.Node) *Config {
 	}
 	if c.Admin.Listen != "" {
 		w.hostPort("admin.listen", c.Admin.Listen)
+	}
+	if c.Log.Buffer < minLogBuffer {
+		w.fail("log.buffer", "want at least %d bytes, got %d", minLogBuffer, c.Log.Buffer)
 	}
 	if c.Proxy.MaxStartupMessage > c.Proxy.MaxMessage {
 		w.fail("proxy.max_startup_message", "must not exceed proxy.max_message (%d)", c.Proxy.MaxMessage)

@@ -58,7 +58,7 @@ func TestDefaults(t *testing.T) {
 		Upstream: Upstream{Address: DefaultUpstreamAddress, TLS: UpstreamTLSPrefer, ConnectTimeout: 5 * time.Second},
 		Auth:     Auth{Mode: AuthRelay, AuthQuery: DefaultAuthQuery},
 		Admin:    Admin{Listen: DefaultAdminListen},
-		Log:      Log{Level: "info", Format: "json"},
+		Log:      Log{Level: "info", Format: "json", Buffer: 1 << 20},
 		Proxy:    ProxyOptions{MaxStartupMessage: 10000, MaxMessage: 1 << 30, ShutdownTimeout: 30 * time.Second, PlanCacheSize: 4096, EventLoops: 1, LoopSpin: 50 * time.Microsecond},
 	}
 	if cfg.Listen != want.Listen || cfg.Upstream != want.Upstream || cfg.Auth != want.Auth ||
@@ -127,6 +127,8 @@ func TestErrors(t *testing.T) {
 		{"bad count", "proxy:\n  event_loops: 65\n", nil, []string{"c.yaml:2: proxy.event_loops: want an integer from 0 to 64, got \"65\""}},
 		{"spin too long", "proxy:\n  loop_spin: 2ms\n", nil, []string{"c.yaml:2: proxy.loop_spin: want 0 or a duration up to 1ms such as 50us, got \"2ms\""}},
 		{"spin negative", "proxy:\n  loop_spin: -5us\n", nil, []string{"c.yaml:2: proxy.loop_spin: want 0 or a duration up to 1ms"}},
+		{"log buffer too small", "log:\n  buffer: 100\n", nil, []string{"c.yaml:2: log.buffer: want at least 4096 bytes, got 100"}},
+		{"log buffer not a size", "log:\n  buffer: lots\n", nil, []string{"c.yaml:2: log.buffer:"}},
 		{"bad listen", "listen: nowhere\n", nil, []string{"c.yaml:1: listen: want host:port"}},
 		{"log level", "log:\n  level: loud\n", nil, []string{"c.yaml:2: log.level: unknown level \"loud\""}},
 		{"tls missing cert", "tls:\n  key_file: k\n", nil, []string{"c.yaml:1: tls.cert_file: is required"}},
@@ -315,6 +317,19 @@ func TestLoopSpin(t *testing.T) {
 		}
 		if cfg.Proxy.LoopSpin != want {
 			t.Errorf("loop_spin %s = %v, want %v", src, cfg.Proxy.LoopSpin, want)
+		}
+	}
+}
+
+// TestLogBuffer checks log.buffer's units.
+func TestLogBuffer(t *testing.T) {
+	for src, want := range map[string]int{"4096": 4096, "64kB": 64000, "8MiB": 8 << 20} {
+		cfg, err := LoadBytes("c.yaml", []byte("log:\n  buffer: "+src+"\n"), env(nil))
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		if cfg.Log.Buffer != want {
+			t.Errorf("log.buffer %s = %d, want %d", src, cfg.Log.Buffer, want)
 		}
 	}
 }

@@ -119,6 +119,9 @@ type Admin struct {
 type Log struct {
 	Level  string // debug | info | warn | error
 	Format string // json | console
+	// Buffer bounds the bytes of log lines waiting for stderr; lines that
+	// do not fit are dropped and counted rather than stall a session.
+	Buffer int
 }
 
 // ProxyOptions are limits and tunables of the proxy core.

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/pgveil/pgveil/cmd/pgveil/internal/logsink"
 	"github.com/pgveil/pgveil/policy"
 	"github.com/pgveil/pgveil/proxy"
 )
@@ -45,13 +46,17 @@ Without -c, pgveil relays every column unchanged (no encryption policy).`)
 		return exitUsage
 	}
 	level := zap.NewAtomicLevel()
-	log, err := newLogger(cfg.Log, level, stderr)
+	sink := logsink.New(stderr, cfg.Log.Buffer)
+	defer sink.Close(5 * time.Second)
+	log, err := newLogger(cfg.Log, level, sink)
 	if err != nil {
 		fmt.Fprintf(stderr, "pgveil: %v\n", err)
 		return exitUsage
 	}
-	defer log.Sync()
-	if err := serve(cfg, f, log, level); err != nil {
+	sink.OnDrop(func(n uint64) {
+		log.Warn("log lines dropped: stderr did not take them fast enough (log.buffer)", zap.Uint64("lines", n))
+	})
+	if err := serve(cfg, f, log, level, sink); err != nil {
 		log.Error("pgveil stopped", zap.Error(err))
 		return exitProblem
 	}
@@ -122,9 +127,13 @@ func newLogger(c policy.Log, level zap.AtomicLevel, w io.Writer) (*zap.Logger, e
 }
 
 // serve runs the proxy until SIGTERM/SIGINT.
-func serve(cfg *policy.Config, f serveFlags, log *zap.Logger, level zap.AtomicLevel) error {
+func serve(cfg *policy.Config, f serveFlags, log *zap.Logger, level zap.AtomicLevel, sink *logsink.Sink) error {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "pgveil_log_lines_dropped_total",
+			Help: "Log lines dropped because stderr did not take them as fast as they came (log.buffer was full).",
+		}, func() float64 { return float64(sink.Dropped()) }))
 	srv, err := proxy.New(cfg, proxy.Options{Log: log, Registry: reg})
 	if err != nil {
 		return err
@@ -163,7 +172,7 @@ func serve(cfg *policy.Config, f serveFlags, log *zap.Logger, level zap.AtomicLe
 			return fmt.Errorf("admin server: %w", err)
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(srv, f, log, level)
+				reload(srv, f, log, level, cfg.Log)
 				continue
 			}
 			timeout := srv.Config().Proxy.ShutdownTimeout
@@ -185,7 +194,8 @@ func serve(cfg *policy.Config, f serveFlags, log *zap.Logger, level zap.AtomicLe
 
 // reload re-reads the config file on SIGHUP. A bad file is logged and the
 // running config stays.
-func reload(srv *proxy.Server, f serveFlags, log *zap.Logger, level zap.AtomicLevel) {
+// logAtStart is the log settings the logger was built with.
+func reload(srv *proxy.Server, f serveFlags, log *zap.Logger, level zap.AtomicLevel, logAtStart policy.Log) {
 	start := time.Now()
 	cfg, err := loadServeConfig(f)
 	if err != nil {
@@ -204,6 +214,9 @@ func reload(srv *proxy.Server, f serveFlags, log *zap.Logger, level zap.AtomicLe
 	}
 	if l, err := zapcore.ParseLevel(cfg.Log.Level); err == nil {
 		level.SetLevel(l)
+	}
+	if cfg.Log.Format != logAtStart.Format || cfg.Log.Buffer != logAtStart.Buffer {
+		log.Warn("log.format and log.buffer take effect at the next restart; log.level has")
 	}
 	log.Info("config reloaded", zap.Duration("took", time.Since(start)), zap.Int("sessions", srv.SessionCount()))
 }

@@ -74,6 +74,55 @@ type Proxy struct {
 	mu     sync.Mutex
 	done   bool
 	err    error
+
+	gateMu  sync.Mutex
+	logGate chan struct{} // non-nil while PauseLog holds the reader
+	resume  func()        // the last PauseLog's
+}
+
+// PauseLog stops reading the process's stderr until resume is called (at
+// most once; Stop resumes too): the pipe fills and the process's writes
+// to stderr block, as when a log collector falls behind.
+func (p *Proxy) PauseLog() (resume func()) {
+	g := make(chan struct{})
+	p.gateMu.Lock()
+	p.logGate = g
+	p.gateMu.Unlock()
+	var once sync.Once
+	resume = func() {
+		once.Do(func() {
+			p.gateMu.Lock()
+			if p.logGate == g {
+				p.logGate = nil
+			}
+			p.gateMu.Unlock()
+			close(g)
+		})
+	}
+	p.gateMu.Lock()
+	p.resume = resume
+	p.gateMu.Unlock()
+	return resume
+}
+
+// resumeLog undoes a PauseLog still in force.
+func (p *Proxy) resumeLog() {
+	p.gateMu.Lock()
+	r := p.resume
+	p.gateMu.Unlock()
+	if r != nil {
+		r()
+	}
+}
+
+// waitLogGate blocks while the log is paused.
+func (p *Proxy) waitLogGate() {
+	p.gateMu.Lock()
+	g := p.logGate
+	p.gateMu.Unlock()
+	if g != nil {
+		<-g
+	}
 }
 
 // ProxyOptions start a pgveil process.
@@ -126,7 +175,7 @@ func StartProxy(opts ProxyOptions) (*Proxy, error) {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
 		sent := false
-		for sc.Scan() {
+		for p.waitLogGate(); sc.Scan(); p.waitLogGate() {
 			line := sc.Bytes()
 			logFile.Write(line)
 			logFile.Write([]byte{'\n'})
@@ -177,6 +226,7 @@ func (p *Proxy) Log() string {
 // Stop sends SIGTERM, waits for a clean exit, and removes the temp dir.
 // It returns the exit error, if any.
 func (p *Proxy) Stop() error {
+	p.resumeLog()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.done {
@@ -197,6 +247,7 @@ func (p *Proxy) Stop() error {
 
 // Kill ends the process at once (SIGKILL) and removes its temp dir.
 func (p *Proxy) Kill() {
+	p.resumeLog()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.done {
