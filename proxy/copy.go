@@ -543,7 +543,7 @@ func (s *session) copyOutRow(co *copyOut, row []byte, kind copydata.RowKind) err
 	}
 	co.fields = fields
 	co.buf = copydata.AppendRow(co.buf, co.opts, fields)
-	s.srv.metrics.phaseCrypto.Observe(time.Since(start).Seconds())
+	s.observe(s.srv.metrics.phaseCrypto, time.Since(start).Seconds())
 	return nil
 }
 

@@ -222,7 +222,7 @@ func (s *session) decryptRow(m *resultMap, values [][]byte) ([][]byte, error) {
 		values[sp.i] = arena[sp.start:sp.end:sp.end]
 	}
 	s.rowArena, s.rowSpans = arena, spans[:0]
-	s.srv.metrics.phaseCrypto.Observe(time.Since(start).Seconds())
+	s.observe(s.srv.metrics.phaseCrypto, time.Since(start).Seconds())
 	return values[:m.visible], nil
 }
 
@@ -232,7 +232,7 @@ func (s *session) decryptRow(m *resultMap, values [][]byte) ([][]byte, error) {
 func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byte, dst []byte) ([]byte, bool, error) {
 	col := rc.col
 	if rc.masked {
-		s.srv.metrics.masked(col)
+		s.inc(s.srv.metrics.col(col).masked)
 		return dst, true, nil
 	}
 	var env []byte
@@ -280,7 +280,7 @@ func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byt
 			return s.openFailed(rc, keysource.ErrWrongScope, dst)
 		}
 	}
-	s.srv.metrics.decrypted(col)
+	s.inc(s.srv.metrics.col(col).dec)
 	out, err := canon.Wire(col.Type, rc.cliFmt, pt, dst)
 	if err != nil {
 		return s.openFailed(rc, err, dst)
@@ -315,7 +315,7 @@ func (s *session) openFailed(rc *resultCol, err error, dst []byte) ([]byte, bool
 	reason, code := "tampered", codeValueTampered
 	switch {
 	case errors.Is(err, keysource.ErrShredded):
-		s.srv.metrics.decryptFailed(col, "shredded")
+		s.inc(s.srv.metrics.DecryptFailures.WithLabelValues(col.QualifiedName(), "shredded"))
 		return dst, true, nil
 	case errors.Is(err, keysource.ErrUnknownKey):
 		reason, code = "unknown_key", codeValueUnknownKey
@@ -326,7 +326,7 @@ func (s *session) openFailed(rc *resultCol, err error, dst []byte) ([]byte, bool
 	case errors.Is(err, keysource.ErrWrongScope):
 		reason = "wrong_scope"
 	}
-	s.srv.metrics.decryptFailed(col, reason)
+	s.inc(s.srv.metrics.DecryptFailures.WithLabelValues(col.QualifiedName(), reason))
 	if col.OnError == policy.OnErrorNull && code != codeKeySourceDown {
 		return dst, true, nil
 	}

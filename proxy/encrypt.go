@@ -37,7 +37,7 @@ func (s *session) planSession() rewrite.Session {
 func (s *session) planNow(sql string) (*rewrite.Plan, error) {
 	start := time.Now()
 	p, err := s.eng.planner.Plan(sql, s.planSession())
-	s.srv.metrics.phasePlan.Observe(time.Since(start).Seconds())
+	s.observe(s.srv.metrics.phasePlan, time.Since(start).Seconds())
 	return p, err
 }
 
@@ -181,14 +181,14 @@ func (s *session) handleQuery(body []byte) error {
 		return nil
 	} else if ok {
 		s.applyEffects(p)
-		s.srv.metrics.stmtRewritten.Inc()
+		s.inc(s.srv.metrics.stmtRewritten)
 		s.t.push(pending{kind: pendQuery, query: &queryState{plan: p, sql: sql, sent: text, backslash: s.backslash.Load()}, sent: time.Now()})
 		s.sw.Write(appendQuery(s.scratch[:0], text))
 		return nil
 	}
 	if !planNeedsWork(p) {
 		s.applyEffects(p)
-		s.srv.metrics.stmtPassthrough.Inc()
+		s.inc(s.srv.metrics.stmtPassthrough)
 		s.t.push(pending{kind: pendQuery})
 		s.sw.Write(s.cr.header())
 		s.sw.Write(body)
@@ -204,7 +204,7 @@ func (s *session) handleQuery(body []byte) error {
 		text, err = p.Render(sql, func(st *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
 			return s.fillLiteral(sql, st, slot)
 		})
-		s.srv.metrics.phaseCrypto.Observe(time.Since(start).Seconds())
+		s.observe(s.srv.metrics.phaseCrypto, time.Since(start).Seconds())
 		if err != nil {
 			if offLoop(err) {
 				return err
@@ -214,7 +214,7 @@ func (s *session) handleQuery(body []byte) error {
 		}
 		s.countRewritten(p)
 	} else {
-		s.srv.metrics.stmtPassthrough.Inc()
+		s.inc(s.srv.metrics.stmtPassthrough)
 	}
 	s.applyEffects(p)
 	for _, st := range p.Stmts {
@@ -273,11 +273,11 @@ func (s *session) deallocateUpstream(sql string, p *rewrite.Plan) (text string, 
 func (s *session) countRewritten(p *rewrite.Plan) {
 	for _, st := range p.Stmts {
 		if st.Rewritten && !onlyPinned(st) {
-			s.srv.metrics.stmtRewritten.Inc()
+			s.inc(s.srv.metrics.stmtRewritten)
 			return
 		}
 	}
-	s.srv.metrics.stmtPinned.Inc()
+	s.inc(s.srv.metrics.stmtPinned)
 }
 
 // fillLiteral seals or indexes one literal of an encrypted column and
@@ -348,7 +348,7 @@ func (s *session) seal(col *policy.Column, tenant string, has bool, plaintext, d
 	if err != nil {
 		return nil, s.keyErr(err)
 	}
-	s.srv.metrics.encrypted(col)
+	s.inc(s.srv.metrics.col(col).enc)
 	return key.Seal(dst, plaintext), nil
 }
 
@@ -511,7 +511,7 @@ func (s *session) handleParse(body []byte) error {
 			return nil
 		}
 		s.applyEffects(p)
-		s.srv.metrics.stmtRewritten.Inc()
+		s.inc(s.srv.metrics.stmtRewritten)
 		s.t.parsed(pm.Name, passthroughStmt)
 		s.sw.Write(appendParse(s.scratch[:0], string(pm.Name), text, pm.ParamOIDs))
 		return nil
@@ -519,7 +519,7 @@ func (s *session) handleParse(body []byte) error {
 	if !planNeedsWork(p) {
 		s.applyEffects(p)
 		s.notePassthrough(pm.Name, sql)
-		s.srv.metrics.stmtPassthrough.Inc()
+		s.inc(s.srv.metrics.stmtPassthrough)
 		s.t.parsed(pm.Name, passthroughStmt)
 		s.sw.Write(s.cr.header())
 		s.sw.Write(body)
@@ -550,7 +550,7 @@ func (s *session) handleParse(body []byte) error {
 		}
 		s.countRewritten(p)
 	} else {
-		s.srv.metrics.stmtPassthrough.Inc()
+		s.inc(s.srv.metrics.stmtPassthrough)
 	}
 	s.applyEffects(p)
 	s.stmtSeq++
@@ -722,7 +722,7 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 			Message: fmt.Sprintf("bind message supplies %d parameters, but prepared statement %q requires %d", len(bm.Params), stmt.Name, st.ClientParams)}
 	}
 	start := time.Now()
-	defer func() { s.srv.metrics.phaseCrypto.Observe(time.Since(start).Seconds()) }()
+	defer func() { s.observe(s.srv.metrics.phaseCrypto, time.Since(start).Seconds()) }()
 	// Values are appended to one arena and sliced at the end, so a Bind
 	// costs no allocation per value once the arena has grown.
 	arena := s.arena[:0]

@@ -46,6 +46,7 @@ func (ls *loopSession) engineClient(typ byte, n int) (done bool, err error) {
 		err = s.handleExtended(typ, body)
 	}
 	s.loopRun, s.warmErrs = false, nil
+	s.metricsDone(!offLoop(err)) // a message that waits runs again
 	if !offLoop(err) {
 		// Handled (or a protocol error, which ends the session).
 		ls.clientMessageDone()
@@ -117,6 +118,7 @@ func (ls *loopSession) engineServer(typ byte, n int, ev backendEvent) (done bool
 	s.loopRun, s.warmErrs = true, u.warmErrs
 	err = s.decodeBackend(typ, ev)
 	s.loopRun, s.warmErrs = false, nil
+	s.metricsDone(!offLoop(err))
 	if err == nil {
 		if s.sr.pending != 0 || s.sr.r.Buffered() != 0 || ls.uSrc.Len() != 0 {
 			return false, fatal(codeInternalError, "pgveil internal error: a server message was half read on the event loop")

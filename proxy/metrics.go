@@ -61,8 +61,6 @@ func (m *Metrics) col(c *policy.Column) *colCounters {
 	return actual.(*colCounters)
 }
 
-func (m *Metrics) encrypted(c *policy.Column) { m.col(c).enc.Inc() }
-
 // upstreamDone times the upstream phase of a planned Query or Execute
 // when ev is its last response.
 func (m *Metrics) upstreamDone(ev backendEvent) {
@@ -70,10 +68,49 @@ func (m *Metrics) upstreamDone(ev backendEvent) {
 		m.phaseUpstream.Observe(time.Since(ev.cur.sent).Seconds())
 	}
 }
-func (m *Metrics) decrypted(c *policy.Column) { m.col(c).dec.Inc() }
-func (m *Metrics) masked(c *policy.Column)    { m.col(c).masked.Inc() }
-func (m *Metrics) decryptFailed(c *policy.Column, reason string) {
-	m.DecryptFailures.WithLabelValues(c.QualifiedName(), reason).Inc()
+
+// heldMetric is a counter increment or an observation a handler made on
+// an event loop, held until the handler completes: a handler that must
+// wait (a key to load, the search_path to read) is run again from the
+// start, and what it counted the first time did not happen.
+type heldMetric struct {
+	c prometheus.Counter
+	o prometheus.Observer
+	v float64
+}
+
+// inc counts c now, or, on an event loop, when the handler completes.
+func (s *session) inc(c prometheus.Counter) {
+	if s.loopRun {
+		s.heldMetrics = append(s.heldMetrics, heldMetric{c: c})
+		return
+	}
+	c.Inc()
+}
+
+// observe is inc for an observation.
+func (s *session) observe(o prometheus.Observer, v float64) {
+	if s.loopRun {
+		s.heldMetrics = append(s.heldMetrics, heldMetric{o: o, v: v})
+		return
+	}
+	o.Observe(v)
+}
+
+// metricsDone applies the held metrics of a handler that completed
+// (keep), or forgets those of one that is to run again.
+func (s *session) metricsDone(keep bool) {
+	if keep {
+		for _, h := range s.heldMetrics {
+			if h.c != nil {
+				h.c.Inc()
+			} else {
+				h.o.Observe(h.v)
+			}
+		}
+	}
+	clear(s.heldMetrics) // drop the references
+	s.heldMetrics = s.heldMetrics[:0]
 }
 
 // NewMetrics registers pgveil's series with reg. cacheStats feeds the plan

@@ -89,9 +89,11 @@ type session struct {
 	// returns a loopWait or errPathAsked instead (loopengine.go). warmErrs are the errors
 	// of the key lookups a loop waited for off the loop for the message it
 	// runs again, by keysource.WaitError.Key.
-	keyCtx   context.Context
-	loopRun  bool
-	warmErrs map[string]error
+	keyCtx  context.Context
+	loopRun bool
+	// heldMetrics are what a handler running on a loop counted (inc).
+	heldMetrics []heldMetric
+	warmErrs    map[string]error
 	// pathRead: a loop has the answer to the search_path question it
 	// asked for the message it runs again (syncSearchPathFor); staleRead
 	// and settleRead: it read the catalog for it (plan, settleDDL).
