@@ -9,27 +9,42 @@ import (
 	"time"
 )
 
+// syncBuffer is a bytes.Buffer for one writer goroutine and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Len()
+}
+
 // gate is a writer that takes nothing until opened: a stderr nobody
 // drains.
 type gate struct {
 	open chan struct{}
-	mu   sync.Mutex
-	got  bytes.Buffer
+	syncBuffer
 }
 
 func newGate() *gate { return &gate{open: make(chan struct{})} }
 
 func (g *gate) Write(p []byte) (int, error) {
 	<-g.open
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.got.Write(p)
-}
-
-func (g *gate) String() string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.got.String()
+	return g.syncBuffer.Write(p)
 }
 
 func line(i int) []byte { return []byte(fmt.Sprintf("{\"msg\":\"line %06d\"}\n", i)) }
@@ -113,20 +128,12 @@ func TestStalledWriterNeverBlocks(t *testing.T) {
 // TestSyncWaitsForTheWrite: what was written before Sync is in the
 // writer when Sync returns.
 func TestSyncWaitsForTheWrite(t *testing.T) {
-	var mu sync.Mutex
-	var b bytes.Buffer
-	s := New(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return b.Write(p)
-	}), 0)
+	var b syncBuffer
+	s := New(&b, 0)
 	for i := range 100 {
 		s.Write(line(i))
 		s.Sync()
-		mu.Lock()
-		got := b.Len()
-		mu.Unlock()
-		if want := (i + 1) * len(line(0)); got != want {
+		if got, want := b.Len(), (i+1)*len(line(0)); got != want {
 			t.Fatalf("after Sync %d: %d bytes out, want %d", i, got, want)
 		}
 	}
@@ -157,13 +164,8 @@ func TestCloseGivesUpOnAStalledWriter(t *testing.T) {
 // TestConcurrentWritersWholeLines: lines from many goroutines come out
 // whole.
 func TestConcurrentWritersWholeLines(t *testing.T) {
-	var mu sync.Mutex
-	var b bytes.Buffer
-	s := New(writerFunc(func(p []byte) (int, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		return b.Write(p)
-	}), 64<<20)
+	var b syncBuffer
+	s := New(&b, 64<<20)
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Add(1)
@@ -188,7 +190,3 @@ func TestConcurrentWritersWholeLines(t *testing.T) {
 		t.Fatalf("%d distinct lines, %d dropped; want 8000, 0", len(seen), s.Dropped())
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
