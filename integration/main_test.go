@@ -20,5 +20,6 @@ func TestMain(m *testing.M) {
 	cluster = c
 	code := m.Run()
 	c.Stop()
+	harness.RemoveBuild()
 	os.Exit(code)
 }

@@ -102,6 +102,7 @@ func run(rounds int, duration time.Duration, clients, modes []string, goroutines
 		return err
 	}
 	defer cluster.Stop()
+	defer harness.RemoveBuild() // after the proxies stop (deferred later, run first)
 	admin, err := cluster.Connect(ctx, harness.SuperUser, harness.Database)
 	if err != nil {
 		return err

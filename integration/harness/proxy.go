@@ -18,6 +18,7 @@ import (
 var (
 	buildOnce sync.Once
 	buildPath string
+	buildDir  string // the temp dir BuildPgveil made, for RemoveBuild
 	buildErr  error
 )
 
@@ -39,6 +40,7 @@ func BuildPgveil() (string, error) {
 			buildErr = err
 			return
 		}
+		buildDir = dir
 		buildPath = filepath.Join(dir, "pgveil")
 		cmd := exec.Command("go", "build", "-o", buildPath, "./cmd/pgveil")
 		cmd.Dir = root
@@ -47,6 +49,15 @@ func BuildPgveil() (string, error) {
 		}
 	})
 	return buildPath, buildErr
+}
+
+// RemoveBuild deletes the binary BuildPgveil built (about 30 MB of /tmp
+// per test process otherwise). Call it once the process is done with
+// pgveil: at the end of TestMain, after every proxy has stopped.
+func RemoveBuild() {
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
 }
 
 // ModuleRoot is the directory holding go.mod.

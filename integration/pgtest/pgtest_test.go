@@ -37,6 +37,7 @@ func TestMain(m *testing.M) {
 	cluster = c
 	code := m.Run()
 	c.Stop()
+	harness.RemoveBuild()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "pgtest: leaked goroutines:", err)
