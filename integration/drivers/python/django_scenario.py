@@ -1,0 +1,475 @@
+"""The Django 3.2 ORM (Debian's python3-django, psycopg2 backend) through pgveil.
+
+Django runs standalone: settings.configure() here, django.setup(), and
+unmanaged models (managed = False, db_table set, app_label "pgveil_orm")
+over the suite's existing tables. The encrypted columns keep the fields
+the application had before adopting pgveil: EmailField, CharField,
+DateField, BigIntegerField. pgveil reports the logical types in
+RowDescription, so psycopg2 hands Django str, datetime.date and int.
+psycopg2 interpolates every value client-side (simple protocol); Django
+quotes every identifier ("users"."email").
+
+    /usr/bin/python3 django_scenario.py SPEC.json
+"""
+
+import datetime
+
+import django
+import psycopg2
+from django.conf import settings
+
+import enc_common as common
+
+SPEC = common.load_spec()
+
+
+def database(app, **extra):
+    return dict(ENGINE="django.db.backends.postgresql", NAME=SPEC["dbname"], USER=SPEC["user"],
+                PASSWORD=SPEC["password"], HOST=SPEC["host"], PORT=str(SPEC["port"]),
+                # A session time zone other than UTC: Django sends SET TIME ZONE 'UTC'.
+                OPTIONS={"application_name": app, "options": "-c TimeZone=America/New_York"}, **extra)
+
+
+settings.configure(
+    DEBUG=False,
+    USE_TZ=True,
+    TIME_ZONE="Europe/Paris",  # Django sets the session's time zone to UTC at connect (SET TIME ZONE)
+    INSTALLED_APPS=[],
+    DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+    DATABASES={
+        "default": database("enc_django"),
+        # QuerySet.iterator() without server-side cursors (DECLARE … CURSOR).
+        "nossc": database("enc_django_nossc", DISABLE_SERVER_SIDE_CURSORS=True),
+    },
+)
+django.setup()
+
+from django.db import DatabaseError, connections, models, transaction  # noqa: E402
+from django.db.models import Count, Exists, OuterRef, Prefetch  # noqa: E402
+
+
+class Org(models.Model):
+    id = models.BigIntegerField(primary_key=True)
+    name = models.TextField()
+
+    class Meta:
+        app_label = "pgveil_orm"
+        managed = False
+        db_table = "orgs"
+
+
+class User(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    org = models.ForeignKey(Org, on_delete=models.DO_NOTHING, db_column="org_id", related_name="users")
+    name = models.TextField(null=True)
+    email = models.EmailField(max_length=320, null=True)
+    phone = models.CharField(max_length=64, null=True)
+    ssn = models.CharField(max_length=64, null=True)
+    birth_date = models.DateField(null=True)
+    api_token = models.BigIntegerField(null=True)
+
+    class Meta:
+        app_label = "pgveil_orm"
+        managed = False
+        db_table = "users"
+
+
+class Contact(models.Model):
+    id = models.BigAutoField(primary_key=True)
+    org = models.ForeignKey(Org, on_delete=models.DO_NOTHING, db_column="org_id", related_name="contacts")
+    email = models.EmailField(max_length=320, null=True)
+    note = models.TextField(null=True)
+
+    class Meta:
+        app_label = "pgveil_orm"
+        managed = False
+        db_table = "contacts"
+
+
+FIELDS = ("name", "email", "phone", "ssn", "birth_date", "api_token")
+
+
+class Check(Exception):
+    pass
+
+
+class Rollback(Exception):
+    pass
+
+
+def want_eq(what, got, want):
+    if got != want:
+        raise Check("%s: got %s, want %s" % (what, common.show(got), common.show(want)))
+
+
+def kwargs(u):
+    return dict(name=u["name"], email=u["email"], phone=u["phone"], ssn=u["ssn"],
+                birth_date=common.date_arg(u["birth_date"]), api_token=common.int_arg(u["api_token"]))
+
+
+def row_of(obj):
+    return [common.norm(getattr(obj, f)) for f in FIELDS]
+
+
+def rows_of(objs):
+    return [row_of(o) for o in objs]
+
+
+def check_types(obj):
+    for f, t in (("name", str), ("email", str), ("phone", str), ("ssn", str),
+                 ("birth_date", datetime.date), ("api_token", int)):
+        v = getattr(obj, f)
+        if v is not None and type(v) is not t:
+            raise Check("%s is %s, want %s" % (f, type(v).__name__, t.__name__))
+
+
+class Run:
+    """Steps, with the SQL each sent (psycopg2's cursor.query, values
+    interpolated) kept for failure messages."""
+
+    def __init__(self, r):
+        self.r = r
+        self.sql = []
+
+    def wrapper(self, execute, sql, params, many, context):
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            q = getattr(context["cursor"].cursor, "query", None)
+            if isinstance(q, bytes):
+                q = q.decode("utf-8", "replace")
+            self.sql.append((sql, q if q is not None else sql))
+
+    def watch(self, alias):
+        connections[alias].execute_wrappers.append(self.wrapper)
+
+    def sent(self):
+        return " | SQL sent: " + common.show(self.sql[-1][1]) if self.sql else ""
+
+    def step(self, name, fn):
+        self.sql = []
+        try:
+            fn()
+        except Check as e:
+            return self.r.fail(name, "%s%s" % (e, self.sent()))
+        except Exception as e:
+            return self.r.fail(name, "%s%s" % (describe(e), self.sent()))
+        print("ok %s" % name, flush=True)
+
+    def refused(self, name, fn, *needles, code="0A000"):
+        """fn must fail with pgveil's refusal: SQLSTATE code and a message
+        naming the table and column (each of needles)."""
+        self.sql = []
+        try:
+            fn()
+        except DatabaseError as e:
+            orig = e.__cause__
+            got = getattr(orig, "pgcode", None)
+            msg = getattr(getattr(orig, "diag", None), "message_primary", None) or str(e)
+            if got != code:
+                return self.r.fail(name, "%s SQLSTATE %s, want %s: %s%s" % (type(e).__name__, got, code, msg, self.sent()))
+            missing = [n for n in needles if n not in msg]
+            if missing or "pgveil" not in msg:
+                return self.r.fail(name, "message %r does not name %s" % (msg, missing or "pgveil"))
+            print("ok %s (%s %s: %s)" % (name, type(e).__name__, code, msg), flush=True)
+            return
+        except Exception as e:
+            return self.r.fail(name, "not a database refusal: %s%s" % (describe(e), self.sent()))
+        self.r.fail(name, "was not refused%s" % self.sent())
+
+
+def describe(e):
+    orig = e.__cause__ or e
+    code = getattr(orig, "pgcode", None)
+    text = str(orig).strip()
+    return "%s %s: %s" % (type(e).__name__, code, text.splitlines()[0] if text else "")
+
+
+def main(r):
+    s = SPEC
+    run = Run(r)
+    run.watch("default")
+    run.watch("nossc")
+    u = s["users"]
+    o = s["orm"]
+    org, org2 = s["org"], s["copy_org"]
+    pks = []
+
+    def connect():
+        # The startup option reaches the server through pgveil, so the
+        # session starts in New York and Django has to SET TIME ZONE.
+        raw = psycopg2.connect(**connections["default"].get_connection_params())
+        try:
+            with raw.cursor() as cur:
+                cur.execute("SELECT current_setting('TimeZone')")
+                want_eq("startup TimeZone", cur.fetchone()[0], "America/New_York")
+        finally:
+            raw.close()
+        c = connections["default"]
+        with c.cursor() as cur:
+            cur.execute("SELECT 1, current_setting('TimeZone')")
+            want_eq("select", cur.fetchone(), (1, "UTC"))
+        print("info server_version %s" % c.pg_version, flush=True)
+    run.step("connect (SET TIME ZONE 'UTC', server version)", connect)
+
+    def create():
+        obj = User.objects.create(org_id=org, **kwargs(u[0]))
+        if not isinstance(obj.pk, int):
+            raise Check("pk %r" % obj.pk)
+        pks.append(obj.pk)
+        print("info objects.create: %s" % run.sql[-1][0], flush=True)
+    run.step("objects.create (INSERT … RETURNING id)", create)
+
+    def bulk():
+        objs = User.objects.bulk_create([User(org_id=org, **kwargs(x)) for x in u[1:]])
+        got = [x.pk for x in objs]
+        if any(not isinstance(i, int) for i in got) or got != sorted(got) or got[0] <= pks[0]:
+            raise Check("pks %r after %r" % (got, pks))
+        want_eq("statements", len(run.sql), 1)
+        pks.extend(got)
+        print("info bulk_create: %s" % run.sql[0][0], flush=True)
+    run.step("bulk_create (one INSERT … VALUES (…), … RETURNING id)", bulk)
+
+    def by_pk():
+        got = [User.objects.get(pk=p) for p in pks]
+        want_eq("rows", rows_of(got), [common.user_row(x) for x in u])
+        for x in got:
+            check_types(x)
+    run.step("get(pk=…) (str, date, int back)", by_pk)
+
+    def by_email():
+        want_eq("row", row_of(User.objects.get(email=s["lookup_email"])), common.user_row(u[0]))
+    run.step("get(email=…) (normalize)", by_email)
+
+    def email_in():
+        got = list(User.objects.filter(email__in=s["in_emails"]).order_by("id").values_list("email", flat=True))
+        want_eq("emails", got, s["in_expect"])
+    run.step("filter(email__in=[…]).order_by('id')", email_in)
+
+    def by_ssn():
+        want_eq("names", [x.name for x in User.objects.filter(ssn=o["ssn_lookup"])], [o["ssn_name"]])
+        want_eq("1 MiB ssn", list(User.objects.filter(ssn=s["big_ssn"]).values_list("name", flat=True)), [s["big_name"]])
+    run.step("filter(ssn=…) (and a 1 MiB ssn)", by_ssn)
+
+    def exists():
+        want_eq("present", User.objects.filter(email=s["lookup_email"]).exists(), True)
+        want_eq("absent", User.objects.filter(email=s["in_emails"][2]).exists(), False)
+    run.step("exists()", exists)
+
+    def count():
+        want_eq("email__in", User.objects.filter(email__in=s["in_emails"]).count(), 2)
+        want_eq("org", User.objects.filter(org_id=org).count(), len(u))
+    run.step("count()", count)
+
+    def values_list():
+        got = list(User.objects.filter(org_id=org).order_by("id").values_list("email", flat=True))
+        want_eq("emails", got, [x["email"] for x in u])
+    run.step("values_list('email', flat=True).order_by('id')", values_list)
+
+    def is_null():
+        got = list(User.objects.filter(org_id=org, email__isnull=True).values_list("name", flat=True))
+        want_eq("names", got, s["null_email_names"])
+    run.step("filter(email__isnull=True)", is_null)
+
+    def save():
+        obj = User.objects.get(pk=pks[0])
+        obj.email = s["new_email"]
+        obj.phone = s["new_phone"]
+        obj.save()
+        want_eq("old email", User.objects.filter(email=s["old_email"]).exists(), False)
+        got = User.objects.get(email=s["new_lookup"])
+        want_eq("name, email, phone", [got.name, got.email, got.phone], [s["update_name"], s["new_email"], s["new_phone"]])
+        print("info save(): %s" % run.sql[1][0], flush=True)
+    run.step("save() after changing email and phone (UPDATE of every field, org_id included)", save)
+
+    def save_fields():
+        obj = User.objects.get(pk=pks[0])
+        obj.phone = s["new_phone"]
+        obj.save(update_fields=["phone"])
+    run.refused("save(update_fields=['phone']) without org is refused", save_fields, "public.users", "org_id")
+
+    def save_fields_org():
+        obj = User.objects.get(pk=pks[0])
+        obj.phone = s["new_phone"]
+        obj.save(update_fields=["phone", "org"])
+        want_eq("phone", User.objects.get(pk=pks[0]).phone, s["new_phone"])
+    run.step("save(update_fields=['phone', 'org'])", save_fields_org)
+
+    up = s["upsert"]
+
+    def upsert():
+        obj, created = User.objects.update_or_create(email=up["email"], org_id=org,
+                                                     defaults={"name": up["name"], "phone": up["phone"]})
+        want_eq("created", created, True)
+        obj, created = User.objects.update_or_create(email=s["upsert_variant"], org_id=org,
+                                                     defaults={"phone": s["upsert_phone2"]})
+        want_eq("created", created, False)
+        want_eq("email, phone", [obj.email, obj.phone], [up["email"], s["upsert_phone2"]])
+        got = User.objects.get(email=up["email"])
+        want_eq("stored", [got.name, got.email, got.phone], [up["name"], up["email"], s["upsert_phone2"]])
+    run.step("update_or_create (create, then update found through the blind index)", upsert)
+
+    def conflicts():
+        obj, created = User.objects.get_or_create(email=s["upsert_variant"], org_id=org, defaults={"name": "never"})
+        want_eq("get_or_create", [created, obj.email, obj.phone], [False, up["email"], s["upsert_phone2"]])
+        got = User.objects.bulk_create([User(org_id=org, name="never", email=s["upsert_variant"], phone=s["upsert_phone2"])],
+                                       ignore_conflicts=True)
+        want_eq("bulk_create returned", len(got), 1)
+        want_eq("rows with the email", User.objects.filter(email=up["email"]).count(), 1)
+        want_eq("rows named never", User.objects.filter(name="never").count(), 0)
+    run.step("get_or_create (found), bulk_create(ignore_conflicts=True) (ON CONFLICT DO NOTHING)", conflicts)
+
+    def org2_update():
+        User.objects.bulk_create([User(org_id=org2, **kwargs(x)) for x in o["org2_rows"]])
+        n = User.objects.filter(org_id=org2).update(phone=o["bulk_phone"])
+        want_eq("rows updated", n, len(o["org2_rows"]))
+        want_eq("phones", list(User.objects.filter(org_id=org2).values_list("phone", flat=True)),
+                [o["bulk_phone"]] * len(o["org2_rows"]))
+        want_eq("u2's phone", User.objects.get(pk=pks[1]).phone, u[1]["phone"])
+    run.step("filter(org_id=…).update(phone=…)", org2_update)
+
+    run.refused("filter(email=…).update(phone=…) without org is refused",
+                lambda: User.objects.filter(email=s["lookup_email"]).update(phone=o["no_tenant_phone"]),
+                "public.users", "org_id")
+
+    def tenant_update():
+        n = User.objects.filter(org_id=org, email=s["new_lookup"]).update(phone=s["new_phone"])
+        want_eq("rows updated", n, 1)
+    run.step("filter(org_id=…, email=…).update(phone=…)", tenant_update)
+
+    def bulk_update():
+        objs = list(User.objects.filter(pk__in=[pks[1], pks[3]]).order_by("id"))
+        for x in objs:
+            x.phone = o["temp_phone"]
+        User.objects.bulk_update(objs, ["phone", "org"])
+    # bulk_update sends SET phone = CASE WHEN ("users"."id" = 2) THEN '…' … END:
+    # an encrypted value computed by an expression.
+    run.refused("bulk_update(objs, ['phone', 'org']) (SET phone = CASE …) is refused", bulk_update, "public.users.phone")
+
+    def delete_obj():
+        d = User.objects.create(org_id=org, **kwargs(s["doomed"]))
+        n, _ = d.delete()
+        want_eq("deleted", n, 1)
+        want_eq("count", User.objects.filter(email=s["doomed_lookup"]).count(), 0)
+    run.step("instance.delete()", delete_obj)
+
+    def delete_qs():
+        User.objects.create(org_id=org, **kwargs(o["doomed2"]))
+        n, _ = User.objects.filter(email=o["doomed2_lookup"]).delete()
+        want_eq("deleted", n, 1)
+        want_eq("count", User.objects.filter(email=o["doomed2_lookup"]).count(), 0)
+    run.step("filter(email=…).delete()", delete_qs)
+
+    def atomic():
+        rb = o["rolled"]
+        try:
+            with transaction.atomic():
+                User.objects.create(org_id=org, **kwargs(rb))
+                obj = User.objects.get(pk=pks[1])
+                obj.phone = o["rolled_phone"]
+                obj.save()
+                want_eq("inside", User.objects.filter(email=rb["email"]).count(), 1)
+                # A refusal inside a savepoint rolls back to it; the
+                # transaction goes on.
+                try:
+                    with transaction.atomic():
+                        list(User.objects.order_by("email"))
+                    raise Check("ORDER BY email inside the savepoint was not refused")
+                except DatabaseError:
+                    pass
+                want_eq("after the savepoint", User.objects.get(pk=pks[1]).phone, o["rolled_phone"])
+                raise Rollback()
+        except Rollback:
+            pass
+        want_eq("after rollback", User.objects.filter(email=rb["email"]).count(), 0)
+        want_eq("u2's phone", User.objects.get(pk=pks[1]).phone, u[1]["phone"])
+    run.step("transaction.atomic rolled back (with a refusal in a savepoint)", atomic)
+
+    def contacts():
+        objs = Contact.objects.bulk_create([Contact(org_id=org, email=c["email"], note=c["note"]) for c in s["contacts"]])
+        want_eq("contacts", len(objs), len(s["contacts"]))
+    run.step("contacts: bulk_create", contacts)
+
+    def select_related():
+        run.sql = []
+        obj = User.objects.select_related("org").get(email=s["new_lookup"])
+        want_eq("org", [obj.name, obj.org.name], [s["update_name"], o["org_name"]])
+        want_eq("queries", len(run.sql), 1)
+    run.step("select_related('org')", select_related)
+
+    def prefetch():
+        run.sql = []
+        got = Org.objects.prefetch_related(Prefetch("users", queryset=User.objects.order_by("id")),
+                                           Prefetch("contacts", queryset=Contact.objects.order_by("id"))).get(pk=org)
+        want_eq("users", [[x.name, x.email, x.phone] for x in got.users.all()],
+                [[x["name"], x["email"], x["phone"]] for x in s["final"]])
+        want_eq("contacts", [[x.email, x.note] for x in got.contacts.all()], [[c["email"], c["note"]] for c in s["contacts"]])
+        want_eq("queries", len(run.sql), 3)
+    run.step("prefetch_related('users', 'contacts')", prefetch)
+
+    join_names = [x[0] for x in s["join_expect"]]
+
+    def in_subquery():
+        got = list(User.objects.filter(org_id=org, email__in=Contact.objects.filter(org_id=org).values("email"))
+                   .order_by("id").values_list("name", flat=True))
+        want_eq("names", got, join_names)
+    run.step("filter(email__in=Contact…values('email')) (IN (SELECT U0.email …))", in_subquery)
+
+    def exists_outer():
+        got = list(User.objects.filter(org_id=org).filter(Exists(Contact.objects.filter(email=OuterRef("email"))))
+                   .order_by("id").values_list("name", flat=True))
+        want_eq("names", got, join_names)
+    run.step("filter(Exists(Contact…filter(email=OuterRef('email'))))", exists_outer)
+
+    def iterator_nossc():
+        got = [x.name for x in User.objects.using("nossc").filter(org_id=org).order_by("id").iterator()]
+        want_eq("names", got, [x["name"] for x in s["final"]])
+    run.step("iterator() with DISABLE_SERVER_SIDE_CURSORS", iterator_nossc)
+
+    def iterator_ssc():
+        # Django's iterator() declares a server-side cursor (DECLARE … NO
+        # SCROLL CURSOR WITH HOLD FOR SELECT …), which pgveil refuses over an
+        # encrypted column. Django then closes the cursor that was never
+        # declared, and the application sees psycopg2's InvalidCursorName
+        # (34000) from CLOSE, with pgveil's refusal as its __context__.
+        try:
+            names = [x.name for x in User.objects.filter(org_id=org).iterator()]
+        except Exception as e:
+            refusal = e.__context__
+            orig = getattr(refusal, "__cause__", None)
+            got = (type(e).__name__, getattr(e, "pgcode", None), type(refusal).__name__, getattr(orig, "pgcode", None))
+            want_eq("error, code, refusal, code", got, ("InvalidCursorName", "34000", "NotSupportedError", "0A000"))
+            msg = orig.diag.message_primary
+            if "public.users.email" not in msg or "DECLARE" not in msg:
+                raise Check("refusal message %r" % msg)
+            print("info iterator() with server-side cursors: %s %s (CLOSE), context: %s %s: %s" % (
+                type(e).__name__, e.pgcode, type(refusal).__name__, orig.pgcode, msg), flush=True)
+            return
+        raise Check("iterator() over a server-side cursor was not refused: %r" % names)
+    run.step("iterator() (server-side cursor): pgveil's refusal surfaces as the context of CLOSE's 34000", iterator_ssc)
+
+    def q(qs):
+        return lambda: list(qs)
+    run.refused("order_by('email') is refused", q(User.objects.order_by("email")), "public.users.email")
+    run.refused("filter(email__iexact=…) is refused", q(User.objects.filter(email__iexact=s["lookup_email"])),
+                "public.users.email")
+    run.refused("filter(email__icontains=…) is refused", q(User.objects.filter(email__icontains=o["like_pattern"])),
+                "public.users.email")
+    run.refused("filter(email__startswith=…) is refused", q(User.objects.filter(email__startswith=o["like_pattern"])),
+                "public.users.email")
+    run.refused("filter(phone=…) (no blind index) is refused", q(User.objects.filter(phone=o["phone_lookup"])),
+                "public.users.phone")
+    run.refused("filter(birth_date__year=…) is refused", q(User.objects.filter(birth_date__year=1987)),
+                "public.users.birth_date")
+    run.refused("values('email').distinct() is refused", q(User.objects.values("email").distinct()), "public.users.email")
+    run.refused("values('email').annotate(Count('id')) (GROUP BY email) is refused",
+                q(User.objects.values("email").annotate(n=Count("id"))), "public.users.email")
+
+    def final():
+        want_eq("rows", rows_of(User.objects.filter(org_id=org).order_by("id")), [common.user_row(x) for x in s["final"]])
+    run.step("final state", final)
+    for alias in ("default", "nossc"):
+        connections[alias].close()
+
+
+common.run(main)

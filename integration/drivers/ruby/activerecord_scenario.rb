@@ -1,0 +1,516 @@
+# frozen_string_literal: true
+
+# The encryption scenario with ActiveRecord 6.1 (Debian's
+# ruby-activerecord, over ruby-pg), as a Rails application uses it.
+#
+#     /usr/bin/ruby activerecord_scenario.rb SPEC.json scenario|timestamps
+#
+# The spec says whether the connection uses prepared statements (AR's
+# default: every preparable query becomes a named statement "a1", "a2", …,
+# and the statement pool DEALLOCATEs the oldest beyond statement_limit) or
+# not (values quoted into the SQL as literals, sent with exec_params and no
+# parameters).
+#
+# What a model of a pgveil-encrypted table needs (each point is a step
+# below, which fails if it stops being true):
+#
+# 1. An `attribute` declaration for every encrypted column, with its
+#    logical type. AR reflects the schema from the catalog, where those
+#    columns are bytea, and types them as binary (OID::Bytea):
+#    - with prepared statements, a binary attribute is bound as a
+#      binary-format parameter holding the value's to_s: a String's bytes
+#      happen to be right for a text column, but a Date is refused by
+#      pgveil (22P02, "binary date must be 4 bytes"), and so is an Integer
+#      unless its decimal has exactly 8 digits: then the 8 ASCII bytes are
+#      a valid binary int8, and 12345678 is stored as 3544952156018063160;
+#    - without prepared statements, it is quoted as a bytea literal
+#      ('\x416c…'), which pgveil, following the policy's logical type
+#      text, encrypts as the text "\x416c…": the stored plaintext is the
+#      hex, other clients read "\x416c…", and equality lookups by the real
+#      value find nothing (dates and integers are refused, 22P02);
+#    - on reads, pgveil's RowDescription says text/date/int8, but a model
+#      casts by its own attribute types: the value goes through
+#      Bytea#deserialize (PG unescape_bytea), so text comes back as an
+#      ASCII-8BIT String, with backslash sequences unescaped (corrupted),
+#      and an int8, which the adapter's result decoder makes an Integer,
+#      raises TypeError.
+#    Declarations: `attribute :email, :string`, `attribute :birth_date,
+#    :date`, and for an int8 `attribute :api_token, :integer, limit: 8`
+#    (without limit: 8, ActiveModel's Integer allows 4 bytes and raises
+#    ActiveModel::RangeError before anything is sent). Encrypted columns
+#    stored in text columns (contacts.note, in-place adoption) need none.
+# 2. The tenant in every UPDATE that writes an encrypted column of a table
+#    with key_context: AR's `save`/`update!` send only the changed columns
+#    and `WHERE "users"."id" = $n`, which pgveil refuses (0A000: it cannot
+#    tell which tenant's key to use). `before_update { org_id_will_change!
+#    }` makes AR send `SET … "org_id" = $n`; `update_all` needs
+#    `where(org_id: …)` (and so do update_column/update_columns, which
+#    are update_all by id).
+# 3. `self.ignored_columns = %w[email_bidx ssn_bidx]` (recommended): AR
+#    then lists the columns it selects instead of "users".*, so blind
+#    indexes are not fetched, and never written back (a `dup` of a record
+#    that loaded them is refused with 428C9).
+#
+# Otherwise Rails' usual calls work through pgveil: create! (INSERT …
+# RETURNING "id"), find_by/where/exists? by an encrypted column (IN, IS
+# NULL), pluck, count, find_each, reload, destroy, transactions and
+# savepoints (a refusal inside `transaction(requires_new: true)` rolls back
+# the savepoint only), insert_all (ON CONFLICT DO NOTHING), upsert_all by
+# primary key or `unique_by: :email_bidx`, has_many keyed by an encrypted
+# column and joins on it. ORDER BY an encrypted column is refused (0A000).
+
+require_relative "enc_common"
+
+begin
+  require "pg"
+  # What this program asserts is ActiveRecord 6.1's behaviour (Debian's).
+  gem "activerecord", "~> 6.1.0"
+  require "active_record"
+  require "active_record/connection_adapters/postgresql_adapter"
+rescue LoadError => e
+  puts "FAIL (driver): cannot load ActiveRecord 6.1 (apt-get install ruby-pg ruby-activerecord): #{e.message}"
+  exit 1
+end
+
+include EncCommon
+
+S = EncCommon.load_spec
+PREPARED = S["prepared_statements"]
+
+# Counts the statements AR's pool drops (with SQL DEALLOCATE), calling the
+# adapter's own code.
+module CountDealloc
+  DROPPED = []
+
+  private
+
+  def dealloc(key)
+    DROPPED << key
+    super
+  end
+end
+ActiveRecord::ConnectionAdapters::PostgreSQLAdapter::StatementPool.prepend(CountDealloc)
+
+ActiveRecord::Base.belongs_to_required_by_default = true # as in a Rails app
+CONFIG = {
+  adapter: "postgresql", host: S["host"], port: S["port"], username: S["user"], password: S["password"],
+  database: S["dbname"], application_name: "enc_activerecord",
+  prepared_statements: PREPARED, statement_limit: S["statement_limit"]
+}.freeze
+ActiveRecord::Base.establish_connection(CONFIG)
+
+class Org < ActiveRecord::Base
+  has_many :users
+end
+
+# The model a Rails application needs for users behind pgveil.
+class User < ActiveRecord::Base
+  self.ignored_columns = %w[email_bidx ssn_bidx]
+  attribute :email, :string
+  attribute :phone, :string
+  attribute :ssn, :string
+  attribute :birth_date, :date
+  attribute :api_token, :integer, limit: 8
+  belongs_to :org
+  has_many :contacts, primary_key: :email, foreign_key: :email
+  # pgveil encrypts under the row's tenant key: every UPDATE names it.
+  before_update { org_id_will_change! unless org_id_changed? }
+end
+
+class Contact < ActiveRecord::Base
+  self.ignored_columns = %w[email_bidx]
+  attribute :email, :string
+  belongs_to :org
+end
+
+# users as AR's schema reflection alone types it (bytea columns).
+class SchemaUser < ActiveRecord::Base
+  self.table_name = "users"
+end
+
+# users with the declarations but without the tenant in UPDATE.
+class UntenantedUser < ActiveRecord::Base
+  self.table_name = "users"
+  self.ignored_columns = %w[email_bidx ssn_bidx]
+  attribute :email, :string
+  attribute :phone, :string
+  attribute :ssn, :string
+  attribute :birth_date, :date
+  attribute :api_token, :integer, limit: 8
+end
+
+def attrs(org, u)
+  { org_id: org, name: u["name"], email: u["email"], phone: u["phone"], ssn: u["ssn"],
+    birth_date: date_arg(u["birth_date"]), api_token: int_arg(u["api_token"]) }
+end
+
+def urow(x)
+  [x.name, x.email, x.phone, x.ssn, x.birth_date, x.api_token]
+end
+
+# pool_keys are the names of the statements AR's pool holds ("a1", …).
+def pool_keys
+  pool = ActiveRecord::Base.connection.instance_variable_get(:@statements)
+  (pool.instance_variable_get(:@cache)[Process.pid] || {}).values
+end
+
+def check_rows(what, got, want)
+  msg = Reporter.mismatch(got, want)
+  raise StepFailure, "#{what}: #{msg}" if msg
+end
+
+# Every step's block raises StepFailure (or an error) when it fails.
+def scenario(r, s)
+  org = s["org"]
+  u = s["users"]
+  users = []
+
+  r.step("create! (INSERT … RETURNING \"id\")") do
+    u.each { |x| users << User.create!(attrs(org, x)) }
+    ids = users.map(&:id)
+    raise StepFailure, "ids #{ids.inspect}" unless ids.all?(Integer) && ids == ids.sort && ids.uniq.length == u.length
+
+    [nil, nil]
+  end
+  r.step("reload: the values written, as String, Date, Integer") do
+    check_rows("reloaded", users.map { |x| urow(x.reload) }, u.map { |x| user_row(x) })
+    x = users[0]
+    unless x.email.encoding == Encoding::UTF_8 && x.birth_date.is_a?(Date) && x.api_token.is_a?(Integer)
+      raise StepFailure, "types: #{x.email.encoding} #{x.birth_date.class} #{x.api_token.class}"
+    end
+    [nil, nil]
+  end
+  find_key = nil
+  r.step("find_by(email:) (normalize)", want: [user_row(u[0])]) do
+    before = pool_keys
+    x = User.find_by(email: s["lookup_email"])
+    find_key = (pool_keys - before).first
+    raise StepFailure, "AR did not prepare find_by" if PREPARED && find_key.nil?
+
+    [[urow(x)], nil]
+  end
+  r.step("find_by(email:) of an absent email is nil") do
+    check("find_by", User.find_by(email: s["in_emails"][2]).inspect, "nil")
+    [nil, nil]
+  end
+  r.step("org.users.find_by(email:) (association)", want: [user_row(u[1])]) do
+    [[urow(Org.find(org).users.find_by(email: s["in_emails"][1]))], nil]
+  end
+  r.step("where(email: [a, b, c]) (IN)", want: s["in_expect"].map { |e| [e] }) do
+    [User.where(email: s["in_emails"]).order(:id).pluck(:email).map { |e| [e] }, nil]
+  end
+  r.step("where(email: [a, nil]) (IN … OR IS NULL)", want: [[u[0]["name"]], [u[2]["name"]]]) do
+    [User.where(org_id: org, email: [s["in_emails"][0], nil]).order(:id).pluck(:name).map { |n| [n] }, nil]
+  end
+  r.step("where(ssn:) 1 MiB blind-index lookup", want: [[s["big_name"]]]) do
+    [User.where(ssn: s["big_ssn"]).pluck(:name).map { |n| [n] }, nil]
+  end
+  r.step("exists?(email:)") do
+    check("exists? of a stored email", User.exists?(email: s["any_emails"][0]).to_s, "true")
+    check("exists? of an absent email", User.exists?(email: s["any_emails"][2]).to_s, "false")
+    [nil, nil]
+  end
+  r.step("where(phone: nil), where.not(email: nil)") do
+    check("phone IS NULL", User.where(org_id: org, phone: nil).order(:id).pluck(:name), s["null_phone_names"])
+    check("email IS NOT NULL", User.where(org_id: org).where.not(email: nil).count.to_s, (u.length - s["null_email_names"].length).to_s)
+    [nil, nil]
+  end
+  r.step("pluck(:email, :birth_date, :api_token).order(:id)", want: u.map { |x| [x["email"], x["birth_date"], x["api_token"]] }) do
+    [User.where(org_id: org).order(:id).pluck(:email, :birth_date, :api_token), nil]
+  end
+  r.step("count") do
+    check("count", User.where(org_id: org).count.to_s, u.length.to_s)
+    [nil, nil]
+  end
+  r.step("find_each(batch_size: 2)", want: u.map { |x| user_row(x) }) do
+    rows = []
+    User.where(org_id: org).find_each(batch_size: 2) { |x| rows << urow(x) }
+    [rows, nil]
+  end
+  r.step("order(:email) is refused (0A000)") do
+    refused("0A000", "public.users.email") { User.where(org_id: org).order(:email).to_a }
+    [nil, nil]
+  end
+  r.step("find_by(email:) again, prepared anew after AR deallocated it", want: [user_row(u[0])]) do
+    raise StepFailure, "AR has not deallocated #{find_key} (#{CountDealloc::DROPPED.inspect})" if PREPARED && !CountDealloc::DROPPED.include?(find_key)
+
+    before = pool_keys
+    x = User.find_by(email: s["lookup_email"])
+    raise StepFailure, "AR did not prepare find_by again" if PREPARED && (pool_keys - before).length != 1
+
+    [[urow(x)], nil]
+  end
+
+  r.step("update! of encrypted attributes (org_id in SET)") do
+    x = users[0]
+    x.update!(email: s["new_email"], phone: s["new_phone"])
+    check("reloaded", urow(x.reload), user_row(s["final"][0]))
+    check("found by the new email", User.find_by(email: s["new_lookup"])&.id.to_s, x.id.to_s)
+    check("found by the old email", User.find_by(email: s["old_email"]).inspect, "nil")
+    [nil, nil]
+  end
+  r.step("update! without the tenant is refused (0A000)") do
+    y = UntenantedUser.find(users[1].id)
+    refused("0A000", "public.users", "org_id") { y.update!(phone: s["refused_phone"]) }
+    check("unchanged", users[1].reload.phone, u[1]["phone"])
+    [nil, nil]
+  end
+  r.step("update_all(phone:) by name within the tenant") do
+    n = User.where(org_id: org, name: s["update_all_name"]).update_all(phone: s["update_all_phone"])
+    check("rows", n.to_s, "1")
+    check("phone", users[3].reload.phone, s["update_all_phone"])
+    [nil, nil]
+  end
+  r.step("update_all without the tenant is refused (0A000)") do
+    refused("0A000", "org_id") { User.where(name: s["update_all_name"]).update_all(phone: s["refused_phone"]) }
+    [nil, nil]
+  end
+
+  up = s["upsert"]
+  bulk_id = nil
+  up_id = nil
+  r.step("insert_all (VALUES of two rows, ON CONFLICT DO NOTHING, RETURNING)",
+         want: [[up["email"], up["phone"]], [s["bulk"]["email"], s["bulk"]["phone"]]]) do
+    res = User.insert_all([attrs(org, up), attrs(org, s["bulk"])], returning: %w[id email phone])
+    up_id, bulk_id = res.rows.map(&:first)
+    [res.rows.map { |row| row[1, 2] }, nil]
+  end
+  r.step("insert_all of a conflicting email inserts nothing", want: []) do
+    res = User.insert_all([attrs(org, up).merge(email: s["upsert_variant"], phone: s["upsert_phone2"])], returning: %w[id])
+    [res.rows, nil]
+  end
+  r.step("upsert_all unique_by: :email_bidx (ON CONFLICT on the blind index)",
+         want: [[up_id.to_s, s["upsert_variant"], s["upsert_phone2"]]]) do
+    res = User.upsert_all([attrs(org, up).merge(email: s["upsert_variant"], phone: s["upsert_phone2"])],
+                          unique_by: :email_bidx, returning: %w[id email phone])
+    [res.rows, nil]
+  end
+  r.step("upsert_all by primary key", want: [user_row(s["bulk_upsert"])]) do
+    User.upsert_all([attrs(org, s["bulk_upsert"]).merge(id: bulk_id)])
+    [[urow(User.find(bulk_id))], nil]
+  end
+
+  r.step("transaction rolled back (ActiveRecord::Rollback)") do
+    before = User.where(org_id: org).count
+    User.transaction do
+      User.create!(attrs(org, s["tx_user"]))
+      raise ActiveRecord::Rollback
+    end
+    check("count", User.where(org_id: org).count.to_s, before.to_s)
+    check("exists?", User.exists?(email: s["tx_user"]["email"]).to_s, "false")
+    [nil, nil]
+  end
+  r.step("a refusal inside transaction(requires_new: true) rolls back the savepoint only") do
+    n = nil
+    User.transaction do
+      n = Org.find(org).users.create!(attrs(org, s["nested"]).except(:org_id))
+      refused("0A000", "public.users.email") do
+        User.transaction(requires_new: true) { User.where(org_id: org).order(:email).first }
+      end
+      n.update!(phone: s["nested_phone"])
+    end
+    check("committed", urow(n.reload)[2], s["nested_phone"])
+    [nil, nil]
+  end
+  d = s["doomed"]
+  r.step("destroy") do
+    x = User.create!(attrs(org, d))
+    x.destroy
+    raise StepFailure, "not destroyed" unless x.destroyed?
+    check("find_by", User.find_by(email: s["doomed_lookup"]).inspect, "nil")
+    [nil, nil]
+  end
+
+  r.step("Contact.create!") do
+    s["contacts"].each { |c| Contact.create!(org_id: org, email: c["email"], note: c["note"]) }
+    check("count", Contact.where(org_id: org).count.to_s, s["contacts"].length.to_s)
+    [nil, nil]
+  end
+  r.step("has_many keyed by an encrypted column (user.contacts)") do
+    check("contacts of u2", users[1].contacts.order(:id).pluck(:note), [s["contacts"][0]["note"]])
+    check("contacts of u1", users[0].contacts.order(:id).pluck(:note), [s["contacts"][1]["note"]])
+    [nil, nil]
+  end
+  r.step("joins(:contacts) on the shared blind index", want: s["join_expect"]) do
+    rows = User.joins(:contacts).where(org_id: org, contacts: { org_id: org }).order("users.id", "contacts.id")
+               .pluck("users.name", "users.email", "contacts.email", "contacts.note")
+    [rows, nil]
+  end
+  r.step("final state", want: s["ar_final"].map { |x| user_row(x) }) do
+    [User.where(org_id: org).order(:id).map { |x| urow(x) }, nil]
+  end
+
+  schema_typed(r, s, users)
+  statements(r, s)
+end
+
+# What a model without attribute declarations does (see the header); the
+# writes are rolled back.
+def schema_typed(r, s, users)
+  org = s["org"]
+  u = s["users"]
+  r.step("without declarations: text reads as a binary String") do
+    v = SchemaUser.find(users[1].id).email
+    unless v.encoding == Encoding::BINARY && v.bytes == u[1]["email"].bytes
+      raise StepFailure, "got #{v.encoding} #{show(v)}"
+    end
+    [nil, nil]
+  end
+  r.step("without declarations: backslashes in text are unescaped on read") do
+    User.transaction do
+      x = User.create!(org_id: org, name: "raw", phone: s["raw_phone"])
+      v = SchemaUser.find(x.id).phone
+      want = PG::Connection.unescape_bytea(s["raw_phone"])
+      raise StepFailure, "got #{show(v)}, want #{show(want)} (not #{show(s['raw_phone'])})" if v != want || v == s["raw_phone"]
+
+      raise ActiveRecord::Rollback
+    end
+    [nil, nil]
+  end
+  r.step("without declarations: an int8 (an Integer from the driver) does not deserialize as bytea") do
+    x = SchemaUser.find(users[0].id)
+    begin
+      v = x.api_token
+    rescue TypeError
+      next [nil, nil]
+    end
+    raise StepFailure, "read #{show(v)}, want a TypeError from Bytea#deserialize"
+  end
+  r.step("without ignored_columns: saving a dup writes the blind index, refused (428C9)") do
+    # The upsert row: an email, no int8 to trip over.
+    x = SchemaUser.find_by!(org_id: org, name: s["upsert"]["name"])
+    refused("428C9", "email_bidx") { x.dup.save! }
+    [nil, nil]
+  end
+  r.step("without declarations: a Date written as bytea is refused (22P02)") do
+    refused("22P02", "invalid input for type date") do
+      SchemaUser.create!(org_id: org, name: "raw", birth_date: Date.iso8601("1987-06-05"))
+    end
+    [nil, nil]
+  end
+  r.step("without declarations: an 8-digit Integer is #{PREPARED ? 'stored as another int8' : 'refused (22P02)'}") do
+    User.transaction do
+      if PREPARED
+        x = SchemaUser.create!(org_id: org, name: "raw", api_token: 12_345_678)
+        check("read back", User.find(x.id).api_token, "12345678".unpack1("q>").to_s)
+      else
+        refused("22P02", "int8") { SchemaUser.create!(org_id: org, name: "raw", api_token: 12_345_678) }
+      end
+      raise ActiveRecord::Rollback
+    end
+    [nil, nil]
+  end
+  want = PREPARED ? s["raw_email"] : "\\x#{s['raw_email'].unpack1('H*')}"
+  what = PREPARED ? "stored as the text (a binary parameter)" : "stored as its \\x hex text (a bytea literal)"
+  r.step("without declarations: a String written as bytea is #{what}") do
+    User.transaction do
+      x = SchemaUser.create!(org_id: org, name: "raw", email: s["raw_email"])
+      check("read back", User.find(x.id).email, want)
+      check("found by its value", User.exists?(email: s["raw_email"]).to_s, PREPARED.to_s)
+      raise ActiveRecord::Rollback
+    end
+    [nil, nil]
+  end
+end
+
+# AR's statement pool and what the server holds for the session.
+def statements(r, s)
+  conn = ActiveRecord::Base.connection
+  pool = conn.instance_variable_get(:@statements)
+  if PREPARED
+    r.step("statement pool: AR prepared more than statement_limit and DEALLOCATEd the oldest") do
+      made = pool.instance_variable_get(:@counter)
+      if made <= s["statement_limit"] || CountDealloc::DROPPED.empty? || pool.length > s["statement_limit"]
+        raise StepFailure, "AR prepared #{made}, holds #{pool.length}, deallocated #{CountDealloc::DROPPED.inspect}"
+      end
+      [nil, nil]
+    end
+  end
+  # One upstream statement per statement AR holds, and at most one for the
+  # unnamed statement (pgveil prepares statements on encrypted tables under
+  # names of its own; __pgveil_refuse is its one statement for refusals).
+  r.step("upstream prepared statements: one per AR statement") do
+    held = conn.select_rows("SELECT name, left(statement, 60) FROM pg_prepared_statements " \
+                            "WHERE name <> '__pgveil_refuse' ORDER BY prepare_time")
+    if held.length < pool.length || held.length > pool.length + 1
+      raise StepFailure, "the server holds #{held.length} prepared statements for this session, " \
+                         "want #{pool.length} and at most one unnamed: #{held.inspect}"
+    end
+    [nil, nil]
+  end
+end
+
+# A Rails table has updated_at (t.timestamps): the phase adds it with a
+# migration through pgveil (as the tables' owner), then checks what AR
+# 6.1 does with it. upsert_all's DO UPDATE keeps updated_at when no
+# column changes, with `CASE WHEN ("users"."col" IS NOT DISTINCT FROM
+# excluded."col" AND …)` over every column it updates: pgveil compares
+# encrypted columns by blind index, refuses the statement (0A000) when one
+# has none, and (normalize: lowercase, trim) counts a change of case as no
+# change. Giving updated_at in the rows leaves the CASE out.
+def timestamps(r, s)
+  org = s["org"]
+  u1 = s["users"][0]
+  up = s["upsert"]
+  r.step("migration through pgveil: add_column :users, :updated_at") do
+    ActiveRecord::Base.establish_connection(CONFIG.merge(username: s["owner_user"], password: s["owner_password"]))
+    ActiveRecord::Base.connection.add_column(:users, :updated_at, :datetime)
+    # This session's next statement waits for pgveil's catalog reload
+    # after the DDL, so the application's session plans with the column.
+    ActiveRecord::Base.connection.select_value("SELECT count(*) FROM users")
+    ActiveRecord::Base.establish_connection(CONFIG)
+    raise StepFailure, "no updated_at in #{User.column_names.inspect}" unless User.column_names.include?("updated_at")
+
+    [nil, nil]
+  end
+  x = nil
+  r.step("create! and update! set updated_at") do
+    x = User.create!(attrs(org, u1))
+    created = x.reload.updated_at
+    raise StepFailure, "updated_at #{created.inspect} after create!" unless created.is_a?(Time)
+
+    x.update!(phone: s["new_phone"])
+    check("phone", x.reload.phone, s["new_phone"])
+    raise StepFailure, "updated_at #{x.updated_at.inspect}, was #{created.inspect}" unless x.updated_at >= created
+
+    [nil, nil]
+  end
+  r.step("upsert_all touching an encrypted column without a blind index is refused (0A000)") do
+    refused("0A000", "public.users.phone", "blind index") do
+      User.upsert_all([{ org_id: org, name: up["name"], email: up["email"], phone: up["phone"] }], unique_by: :email_bidx)
+    end
+    [nil, nil]
+  end
+  up_id = nil
+  r.step("upsert_all with updated_at given (no CASE): insert, then update by the blind index",
+         want: [[up["email"], up["phone"]], [s["upsert_variant"], s["upsert_phone2"]]]) do
+    rows = []
+    [[up["email"], up["phone"]], [s["upsert_variant"], s["upsert_phone2"]]].each do |email, phone|
+      res = User.upsert_all([{ org_id: org, name: up["name"], email: email, phone: phone, updated_at: Time.now.utc }],
+                            unique_by: :email_bidx, returning: %w[id email phone])
+      up_id = res.rows[0][0]
+      rows << res.rows[0][1, 2]
+    end
+    [rows, nil]
+  end
+  r.step("upsert_all of blind-indexed columns only: a change of case keeps updated_at") do
+    before = User.find(up_id).updated_at
+    User.upsert_all([{ org_id: org, name: up["name"], email: up["email"] }], unique_by: :email_bidx)
+    y = User.find(up_id)
+    check("email", y.email, up["email"])
+    raise StepFailure, "updated_at #{y.updated_at.inspect}, was #{before.inspect}" unless y.updated_at == before
+
+    [nil, nil]
+  end
+  r.step("final state", want: s["ar_final"].map { |v| user_row(v) }) do
+    [User.where(org_id: org).order(:id).map { |v| urow(v) }, nil]
+  end
+end
+
+EncCommon.run do |r|
+  if EncCommon.phase == "timestamps"
+    timestamps(r, S)
+  else
+    scenario(r, S)
+  end
+end

@@ -1,0 +1,210 @@
+package integration
+
+// The Python ORMs through pgveil: SQLAlchemy 1.4 (psycopg2 dialect) and
+// Django 3.2, the versions Debian ships (python3-sqlalchemy,
+// python3-django), each driving the suite's schema with models declared
+// as the application had them before adopting pgveil (text, date and
+// bigint fields over what are now bytea columns). The programs assert
+// every step themselves, refusals included (docs/SQL.md: SQLSTATE 0A000
+// and a message naming the table and the column); the Go side then reads
+// the rows back through pgveil with pgx and scans the tables directly.
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// ormValues are the values the ORM programs write and look up beyond the
+// suite's encSpec (whose users, lookups, update, upsert, doomed row and
+// contacts they reuse).
+type ormValues struct {
+	// SSNLookup finds SSNName (u2) through the ssn blind index.
+	SSNLookup string `json:"ssn_lookup"`
+	SSNName   string `json:"ssn_name"`
+	// Org2Rows go into CopyOrg in one multi-row INSERT; a bulk UPDATE by
+	// org_id then sets every phone of that org to BulkPhone.
+	Org2Rows  []encUser `json:"org2_rows"`
+	BulkPhone string    `json:"bulk_phone"`
+	// Doomed2 is deleted by a bulk DELETE … WHERE email = Doomed2Lookup.
+	Doomed2       encUser `json:"doomed2"`
+	Doomed2Lookup string  `json:"doomed2_lookup"`
+	// Rolled is written in a transaction that is rolled back, where u2's
+	// phone (and in SQLAlchemy u4's) is also set to RolledPhone: nothing
+	// of it survives.
+	Rolled      encUser `json:"rolled"`
+	RolledPhone string  `json:"rolled_phone"`
+	// Values carried by statements pgveil refuses.
+	LikePattern   string `json:"like_pattern"`
+	PhoneLookup   string `json:"phone_lookup"`
+	NoTenantPhone string `json:"no_tenant_phone"`
+	// TempPhone is set on u4 and set back (SQLAlchemy's synchronize_session).
+	TempPhone string `json:"temp_phone"`
+	// Reflection (SQLAlchemy): a row written through a reflected table
+	// whose encrypted columns are given their types back, into CopyOrg;
+	// ReflectBytes is the value the program tries to write as bytes
+	// through the table as reflected (bytea).
+	ReflectRow   encUser `json:"reflect_row"`
+	ReflectBytes string  `json:"reflect_bytes"`
+	// OrgName is the name of Org in orgs (startEncProxy: "org N").
+	OrgName string `json:"org_name"`
+}
+
+// ormSpec is the suite's spec plus the ORM values, as one JSON object.
+type ormSpec struct {
+	*encSpec
+	ORM ormValues `json:"orm"`
+}
+
+// newORMSpec makes the values of one ORM's run in org and org+1000 and
+// remembers every plaintext for the log check.
+func newORMSpec(p *encProxy, tag string, org int64) *ormSpec {
+	s := newEncSpec(p, tag, org)
+	base := 8675309000000000 + org*100
+	tok := func(n int64) *string { return sp(strconv.FormatInt(n, 10)) }
+	o := ormValues{
+		SSNLookup: *s.Users[1].SSN,
+		SSNName:   s.Users[1].Name,
+		Org2Rows: []encUser{
+			{Name: "o2a " + tag, Email: sp("Org2.A." + tag + "@Example.org"), Phone: sp("ph-o2a-" + tag + "-555-0121"),
+				SSN: sp("ssn-o2a-" + tag), Birth: sp("1964-08-12"), Token: tok(base + 21)},
+			{Name: "o2b " + tag, Email: sp("Org2.B." + tag + "@example.org"), Phone: sp("ph-o2b-" + tag + " ✓")},
+		},
+		BulkPhone: "ph-bulk-" + tag + "-555-0142",
+		Doomed2: encUser{Name: "u7 " + tag, Email: sp("Doomed.Two." + tag + "@example.com"), Phone: sp("ph-u7-" + tag),
+			SSN: sp("ssn-u7-" + tag), Birth: sp("1944-04-04"), Token: tok(base + 7)},
+		Rolled: encUser{Name: "rb " + tag, Email: sp("Rolled.Back." + tag + "@example.com"), Phone: sp("ph-rb-" + tag),
+			SSN: sp("ssn-rb-" + tag), Birth: sp("2011-11-11"), Token: tok(base + 8)},
+		RolledPhone:   "ph-rolled-back-" + tag + "-555-0166",
+		LikePattern:   "refused-like-" + tag,
+		PhoneLookup:   "refused-phone-eq-" + tag,
+		NoTenantPhone: "refused-no-tenant-" + tag,
+		TempPhone:     "ph-temp-" + tag + "-555-0177",
+		ReflectRow: encUser{Name: "rf " + tag, Email: sp("Reflected." + tag + "@Example.org"), Phone: sp("ph-rf-" + tag + " Zoë"),
+			SSN: sp("ssn-rf-" + tag), Birth: sp("1999-09-09"), Token: tok(base + 9)},
+		ReflectBytes: "reflect-bytes-" + tag + "@example.org",
+		OrgName:      "org " + strconv.FormatInt(org, 10),
+	}
+	o.Doomed2Lookup = strings.ToUpper(*o.Doomed2.Email)
+	if p != nil {
+		p.remember(o.plaintexts()...)
+	}
+	return &ormSpec{encSpec: s, ORM: o}
+}
+
+// plaintexts are the ORM values of encrypted columns (the encSpec's are
+// remembered by newEncSpec).
+func (o ormValues) plaintexts() []string {
+	var out []string
+	add := func(vs ...*string) {
+		for _, v := range vs {
+			if v != nil && *v != "" {
+				out = append(out, *v)
+			}
+		}
+	}
+	for _, u := range append(append([]encUser{}, o.Org2Rows...), o.Doomed2, o.Rolled, o.ReflectRow) {
+		add(u.Email, u.Phone, u.SSN, u.Birth, u.Token)
+	}
+	add(&o.BulkPhone, &o.Doomed2Lookup, &o.RolledPhone, &o.LikePattern, &o.PhoneLookup, &o.NoTenantPhone, &o.TempPhone, &o.ReflectBytes)
+	return out
+}
+
+// org2Final is CopyOrg's users after the ORM scenario: the multi-row
+// insert with the bulk phone, and what more is given.
+func (s *ormSpec) org2Final(more ...encUser) []encUser {
+	var out []encUser
+	for _, u := range s.ORM.Org2Rows {
+		u.Phone = sp(s.ORM.BulkPhone)
+		out = append(out, u)
+	}
+	return append(out, more...)
+}
+
+// writeJSON writes the spec for an ORM program: the encSpec's fields and
+// "orm".
+func (s *ormSpec) writeJSON(t *testing.T) string {
+	t.Helper()
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "spec.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// logORMInfo logs the "info …" lines of an ORM program: what the ORM
+// sent and what it did with a value, the facts an adopting team needs.
+func logORMInfo(t *testing.T, out string) {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "info ") {
+			t.Log(line)
+		}
+	}
+}
+
+// verifyORM reads both orgs back through pgveil with pgx (the scenario's
+// users and contacts of Org, and org2 of CopyOrg) and scans every table
+// directly for plaintext.
+func verifyORM(t *testing.T, ctx context.Context, p *encProxy, s *ormSpec, org2 []encUser) {
+	t.Helper()
+	verifyThroughProxy(t, ctx, p, s.encSpec)
+	conn := connectPgx(t, ctx, p.url())
+	compareUsers(t, "users of org "+strconv.FormatInt(s.CopyOrg, 10)+" read back through pgveil", selectUsers(t, ctx, conn, s.CopyOrg), org2)
+	verifyAtRest(t, ctx, append(s.plaintexts(), s.ORM.plaintexts()...))
+}
+
+// TestEncSQLAlchemy runs SQLAlchemy 1.4 (future=True, psycopg2 dialect)
+// through pgveil: declarative models with String/Date/BigInteger for the
+// encrypted columns, the ORM Session (INSERT … RETURNING id, executemany,
+// select/where/in_/filter_by, session.get, flush UPDATEs, bulk update and
+// delete, rollback, relationships and joins on the shared email index
+// key), Core multi-row insert, ON CONFLICT, text(), refusals; then the
+// same table reflected from the database (bytea), as is and with the
+// column types given back.
+func TestEncSQLAlchemy(t *testing.T) {
+	relayLeakCheck(t)
+	pythonDriver(t, "psycopg2")
+	dir := pythonDriver(t, "sqlalchemy")
+	const org = 161
+	p := startEncProxy(t, encOrgs(org, 1)...)
+	ctx := testCtx(t, 3*time.Minute)
+	s := newORMSpec(p, "sqlalchemy", org)
+	spec := s.writeJSON(t)
+	t.Run("declarative", func(t *testing.T) {
+		logORMInfo(t, runDriver(t, ctx, "SQLAlchemy", dir, debianPython, "sqlalchemy_scenario.py", spec, "scenario"))
+		verifyORM(t, ctx, p, s, s.org2Final())
+	})
+	t.Run("reflection", func(t *testing.T) {
+		logORMInfo(t, runDriver(t, ctx, "SQLAlchemy reflection", dir, debianPython, "sqlalchemy_scenario.py", spec, "reflect"))
+		verifyORM(t, ctx, p, s, s.org2Final(s.ORM.ReflectRow))
+	})
+}
+
+// TestEncDjango runs the Django 3.2 ORM standalone through pgveil:
+// unmanaged models over the suite's tables with EmailField, CharField,
+// DateField and BigIntegerField for the encrypted columns and foreign
+// keys to orgs; create, bulk_create, get/filter/exists/count, save(),
+// update_or_create, queryset update and delete, transaction.atomic,
+// values_list, select_related, prefetch_related, subqueries on the shared
+// email index key, and the refusals an adopting team meets.
+func TestEncDjango(t *testing.T) {
+	relayLeakCheck(t)
+	pythonDriver(t, "psycopg2")
+	dir := pythonDriver(t, "django")
+	const org = 171
+	p := startEncProxy(t, encOrgs(org, 1)...)
+	ctx := testCtx(t, 3*time.Minute)
+	s := newORMSpec(p, "django", org)
+	logORMInfo(t, runDriver(t, ctx, "Django", dir, debianPython, "django_scenario.py", s.writeJSON(t)))
+	verifyORM(t, ctx, p, s, s.org2Final())
+}
