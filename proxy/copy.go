@@ -29,8 +29,10 @@ import (
 // answers with its ErrorResponse, SQLSTATE 57014, carrying pgveil's reason);
 // the rest of the client's data is dropped, never forwarded.
 
-// copyOutChunk is how much re-encoded data is gathered per CopyData.
-const copyOutChunk = 64 * 1024
+// copyInChunk is how much re-encoded COPY FROM data is gathered per
+// CopyData to the server (which takes any split). COPY TO goes to the
+// client one row per CopyData, as the server sends it (copyOutRows).
+const copyInChunk = 64 * 1024
 
 // copyOptions translates a plan's COPY options.
 func copyOptions(c *rewrite.Copy) copydata.Options {
@@ -326,7 +328,7 @@ func (s *session) copyTenant(t *policy.Table, fields []copydata.Field, idx int, 
 
 // flushCopyIn sends the rewritten rows gathered so far.
 func (s *session) flushCopyIn(ci *copyIn, all bool) {
-	if len(ci.buf) == 0 || (!all && len(ci.buf) < copyOutChunk && s.cr.buffered() > 0) {
+	if len(ci.buf) == 0 || (!all && len(ci.buf) < copyInChunk && s.cr.buffered() > 0) {
 		return
 	}
 	writeMsg(s.sw, 'd', ci.buf)
@@ -413,14 +415,7 @@ func (s *session) decodeCopy(typ byte, cur pending) error {
 			return err
 		}
 		co.split.Feed(body)
-		if err := s.copyOutRows(co); err != nil {
-			return err
-		}
-		if len(co.buf) >= copyOutChunk || s.sr.buffered() == 0 {
-			writeMsg(s.cw, 'd', co.buf)
-			co.buf = co.buf[:0]
-		}
-		return nil
+		return s.copyOutRows(co)
 	case 'c':
 		co := s.copyOut
 		s.copyOut = nil
@@ -430,7 +425,7 @@ func (s *session) decodeCopy(typ byte, cur pending) error {
 				err = s.copyOutRows(co)
 			}
 			if err == nil && len(rest) > 0 {
-				err = s.copyOutRow(co, rest, copydata.KindData)
+				err = s.copyOutRow(co, rest, copydata.KindData) // written just below
 			}
 			if err != nil {
 				return s.copyOutError(err)
@@ -491,8 +486,17 @@ func (s *session) copyOutRows(co *copyOut) error {
 			}
 			return nil
 		}
-		if err := s.copyOutRow(co, row, co.split.Kind()); err != nil {
+		kind := co.split.Kind()
+		if err := s.copyOutRow(co, row, kind); err != nil {
 			return err
+		}
+		// One CopyData per row, as the server sends them: libpq's
+		// PQgetCopyData promises a row per call, and ruby-pg's row
+		// decoder counts on it. A binary header goes with the first row,
+		// as the server sends it.
+		if kind != copydata.KindHeader || co.opts.Format != copydata.Binary {
+			writeMsg(s.cw, 'd', co.buf)
+			co.buf = co.buf[:0]
 		}
 	}
 }

@@ -182,6 +182,7 @@ func (s *session) handleQuery(body []byte) error {
 	} else if ok {
 		s.applyEffects(p)
 		s.inc(s.srv.metrics.stmtRewritten)
+		s.dropUnnamed()
 		s.t.push(pending{kind: pendQuery, query: &queryState{plan: p, sql: sql, sent: text, backslash: s.backslash.Load()}, sent: time.Now()})
 		s.sw.Write(appendQuery(s.scratch[:0], text))
 		return nil
@@ -189,6 +190,7 @@ func (s *session) handleQuery(body []byte) error {
 	if !planNeedsWork(p) {
 		s.applyEffects(p)
 		s.inc(s.srv.metrics.stmtPassthrough)
+		s.dropUnnamed()
 		s.t.push(pending{kind: pendQuery})
 		s.sw.Write(s.cr.header())
 		s.sw.Write(body)
@@ -227,6 +229,7 @@ func (s *session) handleQuery(body []byte) error {
 	if text != sql {
 		qs.sql, qs.sent, qs.backslash = sql, text, s.backslash.Load()
 	}
+	s.dropUnnamed()
 	s.t.push(pending{kind: pendQuery, query: qs, sent: time.Now()})
 	s.sw.Write(appendQuery(s.scratch[:0], text))
 	return nil
@@ -512,6 +515,7 @@ func (s *session) handleParse(body []byte) error {
 		}
 		s.applyEffects(p)
 		s.inc(s.srv.metrics.stmtRewritten)
+		s.dropUnnamed()
 		s.t.parsed(pm.Name, passthroughStmt)
 		s.sw.Write(appendParse(s.scratch[:0], string(pm.Name), text, pm.ParamOIDs))
 		return nil
@@ -520,6 +524,9 @@ func (s *session) handleParse(body []byte) error {
 		s.applyEffects(p)
 		s.notePassthrough(pm.Name, sql)
 		s.inc(s.srv.metrics.stmtPassthrough)
+		if len(pm.Name) == 0 {
+			s.dropUnnamed()
+		}
 		s.t.parsed(pm.Name, passthroughStmt)
 		s.sw.Write(s.cr.header())
 		s.sw.Write(body)
@@ -564,13 +571,8 @@ func (s *session) handleParse(body []byte) error {
 	if text != sql {
 		stmt.Sent, stmt.sentBackslash = text, s.backslash.Load()
 	}
-	// The unnamed statement pgveil prepared under its own name before is
-	// replaced now: close it upstream so the server does not keep it.
 	if len(pm.Name) == 0 {
-		if old := s.t.statement(nil); old != passthroughStmt {
-			s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'C', 'S', old.ServerName))
-			s.t.push(pending{kind: pendCloseStmt, suppress: true})
-		}
+		s.dropUnnamed()
 	}
 	if onlyPinned(st) {
 		s.notePinned(pm.Name, sql, text)
@@ -580,6 +582,22 @@ func (s *session) handleParse(body []byte) error {
 	s.t.parsed(pm.Name, stmt)
 	s.sw.Write(appendParse(s.scratch[:0], stmt.ServerName, text, s.serverParamOIDs(stmt)))
 	return nil
+}
+
+// dropUnnamed closes upstream the statement pgveil prepared under a name
+// of its own for the client's unnamed statement, when the client's next
+// unnamed Parse or simple Query replaces the unnamed statement. The
+// server would otherwise keep it, named by no one, for the rest of the
+// session: a Rails connection leaked one per create! (BEGIN, the
+// rewritten INSERT, COMMIT), without bound.
+func (s *session) dropUnnamed() {
+	old := s.t.statement(nil)
+	if old == passthroughStmt || old.ServerName == "" {
+		return
+	}
+	s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'C', 'S', old.ServerName))
+	s.t.push(pending{kind: pendCloseStmt, suppress: true})
+	s.t.defineStatement(nil, passthroughStmt)
 }
 
 // serverStmtName names a statement pgveil prepares upstream:
