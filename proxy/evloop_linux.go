@@ -992,11 +992,11 @@ func appendError(b []byte, s *session, err error) []byte {
 // relayOnLoop relays the session on l. ok is false when the session could
 // not be handed over (nothing changed; relay on goroutines instead).
 func (s *session) relayOnLoop(l *eventLoop) (ok bool, err error) {
-	cfd, err := dupSocket(s.client)
+	cfd, err := dupSocket(rawConn(s.client))
 	if err != nil {
 		return false, nil
 	}
-	sfd, err := dupSocket(s.server)
+	sfd, err := dupSocket(rawConn(s.server))
 	if err != nil {
 		unix.Close(cfd)
 		return false, nil
@@ -1004,7 +1004,9 @@ func (s *session) relayOnLoop(l *eventLoop) (ok bool, err error) {
 	ls := &loopSession{s: s, l: l, done: make(chan struct{})}
 	ls.c = loopSide{ls: ls, fd: cfd, client: true}
 	ls.u = loopSide{ls: ls, fd: sfd}
-	cLeft, uLeft := buffered(s.cr), buffered(s.sr)
+	// What the readers hold unread, then what a session back from
+	// goroutines had not even read from its prefix (leftConn).
+	cLeft, uLeft := append(buffered(s.cr), unread(s.client)...), append(buffered(s.sr), unread(s.server)...)
 	sw, cw := s.sw, s.cw
 	if s.eng != nil {
 		// The handlers write into the loop's output and look keys up
@@ -1023,6 +1025,9 @@ func (s *session) relayOnLoop(l *eventLoop) (ok bool, err error) {
 		return false, nil
 	}
 	s.onLoop = ls
+	if s.eng != nil {
+		s.bufs.drop(nil, []*bufio.Writer{sw, cw}) // the goroutine relay's
+	}
 	s.log.Debug("relaying on an event loop")
 	// Closing the net.Conns removes them from Go's netpoller; the sockets
 	// stay open through the dups.
@@ -1093,11 +1098,20 @@ func (s *session) resumeOnGoroutines(ls *loopSession, cfd, sfd int) (ok bool, er
 	client, server := withPrefix(cconn, ls.cLeft), withPrefix(sconn, ls.uLeft)
 	s.client, s.server = client, server // under connMu: forceClose closes these from now on
 	s.connMu.Unlock()
+	// The loop's writers and the readers it used for their headers are
+	// done with: a session that moves often holds no more of them.
+	s.bufs.drop([]*bufio.Reader{s.cr.r, s.sr.r}, []*bufio.Writer{s.sw, s.cw})
 	s.setClientConn(client, s.cfg.Proxy.MaxMessage)
 	s.cr.knob = "proxy.max_message"
-	s.sr = s.bufs.msgReader(server, math.MaxInt32)
+	// The server reader wakes for the way back to the loop
+	// (loopreturn.go) as the client reader does for a shutdown.
+	sw := &wakeReader{conn: server}
+	s.sr = s.bufs.msgReader(sw, math.MaxInt32)
+	s.sr.wake = sw
 	s.sw = s.bufs.writer(server)
 	s.keyCtx = s.ctx
+	s.handedBack = true
+	s.back.Store(backNone)
 	s.log.Debug("relaying on goroutines from here")
 	if s.srv.draining.Load() {
 		// A drain wake-up sent while the loop still had the session
@@ -1129,7 +1143,39 @@ func withPrefix(c net.Conn, left []byte) net.Conn {
 	if len(left) == 0 {
 		return c
 	}
-	return &prefixedConn{Conn: c, r: bufio.NewReaderSize(io.MultiReader(bytes.NewReader(left), c), max(len(left), 4096))}
+	return &leftConn{Conn: c, left: left}
+}
+
+// leftConn is a connection whose first bytes were read already, by an
+// event loop: Read returns them first.
+type leftConn struct {
+	net.Conn
+	left []byte
+}
+
+func (c *leftConn) Read(p []byte) (int, error) {
+	if len(c.left) > 0 {
+		n := copy(p, c.left)
+		c.left = c.left[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// rawConn is c without a leftConn around it.
+func rawConn(c net.Conn) net.Conn {
+	if lc, ok := c.(*leftConn); ok {
+		return lc.Conn
+	}
+	return c
+}
+
+// unread is what a leftConn has not returned yet.
+func unread(c net.Conn) []byte {
+	if lc, ok := c.(*leftConn); ok {
+		return lc.left
+	}
+	return nil
 }
 
 // buffered copies the bytes a reader had buffered (usually none).

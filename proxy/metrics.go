@@ -20,6 +20,7 @@ type Metrics struct {
 	LoopPollSeconds                      prometheus.Counter     // CPU time the loops spent polling
 	LoopWaits                            *prometheus.CounterVec // what: key | catalog; messages a loop set aside while it loaded
 	LoopHandbacks                        prometheus.Counter     // sessions a loop handed to goroutines
+	LoopReturns                          prometheus.Counter     // of those, returns to the loop
 	CancelsTotal                         prometheus.Counter
 	Bytes                                *prometheus.CounterVec // direction: client_to_server | server_to_client
 	Messages                             *prometheus.CounterVec // direction
@@ -131,7 +132,9 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 		LoopWaits: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_event_loop_waits_total",
 			Help: "Messages an event loop set aside while it loaded, off the loop, what they needed: a data or blind-index key not cached (what=key), the catalog after DDL or for a relation it lacked (what=catalog)."}, []string{"what"}),
 		LoopHandbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_event_loop_handbacks_total",
-			Help: "Sessions an event loop handed to goroutines for the rest of the session: for COPY of a configured table."}),
+			Help: "Times an event loop handed a session to goroutines: for COPY of a configured table."}),
+		LoopReturns: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_event_loop_returns_total",
+			Help: "Times a session an event loop had handed to goroutines went back to the loop, at the first moment both sides were at rest."}),
 		CancelsTotal: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_cancel_requests_total", Help: "CancelRequests forwarded upstream."}),
 		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_bytes_total", Help: "Protocol bytes relayed after startup, by direction."},
 			[]string{"direction"}),
@@ -166,7 +169,7 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 	m.PlanCacheShapeHits = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgveil_plan_cache_shape_hits_total",
 		Help: "Plan cache hits of statement texts planned from another text of their shape (same SQL, other literal values); included in the hits."},
 		func() float64 { return float64(cacheStats().ShapeHits) })
-	reg.MustRegister(m.ConnectionsOpen, m.ConnectionsTotal, m.LoopSessions, m.LoopPolls, m.LoopPollSeconds, m.LoopWaits, m.LoopHandbacks, m.CancelsTotal, m.Bytes, m.Messages, m.Errors,
+	reg.MustRegister(m.ConnectionsOpen, m.ConnectionsTotal, m.LoopSessions, m.LoopPolls, m.LoopPollSeconds, m.LoopWaits, m.LoopHandbacks, m.LoopReturns, m.CancelsTotal, m.Bytes, m.Messages, m.Errors,
 		m.UpstreamConnect, m.TrackerDesyncs, m.Statements, m.ValuesEncrypted, m.ValuesDecrypted,
 		m.DecryptFailures, m.ReaderMasked, m.PlanCacheHits, m.PlanCacheMisses, m.PlanCacheShapeHits, m.PhaseSeconds, m.ReloadsTotal, m.SearchPathReads)
 	m.bytesC2S = m.Bytes.WithLabelValues("client_to_server")

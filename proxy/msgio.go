@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // Buffer sizes of the relay. A read buffer holds many small messages, so a
@@ -60,6 +62,7 @@ var (
 type pooledBuffers struct {
 	readers []*bufio.Reader
 	writers []*bufio.Writer
+	held    atomic.Int32 // len(readers)+len(writers), for tests and leak checks
 }
 
 // reader returns a pooled reader over r, held until release.
@@ -67,6 +70,7 @@ func (p *pooledBuffers) reader(r io.Reader) *bufio.Reader {
 	b := readerPool.Get().(*bufio.Reader)
 	b.Reset(r)
 	p.readers = append(p.readers, b)
+	p.held.Add(1)
 	return b
 }
 
@@ -75,6 +79,7 @@ func (p *pooledBuffers) writer(w io.Writer) *bufio.Writer {
 	b := writerPool.Get().(*bufio.Writer)
 	b.Reset(w)
 	p.writers = append(p.writers, b)
+	p.held.Add(1)
 	return b
 }
 
@@ -95,6 +100,29 @@ func (p *pooledBuffers) release() {
 		writerPool.Put(b)
 	}
 	p.readers, p.writers = nil, nil
+	p.held.Store(0)
+}
+
+// drop gives back the held readers and writers among rs and ws that are
+// no longer used (a relay that moved between the event loop and
+// goroutines), so a session that moves often holds no more of them.
+func (p *pooledBuffers) drop(rs []*bufio.Reader, ws []*bufio.Writer) {
+	for _, b := range rs {
+		if i := slices.Index(p.readers, b); i >= 0 {
+			p.readers = slices.Delete(p.readers, i, i+1)
+			p.held.Add(-1)
+			b.Reset(nil)
+			readerPool.Put(b)
+		}
+	}
+	for _, b := range ws {
+		if i := slices.Index(p.writers, b); i >= 0 {
+			p.writers = slices.Delete(p.writers, i, i+1)
+			p.held.Add(-1)
+			b.Reset(nil)
+			writerPool.Put(b)
+		}
+	}
 }
 
 // tooLargeError reports a message over the configured limit. It is a
@@ -238,6 +266,19 @@ func (m *msgReader) header() []byte { return m.hdr[:] }
 // buffered reports whether more input is already buffered: the relay
 // flushes its writer only when it is not, once per round trip.
 func (m *msgReader) buffered() int { return m.r.Buffered() }
+
+// messageBuffered reports whether the read buffer holds a whole next
+// message. The relay flushes what it wrote when it does not: the rest of
+// a message begun may be long in coming (the peer may wait for the
+// answer to what came before it, which must not sit in pgveil's buffer).
+func (m *msgReader) messageBuffered() bool {
+	n := m.r.Buffered()
+	if n < 5 {
+		return false
+	}
+	h, _ := m.r.Peek(5)
+	return n >= 1+int(binary.BigEndian.Uint32(h[1:]))
+}
 
 func growCap(n int) int {
 	if n < 8192 {

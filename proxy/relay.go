@@ -22,12 +22,19 @@ func (s *session) clientToServer() error {
 		return err
 	}
 	for {
+		if s.handedBack && s.back.Load() == backAsked && s.clientReturns() {
+			return s.toLoop(s.sw)
+		}
 		typ, n, err := s.cr.readHeader()
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				// A shutdown wake-up at a message boundary.
 				if s.srv.draining.Load() && s.idle() {
 					return errDrained
+				}
+				// Or the way back to the loop (loopreturn.go).
+				if s.handedBack && s.back.Load() == backAsked && s.clientReturns() {
+					return s.toLoop(s.sw)
 				}
 				s.client.SetReadDeadline(timeZero)
 				continue
@@ -106,7 +113,7 @@ func (s *session) clientToServer() error {
 		if err != nil {
 			return err
 		}
-		if s.cr.buffered() == 0 {
+		if !s.cr.messageBuffered() {
 			flow.publish(s.srv.metrics.bytesC2S, s.srv.metrics.msgsC2S)
 			if err := s.sw.Flush(); err != nil {
 				return err
@@ -261,8 +268,18 @@ func (s *session) serverToClient() error {
 		return s.upstreamEnded(err)
 	}
 	for {
+		if s.handedBack && s.serverReturns() {
+			return s.toLoop(s.cw)
+		}
 		typ, n, err := s.sr.readHeader()
 		if err != nil {
+			if s.handedBack && errors.Is(err, os.ErrDeadlineExceeded) {
+				if s.serverReturns() {
+					return s.toLoop(s.cw)
+				}
+				s.server.SetReadDeadline(timeZero)
+				continue
+			}
 			return s.upstreamEnded(err)
 		}
 		flow.add(n + 5)
@@ -274,6 +291,9 @@ func (s *session) serverToClient() error {
 			}
 			if s.backendControl(s.cw, typ, s.sr.header(), body) {
 				s.wake()
+			}
+			if typ == 'Z' && s.handedBack {
+				s.askLoopReturn()
 			}
 		default:
 			ev := s.t.onBackend(typ, nil)
@@ -299,7 +319,7 @@ func (s *session) serverToClient() error {
 				return s.upstreamEnded(err)
 			}
 		}
-		if s.sr.buffered() == 0 {
+		if !s.sr.messageBuffered() {
 			flow.publish(m.bytesS2C, m.msgsS2C)
 			s.checkDesync(&desyncs)
 			if err := s.cw.Flush(); err != nil {

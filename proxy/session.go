@@ -148,6 +148,11 @@ type session struct {
 	resume  *resumed // what a loop left to relay when it handed the session back
 	forced  bool
 
+	// handedBack is set while a session an event loop handed to goroutines
+	// relays there; back is its way back to the loop (loopreturn.go).
+	handedBack bool
+	back       atomic.Int32
+
 	upstreamClosing atomic.Bool // relay is closing upstream on purpose
 	serverSentFatal bool        // serverToClient relayed a FATAL from the server
 	serverDone      chan struct{}
@@ -370,12 +375,31 @@ func (s *session) connect(startup []byte) error {
 // (see evloop_linux.go), else on two goroutines, clientToServer (this one)
 // and serverToClient, until one ends; then it stops the other.
 func (s *session) relay() error {
-	if l := s.srv.loopFor(s); l != nil {
-		if ok, err := s.relayOnLoop(l); ok {
+	for {
+		if l := s.srv.loopFor(s); l != nil {
+			if ok, err := s.relayOnLoop(l); ok {
+				return err
+			}
+			if s.handedBack && s.back.Load() == backClientOut {
+				// On the way back the loop could not take the session
+				// (a shutdown): stay on goroutines from here.
+				s.handedBack = false
+			}
+		}
+		err := s.relayOnGoroutines()
+		if !errors.Is(err, errToLoop) {
 			return err
 		}
+		s.srv.metrics.LoopReturns.Inc()
+		s.log.Debug("back to the event loop")
 	}
+}
+
+// relayOnGoroutines relays the session on two goroutines until it ends,
+// or until both stop for the way back to the event loop (errToLoop).
+func (s *session) relayOnGoroutines() error {
 	s.log.Debug("relaying on goroutines")
+	s.back.Store(backNone)
 	s.serverDone = make(chan struct{})
 	var serr error
 	go func() {
@@ -388,13 +412,26 @@ func (s *session) relay() error {
 			}
 		}()
 		serr = s.serverToClient()
-		if !s.upstreamClosing.Load() {
+		if !errors.Is(serr, errToLoop) && !s.upstreamClosing.Load() {
 			// The upstream side ended first: clientToServer is blocked on
 			// the client; closing the client connection releases it.
 			s.closeClient()
 		}
 	}()
 	cerr := s.clientToServer()
+	if errors.Is(cerr, errToLoop) {
+		// serverToClient stops at its next message boundary (a deadline
+		// wakes it), or has ended on its own.
+		<-s.serverDone
+		if errors.Is(serr, errToLoop) {
+			// Both at rest: what the loop left has been relayed.
+			s.resume = nil
+			s.client.SetReadDeadline(timeZero)
+			s.server.SetReadDeadline(timeZero)
+			return errToLoop
+		}
+		cerr = net.ErrClosed // the server side ended meanwhile and closed the client
+	}
 
 	s.upstreamClosing.Store(true)
 	s.server.SetWriteDeadline(time.Now().Add(time.Second))
