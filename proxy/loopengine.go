@@ -31,8 +31,9 @@ import (
 //     (the client side before CopyData, the server side before a
 //     CopyInResponse or CopyOutResponse; handBack, resumeOnGoroutines),
 //     which passes on the rest of any message the loop had begun to stream
-//     either way and relays the session from there on. So does a message
-//     that had to wait for one thing more than maxWaits times.
+//     either way and relays the session until both sides are at rest
+//     again, then gives it back to the loop (loopreturn.go). So does a
+//     message that had to wait for one thing more than maxWaits times.
 //
 // A handler that returns a loopWait has written nothing and changed
 // nothing in the session's view but idempotent records (effects of a name
