@@ -52,6 +52,20 @@ func (a *analyzer) aexpr(e *pg.A_Expr, sc *scope) *Error {
 	return a.expr(e.Rexpr, sc, what)
 }
 
+// stripCasts returns n without the casts and COLLATE clauses around it.
+func stripCasts(n *pg.Node) *pg.Node {
+	for n != nil {
+		if tc := n.GetTypeCast(); tc != nil {
+			n = tc.Arg
+		} else if cc := n.GetCollateClause(); cc != nil {
+			n = cc.Arg
+		} else {
+			return n
+		}
+	}
+	return n
+}
+
 // operatorClass names what an operator does, for refusals.
 func operatorClass(op string) string {
 	switch op {
@@ -68,7 +82,9 @@ func operatorClass(op string) string {
 // refuseOperand refuses when an operand of e is an encrypted column.
 func (a *analyzer) refuseOperand(e *pg.A_Expr, sc *scope, what string) *Error {
 	for _, side := range []*pg.Node{e.Lexpr, e.Rexpr} {
-		c, cr, err := a.encOperand(side, sc)
+		// The operator is what the client wrote; a cast under it is how
+		// an ORM spells it (Django: "users"."email"::text LIKE %s).
+		c, cr, err := a.encOperand(stripCasts(side), sc)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,8 @@
 package rewrite
 
 import (
+	"strings"
+
 	pg "github.com/pganalyze/pg_query_go/v5"
 
 	"github.com/pgveil/pgveil/policy"
@@ -53,7 +55,13 @@ func (a *analyzer) expr(n *pg.Node, sc *scope, what string) *Error {
 	case n.GetSubLink() != nil:
 		return a.sublink(n.GetSubLink(), sc, what)
 	case n.GetTypeCast() != nil:
-		return a.expr(n.GetTypeCast().Arg, sc, "a cast")
+		// Under a function or operator, name that (Django's iexact is
+		// UPPER("users"."email"::text)); else the cast.
+		w := "a cast"
+		if strings.HasPrefix(what, "function ") || strings.HasPrefix(what, "operator ") {
+			w = what
+		}
+		return a.expr(n.GetTypeCast().Arg, sc, w)
 	case n.GetCollateClause() != nil:
 		return a.expr(n.GetCollateClause().Arg, sc, "COLLATE")
 	case n.GetBoolExpr() != nil:
