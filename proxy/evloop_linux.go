@@ -123,7 +123,6 @@ type loopSession struct {
 	cLeft, uLeft []byte
 	// uSrc is the server message engineServer lets decodeBackend read.
 	uSrc      bytes.Reader
-	desyncs   uint64
 	spinStamp uint32 // the spinner's window in which it last had events
 	done      chan struct{}
 }
@@ -650,7 +649,7 @@ func (ls *loopSession) fromServer() (drain bool, err error) {
 	m := s.srv.metrics
 	defer func() {
 		u.flow.publish(m.bytesS2C, m.msgsS2C)
-		s.checkDesync(&ls.desyncs)
+		s.checkDesync(&s.desyncsSeen)
 	}()
 	if u.held && !u.parked {
 		// The message set aside for a key (engineServer), first.
@@ -1027,6 +1026,11 @@ func (s *session) relayOnLoop(l *eventLoop) (ok bool, err error) {
 	s.onLoop = ls
 	if s.eng != nil {
 		s.bufs.drop(nil, []*bufio.Writer{sw, cw}) // the goroutine relay's
+	}
+	if s.handedBack && s.back.Load() == backClientOut {
+		// Counted once the loop has it (loopreturn.go).
+		s.back.Store(backNone)
+		s.srv.metrics.LoopReturns.Inc()
 	}
 	s.log.Debug("relaying on an event loop")
 	// Closing the net.Conns removes them from Go's netpoller; the sockets

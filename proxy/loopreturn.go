@@ -67,8 +67,10 @@ func (s *session) askLoopReturn() {
 // backAsked. It reports whether clientToServer stops for the loop.
 func (s *session) clientReturns() bool {
 	if s.t.len() != 0 || s.srv.draining.Load() {
+		// Not now. The read deadline stays: a Shutdown may have set it
+		// too (it ends an idle session at the next read), and
+		// clientToServer clears it after its own checks when it strikes.
 		s.back.CompareAndSwap(backAsked, backNone)
-		s.client.SetReadDeadline(timeZero)
 		return false
 	}
 	if !s.back.CompareAndSwap(backAsked, backClientOut) {

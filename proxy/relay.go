@@ -261,7 +261,6 @@ func (s *session) trackExtended(typ byte, body []byte) error {
 // streamed; the writer is flushed once the server's output is drained.
 func (s *session) serverToClient() error {
 	var flow flowCounter
-	var desyncs uint64
 	m := s.srv.metrics
 	defer flow.publish(m.bytesS2C, m.msgsS2C)
 	if err := s.resumeToClient(); err != nil {
@@ -321,7 +320,7 @@ func (s *session) serverToClient() error {
 		}
 		if !s.sr.messageBuffered() {
 			flow.publish(m.bytesS2C, m.msgsS2C)
-			s.checkDesync(&desyncs)
+			s.checkDesync(&s.desyncsSeen)
 			if err := s.cw.Flush(); err != nil {
 				return err
 			}

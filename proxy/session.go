@@ -153,6 +153,10 @@ type session struct {
 	handedBack bool
 	back       atomic.Int32
 
+	// desyncsSeen is the tracker's desync count already counted and
+	// logged (checkDesync), by whichever relay the session is on.
+	desyncsSeen uint64
+
 	upstreamClosing atomic.Bool // relay is closing upstream on purpose
 	serverSentFatal bool        // serverToClient relayed a FATAL from the server
 	serverDone      chan struct{}
@@ -390,8 +394,6 @@ func (s *session) relay() error {
 		if !errors.Is(err, errToLoop) {
 			return err
 		}
-		s.srv.metrics.LoopReturns.Inc()
-		s.log.Debug("back to the event loop")
 	}
 }
 
