@@ -328,7 +328,7 @@ func (s *session) copyTenant(t *policy.Table, fields []copydata.Field, idx int, 
 
 // flushCopyIn sends the rewritten rows gathered so far.
 func (s *session) flushCopyIn(ci *copyIn, all bool) {
-	if len(ci.buf) == 0 || (!all && len(ci.buf) < copyInChunk && s.cr.buffered() > 0) {
+	if len(ci.buf) == 0 || (!all && len(ci.buf) < copyInChunk && s.cr.messageBuffered()) {
 		return
 	}
 	writeMsg(s.sw, 'd', ci.buf)
