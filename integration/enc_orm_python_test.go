@@ -11,9 +11,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -130,15 +127,7 @@ func (s *ormSpec) org2Final(more ...encUser) []encUser {
 // "orm".
 func (s *ormSpec) writeJSON(t *testing.T) string {
 	t.Helper()
-	b, err := json.Marshal(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "spec.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writeSpecJSON(t, s)
 }
 
 // logORMInfo logs the "info …" lines of an ORM program: what the ORM

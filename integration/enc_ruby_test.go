@@ -2,7 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -142,15 +141,7 @@ func (s *arSpec) plaintexts() []string { return append(s.encSpec.plaintexts(), s
 // writeJSON writes the spec for the ActiveRecord program.
 func (s *arSpec) writeJSON(t *testing.T) string {
 	t.Helper()
-	b, err := json.Marshal(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "spec.json")
-	if err := os.WriteFile(path, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return writeSpecJSON(t, s)
 }
 
 // TestEncActiveRecord runs a Rails application's use of ActiveRecord 6.1

@@ -242,7 +242,14 @@ func (s *encSpec) plaintexts() []string {
 // writeJSON writes the spec for a driver program and returns the path.
 func (s *encSpec) writeJSON(t *testing.T) string {
 	t.Helper()
-	b, err := json.Marshal(s)
+	return writeSpecJSON(t, s)
+}
+
+// writeSpecJSON writes a driver program's spec (an encSpec, or one that
+// embeds it) as JSON and returns the path.
+func writeSpecJSON(t *testing.T, spec any) string {
+	t.Helper()
+	b, err := json.Marshal(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
