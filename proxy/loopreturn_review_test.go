@@ -478,21 +478,19 @@ func TestLoopReturnClientBodyStraddles(t *testing.T) {
 }
 
 // TestLoopReturnDesyncCountedOnce: one backend message the tracker cannot
-// attribute is one desync: the metric pgveil_tracker_desyncs_total says 1
-// and the error is logged once, however often the session then moves
-// between the loop and goroutines. (The desync here: an extended-protocol
-// COPY FROM of a table that does not exist, with its data, CopyDone and a
-// second Sync pipelined; the tracker voids the first Sync and takes the
-// second ReadyForQuery for one too many, on both relays.)
-// checkDesync (relay.go:453) adds the tracker's cumulative count minus
-// what its caller has seen, and each relay phase starts from zero: the
-// goroutine relay's serverToClient has a local `var desyncs uint64`
-// (relay.go:264), the loop a fresh loopSession.desyncs (evloop_linux.go:126)
-// per relayOnLoop. Every hand-back and every return (now a pair per COPY)
-// counts and logs all earlier desyncs again: 1 + 2 per cycle.
+// attribute (an unsolicited ReadyForQuery, injected) is one desync: the
+// metric pgveil_tracker_desyncs_total says 1 and the error is logged once,
+// however often the session then moves between the loop and goroutines.
+// (Each relay phase used to count from zero what the tracker had counted:
+// every hand-back and return counted and logged all earlier desyncs
+// again.) First, an extended-protocol COPY FROM of a table that does not
+// exist, with its data, CopyDone and a second Sync pipelined, is no
+// desync: the server answers both Syncs (the tracker used to void the
+// first at the client's copy data).
 func TestLoopReturnDesyncCountedOnce(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	p := startHandBackProxy(t)
+	p, tap := startInjectProxy(t)
+	defer tap.close()
 	defer stopNoLogCheck(t, p)
 	m := p.srv.metrics
 	c := dialRaw(t, p)
@@ -509,6 +507,13 @@ func TestLoopReturnDesyncCountedOnce(t *testing.T) {
 	writeMsg(w, 'S', nil)
 	w.Flush()
 	expectMsgs(t, r, "12EZZ")
+	if n := testutil.ToFloat64(m.TrackerDesyncs); n != 0 {
+		t.Fatalf("a COPY that failed with its data pipelined: %v desyncs", n)
+	}
+	var z outBuf
+	writeMsg(&z, 'Z', []byte("I"))
+	tap.inject(t, z)
+	expectMsgs(t, r, "Z")
 	waitFor(t, func() bool { return testutil.ToFloat64(m.TrackerDesyncs) == 1 })
 	const cycles = 3
 	for i := 1; i <= cycles; i++ {

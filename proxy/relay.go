@@ -188,8 +188,8 @@ func (s *session) trackFrontend(typ byte, body []byte) error {
 		s.t.push(pending{kind: pendQuery})
 	case 'F':
 		s.t.push(pending{kind: pendFunctionCall})
-	case 'd', 'c', 'f': // CopyData, CopyDone, CopyFail
-		s.t.copyMessage()
+	case 'c', 'f': // CopyDone, CopyFail
+		s.t.copyEnd()
 	}
 	return nil
 }

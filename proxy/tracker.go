@@ -178,10 +178,16 @@ type tracker struct {
 	stmts map[string]*Statement
 	// defSeq is the seq of the Parse that put each named statement in
 	// stmts: a failure of that Parse (failedDefs) takes it out again.
-	defSeq      map[string]uint64
-	portals     map[string]*Portal
-	copyStart   uint64 // seq of the last Execute, for voiding Syncs sent during COPY IN
-	copyPending bool   // an Execute may have started COPY IN and no copy message was seen yet
+	defSeq  map[string]uint64
+	portals map[string]*Portal
+	// A backend in COPY IN ignores every Sync until the client's CopyDone
+	// or CopyFail (libpq sends one right after Execute, before it knows
+	// the statement is COPY). copyEnds are the seqs of the last message
+	// pushed before each CopyDone or CopyFail the client sent; copyIn is
+	// set from the server's CopyInResponse until the client's next copy
+	// end. Under mu. (See copyInResponse.)
+	copyEnds []uint64
+	copyIn   bool
 
 	// Server side.
 	txStatus byte // from the last ReadyForQuery: 'I', 'T' or 'E'
@@ -230,15 +236,15 @@ func (t *tracker) push(p pending) {
 	t.mu.Lock()
 	t.seq++
 	p.seq = t.seq
+	if p.kind == pendSync && t.copyIn {
+		p.void = true // the backend is in COPY IN: it ignores this Sync
+	}
 	if t.n == len(t.q) {
 		t.grow()
 	}
 	t.q[(t.head+t.n)%len(t.q)] = p
 	t.n++
 	t.mu.Unlock()
-	if p.kind == pendExecute {
-		t.copyStart, t.copyPending = p.seq, true
-	}
 }
 
 func (t *tracker) grow() {
@@ -249,23 +255,45 @@ func (t *tracker) grow() {
 	t.q, t.head = q, 0
 }
 
-// copyMessage is called by the client goroutine before it forwards CopyData,
-// CopyDone or CopyFail. The first such message after an Execute proves the
-// backend is in COPY IN mode for it, so every Sync the client sent after
-// that Execute will be ignored by the backend: mark them void.
-func (t *tracker) copyMessage() {
-	if !t.copyPending {
-		return
-	}
-	t.copyPending = false
+// copyEnd is called by the client side before it forwards CopyDone or
+// CopyFail: a Sync the client sends after it is answered again.
+func (t *tracker) copyEnd() {
 	t.mu.Lock()
-	for i := 0; i < t.n; i++ {
-		p := &t.q[(t.head+i)%len(t.q)]
-		if p.kind == pendSync && p.seq > t.copyStart {
+	if len(t.copyEnds) == maxCopyEnds {
+		// Copy ends no CopyInResponse claimed (the COPY failed before it
+		// began, or the client sent them unasked): the oldest are stale.
+		t.copyEnds = append(t.copyEnds[:0], t.copyEnds[1:]...)
+	}
+	t.copyEnds = append(t.copyEnds, t.seq)
+	t.copyIn = false
+	t.mu.Unlock()
+}
+
+const maxCopyEnds = 64
+
+// copyInResponse marks void the Syncs the backend ignores because the
+// client message x (an Execute or a Query) started COPY IN: those the
+// client sent after x and before its CopyDone or CopyFail. Only the
+// server's CopyInResponse proves the COPY began: when the statement
+// fails instead (a missing table), the backend answers the first Sync
+// after the error, and the client's copy data is ignored. mu held.
+func (t *tracker) copyInResponse(x uint64) {
+	end, known := uint64(0), false
+	i := 0
+	for ; i < len(t.copyEnds); i++ {
+		if t.copyEnds[i] >= x {
+			end, known = t.copyEnds[i], true
+			break
+		}
+	}
+	t.copyEnds = append(t.copyEnds[:0], t.copyEnds[i:]...) // earlier ends belong to no COPY still to come
+	for j := 0; j < t.n; j++ {
+		p := &t.q[(t.head+j)%len(t.q)]
+		if p.kind == pendSync && p.seq > x && (!known || p.seq <= end) {
 			p.void = true
 		}
 	}
-	t.mu.Unlock()
+	t.copyIn = !known
 }
 
 // peek returns the oldest pending message, or nil. Server goroutine. The
@@ -405,6 +433,9 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 	case 'D', 'G', 'H', 'W', 'd', 'c': // DataRow, Copy{In,Out,Both}Response, CopyData, CopyDone
 		if expect(pendExecute, pendQuery) {
 			ev.cur = *head
+			if typ == 'G' {
+				t.copyInResponse(head.seq)
+			}
 		}
 	case 'C', 'I': // CommandComplete, EmptyQueryResponse
 		if expect(pendExecute, pendQuery) {

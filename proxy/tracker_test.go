@@ -199,7 +199,7 @@ func TestTrackerCopySimple(t *testing.T) {
 	run(t, tr, []step{
 		push(pendQuery),
 		srv('G', "Query"),
-		{client: func(t *tracker) { t.copyMessage(); t.copyMessage() }},
+		{client: func(t *tracker) { t.copyEnd() }},
 		srv('C', "Query"), rfq("I", "Query done"),
 		push(pendQuery), srv('H', "Query"), srv('d', "Query"), srv('d', "Query"), srv('c', "Query"), srv('C', "Query"), rfq("I", "Query done"),
 	})
@@ -214,8 +214,7 @@ func TestTrackerCopyInExtendedVoidSync(t *testing.T) {
 	run(t, tr, []step{
 		push(pendParse), push(pendBind), push(pendExecute), push(pendSync),
 		srv('1', "Parse done"), srv('2', "Bind done"), srv('G', "Execute"),
-		{client: func(t *tracker) { t.copyMessage() }}, // CopyData
-		{client: func(t *tracker) { t.copyMessage() }}, // CopyDone
+		{client: func(t *tracker) { t.copyEnd() }}, // CopyDone
 		push(pendSync),
 		srv('C', "Execute done"),
 		rfq("I", "Sync done"),
@@ -230,9 +229,8 @@ func TestTrackerCopyInExtendedError(t *testing.T) {
 	run(t, tr, []step{
 		push(pendBind), push(pendExecute), push(pendSync),
 		srv('2', "Bind done"), srv('G', "Execute"),
-		{client: func(t *tracker) { t.copyMessage() }}, // CopyData with a bad row
-		srv('E', "Execute"),                            // the server errors mid-copy: skip to the next real Sync
-		{client: func(t *tracker) { t.copyMessage() }}, // CopyDone, discarded by the server
+		srv('E', "Execute"),                        // the server errors mid-copy (a bad row): skip to the next real Sync
+		{client: func(t *tracker) { t.copyEnd() }}, // CopyDone, discarded by the server
 		push(pendSync),
 		rfq("I", "Sync done"),
 	})
@@ -251,6 +249,52 @@ func TestTrackerCopyFailsBeforeCopyIn(t *testing.T) {
 		push(pendBind), push(pendExecute), push(pendSync),
 		srv('2', "Bind done"), srv('C', "Execute done"), rfq("I", "Sync done"),
 	})
+}
+
+// TestTrackerCopyInPipelined: the client sends Execute, Sync, its copy
+// data, CopyDone and a second Sync before the server answers. When the
+// COPY begins (CopyInResponse) the first Sync is ignored by the backend;
+// when it fails at Parse (a missing table) the first Sync is answered,
+// the copy data ignored, and the second Sync answered too. The tracker
+// used to void the first Sync at the client's first copy message, before
+// it knew, and counted a desync when the COPY had failed.
+func TestTrackerCopyInPipelined(t *testing.T) {
+	for _, ok := range []bool{true, false} {
+		tr := newTracker()
+		steps := []step{
+			push(pendParse), push(pendBind), push(pendExecute), push(pendSync),
+			{client: func(t *tracker) { t.copyEnd() }}, // CopyData…, CopyDone
+			push(pendSync),
+		}
+		if ok {
+			steps = append(steps, srv('1', "Parse done"), srv('2', "Bind done"), srv('G', "Execute"),
+				srv('C', "Execute done"), rfq("I", "Sync done"))
+		} else {
+			steps = append(steps, srv('E', "Parse"), rfq("I", "Sync done"), rfq("I", "Sync done"))
+		}
+		run(t, tr, steps)
+		if tr.len() != 0 || tr.desyncCount() != 0 {
+			t.Fatalf("copy began %v: queue %s, %d desyncs", ok, queueString(tr), tr.desyncCount())
+		}
+	}
+}
+
+// TestTrackerCopyInSyncDuringCopy: a Sync the client sends while the
+// backend is in COPY IN (after the CopyInResponse, before CopyDone) is
+// ignored; one after CopyDone is answered.
+func TestTrackerCopyInSyncDuringCopy(t *testing.T) {
+	tr := newTracker()
+	run(t, tr, []step{
+		push(pendBind), push(pendExecute),
+		srv('2', "Bind done"), srv('G', "Execute"),
+		push(pendSync), // ignored by the backend
+		{client: func(t *tracker) { t.copyEnd() }},
+		push(pendSync),
+		srv('C', "Execute done"), rfq("I", "Sync done"),
+	})
+	if tr.len() != 0 || tr.desyncCount() != 0 {
+		t.Fatalf("queue %s, %d desyncs", queueString(tr), tr.desyncCount())
+	}
 }
 
 func TestTrackerDesync(t *testing.T) {
