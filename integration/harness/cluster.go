@@ -150,6 +150,8 @@ func (c *Cluster) command(name string, args ...string) (*exec.Cmd, error) {
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
+	// SIGQUIT: the postmaster's immediate shutdown, children included.
+	cmd.SysProcAttr = dieWithParent(cmd.SysProcAttr, syscall.SIGQUIT)
 	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8", "LANG=C.UTF-8")
 	return cmd, nil
 }

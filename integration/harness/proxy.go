@@ -166,6 +166,7 @@ func StartProxy(opts ProxyOptions) (*Proxy, error) {
 	args := append([]string{"serve", "-c", cfgPath}, opts.Args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), opts.Env...)
+	cmd.SysProcAttr = dieWithParent(cmd.SysProcAttr, syscall.SIGKILL)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
