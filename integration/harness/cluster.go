@@ -150,8 +150,6 @@ func (c *Cluster) command(name string, args ...string) (*exec.Cmd, error) {
 	if cred != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	}
-	// SIGQUIT: the postmaster's immediate shutdown, children included.
-	cmd.SysProcAttr = dieWithParent(cmd.SysProcAttr, syscall.SIGQUIT)
 	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8", "LANG=C.UTF-8")
 	return cmd, nil
 }
@@ -264,7 +262,8 @@ func (c *Cluster) start() error {
 	if err != nil {
 		return err
 	}
-	if err := cmd.Start(); err != nil {
+	// SIGQUIT: the postmaster's immediate shutdown, children included.
+	if err := startForLife(cmd, syscall.SIGQUIT); err != nil {
 		logFile.Close()
 		return err
 	}

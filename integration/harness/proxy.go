@@ -166,7 +166,6 @@ func StartProxy(opts ProxyOptions) (*Proxy, error) {
 	args := append([]string{"serve", "-c", cfgPath}, opts.Args...)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), opts.Env...)
-	cmd.SysProcAttr = dieWithParent(cmd.SysProcAttr, syscall.SIGKILL)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -176,7 +175,7 @@ func StartProxy(opts ProxyOptions) (*Proxy, error) {
 		return nil, err
 	}
 	cmd.Stdout = logFile
-	if err := cmd.Start(); err != nil {
+	if err := startForLife(cmd, syscall.SIGKILL); err != nil {
 		logFile.Close()
 		return nil, err
 	}

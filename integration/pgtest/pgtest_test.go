@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 	c.Stop()
 	harness.RemoveBuild()
 	if code == 0 {
-		if err := goleak.Find(); err != nil {
+		if err := goleak.Find(goleak.IgnoreTopFunction(harness.SpawnerFunction)); err != nil {
 			fmt.Fprintln(os.Stderr, "pgtest: leaked goroutines:", err)
 			code = 1
 		}

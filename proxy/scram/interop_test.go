@@ -157,7 +157,7 @@ func TestClientLibrariesAgainstServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test with real client libraries; run without -short")
 	}
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreTopFunction(harness.SpawnerFunction))
 	dir := t.TempDir()
 	certs, err := harness.WriteCerts(dir)
 	if err != nil {

@@ -15,7 +15,7 @@ func TestPostgresUpstream(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL cluster; run without -short")
 	}
-	defer goleak.VerifyNone(t)
+	defer goleak.VerifyNone(t, goleak.IgnoreTopFunction(harness.SpawnerFunction))
 	c, err := harness.StartCluster(harness.Options{})
 	if err != nil {
 		t.Fatal(err)
