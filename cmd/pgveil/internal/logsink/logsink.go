@@ -40,8 +40,9 @@ type Sink struct {
 	onDrop  func(n uint64)
 }
 
-// New returns a Sink writing to w, holding at most limit bytes (DefaultLimit
-// when limit <= 0).
+// New returns a Sink writing to w that queues at most limit bytes
+// (DefaultLimit when limit <= 0), besides the buffer being written out:
+// memory stays under about twice limit.
 func New(w io.Writer, limit int) *Sink {
 	if limit <= 0 {
 		limit = DefaultLimit
