@@ -590,14 +590,26 @@ func (s *session) handleParse(body []byte) error {
 // server would otherwise keep it, named by no one, for the rest of the
 // session: a Rails connection leaked one per create! (BEGIN, the
 // rewritten INSERT, COMMIT), without bound.
+//
+// A Close the server skipped (after an error earlier in the pipeline) is
+// sent again here, at the client's next unnamed Parse or Query.
 func (s *session) dropUnnamed() {
+	for _, name := range s.t.takeFailedCloses() {
+		s.closeUpstream(&Statement{ServerName: name})
+	}
 	old := s.t.statement(nil)
 	if old == passthroughStmt || old.ServerName == "" {
 		return
 	}
-	s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'C', 'S', old.ServerName))
-	s.t.push(pending{kind: pendCloseStmt, suppress: true})
+	s.closeUpstream(old)
 	s.t.defineStatement(nil, passthroughStmt)
+}
+
+// closeUpstream closes pgveil's upstream statement st; the client sees
+// no answer.
+func (s *session) closeUpstream(st *Statement) {
+	s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'C', 'S', st.ServerName))
+	s.t.push(pending{kind: pendCloseStmt, suppress: true, stmt: st})
 }
 
 // serverStmtName names a statement pgveil prepares upstream:

@@ -183,9 +183,11 @@ type tracker struct {
 	// A backend in COPY IN ignores every Sync until the client's CopyDone
 	// or CopyFail (libpq sends one right after Execute, before it knows
 	// the statement is COPY). copyEnds are the seqs of the last message
-	// pushed before each CopyDone or CopyFail the client sent; copyIn is
-	// set from the server's CopyInResponse until the client's next copy
-	// end. Under mu. (See copyInResponse.)
+	// pushed before each CopyDone or CopyFail the client sent that no
+	// CopyInResponse has claimed yet (each is claimed once); copyIn is set
+	// from a CopyInResponse that found no end yet until the client's copy
+	// end (which it uses up) or the server's ErrorResponse. Under mu.
+	// (See copyInResponse.)
 	copyEnds []uint64
 	copyIn   bool
 
@@ -208,6 +210,12 @@ type tracker struct {
 	// them for a check without the lock.
 	failedDefs []failedDef
 	failedN    atomic.Int32
+	// failedCloses are upstream statements pgveil closed for itself
+	// (dropUnnamed) whose Close the server skipped after an error; the
+	// client side sends them again. Under mu; failedCloseN counts them
+	// for a check without the lock.
+	failedCloses []string
+	failedCloseN atomic.Int32
 }
 
 // failedDef is a named Parse the server did not run: its name and seq.
@@ -259,17 +267,25 @@ func (t *tracker) grow() {
 // CopyFail: a Sync the client sends after it is answered again.
 func (t *tracker) copyEnd() {
 	t.mu.Lock()
-	if len(t.copyEnds) == maxCopyEnds {
-		// Copy ends no CopyInResponse claimed (the COPY failed before it
-		// began, or the client sent them unasked): the oldest are stale.
-		t.copyEnds = append(t.copyEnds[:0], t.copyEnds[1:]...)
+	// A CopyInResponse can still come only for a queued message: ends
+	// before the oldest one belong to no COPY to come (it failed before it
+	// began, or the client sent the end unasked).
+	oldest := t.seq + 1
+	if t.n > 0 {
+		oldest = t.q[t.head].seq
 	}
-	t.copyEnds = append(t.copyEnds, t.seq)
-	t.copyIn = false
+	i := 0
+	for i < len(t.copyEnds) && t.copyEnds[i] < oldest {
+		i++
+	}
+	t.copyEnds = append(t.copyEnds[:0], t.copyEnds[i:]...)
+	if t.copyIn {
+		t.copyIn = false // the end of the COPY under way: used up
+	} else {
+		t.copyEnds = append(t.copyEnds, t.seq) // for a CopyInResponse to come
+	}
 	t.mu.Unlock()
 }
-
-const maxCopyEnds = 64
 
 // copyInResponse marks void the Syncs the backend ignores because the
 // client message x (an Execute or a Query) started COPY IN: those the
@@ -285,6 +301,9 @@ func (t *tracker) copyInResponse(x uint64) {
 			end, known = t.copyEnds[i], true
 			break
 		}
+	}
+	if known {
+		i++ // this COPY's end: used up (a Query may hold several COPYs)
 	}
 	t.copyEnds = append(t.copyEnds[:0], t.copyEnds[i:]...) // earlier ends belong to no COPY still to come
 	for j := 0; j < t.n; j++ {
@@ -315,6 +334,12 @@ func (t *tracker) dropVoid() {
 	for t.n > 0 {
 		h := &t.q[t.head]
 		if h.kind == pendSync && h.void || t.skipping && h.kind != pendSync {
+			if h.kind == pendCloseStmt && h.suppress && h.stmt != nil && h.stmt.ServerName != "" {
+				// pgveil's Close of its own statement, skipped after an
+				// error: it must go again (takeFailedCloses).
+				t.failedCloses = append(t.failedCloses, h.stmt.ServerName)
+				t.failedCloseN.Add(1)
+			}
 			if h.kind == pendParse && h.defName != "" {
 				// The statement was never made (the failed Parse itself, or
 				// one the server skipped after an error).
@@ -457,6 +482,10 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 			ev.cur = *head
 		}
 	case 'E': // ErrorResponse
+		// An error ends COPY IN: the backend drops the client's copy data
+		// from here on, and a Sync after it counts again (a client may
+		// even skip its CopyDone).
+		t.copyIn = false
 		if head == nil {
 			return // asynchronous (e.g. FATAL on shutdown)
 		}
@@ -528,6 +557,20 @@ func (t *tracker) applyFailedDefs() {
 			delete(t.defSeq, d.name)
 		}
 	}
+}
+
+// takeFailedCloses returns the upstream statements whose Close the
+// server skipped (dropVoid), for the client side to close again.
+func (t *tracker) takeFailedCloses() []string {
+	if t.failedCloseN.Load() == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.failedCloses
+	t.failedCloses = nil
+	t.failedCloseN.Store(0)
+	return f
 }
 
 // defineStatement records a Parse in the client's view.
