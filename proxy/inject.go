@@ -81,9 +81,13 @@ func validSQLState(code string) bool {
 }
 
 // injectQueryError replaces a refused simple Query.
+// The Query that goes instead ends the unnamed statement, as the client's
+// would have (PostgreSQL drops it at every simple Query): pgveil's own
+// for it is closed.
 func (s *session) injectQueryError(e *pgError) {
 	s.countRefusal(e)
 	s.copyRefused()
+	s.dropUnnamed()
 	s.t.push(pending{kind: pendQuery, injected: true})
 	s.sw.Write(appendQuery(s.scratch[:0], raiseSQL(e)))
 }

@@ -27,9 +27,12 @@ func TestUnnamedStatementsClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close(ctx)
+		// held counts pgveil's statements upstream through a named
+		// statement (pgx's cache): a simple Query or an unnamed Parse
+		// would itself close the one it looks for.
 		held := func() int {
 			var n int
-			if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements", pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil {
+			if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgveil%'", pgx.QueryExecModeCacheStatement).Scan(&n); err != nil {
 				t.Fatal(err)
 			}
 			return n
@@ -58,12 +61,23 @@ func TestUnnamedStatementsClosed(t *testing.T) {
 		if n := held(); n != 0 {
 			t.Errorf("after rewritten unnamed statements each followed by a simple Query: %d statements held upstream, want 0", n)
 		}
+		// A simple Query pgveil refuses ends the unnamed statement too.
+		if _, err := c.Exec(ctx, "INSERT INTO hb_secrets (body) VALUES ($1)", pgx.QueryExecModeExec, "ur-x"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, "SELECT id FROM hb_secrets WHERE body LIKE 'ur%'", pgx.QueryExecModeSimpleProtocol); err == nil {
+			t.Fatal("LIKE on an encrypted column: no refusal")
+		}
+		if n := held(); n != 0 {
+			t.Errorf("after a rewritten unnamed statement and a refused simple Query: %d statements held upstream, want 0", n)
+		}
 		// The unnamed statement still works after all that.
 		var body string
-		if err := c.QueryRow(ctx, "SELECT body FROM hb_secrets WHERE id = (SELECT max(id) FROM hb_secrets)", pgx.QueryExecModeExec).Scan(&body); err != nil || body != "uq-4" {
+		if err := c.QueryRow(ctx, "SELECT body FROM hb_secrets WHERE id = (SELECT max(id) FROM hb_secrets)", pgx.QueryExecModeExec).Scan(&body); err != nil || body != "ur-x" {
 			t.Fatalf("read back: %q %v", body, err)
 		}
 		assertNoPlaintext(t, "hb_secrets", "uq-")
+		assertNoPlaintext(t, "hb_secrets", "ur-")
 	})
 }
 
