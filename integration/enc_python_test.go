@@ -14,17 +14,26 @@ const debianPython = "/usr/bin/python3"
 
 func pythonDriver(t *testing.T, module string) string {
 	t.Helper()
-	if _, err := os.Stat(debianPython); err != nil {
-		t.Fatalf("%s not found (.ci/run installs python3-psycopg2 and python3-psycopg)", debianPython)
+	return debianDriver(t, debianPython, []string{"-c", "import " + module}, "python3-"+module, "python")
+}
+
+// debianDriver checks that Debian's interpreter interp can load a driver
+// (running it with load; the library is Debian's package pkg, which
+// .ci/run installs) and returns the directory drivers/<dir> of the
+// programs that use it.
+func debianDriver(t *testing.T, interp string, load []string, pkg, dir string) string {
+	t.Helper()
+	if _, err := os.Stat(interp); err != nil {
+		t.Fatalf("%s not found (.ci/run installs it: apt-get install -y %s)", interp, pkg)
 	}
-	if out, err := exec.Command(debianPython, "-c", "import "+module).CombinedOutput(); err != nil {
-		t.Fatalf("%s cannot import %s (apt-get install python3-%s): %v\n%s", debianPython, module, module, err, out)
+	if out, err := exec.Command(interp, load...).CombinedOutput(); err != nil {
+		t.Fatalf("%s cannot load %s (apt-get install -y %s): %v\n%s", interp, pkg, pkg, err, out)
 	}
-	dir, err := filepath.Abs(filepath.Join("drivers", "python"))
+	abs, err := filepath.Abs(filepath.Join("drivers", dir))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return dir
+	return abs
 }
 
 // TestEncPsycopg2 runs the scenario with psycopg2: parameters

@@ -2,9 +2,6 @@ package integration
 
 import (
 	"context"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -20,17 +17,7 @@ const debianRuby = "/usr/bin/ruby"
 // pkg) and returns the directory of the Ruby scenario programs.
 func rubyDriver(t *testing.T, lib, pkg string) string {
 	t.Helper()
-	if _, err := os.Stat(debianRuby); err != nil {
-		t.Fatalf("%s not found (.ci/run installs ruby-pg and ruby-activerecord: apt-get install -y ruby-pg ruby-activerecord)", debianRuby)
-	}
-	if out, err := exec.Command(debianRuby, "-e", "require "+`"`+lib+`"`).CombinedOutput(); err != nil {
-		t.Fatalf("%s cannot require %q (apt-get install -y %s): %v\n%s", debianRuby, lib, pkg, err, out)
-	}
-	dir, err := filepath.Abs(filepath.Join("drivers", "ruby"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return debianDriver(t, debianRuby, []string{"-e", `require "` + lib + `"`}, pkg, "ruby")
 }
 
 // TestEncRubyPG runs the scenario with ruby-pg: exec_params (unnamed,

@@ -594,8 +594,8 @@ func (s *session) handleParse(body []byte) error {
 // A Close the server skipped (after an error earlier in the pipeline) is
 // sent again here, at the client's next unnamed Parse or Query.
 func (s *session) dropUnnamed() {
-	for _, name := range s.t.takeFailedCloses() {
-		s.closeUpstream(&Statement{ServerName: name})
+	for _, st := range s.t.takeFailedCloses() {
+		s.closeUpstream(st)
 	}
 	old := s.t.statement(nil)
 	if old == passthroughStmt || old.ServerName == "" {

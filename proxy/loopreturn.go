@@ -63,9 +63,12 @@ func (s *session) askLoopReturn() {
 }
 
 // clientReturns is step 2, called by clientToServer between messages
-// (after a read deadline, or before the next header) while back is
-// backAsked. It reports whether clientToServer stops for the loop.
+// (after a read deadline, or before the next header). It reports whether
+// clientToServer stops for the loop.
 func (s *session) clientReturns() bool {
+	if s.back.Load() != backAsked {
+		return false
+	}
 	if s.t.len() != 0 || s.srv.draining.Load() {
 		// Not now. The read deadline stays: a Shutdown may have set it
 		// too (it ends an idle session at the next read), and

@@ -22,7 +22,7 @@ func (s *session) clientToServer() error {
 		return err
 	}
 	for {
-		if s.handedBack && s.back.Load() == backAsked && s.clientReturns() {
+		if s.handedBack && s.clientReturns() {
 			return s.toLoop(s.sw)
 		}
 		typ, n, err := s.cr.readHeader()
@@ -33,7 +33,7 @@ func (s *session) clientToServer() error {
 					return errDrained
 				}
 				// Or the way back to the loop (loopreturn.go).
-				if s.handedBack && s.back.Load() == backAsked && s.clientReturns() {
+				if s.handedBack && s.clientReturns() {
 					return s.toLoop(s.sw)
 				}
 				s.client.SetReadDeadline(timeZero)

@@ -214,7 +214,7 @@ type tracker struct {
 	// (dropUnnamed) whose Close the server skipped after an error; the
 	// client side sends them again. Under mu; failedCloseN counts them
 	// for a check without the lock.
-	failedCloses []string
+	failedCloses []*Statement
 	failedCloseN atomic.Int32
 }
 
@@ -337,7 +337,7 @@ func (t *tracker) dropVoid() {
 			if h.kind == pendCloseStmt && h.suppress && h.stmt != nil && h.stmt.ServerName != "" {
 				// pgveil's Close of its own statement, skipped after an
 				// error: it must go again (takeFailedCloses).
-				t.failedCloses = append(t.failedCloses, h.stmt.ServerName)
+				t.failedCloses = append(t.failedCloses, h.stmt)
 				t.failedCloseN.Add(1)
 			}
 			if h.kind == pendParse && h.defName != "" {
@@ -561,7 +561,7 @@ func (t *tracker) applyFailedDefs() {
 
 // takeFailedCloses returns the upstream statements whose Close the
 // server skipped (dropVoid), for the client side to close again.
-func (t *tracker) takeFailedCloses() []string {
+func (t *tracker) takeFailedCloses() []*Statement {
 	if t.failedCloseN.Load() == 0 {
 		return nil
 	}

@@ -86,11 +86,9 @@ class Contact(models.Model):
         db_table = "contacts"
 
 
-FIELDS = ("name", "email", "phone", "ssn", "birth_date", "api_token")
-
-
-class Check(Exception):
-    pass
+FIELDS = common.FIELDS
+Check = common.Check
+row_of, rows_of, check_types = common.row_of, common.rows_of, common.check_types
 
 
 class Rollback(Exception):
@@ -105,22 +103,6 @@ def want_eq(what, got, want):
 def kwargs(u):
     return dict(name=u["name"], email=u["email"], phone=u["phone"], ssn=u["ssn"],
                 birth_date=common.date_arg(u["birth_date"]), api_token=common.int_arg(u["api_token"]))
-
-
-def row_of(obj):
-    return [common.norm(getattr(obj, f)) for f in FIELDS]
-
-
-def rows_of(objs):
-    return [row_of(o) for o in objs]
-
-
-def check_types(obj):
-    for f, t in (("name", str), ("email", str), ("phone", str), ("ssn", str),
-                 ("birth_date", datetime.date), ("api_token", int)):
-        v = getattr(obj, f)
-        if v is not None and type(v) is not t:
-            raise Check("%s is %s, want %s" % (f, type(v).__name__, t.__name__))
 
 
 class Run:

@@ -180,3 +180,28 @@ def scenario(r, s, ex, exmany, in_lookup):
     r.step("final state",
            lambda: ex("SELECT " + COLS + " FROM users WHERE org_id = %s ORDER BY id", (org,)),
            want=[user_row(x) for x in s["final"]])
+
+
+# The users fields the ORM programs read back, in the spec's row order.
+FIELDS = ("name", "email", "phone", "ssn", "birth_date", "api_token")
+
+
+class Check(Exception):
+    """A step's check failed."""
+
+
+def row_of(obj):
+    return [norm(getattr(obj, f)) for f in FIELDS]
+
+
+def rows_of(objs):
+    return [row_of(o) for o in objs]
+
+
+def check_types(obj):
+    """The ORM gets the types it declared, not bytes of bytea."""
+    for f, t in (("name", str), ("email", str), ("phone", str), ("ssn", str),
+                 ("birth_date", datetime.date), ("api_token", int)):
+        v = getattr(obj, f)
+        if v is not None and type(v) is not t:
+            raise Check("%s is %s, want %s" % (f, type(v).__name__, t.__name__))

@@ -76,11 +76,9 @@ class TenantUser(TenantBase):
     api_token = Column(BigInteger)
 
 
-FIELDS = ("name", "email", "phone", "ssn", "birth_date", "api_token")
-
-
-class Check(Exception):
-    pass
+FIELDS = common.FIELDS
+Check = common.Check
+row_of, rows_of, check_types = common.row_of, common.rows_of, common.check_types
 
 
 def want_eq(what, got, want):
@@ -100,23 +98,6 @@ def count_email(ses, email):
 
 def names_email(ses, email):
     return ses.execute(select(User.name).where(User.email == email)).scalars().all()
-
-
-def row_of(obj):
-    return [common.norm(getattr(obj, f)) for f in FIELDS]
-
-
-def rows_of(objs):
-    return [row_of(o) for o in objs]
-
-
-def check_types(obj):
-    """The ORM gets the types it declared, not bytes of bytea."""
-    for f, t in (("name", str), ("email", str), ("phone", str), ("ssn", str),
-                 ("birth_date", datetime.date), ("api_token", int)):
-        v = getattr(obj, f)
-        if v is not None and type(v) is not t:
-            raise Check("%s is %s, want %s" % (f, type(v).__name__, t.__name__))
 
 
 class Run:
