@@ -119,7 +119,43 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 	if c.rw.PathFunctions, c.rw.PathRelations, err = pathFunctions(ctx, pool); err != nil {
 		return nil, err
 	}
+	if c.rw.OverlayColumns, err = overlayColumns(ctx, pool); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// overlayColumnsQuery reads the column names of the catalog relations the
+// planner overlays with logical types (rewrite/overlay.go), as this
+// server's version has them.
+const overlayColumnsQuery = `
+SELECT n.nspname OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) c.relname,
+       pg_catalog.array_agg(a.attname::pg_catalog.text ORDER BY a.attnum)
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE (n.nspname, c.relname) IN (('pg_catalog', 'pg_attribute'), ('information_schema', 'columns'))
+GROUP BY 1`
+
+func overlayColumns(ctx context.Context, pool *pgxpool.Pool) (map[string][]string, error) {
+	rows, err := pool.Query(ctx, overlayColumnsQuery)
+	if err != nil {
+		return nil, fmt.Errorf("reading the catalog's own columns: %w", err)
+	}
+	out := map[string][]string{}
+	for rows.Next() {
+		var rel string
+		var cols []string
+		if err := rows.Scan(&rel, &cols); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out[rel] = cols
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the catalog's own columns: %w", err)
+	}
+	return out, nil
 }
 
 // pathCodeQuery reads, outside the system schemas, each function's source

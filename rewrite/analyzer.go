@@ -89,6 +89,12 @@ type analyzer struct {
 	pins int
 	// noPins: names are not pinned (Session.NoPins; inside SQL PREPARE).
 	noPins bool
+	// ov are the catalog overlays of the snapshot (overlay.go); overlays
+	// counts the names replaced by one. noOverlay is set while planning a
+	// FROM item that cannot take a subquery (TABLESAMPLE).
+	ov        *overlays
+	overlays  int
+	noOverlay bool
 }
 
 // maxParams is the most parameters a Bind message can carry (an int16 count).
@@ -102,6 +108,9 @@ func newAnalyzer(p *Planner, cat *Catalog, sql string, raw *pg.RawStmt, start, e
 		litIndex:   map[int]int{},
 		tenantRels: map[*policy.Table]int{},
 		refRels:    map[*pg.ColumnRef]*rel{},
+	}
+	if cat != nil {
+		a.ov = &cat.ov
 	}
 	if raw.Stmt.GetPrepareStmt() == nil && raw.Stmt.GetCreateFunctionStmt() == nil { // their $n are their own
 		a.countParams()

@@ -67,7 +67,9 @@ func (a *analyzer) fromItem(n *pg.Node, level *scope) ([]*rel, *Error) {
 
 	case n.GetRangeTableSample() != nil:
 		ts := n.GetRangeTableSample()
+		a.noOverlay = true
 		rels, err := a.fromItem(ts.Relation, level)
+		a.noOverlay = false
 		if err != nil {
 			return nil, err
 		}
@@ -104,6 +106,9 @@ func (a *analyzer) rangeVar(rv *pg.RangeVar) (*rel, *Error) {
 	}
 	if view != nil {
 		return view.rel(rv), nil
+	}
+	if ref.table == nil {
+		a.overlay(rv)
 	}
 	a.pinSchema(rv, ref)
 	return a.baseRel(ref, rv.Alias, rv.Location)

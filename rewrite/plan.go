@@ -356,6 +356,12 @@ type Catalog struct {
 	// a SQL EXECUTE while either set is not empty (pgveil does not follow
 	// what a SQL prepared statement runs).
 	PathRelations map[string]bool
+	// OverlayColumns are the column names, in order, of the catalog
+	// relations pgveil overlays (OverlayAttribute, OverlayColumns; see
+	// overlay.go). A relation missing here is not overlaid.
+	OverlayColumns map[string][]string
+
+	ov overlays // made by Planner.SetCatalog
 }
 
 // GuardedView is a view over encrypted columns, or a table that inherits

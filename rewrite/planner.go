@@ -38,6 +38,15 @@ func NewPlanner(cfg *policy.Config, cacheSize int) *Planner {
 func (p *Planner) SetCatalog(c *Catalog) {
 	names := p.cfg.TableNames()
 	if c != nil {
+		own := *c
+		own.ov = buildOverlays(p.cfg, &own)
+		c = &own
+		if c.ov.attribute != "" {
+			names = append(names, "pg_attribute")
+		}
+		if c.ov.columns != "" {
+			names = append(names, "information_schema")
+		}
 		for _, v := range c.Guarded {
 			names = append(names, strings.ToLower(v.Name))
 		}
