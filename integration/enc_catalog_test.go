@@ -97,6 +97,24 @@ func TestEncCatalogTypes(t *testing.T) {
 			}
 		})
 
+		t.Run(mode.String()+"/qualified_columns", func(t *testing.T) {
+			// SQLAlchemy 2.0's reflection names columns with their schema
+			// and relation, and joins pg_attribute without an alias.
+			const q = `SELECT pg_catalog.pg_attribute.attname AS name,
+				pg_catalog.format_type(pg_catalog.pg_attribute.atttypid, pg_catalog.pg_attribute.atttypmod) AS format_type
+				FROM pg_catalog.pg_class
+				JOIN pg_catalog.pg_namespace ON pg_catalog.pg_namespace.oid = pg_catalog.pg_class.relnamespace
+				LEFT OUTER JOIN pg_catalog.pg_attribute ON pg_catalog.pg_class.oid = pg_catalog.pg_attribute.attrelid
+				  AND pg_catalog.pg_attribute.attnum > 0 AND NOT pg_catalog.pg_attribute.attisdropped
+				WHERE pg_catalog.pg_class.relname = $1 AND pg_catalog.pg_namespace.nspname = 'public'
+				ORDER BY pg_catalog.pg_attribute.attnum`
+			got := rawRows(t, ctx, via, q, "contacts")
+			want := [][]string{{"id", "bigint"}, {"org_id", "bigint"}, {"email", "text"}, {"email_bidx", "bytea"}, {"note", "text"}}
+			if fmt.Sprint(got.rows) != fmt.Sprint(want) {
+				t.Errorf("got %v, want %v", got.rows, want)
+			}
+		})
+
 		t.Run(mode.String()+"/information_schema", func(t *testing.T) {
 			const q = `SELECT * FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1 ORDER BY ordinal_position`
 			compareRaw(t, ctx, q, direct, via, []any{"orgs"})

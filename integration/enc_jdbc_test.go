@@ -14,7 +14,8 @@ const debianJDBC = "/usr/share/java/postgresql.jar"
 // TestEncJDBC runs the scenario with pgjdbc and the system java:
 // PreparedStatement batches (addBatch/executeBatch), setString, setDate,
 // setLong and setNull, getString (and getDate/getLong), a statement run
-// past prepareThreshold, setArray for = ANY(?), and the COPY phase with
+// past prepareThreshold, setArray for = ANY(?), DatabaseMetaData.getColumns
+// (the logical types of the encrypted columns), and the COPY phase with
 // CopyManager.
 func TestEncJDBC(t *testing.T) {
 	relayLeakCheck(t)

@@ -89,12 +89,14 @@ type analyzer struct {
 	pins int
 	// noPins: names are not pinned (Session.NoPins; inside SQL PREPARE).
 	noPins bool
-	// ov are the catalog overlays of the snapshot (overlay.go); overlays
-	// counts the names replaced by one. noOverlay is set while planning a
-	// FROM item that cannot take a subquery (TABLESAMPLE).
+	// ov are the catalog overlays of the snapshot (overlay.go). noOverlay
+	// is set while planning a FROM item that cannot take a subquery
+	// (TABLESAMPLE).
 	ov        *overlays
-	overlays  int
 	noOverlay bool
+	// bareOverlays maps the overlaid relations given no alias to their
+	// schema (unqualifyOverlaid).
+	bareOverlays map[string]string
 }
 
 // maxParams is the most parameters a Bind message can carry (an int16 count).

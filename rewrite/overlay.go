@@ -234,12 +234,52 @@ func (a *analyzer) overlay(rv *pg.RangeVar) {
 	}
 	if rv.Alias == nil {
 		text += " " + quoteIdent(rv.Relname)
+		if a.bareOverlays == nil {
+			a.bareOverlays = map[string]string{}
+		}
+		a.bareOverlays[rv.Relname] = map[string]string{"pg_attribute": "pg_catalog", "columns": "information_schema"}[rv.Relname]
 	}
 	if start > 0 && isIdentCont(a.sql[start-1]) {
 		text = " " + text
 	}
 	a.replace(start, end, text)
-	a.overlays++
+}
+
+// unqualifyOverlaid drops the schema (and database) from column references
+// that name an overlaid relation with it (pg_catalog.pg_attribute.attname,
+// as SQLAlchemy 2.0's reflection writes them): the subquery in the
+// relation's place is named by the relation's name alone.
+func (a *analyzer) unqualifyOverlaid(root *pg.Node) {
+	if len(a.bareOverlays) == 0 {
+		return
+	}
+	walkAll(root, func(n *pg.Node) bool {
+		cr := n.GetColumnRef()
+		if cr == nil || len(cr.Fields) < 3 || cr.Location < 0 {
+			return true
+		}
+		k := len(cr.Fields) - 3 // the schema's field
+		schema, rel := cr.Fields[k].GetString_(), cr.Fields[k+1].GetString_()
+		if schema == nil || rel == nil || a.bareOverlays[rel.Sval] != schema.Sval {
+			return true
+		}
+		// Find where the relation's field starts: after k+1 names and dots.
+		l := lexer{s: a.sql[:a.stmtEnd], pos: int(cr.Location), backslash: a.backslash}
+		for i := 0; i <= k; i++ {
+			if t := l.next(); t.kind != tIdent && t.kind != tQIdent {
+				return true
+			}
+			if t := l.next(); !l.isPunct(t, ".") {
+				return true
+			}
+		}
+		t := l.next()
+		if t.kind != tIdent && t.kind != tQIdent {
+			return true
+		}
+		a.replace(int(cr.Location), t.start, "")
+		return true
+	})
 }
 
 // catalogFirst reports whether an unqualified name is looked up in

@@ -44,6 +44,11 @@ func TestOverlayText(t *testing.T) {
 		{"information_schema", "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'users'",
 			"SELECT column_name, data_type FROM " + cols + " columns WHERE table_name = 'users'"},
 		{"keyword glued to the name", `SELECT 1 FROM"pg_attribute"`, `SELECT 1 FROM ` + attr + ` pg_attribute`},
+		{"columns qualified with the schema (SQLAlchemy 2.0)",
+			`SELECT pg_catalog.pg_attribute.attname, pg_catalog.format_type(pg_catalog.pg_attribute.atttypid, "pg_catalog" . pg_attribute.atttypmod), app.pg_catalog.pg_attribute.* FROM pg_catalog.pg_class JOIN pg_catalog.pg_attribute ON pg_catalog.pg_class.oid = pg_catalog.pg_attribute.attrelid`,
+			`SELECT pg_attribute.attname, pg_catalog.format_type(pg_attribute.atttypid, pg_attribute.atttypmod), pg_attribute.* FROM pg_catalog.pg_class JOIN ` + attr + ` pg_attribute ON pg_catalog.pg_class.oid = pg_attribute.attrelid`},
+		{"aliased: qualified references left to the server", `SELECT pg_catalog.pg_attribute.attname FROM pg_attribute a`,
+			`SELECT pg_catalog.pg_attribute.attname FROM ` + attr + ` a`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			plan, err := p.Plan(tc.sql, Session{SearchPath: []string{"public"}})

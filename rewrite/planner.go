@@ -252,6 +252,7 @@ func (p *Planner) planText(sql string, s *Session, cat *Catalog) (plan *Plan, ca
 		a.noPins = s.NoPins
 		perr := a.plan(raw.Stmt)
 		if perr == nil {
+			a.unqualifyOverlaid(raw.Stmt)
 			perr = a.finish()
 		}
 		if perr != nil {

@@ -353,6 +353,29 @@ public class EncScenario {
                 conn.setAutoCommit(true);
             }
         });
+        // What Hibernate's schema validation and Java tools read: through
+        // pgveil an encrypted column has its logical type in the catalog
+        // (rewrite/overlay.go); a blind index stays bytea.
+        step("DatabaseMetaData.getColumns", () -> {
+            List<List<String>> got = new ArrayList<>();
+            try (ResultSet rs = conn.getMetaData().getColumns(null, "public", "users", null)) {
+                while (rs.next()) {
+                    got.add(Arrays.asList(rs.getString("COLUMN_NAME"), rs.getString("TYPE_NAME"), String.valueOf(rs.getInt("DATA_TYPE"))));
+                }
+            }
+            compare("DatabaseMetaData.getColumns", got, Arrays.asList(
+                    Arrays.asList("id", "bigserial", String.valueOf(Types.BIGINT)),
+                    Arrays.asList("org_id", "int8", String.valueOf(Types.BIGINT)),
+                    Arrays.asList("name", "text", String.valueOf(Types.VARCHAR)),
+                    Arrays.asList("email", "text", String.valueOf(Types.VARCHAR)),
+                    Arrays.asList("email_bidx", "bytea", String.valueOf(Types.BINARY)),
+                    Arrays.asList("phone", "text", String.valueOf(Types.VARCHAR)),
+                    Arrays.asList("ssn", "text", String.valueOf(Types.VARCHAR)),
+                    Arrays.asList("ssn_bidx", "bytea", String.valueOf(Types.BINARY)),
+                    Arrays.asList("birth_date", "date", String.valueOf(Types.DATE)),
+                    Arrays.asList("api_token", "int8", String.valueOf(Types.BIGINT)),
+                    Arrays.asList("created_at", "timestamptz", String.valueOf(Types.TIMESTAMP))));
+        });
     }
 
     static void copyPhase(Connection conn) {
