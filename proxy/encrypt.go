@@ -107,7 +107,8 @@ func planNeedsWork(p *rewrite.Plan) bool {
 		return true
 	}
 	for _, st := range p.Stmts {
-		if st.Outputs != nil || st.OutputsByOrigin || st.Copy != nil || st.Kind == rewrite.KindDDL {
+		// A FETCH is mapped by its cursor when it runs (fetchStatement).
+		if st.Outputs != nil || st.OutputsByOrigin || st.Copy != nil || st.Kind == rewrite.KindDDL || st.Fetch != "" {
 			return true
 		}
 	}
@@ -121,6 +122,7 @@ func planNeedsWork(p *rewrite.Plan) bool {
 func (s *session) applyEffects(p *rewrite.Plan) {
 	for _, st := range p.Stmts {
 		s.pathEffect(stmtEffects(st))
+		s.cursorEffect(st)
 		switch st.Deallocate {
 		case "":
 		case "*":
@@ -171,6 +173,7 @@ func (s *session) handleQuery(body []byte) error {
 		s.injectQueryError(refusalFrom(err))
 		return nil
 	}
+	p = s.withCursors(p)
 	if perr := copyMix(p); perr != nil {
 		s.injectQueryError(perr)
 		return nil
@@ -499,6 +502,7 @@ func (s *session) handleParse(body []byte) error {
 		s.injectExtendedError(refusalFrom(err))
 		return nil
 	}
+	p = s.withCursors(p)
 	s.noteStmtEffects(pm.Name, p)
 	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
 		s.injectExtendedError(perr)
@@ -714,6 +718,9 @@ func (s *session) handleBind(body []byte) error {
 		s.sw.Write(s.cr.header())
 		s.sw.Write(body)
 		return nil
+	}
+	if stmt.Plan != nil && stmt.Plan.Fetch != "" {
+		stmt = s.fetchStatement(stmt)
 	}
 	portal := &Portal{Name: string(bm.Portal), Stmt: stmt, ResultFormats: append([]int16(nil), bm.ResultFormats...)}
 	out, err := s.convertBind(stmt, bm)

@@ -180,6 +180,9 @@ type tracker struct {
 	// stmts: a failure of that Parse (failedDefs) takes it out again.
 	defSeq  map[string]uint64
 	portals map[string]*Portal
+	// cursors are the SQL cursors declared over encrypted columns
+	// (cursor.go). Client goroutine.
+	cursors map[string]cursorView
 	// A backend in COPY IN ignores every Sync until the client's CopyDone
 	// or CopyFail (libpq sends one right after Execute, before it knows
 	// the statement is COPY). copyEnds are the seqs of the last message

@@ -100,6 +100,29 @@ func newTestPlanner(t testing.TB) *Planner {
 
 var publicPath = Session{SearchPath: []string{"public"}}
 
+// dumpOutputs renders the result map of a statement or a cursor.
+func dumpOutputs(b *strings.Builder, prefix string, outs []Output, byOrigin bool) {
+	if byOrigin {
+		b.WriteString("  " + prefix + "outputs by origin\n")
+	}
+	for j, o := range outs {
+		if o.Column == nil && !o.Hidden {
+			continue
+		}
+		fmt.Fprintf(b, "  %sout[%d]", prefix, j)
+		if o.Column != nil {
+			fmt.Fprintf(b, " %s", o.Column.QualifiedName())
+		}
+		if o.Tenant >= 0 {
+			fmt.Fprintf(b, " tenant=out[%d]", o.Tenant)
+		}
+		if o.Hidden {
+			b.WriteString(" hidden")
+		}
+		b.WriteString("\n")
+	}
+}
+
 // dumpPlan renders a plan for golden files and failure messages: the text
 // with slots shown as {action:column<-literal}, then parameters, literals,
 // outputs and COPY fields.
@@ -139,24 +162,19 @@ func dumpPlan(sql string, p *Plan) string {
 		for j, l := range st.Literals {
 			fmt.Fprintf(&b, "  L%d = %s\n", j, sql[l.Start:l.End])
 		}
-		if st.OutputsByOrigin {
-			b.WriteString("  outputs by origin\n")
+		dumpOutputs(&b, "", st.Outputs, st.OutputsByOrigin)
+		if st.Declares != "" {
+			fmt.Fprintf(&b, "  declares %q\n", st.Declares)
 		}
-		for j, o := range st.Outputs {
-			if o.Column == nil && !o.Hidden {
-				continue
-			}
-			fmt.Fprintf(&b, "  out[%d]", j)
-			if o.Column != nil {
-				fmt.Fprintf(&b, " %s", o.Column.QualifiedName())
-			}
-			if o.Tenant >= 0 {
-				fmt.Fprintf(&b, " tenant=out[%d]", o.Tenant)
-			}
-			if o.Hidden {
-				b.WriteString(" hidden")
-			}
-			b.WriteString("\n")
+		if c := st.Cursor; c != nil {
+			fmt.Fprintf(&b, "  cursor hold=%v\n", c.Hold)
+			dumpOutputs(&b, "cursor ", c.Outputs, c.OutputsByOrigin)
+		}
+		if st.Fetch != "" {
+			fmt.Fprintf(&b, "  fetch %q\n", st.Fetch)
+		}
+		if st.CloseCursor != "" {
+			fmt.Fprintf(&b, "  close %q\n", st.CloseCursor)
 		}
 		if c := st.Copy; c != nil {
 			fmt.Fprintf(&b, "  copy from=%v format=%d delim=%q null=%q quote=%q escape=%q header=%v\n",

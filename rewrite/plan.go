@@ -240,11 +240,33 @@ type Stmt struct {
 	// DO and CALL, whose code may change it out of pgveil's sight.
 	PathOpaque bool
 	// Deallocate names the prepared statement a DEALLOCATE drops; "*" for
-	// DEALLOCATE ALL and DISCARD ALL.
+	// DEALLOCATE ALL and DISCARD ALL (which closes every cursor too).
 	Deallocate string
+	// Declares names the cursor a DECLARE CURSOR opens; Cursor is set when
+	// its rows carry encrypted columns, and then maps the fields of every
+	// FETCH from it, as Outputs would map the query's own result (DECLARE
+	// itself returns no rows). A DECLARE without Cursor makes the proxy
+	// forget any cursor of that name it knew.
+	Declares string
+	Cursor   *Cursor
+	// Fetch names the cursor a FETCH reads rows from. The proxy maps them
+	// with the cursor's Cursor.Outputs, when it saw the cursor declared.
+	Fetch string
+	// CloseCursor names the cursor a CLOSE closes; "*" for CLOSE ALL.
+	CloseCursor string
 
 	// pieces say where each segment of Text came from (shape.go).
 	pieces [][]piece
+}
+
+// Cursor is what FETCH returns from a cursor whose rows carry encrypted
+// columns: the Outputs (and OutputsByOrigin) of its query, hidden tenant
+// fields included.
+type Cursor struct {
+	Outputs         []Output
+	OutputsByOrigin bool
+	// Hold is set for WITH HOLD: the cursor outlives its transaction.
+	Hold bool
 }
 
 // Plan is the plan for one statement string: one Stmt per statement of a

@@ -167,10 +167,11 @@ func fastStmt(s string) (st Stmt, ok bool) {
 	}
 	if !ok {
 		switch string(word) {
-		case "set", "reset", "discard", "deallocate", "prepare", "do", "call":
+		case "set", "reset", "discard", "deallocate", "prepare", "do", "call", "declare", "fetch", "close":
 			// SET SCHEMA 'x' changes search_path without naming it: parse
 			// every SET (their plans are cached, they repeat); DO and CALL
-			// run code that may change it (Stmt.PathOpaque).
+			// run code that may change it (Stmt.PathOpaque). DECLARE, FETCH
+			// and CLOSE keep the proxy's view of cursors (Stmt.Cursor).
 			return Stmt{}, false
 		}
 		kind = KindOther

@@ -77,8 +77,18 @@ func (a *analyzer) plan(n *pg.Node) *Error {
 		st.Kind = KindDDL
 		return a.storedQuery(n.GetViewStmt().Query, "CREATE VIEW")
 	case n.GetDeclareCursorStmt() != nil:
-		st.Kind = KindOther
-		return a.storedQuery(n.GetDeclareCursorStmt().Query, "DECLARE CURSOR")
+		return a.declareCursor(n.GetDeclareCursorStmt())
+	case n.GetFetchStmt() != nil:
+		if f := n.GetFetchStmt(); !f.Ismove {
+			st.Fetch = f.Portalname
+		}
+		return nil
+	case n.GetClosePortalStmt() != nil:
+		st.CloseCursor = n.GetClosePortalStmt().Portalname
+		if st.CloseCursor == "" {
+			st.CloseCursor = "*" // CLOSE ALL
+		}
+		return nil
 	case n.GetPrepareStmt() != nil:
 		st.Kind = KindOther
 		return a.prepare(n.GetPrepareStmt())
@@ -119,6 +129,30 @@ func isDDL(name string) bool {
 	return false
 }
 
+// cursorOptHold is PostgreSQL's CURSOR_OPT_HOLD (WITH HOLD).
+const cursorOptHold = 0x0020
+
+// declareCursor plans DECLARE CURSOR: its query as a SELECT that returns
+// its rows (hidden tenant fields appended as needed), whose result map
+// moves to Cursor for the FETCHes to come.
+func (a *analyzer) declareCursor(dc *pg.DeclareCursorStmt) *Error {
+	st := a.st
+	st.Kind = KindOther
+	st.Declares = dc.Portalname
+	res, err := a.query(dc.Query, nil, modeTop)
+	if err != nil {
+		return err
+	}
+	if err := a.setOutputs(res); err != nil {
+		return err
+	}
+	if st.Outputs != nil || st.OutputsByOrigin {
+		st.Cursor = &Cursor{Outputs: st.Outputs, OutputsByOrigin: st.OutputsByOrigin, Hold: dc.Options&cursorOptHold != 0}
+		st.Outputs, st.OutputsByOrigin = nil, false
+	}
+	return nil
+}
+
 // storedQuery plans a query whose rows do not reach the client through
 // pgveil but are stored or deferred (CREATE TABLE AS, SELECT INTO, views,
 // cursors). Its predicates are rewritten as usual, so no plaintext literal
@@ -137,9 +171,6 @@ func (a *analyzer) storedQuery(n *pg.Node, what string) *Error {
 		return err
 	}
 	hint := "select the other columns only, or read the encrypted column through pgveil and write it back with parameters"
-	if what == "DECLARE CURSOR" {
-		hint = "use a protocol-level portal (Execute with a row limit) instead of DECLARE CURSOR"
-	}
 	for _, c := range res.cols {
 		if c.enc != nil {
 			loc := int32(-1)

@@ -255,7 +255,6 @@ func TestViewReviewRefused(t *testing.T) {
 		{`CREATE TABLE t2 AS SELECT * FROM ue`, "CREATE TABLE AS"},
 		{`CREATE MATERIALIZED VIEW m2 AS SELECT email, org_id FROM ue`, "CREATE MATERIALIZED VIEW"},
 		{`CREATE VIEW v2 AS SELECT email, org_id FROM ue`, "CREATE VIEW"},
-		{`DECLARE c CURSOR FOR SELECT email, org_id FROM ue`, "DECLARE CURSOR"},
 		{`PREPARE p1 AS SELECT id FROM ue WHERE email = $1`, "PREPARE"},
 		{`COPY (SELECT * FROM ue, orgs) TO STDOUT`, "COPY (SELECT *"},
 		{`CREATE RULE r AS ON INSERT TO orgs DO ALSO SELECT * FROM ue WHERE email = 'plain'`, "ue"},
