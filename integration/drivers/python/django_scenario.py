@@ -7,12 +7,16 @@ the application had before adopting pgveil: EmailField, CharField,
 DateField, BigIntegerField. pgveil reports the logical types in
 RowDescription, so psycopg2 hands Django str, datetime.date and int.
 psycopg2 interpolates every value client-side (simple protocol); Django
-quotes every identifier ("users"."email").
+quotes every identifier ("users"."email"). Django's introspection
+(get_table_description, inspectdb) reports TextField, DateField and
+BigIntegerField for the encrypted columns, BinaryField for the blind
+indexes.
 
     /usr/bin/python3 django_scenario.py SPEC.json
 """
 
 import datetime
+import io
 
 import django
 import psycopg2
@@ -44,6 +48,7 @@ settings.configure(
 )
 django.setup()
 
+from django.core.management import call_command  # noqa: E402
 from django.db import DatabaseError, connections, models, transaction  # noqa: E402
 from django.db.models import Count, Exists, OuterRef, Prefetch  # noqa: E402
 
@@ -193,6 +198,45 @@ def main(r):
             want_eq("select", cur.fetchone(), (1, "UTC"))
         print("info server_version %s" % c.pg_version, flush=True)
     run.step("connect (SET TIME ZONE 'UTC', server version)", connect)
+
+    def introspection():
+        # get_table_description takes each column's type from
+        # cursor.description of SELECT * FROM "users" LIMIT 1 (pgveil's
+        # RowDescription gives the logical types) and nullability, default
+        # and collation from pg_attribute (pgveil's catalog overlay);
+        # inspectdb builds its model from them.
+        c = connections["default"]
+        with c.cursor() as cur:
+            got = {d.name: (d.type_code, d.internal_size, d.null_ok, d.collation, c.introspection.get_field_type(d.type_code, d))
+                   for d in c.introspection.get_table_description(cur, "users")}
+        want = {"email": (25, -1, True, None, "TextField"), "email_bidx": (17, -1, True, None, "BinaryField"),
+                "phone": (25, -1, True, None, "TextField"), "ssn": (25, -1, True, None, "TextField"),
+                "ssn_bidx": (17, -1, True, None, "BinaryField"), "birth_date": (1082, 4, True, None, "DateField"),
+                "api_token": (20, 8, True, None, "BigIntegerField")}
+        want_eq("get_table_description (type_code, internal_size, null_ok, collation, field)",
+                {k: got.get(k) for k in want}, want)
+        want_eq("columns", list(got), ["id", "org_id", "name", "email", "email_bidx", "phone", "ssn", "ssn_bidx",
+                                       "birth_date", "api_token", "created_at"])
+        buf = io.StringIO()
+        call_command("inspectdb", "users", stdout=buf)
+        lines = buf.getvalue().splitlines()
+        start = lines.index("class Users(models.Model):") + 1
+        want_eq("inspectdb fields", lines[start:lines.index("    class Meta:")], [
+            "    id = models.BigAutoField(primary_key=True)",
+            "    org = models.ForeignKey('Orgs', models.DO_NOTHING)",
+            "    name = models.TextField(blank=True, null=True)",
+            "    email = models.TextField(blank=True, null=True)",
+            "    email_bidx = models.BinaryField(unique=True, blank=True, null=True)",
+            "    phone = models.TextField(blank=True, null=True)",
+            "    ssn = models.TextField(blank=True, null=True)",
+            "    ssn_bidx = models.BinaryField(blank=True, null=True)",
+            "    birth_date = models.DateField(blank=True, null=True)",
+            "    api_token = models.BigIntegerField(blank=True, null=True)",
+            "    created_at = models.DateTimeField(blank=True, null=True)",
+            "",
+        ])
+    run.step("introspection: get_table_description and inspectdb give TextField, DateField, BigIntegerField "
+             "(blind indexes BinaryField)", introspection)
 
     def create():
         obj = User.objects.create(org_id=org, **kwargs(u[0]))
