@@ -343,10 +343,25 @@ def scenario(r, s):
     run.step("bulk update by email: synchronize_session 'fetch' follows the blind index, 'evaluate' does not", synchronize)
 
     def stream():
-        # yield_per / stream_results: a psycopg2 named cursor, DECLARE … CURSOR.
+        # yield_per / stream_results: a psycopg2 named cursor (DECLARE …
+        # CURSOR, then FETCH FORWARD 2 at a time), which pgveil maps with
+        # the cursor's result map: the same rows as a plain read.
+        q = select(User).where(User.org_id == org).order_by(User.id)
         with Session() as ses:
-            ses.execute(select(User).where(User.org_id == org).execution_options(yield_per=2)).all()
-    run.refused("yield_per (server-side cursor: DECLARE … CURSOR) is refused", stream, "public.users.email", "DECLARE")
+            want = rows_of(ses.execute(q).scalars().all())
+        with Session() as ses:
+            parts = [rows_of(p) for p in ses.execute(q.execution_options(yield_per=2)).scalars().partitions()]
+        if len(want) < 3:
+            raise Check("too few rows to stream in parts: %d" % len(want))
+        want_eq("partitions of 2", [len(p) for p in parts], [min(2, len(want) - i) for i in range(0, len(want), 2)])
+        want_eq("streamed rows", [x for p in parts for x in p], want)
+        with engine.connect() as c:
+            res = c.execution_options(stream_results=True, max_row_buffer=2).execute(
+                select(User.__table__.c.email, User.__table__.c.birth_date, User.__table__.c.api_token)
+                .where(User.__table__.c.org_id == org).order_by(User.__table__.c.id))
+            got = [[common.norm(v) for v in r] for r in res]
+        want_eq("stream_results rows", got, [[x[1], x[4], x[5]] for x in want])
+    run.step("yield_per and stream_results (server-side cursor: DECLARE … FETCH)", stream)
 
     up = s["upsert"]
 
