@@ -11,6 +11,14 @@ import (
 // configured. Statements and portals pgveil does not touch keep the
 // client's bytes; the others are rewritten.
 func (s *session) handleExtended(typ byte, body []byte) error {
+	if s.refusing {
+		if typ == 'B' {
+			if name, _, ok := cstringBytes(body, 0); ok {
+				s.t.closePortal(name) // the server would not bind it either
+			}
+		}
+		return nil
+	}
 	if pe := reservedInMessage(typ, body); pe != nil {
 		s.injectExtendedError(pe)
 		if typ == 'B' {

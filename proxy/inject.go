@@ -94,6 +94,7 @@ func (s *session) injectQueryError(e *pgError) {
 
 // injectExtendedError replaces a refused extended-protocol message.
 func (s *session) injectExtendedError(e *pgError) {
+	s.refusing = true
 	s.countRefusal(e)
 	s.copyRefused()
 	b := s.scratch[:0]

@@ -183,6 +183,7 @@ func (s *session) trackFrontend(typ byte, body []byte) error {
 	case 'P', 'B', 'D', 'E', 'C':
 		return s.trackExtended(typ, body)
 	case 'S':
+		s.refusing = false
 		s.t.push(pending{kind: pendSync})
 	case 'Q':
 		s.t.push(pending{kind: pendQuery})
