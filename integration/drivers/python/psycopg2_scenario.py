@@ -52,6 +52,30 @@ def main(r):
     # psycopg2 expands a tuple to (a, b, c).
     common.scenario(r, s, ex, exmany,
                     lambda emails: ("SELECT email FROM users WHERE email IN %s ORDER BY id", (tuple(emails),)))
+
+    # A named (server-side) cursor: DECLARE … CURSOR, then FETCH FORWARD
+    # itersize at a time; WITH HOLD outlives the transaction.
+    def named(hold):
+        def run():
+            rows = []
+            if hold:
+                c = conn.cursor(name="ssc_hold", withhold=True)
+            else:
+                conn.autocommit = False
+                c = conn.cursor(name="ssc")
+            c.itersize = 2
+            c.execute("SELECT " + common.COLS + " FROM users WHERE org_id = %s ORDER BY id", (s["org"],))
+            rows += c.fetchmany(3)
+            rows += list(c)
+            c.close()
+            if not hold:
+                conn.commit()
+                conn.autocommit = True
+            return rows, None
+        return run
+    final = [common.user_row(u) for u in s["final"]]
+    r.step("named cursor (DECLARE … FETCH)", named(False), want=final)
+    r.step("named cursor WITH HOLD", named(True), want=final)
     conn.close()
 
 

@@ -58,6 +58,19 @@ def main(r):
     r.step("find by email (prepared, reused)",
            lambda: ex("SELECT " + common.COLS + " FROM users WHERE email = %s", (s["new_lookup"],)),
            want=[common.user_row(s["final"][0])], rowcount=1)
+
+    # A server-side cursor: DECLARE "ssc3" CURSOR FOR … with the parameter
+    # bound server-side, then FETCH FORWARD, both in the extended protocol.
+    def named():
+        rows = []
+        with conn.transaction():
+            with conn.cursor(name="ssc3") as c:
+                c.itersize = 2
+                c.execute("SELECT " + common.COLS + " FROM users WHERE org_id = %s ORDER BY id", (s["org"],))
+                rows += c.fetchmany(3)
+                rows += c.fetchall()
+        return rows, None
+    r.step("server-side cursor (DECLARE … FETCH)", named, want=[common.user_row(u) for u in s["final"]])
     conn.close()
 
 
