@@ -35,7 +35,8 @@ func encRefusals(org int64) []encRefusal {
 		{name: "equality without blind index", sql: "SELECT id FROM users WHERE phone = $1", args: []any{"refused-phone-7734"}, code: "0A000", plain: []string{"refused-phone-7734"}},
 		{name: "INSERT … SELECT into email", sql: "INSERT INTO users (org_id, name, email) SELECT $1::int8, 'r', 'refused-insert-select-7735@x.org'",
 			args: []any{org}, code: "0A000", plain: []string{"refused-insert-select-7735@x.org"}},
-		{name: "UPDATE email without tenant", sql: "UPDATE users SET email = $1 WHERE id = $2", args: []any{"refused-no-tenant-7736@x.org", int64(1)},
+		// (A plain UPDATE without the tenant has it looked up: enc_lookup_test.go.)
+		{name: "UPDATE email without tenant in a CTE", sql: "WITH x AS (UPDATE users SET email = $1 WHERE id = $2 RETURNING id) SELECT id FROM x", args: []any{"refused-no-tenant-7736@x.org", int64(1)},
 			code: "0A000", plain: []string{"refused-no-tenant-7736@x.org"}},
 		{name: "INSERT without org_id", sql: "INSERT INTO users (name, email) VALUES ('r', 'refused-no-org-7737@x.org')", code: "0A000",
 			plain: []string{"refused-no-org-7737@x.org"}},

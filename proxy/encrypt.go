@@ -178,6 +178,20 @@ func (s *session) handleQuery(body []byte) error {
 		s.injectQueryError(perr)
 		return nil
 	}
+	if st := lookupOf(p); st != nil {
+		perr, err := s.lookupQuery(sql, p, st)
+		if err != nil {
+			return err
+		}
+		if perr != nil {
+			s.injectQueryError(perr)
+			return nil
+		}
+		if s.lookup == nil {
+			return nil // answered with the lookup's error
+		}
+		defer func() { s.lookup = nil }()
+	}
 	s.copyOver(mayCopy(p))
 	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
 		s.injectQueryError(perr)
@@ -289,6 +303,16 @@ func (s *session) countRewritten(p *rewrite.Plan) {
 // fillLiteral seals or indexes one literal of an encrypted column and
 // returns the SQL literal that replaces it.
 func (s *session) fillLiteral(orig string, st *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
+	if lk := s.lookup; slot.Action == rewrite.TenantLookup || slot.Tenant.Kind == rewrite.RefLookup {
+		switch {
+		case lk == nil:
+			return "", fmt.Errorf("pgveil internal error: no tenant was looked up for this statement")
+		case lk.none:
+			return "NULL", nil // no row changes: nothing is sealed
+		case slot.Action == rewrite.TenantLookup:
+			return rewrite.TextLiteral(lk.tenant), nil
+		}
+	}
 	v, null, err := rewrite.LiteralValue(orig, st.Literals[slot.Source])
 	if err != nil {
 		return "", err
@@ -465,6 +489,10 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 		return tenant, err == nil, err
 	case rewrite.RefNull:
 		return "", false, tenantNull(t)
+	case rewrite.RefLookup:
+		if s.lookup != nil && !s.lookup.none {
+			return s.lookup.tenant, true, nil
+		}
 	}
 	return "", false, tenantMissing(t)
 }
@@ -549,6 +577,17 @@ func (s *session) handleParse(body []byte) error {
 		return nil
 	}
 	st := p.Stmts[0]
+	if st.Lookup != nil && st.ClientParams == 0 {
+		// No parameters: the tenant is looked up now, for the literals.
+		handled, err := s.lookupExtended(sql, st, nil, pm.ParamOIDs)
+		if err != nil {
+			return err
+		}
+		if handled {
+			return nil
+		}
+		defer func() { s.lookup = nil }()
+	}
 	text := sql
 	if p.Rewritten {
 		text, err = p.Render(sql, func(st *rewrite.Stmt, slot *rewrite.Slot) (string, error) { return s.fillLiteral(sql, st, slot) })
@@ -674,6 +713,8 @@ func (s *session) serverParamOIDs(stmt *Statement) []uint32 {
 			oids[i] = policy.OIDBytea
 		case rewrite.IndexEach:
 			oids[i] = oidByteaArray
+		case rewrite.TenantLookup:
+			oids[i] = cat.tenantType(st.Lookup.Table)
 		case rewrite.Plaintext:
 			oids[i] = cat.physicalType(p.Column)
 		case rewrite.PlaintextEach:
@@ -722,6 +763,17 @@ func (s *session) handleBind(body []byte) error {
 	if stmt.Plan != nil && stmt.Plan.Fetch != "" {
 		stmt = s.fetchStatement(stmt)
 	}
+	if st := stmt.Plan; st != nil && st.Lookup != nil && st.ClientParams > 0 {
+		handled, err := s.lookupExtended(stmt.SQL, st, bm, stmt.ParamOIDs)
+		if err != nil {
+			return err
+		}
+		if handled {
+			s.t.closePortal(bm.Portal)
+			return nil
+		}
+		defer func() { s.lookup = nil }()
+	}
 	portal := &Portal{Name: string(bm.Portal), Stmt: stmt, ResultFormats: append([]int16(nil), bm.ResultFormats...)}
 	out, err := s.convertBind(stmt, bm)
 	if err != nil {
@@ -768,6 +820,26 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 	out.ParamFormats = out.ParamFormats[:0]
 	cat := s.eng.catalog()
 	for _, p := range st.Params {
+		if p.Action == rewrite.TenantLookup || p.Tenant.Kind == rewrite.RefLookup && p.Action == rewrite.Encrypt {
+			lk := s.lookup
+			if lk == nil {
+				return nil, fmt.Errorf("pgveil internal error: no tenant was looked up for this statement")
+			}
+			if lk.none {
+				spans = append(spans, span{})
+				nulls = append(nulls, true)
+				out.ParamFormats = append(out.ParamFormats, 0)
+				continue
+			}
+			if p.Action == rewrite.TenantLookup {
+				begin := len(arena)
+				arena = append(arena, lk.tenant...)
+				spans = append(spans, span{start: begin, end: len(arena)})
+				nulls = append(nulls, false)
+				out.ParamFormats = append(out.ParamFormats, 0)
+				continue
+			}
+		}
 		v := bm.Params[p.Client]
 		f := bm.paramFormat(p.Client)
 		if v == nil {

@@ -304,6 +304,12 @@ func (s *session) serverToClient() error {
 				if body, err = s.sr.readBody(); err == nil {
 					s.pathSyncMessage(typ, body)
 				}
+			case ev.cur.lookup && (typ == 'D' || typ == 'C' || typ == 'T'):
+				// The rows of a tenant lookup (lookup.go): pgveil's own.
+				var body []byte
+				if body, err = s.sr.readBody(); err == nil {
+					s.lookupMessage(typ, body, ev.cur.kind != pendQuery)
+				}
 			case ev.cur.suppress || ev.cur.injected:
 				err = s.sr.discardBody()
 			case s.eng != nil:
@@ -339,10 +345,18 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 	if ev.cur.pathSync {
 		s.pathSyncMessage(typ, body)
 	}
+	if ev.cur.lookup {
+		s.lookupMessage(typ, body, ev.cur.kind != pendQuery)
+	}
 	// An error ends the result whose rows were arriving (as
 	// CommandComplete does, decodeBackend): the next rows are another's.
 	s.curMap = nil
 	switch {
+	case typ == 'E' && ev.cur.lookup && ev.cur.kind != pendQuery:
+		// An extended tenant lookup's error is the client's (lookup.go),
+		// without a position in pgveil's text.
+		s.out = cleanInjectedError(body, s.out[:0])
+		writeMsg(w, 'E', s.out)
 	case ev.cur.suppress:
 	case typ == 'E' && ev.cur.injected:
 		s.out = cleanInjectedError(body, s.out[:0])

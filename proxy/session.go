@@ -108,13 +108,20 @@ type session struct {
 	// Client goroutine state.
 	searchPath []string
 	// pathUnknown, pathStale, effStmts and effPortals: see searchpath.go.
-	pathUnknown     bool
-	pathStale       bool
-	effStmts        map[string]uint8
-	pathGen         uint64            // counts possible search_path changes
-	ptStmts         map[string]ptStmt // see replanOnPathChange
-	effPortals      map[string]uint8
-	pathCh          chan pathReply // the server goroutine's answer to syncSearchPath
+	pathUnknown bool
+	pathStale   bool
+	effStmts    map[string]uint8
+	pathGen     uint64            // counts possible search_path changes
+	ptStmts     map[string]ptStmt // see replanOnPathChange
+	effPortals  map[string]uint8
+	pathCh      chan pathReply // the server goroutine's answer to syncSearchPath
+	// lookupCh carries the server goroutine's answer to a tenant lookup,
+	// lookupAcc gathers it (server side); lookup is the tenant found for
+	// the statement being sent (client side, lookup.go).
+	lookupCh        chan lookupReply
+	lookupAcc       lookupReply
+	lookupOpen      atomic.Bool
+	lookup          *lookupState
 	stmtSeq         int
 	stmtPrefix      string        // serverStmtName
 	copyPlan        *rewrite.Stmt // the COPY FROM whose data the client sends

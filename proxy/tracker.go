@@ -104,6 +104,10 @@ type pending struct {
 	// (suppress is set too): its row and ReadyForQuery answer
 	// syncSearchPath.
 	pathSync bool
+	// lookup marks pgveil's tenant lookup (lookup.go): a simple Query
+	// (suppress set too) or the Execute of its own portal, whose rows and
+	// completion answer it.
+	lookup bool
 	// void marks a Sync the server ignores because it arrived while the
 	// backend was in COPY IN mode (libpq sends Sync before it learns a
 	// statement was COPY; the backend discards Sync and Flush during copy-in).
@@ -219,6 +223,10 @@ type tracker struct {
 	// for a check without the lock.
 	failedCloses []*Statement
 	failedCloseN atomic.Int32
+	// lookupDrop is called (under mu) when the server skips a message of
+	// a tenant lookup after an error (lookup.go): the lookup is answered
+	// then, with a failure.
+	lookupDrop func()
 }
 
 // failedDef is a named Parse the server did not run: its name and seq.
@@ -256,6 +264,22 @@ func (t *tracker) push(p pending) {
 	t.q[(t.head+t.n)%len(t.q)] = p
 	t.n++
 	t.mu.Unlock()
+}
+
+// pushUnlessSkipping records messages the client side sends together,
+// unless the server is skipping messages after an error (they would get
+// no response): then it records nothing and reports false.
+func (t *tracker) pushUnlessSkipping(ps ...pending) bool {
+	t.mu.Lock()
+	skipping := t.skipping
+	t.mu.Unlock()
+	if skipping {
+		return false
+	}
+	for _, p := range ps {
+		t.push(p)
+	}
+	return true
 }
 
 func (t *tracker) grow() {
@@ -337,6 +361,9 @@ func (t *tracker) dropVoid() {
 	for t.n > 0 {
 		h := &t.q[t.head]
 		if h.kind == pendSync && h.void || t.skipping && h.kind != pendSync {
+			if h.lookup && t.lookupDrop != nil {
+				t.lookupDrop()
+			}
 			if h.kind == pendCloseStmt && h.suppress && h.stmt != nil && h.stmt.ServerName != "" {
 				// pgveil's Close of its own statement, skipped after an
 				// error: it must go again (takeFailedCloses).

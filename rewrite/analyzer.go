@@ -97,6 +97,11 @@ type analyzer struct {
 	// bareOverlays maps the overlaid relations given no alias to their
 	// schema (unqualifyOverlaid).
 	bareOverlays map[string]string
+	// lookupUsed: a value was sealed under a looked-up tenant (RefLookup).
+	// lookupGuard is where the tenant parameter of the guard goes, with
+	// the text before it (finish numbers it).
+	lookupUsed  bool
+	lookupGuard *edit
 }
 
 // maxParams is the most parameters a Bind message can carry (an int16 count).
@@ -173,6 +178,12 @@ func (a *analyzer) finish() *Error {
 	st := a.st
 	st.ClientParams = int(a.maxParam)
 	a.assignParams()
+	if g := a.lookupGuard; g != nil {
+		st.Params = append(st.Params, Param{Client: -1, Action: TenantLookup})
+		g.text += "$" + strconv.Itoa(len(st.Params))
+		g.seq = len(a.edits)
+		a.edits = append(a.edits, *g)
+	}
 	if len(a.edits) == 0 && len(st.Params) == 0 {
 		st.Params = nil
 		return nil

@@ -143,6 +143,10 @@ func dumpPlan(sql string, p *Plan) string {
 				b.WriteString(t)
 				if j < len(st.Slots) {
 					s := st.Slots[j]
+					if s.Action == TenantLookup {
+						b.WriteString("{tenant-lookup}")
+						continue
+					}
 					fmt.Fprintf(&b, "{%s:%s<-L%d%s}", s.Action, s.Column.Name, s.Source, refString(" tenant=", s.Tenant))
 				}
 			}
@@ -150,6 +154,10 @@ func dumpPlan(sql string, p *Plan) string {
 		}
 		for j, pr := range st.Params {
 			if pr.Action == Pass && pr.Client == j {
+				continue
+			}
+			if pr.Action == TenantLookup {
+				fmt.Fprintf(&b, "  $%d = tenant-lookup\n", j+1)
 				continue
 			}
 			fmt.Fprintf(&b, "  $%d = %s($%d", j+1, pr.Action, pr.Client+1)
@@ -161,6 +169,9 @@ func dumpPlan(sql string, p *Plan) string {
 		}
 		for j, l := range st.Literals {
 			fmt.Fprintf(&b, "  L%d = %s\n", j, sql[l.Start:l.End])
+		}
+		if lk := st.Lookup; lk != nil {
+			fmt.Fprintf(&b, "  lookup: %s (uses %v)\n", lk.Text(sql), lk.Uses)
 		}
 		dumpOutputs(&b, "", st.Outputs, st.OutputsByOrigin)
 		if st.Declares != "" {
@@ -218,6 +229,8 @@ func refString(prefix string, r ValueRef) string {
 		return fmt.Sprintf("%sL%d", prefix, r.Literal)
 	case RefNull:
 		return prefix + "NULL"
+	case RefLookup:
+		return prefix + "lookup"
 	}
 	return ""
 }
@@ -230,6 +243,9 @@ func kindName(k Kind) string {
 // compact expectations in the table tests.
 func renderMarked(sql string, p *Plan) (string, error) {
 	return p.Render(sql, func(st *Stmt, s *Slot) (string, error) {
+		if s.Action == TenantLookup {
+			return "{tenant-lookup}", nil
+		}
 		return fmt.Sprintf("{%s:%s}", s.Action, s.Column.Name), nil
 	})
 }

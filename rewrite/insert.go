@@ -230,6 +230,9 @@ func (a *analyzer) insertValues(t *policy.Table, cols []insCol, sel *pg.SelectSt
 // lists.
 func (a *analyzer) writeValue(v value, col *policy.Column, tenant ValueRef, sep func(bidxColumn string) string) *Error {
 	targets := col.IndexTargets()
+	if tenant.Kind == RefLookup && (v.kind == vParam || v.kind == vLiteral) {
+		a.lookupUsed = true
+	}
 	switch v.kind {
 	case vParam:
 		a.uses = append(a.uses, paramUse{number: v.param, start: v.start, end: v.end, bare: v.bare, action: Encrypt, col: col, tenant: tenant})

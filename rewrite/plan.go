@@ -44,6 +44,10 @@ const (
 	// key (blind_index.next), for the second index column that writes fill
 	// while an index key is rotated. Only writes use it; lookups use Index.
 	IndexNext
+	// TenantLookup sends the tenant pgveil looked up for the statement
+	// (Stmt.Lookup), or NULL when no row matched. Its Param has Client -1:
+	// the client binds no value for it.
+	TenantLookup
 )
 
 // IndexAction is the action that fills the blind index bi of col: Index
@@ -79,6 +83,8 @@ func (a Action) String() string {
 		return "plaintext-each"
 	case IndexNext:
 		return "index-next"
+	case TenantLookup:
+		return "tenant-lookup"
 	}
 	return "?"
 }
@@ -95,6 +101,9 @@ const (
 	RefLiteral
 	// RefNull: SQL NULL (a write whose tenant is NULL: the proxy refuses it).
 	RefNull
+	// RefLookup: the tenant the proxy looks up for the statement before it
+	// sends it (Stmt.Lookup).
+	RefLookup
 )
 
 // ValueRef locates a value the proxy needs at run time, such as the tenant
@@ -254,9 +263,49 @@ type Stmt struct {
 	Fetch string
 	// CloseCursor names the cursor a CLOSE closes; "*" for CLOSE ALL.
 	CloseCursor string
+	// Lookup is set on an UPDATE of a table with a key_context that writes
+	// encrypted values without naming the tenant: the proxy asks the
+	// server for the tenant of the rows it will change before it seals the
+	// values (proxy/lookup.go), and the statement carries a guard so that
+	// it changes only rows of that tenant.
+	Lookup *Lookup
 
 	// pieces say where each segment of Text came from (shape.go).
 	pieces [][]piece
+}
+
+// Lookup is how the proxy finds the tenant of an UPDATE's rows:
+//
+//	SELECT DISTINCT <key_context> FROM <the UPDATE's relation> [WHERE <its WHERE>]
+//
+// built from spans of the client's text (Text), so that the lookup reads
+// the literals and parameters the client wrote. The proxy plans that text
+// like any other (encrypted predicates become blind-index lookups). The
+// statement itself gets "AND <key_context> = <the tenant>" added to its
+// WHERE: a TenantLookup parameter when the statement has parameters (the
+// lookup then runs at Bind), else a TenantLookup slot (it runs before the
+// text is rendered). Exactly one tenant proceeds; none sends NULL values
+// and a guard no row meets; several refuse the statement.
+type Lookup struct {
+	Table *policy.Table
+	// Rel and Where are [start, end) byte spans of the client's string:
+	// the relation with its alias, and the WHERE condition (Where[0] < 0:
+	// no WHERE).
+	Rel, Where [2]int
+	// Column is the key_context column, qualified by the relation's alias
+	// or name and quoted as needed.
+	Column string
+	// Uses[i] reports that the WHERE references the client's $(i+1).
+	Uses []bool
+}
+
+// Text is the lookup statement for the client's string sql.
+func (l *Lookup) Text(sql string) string {
+	s := "SELECT DISTINCT " + l.Column + " FROM " + sql[l.Rel[0]:l.Rel[1]]
+	if l.Where[0] >= 0 {
+		s += " WHERE " + sql[l.Where[0]:l.Where[1]]
+	}
+	return s
 }
 
 // Cursor is what FETCH returns from a cursor whose rows carry encrypted

@@ -214,8 +214,19 @@ var planCases = []planCase{
 	{name: "update with tenant in where", sql: "UPDATE users SET email = $1 WHERE id = $2 AND org_id = $3", want: "UPDATE users SET email = $1, email_bidx = $4 WHERE id = $2 AND org_id = $3", params: "$1=encrypt:email/t=$3 $4=index:email<-$1"},
 	{name: "update tenant on the right", sql: "UPDATE users u SET phone = 'x' WHERE 5 = u.org_id AND u.id = 1", want: "UPDATE users u SET phone = {encrypt:phone} WHERE 5 = u.org_id AND u.id = 1"},
 	{name: "update tenant from set", sql: "UPDATE users SET org_id = 5, email = 'x' WHERE id = 2", want: "UPDATE users SET org_id = 5, email = {encrypt:email}, email_bidx = {index:email} WHERE id = 2"},
-	{name: "update without tenant", sql: "UPDATE users SET email = $1 WHERE id = $2", code: "0A000", msg: "org_id"},
-	{name: "update tenant under or", sql: "UPDATE users SET email = $1 WHERE id = $2 OR org_id = $3", code: "0A000"},
+	{name: "update without tenant", sql: "UPDATE users SET email = $1 WHERE id = $2",
+		want: "UPDATE users SET email = $1, email_bidx = $3 WHERE (id = $2) AND users.org_id = $4", params: "$1=encrypt:email/t=lookup $3=index:email<-$1 $4=tenant-lookup"},
+	{name: "update tenant under or", sql: "UPDATE users SET email = $1 WHERE id = $2 OR org_id = $3",
+		want: "UPDATE users SET email = $1, email_bidx = $4 WHERE (id = $2 OR org_id = $3) AND users.org_id = $5"},
+	{name: "update tenant lookup literals", sql: "UPDATE users u SET phone = 'p', email = 'e' WHERE u.email = 'old' AND (id > 3) RETURNING id",
+		want: "UPDATE users u SET phone = {encrypt:phone}, email = {encrypt:email}, email_bidx = {index:email} WHERE (u.email_bidx = {index:email} AND (id > 3)) AND u.org_id = {tenant-lookup} RETURNING id"},
+	{name: "update tenant lookup no where", sql: "UPDATE public.users SET phone = $1 RETURNING phone",
+		want: "UPDATE public.users SET phone = $1 WHERE users.org_id = $2 RETURNING phone, users.org_id", outputs: "0:phone/t=1 1:hidden"},
+	{name: "update tenant lookup not needed", sql: "UPDATE users SET name = $1 WHERE id = $2", want: "="},
+	{name: "update from without tenant", sql: "UPDATE users SET email = $1 FROM orgs WHERE orgs.id = users.org_id AND users.id = $2", code: "0A000"},
+	{name: "update in cte without tenant", sql: "WITH x AS (UPDATE users SET email = $1 WHERE id = $2 RETURNING id) SELECT * FROM x", code: "0A000"},
+	{name: "update current of without tenant", sql: "UPDATE users SET email = $1 WHERE CURRENT OF c", code: "0A000"},
+	{name: "explain update without tenant", sql: "EXPLAIN UPDATE users SET email = $1 WHERE id = $2", code: "0A000"},
 	{name: "update null needs no tenant", sql: "UPDATE users SET email = NULL, ssn = DEFAULT WHERE id = $1", want: "UPDATE users SET email = NULL, email_bidx = NULL, ssn = DEFAULT, ssn_bidx = DEFAULT WHERE id = $1"},
 	{name: "update where rewritten", sql: "UPDATE users SET name = $1 WHERE email = $2", want: "UPDATE users SET name = $1 WHERE email_bidx = $2", params: "$2=index:email"},
 	{name: "update from writing encrypted", sql: "UPDATE users SET email = c.email FROM contacts c WHERE c.user_id = users.id AND users.org_id = 1", code: "0A000", msg: "UPDATE … FROM"},
@@ -362,6 +373,10 @@ func paramSummary(p *Plan) string {
 			if pr.Action == Pass && pr.Client == j {
 				continue
 			}
+			if pr.Action == TenantLookup {
+				parts = append(parts, fmt.Sprintf("$%d=tenant-lookup", j+1))
+				continue
+			}
 			s := fmt.Sprintf("$%d=%s:%s", j+1, pr.Action, pr.Column.Name)
 			if pr.Client != j {
 				s += fmt.Sprintf("<-$%d", pr.Client+1)
@@ -503,11 +518,23 @@ func checkPlanInvariants(t *testing.T, sql string, p *Plan) {
 			t.Fatalf("%d params for %d client parameters", len(st.Params), st.ClientParams)
 		}
 		for _, pr := range st.Params {
+			if pr.Action == TenantLookup {
+				if pr.Client != -1 || st.Lookup == nil {
+					t.Fatalf("tenant-lookup param fed by client parameter %d, lookup %v", pr.Client, st.Lookup)
+				}
+				continue
+			}
 			if pr.Client < 0 || pr.Client >= st.ClientParams {
 				t.Fatalf("param fed by client parameter %d of %d", pr.Client, st.ClientParams)
 			}
 		}
 		for _, s := range st.Slots {
+			if s.Action == TenantLookup {
+				if st.Lookup == nil || st.ClientParams > 0 {
+					t.Fatalf("tenant-lookup slot: lookup %v, %d client parameters", st.Lookup, st.ClientParams)
+				}
+				continue
+			}
 			if s.Source >= 0 && s.Source < len(st.Literals) {
 				// The plan never holds an encrypted value's text.
 				lit := st.Literals[s.Source]

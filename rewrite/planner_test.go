@@ -59,7 +59,7 @@ func TestNoValueInErrors(t *testing.T) {
 		"SELECT id FROM users WHERE email LIKE 'secret-value%'",
 		"INSERT INTO users (email) VALUES ('secret-value')",
 		"SELECT id FROM users WHERE email = 'secret-value'::int4",
-		"UPDATE users SET email = 'secret-value' WHERE id = 1",
+		"UPDATE users SET email = 'secret-value' FROM contacts WHERE users.id = 1",
 		"SELECT id FROM users WHERE birth_date > 'secret-value'",
 	} {
 		e := refusal(t, p, sql, publicPath)

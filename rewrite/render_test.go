@@ -13,6 +13,9 @@ import (
 // values into recognisable bytea literals.
 func sealFake(sql string) func(*Stmt, *Slot) (string, error) {
 	return func(st *Stmt, s *Slot) (string, error) {
+		if s.Action == TenantLookup {
+			return "'42'", nil
+		}
 		v, isNull, err := LiteralValue(sql, st.Literals[s.Source])
 		if err != nil || isNull {
 			return "", fmt.Errorf("literal: %v null=%v", err, isNull)
@@ -100,6 +103,9 @@ func TestRenderedSQLParses(t *testing.T) {
 		}
 		for _, st := range plan.Stmts {
 			for _, s := range st.Slots {
+				if s.Source < 0 {
+					continue // a tenant-lookup slot
+				}
 				lit := st.Literals[s.Source]
 				if text := c.sql[lit.Start:lit.End]; strings.Contains(out, text) && len(text) > 3 {
 					t.Errorf("%s: literal %s still in rendered SQL:\n%s", c.name, text, out)

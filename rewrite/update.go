@@ -1,6 +1,8 @@
 package rewrite
 
 import (
+	"strconv"
+
 	pg "github.com/pganalyze/pg_query_go/v5"
 
 	"github.com/pgveil/pgveil/policy"
@@ -37,11 +39,109 @@ func (a *analyzer) updateStmt(up *pg.UpdateStmt, sc *scope, mode queryMode) (*qu
 		return nil, err
 	}
 	tenant, have := a.updateTenant(up, t, target, level)
+	lookup := !have && sc == nil && a.mayLookUpTenant(up, t, mode)
+	if lookup {
+		tenant, have = ValueRef{Kind: RefLookup}, true
+	}
 	where := "in SET, or as " + keyContext(t) + " = $n (or a literal) among the top-level ANDs of WHERE"
 	if err := a.setList(up.TargetList, t, level, len(up.FromClause) > 0, tenant, have, nil, where); err != nil {
 		return nil, err
 	}
+	if lookup && a.lookupUsed {
+		if err := a.tenantLookup(up, t, target); err != nil {
+			return nil, err
+		}
+	}
 	return a.returning(up.ReturningList, level, mode)
+}
+
+// mayLookUpTenant reports whether pgveil may look up the tenant of an
+// UPDATE that does not name it: a top-level UPDATE of one table (no FROM,
+// no WITH, not WHERE CURRENT OF), as ORMs write them (UPDATE … SET email =
+// $1 WHERE id = $2).
+func (a *analyzer) mayLookUpTenant(up *pg.UpdateStmt, t *policy.Table, mode queryMode) bool {
+	// Not inside EXPLAIN or COPY (…) either: only an UPDATE statement.
+	if t == nil || t.KeyContext == "" || mode != modeTop || a.noOutputs || a.st.Kind != KindUpdate || a.st.Copy != nil ||
+		len(up.FromClause) > 0 || up.WithClause != nil {
+		return false
+	}
+	current := false
+	walkAll(up.WhereClause, func(n *pg.Node) bool {
+		current = current || n.GetCurrentOfExpr() != nil
+		return !current
+	})
+	return !current
+}
+
+// tenantLookup records the tenant lookup of an UPDATE (Stmt.Lookup) and
+// adds its guard: WHERE (<condition>) AND <key_context> = <tenant>.
+func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel) *Error {
+	fail := func() *Error {
+		return errorf(CodeInternalError, "cannot locate the clauses of this UPDATE; statement refused").at(a.sql, up.Relation.Location)
+	}
+	relStart := int(up.Relation.Location)
+	relEnd, ok := a.clauseBefore(relStart, "set")
+	if !ok {
+		return fail()
+	}
+	setEnd := a.listEnd(up.TargetList)
+	if setEnd < 0 {
+		return fail()
+	}
+	lk := &Lookup{Table: t, Rel: [2]int{relStart, relEnd}, Where: [2]int{-1, -1},
+		Column: quoteIdent(target.name) + "." + quoteIdent(t.KeyContext)}
+	l := lexer{s: a.sql[:a.stmtEnd], pos: setEnd, backslash: a.backslash}
+	guardAt, prefix := setEnd, " WHERE "+lk.Column+" = "
+	if w := l.next(); l.isKeyword(w, "where") {
+		start := tokenAt(a.sql[:a.stmtEnd], w.end, a.backslash).start
+		end, ok := a.clauseBefore(start, "returning")
+		if !ok {
+			return fail()
+		}
+		lk.Where = [2]int{start, end}
+		a.edits = append(a.edits, edit{start: start, end: start, text: "(", sub: -2, seq: len(a.edits)})
+		guardAt, prefix = end, ") AND "+lk.Column+" = "
+		lk.Uses = make([]bool, a.maxParam)
+		pl := lexer{s: a.sql[:end], pos: start, backslash: a.backslash}
+		for tk := pl.next(); tk.kind != tEOF && tk.kind != tError; tk = pl.next() {
+			if tk.kind == tParam {
+				if n, err := strconv.Atoi(a.sql[tk.start+1 : tk.end]); err == nil && n >= 1 && n <= len(lk.Uses) {
+					lk.Uses[n-1] = true
+				}
+			}
+		}
+	}
+	if a.maxParam > 0 {
+		a.lookupGuard = &edit{start: guardAt, end: guardAt, text: prefix, sub: 100}
+	} else {
+		a.edits = append(a.edits,
+			edit{start: guardAt, end: guardAt, text: prefix, sub: 100, seq: len(a.edits)},
+			edit{start: guardAt, end: guardAt, slot: &Slot{Action: TenantLookup, Source: -1}, sub: 100, seq: len(a.edits) + 1})
+	}
+	a.st.Lookup = lk
+	a.valueDependent = true // the lookup's spans are this text's
+	return nil
+}
+
+// clauseBefore returns where the text from start ends before the keyword
+// kw at parenthesis depth 0 (or the statement's end).
+func (a *analyzer) clauseBefore(start int, kw string) (int, bool) {
+	l := lexer{s: a.sql[:a.stmtEnd], pos: start, backslash: a.backslash}
+	end, depth := -1, 0
+	for {
+		t := l.next()
+		switch {
+		case t.kind == tError:
+			return 0, false
+		case t.kind == tEOF || depth == 0 && (l.isKeyword(t, kw) || l.isPunct(t, ";")):
+			return end, end >= 0
+		case l.isPunct(t, "(") || l.isPunct(t, "["):
+			depth++
+		case l.isPunct(t, ")") || l.isPunct(t, "]"):
+			depth--
+		}
+		end = t.end
+	}
 }
 
 func keyContext(t *policy.Table) string {

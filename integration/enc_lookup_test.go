@@ -1,0 +1,207 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TestEncTenantLookup: an UPDATE of users (key_context org_id) that writes
+// encrypted columns without naming the tenant, as ORMs write it (UPDATE …
+// SET email = $1 WHERE id = $2). pgveil looks the tenant up on the
+// session's connection, seals under that tenant's key and sends the
+// UPDATE guarded by org_id = <that tenant>. Checked in every pgx exec mode,
+// in a pipeline (Batch), inside a transaction that changed the row's
+// tenant, with the WHERE on a blind-indexed column, with no row matched
+// (UPDATE 0), with rows of two tenants (refused, nothing changed), with a
+// WHERE the server rejects (its error, the session goes on), and with psql
+// (simple protocol, literals). Every value is read back through pgveil,
+// which checks the envelope's tenant against the row's: a value sealed
+// under another tenant's key would fail to open.
+func TestEncTenantLookup(t *testing.T) {
+	const orgA, orgB = 121, 1121
+	p := startEncProxy(t, encOrgs(orgA, 1)...)
+	ctx := testCtx(t, 2*time.Minute)
+	setup := connectPgx(t, ctx, p.url())
+
+	insert := func(t *testing.T, org int64, name, email string) int64 {
+		t.Helper()
+		p.remember(email)
+		var id int64
+		if err := setup.QueryRow(ctx, `INSERT INTO users (org_id, name, email, phone) VALUES ($1, $2, $3, $4) RETURNING id`, org, name, email, "ph").Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	read := func(id int64) string {
+		var org int64
+		var email, phone, birth, token pgtypeText
+		if err := setup.QueryRow(ctx, `SELECT org_id, email, phone, birth_date, api_token FROM users WHERE id = $1`, id).Scan(&org, &email, &phone, &birth, &token); err != nil {
+			return fmt.Sprintf("reading user %d back: %v", id, err)
+		}
+		return fmt.Sprintf("%d|%s|%s|%s|%s", org, email, phone, birth, token)
+	}
+
+	modes := []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
+		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol}
+	for i, mode := range modes {
+		t.Run(mode.String(), func(t *testing.T) {
+			cfg, err := pgx.ParseConfig(p.url())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.DefaultQueryExecMode = mode
+			conn, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			tag := fmt.Sprintf("lookup-%d", i)
+			a := insert(t, orgA, tag, tag+"-a@example.org")
+			b := insert(t, orgB, tag, tag+"-b@example.org")
+
+			// By primary key, twice (a cached statement the second time).
+			for round, org := range []int64{orgA, orgA} {
+				email := fmt.Sprintf("%s-new%d-ä@example.org", tag, round)
+				p.remember(email)
+				ct, err := conn.Exec(ctx, `UPDATE users SET email = $1, birth_date = $2, api_token = $3 WHERE id = $4`, email, "1999-12-31", int64(12345678), a)
+				if err != nil {
+					t.Fatalf("UPDATE by id: %v", err)
+				}
+				if ct.RowsAffected() != 1 {
+					t.Fatalf("UPDATE by id: %d rows", ct.RowsAffected())
+				}
+				if got, want := read(a), fmt.Sprintf("%d|%s|ph|1999-12-31|12345678", org, email); got != want {
+					t.Errorf("after UPDATE by id: %s, want %s", got, want)
+				}
+			}
+
+			// WHERE on the blind-indexed email, RETURNING the new value.
+			newB := tag + "-b2@example.org"
+			p.remember(newB)
+			var ret string
+			if err := conn.QueryRow(ctx, `UPDATE users SET email = $1 WHERE email = $2 RETURNING email`, newB, strings.ToUpper(tag+"-b@example.org")).Scan(&ret); err != nil {
+				t.Fatalf("UPDATE by email: %v", err)
+			}
+			if ret != newB || read(b) != fmt.Sprintf("%d|%s|ph|<NULL>|<NULL>", orgB, newB) {
+				t.Errorf("UPDATE by email: returned %q, row %s", ret, read(b))
+			}
+
+			// No row: UPDATE 0.
+			ct, err := conn.Exec(ctx, `UPDATE users SET phone = $1 WHERE id = $2`, "ph-none", int64(-1))
+			if err != nil || ct.RowsAffected() != 0 {
+				t.Errorf("UPDATE of no row: %v, %d rows", err, ct.RowsAffected())
+			}
+
+			// Rows of two tenants: refused, nothing changed.
+			_, err = conn.Exec(ctx, `UPDATE users SET phone = $1 WHERE name = $2`, "ph-both", tag)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, "more than one tenant") {
+				t.Errorf("UPDATE over two tenants: %v, want 0A000 naming more than one tenant", err)
+			}
+			if !strings.Contains(read(a), "|ph|") || !strings.Contains(read(b), "|ph|") {
+				t.Errorf("a refused UPDATE changed rows: %s / %s", read(a), read(b))
+			}
+
+			// A WHERE the server rejects: its error, and the session goes on.
+			_, err = conn.Exec(ctx, `UPDATE users SET phone = $1 WHERE nosuch = $2`, "ph-x", 1)
+			if !errors.As(err, &pe) || pe.Code != "42703" {
+				t.Errorf("UPDATE with a bad WHERE: %v, want 42703", err)
+			}
+			var one int
+			if err := conn.QueryRow(ctx, `SELECT 1`).Scan(&one); err != nil || one != 1 {
+				t.Errorf("the session after the error: %v", err)
+			}
+
+			// In a transaction that moved the row to the other tenant: the
+			// lookup sees the transaction's own change.
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// (A value sealed under the old tenant would no longer open.)
+			if _, err := tx.Exec(ctx, `UPDATE users SET org_id = $1, email = NULL, phone = NULL, birth_date = NULL, api_token = NULL WHERE id = $2`, orgB, a); err != nil {
+				t.Fatal(err)
+			}
+			moved := tag + "-moved@example.org"
+			p.remember(moved)
+			if _, err := tx.Exec(ctx, `UPDATE users SET email = $1 WHERE id = $2`, moved, a); err != nil {
+				t.Fatalf("UPDATE after moving tenants: %v", err)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := read(a); !strings.HasPrefix(got, fmt.Sprintf("%d|%s|", orgB, moved)) {
+				t.Errorf("after the move: %s", got)
+			}
+
+			// A pipeline of lookups (pgx Batch).
+			if mode != pgx.QueryExecModeSimpleProtocol {
+				var batch pgx.Batch
+				for k := 0; k < 3; k++ {
+					v := fmt.Sprintf("%s-batch%d@example.org", tag, k)
+					p.remember(v)
+					batch.Queue(`UPDATE users SET email = $1 WHERE id = $2`, v, b)
+				}
+				batch.Queue(`SELECT email FROM users WHERE id = $1`, b)
+				br := conn.SendBatch(ctx, &batch)
+				for k := 0; k < 3; k++ {
+					if _, err := br.Exec(); err != nil {
+						t.Fatalf("batch UPDATE %d: %v", k, err)
+					}
+				}
+				var last string
+				if err := br.QueryRow().Scan(&last); err != nil || last != tag+"-batch2@example.org" {
+					t.Errorf("after the batch: %q, %v", last, err)
+				}
+				if err := br.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+
+	t.Run("psql", func(t *testing.T) {
+		id := insert(t, orgA, "lookup-psql", "lookup-psql@example.org")
+		p.remember("lookup-psql-new@example.org")
+		script := fmt.Sprintf("UPDATE users SET email = 'lookup-psql-new@example.org', birth_date = '2001-02-03' WHERE id = %d;\n", id) +
+			"UPDATE users SET phone = 'x' WHERE name LIKE 'lookup-%';\n"
+		res := runPsql(t, ctx, p.url(), []byte(script), nil, "-X", "-v", "ON_ERROR_STOP=0")
+		if !strings.Contains(res.Stdout, "UPDATE 1") {
+			t.Errorf("psql UPDATE by id: %q %q", res.Stdout, res.Stderr)
+		}
+		if !strings.Contains(res.Stderr, "more than one tenant") {
+			t.Errorf("psql UPDATE over two tenants: %q", res.Stderr)
+		}
+		if got := read(id); got != fmt.Sprintf("%d|lookup-psql-new@example.org|ph|2001-02-03|<NULL>", orgA) {
+			t.Errorf("psql: %s", got)
+		}
+	})
+
+	verifyAtRest(t, context.Background(), []string{"lookup-psql-new@example.org", "lookup-0-new1-ä@example.org"})
+}
+
+// pgtypeText scans a nullable text as "<NULL>" or its value.
+type pgtypeText string
+
+func (v *pgtypeText) Scan(src any) error {
+	switch s := src.(type) {
+	case nil:
+		*v = "<NULL>"
+	case string:
+		*v = pgtypeText(s)
+	case int64:
+		*v = pgtypeText(fmt.Sprint(s))
+	case time.Time:
+		*v = pgtypeText(s.Format("2006-01-02"))
+	default:
+		return fmt.Errorf("unexpected %T", src)
+	}
+	return nil
+}

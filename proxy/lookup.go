@@ -1,0 +1,324 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"go.uber.org/zap"
+
+	"github.com/pgveil/pgveil/keysource/canon"
+	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/rewrite"
+)
+
+// Tenant lookups. An UPDATE of a table with a key_context that writes
+// encrypted values without naming the tenant (an ORM's UPDATE … SET email
+// = $1 WHERE id = $2) has a rewrite.Lookup: before pgveil seals the values
+// it asks the server, on the session's own connection, for the tenants of
+// the rows the UPDATE will change,
+//
+//	SELECT DISTINCT <key_context> FROM <relation> WHERE <the UPDATE's WHERE>
+//
+// and then sends the UPDATE with "AND <key_context> = <that tenant>" in its
+// WHERE, so that only rows of the tenant whose key sealed the values
+// change, whatever happened between the two statements. Exactly one tenant
+// proceeds; several refuse the statement (0A000); none sends the UPDATE
+// with NULL for the sealed values and a guard no row meets, so the client
+// sees UPDATE 0 as it would have.
+//
+// A simple Query is looked up with a simple Query of its own, while the
+// server owes the client nothing. In the extended protocol the lookup goes
+// in the pipeline ahead of the client's message, as Parse, Bind, Execute
+// and Flush of pgveil's own statement and portal: it runs in the client's
+// transaction, implicit or not, and an error it meets (a WHERE the server
+// rejects, an aborted transaction) is the error the client sees, after
+// which the server skips the rest up to Sync, as it would have. The client
+// side waits for the answer, so lookups run on the goroutine relay: on an
+// event loop the message hands the session back (errHandBack).
+
+// errHandBack: the message needs the goroutine relay; the event loop hands
+// the session back, which runs the message again from the start.
+var errHandBack = errors.New("pgveil: the message runs on the goroutine relay")
+
+// lookupState is the tenant found for the statement being sent.
+type lookupState struct {
+	tenant string
+	none   bool // no row matched: sealed values are sent as NULL
+}
+
+// lookupReply is what the server answered to a lookup.
+type lookupReply struct {
+	tenants []string // distinct, at most 2 kept
+	err     bool     // the server answered with an error
+	// code and message are the error's (simple Query: the client gets it
+	// as the UPDATE's own).
+	code, message string
+}
+
+// lookupMessage takes a message answering a lookup (server side): its
+// rows, an error, and the message that completes it, which sends the
+// answer. extended: the lookup's Execute (complete at CommandComplete or
+// ErrorResponse) rather than a simple Query (complete at ReadyForQuery).
+func (s *session) lookupMessage(typ byte, body []byte, extended bool) {
+	// In the extended protocol an error may answer the lookup's Parse or
+	// Bind (the server then skips the rest): it completes the lookup too.
+	switch typ {
+	case 'D':
+		var d dataRow
+		if err := d.parse(body); err != nil || len(d.values) != 1 {
+			s.lookupAcc.err = true
+			return
+		}
+		if len(s.lookupAcc.tenants) < 2 {
+			v := "\x00null" // a NULL key_context: a tenant of its own, refused below
+			if d.values[0] != nil {
+				v = string(d.values[0])
+			}
+			s.lookupAcc.tenants = append(s.lookupAcc.tenants, v)
+		}
+		return
+	case 'E':
+		s.lookupAcc.err = true
+		s.lookupAcc.code, s.lookupAcc.message = errorField(body, 'C'), errorField(body, 'M')
+		if !extended {
+			return // the answer goes at ReadyForQuery
+		}
+	case 'C':
+		if !extended {
+			return
+		}
+	case 'Z':
+	default:
+		return
+	}
+	r := s.lookupAcc
+	s.lookupAcc = lookupReply{}
+	s.answerLookup(r)
+}
+
+// answerLookup hands the answer to the waiting client side, once per
+// lookup (an error may answer it, then the skip of its other messages).
+func (s *session) answerLookup(r lookupReply) {
+	if s.lookupOpen.CompareAndSwap(true, false) {
+		s.lookupCh <- r // buffered; one lookup at a time
+	}
+}
+
+// lookupChan makes the answer's channel before the first lookup is sent,
+// and opens the lookup about to be sent.
+func (s *session) lookupChan() {
+	if s.lookupCh == nil {
+		s.lookupCh = make(chan lookupReply, 1)
+		s.t.mu.Lock()
+		s.t.lookupDrop = func() {
+			s.lookupAcc = lookupReply{}
+			s.answerLookup(lookupReply{err: true})
+		}
+		s.t.mu.Unlock()
+	}
+	s.lookupOpen.Store(true)
+}
+
+// awaitLookup waits for the server's answer to the lookup just sent.
+func (s *session) awaitLookup() (lookupReply, error) {
+	if err := s.sw.Flush(); err != nil {
+		return lookupReply{}, err
+	}
+	select {
+	case r := <-s.lookupCh:
+		return r, nil
+	case <-s.serverDone:
+		return lookupReply{}, net.ErrClosed // serverToClient told the client why
+	}
+}
+
+// lookupOutcome turns an answer into the tenant to use, or a refusal.
+func (s *session) lookupOutcome(t *policy.Table, r lookupReply) (*lookupState, *pgError) {
+	switch {
+	case len(r.tenants) == 0:
+		return &lookupState{none: true}, nil
+	case len(r.tenants) > 1:
+		return nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+			Message: fmt.Sprintf("pgveil: this UPDATE of %s would change rows of more than one tenant (%s): each tenant's values are encrypted under its own key", t.QualifiedName(), t.KeyContext),
+			Hint:    fmt.Sprintf("update one tenant's rows at a time: add %s = … to the WHERE", t.KeyContext)}
+	case r.tenants[0] == "\x00null":
+		return nil, tenantNull(t).(*pgError)
+	}
+	tenant, err := canon.TenantText(s.eng.catalog().tenantType(t), canon.TextFormat, []byte(r.tenants[0]))
+	if err != nil {
+		return nil, refusalFrom(err)
+	}
+	return &lookupState{tenant: tenant}, nil
+}
+
+// lookupQuery looks up the tenant of a simple Query's UPDATE (the whole
+// string: a statement before it could change the rows the lookup reads).
+// With (nil, nil) and no s.lookup, the Query is answered already.
+func (s *session) lookupQuery(sql string, p *rewrite.Plan, st *rewrite.Stmt) (*pgError, error) {
+	t := st.Lookup.Table
+	if len(p.Stmts) != 1 {
+		pe := tenantMissing(t).(*pgError)
+		pe.Hint = fmt.Sprintf("send this UPDATE in a query string of its own (pgveil then looks its tenant up), or add %s = … to its WHERE", t.KeyContext)
+		return pe, nil
+	}
+	if s.loopRun {
+		return nil, errHandBack
+	}
+	rest, status := s.t.atRest()
+	if !rest {
+		pe := tenantMissing(t).(*pgError)
+		pe.Hint = fmt.Sprintf("wait for the answers to earlier queries before this UPDATE (pgveil then looks its tenant up), or add %s = … to its WHERE", t.KeyContext)
+		return pe, nil
+	}
+	if status == 'E' {
+		return &pgError{Severity: "ERROR", Code: "25P02", Message: "current transaction is aborted, commands ignored until end of transaction block"}, nil
+	}
+	lsql := st.Lookup.Text(sql)
+	lp, err := s.plan(lsql)
+	if err != nil {
+		return refusalFrom(err), nil
+	}
+	text := lsql
+	if lp.Rewritten {
+		if text, err = lp.Render(lsql, func(lst *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
+			return s.fillLiteral(lsql, lst, slot)
+		}); err != nil {
+			return refusalFrom(err), nil
+		}
+	}
+	s.lookupChan()
+	s.t.push(pending{kind: pendQuery, suppress: true, lookup: true})
+	s.sw.Write(appendQuery(s.scratch[:0], text))
+	r, err := s.awaitLookup()
+	if err != nil {
+		return nil, err
+	}
+	if r.err {
+		// The server's error, which the UPDATE would have met (the WHERE
+		// it rejects). Logged by SQLSTATE only: its message may quote a
+		// value of the WHERE.
+		pe := &pgError{Severity: "ERROR", Code: r.code, Message: r.message}
+		if !validSQLState(pe.Code) {
+			pe = tenantMissing(t).(*pgError)
+		}
+		s.srv.metrics.Statements.WithLabelValues("refused").Inc()
+		s.log.Info("tenant lookup failed", zap.String("sqlstate", pe.Code))
+		s.sendQueryError(pe)
+		return nil, nil
+	}
+	ls, pe := s.lookupOutcome(t, r)
+	s.lookup = ls
+	return pe, nil
+}
+
+// lookupExtended looks up the tenant of an extended-protocol UPDATE, in
+// the client's pipeline: with the client's parameters bm (nil at Parse,
+// for a statement without parameters). It reports handled when the
+// client's message is answered already (the lookup's error went to the
+// client, or a refusal was injected): the message is then dropped.
+func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, paramOIDs []uint32) (handled bool, err error) {
+	if s.loopRun {
+		return false, errHandBack
+	}
+	t := st.Lookup.Table
+	lsql := st.Lookup.Text(sql)
+	lp, perr := s.plan(lsql)
+	if perr != nil {
+		s.injectExtendedError(refusalFrom(perr))
+		return true, nil
+	}
+	lst := lp.Stmts[0]
+	text := lsql
+	if lp.Rewritten {
+		if text, err = lp.Render(lsql, func(x *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
+			return s.fillLiteral(lsql, x, slot)
+		}); err != nil {
+			s.injectExtendedError(refusalFrom(err))
+			return true, nil
+		}
+	}
+	// The lookup binds the client's parameters its WHERE uses; the others
+	// are NULL, declared text (a type the server need not infer).
+	n := lst.ClientParams
+	oids := make([]uint32, n)
+	lbm := &bindMsg{}
+	if bm != nil {
+		lbm.ParamFormats = bm.ParamFormats
+	}
+	for i := 0; i < n; i++ {
+		used := i < len(st.Lookup.Uses) && st.Lookup.Uses[i]
+		if !used || bm == nil || i >= len(bm.Params) {
+			oids[i] = policy.OIDText
+			lbm.Params = append(lbm.Params, nil)
+			continue
+		}
+		if i < len(paramOIDs) {
+			oids[i] = paramOIDs[i]
+		}
+		lbm.Params = append(lbm.Params, bm.Params[i])
+	}
+	name := s.serverStmtName()
+	stmt := &Statement{Name: name, ServerName: name, Plan: lst, SQL: lsql, ParamOIDs: oids}
+	if !stmtRewritten(lst) {
+		stmt.Plan = &rewrite.Stmt{ClientParams: n}
+	}
+	out, cerr := s.convertBind(stmt, lbm)
+	if cerr != nil {
+		if offLoop(cerr) {
+			return false, cerr
+		}
+		s.injectExtendedError(refusalFrom(cerr))
+		return true, nil
+	}
+	out.Portal = []byte(name)
+	out.ResultFormats = out.ResultFormats[:0] // the tenant in text
+	b := appendParse(s.scratch[:0], name, text, s.serverParamOIDs(stmt))
+	b = appendBind(b, out)
+	b = appendExecute(b, name, 0)
+	b = appendDescribeOrClose(b, 'C', 'P', name)
+	b = appendDescribeOrClose(b, 'C', 'S', name)
+	b = append(b, 'H', 0, 0, 0, 4) // Flush
+	s.lookupChan()
+	if !s.t.pushUnlessSkipping(
+		pending{kind: pendParse, suppress: true, lookup: true},
+		pending{kind: pendBind, suppress: true, lookup: true},
+		pending{kind: pendExecute, lookup: true},
+		pending{kind: pendClosePortal, suppress: true},
+		pending{kind: pendCloseStmt, suppress: true}) {
+		// The server skips everything up to Sync after an error in the
+		// pipeline; so does pgveil (the client has that error).
+		s.lookupOpen.Store(false)
+		s.refusing = true
+		return true, nil
+	}
+	s.sw.Write(b)
+	s.scratch = b[:0]
+	r, err := s.awaitLookup()
+	if err != nil {
+		return false, err
+	}
+	if r.err {
+		// The client has the server's error; the server skips the rest
+		// of the pipeline up to Sync, and so does pgveil.
+		s.refusing = true
+		return true, nil
+	}
+	ls, pe := s.lookupOutcome(t, r)
+	if pe != nil {
+		s.injectExtendedError(pe)
+		return true, nil
+	}
+	s.lookup = ls
+	return false, nil
+}
+
+// lookupOf is the statement of p whose tenant pgveil looks up, or nil.
+func lookupOf(p *rewrite.Plan) *rewrite.Stmt {
+	for _, st := range p.Stmts {
+		if st.Lookup != nil {
+			return st
+		}
+	}
+	return nil
+}
