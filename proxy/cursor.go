@@ -10,20 +10,25 @@ import (
 // rows of the DECLARE's query, with the encrypted columns as the database
 // holds them. The planner gives a DECLARE whose rows carry encrypted
 // columns the result map of its query (rewrite.Stmt.Cursor, hidden tenant
-// fields included), and the session keeps it by cursor name in the
-// client's view: a FETCH from that cursor is mapped with it, exactly as
-// the query's own result would be. psycopg2's named cursors (Django's
-// iterator(), SQLAlchemy's stream_results / yield_per) read so.
+// fields included), and the session keeps it by cursor name: a FETCH from
+// that cursor is mapped with it, exactly as the query's own result would
+// be. psycopg2's named cursors (Django's iterator(), SQLAlchemy's
+// stream_results / yield_per) and psycopg 3's server-side cursors read so.
 //
-// A cursor lives until CLOSE, DISCARD ALL, or the end of its transaction
-// (a ReadyForQuery with status 'I' after the DECLARE was sent), unless
-// declared WITH HOLD. A FETCH from a cursor the session does not know (one
-// a function opened, or declared over no encrypted column) passes as it
-// is. Every DECLARE, FETCH and CLOSE is parsed (rewrite's pre-check sends
-// them to the parser), so a DECLARE over other columns replaces a stale
-// entry of the same name.
+// A cursor is recorded when the server completes its DECLARE (the
+// statement's CommandComplete, server side), not when pgveil sends it: a
+// DECLARE the server rejects (the name is taken) leaves the cursor of that
+// name as it was, and a prepared DECLARE is recorded each time it runs. A
+// FETCH sent before its DECLARE's answer (pipelined) is therefore not
+// mapped: the client gets ciphertext, never another column's plaintext. A
+// cursor is forgotten at CLOSE, DISCARD ALL, a later DECLARE of the name
+// over no encrypted column, and, unless declared WITH HOLD, at the first
+// ReadyForQuery with status idle after it was declared (the end of its
+// transaction). A FETCH from a cursor the session does not know (one a
+// function opened) passes as it is. Every DECLARE, FETCH and CLOSE is
+// parsed (rewrite's pre-check sends them to the parser).
 
-// cursorView is a cursor in the client's view: its result map and the seq
+// cursorView is a cursor the server declared: its result map and the seq
 // of the message that declared it.
 type cursorView struct {
 	plan *rewrite.Cursor
@@ -33,19 +38,19 @@ type cursorView struct {
 // maxIdleCursors bounds the cursor view before a sweep of dead cursors.
 const maxIdleCursors = 32
 
-// declareCursor records a DECLARE about to be sent (nil c: a cursor over
-// no encrypted column, which the session forgets). Client goroutine.
-func (t *tracker) declareCursor(name string, c *rewrite.Cursor) {
+// declareCursor records a DECLARE the server completed, answering the
+// message seq (nil c: a cursor over no encrypted column, which the
+// session forgets). Server side.
+func (t *tracker) declareCursor(name string, c *rewrite.Cursor, seq uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if c == nil {
 		delete(t.cursors, name)
 		return
 	}
-	t.mu.Lock()
-	seq, idle := t.seq+1, t.idleSeq // the seq push will give the DECLARE's message
-	t.mu.Unlock()
 	if len(t.cursors) >= maxIdleCursors {
 		for k, old := range t.cursors {
-			if !old.plan.Hold && old.seq <= idle {
+			if !old.plan.Hold && old.seq <= t.idleSeq {
 				delete(t.cursors, k)
 			}
 		}
@@ -56,8 +61,11 @@ func (t *tracker) declareCursor(name string, c *rewrite.Cursor) {
 	t.cursors[name] = cursorView{plan: c, seq: seq}
 }
 
-// closeCursor forgets a cursor ("*": all of them). Client goroutine.
+// closeCursor forgets a cursor ("*": all of them) as its CLOSE is sent.
+// Client side.
 func (t *tracker) closeCursor(name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if name == "*" {
 		clear(t.cursors)
 		return
@@ -66,33 +74,48 @@ func (t *tracker) closeCursor(name string) {
 }
 
 // cursor returns the result map of a live cursor the session declared, or
-// nil. Client goroutine.
+// nil. Client side.
 func (t *tracker) cursor(name string) *rewrite.Cursor {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	c, ok := t.cursors[name]
 	if !ok {
 		return nil
 	}
-	if !c.plan.Hold {
-		t.mu.Lock()
-		idle := t.idleSeq
-		t.mu.Unlock()
-		if c.seq <= idle { // its transaction has ended
-			delete(t.cursors, name)
-			return nil
-		}
+	if !c.plan.Hold && c.seq <= t.idleSeq { // its transaction has ended
+		delete(t.cursors, name)
+		return nil
 	}
 	return c.plan
 }
 
-// cursorEffect records what st does to the session's cursors.
+// cursorNames lists the cursors in the view.
+func (t *tracker) cursorNames() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	names := make([]string, 0, len(t.cursors))
+	for name := range t.cursors {
+		names = append(names, name)
+	}
+	return names
+}
+
+// cursorEffect records what sending st does to the session's cursors
+// (a DECLARE counts once the server completes it: declaredBy).
 func (s *session) cursorEffect(st *rewrite.Stmt) {
 	switch {
-	case st.Declares != "":
-		s.t.declareCursor(st.Declares, st.Cursor)
 	case st.CloseCursor != "":
 		s.t.closeCursor(st.CloseCursor)
 	case st.Deallocate == "*" && st.SearchPathReset: // DISCARD ALL
 		s.t.closeCursor("*")
+	}
+}
+
+// declaredBy records the cursor of a DECLARE the server has just
+// completed (done, answering the message seq). Server side.
+func (s *session) declaredBy(done *rewrite.Stmt, seq uint64) {
+	if done != nil && done.Declares != "" {
+		s.t.declareCursor(done.Declares, done.Cursor, seq)
 	}
 }
 
@@ -136,7 +159,7 @@ func (s *session) withCursors(p *rewrite.Plan) *rewrite.Plan {
 			}
 			if st.CloseCursor == "*" {
 				clear(local)
-				for name := range s.t.cursors {
+				for _, name := range s.t.cursorNames() {
 					local[name] = nil
 				}
 			} else if st.Declares != "" {

@@ -107,8 +107,9 @@ func planNeedsWork(p *rewrite.Plan) bool {
 		return true
 	}
 	for _, st := range p.Stmts {
-		// A FETCH is mapped by its cursor when it runs (fetchStatement).
-		if st.Outputs != nil || st.OutputsByOrigin || st.Copy != nil || st.Kind == rewrite.KindDDL || st.Fetch != "" {
+		// A FETCH is mapped by its cursor when it runs (fetchStatement); a
+		// DECLARE's cursor is recorded when it completes (declaredBy).
+		if st.Outputs != nil || st.OutputsByOrigin || st.Copy != nil || st.Kind == rewrite.KindDDL || st.Fetch != "" || st.Declares != "" {
 			return true
 		}
 	}

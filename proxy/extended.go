@@ -198,6 +198,7 @@ func (s *session) decodeBackend(typ byte, ev backendEvent) error {
 		case cur.kind == pendExecute && cur.portal != nil && cur.portal.Stmt != nil:
 			done = cur.portal.Stmt.Plan
 		}
+		s.declaredBy(done, cur.seq)
 		if done != nil && done.Kind == rewrite.KindDDL {
 			// Every session plans with the new schema from now: reload the
 			// shared snapshot in the background; this session's next plan

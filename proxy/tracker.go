@@ -185,7 +185,7 @@ type tracker struct {
 	defSeq  map[string]uint64
 	portals map[string]*Portal
 	// cursors are the SQL cursors declared over encrypted columns
-	// (cursor.go). Client goroutine.
+	// (cursor.go). Under mu: the server side records them.
 	cursors map[string]cursorView
 	// A backend in COPY IN ignores every Sync until the client's CopyDone
 	// or CopyFail (libpq sends one right after Execute, before it knows

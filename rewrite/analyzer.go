@@ -95,8 +95,11 @@ type analyzer struct {
 	ov        *overlays
 	noOverlay bool
 	// bareOverlays maps the overlaid relations given no alias to their
-	// schema (unqualifyOverlaid).
+	// schema (unqualifyOverlaid). sysCols: 0 not known yet, 1 no system
+	// column named in root (the statement), 2 one is (systemColumns).
 	bareOverlays map[string]string
+	root         *pg.Node
+	sysCols      uint8
 	// lookupUsed: a value was sealed under a looked-up tenant (RefLookup).
 	// lookupGuard is where the tenant parameter of the guard goes, with
 	// the text before it (finish numbers it).
@@ -119,6 +122,7 @@ func newAnalyzer(p *Planner, cat *Catalog, sql string, raw *pg.RawStmt, start, e
 	if cat != nil {
 		a.ov = &cat.ov
 	}
+	a.root = raw.Stmt
 	if raw.Stmt.GetPrepareStmt() == nil && raw.Stmt.GetCreateFunctionStmt() == nil { // their $n are their own
 		a.countParams()
 	}

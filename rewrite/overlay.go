@@ -214,7 +214,9 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 // resolve). ONLY and TABLESAMPLE cannot take a subquery: those are left as
 // they are.
 func (a *analyzer) overlay(rv *pg.RangeVar) {
-	if a.noOverlay || !rv.Inh || a.ov == nil || rv.Location < 0 {
+	// Not in a query the server stores (a view, CREATE TABLE AS) or only
+	// explains: those keep the client's text.
+	if a.noOverlay || a.noOutputs || !rv.Inh || a.ov == nil || rv.Location < 0 || a.systemColumns() {
 		return
 	}
 	var text string
@@ -283,19 +285,39 @@ func (a *analyzer) unqualifyOverlaid(root *pg.Node) {
 }
 
 // catalogFirst reports whether an unqualified name is looked up in
-// pg_catalog before the search path: unless the path names pg_catalog
-// itself. A path pgveil does not know is taken to leave it first, as
-// nearly every path does.
+// pg_catalog before any other schema of the search path: unless the path
+// names pg_catalog after another schema. A path pgveil does not know is
+// taken to leave it first, as nearly every path does. (A temporary table
+// of the name comes first for the server; pgveil cannot see those.)
 func (a *analyzer) catalogFirst() bool {
 	if a.path.unknown {
 		return true
 	}
-	for _, s := range a.path.schemas {
+	for i, s := range a.path.schemas {
 		if s == "pg_catalog" {
-			return false
+			return i == 0
 		}
 	}
 	return true
+}
+
+// systemColumns reports whether the statement names a system column
+// (ctid, tableoid…), which a subquery does not have: its relations are
+// not overlaid.
+func (a *analyzer) systemColumns() bool {
+	if a.sysCols == 0 {
+		a.sysCols = 1
+		walkAll(a.root, func(n *pg.Node) bool {
+			if cr := n.GetColumnRef(); cr != nil {
+				switch lastName(cr.Fields) {
+				case "ctid", "tableoid", "xmin", "xmax", "cmin", "cmax":
+					a.sysCols = 2
+				}
+			}
+			return a.sysCols == 1
+		})
+	}
+	return a.sysCols == 2
 }
 
 // nameEnd returns where the (possibly qualified) relation name starting at
@@ -310,6 +332,9 @@ func (a *analyzer) nameEnd(start int) (int, bool) {
 	for {
 		save := l.pos
 		dot := l.next()
+		if dot.kind == tOp && l.text(dot) == "*" {
+			return dot.end, true // "name *": the name and its children, as the name alone
+		}
 		if !l.isPunct(dot, ".") {
 			l.pos = save
 			return end, true
