@@ -37,9 +37,27 @@ type ormValues struct {
 	Rolled      encUser `json:"rolled"`
 	RolledPhone string  `json:"rolled_phone"`
 	// Values carried by statements pgveil refuses.
-	LikePattern   string `json:"like_pattern"`
-	PhoneLookup   string `json:"phone_lookup"`
-	NoTenantPhone string `json:"no_tenant_phone"`
+	LikePattern string `json:"like_pattern"`
+	PhoneLookup string `json:"phone_lookup"`
+	// UPDATEs that write encrypted columns without naming the tenant
+	// (org_id): pgveil looks it up (SELECT DISTINCT org_id … WHERE <the
+	// UPDATE's WHERE>), seals under that tenant's key and guards the
+	// UPDATE with org_id = <tenant>. u1's email and NewPhone come that way
+	// (SQLAlchemy's flush UPDATE … WHERE users.id on the mapper keyed by
+	// id, Django's save(update_fields=['phone'])), after TenantPhone was
+	// written with the tenant named (org_id in the mapper's primary key,
+	// update_fields=['phone', 'org']). EmailPhone is u2's final phone,
+	// set by an UPDATE … WHERE email = EmailLookup. TwoTenantPhone goes
+	// to the rows of TwoTenantEmails, u2 (Org) and Org2Rows[0] (CopyOrg):
+	// refused (more than one tenant), nothing changes. NoRowPhone goes to
+	// NoRowEmail, which no row has: UPDATE 0.
+	TenantPhone     string   `json:"tenant_phone"`
+	EmailLookup     string   `json:"email_lookup"`
+	EmailPhone      string   `json:"email_phone"`
+	TwoTenantEmails []string `json:"two_tenant_emails"`
+	TwoTenantPhone  string   `json:"two_tenant_phone"`
+	NoRowEmail      string   `json:"no_row_email"`
+	NoRowPhone      string   `json:"no_row_phone"`
 	// TempPhone is set on u4 and set back (SQLAlchemy's synchronize_session).
 	TempPhone string `json:"temp_phone"`
 	// Reflection (SQLAlchemy), into CopyOrg. ReflectRows are written
@@ -49,14 +67,17 @@ type ormValues struct {
 	// could turn up by chance in the hex of the at-rest scan) and int8's
 	// minimum. ReflectLookup (ReflectRows[0]'s email upper-cased and
 	// padded) and ReflectIn find them through the email blind index.
-	// ReflectRows[0] is then updated (its tenant in the WHERE) to
-	// ReflectNewEmail, ReflectNewPhone, a NULL birth_date and
-	// ReflectNewToken, found again by ReflectNewLookup; ReflectDoomed is
+	// ReflectRows[0]'s phone is then set to ReflectMidPhone (its tenant in
+	// the WHERE), and it is updated by ReflectLookup alone (pgveil looks
+	// the tenant up) to ReflectNewEmail, ReflectNewPhone, a NULL
+	// birth_date and ReflectNewToken, found again by ReflectNewLookup;
+	// the same UPDATE again matches no row (UPDATE 0). ReflectDoomed is
 	// inserted with them and deleted by ReflectDoomedLookup.
 	ReflectRows         []encUser `json:"reflect_rows"`
 	ReflectLookup       string    `json:"reflect_lookup"`
 	ReflectIn           []string  `json:"reflect_in"`
 	ReflectInExpect     []string  `json:"reflect_in_expect"`
+	ReflectMidPhone     string    `json:"reflect_mid_phone"`
 	ReflectNewEmail     string    `json:"reflect_new_email"`
 	ReflectNewLookup    string    `json:"reflect_new_lookup"`
 	ReflectNewPhone     string    `json:"reflect_new_phone"`
@@ -101,11 +122,15 @@ func newORMSpec(p *encProxy, tag string, org int64) *ormSpec {
 			SSN: sp("ssn-u7-" + tag), Birth: sp("1944-04-04"), Token: tok(base + 7)},
 		Rolled: encUser{Name: "rb " + tag, Email: sp("Rolled.Back." + tag + "@example.com"), Phone: sp("ph-rb-" + tag),
 			SSN: sp("ssn-rb-" + tag), Birth: sp("2011-11-11"), Token: tok(base + 8)},
-		RolledPhone:   "ph-rolled-back-" + tag + "-555-0166",
-		LikePattern:   "refused-like-" + tag,
-		PhoneLookup:   "refused-phone-eq-" + tag,
-		NoTenantPhone: "refused-no-tenant-" + tag,
-		TempPhone:     "ph-temp-" + tag + "-555-0177",
+		RolledPhone:    "ph-rolled-back-" + tag + "-555-0166",
+		LikePattern:    "refused-like-" + tag,
+		PhoneLookup:    "refused-phone-eq-" + tag,
+		TenantPhone:    "ph-tenant-named-" + tag + "-555-0133",
+		EmailPhone:     "ph-u2b-" + tag + " Zoë ✓ 555-0134",
+		TwoTenantPhone: "refused-two-tenants-" + tag,
+		NoRowEmail:     "absent.lookup." + tag + "@example.org",
+		NoRowPhone:     "ph-no-row-" + tag + "-555-0135",
+		TempPhone:      "ph-temp-" + tag + "-555-0177",
 		ReflectRows: []encUser{
 			{Name: "rr1 " + tag, Email: sp("Réflexion.Ünï." + tag + "@Exämple.org"),
 				Phone: sp("ph-rr1 Zoë 🚀 back\\slash O'Brien " + tag), SSN: sp("ssn-rr1-" + tag + `-ü\d+ \x00 'q'`),
@@ -113,6 +138,7 @@ func newORMSpec(p *encProxy, tag string, org int64) *ormSpec {
 			{Name: "rr2 " + tag, Email: sp("reflect.two." + tag + "@example.org"), SSN: sp("ssn-rr2-" + tag + " 社会保障"),
 				Birth: sp("2038-01-19"), Token: sp("-9223372036854775808")},
 		},
+		ReflectMidPhone: "ph-rr1-mid-" + tag + " Zoë",
 		ReflectNewEmail: "Réflexion.Renamed." + tag + "@Exämple.org",
 		ReflectNewPhone: "ph-rr1b-" + tag + ` naïve \ O'Neil`,
 		ReflectNewToken: strconv.FormatInt(base+31, 10),
@@ -124,6 +150,9 @@ func newORMSpec(p *encProxy, tag string, org int64) *ormSpec {
 		OrgName: "org " + strconv.FormatInt(org, 10),
 	}
 	o.Doomed2Lookup = strings.ToUpper(*o.Doomed2.Email)
+	o.EmailLookup = " " + strings.ToUpper(*s.Users[1].Email)
+	o.TwoTenantEmails = []string{strings.ToLower(*s.Users[1].Email), strings.ToUpper(*o.Org2Rows[0].Email)}
+	s.Final[1].Phone = sp(o.EmailPhone)
 	rr1, rr2 := o.ReflectRows[0], o.ReflectRows[1]
 	o.ReflectLookup = "  " + strings.ToUpper(*rr1.Email) + " "
 	o.ReflectIn = []string{strings.ToLower(*rr2.Email), strings.ToUpper(*rr1.Email), "absent.reflect." + tag + "@example.org"}
@@ -154,9 +183,11 @@ func (o ormValues) plaintexts() []string {
 	for _, u := range append(users, o.ReflectRows...) {
 		add(u.Email, u.Phone, u.SSN, u.Birth, u.Token)
 	}
-	add(&o.BulkPhone, &o.Doomed2Lookup, &o.RolledPhone, &o.LikePattern, &o.PhoneLookup, &o.NoTenantPhone, &o.TempPhone, &o.ReflectBytes,
+	add(&o.BulkPhone, &o.Doomed2Lookup, &o.RolledPhone, &o.LikePattern, &o.PhoneLookup, &o.TenantPhone, &o.EmailPhone,
+		&o.TwoTenantPhone, &o.NoRowEmail, &o.NoRowPhone, &o.TempPhone, &o.ReflectBytes, &o.ReflectMidPhone,
 		&o.ReflectNewEmail, &o.ReflectNewPhone, &o.ReflectNewToken)
-	for _, v := range append([]string{o.ReflectLookup, o.ReflectNewLookup, o.ReflectDoomedLookup}, o.ReflectIn...) {
+	lookups := append([]string{o.ReflectLookup, o.ReflectNewLookup, o.ReflectDoomedLookup, o.EmailLookup}, o.ReflectIn...)
+	for _, v := range append(lookups, o.TwoTenantEmails...) {
 		add(sp(strings.TrimSpace(v)))
 	}
 	return out
@@ -207,13 +238,18 @@ func verifyORM(t *testing.T, ctx context.Context, p *encProxy, s *ormSpec, org2 
 // encrypted columns, the ORM Session (INSERT … RETURNING id, executemany,
 // select/where/in_/filter_by, session.get, flush UPDATEs, bulk update and
 // delete, rollback, relationships and joins on the shared email index
-// key), Core multi-row insert, ON CONFLICT, text(), refusals; then the
-// same table reflected from the database with no type given: through
-// pgveil's catalog overlays the encrypted columns reflect as TEXT, DATE
-// and BIGINT (their blind indexes as BYTEA), and Core on the reflected
-// table (and an automap class) writes, reads, looks up, updates and
-// deletes exact values; last, a row through the table reflected with
-// Column overrides.
+// key), Core multi-row insert, ON CONFLICT, text(), refusals. The mapper's
+// primary key is id, as the application declared it: its flush UPDATE …
+// WHERE users.id = … and a bulk update by email do not name the tenant,
+// and pgveil looks it up (an update over two tenants' rows is refused and
+// changes nothing, one matching no row gives rowcount 0); a mapper with
+// org_id in its primary key, the workaround before lookups, still works.
+// Then the same table reflected from the database with no type given:
+// through pgveil's catalog overlays the encrypted columns reflect as TEXT,
+// DATE and BIGINT (their blind indexes as BYTEA), and Core on the
+// reflected table (and an automap class) writes, reads, looks up, updates
+// (with the tenant in the WHERE and without) and deletes exact values;
+// last, a row through the table reflected with Column overrides.
 func TestEncSQLAlchemy(t *testing.T) {
 	relayLeakCheck(t)
 	pythonDriver(t, "psycopg2")
@@ -239,9 +275,12 @@ func TestEncSQLAlchemy(t *testing.T) {
 // keys to orgs; create, bulk_create, get/filter/exists/count, save(),
 // update_or_create, queryset update and delete, transaction.atomic,
 // values_list, select_related, prefetch_related, subqueries on the shared
-// email index key, and the refusals an adopting team meets; its
-// introspection (get_table_description, inspectdb) reports TextField,
-// DateField and BigIntegerField for the encrypted columns.
+// email index key, and the refusals an adopting team meets (bulk_update's
+// SET … = CASE …, over two tenants' rows); save(update_fields=['phone'])
+// and filter(email=…).update(…) need not name the tenant (pgveil looks it
+// up; no row matched updates 0 rows); its introspection
+// (get_table_description, inspectdb) reports TextField, DateField and
+// BigIntegerField for the encrypted columns.
 func TestEncDjango(t *testing.T) {
 	relayLeakCheck(t)
 	pythonDriver(t, "psycopg2")

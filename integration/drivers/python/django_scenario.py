@@ -10,7 +10,11 @@ psycopg2 interpolates every value client-side (simple protocol); Django
 quotes every identifier ("users"."email"). Django's introspection
 (get_table_description, inspectdb) reports TextField, DateField and
 BigIntegerField for the encrypted columns, BinaryField for the blind
-indexes.
+indexes. Updates need not name the tenant (users.org_id, the
+key_context): for save(update_fields=['phone']) (UPDATE … WHERE "users"."id"
+= …) and filter(email=…).update(…) pgveil looks it up on the session's
+connection; an update over rows of two tenants is refused, one matching no
+row updates 0 rows.
 
     /usr/bin/python3 django_scenario.py SPEC.json
 """
@@ -308,18 +312,39 @@ def main(r):
         print("info save(): %s" % run.sql[1][0], flush=True)
     run.step("save() after changing email and phone (UPDATE of every field, org_id included)", save)
 
+    def save_fields_org():
+        obj = User.objects.get(pk=pks[0])
+        obj.phone = o["tenant_phone"]
+        obj.save(update_fields=["phone", "org"])
+        want_eq("phone", User.objects.get(pk=pks[0]).phone, o["tenant_phone"])
+    run.step("save(update_fields=['phone', 'org']) (tenant named)", save_fields_org)
+
     def save_fields():
         obj = User.objects.get(pk=pks[0])
         obj.phone = s["new_phone"]
+        run.sql = []
         obj.save(update_fields=["phone"])
-    run.refused("save(update_fields=['phone']) without org is refused", save_fields, "public.users", "org_id")
+        print("info save(update_fields=['phone']): %s" % run.sql[0][0], flush=True)
+        want = common.user_row(u[0])
+        want[1:3] = [s["new_email"], s["new_phone"]]
+        got = User.objects.get(pk=pks[0])
+        want_eq("row", row_of(got), want)
+        check_types(got)
+        want_eq("by email", rows_of(User.objects.filter(email=s["new_lookup"])), [want])
+    run.step("save(update_fields=['phone']) without org (pgveil looks the tenant up)", save_fields)
 
-    def save_fields_org():
-        obj = User.objects.get(pk=pks[0])
-        obj.phone = s["new_phone"]
-        obj.save(update_fields=["phone", "org"])
-        want_eq("phone", User.objects.get(pk=pks[0]).phone, s["new_phone"])
-    run.step("save(update_fields=['phone', 'org'])", save_fields_org)
+    def save_fields_no_row():
+        # Django raises when an update_fields save updates no row: pgveil's
+        # tenant lookup for UPDATE … WHERE "users"."id" = -1 finds no row,
+        # and the UPDATE answers UPDATE 0.
+        try:
+            User(pk=-1, org_id=org, phone=o["no_row_phone"]).save(update_fields=["phone"])
+        except DatabaseError as e:
+            want_eq("error", str(e), "Save with update_fields did not affect any rows.")
+        else:
+            raise Check("save(update_fields=…) of a missing row did not raise")
+        want_eq("rows", User.objects.filter(pk=-1).count(), 0)
+    run.step("save(update_fields=['phone']) of a missing row: UPDATE 0 (DatabaseError from Django)", save_fields_no_row)
 
     up = s["upsert"]
 
@@ -354,23 +379,54 @@ def main(r):
         want_eq("u2's phone", User.objects.get(pk=pks[1]).phone, u[1]["phone"])
     run.step("filter(org_id=…).update(phone=…)", org2_update)
 
-    run.refused("filter(email=…).update(phone=…) without org is refused",
-                lambda: User.objects.filter(email=s["lookup_email"]).update(phone=o["no_tenant_phone"]),
-                "public.users", "org_id")
+    def email_update():
+        run.sql = []
+        n = User.objects.filter(email=o["email_lookup"]).update(phone=o["email_phone"])
+        print("info filter(email=…).update(): %s" % run.sql[0][0], flush=True)
+        want_eq("rows updated", n, 1)
+        want_eq("u2's phone", User.objects.get(pk=pks[1]).phone, o["email_phone"])
+        want_eq("by email", list(User.objects.filter(email=o["email_lookup"]).values_list("name", "phone")),
+                [(u[1]["name"], o["email_phone"])])
+    run.step("filter(email=…).update(phone=…) without org (pgveil looks the tenant up)", email_update)
+
+    two = o["two_tenant_emails"]
+    run.refused("filter(email__in=[…]).update(phone=…) over rows of two tenants is refused",
+                lambda: User.objects.filter(email__in=two).update(phone=o["two_tenant_phone"]),
+                "public.users", "more than one tenant", "org_id")
+
+    def unchanged():
+        got = User.objects.filter(email__in=two).order_by("id").values_list("name", "phone")
+        want_eq("u2 (org) and o2a (org2)", list(got),
+                [(u[1]["name"], o["email_phone"]), (o["org2_rows"][0]["name"], o["bulk_phone"])])
+    run.step("the refused update changed neither tenant's row", unchanged)
+
+    def no_row():
+        want_eq("rows updated", User.objects.filter(email=o["no_row_email"]).update(phone=o["no_row_phone"]), 0)
+        want_eq("count", User.objects.filter(email=o["no_row_email"]).count(), 0)
+    run.step("filter(email=…).update(phone=…) matching no row: 0 rows", no_row)
 
     def tenant_update():
         n = User.objects.filter(org_id=org, email=s["new_lookup"]).update(phone=s["new_phone"])
         want_eq("rows updated", n, 1)
     run.step("filter(org_id=…, email=…).update(phone=…)", tenant_update)
 
-    def bulk_update():
-        objs = list(User.objects.filter(pk__in=[pks[1], pks[3]]).order_by("id"))
-        for x in objs:
-            x.phone = o["temp_phone"]
-        User.objects.bulk_update(objs, ["phone", "org"])
+    def bulk_update(fields):
+        def fn():
+            objs = list(User.objects.filter(pk__in=[pks[1], pks[3]]).order_by("id"))
+            for x in objs:
+                x.phone = o["temp_phone"]
+            User.objects.bulk_update(objs, fields)
+        return fn
     # bulk_update sends SET phone = CASE WHEN ("users"."id" = 2) THEN '…' … END:
-    # an encrypted value computed by an expression.
-    run.refused("bulk_update(objs, ['phone', 'org']) (SET phone = CASE …) is refused", bulk_update, "public.users.phone")
+    # an encrypted value computed by an expression, refused whether or not
+    # the tenant is set too.
+    for fields in (["phone"], ["phone", "org"]):
+        run.refused("bulk_update(objs, %r) (SET phone = CASE …) is refused" % fields, bulk_update(fields),
+                    "public.users.phone", "must be a parameter, a literal")
+
+    def bulk_unchanged():
+        want_eq("phones", [User.objects.get(pk=pks[i]).phone for i in (1, 3)], [o["email_phone"], u[3]["phone"]])
+    run.step("the refused bulk_update changed nothing", bulk_unchanged)
 
     def delete_obj():
         d = User.objects.create(org_id=org, **kwargs(s["doomed"]))
@@ -408,7 +464,7 @@ def main(r):
         except Rollback:
             pass
         want_eq("after rollback", User.objects.filter(email=rb["email"]).count(), 0)
-        want_eq("u2's phone", User.objects.get(pk=pks[1]).phone, u[1]["phone"])
+        want_eq("u2's phone", User.objects.get(pk=pks[1]).phone, o["email_phone"])
     run.step("transaction.atomic rolled back (with a refusal in a savepoint)", atomic)
 
     def contacts():

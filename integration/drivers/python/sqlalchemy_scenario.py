@@ -9,7 +9,12 @@ literals, '...'::date included.
 
     /usr/bin/python3 sqlalchemy_scenario.py SPEC.json scenario|reflect
 
-scenario: the ORM Session and Core on declarative models.
+scenario: the ORM Session and Core on declarative models. User's primary
+          key is id, as the application declared it: the unit of work's
+          UPDATE users SET … WHERE users.id = … does not name the tenant
+          (users.org_id, the key_context), and pgveil looks it up on the
+          session's connection; an UPDATE over rows of two tenants is
+          refused, one matching no row gives rowcount 0.
 reflect:  the same table reflected (autoload_with=engine) with no type
           given: pgveil's catalog overlays describe the encrypted columns
           with their logical types, so SQLAlchemy reflects TEXT, DATE and
@@ -70,7 +75,9 @@ TenantBase = declarative_base()
 class TenantUser(TenantBase):
     """users with org_id in the mapper's primary key: every UPDATE and DELETE
     the unit of work emits says WHERE users.id = … AND users.org_id = …,
-    which names the tenant pgveil encrypts under (key_context)."""
+    which names the tenant pgveil encrypts under (key_context). No longer
+    needed (pgveil looks up the tenant of User's UPDATE … WHERE users.id);
+    one step shows this form still works, with no lookup."""
     __tablename__ = "users"
     id = Column(BigInteger, primary_key=True, autoincrement=True)
     org_id = Column(BigInteger, primary_key=True, autoincrement=False)
@@ -274,32 +281,41 @@ def scenario(r, s):
                     [[u[0]["name"], u[0]["email"], u[0]["birth_date"], u[0]["api_token"]]])
     run.step("text() with bound parameters", text_params)
 
-    def update_no_tenant():
-        with Session() as ses:
-            obj = ses.get(User, ids[0])
-            obj.email = s["new_email"]
-            ses.commit()
-    run.refused("flush UPDATE … WHERE users.id (no tenant) is refused", update_no_tenant, "public.users", "org_id")
-    run.info("refused flush UPDATE")
-
-    def unchanged():
-        with Session() as ses:
-            want_eq("email", ses.get(User, ids[0]).email, u[0]["email"])
-    run.step("refused UPDATE left the row unchanged", unchanged)
-
     def update_tenant():
         with Session() as ses:
             obj = ses.get(TenantUser, (ids[0], org))
-            obj.email = s["new_email"]
-            obj.phone = s["new_phone"]
+            obj.phone = o["tenant_phone"]
             ses.commit()
             run.info("flush UPDATE with org_id in the primary key")
         with Session() as ses:
+            want_eq("phone", ses.get(User, ids[0]).phone, o["tenant_phone"])
+    run.step("flush UPDATE with org_id in the mapper's primary key (tenant named)", update_tenant)
+
+    def update_by_id():
+        with Session() as ses:
+            obj = ses.get(User, ids[0])
+            obj.email = s["new_email"]
+            mark = len(run.statements)
+            ses.flush()
+            run.info("flush UPDATE of one attribute")
+            want_eq("statements", run.statements[mark:], [("UPDATE", False, 1)])
+            obj.phone = s["new_phone"]
+            ses.commit()
+            run.info("flush UPDATE of another")
+            want_eq("in the session", [obj.email, obj.phone], [s["new_email"], s["new_phone"]])
+    run.step("flush UPDATE … WHERE users.id = … (mapper keyed by id: pgveil looks the tenant up)", update_by_id)
+
+    def updated():
+        want = common.user_row(u[0])
+        want[1:3] = [s["new_email"], s["new_phone"]]
+        with Session() as ses:
+            obj = ses.get(User, ids[0])
+            want_eq("row", row_of(obj), want)
+            check_types(obj)
             want_eq("old email", ses.execute(select(User.id).where(User.email == s["old_email"])).all(), [])
             got = ses.execute(select(User).where(User.email == s["new_lookup"])).scalars().all()
-            want_eq("names", [x.name for x in got], [s["update_name"]])
-            want_eq("email, phone", [got[0].email, got[0].phone], [s["new_email"], s["new_phone"]])
-    run.step("flush UPDATE with org_id in the mapper's primary key", update_tenant)
+            want_eq("by the new email", rows_of(got), [want])
+    run.step("the flushed row reads back exactly (session.get, the new email through the blind index)", updated)
 
     def core_multirow():
         with Session() as ses:
@@ -407,8 +423,8 @@ def scenario(r, s):
         with Session() as ses:
             ses.add(User(org_id=org, **kwargs(rb)))
             # Two objects changed alike: one executemany UPDATE … WHERE
-            # users.id = … AND users.org_id = ….
-            objs = [ses.get(TenantUser, (ids[i], org)) for i in (1, 3)]  # (autoflush: the INSERT goes here)
+            # users.id = …, a tenant lookup for each row, in the transaction.
+            objs = [ses.get(User, ids[i]) for i in (1, 3)]  # (autoflush: the INSERT goes here)
             mark = len(run.statements)
             for x in objs:
                 x.phone = o["rolled_phone"]
@@ -513,9 +529,46 @@ def scenario(r, s):
 
     def bulk_no_tenant():
         with Session() as ses:
-            ses.execute(update(User).where(User.email == s["lookup_email"]).values(phone=o["no_tenant_phone"])
+            res = ses.execute(update(User).where(User.email == o["email_lookup"]).values(phone=o["email_phone"])
+                              .execution_options(synchronize_session=False))
+            run.info("bulk UPDATE by email")
+            want_eq("rowcount", res.rowcount, 1)
+            ses.commit()
+        with Session() as ses:
+            want_eq("u2's phone", ses.get(User, ids[1]).phone, o["email_phone"])
+            want_eq("by email", ses.execute(select(User.name, User.phone).where(User.email == o["email_lookup"])).all(),
+                    [(u[1]["name"], o["email_phone"])])
+    run.step("bulk update(User).where(User.email == …) without org_id (pgveil looks the tenant up)", bulk_no_tenant)
+
+    def phones_of(ses, emails):
+        return ses.execute(select(User.name, User.phone).where(User.email.in_(emails)).order_by(User.id)).all()
+
+    two = o["two_tenant_emails"]
+
+    def two_tenants():
+        with Session() as ses:
+            ses.execute(update(User).where(User.email.in_(two)).values(phone=o["two_tenant_phone"])
                         .execution_options(synchronize_session=False))
-    run.refused("bulk update(User).where(User.email == …) without org_id is refused", bulk_no_tenant, "public.users", "org_id")
+    run.refused("bulk update(User).where(User.email.in_([…])) over rows of two tenants is refused", two_tenants,
+                "public.users", "more than one tenant", "org_id")
+
+    def unchanged():
+        with Session() as ses:
+            want_eq("u2 (org) and o2a (org2)", [list(x) for x in phones_of(ses, two)],
+                    [[u[1]["name"], o["email_phone"]], [o["org2_rows"][0]["name"], o["bulk_phone"]]])
+    run.step("the refused UPDATE changed neither tenant's row", unchanged)
+
+    def no_row():
+        with Session() as ses:
+            res = ses.execute(update(User).where(User.email == o["no_row_email"]).values(phone=o["no_row_phone"])
+                              .execution_options(synchronize_session=False))
+            want_eq("rowcount by email", res.rowcount, 0)
+            res = ses.execute(update(User).where(User.id == -1).values(phone=o["no_row_phone"])
+                              .execution_options(synchronize_session=False))
+            want_eq("rowcount by id", res.rowcount, 0)
+            ses.commit()
+            want_eq("count", count_email(ses, o["no_row_email"]), 0)
+    run.step("bulk update(User) matching no row (no tenant to look up): rowcount 0", no_row)
 
     def final():
         with Session() as ses:
@@ -613,24 +666,41 @@ def reflect(r, s):
     new = dict(email=o["reflect_new_email"], phone=o["reflect_new_phone"], birth_date=None,
                api_token=int(o["reflect_new_token"]))
 
-    def update_no_tenant():
-        with engine.begin() as c:
-            c.execute(update(users).where(users.c.email == o["reflect_lookup"]).values(**new))
-    run.refused("reflected table: update … WHERE email = … (no tenant) is refused", update_no_tenant, "public.users",
-                "org_id")
-
     def update_tenant():
         with engine.begin() as c:
-            got = c.execute(update(users).where(users.c.org_id == org2, users.c.email == o["reflect_lookup"]).values(**new)
+            got = c.execute(update(users).where(users.c.org_id == org2, users.c.email == o["reflect_lookup"])
+                            .values(phone=o["reflect_mid_phone"]).returning(*cols())).all()
+            want = common.user_row(rows[0])
+            want[2] = o["reflect_mid_phone"]
+            want_eq("RETURNING", norm_rows(got), [want])
+    run.step("reflected table: update … WHERE org_id = … AND email = … RETURNING (tenant named)", update_tenant)
+
+    renamed = [rows[0]["name"], new["email"], new["phone"], rows[0]["ssn"], None, o["reflect_new_token"]]
+
+    def update_no_tenant():
+        with engine.begin() as c:
+            got = c.execute(update(users).where(users.c.email == o["reflect_lookup"]).values(**new)
                             .returning(*cols())).all()
             run.info("UPDATE through the reflected table")
-            want_eq("RETURNING", norm_rows(got), [[rows[0]["name"], new["email"], new["phone"], rows[0]["ssn"], None,
-                                                   o["reflect_new_token"]]])
+            want_eq("RETURNING", norm_rows(got), [renamed])
         with engine.connect() as c:
             want_eq("old email", c.execute(select(users.c.id).where(users.c.email == o["reflect_lookup"])).all(), [])
-            got = c.execute(select(users.c.name, users.c.email).where(users.c.email == o["reflect_new_lookup"])).all()
-            want_eq("new email", [list(x) for x in got], [[rows[0]["name"], new["email"]]])
-    run.step("reflected table: update … WHERE org_id = … AND email = … RETURNING", update_tenant)
+            got = c.execute(select(*cols()).where(users.c.email == o["reflect_new_lookup"])).all()
+            want_eq("by the new email", norm_rows(got), [renamed])
+            check_types(got[0])
+    run.step("reflected table: update … WHERE email = … RETURNING (no tenant: pgveil looks it up)", update_no_tenant)
+
+    def update_again():
+        with engine.begin() as c:
+            res = c.execute(update(users).where(users.c.email == o["reflect_lookup"]).values(**new))
+            want_eq("rowcount", res.rowcount, 0)
+            got = c.execute(update(users).where(users.c.email == o["reflect_lookup"]).values(**new)
+                            .returning(*cols())).all()
+            want_eq("RETURNING", got, [])
+        with engine.connect() as c:
+            got = c.execute(select(*cols()).where(users.c.email == o["reflect_new_lookup"])).all()
+            want_eq("by the new email", norm_rows(got), [renamed])
+    run.step("reflected table: the same update again matches no row (rowcount 0, RETURNING nothing)", update_again)
 
     def delete_row():
         with engine.begin() as c:
