@@ -94,13 +94,14 @@ func TestEncTenantLookup(t *testing.T) {
 			}
 
 			// No row: UPDATE 0.
-			ct, err := conn.Exec(ctx, `UPDATE users SET phone = $1 WHERE id = $2`, "ph-none", int64(-1))
+			p.remember(tag+"-ph-none", tag+"-ph-both", tag+"-ph-x")
+			ct, err := conn.Exec(ctx, `UPDATE users SET phone = $1 WHERE id = $2`, tag+"-ph-none", int64(-1))
 			if err != nil || ct.RowsAffected() != 0 {
 				t.Errorf("UPDATE of no row: %v, %d rows", err, ct.RowsAffected())
 			}
 
 			// Rows of two tenants: refused, nothing changed.
-			_, err = conn.Exec(ctx, `UPDATE users SET phone = $1 WHERE name = $2`, "ph-both", tag)
+			_, err = conn.Exec(ctx, `UPDATE users SET phone = $1 WHERE name = $2`, tag+"-ph-both", tag)
 			var pe *pgconn.PgError
 			if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, "more than one tenant") {
 				t.Errorf("UPDATE over two tenants: %v, want 0A000 naming more than one tenant", err)
@@ -110,7 +111,7 @@ func TestEncTenantLookup(t *testing.T) {
 			}
 
 			// A WHERE the server rejects: its error, and the session goes on.
-			_, err = conn.Exec(ctx, `UPDATE users SET phone = $1 WHERE nosuch = $2`, "ph-x", 1)
+			_, err = conn.Exec(ctx, `UPDATE users SET phone = $1 WHERE nosuch = $2`, tag+"-ph-x", 1)
 			if !errors.As(err, &pe) || pe.Code != "42703" {
 				t.Errorf("UPDATE with a bad WHERE: %v, want 42703", err)
 			}
