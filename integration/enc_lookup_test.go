@@ -186,6 +186,18 @@ func TestEncTenantLookup(t *testing.T) {
 	})
 
 	verifyAtRest(t, context.Background(), []string{"lookup-psql-new@example.org", "lookup-0-new1-ä@example.org"})
+
+	// Operators see the lookups: per mode 2 by id, 1 by email, 1 moved and
+	// 3 in the batch (not in simple mode) found one tenant, 1 none, 1
+	// several; psql one and several. The bad WHERE fails the lookup in the
+	// simple protocol and in exec mode (Parse and Bind in one pipeline);
+	// the other modes prepare the statement first, which fails alone.
+	m := scrape(t, p.Proxy)
+	for outcome, want := range map[string]float64{"one": 5*4 + 4*3 + 1, "none": 5, "several": 5 + 1, "error": 2} {
+		if got := m.get(`pgveil_tenant_lookups_total{outcome="` + outcome + `"}`); got != want {
+			t.Errorf("pgveil_tenant_lookups_total{outcome=%q} = %v, want %v", outcome, got, want)
+		}
+	}
 }
 
 // pgtypeText scans a nullable text as "<NULL>" or its value.

@@ -135,6 +135,14 @@ func (s *session) awaitLookup() (lookupReply, error) {
 
 // lookupOutcome turns an answer into the tenant to use, or a refusal.
 func (s *session) lookupOutcome(t *policy.Table, r lookupReply) (*lookupState, *pgError) {
+	outcome := "one"
+	switch {
+	case len(r.tenants) == 0:
+		outcome = "none"
+	case len(r.tenants) > 1:
+		outcome = "several"
+	}
+	s.srv.metrics.TenantLookups.WithLabelValues(outcome).Inc()
 	switch {
 	case len(r.tenants) == 0:
 		return &lookupState{none: true}, nil
@@ -203,6 +211,7 @@ func (s *session) lookupQuery(sql string, p *rewrite.Plan, st *rewrite.Stmt) (*p
 			pe = tenantMissing(t).(*pgError)
 		}
 		s.srv.metrics.Statements.WithLabelValues("refused").Inc()
+		s.srv.metrics.TenantLookups.WithLabelValues("error").Inc()
 		s.log.Info("tenant lookup failed", zap.String("sqlstate", pe.Code))
 		s.sendQueryError(pe)
 		return nil, nil
@@ -288,6 +297,7 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 		pending{kind: pendCloseStmt, suppress: true}) {
 		// The server skips everything up to Sync after an error in the
 		// pipeline; so does pgveil (the client has that error).
+		s.srv.metrics.TenantLookups.WithLabelValues("error").Inc()
 		s.lookupOpen.Store(false)
 		s.refusing = true
 		return true, nil
@@ -301,6 +311,7 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 	if r.err {
 		// The client has the server's error; the server skips the rest
 		// of the pipeline up to Sync, and so does pgveil.
+		s.srv.metrics.TenantLookups.WithLabelValues("error").Inc()
 		s.refusing = true
 		return true, nil
 	}

@@ -38,6 +38,7 @@ type Metrics struct {
 	PhaseSeconds                         *prometheus.HistogramVec // phase: plan | crypto | upstream
 	ReloadsTotal                         *prometheus.CounterVec   // result: ok | error
 	SearchPathReads                      prometheus.Counter
+	TenantLookups                        *prometheus.CounterVec
 	bytesC2S, bytesS2C, msgsC2S, msgsS2C prometheus.Counter
 	stmtPassthrough, stmtRewritten       prometheus.Counter
 	stmtPinned                           prometheus.Counter
@@ -161,6 +162,8 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 			[]string{"result"}),
 		SearchPathReads: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_search_path_reads_total",
 			Help: "Round trips pgveil added to read a session's search_path again after the client changed it (docs/LIMITS.md)."}),
+		TenantLookups: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_tenant_lookups_total",
+			Help: "Tenant lookups of UPDATEs that did not name their tenant (docs/SQL.md), by outcome: one, none, several (refused), error."}, []string{"outcome"}),
 	}
 	m.PlanCacheHits = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgveil_plan_cache_hits_total", Help: "Plan cache hits."},
 		func() float64 { return float64(cacheStats().Hits) })
@@ -171,7 +174,7 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 		func() float64 { return float64(cacheStats().ShapeHits) })
 	reg.MustRegister(m.ConnectionsOpen, m.ConnectionsTotal, m.LoopSessions, m.LoopPolls, m.LoopPollSeconds, m.LoopWaits, m.LoopHandbacks, m.LoopReturns, m.CancelsTotal, m.Bytes, m.Messages, m.Errors,
 		m.UpstreamConnect, m.TrackerDesyncs, m.Statements, m.ValuesEncrypted, m.ValuesDecrypted,
-		m.DecryptFailures, m.ReaderMasked, m.PlanCacheHits, m.PlanCacheMisses, m.PlanCacheShapeHits, m.PhaseSeconds, m.ReloadsTotal, m.SearchPathReads)
+		m.DecryptFailures, m.ReaderMasked, m.PlanCacheHits, m.PlanCacheMisses, m.PlanCacheShapeHits, m.PhaseSeconds, m.ReloadsTotal, m.SearchPathReads, m.TenantLookups)
 	m.bytesC2S = m.Bytes.WithLabelValues("client_to_server")
 	m.bytesS2C = m.Bytes.WithLabelValues("server_to_client")
 	m.msgsC2S = m.Messages.WithLabelValues("client_to_server")
