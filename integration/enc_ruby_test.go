@@ -3,6 +3,8 @@ package integration
 import (
 	"context"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,10 +61,34 @@ type arSpec struct {
 	// by primary key then replaces its values with BulkUpsert's.
 	Bulk       encUser `json:"bulk"`
 	BulkUpsert encUser `json:"bulk_upsert"`
-	// RefusedPhone is written by the updates pgveil refuses (no tenant).
-	RefusedPhone   string `json:"refused_phone"`
-	UpdateAllName  string `json:"update_all_name"`
-	UpdateAllPhone string `json:"update_all_phone"`
+	// The UPDATEs without the tenant (pgveil looks it up): SavePhone is
+	// Users[1]'s phone by save; ColumnSSN Users[2]'s ssn by update_column,
+	// ColumnsPhone and ColumnsBirth its phone and birth_date by
+	// update_columns; UpdateAllEmail Users[3]'s email by update_all by id
+	// (found again by UpdateAllLookup); ByEmailEmail Users[4]'s email by
+	// update_all by email (ByEmailLookup, its old email upper-cased);
+	// MultiToken the api_token of Users[2] and Users[4] by one update_all.
+	SavePhone       string `json:"save_phone"`
+	ColumnSSN       string `json:"column_ssn"`
+	ColumnsPhone    string `json:"columns_phone"`
+	ColumnsBirth    string `json:"columns_birth"`
+	UpdateAllName   string `json:"update_all_name"`
+	UpdateAllPhone  string `json:"update_all_phone"`
+	UpdateAllEmail  string `json:"update_all_email"`
+	UpdateAllLookup string `json:"update_all_lookup"`
+	ByEmailLookup   string `json:"by_email_lookup"`
+	ByEmailEmail    string `json:"by_email_email"`
+	MultiToken      string `json:"multi_token"`
+	// Other is created in OtherOrg (another tenant) and updated to
+	// OtherPhone without the tenant; OtherFinal is OtherOrg's users after
+	// the scenario.
+	OtherOrg   int64     `json:"other_org"`
+	Other      encUser   `json:"other"`
+	OtherPhone string    `json:"other_phone"`
+	OtherFinal []encUser `json:"other_final"`
+	// RefusedPhone is written by the updates that change nothing: the one
+	// over rows of two tenants (refused) and those matching no row.
+	RefusedPhone string `json:"refused_phone"`
 	// TxUser is created in a transaction that is rolled back.
 	TxUser encUser `json:"tx_user"`
 	// Nested is created, then updated to NestedPhone, in a transaction
@@ -88,9 +114,25 @@ func newARSpec(p *encProxy, tag string, org int64, prepared bool) *arSpec {
 		SSN: sp("ssn-b1-" + tag), Birth: sp("1999-12-31"), Token: sp("-42")}
 	s.BulkUpsert = encUser{Name: "b1 upserted " + tag, Email: sp("Bulk.Two." + tag + "@example.com"), Phone: sp("ph-b2 ✓ " + tag),
 		SSN: sp("ssn-b2-" + tag), Birth: sp("2024-02-29"), Token: sp("-9223372036854775808")}
-	s.RefusedPhone = "ph-refused-" + tag
+	s.SavePhone = "ph-save ✓ " + tag
+	s.ColumnSSN = "ssn-update-column-" + tag
+	s.ColumnsPhone = "ph-update-columns-" + tag
+	s.ColumnsBirth = "1944-06-06"
 	s.UpdateAllName = u[3].Name
 	s.UpdateAllPhone = "ph-update-all-" + tag
+	s.UpdateAllEmail = "Update.All." + tag + "@Example.com"
+	s.UpdateAllLookup = " " + strings.ToUpper(s.UpdateAllEmail) + "  "
+	s.ByEmailLookup = strings.ToUpper(*u[4].Email)
+	s.ByEmailEmail = "By.Email." + tag + "@example.com"
+	s.MultiToken = strconv.FormatInt(8675309000000000+org*100+7, 10)
+	s.OtherOrg = org + 1000
+	s.Other = encUser{Name: "o1 " + tag, Email: sp("Other.Tenant." + tag + "@example.com"), Phone: sp("ph-o1-" + tag),
+		SSN: sp("ssn-o1-" + tag), Birth: sp("1933-03-03"), Token: sp(strconv.FormatInt(-(8675309000000000 + org*100 + 8), 10))}
+	s.OtherPhone = "ph-o1b ✓ " + tag
+	other := s.Other
+	other.Phone = sp(s.OtherPhone)
+	s.OtherFinal = []encUser{other}
+	s.RefusedPhone = "ph-refused-" + tag
 	s.TxUser = encUser{Name: "tx " + tag, Email: sp("Rollback." + tag + "@example.com"), Phone: sp("ph-tx-" + tag)}
 	s.Nested = encUser{Name: "n1 " + tag, Email: sp("Nested." + tag + "@example.com"), Phone: sp("ph-n1-" + tag),
 		SSN: sp("ssn-n1-" + tag), Birth: sp("1960-01-01"), Token: sp("7")}
@@ -100,7 +142,10 @@ func newARSpec(p *encProxy, tag string, org int64, prepared bool) *arSpec {
 	s.RawDupEmail = "Raw.Dup." + tag + "@example.com"
 
 	final := slices.Clone(s.Final[:5]) // u1 (new email and phone) … u5
-	final[3].Phone = sp(s.UpdateAllPhone)
+	final[1].Phone = sp(s.SavePhone)
+	final[2].SSN, final[2].Phone, final[2].Birth, final[2].Token = sp(s.ColumnSSN), sp(s.ColumnsPhone), sp(s.ColumnsBirth), sp(s.MultiToken)
+	final[3].Email, final[3].Phone = sp(s.UpdateAllEmail), sp(s.UpdateAllPhone)
+	final[4].Email, final[4].Token = sp(s.ByEmailEmail), sp(s.MultiToken)
 	up := s.Upsert
 	up.Email, up.Phone = sp(s.UpsertVariant), sp(s.UpsertPhone2)
 	nested := s.Nested
@@ -115,7 +160,7 @@ func newARSpec(p *encProxy, tag string, org int64, prepared bool) *arSpec {
 // arPlaintexts are the values only the ActiveRecord scenario writes.
 func (s *arSpec) arPlaintexts() []string {
 	var out []string
-	for _, u := range []encUser{s.Bulk, s.BulkUpsert, s.TxUser, s.Nested} {
+	for _, u := range []encUser{s.Bulk, s.BulkUpsert, s.TxUser, s.Nested, s.Other} {
 		for _, v := range []*string{u.Email, u.Phone, u.SSN, u.Birth, u.Token} {
 			if v != nil && *v != "" {
 				out = append(out, *v)
@@ -126,7 +171,9 @@ func (s *arSpec) arPlaintexts() []string {
 	// table scan's hex of the ciphertexts (megabytes of it) may hold by
 	// chance; the at-rest check still finds the column an envelope.
 	raw := s.Raw
-	return append(out, s.RefusedPhone, s.UpdateAllPhone, s.NestedPhone, *raw.Email, *raw.Phone, *raw.SSN, *raw.Birth, s.RawDupEmail)
+	out = append(out, s.SavePhone, s.ColumnSSN, s.ColumnsPhone, s.ColumnsBirth, s.UpdateAllPhone, s.UpdateAllEmail,
+		strings.TrimSpace(s.UpdateAllLookup), s.ByEmailLookup, s.ByEmailEmail, strings.ToUpper(s.ByEmailEmail), s.MultiToken, s.OtherPhone, s.RefusedPhone)
+	return append(out, s.NestedPhone, *raw.Email, *raw.Phone, *raw.SSN, *raw.Birth, s.RawDupEmail)
 }
 
 func (s *arSpec) plaintexts() []string { return append(s.encSpec.plaintexts(), s.arPlaintexts()...) }
@@ -143,19 +190,24 @@ func (s *arSpec) writeJSON(t *testing.T) string {
 // pool DEALLOCATE as it goes) and without (values quoted into the SQL).
 // The models declare no attribute types: AR reflects the logical types
 // of the encrypted columns from the catalog through pgveil (text, date,
-// bigint; blind indexes bytea), and a model needs only the tenant in its
-// UPDATEs and, recommended, its blind indexes in ignored_columns (see the
-// program's header). The scenario: that reflection, create!,
-// find_by/where/exists? by encrypted columns, pluck, count, find_each,
-// reload, update! and update_all (and their refusal without the tenant),
-// insert_all, upsert_all, transactions and savepoints, destroy, a
-// has_many keyed by an encrypted column and a join on it, a row of every
-// logical type (a backslash in text, an 8-digit int8, a date), and the
-// dup of a record that loaded its blind indexes (refused, 428C9). Then
-// the rows are read back through pgveil with pgx and the tables are
-// checked at rest. Last, updated_at is added to users by a migration
-// through pgveil, as Rails tables have it, and upsert_all is run against
-// it.
+// bigint; blind indexes bytea), and they say nothing of the tenant: AR's
+// UPDATEs name only the row's id or the relation's conditions, and pgveil
+// looks the tenant up. A model needs only, recommended, its blind indexes
+// in ignored_columns (see the program's header). The scenario: that
+// reflection, create!, find_by/where/exists? by encrypted columns, pluck,
+// count, find_each, reload; update!, save, update_column, update_columns
+// and update_all (by id, by a blind-indexed column, two rows) without the
+// tenant, each checked to send no org_id, including update! of a row of
+// another tenant; update_all over rows of two tenants (refused, 0A000,
+// nothing changed) and matching no row (0); insert_all, upsert_all,
+// transactions and savepoints, destroy, a has_many keyed by an encrypted
+// column and a join on it, a row of every logical type (a backslash in
+// text, an 8-digit int8, a date), and the dup of a record that loaded its
+// blind indexes (refused, 428C9). Then the rows of both tenants are read
+// back through pgveil with pgx (which opens each value under its row's
+// tenant) and the tables are checked at rest. Last, updated_at is added
+// to users by a migration through pgveil, as Rails tables have it, and
+// upsert_all is run against it.
 func TestEncActiveRecord(t *testing.T) {
 	relayLeakCheck(t)
 	dir := rubyDriver(t, "active_record", "ruby-activerecord")
@@ -171,6 +223,8 @@ func TestEncActiveRecord(t *testing.T) {
 		t.Run(mode.name, func(t *testing.T) {
 			runDriver(t, ctx, "ActiveRecord "+mode.name, dir, debianRuby, "activerecord_scenario.rb", spec, "scenario")
 			verifyARThroughProxy(t, ctx, p, s, s.Contacts)
+			compareUsers(t, "users of the other tenant, org "+strconv.FormatInt(s.OtherOrg, 10)+", read back through pgveil",
+				selectUsers(t, ctx, connectPgx(t, ctx, p.url()), s.OtherOrg), s.OtherFinal)
 			verifyAtRest(t, ctx, s.plaintexts())
 		})
 	}

@@ -24,13 +24,18 @@
 #    String (backslashes intact), a Date, an Integer (an 8-digit one too);
 #    lookups by an encrypted value (blind index) find the row. Blind-index
 #    columns are what they are stored as: bytea (:binary).
-# 2. The tenant in every UPDATE that writes an encrypted column of a table
-#    with key_context: AR's `save`/`update!` send only the changed columns
-#    and `WHERE "users"."id" = $n`, which pgveil refuses (0A000: it cannot
-#    tell which tenant's key to use). `before_update { org_id_will_change!
-#    }` makes AR send `SET … "org_id" = $n`; `update_all` needs
-#    `where(org_id: …)` (and so do update_column/update_columns, which
-#    are update_all by id).
+# 2. Nothing about the tenant. users has a key_context (org_id: one data
+#    key per tenant), and AR's `save`/`update!` send only the changed
+#    columns and `WHERE "users"."id" = $n`, update_column(s) likewise,
+#    update_all the relation's conditions: pgveil looks the tenant up
+#    (SELECT DISTINCT org_id FROM users WHERE <the UPDATE's WHERE>, on the
+#    same connection, in the same transaction), seals the values under
+#    that tenant's key and sends the UPDATE with `AND org_id = <tenant>`
+#    added to its WHERE. An UPDATE whose rows span several tenants (an
+#    update_all over two orgs' rows) is refused, 0A000 "more than one
+#    tenant", and changes nothing; one matching no row updates 0. Naming
+#    the tenant (`where(org_id: …)`, org_id in SET) still works and
+#    spares the lookup.
 # 3. `self.ignored_columns = %w[email_bidx ssn_bidx]` (recommended): AR
 #    then lists the columns it selects instead of "users".*, so blind
 #    indexes are not fetched, and never written back. Without it a record
@@ -96,8 +101,6 @@ class User < ActiveRecord::Base
   self.ignored_columns = %w[email_bidx ssn_bidx]
   belongs_to :org
   has_many :contacts, primary_key: :email, foreign_key: :email
-  # pgveil encrypts under the row's tenant key: every UPDATE names it.
-  before_update { org_id_will_change! unless org_id_changed? }
 end
 
 class Contact < ActiveRecord::Base
@@ -108,12 +111,6 @@ end
 # users as AR's schema reflection alone makes it: no ignored_columns.
 class BareUser < ActiveRecord::Base
   self.table_name = "users"
-end
-
-# users without the tenant in UPDATE.
-class UntenantedUser < ActiveRecord::Base
-  self.table_name = "users"
-  self.ignored_columns = %w[email_bidx ssn_bidx]
 end
 
 def attrs(org, u)
@@ -129,6 +126,27 @@ end
 def pool_keys
   pool = ActiveRecord::Base.connection.instance_variable_get(:@statements)
   (pool.instance_variable_get(:@cache)[Process.pid] || {}).values
+end
+
+# updates_sent runs the block and returns the SQL of the UPDATEs AR sent
+# in it (refused ones too).
+def updates_sent
+  sent = []
+  sub = ActiveSupport::Notifications.subscribe("sql.active_record") do |*, payload|
+    sent << payload[:sql] if payload[:sql].start_with?("UPDATE")
+  end
+  yield
+  sent
+ensure
+  ActiveSupport::Notifications.unsubscribe(sub) if sub
+end
+
+# untenanted checks that AR sent n UPDATEs of users, none naming org_id
+# (the table's key_context): each had its tenant looked up by pgveil.
+def untenanted(what, sent, n = 1)
+  return if sent.length == n && sent.all? { |q| q.start_with?('UPDATE "users" SET') && !q.include?("org_id") }
+
+  raise StepFailure, "#{what}: AR sent #{sent.map { |q| q[0, 200] }.inspect}, want #{n} UPDATE of users without org_id"
 end
 
 def check_rows(what, got, want)
@@ -251,18 +269,37 @@ def scenario(r, s)
     [[urow(x)], nil]
   end
 
-  r.step("update! of encrypted attributes (org_id in SET)") do
+  # None of these UPDATEs names the tenant (updates_sent checks what AR
+  # sent): pgveil looks it up, seals under its key and adds it to the
+  # WHERE. The values are read back through AR here and through pgx by
+  # the Go test, which opens them under the row's tenant.
+  r.step("update! of encrypted attributes, without the tenant") do
     x = users[0]
-    x.update!(email: s["new_email"], phone: s["new_phone"])
+    untenanted("update!", updates_sent { x.update!(email: s["new_email"], phone: s["new_phone"]) })
     check("reloaded", urow(x.reload), user_row(s["final"][0]))
     check("found by the new email", User.find_by(email: s["new_lookup"])&.id.to_s, x.id.to_s)
     check("found by the old email", User.find_by(email: s["old_email"]).inspect, "nil")
     [nil, nil]
   end
-  r.step("update! without the tenant is refused (0A000)") do
-    y = UntenantedUser.find(users[1].id)
-    refused("0A000", "public.users", "org_id") { y.update!(phone: s["refused_phone"]) }
-    check("unchanged", users[1].reload.phone, u[1]["phone"])
+  r.step("save of a changed encrypted attribute, without the tenant") do
+    y = User.find(users[1].id)
+    y.phone = s["save_phone"]
+    saved = nil
+    untenanted("save", updates_sent { saved = y.save })
+    check("save", saved.to_s, "true")
+    check("reloaded", urow(users[1].reload), user_row(s["ar_final"][1]))
+    [nil, nil]
+  end
+  r.step("update_column and update_columns of encrypted attributes, without the tenant") do
+    x = users[2]
+    sent = updates_sent do
+      check("update_column", x.update_column(:ssn, s["column_ssn"]).to_s, "true")
+      check("update_columns", x.update_columns(phone: s["columns_phone"], birth_date: date_arg(s["columns_birth"])).to_s, "true")
+    end
+    untenanted("update_column(s)", sent, 2)
+    want = user_row(s["users"][2].merge("ssn" => s["column_ssn"], "phone" => s["columns_phone"], "birth_date" => s["columns_birth"]))
+    check("reloaded", urow(x.reload), want)
+    check("found by the ssn", User.where(ssn: s["column_ssn"]).pluck(:id), [x.id.to_s])
     [nil, nil]
   end
   r.step("update_all(phone:) by name within the tenant") do
@@ -271,8 +308,61 @@ def scenario(r, s)
     check("phone", users[3].reload.phone, s["update_all_phone"])
     [nil, nil]
   end
-  r.step("update_all without the tenant is refused (0A000)") do
-    refused("0A000", "org_id") { User.where(name: s["update_all_name"]).update_all(phone: s["refused_phone"]) }
+  r.step("update_all(email:) by id, without the tenant") do
+    x = users[3]
+    n = nil
+    untenanted("update_all", updates_sent { n = User.where(id: x.id).update_all(email: s["update_all_email"]) })
+    check("rows", n.to_s, "1")
+    check("reloaded", urow(x.reload), user_row(s["ar_final"][3]))
+    check("found by the new email", User.find_by(email: s["update_all_lookup"])&.id.to_s, x.id.to_s)
+    check("found by the old email", User.exists?(email: u[3]["email"]).to_s, "false")
+    [nil, nil]
+  end
+  r.step("update_all(email:) by an encrypted column (blind index), without the tenant") do
+    x = users[4]
+    n = nil
+    sent = updates_sent { n = User.where(email: s["by_email_lookup"]).update_all(email: s["by_email_email"]) }
+    untenanted("update_all", sent)
+    check("rows", n.to_s, "1")
+    check("reloaded", urow(x.reload), user_row(u[4].merge("email" => s["by_email_email"])))
+    check("found by the new email", User.where(email: s["by_email_email"].upcase).pluck(:id), [x.id.to_s])
+    check("found by the old email", User.exists?(email: s["by_email_lookup"]).to_s, "false")
+    [nil, nil]
+  end
+  r.step("update_all(api_token:) of two rows of the tenant, without it") do
+    n = nil
+    ids = [users[2].id, users[4].id]
+    sent = updates_sent { n = User.where(id: ids).update_all(api_token: int_arg(s["multi_token"])) }
+    untenanted("update_all", sent)
+    check("rows", n.to_s, "2")
+    check("api_tokens", User.where(id: ids).order(:id).pluck(:id, :api_token), ids.map { |id| [id.to_s, s["multi_token"]] })
+    [nil, nil]
+  end
+  other = nil
+  r.step("create! and update! of a row of another tenant, without the tenant") do
+    other = User.create!(attrs(s["other_org"], s["other"]))
+    untenanted("update!", updates_sent { other.update!(phone: s["other_phone"]) })
+    check("reloaded", urow(other.reload), user_row(s["other_final"][0]))
+    check("org_id", other.org_id.to_s, s["other_org"].to_s)
+    [nil, nil]
+  end
+  r.step("update_all over rows of two tenants is refused (0A000), nothing changes") do
+    ids = [users[3].id, other.id]
+    sent = updates_sent do
+      refused("0A000", "more than one tenant") { User.where(id: ids).update_all(phone: s["refused_phone"]) }
+    end
+    untenanted("update_all", sent)
+    check("this tenant's row", urow(users[3].reload), user_row(s["ar_final"][3]))
+    check("the other tenant's row", urow(other.reload), user_row(s["other_final"][0]))
+    [nil, nil]
+  end
+  r.step("update_all matching no row returns 0 (by id, by an absent email)") do
+    sent = updates_sent do
+      check("by id", User.where(id: -1).update_all(phone: s["refused_phone"]).to_s, "0")
+      check("by email", User.where(email: s["in_emails"][2]).update_all(phone: s["refused_phone"]).to_s, "0")
+    end
+    untenanted("update_all", sent, 2)
+    check("rows with the phone", User.where(org_id: [org, s["other_org"]]).pluck(:phone).include?(s["refused_phone"]).to_s, "false")
     [nil, nil]
   end
 
@@ -348,6 +438,8 @@ def scenario(r, s)
   end
   reflected(r, s, users)
   r.step("final state", want: s["ar_final"].map { |x| user_row(x) }) do
+    check("the other tenant's users", User.where(org_id: s["other_org"]).order(:id).map { |x| urow(x) },
+          s["other_final"].map { |x| user_row(x) })
     [User.where(org_id: org).order(:id).map { |x| urow(x) }, nil]
   end
 
