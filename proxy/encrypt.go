@@ -803,8 +803,11 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 	out.Statement = []byte(stmt.ServerName)
 	out.ResultFormats = s.serverResultFormats(st, bm.ResultFormats, out.ResultFormats[:0])
 	if !stmtRewritten(st) {
-		out.ParamFormats = bm.ParamFormats
-		out.Params = bm.Params
+		// Copied, never shared: the next conversion rebuilds out's slices
+		// in place, and the client's message (a Bind being converted, or
+		// the Bind a tenant lookup goes ahead of) must stay as it came.
+		out.ParamFormats = append(out.ParamFormats[:0], bm.ParamFormats...)
+		out.Params = append(out.Params[:0], bm.Params...)
 		return out, nil
 	}
 	if len(bm.Params) != st.ClientParams {

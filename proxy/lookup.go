@@ -253,7 +253,7 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 	oids := make([]uint32, n)
 	lbm := &bindMsg{}
 	if bm != nil {
-		lbm.ParamFormats = bm.ParamFormats
+		lbm.ParamFormats = append([]int16(nil), bm.ParamFormats...)
 	}
 	for i := 0; i < n; i++ {
 		used := i < len(st.Lookup.Uses) && st.Lookup.Uses[i]
