@@ -6,12 +6,14 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // lookupReview is a pgveil in front of the suite's schema with two orgs,
@@ -156,13 +158,14 @@ func TestLookupReviewDefectParamFormats(t *testing.T) {
 	}
 }
 
-// TestLookupReviewDefectLiteralWithParams: an encrypted value written as
-// a literal in a statement that has parameters (UPDATE users SET email =
-// 'x' WHERE id = $1). The lookup runs at Bind, but the literal is sealed
-// when the Parse is rendered, before any tenant was looked up: pgveil
-// refuses with XX000 "could not encrypt a value" (fillLiteral: "no tenant
-// was looked up"). Expected UPDATE 1 (as in the simple protocol).
-func TestLookupReviewDefectLiteralWithParams(t *testing.T) {
+// TestLookupReviewLiteralWithParams: an encrypted value written as a
+// literal in a statement that has parameters (UPDATE users SET email =
+// 'x' WHERE id = $1). The literal is sealed when the statement is
+// prepared, and the tenant of a statement with parameters is looked up at
+// each execution, so pgveil refuses it (0A000) with a hint to pass the
+// value as a parameter; nothing changes. In the simple protocol (no
+// parameters) it works.
+func TestLookupReviewLiteralWithParams(t *testing.T) {
 	r := newLookupReview(t, 171)
 	for mi, mode := range reviewModes {
 		t.Run(mode.String(), func(t *testing.T) {
@@ -173,37 +176,41 @@ func TestLookupReviewDefectLiteralWithParams(t *testing.T) {
 			conn := r.conn(t, mode)
 			defer conn.Close(r.ctx)
 			ct, err := conn.Exec(r.ctx, `UPDATE users SET email = '`+email+`' WHERE id = $1`, id)
-			if err != nil || ct.RowsAffected() != 1 {
-				t.Fatalf("UPDATE … SET email = '<literal>' WHERE id = $1: %v, %d rows", err, ct.RowsAffected())
+			if mode == pgx.QueryExecModeSimpleProtocol {
+				if err != nil || ct.RowsAffected() != 1 {
+					t.Fatalf("UPDATE … SET email = '<literal>' WHERE id = <literal>: %v, %d rows", err, ct.RowsAffected())
+				}
+				if got, want := r.read(t, id), fmt.Sprintf("%d|%s|%s|<NULL>", r.orgA, tag, email); got != want {
+					t.Errorf("read back %q, want %q", got, want)
+				}
+				return
 			}
-			if got, want := r.read(t, id), fmt.Sprintf("%d|%s|%s|<NULL>", r.orgA, tag, email); got != want {
-				t.Errorf("read back %q, want %q", got, want)
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Hint, "as parameters") {
+				t.Fatalf("UPDATE … SET email = '<literal>' WHERE id = $1: %v, want 0A000 with a hint to use parameters", err)
+			}
+			if got, want := r.read(t, id), fmt.Sprintf("%d|%s|%s|<NULL>", r.orgA, tag, tag+"-old@example.org"); got != want {
+				t.Errorf("a refused UPDATE changed the row: %q, want %q", got, want)
 			}
 		})
 	}
 }
 
-// TestLookupReviewDefectParamTypeFromSet: a parameter whose type the
-// server infers from SET (name = $1) and that the WHERE uses only where
-// its type cannot be inferred ($1 IS NOT NULL). The UPDATE is valid; the
-// lookup, which carries the WHERE without the SET, is not: the server
-// answers 42P08 "could not determine data type of parameter $1", and the
-// client gets that error for a statement PostgreSQL accepts.
-func TestLookupReviewDefectParamTypeFromSet(t *testing.T) {
+// TestLookupReviewParamTypeFromSet: a parameter typed only by SET (name =
+// $1) that the WHERE uses where no type can be inferred ($1 IS NOT NULL).
+// PostgreSQL itself rejects the statement (42P08: it types WHERE's
+// parameters from WHERE); through pgveil the client gets the same error.
+func TestLookupReviewParamTypeFromSet(t *testing.T) {
 	r := newLookupReview(t, 181)
-	for mi, mode := range reviewExtendedModes {
-		t.Run(mode.String(), func(t *testing.T) {
-			tag := fmt.Sprintf("lkrev-type-%d", mi)
-			id := r.insert(t, r.orgA, tag, tag+"-old@example.org")
-			email := tag + "-new@example.org"
-			r.p.remember(email)
-			conn := r.conn(t, mode)
-			defer conn.Close(r.ctx)
-			ct, err := conn.Exec(r.ctx, `UPDATE users SET name = $1, email = $2 WHERE id = $3 AND $1 IS NOT NULL`, tag+"-n", email, id)
-			if err != nil || ct.RowsAffected() != 1 {
-				t.Fatalf("UPDATE: %v, %d rows", err, ct.RowsAffected())
-			}
-		})
+	r.p.remember("lkrev-type@example.org")
+	const q = `UPDATE users SET name = $1, email = $2 WHERE id = $3 AND $1 IS NOT NULL`
+	for _, url := range []string{directURL("scram_user", "sslmode=disable"), r.p.url()} {
+		conn := connectPgx(t, r.ctx, url)
+		_, err := conn.Exec(r.ctx, q, "n", "lkrev-type@example.org", int64(1))
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "42P08" {
+			t.Errorf("%s: %v, want 42P08", redact(url), err)
+		}
 	}
 }
 
@@ -232,51 +239,30 @@ func TestLookupReviewDefectMultiAssignAfterEncrypted(t *testing.T) {
 	}
 }
 
-// TestLookupReviewDefectPreparedWithoutParamsIsStale: a named statement
-// without parameters (UPDATE users SET phone = 'x' WHERE id = N) has its
-// tenant looked up once, at Parse, and the answer (the sealed literal and
-// the guard literal) is baked into the server's statement. Every later
-// execution uses that answer: prepared before the row existed, it never
-// updates the row (guard org_id = NULL); prepared before the row moved to
-// another tenant, it never updates it either. Expected UPDATE 1 on each
-// execution after the row exists / moved (as with the simple protocol, or
-// with a statement that has parameters, looked up at each Bind); got
-// UPDATE 0 forever (a lost update the application may not notice).
-func TestLookupReviewDefectPreparedWithoutParamsIsStale(t *testing.T) {
+// TestLookupReviewPreparedWithoutParams: a named statement without
+// parameters (UPDATE users SET phone = 'x' WHERE id = N) would have its
+// literals sealed, and its tenant looked up, once, at Parse, and keep them
+// for every execution (UPDATE 0 once the row moved, or if it did not exist
+// yet). pgveil refuses to prepare it (0A000, with a hint); the same text
+// unnamed (looked up at its Parse, bound at once) works.
+func TestLookupReviewPreparedWithoutParams(t *testing.T) {
 	r := newLookupReview(t, 201)
 	conn := r.conn(t, pgx.QueryExecModeCacheStatement)
 	defer conn.Close(r.ctx)
 	pc := conn.PgConn()
-	r.p.remember("lkrev-stale-phone", "lkrev-moved-phone")
-
-	// Prepared before the row exists.
-	const id = 990201
-	if _, err := pc.Prepare(r.ctx, "lkrev_stale", fmt.Sprintf(`UPDATE users SET phone = 'lkrev-stale-phone' WHERE id = %d`, id), nil); err != nil {
-		t.Fatal(err)
+	r.p.remember("lkrev-stale-phone")
+	id := r.insert(t, r.orgA, "lkrev-stale", "lkrev-stale@example.org")
+	q := fmt.Sprintf(`UPDATE users SET phone = 'lkrev-stale-phone' WHERE id = %d`, id)
+	_, err := pc.Prepare(r.ctx, "lkrev_stale", q, nil)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Hint, "unnamed statement") {
+		t.Fatalf("preparing a named UPDATE whose tenant pgveil must look up: %v, want 0A000 with a hint", err)
 	}
-	if res := pc.ExecPrepared(r.ctx, "lkrev_stale", nil, nil, nil).Read(); res.Err != nil || res.CommandTag.RowsAffected() != 0 {
-		t.Fatalf("before the row exists: %v, %d rows", res.Err, res.CommandTag.RowsAffected())
+	if res := pc.ExecParams(r.ctx, q, nil, nil, nil, nil).Read(); res.Err != nil || res.CommandTag.RowsAffected() != 1 {
+		t.Fatalf("the same UPDATE unnamed: %v, %d rows", res.Err, res.CommandTag.RowsAffected())
 	}
-	if _, err := conn.Exec(r.ctx, `INSERT INTO users (id, org_id, name) VALUES ($1, $2, 'stale')`, id, r.orgA); err != nil {
-		t.Fatal(err)
-	}
-	if res := pc.ExecPrepared(r.ctx, "lkrev_stale", nil, nil, nil).Read(); res.Err != nil || res.CommandTag.RowsAffected() != 1 {
-		t.Errorf("the same prepared UPDATE once the row exists: %v, %d rows, want 1 (the tenant looked up at Parse, none, is reused)", res.Err, res.CommandTag.RowsAffected())
-	}
-
-	// Prepared, then the row moves to another tenant.
-	moved := r.insert(t, r.orgA, "lkrev-moved", "lkrev-moved@example.org")
-	if _, err := pc.Prepare(r.ctx, "lkrev_moved", fmt.Sprintf(`UPDATE users SET phone = 'lkrev-moved-phone' WHERE id = %d`, moved), nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(r.ctx, `UPDATE users SET org_id = $1, email = NULL, phone = NULL WHERE id = $2`, r.orgB, moved); err != nil {
-		t.Fatal(err)
-	}
-	if res := pc.ExecPrepared(r.ctx, "lkrev_moved", nil, nil, nil).Read(); res.Err != nil || res.CommandTag.RowsAffected() != 1 {
-		t.Errorf("the prepared UPDATE after the row moved tenant: %v, %d rows, want 1", res.Err, res.CommandTag.RowsAffected())
-	}
-	if got := r.read(t, moved); got != fmt.Sprintf("%d|lkrev-moved|<NULL>|lkrev-moved-phone", r.orgB) {
-		t.Logf("row after: %s", got)
+	if got, want := r.read(t, id), fmt.Sprintf("%d|lkrev-stale|lkrev-stale@example.org|lkrev-stale-phone", r.orgA); got != want {
+		t.Errorf("read back %q, want %q", got, want)
 	}
 }
 

@@ -579,7 +579,15 @@ func (s *session) handleParse(body []byte) error {
 	}
 	st := p.Stmts[0]
 	if st.Lookup != nil && st.ClientParams == 0 {
-		// No parameters: the tenant is looked up now, for the literals.
+		// No parameters: the tenant is looked up now, for the literals,
+		// which are sealed into the statement; a named statement would
+		// keep that tenant for every later execution.
+		if len(pm.Name) > 0 {
+			pe := tenantMissing(st.Lookup.Table).(*pgError)
+			pe.Hint = fmt.Sprintf("pass the values as parameters (pgveil then looks the tenant up at each execution), name the tenant (%s = … in WHERE), or use the unnamed statement", st.Lookup.Table.KeyContext)
+			s.injectExtendedError(pe)
+			return nil
+		}
 		handled, err := s.lookupExtended(sql, st, nil, pm.ParamOIDs)
 		if err != nil {
 			return err

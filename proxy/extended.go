@@ -28,6 +28,17 @@ func (s *session) handleExtended(typ byte, body []byte) error {
 		}
 		return nil
 	}
+	if (typ == 'P' || typ == 'B') && !s.loopRun {
+		// pgveil's own statements whose Close the server skipped after an
+		// error (a tenant lookup's, an unnamed one's) are closed again at
+		// the next Parse or Bind, so none stays for the session's life.
+		// Not on an event loop, where a message may wait and run again
+		// (it must not have written); there the next unnamed Parse or
+		// Query sends them (dropUnnamed), and a lookup runs off the loop.
+		for _, st := range s.t.takeFailedCloses() {
+			s.closeUpstream(st)
+		}
+	}
 	switch typ {
 	case 'P':
 		return s.handleParse(body)

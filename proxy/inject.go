@@ -86,11 +86,6 @@ func validSQLState(code string) bool {
 // for it is closed.
 func (s *session) injectQueryError(e *pgError) {
 	s.countRefusal(e)
-	s.sendQueryError(e)
-}
-
-// sendQueryError is injectQueryError without the log line and count.
-func (s *session) sendQueryError(e *pgError) {
 	s.copyRefused()
 	s.dropUnnamed()
 	s.t.push(pending{kind: pendQuery, injected: true})

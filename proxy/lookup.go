@@ -51,9 +51,7 @@ type lookupState struct {
 type lookupReply struct {
 	tenants []string // distinct, at most 2 kept
 	err     bool     // the server answered with an error
-	// code and message are the error's (simple Query: the client gets it
-	// as the UPDATE's own).
-	code, message string
+	code    string   // the error's SQLSTATE, for the log
 }
 
 // lookupMessage takes a message answering a lookup (server side): its
@@ -80,7 +78,7 @@ func (s *session) lookupMessage(typ byte, body []byte, extended bool) {
 		return
 	case 'E':
 		s.lookupAcc.err = true
-		s.lookupAcc.code, s.lookupAcc.message = errorField(body, 'C'), errorField(body, 'M')
+		s.lookupAcc.code = errorField(body, 'C')
 		if !extended {
 			return // the answer goes at ReadyForQuery
 		}
@@ -204,16 +202,12 @@ func (s *session) lookupQuery(sql string, p *rewrite.Plan, st *rewrite.Stmt) (*p
 	}
 	if r.err {
 		// The server's error, which the UPDATE would have met (the WHERE
-		// it rejects). Logged by SQLSTATE only: its message may quote a
-		// value of the WHERE.
-		pe := &pgError{Severity: "ERROR", Code: r.code, Message: r.message}
-		if !validSQLState(pe.Code) {
-			pe = tenantMissing(t).(*pgError)
-		}
+		// it rejects), went to the client with the ReadyForQuery after
+		// it: the client's Query is answered. Logged by SQLSTATE only: its
+		// message may quote a value of the WHERE.
 		s.srv.metrics.Statements.WithLabelValues("refused").Inc()
 		s.srv.metrics.TenantLookups.WithLabelValues("error").Inc()
-		s.log.Info("tenant lookup failed", zap.String("sqlstate", pe.Code))
-		s.sendQueryError(pe)
+		s.log.Info("tenant lookup failed", zap.String("sqlstate", r.code))
 		return nil, nil
 	}
 	ls, pe := s.lookupOutcome(t, r)
@@ -253,7 +247,16 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 	oids := make([]uint32, n)
 	lbm := &bindMsg{}
 	if bm != nil {
-		lbm.ParamFormats = append([]int16(nil), bm.ParamFormats...)
+		// The client's format codes: none, one for all, or one each (then
+		// those of the parameters the lookup binds).
+		switch f := bm.ParamFormats; {
+		case len(f) == 1:
+			lbm.ParamFormats = []int16{f[0]}
+		case len(f) > 1:
+			for i := 0; i < n; i++ {
+				lbm.ParamFormats = append(lbm.ParamFormats, bm.paramFormat(i))
+			}
+		}
 	}
 	for i := 0; i < n; i++ {
 		used := i < len(st.Lookup.Uses) && st.Lookup.Uses[i]
@@ -294,7 +297,9 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 		pending{kind: pendBind, suppress: true, lookup: true},
 		pending{kind: pendExecute, lookup: true},
 		pending{kind: pendClosePortal, suppress: true},
-		pending{kind: pendCloseStmt, suppress: true}) {
+		// With the statement: a Close the server skips after an error is
+		// sent again (takeFailedCloses), or the statement would stay.
+		pending{kind: pendCloseStmt, suppress: true, stmt: stmt}) {
 		// The server skips everything up to Sync after an error in the
 		// pipeline; so does pgveil (the client has that error).
 		s.srv.metrics.TenantLookups.WithLabelValues("error").Inc()

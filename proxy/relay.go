@@ -345,6 +345,9 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 	if ev.cur.pathSync {
 		s.pathSyncMessage(typ, body)
 	}
+	// A simple tenant lookup that failed answers the client's Query (its
+	// error, then this ReadyForQuery); one that succeeded is pgveil's own.
+	lookupFailed := ev.cur.lookup && ev.cur.kind == pendQuery && (typ == 'E' || s.lookupAcc.err)
 	if ev.cur.lookup {
 		s.lookupMessage(typ, body, ev.cur.kind != pendQuery)
 	}
@@ -352,11 +355,14 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 	// CommandComplete does, decodeBackend): the next rows are another's.
 	s.curMap = nil
 	switch {
-	case typ == 'E' && ev.cur.lookup && ev.cur.kind != pendQuery:
-		// An extended tenant lookup's error is the client's (lookup.go),
-		// without a position in pgveil's text.
+	case typ == 'E' && ev.cur.lookup && (ev.cur.kind != pendQuery || lookupFailed):
+		// A tenant lookup's error is the client's (lookup.go), without a
+		// position in pgveil's text.
 		s.out = cleanInjectedError(body, s.out[:0])
 		writeMsg(w, 'E', s.out)
+	case lookupFailed:
+		w.Write(hdr)
+		w.Write(body)
 	case ev.cur.suppress:
 	case typ == 'E' && ev.cur.injected:
 		s.out = cleanInjectedError(body, s.out[:0])

@@ -253,6 +253,11 @@ func newTracker() *tracker {
 // push records a client message that expects responses. Client goroutine.
 func (t *tracker) push(p pending) {
 	t.mu.Lock()
+	t.pushLocked(p)
+	t.mu.Unlock()
+}
+
+func (t *tracker) pushLocked(p pending) {
 	t.seq++
 	p.seq = t.seq
 	if p.kind == pendSync && t.copyIn {
@@ -263,7 +268,6 @@ func (t *tracker) push(p pending) {
 	}
 	t.q[(t.head+t.n)%len(t.q)] = p
 	t.n++
-	t.mu.Unlock()
 }
 
 // pushUnlessSkipping records messages the client side sends together,
@@ -271,13 +275,12 @@ func (t *tracker) push(p pending) {
 // no response): then it records nothing and reports false.
 func (t *tracker) pushUnlessSkipping(ps ...pending) bool {
 	t.mu.Lock()
-	skipping := t.skipping
-	t.mu.Unlock()
-	if skipping {
+	defer t.mu.Unlock()
+	if t.skipping {
 		return false
 	}
 	for _, p := range ps {
-		t.push(p)
+		t.pushLocked(p) // under one lock: an error cannot come between
 	}
 	return true
 }

@@ -44,6 +44,9 @@ func (a *analyzer) updateStmt(up *pg.UpdateStmt, sc *scope, mode queryMode) (*qu
 		tenant, have = ValueRef{Kind: RefLookup}, true
 	}
 	where := "in SET, or as " + keyContext(t) + " = $n (or a literal) among the top-level ANDs of WHERE"
+	if t != nil && t.KeyContext != "" && !have && setsColumn(up, t.KeyContext) {
+		where = "as a parameter or a literal in SET (" + t.KeyContext + " = $n), not an expression: the row's tenant after the UPDATE selects the key"
+	}
 	if err := a.setList(up.TargetList, t, level, len(up.FromClause) > 0, tenant, have, nil, where); err != nil {
 		return nil, err
 	}
@@ -65,12 +68,27 @@ func (a *analyzer) mayLookUpTenant(up *pg.UpdateStmt, t *policy.Table, mode quer
 		len(up.FromClause) > 0 || up.WithClause != nil {
 		return false
 	}
+	if setsColumn(up, t.KeyContext) {
+		// SET org_id = <something pgveil cannot read>: the row's tenant
+		// after the UPDATE is not the one a lookup finds.
+		return false
+	}
 	current := false
 	walkAll(up.WhereClause, func(n *pg.Node) bool {
 		current = current || n.GetCurrentOfExpr() != nil
 		return !current
 	})
 	return !current
+}
+
+// setsColumn reports whether an UPDATE's SET list assigns column name.
+func setsColumn(up *pg.UpdateStmt, name string) bool {
+	for _, n := range up.TargetList {
+		if rt := n.GetResTarget(); rt != nil && rt.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // tenantLookup records the tenant lookup of an UPDATE (Stmt.Lookup) and
@@ -84,20 +102,27 @@ func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel)
 	if !ok {
 		return fail()
 	}
-	setEnd := a.listEnd(up.TargetList)
-	if setEnd < 0 {
+	setEnd, whereStart, whereEnd, ok := a.updateClauses(relEnd)
+	if !ok {
 		return fail()
+	}
+	if a.maxParam > 0 {
+		for _, e := range a.edits {
+			if e.slot != nil && e.slot.Tenant.Kind == RefLookup {
+				// A literal is sealed when the statement is prepared, and
+				// the tenant of a statement with parameters is looked up
+				// at each execution.
+				e := missingTenant(t, "", int32(e.start), a.sql)
+				e.Hint = "pass the encrypted values as parameters (pgveil then looks the tenant up), or write " + t.KeyContext + " = … in WHERE"
+				return e
+			}
+		}
 	}
 	lk := &Lookup{Table: t, Rel: [2]int{relStart, relEnd}, Where: [2]int{-1, -1},
 		Column: quoteIdent(target.name) + "." + quoteIdent(t.KeyContext)}
-	l := lexer{s: a.sql[:a.stmtEnd], pos: setEnd, backslash: a.backslash}
 	guardAt, prefix := setEnd, " WHERE "+lk.Column+" = "
-	if w := l.next(); l.isKeyword(w, "where") {
-		start := tokenAt(a.sql[:a.stmtEnd], w.end, a.backslash).start
-		end, ok := a.clauseBefore(start, "returning")
-		if !ok {
-			return fail()
-		}
+	if whereStart >= 0 {
+		start, end := whereStart, whereEnd
 		lk.Where = [2]int{start, end}
 		a.edits = append(a.edits, edit{start: start, end: start, text: "(", sub: -2, seq: len(a.edits)})
 		guardAt, prefix = end, ") AND "+lk.Column+" = "
@@ -121,6 +146,38 @@ func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel)
 	a.st.Lookup = lk
 	a.valueDependent = true // the lookup's spans are this text's
 	return nil
+}
+
+// updateClauses reads an UPDATE's text from where its relation ends:
+// where its SET list ends, and the span of its WHERE condition (-1 when
+// it has none), before RETURNING or the statement's end. Clause keywords
+// count only outside parentheses. (An UPDATE … FROM is not looked up.)
+func (a *analyzer) updateClauses(from int) (setEnd, whereStart, whereEnd int, ok bool) {
+	l := lexer{s: a.sql[:a.stmtEnd], pos: from, backslash: a.backslash}
+	setEnd, whereStart, whereEnd = -1, -1, -1
+	last, depth, inWhere := -1, 0, false
+	for {
+		t := l.next()
+		switch {
+		case t.kind == tError:
+			return 0, 0, 0, false
+		case t.kind == tEOF || depth == 0 && (l.isKeyword(t, "returning") || l.isPunct(t, ";")):
+			if inWhere {
+				whereEnd = last
+			} else {
+				setEnd = last
+			}
+			return setEnd, whereStart, whereEnd, setEnd >= 0 && (whereStart < 0 || whereEnd > whereStart)
+		case depth == 0 && l.isKeyword(t, "where") && !inWhere:
+			setEnd, inWhere = last, true
+			whereStart = tokenAt(a.sql[:a.stmtEnd], t.end, a.backslash).start
+		case l.isPunct(t, "(") || l.isPunct(t, "["):
+			depth++
+		case l.isPunct(t, ")") || l.isPunct(t, "]"):
+			depth--
+		}
+		last = t.end
+	}
 }
 
 // clauseBefore returns where the text from start ends before the keyword
