@@ -13,7 +13,7 @@ build:
 # drivers, end-to-end), and the race detector on the concurrent core.
 test: vet
 	$(GO) test -count=1 -timeout 25m ./...
-	PGVEIL_TEST_EVENT_LOOPS=0 $(GO) test -count=1 -timeout 10m -run '^(TestRelay|TestEnc)' ./integration
+	PGVEIL_TEST_EVENT_LOOPS=0 $(GO) test -count=1 -timeout 10m -run '^(TestRelay|TestEnc|TestLookup|TestReview)' ./integration
 	$(GO) test -count=1 -race -timeout 15m ./proxy/... ./keysource/...
 
 vet:

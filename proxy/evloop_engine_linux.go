@@ -53,11 +53,22 @@ func (ls *loopSession) engineClient(typ byte, n int) (done bool, err error) {
 		if err != nil {
 			return false, err
 		}
+		// pgveil's own statements whose Close the server skipped after an
+		// error (a failed tenant lookup's) are closed again now that the
+		// message is done (handleExtended does it first on goroutines).
+		for _, st := range s.t.takeFailedCloses() {
+			s.closeUpstream(st)
+		}
 		return true, s.sw.Flush() // into u.out: cannot fail
 	}
 	if errors.Is(err, errPathAsked) {
 		// The question goes out now; the message waits for the answer.
 		c.parked, c.pathWait = true, true
+		return false, s.sw.Flush()
+	}
+	if errors.Is(err, errLookupAsked) {
+		// A tenant lookup goes out now (lookup.go); the message waits.
+		c.parked, c.lookupWait = true, true
 		return false, s.sw.Flush()
 	}
 	if s.sw.Buffered() > 0 || len(ls.u.out) != out {
@@ -79,6 +90,7 @@ func (ls *loopSession) engineClient(typ byte, n int) (done bool, err error) {
 func (ls *loopSession) clientMessageDone() {
 	ls.c.waits, ls.c.warmErrs = nil, nil
 	ls.s.pathRead, ls.s.staleRead, ls.s.settleRead = false, false, false
+	ls.s.lookupReady = nil
 }
 
 // needsDecode reports whether decodeBackend must see a backend message of
@@ -198,6 +210,19 @@ func (ls *loopSession) pathAnswered() {
 		s.applyPath(r)
 		s.pathRead = true
 		c.parked, c.pathWait = false, false
+		ls.process(c)
+	default:
+	}
+}
+
+// lookupAnswered runs the client side's message again once the server
+// side has the answer to the tenant lookup it sent for it.
+func (ls *loopSession) lookupAnswered() {
+	s, c := ls.s, &ls.c
+	select {
+	case r := <-s.lookupCh:
+		s.lookupReady = &r
+		c.parked, c.lookupWait = false, false
 		ls.process(c)
 	default:
 	}

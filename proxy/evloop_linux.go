@@ -149,12 +149,14 @@ type loopSide struct {
 	// server side holds the message's tracker event meanwhile.
 	parked   bool
 	pathWait bool // parked until the search_path question is answered
-	warmErrs map[string]error
-	waits    map[string]int
-	held     bool
-	heldTyp  byte
-	heldN    int
-	heldEv   backendEvent
+	// lookupWait: parked until a tenant lookup is answered (lookup.go)
+	lookupWait bool
+	warmErrs   map[string]error
+	waits      map[string]int
+	held       bool
+	heldTyp    byte
+	heldN      int
+	heldEv     backendEvent
 }
 
 // sideTable finds a loop's sides by socket: a slice indexed by fd (the
@@ -563,6 +565,9 @@ func (ls *loopSession) process(sd *loopSide) {
 	if !sd.client && ls.c.pathWait {
 		ls.pathAnswered()
 	}
+	if !sd.client && ls.c.lookupWait {
+		ls.lookupAnswered()
+	}
 }
 
 // fromClient is clientToServer's work on the buffered client bytes.
@@ -712,6 +717,19 @@ func (ls *loopSession) fromServer() (drain bool, err error) {
 				}
 				m.upstreamDone(s.t.onBackend(typ, nil))
 				s.pathSyncMessage(typ, u.in[u.r+5:u.r+1+n])
+				u.r += n + 1
+				u.flow.add(n + 1)
+				continue
+			}
+			if cur != nil && cur.lookup && (typ == 'D' || typ == 'C' || typ == 'T') {
+				// The rows of a tenant lookup: pgveil's own (lookup.go).
+				if u.w-u.r < n+1 {
+					u.need(n + 1)
+					break
+				}
+				extended := cur.kind != pendQuery // cur is cleared by onBackend
+				m.upstreamDone(s.t.onBackend(typ, nil))
+				s.lookupMessage(typ, u.in[u.r+5:u.r+1+n], extended)
 				u.r += n + 1
 				u.flow.add(n + 1)
 				continue

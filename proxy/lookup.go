@@ -34,12 +34,14 @@ import (
 // transaction, implicit or not, and an error it meets (a WHERE the server
 // rejects, an aborted transaction) is the error the client sees, after
 // which the server skips the rest up to Sync, as it would have. The client
-// side waits for the answer, so lookups run on the goroutine relay: on an
-// event loop the message hands the session back (errHandBack).
+// side waits for the answer: on the goroutine relay it blocks; on an event
+// loop the message is set aside until the answer is in and then runs
+// again from the start, finding it in s.lookupReady (errLookupAsked).
 
-// errHandBack: the message needs the goroutine relay; the event loop hands
-// the session back, which runs the message again from the start.
-var errHandBack = errors.New("pgveil: the message runs on the goroutine relay")
+// errLookupAsked: on an event loop, the lookup went out; the loop sets the
+// client side aside and runs the message again with the answer
+// (lookupAnswered, s.lookupReady).
+var errLookupAsked = errors.New("pgveil: the message waits for a tenant lookup")
 
 // lookupState is the tenant found for the statement being sent.
 type lookupState struct {
@@ -103,6 +105,16 @@ func (s *session) answerLookup(r lookupReply) {
 	}
 }
 
+// readyLookup is the answer an event loop got for the message it runs
+// again (kept until the message is done: a later wait of the same message
+// must not look up again).
+func (s *session) readyLookup() (lookupReply, bool) {
+	if s.lookupReady == nil {
+		return lookupReply{}, false
+	}
+	return *s.lookupReady, true
+}
+
 // lookupChan makes the answer's channel before the first lookup is sent,
 // and opens the lookup about to be sent.
 func (s *session) lookupChan() {
@@ -140,7 +152,7 @@ func (s *session) lookupOutcome(t *policy.Table, r lookupReply) (*lookupState, *
 	case len(r.tenants) > 1:
 		outcome = "several"
 	}
-	s.srv.metrics.TenantLookups.WithLabelValues(outcome).Inc()
+	s.inc(s.srv.metrics.TenantLookups.WithLabelValues(outcome))
 	switch {
 	case len(r.tenants) == 0:
 		return &lookupState{none: true}, nil
@@ -168,8 +180,9 @@ func (s *session) lookupQuery(sql string, p *rewrite.Plan, st *rewrite.Stmt) (*p
 		pe.Hint = fmt.Sprintf("send this UPDATE in a query string of its own (pgveil then looks its tenant up), or add %s = … to its WHERE", t.KeyContext)
 		return pe, nil
 	}
-	if s.loopRun {
-		return nil, errHandBack
+	r, ok := s.readyLookup()
+	if ok {
+		return s.lookupQueryAnswer(t, r)
 	}
 	rest, status := s.t.atRest()
 	if !rest {
@@ -183,6 +196,9 @@ func (s *session) lookupQuery(sql string, p *rewrite.Plan, st *rewrite.Stmt) (*p
 	lsql := st.Lookup.Text(sql)
 	lp, err := s.plan(lsql)
 	if err != nil {
+		if offLoop(err) {
+			return nil, err
+		}
 		return refusalFrom(err), nil
 	}
 	text := lsql
@@ -190,23 +206,33 @@ func (s *session) lookupQuery(sql string, p *rewrite.Plan, st *rewrite.Stmt) (*p
 		if text, err = lp.Render(lsql, func(lst *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
 			return s.fillLiteral(lsql, lst, slot)
 		}); err != nil {
+			if offLoop(err) {
+				return nil, err // a key the blind index needs loads off the loop
+			}
 			return refusalFrom(err), nil
 		}
 	}
 	s.lookupChan()
 	s.t.push(pending{kind: pendQuery, suppress: true, lookup: true})
 	s.sw.Write(appendQuery(s.scratch[:0], text))
-	r, err := s.awaitLookup()
-	if err != nil {
+	if s.loopRun {
+		return nil, errLookupAsked
+	}
+	if r, err = s.awaitLookup(); err != nil {
 		return nil, err
 	}
+	return s.lookupQueryAnswer(t, r)
+}
+
+// lookupQueryAnswer takes the answer to a simple Query's lookup.
+func (s *session) lookupQueryAnswer(t *policy.Table, r lookupReply) (*pgError, error) {
 	if r.err {
 		// The server's error, which the UPDATE would have met (the WHERE
 		// it rejects), went to the client with the ReadyForQuery after
 		// it: the client's Query is answered. Logged by SQLSTATE only: its
 		// message may quote a value of the WHERE.
-		s.srv.metrics.Statements.WithLabelValues("refused").Inc()
-		s.srv.metrics.TenantLookups.WithLabelValues("error").Inc()
+		s.inc(s.srv.metrics.Statements.WithLabelValues("refused"))
+		s.inc(s.srv.metrics.TenantLookups.WithLabelValues("error"))
 		s.log.Info("tenant lookup failed", zap.String("sqlstate", r.code))
 		return nil, nil
 	}
@@ -221,13 +247,16 @@ func (s *session) lookupQuery(sql string, p *rewrite.Plan, st *rewrite.Stmt) (*p
 // client's message is answered already (the lookup's error went to the
 // client, or a refusal was injected): the message is then dropped.
 func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, paramOIDs []uint32) (handled bool, err error) {
-	if s.loopRun {
-		return false, errHandBack
-	}
 	t := st.Lookup.Table
+	if r, ok := s.readyLookup(); ok {
+		return s.lookupExtendedAnswer(t, r)
+	}
 	lsql := st.Lookup.Text(sql)
 	lp, perr := s.plan(lsql)
 	if perr != nil {
+		if offLoop(perr) {
+			return false, perr
+		}
 		s.injectExtendedError(refusalFrom(perr))
 		return true, nil
 	}
@@ -237,6 +266,9 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 		if text, err = lp.Render(lsql, func(x *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
 			return s.fillLiteral(lsql, x, slot)
 		}); err != nil {
+			if offLoop(err) {
+				return false, err
+			}
 			s.injectExtendedError(refusalFrom(err))
 			return true, nil
 		}
@@ -302,21 +334,29 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 		pending{kind: pendCloseStmt, suppress: true, stmt: stmt}) {
 		// The server skips everything up to Sync after an error in the
 		// pipeline; so does pgveil (the client has that error).
-		s.srv.metrics.TenantLookups.WithLabelValues("error").Inc()
+		s.inc(s.srv.metrics.TenantLookups.WithLabelValues("error"))
 		s.lookupOpen.Store(false)
 		s.refusing = true
 		return true, nil
 	}
 	s.sw.Write(b)
 	s.scratch = b[:0]
+	if s.loopRun {
+		return false, errLookupAsked
+	}
 	r, err := s.awaitLookup()
 	if err != nil {
 		return false, err
 	}
+	return s.lookupExtendedAnswer(t, r)
+}
+
+// lookupExtendedAnswer takes the answer to an extended-protocol lookup.
+func (s *session) lookupExtendedAnswer(t *policy.Table, r lookupReply) (handled bool, err error) {
 	if r.err {
 		// The client has the server's error; the server skips the rest
 		// of the pipeline up to Sync, and so does pgveil.
-		s.srv.metrics.TenantLookups.WithLabelValues("error").Inc()
+		s.inc(s.srv.metrics.TenantLookups.WithLabelValues("error"))
 		s.refusing = true
 		return true, nil
 	}

@@ -121,6 +121,7 @@ type session struct {
 	lookupCh        chan lookupReply
 	lookupAcc       lookupReply
 	lookupOpen      atomic.Bool
+	lookupReady     *lookupReply // an event loop has the answer for the message it runs again
 	lookup          *lookupState
 	stmtSeq         int
 	stmtPrefix      string        // serverStmtName
