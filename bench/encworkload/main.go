@@ -7,7 +7,7 @@
 // rounds), the TPS ratio and p50/p99 latency from pgbench's per-transaction
 // logs.
 //
-//	go run ./bench/encworkload -rounds 3 -duration 15s -clients 1,8 -modes prepared,simple
+//	go run ./bench/encworkload -rounds 3 -duration 15s -clients 1,8 -modes prepared,simple [-lookup]
 package main
 
 import (
@@ -66,6 +66,10 @@ SELECT phone FROM TABLE WHERE email = :id::text;
 UPDATE TABLE SET phone = :nid::text WHERE org_id = :org AND email = :id::text;
 `
 
+// lookupScript is script with the UPDATE as an ORM writes it, without the
+// tenant: pgveil looks the tenant up (docs/SQL.md, "Tenant lookups").
+var lookupScript = strings.Replace(script, "WHERE org_id = :org AND email", "WHERE email", 1)
+
 type result struct {
 	tps      float64
 	p50, p99 float64 // ms
@@ -78,8 +82,9 @@ func main() {
 	modesFlag := flag.String("modes", "prepared", "comma-separated pgbench modes: simple, extended, prepared")
 	goroutines := flag.Bool("goroutines", false, "also run a second pgveil with proxy.event_loops: 0 (every session on goroutines), for the event loop's share")
 	hold := flag.Bool("hold", false, "load the tables, print a pgbench line per target, and wait for Ctrl-C (for profiling by hand)")
+	lookup := flag.Bool("lookup", false, "also run the script with its UPDATE not naming the tenant, which pgveil looks up (a round trip more)")
 	flag.Parse()
-	if err := run(*rounds, *duration, split(*clientsFlag), split(*modesFlag), *goroutines, *hold); err != nil {
+	if err := run(*rounds, *duration, split(*clientsFlag), split(*modesFlag), *goroutines, *hold, *lookup); err != nil {
 		fmt.Fprintln(os.Stderr, "encworkload:", err)
 		os.Exit(1)
 	}
@@ -95,7 +100,7 @@ func split(s string) []string {
 	return out
 }
 
-func run(rounds int, duration time.Duration, clients, modes []string, goroutines, hold bool) error {
+func run(rounds int, duration time.Duration, clients, modes []string, goroutines, hold, lookup bool) error {
 	ctx := context.Background()
 	cluster, err := harness.StartCluster(harness.Options{Settings: []string{"max_connections = 100"}})
 	if err != nil {
@@ -144,12 +149,17 @@ func run(rounds int, duration time.Duration, clients, modes []string, goroutines
 	if err != nil {
 		return err
 	}
-	targets := []struct {
+	type target struct {
 		name, table, host string
 		port              string
-	}{
-		{"direct, plaintext columns", "bench_plain", cluster.Host, strconv.Itoa(cluster.Port)},
-		{"pgveil, encrypted columns", "bench_enc", hostOf(proxy.Addr), portOf(proxy.Addr)},
+		script            string // the script's file name without .sql
+	}
+	targets := []target{
+		{"direct, plaintext columns", "bench_plain", cluster.Host, strconv.Itoa(cluster.Port), "bench_plain"},
+		{"pgveil, encrypted columns", "bench_enc", hostOf(proxy.Addr), portOf(proxy.Addr), "bench_enc"},
+	}
+	if lookup {
+		targets = append(targets, target{"pgveil, UPDATE's tenant looked up", "bench_enc", hostOf(proxy.Addr), portOf(proxy.Addr), "bench_enc_lookup"})
 	}
 	if goroutines {
 		gp, err := start("proxy:\n  event_loops: 0\n")
@@ -157,20 +167,21 @@ func run(rounds int, duration time.Duration, clients, modes []string, goroutines
 			return err
 		}
 		defer gp.Stop()
-		targets = append(targets, struct {
-			name, table, host string
-			port              string
-		}{"pgveil on goroutines", "bench_enc", hostOf(gp.Addr), portOf(gp.Addr)})
+		targets = append(targets, target{"pgveil on goroutines", "bench_enc", hostOf(gp.Addr), portOf(gp.Addr), "bench_enc"})
 	}
 	for _, t := range targets {
-		if err := os.WriteFile(filepath.Join(dir, t.table+".sql"), []byte(strings.ReplaceAll(fmt.Sprintf(script), "TABLE", t.table)), 0o644); err != nil {
+		text := script
+		if t.script == "bench_enc_lookup" {
+			text = lookupScript
+		}
+		if err := os.WriteFile(filepath.Join(dir, t.script+".sql"), []byte(strings.ReplaceAll(strings.ReplaceAll(text, "%%", "%"), "TABLE", t.table)), 0o644); err != nil {
 			return err
 		}
 	}
 	if hold {
 		for _, t := range targets {
 			fmt.Printf("%-26s PGSSLMODE=disable PGPASSWORD=%s %s -n -f %s -h %s -p %s -U %s %s   (pgveil pid %d)\n", t.name,
-				harness.SCRAMPass, pgbench, filepath.Join(dir, t.table+".sql"), t.host, t.port, harness.SCRAMUser, harness.Database, proxy.PID())
+				harness.SCRAMPass, pgbench, filepath.Join(dir, t.script+".sql"), t.host, t.port, harness.SCRAMUser, harness.Database, proxy.PID())
 		}
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -182,7 +193,7 @@ func run(rounds int, duration time.Duration, clients, modes []string, goroutines
 		for _, mode := range modes {
 			for _, c := range clients {
 				for _, t := range targets {
-					res, err := pgbenchRun(pgbench, dir, t.host, t.port, t.table, mode, c, duration)
+					res, err := pgbenchRun(pgbench, dir, t.host, t.port, t.script, mode, c, duration)
 					if err != nil {
 						return fmt.Errorf("%s -M %s -c %s: %w", t.name, mode, c, err)
 					}
