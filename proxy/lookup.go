@@ -193,24 +193,9 @@ func (s *session) lookupQuery(sql string, p *rewrite.Plan, st *rewrite.Stmt) (*p
 	if status == 'E' {
 		return &pgError{Severity: "ERROR", Code: "25P02", Message: "current transaction is aborted, commands ignored until end of transaction block"}, nil
 	}
-	lsql := st.Lookup.Text(sql)
-	lp, err := s.plan(lsql)
-	if err != nil {
-		if offLoop(err) {
-			return nil, err
-		}
-		return refusalFrom(err), nil
-	}
-	text := lsql
-	if lp.Rewritten {
-		if text, err = lp.Render(lsql, func(lst *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
-			return s.fillLiteral(lsql, lst, slot)
-		}); err != nil {
-			if offLoop(err) {
-				return nil, err // a key the blind index needs loads off the loop
-			}
-			return refusalFrom(err), nil
-		}
+	_, text, pe, err := s.lookupStatement(sql, st)
+	if pe != nil || err != nil {
+		return pe, err
 	}
 	s.lookupChan()
 	s.t.push(pending{kind: pendQuery, suppress: true, lookup: true})
@@ -222,6 +207,31 @@ func (s *session) lookupQuery(sql string, p *rewrite.Plan, st *rewrite.Stmt) (*p
 		return nil, err
 	}
 	return s.lookupQueryAnswer(t, r)
+}
+
+// lookupStatement plans and renders the lookup of st (the client's string
+// sql) as any statement: an encrypted predicate becomes a blind-index
+// comparison. A refusal, or an error that makes the message wait (a key
+// on an event loop), comes back instead.
+func (s *session) lookupStatement(sql string, st *rewrite.Stmt) (*rewrite.Stmt, string, *pgError, error) {
+	lsql := st.Lookup.Text(sql)
+	lp, err := s.plan(lsql)
+	if err == nil && len(lp.Stmts) != 1 {
+		err = fmt.Errorf("pgveil internal error: a tenant lookup of %d statements", len(lp.Stmts))
+	}
+	text := lsql
+	if err == nil && lp.Rewritten {
+		text, err = lp.Render(lsql, func(x *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
+			return s.fillLiteral(lsql, x, slot)
+		})
+	}
+	switch {
+	case offLoop(err):
+		return nil, "", nil, err
+	case err != nil:
+		return nil, "", refusalFrom(err), nil
+	}
+	return lp.Stmts[0], text, nil, nil
 }
 
 // lookupQueryAnswer takes the answer to a simple Query's lookup.
@@ -251,28 +261,15 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 	if r, ok := s.readyLookup(); ok {
 		return s.lookupExtendedAnswer(t, r)
 	}
-	lsql := st.Lookup.Text(sql)
-	lp, perr := s.plan(lsql)
-	if perr != nil {
-		if offLoop(perr) {
-			return false, perr
-		}
-		s.injectExtendedError(refusalFrom(perr))
+	lst, text, pe, err := s.lookupStatement(sql, st)
+	if err != nil {
+		return false, err
+	}
+	if pe != nil {
+		s.injectExtendedError(pe)
 		return true, nil
 	}
-	lst := lp.Stmts[0]
-	text := lsql
-	if lp.Rewritten {
-		if text, err = lp.Render(lsql, func(x *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
-			return s.fillLiteral(lsql, x, slot)
-		}); err != nil {
-			if offLoop(err) {
-				return false, err
-			}
-			s.injectExtendedError(refusalFrom(err))
-			return true, nil
-		}
-	}
+	lsql := st.Lookup.Text(sql)
 	// The lookup binds the client's parameters its WHERE uses; the others
 	// are NULL, declared text (a type the server need not infer).
 	n := lst.ClientParams

@@ -104,18 +104,12 @@ func attributeOverlay(names []string, cols []overlaidColumn) string {
 		"attstorage": "typstorage", "attcollation": "typcollation",
 	}
 	var b strings.Builder
-	b.WriteString("(SELECT ")
-	for i, n := range names {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		q := quoteIdent(n)
+	selectList(&b, names, func(n, q string) string {
 		if tc, ok := from[n]; ok {
-			fmt.Fprintf(&b, "CASE WHEN pgveil_m.rel IS NULL THEN pgveil_o.%s ELSE pgveil_t.%s END AS %s", q, tc, q)
-		} else {
-			b.WriteString("pgveil_o." + q)
+			return "CASE WHEN pgveil_m.rel IS NULL THEN pgveil_o." + q + " ELSE pgveil_t." + tc + " END"
 		}
-	}
+		return ""
+	})
 	b.WriteString(" FROM pg_catalog.pg_attribute pgveil_o LEFT JOIN (VALUES ")
 	for i, c := range cols {
 		if i > 0 {
@@ -169,18 +163,12 @@ func columnsOverlay(names []string, cols []overlaidColumn) string {
 	}
 	order := []string{"data_type", "udt_name", "character_octet_length", "numeric_precision", "numeric_precision_radix", "numeric_scale", "datetime_precision"}
 	var b strings.Builder
-	b.WriteString("(SELECT ")
-	for i, n := range names {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		q := quoteIdent(n)
+	selectList(&b, names, func(n, q string) string {
 		if _, ok := over[n]; ok {
-			fmt.Fprintf(&b, "CASE WHEN pgveil_m.s IS NULL THEN pgveil_o.%s ELSE pgveil_m.%s END AS %s", q, q, q)
-		} else {
-			b.WriteString("pgveil_o." + q)
+			return "CASE WHEN pgveil_m.s IS NULL THEN pgveil_o." + q + " ELSE pgveil_m." + q + " END"
 		}
-	}
+		return ""
+	})
 	b.WriteString(" FROM information_schema.columns pgveil_o LEFT JOIN (VALUES ")
 	for i, c := range cols {
 		if i > 0 {
@@ -203,6 +191,23 @@ func columnsOverlay(names []string, cols []overlaidColumn) string {
 	}
 	b.WriteString(") pgveil_m(s, t, c, " + strings.Join(order, ", ") + ") ON pgveil_o.table_schema = pgveil_m.s AND pgveil_o.table_name = pgveil_m.t AND pgveil_o.column_name = pgveil_m.c)")
 	return b.String()
+}
+
+// selectList writes "(SELECT " and the overlay's columns: each the
+// relation's own (pgveil_o.name), or over's expression for it AS name.
+func selectList(b *strings.Builder, names []string, over func(name, quoted string) string) {
+	b.WriteString("(SELECT ")
+	for i, n := range names {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		q := quoteIdent(n)
+		if e := over(n, q); e != "" {
+			b.WriteString(e + " AS " + q)
+		} else {
+			b.WriteString("pgveil_o." + q)
+		}
+	}
 }
 
 // quoteLiteral is a standard-conforming string literal.
@@ -321,28 +326,15 @@ func (a *analyzer) systemColumns() bool {
 }
 
 // nameEnd returns where the (possibly qualified) relation name starting at
-// start ends.
+// start ends, with a following "*" ("name *": the name and its children,
+// as the name alone).
 func (a *analyzer) nameEnd(start int) (int, bool) {
-	l := lexer{s: a.sql[:a.stmtEnd], pos: start, backslash: a.backslash}
-	t := l.next()
-	if t.kind != tIdent && t.kind != tQIdent || t.start != start {
+	end, ok := a.qualifiedNameEnd(start)
+	if !ok {
 		return 0, false
 	}
-	end := t.end
-	for {
-		save := l.pos
-		dot := l.next()
-		if dot.kind == tOp && l.text(dot) == "*" {
-			return dot.end, true // "name *": the name and its children, as the name alone
-		}
-		if !l.isPunct(dot, ".") {
-			l.pos = save
-			return end, true
-		}
-		t = l.next()
-		if t.kind != tIdent && t.kind != tQIdent {
-			return 0, false
-		}
-		end = t.end
+	if t := tokenAt(a.sql[:a.stmtEnd], end, a.backslash); t.kind == tOp && a.sql[t.start:t.end] == "*" {
+		return t.end, true
 	}
+	return end, true
 }
