@@ -43,6 +43,37 @@ import (
 // (lookupAnswered, s.lookupReady).
 var errLookupAsked = errors.New("pgveil: the message waits for a tenant lookup")
 
+// errHandBack: the message runs on the goroutine relay; the event loop
+// hands the session back, which runs the message again from the start.
+// A lookup goes there when a COPY of a configured table is ahead of it in
+// the pipeline: the loop hands such a COPY to goroutines when the server
+// starts it, and would stop reading the server, lookup answer included,
+// while the message waits parked.
+var errHandBack = errors.New("pgveil: the message runs on the goroutine relay")
+
+// copyAhead reports whether a message the server has yet to answer may
+// start a COPY of a configured table.
+func (t *tracker) copyAhead() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := 0; i < t.n; i++ {
+		p := &t.q[(t.head+i)%len(t.q)]
+		switch {
+		case p.kind == pendQuery && p.query != nil:
+			for _, st := range p.query.plan.Stmts {
+				if st.Copy != nil {
+					return true
+				}
+			}
+		case p.kind == pendExecute && p.portal != nil && p.portal.Stmt != nil && p.portal.Stmt.Plan != nil:
+			if p.portal.Stmt.Plan.Copy != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // lookupState is the tenant found for the statement being sent.
 type lookupState struct {
 	tenant string
@@ -260,6 +291,9 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 	t := st.Lookup.Table
 	if r, ok := s.readyLookup(); ok {
 		return s.lookupExtendedAnswer(t, r)
+	}
+	if s.loopRun && s.t.copyAhead() {
+		return false, errHandBack
 	}
 	lst, text, pe, err := s.lookupStatement(sql, st)
 	if err != nil {

@@ -87,7 +87,7 @@ func offLoop(err error) bool {
 	if err == nil {
 		return false
 	}
-	if errors.Is(err, errPathAsked) || errors.Is(err, errLookupAsked) {
+	if errors.Is(err, errPathAsked) || errors.Is(err, errLookupAsked) || errors.Is(err, errHandBack) {
 		return true
 	}
 	_, ok := asLoopWait(err)
