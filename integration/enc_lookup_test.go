@@ -186,6 +186,57 @@ func TestEncTenantLookup(t *testing.T) {
 		})
 	}
 
+	// The lookup of an UPDATE with parameters is prepared once per session:
+	// repeated, it adds no statement; DISCARD ALL drops it with the
+	// client's, and the next lookup prepares it again.
+	t.Run("prepared_once", func(t *testing.T) {
+		cfg, err := pgx.ParseConfig(p.url())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		id := insert(t, orgA, "lookup-once", "lookup-once@example.org")
+		lookups := func() int {
+			var n int
+			if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT DISTINCT users.org_id FROM %'`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		update := func(k int) {
+			t.Helper()
+			v := fmt.Sprintf("lookup-once-%d-ph", k)
+			p.remember(v)
+			if ct, err := conn.Exec(ctx, `UPDATE users SET phone = $1 WHERE id = $2`, v, id); err != nil || ct.RowsAffected() != 1 {
+				t.Fatalf("UPDATE %d: %v", k, err)
+			}
+			if got := read(id); !strings.Contains(got, "|"+v+"|") {
+				t.Errorf("UPDATE %d: read back %s", k, got)
+			}
+		}
+		for k := 0; k < 5; k++ {
+			update(k)
+		}
+		if n := lookups(); n != 1 {
+			t.Errorf("after 5 lookups of one UPDATE: %d lookup statements prepared, want 1", n)
+		}
+		if _, err := conn.Exec(ctx, "DISCARD ALL"); err != nil {
+			t.Fatal(err)
+		}
+		if n := lookups(); n != 0 {
+			t.Errorf("after DISCARD ALL: %d lookup statements, want 0", n)
+		}
+		update(5)
+		if n := lookups(); n != 1 {
+			t.Errorf("after DISCARD ALL and a lookup: %d lookup statements, want 1", n)
+		}
+	})
+
 	t.Run("psql", func(t *testing.T) {
 		id := insert(t, orgA, "lookup-psql", "lookup-psql@example.org")
 		p.remember("lookup-psql-new@example.org")
@@ -207,11 +258,11 @@ func TestEncTenantLookup(t *testing.T) {
 
 	// Operators see the lookups: per mode 1 warm-up, 2 by id, 1 by email, 1 moved and
 	// 3 in the batch (not in simple mode) found one tenant, 1 none, 1
-	// several; psql one and several. The bad WHERE fails the lookup in the
+	// several; 6 by id on one connection; psql one and several. The bad WHERE fails the lookup in the
 	// simple protocol and in exec mode (Parse and Bind in one pipeline);
 	// the other modes prepare the statement first, which fails alone.
 	m := scrape(t, p.Proxy)
-	for outcome, want := range map[string]float64{"one": 5*5 + 4*3 + 1, "none": 5, "several": 5 + 1, "error": 2} {
+	for outcome, want := range map[string]float64{"one": 5*5 + 4*3 + 1 + 6, "none": 5, "several": 5 + 1, "error": 2} {
 		if got := m.get(`pgveil_tenant_lookups_total{outcome="` + outcome + `"}`); got != want {
 			t.Errorf("pgveil_tenant_lookups_total{outcome=%q} = %v, want %v", outcome, got, want)
 		}

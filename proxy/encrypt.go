@@ -130,6 +130,7 @@ func (s *session) applyEffects(p *rewrite.Plan) {
 			s.t.forgetStatements()
 			clear(s.effStmts)
 			clear(s.ptStmts)
+			clear(s.lookupStmts) // the server drops pgveil's too
 		default:
 			s.t.closeStatement([]byte(st.Deallocate))
 			delete(s.effStmts, st.Deallocate)

@@ -136,6 +136,33 @@ func (s *session) answerLookup(r lookupReply) {
 	}
 }
 
+// maxLookupStmts bounds the lookup statements a session keeps prepared.
+const maxLookupStmts = 64
+
+// keepLookupStmt records a lookup statement prepared upstream under key,
+// closing another when the session keeps too many.
+func (s *session) keepLookupStmt(key string, st *Statement) {
+	if s.lookupStmts == nil {
+		s.lookupStmts = map[string]*Statement{}
+	}
+	if len(s.lookupStmts) >= maxLookupStmts {
+		for k := range s.lookupStmts {
+			s.dropLookupStmt(k)
+			break
+		}
+	}
+	s.lookupStmts[key] = st
+}
+
+// dropLookupStmt forgets a lookup statement and closes it upstream (a
+// Close the server skips after an error is sent again later).
+func (s *session) dropLookupStmt(key string) {
+	if st := s.lookupStmts[key]; st != nil {
+		delete(s.lookupStmts, key)
+		s.closeUpstream(st)
+	}
+}
+
 // readyLookup is the answer an event loop got for the message it runs
 // again (kept until the message is done: a later wait of the same message
 // must not look up again).
@@ -333,11 +360,28 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 		}
 		lbm.Params = append(lbm.Params, bm.Params[i])
 	}
-	name := s.serverStmtName()
-	stmt := &Statement{Name: name, ServerName: name, Plan: lst, SQL: lsql, ParamOIDs: oids}
+	stmt := &Statement{Plan: lst, SQL: lsql, ParamOIDs: oids}
 	if !stmtRewritten(lst) {
 		stmt.Plan = &rewrite.Stmt{ClientParams: n}
 	}
+	// The lookup of a statement with parameters is prepared once per
+	// session, text and types (lookupStmts): the server parses and plans
+	// it once, as it does the UPDATE. One without parameters (literals,
+	// looked up at Parse) is prepared and closed each time: its text
+	// varies with the values.
+	upOIDs := s.serverParamOIDs(stmt)
+	key := ""
+	if bm != nil {
+		key = text + "\x00" + fmt.Sprint(upOIDs)
+	}
+	cached := s.lookupStmts[key]
+	if cached != nil {
+		stmt = cached
+	} else {
+		stmt.Name = s.serverStmtName()
+		stmt.ServerName = stmt.Name
+	}
+	name := stmt.ServerName
 	out, cerr := s.convertBind(stmt, lbm)
 	if cerr != nil {
 		if offLoop(cerr) {
@@ -348,21 +392,28 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 	}
 	out.Portal = []byte(name)
 	out.ResultFormats = out.ResultFormats[:0] // the tenant in text
-	b := appendParse(s.scratch[:0], name, text, s.serverParamOIDs(stmt))
+	b := s.scratch[:0]
+	ps := make([]pending, 0, 5)
+	if cached == nil {
+		b = appendParse(b, name, text, upOIDs)
+		ps = append(ps, pending{kind: pendParse, suppress: true, lookup: true})
+	}
 	b = appendBind(b, out)
 	b = appendExecute(b, name, 0)
 	b = appendDescribeOrClose(b, 'C', 'P', name)
-	b = appendDescribeOrClose(b, 'C', 'S', name)
-	b = append(b, 'H', 0, 0, 0, 4) // Flush
-	s.lookupChan()
-	if !s.t.pushUnlessSkipping(
-		pending{kind: pendParse, suppress: true, lookup: true},
+	ps = append(ps,
 		pending{kind: pendBind, suppress: true, lookup: true},
 		pending{kind: pendExecute, lookup: true},
-		pending{kind: pendClosePortal, suppress: true},
+		pending{kind: pendClosePortal, suppress: true})
+	if key == "" {
+		b = appendDescribeOrClose(b, 'C', 'S', name)
 		// With the statement: a Close the server skips after an error is
 		// sent again (takeFailedCloses), or the statement would stay.
-		pending{kind: pendCloseStmt, suppress: true, stmt: stmt}) {
+		ps = append(ps, pending{kind: pendCloseStmt, suppress: true, stmt: stmt})
+	}
+	b = append(b, 'H', 0, 0, 0, 4) // Flush
+	s.lookupChan()
+	if !s.t.pushUnlessSkipping(ps...) {
 		// The server skips everything up to Sync after an error in the
 		// pipeline; so does pgveil (the client has that error).
 		s.inc(s.srv.metrics.TenantLookups.WithLabelValues("error"))
@@ -372,6 +423,10 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 	}
 	s.sw.Write(b)
 	s.scratch = b[:0]
+	if key != "" && cached == nil {
+		s.keepLookupStmt(key, stmt)
+	}
+	s.lookupKey = key
 	if s.loopRun {
 		return false, errLookupAsked
 	}
@@ -385,6 +440,9 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 // lookupExtendedAnswer takes the answer to an extended-protocol lookup.
 func (s *session) lookupExtendedAnswer(t *policy.Table, r lookupReply) (handled bool, err error) {
 	if r.err {
+		// The statement may not exist (its Parse failed) or be unusable:
+		// prepared again next time.
+		s.dropLookupStmt(s.lookupKey)
 		// The client has the server's error; the server skips the rest
 		// of the pipeline up to Sync, and so does pgveil.
 		s.inc(s.srv.metrics.TenantLookups.WithLabelValues("error"))

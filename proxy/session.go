@@ -118,10 +118,15 @@ type session struct {
 	// lookupCh carries the server goroutine's answer to a tenant lookup,
 	// lookupAcc gathers it (server side); lookup is the tenant found for
 	// the statement being sent (client side, lookup.go).
-	lookupCh        chan lookupReply
-	lookupAcc       lookupReply
-	lookupOpen      atomic.Bool
-	lookupReady     *lookupReply // an event loop has the answer for the message it runs again
+	lookupCh    chan lookupReply
+	lookupAcc   lookupReply
+	lookupOpen  atomic.Bool
+	lookupReady *lookupReply // an event loop has the answer for the message it runs again
+	// lookupStmts are the lookup statements kept prepared upstream, by text
+	// and parameter types; lookupKey is the key of the lookup last sent
+	// ("": not kept).
+	lookupStmts     map[string]*Statement
+	lookupKey       string
 	lookup          *lookupState
 	stmtSeq         int
 	stmtPrefix      string        // serverStmtName

@@ -515,12 +515,20 @@ def statements(r, s)
   # One upstream statement per statement AR holds, and at most one for the
   # unnamed statement (pgveil prepares statements on encrypted tables under
   # names of its own; __pgveil_refuse is its one statement for refusals).
+  # pgveil also keeps its tenant lookups of UPDATEs with parameters
+  # prepared (SELECT DISTINCT org_id …, one per UPDATE shape, at most 64):
+  # counted apart, a few here.
   r.step("upstream prepared statements: one per AR statement") do
+    lookup = "SELECT DISTINCT users.org_id FROM %"
     held = conn.select_rows("SELECT name, left(statement, 60) FROM pg_prepared_statements " \
-                            "WHERE name <> '__pgveil_refuse' ORDER BY prepare_time")
+                            "WHERE name <> '__pgveil_refuse' AND statement NOT LIKE '#{lookup}' ORDER BY prepare_time")
     if held.length < pool.length || held.length > pool.length + 1
       raise StepFailure, "the server holds #{held.length} prepared statements for this session, " \
                          "want #{pool.length} and at most one unnamed: #{held.inspect}"
+    end
+    lookups = conn.select_value("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '#{lookup}'").to_i
+    if lookups > 8
+      raise StepFailure, "the server holds #{lookups} tenant lookups for this session, want a few (one per UPDATE shape)"
     end
     [nil, nil]
   end
