@@ -647,15 +647,21 @@ func (s *session) handleParse(body []byte) error {
 // A Close the server skipped (after an error earlier in the pipeline) is
 // sent again here, at the client's next unnamed Parse or Query.
 func (s *session) dropUnnamed() {
-	for _, st := range s.t.takeFailedCloses() {
-		s.closeUpstream(st)
-	}
+	s.closeAgain()
 	old := s.t.statement(nil)
 	if old == passthroughStmt || old.ServerName == "" {
 		return
 	}
 	s.closeUpstream(old)
 	s.t.defineStatement(nil, passthroughStmt)
+}
+
+// closeAgain sends again the Closes of pgveil's own statements that the
+// server skipped after an error (takeFailedCloses).
+func (s *session) closeAgain() {
+	for _, st := range s.t.takeFailedCloses() {
+		s.closeUpstream(st)
+	}
 }
 
 // closeUpstream closes pgveil's upstream statement st; the client sees

@@ -56,9 +56,7 @@ func (ls *loopSession) engineClient(typ byte, n int) (done bool, err error) {
 		// pgveil's own statements whose Close the server skipped after an
 		// error (a failed tenant lookup's) are closed again now that the
 		// message is done (handleExtended does it first on goroutines).
-		for _, st := range s.t.takeFailedCloses() {
-			s.closeUpstream(st)
-		}
+		s.closeAgain()
 		return true, s.sw.Flush() // into u.out: cannot fail
 	}
 	if errors.Is(err, errPathAsked) {

@@ -34,10 +34,9 @@ func (s *session) handleExtended(typ byte, body []byte) error {
 		// the next Parse or Bind, so none stays for the session's life.
 		// Not on an event loop, where a message may wait and run again
 		// (it must not have written); there the next unnamed Parse or
-		// Query sends them (dropUnnamed), and a lookup runs off the loop.
-		for _, st := range s.t.takeFailedCloses() {
-			s.closeUpstream(st)
-		}
+		// Query sends them (dropUnnamed), and engineClient after each
+		// message.
+		s.closeAgain()
 	}
 	switch typ {
 	case 'P':

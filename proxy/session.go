@@ -48,18 +48,11 @@ import (
 // writes to the client while it runs, clientToServer writes upstream; after
 // serverToClient has ended, relay may write a last message to the client.
 type session struct {
-	// refusing is set when pgveil refused an extended-protocol message
-	// (injectExtendedError), until the client's next Sync: the client's
-	// Parse, Bind, Describe, Execute and Close meanwhile are dropped, as
-	// the server drops them after an error. Forwarded, a Bind could reach
-	// an earlier statement of the name the refused Parse meant to replace,
-	// and carry its values upstream unsealed. Client side.
-	refusing bool
-	srv      *Server
-	id       uint64
-	cfg      *policy.Config
-	up       *upstreamTLS
-	log      *zap.Logger
+	srv *Server
+	id  uint64
+	cfg *policy.Config
+	up  *upstreamTLS
+	log *zap.Logger
 
 	client    net.Conn
 	clientTLS bool
@@ -107,6 +100,13 @@ type session struct {
 	pathRead, staleRead, settleRead bool
 	// Client goroutine state.
 	searchPath []string
+	// refusing is set when pgveil refused an extended-protocol message
+	// (injectExtendedError), until the client's next Sync: the client's
+	// Parse, Bind, Describe, Execute and Close meanwhile are dropped, as
+	// the server drops them after an error. Forwarded, a Bind could reach
+	// an earlier statement of the name the refused Parse meant to replace,
+	// and carry its values upstream unsealed. Client side.
+	refusing bool
 	// pathUnknown, pathStale, effStmts and effPortals: see searchpath.go.
 	pathUnknown bool
 	pathStale   bool

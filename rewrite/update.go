@@ -98,11 +98,7 @@ func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel)
 		return errorf(CodeInternalError, "cannot locate the clauses of this UPDATE; statement refused").at(a.sql, up.Relation.Location)
 	}
 	relStart := int(up.Relation.Location)
-	relEnd, ok := a.clauseBefore(relStart, "set")
-	if !ok {
-		return fail()
-	}
-	setEnd, whereStart, whereEnd, ok := a.updateClauses(relEnd)
+	relEnd, setEnd, whereStart, whereEnd, ok := a.updateClauses(relStart)
 	if !ok {
 		return fail()
 	}
@@ -148,26 +144,29 @@ func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel)
 	return nil
 }
 
-// updateClauses reads an UPDATE's text from where its relation ends:
-// where its SET list ends, and the span of its WHERE condition (-1 when
-// it has none), before RETURNING or the statement's end. Clause keywords
-// count only outside parentheses. (An UPDATE … FROM is not looked up.)
-func (a *analyzer) updateClauses(from int) (setEnd, whereStart, whereEnd int, ok bool) {
+// updateClauses reads an UPDATE's text from where its relation starts:
+// where the relation (with its alias) ends, where the SET list ends, and
+// the span of the WHERE condition (-1 when there is none), before
+// RETURNING or the statement's end. Clause keywords count only outside
+// parentheses. (An UPDATE … FROM is not looked up.)
+func (a *analyzer) updateClauses(from int) (relEnd, setEnd, whereStart, whereEnd int, ok bool) {
 	l := lexer{s: a.sql[:a.stmtEnd], pos: from, backslash: a.backslash}
-	setEnd, whereStart, whereEnd = -1, -1, -1
+	relEnd, setEnd, whereStart, whereEnd = -1, -1, -1, -1
 	last, depth, inWhere := -1, 0, false
 	for {
 		t := l.next()
 		switch {
 		case t.kind == tError:
-			return 0, 0, 0, false
+			return 0, 0, 0, 0, false
 		case t.kind == tEOF || depth == 0 && (l.isKeyword(t, "returning") || l.isPunct(t, ";")):
 			if inWhere {
 				whereEnd = last
 			} else {
 				setEnd = last
 			}
-			return setEnd, whereStart, whereEnd, setEnd >= 0 && (whereStart < 0 || whereEnd > whereStart)
+			return relEnd, setEnd, whereStart, whereEnd, relEnd >= 0 && setEnd > relEnd && (whereStart < 0 || whereEnd > whereStart)
+		case depth == 0 && relEnd < 0 && l.isKeyword(t, "set"):
+			relEnd = last
 		case depth == 0 && l.isKeyword(t, "where") && !inWhere:
 			setEnd, inWhere = last, true
 			whereStart = tokenAt(a.sql[:a.stmtEnd], t.end, a.backslash).start
@@ -177,27 +176,6 @@ func (a *analyzer) updateClauses(from int) (setEnd, whereStart, whereEnd int, ok
 			depth--
 		}
 		last = t.end
-	}
-}
-
-// clauseBefore returns where the text from start ends before the keyword
-// kw at parenthesis depth 0 (or the statement's end).
-func (a *analyzer) clauseBefore(start int, kw string) (int, bool) {
-	l := lexer{s: a.sql[:a.stmtEnd], pos: start, backslash: a.backslash}
-	end, depth := -1, 0
-	for {
-		t := l.next()
-		switch {
-		case t.kind == tError:
-			return 0, false
-		case t.kind == tEOF || depth == 0 && (l.isKeyword(t, kw) || l.isPunct(t, ";")):
-			return end, end >= 0
-		case l.isPunct(t, "(") || l.isPunct(t, "["):
-			depth++
-		case l.isPunct(t, ")") || l.isPunct(t, "]"):
-			depth--
-		}
-		end = t.end
 	}
 }
 
