@@ -60,6 +60,13 @@ type ormValues struct {
 	NoRowPhone      string   `json:"no_row_phone"`
 	// TempPhone is set on u4 and set back (SQLAlchemy's synchronize_session).
 	TempPhone string `json:"temp_phone"`
+	// BulkPhones and BulkEmails are set on u2 and u4 by one bulk_update
+	// (Django: SET phone = CASE WHEN id = … THEN … END, and email with its
+	// blind index by the same CASE), found by BulkEmailLookups, then set
+	// back by a second bulk_update.
+	BulkPhones       []string `json:"bulk_phones"`
+	BulkEmails       []string `json:"bulk_emails"`
+	BulkEmailLookups []string `json:"bulk_email_lookups"`
 	// Reflection (SQLAlchemy), into CopyOrg. ReflectRows are written
 	// through the table as reflected, with no type given (pgveil's catalog
 	// overlays report text, date and bigint): text with non-ASCII, a
@@ -131,6 +138,8 @@ func newORMSpec(p *encProxy, tag string, org int64) *ormSpec {
 		NoRowEmail:     "absent.lookup." + tag + "@example.org",
 		NoRowPhone:     "ph-no-row-" + tag + "-555-0135",
 		TempPhone:      "ph-temp-" + tag + "-555-0177",
+		BulkPhones:     []string{"ph-bulk-case-u2-" + tag + " Zoë", "ph-bulk-case-u4-" + tag + ` O'Brien \ ✓`},
+		BulkEmails:     []string{"Bulk.Case.U2." + tag + "@Example.org", "bulk.case.u4." + tag + "@example.org"},
 		ReflectRows: []encUser{
 			{Name: "rr1 " + tag, Email: sp("Réflexion.Ünï." + tag + "@Exämple.org"),
 				Phone: sp("ph-rr1 Zoë 🚀 back\\slash O'Brien " + tag), SSN: sp("ssn-rr1-" + tag + `-ü\d+ \x00 'q'`),
@@ -150,6 +159,7 @@ func newORMSpec(p *encProxy, tag string, org int64) *ormSpec {
 		OrgName: "org " + strconv.FormatInt(org, 10),
 	}
 	o.Doomed2Lookup = strings.ToUpper(*o.Doomed2.Email)
+	o.BulkEmailLookups = []string{" " + strings.ToLower(o.BulkEmails[0]), strings.ToUpper(o.BulkEmails[1]) + " "}
 	o.EmailLookup = " " + strings.ToUpper(*s.Users[1].Email)
 	o.TwoTenantEmails = []string{strings.ToLower(*s.Users[1].Email), strings.ToUpper(*o.Org2Rows[0].Email)}
 	s.Final[1].Phone = sp(o.EmailPhone)
@@ -187,7 +197,7 @@ func (o ormValues) plaintexts() []string {
 		&o.TwoTenantPhone, &o.NoRowEmail, &o.NoRowPhone, &o.TempPhone, &o.ReflectBytes, &o.ReflectMidPhone,
 		&o.ReflectNewEmail, &o.ReflectNewPhone, &o.ReflectNewToken)
 	lookups := append([]string{o.ReflectLookup, o.ReflectNewLookup, o.ReflectDoomedLookup, o.EmailLookup}, o.ReflectIn...)
-	for _, v := range append(lookups, o.TwoTenantEmails...) {
+	for _, v := range append(append(append(lookups, o.TwoTenantEmails...), o.BulkPhones...), o.BulkEmails...) {
 		add(sp(strings.TrimSpace(v)))
 	}
 	return out
@@ -275,8 +285,10 @@ func TestEncSQLAlchemy(t *testing.T) {
 // keys to orgs; create, bulk_create, get/filter/exists/count, save(),
 // update_or_create, queryset update and delete, transaction.atomic,
 // values_list, select_related, prefetch_related, subqueries on the shared
-// email index key, and the refusals an adopting team meets (bulk_update's
-// SET … = CASE …, over two tenants' rows); save(update_fields=['phone'])
+// email index key, bulk_update (SET … = CASE WHEN id = … THEN … END,
+// sealed per result, the blind index by the same CASE), and the refusals
+// an adopting team meets (bulk_update of the tenant column, an update over
+// two tenants' rows); save(update_fields=['phone'])
 // and filter(email=…).update(…) need not name the tenant (pgveil looks it
 // up; no row matched updates 0 rows); its introspection
 // (get_table_description, inspectdb) reports TextField, DateField and

@@ -28,6 +28,11 @@ type edit struct {
 	// there, and its pieces (1, 2, …) follow in order whoever made them.
 	sub int
 	seq int // keeps insertions at one position in the order they were made
+	// copied: the replacement is the client's text [from,to), repeated
+	// elsewhere (a CASE copied for a blind index); a shape plan moves it
+	// with the literals (text is ignored).
+	copied   bool
+	from, to int
 }
 
 // paramUse is one place where a client parameter feeds an encrypted column.
@@ -218,13 +223,17 @@ func (a *analyzer) finish() *Error {
 		}
 		b.WriteString(a.sql[cur:e.start])
 		seg = appendSpan(seg, cur, e.start)
-		if e.slot != nil {
+		switch {
+		case e.slot != nil:
 			st.Text = append(st.Text, b.String())
 			st.pieces = append(st.pieces, seg)
 			st.Slots = append(st.Slots, *e.slot)
 			b.Reset()
 			seg = nil
-		} else {
+		case e.copied:
+			b.WriteString(a.sql[e.from:e.to])
+			seg = appendSpan(seg, e.from, e.to)
+		default:
 			b.WriteString(e.text)
 			if e.text != "" {
 				seg = append(seg, piece{own: true, text: e.text})

@@ -229,32 +229,40 @@ func (a *analyzer) insertValues(t *policy.Table, cols []insCol, sel *pg.SelectSt
 // preceded by sep(index column): ", " in VALUES, ", email_bidx = " in SET
 // lists.
 func (a *analyzer) writeValue(v value, col *policy.Column, tenant ValueRef, sep func(bidxColumn string) string) *Error {
-	targets := col.IndexTargets()
+	if err := a.sealValue(v, col, tenant); err != nil {
+		return err
+	}
+	for _, bi := range col.IndexTargets() {
+		switch v.kind {
+		case vParam:
+			a.uses = append(a.uses, paramUse{number: v.param, start: v.end, insert: true, prefix: sep(bi.Column), action: IndexAction(col, bi), col: col})
+		case vLiteral:
+			a.slot(v.end, v.end, Slot{Action: IndexAction(col, bi), Column: col, Source: v.lit}, sep(bi.Column))
+		case vNull:
+			a.insert(v.end, sep(bi.Column)+"NULL")
+		case vDefault:
+			a.insert(v.end, sep(bi.Column)+"DEFAULT")
+		}
+	}
+	return nil
+}
+
+// sealValue encrypts v, a value written to col, in place: a parameter or a
+// literal under tenant, NULL (its casts dropped) and DEFAULT as they are.
+func (a *analyzer) sealValue(v value, col *policy.Column, tenant ValueRef) *Error {
 	if tenant.Kind == RefLookup && (v.kind == vParam || v.kind == vLiteral) {
 		a.lookupUsed = true
 	}
 	switch v.kind {
 	case vParam:
 		a.uses = append(a.uses, paramUse{number: v.param, start: v.start, end: v.end, bare: v.bare, action: Encrypt, col: col, tenant: tenant})
-		for _, bi := range targets {
-			a.uses = append(a.uses, paramUse{number: v.param, start: v.end, insert: true, prefix: sep(bi.Column), action: IndexAction(col, bi), col: col})
-		}
 	case vLiteral:
 		a.slot(v.start, v.end, Slot{Action: Encrypt, Column: col, Source: v.lit, Tenant: tenant}, "")
-		for _, bi := range targets {
-			a.slot(v.end, v.end, Slot{Action: IndexAction(col, bi), Column: col, Source: v.lit}, sep(bi.Column))
-		}
 	case vNull:
 		if !v.bare {
 			a.replace(v.start, v.end, "NULL")
 		}
-		for _, bi := range targets {
-			a.insert(v.end, sep(bi.Column)+"NULL")
-		}
 	case vDefault:
-		for _, bi := range targets {
-			a.insert(v.end, sep(bi.Column)+"DEFAULT")
-		}
 	default:
 		return colErr(CodeFeatureNotSupported, col, "pass the value as a parameter or a literal; compute it in the application",
 			"a value written to encrypted column %s must be a parameter, a literal, NULL or DEFAULT", col.QualifiedName()).at(a.sql, v.loc)

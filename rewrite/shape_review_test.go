@@ -270,6 +270,12 @@ func TestShapeReviewPairs(t *testing.T) {
 		{name: "refused second statement", t1: "INSERT INTO users (email, org_id) VALUES ('a', 1); SELECT id FROM users WHERE email LIKE 'a%'",
 			t2: "INSERT INTO users (email, org_id) VALUES ('abc', 2); SELECT id FROM users WHERE email LIKE 'b%'", hit: -1},
 
+		// --- a CASE copied for a blind index: the copy's literals move too ---
+		{name: "bulk_update case", t1: `UPDATE "app_user" SET "email" = (CASE WHEN ("app_user"."id" = 2) THEN 'a' WHEN ("app_user"."id" = 3) THEN 'b' ELSE NULL END)::varchar(254) WHERE "app_user"."id" IN (2, 3)`,
+			t2: `UPDATE "app_user" SET "email" = (CASE WHEN ("app_user"."id" = 20000) THEN 'a much longer one' WHEN ("app_user"."id" = 3) THEN '' ELSE NULL END)::varchar(254) WHERE "app_user"."id" IN (20000, 3)`, hit: 1},
+		{name: "case string conditions", t1: "UPDATE contacts SET email = CASE note WHEN 'x' THEN 'a' WHEN 'yy' THEN 'b' ELSE email END WHERE id > 1",
+			t2: "UPDATE contacts SET email = CASE note WHEN 'x''s' THEN 'aaaa' WHEN '' THEN 'b' ELSE email END WHERE id > 100", hit: 1},
+
 		// --- literal spellings ---
 		{name: "typed date literal", t1: "INSERT INTO users (org_id, birth_date) VALUES (1, DATE '2024-01-02')", t2: "INSERT INTO users (org_id, birth_date) VALUES (12, DATE 'infinity')", hit: 1},
 		{name: "cast literal", t1: "SELECT id FROM users WHERE email = 'x'::varchar(10) AND ssn = CAST('y' AS text)", t2: "SELECT id FROM users WHERE email = 'xxxxxx'::varchar(2000) AND ssn = CAST('' AS text)", hit: 1},
