@@ -14,7 +14,8 @@ import (
 
 // TestEncCaseUpdate: an encrypted column set to a CASE whose results are
 // parameters, literals, NULL or the column itself (Django's bulk_update:
-// SET phone = CAST(CASE WHEN id = … THEN … END AS varchar(64))). pgveil
+// SET phone = CAST(CASE WHEN id = … THEN … END AS varchar(64))), or to
+// COALESCE($1, col) (a partial update). pgveil
 // seals each result under the tenant (named, or looked up) and sets the
 // blind index by the same CASE. Checked in every pgx exec mode: the values
 // read back through pgveil, the rows found by the new emails (so each
@@ -128,6 +129,32 @@ func TestEncCaseUpdate(t *testing.T) {
 			}
 			if got, want := read(a), fmt.Sprintf("%d|%s|%s", orgA, ea, pa); got != want {
 				t.Errorf("user %d (ELSE phone): %s, want %s", a, got, want)
+			}
+
+			// COALESCE($n, col), a partial update (sqlc's narg): NULL keeps
+			// the value and its blind index.
+			pc := tag + "-ph-c"
+			p.remember(pc)
+			ct, err = conn.Exec(ctx, `UPDATE users SET email = COALESCE($1, email), phone = COALESCE($2::text, phone) WHERE id = $3`, nil, pc, c)
+			if err != nil || ct.RowsAffected() != 1 {
+				t.Fatalf("UPDATE … COALESCE: %v, %d rows", err, ct.RowsAffected())
+			}
+			ec := tag + "-c2@example.org"
+			p.remember(ec)
+			if got, want := read(c), fmt.Sprintf("%d|%s|%s", orgA, tag+"-c@example.org", pc); got != want {
+				t.Errorf("user %d after COALESCE(NULL, email): %s, want %s", c, got, want)
+			}
+			if got := find(t, strings.ToUpper(tag+"-c@example.org")); len(got) != 1 || got[0] != c {
+				t.Errorf("rows with c's kept email: %v, want [%d]", got, c)
+			}
+			if _, err := conn.Exec(ctx, `UPDATE users SET email = COALESCE($1, email), phone = COALESCE($2::text, phone) WHERE id = $3`, ec, nil, c); err != nil {
+				t.Fatalf("UPDATE … COALESCE: %v", err)
+			}
+			if got, want := read(c), fmt.Sprintf("%d|%s|%s", orgA, ec, pc); got != want {
+				t.Errorf("user %d after COALESCE($1, email): %s, want %s", c, got, want)
+			}
+			if got := find(t, " "+ec); len(got) != 1 || got[0] != c {
+				t.Errorf("rows with c's new email: %v, want [%d]", got, c)
 			}
 
 			// Rows of two tenants: refused; a result pgveil cannot seal:

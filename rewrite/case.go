@@ -6,16 +6,53 @@ import (
 	"github.com/pgveil/pgveil/policy"
 )
 
-// caseUnder returns the CASE under the casts of a value, or nil.
-func caseUnder(n *pg.Node) *pg.CaseExpr {
+// choice is a CASE or a COALESCE written to an encrypted column: an
+// expression that picks one of its results.
+type choice struct {
+	what       string // "CASE" or "COALESCE", for messages
+	loc        int32
+	start, end int        // its text, from the keyword
+	conds      []*pg.Node // a CASE's argument and WHEN conditions
+	results    []*pg.Node // in the order of the text
+	selfLast   bool       // the column itself only as the last result (COALESCE)
+}
+
+// choiceUnder returns the CASE or COALESCE under the casts of a value.
+func (a *analyzer) choiceUnder(n *pg.Node) (*choice, *Error) {
 	for n.GetTypeCast() != nil {
 		n = n.GetTypeCast().Arg
 	}
-	return n.GetCaseExpr()
+	if ce := n.GetCaseExpr(); ce != nil {
+		c := &choice{what: "CASE", loc: ce.Location, start: int(ce.Location), conds: []*pg.Node{ce.Arg}}
+		for _, w := range ce.Args {
+			cw := w.GetCaseWhen()
+			c.conds = append(c.conds, cw.Expr)
+			c.results = append(c.results, cw.Result)
+		}
+		if ce.Defresult != nil {
+			c.results = append(c.results, ce.Defresult)
+		}
+		end, ok := a.caseEnd(c.start)
+		if !ok {
+			return nil, errorf(CodeInternalError, "cannot locate the end of CASE; statement refused").at(a.sql, ce.Location)
+		}
+		c.end = end
+		return c, nil
+	}
+	if ce := n.GetCoalesceExpr(); ce != nil {
+		c := &choice{what: "COALESCE", loc: ce.Location, start: int(ce.Location), results: ce.Args, selfLast: true}
+		end, ok := a.callEnd(c.start)
+		if !ok {
+			return nil, errorf(CodeInternalError, "cannot locate the end of COALESCE; statement refused").at(a.sql, ce.Location)
+		}
+		c.end = end
+		return c, nil
+	}
+	return nil, nil
 }
 
-// caseResult is one result of a CASE written to an encrypted column.
-type caseResult struct {
+// choiceResult is one result of a choice written to an encrypted column.
+type choiceResult struct {
 	v          value
 	start, end int // the result's text
 	// self: the result is the column itself; qualifier is its text up to
@@ -25,23 +62,27 @@ type caseResult struct {
 	quoted    bool
 }
 
-// caseValue plans an encrypted column set to a CASE whose results are
-// parameters, literals, NULL or the column itself, as Django's bulk_update
-// writes it:
+// choiceValue plans an encrypted column set to a CASE or a COALESCE whose
+// results are parameters, literals, NULL or the column itself, as Django's
+// bulk_update writes it:
 //
 //	SET phone = (CASE WHEN ("users"."id" = 2) THEN '…' WHEN … ELSE NULL END)::varchar(32)
 //
+// and as partial updates do (sqlc's narg): SET email = COALESCE($1, email).
 // Each result is sealed like a value of its own (under the tenant the
 // UPDATE names or pgveil looks up: one for all the rows), and a cast around
-// the CASE names the column's physical type instead. A blind index is set
-// by the same CASE with each result's index in its place:
+// the expression names the column's physical type instead. A blind index is
+// set by the same expression with each result's index in its place:
 //
 //	SET phone = (CASE WHEN (…) THEN {encrypt} … END)::bytea,
 //	    phone_bidx = CASE WHEN (…) THEN {index} … END
 //
 // The copy repeats the client's text of the conditions; conditions pgveil
-// rewrites (a comparison of an encrypted column) are refused there.
-func (a *analyzer) caseValue(n *pg.Node, ce *pg.CaseExpr, enc *policy.Column, sc *scope, tenant ValueRef, haveTenant bool,
+// rewrites (a comparison of an encrypted column) are refused there. In a
+// COALESCE the column itself may only come last: COALESCE(email, $1) would
+// take email_bidx where a row not yet backfilled (migration mode) has
+// plaintext and no index.
+func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *scope, tenant ValueRef, haveTenant bool,
 	missing func(loc int32) *Error, sep func(bidxColumn string) string) *Error {
 	phys := "bytea"
 	if a.physicalType(enc) == policy.OIDText {
@@ -53,46 +94,32 @@ func (a *analyzer) caseValue(n *pg.Node, ce *pg.CaseExpr, enc *policy.Column, sc
 		tn := inner.GetTypeCast().TypeName
 		end, ok := a.typeNameEnd(int(tn.GetLocation()))
 		if tn.GetLocation() < 0 || !ok {
-			return errorf(CodeInternalError, "cannot locate the cast around CASE; statement refused").at(a.sql, inner.GetTypeCast().Location)
+			return errorf(CodeInternalError, "cannot locate the cast around %s; statement refused", c.what).at(a.sql, inner.GetTypeCast().Location)
 		}
 		a.replace(int(tn.Location), end, phys)
 		casts++
 	}
-	caseStart := int(ce.Location)
-	caseEnd, ok := a.caseEnd(caseStart)
-	if !ok {
-		return errorf(CodeInternalError, "cannot locate the end of CASE; statement refused").at(a.sql, ce.Location)
-	}
 	if casts == 0 {
-		// Results that are all parameters or NULL would make a CASE of
-		// type text.
-		a.insert(caseEnd, "::"+phys)
+		// Results that are all parameters or NULL would make an
+		// expression of type text.
+		a.insert(c.end, "::"+phys)
 	}
 
 	edits, uses := len(a.edits), len(a.uses)
-	if err := a.expr(ce.Arg, sc, "CASE"); err != nil {
-		return err
-	}
-	nodes := make([]*pg.Node, 0, len(ce.Args)+1)
-	for _, w := range ce.Args {
-		cw := w.GetCaseWhen()
-		if err := a.expr(cw.Expr, sc, "CASE … WHEN"); err != nil {
+	for _, cond := range c.conds {
+		if err := a.expr(cond, sc, c.what); err != nil {
 			return err
 		}
-		nodes = append(nodes, cw.Result)
 	}
 	rewritten := len(a.edits) > edits || len(a.uses) > uses
-	if ce.Defresult != nil {
-		nodes = append(nodes, ce.Defresult)
-	}
 
-	results := make([]caseResult, 0, len(nodes))
-	for _, r := range nodes {
+	results := make([]choiceResult, 0, len(c.results))
+	for i, r := range c.results {
 		v, err := a.classify(r, enc, false)
 		if err != nil {
 			return err
 		}
-		res := caseResult{v: v, start: v.start, end: v.end}
+		res := choiceResult{v: v, start: v.start, end: v.end}
 		switch v.kind {
 		case vParam, vLiteral:
 			if !haveTenant {
@@ -102,7 +129,7 @@ func (a *analyzer) caseValue(n *pg.Node, ce *pg.CaseExpr, enc *policy.Column, sc
 		default:
 			cr := r.GetColumnRef()
 			same := false
-			if cr != nil {
+			if cr != nil && (!c.selfLast || i == len(c.results)-1) {
 				ref, err := a.resolveColumn(cr, sc)
 				if err != nil {
 					return err
@@ -114,8 +141,13 @@ func (a *analyzer) caseValue(n *pg.Node, ce *pg.CaseExpr, enc *policy.Column, sc
 				start, end, last, quoted, ok = a.refTokens(cr)
 			}
 			if !ok {
-				return unsupported(enc, "a CASE result other than a parameter, a literal, NULL or the column itself",
-					"compute the value in the application; each result must be a parameter or a literal").at(a.sql, v.loc)
+				what, hint := "a "+c.what+" result other than a parameter, a literal, NULL or the column itself",
+					"compute the value in the application; each result must be a parameter or a literal"
+				if c.selfLast {
+					what = "a COALESCE argument other than a parameter, a literal, NULL or (last) the column itself"
+					hint = "write COALESCE($1, " + enc.Name + ")"
+				}
+				return unsupported(enc, what, hint).at(a.sql, v.loc)
 			}
 			res.start, res.end, res.self, res.qualifier, res.quoted = start, end, true, a.sql[start:last], quoted
 		}
@@ -133,11 +165,11 @@ func (a *analyzer) caseValue(n *pg.Node, ce *pg.CaseExpr, enc *policy.Column, sc
 	}
 	if rewritten {
 		return unsupported(enc, "a CASE whose conditions pgveil rewrites, written to a column with a blind index,",
-			"compare unencrypted columns (such as the primary key) in the WHEN conditions").at(a.sql, ce.Location)
+			"compare unencrypted columns (such as the primary key) in the WHEN conditions").at(a.sql, c.loc)
 	}
 	s, end, ok := a.exprExtent(n)
 	if !ok {
-		return errorf(CodeInternalError, "cannot locate CASE; statement refused").at(a.sql, ce.Location)
+		return errorf(CodeInternalError, "cannot locate %s; statement refused", c.what).at(a.sql, c.loc)
 	}
 	_, end = a.widenParens(s, end)
 	sub := 0
@@ -154,7 +186,7 @@ func (a *analyzer) caseValue(n *pg.Node, ce *pg.CaseExpr, enc *policy.Column, sc
 	for _, bi := range targets {
 		action := IndexAction(enc, bi)
 		add(edit{text: sep(bi.Column)})
-		cur := caseStart
+		cur := c.start
 		for _, r := range results {
 			copySpan(cur, r.start)
 			switch {
@@ -170,7 +202,7 @@ func (a *analyzer) caseValue(n *pg.Node, ce *pg.CaseExpr, enc *policy.Column, sc
 			}
 			cur = r.end
 		}
-		copySpan(cur, caseEnd)
+		copySpan(cur, c.end)
 	}
 	return nil
 }
@@ -209,4 +241,16 @@ func (a *analyzer) widenParens(start, end int) (int, int) {
 		}
 		start, end = open, t.end
 	}
+}
+
+// callEnd returns the end of the ")" that closes the call whose name is at
+// start: COALESCE(…).
+func (a *analyzer) callEnd(start int) (int, bool) {
+	l := lexer{s: a.sql[:a.stmtEnd], pos: start, backslash: a.backslash}
+	l.next() // the name
+	open := l.next()
+	if !l.isPunct(open, "(") {
+		return 0, false
+	}
+	return a.matchParen(open.start)
 }

@@ -273,6 +273,7 @@ func TestShapeReviewPairs(t *testing.T) {
 		// --- a CASE copied for a blind index: the copy's literals move too ---
 		{name: "bulk_update case", t1: `UPDATE "app_user" SET "email" = (CASE WHEN ("app_user"."id" = 2) THEN 'a' WHEN ("app_user"."id" = 3) THEN 'b' ELSE NULL END)::varchar(254) WHERE "app_user"."id" IN (2, 3)`,
 			t2: `UPDATE "app_user" SET "email" = (CASE WHEN ("app_user"."id" = 20000) THEN 'a much longer one' WHEN ("app_user"."id" = 3) THEN '' ELSE NULL END)::varchar(254) WHERE "app_user"."id" IN (20000, 3)`, hit: 1},
+		{name: "coalesce literals", t1: "UPDATE contacts SET email = COALESCE('a', email) WHERE id = 1", t2: "UPDATE contacts SET email = COALESCE('a longer one', email) WHERE id = 1000", hit: 1},
 		{name: "case string conditions", t1: "UPDATE contacts SET email = CASE note WHEN 'x' THEN 'a' WHEN 'yy' THEN 'b' ELSE email END WHERE id > 1",
 			t2: "UPDATE contacts SET email = CASE note WHEN 'x''s' THEN 'aaaa' WHEN '' THEN 'b' ELSE email END WHERE id > 100", hit: 1},
 

@@ -336,12 +336,18 @@ func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom 
 		if err != nil {
 			return err
 		}
-		if ce := caseUnder(rt.Val); v.kind == vOther && ce != nil {
-			missing := func(loc int32) *Error { return missingTenant(t, tenantWhere, loc, a.sql) }
-			if err := a.caseValue(rt.Val, ce, enc, sc, tenant, haveTenant, missing, sep); err != nil {
+		if v.kind == vOther {
+			c, err := a.choiceUnder(rt.Val)
+			if err != nil {
 				return err
 			}
-			continue
+			if c != nil {
+				missing := func(loc int32) *Error { return missingTenant(t, tenantWhere, loc, a.sql) }
+				if err := a.choiceValue(rt.Val, c, enc, sc, tenant, haveTenant, missing, sep); err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		if (v.kind == vParam || v.kind == vLiteral) && !haveTenant {
 			return missingTenant(t, tenantWhere, v.loc, a.sql)

@@ -116,7 +116,8 @@ func (a *analyzer) constEnd(start int) int {
 }
 
 // exprExtent returns the text span of a value expression made of casts
-// around a parameter, a constant or a CASE: x::t, CAST(x AS t), t 'x'.
+// around a parameter, a constant, a CASE or a COALESCE: x::t, CAST(x AS
+// t), t 'x'.
 func (a *analyzer) exprExtent(n *pg.Node) (start, end int, ok bool) {
 	if tc := n.GetTypeCast(); tc != nil {
 		s, e, ok := a.exprExtent(tc.Arg)
@@ -161,6 +162,10 @@ func (a *analyzer) exprExtent(n *pg.Node) (start, end int, ok bool) {
 	}
 	if c := n.GetCaseExpr(); c != nil {
 		end, ok := a.caseEnd(int(c.Location))
+		return int(c.Location), end, ok
+	}
+	if c := n.GetCoalesceExpr(); c != nil {
+		end, ok := a.callEnd(int(c.Location))
 		return int(c.Location), end, ok
 	}
 	return 0, 0, false
