@@ -157,6 +157,28 @@ func TestEncCaseUpdate(t *testing.T) {
 				t.Errorf("rows with c's new email: %v, want [%d]", got, c)
 			}
 
+			// An upsert that keeps what the new row lacks, into contacts
+			// (note is encrypted into a text column: the cast names text).
+			ce, n1, n2 := tag+"-contact@example.org", tag+"-note-1", tag+"-note-2 ✓"
+			p.remember(ce, n1, n2)
+			var cid int64
+			if err := conn.QueryRow(ctx, `INSERT INTO contacts (org_id, email, note) VALUES ($1, $2, $3) RETURNING id`, orgA, ce, n1).Scan(&cid); err != nil {
+				t.Fatal(err)
+			}
+			ct, err = conn.Exec(ctx, `INSERT INTO contacts (id, org_id, email, note) VALUES ($1, $2, $3, $4)
+				ON CONFLICT (id) DO UPDATE SET email = COALESCE(EXCLUDED.email, contacts.email), note = (COALESCE(EXCLUDED.note, contacts.note))::varchar`, cid, orgA, nil, n2)
+			if err != nil || ct.RowsAffected() != 1 {
+				t.Fatalf("upsert … COALESCE(EXCLUDED.col, col): %v, %d rows", err, ct.RowsAffected())
+			}
+			var gotEmail, gotNote string
+			if err := setup.QueryRow(ctx, `SELECT email, note FROM contacts WHERE email = $1`, strings.ToUpper(ce)).Scan(&gotEmail, &gotNote); err != nil || gotEmail != ce || gotNote != n2 {
+				t.Errorf("contact after the upsert: %q, %q, %v; want %q, %q", gotEmail, gotNote, err, ce, n2)
+			}
+			var atRest string
+			if err := su.QueryRow(ctx, `SELECT note FROM contacts WHERE id = $1`, cid).Scan(&atRest); err != nil || !strings.HasPrefix(atRest, "pgv1:") || strings.Contains(atRest, n2) {
+				t.Errorf("contact's note at rest: %q, %v", atRest, err)
+			}
+
 			// Rows of two tenants: refused; a result pgveil cannot seal:
 			// refused. Nothing changes.
 			p.remember(tag+"-refused", tag+"-R")

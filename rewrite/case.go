@@ -81,8 +81,9 @@ type choiceResult struct {
 // rewrites (a comparison of an encrypted column) are refused there. In a
 // COALESCE the column itself may only come last: COALESCE(email, $1) would
 // take email_bidx where a row not yet backfilled (migration mode) has
-// plaintext and no index.
-func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *scope, tenant ValueRef, haveTenant bool,
+// plaintext and no index; EXCLUDED.email, the row being inserted, may come
+// anywhere (ON CONFLICT … SET email = COALESCE(EXCLUDED.email, users.email)).
+func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *scope, excluded *rel, tenant ValueRef, haveTenant bool,
 	missing func(loc int32) *Error, sep func(bidxColumn string) string) *Error {
 	phys := "bytea"
 	if a.physicalType(enc) == policy.OIDText {
@@ -129,12 +130,13 @@ func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *sc
 		default:
 			cr := r.GetColumnRef()
 			same := false
-			if cr != nil && (!c.selfLast || i == len(c.results)-1) {
+			if cr != nil {
 				ref, err := a.resolveColumn(cr, sc)
 				if err != nil {
 					return err
 				}
-				same = ref.enc() == enc
+				// EXCLUDED.col anywhere: the row pgveil wrote has its index.
+				same = ref.enc() == enc && (!c.selfLast || i == len(c.results)-1 || (excluded != nil && ref.rel == excluded))
 			}
 			start, end, last, quoted, ok := 0, 0, 0, false, false
 			if same {

@@ -343,7 +343,7 @@ func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom 
 			}
 			if c != nil {
 				missing := func(loc int32) *Error { return missingTenant(t, tenantWhere, loc, a.sql) }
-				if err := a.choiceValue(rt.Val, c, enc, sc, tenant, haveTenant, missing, sep); err != nil {
+				if err := a.choiceValue(rt.Val, c, enc, sc, excluded, tenant, haveTenant, missing, sep); err != nil {
 					return err
 				}
 				continue
