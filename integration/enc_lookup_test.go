@@ -111,6 +111,19 @@ func TestEncTenantLookup(t *testing.T) {
 				t.Errorf("UPDATE by email: returned %q, row %s", ret, read(b))
 			}
 
+			// UPDATE ONLY: the lookup reads FROM ONLY users.
+			only := tag + "-ph-only"
+			p.remember(only)
+			if ct, err := conn.Exec(ctx, `UPDATE ONLY users SET phone = $1 WHERE id = $2`, only, b); err != nil || ct.RowsAffected() != 1 {
+				t.Fatalf("UPDATE ONLY: %v", err)
+			}
+			if got := read(b); !strings.Contains(got, "|"+only+"|") {
+				t.Errorf("after UPDATE ONLY: %s", got)
+			}
+			if _, err := conn.Exec(ctx, `UPDATE users SET phone = $1 WHERE id = $2 AND org_id = $3`, "ph", b, orgB); err != nil {
+				t.Fatal(err)
+			}
+
 			// No row: UPDATE 0.
 			p.remember(tag+"-ph-none", tag+"-ph-both", tag+"-ph-x")
 			ct, err := conn.Exec(ctx, `UPDATE users SET phone = $1 WHERE id = $2`, tag+"-ph-none", int64(-1))
@@ -256,13 +269,13 @@ func TestEncTenantLookup(t *testing.T) {
 
 	verifyAtRest(t, context.Background(), []string{"lookup-psql-new@example.org", "lookup-0-new1-ä@example.org"})
 
-	// Operators see the lookups: per mode 1 warm-up, 2 by id, 1 by email, 1 moved and
+	// Operators see the lookups: per mode 1 warm-up, 2 by id, 1 by email, 1 UPDATE ONLY, 1 moved and
 	// 3 in the batch (not in simple mode) found one tenant, 1 none, 1
 	// several; 6 by id on one connection; psql one and several. The bad WHERE fails the lookup in the
 	// simple protocol and in exec mode (Parse and Bind in one pipeline);
 	// the other modes prepare the statement first, which fails alone.
 	m := scrape(t, p.Proxy)
-	for outcome, want := range map[string]float64{"one": 5*5 + 4*3 + 1 + 6, "none": 5, "several": 5 + 1, "error": 2} {
+	for outcome, want := range map[string]float64{"one": 5*6 + 4*3 + 1 + 6, "none": 5, "several": 5 + 1, "error": 2} {
 		if got := m.get(`pgveil_tenant_lookups_total{outcome="` + outcome + `"}`); got != want {
 			t.Errorf("pgveil_tenant_lookups_total{outcome=%q} = %v, want %v", outcome, got, want)
 		}

@@ -297,11 +297,18 @@ type Lookup struct {
 	Column string
 	// Uses[i] reports that the WHERE references the client's $(i+1).
 	Uses []bool
+	// Only: UPDATE ONLY, whose rows are the relation's own, not its
+	// children's.
+	Only bool
 }
 
 // Text is the lookup statement for the client's string sql.
 func (l *Lookup) Text(sql string) string {
-	s := "SELECT DISTINCT " + l.Column + " FROM " + sql[l.Rel[0]:l.Rel[1]]
+	from := " FROM "
+	if l.Only {
+		from = " FROM ONLY "
+	}
+	s := "SELECT DISTINCT " + l.Column + from + sql[l.Rel[0]:l.Rel[1]]
 	if l.Where[0] >= 0 {
 		s += " WHERE " + sql[l.Where[0]:l.Where[1]]
 	}

@@ -220,6 +220,8 @@ var planCases = []planCase{
 		want: "UPDATE users SET email = $1, email_bidx = $4 WHERE (id = $2 OR org_id = $3) AND users.org_id = $5"},
 	{name: "update tenant lookup literals", sql: "UPDATE users u SET phone = 'p', email = 'e' WHERE u.email = 'old' AND (id > 3) RETURNING id",
 		want: "UPDATE users u SET phone = {encrypt:phone}, email = {encrypt:email}, email_bidx = {index:email} WHERE (u.email_bidx = {index:email} AND (id > 3)) AND u.org_id = {tenant-lookup} RETURNING id"},
+	{name: "update only tenant lookup", sql: "UPDATE ONLY users SET phone = $1 WHERE id = $2",
+		want: "UPDATE ONLY users SET phone = $1 WHERE (id = $2) AND users.org_id = $3"},
 	{name: "update tenant lookup no where", sql: "UPDATE public.users SET phone = $1 RETURNING phone",
 		want: "UPDATE public.users SET phone = $1 WHERE users.org_id = $2 RETURNING phone, users.org_id", outputs: "0:phone/t=1 1:hidden"},
 	{name: "update tenant lookup not needed", sql: "UPDATE users SET name = $1 WHERE id = $2", want: "="},

@@ -115,7 +115,7 @@ func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel)
 		}
 	}
 	lk := &Lookup{Table: t, Rel: [2]int{relStart, relEnd}, Where: [2]int{-1, -1},
-		Column: quoteIdent(target.name) + "." + quoteIdent(t.KeyContext)}
+		Column: quoteIdent(target.name) + "." + quoteIdent(t.KeyContext), Only: !up.Relation.Inh}
 	guardAt, prefix := setEnd, " WHERE "+lk.Column+" = "
 	if whereStart >= 0 {
 		start, end := whereStart, whereEnd
