@@ -583,7 +583,9 @@ func (s *session) handleParse(body []byte) error {
 		// No parameters: the tenant is looked up now, for the literals,
 		// which are sealed into the statement; a named statement would
 		// keep that tenant for every later execution.
-		if len(pm.Name) > 0 {
+		// (The check of a tenant move seals nothing under what it reads;
+		// the guard keeps every later execution safe.)
+		if len(pm.Name) > 0 && st.Lookup.Move == nil {
 			pe := tenantMissing(st.Lookup.Table).(*pgError)
 			pe.Hint = fmt.Sprintf("pass the values as parameters (pgveil then looks the tenant up at each execution), name the tenant (%s = … in WHERE), or use the unnamed statement", st.Lookup.Table.KeyContext)
 			s.injectExtendedError(pe)

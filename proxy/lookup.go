@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"go.uber.org/zap"
 
@@ -202,7 +203,16 @@ func (s *session) awaitLookup() (lookupReply, error) {
 }
 
 // lookupOutcome turns an answer into the tenant to use, or a refusal.
-func (s *session) lookupOutcome(t *policy.Table, r lookupReply) (*lookupState, *pgError) {
+func (s *session) lookupOutcome(lk *rewrite.Lookup, r lookupReply) (*lookupState, *pgError) {
+	t := lk.Table
+	if m := lk.Move; m != nil {
+		if len(r.tenants) == 0 {
+			s.inc(s.srv.metrics.TenantLookups.WithLabelValues("stays"))
+			return &lookupState{none: true}, nil // nothing is sealed under a looked-up tenant
+		}
+		s.inc(s.srv.metrics.TenantLookups.WithLabelValues("moves"))
+		return nil, tenantMoves(lk)
+	}
 	outcome := "one"
 	switch {
 	case len(r.tenants) == 0:
@@ -228,25 +238,45 @@ func (s *session) lookupOutcome(t *policy.Table, r lookupReply) (*lookupState, *
 	return &lookupState{tenant: tenant}, nil
 }
 
+// tenantMoves refuses an UPDATE that would move rows with encrypted values
+// to another tenant.
+func tenantMoves(lk *rewrite.Lookup) *pgError {
+	t, cols := lk.Table, strings.Join(lk.Move.Columns, ", ")
+	return &pgError{Severity: "ERROR", Code: codeFeatureNotSupported, Schema: t.Schema, Table: t.Name,
+		Message: fmt.Sprintf("pgveil: this UPDATE would move rows of %s to another tenant (%s) and keep their encrypted values (%s), sealed under the old tenant's key: they would no longer open", t.QualifiedName(), t.KeyContext, cols),
+		Hint:    fmt.Sprintf("set every encrypted column (%s) in the same UPDATE: pgveil seals them under the new tenant", cols)}
+}
+
+// lookupMissing refuses the UPDATE of lk when pgveil cannot run its
+// lookup (why: the remedy, after "or").
+func lookupMissing(lk *rewrite.Lookup, why string) *pgError {
+	t := lk.Table
+	if lk.Move != nil {
+		pe := tenantMoves(lk)
+		pe.Message = fmt.Sprintf("pgveil cannot check that this UPDATE of %s moves no row with encrypted values (%s) to another tenant (%s): they would no longer open", t.QualifiedName(), strings.Join(lk.Move.Columns, ", "), t.KeyContext)
+		pe.Hint += "; or " + why
+		return pe
+	}
+	pe := tenantMissing(t).(*pgError)
+	pe.Hint = why + fmt.Sprintf(", or add %s = … to its WHERE", t.KeyContext)
+	return pe
+}
+
 // lookupQuery looks up the tenant of a simple Query's UPDATE (the whole
 // string: a statement before it could change the rows the lookup reads).
 // With (nil, nil) and no s.lookup, the Query is answered already.
 func (s *session) lookupQuery(sql string, p *rewrite.Plan, st *rewrite.Stmt) (*pgError, error) {
-	t := st.Lookup.Table
+	lk := st.Lookup
 	if len(p.Stmts) != 1 {
-		pe := tenantMissing(t).(*pgError)
-		pe.Hint = fmt.Sprintf("send this UPDATE in a query string of its own (pgveil then looks its tenant up), or add %s = … to its WHERE", t.KeyContext)
-		return pe, nil
+		return lookupMissing(lk, "send this UPDATE in a query string of its own (pgveil then reads its rows first)"), nil
 	}
 	r, ok := s.readyLookup()
 	if ok {
-		return s.lookupQueryAnswer(t, r)
+		return s.lookupQueryAnswer(lk, r)
 	}
 	rest, status := s.t.atRest()
 	if !rest {
-		pe := tenantMissing(t).(*pgError)
-		pe.Hint = fmt.Sprintf("wait for the answers to earlier queries before this UPDATE (pgveil then looks its tenant up), or add %s = … to its WHERE", t.KeyContext)
-		return pe, nil
+		return lookupMissing(lk, "wait for the answers to earlier queries before this UPDATE (pgveil then reads its rows first)"), nil
 	}
 	if status == 'E' {
 		return &pgError{Severity: "ERROR", Code: "25P02", Message: "current transaction is aborted, commands ignored until end of transaction block"}, nil
@@ -264,7 +294,7 @@ func (s *session) lookupQuery(sql string, p *rewrite.Plan, st *rewrite.Stmt) (*p
 	if r, err = s.awaitLookup(); err != nil {
 		return nil, err
 	}
-	return s.lookupQueryAnswer(t, r)
+	return s.lookupQueryAnswer(lk, r)
 }
 
 // lookupStatement plans and renders the lookup of st (the client's string
@@ -293,7 +323,7 @@ func (s *session) lookupStatement(sql string, st *rewrite.Stmt) (*rewrite.Stmt, 
 }
 
 // lookupQueryAnswer takes the answer to a simple Query's lookup.
-func (s *session) lookupQueryAnswer(t *policy.Table, r lookupReply) (*pgError, error) {
+func (s *session) lookupQueryAnswer(lk *rewrite.Lookup, r lookupReply) (*pgError, error) {
 	if r.err {
 		// The server's error, which the UPDATE would have met (the WHERE
 		// it rejects), went to the client with the ReadyForQuery after
@@ -304,7 +334,7 @@ func (s *session) lookupQueryAnswer(t *policy.Table, r lookupReply) (*pgError, e
 		s.log.Info("tenant lookup failed", zap.String("sqlstate", r.code))
 		return nil, nil
 	}
-	ls, pe := s.lookupOutcome(t, r)
+	ls, pe := s.lookupOutcome(lk, r)
 	s.lookup = ls
 	return pe, nil
 }
@@ -315,9 +345,9 @@ func (s *session) lookupQueryAnswer(t *policy.Table, r lookupReply) (*pgError, e
 // client's message is answered already (the lookup's error went to the
 // client, or a refusal was injected): the message is then dropped.
 func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, paramOIDs []uint32) (handled bool, err error) {
-	t := st.Lookup.Table
+	lk := st.Lookup
 	if r, ok := s.readyLookup(); ok {
-		return s.lookupExtendedAnswer(t, r)
+		return s.lookupExtendedAnswer(lk, r)
 	}
 	if s.loopRun && s.t.copyAhead() {
 		return false, errHandBack
@@ -434,11 +464,11 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 	if err != nil {
 		return false, err
 	}
-	return s.lookupExtendedAnswer(t, r)
+	return s.lookupExtendedAnswer(lk, r)
 }
 
 // lookupExtendedAnswer takes the answer to an extended-protocol lookup.
-func (s *session) lookupExtendedAnswer(t *policy.Table, r lookupReply) (handled bool, err error) {
+func (s *session) lookupExtendedAnswer(lk *rewrite.Lookup, r lookupReply) (handled bool, err error) {
 	if r.err {
 		// The statement may not exist (its Parse failed) or be unusable:
 		// prepared again next time.
@@ -449,7 +479,7 @@ func (s *session) lookupExtendedAnswer(t *policy.Table, r lookupReply) (handled 
 		s.refusing = true
 		return true, nil
 	}
-	ls, pe := s.lookupOutcome(t, r)
+	ls, pe := s.lookupOutcome(lk, r)
 	if pe != nil {
 		s.injectExtendedError(pe)
 		return true, nil

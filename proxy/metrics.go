@@ -163,7 +163,7 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 		SearchPathReads: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_search_path_reads_total",
 			Help: "Round trips pgveil added to read a session's search_path again after the client changed it (docs/LIMITS.md)."}),
 		TenantLookups: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_tenant_lookups_total",
-			Help: "Tenant lookups of UPDATEs that did not name their tenant (docs/SQL.md), by outcome: one, none, several (refused), error."}, []string{"outcome"}),
+			Help: "Tenant lookups of UPDATEs that did not name their tenant (docs/SQL.md), by outcome: one, none, several (refused), error; and checks of UPDATEs that set it: stays, moves (refused)."}, []string{"outcome"}),
 	}
 	m.PlanCacheHits = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgveil_plan_cache_hits_total", Help: "Plan cache hits."},
 		func() float64 { return float64(cacheStats().Hits) })

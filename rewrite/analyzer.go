@@ -110,6 +110,9 @@ type analyzer struct {
 	// the text before it (finish numbers it).
 	lookupUsed  bool
 	lookupGuard *edit
+	// resealed: encrypted columns an UPDATE's SET writes with new values
+	// (not keeping the row's own, sealed under its tenant).
+	resealed map[*policy.Column]bool
 }
 
 // maxParams is the most parameters a Bind message can carry (an int16 count).

@@ -161,6 +161,13 @@ func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *sc
 		results = append(results, res)
 	}
 
+	kept := false
+	for _, r := range results {
+		kept = kept || r.self
+	}
+	if !kept {
+		a.reseal(enc)
+	}
 	targets := enc.IndexTargets()
 	if len(targets) == 0 {
 		return nil

@@ -307,6 +307,9 @@ func (a *analyzer) onConflict(oc *pg.OnConflictClause, t *policy.Table, target *
 	}
 	excluded := &rel{name: "excluded", cols: target.cols, complete: target.complete, loc: -1}
 	upd := &scope{parent: level.parent, rels: []*rel{target, excluded}}
+	if err := a.conflictTenant(oc, t, upd, excluded); err != nil {
+		return err
+	}
 	var tenant ValueRef
 	haveTenant := false
 	if sel != nil && len(sel.ValuesLists) == 1 {
@@ -321,6 +324,31 @@ func (a *analyzer) onConflict(oc *pg.OnConflictClause, t *policy.Table, target *
 		return err
 	}
 	return a.tenantGuard(oc, t, target)
+}
+
+// conflictTenant refuses a DO UPDATE that sets the key_context column to
+// anything but EXCLUDED's: it would move the conflicting row to another
+// tenant, whose key does not open the values it keeps. (tenantGuard then
+// makes SET org_id = EXCLUDED.org_id change nothing.)
+func (a *analyzer) conflictTenant(oc *pg.OnConflictClause, t *policy.Table, upd *scope, excluded *rel) *Error {
+	if t == nil || t.KeyContext == "" {
+		return nil
+	}
+	for _, n := range oc.TargetList {
+		rt := n.GetResTarget()
+		if rt == nil || rt.Name != t.KeyContext {
+			continue
+		}
+		if cr := rt.Val.GetColumnRef(); cr != nil && len(rt.Indirection) == 0 {
+			if ref, err := a.resolveColumn(cr, upd); err == nil && ref.rel == excluded && ref.idx >= 0 && excluded.cols[ref.idx].name == t.KeyContext {
+				continue
+			}
+		}
+		return tableErr(CodeFeatureNotSupported, t, "set "+t.KeyContext+" = EXCLUDED."+t.KeyContext+", or leave it out",
+			"ON CONFLICT … DO UPDATE of %s may set %s only to EXCLUDED.%s: the conflicting row would move to another tenant and keep values sealed under its old tenant's key",
+			t.QualifiedName(), t.KeyContext, t.KeyContext).at(a.sql, rt.Location)
+	}
+	return nil
 }
 
 // tenantGuard keeps ON CONFLICT DO UPDATE within the inserting tenant.
@@ -341,8 +369,8 @@ func (a *analyzer) tenantGuard(oc *pg.OnConflictClause, t *policy.Table, target 
 	}
 	writesEncrypted := false
 	for _, n := range oc.TargetList {
-		if rt := n.GetResTarget(); rt != nil && t.Column(rt.Name) != nil {
-			writesEncrypted = true
+		if rt := n.GetResTarget(); rt != nil && (t.Column(rt.Name) != nil || rt.Name == t.KeyContext) {
+			writesEncrypted = true // or sets the tenant (conflictTenant): a row of another stays
 		}
 	}
 	if !writesEncrypted {

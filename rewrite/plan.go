@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"github.com/pgveil/pgveil/policy"
+	"strings"
 )
 
 // This file is the contract between the planner and the proxy. The proxy
@@ -300,6 +301,22 @@ type Lookup struct {
 	// Only: UPDATE ONLY, whose rows are the relation's own, not its
 	// children's.
 	Only bool
+	// Move, when set, makes this the check of an UPDATE that sets the
+	// rows' tenant and keeps some of their encrypted values (tenantMove):
+	// a row found is one those values would no longer open in, and
+	// refuses the UPDATE; none lets it go.
+	Move *Move
+}
+
+// Move is what the check of a tenant move reads.
+type Move struct {
+	// Tenant is the span of the new tenant's value in the client's string
+	// (a parameter or a literal).
+	Tenant [2]int
+	// Kept is the SQL condition "a kept value is not NULL"; Columns names
+	// those columns.
+	Kept    string
+	Columns []string
 }
 
 // Text is the lookup statement for the client's string sql.
@@ -309,10 +326,20 @@ func (l *Lookup) Text(sql string) string {
 		from = " FROM ONLY "
 	}
 	s := "SELECT DISTINCT " + l.Column + from + sql[l.Rel[0]:l.Rel[1]]
+	var conds []string
 	if l.Where[0] >= 0 {
-		s += " WHERE " + sql[l.Where[0]:l.Where[1]]
+		conds = append(conds, sql[l.Where[0]:l.Where[1]])
 	}
-	return s
+	if m := l.Move; m != nil {
+		conds = append(conds, l.Column+" IS DISTINCT FROM "+sql[m.Tenant[0]:m.Tenant[1]], m.Kept)
+	}
+	switch len(conds) {
+	case 0:
+		return s
+	case 1:
+		return s + " WHERE " + conds[0]
+	}
+	return s + " WHERE (" + strings.Join(conds, ") AND (") + ")"
 }
 
 // Cursor is what FETCH returns from a cursor whose rows carry encrypted

@@ -1,7 +1,9 @@
 package rewrite
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
 
@@ -55,6 +57,11 @@ func (a *analyzer) updateStmt(up *pg.UpdateStmt, sc *scope, mode queryMode) (*qu
 			return nil, err
 		}
 	}
+	if t != nil && t.KeyContext != "" && setsColumn(up, t.KeyContext) {
+		if err := a.tenantMove(up, t, target, sc, mode); err != nil {
+			return nil, err
+		}
+	}
 	return a.returning(up.ReturningList, level, mode)
 }
 
@@ -63,14 +70,17 @@ func (a *analyzer) updateStmt(up *pg.UpdateStmt, sc *scope, mode queryMode) (*qu
 // no WITH, not WHERE CURRENT OF), as ORMs write them (UPDATE … SET email =
 // $1 WHERE id = $2).
 func (a *analyzer) mayLookUpTenant(up *pg.UpdateStmt, t *policy.Table, mode queryMode) bool {
-	// Not inside EXPLAIN or COPY (…) either: only an UPDATE statement.
-	if t == nil || t.KeyContext == "" || mode != modeTop || a.noOutputs || a.st.Kind != KindUpdate || a.st.Copy != nil ||
+	// SET org_id = <something pgveil cannot read>: the row's tenant after
+	// the UPDATE is not the one a lookup finds.
+	return t != nil && t.KeyContext != "" && !setsColumn(up, t.KeyContext) && a.mayLookUp(up, mode)
+}
+
+// mayLookUp reports whether pgveil may read the rows of an UPDATE before
+// sending it: a top-level UPDATE of one table (no FROM, no WITH, not WHERE
+// CURRENT OF), not inside EXPLAIN or COPY (…).
+func (a *analyzer) mayLookUp(up *pg.UpdateStmt, mode queryMode) bool {
+	if mode != modeTop || a.noOutputs || a.st.Kind != KindUpdate || a.st.Copy != nil ||
 		len(up.FromClause) > 0 || up.WithClause != nil {
-		return false
-	}
-	if setsColumn(up, t.KeyContext) {
-		// SET org_id = <something pgveil cannot read>: the row's tenant
-		// after the UPDATE is not the one a lookup finds.
 		return false
 	}
 	current := false
@@ -123,14 +133,7 @@ func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel)
 		a.edits = append(a.edits, edit{start: start, end: start, text: "(", sub: -2, seq: len(a.edits)})
 		guardAt, prefix = end, ") AND "+lk.Column+" = "
 		lk.Uses = make([]bool, a.maxParam)
-		pl := lexer{s: a.sql[:end], pos: start, backslash: a.backslash}
-		for tk := pl.next(); tk.kind != tEOF && tk.kind != tError; tk = pl.next() {
-			if tk.kind == tParam {
-				if n, err := strconv.Atoi(a.sql[tk.start+1 : tk.end]); err == nil && n >= 1 && n <= len(lk.Uses) {
-					lk.Uses[n-1] = true
-				}
-			}
-		}
+		a.paramsIn(start, end, lk.Uses)
 	}
 	if a.maxParam > 0 {
 		a.lookupGuard = &edit{start: guardAt, end: guardAt, text: prefix, sub: 100}
@@ -139,6 +142,112 @@ func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel)
 			edit{start: guardAt, end: guardAt, text: prefix, sub: 100, seq: len(a.edits)},
 			edit{start: guardAt, end: guardAt, slot: &Slot{Action: TenantLookup, Source: -1}, sub: 100, seq: len(a.edits) + 1})
 	}
+	a.st.Lookup = lk
+	a.valueDependent = true // the lookup's spans are this text's
+	return nil
+}
+
+// paramsIn marks in uses the parameters that sql[start:end] references.
+func (a *analyzer) paramsIn(start, end int, uses []bool) {
+	pl := lexer{s: a.sql[:end], pos: start, backslash: a.backslash}
+	for tk := pl.next(); tk.kind != tEOF && tk.kind != tError; tk = pl.next() {
+		if tk.kind == tParam {
+			if n, err := strconv.Atoi(a.sql[tk.start+1 : tk.end]); err == nil && n >= 1 && n <= len(uses) {
+				uses[n-1] = true
+			}
+		}
+	}
+}
+
+// tenantMove guards an UPDATE that sets its rows' tenant (SET org_id = …)
+// and keeps encrypted values of theirs: those stay sealed under the old
+// tenant's key and would no longer open in a row of another tenant (PV001
+// to every reader). pgveil first checks, with a lookup of its own, that no
+// row the UPDATE matches has another tenant and a value kept:
+//
+//	SELECT DISTINCT users.org_id FROM users WHERE (<where>)
+//	  AND (users.org_id IS DISTINCT FROM <new>) AND (users.email IS NOT NULL OR …)
+//
+// and refuses the UPDATE when one has. It sends the UPDATE guarded by the
+// same condition, so that a row changed in between is left alone:
+//
+//	UPDATE users SET org_id = $1, phone = $2 WHERE (id = $3)
+//	  AND (users.org_id = $1 OR (users.email IS NULL AND …))
+//
+// Rows whose encrypted columns the UPDATE writes anew, or which hold none,
+// move freely.
+func (a *analyzer) tenantMove(up *pg.UpdateStmt, t *policy.Table, target *rel, sc *scope, mode queryMode) *Error {
+	var kept []*policy.Column
+	for _, c := range t.Columns {
+		if !a.resealed[c] {
+			kept = append(kept, c)
+		}
+	}
+	if len(kept) == 0 {
+		return nil
+	}
+	names := make([]string, len(kept))
+	for i, c := range kept {
+		names[i] = c.Name
+	}
+	hint := fmt.Sprintf("set every encrypted column of %s (%s) in the same UPDATE: pgveil seals them under the new tenant", t.QualifiedName(), strings.Join(names, ", "))
+	var val *pg.Node
+	loc := up.Relation.Location
+	for _, n := range up.TargetList {
+		if rt := n.GetResTarget(); rt != nil && rt.Name == t.KeyContext {
+			val, loc = rt.Val, rt.Location
+		}
+	}
+	v := value{kind: vOther}
+	if val != nil && val.GetMultiAssignRef() == nil {
+		var err *Error
+		if v, err = a.classify(val, nil, false); err != nil {
+			return err
+		}
+	}
+	if v.kind != vParam && v.kind != vLiteral {
+		return tableErr(CodeFeatureNotSupported, t, hint,
+			"this UPDATE sets %s to a value pgveil cannot read and keeps encrypted values of %s (%s), sealed under each row's old tenant: moved, they would no longer open",
+			t.KeyContext, t.QualifiedName(), strings.Join(names, ", ")).at(a.sql, loc)
+	}
+	if sc != nil || !a.mayLookUp(up, mode) {
+		return tableErr(CodeFeatureNotSupported, t, hint+"; or send it as a plain UPDATE (no FROM, WITH or CURRENT OF), which pgveil checks",
+			"pgveil cannot check that this UPDATE of %s moves no row with encrypted values (%s) to another tenant (%s): they would no longer open",
+			t.QualifiedName(), strings.Join(names, ", "), t.KeyContext).at(a.sql, loc)
+	}
+	relStart := int(up.Relation.Location)
+	relEnd, setEnd, whereStart, whereEnd, ok := a.updateClauses(relStart)
+	if !ok {
+		return errorf(CodeInternalError, "cannot locate the clauses of this UPDATE; statement refused").at(a.sql, up.Relation.Location)
+	}
+	col := quoteIdent(target.name) + "." + quoteIdent(t.KeyContext)
+	nulls, values := make([]string, len(kept)), make([]string, len(kept))
+	for i, c := range kept {
+		ref := quoteIdent(target.name) + "." + quoteIdent(c.Name)
+		nulls[i], values[i] = ref+" IS NULL", ref+" IS NOT NULL"
+	}
+	lk := &Lookup{Table: t, Rel: [2]int{relStart, relEnd}, Where: [2]int{-1, -1}, Column: col, Only: !up.Relation.Inh,
+		Uses: make([]bool, a.maxParam),
+		Move: &Move{Tenant: [2]int{v.start, v.end}, Kept: strings.Join(values, " OR "), Columns: names}}
+	guardAt, open := setEnd, " WHERE ("
+	if whereStart >= 0 {
+		lk.Where = [2]int{whereStart, whereEnd}
+		a.paramsIn(whereStart, whereEnd, lk.Uses)
+		a.edits = append(a.edits, edit{start: whereStart, end: whereStart, text: "(", sub: -2, seq: len(a.edits)})
+		guardAt, open = whereEnd, ") AND ("
+	}
+	if v.kind == vParam {
+		lk.Uses[v.param-1] = true
+	}
+	sub := 100
+	add := func(e edit) {
+		e.start, e.end, e.sub, e.seq = guardAt, guardAt, sub, len(a.edits)
+		sub++
+		a.edits = append(a.edits, e)
+	}
+	add(edit{text: open + col + " = "})
+	add(edit{copied: true, from: v.start, to: v.end})
+	add(edit{text: " OR (" + strings.Join(nulls, " AND ") + "))"})
 	a.st.Lookup = lk
 	a.valueDependent = true // the lookup's spans are this text's
 	return nil
@@ -355,8 +464,17 @@ func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom 
 		if err := a.writeValue(v, enc, tenant, sep); err != nil {
 			return err
 		}
+		a.reseal(enc)
 	}
 	return nil
+}
+
+// reseal records that col is written with new values.
+func (a *analyzer) reseal(col *policy.Column) {
+	if a.resealed == nil {
+		a.resealed = map[*policy.Column]bool{}
+	}
+	a.resealed[col] = true
 }
 
 // colRefEnd returns where a column reference's text ends.
