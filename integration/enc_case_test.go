@@ -59,20 +59,10 @@ func TestEncCaseUpdate(t *testing.T) {
 		return ids
 	}
 
-	modes := []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
-		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol}
-	for i, mode := range modes {
-		t.Run(mode.String(), func(t *testing.T) {
-			cfg, err := pgx.ParseConfig(p.url())
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.DefaultQueryExecMode = mode
-			conn, err := pgx.ConnectConfig(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close(ctx)
+	for i, m := range execModes {
+		mode := m.mode
+		t.Run(m.name, func(t *testing.T) {
+			conn := connectMode(t, ctx, p.url(), mode)
 			tag := fmt.Sprintf("case-%d", i)
 			a := insert(t, orgA, tag, tag+"-a@example.org")
 			b := insert(t, orgA, tag, tag+"-b@example.org")

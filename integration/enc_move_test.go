@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -50,20 +49,10 @@ func TestEncTenantMove(t *testing.T) {
 		}
 	}
 
-	modes := []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
-		pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol}
-	for i, mode := range modes {
-		t.Run(mode.String(), func(t *testing.T) {
-			cfg, err := pgx.ParseConfig(p.url())
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.DefaultQueryExecMode = mode
-			conn, err := pgx.ConnectConfig(ctx, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close(ctx)
+	for i, m := range execModes {
+		mode := m.mode
+		t.Run(m.name, func(t *testing.T) {
+			conn := connectMode(t, ctx, p.url(), mode)
 			tag := fmt.Sprintf("move-%d", i)
 			email := tag + "@example.org"
 			p.remember(email)
@@ -71,7 +60,7 @@ func TestEncTenantMove(t *testing.T) {
 			empty := insert(t, orgA, tag+"-empty", nil)
 
 			// A row with an encrypted value: the move is refused.
-			_, err = conn.Exec(ctx, `UPDATE users SET org_id = $1 WHERE id = $2`, orgB, a)
+			_, err := conn.Exec(ctx, `UPDATE users SET org_id = $1 WHERE id = $2`, orgB, a)
 			refusedMove(t, err, "moving a row with an email")
 			_, err = conn.Exec(ctx, `UPDATE users SET org_id = $1 WHERE name = $2`, orgB, tag+"-empty")
 			if err != nil {

@@ -238,6 +238,23 @@ func connectPgx(t *testing.T, ctx context.Context, url string) *pgx.Conn {
 	return conn
 }
 
+// connectMode is connectPgx with mode as the connection's default exec
+// mode.
+func connectMode(t *testing.T, ctx context.Context, url string, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = mode
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connect %s: %v", redact(url), err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
 var passwordInURL = regexp.MustCompile(`//([^:/@]+):[^@]*@`)
 
 // redact hides the password of a URL for messages.

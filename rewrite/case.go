@@ -216,26 +216,6 @@ func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *sc
 	return nil
 }
 
-// caseEnd returns the end of the END that closes the CASE at start.
-func (a *analyzer) caseEnd(start int) (int, bool) {
-	l := lexer{s: a.sql[:a.stmtEnd], pos: start, backslash: a.backslash}
-	depth := 0
-	for {
-		t := l.next()
-		switch {
-		case t.kind == tEOF || t.kind == tError:
-			return 0, false
-		case l.isKeyword(t, "case"):
-			depth++
-		case l.isKeyword(t, "end"):
-			depth--
-			if depth == 0 {
-				return t.end, true
-			}
-		}
-	}
-}
-
 // widenParens widens [start,end) over parentheses around it: (x) for x.
 func (a *analyzer) widenParens(start, end int) (int, int) {
 	for {

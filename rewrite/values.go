@@ -173,16 +173,29 @@ func (a *analyzer) exprExtent(n *pg.Node) (start, end int, ok bool) {
 
 // matchParen returns the end of the ")" matching the "(" at open.
 func (a *analyzer) matchParen(open int) (int, bool) {
-	l := lexer{s: a.sql[:a.stmtEnd], pos: open, backslash: a.backslash}
+	return a.closing(open, func(l *lexer, t token) bool { return l.isPunct(t, "(") || l.isPunct(t, "[") },
+		func(l *lexer, t token) bool { return l.isPunct(t, ")") || l.isPunct(t, "]") })
+}
+
+// caseEnd returns the end of the END that closes the CASE at start.
+func (a *analyzer) caseEnd(start int) (int, bool) {
+	return a.closing(start, func(l *lexer, t token) bool { return l.isKeyword(t, "case") },
+		func(l *lexer, t token) bool { return l.isKeyword(t, "end") })
+}
+
+// closing returns the end of the token that closes the one at start,
+// counting nested pairs of what opens and what closes.
+func (a *analyzer) closing(start int, opens, closes func(*lexer, token) bool) (int, bool) {
+	l := lexer{s: a.sql[:a.stmtEnd], pos: start, backslash: a.backslash}
 	depth := 0
 	for {
 		t := l.next()
 		switch {
 		case t.kind == tEOF || t.kind == tError:
 			return 0, false
-		case l.isPunct(t, "(") || l.isPunct(t, "["):
+		case opens(&l, t):
 			depth++
-		case l.isPunct(t, ")") || l.isPunct(t, "]"):
+		case closes(&l, t):
 			depth--
 			if depth == 0 {
 				return t.end, true
