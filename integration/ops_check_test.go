@@ -1,13 +1,16 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 const checkPolicy = `tables:
@@ -214,4 +217,199 @@ func TestOpsCheck(t *testing.T) {
 	if r := e.run(ctx, 2, "check", "-c", bad); !strings.Contains(r.stderr, "bad.yaml:5") {
 		t.Fatalf("config error: %s", r.stderr)
 	}
+}
+
+const checkTriggersPolicy = `tables:
+  public.accounts:
+    key_context: org_id
+    columns:
+      email:
+        type: text
+        blind_index:
+          column: email_bidx
+          normalize: [lowercase]
+`
+
+// TestOpsCheckTriggers: BEFORE ROW triggers whose PL/pgSQL function
+// assigns the key_context column or an encrypted column are problems of
+// `pgveil check` (exit 1), and through pgveil they do what the findings
+// say: the rows they write no longer open (PV001). Disabled, such a
+// trigger is a note; a trigger that sets another column, one in a
+// language pgveil cannot read, and comments or strings that only mention
+// NEW.org_id stay notes (exit 0).
+func TestOpsCheckTriggers(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_check_triggers", checkTriggersPolicy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, `
+CREATE TABLE accounts (
+  id bigserial PRIMARY KEY,
+  org_id int8 NOT NULL,
+  email text,           -- envelopes as 'pgv1:…' (in-place adoption)
+  email_bidx bytea,
+  updated_at timestamptz
+);
+CREATE INDEX ON accounts (email_bidx);`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	e.run(ctx, 0, "check", "-c", cfg)
+
+	// Each trigger changes the row pgveil sealed.
+	for _, s := range []string{
+		`CREATE FUNCTION move_tenant() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  -- the tenant comes from the parent organisation
+  NEW."org_id" := NEW.org_id + 1000;
+  RETURN NEW;
+END $$`,
+		`CREATE TRIGGER accounts_move_tenant BEFORE INSERT ON accounts FOR EACH ROW EXECUTE FUNCTION move_tenant()`,
+		`CREATE FUNCTION lower_email() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  new . email = lower(new.email);
+  RETURN NEW;
+END $$`,
+		`CREATE TRIGGER accounts_lower_email BEFORE INSERT OR UPDATE OF email ON accounts FOR EACH ROW EXECUTE FUNCTION lower_email()`,
+	} {
+		if _, err := su.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	r := e.run(ctx, 1, "check", "-c", cfg, "--format", "json")
+	var rep checkJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("check --format json: %v\n%s", err, r.stdout)
+	}
+	got := map[string]string{}
+	for _, f := range rep.Findings {
+		got[f.Severity+" "+f.Code+" "+f.Table+" "+f.Column] = f.Message
+	}
+	for key, words := range map[string][]string{
+		"problem trigger_sets_key_context public.accounts org_id": {"trigger accounts_move_tenant", "function public.move_tenant", "BEFORE INSERT FOR EACH ROW", "PV001", "set the tenant in the application's statement"},
+		"problem trigger_sets_encrypted public.accounts email":    {"trigger accounts_lower_email", "function public.lower_email", "BEFORE INSERT OR UPDATE FOR EACH ROW", "encrypted column(s) email", "blind_index.normalize"},
+	} {
+		msg, ok := got[key]
+		if !ok {
+			t.Errorf("check did not report %q", key)
+		}
+		for _, w := range words {
+			if ok && !strings.Contains(msg, w) {
+				t.Errorf("%s: message lacks %q: %s", key, w, msg)
+			}
+		}
+	}
+	if rep.OK || rep.Problems != 2 {
+		t.Errorf("ok=%v problems=%d, want 2", rep.OK, rep.Problems)
+	}
+	r = e.run(ctx, 1, "check", "-c", cfg)
+	for _, s := range []string{
+		"PROBLEM  trigger accounts_move_tenant (function public.move_tenant, BEFORE INSERT FOR EACH ROW) sets the key_context column org_id",
+		"fix: DROP TRIGGER accounts_lower_email ON public.accounts;",
+		"2 problem(s).",
+	} {
+		if !strings.Contains(r.stdout, s) {
+			t.Errorf("text report lacks %q", s)
+		}
+	}
+	if t.Failed() {
+		t.Fatalf("report:\n%s", r.stdout)
+	}
+	t.Logf("pgveil check:\n%s", r.stdout)
+
+	// What the findings say happens: rows written through pgveil under
+	// either trigger no longer open.
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	if _, err := app.Exec(ctx, `INSERT INTO accounts (org_id, email) VALUES ($1, $2)`, 1, "Ada@Example.com"); err != nil {
+		t.Fatal(err)
+	}
+	var org int64
+	if err := su.QueryRow(ctx, `SELECT org_id FROM accounts`).Scan(&org); err != nil || org != 1001 {
+		t.Fatalf("the trigger did not move the row: org_id %d, %v", org, err)
+	}
+	readFails := func(what string) {
+		t.Helper()
+		c, err := pgx.Connect(ctx, e.appURL(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		var email *string
+		err = c.QueryRow(ctx, `SELECT email FROM accounts`).Scan(&email)
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "PV001" {
+			t.Errorf("%s: read through pgveil gave %v (email %v), want PV001", what, err, email)
+		}
+	}
+	readFails("both triggers")
+	if _, err := su.Exec(ctx, `ALTER TABLE accounts DISABLE TRIGGER accounts_move_tenant; TRUNCATE accounts`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := app.Exec(ctx, `INSERT INTO accounts (org_id, email) VALUES ($1, $2)`, 1, "Ada@Example.com"); err != nil {
+		t.Fatal(err)
+	}
+	readFails("the lower_email trigger")
+
+	// Disabled, the tenant trigger is a note; the other is still a problem.
+	r = e.run(ctx, 1, "check", "-c", cfg, "--format", "json")
+	rep = checkJSON{}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	disabled := false
+	for _, f := range rep.Findings {
+		if f.Code == "trigger_sets_key_context" {
+			disabled = f.Severity == "note" && strings.Contains(f.Message, "accounts_move_tenant") && strings.Contains(f.Message, "is disabled") && len(f.Fix) == 0
+		}
+	}
+	if !disabled || rep.Problems != 1 {
+		t.Fatalf("disabled trigger: problems=%d\n%s", rep.Problems, r.stdout)
+	}
+
+	// Harmless triggers stay notes: one that sets another column (its
+	// comment and string only mention NEW.org_id), one in C whose source
+	// pgveil cannot read, and the disabled one.
+	for _, s := range []string{
+		`DROP TRIGGER accounts_lower_email ON accounts`,
+		`DROP FUNCTION lower_email()`,
+		`CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.updated_at := now(); -- never NEW.org_id := 0
+  /* nor NEW.email := lower(NEW.email) */
+  RAISE DEBUG 'NEW.org_id := %', NEW.org_id;
+  RETURN NEW;
+END $$`,
+		`CREATE TRIGGER accounts_touch BEFORE INSERT OR UPDATE ON accounts FOR EACH ROW EXECUTE FUNCTION touch()`,
+		`CREATE TRIGGER accounts_same BEFORE UPDATE ON accounts FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger()`,
+	} {
+		if _, err := su.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	r = e.run(ctx, 0, "check", "-c", cfg, "--format", "json")
+	rep = checkJSON{}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	var notes []string
+	for _, f := range rep.Findings {
+		if f.Code == "triggers" || strings.HasPrefix(f.Code, "trigger_") {
+			notes = append(notes, f.Severity+" "+f.Code+": "+f.Message)
+		}
+	}
+	want := []string{
+		"note trigger_sets_key_context: trigger accounts_move_tenant (function public.move_tenant, BEFORE INSERT FOR EACH ROW) is disabled",
+		"note triggers: trigger accounts_same (function pg_catalog.suppress_redundant_updates_trigger, BEFORE UPDATE FOR EACH ROW) can change each row before it is written, but its function is in internal, whose source pgveil cannot read",
+		"note triggers: trigger(s) accounts_touch run inside the database",
+	}
+	ok := len(notes) == len(want)
+	for i := 0; ok && i < len(want); i++ {
+		ok = strings.HasPrefix(notes[i], want[i])
+	}
+	if !ok || !rep.OK {
+		t.Fatalf("trigger notes:\n%s\nwant, as prefixes:\n%s\n\n%s", strings.Join(notes, "\n"), strings.Join(want, "\n"), r.stdout)
+	}
+	r = e.run(ctx, 0, "check", "-c", cfg)
+	t.Logf("pgveil check:\n%s", r.stdout)
 }

@@ -163,7 +163,8 @@ func checkBlindIndex(r *Report, t *policy.Table, lt *liveTable, c *policy.Column
 // column's ciphertext instead of its value: a CHECK or FOREIGN KEY
 // constraint fails or means nothing, an index on the column indexes random
 // bytes (a UNIQUE one no longer enforces anything: blind_index.unique
-// does), and a trigger reads envelopes.
+// does), and a trigger reads envelopes, or writes where pgveil did
+// (checkTriggers).
 func checkCiphertextSeers(r *Report, t *policy.Table, lt *liveTable, qt string) {
 	name := t.QualifiedName()
 	encrypted := func(cols []string) []string {
@@ -202,10 +203,7 @@ func checkCiphertextSeers(r *Report, t *policy.Table, lt *liveTable, qt string) 
 			Fix:     []string{fmt.Sprintf("DROP INDEX CONCURRENTLY %s;", qualified(t.Schema, ix.Name))},
 			Caution: "drop it once the table is complete, after the application uses the blind index (ON CONFLICT (col) needs blind_index.unique)"})
 	}
-	if len(lt.Triggers) > 0 {
-		r.add(Finding{Severity: SevNote, Code: "triggers", Table: name,
-			Message: fmt.Sprintf("trigger(s) %s run inside the database: they see the encrypted columns' envelopes, never their values (docs/LIMITS.md)", strings.Join(lt.Triggers, ", "))})
-	}
+	checkTriggers(r, t, lt, qt)
 }
 
 // columnTypeFinding explains a physical type pgveil cannot store envelopes

@@ -21,8 +21,18 @@ type liveTable struct {
 	PK []*liveCol
 	// Constraints are CHECK and FOREIGN KEY constraints, with their columns.
 	Constraints []liveConstraint
-	// Triggers are the names of the table's user triggers.
-	Triggers []string
+	// Triggers are the table's user triggers, by name.
+	Triggers []liveTrigger
+}
+
+// liveTrigger is one user trigger of a liveTable and its function.
+type liveTrigger struct {
+	Name     string
+	Type     int16  // pg_trigger.tgtype: trigType* bits
+	Enabled  string // pg_trigger.tgenabled: O (origin and local), D (disabled), R (replica), A (always)
+	Function string // the trigger function, schema.name
+	Language string // pg_language.lanname of the function: plpgsql, c, plpython3u, …
+	Source   string // pg_proc.prosrc: the code, for a C function its link symbol
 }
 
 // liveConstraint is a CHECK ('c') or FOREIGN KEY ('f') constraint.
@@ -111,8 +121,12 @@ WHERE c.confrelid = ANY($1::oid[]) AND c.contype = 'f'
 ORDER BY 1, 2`
 
 const liveTriggersQuery = `
-SELECT tgrelid, tgname FROM pg_catalog.pg_trigger
-WHERE tgrelid = ANY($1::oid[]) AND NOT tgisinternal ORDER BY 1, 2`
+SELECT t.tgrelid, t.tgname, t.tgtype, t.tgenabled::text, n.nspname || '.' || p.proname, l.lanname, coalesce(p.prosrc, '')
+FROM pg_catalog.pg_trigger t
+JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_catalog.pg_language l ON l.oid = p.prolang
+WHERE t.tgrelid = ANY($1::oid[]) AND NOT t.tgisinternal ORDER BY 1, 2`
 
 // loadLive reads the configured tables from pg_catalog. A table that does
 // not exist is absent from the map (keyed by policy.Table.QualifiedName).
@@ -207,12 +221,12 @@ func loadLive(ctx context.Context, pool *pgxpool.Pool, tables []*policy.Table) (
 	}
 	for rows.Next() {
 		var rel uint32
-		var name string
-		if err := rows.Scan(&rel, &name); err != nil {
+		var tg liveTrigger
+		if err := rows.Scan(&rel, &tg.Name, &tg.Type, &tg.Enabled, &tg.Function, &tg.Language, &tg.Source); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		byOID[rel].Triggers = append(byOID[rel].Triggers, name)
+		byOID[rel].Triggers = append(byOID[rel].Triggers, tg)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading pg_trigger: %w", err)

@@ -22,7 +22,9 @@ type Finding struct {
 	// bidx_index_not_unique, key_context_missing, key_context_nullable,
 	// no_primary_key, not_a_table, keystore_missing, table_states_missing,
 	// master_key, connect, table_state, stale_table_state,
-	// constraint_on_encrypted, index_on_encrypted, triggers.
+	// constraint_on_encrypted, index_on_encrypted, triggers,
+	// trigger_sets_key_context, trigger_sets_encrypted (a note while the
+	// trigger is disabled).
 	Code    string `json:"code"`
 	Table   string `json:"table,omitempty"`
 	Column  string `json:"column,omitempty"`
