@@ -312,6 +312,9 @@ END $$`,
 			t.Errorf("text report lacks %q", s)
 		}
 	}
+	if strings.Contains(r.stdout, "pgveil migrate --apply") {
+		t.Errorf("the report says migrate runs fixes that are DROP TRIGGERs only")
+	}
 	if t.Failed() {
 		t.Fatalf("report:\n%s", r.stdout)
 	}

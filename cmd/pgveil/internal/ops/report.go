@@ -102,9 +102,11 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	var script []string
+	migrateFixes := false // some fix is DDL that pgveil migrate --apply runs itself
 	for _, f := range r.Findings {
 		if f.Severity == SevProblem {
 			script = append(script, f.Fix...)
+			migrateFixes = migrateFixes || len(f.Fix) > 0 && strings.HasPrefix(f.Code, "bidx_")
 		}
 	}
 	b.WriteString("\n")
@@ -118,7 +120,11 @@ func (r *Report) WriteText(w io.Writer) error {
 			for _, s := range script {
 				b.WriteString("  " + indentAfterFirst(s, 2) + "\n")
 			}
-			b.WriteString("\n`pgveil migrate --apply` runs the blind-index columns and indexes itself.\n")
+			if migrateFixes {
+				b.WriteString("\n`pgveil migrate --apply` runs the blind-index columns and indexes itself.\n")
+			} else {
+				b.WriteString("\n")
+			}
 		} else {
 			b.WriteString("\n")
 		}
