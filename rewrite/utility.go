@@ -150,6 +150,10 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 		for _, o := range cf.Options {
 			if d := o.GetDefElem(); d != nil && d.Defname == "as" {
 				if err := a.body(d.Arg, "a function body"); err != nil {
+					if names(cf.Funcname) == "pg_temp.testfunc" {
+						// Sequelize's findOrCreate wraps its INSERT so.
+						err.Hint += "; Sequelize's findOrCreate sends its INSERT this way: use findCreateFind"
+					}
 					return err
 				}
 			}
@@ -424,7 +428,7 @@ func (a *analyzer) body(arg *pg.Node, what string) *Error {
 		}
 		for _, c := range t.Columns {
 			if strings.Contains(b, strings.ToLower(c.Name)) || mentionsIndex(b, c) {
-				return unsupported(c, what+" that uses it", "keep logic on encrypted columns in the application; code inside the database sees only ciphertext and would store plaintext unencrypted")
+				return unsupported(c, what+" naming the column", "keep logic on encrypted columns in the application; code inside the database sees only ciphertext and would store plaintext unencrypted")
 			}
 		}
 		// An INSERT needs no column names to write every column.

@@ -312,18 +312,13 @@ run(async (r) => {
     wantRows('rows', (await users()).map(rowOf), s.final.map(userRow));
   });
 
-  // Moving a row to another tenant. pgveil defect: an UPDATE that sets
-  // org_id (the key_context) without writing every encrypted column of
-  // the row is accepted today: update({org_id}) by id passes on as it is,
-  // update({org_id, phone}) seals phone under the new tenant; the row's
-  // other encrypted values stay sealed under the old tenant's key, so
-  // every later read of the row fails with FATAL PV001 (wrong_scope) and
-  // loses its connection. The steps below assert what pgveil should do:
-  // refuse such an UPDATE (0A000, naming public.users and org_id) and
-  // change nothing. They run on a Knex of their own, whose only
-  // connection the PV001 closes, and the row is deleted by id either way.
-  // (If pgveil is made to re-seal the other values instead, these steps
-  // change to reading the row back under its new tenant.)
+  // Moving a row to another tenant (docs/SQL.md, "Tenant moves"): an
+  // UPDATE that sets org_id (the key_context) and keeps encrypted values
+  // of the row would leave them sealed under the old tenant's key,
+  // unreadable (PV001). pgveil reads the rows first and refuses it (0A000,
+  // naming public.users and org_id); nothing changes. The steps run on a
+  // Knex of their own, with one connection (a PV001 would close it), and
+  // the row is deleted by id either way.
   const mv = n.mover;
   const moving = knexLib({
     client: 'pg',
@@ -337,18 +332,16 @@ run(async (r) => {
   await r.step('mover: insert', async () => {
     [{ id: moverId }] = await knex('users').insert(row(org, mv)).returning('id');
   });
-  // pgveil defect: not refused today; the row then no longer opens.
   await r.refused('update({org_id}) by id is refused',
     () => moving('users').where({ id: moverId }).update({ org_id: org2 }), ['public.users', 'org_id']);
-  // pgveil defect: not refused today (phone is sealed under org2, the rest stays under org).
+  // phone would be sealed under org2, the rest stays under org.
   await r.refused('update({org_id, phone}) by email (not every encrypted column) is refused',
     () => moving('users').where('email', mv.email).update({ org_id: org2, phone: n.mover_phone }), ['public.users', 'org_id']);
-  // pgveil defect: ON CONFLICT … DO UPDATE SET org_id = excluded.org_id
-  // without an encrypted column gets no tenant guard today, so an insert
-  // in another tenant that conflicts on the (cross-tenant) unique email
-  // blind index moves the row into its own tenant, unreadable. It should
-  // be guarded like a DO UPDATE of an encrypted column (AND users.org_id =
-  // EXCLUDED.org_id: the conflict updates nothing) or refused.
+  // ON CONFLICT … DO UPDATE SET org_id = excluded.org_id is guarded like
+  // a DO UPDATE of an encrypted column (AND users.org_id =
+  // EXCLUDED.org_id): an insert in another tenant that conflicts on the
+  // (cross-tenant) unique email blind index updates nothing, where it
+  // would move the row into its own tenant, unreadable.
   await r.step("onConflict('email').merge(['org_id', 'name']) from another tenant changes nothing", async () => {
     const got = await moving('users').insert({ ...row(org2, mv), email: mv.email.toUpperCase(), name: 'never' })
       .onConflict('email').merge(['org_id', 'name']).returning(['id']);

@@ -139,7 +139,7 @@ class Runner {
   // refused: fn must fail with pgveil's refusal: SQLSTATE code and a
   // message that is pgveil's and names each of needles (table.column).
   // after, if given, runs next and checks nothing changed.
-  async refused(name, fn, needles, code = '0A000') {
+  async refused(name, fn, needles, code = '0A000', hintNeedles = []) {
     this.sql = [];
     try {
       await fn();
@@ -151,6 +151,8 @@ class Runner {
       if (missing.length || !pe.message.startsWith('pgveil: ')) {
         return this.fail(name, `message ${show(pe.message)} does not name ${show(missing.length ? missing : 'pgveil')}`);
       }
+      const missingHint = hintNeedles.filter((n) => !(pe.hint || '').includes(n));
+      if (missingHint.length) return this.fail(name, `hint ${show(pe.hint)} does not name ${show(missingHint)}`);
       console.log(`ok ${name} (${e.name || 'Error'} ${pe.code}: ${pe.message}${pe.hint ? ` HINT: ${pe.hint}` : ''})`);
       return;
     }

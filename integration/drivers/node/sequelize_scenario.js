@@ -298,7 +298,7 @@ run(async (r) => {
         if (q) r.info(`findOrCreate: ${q.slice(0, 120)}…`);
       }
     },
-    ['public.users.email', 'function body']);
+    ['public.users.email', 'function body'], '0A000', ['findCreateFind']);
 
   await r.refused('findOrCreate of a new row inside a transaction is refused too',
     () => sequelize.transaction((t) => User.findOrCreate({
@@ -491,19 +491,15 @@ run(async (r) => {
     wantRows('rows', (await User.findAll(byId())).map(rowOf), s.final.map(userRow));
   });
 
-  // Moving a row to another tenant. pgveil defect: an UPDATE that sets
-  // org_id (the key_context) without writing every encrypted column of
-  // the row is accepted today: save() after changing org_id sends UPDATE
-  // "users" SET "org_id"=$1 WHERE "id" = $2, which pgveil passes on, and
-  // Model.update({org_id, phone}) seals phone under the new tenant; the
-  // row's other encrypted values stay sealed under the old tenant's key,
-  // so every later read of the row fails with FATAL PV001 (wrong_scope)
-  // and loses its connection. The steps below assert what pgveil should
-  // do: refuse such an UPDATE (0A000, naming public.users and org_id) and
-  // change nothing. They run on a Sequelize of their own, whose only
-  // connection the PV001 closes, and the row is deleted by id at the end
-  // either way. (If pgveil is made to re-seal the other values instead,
-  // these steps change to reading the row back under its new tenant.)
+  // Moving a row to another tenant (docs/SQL.md, "Tenant moves"): save()
+  // after changing org_id sends UPDATE "users" SET "org_id"=$1 WHERE "id"
+  // = $2, and Model.update({org_id, phone}) writes one encrypted column;
+  // the row's other encrypted values would stay sealed under the old
+  // tenant's key, unreadable (PV001). pgveil reads the rows first and
+  // refuses such an UPDATE (0A000, naming public.users and org_id);
+  // nothing changes. The steps run on a Sequelize of their own with one
+  // connection (a PV001 would close it), and the row is deleted by id at
+  // the end either way.
   const mv = n.mover;
   const moving = new Sequelize(s.dbname, s.user, s.password, {
     host: s.host, port: s.port, dialect: 'postgres', pool: { max: 1, min: 0 },
@@ -514,14 +510,13 @@ run(async (r) => {
   await r.step('mover: create', async () => {
     moverId = (await User.create({ org_id: org, ...fields(mv) })).id;
   });
-  // pgveil defect: not refused today; the row then no longer opens.
   await r.refused('save() after changing only org_id (UPDATE SET "org_id" WHERE "id") is refused',
     async () => {
       const rec = await MUser.findByPk(moverId);
       rec.org_id = org2;
       await rec.save();
     }, ['public.users', 'org_id']);
-  // pgveil defect: not refused today (phone is sealed under org2, the rest stays under org).
+  // phone would be sealed under org2, the rest stays under org.
   await r.refused('Model.update({org_id, phone}) by email (not every encrypted column) is refused',
     () => MUser.update({ org_id: org2, phone: n.mover_phone }, { where: { email: mv.email } }),
     ['public.users', 'org_id']);
