@@ -416,3 +416,77 @@ END $$`,
 	r = e.run(ctx, 0, "check", "-c", cfg)
 	t.Logf("pgveil check:\n%s", r.stdout)
 }
+
+// TestOpsCheckTenantForeignKey: a foreign key on the key_context column
+// that changes it inside the server (ON UPDATE CASCADE, ON DELETE SET
+// NULL) moves rows to another tenant unseen by pgveil (an UPDATE of the
+// referenced table is not one of a configured table), and their values no
+// longer open: `pgveil check` reports it as a problem (exit 1). Through
+// pgveil the cascade indeed leaves the row unreadable (PV001). With NO
+// ACTION and ON DELETE CASCADE the check passes (exit 0).
+func TestOpsCheckTenantForeignKey(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_check_fk", checkTriggersPolicy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, `
+CREATE TABLE orgs (id int8 PRIMARY KEY);
+INSERT INTO orgs VALUES (1), (2);
+CREATE TABLE accounts (
+  id bigserial PRIMARY KEY,
+  org_id int8 CONSTRAINT accounts_org_fk REFERENCES orgs,
+  email text,
+  email_bidx bytea,
+  updated_at timestamptz
+);
+CREATE INDEX ON accounts (email_bidx);`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	e.run(ctx, 0, "check", "-c", cfg)
+	if _, err := su.Exec(ctx, `ALTER TABLE accounts DROP CONSTRAINT accounts_org_fk,
+		ADD CONSTRAINT accounts_org_fk FOREIGN KEY (org_id) REFERENCES orgs ON UPDATE CASCADE ON DELETE SET NULL`); err != nil {
+		t.Fatal(err)
+	}
+	r := e.run(ctx, 1, "check", "-c", cfg, "--format", "json")
+	var rep checkJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("check --format json: %v\n%s", err, r.stdout)
+	}
+	found := false
+	for _, f := range rep.Findings {
+		if f.Code == "key_context_fk_moves" {
+			found = f.Severity == "problem" && f.Table == "public.accounts" && f.Column == "org_id" &&
+				strings.Contains(f.Message, "accounts_org_fk") && strings.Contains(f.Message, "ON UPDATE CASCADE, ON DELETE SET NULL") &&
+				strings.Contains(f.Message, "PV001")
+			if !found {
+				t.Errorf("finding: %+v", f)
+			}
+		}
+	}
+	if !found || rep.Problems != 1 {
+		t.Fatalf("check reported %d problem(s), want the cascading foreign key:\n%s", rep.Problems, r.stdout)
+	}
+
+	// What the finding says happens, through pgveil.
+	c := e.appConn(ctx, e.proxy(e.config("")))
+	var id int64
+	if err := c.QueryRow(ctx, `INSERT INTO accounts (org_id, email) VALUES (1, $1) RETURNING id`, "fk@example.org").Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, `UPDATE orgs SET id = 3 WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	var email string
+	err := c.QueryRow(ctx, `SELECT email FROM accounts WHERE id = $1`, id).Scan(&email)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "PV001" {
+		t.Errorf("reading the row the cascade moved: %q, %v; want PV001", email, err)
+	}
+
+	if _, err := su.Exec(ctx, `ALTER TABLE accounts DROP CONSTRAINT accounts_org_fk,
+		ADD CONSTRAINT accounts_org_fk FOREIGN KEY (org_id) REFERENCES orgs ON DELETE CASCADE`); err != nil {
+		t.Fatal(err)
+	}
+	e.run(ctx, 0, "check", "-c", cfg)
+}

@@ -116,6 +116,9 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 	if err := addGuardedViews(ctx, pool, c, keys); err != nil {
 		return nil, err
 	}
+	if err := addTenantViews(ctx, pool, c); err != nil {
+		return nil, err
+	}
 	if c.rw.PathFunctions, c.rw.PathRelations, err = pathFunctions(ctx, pool); err != nil {
 		return nil, err
 	}
@@ -641,6 +644,53 @@ func addGuardedViews(ctx context.Context, pool *pgxpool.Pool, c *catalog, keys [
 	}
 	rows.Close()
 	return viewDefinitions(ctx, pool, c, byOID)
+}
+
+// addTenantViews finds the views over the key_context column of a
+// configured table that are not guarded already (rewrite.Catalog
+// TenantViews), and lists them among the catalog's tables so that their
+// names resolve.
+func addTenantViews(ctx context.Context, pool *pgxpool.Pool, c *catalog) error {
+	c.rw.TenantViews = map[string]string{}
+	var keys []int64
+	for _, ct := range c.byTable {
+		if ct.tenantAttNum > 0 {
+			keys = append(keys, int64(ct.oid)*65536+int64(ct.tenantAttNum))
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	rows, err := pool.Query(ctx, guardedQuery, keys)
+	if err != nil {
+		return fmt.Errorf("reading views over tenant columns: %w", err)
+	}
+	defer rows.Close()
+	listed := map[string]bool{} // added to Tables here
+	for rows.Next() {
+		var oid, typ uint32
+		var schema, name, reads, col string
+		var attnum int16
+		if err := rows.Scan(&oid, &schema, &name, &reads, &attnum, &col, &typ); err != nil {
+			return err
+		}
+		key := schema + "." + name
+		if c.rw.Guarded[key] != nil {
+			continue // refused for writes already
+		}
+		if _, ok := c.rw.TenantViews[key]; !ok {
+			c.rw.TenantViews[key] = reads
+			if c.rw.Tables[key] == nil { // else named like a configured table: listed already
+				c.rw.Tables[key] = &rewrite.CatalogTable{Schema: schema, Name: name, OID: oid}
+				listed[key] = true
+			}
+		}
+		if listed[key] {
+			t := c.rw.Tables[key]
+			t.Columns = append(t.Columns, rewrite.CatalogColumn{Name: col, AttNum: attnum, TypeOID: typ})
+		}
+	}
+	return rows.Err()
 }
 
 // SearchPathFunctions lists, sorted, the names of the functions whose code

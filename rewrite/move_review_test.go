@@ -1,7 +1,7 @@
 package rewrite
 
 // Review of tenant moves (commit adddcda, tenantMove / conflictTenant).
-// TestMoveReviewDefect* FAIL on this revision; TestMoveReviewHolds* pass.
+// TestMoveReviewFound* FAIL on this revision; TestMoveReviewHolds* pass.
 // A statement that sets users.org_id (key_context) and keeps encrypted
 // values must be refused (0A000) or carry the move check and its guard.
 
@@ -55,13 +55,13 @@ func wantGuarded(t *testing.T, sql, guard string) {
 	}
 }
 
-// TestMoveReviewDefectCTEResealLeak: analyzer.resealed is per statement,
+// TestMoveReviewFoundCTEResealLeak: analyzer.resealed is per statement,
 // so encrypted columns written by a data-modifying CTE (NULLs, in an
 // UPDATE matching no row, need no tenant) count as written anew by the
 // UPDATE that sets org_id: tenantMove sees nothing kept and adds neither
 // check nor guard. The move inside WITH must be refused, as "WITH x AS
 // (SELECT 1) UPDATE users SET org_id = 2 WHERE id = 1" is.
-func TestMoveReviewDefectCTEResealLeak(t *testing.T) {
+func TestMoveReviewFoundCTEResealLeak(t *testing.T) {
 	const nulls = `UPDATE users SET email = NULL, phone = NULL, ssn = NULL, birth_date = NULL, api_token = NULL WHERE false RETURNING id`
 	for _, sql := range []string{
 		`WITH w AS (` + nulls + `) UPDATE users SET org_id = $1 WHERE id = $2`,
@@ -73,30 +73,30 @@ func TestMoveReviewDefectCTEResealLeak(t *testing.T) {
 	}
 }
 
-// TestMoveReviewDefectMerge: merge() refuses MERGE only when it names an
+// TestMoveReviewFoundMerge: merge() refuses MERGE only when it names an
 // encrypted or blind-index column; SET org_id (the key_context) passes,
 // and the server moves the row with its values.
-func TestMoveReviewDefectMerge(t *testing.T) {
+func TestMoveReviewFoundMerge(t *testing.T) {
 	wantRefused(t, `MERGE INTO users u USING (SELECT 2 AS id) s ON u.id = s.id WHEN MATCHED THEN UPDATE SET org_id = 7`, CodeFeatureNotSupported)
 	wantRefused(t, `MERGE INTO users u USING orgs o ON u.org_id = o.id WHEN MATCHED THEN UPDATE SET org_id = o.id + 1`, CodeFeatureNotSupported)
 }
 
-// TestMoveReviewDefectCodeBody: the textual check of DO blocks and
+// TestMoveReviewFoundCodeBody: the textual check of DO blocks and
 // function bodies (body) looks for encrypted and blind-index columns and
 // INSERT/COPY/MERGE, not for the key_context: an UPDATE that sets org_id
 // passes. (CREATE FUNCTION … BEGIN ATOMIC with the same UPDATE is parsed
 // and refused, "using column org_id".)
-func TestMoveReviewDefectCodeBody(t *testing.T) {
+func TestMoveReviewFoundCodeBody(t *testing.T) {
 	wantRefused(t, `DO $$ BEGIN UPDATE users SET org_id = 7 WHERE id = 2; END $$`, CodeFeatureNotSupported)
 	wantRefused(t, `CREATE FUNCTION mv(i int8) RETURNS void LANGUAGE plpgsql AS $$ BEGIN UPDATE users SET org_id = 7 WHERE id = i; END $$`, CodeFeatureNotSupported)
 	wantRefused(t, `CREATE FUNCTION mv() RETURNS void LANGUAGE sql BEGIN ATOMIC UPDATE users SET org_id = 7 WHERE id = 2; END`, CodeFeatureNotSupported) // holds
 }
 
-// TestMoveReviewDefectPrepareInternalError: inside SQL-level PREPARE the
+// TestMoveReviewFoundPrepareInternalError: inside SQL-level PREPARE the
 // statement's parameters are not counted (maxParam 0), Lookup.Uses is
 // empty and tenantMove's lk.Uses[v.param-1] panics: XX000 "internal
 // error" instead of the 0A000 the same PREPARE gets with a literal.
-func TestMoveReviewDefectPrepareInternalError(t *testing.T) {
+func TestMoveReviewFoundPrepareInternalError(t *testing.T) {
 	wantRefused(t, `PREPARE p AS UPDATE users SET org_id = 7 WHERE id = 2`, CodeFeatureNotSupported) // holds
 	wantRefused(t, `PREPARE p(int8) AS UPDATE users SET org_id = $1 WHERE id = 2`, CodeFeatureNotSupported)
 }

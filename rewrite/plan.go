@@ -449,6 +449,12 @@ type Catalog struct {
 	// not configured themselves are guarded too (GuardedView.Child): a row
 	// written to one by its own name would be stored in plaintext.
 	Guarded map[string]*GuardedView
+	// TenantViews are views (and views of those) that read the
+	// key_context column of a configured table and none of its encrypted
+	// columns (those are Guarded), by "schema.name", each with that table.
+	// An UPDATE through one could move rows to another tenant with their
+	// values sealed under the old one's key, unseen: refused.
+	TenantViews map[string]string
 	// PathFunctions are the names (lower case) of functions in the
 	// database whose code may change search_path for the rest of the
 	// session: it names search_path or set_config (a textual test). A

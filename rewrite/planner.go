@@ -50,6 +50,9 @@ func (p *Planner) SetCatalog(c *Catalog) {
 		for _, v := range c.Guarded {
 			names = append(names, strings.ToLower(v.Name))
 		}
+		for k := range c.TenantViews {
+			names = append(names, strings.ToLower(k[strings.IndexByte(k, '.')+1:]))
+		}
 		for f := range c.PathFunctions {
 			names = append(names, f)
 		}

@@ -27,6 +27,9 @@ func (a *analyzer) updateStmt(up *pg.UpdateStmt, sc *scope, mode queryMode) (*qu
 	if err := a.settingsWrite(up.Relation); err != nil {
 		return nil, err
 	}
+	if err := a.tenantView(up.Relation, "UPDATE"); err != nil {
+		return nil, err
+	}
 	target, t, err := a.targetRel(up.Relation)
 	if err != nil {
 		return nil, err
@@ -49,6 +52,7 @@ func (a *analyzer) updateStmt(up *pg.UpdateStmt, sc *scope, mode queryMode) (*qu
 	if t != nil && t.KeyContext != "" && !have && setsColumn(up, t.KeyContext) {
 		where = "as a parameter or a literal in SET (" + t.KeyContext + " = $n), not an expression: the row's tenant after the UPDATE selects the key"
 	}
+	a.resealed = nil // this UPDATE's writes, not a CTE's
 	if err := a.setList(up.TargetList, t, level, len(up.FromClause) > 0, tenant, have, nil, where); err != nil {
 		return nil, err
 	}
@@ -236,7 +240,7 @@ func (a *analyzer) tenantMove(up *pg.UpdateStmt, t *policy.Table, target *rel, s
 		a.edits = append(a.edits, edit{start: whereStart, end: whereStart, text: "(", sub: -2, seq: len(a.edits)})
 		guardAt, open = whereEnd, ") AND ("
 	}
-	if v.kind == vParam {
+	if v.kind == vParam && int(v.param) <= len(lk.Uses) {
 		lk.Uses[v.param-1] = true
 	}
 	sub := 100
@@ -307,6 +311,26 @@ func (a *analyzer) targetRel(rv *pg.RangeVar) (*rel, *policy.Table, *Error) {
 		return nil, nil, err
 	}
 	return r, ref.table, nil
+}
+
+// tenantView refuses an UPDATE (or MERGE) through a view that reads the
+// key_context column of a configured table (Catalog.TenantViews).
+func (a *analyzer) tenantView(rv *pg.RangeVar, what string) *Error {
+	if a.cat == nil || len(a.cat.TenantViews) == 0 {
+		return nil
+	}
+	ref, err := a.resolveName(rv)
+	if err != nil {
+		return err
+	}
+	reads, ok := a.cat.TenantViews[ref.schema+"."+ref.name]
+	if !ok {
+		return nil
+	}
+	e := errorf(CodeFeatureNotSupported, "%s through view %s.%s, which reads the tenant column of configured table %s, is not supported: it could move rows to another tenant, whose key does not open the values they keep", what, ref.schema, ref.name, reads)
+	e.Hint = "update " + reads + " directly (pgveil checks a change of tenant there)"
+	e.Schema, e.Table = ref.schema, ref.name
+	return e.at(a.sql, rv.Location)
 }
 
 // updateTenant finds the tenant of an UPDATE's writes.

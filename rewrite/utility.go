@@ -431,6 +431,12 @@ func (a *analyzer) body(arg *pg.Node, what string) *Error {
 				return unsupported(c, what+" naming the column", "keep logic on encrypted columns in the application; code inside the database sees only ciphertext and would store plaintext unencrypted")
 			}
 		}
+		// A row moved to another tenant keeps values sealed under its old
+		// tenant's key (docs/SQL.md, "Tenant moves").
+		if t.KeyContext != "" && containsWord(b, strings.ToLower(t.KeyContext)) && containsWord(b, "update") {
+			return tableErr(CodeFeatureNotSupported, t, "keep writes to configured tables in the application",
+				"%s that names configured table %s, its key_context %s and UPDATE is not supported: a row moved to another tenant would keep values sealed under its old tenant's key", what, t.QualifiedName(), t.KeyContext)
+		}
 		// An INSERT needs no column names to write every column.
 		for _, w := range []string{"insert", "copy", "merge"} {
 			if containsWord(b, w) {
@@ -451,6 +457,9 @@ func (a *analyzer) merge(m *pg.MergeStmt) *Error {
 			return err
 		}
 		defer pop()
+	}
+	if err := a.tenantView(m.Relation, "MERGE"); err != nil {
+		return err
 	}
 	target, t, err := a.targetRel(m.Relation)
 	if err != nil {
@@ -486,6 +495,10 @@ func (a *analyzer) merge(m *pg.MergeStmt) *Error {
 			}
 			if enc := t.Column(rt.Name); enc != nil {
 				return unsupported(enc, "writing it with MERGE", "use INSERT … ON CONFLICT or UPDATE, which pgveil rewrites").at(a.sql, rt.Location)
+			}
+			if rt.Name == t.KeyContext && wc.CommandType == pg.CmdType_CMD_UPDATE {
+				return tableErr(CodeFeatureNotSupported, t, "use UPDATE … SET "+t.KeyContext+" = …, which pgveil checks",
+					"MERGE … UPDATE SET %s of %s is not supported: a row moved to another tenant would keep values sealed under its old tenant's key", t.KeyContext, t.QualifiedName()).at(a.sql, rt.Location)
 			}
 			if err := a.expr(rt.Val, level, "MERGE"); err != nil {
 				return err

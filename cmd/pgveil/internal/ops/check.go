@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -159,6 +160,31 @@ func checkBlindIndex(r *Report, t *policy.Table, lt *liveTable, c *policy.Column
 	}
 }
 
+// tenantForeignKey reports a foreign key on the key_context column whose
+// action changes it inside the server: ON UPDATE CASCADE / SET NULL / SET
+// DEFAULT, ON DELETE SET NULL / SET DEFAULT. It moves rows to another
+// tenant (or none), unseen by pgveil, and their values, sealed under the
+// old tenant's key, no longer open.
+func tenantForeignKey(t *policy.Table, c liveConstraint) (Finding, bool) {
+	if c.Kind != "f" || t.KeyContext == "" || !slices.Contains(c.Columns, t.KeyContext) {
+		return Finding{}, false
+	}
+	action := map[string]string{"c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+	var what []string
+	if a := action[c.OnUpdate]; a != "" {
+		what = append(what, "ON UPDATE "+a)
+	}
+	if a := action[c.OnDelete]; a != "" && c.OnDelete != "c" {
+		what = append(what, "ON DELETE "+a)
+	}
+	if len(what) == 0 {
+		return Finding{}, false
+	}
+	return Finding{Severity: SevProblem, Code: "key_context_fk_moves", Table: t.QualifiedName(), Column: t.KeyContext,
+		Message: fmt.Sprintf("foreign key %s (%s → %s) is %s: a change in %s changes %s inside the database, unseen by pgveil, and the rows' values, sealed under their old tenant's key, no longer open (PV001); recreate it with NO ACTION or RESTRICT for those (ON DELETE CASCADE is fine)",
+			c.Name, t.KeyContext, c.References, strings.Join(what, ", "), c.References, t.KeyContext)}, true
+}
+
 // checkCiphertextSeers reports what in the database sees an encrypted
 // column's ciphertext instead of its value: a CHECK or FOREIGN KEY
 // constraint fails or means nothing, an index on the column indexes random
@@ -177,6 +203,9 @@ func checkCiphertextSeers(r *Report, t *policy.Table, lt *liveTable, qt string) 
 		return out
 	}
 	for _, c := range lt.Constraints {
+		if f, ok := tenantForeignKey(t, c); ok {
+			r.add(f)
+		}
 		cols := encrypted(c.Columns)
 		if len(cols) == 0 {
 			continue

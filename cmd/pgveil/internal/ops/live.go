@@ -40,6 +40,10 @@ type liveConstraint struct {
 	Name    string
 	Kind    string
 	Columns []string
+	// OnUpdate and OnDelete are a foreign key's actions (pg_constraint's
+	// confupdtype, confdeltype: a no action, r restrict, c cascade, n set
+	// null, d set default), and References the table it references.
+	OnUpdate, OnDelete, References string
 }
 
 // liveCol is one column of a liveTable.
@@ -109,13 +113,15 @@ ORDER BY i.indrelid, ic.relname`
 const liveConstraintsQuery = `
 SELECT c.conrelid, c.conname, c.contype::text,
        ARRAY(SELECT a.attname FROM unnest(c.conkey) AS k(attnum)
-             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum),
+       c.confupdtype::text, c.confdeltype::text, coalesce(c.confrelid::regclass::text, '')
 FROM pg_catalog.pg_constraint c
 WHERE c.conrelid = ANY($1::oid[]) AND c.contype IN ('c', 'f')
 UNION ALL
 SELECT c.confrelid, c.conname, 'F',
        ARRAY(SELECT a.attname FROM unnest(c.confkey) AS k(attnum)
-             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum),
+       c.confupdtype::text, c.confdeltype::text, c.confrelid::regclass::text
 FROM pg_catalog.pg_constraint c
 WHERE c.confrelid = ANY($1::oid[]) AND c.contype = 'f'
 ORDER BY 1, 2`
@@ -206,7 +212,7 @@ func loadLive(ctx context.Context, pool *pgxpool.Pool, tables []*policy.Table) (
 	for rows.Next() {
 		var rel uint32
 		var c liveConstraint
-		if err := rows.Scan(&rel, &c.Name, &c.Kind, &c.Columns); err != nil {
+		if err := rows.Scan(&rel, &c.Name, &c.Kind, &c.Columns, &c.OnUpdate, &c.OnDelete, &c.References); err != nil {
 			rows.Close()
 			return nil, err
 		}
