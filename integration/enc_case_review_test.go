@@ -8,16 +8,16 @@ package integration
 // statement the server rejects is logged with its text).
 //
 // Failing on lead at the time of the review (defects):
-//   TestEncCaseReviewDefectLabelLeak      HIGH: "SELECT 1 case" / "SELECT 1
+//   TestEncCaseReviewFoundLabelLeak      HIGH: "SELECT 1 case" / "SELECT 1
 //                                          end" in the text: the blind-index
 //                                          copy of the CASE repeats the
 //                                          client's WHERE, plaintext email
 //                                          included; the server logs it.
-//   TestEncCaseReviewDefectVolatile       HIGH: a volatile condition is
+//   TestEncCaseReviewFoundVolatile       HIGH: a volatile condition is
 //                                          evaluated twice (value, blind
 //                                          index): the row's email and its
 //                                          blind index disagree.
-//   TestEncCaseReviewDefectUpsertGuard    MEDIUM: ON CONFLICT DO UPDATE SET
+//   TestEncCaseReviewFoundUpsertGuard    MEDIUM: ON CONFLICT DO UPDATE SET
 //                                          email = CASE/COALESCE … (last) on
 //                                          a key_context table: syntax error.
 //   TestEncCaseReviewSignedLiterals       LOW, pre-existing: "- -5" gets
@@ -99,7 +99,7 @@ func serverLogSince(t *testing.T, r *caseReview, mark int) string {
 	return log[mark:]
 }
 
-// TestEncCaseReviewDefectLabelLeak (HIGH): a label spelled CASE in a
+// TestEncCaseReviewFoundLabelLeak (HIGH): a label spelled CASE in a
 // condition's subquery ("SELECT 1 case") makes pgveil's caseEnd count one
 // CASE too many, so it takes a later END label ("SELECT 1 end", here in
 // the WHERE) for the CASE's end; the blind index's copy of the CASE then
@@ -112,7 +112,7 @@ func serverLogSince(t *testing.T, r *caseReview, mark int) string {
 //	 WHERE email = '<victim>' AND (SELECT 1 end) = 1
 //	→ … WHERE email_bidx = <index> AND (SELECT 1 end::text, email_bidx = CASE … END
 //	    WHERE email = '<victim>' AND (SELECT 1 end) = 1
-func TestEncCaseReviewDefectLabelLeak(t *testing.T) {
+func TestEncCaseReviewFoundLabelLeak(t *testing.T) {
 	const org = 141
 	r := newCaseReview(t, org)
 	for i, m := range []struct {
@@ -153,14 +153,14 @@ func TestEncCaseReviewDefectLabelLeak(t *testing.T) {
 	}
 }
 
-// TestEncCaseReviewDefectVolatile (HIGH): SET email = CASE WHEN <volatile>
+// TestEncCaseReviewFoundVolatile (HIGH): SET email = CASE WHEN <volatile>
 // THEN $1 ELSE email END: the blind index is set by a copy of the CASE that
 // evaluates the condition again. With nextval's parity as the condition the
 // two evaluations always differ: one of email and email_bidx takes the new
 // value, the other keeps the old. Expected: refused (the conditions of a
 // CASE copied for a blind index must be evaluated once), or a row whose
 // blind index matches its value.
-func TestEncCaseReviewDefectVolatile(t *testing.T) {
+func TestEncCaseReviewFoundVolatile(t *testing.T) {
 	const org = 142
 	r := newCaseReview(t, org)
 	for i, m := range execModes {
@@ -198,12 +198,12 @@ func TestEncCaseReviewDefectVolatile(t *testing.T) {
 	}
 }
 
-// TestEncCaseReviewDefectUpsertGuard (MEDIUM): INSERT … ON CONFLICT (id)
+// TestEncCaseReviewFoundUpsertGuard (MEDIUM): INSERT … ON CONFLICT (id)
 // DO UPDATE SET email = CASE … END (or COALESCE(EXCLUDED.email,
 // users.email)) as the last SET item of a key_context table: pgveil puts
 // its tenant guard " WHERE users.org_id = EXCLUDED.org_id" between the
 // CASE and ", email_bidx = CASE …": the server answers 42601.
-func TestEncCaseReviewDefectUpsertGuard(t *testing.T) {
+func TestEncCaseReviewFoundUpsertGuard(t *testing.T) {
 	const org = 143
 	r := newCaseReview(t, org)
 	for i, m := range execModes {

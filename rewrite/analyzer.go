@@ -35,6 +35,10 @@ type edit struct {
 	from, to int
 }
 
+// lastSub orders guards pgveil appends at the end of a clause after every
+// other edit there (a CASE's blind-index copy has one sub per piece).
+const lastSub = 1 << 30
+
 // paramUse is one place where a client parameter feeds an encrypted column.
 type paramUse struct {
 	number int32 // the client's $n

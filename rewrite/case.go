@@ -1,6 +1,9 @@
 package rewrite
 
 import (
+	"slices"
+	"sort"
+
 	pg "github.com/pganalyze/pg_query_go/v5"
 
 	"github.com/pgveil/pgveil/policy"
@@ -32,11 +35,7 @@ func (a *analyzer) choiceUnder(n *pg.Node) (*choice, *Error) {
 		if ce.Defresult != nil {
 			c.results = append(c.results, ce.Defresult)
 		}
-		end, ok := a.caseEnd(c.start)
-		if !ok {
-			return nil, errorf(CodeInternalError, "cannot locate the end of CASE; statement refused").at(a.sql, ce.Location)
-		}
-		c.end = end
+		c.end = -1 // found from the last result in choiceValue (caseEnd counts labels named end)
 		return c, nil
 	}
 	if ce := n.GetCoalesceExpr(); ce != nil {
@@ -100,19 +99,21 @@ func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *sc
 		a.replace(int(tn.Location), end, phys)
 		casts++
 	}
-	if casts == 0 {
-		// Results that are all parameters or NULL would make an
-		// expression of type text.
-		a.insert(c.end, "::"+phys)
-	}
-
 	edits, uses := len(a.edits), len(a.uses)
 	for _, cond := range c.conds {
 		if err := a.expr(cond, sc, c.what); err != nil {
 			return err
 		}
 	}
-	rewritten := len(a.edits) > edits || len(a.uses) > uses
+	// What pgveil changed in the conditions: a name pinned to its schema
+	// is repeated in the blind index's copy; anything else (an encrypted
+	// comparison: a slot or a parameter of its own) refuses the copy.
+	pins := slices.Clone(a.edits[edits:])
+	rewritten := len(a.uses) > uses
+	for _, e := range pins {
+		rewritten = rewritten || e.slot != nil || e.copied
+	}
+	sort.SliceStable(pins, func(i, j int) bool { return pins[i].start < pins[j].start })
 
 	results := make([]choiceResult, 0, len(c.results))
 	for i, r := range c.results {
@@ -161,6 +162,18 @@ func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *sc
 		results = append(results, res)
 	}
 
+	if c.end < 0 {
+		end, ok := a.endAfter(results[len(results)-1].end)
+		if !ok {
+			return errorf(CodeInternalError, "cannot locate the end of CASE; statement refused").at(a.sql, c.loc)
+		}
+		c.end = end
+	}
+	if casts == 0 {
+		// Results that are all parameters or NULL would make an
+		// expression of type text.
+		a.insert(c.end, "::"+phys)
+	}
 	kept := false
 	for _, r := range results {
 		kept = kept || r.self
@@ -173,10 +186,16 @@ func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *sc
 		return nil
 	}
 	if rewritten {
-		return unsupported(enc, "a CASE whose conditions pgveil rewrites, written to a column with a blind index,",
+		return unsupported(enc, "a CASE whose conditions compare an encrypted column, written to a column with a blind index,",
 			"compare unencrypted columns (such as the primary key) in the WHEN conditions").at(a.sql, c.loc)
 	}
-	s, end, ok := a.exprExtent(n)
+	for _, cond := range c.conds {
+		if loc, ok := noCalls(cond); !ok {
+			return unsupported(enc, "a CASE condition that calls a function (the blind index's copy evaluates it again), written to a column with a blind index,",
+				"compare columns with parameters or literals (such as the primary key) in the WHEN conditions").at(a.sql, loc)
+		}
+	}
+	s, end, ok := a.castExtent(n, func(*pg.Node) (int, int, bool) { return c.start, c.end, true })
 	if !ok {
 		return errorf(CodeInternalError, "cannot locate %s; statement refused", c.what).at(a.sql, c.loc)
 	}
@@ -187,10 +206,20 @@ func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *sc
 		e.start, e.end, e.sub, e.seq = end, end, sub, len(a.edits)
 		a.edits = append(a.edits, e)
 	}
-	copySpan := func(from, to int) {
+	clientSpan := func(from, to int) {
 		if from < to {
 			add(edit{copied: true, from: from, to: to})
 		}
+	}
+	copySpan := func(from, to int) {
+		for _, e := range pins {
+			if e.start >= from && e.end <= to {
+				clientSpan(from, e.start)
+				add(edit{text: e.text})
+				from = e.end
+			}
+		}
+		clientSpan(from, to)
 	}
 	for _, bi := range targets {
 		action := IndexAction(enc, bi)
@@ -219,7 +248,7 @@ func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *sc
 // widenParens widens [start,end) over parentheses around it: (x) for x.
 func (a *analyzer) widenParens(start, end int) (int, int) {
 	for {
-		open, ok := a.openParenBefore(start)
+		open, ok := a.tokenBefore(start, "(")
 		if !ok {
 			return start, end
 		}
@@ -242,4 +271,50 @@ func (a *analyzer) callEnd(start int) (int, bool) {
 		return 0, false
 	}
 	return a.matchParen(open.start)
+}
+
+// endAfter returns the end of the END that follows the last result of a
+// CASE (whose text ends at from): only ")" closing the result's own
+// parentheses may come between.
+func (a *analyzer) endAfter(from int) (int, bool) {
+	l := lexer{s: a.sql[:a.stmtEnd], pos: from, backslash: a.backslash}
+	for {
+		t := l.next()
+		switch {
+		case l.isPunct(t, ")"):
+		case l.isKeyword(t, "end"):
+			return t.end, true
+		default:
+			return 0, false
+		}
+	}
+}
+
+// noCalls reports whether a condition calls no function anywhere (its
+// subqueries included): random(), nextval(), clock_timestamp() or a
+// volatile function of the application's would be evaluated again by the
+// blind index's copy and could choose another branch.
+func noCalls(n *pg.Node) (int32, bool) {
+	loc, ok := int32(0), true
+	walkAll(n, func(x *pg.Node) bool {
+		if fc := x.GetFuncCall(); fc != nil && ok {
+			loc, ok = fc.Location, false
+		}
+		return ok
+	})
+	return loc, ok
+}
+
+// tokenBefore finds the token before pos (comments skipped) when it is the
+// punctuation p.
+func (a *analyzer) tokenBefore(pos int, p string) (int, bool) {
+	l := lexer{s: a.sql[:pos], pos: a.stmtStart, backslash: a.backslash}
+	last := token{kind: tEOF}
+	for t := l.next(); t.kind != tEOF && t.kind != tError; t = l.next() {
+		last = t
+	}
+	if last.kind != tEOF && l.isPunct(last, p) {
+		return last.start, true
+	}
+	return pos, false
 }

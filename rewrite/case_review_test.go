@@ -583,7 +583,8 @@ func TestCaseReviewRefusals(t *testing.T) {
 		{name: "simple CASE on an encrypted column", sql: "UPDATE contacts SET email = CASE email WHEN $1 THEN $2 ELSE email END", code: "0A000"},
 		{name: "condition on another blind-indexed column", sql: "UPDATE users SET email = CASE WHEN ssn = $1 THEN $2 END WHERE org_id = $3", code: "0A000"},
 		{name: "condition subquery comparing an encrypted column", sql: "UPDATE contacts SET email = CASE WHEN user_id IN (SELECT id FROM users WHERE email = 'S3c-q') THEN 'x' END", code: "0A000", secrets: []string{"S3c-q"}},
-		{name: "condition EXISTS join on blind index", sql: "UPDATE contacts SET email = CASE WHEN EXISTS (SELECT 1 FROM users u WHERE u.email = contacts.email) THEN 'x' END", code: "0A000"},
+		// A join on the blind index is a renaming of columns, repeated in the copy.
+		{name: "condition EXISTS join on blind index", sql: "UPDATE contacts SET email = CASE WHEN EXISTS (SELECT 1 FROM users u WHERE u.email = contacts.email) THEN 'x' END", mirror: emailMirror, refuseOK: true},
 		{name: "key_context by CASE", sql: "UPDATE users SET org_id = CASE WHEN id = 1 THEN 2 ELSE org_id END WHERE org_id = 1", code: "0A000"},
 		{name: "key_context by CASE with a CASE value", sql: "UPDATE users SET email = CASE WHEN id = 1 THEN 'x' END, org_id = CASE WHEN id = 1 THEN 2 END", code: "0A000"},
 		{name: "key_context by CASE in an upsert", sql: "INSERT INTO users (id, org_id, email) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET org_id = CASE WHEN users.id > 1 THEN EXCLUDED.org_id END", code: "0A000"},

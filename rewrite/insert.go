@@ -385,10 +385,11 @@ func (a *analyzer) tenantGuard(oc *pg.OnConflictClause, t *policy.Table, target 
 			return errorf(CodeInternalError, "cannot locate ON CONFLICT … DO UPDATE … WHERE; statement refused").at(a.sql, oc.Location)
 		}
 		a.edits = append(a.edits, edit{start: start, end: start, text: "(", sub: -1, seq: len(a.edits)})
-		a.insert(end, ") AND "+guard)
+		a.edits = append(a.edits, edit{start: end, end: end, text: ") AND " + guard, sub: lastSub, seq: len(a.edits)})
 		return nil
 	}
-	a.insert(end, " WHERE "+guard)
+	// After whatever else ends there (a CASE's blind-index copy).
+	a.edits = append(a.edits, edit{start: end, end: end, text: " WHERE " + guard, sub: lastSub, seq: len(a.edits)})
 	return nil
 }
 

@@ -140,11 +140,11 @@ func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel)
 		a.paramsIn(start, end, lk.Uses)
 	}
 	if a.maxParam > 0 {
-		a.lookupGuard = &edit{start: guardAt, end: guardAt, text: prefix, sub: 100}
+		a.lookupGuard = &edit{start: guardAt, end: guardAt, text: prefix, sub: lastSub}
 	} else {
 		a.edits = append(a.edits,
-			edit{start: guardAt, end: guardAt, text: prefix, sub: 100, seq: len(a.edits)},
-			edit{start: guardAt, end: guardAt, slot: &Slot{Action: TenantLookup, Source: -1}, sub: 100, seq: len(a.edits) + 1})
+			edit{start: guardAt, end: guardAt, text: prefix, sub: lastSub, seq: len(a.edits)},
+			edit{start: guardAt, end: guardAt, slot: &Slot{Action: TenantLookup, Source: -1}, sub: lastSub, seq: len(a.edits) + 1})
 	}
 	a.st.Lookup = lk
 	a.valueDependent = true // the lookup's spans are this text's
@@ -243,7 +243,7 @@ func (a *analyzer) tenantMove(up *pg.UpdateStmt, t *policy.Table, target *rel, s
 	if v.kind == vParam && int(v.param) <= len(lk.Uses) {
 		lk.Uses[v.param-1] = true
 	}
-	sub := 100
+	sub := lastSub
 	add := func(e edit) {
 		e.start, e.end, e.sub, e.seq = guardAt, guardAt, sub, len(a.edits)
 		sub++

@@ -74,6 +74,12 @@ func (a *analyzer) classify(n *pg.Node, col *policy.Column, array bool) (value, 
 			}
 			return v, unsupported(col, "a bit-string literal", "write the value as a string literal or a parameter").at(a.sql, c.Location)
 		}
+		// The parser folds "- -5" and "-(-5)" into one constant at the
+		// first sign: only [sign] number is read as a literal.
+		l := lexer{s: a.sql, pos: v.start, backslash: a.backslash}
+		if t := l.next(); t.kind == tOp && l.next().kind != tNumber {
+			return value{kind: vOther, loc: v.loc}, nil
+		}
 		v.kind = vLiteral
 		v.lit = -1
 	case inner.GetSetToDefault() != nil:
@@ -116,86 +122,73 @@ func (a *analyzer) constEnd(start int) int {
 }
 
 // exprExtent returns the text span of a value expression made of casts
-// around a parameter, a constant, a CASE or a COALESCE: x::t, CAST(x AS
-// t), t 'x'.
+// around a parameter or a constant: x::t, CAST(x AS t), t 'x'.
 func (a *analyzer) exprExtent(n *pg.Node) (start, end int, ok bool) {
-	if tc := n.GetTypeCast(); tc != nil {
-		s, e, ok := a.exprExtent(tc.Arg)
+	return a.castExtent(n, func(n *pg.Node) (int, int, bool) {
+		if p := n.GetParamRef(); p != nil {
+			return int(p.Location), tokenAt(a.sql, int(p.Location), a.backslash).end, true
+		}
+		if c := n.GetAConst(); c != nil {
+			return int(c.Location), a.constEnd(int(c.Location)), true
+		}
+		return 0, 0, false
+	})
+}
+
+// castExtent returns the text span of the casts around an expression
+// whose own span leaf tells.
+func (a *analyzer) castExtent(n *pg.Node, leaf func(*pg.Node) (int, int, bool)) (start, end int, ok bool) {
+	tc := n.GetTypeCast()
+	if tc == nil {
+		return leaf(n)
+	}
+	s, e, ok := a.castExtent(tc.Arg, leaf)
+	if !ok {
+		return 0, 0, false
+	}
+	loc := int(tc.Location)
+	if loc < 0 { // a typed literal, DATE '2024-01-02': the type name comes first
+		if tl := int(tc.TypeName.GetLocation()); tl >= 0 && tl < s {
+			return tl, e, true
+		}
+		return 0, 0, false
+	}
+	l := lexer{s: a.sql, pos: loc, backslash: a.backslash}
+	t := l.next()
+	switch {
+	case l.isKeyword(t, "cast"):
+		open := l.next()
+		if !l.isPunct(open, "(") {
+			return 0, 0, false
+		}
+		close, ok := a.matchParen(open.start)
 		if !ok {
 			return 0, 0, false
 		}
-		loc := int(tc.Location)
-		if loc < 0 { // a typed literal, DATE '2024-01-02': the type name comes first
-			if tl := int(tc.TypeName.GetLocation()); tl >= 0 && tl < s {
-				return tl, e, true
-			}
+		return min(s, loc), max(e, close), true
+	case l.isPunct(t, "::"):
+		te, ok := a.typeNameEnd(int(tc.TypeName.Location))
+		if !ok {
 			return 0, 0, false
 		}
-		l := lexer{s: a.sql, pos: loc, backslash: a.backslash}
-		t := l.next()
-		switch {
-		case l.isKeyword(t, "cast"):
-			open := l.next()
-			if !l.isPunct(open, "(") {
-				return 0, 0, false
-			}
-			close, ok := a.matchParen(open.start)
-			if !ok {
-				return 0, 0, false
-			}
-			return min(s, loc), max(e, close), true
-		case l.isPunct(t, "::"):
-			te, ok := a.typeNameEnd(int(tc.TypeName.Location))
-			if !ok {
-				return 0, 0, false
-			}
-			return min(s, loc), max(e, te), true
-		default: // a typed literal with a location: the type name
-			return min(s, loc), e, true
-		}
+		return min(s, loc), max(e, te), true
+	default: // a typed literal with a location: the type name
+		return min(s, loc), e, true
 	}
-	if p := n.GetParamRef(); p != nil {
-		return int(p.Location), tokenAt(a.sql, int(p.Location), a.backslash).end, true
-	}
-	if c := n.GetAConst(); c != nil {
-		return int(c.Location), a.constEnd(int(c.Location)), true
-	}
-	if c := n.GetCaseExpr(); c != nil {
-		end, ok := a.caseEnd(int(c.Location))
-		return int(c.Location), end, ok
-	}
-	if c := n.GetCoalesceExpr(); c != nil {
-		end, ok := a.callEnd(int(c.Location))
-		return int(c.Location), end, ok
-	}
-	return 0, 0, false
 }
 
 // matchParen returns the end of the ")" matching the "(" at open.
 func (a *analyzer) matchParen(open int) (int, bool) {
-	return a.closing(open, func(l *lexer, t token) bool { return l.isPunct(t, "(") || l.isPunct(t, "[") },
-		func(l *lexer, t token) bool { return l.isPunct(t, ")") || l.isPunct(t, "]") })
-}
-
-// caseEnd returns the end of the END that closes the CASE at start.
-func (a *analyzer) caseEnd(start int) (int, bool) {
-	return a.closing(start, func(l *lexer, t token) bool { return l.isKeyword(t, "case") },
-		func(l *lexer, t token) bool { return l.isKeyword(t, "end") })
-}
-
-// closing returns the end of the token that closes the one at start,
-// counting nested pairs of what opens and what closes.
-func (a *analyzer) closing(start int, opens, closes func(*lexer, token) bool) (int, bool) {
-	l := lexer{s: a.sql[:a.stmtEnd], pos: start, backslash: a.backslash}
+	l := lexer{s: a.sql[:a.stmtEnd], pos: open, backslash: a.backslash}
 	depth := 0
 	for {
 		t := l.next()
 		switch {
 		case t.kind == tEOF || t.kind == tError:
 			return 0, false
-		case opens(&l, t):
+		case l.isPunct(t, "(") || l.isPunct(t, "["):
 			depth++
-		case closes(&l, t):
+		case l.isPunct(t, ")") || l.isPunct(t, "]"):
 			depth--
 			if depth == 0 {
 				return t.end, true
@@ -312,16 +305,10 @@ func (a *analyzer) balanceParens(start, end int) (int, int) {
 	return start, end
 }
 
-// openParenBefore finds the "(" that precedes pos, skipping whitespace.
+// openParenBefore finds the "(" that precedes pos, skipping whitespace and
+// comments.
 func (a *analyzer) openParenBefore(pos int) (int, bool) {
-	i := pos - 1
-	for i >= a.stmtStart && isSpace(a.sql[i]) {
-		i--
-	}
-	if i >= a.stmtStart && a.sql[i] == '(' {
-		return i, true
-	}
-	return pos, false
+	return a.tokenBefore(pos, "(")
 }
 
 // typeNameString renders a TypeName for messages ("pg_catalog.int4" → "int4").
