@@ -39,7 +39,7 @@ type nodeORMValues struct {
 	// not known.
 	MergePhone string `json:"merge_phone"`
 	// CopyEmail is the email of a row read with SELECT * (blind indexes
-	// included) and inserted again: refused (428C9).
+	// included) and inserted again: pgveil writes its own indexes there.
 	CopyEmail string `json:"copy_email"`
 	// Mover is created in Org and moved to CopyOrg by UPDATEs that set
 	// org_id without every encrypted column (refused: the values not
@@ -197,8 +197,8 @@ func TestEncSequelize(t *testing.T) {
 // TestEncKnex runs Knex 3 (pg client) through pgveil: columnInfo (the
 // logical types), insert().returning() of one and many rows,
 // where/whereIn/whereNot/whereNull and whereRaw(= ANY(?)) on encrypted
-// columns, first() (SELECT * brings the blind indexes along; writing a
-// row read that way back is refused, 428C9), update by id and by email
+// columns, first() (SELECT * brings the blind indexes along; a row read
+// that way and inserted again gets pgveil's indexes), update by id and by email
 // without the tenant (pgveil looks it up; over two tenants refused, no
 // row updates 0), del with returning, batchInsert, onConflict('email')
 // .ignore() and .merge() (all columns, a list, an object; an object over

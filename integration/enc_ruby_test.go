@@ -203,7 +203,7 @@ func (s *arSpec) writeJSON(t *testing.T) string {
 // transactions and savepoints, destroy, a has_many keyed by an encrypted
 // column and a join on it, a row of every logical type (a backslash in
 // text, an 8-digit int8, a date), and the dup of a record that loaded its
-// blind indexes (refused, 428C9). Then the rows of both tenants are read
+// blind indexes (pgveil writes its own there). Then the rows of both tenants are read
 // back through pgveil with pgx (which opens each value under its row's
 // tenant) and the tables are checked at rest. Last, updated_at is added
 // to users by a migration through pgveil, as Rails tables have it, and

@@ -181,6 +181,8 @@ func clientParamOIDs(st *rewrite.Stmt, server, declared []uint32, dst []uint32) 
 				oid = p.Column.Type.OID()
 			case rewrite.IndexEach, rewrite.PlaintextEach:
 				oid = p.Column.Type.ArrayOID()
+			case rewrite.Ignore:
+				oid = policy.OIDBytea
 			case rewrite.Pass:
 				if oid == 0 && j < len(server) {
 					oid = server[j]

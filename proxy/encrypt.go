@@ -733,6 +733,8 @@ func (s *session) serverParamOIDs(stmt *Statement) []uint32 {
 			oids[i] = oidByteaArray
 		case rewrite.TenantLookup:
 			oids[i] = cat.tenantType(st.Lookup.Table)
+		case rewrite.Ignore:
+			oids[i] = policy.OIDBytea // unused: declared for the server
 		case rewrite.Plaintext:
 			oids[i] = cat.physicalType(p.Column)
 		case rewrite.PlaintextEach:
@@ -863,7 +865,7 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 		}
 		v := bm.Params[p.Client]
 		f := bm.paramFormat(p.Client)
-		if v == nil {
+		if v == nil || p.Action == rewrite.Ignore { // an unused value is not sent
 			spans = append(spans, span{})
 			nulls = append(nulls, true)
 			out.ParamFormats = append(out.ParamFormats, 0)

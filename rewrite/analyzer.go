@@ -47,6 +47,7 @@ type paramUse struct {
 	start, end int
 	bare       bool // sql[start:end] is exactly "$n"
 	insert     bool
+	elsewhere  bool // sql[start:end] is other text (not the client's $n), replaced
 	prefix     string
 	suffix     string // inserted after "$k" (insert only)
 	sub        int    // edit.sub of the insertion
@@ -70,6 +71,9 @@ type analyzer struct {
 	edits      []edit
 	uses       []paramUse
 	paramCount map[int32]int // ParamRef nodes per number
+	// dropped counts the client's $n pgveil removed from the text (a
+	// blind index the client wrote): all of them, and $n is Ignore.
+	dropped    map[int32]int
 	maxParam   int32
 	litIndex   map[int]int // literal start → index in st.Literals
 	ctes       *cteScope
@@ -261,7 +265,7 @@ func (a *analyzer) finish() *Error {
 func (a *analyzer) assignParams() {
 	if len(a.uses) == 0 {
 		if a.st.Rewritten || len(a.edits) > 0 {
-			a.st.Params = passParams(int(a.maxParam))
+			a.st.Params = a.ignoreDropped(passParams(int(a.maxParam)))
 		}
 		return
 	}
@@ -275,7 +279,7 @@ func (a *analyzer) assignParams() {
 	numbers := map[groupKey]int{}
 	replaced := map[int32]int{}
 	for _, u := range a.uses {
-		if !u.insert {
+		if !u.insert && !u.elsewhere {
 			replaced[u.number]++
 		}
 	}
@@ -302,7 +306,18 @@ func (a *analyzer) assignParams() {
 			a.replace(u.start, u.end, text)
 		}
 	}
-	a.st.Params = params
+	a.st.Params = a.ignoreDropped(params)
+}
+
+// ignoreDropped marks Ignore the client parameters whose every use pgveil
+// removed.
+func (a *analyzer) ignoreDropped(params []Param) []Param {
+	for n, k := range a.dropped {
+		if p := &params[n-1]; k == a.paramCount[n] && p.Action == Pass && p.Column == nil {
+			*p = Param{Client: int(n) - 1, Action: Ignore}
+		}
+	}
+	return params
 }
 
 func passParams(n int) []Param {

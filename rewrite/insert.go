@@ -78,20 +78,27 @@ func (a *analyzer) insertStmt(ins *pg.InsertStmt, sc *scope, mode queryMode) (*q
 
 // insCol is one column of an INSERT's column list.
 type insCol struct {
-	name   string
-	enc    *policy.Column
-	loc    int32
-	quoted bool
-	end    int // end of the column name's token
+	name    string
+	enc     *policy.Column
+	indexOf *policy.Column // a blind-index column the client lists beside its encrypted column
+	loc     int32
+	quoted  bool
+	end     int // end of the column name's token
 }
 
 func (a *analyzer) insertColumns(ins *pg.InsertStmt, t *policy.Table) ([]insCol, *Error) {
 	var cols []insCol
+	listed := map[string]bool{}
+	for _, n := range ins.Cols {
+		listed[n.GetResTarget().GetName()] = true
+	}
 	for _, n := range ins.Cols {
 		rt := n.GetResTarget()
 		c := insCol{name: rt.Name, loc: rt.Location}
 		if t != nil {
-			if err := a.checkNotIndex(t, rt.Name, rt.Location); err != nil {
+			if src := t.BlindIndexColumn(rt.Name); src != nil && listed[src.Name] && len(rt.Indirection) == 0 {
+				c.indexOf = src // written beside its column: pgveil puts its own index there
+			} else if err := a.checkNotIndex(t, rt.Name, rt.Location); err != nil {
 				return nil, err
 			}
 			if err := a.knownColumn(t, rt.Name, rt.Location); err != nil {
@@ -185,12 +192,20 @@ func missingTenant(t *policy.Table, need string, loc int32, sql string) *Error {
 
 // insertValues rewrites the VALUES rows of an INSERT into a configured table.
 func (a *analyzer) insertValues(t *policy.Table, cols []insCol, sel *pg.SelectStmt, sc *scope) *Error {
+	listed := map[string]int{} // blind-index columns the client lists, by position
+	for i, c := range cols {
+		if c.indexOf != nil {
+			listed[c.name] = i
+		}
+	}
 	for _, c := range cols {
 		if c.enc == nil {
 			continue
 		}
 		for _, bi := range c.enc.IndexTargets() {
-			a.insert(c.end, ", "+identLike(bi.Column, c.quoted))
+			if _, ok := listed[bi.Column]; !ok {
+				a.insert(c.end, ", "+identLike(bi.Column, c.quoted))
+			}
 		}
 	}
 	for _, row := range sel.ValuesLists {
@@ -202,7 +217,14 @@ func (a *analyzer) insertValues(t *policy.Table, cols []insCol, sel *pg.SelectSt
 		if err != nil {
 			return err
 		}
+		own := clientIndexes{}
+		for name, i := range listed {
+			own[name] = items[i]
+		}
 		for i, c := range cols {
+			if c.indexOf != nil {
+				continue // written with c.indexOf's value
+			}
 			if c.enc == nil {
 				if err := a.expr(items[i], sc, "VALUES"); err != nil {
 					return err
@@ -216,7 +238,7 @@ func (a *analyzer) insertValues(t *policy.Table, cols []insCol, sel *pg.SelectSt
 			if (v.kind == vParam || v.kind == vLiteral) && !haveTenant {
 				return missingTenant(t, "in the same VALUES row, as a parameter or a literal", v.loc, a.sql)
 			}
-			if err := a.writeValue(v, c.enc, tenant, valuesSep); err != nil {
+			if err := a.writeValue(v, c.enc, tenant, valuesSep, own); err != nil {
 				return err
 			}
 		}
@@ -228,11 +250,17 @@ func (a *analyzer) insertValues(t *policy.Table, cols []insCol, sel *pg.SelectSt
 // each of its indexes (the next one too, during a rotation) after it, each
 // preceded by sep(index column): ", " in VALUES, ", email_bidx = " in SET
 // lists.
-func (a *analyzer) writeValue(v value, col *policy.Column, tenant ValueRef, sep func(bidxColumn string) string) *Error {
+func (a *analyzer) writeValue(v value, col *policy.Column, tenant ValueRef, sep func(bidxColumn string) string, own clientIndexes) *Error {
 	if err := a.sealValue(v, col, tenant); err != nil {
 		return err
 	}
 	for _, bi := range col.IndexTargets() {
+		if n := own[bi.Column]; n != nil {
+			if err := a.replaceIndex(n, v, col, bi); err != nil {
+				return err
+			}
+			continue
+		}
 		switch v.kind {
 		case vParam:
 			a.uses = append(a.uses, paramUse{number: v.param, start: v.end, insert: true, prefix: sep(bi.Column), action: IndexAction(col, bi), col: col})
@@ -243,6 +271,48 @@ func (a *analyzer) writeValue(v value, col *policy.Column, tenant ValueRef, sep 
 		case vDefault:
 			a.insert(v.end, sep(bi.Column)+"DEFAULT")
 		}
+	}
+	return nil
+}
+
+// clientIndexes are the values the client wrote to blind-index columns
+// beside their encrypted columns, by column name: a row read with SELECT *
+// and written back (ActiveRecord's dup, Knex), ON CONFLICT … SET email_bidx
+// = EXCLUDED.email_bidx.
+type clientIndexes map[string]*pg.Node
+
+// replaceIndex puts the blind index bi of v, a value written to col, where
+// the client wrote its own value of bi's column (n): pgveil writes the
+// index it computes, and a parameter the client bound for it is no longer
+// used (Ignore: sent as NULL).
+func (a *analyzer) replaceIndex(n *pg.Node, v value, col *policy.Column, bi *policy.BlindIndex) *Error {
+	bv, err := a.classify(n, nil, false)
+	if err != nil {
+		return err
+	}
+	switch bv.kind {
+	case vParam, vLiteral, vNull, vDefault:
+	default:
+		e := colErr(CodeGeneratedAlways, col, "leave "+bi.Column+" out, or pass it as a parameter: pgveil writes the blind index itself",
+			"column %s.%s, the blind index of %s, is written here by an expression pgveil cannot replace with the index it computes", col.Table.QualifiedName(), bi.Column, col.QualifiedName())
+		e.Column = bi.Column
+		return e.at(a.sql, bv.loc)
+	}
+	if bv.kind == vParam {
+		if a.dropped == nil {
+			a.dropped = map[int32]int{}
+		}
+		a.dropped[bv.param]++
+	}
+	switch v.kind {
+	case vParam:
+		a.uses = append(a.uses, paramUse{number: v.param, start: bv.start, end: bv.end, elsewhere: true, action: IndexAction(col, bi), col: col})
+	case vLiteral:
+		a.slot(bv.start, bv.end, Slot{Action: IndexAction(col, bi), Column: col, Source: v.lit}, "")
+	case vNull:
+		a.replace(bv.start, bv.end, "NULL")
+	case vDefault:
+		a.replace(bv.start, bv.end, "DEFAULT")
 	}
 	return nil
 }

@@ -49,6 +49,11 @@ const (
 	// (Stmt.Lookup), or NULL when no row matched. Its Param has Client -1:
 	// the client binds no value for it.
 	TenantLookup
+	// Ignore marks a client parameter the rewritten statement no longer
+	// uses: the value of a blind-index column the client wrote beside its
+	// encrypted column (pgveil writes the index it computes). Declared
+	// bytea and sent as NULL: the client's bytes do not reach the server.
+	Ignore
 )
 
 // IndexAction is the action that fills the blind index bi of col: Index
@@ -86,6 +91,8 @@ func (a Action) String() string {
 		return "index-next"
 	case TenantLookup:
 		return "tenant-lookup"
+	case Ignore:
+		return "ignore"
 	}
 	return "?"
 }

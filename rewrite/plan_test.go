@@ -182,7 +182,21 @@ var planCases = []planCase{
 	{name: "insert returning star", sql: "INSERT INTO contacts (email) VALUES ($1) RETURNING *", want: "INSERT INTO contacts (email, email_bidx) VALUES ($1, $2) RETURNING *", outputs: "2:email 4:score"},
 	{name: "insert quoted columns keep style", sql: `INSERT INTO "users" ("email", "org_id") VALUES ($1, $2)`, want: `INSERT INTO "users" ("email", "email_bidx", "org_id") VALUES ($1, $3, $2)`},
 	{name: "insert without column list", sql: "INSERT INTO users VALUES (1, 2, 'x')", code: "0A000", msg: "column list"},
-	{name: "insert into blind index", sql: "INSERT INTO users (email, email_bidx, org_id) VALUES ($1, $2, $3)", code: "428C9"},
+	// A blind index the client writes beside its column (a row read with
+	// SELECT * and written back): pgveil's index goes there, the client's
+	// parameter is Ignore (sent as NULL).
+	{name: "insert into blind index", sql: "INSERT INTO users (email, email_bidx, org_id) VALUES ($1, $2, $3)",
+		want: "INSERT INTO users (email, email_bidx, org_id) VALUES ($1, $4, $3)", params: "$1=encrypt:email/t=$3 $2=ignore $4=index:email<-$1"},
+	{name: "insert blind index first, literals, two rows", sql: `INSERT INTO contacts (email_bidx, id, email) VALUES ('\x01'::bytea, 1, 'a'), (NULL, 2, NULL)`,
+		want: "INSERT INTO contacts (email_bidx, id, email) VALUES ({index:email}, 1, {encrypt:email}), (NULL, 2, NULL)"},
+	{name: "insert blind index without its column", sql: "INSERT INTO users (email_bidx, org_id) VALUES ($1, $2)", code: "428C9"},
+	{name: "insert blind index by expression", sql: "INSERT INTO contacts (email, email_bidx) VALUES ($1, decode($2, 'hex'))", code: "428C9"},
+	{name: "update blind index beside its column", sql: "UPDATE users SET email_bidx = $2, email = $1, name = $3 WHERE id = $4 AND org_id = $5",
+		want: "UPDATE users SET email_bidx = $6, email = $1, name = $3 WHERE id = $4 AND org_id = $5", params: "$1=encrypt:email/t=$5 $2=ignore $6=index:email<-$1"},
+	{name: "update blind index beside a CASE", sql: "UPDATE contacts SET email = CASE WHEN id = 1 THEN 'x' END, email_bidx = NULL", code: "428C9"},
+	{name: "upsert excluded blind index", sql: "INSERT INTO contacts (id, email, email_bidx) VALUES ($1, $2, $3) ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, email_bidx = EXCLUDED.email_bidx",
+		want: "INSERT INTO contacts (id, email, email_bidx) VALUES ($1, $2, $4) ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, email_bidx = EXCLUDED.email_bidx"},
+	{name: "upsert other blind index value", sql: "INSERT INTO contacts (id, email) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET email = EXCLUDED.email, email_bidx = NULL", code: "428C9"},
 	{name: "insert without tenant", sql: "INSERT INTO users (email) VALUES ($1)", code: "0A000", msg: "org_id"},
 	{name: "insert tenant expression", sql: "INSERT INTO users (email, org_id) VALUES ($1, current_setting('app.org')::int)", code: "0A000", msg: "org_id"},
 	{name: "insert null tenant", sql: "INSERT INTO users (email, org_id) VALUES ($1, NULL)", want: "INSERT INTO users (email, email_bidx, org_id) VALUES ($1, $2, NULL)", params: "$1=encrypt:email/t=NULL $2=index:email<-$1"},
@@ -430,8 +444,8 @@ func paramSummary(p *Plan) string {
 			if pr.Action == Pass && pr.Client == j {
 				continue
 			}
-			if pr.Action == TenantLookup {
-				parts = append(parts, fmt.Sprintf("$%d=tenant-lookup", j+1))
+			if pr.Action == TenantLookup || pr.Action == Ignore {
+				parts = append(parts, fmt.Sprintf("$%d=%s", j+1, pr.Action))
 				continue
 			}
 			s := fmt.Sprintf("$%d=%s:%s", j+1, pr.Action, pr.Column.Name)

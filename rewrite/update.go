@@ -404,6 +404,24 @@ func conjuncts(n *pg.Node) []*pg.Node {
 // hasFrom refuses encrypted writes of UPDATE … FROM, whose values may come
 // from another table. excluded is ON CONFLICT's EXCLUDED relation.
 func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom bool, tenant ValueRef, haveTenant bool, excluded *rel, tenantWhere string) *Error {
+	// Blind-index columns the client sets beside their encrypted columns
+	// (a row read with SELECT * and written back): pgveil writes the index
+	// of the column's value there.
+	own := clientIndexes{}
+	if t != nil {
+		set := map[string]bool{}
+		for _, n := range list {
+			if rt := n.GetResTarget(); rt != nil && rt.Val.GetMultiAssignRef() == nil && len(rt.Indirection) == 0 {
+				set[rt.Name] = true
+			}
+		}
+		for _, n := range list {
+			rt := n.GetResTarget()
+			if src := t.BlindIndexColumn(rt.GetName()); src != nil && set[rt.Name] && set[src.Name] {
+				own[rt.Name] = rt.Val
+			}
+		}
+	}
 	for _, n := range list {
 		rt := n.GetResTarget()
 		if rt == nil {
@@ -411,6 +429,9 @@ func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom 
 		}
 		var enc *policy.Column
 		if t != nil {
+			if own[rt.Name] != nil {
+				continue // written with its encrypted column's value
+			}
 			if err := a.checkNotIndex(t, rt.Name, rt.Location); err != nil {
 				return err
 			}
@@ -459,6 +480,13 @@ func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom 
 						return errorf(CodeInternalError, "cannot locate column reference; statement refused").at(a.sql, cr.Location)
 					}
 					for _, bi := range targets {
+						if n := own[bi.Column]; n != nil {
+							// The client's own SET email_bidx = EXCLUDED.email_bidx stays.
+							if r := n.GetColumnRef(); r == nil || !a.isExcludedColumn(r, sc, excluded, bi.Column) {
+								return a.checkNotIndex(t, bi.Column, nodeLocation(n))
+							}
+							continue
+						}
 						a.insert(end, sep(bi.Column)+"excluded."+identLike(bi.Column, quoted))
 					}
 				}
@@ -475,6 +503,11 @@ func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom 
 				return err
 			}
 			if c != nil {
+				for _, bi := range enc.IndexTargets() {
+					if n := own[bi.Column]; n != nil { // the CASE's copy sets it
+						return a.checkNotIndex(t, bi.Column, nodeLocation(n))
+					}
+				}
 				missing := func(loc int32) *Error { return missingTenant(t, tenantWhere, loc, a.sql) }
 				if err := a.choiceValue(rt.Val, c, enc, sc, excluded, tenant, haveTenant, missing, sep); err != nil {
 					return err
@@ -485,12 +518,18 @@ func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom 
 		if (v.kind == vParam || v.kind == vLiteral) && !haveTenant {
 			return missingTenant(t, tenantWhere, v.loc, a.sql)
 		}
-		if err := a.writeValue(v, enc, tenant, sep); err != nil {
+		if err := a.writeValue(v, enc, tenant, sep, own); err != nil {
 			return err
 		}
 		a.reseal(enc)
 	}
 	return nil
+}
+
+// isExcludedColumn reports whether cr is EXCLUDED.name.
+func (a *analyzer) isExcludedColumn(cr *pg.ColumnRef, sc *scope, excluded *rel, name string) bool {
+	ref, err := a.resolveColumn(cr, sc)
+	return err == nil && ref.rel == excluded && ref.idx >= 0 && excluded.cols[ref.idx].name == name
 }
 
 // reseal records that col is written with new values.

@@ -36,12 +36,12 @@
 #    tenant", and changes nothing; one matching no row updates 0. Naming
 #    the tenant (`where(org_id: …)`, org_id in SET) still works and
 #    spares the lookup.
-# 3. `self.ignored_columns = %w[email_bidx ssn_bidx]` (recommended): AR
+# 3. `self.ignored_columns = %w[email_bidx ssn_bidx]` (optional): AR
 #    then lists the columns it selects instead of "users".*, so blind
 #    indexes are not fetched, and never written back. Without it a record
 #    loads its blind indexes (32-byte binary Strings), and a `dup` of it
-#    writes them in its INSERT, which pgveil refuses (428C9: pgveil
-#    maintains them); with it, the dup is saved and pgveil computes them.
+#    writes them in its INSERT beside their columns: pgveil puts the
+#    indexes it computes there (the dup's values are not sent).
 #
 # Otherwise Rails' usual calls work through pgveil: create! (INSERT …
 # RETURNING "id"), find_by/where/exists? by an encrypted column (IN, IS
@@ -478,8 +478,17 @@ def reflected(r, s, users)
     check("u2's email_bidx is c1's", [u2.bytesize.to_s, (c1 == [u2]).to_s], %w[32 true])
     [[urow(b)], nil]
   end
-  r.step("without ignored_columns: saving a dup writes its blind indexes, refused (428C9)") do
-    refused("428C9", "public.users.email_bidx", "maintained by pgveil") { BareUser.find(x.id).dup.save! }
+  r.step("without ignored_columns: a dup writes its blind indexes beside their columns; pgveil writes its own") do
+    dup_email = s["raw_dup_email"]
+    User.transaction do
+      d = BareUser.find(x.id).dup
+      d.email = dup_email
+      d.save!
+      check("found by the dup's email", User.find_by(email: dup_email.downcase)&.id, d.id.to_s)
+      check("found by the ssn", User.where(ssn: raw["ssn"]).order(:id).pluck(:id), [x.id.to_s, d.id.to_s])
+      check("the dup's email_bidx is not the original's", (BareUser.find(d.id).email_bidx == BareUser.find(x.id).email_bidx).to_s, "false")
+      raise ActiveRecord::Rollback
+    end
     check("rows with the email", User.where(email: raw["email"]).count.to_s, "1")
     [nil, nil]
   end
