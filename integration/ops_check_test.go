@@ -469,7 +469,8 @@ CREATE INDEX ON accounts (email_bidx);`); err != nil {
 	}
 
 	// What the finding says happens, through pgveil.
-	c := e.appConn(ctx, e.proxy(e.config("")))
+	p := e.proxy(e.config(""))
+	c := e.appConn(ctx, p)
 	var id int64
 	if err := c.QueryRow(ctx, `INSERT INTO accounts (org_id, email) VALUES (1, $1) RETURNING id`, "fk@example.org").Scan(&id); err != nil {
 		t.Fatal(err)
@@ -488,5 +489,17 @@ CREATE INDEX ON accounts (email_bidx);`); err != nil {
 		ADD CONSTRAINT accounts_org_fk FOREIGN KEY (org_id) REFERENCES orgs ON DELETE CASCADE`); err != nil {
 		t.Fatal(err)
 	}
-	e.run(ctx, 0, "check", "-c", cfg)
+	c = e.appConn(ctx, p) // the PV001 ended the first session
+	if _, err := c.Exec(ctx, `CREATE VIEW account_orgs AS SELECT id, org_id FROM accounts`); err != nil {
+		t.Fatal(err)
+	}
+	// A view over the tenant column is a note: UPDATE through it is refused.
+	r = e.run(ctx, 0, "check", "-c", cfg)
+	if !strings.Contains(r.stdout, "view public.account_orgs reads the tenant column of public.accounts: pgveil refuses UPDATE and MERGE through it") {
+		t.Errorf("check does not note the view over the tenant column:\n%s", r.stdout)
+	}
+	_, err = c.Exec(ctx, `UPDATE account_orgs SET org_id = 2 WHERE id = $1`, id)
+	if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, "view public.account_orgs") {
+		t.Errorf("UPDATE through the view: %v, want 0A000", err)
+	}
 }

@@ -709,16 +709,18 @@ func SearchPathFunctions(ctx context.Context, pool *pgxpool.Pool) ([]string, err
 }
 
 // GuardedViews loads the catalog as `pgveil serve` does and reports every
-// view over encrypted columns and whether pgveil reads it (for `pgveil
-// check`). It fails where serve would refuse to start.
-func GuardedViews(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) ([]rewrite.ViewStatus, error) {
+// view over encrypted columns and whether pgveil reads it, and the views
+// over a key_context column ("schema.name" to the configured table),
+// through which pgveil refuses UPDATE and MERGE (for `pgveil check`). It
+// fails where serve would refuse to start.
+func GuardedViews(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) ([]rewrite.ViewStatus, map[string]string, error) {
 	c, err := loadCatalog(ctx, pool, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	p := rewrite.NewPlanner(cfg, 0)
 	p.SetCatalog(c.rw)
-	return p.Views(), nil
+	return p.Views(), c.rw.TenantViews, nil
 }
 
 // viewDefinitions fills in each guarded view's definition, printed with

@@ -38,7 +38,7 @@ func Check(ctx context.Context, e *Env) *Report {
 // checkViews notes each view over encrypted columns: pgveil reads it
 // through its definition, or refuses every statement naming it.
 func checkViews(ctx context.Context, e *Env, r *Report) {
-	views, err := proxy.GuardedViews(ctx, e.Pool, e.Cfg)
+	views, tenantViews, err := proxy.GuardedViews(ctx, e.Pool, e.Cfg)
 	if err != nil {
 		r.add(Finding{Severity: SevProblem, Code: "catalog", Message: "pgveil serve would not start: " + err.Error()})
 		return
@@ -51,6 +51,16 @@ func checkViews(ctx context.Context, e *Env, r *Report) {
 	for _, f := range fns {
 		r.add(Finding{Severity: SevNote, Code: "path_function",
 			Message: fmt.Sprintf("functions named %s have code that names search_path or set_config: after each statement that calls one, pgveil reads the search_path again (one round trip); code that changes it without naming either is not seen (docs/LIMITS.md)", f)})
+	}
+	names := make([]string, 0, len(tenantViews))
+	for name := range tenantViews {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		t := tenantViews[name]
+		r.add(Finding{Severity: SevNote, Code: "view_tenant", Table: name,
+			Message: fmt.Sprintf("view %s reads the tenant column of %s: pgveil refuses UPDATE and MERGE through it (they could move rows to another tenant, whose key does not open their values); reads and other writes pass (docs/SQL.md, \"Tenant moves\")", name, t)})
 	}
 	for _, v := range views {
 		name := v.Schema + "." + v.Name
