@@ -191,7 +191,7 @@ func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *sc
 	}
 	for _, cond := range c.conds {
 		if loc, ok := noCalls(cond); !ok {
-			return unsupported(enc, "a CASE condition that calls a function (the blind index's copy evaluates it again), written to a column with a blind index,",
+			return unsupported(enc, "a CASE condition that calls a function, samples or skips rows (the blind index's copy evaluates it again), written to a column with a blind index,",
 				"compare columns with parameters or literals (such as the primary key) in the WHEN conditions").at(a.sql, loc)
 		}
 	}
@@ -290,15 +290,22 @@ func (a *analyzer) endAfter(from int) (int, bool) {
 	}
 }
 
-// noCalls reports whether a condition calls no function anywhere (its
-// subqueries included): random(), nextval(), clock_timestamp() or a
-// volatile function of the application's would be evaluated again by the
-// blind index's copy and could choose another branch.
+// noCalls reports whether a condition can give one answer twice: it calls
+// no function anywhere (its subqueries included) and samples or skips no
+// rows. random(), nextval(), clock_timestamp() or a volatile function of
+// the application's, TABLESAMPLE and SKIP LOCKED would be evaluated again
+// by the blind index's copy and could choose another branch.
 func noCalls(n *pg.Node) (int32, bool) {
 	loc, ok := int32(0), true
 	walkAll(n, func(x *pg.Node) bool {
-		if fc := x.GetFuncCall(); fc != nil && ok {
-			loc, ok = fc.Location, false
+		switch {
+		case !ok:
+		case x.GetFuncCall() != nil:
+			loc, ok = x.GetFuncCall().Location, false
+		case x.GetRangeTableSample() != nil:
+			loc, ok = x.GetRangeTableSample().Location, false
+		case x.GetLockingClause() != nil && x.GetLockingClause().WaitPolicy == pg.LockWaitPolicy_LockWaitSkip:
+			loc, ok = nodeLocation(n), false
 		}
 		return ok
 	})

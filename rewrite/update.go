@@ -324,6 +324,16 @@ func (a *analyzer) tenantView(rv *pg.RangeVar, what string) *Error {
 		return err
 	}
 	reads, ok := a.cat.TenantViews[ref.schema+"."+ref.name]
+	if !ok && ref.schema == "" && a.path.unknown {
+		// Resolved by name alone (search path unknown): any such view of
+		// that name could be meant.
+		for k, r := range a.cat.TenantViews {
+			if k[strings.IndexByte(k, '.')+1:] == ref.name {
+				reads, ok, ref.schema = r, true, k[:strings.IndexByte(k, '.')]
+				break
+			}
+		}
+	}
 	if !ok {
 		return nil
 	}

@@ -1,6 +1,8 @@
 package rewrite
 
 import (
+	"regexp"
+	"slices"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
@@ -37,6 +39,9 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 				if err := a.strictExpr(t, c.RawExpr, "a table constraint"); err != nil {
 					return err
 				}
+				if err := a.tenantForeignKey(t, c, ""); err != nil {
+					return err
+				}
 			}
 		}
 		for _, c := range cs.Constraints {
@@ -70,6 +75,9 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 			case pg.AlterTableType_AT_AddConstraint:
 				if con := cmd.Def.GetConstraint(); con != nil {
 					if err := a.strictExpr(t, con.RawExpr, "a table constraint"); err != nil {
+						return err
+					}
+					if err := a.tenantForeignKey(t, con, ""); err != nil {
 						return err
 					}
 				}
@@ -339,8 +347,54 @@ func (a *analyzer) configuredKind(rv *pg.RangeVar) (*policy.Table, string) {
 	return nil, ""
 }
 
+// tenantForeignKey refuses a foreign key on the key_context column whose
+// action changes it inside the server (ON UPDATE CASCADE / SET NULL / SET
+// DEFAULT, ON DELETE SET NULL / SET DEFAULT of it): rows would move to
+// another tenant unseen, their values sealed under the old one's key.
+// column names the column of a column constraint ("" for a table one).
+func (a *analyzer) tenantForeignKey(t *policy.Table, con *pg.Constraint, column string) *Error {
+	kc := t.KeyContext
+	if kc == "" || con.Contype != pg.ConstrType_CONSTR_FOREIGN {
+		return nil
+	}
+	names := func(ns []*pg.Node) []string {
+		var out []string
+		for _, n := range ns {
+			if s, ok := str(n); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	cols := names(con.FkAttrs)
+	if column != "" {
+		cols = []string{column}
+	}
+	if !slices.Contains(cols, kc) {
+		return nil
+	}
+	moves := con.FkUpdAction == "c" || con.FkUpdAction == "n" || con.FkUpdAction == "d"
+	if set := names(con.FkDelSetCols); (con.FkDelAction == "n" || con.FkDelAction == "d") && (len(set) == 0 || slices.Contains(set, kc)) {
+		moves = true
+	}
+	if !moves {
+		return nil
+	}
+	return tableErr(CodeFeatureNotSupported, t, "use NO ACTION or RESTRICT for those actions (ON DELETE CASCADE is fine)",
+		"a foreign key on %s.%s that cascades an update or sets it NULL or DEFAULT is not supported: the server would move rows to another tenant, unseen by pgveil, and their values, sealed under the old tenant's key, would no longer open", t.QualifiedName(), kc).at(a.sql, con.Location)
+}
+
 // columnDef refuses a default or generated expression on an encrypted column.
 func (a *analyzer) columnDef(t *policy.Table, cd *pg.ColumnDef) *Error {
+	if cd.Colname == t.KeyContext {
+		for _, c := range cd.Constraints {
+			if con := c.GetConstraint(); con != nil {
+				if err := a.tenantForeignKey(t, con, cd.Colname); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	enc := t.Column(cd.Colname)
 	if enc == nil {
 		if b := t.BlindIndexColumn(cd.Colname); b == nil {
@@ -396,6 +450,15 @@ func (a *analyzer) strictExpr(t *policy.Table, n *pg.Node, what string) *Error {
 	return a.expr(n, &scope{rels: []*rel{r}}, what)
 }
 
+// updatesColumn reports whether the lower-cased code b has a statement
+// UPDATE [ONLY] [schema.]table [alias] SET … col (a textual test: one
+// statement, up to ";", the table and the column as whole words).
+func updatesColumn(b string, t *policy.Table, col string) bool {
+	word := func(s string) string { return `"?` + regexp.QuoteMeta(strings.ToLower(s)) + `"?` }
+	re := regexp.MustCompile(`\bupdate\s+(only\s+)?(` + word(t.Schema) + `\s*\.\s*)?` + word(t.Name) + `[^a-z0-9_$][^;]*?\bset\b[^;]*?(^|[^a-z0-9_$])` + word(col) + `($|[^a-z0-9_$])`)
+	return re.MatchString(b)
+}
+
 // body refuses a function or DO body that names a configured table and one
 // of its encrypted or blind-index columns: such code runs inside the server
 // on values pgveil never sees. The test is textual (PL/pgSQL is not parsed),
@@ -433,7 +496,7 @@ func (a *analyzer) body(arg *pg.Node, what string) *Error {
 		}
 		// A row moved to another tenant keeps values sealed under its old
 		// tenant's key (docs/SQL.md, "Tenant moves").
-		if t.KeyContext != "" && containsWord(b, strings.ToLower(t.KeyContext)) && containsWord(b, "update") {
+		if t.KeyContext != "" && updatesColumn(b, t, t.KeyContext) {
 			return tableErr(CodeFeatureNotSupported, t, "keep writes to configured tables in the application",
 				"%s that names configured table %s, its key_context %s and UPDATE is not supported: a row moved to another tenant would keep values sealed under its old tenant's key", what, t.QualifiedName(), t.KeyContext)
 		}

@@ -184,7 +184,7 @@ func tenantForeignKey(t *policy.Table, c liveConstraint) (Finding, bool) {
 	if a := action[c.OnUpdate]; a != "" {
 		what = append(what, "ON UPDATE "+a)
 	}
-	if a := action[c.OnDelete]; a != "" && c.OnDelete != "c" {
+	if a := action[c.OnDelete]; a != "" && c.OnDelete != "c" && (len(c.DeleteSets) == 0 || slices.Contains(c.DeleteSets, t.KeyContext)) {
 		what = append(what, "ON DELETE "+a)
 	}
 	if len(what) == 0 {

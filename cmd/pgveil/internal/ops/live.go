@@ -44,6 +44,9 @@ type liveConstraint struct {
 	// confupdtype, confdeltype: a no action, r restrict, c cascade, n set
 	// null, d set default), and References the table it references.
 	OnUpdate, OnDelete, References string
+	// DeleteSets are the columns ON DELETE SET NULL/DEFAULT (cols) sets
+	// (PostgreSQL 15+); none: all of Columns.
+	DeleteSets []string
 }
 
 // liveCol is one column of a liveTable.
@@ -114,14 +117,18 @@ const liveConstraintsQuery = `
 SELECT c.conrelid, c.conname, c.contype::text,
        ARRAY(SELECT a.attname FROM unnest(c.conkey) AS k(attnum)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum),
-       c.confupdtype::text, c.confdeltype::text, coalesce(c.confrelid::regclass::text, '')
+       c.confupdtype::text, c.confdeltype::text, coalesce(c.confrelid::regclass::text, ''),
+       ARRAY(SELECT a.attname FROM pg_catalog.jsonb_array_elements_text(
+               CASE pg_catalog.jsonb_typeof(pg_catalog.to_jsonb(c)->'confdelsetcols') -- PostgreSQL 15+
+               WHEN 'array' THEN pg_catalog.to_jsonb(c)->'confdelsetcols' ELSE '[]' END) AS k(attnum)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum::int2)
 FROM pg_catalog.pg_constraint c
 WHERE c.conrelid = ANY($1::oid[]) AND c.contype IN ('c', 'f')
 UNION ALL
 SELECT c.confrelid, c.conname, 'F',
        ARRAY(SELECT a.attname FROM unnest(c.confkey) AS k(attnum)
              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.attnum),
-       c.confupdtype::text, c.confdeltype::text, c.confrelid::regclass::text
+       c.confupdtype::text, c.confdeltype::text, c.confrelid::regclass::text, '{}'::pg_catalog.name[]
 FROM pg_catalog.pg_constraint c
 WHERE c.confrelid = ANY($1::oid[]) AND c.contype = 'f'
 ORDER BY 1, 2`
@@ -212,7 +219,7 @@ func loadLive(ctx context.Context, pool *pgxpool.Pool, tables []*policy.Table) (
 	for rows.Next() {
 		var rel uint32
 		var c liveConstraint
-		if err := rows.Scan(&rel, &c.Name, &c.Kind, &c.Columns, &c.OnUpdate, &c.OnDelete, &c.References); err != nil {
+		if err := rows.Scan(&rel, &c.Name, &c.Kind, &c.Columns, &c.OnUpdate, &c.OnDelete, &c.References, &c.DeleteSets); err != nil {
 			rows.Close()
 			return nil, err
 		}
