@@ -289,7 +289,7 @@ func (a *analyzer) assignParams() {
 		n, ok := numbers[k]
 		if !ok {
 			kept := params[u.number-1].Action != Pass || params[u.number-1].Column != nil
-			if !kept && a.paramCount[u.number] == replaced[u.number] {
+			if !kept && a.paramCount[u.number] == replaced[u.number]+a.dropped[u.number] {
 				n = int(u.number)
 				params[n-1] = Param{Client: n - 1, Action: u.action, Column: u.col, Tenant: u.tenant}
 			} else {

@@ -90,7 +90,11 @@ func (a *analyzer) insertColumns(ins *pg.InsertStmt, t *policy.Table) ([]insCol,
 	var cols []insCol
 	listed := map[string]bool{}
 	for _, n := range ins.Cols {
-		listed[n.GetResTarget().GetName()] = true
+		rt := n.GetResTarget()
+		if t != nil && listed[rt.GetName()] && (t.Column(rt.Name) != nil || t.BlindIndexColumn(rt.Name) != nil) {
+			return nil, errorf("42701", "column %s of configured table %s is specified more than once", quoteIdent(rt.Name), t.QualifiedName()).at(a.sql, rt.Location)
+		}
+		listed[rt.GetName()] = true
 	}
 	for _, n := range ins.Cols {
 		rt := n.GetResTarget()

@@ -420,7 +420,14 @@ func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom 
 	own := clientIndexes{}
 	if t != nil {
 		set := map[string]bool{}
+		seen := map[string]bool{}
 		for _, n := range list {
+			if rt := n.GetResTarget(); rt != nil {
+				if seen[rt.Name] && (t.Column(rt.Name) != nil || t.BlindIndexColumn(rt.Name) != nil) {
+					return errorf("42701", "column %s of configured table %s is assigned more than once", quoteIdent(rt.Name), t.QualifiedName()).at(a.sql, rt.Location)
+				}
+				seen[rt.Name] = true
+			}
 			if rt := n.GetResTarget(); rt != nil && rt.Val.GetMultiAssignRef() == nil && len(rt.Indirection) == 0 {
 				set[rt.Name] = true
 			}
