@@ -190,7 +190,7 @@ func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *sc
 			"compare unencrypted columns (such as the primary key) in the WHEN conditions").at(a.sql, c.loc)
 	}
 	for _, cond := range c.conds {
-		if loc, ok := noCalls(cond); !ok {
+		if loc, ok := a.noCallsThrough(cond); !ok {
 			return unsupported(enc, "a CASE condition that calls a function, samples or skips rows (the blind index's copy evaluates it again), written to a column with a blind index,",
 				"compare columns with parameters or literals (such as the primary key) in the WHEN conditions").at(a.sql, loc)
 		}
@@ -288,6 +288,42 @@ func (a *analyzer) endAfter(from int) (int, bool) {
 			return 0, false
 		}
 	}
+}
+
+// noCallsThrough is noCalls over a condition and the statement's CTEs it
+// reads, at any depth: PostgreSQL may inline a CTE into both the value's
+// CASE and the blind index's copy.
+func (a *analyzer) noCallsThrough(cond *pg.Node) (int32, bool) {
+	if loc, ok := noCalls(cond); !ok {
+		return loc, false
+	}
+	seen := map[string]bool{}
+	queue := []*pg.Node{cond}
+	for len(queue) > 0 {
+		n := queue[0]
+		queue = queue[1:]
+		walkAll(n, func(x *pg.Node) bool {
+			rv := x.GetRangeVar()
+			if rv == nil || rv.Schemaname != "" || seen[rv.Relname] {
+				return true
+			}
+			for _, c := range a.withCTEs {
+				if cte := c.GetCommonTableExpr(); cte != nil && cte.Ctename == rv.Relname {
+					seen[rv.Relname] = true
+					queue = append(queue, cte.Ctequery)
+				}
+			}
+			return true
+		})
+	}
+	for _, c := range a.withCTEs {
+		if cte := c.GetCommonTableExpr(); cte != nil && seen[cte.Ctename] {
+			if _, ok := noCalls(cte.Ctequery); !ok {
+				return cte.Location, false
+			}
+		}
+	}
+	return 0, true
 }
 
 // noCalls reports whether a condition can give one answer twice: it calls

@@ -22,6 +22,7 @@ func (a *analyzer) insertStmt(ins *pg.InsertStmt, sc *scope, mode queryMode) (*q
 		}
 		defer pop()
 	}
+	a.withCTEs = ins.WithClause.GetCtes()
 	ref, err := a.resolveTable(ins.Relation)
 	if err != nil {
 		return nil, err

@@ -53,6 +53,7 @@ func (a *analyzer) updateStmt(up *pg.UpdateStmt, sc *scope, mode queryMode) (*qu
 		where = "as a parameter or a literal in SET (" + t.KeyContext + " = $n), not an expression: the row's tenant after the UPDATE selects the key"
 	}
 	a.resealed = nil // this UPDATE's writes, not a CTE's
+	a.withCTEs = up.WithClause.GetCtes()
 	if err := a.setList(up.TargetList, t, level, len(up.FromClause) > 0, tenant, have, nil, where); err != nil {
 		return nil, err
 	}
@@ -424,7 +425,7 @@ func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom 
 		for _, n := range list {
 			if rt := n.GetResTarget(); rt != nil {
 				if seen[rt.Name] && (t.Column(rt.Name) != nil || t.BlindIndexColumn(rt.Name) != nil) {
-					return errorf("42701", "column %s of configured table %s is assigned more than once", quoteIdent(rt.Name), t.QualifiedName()).at(a.sql, rt.Location)
+					return errorf(CodeSyntaxError, "multiple assignments to same column %q of configured table %s", rt.Name, t.QualifiedName()).at(a.sql, rt.Location)
 				}
 				seen[rt.Name] = true
 			}

@@ -1,7 +1,6 @@
 package rewrite
 
 import (
-	"regexp"
 	"slices"
 	"strings"
 
@@ -450,13 +449,116 @@ func (a *analyzer) strictExpr(t *policy.Table, n *pg.Node, what string) *Error {
 	return a.expr(n, &scope{rels: []*rel{r}}, what)
 }
 
-// updatesColumn reports whether the lower-cased code b has a statement
-// UPDATE [ONLY] [schema.]table [alias] SET … col (a textual test: one
-// statement, up to ";", the table and the column as whole words).
-func updatesColumn(b string, t *policy.Table, col string) bool {
-	word := func(s string) string { return `"?` + regexp.QuoteMeta(strings.ToLower(s)) + `"?` }
-	re := regexp.MustCompile(`\bupdate\s+(only\s+)?(` + word(t.Schema) + `\s*\.\s*)?` + word(t.Name) + `[^a-z0-9_$][^;]*?\bset\b[^;]*?(^|[^a-z0-9_$])` + word(col) + `($|[^a-z0-9_$])`)
-	return re.MatchString(b)
+// bodyWords splits code into the planner's words (Words), followed by the
+// words of each string constant's value, as EXECUTE would run it (two
+// levels deep). complete is false when the lexer cannot finish.
+func bodyWords(code string, depth int) (words []Word, complete bool) {
+	ws, err := Words(code)
+	complete = err == nil
+	if depth >= 2 {
+		return ws, complete
+	}
+	l := lexer{s: code}
+	for t := l.next(); t.kind != tEOF && t.kind != tError; t = l.next() {
+		if t.kind != tString {
+			continue
+		}
+		if v, _, err := LiteralValue(code, Literal{Start: t.start, End: t.end}); err == nil {
+			inner, ok := bodyWords(string(v), depth+1)
+			ws = append(append(ws, Word{Kind: WordOther, Text: ";"}), inner...)
+			complete = complete && ok
+		}
+	}
+	return ws, complete
+}
+
+// updatesColumn reports whether code, split into the planner's words
+// (comments and strings gone, names as PostgreSQL resolves them), has a
+// statement UPDATE [ONLY] [schema.]name [[AS] alias] SET … whose SET list
+// assigns col, or any column when col is "". A name the words cannot
+// decode (U&"…") counts as a match; so does source the lexer cannot
+// finish.
+func updatesColumn(ws []Word, complete bool, schema, name, col string) bool {
+	if !complete {
+		return true
+	}
+	skip := 0 // words a scan read already: the scans stay linear
+	is := func(w Word, s string) bool { return w.Kind == WordName && (w.Text == s || w.Text == "") }
+	kw := func(w Word, s string) bool { return w.Kind == WordName && !w.Quoted && w.Text == s }
+	punct := func(w Word, s string) bool { return w.Kind == WordOther && w.Text == s }
+	assigns := func(m int) bool { return m < len(ws) && ws[m].Kind == WordOther && strings.HasPrefix(ws[m].Text, "=") }
+stmts:
+	for i := range ws {
+		if i < skip || !kw(ws[i], "update") {
+			continue
+		}
+		j := i + 1
+		if j < len(ws) && kw(ws[j], "only") {
+			j++
+		}
+		if j+2 < len(ws) && punct(ws[j+1], ".") {
+			if !is(ws[j], schema) {
+				continue
+			}
+			j += 2
+		}
+		if j >= len(ws) || !is(ws[j], name) {
+			continue
+		}
+		k, depth := j+1, 0
+		for ; k < len(ws); k++ {
+			switch {
+			case punct(ws[k], "("):
+				depth++
+			case punct(ws[k], ")"):
+				depth--
+			case depth == 0 && punct(ws[k], ";"):
+				skip = k
+				continue stmts
+			}
+			if depth == 0 && kw(ws[k], "set") {
+				break
+			}
+		}
+		if k >= len(ws) {
+			return false // no SET after this point
+		}
+		if col == "" {
+			return true
+		}
+		// The SET list, up to WHERE, FROM, RETURNING or the statement's
+		// end: col = …, col[…] = …, col.field = …, or (…, col, …) = ….
+		depth, open := 0, -1
+		for m := k + 1; m < len(ws); m++ {
+			skip = m
+			w := ws[m]
+			target := m == k+1 || punct(ws[m-1], ",") || depth == 0 && kw(ws[m-1], "set")
+			switch {
+			case punct(w, "("):
+				if depth == 0 && target {
+					open = m
+				}
+				depth++
+			case punct(w, ")"):
+				depth--
+				if depth == 0 && open >= 0 && assigns(m+1) {
+					for _, g := range ws[open+1 : m] {
+						if is(g, col) {
+							return true
+						}
+					}
+				}
+				if depth == 0 {
+					open = -1
+				}
+			case depth == 0 && (punct(w, ";") || kw(w, "where") || kw(w, "from") || kw(w, "returning")):
+				continue stmts
+			case depth == 0 && target && is(w, col) && (assigns(m+1) || punct(ws[m+1], "[") || punct(ws[m+1], ".")):
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // body refuses a function or DO body that names a configured table and one
@@ -472,6 +574,26 @@ func (a *analyzer) body(arg *pg.Node, what string) *Error {
 		return true
 	})
 	b := strings.ToLower(strings.Join(text, "\n"))
+	// A row moved to another tenant keeps values sealed under its old
+	// tenant's key (docs/SQL.md, "Tenant moves"): an UPDATE that sets the
+	// key_context, or any UPDATE through a view over it.
+	words, complete := bodyWords(strings.Join(text, "\n"), 0)
+	for _, t := range a.cfg.Tables {
+		if t.KeyContext != "" && updatesColumn(words, complete, t.Schema, t.Name, t.KeyContext) {
+			return tableErr(CodeFeatureNotSupported, t, "keep writes to configured tables in the application",
+				"%s with an UPDATE of configured table %s that sets its key_context %s is not supported: a row moved to another tenant would keep values sealed under its old tenant's key", what, t.QualifiedName(), t.KeyContext)
+		}
+	}
+	if a.cat != nil {
+		for k, reads := range a.cat.TenantViews {
+			dot := strings.IndexByte(k, '.')
+			if updatesColumn(words, complete, k[:dot], k[dot+1:], "") {
+				e := errorf(CodeFeatureNotSupported, "%s with an UPDATE of view %s, which reads the tenant column of configured table %s, is not supported: it could move rows to another tenant, whose key does not open the values they keep", what, k, reads)
+				e.Hint = "keep writes to configured tables in the application"
+				return e
+			}
+		}
+	}
 	if a.cat != nil {
 		for _, v := range a.cat.Guarded {
 			if containsWord(b, strings.ToLower(v.Name)) {
@@ -493,12 +615,6 @@ func (a *analyzer) body(arg *pg.Node, what string) *Error {
 			if strings.Contains(b, strings.ToLower(c.Name)) || mentionsIndex(b, c) {
 				return unsupported(c, what+" naming the column", "keep logic on encrypted columns in the application; code inside the database sees only ciphertext and would store plaintext unencrypted")
 			}
-		}
-		// A row moved to another tenant keeps values sealed under its old
-		// tenant's key (docs/SQL.md, "Tenant moves").
-		if t.KeyContext != "" && updatesColumn(b, t, t.KeyContext) {
-			return tableErr(CodeFeatureNotSupported, t, "keep writes to configured tables in the application",
-				"%s that names configured table %s, its key_context %s and UPDATE is not supported: a row moved to another tenant would keep values sealed under its old tenant's key", what, t.QualifiedName(), t.KeyContext)
 		}
 		// An INSERT needs no column names to write every column.
 		for _, w := range []string{"insert", "copy", "merge"} {
