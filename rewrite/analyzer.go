@@ -118,9 +118,6 @@ type analyzer struct {
 	// the text before it (finish numbers it).
 	lookupUsed  bool
 	lookupGuard *edit
-	// withCTEs are the WITH list of the INSERT or UPDATE being planned, for the
-	// checks of CASE conditions (noCalls).
-	withCTEs []*pg.Node
 	// resealed: encrypted columns an UPDATE's SET writes with new values
 	// (not keeping the row's own, sealed under its tenant).
 	resealed map[*policy.Column]bool

@@ -290,38 +290,30 @@ func (a *analyzer) endAfter(from int) (int, bool) {
 	}
 }
 
-// noCallsThrough is noCalls over a condition and the statement's CTEs it
-// reads, at any depth: PostgreSQL may inline a CTE into both the value's
-// CASE and the blind index's copy.
+// noCallsThrough is noCalls over a condition and the CTEs in scope it
+// reads, at any depth (a sibling's too): PostgreSQL may inline a CTE into
+// both the value's CASE and the blind index's copy. A MATERIALIZED one
+// runs once, and both read its rows.
 func (a *analyzer) noCallsThrough(cond *pg.Node) (int32, bool) {
-	if loc, ok := noCalls(cond); !ok {
-		return loc, false
-	}
 	seen := map[string]bool{}
 	queue := []*pg.Node{cond}
 	for len(queue) > 0 {
 		n := queue[0]
 		queue = queue[1:]
+		if loc, ok := noCalls(n); !ok {
+			return loc, false
+		}
 		walkAll(n, func(x *pg.Node) bool {
 			rv := x.GetRangeVar()
 			if rv == nil || rv.Schemaname != "" || seen[rv.Relname] {
 				return true
 			}
-			for _, c := range a.withCTEs {
-				if cte := c.GetCommonTableExpr(); cte != nil && cte.Ctename == rv.Relname {
-					seen[rv.Relname] = true
-					queue = append(queue, cte.Ctequery)
-				}
+			seen[rv.Relname] = true
+			if d := a.ctes.def(rv.Relname); d != nil && d.Ctematerialized != pg.CTEMaterialize_CTEMaterializeAlways {
+				queue = append(queue, d.Ctequery)
 			}
 			return true
 		})
-	}
-	for _, c := range a.withCTEs {
-		if cte := c.GetCommonTableExpr(); cte != nil && seen[cte.Ctename] {
-			if _, ok := noCalls(cte.Ctequery); !ok {
-				return cte.Location, false
-			}
-		}
 	}
 	return 0, true
 }

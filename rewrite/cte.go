@@ -8,7 +8,18 @@ import (
 // outer ones, and a CTE shadows a table of the same (unqualified) name.
 type cteScope struct {
 	ctes   map[string]*queryResult
+	defs   map[string]*pg.CommonTableExpr // the CTEs' definitions, for noCallsThrough
 	parent *cteScope
+}
+
+// def is the definition of the CTE name in scope, or nil.
+func (c *cteScope) def(name string) *pg.CommonTableExpr {
+	for s := c; s != nil; s = s.parent {
+		if d, ok := s.defs[name]; ok {
+			return d
+		}
+	}
+	return nil
 }
 
 func (c *cteScope) find(name string) *queryResult {
@@ -24,7 +35,7 @@ func (c *cteScope) find(name string) *queryResult {
 // returned pop is called. A recursive CTE is defined by its first branch
 // before its recursive branch is planned.
 func (a *analyzer) withClause(w *pg.WithClause, sc *scope) (pop func(), err *Error) {
-	cs := &cteScope{ctes: map[string]*queryResult{}, parent: a.ctes}
+	cs := &cteScope{ctes: map[string]*queryResult{}, defs: map[string]*pg.CommonTableExpr{}, parent: a.ctes}
 	a.ctes = cs
 	pop = func() { a.ctes = cs.parent }
 	for _, n := range w.Ctes {
@@ -32,6 +43,7 @@ func (a *analyzer) withClause(w *pg.WithClause, sc *scope) (pop func(), err *Err
 		if cte == nil {
 			continue
 		}
+		cs.defs[cte.Ctename] = cte
 		var res *queryResult
 		sel := cte.Ctequery.GetSelectStmt()
 		if w.Recursive && sel != nil && sel.Op != pg.SetOperation_SETOP_NONE && sel.Op != pg.SetOperation_SET_OPERATION_UNDEFINED {

@@ -238,7 +238,8 @@ func (a *analyzer) opaque(n *pg.Node, sc *scope, what string) *Error {
 		// walk does not reach it as a RangeVar. It is never a CTE's name,
 		// so it is pinned too: such bodies bind their names when created.
 		if rv := dmlTarget(c); rv != nil && err == nil {
-			if c.GetUpdateStmt() != nil || c.GetMergeStmt() != nil {
+			if oc := c.GetInsertStmt().GetOnConflictClause(); c.GetUpdateStmt() != nil || c.GetMergeStmt() != nil ||
+				oc != nil && oc.Action == pg.OnConflictAction_ONCONFLICT_UPDATE {
 				if err = a.tenantView(rv, "an UPDATE in "+what); err != nil {
 					return false
 				}

@@ -22,7 +22,11 @@ func (a *analyzer) insertStmt(ins *pg.InsertStmt, sc *scope, mode queryMode) (*q
 		}
 		defer pop()
 	}
-	a.withCTEs = ins.WithClause.GetCtes()
+	if oc := ins.OnConflictClause; oc != nil && oc.Action == pg.OnConflictAction_ONCONFLICT_UPDATE {
+		if err := a.tenantView(ins.Relation, "INSERT … ON CONFLICT DO UPDATE"); err != nil {
+			return nil, err
+		}
+	}
 	ref, err := a.resolveTable(ins.Relation)
 	if err != nil {
 		return nil, err

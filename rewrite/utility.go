@@ -156,7 +156,7 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 		cf := n.GetCreateFunctionStmt()
 		for _, o := range cf.Options {
 			if d := o.GetDefElem(); d != nil && d.Defname == "as" {
-				if err := a.body(d.Arg, "a function body"); err != nil {
+				if err := a.body(d.Arg, "a function body", language(cf.Options, "sql")); err != nil {
 					if names(cf.Funcname) == "pg_temp.testfunc" {
 						// Sequelize's findOrCreate wraps its INSERT so.
 						err.Hint += "; Sequelize's findOrCreate sends its INSERT this way: use findCreateFind"
@@ -179,7 +179,7 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 						return err
 					}
 				}
-				return a.body(d.Arg, "a DO block")
+				return a.body(d.Arg, "a DO block", language(n.GetDoStmt().Args, "plpgsql"))
 			}
 		}
 	case n.GetCreateSchemaStmt() != nil:
@@ -450,8 +450,9 @@ func (a *analyzer) strictExpr(t *policy.Table, n *pg.Node, what string) *Error {
 }
 
 // bodyWords splits code into the planner's words (Words), followed by the
-// words of each string constant's value, as EXECUTE would run it (two
-// levels deep). complete is false when the lexer cannot finish.
+// words of each string constant's value (two levels deep), each set apart
+// by ";". A string whose value does not lex is left out. complete is false
+// when code itself does not lex.
 func bodyWords(code string, depth int) (words []Word, complete bool) {
 	ws, err := Words(code)
 	complete = err == nil
@@ -464,29 +465,25 @@ func bodyWords(code string, depth int) (words []Word, complete bool) {
 			continue
 		}
 		if v, _, err := LiteralValue(code, Literal{Start: t.start, End: t.end}); err == nil {
-			inner, ok := bodyWords(string(v), depth+1)
-			ws = append(append(ws, Word{Kind: WordOther, Text: ";"}), inner...)
-			complete = complete && ok
+			if inner, ok := bodyWords(string(v), depth+1); ok {
+				ws = append(append(ws, Word{Kind: WordOther, Text: ";"}), inner...)
+			}
 		}
 	}
 	return ws, complete
 }
 
-// updatesColumn reports whether code, split into the planner's words
-// (comments and strings gone, names as PostgreSQL resolves them), has a
-// statement UPDATE [ONLY] [schema.]name [[AS] alias] SET … whose SET list
+// updatesColumn reports whether the words of some code have a statement
+// UPDATE [ONLY] [(][[db.]schema.]name[)] [[AS] alias] SET … whose SET list
 // assigns col, or any column when col is "". A name the words cannot
-// decode (U&"…") counts as a match; so does source the lexer cannot
-// finish.
-func updatesColumn(ws []Word, complete bool, schema, name, col string) bool {
-	if !complete {
-		return true
-	}
-	skip := 0 // words a scan read already: the scans stay linear
+// decode (U&"…") counts as a match. It reads each word a bounded number
+// of times (linear in the code).
+func updatesColumn(ws []Word, schema, name, col string) bool {
 	is := func(w Word, s string) bool { return w.Kind == WordName && (w.Text == s || w.Text == "") }
 	kw := func(w Word, s string) bool { return w.Kind == WordName && !w.Quoted && w.Text == s }
-	punct := func(w Word, s string) bool { return w.Kind == WordOther && w.Text == s }
+	punct := func(m int, s string) bool { return m < len(ws) && ws[m].Kind == WordOther && ws[m].Text == s }
 	assigns := func(m int) bool { return m < len(ws) && ws[m].Kind == WordOther && strings.HasPrefix(ws[m].Text, "=") }
+	skip := 0
 stmts:
 	for i := range ws {
 		if i < skip || !kw(ws[i], "update") {
@@ -496,51 +493,77 @@ stmts:
 		if j < len(ws) && kw(ws[j], "only") {
 			j++
 		}
-		if j+2 < len(ws) && punct(ws[j+1], ".") {
-			if !is(ws[j], schema) {
-				continue
+		paren := punct(j, "(")
+		if paren {
+			j++
+		}
+		var parts []Word // [[db.]schema.]name
+		for j < len(ws) && ws[j].Kind == WordName {
+			parts = append(parts, ws[j])
+			if !punct(j+1, ".") {
+				break
 			}
 			j += 2
 		}
-		if j >= len(ws) || !is(ws[j], name) {
+		n := len(parts)
+		if n == 0 || n > 3 || !is(parts[n-1], name) || n > 1 && !is(parts[n-2], schema) {
 			continue
 		}
-		k, depth := j+1, 0
+		j++
+		if paren && punct(j, ")") {
+			j++
+		}
+		// SET, before the statement ends (";" at any depth: only strings,
+		// gone, could hold one inside parentheses).
+		k, depth := j, 0
 		for ; k < len(ws); k++ {
 			switch {
-			case punct(ws[k], "("):
-				depth++
-			case punct(ws[k], ")"):
-				depth--
-			case depth == 0 && punct(ws[k], ";"):
+			case punct(k, ";"):
 				skip = k
 				continue stmts
+			case punct(k, "("):
+				depth++
+			case punct(k, ")"):
+				if depth--; depth < 0 {
+					skip = k
+					continue stmts
+				}
+			case depth == 0 && kw(ws[k], "set"):
+			default:
+				continue
 			}
 			if depth == 0 && kw(ws[k], "set") {
 				break
 			}
 		}
 		if k >= len(ws) {
-			return false // no SET after this point
+			skip = len(ws)
+			continue
 		}
 		if col == "" {
 			return true
 		}
-		// The SET list, up to WHERE, FROM, RETURNING or the statement's
-		// end: col = …, col[…] = …, col.field = …, or (…, col, …) = ….
+		// The SET list, up to WHERE, RETURNING, FROM (not IS [NOT]
+		// DISTINCT FROM) or the statement's end: col = …, col[…] = …,
+		// col.field = …, or (…, col, …) = ….
 		depth, open := 0, -1
 		for m := k + 1; m < len(ws); m++ {
 			skip = m
 			w := ws[m]
-			target := m == k+1 || punct(ws[m-1], ",") || depth == 0 && kw(ws[m-1], "set")
+			target := depth == 0 && (punct(m-1, ",") || kw(ws[m-1], "set"))
 			switch {
-			case punct(w, "("):
-				if depth == 0 && target {
+			case punct(m, ";"):
+				continue stmts
+			case punct(m, "("):
+				if target {
 					open = m
 				}
 				depth++
-			case punct(w, ")"):
+			case punct(m, ")"):
 				depth--
+				if depth < 0 {
+					continue stmts
+				}
 				if depth == 0 && open >= 0 && assigns(m+1) {
 					for _, g := range ws[open+1 : m] {
 						if is(g, col) {
@@ -551,9 +574,9 @@ stmts:
 				if depth == 0 {
 					open = -1
 				}
-			case depth == 0 && (punct(w, ";") || kw(w, "where") || kw(w, "from") || kw(w, "returning")):
+			case depth == 0 && (kw(w, "where") || kw(w, "returning") || kw(w, "from") && !kw(ws[m-1], "distinct")):
 				continue stmts
-			case depth == 0 && target && is(w, col) && (assigns(m+1) || punct(ws[m+1], "[") || punct(ws[m+1], ".")):
+			case target && is(w, col) && (assigns(m+1) || punct(m+1, "[") || punct(m+1, ".")):
 				return true
 			}
 		}
@@ -561,11 +584,24 @@ stmts:
 	return false
 }
 
+// language is the LANGUAGE among a function's or DO block's options, in
+// lower case, or def.
+func language(opts []*pg.Node, def string) string {
+	for _, o := range opts {
+		if d := o.GetDefElem(); d != nil && d.Defname == "language" {
+			if s, ok := str(d.Arg); ok {
+				return strings.ToLower(s)
+			}
+		}
+	}
+	return def
+}
+
 // body refuses a function or DO body that names a configured table and one
 // of its encrypted or blind-index columns: such code runs inside the server
 // on values pgveil never sees. The test is textual (PL/pgSQL is not parsed),
 // so it errs towards refusing.
-func (a *analyzer) body(arg *pg.Node, what string) *Error {
+func (a *analyzer) body(arg *pg.Node, what, lang string) *Error {
 	var text []string
 	walkAll(arg, func(c *pg.Node) bool {
 		if s, ok := str(c); ok {
@@ -575,20 +611,42 @@ func (a *analyzer) body(arg *pg.Node, what string) *Error {
 	})
 	b := strings.ToLower(strings.Join(text, "\n"))
 	// A row moved to another tenant keeps values sealed under its old
-	// tenant's key (docs/SQL.md, "Tenant moves"): an UPDATE that sets the
-	// key_context, or any UPDATE through a view over it.
+	// tenant's key (docs/SQL.md, "Tenant moves"). Code pgveil can read
+	// (SQL or PL/pgSQL that builds no statement: no EXECUTE, format or
+	// quote_*) is read statement by statement: an UPDATE that sets the
+	// key_context, or any UPDATE of a view over it. Other code, and
+	// MERGE or INSERT … ON CONFLICT in any code, is refused when it names
+	// the table (or view), the key_context and such a write.
 	words, complete := bodyWords(strings.Join(text, "\n"), 0)
+	names := map[string]bool{}
+	for _, w := range words {
+		if w.Kind == WordName {
+			names[w.Text] = true
+		}
+	}
+	// A name in the code: as a word of it or of a string in it, or
+	// anything when it spells names with Unicode escapes.
+	has := func(s string) bool { return names[s] || containsWord(b, s) || strings.Contains(b, "u&") }
+	readable := complete && (lang == "sql" || lang == "plpgsql") &&
+		!has("execute") && !has("format") && !strings.Contains(b, "quote_")
+	writes := has("update") || has("merge") || has("conflict")
+	upserts := has("merge") || has("conflict")
 	for _, t := range a.cfg.Tables {
-		if t.KeyContext != "" && updatesColumn(words, complete, t.Schema, t.Name, t.KeyContext) {
+		if t.KeyContext == "" {
+			continue
+		}
+		named := has(strings.ToLower(t.Name)) && has(strings.ToLower(t.KeyContext))
+		if named && (upserts || !readable && writes) || readable && updatesColumn(words, t.Schema, t.Name, t.KeyContext) {
 			return tableErr(CodeFeatureNotSupported, t, "keep writes to configured tables in the application",
-				"%s with an UPDATE of configured table %s that sets its key_context %s is not supported: a row moved to another tenant would keep values sealed under its old tenant's key", what, t.QualifiedName(), t.KeyContext)
+				"%s that may set the key_context %s of configured table %s is not supported: a row moved to another tenant would keep values sealed under its old tenant's key", what, t.KeyContext, t.QualifiedName())
 		}
 	}
 	if a.cat != nil {
 		for k, reads := range a.cat.TenantViews {
 			dot := strings.IndexByte(k, '.')
-			if updatesColumn(words, complete, k[:dot], k[dot+1:], "") {
-				e := errorf(CodeFeatureNotSupported, "%s with an UPDATE of view %s, which reads the tenant column of configured table %s, is not supported: it could move rows to another tenant, whose key does not open the values they keep", what, k, reads)
+			named := has(strings.ToLower(k[dot+1:]))
+			if named && (upserts || !readable && writes) || readable && updatesColumn(words, k[:dot], k[dot+1:], "") {
+				e := errorf(CodeFeatureNotSupported, "%s that may write view %s, which reads the tenant column of configured table %s, is not supported: it could move rows to another tenant, whose key does not open the values they keep", what, k, reads)
 				e.Hint = "keep writes to configured tables in the application"
 				return e
 			}
