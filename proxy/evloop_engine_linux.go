@@ -109,7 +109,7 @@ func (s *session) needsDecode(typ byte, cur *pending) bool {
 		m := s.rowMap(*cur)
 		return m != nil && m.work
 	case 'C', 'I', 's':
-		return true // the end of a result (curMap) or of DDL (a catalog reload)
+		return true // the end of a result (curMap) or of DDL (a catalog reload at its ReadyForQuery)
 	}
 	return false
 }

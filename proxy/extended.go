@@ -210,18 +210,10 @@ func (s *session) decodeBackend(typ byte, ev backendEvent) error {
 		}
 		s.declaredBy(done, cur.seq)
 		if done != nil && done.Kind == rewrite.KindDDL {
-			// Every session plans with the new schema from now: reload the
-			// shared snapshot in the background; this session's next plan
-			// waits for it (refreshCatalogIfNeeded).
-			at := time.Now()
-			s.ddlDone.Store(at.UnixNano())
-			go func() {
-				// Bounded: the reload must not wait for ever on a lock
-				// that a session's open transaction holds.
-				ctx, cancel := context.WithTimeout(context.Background(), catalogRefreshTimeout)
-				defer cancel()
-				s.eng.refreshCatalog(ctx, at)
-			}()
+			// The server commits the DDL after this CommandComplete (at the
+			// end of the implicit transaction, or at COMMIT): the reload
+			// waits for the ReadyForQuery that says so.
+			s.ddlPending = true
 		}
 		return s.sr.forwardBody(s.cw)
 	case 'H', 'd', 'c', 'G':
@@ -230,6 +222,22 @@ func (s *session) decodeBackend(typ byte, ev backendEvent) error {
 		s.curMap = nil
 	}
 	return s.sr.forwardBody(s.cw)
+}
+
+// ddlCommitted makes every session plan with the new schema from now: it
+// reloads the shared snapshot in the background, and this session's next
+// plan waits for it (refreshCatalogIfNeeded). It runs before the client
+// has the ReadyForQuery, so the client's next message sees it.
+func (s *session) ddlCommitted() {
+	at := time.Now()
+	s.ddlDone.Store(at.UnixNano())
+	go func() {
+		// Bounded: the reload must not wait for ever on a lock that a
+		// session's open transaction holds.
+		ctx, cancel := context.WithTimeout(context.Background(), catalogRefreshTimeout)
+		defer cancel()
+		s.eng.refreshCatalog(ctx, at)
+	}()
 }
 
 // decodeRowDescription maps a result set (or a description) and sends the

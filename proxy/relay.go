@@ -340,6 +340,12 @@ func (s *session) serverToClient() error {
 // are cleaned or dropped, errors are counted and a FATAL noted. It reports
 // that the session has just become idle while pgveil drains.
 func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drainNow bool) {
+	if typ == 'Z' && s.ddlPending && len(body) == 1 && body[0] == 'I' {
+		// The DDL committed (or rolled back): before the client has this
+		// ReadyForQuery.
+		s.ddlPending = false
+		s.ddlCommitted()
+	}
 	ev := s.t.onBackend(typ, body)
 	s.srv.metrics.upstreamDone(ev)
 	if ev.cur.pathSync {

@@ -246,8 +246,13 @@ var errNotSettled = errors.New("pgveil: the catalog was not read after DDL")
 
 // settleDDL ends planning by name after DDL, before sql is planned, once
 // the server owes the client nothing and no transaction is open.
+//
+// Any statement waits, not only one that names a configured table as the
+// old snapshot knows them: the DDL may have made a name one pgveil must
+// see (a view over a tenant column, Catalog.TenantViews). It is one
+// reload per DDL.
 func (s *session) settleDDL(sql string) error {
-	if !s.ddlUnsettled || !s.eng.planner.MayReference(sql) {
+	if !s.ddlUnsettled {
 		return nil
 	}
 	if rest, status := s.t.atRest(); !rest || status != 'I' {

@@ -148,15 +148,18 @@ type session struct {
 	backslash atomic.Bool  // standard_conforming_strings is off
 	nonUTF8   atomic.Bool  // client_encoding is not UTF8
 	ddlDone   atomic.Int64 // unix nanos when DDL last completed
-	curMap    *resultMap   // result set whose rows are arriving
-	rd        rowDescription
-	dr        dataRow
-	pdOIDs    []uint32
-	rowArena  []byte
-	rowSpans  []span
-	copyOut   *copyOut
-	copyVals  [][]byte
-	ptOut     []byte
+	// ddlPending: the server completed DDL this session sent, and has not
+	// yet said (ReadyForQuery 'I') that it committed. The server side's.
+	ddlPending bool
+	curMap     *resultMap // result set whose rows are arriving
+	rd         rowDescription
+	dr         dataRow
+	pdOIDs     []uint32
+	rowArena   []byte
+	rowSpans   []span
+	copyOut    *copyOut
+	copyVals   [][]byte
+	ptOut      []byte
 
 	// connMu guards the hand-over to an event loop, and the assignments of
 	// client and server, against Shutdown's wake and forceClose: onLoop is
