@@ -253,6 +253,12 @@ func (s *session) run() {
 	s.cr.max = s.cfg.Proxy.MaxMessage
 	s.cr.knob = "proxy.max_message"
 	err = s.relay()
+	if s.ddlPending && s.eng != nil {
+		// The session ended between its DDL's CommandComplete and the
+		// ReadyForQuery: the server may have committed it all the same.
+		s.ddlPending = false
+		s.ddlCommitted()
+	}
 	switch {
 	case err == nil:
 		s.log.Debug("session ended")
