@@ -205,7 +205,7 @@ func (s *session) awaitLookup() (lookupReply, error) {
 // lookupOutcome turns an answer into the tenant to use, or a refusal.
 func (s *session) lookupOutcome(lk *rewrite.Lookup, r lookupReply) (*lookupState, *pgError) {
 	t := lk.Table
-	if m := lk.Move; m != nil {
+	if lk.Move != nil {
 		if len(r.tenants) == 0 {
 			s.inc(s.srv.metrics.TenantLookups.WithLabelValues("stays"))
 			return &lookupState{none: true}, nil // nothing is sealed under a looked-up tenant

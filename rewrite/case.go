@@ -3,6 +3,7 @@ package rewrite
 import (
 	"slices"
 	"sort"
+	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
 
@@ -35,7 +36,7 @@ func (a *analyzer) choiceUnder(n *pg.Node) (*choice, *Error) {
 		if ce.Defresult != nil {
 			c.results = append(c.results, ce.Defresult)
 		}
-		c.end = -1 // found from the last result in choiceValue (caseEnd counts labels named end)
+		c.end = -1 // found from the last result (endAfter): a label or field may be named end
 		return c, nil
 	}
 	if ce := n.GetCoalesceExpr(); ce != nil {
@@ -341,8 +342,20 @@ func noCalls(n *pg.Node) (int32, bool) {
 }
 
 // tokenBefore finds the token before pos (comments skipped) when it is the
-// punctuation p.
+// punctuation p. It looks back over white space; only when a comment may
+// stand between does it lex the statement from its start.
 func (a *analyzer) tokenBefore(pos int, p string) (int, bool) {
+	i := pos - 1
+	for i >= a.stmtStart && isSpace(a.sql[i]) {
+		i--
+	}
+	line := strings.LastIndexByte(a.sql[:i+1], '\n') + 1
+	if i < a.stmtStart || a.sql[i] != '/' && !strings.Contains(a.sql[line:i+1], "--") {
+		if i >= a.stmtStart && a.sql[i:i+1] == p {
+			return i, true
+		}
+		return pos, false
+	}
 	l := lexer{s: a.sql[:pos], pos: a.stmtStart, backslash: a.backslash}
 	last := token{kind: tEOF}
 	for t := l.next(); t.kind != tEOF && t.kind != tError; t = l.next() {

@@ -108,14 +108,6 @@ func setsColumn(up *pg.UpdateStmt, name string) bool {
 // tenantLookup records the tenant lookup of an UPDATE (Stmt.Lookup) and
 // adds its guard: WHERE (<condition>) AND <key_context> = <tenant>.
 func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel) *Error {
-	fail := func() *Error {
-		return errorf(CodeInternalError, "cannot locate the clauses of this UPDATE; statement refused").at(a.sql, up.Relation.Location)
-	}
-	relStart := int(up.Relation.Location)
-	relEnd, setEnd, whereStart, whereEnd, ok := a.updateClauses(relStart)
-	if !ok {
-		return fail()
-	}
 	if a.maxParam > 0 {
 		for _, e := range a.edits {
 			if e.slot != nil && e.slot.Tenant.Kind == RefLookup {
@@ -128,17 +120,11 @@ func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel)
 			}
 		}
 	}
-	lk := &Lookup{Table: t, Rel: [2]int{relStart, relEnd}, Where: [2]int{-1, -1},
-		Column: quoteIdent(target.name) + "." + quoteIdent(t.KeyContext), Only: !up.Relation.Inh}
-	guardAt, prefix := setEnd, " WHERE "+lk.Column+" = "
-	if whereStart >= 0 {
-		start, end := whereStart, whereEnd
-		lk.Where = [2]int{start, end}
-		a.edits = append(a.edits, edit{start: start, end: start, text: "(", sub: -2, seq: len(a.edits)})
-		guardAt, prefix = end, ") AND "+lk.Column+" = "
-		lk.Uses = make([]bool, a.maxParam)
-		a.paramsIn(start, end, lk.Uses)
+	lk, guardAt, join, err := a.newLookup(up, t, target)
+	if err != nil {
+		return err
 	}
+	prefix := join + lk.Column + " = "
 	if a.maxParam > 0 {
 		a.lookupGuard = &edit{start: guardAt, end: guardAt, text: prefix, sub: lastSub}
 	} else {
@@ -149,6 +135,28 @@ func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel)
 	a.st.Lookup = lk
 	a.valueDependent = true // the lookup's spans are this text's
 	return nil
+}
+
+// newLookup starts the Lookup of an UPDATE (a tenant lookup or the check of
+// a tenant move): the relation's and the WHERE's spans, the key_context
+// column as the relation names it, and the parameters the WHERE uses. The
+// WHERE is put in parentheses for a guard at guardAt, after join (" WHERE
+// " or ") AND ").
+func (a *analyzer) newLookup(up *pg.UpdateStmt, t *policy.Table, target *rel) (lk *Lookup, guardAt int, join string, err *Error) {
+	relStart := int(up.Relation.Location)
+	relEnd, setEnd, whereStart, whereEnd, ok := a.updateClauses(relStart)
+	if !ok {
+		return nil, 0, "", errorf(CodeInternalError, "cannot locate the clauses of this UPDATE; statement refused").at(a.sql, up.Relation.Location)
+	}
+	lk = &Lookup{Table: t, Rel: [2]int{relStart, relEnd}, Where: [2]int{-1, -1},
+		Column: quoteIdent(target.name) + "." + quoteIdent(t.KeyContext), Only: !up.Relation.Inh, Uses: make([]bool, a.maxParam)}
+	if whereStart < 0 {
+		return lk, setEnd, " WHERE ", nil
+	}
+	lk.Where = [2]int{whereStart, whereEnd}
+	a.paramsIn(whereStart, whereEnd, lk.Uses)
+	a.edits = append(a.edits, edit{start: whereStart, end: whereStart, text: "(", sub: -2, seq: len(a.edits)})
+	return lk, whereEnd, ") AND ", nil
 }
 
 // paramsIn marks in uses the parameters that sql[start:end] references.
@@ -219,27 +227,16 @@ func (a *analyzer) tenantMove(up *pg.UpdateStmt, t *policy.Table, target *rel, s
 			"pgveil cannot check that this UPDATE of %s moves no row with encrypted values (%s) to another tenant (%s): they would no longer open",
 			t.QualifiedName(), strings.Join(names, ", "), t.KeyContext).at(a.sql, loc)
 	}
-	relStart := int(up.Relation.Location)
-	relEnd, setEnd, whereStart, whereEnd, ok := a.updateClauses(relStart)
-	if !ok {
-		return errorf(CodeInternalError, "cannot locate the clauses of this UPDATE; statement refused").at(a.sql, up.Relation.Location)
+	lk, guardAt, join, err := a.newLookup(up, t, target)
+	if err != nil {
+		return err
 	}
-	col := quoteIdent(target.name) + "." + quoteIdent(t.KeyContext)
 	nulls, values := make([]string, len(kept)), make([]string, len(kept))
 	for i, c := range kept {
 		ref := quoteIdent(target.name) + "." + quoteIdent(c.Name)
 		nulls[i], values[i] = ref+" IS NULL", ref+" IS NOT NULL"
 	}
-	lk := &Lookup{Table: t, Rel: [2]int{relStart, relEnd}, Where: [2]int{-1, -1}, Column: col, Only: !up.Relation.Inh,
-		Uses: make([]bool, a.maxParam),
-		Move: &Move{Tenant: [2]int{v.start, v.end}, Kept: strings.Join(values, " OR "), Columns: names}}
-	guardAt, open := setEnd, " WHERE ("
-	if whereStart >= 0 {
-		lk.Where = [2]int{whereStart, whereEnd}
-		a.paramsIn(whereStart, whereEnd, lk.Uses)
-		a.edits = append(a.edits, edit{start: whereStart, end: whereStart, text: "(", sub: -2, seq: len(a.edits)})
-		guardAt, open = whereEnd, ") AND ("
-	}
+	lk.Move = &Move{Tenant: [2]int{v.start, v.end}, Kept: strings.Join(values, " OR "), Columns: names}
 	if v.kind == vParam && int(v.param) <= len(lk.Uses) {
 		lk.Uses[v.param-1] = true
 	}
@@ -249,7 +246,7 @@ func (a *analyzer) tenantMove(up *pg.UpdateStmt, t *policy.Table, target *rel, s
 		sub++
 		a.edits = append(a.edits, e)
 	}
-	add(edit{text: open + col + " = "})
+	add(edit{text: join + "(" + lk.Column + " = "})
 	add(edit{copied: true, from: v.start, to: v.end})
 	add(edit{text: " OR (" + strings.Join(nulls, " AND ") + "))"})
 	a.st.Lookup = lk

@@ -296,19 +296,13 @@ func (a *analyzer) balanceParens(start, end int) (int, int) {
 				open--
 			} else {
 				// An unmatched ")" inside: take in the "(" before start.
-				if s, ok := a.openParenBefore(start); ok {
+				if s, ok := a.tokenBefore(start, "("); ok {
 					start = s
 				}
 			}
 		}
 	}
 	return start, end
-}
-
-// openParenBefore finds the "(" that precedes pos, skipping whitespace and
-// comments.
-func (a *analyzer) openParenBefore(pos int) (int, bool) {
-	return a.tokenBefore(pos, "(")
 }
 
 // typeNameString renders a TypeName for messages ("pg_catalog.int4" → "int4").
