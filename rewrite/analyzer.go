@@ -121,6 +121,9 @@ type analyzer struct {
 	// resealed: encrypted columns an UPDATE's SET writes with new values
 	// (not keeping the row's own, sealed under its tenant).
 	resealed map[*policy.Column]bool
+	// wrap is shared by the statements of a string that may wrap an
+	// INSERT in a temporary function (wrapped.go); nil otherwise.
+	wrap *wrapState
 }
 
 // maxParams is the most parameters a Bind message can carry (an int16 count).

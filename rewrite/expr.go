@@ -119,14 +119,15 @@ func (a *analyzer) bareRef(cr *pg.ColumnRef, sc *scope, what string) *Error {
 		return err
 	}
 	if ref.star {
-		if r := ref.rel; r != nil && r.hasEnc() {
-			for _, c := range r.cols {
-				if c.enc != nil {
-					return unsupported(c.enc, what+" over "+r.name+".*", "select the columns by name").at(a.sql, cr.Location)
-				}
+		if r := ref.rel; r != nil {
+			if e := r.firstEnc(); e != nil {
+				return unsupported(e, what+" over "+r.name+".*", "select the columns by name").at(a.sql, cr.Location)
 			}
 		}
 		return nil
+	}
+	if rc := ref.col(); rc != nil && rc.row != nil {
+		return a.rowRefused(rc, what, cr.Location)
 	}
 	if c := ref.enc(); c != nil {
 		if a.strict != "" {

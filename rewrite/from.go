@@ -39,6 +39,13 @@ func (a *analyzer) fromItem(n *pg.Node, level *scope) ([]*rel, *Error) {
 
 	case n.GetRangeFunction() != nil:
 		rf := n.GetRangeFunction()
+		if r, err := a.wrappedCall(rf); r != nil || err != nil {
+			if err != nil {
+				return nil, err
+			}
+			level.rels = append(level.rels, r)
+			return []*rel{r}, nil
+		}
 		fscope := level.parent
 		if rf.Lateral {
 			fscope = level

@@ -241,6 +241,7 @@ func (p *Planner) planText(sql string, s *Session, cat *Catalog) (plan *Plan, ca
 	plan = &Plan{}
 	cacheable, shapeOK = true, true
 	path := &pathState{schemas: s.SearchPath, unknown: s.PathUnknown}
+	wrap := wrapCandidate(tree.Stmts)
 	if s.PathUnknown {
 		path.schemas = nil
 	}
@@ -253,7 +254,11 @@ func (p *Planner) planText(sql string, s *Session, cat *Catalog) (plan *Plan, ca
 		start, end = trimSpan(sql, start, end)
 		a := newAnalyzer(p, cat, sql, raw, start, end, path, s.BackslashStrings)
 		a.noPins = s.NoPins
+		a.wrap = wrap
 		perr := a.plan(raw.Stmt)
+		if perr == nil && i == 2 && wrap != nil && wrap.fn != nil {
+			a.st.Kind = KindOther // the DROP of the function the string made
+		}
 		if perr == nil {
 			a.unqualifyOverlaid(raw.Stmt)
 			perr = a.finish()

@@ -167,7 +167,9 @@ func (a *analyzer) bindTenants(res *queryResult, appendAt int, cannotAppend func
 		}
 		name := c.src.cols[c.tenant].name
 		ref := quoteIdent(name)
-		if c.src.name != "" {
+		if c.src.rowOf != "" {
+			ref = "(" + c.src.rowOf + ")." + ref
+		} else if c.src.name != "" {
 			ref = quoteIdent(c.src.name) + "." + ref
 		}
 		c.tenantOut = len(res.cols)

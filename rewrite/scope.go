@@ -25,6 +25,10 @@ type relCol struct {
 	// a subquery or CTE passes on without the key_context column: reading
 	// it through that relation is refused (lazily, only if it is read).
 	noTenant bool
+	// row, when set, marks a column whose value is a whole row of a
+	// configured table (the OUT row of a wrapped INSERT's function,
+	// wrapped.go): its fields are row's columns, read by name only.
+	row *rel
 }
 
 // rel is one relation in a query's FROM (or a statement's target): a base
@@ -42,6 +46,9 @@ type rel struct {
 	// columns are those of the joined relations, expanded in their place).
 	joinAlias bool
 	loc       int32
+	// rowOf is set on the relation of a row column's fields: the SQL
+	// that names the row, so that a field is (rowOf).field.
+	rowOf string
 }
 
 func (r *rel) col(name string) int {
@@ -53,14 +60,24 @@ func (r *rel) col(name string) int {
 	return -1
 }
 
-// hasEnc reports whether any known column of r is encrypted.
-func (r *rel) hasEnc() bool {
+// hasEnc reports whether any known column of r is encrypted, or holds a
+// row with encrypted columns.
+func (r *rel) hasEnc() bool { return r.firstEnc() != nil }
+
+// firstEnc returns the first encrypted column of r, looking into row
+// columns too, or nil.
+func (r *rel) firstEnc() *policy.Column {
 	for i := range r.cols {
 		if r.cols[i].enc != nil {
-			return true
+			return r.cols[i].enc
+		}
+		if row := r.cols[i].row; row != nil {
+			if e := row.firstEnc(); e != nil {
+				return e
+			}
 		}
 	}
-	return false
+	return nil
 }
 
 // rename applies an alias column list (t AS x(a, b)) to the leading columns.
@@ -148,6 +165,9 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 		name := parts[len(parts)-1]
 		r := a.findRel(parts[:len(parts)-1], sc)
 		if r == nil {
+			if ref, ok, err := a.rowField(parts, cr.Location, sc); ok || err != nil {
+				return ref, err
+			}
 			// users.email where users is not in FROM (or hidden by an
 			// alias): PostgreSQL rejects it, but only after the text (and
 			// any value in it) has reached the server and its log.
@@ -252,11 +272,9 @@ func (a *analyzer) resolveBare(name string, loc int32, sc *scope) (colRef, *Erro
 		}
 	}
 	// A relation's name used as a column is a whole-row reference.
-	if r := sc.find(name); r != nil && r.hasEnc() {
-		for _, c := range r.cols {
-			if c.enc != nil {
-				return colRef{idx: -1}, unsupported(c.enc, "a whole-row reference to "+name, "select the columns by name").at(a.sql, loc)
-			}
+	if r := sc.find(name); r != nil {
+		if e := r.firstEnc(); e != nil {
+			return colRef{idx: -1}, unsupported(e, "a whole-row reference to "+name, "select the columns by name").at(a.sql, loc)
 		}
 	}
 	return colRef{idx: -1}, nil

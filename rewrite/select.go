@@ -144,20 +144,49 @@ func (a *analyzer) targetList(list []*pg.Node, level *scope) (*queryResult, *Err
 		if rt == nil {
 			continue
 		}
+		if ind := rt.Val.GetAIndirection(); ind != nil {
+			ref, ok, err := a.indirectField(ind, level)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				o := outCol{name: rt.Name, src: ref.rel, srcIdx: ref.idx, tenant: -1, tenantOut: -1}
+				if o.name == "" {
+					o.name, _ = str(ind.Indirection[0])
+				}
+				if rc := ref.col(); rc != nil {
+					o.enc, o.tenant, o.noTenant = rc.enc, rc.tenant, rc.noTenant
+				}
+				if o.enc != nil && a.strict != "" {
+					return nil, unsupported(o.enc, a.strict, "this statement would copy the column's ciphertext where pgveil cannot decrypt it").at(a.sql, ind.Arg.GetColumnRef().Location)
+				}
+				res.cols = append(res.cols, o)
+				continue
+			}
+		}
 		if cr := rt.Val.GetColumnRef(); cr != nil {
 			ref, err := a.resolveColumn(cr, level)
 			if err != nil {
 				return nil, err
 			}
+			if rc := ref.col(); rc != nil && rc.row != nil {
+				return nil, a.rowRefused(rc, "selecting the whole row", cr.Location)
+			}
 			if ref.star {
 				switch {
 				case len(cr.Fields) == 1:
 					for _, r := range level.rels {
+						if err := a.starRows(r, cr.Location); err != nil {
+							return nil, err
+						}
 						if !r.joinAlias {
 							res.expandStar(r)
 						}
 					}
 				case ref.rel != nil:
+					if err := a.starRows(ref.rel, cr.Location); err != nil {
+						return nil, err
+					}
 					res.expandStar(ref.rel)
 				default:
 					res.complete = false
