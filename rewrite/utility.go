@@ -35,10 +35,7 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 				}
 			}
 			if c := e.GetConstraint(); c != nil {
-				if err := a.strictExpr(t, c.RawExpr, "a table constraint"); err != nil {
-					return err
-				}
-				if err := a.tenantForeignKey(t, c, ""); err != nil {
+				if err := a.tableConstraint(t, c); err != nil {
 					return err
 				}
 			}
@@ -73,10 +70,7 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 				}
 			case pg.AlterTableType_AT_AddConstraint:
 				if con := cmd.Def.GetConstraint(); con != nil {
-					if err := a.strictExpr(t, con.RawExpr, "a table constraint"); err != nil {
-						return err
-					}
-					if err := a.tenantForeignKey(t, con, ""); err != nil {
+					if err := a.tableConstraint(t, con); err != nil {
 						return err
 					}
 				}
@@ -91,6 +85,11 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 		}
 		for _, p := range ix.IndexParams {
 			if err := a.strictExpr(t, p.GetIndexElem().GetExpr(), "an index expression"); err != nil {
+				return err
+			}
+		}
+		if ix.Unique {
+			if err := a.uniqueKeys(t, ix.IndexParams, ix.Relation.Location); err != nil {
 				return err
 			}
 		}
@@ -278,7 +277,18 @@ func (a *analyzer) reshape(n *pg.Node) *Error {
 				}
 			case pg.AlterTableType_AT_AlterColumnType:
 				if t != nil && pgveilColumn(t, cmd.Name) {
-					return refuse(t, at.Relation, "changing the type of column "+cmd.Name+" of")
+					e := refuse(t, at.Relation, "changing the type of column "+cmd.Name+" of")
+					e.Column = cmd.Name
+					return e
+				}
+			case pg.AlterTableType_AT_DropColumn:
+				// The policy would name a column the table no longer has:
+				// its values, or the index that finds them, are gone, and
+				// pgveil could not start again on this database.
+				if t != nil && pgveilColumn(t, cmd.Name) {
+					e := refuse(t, at.Relation, "dropping column "+cmd.Name+" of")
+					e.Column = cmd.Name
+					return e
 				}
 			}
 		}
@@ -397,6 +407,9 @@ func (a *analyzer) columnDef(t *policy.Table, cd *pg.ColumnDef) *Error {
 			}
 		}
 	}
+	if err := a.declaredType(t, cd); err != nil {
+		return err
+	}
 	enc := t.Column(cd.Colname)
 	if enc == nil {
 		if b := t.BlindIndexColumn(cd.Colname); b == nil {
@@ -425,6 +438,92 @@ func (a *analyzer) columnDef(t *policy.Table, cd *pg.ColumnDef) *Error {
 			return unsupported(enc, "a generated column", "compute the value in the application").at(a.sql, con.Location)
 		case pg.ConstrType_CONSTR_CHECK:
 			return unsupported(enc, "a CHECK constraint", "check the value in the application; the database sees only ciphertext").at(a.sql, con.Location)
+		case pg.ConstrType_CONSTR_UNIQUE, pg.ConstrType_CONSTR_PRIMARY:
+			return uniqueRefused(enc).at(a.sql, con.Location)
+		}
+	}
+	return nil
+}
+
+// declaredType refuses a column definition of an encrypted column whose
+// type cannot hold envelopes (bytea, or text for in-place adoption), and
+// of a blind-index column that is not bytea: pgveil would refuse to start
+// on the database, and until then writes would fail (an ORM's schema
+// synchronisation declares the logical type, varchar(320)).
+func (a *analyzer) declaredType(t *policy.Table, cd *pg.ColumnDef) *Error {
+	enc := t.Column(cd.Colname)
+	b, _ := t.IndexByColumn(cd.Colname)
+	tn := cd.TypeName
+	if enc == nil && b == nil || tn == nil {
+		return nil
+	}
+	name := lastName(tn.Names)
+	ok := len(tn.ArrayBounds) == 0 && len(tn.Typmods) == 0 && !tn.Setof && !tn.PctType &&
+		(len(tn.Names) == 1 || len(tn.Names) == 2 && names(tn.Names[:1]) == "pg_catalog") &&
+		(name == "bytea" || enc != nil && name == "text")
+	if ok {
+		return nil
+	}
+	if enc != nil {
+		return colErr(CodeFeatureNotSupported, enc, "declare it bytea (the application still sees "+string(enc.Type)+"; docs/ADOPTION.md)",
+			"column %s is encrypted: its type in the database must be bytea (or text for in-place adoption), not %s", enc.QualifiedName(), typeText(tn)).at(a.sql, cd.Location)
+	}
+	e := tableErr(CodeFeatureNotSupported, t, "declare it bytea",
+		"column %s.%s is the blind index of %s: its type must be bytea, not %s", t.QualifiedName(), cd.Colname, b.Name, typeText(tn)).at(a.sql, cd.Location)
+	e.Column = cd.Colname
+	return e
+}
+
+// typeText names a type for a message.
+func typeText(tn *pg.TypeName) string {
+	s := names(tn.Names)
+	if strings.HasPrefix(s, "pg_catalog.") {
+		s = s[len("pg_catalog."):]
+	}
+	if len(tn.Typmods) > 0 {
+		s += "(…)"
+	}
+	if len(tn.ArrayBounds) > 0 {
+		s += "[]"
+	}
+	return s
+}
+
+// uniqueRefused is the refusal of a UNIQUE constraint or index, or a
+// primary key, on an encrypted column: envelopes of equal values differ,
+// so it would never hold.
+func uniqueRefused(enc *policy.Column) *Error {
+	hint := "set blind_index.unique in the policy: pgveil keeps a UNIQUE index on the blind-index column"
+	if enc.BlindIndex != nil {
+		hint = "its blind index " + enc.BlindIndex.Column + " is what a UNIQUE index goes on (blind_index.unique)"
+	}
+	return unsupported(enc, "a UNIQUE constraint or index (or a primary key)", hint)
+}
+
+// tableConstraint checks a table constraint of configured table t.
+func (a *analyzer) tableConstraint(t *policy.Table, c *pg.Constraint) *Error {
+	if err := a.strictExpr(t, c.RawExpr, "a table constraint"); err != nil {
+		return err
+	}
+	if err := a.tenantForeignKey(t, c, ""); err != nil {
+		return err
+	}
+	if c.Contype == pg.ConstrType_CONSTR_UNIQUE || c.Contype == pg.ConstrType_CONSTR_PRIMARY {
+		return a.uniqueKeys(t, c.Keys, c.Location)
+	}
+	return nil
+}
+
+// uniqueKeys refuses a table constraint UNIQUE or PRIMARY KEY (or a
+// UNIQUE index) over an encrypted column of t.
+func (a *analyzer) uniqueKeys(t *policy.Table, keys []*pg.Node, loc int32) *Error {
+	for _, k := range keys {
+		name, _ := str(k)
+		if ie := k.GetIndexElem(); ie != nil {
+			name = ie.Name
+		}
+		if enc := t.Column(name); enc != nil {
+			return uniqueRefused(enc).at(a.sql, loc)
 		}
 	}
 	return nil
