@@ -259,6 +259,9 @@ func (p *Planner) planText(sql string, s *Session, cat *Catalog) (plan *Plan, ca
 		if perr == nil && i == 2 && wrap != nil && wrap.fn != nil {
 			a.st.Kind = KindOther // the DROP of the function the string made
 		}
+		if perr == nil && i == 1 {
+			perr = a.wrappedCalls(raw.Stmt)
+		}
 		if perr == nil {
 			a.unqualifyOverlaid(raw.Stmt)
 			perr = a.finish()

@@ -30,6 +30,9 @@ import (
 type wrapState struct {
 	name string     // the function's name, in schema pg_temp
 	fn   *wrappedFn // set once the CREATE is recognised and planned
+	// calls are the calls of the function the SELECT's FROM reads as the
+	// table's row (wrappedCall); any other call is refused (wrappedCalls).
+	calls map[*pg.FuncCall]bool
 }
 
 // wrappedFn is a recognised wrapping function.
@@ -146,6 +149,15 @@ func (a *analyzer) wrappedInsert(cf *pg.CreateFunctionStmt) (bool, *Error) {
 	if !ok {
 		return false, nil
 	}
+	if a.backslash {
+		// PL/pgSQL reads the body's strings with the session's
+		// standard_conforming_strings; pg_query reads them with it on.
+		// The two readings differ only on a backslash in a plain string:
+		// refused as at the top level.
+		if _, found := backslashInPlainString(a.sql[insStart:insEnd]); found {
+			return false, nil
+		}
+	}
 	// The rest of the body (BEGIN, RETURNING * INTO, the handler) must not
 	// touch a configured table either.
 	if err := a.bodyText(a.sql[bodyStart:insStart]+" "+a.sql[insEnd:bodyEnd], "a function body", "plpgsql"); err != nil {
@@ -194,6 +206,31 @@ func (a *analyzer) wrappedInsert(cf *pg.CreateFunctionStmt) (bool, *Error) {
 	return true, nil
 }
 
+// wrappedCalls refuses a call of the string's wrapping function in stmt
+// that wrappedCall did not read (ROWS FROM, WITH ORDINALITY, a call in an
+// expression, the temporary schema by its own name): its row would reach
+// the client undecrypted.
+func (a *analyzer) wrappedCalls(stmt *pg.Node) *Error {
+	w := a.wrap
+	if w == nil || w.fn == nil {
+		return nil
+	}
+	var err *Error
+	walkAll(stmt, func(c *pg.Node) bool {
+		f := c.GetFuncCall()
+		if err != nil || f == nil || w.calls[f] || lastName(f.Funcname) != w.name {
+			return err == nil
+		}
+		if len(f.Funcname) == 1 || strings.HasPrefix(names(f.Funcname[:len(f.Funcname)-1]), "pg_temp") {
+			t := w.fn.ref.table
+			err = tableErr(CodeFeatureNotSupported, t, "read it as FROM pg_temp."+w.name+"() [AS alias], its fields by name",
+				"this call of pg_temp.%s returns a row of configured table %s that pgveil would not decrypt", w.name, t.QualifiedName()).at(a.sql, f.Location)
+		}
+		return err == nil
+	})
+	return err
+}
+
 // wrappedSpan finds, in the body sql[start:], the INSERT of
 //
 //	BEGIN INSERT … RETURNING * INTO out; [EXCEPTION WHEN c [OR c…] THEN handler] END [;]
@@ -238,18 +275,35 @@ func wrappedSpan(sql string, start int, out string, backslash bool) (int, int, b
 }
 
 // wrappedTail checks what follows the INSERT's RETURNING … INTO: an
-// optional EXCEPTION section of the restricted form, END, an optional ';'.
+// optional EXCEPTION section, END, an optional ';'. The handlers may only
+// read the error into variables or do nothing:
+//
+//	WHEN cond [OR cond …] THEN { GET [STACKED|CURRENT] DIAGNOSTICS v = item [, …]; | NULL; } …
+//
+// nothing that could reach a table, a setting or the session's role.
 func wrappedTail(l *lexer) bool {
 	t := l.next()
 	if l.isKeyword(t, "exception") {
-		for t = l.next(); !l.isKeyword(t, "end"); t = l.next() {
-			switch {
-			case t.kind == tIdent, t.kind == tQIdent:
-			case t.kind == tPunct && (l.text(t) == ";" || l.text(t) == ","):
-			case t.kind == tOp && (l.text(t) == "=" || l.text(t) == ":="):
-			case t.kind == tPunct && l.text(t) == ":" && l.s[t.end:min(t.end+1, len(l.s))] == "=":
-			default:
+		t = l.next()
+		if !l.isKeyword(t, "when") {
+			return false
+		}
+		for l.isKeyword(t, "when") {
+			for {
+				if t = l.next(); t.kind != tIdent && t.kind != tQIdent {
+					return false
+				}
+				if t = l.next(); !l.isKeyword(t, "or") {
+					break
+				}
+			}
+			if !l.isKeyword(t, "then") {
 				return false
+			}
+			for t = l.next(); !l.isKeyword(t, "when") && !l.isKeyword(t, "end"); t = l.next() {
+				if !handlerStatement(l, t) {
+					return false
+				}
 			}
 		}
 	}
@@ -261,6 +315,49 @@ func wrappedTail(l *lexer) bool {
 		t = l.next()
 	}
 	return t.kind == tEOF
+}
+
+// handlerStatement reads one statement of an exception handler starting
+// at t, through its ';': NULL, or GET DIAGNOSTICS into variables.
+func handlerStatement(l *lexer, t token) bool {
+	if l.isKeyword(t, "null") {
+		return l.isPunct(l.next(), ";")
+	}
+	if !l.isKeyword(t, "get") {
+		return false
+	}
+	t = l.next()
+	if l.isKeyword(t, "stacked") || l.isKeyword(t, "current") {
+		t = l.next()
+	}
+	if !l.isKeyword(t, "diagnostics") {
+		return false
+	}
+	for {
+		if t = l.next(); t.kind != tIdent && t.kind != tQIdent {
+			return false
+		}
+		t = l.next()
+		switch {
+		case t.kind == tOp && (l.text(t) == "=" || l.text(t) == ":="):
+		case t.kind == tPunct && l.text(t) == ":":
+			if t = l.next(); !(t.kind == tOp && l.text(t) == "=") {
+				return false
+			}
+		default:
+			return false
+		}
+		if t = l.next(); t.kind != tIdent {
+			return false
+		}
+		t = l.next()
+		if l.isPunct(t, ";") {
+			return true
+		}
+		if !l.isPunct(t, ",") {
+			return false
+		}
+	}
 }
 
 // wrappedCall returns the relation of a FROM item that calls the string's
@@ -279,6 +376,10 @@ func (a *analyzer) wrappedCall(rf *pg.RangeFunction) (*rel, *Error) {
 	if f == nil || len(f.Funcname) != 2 || names(f.Funcname[:1]) != "pg_temp" || lastName(f.Funcname) != w.name || len(f.Args) > 0 {
 		return nil, nil
 	}
+	if w.calls == nil {
+		w.calls = map[*pg.FuncCall]bool{}
+	}
+	w.calls[f] = true
 	r := &rel{name: w.name, complete: true, loc: -1}
 	if rf.Alias != nil && rf.Alias.Aliasname != "" {
 		r.name, r.aliased = rf.Alias.Aliasname, true

@@ -114,7 +114,6 @@ func TestWrappedInsertRowRefused(t *testing.T) {
 		`testfunc`,
 		`(testfunc.response).email, testfunc.response IS NULL`,
 		`row_to_json(testfunc.response)`,
-		`(testfunc.response).email FROM pg_temp.testfunc() WHERE (testfunc.response).email = 'a@b.c' --`,
 	} {
 		sql := findOrCreate(focInsert, list)
 		e := refusal(t, p, sql, publicPath)
