@@ -41,6 +41,8 @@ type resultCol struct {
 	cliFmt     int16 // format the client asked for
 	physical   uint32
 	masked     bool // the role is not a reader: NULL
+	// json is set on a json or jsonb field built from encrypted columns.
+	json *rewrite.JSONShape
 }
 
 // resultMap is the decrypt plan of one result set.
@@ -88,6 +90,11 @@ func (s *session) mapResult(st *rewrite.Stmt, fields []fieldDesc, clientFormats,
 		if o.Hidden {
 			m.visible = min(m.visible, i)
 			m.work = true
+		}
+		if o.JSON != nil {
+			rc.json = o.JSON
+			m.work = true
+			continue
 		}
 		if o.Column == nil {
 			continue
@@ -204,6 +211,15 @@ func (s *session) decryptRow(m *resultMap, values [][]byte) ([][]byte, error) {
 	spans := s.rowSpans[:0]
 	for i := range m.cols[:m.visible] {
 		rc := &m.cols[i]
+		if rc.json != nil && values[i] != nil {
+			begin := len(arena)
+			var err error
+			if arena, err = s.openJSON(rc, values[i], arena); err != nil {
+				return nil, err
+			}
+			spans = append(spans, span{i: i, start: begin, end: len(arena)})
+			continue
+		}
 		if rc.col == nil || values[i] == nil {
 			continue
 		}

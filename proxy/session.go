@@ -160,6 +160,7 @@ type session struct {
 	copyOut    *copyOut
 	copyVals   [][]byte
 	ptOut      []byte
+	jsonBuf    []byte // a value opened inside JSON, before it is written as JSON
 
 	// connMu guards the hand-over to an event loop, and the assignments of
 	// client and server, against Shutdown's wake and forceClose: onLoop is

@@ -189,6 +189,9 @@ func (a *analyzer) copyQuery(c *pg.CopyStmt, cp *Copy) *Error {
 	var enc *policy.Column
 	hidden := false
 	for _, o := range res.cols {
+		if o.json != nil {
+			return unsupported(o.json.FirstColumn(), "COPY (query) TO of JSON built from it", "select the JSON through pgveil with a query")
+		}
 		if o.enc != nil && enc == nil {
 			enc = o.enc
 		}

@@ -129,6 +129,9 @@ func (a *analyzer) bareRef(cr *pg.ColumnRef, sc *scope, what string) *Error {
 	if rc := ref.col(); rc != nil && rc.row != nil {
 		return a.rowRefused(rc, what, cr.Location)
 	}
+	if rc := ref.col(); rc != nil && rc.json != nil {
+		return a.jsonRefused(rc.json, what, cr.Location)
+	}
 	if c := ref.enc(); c != nil {
 		if a.strict != "" {
 			what = a.strict

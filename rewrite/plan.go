@@ -171,6 +171,9 @@ type Output struct {
 	// select). Hidden fields are always the last ones; the proxy drops them
 	// from RowDescription and DataRow.
 	Hidden bool
+	// JSON is set on a json or jsonb field built from encrypted columns:
+	// where their envelopes sit in it (rewrite/json.go).
+	JSON *JSONShape
 }
 
 // Kind classifies a statement for metrics and for the proxy's bookkeeping.

@@ -36,6 +36,8 @@ type outCol struct {
 	tenantOut int
 	hidden    bool
 	ref       *pg.ColumnRef // the target, when it is a bare column reference
+	// json is the shape of a JSON value built from encrypted columns.
+	json *JSONShape
 }
 
 // queryResult is what a query returns, as far as the SQL tells.
@@ -65,7 +67,7 @@ func (res *queryResult) expandStar(r *rel) {
 		res.starRels = append(res.starRels, r)
 	}
 	for i, c := range r.cols {
-		res.cols = append(res.cols, outCol{name: c.name, enc: c.enc, src: r, srcIdx: i, tenant: c.tenant, noTenant: c.noTenant, tenantOut: -1})
+		res.cols = append(res.cols, outCol{name: c.name, enc: c.enc, src: r, srcIdx: i, tenant: c.tenant, noTenant: c.noTenant, tenantOut: -1, json: c.json})
 	}
 }
 
@@ -102,7 +104,7 @@ func (res *queryResult) asRel(name string, alias *pg.Alias) *rel {
 		if c.hidden {
 			continue
 		}
-		rc := relCol{name: c.name, enc: c.enc, tenant: -1, noTenant: c.noTenant}
+		rc := relCol{name: c.name, enc: c.enc, tenant: -1, noTenant: c.noTenant, json: c.json}
 		if c.enc != nil && c.enc.Table.KeyContext != "" {
 			if c.tenantOut >= 0 {
 				rc.tenant = c.tenantOut
@@ -189,13 +191,19 @@ func (a *analyzer) setOutputs(res *queryResult) *Error {
 	}
 	enc, hidden := false, false
 	for _, c := range res.cols {
-		enc = enc || c.enc != nil
+		enc = enc || c.enc != nil || c.json != nil
 		hidden = hidden || c.hidden
 	}
 	if !enc && !hidden {
 		return nil
 	}
 	if !res.complete {
+		for _, c := range res.cols {
+			if c.json != nil {
+				e := unsupported(c.json.FirstColumn(), "JSON beside a * over a relation pgveil's catalog does not list", "list the columns instead of *")
+				return e
+			}
+		}
 		if a.viewReads > 0 {
 			// PostgreSQL reports a view's own OID as a field's origin: the
 			// proxy could not find the encrypted columns a view returns.
@@ -220,7 +228,7 @@ func (a *analyzer) setOutputs(res *queryResult) *Error {
 	}
 	a.st.Outputs = make([]Output, len(res.cols))
 	for i, c := range res.cols {
-		a.st.Outputs[i] = Output{Column: c.enc, Tenant: -1, Hidden: c.hidden}
+		a.st.Outputs[i] = Output{Column: c.enc, Tenant: -1, Hidden: c.hidden, JSON: c.json}
 		if c.enc != nil && c.enc.Table.KeyContext != "" {
 			a.st.Outputs[i].Tenant = c.tenantOut
 		}

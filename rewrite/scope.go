@@ -29,6 +29,9 @@ type relCol struct {
 	// configured table (the OUT row of a wrapped INSERT's function,
 	// wrapped.go): its fields are row's columns, read by name only.
 	row *rel
+	// json is set on a column of a subquery or CTE that holds JSON built
+	// from encrypted columns (json.go).
+	json *JSONShape
 }
 
 // rel is one relation in a query's FROM (or a statement's target): a base

@@ -198,10 +198,10 @@ func (a *analyzer) targetList(list []*pg.Node, level *scope) (*queryResult, *Err
 				o.name = lastName(cr.Fields)
 			}
 			if rc := ref.col(); rc != nil {
-				o.enc, o.tenant, o.noTenant = rc.enc, rc.tenant, rc.noTenant
+				o.enc, o.tenant, o.noTenant, o.json = rc.enc, rc.tenant, rc.noTenant, rc.json
 			}
-			if o.enc != nil && a.strict != "" {
-				return nil, unsupported(o.enc, a.strict, "this statement would copy the column's ciphertext where pgveil cannot decrypt it").at(a.sql, cr.Location)
+			if e := o.sealed(); e != nil && a.strict != "" {
+				return nil, unsupported(e, a.strict, "this statement would copy the column's ciphertext where pgveil cannot decrypt it").at(a.sql, cr.Location)
 			}
 			res.cols = append(res.cols, o)
 			continue
@@ -223,6 +223,15 @@ func (a *analyzer) targetList(list []*pg.Node, level *scope) (*queryResult, *Err
 				}
 				o.enc = e
 			}
+			res.cols = append(res.cols, o)
+			continue
+		}
+		shape, planned, err := a.jsonValue(rt.Val, level)
+		if err != nil {
+			return nil, err
+		}
+		if planned {
+			o.json = shape
 			res.cols = append(res.cols, o)
 			continue
 		}
@@ -281,13 +290,13 @@ func (res *queryResult) outputByName(name string) int {
 func (a *analyzer) checkOutput(res *queryResult, idx int, what string, loc int32) *Error {
 	if !res.complete {
 		for _, c := range res.cols {
-			if c.enc != nil {
-				return unsupported(c.enc, what+" by position", "name the column instead of its position: pgveil cannot tell what * covers").at(a.sql, loc)
+			if c.sealed() != nil {
+				return unsupported(c.sealed(), what+" by position", "name the column instead of its position: pgveil cannot tell what * covers").at(a.sql, loc)
 			}
 		}
 	}
-	if idx >= 0 && idx < len(res.cols) && res.cols[idx].enc != nil {
-		return unsupported(res.cols[idx].enc, what, "sort or group in the application, or by another column; ciphertext has no order and equal values encrypt differently").at(a.sql, loc)
+	if idx >= 0 && idx < len(res.cols) && res.cols[idx].sealed() != nil {
+		return unsupported(res.cols[idx].sealed(), what, "sort or group in the application, or by another column; ciphertext has no order and equal values encrypt differently").at(a.sql, loc)
 	}
 	return nil
 }
@@ -346,12 +355,12 @@ func (a *analyzer) distinct(sel *pg.SelectStmt, level *scope, res *queryResult) 
 	}
 	if len(sel.DistinctClause) == 1 && sel.DistinctClause[0].Node == nil {
 		for _, c := range res.cols {
-			if c.enc != nil {
+			if c.sealed() != nil {
 				loc := int32(-1)
 				if c.ref != nil {
 					loc = c.ref.Location
 				}
-				return unsupported(c.enc, "SELECT DISTINCT", "remove DISTINCT or deduplicate in the application; equal values encrypt differently").at(a.sql, loc)
+				return unsupported(c.sealed(), "SELECT DISTINCT", "remove DISTINCT or deduplicate in the application; equal values encrypt differently").at(a.sql, loc)
 			}
 		}
 		return nil

@@ -55,6 +55,9 @@ func (a *analyzer) combine(sel *pg.SelectStmt, l, r *queryResult) (*queryResult,
 	var enc *outCol
 	for _, side := range []*queryResult{l, r} {
 		for i := range side.cols {
+			if side.cols[i].json != nil {
+				return nil, unsupported(side.cols[i].json.FirstColumn(), setOpName(sel)+" of JSON built from it", "select the JSON in one query, or build it in the application")
+			}
 			if side.cols[i].enc != nil && enc == nil {
 				enc = &side.cols[i]
 			}

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 
@@ -172,18 +173,18 @@ func (a *analyzer) storedQuery(n *pg.Node, what string) *Error {
 	}
 	hint := "select the other columns only, or read the encrypted column through pgveil and write it back with parameters"
 	for _, c := range res.cols {
-		if c.enc != nil {
+		if e := c.sealed(); e != nil {
 			loc := int32(-1)
 			if c.ref != nil {
 				loc = c.ref.Location
 			}
-			return unsupported(c.enc, what+" returning it", hint).at(a.sql, loc)
+			return unsupported(e, what+" returning it", hint).at(a.sql, loc)
 		}
 	}
 	for _, r := range res.starRels {
 		for _, c := range r.cols {
-			if c.enc != nil {
-				return unsupported(c.enc, what+" returning it", hint)
+			if e := cmp.Or(c.enc, c.json.FirstColumn()); e != nil {
+				return unsupported(e, what+" returning it", hint)
 			}
 		}
 	}

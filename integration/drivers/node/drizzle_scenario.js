@@ -308,14 +308,40 @@ run(async (r) => {
   });
 
   // A many relation is built in SQL: coalesce(json_agg(json_build_array(
-  // <every column of users>) …)) in a LEFT JOIN LATERAL. The server
-  // would compute on ciphertext: refused (0A000, docs/SQL.md "Refused":
-  // a function applied to an encrypted column). Load the users with a
-  // query of their own, or the plain columns only (next step).
-  await refused('db.query.orgs.findMany({with: {users}}) (json_build_array over encrypted columns) is refused',
-    () => db.query.orgs.findMany({
-      where: inArray(orgs.id, [org, org2]), orderBy: [asc(orgs.id)], with: { users: { orderBy: [asc(users.id)] } },
-    }), ['public.users.email']);
+  // <every column of users>) …)) in a LEFT JOIN LATERAL. The server puts
+  // each envelope into the JSON as a string; pgveil opens it there
+  // (docs/SQL.md, "JSON built from encrypted columns"). PostgreSQL writes
+  // an int8 into JSON as a number, which JavaScript reads as a double:
+  // api_token beyond 2^53 comes back rounded, directly as through pgveil.
+  const viaJSON = (rows) => rows.map((x) => x.map((v, i) => (i === 5 && v !== null ? String(BigInt(Number(v))) : v)));
+  await step('db.query.orgs.findMany({with: {users}}) (json_agg(json_build_array(…)) over encrypted columns)', async () => {
+    const res = await db.query.orgs.findMany({
+      where: eq(orgs.id, org), orderBy: [asc(orgs.id)], with: { users: { orderBy: [asc(users.id)] } },
+    });
+    r.info(`findMany with users: ${sent()[0]}`);
+    wantEq('orgs', res.map((x) => x.name), [o.org_name]);
+    wantRows('users', got(res[0].users), viaJSON(want(s.final)));
+    res[0].users.forEach(checkTypes);
+  });
+
+  await step('db.query.orgs.findMany({with: {users: {with: {org}}}}) (a to-one inside a to-many)', async () => {
+    const res = await db.query.orgs.findMany({
+      where: eq(orgs.id, org), with: { users: { orderBy: [asc(users.id)], with: { org: true } } },
+    });
+    wantRows('users', got(res[0].users), viaJSON(want(s.final)));
+    wantEq('their org', res[0].users.map((x) => x.org.name), s.final.map(() => o.org_name));
+  });
+
+  await step('db.query.orgs.findMany({with: {users: {columns: {email}}}}) without the tenant column is refused', async () => {
+    try {
+      await db.query.orgs.findMany({ where: eq(orgs.id, org), with: { users: { columns: { email: true } } } });
+    } catch (e) {
+      const pe = e.cause || e;
+      wantEq('refusal', [pe.code, /public\.users\.email/.test(pe.message), /org_id/.test(pe.message)], ['0A000', true, true]);
+      return;
+    }
+    throw new Check('not refused');
+  });
 
   await step('db.query.orgs.findMany({with: {users: {columns: {id, name}}}}) (plain columns only)', async () => {
     const res = await db.query.orgs.findMany({

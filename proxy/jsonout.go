@@ -1,0 +1,543 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/pgveil/pgveil/keysource"
+	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/rewrite"
+)
+
+// JSON built in the server from encrypted columns (rewrite/json.go): the
+// server copied each envelope into the JSON as a string; the planner's
+// JSONShape says where. openJSON opens each one there and writes the
+// value as PostgreSQL's to_json writes that type, leaving every other
+// byte of the document as the server sent it.
+
+// jnode is one value of a parsed JSON document: its span, and for arrays
+// and objects the indexes (into the document's nodes) of their elements or
+// member values, and the members' keys.
+type jnode struct {
+	kind       byte // '[', '{', '"', or 'v' (number, true, false, null)
+	start, end int
+	kids       []int
+	keys       []string
+}
+
+// jdoc is a parsed JSON document.
+type jdoc struct {
+	src   []byte
+	nodes []jnode
+	pos   int
+	depth int
+}
+
+var errBadJSON = errors.New("the server's JSON does not parse")
+
+// maxJSONDepth bounds the nesting pgveil follows (PostgreSQL's own limit
+// on a json value's depth is far higher; the shapes the planner follows
+// are a few levels deep).
+const maxJSONDepth = 1000
+
+func parseJSON(src []byte) (*jdoc, error) {
+	d := &jdoc{src: src}
+	if _, err := d.value(); err != nil {
+		return nil, err
+	}
+	d.space()
+	if d.pos != len(src) {
+		return nil, errBadJSON
+	}
+	return d, nil
+}
+
+func (d *jdoc) space() {
+	for d.pos < len(d.src) {
+		switch d.src[d.pos] {
+		case ' ', '\t', '\n', '\r':
+			d.pos++
+		default:
+			return
+		}
+	}
+}
+
+// value parses one value and returns its node index.
+func (d *jdoc) value() (int, error) {
+	d.space()
+	if d.pos >= len(d.src) {
+		return 0, errBadJSON
+	}
+	i := len(d.nodes)
+	d.nodes = append(d.nodes, jnode{start: d.pos})
+	switch c := d.src[d.pos]; c {
+	case '[', '{':
+		d.depth++
+		if d.depth > maxJSONDepth {
+			return 0, errBadJSON
+		}
+		d.nodes[i].kind = c
+		d.pos++
+		closer := byte(']')
+		if c == '{' {
+			closer = '}'
+		}
+		d.space()
+		if d.pos < len(d.src) && d.src[d.pos] == closer {
+			d.pos++
+			break
+		}
+		for {
+			if c == '{' {
+				d.space()
+				if d.pos >= len(d.src) || d.src[d.pos] != '"' {
+					return 0, errBadJSON
+				}
+				ks := d.pos
+				if err := d.str(); err != nil {
+					return 0, err
+				}
+				key, err := unquoteJSON(d.src[ks:d.pos])
+				if err != nil {
+					return 0, err
+				}
+				d.space()
+				if d.pos >= len(d.src) || d.src[d.pos] != ':' {
+					return 0, errBadJSON
+				}
+				d.pos++
+				d.nodes[i].keys = append(d.nodes[i].keys, string(key))
+			}
+			k, err := d.value()
+			if err != nil {
+				return 0, err
+			}
+			d.nodes[i].kids = append(d.nodes[i].kids, k)
+			d.space()
+			if d.pos >= len(d.src) {
+				return 0, errBadJSON
+			}
+			if d.src[d.pos] == ',' {
+				d.pos++
+				continue
+			}
+			if d.src[d.pos] != closer {
+				return 0, errBadJSON
+			}
+			d.pos++
+			break
+		}
+		d.depth--
+	case '"':
+		d.nodes[i].kind = '"'
+		if err := d.str(); err != nil {
+			return 0, err
+		}
+	default:
+		d.nodes[i].kind = 'v'
+		for d.pos < len(d.src) {
+			c := d.src[d.pos]
+			if c == ',' || c == ']' || c == '}' || c == ' ' || c == '\t' || c == '\n' || c == '\r' {
+				break
+			}
+			d.pos++
+		}
+		if d.pos == d.nodes[i].start {
+			return 0, errBadJSON
+		}
+	}
+	d.nodes[i].end = d.pos
+	return i, nil
+}
+
+// str skips a string token.
+func (d *jdoc) str() error {
+	d.pos++ // the opening quote
+	for d.pos < len(d.src) {
+		switch d.src[d.pos] {
+		case '\\':
+			d.pos += 2
+		case '"':
+			d.pos++
+			return nil
+		default:
+			d.pos++
+		}
+	}
+	return errBadJSON
+}
+
+// unquoteJSON decodes a JSON string token, quotes included.
+func unquoteJSON(tok []byte) ([]byte, error) {
+	if len(tok) < 2 || tok[0] != '"' || tok[len(tok)-1] != '"' {
+		return nil, errBadJSON
+	}
+	s := tok[1 : len(tok)-1]
+	if bytes.IndexByte(s, '\\') < 0 {
+		return s, nil
+	}
+	out := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' {
+			out = append(out, c)
+			continue
+		}
+		i++
+		if i >= len(s) {
+			return nil, errBadJSON
+		}
+		switch s[i] {
+		case '"', '\\', '/':
+			out = append(out, s[i])
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			if i+5 > len(s) {
+				return nil, errBadJSON
+			}
+			r, err := strconv.ParseUint(string(s[i+1:i+5]), 16, 16)
+			if err != nil {
+				return nil, errBadJSON
+			}
+			i += 4
+			if r >= 0xD800 && r < 0xDC00 && i+7 <= len(s) && s[i+1] == '\\' && s[i+2] == 'u' {
+				r2, err := strconv.ParseUint(string(s[i+3:i+7]), 16, 16)
+				if err == nil && r2 >= 0xDC00 && r2 < 0xE000 {
+					out = utf8.AppendRune(out, rune((r-0xD800)<<10|(r2-0xDC00))+0x10000)
+					i += 6
+					continue
+				}
+			}
+			out = utf8.AppendRune(out, rune(r))
+		default:
+			return nil, errBadJSON
+		}
+	}
+	return out, nil
+}
+
+// appendJSONString appends s as a JSON string, escaped as PostgreSQL's
+// escape_json does.
+func appendJSONString(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	for _, c := range s {
+		switch c {
+		case '"':
+			dst = append(dst, '\\', '"')
+		case '\\':
+			dst = append(dst, '\\', '\\')
+		case '\b':
+			dst = append(dst, '\\', 'b')
+		case '\f':
+			dst = append(dst, '\\', 'f')
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			if c < 0x20 {
+				dst = append(dst, '\\', 'u', '0', '0', "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
+			} else {
+				dst = append(dst, c)
+			}
+		}
+	}
+	return append(dst, '"')
+}
+
+// jsonRepl replaces src[start:end] of the document with text.
+type jsonRepl struct {
+	start, end int
+	text       []byte
+}
+
+// openJSON rewrites one json or jsonb field (text, or jsonb's binary form
+// with its version byte) and appends the result to dst. null reports a
+// value that must become NULL (never: JSON keeps its nulls inside).
+func (s *session) openJSON(rc *resultCol, raw []byte, dst []byte) ([]byte, error) {
+	prefix := 0
+	if rc.srvFmt == 1 && len(raw) > 0 && raw[0] == 1 {
+		prefix = 1 // jsonb's binary format: a version byte, then the text
+	}
+	d, err := parseJSON(raw[prefix:])
+	if err != nil {
+		return dst, s.jsonFailed(rc.json, err)
+	}
+	var repls []jsonRepl
+	if err := s.openShape(d, 0, rc.json, &repls); err != nil {
+		return dst, err
+	}
+	dst = append(dst, raw[:prefix]...)
+	cur := 0
+	body := raw[prefix:]
+	for _, r := range repls {
+		dst = append(dst, body[cur:r.start]...)
+		dst = append(dst, r.text...)
+		cur = r.end
+	}
+	return append(dst, body[cur:]...), nil
+}
+
+// jsonFailed is the error of a JSON value pgveil cannot follow: the
+// session ends, as for a value that does not open.
+func (s *session) jsonFailed(shape *rewrite.JSONShape, err error) error {
+	col := shape.FirstColumn()
+	return &pgError{Severity: "FATAL", Code: codeValueTampered,
+		Message: "pgveil could not read the JSON built from " + col.QualifiedName() + " that the server returned",
+		Detail:  "the session is closed so that no statement pipelined after this one is mistaken for skipped",
+		cause:   err}
+}
+
+// openShape opens the envelopes of node n of d at the places shape names,
+// appending replacements in document order.
+func (s *session) openShape(d *jdoc, n int, shape *rewrite.JSONShape, repls *[]jsonRepl) error {
+	node := &d.nodes[n]
+	if node.kind == 'v' && string(d.src[node.start:node.end]) == "null" {
+		return nil
+	}
+	switch shape.Kind {
+	case rewrite.JSONScalar:
+		return s.openJSONElem(d, n, -1, shape.Elems[0], repls)
+	case rewrite.JSONAgg:
+		if node.kind != '[' {
+			return s.jsonFailed(shape, errBadJSON)
+		}
+		for _, k := range node.kids {
+			if err := s.openShape(d, k, shape.Each, repls); err != nil {
+				return err
+			}
+		}
+		return nil
+	case rewrite.JSONArray:
+		if node.kind != '[' || len(node.kids) != len(shape.Elems) {
+			return s.jsonFailed(shape, errBadJSON)
+		}
+		for i, e := range shape.Elems {
+			tenant := -1
+			if e.Tenant >= 0 {
+				tenant = node.kids[e.Tenant]
+			}
+			if err := s.openJSONElem(d, node.kids[i], tenant, e, repls); err != nil {
+				return err
+			}
+		}
+		return nil
+	case rewrite.JSONObject:
+		if node.kind != '{' {
+			return s.jsonFailed(shape, errBadJSON)
+		}
+		member := func(key string) int {
+			found := -1
+			for j, k := range node.keys {
+				if k == key {
+					found = node.kids[j] // jsonb keeps the last of equal keys
+				}
+			}
+			return found
+		}
+		for j, k := range node.kids {
+			for _, e := range shape.Elems {
+				if e.Key != node.keys[j] || e.Column == nil && e.Shape == nil {
+					continue
+				}
+				tenant := -1
+				if e.Tenant >= 0 {
+					if tenant = member(shape.Elems[e.Tenant].Key); tenant < 0 {
+						return s.jsonFailed(shape, errBadJSON)
+					}
+				}
+				if err := s.openJSONElem(d, k, tenant, e, repls); err != nil {
+					return err
+				}
+				break
+			}
+		}
+		return nil
+	}
+	return s.jsonFailed(shape, errBadJSON)
+}
+
+// openJSONElem opens the element at node n (its tenant at node tenant, or
+// -1), or follows its nested shape.
+func (s *session) openJSONElem(d *jdoc, n, tenant int, e rewrite.JSONElem, repls *[]jsonRepl) error {
+	if e.Shape != nil {
+		return s.openShape(d, n, e.Shape, repls)
+	}
+	if e.Column == nil {
+		return nil
+	}
+	node := &d.nodes[n]
+	tok := d.src[node.start:node.end]
+	if node.kind == 'v' && string(tok) == "null" {
+		return nil
+	}
+	col := e.Column
+	cat := s.eng.catalog()
+	rc := resultCol{tenant: -1}
+	s.fillCol(cat, &rc, col)
+	if node.kind != '"' {
+		_, _, err := s.openFailed(&rc, errNotSealed, nil)
+		if err == nil {
+			*repls = append(*repls, jsonRepl{node.start, node.end, []byte("null")})
+		}
+		return err
+	}
+	env, err := unquoteJSON(tok)
+	if err != nil {
+		return s.jsonFailed(&rewrite.JSONShape{Kind: rewrite.JSONScalar, Elems: []rewrite.JSONElem{e}}, err)
+	}
+	m := &resultMap{cols: []resultCol{{srvFmt: 0}}}
+	var row [][]byte
+	if tenant >= 0 {
+		tn := &d.nodes[tenant]
+		tv := d.src[tn.start:tn.end]
+		switch {
+		case tn.kind == '"':
+			if tv, err = unquoteJSON(tv); err != nil {
+				return s.jsonFailed(&rewrite.JSONShape{Kind: rewrite.JSONScalar, Elems: []rewrite.JSONElem{e}}, err)
+			}
+		case tn.kind != 'v' || string(tv) == "null":
+			tv = nil
+		}
+		rc.tenant = 0
+		row = [][]byte{tv}
+	} else if col.Table.KeyContext != "" {
+		// The planner always names the tenant; without one the value
+		// cannot be checked against its row.
+		_, _, err := s.openFailed(&rc, keysource.ErrWrongScope, nil)
+		if err == nil {
+			*repls = append(*repls, jsonRepl{node.start, node.end, []byte("null")})
+		}
+		return err
+	}
+	out, null, err := s.openValue(m, &rc, env, row, s.jsonBuf[:0])
+	if err != nil {
+		return err
+	}
+	if null {
+		*repls = append(*repls, jsonRepl{node.start, node.end, []byte("null")})
+		return nil
+	}
+	s.jsonBuf = out
+	*repls = append(*repls, jsonRepl{node.start, node.end, appendJSONValue(nil, col.Type, out)})
+	return nil
+}
+
+// appendJSONValue appends the JSON PostgreSQL's to_json gives a value of
+// type t whose text output is v.
+func appendJSONValue(dst []byte, t policy.LogicalType, v []byte) []byte {
+	switch t {
+	case policy.TypeInt2, policy.TypeInt4, policy.TypeInt8:
+		return append(dst, v...)
+	case policy.TypeNumeric:
+		if validJSONNumber(v) {
+			return append(dst, v...)
+		}
+		return appendJSONString(dst, v) // NaN, Infinity
+	case policy.TypeBool:
+		if string(v) == "t" {
+			return append(dst, "true"...)
+		}
+		return append(dst, "false"...)
+	case policy.TypeJSON, policy.TypeJSONB:
+		return append(dst, v...)
+	case policy.TypeDate, policy.TypeTimestamp, policy.TypeTimestamptz:
+		return appendJSONString(dst, xsdDateTime(v))
+	}
+	return appendJSONString(dst, v)
+}
+
+// validJSONNumber reports whether v is a JSON number.
+func validJSONNumber(v []byte) bool {
+	i := 0
+	if i < len(v) && v[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		n := 0
+		for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if digits() == 0 {
+		return false
+	}
+	if i < len(v) && v[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(v) && (v[i] == 'e' || v[i] == 'E') {
+		i++
+		if i < len(v) && (v[i] == '+' || v[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(v)
+}
+
+// xsdDateTime turns a date or timestamp in PostgreSQL's ISO text output
+// ("2024-03-05", "2024-03-05 10:00:00.5+00", "0044-03-15 BC") into the
+// XSD form to_json uses ("2024-03-05T10:00:00.5+00:00", "-0043-03-15");
+// infinity stays as it is.
+func xsdDateTime(v []byte) []byte {
+	s := string(v)
+	if s == "infinity" || s == "-infinity" {
+		return v
+	}
+	bc := false
+	if len(s) > 3 && s[len(s)-3:] == " BC" {
+		bc, s = true, s[:len(s)-3]
+	}
+	out := make([]byte, 0, len(s)+4)
+	dash := bytes.IndexByte([]byte(s), '-')
+	if dash <= 0 {
+		return v
+	}
+	if bc {
+		y, err := strconv.Atoi(s[:dash])
+		if err != nil {
+			return v
+		}
+		ys := strconv.Itoa(y - 1)
+		for len(ys) < 4 {
+			ys = "0" + ys
+		}
+		out = append(out, '-')
+		out = append(out, ys...)
+		s = s[dash:]
+	}
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == ' ':
+			out = append(out, 'T')
+		default:
+			out = append(out, s[i])
+		}
+	}
+	// A zone of hours only (+00) gets its minutes (+00:00).
+	if n := len(out); n >= 3 && (out[n-3] == '+' || out[n-3] == '-') && bytes.IndexByte(out, 'T') >= 0 && bytes.IndexByte(out[n-3:], ':') < 0 {
+		out = append(out, ':', '0', '0')
+	}
+	return out
+}
