@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/pgveil/pgveil/keysource"
@@ -497,47 +498,27 @@ func validJSONNumber(v []byte) bool {
 }
 
 // xsdDateTime turns a date or timestamp in PostgreSQL's ISO text output
-// ("2024-03-05", "2024-03-05 10:00:00.5+00", "0044-03-15 BC") into the
-// XSD form to_json uses ("2024-03-05T10:00:00.5+00:00", "-0043-03-15");
-// infinity stays as it is.
+// into the XSD form to_json writes (EncodeDateTime with USE_XSD_DATES):
+// "2024-03-05 10:00:00.5+00" becomes "2024-03-05T10:00:00.5+00:00"; a
+// date is unchanged; " BC" and infinity stay as they are.
 func xsdDateTime(v []byte) []byte {
 	s := string(v)
-	if s == "infinity" || s == "-infinity" {
-		return v
+	bc := strings.HasSuffix(s, " BC")
+	s = strings.TrimSuffix(s, " BC")
+	sp := strings.IndexByte(s, ' ')
+	if sp < 0 {
+		return v // a date, or infinity
 	}
-	bc := false
-	if len(s) > 3 && s[len(s)-3:] == " BC" {
-		bc, s = true, s[:len(s)-3]
-	}
-	out := make([]byte, 0, len(s)+4)
-	dash := bytes.IndexByte([]byte(s), '-')
-	if dash <= 0 {
-		return v
+	out := make([]byte, 0, len(v)+4)
+	out = append(out, s[:sp]...)
+	out = append(out, 'T')
+	out = append(out, s[sp+1:]...)
+	// A zone of hours only (+00) gets its minutes (+00:00).
+	if n := len(out); n-3 > sp && (out[n-3] == '+' || out[n-3] == '-') {
+		out = append(out, ':', '0', '0')
 	}
 	if bc {
-		y, err := strconv.Atoi(s[:dash])
-		if err != nil {
-			return v
-		}
-		ys := strconv.Itoa(y - 1)
-		for len(ys) < 4 {
-			ys = "0" + ys
-		}
-		out = append(out, '-')
-		out = append(out, ys...)
-		s = s[dash:]
-	}
-	for i := 0; i < len(s); i++ {
-		switch {
-		case s[i] == ' ':
-			out = append(out, 'T')
-		default:
-			out = append(out, s[i])
-		}
-	}
-	// A zone of hours only (+00) gets its minutes (+00:00).
-	if n := len(out); n >= 3 && (out[n-3] == '+' || out[n-3] == '-') && bytes.IndexByte(out, 'T') >= 0 && bytes.IndexByte(out[n-3:], ':') < 0 {
-		out = append(out, ':', '0', '0')
+		out = append(out, " BC"...)
 	}
 	return out
 }
