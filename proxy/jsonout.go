@@ -26,6 +26,7 @@ type jnode struct {
 	start, end int
 	kids       []int
 	keys       []string
+	keyStarts  []int // where each member's key begins
 }
 
 // jdoc is a parsed JSON document.
@@ -98,6 +99,7 @@ func (d *jdoc) value() (int, error) {
 					return 0, errBadJSON
 				}
 				ks := d.pos
+				d.nodes[i].keyStarts = append(d.nodes[i].keyStarts, ks)
 				if err := d.str(); err != nil {
 					return 0, err
 				}
@@ -327,7 +329,12 @@ func (s *session) openShape(d *jdoc, n int, shape *rewrite.JSONShape, repls *[]j
 		if node.kind != '[' || len(node.kids) != len(shape.Elems) {
 			return s.jsonFailed(shape, errBadJSON)
 		}
+		visible := len(shape.Elems)
 		for i, e := range shape.Elems {
+			if e.Hidden {
+				visible = min(visible, i)
+				continue
+			}
 			tenant := -1
 			if e.Tenant >= 0 {
 				tenant = node.kids[e.Tenant]
@@ -335,6 +342,15 @@ func (s *session) openShape(d *jdoc, n int, shape *rewrite.JSONShape, repls *[]j
 			if err := s.openJSONElem(d, node.kids[i], tenant, e, repls); err != nil {
 				return err
 			}
+		}
+		if visible < len(node.kids) {
+			// pgveil's own elements, the last ones: cut from the end of
+			// the last of the client's (or the bracket) to the end of ours.
+			from := node.start + 1
+			if visible > 0 {
+				from = d.nodes[node.kids[visible-1]].end
+			}
+			*repls = append(*repls, jsonRepl{from, d.nodes[node.kids[len(node.kids)-1]].end, nil})
 		}
 		return nil
 	case rewrite.JSONObject:
@@ -350,21 +366,47 @@ func (s *session) openShape(d *jdoc, n int, shape *rewrite.JSONShape, repls *[]j
 			}
 			return found
 		}
+		elem := func(key string) *rewrite.JSONElem {
+			for i := range shape.Elems {
+				if shape.Elems[i].Key == key {
+					return &shape.Elems[i]
+				}
+			}
+			return nil
+		}
+		// The members pgveil added go, wherever they are (jsonb sorts
+		// keys): each one before the last kept member with the comma
+		// after it, the run after it from the end of that member's value.
+		lastKept := -1
+		for j := range node.kids {
+			if e := elem(node.keys[j]); e == nil || !e.Hidden {
+				lastKept = j
+			}
+		}
 		for j, k := range node.kids {
-			for _, e := range shape.Elems {
-				if e.Key != node.keys[j] || e.Column == nil && e.Shape == nil {
-					continue
+			e := elem(node.keys[j])
+			switch {
+			case e != nil && e.Hidden && j < lastKept:
+				*repls = append(*repls, jsonRepl{node.keyStarts[j], node.keyStarts[j+1], nil})
+				continue
+			case e != nil && e.Hidden && j == lastKept+1:
+				from := node.keyStarts[j]
+				if lastKept >= 0 {
+					from = d.nodes[node.kids[lastKept]].end
 				}
-				tenant := -1
-				if e.Tenant >= 0 {
-					if tenant = member(shape.Elems[e.Tenant].Key); tenant < 0 {
-						return s.jsonFailed(shape, errBadJSON)
-					}
+				*repls = append(*repls, jsonRepl{from, d.nodes[node.kids[len(node.kids)-1]].end, nil})
+				continue
+			case e == nil || e.Hidden || e.Column == nil && e.Shape == nil:
+				continue
+			}
+			tenant := -1
+			if e.Tenant >= 0 {
+				if tenant = member(shape.Elems[e.Tenant].Key); tenant < 0 {
+					return s.jsonFailed(shape, errBadJSON)
 				}
-				if err := s.openJSONElem(d, k, tenant, e, repls); err != nil {
-					return err
-				}
-				break
+			}
+			if err := s.openJSONElem(d, k, tenant, *e, repls); err != nil {
+				return err
 			}
 		}
 		return nil

@@ -1,6 +1,9 @@
 package rewrite
 
 import (
+	"strconv"
+	"strings"
+
 	pg "github.com/pganalyze/pg_query_go/v5"
 
 	"github.com/pgveil/pgveil/policy"
@@ -58,6 +61,10 @@ type JSONElem struct {
 	Tenant int
 	// Shape is set when the element is itself JSON holding encrypted columns.
 	Shape *JSONShape
+	// Hidden marks an element pgveil added: the key_context of an
+	// encrypted element whose call did not list it. The proxy removes it
+	// from the JSON (hidden elements of an array are its last ones).
+	Hidden bool
 }
 
 // FirstColumn returns the first encrypted column the shape holds.
@@ -214,10 +221,14 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 	}
 	shape := &JSONShape{Kind: kind}
 	var refs []colRef
+	var nodes []*pg.Node
 	args := f.Args
 	if kind == JSONObject {
 		for i := 0; i < len(args); i += 2 {
 			key, ok := constString(args[i])
+			if ok && strings.HasPrefix(key, hiddenKeyPrefix) {
+				return nil, errorf(CodeFeatureNotSupported, "JSON keys starting with %s are reserved for pgveil", hiddenKeyPrefix).at(a.sql, f.Location)
+			}
 			if !ok {
 				if err := a.expr(args[i], sc, what); err != nil {
 					return nil, err
@@ -233,6 +244,7 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 			e.Key = key
 			shape.Elems = append(shape.Elems, e)
 			refs = append(refs, ref)
+			nodes = append(nodes, args[i+1])
 		}
 	} else {
 		for _, arg := range args {
@@ -242,10 +254,11 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 			}
 			shape.Elems = append(shape.Elems, e)
 			refs = append(refs, ref)
+			nodes = append(nodes, arg)
 		}
 	}
 	any := false
-	for i := range shape.Elems {
+	for i, n := 0, len(shape.Elems); i < n; i++ {
 		e := &shape.Elems[i]
 		if e.Column == nil && e.Shape == nil {
 			continue
@@ -260,7 +273,12 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 		}
 		if e.Column != nil {
 			if err := a.jsonTenant(e, refs, i, f.Location); err != nil {
-				return nil, err
+				j, ok := a.jsonHiddenTenant(f, kind, shape, &refs, i, nodes[i])
+				if !ok {
+					return nil, err
+				}
+				e = &shape.Elems[i] // the append may have moved it
+				e.Tenant = j
 			}
 			if kind == JSONObject && e.Tenant >= 0 {
 				for j := range shape.Elems {
@@ -345,6 +363,58 @@ func (a *analyzer) jsonTenant(e *JSONElem, refs []colRef, i int, loc int32) *Err
 	}
 	return tableErr(CodeFeatureNotSupported, t, "list "+t.KeyContext+" in the same call",
 		"encrypted column %s inside JSON needs its tenant column %s in the same json_build_array or json_build_object", e.Column.QualifiedName(), t.KeyContext).at(a.sql, loc)
+}
+
+// hiddenKeyPrefix begins the keys of the members pgveil adds to
+// json_build_object.
+const hiddenKeyPrefix = "__pgveil_"
+
+// jsonHiddenTenant adds to the call f, after its last argument, the
+// key_context of the row element i (a column reference, arg) comes from,
+// as a hidden element the proxy removes again (a member with a reserved
+// key in an object), and returns its index. It fails when the tenant
+// column is not in scope or the call is not the client's text.
+func (a *analyzer) jsonHiddenTenant(f *pg.FuncCall, kind JSONKind, shape *JSONShape, refs *[]colRef, i int, arg *pg.Node) (int, bool) {
+	ref := (*refs)[i]
+	rc := ref.col()
+	cr := arg.GetColumnRef()
+	if rc == nil || rc.tenant < 0 || rc.noTenant || cr == nil || int(f.Location) < a.stmtStart || int(f.Location) >= a.stmtEnd {
+		return 0, false
+	}
+	l := lexer{s: a.sql[:a.stmtEnd], pos: int(f.Location), backslash: a.backslash}
+	open := -1
+	for t := l.next(); open < 0; t = l.next() {
+		switch {
+		case l.isPunct(t, "("):
+			open = t.start
+		case t.kind == tIdent || t.kind == tQIdent || l.isPunct(t, "."):
+		default:
+			return 0, false
+		}
+	}
+	end, ok := a.matchParen(open)
+	if !ok {
+		return 0, false
+	}
+	var qual []string
+	for _, fl := range cr.Fields[:len(cr.Fields)-1] {
+		s, _ := str(fl)
+		qual = append(qual, quoteIdent(s))
+	}
+	if len(qual) == 0 && ref.rel.name != "" {
+		qual = []string{quoteIdent(ref.rel.name)}
+	}
+	col := strings.Join(append(qual, quoteIdent(ref.rel.cols[rc.tenant].name)), ".")
+	e := JSONElem{Tenant: -1, Hidden: true}
+	text := ", " + col
+	if kind == JSONObject {
+		e.Key = hiddenKeyPrefix + "tenant_" + strconv.Itoa(len(shape.Elems))
+		text = ", '" + e.Key + "', " + col
+	}
+	a.insert(end-1, text)
+	shape.Elems = append(shape.Elems, e)
+	*refs = append(*refs, colRef{rel: ref.rel, idx: rc.tenant})
+	return len(shape.Elems) - 1, true
 }
 
 // jsonRefused refuses a use of a column that holds JSON with encrypted

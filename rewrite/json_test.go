@@ -22,6 +22,8 @@ func shapeString(s *JSONShape) string {
 			}
 		case e.Shape != nil:
 			v = shapeString(e.Shape)
+		case e.Hidden:
+			v = "hidden"
 		}
 		if e.Key != "" {
 			v = e.Key + ":" + v
@@ -64,6 +66,8 @@ func TestJSONShapes(t *testing.T) {
 		{`SELECT x.* FROM (SELECT id, json_build_array(org_id, ssn) AS j FROM users) x`, "out[1] [.,ssn@0]"},
 		{`SELECT COALESCE(json_agg(json_build_array(org_id, email)), '[]')::jsonb FROM users`, "out[0] agg([.,email@0])"},
 		{`SELECT json_build_array(id, name) FROM users`, ""},
+		{`SELECT json_build_array(id, email, u.phone) FROM users u`, "out[0] [.,email@3,phone@3,hidden]"},
+		{`SELECT json_build_object('e', email) FROM users`, "out[0] {e:email@1,__pgveil_tenant_1:hidden}"},
 		{`INSERT INTO users (org_id, email) VALUES (1, 'a@b.c') RETURNING json_build_array(org_id, email)`, "out[0] [.,email@0]"},
 	} {
 		plan, err := p.Plan(c.sql, publicPath)
@@ -88,15 +92,15 @@ func TestJSONShapes(t *testing.T) {
 func TestJSONRefused(t *testing.T) {
 	p := newTestPlanner(t)
 	for _, sql := range []string{
-		`SELECT json_build_array(id, email) FROM users`,                            // no tenant beside it
-		`SELECT json_build_object('e', email) FROM users`,                          // no tenant beside it
-		`SELECT json_agg(email) FROM users`,                                        // one value per element: no tenant
-		`SELECT json_build_array(org_id, lower(email)) FROM users`,                 // a function of it
-		`SELECT to_json(email) FROM contacts`,                                      // not followed
-		`SELECT row_to_json(u) FROM users u`,                                       // the whole row
-		`SELECT json_build_object(name, email, 'o', org_id) FROM users`,            // a key that is not a constant
-		`SELECT json_build_object('e', email, 'e', phone, 'o', org_id) FROM users`, // a key twice
-		`SELECT json_build_object('e', email, 'o', org_id, 'o', id) FROM users`,    // the tenant's key twice
+		`SELECT json_build_array(x.email) FROM (SELECT email FROM users) x`,             // no tenant in scope
+		`SELECT json_build_object('__pgveil_x', 1, 'o', org_id, 'e', email) FROM users`, // a reserved key
+		`SELECT json_agg(email) FROM users`,                                             // one value per element: no tenant
+		`SELECT json_build_array(org_id, lower(email)) FROM users`,                      // a function of it
+		`SELECT to_json(email) FROM contacts`,                                           // not followed
+		`SELECT row_to_json(u) FROM users u`,                                            // the whole row
+		`SELECT json_build_object(name, email, 'o', org_id) FROM users`,                 // a key that is not a constant
+		`SELECT json_build_object('e', email, 'e', phone, 'o', org_id) FROM users`,      // a key twice
+		`SELECT json_build_object('e', email, 'o', org_id, 'o', id) FROM users`,         // the tenant's key twice
 		`SELECT DISTINCT json_build_array(org_id, email)::jsonb FROM users`,
 		`SELECT j FROM (SELECT json_build_array(org_id, email) AS j FROM users) x ORDER BY j`,
 		`SELECT 1 FROM (SELECT json_build_array(org_id, email) AS j FROM users) x WHERE j::text LIKE '%a%'`,
