@@ -1,13 +1,11 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
-	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/pgveil/pgveil/keysource"
+	"github.com/pgveil/pgveil/keysource/canon"
 	"github.com/pgveil/pgveil/policy"
 	"github.com/pgveil/pgveil/rewrite"
 )
@@ -103,7 +101,7 @@ func (d *jdoc) value() (int, error) {
 				if err := d.str(); err != nil {
 					return 0, err
 				}
-				key, err := unquoteJSON(d.src[ks:d.pos])
+				key, err := canon.UnquoteJSON(d.src[ks:d.pos])
 				if err != nil {
 					return 0, err
 				}
@@ -171,95 +169,6 @@ func (d *jdoc) str() error {
 		}
 	}
 	return errBadJSON
-}
-
-// unquoteJSON decodes a JSON string token, quotes included.
-func unquoteJSON(tok []byte) ([]byte, error) {
-	if len(tok) < 2 || tok[0] != '"' || tok[len(tok)-1] != '"' {
-		return nil, errBadJSON
-	}
-	s := tok[1 : len(tok)-1]
-	if bytes.IndexByte(s, '\\') < 0 {
-		return s, nil
-	}
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' {
-			out = append(out, c)
-			continue
-		}
-		i++
-		if i >= len(s) {
-			return nil, errBadJSON
-		}
-		switch s[i] {
-		case '"', '\\', '/':
-			out = append(out, s[i])
-		case 'b':
-			out = append(out, '\b')
-		case 'f':
-			out = append(out, '\f')
-		case 'n':
-			out = append(out, '\n')
-		case 'r':
-			out = append(out, '\r')
-		case 't':
-			out = append(out, '\t')
-		case 'u':
-			if i+5 > len(s) {
-				return nil, errBadJSON
-			}
-			r, err := strconv.ParseUint(string(s[i+1:i+5]), 16, 16)
-			if err != nil {
-				return nil, errBadJSON
-			}
-			i += 4
-			if r >= 0xD800 && r < 0xDC00 && i+7 <= len(s) && s[i+1] == '\\' && s[i+2] == 'u' {
-				r2, err := strconv.ParseUint(string(s[i+3:i+7]), 16, 16)
-				if err == nil && r2 >= 0xDC00 && r2 < 0xE000 {
-					out = utf8.AppendRune(out, rune((r-0xD800)<<10|(r2-0xDC00))+0x10000)
-					i += 6
-					continue
-				}
-			}
-			out = utf8.AppendRune(out, rune(r))
-		default:
-			return nil, errBadJSON
-		}
-	}
-	return out, nil
-}
-
-// appendJSONString appends s as a JSON string, escaped as PostgreSQL's
-// escape_json does.
-func appendJSONString(dst, s []byte) []byte {
-	dst = append(dst, '"')
-	for _, c := range s {
-		switch c {
-		case '"':
-			dst = append(dst, '\\', '"')
-		case '\\':
-			dst = append(dst, '\\', '\\')
-		case '\b':
-			dst = append(dst, '\\', 'b')
-		case '\f':
-			dst = append(dst, '\\', 'f')
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			if c < 0x20 {
-				dst = append(dst, '\\', 'u', '0', '0', "0123456789abcdef"[c>>4], "0123456789abcdef"[c&15])
-			} else {
-				dst = append(dst, c)
-			}
-		}
-	}
-	return append(dst, '"')
 }
 
 // jsonRepl replaces src[start:end] of the document with text.
@@ -439,7 +348,7 @@ func (s *session) openJSONElem(d *jdoc, n, tenant int, e rewrite.JSONElem, repls
 		}
 		return err
 	}
-	env, err := unquoteJSON(tok)
+	env, err := canon.UnquoteJSON(tok)
 	if err != nil {
 		return s.jsonFailed(&rewrite.JSONShape{Kind: rewrite.JSONScalar, Elems: []rewrite.JSONElem{e}}, err)
 	}
@@ -450,7 +359,7 @@ func (s *session) openJSONElem(d *jdoc, n, tenant int, e rewrite.JSONElem, repls
 		tv := d.src[tn.start:tn.end]
 		switch {
 		case tn.kind == '"':
-			if tv, err = unquoteJSON(tv); err != nil {
+			if tv, err = canon.UnquoteJSON(tv); err != nil {
 				return s.jsonFailed(&rewrite.JSONShape{Kind: rewrite.JSONScalar, Elems: []rewrite.JSONElem{e}}, err)
 			}
 		case tn.kind != 'v' || string(tv) == "null":
@@ -490,7 +399,7 @@ func appendJSONValue(dst []byte, t policy.LogicalType, v []byte) []byte {
 		if validJSONNumber(v) {
 			return append(dst, v...)
 		}
-		return appendJSONString(dst, v) // NaN, Infinity
+		return canon.AppendJSONString(dst, v) // NaN, Infinity
 	case policy.TypeBool:
 		if string(v) == "t" {
 			return append(dst, "true"...)
@@ -499,9 +408,9 @@ func appendJSONValue(dst []byte, t policy.LogicalType, v []byte) []byte {
 	case policy.TypeJSON, policy.TypeJSONB:
 		return append(dst, v...)
 	case policy.TypeDate, policy.TypeTimestamp, policy.TypeTimestamptz:
-		return appendJSONString(dst, xsdDateTime(v))
+		return canon.AppendJSONString(dst, xsdDateTime(v))
 	}
-	return appendJSONString(dst, v)
+	return canon.AppendJSONString(dst, v)
 }
 
 // validJSONNumber reports whether v is a JSON number.

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgveil/pgveil/keysource/canon"
 	"github.com/pgveil/pgveil/policy"
 )
 
@@ -37,25 +38,25 @@ func TestParseJSONSpans(t *testing.T) {
 	}
 }
 
-// TestJSONStringRoundTrip: unquoteJSON decodes what PostgreSQL's
-// escape_json writes (appendJSONString), surrogate pairs included.
+// TestJSONStringRoundTrip: canon.UnquoteJSON decodes what PostgreSQL's
+// escape_json writes (canon.AppendJSONString), surrogate pairs included.
 func TestJSONStringRoundTrip(t *testing.T) {
 	for _, s := range []string{"", "plain", `quote " back \ slash`, "tab\tnl\ncr\rff\fbs\b", "\x01\x1f ctl", "zoë 日本 🙂", `\x0102ff`} {
-		q := appendJSONString(nil, []byte(s))
-		got, err := unquoteJSON(q)
+		q := canon.AppendJSONString(nil, []byte(s))
+		got, err := canon.UnquoteJSON(q)
 		if err != nil || string(got) != s {
 			t.Errorf("%q → %s → %q, %v", s, q, got, err)
 		}
 	}
-	if got := string(appendJSONString(nil, []byte("a\"\\\n\x01"))); got != `"a\"\\\n\u0001"` {
+	if got := string(canon.AppendJSONString(nil, []byte("a\"\\\n\x01"))); got != `"a\"\\\n\u0001"` {
 		t.Errorf("escape_json: %s", got)
 	}
-	got, err := unquoteJSON([]byte(`"\ud83d\ude42 \u00e9 \/"`))
+	got, err := canon.UnquoteJSON([]byte(`"\ud83d\ude42 \u00e9 \/"`))
 	if err != nil || string(got) != "🙂 é /" {
 		t.Errorf("escapes: %q %v", got, err)
 	}
 	for _, bad := range []string{`"\u12"`, `"\x"`, `"abc`, `abc`} {
-		if _, err := unquoteJSON([]byte(bad)); err == nil {
+		if _, err := canon.UnquoteJSON([]byte(bad)); err == nil {
 			t.Errorf("%s decoded", bad)
 		}
 	}

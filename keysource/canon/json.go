@@ -378,3 +378,24 @@ func appendJSONString(dst, s []byte) []byte {
 	}
 	return append(dst, '"')
 }
+
+// AppendJSONString appends s as a JSON string, escaped as PostgreSQL's
+// escape_json does.
+func AppendJSONString(dst, s []byte) []byte { return appendJSONString(dst, s) }
+
+// UnquoteJSON decodes one JSON string token, its quotes included, as
+// PostgreSQL reads one (valid UTF-8, escapes, surrogate pairs; no \u0000).
+func UnquoteJSON(tok []byte) ([]byte, error) {
+	p := &jsonParser{s: tok}
+	if len(tok) == 0 || tok[0] != '"' {
+		return nil, p.fail()
+	}
+	s, err := p.str()
+	if err != nil {
+		return nil, err
+	}
+	if p.i != len(tok) {
+		return nil, p.fail()
+	}
+	return s, nil
+}
