@@ -88,6 +88,7 @@ func (d *jdoc) value() (int, error) {
 		d.space()
 		if d.pos < len(d.src) && d.src[d.pos] == closer {
 			d.pos++
+			d.depth--
 			break
 		}
 		for {
@@ -190,7 +191,7 @@ func (s *session) openJSON(rc *resultCol, raw []byte, dst []byte) ([]byte, error
 		return dst, s.jsonFailed(rc.json, err)
 	}
 	var repls []jsonRepl
-	if err := s.openShape(d, 0, rc.json, &repls); err != nil {
+	if err := s.openShape(d, 0, rc.json, false, &repls); err != nil {
 		return dst, err
 	}
 	dst = append(dst, raw[:prefix]...)
@@ -216,20 +217,21 @@ func (s *session) jsonFailed(shape *rewrite.JSONShape, err error) error {
 
 // openShape opens the envelopes of node n of d at the places shape names,
 // appending replacements in document order.
-func (s *session) openShape(d *jdoc, n int, shape *rewrite.JSONShape, repls *[]jsonRepl) error {
+func (s *session) openShape(d *jdoc, n int, shape *rewrite.JSONShape, inJSONB bool, repls *[]jsonRepl) error {
+	inJSONB = inJSONB || shape.JSONB
 	node := &d.nodes[n]
 	if node.kind == 'v' && string(d.src[node.start:node.end]) == "null" {
 		return nil
 	}
 	switch shape.Kind {
 	case rewrite.JSONScalar:
-		return s.openJSONElem(d, n, -1, shape.Elems[0], repls)
+		return s.openJSONElem(d, n, -1, shape.Elems[0], inJSONB, repls)
 	case rewrite.JSONAgg:
 		if node.kind != '[' {
 			return s.jsonFailed(shape, errBadJSON)
 		}
 		for _, k := range node.kids {
-			if err := s.openShape(d, k, shape.Each, repls); err != nil {
+			if err := s.openShape(d, k, shape.Each, inJSONB, repls); err != nil {
 				return err
 			}
 		}
@@ -248,7 +250,7 @@ func (s *session) openShape(d *jdoc, n int, shape *rewrite.JSONShape, repls *[]j
 			if e.Tenant >= 0 {
 				tenant = node.kids[e.Tenant]
 			}
-			if err := s.openJSONElem(d, node.kids[i], tenant, e, repls); err != nil {
+			if err := s.openJSONElem(d, node.kids[i], tenant, e, inJSONB, repls); err != nil {
 				return err
 			}
 		}
@@ -314,7 +316,7 @@ func (s *session) openShape(d *jdoc, n int, shape *rewrite.JSONShape, repls *[]j
 					return s.jsonFailed(shape, errBadJSON)
 				}
 			}
-			if err := s.openJSONElem(d, k, tenant, *e, repls); err != nil {
+			if err := s.openJSONElem(d, k, tenant, *e, inJSONB, repls); err != nil {
 				return err
 			}
 		}
@@ -325,9 +327,9 @@ func (s *session) openShape(d *jdoc, n int, shape *rewrite.JSONShape, repls *[]j
 
 // openJSONElem opens the element at node n (its tenant at node tenant, or
 // -1), or follows its nested shape.
-func (s *session) openJSONElem(d *jdoc, n, tenant int, e rewrite.JSONElem, repls *[]jsonRepl) error {
+func (s *session) openJSONElem(d *jdoc, n, tenant int, e rewrite.JSONElem, inJSONB bool, repls *[]jsonRepl) error {
 	if e.Shape != nil {
-		return s.openShape(d, n, e.Shape, repls)
+		return s.openShape(d, n, e.Shape, inJSONB, repls)
 	}
 	if e.Column == nil {
 		return nil
@@ -385,6 +387,18 @@ func (s *session) openJSONElem(d *jdoc, n, tenant int, e rewrite.JSONElem, repls
 		return nil
 	}
 	s.jsonBuf = out
+	if col.Type == policy.TypeJSON && inJSONB {
+		// A json value inside jsonb is printed as jsonb prints it.
+		norm, err := canon.JSONBText(out, nil)
+		if err != nil {
+			if _, _, err := s.openFailed(&rc, err, nil); err != nil {
+				return err
+			}
+			*repls = append(*repls, jsonRepl{node.start, node.end, []byte("null")})
+			return nil
+		}
+		out = norm
+	}
 	*repls = append(*repls, jsonRepl{node.start, node.end, appendJSONValue(nil, col.Type, out)})
 	return nil
 }

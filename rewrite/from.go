@@ -46,13 +46,9 @@ func (a *analyzer) fromItem(n *pg.Node, level *scope) ([]*rel, *Error) {
 			level.rels = append(level.rels, r)
 			return []*rel{r}, nil
 		}
-		fscope := level.parent
-		if rf.Lateral {
-			fscope = level
-		}
-		if fscope == nil {
-			fscope = &scope{}
-		}
+		// A function in FROM may read the FROM items before it, LATERAL
+		// or not (PostgreSQL: "a noise word" there).
+		fscope := level
 		for _, f := range rf.Functions {
 			if err := a.expr(f, fscope, "a function in FROM"); err != nil {
 				return nil, err
@@ -146,13 +142,16 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 				if i := r.col(name); i >= 0 && r.cols[i].enc != nil {
 					return nil, unsupported(r.cols[i].enc, "JOIN USING", "write JOIN … ON a."+name+" = b."+name+" (pgveil compares the blind indexes)")
 				}
+				if i := r.col(name); i >= 0 && r.cols[i].json != nil {
+					return nil, a.jsonRefused(r.cols[i].json, "JOIN USING", -1)
+				}
 			}
 		}
 		if j.IsNatural {
 			for _, r := range all {
 				for _, c := range r.cols {
-					if c.enc != nil {
-						return nil, unsupported(c.enc, "NATURAL JOIN", "write JOIN … ON with the columns to compare")
+					if e := cmp.Or(c.enc, c.json.FirstColumn()); e != nil {
+						return nil, unsupported(e, "NATURAL JOIN", "write JOIN … ON with the columns to compare")
 					}
 				}
 			}

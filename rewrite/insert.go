@@ -67,8 +67,8 @@ func (a *analyzer) insertStmt(ins *pg.InsertStmt, sc *scope, mode queryMode) (*q
 			return nil, err
 		}
 		for _, c := range res.cols {
-			if c.enc != nil {
-				return nil, unsupported(c.enc, "copying it with INSERT … SELECT", "copying ciphertext into another table or column makes it undecryptable; read the value and insert it with a parameter")
+			if e := c.sealed(); e != nil {
+				return nil, unsupported(e, "copying it with INSERT … SELECT", "copying ciphertext into another table or column makes it undecryptable; read the value and insert it with a parameter")
 			}
 		}
 	}

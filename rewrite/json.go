@@ -49,6 +49,10 @@ type JSONShape struct {
 	Kind  JSONKind
 	Elems []JSONElem
 	Each  *JSONShape
+	// JSONB: the value at this level is jsonb (jsonb_build_*, jsonb_agg, a
+	// cast to jsonb), and so is everything inside it: a json value opened
+	// in it is written as jsonb prints it.
+	JSONB bool
 }
 
 // JSONElem is one element of a JSONArray or member of a JSONObject.
@@ -166,11 +170,19 @@ func (a *analyzer) jsonValue(n *pg.Node, sc *scope) (shape *JSONShape, planned b
 func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 	switch {
 	case n.GetTypeCast() != nil:
-		return a.jsonPlan(n.GetTypeCast().Arg, sc)
+		s, err := a.jsonPlan(n.GetTypeCast().Arg, sc)
+		if s != nil && lastName(n.GetTypeCast().TypeName.Names) == "jsonb" && !s.JSONB {
+			cp := *s
+			cp.JSONB = true
+			s = &cp
+		}
+		return s, err
 	case n.GetCoalesceExpr() != nil:
 		var shape *JSONShape
+		var consts []*pg.Node
 		for _, arg := range n.GetCoalesceExpr().Args {
 			if isConstant(arg) {
+				consts = append(consts, arg)
 				continue
 			}
 			s, err := a.jsonPlan(arg, sc)
@@ -182,6 +194,23 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 			}
 			if s != nil {
 				shape = s
+			}
+		}
+		// A constant the JSON may fall back to is the client's text: it
+		// could hold an envelope pgveil would open under a tenant the
+		// client names. Only an empty container of the shape's kind, or
+		// null.
+		for _, c := range consts {
+			if shape == nil {
+				break
+			}
+			v, isString := constString(c)
+			empty := "[]"
+			if shape.Kind == JSONObject {
+				empty = "{}"
+			}
+			if isString && strings.TrimSpace(v) != empty && strings.TrimSpace(v) != "null" || !isString && !isNullConst(c) {
+				return nil, unsupported(shape.FirstColumn(), "COALESCE of JSON built from it with a constant other than "+empty+" or NULL", "fall back to "+empty+" or NULL").at(a.sql, n.GetCoalesceExpr().Location)
 			}
 		}
 		return shape, nil
@@ -213,9 +242,9 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 				return nil, tableErr(CodeFeatureNotSupported, t, "aggregate json_build_array("+each.Column.Name+", "+t.KeyContext+") instead",
 					"%s of encrypted column %s cannot carry each value's tenant column %s", what, each.Column.QualifiedName(), t.KeyContext).at(a.sql, f.Location)
 			}
-			return &JSONShape{Kind: JSONAgg, Each: &JSONShape{Kind: JSONScalar, Elems: []JSONElem{each}}}, nil
+			return &JSONShape{Kind: JSONAgg, Each: &JSONShape{Kind: JSONScalar, Elems: []JSONElem{each}}, JSONB: lastName(f.Funcname) == "jsonb_agg"}, nil
 		case each.Shape != nil:
-			return &JSONShape{Kind: JSONAgg, Each: each.Shape}, nil
+			return &JSONShape{Kind: JSONAgg, Each: each.Shape, JSONB: lastName(f.Funcname) == "jsonb_agg"}, nil
 		}
 		return nil, nil
 	}
@@ -223,13 +252,18 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 	var refs []colRef
 	var nodes []*pg.Node
 	args := f.Args
+	keyed := true // every key a plain string constant
 	if kind == JSONObject {
+		// The keys are part of the plan (the proxy finds members by key):
+		// another text of the same shape has other keys.
+		a.valueDependent = true
 		for i := 0; i < len(args); i += 2 {
-			key, ok := constString(args[i])
+			key, ok := plainString(args[i])
 			if ok && strings.HasPrefix(key, hiddenKeyPrefix) {
 				return nil, errorf(CodeFeatureNotSupported, "JSON keys starting with %s are reserved for pgveil", hiddenKeyPrefix).at(a.sql, f.Location)
 			}
 			if !ok {
+				keyed = false
 				if err := a.expr(args[i], sc, what); err != nil {
 					return nil, err
 				}
@@ -237,9 +271,6 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 			e, ref, err := a.jsonArg(args[i+1], sc, what)
 			if err != nil {
 				return nil, err
-			}
-			if (e.Column != nil || e.Shape != nil) && !ok {
-				return nil, unsupported(cmpFirst(e), what+" with a key that is not a constant", "write the key as a string constant").at(a.sql, f.Location)
 			}
 			e.Key = key
 			shape.Elems = append(shape.Elems, e)
@@ -258,18 +289,30 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 		}
 	}
 	any := false
+	for i := range shape.Elems {
+		any = any || shape.Elems[i].Column != nil || shape.Elems[i].Shape != nil
+	}
+	if any && kind == JSONObject {
+		// Members are found by key: a key that is not a plain string
+		// constant (a cast changes it, a column could be any key) or one
+		// given twice could put another value where the plan expects a
+		// member.
+		first := shape.FirstColumn()
+		if !keyed {
+			return nil, unsupported(first, what+" with a key that is not a string constant", "write every key as a plain string constant").at(a.sql, f.Location)
+		}
+		for i := range shape.Elems {
+			for j := range i {
+				if shape.Elems[j].Key == shape.Elems[i].Key {
+					return nil, unsupported(first, what+" with the key "+shape.Elems[i].Key+" twice", "give each member its own key").at(a.sql, f.Location)
+				}
+			}
+		}
+	}
 	for i, n := 0, len(shape.Elems); i < n; i++ {
 		e := &shape.Elems[i]
 		if e.Column == nil && e.Shape == nil {
 			continue
-		}
-		any = true
-		if kind == JSONObject && e.Column != nil {
-			for j := range shape.Elems {
-				if j != i && shape.Elems[j].Key == e.Key {
-					return nil, unsupported(e.Column, what+" with the key "+e.Key+" twice", "give each member its own key").at(a.sql, f.Location)
-				}
-			}
 		}
 		if e.Column != nil {
 			if err := a.jsonTenant(e, refs, i, f.Location); err != nil {
@@ -280,17 +323,13 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 				e = &shape.Elems[i] // the append may have moved it
 				e.Tenant = j
 			}
-			if kind == JSONObject && e.Tenant >= 0 {
-				for j := range shape.Elems {
-					if j != e.Tenant && shape.Elems[j].Key == shape.Elems[e.Tenant].Key {
-						return nil, unsupported(e.Column, what+" with the key "+shape.Elems[j].Key+" twice", "give each member its own key").at(a.sql, f.Location)
-					}
-				}
-			}
 		}
 	}
 	if !any {
 		return nil, nil
+	}
+	if kind == JSONArray || kind == JSONObject {
+		shape.JSONB = strings.HasPrefix(lastName(f.Funcname), "jsonb_")
 	}
 	return shape, nil
 }
@@ -300,6 +339,15 @@ func cmpFirst(e JSONElem) *policy.Column {
 		return e.Column
 	}
 	return e.Shape.FirstColumn()
+}
+
+// plainString returns the value of a string constant written without a
+// cast.
+func plainString(n *pg.Node) (string, bool) {
+	if c := n.GetAConst(); c != nil && c.GetSval() != nil {
+		return c.GetSval().Sval, true
+	}
+	return "", false
 }
 
 // constString returns the value of a string constant, possibly cast.

@@ -79,6 +79,9 @@ func (r *rel) firstEnc() *policy.Column {
 				return e
 			}
 		}
+		if e := r.cols[i].json.FirstColumn(); e != nil {
+			return e
+		}
 	}
 	return nil
 }

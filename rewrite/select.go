@@ -215,6 +215,9 @@ func (a *analyzer) targetList(list []*pg.Node, level *scope) (*queryResult, *Err
 			if err != nil {
 				return nil, err
 			}
+			if len(sub.cols) == 1 && sub.cols[0].json != nil {
+				o.json = sub.cols[0].json // JSON the scalar subquery built
+			}
 			if len(sub.cols) == 1 && sub.cols[0].enc != nil {
 				e := sub.cols[0].enc
 				if e.Table.KeyContext != "" {

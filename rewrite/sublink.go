@@ -51,8 +51,8 @@ func (a *analyzer) plainSubquery(s *pg.SubLink, sc *scope, what string) *Error {
 		return err
 	}
 	for _, c := range res.cols {
-		if c.enc != nil {
-			return unsupported(c.enc, "a subquery used in "+what, hintApp).at(a.sql, s.Location)
+		if e := c.sealed(); e != nil {
+			return unsupported(e, "a subquery used in "+what, hintApp).at(a.sql, s.Location)
 		}
 	}
 	return nil

@@ -399,3 +399,7 @@ func UnquoteJSON(tok []byte) ([]byte, error) {
 	}
 	return s, nil
 }
+
+// JSONBText appends json text src as PostgreSQL prints it once converted
+// to jsonb (keys sorted and deduplicated, its separators and numbers).
+func JSONBText(src, dst []byte) ([]byte, error) { return jsonbText(src, dst, false) }
