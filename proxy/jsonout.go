@@ -147,24 +147,49 @@ func (d *jdoc) value() (int, error) {
 			}
 			d.pos++
 		}
-		if d.pos == d.nodes[i].start {
-			return 0, errBadJSON
+		switch tok := d.src[d.nodes[i].start:d.pos]; string(tok) {
+		case "true", "false", "null":
+		default:
+			if !validJSONNumber(tok) {
+				return 0, errBadJSON
+			}
 		}
 	}
 	d.nodes[i].end = d.pos
 	return i, nil
 }
 
-// str skips a string token.
+// str skips a string token, checking its escapes (a string is decoded
+// only where pgveil reads it: canon.UnquoteJSON).
 func (d *jdoc) str() error {
 	d.pos++ // the opening quote
 	for d.pos < len(d.src) {
-		switch d.src[d.pos] {
-		case '\\':
-			d.pos += 2
-		case '"':
+		switch c := d.src[d.pos]; {
+		case c == '\\':
+			if d.pos+1 >= len(d.src) {
+				return errBadJSON
+			}
+			switch d.src[d.pos+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				d.pos += 2
+			case 'u':
+				if d.pos+6 > len(d.src) {
+					return errBadJSON
+				}
+				for _, h := range d.src[d.pos+2 : d.pos+6] {
+					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+						return errBadJSON
+					}
+				}
+				d.pos += 6
+			default:
+				return errBadJSON
+			}
+		case c == '"':
 			d.pos++
 			return nil
+		case c < 0x20:
+			return errBadJSON
 		default:
 			d.pos++
 		}
@@ -441,8 +466,9 @@ func validJSONNumber(v []byte) bool {
 		}
 		return n
 	}
-	if digits() == 0 {
-		return false
+	first := i
+	if n := digits(); n == 0 || n > 1 && v[first] == '0' {
+		return false // no digits, or a leading zero
 	}
 	if i < len(v) && v[i] == '.' {
 		i++

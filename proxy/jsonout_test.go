@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -98,9 +99,39 @@ func TestAppendJSONValue(t *testing.T) {
 }
 
 func TestValidJSONNumber(t *testing.T) {
-	for s, want := range map[string]bool{"0": true, "-1": true, "1.5": true, "1e10": true, "1.5E-3": true, "NaN": false, "Infinity": false, "-": false, "1.": false, ".5": false, "1e": false, "": false} {
+	for s, want := range map[string]bool{"0": true, "-1": true, "1.5": true, "1e10": true, "1.5E-3": true, "NaN": false, "Infinity": false, "-": false, "1.": false, ".5": false, "1e": false, "": false, "00": false, "-01": false, "0.5": true, "-0": true} {
 		if got := validJSONNumber([]byte(s)); got != want {
 			t.Errorf("%q: %v", s, got)
 		}
 	}
+}
+
+// FuzzParseJSON: the reader never panics, and what it accepts is JSON
+// (encoding/json agrees) whose node spans nest inside the document.
+func FuzzParseJSON(f *testing.F) {
+	for _, s := range []string{`[]`, `{}`, `[1, "a\"b", {"k": [true, null]}, []]`, `{"a": {"b": [1, {"c": "\u00e9"}]}}`, `"x"`, `-1.5e3`, `[[[]]]`, `{"a":1,"a":2}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, src []byte) {
+		d, err := parseJSON(src)
+		if err != nil {
+			return
+		}
+		if !json.Valid(src) {
+			t.Fatalf("accepted %q, which is not JSON", src)
+		}
+		for i, n := range d.nodes {
+			if n.start < 0 || n.end > len(src) || n.start >= n.end {
+				t.Fatalf("node %d span [%d,%d) in %d bytes", i, n.start, n.end, len(src))
+			}
+			for _, k := range n.kids {
+				if c := d.nodes[k]; c.start < n.start || c.end > n.end {
+					t.Fatalf("node %d outside its parent %d", k, i)
+				}
+			}
+			if n.kind == '{' && (len(n.keys) != len(n.kids) || len(n.keyStarts) != len(n.kids)) {
+				t.Fatalf("object %d: %d keys, %d values", i, len(n.keys), len(n.kids))
+			}
+		}
+	})
 }
