@@ -35,8 +35,8 @@ type nodeORMValues struct {
 	// violates the UNIQUE blind index (23505 on email_bidx).
 	UniqueDup string `json:"unique_dup"`
 	// MergePhone goes into a multi-row INSERT … ON CONFLICT DO UPDATE SET
-	// phone = $n (Knex's merge({phone})): refused, the tenant of $n is
-	// not known.
+	// phone = $n (Knex's merge({phone})): sealed under the rows' one
+	// tenant; refused over rows of two tenants.
 	MergePhone string `json:"merge_phone"`
 	// CopyEmail is the email of a row read with SELECT * (blind indexes
 	// included) and inserted again: pgveil writes its own indexes there.
@@ -203,7 +203,7 @@ func TestEncSequelize(t *testing.T) {
 // without the tenant (pgveil looks it up; over two tenants refused, no
 // row updates 0), del with returning, batchInsert, onConflict('email')
 // .ignore() and .merge() (all columns, a list, an object; an object over
-// several rows is refused), managed and unmanaged transactions with
+// several rows of one tenant, and refused over two tenants), managed and unmanaged transactions with
 // rollback and a refusal in a savepoint, a join and a whereIn subquery on
 // the shared email blind index, knex.raw with positional and named
 // bindings, a streamed select (pg-query-stream: a portal read a few rows

@@ -305,6 +305,11 @@ func (s *session) countRewritten(p *rewrite.Plan) {
 // fillLiteral seals or indexes one literal of an encrypted column and
 // returns the SQL literal that replaces it.
 func (s *session) fillLiteral(orig string, st *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
+	if len(st.SameTenant) > 0 && slot.Action == rewrite.Encrypt && slot.Tenant == st.SameTenant[0] {
+		if err := s.sameTenant(st, orig, nil, nil); err != nil {
+			return "", err
+		}
+	}
 	if lk := s.lookup; slot.Action == rewrite.TenantLookup || slot.Tenant.Kind == rewrite.RefLookup {
 		switch {
 		case lk == nil:
@@ -497,6 +502,43 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 		}
 	}
 	return "", false, tenantMissing(t)
+}
+
+// sameTenant refuses a multi-row INSERT … ON CONFLICT DO UPDATE that
+// seals one value under its first row's tenant (Stmt.SameTenant) when
+// another row names another tenant: the value would land in rows whose
+// key does not open it.
+func (s *session) sameTenant(st *rewrite.Stmt, orig string, bind *bindMsg, paramOIDs []uint32) error {
+	var t *policy.Table
+	for _, p := range st.Params {
+		if p.Action == rewrite.Encrypt {
+			t = p.Column.Table
+		}
+	}
+	for _, sl := range st.Slots {
+		if sl.Action == rewrite.Encrypt {
+			t = sl.Column.Table
+		}
+	}
+	if t == nil {
+		return nil
+	}
+	first, _, err := s.tenantFromRef(t, st.SameTenant[0], orig, st, bind, paramOIDs)
+	if err != nil {
+		return err
+	}
+	for _, ref := range st.SameTenant[1:] {
+		other, _, err := s.tenantFromRef(t, ref, orig, st, bind, paramOIDs)
+		if err != nil {
+			return err
+		}
+		if other != first {
+			return &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+				Message: fmt.Sprintf("pgveil: the rows of this INSERT … ON CONFLICT DO UPDATE into %s name more than one tenant (%s), and the value its SET writes is sealed once, under one tenant's key", t.QualifiedName(), t.KeyContext),
+				Hint:    "upsert each tenant's rows in a statement of their own, or SET col = EXCLUDED.col"}
+		}
+	}
+	return nil
 }
 
 func tenantMissing(t *policy.Table) error {
@@ -832,6 +874,11 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 	if len(bm.Params) != st.ClientParams {
 		return nil, &pgError{Severity: "ERROR", Code: codeProtocolViolation,
 			Message: fmt.Sprintf("bind message supplies %d parameters, but prepared statement %q requires %d", len(bm.Params), stmt.Name, st.ClientParams)}
+	}
+	if len(st.SameTenant) > 0 {
+		if err := s.sameTenant(st, stmt.SQL, bm, stmt.ParamOIDs); err != nil {
+			return nil, err
+		}
 	}
 	start := time.Now()
 	defer func() { s.observe(s.srv.metrics.phaseCrypto, time.Since(start).Seconds()) }()

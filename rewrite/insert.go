@@ -391,18 +391,61 @@ func (a *analyzer) onConflict(oc *pg.OnConflictClause, t *policy.Table, target *
 	}
 	var tenant ValueRef
 	haveTenant := false
-	if sel != nil && len(sel.ValuesLists) == 1 {
+	var others []ValueRef // the tenants of the other rows of a multi-row VALUES
+	switch {
+	case sel != nil && len(sel.ValuesLists) == 1:
 		tenant, haveTenant, _ = a.rowTenant(t, cols, sel.ValuesLists[0].GetList().GetItems())
-	} else if t == nil || t.KeyContext == "" {
+	case t == nil || t.KeyContext == "":
 		tenant, haveTenant = ValueRef{Kind: RefNone}, true
+	case sel != nil && len(sel.ValuesLists) > 1:
+		// SET col = $n over several rows (Knex's merge({col: v})): one
+		// value, sealed under the first row's tenant, and the proxy checks
+		// that every row names the same tenant before it seals.
+		for i, row := range sel.ValuesLists {
+			ref, ok, _ := a.rowTenant(t, cols, row.GetList().GetItems())
+			if !ok || ref.Kind != RefParam && ref.Kind != RefLiteral {
+				haveTenant, others = false, nil
+				break
+			}
+			if i == 0 {
+				tenant, haveTenant = ref, true
+			} else if ref != tenant {
+				others = append(others, ref)
+			}
+		}
 	}
-	if err := a.setList(oc.TargetList, t, upd, false, tenant, haveTenant, excluded, "as a parameter or a literal of a single-row VALUES"); err != nil {
+	usesBefore, editsBefore := len(a.uses), len(a.edits)
+	if err := a.setList(oc.TargetList, t, upd, false, tenant, haveTenant, excluded, "as a parameter or a literal of a VALUES whose rows name their tenant"); err != nil {
 		return err
+	}
+	if len(others) > 0 {
+		params, literals := a.sealedUnder(tenant, usesBefore, editsBefore)
+		if literals && tenant.Kind == RefParam {
+			// A literal is sealed when the text is rendered, before a
+			// parameter tenant is bound.
+			return missingTenant(t, "as a literal beside a literal value, or pass the value as a parameter", oc.Location, a.sql)
+		}
+		if params || literals {
+			a.st.SameTenant = append([]ValueRef{tenant}, others...)
+		}
 	}
 	if err := a.expr(oc.WhereClause, upd, "ON CONFLICT … WHERE"); err != nil {
 		return err
 	}
 	return a.tenantGuard(oc, t, target)
+}
+
+// sealedUnder reports whether parameters, and literals, were sealed under
+// tenant by the parameter uses and edits made after the first uses and
+// edits.
+func (a *analyzer) sealedUnder(tenant ValueRef, uses, edits int) (params, literals bool) {
+	for _, u := range a.uses[uses:] {
+		params = params || u.action == Encrypt && u.tenant == tenant
+	}
+	for _, e := range a.edits[edits:] {
+		literals = literals || e.slot != nil && e.slot.Action == Encrypt && e.slot.Tenant == tenant
+	}
+	return params, literals
 }
 
 // conflictTenant refuses a DO UPDATE that sets the key_context column to

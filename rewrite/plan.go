@@ -274,6 +274,11 @@ type Stmt struct {
 	Fetch string
 	// CloseCursor names the cursor a CLOSE closes; "*" for CLOSE ALL.
 	CloseCursor string
+	// SameTenant, when set, lists the tenant values (the first one the
+	// value is sealed under) that the rows of a multi-row INSERT … ON
+	// CONFLICT DO UPDATE SET col = $n name: the proxy refuses the
+	// statement unless they are all equal, since one value is sealed once.
+	SameTenant []ValueRef
 	// Lookup is set on an UPDATE of a table with a key_context that writes
 	// encrypted values without naming the tenant: the proxy asks the
 	// server for the tenant of the rows it will change before it seals the

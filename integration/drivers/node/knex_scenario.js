@@ -194,11 +194,21 @@ run(async (r) => {
   });
 
   // merge({phone: v}) over several rows: v is a parameter of its own,
-  // sealed under which row's tenant? pgveil cannot tell.
-  await r.refused("multi-row insert with onConflict('email').merge({phone}) is refused",
-    () => knex('users').insert([upRow(up.email, up.phone), upRow(s.doomed.email, up.phone)])
+  // sealed once, under the first row's tenant; pgveil checks that every
+  // row names that tenant.
+  await r.step("multi-row insert with onConflict('email').merge({phone}), rows of one tenant", async () => {
+    const got = await knex('users').insert([upRow(up.email, up.phone), upRow(s.doomed.email, up.phone)])
+      .onConflict('email').merge({ phone: n.merge_phone }).returning(['email', 'phone']);
+    wantRows('returned', got.map((x) => [x.email, x.phone]), [[s.upsert_variant, n.merge_phone], [s.doomed.email, up.phone]]);
+    // Back to the state the later steps expect.
+    await knex('users').where('email', up.email).update({ phone: s.upsert_phone2 });
+    wantEq('deleted', await knex('users').where('email', s.doomed.email).del(), 1);
+  });
+
+  await r.refused("multi-row insert with onConflict('email').merge({phone}), rows of two tenants, is refused",
+    () => knex('users').insert([upRow(up.email, up.phone), { ...row(org2, o.org2_rows[1]), phone: o.bulk_phone }])
       .onConflict('email').merge({ phone: n.merge_phone }),
-    ['public.users', 'org_id']);
+    ['public.users', 'more than one tenant']);
 
   await r.step('the refused merge changed nothing', async () => {
     wantEq('phone', await knex('users').where('email', up.email).pluck('phone'), [s.upsert_phone2]);
