@@ -39,7 +39,7 @@ func (a *analyzer) returning(list []*pg.Node, level *scope, mode queryMode) (*qu
 		return nil, err
 	}
 	if mode == modeTop && !a.noOutputs {
-		if err := a.bindTenants(res, a.listEnd(list), func() string { return "" }); err != nil {
+		if err := a.bindTenants(res, level, a.listEnd(list), func() string { return "" }); err != nil {
 			return nil, err
 		}
 	}

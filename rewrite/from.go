@@ -172,8 +172,12 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 				}
 			}
 		}
-		jr := &rel{name: j.Alias.Aliasname, aliased: true, complete: !merged, joinAlias: true, loc: -1}
+		jr := &rel{name: j.Alias.Aliasname, aliased: true, complete: !merged, joinAlias: true, merged: merged, loc: -1}
 		for _, r := range all {
+			r.joinAliasRel, r.joinOffset = jr, len(jr.cols)
+			if !jr.complete {
+				r.joinOffset = -1
+			}
 			if !r.complete {
 				jr.complete = false
 			}

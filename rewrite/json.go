@@ -316,7 +316,7 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 		}
 		if e.Column != nil {
 			if err := a.jsonTenant(e, refs, i, f.Location); err != nil {
-				j, ok := a.jsonHiddenTenant(f, kind, shape, &refs, i, nodes[i])
+				j, ok := a.jsonHiddenTenant(f, kind, shape, &refs, i, nodes[i], sc)
 				if !ok {
 					return nil, err
 				}
@@ -422,11 +422,19 @@ const hiddenKeyPrefix = "__pgveil_"
 // as a hidden element the proxy removes again (a member with a reserved
 // key in an object), and returns its index. It fails when the tenant
 // column is not in scope or the call is not the client's text.
-func (a *analyzer) jsonHiddenTenant(f *pg.FuncCall, kind JSONKind, shape *JSONShape, refs *[]colRef, i int, arg *pg.Node) (int, bool) {
+func (a *analyzer) jsonHiddenTenant(f *pg.FuncCall, kind JSONKind, shape *JSONShape, refs *[]colRef, i int, arg *pg.Node, sc *scope) (int, bool) {
 	ref := (*refs)[i]
 	rc := ref.col()
 	cr := arg.GetColumnRef()
 	if rc == nil || rc.tenant < 0 || rc.noTenant || cr == nil || int(f.Location) < a.stmtStart || int(f.Location) >= a.stmtEnd {
+		return 0, false
+	}
+	// PostgreSQL takes at most 100 arguments.
+	if added := map[JSONKind]int{JSONArray: 1, JSONObject: 2}[kind]; len(f.Args)+added > 100 {
+		return 0, false
+	}
+	col, ok := ref.rel.colIn(sc, rc.tenant)
+	if !ok {
 		return 0, false
 	}
 	l := lexer{s: a.sql[:a.stmtEnd], pos: int(f.Location), backslash: a.backslash}
@@ -444,15 +452,6 @@ func (a *analyzer) jsonHiddenTenant(f *pg.FuncCall, kind JSONKind, shape *JSONSh
 	if !ok {
 		return 0, false
 	}
-	var qual []string
-	for _, fl := range cr.Fields[:len(cr.Fields)-1] {
-		s, _ := str(fl)
-		qual = append(qual, quoteIdent(s))
-	}
-	if len(qual) == 0 && ref.rel.name != "" {
-		qual = []string{quoteIdent(ref.rel.name)}
-	}
-	col := strings.Join(append(qual, quoteIdent(ref.rel.cols[rc.tenant].name)), ".")
 	e := JSONElem{Tenant: -1, Hidden: true}
 	text := ", " + col
 	if kind == JSONObject {

@@ -145,7 +145,7 @@ func TestJSONReview2Holds(t *testing.T) {
 		{`SELECT pg_catalog.json_build_array(email) FROM public.users`,
 			`SELECT pg_catalog.json_build_array(email, users.org_id) FROM public.users`, "out[0] [email@1,hidden]"},
 		{`SELECT json_build_array(public.users.email) FROM public.users`,
-			`SELECT json_build_array(public.users.email, public.users.org_id) FROM public.users`, "out[0] [email@1,hidden]"},
+			`SELECT json_build_array(public.users.email, users.org_id) FROM public.users`, "out[0] [email@1,hidden]"},
 		{`SELECT json_build_array(email) FROM users "Select"`,
 			`SELECT json_build_array(email, "Select".org_id) FROM users "Select"`, "out[0] [email@1,hidden]"},
 		{`SELECT json_build_array("U".email) FROM users "U"`,

@@ -140,7 +140,7 @@ func (r *rel) inStar(stars []*rel) bool {
 // field at appendAt. cannotAppend, called only when a field must be added,
 // explains why appending would change the result (DISTINCT, GROUP BY…);
 // the statement is then refused.
-func (a *analyzer) bindTenants(res *queryResult, appendAt int, cannotAppend func() string) *Error {
+func (a *analyzer) bindTenants(res *queryResult, sc *scope, appendAt int, cannotAppend func() string) *Error {
 	res.linkTenants()
 	var added []string
 	for i := range res.cols {
@@ -171,8 +171,14 @@ func (a *analyzer) bindTenants(res *queryResult, appendAt int, cannotAppend func
 		ref := quoteIdent(name)
 		if c.src.rowOf != "" {
 			ref = "(" + c.src.rowOf + ")." + ref
-		} else if c.src.name != "" {
-			ref = quoteIdent(c.src.name) + "." + ref
+		} else if q, ok := c.src.colIn(sc, c.tenant); ok {
+			ref = q
+		} else {
+			// Any name pgveil could write might reach another relation
+			// (a JOIN alias hides this one, or an inner one shadows it).
+			return tableErr(CodeFeatureNotSupported, t, hint+" (list "+t.KeyContext+" in the select list)",
+				"encrypted column %s needs its tenant column %s in the result, and pgveil cannot name its relation here (a JOIN alias or another relation of that name)",
+				c.enc.QualifiedName(), t.KeyContext)
 		}
 		c.tenantOut = len(res.cols)
 		res.cols = append(res.cols, outCol{name: name, src: c.src, srcIdx: c.tenant, tenant: -1, tenantOut: -1, hidden: true})

@@ -52,6 +52,36 @@ type rel struct {
 	// rowOf is set on the relation of a row column's fields: the SQL
 	// that names the row, so that a field is (rowOf).field.
 	rowOf string
+	// joinAliasRel, when set, is the outermost aliased JOIN the relation
+	// is inside: its alias hides the relation's own name, and the
+	// relation's columns are its columns from joinOffset on (-1: not
+	// known, a relation before it does not list its columns).
+	joinAliasRel *rel
+	joinOffset   int
+}
+
+// colIn returns SQL that reaches column idx of r from scope sc: r's name
+// and the column's, when PostgreSQL resolves that name to r there (no
+// relation of that name in between), or the JOIN alias hiding r and the
+// column's name under it. ok is false when no name is sure.
+func (r *rel) colIn(sc *scope, idx int) (string, bool) {
+	if sc == nil || idx < 0 || idx >= len(r.cols) {
+		return "", false
+	}
+	if j := r.joinAliasRel; j != nil {
+		// The offset is exact when every relation before r in the join
+		// lists all its columns; a name there twice is the server's
+		// ambiguity error, never another column.
+		k := r.joinOffset + idx
+		if j.merged || r.joinOffset < 0 || k >= len(j.cols) || sc.find(j.name) != j {
+			return "", false
+		}
+		return quoteIdent(j.name) + "." + quoteIdent(j.cols[k].name), true
+	}
+	if r.name == "" || sc.find(r.name) != r {
+		return "", false
+	}
+	return quoteIdent(r.name) + "." + quoteIdent(r.cols[idx].name), true
 }
 
 func (r *rel) col(name string) int {

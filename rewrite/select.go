@@ -76,7 +76,7 @@ func (a *analyzer) selectStmt(sel *pg.SelectStmt, sc *scope, mode queryMode) (*q
 		return nil, err
 	}
 	if mode == modeTop && !a.noOutputs {
-		if err := a.bindTenants(res, a.listEnd(sel.TargetList), func() string { return appendBlocker(sel) }); err != nil {
+		if err := a.bindTenants(res, level, a.listEnd(sel.TargetList), func() string { return appendBlocker(sel) }); err != nil {
 			return nil, err
 		}
 	}

@@ -36,7 +36,7 @@ func (a *analyzer) setOp(sel *pg.SelectStmt, sc *scope, mode queryMode, afterLar
 		return nil, err
 	}
 	if mode == modeTop && !a.noOutputs {
-		if err := a.bindTenants(res, -1, func() string { return setOpName(sel) }); err != nil {
+		if err := a.bindTenants(res, nil, -1, func() string { return setOpName(sel) }); err != nil {
 			return nil, err
 		}
 	}
