@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -305,7 +306,7 @@ func (s *session) countRewritten(p *rewrite.Plan) {
 // fillLiteral seals or indexes one literal of an encrypted column and
 // returns the SQL literal that replaces it.
 func (s *session) fillLiteral(orig string, st *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
-	if len(st.SameTenant) > 0 && slot.Action == rewrite.Encrypt && slot.Tenant == st.SameTenant[0] {
+	if len(st.SameTenant) > 0 && slot.Action == rewrite.Encrypt {
 		if err := s.sameTenant(st, orig, nil, nil); err != nil {
 			return "", err
 		}
@@ -509,33 +510,25 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 // another row names another tenant: the value would land in rows whose
 // key does not open it.
 func (s *session) sameTenant(st *rewrite.Stmt, orig string, bind *bindMsg, paramOIDs []uint32) error {
-	var t *policy.Table
-	for _, p := range st.Params {
-		if p.Action == rewrite.Encrypt {
-			t = p.Column.Table
+	for _, set := range st.SameTenant {
+		t := set.Table
+		if bind == nil && slices.ContainsFunc(set.Refs, func(r rewrite.ValueRef) bool { return r.Kind == rewrite.RefParam }) {
+			continue // rendering a Parse: checked at each Bind
 		}
-	}
-	for _, sl := range st.Slots {
-		if sl.Action == rewrite.Encrypt {
-			t = sl.Column.Table
-		}
-	}
-	if t == nil {
-		return nil
-	}
-	first, _, err := s.tenantFromRef(t, st.SameTenant[0], orig, st, bind, paramOIDs)
-	if err != nil {
-		return err
-	}
-	for _, ref := range st.SameTenant[1:] {
-		other, _, err := s.tenantFromRef(t, ref, orig, st, bind, paramOIDs)
+		first, _, err := s.tenantFromRef(t, set.Refs[0], orig, st, bind, paramOIDs)
 		if err != nil {
 			return err
 		}
-		if other != first {
-			return &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
-				Message: fmt.Sprintf("pgveil: the rows of this INSERT … ON CONFLICT DO UPDATE into %s name more than one tenant (%s), and the value its SET writes is sealed once, under one tenant's key", t.QualifiedName(), t.KeyContext),
-				Hint:    "upsert each tenant's rows in a statement of their own, or SET col = EXCLUDED.col"}
+		for _, ref := range set.Refs[1:] {
+			other, _, err := s.tenantFromRef(t, ref, orig, st, bind, paramOIDs)
+			if err != nil {
+				return err
+			}
+			if other != first {
+				return &pgError{Severity: "ERROR", Code: codeFeatureNotSupported,
+					Message: fmt.Sprintf("pgveil: the rows of this INSERT … ON CONFLICT DO UPDATE into %s name more than one tenant (%s), and the value its SET writes is sealed once, under one tenant's key", t.QualifiedName(), t.KeyContext),
+					Hint:    "upsert each tenant's rows in a statement of their own, or SET col = EXCLUDED.col"}
+			}
 		}
 	}
 	return nil

@@ -88,7 +88,12 @@ func (a *analyzer) fromItem(n *pg.Node, level *scope) ([]*rel, *Error) {
 	if err := a.opaque(n, level, "this FROM item"); err != nil {
 		return nil, err
 	}
+	// Its alias names it (XMLTABLE … AS users): a name pgveil writes must
+	// not be taken for another relation's while this one has it.
 	r := &rel{loc: -1}
+	if tf := n.GetRangeTableFunc(); tf != nil && tf.Alias != nil {
+		r.name, r.aliased = tf.Alias.Aliasname, true
+	}
 	level.rels = append(level.rels, r)
 	return []*rel{r}, nil
 }
@@ -173,24 +178,66 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 			}
 		}
 		jr := &rel{name: j.Alias.Aliasname, aliased: true, complete: !merged, joinAlias: true, merged: merged, loc: -1}
+		// The join's columns come from its sides as they are seen here: an
+		// inner aliased JOIN's columns under their names in it (renamed
+		// by its column list), other relations' own.
+		var units []*rel
 		for _, r := range all {
-			r.joinAliasRel, r.joinOffset = jr, len(jr.cols)
-			if !jr.complete {
-				r.joinOffset = -1
+			u := r
+			if r.joinAliasRel != nil {
+				u = r.joinAliasRel
 			}
-			if !r.complete {
+			if len(units) == 0 || units[len(units)-1] != u {
+				units = append(units, u)
+			}
+		}
+		offsets := map[*rel]int{}
+		for _, u := range units {
+			offsets[u] = len(jr.cols)
+			if !jr.complete {
+				offsets[u] = -1 // a relation before it does not list its columns
+			}
+			if !u.complete {
 				jr.complete = false
 			}
 			off := len(jr.cols)
-			for _, c := range r.cols {
+			for _, c := range u.cols {
 				if c.tenant >= 0 {
 					c.tenant += off
 				}
 				jr.cols = append(jr.cols, c)
 			}
 		}
+		for _, r := range all {
+			u, inner := r, 0
+			if r.joinAliasRel != nil {
+				u, inner = r.joinAliasRel, r.joinOffset
+			}
+			r.joinOffset = offsets[u] + inner
+			if offsets[u] < 0 || inner < 0 {
+				r.joinOffset = -1
+			}
+			r.joinAliasRel = jr
+		}
+		for _, u := range units {
+			if u.joinAlias {
+				u.joinAliasRel = jr // an inner alias is hidden by this one too
+			}
+		}
 		jr.rename(j.Alias.Colnames)
 		level.rels = append(level.rels, jr)
+	}
+	if ua := j.JoinUsingAlias; ua != nil && ua.Aliasname != "" {
+		// JOIN … USING (cols) AS name: a relation of the USING columns.
+		ur := &rel{name: ua.Aliasname, aliased: true, complete: true, loc: -1}
+		for _, u := range j.UsingClause {
+			name, _ := str(u)
+			ur.cols = append(ur.cols, relCol{name: name, tenant: -1})
+		}
+		if j.Alias != nil && j.Alias.Aliasname != "" {
+			ur.joinAliasRel = level.rels[len(level.rels)-1]
+		}
+		level.rels = append(level.rels, ur)
 	}
 	return all, nil
 }

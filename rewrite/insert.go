@@ -426,7 +426,7 @@ func (a *analyzer) onConflict(oc *pg.OnConflictClause, t *policy.Table, target *
 			return missingTenant(t, "as a literal beside a literal value, or pass the value as a parameter", oc.Location, a.sql)
 		}
 		if params || literals {
-			a.st.SameTenant = append([]ValueRef{tenant}, others...)
+			a.st.SameTenant = append(a.st.SameTenant, TenantSet{Table: t, Refs: append([]ValueRef{tenant}, others...)})
 		}
 	}
 	if err := a.expr(oc.WhereClause, upd, "ON CONFLICT … WHERE"); err != nil {

@@ -274,11 +274,12 @@ type Stmt struct {
 	Fetch string
 	// CloseCursor names the cursor a CLOSE closes; "*" for CLOSE ALL.
 	CloseCursor string
-	// SameTenant, when set, lists the tenant values (the first one the
-	// value is sealed under) that the rows of a multi-row INSERT … ON
-	// CONFLICT DO UPDATE SET col = $n name: the proxy refuses the
-	// statement unless they are all equal, since one value is sealed once.
-	SameTenant []ValueRef
+	// SameTenant lists, for each multi-row INSERT … ON CONFLICT DO UPDATE
+	// SET col = $n in the statement (a CTE may hold more), the tenant
+	// values its rows name: the proxy refuses the statement unless those
+	// of each set are equal, since its value is sealed once, under the
+	// first.
+	SameTenant []TenantSet
 	// Lookup is set on an UPDATE of a table with a key_context that writes
 	// encrypted values without naming the tenant: the proxy asks the
 	// server for the tenant of the rows it will change before it seals the
@@ -288,6 +289,12 @@ type Stmt struct {
 
 	// pieces say where each segment of Text came from (shape.go).
 	pieces [][]piece
+}
+
+// TenantSet is the rows' tenants of one multi-row upsert into Table.
+type TenantSet struct {
+	Table *policy.Table
+	Refs  []ValueRef
 }
 
 // Lookup is how the proxy finds the tenant of an UPDATE's rows:

@@ -24,8 +24,13 @@ func TestSameTenantUpsert(t *testing.T) {
 			continue
 		}
 		var got []string
-		for _, r := range plan.Stmts[0].SameTenant {
-			got = append(got, strings.TrimPrefix(refString(" ", r), " "))
+		for _, set := range plan.Stmts[0].SameTenant {
+			if set.Table.Name != "users" {
+				t.Errorf("%s: set of %s", c.sql, set.Table.QualifiedName())
+			}
+			for _, r := range set.Refs {
+				got = append(got, strings.TrimPrefix(refString(" ", r), " "))
+			}
 		}
 		if g := strings.Join(got, " "); g != c.want {
 			t.Errorf("%s: SameTenant %q, want %q", c.sql, g, c.want)

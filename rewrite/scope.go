@@ -138,7 +138,8 @@ type scope struct {
 func (s *scope) find(name string) *rel {
 	for sc := s; sc != nil; sc = sc.parent {
 		for i := len(sc.rels) - 1; i >= 0; i-- {
-			if sc.rels[i].name == name {
+			// A relation inside an aliased JOIN has no name outside it.
+			if sc.rels[i].name == name && sc.rels[i].joinAliasRel == nil {
 				return sc.rels[i]
 			}
 		}
@@ -274,7 +275,7 @@ func (a *analyzer) findRel(q []string, sc *scope) *rel {
 		schema, name := q[len(q)-2], q[len(q)-1]
 		for s := sc; s != nil; s = s.parent {
 			for _, r := range s.rels {
-				if r.base && !r.aliased && r.name == name && r.schema == schema {
+				if r.base && !r.aliased && r.name == name && r.schema == schema && r.joinAliasRel == nil {
 					return r
 				}
 			}
