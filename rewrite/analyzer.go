@@ -121,6 +121,8 @@ type analyzer struct {
 	// resealed: encrypted columns an UPDATE's SET writes with new values
 	// (not keeping the row's own, sealed under its tenant).
 	resealed map[*policy.Column]bool
+	// usingRels are the JOIN … USING … AS relations, by their join.
+	usingRels map[*pg.JoinExpr]*rel
 	// wrap is shared by the statements of a string that may wrap an
 	// INSERT in a temporary function (wrapped.go); nil otherwise.
 	wrap *wrapState

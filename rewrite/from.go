@@ -92,7 +92,13 @@ func (a *analyzer) fromItem(n *pg.Node, level *scope) ([]*rel, *Error) {
 	// not be taken for another relation's while this one has it.
 	r := &rel{loc: -1}
 	if tf := n.GetRangeTableFunc(); tf != nil && tf.Alias != nil {
-		r.name, r.aliased = tf.Alias.Aliasname, true
+		r.name, r.aliased, r.complete = tf.Alias.Aliasname, true, true
+		for _, c := range tf.Columns {
+			if tc := c.GetRangeTableFuncCol(); tc != nil {
+				r.cols = append(r.cols, relCol{name: tc.Colname, tenant: -1})
+			}
+		}
+		r.rename(tf.Alias.Colnames)
 	}
 	level.rels = append(level.rels, r)
 	return []*rel{r}, nil
@@ -166,6 +172,22 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 		return nil, err
 	}
 	if j.Alias != nil && j.Alias.Aliasname != "" {
+		// A relation pgveil cannot list, or a USING/NATURAL join (its
+		// columns reordered, the USING ones once), before an encrypted
+		// column: the column list would rename other columns than pgveil
+		// thinks.
+		inexact := merged
+		for _, r := range all {
+			inexact = inexact || r.merged // a USING join reorders its own columns too
+			if len(j.Alias.Colnames) > 0 && inexact {
+				for _, c := range r.cols {
+					if col := cmp.Or(c.enc, c.bidxOf); col != nil {
+						return nil, unsupported(col, "a column alias list on a JOIN whose columns pgveil cannot place (a table outside its catalog, or a JOIN … USING or NATURAL JOIN, before it)", "drop the alias column list, or join with ON")
+					}
+				}
+			}
+			inexact = inexact || !r.complete
+		}
 		if merged && len(j.Alias.Colnames) > 0 {
 			// PostgreSQL orders a merged join's columns USING columns first;
 			// the column list would name the wrong columns here.
@@ -193,6 +215,9 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 		}
 		offsets := map[*rel]int{}
 		for _, u := range units {
+			if u.merged {
+				jr.complete = false // an unaliased USING join inside: reordered
+			}
 			offsets[u] = len(jr.cols)
 			if !jr.complete {
 				offsets[u] = -1 // a relation before it does not list its columns
@@ -224,6 +249,11 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 				u.joinAliasRel = jr // an inner alias is hidden by this one too
 			}
 		}
+		for _, ur := range a.usingAliases(j) {
+			if ur.joinAliasRel == nil {
+				ur.joinAliasRel = jr
+			}
+		}
 		jr.rename(j.Alias.Colnames)
 		level.rels = append(level.rels, jr)
 	}
@@ -238,8 +268,34 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 			ur.joinAliasRel = level.rels[len(level.rels)-1]
 		}
 		level.rels = append(level.rels, ur)
+		if a.usingRels == nil {
+			a.usingRels = map[*pg.JoinExpr]*rel{}
+		}
+		a.usingRels[j] = ur
 	}
 	return all, nil
+}
+
+// usingAliases returns the JOIN … USING … AS relations of the joins
+// nested inside j (not j's own): an alias of j hides them.
+func (a *analyzer) usingAliases(j *pg.JoinExpr) []*rel {
+	var out []*rel
+	var walk func(n *pg.Node)
+	walk = func(n *pg.Node) {
+		if n == nil {
+			return
+		}
+		if je := n.GetJoinExpr(); je != nil {
+			if ur := a.usingRels[je]; ur != nil {
+				out = append(out, ur)
+			}
+			walk(je.Larg)
+			walk(je.Rarg)
+		}
+	}
+	walk(j.Larg)
+	walk(j.Rarg)
+	return out
 }
 
 // touchesProtected reports whether a write to configured table t, inside

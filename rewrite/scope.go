@@ -1,6 +1,8 @@
 package rewrite
 
 import (
+	"strings"
+
 	pg "github.com/pganalyze/pg_query_go/v5"
 
 	"github.com/pgveil/pgveil/policy"
@@ -234,7 +236,22 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 			}
 			return none, nil
 		}
-		return colRef{rel: r, idx: r.col(name)}, nil
+		idx := r.col(name)
+		if idx < 0 && r.complete {
+			// A relation known not to have the column, while an encrypted
+			// column of that name is in scope: PostgreSQL rejects the
+			// statement, after its text (and the value) reached the log.
+			enc := encryptedNamed(name, sc)
+			if t := a.configuredNamed(parts[:len(parts)-1]); enc == nil && t != nil {
+				enc = t.Column(name)
+			}
+			if enc != nil {
+				e := colErr(CodeUndefinedColumn, enc, "qualify the column with the relation that has it",
+					"column %s.%s does not exist", strings.Join(parts[:len(parts)-1], "."), name)
+				return none, e.at(a.sql, cr.Location)
+			}
+		}
+		return colRef{rel: r, idx: idx}, nil
 	}
 }
 
