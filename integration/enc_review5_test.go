@@ -9,6 +9,13 @@ package integration
 //   TestEncReview5FoundRenamedJSONUndecrypted MEDIUM: a JSON column of
 //     encrypted values renamed away by a join alias column list over a
 //     relation pgveil cannot list: the envelope is returned in the JSON.
+//   TestEncReview5FoundMergedTenantNumeric LOW (fails closed): an aliased
+//     JOIN … USING (org_id) takes the tenant as j.org_id, the merged column,
+//     which is the left side's value in its common type ((SELECT 9953.0 AS
+//     org_id) s JOIN users u USING (org_id)) AS j: '9953.0'): the value is
+//     opened under the wrong scope and the session is terminated (FATAL
+//     PV001 wrong_scope) for a legitimate query; u.org_id is not reachable
+//     under j, so a refusal (or u's column through another name) is due.
 
 import (
 	"strings"
@@ -54,5 +61,24 @@ func TestEncReview5FoundRenamedJSONUndecrypted(t *testing.T) {
 	var got string
 	if err := conn.QueryRow(ctx, sql).Scan(&got); err == nil && !strings.Contains(got, "r5-json@example.org") {
 		t.Errorf("%s\n returned %q: users.email's envelope undecrypted, want the plaintext or a refusal", sql, got)
+	}
+}
+
+func TestEncReview5FoundMergedTenantNumeric(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, time.Minute)
+	p := startEncProxy(t, 9953, 10953)
+	p.remember("r5-n@example.org")
+	conn := connectPgx(t, ctx, p.url())
+	if _, err := conn.Exec(ctx, `INSERT INTO users (org_id, name, email) VALUES (9953, 'r5n', 'r5-n@example.org')`); err != nil {
+		t.Fatal(err)
+	}
+	sql := `SELECT j.email FROM ((SELECT 9953.0 AS org_id) s JOIN users u USING (org_id)) AS j WHERE j.name = 'r5n'`
+	var got []byte
+	err := conn.QueryRow(ctx, sql).Scan(&got)
+	if err != nil && strings.Contains(err.Error(), "wrong_scope") {
+		t.Errorf("%s: %v\n the tenant j.org_id is the merged column ('9953.0'), not users.org_id: want the plaintext or a refusal before the server", sql, err)
+	} else if err == nil && string(got) != "r5-n@example.org" {
+		t.Errorf("%s: returned %q", sql, got)
 	}
 }

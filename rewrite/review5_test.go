@@ -114,6 +114,10 @@ func TestReview5Holds(t *testing.T) {
 		`SELECT 1 FROM (contacts c JOIN (SELECT 1 AS z) s ON true) AS users WHERE users.email = '` + rev4Leak + `'`,
 		// the USING alias of an enclosing FROM item's join is not hidden by a sibling's alias
 		`SELECT 1 FROM users u JOIN (SELECT 1 AS id) s USING (id) AS x, (contacts c JOIN orgs o ON true) AS j WHERE u.email = '` + rev4Leak + `'`,
+		// a LATERAL subquery in a join's right side sees earlier FROM items (PostgreSQL: lateral_only items)
+		`SELECT 1 FROM users x, (SELECT 1 AS z) o JOIN LATERAL (SELECT 1 AS one WHERE x.email = '` + rev4Leak + `') s ON true`,
+		// a non-LATERAL one does not: the enclosing query's users x
+		`SELECT 1 FROM users x WHERE EXISTS (SELECT 1 FROM (SELECT 'a'::text AS email) x, (SELECT 1 AS z) o JOIN (SELECT 1 AS one WHERE x.email = '` + rev4Leak + `') s ON true)`,
 	} {
 		_, r := rev4Plan(t, p, sql)
 		if r == "" {
