@@ -133,6 +133,7 @@ func (a *analyzer) rangeVar(rv *pg.RangeVar) (*rel, *Error) {
 // ciphertexts, so they are refused (write ON a.x = b.x, which is rewritten
 // to the blind indexes).
 func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
+	first := len(level.rels) // the join's own relations are appended from here
 	left, err := a.fromItem(j.Larg, level)
 	if err != nil {
 		return nil, err
@@ -168,7 +169,11 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 			}
 		}
 	}
-	if err := a.expr(j.Quals, level, "JOIN ON"); err != nil {
+	// ON sees the join's own sides and the enclosing queries, not the
+	// FROM items before the join at this level (PostgreSQL looks past
+	// them, to an outer query).
+	on := &scope{rels: append([]*rel{}, level.rels[first:]...), parent: level.parent}
+	if err := a.expr(j.Quals, on, "JOIN ON"); err != nil {
 		return nil, err
 	}
 	if j.Alias != nil && j.Alias.Aliasname != "" {
@@ -181,7 +186,11 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 			inexact = inexact || r.merged // a USING join reorders its own columns too
 			if len(j.Alias.Colnames) > 0 && inexact {
 				for _, c := range r.cols {
-					if col := cmp.Or(c.enc, c.bidxOf); col != nil {
+					col := cmp.Or(c.enc, c.bidxOf, c.json.FirstColumn())
+					if col == nil && c.row != nil {
+						col = c.row.firstEnc()
+					}
+					if col != nil {
 						return nil, unsupported(col, "a column alias list on a JOIN whose columns pgveil cannot place (a table outside its catalog, or a JOIN … USING or NATURAL JOIN, before it)", "drop the alias column list, or join with ON")
 					}
 				}
@@ -217,6 +226,7 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 		for _, u := range units {
 			if u.merged {
 				jr.complete = false // an unaliased USING join inside: reordered
+				jr.merged = true    // and its USING columns are merged values
 			}
 			offsets[u] = len(jr.cols)
 			if !jr.complete {

@@ -80,7 +80,9 @@ func (r *rel) colIn(sc *scope, idx int) (string, bool) {
 		}
 		return quoteIdent(j.name) + "." + quoteIdent(j.cols[k].name), true
 	}
-	if r.name == "" || sc.find(r.name) != r {
+	if r.name == "" || sc.find(r.name) != r || r.joinAlias && r.merged {
+		// (a USING column under a join's alias is the merged value, of
+		// the common type, COALESCEd in outer joins: not the row's own)
 		return "", false
 	}
 	return quoteIdent(r.name) + "." + quoteIdent(r.cols[idx].name), true
@@ -237,6 +239,14 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 			return none, nil
 		}
 		idx := r.col(name)
+		if t := a.configuredNamed(parts[:len(parts)-1]); idx < 0 && !r.complete && t != nil && t.Column(name) != nil {
+			// A relation named like a configured table whose columns pgveil
+			// does not all know: the name most likely means the table's
+			// encrypted column, which this relation would not have.
+			e := colErr(CodeUndefinedColumn, t.Column(name), "qualify the column with the configured table, or rename the alias",
+				"column %s.%s is not a column pgveil knows of relation %s, which is named like configured table %s", strings.Join(parts[:len(parts)-1], "."), name, r.name, t.QualifiedName())
+			return none, e.at(a.sql, cr.Location)
+		}
 		if idx < 0 && r.complete {
 			// A relation known not to have the column, while an encrypted
 			// column of that name is in scope: PostgreSQL rejects the
