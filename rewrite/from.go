@@ -172,7 +172,7 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 	// ON sees the join's own sides and the enclosing queries, not the
 	// FROM items before the join at this level (PostgreSQL looks past
 	// them, to an outer query).
-	on := &scope{rels: append([]*rel{}, level.rels[first:]...), parent: level.parent}
+	on := &scope{rels: append([]*rel{}, level.rels[first:]...), parent: level.parent, hidden: level.rels[:first:first]}
 	if err := a.expr(j.Quals, on, "JOIN ON"); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"cmp"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
@@ -137,6 +138,29 @@ func (r *rel) rename(colnames []*pg.Node) {
 type scope struct {
 	rels   []*rel
 	parent *scope
+	// hidden are relations of the query that names here cannot reach
+	// (the FROM items before a JOIN, from its ON clause): PostgreSQL
+	// rejects a reference to one, but only after logging the text, so a
+	// reference to an encrypted column of one is refused first.
+	hidden []*rel
+}
+
+// hiddenEncrypted returns the encrypted column called name of a relation
+// hidden from sc (named qual, when qual is not empty), or nil.
+func hiddenEncrypted(qual, name string, sc *scope) *policy.Column {
+	for s := sc; s != nil; s = s.parent {
+		for _, r := range s.hidden {
+			if qual != "" && r.name != qual {
+				continue
+			}
+			if i := r.col(name); i >= 0 {
+				if e := cmp.Or(r.cols[i].enc, r.cols[i].json.FirstColumn()); e != nil {
+					return e
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func (s *scope) find(name string) *rel {
@@ -227,6 +251,11 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 					return none, nil // a known column: its field
 				}
 			}
+			if enc := hiddenEncrypted(parts[len(parts)-2], name, sc); enc != nil {
+				e := colErr(CodeUndefinedTable, enc, "a JOIN's ON clause sees only the join's own relations: move the condition to WHERE",
+					"invalid reference to FROM-clause entry for table %q", parts[len(parts)-2])
+				return none, e.at(a.sql, cr.Location)
+			}
 			// A qualifier that names nothing in scope, with the name of an
 			// encrypted column in scope (u.email when FROM says users x):
 			// most likely a mistake PostgreSQL will reject after logging
@@ -239,6 +268,14 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 			return none, nil
 		}
 		idx := r.col(name)
+		if enc := hiddenEncrypted(parts[len(parts)-2], name, sc); idx < 0 && enc != nil {
+			// The name reaches another relation than the hidden one that
+			// has the encrypted column: PostgreSQL rejects it, after
+			// logging the text.
+			e := colErr(CodeUndefinedColumn, enc, "a JOIN's ON clause sees only the join's own relations: move the condition to WHERE",
+				"column %s.%s does not exist here", strings.Join(parts[:len(parts)-1], "."), name)
+			return none, e.at(a.sql, cr.Location)
+		}
 		if t := a.configuredNamed(parts[:len(parts)-1]); idx < 0 && !r.complete && t != nil && t.Column(name) != nil {
 			// A relation named like a configured table whose columns pgveil
 			// does not all know: the name most likely means the table's
@@ -334,6 +371,17 @@ func (a *analyzer) resolveBare(name string, loc int32, sc *scope) (colRef, *Erro
 				uncertain = true
 			}
 		}
+	}
+	for s := sc; s != nil; s = s.parent {
+		for _, r := range s.hidden {
+			if e := r.firstEnc(); r.name == name && e != nil {
+				return colRef{idx: -1}, unsupported(e, "a whole-row reference to "+name+", a FROM item this JOIN's ON clause cannot see", "move the condition to WHERE").at(a.sql, loc)
+			}
+		}
+	}
+	if enc := hiddenEncrypted("", name, sc); enc != nil {
+		return colRef{idx: -1}, colErr(CodeUndefinedColumn, enc, "a JOIN's ON clause sees only the join's own relations: move the condition to WHERE",
+			"column %q does not exist here: it is a column of a FROM item this JOIN's ON clause cannot see", name).at(a.sql, loc)
 	}
 	// A relation's name used as a column is a whole-row reference.
 	if r := sc.find(name); r != nil {
