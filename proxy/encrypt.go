@@ -1005,7 +1005,7 @@ func (s *session) refreshCatalogIfNeeded() error {
 	if s.ddlUnsettled {
 		return nil
 	}
-	if at := s.ddlDone.Load(); at != 0 && at > s.ddlSeen {
+	if at := max(s.ddlDone.Load(), s.eng.ddlAt.Load()); at != 0 && at > s.ddlSeen {
 		if s.loopRun {
 			return &catalogWait{what: "the catalog after DDL", run: func(ctx context.Context) error {
 				ctx, cancel := context.WithTimeout(ctx, catalogRefreshTimeout)

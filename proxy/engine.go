@@ -27,6 +27,11 @@ type engine struct {
 	log     *zap.Logger
 
 	cat atomic.Pointer[catalog]
+	// ddlAt is when DDL through pgveil last committed (unix nanos), in any
+	// session: every session's next plan waits for the reload it started
+	// (refreshCatalogIfNeeded), so another connection the client opens
+	// right after the DDL plans with the new schema.
+	ddlAt atomic.Int64
 	// states are the tables' migration states (pgveil.tables).
 	states atomic.Pointer[map[string]string]
 	// stop ends the background watchers (key-store notifications).

@@ -231,6 +231,12 @@ func (s *session) decodeBackend(typ byte, ev backendEvent) error {
 func (s *session) ddlCommitted() {
 	at := time.Now()
 	s.ddlDone.Store(at.UnixNano())
+	for {
+		old := s.eng.ddlAt.Load()
+		if old >= at.UnixNano() || s.eng.ddlAt.CompareAndSwap(old, at.UnixNano()) {
+			break
+		}
+	}
 	go func() {
 		// Bounded: the reload must not wait for ever on a lock that a
 		// session's open transaction holds.
