@@ -223,9 +223,12 @@ func (s *session) handleQuery(body []byte) error {
 	text := sql
 	if p.Rewritten {
 		start := time.Now()
-		text, err = p.Render(sql, func(st *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
-			return s.fillLiteral(sql, st, slot)
-		})
+		err = s.sameTenants(p, sql)
+		if err == nil {
+			text, err = p.Render(sql, func(st *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
+				return s.fillLiteral(sql, st, slot)
+			})
+		}
 		s.observe(s.srv.metrics.phaseCrypto, time.Since(start).Seconds())
 		if err != nil {
 			if offLoop(err) {
@@ -306,11 +309,6 @@ func (s *session) countRewritten(p *rewrite.Plan) {
 // fillLiteral seals or indexes one literal of an encrypted column and
 // returns the SQL literal that replaces it.
 func (s *session) fillLiteral(orig string, st *rewrite.Stmt, slot *rewrite.Slot) (string, error) {
-	if len(st.SameTenant) > 0 && slot.Action == rewrite.Encrypt {
-		if err := s.sameTenant(st, orig, nil, nil); err != nil {
-			return "", err
-		}
-	}
 	if lk := s.lookup; slot.Action == rewrite.TenantLookup || slot.Tenant.Kind == rewrite.RefLookup {
 		switch {
 		case lk == nil:
@@ -534,6 +532,19 @@ func (s *session) sameTenant(st *rewrite.Stmt, orig string, bind *bindMsg, param
 	return nil
 }
 
+// sameTenants checks, once before a text is rendered, the literal
+// tenants of the multi-row upserts of p (parameters: at each Bind).
+func (s *session) sameTenants(p *rewrite.Plan, sql string) error {
+	for _, st := range p.Stmts {
+		if len(st.SameTenant) > 0 {
+			if err := s.sameTenant(st, sql, nil, nil); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func tenantMissing(t *policy.Table) error {
 	return &pgError{Severity: "ERROR", Code: codeFeatureNotSupported, Message: fmt.Sprintf("pgveil cannot tell which tenant this write to %s belongs to", t.QualifiedName()),
 		Hint: fmt.Sprintf("include %s in the statement (INSERT column list or UPDATE ... WHERE %s = ...)", t.KeyContext, t.KeyContext)}
@@ -637,7 +648,10 @@ func (s *session) handleParse(body []byte) error {
 	}
 	text := sql
 	if p.Rewritten {
-		text, err = p.Render(sql, func(st *rewrite.Stmt, slot *rewrite.Slot) (string, error) { return s.fillLiteral(sql, st, slot) })
+		err = s.sameTenants(p, sql)
+		if err == nil {
+			text, err = p.Render(sql, func(st *rewrite.Stmt, slot *rewrite.Slot) (string, error) { return s.fillLiteral(sql, st, slot) })
+		}
 		if err != nil {
 			if offLoop(err) {
 				return err

@@ -262,16 +262,19 @@ func (a *analyzer) widenParens(start, end int) (int, int) {
 	}
 }
 
-// callEnd returns the end of the ")" that closes the call whose name is at
-// start: COALESCE(…).
+// callEnd returns the end of the ")" that closes the call whose name,
+// possibly qualified, is at start: COALESCE(…), pg_catalog.json_build_array(…).
 func (a *analyzer) callEnd(start int) (int, bool) {
 	l := lexer{s: a.sql[:a.stmtEnd], pos: start, backslash: a.backslash}
-	l.next() // the name
-	open := l.next()
-	if !l.isPunct(open, "(") {
-		return 0, false
+	for t := l.next(); ; t = l.next() {
+		switch {
+		case l.isPunct(t, "("):
+			return a.matchParen(t.start)
+		case t.kind == tIdent || t.kind == tQIdent || l.isPunct(t, "."):
+		default:
+			return 0, false
+		}
 	}
-	return a.matchParen(open.start)
 }
 
 // endAfter returns the end of the END that follows the last result of a

@@ -310,19 +310,15 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 		}
 	}
 	for i, n := 0, len(shape.Elems); i < n; i++ {
-		e := &shape.Elems[i]
-		if e.Column == nil && e.Shape == nil {
+		if shape.Elems[i].Column == nil {
 			continue
 		}
-		if e.Column != nil {
-			if err := a.jsonTenant(e, refs, i, f.Location); err != nil {
-				j, ok := a.jsonHiddenTenant(f, kind, shape, &refs, i, nodes[i], sc)
-				if !ok {
-					return nil, err
-				}
-				e = &shape.Elems[i] // the append may have moved it
-				e.Tenant = j
+		if err := a.jsonTenant(&shape.Elems[i], refs, i, f.Location); err != nil {
+			j, ok := a.jsonHiddenTenant(f, kind, shape, &refs, i, nodes[i], sc)
+			if !ok {
+				return nil, err
 			}
+			shape.Elems[i].Tenant = j // after the append, which may move the slice
 		}
 	}
 	if !any {
@@ -332,13 +328,6 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 		shape.JSONB = strings.HasPrefix(lastName(f.Funcname), "jsonb_")
 	}
 	return shape, nil
-}
-
-func cmpFirst(e JSONElem) *policy.Column {
-	if e.Column != nil {
-		return e.Column
-	}
-	return e.Shape.FirstColumn()
 }
 
 // plainString returns the value of a string constant written without a
@@ -396,7 +385,7 @@ func (a *analyzer) jsonArg(n *pg.Node, sc *scope, what string) (JSONElem, colRef
 // is none.
 func (a *analyzer) jsonTenant(e *JSONElem, refs []colRef, i int, loc int32) *Error {
 	t := e.Column.Table
-	if t.KeyContext == "" || refs == nil {
+	if t.KeyContext == "" {
 		return nil
 	}
 	ref := refs[i]
@@ -429,26 +418,18 @@ func (a *analyzer) jsonHiddenTenant(f *pg.FuncCall, kind JSONKind, shape *JSONSh
 	if rc == nil || rc.tenant < 0 || rc.noTenant || cr == nil || int(f.Location) < a.stmtStart || int(f.Location) >= a.stmtEnd {
 		return 0, false
 	}
-	// PostgreSQL takes at most 100 arguments.
-	if added := map[JSONKind]int{JSONArray: 1, JSONObject: 2}[kind]; len(f.Args)+added > 100 {
+	added := 1
+	if kind == JSONObject {
+		added = 2 // a key and the value
+	}
+	if len(f.Args)+added > 100 { // PostgreSQL takes at most 100 arguments
 		return 0, false
 	}
 	col, ok := ref.rel.colIn(sc, rc.tenant)
 	if !ok {
 		return 0, false
 	}
-	l := lexer{s: a.sql[:a.stmtEnd], pos: int(f.Location), backslash: a.backslash}
-	open := -1
-	for t := l.next(); open < 0; t = l.next() {
-		switch {
-		case l.isPunct(t, "("):
-			open = t.start
-		case t.kind == tIdent || t.kind == tQIdent || l.isPunct(t, "."):
-		default:
-			return 0, false
-		}
-	}
-	end, ok := a.matchParen(open)
+	end, ok := a.callEnd(int(f.Location))
 	if !ok {
 		return 0, false
 	}

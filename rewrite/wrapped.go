@@ -82,10 +82,7 @@ func (a *analyzer) wrappedInsert(cf *pg.CreateFunctionStmt) (bool, *Error) {
 			return false, nil
 		}
 		switch d.Defname {
-		case "language":
-			if l, _ := str(d.Arg); !strings.EqualFold(l, "plpgsql") {
-				return false, nil
-			}
+		case "language": // checked below
 		case "as":
 			l := d.Arg.GetList()
 			if l == nil || len(l.Items) != 1 {
