@@ -31,18 +31,35 @@ func (c *cteScope) find(name string) *queryResult {
 	return nil
 }
 
-// withClause plans the CTEs of w in order and makes them visible until the
-// returned pop is called. A recursive CTE is defined by its first branch
-// before its recursive branch is planned.
+// withClause plans the CTEs of w and makes them visible until the returned
+// pop is called. Without RECURSIVE a CTE sees those before it; with it,
+// every CTE of the list is visible from the start (also in CTEs before
+// it, and shadowing a table of its name) and they are planned in the
+// order of their references, as PostgreSQL does (parse_cte.c). A
+// recursive CTE is defined by its first branch before its recursive
+// branch is planned.
 func (a *analyzer) withClause(w *pg.WithClause, sc *scope) (pop func(), err *Error) {
 	cs := &cteScope{ctes: map[string]*queryResult{}, defs: map[string]*pg.CommonTableExpr{}, parent: a.ctes}
 	a.ctes = cs
 	pop = func() { a.ctes = cs.parent }
+	var ctes []*pg.CommonTableExpr
 	for _, n := range w.Ctes {
-		cte := n.GetCommonTableExpr()
-		if cte == nil {
-			continue
+		if cte := n.GetCommonTableExpr(); cte != nil {
+			ctes = append(ctes, cte)
 		}
+	}
+	if w.Recursive {
+		var ok bool
+		if ctes, ok = referenceOrder(ctes); !ok {
+			pop()
+			return nil, errorf(CodeFeatureNotSupported, "WITH RECURSIVE items that reference each other cannot be planned (PostgreSQL: mutual recursion between WITH items is not implemented)").at(a.sql, w.Location)
+		}
+		for _, cte := range ctes {
+			cs.defs[cte.Ctename] = cte
+			cs.ctes[cte.Ctename] = &queryResult{} // not planned yet: positions unknown
+		}
+	}
+	for _, cte := range ctes {
 		cs.defs[cte.Ctename] = cte
 		var res *queryResult
 		sel := cte.Ctequery.GetSelectStmt()
@@ -51,10 +68,10 @@ func (a *analyzer) withClause(w *pg.WithClause, sc *scope) (pop func(), err *Err
 				cs.ctes[cte.Ctename] = renamed(first, cte.Aliascolnames)
 			})
 		} else {
-			if w.Recursive {
-				cs.ctes[cte.Ctename] = &queryResult{}
-			}
 			res, err = a.query(cte.Ctequery, sc, modeSub)
+		}
+		if err == nil {
+			err = res.renameRefusal(cte.Aliascolnames, a.sql, cte.Location)
 		}
 		if err != nil {
 			pop()
@@ -72,6 +89,57 @@ func (a *analyzer) withClause(w *pg.WithClause, sc *scope) (pop func(), err *Err
 		cs.ctes[cte.Ctename] = res
 	}
 	return pop, nil
+}
+
+// referenceOrder orders the CTEs of a WITH RECURSIVE list so that each
+// comes after the others it references (by unqualified name, anywhere in
+// its query; a name an inner WITH shadows counts too, which can only add
+// an order constraint), keeping the written order where references allow.
+// It reports false on a cycle between two or more CTEs.
+func referenceOrder(ctes []*pg.CommonTableExpr) ([]*pg.CommonTableExpr, bool) {
+	index := map[string]int{}
+	for i, c := range ctes {
+		index[c.Ctename] = i
+	}
+	deps := make([]map[int]bool, len(ctes))
+	for i, c := range ctes {
+		deps[i] = map[int]bool{}
+		walkAll(c.Ctequery, func(n *pg.Node) bool {
+			if rv := n.GetRangeVar(); rv != nil && rv.Schemaname == "" && rv.Catalogname == "" {
+				if j, ok := index[rv.Relname]; ok && j != i {
+					deps[i][j] = true
+				}
+			}
+			return true
+		})
+	}
+	done := make([]bool, len(ctes))
+	out := make([]*pg.CommonTableExpr, 0, len(ctes))
+	for len(out) < len(ctes) {
+		next := -1
+		for i := range ctes {
+			if done[i] {
+				continue
+			}
+			ready := true
+			for j := range deps[i] {
+				if !done[j] {
+					ready = false
+					break
+				}
+			}
+			if ready {
+				next = i
+				break
+			}
+		}
+		if next < 0 {
+			return nil, false
+		}
+		done[next] = true
+		out = append(out, ctes[next])
+	}
+	return out, true
 }
 
 // renamed applies a CTE's column list (WITH t(a, b) AS …) to its result.

@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"cmp"
+	"slices"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
 
@@ -22,13 +23,20 @@ func (a *analyzer) fromItem(n *pg.Node, level *scope) ([]*rel, *Error) {
 
 	case n.GetRangeSubselect() != nil:
 		rs := n.GetRangeSubselect()
-		parent := level.parent
-		if rs.Lateral {
-			parent = level
+		parent := level
+		if !rs.Lateral {
+			// The FROM items before it are out of reach (PostgreSQL
+			// rejects a reference to one, after logging the text).
+			parent = &scope{parent: level.parent, hidden: append(slices.Clip(level.hidden), level.rels...), hiddenHint: subqueryHiddenHint}
 		}
 		res, err := a.query(rs.Subquery, parent, modeSub)
 		if err != nil {
 			return nil, err
+		}
+		if rs.Alias != nil {
+			if err := res.renameRefusal(rs.Alias.Colnames, a.sql, nodeLocation(rs.Subquery)); err != nil {
+				return nil, err
+			}
 		}
 		r := res.asRel("", rs.Alias)
 		level.rels = append(level.rels, r)
@@ -109,6 +117,11 @@ func (a *analyzer) fromItem(n *pg.Node, level *scope) ([]*rel, *Error) {
 func (a *analyzer) rangeVar(rv *pg.RangeVar) (*rel, *Error) {
 	if rv.Schemaname == "" {
 		if res := a.ctes.find(rv.Relname); res != nil {
+			if rv.Alias != nil {
+				if err := res.renameRefusal(rv.Alias.Colnames, a.sql, rv.Location); err != nil {
+					return nil, err
+				}
+			}
 			r := res.asRel(rv.Relname, rv.Alias)
 			r.loc = rv.Location
 			return r, nil
@@ -172,7 +185,7 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 	// ON sees the join's own sides and the enclosing queries, not the
 	// FROM items before the join at this level (PostgreSQL looks past
 	// them, to an outer query).
-	on := &scope{rels: append([]*rel{}, level.rels[first:]...), parent: level.parent, hidden: level.rels[:first:first]}
+	on := &scope{rels: append([]*rel{}, level.rels[first:]...), parent: level.parent, hidden: level.rels[:first:first], hiddenHint: onHiddenHint}
 	if err := a.expr(j.Quals, on, "JOIN ON"); err != nil {
 		return nil, err
 	}

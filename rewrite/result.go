@@ -49,6 +49,56 @@ type queryResult struct {
 	// starRels are relations expanded by * at unknown positions; their
 	// tenant columns are in the rows, found by the proxy by origin.
 	starRels []*rel
+	// exact, when complete is false, is how many leading cols are at
+	// their exact positions: those before the first such *.
+	exact int
+}
+
+// inexact marks the positions of the outputs from here on unknown (a *
+// over a relation pgveil cannot list); those before stay exact.
+func (res *queryResult) inexact() {
+	if res.complete {
+		res.complete, res.exact = false, len(res.cols)
+	}
+}
+
+// placed is the policy column an output carries that must be placed
+// exactly: encrypted, a blind index, or JSON built from encrypted columns.
+func (c *outCol) placed() *policy.Column {
+	if col := c.sealed(); col != nil {
+		return col
+	}
+	if c.src != nil && c.srcIdx >= 0 {
+		if rc := c.src.cols[c.srcIdx]; rc.bidxOf != nil {
+			return rc.bidxOf
+		}
+	}
+	return nil
+}
+
+// renameRefusal refuses a column alias list (FROM (…) AS x(a, b), WITH
+// w(a, b) AS …, FROM w AS x(a)) that PostgreSQL applies to other columns
+// than pgveil can tell: one of the first len(colnames) outputs carries an
+// encrypted column (its blind index, JSON built from it) and sits after a
+// * over a relation pgveil cannot list.
+func (res *queryResult) renameRefusal(colnames []*pg.Node, sql string, loc int32) *Error {
+	if res.complete || len(colnames) == 0 {
+		return nil
+	}
+	pos := 0
+	for i := range res.cols {
+		c := &res.cols[i]
+		if c.hidden {
+			continue
+		}
+		if i >= res.exact && pos < len(colnames) {
+			if col := c.placed(); col != nil {
+				return unsupported(col, "a column alias list over a * of a relation outside pgveil's catalog before it", "list the subquery's columns instead of *, or drop the alias column list").at(sql, loc)
+			}
+		}
+		pos++
+	}
+	return nil
 }
 
 func (r *queryResult) hasEnc() bool {
@@ -63,7 +113,7 @@ func (r *queryResult) hasEnc() bool {
 // expandStar appends the columns of rel r for r.*.
 func (res *queryResult) expandStar(r *rel) {
 	if !r.complete || r.merged {
-		res.complete = false
+		res.inexact()
 		res.starRels = append(res.starRels, r)
 	}
 	for i, c := range r.cols {

@@ -139,15 +139,25 @@ type scope struct {
 	rels   []*rel
 	parent *scope
 	// hidden are relations of the query that names here cannot reach
-	// (the FROM items before a JOIN, from its ON clause): PostgreSQL
-	// rejects a reference to one, but only after logging the text, so a
-	// reference to an encrypted column of one is refused first.
-	hidden []*rel
+	// (the FROM items before a JOIN, from its ON clause; those before a
+	// subquery in FROM without LATERAL; a MERGE's target, from WHEN NOT
+	// MATCHED): PostgreSQL rejects a reference to one, but only after
+	// logging the text, so a reference to an encrypted column of one is
+	// refused first. hiddenHint says why and what to do.
+	hidden     []*rel
+	hiddenHint string
 }
 
+const (
+	onHiddenHint       = "a JOIN's ON clause sees only the join's own relations: move the condition to WHERE"
+	subqueryHiddenHint = "a subquery in FROM sees the FROM items before it only when it is LATERAL: write LATERAL (…), or move the condition out of the subquery"
+	notMatchedHint     = "MERGE … WHEN NOT MATCHED sees only the source relation: name the source's columns"
+)
+
 // hiddenEncrypted returns the encrypted column called name of a relation
-// hidden from sc (named qual, when qual is not empty), or nil.
-func hiddenEncrypted(qual, name string, sc *scope) *policy.Column {
+// hidden from sc (named qual, when qual is not empty), or nil, and the
+// hint of the scope that hides it.
+func hiddenEncrypted(qual, name string, sc *scope) (*policy.Column, string) {
 	for s := sc; s != nil; s = s.parent {
 		for _, r := range s.hidden {
 			if qual != "" && r.name != qual {
@@ -155,12 +165,12 @@ func hiddenEncrypted(qual, name string, sc *scope) *policy.Column {
 			}
 			if i := r.col(name); i >= 0 {
 				if e := cmp.Or(r.cols[i].enc, r.cols[i].json.FirstColumn()); e != nil {
-					return e
+					return e, s.hiddenHint
 				}
 			}
 		}
 	}
-	return nil
+	return nil, ""
 }
 
 func (s *scope) find(name string) *rel {
@@ -251,8 +261,8 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 					return none, nil // a known column: its field
 				}
 			}
-			if enc := hiddenEncrypted(parts[len(parts)-2], name, sc); enc != nil {
-				e := colErr(CodeUndefinedTable, enc, "a JOIN's ON clause sees only the join's own relations: move the condition to WHERE",
+			if enc, hint := hiddenEncrypted(parts[len(parts)-2], name, sc); enc != nil {
+				e := colErr(CodeUndefinedTable, enc, hint,
 					"invalid reference to FROM-clause entry for table %q", parts[len(parts)-2])
 				return none, e.at(a.sql, cr.Location)
 			}
@@ -268,11 +278,11 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 			return none, nil
 		}
 		idx := r.col(name)
-		if enc := hiddenEncrypted(parts[len(parts)-2], name, sc); idx < 0 && enc != nil {
+		if enc, hint := hiddenEncrypted(parts[len(parts)-2], name, sc); idx < 0 && enc != nil {
 			// The name reaches another relation than the hidden one that
 			// has the encrypted column: PostgreSQL rejects it, after
 			// logging the text.
-			e := colErr(CodeUndefinedColumn, enc, "a JOIN's ON clause sees only the join's own relations: move the condition to WHERE",
+			e := colErr(CodeUndefinedColumn, enc, hint,
 				"column %s.%s does not exist here", strings.Join(parts[:len(parts)-1], "."), name)
 			return none, e.at(a.sql, cr.Location)
 		}
@@ -292,6 +302,9 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 			if t := a.configuredNamed(parts[:len(parts)-1]); enc == nil && t != nil {
 				enc = t.Column(name)
 			}
+			if enc == nil {
+				enc = encryptedFolded(name, sc)
+			}
 			if enc != nil {
 				e := colErr(CodeUndefinedColumn, enc, "qualify the column with the relation that has it",
 					"column %s.%s does not exist", strings.Join(parts[:len(parts)-1], "."), name)
@@ -300,6 +313,22 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 		}
 		return colRef{rel: r, idx: idx}, nil
 	}
+}
+
+// encryptedFolded returns an encrypted column of a relation in scope whose
+// name differs from name only in case (u."EMAIL" for u.email): PostgreSQL
+// rejects the reference (column does not exist), after logging the text.
+func encryptedFolded(name string, sc *scope) *policy.Column {
+	for s := sc; s != nil; s = s.parent {
+		for _, r := range s.rels {
+			for _, c := range r.cols {
+				if c.enc != nil && strings.EqualFold(c.name, name) {
+					return c.enc
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // encryptedNamed returns an encrypted column called name of a relation in scope.
@@ -375,19 +404,26 @@ func (a *analyzer) resolveBare(name string, loc int32, sc *scope) (colRef, *Erro
 	for s := sc; s != nil; s = s.parent {
 		for _, r := range s.hidden {
 			if e := r.firstEnc(); r.name == name && e != nil {
-				return colRef{idx: -1}, unsupported(e, "a whole-row reference to "+name+", a FROM item this JOIN's ON clause cannot see", "move the condition to WHERE").at(a.sql, loc)
+				return colRef{idx: -1}, unsupported(e, "a whole-row reference to "+name+", a FROM item not visible here", s.hiddenHint).at(a.sql, loc)
 			}
 		}
 	}
-	if enc := hiddenEncrypted("", name, sc); enc != nil {
-		return colRef{idx: -1}, colErr(CodeUndefinedColumn, enc, "a JOIN's ON clause sees only the join's own relations: move the condition to WHERE",
-			"column %q does not exist here: it is a column of a FROM item this JOIN's ON clause cannot see", name).at(a.sql, loc)
+	if enc, hint := hiddenEncrypted("", name, sc); enc != nil {
+		return colRef{idx: -1}, colErr(CodeUndefinedColumn, enc, hint,
+			"column %q does not exist here: it is a column of a FROM item not visible here", name).at(a.sql, loc)
 	}
 	// A relation's name used as a column is a whole-row reference.
 	if r := sc.find(name); r != nil {
 		if e := r.firstEnc(); e != nil {
-			return colRef{idx: -1}, unsupported(e, "a whole-row reference to "+name, "select the columns by name").at(a.sql, loc)
+			return colRef{idx: -1}, unsupported(e, "a whole-row reference to "+name, "name the columns as "+name+".column (not ("+name+").column)").at(a.sql, loc)
 		}
+	}
+	// Every relation in scope is known and none has the column, but an
+	// encrypted one differs only in case ("Email"): PostgreSQL rejects it,
+	// after logging the text.
+	if enc := encryptedFolded(name, sc); enc != nil && !uncertain {
+		return colRef{idx: -1}, colErr(CodeUndefinedColumn, enc, "write the column's name as it is, unquoted or in its own case",
+			"column %q does not exist", name).at(a.sql, loc)
 	}
 	return colRef{idx: -1}, nil
 }

@@ -189,7 +189,7 @@ func (a *analyzer) targetList(list []*pg.Node, level *scope) (*queryResult, *Err
 					}
 					res.expandStar(ref.rel)
 				default:
-					res.complete = false
+					res.inexact()
 				}
 				continue
 			}
@@ -214,6 +214,9 @@ func (a *analyzer) targetList(list []*pg.Node, level *scope) (*queryResult, *Err
 			sub, err := a.query(sl.Subselect, level, modeSub)
 			if err != nil {
 				return nil, err
+			}
+			if rt.Name == "" && sub.complete && len(sub.cols) > 0 {
+				o.name = sub.cols[0].name // named after its own output, * expanded
 			}
 			if len(sub.cols) == 1 && sub.cols[0].json != nil {
 				o.json = sub.cols[0].json // JSON the scalar subquery built
@@ -246,24 +249,158 @@ func (a *analyzer) targetList(list []*pg.Node, level *scope) (*queryResult, *Err
 	return res, nil
 }
 
-// figureColname approximates PostgreSQL's FigureColname for naming outputs.
+// figureColname is PostgreSQL's FigureColname (parse_target.c): the name
+// of a select-list item that has no AS. A wrong guess matters: a subquery's
+// output is referenced by that name outside it.
 func figureColname(n *pg.Node) string {
-	switch {
-	case n.GetColumnRef() != nil:
-		return lastName(n.GetColumnRef().Fields)
-	case n.GetFuncCall() != nil:
-		return lastName(n.GetFuncCall().Funcname)
-	case n.GetTypeCast() != nil:
-		if name := figureColname(n.GetTypeCast().Arg); name != "?column?" {
-			return name
-		}
-		return lastName(n.GetTypeCast().TypeName.Names)
-	case n.GetCaseExpr() != nil:
-		return "case"
-	case n.GetCoalesceExpr() != nil:
-		return "coalesce"
+	if name, strength := colname(n); strength > 0 {
+		return name
 	}
 	return "?column?"
+}
+
+// colname is FigureColnameInternal: a name and its strength, 2 for a name
+// that wins, 1 for a fallback (a cast's type name, "case") an enclosing
+// CASE or cast may override, 0 for none.
+func colname(n *pg.Node) (string, int) {
+	switch {
+	case n == nil:
+		return "", 0
+	case n.GetColumnRef() != nil:
+		if name := lastString(n.GetColumnRef().Fields); name != "" {
+			return name, 2
+		}
+	case n.GetAIndirection() != nil:
+		ind := n.GetAIndirection()
+		if name := lastString(ind.Indirection); name != "" {
+			return name, 2
+		}
+		return colname(ind.Arg)
+	case n.GetFuncCall() != nil:
+		return lastName(n.GetFuncCall().Funcname), 2
+	case n.GetAExpr() != nil:
+		if n.GetAExpr().Kind == pg.A_Expr_Kind_AEXPR_NULLIF {
+			return "nullif", 2
+		}
+	case n.GetTypeCast() != nil:
+		tc := n.GetTypeCast()
+		if name, s := colname(tc.Arg); s > 1 {
+			return name, s
+		}
+		if tc.TypeName != nil {
+			return lastName(tc.TypeName.Names), 1
+		}
+	case n.GetCollateClause() != nil:
+		return colname(n.GetCollateClause().Arg)
+	case n.GetGroupingFunc() != nil:
+		return "grouping", 2
+	case n.GetSubLink() != nil:
+		switch sl := n.GetSubLink(); sl.SubLinkType {
+		case pg.SubLinkType_EXISTS_SUBLINK:
+			return "exists", 2
+		case pg.SubLinkType_ARRAY_SUBLINK:
+			return "array", 2
+		case pg.SubLinkType_EXPR_SUBLINK:
+			if name, ok := firstOutputName(sl.Subselect.GetSelectStmt()); ok {
+				return name, 2
+			}
+		}
+	case n.GetCaseExpr() != nil:
+		if name, s := colname(n.GetCaseExpr().Defresult); s > 1 {
+			return name, s
+		}
+		return "case", 1
+	case n.GetAArrayExpr() != nil:
+		return "array", 2
+	case n.GetRowExpr() != nil:
+		return "row", 2
+	case n.GetCoalesceExpr() != nil:
+		return "coalesce", 2
+	case n.GetMinMaxExpr() != nil:
+		if n.GetMinMaxExpr().Op == pg.MinMaxOp_IS_LEAST {
+			return "least", 2
+		}
+		return "greatest", 2
+	case n.GetSqlvalueFunction() != nil:
+		if name := sqlValueNames[n.GetSqlvalueFunction().Op]; name != "" {
+			return name, 2
+		}
+	case n.GetXmlExpr() != nil:
+		if name := xmlExprNames[n.GetXmlExpr().Op]; name != "" {
+			return name, 2
+		}
+	case n.GetXmlSerialize() != nil:
+		return "xmlserialize", 2
+	}
+	return "", 0
+}
+
+// firstOutputName is the name of a query's first output when the SQL
+// tells it (a scalar subquery is named after it): the leftmost branch of
+// a set operation, column1 of VALUES; not for a * (whatever it expands to).
+func firstOutputName(sel *pg.SelectStmt) (string, bool) {
+	for sel != nil && sel.Op != pg.SetOperation_SETOP_NONE && sel.Op != pg.SetOperation_SET_OPERATION_UNDEFINED {
+		sel = sel.Larg
+	}
+	switch {
+	case sel == nil:
+		return "", false
+	case len(sel.ValuesLists) > 0:
+		return "column1", true
+	case len(sel.TargetList) == 0:
+		return "", false
+	}
+	rt := sel.TargetList[0].GetResTarget()
+	if rt == nil {
+		return "", false
+	}
+	if rt.Name != "" {
+		return rt.Name, true
+	}
+	if cr := rt.Val.GetColumnRef(); cr != nil && len(cr.Fields) > 0 && cr.Fields[len(cr.Fields)-1].GetAStar() != nil {
+		return "", false
+	}
+	return figureColname(rt.Val), true
+}
+
+// lastString is the last name among fields (a column reference, an
+// indirection), skipping * and subscripts.
+func lastString(fields []*pg.Node) string {
+	name := ""
+	for _, f := range fields {
+		if s, ok := str(f); ok {
+			name = s
+		}
+	}
+	return name
+}
+
+var sqlValueNames = map[pg.SQLValueFunctionOp]string{
+	pg.SQLValueFunctionOp_SVFOP_CURRENT_DATE:        "current_date",
+	pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME:        "current_time",
+	pg.SQLValueFunctionOp_SVFOP_CURRENT_TIME_N:      "current_time",
+	pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP:   "current_timestamp",
+	pg.SQLValueFunctionOp_SVFOP_CURRENT_TIMESTAMP_N: "current_timestamp",
+	pg.SQLValueFunctionOp_SVFOP_LOCALTIME:           "localtime",
+	pg.SQLValueFunctionOp_SVFOP_LOCALTIME_N:         "localtime",
+	pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP:      "localtimestamp",
+	pg.SQLValueFunctionOp_SVFOP_LOCALTIMESTAMP_N:    "localtimestamp",
+	pg.SQLValueFunctionOp_SVFOP_CURRENT_ROLE:        "current_role",
+	pg.SQLValueFunctionOp_SVFOP_CURRENT_USER:        "current_user",
+	pg.SQLValueFunctionOp_SVFOP_USER:                "user",
+	pg.SQLValueFunctionOp_SVFOP_SESSION_USER:        "session_user",
+	pg.SQLValueFunctionOp_SVFOP_CURRENT_CATALOG:     "current_catalog",
+	pg.SQLValueFunctionOp_SVFOP_CURRENT_SCHEMA:      "current_schema",
+}
+
+var xmlExprNames = map[pg.XmlExprOp]string{
+	pg.XmlExprOp_IS_XMLCONCAT:    "xmlconcat",
+	pg.XmlExprOp_IS_XMLELEMENT:   "xmlelement",
+	pg.XmlExprOp_IS_XMLFOREST:    "xmlforest",
+	pg.XmlExprOp_IS_XMLPARSE:     "xmlparse",
+	pg.XmlExprOp_IS_XMLPI:        "xmlpi",
+	pg.XmlExprOp_IS_XMLROOT:      "xmlroot",
+	pg.XmlExprOp_IS_XMLSERIALIZE: "xmlserialize",
 }
 
 // ordinal returns the k of ORDER BY k / GROUP BY k.

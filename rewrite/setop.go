@@ -64,7 +64,16 @@ func (a *analyzer) combine(sel *pg.SelectStmt, l, r *queryResult) (*queryResult,
 		}
 	}
 	if enc == nil {
-		return &queryResult{cols: l.cols, complete: l.complete && r.complete}, nil
+		res := &queryResult{cols: l.cols, complete: l.complete && r.complete}
+		if !res.complete {
+			res.exact = len(l.cols)
+			for _, side := range []*queryResult{l, r} {
+				if !side.complete {
+					res.exact = min(res.exact, side.exact)
+				}
+			}
+		}
+		return res, nil
 	}
 	if !(sel.Op == pg.SetOperation_SETOP_UNION && sel.All) {
 		return nil, unsupported(enc.enc, setOpName(sel), "use UNION ALL, or deduplicate in the application; equal values encrypt differently")

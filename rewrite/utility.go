@@ -818,10 +818,18 @@ func (a *analyzer) merge(m *pg.MergeStmt) *Error {
 	if err := a.expr(m.JoinCondition, level, "MERGE … ON"); err != nil {
 		return err
 	}
+	// WHEN NOT MATCHED sees the source only (PostgreSQL's
+	// setNamespaceForMergeWhen): a bare name there is the source's column
+	// even when the target has one of that name.
+	notMatched := &scope{rels: level.rels[1:], hidden: []*rel{target}, hiddenHint: notMatchedHint, parent: level.parent}
 	for _, w := range m.MergeWhenClauses {
 		wc := w.GetMergeWhenClause()
 		if wc == nil {
 			continue
+		}
+		level := level
+		if !wc.Matched {
+			level = notMatched
 		}
 		if err := a.expr(wc.Condition, level, "MERGE … WHEN"); err != nil {
 			return err
