@@ -52,6 +52,55 @@ package integration
 //   the reload. Cause: ops/check.go Check is schema-only; doc order in
 //   docs/ADOPTION.md §7.
 //
+// HIGH    TestOpsReviewFoundRotateWrongMasterKey
+//   `pgveil rotate` run with a config whose master key is another valid
+//   key (a wrong key_file on the operator's host) does not first check
+//   that the master key opens the stored data keys (as `pgveil check`
+//   does): Keyring.Rotate wraps a new version of every column/tenant key
+//   under the wrong master key, makes it active and retires the working
+//   versions (committed, NOTIFY sent). Re-encryption then fails on every
+//   row, reported as "sealed value does not open (tampered)" (wrong
+//   diagnosis), exit 1. From then on every write of every tenant through
+//   every pgveil replica (right master key) fails (XX000 "could not
+//   encrypt"), and `pgveil rotate --finish` with the right key cannot
+//   repair it ("wrapped under master key local:…, which is not loaded").
+//   Expected: refuse before touching pgveil.keys (exit 1, "the configured
+//   master key cannot open data key N"). Cause: ops/rotate.go rotateTable
+//   / keysource/rotate.go Keyring.Rotate never unwraps an existing
+//   version before retiring it.
+//
+// HIGH    TestOpsReviewFoundPrimaryKeyPlaintextInOutput
+//   When an encrypted column is (part of) the primary key, migrate's
+//   problem report ("N row(s): …(primary keys, first 5: …)") prints the
+//   plaintext of that encrypted column to stderr
+//   ("org is NULL … (primary keys, first 1: bob.private@x.org)"), and
+//   migrate rewrites the primary key itself to an envelope (breaking any
+//   foreign key to it). `pgveil check` says nothing about an encrypted
+//   primary-key column. Expected: check reports it as a problem (and
+//   migrate refuses), or rows are named without the encrypted values.
+//   Cause: ops/batch.go batchOnce (pc.Keys = r.key), ops/check.go
+//   checkTable (no finding for a policy column in lt.PK).
+//
+// MEDIUM  TestOpsReviewFoundShredClearsNewWrites
+//   shred destroys the keys first (committed, NOTIFY), then clears the
+//   tenant's blind indexes in a loop of batches "WHERE tenant = $1 AND
+//   bidx IS NOT NULL" until none is left. A row the tenant writes through
+//   pgveil after the keys are gone (docs/SHREDDING.md: a new key version,
+//   "readable as usual") but before the loop ends has its blind index
+//   cleared too (shred even counts it: "cleared in 11 row(s)" for 10
+//   shredded rows): it reads back but WHERE email = $1 never finds it.
+//   On a large tenant the loop runs for minutes. Made deterministic here
+//   with a row lock that holds the loop. Expected: clear only rows whose
+//   envelopes are under the shredded key ids. Cause: ops/shred.go Shred
+//   (the clearing predicate ignores the envelope's key id).
+//
+// LOW     TestOpsReviewFoundNullTenantFixThroughPgveil
+//   docs/ADOPTION.md "Rows migrate cannot encrypt": "Fix those rows
+//   (through pgveil or directly)". Through pgveil, `UPDATE … SET org = 1`
+//   of a row migrate left for its NULL tenant (values still plaintext) is
+//   refused (0A000 "would move rows … to another tenant"). Only a
+//   direct UPDATE, or one that also rewrites every encrypted value, works.
+//
 // HELD (TestOpsReviewHolds*)
 //   - migrate of NULL, '', 150 kB text, 100 kB bytea, unicode, mixed-case
 //     emails, composite primary key (text, int), per-tenant keys, a NULL
@@ -781,5 +830,82 @@ func TestOpsReviewFoundNullTenantFixThroughPgveil(t *testing.T) {
 	app := e.appConn(ctx, p)
 	if _, err := app.Exec(ctx, `UPDATE rv SET org = 1 WHERE id = 4`); err != nil {
 		t.Errorf("the documented fix through pgveil of a row migrate left for its NULL tenant (its values are still plaintext) is refused: %v", err)
+	}
+}
+
+func TestOpsReviewFoundShredClearsNewWrites(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_rv_shrednew", rvPolicy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, rvSchema); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	if got := rvReadable(t, ctx, app); got[2] != 10 {
+		t.Fatalf("before: %v", got)
+	}
+	// An application transaction holds one of tenant 2's rows: shred's
+	// blind-index clearing waits for it after the keys are destroyed.
+	release := lockRow(t, ctx, e, "rv", "id = 1")
+	cmd, stdout, stderr := e.start("shred", "-c", cfg, "--table", "public.rv", "--tenant", "2", "--yes")
+	waitLockWait(t, ctx, su, "pgveil shred")
+	waitFor(t, 10*time.Second, "pgveil to read tenant 2 as NULL", func() (bool, error) {
+		return rvReadable(t, ctx, app)[2] == 0, nil
+	})
+	// The tenant writes again (a new key version, a blind index) ...
+	if _, err := app.Exec(ctx, `INSERT INTO rv (id, org, email, note) VALUES (60, 2, 'after@x.org', 'after the shred')`); err != nil {
+		t.Fatal(err)
+	}
+	var id int
+	if err := app.QueryRow(ctx, `SELECT id FROM rv WHERE email = $1`, "after@x.org").Scan(&id); err != nil || id != 60 {
+		t.Fatalf("lookup of the new row before the shred ends: %d %v", id, err)
+	}
+	release()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("shred: %v\n%s\n%s", err, stdout.String(), tail(stderr.String(), 5))
+	}
+	t.Logf("shred: %s", stdout.String())
+	// ... and the rest of the shred must not erase what was written after it.
+	var email *string
+	id = 0
+	err := e.appConn(ctx, p).QueryRow(ctx, `SELECT id, email FROM rv WHERE email = $1`, "after@x.org").Scan(&id, &email)
+	var bidx []byte
+	su.QueryRow(ctx, `SELECT email_bidx FROM rv WHERE id = 60`).Scan(&bidx)
+	if err != nil || id != 60 {
+		t.Errorf("a row tenant 2 wrote after its keys were shredded (readable: new key version) is no longer found by WHERE email = $1 (%v; its blind index is now %d bytes): shred's clearing loop cleared it", err, len(bidx))
+	}
+}
+
+func TestOpsReviewFoundPrimaryKeyPlaintextInOutput(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_rv_pkenc", `tables:
+  public.pkenc:
+    key_context: org
+    columns:
+      email:
+        type: text
+        blind_index:
+          column: email_bidx
+      secret:
+        type: date
+`)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, `CREATE TABLE pkenc (email text PRIMARY KEY, org int, email_bidx bytea, secret text);
+CREATE UNIQUE INDEX pkenc_email_bidx_idx ON pkenc (email_bidx);
+INSERT INTO pkenc VALUES ('alice.private@x.org', 1, NULL, '2020-01-01'), ('bob.private@x.org', NULL, NULL, '2020-01-02'),
+  ('carol.private@x.org', 1, NULL, 'not a date')`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	c := e.run(ctx, -1, "check", "-c", cfg)
+	r := e.run(ctx, -1, "migrate", "-c", cfg, "--apply")
+	t.Logf("check: exit %d\n%s\nmigrate: exit %d\n%s%s", c.code, c.stdout, r.code, r.stdout, tail(r.stderr, 6))
+	for _, s := range []string{"bob.private", "carol.private"} {
+		if strings.Contains(r.stdout+r.stderr, s) {
+			t.Errorf("migrate prints the plaintext of encrypted column email (%s…): its problem report names rows by primary key, and the primary key is the encrypted column", s)
+		}
 	}
 }
