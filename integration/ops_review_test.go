@@ -116,6 +116,9 @@ package integration
 //   - shred: another tenant's open session keeps reading; the shredded
 //     tenant reads NULL (not an error, not garbage); its new writes get a
 //     new key version and read back; rerun is idempotent.
+//   - nothing of a value in the output of migrate (plan, apply with a
+//     problem row), rotate, shred, check, migrate --decrypt at log level
+//     debug.
 //   - error paths: bad flags, a missing config, an unknown policy key
 //     (file:line:key), an unreachable database (no password in the
 //     message), a corrupt master key file (no key bytes echoed), unknown
@@ -907,5 +910,42 @@ INSERT INTO pkenc VALUES ('alice.private@x.org', 1, NULL, '2020-01-01'), ('bob.p
 		if strings.Contains(r.stdout+r.stderr, s) {
 			t.Errorf("migrate prints the plaintext of encrypted column email (%s…): its problem report names rows by primary key, and the primary key is the encrypted column", s)
 		}
+	}
+}
+
+func TestOpsReviewHoldsDebugLogsNoPlaintext(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_rv_debuglogs", rvPolicy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, rvSchema+`; UPDATE rv SET note = 'Zsecret-' || id || '-Z'; UPDATE rv SET note = NULL WHERE id = 7; ALTER TABLE rv ALTER org DROP NOT NULL; UPDATE rv SET org = NULL WHERE id = 8`); err != nil {
+		t.Fatal(err)
+	}
+	yaml := strings.Replace(e.config(""), "  level: "+logLevel()+"\n", "  level: debug\n", 1)
+	if !strings.Contains(yaml, "level: debug") {
+		t.Fatal("could not set the log level")
+	}
+	cfg := e.writeConfig("debug.yaml", yaml)
+	var out strings.Builder
+	for _, args := range [][]string{
+		{"migrate", "-c", cfg},
+		{"migrate", "-c", cfg, "--apply", "--batch", "3"},
+		{"rotate", "-c", cfg, "--grace", "1ms", "--batch", "3"},
+		{"shred", "-c", cfg, "--table", "public.rv", "--tenant", "2", "--yes"},
+		{"check", "-c", cfg, "--format", "json"},
+		{"migrate", "-c", cfg, "--decrypt"},
+	} {
+		r := e.run(ctx, -1, args...)
+		out.WriteString(r.stdout + r.stderr)
+	}
+	for id := 1; id <= 30; id++ {
+		for _, s := range []string{fmt.Sprintf("u%d@x.org", id), fmt.Sprintf("Zsecret-%d-Z", id)} {
+			if strings.Contains(out.String(), s) {
+				i := strings.Index(out.String(), s)
+				t.Fatalf("plaintext %q in the output of the operator commands at log level debug: …%s…", s, out.String()[max(0, i-300):min(len(out.String()), i+100)])
+			}
+		}
+	}
+	if !strings.Contains(out.String(), `"level":"debug"`) {
+		t.Fatal("no debug lines: the test proved nothing")
 	}
 }
