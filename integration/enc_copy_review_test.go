@@ -8,6 +8,7 @@ package integration
 // itself: the same COPY into a plain mirror table (copyrev_contacts,
 // copyrev_users, the logical types) on a direct superuser connection.
 //
+// FIXED (copyOver: a statement that may start a COPY ends the drop):
 // MEDIUM (hang) TestCopyReviewFoundStrayAfterRefusedCopy,
 // TestCopyReviewFoundStrayAfterRefusedCopyPsql: a COPY FROM STDIN of an
 // encrypted table that the server refuses before its CopyInResponse (here
@@ -27,7 +28,8 @@ package integration
 // follows an extended-protocol COPY whose server error the client ends
 // with Sync instead of CopyDone.
 //
-// LOW TestCopyReviewFoundForceQuoteIgnored: COPY … TO STDOUT (FORMAT csv,
+// FIXED (rewrite.Copy.ForceQuote, by field name): LOW
+// TestCopyReviewFoundForceQuoteIgnored: COPY … TO STDOUT (FORMAT csv,
 // FORCE_QUOTE * | (col)) through pgveil writes no forced quotes, on the
 // encrypted and on the plain columns alike: PostgreSQL writes
 // "4401","fq.one@example.org","plain note", pgveil 4401,fq.one@example.org,plain note.
@@ -36,7 +38,8 @@ package integration
 // copydata.Options.ForceQuote (rewrite.Copy does not carry FORCE_QUOTE),
 // and every row of a planned COPY TO is re-encoded by copydata.AppendRow.
 //
-// LOW TestCopyReviewFoundMarkerMidLine: text-format COPY FROM data with
+// LOW TestCopyReviewRefusedMarkerMidLine (not fixed; was Found…; the
+// COPY fails as a whole, nothing stored, see docs/SQL.md): text-format COPY FROM data with
 // `\.` inside a line (4501<TAB>mk.one@example.org<TAB>a\.<LF>…):
 // PostgreSQL 15 ends the data there and stores the line up to it (note
 // "a", COPY 1; the check that `\.` be alone is PostgreSQL 18's), pgveil
@@ -525,13 +528,22 @@ func TestCopyReviewFoundForceQuoteIgnored(t *testing.T) {
 		toOpts: "(FORMAT csv, FORCE_QUOTE (email))", data: "4401,fq.one@example.org,plain note\n"})
 }
 
-func TestCopyReviewFoundMarkerMidLine(t *testing.T) {
+// TestCopyReviewRefusedMarkerMidLine: the LOW finding, not fixed: the
+// COPY fails as a whole with a clear reason, and nothing is stored.
+func TestCopyReviewRefusedMarkerMidLine(t *testing.T) {
 	relayLeakCheck(t)
 	const org = 4501
 	r := newCopyReview(t, org)
 	r.p.remember("mk.one@example.org", "mk.two@example.org")
-	r.check(t, copyCase{name: "marker_mid_line", table: "contacts", cols: "(org_id, email, note)", toOpts: "-",
-		data: "4501\tmk.one@example.org\ta\\.\n4501\tmk.two@example.org\tb\n"})
+	res := r.proxyCopyIn(t, copyCase{table: "contacts", cols: "(org_id, email, note)"},
+		[][]byte{[]byte("4501\tmk.one@example.org\ta\\.\n4501\tmk.two@example.org\tb\n")})
+	if !strings.Contains(res.err(), "end-of-copy marker is not alone on its line") {
+		t.Errorf("COPY with \\. inside a line: %q, want pgveil's refusal", res.err())
+	}
+	rows, err := r.su.Exec(r.ctx, fmt.Sprintf("SELECT count(*) FROM contacts WHERE org_id = %d", org)).ReadAll()
+	if err != nil || len(rows) != 1 || len(rows[0].Rows) != 1 || string(rows[0].Rows[0][0]) != "0" {
+		t.Errorf("rows stored after the refused COPY: %v (%v)", rows, err)
+	}
 }
 
 // TestCopyReviewHoldsTamperedAtRest: a ciphertext changed at rest (a bit

@@ -42,6 +42,7 @@ func copyOptions(c *rewrite.Copy) copydata.Options {
 	o := copydata.Options{Delimiter: c.Delimiter, Null: c.Null, NullSet: true, Quote: c.Quote, Escape: c.Escape, Header: c.Header}
 	if c.Format == rewrite.CopyCSV {
 		o.Format = copydata.CSV
+		o.ForceQuote = c.ForceQuote
 	}
 	return o.WithDefaults()
 }
@@ -114,16 +115,19 @@ func (s *session) endCopyIn() {
 // copyOver ends, at a new statement, the COPY FROM whose data the client
 // would send (copyPlan). The client cannot send a statement inside COPY
 // IN, so that COPY never started (the server refused it, say in a failed
-// transaction) or the new statement aborts it. CopyData the client still
-// sends for it is dropped (copyStray) until a later statement that may
-// start a COPY (mayCopy): the server ignores it outside COPY IN, and it
-// may be plaintext of the COPY's encrypted columns. Without this a later
-// COPY of another table had its data rewritten with the stale plan.
+// transaction or for a bad option) or the new statement aborts it.
+// CopyData the client sends after a statement that cannot start a COPY is
+// dropped (copyStray) until one that may (mayCopy): the server ignores it
+// outside COPY IN, and it may be plaintext of the old COPY's encrypted
+// columns. After a statement that may start a COPY, the data is that
+// statement's (the stream is ordered: the old COPY's data came before it),
+// relayed or encrypted with the new plan the caller sets next. Without
+// the first rule a later COPY of another table had its data rewritten
+// with the stale plan; without the second, a COPY after one the server
+// refused had its data dropped and the client waited forever.
 func (s *session) copyOver(mayCopy bool) {
 	if s.copyPlan != nil {
-		// Whatever this statement is, nothing the client sends before
-		// the next one is that COPY's data.
-		s.copyPlan, s.copyIn, s.copyStray = nil, nil, true
+		s.copyPlan, s.copyIn, s.copyStray = nil, nil, !mayCopy
 		return
 	}
 	if mayCopy {

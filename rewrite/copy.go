@@ -176,6 +176,7 @@ func (a *analyzer) copyTo(t *policy.Table, c *pg.CopyStmt, cp *Copy, cols []stri
 	case explicit != "":
 		a.insert(listEnd, explicit+")")
 	}
+	cp.placeForceQuote(cols)
 	a.st.Copy = cp
 	return nil
 }
@@ -208,13 +209,16 @@ func (a *analyzer) copyQuery(c *pg.CopyStmt, cp *Copy) *Error {
 	case a.copyRefusal != "":
 		return unsupported(enc, "COPY with "+a.copyRefusal, "remove the option")
 	}
-	for _, o := range res.cols {
+	names := make([]string, len(res.cols))
+	for i, o := range res.cols {
 		f := CopyField{Column: o.enc, Action: Pass, Tenant: -1, Hidden: o.hidden}
 		if o.enc != nil && o.enc.Table.KeyContext != "" {
 			f.Tenant = o.tenantOut
 		}
 		cp.Fields = append(cp.Fields, f)
+		names[i] = o.name
 	}
+	cp.placeForceQuote(names)
 	a.st.Copy = cp
 	return nil
 }
@@ -271,6 +275,17 @@ func (a *analyzer) copyOptions(c *pg.CopyStmt) (*Copy, *Error) {
 			}
 		case "default":
 			defaultMarker = true
+		case "force_quote":
+			if d.Arg.GetAStar() != nil {
+				cp.forceQuoteAll = true
+			} else {
+				cp.forceQuoteNames = []string{}
+				for _, n := range d.Arg.GetList().GetItems() {
+					if s, ok := str(n); ok {
+						cp.forceQuoteNames = append(cp.forceQuoteNames, s)
+					}
+				}
+			}
 		case "force_not_null", "force_null":
 			if c.IsFrom {
 				// They change which fields are NULL; the proxy would have to

@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"github.com/pgveil/pgveil/policy"
+	"slices"
 	"strings"
 )
 
@@ -414,6 +415,24 @@ type Copy struct {
 	// Appended are the fields pgveil adds to each row sent to the server
 	// (FROM only): blind indexes, Action Index, Source the input field.
 	Appended []CopyField
+	// ForceQuote (CSV TO only) marks the fields FORCE_QUOTE names, by
+	// position in Fields; nil without the option.
+	ForceQuote []bool
+
+	forceQuoteAll   bool     // FORCE_QUOTE *
+	forceQuoteNames []string // FORCE_QUOTE (a, b)
+}
+
+// placeForceQuote maps FORCE_QUOTE to the fields, named names in order
+// (a name FORCE_QUOTE lists that no field has: PostgreSQL rejects it).
+func (c *Copy) placeForceQuote(names []string) {
+	if !c.forceQuoteAll && c.forceQuoteNames == nil {
+		return
+	}
+	c.ForceQuote = make([]bool, len(c.Fields))
+	for i := range c.ForceQuote {
+		c.ForceQuote[i] = c.forceQuoteAll || i < len(names) && slices.Contains(c.forceQuoteNames, names[i])
+	}
 }
 
 // CopyField is one field of a COPY row.
