@@ -116,23 +116,40 @@ func (s *session) endCopyIn() {
 // would send (copyPlan). The client cannot send a statement inside COPY
 // IN, so that COPY never started (the server refused it, say in a failed
 // transaction or for a bad option) or the new statement aborts it.
-// CopyData the client sends after a statement that cannot start a COPY is
-// dropped (copyStray) until one that may (mayCopy): the server ignores it
-// outside COPY IN, and it may be plaintext of the old COPY's encrypted
-// columns. After a statement that may start a COPY, the data is that
-// statement's (the stream is ordered: the old COPY's data came before it),
-// relayed or encrypted with the new plan the caller sets next. Without
-// the first rule a later COPY of another table had its data rewritten
-// with the stale plan; without the second, a COPY after one the server
-// refused had its data dropped and the client waited forever.
+//
+// CopyData the client sends next is dropped (copyStray) until a statement
+// that may start a COPY (mayCopy), unless it is that statement's: the
+// server ignores it outside COPY IN, and it may be plaintext of the old
+// COPY's encrypted columns. It is the new statement's when the server had
+// answered the old one before the new one came (psql sends a corrected
+// COPY after the server refused the first: its data follows). It is not
+// when the client pipelined the new statement behind the old one: the
+// client may send the old COPY's data when the old COPY's CopyInResponse
+// comes, behind the new statement (which the server then rejects, in COPY
+// IN). Dropped data ends with a CopyFail (strayCopyEnd), so a server that
+// did start a COPY fails it instead of waiting for data that never comes.
 func (s *session) copyOver(mayCopy bool) {
 	if s.copyPlan != nil {
-		s.copyPlan, s.copyIn, s.copyStray = nil, nil, !mayCopy
+		answered := s.t.answered(s.copySeq)
+		s.copyPlan, s.copyIn, s.copyStray = nil, nil, !(mayCopy && answered)
 		return
 	}
 	if mayCopy {
 		s.copyStray = false
 	}
+}
+
+// setCopyPlan records st as the COPY FROM whose data comes next, started
+// by the message pushed last.
+func (s *session) setCopyPlan(st *rewrite.Stmt) {
+	s.copyPlan, s.copySeq = st, s.t.lastSeq()
+}
+
+// strayCopyEnd answers the client's CopyDone or CopyFail of dropped data
+// (copyStray): the server gets a CopyFail, which fails a COPY it may be in
+// and is ignored otherwise, so that neither side waits for the other.
+func (s *session) strayCopyEnd() {
+	writeMsg(s.sw, 'f', []byte("pgveil: COPY data dropped: it followed a statement that may not be its COPY (the data may be plaintext of an encrypted column); send each COPY's data before the next statement, or wait for its answer\x00"))
 }
 
 // copyRefused: pgveil refused the statement, so it starts no COPY; CopyData

@@ -254,6 +254,9 @@ func (s *session) handleQuery(body []byte) error {
 	}
 	s.dropUnnamed()
 	s.t.push(pending{kind: pendQuery, query: qs, sent: time.Now()})
+	if s.copyPlan != nil {
+		s.setCopyPlan(s.copyPlan) // this Query's
+	}
 	s.sw.Write(appendQuery(s.scratch[:0], text))
 	return nil
 }

@@ -599,8 +599,10 @@ func (ls *loopSession) fromClient() error {
 			case 'F':
 				s.pathEffect(effPath) // the function may change search_path (set_config)
 			case 'd', 'c', 'f':
-				if s.copyPlan != nil {
-					ls.handback = true // COPY data to encrypt: handleCopyIn
+				if s.copyPlan != nil || s.copyStray && typ != 'd' {
+					// COPY data to encrypt (handleCopyIn), or the end of
+					// dropped data (strayCopyEnd).
+					ls.handback = true
 					return nil
 				}
 				if s.copyStray {

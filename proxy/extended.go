@@ -113,6 +113,9 @@ func (s *session) handleExecute(body []byte) error {
 		sent = time.Now()
 	}
 	s.t.push(pending{kind: pendExecute, portal: portal, sent: sent})
+	if s.copyPlan != nil {
+		s.setCopyPlan(s.copyPlan) // this Execute's
+	}
 	s.forwardClient(body)
 	return nil
 }

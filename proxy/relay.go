@@ -85,6 +85,10 @@ func (s *session) clientToServer() error {
 		case 'd', 'c', 'f': // CopyData, CopyDone, CopyFail
 			if s.copyStray {
 				err = s.cr.discardBody() // see copyOver
+				if err == nil && typ != 'd' {
+					s.trackFrontend(typ, nil)
+					s.strayCopyEnd()
+				}
 				break
 			}
 			s.trackFrontend(typ, nil)

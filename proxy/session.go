@@ -132,6 +132,7 @@ type session struct {
 	stmtPrefix      string        // serverStmtName
 	copyPlan        *rewrite.Stmt // the COPY FROM whose data the client sends
 	copyStray       bool          // drop CopyData: see copyOver
+	copySeq         uint64        // the tracker seq of copyPlan's Query or Execute
 	copyIn          *copyIn
 	ddlSent         bool
 	ddlUnsettled    bool // DDL sent: plan by name until settleDDL

@@ -394,6 +394,21 @@ func (t *tracker) popLocked() pending {
 	return p
 }
 
+// lastSeq is the seq of the last message pushed. Client side.
+func (t *tracker) lastSeq() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.seq
+}
+
+// answered reports whether the server has answered every message pushed
+// up to seq (none of them is still queued).
+func (t *tracker) answered(seq uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n == 0 || t.q[t.head].seq > seq
+}
+
 // desyncCount is the number of attribution failures so far.
 func (t *tracker) desyncCount() uint64 {
 	t.mu.Lock()
