@@ -81,6 +81,15 @@ package proxy
 //       authenticate it. Cause: auth.go session.relayClientAuthResponse
 //       (reader bounded by MaxStartupMessage, session.go setClientConn).
 //
+//   TestAuthReviewFoundGSSENCAfterTLS LOW (differs from Postgres): a
+//       GSSENCRequest on a connection already encrypted with TLS is
+//       answered 'N' (inside TLS) and the negotiation goes on; Postgres
+//       treats encryption as negotiated once TLS is up and ends the
+//       connection (FATAL 08P01 "unsupported frontend protocol
+//       1234.5680"). No security effect found (the answer travels inside
+//       TLS). Cause: startup.go session.startup, case codeGSSENCRequest
+//       (no s.clientTLS check, unlike codeSSLRequest).
+//
 // Attacks withstood: TestAuthReviewHolds* (SCRAM downgrade "y" over TLS,
 // wrong channel-binding data, replayed client-final, proof made with another
 // role's password, mandatory extension, user-name injection into
@@ -1036,4 +1045,30 @@ func TestAuthReviewHoldsStartup(t *testing.T) {
 			t.Fatalf("the right key did not cancel: %v", err)
 		}
 	})
+}
+
+// TestAuthReviewFoundGSSENCAfterTLS: see the file comment. Postgres itself
+// is the baseline.
+func TestAuthReviewFoundGSSENCAfterTLS(t *testing.T) {
+	gssenc := []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30}
+	answer := func(c *arConn) byte {
+		c.send(gssenc)
+		var a [1]byte
+		if _, err := io.ReadFull(c.r, a[:]); err != nil {
+			return 0
+		}
+		return a[0]
+	}
+	direct, _ := arDialTLS(t, cluster.Addr())
+	if a := answer(direct); a != 'E' {
+		t.Fatalf("baseline: Postgres answered GSSENCRequest over TLS with %q", a)
+	}
+	p := startProxyYAML(t, fmt.Sprintf("listen: 127.0.0.1:0\nupstream:\n  address: %s\n  tls: disable\nadmin:\n  listen: \"\"\ntls:\n  cert_file: %s\n  key_file: %s\n",
+		cluster.Addr(), cluster.Certs.ServerCert, cluster.Certs.ServerKey))
+	defer p.stop(t, 10*time.Second)
+	c, _ := arDialTLS(t, p.addr)
+	if a := answer(c); a != 'E' {
+		t.Errorf("pgveil answered a GSSENCRequest on a TLS connection with %q; Postgres ends the connection with an ErrorResponse (unsupported frontend protocol 1234.5680)", a)
+	}
+	c.Close()
 }
