@@ -157,11 +157,12 @@ func (w *walker) config(root *yaml.Node) *Config {
 			if isNull(n) {
 				return
 			}
-			c.TLS = &ServerTLS{MinVersion: "1.2"}
+			c.TLS = &ServerTLS{MinVersion: "1.2", Mode: ClientTLSPrefer}
 			w.mapping(n, k, fields{
 				"cert_file":   w.str(&c.TLS.CertFile),
 				"key_file":    w.str(&c.TLS.KeyFile),
 				"min_version": w.str(&c.TLS.MinVersion),
+				"mode":        w.str(&c.TLS.Mode),
 			})
 		},
 		"auth": func(n *yaml.Node, k string) {
@@ -240,6 +241,9 @@ func (w *walker) config(root *yaml.Node) *Config {
 		w.required("tls.key_file", c.TLS.KeyFile)
 		if c.TLS.MinVersion != "1.2" && c.TLS.MinVersion != "1.3" {
 			w.fail("tls.min_version", "want \"1.2\" or \"1.3\", got %q", c.TLS.MinVersion)
+		}
+		if c.TLS.Mode != ClientTLSPrefer && c.TLS.Mode != ClientTLSRequire {
+			w.fail("tls.mode", "want prefer or require, got %q", c.TLS.Mode)
 		}
 	}
 	c.Auth.Mode = AuthMode(authMode)

@@ -121,6 +121,7 @@ func TestErrors(t *testing.T) {
 		{"bad type mapping", "upstream: 5\n", nil, []string{"c.yaml:1: upstream: want a mapping, got the value \"5\""}},
 		{"bad type list", "listen: [a, b]\n", nil, []string{"c.yaml:1: listen: want a single value, got a list"}},
 		{"bad tls mode", "upstream:\n  tls: maybe\n", nil, []string{"c.yaml:2: upstream.tls: unknown mode \"maybe\""}},
+		{"bad client tls mode", "tls:\n  cert_file: a\n  key_file: b\n  mode: always\n", nil, []string{"c.yaml:4: tls.mode: want prefer or require, got \"always\""}},
 		{"bad duration", "upstream:\n  connect_timeout: soon\n", nil, []string{"c.yaml:2: upstream.connect_timeout: want a positive duration"}},
 		{"bad size", "proxy:\n  max_message: 2GiB\n", nil, []string{"c.yaml:2: proxy.max_message: want a size between"}},
 		{"bad int", "proxy:\n  plan_cache_size: -1\n", nil, []string{"c.yaml:2: proxy.plan_cache_size: want a positive integer"}},

@@ -54,7 +54,16 @@ type ServerTLS struct {
 	KeyFile  string
 	// MinVersion is "1.2" or "1.3".
 	MinVersion string
+	// Mode is "prefer" (TLS when the client asks for it) or "require" (a
+	// client that does not is refused, as pg_hba.conf's hostssl does).
+	Mode string
 }
+
+// Client TLS modes (tls.mode).
+const (
+	ClientTLSPrefer  = "prefer"
+	ClientTLSRequire = "require"
+)
 
 // AuthMode selects how clients authenticate; see DESIGN.md "Authentication and TLS".
 type AuthMode string

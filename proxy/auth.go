@@ -61,6 +61,11 @@ func (s *session) relayAuth() error {
 			if code == authSASL {
 				body = withoutMechanism(body, "SCRAM-SHA-256-PLUS")
 			}
+			if code == authCleartextPassword {
+				if err := cleartextGuard(s.clientTLS, s.serverTLS, s.client.RemoteAddr()); err != nil {
+					return err
+				}
+			}
 			writeMsg(s.cw, 'R', body)
 			switch code {
 			case authCleartextPassword, authMD5Password, authGSS, authGSSContinue, authSSPI, authSASL, authSASLContinue:
@@ -78,6 +83,24 @@ func (s *session) relayAuth() error {
 			}
 		}
 	}
+}
+
+// cleartextGuard refuses to pass the server's request for a cleartext
+// password to a client whose leg is plaintext over the network while
+// pgveil's leg to the server is encrypted: the server chose cleartext
+// because it sees TLS (pg_hba.conf's hostssl … password), and the client
+// would send its password unencrypted where the operator asked for TLS.
+// A client on the loopback interface sends it across no network.
+func cleartextGuard(clientTLS, serverTLS bool, client net.Addr) error {
+	if clientTLS || !serverTLS {
+		return nil
+	}
+	if a, ok := client.(*net.TCPAddr); ok && a.IP.IsLoopback() {
+		return nil
+	}
+	return &pgError{Severity: "FATAL", Code: codeInvalidAuthSpec,
+		Message: "the server asks for a cleartext password over pgveil's encrypted connection to it, and this client's connection to pgveil is not encrypted",
+		Hint:    "connect to pgveil with TLS (sslmode=require), or set tls.mode: require so that no client connects without it"}
 }
 
 // relayStartupMessage relays a server message of the startup phase other

@@ -7,6 +7,11 @@ package proxy
 //
 // Failing at the time of the review (defects):
 //
+//   FIXED: tls.mode: require refuses a client without TLS (28000, "no
+//   encryption", as hostnossl … reject does; the test now sets it), and
+//   by default pgveil no longer relays a cleartext password request over
+//   a plaintext client leg from a non-loopback address when its own leg
+//   to the server is encrypted (cleartextGuard, TestCleartextGuard).
 //   TestAuthReviewFoundPlaintextClientPassesHostSSL HIGH (downgrade;
 //       plaintext credentials): pgveil has no way to require TLS from its
 //       clients, and it always presents its own TLS leg to the server. A
@@ -404,6 +409,7 @@ admin:
 tls:
   cert_file: %s
   key_file: %s
+  mode: require
 `, cluster.Addr(), cluster.Certs.CACert, cluster.Certs.ServerCert, cluster.Certs.ServerKey))
 	defer p.stop(t, 10*time.Second)
 
@@ -1071,4 +1077,36 @@ func TestAuthReviewFoundGSSENCAfterTLS(t *testing.T) {
 		t.Errorf("pgveil answered a GSSENCRequest on a TLS connection with %q; Postgres ends the connection with an ErrorResponse (unsupported frontend protocol 1234.5680)", a)
 	}
 	c.Close()
+}
+
+// TestCleartextGuard: the server's cleartext password request is relayed
+// to a plaintext client only when that cannot expose the password on a
+// network where the operator asked for TLS.
+func TestCleartextGuard(t *testing.T) {
+	remote := &net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 50000}
+	loop := &net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 50000}
+	loop6 := &net.TCPAddr{IP: net.ParseIP("::1"), Port: 50000}
+	for _, c := range []struct {
+		clientTLS, serverTLS bool
+		addr                 net.Addr
+		refused              bool
+	}{
+		{false, true, remote, true},
+		{false, true, loop, false},
+		{false, true, loop6, false},
+		{true, true, remote, false},
+		{false, false, remote, false}, // plaintext on both legs: the operator's choice
+		{false, true, &net.UnixAddr{Name: "/tmp/x", Net: "unix"}, true},
+	} {
+		err := cleartextGuard(c.clientTLS, c.serverTLS, c.addr)
+		if (err != nil) != c.refused {
+			t.Errorf("client TLS %v, server TLS %v, from %v: %v, want refused %v", c.clientTLS, c.serverTLS, c.addr, err, c.refused)
+		}
+		if err != nil {
+			var pe *pgError
+			if !errors.As(err, &pe) || pe.Code != codeInvalidAuthSpec {
+				t.Errorf("refusal %v is not a 28000", err)
+			}
+		}
+	}
 }

@@ -66,7 +66,9 @@ func (s *session) verifyClient(secret string) (*clientCredential, error) {
 	}
 	v, perr := scram.ParseVerifier(secret)
 	if perr != nil {
-		v = nil // mock: the exchange runs and fails with 28P01, as Postgres does
+		// Mock: the exchange runs and fails with 28P01, as Postgres does,
+		// with a salt that is the same at every attempt for this name.
+		v = scram.MockVerifier(s.user, s.srv.mockSecret)
 	}
 	var cb []byte
 	if s.clientTLS {
@@ -155,6 +157,7 @@ func (s *session) readAuthResponse() ([]byte, error) {
 // relays the server's startup messages up to ReadyForQuery.
 func (s *session) loginUpstream(cred *clientCredential) error {
 	var sc *scram.Client
+	verified := false // the server's SCRAM signature checked
 	for {
 		typ, _, err := s.sr.readHeader()
 		if err != nil {
@@ -171,6 +174,13 @@ func (s *session) loginUpstream(cred *clientCredential) error {
 			}
 			switch code := binary.BigEndian.Uint32(body); code {
 			case authOK:
+				if sc != nil && !verified {
+					// A server (or a man in the middle) that started SCRAM
+					// and skips its proof: channel binding would be moot.
+					return &pgError{Severity: "FATAL", Code: codeConnectionFailure,
+						Message: "the upstream server ended SCRAM authentication without proving that it knows the password",
+						Hint:    "check upstream.address and upstream.tls: pgveil may not be talking to your PostgreSQL"}
+				}
 				// The client hears success only now that the server agreed.
 				if cred.serverFinal != nil {
 					writeMsg(s.cw, 'R', append([]byte{0, 0, 0, authSASLFinal}, cred.serverFinal...))
@@ -213,6 +223,7 @@ func (s *session) loginUpstream(cred *clientCredential) error {
 				if err := sc.Verify(body[4:]); err != nil {
 					return authError(err)
 				}
+				verified = true
 			case authMD5Password:
 				if cred.md5 == "" || len(body) < 8 {
 					return upstreamAuthMismatch("md5", "a SCRAM verifier")

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -33,8 +34,12 @@ type Server struct {
 
 	cfg       atomic.Pointer[policy.Config]
 	clientTLS atomic.Pointer[tls.Config] // nil: answer SSLRequest with 'N'
-	clientCB  atomic.Pointer[[]byte]     // tls-server-end-point data of our certificate
-	upTLS     atomic.Pointer[upstreamTLS]
+	// mockSecret salts the mock SCRAM verifier of a role that does not
+	// exist, so that its salt is the same at every attempt (as a real
+	// role's is), for the life of the process.
+	mockSecret []byte
+	clientCB   atomic.Pointer[[]byte] // tls-server-end-point data of our certificate
+	upTLS      atomic.Pointer[upstreamTLS]
 
 	mu       sync.Mutex
 	ln       net.Listener
@@ -69,7 +74,10 @@ func New(cfg *policy.Config, opts Options) (*Server, error) {
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{log: opts.Log, sessions: map[*session]struct{}{}}
+	s := &Server{log: opts.Log, sessions: map[*session]struct{}{}, mockSecret: make([]byte, 32)}
+	if _, err := rand.Read(s.mockSecret); err != nil {
+		return nil, err
+	}
 	s.metrics = NewMetrics(opts.Registry, func() rewrite.CacheStats {
 		if e := s.eng.Load(); e != nil {
 			return e.planner.Stats()

@@ -62,6 +62,8 @@ type session struct {
 
 	server    net.Conn
 	serverTLS bool
+	// startDeadline bounds startup and authentication on both connections.
+	startDeadline time.Time
 	sr        *msgReader
 	sw        *bufio.Writer
 
@@ -202,8 +204,20 @@ func (srv *Server) newSession(conn net.Conn) *session {
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.keyCtx = s.ctx
 	s.log = srv.log.With(zap.Uint64("session", s.id), zap.String("client", conn.RemoteAddr().String()))
-	s.setClientConn(conn, cfg.Proxy.MaxStartupMessage)
+	s.setClientConn(conn, authMessageLimit(cfg))
 	return s
+}
+
+// maxAuthToken is PostgreSQL's bound on a password, SASL or GSSAPI/SSPI
+// message (PG_MAX_AUTH_TOKEN_LENGTH); the StartupMessage itself is bounded
+// by proxy.max_startup_message (readStartupPacket), as Postgres bounds it
+// by 10000. A Kerberos ticket easily exceeds 10 kB.
+const maxAuthToken = 65535
+
+// authMessageLimit bounds the client's typed messages before
+// authentication ends.
+func authMessageLimit(cfg *policy.Config) int {
+	return max(cfg.Proxy.MaxStartupMessage, maxAuthToken)
 }
 
 // setClientConn (re)builds the client reader and writer, after TLS.
@@ -244,6 +258,8 @@ func (s *session) run() {
 		s.failStartup(err)
 		return
 	}
+	s.client.SetDeadline(time.Time{})
+	s.server.SetDeadline(time.Time{})
 	s.log = s.log.With(zap.Uint32("backend_pid", s.backendPID))
 	if s.eng != nil {
 		if err := s.initSearchPath(); err != nil {
@@ -396,6 +412,9 @@ func (s *session) connect(startup []byte) error {
 	s.connMu.Lock()
 	s.server, s.serverTLS = conn, encrypted
 	s.connMu.Unlock()
+	if !s.startDeadline.IsZero() {
+		conn.SetDeadline(s.startDeadline) // cleared when authentication ends
+	}
 	// The server is trusted: its messages are bounded only by the protocol's
 	// int32 length (a DataRow may exceed the 1 GiB that bounds clients).
 	s.sr = s.bufs.msgReader(conn, math.MaxInt32)

@@ -9,10 +9,13 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/pgveil/pgveil/policy"
 )
 
-// startupTimeout bounds the whole startup phase, so a client that connects
-// and says nothing cannot hold a session forever (Postgres has
+// startupTimeout bounds the whole startup phase, authentication included,
+// so a client that connects and says nothing (or never answers the
+// password request) cannot hold a session forever (Postgres has
 // authentication_timeout, 1 minute by default, for the same reason).
 const startupTimeout = time.Minute
 
@@ -21,9 +24,12 @@ const startupTimeout = time.Minute
 // a CancelRequest that has been forwarded.
 //
 // See https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-START-UP
+//
+// The deadline it sets on the client connection stays until
+// authentication ends (session.run clears it).
 func (s *session) startup() ([]byte, error) {
-	s.client.SetDeadline(time.Now().Add(startupTimeout))
-	defer s.client.SetDeadline(time.Time{})
+	s.startDeadline = time.Now().Add(startupTimeout)
+	s.client.SetDeadline(s.startDeadline)
 
 	// Direct TLS (PostgreSQL 17, sslnegotiation=direct): the first byte is
 	// a TLS handshake record instead of a packet length.
@@ -59,6 +65,10 @@ func (s *session) startup() ([]byte, error) {
 				return nil, err
 			}
 		case code == codeGSSENCRequest:
+			if s.clientTLS {
+				// As Postgres: encryption is negotiated once TLS is up.
+				return nil, &protocolError{msg: "GSSENCRequest on an encrypted connection"}
+			}
 			if err := s.answerByte('N'); err != nil {
 				return nil, err
 			}
@@ -66,7 +76,13 @@ func (s *session) startup() ([]byte, error) {
 			s.cancel(packet)
 			return nil, nil
 		case code>>16 == 3:
-			return packet, s.readStartupParams(packet)
+			if err := s.readStartupParams(packet); err != nil {
+				return packet, err
+			}
+			if !s.clientTLS && s.cfg.TLS != nil && s.cfg.TLS.Mode == policy.ClientTLSRequire {
+				return nil, fatal(codeInvalidAuthSpec, fmt.Sprintf("pgveil accepts only TLS connections (tls.mode: require): user %q, database %q, no encryption", s.user, s.database))
+			}
+			return packet, nil
 		default:
 			return nil, &pgError{Severity: "FATAL", Code: codeFeatureNotSupported,
 				Message: fmt.Sprintf("unsupported frontend protocol %d.%d: pgveil speaks 3.x", code>>16, code&0xffff)}
@@ -129,7 +145,7 @@ func (s *session) startTLS(direct bool) error {
 		return &protocolError{msg: "direct TLS connection without ALPN \"postgresql\""}
 	}
 	s.clientTLS = true
-	s.setClientConn(tc, s.cfg.Proxy.MaxStartupMessage)
+	s.setClientConn(tc, authMessageLimit(s.cfg))
 	return nil
 }
 
