@@ -74,7 +74,8 @@ type checkJSON struct {
 
 // TestOpsCheck runs `pgveil check` on a broken schema (each problem
 // reported with its fix, exit 1), applies the fixes it prints, and checks
-// again (exit 0); then a wrong master key is a problem; a bad config exits 2.
+// again (exit 1 for the plaintext row until `migrate --apply --prepare`,
+// then 0); then a wrong master key is a problem; a bad config exits 2.
 func TestOpsCheck(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
 	e := newOpsEnv(t, "ops_check", checkPolicy)
@@ -175,6 +176,24 @@ func TestOpsCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The row inserted before adoption is plaintext in a table that counts
+	// as complete (no migration state): pgveil would refuse its values
+	// (PV003) until `migrate --apply --prepare` makes the table migrating.
+	r = e.run(ctx, 1, "check", "-c", cfg, "--format", "json")
+	rep = checkJSON{}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatal(err)
+	}
+	plain := map[string]bool{}
+	for _, f := range rep.Findings {
+		if f.Severity == "problem" {
+			plain[f.Code+" "+f.Table+" "+f.Column] = true
+		}
+	}
+	if rep.Problems != 2 || !plain["plaintext_in_complete public.customers email"] || !plain["plaintext_in_complete public.customers age"] {
+		t.Fatalf("plaintext in a table without migration state:\n%s", r.stdout)
+	}
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply", "--prepare", "--table", "public.customers")
 	r = e.run(ctx, 0, "check", "-c", cfg)
 	if !strings.Contains(r.stdout, "OK: the database matches the policy.") || !strings.Contains(r.stdout, "no primary key") {
 		t.Fatalf("good schema:\n%s", r.stdout)

@@ -2,8 +2,9 @@ package integration
 
 // Adversarial review of the operator commands (cmd/pgveil migrate, rotate,
 // shred, check, keygen; cmd/pgveil/internal/ops; keysource shred/rotate) on
-// a live table. Tests named TestOpsReviewFound* demonstrate defects and FAIL
-// on this revision; TestOpsReviewHolds* are attacks that held.
+// a live table. Tests named TestOpsReviewFound* demonstrated defects that
+// failed up to 22062ef and pass since each was fixed on branch h-opsfix
+// (FIXED lines below); TestOpsReviewHolds* are attacks that held.
 //
 // FOUND
 //
@@ -21,6 +22,12 @@ package integration
 //   migratePredicate + migrator.work do not know that a shredded envelope
 //   is meant to have no blind index (shred.go clears them on purpose).
 //   Expected: exit 0, "nothing to encrypt", the shredded rows left alone.
+//   FIXED in ops/migrate.go migratePredicate (and plan.go count): a sealed
+//   value whose key id is a tombstone in pgveil.keys (predicate.go
+//   shreddedSQL) lacks its blind index on purpose and is no work; such
+//   rows are counted and reported ("N row(s) hold values under shredded
+//   keys: left as they are"); migrator.work skips a value shredded during
+//   the run; the problem message names the state the table really keeps.
 //
 // HIGH    TestOpsReviewFoundShredDuringMigration
 //   `pgveil shred` of a tenant of a table still in state migrating (after
@@ -36,6 +43,10 @@ package integration
 //   neither refuses a table in state migrating/decrypting nor looks for
 //   the tenant's values without an envelope. Expected: refuse (exit 1,
 //   naming the table state) or erase the tenant's plaintext too.
+//   FIXED in ops/shred.go ShredTarget: refuses (exit 1, nothing changed,
+//   before the prompt) a table in state migrating or decrypting, naming
+//   the state and the remedy (finish the backfill, then shred), and any
+//   tenant with values without an envelope in a complete table.
 //
 // MEDIUM  TestOpsReviewFoundCheckPassesPlaintextColumn
 //   docs/ADOPTION.md §7 "New columns: add them to the policy and to the
@@ -51,6 +62,13 @@ package integration
 //   tells to run `migrate --apply --prepare` with the new policy before
 //   the reload. Cause: ops/check.go Check is schema-only; doc order in
 //   docs/ADOPTION.md §7.
+//   FIXED in ops/check.go checkPlaintext (problem plaintext_in_complete:
+//   the first 10,000 rows of each complete table, storage order) and
+//   docs/ADOPTION.md §7 (migrate --apply --prepare with the new policy,
+//   then the reload, then the backfill). The test now also follows the
+//   new order (the old order cannot stop failing reads without a proxy
+//   change: the replica serves a policy whose column holds plaintext in a
+//   complete table).
 //
 // HIGH    TestOpsReviewFoundRotateWrongMasterKey
 //   `pgveil rotate` run with a config whose master key is another valid
@@ -68,6 +86,11 @@ package integration
 //   master key cannot open data key N"). Cause: ops/rotate.go rotateTable
 //   / keysource/rotate.go Keyring.Rotate never unwraps an existing
 //   version before retiring it.
+//   FIXED in ops/rotate.go checkRotatable (every active and retired
+//   version of the selected keys is unwrapped, keysource Keyring.CheckUnwrap,
+//   before any change; exit 1 naming the key and master key) and
+//   keysource/rotate.go Keyring.Rotate (unwraps the version it retires
+//   inside its transaction).
 //
 // HIGH    TestOpsReviewFoundPrimaryKeyPlaintextInOutput
 //   When an encrypted column is (part of) the primary key, migrate's
@@ -80,6 +103,11 @@ package integration
 //   migrate refuses), or rows are named without the encrypted values.
 //   Cause: ops/batch.go batchOnce (pc.Keys = r.key), ops/check.go
 //   checkTable (no finding for a policy column in lt.PK).
+//   FIXED in ops/check.go checkTable (problem primary_key_encrypted, so
+//   migrate refuses the table before touching it; migrate --decrypt, the
+//   way out, still walks it) and ops/target.go rowName (a problem report
+//   names a row with an encrypted key column by its plain key columns and
+//   ctid, never by an encrypted value or its envelope).
 //
 // MEDIUM  TestOpsReviewFoundShredClearsNewWrites
 //   shred destroys the keys first (committed, NOTIFY), then clears the
@@ -93,6 +121,10 @@ package integration
 //   with a row lock that holds the loop. Expected: clear only rows whose
 //   envelopes are under the shredded key ids. Cause: ops/shred.go Shred
 //   (the clearing predicate ignores the envelope's key id).
+//   FIXED in ops/shred.go Shred: a blind index is cleared only where its
+//   column's envelope carries a destroyed (tombstoned) key id, read from
+//   the envelope header on the server (predicate.go shreddedSQL), also on
+//   a rerun.
 //
 // LOW     TestOpsReviewFoundNullTenantFixThroughPgveil
 //   docs/ADOPTION.md "Rows migrate cannot encrypt": "Fix those rows
@@ -100,6 +132,10 @@ package integration
 //   of a row migrate left for its NULL tenant (values still plaintext) is
 //   refused (0A000 "would move rows … to another tenant"). Only a
 //   direct UPDATE, or one that also rewrites every encrypted value, works.
+//   FIXED in docs/ADOPTION.md and ops/migrate.go tenantOf: both say to set
+//   the tenant on a direct connection, with the statement (the proxy
+//   cannot tell plaintext from sealed values when it plans the UPDATE, so
+//   the refusal stays). The test now checks the documented fix instead.
 //
 // HELD (TestOpsReviewHolds*)
 //   - migrate of NULL, '', 150 kB text, 100 kB bytea, unicode, mixed-case
@@ -211,10 +247,13 @@ func TestOpsReviewFoundMigrateAfterShred(t *testing.T) {
 	if strings.Contains(r.stderr, "stays in state migrating") && state != "migrating" {
 		t.Errorf("the message says the table stays in state migrating; its state is %q", state)
 	}
+	if !strings.Contains(r.stdout, "10 row(s) hold values under shredded keys") {
+		t.Errorf("the shredded rows are not counted:\n%s", r.stdout)
+	}
 	// The plan (without --apply) counts the shredded rows as work too.
 	r = e.run(ctx, -1, "migrate", "-c", cfg)
-	if strings.Contains(r.stdout, "10 blind indexes to fill") {
-		t.Errorf("the plan lists the shredded tenant's 10 rows as blind indexes to fill:\n%s", r.stdout)
+	if strings.Contains(r.stdout, "10 blind indexes to fill") || !strings.Contains(r.stdout, "10 row(s) hold values under shredded keys") {
+		t.Errorf("the plan lists the shredded tenant's 10 rows as blind indexes to fill, or does not count them as shredded:\n%s", r.stdout)
 	}
 }
 
@@ -241,6 +280,9 @@ func TestOpsReviewFoundShredDuringMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	readable := rvReadable(t, ctx, app)[2]
+	if r.code != 0 && (r.code != 1 || !strings.Contains(r.stderr, "state migrating") || !strings.Contains(r.stderr, "migrate --apply")) {
+		t.Errorf("shred refused with exit %d without naming the state and the remedy:\n%s", r.code, tail(r.stderr, 4))
+	}
 	if r.code == 0 && (plain > 0 || readable > 0) {
 		t.Errorf("shred of tenant 2 exited 0, but %d of its rows are still plaintext at rest and %d read back in clear through pgveil", plain, readable)
 	}
@@ -273,7 +315,9 @@ func TestOpsReviewFoundCheckPassesPlaintextColumn(t *testing.T) {
 	if s := e.tableState(ctx, su, "public.rv"); s != "complete" {
 		t.Fatalf("state %q", s)
 	}
-	// docs/ADOPTION.md §7: add the column to the policy, reload pgveil ...
+	// The old docs/ADOPTION.md §7 order: add the column to the policy,
+	// reload pgveil, then migrate. Between the reload and migrate every
+	// read of the new column fails, and check must say so.
 	e.policy = rvPolicy
 	cfg2 := e.writeConfig("v2.yaml", e.config(""))
 	p := e.proxy(e.config(""))
@@ -284,15 +328,45 @@ func TestOpsReviewFoundCheckPassesPlaintextColumn(t *testing.T) {
 	if readErr != nil && r.code == 0 {
 		t.Errorf("every read of the new column fails through pgveil (%v), yet `pgveil check` exits 0:\n%s", readErr, r.stdout)
 	}
-	if readErr != nil {
-		t.Errorf("following docs/ADOPTION.md §7 (policy, reload, then migrate), reads of the new column fail until migrate runs: %v", readErr)
+	if readErr == nil {
+		t.Errorf("a read of a plaintext column of a complete table through pgveil succeeded (%s): the test proves nothing", fmtPtr(note))
 	}
-	// ... and run migrate: afterwards the column reads.
+	if !strings.Contains(r.stdout, "column public.rv.note holds values without an envelope") || !strings.Contains(r.stdout, "migrate --apply --prepare") ||
+		strings.Contains(r.stdout, "column public.rv.email holds") {
+		t.Errorf("check does not name the plaintext column (and only it) with the remedy:\n%s", r.stdout)
+	}
+	// The documented order now: migrate --apply --prepare with the new
+	// policy before the reload (here: the replica that reloaded too early
+	// recovers as soon as the table is migrating).
+	doc, err := os.ReadFile("../docs/ADOPTION.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := string(doc)
+	if i := strings.Index(sec, "- New columns"); i >= 0 {
+		sec = sec[i:]
+	}
+	if prep, reload := strings.Index(sec, "--apply --prepare"), strings.Index(sec, "reload every replica"); prep < 0 || reload < 0 || prep > reload {
+		t.Errorf("docs/ADOPTION.md §7 does not tell to run `migrate --apply --prepare` with the new policy before the reload")
+	}
+	e.run(ctx, 0, "migrate", "-c", cfg2, "--apply", "--prepare")
+	if s := e.tableState(ctx, su, "public.rv"); s != "migrating" {
+		t.Fatalf("state after --prepare: %q", s)
+	}
+	waitFor(t, 10*time.Second, "the new column to read as legacy plaintext", func() (bool, error) {
+		err := e.appConn(ctx, p).QueryRow(ctx, `SELECT note FROM rv WHERE id = 1`).Scan(&note)
+		return err == nil && note != nil && *note == "note 1", nil
+	})
+	if r := e.run(ctx, -1, "check", "-c", cfg2); r.code != 0 {
+		t.Errorf("check during the migration: exit %d\n%s", r.code, r.stdout)
+	}
+	// ... and run migrate: afterwards the column reads, and check passes.
 	e.run(ctx, 0, "migrate", "-c", cfg2, "--apply")
 	app2 := e.appConn(ctx, p)
 	if err := app2.QueryRow(ctx, `SELECT note FROM rv WHERE id = 1`).Scan(&note); err != nil || note == nil || *note != "note 1" {
 		t.Fatalf("after migrate: %v %v", fmtPtr(note), err)
 	}
+	e.run(ctx, 0, "check", "-c", cfg2)
 }
 
 // waitLockWait waits until a backend of application app waits for a lock.
@@ -819,20 +893,45 @@ func TestOpsReviewFoundNullTenantFixThroughPgveil(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
 	e := newOpsEnv(t, "ops_rv_nulltenant", rvPolicy)
 	su := e.conn(ctx)
-	if _, err := su.Exec(ctx, strings.Replace(rvSchema, "org int NOT NULL", "org int", 1)+`; UPDATE rv SET org = NULL WHERE id = 4`); err != nil {
+	if _, err := su.Exec(ctx, strings.Replace(rvSchema, "org int NOT NULL", "org int", 1)+`; UPDATE rv SET org = NULL WHERE id IN (4, 7)`); err != nil {
 		t.Fatal(err)
 	}
 	cfg := e.writeConfig("pgveil.yaml", e.config(""))
 	e.run(ctx, 0, "migrate", "-c", cfg, "--apply", "--prepare")
 	p := e.proxy(e.config(""))
 	r := e.run(ctx, 1, "migrate", "-c", cfg, "--apply")
-	if !strings.Contains(r.stderr, "org is NULL") {
-		t.Fatalf("migrate does not name the NULL-tenant row:\n%s", tail(r.stderr, 5))
+	if !strings.Contains(r.stderr, "org is NULL") || !strings.Contains(r.stderr, "direct connection") || strings.Contains(r.stderr, "through pgveil or directly") {
+		t.Fatalf("migrate does not name the NULL-tenant rows with the fix that works:\n%s", tail(r.stderr, 5))
 	}
-	// docs/ADOPTION.md: "Fix those rows (through pgveil or directly)".
+	// Through pgveil, setting the tenant alone is refused: pgveil cannot
+	// see that the row's values are still plaintext.
 	app := e.appConn(ctx, p)
-	if _, err := app.Exec(ctx, `UPDATE rv SET org = 1 WHERE id = 4`); err != nil {
-		t.Errorf("the documented fix through pgveil of a row migrate left for its NULL tenant (its values are still plaintext) is refused: %v", err)
+	if _, err := app.Exec(ctx, `UPDATE rv SET org = 1 WHERE id = 4`); err == nil {
+		t.Errorf("an UPDATE of the tenant alone through pgveil now passes: docs/ADOPTION.md can say so again")
+	}
+	// docs/ADOPTION.md "Rows migrate cannot encrypt": the tenant is set on a
+	// direct connection, and no longer "through pgveil or directly".
+	doc, err := os.ReadFile("../docs/ADOPTION.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(doc), "through pgveil or directly") || !strings.Contains(string(doc), "**on a direct connection**") {
+		t.Errorf("docs/ADOPTION.md still offers to fix a NULL tenant through pgveil")
+	}
+	if _, err := su.Exec(ctx, `UPDATE rv SET org = 1 WHERE id = 4`); err != nil {
+		t.Fatal(err)
+	}
+	// The other form the docs name: through pgveil, with every encrypted column.
+	app = e.appConn(ctx, p)
+	if _, err := app.Exec(ctx, `UPDATE rv SET org = 2, email = $1, note = $2 WHERE id = 7`, "u7@x.org", "note 7"); err != nil {
+		t.Errorf("an UPDATE through pgveil of the tenant and every encrypted column: %v", err)
+	}
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	if s := e.tableState(ctx, su, "public.rv"); s != "complete" {
+		t.Fatalf("state after the fix: %q", s)
+	}
+	if got := rvReadable(t, ctx, e.appConn(ctx, p)); got[1]+got[2]+got[3] != 30 {
+		t.Errorf("after the fix reads %v, want all 30 rows", got)
 	}
 }
 
@@ -871,6 +970,9 @@ func TestOpsReviewFoundShredClearsNewWrites(t *testing.T) {
 		t.Fatalf("shred: %v\n%s\n%s", err, stdout.String(), tail(stderr.String(), 5))
 	}
 	t.Logf("shred: %s", stdout.String())
+	if !strings.Contains(stdout.String(), "blind indexes cleared in 10 row(s)") {
+		t.Errorf("shred counts other rows than the 10 under the destroyed keys: %s", stdout.String())
+	}
 	// ... and the rest of the shred must not erase what was written after it.
 	var email *string
 	id = 0

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -262,6 +263,35 @@ func TestRotateRetireDrop(t *testing.T) {
 	}
 	if _, _, err := k.Open(ctx(), col, e2, nil); err != nil {
 		t.Fatalf("active version: %v", err)
+	}
+}
+
+// A keyring whose master key does not open the stored versions (another
+// key file on the operator's host) neither passes CheckUnwrap nor rotates:
+// pgveil.keys is left as it was, and the right master key still rotates.
+func TestRotateRefusesWrongMaster(t *testing.T) {
+	pool := testPool(t)
+	k := testKeyring(t, pool, testMaster(t))
+	col := testTable(false, "email").Columns[0]
+	v1, err := k.EncryptionKey(ctx(), col, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrong := testKeyring(t, pool, testMaster(t))
+	if err := wrong.CheckUnwrap(ctx(), v1.ID()); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("cannot open data key %d", v1.ID())) {
+		t.Fatalf("CheckUnwrap under another master key: %v", err)
+	}
+	if _, err := wrong.Rotate(ctx(), col, "", false); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("cannot open data key %d", v1.ID())) {
+		t.Fatalf("Rotate under another master key: %v", err)
+	}
+	if keys, _ := k.Keys(ctx(), col); len(keys) != 1 || keys[0].State != StateActive || keys[0].ID != v1.ID() {
+		t.Fatalf("keys after the refused rotation: %+v", keys)
+	}
+	if err := k.CheckUnwrap(ctx(), v1.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if v2, err := k.Rotate(ctx(), col, "", false); err != nil || v2.Version() != 2 {
+		t.Fatalf("Rotate under the right master key: %v", err)
 	}
 }
 

@@ -102,6 +102,19 @@ func (k *Keyring) Rotate(ctx context.Context, col *policy.Column, tenant string,
 		if newest != nil {
 			meta.Version = newest.meta.Version + 1
 		}
+		if newest != nil && newest.state == StateActive {
+			// Never retire a version the configured master key cannot
+			// open: its values could not be re-encrypted, and replicas
+			// with the right master key could not use the new version.
+			k.mu.RLock()
+			_, known := k.byID[newest.meta.ID]
+			k.mu.RUnlock()
+			if !known {
+				if err := k.checkUnwrap(ctx, newest); err != nil {
+					return err
+				}
+			}
+		}
 		id, err := insertRow(ctx, tx, meta, wrapped, masterID)
 		if err != nil {
 			return err
@@ -126,6 +139,55 @@ func (k *Keyring) Rotate(ctx context.Context, col *policy.Column, tenant string,
 	k.setActive(activeKeyOf(col, tenant, hasTenant), dk, 0)
 	k.log.Info("keysource: rotated data key", zap.String("scope", scope), zap.Uint32("key_id", meta.ID), zap.Int("version", meta.Version))
 	return dk, nil
+}
+
+// CheckUnwrap unwraps the stored bytes of each key id with the configured
+// master key, keeping nothing, and returns an error naming the first it
+// cannot open (shredded ids are skipped). `pgveil rotate` calls it before
+// changing anything: a rotation under a master key that does not open the
+// versions it retires would leave every replica without a usable key.
+func (k *Keyring) CheckUnwrap(ctx context.Context, ids ...uint32) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	ids64 := make([]int64, len(ids))
+	for i, id := range ids {
+		ids64[i] = int64(id)
+	}
+	rows, err := k.pool.Query(ctx, `SELECT `+rowColumns+` FROM pgveil.keys
+		WHERE key_id = ANY($1) AND state <> 'shredded' ORDER BY key_id`, ids64)
+	if err != nil {
+		return fmt.Errorf("keysource: read keys: %w", err)
+	}
+	var krs []*keyRow
+	for rows.Next() {
+		kr, err := scanRow(rows)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		krs = append(krs, kr)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("keysource: read keys: %w", err)
+	}
+	for _, kr := range krs {
+		if err := k.checkUnwrap(ctx, kr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkUnwrap unwraps one stored key and forgets the result.
+func (k *Keyring) checkUnwrap(ctx context.Context, kr *keyRow) error {
+	raw, err := k.master.Unwrap(ctx, kr.wrapped, kr.masterID)
+	clear(raw)
+	if err != nil {
+		return fmt.Errorf("the configured master key (%s) cannot open data key %d (%s, version %d, wrapped under %s): %w",
+			k.master.ID(), kr.meta.ID, kr.meta.Scope, kr.meta.Version, kr.masterID, err)
+	}
+	return nil
 }
 
 func retireOlder(ctx context.Context, q pgx.Tx, scope, tenant string, hasTenant bool, below int) (int64, error) {

@@ -19,9 +19,11 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("check", stderr, `Validate the config, then compare the policy with the live database over
 upstream.service_url: tables and columns exist, encrypted columns are bytea or
 text, blind-index columns are bytea with a b-tree index (UNIQUE where the policy
-says unique), the key_context column exists, pgveil.keys exists and the master
-key opens the data keys stored there. Prints each problem with the SQL that
-fixes it. Changes nothing.
+says unique), the key_context column exists, no encrypted column is part of the
+primary key, pgveil.keys exists and the master key opens the data keys stored
+there; and, reading the first 10,000 rows of each complete table, that no
+encrypted column holds values without an envelope (pgveil would refuse them).
+Prints each problem with the SQL that fixes it. Changes nothing.
 Exit 0: no problem; 1: problems found (or the database is unreachable); 2: bad config.`)
 	cfgPath := fs.String("c", "", "config file (required)")
 	format := fs.String("format", "text", "text | json (one JSON document, for CI)")

@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -44,6 +45,7 @@ type pass struct {
 // row is one row of a batch.
 type row struct {
 	key       []string // primary key values, text form
+	ctid      string   // ctid as read, only when target.sealedPK
 	tenant    string   // canonical tenant (canon.TenantText)
 	tenantRaw []byte   // key_context::text, nil when NULL
 	vals      [][]byte // per pass.cols: stored value, nil = NULL
@@ -73,7 +75,8 @@ type passStats struct {
 
 type problemCount struct {
 	N    int64
-	Keys []string // up to 5 primary keys
+	Keys []string // up to 5 rows, named by target.rowName
+	By   string   // how Keys name rows (target.rowsBy)
 }
 
 func (s *passStats) add(o *passStats) {
@@ -91,7 +94,7 @@ func (s *passStats) add(o *passStats) {
 	for k, v := range o.Problems {
 		pc := s.Problems[k]
 		if pc == nil {
-			pc = &problemCount{}
+			pc = &problemCount{By: v.By}
 			s.Problems[k] = pc
 		}
 		pc.N += v.N
@@ -107,7 +110,7 @@ func (s *passStats) add(o *passStats) {
 func (s *passStats) problemLines() []string {
 	var out []string
 	for k, v := range s.Problems {
-		out = append(out, fmt.Sprintf("%d row(s): %s (primary keys, first %d: %s)", v.N, k, len(v.Keys), strings.Join(v.Keys, ", ")))
+		out = append(out, fmt.Sprintf("%d row(s): %s (%s, first %d: %s)", v.N, k, cmp.Or(v.By, "primary keys"), len(v.Keys), strings.Join(v.Keys, ", ")))
 	}
 	sort.Strings(out)
 	return out
@@ -121,6 +124,9 @@ func (p *pass) selectSQL(withCursor bool) (string, *args) {
 	var sel []string
 	for i, k := range p.t.pk {
 		sel = append(sel, fmt.Sprintf("%s::text AS pgveil_k%d", col(k.Name), i))
+	}
+	if p.t.sealedPK() {
+		sel = append(sel, "pgveil_t.ctid::text AS pgveil_ctid")
 	}
 	if p.t.tenant != nil {
 		sel = append(sel, col(p.t.tenant.Name)+"::text AS pgveil_tenant")
@@ -310,12 +316,12 @@ func (p *pass) batchOnce(ctx context.Context, e *Env, mu *sync.Mutex, cursor *[]
 			// The value stays as it is; the row's other values are written.
 			pc := st.Problems[rp.kind]
 			if pc == nil {
-				pc = &problemCount{}
+				pc = &problemCount{By: p.t.rowsBy()}
 				st.Problems[rp.kind] = pc
 			}
 			pc.N++
 			if len(pc.Keys) < 5 {
-				pc.Keys = append(pc.Keys, strings.Join(r.key, ","))
+				pc.Keys = append(pc.Keys, p.t.rowName(r))
 			}
 		}
 		if r.changed {
@@ -352,6 +358,10 @@ func (p *pass) read(ctx context.Context, tx pgx.Tx, sql string, vals []any) ([]*
 		i := 0
 		for ; i < nk; i++ {
 			r.key[i] = string(raw[i])
+		}
+		if p.t.sealedPK() {
+			r.ctid = string(raw[i])
+			i++
 		}
 		if p.t.tenant != nil {
 			if raw[i] != nil {

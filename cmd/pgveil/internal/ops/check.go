@@ -24,8 +24,15 @@ func Check(ctx context.Context, e *Env) *Report {
 		r.add(Finding{Severity: SevProblem, Code: "connect", Message: "reading the catalog failed: " + err.Error()})
 		return r
 	}
+	states, serr := proxy.LoadTableStates(ctx, e.Pool)
+	if serr != nil {
+		r.add(Finding{Severity: SevProblem, Code: "connect", Message: "reading pgveil.tables failed: " + serr.Error()})
+	}
 	for _, t := range e.Cfg.Tables {
 		checkTable(r, t, live[t.QualifiedName()])
+		if serr == nil {
+			checkPlaintext(ctx, e, r, t, live[t.QualifiedName()], states[t.QualifiedName()])
+		}
 	}
 	checkKeyStore(ctx, e, r)
 	checkTableStates(ctx, e, r)
@@ -109,6 +116,14 @@ func checkTable(r *Report, t *policy.Table, lt *liveTable) {
 				Message: fmt.Sprintf("key_context column %s.%s allows NULL; pgveil refuses to encrypt for a NULL tenant, and migrate leaves such rows as they are", name, kc),
 				Fix:     []string{fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s SET NOT NULL;", qt, quoteIdent(kc))},
 				Caution: "scans the table under an ACCESS EXCLUSIVE lock, and fails while a row has NULL"})
+		}
+	}
+	for _, k := range lt.PK {
+		if k != nil && t.Column(k.Name) != nil {
+			r.add(Finding{Severity: SevProblem, Code: "primary_key_encrypted", Table: name, Column: k.Name,
+				Message: fmt.Sprintf("encrypted column %s is part of the primary key of %s: the key would be ciphertext, different in every envelope (foreign keys to it break, "+
+					"lookups by it need the blind index), and pgveil migrate, rotate and migrate --decrypt walk the table by its primary key; "+
+					"make other columns the primary key (keep a UNIQUE blind index for this one), or take it out of the policy", t.Column(k.Name).QualifiedName(), name)})
 		}
 	}
 	checkCiphertextSeers(r, t, lt, qt)
@@ -409,6 +424,59 @@ func checkKeyStore(ctx context.Context, e *Env, r *Report) {
 		if s.masterID != master.ID() {
 			r.add(Finding{Severity: SevNote, Code: "master_key",
 				Message: fmt.Sprintf("data keys are still wrapped under the older master key %s; `pgveil rotate --master` rewraps them under %s", s.masterID, master.ID())})
+		}
+	}
+}
+
+// plaintextSample is how many rows of each complete table checkPlaintext reads.
+const plaintextSample = 10000
+
+// checkPlaintext reads the first plaintextSample rows of t (storage order:
+// a few pages, not a scan) when t is complete, or has no state, which
+// counts as complete, and reports each encrypted column holding values
+// without an envelope there: pgveil refuses to return them (PV003). That
+// catches a column added to the policy of a complete table before
+// `migrate --apply --prepare` ran with it; a few values written around
+// pgveil further on may be missed. The migrate plan counts every one.
+func checkPlaintext(ctx context.Context, e *Env, r *Report, t *policy.Table, lt *liveTable, state string) {
+	if lt == nil || (lt.Kind != "r" && lt.Kind != "p") || state == proxy.TableMigrating || state == proxy.TableDecrypting {
+		return
+	}
+	var cols []*policy.Column
+	var names, exprs []string
+	for _, c := range t.Columns {
+		lc := lt.Cols[c.Name]
+		if lc == nil || (lc.TypeOID != policy.OIDBytea && lc.TypeOID != policy.OIDText) {
+			continue // reported by checkColumn
+		}
+		qc := col(c.Name)
+		cols, names = append(cols, c), append(names, qc)
+		exprs = append(exprs, fmt.Sprintf("count(*) FILTER (WHERE %s IS NOT NULL AND NOT %s)", qc, sealedSQL(qc, lc.TypeOID)))
+	}
+	if len(cols) == 0 {
+		return
+	}
+	vals := make([]int64, len(cols)+1)
+	dst := make([]any, len(vals))
+	for i := range vals {
+		dst[i] = &vals[i]
+	}
+	sql := fmt.Sprintf("SELECT count(*), %s FROM (SELECT %s FROM %s LIMIT %d) AS pgveil_s",
+		strings.Join(exprs, ", "), strings.Join(names, ", "), qualified(t.Schema, t.Name), plaintextSample)
+	if err := e.Pool.QueryRow(ctx, sql).Scan(dst...); err != nil {
+		r.add(Finding{Severity: SevProblem, Code: "connect", Table: t.QualifiedName(), Message: "reading rows of " + t.QualifiedName() + " failed: " + err.Error()})
+		return
+	}
+	desc := "complete"
+	if state == "" {
+		desc = "complete (it has no migration state)"
+	}
+	for i, c := range cols {
+		if n := vals[i+1]; n > 0 {
+			r.add(Finding{Severity: SevProblem, Code: "plaintext_in_complete", Table: t.QualifiedName(), Column: c.Name,
+				Message: fmt.Sprintf("column %s holds values without an envelope (%d of the first %d rows read) while %s is %s: pgveil refuses to return them (PV003). "+
+					"Run `pgveil migrate --apply --prepare` with this policy before pgveil serves it (the table becomes migrating: such values read as legacy plaintext), "+
+					"then `pgveil migrate --apply` (docs/ADOPTION.md §7)", c.QualifiedName(), n, vals[0], t.QualifiedName(), desc)})
 		}
 	}
 }

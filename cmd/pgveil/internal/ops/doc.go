@@ -10,11 +10,13 @@
 //	                CONCURRENTLY), keys, pgveil.tables = migrating, then passes
 //	                of batches (below), then pgveil.tables = complete
 //	migrate --decrypt  pgveil.tables = decrypting, passes that write plaintext back
-//	rotate          Keyring.Rotate per (column, tenant), passes that re-seal values
+//	rotate          every version to retire unwrapped first (Keyring.CheckUnwrap),
+//	                Keyring.Rotate per (column, tenant), passes that re-seal values
 //	                under retired key ids, grace period, last pass, DropRetired
 //	rotate --master Keyring.RewrapAll: rows untouched
-//	shred           Keyring.Shred (NOTIFY pgveil_keys), blind indexes of the
-//	                tenant set NULL, audit line
+//	shred           refused while the table is migrating/decrypting or the tenant
+//	                has plaintext; Keyring.Shred (NOTIFY pgveil_keys), blind
+//	                indexes of the values under the destroyed keys set NULL, audit line
 //
 // A pass walks one table in primary-key order (keyset pagination). Each
 // batch is one short transaction:
@@ -38,5 +40,6 @@
 //
 // Nothing here logs a value: logs and errors name tables, columns, key ids,
 // counts and primary-key values, never the plaintext or ciphertext of an
-// encrypted column.
+// encrypted column (a row whose primary key holds one is named by its
+// other key columns and ctid: target.rowName).
 package ops

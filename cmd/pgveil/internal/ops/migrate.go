@@ -168,12 +168,28 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 			}
 		}
 	}
+	tg.keyStore = true
 	m := &migrator{keys: keys, t: tg}
 	p := m.pass(o)
 	a := &args{}
 	var work bool
 	if err := e.Pool.QueryRow(ctx, fmt.Sprintf("SELECT EXISTS (SELECT 1 FROM %s WHERE %s)", tg.name, p.pred(a)), a.vals...).Scan(&work); err != nil {
 		return fmt.Errorf("looking for plaintext in %s: %w", name, err)
+	}
+	// Values of shredded tenants stay without blind index: counted (one
+	// more scan) only when the table has blind indexes and tombstones.
+	scopes := make([]string, len(tp.pol.Columns))
+	for i, c := range tp.pol.Columns {
+		scopes[i] = keysource.ScopeOf(c)
+	}
+	var shredded int64
+	if err := e.Pool.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM %s WHERE %s AND EXISTS (SELECT 1 FROM pgveil.keys
+		WHERE purpose = 'enc' AND state = 'shredded' AND scope = ANY($1))`, tg.name, shreddedNoIndex(tg, p.idx)), scopes).Scan(&shredded); err != nil {
+		return fmt.Errorf("counting values under shredded keys in %s: %w", name, err)
+	}
+	if shredded > 0 {
+		e.Log.Info("rows of shredded tenants skipped", zap.String("table", name), zap.Int64("rows", shredded))
+		fmt.Fprintf(e.Out, "%s: %d row(s) hold values under shredded keys: left as they are, without blind index (they read as NULL)\n", name, shredded)
 	}
 	if !work {
 		if tp.state != proxy.TableComplete {
@@ -212,8 +228,12 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 		return err
 	}
 	if len(st.Problems) > 0 {
-		return &ProblemError{Msg: fmt.Sprintf("%s: some rows could not be encrypted and were left as they are; the table stays in state migrating:\n  - %s\nfix them (through pgveil or directly) and run `pgveil migrate --apply` again",
-			name, strings.Join(st.problemLines(), "\n  - "))}
+		stays := "the table stays in state migrating"
+		if !plain && tp.state != proxy.TableMigrating {
+			stays = "the table's state is unchanged (" + cmp.Or(tp.state, proxy.TableComplete) + ")"
+		}
+		return &ProblemError{Msg: fmt.Sprintf("%s: some rows could not be encrypted and were left as they are; %s:\n  - %s\nfix them and run `pgveil migrate --apply` again (docs/ADOPTION.md, \"Rows migrate cannot encrypt\")",
+			name, stays, strings.Join(st.problemLines(), "\n  - "))}
 	}
 	if err := proxy.SetTableState(ctx, e.Pool, name, proxy.TableComplete); err != nil {
 		return err
@@ -276,7 +296,9 @@ func (m *migrator) pass(o MigrateOptions) *pass {
 }
 
 // migratePredicate: some value is not sealed, or a sealed value lacks its
-// blind index.
+// blind index. A value under a shredded key has none on purpose (shred
+// cleared it, and nothing can open the value to index it again): it is
+// not work (shreddedNoIndex counts those).
 func migratePredicate(t *target, cols []*policy.Column, idx []ixTarget) func(a *args) string {
 	return func(a *args) string {
 		var ps []string
@@ -285,10 +307,29 @@ func migratePredicate(t *target, cols []*policy.Column, idx []ixTarget) func(a *
 			ps = append(ps, fmt.Sprintf("(%s IS NOT NULL AND NOT %s)", qc, sealedSQL(qc, t.physical[c])))
 		}
 		for _, x := range idx {
-			ps = append(ps, fmt.Sprintf("(%s IS NOT NULL AND %s IS NULL)", col(x.c.Name), col(x.bi.Column)))
+			qc := col(x.c.Name)
+			p := fmt.Sprintf("(%s IS NOT NULL AND %s IS NULL", qc, col(x.bi.Column))
+			if t.keyStore {
+				p += " AND NOT " + shreddedSQL(qc, t.physical[x.c])
+			}
+			ps = append(ps, p+")")
 		}
 		return orJoin(ps)
 	}
+}
+
+// shreddedNoIndex: a value under a shredded key without its blind index,
+// which migrate leaves alone.
+func shreddedNoIndex(t *target, idx []ixTarget) string {
+	if !t.keyStore {
+		return "false"
+	}
+	var ps []string
+	for _, x := range idx {
+		qc := col(x.c.Name)
+		ps = append(ps, fmt.Sprintf("(%s IS NOT NULL AND %s IS NULL AND %s)", qc, col(x.bi.Column), shreddedSQL(qc, t.physical[x.c])))
+	}
+	return orJoin(ps)
 }
 
 // tenantOf is the row's tenant, as the proxy computes it from a text field.
@@ -297,7 +338,8 @@ func (t *target) tenantOf(r *row) (string, bool, error) {
 		return "", false, nil
 	}
 	if r.tenantRaw == nil {
-		return "", false, &rowProblem{kind: fmt.Sprintf("%s is NULL: no tenant to encrypt for", t.tenant.Name)}
+		return "", false, &rowProblem{kind: fmt.Sprintf("%[1]s is NULL: no tenant to encrypt for; set it on a direct connection (UPDATE %[2]s SET %[3]s = … WHERE …): its values are still plaintext, and pgveil refuses to change a row's tenant alone",
+			t.tenant.Name, t.name, col(t.tenant.Name))}
 	}
 	tenant, err := canon.TenantText(t.tenant.TypeOID, canon.TextFormat, r.tenantRaw)
 	if err != nil {
@@ -374,6 +416,9 @@ func (m *migrator) work(ctx context.Context, p *pass, r *row) error {
 				return err
 			}
 			pt, err := m.keys.OpenFor(ctx, c, tenant, has, v, nil)
+			if errors.Is(err, keysource.ErrShredded) {
+				break // shredded since this run began: it has no blind index on purpose
+			}
 			if err != nil {
 				if err := rowOrFatal(openProblem(c, err), &problem); err != nil {
 					return err

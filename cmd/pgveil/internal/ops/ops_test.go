@@ -189,3 +189,23 @@ func TestReport(t *testing.T) {
 		t.Errorf("json: %v\n%s", err, js.String())
 	}
 }
+
+// A problem report names rows by primary key, but never by the value of
+// an encrypted column in it: those rows are named by the key's other
+// columns and their ctid.
+func TestRowNameHidesEncryptedKey(t *testing.T) {
+	tbl := &policy.Table{Schema: "public", Name: "t", Columns: []*policy.Column{{Name: "email", Type: policy.TypeText}}}
+	plain := &target{pol: tbl, pkSealed: []bool{false, false}}
+	r := &row{key: []string{"eu", "6"}, ctid: "(0,6)"}
+	if got := plain.rowName(r); got != "eu,6" || plain.rowsBy() != "primary keys" {
+		t.Errorf("plain key: %q by %q", got, plain.rowsBy())
+	}
+	sealed := &target{pol: tbl, pkSealed: []bool{false, true}}
+	r = &row{key: []string{"eu", "alice.private@x.org"}, ctid: "(0,6)"}
+	st := &passStats{}
+	st.add(&passStats{Problems: map[string]*problemCount{"org is NULL": {N: 1, Keys: []string{sealed.rowName(r)}, By: sealed.rowsBy()}}})
+	lines := strings.Join(st.problemLines(), "\n")
+	if strings.Contains(lines, "alice") || !strings.Contains(lines, "eu,ctid (0,6)") || !strings.Contains(lines, "ctid as read") {
+		t.Errorf("encrypted key column in the report: %s", lines)
+	}
+}

@@ -21,6 +21,7 @@ type tablePlan struct {
 	ddl []string
 	// counts, filled by count().
 	rows, work int64
+	shredded   int64            // rows with values under shredded keys that migrate leaves without blind index
 	values     map[string]int64 // per encrypted column: values to seal (or open)
 	indexes    map[string]int64 // per blind-index column: indexes to fill (or clear)
 }
@@ -57,7 +58,7 @@ func planTables(ctx context.Context, e *Env, tables []*policy.Table, decrypt boo
 				if !decrypt {
 					tp.ddl = append(tp.ddl, f.Fix...)
 				}
-			case decrypt && f.Code == "constraint_on_encrypted":
+			case decrypt && (f.Code == "constraint_on_encrypted" || f.Code == "primary_key_encrypted"):
 				// Plaintext satisfies it again; decrypting is how to keep it.
 			default:
 				tp.blocking = append(tp.blocking, f.Message)
@@ -72,6 +73,9 @@ func planTables(ctx context.Context, e *Env, tables []*policy.Table, decrypt boo
 func (tp *tablePlan) count(ctx context.Context, e *Env, decrypt bool) error {
 	tg, err := newTarget(tp.pol, tp.live, false)
 	if err != nil {
+		return err
+	}
+	if err := e.Pool.QueryRow(ctx, `SELECT to_regclass('pgveil.keys') IS NOT NULL`).Scan(&tg.keyStore); err != nil {
 		return err
 	}
 	var exprs []string
@@ -93,21 +97,28 @@ func (tp *tablePlan) count(ctx context.Context, e *Env, decrypt bool) error {
 			case decrypt:
 				exprs = append(exprs, "0")
 			case tg.hasBidx[bi]:
-				exprs = append(exprs, fmt.Sprintf("count(*) FILTER (WHERE %s IS NOT NULL AND %s IS NULL)", qc, col(bi.Column)))
+				fill := fmt.Sprintf("%s IS NOT NULL AND %s IS NULL", qc, col(bi.Column))
+				if tg.keyStore {
+					fill += " AND NOT " + shreddedSQL(qc, phys) // shredded: no index on purpose
+				}
+				exprs = append(exprs, "count(*) FILTER (WHERE "+fill+")")
 			default:
 				exprs = append(exprs, fmt.Sprintf("count(%s)", qc))
 			}
 			names, isIdx = append(names, bi.Column), append(isIdx, true)
 		}
 	}
-	pred := "true"
+	pred, shredded := "true", "false"
 	if tp.pol.Columns != nil {
 		if decrypt {
 			pred = decryptPredicate(tg, tp.pol.Columns, indexed(tg, tp.pol.Columns))(a)
 		} else {
 			pred = migratePredicate(tg, tp.pol.Columns, indexed(tg, tp.pol.Columns))(a)
+			shredded = shreddedNoIndex(tg, indexed(tg, tp.pol.Columns))
 		}
 	}
+	exprs = append(exprs, fmt.Sprintf("count(*) FILTER (WHERE %s)", shredded))
+	names, isIdx = append(names, ""), append(isIdx, false)
 	sql := fmt.Sprintf("SELECT count(*), count(*) FILTER (WHERE %s), %s FROM %s", pred, strings.Join(exprs, ", "), tg.name)
 	vals := make([]int64, len(exprs)+2)
 	dst := make([]any, len(vals))
@@ -117,9 +128,9 @@ func (tp *tablePlan) count(ctx context.Context, e *Env, decrypt bool) error {
 	if err := e.Pool.QueryRow(ctx, sql, a.vals...).Scan(dst...); err != nil {
 		return fmt.Errorf("counting %s: %w", tp.pol.QualifiedName(), err)
 	}
-	tp.rows, tp.work = vals[0], vals[1]
+	tp.rows, tp.work, tp.shredded = vals[0], vals[1], vals[len(vals)-1]
 	tp.values, tp.indexes = map[string]int64{}, map[string]int64{}
-	for i, n := range names {
+	for i, n := range names[:len(names)-1] {
 		if isIdx[i] {
 			tp.indexes[n] = vals[i+2]
 		} else {
@@ -177,6 +188,9 @@ func writePlan(w io.Writer, plans []*tablePlan, decrypt bool) {
 			for _, bi := range c.IndexTargets() {
 				fmt.Fprintf(w, "    %-24s %10d %s\n", bi.Column, tp.indexes[bi.Column], iverb)
 			}
+		}
+		if tp.shredded > 0 {
+			fmt.Fprintf(w, "  %d row(s) hold values under shredded keys: left as they are, without blind index\n", tp.shredded)
 		}
 		fmt.Fprintln(w)
 	}

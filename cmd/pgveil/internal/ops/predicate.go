@@ -47,6 +47,23 @@ func keyIDSQL(col string, physical uint32) string {
 	return fmt.Sprintf("substr(%s, 2, 4)", col)
 }
 
+// shreddedSQL is true when the stored value is an envelope whose key is a
+// tombstone in pgveil.keys (`pgveil shred`, or a retired version rotate
+// dropped): the proxy reads it as NULL, and nothing can open it again. The
+// key id is compared as a number so the lookup uses pgveil.keys' primary
+// key; CASE keeps the decoding away from values that are not envelopes (the
+// planner may reorder the arms of an AND). Only for SQL run while
+// pgveil.keys exists.
+func shreddedSQL(col string, physical uint32) string {
+	shape := sealedSQL(col, physical)
+	if physical == policy.OIDText {
+		shape = fmt.Sprintf("(%s AND substr(%s, 6, 8) ~ '^[A-Za-z0-9_-]{8}$')", shape, col)
+	}
+	return fmt.Sprintf(`(CASE WHEN %s THEN EXISTS (SELECT 1 FROM pgveil.keys pgveil_k
+		WHERE pgveil_k.key_id = ('x' || encode(%s, 'hex'))::bit(32)::bigint AND pgveil_k.state = 'shredded') ELSE false END)`,
+		shape, keyIDSQL(col, physical))
+}
+
 // keyIDBytes encodes key ids as keyIDSQL shows them.
 func keyIDBytes(ids []uint32) [][]byte {
 	out := make([][]byte, len(ids))

@@ -60,7 +60,7 @@ func Rotate(ctx context.Context, e *Env, o RotateOptions) error {
 	if err != nil {
 		return err
 	}
-	var problems []string
+	colsOf := map[*target][]*policy.Column{}
 	for _, tg := range targets {
 		cols := tg.pol.Columns
 		if o.Column != "" {
@@ -70,7 +70,19 @@ func Rotate(ctx context.Context, e *Env, o RotateOptions) error {
 			}
 			cols = []*policy.Column{c}
 		}
-		if err := rotateTable(ctx, e, keys, tg, cols, o); err != nil {
+		colsOf[tg] = cols
+	}
+	// Before anything changes: the configured master key must open every
+	// version this run retires or re-encrypts from (`pgveil check` tests
+	// one key per master key id; a rotation needs them all).
+	for _, tg := range targets {
+		if err := checkRotatable(ctx, keys, tg, colsOf[tg], o); err != nil {
+			return err
+		}
+	}
+	var problems []string
+	for _, tg := range targets {
+		if err := rotateTable(ctx, e, keys, tg, colsOf[tg], o); err != nil {
 			var pe *ProblemError
 			if errors.As(err, &pe) {
 				problems = append(problems, pe.Msg)
@@ -108,20 +120,60 @@ func rewrap(ctx context.Context, e *Env, keys *keysource.Keyring) error {
 	return nil
 }
 
+// rotateTenant is --tenant in canonical form (ok false: every tenant).
+func rotateTenant(tg *target, o RotateOptions) (string, bool, error) {
+	if o.Tenant == "" {
+		return "", false, nil
+	}
+	if tg.tenant == nil {
+		return "", false, fmt.Errorf("%w: %s has no key_context; --tenant does not apply", ErrConfig, tg.pol.QualifiedName())
+	}
+	t, err := canon.TenantText(tg.tenant.TypeOID, canon.TextFormat, []byte(o.Tenant))
+	if err != nil {
+		return "", false, fmt.Errorf("%w: --tenant %q: %v", ErrConfig, o.Tenant, err)
+	}
+	return t, true, nil
+}
+
+// checkRotatable unwraps every active and retired version of cols' keys
+// (of one tenant with --tenant) that rotateTable would retire or open. A
+// master key that opens none of them (another key file on this host) would
+// otherwise wrap new versions only it can open, make them active for every
+// replica and retire the working ones.
+func checkRotatable(ctx context.Context, keys *keysource.Keyring, tg *target, cols []*policy.Column, o RotateOptions) error {
+	tenant, hasFilter, err := rotateTenant(tg, o)
+	if err != nil {
+		return err
+	}
+	var ids []uint32
+	for _, c := range cols {
+		infos, err := keys.Keys(ctx, c)
+		if err != nil {
+			return err
+		}
+		for _, k := range infos {
+			if k.State != keysource.StateShredded && (!hasFilter || k.Tenant == tenant) {
+				ids = append(ids, k.ID)
+			}
+		}
+	}
+	if err := keys.CheckUnwrap(ctx, ids...); err != nil {
+		if keysource.IsRetryable(err) {
+			return err
+		}
+		return &ProblemError{Msg: fmt.Sprintf("%s: %v.\nNothing was changed. Configure the master key the data keys were made with "+
+			"(`pgveil check` names it; after a change of master key, `pgveil rotate --master` first rewraps them under the new one)", tg.pol.QualifiedName(), err)}
+	}
+	return nil
+}
+
 // rotateTable rotates cols of one table: new versions, re-encryption,
 // grace period, last pass, drop.
 func rotateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tg *target, cols []*policy.Column, o RotateOptions) error {
 	name := tg.pol.QualifiedName()
-	tenantFilter, hasFilter := "", false
-	if o.Tenant != "" {
-		if tg.tenant == nil {
-			return fmt.Errorf("%w: %s has no key_context; --tenant does not apply", ErrConfig, name)
-		}
-		t, err := canon.TenantText(tg.tenant.TypeOID, canon.TextFormat, []byte(o.Tenant))
-		if err != nil {
-			return fmt.Errorf("%w: --tenant %q: %v", ErrConfig, o.Tenant, err)
-		}
-		tenantFilter, hasFilter = t, true
+	tenantFilter, hasFilter, err := rotateTenant(tg, o)
+	if err != nil {
+		return err
 	}
 	rotatedAt := time.Now()
 	if o.Finish {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/pgveil/pgveil/keysource/canon"
 	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/proxy"
 )
 
 // ShredOptions are `pgveil shred`'s flags.
@@ -22,7 +23,10 @@ type ShredOptions struct {
 
 // ShredTarget resolves and checks what Shred would destroy, for the
 // confirmation prompt: the table, the tenant's canonical form and how many
-// rows it has.
+// rows it has. It refuses (a *ProblemError, nothing changed) when shredding
+// keys would not erase the tenant's values: the table is migrating or
+// decrypting, or the tenant has values without an envelope (plaintext at
+// rest, which no key protects).
 func ShredTarget(ctx context.Context, e *Env, o ShredOptions) (*policy.Table, string, int64, error) {
 	if o.Table == "" || o.Tenant == "" {
 		return nil, "", 0, fmt.Errorf("%w: --table and --tenant are required", ErrConfig)
@@ -43,9 +47,34 @@ func ShredTarget(ctx context.Context, e *Env, o ShredOptions) (*policy.Table, st
 	if err != nil {
 		return nil, "", 0, fmt.Errorf("%w: --tenant %q is not a valid %s value: %v", ErrConfig, o.Tenant, tg[0].tenant.TypeName, err)
 	}
-	var n int64
-	if err := e.Pool.QueryRow(ctx, fmt.Sprintf("SELECT count(*) FROM %s WHERE %s = $1::%s", tg[0].name, col(t.KeyContext), tg[0].tenant.TypeName), o.Tenant).Scan(&n); err != nil {
+	states, err := proxy.LoadTableStates(ctx, e.Pool)
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("reading pgveil.tables: %w", err)
+	}
+	switch states[t.QualifiedName()] {
+	case proxy.TableMigrating:
+		return nil, "", 0, &ProblemError{Msg: fmt.Sprintf("%s is in state migrating: its values not encrypted yet are plaintext at rest, which destroying the tenant's keys does not erase "+
+			"(the backfill would then seal them under a new key of the tenant, readable again). Finish the backfill first (`pgveil migrate --apply` until the table is complete), then shred; nothing was changed",
+			t.QualifiedName())}
+	case proxy.TableDecrypting:
+		return nil, "", 0, &ProblemError{Msg: fmt.Sprintf("%s is in state decrypting (`pgveil migrate --decrypt`): the values decrypted so far are plaintext at rest, which destroying the tenant's keys does not erase. "+
+			"Encrypt the table again first (`pgveil migrate --apply` until it is complete), then shred, or delete the tenant's rows on a direct connection; nothing was changed",
+			t.QualifiedName())}
+	}
+	var plain []string
+	for _, c := range t.Columns {
+		qc := col(c.Name)
+		plain = append(plain, fmt.Sprintf("(%s IS NOT NULL AND NOT %s)", qc, sealedSQL(qc, tg[0].physical[c])))
+	}
+	var n, unsealed int64
+	if err := e.Pool.QueryRow(ctx, fmt.Sprintf("SELECT count(*), count(*) FILTER (WHERE %s) FROM %s WHERE %s = $1::%s",
+		orJoin(plain), tg[0].name, col(t.KeyContext), tg[0].tenant.TypeName), o.Tenant).Scan(&n, &unsealed); err != nil {
 		return nil, "", 0, err
+	}
+	if unsealed > 0 {
+		return nil, "", 0, &ProblemError{Msg: fmt.Sprintf("%d row(s) of tenant %s = %s in %s hold values without an envelope (written around pgveil): they are plaintext at rest, which destroying the tenant's keys does not erase. "+
+			"Encrypt them first (`pgveil migrate --apply --table %s`), or set them NULL on a direct connection, then shred; nothing was changed",
+			unsealed, t.KeyContext, tenant, t.QualifiedName(), t.QualifiedName())}
 	}
 	return t, tenant, n, nil
 }
@@ -64,7 +93,9 @@ type ShredResult struct {
 //     from its cache at once. The tenant's values read as NULL from then on.
 //  2. The tenant's blind indexes are set NULL, in batches: the index key is
 //     shared by all tenants, so they would otherwise stay linkable and
-//     guessable by whoever holds the proxy's keys.
+//     guessable by whoever holds the proxy's keys. Only those of values
+//     under a destroyed key (shreddedSQL): the tenant's writes after step 1
+//     are sealed under a new version, and their blind indexes stay.
 //  3. An audit line: who (OS user, database role), when, table, tenant, key ids.
 //
 // It is idempotent: a rerun after a crash finishes step 2.
@@ -88,11 +119,11 @@ func Shred(ctx context.Context, e *Env, o ShredOptions) (*ShredResult, error) {
 		return nil, err
 	}
 	res := &ShredResult{KeyIDs: ids}
-	var sets, nonNull []string
+	var sets, gone []string
 	for _, x := range indexed(tg, t.Columns) {
-		b := col(x.bi.Column)
-		sets = append(sets, b+" = NULL")
-		nonNull = append(nonNull, b+" IS NOT NULL")
+		b, shredded := col(x.bi.Column), shreddedSQL(col(x.c.Name), tg.physical[x.c])
+		sets = append(sets, fmt.Sprintf("%[1]s = CASE WHEN %[2]s THEN NULL ELSE %[1]s END", b, shredded))
+		gone = append(gone, fmt.Sprintf("(%s IS NOT NULL AND %s)", b, shredded))
 	}
 	if len(sets) > 0 {
 		batch := o.Batch
@@ -101,8 +132,8 @@ func Shred(ctx context.Context, e *Env, o ShredOptions) (*ShredResult, error) {
 		}
 		// ctid batches: no primary key needed, each batch a short transaction.
 		sql := fmt.Sprintf(`UPDATE %[1]s SET %[2]s WHERE ctid = ANY(ARRAY(
-			SELECT ctid FROM %[1]s WHERE %[3]s = $1::%[4]s AND (%[5]s) LIMIT %[6]d FOR UPDATE))`,
-			tg.name, strings.Join(sets, ", "), col(t.KeyContext), tg.tenant.TypeName, strings.Join(nonNull, " OR "), batch)
+			SELECT ctid FROM %[1]s WHERE %[3]s = $1::%[4]s AND %[5]s LIMIT %[6]d FOR UPDATE)) AND %[5]s`,
+			tg.name, strings.Join(sets, ", "), col(t.KeyContext), tg.tenant.TypeName, orJoin(gone), batch)
 		for {
 			tag, err := e.Pool.Exec(ctx, sql, o.Tenant)
 			if err != nil {

@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pgveil/pgveil/policy"
@@ -15,9 +16,13 @@ type target struct {
 	live     *liveTable
 	name     string // schema.table, quoted for SQL
 	pk       []*liveCol
+	pkSealed []bool   // per pk column: an encrypted column, whose value is never printed
 	tenant   *liveCol // the key_context column; nil without one
 	physical map[*policy.Column]uint32
 	hasBidx  map[*policy.BlindIndex]bool // the blind-index column exists
+	// keyStore: pgveil.keys exists, so SQL may look up key states
+	// (shreddedSQL); false before the first migrate --apply.
+	keyStore bool
 }
 
 // ixTarget is one blind index of an encrypted column: its current one or,
@@ -67,6 +72,9 @@ func newTarget(t *policy.Table, lt *liveTable, needBidx bool) (*target, error) {
 			}
 		}
 	}
+	for _, k := range lt.PK {
+		tg.pkSealed = append(tg.pkSealed, k != nil && t.Column(k.Name) != nil)
+	}
 	if kc := t.KeyContext; kc != "" {
 		tg.tenant = lt.Cols[kc]
 		if tg.tenant == nil {
@@ -77,6 +85,36 @@ func newTarget(t *policy.Table, lt *liveTable, needBidx bool) (*target, error) {
 		return nil, fmt.Errorf("%s does not match the policy:\n  - %s\nrun `pgveil check` for the DDL that fixes each problem", name, strings.Join(problems, "\n  - "))
 	}
 	return tg, nil
+}
+
+// sealedPK: an encrypted column is part of the primary key (`pgveil check`
+// reports it; migrate refuses such a table, migrate --decrypt and rotate
+// walk it): rows are then named by their ctid.
+func (t *target) sealedPK() bool { return slices.Contains(t.pkSealed, true) }
+
+// rowName names a row in a problem report: its primary key or, where an
+// encrypted column is part of it, the other key columns and the row's
+// ctid as read. The value of an encrypted column is never printed, in any
+// form.
+func (t *target) rowName(r *row) string {
+	if !t.sealedPK() {
+		return strings.Join(r.key, ",")
+	}
+	var parts []string
+	for i, k := range r.key {
+		if !t.pkSealed[i] {
+			parts = append(parts, k)
+		}
+	}
+	return strings.Join(append(parts, "ctid "+r.ctid), ",")
+}
+
+// rowsBy says how rowName names rows.
+func (t *target) rowsBy() string {
+	if t.sealedPK() {
+		return "rows (the primary key's plain columns and ctid as read)"
+	}
+	return "primary keys"
 }
 
 // loadTargets reads the live schema of tables and checks each.
