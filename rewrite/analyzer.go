@@ -107,6 +107,12 @@ type analyzer struct {
 	// (TABLESAMPLE).
 	ov        *overlays
 	noOverlay bool
+	// noLateral: the subquery in FROM about to be planned is the LATERAL
+	// right side of a RIGHT or FULL JOIN, which may not see the left side.
+	noLateral bool
+	// outputFallback: the column reference being resolved may name an
+	// output column instead (GROUP BY, ORDER BY): no case-only refusal.
+	outputFallback bool
 	// bareOverlays maps the overlaid relations given no alias to their
 	// schema (unqualifyOverlaid). sysCols: 0 not known yet, 1 no system
 	// column named in root (the statement), 2 one is (systemColumns).

@@ -1,6 +1,8 @@
 package rewrite
 
 import (
+	"maps"
+
 	pg "github.com/pganalyze/pg_query_go/v5"
 )
 
@@ -61,6 +63,11 @@ func (a *analyzer) withClause(w *pg.WithClause, sc *scope) (pop func(), err *Err
 	}
 	for _, cte := range ctes {
 		cs.defs[cte.Ctename] = cte
+		// Its own name is not this CTE before its recursive term: a
+		// self-reference in its first branch, or in a CTE that is no
+		// UNION, is an error in PostgreSQL, after logging the text (plan
+		// it as the table the name would otherwise mean).
+		delete(cs.ctes, cte.Ctename)
 		var res *queryResult
 		sel := cte.Ctequery.GetSelectStmt()
 		if w.Recursive && sel != nil && sel.Op != pg.SetOperation_SETOP_NONE && sel.Op != pg.SetOperation_SET_OPERATION_UNDEFINED {
@@ -104,13 +111,10 @@ func referenceOrder(ctes []*pg.CommonTableExpr) ([]*pg.CommonTableExpr, bool) {
 	deps := make([]map[int]bool, len(ctes))
 	for i, c := range ctes {
 		deps[i] = map[int]bool{}
-		walkAll(c.Ctequery, func(n *pg.Node) bool {
-			if rv := n.GetRangeVar(); rv != nil && rv.Schemaname == "" && rv.Catalogname == "" {
-				if j, ok := index[rv.Relname]; ok && j != i {
-					deps[i][j] = true
-				}
+		cteRefs(c.Ctequery, nil, func(name string) {
+			if j, ok := index[name]; ok && j != i {
+				deps[i][j] = true
 			}
-			return true
 		})
 	}
 	done := make([]bool, len(ctes))
@@ -140,6 +144,59 @@ func referenceOrder(ctes []*pg.CommonTableExpr) ([]*pg.CommonTableExpr, bool) {
 		out = append(out, ctes[next])
 	}
 	return out, true
+}
+
+// cteRefs calls found with each unqualified relation name n reads that an
+// inner WITH of n does not capture (shadow: the names captured around n).
+func cteRefs(n *pg.Node, shadow map[string]bool, found func(string)) {
+	if n == nil {
+		return
+	}
+	if rv := n.GetRangeVar(); rv != nil {
+		if rv.Schemaname == "" && rv.Catalogname == "" && !shadow[rv.Relname] {
+			found(rv.Relname)
+		}
+		return
+	}
+	if w := withOf(n); w != nil && *w != nil {
+		with := *w
+		inner := maps.Clone(shadow)
+		if inner == nil {
+			inner = map[string]bool{}
+		}
+		if with.Recursive {
+			for _, c := range with.Ctes {
+				inner[c.GetCommonTableExpr().GetCtename()] = true
+			}
+		}
+		for _, c := range with.Ctes {
+			cte := c.GetCommonTableExpr()
+			cteRefs(cte.GetCtequery(), inner, found) // sees the CTEs before it (all, if RECURSIVE)
+			inner[cte.GetCtename()] = true
+		}
+		// The statement itself, without its WITH, sees them all.
+		*w = nil
+		defer func() { *w = with }()
+		shadow = inner
+	}
+	eachChild(n, func(c *pg.Node) { cteRefs(c, shadow, found) })
+}
+
+// withOf points at the WITH clause field of a statement node, or is nil.
+func withOf(n *pg.Node) **pg.WithClause {
+	switch {
+	case n.GetSelectStmt() != nil:
+		return &n.GetSelectStmt().WithClause
+	case n.GetInsertStmt() != nil:
+		return &n.GetInsertStmt().WithClause
+	case n.GetUpdateStmt() != nil:
+		return &n.GetUpdateStmt().WithClause
+	case n.GetDeleteStmt() != nil:
+		return &n.GetDeleteStmt().WithClause
+	case n.GetMergeStmt() != nil:
+		return &n.GetMergeStmt().WithClause
+	}
+	return nil
 }
 
 // renamed applies a CTE's column list (WITH t(a, b) AS …) to its result.

@@ -17,6 +17,7 @@ const (
 	CodeGeneratedAlways     = "428C9" // the client writes a blind-index column pgveil maintains
 	CodeUndefinedParameter  = "42P02" // $0, or a $n beyond what Bind can carry
 	CodeUndefinedTable      = "42P01" // a configured table's column qualified by a name not in FROM
+	CodeDuplicateAlias      = "42712" // two FROM items of one name, one with an encrypted column
 	CodeUndefinedColumn     = "42703" // a written column a configured table does not have
 	CodeInternalError       = "XX000" // a planner bug; the statement is refused (fail closed)
 	CodeProtocolViolation   = "08P01" // statement text PostgreSQL could not have received (a NUL byte)

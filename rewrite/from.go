@@ -24,7 +24,7 @@ func (a *analyzer) fromItem(n *pg.Node, level *scope) ([]*rel, *Error) {
 	case n.GetRangeSubselect() != nil:
 		rs := n.GetRangeSubselect()
 		parent := level
-		if !rs.Lateral {
+		if lateral := rs.Lateral && !a.noLateral; !lateral {
 			// The FROM items before it are out of reach (PostgreSQL
 			// rejects a reference to one, after logging the text).
 			parent = &scope{parent: level.parent, hidden: append(slices.Clip(level.hidden), level.rels...), hiddenHint: subqueryHiddenHint}
@@ -63,6 +63,17 @@ func (a *analyzer) fromItem(n *pg.Node, level *scope) ([]*rel, *Error) {
 			}
 		}
 		r := &rel{name: "", loc: -1}
+		if len(rf.Functions) == 1 && len(rf.Coldeflist) > 0 {
+			// json_to_recordset($1) AS r(email text, id int): exactly
+			// these columns (and the ordinality after them).
+			for _, d := range rf.Coldeflist {
+				r.cols = append(r.cols, relCol{name: d.GetColumnDef().GetColname(), tenant: -1})
+			}
+			if rf.Ordinality {
+				r.cols = append(r.cols, relCol{name: "ordinality", tenant: -1})
+			}
+			r.complete = true
+		}
 		if rf.Alias != nil {
 			r.name, r.aliased = rf.Alias.Aliasname, true
 			r.rename(rf.Alias.Colnames)
@@ -151,7 +162,14 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 	if err != nil {
 		return nil, err
 	}
+	if rs := j.Rarg.GetRangeSubselect(); rs != nil && rs.Lateral && (j.Jointype == pg.JoinType_JOIN_RIGHT || j.Jointype == pg.JoinType_JOIN_FULL) {
+		// PostgreSQL rejects a LATERAL reference from the right side of a
+		// RIGHT or FULL JOIN (after logging the text): plan it as if it
+		// were not LATERAL, the left side out of reach.
+		a.noLateral = true
+	}
 	right, err := a.fromItem(j.Rarg, level)
+	a.noLateral = false
 	if err != nil {
 		return nil, err
 	}

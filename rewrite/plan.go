@@ -431,7 +431,12 @@ func (c *Copy) placeForceQuote(names []string) {
 	}
 	c.ForceQuote = make([]bool, len(c.Fields))
 	for i := range c.ForceQuote {
-		c.ForceQuote[i] = c.forceQuoteAll || i < len(names) && slices.Contains(c.forceQuoteNames, names[i])
+		c.ForceQuote[i] = c.forceQuoteAll
+	}
+	for _, n := range c.forceQuoteNames {
+		if i := slices.Index(names, n); i >= 0 && i < len(c.ForceQuote) {
+			c.ForceQuote[i] = true // PostgreSQL marks the first field of the name
+		}
 	}
 }
 

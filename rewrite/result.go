@@ -52,6 +52,10 @@ type queryResult struct {
 	// exact, when complete is false, is how many leading cols are at
 	// their exact positions: those before the first such *.
 	exact int
+	// merged: a * covered a JOIN … USING or NATURAL JOIN, whose columns
+	// PostgreSQL lists once and first: positions after exact may then be
+	// lower than pgveil's, not only higher.
+	merged bool
 }
 
 // inexact marks the positions of the outputs from here on unknown (a *
@@ -80,7 +84,8 @@ func (c *outCol) placed() *policy.Column {
 // w(a, b) AS …, FROM w AS x(a)) that PostgreSQL applies to other columns
 // than pgveil can tell: one of the first len(colnames) outputs carries an
 // encrypted column (its blind index, JSON built from it) and sits after a
-// * over a relation pgveil cannot list.
+// * over a relation pgveil cannot list, or after a * over a USING join
+// (which can move it to a lower position, into the list).
 func (res *queryResult) renameRefusal(colnames []*pg.Node, sql string, loc int32) *Error {
 	if res.complete || len(colnames) == 0 {
 		return nil
@@ -91,7 +96,7 @@ func (res *queryResult) renameRefusal(colnames []*pg.Node, sql string, loc int32
 		if c.hidden {
 			continue
 		}
-		if i >= res.exact && pos < len(colnames) {
+		if i >= res.exact && (pos < len(colnames) || res.merged && len(colnames) > res.exact) {
 			if col := c.placed(); col != nil {
 				return unsupported(col, "a column alias list over a * of a relation outside pgveil's catalog before it", "list the subquery's columns instead of *, or drop the alias column list").at(sql, loc)
 			}
@@ -110,10 +115,12 @@ func (r *queryResult) hasEnc() bool {
 	return false
 }
 
-// expandStar appends the columns of rel r for r.*.
-func (res *queryResult) expandStar(r *rel) {
+// expandStar appends the columns of rel r for r.* (qualified) or as part
+// of a bare * (whose USING join columns PostgreSQL lists once, first).
+func (res *queryResult) expandStar(r *rel, bare bool) {
 	if !r.complete || r.merged {
 		res.inexact()
+		res.merged = res.merged || r.merged && bare
 		res.starRels = append(res.starRels, r)
 	}
 	for i, c := range r.cols {

@@ -185,6 +185,32 @@ func (s *scope) find(name string) *rel {
 	return nil
 }
 
+// twiceNamed returns the encrypted column called col of a relation named q
+// when the innermost level with a relation named q has two of them
+// (PostgreSQL rejects the FROM clause, after logging the text), or nil.
+func (s *scope) twiceNamed(q, col string) *policy.Column {
+	for sc := s; sc != nil; sc = sc.parent {
+		n := 0
+		var enc *policy.Column
+		for _, r := range sc.rels {
+			if r.name != q || r.joinAliasRel != nil {
+				continue
+			}
+			n++
+			if i := r.col(col); i >= 0 && enc == nil {
+				enc = cmp.Or(r.cols[i].enc, r.cols[i].json.FirstColumn())
+			}
+		}
+		if n > 0 {
+			if n > 1 {
+				return enc
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
 // colRef is a resolved column reference. rel is nil and idx -1 when the
 // name belongs to nothing pgveil knows, which means a column that is not
 // encrypted (every encrypted column is known by name, catalog or not).
@@ -277,6 +303,11 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 			}
 			return none, nil
 		}
+		if enc := sc.twiceNamed(parts[len(parts)-2], name); len(parts) == 2 && enc != nil {
+			e := colErr(CodeDuplicateAlias, enc, "give each FROM item its own alias",
+				"table name %q specified more than once", parts[0])
+			return none, e.at(a.sql, cr.Location)
+		}
 		idx := r.col(name)
 		if enc, hint := hiddenEncrypted(parts[len(parts)-2], name, sc); idx < 0 && enc != nil {
 			// The name reaches another relation than the hidden one that
@@ -313,6 +344,33 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 		}
 		return colRef{rel: r, idx: idx}, nil
 	}
+}
+
+// ambiguousEncrypted returns an encrypted column called name when more
+// than one column of that name is visible at level s (PostgreSQL rejects
+// the reference as ambiguous, after logging the text), or nil. The
+// relations inside an aliased JOIN are counted through its alias.
+func ambiguousEncrypted(name string, s *scope) *policy.Column {
+	n := 0
+	var enc *policy.Column
+	for _, r := range s.rels {
+		if r.joinAliasRel != nil {
+			continue
+		}
+		for i := range r.cols {
+			if r.cols[i].name != name {
+				continue
+			}
+			n++
+			if e := cmp.Or(r.cols[i].enc, r.cols[i].json.FirstColumn()); e != nil && enc == nil {
+				enc = e
+			}
+		}
+	}
+	if n < 2 {
+		return nil
+	}
+	return enc
 }
 
 // encryptedFolded returns an encrypted column of a relation in scope whose
@@ -385,6 +443,10 @@ func (a *analyzer) findRel(q []string, sc *scope) *rel {
 func (a *analyzer) resolveBare(name string, loc int32, sc *scope) (colRef, *Error) {
 	uncertain := false
 	for s := sc; s != nil; s = s.parent {
+		if enc := ambiguousEncrypted(name, s); enc != nil {
+			return colRef{idx: -1}, colErr(CodeAmbiguousColumn, enc, "qualify the column with its table name or alias",
+				"column reference %q is ambiguous", name).at(a.sql, loc)
+		}
 		for _, r := range s.rels {
 			if i := r.col(name); i >= 0 {
 				if uncertain && r.cols[i].enc != nil {
@@ -421,7 +483,7 @@ func (a *analyzer) resolveBare(name string, loc int32, sc *scope) (colRef, *Erro
 	// Every relation in scope is known and none has the column, but an
 	// encrypted one differs only in case ("Email"): PostgreSQL rejects it,
 	// after logging the text.
-	if enc := encryptedFolded(name, sc); enc != nil && !uncertain {
+	if enc := encryptedFolded(name, sc); enc != nil && !a.outputFallback {
 		return colRef{idx: -1}, colErr(CodeUndefinedColumn, enc, "write the column's name as it is, unquoted or in its own case",
 			"column %q does not exist", name).at(a.sql, loc)
 	}

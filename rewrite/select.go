@@ -179,15 +179,18 @@ func (a *analyzer) targetList(list []*pg.Node, level *scope) (*queryResult, *Err
 						if err := a.starRows(r, cr.Location); err != nil {
 							return nil, err
 						}
-						if !r.joinAlias {
-							res.expandStar(r)
+						// An aliased JOIN's columns are its alias's (renamed
+						// by its column list); the relations inside it
+						// are not expanded apart.
+						if r.joinAliasRel == nil {
+							res.expandStar(r, true)
 						}
 					}
 				case ref.rel != nil:
 					if err := a.starRows(ref.rel, cr.Location); err != nil {
 						return nil, err
 					}
-					res.expandStar(ref.rel)
+					res.expandStar(ref.rel, false)
 				default:
 					res.inexact()
 				}
@@ -468,7 +471,11 @@ func (a *analyzer) outputOrInput(n *pg.Node, level *scope, res *queryResult, wha
 			return a.checkOutput(res, j, what, cr.Location)
 		}
 		if level != nil {
+			// An output of the name is the fallback: a case-only variant
+			// of an encrypted column's name is not a mistake here.
+			a.outputFallback = j >= 0
 			ref, err := a.resolveColumn(cr, level)
+			a.outputFallback = false
 			if err != nil {
 				return err
 			}

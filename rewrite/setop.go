@@ -70,6 +70,7 @@ func (a *analyzer) combine(sel *pg.SelectStmt, l, r *queryResult) (*queryResult,
 			for _, side := range []*queryResult{l, r} {
 				if !side.complete {
 					res.exact = min(res.exact, side.exact)
+					res.merged = res.merged || side.merged
 				}
 			}
 		}
