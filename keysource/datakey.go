@@ -21,12 +21,17 @@ type DataKey struct {
 }
 
 func newDataKey(m keyMeta, col *policy.Column, stored []byte) (*DataKey, error) {
+	return newDataKeyIn(m, col.Table.Schema, col.Table.Name, col.Name, stored)
+}
+
+// newDataKeyIn is newDataKey for the column named by its parts.
+func newDataKeyIn(m keyMeta, schema, table, column string, stored []byte) (*DataKey, error) {
 	k, err := deriveKey(stored, m)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(k)
-	return newDataKeyFromWorkingKey(m, col.Table.Schema, col.Table.Name, col.Name, k)
+	return newDataKeyFromWorkingKey(m, schema, table, column, k)
 }
 
 func newDataKeyFromWorkingKey(m keyMeta, schema, table, column string, key []byte) (*DataKey, error) {

@@ -23,6 +23,10 @@ var (
 	// ErrMasterUnavailable: the master key source could not be reached. It
 	// always arrives wrapped in a *RetryableError.
 	ErrMasterUnavailable = errors.New("keysource: master key source unavailable")
+	// ErrMasterMalformed: the master key source answered, but not as its
+	// API does (not JSON, too large, fields missing): a wrong address, or
+	// a proxy's or load balancer's page in its place. It is not retried.
+	ErrMasterMalformed = errors.New("keysource: malformed response from the master key source")
 )
 
 // RetryableError marks a failure that may go away by itself: the master key

@@ -210,7 +210,7 @@ func (k *Keyring) loadActive(ctx context.Context, col *policy.Column, tenant str
 			return nil, fmt.Errorf("keysource: read key of %s: %w", scope, err)
 		}
 		if row != nil && row.state == StateActive {
-			return k.dataKeyFromRow(ctx, row, col, gen)
+			return k.dataKeyFromRow(ctx, row, gen)
 		}
 		next := 1
 		if row != nil {
@@ -248,8 +248,11 @@ func (k *Keyring) createKey(ctx context.Context, m keyMeta) (uint32, error) {
 }
 
 // dataKeyFromRow returns the cached key of row's id, or unwraps it; gen is
-// the cache generation from before row was read (see cacheable).
-func (k *Keyring) dataKeyFromRow(ctx context.Context, row *keyRow, col *policy.Column, gen uint64) (*DataKey, error) {
+// the cache generation from before row was read (see cacheable). The key is
+// the column's that row.meta.Scope names, whoever asked: a load shared by
+// readers of several columns (keyByID) serves each, and each checks the
+// scope itself (Open: DataKey.isFor).
+func (k *Keyring) dataKeyFromRow(ctx context.Context, row *keyRow, gen uint64) (*DataKey, error) {
 	k.mu.RLock()
 	dk := k.byID[row.meta.ID]
 	k.mu.RUnlock()
@@ -263,15 +266,16 @@ func (k *Keyring) dataKeyFromRow(ctx context.Context, row *keyRow, col *policy.C
 		k.markGone(row.meta.ID)
 		return nil, keyError(ErrShredded, row.meta.ID, "%s", row.meta.Scope)
 	}
-	if row.meta.Scope != ScopeOf(col) {
-		return nil, keyError(ErrWrongScope, row.meta.ID, "belongs to %s, not %s", row.meta.Scope, ScopeOf(col))
+	schema, table, column, ok := splitScope(row.meta.Scope)
+	if !ok {
+		return nil, keyError(ErrWrongScope, row.meta.ID, "scope %q names no column", row.meta.Scope)
 	}
 	raw, err := k.unwrap(ctx, row)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(raw)
-	dk, err = newDataKey(row.meta, col, raw)
+	dk, err = newDataKeyIn(row.meta, schema, table, column, raw)
 	if err != nil {
 		return nil, err
 	}
@@ -377,7 +381,7 @@ func (k *Keyring) keyByID(ctx context.Context, id uint32, col *policy.Column) (*
 		if row == nil {
 			return nil, keyError(ErrUnknownKey, id, "no such key in pgveil.keys (envelope of %s)", col.QualifiedName())
 		}
-		return k.dataKeyFromRow(ctx, row, col, gen)
+		return k.dataKeyFromRow(ctx, row, gen)
 	})
 	if err != nil {
 		return nil, err

@@ -513,7 +513,7 @@ func TestStaleReadNotCached(t *testing.T) {
 	}
 	gen = k.generation()
 	k.Forget(dk.ID())
-	got, err := k.dataKeyFromRow(ctx(), row, col, gen)
+	got, err := k.dataKeyFromRow(ctx(), row, gen)
 	if err != nil || got.ID() != dk.ID() {
 		t.Fatalf("the read itself still answers: %v %v", got, err)
 	}

@@ -93,7 +93,8 @@ package keysource
 //       error or a warning (newLocalMaster gets no logger; readKeyFile does
 //       not stat the mode). docs/THREAT_MODEL.md: "The local master key file
 //       should be readable only by pgveil's user". Cause: keysource/local.go
-//       readKeyFile.
+//       readKeyFile. Fixed by refusing such a file (PostgreSQL's rule for
+//       its server key file); the test now asks for that error.
 //
 // Attacks withstood: TestKeysReviewHolds* (envelopes moved between tenants,
 // columns, tables and text/binary forms; key rows relabelled or swapped in
@@ -422,6 +423,11 @@ func TestKeysReviewFoundKeyFileModeUnchecked(t *testing.T) {
 	m, err := NewMaster(ctx(), policy.KeySource{Kind: policy.KeySourceLocal, Local: policy.LocalKeySource{KeyFile: p}}, WithLogger(zap.New(core)))
 	if err == nil && logs.Len() == 0 {
 		t.Errorf("a world-readable master key file (0644) was loaded as %s without an error or a warning", m.ID())
+	}
+	// Decided: refused (as PostgreSQL refuses its server key file, OpenSSH
+	// a private key), with the file, its mode and the remedy.
+	if err == nil || !strings.Contains(err.Error(), p) || !strings.Contains(err.Error(), "0644") || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("a world-readable master key file: %v, want an error naming the file, its mode and chmod 600", err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/pgveil/pgveil/policy"
@@ -132,9 +133,24 @@ func newLocalKey(raw []byte) (*localKey, error) {
 	return &localKey{id: localIDPrefix + hex.EncodeToString(fp), aead: g}, nil
 }
 
+// readKeyFile reads a master key file that only pgveil's user can read
+// (checkKeyFileMode).
 func readKeyFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
+		return nil, fmt.Errorf("keysource: master key file: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("keysource: master key file: %w", err)
+	}
+	if err := checkKeyFileMode(path, fi); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		clear(b)
 		return nil, fmt.Errorf("keysource: master key file: %w", err)
 	}
 	defer clear(b)

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -124,5 +126,64 @@ func TestLocalWrapUnwrap(t *testing.T) {
 	}
 	if got, err := cur.Unwrap(ctx, nw, nid); err != nil || !bytes.Equal(got, dk) {
 		t.Fatal(err)
+	}
+}
+
+func TestKeyFileMode(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no file modes")
+	}
+	dir := t.TempDir()
+	key := base64.StdEncoding.EncodeToString(testMasterKey(t)) + "\n"
+	load := func(name string, mode os.FileMode, uid int, previous bool) error {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(key), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if uid >= 0 {
+			if err := os.Chown(p, uid, -1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		ls := policy.LocalKeySource{KeyFile: p}
+		if previous {
+			good := filepath.Join(dir, name+".current")
+			os.WriteFile(good, []byte(key), 0o600)
+			ls = policy.LocalKeySource{KeyFile: good, PreviousKeyFiles: []string{p}}
+		}
+		_, err := NewMaster(context.Background(), policy.KeySource{Kind: policy.KeySourceLocal, Local: ls})
+		return err
+	}
+	for _, c := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{{0o600, true}, {0o400, true}, {0o644, false}, {0o604, false}, {0o660, false}, {0o620, false}, {0o602, false}} {
+		for _, previous := range []bool{false, true} {
+			name := fmt.Sprintf("k%04o%v", c.mode, previous)
+			err := load(name, c.mode, -1, previous)
+			if (err == nil) != c.ok {
+				t.Errorf("mode %04o (previous_key_files %v): %v", c.mode, previous, err)
+			}
+			if err != nil && (!strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "chmod 600")) {
+				t.Errorf("mode %04o: unclear error %v", c.mode, err)
+			}
+		}
+	}
+	// Group read is allowed when root owns the file (PostgreSQL's rule):
+	// a Kubernetes secret volume with fsGroup, a key root gives a group.
+	if os.Getuid() != 0 {
+		t.Skip("not root: cannot chown")
+	}
+	if err := load("root0640", 0o640, 0, false); err != nil {
+		t.Errorf("root-owned 0640: %v", err)
+	}
+	if err := load("root0660", 0o660, 0, false); err == nil {
+		t.Error("root-owned 0660 (group may write) loaded")
+	}
+	if err := load("nobody0640", 0o640, 65534, false); err == nil {
+		t.Error("0640 owned by another user loaded")
 	}
 }

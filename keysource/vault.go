@@ -55,27 +55,9 @@ func newVaultMaster(ctx context.Context, cfg policy.VaultKeySource, o options) (
 	if token == "" {
 		return nil, fmt.Errorf("keysource: vault token: environment variable %s is empty", tokenEnv)
 	}
-	vc := vault.DefaultConfig()
-	if vc.Error != nil {
-		return nil, fmt.Errorf("keysource: vault config: %w", vc.Error)
-	}
-	vc.Address = cfg.Address
-	// Retries are ours (vaultMaster.call): per-attempt timeouts and a
-	// retryable error type the proxy can act on.
-	vc.MaxRetries = 0
-	vc.Timeout = 0
-	if cfg.CAFile != "" {
-		if err := vc.ConfigureTLS(&vault.TLSConfig{CACert: cfg.CAFile}); err != nil {
-			return nil, fmt.Errorf("keysource: vault ca_file: %w", err)
-		}
-	}
-	client, err := vault.NewClient(vc)
+	client, err := newVaultClient(cfg, token)
 	if err != nil {
-		return nil, fmt.Errorf("keysource: vault client: %w", err)
-	}
-	client.SetToken(token)
-	if cfg.Namespace != "" {
-		client.SetNamespace(cfg.Namespace)
+		return nil, err
 	}
 	mount := strings.Trim(cfg.TransitMount, "/")
 	if mount == "" {
@@ -130,7 +112,7 @@ func (m *vaultMaster) Unwrap(ctx context.Context, wrapped []byte, masterID strin
 	s, _ := sec.Data["plaintext"].(string)
 	raw, err := base64.StdEncoding.DecodeString(s)
 	if err != nil || s == "" {
-		return nil, fmt.Errorf("keysource: vault decrypt: response has no valid plaintext")
+		return nil, fmt.Errorf("%w: vault decrypt: no valid plaintext", ErrMasterMalformed)
 	}
 	return raw, nil
 }
@@ -185,7 +167,7 @@ func (m *vaultMaster) ciphertext(sec *vault.Secret) (string, error) {
 	ct, _ := sec.Data["ciphertext"].(string)
 	v := VaultKeyVersion([]byte(ct))
 	if v == 0 {
-		return "", fmt.Errorf("keysource: vault response has no vault:vN: ciphertext")
+		return "", fmt.Errorf("%w: vault: no vault:vN: ciphertext", ErrMasterMalformed)
 	}
 	m.seeVersion(int64(v))
 	return ct, nil
@@ -230,7 +212,7 @@ func (m *vaultMaster) write(ctx context.Context, op, path string, body map[strin
 		return nil, err
 	}
 	if sec == nil || sec.Data == nil {
-		return nil, fmt.Errorf("keysource: %s: empty response", op)
+		return nil, fmt.Errorf("%w: %s: empty", ErrMasterMalformed, op)
 	}
 	return sec, nil
 }

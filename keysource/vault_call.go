@@ -18,8 +18,9 @@ import (
 // errors, timeouts, 429, 412, 5xx: sealed, standby, overloaded) are retried
 // and, when attempts run out, returned as a *RetryableError wrapping
 // ErrMasterUnavailable. Others (403 bad token, 400 bad ciphertext) return at
-// once. Vault's error text names the path and Vault's messages; request
-// bodies (the base64 data key) never appear in it.
+// once, and so does an answer that is not Vault's (ErrMasterMalformed).
+// Vault's error text names the path and Vault's messages; request bodies
+// (the base64 data key) never appear in it.
 func (m *vaultMaster) call(ctx context.Context, op string, fn func(context.Context) (*vault.Secret, error)) (*vault.Secret, error) {
 	var last error
 	wait := m.opts.vaultMinWait
@@ -32,6 +33,12 @@ func (m *vaultMaster) call(ctx context.Context, op string, fn func(context.Conte
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("keysource: %s: %w", op, ctx.Err())
+		}
+		if vaultMalformed(err) {
+			if !errors.Is(err, ErrMasterMalformed) {
+				err = fmt.Errorf("%w: %v", ErrMasterMalformed, err)
+			}
+			return nil, fmt.Errorf("keysource: %s: %w (does vault.address name Vault's API?)", op, err)
 		}
 		if !vaultRetryable(err) {
 			return nil, fmt.Errorf("keysource: %s: %w", op, err)
@@ -50,6 +57,16 @@ func (m *vaultMaster) call(ctx context.Context, op string, fn func(context.Conte
 		wait = min(wait*2, m.opts.vaultMaxWait)
 	}
 	return nil, &RetryableError{Op: op, Err: fmt.Errorf("%w: %v", ErrMasterUnavailable, last)}
+}
+
+// vaultMalformed reports whether err is an answer that is not Vault's: a
+// body that is not JSON (vault/api's ParseSecret returns the decoder's
+// error as is) or one past maxVaultResponse. Another try would get the
+// same: it is not retried, nor reported as Vault being unavailable.
+func vaultMalformed(err error) bool {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	return errors.Is(err, errVaultResponseTooLarge) || errors.As(err, &se) || errors.As(err, &te)
 }
 
 // vaultRetryable classifies a Vault client error.

@@ -5,7 +5,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -209,5 +215,107 @@ func TestVaultTokenRenewal(t *testing.T) {
 	time.Sleep(700 * time.Millisecond)
 	if v.Requests("", "/v1/auth/token/renew-self") != n {
 		t.Fatal("renewer still running after Close")
+	}
+}
+
+// TestVaultIgnoresEnvironment: the VAULT_* variables vault/api reads by
+// itself change nothing; only the config (and token_env) count.
+func TestVaultIgnoresEnvironment(t *testing.T) {
+	v := vaultfake.New()
+	defer v.Close()
+	other := vaultfake.New(vaultfake.WithToken(v.Token))
+	defer other.Close()
+	var mu sync.Mutex
+	var leaked []string
+	u, _ := url.Parse(v.URL)
+	rp := httputil.NewSingleHostReverseProxy(u)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for _, h := range []string{"X-Vault-Namespace", "X-Vault-Wrap-Ttl", "X-From-Env"} {
+			if r.Header.Get(h) != "" {
+				mu.Lock()
+				leaked = append(leaked, h+" on "+r.URL.Path)
+				mu.Unlock()
+			}
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	cfg := vaultConfig(t, v, "")
+	cfg.Vault.Address = front.URL
+	for k, val := range map[string]string{
+		"VAULT_ADDR":           other.URL,
+		"VAULT_AGENT_ADDR":     other.URL,
+		"VAULT_PROXY_ADDR":     other.URL,
+		"VAULT_HTTP_PROXY":     other.URL,
+		"VAULT_TOKEN":          "hvs.from-the-environment",
+		"VAULT_NAMESPACE":      "team-x",
+		"VAULT_HEADERS":        `{"X-From-Env": "1"}`,
+		"VAULT_WRAP_TTL":       "5m",
+		"VAULT_SRV_LOOKUP":     "true",
+		"VAULT_CLIENT_TIMEOUT": "1ns",
+		"VAULT_MAX_RETRIES":    "7",
+	} {
+		t.Setenv(k, val)
+	}
+	m, err := NewMaster(ctx(), cfg, WithVaultRetry(1, time.Millisecond, time.Millisecond))
+	if err != nil {
+		t.Fatalf("NewMaster: %v", err)
+	}
+	defer m.(io.Closer).Close()
+	dk := bytes.Repeat([]byte{7}, 32)
+	w, id, err := m.Wrap(ctx(), dk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m.Unwrap(ctx(), w, id); err != nil || !bytes.Equal(got, dk) {
+		t.Fatalf("unwrap: %v", err)
+	}
+	if n := other.Requests("", "/v1/auth/token/lookup-self") + other.Requests("", "/v1/transit/encrypt/pgveil"); n != 0 {
+		t.Errorf("%d requests went to the address in the environment", n)
+	}
+	if len(leaked) > 0 {
+		t.Errorf("environment settings reached Vault: %v", leaked)
+	}
+}
+
+// TestVaultMalformedAnswers: answers that are not Vault's fail at once
+// with ErrMasterMalformed, neither retried nor "unavailable".
+func TestVaultMalformedAnswers(t *testing.T) {
+	v := vaultfake.New()
+	defer v.Close()
+	for name, body := range map[string]string{
+		"html":       "<html>log in</html>",
+		"not json":   "plaintext=AAAA",
+		"wrong type": `{"data": "x"}`,
+		"too large":  `{"data":{"plaintext":"` + strings.Repeat("A", maxVaultResponse) + `"}}`,
+		"no data":    `{"data":{}}`,
+	} {
+		var hits atomic.Int32
+		u, _ := url.Parse(v.URL)
+		rp := httputil.NewSingleHostReverseProxy(u)
+		front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasSuffix(r.URL.Path, "/transit/decrypt/pgveil") {
+				hits.Add(1)
+				io.WriteString(w, body)
+				return
+			}
+			rp.ServeHTTP(w, r)
+		}))
+		cfg := vaultConfig(t, v, "")
+		cfg.Vault.Address = front.URL
+		m, err := NewMaster(ctx(), cfg, WithVaultRetry(3, time.Millisecond, time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, id, err := m.Wrap(ctx(), bytes.Repeat([]byte{7}, 32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = m.Unwrap(ctx(), w, id)
+		if !errors.Is(err, ErrMasterMalformed) || IsRetryable(err) || hits.Load() != 1 {
+			t.Errorf("%s: %v after %d requests, want ErrMasterMalformed after 1", name, err, hits.Load())
+		}
+		m.(io.Closer).Close()
+		front.Close()
 	}
 }
