@@ -341,6 +341,10 @@ func (s *session) openFailed(rc *resultCol, err error, dst []byte) ([]byte, bool
 		reason, code = "not_sealed", codeValueNotSealed
 	case keysource.IsRetryable(err):
 		reason, code = "key_source_down", codeKeySourceDown
+	case errors.Is(err, keysource.ErrMasterMalformed):
+		// The master key source answered nonsense (vault.address not
+		// Vault's API): not the value's fault, and not to be read as NULL.
+		reason, code = "key_source_malformed", codeKeySourceDown
 	case errors.Is(err, keysource.ErrWrongScope):
 		reason = "wrong_scope"
 	}
