@@ -48,4 +48,3 @@ func TestOpenFailedReasons(t *testing.T) {
 		}
 	}
 }
-

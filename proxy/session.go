@@ -64,8 +64,8 @@ type session struct {
 	serverTLS bool
 	// startDeadline bounds startup and authentication on both connections.
 	startDeadline time.Time
-	sr        *msgReader
-	sw        *bufio.Writer
+	sr            *msgReader
+	sw            *bufio.Writer
 
 	// bufs holds the pooled readers and writers behind cr, cw, sr and sw
 	// (and those replaced after TLS, which a prefixedConn may still read
