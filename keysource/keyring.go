@@ -20,7 +20,9 @@ import (
 // version" of a column's key before re-reading it from pgveil.keys, so that
 // a rotation or shred done by another replica or by the CLI reaches every
 // replica within this time even without Watch. Keys by id are cached without
-// expiry: a version's bytes never change.
+// expiry while Watch listens (a version's bytes never change, and a shred is
+// announced); without it, a cached key is used for this long after the store
+// last showed it not shredded, then its row is read again.
 const DefaultActiveTTL = time.Minute
 
 // Keyring is the process's view of pgveil.keys: it creates, caches, rotates
@@ -34,13 +36,15 @@ type Keyring struct {
 	ttl    time.Duration
 	now    func() time.Time
 
-	mu     sync.RWMutex
-	gen    uint64              // bumped by every Forget: see cacheable
-	byID   map[uint32]*DataKey // every loaded encryption key, any version
-	gone   map[uint32]struct{} // ids known to be shredded
-	active map[activeKey]activeEntry
-	index  map[string]*IndexKey // by BlindIndex.Key
-	flight flight
+	mu       sync.RWMutex
+	gen      uint64               // bumped by every Forget: see cacheable
+	watching int                  // Watch calls listening now
+	byID     map[uint32]*DataKey  // every loaded encryption key, any version
+	checked  map[uint32]time.Time // when the store last showed a byID key not shredded
+	gone     map[uint32]struct{}  // ids known to be shredded
+	active   map[activeKey]activeEntry
+	index    map[string]*IndexKey // by BlindIndex.Key
+	flight   flight
 }
 
 type activeEntry struct {
@@ -62,7 +66,7 @@ func NewKeyring(ctx context.Context, pool *pgxpool.Pool, master Master, log *zap
 	}
 	return &Keyring{
 		pool: pool, master: master, log: log, ttl: DefaultActiveTTL, now: timeNow,
-		byID: map[uint32]*DataKey{}, gone: map[uint32]struct{}{},
+		byID: map[uint32]*DataKey{}, checked: map[uint32]time.Time{}, gone: map[uint32]struct{}{},
 		active: map[activeKey]activeEntry{}, index: map[string]*IndexKey{},
 	}, nil
 }
@@ -194,6 +198,7 @@ func (k *Keyring) putActive(ak activeKey, dk *DataKey, ttl time.Duration) {
 		ttl = k.ttl
 	}
 	k.byID[dk.ID()] = dk
+	k.checked[dk.ID()] = k.now()
 	if ttl > 0 {
 		k.active[ak] = activeEntry{key: dk, expires: k.now().Add(ttl)}
 	}
@@ -251,20 +256,24 @@ func (k *Keyring) createKey(ctx context.Context, m keyMeta) (uint32, error) {
 // the cache generation from before row was read (see cacheable). The key is
 // the column's that row.meta.Scope names, whoever asked: a load shared by
 // readers of several columns (keyByID) serves each, and each checks the
-// scope itself (Open: DataKey.isFor).
+// scope itself (Open: DataKey.isFor). A shredded row is refused before the
+// cache is looked at: the row was read now, the cache may be older.
 func (k *Keyring) dataKeyFromRow(ctx context.Context, row *keyRow, gen uint64) (*DataKey, error) {
-	k.mu.RLock()
-	dk := k.byID[row.meta.ID]
-	k.mu.RUnlock()
-	if dk != nil {
-		return dk, nil
-	}
 	if row.meta.Purpose != PurposeEnc {
 		return nil, keyError(ErrWrongScope, row.meta.ID, "an index key, not an encryption key")
 	}
 	if row.state == StateShredded || row.wrapped == nil {
 		k.markGone(row.meta.ID)
 		return nil, keyError(ErrShredded, row.meta.ID, "%s", row.meta.Scope)
+	}
+	k.mu.Lock()
+	dk := k.byID[row.meta.ID]
+	if dk != nil && k.cacheable(gen) {
+		k.checked[row.meta.ID] = k.now()
+	}
+	k.mu.Unlock()
+	if dk != nil {
+		return dk, nil
 	}
 	schema, table, column, ok := splitScope(row.meta.Scope)
 	if !ok {
@@ -284,6 +293,7 @@ func (k *Keyring) dataKeyFromRow(ctx context.Context, row *keyRow, gen uint64) (
 		dk = prev
 	} else if k.cacheable(gen) {
 		k.byID[dk.ID()] = dk
+		k.checked[dk.ID()] = k.now()
 	}
 	k.mu.Unlock()
 	return dk, nil
@@ -305,6 +315,7 @@ func (k *Keyring) markGone(id uint32) {
 	k.mu.Lock()
 	k.gone[id] = struct{}{}
 	delete(k.byID, id)
+	delete(k.checked, id)
 	k.mu.Unlock()
 }
 
@@ -354,10 +365,16 @@ func (k *Keyring) OpenFor(ctx context.Context, col *policy.Column, tenant string
 	return pt, nil
 }
 
-// keyByID returns the cached key of id or loads it from the store.
+// keyByID returns the cached key of id or loads it from the store. Without
+// Watch, a cached key whose row was last read more than the active TTL ago
+// is read again, so that a shred by another process (`pgveil shred` while
+// `pgveil rotate` runs) reaches this one within the TTL even unannounced.
 func (k *Keyring) keyByID(ctx context.Context, id uint32, col *policy.Column) (*DataKey, error) {
 	k.mu.RLock()
 	dk := k.byID[id]
+	if dk != nil && k.watching == 0 && k.now().Sub(k.checked[id]) >= k.ttl {
+		dk = nil // stale: re-read the row (dataKeyFromRow keeps the unwrapped key)
+	}
 	_, gone := k.gone[id]
 	k.mu.RUnlock()
 	if dk != nil {
@@ -472,6 +489,7 @@ func (k *Keyring) Forget(ids ...uint32) {
 	k.gen++
 	if len(ids) == 0 {
 		clear(k.byID)
+		clear(k.checked)
 		clear(k.active)
 		clear(k.gone)
 		return
@@ -480,6 +498,7 @@ func (k *Keyring) Forget(ids ...uint32) {
 	for _, id := range ids {
 		drop[id] = true
 		delete(k.byID, id)
+		delete(k.checked, id)
 	}
 	for ak, e := range k.active {
 		if drop[e.key.ID()] {

@@ -64,7 +64,13 @@ func (r *keyRow) info() KeyInfo {
 }
 
 // scopeLock serialises rotations of one (scope, tenant) across processes.
+// It first takes the table lock the transaction's writes need anyway, so
+// that it never holds a row lock (newestRow FOR UPDATE) while waiting for
+// Shred's table lock, which waits for that row: a deadlock.
 func scopeLock(ctx context.Context, tx pgx.Tx, scope, tenant string, hasTenant bool) error {
+	if _, err := tx.Exec(ctx, `LOCK TABLE pgveil.keys IN ROW EXCLUSIVE MODE`); err != nil {
+		return err
+	}
 	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`,
 		"pgveil.keys\x1f"+scope+"\x1f"+strconv.FormatBool(hasTenant)+"\x1f"+tenant) // a collision only serialises more
 	return err

@@ -32,8 +32,26 @@ func (k *Keyring) Shred(ctx context.Context, table *policy.Table, tenant string)
 	}
 	var ids []uint32
 	err := pgx.BeginFunc(ctx, k.pool, func(tx pgx.Tx) error {
+		// No key is created or changed while the tenant's keys are
+		// destroyed, and the UPDATE's snapshot (taken after the lock, at
+		// any isolation level) holds every version committed before: also
+		// one made a moment ago for the tenant (loadActive after a retired
+		// newest version) under which an operator command re-sealed values
+		// opened with an older one. Such a command holds its opened keys'
+		// rows FOR SHARE until its batch commits (lockOpened in
+		// cmd/pgveil/internal/ops), which the UPDATE waits for; a batch
+		// that comes later finds the keys shredded and writes nothing.
+		// Readers and FOR SHARE are not blocked by this mode.
+		if _, err := tx.Exec(ctx, `LOCK TABLE pgveil.keys IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+			return err
+		}
+		// Rows locked in key_id order, as those batches do: no deadlock.
+		where := `purpose = 'enc' AND has_tenant AND tenant = $1 AND scope = ANY($2) AND state <> 'shredded'`
+		if _, err := tx.Exec(ctx, `SELECT FROM pgveil.keys WHERE `+where+` ORDER BY key_id FOR UPDATE`, tenant, scopes); err != nil {
+			return err
+		}
 		var err error
-		ids, err = tombstone(ctx, tx, `purpose = 'enc' AND has_tenant AND tenant = $1 AND scope = ANY($2) AND state <> 'shredded'`, tenant, scopes)
+		ids, err = tombstone(ctx, tx, where, tenant, scopes)
 		if err != nil {
 			return err
 		}

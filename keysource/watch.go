@@ -29,7 +29,10 @@ func (k *Keyring) Watch(ctx context.Context) error {
 	// Changes made before LISTEN took effect were not announced to us: a
 	// shred committed while this listener was down must not leave its keys
 	// readable here, so drop every cached key (they reload on demand).
+	// While listening, cached keys need no re-reading (see keyByID).
 	k.Forget()
+	k.setWatching(1)
+	defer k.setWatching(-1)
 	for {
 		n, err := conn.Conn().WaitForNotification(ctx)
 		if err != nil {
@@ -42,6 +45,12 @@ func (k *Keyring) Watch(ctx context.Context) error {
 		}
 		k.apply(n.Payload)
 	}
+}
+
+func (k *Keyring) setWatching(d int) {
+	k.mu.Lock()
+	k.watching += d
+	k.mu.Unlock()
 }
 
 func (k *Keyring) apply(payload string) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"github.com/pgveil/pgveil/keysource"
 	"github.com/pgveil/pgveil/policy"
 )
 
@@ -30,10 +32,13 @@ type pass struct {
 	idx  []ixTarget
 	// pred is the server-side "this row may need work" predicate.
 	pred func(a *args) string
-	// work decides one row: it fills r.set*/r.new*. A *rowProblem is
-	// counted and what work did set is still written (the value with the
-	// problem stays as it is); any other error ends the pass.
+	// work decides one row: it fills r.set*/r.new*, and r.opened with the
+	// key of every value it opened to compute what it writes. A
+	// *rowProblem is counted and what work did set is still written (the
+	// value with the problem stays as it is); any other error ends the pass.
 	work func(ctx context.Context, r *row) error
+	// keys is the Keyring work opens with (lockOpened tells it of shreds).
+	keys *keysource.Keyring
 
 	batch      int
 	workers    int
@@ -55,6 +60,7 @@ type row struct {
 	setIdx    []bool
 	newIdx    [][]byte
 	changed   bool
+	opened    []uint32 // keys of the values opened for what is written
 }
 
 // rowProblem is a row a pass cannot handle: left unchanged, counted, and
@@ -314,19 +320,15 @@ func (p *pass) batchOnce(ctx context.Context, e *Env, mu *sync.Mutex, cursor *[]
 				return nil, false, err
 			}
 			// The value stays as it is; the row's other values are written.
-			pc := st.Problems[rp.kind]
-			if pc == nil {
-				pc = &problemCount{By: p.t.rowsBy()}
-				st.Problems[rp.kind] = pc
-			}
-			pc.N++
-			if len(pc.Keys) < 5 {
-				pc.Keys = append(pc.Keys, p.t.rowName(r))
-			}
+			p.problem(st, r, rp.kind)
 		}
 		if r.changed {
 			changed = append(changed, r)
 		}
+	}
+	changed, err = p.lockOpened(ctx, tx, changed, st)
+	if err != nil {
+		return nil, false, err
 	}
 	t2 := time.Now()
 	if len(changed) > 0 {
@@ -341,6 +343,85 @@ func (p *pass) batchOnce(ctx context.Context, e *Env, mu *sync.Mutex, cursor *[]
 	e.Log.Debug("batch", zap.Duration("select", t1.Sub(t0)), zap.Duration("work", t2.Sub(t1)), zap.Duration("update", t3.Sub(t2)), zap.Duration("commit", time.Since(t3)))
 	st.Changed = int64(len(changed))
 	return st, true, nil
+}
+
+// problem counts r as left (in part) as it is, for kind.
+func (p *pass) problem(st *passStats, r *row, kind string) {
+	pc := st.Problems[kind]
+	if pc == nil {
+		pc = &problemCount{By: p.t.rowsBy()}
+		st.Problems[kind] = pc
+	}
+	pc.N++
+	if len(pc.Keys) < 5 {
+		pc.Keys = append(pc.Keys, p.t.rowName(r))
+	}
+}
+
+// shreddedMeanwhile is the problem of a row lockOpened does not write.
+const shreddedMeanwhile = "a value's key was shredded (`pgveil shred`) while this command ran: the row was left as it is (its values read as NULL)"
+
+// lockOpened makes sure that no batch writes what it opened with a key
+// that `pgveil shred` has destroyed, whichever commits first: inside the
+// batch's transaction it locks the rows of the keys the batch opened
+// values with FOR SHARE, until commit, and returns the rows of changed
+// whose keys are all still there; the others are counted (shreddedMeanwhile)
+// and not written. Keyring.Shred updates those rows: a shred that comes
+// first has committed its tombstones (or this waits for it to) and they
+// show here; one that comes later waits for this batch's commit, and then
+// destroys every version of the tenant's keys, also any this batch sealed
+// with. The Keyring alone cannot promise this: it learns of a shred by a
+// notification, a moment later.
+func (p *pass) lockOpened(ctx context.Context, tx pgx.Tx, changed []*row, st *passStats) ([]*row, error) {
+	var ids []int64
+	seen := map[uint32]bool{}
+	for _, r := range changed {
+		for _, id := range r.opened {
+			if !seen[id] {
+				seen[id] = true
+				ids = append(ids, int64(id))
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return changed, nil
+	}
+	slices.Sort(ids) // one lock order for every batch
+	rs, err := tx.Query(ctx, `SELECT key_id FROM pgveil.keys WHERE key_id = ANY($1) AND state <> 'shredded' ORDER BY key_id FOR SHARE`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("checking the keys of a batch of %s: %w", p.t.pol.QualifiedName(), err)
+	}
+	live := map[uint32]bool{}
+	for rs.Next() {
+		var id int64
+		if err := rs.Scan(&id); err != nil {
+			rs.Close()
+			return nil, err
+		}
+		live[uint32(id)] = true
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("checking the keys of a batch of %s: %w", p.t.pol.QualifiedName(), err)
+	}
+	if len(live) == len(ids) {
+		return changed, nil
+	}
+	var gone []uint32
+	for id := range seen {
+		if !live[id] {
+			gone = append(gone, id)
+		}
+	}
+	p.keys.Forget(gone...) // the next pass opens them to ErrShredded
+	var keep []*row
+	for _, r := range changed {
+		if slices.ContainsFunc(r.opened, func(id uint32) bool { return !live[id] }) {
+			p.problem(st, r, shreddedMeanwhile)
+			continue
+		}
+		keep = append(keep, r)
+	}
+	return keep, nil
 }
 
 // read runs the batch SELECT and decodes its rows.

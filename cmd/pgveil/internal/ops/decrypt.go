@@ -52,7 +52,7 @@ func decryptTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 	d := &decrypter{keys: keys, t: tg}
 	cols := tp.pol.Columns
 	idx := indexed(tg, cols)
-	p := &pass{t: tg, cols: cols, idx: idx, batch: o.Batch, workers: o.Workers}
+	p := &pass{t: tg, cols: cols, idx: idx, batch: o.Batch, workers: o.Workers, keys: keys}
 	p.pred = decryptPredicate(tg, cols, idx)
 	p.work = func(ctx context.Context, r *row) error { return d.work(ctx, p, r) }
 	st, err := runPasses(ctx, e, p, "decrypt "+name, o)
@@ -109,6 +109,11 @@ func (d *decrypter) work(ctx context.Context, p *pass, r *row) error {
 			}
 			continue
 		}
+		id, err := keyIDGo(v, d.t.physical[c])
+		if err != nil {
+			return err // it opened: cannot happen
+		}
+		r.opened = append(r.opened, id)
 		if d.t.physical[c] == policy.OIDText && (!utf8.Valid(pt) || bytes.IndexByte(pt, 0) >= 0) {
 			problem = cmp.Or(problem, error(&rowProblem{kind: fmt.Sprintf("%s: plaintext is not valid text for a text column (bytes that are not UTF-8)", c.Name)}))
 			continue

@@ -30,8 +30,10 @@ type Env struct {
 	Terminal      bool
 	ProgressEvery time.Duration
 
-	master keysource.Master
-	keys   *keysource.Keyring
+	master    keysource.Master
+	keys      *keysource.Keyring
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
 }
 
 // ErrConfig marks an error in the config or the command line (exit 2).
@@ -88,7 +90,10 @@ func (e *Env) Master(ctx context.Context) (keysource.Master, error) {
 
 // Keyring opens the key store, creating pgveil.keys if it is missing. Only
 // commands that change something call it: check and the plans never create
-// anything.
+// anything. The Keyring follows pgveil_keys until Close, as the proxy's
+// does: migrate and rotate open values and write them back for minutes or
+// hours, and must drop a key as soon as `pgveil shred` destroys it. (That
+// alone leaves a window; each batch re-checks its keys too: lockOpened.)
 func (e *Env) Keyring(ctx context.Context) (*keysource.Keyring, error) {
 	if e.keys != nil {
 		return e.keys, nil
@@ -102,11 +107,39 @@ func (e *Env) Keyring(ctx context.Context) (*keysource.Keyring, error) {
 		return nil, err
 	}
 	e.keys = k
+	wctx, stop := context.WithCancel(context.Background())
+	e.stopWatch, e.watchDone = stop, make(chan struct{})
+	go e.watchKeys(wctx, k)
 	return k, nil
 }
 
-// Close releases the pool and the master key source.
+// watchKeys runs k.Watch until ctx ends, reconnecting after a failure.
+// While it is down, k re-reads a cached key's row after the active TTL.
+func (e *Env) watchKeys(ctx context.Context, k *keysource.Keyring) {
+	defer close(e.watchDone)
+	backoff := 100 * time.Millisecond
+	for {
+		err := k.Watch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		e.Log.Warn("key-store notifications interrupted; reconnecting", zap.Error(err), zap.Duration("retry_in", backoff))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// Close stops following pgveil_keys and releases the pool and the master
+// key source.
 func (e *Env) Close() {
+	if e.stopWatch != nil {
+		e.stopWatch()
+		<-e.watchDone
+	}
 	if c, ok := e.master.(io.Closer); ok {
 		c.Close()
 	}

@@ -289,7 +289,7 @@ type migrator struct {
 func (m *migrator) pass(o MigrateOptions) *pass {
 	cols := m.t.pol.Columns
 	idx := indexed(m.t, cols)
-	p := &pass{t: m.t, cols: cols, idx: idx, batch: o.Batch, workers: o.Workers}
+	p := &pass{t: m.t, cols: cols, idx: idx, batch: o.Batch, workers: o.Workers, keys: m.keys}
 	p.pred = migratePredicate(m.t, cols, idx)
 	p.work = func(ctx context.Context, r *row) error { return m.work(ctx, p, r) }
 	return p
@@ -425,6 +425,11 @@ func (m *migrator) work(ctx context.Context, p *pass, r *row) error {
 				}
 				break
 			}
+			id, err := keyIDGo(v, m.t.physical[c])
+			if err != nil {
+				return err // it opened: cannot happen
+			}
+			r.opened = append(r.opened, id)
 			for j, x := range mine {
 				if r.hasIdx[first+j] {
 					continue

@@ -1,11 +1,13 @@
 package ops
 
 import (
+	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
 
+	"github.com/pgveil/pgveil/keysource"
 	"github.com/pgveil/pgveil/keysource/envelope"
 	"github.com/pgveil/pgveil/policy"
 )
@@ -71,6 +73,21 @@ func keyIDBytes(ids []uint32) [][]byte {
 		out[i] = binary.BigEndian.AppendUint32(nil, id)
 	}
 	return out
+}
+
+// keyIDGo is the key id of a sealed value (sealedGo), as keyIDSQL reads it.
+func keyIDGo(v []byte, physical uint32) (uint32, error) {
+	if physical == policy.OIDText {
+		if len(v) < 13 {
+			return 0, keysource.ErrTampered
+		}
+		h, err := base64.RawURLEncoding.DecodeString(string(v[5:13]))
+		if err != nil {
+			return 0, keysource.ErrTampered
+		}
+		return binary.BigEndian.Uint32(h[1:5]), nil
+	}
+	return envelope.KeyID(v)
 }
 
 // sealedGo is the proxy's own test of a stored value.

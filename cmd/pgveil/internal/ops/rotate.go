@@ -264,13 +264,24 @@ func rotateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tg *targe
 	if err != nil {
 		return err
 	}
-	var drop, keep []uint32
+	shredded, err := shreddedKeys(ctx, e, retired)
+	if err != nil {
+		return err
+	}
+	var drop, keep, gone []uint32
 	for _, id := range retired {
-		if left[id] > 0 {
+		switch {
+		case shredded[id]:
+			gone = append(gone, id)
+		case left[id] > 0:
 			keep = append(keep, id)
-		} else {
+		default:
 			drop = append(drop, id)
 		}
+	}
+	if len(gone) > 0 {
+		e.Log.Info("retired data keys shredded during the rotation", zap.String("table", name), zap.Uint32s("key_ids", gone))
+		fmt.Fprintf(e.Out, "%s: key version(s) %s were shredded (`pgveil shred`) while this ran: their values were left as they are (they read as NULL)\n", name, joinIDs(gone))
 	}
 	dropped, err := keys.DropRetired(ctx, drop...)
 	if err != nil {
@@ -278,7 +289,10 @@ func rotateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tg *targe
 	}
 	e.Log.Info("dropped retired data keys", zap.String("table", name), zap.Uint32s("key_ids", dropped))
 	fmt.Fprintf(e.Out, "%s: dropped %d retired key version(s): %s\n", name, len(dropped), joinIDs(dropped))
-	if len(keep) > 0 || len(st.Problems) > 0 {
+	if len(keep) == 0 && len(st.Problems) > 0 {
+		return &ProblemError{Msg: fmt.Sprintf("%s: some rows were left as they are:\n  - %s", name, strings.Join(st.problemLines(), "\n  - "))}
+	}
+	if len(keep) > 0 {
 		return &ProblemError{Msg: fmt.Sprintf("%s: retired key version(s) %s still encrypt some values and were kept:\n  - %s\nfix or remove those rows, then run `pgveil rotate --finish`",
 			name, joinIDs(keep), strings.Join(st.problemLines(), "\n  - "))}
 	}
@@ -363,7 +377,7 @@ func (r *rotator) pass(cols []*policy.Column, o RotateOptions) *pass {
 			with = append(with, c)
 		}
 	}
-	p := &pass{t: r.t, cols: with, batch: o.Batch, workers: o.Workers}
+	p := &pass{t: r.t, cols: with, batch: o.Batch, workers: o.Workers, keys: r.keys}
 	p.pred = func(a *args) string {
 		var ps []string
 		for _, c := range with {
@@ -406,6 +420,9 @@ func (r *rotator) work(ctx context.Context, p *pass, row *row) error {
 			return err
 		}
 		pt, err := r.keys.OpenFor(ctx, c, tenant, has, env, nil)
+		if errors.Is(err, keysource.ErrShredded) {
+			continue // shredded since this run began: it stays, and reads as NULL
+		}
 		if err != nil {
 			if err := rowOrFatal(openProblem(c, err), &problem); err != nil {
 				return err
@@ -425,8 +442,27 @@ func (r *rotator) work(ctx context.Context, p *pass, row *row) error {
 			out = envelope.Encode(nil, out)
 		}
 		row.setVal[i], row.newVal[i], row.changed = true, out, true
+		row.opened = append(row.opened, id)
 	}
 	return problem
+}
+
+// shreddedKeys are those of ids that are tombstones now.
+func shreddedKeys(ctx context.Context, e *Env, ids []uint32) (map[uint32]bool, error) {
+	rows, err := e.Pool.Query(ctx, `SELECT key_id FROM pgveil.keys WHERE key_id = ANY($1) AND state = 'shredded'`, idsInt64(ids))
+	if err != nil {
+		return nil, err
+	}
+	out := map[uint32]bool{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		out[uint32(id)] = true
+	}
+	return out, rows.Err()
 }
 
 // remaining counts values still under each retired id.
