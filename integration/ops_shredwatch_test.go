@@ -144,6 +144,12 @@ func TestOpsShredDuringDecrypt(t *testing.T) {
 	}
 	sh.Wait()
 	t.Logf("shred: exit %d\n%s%s", sh.ProcessState.ExitCode(), shOut.String(), tail(shErr.String(), 6))
+	// Row 1 was decrypted before the keys were destroyed: plaintext no
+	// key erases. The shred says so, and fails.
+	if code := sh.ProcessState.ExitCode(); code != 1 || !strings.Contains(shErr.String(), "hold values without an envelope") ||
+		!strings.Contains(shOut.String(), "data key(s) destroyed") {
+		t.Errorf("shred with the tenant's plaintext left by a concurrent decrypt: exit %d, want 1 naming the plaintext rows (and the keys destroyed)\n%s%s", code, shOut.String(), tail(shErr.String(), 6))
+	}
 	var email, note *string
 	if err := su.QueryRow(ctx, `SELECT email, note FROM rv WHERE id = 4`).Scan(&email, &note); err != nil {
 		t.Fatal(err)

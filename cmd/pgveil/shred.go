@@ -61,11 +61,14 @@ Exit 0: done; 1: failed (rerun it: it is idempotent); 2: bad usage or config.`)
 		}
 	}
 	res, err := ops.Shred(ctx, e, o)
+	if res != nil {
+		// The keys are destroyed even when a later step reports a problem.
+		fmt.Fprintf(stdout, "shredded tenant %s = %s of %s: %d data key(s) destroyed (%s), blind indexes cleared in %d row(s)\n",
+			t.KeyContext, canonical, t.QualifiedName(), len(res.KeyIDs), fmtIDs(res.KeyIDs), res.Cleared)
+	}
 	if err != nil {
 		return opsExit("shred", err, stderr)
 	}
-	fmt.Fprintf(stdout, "shredded tenant %s = %s of %s: %d data key(s) destroyed (%s), blind indexes cleared in %d row(s)\n",
-		t.KeyContext, canonical, t.QualifiedName(), len(res.KeyIDs), fmtIDs(res.KeyIDs), res.Cleared)
 	return exitOK
 }
 

@@ -61,14 +61,8 @@ func ShredTarget(ctx context.Context, e *Env, o ShredOptions) (*policy.Table, st
 			"Encrypt the table again first (`pgveil migrate --apply` until it is complete), then shred, or delete the tenant's rows on a direct connection; nothing was changed",
 			t.QualifiedName())}
 	}
-	var plain []string
-	for _, c := range t.Columns {
-		qc := col(c.Name)
-		plain = append(plain, fmt.Sprintf("(%s IS NOT NULL AND NOT %s)", qc, sealedSQL(qc, tg[0].physical[c])))
-	}
-	var n, unsealed int64
-	if err := e.Pool.QueryRow(ctx, fmt.Sprintf("SELECT count(*), count(*) FILTER (WHERE %s) FROM %s WHERE %s = $1::%s",
-		orJoin(plain), tg[0].name, col(t.KeyContext), tg[0].tenant.TypeName), o.Tenant).Scan(&n, &unsealed); err != nil {
+	n, unsealed, err := tenantUnsealed(ctx, e, t, tg[0], o.Tenant)
+	if err != nil {
 		return nil, "", 0, err
 	}
 	if unsealed > 0 {
@@ -77,6 +71,19 @@ func ShredTarget(ctx context.Context, e *Env, o ShredOptions) (*policy.Table, st
 			unsealed, t.KeyContext, tenant, t.QualifiedName(), t.QualifiedName())}
 	}
 	return t, tenant, n, nil
+}
+
+// tenantUnsealed counts the tenant's rows, and those holding a value of a
+// configured column without an envelope (plaintext at rest).
+func tenantUnsealed(ctx context.Context, e *Env, t *policy.Table, tg *target, tenant string) (n, unsealed int64, err error) {
+	var plain []string
+	for _, c := range t.Columns {
+		qc := col(c.Name)
+		plain = append(plain, fmt.Sprintf("(%s IS NOT NULL AND NOT %s)", qc, sealedSQL(qc, tg.physical[c])))
+	}
+	err = e.Pool.QueryRow(ctx, fmt.Sprintf("SELECT count(*), count(*) FILTER (WHERE %s) FROM %s WHERE %s = $1::%s",
+		orJoin(plain), tg.name, col(t.KeyContext), tg.tenant.TypeName), tenant).Scan(&n, &unsealed)
+	return n, unsealed, err
 }
 
 // ShredResult is what Shred did.
@@ -163,5 +170,18 @@ func Shred(ctx context.Context, e *Env, o ShredOptions) (*ShredResult, error) {
 		zap.Uint32s("key_ids", ids),
 		zap.Int64("blind_index_rows_cleared", res.Cleared),
 	)
+	// The state was checked before the keys were destroyed: a `pgveil
+	// migrate --decrypt` that began in between (or a write around pgveil)
+	// may have left plaintext of the tenant, which no key erases. Batches
+	// that open a value after the shred skip it (pass.lockOpened); those
+	// before it committed their plaintext.
+	if _, unsealed, err := tenantUnsealed(ctx, e, t, tg, o.Tenant); err != nil {
+		return res, fmt.Errorf("checking %s for the tenant's plaintext after the shred: %w", t.QualifiedName(), err)
+	} else if unsealed > 0 {
+		return res, &ProblemError{Msg: fmt.Sprintf("the tenant's keys are destroyed, but %d row(s) of tenant %s = %s in %s hold values without an envelope "+
+			"(decrypted by a `pgveil migrate --decrypt` that started while the shred did, or written around pgveil): they are plaintext at rest. "+
+			"Set those values NULL or delete the rows on a direct connection",
+			unsealed, t.KeyContext, tenant, t.QualifiedName())}
+	}
 	return res, nil
 }
