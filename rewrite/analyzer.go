@@ -107,9 +107,6 @@ type analyzer struct {
 	// (TABLESAMPLE).
 	ov        *overlays
 	noOverlay bool
-	// noLateral: the subquery in FROM about to be planned is the LATERAL
-	// right side of a RIGHT or FULL JOIN, which may not see the left side.
-	noLateral bool
 	// outputFallback: the column reference being resolved may name an
 	// output column instead (GROUP BY, ORDER BY): no case-only refusal.
 	outputFallback bool

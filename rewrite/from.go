@@ -24,7 +24,7 @@ func (a *analyzer) fromItem(n *pg.Node, level *scope) ([]*rel, *Error) {
 	case n.GetRangeSubselect() != nil:
 		rs := n.GetRangeSubselect()
 		parent := level
-		if lateral := rs.Lateral && !a.noLateral; !lateral {
+		if !rs.Lateral {
 			// The FROM items before it are out of reach (PostgreSQL
 			// rejects a reference to one, after logging the text).
 			parent = &scope{parent: level.parent, hidden: append(slices.Clip(level.hidden), level.rels...), hiddenHint: subqueryHiddenHint}
@@ -162,14 +162,19 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 	if err != nil {
 		return nil, err
 	}
-	if rs := j.Rarg.GetRangeSubselect(); rs != nil && rs.Lateral && (j.Jointype == pg.JoinType_JOIN_RIGHT || j.Jointype == pg.JoinType_JOIN_FULL) {
-		// PostgreSQL rejects a LATERAL reference from the right side of a
-		// RIGHT or FULL JOIN (after logging the text): plan it as if it
-		// were not LATERAL, the left side out of reach.
-		a.noLateral = true
+	var right []*rel
+	if j.Jointype == pg.JoinType_JOIN_RIGHT || j.Jointype == pg.JoinType_JOIN_FULL {
+		// A LATERAL reference from the right side of a RIGHT or FULL JOIN
+		// to its left side is an error in PostgreSQL (after logging the
+		// text): plan the right side with the left out of reach, the FROM
+		// items before the join still visible to its LATERAL items.
+		rl := &scope{rels: slices.Clone(level.rels[:first]), parent: level.parent,
+			hidden: append(slices.Clip(level.hidden), level.rels[first:]...), hiddenHint: rightJoinHint}
+		right, err = a.fromItem(j.Rarg, rl)
+		level.rels = append(level.rels, rl.rels[first:]...)
+	} else {
+		right, err = a.fromItem(j.Rarg, level)
 	}
-	right, err := a.fromItem(j.Rarg, level)
-	a.noLateral = false
 	if err != nil {
 		return nil, err
 	}
@@ -179,14 +184,31 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 		for _, r := range all {
 			r.merged = true
 		}
+		// The names USING compares are those each side shows: an aliased
+		// JOIN's own (renamed by its column list), not its relations'.
+		var sides []*rel
+		for _, r := range all {
+			u := r
+			if r.joinAliasRel != nil {
+				u = r.joinAliasRel
+			}
+			if !slices.Contains(sides, u) {
+				sides = append(sides, u)
+			}
+		}
 		for _, u := range j.UsingClause {
 			name, _ := str(u)
-			for _, r := range all {
-				if i := r.col(name); i >= 0 && r.cols[i].enc != nil {
-					return nil, unsupported(r.cols[i].enc, "JOIN USING", "write JOIN … ON a."+name+" = b."+name+" (pgveil compares the blind indexes)")
-				}
-				if i := r.col(name); i >= 0 && r.cols[i].json != nil {
-					return nil, a.jsonRefused(r.cols[i].json, "JOIN USING", -1)
+			for _, r := range sides {
+				for i := range r.cols {
+					if r.cols[i].name != name {
+						continue
+					}
+					if r.cols[i].enc != nil {
+						return nil, unsupported(r.cols[i].enc, "JOIN USING", "write JOIN … ON a."+name+" = b."+name+" (pgveil compares the blind indexes)")
+					}
+					if r.cols[i].json != nil {
+						return nil, a.jsonRefused(r.cols[i].json, "JOIN USING", -1)
+					}
 				}
 			}
 		}

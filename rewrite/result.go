@@ -58,6 +58,30 @@ type queryResult struct {
 	merged bool
 }
 
+// visible is how many columns the client (or enclosing query) sees.
+func (res *queryResult) visible() int {
+	n := 0
+	for i := range res.cols {
+		if !res.cols[i].hidden {
+			n++
+		}
+	}
+	return n
+}
+
+// hasSealed reports whether an output carries an encrypted column (or
+// JSON built from one); firstSealed returns it.
+func (res *queryResult) hasSealed() bool { return res.firstSealed() != nil }
+
+func (res *queryResult) firstSealed() *policy.Column {
+	for i := range res.cols {
+		if col := res.cols[i].sealed(); col != nil {
+			return col
+		}
+	}
+	return nil
+}
+
 // inexact marks the positions of the outputs from here on unknown (a *
 // over a relation pgveil cannot list); those before stay exact.
 func (res *queryResult) inexact() {

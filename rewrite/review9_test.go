@@ -12,6 +12,14 @@ package rewrite
 // unknown to pgveil). ORM suites (GORM, ActiveRecord, Sequelize, Knex,
 // SQLAlchemy, Django) pass on 078aa24.
 //
+// All fixed in the commit after it: the right side of a RIGHT/FULL JOIN is
+// planned in a scope of its own, the join's left side hidden (noLateral
+// removed, its flag had leaked into the subquery's body); JOIN USING
+// checks the names each side shows (an aliased JOIN's own); q.col where q
+// has two columns of the name with an encrypted one among them is refused
+// (42702); a scalar subquery returning an encrypted column beside others
+// is refused.
+//
 // Failing at the time of the review (defects):
 //   TestReview9FoundNoLateralLeak   HIGH (078aa24): join (from.go) sets
 //                                   a.noLateral for the LATERAL right side
@@ -217,5 +225,23 @@ func TestReview9Holds(t *testing.T) {
 		`SELECT 1 FROM (SELECT (SELECT * FROM (VALUES ((SELECT email FROM contacts LIMIT 1))) v)) s WHERE s.column1 = '` + rev4Leak + `'`,
 	} {
 		refusal(t, p, sql, publicPath)
+	}
+}
+
+// TestReview9FixesHold: what the fixes of review 9 keep planning. The
+// right side of a RIGHT/FULL JOIN sees its own LATERAL items and the FROM
+// items before the join; a USING join over an aliased JOIN compares the
+// names the alias gives.
+func TestReview9FixesHold(t *testing.T) {
+	p := newTestPlanner(t)
+	for _, sql := range []string{
+		`SELECT 1 FROM orgs o RIGHT JOIN LATERAL (SELECT c.id FROM contacts c, LATERAL (SELECT 1 AS one WHERE c.email = '` + rev4Leak + `') z) s ON true`,
+		`SELECT 1 FROM users u, orgs o FULL JOIN LATERAL (SELECT 1 AS one WHERE u.email = '` + rev4Leak + `') s ON true`,
+		`SELECT 1 FROM orgs o RIGHT JOIN (contacts c JOIN LATERAL (SELECT 1 AS one WHERE c.email = '` + rev4Leak + `') s ON true) ON true`,
+		`SELECT 1 FROM (contacts c1 JOIN orgs o ON true) AS j(a, b, x) JOIN (SELECT 1 AS b) z USING (b) WHERE j.x = '` + rev4Leak + `'`,
+	} {
+		if _, r := rev4Plan(t, p, sql); r == "" || strings.Contains(r, rev4Leak) {
+			t.Errorf("%s\n planned as %q", sql, r)
+		}
 	}
 }

@@ -152,6 +152,7 @@ const (
 	onHiddenHint       = "a JOIN's ON clause sees only the join's own relations: move the condition to WHERE"
 	subqueryHiddenHint = "a subquery in FROM sees the FROM items before it only when it is LATERAL: write LATERAL (…), or move the condition out of the subquery"
 	notMatchedHint     = "MERGE … WHEN NOT MATCHED sees only the source relation: name the source's columns"
+	rightJoinHint      = "the right side of a RIGHT or FULL JOIN cannot refer to its left side (LATERAL needs INNER or LEFT JOIN)"
 )
 
 // hiddenEncrypted returns the encrypted column called name of a relation
@@ -183,6 +184,25 @@ func (s *scope) find(name string) *rel {
 		}
 	}
 	return nil
+}
+
+// twiceEncrypted returns an encrypted column of r called name when r has
+// more than one column of that name, or nil.
+func (r *rel) twiceEncrypted(name string) *policy.Column {
+	n := 0
+	var enc *policy.Column
+	for i := range r.cols {
+		if r.cols[i].name == name {
+			n++
+			if e := cmp.Or(r.cols[i].enc, r.cols[i].json.FirstColumn()); e != nil && enc == nil {
+				enc = e
+			}
+		}
+	}
+	if n < 2 {
+		return nil
+	}
+	return enc
 }
 
 // twiceNamed returns the encrypted column called col of a relation named q
@@ -309,6 +329,13 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 			return none, e.at(a.sql, cr.Location)
 		}
 		idx := r.col(name)
+		if enc := r.twiceEncrypted(name); enc != nil {
+			// s.email where s has two columns of the name: PostgreSQL
+			// rejects it as ambiguous, after logging the text.
+			e := colErr(CodeAmbiguousColumn, enc, "give the columns distinct names in the subquery, CTE or JOIN alias",
+				"column reference %q is ambiguous", strings.Join(parts, "."))
+			return none, e.at(a.sql, cr.Location)
+		}
 		if enc, hint := hiddenEncrypted(parts[len(parts)-2], name, sc); idx < 0 && enc != nil {
 			// The name reaches another relation than the hidden one that
 			// has the encrypted column: PostgreSQL rejects it, after

@@ -221,6 +221,12 @@ func (a *analyzer) targetList(list []*pg.Node, level *scope) (*queryResult, *Err
 			if rt.Name == "" && sub.complete && len(sub.cols) > 0 {
 				o.name = sub.cols[0].name // named after its own output, * expanded
 			}
+			if visible := sub.visible(); (visible != 1 || !sub.complete) && sub.hasSealed() {
+				// PostgreSQL rejects a scalar subquery of several columns
+				// (after logging the text); pgveil could not tell which
+				// one the output is.
+				return nil, unsupported(sub.firstSealed(), "a scalar subquery returning it beside other columns", "return one column from the subquery").at(a.sql, sl.Location)
+			}
 			if len(sub.cols) == 1 && sub.cols[0].json != nil {
 				o.json = sub.cols[0].json // JSON the scalar subquery built
 			}
