@@ -189,20 +189,27 @@ func (s *scope) find(name string) *rel {
 // twiceEncrypted returns an encrypted column of r called name when r has
 // more than one column of that name, or nil.
 func (r *rel) twiceEncrypted(name string) *policy.Column {
-	n := 0
-	var enc *policy.Column
-	for i := range r.cols {
-		if r.cols[i].name == name {
+	if n, enc := named([]*rel{r}, name); n > 1 {
+		return enc
+	}
+	return nil
+}
+
+// named counts the columns called name of rels and returns the first
+// encrypted one among them (or one holding JSON built from one).
+func named(rels []*rel, name string) (n int, enc *policy.Column) {
+	for _, r := range rels {
+		for i := range r.cols {
+			if r.cols[i].name != name {
+				continue
+			}
 			n++
 			if e := cmp.Or(r.cols[i].enc, r.cols[i].json.FirstColumn()); e != nil && enc == nil {
 				enc = e
 			}
 		}
 	}
-	if n < 2 {
-		return nil
-	}
-	return enc
+	return n, enc
 }
 
 // twiceNamed returns the encrypted column called col of a relation named q
@@ -378,26 +385,16 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 // the reference as ambiguous, after logging the text), or nil. The
 // relations inside an aliased JOIN are counted through its alias.
 func ambiguousEncrypted(name string, s *scope) *policy.Column {
-	n := 0
-	var enc *policy.Column
+	var visible []*rel
 	for _, r := range s.rels {
-		if r.joinAliasRel != nil {
-			continue
-		}
-		for i := range r.cols {
-			if r.cols[i].name != name {
-				continue
-			}
-			n++
-			if e := cmp.Or(r.cols[i].enc, r.cols[i].json.FirstColumn()); e != nil && enc == nil {
-				enc = e
-			}
+		if r.joinAliasRel == nil {
+			visible = append(visible, r)
 		}
 	}
-	if n < 2 {
-		return nil
+	if n, enc := named(visible, name); n > 1 {
+		return enc
 	}
-	return enc
+	return nil
 }
 
 // encryptedFolded returns an encrypted column of a relation in scope whose

@@ -391,17 +391,13 @@ func (p *pass) lockOpened(ctx context.Context, tx pgx.Tx, changed []*row, st *pa
 	if err != nil {
 		return nil, fmt.Errorf("checking the keys of a batch of %s: %w", p.t.pol.QualifiedName(), err)
 	}
-	live := map[uint32]bool{}
-	for rs.Next() {
-		var id int64
-		if err := rs.Scan(&id); err != nil {
-			rs.Close()
-			return nil, err
-		}
-		live[uint32(id)] = true
-	}
-	if err := rs.Err(); err != nil {
+	liveIDs, err := pgx.CollectRows(rs, pgx.RowTo[int64])
+	if err != nil {
 		return nil, fmt.Errorf("checking the keys of a batch of %s: %w", p.t.pol.QualifiedName(), err)
+	}
+	live := map[uint32]bool{}
+	for _, id := range liveIDs {
+		live[uint32(id)] = true
 	}
 	if len(live) == len(ids) {
 		return changed, nil

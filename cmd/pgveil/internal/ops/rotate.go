@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"slices"
 	"strings"
 	"time"
@@ -453,16 +454,12 @@ func shreddedKeys(ctx context.Context, e *Env, ids []uint32) (map[uint32]bool, e
 	if err != nil {
 		return nil, err
 	}
+	gone, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	out := map[uint32]bool{}
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, err
-		}
+	for _, id := range gone {
 		out[uint32(id)] = true
 	}
-	return out, rows.Err()
+	return out, err
 }
 
 // remaining counts values still under each retired id.
