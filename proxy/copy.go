@@ -320,9 +320,9 @@ func (s *session) copyRow(ci *copyIn, row []byte, kind copydata.RowKind) error {
 		case -1:
 			out = append(out, copydata.Field{Null: true})
 		case -2:
-			out = append(out, copydata.Field{Value: ci.vals[sp.start:sp.end:sp.end]})
+			out = append(out, copydata.Field{Value: value(ci.vals, sp)})
 		default:
-			out[sp.i] = copydata.Field{Value: ci.vals[sp.start:sp.end:sp.end]}
+			out[sp.i] = copydata.Field{Value: value(ci.vals, sp)}
 		}
 	}
 	s.spans = spans[:0]

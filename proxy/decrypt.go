@@ -203,6 +203,19 @@ func clientParamOIDs(st *rewrite.Stmt, server, declared []uint32, dst []uint32) 
 	return dst
 }
 
+// value is the bytes of sp in arena: never nil, which would stand for NULL
+// (a slice of a nil arena is nil, and an empty value leaves the arena as
+// it was: '' on a session that has opened nothing yet read as NULL).
+func value(arena []byte, sp span) []byte {
+	if sp.start == sp.end {
+		return emptyValue
+	}
+	return arena[sp.start:sp.end:sp.end]
+}
+
+// emptyValue is the zero-length, non-NULL value.
+var emptyValue = []byte{}
+
 // decryptRow rewrites one DataRow's values in place; values of encrypted
 // fields are appended to s.rowArena. It returns the visible values.
 func (s *session) decryptRow(m *resultMap, values [][]byte) ([][]byte, error) {
@@ -237,7 +250,7 @@ func (s *session) decryptRow(m *resultMap, values [][]byte) ([][]byte, error) {
 		spans = append(spans, span{i: i, start: begin, end: len(arena)})
 	}
 	for _, sp := range spans {
-		values[sp.i] = arena[sp.start:sp.end:sp.end]
+		values[sp.i] = value(arena, sp)
 	}
 	s.rowArena, s.rowSpans = arena, spans[:0]
 	s.observe(s.srv.metrics.phaseCrypto, time.Since(start).Seconds())

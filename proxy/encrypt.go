@@ -984,7 +984,7 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 		if nulls[i] {
 			out.Params = append(out.Params, nil)
 		} else {
-			out.Params = append(out.Params, arena[sp.start:sp.end:sp.end])
+			out.Params = append(out.Params, value(arena, sp))
 		}
 	}
 	s.arena, s.nulls, s.spans = arena, nulls, spans[:0]
