@@ -77,8 +77,9 @@ type analyzer struct {
 	maxParam   int32
 	litIndex   map[int]int // literal start → index in st.Literals
 	ctes       *cteScope
-	tenantRels map[*policy.Table]int  // base references to tables with a key_context
-	refRels    map[*pg.ColumnRef]*rel // the relation each encrypted column reference resolved to
+	tenantRels map[*policy.Table]int    // base references to tables with a key_context
+	refRels    map[*pg.ColumnRef]*rel   // the relation each encrypted column reference resolved to
+	refScopes  map[*pg.ColumnRef]*scope // and the scope it was resolved in
 
 	// noOutputs: the statement's rows never reach the client decrypted
 	// (EXPLAIN, CREATE TABLE AS…), so no hidden tenant is appended.
@@ -110,6 +111,7 @@ type analyzer struct {
 	// outputFallback: the column reference being resolved may name an
 	// output column instead (GROUP BY, ORDER BY): no case-only refusal.
 	outputFallback bool
+	inOutputNamed  bool // outputNamed resolving an output's own reference
 	// bareOverlays maps the overlaid relations given no alias to their
 	// schema (unqualifyOverlaid). sysCols: 0 not known yet, 1 no system
 	// column named in root (the statement), 2 one is (systemColumns).
@@ -142,6 +144,7 @@ func newAnalyzer(p *Planner, cat *Catalog, sql string, raw *pg.RawStmt, start, e
 		litIndex:   map[int]int{},
 		tenantRels: map[*policy.Table]int{},
 		refRels:    map[*pg.ColumnRef]*rel{},
+		refScopes:  map[*pg.ColumnRef]*scope{},
 	}
 	if cat != nil {
 		a.ov = &cat.ov

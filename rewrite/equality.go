@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"cmp"
 	"fmt"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
@@ -325,13 +326,48 @@ func (a *analyzer) anyArray(e *pg.A_Expr, col *policy.Column, ref *pg.ColumnRef,
 // renameToIndex replaces the last name of a column reference with the
 // column's blind-index column (users.email → users.email_bidx), quoted the
 // way the client quoted the name it replaces.
+// shadowing returns a relation other than r that an unqualified name
+// would reach at r's level or a level inside it, or nil.
+func shadowing(sc *scope, r *rel, name string) *rel {
+	for s := sc; s != nil; s = s.parent {
+		here := false
+		for _, x := range s.rels {
+			if x.joinAliasRel != nil {
+				continue
+			}
+			if x == r {
+				here = true
+				continue
+			}
+			if x.col(name) >= 0 {
+				return x
+			}
+		}
+		if here {
+			return nil
+		}
+	}
+	return nil
+}
+
 func (a *analyzer) renameToIndex(cr *pg.ColumnRef, col *policy.Column) *Error {
 	// Through a subquery or CTE, the blind index is there only if it
 	// selects it (SELECT * does): refuse a name the server would not find.
-	if r := a.refRels[cr]; r != nil && !r.base && r.complete && !r.carriesIndex(r.col(lastName(cr.Fields)), col) {
+	// A table's alias column list may rename its blind index too.
+	if r := a.refRels[cr]; r != nil && r.complete && !r.carriesIndex(r.col(lastName(cr.Fields)), col) {
 		return colErr(CodeFeatureNotSupported, col,
 			fmt.Sprintf("compare %s inside the subquery, CTE or view %s, or select %s there too", col.Name, r.name, col.BlindIndex.Column),
 			"cannot compare encrypted column %s through %s: it does not return the blind index %s", col.QualifiedName(), r.name, col.BlindIndex.Column).at(a.sql, cr.Location)
+	}
+	if sc, r := a.refScopes[cr], a.refRels[cr]; len(cr.Fields) == 1 && sc != nil && r != nil {
+		for _, bi := range col.IndexTargets() {
+			if other := shadowing(sc, r, bi.Column); other != nil {
+				// email → email_bidx would name another relation's column
+				// (PostgreSQL resolves the new name afresh).
+				return colErr(CodeFeatureNotSupported, col, "qualify the column with its table name or alias ("+r.name+"."+col.Name+")",
+					"unqualified %s cannot become its blind index %s here: %s has a column of that name", col.Name, bi.Column, cmp.Or(other.name, "a relation")).at(a.sql, cr.Location)
+			}
+		}
 	}
 	l := lexer{s: a.sql[:a.stmtEnd], pos: int(cr.Location), backslash: a.backslash}
 	var last token

@@ -167,6 +167,7 @@ func (a *analyzer) encOperand(n *pg.Node, sc *scope) (*policy.Column, *pg.Column
 				return nil, nil, unsupported(c, a.strict, "pgveil would let the server store or evaluate it on ciphertext; keep this logic in the application").at(a.sql, cr.Location)
 			}
 			a.refRels[cr] = ref.rel
+			a.refScopes[cr] = sc
 			return c, cr, nil
 		}
 		return nil, nil, nil

@@ -11,6 +11,16 @@ package rewrite
 // 15.18 (EXPLAIN VERBOSE on a scratch cluster with the fixture's tables,
 // columns of configured tables as bytea, orgs(id, name) unknown to pgveil).
 //
+// All fixed in the commit after it: bare names skip the relations inside
+// an aliased JOIN (its alias's renamed columns answer them); ROLLUP, CUBE
+// and GROUPING SETS items planned as GROUP BY items; GROUP BY name looks
+// at the query's own FROM, then its outputs, then enclosing queries; an
+// unqualified name is not renamed to its blind index where that name
+// reaches another relation (refused: qualify it); a base table's alias
+// column list is checked for its blind index as a subquery's is; an
+// output's name used in WHERE/HAVING/an expression over an encrypted
+// column is refused (42703) before the server logs the text.
+//
 // Failing at the time of the review (defects):
 //   TestReview10FoundJoinAliasBareName HIGH (predates 7ab8a66):
 //                                   resolveBare (scope.go) looks a bare name

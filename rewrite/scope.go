@@ -146,6 +146,9 @@ type scope struct {
 	// refused first. hiddenHint says why and what to do.
 	hidden     []*rel
 	hiddenHint string
+	// selectList is the select list of the query at this level: its
+	// output names, which expressions of the query cannot see.
+	selectList []*pg.Node
 }
 
 const (
@@ -380,6 +383,35 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 	}
 }
 
+// outputNamed returns the encrypted column an output of a select list in
+// scope called name reads (SELECT c.email AS e … WHERE e = …: PostgreSQL
+// rejects e, after logging the text), or nil.
+func (a *analyzer) outputNamed(name string, sc *scope) *policy.Column {
+	if a.inOutputNamed {
+		return nil
+	}
+	a.inOutputNamed = true
+	defer func() { a.inOutputNamed = false }()
+	for s := sc; s != nil; s = s.parent {
+		for _, n := range s.selectList {
+			rt := n.GetResTarget()
+			if rt == nil || rt.Name != name {
+				continue
+			}
+			if cr := rt.Val.GetColumnRef(); cr != nil {
+				if ref, err := a.resolveColumn(cr, s); err == nil {
+					if rc := ref.col(); rc != nil {
+						if e := cmp.Or(rc.enc, rc.json.FirstColumn()); e != nil {
+							return e
+						}
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // ambiguousEncrypted returns an encrypted column called name when more
 // than one column of that name is visible at level s (PostgreSQL rejects
 // the reference as ambiguous, after logging the text), or nil. The
@@ -472,6 +504,9 @@ func (a *analyzer) resolveBare(name string, loc int32, sc *scope) (colRef, *Erro
 				"column reference %q is ambiguous", name).at(a.sql, loc)
 		}
 		for _, r := range s.rels {
+			if r.joinAliasRel != nil {
+				continue // inside an aliased JOIN: its columns are the alias's, under the alias's names
+			}
 			if i := r.col(name); i >= 0 {
 				if uncertain && r.cols[i].enc != nil {
 					return colRef{idx: -1}, colErr(CodeAmbiguousColumn, r.cols[i].enc,
@@ -507,6 +542,10 @@ func (a *analyzer) resolveBare(name string, loc int32, sc *scope) (colRef, *Erro
 	// Every relation in scope is known and none has the column, but an
 	// encrypted one differs only in case ("Email"): PostgreSQL rejects it,
 	// after logging the text.
+	if enc := a.outputNamed(name, sc); enc != nil && !a.outputFallback {
+		return colRef{idx: -1}, colErr(CodeUndefinedColumn, enc, "write the expression itself: an output's name is not visible in WHERE, HAVING or an expression",
+			"column %q does not exist: it is the name of an output of the select list", name).at(a.sql, loc)
+	}
 	if enc := encryptedFolded(name, sc); enc != nil && !a.outputFallback {
 		return colRef{idx: -1}, colErr(CodeUndefinedColumn, enc, "write the column's name as it is, unquoted or in its own case",
 			"column %q does not exist", name).at(a.sql, loc)

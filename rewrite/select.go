@@ -38,7 +38,7 @@ func (a *analyzer) selectStmt(sel *pg.SelectStmt, sc *scope, mode queryMode) (*q
 	if len(sel.ValuesLists) > 0 {
 		return a.values(sel, sc)
 	}
-	level := &scope{parent: sc}
+	level := &scope{parent: sc, selectList: sel.TargetList}
 	for _, f := range sel.FromClause {
 		if _, err := a.fromItem(f, level); err != nil {
 			return nil, err
@@ -462,6 +462,22 @@ func (a *analyzer) sortItem(sb *pg.SortBy, level *scope, res *queryResult) *Erro
 // groupItem checks one GROUP BY item: an input column first, then an
 // output name or position.
 func (a *analyzer) groupItem(n *pg.Node, level *scope, res *queryResult) *Error {
+	// ROLLUP, CUBE and GROUPING SETS hold GROUP BY items (output names
+	// and positions included), a parenthesised list as a row.
+	if gs := n.GetGroupingSet(); gs != nil {
+		for _, c := range gs.Content {
+			items := []*pg.Node{c}
+			if row := c.GetRowExpr(); row != nil {
+				items = row.Args
+			}
+			for _, it := range items {
+				if err := a.groupItem(it, level, res); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
 	return a.outputOrInput(n, level, res, "GROUP BY", false)
 }
 
@@ -474,6 +490,21 @@ func (a *analyzer) outputOrInput(n *pg.Node, level *scope, res *queryResult, wha
 		name := lastName(cr.Fields)
 		j := res.outputByName(name)
 		if j >= 0 && (outputFirst || level == nil) {
+			return a.checkOutput(res, j, what, cr.Location)
+		}
+		if level != nil && j >= 0 {
+			// GROUP BY name: PostgreSQL looks in the query's own FROM, then
+			// at its outputs, and only then in enclosing queries.
+			local := &scope{rels: level.rels, hidden: level.hidden, hiddenHint: level.hiddenHint}
+			a.outputFallback = true
+			ref, err := a.resolveColumn(cr, local)
+			a.outputFallback = false
+			if err != nil {
+				return err
+			}
+			if ref.col() != nil {
+				return a.bareRef(cr, local, what)
+			}
 			return a.checkOutput(res, j, what, cr.Location)
 		}
 		if level != nil {

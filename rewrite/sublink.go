@@ -76,5 +76,6 @@ func (a *analyzer) indexSubquery(s *pg.SubLink, col *policy.Column, sc *scope) *
 	if o.enc == nil || o.ref == nil || o.src == nil || !o.src.base || o.enc.BlindIndex == nil || o.enc.BlindIndex.Key != col.BlindIndex.Key {
 		return bad
 	}
+	a.refRels[o.ref] = o.src // an alias list may have renamed its index
 	return a.renameToIndex(o.ref, o.enc)
 }

@@ -2,9 +2,11 @@ package rewrite
 
 import (
 	"strings"
+	"unicode/utf8"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
 
+	"github.com/pgveil/pgveil/keysource/canon"
 	"github.com/pgveil/pgveil/policy"
 )
 
@@ -37,10 +39,11 @@ type value struct {
 // classify classifies n as a value for col. array is set for the operand of
 // = ANY(...), whose casts name array types. A cast that does not fit col's
 // logical type is refused; anything that is not a value is vOther.
-func (a *analyzer) classify(n *pg.Node, col *policy.Column, array bool) (value, *Error) {
-	v := value{loc: nodeLocation(n)}
+func (a *analyzer) classify(n *pg.Node, col *policy.Column, array bool) (v value, retErr *Error) {
+	v = value{loc: nodeLocation(n)}
 	inner := n
 	casts := 0
+	var modded []*pg.TypeCast // casts with a length or precision
 	for {
 		if tc := inner.GetTypeCast(); tc != nil {
 			if col != nil && !castFits(tc.TypeName, col.Type, array) {
@@ -48,12 +51,22 @@ func (a *analyzer) classify(n *pg.Node, col *policy.Column, array bool) (value, 
 					"remove the cast or cast to "+string(col.Type),
 					"cast to %s does not fit encrypted column %s (%s)", typeNameString(tc.TypeName), col.QualifiedName(), col.Type).at(a.sql, tc.Location)
 			}
+			if len(tc.TypeName.Typmods) > 0 || lastName(tc.TypeName.Names) == "bpchar" {
+				modded = append(modded, tc) // N'…' is a bpchar literal
+			}
 			inner = tc.Arg
 			casts++
 			continue
 		}
 		break
 	}
+	defer func() {
+		if retErr == nil && col != nil && len(modded) > 0 && (v.kind == vLiteral || v.kind == vParam) {
+			if err := a.typmodsKeep(modded, col, v); err != nil {
+				retErr = err
+			}
+		}
+	}()
 	switch {
 	case inner.GetParamRef() != nil:
 		p := inner.GetParamRef()
@@ -314,6 +327,98 @@ func typeNameString(t *pg.TypeName) string {
 	return n
 }
 
+// typmodsKeep refuses a value under a cast with a length or precision
+// (varchar(3), numeric(5,2), timestamp(0)) unless the cast leaves it as it
+// is: PostgreSQL applies the cast (truncating, rounding) and pgveil, which
+// encrypts the value as written, would store another value. A literal is
+// checked now; a parameter only under varchar(n), as ORMs cast to a
+// column's declared type (Django's bulk_update), whose length the
+// application keeps (docs/LIMITS.md: a longer one is not truncated).
+func (a *analyzer) typmodsKeep(casts []*pg.TypeCast, col *policy.Column, v value) *Error {
+	for _, tc := range casts {
+		name := lastName(tc.TypeName.Names)
+		var mods []int64
+		for _, m := range tc.TypeName.Typmods {
+			if c := m.GetAConst(); c != nil && c.GetIval() != nil {
+				mods = append(mods, int64(c.GetIval().Ival))
+			}
+		}
+		refuse := func(why string) *Error {
+			return colErr(CodeDatatypeMismatch, col, "remove the length or precision from the cast (the column's own type applies), or round the value in the application",
+				"cast to %s of a value for encrypted column %s: %s", typeNameString(tc.TypeName), col.QualifiedName(), why).at(a.sql, tc.Location)
+		}
+		if len(mods) != len(tc.TypeName.Typmods) {
+			return refuse("its modifier is not a number")
+		}
+		if v.kind == vParam {
+			if name == "varchar" {
+				continue
+			}
+			return refuse("a parameter's value is not known when the statement is planned, and the cast may change it")
+		}
+		lit, null, err := LiteralValue(a.sql, a.st.Literals[v.lit])
+		if err != nil || null {
+			continue // the literal's own error comes when it is encrypted
+		}
+		if !typmodKeeps(name, mods, col.Type, lit) {
+			return refuse("the cast changes the value (PostgreSQL truncates or rounds it there)")
+		}
+	}
+	return nil
+}
+
+// typmodKeeps reports whether a cast to name(mods) leaves the literal v
+// unchanged: its length within varchar(n), its scale and digits within
+// numeric(p,s), its fraction of a second within timestamp(p).
+func typmodKeeps(name string, mods []int64, lt policy.LogicalType, v []byte) bool {
+	switch name {
+	case "varchar":
+		return len(mods) == 1 && int64(utf8.RuneCount(v)) <= mods[0]
+	case "bpchar":
+		// bpchar to text strips trailing spaces; bpchar(n) cuts at n.
+		return (len(v) == 0 || v[len(v)-1] != ' ') && (len(mods) == 0 || len(mods) == 1 && int64(utf8.RuneCount(v)) <= mods[0])
+	case "numeric":
+		pt, err := canon.Plaintext(policy.TypeNumeric, canon.TextFormat, 0, v, nil)
+		if err != nil {
+			return true // refused as a numeric anyway
+		}
+		s := string(pt)
+		if s == "NaN" {
+			return true
+		}
+		if len(mods) == 0 || len(mods) > 2 || strings.Contains(s, "Infinity") {
+			return false
+		}
+		prec, scale := mods[0], int64(0)
+		if len(mods) == 2 {
+			scale = mods[1]
+		}
+		s = strings.TrimPrefix(s, "-")
+		whole, frac, _ := strings.Cut(s, ".")
+		whole = strings.TrimLeft(whole, "0")
+		return int64(len(frac)) <= scale && int64(len(whole)) <= prec-scale
+	case "timestamp", "timestamptz":
+		pt, err := canon.Plaintext(lt, canon.TextFormat, 0, v, nil)
+		if err != nil {
+			return true
+		}
+		s := string(pt)
+		if len(mods) != 1 {
+			return false
+		}
+		_, rest, found := strings.Cut(s, ".")
+		if !found {
+			return true
+		}
+		n := 0
+		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+			n++
+		}
+		return int64(n) <= mods[0]
+	}
+	return false
+}
+
 // castFits reports whether a cast to t on a value keeps it acceptable for a
 // column of logical type lt: the same type or one of its family (an ORM
 // casting to varchar for a text column, to int8 for an int4 column).
@@ -344,21 +449,37 @@ func castFits(t *pg.TypeName, lt policy.LogicalType, array bool) bool {
 		}
 		return false
 	}
-	textish := []string{"text", "varchar", "bpchar", "char", "name", "unknown"}
+	// Only casts that leave every value as PostgreSQL would store it in the
+	// column: not "char" or name (they truncate), bpchar only on a value it
+	// leaves alone (typmodsKeep: no trailing space), not
+	// a narrower integer (out of range there), not an integer for numeric
+	// (it rounds), not across timestamp and timestamptz (the session's
+	// TimeZone decides), not jsonb for json (it reorders). A length or
+	// precision is checked on the value (typmodsKeep).
 	switch lt {
 	case policy.TypeText, policy.TypeVarchar:
-		return family(textish...)
-	case policy.TypeInt2, policy.TypeInt4, policy.TypeInt8, policy.TypeNumeric:
+		return family("text", "varchar", "unknown", "bpchar")
+	case policy.TypeInt2:
 		return family("int2", "int4", "int8", "numeric", "integer", "bigint", "smallint", "int")
+	case policy.TypeInt4:
+		return family("int4", "int8", "numeric", "integer", "bigint", "int")
+	case policy.TypeInt8:
+		return family("int8", "numeric", "bigint")
+	case policy.TypeNumeric:
+		return family("numeric", "decimal")
 	case policy.TypeBool:
 		return family("bool", "boolean")
 	case policy.TypeDate:
 		return family("date")
-	case policy.TypeTimestamp, policy.TypeTimestamptz:
-		return family("timestamp", "timestamptz")
+	case policy.TypeTimestamp:
+		return family("timestamp")
+	case policy.TypeTimestamptz:
+		return family("timestamptz")
 	case policy.TypeUUID:
 		return family("uuid")
-	case policy.TypeJSON, policy.TypeJSONB:
+	case policy.TypeJSON:
+		return family("json")
+	case policy.TypeJSONB:
 		return family("json", "jsonb")
 	case policy.TypeBytea:
 		return family("bytea")

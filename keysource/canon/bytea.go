@@ -14,7 +14,7 @@ func byteaText(src, dst []byte) ([]byte, error) {
 	if len(src) >= 2 && src[0] == '\\' && src[1] == 'x' {
 		s := src[2:]
 		for i := 0; i < len(s); {
-			if isSpace(s[i]) {
+			if c := s[i]; c == ' ' || c == '\t' || c == '\n' || c == '\r' { // hex_decode's whitespace
 				i++
 				continue
 			}

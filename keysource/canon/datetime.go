@@ -14,7 +14,7 @@ const (
 	pgEpochUnix = 10957 // days from 1970-01-01 to 2000-01-01
 
 	minDate = -2451545   // 4714-11-24 BC, Julian day 0
-	maxDate = 2147483494 // 5874897-12-31
+	maxDate = 2147483494 - 2451545 - 1 // 5874897-12-31: DATE_END_JULIAN - POSTGRES_EPOCH_JDATE - 1
 
 	minTimestamp = -211813488000000000 // 4714-11-24 00:00:00 BC
 	endTimestamp = 9223371331200000000 // 294277-01-01 00:00:00, exclusive
@@ -126,10 +126,17 @@ func (p *scanner) era() (bc bool) {
 
 // date reads Y-M-D (ISO 8601 order, which is what DateStyle ISO prints and
 // what drivers send) and returns days since 2000-01-01 before applying BC.
+// The year must have at least three digits: PostgreSQL reads a first field
+// of one or two digits by the session's DateStyle order ('01-02-03' is
+// 2003-01-02 under MDY), which pgveil does not guess.
 func (p *scanner) date(t policy.LogicalType) (y, m, d int64, err error) {
 	var ok bool
-	if y, _, ok = p.number(9); !ok || p.peek() != '-' {
+	var n int
+	if y, n, ok = p.number(9); !ok || p.peek() != '-' {
 		return 0, 0, 0, invalid(t, "want an ISO date, YYYY-MM-DD")
+	}
+	if n < 3 {
+		return 0, 0, 0, invalid(t, "want an ISO date, YYYY-MM-DD (a year of one or two digits is read by the session's DateStyle order; write the year in full)")
 	}
 	p.i++
 	if m, _, ok = p.number(2); !ok || p.peek() != '-' {
@@ -142,25 +149,25 @@ func (p *scanner) date(t policy.LogicalType) (y, m, d int64, err error) {
 	return y, m, d, nil
 }
 
-// skipTimeOfDay passes over " 10:00:00.5+02", "T10:00Z", " 10:00:00 +00"
-// and a bare zone " +00" (pgjdbc sends setDate as "1987-06-05 +00").
-func (p *scanner) skipTimeOfDay() {
+// timeOfDay reads an optional " 10:00:00.5+02", "T10:00Z", " 10:00:00 +00"
+// or a bare zone " +00" (pgjdbc sends setDate as "1987-06-05 +00"),
+// checked as a timestamp's are, and returns the microseconds since
+// midnight and the zone offset.
+func (p *scanner) timeOfDay(t policy.LogicalType) (us, offset int64, hasZone bool, err error) {
 	save := p.i
-	if p.i < len(p.s) && (p.s[p.i] == ' ' || p.s[p.i] == 'T' || p.s[p.i] == 't') {
+	if c := p.peek(); c == 'T' || c == 't' || c == ' ' {
 		p.i++
-	}
-	if p.i >= len(p.s) || !(p.s[p.i] >= '0' && p.s[p.i] <= '9' || p.s[p.i] == '+' || p.s[p.i] == '-') {
-		p.i = save
-		return
-	}
-	for p.i < len(p.s) {
-		c := p.s[p.i]
-		if c >= '0' && c <= '9' || c == ':' || c == '.' || c == '+' || c == '-' || c == 'Z' || c == 'z' || c == ' ' {
-			p.i++
-			continue
+		p.skipSpace()
+		if isDigit(p.peek()) {
+			if us, err = p.clock(t); err != nil {
+				return 0, 0, false, err
+			}
+		} else {
+			p.i = save
 		}
-		break
 	}
+	offset, hasZone, err = p.zone(t)
+	return us, offset, hasZone, err
 }
 
 // resolveDate applies BC and checks the calendar; y is the year as written.
@@ -180,7 +187,7 @@ func resolveDate(t policy.LogicalType, y, m, d int64, bc bool) (int64, error) {
 // special reads infinity, -infinity and epoch.
 func special(s []byte) (pos, neg, epoch bool) {
 	switch {
-	case equalFold(s, "infinity"), equalFold(s, "+infinity"):
+	case equalFold(s, "infinity"): // not "+infinity": PostgreSQL 15's date/time input refuses it
 		return true, false, false
 	case equalFold(s, "-infinity"):
 		return false, true, false
@@ -212,7 +219,9 @@ func dateText(src, dst []byte) ([]byte, error) {
 	// A time of day and zone after the date are accepted and ignored, as
 	// PostgreSQL's date input does ('2024-01-02 10:00:00+02' is 2024-01-02):
 	// drivers that do not know the parameter is a date send a timestamp.
-	p.skipTimeOfDay()
+	if _, _, _, err := p.timeOfDay(policy.TypeDate); err != nil {
+		return nil, err
+	}
 	bc := p.era()
 	p.skipSpace()
 	if !p.done() {

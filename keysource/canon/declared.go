@@ -42,15 +42,25 @@ func fromDeclared(t policy.LogicalType, format int16, oid uint32, src, dst []byt
 	case oid == oidBpchar:
 		text = trimTrailingSpaces(src)
 	case oid == oidFloat4 || oid == oidFloat8:
+		bits := 64
+		if oid == oidFloat4 {
+			bits = 32
+		}
+		var f float64
 		if format == TextFormat {
-			text = src
-			break
+			v, err := strconv.ParseFloat(string(trimSpace(src)), bits)
+			if err != nil {
+				return nil, invalid(t, "invalid input syntax for type double precision")
+			}
+			f = v
+		} else {
+			v, ok := floatBinary(src)
+			if !ok {
+				return nil, invalid(t, "binary float parameter has the wrong length")
+			}
+			f = v
 		}
-		f, ok := floatBinary(src)
-		if !ok {
-			return nil, invalid(t, "binary float parameter has the wrong length")
-		}
-		text = strconv.AppendFloat(nil, f, 'g', -1, 64)
+		text = floatText(t, f, bits)
 	default:
 		lt, ok := logicalOf(oid)
 		if !ok {
@@ -71,6 +81,13 @@ func fromDeclared(t policy.LogicalType, format int16, oid uint32, src, dst []byt
 		if text, err = Wire(lt, TextFormat, pt, nil); err != nil {
 			return nil, err
 		}
+		if lt == policy.TypeBool && (t == policy.TypeText || t == policy.TypeVarchar) {
+			// bool to text is booltext: true/false, not boolout's t/f.
+			text = []byte("false")
+			if len(pt) > 0 && pt[0] == 't' {
+				text = []byte("true")
+			}
+		}
 	}
 	if t == policy.TypeBytea {
 		// Text given for a bytea: its bytes, as PostgreSQL's text→bytea input
@@ -78,6 +95,30 @@ func fromDeclared(t policy.LogicalType, format int16, oid uint32, src, dst []byt
 		return byteaText(text, dst)
 	}
 	return textIn(t, text, dst)
+}
+
+// floatText is a float parameter as PostgreSQL assigns it to a column of
+// type t: to numeric (and the integer types) with DBL_DIG or FLT_DIG
+// significant digits (float8_numeric: 0.1+0.2 is 0.3), to text as
+// float8out/float4out print it (the shortest exact form).
+func floatText(t policy.LogicalType, f float64, bits int) []byte {
+	switch {
+	case math.IsNaN(f):
+		return []byte("NaN")
+	case math.IsInf(f, 1):
+		return []byte("Infinity")
+	case math.IsInf(f, -1):
+		return []byte("-Infinity")
+	}
+	switch t {
+	case policy.TypeNumeric, policy.TypeInt2, policy.TypeInt4, policy.TypeInt8:
+		digits := 15 // DBL_DIG
+		if bits == 32 {
+			digits = 6 // FLT_DIG
+		}
+		return strconv.AppendFloat(nil, f, 'g', digits, 64)
+	}
+	return strconv.AppendFloat(nil, f, 'g', -1, bits)
 }
 
 func floatBinary(src []byte) (float64, bool) {

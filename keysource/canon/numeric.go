@@ -23,9 +23,9 @@ func numericText(src, dst []byte) ([]byte, error) {
 	switch {
 	case equalFold(s, "nan"):
 		return append(dst, "NaN"...), nil
-	case equalFold(s, "infinity"), equalFold(s, "+infinity"):
+	case equalFold(s, "infinity"), equalFold(s, "+infinity"), equalFold(s, "inf"), equalFold(s, "+inf"):
 		return append(dst, "Infinity"...), nil
-	case equalFold(s, "-infinity"):
+	case equalFold(s, "-infinity"), equalFold(s, "-inf"):
 		return append(dst, "-Infinity"...), nil
 	}
 	neg := false
@@ -61,13 +61,39 @@ exponent:
 		if s[i]|0x20 != 'e' || i+1 >= len(s) {
 			return nil, invalid(policy.TypeNumeric, "invalid input syntax")
 		}
-		e, err := parseInt(policy.TypeInt4, s[i+1:])
-		if err != nil || e > numericMaxExponent || e < -numericMaxExponent {
+		e, ok := exponent(s[i+1:])
+		if !ok || e > numericMaxExponent || e < -numericMaxExponent {
 			return nil, invalid(policy.TypeNumeric, "invalid input syntax")
 		}
 		exp = int(e)
 	}
 	return appendDecimal(dst, neg, digits, frac-exp)
+}
+
+// exponent reads a numeric's exponent as PostgreSQL does (strtol):
+// optional spaces, an optional sign, decimal digits, nothing after.
+func exponent(s []byte) (int64, bool) {
+	for len(s) > 0 && isSpace(s[0]) {
+		s = s[1:]
+	}
+	neg := false
+	if len(s) > 0 && (s[0] == '+' || s[0] == '-') {
+		neg, s = s[0] == '-', s[1:]
+	}
+	if len(s) == 0 || len(s) > 9 {
+		return 0, false
+	}
+	var v int64
+	for _, c := range s {
+		if !isDigit(c) {
+			return 0, false
+		}
+		v = v*10 + int64(c-'0')
+	}
+	if neg {
+		v = -v
+	}
+	return v, true
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }

@@ -32,20 +32,7 @@ func timestampText(t policy.LogicalType, src, dst []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var us int64
-	save := p.i
-	if c := p.peek(); c == 'T' || c == 't' || c == ' ' {
-		p.i++
-		p.skipSpace()
-		if isDigit(p.peek()) {
-			if us, err = p.clock(t); err != nil {
-				return nil, err
-			}
-		} else {
-			p.i = save
-		}
-	}
-	offset, hasZone, err := p.zone(t)
+	us, offset, hasZone, err := p.timeOfDay(t)
 	if err != nil {
 		return nil, err
 	}

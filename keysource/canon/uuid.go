@@ -10,7 +10,10 @@ import (
 // optionally in braces, with a hyphen allowed after any group of four
 // digits. The canonical form is lowercase 8-4-4-4-12.
 func uuidText(src, dst []byte) ([]byte, error) {
-	s := trimSpace(src)
+	s := src // uuid_in skips no spaces
+	if len(s) == 0 {
+		return nil, invalid(policy.TypeUUID, "invalid input syntax")
+	}
 	if len(s) >= 2 && s[0] == '{' && s[len(s)-1] == '}' {
 		s = s[1 : len(s)-1]
 	}
