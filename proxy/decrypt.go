@@ -205,7 +205,7 @@ func clientParamOIDs(st *rewrite.Stmt, server, declared []uint32, dst []uint32) 
 
 // value is the bytes of sp in arena: never nil, which would stand for NULL
 // (a slice of a nil arena is nil, and an empty value leaves the arena as
-// it was: '' on a session that has opened nothing yet read as NULL).
+// it was: ” on a session that has opened nothing yet read as NULL).
 func value(arena []byte, sp span) []byte {
 	if sp.start == sp.end {
 		return emptyValue

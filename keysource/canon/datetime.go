@@ -13,7 +13,7 @@ const (
 	usPerDay    = 86_400_000_000
 	pgEpochUnix = 10957 // days from 1970-01-01 to 2000-01-01
 
-	minDate = -2451545   // 4714-11-24 BC, Julian day 0
+	minDate = -2451545                 // 4714-11-24 BC, Julian day 0
 	maxDate = 2147483494 - 2451545 - 1 // 5874897-12-31: DATE_END_JULIAN - POSTGRES_EPOCH_JDATE - 1
 
 	minTimestamp = -211813488000000000 // 4714-11-24 00:00:00 BC
