@@ -184,8 +184,13 @@ func clientParamOIDs(st *rewrite.Stmt, server, declared []uint32, dst []uint32) 
 				continue
 			}
 			switch p.Action {
-			case rewrite.Encrypt, rewrite.Index, rewrite.IndexNext, rewrite.Plaintext:
+			case rewrite.Encrypt:
 				oid = p.Column.Type.OID()
+			case rewrite.Index, rewrite.IndexNext, rewrite.Plaintext:
+				oid = p.Column.Type.OID()
+				if p.Column.Type == policy.TypeVarchar {
+					oid = policy.OIDText // varchar = $1 is text = text to PostgreSQL
+				}
 			case rewrite.IndexEach, rewrite.PlaintextEach:
 				oid = p.Column.Type.ArrayOID()
 			case rewrite.Ignore:
@@ -205,7 +210,8 @@ func clientParamOIDs(st *rewrite.Stmt, server, declared []uint32, dst []uint32) 
 
 // value is the bytes of sp in arena: never nil, which would stand for NULL
 // (a slice of a nil arena is nil, and an empty value leaves the arena as
-// it was: ” on a session that has opened nothing yet read as NULL).
+// it was: an empty string on a session that has opened nothing yet read
+// as NULL).
 func value(arena []byte, sp span) []byte {
 	if sp.start == sp.end {
 		return emptyValue

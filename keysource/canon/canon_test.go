@@ -61,7 +61,7 @@ var cases = []tcase{
 	{t: policy.TypeNumeric, canon: "0.00", texts: []string{"0.00", "-0.00"}, binary: [][]byte{numericBin(0, 0, 2)}, index: "0"},
 	{t: policy.TypeNumeric, canon: "10000", texts: []string{"1e4"}, binary: [][]byte{numericBin(1, 0, 0, 1)}},
 	{t: policy.TypeNumeric, canon: "NaN", texts: []string{"NaN", "nan"}, binary: [][]byte{numericBin(0, 0xC000, 0)}},
-	{t: policy.TypeNumeric, canon: "-Infinity", texts: []string{"-Infinity", "-infinity"}, binary: [][]byte{numericBin(0, 0xF000, 0)}},
+	{t: policy.TypeNumeric, canon: "-Infinity", texts: []string{"-Infinity", "-infinity", "-inf"}, binary: [][]byte{numericBin(0, 0xF000, 32)}}, // numeric_send: dscale 32, the special header's bits
 	{t: policy.TypeBool, canon: "t", texts: []string{"t", "true", "TRUE", "yes", "on", "1", " tr "}, binary: [][]byte{{1}}},
 	{t: policy.TypeBool, canon: "f", texts: []string{"f", "false", "no", "off", "0", "n"}, binary: [][]byte{{0}}},
 	{t: policy.TypeDate, canon: "2024-01-02", texts: []string{"2024-01-02", " 2024-1-2 ", "2024-01-02 AD", "2024-01-02 +00", "2024-01-02 10:11:12 +02", "2024-01-02T23:59:59.5Z", "2024-01-02 00:00:00-05"}, binary: [][]byte{be32(8767)}},

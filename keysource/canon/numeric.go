@@ -232,10 +232,10 @@ func numericBinaryOut(pt, dst []byte) ([]byte, error) {
 	switch string(pt) {
 	case "NaN":
 		return head(0, 0, numericNaN, 0), nil
-	case "Infinity":
-		return head(0, 0, numericPInf, 0), nil
+	case "Infinity": // numeric_send's dscale of ±Infinity is its header's bits: 32
+		return head(0, 0, numericPInf, 32), nil
 	case "-Infinity":
-		return head(0, 0, numericNInf, 0), nil
+		return head(0, 0, numericNInf, 32), nil
 	}
 	sign := uint16(numericPos)
 	s := pt
