@@ -330,6 +330,9 @@ func (s *session) fillLiteral(orig string, st *rewrite.Stmt, slot *rewrite.Slot)
 		return "NULL", nil
 	}
 	col := slot.Column
+	if err := st.Literals[slot.Source].CheckCasts(orig, col, v); err != nil {
+		return "", err
+	}
 	if slot.Action == rewrite.IndexEach || slot.Action == rewrite.PlaintextEach {
 		return s.fillArrayLiteral(col, slot.Action, v)
 	}

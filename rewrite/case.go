@@ -90,9 +90,13 @@ func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *sc
 		phys = "text"
 	}
 	casts := 0
+	var modded []*pg.TypeCast // the outer casts that may change a result
 	for inner := n; inner.GetTypeCast() != nil; inner = inner.GetTypeCast().Arg {
 		// classify checked that each cast fits the column's logical type.
 		tn := inner.GetTypeCast().TypeName
+		if len(tn.Typmods) > 0 || lastName(tn.Names) == "bpchar" {
+			modded = append(modded, inner.GetTypeCast())
+		}
 		end, ok := a.typeNameEnd(int(tn.GetLocation()))
 		if tn.GetLocation() < 0 || !ok {
 			return errorf(CodeInternalError, "cannot locate the cast around %s; statement refused", c.what).at(a.sql, inner.GetTypeCast().Location)
@@ -121,6 +125,13 @@ func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *sc
 		v, err := a.classify(r, enc, false)
 		if err != nil {
 			return err
+		}
+		if len(modded) > 0 && (v.kind == vLiteral || v.kind == vParam) {
+			// The cast around the CASE applies to each result: the same
+			// check as on a value cast directly (a parameter: varchar(n)).
+			if err := a.typmodsKeep(modded, enc, v); err != nil {
+				return err
+			}
 		}
 		res := choiceResult{v: v, start: v.start, end: v.end}
 		switch v.kind {

@@ -251,7 +251,11 @@ func (a *analyzer) anyArray(e *pg.A_Expr, col *policy.Column, ref *pg.ColumnRef,
 	rhs := e.Rexpr
 	// ARRAY[...]::text[]: drop the cast, the elements become bytea.
 	var castSpans [][2]int
+	var modded []*pg.TypeCast // array casts that may change an element
 	for tc := rhs.GetTypeCast(); tc != nil && tc.Arg.GetAArrayExpr() != nil; tc = rhs.GetTypeCast() {
+		if len(tc.TypeName.Typmods) > 0 || lastName(tc.TypeName.Names) == "bpchar" {
+			modded = append(modded, tc)
+		}
 		if !castFits(tc.TypeName, col.Type, true) {
 			return colErr(CodeDatatypeMismatch, col, "remove the cast",
 				"cast to %s does not fit encrypted column %s (%s)", typeNameString(tc.TypeName), col.QualifiedName(), col.Type).at(a.sql, tc.Location)
@@ -276,6 +280,12 @@ func (a *analyzer) anyArray(e *pg.A_Expr, col *policy.Column, ref *pg.ColumnRef,
 			if v.kind == vOther {
 				return colErr(CodeFeatureNotSupported, col, "use parameters or literals as elements",
 					"ARRAY[…] compared with encrypted column %s may hold only parameters, literals and NULL", col.QualifiedName()).at(a.sql, v.loc)
+			}
+			if len(modded) > 0 && (v.kind == vLiteral || v.kind == vParam) {
+				// ARRAY['123 ']::bpchar[]: the cast applies to each element.
+				if err := a.typmodsKeep(modded, col, v); err != nil {
+					return err
+				}
 			}
 			vals = append(vals, v)
 		}
@@ -354,7 +364,9 @@ func (a *analyzer) renameToIndex(cr *pg.ColumnRef, col *policy.Column) *Error {
 	// Through a subquery or CTE, the blind index is there only if it
 	// selects it (SELECT * does): refuse a name the server would not find.
 	// A table's alias column list may rename its blind index too.
-	if r := a.refRels[cr]; r != nil && r.complete && !r.carriesIndex(r.col(lastName(cr.Fields)), col) {
+	// A relation pgveil cannot list in full (a JOIN alias over a table
+	// outside its catalog) must show the index among the columns it knows.
+	if r := a.refRels[cr]; r != nil && !r.carriesIndex(r.col(lastName(cr.Fields)), col) {
 		return colErr(CodeFeatureNotSupported, col,
 			fmt.Sprintf("compare %s inside the subquery, CTE or view %s, or select %s there too", col.Name, r.name, col.BlindIndex.Column),
 			"cannot compare encrypted column %s through %s: it does not return the blind index %s", col.QualifiedName(), r.name, col.BlindIndex.Column).at(a.sql, cr.Location)

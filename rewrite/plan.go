@@ -130,6 +130,44 @@ type ValueRef struct {
 // no plaintext.
 type Literal struct {
 	Start, End int // byte offsets of the literal's tokens, e.g. 'a@b.c', E'x\n', 42, -7, NULL, 'x'::text
+	// Casts are the casts with a length or precision (or to bpchar) the
+	// literal stands under, outermost first: the proxy refuses a value
+	// they would change (CheckCasts), since it encrypts the value as
+	// written. Checked when the text is rendered, so that a plan serves
+	// every literal of its shape.
+	Casts []Typmod
+}
+
+// Typmod is a cast that may change a value: varchar(n), bpchar[(n)],
+// numeric(p[,s]), timestamp(p), timestamptz(p). Its modifiers are read
+// from the statement's text (ModAt: their offsets), as literals are, so
+// that a plan made for varchar(254) serves varchar(7) of the same shape.
+type Typmod struct {
+	Name  string
+	ModAt []int
+}
+
+// CheckCasts refuses (42804) a literal's value v for col that one of its
+// casts would change; orig is the statement's text.
+func (l Literal) CheckCasts(orig string, col *policy.Column, v []byte) error {
+	for _, c := range l.Casts {
+		mods := make([]int64, 0, len(c.ModAt))
+		for _, at := range c.ModAt {
+			n, ok := int64(0), false
+			for i := at; i < len(orig) && orig[i] >= '0' && orig[i] <= '9' && n < 1<<40; i++ {
+				n, ok = n*10+int64(orig[i]-'0'), true
+			}
+			if !ok {
+				return errorf(CodeInternalError, "cannot read the modifier of a cast to %s; statement refused", c.Name)
+			}
+			mods = append(mods, n)
+		}
+		if !typmodKeeps(c.Name, mods, col.Type, v) {
+			return colErr(CodeDatatypeMismatch, col, "remove the length or precision from the cast (the column's own type applies), or round the value in the application",
+				"cast to %s%v of a value for encrypted column %s: the cast changes the value (PostgreSQL truncates, pads or rounds it there)", c.Name, mods, col.QualifiedName())
+		}
+	}
+	return nil
 }
 
 // Slot is one place in the rewritten text where the proxy inserts a value it

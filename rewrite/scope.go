@@ -79,7 +79,13 @@ func (r *rel) colIn(sc *scope, idx int) (string, bool) {
 		if j.merged || r.joinOffset < 0 || k >= len(j.cols) || sc.find(j.name) != j {
 			return "", false
 		}
+		if n, _ := named([]*rel{j}, j.cols[k].name); n > 1 {
+			return "", false // j.org_id would be ambiguous: the statement is refused, not failed
+		}
 		return quoteIdent(j.name) + "." + quoteIdent(j.cols[k].name), true
+	}
+	if n, _ := named([]*rel{r}, r.cols[idx].name); n > 1 {
+		return "", false
 	}
 	if r.name == "" || sc.find(r.name) != r || r.joinAlias && r.merged {
 		// (a USING column under a join's alias is the merged value, of
@@ -542,7 +548,7 @@ func (a *analyzer) resolveBare(name string, loc int32, sc *scope) (colRef, *Erro
 	// Every relation in scope is known and none has the column, but an
 	// encrypted one differs only in case ("Email"): PostgreSQL rejects it,
 	// after logging the text.
-	if enc := a.outputNamed(name, sc); enc != nil && !a.outputFallback {
+	if enc := a.outputNamed(name, sc); enc != nil && !a.outputFallback && !uncertain {
 		return colRef{idx: -1}, colErr(CodeUndefinedColumn, enc, "write the expression itself: an output's name is not visible in WHERE, HAVING or an expression",
 			"column %q does not exist: it is the name of an output of the select list", name).at(a.sql, loc)
 	}

@@ -250,6 +250,17 @@ func (sp *shapePlan) instantiate(sql string, lits []litSpan) (*Plan, bool) {
 					return nil, false
 				}
 				st.Literals[j] = Literal{Start: s, End: e}
+				for _, c := range lit.Casts {
+					nc := Typmod{Name: c.Name}
+					for _, at := range c.ModAt {
+						p, ok := m.at(at)
+						if !ok || p >= len(sql) {
+							return nil, false
+						}
+						nc.ModAt = append(nc.ModAt, p)
+					}
+					st.Literals[j].Casts = append(st.Literals[j].Casts, nc)
+				}
 			}
 		}
 		if st.Rewritten {

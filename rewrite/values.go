@@ -61,6 +61,13 @@ func (a *analyzer) classify(n *pg.Node, col *policy.Column, array bool) (v value
 		break
 	}
 	defer func() {
+		if retErr == nil && col != nil && len(modded) > 0 && array && v.kind == vLiteral {
+			// '{…}'::varchar(3)[]: the cast applies to each element of the
+			// array literal, which is read only when the text is rendered.
+			retErr = colErr(CodeDatatypeMismatch, col, "write ARRAY[…] with the cast, or drop the length from the cast",
+				"a length or bpchar cast on an array literal compared with encrypted column %s", col.QualifiedName()).at(a.sql, v.loc)
+			return
+		}
 		if retErr == nil && col != nil && len(modded) > 0 && (v.kind == vLiteral || v.kind == vParam) {
 			if err := a.typmodsKeep(modded, col, v); err != nil {
 				retErr = err
@@ -356,13 +363,13 @@ func (a *analyzer) typmodsKeep(casts []*pg.TypeCast, col *policy.Column, v value
 			}
 			return refuse("a parameter's value is not known when the statement is planned, and the cast may change it")
 		}
-		lit, null, err := LiteralValue(a.sql, a.st.Literals[v.lit])
-		if err != nil || null {
-			continue // the literal's own error comes when it is encrypted
+		// Checked on the value when the text is rendered (Literal.CheckCasts).
+		var at []int
+		for _, m := range tc.TypeName.Typmods {
+			at = append(at, int(m.GetAConst().GetLocation()))
 		}
-		if !typmodKeeps(name, mods, col.Type, lit) {
-			return refuse("the cast changes the value (PostgreSQL truncates or rounds it there)")
-		}
+		l := &a.st.Literals[v.lit]
+		l.Casts = append(l.Casts, Typmod{Name: name, ModAt: at})
 	}
 	return nil
 }
