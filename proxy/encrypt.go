@@ -86,7 +86,7 @@ func refusalFrom(err error) *pgError {
 	}
 	var ce *canon.Error
 	if errors.As(err, &ce) {
-		return &pgError{Severity: "ERROR", Code: "22P02", Message: "pgveil: " + ce.Error()}
+		return &pgError{Severity: "ERROR", Code: ce.SQLState(), Message: "pgveil: " + ce.Error()}
 	}
 	var ss sqlStater
 	if errors.As(err, &ss) {
@@ -259,6 +259,18 @@ func (s *session) handleQuery(body []byte) error {
 	}
 	s.sw.Write(appendQuery(s.scratch[:0], text))
 	return nil
+}
+
+// writesParam reports whether the client's parameter client is encrypted
+// into a column by st (its blind index beside it is the written value's,
+// not a comparison).
+func writesParam(st *rewrite.Stmt, client int) bool {
+	for _, p := range st.Params {
+		if p.Client == client && p.Action == rewrite.Encrypt {
+			return true
+		}
+	}
+	return false
 }
 
 // deallocateUpstream rewrites an SQL DEALLOCATE of a statement pgveil
@@ -942,6 +954,20 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 			var declared uint32
 			if p.Client < len(stmt.ParamOIDs) {
 				declared = stmt.ParamOIDs[p.Client]
+			}
+			if err = canon.CheckParamText(p.Column.Type, f, v); err != nil {
+				return nil, err
+			}
+			if p.Action != rewrite.Encrypt && declared != 0 && !writesParam(st, p.Client) {
+				// Compared, not stored: PostgreSQL compares some declared
+				// types in their own type, not the column's.
+				if err = canon.Comparable(p.Column.Type, declared); err != nil {
+					return nil, err
+				}
+			}
+			if canon.ZoneDependent(p.Column.Type, declared) && !s.utcSession.Load() {
+				return nil, &canon.Error{Type: p.Column.Type, Code: "42804",
+					Msg: "a timestamptz parameter converts to this column through the session's TimeZone, which is not UTC: declare the parameter as " + string(p.Column.Type) + ", or SET TimeZone TO 'UTC'"}
 			}
 			s.ptBuf, err = canon.Plaintext(p.Column.Type, f, declared, v, s.ptBuf[:0])
 			if err != nil {

@@ -444,7 +444,18 @@ func (s *session) noteParameterStatus(body []byte) {
 		s.backslash.Store(string(v) == "off")
 	case "client_encoding":
 		s.nonUTF8.Store(!strings.EqualFold(string(v), "UTF8") && !strings.EqualFold(string(v), "UTF-8"))
+	case "TimeZone":
+		s.utcSession.Store(utcZone(string(v)))
 	}
+}
+
+// utcZone reports whether a TimeZone setting is UTC at every instant.
+func utcZone(z string) bool {
+	switch strings.ToUpper(z) {
+	case "UTC", "ETC/UTC", "GMT", "ETC/GMT", "UCT", "ETC/UCT", "ZULU", "ETC/ZULU", "UNIVERSAL", "ETC/UNIVERSAL", "GREENWICH", "ETC/GREENWICH", "Z", "GMT0", "ETC/GMT0", "GMT+0", "GMT-0", "ETC/GMT+0", "ETC/GMT-0", "+00", "-00", "UTC0", "00:00", "+00:00":
+		return true
+	}
+	return false
 }
 
 // encodingRefusal refuses statements on encrypted columns while the client

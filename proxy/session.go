@@ -146,11 +146,12 @@ type session struct {
 	ptBuf, envBuf   []byte
 	idxBuf          []byte
 	// Server goroutine state.
-	syncPath  []string // the row of pgveil's search_path query
-	syncOK    bool
-	backslash atomic.Bool  // standard_conforming_strings is off
-	nonUTF8   atomic.Bool  // client_encoding is not UTF8
-	ddlDone   atomic.Int64 // unix nanos when DDL last completed
+	syncPath   []string // the row of pgveil's search_path query
+	syncOK     bool
+	backslash  atomic.Bool  // standard_conforming_strings is off
+	nonUTF8    atomic.Bool  // client_encoding is not UTF8
+	utcSession atomic.Bool  // TimeZone is UTC (ParameterStatus): a timestamptz converts to timestamp as pgveil does
+	ddlDone    atomic.Int64 // unix nanos when DDL last completed
 	// ddlPending: the server completed DDL this session sent, and has not
 	// yet said (ReadyForQuery 'I') that it committed. The server side's.
 	ddlPending bool

@@ -403,7 +403,8 @@ func typmodKeeps(name string, mods []int64, lt policy.LogicalType, v []byte) boo
 		s = strings.TrimPrefix(s, "-")
 		whole, frac, _ := strings.Cut(s, ".")
 		whole = strings.TrimLeft(whole, "0")
-		return int64(len(frac)) <= scale && int64(len(whole)) <= prec-scale
+		// numeric(5,2) shows two decimals: '1.5' becomes 1.50 there.
+		return int64(len(frac)) == scale && int64(len(whole)) <= prec-scale
 	case "timestamp", "timestamptz":
 		pt, err := canon.Plaintext(lt, canon.TextFormat, 0, v, nil)
 		if err != nil {
@@ -464,8 +465,12 @@ func castFits(t *pg.TypeName, lt policy.LogicalType, array bool) bool {
 	// TimeZone decides), not jsonb for json (it reorders). A length or
 	// precision is checked on the value (typmodsKeep).
 	switch lt {
-	case policy.TypeText, policy.TypeVarchar:
+	case policy.TypeText:
 		return family("text", "varchar", "unknown", "bpchar")
+	case policy.TypeVarchar:
+		// Not bpchar: varchar = bpchar compares as bpchar, trailing
+		// spaces ignored, which the blind index cannot.
+		return family("text", "varchar", "unknown")
 	case policy.TypeInt2:
 		return family("int2", "int4", "int8", "numeric", "integer", "bigint", "smallint", "int")
 	case policy.TypeInt4:

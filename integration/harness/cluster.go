@@ -216,6 +216,10 @@ func (c *Cluster) init(opts Options) error {
 		// Notice a client (or pgveil) that went away even while a query
 		// runs, so tests can watch a backend end after a disconnect.
 		"client_connection_check_interval = 200ms",
+		// The same zone on every machine: a timestamptz parameter converts
+		// to a timestamp or date column through it (tests that need
+		// another zone SET it).
+		"timezone = 'UTC'",
 	}
 	conf = append(conf, opts.Settings...)
 	if err := appendFile(filepath.Join(data, "postgresql.conf"), strings.Join(conf, "\n")+"\n"); err != nil {

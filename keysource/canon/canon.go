@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 
@@ -21,12 +22,34 @@ const (
 type Error struct {
 	Type policy.LogicalType
 	Msg  string
+	// Code is the SQLSTATE when it is not 22P02 (invalid text
+	// representation): 22021 for bytes that are not UTF-8, 22003 for a
+	// value out of range, 42804 for a type pgveil cannot convert.
+	Code string
+}
+
+// SQLState is e's SQLSTATE.
+func (e *Error) SQLState() string {
+	if e.Code != "" {
+		return e.Code
+	}
+	return "22P02"
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("invalid input for type %s: %s", e.Type, e.Msg) }
 
 func invalid(t policy.LogicalType, format string, args ...any) error {
 	return &Error{Type: t, Msg: fmt.Sprintf(format, args...)}
+}
+
+// CheckParamText refuses a text-format parameter that is not UTF-8: it is
+// text in the client encoding (UTF8), which PostgreSQL verifies before any
+// input function (a bytea parameter's escape format included).
+func CheckParamText(t policy.LogicalType, format int16, src []byte) error {
+	if format == TextFormat && (!utf8.Valid(src) || bytes.IndexByte(src, 0) >= 0) {
+		return &Error{Type: t, Msg: "invalid byte sequence for encoding \"UTF8\"", Code: "22021"}
+	}
+	return nil
 }
 
 // Plaintext canonicalises a client's parameter of logical type t, sent in
