@@ -1,5 +1,11 @@
 package integration
 
+// FIXED in the commit after the review: a statement that may change
+// TimeZone (its text names a zone, a function, set_config) makes the zone
+// unknown until the server's ReadyForQuery answers it (effTZ, tzFrom,
+// tracker.restedSince): a pipelined timestamptz parameter into a timestamp
+// or date column is refused (42804) until then.
+
 // Review of this session's TimeZone tracking (proxy/searchpath.go
 // noteParameterStatus -> session.utcSession; proxy/encrypt.go convertBind
 // canon.ZoneDependent check).

@@ -965,9 +965,9 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 					return nil, err
 				}
 			}
-			if canon.ZoneDependent(p.Column.Type, declared) && !s.utcSession.Load() {
+			if canon.ZoneDependent(p.Column.Type, declared) && (!s.utcSession.Load() || !s.t.restedSince(s.tzFrom)) {
 				return nil, &canon.Error{Type: p.Column.Type, Code: "42804",
-					Msg: "a timestamptz parameter converts to this column through the session's TimeZone, which is not UTC: declare the parameter as " + string(p.Column.Type) + ", or SET TimeZone TO 'UTC'"}
+					Msg: "a timestamptz parameter converts to this column through the session's TimeZone, which is not UTC (or may change in this pipeline): declare the parameter as " + string(p.Column.Type) + ", or SET TimeZone TO 'UTC' before it"}
 			}
 			s.ptBuf, err = canon.Plaintext(p.Column.Type, f, declared, v, s.ptBuf[:0])
 			if err != nil {

@@ -49,6 +49,7 @@ import (
 const (
 	effPath uint8 = 1 << iota // changes the search_path
 	effTx                     // begins or ends a transaction or savepoint
+	effTZ                     // may change TimeZone (utcSession is unknown until answered)
 )
 
 // stmtEffects are st's effects on the path.
@@ -59,11 +60,30 @@ func stmtEffects(st *rewrite.Stmt) (e uint8) {
 	if st.Kind == rewrite.KindTransaction {
 		e |= effTx
 	}
+	if st.PathOpaque || containsFold(st.Original, "zone") {
+		e |= effTZ // SET TIME ZONE, SET TimeZone, set_config, a function
+	}
 	return e
+}
+
+// containsFold reports whether s contains the lowercase ASCII word w in
+// any case.
+func containsFold(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(w)], w) {
+			return true
+		}
+	}
+	return false
 }
 
 // pathEffect records that statements with effects e were sent.
 func (s *session) pathEffect(e uint8) {
+	if e&effTZ != 0 {
+		// Until the server has answered up to here, its TimeZone report
+		// may be about to change (it comes with that ReadyForQuery).
+		s.tzFrom = s.t.lastSeq() + 1
+	}
 	if e&effPath != 0 {
 		s.pathUnknown, s.pathStale = true, true
 		s.pathGen++

@@ -135,6 +135,7 @@ type session struct {
 	copyPlan        *rewrite.Stmt // the COPY FROM whose data the client sends
 	copyStray       bool          // drop CopyData: see copyOver
 	copySeq         uint64        // the tracker seq of copyPlan's Query or Execute
+	tzFrom          uint64        // the first seq whose answer may change TimeZone (see effTZ)
 	copyIn          *copyIn
 	ddlSent         bool
 	ddlUnsettled    bool // DDL sent: plan by name until settleDDL

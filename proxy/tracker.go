@@ -401,6 +401,14 @@ func (t *tracker) lastSeq() uint64 {
 	return t.seq
 }
 
+// restedSince reports whether a ReadyForQuery has answered a message at or
+// after seq (0: nothing to wait for): the server's reports up to it are in.
+func (t *tracker) restedSince(seq uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return seq == 0 || t.restSeq >= seq
+}
+
 // answered reports whether the server has answered every message pushed
 // up to seq (none of them is still queued).
 func (t *tracker) answered(seq uint64) bool {
