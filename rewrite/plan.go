@@ -154,7 +154,10 @@ func (l Literal) CheckCasts(orig string, col *policy.Column, v []byte) error {
 		mods := make([]int64, 0, len(c.ModAt))
 		for _, at := range c.ModAt {
 			n, ok := int64(0), false
-			for i := at; i < len(orig) && orig[i] >= '0' && orig[i] <= '9' && n < 1<<40; i++ {
+			if at < 0 {
+				n, ok = 1, true // the grammar's own modifier: char and bit are char(1), bit(1)
+			}
+			for i := at; i >= 0 && i < len(orig) && orig[i] >= '0' && orig[i] <= '9' && n < 1<<40; i++ {
 				n, ok = n*10+int64(orig[i]-'0'), true
 			}
 			if !ok {

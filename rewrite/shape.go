@@ -253,6 +253,10 @@ func (sp *shapePlan) instantiate(sql string, lits []litSpan) (*Plan, bool) {
 				for _, c := range lit.Casts {
 					nc := Typmod{Name: c.Name}
 					for _, at := range c.ModAt {
+						if at < 0 {
+							nc.ModAt = append(nc.ModAt, at) // not in the text
+							continue
+						}
 						p, ok := m.at(at)
 						if !ok || p >= len(sql) {
 							return nil, false

@@ -76,6 +76,26 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 				}
 			}
 		}
+	case n.GetCreateStatsStmt() != nil:
+		// Extended statistics on expressions are stored in the catalog and
+		// evaluated over stored values, as an index expression is.
+		cs := n.GetCreateStatsStmt()
+		for _, rn := range cs.Relations {
+			rv := rn.GetRangeVar()
+			if rv == nil {
+				continue
+			}
+			t := a.configured(rv)
+			if t == nil {
+				a.pinExisting(rv)
+				continue
+			}
+			for _, e := range cs.Exprs {
+				if err := a.strictExpr(t, e.GetStatsElem().GetExpr(), "CREATE STATISTICS"); err != nil {
+					return err
+				}
+			}
+		}
 	case n.GetIndexStmt() != nil:
 		ix := n.GetIndexStmt()
 		t := a.configured(ix.Relation)
@@ -280,6 +300,14 @@ func (a *analyzer) reshape(n *pg.Node) *Error {
 					e := refuse(t, at.Relation, "changing the type of column "+cmd.Name+" of")
 					e.Column = cmd.Name
 					return e
+				}
+				if t != nil {
+					// USING runs over every row's stored values: an encrypted
+					// column there is ciphertext (and a literal beside it
+					// plaintext in the statement).
+					if err := a.strictExpr(t, cmd.Def.GetColumnDef().GetRawDefault(), "ALTER COLUMN … TYPE … USING"); err != nil {
+						return err
+					}
 				}
 			case pg.AlterTableType_AT_DropColumn:
 				// The policy would name a column the table no longer has:
@@ -503,6 +531,9 @@ func uniqueRefused(enc *policy.Column) *Error {
 // tableConstraint checks a table constraint of configured table t.
 func (a *analyzer) tableConstraint(t *policy.Table, c *pg.Constraint) *Error {
 	if err := a.strictExpr(t, c.RawExpr, "a table constraint"); err != nil {
+		return err
+	}
+	if err := a.strictExpr(t, c.WhereClause, "an EXCLUDE constraint's WHERE"); err != nil {
 		return err
 	}
 	if err := a.tenantForeignKey(t, c, ""); err != nil {

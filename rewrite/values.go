@@ -366,6 +366,7 @@ func (a *analyzer) typmodsKeep(casts []*pg.TypeCast, col *policy.Column, v value
 		// Checked on the value when the text is rendered (Literal.CheckCasts).
 		var at []int
 		for _, m := range tc.TypeName.Typmods {
+			// -1: a modifier the grammar supplies (char is char(1)).
 			at = append(at, int(m.GetAConst().GetLocation()))
 		}
 		l := &a.st.Literals[v.lit]
