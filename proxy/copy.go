@@ -140,7 +140,7 @@ func (s *session) copyOver(mayCopy bool) {
 }
 
 // setCopyPlan records st as the COPY FROM whose data comes next, started
-// by the message pushed last.
+// by the message just pushed (its seq tells copyOver when it is answered).
 func (s *session) setCopyPlan(st *rewrite.Stmt) {
 	s.copyPlan, s.copySeq = st, s.t.lastSeq()
 }

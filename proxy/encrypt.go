@@ -242,20 +242,17 @@ func (s *session) handleQuery(body []byte) error {
 		s.inc(s.srv.metrics.stmtPassthrough)
 	}
 	s.applyEffects(p)
-	for _, st := range p.Stmts {
-		if st.Copy != nil && st.Copy.From {
-			s.copyPlan = st
-			break
-		}
-	}
 	qs := &queryState{plan: p}
 	if text != sql {
 		qs.sql, qs.sent, qs.backslash = sql, text, s.backslash.Load()
 	}
 	s.dropUnnamed()
 	s.t.push(pending{kind: pendQuery, query: qs, sent: time.Now()})
-	if s.copyPlan != nil {
-		s.setCopyPlan(s.copyPlan) // this Query's
+	for _, st := range p.Stmts {
+		if st.Copy != nil && st.Copy.From {
+			s.setCopyPlan(st)
+			break
+		}
 	}
 	s.sw.Write(appendQuery(s.scratch[:0], text))
 	return nil

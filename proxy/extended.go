@@ -101,9 +101,9 @@ func (s *session) handleExecute(body []byte) error {
 		s.t.push(pending{kind: pendDescribePortal, portal: portal, internal: true})
 		s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'D', 'P', portal.Name))
 	}
-	if portal != passthroughPortal && portal.Stmt.Plan != nil && portal.Stmt.Plan.Copy != nil && portal.Stmt.Plan.Copy.From {
+	copyFrom := portal != passthroughPortal && portal.Stmt.Plan != nil && portal.Stmt.Plan.Copy != nil && portal.Stmt.Plan.Copy.From
+	if copyFrom {
 		s.copyOver(true)
-		s.copyPlan = portal.Stmt.Plan
 	} else {
 		// A pass-through portal may be a COPY of another table.
 		s.copyOver(portal == passthroughPortal || portal.Stmt.Plan == nil || portal.Stmt.Plan.Kind == rewrite.KindCopy)
@@ -113,8 +113,8 @@ func (s *session) handleExecute(body []byte) error {
 		sent = time.Now()
 	}
 	s.t.push(pending{kind: pendExecute, portal: portal, sent: sent})
-	if s.copyPlan != nil {
-		s.setCopyPlan(s.copyPlan) // this Execute's
+	if copyFrom {
+		s.setCopyPlan(portal.Stmt.Plan)
 	}
 	s.forwardClient(body)
 	return nil

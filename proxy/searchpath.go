@@ -60,21 +60,10 @@ func stmtEffects(st *rewrite.Stmt) (e uint8) {
 	if st.Kind == rewrite.KindTransaction {
 		e |= effTx
 	}
-	if st.PathOpaque || containsFold(st.Original, "zone") {
-		e |= effTZ // SET TIME ZONE, SET TimeZone, set_config, a function
+	if st.MayChangeTimeZone() {
+		e |= effTZ
 	}
 	return e
-}
-
-// containsFold reports whether s contains the lowercase ASCII word w in
-// any case.
-func containsFold(s, w string) bool {
-	for i := 0; i+len(w) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(w)], w) {
-			return true
-		}
-	}
-	return false
 }
 
 // pathEffect records that statements with effects e were sent.

@@ -249,3 +249,10 @@ func nextPath(cur *pathState, st *Stmt) *pathState {
 	}
 	return cur
 }
+
+// MayChangeTimeZone reports whether st may change the session's TimeZone
+// (SET TIME ZONE, SET TimeZone, set_config, code pgveil cannot see): the
+// proxy then knows the zone only once the server has answered st.
+func (st *Stmt) MayChangeTimeZone() bool {
+	return st.PathOpaque || containsFold(st.Original, "zone")
+}

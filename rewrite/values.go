@@ -337,10 +337,12 @@ func typeNameString(t *pg.TypeName) string {
 // typmodsKeep refuses a value under a cast with a length or precision
 // (varchar(3), numeric(5,2), timestamp(0)) unless the cast leaves it as it
 // is: PostgreSQL applies the cast (truncating, rounding) and pgveil, which
-// encrypts the value as written, would store another value. A literal is
-// checked now; a parameter only under varchar(n), as ORMs cast to a
-// column's declared type (Django's bulk_update), whose length the
-// application keeps (docs/LIMITS.md: a longer one is not truncated).
+// encrypts the value as written, would store another value. A literal's
+// casts are recorded on it (Literal.Casts) and checked when the text is
+// rendered, so that the plan serves every literal of its shape; a
+// parameter is accepted only under varchar(n), as ORMs cast to a column's
+// declared type (Django's bulk_update), whose length the application
+// keeps (docs/LIMITS.md: a longer one is not truncated).
 func (a *analyzer) typmodsKeep(casts []*pg.TypeCast, col *policy.Column, v value) *Error {
 	for _, tc := range casts {
 		name := lastName(tc.TypeName.Names)
