@@ -101,6 +101,13 @@ func (d *decrypter) work(ctx context.Context, p *pass, r *row) error {
 		pt, err := d.keys.OpenFor(ctx, c, tenant, has, v, nil)
 		switch {
 		case errors.Is(err, keysource.ErrShredded):
+			if lc := d.t.live.Cols[c.Name]; lc != nil && lc.NotNull {
+				// NULL would fail the whole batch (23502): leave the
+				// envelope and say what to do.
+				problem = cmp.Or(problem, error(&rowProblem{kind: fmt.Sprintf("%s: the key is shredded, so the value is NULL, but the column is NOT NULL: "+
+					"delete these rows (or ALTER TABLE %s ALTER COLUMN %s DROP NOT NULL) and run again", c.Name, d.t.name, col(c.Name))}))
+				continue
+			}
 			r.setVal[i], r.newVal[i], r.changed = true, nil, true // reads as NULL through pgveil already
 			continue
 		case err != nil:
