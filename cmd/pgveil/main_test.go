@@ -86,3 +86,20 @@ func TestKeygen(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A --grace shorter than the active-key TTL lets a replica that missed the
+// rotation's notification seal values under a version rotate then drops:
+// rotate warns (tests use short graces on purpose, so it is not refused).
+func TestRotateShortGraceWarns(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "none.yaml")
+	_, _, errOut := runCLI(t, "rotate", "-c", missing, "--grace", "1s")
+	if !strings.Contains(errOut, "warning: --grace 1s is shorter than the 1m0s active-key TTL") {
+		t.Errorf("rotate --grace 1s: no warning\n%s", errOut)
+	}
+	for _, args := range [][]string{{}, {"--keep-retired", "--grace", "1s"}, {"--master", "--grace", "1s"}} {
+		_, _, errOut := runCLI(t, append([]string{"rotate", "-c", missing}, args...)...)
+		if strings.Contains(errOut, "warning") {
+			t.Errorf("rotate %v: unexpected warning\n%s", args, errOut)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pgveil/pgveil/cmd/pgveil/internal/ops"
+	"github.com/pgveil/pgveil/keysource"
 )
 
 func runRotate(args []string, stdout, stderr io.Writer) int {
@@ -45,6 +46,10 @@ Exit 0: done; 1: a problem (retired versions kept); 2: bad usage or config; 130:
 	if *column != "" && *table == "" {
 		fmt.Fprintln(stderr, "pgveil rotate: --column needs --table")
 		return exitUsage
+	}
+	if !*master && !*keep && *grace < keysource.DefaultActiveTTL {
+		fmt.Fprintf(stderr, "pgveil rotate: warning: --grace %s is shorter than the %s active-key TTL: a replica that missed the rotation's "+
+			"notification may seal values under an old version after it is dropped, and they then read as NULL\n", *grace, keysource.DefaultActiveTTL)
 	}
 	ctx, in := ops.WatchInterrupts(context.Background(), func() {
 		fmt.Fprintln(stderr, "pgveil rotate: stopping after the batches in flight (Ctrl-C again to roll them back)")
