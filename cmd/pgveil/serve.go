@@ -172,7 +172,7 @@ func serve(cfg *policy.Config, f serveFlags, log *zap.Logger, level zap.AtomicLe
 			return fmt.Errorf("admin server: %w", err)
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
-				reload(srv, f, log, level, cfg.Log)
+				reload(srv, f, log, level, cfg)
 				continue
 			}
 			timeout := srv.Config().Proxy.ShutdownTimeout
@@ -193,9 +193,9 @@ func serve(cfg *policy.Config, f serveFlags, log *zap.Logger, level zap.AtomicLe
 }
 
 // reload re-reads the config file on SIGHUP. A bad file is logged and the
-// running config stays.
-// logAtStart is the log settings the logger was built with.
-func reload(srv *proxy.Server, f serveFlags, log *zap.Logger, level zap.AtomicLevel, logAtStart policy.Log) {
+// running config stays. atStart is the config the process started with:
+// the settings restartOnly names keep its values until a restart.
+func reload(srv *proxy.Server, f serveFlags, log *zap.Logger, level zap.AtomicLevel, atStart *policy.Config) {
 	start := time.Now()
 	cfg, err := loadServeConfig(f)
 	if err != nil {
@@ -215,10 +215,31 @@ func reload(srv *proxy.Server, f serveFlags, log *zap.Logger, level zap.AtomicLe
 	if l, err := zapcore.ParseLevel(cfg.Log.Level); err == nil {
 		level.SetLevel(l)
 	}
-	if cfg.Log.Format != logAtStart.Format || cfg.Log.Buffer != logAtStart.Buffer {
-		log.Warn("log.format and log.buffer take effect at the next restart; log.level has")
+	if keys := restartOnly(atStart, cfg); len(keys) > 0 {
+		log.Warn("changed settings take effect at the next restart; the rest of the config was reloaded", zap.Strings("keys", keys))
 	}
 	log.Info("config reloaded", zap.Duration("took", time.Since(start)), zap.Int("sessions", srv.SessionCount()))
+}
+
+// restartOnly lists the settings that differ between the config the
+// process started with and cfg and that a reload does not apply: the
+// admin listener, the logger's sink and the event loops are made once.
+// (A changed listen fails the reload: proxy.Server.Reload.)
+func restartOnly(atStart, cfg *policy.Config) []string {
+	var keys []string
+	if cfg.Admin.Listen != atStart.Admin.Listen {
+		keys = append(keys, "admin.listen")
+	}
+	if cfg.Log.Format != atStart.Log.Format {
+		keys = append(keys, "log.format")
+	}
+	if cfg.Log.Buffer != atStart.Log.Buffer {
+		keys = append(keys, "log.buffer")
+	}
+	if cfg.Proxy.EventLoops != atStart.Proxy.EventLoops {
+		keys = append(keys, "proxy.event_loops")
+	}
+	return keys
 }
 
 func errorStrings(list policy.ErrorList) []string {
