@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/pgveil/pgveil/integration/harness"
@@ -61,6 +62,7 @@ example policy encrypting customers.email, .phone and .birth_date, and a few row
 written through pgveil. Both URLs are printed, so the same query shows plaintext
 through pgveil and ciphertext direct. Runs until Ctrl-C; the temp dir is removed.`)
 	listen := fs.String("listen", "127.0.0.1:6432", "where pgveil listens (a free port is picked if this one is taken)")
+	adminListen := fs.String("admin-listen", "127.0.0.1:9187", "address of /metrics, /healthz, /readyz (a free port is picked if this one is taken)")
 	logLevel := fs.String("log-level", "warn", "pgveil's log level while the demo runs")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
@@ -69,6 +71,13 @@ through pgveil and ciphertext direct. Runs until Ctrl-C; the temp dir is removed
 		fmt.Fprintf(stderr, "pgveil demo: %v\n", err)
 		return exitProblem
 	}
+	// Caught from the start: a signal during set-up stops the demo once
+	// it is up, and a closed terminal (SIGHUP) cleans up like Ctrl-C.
+	// Left to their default, they killed the process and left the temp
+	// dir (data, key) behind.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	fmt.Fprintln(stdout, "Starting a throwaway PostgreSQL cluster...")
 	cluster, err := harness.StartCluster(harness.Options{})
 	if err != nil {
@@ -85,24 +94,13 @@ through pgveil and ciphertext direct. Runs until Ctrl-C; the temp dir is removed
 		return fail(err)
 	}
 
-	addr := *listen
-	if l, err := net.Listen("tcp", addr); err != nil {
-		addr = "127.0.0.1:0"
-	} else {
-		l.Close()
+	addr, adminAddr := freeAddr(*listen), freeAddr(*adminListen)
+	cfgPath := filepath.Join(cluster.Dir, "pgveil.yaml")
+	cfgText := demoConfig(addr, adminAddr, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), keyFile)
+	if err := os.WriteFile(cfgPath, []byte(cfgText), 0o600); err != nil {
+		return fail(err)
 	}
-	cfgText := fmt.Sprintf(`listen: %s
-upstream:
-  address: %s
-  tls: prefer
-  service_url: %s
-keysource:
-  local:
-    key_file: %s
-admin:
-  listen: 127.0.0.1:0
-%s`, addr, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), keyFile, demoPolicy)
-	cfg, err := policy.LoadBytes("demo.yaml", []byte(cfgText), nil)
+	cfg, err := policy.LoadBytes(cfgPath, []byte(cfgText), nil)
 	if err != nil {
 		return fail(err)
 	}
@@ -111,13 +109,20 @@ admin:
 	if err != nil {
 		return fail(err)
 	}
-	srv, err := proxy.New(cfg, proxy.Options{Log: log})
+	reg := prometheus.NewRegistry()
+	srv, err := proxy.New(cfg, proxy.Options{Log: log, Registry: reg})
 	if err != nil {
 		return fail(err)
 	}
 	bound, err := srv.Listen()
 	if err != nil {
 		return fail(err)
+	}
+	actx, stopAdmin := context.WithCancel(ctx)
+	defer stopAdmin()
+	admin, _, err := proxy.ServeAdmin(actx, adminAddr, srv.AdminHandler(reg))
+	if err != nil {
+		return fail(fmt.Errorf("admin listen on %s: %w", adminAddr, err))
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve() }()
@@ -139,6 +144,8 @@ pgveil is running in front of a throwaway PostgreSQL %d (data in %s).
 
   through pgveil:  %s
   direct:          %s
+  admin:           http://%s/metrics (and /healthz, /readyz)
+  config:          %s (try: pgveil check -c %[6]s)
 
 The table customers has email, phone and birth_date encrypted (policy below);
 three rows were written through pgveil. The same query, both ways:
@@ -152,12 +159,9 @@ Through pgveil you read plaintext; direct, the database holds only ciphertext
   psql '%s' -c "%s"
 
 The policy:%s
-Press Ctrl-C to stop; the cluster, the key and the data directory are removed.
-`, cluster.Version, cluster.Dir, via, direct, via, query, direct, query, via, lookup, indent(demoPolicy))
+Press Ctrl-C (or kill -INT %d) to stop; the cluster, the key and the data directory are removed.
+`, cluster.Version, cluster.Dir, via, direct, admin, cfgPath, via, query, direct, query, via, lookup, indent(demoPolicy), os.Getpid())
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	select {
 	case <-sigs:
 	case err := <-served:
@@ -200,6 +204,36 @@ func demoInsert(ctx context.Context, url string) error {
 		}
 	}
 	return nil
+}
+
+// demoConfig is the demo's config file: the policy above, the cluster as
+// upstream, its superuser over the Unix socket as pgveil's service role.
+func demoConfig(listen, admin, upstream, serviceURL, keyFile string) string {
+	return fmt.Sprintf(`# pgveil demo: removed when the demo stops.
+listen: %s
+upstream:
+  address: %s
+  tls: prefer
+  service_url: %s
+keysource:
+  local:
+    key_file: %s
+admin:
+  listen: %s
+%s`, listen, upstream, serviceURL, keyFile, admin, demoPolicy)
+}
+
+// freeAddr is addr if it can be bound now, else 127.0.0.1 with a port that
+// was free a moment ago.
+func freeAddr(addr string) string {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		if l, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return addr // Listen reports it
+		}
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 func indent(s string) string {
