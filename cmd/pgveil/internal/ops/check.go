@@ -2,10 +2,13 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgveil/pgveil/keysource"
 	"github.com/pgveil/pgveil/policy"
@@ -21,12 +24,12 @@ func Check(ctx context.Context, e *Env) *Report {
 	r.Database = e.describeDB(ctx)
 	live, err := loadLive(ctx, e.Pool, e.Cfg.Tables)
 	if err != nil {
-		r.add(Finding{Severity: SevProblem, Code: "connect", Message: "reading the catalog failed: " + err.Error()})
+		r.add(e.readFailed("reading the catalog", err))
 		return r
 	}
 	states, serr := proxy.LoadTableStates(ctx, e.Pool)
 	if serr != nil {
-		r.add(Finding{Severity: SevProblem, Code: "connect", Message: "reading pgveil.tables failed: " + serr.Error()})
+		r.add(e.readFailed("reading pgveil.tables", serr))
 	}
 	for _, t := range e.Cfg.Tables {
 		checkTable(r, t, live[t.QualifiedName()])
@@ -367,7 +370,7 @@ const uniqueCaution = "fails if two rows already share a blind index (equal valu
 func checkKeyStore(ctx context.Context, e *Env, r *Report) {
 	var keys, tables bool
 	if err := e.Pool.QueryRow(ctx, `SELECT to_regclass('pgveil.keys') IS NOT NULL, to_regclass('pgveil.tables') IS NOT NULL`).Scan(&keys, &tables); err != nil {
-		r.add(Finding{Severity: SevProblem, Code: "connect", Message: "looking for the pgveil schema failed: " + err.Error()})
+		r.add(e.readFailed("looking for the pgveil schema", err))
 		return
 	}
 	if !tables {
@@ -389,7 +392,7 @@ func checkKeyStore(ctx context.Context, e *Env, r *Report) {
 	rows, err := e.Pool.Query(ctx, `SELECT DISTINCT ON (master_key_id) key_id, master_key_id, wrapped_key
 		FROM pgveil.keys WHERE state <> 'shredded' ORDER BY master_key_id, key_id`)
 	if err != nil {
-		r.add(Finding{Severity: SevProblem, Code: "connect", Message: "reading pgveil.keys failed: " + err.Error()})
+		r.add(e.readFailed("reading pgveil.keys", err))
 		return
 	}
 	type sample struct {
@@ -402,13 +405,13 @@ func checkKeyStore(ctx context.Context, e *Env, r *Report) {
 		var s sample
 		if err := rows.Scan(&s.id, &s.masterID, &s.wrapped); err != nil {
 			rows.Close()
-			r.add(Finding{Severity: SevProblem, Code: "connect", Message: "reading pgveil.keys failed: " + err.Error()})
+			r.add(e.readFailed("reading pgveil.keys", err))
 			return
 		}
 		samples = append(samples, s)
 	}
 	if err := rows.Err(); err != nil {
-		r.add(Finding{Severity: SevProblem, Code: "connect", Message: "reading pgveil.keys failed: " + err.Error()})
+		r.add(e.readFailed("reading pgveil.keys", err))
 		return
 	}
 	for _, s := range samples {
@@ -549,4 +552,25 @@ func splitStatements(ddl string) []string {
 		out = append(out, s+";")
 	}
 	return out
+}
+
+// readFailed is the finding for a query of Check that failed. A missing
+// privilege (42501) names the service role and what it needs: pgveil runs
+// CREATE … IF NOT EXISTS on its schema and writes its tables, so the role
+// should own them (docs/ADOPTION.md, "What you need").
+func (e *Env) readFailed(what string, err error) Finding {
+	f := Finding{Severity: SevProblem, Code: "connect", Message: what + " failed: " + err.Error()}
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "42501" {
+		return f
+	}
+	role := quoteIdent(e.Pool.Config().ConnConfig.User)
+	f.Code = "privilege"
+	f.Message += "; pgveil's service role (upstream.service_url) should own the pgveil schema and its tables, and may need CREATE on the database (docs/ADOPTION.md, \"What you need\")"
+	f.Fix = []string{
+		"ALTER SCHEMA pgveil OWNER TO " + role + ";",
+		"ALTER TABLE IF EXISTS pgveil.keys OWNER TO " + role + ";",
+		"ALTER TABLE IF EXISTS pgveil.tables OWNER TO " + role + ";",
+	}
+	return f
 }

@@ -21,7 +21,7 @@ type Finding struct {
 	// column_type, bidx_missing, bidx_type, bidx_index_missing, bidx_index_invalid,
 	// bidx_index_not_unique, key_context_missing, key_context_nullable,
 	// no_primary_key, not_a_table, keystore_missing, table_states_missing,
-	// master_key, connect, table_state, stale_table_state,
+	// master_key, connect, privilege, table_state, stale_table_state,
 	// constraint_on_encrypted, index_on_encrypted, triggers,
 	// trigger_sets_key_context, trigger_sets_encrypted (a note while the
 	// trigger is disabled).
@@ -102,10 +102,16 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	var script []string
-	migrateFixes := false // some fix is DDL that pgveil migrate --apply runs itself
+	inScript := map[string]bool{} // findings may share a fix (privilege)
+	migrateFixes := false         // some fix is DDL that pgveil migrate --apply runs itself
 	for _, f := range r.Findings {
 		if f.Severity == SevProblem {
-			script = append(script, f.Fix...)
+			for _, s := range f.Fix {
+				if !inScript[s] {
+					script = append(script, s)
+					inScript[s] = true
+				}
+			}
 			migrateFixes = migrateFixes || len(f.Fix) > 0 && strings.HasPrefix(f.Code, "bidx_")
 		}
 	}
