@@ -58,9 +58,12 @@ tables:
 func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("demo", stderr, `Start a throwaway PostgreSQL cluster in a temp dir (initdb; as the postgres
 user when run as root), with pgveil in front of it: a fresh local master key, an
-example policy encrypting customers.email, .phone and .birth_date, and a few rows
-written through pgveil. Both URLs are printed, so the same query shows plaintext
-through pgveil and ciphertext direct. Runs until Ctrl-C; the temp dir is removed.`)
+example policy encrypting customers.email, .phone and .birth_date, and three rows
+written through pgveil. Prints both URLs with psql commands that show plaintext
+through pgveil and ciphertext direct, the admin address (/metrics, /healthz,
+/readyz) and the config file it wrote for check, migrate, rotate and shred.
+Runs until SIGINT (Ctrl-C), SIGTERM or SIGHUP; then the temp dir is removed.
+Under "go run", signal the pgveil process (its pid is printed), not "go run".`)
 	listen := fs.String("listen", "127.0.0.1:6432", "where pgveil listens (a free port is picked if this one is taken)")
 	adminListen := fs.String("admin-listen", "127.0.0.1:9187", "address of /metrics, /healthz, /readyz (a free port is picked if this one is taken)")
 	logLevel := fs.String("log-level", "warn", "pgveil's log level while the demo runs")

@@ -81,8 +81,12 @@ Usage:
 
 Commands:
 `)
+	width := 0
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		width = max(width, len(c.name))
+	}
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
 	}
 	fmt.Fprint(w, `
 Run "pgveil <command> --help" for a command's flags. Every flag can also be set
@@ -137,10 +141,13 @@ func newFlagSet(name string, out io.Writer, about string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: pgveil %s [flags]\n\n%s\n\nFlags (each also read from the environment variable shown):\n", name, about)
 		var names []string
 		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
 		sort.Strings(names)
+		fmt.Fprintf(out, "Usage: pgveil %s [flags]\n\n%s\n", name, about)
+		if len(names) > 0 {
+			fmt.Fprint(out, "\nFlags (each also read from the environment variable shown):\n")
+		}
 		for _, n := range names {
 			f := fs.Lookup(n)
 			dash := "--"

@@ -103,3 +103,26 @@ func TestRotateShortGraceWarns(t *testing.T) {
 		}
 	}
 }
+
+// The overview lines the summaries up however long a command's name is
+// ("healthcheck" ran into its summary), and a command without flags
+// prints no empty "Flags" heading.
+func TestUsageLayout(t *testing.T) {
+	_, out, _ := runCLI(t, "--help")
+	col := -1
+	for _, line := range strings.Split(out, "\n") {
+		for _, c := range commands() {
+			if strings.HasPrefix(line, "  "+c.name+" ") {
+				i := strings.Index(line, c.summary)
+				if col >= 0 && i != col {
+					t.Errorf("summary of %s at column %d, others at %d:\n%s", c.name, i, col, out)
+				}
+				col = i
+			}
+		}
+	}
+	_, _, errOut := runCLI(t, "version", "--help")
+	if strings.Contains(errOut, "Flags") {
+		t.Errorf("version --help prints a Flags heading without flags:\n%s", errOut)
+	}
+}

@@ -16,12 +16,15 @@ import (
 
 func runShred(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("shred", stderr, `Crypto-shred one tenant of a table with key_context: destroy every version of
-the tenant's data keys (the values can never be decrypted again and read as NULL
-through every pgveil replica as soon as it gets the pgveil_keys notification, at
-worst after the 1-minute active-key TTL), set the tenant's blind indexes to NULL,
-and log an audit line. This cannot be undone. Asks to type the tenant value back
-unless --yes; without a terminal, --yes is required.
-Exit 0: done; 1: failed (rerun it: it is idempotent); 2: bad usage or config.`)
+the tenant's data keys (the values can never be decrypted again; a pgveil replica
+reads them as NULL once it gets the pgveil_keys notification, or once its
+listener reconnects if it was down: docs/SHREDDING.md), set the tenant's blind
+indexes to NULL, and log an audit line. This cannot be undone. Refuses, changing
+nothing, while the table is migrating or decrypting or the tenant has values
+without an envelope. Asks to type the tenant value back unless --yes; without a
+terminal, --yes is required.
+Exit 0: done; 1: failed or refused (rerun it: it is idempotent); 2: bad usage or
+config, or no terminal and no --yes.`)
 	cfgPath := fs.String("c", "", "config file (required)")
 	table := fs.String("table", "", "the table (schema.table; required)")
 	tenant := fs.String("tenant", "", "the key_context value of the tenant (required)")
