@@ -126,3 +126,14 @@ func TestUsageLayout(t *testing.T) {
 		t.Errorf("version --help prints a Flags heading without flags:\n%s", errOut)
 	}
 }
+
+// A shred that destroyed no key does not claim the tenant was shredded
+// before: a mistyped --tenant never had keys.
+func TestShredNoKeysMessage(t *testing.T) {
+	if got := fmtIDs(nil); strings.Contains(got, "none left: already shredded") || !strings.Contains(got, "never written") {
+		t.Errorf("fmtIDs(nil) = %q", got)
+	}
+	if got := fmtIDs([]uint32{3, 5}); got != "key ids 3, 5" {
+		t.Errorf("fmtIDs = %q", got)
+	}
+}

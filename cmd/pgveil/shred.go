@@ -63,6 +63,10 @@ config, or no terminal and no --yes.`)
 			return exitProblem
 		}
 	}
+	if rows == 0 {
+		// A mistyped value shreds nothing and would otherwise look done.
+		fmt.Fprintf(stderr, "pgveil shred: warning: no row of %s has %s = %s; is --tenant right?\n", t.QualifiedName(), t.KeyContext, canonical)
+	}
 	res, err := ops.Shred(ctx, e, o)
 	if res != nil {
 		// The keys are destroyed even when a later step reports a problem.
@@ -77,7 +81,7 @@ config, or no terminal and no --yes.`)
 
 func fmtIDs(ids []uint32) string {
 	if len(ids) == 0 {
-		return "none left: already shredded"
+		return "none: the tenant has no live data key, already shredded or never written"
 	}
 	s := make([]string, len(ids))
 	for i, id := range ids {
