@@ -40,7 +40,17 @@ CREATE TABLE IF NOT EXISTS pgveil.tables (
 
 // EnsureTableStates creates pgveil.tables if it is missing. Several
 // replicas may run it at once: the DDL is serialised by an advisory lock.
+// It looks first: PostgreSQL checks CREATE on the database before IF NOT
+// EXISTS, so a service role without it could never run migrate --apply,
+// even once a DBA had created the table.
 func EnsureTableStates(ctx context.Context, pool *pgxpool.Pool) error {
+	var exists bool
+	if err := pool.QueryRow(ctx, "SELECT to_regclass('pgveil.tables') IS NOT NULL").Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('pgveil.tables'))"); err != nil {
 			return err
