@@ -291,3 +291,27 @@ func TestRelayLimitsSIGHUP(t *testing.T) {
 	_, err = pgxConnect(ctx, proxyURL(p, harness.SCRAMUser, "sslmode=disable"))
 	wantPgxTooMany(t, "third client at limit 2", err)
 }
+
+// TestRelayLimitsTLS: a client refused over TLS gets the error inside
+// TLS, after the handshake, as from a full Postgres (a plaintext error
+// in answer to its SSLRequest would not be trusted by recent libpq).
+func TestRelayLimitsTLS(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, time.Minute)
+	p := startRelayProxy(t, proxyConf{clientTLS: true, upstreamTLS: "require", extra: "  max_client_connections: 1\n"})
+	tlsParams := []string{"sslmode=verify-full", "sslrootcert=" + cluster.Certs.CACert, "channel_binding=disable"}
+	a := connectPgx(t, ctx, proxyURL(p, harness.SCRAMUser, tlsParams...))
+	_, err := pgxConnect(ctx, proxyURL(p, harness.SCRAMUser, tlsParams...))
+	wantPgxTooMany(t, "second TLS client", err)
+	res := runPsql(t, ctx, proxyURL(p, harness.SCRAMUser, tlsParams...), nil, nil, "-c", "SELECT 1")
+	if res.Code != 2 || !strings.Contains(res.Stderr, "FATAL:  "+tooManyClients) {
+		t.Fatalf("psql over TLS: exit %d, stderr %q; want 2 and FATAL:  %s", res.Code, res.Stderr, tooManyClients)
+	}
+	var n int
+	if err := a.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("open TLS session: %d %v", n, err)
+	}
+	if got := scrape(t, p).get(`pgveil_connections_refused_total{reason="max_client_connections"}`); got != 2 {
+		t.Errorf("refusals counted: %v, want 2", got)
+	}
+}
