@@ -46,6 +46,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	if cfg.Proxy.MaxMessage != 1<<30 || cfg.Proxy.MaxStartupMessage != 10000 {
 		t.Fatalf("sizes: %+v", cfg.Proxy)
 	}
+	if p := cfg.Proxy; p.MaxClientConnections != DefaultMaxClientConnections || p.MaxPendingStartups != DefaultMaxPendingStartups || p.AuthenticationTimeout != DefaultAuthenticationTimeout {
+		t.Fatalf("connection limits (the example states the defaults): %+v", p)
+	}
 }
 
 func TestDefaults(t *testing.T) {
