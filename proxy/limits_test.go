@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -106,8 +107,15 @@ func TestLimitsMaxClientConnections(t *testing.T) {
 			}
 			c.Write(arStartup(harness.SCRAMUser))
 			readTooMany(t, "raw client after SSLRequest", c)
-			if got := testutil.ToFloat64(p.srv.metrics.refused[refusedClients]); got != 2 {
-				t.Errorf("pgveil_connections_refused_total{reason=max_client_connections} = %v, want 2", got)
+			g := rawDial(t, p.addr)
+			g.Write(binary.BigEndian.AppendUint32([]byte{0, 0, 0, 8}, codeGSSENCRequest))
+			if _, err := g.Read(n[:]); err != nil || n[0] != 'N' {
+				t.Fatalf("GSSENCRequest while full: %q %v", n[0], err)
+			}
+			g.Write(arStartup(harness.SCRAMUser))
+			readTooMany(t, "raw client after GSSENCRequest", g)
+			if got := testutil.ToFloat64(p.srv.metrics.refused[refusedClients]); got != 3 {
+				t.Errorf("pgveil_connections_refused_total{reason=max_client_connections} = %v, want 3", got)
 			}
 			if got := upstreamDials(t, p); got != dials {
 				t.Errorf("pgveil dialled upstream %d times for refused clients", got-dials)
@@ -141,7 +149,7 @@ func TestLimitsMaxClientConnections(t *testing.T) {
 			if got := testutil.ToFloat64(p.srv.metrics.CancelsTotal); got != 1 {
 				t.Errorf("pgveil_cancel_requests_total = %v, want 1", got)
 			}
-			if got := testutil.ToFloat64(p.srv.metrics.refused[refusedClients]); got != 2 {
+			if got := testutil.ToFloat64(p.srv.metrics.refused[refusedClients]); got != 3 {
 				t.Errorf("the cancel was counted as refused: %v", got)
 			}
 
