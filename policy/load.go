@@ -32,9 +32,21 @@ const (
 	DefaultEventLoops        = 1
 	DefaultLoopSpin          = 50 * time.Microsecond
 	maxLoopSpin              = time.Millisecond
-	DefaultVaultMount        = "transit"
-	DefaultVaultTokenEnv     = "VAULT_TOKEN"
-	DefaultVaultTimeout      = 10 * time.Second
+	// DefaultMaxClientConnections bounds the client connections open at
+	// once (docs/OPERATING.md, "Connection limits", says why 10000).
+	DefaultMaxClientConnections = 10000
+	maxClientConnections        = 1000000
+	// DefaultMaxPendingStartups bounds the connections still in startup
+	// or authentication at once.
+	DefaultMaxPendingStartups = 1000
+	// DefaultAuthenticationTimeout bounds startup and authentication, as
+	// Postgres's authentication_timeout (same default and range).
+	DefaultAuthenticationTimeout = time.Minute
+	minAuthenticationTimeout     = time.Second
+	maxAuthenticationTimeout     = 10 * time.Minute
+	DefaultVaultMount            = "transit"
+	DefaultVaultTokenEnv         = "VAULT_TOKEN"
+	DefaultVaultTimeout          = 10 * time.Second
 )
 
 // Load reads and validates the config file at path, expanding variables from
@@ -134,6 +146,10 @@ func (w *walker) config(root *yaml.Node) *Config {
 			PlanCacheSize:     DefaultPlanCacheSize,
 			EventLoops:        DefaultEventLoops,
 			LoopSpin:          DefaultLoopSpin,
+
+			MaxClientConnections:  DefaultMaxClientConnections,
+			MaxPendingStartups:    DefaultMaxPendingStartups,
+			AuthenticationTimeout: DefaultAuthenticationTimeout,
 		},
 		tableIndex: map[string]*Table{},
 	}
@@ -214,6 +230,10 @@ func (w *walker) config(root *yaml.Node) *Config {
 				"plan_cache_size":     w.integer(&p.PlanCacheSize),
 				"event_loops":         w.count(&p.EventLoops, 64),
 				"loop_spin":           w.shortDuration(&p.LoopSpin, maxLoopSpin),
+
+				"max_client_connections": w.intRange(&p.MaxClientConnections, 1, maxClientConnections),
+				"max_pending_startups":   w.intRange(&p.MaxPendingStartups, 1, maxClientConnections),
+				"authentication_timeout": w.durationRange(&p.AuthenticationTimeout, minAuthenticationTimeout, maxAuthenticationTimeout),
 			})
 		},
 		"tables": func(n *yaml.Node, k string) { tablesNode = n },
@@ -280,6 +300,16 @@ func (w *walker) config(root *yaml.Node) *Config {
 	}
 	if c.Proxy.MaxStartupMessage > c.Proxy.MaxMessage {
 		w.fail("proxy.max_startup_message", "must not exceed proxy.max_message (%d)", c.Proxy.MaxMessage)
+	}
+	if c.Proxy.MaxPendingStartups > c.Proxy.MaxClientConnections {
+		// Connections in startup count among the client connections: a
+		// larger bound could never be reached. Set, it is a mistake to
+		// report; defaulted, it follows a small max_client_connections.
+		if _, set := w.nodes["proxy.max_pending_startups"]; set {
+			w.fail("proxy.max_pending_startups", "must not exceed proxy.max_client_connections (%d)", c.Proxy.MaxClientConnections)
+		} else {
+			c.Proxy.MaxPendingStartups = c.Proxy.MaxClientConnections
+		}
 	}
 
 	// Encryption policy.

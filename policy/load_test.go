@@ -46,6 +46,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	if cfg.Proxy.MaxMessage != 1<<30 || cfg.Proxy.MaxStartupMessage != 10000 {
 		t.Fatalf("sizes: %+v", cfg.Proxy)
 	}
+	if p := cfg.Proxy; p.MaxClientConnections != DefaultMaxClientConnections || p.MaxPendingStartups != DefaultMaxPendingStartups || p.AuthenticationTimeout != DefaultAuthenticationTimeout {
+		t.Fatalf("connection limits (the example states the defaults): %+v", p)
+	}
 }
 
 func TestDefaults(t *testing.T) {
@@ -59,7 +62,8 @@ func TestDefaults(t *testing.T) {
 		Auth:     Auth{Mode: AuthRelay, AuthQuery: DefaultAuthQuery},
 		Admin:    Admin{Listen: DefaultAdminListen},
 		Log:      Log{Level: "info", Format: "json", Buffer: 1 << 20},
-		Proxy:    ProxyOptions{MaxStartupMessage: 10000, MaxMessage: 1 << 30, ShutdownTimeout: 30 * time.Second, PlanCacheSize: 4096, EventLoops: 1, LoopSpin: 50 * time.Microsecond},
+		Proxy: ProxyOptions{MaxStartupMessage: 10000, MaxMessage: 1 << 30, ShutdownTimeout: 30 * time.Second, PlanCacheSize: 4096, EventLoops: 1, LoopSpin: 50 * time.Microsecond,
+			MaxClientConnections: 10000, MaxPendingStartups: 1000, AuthenticationTimeout: time.Minute},
 	}
 	if cfg.Listen != want.Listen || cfg.Upstream != want.Upstream || cfg.Auth != want.Auth ||
 		cfg.Admin != want.Admin || cfg.Log != want.Log || cfg.Proxy != want.Proxy || cfg.TLS != nil {
@@ -128,6 +132,18 @@ func TestErrors(t *testing.T) {
 		{"bad count", "proxy:\n  event_loops: 65\n", nil, []string{"c.yaml:2: proxy.event_loops: want an integer from 0 to 64, got \"65\""}},
 		{"spin too long", "proxy:\n  loop_spin: 2ms\n", nil, []string{"c.yaml:2: proxy.loop_spin: want 0 or a duration up to 1ms such as 50us, got \"2ms\""}},
 		{"spin negative", "proxy:\n  loop_spin: -5us\n", nil, []string{"c.yaml:2: proxy.loop_spin: want 0 or a duration up to 1ms"}},
+		{"max clients zero", "proxy:\n  max_client_connections: 0\n", nil, []string{"c.yaml:2: proxy.max_client_connections: want an integer from 1 to 1000000, got \"0\""}},
+		{"max clients negative", "proxy:\n  max_client_connections: -1\n", nil, []string{"c.yaml:2: proxy.max_client_connections: want an integer from 1 to 1000000, got \"-1\""}},
+		{"max clients too many", "proxy:\n  max_client_connections: 1000001\n", nil, []string{"c.yaml:2: proxy.max_client_connections: want an integer from 1 to 1000000"}},
+		{"max clients not a number", "proxy:\n  max_client_connections: lots\n", nil, []string{"c.yaml:2: proxy.max_client_connections: want an integer from 1 to 1000000, got \"lots\""}},
+		{"max clients a list", "proxy:\n  max_client_connections: [1]\n", nil, []string{"c.yaml:2: proxy.max_client_connections: want a single value, got a list"}},
+		{"pending zero", "proxy:\n  max_pending_startups: 0\n", nil, []string{"c.yaml:2: proxy.max_pending_startups: want an integer from 1 to 1000000, got \"0\""}},
+		{"pending above clients", "proxy:\n  max_client_connections: 50\n  max_pending_startups: 51\n", nil,
+			[]string{"c.yaml:3: proxy.max_pending_startups: must not exceed proxy.max_client_connections (50)"}},
+		{"auth timeout too short", "proxy:\n  authentication_timeout: 500ms\n", nil, []string{"c.yaml:2: proxy.authentication_timeout: want a duration from 1s to 10m0s such as 30s, got \"500ms\""}},
+		{"auth timeout too long", "proxy:\n  authentication_timeout: 11m\n", nil, []string{"c.yaml:2: proxy.authentication_timeout: want a duration from 1s to 10m0s"}},
+		{"auth timeout not a duration", "proxy:\n  authentication_timeout: 60\n", nil, []string{"c.yaml:2: proxy.authentication_timeout: want a duration from 1s to 10m0s such as 30s, got \"60\""}},
+		{"limit key misspelt", "proxy:\n  max_client_connection: 5\n", nil, []string{"c.yaml:2: proxy.max_client_connection: unknown key; allowed here:", "max_client_connections"}},
 		{"log buffer too small", "log:\n  buffer: 100\n", nil, []string{"c.yaml:2: log.buffer: want at least 4096 bytes, got 100"}},
 		{"log buffer not a size", "log:\n  buffer: lots\n", nil, []string{"c.yaml:2: log.buffer:"}},
 		{"bad listen", "listen: nowhere\n", nil, []string{"c.yaml:1: listen: want host:port"}},
@@ -318,6 +334,34 @@ func TestLoopSpin(t *testing.T) {
 		}
 		if cfg.Proxy.LoopSpin != want {
 			t.Errorf("loop_spin %s = %v, want %v", src, cfg.Proxy.LoopSpin, want)
+		}
+	}
+}
+
+// TestConnectionLimits checks proxy.max_client_connections,
+// max_pending_startups and authentication_timeout: values are taken, and
+// a defaulted max_pending_startups follows a smaller
+// max_client_connections (a set one above it is an error, TestErrors).
+func TestConnectionLimits(t *testing.T) {
+	for _, tc := range []struct {
+		src              string
+		clients, pending int
+		auth             time.Duration
+	}{
+		{"", 10000, 1000, time.Minute},
+		{"proxy:\n  max_client_connections: 2\n", 2, 2, time.Minute},
+		{"proxy:\n  max_client_connections: 2000\n", 2000, 1000, time.Minute},
+		{"proxy:\n  max_client_connections: 5\n  max_pending_startups: 5\n", 5, 5, time.Minute},
+		{"proxy:\n  max_pending_startups: 1\n  authentication_timeout: 1s\n", 10000, 1, time.Second},
+		{"proxy:\n  max_client_connections: 1000000\n  max_pending_startups: 1000000\n  authentication_timeout: 10m\n", 1000000, 1000000, 10 * time.Minute},
+	} {
+		cfg, err := LoadBytes("c.yaml", []byte(tc.src), env(nil))
+		if err != nil {
+			t.Fatalf("%q: %v", tc.src, err)
+		}
+		if p := cfg.Proxy; p.MaxClientConnections != tc.clients || p.MaxPendingStartups != tc.pending || p.AuthenticationTimeout != tc.auth {
+			t.Errorf("%q: max_client_connections %d, max_pending_startups %d, authentication_timeout %v; want %d, %d, %v",
+				tc.src, p.MaxClientConnections, p.MaxPendingStartups, p.AuthenticationTimeout, tc.clients, tc.pending, tc.auth)
 		}
 	}
 }

@@ -151,6 +151,17 @@ type ProxyOptions struct {
 	// LoopSpin is how long an event loop polls for the next message before
 	// it sleeps, when CPUs are free (0: never). See proxy/evloop_spin_linux.go.
 	LoopSpin time.Duration
+	// MaxClientConnections bounds the client connections open at once,
+	// from accept to close; a CancelRequest's connection leaves the count
+	// once it is recognised. Beyond it a client gets FATAL 53300.
+	MaxClientConnections int
+	// MaxPendingStartups bounds the connections still in startup or
+	// authentication at once (at most MaxClientConnections). Beyond it a
+	// client gets FATAL 53300 rather than waiting.
+	MaxPendingStartups int
+	// AuthenticationTimeout bounds startup and authentication, on both
+	// connections (Postgres's authentication_timeout).
+	AuthenticationTimeout time.Duration
 }
 
 // Table is one configured table.

@@ -218,6 +218,38 @@ func (w *walker) count(dst *int, limit int) func(*yaml.Node, string) {
 	}
 }
 
+// intRange accepts an integer from lo to hi.
+func (w *walker) intRange(dst *int, lo, hi int) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		s, ok := w.scalar(n, key)
+		if !ok {
+			return
+		}
+		v, err := strconv.Atoi(s)
+		if err != nil || v < lo || v > hi {
+			w.errorf(n, key, "want an integer from %d to %d, got %q", lo, hi, s)
+			return
+		}
+		*dst = v
+	}
+}
+
+// durationRange accepts a duration from lo to hi.
+func (w *walker) durationRange(dst *time.Duration, lo, hi time.Duration) func(*yaml.Node, string) {
+	return func(n *yaml.Node, key string) {
+		s, ok := w.scalar(n, key)
+		if !ok {
+			return
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d < lo || d > hi {
+			w.errorf(n, key, "want a duration from %v to %v such as 30s, got %q", lo, hi, s)
+			return
+		}
+		*dst = d
+	}
+}
+
 func (w *walker) strings(dst *[]string) func(*yaml.Node, string) {
 	return func(n *yaml.Node, key string) {
 		if isNull(n) {

@@ -482,7 +482,8 @@ func (c *deadlineConn) Write(b []byte) (int, error) {
 // TestAuthReviewFoundNoAuthenticationTimeout: see the file comment. The
 // session runs on an in-memory connection whose deadlines are recorded:
 // once pgveil has sent the authentication request, its read of the
-// client's answer must carry a deadline (at most startupTimeout away).
+// client's answer must carry a deadline (at most
+// proxy.authentication_timeout away).
 func TestAuthReviewFoundNoAuthenticationTimeout(t *testing.T) {
 	p := startProxy(t, "")
 	defer p.stop(t, 10*time.Second)
@@ -516,8 +517,8 @@ func TestAuthReviewFoundNoAuthenticationTimeout(t *testing.T) {
 	})
 	if rec.deadline.IsZero() {
 		t.Errorf("pgveil waits for the client's authentication response with no deadline: a client that sends its StartupMessage and then nothing holds its session forever (startup's one-minute deadline is cleared before authenticate)")
-	} else if d := time.Until(rec.deadline); d > startupTimeout {
-		t.Errorf("authentication read deadline %v away, more than startupTimeout", d)
+	} else if d := time.Until(rec.deadline); d > p.srv.Config().Proxy.AuthenticationTimeout {
+		t.Errorf("authentication read deadline %v away, more than proxy.authentication_timeout", d)
 	}
 }
 

@@ -299,14 +299,29 @@ func upstreamAuthMismatch(asked, have string) error {
 
 // lookupVerifier runs auth.auth_query for user over the service connection.
 // A role that does not exist or has no password yields "".
+//
+// It runs before the client's side of the exchange, so a slow client
+// holds no service connection: only its startup slot
+// (proxy.max_pending_startups). At most half the pool's connections run
+// auth_queries at once (svcAuth), each waiting and running at most
+// upstream.connect_timeout.
 func (srv *Server) lookupVerifier(ctx context.Context, user string) (string, error) {
 	pool, err := srv.servicePool()
 	if err != nil {
 		return "", err
 	}
+	srv.svcMu.Lock()
+	slots := srv.svcAuth
+	srv.svcMu.Unlock()
 	cfg := srv.cfg.Load()
 	ctx, cancel := context.WithTimeout(ctx, cfg.Upstream.ConnectTimeout)
 	defer cancel()
+	select {
+	case slots <- struct{}{}:
+		defer func() { <-slots }()
+	case <-ctx.Done():
+		return "", fmt.Errorf("waiting for a service connection for auth_query: %w", ctx.Err())
+	}
 	var name string
 	var secret *string
 	err = pool.QueryRow(ctx, cfg.Auth.AuthQuery, user).Scan(&name, &secret)

@@ -15,6 +15,9 @@ import (
 type Metrics struct {
 	ConnectionsOpen                      prometheus.Gauge
 	ConnectionsTotal                     prometheus.Counter
+	ConnectionsRefused                   *prometheus.CounterVec // reason: max_client_connections | max_pending_startups
+	StartupsPending                      prometheus.Gauge       // sessions in startup or authentication
+	refused                              [numRefusals]prometheus.Counter
 	LoopSessions                         prometheus.Gauge       // sessions an event loop relays now
 	LoopPolls                            *prometheus.CounterVec // result: event | none (proxy.loop_spin)
 	LoopPollSeconds                      prometheus.Counter     // CPU time the loops spent polling
@@ -122,8 +125,13 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 		cacheStats = func() rewrite.CacheStats { return rewrite.CacheStats{} }
 	}
 	m := &Metrics{
-		ConnectionsOpen:  prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgveil_connections_open", Help: "Client connections currently open."}),
-		ConnectionsTotal: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_connections_total", Help: "Client connections accepted."}),
+		ConnectionsOpen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgveil_connections_open",
+			Help: "Client connections currently open, as proxy.max_client_connections counts them (a CancelRequest's connection leaves the count once recognised; refused connections are not counted)."}),
+		ConnectionsTotal: prometheus.NewCounter(prometheus.CounterOpts{Name: "pgveil_connections_total", Help: "Client connections accepted (refused ones not included)."}),
+		ConnectionsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_connections_refused_total",
+			Help: "Client connections refused with FATAL 53300 (too many clients), by the limit reached: max_client_connections or max_pending_startups. CancelRequests are never refused."}, []string{"reason"}),
+		StartupsPending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgveil_startups_pending",
+			Help: "Client connections still in startup or authentication, as proxy.max_pending_startups counts them."}),
 		LoopSessions: prometheus.NewGauge(prometheus.GaugeOpts{Name: "pgveil_event_loop_sessions",
 			Help: "Sessions relayed by an event loop now (proxy.event_loops); the others in pgveil_connections_open relay on goroutines."}),
 		LoopPolls: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "pgveil_event_loop_polls_total",
@@ -172,9 +180,12 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 	m.PlanCacheShapeHits = prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "pgveil_plan_cache_shape_hits_total",
 		Help: "Plan cache hits of statement texts planned from another text of their shape (same SQL, other literal values); included in the hits."},
 		func() float64 { return float64(cacheStats().ShapeHits) })
-	reg.MustRegister(m.ConnectionsOpen, m.ConnectionsTotal, m.LoopSessions, m.LoopPolls, m.LoopPollSeconds, m.LoopWaits, m.LoopHandbacks, m.LoopReturns, m.CancelsTotal, m.Bytes, m.Messages, m.Errors,
+	reg.MustRegister(m.ConnectionsOpen, m.ConnectionsTotal, m.ConnectionsRefused, m.StartupsPending, m.LoopSessions, m.LoopPolls, m.LoopPollSeconds, m.LoopWaits, m.LoopHandbacks, m.LoopReturns, m.CancelsTotal, m.Bytes, m.Messages, m.Errors,
 		m.UpstreamConnect, m.TrackerDesyncs, m.Statements, m.ValuesEncrypted, m.ValuesDecrypted,
 		m.DecryptFailures, m.ReaderMasked, m.PlanCacheHits, m.PlanCacheMisses, m.PlanCacheShapeHits, m.PhaseSeconds, m.ReloadsTotal, m.SearchPathReads, m.TenantLookups)
+	for r := refusedClients; r < numRefusals; r++ {
+		m.refused[r] = m.ConnectionsRefused.WithLabelValues(refusalReasons[r])
+	}
 	m.bytesC2S = m.Bytes.WithLabelValues("client_to_server")
 	m.bytesS2C = m.Bytes.WithLabelValues("server_to_client")
 	m.msgsC2S = m.Messages.WithLabelValues("client_to_server")

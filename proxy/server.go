@@ -47,6 +47,7 @@ type Server struct {
 	wg       sync.WaitGroup
 	draining atomic.Bool
 	nextID   atomic.Uint64
+	limits   connLimits // limits.go
 
 	eng atomic.Pointer[engine] // nil when no table is configured
 
@@ -57,6 +58,10 @@ type Server struct {
 	svcMu  sync.Mutex
 	svc    *pgxpool.Pool // the service connection (upstream.service_url)
 	svcURL string
+	// svcAuth bounds the auth_queries running at once (auth.mode scram)
+	// to half the service pool's connections: a burst of logins leaves
+	// the rest to the key store and catalog reads of running sessions.
+	svcAuth chan struct{}
 }
 
 // Options configure a Server beyond its config file.
@@ -88,6 +93,19 @@ func New(cfg *policy.Config, opts Options) (*Server, error) {
 		Name: "pgveil_sessions_previous_config",
 		Help: "Sessions still running on a config older than the current one (they keep the config they started with; see docs/KEYS.md on blind-index rotation).",
 	}, func() float64 { return float64(s.previousConfigSessions()) }))
+	for _, l := range []struct {
+		name string
+		get  func(p *policy.ProxyOptions) int
+	}{
+		{"max_client_connections", func(p *policy.ProxyOptions) int { return p.MaxClientConnections }},
+		{"max_pending_startups", func(p *policy.ProxyOptions) int { return p.MaxPendingStartups }},
+	} {
+		opts.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "pgveil_connection_limit",
+			Help:        "The connection limits in force (proxy.max_client_connections, proxy.max_pending_startups): compare pgveil_connections_open and pgveil_startups_pending with them.",
+			ConstLabels: prometheus.Labels{"limit": l.name},
+		}, func() float64 { return float64(l.get(&s.cfg.Load().Proxy)) }))
+	}
 	if err := s.apply(cfg); err != nil {
 		return nil, err
 	}
@@ -264,13 +282,32 @@ func (s *Server) Serve() error {
 			tc.SetNoDelay(true)
 			tc.SetKeepAlive(true)
 		}
-		sess := s.newSession(conn)
+		if s.draining.Load() {
+			conn.Close()
+			continue
+		}
+		// Limits are read per connection: a reload changes them for the
+		// connections accepted after it.
+		p := &s.cfg.Load().Proxy
+		var sess *session
+		if reason := s.admit(p); reason != 0 {
+			if sess = s.refuse(conn, reason, p); sess == nil {
+				continue
+			}
+		} else {
+			sess = s.newSession(conn)
+			sess.holdsClient, sess.holdsPending = true, true
+		}
 		s.mu.Lock()
 		if s.draining.Load() {
 			s.mu.Unlock()
 			conn.Close()
 			sess.stop()
 			sess.releaseBuffers() // no goroutine ever saw them
+			if sess.refused != 0 {
+				s.limits.refusing.Add(-1)
+			}
+			sess.endClient()
 			continue
 		}
 		s.sessions[sess] = struct{}{}
@@ -278,7 +315,11 @@ func (s *Server) Serve() error {
 		s.mu.Unlock()
 		go func() {
 			defer s.wg.Done()
-			sess.run()
+			if sess.refused != 0 {
+				sess.runRefused()
+			} else {
+				sess.run()
+			}
 			s.mu.Lock()
 			delete(s.sessions, sess)
 			s.mu.Unlock()
@@ -286,10 +327,11 @@ func (s *Server) Serve() error {
 	}
 }
 
-// Shutdown stops accepting, ends idle sessions at once (FATAL 57P01, as
-// Postgres does on a fast shutdown), lets busy sessions finish their
-// transaction, and when ctx expires closes whatever is left.
-func (s *Server) Shutdown(ctx context.Context) error {
+// beginDrain stops accepting and wakes every session, so that the idle
+// ones end (57P01) and those still starting stop waiting for the client.
+// A session that sets or clears a client deadline after its wake checks
+// draining itself (session.clientDeadline).
+func (s *Server) beginDrain() {
 	s.draining.Store(true)
 	s.mu.Lock()
 	if s.ln != nil {
@@ -299,6 +341,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		sess.wake()
 	}
 	s.mu.Unlock()
+}
+
+// Shutdown stops accepting, ends idle sessions at once (FATAL 57P01, as
+// Postgres does on a fast shutdown), lets busy sessions finish their
+// transaction, and when ctx expires closes whatever is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.beginDrain()
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
 	select {
@@ -345,6 +394,7 @@ func (s *Server) servicePool() (*pgxpool.Pool, error) {
 		go s.svc.Close() // waits for connections in use, off the caller's path
 	}
 	s.svc, s.svcURL = pool, url
+	s.svcAuth = make(chan struct{}, max(1, pool.Config().MaxConns/2))
 	return pool, nil
 }
 
@@ -377,7 +427,8 @@ func (s *Server) previousConfigSessions() int {
 	return n
 }
 
-// SessionCount is the number of sessions running.
+// SessionCount is the number of sessions running (refused connections
+// being answered included).
 func (s *Server) SessionCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()

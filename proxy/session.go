@@ -186,6 +186,13 @@ type session struct {
 	// logged (checkDesync), by whichever relay the session is on.
 	desyncsSeen uint64
 
+	// holdsClient and holdsPending: the session has a client slot and a
+	// startup slot (limits.go) to give back; refused is why the session
+	// only answers 53300 (runRefused), or 0. Set before the session's
+	// goroutine starts, then its own.
+	holdsClient, holdsPending bool
+	refused                   int
+
 	upstreamClosing atomic.Bool // relay is closing upstream on purpose
 	serverSentFatal bool        // serverToClient relayed a FATAL from the server
 	serverDone      chan struct{}
@@ -235,11 +242,8 @@ func (s *session) setClientConn(conn net.Conn, max int) {
 
 // run drives the session through its phases.
 func (s *session) run() {
-	m := s.srv.metrics
-	m.ConnectionsOpen.Inc()
-	m.ConnectionsTotal.Inc()
-	defer m.ConnectionsOpen.Dec()
-	defer s.releaseBuffers() // last: after the connections are closed
+	defer s.endClient()      // last: the slot is free once the connections are closed
+	defer s.releaseBuffers() // after the connections are closed
 	defer s.closeClient()
 	defer s.recoverPanic("session")
 	defer s.stop()
@@ -260,8 +264,12 @@ func (s *session) run() {
 		s.failStartup(err)
 		return
 	}
-	s.client.SetDeadline(time.Time{})
+	if testHookDeadline != nil {
+		testHookDeadline(s, "ready")
+	}
+	s.clientDeadline(time.Time{})
 	s.server.SetDeadline(time.Time{})
+	s.endStartup()
 	s.log = s.log.With(zap.Uint32("backend_pid", s.backendPID))
 	if s.eng != nil {
 		if err := s.initSearchPath(); err != nil {
@@ -363,6 +371,22 @@ func (s *session) wake() {
 	}
 	client.SetReadDeadline(time.Now())
 }
+
+// clientDeadline sets the client connection's deadline. A Shutdown wake
+// that landed before it (a deadline in the past) would be undone by it:
+// while draining the session wakes itself again. Shutdown sets draining
+// before it wakes a session, so either that wake comes after this
+// deadline, or this load sees draining.
+func (s *session) clientDeadline(t time.Time) {
+	s.client.SetDeadline(t)
+	if s.srv.draining.Load() {
+		s.wake()
+	}
+}
+
+// testHookDeadline, when set by a test, runs before the session sets its
+// startup deadline ("startup") and before it clears it ("ready").
+var testHookDeadline func(s *session, phase string)
 
 // forceClose ends the session at once (shutdown timeout).
 func (s *session) forceClose() {

@@ -13,12 +13,6 @@ import (
 	"github.com/pgveil/pgveil/policy"
 )
 
-// startupTimeout bounds the whole startup phase, authentication included,
-// so a client that connects and says nothing (or never answers the
-// password request) cannot hold a session forever (Postgres has
-// authentication_timeout, 1 minute by default, for the same reason).
-const startupTimeout = time.Minute
-
 // startup negotiates encryption and reads the StartupMessage. It returns
 // the raw StartupMessage packet to forward, or nil when the connection was
 // a CancelRequest that has been forwarded.
@@ -26,10 +20,17 @@ const startupTimeout = time.Minute
 // See https://www.postgresql.org/docs/current/protocol-flow.html#PROTOCOL-FLOW-START-UP
 //
 // The deadline it sets on the client connection stays until
-// authentication ends (session.run clears it).
+// authentication ends (session.run clears it). It bounds the whole
+// startup phase, authentication included, so a client that connects and
+// says nothing (or never answers the password request) cannot hold a
+// session, and its startup slot, forever: proxy.authentication_timeout,
+// as Postgres's authentication_timeout.
 func (s *session) startup() ([]byte, error) {
-	s.startDeadline = time.Now().Add(startupTimeout)
-	s.client.SetDeadline(s.startDeadline)
+	if testHookDeadline != nil {
+		testHookDeadline(s, "startup")
+	}
+	s.startDeadline = time.Now().Add(s.startupTimeout())
+	s.clientDeadline(s.startDeadline)
 
 	// Direct TLS (PostgreSQL 17, sslnegotiation=direct): the first byte is
 	// a TLS handshake record instead of a packet length.
@@ -73,6 +74,9 @@ func (s *session) startup() ([]byte, error) {
 				return nil, err
 			}
 		case code == codeCancelRequest:
+			// Not counted and never refused, as Postgres serves cancel
+			// requests whatever max_connections.
+			s.endClient()
 			s.cancel(packet)
 			return nil, nil
 		case code>>16 == 3:
@@ -136,7 +140,7 @@ func (s *session) startTLS(direct bool) error {
 		conn = &prefixedConn{Conn: s.client, r: s.cr.r}
 	}
 	tc := tls.Server(conn, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), startupTimeout)
+	ctx, cancel := context.WithDeadline(context.Background(), s.startDeadline)
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return fmt.Errorf("client TLS handshake: %w", err)

@@ -138,6 +138,7 @@ func serve(cfg *policy.Config, f serveFlags, log *zap.Logger, level zap.AtomicLe
 	if err != nil {
 		return err
 	}
+	warnFileLimit(log, cfg.Proxy, openFileLimit())
 	addr, err := srv.Listen()
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -215,6 +216,7 @@ func reload(srv *proxy.Server, f serveFlags, log *zap.Logger, level zap.AtomicLe
 	if l, err := zapcore.ParseLevel(cfg.Log.Level); err == nil {
 		level.SetLevel(l)
 	}
+	warnFileLimit(log, cfg.Proxy, openFileLimit())
 	if keys := restartOnly(atStart, cfg); len(keys) > 0 {
 		log.Warn("changed settings take effect at the next restart; the rest of the config was reloaded", zap.Strings("keys", keys))
 	}
@@ -248,4 +250,23 @@ func errorStrings(list policy.ErrorList) []string {
 		out[i] = e.Error()
 	}
 	return out
+}
+
+// filesNeeded is how many file descriptors the connection limits may take
+// at once: per admitted client its socket and the upstream one; per
+// connection being refused (at most max_pending_startups) its socket; and
+// a margin for the listeners, the service pool, logs.
+func filesNeeded(p policy.ProxyOptions) uint64 {
+	return 2*uint64(p.MaxClientConnections) + uint64(p.MaxPendingStartups) + 64
+}
+
+// warnFileLimit warns when the open-file limit is below what the
+// connection limits may take: pgveil would then fail to accept (EMFILE)
+// or to dial upstream before it refuses anyone with 53300.
+func warnFileLimit(log *zap.Logger, p policy.ProxyOptions, limit uint64) {
+	if need := filesNeeded(p); limit != 0 && limit < need {
+		log.Warn("the open-file limit is below what proxy.max_client_connections may need: raise it (ulimit -n, LimitNOFILE) or lower the limit",
+			zap.Uint64("open_file_limit", limit), zap.Uint64("needed", need),
+			zap.Int("max_client_connections", p.MaxClientConnections), zap.Int("max_pending_startups", p.MaxPendingStartups))
+	}
 }
