@@ -47,6 +47,12 @@ package rewrite
 //       ::contacts, row_to_json(c)->>'email' = '…', (c.*)::text LIKE …)
 //       names none and is stored with the plaintext literal; the same
 //       query sent on its own is refused (whole-row reference).
+//   TestReview13FoundUnicodeBody HIGH: a PL/pgSQL function or DO body is
+//       refused when its text names a configured table and an encrypted
+//       column; U&"\0065mail" names the column without the word (and
+//       U&"\0063ontacts" the table). In the fixture the key_context rule
+//       (which counts any U& as naming every name) happens to refuse it;
+//       with a policy whose tables have no key_context the body passes.
 //   TestReview13FoundGuardedViewDDL HIGH: DDL on a view (or materialized
 //       view) over encrypted columns is not refused though docs/SQL.md
 //       says so: ALTER VIEW v ALTER COLUMN email SET DEFAULT '…' stores
@@ -141,6 +147,42 @@ func TestReview13FoundSQLBodyWholeRow(t *testing.T) {
 		`CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$UPDATE contacts c SET note = 'x' WHERE c::text LIKE '%`+rev4Leak+`%'$$`,
 		`CREATE OR REPLACE PROCEDURE f() LANGUAGE sql AS 'DELETE FROM users u WHERE u = ROW(1, 1, ''`+rev4Leak+`'')::users'`,
 	)
+}
+
+// rev13NoTenantPolicy has no table with a key_context: the body check's
+// tenant rule (which counts U& as naming every name) does not apply.
+const rev13NoTenantPolicy = `
+upstream:
+  service_url: postgres://pgveil@localhost/app
+keysource:
+  kind: local
+  local:
+    key_env: PGVEIL_TEST_KEY
+tables:
+  public.contacts:
+    columns:
+      email:
+        type: text
+        blind_index: {column: email_bidx}
+`
+
+func TestReview13FoundUnicodeBody(t *testing.T) {
+	cfg, err := policy.LoadBytes("r13.yaml", []byte(rev13NoTenantPolicy), func(string) (string, bool) { return "", false })
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := NewPlanner(cfg, 16)
+	p.SetCatalog(testCatalog())
+	rev13Refused(t, p, publicPath,
+		`CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$BEGIN UPDATE contacts SET U&"\0065mail" = '`+rev4Leak+`'; END$$`,
+		`CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$BEGIN UPDATE U&"\0063ontacts" SET U&"\0065mail" = '`+rev4Leak+`'; END$$`,
+		`DO $$BEGIN PERFORM 1 FROM contacts WHERE U&"\0065mail" = '`+rev4Leak+`'; END$$`,
+		`CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$UPDATE contacts SET U&"\0065mail" = '`+rev4Leak+`'$$`,
+	)
+	// Without an escape, a body that names neither passes.
+	if _, err := p.Plan(`DO $$BEGIN PERFORM 1 FROM contacts WHERE id = 1; END$$`, publicPath); err != nil {
+		t.Errorf("DO reading contacts by id: %v", err)
+	}
 }
 
 func TestReview13FoundGuardedViewDDL(t *testing.T) {
@@ -253,5 +295,8 @@ func TestReview13Holds(t *testing.T) {
 		`ALTER TABLE contacts ADD COLUMN x bool GENERATED ALWAYS AS (email = '`+rev4Leak+`') STORED`,
 		`CREATE VIEW v AS SELECT id FROM contacts c WHERE c = ROW(1, 1, '`+rev4Leak+`', null, null, null)::contacts`,
 		`CREATE VIEW v AS SELECT id, email FROM contacts`,
+		`CREATE POLICY p ON orgs USING (EXISTS (SELECT 1 FROM where_bidx v WHERE v.email = '`+rev4Leak+`'))`,
+		`CREATE RULE r AS ON INSERT TO orgs WHERE EXISTS (SELECT 1 FROM where_bidx) DO ALSO DELETE FROM orgs WHERE false`,
+		`SELECT 1 FROM contacts WHERE email === '`+rev4Leak+`'`,
 	)
 }
