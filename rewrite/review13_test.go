@@ -12,6 +12,19 @@ package rewrite
 // catalog (pg_rewrite, pg_policy, pg_trigger, pg_proc.prosrc, pg_attrdef,
 // pg_index, pg_statistic_ext).
 //
+// Fixed in the commit after it: a rule's condition is checked like its
+// actions (opaque) and a rule on a view over encrypted columns is refused;
+// policies on any table are checked as stored expressions (storedExpr); a
+// trigger's WHEN is planned with the table as NEW and OLD (strictExprAs:
+// whole-row uses refuse); the pre-check parses a CREATE with a backslash,
+// and a function or DO body in a plain string with a backslash while
+// standard_conforming_strings is off is refused; a LANGUAGE sql string body
+// is planned statement by statement (sqlBody); U& anywhere in a body counts
+// as naming every table and column; expressions stored on a view over
+// encrypted columns (DEFAULT, index, statistics) are refused (viewExprs);
+// CREATE [MATERIALIZED] VIEW refuses the migration-mode plaintext fallback
+// (analyzer.storedDef).
+//
 // Failing at the time of the review (defects):
 //   TestReview13FoundRuleWhere HIGH: a rule's WHERE condition is never
 //       checked (utility.go RuleStmt checks the relation and the actions):
