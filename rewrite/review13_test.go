@@ -23,7 +23,8 @@ package rewrite
 // as naming every table and column; expressions stored on a view over
 // encrypted columns (DEFAULT, index, statistics) are refused (viewExprs);
 // CREATE [MATERIALIZED] VIEW refuses the migration-mode plaintext fallback
-// (analyzer.storedDef).
+// (analyzer.storedDef); a function or procedure taking a row of a
+// configured table with encrypted columns is refused (rowArgs).
 //
 // Failing at the time of the review (defects):
 //   TestReview13FoundRuleWhere HIGH: a rule's WHERE condition is never
@@ -66,6 +67,13 @@ package rewrite
 //       U&"\0063ontacts" the table). In the fixture the key_context rule
 //       (which counts any U& as naming every name) happens to refuse it;
 //       with a policy whose tables have no key_context the body passes.
+//   TestReview13FoundRowTypeArg HIGH: a function taking a row of a
+//       configured table (f(c contacts)) computes on the whole row, whose
+//       encrypted fields are envelopes, without naming a column and
+//       without a relation in its body: $1 = ROW(1, 1, '…', …)::contacts,
+//       c::text LIKE '%…%' (SQL string, RETURN or BEGIN ATOMIC bodies,
+//       PL/pgSQL) are stored with the plaintext literal (pg_proc.prosrc);
+//       a trigger function calling f(NEW) runs it on every write.
 //   TestReview13FoundGuardedViewDDL HIGH: DDL on a view (or materialized
 //       view) over encrypted columns is not refused though docs/SQL.md
 //       says so: ALTER VIEW v ALTER COLUMN email SET DEFAULT '…' stores
@@ -195,6 +203,28 @@ func TestReview13FoundUnicodeBody(t *testing.T) {
 	// Without an escape, a body that names neither passes.
 	if _, err := p.Plan(`DO $$BEGIN PERFORM 1 FROM contacts WHERE id = 1; END$$`, publicPath); err != nil {
 		t.Errorf("DO reading contacts by id: %v", err)
+	}
+}
+
+func TestReview13FoundRowTypeArg(t *testing.T) {
+	p := newTestPlanner(t)
+	rev13Refused(t, p, publicPath,
+		`CREATE FUNCTION f(c contacts) RETURNS bool LANGUAGE sql AS $$SELECT $1 = ROW(1, 1, '`+rev4Leak+`', null, null, null)::contacts$$`,
+		`CREATE FUNCTION f(c public.contacts) RETURNS bool LANGUAGE sql RETURN c::text LIKE '%`+rev4Leak+`%'`,
+		`CREATE FUNCTION f(INOUT c contacts) LANGUAGE plpgsql AS $$BEGIN IF row_to_json(c)->>'em' || 'ail' = '`+rev4Leak+`' THEN RETURN; END IF; END$$`,
+		`CREATE PROCEDURE f(VARIADIC c users[]) LANGUAGE sql BEGIN ATOMIC SELECT c[1]::text LIKE '%`+rev4Leak+`%'; END`,
+	)
+	// A row of a table without encrypted columns, and rows returned
+	// (OUT, RETURNS SETOF), pass as before.
+	for _, sql := range []string{
+		`CREATE FUNCTION f(o orgs) RETURNS bool LANGUAGE sql AS $$SELECT $1.name = 'x'$$`,
+		`CREATE FUNCTION f(OUT c contacts) LANGUAGE sql AS $$SELECT * FROM contacts LIMIT 1$$`,
+		`CREATE FUNCTION f(i int8) RETURNS SETOF contacts LANGUAGE sql AS $$SELECT * FROM contacts WHERE id = i$$`,
+		`CREATE FUNCTION f(e contacts.id%TYPE) RETURNS int8 LANGUAGE sql AS $$SELECT e$$`,
+	} {
+		if _, err := p.Plan(sql, publicPath); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
 	}
 }
 
