@@ -211,6 +211,9 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 		if ok, err := a.wrappedInsert(cf); ok {
 			return err
 		}
+		if err := a.rowArgs(cf); err != nil {
+			return err
+		}
 		for _, o := range cf.Options {
 			if d := o.GetDefElem(); d != nil && d.Defname == "as" {
 				lang := language(cf.Options, "sql")
@@ -833,6 +836,38 @@ func (a *analyzer) body(arg *pg.Node, what, lang string) *Error {
 		return true
 	})
 	return a.bodyText(strings.Join(text, "\n"), what, lang)
+}
+
+// rowArgs refuses a function or procedure that takes a row of a configured
+// table with encrypted columns (f(c users), users[], VARIADIC, INOUT): its
+// body computes on the whole row, envelopes included, without naming a
+// column or a relation ($1 = ROW(…, 'a@b.c', …)::users, c::text LIKE …),
+// and is called with a table's row only by code inside the server (a
+// whole-row reference through pgveil is refused). Rows it returns (OUT,
+// RETURNS SETOF) pass as before.
+func (a *analyzer) rowArgs(cf *pg.CreateFunctionStmt) *Error {
+	for _, n := range cf.Parameters {
+		fp := n.GetFunctionParameter()
+		if fp == nil || fp.ArgType == nil || fp.ArgType.PctType || fp.Mode == pg.FunctionParameterMode_FUNC_PARAM_OUT || fp.Mode == pg.FunctionParameterMode_FUNC_PARAM_TABLE {
+			continue
+		}
+		var parts []string
+		for _, p := range fp.ArgType.Names {
+			s, _ := str(p)
+			parts = append(parts, s)
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		rv := &pg.RangeVar{Relname: parts[len(parts)-1], Inh: true, Location: fp.ArgType.Location}
+		if len(parts) > 1 {
+			rv.Schemaname = parts[len(parts)-2]
+		}
+		if t := a.configured(rv); t != nil && len(t.Columns) > 0 {
+			return unsupported(t.Columns[0], "a function argument holding a row of "+t.QualifiedName(), "pass the columns it needs (not encrypted ones) as arguments; code inside the database sees only ciphertext").at(a.sql, fp.ArgType.Location)
+		}
+	}
+	return nil
 }
 
 // sqlBody plans each statement of a LANGUAGE sql body given as a string,
