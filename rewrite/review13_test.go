@@ -12,7 +12,7 @@ package rewrite
 // catalog (pg_rewrite, pg_policy, pg_trigger, pg_proc.prosrc, pg_attrdef,
 // pg_index, pg_statistic_ext).
 //
-// Fixed in the commit after it: a rule's condition is checked like its
+// Fixed in the commits after them: a rule's condition is checked like its
 // actions (opaque) and a rule on a view over encrypted columns is refused;
 // policies on any table are checked as stored expressions (storedExpr); a
 // trigger's WHEN is planned with the table as NEW and OLD (strictExprAs:
@@ -87,10 +87,17 @@ package rewrite
 //       view's definition (pg_rewrite) and stays there after the
 //       migration completes.
 //
-// Kept (LOW / documented limits): PL/pgSQL bodies are still read as text:
-// a whole-row use of a configured table's row there (r::text LIKE '…',
-// row_to_json(r)) is not seen (docs/LIMITS.md); dynamic SQL (EXECUTE of
-// built strings) as documented.
+// Kept (documented limits, docs/LIMITS.md): PL/pgSQL bodies are still
+// read as text: a whole-row use of a configured table's row there (DECLARE
+// r contacts; … r::text LIKE '…', row_to_json(r)) names no column and is
+// not seen (HIGH by the invariant, open: pgveil does not parse PL/pgSQL);
+// dynamic SQL (EXECUTE of built strings). LOW, kept: ALTER VIEW v RENAME
+// COLUMN of a view over encrypted columns passes (no value; the next
+// catalog snapshot reads the view again). New refusals that may be needless
+// (LOW, fail closed): U& anywhere in a function or DO body, a rule
+// condition naming a configured table at all, a function taking a row of
+// a configured table, an expression stored on a view over encrypted
+// columns even on its plain columns.
 //
 // Attacks withstood: TestReview13Holds.
 
