@@ -84,6 +84,10 @@ type analyzer struct {
 	// noOutputs: the statement's rows never reach the client decrypted
 	// (EXPLAIN, CREATE TABLE AS…), so no hidden tenant is appended.
 	noOutputs bool
+	// storedDef names a statement whose query the server keeps (CREATE
+	// VIEW, CREATE MATERIALIZED VIEW): no plaintext fallback of migration
+	// mode may go into it.
+	storedDef string
 	// strict, when set, names a context where any reference to an
 	// encrypted column refuses (expressions stored in the schema, MERGE).
 	strict string

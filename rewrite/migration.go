@@ -37,6 +37,12 @@ func (a *analyzer) migrationFallback(start, end int, ref *pg.ColumnRef, col *pol
 	if !a.p.isMigrating(col.Table) {
 		return nil
 	}
+	if a.storedDef != "" {
+		// A view keeps its definition: the plaintext would stay in the
+		// catalog after the migration, long after the rows lost theirs.
+		return colErr(CodeFeatureNotSupported, col, "create the view once `pgveil migrate` has completed the table (its lookups then use the blind index only)",
+			"%s comparing encrypted column %s is not supported while its table is in migration mode: the view would store the plaintext fallback of the comparison in its definition", a.storedDef, col.QualifiedName()).at(a.sql, ref.Location)
+	}
 	refStart, refEnd, lastStart, quoted, ok := a.refTokens(ref)
 	if !ok {
 		return errorf(CodeInternalError, "cannot locate column reference; statement refused").at(a.sql, ref.Location)

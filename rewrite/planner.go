@@ -238,6 +238,21 @@ func (p *Planner) planText(sql string, s *Session, cat *Catalog) (plan *Plan, ca
 		}
 		return nil, false, false, e
 	}
+	if s.BackslashStrings && !mayRef {
+		// pg_query reads strings as if standard_conforming_strings were
+		// on: the value of a function or DO body it gives the body check
+		// would not be the one the server runs.
+		for _, raw := range tree.Stmts {
+			if raw.Stmt.GetCreateFunctionStmt() == nil && raw.Stmt.GetDoStmt() == nil {
+				continue
+			}
+			if pos, ok := backslashInPlainString(sql); ok {
+				e := errorf(CodeFeatureNotSupported, "a function or DO body is a string literal with a backslash while standard_conforming_strings is off; pgveil cannot be sure how the server reads it")
+				e.Hint = "SET standard_conforming_strings = on (the default since PostgreSQL 9.1), or write the body in $$ quotes"
+				return nil, false, false, e.at(sql, int32(pos))
+			}
+		}
+	}
 	plan = &Plan{}
 	cacheable, shapeOK = true, true
 	path := &pathState{schemas: s.SearchPath, unknown: s.PathUnknown}

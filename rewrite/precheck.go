@@ -165,6 +165,13 @@ func fastStmt(s string) (st Stmt, ok bool) {
 	if string(word) == "alter" {
 		return Stmt{}, false // ALTER SCHEMA … RENAME names no table (reshape)
 	}
+	if string(word) == "create" && strings.IndexByte(s, '\\') >= 0 {
+		// A function body in an E'…' string (or a '…' one while
+		// standard_conforming_strings is off) may spell names with
+		// escapes (E'UPDATE \165sers …'): the body check reads the
+		// string's value.
+		return Stmt{}, false
+	}
 	if !ok {
 		switch string(word) {
 		case "set", "reset", "discard", "deallocate", "prepare", "do", "call", "declare", "fetch", "close":

@@ -161,6 +161,9 @@ func (a *analyzer) declareCursor(dc *pg.DeclareCursorStmt) *Error {
 // ciphertext would land where pgveil cannot decrypt it or bind its tenant.
 func (a *analyzer) storedQuery(n *pg.Node, what string) *Error {
 	a.noOutputs = true
+	if what == "CREATE VIEW" || what == "CREATE MATERIALIZED VIEW" {
+		a.storedDef = what
+	}
 	var res *queryResult
 	var err *Error
 	if sel := n.GetSelectStmt(); sel != nil && sel.IntoClause != nil {

@@ -13,10 +13,12 @@ import (
 // commands. Most pass unchanged (DROP, TRUNCATE, GRANT, ALTER … RENAME of
 // other tables and columns, CREATE INDEX on a column). Refused are those
 // that would make the server store or evaluate plaintext of an encrypted
-// column: a DEFAULT, CHECK or generated expression on one, a policy or
-// index expression over one, a rule, a function or DO body that uses one
-// or inserts into a configured table, and DDL that reshapes a configured
-// table (reshape).
+// column: a DEFAULT, CHECK or generated expression on one, a policy (on
+// any table), trigger WHEN or index expression over one, a rule on a
+// configured table or whose condition or actions read one, a function or
+// DO body that uses one or inserts into a configured table, expressions
+// stored on a view over encrypted columns, and DDL that reshapes a
+// configured table (reshape).
 func (a *analyzer) utility(n *pg.Node) *Error {
 	if err := a.reshape(n); err != nil {
 		return err
@@ -49,6 +51,13 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 		at := n.GetAlterTableStmt()
 		t := a.configured(at.Relation)
 		if t == nil {
+			for _, c := range at.Cmds {
+				if cmd := c.GetAlterTableCmd(); cmd != nil && cmd.Subtype == pg.AlterTableType_AT_ColumnDefault && !isNullConst(cmd.Def) {
+					if err := a.viewExprs(at.Relation); err != nil {
+						return err
+					}
+				}
+			}
 			a.pinExisting(at.Relation)
 			return nil
 		}
@@ -87,6 +96,13 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 			}
 			t := a.configured(rv)
 			if t == nil {
+				for _, e := range cs.Exprs {
+					if e.GetStatsElem().GetExpr() != nil {
+						if err := a.viewExprs(rv); err != nil {
+							return err
+						}
+					}
+				}
 				a.pinExisting(rv)
 				continue
 			}
@@ -100,6 +116,15 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 		ix := n.GetIndexStmt()
 		t := a.configured(ix.Relation)
 		if t == nil {
+			exprs := ix.WhereClause != nil
+			for _, p := range ix.IndexParams {
+				exprs = exprs || p.GetIndexElem().GetExpr() != nil
+			}
+			if exprs {
+				if err := a.viewExprs(ix.Relation); err != nil {
+					return err
+				}
+			}
 			a.pinExisting(ix.Relation)
 			return nil
 		}
@@ -122,6 +147,11 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 			}
 			return a.strictExpr(t, cp.WithCheck, "a row-security policy")
 		}
+		// A policy on another table may read a configured one in a
+		// subquery: stored as well.
+		if err := a.storedExpr(cp.Table, "a row-security policy", cp.Qual, cp.WithCheck); err != nil {
+			return err
+		}
 		a.pinExisting(cp.Table)
 	case n.GetAlterPolicyStmt() != nil:
 		ap := n.GetAlterPolicyStmt()
@@ -131,20 +161,17 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 			}
 			return a.strictExpr(t, ap.WithCheck, "a row-security policy")
 		}
+		if err := a.storedExpr(ap.Table, "a row-security policy", ap.Qual, ap.WithCheck); err != nil {
+			return err
+		}
 		a.pinExisting(ap.Table)
 	case n.GetCreateTrigStmt() != nil:
 		tr := n.GetCreateTrigStmt()
 		if t := a.configured(tr.Relation); t != nil {
-			var err *Error
-			walkAll(tr.WhenClause, func(c *pg.Node) bool {
-				if cr := c.GetColumnRef(); cr != nil && err == nil {
-					if enc := t.Column(lastName(cr.Fields)); enc != nil {
-						err = unsupported(enc, "a trigger WHEN condition", hintApp).at(a.sql, cr.Location)
-					}
-				}
-				return err == nil
-			})
-			return err
+			// WHEN sees the row as NEW and OLD: an encrypted column there,
+			// also inside the whole row ((NEW).email, NEW = ROW(…),
+			// row_to_json(NEW)), is an envelope.
+			return a.strictExprAs(t, tr.WhenClause, "a trigger WHEN condition", "new", "old")
 		}
 		a.pinExisting(tr.Relation)
 	case n.GetRuleStmt() != nil:
@@ -153,7 +180,15 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 			return tableErr(CodeFeatureNotSupported, t, "use a trigger, or write the rule on a direct connection",
 				"rules on configured table %s are not supported: their actions would run inside the server on values pgveil never sees", t.QualifiedName()).at(a.sql, rs.Relation.Location)
 		}
+		if _, err := a.resolveTable(rs.Relation); err != nil {
+			return err // a view over encrypted columns: NEW.email is an envelope
+		}
 		a.pinExisting(rs.Relation)
+		// The condition is stored with the rule, and may read a configured
+		// table in a subquery.
+		if err := a.opaque(rs.WhereClause, nil, "a rule condition"); err != nil {
+			return err
+		}
 		for _, act := range rs.Actions {
 			// The walk below sees RangeVars wrapped in nodes; a DML
 			// action's target is not one.
@@ -176,14 +211,25 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 		if ok, err := a.wrappedInsert(cf); ok {
 			return err
 		}
+		if err := a.rowArgs(cf); err != nil {
+			return err
+		}
 		for _, o := range cf.Options {
 			if d := o.GetDefElem(); d != nil && d.Defname == "as" {
-				if err := a.body(d.Arg, "a function body", language(cf.Options, "sql")); err != nil {
+				lang := language(cf.Options, "sql")
+				if err := a.body(d.Arg, "a function body", lang); err != nil {
 					if names(cf.Funcname) == "pg_temp.testfunc" {
 						// Sequelize's findOrCreate wraps its INSERT so.
 						err.Hint += "; Sequelize's findOrCreate works as Sequelize sends it (the function, its SELECT and its DROP alone in one string, docs/SQL.md), and this string differs"
 					}
 					return err
+				}
+				if l := d.Arg.GetList(); lang == "sql" && l != nil && len(l.Items) == 1 {
+					if code, ok := str(l.Items[0]); ok {
+						if err := a.sqlBody(code, "a function body", d.Location); err != nil {
+							return err
+						}
+					}
 				}
 			}
 		}
@@ -570,16 +616,63 @@ func isNullConst(n *pg.Node) bool {
 // strictExpr checks an expression stored in the schema: any reference to
 // an encrypted column of t refuses.
 func (a *analyzer) strictExpr(t *policy.Table, n *pg.Node, what string) *Error {
+	return a.strictExprAs(t, n, what)
+}
+
+// strictExprAs is strictExpr where t is seen under the given names (NEW
+// and OLD in a trigger's WHEN) instead of its own.
+func (a *analyzer) strictExprAs(t *policy.Table, n *pg.Node, what string, aliases ...string) *Error {
+	return a.strictRef(tableRef{schema: t.Schema, name: t.Name, table: t, cat: a.catalogTable(t.Schema, t.Name)}, n, what, aliases...)
+}
+
+// strictRef is strictExprAs on the relation ref, configured or not.
+func (a *analyzer) strictRef(ref tableRef, n *pg.Node, what string, aliases ...string) *Error {
 	if n == nil {
 		return nil
 	}
-	r, err := a.baseRel(tableRef{schema: t.Schema, name: t.Name, table: t, cat: a.catalogTable(t.Schema, t.Name)}, nil, -1)
-	if err != nil {
-		return err
+	if len(aliases) == 0 {
+		aliases = []string{""} // its own name
+	}
+	level := &scope{}
+	for _, name := range aliases {
+		var alias *pg.Alias
+		if name != "" {
+			alias = &pg.Alias{Aliasname: name}
+		}
+		r, err := a.baseRel(ref, alias, -1)
+		if err != nil {
+			return err
+		}
+		level.rels = append(level.rels, r)
 	}
 	a.strict = what
 	defer func() { a.strict = "" }()
-	return a.expr(n, &scope{rels: []*rel{r}}, what)
+	return a.expr(n, level, what)
+}
+
+// viewExprs refuses an expression stored on rv (a column default, an
+// index expression or predicate, extended statistics) when rv is a view or
+// materialized view over encrypted columns (Catalog.Guarded): its columns
+// hold envelopes, and a literal there would be stored in plaintext.
+func (a *analyzer) viewExprs(rv *pg.RangeVar) *Error {
+	_, err := a.resolveTable(rv)
+	return err
+}
+
+// storedExpr checks expressions stored on relation rv that is not a
+// configured table (a policy on another table): a subquery in them may
+// read a configured one, and any encrypted column there refuses.
+func (a *analyzer) storedExpr(rv *pg.RangeVar, what string, exprs ...*pg.Node) *Error {
+	ref, err := a.resolveTable(rv)
+	if err != nil {
+		return err
+	}
+	for _, n := range exprs {
+		if err := a.strictRef(ref, n, what); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // bodyWords splits code into the planner's words (Words), followed by the
@@ -745,6 +838,72 @@ func (a *analyzer) body(arg *pg.Node, what, lang string) *Error {
 	return a.bodyText(strings.Join(text, "\n"), what, lang)
 }
 
+// rowArgs refuses a function or procedure that takes a row of a configured
+// table with encrypted columns (f(c users), users[], VARIADIC, INOUT): its
+// body computes on the whole row, envelopes included, without naming a
+// column or a relation ($1 = ROW(…, 'a@b.c', …)::users, c::text LIKE …),
+// and is called with a table's row only by code inside the server (a
+// whole-row reference through pgveil is refused). Rows it returns (OUT,
+// RETURNS SETOF) pass as before.
+func (a *analyzer) rowArgs(cf *pg.CreateFunctionStmt) *Error {
+	for _, n := range cf.Parameters {
+		fp := n.GetFunctionParameter()
+		if fp == nil || fp.ArgType == nil || fp.ArgType.PctType || fp.Mode == pg.FunctionParameterMode_FUNC_PARAM_OUT || fp.Mode == pg.FunctionParameterMode_FUNC_PARAM_TABLE {
+			continue
+		}
+		var parts []string
+		for _, p := range fp.ArgType.Names {
+			s, _ := str(p)
+			parts = append(parts, s)
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		rv := &pg.RangeVar{Relname: parts[len(parts)-1], Inh: true, Location: fp.ArgType.Location}
+		if len(parts) > 1 {
+			rv.Schemaname = parts[len(parts)-2]
+		}
+		if t := a.configured(rv); t != nil && len(t.Columns) > 0 {
+			return unsupported(t.Columns[0], "a function argument holding a row of "+t.QualifiedName(), "pass the columns it needs (not encrypted ones) as arguments; code inside the database sees only ciphertext").at(a.sql, fp.ArgType.Location)
+		}
+	}
+	return nil
+}
+
+// sqlBody plans each statement of a LANGUAGE sql body given as a string,
+// as the server will run it, on the same catalog and path: a statement
+// pgveil would have to change (an encrypted column compared or written,
+// as a column or inside a whole row: c = ROW(…), row_to_json(c)) or would
+// refuse, refuses the function, since the server runs the body as written.
+// A body that does not parse is left to the textual check (body).
+func (a *analyzer) sqlBody(code, what string, loc int32) *Error {
+	tree, err := pg.Parse(code)
+	if err != nil {
+		return nil
+	}
+	for _, raw := range tree.Stmts {
+		start, end := int(raw.StmtLocation), len(code)
+		if raw.StmtLen > 0 {
+			end = start + int(raw.StmtLen)
+		}
+		start, end = trimSpan(code, start, end)
+		b := newAnalyzer(a.p, a.cat, code, raw, start, end, &pathState{schemas: a.path.schemas, unknown: a.path.unknown}, false)
+		b.noPins, b.noOutputs = true, true
+		perr := b.plan(raw.Stmt)
+		if perr == nil && len(b.edits) == 0 && len(b.uses) == 0 && len(b.st.Literals) == 0 {
+			continue
+		}
+		e := errorf(CodeFeatureNotSupported, "%s that uses an encrypted column is not supported: the server runs it on ciphertext, and a value in it would be stored unencrypted", what)
+		e.Hint = "keep logic on encrypted columns in the application; code inside the database sees only ciphertext"
+		if perr != nil {
+			e.Detail = strings.TrimPrefix(perr.Message, "pgveil: ")
+			e.Schema, e.Table, e.Column = perr.Schema, perr.Table, perr.Column
+		}
+		return e.at(a.sql, loc)
+	}
+	return nil
+}
+
 // bodyText is body on the code's text.
 func (a *analyzer) bodyText(code, what, lang string) *Error {
 	b := strings.ToLower(code)
@@ -803,12 +962,14 @@ func (a *analyzer) bodyText(code, what, lang string) *Error {
 			}
 		}
 	}
+	// U&"…" may spell any name: it counts as naming every table and column.
+	escaped := strings.Contains(b, "u&")
 	for _, t := range a.cfg.Tables {
-		if !strings.Contains(b, strings.ToLower(t.Name)) {
+		if !strings.Contains(b, strings.ToLower(t.Name)) && !escaped {
 			continue
 		}
 		for _, c := range t.Columns {
-			if strings.Contains(b, strings.ToLower(c.Name)) || mentionsIndex(b, c) {
+			if strings.Contains(b, strings.ToLower(c.Name)) || mentionsIndex(b, c) || escaped {
 				return unsupported(c, what+" naming the column", "keep logic on encrypted columns in the application; code inside the database sees only ciphertext and would store plaintext unencrypted")
 			}
 		}
