@@ -87,10 +87,10 @@ package rewrite
 //       view's definition (pg_rewrite) and stays there after the
 //       migration completes.
 //
-// Kept (documented limits, docs/LIMITS.md): PL/pgSQL bodies are still
-// read as text: a whole-row use of a configured table's row there (DECLARE
-// r contacts; … r::text LIKE '…', row_to_json(r)) names no column and is
-// not seen (HIGH by the invariant, open: pgveil does not parse PL/pgSQL);
+// Kept (documented limits, docs/LIMITS.md): a whole-row use of a
+// configured table's row in a PL/pgSQL body (DECLARE r contacts; …
+// r::text LIKE '…', row_to_json(r)) names no column and was not seen
+// (HIGH, fixed after the review: plpgsql.go, TestPlpgsqlWholeRowRefused);
 // dynamic SQL (EXECUTE of built strings). LOW, kept: ALTER VIEW v RENAME
 // COLUMN of a view over encrypted columns passes (no value; the next
 // catalog snapshot reads the view again). New refusals that may be needless

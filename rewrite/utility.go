@@ -224,9 +224,16 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 					}
 					return err
 				}
-				if l := d.Arg.GetList(); lang == "sql" && l != nil && len(l.Items) == 1 {
+				if l := d.Arg.GetList(); l != nil && len(l.Items) == 1 {
 					if code, ok := str(l.Items[0]); ok {
-						if err := a.sqlBody(code, "a function body", d.Location); err != nil {
+						var err *Error
+						switch lang {
+						case "sql":
+							err = a.sqlBody(code, "a function body", d.Location)
+						case "plpgsql":
+							err = a.plpgsqlRows(a.sql[a.stmtStart:a.stmtEnd], code, "a function body", returnsTrigger(cf))
+						}
+						if err != nil {
 							return err
 						}
 					}
@@ -242,12 +249,17 @@ func (a *analyzer) utility(n *pg.Node) *Error {
 		a.st.PathOpaque = true
 		for _, o := range n.GetDoStmt().Args {
 			if d := o.GetDefElem(); d != nil && d.Defname == "as" {
-				if code, ok := str(d.Arg); ok {
+				lang := language(n.GetDoStmt().Args, "plpgsql")
+				code, ok := str(d.Arg)
+				if ok {
 					if err := a.sessionBody(code, d.Location); err != nil {
 						return err
 					}
 				}
-				return a.body(d.Arg, "a DO block", language(n.GetDoStmt().Args, "plpgsql"))
+				if err := a.body(d.Arg, "a DO block", lang); err != nil || !ok || lang != "plpgsql" {
+					return err
+				}
+				return a.plpgsqlRows("", code, "a DO block", false)
 			}
 		}
 	case n.GetCreateSchemaStmt() != nil:
