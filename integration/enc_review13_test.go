@@ -44,7 +44,7 @@ func TestEncReview13FoundStoredPlaintext(t *testing.T) {
 	p.remember(r13Leak)
 	su := superConn(t, ctx)
 	t.Cleanup(func() {
-		if _, err := su.Exec(context.Background(), `DROP VIEW IF EXISTS r13_v; DROP TABLE IF EXISTS r13_t CASCADE; DROP FUNCTION IF EXISTS r13_f(), r13_g(), r13_trg() CASCADE`); err != nil {
+		if _, err := su.Exec(context.Background(), `DROP VIEW IF EXISTS r13_v; DROP TABLE IF EXISTS r13_t CASCADE; DROP FUNCTION IF EXISTS r13_f(), r13_g(), r13_h(int8), r13_k(), r13_trg() CASCADE`); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
@@ -69,6 +69,9 @@ ALTER VIEW r13_v OWNER TO scram_user`); err != nil {
 		`CREATE FUNCTION r13_f() RETURNS void LANGUAGE sql AS E'UPDATE \143ontacts SET \145mail = ''` + r13Leak + `'' WHERE false'`,
 		`CREATE FUNCTION r13_g() RETURNS bool LANGUAGE sql AS $$SELECT EXISTS (SELECT 1 FROM contacts c WHERE c = ROW(1, 1, '` + r13Leak + `', null, null)::contacts)$$`,
 		`ALTER VIEW r13_v ALTER COLUMN email SET DEFAULT '` + r13Leak + `'`,
+		// PL/pgSQL whole rows (plpgsql.go).
+		`CREATE FUNCTION r13_h(i int8) RETURNS bool LANGUAGE plpgsql AS $$DECLARE r contacts; BEGIN SELECT * INTO r FROM contacts WHERE id = i; RETURN r::text LIKE '%` + r13Leak + `%'; END$$`,
+		`CREATE FUNCTION r13_k() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN IF NEW::text LIKE '%` + r13Leak + `%' THEN RETURN NULL; END IF; RETURN NEW; END$$`,
 	} {
 		_, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
 		var pe *pgconn.PgError
@@ -85,7 +88,7 @@ ALTER VIEW r13_v OWNER TO scram_user`); err != nil {
 			}
 		}
 		if _, err := su.Exec(ctx, `DROP RULE IF EXISTS r13_r ON r13_t; DROP POLICY IF EXISTS r13_p ON r13_t; DROP TRIGGER IF EXISTS r13_tg ON contacts;
-DROP FUNCTION IF EXISTS r13_f(), r13_g(); ALTER VIEW r13_v ALTER COLUMN email DROP DEFAULT`); err != nil {
+DROP FUNCTION IF EXISTS r13_f(), r13_g(), r13_h(int8), r13_k(); ALTER VIEW r13_v ALTER COLUMN email DROP DEFAULT`); err != nil {
 			t.Fatal(err)
 		}
 	}
