@@ -847,6 +847,11 @@ func (s *session) handleBind(body []byte) error {
 	if stmt.Plan != nil && stmt.Plan.Fetch != "" {
 		stmt = s.fetchStatement(stmt)
 	}
+	if pe := bindFormatError(stmt, bm); pe != nil {
+		s.injectExtendedError(pe)
+		s.t.closePortal(bm.Portal)
+		return nil
+	}
 	if st := stmt.Plan; st != nil && st.Lookup != nil && st.ClientParams > 0 {
 		handled, err := s.lookupExtended(stmt.SQL, st, bm, stmt.ParamOIDs)
 		if err != nil {
@@ -873,6 +878,47 @@ func (s *session) handleBind(body []byte) error {
 	s.t.bindPortal(bm.Portal, portal)
 	s.t.push(pending{kind: pendBind, portal: portal})
 	s.sw.Write(appendBind(s.scratch[:0], out))
+	return nil
+}
+
+// bindFormatError is PostgreSQL's ERROR for a Bind to a statement pgveil
+// planned whose format codes the server would refuse, in the server's
+// order (parameter formats, parameter count, each parameter's code,
+// result formats): pgveil reads the parameters and chooses the result
+// formats upstream itself, so the server would not see the client's
+// codes. Nil when the Bind is well formed.
+func bindFormatError(stmt *Statement, bm *bindMsg) *pgError {
+	if bm.paramFormatsMismatch() {
+		return &pgError{Severity: "ERROR", Code: codeProtocolViolation,
+			Message: fmt.Sprintf("bind message has %d parameter formats but %d parameters", len(bm.ParamFormats), len(bm.Params))}
+	}
+	st := stmt.Plan
+	if st == nil {
+		return nil
+	}
+	if stmtRewritten(st) {
+		if len(bm.Params) != st.ClientParams {
+			return &pgError{Severity: "ERROR", Code: codeProtocolViolation,
+				Message: fmt.Sprintf("bind message supplies %d parameters, but prepared statement %q requires %d", len(bm.Params), stmt.Name, st.ClientParams)}
+		}
+		for i := range bm.Params {
+			if f := bm.paramFormat(i); f != 0 && f != 1 { // NULLs too, as PostgreSQL
+				return &pgError{Severity: "ERROR", Code: "22023", Message: fmt.Sprintf("unsupported format code: %d", f)}
+			}
+		}
+	}
+	if n := len(bm.ResultFormats); n > 1 && st.Outputs != nil && !st.OutputsByOrigin {
+		cols := 0
+		for _, o := range st.Outputs {
+			if !o.Hidden {
+				cols++
+			}
+		}
+		if n != cols {
+			return &pgError{Severity: "ERROR", Code: codeProtocolViolation,
+				Message: fmt.Sprintf("bind message has %d result formats but query has %d columns", n, cols)}
+		}
+	}
 	return nil
 }
 
@@ -1023,7 +1069,15 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 // client's codes are kept and both formats are decoded.
 func (s *session) serverResultFormats(st *rewrite.Stmt, client []int16, dst []int16) []int16 {
 	if st.Outputs == nil || st.OutputsByOrigin {
-		return append(dst, client...)
+		dst = append(dst, client...)
+		if st.OutputsByOrigin && len(client) > 1 {
+			// One code per field the client sees: the hidden fields pgveil
+			// appended (the last ones) need theirs.
+			for range st.Outputs {
+				dst = append(dst, 0)
+			}
+		}
+		return dst
 	}
 	for i, o := range st.Outputs {
 		switch {

@@ -114,11 +114,17 @@ func TestMalformedMessagesAreErrors(t *testing.T) {
 		var rd rowDescription
 		rd.parse(b)
 	}
-	// A Bind with 2 format codes for 1 parameter.
+	// A Bind with 2 format codes for 1 parameter is well formed: the
+	// server refuses it with an ERROR and the session goes on
+	// (bindFormatError, review of the extended protocol).
 	bad := encode(t, &pgproto3.Bind{ParameterFormatCodes: []int16{0, 1}, Parameters: [][]byte{nil}})
 	var bm bindMsg
-	if err := bm.parse(bad[5:]); err == nil {
-		t.Fatal("format/parameter count mismatch accepted")
+	if err := bm.parse(bad[5:]); err != nil || !bm.paramFormatsMismatch() || bm.paramFormat(3) != 0 {
+		t.Fatalf("format/parameter count mismatch: %v %v", err, bm.paramFormatsMismatch())
+	}
+	pe := bindFormatError(&Statement{}, &bm)
+	if pe == nil || pe.Code != codeProtocolViolation || pe.Severity != "ERROR" {
+		t.Fatalf("bindFormatError: %+v", pe)
 	}
 }
 
