@@ -388,19 +388,56 @@ func TestProtoReviewFoundSetRoleReaders(t *testing.T) {
 		}
 		return out
 	}
-	check := func(what string, want []string, msgs ...pgproto3.FrontendMessage) {
+	// check waits for the answers of each Query, and of each run of
+	// extended messages up to a Sync, before it sends the next; pipe
+	// sends everything at once.
+	send := func(wait bool, msgs []pgproto3.FrontendMessage) []string {
+		if !wait {
+			return rows(prTrace(e.ctx, e.px, msgs...))
+		}
+		var got []string
+		for len(msgs) > 0 {
+			n := 1
+			for n < len(msgs) {
+				if _, ok := msgs[n-1].(*pgproto3.Sync); ok {
+					break
+				}
+				if _, ok := msgs[n-1].(*pgproto3.Query); ok {
+					break
+				}
+				n++
+			}
+			got = append(got, rows(prTrace(e.ctx, e.px, msgs[:n]...))...)
+			msgs = msgs[n:]
+		}
+		return got
+	}
+	run := func(wait bool, what string, want []string, msgs ...pgproto3.FrontendMessage) {
 		t.Helper()
-		got := rows(prTrace(e.ctx, e.px, msgs...))
-		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		if got := send(wait, msgs); strings.Join(got, "\n") != strings.Join(want, "\n") {
 			t.Errorf("%s:\n got  %s\n want %s", what, strings.Join(got, " | "), strings.Join(want, " | "))
 		}
+	}
+	check := func(what string, want []string, msgs ...pgproto3.FrontendMessage) {
+		t.Helper()
+		run(true, what, want, msgs...)
+	}
+	pipe := func(what string, want []string, msgs ...pgproto3.FrontendMessage) {
+		t.Helper()
+		run(false, what, want, msgs...)
 	}
 	check("login role, a reader", []string{plain}, &pgproto3.Query{String: sel})
 	check("SET ROLE, then SELECT", []string{masked},
 		&pgproto3.Query{String: "SET ROLE trust_user"}, &pgproto3.Query{String: sel})
 	check("RESET ROLE", []string{plain}, &pgproto3.Query{String: "RESET ROLE"}, &pgproto3.Query{String: sel})
+	pipe("SET ROLE, SELECT pipelined", []string{masked},
+		&pgproto3.Query{String: "SET ROLE trust_user"}, &pgproto3.Query{String: sel})
 	check("SET ROLE; SELECT in one string", []string{masked}, &pgproto3.Query{String: "SET ROLE trust_user; " + sel})
-	check("RESET ROLE again", []string{plain}, &pgproto3.Query{String: "RESET ROLE; " + sel})
+	// Fixed by masking while pgveil does not know the role: in a pipeline,
+	// or in the string of the change, a reader gets NULL too (fail closed,
+	// LIMITS.md); waiting for the answer lets pgveil read the role.
+	check("RESET ROLE; SELECT in one string: not known yet", []string{fmt.Sprintf("DataRow(%q,NULL,%q)", "b", "scram_user")}, &pgproto3.Query{String: "RESET ROLE; " + sel})
+	check("known again", []string{plain}, &pgproto3.Query{String: sel})
 	check("pipelined: SELECT, SET ROLE, SELECT (binary), RESET ROLE",
 		[]string{plain, fmt.Sprintf("DataRow(x62,NULL,x%x)", "trust_user")},
 		&pgproto3.Parse{Query: sel}, &pgproto3.Bind{}, &pgproto3.Execute{},
@@ -413,10 +450,21 @@ func TestProtoReviewFoundSetRoleReaders(t *testing.T) {
 		&pgproto3.Query{String: sel},
 		&pgproto3.Query{String: "COMMIT"},
 		&pgproto3.Query{String: sel})
+	check("SET ROLE rolled back", []string{maskedLocal, plain},
+		&pgproto3.Query{String: "BEGIN"},
+		&pgproto3.Query{String: "SET ROLE trust_user"},
+		&pgproto3.Query{String: sel},
+		&pgproto3.Query{String: "ROLLBACK"},
+		&pgproto3.Query{String: sel})
 	check("set_config('role')", []string{`DataRow("trust_user")`, masked},
 		&pgproto3.Query{String: "SELECT set_config('role', 'trust_user', false)"},
 		&pgproto3.Query{String: sel},
 		&pgproto3.Query{String: "RESET ROLE"})
+	check("DISCARD ALL resets the role", []string{masked, plain},
+		&pgproto3.Query{String: "SET ROLE trust_user"},
+		&pgproto3.Query{String: sel},
+		&pgproto3.Query{String: "DISCARD ALL"},
+		&pgproto3.Query{String: sel})
 	for _, mode := range prModes {
 		c := connectMode(t, e.ctx, e.p.url(), mode)
 		if _, err := c.Exec(e.ctx, "SET ROLE trust_user"); err != nil {

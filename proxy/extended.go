@@ -153,6 +153,7 @@ func (s *session) handleClose(body []byte) error {
 // else is relayed raw. A *pgError return ends the session (see decrypt.go).
 func (s *session) decodeBackend(typ byte, ev backendEvent) error {
 	cur := ev.cur
+	s.mapSeq = cur.seq
 	switch typ {
 	case 'S':
 		body, err := s.sr.readBody()
