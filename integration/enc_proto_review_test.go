@@ -45,6 +45,17 @@ package integration
 //     The server's RowDescription names each field's origin; pgveil did
 //     not compare it with its plan.
 //
+// Fixed since (each test now passes): FoundBindFormats by answering the
+// server's ERRORs itself for statements it planned (proxy/encrypt.go
+// bindFormatError; wire.go no longer ends the session); FoundByOrigin-
+// Formats by a text code for each hidden field (serverResultFormats);
+// FoundSetRoleReaders by checking readers against the role in effect too,
+// read with the search_path, every column with readers NULL while it is
+// unknown (decrypt.go roleCanRead, searchpath.go; LIMITS.md "Readers and
+// SET ROLE"); FoundStaleStar by comparing the RowDescription's origins
+// with the plan (extended.go planDisagrees): FATAL 0A000 naming the
+// table, and every session plans with a new snapshot (OPERATING.md).
+//
 // Attacks that held (TestProtoReviewHolds, same answers as PostgreSQL on
 // the plaintext mirror unless said): Describe statement and portal,
 // result formats all binary / per column / mixed, Execute with max rows

@@ -2,8 +2,12 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/pgveil/pgveil/policy"
 	"github.com/pgveil/pgveil/rewrite"
 )
 
@@ -264,6 +268,19 @@ func (s *session) decodeRowDescription(cur pending) error {
 	if err := s.rd.parse(body); err != nil {
 		return err
 	}
+	if t := planDisagrees(s.eng.catalog(), st, s.rd.fields); t != nil {
+		// The table changed since pgveil's snapshot (DDL run directly on
+		// the database): the plan's positions would open one column's
+		// values as another's, or pass an envelope as plain. Every
+		// session plans with a new snapshot from now; this one ends, as
+		// when a value does not open (the server may be running what the
+		// client pipelined after it).
+		s.log.Warn("result fields differ from the plan: the catalog snapshot is stale; reading it again", zap.String("table", t.QualifiedName()))
+		s.ddlCommitted()
+		return &pgError{Severity: "FATAL", Code: "0A000", Table: t.Name, Schema: t.Schema,
+			Message: fmt.Sprintf("pgveil: the columns of %s changed since pgveil read its catalog; it reads the catalog again now", t.QualifiedName()),
+			Hint:    "run the statement again on a new connection"}
+	}
 	if cur.kind == pendQuery {
 		// Simple queries: the client reads each field in the format the
 		// server announces (text, or binary for a binary cursor).
@@ -290,6 +307,33 @@ func (s *session) decodeRowDescription(cur pending) error {
 	fields := rewriteRowDescription(s.rd.fields, m, describeStmt)
 	s.out = appendRowDescription(s.out[:0], fields)
 	s.cw.Write(s.out)
+	return nil
+}
+
+// planDisagrees returns the configured table whose column the server
+// names as a field's origin (RowDescription's table OID and attribute
+// number) where st's plan put another column, or a plain one, at that
+// position (nil: none). Attribute numbers are never reused within a
+// table, so a disagreement means pgveil's catalog snapshot is older than
+// the table. Only plans that number their fields are checked, by the
+// fields' own origins: views and expressions have none in a configured
+// table.
+func planDisagrees(cat *catalog, st *rewrite.Stmt, fields []fieldDesc) *policy.Table {
+	if st.Outputs == nil || st.OutputsByOrigin || len(fields) != len(st.Outputs) {
+		return nil
+	}
+	for i, f := range fields {
+		if f.TableOID == 0 {
+			continue
+		}
+		ct := cat.byOID[f.TableOID]
+		if ct == nil {
+			continue
+		}
+		if ct.cols[f.AttNum] != st.Outputs[i].Column {
+			return ct.policy
+		}
+	}
 	return nil
 }
 
