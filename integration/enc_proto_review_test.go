@@ -44,6 +44,17 @@ package integration
 //     as phone), until a restart or SIGHUP. PostgreSQL returns the row.
 //     The server's RowDescription names each field's origin; pgveil did
 //     not compare it with its plan.
+//   TestProtoReviewFoundSQLExecute HIGH (plaintext in the server's log):
+//     SQL EXECUTE of a statement the client prepared in the protocol and
+//     pgveil rewrote (`EXECUTE n5('a@example.org')`, n5 = `SELECT … WHERE
+//     email = $1`) went upstream as written; the server knows the
+//     statement only under pgveil's name, answered 26000 and logged the
+//     text with the value compared with the encrypted column
+//     (log_min_error_statement = error, the default). PostgreSQL runs it.
+//   TestProtoReviewFoundNameReuse LOW: Parse of a name that names a
+//     statement pgveil rewrote, with a statement pgveil passes through:
+//     ParseComplete where PostgreSQL answers 42P05, and the rewritten one
+//     stayed prepared upstream, named by no one.
 //
 // Fixed since (each test now passes): FoundBindFormats by answering the
 // server's ERRORs itself for statements it planned (proxy/encrypt.go
@@ -54,7 +65,19 @@ package integration
 // unknown (decrypt.go roleCanRead, searchpath.go; LIMITS.md "Readers and
 // SET ROLE"); FoundStaleStar by comparing the RowDescription's origins
 // with the plan (extended.go planDisagrees): FATAL 0A000 naming the
-// table, and every session plans with a new snapshot (OPERATING.md).
+// table, and every session plans with a new snapshot (OPERATING.md);
+// FoundSQLExecute by refusing such an EXECUTE before sending (0A000,
+// encrypt.go executesOwn, rewrite.ExecutedNames; SQL.md); FoundNameReuse
+// by answering 42P05 (handleParse).
+//
+// Kept (LOW): binary parameters of the wrong length get pgveil's 22P02
+// where PostgreSQL says 08P01 or 22P03; a FETCH pipelined before its
+// DECLARE's answer is not mapped (documented) and, over a cursor pgveil
+// appended a tenant field to, a Bind with per-column result formats then
+// fails 08P01; a FETCH Execute'd without a Describe after DDL run directly
+// still maps by the stale plan (PV001; planDisagrees needs a
+// RowDescription), and a table dropped and created again directly is not
+// recognised as changed (OPERATING.md: SIGHUP).
 //
 // Attacks that held (TestProtoReviewHolds, same answers as PostgreSQL on
 // the plaintext mirror unless said): Describe statement and portal,
@@ -803,4 +826,123 @@ func TestProtoReviewHolds(t *testing.T) {
 	if err := db.QueryRowContext(e.ctx, "SELECT name FROM users WHERE email = $1", "Z-4471@example.org").Scan(&name); err != nil || name != "z" {
 		t.Errorf("lib/pq after a refusal: %q %v", name, err)
 	}
+}
+
+// TestProtoReviewFoundSQLExecute (HIGH: plaintext reaches the server's
+// log): SQL EXECUTE of a statement the client prepared in the protocol
+// runs it in PostgreSQL (one namespace). pgveil prepares a statement it
+// rewrites under a name of its own, so the server rejected the EXECUTE
+// (26000) and, with log_min_error_statement = error (the default),
+// logged its text: the value compared with an encrypted column, in
+// plaintext. pgveil cannot seal arguments written in the text; it must
+// refuse before sending.
+func TestProtoReviewFoundSQLExecute(t *testing.T) {
+	e := newPrEnv(t)
+	const secret = "exec-secret-4471@example.org"
+	e.p.remember(secret)
+	got := prTrace(e.ctx, e.px,
+		&pgproto3.Parse{Name: "n5", Query: "SELECT name FROM users WHERE email = $1"},
+		&pgproto3.Parse{Name: "N6", Query: "SELECT name FROM users WHERE name = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "EXECUTE n5('" + secret + "')"},
+		&pgproto3.Query{String: "EXPLAIN EXECUTE n5('" + secret + "')"},
+		&pgproto3.Parse{Query: "EXECUTE n5('" + secret + "')"},
+		&pgproto3.Bind{},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "EXECUTE N6('a')"},
+		&pgproto3.Bind{PreparedStatement: "n5", Parameters: [][]byte{[]byte(prRows[0].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	var errs []string
+	for _, l := range got {
+		if strings.HasPrefix(l, "ErrorResponse") {
+			errs = append(errs, l[:len("ErrorResponse 0A000")])
+		}
+	}
+	if strings.Join(errs, ",") != "ErrorResponse 0A000,ErrorResponse 0A000,ErrorResponse 0A000,ErrorResponse 26000" || !strings.Contains(strings.Join(got, "|"), `DataRow("a")`) {
+		t.Errorf("EXECUTE of pgveil's statements: %s", prShort(got))
+	}
+	log, err := cluster.SyncLog(e.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(log, secret) {
+		t.Errorf("the server's log holds the plaintext %s", secret)
+	}
+}
+
+// TestProtoReviewFoundNameReuse (LOW): Parse of a name the client already
+// prepared is 42P05 in PostgreSQL. When the first was a statement pgveil
+// rewrote (upstream under its own name) and the second one it passes
+// through, the server did not see the clash: ParseComplete, and the
+// rewritten statement stayed prepared upstream, named by no one.
+func TestProtoReviewFoundNameReuse(t *testing.T) {
+	e := newPrEnv(t)
+	e.same("name reuse: rewritten, then one pgveil passes through",
+		&pgproto3.Parse{Name: "n2", Query: "SELECT email FROM users WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Name: "n2", Query: "SELECT 1"},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{PreparedStatement: "n2", Parameters: [][]byte{[]byte(prRows[3].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	e.same("name reuse: passed through, then rewritten",
+		&pgproto3.Parse{Name: "n1", Query: "SELECT 1"},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Name: "n1", Query: "SELECT email FROM users WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{PreparedStatement: "n1"},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+}
+
+// TestProtoReviewHolds2: more attacks that held.
+func TestProtoReviewHolds2(t *testing.T) {
+	e := newPrEnv(t)
+	su := superConn(t, e.ctx)
+	if _, err := su.Exec(e.ctx, "DROP TABLE IF EXISTS public.prx, prplain.prx; CREATE TABLE public.prx (a int); INSERT INTO public.prx VALUES (1); GRANT ALL ON public.prx TO scram_user; CREATE TABLE prplain.prx (a int); INSERT INTO prplain.prx VALUES (1); GRANT ALL ON prplain.prx TO scram_user"); err != nil {
+		t.Fatal(err)
+	}
+	e.same("by origin: a Bind the server refuses, with pgveil's own Describe before the Execute",
+		&pgproto3.Parse{Name: "o", Query: "SELECT u.name, u.email, x.* FROM users u, prx x WHERE u.org_id = $1 ORDER BY u.id LIMIT 2"},
+		&pgproto3.Bind{PreparedStatement: "o", Parameters: [][]byte{[]byte("abc")}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{PreparedStatement: "o", Parameters: [][]byte{[]byte("7301")}, ResultFormatCodes: []int16{1, 1, 1}},
+		&pgproto3.Execute{MaxRows: 1},
+		&pgproto3.Execute{MaxRows: 1},
+		&pgproto3.Sync{})
+	e.same("a portal outlives its statement",
+		&pgproto3.Parse{Name: "c1", Query: "SELECT name, email FROM users WHERE email = $1"},
+		&pgproto3.Bind{DestinationPortal: "cp", PreparedStatement: "c1", Parameters: [][]byte{[]byte(prRows[3].email)}},
+		&pgproto3.Close{ObjectType: 'S', Name: "c1"},
+		&pgproto3.Execute{Portal: "cp"},
+		&pgproto3.Sync{})
+	e.same("a cursor mapped by origin",
+		&pgproto3.Query{String: "BEGIN; DECLARE bo CURSOR FOR SELECT u.name, u.email, x.* FROM users u, prx x ORDER BY u.id"})
+	e.same("FETCH from it in the extended protocol, per-column formats",
+		&pgproto3.Parse{Query: "FETCH 2 FROM bo"},
+		&pgproto3.Bind{ResultFormatCodes: []int16{0, 1, 1}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "COMMIT"})
+	e.same("transaction status through a failed pipeline",
+		&pgproto3.Query{String: "BEGIN"},
+		&pgproto3.Parse{Query: "SELECT email FROM users WHERE email = $1"},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte(prRows[0].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Parse{Query: "SELECT 1/0"},
+		&pgproto3.Bind{},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Query: "SELECT email FROM users WHERE email = $1"},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte(prRows[0].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "ROLLBACK"},
+		&pgproto3.Parse{Query: "SELECT email FROM users WHERE email = $1"},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte(prRows[0].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
 }

@@ -181,6 +181,10 @@ func (s *session) handleQuery(body []byte) error {
 		s.injectQueryError(perr)
 		return nil
 	}
+	if perr := s.executesOwn(sql); perr != nil {
+		s.injectQueryError(perr)
+		return nil
+	}
 	if st := lookupOf(p); st != nil {
 		perr, err := s.lookupQuery(sql, p, st)
 		if err != nil {
@@ -255,6 +259,22 @@ func (s *session) handleQuery(body []byte) error {
 		}
 	}
 	s.sw.Write(appendQuery(s.scratch[:0], text))
+	return nil
+}
+
+// executesOwn refuses SQL EXECUTE of a statement pgveil prepared upstream
+// under a name of its own (one it rewrote): the arguments would go to the
+// server as written, values compared with or written to encrypted
+// columns included, and the server, which knows no statement of the
+// client's name, would reject it and log the text with them.
+func (s *session) executesOwn(sql string) *pgError {
+	for _, name := range rewrite.ExecutedNames(sql) {
+		if name != "" && s.t.statement([]byte(name)) != passthroughStmt {
+			return &pgError{Severity: "ERROR", Code: "0A000",
+				Message: fmt.Sprintf("pgveil prepared statement %q with encrypted columns under a name of its own: SQL EXECUTE would send its arguments unencrypted", name),
+				Hint:    "run it with Bind and Execute (the extended protocol)"}
+		}
+	}
 	return nil
 }
 
@@ -594,6 +614,10 @@ func (s *session) handleParse(body []byte) error {
 		return nil
 	}
 	p = s.withCursors(p)
+	if perr := s.executesOwn(sql); perr != nil {
+		s.injectExtendedError(perr)
+		return nil
+	}
 	s.noteStmtEffects(pm.Name, p)
 	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
 		s.injectExtendedError(perr)
@@ -616,6 +640,12 @@ func (s *session) handleParse(body []byte) error {
 		return nil
 	}
 	if !planNeedsWork(p) {
+		if len(pm.Name) > 0 && s.t.statement(pm.Name) != passthroughStmt {
+			// The name is one pgveil prepared upstream under its own: the
+			// server would not see the clash.
+			s.injectExtendedError(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
+			return nil
+		}
 		s.applyEffects(p)
 		s.notePassthrough(pm.Name, sql)
 		s.inc(s.srv.metrics.stmtPassthrough)
