@@ -51,6 +51,21 @@ package integration
 //     statement only under pgveil's name, answered 26000 and logged the
 //     text with the value compared with the encrypted column
 //     (log_min_error_statement = error, the default). PostgreSQL runs it.
+//   TestProtoReviewFoundStatementView HIGH and MEDIUM: the view of the
+//     client's prepared statements dropped one pgveil rewrote as soon as
+//     the client's Close, DEALLOCATE, DEALLOCATE ALL or DISCARD ALL went
+//     out, even when the server skipped it (an error earlier in the
+//     pipeline or string) or refused it (DISCARD ALL in a transaction
+//     block); a name missing from the view is pass-through, so the next
+//     Bind went upstream raw. HIGH: the client's rewritten unnamed
+//     statement lives upstream under pgveil's name while the server's own
+//     unnamed statement was an older pass-through one (an INSERT into a
+//     plain table): a Bind after a skipped Close (PostgreSQL runs the
+//     statement) or a successful one (PostgreSQL: 26000) ran that INSERT
+//     with the value compared with the encrypted column: plaintext
+//     stored. MEDIUM: a named statement after such a DEALLOCATE, DISCARD
+//     ALL or Close: 26000 where PostgreSQL runs it (its values, in
+//     plaintext, in a Bind the server rejected).
 //   TestProtoReviewFoundNameReuse LOW: Parse of a name that names a
 //     statement pgveil rewrote, with a statement pgveil passes through:
 //     ParseComplete where PostgreSQL answers 42P05, and the rewritten one
@@ -68,9 +83,21 @@ package integration
 // table, and every session plans with a new snapshot (OPERATING.md);
 // FoundSQLExecute by refusing such an EXECUTE before sending (0A000,
 // encrypt.go executesOwn, rewrite.ExecutedNames; SQL.md); FoundNameReuse
-// by answering 42P05 (handleParse).
+// by answering 42P05 (handleParse); FoundStatementView by closing the
+// server's own unnamed statement before a rewritten unnamed Parse
+// (tracker.serverUnnamed), and by keeping a closed or deallocated
+// statement pgveil rewrote as a ghost, to which Binds still go sealed,
+// until the server's CloseComplete or CommandComplete confirms it gone
+// (tracker.ghosts); errors of a DEALLOCATE pgveil renamed name the
+// client's statement (queryState.renamed). Kept there (fail closed): a
+// pass-through unnamed Parse the server skips still replaces the
+// rewritten unnamed statement in the view (26000 where PostgreSQL runs
+// it).
 //
-// Kept (LOW): binary parameters of the wrong length get pgveil's 22P02
+// Kept (LOW): a Bind of a statement pgveil rewrote, sent after its Close
+// in the same pipeline, with a wrong number of parameters: pgveil's 08P01
+// (the count) where PostgreSQL says 26000 (the statement is gone; with
+// the right count pgveil's answer is PostgreSQL's); binary parameters of the wrong length get pgveil's 22P02
 // where PostgreSQL says 08P01 or 22P03; a FETCH pipelined before its
 // DECLARE's answer is not mapped (documented) and, over a cursor pgveil
 // appended a tenant field to, a Bind with per-column result formats then
@@ -658,7 +685,7 @@ func TestProtoReviewHolds(t *testing.T) {
 		&pgproto3.Execute{},
 		&pgproto3.Flush{},
 		&pgproto3.Close{ObjectType: 'S', Name: "fl"},
-		&pgproto3.Bind{PreparedStatement: "fl"},
+		&pgproto3.Bind{PreparedStatement: "fl", Parameters: [][]byte{[]byte("{}")}},
 		&pgproto3.Sync{})
 	e.same("server error mid-pipeline: the rest skipped until Sync, the next pipeline works",
 		&pgproto3.Parse{Query: "SELECT name, email FROM users WHERE email = $1"},
@@ -943,6 +970,142 @@ func TestProtoReviewHolds2(t *testing.T) {
 		&pgproto3.Query{String: "ROLLBACK"},
 		&pgproto3.Parse{Query: "SELECT email FROM users WHERE email = $1"},
 		&pgproto3.Bind{Parameters: [][]byte{[]byte(prRows[0].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+}
+
+// TestProtoReviewFoundStatementView: pgveil's view of the client's
+// prepared statements dropped a statement it rewrote as soon as the
+// client's Close, DEALLOCATE, DEALLOCATE ALL or DISCARD ALL went out,
+// even when the server then skipped it (an error earlier in the pipeline
+// or the Query string) or refused it (DISCARD ALL in a transaction
+// block). A name missing from the view is a pass-through statement: the
+// client's Bind went upstream as it came, with its values in plaintext.
+//
+//	HIGH: the client's unnamed statement, rewritten, lives upstream under
+//	  pgveil's name, and the server's own unnamed statement was still an
+//	  older pass-through one (an INSERT into a plain table): a Bind after
+//	  a skipped Close (PostgreSQL: the statement still exists) or after a
+//	  successful one (PostgreSQL: 26000) ran that INSERT with the value
+//	  meant for the encrypted column's comparison: plaintext stored.
+//	MEDIUM: a named statement after a DEALLOCATE, DISCARD ALL or Close the
+//	  server did not run: 26000 where PostgreSQL runs it (the raw Bind,
+//	  plaintext values and all, went to a server that has no statement of
+//	  that name).
+func TestProtoReviewFoundStatementView(t *testing.T) {
+	e := newPrEnv(t)
+	e.both("DROP TABLE IF EXISTS prlog; CREATE TABLE prlog (v text)")
+	e.p.remember(prRows[1].email)
+	e.same("unnamed: a Close the server skips, then a Bind",
+		&pgproto3.Parse{Query: "INSERT INTO prlog (v) VALUES ($1)"},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte("x")}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Query: "SELECT name FROM users WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Name: "x", Query: "SELECT 1/0"},
+		&pgproto3.Bind{PreparedStatement: "x"},
+		&pgproto3.Execute{},
+		&pgproto3.Close{ObjectType: 'S'},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte(prRows[1].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "SELECT v FROM prlog"})
+	e.same("unnamed: closed, then bound",
+		&pgproto3.Parse{Query: "INSERT INTO prlog (v) VALUES ($1)"},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte("y")}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Query: "SELECT name FROM users WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Close{ObjectType: 'S'},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte(prRows[1].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "SELECT v FROM prlog"})
+	// Kept (fail closed): a pass-through unnamed Parse the server skips
+	// still replaces the rewritten unnamed statement in pgveil's view: the
+	// Bind gets 26000 where PostgreSQL runs the rewritten statement.
+	got := prTrace(e.ctx, e.px,
+		&pgproto3.Parse{Query: "INSERT INTO prlog (v) VALUES ($1)"},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte("z")}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Query: "SELECT name FROM users WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Name: "x2", Query: "SELECT 1/0"},
+		&pgproto3.Bind{PreparedStatement: "x2"},
+		&pgproto3.Execute{},
+		&pgproto3.Parse{Query: "SELECT $1::text"},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte(prRows[1].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "SELECT v FROM prlog ORDER BY v"})
+	if j := strings.Join(got, " | "); !strings.Contains(j, "ErrorResponse 26000 unnamed prepared statement does not exist") || !strings.Contains(j, `DataRow("x") | DataRow("y") | DataRow("z") | CommandComplete SELECT 3`) {
+		t.Errorf("a skipped pass-through unnamed Parse: %s", prShort(got))
+	}
+	e.same("named statements",
+		&pgproto3.Parse{Name: "n5", Query: "SELECT name FROM users WHERE email = $1"},
+		&pgproto3.Parse{Name: "n6", Query: "SELECT name, phone FROM users WHERE email = $1"},
+		&pgproto3.Sync{})
+	e.same("DEALLOCATE ALL after an error in the Query string",
+		&pgproto3.Query{String: "SELECT 1/0; DEALLOCATE ALL"},
+		&pgproto3.Bind{PreparedStatement: "n5", Parameters: [][]byte{[]byte(prRows[3].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	e.same("DEALLOCATE n5 after an error in the Query string",
+		&pgproto3.Query{String: "SELECT 1/0; DEALLOCATE n5"},
+		&pgproto3.Bind{PreparedStatement: "n5", Parameters: [][]byte{[]byte(prRows[3].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	e.same("DISCARD ALL refused in a transaction block",
+		&pgproto3.Query{String: "SELECT 1; DISCARD ALL"},
+		&pgproto3.Bind{PreparedStatement: "n6", Parameters: [][]byte{[]byte(prRows[3].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	e.same("DEALLOCATE in a pipeline after an error",
+		&pgproto3.Parse{Query: "SELECT 1/0"},
+		&pgproto3.Bind{},
+		&pgproto3.Execute{},
+		&pgproto3.Parse{Query: "DEALLOCATE n6"},
+		&pgproto3.Bind{},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{PreparedStatement: "n6", Parameters: [][]byte{[]byte(prRows[3].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	e.same("Close after an error",
+		&pgproto3.Parse{Query: "SELECT 1/0"},
+		&pgproto3.Bind{},
+		&pgproto3.Execute{},
+		&pgproto3.Close{ObjectType: 'S', Name: "n6"},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{PreparedStatement: "n6", Parameters: [][]byte{[]byte(prRows[3].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	e.same("closed, bound, prepared again in the pipeline of its Close, deallocated twice",
+		&pgproto3.Parse{Name: "n7", Query: "SELECT name FROM users WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Close{ObjectType: 'S', Name: "n7"},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{PreparedStatement: "n7", Parameters: [][]byte{[]byte(prRows[1].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Name: "n7", Query: "SELECT name, phone FROM users WHERE email = $1"},
+		&pgproto3.Bind{PreparedStatement: "n7", Parameters: [][]byte{[]byte(prRows[1].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Close{ObjectType: 'S', Name: "n7"},
+		&pgproto3.Parse{Name: "n7", Query: "SELECT phone FROM users WHERE email = $1"},
+		&pgproto3.Bind{PreparedStatement: "n7", Parameters: [][]byte{[]byte(prRows[2].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "DEALLOCATE n7"},
+		&pgproto3.Query{String: "DEALLOCATE n7"},
+		&pgproto3.Query{String: "DISCARD ALL"},
+		&pgproto3.Bind{PreparedStatement: "n5", Parameters: [][]byte{[]byte(prRows[3].email)}},
 		&pgproto3.Execute{},
 		&pgproto3.Sync{})
 }

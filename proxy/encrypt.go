@@ -200,14 +200,14 @@ func (s *session) handleQuery(body []byte) error {
 		defer func() { s.lookup = nil }()
 	}
 	s.copyOver(mayCopy(p))
-	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
+	if text, renamed, ok, perr := s.deallocateUpstreamNames(sql, p); perr != nil {
 		s.injectQueryError(perr)
 		return nil
 	} else if ok {
 		s.applyEffects(p)
 		s.inc(s.srv.metrics.stmtRewritten)
 		s.dropUnnamed()
-		s.t.push(pending{kind: pendQuery, query: &queryState{plan: p, sql: sql, sent: text, backslash: s.backslash.Load()}, sent: time.Now()})
+		s.t.push(pending{kind: pendQuery, query: &queryState{plan: p, sql: sql, sent: text, backslash: s.backslash.Load(), renamed: renamed}, sent: time.Now()})
 		s.sw.Write(appendQuery(s.scratch[:0], text))
 		return nil
 	}
@@ -297,6 +297,14 @@ func writesParam(st *rewrite.Stmt, client int) bool {
 // with libpq before 17). ok is false when no DEALLOCATE in p names such a
 // statement; then sql goes on as planned.
 func (s *session) deallocateUpstream(sql string, p *rewrite.Plan) (text string, ok bool, perr *pgError) {
+	text, _, ok, perr = s.deallocateUpstreamNames(sql, p)
+	return text, ok, perr
+}
+
+// deallocateUpstreamNames is deallocateUpstream that also returns the
+// statements whose names it replaced (the server's errors name them by
+// pgveil's names: clientWords).
+func (s *session) deallocateUpstreamNames(sql string, p *rewrite.Plan) (text string, renamed []*Statement, ok bool, perr *pgError) {
 	var b strings.Builder
 	cur := 0
 	for _, st := range p.Stmts {
@@ -310,7 +318,7 @@ func (s *session) deallocateUpstream(sql string, p *rewrite.Plan) (text string, 
 		if planNeedsWork(p) {
 			// Another statement of the string needs pgveil (a rewrite, a
 			// decryption, COPY data): it is not sent by this path.
-			return "", false, &pgError{Severity: "ERROR", Code: "0A000",
+			return "", nil, false, &pgError{Severity: "ERROR", Code: "0A000",
 				Message: fmt.Sprintf("pgveil cannot send DEALLOCATE %q in one query string with a statement on an encrypted table", st.Deallocate),
 				Hint:    "send the DEALLOCATE in a query of its own"}
 		}
@@ -318,12 +326,13 @@ func (s *session) deallocateUpstream(sql string, p *rewrite.Plan) (text string, 
 		b.WriteString(`DEALLOCATE "` + stmt.ServerName + `"`)
 		cur = st.OriginalStart + len(st.Original)
 		ok = true
+		renamed = append(renamed, stmt)
 	}
 	if !ok {
-		return "", false, nil
+		return "", nil, false, nil
 	}
 	b.WriteString(sql[cur:])
-	return b.String(), true, nil
+	return b.String(), renamed, true, nil
 }
 
 // countRewritten counts a Rewritten plan: as pinned when pgveil only put
@@ -636,11 +645,12 @@ func (s *session) handleParse(body []byte) error {
 		s.inc(s.srv.metrics.stmtRewritten)
 		s.dropUnnamed()
 		s.t.parsed(pm.Name, passthroughStmt)
+		s.t.serverUnnamed.Store(true)
 		s.sw.Write(appendParse(s.scratch[:0], string(pm.Name), text, pm.ParamOIDs))
 		return nil
 	}
 	if !planNeedsWork(p) {
-		if len(pm.Name) > 0 && s.t.statement(pm.Name) != passthroughStmt {
+		if len(pm.Name) > 0 && s.t.hasStatement(pm.Name) && s.t.statement(pm.Name) != passthroughStmt {
 			// The name is one pgveil prepared upstream under its own: the
 			// server would not see the clash.
 			s.injectExtendedError(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
@@ -651,6 +661,7 @@ func (s *session) handleParse(body []byte) error {
 		s.inc(s.srv.metrics.stmtPassthrough)
 		if len(pm.Name) == 0 {
 			s.dropUnnamed()
+			s.t.serverUnnamed.Store(true)
 		}
 		s.t.parsed(pm.Name, passthroughStmt)
 		s.sw.Write(s.cr.header())
@@ -722,6 +733,15 @@ func (s *session) handleParse(body []byte) error {
 	}
 	if len(pm.Name) == 0 {
 		s.dropUnnamed()
+		if s.t.serverUnnamed.Swap(false) {
+			// The client's unnamed statement is now one pgveil prepares
+			// under its own name: the server's own unnamed one (an older
+			// pass-through statement) must go, or a Bind the view later
+			// takes for a pass-through one (after a Close, or a Parse the
+			// server skipped) would run it with the client's raw values.
+			s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'C', 'S', ""))
+			s.t.push(pending{kind: pendCloseStmt, suppress: true, stmt: serverUnnamedSlot})
+		}
 	}
 	if onlyPinned(st) {
 		s.notePinned(pm.Name, sql, text)

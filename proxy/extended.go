@@ -137,7 +137,11 @@ func (s *session) handleClose(body []byte) error {
 		delete(s.ptStmts, string(name))
 		stmt := s.t.statement(name)
 		s.t.closeStatement(name)
-		s.t.push(pending{kind: pendCloseStmt})
+		p := pending{kind: pendCloseStmt, defName: string(name)}
+		if stmt != passthroughStmt {
+			p.stmt = stmt // its CloseComplete confirms the ghost gone
+		}
+		s.t.push(p)
 		if stmt == passthroughStmt {
 			s.forwardClient(body)
 			return nil
