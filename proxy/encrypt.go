@@ -215,7 +215,15 @@ func (s *session) handleQuery(body []byte) error {
 		s.applyEffects(p)
 		s.inc(s.srv.metrics.stmtPassthrough)
 		s.dropUnnamed()
-		s.t.push(pending{kind: pendQuery})
+		pd := pending{kind: pendQuery}
+		for _, st := range p.Stmts {
+			if st.Deallocate != "" {
+				// Its CommandComplete confirms the statements gone (ghosts).
+				pd.query = &queryState{plan: p}
+				break
+			}
+		}
+		s.t.push(pd)
 		s.sw.Write(s.cr.header())
 		s.sw.Write(body)
 		return nil
