@@ -8,7 +8,7 @@ package integration
 //
 // Defects found (failing at the time of the review):
 //
-//   TestProtoReviewFoundBindFormats
+//   TestReviewProtoFoundBindFormats
 //     MEDIUM: a Bind with more than one parameter format code but not one
 //       per parameter ended the session (FATAL 08P01 "protocol
 //       violation", proxy/wire.go bindMsg.parse), for every Bind once
@@ -22,20 +22,20 @@ package integration
 //       codes, one per field: serverResultFormats); PostgreSQL refuses
 //       the Bind, 08P01 "bind message has 2 result formats but query has
 //       5 columns".
-//   TestProtoReviewFoundByOriginFormats MEDIUM: `SELECT u.name, u.email,
+//   TestReviewProtoFoundByOriginFormats MEDIUM: `SELECT u.name, u.email,
 //     x.* FROM users u, prx x` (prx not in pgveil's catalog: mapped by
 //     origin, the tenant org_id appended) with per-column result formats,
 //     as pgx sends them in every extended mode: the codes went upstream
 //     as they came, one short of the fields, and the server refused the
 //     Bind (08P01 "bind message has 3 result formats but query has 4
 //     columns"). PostgreSQL returns the rows.
-//   TestProtoReviewFoundSetRoleReaders HIGH (threat model: "a database
+//   TestReviewProtoFoundSetRoleReaders HIGH (threat model: "a database
 //     role that is not a readers role of a column, through pgveil: NULL
 //     for that column"): after SET ROLE (also SET LOCAL ROLE,
 //     set_config('role', …), in a pipeline or in one Query string) to a
 //     role not among phone's readers, pgveil returned phone's plaintext:
 //     it checked only the login user (decrypt.go fillCol, s.user).
-//   TestProtoReviewFoundStaleStar MEDIUM: DDL run directly on the database
+//   TestReviewProtoFoundStaleStar MEDIUM: DDL run directly on the database
 //     (as LIMITS.md advises) that moves an encrypted column (DROP COLUMN
 //     phone, ADD COLUMN phone: now the last) left pgveil's catalog with
 //     the old order; SELECT * was mapped by the planned positions and
@@ -44,14 +44,14 @@ package integration
 //     as phone), until a restart or SIGHUP. PostgreSQL returns the row.
 //     The server's RowDescription names each field's origin; pgveil did
 //     not compare it with its plan.
-//   TestProtoReviewFoundSQLExecute HIGH (plaintext in the server's log):
+//   TestReviewProtoFoundSQLExecute HIGH (plaintext in the server's log):
 //     SQL EXECUTE of a statement the client prepared in the protocol and
 //     pgveil rewrote (`EXECUTE n5('a@example.org')`, n5 = `SELECT … WHERE
 //     email = $1`) went upstream as written; the server knows the
 //     statement only under pgveil's name, answered 26000 and logged the
 //     text with the value compared with the encrypted column
 //     (log_min_error_statement = error, the default). PostgreSQL runs it.
-//   TestProtoReviewFoundStatementView HIGH and MEDIUM: the view of the
+//   TestReviewProtoFoundStatementView HIGH and MEDIUM: the view of the
 //     client's prepared statements dropped one pgveil rewrote as soon as
 //     the client's Close, DEALLOCATE, DEALLOCATE ALL or DISCARD ALL went
 //     out, even when the server skipped it (an error earlier in the
@@ -66,7 +66,7 @@ package integration
 //     stored. MEDIUM: a named statement after such a DEALLOCATE, DISCARD
 //     ALL or Close: 26000 where PostgreSQL runs it (its values, in
 //     plaintext, in a Bind the server rejected).
-//   TestProtoReviewFoundNameReuse LOW: Parse of a name that names a
+//   TestReviewProtoFoundNameReuse LOW: Parse of a name that names a
 //     statement pgveil rewrote, with a statement pgveil passes through:
 //     ParseComplete where PostgreSQL answers 42P05, and the rewritten one
 //     stayed prepared upstream, named by no one.
@@ -106,7 +106,7 @@ package integration
 // RowDescription), and a table dropped and created again directly is not
 // recognised as changed (OPERATING.md: SIGHUP).
 //
-// Attacks that held (TestProtoReviewHolds, same answers as PostgreSQL on
+// Attacks that held (TestReviewProtoHolds, same answers as PostgreSQL on
 // the plaintext mirror unless said): Describe statement and portal,
 // result formats all binary / per column / mixed, Execute with max rows
 // (PortalSuspended) and two interleaved portals over encrypted results,
@@ -337,10 +337,10 @@ func (e *prEnv) both(sql string) {
 // prModes are pgx's exec modes.
 var prModes = []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol}
 
-// TestProtoReviewFoundBindFormats: a Bind whose format codes PostgreSQL
+// TestReviewProtoFoundBindFormats: a Bind whose format codes PostgreSQL
 // rejects with an ERROR (the session goes on) must get that ERROR through
 // pgveil too.
-func TestProtoReviewFoundBindFormats(t *testing.T) {
+func TestReviewProtoFoundBindFormats(t *testing.T) {
 	e := newPrEnv(t)
 	org := []byte(fmt.Sprint(prOrg))
 	email := []byte(prRows[1].email)
@@ -386,12 +386,12 @@ func TestProtoReviewFoundBindFormats(t *testing.T) {
 	}
 }
 
-// TestProtoReviewFoundByOriginFormats (MEDIUM): a * over a relation the
+// TestReviewProtoFoundByOriginFormats (MEDIUM): a * over a relation the
 // catalog does not list (mapped by origin) beside an encrypted column
 // whose tenant pgveil appends: per-column result formats, as pgx sends
 // them in every extended mode, went to the server as they came, one code
 // short, and the server refused the Bind (08P01).
-func TestProtoReviewFoundByOriginFormats(t *testing.T) {
+func TestReviewProtoFoundByOriginFormats(t *testing.T) {
 	e := newPrEnv(t)
 	su := superConn(t, e.ctx)
 	if _, err := su.Exec(e.ctx, "DROP TABLE IF EXISTS public.prx, prplain.prx; CREATE TABLE public.prx (a int); INSERT INTO public.prx VALUES (1); GRANT ALL ON public.prx TO scram_user; CREATE TABLE prplain.prx (a int); INSERT INTO prplain.prx VALUES (1); GRANT ALL ON prplain.prx TO scram_user"); err != nil {
@@ -430,11 +430,11 @@ func readersPolicy(t *testing.T) string {
 	return pol
 }
 
-// TestProtoReviewFoundSetRoleReaders (HIGH by the threat model: a role
+// TestReviewProtoFoundSetRoleReaders (HIGH by the threat model: a role
 // that is not among a column's readers must see NULL through pgveil):
 // scram_user (a reader of phone) does SET ROLE trust_user (not one), and
 // pgveil, which checked only the login user, returned phone's plaintext.
-func TestProtoReviewFoundSetRoleReaders(t *testing.T) {
+func TestReviewProtoFoundSetRoleReaders(t *testing.T) {
 	e := newPrEnvPolicy(t, readersPolicy(t))
 	sel := "SELECT name, phone, current_user FROM users WHERE name = 'b'"
 	plain := fmt.Sprintf("DataRow(%q,%q,%q)", "b", prRows[1].phone, "scram_user")
@@ -539,7 +539,7 @@ func TestProtoReviewFoundSetRoleReaders(t *testing.T) {
 	}
 }
 
-// TestProtoReviewFoundStaleStar (MEDIUM): after DDL run directly on the
+// TestReviewProtoFoundStaleStar (MEDIUM): after DDL run directly on the
 // database (as docs/LIMITS.md advises) that moves an encrypted column
 // (dropped and added again: it is now the last), pgveil's catalog still
 // had the old order, decrypted SELECT *'s fields by the old positions
@@ -547,7 +547,7 @@ func TestProtoReviewFoundSetRoleReaders(t *testing.T) {
 // authenticate"), until a restart or SIGHUP. The server's RowDescription
 // names each field's origin: a plan that disagrees with it must not be
 // used, and the catalog must be read again.
-func TestProtoReviewFoundStaleStar(t *testing.T) {
+func TestReviewProtoFoundStaleStar(t *testing.T) {
 	e := newPrEnv(t)
 	su := superConn(t, e.ctx)
 	if _, err := su.Exec(e.ctx, `ALTER TABLE public.users DROP COLUMN phone; ALTER TABLE public.users ADD COLUMN phone bytea;
@@ -593,10 +593,10 @@ func TestProtoReviewFoundStaleStar(t *testing.T) {
 	}
 }
 
-// TestProtoReviewHolds: attacks that held. Each message sequence gets the
+// TestReviewProtoHolds: attacks that held. Each message sequence gets the
 // same answers through pgveil as PostgreSQL gives on the plaintext
 // mirror: message for message, values, types, formats, errors.
-func TestProtoReviewHolds(t *testing.T) {
+func TestReviewProtoHolds(t *testing.T) {
 	e := newPrEnv(t)
 	org := []byte(fmt.Sprint(prOrg))
 	sel := "SELECT name, email, phone, birth_date, api_token FROM users WHERE org_id = $1 ORDER BY id"
@@ -855,7 +855,7 @@ func TestProtoReviewHolds(t *testing.T) {
 	}
 }
 
-// TestProtoReviewFoundSQLExecute (HIGH: plaintext reaches the server's
+// TestReviewProtoFoundSQLExecute (HIGH: plaintext reaches the server's
 // log): SQL EXECUTE of a statement the client prepared in the protocol
 // runs it in PostgreSQL (one namespace). pgveil prepares a statement it
 // rewrites under a name of its own, so the server rejected the EXECUTE
@@ -863,7 +863,7 @@ func TestProtoReviewHolds(t *testing.T) {
 // logged its text: the value compared with an encrypted column, in
 // plaintext. pgveil cannot seal arguments written in the text; it must
 // refuse before sending.
-func TestProtoReviewFoundSQLExecute(t *testing.T) {
+func TestReviewProtoFoundSQLExecute(t *testing.T) {
 	e := newPrEnv(t)
 	const secret = "exec-secret-4471@example.org"
 	e.p.remember(secret)
@@ -899,12 +899,12 @@ func TestProtoReviewFoundSQLExecute(t *testing.T) {
 	}
 }
 
-// TestProtoReviewFoundNameReuse (LOW): Parse of a name the client already
+// TestReviewProtoFoundNameReuse (LOW): Parse of a name the client already
 // prepared is 42P05 in PostgreSQL. When the first was a statement pgveil
 // rewrote (upstream under its own name) and the second one it passes
 // through, the server did not see the clash: ParseComplete, and the
 // rewritten statement stayed prepared upstream, named by no one.
-func TestProtoReviewFoundNameReuse(t *testing.T) {
+func TestReviewProtoFoundNameReuse(t *testing.T) {
 	e := newPrEnv(t)
 	e.same("name reuse: rewritten, then one pgveil passes through",
 		&pgproto3.Parse{Name: "n2", Query: "SELECT email FROM users WHERE email = $1"},
@@ -924,8 +924,8 @@ func TestProtoReviewFoundNameReuse(t *testing.T) {
 		&pgproto3.Sync{})
 }
 
-// TestProtoReviewHolds2: more attacks that held.
-func TestProtoReviewHolds2(t *testing.T) {
+// TestReviewProtoHolds2: more attacks that held.
+func TestReviewProtoHolds2(t *testing.T) {
 	e := newPrEnv(t)
 	su := superConn(t, e.ctx)
 	if _, err := su.Exec(e.ctx, "DROP TABLE IF EXISTS public.prx, prplain.prx; CREATE TABLE public.prx (a int); INSERT INTO public.prx VALUES (1); GRANT ALL ON public.prx TO scram_user; CREATE TABLE prplain.prx (a int); INSERT INTO prplain.prx VALUES (1); GRANT ALL ON prplain.prx TO scram_user"); err != nil {
@@ -974,7 +974,7 @@ func TestProtoReviewHolds2(t *testing.T) {
 		&pgproto3.Sync{})
 }
 
-// TestProtoReviewFoundStatementView: pgveil's view of the client's
+// TestReviewProtoFoundStatementView: pgveil's view of the client's
 // prepared statements dropped a statement it rewrote as soon as the
 // client's Close, DEALLOCATE, DEALLOCATE ALL or DISCARD ALL went out,
 // even when the server then skipped it (an error earlier in the pipeline
@@ -992,7 +992,7 @@ func TestProtoReviewHolds2(t *testing.T) {
 //	  server did not run: 26000 where PostgreSQL runs it (the raw Bind,
 //	  plaintext values and all, went to a server that has no statement of
 //	  that name).
-func TestProtoReviewFoundStatementView(t *testing.T) {
+func TestReviewProtoFoundStatementView(t *testing.T) {
 	e := newPrEnv(t)
 	e.both("DROP TABLE IF EXISTS prlog; CREATE TABLE prlog (v text)")
 	e.p.remember(prRows[1].email)
