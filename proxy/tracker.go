@@ -228,7 +228,7 @@ type tracker struct {
 	failedCloseN atomic.Int32
 	// serverUnnamed is set while the server's own unnamed statement may
 	// exist: a pass-through unnamed Parse was forwarded and pgveil has
-	// not closed the server's unnamed statement since (closeServerUnnamed).
+	// not closed the server's unnamed statement since (handleParse).
 	// A rewritten unnamed statement lives upstream under pgveil's name, so
 	// while the client's unnamed statement is one of those the server's
 	// must not exist: a Bind the view takes for a pass-through one would
@@ -723,11 +723,9 @@ func (t *tracker) statement(name []byte) *Statement {
 	if s, ok := t.stmts[string(name)]; ok {
 		return s
 	}
-	if len(t.ghosts) > 0 {
-		t.applyGone()
-		if g, ok := t.ghosts[string(name)]; ok {
-			return g.stmt
-		}
+	t.applyGone()
+	if g, ok := t.ghosts[string(name)]; ok {
+		return g.stmt
 	}
 	return passthroughStmt
 }
