@@ -526,6 +526,14 @@ func TestReviewProtoFoundSetRoleReaders(t *testing.T) {
 		&pgproto3.Query{String: sel},
 		&pgproto3.Query{String: "DISCARD ALL"},
 		&pgproto3.Query{String: sel})
+	// A function whose code runs SET ROLE (pgveil reads it with the
+	// catalog, after this DDL).
+	check("a function that sets the role", []string{`DataRow("")`, masked, plain},
+		&pgproto3.Query{String: "CREATE FUNCTION pr_become() RETURNS void LANGUAGE plpgsql AS $$ BEGIN SET ROLE trust_user; END $$"},
+		&pgproto3.Query{String: "SELECT pr_become()"},
+		&pgproto3.Query{String: sel},
+		&pgproto3.Query{String: "RESET ROLE"},
+		&pgproto3.Query{String: sel})
 	for _, mode := range prModes {
 		c := connectMode(t, e.ctx, e.p.url(), mode)
 		if _, err := c.Exec(e.ctx, "SET ROLE trust_user"); err != nil {
