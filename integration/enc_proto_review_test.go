@@ -77,8 +77,9 @@ package integration
 // Formats by a text code for each hidden field (serverResultFormats);
 // FoundSetRoleReaders by checking readers against the role in effect too,
 // read with the search_path, every column with readers NULL while it is
-// unknown (decrypt.go roleCanRead, searchpath.go; LIMITS.md "Readers and
-// SET ROLE"); FoundStaleStar by comparing the RowDescription's origins
+// unknown (decrypt.go roleCanRead, searchpath.go; a function whose code
+// runs SET ROLE counts as one that changes the path, catalog.go
+// changesPath; LIMITS.md "Readers and SET ROLE"); FoundStaleStar by comparing the RowDescription's origins
 // with the plan (extended.go planDisagrees): FATAL 0A000 naming the
 // table, and every session plans with a new snapshot (OPERATING.md);
 // FoundSQLExecute by refusing such an EXECUTE before sending (0A000,
