@@ -43,7 +43,9 @@ package integration
 //     a value of public.users.phone (wrong_scope)": ssn's envelope opened
 //     as phone), until a restart or SIGHUP. PostgreSQL returns the row.
 //     The server's RowDescription names each field's origin; pgveil did
-//     not compare it with its plan.
+//     not compare it with its plan. Likewise a column added directly:
+//     pgx's Binds of SELECT * failed 08P01 in every session (one result
+//     format per planned field).
 //   TestReviewProtoFoundSQLExecute HIGH (plaintext in the server's log):
 //     SQL EXECUTE of a statement the client prepared in the protocol and
 //     pgveil rewrote (`EXECUTE n5('a@example.org')`, n5 = `SELECT … WHERE
@@ -80,8 +82,10 @@ package integration
 // unknown (decrypt.go roleCanRead, searchpath.go; a function whose code
 // runs SET ROLE counts as one that changes the path, catalog.go
 // changesPath; LIMITS.md "Readers and SET ROLE"); FoundStaleStar by comparing the RowDescription's origins
-// with the plan (extended.go planDisagrees): FATAL 0A000 naming the
-// table, and every session plans with a new snapshot (OPERATING.md);
+// and number with the plan (extended.go planDisagrees): FATAL 0A000
+// naming the table (a simple query whose fields only number differently
+// is mapped by origin, pgveil's hidden fields still dropped), and every
+// session plans with a new snapshot (OPERATING.md);
 // FoundSQLExecute by refusing such an EXECUTE before sending (0A000,
 // encrypt.go executesOwn, rewrite.ExecutedNames; SQL.md); FoundNameReuse
 // by answering 42P05 (handleParse); FoundStatementView by closing the
@@ -549,21 +553,18 @@ func TestReviewProtoFoundSetRoleReaders(t *testing.T) {
 }
 
 // TestReviewProtoFoundStaleStar (MEDIUM): after DDL run directly on the
-// database (as docs/LIMITS.md advises) that moves an encrypted column
-// (dropped and added again: it is now the last), pgveil's catalog still
-// had the old order, decrypted SELECT *'s fields by the old positions
-// and ended every session that ran it with PV001 ("does not
-// authenticate"), until a restart or SIGHUP. The server's RowDescription
-// names each field's origin: a plan that disagrees with it must not be
-// used, and the catalog must be read again.
+// database (as docs/LIMITS.md advises), pgveil's catalog still had the
+// table as it was. A column moved (dropped and added again: now the
+// last): SELECT * was decrypted by the old positions, and every session
+// that ran it ended with PV001 ("does not authenticate"), until a restart
+// or SIGHUP. A column added: pgx's Binds of SELECT * failed 08P01 (one
+// result format per planned field) in every session. The server's
+// RowDescription says how many fields there are and where each comes
+// from: a plan that disagrees must not be used, and the catalog must be
+// read again.
 func TestReviewProtoFoundStaleStar(t *testing.T) {
 	e := newPrEnv(t)
 	su := superConn(t, e.ctx)
-	if _, err := su.Exec(e.ctx, `ALTER TABLE public.users DROP COLUMN phone; ALTER TABLE public.users ADD COLUMN phone bytea;
-		ALTER TABLE prplain.users DROP COLUMN phone; ALTER TABLE prplain.users ADD COLUMN phone text`); err != nil {
-		t.Fatal(err)
-	}
-	e.both("UPDATE users SET phone = 'stale-ph-4471' WHERE name = 'b' AND org_id = 7301")
 	e.p.remember("stale-ph-4471")
 	q := "SELECT * FROM users WHERE name = 'b'"
 	read := func(c *pgx.Conn) (string, error) {
@@ -583,21 +584,35 @@ func TestReviewProtoFoundStaleStar(t *testing.T) {
 		}
 		return strings.Join(out, ","), rows.Err()
 	}
-	want, err := read(connectPgx(t, e.ctx, directURL(harness.SCRAMUser, "sslmode=disable", "search_path=prplain")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mode := range prModes {
-		got, err := read(connectMode(t, e.ctx, e.p.url(), mode))
-		if err != nil {
-			if sqlState(err) == "PV001" || !strings.Contains(err.Error(), "catalog") {
-				t.Errorf("pgx %v: %v; want the row or a refusal that says the catalog is read again", mode, err)
+	for _, ddl := range []string{
+		"ALTER TABLE %s.users ADD COLUMN extra int DEFAULT 5",
+		"ALTER TABLE %s.users DROP COLUMN phone; ALTER TABLE %s.users ADD COLUMN phone %s",
+	} {
+		for _, sc := range []string{"public", "prplain"} {
+			typ := map[string]string{"public": "bytea", "prplain": "text"}[sc]
+			if _, err := su.Exec(e.ctx, strings.NewReplacer("%s.", sc+".", "%s", typ).Replace(ddl)); err != nil {
+				t.Fatal(err)
 			}
-			// Run again: the catalog has been read since.
-			got, err = read(connectMode(t, e.ctx, e.p.url(), mode))
 		}
-		if err != nil || got != want {
-			t.Errorf("pgx %v: %s %v\n want %s", mode, got, err, want)
+		e.both("UPDATE users SET phone = 'stale-ph-4471' WHERE name = 'b' AND org_id = 7301")
+		want, err := read(connectPgx(t, e.ctx, directURL(harness.SCRAMUser, "sslmode=disable", "search_path=prplain")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The simple protocol first: fields that only number differently
+		// are mapped by origin.
+		for _, mode := range append([]pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol}, prModes...) {
+			got, err := read(connectMode(t, e.ctx, e.p.url(), mode))
+			if err != nil {
+				if sqlState(err) == "PV001" || !strings.Contains(err.Error(), "catalog") {
+					t.Errorf("after %s, pgx %v: %v; want the row or a refusal that says the catalog is read again", ddl, mode, err)
+				}
+				// Run again: the catalog has been read since.
+				got, err = read(connectMode(t, e.ctx, e.p.url(), mode))
+			}
+			if err != nil || got != want {
+				t.Errorf("after %s, pgx %v: %s %v\n want %s", ddl, mode, got, err, want)
+			}
 		}
 	}
 }

@@ -70,7 +70,13 @@ func (s *session) mapResult(st *rewrite.Stmt, fields []fieldDesc, clientFormats,
 		// The server's row does not have the shape the planner predicted:
 		// map by origin rather than trust positions.
 		s.log.Warn("result shape differs from the plan; mapping fields by origin")
-		return s.mapByOrigin(cat, fields, 0, clientFormats)
+		hidden := 0
+		for _, o := range st.Outputs {
+			if o.Hidden {
+				hidden++ // pgveil's additions, still the last fields
+			}
+		}
+		return s.mapByOrigin(cat, fields, hidden, clientFormats)
 	}
 	if st.OutputsByOrigin {
 		if fields == nil {

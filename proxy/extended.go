@@ -272,18 +272,31 @@ func (s *session) decodeRowDescription(cur pending) error {
 	if err := s.rd.parse(body); err != nil {
 		return err
 	}
-	if t := planDisagrees(s.eng.catalog(), st, s.rd.fields); t != nil {
+	if t, stale := planDisagrees(s.eng.catalog(), st, s.rd.fields); stale {
 		// The table changed since pgveil's snapshot (DDL run directly on
-		// the database): the plan's positions would open one column's
-		// values as another's, or pass an envelope as plain. Every
-		// session plans with a new snapshot from now; this one ends, as
-		// when a value does not open (the server may be running what the
-		// client pipelined after it).
-		s.log.Warn("result fields differ from the plan: the catalog snapshot is stale; reading it again", zap.String("table", t.QualifiedName()))
+		// the database): every session plans with a new snapshot from
+		// now. The plan's positions would open one column's values as
+		// another's, or pass an envelope as plain; with fields added or
+		// dropped, a Bind would give the server one format code per
+		// planned field. So the session ends, as when a value does not
+		// open (the server may be running what the client pipelined after
+		// it), except for a simple query whose fields only number
+		// differently: it is mapped by origin (mapResult).
+		name := "a configured table"
+		if t != nil {
+			name = t.QualifiedName()
+		}
+		s.log.Warn("result fields differ from the plan: the catalog snapshot is stale; reading it again", zap.String("table", name))
 		s.ddlCommitted()
-		return &pgError{Severity: "FATAL", Code: "0A000", Table: t.Name, Schema: t.Schema,
-			Message: fmt.Sprintf("pgveil: the columns of %s changed since pgveil read its catalog; it reads the catalog again now", t.QualifiedName()),
-			Hint:    "run the statement again on a new connection"}
+		if cur.kind != pendQuery || len(s.rd.fields) == len(st.Outputs) {
+			pe := &pgError{Severity: "FATAL", Code: "0A000",
+				Message: fmt.Sprintf("pgveil: the columns of %s changed since pgveil read its catalog; it reads the catalog again now", name),
+				Hint:    "run the statement again on a new connection"}
+			if t != nil {
+				pe.Table, pe.Schema = t.Name, t.Schema
+			}
+			return pe
+		}
 	}
 	if cur.kind == pendQuery {
 		// Simple queries: the client reads each field in the format the
@@ -314,17 +327,19 @@ func (s *session) decodeRowDescription(cur pending) error {
 	return nil
 }
 
-// planDisagrees returns the configured table whose column the server
-// names as a field's origin (RowDescription's table OID and attribute
-// number) where st's plan put another column, or a plain one, at that
-// position (nil: none). Attribute numbers are never reused within a
-// table, so a disagreement means pgveil's catalog snapshot is older than
-// the table. Only plans that number their fields are checked, by the
-// fields' own origins: views and expressions have none in a configured
-// table.
-func planDisagrees(cat *catalog, st *rewrite.Stmt, fields []fieldDesc) *policy.Table {
-	if st.Outputs == nil || st.OutputsByOrigin || len(fields) != len(st.Outputs) {
-		return nil
+// planDisagrees reports whether the server's fields disagree with st's
+// plan: another number of fields, or a field whose origin
+// (RowDescription's table OID and attribute number) is a configured
+// table's column other than the one the plan put at that position (or a
+// plain one); t is that table (for another number of fields, the first
+// configured table among the origins; it may be nil). Attribute numbers
+// are never reused within a table, so a disagreement means pgveil's
+// catalog snapshot is older than the table. Only plans that number their
+// fields are checked, by the fields' own origins: views and expressions
+// have none in a configured table.
+func planDisagrees(cat *catalog, st *rewrite.Stmt, fields []fieldDesc) (t *policy.Table, stale bool) {
+	if st.Outputs == nil || st.OutputsByOrigin {
+		return nil, false
 	}
 	for i, f := range fields {
 		if f.TableOID == 0 {
@@ -334,11 +349,14 @@ func planDisagrees(cat *catalog, st *rewrite.Stmt, fields []fieldDesc) *policy.T
 		if ct == nil {
 			continue
 		}
+		if len(fields) != len(st.Outputs) {
+			return ct.policy, true
+		}
 		if ct.cols[f.AttNum] != st.Outputs[i].Column {
-			return ct.policy
+			return ct.policy, true
 		}
 	}
-	return nil
+	return nil, len(fields) != len(st.Outputs)
 }
 
 // rowDescStmt is the planned statement a RowDescription answering cur
