@@ -964,6 +964,23 @@ func TestReviewProtoHolds2(t *testing.T) {
 		&pgproto3.Execute{MaxRows: 1},
 		&pgproto3.Execute{MaxRows: 1},
 		&pgproto3.Sync{})
+	e.same("ParameterDescription: the client's own parameters, blind indexes and tenant lookups added upstream",
+		&pgproto3.Parse{Name: "pd1", Query: "INSERT INTO users (org_id, email, ssn) VALUES ($1, $2, $3) RETURNING email, ssn"},
+		&pgproto3.Describe{ObjectType: 'S', Name: "pd1"},
+		&pgproto3.Parse{Name: "pd2", Query: "UPDATE users SET email = $1 WHERE name = $2 RETURNING name, email"},
+		&pgproto3.Describe{ObjectType: 'S', Name: "pd2"},
+		&pgproto3.Parse{Name: "pd3", Query: "SELECT name FROM users WHERE email IN ($1, $2) OR ssn = ANY($3) OR email IS NULL"},
+		&pgproto3.Describe{ObjectType: 'S', Name: "pd3"},
+		&pgproto3.Parse{Name: "pd4", Query: "DELETE FROM users WHERE email = $1 AND org_id = $2"},
+		&pgproto3.Describe{ObjectType: 'S', Name: "pd4"},
+		&pgproto3.Bind{PreparedStatement: "pd3", Parameters: [][]byte{[]byte(prRows[0].email), []byte("x"), []byte("{" + prRows[1].ssn + "}")}},
+		&pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{},
+		&pgproto3.Bind{PreparedStatement: "pd2", Parameters: [][]byte{[]byte("Pd-4471@example.org"), []byte("e")}, ResultFormatCodes: []int16{0, 1}},
+		&pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	e.p.remember("Pd-4471@example.org")
 	e.same("a portal outlives its statement",
 		&pgproto3.Parse{Name: "c1", Query: "SELECT name, email FROM users WHERE email = $1"},
 		&pgproto3.Bind{DestinationPortal: "cp", PreparedStatement: "c1", Parameters: [][]byte{[]byte(prRows[3].email)}},
