@@ -148,6 +148,13 @@ func startEncProxy(t *testing.T, orgs ...int64) *encProxy {
 // startEncProxyLog is startEncProxy with logYAML as the log: section.
 func startEncProxyLog(t *testing.T, logYAML string, orgs ...int64) *encProxy {
 	t.Helper()
+	return startEncProxyPolicy(t, logYAML, encPolicy, orgs...)
+}
+
+// startEncProxyPolicy is startEncProxyLog with policy as the tables
+// section (the suite's schema all the same).
+func startEncProxyPolicy(t *testing.T, logYAML, policy string, orgs ...int64) *encProxy {
+	t.Helper()
 	ctx := testCtx(t, time.Minute)
 	su := superConn(t, ctx)
 	if _, err := su.Exec(ctx, encSchema); err != nil {
@@ -173,7 +180,7 @@ admin:
 log:
 %sproxy:
   shutdown_timeout: 30s
-%s%s`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), logYAML, eventLoopsSetting(), encPolicy)
+%s%s`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), logYAML, eventLoopsSetting(), policy)
 	hp, err := harness.StartProxy(harness.ProxyOptions{Config: conf, Env: []string{"PGVEIL_ENC_MASTER=" + encMasterKey}})
 	if err != nil {
 		t.Fatalf("starting pgveil: %v", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -327,7 +328,7 @@ func identByte(c byte) bool {
 // A textual test: code that builds these words from pieces is not seen.
 func changesPath(code string) bool {
 	lower := strings.ToLower(code)
-	if strings.Contains(lower, "search_path") {
+	if strings.Contains(lower, "search_path") || setsRole.MatchString(lower) {
 		return true
 	}
 	for rest := lower; ; {
@@ -345,6 +346,11 @@ func changesPath(code string) bool {
 		}
 	}
 }
+
+// setsRole finds SET [SESSION|LOCAL] ROLE, SET SESSION AUTHORIZATION,
+// their RESET and RESET ALL in code: they change what "$user" means, and
+// the role whose readers see a column (a textual test, like the rest).
+var setsRole = regexp.MustCompile(`\b(set|reset)\s+((session|local)\s+)?(role|session\s+authorization|all)\b`)
 
 // leadingArgument reads a first argument that is a plain '…' string
 // literal and nothing else (a comma follows it).

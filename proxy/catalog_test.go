@@ -14,6 +14,15 @@ func TestChangesPath(t *testing.T) {
 		`BEGIN PERFORM set_config('search_' || 'path', 'x', false); END`: true,
 		`SELECT 1`: false,
 		`BEGIN PERFORM set_config('app.x', 'a', false); PERFORM set_config(v, 'b', false); END`: true,
+		// SET ROLE and the like change "$user" and whose readers see a
+		// column (review of the extended protocol and session state).
+		`BEGIN SET ROLE analyst; END`:                        true,
+		`BEGIN set  local role analyst; END`:                 true,
+		"BEGIN RESET\n ROLE; END":                            true,
+		`BEGIN SET SESSION AUTHORIZATION bob; END`:           true,
+		`BEGIN RESET ALL; END`:                               true,
+		`BEGIN PERFORM 1; END -- the role of the offset`:     false,
+		`SELECT rolname FROM pg_roles WHERE rolname = 'set'`: false,
 	} {
 		if got := changesPath(code); got != want {
 			t.Errorf("changesPath(%q) = %v, want %v", code, got, want)

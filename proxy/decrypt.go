@@ -70,7 +70,13 @@ func (s *session) mapResult(st *rewrite.Stmt, fields []fieldDesc, clientFormats,
 		// The server's row does not have the shape the planner predicted:
 		// map by origin rather than trust positions.
 		s.log.Warn("result shape differs from the plan; mapping fields by origin")
-		return s.mapByOrigin(cat, fields, 0, clientFormats)
+		hidden := 0
+		for _, o := range st.Outputs {
+			if o.Hidden {
+				hidden++ // pgveil's additions, still the last fields
+			}
+		}
+		return s.mapByOrigin(cat, fields, hidden, clientFormats)
 	}
 	if st.OutputsByOrigin {
 		if fields == nil {
@@ -144,7 +150,23 @@ func (s *session) fillCol(cat *catalog, rc *resultCol, col *policy.Column) {
 	rc.col = col
 	rc.physical = cat.physicalType(col)
 	rc.tenantType = cat.tenantType(col.Table)
-	rc.masked = !col.CanRead(s.user)
+	rc.masked = !col.CanRead(s.user) || !s.roleCanRead(col)
+}
+
+// roleCanRead reports whether the role in effect for the message whose
+// answers are being decoded (mapSeq) is among col's readers: after SET
+// ROLE a column is read as the role set, not as the login user. A role
+// pgveil does not know yet (a SET ROLE sent, the server not asked since)
+// reads no column that has readers. Server side.
+func (s *session) roleCanRead(col *policy.Column) bool {
+	if col.Readers == nil {
+		return true
+	}
+	if from := s.roleUnknownFrom.Load(); from != 0 && s.mapSeq >= from {
+		return false
+	}
+	r := s.role.Load()
+	return r != nil && col.CanRead(*r)
 }
 
 // rewriteRowDescription reports logical types and the client's formats for

@@ -181,6 +181,10 @@ func (s *session) handleQuery(body []byte) error {
 		s.injectQueryError(perr)
 		return nil
 	}
+	if perr := s.executesOwn(sql); perr != nil {
+		s.injectQueryError(perr)
+		return nil
+	}
 	if st := lookupOf(p); st != nil {
 		perr, err := s.lookupQuery(sql, p, st)
 		if err != nil {
@@ -196,14 +200,14 @@ func (s *session) handleQuery(body []byte) error {
 		defer func() { s.lookup = nil }()
 	}
 	s.copyOver(mayCopy(p))
-	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
+	if text, renamed, ok, perr := s.deallocateUpstreamNames(sql, p); perr != nil {
 		s.injectQueryError(perr)
 		return nil
 	} else if ok {
 		s.applyEffects(p)
 		s.inc(s.srv.metrics.stmtRewritten)
 		s.dropUnnamed()
-		s.t.push(pending{kind: pendQuery, query: &queryState{plan: p, sql: sql, sent: text, backslash: s.backslash.Load()}, sent: time.Now()})
+		s.t.push(pending{kind: pendQuery, query: &queryState{plan: p, sql: sql, sent: text, backslash: s.backslash.Load(), renamed: renamed}, sent: time.Now()})
 		s.sw.Write(appendQuery(s.scratch[:0], text))
 		return nil
 	}
@@ -211,7 +215,15 @@ func (s *session) handleQuery(body []byte) error {
 		s.applyEffects(p)
 		s.inc(s.srv.metrics.stmtPassthrough)
 		s.dropUnnamed()
-		s.t.push(pending{kind: pendQuery})
+		pd := pending{kind: pendQuery}
+		for _, st := range p.Stmts {
+			if st.Deallocate != "" {
+				// Its CommandComplete confirms the statements gone (ghosts).
+				pd.query = &queryState{plan: p}
+				break
+			}
+		}
+		s.t.push(pd)
 		s.sw.Write(s.cr.header())
 		s.sw.Write(body)
 		return nil
@@ -258,6 +270,22 @@ func (s *session) handleQuery(body []byte) error {
 	return nil
 }
 
+// executesOwn refuses SQL EXECUTE of a statement pgveil prepared upstream
+// under a name of its own (one it rewrote): the arguments would go to the
+// server as written, values compared with or written to encrypted
+// columns included, and the server, which knows no statement of the
+// client's name, would reject it and log the text with them.
+func (s *session) executesOwn(sql string) *pgError {
+	for _, name := range rewrite.ExecutedNames(sql) {
+		if name != "" && s.t.statement([]byte(name)) != passthroughStmt {
+			return &pgError{Severity: "ERROR", Code: "0A000",
+				Message: fmt.Sprintf("pgveil prepared statement %q with encrypted columns under a name of its own: SQL EXECUTE would send its arguments unencrypted", name),
+				Hint:    "run it with Bind and Execute (the extended protocol)"}
+		}
+	}
+	return nil
+}
+
 // writesParam reports whether the client's parameter client is encrypted
 // into a column by st (its blind index beside it is the written value's,
 // not a comparison).
@@ -277,6 +305,14 @@ func writesParam(st *rewrite.Stmt, client int) bool {
 // with libpq before 17). ok is false when no DEALLOCATE in p names such a
 // statement; then sql goes on as planned.
 func (s *session) deallocateUpstream(sql string, p *rewrite.Plan) (text string, ok bool, perr *pgError) {
+	text, _, ok, perr = s.deallocateUpstreamNames(sql, p)
+	return text, ok, perr
+}
+
+// deallocateUpstreamNames is deallocateUpstream that also returns the
+// statements whose names it replaced (the server's errors name them by
+// pgveil's names: clientWords).
+func (s *session) deallocateUpstreamNames(sql string, p *rewrite.Plan) (text string, renamed []*Statement, ok bool, perr *pgError) {
 	var b strings.Builder
 	cur := 0
 	for _, st := range p.Stmts {
@@ -290,7 +326,7 @@ func (s *session) deallocateUpstream(sql string, p *rewrite.Plan) (text string, 
 		if planNeedsWork(p) {
 			// Another statement of the string needs pgveil (a rewrite, a
 			// decryption, COPY data): it is not sent by this path.
-			return "", false, &pgError{Severity: "ERROR", Code: "0A000",
+			return "", nil, false, &pgError{Severity: "ERROR", Code: "0A000",
 				Message: fmt.Sprintf("pgveil cannot send DEALLOCATE %q in one query string with a statement on an encrypted table", st.Deallocate),
 				Hint:    "send the DEALLOCATE in a query of its own"}
 		}
@@ -298,12 +334,13 @@ func (s *session) deallocateUpstream(sql string, p *rewrite.Plan) (text string, 
 		b.WriteString(`DEALLOCATE "` + stmt.ServerName + `"`)
 		cur = st.OriginalStart + len(st.Original)
 		ok = true
+		renamed = append(renamed, stmt)
 	}
 	if !ok {
-		return "", false, nil
+		return "", nil, false, nil
 	}
 	b.WriteString(sql[cur:])
-	return b.String(), true, nil
+	return b.String(), renamed, true, nil
 }
 
 // countRewritten counts a Rewritten plan: as pinned when pgveil only put
@@ -594,6 +631,10 @@ func (s *session) handleParse(body []byte) error {
 		return nil
 	}
 	p = s.withCursors(p)
+	if perr := s.executesOwn(sql); perr != nil {
+		s.injectExtendedError(perr)
+		return nil
+	}
 	s.noteStmtEffects(pm.Name, p)
 	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
 		s.injectExtendedError(perr)
@@ -612,15 +653,23 @@ func (s *session) handleParse(body []byte) error {
 		s.inc(s.srv.metrics.stmtRewritten)
 		s.dropUnnamed()
 		s.t.parsed(pm.Name, passthroughStmt)
+		s.t.serverUnnamed.Store(true)
 		s.sw.Write(appendParse(s.scratch[:0], string(pm.Name), text, pm.ParamOIDs))
 		return nil
 	}
 	if !planNeedsWork(p) {
+		if len(pm.Name) > 0 && s.t.hasStatement(pm.Name) && s.t.statement(pm.Name) != passthroughStmt {
+			// The name is one pgveil prepared upstream under its own: the
+			// server would not see the clash.
+			s.injectExtendedError(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
+			return nil
+		}
 		s.applyEffects(p)
 		s.notePassthrough(pm.Name, sql)
 		s.inc(s.srv.metrics.stmtPassthrough)
 		if len(pm.Name) == 0 {
 			s.dropUnnamed()
+			s.t.serverUnnamed.Store(true)
 		}
 		s.t.parsed(pm.Name, passthroughStmt)
 		s.sw.Write(s.cr.header())
@@ -692,6 +741,15 @@ func (s *session) handleParse(body []byte) error {
 	}
 	if len(pm.Name) == 0 {
 		s.dropUnnamed()
+		if s.t.serverUnnamed.Swap(false) {
+			// The client's unnamed statement is now one pgveil prepares
+			// under its own name: the server's own unnamed one (an older
+			// pass-through statement) must go, or a Bind the view later
+			// takes for a pass-through one (after a Close, or a Parse the
+			// server skipped) would run it with the client's raw values.
+			s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'C', 'S', ""))
+			s.t.push(pending{kind: pendCloseStmt, suppress: true, stmt: serverUnnamedSlot})
+		}
 	}
 	if onlyPinned(st) {
 		s.notePinned(pm.Name, sql, text)
@@ -847,6 +905,11 @@ func (s *session) handleBind(body []byte) error {
 	if stmt.Plan != nil && stmt.Plan.Fetch != "" {
 		stmt = s.fetchStatement(stmt)
 	}
+	if pe := bindFormatError(stmt, bm); pe != nil {
+		s.injectExtendedError(pe)
+		s.t.closePortal(bm.Portal)
+		return nil
+	}
 	if st := stmt.Plan; st != nil && st.Lookup != nil && st.ClientParams > 0 {
 		handled, err := s.lookupExtended(stmt.SQL, st, bm, stmt.ParamOIDs)
 		if err != nil {
@@ -873,6 +936,47 @@ func (s *session) handleBind(body []byte) error {
 	s.t.bindPortal(bm.Portal, portal)
 	s.t.push(pending{kind: pendBind, portal: portal})
 	s.sw.Write(appendBind(s.scratch[:0], out))
+	return nil
+}
+
+// bindFormatError is PostgreSQL's ERROR for a Bind to a statement pgveil
+// planned whose format codes the server would refuse, in the server's
+// order (parameter formats, parameter count, each parameter's code,
+// result formats): pgveil reads the parameters and chooses the result
+// formats upstream itself, so the server would not see the client's
+// codes. Nil when the Bind is well formed.
+func bindFormatError(stmt *Statement, bm *bindMsg) *pgError {
+	if bm.paramFormatsMismatch() {
+		return &pgError{Severity: "ERROR", Code: codeProtocolViolation,
+			Message: fmt.Sprintf("bind message has %d parameter formats but %d parameters", len(bm.ParamFormats), len(bm.Params))}
+	}
+	st := stmt.Plan
+	if st == nil {
+		return nil
+	}
+	if stmtRewritten(st) {
+		if len(bm.Params) != st.ClientParams {
+			return &pgError{Severity: "ERROR", Code: codeProtocolViolation,
+				Message: fmt.Sprintf("bind message supplies %d parameters, but prepared statement %q requires %d", len(bm.Params), stmt.Name, st.ClientParams)}
+		}
+		for i := range bm.Params {
+			if f := bm.paramFormat(i); f != 0 && f != 1 { // NULLs too, as PostgreSQL
+				return &pgError{Severity: "ERROR", Code: "22023", Message: fmt.Sprintf("unsupported format code: %d", f)}
+			}
+		}
+	}
+	if n := len(bm.ResultFormats); n > 1 && st.Outputs != nil && !st.OutputsByOrigin {
+		cols := 0
+		for _, o := range st.Outputs {
+			if !o.Hidden {
+				cols++
+			}
+		}
+		if n != cols {
+			return &pgError{Severity: "ERROR", Code: codeProtocolViolation,
+				Message: fmt.Sprintf("bind message has %d result formats but query has %d columns", n, cols)}
+		}
+	}
 	return nil
 }
 
@@ -1023,7 +1127,15 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 // client's codes are kept and both formats are decoded.
 func (s *session) serverResultFormats(st *rewrite.Stmt, client []int16, dst []int16) []int16 {
 	if st.Outputs == nil || st.OutputsByOrigin {
-		return append(dst, client...)
+		dst = append(dst, client...)
+		if st.OutputsByOrigin && len(client) > 1 {
+			// One code per field the client sees: the hidden fields pgveil
+			// appended (the last ones) need theirs.
+			for range st.Outputs {
+				dst = append(dst, 0)
+			}
+		}
+		return dst
 	}
 	for i, o := range st.Outputs {
 		switch {

@@ -2,8 +2,12 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/pgveil/pgveil/policy"
 	"github.com/pgveil/pgveil/rewrite"
 )
 
@@ -133,7 +137,11 @@ func (s *session) handleClose(body []byte) error {
 		delete(s.ptStmts, string(name))
 		stmt := s.t.statement(name)
 		s.t.closeStatement(name)
-		s.t.push(pending{kind: pendCloseStmt})
+		p := pending{kind: pendCloseStmt, defName: string(name)}
+		if stmt != passthroughStmt {
+			p.stmt = stmt // its CloseComplete confirms the ghost gone
+		}
+		s.t.push(p)
 		if stmt == passthroughStmt {
 			s.forwardClient(body)
 			return nil
@@ -153,6 +161,7 @@ func (s *session) handleClose(body []byte) error {
 // else is relayed raw. A *pgError return ends the session (see decrypt.go).
 func (s *session) decodeBackend(typ byte, ev backendEvent) error {
 	cur := ev.cur
+	s.mapSeq = cur.seq
 	switch typ {
 	case 'S':
 		body, err := s.sr.readBody()
@@ -263,6 +272,32 @@ func (s *session) decodeRowDescription(cur pending) error {
 	if err := s.rd.parse(body); err != nil {
 		return err
 	}
+	if t, stale := planDisagrees(s.eng.catalog(), st, s.rd.fields); stale {
+		// The table changed since pgveil's snapshot (DDL run directly on
+		// the database): every session plans with a new snapshot from
+		// now. The plan's positions would open one column's values as
+		// another's, or pass an envelope as plain; with fields added or
+		// dropped, a Bind would give the server one format code per
+		// planned field. So the session ends, as when a value does not
+		// open (the server may be running what the client pipelined after
+		// it), except for a simple query whose fields only number
+		// differently: it is mapped by origin (mapResult).
+		name := "a configured table"
+		if t != nil {
+			name = t.QualifiedName()
+		}
+		s.log.Warn("result fields differ from the plan: the catalog snapshot is stale; reading it again", zap.String("table", name))
+		s.ddlCommitted()
+		if cur.kind != pendQuery || len(s.rd.fields) == len(st.Outputs) {
+			pe := &pgError{Severity: "FATAL", Code: "0A000",
+				Message: fmt.Sprintf("pgveil: the columns of %s changed since pgveil read its catalog; it reads the catalog again now", name),
+				Hint:    "run the statement again on a new connection"}
+			if t != nil {
+				pe.Table, pe.Schema = t.Name, t.Schema
+			}
+			return pe
+		}
+	}
 	if cur.kind == pendQuery {
 		// Simple queries: the client reads each field in the format the
 		// server announces (text, or binary for a binary cursor).
@@ -290,6 +325,38 @@ func (s *session) decodeRowDescription(cur pending) error {
 	s.out = appendRowDescription(s.out[:0], fields)
 	s.cw.Write(s.out)
 	return nil
+}
+
+// planDisagrees reports whether the server's fields disagree with st's
+// plan: another number of fields, or a field whose origin
+// (RowDescription's table OID and attribute number) is a configured
+// table's column other than the one the plan put at that position (or a
+// plain one); t is that table (for another number of fields, the first
+// configured table among the origins; it may be nil). Attribute numbers
+// are never reused within a table, so a disagreement means pgveil's
+// catalog snapshot is older than the table. Only plans that number their
+// fields are checked, by the fields' own origins: views and expressions
+// have none in a configured table.
+func planDisagrees(cat *catalog, st *rewrite.Stmt, fields []fieldDesc) (t *policy.Table, stale bool) {
+	if st.Outputs == nil || st.OutputsByOrigin {
+		return nil, false
+	}
+	for i, f := range fields {
+		if f.TableOID == 0 {
+			continue
+		}
+		ct := cat.byOID[f.TableOID]
+		if ct == nil {
+			continue
+		}
+		if len(fields) != len(st.Outputs) {
+			return ct.policy, true
+		}
+		if ct.cols[f.AttNum] != st.Outputs[i].Column {
+			return ct.policy, true
+		}
+	}
+	return nil, len(fields) != len(st.Outputs)
 }
 
 // rowDescStmt is the planned statement a RowDescription answering cur

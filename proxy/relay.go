@@ -422,6 +422,11 @@ func (s *session) clientWords(body, dst []byte, cur *pending) []byte {
 		if rename != nil && (f == 'M' || f == 'D' || f == 'H') {
 			v = clientName(v, rename)
 		}
+		if cur.query != nil && (f == 'M' || f == 'D' || f == 'H') {
+			for _, st := range cur.query.renamed {
+				v = clientName(v, st)
+			}
+		}
 		if f == 'P' && sent != "" {
 			if s.nonUTF8.Load() {
 				continue

@@ -50,12 +50,18 @@ const (
 	effPath uint8 = 1 << iota // changes the search_path
 	effTx                     // begins or ends a transaction or savepoint
 	effTZ                     // may change TimeZone (utcSession is unknown until answered)
+	effRole                   // may change the role in effect (current_user)
 )
 
 // stmtEffects are st's effects on the path.
 func stmtEffects(st *rewrite.Stmt) (e uint8) {
 	if st.SearchPath != nil || st.SearchPathReset || st.PathOpaque {
 		e |= effPath
+	}
+	if st.PathOpaque {
+		// SET ROLE, SET SESSION AUTHORIZATION, RESET ALL, DISCARD ALL,
+		// set_config('role', …), and code that may run any of them.
+		e |= effRole
 	}
 	if st.Kind == rewrite.KindTransaction {
 		e |= effTx
@@ -80,6 +86,16 @@ func (s *session) pathEffect(e uint8) {
 	if e&effTx != 0 && s.pathStale {
 		s.pathUnknown = true
 		s.pathGen++
+	}
+	if e&effRole != 0 {
+		s.roleStale = true
+	}
+	if (e&effRole != 0 || e&effTx != 0 && s.roleStale) && s.roleUnknownFrom.Load() == 0 {
+		// Rows of this message and later ones are masked for every
+		// column with readers until the server says the role again
+		// (applyPath): the path is unknown too, so it is asked before the
+		// next statement that may name a configured table.
+		s.roleUnknownFrom.Store(s.t.lastSeq() + 1)
 	}
 }
 
@@ -210,6 +226,7 @@ func (s *session) notePortalEffects(portal, stmt []byte) {
 // pathReply is the server's answer to syncSearchPath.
 type pathReply struct {
 	path   []string
+	role   string // current_user
 	ok     bool
 	status byte // transaction status after it
 }
@@ -223,15 +240,17 @@ var showSearchPath = appendQuery(nil, "SELECT pg_catalog.current_setting('search
 	"(SELECT pg_catalog.string_agg(pg_catalog.quote_ident(nspname), ',') FROM pg_catalog.pg_namespace "+
 	"WHERE NOT pg_catalog.has_schema_privilege(oid, 'USAGE'))")
 
-// pathRow reads the row of showSearchPath: the schemas to search.
-func pathRow(body []byte) (path []string, ok bool) {
+// pathRow reads the row of showSearchPath: the schemas to search, and
+// the role in effect.
+func pathRow(body []byte) (path []string, role string, ok bool) {
 	var d dataRow
 	if err := d.parse(body); err != nil || len(d.values) != 3 || d.values[0] == nil || d.values[1] == nil {
-		return nil, false
+		return nil, "", false
 	}
-	path = expandUser(parseSearchPath(string(d.values[0])), string(d.values[1]))
+	role = string(d.values[1])
+	path = expandUser(parseSearchPath(string(d.values[0])), role)
 	if d.values[2] == nil {
-		return path, true
+		return path, role, true
 	}
 	denied := parseSearchPath(string(d.values[2]))
 	kept := path[:0]
@@ -240,7 +259,7 @@ func pathRow(body []byte) (path []string, ok bool) {
 			kept = append(kept, s)
 		}
 	}
-	return kept, true
+	return kept, role, true
 }
 
 // DDL changes what names mean too: a DROP or RENAME of a table that
@@ -345,7 +364,21 @@ func (s *session) applyPath(r pathReply) {
 	if r.status == 'I' {
 		s.pathStale = false
 	}
+	s.setRole(r.role)
+	if r.status == 'I' {
+		s.roleStale = false
+	}
 	s.log.Debug("search_path read again", zap.Strings("search_path", s.searchPath))
+}
+
+// setRole records the role in effect the server reported: rows of
+// messages sent from now are masked by its readers. Client side.
+func (s *session) setRole(role string) {
+	if role == "" {
+		return
+	}
+	s.role.Store(&role)
+	s.roleUnknownFrom.Store(0)
 }
 
 // pathSyncMessage takes a message answering syncSearchPath's query: the
@@ -354,15 +387,15 @@ func (s *session) applyPath(r pathReply) {
 func (s *session) pathSyncMessage(typ byte, body []byte) {
 	switch typ {
 	case 'D':
-		s.syncPath, s.syncOK = pathRow(body)
+		s.syncPath, s.syncRole, s.syncOK = pathRow(body)
 	case 'E':
 		s.syncOK = false
 	case 'Z':
-		r := pathReply{path: s.syncPath, ok: s.syncOK}
+		r := pathReply{path: s.syncPath, role: s.syncRole, ok: s.syncOK}
 		if len(body) > 0 {
 			r.status = body[0]
 		}
-		s.syncPath, s.syncOK = nil, false
+		s.syncPath, s.syncRole, s.syncOK = nil, "", false
 		s.pathCh <- r // buffered; one question at a time
 	}
 }
@@ -378,6 +411,7 @@ func (s *session) initSearchPath() error {
 		return err
 	}
 	var path []string
+	var role string
 	for {
 		typ, _, err := s.sr.readHeader()
 		if err != nil {
@@ -390,7 +424,7 @@ func (s *session) initSearchPath() error {
 		switch typ {
 		case 'D':
 			var ok bool
-			if path, ok = pathRow(body); !ok {
+			if path, role, ok = pathRow(body); !ok {
 				return fmt.Errorf("unexpected search_path row")
 			}
 		case 'E':
@@ -400,6 +434,7 @@ func (s *session) initSearchPath() error {
 			writeMsg(s.cw, 'S', body) // the client must see every ParameterStatus
 		case 'Z':
 			s.searchPath = path
+			s.setRole(role)
 			return s.cw.Flush()
 		}
 	}

@@ -112,11 +112,24 @@ type session struct {
 	// pathUnknown, pathStale, effStmts and effPortals: see searchpath.go.
 	pathUnknown bool
 	pathStale   bool
-	effStmts    map[string]uint8
-	pathGen     uint64            // counts possible search_path changes
-	ptStmts     map[string]ptStmt // see replanOnPathChange
-	effPortals  map[string]uint8
-	pathCh      chan pathReply // the server goroutine's answer to syncSearchPath
+	// The role in effect (current_user), whose readers see a column
+	// (decrypt.go roleCanRead): role is the one the server last reported
+	// with the search_path (initSearchPath, applyPath); roleUnknownFrom is
+	// the seq of the first message since then that may change it (SET
+	// ROLE and the other statements that make the path opaque; 0: none);
+	// roleStale is pathStale's twin: a transaction end may undo the
+	// change. roleStale is client side; role and roleUnknownFrom are
+	// written there and read by the server goroutine, which sets mapSeq to
+	// the seq of the message whose answers it decodes.
+	role            atomic.Pointer[string]
+	roleUnknownFrom atomic.Uint64
+	roleStale       bool
+	mapSeq          uint64
+	effStmts        map[string]uint8
+	pathGen         uint64            // counts possible search_path changes
+	ptStmts         map[string]ptStmt // see replanOnPathChange
+	effPortals      map[string]uint8
+	pathCh          chan pathReply // the server goroutine's answer to syncSearchPath
 	// lookupCh carries the server goroutine's answer to a tenant lookup,
 	// lookupAcc gathers it (server side); lookup is the tenant found for
 	// the statement being sent (client side, lookup.go).
@@ -148,6 +161,7 @@ type session struct {
 	idxBuf          []byte
 	// Server goroutine state.
 	syncPath   []string // the row of pgveil's search_path query
+	syncRole   string
 	syncOK     bool
 	backslash  atomic.Bool  // standard_conforming_strings is off
 	nonUTF8    atomic.Bool  // client_encoding is not UTF8

@@ -158,6 +158,9 @@ type queryState struct {
 	// backslash is standard_conforming_strings = off when it was sent.
 	sql, sent string
 	backslash bool
+	// renamed are the statements a DEALLOCATE in sent names by pgveil's
+	// names (deallocateUpstreamNames).
+	renamed []*Statement
 	// stmt is the index of the statement whose results are arriving; it
 	// advances at each CommandComplete or EmptyQueryResponse.
 	stmt int
@@ -223,11 +226,48 @@ type tracker struct {
 	// for a check without the lock.
 	failedCloses []*Statement
 	failedCloseN atomic.Int32
+	// serverUnnamed is set while the server's own unnamed statement may
+	// exist: a pass-through unnamed Parse was forwarded and pgveil has
+	// not closed the server's unnamed statement since (handleParse).
+	// A rewritten unnamed statement lives upstream under pgveil's name, so
+	// while the client's unnamed statement is one of those the server's
+	// must not exist: a Bind the view takes for a pass-through one would
+	// run it with the client's raw values.
+	serverUnnamed atomic.Bool
+	// ghosts are statements pgveil rewrote that the client closed
+	// or deallocated and the server has not confirmed gone (a Close or
+	// DEALLOCATE the server skips after an error leaves them): a Bind of
+	// the name still goes to pgveil's upstream statement, sealed, and
+	// fails there if it is gone (statement). Client side; gone holds the
+	// server's confirmations (under mu; goneN counts them).
+	ghosts map[string]ghost
+	gone   []goneStmt
+	goneN  atomic.Int32
 	// lookupDrop is called (under mu) when the server skips a message of
 	// a tenant lookup after an error (lookup.go): the lookup is answered
 	// then, with a failure.
 	lookupDrop func()
 }
+
+// ghost is a closed statement and the seq of the message that closed it.
+type ghost struct {
+	stmt *Statement
+	seq  uint64
+}
+
+// goneStmt is the server's confirmation that the message seq closed or
+// deallocated name ("*": every statement).
+type goneStmt struct {
+	name string
+	seq  uint64
+}
+
+// maxGhosts bounds the ghosts; the oldest go first.
+const maxGhosts = 256
+
+// serverUnnamedSlot is the Statement of pgveil's Close of the server's
+// own unnamed statement (pending.stmt).
+var serverUnnamedSlot = &Statement{}
 
 // failedDef is a named Parse the server did not run: its name and seq.
 type failedDef struct {
@@ -367,6 +407,9 @@ func (t *tracker) dropVoid() {
 			if h.lookup && t.lookupDrop != nil {
 				t.lookupDrop()
 			}
+			if h.kind == pendCloseStmt && h.suppress && h.stmt == serverUnnamedSlot {
+				t.serverUnnamed.Store(true) // not closed: close it again before the next
+			}
 			if h.kind == pendCloseStmt && h.suppress && h.stmt != nil && h.stmt.ServerName != "" {
 				// pgveil's Close of its own statement, skipped after an
 				// error: it must go again (takeFailedCloses).
@@ -494,6 +537,9 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 	case '3': // CloseComplete
 		if expect(pendCloseStmt, pendClosePortal) {
 			ev.cur, ev.done = t.popLocked(), true
+			if ev.cur.kind == pendCloseStmt && !ev.cur.suppress && ev.cur.stmt != nil {
+				t.goneLocked(ev.cur.defName, ev.cur.seq)
+			}
 		}
 	case 't': // ParameterDescription: RowDescription or NoData follows
 		if expect(pendDescribeStmt) {
@@ -525,6 +571,9 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 			} else {
 				ev.cur = *head
 				if head.query != nil {
+					if i := head.query.stmt; typ == 'C' && head.query.plan != nil && i < len(head.query.plan.Stmts) && head.query.plan.Stmts[i].Deallocate != "" {
+						t.goneLocked(head.query.plan.Stmts[i].Deallocate, head.seq)
+					}
 					head.query.stmt++
 				}
 			}
@@ -615,6 +664,32 @@ func (t *tracker) applyFailedDefs() {
 	}
 }
 
+// goneLocked records the server's confirmation that the message seq
+// closed or deallocated name. mu held.
+func (t *tracker) goneLocked(name string, seq uint64) {
+	t.gone = append(t.gone, goneStmt{name, seq})
+	t.goneN.Add(1)
+}
+
+// applyGone forgets the ghosts the server confirmed gone. Client side.
+func (t *tracker) applyGone() {
+	if t.goneN.Load() == 0 {
+		return
+	}
+	t.mu.Lock()
+	g := t.gone
+	t.gone = nil
+	t.goneN.Store(0)
+	t.mu.Unlock()
+	for _, c := range g {
+		for name, gh := range t.ghosts {
+			if (c.name == "*" || c.name == name) && gh.seq <= c.seq {
+				delete(t.ghosts, name)
+			}
+		}
+	}
+}
+
 // takeFailedCloses returns the upstream statements whose Close the
 // server skipped (dropVoid), for the client side to close again.
 func (t *tracker) takeFailedCloses() []*Statement {
@@ -631,6 +706,9 @@ func (t *tracker) takeFailedCloses() []*Statement {
 
 // defineStatement records a Parse in the client's view.
 func (t *tracker) defineStatement(name []byte, s *Statement) {
+	if len(name) == 0 {
+		delete(t.ghosts, "") // replaced, closed or not
+	}
 	if s == passthroughStmt && len(name) == 0 {
 		delete(t.stmts, "")
 		return
@@ -645,6 +723,10 @@ func (t *tracker) statement(name []byte) *Statement {
 	if s, ok := t.stmts[string(name)]; ok {
 		return s
 	}
+	t.applyGone()
+	if g, ok := t.ghosts[string(name)]; ok {
+		return g.stmt
+	}
 	return passthroughStmt
 }
 
@@ -655,16 +737,49 @@ func (t *tracker) hasStatement(name []byte) bool {
 	return ok
 }
 
-// closeStatement removes a statement from the client's view.
+// closeStatement removes a statement from the client's view as the
+// message that closes it is sent (it is pushed next). A named statement
+// pgveil rewrote stays a ghost until the server confirms it gone.
 func (t *tracker) closeStatement(name []byte) {
+	t.ghost(string(name))
 	delete(t.stmts, string(name))
 	delete(t.defSeq, string(name))
 }
 
-// forgetStatements drops the whole view (DEALLOCATE ALL, DISCARD ALL).
+// forgetStatements drops the whole view (DEALLOCATE ALL, DISCARD ALL);
+// named statements pgveil rewrote stay ghosts until the server confirms.
 func (t *tracker) forgetStatements() {
+	for name := range t.stmts {
+		t.ghost(name)
+	}
 	clear(t.stmts)
 	clear(t.defSeq)
+}
+
+// ghost keeps the named statement pgveil rewrote that name maps to, as
+// closed by the message pushed next.
+func (t *tracker) ghost(name string) {
+	st, ok := t.stmts[name]
+	if !ok || st == passthroughStmt || st.ServerName == "" {
+		return
+	}
+	t.applyGone()
+	if t.ghosts == nil {
+		t.ghosts = map[string]ghost{}
+	}
+	if len(t.ghosts) >= maxGhosts {
+		oldest := ""
+		for n, g := range t.ghosts {
+			if oldest == "" || g.seq < t.ghosts[oldest].seq {
+				oldest = n
+			}
+		}
+		delete(t.ghosts, oldest)
+	}
+	t.mu.Lock()
+	seq := t.seq + 1
+	t.mu.Unlock()
+	t.ghosts[name] = ghost{stmt: st, seq: seq}
 }
 
 // maxIdlePortals bounds the portal view before a sweep of dead portals.

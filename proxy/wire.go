@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/binary"
-	"fmt"
 )
 
 // Codecs for the few messages pgveil rewrites. They parse into reusable
@@ -290,10 +289,15 @@ func (m *bindMsg) parse(body []byte) error {
 	if err := r.done("Bind"); err != nil {
 		return err
 	}
-	if nf > 1 && nf != np {
-		return &protocolError{msg: fmt.Sprintf("Bind has %d parameter format codes for %d parameters", nf, np)}
-	}
+	// More than one format code but not one per parameter is the
+	// server's ERROR to give (bindFormatError), not the end of the session.
 	return nil
+}
+
+// paramFormatsMismatch reports more than one parameter format code but
+// not one per parameter, a Bind PostgreSQL refuses (08P01).
+func (m *bindMsg) paramFormatsMismatch() bool {
+	return len(m.ParamFormats) > 1 && len(m.ParamFormats) != len(m.Params)
 }
 
 // paramFormat is the format code of parameter i (0 text, 1 binary).
@@ -303,6 +307,9 @@ func (m *bindMsg) paramFormat(i int) int16 {
 		return 0
 	case 1:
 		return m.ParamFormats[0]
+	}
+	if i >= len(m.ParamFormats) {
+		return 0 // paramFormatsMismatch: refused before any value is read
 	}
 	return m.ParamFormats[i]
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgproto3/v2"
+
+	"github.com/pgveil/pgveil/policy"
 )
 
 // The codecs are checked against pgproto3's encoders, the reference.
@@ -114,11 +116,17 @@ func TestMalformedMessagesAreErrors(t *testing.T) {
 		var rd rowDescription
 		rd.parse(b)
 	}
-	// A Bind with 2 format codes for 1 parameter.
+	// A Bind with 2 format codes for 1 parameter is well formed: the
+	// server refuses it with an ERROR and the session goes on
+	// (bindFormatError, review of the extended protocol).
 	bad := encode(t, &pgproto3.Bind{ParameterFormatCodes: []int16{0, 1}, Parameters: [][]byte{nil}})
 	var bm bindMsg
-	if err := bm.parse(bad[5:]); err == nil {
-		t.Fatal("format/parameter count mismatch accepted")
+	if err := bm.parse(bad[5:]); err != nil || !bm.paramFormatsMismatch() || bm.paramFormat(3) != 0 {
+		t.Fatalf("format/parameter count mismatch: %v %v", err, bm.paramFormatsMismatch())
+	}
+	pe := bindFormatError(&Statement{}, &bm)
+	if pe == nil || pe.Code != codeProtocolViolation || pe.Severity != "ERROR" {
+		t.Fatalf("bindFormatError: %+v", pe)
 	}
 }
 
@@ -159,5 +167,37 @@ func BenchmarkDataRowParseAppend(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		d.parse(row)
 		buf = appendDataRow(buf[:0], d.values)
+	}
+}
+
+// TestRoleCanRead: a column with readers is read as the role in effect
+// (SET ROLE), and by nobody while that role is unknown to pgveil (from
+// the message that may have changed it until the server says it again).
+func TestRoleCanRead(t *testing.T) {
+	open := &policy.Column{Name: "a"}
+	col := &policy.Column{Name: "b", Readers: []string{"app"}}
+	s := &session{}
+	if !s.roleCanRead(open) || s.roleCanRead(col) {
+		t.Fatal("no role known: a column without readers is read, one with readers is not")
+	}
+	s.setRole("app")
+	s.mapSeq = 5
+	if !s.roleCanRead(col) {
+		t.Fatal("role app is a reader")
+	}
+	s.roleUnknownFrom.Store(7)
+	if !s.roleCanRead(col) {
+		t.Fatal("a message sent before the role change is read as app")
+	}
+	s.mapSeq = 7
+	if s.roleCanRead(col) || !s.roleCanRead(open) {
+		t.Fatal("after SET ROLE, until the role is known, readers' columns are masked")
+	}
+	s.setRole("other")
+	if s.roleCanRead(col) {
+		t.Fatal("role other is not a reader")
+	}
+	if s.roleUnknownFrom.Load() != 0 {
+		t.Fatal("setRole makes the role known")
 	}
 }

@@ -343,3 +343,30 @@ func (a *analyzer) prepareElsewhere(p *pg.PrepareStmt) *Error {
 	}
 	return nil
 }
+
+// ExecutedNames lists the prepared statements sql runs with SQL EXECUTE
+// (also inside EXPLAIN and CREATE TABLE AS), as the server looks them up
+// (unquoted names folded); nil when there is none or sql does not parse (the server
+// will refuse it). The proxy refuses an EXECUTE of a statement it
+// prepared upstream under its own name: the arguments are written in the
+// text, where pgveil cannot seal them, and the server, which does not know
+// the client's name, would reject the statement and log its text.
+func ExecutedNames(sql string) []string {
+	if !containsFold(sql, "execute") {
+		return nil
+	}
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, raw := range tree.Stmts {
+		walkAll(raw.Stmt, func(c *pg.Node) bool {
+			if e := c.GetExecuteStmt(); e != nil {
+				names = append(names, e.Name)
+			}
+			return true
+		})
+	}
+	return names
+}
