@@ -1,0 +1,110 @@
+package integration
+
+// Review 14 (values computed on or copied inside the server, and values
+// whose path pgveil misjudges), end to end; planner side and the full
+// explanation: rewrite/review14_test.go and proxy/review14_test.go.
+//   TestEncReview14FoundArrayLiteral HIGH: an array literal compared with
+//     an encrypted column is split by a parser of the server's own output,
+//     not as PostgreSQL's array_in reads it: the same statement on users
+//     through pgveil and on a plaintext table of the same values directly
+//     count different rows, and DELETE … WHERE ssn <> ALL('{a, null}')
+//     (NULL for every row in PostgreSQL: nothing deleted) deletes rows.
+//   TestEncReview14FoundParenValue MEDIUM (HIGH for a physical text
+//     column): UPDATE users SET email = ($1) is sent as SET email = ($1,
+//     email_bidx = $2), which PostgreSQL rejects for bytea (and stores as
+//     '(pgv1:…,f)' for text).
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+func TestEncReview14FoundArrayLiteral(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, time.Minute)
+	p := startEncProxy(t, 9140)
+	values := []string{"r14-a", "r14-b", "r14-b c", "null", "r14-a,b", "r14-x"}
+	p.remember(values...)
+	su := superConn(t, ctx)
+	if _, err := su.Exec(ctx, `DROP TABLE IF EXISTS r14_ref; CREATE TABLE r14_ref (org_id int8, ssn text)`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := su.Exec(ctx, `DROP TABLE IF EXISTS r14_ref`); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	conn := connectPgx(t, ctx, p.url())
+	for _, v := range values {
+		if _, err := conn.Exec(ctx, `INSERT INTO users (org_id, name, ssn) VALUES (9140, 'r14', $1)`, v); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := su.Exec(ctx, `INSERT INTO r14_ref (org_id, ssn) VALUES (9140, $1)`, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, where := range []string{
+		`ssn = ANY('{r14-a, r14-b}')`,
+		`ssn = ANY('{ "r14-b c" , r14-x }')`,
+		`ssn = ANY('{r14-a\,b}')`,
+		`ssn = ANY('{"r14-a" }')`,
+		`ssn = ANY('{NULL, Null}')`,
+		`ssn <> ALL('{r14-x, null}')`,
+	} {
+		var viaVeil, direct int64
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM users WHERE org_id = 9140 AND `+where, pgx.QueryExecModeSimpleProtocol).Scan(&viaVeil)
+		if err != nil {
+			t.Errorf("%s through pgveil: %v", where, err)
+			continue
+		}
+		if err := su.QueryRow(ctx, `SELECT count(*) FROM r14_ref WHERE org_id = 9140 AND `+where).Scan(&direct); err != nil {
+			t.Fatal(err)
+		}
+		if viaVeil != direct {
+			t.Errorf("%s: %d rows through pgveil, %d in PostgreSQL on a plaintext table", where, viaVeil, direct)
+		}
+	}
+	del := `DELETE FROM %s WHERE org_id = 9140 AND ssn <> ALL('{r14-a, null}')`
+	tag, err := conn.Exec(ctx, fmt.Sprintf(del, "users"), pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := su.Exec(ctx, fmt.Sprintf(del, "r14_ref"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tag.RowsAffected() != ref.RowsAffected() {
+		t.Errorf("%s deleted %d rows through pgveil, %d in PostgreSQL on a plaintext table", del, tag.RowsAffected(), ref.RowsAffected())
+	}
+}
+
+func TestEncReview14FoundParenValue(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, time.Minute)
+	p := startEncProxy(t, 9141)
+	const old, neu = "r14-old@example.org", "r14-new@example.org"
+	p.remember(old, neu)
+	conn := connectPgx(t, ctx, p.url())
+	if _, err := conn.Exec(ctx, `INSERT INTO users (org_id, name, email) VALUES (9141, 'r14p', $1)`, old); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+		if _, err := conn.Exec(ctx, `UPDATE users SET email = ($1) WHERE org_id = 9141 AND name = 'r14p'`, mode, neu); err != nil {
+			t.Errorf("%v: UPDATE … SET email = ($1): %v", mode, err)
+			continue
+		}
+		var got string
+		if err := conn.QueryRow(ctx, `SELECT email FROM users WHERE email = $1`, neu).Scan(&got); err != nil || got != neu {
+			t.Errorf("%v: after SET email = ($1) the row is not found by its new value: %q, %v", mode, got, err)
+		}
+		if _, err := conn.Exec(ctx, `UPDATE users SET email = $1 WHERE org_id = 9141`, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO contacts (org_id, email) VALUES (9141, (($1)))`, neu); err != nil {
+		t.Errorf("INSERT … VALUES (($1)): %v", err)
+	}
+}
