@@ -108,3 +108,32 @@ func TestEncReview14FoundParenValue(t *testing.T) {
 		t.Errorf("INSERT … VALUES (($1)): %v", err)
 	}
 }
+
+// TestEncReview14FoundDeclaredTenant: a tenant parameter the client
+// declares as numeric (pgjdbc's setBigDecimal) for the bigint org_id is
+// assigned by PostgreSQL with rounding (9142.6 is stored as 9143), while
+// pgveil sealed the row's values under tenant "9142.6": the INSERT
+// succeeds and the row's email never opens again (silent data loss).
+// PostgreSQL's numeric → bigint assignment is mirrored for values
+// (fromDeclared refuses a fraction), not for the tenant.
+func TestEncReview14FoundDeclaredTenant(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, time.Minute)
+	p := startEncProxy(t, 9142, 9143)
+	const email = "r14-tenant@example.org"
+	p.remember(email)
+	conn := connectPgx(t, ctx, p.url())
+	pc := conn.PgConn()
+	if _, err := pc.Prepare(ctx, "r14t", `INSERT INTO users (org_id, name, email) VALUES ($1, 'r14t', $2)`, []uint32{1700, 25}); err != nil {
+		t.Fatal(err)
+	}
+	res := pc.ExecPrepared(ctx, "r14t", [][]byte{[]byte("9142.6"), []byte(email)}, nil, nil).Read()
+	if res.Err != nil {
+		return // refused before anything was written: right
+	}
+	var got string
+	err := conn.QueryRow(ctx, `SELECT email FROM users WHERE name = 'r14t'`).Scan(&got)
+	if err != nil || got != email {
+		t.Errorf("a row written with tenant $1 = 9142.6 (numeric) reads back as %q, %v: its value was sealed under another tenant than the org_id PostgreSQL stored", got, err)
+	}
+}
