@@ -13,6 +13,9 @@ package integration
 //     column): UPDATE users SET email = ($1) is sent as SET email = ($1,
 //     email_bidx = $2), which PostgreSQL rejects for bytea (and stores as
 //     '(pgv1:…,f)' for text).
+//   TestEncReview14FoundDeclaredTenant HIGH: a tenant parameter declared
+//     numeric (9142.6) for the bigint org_id names tenant "9142.6" while
+//     PostgreSQL stores 9143: the row's values never open (PV001).
 
 import (
 	"fmt"

@@ -8,6 +8,8 @@ package proxy
 import (
 	"strings"
 	"testing"
+
+	"github.com/pgveil/pgveil/keysource/canon"
 )
 
 // rev14Null marks a NULL element in the expected lists.
@@ -98,4 +100,35 @@ func rev14Elems(es [][]byte) string {
 		b.WriteString(" ")
 	}
 	return b.String()
+}
+
+// TestReview14DeclaredTenant: a tenant parameter is assigned to the
+// key_context column's type as PostgreSQL assigns it before it names the
+// tenant (integration/enc_review14_test.go TestEncReview14FoundDeclaredTenant).
+func TestReview14DeclaredTenant(t *testing.T) {
+	for _, c := range []struct {
+		declared uint32
+		v        string
+		want     string // "": refused
+	}{
+		{0, "42", "42"},
+		{0, "042", "42"},
+		{23, "42", "42"},
+		{1700, "42.000", "42"},
+		{1700, "9142.6", ""},
+		{701, "42", "42"},
+		{701, "1.5", ""},
+		{25, "42", "42"},
+	} {
+		got, err := canon.TenantParam(20, c.declared, canon.TextFormat, []byte(c.v))
+		if c.want == "" {
+			if err == nil {
+				t.Errorf("declared %d %q: tenant %q; PostgreSQL stores another bigint", c.declared, c.v, got)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("declared %d %q: %q, %v; want %q", c.declared, c.v, got, err, c.want)
+		}
+	}
 }

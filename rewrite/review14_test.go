@@ -22,7 +22,8 @@ package rewrite
 // assignParams, analyzer.go), and one in the WHERE of a looked-up UPDATE
 // whose special use is outside it is refused (lookupNullTests); array
 // literals and text-format array parameters are read as array_in reads
-// them (parseTextArray, proxy/array.go).
+// them (parseTextArray, proxy/array.go); a declared tenant parameter is
+// assigned to the key_context column's type (canon.TenantParam).
 //
 // Failing at the time of the review (defects):
 //   TestReview14FoundParenValueIndex HIGH (physical text column; MEDIUM
@@ -81,6 +82,16 @@ package rewrite
 //       literals ('{a,}', '{"a"b}') are accepted. ssn <> ALL('{a, null}')
 //       is NULL (no row) in PostgreSQL; pgveil matches every row but 'a'
 //       and 'null', so a DELETE with it deletes them.
+//   integration/enc_review14_test.go TestEncReview14FoundDeclaredTenant
+//       HIGH (a value written that never opens): a tenant parameter the
+//       client declares with another type than the key_context column's
+//       (numeric for a bigint org_id, pgjdbc's setBigDecimal) named the
+//       tenant by the declared type's text (proxy tenantFromRef,
+//       canon.TenantText): 9142.6 sealed the row's values under tenant
+//       "9142.6" while PostgreSQL's assignment stored org_id 9143; the
+//       INSERT succeeds and every read of the row fails (PV001). Fixed:
+//       canon.TenantParam assigns the value to the column's type first
+//       (fromDeclared, as for encrypted values: a fraction is refused).
 //
 // Kept (documented): a parameter also used as plain data
 // (WHERE email = $1 OR note = $1, VALUES ($1, $1) into an encrypted and a
