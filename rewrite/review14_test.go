@@ -92,6 +92,11 @@ package rewrite
 //       INSERT succeeds and every read of the row fails (PV001). Fixed:
 //       canon.TenantParam assigns the value to the column's type first
 //       (fromDeclared, as for encrypted values: a fraction is refused).
+//   TestReview14FoundOrdinalHidden LOW: ORDER BY 2 over a one-column
+//       select list of a tenant table ran, sorted by the hidden tenant
+//       field pgveil appends (PostgreSQL: 42P10). Fixed: an ordinal
+//       beyond a complete select list is refused with PostgreSQL's error
+//       (outputOrInput, select.go).
 //
 // Kept (documented): a parameter also used as plain data
 // (WHERE email = $1 OR note = $1, VALUES ($1, $1) into an encrypted and a
@@ -101,6 +106,7 @@ package rewrite
 // Attacks withstood: TestReview14Holds.
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"testing"
@@ -228,6 +234,39 @@ func TestReview14FoundNullTestParam(t *testing.T) {
 			if pr.Action == Pass && special[pr.Client] && strings.Contains(strings.Join(st.Text, " "), "$"+strconv.Itoa(i+1)) {
 				t.Errorf("%s\n planned as %s client parameter $%d reaches the server as plain data beside its blind index or envelope", sql, dumpPlan(sql, plan), pr.Client+1)
 			}
+		}
+	}
+}
+
+// TestReview14FoundOrdinalHidden (LOW): ORDER BY / GROUP BY / DISTINCT
+// ON k beyond the select list is an error in PostgreSQL (42P10); with the
+// hidden tenant field appended after the select list, SELECT email FROM
+// users ORDER BY 2 ran, sorted by org_id.
+func TestReview14FoundOrdinalHidden(t *testing.T) {
+	p := newTestPlanner(t)
+	for _, sql := range []string{
+		`SELECT email FROM users ORDER BY 2`,
+		`SELECT id, email FROM users ORDER BY 3 DESC`,
+		`SELECT DISTINCT ON (2) email FROM users ORDER BY 2`,
+		`SELECT email FROM users ORDER BY 0`,
+	} {
+		plan, err := p.Plan(sql, publicPath)
+		var e *Error
+		if !errors.As(err, &e) || e.Code != CodeInvalidColumnRef {
+			got := ""
+			if plan != nil {
+				got = dumpPlan(sql, plan)
+			}
+			t.Errorf("%s: %v\n%s want 42P10 (position not in select list)", sql, err, got)
+		}
+	}
+	// Inside a window or an aggregate, an integer is a constant.
+	for _, sql := range []string{
+		`SELECT id, row_number() OVER (ORDER BY 5) FROM contacts`,
+		`SELECT array_agg(id ORDER BY 3) FROM contacts`,
+	} {
+		if _, err := p.Plan(sql, publicPath); err != nil {
+			t.Errorf("%s: %v", sql, err)
 		}
 	}
 }
