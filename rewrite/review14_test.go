@@ -97,6 +97,14 @@ package rewrite
 //       field pgveil appends (PostgreSQL: 42P10). Fixed: an ordinal
 //       beyond a complete select list is refused with PostgreSQL's error
 //       (outputOrInput, select.go).
+//   TestReview14FoundSearchCycle MEDIUM (wrong results): WITH RECURSIVE
+//       … SEARCH DEPTH/BREADTH FIRST BY e SET ord and … CYCLE e SET
+//       is_cycle USING path over an encrypted column were planned as
+//       plain: the server orders by ciphertext (ord), detects a cycle only
+//       where an envelope repeats (equal values from other rows encrypt
+//       differently: no cycle found, PostgreSQL 15 stops) and returns the
+//       path column's envelopes sealed. Fixed: refused (searchCycle,
+//       cte.go), as ORDER BY and DISTINCT on the column are.
 //
 // Kept (documented): a parameter also used as plain data
 // (WHERE email = $1 OR note = $1, VALUES ($1, $1) into an encrypted and a
@@ -268,6 +276,26 @@ func TestReview14FoundOrdinalHidden(t *testing.T) {
 		if _, err := p.Plan(sql, publicPath); err != nil {
 			t.Errorf("%s: %v", sql, err)
 		}
+	}
+}
+
+// TestReview14FoundSearchCycle: SEARCH … BY and CYCLE of a recursive CTE
+// over an encrypted column compute on ciphertext in the server.
+func TestReview14FoundSearchCycle(t *testing.T) {
+	p := reviewPlanner(t)
+	for _, sql := range []string{
+		`WITH RECURSIVE r(e, n) AS (SELECT email, 1 FROM contacts UNION ALL SELECT e, n + 1 FROM r WHERE n < 3) CYCLE e SET is_cycle USING path SELECT * FROM r`,
+		`WITH RECURSIVE r(e, n) AS (SELECT email, 1 FROM contacts UNION ALL SELECT e, n + 1 FROM r WHERE n < 3) SEARCH DEPTH FIRST BY e SET ord SELECT n FROM r ORDER BY ord`,
+		`WITH RECURSIVE r(i, e) AS (SELECT id, email FROM contacts UNION ALL SELECT r.i + 1, c.email FROM r JOIN contacts c ON c.user_id = r.i) CYCLE i, e SET is_cycle USING path SELECT i FROM r`,
+		`WITH RECURSIVE r AS (SELECT id, email, org_id FROM users UNION ALL SELECT r.id + 1, r.email, r.org_id FROM r WHERE r.id < 3) SEARCH BREADTH FIRST BY email SET ord SELECT id FROM r ORDER BY ord`,
+	} {
+		if plan, err := p.Plan(sql, publicPath); err == nil {
+			t.Errorf("%s\n planned as %s the server orders ciphertext or detects cycles by comparing envelopes", sql, dumpPlan(sql, plan))
+		}
+	}
+	// Over plain columns they stay.
+	if _, err := p.Plan(`WITH RECURSIVE r(i, e) AS (SELECT id, email FROM contacts UNION ALL SELECT i + 1, e FROM r WHERE i < 3) CYCLE i SET is_cycle USING path SELECT * FROM r`, publicPath); err != nil {
+		t.Error(err)
 	}
 }
 
