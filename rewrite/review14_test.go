@@ -105,6 +105,15 @@ package rewrite
 //       differently: no cycle found, PostgreSQL 15 stops) and returns the
 //       path column's envelopes sealed. Fixed: refused (searchCycle,
 //       cte.go), as ORDER BY and DISTINCT on the column are.
+//   TestReview14FoundMergePlainTarget HIGH (plaintext reaches the
+//       server): merge (utility.go) skips each WHEN … UPDATE SET item when
+//       the target is not a configured table (the loop's "t == nil"
+//       continue comes before the check of the value), so MERGE INTO orgs
+//       … UPDATE SET name = CASE WHEN u.email = '…' THEN … END went out
+//       unchanged, the literal in plaintext (PostgreSQL compares it as
+//       bytea with the envelope), and SET name = u.phone copied envelopes
+//       into a plain column. Fixed: the value is checked whatever the
+//       target (strict "MERGE": any encrypted column refuses).
 //
 // Kept (documented): a parameter also used as plain data
 // (WHERE email = $1 OR note = $1, VALUES ($1, $1) into an encrypted and a
@@ -295,6 +304,25 @@ func TestReview14FoundSearchCycle(t *testing.T) {
 	}
 	// Over plain columns they stay.
 	if _, err := p.Plan(`WITH RECURSIVE r(i, e) AS (SELECT id, email FROM contacts UNION ALL SELECT i + 1, e FROM r WHERE i < 3) CYCLE i SET is_cycle USING path SELECT * FROM r`, publicPath); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestReview14FoundMergePlainTarget: MERGE into a table pgveil does not
+// configure skipped the values of its UPDATE SET list.
+func TestReview14FoundMergePlainTarget(t *testing.T) {
+	p := newTestPlanner(t)
+	for _, sql := range []string{
+		`MERGE INTO orgs o USING users u ON o.id = u.id WHEN MATCHED THEN UPDATE SET name = CASE WHEN u.email = '` + rev4Leak + `' THEN 'a' END`,
+		`MERGE INTO orgs o USING orgs s ON o.id = s.id WHEN MATCHED THEN UPDATE SET name = (SELECT 'a' FROM contacts c WHERE c.email = '` + rev4Leak + `')`,
+		`MERGE INTO orgs o USING users u ON o.id = u.id WHEN MATCHED THEN UPDATE SET name = u.phone`,
+		`MERGE INTO orgs o USING contacts c ON o.id = c.id WHEN MATCHED THEN UPDATE SET name = c.email`,
+	} {
+		if plan, err := p.Plan(sql, publicPath); err == nil {
+			t.Errorf("%s\n planned as %s the server compares or copies the encrypted column (a literal in plaintext)", sql, dumpPlan(sql, plan))
+		}
+	}
+	if _, err := p.Plan(`MERGE INTO orgs o USING users u ON o.id = u.id WHEN MATCHED THEN UPDATE SET name = u.name`, publicPath); err != nil {
 		t.Error(err)
 	}
 }
