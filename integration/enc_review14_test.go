@@ -13,12 +13,16 @@ package integration
 //     column): UPDATE users SET email = ($1) is sent as SET email = ($1,
 //     email_bidx = $2), which PostgreSQL rejects for bytea (and stores as
 //     '(pgv1:…,f)' for text).
+//   TestEncReview14FoundMergePlainTarget HIGH: MERGE into a table pgveil
+//     does not configure skipped its SET values; a literal compared there
+//     with an encrypted column of the source reached the server.
 //   TestEncReview14FoundDeclaredTenant HIGH: a tenant parameter declared
 //     numeric (9142.6) for the bigint org_id names tenant "9142.6" while
 //     PostgreSQL stores 9143: the row's values never open (PV001).
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,5 +142,31 @@ func TestEncReview14FoundDeclaredTenant(t *testing.T) {
 	err := conn.QueryRow(ctx, `SELECT email FROM users WHERE name = 'r14t'`).Scan(&got)
 	if err != nil || got != email {
 		t.Errorf("a row written with tenant $1 = 9142.6 (numeric) reads back as %q, %v: its value was sealed under another tenant than the org_id PostgreSQL stored", got, err)
+	}
+}
+
+// TestEncReview14FoundMergePlainTarget: MERGE into orgs (a table pgveil
+// does not configure) with a SET value comparing an encrypted column of
+// the source with a literal: the server received the literal in plaintext
+// (current_query() stored in the row shows the text it got).
+func TestEncReview14FoundMergePlainTarget(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, time.Minute)
+	p := startEncProxy(t, 9144)
+	const email, leak = "r14-merge@example.org", "r14-merge-leak@example.org"
+	p.remember(email, leak)
+	conn := connectPgx(t, ctx, p.url())
+	if _, err := conn.Exec(ctx, `INSERT INTO users (org_id, name, email) VALUES (9144, 'r14m', $1)`, email); err != nil {
+		t.Fatal(err)
+	}
+	sql := `MERGE INTO orgs o USING users u ON o.id = u.org_id AND u.name = 'r14m' WHEN MATCHED THEN UPDATE SET name = CASE WHEN u.email = '` + leak + `' THEN current_query() ELSE current_query() END`
+	_, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+	su := superConn(t, ctx)
+	var stored string
+	if qerr := su.QueryRow(ctx, `SELECT name FROM orgs WHERE id = 9144`).Scan(&stored); qerr != nil {
+		t.Fatal(qerr)
+	}
+	if strings.Contains(stored, leak) {
+		t.Errorf("%s (%v)\n the server received the literal compared with an encrypted column in plaintext: %s", sql, err, stored)
 	}
 }
