@@ -118,7 +118,13 @@ package rewrite
 // Kept (documented): a parameter also used as plain data
 // (WHERE email = $1 OR note = $1, VALUES ($1, $1) into an encrypted and a
 // plain column) reaches the server in plaintext for that use, as
-// docs/SQL.md says; only its NULL tests are rewritten.
+// docs/SQL.md says; only its NULL tests are rewritten. LOW, kept (needless
+// refusals, fail closed): a blind index a LATERAL subquery reads from
+// another reference to the same table (c2.id = c.id) is not taken as the
+// row's; JOIN USING (email_bidx) of two views seen through; SET email =
+// email; a tenant parameter declared numeric or float with a fraction,
+// which PostgreSQL would round (refused now instead of sealed under the
+// wrong tenant).
 //
 // Attacks withstood: TestReview14Holds.
 
@@ -440,6 +446,19 @@ func TestReview14Holds(t *testing.T) {
 		`SELECT * FROM contacts x(a, b, email_bidx, c) WHERE email_bidx = 'y'`,
 		`WITH u AS (UPDATE contacts SET note = 'x' RETURNING email) SELECT * FROM u WHERE email = 'z'`,
 		`SELECT * FROM (SELECT c.email, z.email_bidx FROM contacts c LEFT JOIN contacts z ON z.id = c.id) w WHERE email = 'x'`,
+		`SELECT email FROM contacts INTERSECT ALL SELECT email FROM contacts`,
+		`SELECT id FROM contacts c WHERE c.email IN (SELECT email FROM contacts EXCEPT ALL SELECT email FROM contacts)`,
+		`WITH RECURSIVE r(e) AS (SELECT email FROM contacts UNION SELECT e FROM r) SELECT * FROM r`,
+		`SELECT email FROM contacts UNION ALL SELECT email FROM app_user`,
+		`SELECT * FROM (SELECT email, email_bidx FROM contacts UNION ALL SELECT email, email_bidx FROM contacts) s WHERE email = 'x'`,
+		`SELECT * FROM (SELECT c.email, z.email_bidx FROM contacts c, unnest(ARRAY[c.email_bidx]) z(email_bidx)) w WHERE email = 'x'`,
+		`MERGE INTO orgs o USING users u ON o.id = u.id WHEN MATCHED THEN UPDATE SET (name, id) = (SELECT 'a', 1 FROM contacts c WHERE c.email = 'x')`,
+		`MERGE INTO orgs o USING users u ON o.id = u.id WHEN NOT MATCHED THEN INSERT (id, name) VALUES (1, (SELECT 'a' FROM contacts c WHERE c.email = 'x'))`,
+		`INSERT INTO orgs (name) SELECT email FROM contacts`,
+		`UPDATE orgs SET name = c.email FROM contacts c WHERE c.id = orgs.id`,
+		`INSERT INTO contacts (email, score) VALUES ($1, $2) ON CONFLICT (email_bidx) DO UPDATE SET email = excluded.note`,
+		`INSERT INTO users (org_id, email, phone) VALUES ($1, $2, $3) ON CONFLICT (email_bidx) DO UPDATE SET api_token = excluded.phone`,
+		"SELECT email FROM contacts WHERE email = 'x' -- c\n'y'",
 	} {
 		if plan, err := p.Plan(sql, publicPath); err == nil {
 			t.Errorf("%s\n planned as %s want a refusal", sql, dumpPlan(sql, plan))
