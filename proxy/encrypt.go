@@ -529,11 +529,11 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 		if v == nil {
 			return "", false, tenantNull(t)
 		}
-		typ := s.eng.catalog().tenantType(t)
-		if ref.Param < len(paramOIDs) && paramOIDs[ref.Param] != 0 {
-			typ = paramOIDs[ref.Param]
+		var declared uint32
+		if ref.Param < len(paramOIDs) {
+			declared = paramOIDs[ref.Param]
 		}
-		tenant, err := canon.TenantText(typ, bind.paramFormat(ref.Param), v)
+		tenant, err := canon.TenantParam(s.eng.catalog().tenantType(t), declared, bind.paramFormat(ref.Param), v)
 		return tenant, err == nil, err
 	case rewrite.RefLiteral:
 		v, null, err := rewrite.LiteralValue(orig, st.Literals[ref.Literal])

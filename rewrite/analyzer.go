@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"cmp"
 	"sort"
 	"strconv"
 	"strings"
@@ -67,9 +68,14 @@ type analyzer struct {
 	path      *pathState
 	backslash bool
 
-	st         *Stmt
-	edits      []edit
-	uses       []paramUse
+	st    *Stmt
+	edits []edit
+	uses  []paramUse
+	// nullTests are the client's $n tested with IS [NOT] NULL (casts
+	// included in the span): where $n also has a special use, the test
+	// reads that use's parameter, NULL exactly when the value is, and the
+	// client's value does not reach the server as plain data.
+	nullTests  []paramUse
 	paramCount map[int32]int // ParamRef nodes per number
 	// dropped counts the client's $n pgveil removed from the text (a
 	// blind index the client wrote): all of them, and $n is Ignore.
@@ -208,10 +214,43 @@ func (a *analyzer) literal(start, end int) int {
 	return len(a.st.Literals) - 1
 }
 
+// lookupNullTests refuses a NULL test in the WHERE of an UPDATE whose
+// tenant is looked up, of a parameter whose special use is outside that
+// WHERE (SET phone = $1 WHERE … AND $1 IS NOT NULL): the lookup runs the
+// WHERE alone, where the test would read the client's value as plain data.
+func (a *analyzer) lookupNullTests() *Error {
+	lk := a.st.Lookup
+	if lk == nil || lk.Where[0] < 0 {
+		return nil
+	}
+	in := func(at int) bool { return at >= lk.Where[0] && at < lk.Where[1] }
+	for _, nt := range a.nullTests {
+		if !in(nt.start) {
+			continue
+		}
+		var col *policy.Column
+		inside := false
+		for _, u := range a.uses {
+			if u.number == nt.number {
+				col = cmp.Or(col, u.col)
+				inside = inside || in(u.start)
+			}
+		}
+		if col != nil && !inside {
+			return colErr(CodeFeatureNotSupported, col, "test the parameter for NULL in the application, or name the tenant ("+lk.Table.KeyContext+" = …) in WHERE",
+				"the tenant lookup of this UPDATE would send $%d, a value of encrypted column %s, to the server as plain data for IS NULL", nt.number, col.QualifiedName()).at(a.sql, int32(nt.start))
+		}
+	}
+	return nil
+}
+
 // finish assigns parameter numbers and builds Text and Slots from the edits.
 func (a *analyzer) finish() *Error {
 	st := a.st
 	st.ClientParams = int(a.maxParam)
+	if err := a.lookupNullTests(); err != nil {
+		return err
+	}
 	a.assignParams()
 	if g := a.lookupGuard; g != nil {
 		st.Params = append(st.Params, Param{Client: -1, Action: TenantLookup})
@@ -293,9 +332,16 @@ func (a *analyzer) assignParams() {
 	}
 	numbers := map[groupKey]int{}
 	replaced := map[int32]int{}
+	first := map[int32]int{} // the number of each client parameter's first special use
 	for _, u := range a.uses {
 		if !u.insert && !u.elsewhere {
 			replaced[u.number]++
+		}
+		first[u.number] = 0
+	}
+	for _, nt := range a.nullTests {
+		if _, ok := first[nt.number]; ok {
+			replaced[nt.number]++
 		}
 	}
 	for i := range a.uses {
@@ -313,12 +359,20 @@ func (a *analyzer) assignParams() {
 			}
 			numbers[k] = n
 		}
+		if first[u.number] == 0 {
+			first[u.number] = n
+		}
 		text := "$" + strconv.Itoa(n)
 		switch {
 		case u.insert:
 			a.edits = append(a.edits, edit{start: u.start, end: u.start, text: u.prefix + text + u.suffix, sub: u.sub, seq: len(a.edits)})
 		case n != int(u.number) || !u.bare:
 			a.replace(u.start, u.end, text)
+		}
+	}
+	for _, nt := range a.nullTests {
+		if n := first[nt.number]; n > 0 {
+			a.replace(nt.start, nt.end, "$"+strconv.Itoa(n))
 		}
 	}
 	a.st.Params = a.ignoreDropped(params)

@@ -85,6 +85,10 @@ func (a *analyzer) withClause(w *pg.WithClause, sc *scope) (pop func(), err *Err
 			return nil, err
 		}
 		res = renamed(res, cte.Aliascolnames)
+		if err := a.searchCycle(cte, res); err != nil {
+			pop()
+			return nil, err
+		}
 		if cte.SearchClause != nil {
 			res.cols = append(res.cols, outCol{name: cte.SearchClause.SearchSeqColumn, srcIdx: -1, tenant: -1, tenantOut: -1})
 		}
@@ -96,6 +100,39 @@ func (a *analyzer) withClause(w *pg.WithClause, sc *scope) (pop func(), err *Err
 		cs.ctes[cte.Ctename] = res
 	}
 	return pop, nil
+}
+
+const hintOrder = "sort or detect cycles in the application, or by another column; ciphertext has no order and equal values encrypt differently"
+
+// searchCycle refuses SEARCH … BY and CYCLE over an encrypted column of
+// a recursive CTE: the server would order by ciphertext (the sequence
+// column SEARCH adds), and detect a cycle by comparing envelopes, which
+// differ for equal values; the path column would return them sealed.
+func (a *analyzer) searchCycle(cte *pg.CommonTableExpr, res *queryResult) *Error {
+	check := func(cols []*pg.Node, what string, loc int32) *Error {
+		for _, n := range cols {
+			name, _ := str(n)
+			j := res.outputByName(name)
+			if j < 0 && !res.complete {
+				if c := res.firstSealed(); c != nil {
+					return unsupported(c, what+" over a column pgveil cannot place", "name the CTE's columns, or "+hintOrder).at(a.sql, loc)
+				}
+			}
+			if j >= 0 && res.cols[j].sealed() != nil {
+				return unsupported(res.cols[j].sealed(), what, hintOrder).at(a.sql, loc)
+			}
+		}
+		return nil
+	}
+	if sc := cte.SearchClause; sc != nil {
+		if err := check(sc.SearchColList, "SEARCH … BY", sc.Location); err != nil {
+			return err
+		}
+	}
+	if cc := cte.CycleClause; cc != nil {
+		return check(cc.CycleColList, "CYCLE", cc.Location)
+	}
+	return nil
 }
 
 // referenceOrder orders the CTEs of a WITH RECURSIVE list so that each

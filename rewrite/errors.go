@@ -19,6 +19,7 @@ const (
 	CodeUndefinedTable      = "42P01" // a configured table's column qualified by a name not in FROM
 	CodeDuplicateAlias      = "42712" // two FROM items of one name, one with an encrypted column
 	CodeUndefinedColumn     = "42703" // a written column a configured table does not have
+	CodeInvalidColumnRef    = "42P10" // ORDER BY k / GROUP BY k beyond the select list (a hidden field would answer it)
 	CodeInternalError       = "XX000" // a planner bug; the statement is refused (fail closed)
 	CodeProtocolViolation   = "08P01" // statement text PostgreSQL could not have received (a NUL byte)
 )

@@ -49,6 +49,7 @@ func (a *analyzer) expr(n *pg.Node, sc *scope, what string) *Error {
 		if c, err := a.encRef(nt.Arg, sc); err != nil || c != nil {
 			return err // IS [NOT] NULL works on ciphertext
 		}
+		a.nullTest(nt.Arg)
 		return a.expr(nt.Arg, sc, "IS NULL")
 	case n.GetFuncCall() != nil:
 		return a.funcCall(n.GetFuncCall(), sc)
@@ -143,6 +144,21 @@ func (a *analyzer) bareRef(cr *pg.ColumnRef, sc *scope, what string) *Error {
 		return unsupported(c, what, hint).at(a.sql, cr.Location)
 	}
 	return nil
+}
+
+// nullTest records $n [::type] IS [NOT] NULL (assignParams).
+func (a *analyzer) nullTest(arg *pg.Node) {
+	inner := arg
+	for inner.GetTypeCast() != nil {
+		inner = inner.GetTypeCast().Arg
+	}
+	p := inner.GetParamRef()
+	if p == nil {
+		return
+	}
+	if s, e, ok := a.exprExtent(arg); ok {
+		a.nullTests = append(a.nullTests, paramUse{number: p.Number, start: s, end: e})
+	}
 }
 
 // encRef returns the encrypted column n reads when n is a bare column

@@ -152,6 +152,40 @@ func (a *analyzer) rangeVar(rv *pg.RangeVar) (*rel, *Error) {
 	return a.baseRel(ref, rv.Alias, rv.Location)
 }
 
+// nullSide forgets the origin of the columns of side, the side of an outer
+// join the join fills with NULLs, whose values a LATERAL reference copied
+// from a relation outside it: such a copy is NULL in the rows where the
+// join found no match, while the relation's own column is not, so it is
+// no longer "the same row" for an encrypted column and its blind index
+// (rel.carriesIndex).
+func nullSide(side []*rel, level *scope) {
+	for _, r := range side {
+		var cols []relCol
+		for i, c := range r.cols {
+			if c.origin == nil || slices.Contains(side, c.origin) || !level.reaches(c.origin) {
+				continue
+			}
+			if cols == nil {
+				cols = slices.Clone(r.cols)
+			}
+			cols[i].origin = nil
+		}
+		if cols != nil {
+			r.cols = cols
+		}
+	}
+}
+
+// reaches reports whether r is a relation of sc or of an enclosing level.
+func (sc *scope) reaches(r *rel) bool {
+	for s := sc; s != nil; s = s.parent {
+		if slices.Contains(s.rels, r) || slices.Contains(s.hidden, r) {
+			return true
+		}
+	}
+	return false
+}
+
 // join plans a JoinExpr. JOIN USING and NATURAL JOIN compare same-named
 // columns for equality; on encrypted columns that would compare
 // ciphertexts, so they are refused (write ON a.x = b.x, which is rewritten
@@ -162,6 +196,7 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 	if err != nil {
 		return nil, err
 	}
+	mid := len(level.rels) // the right side's relations are appended from here
 	var right []*rel
 	if j.Jointype == pg.JoinType_JOIN_RIGHT || j.Jointype == pg.JoinType_JOIN_FULL {
 		// A LATERAL reference from the right side of a RIGHT or FULL JOIN
@@ -177,6 +212,17 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 	}
 	if err != nil {
 		return nil, err
+	}
+	// The relations of each side, an inner JOIN's alias included.
+	leftRels, rightRels := slices.Clip(level.rels[first:mid]), level.rels[mid:]
+	switch j.Jointype {
+	case pg.JoinType_JOIN_LEFT:
+		nullSide(rightRels, level)
+	case pg.JoinType_JOIN_RIGHT:
+		nullSide(leftRels, level)
+	case pg.JoinType_JOIN_FULL:
+		nullSide(leftRels, level)
+		nullSide(rightRels, level)
 	}
 	all := append(append([]*rel{}, left...), right...)
 	merged := len(j.UsingClause) > 0 || j.IsNatural

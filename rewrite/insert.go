@@ -247,7 +247,12 @@ func (a *analyzer) insertValues(t *policy.Table, cols []insCol, sel *pg.SelectSt
 			if (v.kind == vParam || v.kind == vLiteral) && !haveTenant {
 				return missingTenant(t, "in the same VALUES row, as a parameter or a literal", v.loc, a.sql)
 			}
-			if err := a.writeValue(v, c.enc, tenant, valuesSep, own); err != nil {
+			// A row of one value: its own parentheses are the row's.
+			keep := 0
+			if len(items) == 1 {
+				keep = 1
+			}
+			if err := a.writeValue(v, c.enc, tenant, valuesSep, own, a.parenEnd(v.start, v.end, keep)); err != nil {
 				return err
 			}
 		}
@@ -256,10 +261,10 @@ func (a *analyzer) insertValues(t *policy.Table, cols []insCol, sel *pg.SelectSt
 }
 
 // writeValue encrypts v into col and, when col is blind-indexed, inserts
-// each of its indexes (the next one too, during a rotation) after it, each
-// preceded by sep(index column): ", " in VALUES, ", email_bidx = " in SET
-// lists.
-func (a *analyzer) writeValue(v value, col *policy.Column, tenant ValueRef, sep func(bidxColumn string) string, own clientIndexes) *Error {
+// each of its indexes (the next one too, during a rotation) at after, the
+// end of the value and of the parentheses around it, each preceded by
+// sep(index column): ", " in VALUES, ", email_bidx = " in SET lists.
+func (a *analyzer) writeValue(v value, col *policy.Column, tenant ValueRef, sep func(bidxColumn string) string, own clientIndexes, after int) *Error {
 	if err := a.sealValue(v, col, tenant); err != nil {
 		return err
 	}
@@ -272,13 +277,13 @@ func (a *analyzer) writeValue(v value, col *policy.Column, tenant ValueRef, sep 
 		}
 		switch v.kind {
 		case vParam:
-			a.uses = append(a.uses, paramUse{number: v.param, start: v.end, insert: true, prefix: sep(bi.Column), action: IndexAction(col, bi), col: col})
+			a.uses = append(a.uses, paramUse{number: v.param, start: after, insert: true, prefix: sep(bi.Column), action: IndexAction(col, bi), col: col})
 		case vLiteral:
-			a.slot(v.end, v.end, Slot{Action: IndexAction(col, bi), Column: col, Source: v.lit}, sep(bi.Column))
+			a.slot(after, after, Slot{Action: IndexAction(col, bi), Column: col, Source: v.lit}, sep(bi.Column))
 		case vNull:
-			a.insert(v.end, sep(bi.Column)+"NULL")
+			a.insert(after, sep(bi.Column)+"NULL")
 		case vDefault:
-			a.insert(v.end, sep(bi.Column)+"DEFAULT")
+			a.insert(after, sep(bi.Column)+"DEFAULT")
 		}
 	}
 	return nil

@@ -485,6 +485,11 @@ func (a *analyzer) groupItem(n *pg.Node, level *scope, res *queryResult) *Error 
 func (a *analyzer) outputOrInput(n *pg.Node, level *scope, res *queryResult, what string, outputFirst bool) *Error {
 	if k, ok := ordinal(n); ok {
 		a.valueDependent = true // ORDER BY 2 and ORDER BY 3 are different plans
+		if visible := res.visible(); res.complete && (k < 1 || k > visible) {
+			// PostgreSQL rejects it; a hidden tenant field appended after
+			// the select list would answer it instead.
+			return errorf(CodeInvalidColumnRef, "%s position %d is not in select list", what, k).at(a.sql, nodeLocation(n))
+		}
 		return a.checkOutput(res, k-1, what, nodeLocation(n))
 	}
 	if cr := n.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && cr.Fields[0].GetAStar() == nil {

@@ -493,6 +493,7 @@ func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom 
 					if !ok {
 						return errorf(CodeInternalError, "cannot locate column reference; statement refused").at(a.sql, cr.Location)
 					}
+					end = a.parenEnd(int(cr.Location), end, 0)
 					for _, bi := range targets {
 						if n := own[bi.Column]; n != nil {
 							// The client's own SET email_bidx = EXCLUDED.email_bidx stays.
@@ -532,7 +533,7 @@ func (a *analyzer) setList(list []*pg.Node, t *policy.Table, sc *scope, hasFrom 
 		if (v.kind == vParam || v.kind == vLiteral) && !haveTenant {
 			return missingTenant(t, tenantWhere, v.loc, a.sql)
 		}
-		if err := a.writeValue(v, enc, tenant, sep, own); err != nil {
+		if err := a.writeValue(v, enc, tenant, sep, own, a.parenEnd(v.start, v.end, 0)); err != nil {
 			return err
 		}
 		a.reseal(enc)

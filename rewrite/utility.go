@@ -1043,19 +1043,23 @@ func (a *analyzer) merge(m *pg.MergeStmt) *Error {
 		}
 		for _, tl := range wc.TargetList {
 			rt := tl.GetResTarget()
-			if rt == nil || t == nil {
+			if rt == nil {
 				continue
 			}
-			if err := a.checkNotIndex(t, rt.Name, rt.Location); err != nil {
-				return err
+			if t != nil {
+				if err := a.checkNotIndex(t, rt.Name, rt.Location); err != nil {
+					return err
+				}
+				if enc := t.Column(rt.Name); enc != nil {
+					return unsupported(enc, "writing it with MERGE", "use INSERT … ON CONFLICT or UPDATE, which pgveil rewrites").at(a.sql, rt.Location)
+				}
+				if rt.Name == t.KeyContext && wc.CommandType == pg.CmdType_CMD_UPDATE {
+					return tableErr(CodeFeatureNotSupported, t, "use UPDATE … SET "+t.KeyContext+" = …, which pgveil checks",
+						"MERGE … UPDATE SET %s of %s is not supported: a row moved to another tenant would keep values sealed under its old tenant's key", t.KeyContext, t.QualifiedName()).at(a.sql, rt.Location)
+				}
 			}
-			if enc := t.Column(rt.Name); enc != nil {
-				return unsupported(enc, "writing it with MERGE", "use INSERT … ON CONFLICT or UPDATE, which pgveil rewrites").at(a.sql, rt.Location)
-			}
-			if rt.Name == t.KeyContext && wc.CommandType == pg.CmdType_CMD_UPDATE {
-				return tableErr(CodeFeatureNotSupported, t, "use UPDATE … SET "+t.KeyContext+" = …, which pgveil checks",
-					"MERGE … UPDATE SET %s of %s is not supported: a row moved to another tenant would keep values sealed under its old tenant's key", t.KeyContext, t.QualifiedName()).at(a.sql, rt.Location)
-			}
+			// A target pgveil does not configure still gets values that
+			// may read encrypted columns of the source.
 			if err := a.expr(rt.Val, level, "MERGE"); err != nil {
 				return err
 			}

@@ -325,6 +325,31 @@ func (a *analyzer) balanceParens(start, end int) (int, int) {
 	return start, end
 }
 
+// parenEnd returns where text that follows the value at [start, end)
+// goes: after the parentheses that enclose exactly that value (in SET
+// email = (($1)) the value is (($1))), so that ", email_bidx = $2" or
+// ", $2" inserted there follows the value instead of making a row of it
+// with the value (PostgreSQL stores a row's text in a text column). The
+// keep outermost pairs are not the value's own (a VALUES row of one
+// value).
+func (a *analyzer) parenEnd(start, end, keep int) int {
+	ends := []int{end}
+	for {
+		s, ok := a.tokenBefore(start, "(")
+		if !ok {
+			break
+		}
+		l := lexer{s: a.sql[:a.stmtEnd], pos: end, backslash: a.backslash}
+		t := l.next()
+		if !l.isPunct(t, ")") {
+			break
+		}
+		start, end = s, t.end
+		ends = append(ends, end)
+	}
+	return ends[max(0, len(ends)-1-keep)]
+}
+
 // typeNameString renders a TypeName for messages ("pg_catalog.int4" → "int4").
 func typeNameString(t *pg.TypeName) string {
 	n := strings.TrimPrefix(names(t.Names), "pg_catalog.")

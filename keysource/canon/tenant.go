@@ -9,6 +9,34 @@ import (
 	"github.com/pgveil/pgveil/policy"
 )
 
+// TenantParam is TenantText for a parameter bound to a key_context column
+// of type col that the client declared as type declared (0: not
+// declared): the value is first assigned to the column's type as
+// PostgreSQL assigns it (Plaintext with the declared type), so that a
+// numeric 9142.6 for a bigint column is refused rather than naming tenant
+// "9142.6" while the server stores 9143.
+func TenantParam(col, declared uint32, format int16, src []byte) (string, error) {
+	t, ok := logicalOf(col)
+	if declared == 0 || declared == col || !ok {
+		if declared == 0 {
+			declared = col
+		}
+		return TenantText(declared, format, src)
+	}
+	if src == nil {
+		return "", fmt.Errorf("tenant value is NULL")
+	}
+	pt, err := Plaintext(t, format, declared, src, nil)
+	if err != nil {
+		return "", err
+	}
+	if t == policy.TypeBytea {
+		return string(appendByteaHex(nil, pt)), nil
+	}
+	eq, err := IndexInput(t, pt, nil, nil)
+	return string(eq), err
+}
+
 // TenantText turns a key_context value (a column of type typeOID, in text
 // or binary format) into the canonical text that names its tenant in
 // pgveil.keys, so the same tenant selects the same key whichever way it
