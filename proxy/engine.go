@@ -46,16 +46,18 @@ type engine struct {
 }
 
 // newEngine connects the service pool, loads and checks the catalog, and
-// opens the key store. Any problem is fatal at start: pgveil never serves a
-// policy it cannot enforce.
-func newEngine(ctx context.Context, cfg *policy.Config, pool *pgxpool.Pool, master keysource.Master, log *zap.Logger) (*engine, error) {
+// opens the key store (keys, when not nil, is the keyring to share with a
+// previous engine of the same key store instead). Any problem is fatal at
+// start: pgveil never serves a policy it cannot enforce.
+func newEngine(ctx context.Context, cfg *policy.Config, pool *pgxpool.Pool, master keysource.Master, keys *keysource.Keyring, log *zap.Logger) (*engine, error) {
 	cat, err := loadCatalog(ctx, pool, cfg)
 	if err != nil {
 		return nil, err
 	}
-	keys, err := keysource.NewKeyring(ctx, pool, master, log.Named("keys"))
-	if err != nil {
-		return nil, fmt.Errorf("opening the key store: %w", err)
+	if keys == nil {
+		if keys, err = keysource.NewKeyring(ctx, pool, master, log.Named("keys")); err != nil {
+			return nil, fmt.Errorf("opening the key store: %w", err)
+		}
 	}
 	states, err := LoadTableStates(ctx, pool)
 	if err != nil {

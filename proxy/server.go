@@ -133,12 +133,22 @@ func (s *Server) startEngine(cfg *policy.Config, old *engine) error {
 		return err
 	}
 	var master keysource.Master
-	if old != nil && sameKeySource(old.cfg.KeySource, cfg.KeySource) {
+	var keys *keysource.Keyring
+	switch {
+	case old != nil && sameKeySource(old.cfg.KeySource, cfg.KeySource) && old.pool == pool:
+		// The same key store under the same master: the sessions that
+		// keep the old engine share its keyring with the new one, whose
+		// watcher then applies a rotation or a shred to them too (the old
+		// engine's stops with it).
+		keys = old.keys
+	case old != nil && sameKeySource(old.cfg.KeySource, cfg.KeySource):
 		master = old.keys.Master()
-	} else if master, err = keysource.NewMaster(ctx, cfg.KeySource); err != nil {
-		return fmt.Errorf("master key: %w", err)
+	default:
+		if master, err = keysource.NewMaster(ctx, cfg.KeySource); err != nil {
+			return fmt.Errorf("master key: %w", err)
+		}
 	}
-	e, err := newEngine(ctx, cfg, pool, master, s.log)
+	e, err := newEngine(ctx, cfg, pool, master, keys, s.log)
 	if err != nil {
 		return err
 	}
