@@ -39,8 +39,10 @@ func TestRaceReports(t *testing.T) {
 // exits 0 on SIGTERM still fails Stop, with the report.
 func TestProxyStopReportsRace(t *testing.T) {
 	dir := t.TempDir()
+	t.Setenv("TMPDIR", dir) // where Stop keeps the report
 	script := filepath.Join(dir, "fake-pgveil")
-	body := "#!/bin/sh\ntrap 'exit 0' TERM\necho '{\"msg\":\"listening\",\"addr\":\"127.0.0.1:1\"}' >&2\ncat >&2 <<'END'\n" + raceReport + "\nEND\nwhile :; do sleep 0.05; done\n"
+	// The report comes before "listening": StartProxy returns after it.
+	body := "#!/bin/sh\ntrap 'exit 0' TERM\ncat >&2 <<'END'\n" + raceReport + "\nEND\necho '{\"msg\":\"listening\",\"addr\":\"127.0.0.1:1\"}' >&2\nwhile :; do sleep 0.05; done\n"
 	if err := os.WriteFile(script, []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
