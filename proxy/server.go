@@ -134,6 +134,10 @@ func (s *Server) startEngine(cfg *policy.Config, old *engine) error {
 	}
 	var master keysource.Master
 	var keys *keysource.Keyring
+	var followers *stateFollowers
+	if old != nil && old.pool == pool {
+		followers = old.followers // the same database's pgveil.tables
+	}
 	switch {
 	case old != nil && sameKeySource(old.cfg.KeySource, cfg.KeySource) && old.pool == pool:
 		// The same key store under the same master: the sessions that
@@ -148,7 +152,7 @@ func (s *Server) startEngine(cfg *policy.Config, old *engine) error {
 			return fmt.Errorf("master key: %w", err)
 		}
 	}
-	e, err := newEngine(ctx, cfg, pool, master, keys, s.log)
+	e, err := newEngine(ctx, cfg, pool, master, keys, followers, s.log)
 	if err != nil {
 		return err
 	}
