@@ -79,14 +79,18 @@ SELECT 1 + g %% 3, convert_to('seed' || g || '@example.org', 'UTF8'),
 FROM generate_series(1, %d) g;`, stressSeed)
 
 const (
-	stressIters     = 60 // per writer
-	stressBatches   = 20 // per batch writer, 3 inserts each
-	stressCopies    = 8  // rounds of the copier
-	stressDrops     = 18 // connections the dropper abandons
+	stressIters     = 150 // per writer
+	stressBatches   = 50  // per batch writer, 3 inserts each
+	stressCopies    = 12  // rounds of the copier
+	stressDrops     = 30  // connections the dropper abandons
 	stressCancels   = 3
-	stressReloads   = 4
+	stressReloads   = 4  // at least; more while the writers run
 	stressMaxConns  = 16 // proxy.max_client_connections
 	stressLongLived = 9  // writers, batchers, copier, canceller
+	// stressGoroutineSlack: goroutines pgveil may run at the end beyond
+	// those at the start (its admin server's connection, the service
+	// pool's connections opened meanwhile).
+	stressGoroutineSlack = 4
 )
 
 // stressEmail is the email of a row a test actor writes: who, round, item.
@@ -139,6 +143,8 @@ type stressRun struct {
 	written map[string]bool // emails committed through pgveil
 	aborted map[string]bool // emails of interrupted COPYs: never stored
 	refused int             // 53300 answers
+	reloads int             // SIGHUP reloads done
+	writing chan struct{}   // closed when the writers and batchers are done
 }
 
 func (r *stressRun) wrote(emails ...string) {
@@ -171,7 +177,7 @@ func TestEncStressConcurrent(t *testing.T) {
 	if _, err := su.Exec(ctx, stressSchema); err != nil {
 		t.Fatal(err)
 	}
-	r := &stressRun{t: t, ctx: ctx, e: e, written: map[string]bool{}, aborted: map[string]bool{}}
+	r := &stressRun{t: t, ctx: ctx, e: e, written: map[string]bool{}, aborted: map[string]bool{}, writing: make(chan struct{})}
 	r.cfgYAML = e.config("")
 	r.cfgPath = e.writeConfig("pgveil.yaml", r.cfgYAML)
 	e.run(ctx, 0, "migrate", "-c", r.cfgPath, "--apply")
@@ -179,6 +185,7 @@ func TestEncStressConcurrent(t *testing.T) {
 		r.written[fmt.Sprintf("seed%d@example.org", g)] = true
 	}
 	r.p = e.proxy(r.cfgYAML)
+	baseline := scrape(t, r.p).get("go_goroutines")
 
 	// The long-lived sessions open first: the hog then takes what is left.
 	modes := []struct {
@@ -218,6 +225,7 @@ func TestEncStressConcurrent(t *testing.T) {
 		c := open(fmt.Sprintf("stress_b%d", i), mode)
 		actors = append(actors, actor{fmt.Sprintf("batcher %d", i), func() error { return r.batcher(c, fmt.Sprintf("b%d", i)) }})
 	}
+	writers := len(actors) // the reloader goes on until these are done
 	copyConn := open("stress_copy", pgx.QueryExecModeCacheStatement)
 	cancelConn := open("stress_cancel", pgx.QueryExecModeCacheStatement)
 	if len(conns) != stressLongLived {
@@ -232,6 +240,9 @@ func TestEncStressConcurrent(t *testing.T) {
 		actor{"hog", r.hog},
 	)
 
+	var writersWG sync.WaitGroup
+	writersWG.Add(writers)
+	go func() { writersWG.Wait(); close(r.writing) }()
 	errs := make([]error, len(actors))
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -240,7 +251,11 @@ func TestEncStressConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			if err := a.run(); err != nil {
+			err := a.run()
+			if i < writers {
+				writersWG.Done()
+			}
+			if err != nil {
 				errs[i] = fmt.Errorf("%s: %w", a.name, err)
 			}
 		}()
@@ -248,7 +263,7 @@ func TestEncStressConcurrent(t *testing.T) {
 	began := time.Now()
 	close(start)
 	wg.Wait()
-	t.Logf("actors done in %v; %d connections refused (53300)", time.Since(began).Round(time.Millisecond), r.refused)
+	t.Logf("actors done in %v; %d connections refused (53300), %d reloads", time.Since(began).Round(time.Millisecond), r.refused, r.reloads)
 	for _, err := range errs {
 		if err != nil {
 			t.Error(err)
@@ -321,6 +336,16 @@ func TestEncStressConcurrent(t *testing.T) {
 		err := su.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'stress%'`).Scan(&n)
 		return err == nil && n == 0, err
 	})
+	// No goroutine left behind by the sessions, the reloads' engines, the
+	// refusals (what the admin request itself runs is within the slack).
+	var goroutines float64
+	if err := pollUntil(ctx, 30*time.Second, func() (bool, error) {
+		goroutines = scrape(t, r.p).get("go_goroutines")
+		return goroutines <= baseline+stressGoroutineSlack, nil
+	}); err != nil {
+		t.Errorf("pgveil runs %v goroutines, %v before the test's sessions: %v", goroutines, baseline, err)
+	}
+	t.Logf("goroutines: %v before, %v after", baseline, goroutines)
 	m := scrape(t, r.p)
 	for _, series := range []string{"pgveil_tracker_desyncs_total"} {
 		if v := m.get(series); v != 0 {
@@ -332,11 +357,39 @@ func TestEncStressConcurrent(t *testing.T) {
 			t.Errorf("%s = %v", k, v)
 		}
 	}
-	if got := m.get(`pgveil_config_reloads_total{result="ok"}`); got != stressReloads {
-		t.Errorf("%v reloads ok, want %d", got, stressReloads)
+	if got := m.get(`pgveil_config_reloads_total{result="ok"}`); got != float64(r.reloads) || r.reloads < stressReloads {
+		t.Errorf("%v reloads ok, %d done, want at least %d", got, r.reloads, stressReloads)
 	}
+	// Shutdown with idle sessions open (one having read encrypted rows):
+	// they end with 57P01 and pgveil exits at once, cleanly.
+	var idle []*pgx.Conn
+	for i, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		c, err := r.connect("stress_idle", mode)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		if i == 0 {
+			var n note
+			if err := c.QueryRow(ctx, `SELECT org_id, email, body, score FROM items WHERE email = 'seed9@example.org'`).Scan(&n.org, &n.email, &n.body, &n.score); err != nil {
+				t.Fatal(err)
+			} else if err := checkStressRow(n); err != nil {
+				t.Error(err)
+			}
+		}
+		idle = append(idle, c)
+	}
+	stopped := time.Now()
 	if err := r.p.Stop(); err != nil {
 		t.Errorf("pgveil did not exit cleanly: %v", err)
+	}
+	if took := time.Since(stopped); took > 20*time.Second {
+		t.Errorf("pgveil took %v to stop with only idle sessions", took)
+	}
+	for i, c := range idle {
+		if _, err := c.Exec(ctx, "SELECT 1"); err == nil {
+			t.Errorf("idle session %d still serves after the shutdown", i)
+		}
 	}
 	log := r.p.Log()
 	for _, bad := range []string{`"msg":"panic in session; session closed"`, `"msg":"protocol tracker out of step with the server"`} {
@@ -660,7 +713,7 @@ func pollUntil(ctx context.Context, timeout time.Duration, cond func() (bool, er
 // reloader reloads pgveil's config (SIGHUP) and waits for each reload to
 // finish.
 func (r *stressRun) reloader() error {
-	for i := 0; i < stressReloads; i++ {
+	for i := 0; i < stressReloads || !r.writersDone(); i++ {
 		if err := os.WriteFile(r.p.Dir+"/pgveil.yaml", []byte(r.cfgYAML), 0o600); err != nil {
 			return err
 		}
@@ -676,8 +729,21 @@ func (r *stressRun) reloader() error {
 		}); err != nil {
 			return fmt.Errorf("reload %d: %w", i, err)
 		}
+		r.mu.Lock()
+		r.reloads++
+		r.mu.Unlock()
 	}
 	return nil
+}
+
+// writersDone reports whether every writer and batcher has returned.
+func (r *stressRun) writersDone() bool {
+	select {
+	case <-r.writing:
+		return true
+	default:
+		return false
+	}
 }
 
 // rotator rotates the body column's keys while everything else runs
