@@ -936,3 +936,76 @@ func TestEncReloadDecryptOldSession(t *testing.T) {
 	read(fresh, "session started after the reload")
 	read(old, "session started before the reload")
 }
+
+// TestEncReloadServiceURLOldSession: a reload that changes
+// upstream.service_url replaces pgveil's service pool; a session that
+// started before it still reads keys through its engine's pool, which
+// must not have been closed under it; nor may a reload that fails after
+// making the new pool close the pool of the engine that goes on serving.
+func TestEncReloadServiceURLOldSession(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "reload_svcurl", stressTables)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, stressSchema); err != nil {
+		t.Fatal(err)
+	}
+	yaml := e.config("")
+	cfg := e.writeConfig("pgveil.yaml", yaml)
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	p := e.proxy(yaml)
+	r := &stressRun{t: t, ctx: ctx, e: e, p: p}
+	old, err := r.connect("reload_old", pgx.QueryExecModeCacheStatement)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close(context.Background())
+
+	read := func(what string, c *pgx.Conn, id int) {
+		t.Helper()
+		var n note
+		if err := c.QueryRow(ctx, `SELECT org_id, email, body, score FROM items WHERE id = $1`, id).Scan(&n.org, &n.email, &n.body, &n.score); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if err := checkStressRow(n); err != nil {
+			t.Errorf("%s: %v", what, err)
+		}
+	}
+	url := cluster.SocketURL(harness.SuperUser, e.db)
+	moved := strings.Replace(yaml, fmt.Sprintf("service_url: %q", url), fmt.Sprintf("service_url: %q", url+"&pool_max_conns=5"), 1)
+	if moved == yaml {
+		t.Fatal("service_url not found in the config")
+	}
+
+	// A reload that makes the new pool, then fails (a configured table
+	// that does not exist): pgveil goes on with the engine it had.
+	rewriteConfig(t, p, moved+"  public.nosuch:\n    columns:\n      x:\n        type: text\n")
+	failed := logCount(p, "config reload failed; keeping the running config")
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, p, "config reload failed; keeping the running config", failed)
+	read("session started before the failed reload", old, 8)
+	after, err := r.connect("reload_after_failed", pgx.QueryExecModeCacheStatement)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer after.Close(context.Background())
+	read("session started after the failed reload", after, 9)
+
+	// A reload that moves to the new pool: the sessions that started
+	// before it keep their engine and its pool.
+	rewriteConfig(t, p, moved)
+	reloads := logCount(p, "config reloaded")
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, p, "config reloaded", reloads)
+	read("session started before both reloads", old, 10)
+	read("session started between the reloads", after, 11)
+	fresh, err := r.connect("reload_new", pgx.QueryExecModeCacheStatement)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close(context.Background())
+	read("session started after the reloads", fresh, 12)
+}

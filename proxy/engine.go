@@ -25,6 +25,7 @@ type engine struct {
 	planner *rewrite.Planner
 	keys    *keysource.Keyring
 	pool    *pgxpool.Pool
+	svc     *svcPool // holds pool: see retire and session.dropEngine
 	log     *zap.Logger
 
 	cat atomic.Pointer[catalog]
@@ -54,8 +55,9 @@ type engine struct {
 // key store, and followers, the engines that follow pgveil.tables in the
 // same database (nil: new ones). Any problem is fatal at start: pgveil
 // never serves a policy it cannot enforce.
-func newEngine(ctx context.Context, cfg *policy.Config, pool *pgxpool.Pool, master keysource.Master, keys *keysource.Keyring,
+func newEngine(ctx context.Context, cfg *policy.Config, svc *svcPool, master keysource.Master, keys *keysource.Keyring,
 	followers *stateFollowers, log *zap.Logger) (*engine, error) {
+	pool := svc.pool
 	cat, err := loadCatalog(ctx, pool, cfg)
 	if err != nil {
 		return nil, err
@@ -68,7 +70,7 @@ func newEngine(ctx context.Context, cfg *policy.Config, pool *pgxpool.Pool, mast
 	if followers == nil {
 		followers = &stateFollowers{}
 	}
-	e := &engine{cfg: cfg, planner: rewrite.NewPlanner(cfg, cfg.Proxy.PlanCacheSize), keys: keys, pool: pool, log: log, followers: followers}
+	e := &engine{cfg: cfg, planner: rewrite.NewPlanner(cfg, cfg.Proxy.PlanCacheSize), keys: keys, pool: pool, svc: svc, log: log, followers: followers}
 	e.setCatalog(cat)
 	followers.add(e)
 	// Before the first session, not when the watcher starts.
@@ -222,6 +224,14 @@ func (e *engine) watch(ctx context.Context, what string, listen func(context.Con
 func (e *engine) close() {
 	e.stop()
 	<-e.done
+}
+
+// retire ends the engine's time as the current one (a reload, or the
+// shutdown): its background work stops and it gives back its hold on the
+// service pool, which its sessions keep until they end.
+func (e *engine) retire() {
+	e.close()
+	e.svc.drop()
 }
 
 func (e *engine) setCatalog(c *catalog) {
