@@ -13,7 +13,8 @@ package integration
 //	             and mid-COPY TO (the socket closed under pgx)
 //	canceller    CancelRequest of a running statement, then the session
 //	             goes on
-//	reloader     SIGHUP reloads (a new engine each) while all that runs
+//	reloader     SIGHUP reloads (a new engine each, every other one on a
+//	             new service pool) while all that runs
 //	rotator      `pgveil rotate` of one column, re-encrypting rows that the
 //	             writers' tables hold
 //	hog          connections opened until pgveil refuses one (53300), held
@@ -132,12 +133,13 @@ func checkStressRow(n note) error {
 
 // stressRun is the shared state of one run.
 type stressRun struct {
-	t       *testing.T
-	ctx     context.Context
-	e       *opsEnv
-	p       *harness.Proxy
-	cfgPath string
-	cfgYAML string
+	t        *testing.T
+	ctx      context.Context
+	e        *opsEnv
+	p        *harness.Proxy
+	cfgPath  string
+	cfgYAML  string
+	cfgMoved string // cfgYAML with another service_url
 
 	mu      sync.Mutex
 	written map[string]bool // emails committed through pgveil
@@ -180,6 +182,13 @@ func TestEncStressConcurrent(t *testing.T) {
 	r := &stressRun{t: t, ctx: ctx, e: e, written: map[string]bool{}, aborted: map[string]bool{}, writing: make(chan struct{})}
 	r.cfgYAML = e.config("")
 	r.cfgPath = e.writeConfig("pgveil.yaml", r.cfgYAML)
+	// Every other reload moves pgveil to a new service pool: the old one
+	// must close once the sessions of its engines end, and not before.
+	url := cluster.SocketURL(harness.SuperUser, e.db)
+	r.cfgMoved = strings.Replace(r.cfgYAML, fmt.Sprintf("service_url: %q", url), fmt.Sprintf("service_url: %q", url+"&pool_max_conns=6"), 1)
+	if r.cfgMoved == r.cfgYAML {
+		t.Fatal("service_url not found in the config")
+	}
 	e.run(ctx, 0, "migrate", "-c", r.cfgPath, "--apply")
 	for g := 1; g <= stressSeed; g++ {
 		r.written[fmt.Sprintf("seed%d@example.org", g)] = true
@@ -714,7 +723,11 @@ func pollUntil(ctx context.Context, timeout time.Duration, cond func() (bool, er
 // finish.
 func (r *stressRun) reloader() error {
 	for i := 0; i < stressReloads || !r.writersDone(); i++ {
-		if err := os.WriteFile(r.p.Dir+"/pgveil.yaml", []byte(r.cfgYAML), 0o600); err != nil {
+		yaml := r.cfgYAML
+		if i%2 == 0 {
+			yaml = r.cfgMoved
+		}
+		if err := os.WriteFile(r.p.Dir+"/pgveil.yaml", []byte(yaml), 0o600); err != nil {
 			return err
 		}
 		before := logCount(r.p, "config reloaded")
