@@ -338,13 +338,22 @@ func TestEncStressConcurrent(t *testing.T) {
 	conns = nil
 	waitFor(t, 30*time.Second, "pgveil's connections to close", func() (bool, error) {
 		m := scrape(t, r.p)
-		return m.get("pgveil_connections_open") == 0 && m.get("pgveil_startups_pending") == 0, nil
+		return m.get("pgveil_connections_open") == 0 && m.get("pgveil_startups_pending") == 0 && m.get("pgveil_event_loop_sessions") == 0, nil
 	})
 	waitFor(t, 30*time.Second, "the clients' backends to end", func() (bool, error) {
 		var n int
 		err := su.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'stress%'`).Scan(&n)
 		return err == nil && n == 0, err
 	})
+	// pgveil's own connections: those of one service pool (at most 6),
+	// not of every pool the reloads made.
+	var svcConns int
+	if err := pollUntil(ctx, 30*time.Second, func() (bool, error) {
+		err := su.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgveil' AND datname = current_database()`).Scan(&svcConns)
+		return svcConns <= 6, err
+	}); err != nil {
+		t.Errorf("pgveil holds %d service connections after %d reloads: %v", svcConns, r.reloads, err)
+	}
 	// No goroutine left behind by the sessions, the reloads' engines, the
 	// refusals (what the admin request itself runs is within the slack).
 	var goroutines float64
