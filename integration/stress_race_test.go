@@ -9,8 +9,8 @@ package integration
 //	             per pgx exec mode, and two more sending pgx batches
 //	             (pipelines)
 //	copier       binary COPY FROM (pgx CopyFrom), text COPY FROM, COPY TO
-//	dropper      fresh connections that vanish mid-result, mid-COPY FROM
-//	             and mid-COPY TO (the socket closed under pgx)
+//	dropper      fresh connections that vanish mid-result, mid-COPY FROM,
+//	             mid-COPY TO, mid-pipeline (before its Sync) and in startup
 //	canceller    CancelRequest of a running statement, then the session
 //	             goes on
 //	reloader     SIGHUP reloads (a new engine each, every other one on a
@@ -32,6 +32,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -83,7 +84,7 @@ const (
 	stressIters     = 150 // per writer
 	stressBatches   = 50  // per batch writer, 3 inserts each
 	stressCopies    = 12  // rounds of the copier
-	stressDrops     = 30  // connections the dropper abandons
+	stressDrops     = 40  // connections the dropper abandons
 	stressCancels   = 3
 	stressReloads   = 4  // at least; more while the writers run
 	stressMaxConns  = 16 // proxy.max_client_connections
@@ -591,7 +592,7 @@ var errDropped = errors.New("connection dropped by the test")
 func (r *stressRun) drop(c *pgx.Conn, i int) error {
 	ctx := r.ctx
 	netConn := c.PgConn().Conn()
-	switch i % 3 {
+	switch i % 5 {
 	case 0: // mid-result: the rows of a cross join are far more than socket buffers hold
 		rows, err := c.Query(ctx, `SELECT org_id, email, body, score FROM items CROSS JOIN generate_series(1, 60)`)
 		if err != nil {
@@ -626,6 +627,31 @@ func (r *stressRun) drop(c *pgx.Conn, i int) error {
 		if w.err != nil {
 			return w.err
 		}
+	case 3: // mid-pipeline: inserts sent without their Sync, so never committed
+		pl := c.PgConn().StartPipeline(ctx)
+		for k := 0; k < 3; k++ {
+			n := stressRow(stressEmail("unsynced", i, k))
+			r.mu.Lock()
+			r.aborted[*n.email] = true
+			r.mu.Unlock()
+			pl.SendQueryParams(`INSERT INTO items (org_id, email, body, score) VALUES ($1, $2, $3, $4)`,
+				[][]byte{fmt.Append(nil, n.org), []byte(*n.email), []byte(*n.body), fmt.Append(nil, *n.score)},
+				[]uint32{23, 25, 25, 23}, nil, nil)
+		}
+		if err := pl.Flush(); err != nil {
+			return err
+		}
+		netConn.Close()
+	case 4: // mid-startup: a StartupMessage, then gone
+		raw, err := net.Dial("tcp", r.p.Addr)
+		if err != nil {
+			return err
+		}
+		if _, err := raw.Write(startupPacket(harness.SuperUser)); err != nil {
+			raw.Close()
+			return err
+		}
+		raw.Close()
 	}
 	return nil
 }
@@ -964,6 +990,8 @@ func TestEncReloadDecryptOldSession(t *testing.T) {
 // started before it still reads keys through its engine's pool, which
 // must not have been closed under it; nor may a reload that fails after
 // making the new pool close the pool of the engine that goes on serving.
+// And a rotation after the move reaches the sessions left on the old pool
+// (their engine's key-store watcher runs on for them).
 func TestEncReloadServiceURLOldSession(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
 	e := newOpsEnv(t, "reload_svcurl", stressTables)
@@ -992,6 +1020,15 @@ func TestEncReloadServiceURLOldSession(t *testing.T) {
 			t.Errorf("%s: %v", what, err)
 		}
 	}
+	// A write caches the session's engine's active key of tenant 1.
+	cacheActive := func(c *pgx.Conn, email string) {
+		t.Helper()
+		n := stressRow(email)
+		if _, err := c.Exec(ctx, `INSERT INTO items (org_id, email, body, score) VALUES (1, $1, $2, $3)`, *n.email, *n.body, *n.score); err != nil {
+			t.Fatalf("insert %s: %v", email, err)
+		}
+	}
+	cacheActive(old, "cache-0-0@example.org")
 	url := cluster.SocketURL(harness.SuperUser, e.db)
 	moved := strings.Replace(yaml, fmt.Sprintf("service_url: %q", url), fmt.Sprintf("service_url: %q", url+"&pool_max_conns=5"), 1)
 	if moved == yaml {
@@ -1013,6 +1050,7 @@ func TestEncReloadServiceURLOldSession(t *testing.T) {
 	}
 	defer after.Close(context.Background())
 	read("session started after the failed reload", after, 9)
+	cacheActive(after, "cache-1-0@example.org")
 
 	// A reload that moves to the new pool: the sessions that started
 	// before it keep their engine and its pool.
@@ -1030,4 +1068,24 @@ func TestEncReloadServiceURLOldSession(t *testing.T) {
 	}
 	defer fresh.Close(context.Background())
 	read("session started after the reloads", fresh, 12)
+
+	// The sessions on the old pool still hear of a rotation: their next
+	// write seals under the new version.
+	e.run(ctx, 0, "rotate", "-c", cfg, "--table", "public.items", "--column", "body", "--keep-retired")
+	active := keyIDs(t, ctx, su, "active")
+	for i, c := range []*pgx.Conn{old, after, fresh} {
+		n := stressRow(stressEmail("moved", i, 0))
+		n.org = 1 // the tenant whose active key the sessions cached
+		var id, kid int64
+		if err := c.QueryRow(ctx, `INSERT INTO items (org_id, email, body, score) VALUES ($1, $2, $3, $4) RETURNING id`,
+			n.org, *n.email, *n.body, *n.score).Scan(&id); err != nil {
+			t.Fatalf("insert by session %d: %v", i, err)
+		}
+		if err := su.QueryRow(ctx, fmt.Sprintf("SELECT "+envelopeKeyID+" FROM items WHERE id = $1", "body"), id).Scan(&kid); err != nil {
+			t.Fatal(err)
+		}
+		if !active[kid] {
+			t.Errorf("session %d: a write after the rotation sealed body under key %d, not an active one (%v)", i, kid, active)
+		}
+	}
 }

@@ -227,10 +227,19 @@ func (e *engine) close() {
 }
 
 // retire ends the engine's time as the current one (a reload, or the
-// shutdown): its background work stops and it gives back its hold on the
-// service pool, which its sessions keep until they end.
-func (e *engine) retire() {
-	e.close()
+// shutdown; next is the engine that replaces it, or nil) and gives back its
+// hold on the service pool, which its sessions keep until they end. Its
+// background work stops now when next is on the same pool: next's watchers
+// serve the sessions left on this engine too (they share the keyring, when
+// the key source is the same, and the followers of pgveil.tables). On
+// another pool (upstream.service_url changed), this engine's watchers run
+// on for its sessions until the last of them ends and the pool closes.
+func (e *engine) retire(next *engine) {
+	if next == nil || next.svc == e.svc {
+		e.close()
+	} else {
+		e.svc.beforeClose(e.close)
+	}
 	e.svc.drop()
 }
 

@@ -122,7 +122,7 @@ func New(cfg *policy.Config, opts Options) (*Server, error) {
 func (s *Server) startEngine(cfg *policy.Config, old *engine) error {
 	if !cfg.HasEncryption() {
 		if prev := s.eng.Swap(nil); prev != nil {
-			prev.retire()
+			prev.retire(nil)
 		}
 		return nil
 	}
@@ -160,7 +160,7 @@ func (s *Server) startEngine(cfg *policy.Config, old *engine) error {
 		return err
 	}
 	if prev := s.eng.Swap(e); prev != nil {
-		prev.retire()
+		prev.retire(e)
 	}
 	return nil
 }
@@ -398,6 +398,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 type svcPool struct {
 	pool    *pgxpool.Pool
 	holders atomic.Int64
+
+	closeMu sync.Mutex
+	closing []func() // run before the pool closes (engine.retire)
+}
+
+// beforeClose has f run when the last holder lets go, before the pool
+// closes. The caller holds the pool.
+func (p *svcPool) beforeClose(f func()) {
+	p.closeMu.Lock()
+	p.closing = append(p.closing, f)
+	p.closeMu.Unlock()
 }
 
 // hold adds a holder, unless the pool is closed (false).
@@ -416,6 +427,13 @@ func (p *svcPool) hold() bool {
 // drop gives back a hold; the last one closes the pool.
 func (p *svcPool) drop() {
 	if p.holders.Add(-1) == 0 {
+		p.closeMu.Lock()
+		closing := p.closing
+		p.closing = nil
+		p.closeMu.Unlock()
+		for _, f := range closing {
+			f()
+		}
 		p.pool.Close()
 	}
 }
@@ -459,7 +477,7 @@ func (s *Server) servicePool() (*svcPool, error) {
 
 func (s *Server) closeService() {
 	if e := s.eng.Swap(nil); e != nil {
-		e.retire()
+		e.retire(nil)
 	}
 	s.svcMu.Lock()
 	p := s.svc
