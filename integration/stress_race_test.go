@@ -6,8 +6,8 @@ package integration
 // something else at once:
 //
 //	writers      INSERT … RETURNING, SELECT by id, blind-index lookups, one
-//	             per pgx exec mode, and two more sending pgx batches
-//	             (pipelines)
+//	             per pgx exec mode and one over TLS, and two more sending
+//	             pgx batches (pipelines)
 //	copier       binary COPY FROM (pgx CopyFrom), text COPY FROM, COPY TO
 //	dropper      fresh connections that vanish mid-result, mid-COPY FROM,
 //	             mid-COPY TO, mid-pipeline (before its Sync) and in startup
@@ -88,7 +88,7 @@ const (
 	stressCancels   = 3
 	stressReloads   = 4  // at least; more while the writers run
 	stressMaxConns  = 16 // proxy.max_client_connections
-	stressLongLived = 9  // writers, batchers, copier, canceller
+	stressLongLived = 10 // writers, batchers, copier, canceller
 	// stressGoroutineSlack: goroutines pgveil may run at the end beyond
 	// those at the start (its admin server's connection, the service
 	// pool's connections opened meanwhile).
@@ -159,7 +159,11 @@ func (r *stressRun) wrote(emails ...string) {
 }
 
 func (r *stressRun) url(app string) string {
-	return r.e.appURL(r.p) + "&application_name=" + app
+	u := r.e.appURL(r.p) + "&application_name=" + app
+	if strings.HasSuffix(app, "_tls") {
+		u = strings.Replace(u, "sslmode=disable", "sslmode=verify-full&sslrootcert="+cluster.Certs.CACert, 1)
+	}
+	return u
 }
 
 func (r *stressRun) connect(app string, mode pgx.QueryExecMode) (*pgx.Conn, error) {
@@ -174,8 +178,10 @@ func (r *stressRun) connect(app string, mode pgx.QueryExecMode) (*pgx.Conn, erro
 // TestEncStressConcurrent: see the top of the file.
 func TestEncStressConcurrent(t *testing.T) {
 	ctx := testCtx(t, 3*time.Minute)
-	e := newOpsEnv(t, "stress_race", fmt.Sprintf("proxy:\n  max_client_connections: %d\n  shutdown_timeout: 30s\n%s%s",
-		stressMaxConns, eventLoopsSetting(), stressTables))
+	// TLS to clients that ask for it: those sessions relay on goroutines,
+	// the others on the event loops (unless PGVEIL_TEST_EVENT_LOOPS=0).
+	e := newOpsEnv(t, "stress_race", fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %s\nproxy:\n  max_client_connections: %d\n  shutdown_timeout: 30s\n%s%s",
+		cluster.Certs.ServerCert, cluster.Certs.ServerKey, stressMaxConns, eventLoopsSetting(), stressTables))
 	su := e.conn(ctx)
 	if _, err := su.Exec(ctx, stressSchema); err != nil {
 		t.Fatal(err)
@@ -231,6 +237,8 @@ func TestEncStressConcurrent(t *testing.T) {
 		c := open("stress_w"+m.name, m.mode)
 		actors = append(actors, actor{"writer " + m.name, func() error { return r.writer(c, fmt.Sprintf("w%d", i)) }})
 	}
+	tlsConn := open("stress_w_tls", pgx.QueryExecModeCacheStatement)
+	actors = append(actors, actor{"writer over TLS", func() error { return r.writer(tlsConn, "wtls") }})
 	for i, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeExec} {
 		c := open(fmt.Sprintf("stress_b%d", i), mode)
 		actors = append(actors, actor{fmt.Sprintf("batcher %d", i), func() error { return r.batcher(c, fmt.Sprintf("b%d", i)) }})
