@@ -131,6 +131,9 @@ func (e *opsEnv) run(ctx context.Context, want int, args ...string) opsResult {
 	} else if err != nil {
 		e.t.Fatalf("pgveil %s: %v", strings.Join(args, " "), err)
 	}
+	for _, race := range harness.RaceReports(r.stderr) {
+		e.t.Errorf("pgveil %s printed a data race report:\n%s", strings.Join(args, " "), race)
+	}
 	if os.Getenv("OPS_TIMING") != "" {
 		e.t.Logf("%s: pgveil %s", r.took.Round(time.Millisecond), strings.Join(args, " "))
 	}
@@ -158,6 +161,9 @@ func (e *opsEnv) start(args ...string) (*exec.Cmd, *syncBuffer, *syncBuffer) {
 		if cmd.ProcessState == nil {
 			cmd.Process.Signal(syscall.SIGKILL)
 			cmd.Wait()
+		}
+		for _, race := range harness.RaceReports(errb.String()) {
+			e.t.Errorf("pgveil %s printed a data race report:\n%s", strings.Join(args, " "), race)
 		}
 	})
 	return cmd, out, errb

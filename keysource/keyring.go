@@ -393,7 +393,9 @@ func (k *Keyring) keyByID(ctx context.Context, id uint32, col *policy.Column) (*
 		gen := k.generation()
 		row, err := rowByID(ctx, k.pool, id)
 		if err != nil {
-			return nil, fmt.Errorf("keysource: read key %d: %w", id, err)
+			// The store's failure, not the value's: retryable, so that it
+			// is never taken for a verdict on the envelope.
+			return nil, &RetryableError{Op: "keysource: read key " + strconv.FormatUint(uint64(id), 10), Err: err}
 		}
 		if row == nil {
 			return nil, keyError(ErrUnknownKey, id, "no such key in pgveil.keys (envelope of %s)", col.QualifiedName())

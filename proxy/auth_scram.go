@@ -306,10 +306,12 @@ func upstreamAuthMismatch(asked, have string) error {
 // auth_queries at once (svcAuth), each waiting and running at most
 // upstream.connect_timeout.
 func (srv *Server) lookupVerifier(ctx context.Context, user string) (string, error) {
-	pool, err := srv.servicePool()
+	svc, err := srv.servicePool()
 	if err != nil {
 		return "", err
 	}
+	defer svc.drop()
+	pool := svc.pool
 	srv.svcMu.Lock()
 	slots := srv.svcAuth
 	srv.svcMu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
@@ -24,6 +25,7 @@ type engine struct {
 	planner *rewrite.Planner
 	keys    *keysource.Keyring
 	pool    *pgxpool.Pool
+	svc     *svcPool // holds pool: see retire and session.dropEngine
 	log     *zap.Logger
 
 	cat atomic.Pointer[catalog]
@@ -32,8 +34,10 @@ type engine struct {
 	// (refreshCatalogIfNeeded), so another connection the client opens
 	// right after the DDL plans with the new schema.
 	ddlAt atomic.Int64
-	// states are the tables' migration states (pgveil.tables).
-	states atomic.Pointer[map[string]string]
+	// states are the tables' migration states (pgveil.tables), kept up
+	// to date with those of the engines before and after a reload.
+	states    atomic.Pointer[map[string]string]
+	followers *stateFollowers
 	// stop ends the background watchers (key-store notifications).
 	stop context.CancelFunc
 	done chan struct{}
@@ -46,25 +50,33 @@ type engine struct {
 }
 
 // newEngine connects the service pool, loads and checks the catalog, and
-// opens the key store. Any problem is fatal at start: pgveil never serves a
-// policy it cannot enforce.
-func newEngine(ctx context.Context, cfg *policy.Config, pool *pgxpool.Pool, master keysource.Master, log *zap.Logger) (*engine, error) {
+// opens the key store. A reload passes what it shares with the previous
+// engine, whose sessions keep running on it: keys, the keyring of the same
+// key store, and followers, the engines that follow pgveil.tables in the
+// same database (nil: new ones). Any problem is fatal at start: pgveil
+// never serves a policy it cannot enforce.
+func newEngine(ctx context.Context, cfg *policy.Config, svc *svcPool, master keysource.Master, keys *keysource.Keyring,
+	followers *stateFollowers, log *zap.Logger) (*engine, error) {
+	pool := svc.pool
 	cat, err := loadCatalog(ctx, pool, cfg)
 	if err != nil {
 		return nil, err
 	}
-	keys, err := keysource.NewKeyring(ctx, pool, master, log.Named("keys"))
-	if err != nil {
-		return nil, fmt.Errorf("opening the key store: %w", err)
+	if keys == nil {
+		if keys, err = keysource.NewKeyring(ctx, pool, master, log.Named("keys")); err != nil {
+			return nil, fmt.Errorf("opening the key store: %w", err)
+		}
 	}
-	states, err := LoadTableStates(ctx, pool)
-	if err != nil {
+	if followers == nil {
+		followers = &stateFollowers{}
+	}
+	e := &engine{cfg: cfg, planner: rewrite.NewPlanner(cfg, cfg.Proxy.PlanCacheSize), keys: keys, pool: pool, svc: svc, log: log, followers: followers}
+	e.setCatalog(cat)
+	followers.add(e)
+	// Before the first session, not when the watcher starts.
+	if err := followers.reload(ctx, pool); err != nil {
 		return nil, fmt.Errorf("reading pgveil.tables: %w", err)
 	}
-	e := &engine{cfg: cfg, planner: rewrite.NewPlanner(cfg, cfg.Proxy.PlanCacheSize), keys: keys, pool: pool, log: log}
-	e.setCatalog(cat)
-	e.setStates(states)
-	e.planner.SetMigrating(migratingSet(cfg, states)) // before the first session, not when the watcher starts
 	wctx, stop := context.WithCancel(context.Background())
 	e.stop, e.done = stop, make(chan struct{})
 	var wg sync.WaitGroup
@@ -73,6 +85,56 @@ func newEngine(ctx context.Context, cfg *policy.Config, pool *pgxpool.Pool, mast
 	go func() { defer wg.Done(); e.watch(wctx, "table-state", e.watchStates) }()
 	go func() { wg.Wait(); close(e.done) }()
 	return e, nil
+}
+
+// stateFollowers are the engines that follow pgveil.tables in one
+// database: the current one, and those a reload replaced that sessions
+// still use (a session keeps the engine it started with, whose watchers
+// stop at the reload). A reload of the states applies to all of them. The
+// references are weak: an engine no session uses any more is collected
+// and drops out.
+type stateFollowers struct {
+	// loadMu orders the reloads: the states applied last are the ones
+	// read last, whichever engine's watcher read them.
+	loadMu  sync.Mutex
+	mu      sync.Mutex
+	engines []weak.Pointer[engine]
+}
+
+// add makes e follow the states (and forgets the collected engines).
+func (f *stateFollowers) add(e *engine) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	live := f.engines[:0]
+	for _, w := range f.engines {
+		if w.Value() != nil {
+			live = append(live, w)
+		}
+	}
+	f.engines = append(live, weak.Make(e))
+}
+
+// reload reads pgveil.tables and applies it to every engine that follows.
+func (f *stateFollowers) reload(ctx context.Context, pool *pgxpool.Pool) error {
+	f.loadMu.Lock()
+	defer f.loadMu.Unlock()
+	states, err := LoadTableStates(ctx, pool)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	engines := make([]*engine, 0, len(f.engines))
+	for _, w := range f.engines {
+		if e := w.Value(); e != nil {
+			engines = append(engines, e)
+		}
+	}
+	f.mu.Unlock()
+	for _, e := range engines {
+		e.setStates(states)
+		e.planner.SetMigrating(migratingSet(e.cfg, states))
+	}
+	return nil
 }
 
 func (e *engine) setStates(m map[string]string) { e.states.Store(&m) }
@@ -116,15 +178,7 @@ func (e *engine) watchStates(ctx context.Context) error {
 	}
 }
 
-func (e *engine) reloadStates(ctx context.Context) error {
-	states, err := LoadTableStates(ctx, e.pool)
-	if err != nil {
-		return err
-	}
-	e.setStates(states)
-	e.planner.SetMigrating(migratingSet(e.cfg, states))
-	return nil
-}
+func (e *engine) reloadStates(ctx context.Context) error { return e.followers.reload(ctx, e.pool) }
 
 // migratingSet is the set of configured tables in migration mode.
 func migratingSet(cfg *policy.Config, states map[string]string) map[*policy.Table]bool {
@@ -170,6 +224,23 @@ func (e *engine) watch(ctx context.Context, what string, listen func(context.Con
 func (e *engine) close() {
 	e.stop()
 	<-e.done
+}
+
+// retire ends the engine's time as the current one (a reload, or the
+// shutdown; next is the engine that replaces it, or nil) and gives back its
+// hold on the service pool, which its sessions keep until they end. Its
+// background work stops now when next is on the same pool: next's watchers
+// serve the sessions left on this engine too (they share the keyring, when
+// the key source is the same, and the followers of pgveil.tables). On
+// another pool (upstream.service_url changed), this engine's watchers run
+// on for its sessions until the last of them ends and the pool closes.
+func (e *engine) retire(next *engine) {
+	if next == nil || next.svc == e.svc {
+		e.close()
+	} else {
+		e.svc.beforeClose(e.close)
+	}
+	e.svc.drop()
 }
 
 func (e *engine) setCatalog(c *catalog) {

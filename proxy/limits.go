@@ -134,6 +134,7 @@ func (s *Server) refuse(conn net.Conn, reason int, p *policy.ProxyOptions) *sess
 // Nothing is dialled upstream but a cancel.
 func (s *session) runRefused() {
 	defer s.srv.limits.refusing.Add(-1)
+	defer s.dropEngine()
 	defer s.releaseBuffers() // last: after the connection is closed
 	defer s.closeClient()
 	defer s.recoverPanic("session")

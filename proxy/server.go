@@ -56,7 +56,7 @@ type Server struct {
 	loops []*eventLoop
 
 	svcMu  sync.Mutex
-	svc    *pgxpool.Pool // the service connection (upstream.service_url)
+	svc    *svcPool // the service connection (upstream.service_url)
 	svcURL string
 	// svcAuth bounds the auth_queries running at once (auth.mode scram)
 	// to half the service pool's connections: a burst of logins leaves
@@ -122,28 +122,45 @@ func New(cfg *policy.Config, opts Options) (*Server, error) {
 func (s *Server) startEngine(cfg *policy.Config, old *engine) error {
 	if !cfg.HasEncryption() {
 		if prev := s.eng.Swap(nil); prev != nil {
-			prev.close()
+			prev.retire(nil)
 		}
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*cfg.Upstream.ConnectTimeout)
 	defer cancel()
-	pool, err := s.servicePool()
+	svc, err := s.servicePool() // the engine's hold, given back when it is retired
 	if err != nil {
 		return err
 	}
+	pool := svc.pool
 	var master keysource.Master
-	if old != nil && sameKeySource(old.cfg.KeySource, cfg.KeySource) {
-		master = old.keys.Master()
-	} else if master, err = keysource.NewMaster(ctx, cfg.KeySource); err != nil {
-		return fmt.Errorf("master key: %w", err)
+	var keys *keysource.Keyring
+	var followers *stateFollowers
+	if old != nil && old.pool == pool {
+		followers = old.followers // the same database's pgveil.tables
 	}
-	e, err := newEngine(ctx, cfg, pool, master, s.log)
+	switch {
+	case old != nil && sameKeySource(old.cfg.KeySource, cfg.KeySource) && old.pool == pool:
+		// The same key store under the same master: the sessions that
+		// keep the old engine share its keyring with the new one, whose
+		// watcher then applies a rotation or a shred to them too (the old
+		// engine's stops with it).
+		keys = old.keys
+	case old != nil && sameKeySource(old.cfg.KeySource, cfg.KeySource):
+		master = old.keys.Master()
+	default:
+		if master, err = keysource.NewMaster(ctx, cfg.KeySource); err != nil {
+			svc.drop()
+			return fmt.Errorf("master key: %w", err)
+		}
+	}
+	e, err := newEngine(ctx, cfg, svc, master, keys, followers, s.log)
 	if err != nil {
+		svc.drop()
 		return err
 	}
 	if prev := s.eng.Swap(e); prev != nil {
-		prev.close()
+		prev.retire(e)
 	}
 	return nil
 }
@@ -303,6 +320,7 @@ func (s *Server) Serve() error {
 			s.mu.Unlock()
 			conn.Close()
 			sess.stop()
+			sess.dropEngine()
 			sess.releaseBuffers() // no goroutine ever saw them
 			if sess.refused != 0 {
 				s.limits.refusing.Add(-1)
@@ -369,44 +387,104 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return fmt.Errorf("shutdown timeout: closed %d busy sessions", n)
 }
 
+// svcPool is a service pool and the count of its holders: the server
+// while it is the pool of upstream.service_url, each engine made on it
+// until a reload retires the engine, each session of such an engine until
+// the session ends (a session keeps its engine, whose key and catalog
+// reads go through this pool), and an auth_query while it runs. The last
+// to let go closes it: a reload that changes upstream.service_url, or
+// fails after making the new pool, never closes a pool under the engine
+// and the sessions still using it.
+type svcPool struct {
+	pool    *pgxpool.Pool
+	holders atomic.Int64
+
+	closeMu sync.Mutex
+	closing []func() // run before the pool closes (engine.retire)
+}
+
+// beforeClose has f run when the last holder lets go, before the pool
+// closes. The caller holds the pool.
+func (p *svcPool) beforeClose(f func()) {
+	p.closeMu.Lock()
+	p.closing = append(p.closing, f)
+	p.closeMu.Unlock()
+}
+
+// hold adds a holder, unless the pool is closed (false).
+func (p *svcPool) hold() bool {
+	for {
+		n := p.holders.Load()
+		if n <= 0 {
+			return false
+		}
+		if p.holders.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// drop gives back a hold; the last one closes the pool.
+func (p *svcPool) drop() {
+	if p.holders.Add(-1) == 0 {
+		p.closeMu.Lock()
+		closing := p.closing
+		p.closing = nil
+		p.closeMu.Unlock()
+		for _, f := range closing {
+			f()
+		}
+		p.pool.Close()
+	}
+}
+
 // servicePool returns pgveil's own connection pool to the database, made on
-// first use from upstream.service_url (and remade when a reload changed it).
-func (s *Server) servicePool() (*pgxpool.Pool, error) {
+// first use from upstream.service_url (and remade when a reload changed it),
+// with a hold for the caller to drop.
+func (s *Server) servicePool() (*svcPool, error) {
 	url := s.cfg.Load().Upstream.ServiceURL
 	if url == "" {
 		return nil, errors.New("upstream.service_url is not set")
 	}
 	s.svcMu.Lock()
-	defer s.svcMu.Unlock()
 	if s.svc != nil && s.svcURL == url {
+		defer s.svcMu.Unlock()
+		s.svc.hold() // cannot fail: the server holds it
 		return s.svc, nil
 	}
 	pc, err := pgxpool.ParseConfig(url)
 	if err != nil {
+		s.svcMu.Unlock()
 		return nil, fmt.Errorf("upstream.service_url: %w", err)
 	}
 	pc.ConnConfig.RuntimeParams["application_name"] = "pgveil"
 	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 	if err != nil {
+		s.svcMu.Unlock()
 		return nil, err
 	}
-	if s.svc != nil {
-		go s.svc.Close() // waits for connections in use, off the caller's path
-	}
-	s.svc, s.svcURL = pool, url
+	p := &svcPool{pool: pool}
+	p.holders.Store(2) // the server's and the caller's
+	prev := s.svc
+	s.svc, s.svcURL = p, url
 	s.svcAuth = make(chan struct{}, max(1, pool.Config().MaxConns/2))
-	return pool, nil
+	s.svcMu.Unlock()
+	if prev != nil {
+		prev.drop() // closed now if no engine or session holds it
+	}
+	return p, nil
 }
 
 func (s *Server) closeService() {
 	if e := s.eng.Swap(nil); e != nil {
-		e.close()
+		e.retire(nil)
 	}
 	s.svcMu.Lock()
-	defer s.svcMu.Unlock()
-	if s.svc != nil {
-		s.svc.Close()
-		s.svc = nil
+	p := s.svc
+	s.svc = nil
+	s.svcMu.Unlock()
+	if p != nil {
+		p.drop()
 	}
 }
 

@@ -82,9 +82,11 @@ type session struct {
 	backendPID uint32
 
 	// Encryption (nil eng: the config has no tables; pure relay).
-	eng  *engine
-	ctx  context.Context // for key lookups; cancelled when the session ends
-	stop context.CancelFunc
+	// engDropped: dropEngine gave back the hold on eng's service pool.
+	eng        *engine
+	engDropped bool
+	ctx        context.Context // for key lookups; cancelled when the session ends
+	stop       context.CancelFunc
 	// keyCtx is what key lookups run under: ctx, or on an event loop ctx
 	// marked not to wait (keysource.WithoutWaiting). loopRun is set while
 	// a loop runs the handlers below: what would wait on the network
@@ -215,6 +217,13 @@ type session struct {
 
 func (srv *Server) newSession(conn net.Conn) *session {
 	cfg := srv.cfg.Load()
+	// The session holds its engine's service pool until it ends
+	// (dropEngine). An engine a reload retired meanwhile may have let go
+	// of a pool no session held: the current engine then.
+	eng := srv.eng.Load()
+	for eng != nil && !eng.svc.hold() {
+		eng = srv.eng.Load()
+	}
 	s := &session{
 		srv:    srv,
 		id:     srv.nextID.Add(1),
@@ -222,7 +231,7 @@ func (srv *Server) newSession(conn net.Conn) *session {
 		up:     srv.upTLS.Load(),
 		client: conn,
 		t:      newTracker(),
-		eng:    srv.eng.Load(),
+		eng:    eng,
 	}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.keyCtx = s.ctx
@@ -254,9 +263,19 @@ func (s *session) setClientConn(conn net.Conn, max int) {
 	s.cw = s.bufs.writer(conn)
 }
 
+// dropEngine gives back the session's hold on its engine's service pool
+// (newSession), once nothing of the session uses the engine any more.
+func (s *session) dropEngine() {
+	if s.eng != nil && !s.engDropped {
+		s.engDropped = true
+		s.eng.svc.drop()
+	}
+}
+
 // run drives the session through its phases.
 func (s *session) run() {
-	defer s.endClient()      // last: the slot is free once the connections are closed
+	defer s.dropEngine()     // last: nothing of the session uses the engine any more
+	defer s.endClient()      // the slot is free once the connections are closed
 	defer s.releaseBuffers() // after the connections are closed
 	defer s.closeClient()
 	defer s.recoverPanic("session")

@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -89,6 +90,61 @@ type Proxy struct {
 	gateMu  sync.Mutex
 	logGate chan struct{} // non-nil while PauseLog holds the reader
 	resume  func()        // the last PauseLog's
+
+	raceMu sync.Mutex
+	races  []string // the race detector's reports the process printed
+}
+
+// raceWarning opens a report of Go's race detector (a binary built with
+// -race, as PGVEIL_BIN may name); raceFence is the line around a report.
+const (
+	raceWarning = "WARNING: DATA RACE"
+	raceFence   = "=================="
+)
+
+// RaceReports cuts the race detector's reports out of a process's output.
+// A report runs from the fence line before its warning to the next fence.
+func RaceReports(output string) []string {
+	var out []string
+	lines := strings.Split(output, "\n")
+	for i := 0; i < len(lines); i++ {
+		if !strings.HasPrefix(lines[i], raceWarning) {
+			continue
+		}
+		j := i + 1
+		for j < len(lines) && !strings.HasPrefix(lines[j], raceFence) {
+			j++
+		}
+		out = append(out, strings.Join(lines[i:j], "\n"))
+		i = j
+	}
+	return out
+}
+
+// Races are the race detector's reports the process has printed so far
+// (none unless the binary was built with -race).
+func (p *Proxy) Races() []string {
+	p.raceMu.Lock()
+	defer p.raceMu.Unlock()
+	return append([]string(nil), p.races...)
+}
+
+// raceErr is an error naming the race reports the process printed, nil
+// when it printed none. A report is kept in a file outside the proxy's
+// directory (which Stop removes) so it can be read after the test.
+func (p *Proxy) raceErr() error {
+	races := p.Races()
+	if len(races) == 0 {
+		return nil
+	}
+	text := strings.Join(races, "\n"+raceFence+"\n")
+	kept := ""
+	if f, err := os.CreateTemp("", "pgveil-race-*.log"); err == nil {
+		f.WriteString(text + "\n")
+		f.Close()
+		kept = " (kept in " + f.Name() + ")"
+	}
+	return fmt.Errorf("pgveil printed %d data race report(s)%s:\n%s", len(races), kept, text)
 }
 
 // PauseLog stops reading the process's stderr until resume is called (at
@@ -186,10 +242,22 @@ func StartProxy(opts ProxyOptions) (*Proxy, error) {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64*1024), 16*1024*1024)
 		sent := false
+		var race []string // the race report being read, nil outside one
 		for p.waitLogGate(); sc.Scan(); p.waitLogGate() {
 			line := sc.Bytes()
 			logFile.Write(line)
 			logFile.Write([]byte{'\n'})
+			switch {
+			case bytes.HasPrefix(line, []byte(raceWarning)):
+				race = []string{string(line)}
+			case race != nil && bytes.HasPrefix(line, []byte(raceFence)):
+				p.raceMu.Lock()
+				p.races = append(p.races, strings.Join(race, "\n"))
+				p.raceMu.Unlock()
+				race = nil
+			case race != nil:
+				race = append(race, string(line))
+			}
 			if sent {
 				continue
 			}
@@ -200,6 +268,11 @@ func StartProxy(opts ProxyOptions) (*Proxy, error) {
 			}
 		}
 		io.Copy(io.Discard, stderr)
+		if race != nil { // cut short by the process's end
+			p.raceMu.Lock()
+			p.races = append(p.races, strings.Join(race, "\n"))
+			p.raceMu.Unlock()
+		}
 		p.err = cmd.Wait()
 		close(p.exited)
 	}()
@@ -235,7 +308,8 @@ func (p *Proxy) Log() string {
 }
 
 // Stop sends SIGTERM, waits for a clean exit, and removes the temp dir.
-// It returns the exit error, if any.
+// It returns the exit error, if any, or else an error carrying the data
+// race reports the process printed (a -race binary: PGVEIL_BIN).
 func (p *Proxy) Stop() error {
 	p.resumeLog()
 	p.mu.Lock()
@@ -250,10 +324,13 @@ func (p *Proxy) Stop() error {
 	case <-time.After(60 * time.Second):
 		p.cmd.Process.Kill()
 		<-p.exited
-		return errors.New("pgveil did not exit within 60s of SIGTERM")
+		return errors.Join(errors.New("pgveil did not exit within 60s of SIGTERM"), p.raceErr())
 	}
 	os.RemoveAll(p.Dir)
-	return p.err
+	if p.err != nil {
+		return errors.Join(p.err, p.raceErr())
+	}
+	return p.raceErr()
 }
 
 // Kill ends the process at once (SIGKILL) and removes its temp dir.
