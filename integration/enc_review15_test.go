@@ -1,0 +1,142 @@
+package integration
+
+// Review 15 (plan reuse and session context), end to end; planner side and
+// the full list: rewrite/review15_test.go.
+//   TestEncReview15FoundProtocolViewSwap HIGH: a protocol-level prepared
+//     statement pgveil passed through (it names no configured table) is
+//     bound again after the relation it names was replaced by a view over
+//     an encrypted column, once pgveil read its catalog again (after DDL
+//     through it; SIGHUP or a restart alike) and knows the view. PostgreSQL plans the
+//     statement again at the Bind (its names resolve anew) and writes the
+//     parameter through the view into contacts.note; pgveil, which checked
+//     the statement only at Parse, relayed the value as it came: plaintext
+//     stored in an encrypted column. The same for a statement pgveil
+//     rewrote (it decrypts a column of a configured table) whose other
+//     relation became such a view: its parameter, now compared with the
+//     encrypted column, reaches the server in plaintext.
+//   TestEncReview15FoundSQLPrepareViewSwap HIGH: the same with SQL
+//     PREPARE … EXECUTE: PREPARE was checked against the catalog of its
+//     time; EXECUTE r(…, 'secret') after the view swap stored the
+//     plaintext in contacts.note.
+//
+// PostgreSQL 15 on a plaintext schema runs all of them (the value lands in
+// contacts.note); through pgveil a refusal is the acceptable answer.
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgveil/pgveil/integration/harness"
+)
+
+// rev15ViewSwap makes rel a plain table writable by scram_user and returns
+// a function that replaces it by a view over contacts' encrypted note
+// (directly: pgveil refuses CREATE VIEW over an encrypted column), then
+// runs DDL through pgveil as the owner, after which pgveil reads its
+// catalog again and knows the view.
+func rev15ViewSwap(t *testing.T, ctx context.Context, p *encProxy, rel string) func() {
+	t.Helper()
+	su := superConn(t, ctx)
+	if _, err := su.Exec(ctx, `DROP VIEW IF EXISTS `+rel+`; DROP TABLE IF EXISTS `+rel+`;
+		CREATE TABLE `+rel+` (org_id int8, note text);
+		GRANT ALL ON `+rel+` TO scram_user`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := su.Exec(context.Background(), `DROP VIEW IF EXISTS `+rel+`; DROP TABLE IF EXISTS `+rel); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	return func() {
+		t.Helper()
+		if _, err := su.Exec(ctx, `DROP TABLE `+rel+`; CREATE VIEW `+rel+` AS SELECT org_id, note FROM contacts; GRANT ALL ON `+rel+` TO scram_user`); err != nil {
+			t.Fatalf("view swap: %v", err)
+		}
+		owner, err := pgx.Connect(ctx, proxyURL(p.Proxy, harness.SuperUser, "sslmode=disable"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer owner.Close(ctx)
+		if _, err := owner.Exec(ctx, `CREATE TABLE r15_bump (); DROP TABLE r15_bump`); err != nil {
+			t.Fatalf("DDL through pgveil: %v", err)
+		}
+		// pgveil knows the view now: a statement prepared from here on is
+		// refused.
+		if _, err := owner.Exec(ctx, `INSERT INTO `+rel+` (org_id, note) VALUES ($1, $2)`, 1, "x"); err == nil {
+			t.Fatalf("pgveil did not read its catalog again after DDL: a new INSERT into %s passed", rel)
+		}
+	}
+}
+
+// rev15NoPlainNote fails when contacts.note holds secret in plaintext.
+func rev15NoPlainNote(t *testing.T, ctx context.Context, secret string) {
+	t.Helper()
+	var n int
+	if err := superConn(t, ctx).QueryRow(ctx, `SELECT count(*) FROM contacts WHERE note LIKE '%' || $1 || '%'`, secret).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("contacts.note (encrypted) holds %q in plaintext (%d rows)", secret, n)
+	}
+}
+
+func TestEncReview15FoundProtocolViewSwap(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, time.Minute)
+	p := startEncProxy(t, 9150)
+	const secret, probe = "r15-proto-secret", "r15-proto-probe"
+	p.remember(secret, probe)
+	swap := rev15ViewSwap(t, ctx, p, "r15_pv")
+	conn := connectPgx(t, ctx, p.url())
+	if _, err := conn.Prepare(ctx, "r15ins", `INSERT INTO r15_pv (org_id, note) VALUES ($1, $2)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Prepare(ctx, "r15sel", `SELECT c.note FROM contacts c WHERE c.org_id IN (SELECT r.org_id FROM r15_pv r WHERE r.note = $1)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "r15ins", 9150, "harmless"); err != nil {
+		t.Fatal(err)
+	}
+	swap()
+	if _, err := conn.Exec(ctx, "r15ins", 9150, secret); err == nil {
+		t.Errorf("a prepared INSERT into r15_pv, now a view over encrypted contacts.note, ran")
+	}
+	rev15NoPlainNote(t, ctx, secret)
+	if _, err := conn.Exec(ctx, "r15sel", probe); err == nil {
+		t.Errorf("a prepared SELECT comparing $1 with r15_pv.note, now encrypted contacts.note, ran with the parameter as sent")
+	}
+	// Prepared again, both are planned for the view.
+	if _, err := conn.Exec(ctx, `INSERT INTO r15_pv (org_id, note) VALUES ($1, $2)`, 9150, secret); err == nil {
+		t.Errorf("INSERT through a view over an encrypted column was not refused")
+	}
+	rev15NoPlainNote(t, ctx, secret)
+}
+
+func TestEncReview15FoundSQLPrepareViewSwap(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, time.Minute)
+	p := startEncProxy(t, 9151)
+	const secret = "r15-sqlprep-secret"
+	p.remember(secret)
+	swap := rev15ViewSwap(t, ctx, p, "r15_sv")
+	conn := connectPgx(t, ctx, p.url())
+	if _, err := conn.Exec(ctx, `PREPARE r15p AS INSERT INTO r15_sv (org_id, note) VALUES ($1, $2)`, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `EXECUTE r15p(9151, 'harmless')`, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	swap()
+	if _, err := conn.Exec(ctx, `EXECUTE r15p(9151, '`+secret+`')`, pgx.QueryExecModeSimpleProtocol); err == nil {
+		t.Errorf("EXECUTE of a SQL-prepared INSERT into r15_sv, now a view over encrypted contacts.note, ran")
+	}
+	rev15NoPlainNote(t, ctx, secret)
+	// The statement still works once prepared again (refused now, planned
+	// for the view), and a statement on another relation is not affected.
+	if _, err := conn.Exec(ctx, `DEALLOCATE r15p`, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Errorf("DEALLOCATE after the refusal: %v", err)
+	}
+}
