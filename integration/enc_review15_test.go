@@ -35,9 +35,9 @@ import (
 // rev15ViewSwap makes rel a plain table writable by scram_user and returns
 // a function that replaces it by a view over contacts' encrypted note
 // (directly: pgveil refuses CREATE VIEW over an encrypted column), then
-// runs DDL through pgveil as the owner, after which pgveil reads its
-// catalog again and knows the view.
-func rev15ViewSwap(t *testing.T, ctx context.Context, p *encProxy, rel string) func() {
+// runs DDL through pgveil on conn, after which pgveil reads its catalog
+// again and knows the view.
+func rev15ViewSwap(t *testing.T, ctx context.Context, p *encProxy, rel string) func(*pgx.Conn) {
 	t.Helper()
 	su := superConn(t, ctx)
 	if _, err := su.Exec(ctx, `DROP VIEW IF EXISTS `+rel+`; DROP TABLE IF EXISTS `+rel+`;
@@ -50,22 +50,18 @@ func rev15ViewSwap(t *testing.T, ctx context.Context, p *encProxy, rel string) f
 			t.Errorf("cleanup: %v", err)
 		}
 	})
-	return func() {
+	return func(conn *pgx.Conn) {
 		t.Helper()
 		if _, err := su.Exec(ctx, `DROP TABLE `+rel+`; CREATE VIEW `+rel+` AS SELECT org_id, note FROM contacts; GRANT ALL ON `+rel+` TO scram_user`); err != nil {
 			t.Fatalf("view swap: %v", err)
 		}
-		owner, err := pgx.Connect(ctx, proxyURL(p.Proxy, harness.SuperUser, "sslmode=disable"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer owner.Close(ctx)
-		if _, err := owner.Exec(ctx, `CREATE TABLE r15_bump (); DROP TABLE r15_bump`); err != nil {
+		if _, err := conn.Exec(ctx, `CREATE TEMP TABLE r15_bump (); DROP TABLE r15_bump`); err != nil {
 			t.Fatalf("DDL through pgveil: %v", err)
 		}
-		// pgveil knows the view now: a statement prepared from here on is
-		// refused.
-		if _, err := owner.Exec(ctx, `INSERT INTO `+rel+` (org_id, note) VALUES ($1, $2)`, 1, "x"); err == nil {
+		// pgveil knows the view now (from a session that prepared nothing
+		// before): a statement prepared from here on is refused.
+		other := connectPgx(t, ctx, p.url())
+		if _, err := other.Exec(ctx, `INSERT INTO `+rel+` (org_id, note) VALUES ($1, $2)`, 1, "x"); err == nil {
 			t.Fatalf("pgveil did not read its catalog again after DDL: a new INSERT into %s passed", rel)
 		}
 	}
@@ -100,7 +96,7 @@ func TestEncReview15FoundProtocolViewSwap(t *testing.T) {
 	if _, err := conn.Exec(ctx, "r15ins", 9150, "harmless"); err != nil {
 		t.Fatal(err)
 	}
-	swap()
+	swap(conn) // the DDL from the session that prepared the statements
 	if _, err := conn.Exec(ctx, "r15ins", 9150, secret); err == nil {
 		t.Errorf("a prepared INSERT into r15_pv, now a view over encrypted contacts.note, ran")
 	}
@@ -129,7 +125,8 @@ func TestEncReview15FoundSQLPrepareViewSwap(t *testing.T) {
 	if _, err := conn.Exec(ctx, `EXECUTE r15p(9151, 'harmless')`, pgx.QueryExecModeSimpleProtocol); err != nil {
 		t.Fatal(err)
 	}
-	swap()
+	// The DDL from another session.
+	swap(connectPgx(t, ctx, proxyURL(p.Proxy, harness.SuperUser, "sslmode=disable")))
 	if _, err := conn.Exec(ctx, `EXECUTE r15p(9151, '`+secret+`')`, pgx.QueryExecModeSimpleProtocol); err == nil {
 		t.Errorf("EXECUTE of a SQL-prepared INSERT into r15_sv, now a view over encrypted contacts.note, ran")
 	}

@@ -304,6 +304,10 @@ type Stmt struct {
 	// Deallocate names the prepared statement a DEALLOCATE drops; "*" for
 	// DEALLOCATE ALL and DISCARD ALL (which closes every cursor too).
 	Deallocate string
+	// Prepares names the statement an SQL PREPARE (Original) prepares. The
+	// server plans it again at EXECUTE when its relations change; the proxy
+	// plans Original again then, under a newer catalog.
+	Prepares string
 	// Declares names the cursor a DECLARE CURSOR opens; Cursor is set when
 	// its rows carry encrypted columns, and then maps the fields of every
 	// FETCH from it, as Outputs would map the query's own result (DECLARE

@@ -11,6 +11,16 @@ package rewrite
 // catalog changes after a plan or a prepared statement was made. Checked
 // against PostgreSQL 15 on a scratch cluster.
 //
+// All fixed in the commit after it: the COALESCE fallback check marks the
+// plan value-dependent (json.go); a protocol-level prepared statement is
+// planned again at a Bind under a newer catalog generation
+// (Planner.Generation) and refused unless it plans the same (pass-through
+// statements: replanOnPathChange, now for every one; rewritten ones:
+// replanOnCatalogChange, which lets a plan that only reads the result
+// otherwise serve the Bind, rewrite.SameInput); an SQL PREPARE is planned
+// again at an EXECUTE under a newer catalog (replanExecuted,
+// proxy/searchpath.go).
+//
 // Failing at the time of the review (defects):
 //   TestReview15FoundCoalesceConstShape MEDIUM: a constant a JSON value may
 //       fall back to (COALESCE(json_agg(c.email), '[]')) must be an empty

@@ -278,7 +278,7 @@ func (a *analyzer) prepare(p *pg.PrepareStmt) *Error {
 	if err := a.prepareElsewhere(p); err != nil {
 		return err
 	}
-	st.Kind, st.Outputs = KindOther, nil
+	st.Kind, st.Outputs, st.Prepares = KindOther, nil, p.Name
 	return nil
 }
 
