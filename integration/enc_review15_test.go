@@ -18,6 +18,12 @@ package integration
 //     PREPARE … EXECUTE: PREPARE was checked against the catalog of its
 //     time; EXECUTE r(…, 'secret') after the view swap stored the
 //     plaintext in contacts.note.
+//   TestEncReview15FoundMigrationEnded HIGH: a statement prepared while
+//     its table was in migration mode kept the plan with the plaintext
+//     fallback after the migration completed: each lookup still sent the
+//     value in plaintext (and matched rows a fresh statement does not).
+//     Fixed with the above: the migration set is part of the planner's
+//     generation.
 //
 // PostgreSQL 15 on a plaintext schema runs all of them (the value lands in
 // contacts.note); through pgveil a refusal is the acceptable answer.
@@ -135,5 +141,76 @@ func TestEncReview15FoundSQLPrepareViewSwap(t *testing.T) {
 	// for the view), and a statement on another relation is not affected.
 	if _, err := conn.Exec(ctx, `DEALLOCATE r15p`, pgx.QueryExecModeSimpleProtocol); err != nil {
 		t.Errorf("DEALLOCATE after the refusal: %v", err)
+	}
+}
+
+// TestEncReview15FoundMigrationEnded: while a table is in migration mode a
+// lookup also compares the plaintext of rows not yet backfilled (the value
+// goes to the server in plaintext, rewrite/migration.go). A statement
+// prepared then kept that plan after the migration completed: its lookups
+// still sent the plaintext, and still matched a row whose plaintext the
+// migration had not reached (a fresh statement does not).
+func TestEncReview15FoundMigrationEnded(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, time.Minute)
+	p := startEncProxy(t, 9152)
+	const email = "r15-mig@example.org"
+	p.remember(email)
+	su := superConn(t, ctx)
+	setState := func(state string) {
+		t.Helper()
+		if _, err := su.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS pgveil;
+CREATE TABLE IF NOT EXISTS pgveil.tables (
+  table_name text PRIMARY KEY,
+  state      text NOT NULL CHECK (state IN ('migrating', 'complete', 'decrypting')),
+  updated_at timestamptz NOT NULL DEFAULT now()
+)`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := su.Exec(ctx, `INSERT INTO pgveil.tables (table_name, state) VALUES ('public.contacts', $1)
+ON CONFLICT (table_name) DO UPDATE SET state = EXCLUDED.state, updated_at = now()`, state); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := su.Exec(ctx, `SELECT pg_notify('pgveil_tables', 'public.contacts')`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		if _, err := su.Exec(context.Background(), `DELETE FROM pgveil.tables WHERE table_name = 'public.contacts'; SELECT pg_notify('pgveil_tables', 'public.contacts')`); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	// A row the migration has not reached: plaintext, no blind index.
+	if _, err := su.Exec(ctx, `INSERT INTO contacts (org_id, email) VALUES (9152, convert_to($1, 'UTF8'))`, email); err != nil {
+		t.Fatal(err)
+	}
+	poll := connectPgx(t, ctx, p.url())
+	fresh := func() (int64, error) {
+		var n int64
+		err := poll.QueryRow(ctx, `SELECT count(*) FROM contacts WHERE org_id = 9152 AND email = '`+email+`'`, pgx.QueryExecModeSimpleProtocol).Scan(&n)
+		return n, err
+	}
+	setState("migrating")
+	waitFor(t, 20*time.Second, "pgveil to plan contacts in migration mode", func() (bool, error) {
+		n, err := fresh()
+		return n == 1, err
+	})
+	conn := connectPgx(t, ctx, p.url())
+	const q = `SELECT count(*) FROM contacts WHERE org_id = 9152 AND email = $1`
+	if _, err := conn.Prepare(ctx, "r15mig", q); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	if err := conn.QueryRow(ctx, "r15mig", email).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("during the migration: %d rows, %v", n, err)
+	}
+	setState("complete")
+	waitFor(t, 20*time.Second, "pgveil to plan contacts without migration mode", func() (bool, error) {
+		n, err := fresh()
+		return n == 0, err
+	})
+	err := conn.QueryRow(ctx, "r15mig", email).Scan(&n)
+	if err == nil && n != 0 {
+		t.Errorf("a statement prepared during the migration still compares the plaintext after it completed (%d rows; a fresh statement finds 0)", n)
 	}
 }

@@ -41,6 +41,10 @@ package rewrite
 //   TestEncReview15FoundSQLPrepareViewSwap HIGH (integration): the same
 //       with SQL PREPARE, checked at PREPARE only; EXECUTE r(…, 'secret')
 //       stored the plaintext.
+//   TestEncReview15FoundMigrationEnded HIGH (integration): a statement
+//       prepared while its table was in migration mode kept the plaintext
+//       fallback of its lookups (migration.go) after the migration
+//       completed: the value still reached the server in plaintext.
 //
 // TestReview15Holds lists the attacks that held.
 
