@@ -24,6 +24,10 @@ package integration
 //     value in plaintext (and matched rows a fresh statement does not).
 //     Fixed with the above: the migration set is part of the planner's
 //     generation.
+//   TestEncReview15FoundDuplicateName HIGH: the fixes above checked the
+//     text of the last Parse (or PREPARE) of a name; a second one of an
+//     existing name fails on the server, which keeps the first statement,
+//     so a harmless second text hid the first from the check.
 //
 // PostgreSQL 15 on a plaintext schema runs all of them (the value lands in
 // contacts.note); through pgveil a refusal is the acceptable answer.
@@ -213,4 +217,43 @@ ON CONFLICT (table_name) DO UPDATE SET state = EXCLUDED.state, updated_at = now(
 	if err == nil && n != 0 {
 		t.Errorf("a statement prepared during the migration still compares the plaintext after it completed (%d rows; a fresh statement finds 0)", n)
 	}
+}
+
+// TestEncReview15FoundDuplicateName: the check above planned the text of
+// the last Parse or PREPARE of a name, but a Parse or PREPARE of a name
+// that exists fails on the server (42P05), which keeps the earlier
+// statement: after a second Parse (or PREPARE) of the name with a
+// harmless text, the view swap went unnoticed and the first statement ran
+// with the plaintext.
+func TestEncReview15FoundDuplicateName(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, time.Minute)
+	p := startEncProxy(t, 9153)
+	const secret1, secret2 = "r15-dup-secret-1", "r15-dup-secret-2"
+	p.remember(secret1, secret2)
+	swap := rev15ViewSwap(t, ctx, p, "r15_dv")
+	conn := connectPgx(t, ctx, p.url())
+	pc := conn.PgConn()
+	if _, err := pc.Prepare(ctx, "r15d", `INSERT INTO r15_dv (org_id, note) VALUES ($1, $2)`, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.Prepare(ctx, "r15d", `SELECT $1::int8, $2::text`, nil); err == nil {
+		t.Fatal("a second Parse of r15d was accepted")
+	}
+	if _, err := conn.Exec(ctx, `PREPARE r15q AS INSERT INTO r15_dv (org_id, note) VALUES ($1, $2)`, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `PREPARE r15q AS SELECT $1::int8, $2::text`, pgx.QueryExecModeSimpleProtocol); err == nil {
+		t.Fatal("a second PREPARE of r15q was accepted")
+	}
+	swap(conn)
+	res := pc.ExecPrepared(ctx, "r15d", [][]byte{[]byte("9153"), []byte(secret1)}, nil, nil).Read()
+	if res.Err == nil {
+		t.Errorf("Bind of r15d (an INSERT into r15_dv, now a view over encrypted contacts.note) ran")
+	}
+	if _, err := conn.Exec(ctx, `EXECUTE r15q(9153, '`+secret2+`')`, pgx.QueryExecModeSimpleProtocol); err == nil {
+		t.Errorf("EXECUTE r15q (an INSERT into r15_dv, now a view over encrypted contacts.note) ran")
+	}
+	rev15NoPlainNote(t, ctx, secret1)
+	rev15NoPlainNote(t, ctx, secret2)
 }
