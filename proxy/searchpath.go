@@ -126,6 +126,32 @@ type ptStmt struct {
 	gen    uint64 // pathGen when it was planned
 	cat    uint64 // the planner's Generation when it was planned
 	pinned string // the text prepared upstream, when its names were pinned
+	// earlier are texts of earlier Parses of the name the server may still
+	// hold (earlierTexts).
+	earlier []string
+}
+
+// maxEarlier bounds the earlier texts kept for one statement name; past
+// it, earlierTexts keeps a text no plan accepts.
+const maxEarlier = 16
+
+// earlierTexts returns the texts a statement name may run after a Parse
+// or PREPARE of sql under it, when texts (the last one first, then the
+// ones before) were sent under it since it was last closed: the server
+// refuses a statement of an existing name (42P05) and keeps the earlier
+// one, and pgveil learns whether that Parse succeeded only later. Every
+// one is planned again when the catalog or path changes.
+func earlierTexts(texts []string, sql string) []string {
+	var out []string
+	for _, t := range texts {
+		if t != sql && !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	if len(out) > maxEarlier {
+		out = append(out[:maxEarlier], "\x00") // refused: a NUL byte
+	}
+	return out
 }
 
 // notePassthrough records the pass-through statement name with text sql,
@@ -134,7 +160,11 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 	if s.ptStmts == nil {
 		s.ptStmts = map[string]ptStmt{}
 	}
-	s.ptStmts[string(name)] = ptStmt{sql: sql, gen: s.pathGen, cat: cat}
+	pt := ptStmt{sql: sql, gen: s.pathGen, cat: cat}
+	if old, ok := s.ptStmts[string(name)]; ok && len(name) > 0 {
+		pt.earlier = earlierTexts(append([]string{old.sql}, old.earlier...), sql)
+	}
+	s.ptStmts[string(name)] = pt
 }
 
 // notePinned records the statement name with text sql, prepared upstream
@@ -168,7 +198,18 @@ func (s *session) replanOnPathChange(name []byte) (*pgError, error) {
 	if offLoop(err) {
 		return nil, err
 	}
-	if err == nil && (pt.pinned == "" && !planNeedsWork(p) || pt.pinned != "" && samePins(p, pt)) {
+	ok = err == nil && (pt.pinned == "" && !planNeedsWork(p) || pt.pinned != "" && samePins(p, pt))
+	for _, sql := range pt.earlier {
+		if !ok {
+			break
+		}
+		p, err := s.plan(sql)
+		if offLoop(err) {
+			return nil, err
+		}
+		ok = err == nil && !planNeedsWork(p)
+	}
+	if ok {
 		pt.gen, pt.cat = s.pathGen, cat
 		s.ptStmts[string(name)] = pt
 		return nil, nil
@@ -180,8 +221,8 @@ func (s *session) replanOnPathChange(name []byte) (*pgError, error) {
 
 // sqlPrep is a statement prepared with SQL PREPARE that pgveil passed.
 type sqlPrep struct {
-	sql string // the PREPARE statement
-	cat uint64 // the planner's Generation it was planned under
+	sqls []string // the PREPARE statement, then earlier ones (earlierTexts)
+	cat  uint64   // the planner's Generation they were planned under
 }
 
 // noteSQLPrepare records the SQL PREPARE st, sent.
@@ -189,7 +230,12 @@ func (s *session) noteSQLPrepare(st *rewrite.Stmt) {
 	if s.sqlPrepared == nil {
 		s.sqlPrepared = map[string]sqlPrep{}
 	}
-	s.sqlPrepared[st.Prepares] = sqlPrep{sql: st.Original, cat: s.planGen}
+	pr := sqlPrep{sqls: []string{st.Original}, cat: s.planGen}
+	if old, ok := s.sqlPrepared[st.Prepares]; ok {
+		pr.sqls = append(pr.sqls, earlierTexts(old.sqls, st.Original)...)
+		pr.cat = min(pr.cat, old.cat)
+	}
+	s.sqlPrepared[st.Prepares] = pr
 }
 
 // replanExecuted plans again each SQL PREPARE, made under an older
@@ -208,12 +254,21 @@ func (s *session) replanExecuted(sql string) (*pgError, error) {
 		if !ok || pr.cat == s.eng.planner.Generation() {
 			continue
 		}
-		p, err := s.plan(pr.sql)
-		if offLoop(err) {
-			return nil, err
+		cat := s.eng.planner.Generation()
+		var err error
+		ok = true
+		for _, text := range pr.sqls {
+			var p *rewrite.Plan
+			p, err = s.plan(text)
+			if offLoop(err) {
+				return nil, err
+			}
+			if ok = err == nil && !planNeedsWork(p); !ok {
+				break
+			}
 		}
-		if err == nil && !planNeedsWork(p) {
-			pr.cat = s.planGen
+		if ok {
+			pr.cat = cat
 			s.sqlPrepared[name] = pr
 			continue
 		}

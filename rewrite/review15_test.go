@@ -45,6 +45,11 @@ package rewrite
 //       prepared while its table was in migration mode kept the plaintext
 //       fallback of its lookups (migration.go) after the migration
 //       completed: the value still reached the server in plaintext.
+//   TestEncReview15FoundDuplicateName HIGH (integration): the checks
+//       planned the text of the last Parse (or PREPARE) of a name; a
+//       second one of an existing name fails on the server, which keeps
+//       the first statement. Fixed: every text sent under the name since
+//       it was closed is planned again (earlierTexts, proxy/searchpath.go).
 //
 // TestReview15Holds lists the attacks that held.
 
