@@ -28,6 +28,10 @@ package integration
 //     text of the last Parse (or PREPARE) of a name; a second one of an
 //     existing name fails on the server, which keeps the first statement,
 //     so a harmless second text hid the first from the check.
+//   TestEncReview15FoundGuardedRename HIGH: a view over an encrypted
+//     column renamed through pgveil, inside a transaction, to the name of
+//     a plain table: the INSERT that followed under that name wrote the
+//     plaintext through the view (rewrite/review15_test.go).
 //
 // PostgreSQL 15 on a plaintext schema runs all of them (the value lands in
 // contacts.note); through pgveil a refusal is the acceptable answer.
@@ -256,4 +260,51 @@ func TestEncReview15FoundDuplicateName(t *testing.T) {
 	}
 	rev15NoPlainNote(t, ctx, secret1)
 	rev15NoPlainNote(t, ctx, secret2)
+}
+
+// TestEncReview15FoundGuardedRename: a view over an encrypted column
+// (created directly; pgveil knows it from its catalog snapshot) renamed
+// through pgveil to the name of a plain table, inside a transaction: the
+// catalog cannot be read again before the transaction ends (another
+// connection does not see the rename), and the session planned the name
+// by itself, as the plain table it was. The INSERT that followed went
+// through the view into contacts.note in plaintext.
+func TestEncReview15FoundGuardedRename(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, time.Minute)
+	p := startEncProxy(t, 9154)
+	const secret = "r15-rename-secret"
+	p.remember(secret)
+	su := superConn(t, ctx)
+	if _, err := su.Exec(ctx, `DROP VIEW IF EXISTS r15_gv, r15_rv; DROP TABLE IF EXISTS r15_rv, r15_rv_old;
+		CREATE TABLE r15_rv (org_id int8, note text);
+		CREATE VIEW r15_gv AS SELECT org_id, note FROM contacts`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := su.Exec(context.Background(), `DROP VIEW IF EXISTS r15_gv, r15_rv; DROP TABLE IF EXISTS r15_rv, r15_rv_old`); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	owner := connectPgx(t, ctx, proxyURL(p.Proxy, harness.SuperUser, "sslmode=disable"))
+	if _, err := owner.Exec(ctx, `CREATE TEMP TABLE r15_bump (); DROP TABLE r15_bump`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.Exec(ctx, `INSERT INTO r15_gv (org_id, note) VALUES (9154, 'x')`); err == nil {
+		t.Fatal("pgveil does not know r15_gv: the test means nothing")
+	}
+	tx, err := owner.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	for _, ddl := range []string{`ALTER TABLE r15_rv RENAME TO r15_rv_old`, `ALTER VIEW r15_gv RENAME TO r15_rv`} {
+		if _, err := tx.Exec(ctx, ddl); err != nil {
+			t.Logf("%s: %v", ddl, err)
+			break
+		}
+	}
+	tx.Exec(ctx, `INSERT INTO r15_rv (org_id, note) VALUES (9154, '`+secret+`')`, pgx.QueryExecModeSimpleProtocol)
+	tx.Commit(ctx)
+	rev15NoPlainNote(t, ctx, secret)
 }

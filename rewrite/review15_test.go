@@ -50,6 +50,12 @@ package rewrite
 //       second one of an existing name fails on the server, which keeps
 //       the first statement. Fixed: every text sent under the name since
 //       it was closed is planned again (earlierTexts, proxy/searchpath.go).
+//   TestReview15FoundGuardedRename HIGH (TestEncReview15FoundGuardedRename
+//       end to end): a view over an encrypted column renamed (or moved to
+//       another schema, or its schema renamed) through pgveil inside a
+//       transaction took a name pgveil still planned as a plain table until
+//       the transaction ended and the catalog was read again: an INSERT
+//       under the new name wrote plaintext through the view.
 //
 // TestReview15Holds lists the attacks that held.
 
@@ -70,6 +76,35 @@ func TestReview15FoundCoalesceConstShape(t *testing.T) {
 		}
 		if _, err := newTestPlanner(t).Plan(pair[1], publicPath); err == nil {
 			t.Errorf("%s: a fresh planner no longer refuses it (the test means nothing)", pair[1])
+		}
+	}
+}
+
+func TestReview15FoundGuardedRename(t *testing.T) {
+	p := newTestPlanner(t)
+	cat := reviewCatalog(reviewViews)
+	cat.Tables["rpt.notes"] = catalogTable("rpt", "notes", 19100, "id", "email")
+	cat.Guarded["rpt.notes"] = &GuardedView{Schema: "rpt", Name: "notes", Reads: "public.contacts",
+		Definition: " SELECT contacts.id,\n    contacts.email\n   FROM public.contacts;"}
+	p.SetCatalog(cat)
+	for _, s := range []Session{publicPath, {PathUnknown: true}} {
+		for _, sql := range []string{
+			`ALTER VIEW ue RENAME TO plain_name`,
+			`ALTER TABLE public.ue RENAME TO plain_name`,
+			`ALTER MATERIALIZED VIEW mv RENAME TO plain_name`,
+			`ALTER VIEW ue SET SCHEMA app`,
+			`ALTER VIEW rpt.notes RENAME TO plain_name`,
+			`ALTER SCHEMA rpt RENAME TO app2`,
+		} {
+			if _, err := p.Plan(sql, s); err == nil {
+				t.Errorf("%s (path unknown %v): not refused", sql, s.PathUnknown)
+			}
+		}
+	}
+	// Other relations, and the views' columns, are renamed as before.
+	for _, sql := range []string{`ALTER TABLE app.users RENAME TO plain_name`, `ALTER VIEW ue RENAME COLUMN id TO uid`} {
+		if _, err := p.Plan(sql, publicPath); err != nil {
+			t.Errorf("%s: %v", sql, err)
 		}
 	}
 }
