@@ -276,13 +276,17 @@ func TestEncReview15FoundGuardedRename(t *testing.T) {
 	const secret = "r15-rename-secret"
 	p.remember(secret)
 	su := superConn(t, ctx)
-	if _, err := su.Exec(ctx, `DROP VIEW IF EXISTS r15_gv, r15_rv; DROP TABLE IF EXISTS r15_rv, r15_rv_old;
+	const drop = `DO $$ BEGIN
+		IF EXISTS (SELECT 1 FROM pg_class WHERE relname = 'r15_rv' AND relkind = 'v') THEN DROP VIEW r15_rv; END IF;
+	END $$;
+	DROP VIEW IF EXISTS r15_gv; DROP TABLE IF EXISTS r15_rv, r15_rv_old;`
+	if _, err := su.Exec(ctx, drop+`
 		CREATE TABLE r15_rv (org_id int8, note text);
 		CREATE VIEW r15_gv AS SELECT org_id, note FROM contacts`); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if _, err := su.Exec(context.Background(), `DROP VIEW IF EXISTS r15_gv, r15_rv; DROP TABLE IF EXISTS r15_rv, r15_rv_old`); err != nil {
+		if _, err := su.Exec(context.Background(), drop); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})

@@ -19,7 +19,8 @@ package rewrite
 // replanOnCatalogChange, which lets a plan that only reads the result
 // otherwise serve the Bind, rewrite.SameInput); an SQL PREPARE is planned
 // again at an EXECUTE under a newer catalog (replanExecuted,
-// proxy/searchpath.go).
+// proxy/searchpath.go); renaming or moving a view over an encrypted column
+// is refused (guardedMove, utility.go).
 //
 // Failing at the time of the review (defects):
 //   TestReview15FoundCoalesceConstShape MEDIUM: a constant a JSON value may
