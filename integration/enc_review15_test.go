@@ -312,3 +312,80 @@ func TestEncReview15FoundGuardedRename(t *testing.T) {
 	tx.Commit(ctx)
 	rev15NoPlainNote(t, ctx, secret)
 }
+
+// TestEncReview15Holds: one text from sessions in different contexts, on
+// one pgveil (one plan cache), each planned for its own context, with
+// PostgreSQL's results on a plaintext schema: a temporary table named like
+// a configured table in one session (values still sealed, in it and in the
+// other session's configured table), a search_path on which an unconfigured
+// table shadows the configured one (relayed there as sent), and a
+// protocol-level statement prepared before an unrelated catalog change
+// (planned again at its Bind, the same plan: it keeps working).
+func TestEncReview15Holds(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, time.Minute)
+	p := startEncProxy(t, 9155)
+	const sealed = "r15-holds-sealed"
+	p.remember(sealed)
+	su := superConn(t, ctx)
+	if _, err := su.Exec(ctx, `DROP SCHEMA IF EXISTS r15app CASCADE; CREATE SCHEMA r15app;
+		CREATE TABLE r15app.contacts (org_id int8, note text);
+		GRANT USAGE ON SCHEMA r15app TO scram_user; GRANT ALL ON r15app.contacts TO scram_user`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := su.Exec(context.Background(), `DROP SCHEMA IF EXISTS r15app CASCADE`); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	a := connectPgx(t, ctx, p.url())
+	b := connectPgx(t, ctx, p.url())
+	prep := connectPgx(t, ctx, p.url())
+	if _, err := prep.Prepare(ctx, "r15h", `SELECT note FROM contacts WHERE org_id = $1 ORDER BY id`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(ctx, `CREATE TEMP TABLE contacts (id bigserial, org_id int8, email bytea, email_bidx bytea, note text)`); err != nil {
+		t.Fatal(err)
+	}
+	ins := `INSERT INTO contacts (org_id, note) VALUES (9155, '` + sealed + `')`
+	for _, c := range []*pgx.Conn{a, b} {
+		if _, err := c.Exec(ctx, ins, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rev15NoPlainNote(t, ctx, sealed)
+	var raw string
+	if err := a.QueryRow(ctx, `SELECT note FROM pg_temp.contacts`).Scan(&raw); err != nil || raw == sealed {
+		t.Errorf("the temporary contacts holds %q (%v), want an envelope", raw, err)
+	}
+	for i, c := range []*pgx.Conn{a, b} {
+		var got string
+		if err := c.QueryRow(ctx, `SELECT note FROM contacts WHERE org_id = 9155`).Scan(&got); err != nil || got != sealed {
+			t.Errorf("session %d reads %q (%v), want %q", i, got, err, sealed)
+		}
+	}
+	// The same text under a path where r15app.contacts comes first.
+	const plain = "r15-holds-plain"
+	if _, err := b.Exec(ctx, `SET search_path = r15app, public`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Exec(ctx, `INSERT INTO contacts (org_id, note) VALUES (9155, '`+plain+`')`, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := su.QueryRow(ctx, `SELECT count(*) FROM r15app.contacts WHERE note = $1`, plain).Scan(&n); err != nil || n != 1 {
+		t.Errorf("r15app.contacts holds %d rows of %q (%v), want 1 as PostgreSQL", n, plain, err)
+	}
+	// Unrelated DDL: the statement prepared before it plans the same.
+	if _, err := a.Exec(ctx, `CREATE TEMP TABLE r15_other (); DROP TABLE r15_other`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := prep.Query(ctx, "r15h", 9155)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(notes) != 1 || notes[0] != sealed {
+		t.Errorf("the statement prepared before the DDL reads %q (%v), want [%s]", notes, err, sealed)
+	}
+}
