@@ -32,6 +32,9 @@ package integration
 //     column renamed through pgveil, inside a transaction, to the name of
 //     a plain table: the INSERT that followed under that name wrote the
 //     plaintext through the view (rewrite/review15_test.go).
+//   TestEncReview15FoundCodeBeforeSwap HIGH: a function and a trigger
+//     function created through pgveil while r15_fv was a plain table wrote
+//     the plaintext through the view r15_fv became.
 //
 // PostgreSQL 15 on a plaintext schema runs all of them (the value lands in
 // contacts.note); through pgveil a refusal is the acceptable answer.
@@ -387,5 +390,50 @@ func TestEncReview15Holds(t *testing.T) {
 	notes, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil || len(notes) != 1 || notes[0] != sealed {
 		t.Errorf("the statement prepared before the DDL reads %q (%v), want [%s]", notes, err, sealed)
+	}
+}
+
+// TestEncReview15FoundCodeBeforeSwap: a function (and a trigger function)
+// created through pgveil while r15_fv was a plain table, called after
+// r15_fv became a view over an encrypted column: the function's INSERT,
+// resolved when it runs, wrote the plaintext argument through the view.
+func TestEncReview15FoundCodeBeforeSwap(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, time.Minute)
+	p := startEncProxy(t, 9156)
+	const secret1, secret2 = "r15-code-secret-1", "r15-code-secret-2"
+	p.remember(secret1, secret2)
+	swap := rev15ViewSwap(t, ctx, p, "r15_fv")
+	su := superConn(t, ctx)
+	t.Cleanup(func() {
+		if _, err := su.Exec(context.Background(), `DROP TABLE IF EXISTS r15_ft; DROP FUNCTION IF EXISTS r15_f(int8, text), r15_tf()`); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+	owner := connectPgx(t, ctx, proxyURL(p.Proxy, harness.SuperUser, "sslmode=disable"))
+	for _, ddl := range []string{
+		`CREATE FUNCTION r15_f(o int8, v text) RETURNS void LANGUAGE sql AS $$ INSERT INTO r15_fv (org_id, note) VALUES (o, v) $$`,
+		`CREATE FUNCTION r15_tf() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO r15_fv (org_id, note) VALUES (NEW.org_id, NEW.v); RETURN NEW; END $$`,
+		`CREATE TABLE r15_ft (org_id int8, v text)`,
+		`CREATE TRIGGER r15_t AFTER INSERT ON r15_ft FOR EACH ROW EXECUTE FUNCTION r15_tf()`,
+		`GRANT ALL ON r15_ft TO scram_user`,
+	} {
+		if _, err := owner.Exec(ctx, ddl); err != nil {
+			t.Fatalf("%s: %v", ddl, err)
+		}
+	}
+	swap(owner)
+	conn := connectPgx(t, ctx, p.url())
+	if _, err := conn.Exec(ctx, `SELECT r15_f(9156, $1)`, secret1); err == nil {
+		t.Errorf("a call of r15_f, whose INSERT now writes through a view over encrypted contacts.note, ran")
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO r15_ft (org_id, v) VALUES (9156, $1)`, secret2); err == nil {
+		t.Errorf("an INSERT into r15_ft, whose trigger now writes through a view over encrypted contacts.note, ran")
+	}
+	rev15NoPlainNote(t, ctx, secret1)
+	rev15NoPlainNote(t, ctx, secret2)
+	// Dropping the code is the remedy, through pgveil too.
+	if _, err := owner.Exec(ctx, `DROP TRIGGER r15_t ON r15_ft; DROP FUNCTION r15_f(int8, text)`); err != nil {
+		t.Errorf("dropping the code: %v", err)
 	}
 }

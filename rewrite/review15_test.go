@@ -57,6 +57,15 @@ package rewrite
 //       transaction took a name pgveil still planned as a plain table until
 //       the transaction ended and the catalog was read again: an INSERT
 //       under the new name wrote plaintext through the view.
+//   TestReview15FoundCodeBeforeSwap HIGH (TestEncReview15FoundCodeBeforeSwap
+//       end to end): a function (or trigger function) created through
+//       pgveil while a name it writes meant a plain table, called after
+//       the name became a view over an encrypted column: the body, checked
+//       only at CREATE FUNCTION, wrote the plaintext argument through the
+//       view. Fixed: the catalog lists the code that names a guarded
+//       relation (proxy/catalog.go guardedCode, Catalog.GuardedFunctions,
+//       GuardedRelations); calls and statements naming a relation whose
+//       use runs it are refused (guardedCode, searchpath.go).
 //
 // TestReview15Holds lists the attacks that held.
 
@@ -104,6 +113,41 @@ func TestReview15FoundGuardedRename(t *testing.T) {
 	}
 	// Other relations, and the views' columns, are renamed as before.
 	for _, sql := range []string{`ALTER TABLE app.users RENAME TO plain_name`, `ALTER VIEW ue RENAME COLUMN id TO uid`} {
+		if _, err := p.Plan(sql, publicPath); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+}
+
+func TestReview15FoundCodeBeforeSwap(t *testing.T) {
+	p := newTestPlanner(t)
+	cat := reviewCatalog(reviewViews)
+	cat.GuardedFunctions = map[string]bool{"put_note": true}
+	cat.GuardedRelations = map[string]bool{"note_log": true}
+	p.SetCatalog(cat)
+	for _, sql := range []string{
+		`SELECT put_note(1, 'x')`,
+		`SELECT app.PUT_NOTE($1, $2)`,
+		`CALL put_note(1, 'x')`,
+		`INSERT INTO note_log (v) VALUES ('x')`,
+		`UPDATE app.note_log SET v = $1`,
+		`COPY note_log FROM STDIN`,
+		`SELECT * FROM note_log`,
+		`EXPLAIN ANALYZE SELECT put_note(1, 'x')`,
+		`PREPARE q AS SELECT put_note($1, $2)`,
+		`WITH w AS (SELECT 1) SELECT put_note(1, 'x') FROM w`,
+	} {
+		if _, err := p.Plan(sql, publicPath); err == nil {
+			t.Errorf("%s: not refused", sql)
+		}
+	}
+	// The remedy, and code that names neither, pass.
+	for _, sql := range []string{
+		`DROP FUNCTION put_note(int8, text)`,
+		`DROP TRIGGER t ON note_log`,
+		`CREATE OR REPLACE FUNCTION put_note(o int8, v text) RETURNS void LANGUAGE sql AS $$ SELECT 1 $$`,
+		`SELECT lower('x')`,
+	} {
 		if _, err := p.Plan(sql, publicPath); err != nil {
 			t.Errorf("%s: %v", sql, err)
 		}
