@@ -558,6 +558,16 @@ type Catalog struct {
 	// a SQL EXECUTE while either set is not empty (pgveil does not follow
 	// what a SQL prepared statement runs).
 	PathRelations map[string]bool
+	// GuardedFunctions are the names (lower case) of functions whose code
+	// names a relation of Guarded (a textual test, as for CREATE FUNCTION
+	// through pgveil), or names or calls such a function: code created
+	// while the name meant a plain table, or directly in the database.
+	// Values a statement passes to one could reach an encrypted column in
+	// plaintext: a statement that calls one is refused, and so is one that
+	// names a relation whose use runs one (GuardedRelations: a view that
+	// calls one, a column default, a trigger).
+	GuardedFunctions map[string]bool
+	GuardedRelations map[string]bool
 	// OverlayColumns are the column names, in order, of the catalog
 	// relations pgveil overlays (OverlayAttribute, OverlayColumns; see
 	// overlay.go). A relation missing here is not overlaid.

@@ -60,6 +60,12 @@ func (p *Planner) SetCatalog(c *Catalog) {
 		for r := range c.PathRelations {
 			names = append(names, r)
 		}
+		for f := range c.GuardedFunctions {
+			names = append(names, f)
+		}
+		for r := range c.GuardedRelations {
+			names = append(names, r)
+		}
 		if len(c.PathFunctions) > 0 {
 			names = append(names, "execute")
 		}

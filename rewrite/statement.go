@@ -21,6 +21,9 @@ func (a *analyzer) plan(n *pg.Node) *Error {
 	if err := a.reservedNames(n); err != nil {
 		return err
 	}
+	if err := a.guardedCode(n); err != nil {
+		return err
+	}
 	switch {
 	case n.GetSelectStmt() != nil:
 		sel := n.GetSelectStmt()
