@@ -6,8 +6,9 @@ package integration
 //     statement pgveil passed through (it names no configured table) is
 //     bound again after the relation it names was replaced by a view over
 //     an encrypted column, once pgveil read its catalog again (after DDL
-//     through it; SIGHUP or a restart alike) and knows the view. PostgreSQL plans the
-//     statement again at the Bind (its names resolve anew) and writes the
+//     through it; SIGHUP or a restart alike) and knows the view.
+//     PostgreSQL plans the statement again at the Bind (its names resolve
+//     anew) and writes the
 //     parameter through the view into contacts.note; pgveil, which checked
 //     the statement only at Parse, relayed the value as it came: plaintext
 //     stored in an encrypted column. The same for a statement pgveil

@@ -9,7 +9,7 @@ package rewrite
 // TimeZone; shape collisions (typmods, dollar tags, ordinals, JSON keys and
 // constants, NULL, signs, big integers as tenants, comments, E'' and U&'');
 // catalog changes after a plan or a prepared statement was made. Checked
-// against PostgreSQL 15 on a scratch cluster.
+// end to end against PostgreSQL 15 (integration/enc_review15_test.go).
 //
 // All fixed in the commit after it: the COALESCE fallback check marks the
 // plan value-dependent (json.go); a protocol-level prepared statement is
@@ -66,6 +66,22 @@ package rewrite
 //       relation (proxy/catalog.go guardedCode, Catalog.GuardedFunctions,
 //       GuardedRelations); calls and statements naming a relation whose
 //       use runs it are refused (guardedCode, searchpath.go).
+//
+// Held (TestReview15Holds, TestEncReview15Holds): shape pairs of typmods
+// (varchar(3) vs (30), read at render), dollar tags, doubled quotes,
+// ordinals (ORDER BY / DISTINCT ON / GROUP BY), JSON keys, tenants beyond
+// int32 vs decimals (read at render), literals in comments, float(p);
+// never one shape: NULL vs a value, signs, E'', U&'', UESCAPE, 0x…, 1 vs
+// 1.0. The plan cache keys search_path (resolved "$user"), path unknown,
+// standard_conforming_strings and client_encoding (NoPins); roles and
+// readers are applied when rows are decoded, DateStyle/TimeZone literals
+// are read session-independently (docs/FORMAT.md); a catalog snapshot
+// drops every cached plan. A temporary table named like a configured
+// table still gets envelopes, another session's statement of the same
+// text is planned for its own context, and a prepared statement survives
+// unrelated DDL. SIGHUP: running sessions keep their config (documented).
+// An SJIS 0x5C second byte inside E'' is refused (pg_query rejects the
+// text).
 //
 // TestReview15Holds lists the attacks that held.
 
