@@ -152,6 +152,9 @@ func TestReview15FoundCodeBeforeSwap(t *testing.T) {
 		`EXPLAIN ANALYZE SELECT put_note(1, 'x')`,
 		`PREPARE q AS SELECT put_note($1, $2)`,
 		`WITH w AS (SELECT 1) SELECT put_note(1, 'x') FROM w`,
+		`DO $$ BEGIN PERFORM put_note(1, 'x'); END $$`,
+		`DO $$ BEGIN INSERT INTO note_log (v) VALUES ('x'); END $$`,
+		`CREATE FUNCTION g(v text) RETURNS void LANGUAGE sql AS $$ SELECT put_note(1, v) $$`,
 	} {
 		if _, err := p.Plan(sql, publicPath); err == nil {
 			t.Errorf("%s: not refused", sql)

@@ -1021,6 +1021,15 @@ func (a *analyzer) bodyText(code, what, lang string) *Error {
 				return e
 			}
 		}
+		for _, set := range []map[string]bool{a.cat.GuardedFunctions, a.cat.GuardedRelations} {
+			for name := range set {
+				if containsWord(b, name) {
+					e := errorf(CodeFeatureNotSupported, "%s names %s, whose code names a view over encrypted columns (or a partition or child of a configured table) or calls such code: code inside the server could write plaintext through it", what, name)
+					e.Hint = "drop or replace that code so that it names the configured table"
+					return e
+				}
+			}
+		}
 	}
 	// U&"…" may spell any name: it counts as naming every table and column.
 	escaped := strings.Contains(b, "u&")
