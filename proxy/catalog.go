@@ -120,10 +120,14 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 	if err := addTenantViews(ctx, pool, c); err != nil {
 		return nil, err
 	}
-	if c.rw.PathFunctions, c.rw.PathRelations, err = pathFunctions(ctx, pool); err != nil {
+	fns, err := readFunctions(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("reading functions' code: %w", err)
+	}
+	if c.rw.PathFunctions, c.rw.PathRelations, err = pathFunctions(ctx, pool, fns); err != nil {
 		return nil, err
 	}
-	if c.rw.GuardedFunctions, c.rw.GuardedRelations, err = guardedCode(ctx, pool, c.rw.Guarded); err != nil {
+	if c.rw.GuardedFunctions, c.rw.GuardedRelations, err = guardedCode(ctx, pool, fns, c.rw.Guarded); err != nil {
 		return nil, err
 	}
 	if c.rw.OverlayColumns, err = overlayColumns(ctx, pool); err != nil {
@@ -208,14 +212,10 @@ WHERE NOT t.tgisinternal AND n.nspname NOT IN ('pg_catalog', 'information_schema
 // that run such a function when a statement uses them (a view that calls
 // one, a column default, a trigger: PathRelations). Names are matched as
 // text, calls in node trees by function OID.
-func pathFunctions(ctx context.Context, pool *pgxpool.Pool) (funcs, rels map[string]bool, err error) {
+func pathFunctions(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc) (funcs, rels map[string]bool, err error) {
 	var setConfig uint32
 	if err := pool.QueryRow(ctx, "SELECT 'pg_catalog.set_config(text,text,boolean)'::pg_catalog.regprocedure::pg_catalog.oid").Scan(&setConfig); err != nil {
-		return nil, nil, fmt.Errorf("reading the server version: %w", err)
-	}
-	fns, err := readFunctions(ctx, pool)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading functions that may change search_path: %w", err)
+		return nil, nil, fmt.Errorf("reading set_config's oid: %w", err)
 	}
 	funcs = map[string]bool{}
 	oids := map[uint32]bool{}
@@ -310,7 +310,7 @@ func relationsRunning(ctx context.Context, pool *pgxpool.Pool, oids map[uint32]b
 // GuardedRelations). Such code may have been created while the name meant
 // a plain table, or directly in the database; values a statement passes
 // to it would reach the encrypted column in plaintext.
-func guardedCode(ctx context.Context, pool *pgxpool.Pool, guarded map[string]*rewrite.GuardedView) (funcs, rels map[string]bool, err error) {
+func guardedCode(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc, guarded map[string]*rewrite.GuardedView) (funcs, rels map[string]bool, err error) {
 	names := map[string]bool{}
 	for _, g := range guarded {
 		names[strings.ToLower(g.Name)] = true
@@ -318,10 +318,6 @@ func guardedCode(ctx context.Context, pool *pgxpool.Pool, guarded map[string]*re
 	funcs, rels = map[string]bool{}, map[string]bool{}
 	if len(names) == 0 {
 		return funcs, rels, nil
-	}
-	fns, err := readFunctions(ctx, pool)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading functions that name views over encrypted columns: %w", err)
 	}
 	oids := map[uint32]bool{}
 	for _, f := range fns {
@@ -764,7 +760,11 @@ func addTenantViews(ctx context.Context, pool *pgxpool.Pool, c *catalog) error {
 // SearchPathFunctions lists, sorted, the names of the functions whose code
 // may change search_path (pathFunctionsQuery), for `pgveil check`.
 func SearchPathFunctions(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
-	m, _, err := pathFunctions(ctx, pool)
+	fns, err := readFunctions(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("reading functions' code: %w", err)
+	}
+	m, _, err := pathFunctions(ctx, pool, fns)
 	if err != nil {
 		return nil, err
 	}
