@@ -120,7 +120,14 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 	if err := addTenantViews(ctx, pool, c); err != nil {
 		return nil, err
 	}
-	if c.rw.PathFunctions, c.rw.PathRelations, err = pathFunctions(ctx, pool); err != nil {
+	fns, err := readFunctions(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("reading functions' code: %w", err)
+	}
+	if c.rw.PathFunctions, c.rw.PathRelations, err = pathFunctions(ctx, pool, fns); err != nil {
+		return nil, err
+	}
+	if c.rw.GuardedFunctions, c.rw.GuardedRelations, err = guardedCode(ctx, pool, fns, c.rw.Guarded); err != nil {
 		return nil, err
 	}
 	if c.rw.OverlayColumns, err = overlayColumns(ctx, pool); err != nil {
@@ -205,45 +212,14 @@ WHERE NOT t.tgisinternal AND n.nspname NOT IN ('pg_catalog', 'information_schema
 // that run such a function when a statement uses them (a view that calls
 // one, a column default, a trigger: PathRelations). Names are matched as
 // text, calls in node trees by function OID.
-func pathFunctions(ctx context.Context, pool *pgxpool.Pool) (funcs, rels map[string]bool, err error) {
-	var version int
+func pathFunctions(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc) (funcs, rels map[string]bool, err error) {
 	var setConfig uint32
-	if err := pool.QueryRow(ctx, "SELECT pg_catalog.current_setting('server_version_num')::int, 'pg_catalog.set_config(text,text,boolean)'::pg_catalog.regprocedure::pg_catalog.oid").Scan(&version, &setConfig); err != nil {
-		return nil, nil, fmt.Errorf("reading the server version: %w", err)
-	}
-	tree := "''"
-	if version >= 140000 {
-		tree = "coalesce(p.prosqlbody::text, '')"
-	}
-	rows, err := pool.Query(ctx, fmt.Sprintf(pathCodeQuery, tree))
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading functions that may change search_path: %w", err)
-	}
-	type fn struct {
-		oid        uint32
-		name       string
-		src, nodes string
-	}
-	var fns []fn
-	for rows.Next() {
-		var f fn
-		var src *string
-		if err := rows.Scan(&f.oid, &f.name, &src, &f.nodes); err != nil {
-			rows.Close()
-			return nil, nil, err
-		}
-		if src != nil {
-			f.src = strings.ToLower(*src)
-		}
-		fns = append(fns, f)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, nil, err
+	if err := pool.QueryRow(ctx, "SELECT 'pg_catalog.set_config(text,text,boolean)'::pg_catalog.regprocedure::pg_catalog.oid").Scan(&setConfig); err != nil {
+		return nil, nil, fmt.Errorf("reading set_config's oid: %w", err)
 	}
 	funcs = map[string]bool{}
 	oids := map[uint32]bool{}
-	add := func(f fn) { funcs[f.name], oids[f.oid] = true, true }
+	add := func(f codeFunc) { funcs[f.name], oids[f.oid] = true, true }
 	for _, f := range fns {
 		if changesPath(f.src) || callsAny(f.nodes, map[uint32]bool{setConfig: true}) {
 			add(f)
@@ -258,26 +234,108 @@ func pathFunctions(ctx context.Context, pool *pgxpool.Pool) (funcs, rels map[str
 			}
 		}
 	}
-	rels = map[string]bool{}
-	if len(oids) == 0 {
-		return funcs, rels, nil
+	rels, err = relationsRunning(ctx, pool, oids)
+	return funcs, rels, err
+}
+
+// codeFunc is a function of the database as pathCodeQuery reads it.
+type codeFunc struct {
+	oid        uint32
+	name       string
+	src, nodes string // source (lower case), BEGIN ATOMIC body
+}
+
+// readFunctions reads every function outside the system schemas
+// (pathCodeQuery).
+func readFunctions(ctx context.Context, pool *pgxpool.Pool) ([]codeFunc, error) {
+	var version int
+	if err := pool.QueryRow(ctx, "SELECT pg_catalog.current_setting('server_version_num')::int").Scan(&version); err != nil {
+		return nil, fmt.Errorf("reading the server version: %w", err)
 	}
-	rows, err = pool.Query(ctx, pathUsesQuery)
+	tree := "''"
+	if version >= 140000 {
+		tree = "coalesce(p.prosqlbody::text, '')"
+	}
+	rows, err := pool.Query(ctx, fmt.Sprintf(pathCodeQuery, tree))
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading views, defaults and triggers that call functions: %w", err)
+		return nil, err
+	}
+	defer rows.Close()
+	var fns []codeFunc
+	for rows.Next() {
+		var f codeFunc
+		var src *string
+		if err := rows.Scan(&f.oid, &f.name, &src, &f.nodes); err != nil {
+			return nil, err
+		}
+		if src != nil {
+			f.src = strings.ToLower(*src)
+		}
+		fns = append(fns, f)
+	}
+	return fns, rows.Err()
+}
+
+// relationsRunning lists the relations whose use runs one of the
+// functions (pathUsesQuery): views and column defaults that call one,
+// triggers.
+func relationsRunning(ctx context.Context, pool *pgxpool.Pool, oids map[uint32]bool) (map[string]bool, error) {
+	rels := map[string]bool{}
+	if len(oids) == 0 {
+		return rels, nil
+	}
+	rows, err := pool.Query(ctx, pathUsesQuery)
+	if err != nil {
+		return nil, fmt.Errorf("reading views, defaults and triggers that call functions: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var name string
 		var oid uint32
 		if err := rows.Scan(&name, &oid); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if oids[oid] {
 			rels[name] = true
 		}
 	}
-	return funcs, rels, rows.Err()
+	return rels, rows.Err()
+}
+
+// guardedCode finds the functions whose source names a relation pgveil
+// guards (a view over an encrypted column, a partition or child of a
+// configured table: Catalog.Guarded), as pgveil's checks of CREATE
+// FUNCTION do, and those whose code names or calls one of them; then the
+// relations whose use runs one (rewrite.Catalog.GuardedFunctions,
+// GuardedRelations). Such code may have been created while the name meant
+// a plain table, or directly in the database; values a statement passes
+// to it would reach the encrypted column in plaintext.
+func guardedCode(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc, guarded map[string]*rewrite.GuardedView) (funcs, rels map[string]bool, err error) {
+	names := map[string]bool{}
+	for _, g := range guarded {
+		names[strings.ToLower(g.Name)] = true
+	}
+	funcs, rels = map[string]bool{}, map[string]bool{}
+	if len(names) == 0 {
+		return funcs, rels, nil
+	}
+	oids := map[uint32]bool{}
+	for _, f := range fns {
+		if namesAny(f.src, names) {
+			funcs[f.name], oids[f.oid] = true, true
+		}
+	}
+	for changed := len(funcs) > 0; changed; {
+		changed = false
+		for _, f := range fns {
+			if !oids[f.oid] && (namesAny(f.src, funcs) || callsAny(f.nodes, oids)) {
+				funcs[f.name], oids[f.oid] = true, true
+				changed = true
+			}
+		}
+	}
+	rels, err = relationsRunning(ctx, pool, oids)
+	return funcs, rels, err
 }
 
 // callsAny reports whether a node tree (pg_node_tree as text) calls one
@@ -702,7 +760,11 @@ func addTenantViews(ctx context.Context, pool *pgxpool.Pool, c *catalog) error {
 // SearchPathFunctions lists, sorted, the names of the functions whose code
 // may change search_path (pathFunctionsQuery), for `pgveil check`.
 func SearchPathFunctions(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
-	m, _, err := pathFunctions(ctx, pool)
+	fns, err := readFunctions(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("reading functions' code: %w", err)
+	}
+	m, _, err := pathFunctions(ctx, pool, fns)
 	if err != nil {
 		return nil, err
 	}

@@ -37,6 +37,7 @@ func (s *session) planSession() rewrite.Session {
 // (the event loop uses it).
 func (s *session) planNow(sql string) (*rewrite.Plan, error) {
 	start := time.Now()
+	s.planGen = s.eng.planner.Generation()
 	p, err := s.eng.planner.Plan(sql, s.planSession())
 	s.observe(s.srv.metrics.phasePlan, time.Since(start).Seconds())
 	return p, err
@@ -131,11 +132,16 @@ func (s *session) applyEffects(p *rewrite.Plan) {
 			s.t.forgetStatements()
 			clear(s.effStmts)
 			clear(s.ptStmts)
+			clear(s.sqlPrepared)
 			clear(s.lookupStmts) // the server drops pgveil's too
 		default:
 			s.t.closeStatement([]byte(st.Deallocate))
 			delete(s.effStmts, st.Deallocate)
 			delete(s.ptStmts, st.Deallocate)
+			delete(s.sqlPrepared, st.Deallocate)
+		}
+		if st.Prepares != "" {
+			s.noteSQLPrepare(st)
 		}
 		if st.Kind == rewrite.KindDDL {
 			s.ddlSent = true
@@ -184,6 +190,12 @@ func (s *session) handleQuery(body []byte) error {
 	if perr := s.executesOwn(sql); perr != nil {
 		s.injectQueryError(perr)
 		return nil
+	}
+	if perr, err := s.replanExecuted(sql); err != nil || perr != nil {
+		if perr != nil {
+			s.injectQueryError(perr)
+		}
+		return err
 	}
 	if st := lookupOf(p); st != nil {
 		perr, err := s.lookupQuery(sql, p, st)
@@ -622,6 +634,7 @@ func (s *session) handleParse(body []byte) error {
 	if err := s.syncSearchPathFor(sql); err != nil {
 		return err
 	}
+	cat := s.eng.planner.Generation()
 	p, err := s.plan(sql)
 	if err != nil {
 		if offLoop(err) {
@@ -634,6 +647,12 @@ func (s *session) handleParse(body []byte) error {
 	if perr := s.executesOwn(sql); perr != nil {
 		s.injectExtendedError(perr)
 		return nil
+	}
+	if perr, err := s.replanExecuted(sql); err != nil || perr != nil {
+		if perr != nil {
+			s.injectExtendedError(perr)
+		}
+		return err
 	}
 	s.noteStmtEffects(pm.Name, p)
 	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
@@ -665,7 +684,7 @@ func (s *session) handleParse(body []byte) error {
 			return nil
 		}
 		s.applyEffects(p)
-		s.notePassthrough(pm.Name, sql)
+		s.notePassthrough(pm.Name, sql, cat)
 		s.inc(s.srv.metrics.stmtPassthrough)
 		if len(pm.Name) == 0 {
 			s.dropUnnamed()
@@ -735,6 +754,7 @@ func (s *session) handleParse(body []byte) error {
 		Plan:       st,
 		SQL:        sql,
 		ParamOIDs:  append([]uint32(nil), pm.ParamOIDs...),
+		catGen:     cat,
 	}
 	if text != sql {
 		stmt.Sent, stmt.sentBackslash = text, s.backslash.Load()
@@ -752,7 +772,7 @@ func (s *session) handleParse(body []byte) error {
 		}
 	}
 	if onlyPinned(st) {
-		s.notePinned(pm.Name, sql, text)
+		s.notePinned(pm.Name, sql, text, cat)
 	} else {
 		delete(s.ptStmts, string(pm.Name))
 	}
@@ -884,8 +904,14 @@ func (s *session) handleBind(body []byte) error {
 	}
 	s.notePortalEffects(bm.Portal, bm.Statement)
 	stmt := s.t.statement(bm.Statement)
-	if len(s.ptStmts) > 0 && (stmt == passthroughStmt || stmt.Plan.NamesOnly) {
-		refusal, err := s.replanOnPathChange(bm.Statement)
+	if len(s.ptStmts) > 0 && (stmt == passthroughStmt || stmt.Plan.NamesOnly) || stmt != passthroughStmt && stmt.Plan != nil {
+		var refusal *pgError
+		var err error
+		if _, ok := s.ptStmts[string(bm.Statement)]; ok || stmt == passthroughStmt {
+			refusal, err = s.replanOnPathChange(bm.Statement)
+		} else {
+			stmt, refusal, err = s.replanOnCatalogChange(stmt)
+		}
 		if err != nil {
 			return err
 		}

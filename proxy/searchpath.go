@@ -103,11 +103,16 @@ func (s *session) pathEffect(e uint8) {
 // again by the server when the path changes (its names resolve anew);
 // pgveil must do the same, or a statement it passed through because a name
 // meant an unconfigured table would write plaintext into the configured
-// table the name means now. pgveil remembers the text of every prepared
-// statement it passed through that may name a configured table, with the
-// path generation it was planned under, and plans it again at a Bind
-// under a newer one. If the statement now needs pgveil, the Bind is
-// refused: the client must prepare it again.
+// table the name means now. The server does the same when a relation the
+// statement uses changes: a table dropped and replaced by a view over an
+// encrypted column of the same name, which pgveil knows from its next
+// catalog snapshot. pgveil remembers the text of every prepared statement
+// it passed through, with the path generation and the planner's catalog
+// generation it was planned under, and plans it again at a Bind under a
+// newer one. If the statement now needs pgveil, the Bind is refused: the
+// client must prepare it again. A statement pgveil rewrote is planned
+// again under a newer catalog too (replanOnCatalogChange), and refused
+// unless the plan is the same.
 //
 // A statement pgveil prepared with schema-qualified names (pinSchema in
 // rewrite/resolve.go) keeps them on the server whatever the path; at a
@@ -115,61 +120,221 @@ func (s *session) pathEffect(e uint8) {
 // names still resolve as they did, so it never runs on other tables than
 // the client's text now means.
 
-// ptStmt is a pass-through prepared statement that may name a configured
-// table.
+// ptStmt is a pass-through prepared statement.
 type ptStmt struct {
 	sql    string
 	gen    uint64 // pathGen when it was planned
+	cat    uint64 // the planner's Generation when it was planned
 	pinned string // the text prepared upstream, when its names were pinned
+	// earlier are texts of earlier Parses of the name the server may still
+	// hold (earlierTexts).
+	earlier []string
 }
 
-// notePassthrough records (or forgets) the pass-through statement name
-// with text sql.
-func (s *session) notePassthrough(name []byte, sql string) {
-	if !s.eng.planner.MayReference(sql) {
-		if len(s.ptStmts) > 0 {
-			delete(s.ptStmts, string(name))
+// maxEarlier bounds the earlier texts kept for one statement name; past
+// it, earlierTexts keeps a text no plan accepts.
+const maxEarlier = 16
+
+// earlierTexts returns the texts a statement name may run after a Parse
+// or PREPARE of sql under it, when texts (the last one first, then the
+// ones before) were sent under it since it was last closed: the server
+// refuses a statement of an existing name (42P05) and keeps the earlier
+// one, and pgveil learns whether that Parse succeeded only later. Every
+// one is planned again when the catalog or path changes.
+func earlierTexts(texts []string, sql string) []string {
+	var out []string
+	for _, t := range texts {
+		if t != sql && !slices.Contains(out, t) {
+			out = append(out, t)
 		}
-		return
 	}
+	if len(out) > maxEarlier {
+		out = append(out[:maxEarlier], "\x00") // refused: a NUL byte
+	}
+	return out
+}
+
+// notePassthrough records the pass-through statement name with text sql,
+// planned under catalog generation cat.
+func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 	if s.ptStmts == nil {
 		s.ptStmts = map[string]ptStmt{}
 	}
-	s.ptStmts[string(name)] = ptStmt{sql: sql, gen: s.pathGen}
+	pt := ptStmt{sql: sql, gen: s.pathGen, cat: cat}
+	if old, ok := s.ptStmts[string(name)]; ok && len(name) > 0 {
+		pt.earlier = earlierTexts(append([]string{old.sql}, old.earlier...), sql)
+	}
+	s.ptStmts[string(name)] = pt
 }
 
 // notePinned records the statement name with text sql, prepared upstream
 // as pinned (names schema-qualified, nothing else changed).
-func (s *session) notePinned(name []byte, sql, pinned string) {
+func (s *session) notePinned(name []byte, sql, pinned string, cat uint64) {
 	if s.ptStmts == nil {
 		s.ptStmts = map[string]ptStmt{}
 	}
-	s.ptStmts[string(name)] = ptStmt{sql: sql, gen: s.pathGen, pinned: pinned}
+	s.ptStmts[string(name)] = ptStmt{sql: sql, gen: s.pathGen, cat: cat, pinned: pinned}
 }
 
 // replanOnPathChange checks a Bind of pass-through statement name: planned
-// under an older path, it is planned again now; a refusal is returned when
-// it no longer passes through.
+// under an older path or catalog, it is planned again now; a refusal is
+// returned when it no longer passes through.
 func (s *session) replanOnPathChange(name []byte) (*pgError, error) {
 	pt, ok := s.ptStmts[string(name)]
-	if !ok || pt.gen == s.pathGen {
+	if !ok {
+		return nil, nil
+	}
+	if err := s.catalogCurrent(pt.sql); err != nil {
+		return nil, err
+	}
+	if pt.gen == s.pathGen && pt.cat == s.eng.planner.Generation() {
 		return nil, nil
 	}
 	if err := s.syncSearchPathFor(pt.sql); err != nil {
 		return nil, err
 	}
+	cat := s.eng.planner.Generation()
 	p, err := s.plan(pt.sql)
 	if offLoop(err) {
 		return nil, err
 	}
-	if err == nil && (pt.pinned == "" && !planNeedsWork(p) || pt.pinned != "" && samePins(p, pt)) {
-		pt.gen = s.pathGen
+	ok = err == nil && (pt.pinned == "" && !planNeedsWork(p) || pt.pinned != "" && samePins(p, pt))
+	for _, sql := range pt.earlier {
+		if !ok {
+			break
+		}
+		p, err := s.plan(sql)
+		if offLoop(err) {
+			return nil, err
+		}
+		ok = err == nil && !planNeedsWork(p)
+	}
+	if ok {
+		pt.gen, pt.cat = s.pathGen, cat
 		s.ptStmts[string(name)] = pt
 		return nil, nil
 	}
 	return &pgError{Severity: "ERROR", Code: "0A000",
-		Message: fmt.Sprintf("prepared statement %q was planned by pgveil under another search_path, and now names a table pgveil encrypts", name),
-		Hint:    "prepare it again (DEALLOCATE it, or use a new name) after changing search_path"}, nil
+		Message: fmt.Sprintf("prepared statement %q was planned by pgveil under another search_path or an older catalog, and now names a table pgveil encrypts", name),
+		Hint:    "prepare it again (DEALLOCATE it, or use a new name)"}, nil
+}
+
+// sqlPrep is a statement prepared with SQL PREPARE that pgveil passed.
+type sqlPrep struct {
+	sqls []string // the PREPARE statement, then earlier ones (earlierTexts)
+	cat  uint64   // the planner's Generation they were planned under
+}
+
+// noteSQLPrepare records the SQL PREPARE st, sent.
+func (s *session) noteSQLPrepare(st *rewrite.Stmt) {
+	if s.sqlPrepared == nil {
+		s.sqlPrepared = map[string]sqlPrep{}
+	}
+	pr := sqlPrep{sqls: []string{st.Original}, cat: s.planGen}
+	if old, ok := s.sqlPrepared[st.Prepares]; ok {
+		pr.sqls = append(pr.sqls, earlierTexts(old.sqls, st.Original)...)
+		pr.cat = min(pr.cat, old.cat)
+	}
+	s.sqlPrepared[st.Prepares] = pr
+}
+
+// replanExecuted plans again each SQL PREPARE, made under an older
+// catalog, of a statement sql runs with EXECUTE: the server plans the
+// statement again when its relations change (a table replaced by a view
+// over an encrypted column), and EXECUTE's arguments are written in the
+// text, where pgveil cannot seal them. A refusal is returned when the
+// PREPARE would be refused now.
+func (s *session) replanExecuted(sql string) (*pgError, error) {
+	if len(s.sqlPrepared) == 0 {
+		return nil, nil
+	}
+	defer func(gen uint64) { s.planGen = gen }(s.planGen) // the caller's plan's
+	for _, name := range rewrite.ExecutedNames(sql) {
+		pr, ok := s.sqlPrepared[name]
+		if !ok || pr.cat == s.eng.planner.Generation() {
+			continue
+		}
+		cat := s.eng.planner.Generation()
+		var err error
+		ok = true
+		for _, text := range pr.sqls {
+			var p *rewrite.Plan
+			p, err = s.plan(text)
+			if offLoop(err) {
+				return nil, err
+			}
+			if ok = err == nil && !planNeedsWork(p); !ok {
+				break
+			}
+		}
+		if ok {
+			pr.cat = cat
+			s.sqlPrepared[name] = pr
+			continue
+		}
+		pe := &pgError{Severity: "ERROR", Code: "0A000",
+			Message: fmt.Sprintf("prepared statement %q (SQL PREPARE) was checked by pgveil under an older catalog, and would not be accepted now", name),
+			Hint:    "DEALLOCATE it; prepare it again to see why"}
+		if err != nil {
+			r := refusalFrom(err)
+			pe.Message += ": " + r.Message
+			pe.Schema, pe.Table, pe.Column = r.Schema, r.Table, r.Column
+		}
+		return pe, nil
+	}
+	return nil, nil
+}
+
+// catalogCurrent reads the catalog again, before a prepared statement of
+// text sql is bound, when DDL completed since it was last read: DDL of
+// another session (refreshCatalogIfNeeded), or this session's own once it
+// is outside any transaction (settleDDL).
+func (s *session) catalogCurrent(sql string) error {
+	if err := s.refreshCatalogIfNeeded(); err != nil {
+		return err
+	}
+	return s.settleDDL(sql)
+}
+
+// replanOnCatalogChange checks a Bind of a statement pgveil rewrote: planned
+// under an older catalog, it is planned again now. The same plan is
+// kept; a plan that reads the result otherwise but sends the same text
+// and seals the same values serves this Bind (the server resolves the
+// text anew too); any other change is refused.
+func (s *session) replanOnCatalogChange(stmt *Statement) (*Statement, *pgError, error) {
+	if stmt.Plan == nil || stmt.Plan.Fetch != "" {
+		return stmt, nil, nil // a FETCH takes its cursor's plan at each Bind
+	}
+	if err := s.catalogCurrent(stmt.SQL); err != nil {
+		return nil, nil, err
+	}
+	if stmt.catGen == s.eng.planner.Generation() {
+		return stmt, nil, nil
+	}
+	if err := s.syncSearchPathFor(stmt.SQL); err != nil {
+		return nil, nil, err
+	}
+	cat := s.eng.planner.Generation()
+	p, err := s.plan(stmt.SQL)
+	if offLoop(err) {
+		return nil, nil, err
+	}
+	if err == nil {
+		p = s.withCursors(p)
+		switch {
+		case len(p.Stmts) != 1:
+		case rewrite.SamePlan(p.Stmts[0], stmt.Plan):
+			stmt.catGen = cat
+			return stmt, nil, nil
+		case rewrite.SameInput(p.Stmts[0], stmt.Plan):
+			cp := *stmt
+			cp.Plan = p.Stmts[0]
+			return &cp, nil, nil
+		}
+	}
+	return nil, &pgError{Severity: "ERROR", Code: "0A000",
+		Message: fmt.Sprintf("prepared statement %q was planned by pgveil under an older catalog, and its relations now need another plan", stmt.Name),
+		Hint:    "prepare it again (DEALLOCATE it, or use a new name)"}, nil
 }
 
 // onlyPinned reports a statement whose only change is pinned names: no

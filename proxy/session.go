@@ -128,8 +128,10 @@ type session struct {
 	roleStale       bool
 	mapSeq          uint64
 	effStmts        map[string]uint8
-	pathGen         uint64            // counts possible search_path changes
-	ptStmts         map[string]ptStmt // see replanOnPathChange
+	pathGen         uint64             // counts possible search_path changes
+	ptStmts         map[string]ptStmt  // see replanOnPathChange
+	sqlPrepared     map[string]sqlPrep // see replanExecuted
+	planGen         uint64             // the planner's Generation when planNow last planned
 	effPortals      map[string]uint8
 	pathCh          chan pathReply // the server goroutine's answer to syncSearchPath
 	// lookupCh carries the server goroutine's answer to a tenant lookup,

@@ -30,6 +30,9 @@ type Statement struct {
 	sentBackslash bool
 	// ParamOIDs are the parameter types the client declared at Parse.
 	ParamOIDs []uint32
+	// catGen is the planner's Generation Plan was made under (see
+	// replanOnCatalogChange). Client side.
+	catGen uint64
 }
 
 // renamed reports a statement pgveil prepared upstream under a name other

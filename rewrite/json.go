@@ -204,6 +204,9 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 			if shape == nil {
 				break
 			}
+			// The check reads the constant's value: another text of the
+			// shape may fall back to another constant.
+			a.valueDependent = true
 			v, isString := constString(c)
 			empty := "[]"
 			if shape.Kind == JSONObject {

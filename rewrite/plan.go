@@ -304,6 +304,10 @@ type Stmt struct {
 	// Deallocate names the prepared statement a DEALLOCATE drops; "*" for
 	// DEALLOCATE ALL and DISCARD ALL (which closes every cursor too).
 	Deallocate string
+	// Prepares names the statement an SQL PREPARE (Original) prepares. The
+	// server plans it again at EXECUTE when its relations change; the proxy
+	// plans Original again then, under a newer catalog.
+	Prepares string
 	// Declares names the cursor a DECLARE CURSOR opens; Cursor is set when
 	// its rows carry encrypted columns, and then maps the fields of every
 	// FETCH from it, as Outputs would map the query's own result (DECLARE
@@ -554,6 +558,16 @@ type Catalog struct {
 	// a SQL EXECUTE while either set is not empty (pgveil does not follow
 	// what a SQL prepared statement runs).
 	PathRelations map[string]bool
+	// GuardedFunctions are the names (lower case) of functions whose code
+	// names a relation of Guarded (a textual test, as for CREATE FUNCTION
+	// through pgveil), or names or calls such a function: code created
+	// while the name meant a plain table, or directly in the database.
+	// Values a statement passes to one could reach an encrypted column in
+	// plaintext: a statement that calls one is refused, and so is one that
+	// names a relation whose use runs one (GuardedRelations: a view that
+	// calls one, a column default, a trigger).
+	GuardedFunctions map[string]bool
+	GuardedRelations map[string]bool
 	// OverlayColumns are the column names, in order, of the catalog
 	// relations pgveil overlays (OverlayAttribute, OverlayColumns; see
 	// overlay.go). A relation missing here is not overlaid.

@@ -3,6 +3,7 @@ package rewrite
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"sync/atomic"
 
@@ -57,6 +58,12 @@ func (p *Planner) SetCatalog(c *Catalog) {
 			names = append(names, f)
 		}
 		for r := range c.PathRelations {
+			names = append(names, r)
+		}
+		for f := range c.GuardedFunctions {
+			names = append(names, f)
+		}
+		for r := range c.GuardedRelations {
 			names = append(names, r)
 		}
 		if len(c.PathFunctions) > 0 {
@@ -121,6 +128,35 @@ func (p *Planner) isMigrating(t *policy.Table) bool {
 
 // Stats returns the plan cache's counters.
 func (p *Planner) Stats() CacheStats { return p.cache.stats() }
+
+// Generation counts the catalog snapshots (and migration sets) installed.
+// A plan made under an older generation may no longer hold: a name may
+// now mean a view over an encrypted column, and the server resolves the
+// names of a prepared statement again when its relations change, so the
+// proxy plans a prepared statement again at a Bind under a newer one.
+func (p *Planner) Generation() uint64 { return p.cache.generation() }
+
+// SamePlan reports whether a and b, plans of one text, are the same plan
+// (a statement prepared before a catalog change and its new plan).
+func SamePlan(a, b *Stmt) bool {
+	x, y := *a, *b
+	x.pieces, y.pieces = nil, nil
+	return reflect.DeepEqual(x, y)
+}
+
+// SameInput reports whether a and b, plans of one text, differ at most in
+// how the fields of the result are read (Outputs, OutputsByOrigin,
+// Cursor): the same text sent, the same values sealed. The server, which
+// resolves the text again when its relations change, returns the result b
+// reads (or refuses, "cached plan must not change result type").
+func SameInput(a, b *Stmt) bool {
+	x, y := *a, *b
+	x.pieces, y.pieces = nil, nil
+	x.Outputs, y.Outputs = nil, nil
+	x.OutputsByOrigin, y.OutputsByOrigin = false, false
+	x.Cursor, y.Cursor = nil, nil
+	return reflect.DeepEqual(x, y)
+}
 
 // MayReference reports whether sql may name a configured table: false
 // means no plan of it depends on the session's search_path. It is the

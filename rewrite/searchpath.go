@@ -131,6 +131,53 @@ func (a *analyzer) pathFunctions(n *pg.Node) {
 	})
 }
 
+// guardedCode refuses a query, DML, COPY, CALL (also inside EXPLAIN,
+// PREPARE, DECLARE or CREATE TABLE AS) that calls a function of
+// Catalog.GuardedFunctions or names a relation of GuardedRelations, by
+// name alone (any schema, any overload). Other DDL (DROP FUNCTION, DROP
+// TRIGGER, CREATE OR REPLACE FUNCTION) passes: it is the remedy.
+func (a *analyzer) guardedCode(n *pg.Node) *Error {
+	if a.cat == nil || len(a.cat.GuardedFunctions) == 0 && len(a.cat.GuardedRelations) == 0 {
+		return nil
+	}
+	switch {
+	case n.GetSelectStmt() != nil, n.GetInsertStmt() != nil, n.GetUpdateStmt() != nil, n.GetDeleteStmt() != nil,
+		n.GetMergeStmt() != nil, n.GetCopyStmt() != nil, n.GetCallStmt() != nil, n.GetExplainStmt() != nil,
+		n.GetPrepareStmt() != nil, n.GetDeclareCursorStmt() != nil, n.GetCreateTableAsStmt() != nil:
+	default:
+		return nil
+	}
+	var err *Error
+	refuse := func(what, name string, loc int32) {
+		err = errorf(CodeFeatureNotSupported, "%s %s runs code that names a view over encrypted columns (or a partition or child of a configured table), or calls such code: values passed to it could reach an encrypted column in plaintext", what, name).at(a.sql, loc)
+		err.Hint = "drop or replace the code so that it names the configured table, whose values pgveil encrypts; pgveil reads the code again at its next catalog read"
+	}
+	rel := func(rv *pg.RangeVar) {
+		if rv != nil && err == nil && a.cat.GuardedRelations[strings.ToLower(rv.Relname)] {
+			refuse("relation", rv.Relname, rv.Location)
+		}
+	}
+	walkAll(n, func(c *pg.Node) bool {
+		switch {
+		case c.GetFuncCall() != nil:
+			if name := strings.ToLower(lastName(c.GetFuncCall().Funcname)); a.cat.GuardedFunctions[name] {
+				refuse("function", name, c.GetFuncCall().Location)
+			}
+		case c.GetCallStmt() != nil && c.GetCallStmt().Funccall != nil:
+			if f := c.GetCallStmt().Funccall; a.cat.GuardedFunctions[strings.ToLower(lastName(f.Funcname))] {
+				refuse("procedure", strings.ToLower(lastName(f.Funcname)), f.Location)
+			}
+		case c.GetCopyStmt() != nil:
+			rel(c.GetCopyStmt().Relation)
+		default:
+			rel(c.GetRangeVar())
+			rel(dmlTarget(c))
+		}
+		return err == nil
+	})
+	return err
+}
+
 // settingsWrite refuses UPDATE pg_settings: its rule calls set_config, so
 // it may change search_path with a name and value pgveil cannot read.
 func (a *analyzer) settingsWrite(rv *pg.RangeVar) *Error {

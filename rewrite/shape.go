@@ -15,7 +15,8 @@ import (
 // a parse (about 100 µs, docs/BENCH.md). The planner's decisions, however,
 // depend on where the literals are and what kind they are, not on their
 // values, with few exceptions that mark the analyzer valueDependent
-// (ORDER BY / GROUP BY ordinals, set_config's arguments) or that are not
+// (ORDER BY / GROUP BY ordinals, set_config's arguments, JSON keys, the
+// constant a JSON value falls back to in COALESCE) or that are not
 // shape-cached at all (SET, COPY, DDL and other utility statements).
 //
 // The shape of a text is the text with every literal token (string, bit

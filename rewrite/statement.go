@@ -21,6 +21,9 @@ func (a *analyzer) plan(n *pg.Node) *Error {
 	if err := a.reservedNames(n); err != nil {
 		return err
 	}
+	if err := a.guardedCode(n); err != nil {
+		return err
+	}
 	switch {
 	case n.GetSelectStmt() != nil:
 		sel := n.GetSelectStmt()
@@ -278,7 +281,7 @@ func (a *analyzer) prepare(p *pg.PrepareStmt) *Error {
 	if err := a.prepareElsewhere(p); err != nil {
 		return err
 	}
-	st.Kind, st.Outputs = KindOther, nil
+	st.Kind, st.Outputs, st.Prepares = KindOther, nil, p.Name
 	return nil
 }
 

@@ -312,6 +312,9 @@ func (a *analyzer) reshape(n *pg.Node) *Error {
 			if t := a.configured(r.Relation); t != nil {
 				return refuse(t, r.Relation, "renaming")
 			}
+			if err := a.guardedMove(r.Relation, "renaming"); err != nil {
+				return err
+			}
 		case pg.ObjectType_OBJECT_COLUMN:
 			if t := a.configured(r.Relation); t != nil && pgveilColumn(t, r.Subname) {
 				return refuse(t, r.Relation, "renaming column "+r.Subname+" of")
@@ -322,11 +325,21 @@ func (a *analyzer) reshape(n *pg.Node) *Error {
 					return refuse(t, nil, "renaming the schema of")
 				}
 			}
+			if a.cat != nil {
+				for _, g := range a.cat.Guarded {
+					if g.Schema == r.Subname {
+						return guardedMoveErr(g, "renaming the schema of")
+					}
+				}
+			}
 		}
 	case n.GetAlterObjectSchemaStmt() != nil:
 		r := n.GetAlterObjectSchemaStmt()
 		if t := a.configured(r.Relation); t != nil { // any relation kind's ALTER … SET SCHEMA
 			return refuse(t, r.Relation, "moving to another schema")
+		}
+		if err := a.guardedMove(r.Relation, "moving to another schema"); err != nil {
+			return err
 		}
 	case n.GetAlterTableStmt() != nil:
 		at := n.GetAlterTableStmt()
@@ -443,6 +456,41 @@ func (a *analyzer) configuredKind(rv *pg.RangeVar) (*policy.Table, string) {
 		}
 	}
 	return nil, ""
+}
+
+// guardedMove refuses renaming or moving (what) a view over an encrypted
+// column, or a relation of the same name while the path is unknown: until
+// the transaction ends and pgveil reads its catalog again, the session
+// plans the view's new name as the relation it named before (a plain
+// table, or nothing), and values written through it would reach the
+// encrypted column in plaintext. Partitions and children are refused as
+// their configured table (configured).
+func (a *analyzer) guardedMove(rv *pg.RangeVar, what string) *Error {
+	if rv == nil || a.cat == nil || len(a.cat.Guarded) == 0 {
+		return nil
+	}
+	ref, err := a.resolveName(rv)
+	if err != nil {
+		return err
+	}
+	if g := a.cat.Guarded[ref.schema+"."+ref.name]; g != nil {
+		return guardedMoveErr(g, what).at(a.sql, rv.Location)
+	}
+	if ref.schema == "" && a.path.unknown {
+		for _, g := range a.cat.Guarded {
+			if g.Name == ref.name {
+				return guardedMoveErr(g, what).at(a.sql, rv.Location)
+			}
+		}
+	}
+	return nil
+}
+
+func guardedMoveErr(g *GuardedView, what string) *Error {
+	e := errorf(CodeFeatureNotSupported, "%s view %s.%s, which reads encrypted columns of %s, is not supported through pgveil: under its new name pgveil would not know it until it reads its catalog again, and values written through it would reach the server in plaintext", what, g.Schema, g.Name, g.Reads)
+	e.Hint = "run it on a direct connection (pgveil learns the new name at its next catalog read: DDL through pgveil, SIGHUP or a restart)"
+	e.Schema, e.Table = g.Schema, g.Name
+	return e
 }
 
 // tenantForeignKey refuses a foreign key on the key_context column whose
@@ -971,6 +1019,15 @@ func (a *analyzer) bodyText(code, what, lang string) *Error {
 				e.Hint = "keep logic on encrypted columns in the application"
 				e.Schema, e.Table = v.Schema, v.Name
 				return e
+			}
+		}
+		for _, set := range []map[string]bool{a.cat.GuardedFunctions, a.cat.GuardedRelations} {
+			for name := range set {
+				if containsWord(b, name) {
+					e := errorf(CodeFeatureNotSupported, "%s names %s, whose code names a view over encrypted columns (or a partition or child of a configured table) or calls such code: code inside the server could write plaintext through it", what, name)
+					e.Hint = "drop or replace that code so that it names the configured table"
+					return e
+				}
 			}
 		}
 	}
