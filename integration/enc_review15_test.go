@@ -42,10 +42,12 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgveil/pgveil/integration/harness"
 )
@@ -169,24 +171,7 @@ func TestEncReview15FoundMigrationEnded(t *testing.T) {
 	const email = "r15-mig@example.org"
 	p.remember(email)
 	su := superConn(t, ctx)
-	setState := func(state string) {
-		t.Helper()
-		if _, err := su.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS pgveil;
-CREATE TABLE IF NOT EXISTS pgveil.tables (
-  table_name text PRIMARY KEY,
-  state      text NOT NULL CHECK (state IN ('migrating', 'complete', 'decrypting')),
-  updated_at timestamptz NOT NULL DEFAULT now()
-)`); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := su.Exec(ctx, `INSERT INTO pgveil.tables (table_name, state) VALUES ('public.contacts', $1)
-ON CONFLICT (table_name) DO UPDATE SET state = EXCLUDED.state, updated_at = now()`, state); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := su.Exec(ctx, `SELECT pg_notify('pgveil_tables', 'public.contacts')`); err != nil {
-			t.Fatal(err)
-		}
-	}
+	setState := rev15SetState(t, ctx, su)
 	t.Cleanup(func() {
 		if _, err := su.Exec(context.Background(), `DELETE FROM pgveil.tables WHERE table_name = 'public.contacts'; SELECT pg_notify('pgveil_tables', 'public.contacts')`); err != nil {
 			t.Errorf("cleanup: %v", err)
@@ -216,6 +201,10 @@ ON CONFLICT (table_name) DO UPDATE SET state = EXCLUDED.state, updated_at = now(
 	if err := conn.QueryRow(ctx, "r15mig", email).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("during the migration: %d rows, %v", n, err)
 	}
+	// pgx's statement cache (its default mode) with the same query.
+	if err := conn.QueryRow(ctx, q+" AND true", email).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("during the migration, cached: %d rows, %v", n, err)
+	}
 	setState("complete")
 	waitFor(t, 20*time.Second, "pgveil to plan contacts without migration mode", func() (bool, error) {
 		n, err := fresh()
@@ -224,6 +213,43 @@ ON CONFLICT (table_name) DO UPDATE SET state = EXCLUDED.state, updated_at = now(
 	err := conn.QueryRow(ctx, "r15mig", email).Scan(&n)
 	if err == nil && n != 0 {
 		t.Errorf("a statement prepared during the migration still compares the plaintext after it completed (%d rows; a fresh statement finds 0)", n)
+	}
+	// The refusal is worded as PostgreSQL's own after a schema change, so
+	// that drivers prepare the statement again: pgx drops it from its
+	// cache at any error, and the next call works.
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "0A000" || pe.Message != "cached plan must not change result type" || pe.Routine != "RevalidateCachedQuery" {
+		t.Errorf("stale statement: got %v, want PostgreSQL's 0A000 cached-plan error (routine RevalidateCachedQuery)", err)
+	}
+	err = conn.QueryRow(ctx, q+" AND true", email).Scan(&n)
+	if !errors.As(err, &pe) || pe.Routine != "RevalidateCachedQuery" {
+		t.Errorf("cached statement after the migration: got %v (%d rows), want the cached-plan error once", err, n)
+	}
+	if err := conn.QueryRow(ctx, q+" AND true", email).Scan(&n); err != nil || n != 0 {
+		t.Errorf("pgx's next call, prepared again: %d rows, %v; want 0 rows", n, err)
+	}
+}
+
+// rev15SetState returns a function that records a migration state of
+// contacts in pgveil.tables and announces it, as pgveil migrate does.
+func rev15SetState(t *testing.T, ctx context.Context, su *pgx.Conn) func(state string) {
+	return func(state string) {
+		t.Helper()
+		if _, err := su.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS pgveil;
+CREATE TABLE IF NOT EXISTS pgveil.tables (
+  table_name text PRIMARY KEY,
+  state      text NOT NULL CHECK (state IN ('migrating', 'complete', 'decrypting')),
+  updated_at timestamptz NOT NULL DEFAULT now()
+)`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := su.Exec(ctx, `INSERT INTO pgveil.tables (table_name, state) VALUES ('public.contacts', $1)
+ON CONFLICT (table_name) DO UPDATE SET state = EXCLUDED.state, updated_at = now()`, state); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := su.Exec(ctx, `SELECT pg_notify('pgveil_tables', 'public.contacts')`); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

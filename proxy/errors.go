@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -34,7 +35,10 @@ type pgError struct {
 	// Schema, Table and Column name the object concerned, when there is
 	// one (the ErrorResponse fields s, t and c, as the server sets them).
 	Schema, Table, Column string
-	cause                 error
+	// Routine is the ErrorResponse's R field (the server's function that
+	// raised it), set where drivers act on it (staleStatement).
+	Routine string
+	cause   error
 }
 
 func (e *pgError) Error() string {
@@ -52,6 +56,25 @@ func (e *pgError) SQLState() string { return e.Code }
 
 func fatal(code, msg string) *pgError { return &pgError{Severity: "FATAL", Code: code, Message: msg} }
 
+// staleStatement is the refusal of a protocol-level prepared statement
+// whose plan a catalog change or a table's migration state made wrong.
+// It is worded as PostgreSQL words its own refusal of a prepared
+// statement whose plan a schema change invalidated (0A000 "cached plan
+// must not change result type", raised by RevalidateCachedQuery): pgx
+// (any error), pgjdbc and ActiveRecord (that routine) prepare the
+// statement again and go on, as they do after DDL on a direct
+// connection. Why is pgveil's own account.
+func staleStatement(name []byte, why string) *pgError {
+	return &pgError{Severity: "ERROR", Code: "0A000", Message: "cached plan must not change result type",
+		Detail:  fmt.Sprintf("pgveil: prepared statement %q %s", name, why),
+		Hint:    "prepare it again (DEALLOCATE it, or use a new name); most drivers do so by themselves",
+		Routine: revalidateRoutine}
+}
+
+// revalidateRoutine is the function of PostgreSQL that refuses a prepared
+// statement a schema change invalidated.
+const revalidateRoutine = "RevalidateCachedQuery"
+
 // sqlStater is implemented by errors from rewrite, keysource and scram.
 type sqlStater interface{ SQLState() string }
 
@@ -62,7 +85,7 @@ func toErrorResponse(err error) *pgproto3.ErrorResponse {
 	var pe *pgError
 	if errors.As(err, &pe) {
 		return &pgproto3.ErrorResponse{Severity: pe.Severity, SeverityUnlocalized: pe.Severity, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint,
-			SchemaName: pe.Schema, TableName: pe.Table, ColumnName: pe.Column}
+			SchemaName: pe.Schema, TableName: pe.Table, ColumnName: pe.Column, Routine: pe.Routine}
 	}
 	var tl *tooLargeError
 	if errors.As(err, &tl) {

@@ -88,7 +88,7 @@ func (s *session) injectQueryError(e *pgError) {
 	s.countRefusal(e)
 	s.copyRefused()
 	s.dropUnnamed()
-	s.t.push(pending{kind: pendQuery, injected: true})
+	s.t.push(pending{kind: pendQuery, injected: true, revalidate: e.Routine == revalidateRoutine})
 	s.sw.Write(appendQuery(s.scratch[:0], raiseSQL(e)))
 }
 
@@ -107,7 +107,7 @@ func (s *session) injectExtendedError(e *pgError) {
 	s.t.push(pending{kind: pendClosePortal, suppress: true})
 	s.t.push(pending{kind: pendParse, suppress: true})
 	s.t.push(pending{kind: pendBind, suppress: true})
-	s.t.push(pending{kind: pendExecute, injected: true})
+	s.t.push(pending{kind: pendExecute, injected: true, revalidate: e.Routine == revalidateRoutine})
 	s.sw.Write(b)
 	s.scratch = b[:0]
 }
@@ -121,6 +121,12 @@ func (s *session) countRefusal(e *pgError) {
 // from the server's ErrorResponse for an injected error, so the client sees
 // pgveil's error as if raised directly.
 func cleanInjectedError(body []byte, dst []byte) []byte {
+	return cleanInjected(body, "", dst)
+}
+
+// cleanInjected is cleanInjectedError that names routine (the R field)
+// when it is not "": RAISE cannot set it.
+func cleanInjected(body []byte, routine string, dst []byte) []byte {
 	for off := 0; off < len(body) && body[off] != 0; {
 		f := body[off]
 		v, next, ok := cstringBytes(body, off+1)
@@ -134,6 +140,9 @@ func cleanInjectedError(body []byte, dst []byte) []byte {
 			dst = append(append(dst, v...), 0)
 		}
 		off = next
+	}
+	if routine != "" {
+		dst = append(append(append(dst, 'R'), routine...), 0)
 	}
 	return append(dst, 0)
 }

@@ -375,7 +375,11 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 		w.Write(body)
 	case ev.cur.suppress:
 	case typ == 'E' && ev.cur.injected:
-		s.out = cleanInjectedError(body, s.out[:0])
+		routine := ""
+		if ev.cur.revalidate {
+			routine = revalidateRoutine
+		}
+		s.out = cleanInjected(body, routine, s.out[:0])
 		writeMsg(w, 'E', s.out)
 	case typ == 'E' && ev.cur.serverWords():
 		s.out = s.clientWords(body, s.out[:0], &ev.cur)

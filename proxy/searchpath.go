@@ -214,9 +214,7 @@ func (s *session) replanOnPathChange(name []byte) (*pgError, error) {
 		s.ptStmts[string(name)] = pt
 		return nil, nil
 	}
-	return &pgError{Severity: "ERROR", Code: "0A000",
-		Message: fmt.Sprintf("prepared statement %q was planned by pgveil under another search_path or an older catalog, and now names a table pgveil encrypts", name),
-		Hint:    "prepare it again (DEALLOCATE it, or use a new name)"}, nil
+	return staleStatement(name, "was planned under another search_path or an older catalog, and now names a table pgveil encrypts"), nil
 }
 
 // sqlPrep is a statement prepared with SQL PREPARE that pgveil passed.
@@ -332,9 +330,7 @@ func (s *session) replanOnCatalogChange(stmt *Statement) (*Statement, *pgError, 
 			return &cp, nil, nil
 		}
 	}
-	return nil, &pgError{Severity: "ERROR", Code: "0A000",
-		Message: fmt.Sprintf("prepared statement %q was planned by pgveil under an older catalog, and its relations now need another plan", stmt.Name),
-		Hint:    "prepare it again (DEALLOCATE it, or use a new name)"}, nil
+	return nil, staleStatement([]byte(stmt.Name), "was planned under an older catalog or migration state, and its relations now need another plan"), nil
 }
 
 // onlyPinned reports a statement whose only change is pinned names: no

@@ -97,6 +97,9 @@ type pending struct {
 	// message pgveil refused (see inject.go).
 	suppress bool
 	injected bool
+	// revalidate marks an injected error that is a stale statement's
+	// (staleStatement): the client's copy names PostgreSQL's routine.
+	revalidate bool
 	// internal marks a Describe pgveil sent for itself: its RowDescription
 	// maps the portal's fields and is not forwarded.
 	internal bool
