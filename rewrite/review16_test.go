@@ -91,6 +91,8 @@ func TestReview16FoundMigrationDistinct(t *testing.T) {
 			`SELECT id FROM contacts WHERE (email_bidx <> ALL($1) AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND btrim(lower(email)) <> ALL($2)))`},
 		{`SELECT id FROM contacts WHERE email <> ALL(ARRAY[$1, 'x@y'])`,
 			`SELECT id FROM contacts WHERE (email_bidx <> ALL(ARRAY[$1, {index:email<-L0}]) AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND btrim(lower(email)) <> ALL(ARRAY[$2, {plaintext:email<-L0}])))`},
+		{`SELECT id FROM contacts WHERE email IS NOT DISTINCT FROM NULL`,
+			`SELECT id FROM contacts WHERE (email_bidx IS NOT DISTINCT FROM NULL AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND btrim(lower(email)) IS NOT DISTINCT FROM NULL))`},
 		// Two columns: only rows whose index tells their value (backfilled,
 		// or NULL) are compared.
 		{`SELECT x.id FROM contacts x JOIN contacts y ON x.email IS NOT DISTINCT FROM y.email`,
