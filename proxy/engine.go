@@ -58,6 +58,7 @@ type engine struct {
 func newEngine(ctx context.Context, cfg *policy.Config, svc *svcPool, master keysource.Master, keys *keysource.Keyring,
 	followers *stateFollowers, log *zap.Logger) (*engine, error) {
 	pool := svc.pool
+	loaded := time.Now() // the snapshot answers requests made before
 	cat, err := loadCatalog(ctx, pool, cfg)
 	if err != nil {
 		return nil, err
@@ -70,7 +71,8 @@ func newEngine(ctx context.Context, cfg *policy.Config, svc *svcPool, master key
 	if followers == nil {
 		followers = &stateFollowers{}
 	}
-	e := &engine{cfg: cfg, planner: rewrite.NewPlanner(cfg, cfg.Proxy.PlanCacheSize), keys: keys, pool: pool, svc: svc, log: log, followers: followers}
+	e := &engine{cfg: cfg, planner: rewrite.NewPlanner(cfg, cfg.Proxy.PlanCacheSize), keys: keys, pool: pool, svc: svc, log: log, followers: followers,
+		refreshAt: loaded, refreshOK: true}
 	e.setCatalog(cat)
 	followers.add(e)
 	// Before the first session, not when the watcher starts.
