@@ -49,6 +49,11 @@ func (a *analyzer) migrationFallback(start, end int, ref *pg.ColumnRef, col *pol
 	if !ok {
 		return errorf(CodeInternalError, "cannot locate column reference; statement refused").at(a.sql, ref.Location)
 	}
+	// (email) = ($1): the spans of the column and the value stop inside
+	// their parentheses; the alternative goes around the whole comparison.
+	if start, end, ok = a.widenBalanced(start, end); !ok {
+		return errorf(CodeInternalError, "cannot locate the comparison's parentheses; statement refused").at(a.sql, ref.Location)
+	}
 	colText := a.sql[refStart:refEnd]
 	bidxText := a.sql[refStart:lastStart] + identLike(col.BlindIndex.Column, quoted)
 	plain := colText
@@ -124,10 +129,9 @@ func (a *analyzer) migrationDistinct(lc *policy.Column, lref *pg.ColumnRef, rc *
 	if len(guards) == 0 {
 		return nil
 	}
-	start, end = a.balanceParens(start, end)
-	if !a.balanced(start, end) {
-		return colErr(CodeFeatureNotSupported, lc, "write the comparison without parentheses around a column",
-			"IS [NOT] DISTINCT FROM between encrypted columns %s and %s in this form is not supported while a table of theirs is in migration mode", lc.QualifiedName(), rc.QualifiedName()).at(a.sql, loc)
+	start, end, ok := a.widenBalanced(start, end)
+	if !ok {
+		return errorf(CodeInternalError, "cannot locate the comparison's parentheses; statement refused").at(a.sql, loc)
 	}
 	a.edits = append(a.edits,
 		edit{start: start, end: start, text: "(CASE WHEN " + strings.Join(guards, " AND ") + " THEN ", sub: -1, seq: len(a.edits)},
@@ -135,24 +139,40 @@ func (a *analyzer) migrationDistinct(lc *policy.Column, lref *pg.ColumnRef, rc *
 	return nil
 }
 
-// balanced reports whether the parentheses of sql[start:end] pair up.
-func (a *analyzer) balanced(start, end int) bool {
+// widenBalanced widens [start, end) over the parentheses it opens or
+// closes without the other half, so that text put around it encloses
+// whole parenthesised operands: "email) IS NOT DISTINCT FROM ($1" of
+// (email) IS NOT DISTINCT FROM ($1) becomes the whole comparison.
+func (a *analyzer) widenBalanced(start, end int) (int, int, bool) {
 	l := lexer{s: a.sql[:end], pos: start, backslash: a.backslash}
-	depth := 0
+	depth, low := 0, 0
 	for t := l.next(); t.kind != tEOF; t = l.next() {
 		switch {
 		case t.kind == tError:
-			return false
+			return start, end, false
 		case l.isPunct(t, "("):
 			depth++
 		case l.isPunct(t, ")"):
 			depth--
-			if depth < 0 {
-				return false
-			}
+			low = min(low, depth)
 		}
 	}
-	return depth == 0
+	for closed := -low; closed > 0; closed-- { // a ")" inside closes a "(" before start
+		s, ok := a.tokenBefore(start, "(")
+		if !ok {
+			return start, end, false
+		}
+		start = s
+	}
+	for open := depth - low; open > 0; open-- { // a "(" inside: its ")" follows
+		l := lexer{s: a.sql[:a.stmtEnd], pos: end, backslash: a.backslash}
+		t := l.next()
+		if !l.isPunct(t, ")") {
+			return start, end, false
+		}
+		end = t.end
+	}
+	return start, end, true
 }
 
 // normalizeSQL applies a blind index's normalisations to a column in SQL,

@@ -13,6 +13,17 @@ package rewrite
 // Checked against PostgreSQL 15 on a plaintext schema (integration:
 // integration/enc_review16_test.go).
 //
+// All fixed in the commits after it: on a table in migration mode each
+// row is compared by its blind index when it has one and by its
+// plaintext when it has none (… AND email_bidx IS NOT NULL OR
+// (email_bidx IS NULL AND …), migrationFallback, migration.go), also for
+// IS [NOT] DISTINCT FROM NULL (equality, equality.go); <> ALL repeats
+// <> ALL (anyAll); IS [NOT] DISTINCT FROM between two encrypted columns
+// is NULL on a row not yet backfilled (migrationDistinct); the
+// alternative goes around parenthesised operands (widenBalanced). SIGHUP
+// makes the sessions already open read their engine's catalog again at
+// their next statement (Server.reloadAt, proxy refreshCatalogIfNeeded).
+//
 // Failing at the time of the review (defects):
 //   TestReview16FoundMigrationDistinct HIGH (wrong rows matched): on a
 //       table in migration mode a comparison with a value became
@@ -33,6 +44,12 @@ package rewrite
 //       <> ALL(ARRAY[…])) repeated "= ANY" on the plaintext: it matched
 //       the rows not yet backfilled that hold a listed value, exactly the
 //       ones PostgreSQL leaves out, and missed the others.
+//   TestReview16FoundMigrationDistinct, parenthesised operands MEDIUM (a
+//       legit statement breaks): in migration mode the alternative was
+//       put after the value's own span, inside the parentheses around it:
+//       email = ($1) went out as (email_bidx = ($1 OR (email_bidx IS NULL
+//       AND …))), which the server rejects (argument of OR must be
+//       boolean); (email) = $1 only worked by chance.
 //   integration/enc_review16_test.go TestEncReview16FoundReloadOldSession
 //       HIGH (plaintext reaches the server): a partition (child, view)
 //       created directly in the database is known from pgveil's next
@@ -93,6 +110,15 @@ func TestReview16FoundMigrationDistinct(t *testing.T) {
 			`SELECT id FROM contacts WHERE (email_bidx <> ALL(ARRAY[$1, {index:email<-L0}]) AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND btrim(lower(email)) <> ALL(ARRAY[$2, {plaintext:email<-L0}])))`},
 		{`SELECT id FROM contacts WHERE email IS NOT DISTINCT FROM NULL`,
 			`SELECT id FROM contacts WHERE (email_bidx IS NOT DISTINCT FROM NULL AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND btrim(lower(email)) IS NOT DISTINCT FROM NULL))`},
+		// Parenthesised operands: the alternative goes around the whole
+		// comparison (it went inside the value's parentheses, ($1 OR (…)),
+		// which the server rejects).
+		{`SELECT id FROM contacts WHERE (email) IS NOT DISTINCT FROM ($1)`,
+			`SELECT id FROM contacts WHERE ((email_bidx) IS NOT DISTINCT FROM ($1) AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND btrim(lower(email)) IS NOT DISTINCT FROM $2))`},
+		{`SELECT id FROM contacts WHERE email = ($1)`,
+			`SELECT id FROM contacts WHERE (email_bidx = ($1) AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND btrim(lower(email)) = $2))`},
+		{`SELECT x.id FROM contacts x JOIN contacts y ON x.email IS NOT DISTINCT FROM (y.email)`,
+			`SELECT x.id FROM contacts x JOIN contacts y ON (CASE WHEN (x.email_bidx IS NOT NULL OR x.email IS NULL) AND (y.email_bidx IS NOT NULL OR y.email IS NULL) THEN x.email_bidx IS NOT DISTINCT FROM (y.email_bidx) END)`},
 		// Two columns: only rows whose index tells their value (backfilled,
 		// or NULL) are compared.
 		{`SELECT x.id FROM contacts x JOIN contacts y ON x.email IS NOT DISTINCT FROM y.email`,
