@@ -1188,7 +1188,11 @@ func (s *session) refreshCatalogIfNeeded() error {
 	if s.ddlUnsettled {
 		return nil
 	}
-	if at := max(s.ddlDone.Load(), s.eng.ddlAt.Load(), s.srv.reloadAt.Load()); at != 0 && at > s.ddlSeen {
+	reload := s.srv.reloadAt.Load()
+	if reload <= s.eng.loadedAt {
+		reload = 0 // the engine started after it
+	}
+	if at := max(s.ddlDone.Load(), s.eng.ddlAt.Load(), reload); at != 0 && at > s.ddlSeen {
 		if s.loopRun {
 			return &catalogWait{what: "the catalog after DDL", run: func(ctx context.Context) error {
 				ctx, cancel := context.WithTimeout(ctx, catalogRefreshTimeout)
