@@ -1177,7 +1177,9 @@ func (s *session) serverResultFormats(st *rewrite.Stmt, client []int16, dst []in
 }
 
 // refreshCatalogIfNeeded reloads the catalog before planning when DDL this
-// session sent has completed since the last plan. A session whose DDL is
+// session (or another on its engine) sent has completed since the last
+// plan, or pgveil was reloaded (SIGHUP: the session's engine, which a new
+// one replaced for new sessions only, reads its catalog again). A session whose DDL is
 // unsettled plans by name and does not wait: the reload runs on another
 // connection, which cannot see the session's uncommitted DDL and may wait
 // on its locks; settleDDL reloads once the session is outside a
@@ -1186,7 +1188,11 @@ func (s *session) refreshCatalogIfNeeded() error {
 	if s.ddlUnsettled {
 		return nil
 	}
-	if at := max(s.ddlDone.Load(), s.eng.ddlAt.Load()); at != 0 && at > s.ddlSeen {
+	reload := s.srv.reloadAt.Load()
+	if reload <= s.eng.loadedAt {
+		reload = 0 // the engine started after it
+	}
+	if at := max(s.ddlDone.Load(), s.eng.ddlAt.Load(), reload); at != 0 && at > s.ddlSeen {
 		if s.loopRun {
 			return &catalogWait{what: "the catalog after DDL", run: func(ctx context.Context) error {
 				ctx, cancel := context.WithTimeout(ctx, catalogRefreshTimeout)

@@ -47,6 +47,9 @@ type engine struct {
 	refreshOK bool         // the last reload succeeded
 	failedAt  time.Time    // when the last failed reload ended
 	staleAt   atomic.Int64 // unix ns of the last refreshStale reload
+	// loadedAt is when the engine's first snapshot was read (unix ns): a
+	// reload (SIGHUP) before it asks nothing of its sessions.
+	loadedAt int64
 }
 
 // newEngine connects the service pool, loads and checks the catalog, and
@@ -58,6 +61,7 @@ type engine struct {
 func newEngine(ctx context.Context, cfg *policy.Config, svc *svcPool, master keysource.Master, keys *keysource.Keyring,
 	followers *stateFollowers, log *zap.Logger) (*engine, error) {
 	pool := svc.pool
+	loaded := time.Now() // the snapshot answers requests made before
 	cat, err := loadCatalog(ctx, pool, cfg)
 	if err != nil {
 		return nil, err
@@ -70,7 +74,8 @@ func newEngine(ctx context.Context, cfg *policy.Config, svc *svcPool, master key
 	if followers == nil {
 		followers = &stateFollowers{}
 	}
-	e := &engine{cfg: cfg, planner: rewrite.NewPlanner(cfg, cfg.Proxy.PlanCacheSize), keys: keys, pool: pool, svc: svc, log: log, followers: followers}
+	e := &engine{cfg: cfg, planner: rewrite.NewPlanner(cfg, cfg.Proxy.PlanCacheSize), keys: keys, pool: pool, svc: svc, log: log, followers: followers,
+		refreshAt: loaded, refreshOK: true, loadedAt: loaded.UnixNano()}
 	e.setCatalog(cat)
 	followers.add(e)
 	// Before the first session, not when the watcher starts.

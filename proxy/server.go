@@ -50,6 +50,12 @@ type Server struct {
 	limits   connLimits // limits.go
 
 	eng atomic.Pointer[engine] // nil when no table is configured
+	// reloadAt is when the last SIGHUP reload began (unix nanos). A
+	// session keeps the engine it started with, so each engine reads its
+	// catalog again at its sessions' next statement after it
+	// (refreshCatalogIfNeeded): relations created directly in the database
+	// reach the sessions already open too, as docs/LIMITS.md promises.
+	reloadAt atomic.Int64
 
 	// loops relay eligible sessions (loopFor); started by Listen with
 	// proxy.event_loops, stopped by Shutdown once no session runs.
@@ -218,6 +224,7 @@ func (s *Server) Reload(cfg *policy.Config) error {
 		s.metrics.ReloadsTotal.WithLabelValues("error").Inc()
 		return fmt.Errorf("listen changed from %s to %s: restart pgveil to move the listener", old.Listen, cfg.Listen)
 	}
+	s.reloadAt.Store(time.Now().UnixNano())
 	prevCfg := s.cfg.Load()
 	if err := s.apply(cfg); err != nil {
 		s.metrics.ReloadsTotal.WithLabelValues("error").Inc()

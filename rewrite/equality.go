@@ -115,7 +115,13 @@ func (a *analyzer) equality(e *pg.A_Expr, sc *scope) (bool, *Error) {
 	case lc == nil && rc == nil:
 		return false, nil
 	case lc != nil && rc != nil:
-		return true, a.joinEquality(lc, lref, rc, rref, e.Location)
+		if err := a.joinEquality(lc, lref, rc, rref, e.Location); err != nil {
+			return true, err
+		}
+		if e.Kind != pg.A_Expr_Kind_AEXPR_OP {
+			return true, a.migrationDistinct(lc, lref, rc, rref, e.Location)
+		}
+		return true, nil
 	}
 	col, ref, other := lc, lref, e.Rexpr
 	if rc != nil {
@@ -144,7 +150,9 @@ func (a *analyzer) equality(e *pg.A_Expr, sc *scope) (bool, *Error) {
 		return true, err
 	}
 	a.indexValue(v, col, Index)
-	if v.kind != vParam && v.kind != vLiteral {
+	// NULL: = and <> are NULL on every row, but IS [NOT] DISTINCT FROM
+	// NULL is not, and the index alone is NULL on rows not yet backfilled.
+	if v.kind != vParam && v.kind != vLiteral && (v.kind != vNull || e.Kind == pg.A_Expr_Kind_AEXPR_OP) {
 		return true, nil
 	}
 	refStart, refEnd, _, _, ok := a.refTokens(ref)
@@ -306,7 +314,7 @@ func (a *analyzer) anyArray(e *pg.A_Expr, col *policy.Column, ref *pg.ColumnRef,
 		if !ok {
 			return errorf(CodeInternalError, "cannot locate the end of = ANY(ARRAY[…]); statement refused").at(a.sql, e.Location)
 		}
-		return a.migrationFallback(refStart, end, ref, col, migrationOp{open: "= ANY(ARRAY[", close: "])"}, vals)
+		return a.migrationFallback(refStart, end, ref, col, migrationOp{open: anyAll(e) + "(ARRAY[", close: "])"}, vals)
 	}
 	v, err := a.classify(rhs, col, true)
 	if err != nil {
@@ -330,7 +338,16 @@ func (a *analyzer) anyArray(e *pg.A_Expr, col *policy.Column, ref *pg.ColumnRef,
 	if !ok {
 		return errorf(CodeInternalError, "cannot locate the end of = ANY(…); statement refused").at(a.sql, e.Location)
 	}
-	return a.migrationFallback(refStart, end, ref, col, migrationOp{open: "= ANY(", close: ")", each: true}, []value{v})
+	return a.migrationFallback(refStart, end, ref, col, migrationOp{open: anyAll(e) + "(", close: ")", each: true}, []value{v})
+}
+
+// anyAll is the operator of col = ANY(…) or col <> ALL(…), for the
+// plaintext fallback to repeat.
+func anyAll(e *pg.A_Expr) string {
+	if e.Kind == pg.A_Expr_Kind_AEXPR_OP_ALL {
+		return "<> ALL"
+	}
+	return "= ANY"
 }
 
 // renameToIndex replaces the last name of a column reference with the

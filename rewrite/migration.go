@@ -14,14 +14,16 @@ import (
 // them, so on a table in migration mode
 //
 //	email = $1
-//	  → (email_bidx = $2 OR (email_bidx IS NULL AND btrim(lower(email)) = $3))
+//	  → (email_bidx = $2 AND email_bidx IS NOT NULL
+//	     OR (email_bidx IS NULL AND btrim(lower(email)) = $3))
 //
 // with $2 the blind index of $1 and $3 its normalised plaintext (Action
 // Plaintext). The plaintext goes to the server only while the table still
 // holds plaintext anyway, only for comparison, and only for tables the
 // operator put in migration mode. IN lists and = ANY get the same
 // treatment; comparisons between two encrypted columns (joins) match
-// backfilled rows only.
+// backfilled rows only (IS [NOT] DISTINCT FROM between them is NULL on a
+// row not yet backfilled: migrationDistinct).
 
 // migrationOp describes the comparison the fallback repeats on plaintext.
 type migrationOp struct {
@@ -47,6 +49,11 @@ func (a *analyzer) migrationFallback(start, end int, ref *pg.ColumnRef, col *pol
 	if !ok {
 		return errorf(CodeInternalError, "cannot locate column reference; statement refused").at(a.sql, ref.Location)
 	}
+	// (email) = ($1): the spans of the column and the value stop inside
+	// their parentheses; the alternative goes around the whole comparison.
+	if start, end, ok = a.widenBalanced(start, end); !ok {
+		return errorf(CodeInternalError, "cannot locate the comparison's parentheses; statement refused").at(a.sql, ref.Location)
+	}
 	colText := a.sql[refStart:refEnd]
 	bidxText := a.sql[refStart:lastStart] + identLike(col.BlindIndex.Column, quoted)
 	plain := colText
@@ -59,7 +66,12 @@ func (a *analyzer) migrationFallback(start, end int, ref *pg.ColumnRef, col *pol
 		a.edits = append(a.edits, edit{start: end, end: end, text: text, sub: sub, seq: len(a.edits)})
 	}
 	a.edits = append(a.edits, edit{start: start, end: start, text: "(", sub: -1, seq: len(a.edits)})
-	add(" OR (" + bidxText + " IS NULL AND " + plain + " " + op.open)
+	// Each row is compared by its index when it has one and by its
+	// plaintext when it has none, never by both: on a row not yet
+	// backfilled the index's comparison is NULL (IS NOT DISTINCT FROM
+	// NULL is even true), and "NULL OR false" would be NULL where
+	// PostgreSQL answers false (NOT (email = $1) would miss the row).
+	add(" AND " + bidxText + " IS NOT NULL OR (" + bidxText + " IS NULL AND " + plain + " " + op.open)
 	action := Plaintext
 	if op.each {
 		action = PlaintextEach
@@ -82,6 +94,85 @@ func (a *analyzer) migrationFallback(start, end int, ref *pg.ColumnRef, col *pol
 	}
 	add(op.close + "))")
 	return nil
+}
+
+// migrationDistinct guards IS [NOT] DISTINCT FROM between two encrypted
+// columns when a table of theirs is in migration mode. Their blind
+// indexes tell their values apart only on rows that have one (or whose
+// value is NULL); on a row not yet backfilled both indexes may be NULL
+// (NOT DISTINCT: true whatever the values) or one (DISTINCT: true for
+// equal values). There the comparison is unknown, NULL, as = and <> are:
+//
+//	x.email IS NOT DISTINCT FROM y.email
+//	  → (CASE WHEN (x.email_bidx IS NOT NULL OR x.email IS NULL) AND (…y…)
+//	     THEN x.email_bidx IS NOT DISTINCT FROM y.email_bidx END)
+func (a *analyzer) migrationDistinct(lc *policy.Column, lref *pg.ColumnRef, rc *policy.Column, rref *pg.ColumnRef, loc int32) *Error {
+	start, end := -1, -1
+	var guards []string
+	for _, side := range []struct {
+		col *policy.Column
+		ref *pg.ColumnRef
+	}{{lc, lref}, {rc, rref}} {
+		refStart, refEnd, lastStart, quoted, ok := a.refTokens(side.ref)
+		if !ok {
+			return errorf(CodeInternalError, "cannot locate column reference; statement refused").at(a.sql, side.ref.Location)
+		}
+		if start < 0 || refStart < start {
+			start = refStart
+		}
+		end = max(end, refEnd)
+		if a.p.isMigrating(side.col.Table) {
+			bidx := a.sql[refStart:lastStart] + identLike(side.col.BlindIndex.Column, quoted)
+			guards = append(guards, "("+bidx+" IS NOT NULL OR "+a.sql[refStart:refEnd]+" IS NULL)")
+		}
+	}
+	if len(guards) == 0 {
+		return nil
+	}
+	start, end, ok := a.widenBalanced(start, end)
+	if !ok {
+		return errorf(CodeInternalError, "cannot locate the comparison's parentheses; statement refused").at(a.sql, loc)
+	}
+	a.edits = append(a.edits,
+		edit{start: start, end: start, text: "(CASE WHEN " + strings.Join(guards, " AND ") + " THEN ", sub: -1, seq: len(a.edits)},
+		edit{start: end, end: end, text: " END)", seq: len(a.edits) + 1})
+	return nil
+}
+
+// widenBalanced widens [start, end) over the parentheses it opens or
+// closes without the other half, so that text put around it encloses
+// whole parenthesised operands: "email) IS NOT DISTINCT FROM ($1" of
+// (email) IS NOT DISTINCT FROM ($1) becomes the whole comparison.
+func (a *analyzer) widenBalanced(start, end int) (int, int, bool) {
+	l := lexer{s: a.sql[:end], pos: start, backslash: a.backslash}
+	depth, low := 0, 0
+	for t := l.next(); t.kind != tEOF; t = l.next() {
+		switch {
+		case t.kind == tError:
+			return start, end, false
+		case l.isPunct(t, "("):
+			depth++
+		case l.isPunct(t, ")"):
+			depth--
+			low = min(low, depth)
+		}
+	}
+	for closed := -low; closed > 0; closed-- { // a ")" inside closes a "(" before start
+		s, ok := a.tokenBefore(start, "(")
+		if !ok {
+			return start, end, false
+		}
+		start = s
+	}
+	for open := depth - low; open > 0; open-- { // a "(" inside: its ")" follows
+		l := lexer{s: a.sql[:a.stmtEnd], pos: end, backslash: a.backslash}
+		t := l.next()
+		if !l.isPunct(t, ")") {
+			return start, end, false
+		}
+		end = t.end
+	}
+	return start, end, true
 }
 
 // normalizeSQL applies a blind index's normalisations to a column in SQL,

@@ -277,18 +277,18 @@ func TestReviewRotationMigrationMode(t *testing.T) {
 	p.SetMigrating(map[*policy.Table]bool{p.cfg.Table("public", "accounts"): true})
 	reviewGolden(t, p, []struct{ sql, want string }{
 		{`SELECT id FROM accounts WHERE email = $1`, `kind=select rewritten=true client_params=1
-  sql: SELECT id FROM accounts WHERE (email_bidx = $1 OR (email_bidx IS NULL AND lower(email) = $2))
+  sql: SELECT id FROM accounts WHERE (email_bidx = $1 AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND lower(email) = $2))
   $1 = index($1, public.accounts.email)
   $2 = plaintext($1, public.accounts.email)
 `},
 		{`SELECT id FROM accounts WHERE email IN ($1, 'X')`, `kind=select rewritten=true client_params=1
-  sql: SELECT id FROM accounts WHERE (email_bidx IN ($1, {index:email<-L0}) OR (email_bidx IS NULL AND lower(email) IN ($2, {plaintext:email<-L0})))
+  sql: SELECT id FROM accounts WHERE (email_bidx IN ($1, {index:email<-L0}) AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND lower(email) IN ($2, {plaintext:email<-L0})))
   $1 = index($1, public.accounts.email)
   $2 = plaintext($1, public.accounts.email)
   L0 = 'X'
 `},
 		{`UPDATE accounts SET email = $1 WHERE org_id = $2 AND email = $3`, `kind=update rewritten=true client_params=3
-  sql: UPDATE accounts SET email = $1, email_bidx = $5, email_bidx2 = $6 WHERE org_id = $2 AND (email_bidx = $3 OR (email_bidx IS NULL AND lower(email) = $4))
+  sql: UPDATE accounts SET email = $1, email_bidx = $5, email_bidx2 = $6 WHERE org_id = $2 AND (email_bidx = $3 AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND lower(email) = $4))
   $1 = encrypt($1, public.accounts.email, tenant=$2)
   $3 = index($3, public.accounts.email)
   $4 = plaintext($3, public.accounts.email)
