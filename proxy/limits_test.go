@@ -292,6 +292,10 @@ func TestLimitsReload(t *testing.T) {
 	defer a.Close(ctx)
 	_, err = pgx.Connect(ctx, p.url())
 	wantTooMany(t, "second client", err)
+	// a's startup slot is given back just after its ReadyForQuery went
+	// out (max_pending_startups followed max_client_connections to 1):
+	// wait for it, or b may be refused for it under load.
+	waitFor(t, func() bool { return p.srv.limits.pending.Load() == 0 })
 	cfg := *p.srv.Config()
 	cfg.Proxy.MaxClientConnections = 2
 	if err := p.srv.Reload(&cfg); err != nil {
