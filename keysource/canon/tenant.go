@@ -30,6 +30,12 @@ func TenantParam(col, declared uint32, format int16, src []byte) (string, error)
 	if err != nil {
 		return "", err
 	}
+	return tenantEquality(t, pt)
+}
+
+// tenantEquality is the tenant name of a logical type's plaintext: its
+// equality form (IndexInput without normalisation), bytea as \x hex.
+func tenantEquality(t policy.LogicalType, pt []byte) (string, error) {
 	if t == policy.TypeBytea {
 		return string(appendByteaHex(nil, pt)), nil
 	}
@@ -61,11 +67,7 @@ func TenantText(typeOID uint32, format int16, src []byte) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if t == policy.TypeBytea {
-			return string(appendByteaHex(nil, pt)), nil
-		}
-		eq, err := IndexInput(t, pt, nil, nil)
-		return string(eq), err
+		return tenantEquality(t, pt)
 	}
 	if format == TextFormat {
 		if !utf8.Valid(src) {
