@@ -11,8 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/pgveil/pgveil/keysource"
 	"github.com/pgveil/pgveil/keysource/canon"
 	"github.com/pgveil/pgveil/keysource/envelope"
@@ -1208,5 +1206,3 @@ func (s *session) refreshCatalogIfNeeded() error {
 	}
 	return nil
 }
-
-var _ = zap.String

@@ -543,7 +543,9 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 	case '3': // CloseComplete
 		if expect(pendCloseStmt, pendClosePortal) {
 			ev.cur, ev.done = t.popLocked(), true
-			if ev.cur.kind == pendCloseStmt && !ev.cur.suppress && ev.cur.stmt != nil {
+			if ev.cur.kind == pendCloseStmt && !ev.cur.suppress && ev.cur.stmt != nil && ev.cur.stmt.ServerName != "" {
+				// Only statements pgveil rewrote become ghosts: a
+				// pass-through Close records nothing.
 				t.goneLocked(ev.cur.defName, ev.cur.seq)
 			}
 		}
