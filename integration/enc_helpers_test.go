@@ -15,12 +15,14 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -28,7 +30,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/pgveil/pgveil/integration/harness"
+	"github.com/pgveil/pgveil/keysource"
+	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/proxy"
 )
 
 // encSchema is the realistic schema of the suite: tenants (orgs), users
@@ -108,6 +115,33 @@ var encMasterKey = func() string {
 	}
 	return base64.StdEncoding.EncodeToString(k)
 }()
+
+// setTableState records a table's state in pgveil.tables, signed with a
+// key of the suite's key store, and announces it, as pgveil migrate does.
+func setTableState(t *testing.T, ctx context.Context, table, state string) {
+	t.Helper()
+	pool, err := pgxpool.New(ctx, cluster.SocketURL(harness.SuperUser, harness.Database))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "master.key")
+	if err := os.WriteFile(keyFile, []byte(encMasterKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := keysource.NewMaster(ctx, policy.KeySource{Kind: policy.KeySourceLocal, Local: policy.LocalKeySource{KeyFile: keyFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := keysource.NewKeyring(ctx, pool, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := proxy.SetTableState(ctx, pool, keys, table, state); err != nil {
+		t.Fatalf("setting the state of %s: %v", table, err)
+	}
+}
 
 // encProxy is a pgveil process with the encryption policy, and every
 // plaintext the test sent through it (for the log check at the end).

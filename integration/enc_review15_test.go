@@ -231,25 +231,12 @@ func TestEncReview15FoundMigrationEnded(t *testing.T) {
 }
 
 // rev15SetState returns a function that records a migration state of
-// contacts in pgveil.tables and announces it, as pgveil migrate does.
-func rev15SetState(t *testing.T, ctx context.Context, su *pgx.Conn) func(state string) {
+// contacts in pgveil.tables (signed) and announces it, as pgveil migrate
+// does.
+func rev15SetState(t *testing.T, ctx context.Context, _ *pgx.Conn) func(state string) {
 	return func(state string) {
 		t.Helper()
-		if _, err := su.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS pgveil;
-CREATE TABLE IF NOT EXISTS pgveil.tables (
-  table_name text PRIMARY KEY,
-  state      text NOT NULL CHECK (state IN ('migrating', 'complete', 'decrypting')),
-  updated_at timestamptz NOT NULL DEFAULT now()
-)`); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := su.Exec(ctx, `INSERT INTO pgveil.tables (table_name, state) VALUES ('public.contacts', $1)
-ON CONFLICT (table_name) DO UPDATE SET state = EXCLUDED.state, updated_at = now()`, state); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := su.Exec(ctx, `SELECT pg_notify('pgveil_tables', 'public.contacts')`); err != nil {
-			t.Fatal(err)
-		}
+		setTableState(t, ctx, "public.contacts", state)
 	}
 }
 

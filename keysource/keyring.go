@@ -451,6 +451,50 @@ func (k *Keyring) BlindIndexKey(ctx context.Context, col *policy.Column, bi *pol
 	return ix, nil
 }
 
+// TableStateKeyName is the pgveil.keys scope of the key that signs the rows
+// of pgveil.tables: an index (HMAC) key of its own, random and wrapped by
+// the master key like the others. Policy key names cannot start with
+// "pgveil:", so no blind index shares it.
+const TableStateKeyName = "pgveil:tables"
+
+// TableStateKey returns the key that signs pgveil.tables. With create it
+// makes one if there is none (the first signature); without, it returns
+// nil when there is none (nothing was signed). It may wait for the key
+// store: call it off the event loop.
+func (k *Keyring) TableStateKey(ctx context.Context, create bool) (*IndexKey, error) {
+	k.mu.RLock()
+	ix := k.index[TableStateKeyName]
+	k.mu.RUnlock()
+	if ix != nil {
+		return ix, nil
+	}
+	v, err := k.flight.do(ctx, flightKey("index", TableStateKeyName, "", create), func(ctx context.Context) (any, error) {
+		if create {
+			return k.loadIndexKey(ctx, TableStateKeyName)
+		}
+		row, err := newestRow(ctx, k.pool, PurposeIndex, TableStateKeyName, "", false, false)
+		if err != nil || row == nil || row.state != StateActive {
+			return (*IndexKey)(nil), err
+		}
+		return k.indexKeyFromRow(ctx, row)
+	})
+	if err != nil {
+		return nil, err
+	}
+	ix = v.(*IndexKey)
+	if ix == nil {
+		return nil, nil
+	}
+	k.mu.Lock()
+	if prev := k.index[TableStateKeyName]; prev != nil {
+		ix = prev
+	} else {
+		k.index[TableStateKeyName] = ix
+	}
+	k.mu.Unlock()
+	return ix, nil
+}
+
 func (k *Keyring) loadIndexKey(ctx context.Context, name string) (*IndexKey, error) {
 	for attempt := 0; attempt < 3; attempt++ {
 		row, err := newestRow(ctx, k.pool, PurposeIndex, name, "", false, false)
@@ -458,18 +502,7 @@ func (k *Keyring) loadIndexKey(ctx context.Context, name string) (*IndexKey, err
 			return nil, fmt.Errorf("keysource: read index key %q: %w", name, err)
 		}
 		if row != nil && row.state == StateActive {
-			raw, err := k.unwrap(ctx, row)
-			if err != nil {
-				return nil, err
-			}
-			wk, err := deriveKey(raw, row.meta)
-			clear(raw)
-			if err != nil {
-				return nil, err
-			}
-			ix := newIndexKey(row.meta, wk)
-			clear(wk)
-			return ix, nil
+			return k.indexKeyFromRow(ctx, row)
 		}
 		next := 1
 		if row != nil {
@@ -480,6 +513,21 @@ func (k *Keyring) loadIndexKey(ctx context.Context, name string) (*IndexKey, err
 		}
 	}
 	return nil, fmt.Errorf("keysource: no active index key %q after 3 attempts", name)
+}
+
+func (k *Keyring) indexKeyFromRow(ctx context.Context, row *keyRow) (*IndexKey, error) {
+	raw, err := k.unwrap(ctx, row)
+	if err != nil {
+		return nil, err
+	}
+	wk, err := deriveKey(raw, row.meta)
+	clear(raw)
+	if err != nil {
+		return nil, err
+	}
+	ix := newIndexKey(row.meta, wk)
+	clear(wk)
+	return ix, nil
 }
 
 // Forget drops keys from the cache, for instance because another replica

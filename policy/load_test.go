@@ -164,6 +164,8 @@ func TestErrors(t *testing.T) {
 			[]string{"c.yaml:11: tables.users.columns.email.on_error: unknown choice \"ignore\""}},
 		{"bad normalize", tablesPreamble + "tables:\n  users:\n    columns:\n      email:\n        type: text\n        blind_index:\n          column: b\n          normalize: [upper]\n", nil,
 			[]string{"tables.users.columns.email.blind_index.normalize: item 0: unknown normalization \"upper\""}},
+		{"reserved index key name", tablesPreamble + "tables:\n  users:\n    columns:\n      email:\n        type: text\n        blind_index:\n          column: b\n          key: \"pgveil:tables\"\n", nil,
+			[]string{"c.yaml:13: tables.users.columns.email.blind_index.key: names starting with \"pgveil:\" are reserved"}},
 		{"bidx column required", tablesPreamble + "tables:\n  users:\n    columns:\n      email:\n        type: text\n        blind_index:\n          normalize: [trim]\n", nil,
 			[]string{"c.yaml:11: tables.users.columns.email.blind_index.column: is required"}},
 		{"bidx is encrypted column", tablesPreamble + "tables:\n  users:\n    columns:\n      email:\n        type: text\n        blind_index: {column: phone}\n      phone: {type: text}\n", nil,

@@ -133,6 +133,9 @@ func (w *walker) blindIndex(n *yaml.Node, key string, bi *BlindIndex, extra fiel
 	if w.required(key+".column", bi.Column) && !validIdentifier(bi.Column) {
 		w.fail(key+".column", "invalid column name (1 to %d bytes)", maxIdentifier)
 	}
+	if strings.HasPrefix(bi.Key, "pgveil:") {
+		w.fail(key+".key", "names starting with \"pgveil:\" are reserved for pgveil's own keys")
+	}
 }
 
 // validateTable checks the relations between a table's columns.

@@ -496,8 +496,13 @@ tables:
         type: date
 `, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database)))
 	defer p.stop(t, 10*time.Second)
-	pool := p.srv.eng.Load().pool
-	if err := SetTableState(ctx, pool, "public.legacy", TableMigrating); err != nil {
+	pool, keys := p.srv.eng.Load().pool, p.srv.eng.Load().keys
+	if err := SetTableState(ctx, pool, keys, "public.legacy", TableMigrating); err != nil {
+		t.Fatal(err)
+	}
+	var migGen int64
+	var migMAC []byte
+	if err := admin.QueryRow(ctx, "SELECT generation, mac FROM pgveil.tables WHERE table_name = 'public.legacy'").Scan(&migGen, &migMAC); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return p.srv.eng.Load().migrating(p.srv.Config().Table("public", "legacy")) })
@@ -542,7 +547,7 @@ tables:
 		t.Fatalf("new row lookup: %d %v", id, err)
 	}
 	// Complete: plaintext is no longer accepted on read.
-	if err := SetTableState(ctx, pool, "public.legacy", TableComplete); err != nil {
+	if err := SetTableState(ctx, pool, keys, "public.legacy", TableComplete); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return !p.srv.eng.Load().migrating(p.srv.Config().Table("public", "legacy")) })
@@ -551,6 +556,73 @@ tables:
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "PV003" {
 		t.Fatalf("plaintext after complete: %q %v", email, err)
+	}
+
+	// Someone who can write to the database but holds no key puts the
+	// table back into migration mode: by hand (unsigned, or with a made-up
+	// signature), or by writing back the signed row of the migration.
+	// Each counts as complete.
+	followers := p.srv.eng.Load().followers
+	rejected := func() string {
+		followers.loadMu.Lock()
+		defer followers.loadMu.Unlock()
+		return followers.rejected["public.legacy"]
+	}
+	for _, c := range []struct{ name, sql, why string }{
+		{"unsigned", "UPDATE pgveil.tables SET state = 'migrating', mac = NULL", "not signed"},
+		{"forged", "UPDATE pgveil.tables SET state = 'migrating', mac = sha256('x')", "does not verify"},
+		{"flipped generation", fmt.Sprintf("UPDATE pgveil.tables SET state = 'migrating', generation = %d", migGen+1_000_000_000), "does not verify"},
+		{"replayed", fmt.Sprintf("UPDATE pgveil.tables SET state = 'migrating', generation = %d, mac = '\\x%x'", migGen, migMAC), "older than generation"},
+	} {
+		if _, err := admin.Exec(ctx, c.sql+" WHERE table_name = 'public.legacy'"); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if _, err := admin.Exec(ctx, "NOTIFY pgveil_tables, 'public.legacy'"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return strings.Contains(rejected(), c.why) })
+		if p.srv.eng.Load().migrating(p.srv.Config().Table("public", "legacy")) {
+			t.Fatalf("%s: the table is in migration mode", c.name)
+		}
+		// A value that does not open ends the session (FATAL): one each.
+		c2, err := pgx.Connect(ctx, p.url())
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c2.QueryRow(ctx, "SELECT email FROM legacy WHERE id = 1").Scan(&email)
+		c2.Close(ctx)
+		if !errors.As(err, &pe) || pe.Code != "PV003" {
+			t.Fatalf("%s: plaintext read: %q %v", c.name, email, err)
+		}
+	}
+	// A state signed anew is trusted again.
+	if err := SetTableState(ctx, pool, keys, "public.legacy", TableMigrating); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return p.srv.eng.Load().migrating(p.srv.Config().Table("public", "legacy")) })
+	c3, err := pgx.Connect(ctx, p.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close(ctx)
+	if err := c3.QueryRow(ctx, "SELECT email FROM legacy WHERE id = 1").Scan(&email); err != nil || email != "Old.One@Example.com" {
+		t.Fatalf("migrating again: %q %v", email, err)
+	}
+	if rejected() != "" {
+		t.Fatalf("still rejected: %s", rejected())
+	}
+}
+
+// TestTableStateMACVector pins the bytes a pgveil.tables signature covers:
+// replicas of different versions and the CLI must agree on them.
+func TestTableStateMACVector(t *testing.T) {
+	got := stateMACInput("public.users", TableComplete, 1732406400000000)
+	want := "70677665696c2f76312f7461626c652d7374617465" + // "pgveil/v1/table-state"
+		"000c" + "7075626c69632e7573657273" + // "public.users"
+		"0008" + "636f6d706c657465" + // "complete"
+		"0006279d4c142000" // generation
+	if fmt.Sprintf("%x", got) != want {
+		t.Fatalf("MAC input\n got %x\nwant %s", got, want)
 	}
 }
 

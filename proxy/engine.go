@@ -79,7 +79,7 @@ func newEngine(ctx context.Context, cfg *policy.Config, svc *svcPool, master key
 	e.setCatalog(cat)
 	followers.add(e)
 	// Before the first session, not when the watcher starts.
-	if err := followers.reload(ctx, pool); err != nil {
+	if err := followers.reload(ctx, pool, keys, log); err != nil {
 		return nil, fmt.Errorf("reading pgveil.tables: %w", err)
 	}
 	wctx, stop := context.WithCancel(context.Background())
@@ -101,9 +101,15 @@ func newEngine(ctx context.Context, cfg *policy.Config, svc *svcPool, master key
 type stateFollowers struct {
 	// loadMu orders the reloads: the states applied last are the ones
 	// read last, whichever engine's watcher read them.
-	loadMu  sync.Mutex
-	mu      sync.Mutex
-	engines []weak.Pointer[engine]
+	loadMu sync.Mutex
+	// seen is the newest generation of each table's state read so far
+	// (under loadMu): an older one read later is an old row written back.
+	seen map[string]int64
+	// rejected is what was last logged of each rejected row (under
+	// loadMu), so that each reload does not log it again.
+	rejected map[string]string
+	mu       sync.Mutex
+	engines  []weak.Pointer[engine]
 }
 
 // add makes e follow the states (and forgets the collected engines).
@@ -119,14 +125,35 @@ func (f *stateFollowers) add(e *engine) {
 	f.engines = append(live, weak.Make(e))
 }
 
-// reload reads pgveil.tables and applies it to every engine that follows.
-func (f *stateFollowers) reload(ctx context.Context, pool *pgxpool.Pool) error {
+// reload reads pgveil.tables, checks it (signatures, and generations
+// against those read before) and applies it to every engine that follows.
+// A rejected row counts as complete.
+func (f *stateFollowers) reload(ctx context.Context, pool *pgxpool.Pool, keys *keysource.Keyring, log *zap.Logger) error {
 	f.loadMu.Lock()
 	defer f.loadMu.Unlock()
-	states, err := LoadTableStates(ctx, pool)
+	rows, err := LoadTableStates(ctx, pool, keys)
 	if err != nil {
 		return err
 	}
+	if f.seen == nil {
+		f.seen, f.rejected = map[string]int64{}, map[string]string{}
+	}
+	for t, v := range rows.Verified {
+		if last := f.seen[t]; v.Generation < last {
+			delete(rows.Verified, t)
+			rows.Rejected[t] = fmt.Sprintf("state %q has generation %d, older than generation %d read before: an old row was written back", v.State, v.Generation, last)
+			continue
+		}
+		f.seen[t] = v.Generation
+	}
+	for t, why := range rows.Rejected {
+		if f.rejected[t] != why {
+			log.Error("pgveil.tables: a table's state is not trusted; it counts as complete",
+				zap.String("table", t), zap.String("reason", why), zap.String("remedy", StateRemedy))
+		}
+	}
+	f.rejected = rows.Rejected
+	states := rows.States()
 	f.mu.Lock()
 	engines := make([]*engine, 0, len(f.engines))
 	for _, w := range f.engines {
@@ -183,7 +210,9 @@ func (e *engine) watchStates(ctx context.Context) error {
 	}
 }
 
-func (e *engine) reloadStates(ctx context.Context) error { return e.followers.reload(ctx, e.pool) }
+func (e *engine) reloadStates(ctx context.Context) error {
+	return e.followers.reload(ctx, e.pool, e.keys, e.log)
+}
 
 // migratingSet is the set of configured tables in migration mode.
 func migratingSet(cfg *policy.Config, states map[string]string) map[*policy.Table]bool {

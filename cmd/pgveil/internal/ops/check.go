@@ -27,14 +27,26 @@ func Check(ctx context.Context, e *Env) *Report {
 		r.add(e.readFailed("reading the catalog", err))
 		return r
 	}
-	states, serr := proxy.LoadTableStates(ctx, e.Pool)
-	if serr != nil {
+	rows, serr := e.TableStates(ctx)
+	var keyErr *proxy.StateKeyError
+	switch {
+	case errors.As(serr, &keyErr):
+		// The key-store findings say why; the states are just unknown.
+		r.add(Finding{Severity: SevNote, Code: "table_states_unverified",
+			Message: "the migration states in pgveil.tables could not be verified (" + serr.Error() + "); plaintext left in tables is not counted"})
+	case serr != nil:
 		r.add(e.readFailed("reading pgveil.tables", serr))
 	}
 	for _, t := range e.Cfg.Tables {
 		checkTable(r, t, live[t.QualifiedName()])
 		if serr == nil {
-			checkPlaintext(ctx, e, r, t, live[t.QualifiedName()], states[t.QualifiedName()])
+			checkPlaintext(ctx, e, r, t, live[t.QualifiedName()], rows.States()[t.QualifiedName()])
+		}
+	}
+	if serr == nil {
+		for _, n := range rows.RejectedTables() {
+			r.add(Finding{Severity: SevProblem, Code: "table_state_untrusted", Table: n,
+				Message: fmt.Sprintf("pgveil.tables: the state of %s is not trusted and counts as complete: %s; %s", n, rows.Rejected[n], proxy.StateRemedy)})
 		}
 	}
 	checkKeyStore(ctx, e, r)
@@ -489,6 +501,11 @@ func checkTableStates(ctx context.Context, e *Env, r *Report) {
 	var exists bool
 	if err := e.Pool.QueryRow(ctx, `SELECT to_regclass('pgveil.tables') IS NOT NULL`).Scan(&exists); err != nil || !exists {
 		return
+	}
+	if old, err := proxy.TableStatesUnsigned(ctx, e.Pool); err == nil && old {
+		r.add(Finding{Severity: SevNote, Code: "table_states_upgrade",
+			Message: "pgveil.tables was made by an older pgveil and has no signature columns: its rows are not trusted (they count as complete). `pgveil migrate --apply` adds the columns when the service role owns the table, else its owner can run:",
+			Fix:     splitStatements(proxy.TableStatesUpgradeDDL)})
 	}
 	rows, err := e.Pool.Query(ctx, `SELECT table_name, state FROM pgveil.tables ORDER BY table_name`)
 	if err != nil {

@@ -43,7 +43,7 @@ func decryptTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 		return &ProblemError{Msg: err.Error()}
 	}
 	if tp.state != proxy.TableDecrypting {
-		if err := proxy.SetTableState(ctx, e.Pool, name, proxy.TableDecrypting); err != nil {
+		if err := proxy.SetTableState(ctx, e.Pool, keys, name, proxy.TableDecrypting); err != nil {
 			return err
 		}
 		e.Log.Info("table state", zap.String("table", name), zap.String("state", proxy.TableDecrypting))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pgveil/pgveil/keysource"
 	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/proxy"
 )
 
 // Env is what every command works with: the loaded config, pgveil's own
@@ -86,6 +87,24 @@ func (e *Env) Master(ctx context.Context) (keysource.Master, error) {
 	}
 	e.master = m
 	return m, nil
+}
+
+// TableStates reads pgveil.tables and checks its signatures. It creates
+// nothing: without pgveil.keys, no row can verify.
+func (e *Env) TableStates(ctx context.Context) (*proxy.StateRows, error) {
+	var haveKeys bool
+	if err := e.Pool.QueryRow(ctx, `SELECT to_regclass('pgveil.keys') IS NOT NULL`).Scan(&haveKeys); err != nil {
+		return nil, err
+	}
+	var keys *keysource.Keyring
+	if haveKeys {
+		k, err := e.Keyring(ctx)
+		if err != nil {
+			return nil, &proxy.StateKeyError{Err: err}
+		}
+		keys = k
+	}
+	return proxy.LoadTableStates(ctx, e.Pool, keys)
 }
 
 // Keyring opens the key store, creating pgveil.keys if it is missing. Only

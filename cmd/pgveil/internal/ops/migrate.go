@@ -193,7 +193,7 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 	}
 	if !work {
 		if tp.state != proxy.TableComplete {
-			if err := proxy.SetTableState(ctx, e.Pool, name, proxy.TableComplete); err != nil {
+			if err := proxy.SetTableState(ctx, e.Pool, keys, name, proxy.TableComplete); err != nil {
 				return err
 			}
 		}
@@ -211,7 +211,7 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 	}
 	switch {
 	case plain && tp.state != proxy.TableMigrating:
-		if err := proxy.SetTableState(ctx, e.Pool, name, proxy.TableMigrating); err != nil {
+		if err := proxy.SetTableState(ctx, e.Pool, keys, name, proxy.TableMigrating); err != nil {
 			return err
 		}
 		e.Log.Info("table state", zap.String("table", name), zap.String("state", proxy.TableMigrating))
@@ -235,7 +235,7 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 		return &ProblemError{Msg: fmt.Sprintf("%s: some rows could not be encrypted and were left as they are; %s:\n  - %s\nfix them and run `pgveil migrate --apply` again (docs/ADOPTION.md, \"Rows migrate cannot encrypt\")",
 			name, stays, strings.Join(st.problemLines(), "\n  - "))}
 	}
-	if err := proxy.SetTableState(ctx, e.Pool, name, proxy.TableComplete); err != nil {
+	if err := proxy.SetTableState(ctx, e.Pool, keys, name, proxy.TableComplete); err != nil {
 		return err
 	}
 	e.Log.Info("table state", zap.String("table", name), zap.String("state", proxy.TableComplete))

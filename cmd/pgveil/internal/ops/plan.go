@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/pgveil/pgveil/policy"
-	"github.com/pgveil/pgveil/proxy"
 )
 
 // tablePlan is what migrate will do to one table.
@@ -39,14 +38,18 @@ func planTables(ctx context.Context, e *Env, tables []*policy.Table, decrypt boo
 	if err != nil {
 		return nil, err
 	}
-	states, err := proxy.LoadTableStates(ctx, e.Pool)
+	rows, err := e.TableStates(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("reading pgveil.tables: %w", err)
 	}
+	states := rows.States()
 	var out []*tablePlan
 	for _, t := range tables {
 		lt := live[t.QualifiedName()]
 		tp := &tablePlan{pol: t, live: lt, state: states[t.QualifiedName()]}
+		if why, bad := rows.Rejected[t.QualifiedName()]; bad {
+			fmt.Fprintf(e.Out, "%s: its row in pgveil.tables is not trusted (%s); it counts as complete until `pgveil migrate --apply` or `--decrypt` signs a state anew\n", t.QualifiedName(), why)
+		}
 		r := &Report{}
 		checkTable(r, t, lt)
 		for _, f := range r.Findings {

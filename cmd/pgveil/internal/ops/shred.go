@@ -47,11 +47,11 @@ func ShredTarget(ctx context.Context, e *Env, o ShredOptions) (*policy.Table, st
 	if err != nil {
 		return nil, "", 0, fmt.Errorf("%w: --tenant %q is not a valid %s value: %v", ErrConfig, o.Tenant, tg[0].tenant.TypeName, err)
 	}
-	states, err := proxy.LoadTableStates(ctx, e.Pool)
+	rows, err := e.TableStates(ctx)
 	if err != nil {
 		return nil, "", 0, fmt.Errorf("reading pgveil.tables: %w", err)
 	}
-	switch states[t.QualifiedName()] {
+	switch rows.States()[t.QualifiedName()] {
 	case proxy.TableMigrating:
 		return nil, "", 0, &ProblemError{Msg: fmt.Sprintf("%s is in state migrating: its values not encrypted yet are plaintext at rest, which destroying the tenant's keys does not erase "+
 			"(the backfill would then seal them under a new key of the tenant, readable again). Finish the backfill first (`pgveil migrate --apply` until the table is complete), then shred; nothing was changed",
