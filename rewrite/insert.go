@@ -55,6 +55,11 @@ func (a *analyzer) insertStmt(ins *pg.InsertStmt, sc *scope, mode queryMode) (*q
 		if err := a.insertValues(t, cols, sel, sc); err != nil {
 			return nil, err
 		}
+	case encWrites && t != nil && valuesSelectOK(sel, len(cols)):
+		vs, _ := matchValuesSelect(sel, len(cols))
+		if err := a.insertValuesSelect(t, cols, vs, sc); err != nil {
+			return nil, err
+		}
 	case encWrites:
 		for _, c := range cols {
 			if c.enc != nil {

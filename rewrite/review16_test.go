@@ -63,12 +63,9 @@ package rewrite
 // Kept (LOW, needless refusals, fail closed; documented):
 //   SQLAlchemy 2.0's insertmanyvalues (INSERT INTO t (…) SELECT p0::VARCHAR,
 //       … FROM (VALUES (…, 0), (…, 1)) AS imp_sen(p0, …, sen_counter)
-//       ORDER BY sen_counter RETURNING …, the shape its ORM uses for
-//       add_all with server-generated keys) is refused as INSERT … SELECT
-//       into an encrypted column (0A000, naming the column): the VALUES
-//       rows are not the INSERT's. SQLAlchemy 1.4 (the version Debian ships
-//       and the suite runs) sends multi-row VALUES, which works; with 2.0
-//       use_insertmanyvalues=False on the engine.
+//       ORDER BY sen_counter RETURNING …) was refused as INSERT … SELECT
+//       into an encrypted column; planned since the seventeenth session
+//       (rewrite/insertmany.go).
 //   UPDATE/DELETE … WHERE CURRENT OF on a table with key_context that does
 //       not state the tenant in SET: no lookup can find the cursor's row
 //       (a SELECT cannot name CURRENT OF), refused as before.
@@ -168,8 +165,6 @@ func TestReview16Holds(t *testing.T) {
 		`SELECT lo_from_bytea(0, convert_to(email, 'UTF8')) FROM contacts`,
 		`SELECT lo_from_bytea(0, email::bytea) FROM contacts`,
 		`SELECT lo_put(42, 0, email::bytea) FROM contacts`,
-		`INSERT INTO contacts (email, score) SELECT p0::VARCHAR, p1::INTEGER FROM (VALUES ($1, $2, 0), ($3, $4, 1)) AS imp_sen(p0, p1, sen_counter) ORDER BY sen_counter RETURNING contacts.id, contacts.id AS id__1`,
-		`INSERT INTO users (org_id, email) SELECT p0::BIGINT, p1::VARCHAR FROM (VALUES (1, 'a@x', 0), (1, 'b@x', 1)) AS imp_sen(p0, p1, sen_counter) ORDER BY sen_counter RETURNING users.id, users.id AS id__1`,
 		`UPDATE users SET email = $1 WHERE CURRENT OF c`,
 		`UPDATE users SET phone = 'x' WHERE CURRENT OF c RETURNING email`,
 		`UPDATE users SET org_id = $1, email = $2 WHERE CURRENT OF c`,

@@ -1,0 +1,298 @@
+package rewrite
+
+import (
+	"fmt"
+	"strconv"
+
+	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// SQLAlchemy 2.0 sends a multi-row INSERT whose server-generated keys it
+// must match to its objects ("insertmanyvalues" with a sentinel: the ORM's
+// add_all of objects with server-generated primary keys) as
+//
+//	INSERT INTO users (org_id, email) SELECT p0::INTEGER, p1::VARCHAR
+//	FROM (VALUES (7, 'a@x', 0), (7, 'b@x', 1)) AS imp_sen(p0, p1, sen_counter)
+//	ORDER BY sen_counter RETURNING users.id, users.id AS id__1
+//
+// (parameters instead of literals with psycopg 3 and asyncpg, casts
+// inside the rows with asyncpg). Each value still stands in a VALUES row,
+// with its tenant in the same row, so pgveil seals it where it stands, as
+// in a plain VALUES list; the blind index of an indexed column is added to
+// the row beside it, named in the alias list, and selected into the index
+// column; a cast of an encrypted column's item names its physical type:
+//
+//	INSERT INTO users (org_id, email, email_bidx) SELECT p0::INTEGER, p1::bytea, pgveil_i1_0::bytea
+//	FROM (VALUES (7, {encrypt}, {index}, 0), …) AS imp_sen(p0, p1, pgveil_i1_0, sen_counter)
+//	ORDER BY sen_counter RETURNING …
+//
+// Only this shape is accepted: every SELECT item is a column of the VALUES
+// list, under casts at most, each feeding one INSERT column; nothing else
+// in the SELECT but ORDER BY columns of the VALUES list that feed no
+// encrypted column. Any other INSERT … SELECT into an encrypted column
+// stays refused.
+
+// valuesSelect is an INSERT's SELECT of the shape above.
+type valuesSelect struct {
+	sel   *pg.SelectStmt
+	rows  []*pg.Node
+	width int
+	names []string    // the alias's column names
+	colOf []int       // for each INSERT column, the VALUES column feeding it
+	items []*pg.Node  // for each INSERT column, its SELECT item
+	sorts map[int]int // VALUES columns named in ORDER BY
+}
+
+func valuesSelectOK(sel *pg.SelectStmt, ncols int) bool {
+	_, ok := matchValuesSelect(sel, ncols)
+	return ok
+}
+
+// matchValuesSelect recognises sel, the SELECT of an INSERT of ncols
+// columns, as a valuesSelect.
+func matchValuesSelect(sel *pg.SelectStmt, ncols int) (*valuesSelect, bool) {
+	if sel == nil || len(sel.ValuesLists) > 0 || sel.Op != pg.SetOperation_SETOP_NONE || sel.WithClause != nil ||
+		len(sel.DistinctClause) > 0 || sel.IntoClause != nil || sel.WhereClause != nil || len(sel.GroupClause) > 0 ||
+		sel.HavingClause != nil || len(sel.WindowClause) > 0 || sel.LimitCount != nil || sel.LimitOffset != nil ||
+		len(sel.LockingClause) > 0 || len(sel.FromClause) != 1 || len(sel.TargetList) != ncols {
+		return nil, false
+	}
+	rs := sel.FromClause[0].GetRangeSubselect()
+	if rs == nil || rs.Lateral || rs.Alias == nil || len(rs.Alias.Colnames) == 0 {
+		return nil, false
+	}
+	sub := rs.Subquery.GetSelectStmt()
+	if sub == nil || !isPlainValues(sub) || sub.Op != pg.SetOperation_SETOP_NONE || sub.IntoClause != nil || len(sub.LockingClause) > 0 {
+		return nil, false
+	}
+	vs := &valuesSelect{sel: sel, rows: sub.ValuesLists, sorts: map[int]int{}}
+	vs.width = len(sub.ValuesLists[0].GetList().GetItems())
+	for _, n := range rs.Alias.Colnames {
+		vs.names = append(vs.names, n.GetString_().GetSval())
+	}
+	if vs.width == 0 || len(vs.names) != vs.width {
+		return nil, false
+	}
+	col := func(n *pg.Node) (int, bool) {
+		cr := n.GetColumnRef()
+		if cr == nil {
+			return 0, false
+		}
+		var parts []string
+		for _, f := range cr.Fields {
+			s := f.GetString_()
+			if s == nil {
+				return 0, false
+			}
+			parts = append(parts, s.Sval)
+		}
+		switch {
+		case len(parts) == 2 && parts[0] == rs.Alias.Aliasname:
+			parts = parts[1:]
+		case len(parts) != 1:
+			return 0, false
+		}
+		for k, name := range vs.names {
+			if name == parts[0] {
+				return k, true
+			}
+		}
+		return 0, false
+	}
+	used := map[int]bool{}
+	for _, n := range sel.TargetList {
+		rt := n.GetResTarget()
+		if rt == nil || rt.Name != "" || len(rt.Indirection) > 0 {
+			return nil, false
+		}
+		inner := rt.Val
+		for inner.GetTypeCast() != nil {
+			inner = inner.GetTypeCast().Arg
+		}
+		k, ok := col(inner)
+		if !ok || used[k] {
+			return nil, false
+		}
+		used[k] = true
+		vs.colOf = append(vs.colOf, k)
+		vs.items = append(vs.items, rt.Val)
+	}
+	for _, n := range sel.SortClause {
+		sb := n.GetSortBy()
+		if sb == nil {
+			return nil, false
+		}
+		k, ok := col(sb.Node)
+		if !ok {
+			return nil, false
+		}
+		vs.sorts[k] = int(sb.Location)
+	}
+	return vs, true
+}
+
+// insertValuesSelect rewrites an INSERT … SELECT … FROM (VALUES …) into a
+// configured table (the shape above).
+func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *valuesSelect, sc *scope) *Error {
+	for _, c := range cols {
+		if c.indexOf != nil {
+			return unsupported(c.indexOf, "INSERT … SELECT that writes its blind index "+c.name, "leave "+c.name+" out: pgveil writes the blind index itself").at(a.sql, c.loc)
+		}
+	}
+	aliasEnds, ok := a.aliasNameEnds(vs.sel, vs.width)
+	if !ok {
+		return errorf(CodeInternalError, "cannot locate the column names of the VALUES list; statement refused").at(a.sql, firstLocation(vs.items[0]))
+	}
+	enc := make([]*policy.Column, vs.width) // by VALUES column
+	castOf := make([][]*pg.TypeCast, vs.width)
+	taken := map[string]bool{}
+	for _, n := range vs.names {
+		taken[n] = true
+	}
+	for i, c := range cols {
+		if c.enc == nil {
+			continue
+		}
+		k := vs.colOf[i]
+		if at, ok := vs.sorts[k]; ok {
+			return unsupported(c.enc, "ORDER BY its value in INSERT … SELECT", "order by another column of the VALUES list").at(a.sql, int32(at))
+		}
+		enc[k] = c.enc
+		phys := "bytea"
+		if a.physicalType(c.enc) == policy.OIDText {
+			phys = "text"
+		}
+		// The item: its casts name the physical type.
+		item := vs.items[i]
+		for inner := item; inner.GetTypeCast() != nil; inner = inner.GetTypeCast().Arg {
+			tc := inner.GetTypeCast()
+			if !castFits(tc.TypeName, c.enc.Type, false) {
+				return colErr(CodeDatatypeMismatch, c.enc, "remove the cast or cast to "+string(c.enc.Type),
+					"cast to %s does not fit encrypted column %s (%s)", typeNameString(tc.TypeName), c.enc.QualifiedName(), c.enc.Type).at(a.sql, tc.Location)
+			}
+			if len(tc.TypeName.Typmods) > 0 || lastName(tc.TypeName.Names) == "bpchar" {
+				castOf[k] = append(castOf[k], tc)
+			}
+			end, ok := a.typeNameEnd(int(tc.TypeName.GetLocation()))
+			if tc.TypeName.GetLocation() < 0 || !ok {
+				return errorf(CodeInternalError, "cannot locate the cast of a value for %s; statement refused", c.enc.QualifiedName()).at(a.sql, tc.Location)
+			}
+			a.replace(int(tc.TypeName.Location), end, phys)
+		}
+		_, itemEnd, ok := a.castExtent(item, func(n *pg.Node) (int, int, bool) {
+			s, e, _, _, ok := a.refTokens(n.GetColumnRef())
+			return s, e, ok
+		})
+		if !ok {
+			return errorf(CodeInternalError, "cannot locate the SELECT item of %s; statement refused", c.enc.QualifiedName()).at(a.sql, firstLocation(item))
+		}
+		if item.GetTypeCast() == nil {
+			a.insert(itemEnd, "::"+phys)
+		}
+		// The index columns: listed, selected and named.
+		var names string
+		for j, bi := range c.enc.IndexTargets() {
+			name := "pgveil_i" + strconv.Itoa(i) + "_" + strconv.Itoa(j)
+			if taken[name] {
+				return unsupported(c.enc, fmt.Sprintf("INSERT … SELECT from a VALUES list with a column named %s", name), "rename that column of the VALUES list").at(a.sql, firstLocation(item))
+			}
+			a.insert(c.end, ", "+identLike(bi.Column, c.quoted))
+			a.insert(itemEnd, ", "+name+"::bytea")
+			names += ", " + name
+		}
+		if names != "" {
+			a.insert(aliasEnds[k], names)
+		}
+	}
+	mapped := make([]*pg.Node, len(cols))
+	for _, row := range vs.rows {
+		items := row.GetList().GetItems()
+		if len(items) != vs.width {
+			return errorf(CodeSyntaxError, "VALUES lists must all be the same length").at(a.sql, firstLocation(row))
+		}
+		for i := range cols {
+			mapped[i] = items[vs.colOf[i]]
+		}
+		tenant, haveTenant, err := a.rowTenant(t, cols, mapped)
+		if err != nil {
+			return err
+		}
+		for k, item := range items {
+			col := enc[k]
+			if col == nil {
+				if err := a.expr(item, sc, "VALUES"); err != nil {
+					return err
+				}
+				continue
+			}
+			v, err := a.classify(item, col, false)
+			if err != nil {
+				return err
+			}
+			if len(castOf[k]) > 0 && (v.kind == vLiteral || v.kind == vParam) {
+				if err := a.typmodsKeep(castOf[k], col, v); err != nil {
+					return err
+				}
+			}
+			if (v.kind == vParam || v.kind == vLiteral) && !haveTenant {
+				return missingTenant(t, "in the same VALUES row, as a parameter or a literal", v.loc, a.sql)
+			}
+			if v.kind == vDefault {
+				return unsupported(col, "DEFAULT in a VALUES list under SELECT", "write NULL or the value").at(a.sql, v.loc)
+			}
+			if err := a.writeValue(v, col, tenant, valuesSep, nil, a.parenEnd(v.start, v.end, 0)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// aliasNameEnds returns where each of the n column names of the VALUES
+// list's alias ends: SELECT … FROM ( VALUES … ) [AS] alias ( name, … ).
+func (a *analyzer) aliasNameEnds(sel *pg.SelectStmt, n int) ([]int, bool) {
+	end := a.listEnd(sel.TargetList)
+	if end < 0 {
+		return nil, false
+	}
+	l := lexer{s: a.sql[:a.stmtEnd], pos: end, backslash: a.backslash}
+	if !l.isKeyword(l.next(), "from") {
+		return nil, false
+	}
+	open := l.next()
+	if !l.isPunct(open, "(") {
+		return nil, false
+	}
+	close, ok := a.matchParen(open.start)
+	if !ok {
+		return nil, false
+	}
+	l.pos = close
+	t := l.next()
+	if l.isKeyword(t, "as") {
+		t = l.next()
+	}
+	if t.kind != tIdent && t.kind != tQIdent {
+		return nil, false
+	}
+	if !l.isPunct(l.next(), "(") {
+		return nil, false
+	}
+	ends := make([]int, 0, n)
+	for i := 0; i < n; i++ {
+		if i > 0 && !l.isPunct(l.next(), ",") {
+			return nil, false
+		}
+		nt := l.next()
+		if nt.kind != tIdent && nt.kind != tQIdent {
+			return nil, false
+		}
+		ends = append(ends, nt.end)
+	}
+	if !l.isPunct(l.next(), ")") {
+		return nil, false
+	}
+	return ends, true
+}
