@@ -205,24 +205,13 @@ func clientParamOIDs(st *rewrite.Stmt, server, declared []uint32, dst []uint32) 
 			if p.Client != i {
 				continue
 			}
-			switch p.Action {
-			case rewrite.Encrypt:
-				oid = p.Column.Type.OID()
-			case rewrite.Index, rewrite.IndexNext, rewrite.Plaintext:
-				oid = p.Column.Type.OID()
-				if p.Column.Type == policy.TypeVarchar {
-					oid = policy.OIDText // varchar = $1 is text = text to PostgreSQL
-				}
-			case rewrite.IndexEach, rewrite.PlaintextEach:
-				oid = p.Column.Type.ArrayOID()
-			case rewrite.Ignore:
-				oid = policy.OIDBytea
-			case rewrite.Pass:
+			if p.Action == rewrite.Pass {
 				if oid == 0 && j < len(server) {
 					oid = server[j]
 				}
 				continue
 			}
+			oid = p.ClientOID()
 			break
 		}
 		dst = append(dst, oid)

@@ -901,6 +901,9 @@ func (s *session) handleBind(body []byte) error {
 		return err
 	}
 	s.notePortalEffects(bm.Portal, bm.Statement)
+	if len(s.orphans) > 0 {
+		s.closeOrphans()
+	}
 	stmt := s.t.statement(bm.Statement)
 	if len(s.ptStmts) > 0 && (stmt == passthroughStmt || stmt.Plan.NamesOnly) || stmt != passthroughStmt && stmt.Plan != nil {
 		var refusal *pgError

@@ -44,6 +44,7 @@ type Metrics struct {
 	TenantLookups                        *prometheus.CounterVec
 	bytesC2S, bytesS2C, msgsC2S, msgsS2C prometheus.Counter
 	stmtPassthrough, stmtRewritten       prometheus.Counter
+	stmtReprepared                       prometheus.Counter
 	stmtPinned                           prometheus.Counter
 	phasePlan, phaseCrypto               prometheus.Observer
 	phaseUpstream                        prometheus.Observer
@@ -193,6 +194,7 @@ func NewMetrics(reg prometheus.Registerer, cacheStats func() rewrite.CacheStats)
 	m.stmtPassthrough = m.Statements.WithLabelValues("passthrough")
 	m.stmtRewritten = m.Statements.WithLabelValues("rewritten")
 	m.stmtPinned = m.Statements.WithLabelValues("pinned")
+	m.stmtReprepared = m.Statements.WithLabelValues("reprepared")
 	m.phasePlan = m.PhaseSeconds.WithLabelValues("plan")
 	m.phaseCrypto = m.PhaseSeconds.WithLabelValues("crypto")
 	m.phaseUpstream = m.PhaseSeconds.WithLabelValues("upstream")

@@ -328,9 +328,81 @@ func (s *session) replanOnCatalogChange(stmt *Statement) (*Statement, *pgError, 
 			cp := *stmt
 			cp.Plan = p.Stmts[0]
 			return &cp, nil, nil
+		case rewrite.SameInterface(stmt.Plan, p.Stmts[0]):
+			ns, err := s.reprepare(stmt, p, cat)
+			if offLoop(err) {
+				return nil, nil, err
+			}
+			if err == nil {
+				return ns, nil, nil
+			}
 		}
 	}
 	return nil, staleStatement([]byte(stmt.Name), "was planned under an older catalog or migration state, and its relations now need another plan"), nil
+}
+
+// closeOrphans closes the statements reprepare left open for their
+// portals, once those portals are gone.
+func (s *session) closeOrphans() {
+	keep := s.orphans[:0]
+	for _, st := range s.orphans {
+		if s.t.portalFrom(st) {
+			keep = append(keep, st)
+			continue
+		}
+		s.closeUpstream(st)
+	}
+	clear(s.orphans[len(keep):])
+	s.orphans = keep
+}
+
+// errNoReprepare: the statement cannot be prepared again transparently.
+var errNoReprepare = errors.New("not prepared again")
+
+// reprepare prepares upstream, under a new name, p, the new plan of the
+// client's statement stmt, which shows the client what stmt's showed
+// (rewrite.SameInterface): a table whose migration started or ended
+// changes the text pgveil sends for a lookup (migration mode compares the
+// plaintext of rows not yet backfilled), not its parameters or result.
+// The new statement takes stmt's place in the client's view, so the Bind
+// at hand and every later one run it; the client sees nothing of it (its
+// ParseComplete is dropped; an error answers the Bind at hand). The old
+// upstream statement is closed unless a portal made from it is open (the
+// server would close that portal too); it is then left to the session's
+// end.
+func (s *session) reprepare(stmt *Statement, p *rewrite.Plan, cat uint64) (*Statement, error) {
+	st := p.Stmts[0]
+	if st.Lookup != nil && st.ClientParams == 0 {
+		// A statement without parameters seals its literals under the
+		// tenant looked up when it is prepared.
+		return nil, errNoReprepare
+	}
+	sql := stmt.SQL
+	text := sql
+	if p.Rewritten {
+		err := s.sameTenants(p, sql)
+		if err == nil {
+			text, err = p.Render(sql, func(st *rewrite.Stmt, slot *rewrite.Slot) (string, error) { return s.fillLiteral(sql, st, slot) })
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	ns := &Statement{Name: stmt.Name, ServerName: s.serverStmtName(), Plan: st, SQL: sql, ParamOIDs: stmt.ParamOIDs, catGen: cat}
+	if text != sql {
+		ns.Sent, ns.sentBackslash = text, s.backslash.Load()
+	}
+	s.sw.Write(appendParse(s.scratch[:0], ns.ServerName, text, s.serverParamOIDs(ns)))
+	s.t.push(pending{kind: pendParse, injected: true, stmt: ns})
+	s.t.defineStatement([]byte(stmt.Name), ns)
+	if s.t.portalFrom(stmt) {
+		s.orphans = append(s.orphans, stmt)
+	} else {
+		s.closeUpstream(stmt)
+	}
+	s.inc(s.srv.metrics.stmtReprepared)
+	s.log.Debug("prepared statement planned again and prepared upstream anew", zap.String("statement", stmt.Name))
+	return ns, nil
 }
 
 // onlyPinned reports a statement whose only change is pinned names: no

@@ -130,6 +130,9 @@ type session struct {
 	effStmts        map[string]uint8
 	pathGen         uint64             // counts possible search_path changes
 	ptStmts         map[string]ptStmt  // see replanOnPathChange
+	// orphans are upstream statements replaced by reprepare while a
+	// portal made from one was open; closed once it is gone.
+	orphans []*Statement
 	sqlPrepared     map[string]sqlPrep // see replanExecuted
 	planGen         uint64             // the planner's Generation when planNow last planned
 	effPortals      map[string]uint8

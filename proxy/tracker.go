@@ -712,6 +712,21 @@ func (t *tracker) takeFailedCloses() []*Statement {
 	return f
 }
 
+// portalFrom reports whether a portal that may still exist was made
+// from the statement st: one in the client's view bound since the last
+// transaction end. Client side.
+func (t *tracker) portalFrom(st *Statement) bool {
+	t.mu.Lock()
+	idle := t.idleSeq
+	t.mu.Unlock()
+	for _, p := range t.portals {
+		if p.Stmt == st && p.bindSeq > idle {
+			return true
+		}
+	}
+	return false
+}
+
 // defineStatement records a Parse in the client's view.
 func (t *tracker) defineStatement(name []byte, s *Statement) {
 	if len(name) == 0 {

@@ -158,6 +158,85 @@ func SameInput(a, b *Stmt) bool {
 	return reflect.DeepEqual(x, y)
 }
 
+// SameInterface reports whether b, a new plan of a's text, shows the
+// client what a showed: the same kind of statement, the same parameters
+// (their number, and for each the encrypted column, if any, it is written
+// to or compared with, which decides the type pgveil reports for it) and
+// the same result fields (their number, and the encrypted column whose
+// logical type each carries). A prepared statement planned as a can then
+// run as b without the client telling: pgveil prepares b upstream anew
+// (a table whose migration started or ended changes the text sent, not
+// what the client sees). Statements with session effects (SET, cursors,
+// PREPARE, COPY) never qualify.
+func SameInterface(a, b *Stmt) bool {
+	switch a.Kind {
+	case KindSelect, KindInsert, KindUpdate, KindDelete:
+	default:
+		return false
+	}
+	if a.Kind != b.Kind || a.ClientParams != b.ClientParams || a.OutputsByOrigin != b.OutputsByOrigin ||
+		a.Copy != nil || b.Copy != nil || a.Cursor != nil || b.Cursor != nil || a.Fetch != "" || b.Fetch != "" ||
+		a.Declares != "" || b.Declares != "" || a.Prepares != "" || b.Prepares != "" || a.Deallocate != "" || b.Deallocate != "" ||
+		a.CloseCursor != "" || b.CloseCursor != "" || a.SearchPath != nil || b.SearchPath != nil || a.SearchPathReset || b.SearchPathReset {
+		return false
+	}
+	for i := 0; i < a.ClientParams; i++ {
+		if paramRole(a, i) != paramRole(b, i) {
+			return false
+		}
+	}
+	va, vb := visibleOutputs(a), visibleOutputs(b)
+	if len(va) != len(vb) {
+		return false
+	}
+	for i := range va {
+		if va[i].Column != vb[i].Column || (va[i].JSON == nil) != (vb[i].JSON == nil) {
+			return false
+		}
+	}
+	return true
+}
+
+// paramRole is the type pgveil reports for the client's parameter i of st
+// (Param.ClientOID of its first use that is not Pass), 0 for a plain one.
+func paramRole(st *Stmt, i int) uint32 {
+	for _, p := range st.Params {
+		if p.Client == i && p.Action != Pass {
+			return p.ClientOID()
+		}
+	}
+	return 0
+}
+
+// ClientOID is the type pgveil reports to the client for a parameter it
+// feeds to p (ParameterDescription), when the client declared none: the
+// logical type of the encrypted column it is sealed into or compared
+// with. 0 for Pass: the server's type.
+func (p Param) ClientOID() uint32 {
+	switch p.Action {
+	case Encrypt:
+		return p.Column.Type.OID()
+	case Index, IndexNext, Plaintext:
+		if p.Column.Type == policy.TypeVarchar {
+			return policy.OIDText // varchar = $1 is text = text to PostgreSQL
+		}
+		return p.Column.Type.OID()
+	case IndexEach, PlaintextEach:
+		return p.Column.Type.ArrayOID()
+	case Ignore:
+		return policy.OIDBytea
+	}
+	return 0
+}
+
+func visibleOutputs(st *Stmt) []Output {
+	n := len(st.Outputs)
+	for n > 0 && st.Outputs[n-1].Hidden {
+		n--
+	}
+	return st.Outputs[:n]
+}
+
 // MayReference reports whether sql may name a configured table: false
 // means no plan of it depends on the session's search_path. It is the
 // cheap pre-check Plan itself starts with.
