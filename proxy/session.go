@@ -128,15 +128,15 @@ type session struct {
 	roleStale       bool
 	mapSeq          uint64
 	effStmts        map[string]uint8
-	pathGen         uint64             // counts possible search_path changes
-	ptStmts         map[string]ptStmt  // see replanOnPathChange
+	pathGen         uint64            // counts possible search_path changes
+	ptStmts         map[string]ptStmt // see replanOnPathChange
 	// orphans are upstream statements replaced by reprepare while a
 	// portal made from one was open; closed once it is gone.
-	orphans []*Statement
-	sqlPrepared     map[string]sqlPrep // see replanExecuted
-	planGen         uint64             // the planner's Generation when planNow last planned
-	effPortals      map[string]uint8
-	pathCh          chan pathReply // the server goroutine's answer to syncSearchPath
+	orphans     []*Statement
+	sqlPrepared map[string]sqlPrep // see replanExecuted
+	planGen     uint64             // the planner's Generation when planNow last planned
+	effPortals  map[string]uint8
+	pathCh      chan pathReply // the server goroutine's answer to syncSearchPath
 	// lookupCh carries the server goroutine's answer to a tenant lookup,
 	// lookupAcc gathers it (server side); lookup is the tenant found for
 	// the statement being sent (client side, lookup.go).
