@@ -89,9 +89,16 @@ func TestEncReprepareProtocol(t *testing.T) {
 		t.Fatalf("commit: %s", got)
 	}
 
-	// The migration ends: prepared anew again, outside a transaction.
+	// The migration ends: prepared anew again, outside a transaction,
+	// first where an error earlier in the pipeline makes the server skip
+	// the new Parse with the Bind: the next Bind sends it again.
 	setState("complete")
 	waitFor(t, 20*time.Second, "a plan without migration mode again", fresh(2))
+	got = trace(&pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Bind{PreparedStatement: "rp", Parameters: args}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	if got != "ParseComplete | ErrorResponse 22012 division by zero | ReadyForQuery I" {
+		t.Fatalf("error before the first Bind: %s", got)
+	}
 	got = trace(&pgproto3.Bind{PreparedStatement: "rp", Parameters: args}, &pgproto3.Execute{},
 		&pgproto3.Bind{PreparedStatement: "rp", Parameters: args}, &pgproto3.Execute{}, &pgproto3.Sync{})
 	want = `BindComplete | DataRow("9181") | DataRow("9181") | CommandComplete SELECT 2 | BindComplete | DataRow("9181") | DataRow("9181") | CommandComplete SELECT 2 | ReadyForQuery I`

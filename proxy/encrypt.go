@@ -799,10 +799,16 @@ func (s *session) dropUnnamed() {
 }
 
 // closeAgain sends again the Closes of pgveil's own statements that the
-// server skipped after an error (takeFailedCloses).
+// server skipped after an error (takeFailedCloses), and the Parses of
+// statements prepared anew (reprepareAgain); it closes the statements
+// reprepare left open for their portals once those are gone.
 func (s *session) closeAgain() {
 	for _, st := range s.t.takeFailedCloses() {
 		s.closeUpstream(st)
+	}
+	s.reprepareAgain()
+	if len(s.orphans) > 0 {
+		s.closeOrphans()
 	}
 }
 
@@ -901,9 +907,6 @@ func (s *session) handleBind(body []byte) error {
 		return err
 	}
 	s.notePortalEffects(bm.Portal, bm.Statement)
-	if len(s.orphans) > 0 {
-		s.closeOrphans()
-	}
 	stmt := s.t.statement(bm.Statement)
 	if len(s.ptStmts) > 0 && (stmt == passthroughStmt || stmt.Plan.NamesOnly) || stmt != passthroughStmt && stmt.Plan != nil {
 		var refusal *pgError
@@ -959,6 +962,15 @@ func (s *session) handleBind(body []byte) error {
 		// does not pretend it does.
 		s.t.closePortal(bm.Portal)
 		return nil
+	}
+	// Nothing below waits: the Bind goes out now (an event loop runs a
+	// message that waits again from the start, so nothing may be written
+	// before this point).
+	if s.t.failedReprepN.Load() > 0 {
+		s.reprepareAgain() // the statement bound may be one of them
+	}
+	if stmt.replaces != nil {
+		s.commitReprepare(stmt)
 	}
 	s.t.bindPortal(bm.Portal, portal)
 	s.t.push(pending{kind: pendBind, portal: portal})

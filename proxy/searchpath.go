@@ -359,17 +359,14 @@ func (s *session) closeOrphans() {
 // errNoReprepare: the statement cannot be prepared again transparently.
 var errNoReprepare = errors.New("not prepared again")
 
-// reprepare prepares upstream, under a new name, p, the new plan of the
-// client's statement stmt, which shows the client what stmt's showed
-// (rewrite.SameInterface): a table whose migration started or ended
-// changes the text pgveil sends for a lookup (migration mode compares the
-// plaintext of rows not yet backfilled), not its parameters or result.
-// The new statement takes stmt's place in the client's view, so the Bind
-// at hand and every later one run it; the client sees nothing of it (its
-// ParseComplete is dropped; an error answers the Bind at hand). The old
-// upstream statement is closed unless a portal made from it is open (the
-// server would close that portal too); it is then left to the session's
-// end.
+// reprepare plans to prepare upstream, under a new name, p, the new plan
+// of the client's statement stmt, which shows the client what stmt's
+// showed (rewrite.SameInterface): a table whose migration started or
+// ended changes the text pgveil sends for a lookup (migration mode
+// compares the plaintext of rows not yet backfilled), not its parameters
+// or result. It writes nothing: the Bind that found stmt may yet wait (an
+// event loop runs it again) or be refused; commitReprepare does the rest
+// when the Bind is sent.
 func (s *session) reprepare(stmt *Statement, p *rewrite.Plan, cat uint64) (*Statement, error) {
 	st := p.Stmts[0]
 	if st.Lookup != nil && st.ClientParams == 0 {
@@ -388,21 +385,55 @@ func (s *session) reprepare(stmt *Statement, p *rewrite.Plan, cat uint64) (*Stat
 			return nil, err
 		}
 	}
-	ns := &Statement{Name: stmt.Name, ServerName: s.serverStmtName(), Plan: st, SQL: sql, ParamOIDs: stmt.ParamOIDs, catGen: cat}
+	ns := &Statement{Name: stmt.Name, ServerName: s.serverStmtName(), Plan: st, SQL: sql, ParamOIDs: stmt.ParamOIDs, catGen: cat, replaces: stmt}
 	if text != sql {
 		ns.Sent, ns.sentBackslash = text, s.backslash.Load()
 	}
-	s.sw.Write(appendParse(s.scratch[:0], ns.ServerName, text, s.serverParamOIDs(ns)))
-	s.t.push(pending{kind: pendParse, injected: true, stmt: ns})
-	s.t.defineStatement([]byte(stmt.Name), ns)
-	if s.t.portalFrom(stmt) {
-		s.orphans = append(s.orphans, stmt)
+	return ns, nil
+}
+
+// commitReprepare sends the Parse of ns, a statement reprepare planned,
+// before the Bind at hand, and puts ns in the place of the statement it
+// replaces in the client's view, so this Bind and every later one run it.
+// The client sees nothing of it: its ParseComplete is dropped, and an
+// error answers the Bind at hand. The old upstream statement is closed
+// unless a portal made from it may still be open (the server would close
+// that portal too); it is then closed once the portal is gone
+// (closeOrphans).
+func (s *session) commitReprepare(ns *Statement) {
+	old := ns.replaces
+	ns.replaces = nil
+	s.parseUpstream(ns)
+	s.t.defineStatement([]byte(ns.Name), ns)
+	if s.t.portalFrom(old) {
+		s.orphans = append(s.orphans, old)
 	} else {
-		s.closeUpstream(stmt)
+		s.closeUpstream(old)
 	}
 	s.inc(s.srv.metrics.stmtReprepared)
-	s.log.Debug("prepared statement planned again and prepared upstream anew", zap.String("statement", stmt.Name))
-	return ns, nil
+	s.log.Debug("prepared statement planned again and prepared upstream anew", zap.String("statement", ns.Name))
+}
+
+// parseUpstream prepares pgveil's statement st upstream; the client sees
+// its error only.
+func (s *session) parseUpstream(st *Statement) {
+	text := st.SQL
+	if st.Sent != "" {
+		text = st.Sent
+	}
+	s.sw.Write(appendParse(s.scratch[:0], st.ServerName, text, s.serverParamOIDs(st)))
+	s.t.push(pending{kind: pendParse, injected: true, stmt: st})
+}
+
+// reprepareAgain sends again the Parse of statements prepared anew that
+// the server skipped after an error, while the client's view still has
+// them.
+func (s *session) reprepareAgain() {
+	for _, st := range s.t.takeFailedReprepares() {
+		if s.t.statement([]byte(st.Name)) == st {
+			s.parseUpstream(st)
+		}
+	}
 }
 
 // onlyPinned reports a statement whose only change is pinned names: no

@@ -33,6 +33,10 @@ type Statement struct {
 	// catGen is the planner's Generation Plan was made under (see
 	// replanOnCatalogChange). Client side.
 	catGen uint64
+	// replaces is set on a statement reprepare planned to take the place
+	// of this one in the client's view, until the Bind that found it is
+	// sent (commitReprepare). Client side.
+	replaces *Statement
 }
 
 // renamed reports a statement pgveil prepared upstream under a name other
@@ -232,6 +236,11 @@ type tracker struct {
 	// for a check without the lock.
 	failedCloses []*Statement
 	failedCloseN atomic.Int32
+	// failedReprepares are statements prepared anew (reprepare) whose
+	// Parse the server skipped after an error: the client side sends it
+	// again. Under mu; failedReprepN counts them.
+	failedReprepares []*Statement
+	failedReprepN    atomic.Int32
 	// serverUnnamed is set while the server's own unnamed statement may
 	// exist: a pass-through unnamed Parse was forwarded and pgveil has
 	// not closed the server's unnamed statement since (handleParse).
@@ -421,6 +430,11 @@ func (t *tracker) dropVoid() {
 				// error: it must go again (takeFailedCloses).
 				t.failedCloses = append(t.failedCloses, h.stmt)
 				t.failedCloseN.Add(1)
+			}
+			if h.kind == pendParse && h.injected && h.stmt != nil && h.stmt.ServerName != "" {
+				// A statement prepared anew (reprepare), skipped.
+				t.failedReprepares = append(t.failedReprepares, h.stmt)
+				t.failedReprepN.Add(1)
 			}
 			if h.kind == pendParse && h.defName != "" {
 				// The statement was never made (the failed Parse itself, or
@@ -696,6 +710,20 @@ func (t *tracker) applyGone() {
 			}
 		}
 	}
+}
+
+// takeFailedReprepares returns the statements prepared anew whose Parse
+// the server skipped (dropVoid), for the client side to send again.
+func (t *tracker) takeFailedReprepares() []*Statement {
+	if t.failedReprepN.Load() == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.failedReprepares
+	t.failedReprepares = nil
+	t.failedReprepN.Store(0)
+	return f
 }
 
 // takeFailedCloses returns the upstream statements whose Close the
