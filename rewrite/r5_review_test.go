@@ -3,7 +3,8 @@ package rewrite
 import (
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/pgveil/pgveil/internal/lineartest"
 )
 
 // Review of 90d6f5d (bodyWords/updatesColumn over the planner's words,
@@ -273,19 +274,20 @@ func TestR5BodyHolds(t *testing.T) {
 		}
 	}
 	// Linear on large bodies.
-	for _, body := range []string{
-		strings.Repeat("RAISE NOTICE 'x (update users ( set org_id = 1'; ", 20000),
-		strings.Repeat("EXECUTE 'update users set name = ''(('' where '' update users set ''';", 20000),
-		"UPDATE users SET " + strings.Repeat("(a, ", 100000),
-		strings.Repeat("update users ( ", 60000),
-		strings.Repeat("update users set (a, b) = (1, 2), ", 30000),
-		strings.Repeat("EXECUTE $a$ EXECUTE 'x' || $b$ update users set $b$ $a$; ", 20000),
+	for _, c := range []struct {
+		pre, rep string
+		n        int
+	}{
+		{"", "RAISE NOTICE 'x (update users ( set org_id = 1'; ", 5000},
+		{"", "EXECUTE 'update users set name = ''(('' where '' update users set ''';", 5000},
+		{"UPDATE users SET ", "(a, ", 25000},
+		{"", "update users ( ", 15000},
+		{"", "update users set (a, b) = (1, 2), ", 7500},
+		{"", "EXECUTE $a$ EXECUTE 'x' || $b$ update users set $b$ $a$; ", 5000},
 	} {
-		st := time.Now()
-		lastPlanErr(p, "DO $$ BEGIN "+body+" END $$", publicPath)
-		if d := time.Since(st); d > 3*time.Second {
-			t.Errorf("a %d-byte body took %v", len(body), d)
-		}
+		lineartest.Check(t, c.pre+c.rep, c.n, func(n int) {
+			lastPlanErr(p, "DO $$ BEGIN "+c.pre+strings.Repeat(c.rep, n)+" END $$", publicPath)
+		})
 	}
 }
 
