@@ -544,6 +544,9 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 			declared = paramOIDs[ref.Param]
 		}
 		tenant, err := canon.TenantParam(s.eng.catalog().tenantType(t), declared, bind.paramFormat(ref.Param), v)
+		if err != nil {
+			err = bindValueError(err, ref.Param)
+		}
 		return tenant, err == nil, err
 	case rewrite.RefLiteral:
 		v, null, err := rewrite.LiteralValue(orig, st.Literals[ref.Literal])
@@ -963,6 +966,22 @@ func (s *session) handleBind(body []byte) error {
 	return nil
 }
 
+// bindValueError is PostgreSQL's own ERROR for a binary parameter (the
+// client's 0-based client) whose length is not its type's, else err.
+func bindValueError(err error, client int) error {
+	var ce *canon.Error
+	if !errors.As(err, &ce) {
+		return err
+	}
+	switch ce.Code {
+	case canon.CodeShortBinary:
+		return &pgError{Severity: "ERROR", Code: ce.Code, Message: ce.Msg}
+	case canon.CodeLongBinary:
+		return &pgError{Severity: "ERROR", Code: ce.Code, Message: fmt.Sprintf("incorrect binary data format in bind parameter %d", client+1)}
+	}
+	return err
+}
+
 // bindFormatError is PostgreSQL's ERROR for a Bind to a statement pgveil
 // planned whose format codes the server would refuse, in the server's
 // order (parameter formats, parameter count, each parameter's code,
@@ -1096,7 +1115,7 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 			}
 			s.ptBuf, err = canon.Plaintext(p.Column.Type, f, declared, v, s.ptBuf[:0])
 			if err != nil {
-				return nil, err
+				return nil, bindValueError(err, p.Client)
 			}
 			if p.Action == rewrite.Index || p.Action == rewrite.IndexNext {
 				arena, err = s.index(p.Column, rewrite.IndexOf(p.Column, p.Action), s.ptBuf, arena)
