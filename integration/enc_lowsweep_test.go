@@ -53,3 +53,42 @@ func TestLowSweepBinaryLength(t *testing.T) {
 		&pgproto3.Execute{},
 		&pgproto3.Sync{})
 }
+
+// TestLowSweepBindAfterClose (item 2): a Bind of a statement closed
+// earlier in the same pipeline. PostgreSQL: 26000, the statement is gone,
+// whatever the Bind carries.
+func TestLowSweepBindAfterClose(t *testing.T) {
+	e := newPrEnv(t)
+	email := []byte(prRows[0].email)
+	for _, q := range []string{"SELECT name FROM users WHERE email = $1", "SELECT $1::text"} {
+		for _, name := range []string{"bc", ""} {
+			for _, params := range [][][]byte{{email}, nil, {email, email}} {
+				e.same("closed then bound in one pipeline: "+q+" name "+name,
+					&pgproto3.Parse{Name: name, Query: q},
+					&pgproto3.Sync{},
+					&pgproto3.Close{ObjectType: 'S', Name: name},
+					&pgproto3.Bind{PreparedStatement: name, Parameters: params},
+					&pgproto3.Execute{},
+					&pgproto3.Sync{})
+				e.same("and in the next pipeline",
+					&pgproto3.Bind{PreparedStatement: name, Parameters: params},
+					&pgproto3.Execute{},
+					&pgproto3.Sync{})
+			}
+		}
+	}
+	e.same("a Close the server skips keeps the statement",
+		&pgproto3.Parse{Name: "bk", Query: "SELECT name FROM users WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Query: "SELECT 1/0"},
+		&pgproto3.Bind{},
+		&pgproto3.Execute{},
+		&pgproto3.Close{ObjectType: 'S', Name: "bk"},
+		&pgproto3.Bind{PreparedStatement: "bk"},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{PreparedStatement: "bk"},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{PreparedStatement: "bk", Parameters: [][]byte{email}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+}

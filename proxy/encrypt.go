@@ -905,6 +905,13 @@ func (s *session) handleBind(body []byte) error {
 	}
 	s.notePortalEffects(bm.Portal, bm.Statement)
 	stmt := s.t.statement(bm.Statement)
+	if stmt != passthroughStmt && s.t.closedInPipeline(bm.Statement) {
+		// PostgreSQL looks the statement up before it reads the Bind's
+		// formats and values: whatever they are, the answer is 26000.
+		s.injectExtendedError(noStatement(bm.Statement))
+		s.t.closePortal(bm.Portal)
+		return nil
+	}
 	if len(s.ptStmts) > 0 && (stmt == passthroughStmt || stmt.Plan.NamesOnly) || stmt != passthroughStmt && stmt.Plan != nil {
 		var refusal *pgError
 		var err error
@@ -980,6 +987,15 @@ func bindValueError(err error, client int) error {
 		return &pgError{Severity: "ERROR", Code: ce.Code, Message: fmt.Sprintf("incorrect binary data format in bind parameter %d", client+1)}
 	}
 	return err
+}
+
+// noStatement is PostgreSQL's ERROR for a Bind of a statement that does
+// not exist.
+func noStatement(name []byte) *pgError {
+	if len(name) == 0 {
+		return &pgError{Severity: "ERROR", Code: "26000", Message: "unnamed prepared statement does not exist"}
+	}
+	return &pgError{Severity: "ERROR", Code: "26000", Message: fmt.Sprintf("prepared statement \"%s\" does not exist", name)}
 }
 
 // bindFormatError is PostgreSQL's ERROR for a Bind to a statement pgveil
