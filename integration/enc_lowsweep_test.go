@@ -6,7 +6,9 @@ package integration
 // the plaintext mirror (prEnv, enc_proto_review_test.go).
 
 import (
+	"context"
 	"encoding/binary"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -91,4 +93,137 @@ func TestLowSweepBindAfterClose(t *testing.T) {
 		&pgproto3.Bind{PreparedStatement: "bk", Parameters: [][]byte{email}},
 		&pgproto3.Execute{},
 		&pgproto3.Sync{})
+}
+
+// TestLowSweepUnnamedShadow (item 3): a pass-through unnamed Parse after
+// a rewritten unnamed one; the Bind, Describe and Execute that follow
+// must reach the pass-through statement.
+func TestLowSweepUnnamedShadow(t *testing.T) {
+	e := newPrEnv(t)
+	e.both("DROP TABLE IF EXISTS lsplain; CREATE TABLE lsplain (v text)")
+	email := []byte(prRows[0].email)
+	e.same("one pipeline",
+		&pgproto3.Parse{Query: "SELECT name, email FROM users WHERE email = $1"},
+		&pgproto3.Parse{Query: "INSERT INTO lsplain (v) VALUES ($1) RETURNING v"},
+		&pgproto3.Describe{ObjectType: 'S'},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte("plain-1")}},
+		&pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	e.same("two pipelines, the rewritten one bound first",
+		&pgproto3.Parse{Query: "SELECT name, email FROM users WHERE email = $1"},
+		&pgproto3.Bind{Parameters: [][]byte{email}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Query: "SELECT $1::text AS v, 'x' AS w"},
+		&pgproto3.Sync{},
+		&pgproto3.Describe{ObjectType: 'S'},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte("plain-2")}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	e.same("closed, then a plain one",
+		&pgproto3.Parse{Query: "SELECT name, email FROM users WHERE email = $1"},
+		&pgproto3.Close{ObjectType: 'S'},
+		&pgproto3.Parse{Query: "SELECT $1::text AS v"},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte("plain-3")}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte("plain-4")}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "SELECT v FROM lsplain ORDER BY v"})
+}
+
+// TestLowSweepDescribeAfterDDL (item 4): Describe of a prepared statement
+// after DDL changed its types.
+func TestLowSweepDescribeAfterDDL(t *testing.T) {
+	e := newPrEnv(t)
+	e.same("prepared",
+		&pgproto3.Parse{Name: "dd1", Query: "SELECT name, email FROM users WHERE name = $1 AND email = $2"},
+		&pgproto3.Parse{Name: "dd2", Query: "SELECT name FROM users WHERE name = $1"},
+		&pgproto3.Describe{ObjectType: 'S', Name: "dd1"},
+		&pgproto3.Sync{})
+	e.both("ALTER TABLE users ALTER COLUMN name TYPE varchar(40)")
+	e.same("described after DDL",
+		&pgproto3.Describe{ObjectType: 'S', Name: "dd1"},
+		&pgproto3.Describe{ObjectType: 'S', Name: "dd2"},
+		&pgproto3.Sync{})
+	e.same("SELECT * prepared",
+		&pgproto3.Parse{Name: "dd3", Query: "SELECT * FROM users WHERE email = $1"},
+		&pgproto3.Parse{Name: "dd4", Query: "SELECT * FROM users WHERE name = $1"},
+		&pgproto3.Sync{})
+	e.both("ALTER TABLE users ADD COLUMN extra int")
+	e.same("SELECT * described after ADD COLUMN",
+		&pgproto3.Describe{ObjectType: 'S', Name: "dd3"},
+		&pgproto3.Sync{},
+		&pgproto3.Describe{ObjectType: 'S', Name: "dd4"},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{PreparedStatement: "dd3", Parameters: [][]byte{[]byte(prRows[0].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	e.same("bound after DDL",
+		&pgproto3.Bind{PreparedStatement: "dd1", Parameters: [][]byte{[]byte("a"), []byte(prRows[0].email)}},
+		&pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Describe{ObjectType: 'S', Name: "dd1"},
+		&pgproto3.Sync{})
+}
+
+// TestLowSweepParamTwice (item 7): one parameter where an encrypted value
+// goes and where a plain value goes. The plain place may get the
+// plaintext (the application's choice); the encrypted place never.
+func TestLowSweepParamTwice(t *testing.T) {
+	e := newPrEnv(t)
+	ctx := e.ctx
+	secret := "Twice-4471@example.org"
+	e.p.remember(secret)
+	for _, q := range []string{
+		"INSERT INTO users (org_id, email, name) VALUES ($1, $2, $2)",
+		"INSERT INTO users (org_id, name, email) VALUES ($1, $2, $2)",
+	} {
+		got := prTrace(ctx, e.px,
+			&pgproto3.Parse{Query: q},
+			&pgproto3.Bind{Parameters: [][]byte{[]byte("7301"), []byte(secret)}},
+			&pgproto3.Execute{},
+			&pgproto3.Sync{})
+		t.Logf("%s: %s", q, prShort(got))
+		assertNoPlainEmail(t, ctx, secret)
+	}
+	// The first INSERT stored it in both: sealed in email, as sent in name.
+	res := e.px.ExecParams(ctx, "SELECT email, name FROM users WHERE name = $1", [][]byte{[]byte(secret)}, nil, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != secret || string(res.Rows[0][1]) != secret {
+		t.Fatalf("read back: %v %d rows", res.Err, len(res.Rows))
+	}
+	for _, q := range []string{
+		"SELECT name FROM users WHERE email = $1 OR name = $1",
+		"SELECT name FROM users WHERE name = $1 OR email = $1",
+		"UPDATE users SET name = $1 WHERE email = $1 RETURNING name",
+		"UPDATE users SET email = $1 WHERE name = $1 RETURNING name",
+	} {
+		got := prTrace(ctx, e.px,
+			&pgproto3.Parse{Query: q},
+			&pgproto3.Bind{Parameters: [][]byte{[]byte(secret)}},
+			&pgproto3.Execute{},
+			&pgproto3.Sync{})
+		t.Logf("%s: %s", q, prShort(got))
+		if j := strings.Join(got, " | "); !strings.Contains(j, "CommandComplete") || strings.Contains(j, "ErrorResponse") {
+			t.Errorf("%s: %s", q, prShort(got))
+		}
+		assertNoPlainEmail(t, ctx, secret)
+	}
+}
+
+// assertNoPlainEmail fails when users.email (stored) holds secret in
+// plaintext.
+func assertNoPlainEmail(t *testing.T, ctx context.Context, secret string) {
+	t.Helper()
+	su := superConn(t, ctx)
+	var n int
+	if err := su.QueryRow(ctx, "SELECT count(*) FROM public.users WHERE position(convert_to($1::text, 'UTF8') in coalesce(email, ''::bytea)) > 0", secret).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("users.email holds the plaintext")
+	}
 }
