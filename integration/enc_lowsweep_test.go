@@ -170,6 +170,61 @@ func TestLowSweepDescribeAfterDDL(t *testing.T) {
 		&pgproto3.Sync{})
 }
 
+// TestLowSweepSQLPrepareClash (item 6): SQL PREPARE of a name the client
+// prepared in the protocol (pgveil prepared it upstream under its own
+// name), and the other way round.
+func TestLowSweepSQLPrepareClash(t *testing.T) {
+	e := newPrEnv(t)
+	email := []byte(prRows[2].email)
+	e.same("protocol first",
+		&pgproto3.Parse{Name: "sp1", Query: "SELECT name FROM users WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "PREPARE sp1 AS SELECT 1"},
+		&pgproto3.Bind{PreparedStatement: "sp1", Parameters: [][]byte{email}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "DEALLOCATE sp1"},
+		&pgproto3.Parse{Name: "sp1", Query: "SELECT 2"},
+		&pgproto3.Bind{PreparedStatement: "sp1"},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	// SQL first: pgveil asks the server whether the name is taken. Each
+	// pipeline waits for the previous one's answers (pgveil's view of the
+	// statement is decided when the Bind goes out: pipelined right behind
+	// the Parse, the Bind goes to pgveil's statement, which the server
+	// skipped, and gets 26000).
+	e.same("SQL first: PREPARE", &pgproto3.Query{String: "PREPARE sp2 AS SELECT 1"})
+	e.same("SQL first: Parse of the name, rewritten",
+		&pgproto3.Parse{Name: "sp2", Query: "SELECT name FROM users WHERE email = $1"},
+		&pgproto3.Sync{})
+	e.same("SQL first: Bind of the name",
+		&pgproto3.Bind{PreparedStatement: "sp2", Parameters: [][]byte{email}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	e.same("SQL first: Bind of the name, no parameters",
+		&pgproto3.Bind{PreparedStatement: "sp2"},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	e.same("SQL first: EXECUTE", &pgproto3.Query{String: "EXECUTE sp2"})
+	e.same("SQL first: DEALLOCATE, then the Parse again",
+		&pgproto3.Query{String: "DEALLOCATE sp2"},
+		&pgproto3.Parse{Name: "sp2", Query: "SELECT name FROM users WHERE email = $1"},
+		&pgproto3.Bind{PreparedStatement: "sp2", Parameters: [][]byte{email}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	e.same("a PREPARE that failed does not take the name",
+		&pgproto3.Query{String: "PREPARE sp3 AS SELECT nosuchcolumn"},
+		&pgproto3.Parse{Name: "sp3", Query: "SELECT name FROM users WHERE email = $1"},
+		&pgproto3.Bind{PreparedStatement: "sp3", Parameters: [][]byte{email}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	e.same("PREPARE after DEALLOCATE in one string",
+		&pgproto3.Parse{Name: "sp4", Query: "SELECT name FROM users WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "DEALLOCATE sp4; PREPARE sp4 AS SELECT 4"})
+	e.same("and EXECUTE it", &pgproto3.Query{String: "EXECUTE sp4"})
+}
+
 // TestLowSweepParamTwice (item 7): one parameter where an encrypted value
 // goes and where a plain value goes. The plain place may get the
 // plaintext (the application's choice); the encrypted place never.

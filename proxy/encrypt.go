@@ -189,6 +189,10 @@ func (s *session) handleQuery(body []byte) error {
 		s.injectQueryError(perr)
 		return nil
 	}
+	if perr := s.preparesOwn(p); perr != nil {
+		s.injectQueryError(perr)
+		return nil
+	}
 	if perr, err := s.replanExecuted(sql); err != nil || perr != nil {
 		if perr != nil {
 			s.injectQueryError(perr)
@@ -291,6 +295,32 @@ func (s *session) executesOwn(sql string) *pgError {
 			return &pgError{Severity: "ERROR", Code: "0A000",
 				Message: fmt.Sprintf("pgveil prepared statement %q with encrypted columns under a name of its own: SQL EXECUTE would send its arguments unencrypted", name),
 				Hint:    "run it with Bind and Execute (the extended protocol)"}
+		}
+	}
+	return nil
+}
+
+// preparesOwn is PostgreSQL's 42P05 for an SQL PREPARE of a name the
+// client prepared in the protocol as a statement pgveil rewrote: that one
+// lives upstream under pgveil's name, so the server would not see the
+// clash and would prepare a second statement of the name (left behind by
+// a later DEALLOCATE, which pgveil sends for its own).
+func (s *session) preparesOwn(p *rewrite.Plan) *pgError {
+	all := false
+	var gone []string
+	for _, st := range p.Stmts {
+		switch st.Deallocate {
+		case "":
+		case "*":
+			all = true
+		default:
+			gone = append(gone, st.Deallocate)
+		}
+		if st.Prepares == "" || all || slices.Contains(gone, st.Prepares) {
+			continue
+		}
+		if name := []byte(st.Prepares); s.t.hasStatement(name) && s.t.statement(name).renamed() {
+			return &pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement \"%s\" already exists", st.Prepares)}
 		}
 	}
 	return nil
@@ -776,6 +806,20 @@ func (s *session) handleParse(body []byte) error {
 		s.notePinned(pm.Name, sql, text, cat)
 	} else {
 		delete(s.ptStmts, string(pm.Name))
+	}
+	if _, ok := s.sqlPrepared[string(pm.Name)]; ok && len(pm.Name) > 0 {
+		// An SQL PREPARE may have taken the name upstream, where pgveil's
+		// statement goes under its own: the server is asked with a Parse
+		// of the name, closed again, whose 42P05 (PostgreSQL's answer to
+		// this Parse) reaches the client and makes the server skip the
+		// rest, pgveil's Parse included.
+		// (A buffer of its own: the writer may keep it until the
+		// statement's Parse, built in s.scratch, is written too.)
+		b := appendParse(nil, string(pm.Name), "SELECT NULL", nil)
+		b = appendDescribeOrClose(b, 'C', 'S', string(pm.Name))
+		s.t.push(pending{kind: pendParse, probe: true})
+		s.t.push(pending{kind: pendCloseStmt, probe: true})
+		s.sw.Write(b)
 	}
 	s.t.parsed(pm.Name, stmt)
 	s.sw.Write(appendParse(s.scratch[:0], stmt.ServerName, text, s.serverParamOIDs(stmt)))

@@ -97,6 +97,11 @@ type pending struct {
 	// message pgveil refused (see inject.go).
 	suppress bool
 	injected bool
+	// probe marks a message pgveil sent to learn whether the server would
+	// refuse the client's (its Parse of a name an SQL PREPARE may have
+	// taken, handleParse): its success is not forwarded, its error is, as
+	// the server wrote it.
+	probe bool
 	// revalidate marks an injected error that is a stale statement's
 	// (staleStatement): the client's copy names PostgreSQL's routine.
 	revalidate bool
