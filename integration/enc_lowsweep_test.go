@@ -9,7 +9,9 @@ import (
 	"context"
 	"encoding/binary"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -170,6 +172,75 @@ func TestLowSweepDescribeAfterDDL(t *testing.T) {
 		&pgproto3.Sync{})
 }
 
+// TestLowSweepViewRenameColumn (item 5): ALTER VIEW … RENAME COLUMN on a
+// view over encrypted columns.
+func TestLowSweepViewRenameColumn(t *testing.T) {
+	e := newPrEnv(t)
+	su := superConn(t, e.ctx)
+	if _, err := su.Exec(e.ctx, "DROP VIEW IF EXISTS public.lsv, prplain.lsv; CREATE VIEW public.lsv AS SELECT id, org_id, name, email, email_bidx, phone FROM public.users; CREATE VIEW prplain.lsv AS SELECT id, org_id, name, email, email_bidx, phone FROM prplain.users; ALTER VIEW public.lsv OWNER TO scram_user; ALTER VIEW prplain.lsv OWNER TO scram_user"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { su.Exec(context.Background(), "DROP VIEW IF EXISTS public.lsv, prplain.lsv") })
+	// DDL through pgveil: every session plans with a new catalog.
+	e.both("DROP TABLE IF EXISTS lsdummy; CREATE TABLE lsdummy (a int)")
+	e.same("before", &pgproto3.Query{String: "SELECT name, email, phone FROM lsv ORDER BY id LIMIT 2"})
+	// In a transaction after DDL pgveil plans by name until the catalog
+	// is read again: the view is refused (fail closed), where PostgreSQL
+	// runs the statement.
+	got := prTrace(e.ctx, e.px,
+		&pgproto3.Query{String: "BEGIN; ALTER VIEW lsv RENAME COLUMN email TO mail"},
+		&pgproto3.Parse{Query: "SELECT name, mail FROM lsv WHERE mail = $1"},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte(prRows[1].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "ROLLBACK"})
+	if j := strings.Join(got, " | "); !strings.Contains(j, "ErrorResponse 0A000 pgveil: view public.lsv reads encrypted columns") {
+		t.Errorf("renamed in a transaction: %s", prShort(got))
+	}
+	e.both("ALTER VIEW lsv RENAME COLUMN email TO mail")
+	e.both("ALTER TABLE lsv RENAME COLUMN phone TO email")
+	e.same("after, simple",
+		&pgproto3.Query{String: "SELECT name, mail, email FROM lsv ORDER BY id LIMIT 2"})
+	e.same("after, extended, compared",
+		&pgproto3.Parse{Query: "SELECT name, mail, email FROM lsv WHERE mail = $1"},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte(prRows[1].email)}},
+		&pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	e.both("ALTER VIEW lsv RENAME COLUMN mail TO email2")
+	e.same("renamed again",
+		&pgproto3.Query{String: "SELECT name, email2, email FROM lsv ORDER BY id LIMIT 2"})
+	// Renamed directly on the database, out of pgveil's sight.
+	if _, err := su.Exec(e.ctx, "ALTER VIEW public.lsv RENAME COLUMN email2 TO email3; ALTER VIEW prplain.lsv RENAME COLUMN email2 TO email3"); err != nil {
+		t.Fatal(err)
+	}
+	got = prTrace(e.ctx, e.px,
+		&pgproto3.Parse{Query: "SELECT name, email3 FROM lsv WHERE email3 = $1"},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte(prRows[1].email)}},
+		&pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "SELECT name, email3 FROM lsv ORDER BY id LIMIT 2"})
+	if j := strings.Join(got, " | "); strings.Count(j, "ErrorResponse 42703") != 2 || strings.Contains(j, "DataRow") {
+		t.Errorf("renamed directly (pgveil's catalog older than the view): %s", prShort(got))
+	}
+	// Once pgveil reads its catalog again, it is PostgreSQL's answer.
+	if err := e.p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "pgveil to read the renamed view", func() (bool, error) {
+		_, err := e.px.Exec(e.ctx, "SELECT email3 FROM lsv LIMIT 1").ReadAll()
+		return err == nil, nil
+	})
+	e.same("renamed directly, after SIGHUP",
+		&pgproto3.Parse{Query: "SELECT name, email3 FROM lsv WHERE email3 = $1"},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte(prRows[1].email)}},
+		&pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "SELECT name, email3 FROM lsv ORDER BY id LIMIT 2"})
+}
+
 // TestLowSweepSQLPrepareClash (item 6): SQL PREPARE of a name the client
 // prepared in the protocol (pgveil prepared it upstream under its own
 // name), and the other way round.
@@ -223,6 +294,18 @@ func TestLowSweepSQLPrepareClash(t *testing.T) {
 		&pgproto3.Sync{},
 		&pgproto3.Query{String: "DEALLOCATE sp4; PREPARE sp4 AS SELECT 4"})
 	e.same("and EXECUTE it", &pgproto3.Query{String: "EXECUTE sp4"})
+	// A name of pgveil's own upstream statements: refused before it is
+	// sent (reserved), so none of pgveil's statements is replaced.
+	got := prTrace(e.ctx, e.px,
+		&pgproto3.Parse{Name: "sp5", Query: "SELECT name FROM users WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "PREPARE pgveil_0123456789ab_1 AS SELECT 1"},
+		&pgproto3.Bind{PreparedStatement: "sp5", Parameters: [][]byte{email}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
+	if j := strings.Join(got, " | "); !strings.Contains(j, "ErrorResponse 0A000 pgveil: prepared statement names starting with") || !strings.Contains(j, `DataRow("c")`) {
+		t.Errorf("PREPARE of a reserved name: %s", prShort(got))
+	}
 }
 
 // TestLowSweepParamTwice (item 7): one parameter where an encrypted value
