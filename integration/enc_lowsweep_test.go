@@ -41,6 +41,23 @@ func TestLowSweepBinaryLength(t *testing.T) {
 			&pgproto3.Execute{},
 			&pgproto3.Sync{})
 	}
+	for _, c := range []struct {
+		what string
+		oid  uint32
+		v    []byte
+	}{
+		{"declared int4, short", 23, []byte{0, 0, 1}},
+		{"declared int4, long", 23, make([]byte, 5)},
+		{"declared float8, short", 701, make([]byte, 4)},
+		{"declared float4, long", 700, make([]byte, 8)},
+		{"declared int8, long", 20, make([]byte, 9)},
+	} {
+		e.same(c.what+" (INSERT)",
+			&pgproto3.Parse{Query: "INSERT INTO users (org_id, name, api_token) VALUES ($1, 'bl', $2)", ParameterOIDs: []uint32{20, c.oid}},
+			&pgproto3.Bind{Parameters: [][]byte{org, c.v}, ParameterFormatCodes: []int16{0, 1}},
+			&pgproto3.Execute{},
+			&pgproto3.Sync{})
+	}
 	ok := binary.BigEndian.AppendUint64(nil, 11)
 	e.same("int8 written by UPDATE, right length, then wrong",
 		&pgproto3.Parse{Name: "bl1", Query: "UPDATE users SET api_token = $2 WHERE org_id = $1 AND name = 'a' RETURNING name, api_token"},
@@ -134,6 +151,20 @@ func TestLowSweepUnnamedShadow(t *testing.T) {
 		&pgproto3.Execute{},
 		&pgproto3.Sync{},
 		&pgproto3.Query{String: "SELECT v FROM lsplain ORDER BY v"})
+	e.same("a plain one the server refuses, then a Bind",
+		&pgproto3.Parse{Query: "INSERT INTO lsplain (v) VALUES ($1)"},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Query: "SELECT name, email FROM users WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Query: "SELECT v FROM lsnosuchtable WHERE v = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{Parameters: [][]byte{email}},
+		&pgproto3.Describe{ObjectType: 'P'},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Describe{ObjectType: 'S'},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "SELECT count(*) FROM lsplain"})
 }
 
 // TestLowSweepDescribeAfterDDL (item 4): Describe of a prepared statement
