@@ -110,6 +110,9 @@ package integration
 // still maps by the stale plan (PV001; planDisagrees needs a
 // RowDescription), and a table dropped and created again directly is not
 // recognised as changed (OPERATING.md: SIGHUP).
+// (Review 17 fixed the first two: the Bind after its Close in the same
+// pipeline gets 26000, and wrong binary lengths PostgreSQL's 08P01 or
+// 22P03: enc_lowsweep_test.go.)
 //
 // Attacks that held (TestReviewProtoHolds, same answers as PostgreSQL on
 // the plaintext mirror unless said): Describe statement and portal,
