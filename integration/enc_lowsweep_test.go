@@ -98,6 +98,19 @@ func TestLowSweepBindAfterClose(t *testing.T) {
 			}
 		}
 	}
+	e.same("Describe and Close again after a Close in the same pipeline",
+		&pgproto3.Parse{Name: "bd", Query: "SELECT name, email FROM users WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Close{ObjectType: 'S', Name: "bd"},
+		&pgproto3.Close{ObjectType: 'S', Name: "bd"},
+		&pgproto3.Describe{ObjectType: 'S', Name: "bd"},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Name: "bd", Query: "SELECT name, email FROM users WHERE email = $1"},
+		&pgproto3.Close{ObjectType: 'S', Name: "bd"},
+		&pgproto3.Parse{Name: "bd", Query: "SELECT name FROM users WHERE email = $1"},
+		&pgproto3.Bind{PreparedStatement: "bd", Parameters: [][]byte{email}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{})
 	e.same("a Close the server skips keeps the statement",
 		&pgproto3.Parse{Name: "bk", Query: "SELECT name FROM users WHERE email = $1"},
 		&pgproto3.Sync{},
