@@ -164,6 +164,52 @@ func TestLowSweepUnnamedShadow(t *testing.T) {
 		&pgproto3.Execute{},
 		&pgproto3.Sync{},
 		&pgproto3.Query{String: "SELECT v FROM lsplain ORDER BY v"})
+	e.same("one pgveil refuses, then a Bind",
+		&pgproto3.Parse{Query: "UPDATE users SET name = 'shadowed' WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Query: "SELECT name FROM users WHERE"},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{Parameters: [][]byte{email}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Describe{ObjectType: 'S'},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "SELECT count(*) FROM users WHERE name = 'shadowed'"})
+	e.same("a pass-through one, then one pgveil refuses, then a Bind",
+		&pgproto3.Parse{Query: "INSERT INTO lsplain (v) VALUES ($1)"},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Query: "SELECT name FROM users WHERE"},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{Parameters: [][]byte{email}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "SELECT count(*) FROM lsplain"})
+	e.same("one pgveil refuses for its own reasons, then a Bind",
+		&pgproto3.Parse{Query: "UPDATE users SET name = 'shadowed' WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Query: "SELECT name FROM users WHERE email = $1; SELECT 1"},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{Parameters: [][]byte{email}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "SELECT count(*) FROM users WHERE name = 'shadowed'"})
+	// Kept (fail closed): refused in a pipeline the server skips after an
+	// error, PostgreSQL keeps the old statement; pgveil has dropped it.
+	got := prTrace(e.ctx, e.px,
+		&pgproto3.Parse{Query: "UPDATE users SET name = 'shadowed' WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Name: "z", Query: "SELECT 1/0"},
+		&pgproto3.Bind{PreparedStatement: "z"},
+		&pgproto3.Execute{},
+		&pgproto3.Parse{Query: "SELECT name FROM users WHERE"},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{Parameters: [][]byte{email}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "SELECT count(*) FROM users WHERE name = 'shadowed'"})
+	if j := strings.Join(got, " | "); !strings.Contains(j, "ErrorResponse 26000 unnamed prepared statement does not exist") || !strings.Contains(j, `DataRow("0")`) {
+		t.Errorf("refused after an error in the pipeline: %s", prShort(got))
+	}
 	e.same("a plain one the server refuses, then a Bind",
 		&pgproto3.Parse{Query: "INSERT INTO lsplain (v) VALUES ($1)"},
 		&pgproto3.Sync{},

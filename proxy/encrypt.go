@@ -658,6 +658,14 @@ func (s *session) handleParse(body []byte) error {
 	if err := pm.parse(body); err != nil {
 		return err
 	}
+	refuse := func(pe *pgError) {
+		if len(pm.Name) == 0 {
+			// PostgreSQL drops the unnamed statement before it reads the
+			// new one: a Bind of it now gets 26000, never the old one.
+			s.dropUnnamedEverywhere()
+		}
+		s.injectExtendedError(pe)
+	}
 	if err := s.refreshCatalogIfNeeded(); err != nil {
 		return err
 	}
@@ -671,30 +679,30 @@ func (s *session) handleParse(body []byte) error {
 		if offLoop(err) {
 			return err
 		}
-		s.injectExtendedError(refusalFrom(err))
+		refuse(refusalFrom(err))
 		return nil
 	}
 	p = s.withCursors(p)
 	if perr := s.executesOwn(sql); perr != nil {
-		s.injectExtendedError(perr)
+		refuse(perr)
 		return nil
 	}
 	if perr, err := s.replanExecuted(sql); err != nil || perr != nil {
 		if perr != nil {
-			s.injectExtendedError(perr)
+			refuse(perr)
 		}
 		return err
 	}
 	s.noteStmtEffects(pm.Name, p)
 	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
-		s.injectExtendedError(perr)
+		refuse(perr)
 		return nil
 	} else if ok {
 		// DEALLOCATE through the extended protocol (psycopg 3 sends it so).
 		if len(pm.Name) > 0 {
 			// The upstream name is fixed now, but the statement may run
 			// later, after the client prepared that name again.
-			s.injectExtendedError(&pgError{Severity: "ERROR", Code: "0A000",
+			refuse(&pgError{Severity: "ERROR", Code: "0A000",
 				Message: "pgveil cannot prepare a named DEALLOCATE of a statement it prepared upstream under its own name",
 				Hint:    "run the DEALLOCATE unnamed (as a simple query, or with the unnamed statement)"})
 			return nil
@@ -711,7 +719,7 @@ func (s *session) handleParse(body []byte) error {
 		if len(pm.Name) > 0 && s.t.hasStatement(pm.Name) && s.t.statement(pm.Name) != passthroughStmt {
 			// The name is one pgveil prepared upstream under its own: the
 			// server would not see the clash.
-			s.injectExtendedError(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
+			refuse(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
 			return nil
 		}
 		s.applyEffects(p)
@@ -727,15 +735,15 @@ func (s *session) handleParse(body []byte) error {
 		return nil
 	}
 	if s.nonUTF8.Load() {
-		s.injectExtendedError(encodingRefusal())
+		refuse(encodingRefusal())
 		return nil
 	}
 	if len(pm.Name) > 0 && s.t.hasStatement(pm.Name) {
-		s.injectExtendedError(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
+		refuse(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
 		return nil
 	}
 	if len(p.Stmts) != 1 {
-		s.injectExtendedError(&pgError{Severity: "ERROR", Code: "42601", Message: "cannot insert multiple commands into a prepared statement"})
+		refuse(&pgError{Severity: "ERROR", Code: "42601", Message: "cannot insert multiple commands into a prepared statement"})
 		return nil
 	}
 	st := p.Stmts[0]
@@ -748,7 +756,7 @@ func (s *session) handleParse(body []byte) error {
 		if len(pm.Name) > 0 && st.Lookup.Move == nil {
 			pe := tenantMissing(st.Lookup.Table).(*pgError)
 			pe.Hint = fmt.Sprintf("pass the values as parameters (pgveil then looks the tenant up at each execution), name the tenant (%s = … in WHERE), or use the unnamed statement", st.Lookup.Table.KeyContext)
-			s.injectExtendedError(pe)
+			refuse(pe)
 			return nil
 		}
 		handled, err := s.lookupExtended(sql, st, nil, pm.ParamOIDs)
@@ -770,7 +778,7 @@ func (s *session) handleParse(body []byte) error {
 			if offLoop(err) {
 				return err
 			}
-			s.injectExtendedError(refusalFrom(err))
+			refuse(refusalFrom(err))
 			return nil
 		}
 		s.countRewritten(p)
@@ -843,6 +851,17 @@ func (s *session) dropUnnamed() {
 	}
 	s.closeUpstream(old)
 	s.t.defineStatement(nil, passthroughStmt)
+}
+
+// dropUnnamedEverywhere drops the client's unnamed statement as a Parse
+// of it that pgveil refuses would have at the server: pgveil's upstream
+// statement for it, and the server's own unnamed statement.
+func (s *session) dropUnnamedEverywhere() {
+	s.dropUnnamed()
+	if s.t.serverUnnamed.Swap(false) {
+		s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'C', 'S', ""))
+		s.t.push(pending{kind: pendCloseStmt, suppress: true, stmt: serverUnnamedSlot})
+	}
 }
 
 // closeAgain sends again the Closes of pgveil's own statements that the
