@@ -455,3 +455,33 @@ func assertNoPlainEmail(t *testing.T, ctx context.Context, secret string) {
 		t.Errorf("users.email holds the plaintext")
 	}
 }
+
+// TestLowSweepUnnamedLookupRefused (with item 3): an unnamed Parse whose
+// tenant lookup (an UPDATE without parameters, looked up at Parse) makes
+// pgveil refuse it drops the unnamed statement too: PostgreSQL drops it
+// before reading the new one, so a Bind of it gets 26000.
+func TestLowSweepUnnamedLookupRefused(t *testing.T) {
+	e := newPrEnv(t)
+	su := superConn(t, e.ctx)
+	if _, err := su.Exec(e.ctx, "INSERT INTO orgs (id, name) VALUES (7302, 'other') ON CONFLICT DO NOTHING"); err != nil {
+		t.Fatal(err)
+	}
+	other := "Other-4471@example.org"
+	e.p.remember(other)
+	if res := e.px.ExecParams(e.ctx, "INSERT INTO users (org_id, name, email) VALUES (7302, 'a', $1)", [][]byte{[]byte(other)}, nil, nil, nil).Read(); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	got := prTrace(e.ctx, e.px,
+		&pgproto3.Parse{Query: "UPDATE users SET name = 'shadowed' WHERE email = $1"},
+		&pgproto3.Sync{},
+		&pgproto3.Parse{Query: "UPDATE users SET email = 'moved-4471@example.org' WHERE name = 'a'"},
+		&pgproto3.Sync{},
+		&pgproto3.Bind{Parameters: [][]byte{[]byte(prRows[0].email)}},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+		&pgproto3.Query{String: "SELECT count(*) FROM users WHERE name = 'shadowed'"})
+	j := strings.Join(got, " | ")
+	if !strings.Contains(j, "more than one tenant") || !strings.Contains(j, "ErrorResponse 26000 unnamed prepared statement does not exist") || !strings.Contains(j, `DataRow("0")`) {
+		t.Errorf("a Bind after an unnamed Parse the tenant lookup refused: %s", prShort(got))
+	}
+}

@@ -759,6 +759,11 @@ func (s *session) handleParse(body []byte) error {
 			refuse(pe)
 			return nil
 		}
+		if len(pm.Name) == 0 {
+			// The lookup may answer the Parse with an error (refuse):
+			// the unnamed statement goes first, as there.
+			s.dropUnnamedEverywhere()
+		}
 		handled, err := s.lookupExtended(sql, st, nil, pm.ParamOIDs)
 		if err != nil {
 			return err
