@@ -759,12 +759,11 @@ func (s *session) handleParse(body []byte) error {
 			refuse(pe)
 			return nil
 		}
-		if len(pm.Name) == 0 {
-			// The lookup may answer the Parse with an error (refuse):
-			// the unnamed statement goes first, as there.
-			s.dropUnnamedEverywhere()
-		}
+		// The lookup may answer the Parse with an error: the unnamed
+		// statement goes with the lookup, as in refuse.
+		s.lookupDropsUnnamed = len(pm.Name) == 0
 		handled, err := s.lookupExtended(sql, st, nil, pm.ParamOIDs)
+		s.lookupDropsUnnamed = false
 		if err != nil {
 			return err
 		}
