@@ -825,13 +825,12 @@ func (s *session) handleParse(body []byte) error {
 		// of the name, closed again, whose 42P05 (PostgreSQL's answer to
 		// this Parse) reaches the client and makes the server skip the
 		// rest, pgveil's Parse included.
-		// (A buffer of its own: the writer may keep it until the
-		// statement's Parse, built in s.scratch, is written too.)
-		b := appendParse(nil, string(pm.Name), "SELECT NULL", nil)
+		b := appendParse(s.scratch[:0], string(pm.Name), "SELECT NULL", nil)
 		b = appendDescribeOrClose(b, 'C', 'S', string(pm.Name))
 		s.t.push(pending{kind: pendParse, probe: true})
 		s.t.push(pending{kind: pendCloseStmt, probe: true})
 		s.sw.Write(b)
+		s.scratch = b[:0]
 	}
 	s.t.parsed(pm.Name, stmt)
 	s.sw.Write(appendParse(s.scratch[:0], stmt.ServerName, text, s.serverParamOIDs(stmt)))
