@@ -110,6 +110,9 @@ package integration
 // still maps by the stale plan (PV001; planDisagrees needs a
 // RowDescription), and a table dropped and created again directly is not
 // recognised as changed (OPERATING.md: SIGHUP).
+// (Review 17 fixed the first two: the Bind after its Close in the same
+// pipeline gets 26000, and wrong binary lengths PostgreSQL's 08P01 or
+// 22P03: enc_lowsweep_test.go.)
 //
 // Attacks that held (TestReviewProtoHolds, same answers as PostgreSQL on
 // the plaintext mirror unless said): Describe statement and portal,
@@ -656,9 +659,9 @@ func TestReviewProtoHolds(t *testing.T) {
 		&pgproto3.Bind{PreparedStatement: "s2", Parameters: [][]byte{}},
 		&pgproto3.Execute{},
 		&pgproto3.Sync{})
-	// Binary parameters of the wrong length: refused (pgveil's 22P02
-	// where PostgreSQL says 08P01 or 22P03: LOW, kept), the session goes on.
-	got := prTrace(e.ctx, e.px,
+	// Binary parameters of the wrong length: PostgreSQL's 08P01 or 22P03
+	// (review 17; pgveil answered 22P02), the session goes on.
+	e.same("binary parameters of the wrong length",
 		&pgproto3.Parse{Query: "INSERT INTO users (org_id, api_token) VALUES ($1, $2)"},
 		&pgproto3.Bind{ParameterFormatCodes: []int16{0, 1}, Parameters: [][]byte{org, {1, 2, 3}}},
 		&pgproto3.Execute{},
@@ -668,16 +671,6 @@ func TestReviewProtoHolds(t *testing.T) {
 		&pgproto3.Execute{},
 		&pgproto3.Sync{},
 		&pgproto3.Query{String: "SELECT count(*) FROM users"})
-	if want := []string{"ParseComplete", "ErrorResponse 22P02", "ReadyForQuery I", "ParseComplete", "ErrorResponse 22P02", "ReadyForQuery I", "RowDescription", `DataRow("5")`}; len(got) < len(want) || !func() bool {
-		for i, w := range want {
-			if !strings.HasPrefix(got[i], w) {
-				return false
-			}
-		}
-		return true
-	}() {
-		t.Errorf("binary parameters of the wrong length: %s", prShort(got))
-	}
 	e.same("binary parameters, NULLs, RETURNING in mixed formats",
 		&pgproto3.Parse{Query: "INSERT INTO users (org_id, name, email, phone, birth_date, api_token) VALUES ($1, $2, $3, $4, $5, $6) RETURNING name, email, phone, birth_date, api_token"},
 		&pgproto3.Bind{ParameterFormatCodes: []int16{0, 0, 1, 1, 1, 1}, Parameters: [][]byte{org, []byte("n1"), []byte("bin-4471@example.org"), nil, {0, 0, 0, 1}, {0, 0, 0, 0, 0, 0, 1, 0}}, ResultFormatCodes: []int16{0, 1, 0, 1, 0}},
@@ -730,7 +723,7 @@ func TestReviewProtoHolds(t *testing.T) {
 	e.p.remember("never-4471@example.org")
 	// pgveil's own refusal mid-pipeline: exactly one ErrorResponse, the
 	// rest ignored until Sync, the next pipeline served.
-	got = prTrace(e.ctx, e.px,
+	got := prTrace(e.ctx, e.px,
 		&pgproto3.Parse{Name: "q1", Query: "SELECT name, email FROM users WHERE email = $1"},
 		&pgproto3.Bind{PreparedStatement: "q1", Parameters: [][]byte{[]byte(prRows[0].email)}},
 		&pgproto3.Execute{},

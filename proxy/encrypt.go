@@ -189,6 +189,10 @@ func (s *session) handleQuery(body []byte) error {
 		s.injectQueryError(perr)
 		return nil
 	}
+	if perr := s.preparesOwn(p); perr != nil {
+		s.injectQueryError(perr)
+		return nil
+	}
 	if perr, err := s.replanExecuted(sql); err != nil || perr != nil {
 		if perr != nil {
 			s.injectQueryError(perr)
@@ -291,6 +295,32 @@ func (s *session) executesOwn(sql string) *pgError {
 			return &pgError{Severity: "ERROR", Code: "0A000",
 				Message: fmt.Sprintf("pgveil prepared statement %q with encrypted columns under a name of its own: SQL EXECUTE would send its arguments unencrypted", name),
 				Hint:    "run it with Bind and Execute (the extended protocol)"}
+		}
+	}
+	return nil
+}
+
+// preparesOwn is PostgreSQL's 42P05 for an SQL PREPARE of a name the
+// client prepared in the protocol as a statement pgveil rewrote: that one
+// lives upstream under pgveil's name, so the server would not see the
+// clash and would prepare a second statement of the name (left behind by
+// a later DEALLOCATE, which pgveil sends for its own).
+func (s *session) preparesOwn(p *rewrite.Plan) *pgError {
+	all := false
+	var gone []string
+	for _, st := range p.Stmts {
+		switch st.Deallocate {
+		case "":
+		case "*":
+			all = true
+		default:
+			gone = append(gone, st.Deallocate)
+		}
+		if st.Prepares == "" || all || slices.Contains(gone, st.Prepares) {
+			continue
+		}
+		if name := []byte(st.Prepares); s.t.hasStatement(name) && s.t.statement(name).renamed() {
+			return &pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement \"%s\" already exists", st.Prepares)}
 		}
 	}
 	return nil
@@ -544,6 +574,9 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 			declared = paramOIDs[ref.Param]
 		}
 		tenant, err := canon.TenantParam(s.eng.catalog().tenantType(t), declared, bind.paramFormat(ref.Param), v)
+		if err != nil {
+			err = bindValueError(err, ref.Param)
+		}
 		return tenant, err == nil, err
 	case rewrite.RefLiteral:
 		v, null, err := rewrite.LiteralValue(orig, st.Literals[ref.Literal])
@@ -625,6 +658,14 @@ func (s *session) handleParse(body []byte) error {
 	if err := pm.parse(body); err != nil {
 		return err
 	}
+	refuse := func(pe *pgError) {
+		if len(pm.Name) == 0 {
+			// PostgreSQL drops the unnamed statement before it reads the
+			// new one: a Bind of it now gets 26000, never the old one.
+			s.dropUnnamedEverywhere()
+		}
+		s.injectExtendedError(pe)
+	}
 	if err := s.refreshCatalogIfNeeded(); err != nil {
 		return err
 	}
@@ -638,30 +679,30 @@ func (s *session) handleParse(body []byte) error {
 		if offLoop(err) {
 			return err
 		}
-		s.injectExtendedError(refusalFrom(err))
+		refuse(refusalFrom(err))
 		return nil
 	}
 	p = s.withCursors(p)
 	if perr := s.executesOwn(sql); perr != nil {
-		s.injectExtendedError(perr)
+		refuse(perr)
 		return nil
 	}
 	if perr, err := s.replanExecuted(sql); err != nil || perr != nil {
 		if perr != nil {
-			s.injectExtendedError(perr)
+			refuse(perr)
 		}
 		return err
 	}
 	s.noteStmtEffects(pm.Name, p)
 	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
-		s.injectExtendedError(perr)
+		refuse(perr)
 		return nil
 	} else if ok {
 		// DEALLOCATE through the extended protocol (psycopg 3 sends it so).
 		if len(pm.Name) > 0 {
 			// The upstream name is fixed now, but the statement may run
 			// later, after the client prepared that name again.
-			s.injectExtendedError(&pgError{Severity: "ERROR", Code: "0A000",
+			refuse(&pgError{Severity: "ERROR", Code: "0A000",
 				Message: "pgveil cannot prepare a named DEALLOCATE of a statement it prepared upstream under its own name",
 				Hint:    "run the DEALLOCATE unnamed (as a simple query, or with the unnamed statement)"})
 			return nil
@@ -678,7 +719,7 @@ func (s *session) handleParse(body []byte) error {
 		if len(pm.Name) > 0 && s.t.hasStatement(pm.Name) && s.t.statement(pm.Name) != passthroughStmt {
 			// The name is one pgveil prepared upstream under its own: the
 			// server would not see the clash.
-			s.injectExtendedError(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
+			refuse(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
 			return nil
 		}
 		s.applyEffects(p)
@@ -694,15 +735,15 @@ func (s *session) handleParse(body []byte) error {
 		return nil
 	}
 	if s.nonUTF8.Load() {
-		s.injectExtendedError(encodingRefusal())
+		refuse(encodingRefusal())
 		return nil
 	}
 	if len(pm.Name) > 0 && s.t.hasStatement(pm.Name) {
-		s.injectExtendedError(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
+		refuse(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
 		return nil
 	}
 	if len(p.Stmts) != 1 {
-		s.injectExtendedError(&pgError{Severity: "ERROR", Code: "42601", Message: "cannot insert multiple commands into a prepared statement"})
+		refuse(&pgError{Severity: "ERROR", Code: "42601", Message: "cannot insert multiple commands into a prepared statement"})
 		return nil
 	}
 	st := p.Stmts[0]
@@ -715,10 +756,14 @@ func (s *session) handleParse(body []byte) error {
 		if len(pm.Name) > 0 && st.Lookup.Move == nil {
 			pe := tenantMissing(st.Lookup.Table).(*pgError)
 			pe.Hint = fmt.Sprintf("pass the values as parameters (pgveil then looks the tenant up at each execution), name the tenant (%s = … in WHERE), or use the unnamed statement", st.Lookup.Table.KeyContext)
-			s.injectExtendedError(pe)
+			refuse(pe)
 			return nil
 		}
+		// The lookup may answer the Parse with an error: the unnamed
+		// statement goes with the lookup, as in refuse.
+		s.lookupDropsUnnamed = len(pm.Name) == 0
 		handled, err := s.lookupExtended(sql, st, nil, pm.ParamOIDs)
+		s.lookupDropsUnnamed = false
 		if err != nil {
 			return err
 		}
@@ -737,7 +782,7 @@ func (s *session) handleParse(body []byte) error {
 			if offLoop(err) {
 				return err
 			}
-			s.injectExtendedError(refusalFrom(err))
+			refuse(refusalFrom(err))
 			return nil
 		}
 		s.countRewritten(p)
@@ -774,6 +819,19 @@ func (s *session) handleParse(body []byte) error {
 	} else {
 		delete(s.ptStmts, string(pm.Name))
 	}
+	if _, ok := s.sqlPrepared[string(pm.Name)]; ok && len(pm.Name) > 0 {
+		// An SQL PREPARE may have taken the name upstream, where pgveil's
+		// statement goes under its own: the server is asked with a Parse
+		// of the name, closed again, whose 42P05 (PostgreSQL's answer to
+		// this Parse) reaches the client and makes the server skip the
+		// rest, pgveil's Parse included.
+		b := appendParse(s.scratch[:0], string(pm.Name), "SELECT NULL", nil)
+		b = appendDescribeOrClose(b, 'C', 'S', string(pm.Name))
+		s.t.push(pending{kind: pendParse, probe: true})
+		s.t.push(pending{kind: pendCloseStmt, probe: true})
+		s.sw.Write(b)
+		s.scratch = b[:0]
+	}
 	s.t.parsed(pm.Name, stmt)
 	s.sw.Write(appendParse(s.scratch[:0], stmt.ServerName, text, s.serverParamOIDs(stmt)))
 	return nil
@@ -796,6 +854,17 @@ func (s *session) dropUnnamed() {
 	}
 	s.closeUpstream(old)
 	s.t.defineStatement(nil, passthroughStmt)
+}
+
+// dropUnnamedEverywhere drops the client's unnamed statement as a Parse
+// of it that pgveil refuses would have at the server: pgveil's upstream
+// statement for it, and the server's own unnamed statement.
+func (s *session) dropUnnamedEverywhere() {
+	s.dropUnnamed()
+	if s.t.serverUnnamed.Swap(false) {
+		s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'C', 'S', ""))
+		s.t.push(pending{kind: pendCloseStmt, suppress: true, stmt: serverUnnamedSlot})
+	}
 }
 
 // closeAgain sends again the Closes of pgveil's own statements that the
@@ -908,6 +977,13 @@ func (s *session) handleBind(body []byte) error {
 	}
 	s.notePortalEffects(bm.Portal, bm.Statement)
 	stmt := s.t.statement(bm.Statement)
+	if stmt != passthroughStmt && s.t.closedInPipeline(bm.Statement) {
+		// PostgreSQL looks the statement up before it reads the Bind's
+		// formats and values: whatever they are, the answer is 26000.
+		s.injectExtendedError(noStatement(bm.Statement))
+		s.t.closePortal(bm.Portal)
+		return nil
+	}
 	if len(s.ptStmts) > 0 && (stmt == passthroughStmt || stmt.Plan.NamesOnly) || stmt != passthroughStmt && stmt.Plan != nil {
 		var refusal *pgError
 		var err error
@@ -976,6 +1052,31 @@ func (s *session) handleBind(body []byte) error {
 	s.t.push(pending{kind: pendBind, portal: portal})
 	s.sw.Write(appendBind(s.scratch[:0], out))
 	return nil
+}
+
+// bindValueError is PostgreSQL's own ERROR for a binary parameter (the
+// client's 0-based client) whose length is not its type's, else err.
+func bindValueError(err error, client int) error {
+	var ce *canon.Error
+	if !errors.As(err, &ce) {
+		return err
+	}
+	switch ce.Code {
+	case canon.CodeShortBinary:
+		return &pgError{Severity: "ERROR", Code: ce.Code, Message: ce.Msg}
+	case canon.CodeLongBinary:
+		return &pgError{Severity: "ERROR", Code: ce.Code, Message: fmt.Sprintf("incorrect binary data format in bind parameter %d", client+1)}
+	}
+	return err
+}
+
+// noStatement is PostgreSQL's ERROR for a Bind of a statement that does
+// not exist.
+func noStatement(name []byte) *pgError {
+	if len(name) == 0 {
+		return &pgError{Severity: "ERROR", Code: "26000", Message: "unnamed prepared statement does not exist"}
+	}
+	return &pgError{Severity: "ERROR", Code: "26000", Message: fmt.Sprintf("prepared statement \"%s\" does not exist", name)}
 }
 
 // bindFormatError is PostgreSQL's ERROR for a Bind to a statement pgveil
@@ -1111,7 +1212,7 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 			}
 			s.ptBuf, err = canon.Plaintext(p.Column.Type, f, declared, v, s.ptBuf[:0])
 			if err != nil {
-				return nil, err
+				return nil, bindValueError(err, p.Client)
 			}
 			if p.Action == rewrite.Index || p.Action == rewrite.IndexNext {
 				arena, err = s.index(p.Column, rewrite.IndexOf(p.Column, p.Action), s.ptBuf, arena)

@@ -752,7 +752,7 @@ func (ls *loopSession) fromServer() (drain bool, err error) {
 		}
 		ev := s.t.onBackend(typ, nil)
 		m.upstreamDone(ev)
-		u.stream, u.discard = n-4, ev.cur.suppress || ev.cur.injected
+		u.stream, u.discard = n-4, ev.cur.suppress || ev.cur.injected || ev.cur.probe
 		if !u.discard {
 			c.out = append(c.out, u.in[u.r:u.r+5]...)
 		}

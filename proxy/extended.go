@@ -136,7 +136,7 @@ func (s *session) handleClose(body []byte) error {
 		delete(s.effStmts, string(name))
 		delete(s.ptStmts, string(name))
 		stmt := s.t.statement(name)
-		s.t.closeStatement(name)
+		s.t.closeStatementMsg(name)
 		p := pending{kind: pendCloseStmt, defName: string(name)}
 		if stmt != passthroughStmt {
 			p.stmt = stmt // its CloseComplete confirms the ghost gone

@@ -357,6 +357,9 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 		return false, err
 	}
 	if pe != nil {
+		if s.lookupDropsUnnamed {
+			s.dropUnnamedEverywhere()
+		}
 		s.injectExtendedError(pe)
 		return true, nil
 	}
@@ -417,13 +420,34 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 		if offLoop(cerr) {
 			return false, cerr
 		}
+		if s.lookupDropsUnnamed {
+			s.dropUnnamedEverywhere()
+		}
 		s.injectExtendedError(refusalFrom(cerr))
 		return true, nil
 	}
 	out.Portal = []byte(name)
 	out.ResultFormats = out.ResultFormats[:0] // the tenant in text
 	b := s.scratch[:0]
-	ps := make([]pending, 0, 5)
+	ps := make([]pending, 0, 7)
+	// An unnamed Parse drops the unnamed statement, whatever the lookup
+	// answers (PostgreSQL drops it first): pgveil's upstream statement
+	// for it and the server's own are closed ahead of the lookup, in the
+	// same push (none of it if the server is skipping: then so would it
+	// skip the client's Parse).
+	var dropOld *Statement
+	dropServer := false
+	if s.lookupDropsUnnamed {
+		if old := s.t.statement(nil); old != passthroughStmt && old.ServerName != "" {
+			dropOld = old
+			b = appendDescribeOrClose(b, 'C', 'S', old.ServerName)
+			ps = append(ps, pending{kind: pendCloseStmt, suppress: true, stmt: old})
+		}
+		if dropServer = s.t.serverUnnamed.Swap(false); dropServer {
+			b = appendDescribeOrClose(b, 'C', 'S', "")
+			ps = append(ps, pending{kind: pendCloseStmt, suppress: true, stmt: serverUnnamedSlot})
+		}
+	}
 	if cached == nil {
 		b = appendParse(b, name, text, upOIDs)
 		ps = append(ps, pending{kind: pendParse, suppress: true, lookup: true})
@@ -449,7 +473,13 @@ func (s *session) lookupExtended(sql string, st *rewrite.Stmt, bm *bindMsg, para
 		s.inc(s.srv.metrics.TenantLookups.WithLabelValues("error"))
 		s.lookupOpen.Store(false)
 		s.refusing = true
+		if dropServer {
+			s.t.serverUnnamed.Store(true)
+		}
 		return true, nil
+	}
+	if dropOld != nil {
+		s.t.defineStatement(nil, passthroughStmt)
 	}
 	s.sw.Write(b)
 	s.scratch = b[:0]

@@ -314,7 +314,7 @@ func (s *session) serverToClient() error {
 				if body, err = s.sr.readBody(); err == nil {
 					s.lookupMessage(typ, body, ev.cur.kind != pendQuery)
 				}
-			case ev.cur.suppress || ev.cur.injected:
+			case ev.cur.suppress || ev.cur.injected || ev.cur.probe:
 				err = s.sr.discardBody()
 			case s.eng != nil:
 				err = s.decodeBackend(typ, ev)

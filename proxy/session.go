@@ -147,25 +147,28 @@ type session struct {
 	// lookupStmts are the lookup statements kept prepared upstream, by text
 	// and parameter types; lookupKey is the key of the lookup last sent
 	// ("": not kept).
-	lookupStmts     map[string]*Statement
-	lookupKey       string
-	lookup          *lookupState
-	stmtSeq         int
-	stmtPrefix      string        // serverStmtName
-	copyPlan        *rewrite.Stmt // the COPY FROM whose data the client sends
-	copyStray       bool          // drop CopyData: see copyOver
-	copySeq         uint64        // the tracker seq of copyPlan's Query or Execute
-	tzFrom          uint64        // the first seq whose answer may change TimeZone (see effTZ)
-	copyIn          *copyIn
-	ddlSent         bool
-	ddlUnsettled    bool // DDL sent: plan by name until settleDDL
-	ddlSeen         int64
-	bindIn, bindOut bindMsg
-	arena           []byte
-	spans           []span
-	nulls           []bool
-	ptBuf, envBuf   []byte
-	idxBuf          []byte
+	lookupStmts map[string]*Statement
+	lookupKey   string
+	// lookupDropsUnnamed: the lookup under way answers an unnamed Parse,
+	// which drops the unnamed statement whatever the answer (lookup.go).
+	lookupDropsUnnamed bool
+	lookup             *lookupState
+	stmtSeq            int
+	stmtPrefix         string        // serverStmtName
+	copyPlan           *rewrite.Stmt // the COPY FROM whose data the client sends
+	copyStray          bool          // drop CopyData: see copyOver
+	copySeq            uint64        // the tracker seq of copyPlan's Query or Execute
+	tzFrom             uint64        // the first seq whose answer may change TimeZone (see effTZ)
+	copyIn             *copyIn
+	ddlSent            bool
+	ddlUnsettled       bool // DDL sent: plan by name until settleDDL
+	ddlSeen            int64
+	bindIn, bindOut    bindMsg
+	arena              []byte
+	spans              []span
+	nulls              []bool
+	ptBuf, envBuf      []byte
+	idxBuf             []byte
 	// Server goroutine state.
 	syncPath   []string // the row of pgveil's search_path query
 	syncRole   string

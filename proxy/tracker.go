@@ -101,6 +101,11 @@ type pending struct {
 	// message pgveil refused (see inject.go).
 	suppress bool
 	injected bool
+	// probe marks a message pgveil sent to learn whether the server would
+	// refuse the client's (its Parse of a name an SQL PREPARE may have
+	// taken, handleParse): its success is not forwarded, its error is, as
+	// the server wrote it.
+	probe bool
 	// revalidate marks an injected error that is a stale statement's
 	// (staleStatement): the client's copy names PostgreSQL's routine.
 	revalidate bool
@@ -256,8 +261,10 @@ type tracker struct {
 	// fails there if it is gone (statement). Client side; gone holds the
 	// server's confirmations (under mu; goneN counts them).
 	ghosts map[string]ghost
-	gone   []goneStmt
-	goneN  atomic.Int32
+	// syncSeq is the seq of the last Sync pushed (under mu).
+	syncSeq uint64
+	gone    []goneStmt
+	goneN   atomic.Int32
 	// lookupDrop is called (under mu) when the server skips a message of
 	// a tenant lookup after an error (lookup.go): the lookup is answered
 	// then, with a failure.
@@ -268,6 +275,9 @@ type tracker struct {
 type ghost struct {
 	stmt *Statement
 	seq  uint64
+	// byClose marks a ghost a Close message made (not a DEALLOCATE or
+	// DISCARD ALL, which act only when they run): see closedInPipeline.
+	byClose bool
 }
 
 // goneStmt is the server's confirmation that the message seq closed or
@@ -315,6 +325,9 @@ func (t *tracker) push(p pending) {
 func (t *tracker) pushLocked(p pending) {
 	t.seq++
 	p.seq = t.seq
+	if p.kind == pendSync {
+		t.syncSeq = t.seq
+	}
 	if p.kind == pendSync && t.copyIn {
 		p.void = true // the backend is in COPY IN: it ignores this Sync
 	}
@@ -795,6 +808,34 @@ func (t *tracker) closeStatement(name []byte) {
 	t.ghost(string(name))
 	delete(t.stmts, string(name))
 	delete(t.defSeq, string(name))
+}
+
+// closeStatementMsg is closeStatement for the client's Close message:
+// its ghost is one closedInPipeline may report.
+func (t *tracker) closeStatementMsg(name []byte) {
+	t.closeStatement(name)
+	if g, ok := t.ghosts[string(name)]; ok {
+		g.byClose = true
+		t.ghosts[string(name)] = g
+	}
+}
+
+// closedInPipeline reports a statement pgveil rewrote that the client
+// closed with a Close message sent after its last Sync: the server has
+// either run that Close (the statement is gone) or skipped it after an
+// error, and then skips everything up to the next Sync too. A Bind of it
+// now can only get PostgreSQL's 26000 (or be skipped). Client side.
+func (t *tracker) closedInPipeline(name []byte) bool {
+	if _, ok := t.stmts[string(name)]; ok {
+		return false
+	}
+	g, ok := t.ghosts[string(name)]
+	if !ok || !g.byClose {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return g.seq > t.syncSeq
 }
 
 // forgetStatements drops the whole view (DEALLOCATE ALL, DISCARD ALL);

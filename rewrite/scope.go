@@ -61,6 +61,9 @@ type rel struct {
 	// known, a relation before it does not list its columns).
 	joinAliasRel *rel
 	joinOffset   int
+	// view is the guarded view this relation reads (seen through), nil for
+	// any other relation.
+	view *GuardedView
 }
 
 // colIn returns SQL that reaches column idx of r from scope sc: r's name
@@ -385,8 +388,23 @@ func (a *analyzer) resolveColumn(cr *pg.ColumnRef, sc *scope) (colRef, *Error) {
 				return none, e.at(a.sql, cr.Location)
 			}
 		}
+		if idx < 0 && r.view != nil && r.complete {
+			return none, staleViewColumn(r, name).at(a.sql, cr.Location)
+		}
 		return colRef{rel: r, idx: idx}, nil
 	}
+}
+
+// staleViewColumn refuses a column a guarded view does not have in
+// pgveil's catalog. PostgreSQL would reject it too, unless the view
+// changed on a direct connection since pgveil read its catalog (ALTER
+// VIEW … RENAME COLUMN, CREATE OR REPLACE VIEW): then the name may be one
+// of its encrypted columns, which pgveil would pass as a plain one (a
+// value compared in plaintext, ciphertext returned).
+func staleViewColumn(r *rel, name string) *Error {
+	v := r.view
+	return colErr(CodeUndefinedColumn, r.firstEnc(), "if the view was changed on a direct connection, make pgveil read its catalog again (SIGHUP)",
+		"column %q of view %s.%s, which reads encrypted columns, is not in pgveil's catalog; pgveil refuses the statement rather than guess what it holds", name, v.Schema, v.Name)
 }
 
 // outputNamed returns the encrypted column an output of a select list in
@@ -555,6 +573,15 @@ func (a *analyzer) resolveBare(name string, loc int32, sc *scope) (colRef, *Erro
 	if enc := encryptedFolded(name, sc); enc != nil && !a.outputFallback {
 		return colRef{idx: -1}, colErr(CodeUndefinedColumn, enc, "write the column's name as it is, unquoted or in its own case",
 			"column %q does not exist", name).at(a.sql, loc)
+	}
+	if !uncertain && !a.outputFallback {
+		for s := sc; s != nil; s = s.parent {
+			for _, r := range s.rels {
+				if r.view != nil && r.complete && r.joinAliasRel == nil {
+					return colRef{idx: -1}, staleViewColumn(r, name).at(a.sql, loc)
+				}
+			}
+		}
 	}
 	return colRef{idx: -1}, nil
 }

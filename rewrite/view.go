@@ -118,7 +118,7 @@ func (p *Planner) Views() []ViewStatus {
 
 // rel is the relation a read of the view in FROM sees.
 func (v *GuardedView) rel(rv *pg.RangeVar) *rel {
-	r := &rel{name: v.Name, schema: v.Schema, complete: true, loc: rv.Location}
+	r := &rel{name: v.Name, schema: v.Schema, complete: true, loc: rv.Location, view: v}
 	r.cols = append([]relCol(nil), v.cols...)
 	if rv.Alias != nil && rv.Alias.Aliasname != "" {
 		r.name, r.schema, r.aliased = rv.Alias.Aliasname, "", true

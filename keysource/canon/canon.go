@@ -24,7 +24,8 @@ type Error struct {
 	Msg  string
 	// Code is the SQLSTATE when it is not 22P02 (invalid text
 	// representation): 22021 for bytes that are not UTF-8, 22003 for a
-	// value out of range, 42804 for a type pgveil cannot convert.
+	// value out of range, 42804 for a type pgveil cannot convert, 08P01
+	// and 22P03 for a binary value of the wrong length (binaryLength).
 	Code string
 }
 
@@ -37,6 +38,28 @@ func (e *Error) SQLState() string {
 }
 
 func (e *Error) Error() string { return fmt.Sprintf("invalid input for type %s: %s", e.Type, e.Msg) }
+
+// Binary parameters whose length is not their type's fail as PostgreSQL's
+// receive functions fail: out of data (08P01, CodeShortBinary) or with
+// data left over (22P03, CodeLongBinary; the server's message names the
+// parameter, which the caller knows).
+const (
+	CodeShortBinary = "08P01"
+	CodeLongBinary  = "22P03"
+)
+
+// binaryLength is the error for a binary value of t of n bytes where its
+// receive function reads want.
+func binaryLength(t policy.LogicalType, n, want int) error {
+	if n < want {
+		msg := "insufficient data left in message"
+		if want == 1 {
+			msg = "no data left in message" // pq_getmsgbyte
+		}
+		return &Error{Type: t, Msg: msg, Code: CodeShortBinary}
+	}
+	return &Error{Type: t, Msg: "incorrect binary data format", Code: CodeLongBinary}
+}
 
 func invalid(t policy.LogicalType, format string, args ...any) error {
 	return &Error{Type: t, Msg: fmt.Sprintf(format, args...)}
@@ -108,7 +131,7 @@ func binaryIn(t policy.LogicalType, src, dst []byte) ([]byte, error) {
 		return numericBinary(src, dst)
 	case policy.TypeBool:
 		if len(src) != 1 {
-			return nil, invalid(t, "binary bool must be 1 byte")
+			return nil, binaryLength(t, len(src), 1)
 		}
 		return appendBool(dst, src[0] != 0), nil
 	case policy.TypeDate:
@@ -117,7 +140,7 @@ func binaryIn(t policy.LogicalType, src, dst []byte) ([]byte, error) {
 		return timestampBinary(t, src, dst)
 	case policy.TypeUUID:
 		if len(src) != 16 {
-			return nil, invalid(t, "binary uuid must be 16 bytes")
+			return nil, binaryLength(t, len(src), 16)
 		}
 		return appendUUID(dst, src), nil
 	case policy.TypeJSON:

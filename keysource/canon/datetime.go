@@ -239,7 +239,7 @@ func dateText(src, dst []byte) ([]byte, error) {
 
 func dateBinary(src, dst []byte) ([]byte, error) {
 	if len(src) != 4 {
-		return nil, invalid(policy.TypeDate, "binary date must be 4 bytes")
+		return nil, binaryLength(policy.TypeDate, len(src), 4)
 	}
 	v := int64(int32(binary.BigEndian.Uint32(src)))
 	switch {

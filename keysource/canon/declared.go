@@ -65,8 +65,8 @@ func fromDeclared(t policy.LogicalType, format int16, oid uint32, src, dst []byt
 			f = v
 		} else {
 			v, ok := floatBinary(src)
-			if !ok {
-				return nil, invalid(t, "binary float parameter has the wrong length")
+			if !ok || len(src) != bits/8 {
+				return nil, binaryLength(t, len(src), bits/8)
 			}
 			f = v
 		}
@@ -82,6 +82,9 @@ func fromDeclared(t policy.LogicalType, format int16, oid uint32, src, dst []byt
 		if err != nil {
 			var ce *Error
 			if errors.As(err, &ce) {
+				if ce.Code == CodeShortBinary || ce.Code == CodeLongBinary {
+					return nil, ce // the declared type's receive function's error
+				}
 				return nil, invalid(t, "parameter declared as %s: %s", lt, ce.Msg)
 			}
 			return nil, err

@@ -106,7 +106,7 @@ func intBinary(t policy.LogicalType, src, dst []byte) ([]byte, error) {
 	case t == policy.TypeInt8 && len(src) == 8:
 		v = int64(binary.BigEndian.Uint64(src))
 	default:
-		return nil, invalid(t, "binary %s must be %d bytes", t, intBits(t)/8)
+		return nil, binaryLength(t, len(src), intBits(t)/8)
 	}
 	return strconv.AppendInt(dst, v, 10), nil
 }

@@ -150,7 +150,7 @@ func isLetter(c byte) bool { return (c|0x20) >= 'a' && (c|0x20) <= 'z' }
 
 func timestampBinary(t policy.LogicalType, src, dst []byte) ([]byte, error) {
 	if len(src) != 8 {
-		return nil, invalid(t, "binary %s must be 8 bytes", t)
+		return nil, binaryLength(t, len(src), 8)
 	}
 	v := int64(binary.BigEndian.Uint64(src))
 	switch {
