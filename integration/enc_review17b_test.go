@@ -1,0 +1,560 @@
+package integration
+
+// Review 17b: pipelines that mix tenant key fetches (cold per-tenant data
+// keys), tenant lookups (UPDATE without the tenant) and errors, on both
+// engines (goroutine relay: PGVEIL_TEST_EVENT_LOOPS=0; event loop: 1).
+// Every response sequence is compared message for message with what
+// PostgreSQL 15 answers directly for the same messages on a plaintext
+// mirror (schema r17plain: orgs and users with the logical types and the
+// same constraint names).
+//
+// Findings:
+//
+//   1. HIGH TestReview17bColdSecond ("literal lookups"),
+//      TestReview17bPgxPipelineAfterError, proxy
+//      TestReview17bLookupAfterQueuedSync: after an error in one pipeline
+//      (the server skipping up to its Sync), an UPDATE whose tenant pgveil
+//      looks up in the NEXT pipeline, sent before the first one's
+//      ReadyForQuery came back (pgx pipeline mode, any client pipelining
+//      across Syncs), was taken for skipped too: tracker.pushUnlessSkipping
+//      looked at "the server skips" and not at the Sync queued ahead of
+//      the lookup. pgveil dropped the client's Parse/Bind/Execute of the
+//      UPDATE (not executed, no error) and answered only the Sync: the
+//      client lost step (pgx: the connection closed). Fix: a lookup
+//      behind a queued Sync is sent (tracker.syncQueuedLocked).
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/pgveil/pgveil/integration/harness"
+)
+
+const r17Mirror = `
+DROP SCHEMA IF EXISTS r17plain CASCADE;
+CREATE SCHEMA r17plain;
+CREATE TABLE r17plain.orgs (id int8 PRIMARY KEY, name text NOT NULL);
+CREATE TABLE r17plain.users (
+  id bigserial PRIMARY KEY,
+  org_id int8 NOT NULL REFERENCES r17plain.orgs,
+  name text,
+  email text,
+  email_bidx bytea UNIQUE,
+  phone text,
+  ssn text,
+  ssn_bidx bytea,
+  birth_date date,
+  api_token int8,
+  created_at timestamptz DEFAULT now()
+);
+GRANT USAGE ON SCHEMA r17plain TO scram_user;
+GRANT ALL ON ALL TABLES IN SCHEMA r17plain TO scram_user;
+GRANT ALL ON ALL SEQUENCES IN SCHEMA r17plain TO scram_user;
+`
+
+type r17Env struct {
+	t      *testing.T
+	ctx    context.Context
+	p      *encProxy
+	px, pd *pgconn.PgConn
+	orgs   []int64
+}
+
+// r17Engines runs f on the goroutine relay and on an event loop, each
+// with a pgveil of its own (cold key cache) and tenants of its own
+// (base, base+1, … : data keys created on first use).
+func r17Engines(t *testing.T, base int64, f func(t *testing.T, e *r17Env)) {
+	for i, eng := range []struct{ name, loops string }{{"goroutines", "0"}, {"loop", "1"}} {
+		t.Run(eng.name, func(t *testing.T) {
+			t.Setenv(eventLoopsEnv, eng.loops)
+			f(t, newR17Env(t, base+int64(i)*100))
+		})
+	}
+}
+
+func newR17Env(t *testing.T, base int64) *r17Env {
+	t.Helper()
+	var orgs []int64
+	for i := int64(0); i < 10; i++ {
+		orgs = append(orgs, base+i)
+	}
+	ctx := testCtx(t, 4*time.Minute)
+	p := startEncProxyPolicy(t, "  level: debug\n  format: json\n", encPolicy, orgs...)
+	su := superConn(t, ctx)
+	if _, err := su.Exec(ctx, r17Mirror); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range orgs {
+		if _, err := su.Exec(ctx, `INSERT INTO r17plain.orgs VALUES ($1, $2)`, o, fmt.Sprintf("org %d", o)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := su.Exec(ctx, `ALTER TABLE public.users OWNER TO scram_user`); err != nil {
+		t.Fatal(err)
+	}
+	e := &r17Env{t: t, ctx: ctx, p: p, orgs: orgs}
+	e.px = connectPgx(t, ctx, p.url("application_name=r17px")).PgConn()
+	e.pd = connectPgx(t, ctx, directURL(harness.SCRAMUser, "sslmode=disable", "search_path=r17plain")).PgConn()
+	return e
+}
+
+const r17Ins = `INSERT INTO users (id, org_id, name, email, phone) VALUES ($1, $2, $3, $4, $5)`
+
+// ins is Parse (unnamed), Bind, Execute of an INSERT of user id of org.
+func (e *r17Env) ins(id, org int64, tag string) []pgproto3.FrontendMessage {
+	return append([]pgproto3.FrontendMessage{&pgproto3.Parse{Query: r17Ins}}, e.insBind("", id, org, tag)...)
+}
+
+// insBind is Bind and Execute of statement stmt (an r17Ins).
+func (e *r17Env) insBind(stmt string, id, org int64, tag string) []pgproto3.FrontendMessage {
+	email := fmt.Sprintf("r17-%s-%d@example.org", tag, id)
+	phone := fmt.Sprintf("ph-r17-%s-%d", tag, id)
+	e.p.remember(email, phone)
+	return []pgproto3.FrontendMessage{
+		&pgproto3.Bind{PreparedStatement: stmt, Parameters: [][]byte{
+			[]byte(fmt.Sprint(id)), []byte(fmt.Sprint(org)), []byte(tag), []byte(email), []byte(phone)}},
+		&pgproto3.Execute{},
+	}
+}
+
+// ext is Parse (unnamed), Bind, Execute of sql with text parameters.
+func ext(sql string, params ...any) []pgproto3.FrontendMessage {
+	var ps [][]byte
+	for _, p := range params {
+		if p == nil {
+			ps = append(ps, nil)
+			continue
+		}
+		ps = append(ps, []byte(fmt.Sprint(p)))
+	}
+	return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{Parameters: ps}, &pgproto3.Execute{}}
+}
+
+func cat(parts ...[]pgproto3.FrontendMessage) []pgproto3.FrontendMessage {
+	var out []pgproto3.FrontendMessage
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+var (
+	sync1  = []pgproto3.FrontendMessage{&pgproto3.Sync{}}
+	flush1 = []pgproto3.FrontendMessage{&pgproto3.Flush{}}
+)
+
+func query(sql string) []pgproto3.FrontendMessage {
+	return []pgproto3.FrontendMessage{&pgproto3.Query{String: sql}}
+}
+
+// same runs msgs through pgveil and directly, and reports a difference
+// (norm, when not nil, rewrites both traces first).
+func (e *r17Env) same(what string, norm func([]string) []string, msgs ...pgproto3.FrontendMessage) []string {
+	e.t.Helper()
+	got := r17Trace(e.ctx, e.px, msgs...)
+	want := r17Trace(e.ctx, e.pd, msgs...)
+	if norm != nil {
+		got, want = norm(got), norm(want)
+	}
+	if os.Getenv("R17_DEBUG") != "" {
+		e.t.Logf("%s: %s", what, prShort(got))
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		e.t.Errorf("%s:\n pgveil:     %s\n PostgreSQL: %s", what, prShort(got), prShort(want))
+	}
+	return got
+}
+
+// check compares the whole table.
+func (e *r17Env) check(what string) {
+	e.t.Helper()
+	e.same(what+": table", nil, query(`SELECT id, org_id, name, email, phone FROM users ORDER BY id`)...)
+}
+
+// r17Trace is prTrace with a deadline: a response pgveil holds back
+// fails the test instead of hanging it. A Flush-terminated batch (no Sync
+// or Query) is read up to its last CommandComplete, ErrorResponse,
+// PortalSuspended or ParseComplete-only answer: the caller then passes
+// the count of such ends to wait for in the Flush entry.
+func r17Trace(ctx context.Context, c *pgconn.PgConn, msgs ...pgproto3.FrontendMessage) []string {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	fe := c.Frontend()
+	want, ends := 0, 0
+	for _, m := range msgs {
+		fe.Send(m)
+		switch m.(type) {
+		case *pgproto3.Sync, *pgproto3.Query:
+			want++
+		case *pgproto3.Execute:
+			ends++
+		}
+	}
+	if err := fe.Flush(); err != nil {
+		return []string{"flush: " + err.Error()}
+	}
+	var trace []string
+	var formats []int16
+	synced := want > 0
+	for (synced && want > 0) || (!synced && ends > 0) {
+		msg, err := c.ReceiveMessage(ctx)
+		if err != nil {
+			return append(trace, "receive: "+err.Error())
+		}
+		trace = append(trace, prRender(msg, &formats))
+		switch msg.(type) {
+		case *pgproto3.ReadyForQuery:
+			want--
+		case *pgproto3.CommandComplete, *pgproto3.PortalSuspended, *pgproto3.EmptyQueryResponse:
+			ends--
+		case *pgproto3.ErrorResponse:
+			if !synced {
+				ends = 0 // the rest is skipped until Sync
+			}
+		}
+	}
+	return trace
+}
+
+var r17ErrText = regexp.MustCompile(`^ErrorResponse (\S+) .*$`)
+
+// errCodeOnly keeps only the fact of an error (where it is): for pgveil's
+// refusals against an error PostgreSQL raises at the same message.
+func errCodeOnly(tr []string) []string {
+	out := make([]string, len(tr))
+	for i, l := range tr {
+		out[i] = r17ErrText.ReplaceAllString(l, "ErrorResponse")
+	}
+	return out
+}
+
+// TestReview17bPipelines: extended-protocol pipelines over many cold
+// tenants, with errors of every kind in the middle.
+func TestReview17bPipelines(t *testing.T) {
+	r17Engines(t, 17100, func(t *testing.T, e *r17Env) {
+		o := e.orgs
+		// Six cold tenants before one Sync.
+		var msgs []pgproto3.FrontendMessage
+		for i := 0; i < 6; i++ {
+			msgs = append(msgs, e.ins(int64(1+i), o[i], "cold")...)
+		}
+		e.same("six cold tenants", nil, append(msgs, sync1...)...)
+		e.check("six cold tenants")
+
+		// An error in the middle: the rest skipped, the earlier rows of
+		// the implicit transaction rolled back; the next pipeline works.
+		errs := []struct {
+			name     string
+			px, pd   []pgproto3.FrontendMessage
+			normOnly bool
+		}{
+			{"division by zero", ext(`SELECT 1/0`), ext(`SELECT 1/0`), false},
+			{"duplicate key", e.ins(1, o[7], "dup"), e.ins(1, o[7], "dup"), false},
+			{"unknown tenant", e.ins(90, 99999999, "unknown"), e.ins(90, 99999999, "unknown"), false},
+			{"refused by pgveil", ext(`SELECT id FROM users WHERE phone = $1`, "x"), ext(`SELECT id FROM r17_no_such_table WHERE phone = $1`, "x"), true},
+			{"tenant lookup error", ext(`UPDATE users SET email = $1 WHERE id = 1/$2::int`, "r17-lookup-err@example.org", 0),
+				ext(`UPDATE users SET email = $1 WHERE id = 1/$2::int`, "r17-lookup-err@example.org", 0), false},
+			{"tenant from a bad cast", ext(r17Ins, 91, "notanumber", "x", "r17-badcast@example.org", nil), ext(r17Ins, 91, "notanumber", "x", "r17-badcast@example.org", nil), true},
+		}
+		for k, er := range errs {
+			id := int64(10 + 10*k)
+			before := cat(e.ins(id, o[8-k%3], "pre"), e.ins(id+1, o[9-k%3], "pre"))
+			after := cat(e.ins(id+2, o[k%6], "post"), ext(`UPDATE users SET email = $1 WHERE id = $2`, fmt.Sprintf("r17-upd-%d@example.org", k), 1+k%6), e.ins(id+3, o[(k+1)%6], "post"))
+			e.p.remember(fmt.Sprintf("r17-upd-%d@example.org", k))
+			var norm func([]string) []string
+			if er.normOnly {
+				norm = errCodeOnly
+			}
+			got := r17Trace(e.ctx, e.px, cat(before, er.px, after, sync1)...)
+			want := r17Trace(e.ctx, e.pd, cat(before, er.pd, after, sync1)...)
+			if norm != nil {
+				got, want = norm(got), norm(want)
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("%s in the middle:\n pgveil:     %s\n PostgreSQL: %s", er.name, prShort(got), prShort(want))
+			}
+			e.same(er.name+": next pipeline", nil, cat(e.ins(id+4, o[(k+2)%6], "next"), sync1)...)
+			e.check(er.name)
+		}
+	})
+}
+
+// TestReview17bPortals: named statements reused with other tenants,
+// Describe of statements and portals, Execute with max rows on
+// tenant-bound SELECTs, Close between, Flush without Sync, and tenant
+// lookups of rows of several tenants in one pipeline.
+func TestReview17bPortals(t *testing.T) {
+	r17Engines(t, 17300, func(t *testing.T, e *r17Env) {
+		o := e.orgs
+		var seed []pgproto3.FrontendMessage
+		for i := 0; i < 8; i++ {
+			seed = append(seed, e.ins(int64(1+i), o[i%4], "seed")...)
+		}
+		e.same("seed", nil, append(seed, sync1...)...)
+
+		sel := `SELECT id, org_id, email, phone FROM users WHERE org_id = $1 ORDER BY id`
+		e.same("named statements across tenants", nil, cat(
+			[]pgproto3.FrontendMessage{&pgproto3.Parse{Name: "r17ins", Query: r17Ins}, &pgproto3.Describe{ObjectType: 'S', Name: "r17ins"}},
+			e.insBind("r17ins", 20, o[5], "named"),
+			e.insBind("r17ins", 21, o[6], "named"),
+			[]pgproto3.FrontendMessage{&pgproto3.Close{ObjectType: 'S', Name: "r17ins"},
+				&pgproto3.Parse{Name: "r17sel", Query: sel},
+				&pgproto3.Describe{ObjectType: 'S', Name: "r17sel"},
+				&pgproto3.Bind{DestinationPortal: "p1", PreparedStatement: "r17sel", Parameters: [][]byte{[]byte(fmt.Sprint(o[0]))}},
+				&pgproto3.Describe{ObjectType: 'P', Name: "p1"},
+				&pgproto3.Execute{Portal: "p1", MaxRows: 1},
+				&pgproto3.Bind{DestinationPortal: "p2", PreparedStatement: "r17sel", Parameters: [][]byte{[]byte(fmt.Sprint(o[5]))}, ResultFormatCodes: []int16{1, 1, 0, 0}},
+				&pgproto3.Execute{Portal: "p2", MaxRows: 1},
+				&pgproto3.Execute{Portal: "p1", MaxRows: 1},
+				&pgproto3.Close{ObjectType: 'P', Name: "p1"},
+				&pgproto3.Execute{Portal: "p2"},
+				&pgproto3.Bind{DestinationPortal: "p3", PreparedStatement: "r17sel", Parameters: [][]byte{[]byte(fmt.Sprint(o[6]))}},
+				&pgproto3.Execute{Portal: "p3", MaxRows: 5},
+			},
+			sync1)...)
+		e.same("in a transaction block: portals across a Sync", nil, cat(query("BEGIN"),
+			[]pgproto3.FrontendMessage{
+				&pgproto3.Bind{DestinationPortal: "q1", PreparedStatement: "r17sel", Parameters: [][]byte{[]byte(fmt.Sprint(o[1]))}},
+				&pgproto3.Execute{Portal: "q1", MaxRows: 1}, &pgproto3.Sync{},
+				&pgproto3.Bind{DestinationPortal: "q2", PreparedStatement: "r17sel", Parameters: [][]byte{[]byte(fmt.Sprint(o[2]))}},
+				&pgproto3.Execute{Portal: "q2", MaxRows: 1},
+				&pgproto3.Execute{Portal: "q1", MaxRows: 1}, &pgproto3.Sync{},
+				&pgproto3.Execute{Portal: "q1"}, &pgproto3.Execute{Portal: "q2"}, &pgproto3.Sync{},
+			}, query("COMMIT"))...)
+
+		// Unnamed statement reused across tenants: Parse once, Bind many.
+		e.same("unnamed statement reused", nil, cat(
+			[]pgproto3.FrontendMessage{&pgproto3.Parse{Query: sel}},
+			[]pgproto3.FrontendMessage{&pgproto3.Bind{Parameters: [][]byte{[]byte(fmt.Sprint(o[0]))}}, &pgproto3.Execute{}},
+			[]pgproto3.FrontendMessage{&pgproto3.Bind{Parameters: [][]byte{[]byte(fmt.Sprint(o[1]))}}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{MaxRows: 1}},
+			[]pgproto3.FrontendMessage{&pgproto3.Bind{Parameters: [][]byte{[]byte(fmt.Sprint(o[3]))}}, &pgproto3.Execute{}},
+			sync1)...)
+
+		// Flush without Sync: each answer comes before the next is sent.
+		e.same("flush 1", nil, cat(e.ins(30, o[7], "flush"), flush1)...)
+		e.same("flush 2", nil, cat(ext(sel, o[7]), flush1)...)
+		e.same("flush 3 (lookup)", nil, cat(ext(`UPDATE users SET email = $1 WHERE id = $2`, "r17-flush-upd@example.org", 30), flush1)...)
+		e.p.remember("r17-flush-upd@example.org")
+		e.same("flush 4 (error)", nil, cat(ext(`SELECT 1/0`), flush1)...)
+		e.same("flush 5 (skipped)", nil, cat(e.ins(31, o[8], "flush"), ext(`UPDATE users SET email = $1 WHERE id = $2`, "r17-flush-upd2@example.org", 1), sync1)...)
+		e.same("flush 6", nil, cat(ext(`UPDATE users SET email = $1 WHERE id = $2`, "r17-flush-upd3@example.org", 2), flush1)...)
+		e.same("flush 6 sync", nil, sync1...)
+		e.p.remember("r17-flush-upd2@example.org", "r17-flush-upd3@example.org")
+
+		// Tenant lookups of rows of many tenants in one pipeline, named
+		// statement reused, with an error in the middle.
+		upd := `UPDATE users SET email = $1, phone = $2 WHERE id = $3`
+		var lk []pgproto3.FrontendMessage
+		lk = append(lk, &pgproto3.Parse{Name: "r17upd", Query: upd})
+		for i := 1; i <= 8; i++ {
+			em, ph := fmt.Sprintf("r17-lk-%d@example.org", i), fmt.Sprintf("ph-r17-lk-%d", i)
+			e.p.remember(em, ph)
+			lk = append(lk, &pgproto3.Bind{PreparedStatement: "r17upd", Parameters: [][]byte{[]byte(em), []byte(ph), []byte(fmt.Sprint(i))}}, &pgproto3.Execute{})
+		}
+		e.same("lookups of eight rows", nil, cat(lk, sync1)...)
+		e.check("lookups")
+		lk = lk[:1]
+		for i := 1; i <= 8; i++ {
+			em := fmt.Sprintf("r17-lk2-%d@example.org", i)
+			e.p.remember(em)
+			if i == 4 {
+				lk = append(lk, ext(`SELECT 1/0`)...)
+			}
+			lk = append(lk, &pgproto3.Bind{PreparedStatement: "r17upd", Parameters: [][]byte{[]byte(em), nil, []byte(fmt.Sprint(i))}}, &pgproto3.Execute{})
+		}
+		lk[0] = &pgproto3.Describe{ObjectType: 'S', Name: "r17upd"}
+		e.same("lookups with an error in the middle", nil, cat(lk, sync1)...)
+		e.check("lookups with an error")
+
+		// An aborted transaction block with lookups and cold keys ahead.
+		e.same("aborted block", nil, cat(query("BEGIN"), e.ins(40, o[9], "abort"), ext(`SELECT 1/0`),
+			ext(upd, "r17-ab@example.org", "ph-r17-ab", 1), e.ins(41, o[9], "abort"), sync1,
+			ext(upd, "r17-ab@example.org", "ph-r17-ab", 1), sync1, query("ROLLBACK"))...)
+		e.p.remember("r17-ab@example.org", "ph-r17-ab")
+		e.check("aborted block")
+	})
+}
+
+// startSecond starts another pgveil on the same database (the schema
+// kept): its key cache is cold for every tenant the first one wrote.
+func (e *r17Env) startSecond(t *testing.T) *encProxy {
+	t.Helper()
+	conf := fmt.Sprintf(`listen: 127.0.0.1:0
+upstream:
+  address: %s
+  tls: disable
+  connect_timeout: 5s
+  service_url: %q
+keysource:
+  kind: local
+  local:
+    key_env: PGVEIL_ENC_MASTER
+admin:
+  listen: 127.0.0.1:0
+log:
+  level: debug
+  format: json
+proxy:
+  shutdown_timeout: 30s
+%s%s`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), eventLoopsSetting(), encPolicy)
+	hp, err := harness.StartProxy(harness.ProxyOptions{Config: conf, Env: []string{"PGVEIL_ENC_MASTER=" + encMasterKey}})
+	if err != nil {
+		t.Fatalf("starting pgveil: %v", err)
+	}
+	p := &encProxy{Proxy: hp}
+	t.Cleanup(func() {
+		f, err := os.Open(p.LogPath)
+		if err != nil {
+			t.Errorf("second pgveil log: %v", err)
+		}
+		if err := p.Stop(); err != nil {
+			t.Errorf("second pgveil did not exit cleanly: %v", err)
+		}
+		var logText string
+		if f != nil {
+			b, _ := io.ReadAll(f)
+			f.Close()
+			logText = string(b)
+		}
+		checkEncLog(t, logText, e.p.secrets())
+		if t.Failed() {
+			t.Logf("second pgveil log (tail):\n%s", tail(logText, 80))
+		}
+	})
+	return p
+}
+
+// TestReview17bColdSecond: a pgveil whose cache holds no tenant key runs
+// pipelines of reads (max rows), tenant lookups (the key of the tenant
+// found is cold) and errors over rows another pgveil wrote.
+func TestReview17bColdSecond(t *testing.T) {
+	r17Engines(t, 17500, func(t *testing.T, e *r17Env) {
+		o := e.orgs
+		var seed []pgproto3.FrontendMessage
+		for i := 0; i < 10; i++ {
+			seed = append(seed, e.ins(int64(1+i), o[i], "seed")...)
+		}
+		e.same("seed", nil, append(seed, sync1...)...)
+		p2 := e.startSecond(t)
+		e.px = connectPgx(t, e.ctx, p2.url()).PgConn()
+
+		sel := `SELECT id, org_id, email, phone FROM users WHERE org_id = $1 ORDER BY id`
+		e.same("cold reads with max rows", nil, cat(
+			[]pgproto3.FrontendMessage{&pgproto3.Parse{Name: "s", Query: sel},
+				&pgproto3.Bind{DestinationPortal: "a", PreparedStatement: "s", Parameters: [][]byte{[]byte(fmt.Sprint(o[0]))}},
+				&pgproto3.Bind{DestinationPortal: "b", PreparedStatement: "s", Parameters: [][]byte{[]byte(fmt.Sprint(o[1]))}},
+				&pgproto3.Execute{Portal: "b", MaxRows: 1},
+				&pgproto3.Execute{Portal: "a", MaxRows: 1},
+				&pgproto3.Execute{Portal: "a"},
+				&pgproto3.Execute{Portal: "b"},
+			},
+			ext(`SELECT 1/(count(*)-count(*)) FROM pg_sleep(0.2)`),
+			ext(sel, o[2]),
+			sync1)...)
+		upd := `UPDATE users SET email = $1 WHERE id = $2`
+		var lk []pgproto3.FrontendMessage
+		for i := 3; i <= 10; i++ {
+			em := fmt.Sprintf("r17-cold-%d@example.org", i)
+			e.p.remember(em)
+			if i == 7 {
+				lk = append(lk, ext(`SELECT 1/(count(*)-count(*)) FROM pg_sleep(0.2)`)...)
+			}
+			lk = append(lk, ext(upd, em, i)...)
+		}
+		e.same("cold lookups with a slow error", nil, cat(lk, sync1)...)
+		e.same("cold lookups again", nil, cat(lk[:len(lk)-6], ext(sel, o[8]), ext(sel, o[9]), sync1)...)
+		e.check("cold")
+		// Literal lookups (unnamed, no parameters: looked up at Parse).
+		e.p.remember("r17-lit-a@example.org", "r17-lit-b@example.org")
+		e.same("literal lookups", nil, cat(
+			ext(`UPDATE users SET email = 'r17-lit-a@example.org' WHERE id = 9`),
+			ext(`SELECT 1/(count(*)-count(*)) FROM pg_sleep(0.1)`),
+			ext(`UPDATE users SET email = 'r17-lit-b@example.org' WHERE id = 10`),
+			sync1,
+			ext(`UPDATE users SET email = 'r17-lit-b@example.org' WHERE id = 10`),
+			sync1)...)
+		e.check("literal lookups")
+	})
+}
+
+// pgxPipeline runs, in pgx's pipeline mode, a failing statement and a
+// Sync, then each of stmts with its own Sync, all sent before any answer
+// is read, and renders what each step returned.
+func pgxPipeline(ctx context.Context, c *pgconn.PgConn, stmts [][]any) string {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	p := c.StartPipeline(ctx)
+	p.SendQueryParams(`SELECT 1/0`, nil, nil, nil, nil)
+	// A lookup the server skips: pgveil waits for the error before it
+	// goes on, so the next pipeline comes while the server skips.
+	p.SendQueryParams(`UPDATE users SET email = $1 WHERE id = $2`, [][]byte{[]byte("r17-pgxp-0@example.org"), []byte("1")}, nil, nil, nil)
+	p.SendPipelineSync()
+	for _, st := range stmts {
+		var ps [][]byte
+		for _, a := range st[1:] {
+			ps = append(ps, []byte(fmt.Sprint(a)))
+		}
+		p.SendQueryParams(st[0].(string), ps, nil, nil, nil)
+		p.SendPipelineSync()
+	}
+	if err := p.Flush(); err != nil {
+		return "flush: " + err.Error()
+	}
+	var out []string
+	for {
+		r, err := p.GetResults()
+		if err != nil {
+			out = append(out, "error "+sqlState(err))
+			continue
+		}
+		switch r := r.(type) {
+		case *pgconn.ResultReader:
+			res := r.Read()
+			if res.Err != nil {
+				out = append(out, "error "+sqlState(res.Err))
+			} else {
+				out = append(out, res.CommandTag.String())
+			}
+		case *pgconn.PipelineSync:
+			out = append(out, "sync")
+		case nil:
+			if err := p.Close(); err != nil {
+				out = append(out, "close: "+err.Error())
+			}
+			return strings.Join(out, ", ")
+		}
+		if len(out) > 50 {
+			p.Close()
+			return strings.Join(out, ", ")
+		}
+	}
+}
+
+// TestReview17bPgxPipelineAfterError is Finding 1 as pgx's pipeline mode
+// shows it: an UPDATE whose tenant pgveil looks up, pipelined behind a
+// failed pipeline's Sync, was dropped (its Bind, Execute unanswered).
+func TestReview17bPgxPipelineAfterError(t *testing.T) {
+	r17Engines(t, 17700, func(t *testing.T, e *r17Env) {
+		o := e.orgs
+		e.same("seed", nil, cat(e.ins(1, o[0], "seed"), e.ins(2, o[1], "seed"), sync1)...)
+		e.p.remember("r17-pgxp-0@example.org", "r17-pgxp-1@example.org", "r17-pgxp-2@example.org")
+		stmts := [][]any{
+			{`UPDATE users SET email = $1 WHERE id = $2`, "r17-pgxp-1@example.org", 1},
+			{`SELECT id FROM users WHERE org_id = $1`, o[1]},
+			{`UPDATE users SET email = $1 WHERE id = $2`, "r17-pgxp-2@example.org", 2},
+		}
+		got, want := pgxPipeline(e.ctx, e.px, stmts), pgxPipeline(e.ctx, e.pd, stmts)
+		if got != want {
+			t.Errorf("pipeline after a failed one:\n pgveil:     %s\n PostgreSQL: %s", got, want)
+		}
+		e.check("after")
+	})
+}
