@@ -845,3 +845,50 @@ func r17Read(ctx context.Context, c *pgconn.PgConn, n int) []string {
 	}
 	return trace
 }
+
+// TestReview17bLookupStatements: the statements pgveil prepares for its
+// lookups (kept per session) against what the client does to prepared
+// statements and portals: DEALLOCATE ALL and DISCARD ALL between lookups
+// (a pooler's reset), RETURNING with max rows on a looked-up UPDATE, a
+// Describe of its portal, its portal executed later in the pipeline.
+func TestReview17bLookupStatements(t *testing.T) {
+	r17Engines(t, 18500, func(t *testing.T, e *r17Env) {
+		o := e.orgs
+		var seed []pgproto3.FrontendMessage
+		for i := 0; i < 6; i++ {
+			seed = append(seed, e.ins(int64(1+i), o[i%2], "seed")...)
+		}
+		e.same("seed", nil, append(seed, sync1...)...)
+		upd := `UPDATE users SET email = $1 WHERE id = $2`
+		for i, reset := range []string{"DEALLOCATE ALL", "DISCARD ALL", "DISCARD ALL", "DEALLOCATE ALL"} {
+			em := fmt.Sprintf("r17-reset-%d@example.org", i)
+			e.p.remember(em)
+			e.same("lookup before "+reset, nil, cat(ext(upd, em, 1), sync1)...)
+			e.same(reset, nil, query(reset)...)
+			e.same("lookup after "+reset, nil, cat(ext(upd, em+"x", 1), ext(upd, em+"y", 2), sync1)...)
+			e.same("lookup in a transaction after "+reset, nil, cat(query("BEGIN"), ext(upd, em+"z", 3), sync1, query("COMMIT"), query(reset), ext(upd, em+"w", 3), sync1)...)
+			e.p.remember(em+"x", em+"y", em+"z", em+"w")
+		}
+		e.check("resets")
+		e.p.remember("ph-r17-ret-1", "ph-r17-ret-2")
+		e.same("RETURNING with max rows, portal described and executed later", nil, cat(
+			[]pgproto3.FrontendMessage{
+				&pgproto3.Parse{Name: "ret", Query: `UPDATE users SET phone = $1 WHERE id IN ($2, $3) RETURNING id, phone, email`},
+				&pgproto3.Bind{DestinationPortal: "r1", PreparedStatement: "ret", Parameters: [][]byte{[]byte("ph-r17-ret-1"), []byte("1"), []byte("3")}},
+				&pgproto3.Describe{ObjectType: 'P', Name: "r1"},
+				&pgproto3.Bind{DestinationPortal: "r2", PreparedStatement: "ret", Parameters: [][]byte{[]byte("ph-r17-ret-2"), []byte("4"), []byte("6")}},
+				&pgproto3.Execute{Portal: "r2", MaxRows: 1},
+				&pgproto3.Execute{Portal: "r1", MaxRows: 1},
+				&pgproto3.Execute{Portal: "r1"},
+				&pgproto3.Execute{Portal: "r2"},
+				&pgproto3.Close{ObjectType: 'P', Name: "r1"},
+				&pgproto3.Sync{},
+			})...)
+		got := errCodeOnly(r17Trace(e.ctx, e.px, cat(ext(`UPDATE users SET phone = $1 WHERE id IN ($2, $3)`, "ph-r17-two", 1, 2), ext(`SELECT 1`), sync1, ext(`SELECT 2`), sync1)...))
+		want := errCodeOnly(r17Trace(e.ctx, e.pd, cat(ext(`SELECT $1::int8, $2::int8, $3::int8`, "x", 1, 2), ext(`SELECT 1`), sync1, ext(`SELECT 2`), sync1)...))
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("several tenants refused:\n pgveil:     %s\n PostgreSQL: %s", prShort(got), prShort(want))
+		}
+		e.check("returning")
+	})
+}
