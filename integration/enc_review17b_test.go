@@ -943,3 +943,54 @@ func TestReview17bColdIndexLookups(t *testing.T) {
 		e.check("index lookups with errors")
 	})
 }
+
+// TestReview17bKeyStoreBlocked: while one session's pipeline waits for a
+// tenant key the key store cannot give yet (pgveil.keys locked), other
+// sessions of the same pgveil go on with cached keys and lookups; the
+// waiting pipeline then completes in order.
+func TestReview17bKeyStoreBlocked(t *testing.T) {
+	r17Engines(t, 18900, func(t *testing.T, e *r17Env) {
+		o := e.orgs
+		e.same("seed", nil, cat(e.ins(1, o[0], "seed"), e.ins(2, o[1], "seed"), sync1)...)
+		su := superConn(t, e.ctx)
+		tx, err := su.Begin(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(e.ctx, `LOCK TABLE pgveil.keys IN ACCESS EXCLUSIVE MODE`); err != nil {
+			t.Fatal(err)
+		}
+		waiter, err := pgconn.Connect(e.ctx, e.p.url("application_name=r17-waiter"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer waiter.Close(e.ctx)
+		fe := waiter.Frontend()
+		wmsgs := cat(e.ins(3, o[0], "w"), e.ins(4, o[5], "w"), ext(`SELECT id, email FROM users WHERE org_id = $1 ORDER BY id`, o[0]), sync1)
+		for _, m := range wmsgs {
+			fe.Send(m)
+		}
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		// The key store is asked for o[5]'s key: wait until it blocks.
+		waitFor(t, 20*time.Second, "pgveil's key load to wait for the lock", func() (bool, error) {
+			var n int
+			err := su.QueryRow(e.ctx, `SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'keys' AND NOT l.granted`).Scan(&n)
+			return err == nil && n > 0, err
+		})
+		other := connectPgx(t, e.ctx, e.p.url()).PgConn()
+		e.p.remember("r17-other@example.org")
+		tr := strings.Join(r17Trace(e.ctx, other, cat(ext(`SELECT id, email FROM users WHERE org_id = $1`, o[1]), ext(`UPDATE users SET email = $1 WHERE id = $2`, "r17-other@example.org", 2), e.ins(5, o[0], "other"), sync1)...), " | ")
+		if !strings.Contains(tr, `DataRow("2","r17-seed-2@example.org")`) || !strings.Contains(tr, "UPDATE 1") || !strings.Contains(tr, "INSERT 0 1 | ReadyForQuery I") {
+			t.Errorf("another session while a key load waits: %s", tr)
+		}
+		if err := tx.Rollback(e.ctx); err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Join(r17Read(e.ctx, waiter, 1), " | ")
+		if want := `ParseComplete | BindComplete | CommandComplete INSERT 0 1 | ParseComplete | BindComplete | CommandComplete INSERT 0 1 | ParseComplete | BindComplete | DataRow("1","r17-seed-1@example.org") | DataRow("3","r17-w-3@example.org") | DataRow("5","r17-other-5@example.org") | CommandComplete SELECT 3 | ReadyForQuery I`; got != want {
+			t.Errorf("the waiting pipeline:\n got  %s\n want %s", got, want)
+		}
+	})
+}
