@@ -994,3 +994,66 @@ func TestReview17bKeyStoreBlocked(t *testing.T) {
 		}
 	})
 }
+
+// TestReview17bMoveNamingOldTenant: an UPDATE that names the rows' old
+// tenant in its WHERE and sets a new one: the values it writes must be
+// sealed under the new tenant (the row's after the UPDATE), in every
+// protocol, or the UPDATE refused.
+func TestReview17bMoveNamingOldTenant(t *testing.T) {
+	r17Engines(t, 19100, func(t *testing.T, e *r17Env) {
+		o := e.orgs
+		var seed []pgproto3.FrontendMessage
+		for i := 0; i < 8; i++ {
+			seed = append(seed, e.ins(int64(1+i), o[0], "seed")...)
+		}
+		e.same("seed", nil, append(seed, sync1...)...)
+		cases := []struct {
+			name string
+			msgs func(id int64, em, ph string) []pgproto3.FrontendMessage
+		}{
+			{"SET org_id = $1 … WHERE org_id = $4", func(id int64, em, ph string) []pgproto3.FrontendMessage {
+				return ext(`UPDATE users SET org_id = $1, email = $2, phone = $3 WHERE org_id = $4 AND id = $5`, o[1], em, ph, o[0], id)
+			}},
+			{"SET … org_id = $1 last, WHERE id AND org_id", func(id int64, em, ph string) []pgproto3.FrontendMessage {
+				return ext(`UPDATE users SET email = $2, phone = $3, org_id = $1 WHERE id = $5 AND org_id = $4`, o[2], em, ph, o[0], id)
+			}},
+			{"literals", func(id int64, em, ph string) []pgproto3.FrontendMessage {
+				return ext(fmt.Sprintf(`UPDATE users SET org_id = %d, email = '%s', phone = '%s' WHERE org_id = %d AND id = %d`, o[3], em, ph, o[0], id))
+			}},
+			{"simple literals", func(id int64, em, ph string) []pgproto3.FrontendMessage {
+				return query(fmt.Sprintf(`UPDATE users SET org_id = %d, email = '%s', phone = '%s' WHERE org_id = %d AND id = %d`, o[4], em, ph, o[0], id))
+			}},
+			{"WHERE org_id IN", func(id int64, em, ph string) []pgproto3.FrontendMessage {
+				return ext(`UPDATE users SET org_id = $1, email = $2, phone = $3 WHERE org_id IN ($4) AND id = $5`, o[5], em, ph, o[0], id)
+			}},
+			{"only email written, WHERE org_id", func(id int64, em, ph string) []pgproto3.FrontendMessage {
+				return ext(`UPDATE users SET org_id = $1, email = $2 WHERE org_id = $3 AND id = $4`, o[6], em, o[0], id)
+			}},
+		}
+		for i, c := range cases {
+			id := int64(1 + i)
+			em, ph := fmt.Sprintf("r17-mvold-%d@example.org", i), fmt.Sprintf("ph-r17-mvold-%d", i)
+			e.p.remember(em, ph)
+			m := c.msgs(id, em, ph)
+			if _, ok := m[0].(*pgproto3.Query); !ok {
+				m = cat(m, sync1)
+			}
+			got := strings.Join(r17Trace(e.ctx, e.px, m...), " | ")
+			t.Logf("%s: %s", c.name, got)
+			if strings.Contains(got, "0A000") {
+				continue // refused
+			}
+			want := strings.Join(r17Trace(e.ctx, e.pd, m...), " | ")
+			if got != want {
+				t.Errorf("%s:\n pgveil:     %s\n PostgreSQL: %s", c.name, got, want)
+			}
+			rd := connectPgx(t, e.ctx, e.p.url()).PgConn()
+			tr := strings.Join(r17Trace(e.ctx, rd, cat(ext(`SELECT org_id, email, phone FROM users WHERE id = $1`, id), sync1)...), " | ")
+			rd.Close(e.ctx)
+			w := strings.Join(r17Trace(e.ctx, e.pd, cat(ext(`SELECT org_id, email, phone FROM users WHERE id = $1`, id), sync1)...), " | ")
+			if tr != w {
+				t.Errorf("%s: the row reads back\n pgveil:     %s\n PostgreSQL: %s", c.name, tr, w)
+			}
+		}
+	})
+}
