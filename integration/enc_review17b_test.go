@@ -1057,3 +1057,40 @@ func TestReview17bMoveNamingOldTenant(t *testing.T) {
 		}
 	})
 }
+
+// TestReview17bCopyInPipelines: COPY FROM of many tenants inside
+// pipelines: skipped after an earlier error (its data sent blind), with a
+// bad tenant in the data, after a lookup; the next pipeline works.
+func TestReview17bCopyInPipelines(t *testing.T) {
+	r17Engines(t, 19300, func(t *testing.T, e *r17Env) {
+		o := e.orgs
+		e.same("seed", nil, cat(e.ins(1, o[0], "seed"), e.ins(2, o[1], "seed"), sync1)...)
+		cp := `COPY users (id, org_id, name, email) FROM STDIN`
+		rows := func(base int64, tenants ...string) []pgproto3.FrontendMessage {
+			var b strings.Builder
+			for i, t := range tenants {
+				em := fmt.Sprintf("r17-cpp-%d@example.org", base+int64(i))
+				e.p.remember(em)
+				fmt.Fprintf(&b, "%d\t%s\tcpp\t%s\n", base+int64(i), t, em)
+			}
+			return []pgproto3.FrontendMessage{&pgproto3.CopyData{Data: []byte(b.String())}, &pgproto3.CopyDone{}}
+		}
+		ts := func(idx ...int) (out []string) {
+			for _, i := range idx {
+				out = append(out, fmt.Sprint(o[i]))
+			}
+			return out
+		}
+		e.same("COPY skipped after an error, data sent blind", nil, cat(ext(`SELECT 1/0`), ext(cp), rows(10, ts(2, 3, 4)...), sync1, e.ins(3, o[5], "after"), sync1)...)
+		e.same("COPY after a lookup", nil, cat(ext(`UPDATE users SET email = $1 WHERE id = $2`, "r17-cpp-upd@example.org", 1), ext(cp), rows(20, ts(6, 7, 8)...), sync1)...)
+		e.p.remember("r17-cpp-upd@example.org")
+		got := errCodeOnly(r17Trace(e.ctx, e.px, cat(ext(cp), rows(30, append(ts(1, 2), "notanumber", fmt.Sprint(o[3]))...), sync1, e.ins(4, o[9], "after"), sync1)...))
+		want := errCodeOnly(r17Trace(e.ctx, e.pd, cat(ext(cp), rows(30, append(ts(1, 2), "notanumber", fmt.Sprint(o[3]))...), sync1, e.ins(4, o[9], "after"), sync1)...))
+		if strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("COPY with a bad tenant:\n pgveil:     %s\n PostgreSQL: %s", prShort(got), prShort(want))
+		}
+		e.same("COPY with an unknown tenant", nil, cat(ext(cp), rows(40, append(ts(1, 2), "99999999")...), sync1)...)
+		e.same("simple COPY with many tenants", nil, cat(query(cp), rows(50, ts(0, 1, 2, 3, 4, 5, 6, 7, 8, 9)...))...)
+		e.check("copies")
+	})
+}
