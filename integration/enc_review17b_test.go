@@ -75,7 +75,12 @@ func r17Engines(t *testing.T, base int64, f func(t *testing.T, e *r17Env)) {
 	for i, eng := range []struct{ name, loops string }{{"goroutines", "0"}, {"loop", "1"}} {
 		t.Run(eng.name, func(t *testing.T) {
 			t.Setenv(eventLoopsEnv, eng.loops)
-			f(t, newR17Env(t, base+int64(i)*100))
+			e := newR17Env(t, base+int64(i)*100)
+			f(t, e)
+			loop, gor := logCount(e.p.Proxy, "relaying on an event loop"), logCount(e.p.Proxy, "relaying on goroutines")
+			if (eng.loops == "0") != (loop == 0) || (eng.loops == "0" && gor == 0) {
+				t.Errorf("%s: %d sessions relayed on an event loop, %d on goroutines", eng.name, loop, gor)
+			}
 		})
 	}
 }
@@ -1092,5 +1097,62 @@ func TestReview17bCopyInPipelines(t *testing.T) {
 		e.same("COPY with an unknown tenant", nil, cat(ext(cp), rows(40, append(ts(1, 2), "99999999")...), sync1)...)
 		e.same("simple COPY with many tenants", nil, cat(query(cp), rows(50, ts(0, 1, 2, 3, 4, 5, 6, 7, 8, 9)...))...)
 		e.check("copies")
+	})
+}
+
+// TestReview17bConcurrentSessions: several sessions of one pgveil at once,
+// each pipelining inserts for the same cold tenants (first use of each
+// key raced), tenant lookups of its own rows and errors: each gets
+// exactly PostgreSQL's answers for its own pipeline.
+func TestReview17bConcurrentSessions(t *testing.T) {
+	r17Engines(t, 19500, func(t *testing.T, e *r17Env) {
+		o := e.orgs
+		const sessions, rounds = 6, 4
+		pipeline := func(s, r int) []pgproto3.FrontendMessage {
+			base := int64(1000*(s+1) + 10*r)
+			var m []pgproto3.FrontendMessage
+			for k := 0; k < 3; k++ {
+				m = append(m, e.ins(base+int64(k), o[(r*3+k)%10], fmt.Sprintf("c%d", s))...)
+			}
+			em := fmt.Sprintf("r17-conc-%d-%d@example.org", s, r)
+			e.p.remember(em)
+			m = append(m, ext(`UPDATE users SET email = $1 WHERE id = $2`, em, base+1)...)
+			if r%2 == 1 {
+				m = append(m, ext(`SELECT 1/0`)...)
+			}
+			m = append(m, ext(`SELECT id, email, phone FROM users WHERE id IN ($1, $2, $3) ORDER BY id`, base, base+1, base+2)...)
+			return append(m, sync1...)
+		}
+		want := make([][]string, sessions)
+		for s := 0; s < sessions; s++ {
+			for r := 0; r < rounds; r++ {
+				want[s] = append(want[s], strings.Join(r17Trace(e.ctx, e.pd, pipeline(s, r)...), " | "))
+			}
+		}
+		conns := make([]*pgconn.PgConn, sessions)
+		for s := range conns {
+			conns[s] = connectPgx(t, e.ctx, e.p.url()).PgConn()
+		}
+		got := make([][]string, sessions)
+		done := make(chan int)
+		for s := 0; s < sessions; s++ {
+			go func(s int) {
+				for r := 0; r < rounds; r++ {
+					got[s] = append(got[s], strings.Join(r17Trace(e.ctx, conns[s], pipeline(s, r)...), " | "))
+				}
+				done <- s
+			}(s)
+		}
+		for range conns {
+			<-done
+		}
+		for s := 0; s < sessions; s++ {
+			for r := 0; r < rounds; r++ {
+				if got[s][r] != want[s][r] {
+					t.Errorf("session %d round %d:\n pgveil:     %s\n PostgreSQL: %s", s, r, got[s][r], want[s][r])
+				}
+			}
+		}
+		e.check("concurrent")
 	})
 }
