@@ -1156,3 +1156,29 @@ func TestReview17bConcurrentSessions(t *testing.T) {
 		e.check("concurrent")
 	})
 }
+
+// TestReview17bInterleavedPortals: portals of looked-up UPDATEs bound
+// for rows of different tenants, executed interleaved and across Syncs
+// of a transaction block, with a failing Bind between them.
+func TestReview17bInterleavedPortals(t *testing.T) {
+	r17Engines(t, 19700, func(t *testing.T, e *r17Env) {
+		o := e.orgs
+		e.same("seed", nil, cat(e.ins(1, o[0], "seed"), e.ins(2, o[1], "seed"), e.ins(3, o[2], "seed"), sync1)...)
+		for i := 1; i <= 3; i++ {
+			e.p.remember(fmt.Sprintf("r17-il-%d@example.org", i))
+		}
+		b := func(portal string, id int) *pgproto3.Bind {
+			return &pgproto3.Bind{DestinationPortal: portal, PreparedStatement: "u", Parameters: [][]byte{[]byte(fmt.Sprintf("r17-il-%d@example.org", id)), []byte(fmt.Sprint(id))}}
+		}
+		e.same("interleaved portals", nil, cat(query("BEGIN"), []pgproto3.FrontendMessage{
+			&pgproto3.Parse{Name: "u", Query: `UPDATE users SET email = $1 WHERE id = $2 RETURNING org_id, email`},
+			b("a", 1), b("b", 2),
+			&pgproto3.Execute{Portal: "b"}, &pgproto3.Sync{},
+			b("c", 3),
+			&pgproto3.Bind{DestinationPortal: "d", PreparedStatement: "u", Parameters: [][]byte{[]byte("x")}}, // wrong count: error
+			&pgproto3.Execute{Portal: "c"}, &pgproto3.Sync{},
+			&pgproto3.Execute{Portal: "a"}, &pgproto3.Sync{},
+		}, query("COMMIT"))...)
+		e.check("interleaved")
+	})
+}
