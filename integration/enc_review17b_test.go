@@ -1182,3 +1182,24 @@ func TestReview17bInterleavedPortals(t *testing.T) {
 		e.check("interleaved")
 	})
 }
+
+// TestReview17bCopyOutThenLookups: COPY … TO STDOUT of tenants' rows
+// (decrypted) ahead of tenant lookups and cold inserts in one pipeline.
+func TestReview17bCopyOutThenLookups(t *testing.T) {
+	r17Engines(t, 19900, func(t *testing.T, e *r17Env) {
+		o := e.orgs
+		e.same("seed", nil, cat(e.ins(1, o[0], "seed"), e.ins(2, o[1], "seed"), e.ins(3, o[2], "seed"), sync1)...)
+		p2 := e.startSecond(t)
+		e.px = connectPgx(t, e.ctx, p2.url()).PgConn()
+		e.p.remember("r17-co-1@example.org", "r17-co-2@example.org")
+		e.same("COPY TO then lookups", nil, cat(
+			ext(fmt.Sprintf(`COPY (SELECT id, org_id, email, phone FROM users WHERE org_id = %d OR id = 3 ORDER BY id) TO STDOUT`, o[0])),
+			ext(`UPDATE users SET email = $1 WHERE id = $2`, "r17-co-1@example.org", 2),
+			ext(`COPY users (id, email) TO STDOUT`),
+			e.ins(4, o[3], "co"),
+			ext(`UPDATE users SET email = $1 WHERE id = $2`, "r17-co-2@example.org", 1),
+			sync1,
+			query(`COPY (SELECT id, email FROM users ORDER BY id) TO STDOUT; SELECT 1`))...)
+		e.check("copy out")
+	})
+}
