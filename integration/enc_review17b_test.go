@@ -22,6 +22,44 @@ package integration
 //      UPDATE (not executed, no error) and answered only the Sync: the
 //      client lost step (pgx: the connection closed). Fix: a lookup
 //      behind a queued Sync is sent (tracker.syncQueuedLocked).
+//
+//   2. LOW (documented in docs/SQL.md, not changed): a simple-Query UPDATE
+//      whose tenant is looked up, pipelined behind messages the server has
+//      yet to answer, is refused (0A000) rather than held back until the
+//      server is at rest (TestReview17bSimpleAndCopy).
+//   3. LOW (documented, not fixed): on the goroutine relay a client that
+//      hangs up while its lookup is outstanding is noticed only when the
+//      lookup answers (the client side waits in awaitLookup without
+//      reading the client): its backend runs the lookup to the end. The
+//      event loop notices at once; a CancelRequest works on both
+//      (TestReview17bTamperShredCancel).
+//   4. LOW (noticed, not fixed): an error naming the client's unnamed
+//      statement that pgveil prepared under its own name shows that name
+//      ("bind message supplies 1 parameters, but prepared statement
+//      "pgveil_…_2" requires 0"; PostgreSQL: prepared statement ""):
+//      clientName maps only "does not exist" for the unnamed statement.
+//   5. LOW (noticed): a data key is created for any tenant value pgveil
+//      seals under, also one the statement then fails on (an unknown org:
+//      the FK refuses the row, the key row in pgveil.keys stays).
+//
+// Held (compared with PostgreSQL message for message, both engines):
+// pipelines of many cold tenants with a division by zero, a duplicate key,
+// an unknown tenant (FK), a refusal by pgveil, a failing lookup, a bad
+// tenant value in the middle (rest skipped, implicit transaction rolled
+// back, next pipeline fine); named and unnamed statements reused across
+// tenants, Describe of statements and portals, max-rows Execute and
+// PortalSuspended, portals across Syncs in a block, Close between, Flush
+// without Sync; lookups of rows of many tenants, with errors, on a cold
+// pgveil, with blind-index WHEREs, literal lookups at Parse, RETURNING
+// with max rows, interleaved portals; DEALLOCATE ALL / DISCARD ALL
+// between lookups; aborted blocks (25P02); moves refused or sealed under
+// the new tenant (also when WHERE names the old one); tenant from a
+// subquery and INSERT … SELECT refused; COPY FROM/TO with many tenants, a
+// bad or unknown tenant, skipped after an error, ahead of lookups; a value
+// of another tenant's row (PV001 after the rows before it, other sessions
+// fine); a shredded tenant read as NULL among live ones and written anew;
+// cancel and disconnect during a lookup; a key load blocked on the key
+// store holding no other session; concurrent sessions racing first keys.
 
 import (
 	"context"
