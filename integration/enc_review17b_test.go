@@ -1310,3 +1310,63 @@ func TestReview17bTenantSpellings(t *testing.T) {
 		}
 	})
 }
+
+// TestReview17bKeyStoreFails: key loads that fail (the key store's table
+// gone for a moment) in the middle of pipelines on a cold pgveil: the
+// message that needs the key fails, the rest is skipped up to Sync, the
+// session and the others go on, and once the store is back the same
+// pipeline works.
+func TestReview17bKeyStoreFails(t *testing.T) {
+	r17Engines(t, 20300, func(t *testing.T, e *r17Env) {
+		o := e.orgs
+		e.same("seed", nil, cat(e.ins(1, o[0], "seed"), e.ins(2, o[1], "seed"), e.ins(3, o[2], "seed"), sync1)...)
+		p2 := e.startSecond(t)
+		c := connectPgx(t, e.ctx, p2.url()).PgConn()
+		// The key watch drops every cached key when it starts listening:
+		// warm only after both pgveils listen.
+		su := superConn(t, e.ctx)
+		waitFor(t, 20*time.Second, "both pgveils to listen for key changes", func() (bool, error) {
+			var n int
+			err := su.QueryRow(e.ctx, `SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'listen%pgveil_keys%'`).Scan(&n)
+			return err == nil && n >= 2, err
+		})
+		// Warm o[0] on this pgveil.
+		if tr := strings.Join(r17Trace(e.ctx, c, cat(ext(`SELECT id, email FROM users WHERE org_id = $1`, o[0]), sync1)...), " | "); !strings.Contains(tr, "r17-seed-1@") {
+			t.Fatalf("warming: %s", tr)
+		}
+		if _, err := su.Exec(e.ctx, `ALTER TABLE pgveil.keys RENAME TO keys_r17`); err != nil {
+			t.Fatal(err)
+		}
+		restored := false
+		restore := func() {
+			if !restored {
+				restored = true
+				if _, err := su.Exec(context.Background(), `ALTER TABLE pgveil.keys_r17 RENAME TO keys`); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		defer restore()
+		sel := `SELECT id, email FROM users WHERE org_id = $1`
+		e.p.remember("r17-ksf@example.org")
+		pipe := cat(ext(sel, o[0]), ext(sel, o[1]), ext(`UPDATE users SET email = $1 WHERE id = $2`, "r17-ksf@example.org", 3), ext(sel, o[0]), sync1, ext(sel, o[0]), sync1)
+		tr := r17Trace(e.ctx, c, pipe...)
+		s := strings.Join(tr, " | ")
+		// The cold read cannot open its value: the session ends with
+		// FATAL PV004 (docs/OPERATING.md), after the rows before it.
+		if !strings.HasPrefix(s, `ParseComplete | BindComplete | DataRow("1","r17-seed-1@example.org") | CommandComplete SELECT 1 | ParseComplete | BindComplete | receive:`) || !strings.Contains(s, "PV004") {
+			t.Errorf("pipeline while the key store fails: %s", s)
+		}
+		other := connectPgx(t, e.ctx, p2.url()).PgConn()
+		if tr := strings.Join(r17Trace(e.ctx, other, cat(ext(sel, o[0]), sync1)...), " | "); !strings.Contains(tr, "r17-seed-1@") {
+			t.Errorf("another session while the key store fails: %s", tr)
+		}
+		restore()
+		c = connectPgx(t, e.ctx, p2.url()).PgConn()
+		got := strings.Join(r17Trace(e.ctx, c, pipe...), " | ")
+		want := strings.Join(r17Trace(e.ctx, e.pd, pipe...), " | ")
+		if got != want {
+			t.Errorf("the same pipeline once the store is back:\n pgveil:     %s\n PostgreSQL: %s", got, want)
+		}
+	})
+}
