@@ -1275,10 +1275,10 @@ func TestReview17bTenantSpellings(t *testing.T) {
 		m = append(m, ins(1, []byte("0"+fmt.Sprint(o[0])), 0, 0)...)
 		m = append(m, ins(2, []byte(" +"+fmt.Sprint(o[1])+" "), 0, 0)...)
 		m = append(m, ins(3, []byte(fmt.Sprint(o[2])+".0"), 0, 1700)...) // numeric
-		m = append(m, ins(4, be(o[3], 4), 1, 23)...)                        // int4 binary
-		m = append(m, ins(5, be(o[4], 8), 1, 20)...)                        // int8 binary
-		m = append(m, ins(6, []byte(fmt.Sprint(o[5])), 0, 25)...)          // declared text
-		m = append(m, ins(7, []byte(fmt.Sprint(o[6])+".4"), 0, 1700)...)   // numeric that rounds
+		m = append(m, ins(4, be(o[3], 4), 1, 23)...)                     // int4 binary
+		m = append(m, ins(5, be(o[4], 8), 1, 20)...)                     // int8 binary
+		m = append(m, ins(6, []byte(fmt.Sprint(o[5])), 0, 25)...)        // declared text
+		m = append(m, ins(7, []byte(fmt.Sprint(o[6])+".4"), 0, 1700)...) // numeric that rounds
 		e.p.remember("r17-sp-lit-8@example.org", "r17-sp-lit-9@example.org", "r17-sp-mr-10@example.org", "r17-sp-mr-11@example.org")
 		m = append(m, ext(fmt.Sprintf(`INSERT INTO users (id, org_id, email) VALUES (8, '0%d', 'r17-sp-lit-8@example.org'), (9, %d, 'r17-sp-lit-9@example.org')`, o[7], o[8]))...)
 		m = append(m, ext(`INSERT INTO users (id, org_id, email) VALUES ($1, $2, $3), ($4, $5, $6)`, 10, o[9], "r17-sp-mr-10@example.org", 11, "0"+fmt.Sprint(o[0]), "r17-sp-mr-11@example.org")...)
