@@ -1370,3 +1370,31 @@ func TestReview17bKeyStoreFails(t *testing.T) {
 		}
 	})
 }
+
+// TestReview17bPathLookupKey: one message that waits for the search_path
+// question, then a tenant lookup, then a cold key (a cold pgveil after
+// SET search_path), in pipelines with errors.
+func TestReview17bPathLookupKey(t *testing.T) {
+	r17Engines(t, 20500, func(t *testing.T, e *r17Env) {
+		o := e.orgs
+		e.same("seed", nil, cat(e.ins(1, o[0], "seed"), e.ins(2, o[1], "seed"), e.ins(3, o[2], "seed"), sync1)...)
+		upd := `UPDATE users SET email = $1 WHERE id = $2`
+		for round := 0; round < 2; round++ {
+			p2 := e.startSecond(t)
+			e.px = connectPgx(t, e.ctx, p2.url()).PgConn()
+			r17Trace(e.ctx, e.px, query("SET search_path = public")...)
+			r17Trace(e.ctx, e.pd, query("SET search_path = r17plain")...)
+			var m []pgproto3.FrontendMessage
+			for i := 1; i <= 3; i++ {
+				em := fmt.Sprintf("r17-plk-%d-%d@example.org", round, i)
+				e.p.remember(em)
+				m = append(m, ext(upd, em, i)...)
+				if i == 2 && round == 1 {
+					m = append(m, ext(`SELECT 1/0`)...)
+				}
+			}
+			e.same(fmt.Sprintf("path, lookup, key: round %d", round), nil, cat(m, sync1, ext(`SELECT id, email FROM users ORDER BY id`), sync1)...)
+		}
+		e.check("path lookup key")
+	})
+}
