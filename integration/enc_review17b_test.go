@@ -33,11 +33,16 @@ package integration
 //      reading the client): its backend runs the lookup to the end. The
 //      event loop notices at once; a CancelRequest works on both
 //      (TestReview17bTamperShredCancel).
-//   4. LOW (noticed, not fixed): an error naming the client's unnamed
-//      statement that pgveil prepared under its own name shows that name
-//      ("bind message supplies 1 parameters, but prepared statement
-//      "pgveil_…_2" requires 0"; PostgreSQL: prepared statement ""):
-//      clientName maps only "does not exist" for the unnamed statement.
+//   4. LOW TestReview17bUnnamedNameInErrors, proxy TestClientName: an
+//      error naming the client's unnamed statement that pgveil prepared
+//      under its own name showed that name ("bind message supplies 1
+//      parameters, but prepared statement "pgveil_…_2" requires 0";
+//      PostgreSQL: prepared statement ""): clientName mapped only "does
+//      not exist" for the unnamed statement. Fix: the quoted upstream
+//      name becomes "" in the server's other messages too. (Noticed, not
+//      changed: `COPY (SELECT … WHERE org_id = $1) TO STDOUT` gets 42P18
+//      at Parse through pgveil, 08P01 at Bind from PostgreSQL; both
+//      refuse a COPY with parameters.)
 //   5. LOW (noticed): a data key is created for any tenant value pgveil
 //      seals under, also one the statement then fails on (an unknown org:
 //      the FK refuses the row, the key row in pgveil.keys stays).
@@ -1396,5 +1401,20 @@ func TestReview17bPathLookupKey(t *testing.T) {
 			e.same(fmt.Sprintf("path, lookup, key: round %d", round), nil, cat(m, sync1, ext(`SELECT id, email FROM users ORDER BY id`), sync1)...)
 		}
 		e.check("path lookup key")
+	})
+}
+
+// TestReview17bUnnamedNameInErrors is Finding 4: an error about the
+// client's unnamed statement (prepared upstream under pgveil's name)
+// names it as PostgreSQL does, "" (a COPY with $1, which pgveil counts
+// as a parameter and the server does not).
+func TestReview17bUnnamedNameInErrors(t *testing.T) {
+	r17Engines(t, 20700, func(t *testing.T, e *r17Env) {
+		e.same("seed", nil, cat(e.ins(1, e.orgs[0], "seed"), sync1)...)
+		e.same("wrong parameter count for the unnamed statement", nil, cat(
+			[]pgproto3.FrontendMessage{&pgproto3.Parse{Query: `COPY (SELECT id, org_id, email, phone FROM users WHERE org_id = $1 OR id = 3 ORDER BY id) TO STDOUT`},
+				&pgproto3.Bind{Parameters: [][]byte{[]byte("1")}}, &pgproto3.Execute{}},
+			sync1,
+			ext(`SELECT id, email FROM users WHERE org_id = $1`, e.orgs[0]), sync1)...)
 	})
 }
