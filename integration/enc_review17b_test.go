@@ -43,14 +43,14 @@ package integration
 //      changed: `COPY (SELECT … WHERE org_id = $1) TO STDOUT` gets 42P18
 //      at Parse through pgveil, 08P01 at Bind from PostgreSQL; both
 //      refuse a COPY with parameters.)
+//   5. LOW (noticed): a data key is created for any tenant value pgveil
+//      seals under, also one the statement then fails on (an unknown org:
+//      the FK refuses the row, the key row in pgveil.keys stays).
 //   6. LOW (documented in docs/SQL.md, not changed;
 //      TestReview17bLookupNotices): the lookup evaluates the client's
 //      WHERE once more, so a function it calls runs twice and its NOTICEs
 //      reach the client twice (the lookup's before the UPDATE's
 //      BindComplete).
-//   5. LOW (noticed): a data key is created for any tenant value pgveil
-//      seals under, also one the statement then fails on (an unknown org:
-//      the FK refuses the row, the key row in pgveil.keys stays).
 //
 // Held (compared with PostgreSQL message for message, both engines):
 // pipelines of many cold tenants with a division by zero, a duplicate key,
@@ -69,7 +69,14 @@ package integration
 // of another tenant's row (PV001 after the rows before it, other sessions
 // fine); a shredded tenant read as NULL among live ones and written anew;
 // cancel and disconnect during a lookup; a key load blocked on the key
-// store holding no other session; concurrent sessions racing first keys.
+// store holding no other session; a failing key store (the cold read ends
+// its session with PV004 after the rows before it, others go on, the same
+// pipeline works once the store is back); concurrent sessions racing
+// first keys; tenant spellings PostgreSQL reads alike (leading zeros,
+// sign, blanks, numeric, binary int4/int8, literals) sealing under one
+// tenant; the search_path question, a lookup and a cold key for one
+// message; DELETE … RETURNING with max rows. No data race with a -race
+// binary (PGVEIL_BIN).
 
 import (
 	"context"
