@@ -103,6 +103,9 @@ func TestClientName(t *testing.T) {
 	if got := string(clientName([]byte(`prepared statement "pgveil_ab_2" does not exist`), un)); got != "unnamed prepared statement does not exist" {
 		t.Errorf("unnamed: %q", got)
 	}
+	if got := string(clientName([]byte(`bind message supplies 1 parameters, but prepared statement "pgveil_ab_2" requires 0`), un)); got != `bind message supplies 1 parameters, but prepared statement "" requires 0` {
+		t.Errorf("unnamed, another message: %q", got)
+	}
 	const german = `vorbereitete Anweisung »pgveil_ab_2« existiert nicht`
 	if got := string(clientName([]byte(german), un)); got != german {
 		t.Errorf("unnamed, German: %q", got)

@@ -457,7 +457,10 @@ func clientName(v []byte, st *Statement) []byte {
 		if string(v) == `prepared statement "`+st.ServerName+`" does not exist` {
 			return []byte("unnamed prepared statement does not exist")
 		}
-		return v
+		// Elsewhere the server quotes the unnamed statement's name as ""
+		// ("bind message supplies 1 parameters, but prepared statement ""
+		// requires 0").
+		return bytes.ReplaceAll(v, []byte(`"`+st.ServerName+`"`), []byte(`""`))
 	}
 	var out []byte
 	for {

@@ -340,17 +340,31 @@ func (t *tracker) pushLocked(p pending) {
 
 // pushUnlessSkipping records messages the client side sends together,
 // unless the server is skipping messages after an error (they would get
-// no response): then it records nothing and reports false.
+// no response): then it records nothing and reports false. Messages after
+// a Sync still queued are not skipped: the server skips up to that Sync
+// only, and answers what the client pipelined after it (the client's
+// next pipeline, sent before the first one's answers came back).
 func (t *tracker) pushUnlessSkipping(ps ...pending) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.skipping {
+	if t.skipping && !t.syncQueuedLocked() {
 		return false
 	}
 	for _, p := range ps {
 		t.pushLocked(p) // under one lock: an error cannot come between
 	}
 	return true
+}
+
+// syncQueuedLocked reports whether a Sync the server will answer is
+// queued. mu held.
+func (t *tracker) syncQueuedLocked() bool {
+	for i := 0; i < t.n; i++ {
+		if p := &t.q[(t.head+i)%len(t.q)]; p.kind == pendSync && !p.void {
+			return true
+		}
+	}
+	return false
 }
 
 func (t *tracker) grow() {
