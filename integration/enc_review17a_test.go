@@ -1,0 +1,427 @@
+package integration
+
+// Review 17a: `on_error: null` in every read path, and several pgveil
+// replicas on one database while the operator commands run.
+//
+// Findings (severity, what happened, the fix):
+//
+//   1. MEDIUM. `on_error: null`, written as the docs and config.example
+//      write it (unquoted), is a YAML null to the parser, which took it for
+//      a missing value: the column kept the default, on_error: error, and
+//      every damaged value ended the session with a FATAL PV001/PV003
+//      instead of reading as NULL (only `on_error: "null"` worked). Fix:
+//      policy/tables.go reads a YAML null written out (null, Null, NULL,
+//      ~) as the choice null; an empty `on_error:` stays the default.
+//      Tests: policy TestOnErrorNullUnquoted,
+//      TestEncReview17OnErrorNullEveryPath.
+//
+// Holds (kept by TestEncReview17OnErrorNullEveryPath): with on_error:
+// null, a value moved from another tenant's row (blind index included, so
+// a lookup matches it), a flipped character, another column's envelope,
+// and plaintext in a complete table all read as NULL, the other values of
+// the row as written, through the simple protocol and pgx's five exec
+// modes, text and binary result formats, a subquery, a CTE, a view, a
+// blind-index lookup, RETURNING of UPDATE/DELETE/INSERT … ON CONFLICT,
+// DECLARE/FETCH (text and BINARY cursors), a portal executed with a row
+// limit, COPY TO STDOUT (text, csv, a query), and json_build_object /
+// jsonb_build_object / json_build_array. A shredded tenant (shredded
+// while the proxy runs) reads as NULL in every one of them. With on_error:
+// error the same rows are a FATAL PV001 (PV003 for plaintext) and new
+// sessions work. ORDER BY / DISTINCT / aggregates / row_to_json of an
+// encrypted column are refused by the planner (docs/SQL.md, "Refused"),
+// so no damaged value reaches them.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// r17Policy is rvPolicy with on_error: null on both columns.
+const r17Policy = `tables:
+  public.rv:
+    key_context: org
+    columns:
+      email:
+        type: text
+        on_error: null
+        blind_index:
+          column: email_bidx
+          normalize: [lowercase]
+      note:
+        type: text
+        on_error: null
+`
+
+// r17Tamper damages four rows from outside pgveil (rows are of org
+// 1 + id % 3): row 1's email (org 2) is row 2's (org 3), blind index
+// included; row 3's note has a flipped character; row 4's note is its own
+// email (another column's key); row 6's note is plaintext in a complete
+// table.
+const r17Tamper = `
+UPDATE rv SET email = s.email, email_bidx = s.email_bidx FROM rv s WHERE rv.id = 1 AND s.id = 2;
+UPDATE rv SET note = overlay(note PLACING CASE WHEN substr(note, 30, 1) = 'A' THEN 'B' ELSE 'A' END FROM 30 FOR 1) WHERE id = 3;
+UPDATE rv SET note = email WHERE id = 4;
+UPDATE rv SET note = 'planted-plain' WHERE id = 6;
+CREATE VIEW rvv AS SELECT id, org, email, note FROM rv;
+`
+
+// r17Row is one row as read: id, email, note.
+type r17Row struct {
+	email, note *string
+}
+
+// r17Want is what a row must read as under on_error: null: NULL for a
+// damaged value (and for every value of a shredded org), else the value
+// written.
+func r17Want(id int, shredded map[int]bool) r17Row {
+	email, note := fmt.Sprintf("u%d@x.org", id), fmt.Sprintf("note %d", id)
+	w := r17Row{&email, &note}
+	if shredded[1+id%3] {
+		return r17Row{}
+	}
+	switch id {
+	case 1:
+		w.email = nil
+	case 3, 4, 6:
+		w.note = nil
+	}
+	return w
+}
+
+func r17Check(t *testing.T, what string, got map[int]r17Row, ids []int, shredded map[int]bool) {
+	t.Helper()
+	if len(got) != len(ids) {
+		t.Errorf("%s: %d rows, want %d", what, len(got), len(ids))
+	}
+	for _, id := range ids {
+		g, ok := got[id]
+		if !ok {
+			t.Errorf("%s: row %d missing", what, id)
+			continue
+		}
+		w := r17Want(id, shredded)
+		if fmtPtr(g.email) != fmtPtr(w.email) || fmtPtr(g.note) != fmtPtr(w.note) {
+			t.Errorf("%s: row %d reads %s / %s, want %s / %s", what, id, fmtPtr(g.email), fmtPtr(g.note), fmtPtr(w.email), fmtPtr(w.note))
+		}
+	}
+}
+
+func r17Scan(rows pgx.Rows) (map[int]r17Row, error) {
+	defer rows.Close()
+	out := map[int]r17Row{}
+	for rows.Next() {
+		var id int
+		var r r17Row
+		if err := rows.Scan(&id, &r.email, &r.note); err != nil {
+			return nil, err
+		}
+		out[id] = r
+	}
+	return out, rows.Err()
+}
+
+func r17IDs(from, to int) []int {
+	var ids []int
+	for i := from; i <= to; i++ {
+		ids = append(ids, i)
+	}
+	return ids
+}
+
+var r17Modes = []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeCacheDescribe,
+	pgx.QueryExecModeDescribeExec, pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol}
+
+// r17ReadAll reads rv through every path of the review and checks each
+// against r17Want.
+func r17ReadAll(t *testing.T, ctx context.Context, c *pgx.Conn, shredded map[int]bool) {
+	t.Helper()
+	all := r17IDs(1, 30)
+	lookup := []int{1, 2}
+	if shredded[3] {
+		// The shred cleared the blind indexes of org 3's rows; row 1
+		// (org 2) keeps the one copied with org 3's envelope.
+		lookup = []int{1}
+	}
+	queries := []struct {
+		name, sql string
+		args      []any
+		ids       []int
+	}{
+		{"plain SELECT", "SELECT id, email, note FROM rv", nil, all},
+		{"SELECT without the tenant", "SELECT id, email, note FROM rv WHERE id <= 9", nil, r17IDs(1, 9)},
+		{"subquery", "SELECT s.id, s.email, s.note FROM (SELECT id, org, email, note FROM rv) s", nil, all},
+		{"CTE", "WITH w AS (SELECT id, org, email, note FROM rv) SELECT id, email, note FROM w", nil, all},
+		{"view", "SELECT id, email, note FROM rvv", nil, all},
+		{"blind-index lookup", "SELECT id, email, note FROM rv WHERE email = $1", []any{"U2@x.org"}, lookup},
+	}
+	for _, q := range queries {
+		for _, mode := range r17Modes {
+			what := fmt.Sprintf("%s (%v)", q.name, mode)
+			rows, err := c.Query(ctx, q.sql, append([]any{mode}, q.args...)...)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			got, err := r17Scan(rows)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			r17Check(t, what, got, q.ids, shredded)
+		}
+	}
+	// Binary and text result formats, by hand.
+	for _, format := range []int16{0, 1} {
+		res := c.PgConn().ExecParams(ctx, "SELECT id::text, email, note FROM rv", nil, nil, nil, []int16{0, format, format}).Read()
+		if res.Err != nil {
+			t.Fatalf("format %d: %v", format, res.Err)
+		}
+		got := map[int]r17Row{}
+		for _, r := range res.Rows {
+			id, _ := strconv.Atoi(string(r[0]))
+			got[id] = r17Row{r17Str(r[1]), r17Str(r[2])}
+		}
+		r17Check(t, fmt.Sprintf("result format %d", format), got, all, shredded)
+	}
+	// RETURNING of UPDATE, DELETE and INSERT … ON CONFLICT, rolled back.
+	for _, q := range []string{
+		"UPDATE rv SET id = id RETURNING id, email, note",
+		"DELETE FROM rv RETURNING id, email, note",
+		"INSERT INTO rv (id, org) SELECT id, org FROM rv ON CONFLICT (id) DO UPDATE SET id = excluded.id RETURNING id, email, note",
+	} {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows, err := tx.Query(ctx, q, mode)
+			if err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			got, err := r17Scan(rows)
+			if err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			r17Check(t, fmt.Sprintf("%s (%v)", q, mode), got, all, shredded)
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Cursors: DECLARE/FETCH, text and binary.
+	for _, decl := range []string{"DECLARE c CURSOR FOR SELECT id, email, note FROM rv", "DECLARE c BINARY CURSOR FOR SELECT id, email, note FROM rv"} {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(ctx, decl, mode); err != nil {
+				t.Fatalf("%s: %v", decl, err)
+			}
+			got := map[int]r17Row{}
+			for range 4 {
+				rows, err := tx.Query(ctx, "FETCH 8 FROM c", mode)
+				if err != nil {
+					t.Fatalf("FETCH: %v", err)
+				}
+				part, err := r17Scan(rows)
+				if err != nil {
+					t.Fatalf("FETCH after %s (%v): %v", decl, mode, err)
+				}
+				for id, r := range part {
+					got[id] = r
+				}
+			}
+			r17Check(t, fmt.Sprintf("%s (%v)", decl, mode), got, all, shredded)
+			if err := tx.Rollback(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A portal executed 4 rows at a time, binary results.
+	{
+		got := map[int]r17Row{}
+		fe := c.PgConn().Frontend()
+		fe.Send(&pgproto3.Parse{Query: "SELECT id::text, email, note FROM rv"})
+		fe.Send(&pgproto3.Bind{ResultFormatCodes: []int16{0, 1, 1}})
+		for range 8 {
+			fe.Send(&pgproto3.Execute{MaxRows: 4})
+		}
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for done := false; !done; {
+			msg, err := c.PgConn().ReceiveMessage(ctx)
+			if err != nil {
+				t.Fatalf("portal: %v", err)
+			}
+			switch m := msg.(type) {
+			case *pgproto3.DataRow:
+				id, _ := strconv.Atoi(string(m.Values[0]))
+				got[id] = r17Row{r17Str(m.Values[1]), r17Str(m.Values[2])}
+			case *pgproto3.ErrorResponse:
+				if m.Code != "34000" { // executing the finished portal again
+					t.Errorf("portal: %s %s", m.Code, m.Message)
+				}
+			case *pgproto3.ReadyForQuery:
+				done = true
+			}
+		}
+		r17Check(t, "portal with a row limit", got, all, shredded)
+	}
+	// COPY TO STDOUT: a table with a column list, and a query.
+	for _, q := range []string{"COPY rv (id, email, note) TO STDOUT", "COPY (SELECT id, email, note FROM rv) TO STDOUT", "COPY rv (id, email, note) TO STDOUT (FORMAT csv)"} {
+		var buf bytes.Buffer
+		if _, err := c.PgConn().CopyTo(ctx, &buf, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		got := map[int]r17Row{}
+		csv := strings.Contains(q, "csv")
+		for _, line := range strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n") {
+			sep := "\t"
+			if csv {
+				sep = ","
+			}
+			f := strings.Split(line, sep)
+			if len(f) != 3 {
+				t.Fatalf("%s: line %q", q, line)
+			}
+			id, _ := strconv.Atoi(f[0])
+			val := func(s string) *string {
+				if (!csv && s == `\N`) || (csv && s == "") {
+					return nil
+				}
+				return &s
+			}
+			got[id] = r17Row{val(f[1]), val(f[2])}
+		}
+		r17Check(t, q, got, all, shredded)
+	}
+	// JSON built in the server.
+	for _, q := range []string{
+		"SELECT json_build_object('id', id, 'e', email, 'n', note) FROM rv",
+		"SELECT jsonb_build_object('id', id, 'e', email, 'n', note) FROM rv",
+		"SELECT json_build_array(id, email, note, org) FROM rv",
+	} {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+			rows, err := c.Query(ctx, q, mode)
+			if err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+			got := map[int]r17Row{}
+			for rows.Next() {
+				var raw []byte
+				if err := rows.Scan(&raw); err != nil {
+					t.Fatal(err)
+				}
+				var id int
+				var r r17Row
+				if raw[0] == '[' {
+					var a []any
+					if err := json.Unmarshal(raw, &a); err != nil {
+						t.Fatalf("%s: %s: %v", q, raw, err)
+					}
+					id = int(a[0].(float64))
+					r = r17Row{r17Any(a[1]), r17Any(a[2])}
+				} else {
+					var o map[string]any
+					if err := json.Unmarshal(raw, &o); err != nil {
+						t.Fatalf("%s: %s: %v", q, raw, err)
+					}
+					id = int(o["id"].(float64))
+					r = r17Row{r17Any(o["e"]), r17Any(o["n"])}
+				}
+				got[id] = r
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatalf("%s (%v): %v", q, mode, err)
+			}
+			r17Check(t, fmt.Sprintf("%s (%v)", q, mode), got, all, shredded)
+		}
+	}
+	var n int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM rv").Scan(&n); err != nil || n != 30 {
+		t.Fatalf("after the reads: %d rows, %v", n, err)
+	}
+}
+
+func r17Str(b []byte) *string {
+	if b == nil {
+		return nil
+	}
+	s := string(b)
+	return &s
+}
+
+func r17Any(v any) *string {
+	if v == nil {
+		return nil
+	}
+	s := fmt.Sprint(v)
+	return &s
+}
+
+// TestEncReview17OnErrorNullEveryPath: damaged values read as NULL, never
+// as an error or another value, through every read path; so do a shredded
+// tenant's. The same damage through a pgveil with on_error: error is a
+// FATAL PV001/PV003 that leaves other sessions working.
+func TestEncReview17OnErrorNullEveryPath(t *testing.T) {
+	ctx := testCtx(t, 4*time.Minute)
+	e := newOpsEnv(t, "ops_r17_onerror", r17Policy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, rvSchema); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	if _, err := su.Exec(ctx, r17Tamper); err != nil {
+		t.Fatal(err)
+	}
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	r17ReadAll(t, ctx, app, nil)
+
+	// on_error: error: the clear error, and other sessions unharmed.
+	strict := strings.ReplaceAll(e.config(""), "        on_error: null\n", "")
+	ps := e.proxy(strict)
+	for _, q := range []struct {
+		sql, code string
+	}{
+		{"SELECT id, email, note FROM rv WHERE id = 1", "PV001"},
+		{"SELECT id, email, note FROM rv WHERE id = 3", "PV001"},
+		{"SELECT id, email, note FROM rv WHERE id = 4", "PV001"},
+		{"SELECT id, email, note FROM rv WHERE id = 6", "PV003"},
+	} {
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheStatement, pgx.QueryExecModeSimpleProtocol} {
+			c := e.appConn(ctx, ps)
+			rows, err := c.Query(ctx, q.sql, mode)
+			if err == nil {
+				_, err = r17Scan(rows)
+			}
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != q.code {
+				t.Errorf("%s (%v) with on_error: error: %v, want %s", q.sql, mode, err, q.code)
+			}
+			c.Close(ctx)
+		}
+	}
+	var n int
+	if err := e.appConn(ctx, ps).QueryRow(ctx, "SELECT count(*) FROM rv WHERE id <> ALL($1)", []int{1, 3, 4, 6}).Scan(&n); err != nil || n != 26 {
+		t.Errorf("a new session after the failures: %d, %v", n, err)
+	}
+
+	// Tenant 3 shredded: its values read as NULL everywhere, through the
+	// running pgveil (told by NOTIFY).
+	e.run(ctx, 0, "shred", "-c", cfg, "--table", "public.rv", "--tenant", "3", "--yes")
+	r17ReadAll(t, ctx, app, map[int]bool{3: true})
+}
