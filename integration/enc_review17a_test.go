@@ -15,6 +15,18 @@ package integration
 //      Tests: policy TestOnErrorNullUnquoted,
 //      TestEncReview17OnErrorNullEveryPath.
 //
+//   2. HIGH (data lost; needs a long transaction on a replica that missed
+//      the rotation's notification). `pgveil rotate` waited, after its
+//      grace period, only for transactions that began before the rotation.
+//      A replica that has not heard of the rotation seals under the old
+//      version until its cached active key expires, also inside a
+//      transaction that began after the rotation; when that transaction
+//      committed after the last pass, the old version had been dropped
+//      under its value, which read as NULL for good (rotate reported
+//      success). Fix: waitGrace waits for every client transaction that
+//      began before the grace period ended (server clock), and says so.
+//      Test: TestOpsReview17RotateLateTransaction.
+//
 // Holds (kept by TestEncReview17OnErrorNullEveryPath): with on_error:
 // null, a value moved from another tenant's row (blind index included, so
 // a lookup matches it), a flipped character, another column's envelope,
@@ -424,4 +436,69 @@ func TestEncReview17OnErrorNullEveryPath(t *testing.T) {
 	// running pgveil (told by NOTIFY).
 	e.run(ctx, 0, "shred", "-c", cfg, "--table", "public.rv", "--tenant", "3", "--yes")
 	r17ReadAll(t, ctx, app, map[int]bool{3: true})
+}
+
+// TestOpsReview17RotateLateTransaction: a replica that has not yet heard
+// of the rotation (its notification lost, its cached active key not yet
+// expired) seals a value under the old version inside a transaction that
+// began after the rotation, and commits it only after the grace period.
+// The test plays that replica with a direct connection writing an
+// envelope of the same tenant and column sealed under the old version
+// (exactly what such a replica writes). `pgveil rotate` must not drop the
+// old version under it: the value would read as NULL for good.
+func TestOpsReview17RotateLateTransaction(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	e := newOpsEnv(t, "ops_r17_rotlate", r17Policy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, rvSchema); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	// Rows 4 and 7 are both of org 2: row 7's note under version 1.
+	var old string
+	if err := su.QueryRow(ctx, `SELECT note FROM rv WHERE id = 7`).Scan(&old); err != nil {
+		t.Fatal(err)
+	}
+
+	rot, rotOut, rotErr := e.start("rotate", "-c", cfg, "--grace", "4s", "--batch", "100")
+	waitFor(t, time.Minute, "rotate to re-encrypt and wait out its grace period", func() (bool, error) {
+		return strings.Contains(rotOut.String(), "waiting "), nil
+	})
+	late, err := e.conn(ctx).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Rollback(context.Background())
+	if _, err := late.Exec(ctx, `UPDATE rv SET note = $1 WHERE id = 4`, old); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- rot.Wait() }()
+	var rotRes error
+	waitFor(t, 2*time.Minute, "rotate to finish or to wait for the late transaction", func() (bool, error) {
+		select {
+		case rotRes = <-exited:
+			exited <- rotRes
+			return true, nil
+		default:
+		}
+		return strings.Contains(rotOut.String(), "transaction(s) that began before"), nil
+	})
+	if err := late.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-exited; err != nil {
+		t.Errorf("rotate: %v\n%s\n%s", err, rotOut.String(), tail(rotErr.String(), 20))
+	}
+	var note *string
+	if err := app.QueryRow(ctx, `SELECT note FROM rv WHERE id = 4`).Scan(&note); err != nil {
+		t.Fatal(err)
+	}
+	if note == nil || *note != "note 7" {
+		t.Errorf("a value sealed under the old version by a transaction that began after the rotation reads %s after it, want \"note 7\" (its key was dropped under it)\n%s",
+			fmtPtr(note), rotOut.String())
+	}
 }
