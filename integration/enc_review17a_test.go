@@ -27,6 +27,23 @@ package integration
 //      began before the grace period ended (server clock), and says so.
 //      Test: TestOpsReview17RotateLateTransaction.
 //
+//   3. MEDIUM (HIGH in effect on a shred: a shredded tenant kept being
+//      decrypted). A replica's LISTEN connections (pgveil_keys,
+//      pgveil_tables) that died without a word (a NAT or firewall dropping
+//      an idle connection) blocked in WaitForNotification until TCP
+//      keepalive noticed, tens of minutes later. Meanwhile, with the
+//      keyring "watching", cached keys were never re-read: a shredded
+//      tenant stayed readable on that replica, and table states stayed
+//      stale (still complete during --decrypt: plaintext read as NULL or
+//      PV003; still migrating after complete: lookup plaintext sent as
+//      parameters). docs/SHREDDING.md promised the listener's reconnect
+//      time. Fix: keysource.WaitForNotification, used by both listeners,
+//      pings the connection after 10 s without a notification (5 s to
+//      answer) and closes it when it does not answer, so the watcher
+//      reconnects, drops its key cache and re-reads the states. Test:
+//      TestOpsReview17SilentListener (a TCP forwarder freezes the
+//      listeners; before the fix it timed out after a minute, now ~15 s).
+//
 // Holds (kept by TestEncReview17OnErrorNullEveryPath): with on_error:
 // null, a value moved from another tenant's row (blind index included, so
 // a lookup matches it), a flipped character, another column's envelope,
@@ -49,14 +66,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgveil/pgveil/integration/harness"
 )
 
 // r17Policy is rvPolicy with on_error: null on both columns.
@@ -501,4 +522,181 @@ func TestOpsReview17RotateLateTransaction(t *testing.T) {
 		t.Errorf("a value sealed under the old version by a transaction that began after the rotation reads %s after it, want \"note 7\" (its key was dropped under it)\n%s",
 			fmtPtr(note), rotOut.String())
 	}
+}
+
+// r17Forwarder relays TCP connections to the cluster and can freeze the
+// ones that sent LISTEN: they stay open, but nothing passes any more in
+// either direction, as when a NAT or firewall drops an idle connection
+// without telling either end.
+type r17Forwarder struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []*r17Conn
+	done  chan struct{}
+}
+
+type r17Conn struct {
+	client, server net.Conn
+	mu             sync.Mutex
+	listens        bool
+	frozen         chan struct{} // closed: frozen
+}
+
+func startR17Forwarder(t *testing.T) *r17Forwarder {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &r17Forwarder{ln: ln, done: make(chan struct{})}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", cluster.Addr())
+			if err != nil {
+				c.Close()
+				continue
+			}
+			rc := &r17Conn{client: c, server: s, frozen: make(chan struct{})}
+			f.mu.Lock()
+			f.conns = append(f.conns, rc)
+			f.mu.Unlock()
+			go f.pipe(rc, c, s, true)
+			go f.pipe(rc, s, c, false)
+		}
+	}()
+	t.Cleanup(func() {
+		close(f.done)
+		ln.Close()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, rc := range f.conns {
+			rc.client.Close()
+			rc.server.Close()
+		}
+	})
+	return f
+}
+
+func (f *r17Forwarder) pipe(rc *r17Conn, from, to net.Conn, up bool) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := from.Read(buf)
+		if n > 0 {
+			if up && bytes.Contains(buf[:n], []byte("LISTEN ")) {
+				rc.mu.Lock()
+				rc.listens = true
+				rc.mu.Unlock()
+			}
+			select {
+			case <-rc.frozen:
+				<-f.done // hold the bytes until the test ends
+				return
+			default:
+			}
+			if _, err := to.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			to.Close()
+			return
+		}
+	}
+}
+
+// freezeListeners freezes every open connection that sent LISTEN and
+// returns how many it froze.
+func (f *r17Forwarder) freezeListeners() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, rc := range f.conns {
+		rc.mu.Lock()
+		select {
+		case <-rc.frozen:
+		default:
+			if rc.listens {
+				close(rc.frozen)
+				n++
+			}
+		}
+		rc.mu.Unlock()
+	}
+	return n
+}
+
+func (f *r17Forwarder) listeners() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, rc := range f.conns {
+		rc.mu.Lock()
+		select {
+		case <-rc.frozen:
+		default:
+			if rc.listens {
+				n++
+			}
+		}
+		rc.mu.Unlock()
+	}
+	return n
+}
+
+// TestOpsReview17SilentListener: a replica whose LISTEN connections went
+// silent (no error, nothing arrives: a dropped idle TCP connection) must
+// still learn of a shred and of a table-state change within a bounded
+// time, as docs/SHREDDING.md promises ("the bound is the listener's
+// reconnect time"). Before the fix it kept decrypting a shredded tenant
+// from its key cache, and kept the old table state, for as long as the
+// kernel took to notice (TCP keepalive: tens of minutes).
+func TestOpsReview17SilentListener(t *testing.T) {
+	ctx := testCtx(t, 4*time.Minute)
+	e := newOpsEnv(t, "ops_r17_silent", r17Policy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, rvSchema); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	fwd := startR17Forwarder(t)
+	viaFwd := strings.Replace(e.config(""), fmt.Sprintf("service_url: %q", cluster.SocketURL(harness.SuperUser, e.db)),
+		fmt.Sprintf("service_url: %q", harness.BuildURL(fwd.ln.Addr().String(), harness.SuperUser, harness.Passwords[harness.SuperUser], e.db, "sslmode=disable")), 1)
+	if viaFwd == e.config("") {
+		t.Fatal("service_url not replaced")
+	}
+	p2 := e.proxy(viaFwd)
+	app := e.appConn(ctx, p2)
+	readable := func() map[int]int { return rvReadable(t, ctx, app) }
+	if got := readable(); got[1] != 10 || got[2] != 10 || got[3] != 10 {
+		t.Fatalf("before: %v", got)
+	}
+	waitFor(t, time.Minute, "pgveil's two listeners", func() (bool, error) { return fwd.listeners() == 2, nil })
+	if n := fwd.freezeListeners(); n != 2 {
+		t.Fatalf("froze %d listeners, want 2", n)
+	}
+
+	e.run(ctx, 0, "shred", "-c", cfg, "--table", "public.rv", "--tenant", "2", "--yes")
+	start := time.Now()
+	waitFor(t, time.Minute, "the replica with silent listeners to stop decrypting the shredded tenant", func() (bool, error) {
+		return readable()[2] == 0, nil
+	})
+	t.Logf("shred reached the replica after %s", time.Since(start).Round(time.Millisecond))
+
+	// The state: decrypting (plaintext written back) must reach it too.
+	waitFor(t, time.Minute, "pgveil's listeners to reconnect", func() (bool, error) { return fwd.listeners() == 2, nil })
+	if n := fwd.freezeListeners(); n != 2 {
+		t.Fatalf("froze %d listeners, want 2", n)
+	}
+	e.run(ctx, 0, "migrate", "-c", cfg, "--decrypt", "--apply")
+	start = time.Now()
+	waitFor(t, time.Minute, "the replica with silent listeners to read the decrypted plaintext", func() (bool, error) {
+		got := readable()
+		return got[1] == 10 && got[3] == 10, nil
+	})
+	t.Logf("state decrypting reached the replica after %s", time.Since(start).Round(time.Millisecond))
 }

@@ -170,11 +170,7 @@ func (e *engine) watchStates(ctx context.Context) error {
 		return err
 	}
 	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
-			if ctx.Err() != nil {
-				conn.Conn().Close(context.Background())
-				return ctx.Err()
-			}
+		if _, err := keysource.WaitForNotification(ctx, conn.Conn()); err != nil {
 			return err
 		}
 		if err := e.reloadStates(ctx); err != nil {
