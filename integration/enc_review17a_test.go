@@ -85,6 +85,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -362,6 +363,43 @@ func r17ReadAll(t *testing.T, ctx context.Context, c *pgx.Conn, shredded map[int
 		}
 		r17Check(t, q, got, all, shredded)
 	}
+	// COPY TO STDOUT in binary format.
+	{
+		q := "COPY rv (id, email, note) TO STDOUT (FORMAT binary)"
+		var buf bytes.Buffer
+		if _, err := c.PgConn().CopyTo(ctx, &buf, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		b := buf.Bytes()
+		if len(b) < 19 || string(b[:11]) != "PGCOPY\n\xff\r\n\x00" {
+			t.Fatalf("%s: no binary COPY header", q)
+		}
+		b = b[19+int(binary.BigEndian.Uint32(b[15:19])):]
+		got := map[int]r17Row{}
+		for len(b) >= 2 {
+			nf := int(int16(binary.BigEndian.Uint16(b)))
+			b = b[2:]
+			if nf == -1 {
+				break
+			}
+			var fields [][]byte
+			for range nf {
+				l := int(int32(binary.BigEndian.Uint32(b)))
+				b = b[4:]
+				if l < 0 {
+					fields = append(fields, nil)
+					continue
+				}
+				fields = append(fields, b[:l])
+				b = b[l:]
+			}
+			if nf != 3 || len(fields[0]) != 4 {
+				t.Fatalf("%s: tuple of %d fields", q, nf)
+			}
+			got[int(binary.BigEndian.Uint32(fields[0]))] = r17Row{r17Str(fields[1]), r17Str(fields[2])}
+		}
+		r17Check(t, q, got, all, shredded)
+	}
 	// JSON built in the server.
 	for _, q := range []string{
 		"SELECT json_build_object('id', id, 'e', email, 'n', note) FROM rv",
@@ -494,6 +532,40 @@ func TestEncReview17OnErrorNullEveryPath(t *testing.T) {
 			}
 			c.Close(ctx)
 		}
+	}
+	// COPY TO, a cursor and JSON under on_error: error: the same FATAL,
+	// never a value.
+	for _, q := range []string{
+		"COPY (SELECT id, email, note FROM rv WHERE id = 1) TO STDOUT",
+		"BEGIN; DECLARE c CURSOR FOR SELECT id, email, note FROM rv WHERE id = 1; FETCH ALL FROM c",
+		"SELECT json_build_object('id', id, 'e', email, 'n', note) FROM rv WHERE id = 1",
+	} {
+		c := e.appConn(ctx, ps)
+		var err error
+		var out string
+		if strings.HasPrefix(q, "COPY") {
+			var buf bytes.Buffer
+			_, err = c.PgConn().CopyTo(ctx, &buf, q)
+			out = buf.String()
+		} else {
+			var rs []*pgconn.Result
+			rs, err = c.PgConn().Exec(ctx, q).ReadAll()
+			for _, r := range rs {
+				for _, row := range r.Rows {
+					for _, f := range row {
+						out += string(f) + "|"
+					}
+				}
+			}
+		}
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "PV001" {
+			t.Errorf("%s with on_error: error: %v, want PV001", q, err)
+		}
+		if out != "" {
+			t.Errorf("%s with on_error: error returned %q before the error", q, out)
+		}
+		c.Close(ctx)
 	}
 	var n int
 	if err := e.appConn(ctx, ps).QueryRow(ctx, "SELECT count(*) FROM rv WHERE id <> ALL($1)", []int{1, 3, 4, 6}).Scan(&n); err != nil || n != 26 {
