@@ -51,7 +51,7 @@ func (k *Keyring) Watch(ctx context.Context) error {
 // Heartbeat of a listening connection: after HeartbeatIdle without a
 // notification, WaitForNotification checks the connection with a query
 // that must answer within HeartbeatTimeout.
-var (
+const (
 	HeartbeatIdle    = 10 * time.Second
 	HeartbeatTimeout = 5 * time.Second
 )
@@ -64,8 +64,12 @@ var (
 // keepalive noticed, tens of minutes later. On an error it closes c (it
 // may be mid-message): the caller reconnects and re-reads what it follows.
 func WaitForNotification(ctx context.Context, c *pgx.Conn) (*pgconn.Notification, error) {
+	return waitForNotification(ctx, c, HeartbeatIdle, HeartbeatTimeout)
+}
+
+func waitForNotification(ctx context.Context, c *pgx.Conn, idle, timeout time.Duration) (*pgconn.Notification, error) {
 	for {
-		wctx, cancel := context.WithTimeout(ctx, HeartbeatIdle)
+		wctx, cancel := context.WithTimeout(ctx, idle)
 		n, err := c.WaitForNotification(wctx)
 		cancel()
 		if err == nil {
@@ -75,7 +79,7 @@ func WaitForNotification(ctx context.Context, c *pgx.Conn) (*pgconn.Notification
 			closeQuietly(c)
 			return nil, cmpErr(ctx.Err(), err)
 		}
-		pctx, cancel := context.WithTimeout(ctx, HeartbeatTimeout)
+		pctx, cancel := context.WithTimeout(ctx, timeout)
 		err = c.Ping(pctx)
 		cancel()
 		if err != nil {
