@@ -54,6 +54,26 @@ package integration
 //      written meanwhile are still sealed for the run after the reload,
 //      and succeeds. Test: TestOpsReview17Replicas.
 //
+//   5. MEDIUM. `pgveil migrate --decrypt` wrote plaintext back right after
+//      it committed state decrypting and sent the NOTIFY, without knowing
+//      whether the replicas had applied it: a replica still at complete
+//      (its notification in flight for a few ms, or lost with a listener
+//      that was down or silent) refused every value written back (PV003,
+//      which ends the session; NULL under on_error: null) and lookups
+//      missed those rows (no plaintext fallback). After complete, a replica
+//      still at migrating went on sending lookups' plaintext. Fix: each
+//      replica's state listener names its connection `pgveil table states
+//      <id>` and runs every query on it as a reload of the states (also
+//      its heartbeat); after each state change `pgveil migrate` waits
+//      (proxy.WaitStateApplied, at most 30 s, then reports and goes on)
+//      until every such connection started a query after the commit.
+//      Test: TestOpsReview17DecryptWaitsForReplicas (the replica's
+//      listener frozen: before the fix it read all 30 rows as NULL while
+//      the command ran). TestOpsMigrateOnline's writer now retries the
+//      documented one-time 0A000 of a prepared lookup after a state change
+//      (the command returns a few ms later than before, which made that
+//      latent race visible).
+//
 // Holds (TestOpsReview17Replicas): two replicas, writes and lookups
 // through both during migrate --apply, rotate, shred and migrate
 // --decrypt, their listeners killed (pg_terminate_backend) before each:
@@ -912,9 +932,11 @@ func TestOpsReview17Replicas(t *testing.T) {
 	killListeners := func() {
 		t.Helper()
 		var n int
+		// The state listeners are named; a key listener's last query is its
+		// LISTEN until its first heartbeat.
 		if err := su.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE datname = current_database() AND query IN ('LISTEN pgveil_tables', 'LISTEN pgveil_keys')`).Scan(&n); err != nil || n < 4 {
-			t.Fatalf("terminated %d listeners (%v), want the 4 of two replicas", n, err)
+			WHERE datname = current_database() AND (starts_with(application_name, 'pgveil table states ') OR query = 'LISTEN pgveil_keys')`).Scan(&n); err != nil || n < 2 {
+			t.Fatalf("terminated %d listeners (%v), want at least the 2 state listeners of two replicas", n, err)
 		}
 	}
 	// A plaintext row planted directly: it reads as written in migration
@@ -1002,4 +1024,59 @@ func TestOpsReview17Replicas(t *testing.T) {
 		}
 	}
 	t.Logf("%d rows written through the replicas", len(ids))
+}
+
+// TestOpsReview17DecryptWaitsForReplicas: `pgveil migrate --decrypt`
+// must not write plaintext back before every running replica reads the
+// table as decrypting: a replica still at complete reads each value
+// written back as PV003 (here, on_error: null, as NULL) and misses it in
+// lookups. The replica's state listener is frozen (its notification is
+// lost), so it learns the state only when its heartbeat reconnects it;
+// the command must wait for that.
+func TestOpsReview17DecryptWaitsForReplicas(t *testing.T) {
+	ctx := testCtx(t, 4*time.Minute)
+	e := newOpsEnv(t, "ops_r17_decwait", r17Policy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, rvSchema); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	fwd := startR17Forwarder(t)
+	viaFwd := strings.Replace(e.config(""), fmt.Sprintf("service_url: %q", cluster.SocketURL(harness.SuperUser, e.db)),
+		fmt.Sprintf("service_url: %q", harness.BuildURL(fwd.ln.Addr().String(), harness.SuperUser, harness.Passwords[harness.SuperUser], e.db, "sslmode=disable")), 1)
+	p2 := e.proxy(viaFwd)
+	app := e.appConn(ctx, p2)
+	if got := rvReadable(t, ctx, app); got[1] != 10 || got[2] != 10 || got[3] != 10 {
+		t.Fatalf("before: %v", got)
+	}
+	waitFor(t, time.Minute, "pgveil's two listeners", func() (bool, error) { return fwd.listeners() == 2, nil })
+	if n := fwd.freezeListeners(); n != 2 {
+		t.Fatalf("froze %d listeners, want 2", n)
+	}
+	dec, decOut, decErr := e.start("migrate", "-c", cfg, "--decrypt", "--apply", "--batch", "5")
+	exited := make(chan error, 1)
+	go func() { exited <- dec.Wait() }()
+	bad := 0
+	for done := false; !done; {
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Fatalf("migrate --decrypt: %v\n%s\n%s", err, decOut.String(), tail(decErr.String(), 20))
+			}
+			done = true
+		default:
+		}
+		got := rvReadable(t, ctx, app)
+		if n := 30 - got[1] - got[2] - got[3]; n > bad {
+			bad = n
+		}
+	}
+	if bad > 0 {
+		t.Errorf("while migrate --decrypt ran, the replica read up to %d of 30 rows wrong (NULL: it still took the table for complete)\n%s", bad, decOut.String())
+	}
+	if got := rvReadable(t, ctx, app); got[1] != 10 || got[2] != 10 || got[3] != 10 {
+		t.Errorf("after: %v", got)
+	}
+	t.Logf("migrate --decrypt:\n%s", decOut.String())
 }

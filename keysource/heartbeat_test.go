@@ -31,7 +31,7 @@ func TestWaitForNotificationHeartbeat(t *testing.T) {
 	}
 	got := make(chan res, 1)
 	go func() {
-		n, err := waitForNotification(cx, conn.Conn(), 50*time.Millisecond, 5*time.Second)
+		n, err := waitForNotification(cx, conn.Conn(), 50*time.Millisecond, 5*time.Second, conn.Conn().Ping)
 		got <- res{n, err}
 	}()
 	// Wait until the listener has pinged at least once.

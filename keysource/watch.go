@@ -64,10 +64,16 @@ const (
 // keepalive noticed, tens of minutes later. On an error it closes c (it
 // may be mid-message): the caller reconnects and re-reads what it follows.
 func WaitForNotification(ctx context.Context, c *pgx.Conn) (*pgconn.Notification, error) {
-	return waitForNotification(ctx, c, HeartbeatIdle, HeartbeatTimeout)
+	return waitForNotification(ctx, c, HeartbeatIdle, HeartbeatTimeout, c.Ping)
 }
 
-func waitForNotification(ctx context.Context, c *pgx.Conn, idle, timeout time.Duration) (*pgconn.Notification, error) {
+// WaitForNotificationPing is WaitForNotification with ping as the
+// heartbeat's query on c.
+func WaitForNotificationPing(ctx context.Context, c *pgx.Conn, ping func(context.Context) error) (*pgconn.Notification, error) {
+	return waitForNotification(ctx, c, HeartbeatIdle, HeartbeatTimeout, ping)
+}
+
+func waitForNotification(ctx context.Context, c *pgx.Conn, idle, timeout time.Duration, ping func(context.Context) error) (*pgconn.Notification, error) {
 	for {
 		wctx, cancel := context.WithTimeout(ctx, idle)
 		n, err := c.WaitForNotification(wctx)
@@ -80,7 +86,7 @@ func waitForNotification(ctx context.Context, c *pgx.Conn, idle, timeout time.Du
 			return nil, cmpErr(ctx.Err(), err)
 		}
 		pctx, cancel := context.WithTimeout(ctx, timeout)
-		err = c.Ping(pctx)
+		err = ping(pctx)
 		cancel()
 		if err != nil {
 			closeQuietly(c)

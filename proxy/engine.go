@@ -121,9 +121,14 @@ func (f *stateFollowers) add(e *engine) {
 
 // reload reads pgveil.tables and applies it to every engine that follows.
 func (f *stateFollowers) reload(ctx context.Context, pool *pgxpool.Pool) error {
+	return f.reloadFrom(ctx, func(ctx context.Context) (map[string]string, error) { return LoadTableStates(ctx, pool) })
+}
+
+// reloadFrom is reload with the states read by load.
+func (f *stateFollowers) reloadFrom(ctx context.Context, load func(context.Context) (map[string]string, error)) error {
 	f.loadMu.Lock()
 	defer f.loadMu.Unlock()
-	states, err := LoadTableStates(ctx, pool)
+	states, err := load(ctx)
 	if err != nil {
 		return err
 	}
@@ -155,31 +160,49 @@ func (e *engine) migrating(t *policy.Table) bool {
 }
 
 // watchStates follows pgveil.tables: it reloads the states whenever
-// `pgveil migrate` announces a change on TableStateChannel.
-func (e *engine) watchStates(ctx context.Context) error {
+// `pgveil migrate` announces a change on TableStateChannel, and as the
+// heartbeat of its connection. Every query on the connection is such a
+// reload, and the connection is named stateListenerApp: `pgveil migrate`
+// sees in pg_stat_activity that this replica read a state it committed
+// (WaitStateApplied).
+func (e *engine) watchStates(ctx context.Context) (err error) {
 	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Release()
+	defer func() {
+		if err != nil && !conn.Conn().IsClosed() {
+			// Named and listening: not for the pool's other users.
+			cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			conn.Conn().Close(cctx)
+			cancel()
+		}
+		conn.Release()
+	}()
+	if _, err := conn.Exec(ctx, "SET application_name = '"+stateListenerApp+"'"); err != nil {
+		return err
+	}
 	if _, err := conn.Exec(ctx, "LISTEN "+TableStateChannel); err != nil {
 		return err
 	}
+	reload := func(ctx context.Context) error {
+		return e.followers.reloadFrom(ctx, func(ctx context.Context) (map[string]string, error) {
+			return loadTableStatesOn(ctx, conn.Conn())
+		})
+	}
 	// Changes before LISTEN took effect were not announced: reload now.
-	if err := e.reloadStates(ctx); err != nil {
+	if err := reload(ctx); err != nil {
 		return err
 	}
 	for {
-		if _, err := keysource.WaitForNotification(ctx, conn.Conn()); err != nil {
+		if _, err := keysource.WaitForNotificationPing(ctx, conn.Conn(), reload); err != nil {
 			return err
 		}
-		if err := e.reloadStates(ctx); err != nil {
+		if err := reload(ctx); err != nil {
 			return err
 		}
 	}
 }
-
-func (e *engine) reloadStates(ctx context.Context) error { return e.followers.reload(ctx, e.pool) }
 
 // migratingSet is the set of configured tables in migration mode.
 func migratingSet(cfg *policy.Config, states map[string]string) map[*policy.Table]bool {

@@ -48,6 +48,10 @@ func decryptTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 		}
 		e.Log.Info("table state", zap.String("table", name), zap.String("state", proxy.TableDecrypting))
 		fmt.Fprintf(e.Out, "%s: state decrypting (every pgveil replica now reads plaintext and envelopes alike)\n", name)
+		// No plaintext is written back before every replica reads it.
+		if err := settleState(ctx, e, name, proxy.TableDecrypting); err != nil {
+			return err
+		}
 	}
 	d := &decrypter{keys: keys, t: tg}
 	cols := tp.pol.Columns

@@ -196,6 +196,9 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 			if err := proxy.SetTableState(ctx, e.Pool, name, proxy.TableComplete); err != nil {
 				return err
 			}
+			if err := settleState(ctx, e, name, proxy.TableComplete); err != nil {
+				return err
+			}
 		}
 		fmt.Fprintf(e.Out, "%s: nothing to encrypt; state complete\n", name)
 		return nil
@@ -216,6 +219,9 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 		}
 		e.Log.Info("table state", zap.String("table", name), zap.String("state", proxy.TableMigrating))
 		fmt.Fprintf(e.Out, "%s: state migrating (every pgveil replica now reads values without an envelope as legacy plaintext)\n", name)
+		if err := settleState(ctx, e, name, proxy.TableMigrating); err != nil {
+			return err
+		}
 	case !plain && tp.state != proxy.TableMigrating:
 		fmt.Fprintf(e.Out, "%s: every value is sealed; filling blind indexes only (the table stays out of migration mode)\n", name)
 	}
@@ -236,6 +242,9 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 			name, stays, strings.Join(st.problemLines(), "\n  - "))}
 	}
 	if err := proxy.SetTableState(ctx, e.Pool, name, proxy.TableComplete); err != nil {
+		return err
+	}
+	if err := settleState(ctx, e, name, proxy.TableComplete); err != nil {
 		return err
 	}
 	e.Log.Info("table state", zap.String("table", name), zap.String("state", proxy.TableComplete))
@@ -488,4 +497,35 @@ func openProblem(c *policy.Column, err error) error {
 		reason = "key of another column or tenant"
 	}
 	return &rowProblem{kind: fmt.Sprintf("%s: sealed value does not open (%s)", c.Name, reason)}
+}
+
+// stateSettleTimeout bounds settleState: a replica whose listener went
+// silent finds out within keysource.HeartbeatIdle + HeartbeatTimeout and
+// reconnects.
+const stateSettleTimeout = 30 * time.Second
+
+// settleState waits until every running replica has read the state just
+// set (proxy.WaitStateApplied): before --decrypt writes plaintext back, a
+// replica still at complete would refuse each value (PV003) and miss it in
+// lookups; after complete, one still at migrating would send lookups'
+// plaintext. A replica that does not confirm in time is reported and the
+// command goes on (it reads the state when its listener reconnects).
+func settleState(ctx context.Context, e *Env, name, state string) error {
+	var since time.Time
+	if err := e.Pool.QueryRow(ctx, "SELECT statement_timestamp()").Scan(&since); err != nil {
+		return err
+	}
+	total, pending, err := proxy.WaitStateApplied(ctx, e.Pool, since, stateSettleTimeout, func(n int) {
+		fmt.Fprintf(e.Out, "%s: waiting for %d pgveil replica(s) to read state %s\n", name, n, state)
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the pgveil replicas to read state %s of %s: %w", state, name, err)
+	}
+	if pending > 0 {
+		e.Log.Warn("replicas did not confirm the table state", zap.String("table", name), zap.String("state", state),
+			zap.Int("pending", pending), zap.Int("replicas", total))
+		fmt.Fprintf(e.Out, "%s: %d of %d pgveil replica(s) did not confirm state %s within %s; going on (a replica whose listener is down reads it when it reconnects; "+
+			"a role that cannot see other roles' sessions needs pg_read_all_stats)\n", name, pending, total, state, stateSettleTimeout)
+	}
+	return nil
 }
