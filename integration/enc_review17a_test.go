@@ -66,7 +66,9 @@ package integration
 //      <id>` and runs every query on it as a reload of the states (also
 //      its heartbeat); after each state change `pgveil migrate` waits
 //      (proxy.WaitStateApplied, at most 30 s, then reports and goes on)
-//      until every such connection started a query after the commit.
+//      until every such connection has run that reload since just before
+//      the change (a replica whose listener is between two connections at
+//      that moment is not seen: docs/SCALING.md).
 //      Test: TestOpsReview17DecryptWaitsForReplicas (the replica's
 //      listener frozen: before the fix it read all 30 rows as NULL while
 //      the command ran). TestOpsMigrateOnline's writer now retries the
@@ -110,6 +112,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -858,11 +861,15 @@ func r17Writers(t *testing.T, ctx context.Context, next *int, urls []string, dur
 		go func() {
 			defer wg.Done()
 			defer c.Close(context.Background())
+			// A steady pace, not as fast as possible: the table must not
+			// grow so large that the commands' passes take minutes.
+			pace := time.NewTicker(2 * time.Millisecond)
+			defer pace.Stop()
 			for {
 				select {
 				case <-stop:
 					return
-				default:
+				case <-pace.C:
 				}
 				mu.Lock()
 				id := *next
@@ -922,6 +929,14 @@ func TestOpsReview17Replicas(t *testing.T) {
 	cfg := e.writeConfig("pgveil.yaml", e.config(""))
 	e.run(ctx, 0, "migrate", "-c", cfg, "--apply", "--prepare")
 	p1, p2 := e.proxy(e.config("")), e.proxy(e.config(""))
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range []string{p1.LogPath, p2.LogPath} {
+				b, _ := os.ReadFile(p)
+				t.Logf("pgveil log %s (tail):\n%s", p, tail(string(b), 40))
+			}
+		}
+	})
 	urls := []string{e.appURL(p1), e.appURL(p2)}
 	a1, a2 := e.appConn(ctx, p1), e.appConn(ctx, p2)
 	for i, a := range []*pgx.Conn{a1, a2} {
@@ -931,13 +946,24 @@ func TestOpsReview17Replicas(t *testing.T) {
 	}
 	killListeners := func() {
 		t.Helper()
-		var n int
 		// The state listeners are named; a key listener's last query is its
 		// LISTEN until its first heartbeat.
-		if err := su.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-			WHERE datname = current_database() AND (starts_with(application_name, 'pgveil table states ') OR query = 'LISTEN pgveil_keys')`).Scan(&n); err != nil || n < 2 {
-			t.Fatalf("terminated %d listeners (%v), want at least the 2 state listeners of two replicas", n, err)
+		var killed []int32
+		if err := su.QueryRow(ctx, `WITH l AS MATERIALIZED (SELECT pid FROM pg_stat_activity
+			WHERE datname = current_database() AND (starts_with(application_name, 'pgveil table states ') OR query = 'LISTEN pgveil_keys'))
+			SELECT coalesce(array_agg(pid), '{}') FROM l WHERE pg_terminate_backend(pid)`).Scan(&killed); err != nil || len(killed) < 2 {
+			t.Fatalf("terminated %d listeners (%v), want at least the 2 state listeners of two replicas", len(killed), err)
 		}
+		// Both come back and read the states (a replica between two
+		// listener connections is invisible to `pgveil migrate`'s wait:
+		// docs/SCALING.md).
+		waitFor(t, 30*time.Second, "both state listeners to reconnect", func() (bool, error) {
+			var n int
+			err := su.QueryRow(ctx, `SELECT count(DISTINCT application_name) FROM pg_stat_activity
+				WHERE datname = current_database() AND starts_with(application_name, 'pgveil table states ')
+				AND query = 'SELECT table_name, state FROM pgveil.tables' AND pid <> ALL($1)`, killed).Scan(&n)
+			return n == 2, err
+		})
 	}
 	// A plaintext row planted directly: it reads as written in migration
 	// mode, as NULL once the table is complete (on_error: null).
@@ -974,6 +1000,7 @@ func TestOpsReview17Replicas(t *testing.T) {
 		if !strings.Contains(r.stdout, "dropped 6 retired key version(s)") {
 			t.Errorf("rotate:\n%s", r.stdout)
 		}
+		t.Logf("rotate (%s):\n%s", r.took.Round(time.Millisecond), r.stdout)
 	})...)
 	var under int
 	if err := su.QueryRow(ctx, `SELECT count(*) FROM rv WHERE id <> 999 AND (

@@ -19,7 +19,7 @@ import (
 // its own, and runs every query on it as a reload of the states (at
 // LISTEN, on each notification, and as its heartbeat). A replica has
 // applied a state committed at t once one of its listener connections
-// started a query at or after t: that reload read it. WaitStateApplied
+// started its reload query at or after t and finished it. WaitStateApplied
 // waits for that.
 
 // StateListenerApp prefixes the application_name of the connections on
@@ -35,6 +35,12 @@ var stateListenerApp = func() string {
 	return StateListenerApp + hex.EncodeToString(b)
 }()
 
+// statesListenerQuery is the reload of a state listener: the query
+// pg_stat_activity must show on its connection, begun after a change, for
+// the change to count as read (not its SET or LISTEN, which come before the
+// first reload).
+const statesListenerQuery = "SELECT table_name, state FROM pgveil.tables"
+
 // loadTableStatesOn is LoadTableStates on one connection.
 func loadTableStatesOn(ctx context.Context, c *pgx.Conn) (map[string]string, error) {
 	var exists bool
@@ -45,7 +51,7 @@ func loadTableStatesOn(ctx context.Context, c *pgx.Conn) (map[string]string, err
 	if !exists {
 		return out, nil
 	}
-	rows, err := c.Query(ctx, "SELECT table_name, state FROM pgveil.tables")
+	rows, err := c.Query(ctx, statesListenerQuery)
 	if err != nil {
 		return nil, err
 	}
@@ -74,11 +80,11 @@ func WaitStateApplied(ctx context.Context, pool *pgxpool.Pool, since time.Time, 
 	poll := 2 * time.Millisecond // a listening replica answers in a few
 	for {
 		err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM (
-			SELECT application_name, bool_or(coalesce(query_start >= $1 AND state = 'idle', false)) AS ok
+			SELECT application_name, bool_or(coalesce(query_start >= $1 AND state = 'idle' AND query = $3, false)) AS ok
 			FROM pg_stat_activity
 			WHERE datname = current_database() AND backend_type = 'client backend'
 			  AND starts_with(application_name, $2)
-			GROUP BY application_name) r`, since, StateListenerApp).Scan(&total, &pending)
+			GROUP BY application_name) r`, since, StateListenerApp, statesListenerQuery).Scan(&total, &pending)
 		if err != nil || pending == 0 || time.Now().After(deadline) {
 			return total, pending, err
 		}
