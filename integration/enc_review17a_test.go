@@ -78,7 +78,8 @@ package integration
 //
 // Holds (TestOpsReview17Replicas): two replicas, writes and lookups
 // through both during migrate --apply, rotate, shred and migrate
-// --decrypt, their listeners killed (pg_terminate_backend) before each:
+// --decrypt, their listeners killed (pg_terminate_backend) before the last
+// three:
 // every state change reaches both (they re-read pgveil.tables on
 // reconnecting), no write fails, no value is left under a dropped version
 // after rotate, both stop decrypting a shredded tenant and new writes of
@@ -96,13 +97,23 @@ package integration
 // modes, text and binary result formats, a subquery, a CTE, a view, a
 // blind-index lookup, RETURNING of UPDATE/DELETE/INSERT … ON CONFLICT,
 // DECLARE/FETCH (text and BINARY cursors), a portal executed with a row
-// limit, COPY TO STDOUT (text, csv, a query), and json_build_object /
+// limit, COPY TO STDOUT (text, csv, binary, a query), and json_build_object /
 // jsonb_build_object / json_build_array. A shredded tenant (shredded
 // while the proxy runs) reads as NULL in every one of them. With on_error:
-// error the same rows are a FATAL PV001 (PV003 for plaintext) and new
-// sessions work. ORDER BY / DISTINCT / aggregates / row_to_json of an
+// error the same rows are a FATAL PV001 (PV003 for plaintext), also in
+// COPY TO, a cursor's FETCH and JSON, with no value sent before it, and
+// new sessions work (FATAL, not an ERROR after which the session goes on,
+// is the documented design: docs/THREAT_MODEL.md, proxy/decrypt.go). ORDER BY / DISTINCT / aggregates / row_to_json of an
 // encrypted column are refused by the planner (docs/SQL.md, "Refused"),
 // so no damaged value reaches them.
+//
+// Noticed, not changed: (LOW) `pgveil shred` clears the blind indexes of
+// the tenant's rows (by key_context), not of a value under the tenant's
+// key that someone moved into another tenant's row, which keeps its blind
+// index (equality only; the value reads as NULL). (LOW) A heartbeat reload
+// of a replica that begins in the millisecond between `pgveil migrate`'s
+// clock reading and its commit counts as confirmation although it read
+// the old state; the notification's reload follows within milliseconds.
 
 import (
 	"bytes"
