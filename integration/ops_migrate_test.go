@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // accountsPolicy: three encrypted columns of a text table adopted in place,
@@ -152,9 +154,20 @@ func (w *accountWriter) run(ctx context.Context, url string, seed uint64) error 
 		// blind index is NULL; that branch scans the table, so fewer).
 		if i%40 == 0 {
 			var found []int64
-			rs, err := conn.Query(ctx, `SELECT id FROM accounts WHERE email = $1`, strings.ToLower(*a.email))
-			if err == nil {
-				found, err = pgx.CollectRows(rs, pgx.RowTo[int64])
+			lookup := func() error {
+				rs, err := conn.Query(ctx, `SELECT id FROM accounts WHERE email = $1`, strings.ToLower(*a.email))
+				if err == nil {
+					found, err = pgx.CollectRows(rs, pgx.RowTo[int64])
+				}
+				return err
+			}
+			err := lookup()
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "0A000" && pe.Message == "cached plan must not change result type" {
+				// The table's state changed (complete): a prepared lookup
+				// fails once and pgx prepares it again (docs/SQL.md,
+				// "Migration mode").
+				err = lookup()
 			}
 			if err != nil {
 				return fmt.Errorf("lookup by email through pgveil: %w", err)

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 )
 
@@ -34,17 +37,76 @@ func (k *Keyring) Watch(ctx context.Context) error {
 	k.setWatching(1)
 	defer k.setWatching(-1)
 	for {
-		n, err := conn.Conn().WaitForNotification(ctx)
+		n, err := WaitForNotification(ctx, conn.Conn())
 		if err != nil {
 			if ctx.Err() != nil {
-				// The connection is mid-wait; do not hand it back to the pool.
-				conn.Conn().Close(context.Background())
 				return ctx.Err()
 			}
 			return fmt.Errorf("keysource: watch: %w", err)
 		}
 		k.apply(n.Payload)
 	}
+}
+
+// Heartbeat of a listening connection: after HeartbeatIdle without a
+// notification, WaitForNotification checks the connection with a query
+// that must answer within HeartbeatTimeout.
+const (
+	HeartbeatIdle    = 10 * time.Second
+	HeartbeatTimeout = 5 * time.Second
+)
+
+// WaitForNotification waits for the next notification on c, a connection
+// that LISTENs, and checks c while none comes: a connection that died
+// without a word (a NAT or firewall dropped it, the server's host
+// vanished) would otherwise wait for good, and the process would miss
+// every notification (a shred, a rotation, a table state) until TCP
+// keepalive noticed, tens of minutes later. On an error it closes c (it
+// may be mid-message): the caller reconnects and re-reads what it follows.
+func WaitForNotification(ctx context.Context, c *pgx.Conn) (*pgconn.Notification, error) {
+	return waitForNotification(ctx, c, HeartbeatIdle, HeartbeatTimeout, c.Ping)
+}
+
+// WaitForNotificationPing is WaitForNotification with ping as the
+// heartbeat's query on c.
+func WaitForNotificationPing(ctx context.Context, c *pgx.Conn, ping func(context.Context) error) (*pgconn.Notification, error) {
+	return waitForNotification(ctx, c, HeartbeatIdle, HeartbeatTimeout, ping)
+}
+
+func waitForNotification(ctx context.Context, c *pgx.Conn, idle, timeout time.Duration, ping func(context.Context) error) (*pgconn.Notification, error) {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, idle)
+		n, err := c.WaitForNotification(wctx)
+		cancel()
+		if err == nil {
+			return n, nil
+		}
+		if ctx.Err() != nil || !pgconn.Timeout(err) || c.IsClosed() {
+			closeQuietly(c)
+			return nil, cmpErr(ctx.Err(), err)
+		}
+		pctx, cancel := context.WithTimeout(ctx, timeout)
+		err = ping(pctx)
+		cancel()
+		if err != nil {
+			closeQuietly(c)
+			return nil, cmpErr(ctx.Err(), fmt.Errorf("listening connection does not answer: %w", err))
+		}
+	}
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// closeQuietly closes c without waiting on a peer that may not answer.
+func closeQuietly(c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	c.Close(ctx)
 }
 
 func (k *Keyring) setWatching(d int) {

@@ -84,7 +84,16 @@ func (w *walker) columns(t *Table, n *yaml.Node, key string) {
 				readersSet = true
 				w.strings(&readers)(n, rkey)
 			},
-			"on_error": w.str(&onErr),
+			"on_error": func(n *yaml.Node, key string) {
+				// `on_error: null`, as the docs write it, is a YAML null:
+				// it names the choice null, not a missing value (an empty
+				// `on_error:` is the default).
+				if isNull(n) && n != nil && n.Value != "" {
+					onErr = string(OnErrorNull)
+					return
+				}
+				w.str(&onErr)(n, key)
+			},
 		})
 		if w.required(ckey+".type", typ) {
 			lt, ok := ParseLogicalType(typ)

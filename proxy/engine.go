@@ -129,9 +129,14 @@ func (f *stateFollowers) add(e *engine) {
 // against those read before) and applies it to every engine that follows.
 // A rejected row counts as complete.
 func (f *stateFollowers) reload(ctx context.Context, pool *pgxpool.Pool, keys *keysource.Keyring, log *zap.Logger) error {
+	return f.reloadFrom(ctx, log, func(ctx context.Context) (*StateRows, error) { return LoadTableStates(ctx, pool, keys) })
+}
+
+// reloadFrom is reload with the rows read by load.
+func (f *stateFollowers) reloadFrom(ctx context.Context, log *zap.Logger, load func(context.Context) (*StateRows, error)) error {
 	f.loadMu.Lock()
 	defer f.loadMu.Unlock()
-	rows, err := LoadTableStates(ctx, pool, keys)
+	rows, err := load(ctx)
 	if err != nil {
 		return err
 	}
@@ -182,36 +187,48 @@ func (e *engine) migrating(t *policy.Table) bool {
 }
 
 // watchStates follows pgveil.tables: it reloads the states whenever
-// `pgveil migrate` announces a change on TableStateChannel.
-func (e *engine) watchStates(ctx context.Context) error {
+// `pgveil migrate` announces a change on TableStateChannel, and as the
+// heartbeat of its connection. Every query on the connection is such a
+// reload, and the connection is named stateListenerApp: `pgveil migrate`
+// sees in pg_stat_activity that this replica read a state it committed
+// (WaitStateApplied).
+func (e *engine) watchStates(ctx context.Context) (err error) {
 	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Release()
+	defer func() {
+		if err != nil && !conn.Conn().IsClosed() {
+			// Named and listening: not for the pool's other users.
+			cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			conn.Conn().Close(cctx)
+			cancel()
+		}
+		conn.Release()
+	}()
+	if _, err := conn.Exec(ctx, "SET application_name = '"+stateListenerApp+"'"); err != nil {
+		return err
+	}
 	if _, err := conn.Exec(ctx, "LISTEN "+TableStateChannel); err != nil {
 		return err
 	}
+	reload := func(ctx context.Context) error {
+		return e.followers.reloadFrom(ctx, e.log, func(ctx context.Context) (*StateRows, error) {
+			return loadTableStates(ctx, conn.Conn(), e.keys)
+		})
+	}
 	// Changes before LISTEN took effect were not announced: reload now.
-	if err := e.reloadStates(ctx); err != nil {
+	if err := reload(ctx); err != nil {
 		return err
 	}
 	for {
-		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
-			if ctx.Err() != nil {
-				conn.Conn().Close(context.Background())
-				return ctx.Err()
-			}
+		if _, err := keysource.WaitForNotificationPing(ctx, conn.Conn(), reload); err != nil {
 			return err
 		}
-		if err := e.reloadStates(ctx); err != nil {
+		if err := reload(ctx); err != nil {
 			return err
 		}
 	}
-}
-
-func (e *engine) reloadStates(ctx context.Context) error {
-	return e.followers.reload(ctx, e.pool, e.keys, e.log)
 }
 
 // migratingSet is the set of configured tables in migration mode.

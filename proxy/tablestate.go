@@ -222,14 +222,25 @@ const StateRemedy = "if the table is really being migrated or decrypted, run `pg
 // keys. The key store is read only when there are rows; with keys nil (no
 // key store yet) no row can verify.
 func LoadTableStates(ctx context.Context, pool *pgxpool.Pool, keys *keysource.Keyring) (*StateRows, error) {
+	return loadTableStates(ctx, pool, keys)
+}
+
+// stateQuerier is a pool or one connection.
+type stateQuerier interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}
+
+// loadTableStates is LoadTableStates on q.
+func loadTableStates(ctx context.Context, q stateQuerier, keys *keysource.Keyring) (*StateRows, error) {
 	out := &StateRows{Verified: map[string]TableState{}, Rejected: map[string]string{}}
-	exists, signed, err := tableStatesShape(ctx, pool)
+	exists, signed, err := tableStatesShape(ctx, q)
 	if err != nil || !exists {
 		return out, err
 	}
-	q := "SELECT table_name, state, generation, mac FROM pgveil.tables"
+	query := statesListenerQuery
 	if !signed {
-		q = "SELECT table_name, state, 0::bigint, NULL::bytea FROM pgveil.tables"
+		query = "SELECT table_name, state, 0::bigint, NULL::bytea FROM pgveil.tables"
 	}
 	type row struct {
 		table, state string
@@ -237,7 +248,7 @@ func LoadTableStates(ctx context.Context, pool *pgxpool.Pool, keys *keysource.Ke
 		mac          []byte
 	}
 	var all []row
-	rows, err := pool.Query(ctx, q)
+	rows, err := q.Query(ctx, query)
 	if err != nil {
 		return nil, err
 	}

@@ -543,8 +543,11 @@ func (p *pass) passes(ctx context.Context, e *Env, interrupted func() bool) (*pa
 			return total, nil
 		}
 	}
-	return total, fmt.Errorf("%s: rows needing work kept appearing after %d passes; is an application writing to it without going through pgveil?", p.t.pol.QualifiedName(), maxPasses)
+	return total, fmt.Errorf("%s: %w after %d passes; is an application writing to it without going through pgveil?", p.t.pol.QualifiedName(), errKeptAppearing, maxPasses)
 }
+
+// errKeptAppearing: every pass found new work (passes).
+var errKeptAppearing = errors.New("rows needing work kept appearing")
 
 // ErrInterrupted: the operator asked to stop; the batches in flight were finished.
 var ErrInterrupted = errors.New("interrupted")

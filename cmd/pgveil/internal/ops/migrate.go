@@ -193,7 +193,11 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 	}
 	if !work {
 		if tp.state != proxy.TableComplete {
-			if err := proxy.SetTableState(ctx, e.Pool, keys, name, proxy.TableComplete); err != nil {
+			since, err := setTableState(ctx, e, name, proxy.TableComplete)
+			if err != nil {
+				return err
+			}
+			if err := settleState(ctx, e, name, proxy.TableComplete, since); err != nil {
 				return err
 			}
 		}
@@ -211,11 +215,15 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 	}
 	switch {
 	case plain && tp.state != proxy.TableMigrating:
-		if err := proxy.SetTableState(ctx, e.Pool, keys, name, proxy.TableMigrating); err != nil {
+		since, err := setTableState(ctx, e, name, proxy.TableMigrating)
+		if err != nil {
 			return err
 		}
 		e.Log.Info("table state", zap.String("table", name), zap.String("state", proxy.TableMigrating))
 		fmt.Fprintf(e.Out, "%s: state migrating (every pgveil replica now reads values without an envelope as legacy plaintext)\n", name)
+		if err := settleState(ctx, e, name, proxy.TableMigrating, since); err != nil {
+			return err
+		}
 	case !plain && tp.state != proxy.TableMigrating:
 		fmt.Fprintf(e.Out, "%s: every value is sealed; filling blind indexes only (the table stays out of migration mode)\n", name)
 	}
@@ -235,7 +243,11 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 		return &ProblemError{Msg: fmt.Sprintf("%s: some rows could not be encrypted and were left as they are; %s:\n  - %s\nfix them and run `pgveil migrate --apply` again (docs/ADOPTION.md, \"Rows migrate cannot encrypt\")",
 			name, stays, strings.Join(st.problemLines(), "\n  - "))}
 	}
-	if err := proxy.SetTableState(ctx, e.Pool, keys, name, proxy.TableComplete); err != nil {
+	since, err := setTableState(ctx, e, name, proxy.TableComplete)
+	if err != nil {
+		return err
+	}
+	if err := settleState(ctx, e, name, proxy.TableComplete, since); err != nil {
 		return err
 	}
 	e.Log.Info("table state", zap.String("table", name), zap.String("state", proxy.TableComplete))
@@ -488,4 +500,58 @@ func openProblem(c *policy.Column, err error) error {
 		reason = "key of another column or tenant"
 	}
 	return &rowProblem{kind: fmt.Sprintf("%s: sealed value does not open (%s)", c.Name, reason)}
+}
+
+// setTableState is proxy.SetTableState, and returns the server's time
+// just before it: a replica's reload begun since then that settleState
+// counts is the one the notification started (delivered at the commit),
+// or a heartbeat begun in the moment before the commit, which the
+// notification's reload follows within milliseconds. (The time after the
+// commit would be too late: a replica's reload on the notification often
+// starts before this process's next query.)
+func setTableState(ctx context.Context, e *Env, name, state string) (time.Time, error) {
+	var since time.Time
+	keys, err := e.Keyring(ctx)
+	if err != nil {
+		return since, err
+	}
+	// The key that signs the state and the table's columns first, so that
+	// little passes between since and the commit.
+	if _, err := keys.TableStateKey(ctx, true); err != nil {
+		return since, fmt.Errorf("the key that signs pgveil.tables: %w", err)
+	}
+	if err := proxy.EnsureTableStates(ctx, e.Pool); err != nil {
+		return since, err
+	}
+	if err := e.Pool.QueryRow(ctx, "SELECT statement_timestamp()").Scan(&since); err != nil {
+		return since, err
+	}
+	return since, proxy.SetTableState(ctx, e.Pool, keys, name, state)
+}
+
+// stateSettleTimeout bounds settleState: a replica whose listener went
+// silent finds out within keysource.HeartbeatIdle + HeartbeatTimeout and
+// reconnects.
+const stateSettleTimeout = 30 * time.Second
+
+// settleState waits until every running replica has read the state just
+// set (proxy.WaitStateApplied): before --decrypt writes plaintext back, a
+// replica still at complete would refuse each value (PV003) and miss it in
+// lookups; after complete, one still at migrating would send lookups'
+// plaintext. A replica that does not confirm in time is reported and the
+// command goes on (it reads the state when its listener reconnects).
+func settleState(ctx context.Context, e *Env, name, state string, since time.Time) error {
+	total, pending, err := proxy.WaitStateApplied(ctx, e.Pool, since, stateSettleTimeout, func(n int) {
+		fmt.Fprintf(e.Out, "%s: waiting for %d pgveil replica(s) to read state %s\n", name, n, state)
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the pgveil replicas to read state %s of %s: %w", state, name, err)
+	}
+	if pending > 0 {
+		e.Log.Warn("replicas did not confirm the table state", zap.String("table", name), zap.String("state", state),
+			zap.Int("pending", pending), zap.Int("replicas", total))
+		fmt.Fprintf(e.Out, "%s: %d of %d pgveil replica(s) did not confirm state %s within %s; going on (a replica whose listener is down reads it when it reconnects; "+
+			"a role that cannot see other roles' sessions needs pg_read_all_stats)\n", name, pending, total, state, stateSettleTimeout)
+	}
+	return nil
 }

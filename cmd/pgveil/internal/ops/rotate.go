@@ -324,8 +324,13 @@ func liveTenants(ctx context.Context, keys *keysource.Keyring, c *policy.Column)
 }
 
 // waitGrace waits until Grace has passed since the rotation, then for every
-// transaction that began before the rotation to end: such a transaction may
-// have sealed values under an old version that no pass can see yet.
+// transaction that began before the grace period ended to end: such a
+// transaction may have sealed values under an old version that no pass can
+// see yet. Not only those that began before the rotation: a replica that
+// has not heard of it (its notification lost, or not yet arrived) seals
+// under the old version until its cached active key expires, also in a
+// transaction that began after the rotation, and such a transaction may
+// commit after the last pass (review 17a).
 func waitGrace(ctx context.Context, e *Env, rotatedAt time.Time, o RotateOptions) error {
 	grace := o.Grace
 	if grace <= 0 {
@@ -341,18 +346,29 @@ func waitGrace(ctx context.Context, e *Env, rotatedAt time.Time, o RotateOptions
 			return ctx.Err()
 		}
 	}
+	// The server's clock, as xact_start's.
+	var graceEnd time.Time
+	if err := e.Pool.QueryRow(ctx, `SELECT statement_timestamp()`).Scan(&graceEnd); err != nil {
+		return err
+	}
 	deadline := time.Now().Add(5 * time.Minute)
+	told := false
 	for {
 		var n int
 		if err := e.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start < $1`, rotatedAt).Scan(&n); err != nil {
+			WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
+			AND xact_start < $1`, graceEnd).Scan(&n); err != nil {
 			return err
 		}
 		if n == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return &ProblemError{Msg: fmt.Sprintf("%d transaction(s) that began before the rotation are still open after 5 minutes; retired versions are kept. Run `pgveil rotate --finish` once they end", n)}
+			return &ProblemError{Msg: fmt.Sprintf("%d transaction(s) that began before the grace period ended are still open after 5 minutes; retired versions are kept. Run `pgveil rotate --finish` once they end", n)}
+		}
+		if !told {
+			told = true
+			fmt.Fprintf(e.Out, "waiting for %d transaction(s) that began before the grace period ended (they may hold values sealed under an old version)\n", n)
 		}
 		select {
 		case <-time.After(time.Second):
