@@ -178,6 +178,9 @@ func (a *analyzer) rowTenant(t *policy.Table, cols []insCol, items []*pg.Node) (
 		if c.name != t.KeyContext || i >= len(items) {
 			continue
 		}
+		if err := a.tenantCastsKeep(t, items[i]); err != nil {
+			return ValueRef{}, false, err
+		}
 		v, err := a.classify(items[i], nil, false)
 		if err != nil {
 			return ValueRef{}, false, err
@@ -193,6 +196,25 @@ func (a *analyzer) rowTenant(t *policy.Table, cols []insCol, items []*pg.Node) (
 		return ValueRef{}, false, nil
 	}
 	return ValueRef{}, false, nil
+}
+
+// tenantCastsKeep refuses casts on a key_context value that may change it
+// on its way to the column: pgveil seals the row's values under the tenant
+// as written, while PostgreSQL stores it cast ('77'::varchar(1) is '7', a
+// bpchar cast drops trailing spaces, "char" and name truncate). A length or
+// precision is refused even where the value fits: a plan stands for every
+// text of its shape, whatever its literals, and a parameter's value is not
+// known when the statement is planned.
+func (a *analyzer) tenantCastsKeep(t *policy.Table, n *pg.Node) *Error {
+	for tc := n.GetTypeCast(); tc != nil; tc = tc.Arg.GetTypeCast() {
+		name := lastName(tc.TypeName.Names)
+		if len(tc.TypeName.Typmods) > 0 || len(tc.TypeName.ArrayBounds) > 0 || name == "bpchar" || name == "char" || name == "name" {
+			return tableErr(CodeDatatypeMismatch, t, "cast the "+t.KeyContext+" value without a length or precision (the column's own type applies)",
+				"cast to %s of the %s value of a write to %s: it may change the tenant PostgreSQL stores, while pgveil seals the row's values under the tenant as written",
+				typeNameString(tc.TypeName), t.KeyContext, t.QualifiedName()).at(a.sql, tc.Location)
+		}
+	}
+	return nil
 }
 
 // missingTenant refuses a write whose tenant cannot be found; need says

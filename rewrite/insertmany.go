@@ -152,6 +152,11 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 		taken[n] = true
 	}
 	for i, c := range cols {
+		if t.KeyContext != "" && c.name == t.KeyContext {
+			if err := a.tenantCastsKeep(t, vs.items[i]); err != nil {
+				return err
+			}
+		}
 		if c.enc == nil {
 			continue
 		}
@@ -181,7 +186,7 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 			}
 			a.replace(int(tc.TypeName.Location), end, phys)
 		}
-		_, itemEnd, ok := a.castExtent(item, func(n *pg.Node) (int, int, bool) {
+		itemStart, itemEnd, ok := a.castExtent(item, func(n *pg.Node) (int, int, bool) {
 			s, e, _, _, ok := a.refTokens(n.GetColumnRef())
 			return s, e, ok
 		})
@@ -191,6 +196,9 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 		if item.GetTypeCast() == nil {
 			a.insert(itemEnd, "::"+phys)
 		}
+		// The index items follow the whole item, outside its
+		// parentheses: inside, (p1, i) would be a row.
+		itemEnd = a.parenEnd(itemStart, itemEnd, 0)
 		// The index columns: listed, selected and named.
 		var names string
 		for j, bi := range c.enc.IndexTargets() {

@@ -1,0 +1,155 @@
+package rewrite
+
+// Review of SQLAlchemy 2.0 insertmanyvalues (INSERT … SELECT … FROM
+// (VALUES …) AS alias(…)), commit 78be62a.
+//
+// Findings:
+//
+//   - HIGH: a cast that changes the tenant's value (p0::varchar(1), a
+//     bpchar cast, or a cast of a text tenant to another type family) on the
+//     key_context column's SELECT item, or on its VALUES item (also in a
+//     plain VALUES list, which had the same defect), sealed the row's values under the tenant as
+//     written ('77') while PostgreSQL stored the cast value ('7'): values
+//     under another tenant's key than the row's. Fix: rowTenant and the
+//     SELECT item of the key_context column refuse casts with a length or
+//     precision and bpchar/char/name casts (TestReviewInsertManyTenantCast).
+//     Not fixed: a cast across type families ('007' cast to int into a
+//     text key_context column stores '7'); contrived.
+//   - LOW: a parenthesised SELECT item of an encrypted column, SELECT p0,
+//     (p1), got its blind index inside the parentheses, (p1::text,
+//     pgveil_i1_0::bytea): a row constructor, refused by PostgreSQL ("more
+//     target columns than expressions"). Fix: the index item goes after the
+//     parentheses (TestReviewInsertManyParenItem).
+//
+// Held (TestReviewInsertManyHolds): columns in another order than the
+// VALUES columns with several indexed columns, qualified and quoted
+// references, comments in the alias list, key rotation (two index targets
+// per column), ON CONFLICT, WITH, NULL in every row, DEFAULT (refused),
+// typed literals, nested parentheses around values, ORDER BY an expression
+// (refused), a VALUES column feeding nothing, the shape cache with other
+// literals.
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestReviewInsertManyTenantCast(t *testing.T) {
+	p := newTestPlanner(t)
+	for _, sql := range []string{
+		`INSERT INTO users (org_id, email) SELECT p0::varchar(1), p1 FROM (VALUES ('77', 'a@x', 0)) AS imp(p0, p1, s) ORDER BY s`,
+		`INSERT INTO users (org_id, email) SELECT p0::char(3), p1 FROM (VALUES ('7 ', 'a@x', 0)) AS imp(p0, p1, s) ORDER BY s`,
+		`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES ('77'::varchar(1), 'a@x', 0)) AS imp(p0, p1, s) ORDER BY s`,
+		`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES ($1::varchar(1), $2, 0)) AS imp(p0, p1, s) ORDER BY s`,
+		`INSERT INTO users (org_id, email) VALUES ('77'::varchar(1), 'a@x')`,
+		`INSERT INTO users (org_id, email) VALUES ('7 '::bpchar, 'a@x')`,
+	} {
+		_, err := p.Plan(sql, publicPath)
+		if err == nil || !strings.Contains(err.Error(), "org_id") {
+			t.Errorf("%s\n  planned (%v): its values would be sealed under another tenant than the one stored", sql, err)
+		}
+	}
+	// Casts that keep the tenant's value still plan.
+	for _, sql := range []string{
+		`INSERT INTO users (org_id, email) SELECT p0::VARCHAR, p1::VARCHAR FROM (VALUES ('7', 'a@x', 0)) AS imp(p0, p1, s) ORDER BY s`,
+		`INSERT INTO users (org_id, email) SELECT p0::text, p1 FROM (VALUES ($1::text, $2::VARCHAR, 0)) AS imp(p0, p1, s) ORDER BY s`,
+		`INSERT INTO users (org_id, email) VALUES ('7'::text, 'a@x')`,
+		`INSERT INTO users (org_id, email) SELECT p0::INTEGER, p1 FROM (VALUES (7, 'a@x', 0)) AS imp(p0, p1, s) ORDER BY s`,
+	} {
+		if _, err := p.Plan(sql, publicPath); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+}
+
+func TestReviewInsertManyParenItem(t *testing.T) {
+	p := newTestPlanner(t)
+	for _, c := range []struct{ sql, want string }{
+		{`INSERT INTO users (org_id, email) SELECT p0, (p1) FROM (VALUES (7, 'a@x', 0)) AS imp(p0, p1, s) ORDER BY s`,
+			`INSERT INTO users (org_id, email, email_bidx) SELECT p0, (p1::text), pgveil_i1_0::bytea FROM (VALUES (7, {encrypt:email}, {index:email}, 0)) AS imp(p0, p1, pgveil_i1_0, s) ORDER BY s`},
+		{`INSERT INTO users (org_id, email) SELECT p0, ((p1::VARCHAR)) FROM (VALUES (7, 'a@x', 0)) AS imp(p0, p1, s) ORDER BY s`,
+			`INSERT INTO users (org_id, email, email_bidx) SELECT p0, ((p1::text)), pgveil_i1_0::bytea FROM (VALUES (7, {encrypt:email}, {index:email}, 0)) AS imp(p0, p1, pgveil_i1_0, s) ORDER BY s`},
+	} {
+		plan, err := p.Plan(c.sql, publicPath)
+		if err != nil {
+			t.Errorf("%s: %v", c.sql, err)
+			continue
+		}
+		if got, _ := renderMarked(c.sql, plan); got != c.want {
+			t.Errorf("%s\n  got  %s\n  want %s", c.sql, got, c.want)
+		}
+	}
+}
+
+func TestReviewInsertManyHolds(t *testing.T) {
+	p := newTestPlanner(t)
+	r := reviewRotationPlanner(t)
+	for _, c := range []struct {
+		pl        *Planner
+		sql, want string
+	}{
+		// INSERT columns in another order than the VALUES columns, two indexed columns.
+		{p, `INSERT INTO users (email, ssn, org_id) SELECT p2, p0, p1 FROM (VALUES ('111', 7, 'a@x', 0)) AS imp(p0, p1, p2, s) ORDER BY s`,
+			`INSERT INTO users (email, email_bidx, ssn, ssn_bidx, org_id) SELECT p2::text, pgveil_i0_0::bytea, p0::text, pgveil_i1_0::bytea, p1 FROM (VALUES ({encrypt:ssn}, {index:ssn}, 7, {encrypt:email}, {index:email}, 0)) AS imp(p0, pgveil_i1_0, p1, p2, pgveil_i0_0, s) ORDER BY s`},
+		// Key rotation: two index targets per column, literal and parameter rows.
+		{r, `INSERT INTO accounts (org_id, ssn, email) SELECT p0, p1, p2 FROM (VALUES (7, '1', 'a@x', 0), (8, $1, $2, 1)) AS imp(p0, p1, p2, s) ORDER BY s`,
+			`INSERT INTO accounts (org_id, ssn, ssn_bidx, ssn_bidx2, email, email_bidx, email_bidx2) SELECT p0, p1::text, pgveil_i1_0::bytea, pgveil_i1_1::bytea, p2::text, pgveil_i2_0::bytea, pgveil_i2_1::bytea FROM (VALUES (7, {encrypt:ssn}, {index:ssn}, {index-next:ssn}, {encrypt:email}, {index:email}, {index-next:email}, 0), (8, $1, $3, $4, $2, $5, $6, 1)) AS imp(p0, p1, pgveil_i1_0, pgveil_i1_1, p2, pgveil_i2_0, pgveil_i2_1, s) ORDER BY s`},
+		// Qualified and quoted references, comments in the alias list.
+		{p, `INSERT INTO users (org_id, email) SELECT imp.p0, "imp"."p1" FROM (VALUES (7, 'a@x', 0)) /*c*/ imp /*d*/ ( p0 /*e*/ , "p1" , s ) ORDER BY imp.s`,
+			`INSERT INTO users (org_id, email, email_bidx) SELECT imp.p0, "imp"."p1"::text, pgveil_i1_0::bytea FROM (VALUES (7, {encrypt:email}, {index:email}, 0)) /*c*/ imp /*d*/ ( p0 /*e*/ , "p1", pgveil_i1_0 , s ) ORDER BY imp.s`},
+		// ON CONFLICT: the index is set beside the value, same tenant only.
+		{p, `INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES (7, 'a@x', 0)) AS imp(p0, p1, s) ON CONFLICT (email_bidx) DO UPDATE SET email = EXCLUDED.email`,
+			`INSERT INTO users (org_id, email, email_bidx) SELECT p0, p1::text, pgveil_i1_0::bytea FROM (VALUES (7, {encrypt:email}, {index:email}, 0)) AS imp(p0, p1, pgveil_i1_0, s) ON CONFLICT (email_bidx) DO UPDATE SET email = EXCLUDED.email, email_bidx = excluded.email_bidx WHERE users.org_id = EXCLUDED.org_id`},
+		// NULL in every row, nested parentheses, typed literal.
+		{p, `INSERT INTO users (org_id, email, birth_date) SELECT p0, p1, p2 FROM (VALUES ((7), NULL, DATE '2024-01-01', 0), (8, ((NULL)), NULL, 1)) AS imp(p0, p1, p2, s) ORDER BY s`,
+			`INSERT INTO users (org_id, email, email_bidx, birth_date) SELECT p0, p1::text, pgveil_i1_0::bytea, p2::text FROM (VALUES ((7), NULL, NULL, {encrypt:birth_date}, 0), (8, ((NULL)), NULL, NULL, 1)) AS imp(p0, p1, pgveil_i1_0, p2, s) ORDER BY s`},
+		// A VALUES column feeding nothing stays as written (the
+		// application's own text, as in a plain VALUES list).
+		{p, `INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES ($1, $2, $2)) AS imp(p0, p1, p2)`,
+			`INSERT INTO users (org_id, email, email_bidx) SELECT p0, p1::text, pgveil_i1_0::bytea FROM (VALUES ($1, $3, $4, $2)) AS imp(p0, p1, pgveil_i1_0, p2)`},
+	} {
+		plan, err := c.pl.Plan(c.sql, publicPath)
+		if err != nil {
+			t.Errorf("%s: %v", c.sql, err)
+			continue
+		}
+		if got, _ := renderMarked(c.sql, plan); got != c.want {
+			t.Errorf("%s\n  got  %s\n  want %s", c.sql, got, c.want)
+		}
+	}
+	for _, c := range []struct{ sql, want string }{
+		{`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES (7, DEFAULT, 0)) AS imp(p0, p1, s) ORDER BY s`, "DEFAULT"},
+		{`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES (7, 'a@x', 0)) AS imp(p0, p1, s) ORDER BY s + 1`, "INSERT … SELECT"},
+		{`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES (7, 'a@x', 0) ORDER BY 2) AS imp(p0, p1, s)`, "INSERT … SELECT"},
+		{`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES (7, 'a@x', 0)) AS imp(p0, p1, s), (VALUES (1)) b(z)`, "INSERT … SELECT"},
+		{`INSERT INTO users SELECT p0, p1 FROM (VALUES (7, 'a@x', 0)) AS imp(p0, p1, s)`, "column list"},
+		{`INSERT INTO users (org_id, email) SELECT p0, p1 COLLATE "C" FROM (VALUES (7, 'a@x', 0)) AS imp(p0, p1, s)`, "INSERT … SELECT"},
+		{`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES (7, 'a@x', 0)) AS imp(p0, p1)`, "INSERT … SELECT"},
+	} {
+		if _, err := p.Plan(c.sql, publicPath); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want a refusal with %q", c.sql, err, c.want)
+		}
+	}
+	// The shape cache: a second text of the same shape with other
+	// literals (other lengths) plans as a fresh planner plans it.
+	a := `INSERT INTO users (org_id, email, name) SELECT p0, p1, p2 FROM (VALUES (7, 'a@x', 'Ann', 0), (8, 'b@y', 'Bob', 1)) AS imp(p0, p1, p2, s) ORDER BY s`
+	b := `INSERT INTO users (org_id, email, name) SELECT p0, p1, p2 FROM (VALUES (123456, 'much.longer@example.org', 'B', 0), (9, 'z', 'Christopher', 1)) AS imp(p0, p1, p2, s) ORDER BY s`
+	if _, err := p.Plan(a, publicPath); err != nil {
+		t.Fatal(err)
+	}
+	hits := p.Stats().ShapeHits
+	cached, err := p.Plan(b, publicPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Stats().ShapeHits != hits+1 {
+		t.Errorf("the second text was not planned from the shape cache")
+	}
+	fresh, err := newTestPlanner(t).Plan(b, publicPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, w := dumpPlan(b, cached), dumpPlan(b, fresh); g != w {
+		t.Errorf("shape-cache plan differs:\n%s\nfresh:\n%s", g, w)
+	}
+}
