@@ -424,17 +424,18 @@ func (a *analyzer) onConflict(oc *pg.OnConflictClause, t *policy.Table, target *
 	var tenant ValueRef
 	haveTenant := false
 	var others []ValueRef // the tenants of the other rows of a multi-row VALUES
+	rows := valueRows(sel, len(cols))
 	switch {
-	case sel != nil && len(sel.ValuesLists) == 1:
-		tenant, haveTenant, _ = a.rowTenant(t, cols, sel.ValuesLists[0].GetList().GetItems())
+	case len(rows) == 1:
+		tenant, haveTenant, _ = a.rowTenant(t, cols, rows[0])
 	case t == nil || t.KeyContext == "":
 		tenant, haveTenant = ValueRef{Kind: RefNone}, true
-	case sel != nil && len(sel.ValuesLists) > 1:
+	case len(rows) > 1:
 		// SET col = $n over several rows (Knex's merge({col: v})): one
 		// value, sealed under the first row's tenant, and the proxy checks
 		// that every row names the same tenant before it seals.
-		for i, row := range sel.ValuesLists {
-			ref, ok, _ := a.rowTenant(t, cols, row.GetList().GetItems())
+		for i, row := range rows {
+			ref, ok, _ := a.rowTenant(t, cols, row)
 			if !ok || ref.Kind != RefParam && ref.Kind != RefLiteral {
 				haveTenant, others = false, nil
 				break
@@ -465,6 +466,38 @@ func (a *analyzer) onConflict(oc *pg.OnConflictClause, t *policy.Table, target *
 		return err
 	}
 	return a.tenantGuard(oc, t, target)
+}
+
+// valueRows is the rows of an INSERT's VALUES, or of the VALUES list of an
+// INSERT … SELECT … FROM (VALUES …) (insertmany.go), each row's items
+// in the order of the INSERT's ncols columns.
+func valueRows(sel *pg.SelectStmt, ncols int) [][]*pg.Node {
+	if sel == nil {
+		return nil
+	}
+	var out [][]*pg.Node
+	if len(sel.ValuesLists) > 0 {
+		for _, row := range sel.ValuesLists {
+			out = append(out, row.GetList().GetItems())
+		}
+		return out
+	}
+	vs, ok := matchValuesSelect(sel, ncols)
+	if !ok {
+		return nil
+	}
+	for _, row := range vs.rows {
+		items := row.GetList().GetItems()
+		mapped := make([]*pg.Node, ncols)
+		for i, k := range vs.colOf {
+			if k >= len(items) {
+				return nil
+			}
+			mapped[i] = items[k]
+		}
+		out = append(out, mapped)
+	}
+	return out
 }
 
 // sealedUnder reports whether parameters, and literals, were sealed under

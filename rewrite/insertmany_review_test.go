@@ -20,6 +20,12 @@ package rewrite
 //     pgveil_i1_0::bytea): a row constructor, refused by PostgreSQL ("more
 //     target columns than expressions"). Fix: the index item goes after the
 //     parentheses (TestReviewInsertManyParenItem).
+//   - LOW: ON CONFLICT … DO UPDATE SET col = $n (or a literal) with this
+//     form was refused ("cannot tell the tenant"): onConflict looked for
+//     the rows' tenants in sel.ValuesLists only. Fix: valueRows gives it
+//     the VALUES rows mapped to the INSERT's columns, so SET is sealed under
+//     the first row's tenant and Stmt.SameTenant lists the others, as for
+//     INSERT … VALUES (TestReviewInsertManyOnConflictSet).
 //
 // Held (TestReviewInsertManyHolds): columns in another order than the
 // VALUES columns with several indexed columns, qualified and quoted
@@ -32,6 +38,8 @@ package rewrite
 import (
 	"strings"
 	"testing"
+
+	"github.com/pgveil/pgveil/policy"
 )
 
 func TestReviewInsertManyTenantCast(t *testing.T) {
@@ -130,6 +138,32 @@ func TestReviewInsertManyHolds(t *testing.T) {
 			t.Errorf("%s: %v, want a refusal with %q", c.sql, err, c.want)
 		}
 	}
+	// A length cast on an encrypted item is checked on each row's literal
+	// when the text is rendered (PostgreSQL would truncate 'abcdef').
+	{
+		sql := `INSERT INTO users (org_id, email) SELECT p0, p1::VARCHAR(3) FROM (VALUES (7, 'abc', 0), (8, 'abcdef', 1)) AS imp(p0, p1, s)`
+		plan, err := p.Plan(sql, publicPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := plan.Stmts[0]
+		var email *policy.Column
+		for _, tb := range testConfig(t).Tables {
+			if tb.QualifiedName() == "public.users" {
+				email = tb.Column("email")
+			}
+		}
+		var errs []bool
+		for _, l := range st.Literals {
+			if len(l.Casts) > 0 {
+				v, _, _ := LiteralValue(sql, l)
+				errs = append(errs, l.CheckCasts(sql, email, v) != nil)
+			}
+		}
+		if len(errs) != 2 || errs[0] || !errs[1] {
+			t.Errorf("varchar(3) checks on the rows' literals (refused): %v", errs)
+		}
+	}
 	// The shape cache: a second text of the same shape with other
 	// literals (other lengths) plans as a fresh planner plans it.
 	a := `INSERT INTO users (org_id, email, name) SELECT p0, p1, p2 FROM (VALUES (7, 'a@x', 'Ann', 0), (8, 'b@y', 'Bob', 1)) AS imp(p0, p1, p2, s) ORDER BY s`
@@ -151,5 +185,31 @@ func TestReviewInsertManyHolds(t *testing.T) {
 	}
 	if g, w := dumpPlan(b, cached), dumpPlan(b, fresh); g != w {
 		t.Errorf("shape-cache plan differs:\n%s\nfresh:\n%s", g, w)
+	}
+}
+
+func TestReviewInsertManyOnConflictSet(t *testing.T) {
+	p := newTestPlanner(t)
+	sql := `INSERT INTO users (org_id, email) SELECT p0::BIGINT, p1::VARCHAR FROM (VALUES ($1::BIGINT, $2::VARCHAR, 0), ($3::BIGINT, $4::VARCHAR, 1)) AS imp_sen(p0, p1, sen_counter) ` +
+		`ON CONFLICT (email) DO UPDATE SET phone = $5 RETURNING users.id`
+	plan, err := p.Plan(sql, publicPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := plan.Stmts[0]
+	want := `INSERT INTO users (org_id, email, email_bidx) SELECT p0::BIGINT, p1::text, pgveil_i1_0::bytea FROM (VALUES ($1::BIGINT, $2, $6, 0), ($3::BIGINT, $4, $7, 1)) AS imp_sen(p0, p1, pgveil_i1_0, sen_counter) ` +
+		`ON CONFLICT (email_bidx) DO UPDATE SET phone = $5 WHERE users.org_id = EXCLUDED.org_id RETURNING users.id`
+	if got := strings.Join(st.Text, "{}"); got != want {
+		t.Errorf("rewritten:\n%s\nwant:\n%s", got, want)
+	}
+	// phone = $5 is sealed once, under the first row's tenant; the proxy
+	// checks that every row names it.
+	if len(st.SameTenant) != 1 || len(st.SameTenant[0].Refs) != 2 || st.SameTenant[0].Refs[0].Param != 0 || st.SameTenant[0].Refs[1].Param != 2 {
+		t.Errorf("SameTenant %+v", st.SameTenant)
+	}
+	for _, pa := range st.Params {
+		if pa.Action == Encrypt && pa.Column.Name == "phone" && (pa.Tenant.Kind != RefParam || pa.Tenant.Param != 0) {
+			t.Errorf("phone sealed under %+v", pa.Tenant)
+		}
 	}
 }
