@@ -7,6 +7,9 @@ package integration
 //     p0::VARCHAR(4)::BIGINT of '91711', stored tenant 9171 while pgveil
 //     sealed the row's values under tenant 91711: now refused (42804,
 //     naming org_id).
+//   - LOW (fixed): ON CONFLICT … DO UPDATE SET phone = $n with this form
+//     was refused; now sealed under the rows' tenant, and rows of two
+//     tenants refused.
 //   - LOW (fixed): a parenthesised SELECT item of an indexed column became a
 //     row constructor with its index; now it writes and reads back.
 //
@@ -98,5 +101,22 @@ FROM (VALUES `+strings.Join(vals, ", ")+`) AS imp_sen(p0, p1, p2, p3, sen_counte
 			}
 		}
 	}
-	verifyAtRest(t, ctx, []string{"imv17c-a@example.org", "imv17c-b@example.org", "17c-111", "17c-222", "imv17c-cast@example.org"})
+	// ON CONFLICT … DO UPDATE SET phone = $n: sealed under the rows'
+	// one tenant; rows of two tenants refused.
+	const upsert = `INSERT INTO users (org_id, email, name) SELECT p0::BIGINT, p1::VARCHAR, p2::VARCHAR
+FROM (VALUES ($1::BIGINT, $2::VARCHAR, $3::VARCHAR, 0), ($4::BIGINT, $5::VARCHAR, $6::VARCHAR, 1)) AS imp_sen(p0, p1, p2, sen_counter)
+ORDER BY sen_counter ON CONFLICT (email) DO UPDATE SET phone = $7 RETURNING users.id`
+	p.remember("imv17c-c@example.org", "+1-555-17c")
+	if _, err := c.Exec(ctx, upsert, orgA, rs[0].email, "imv17c-0", orgA, "imv17c-c@example.org", "imv17c-2", "+1-555-17c"); err != nil {
+		t.Fatalf("upsert: %v", err)
+	}
+	var phone string
+	if err := c.QueryRow(ctx, "SELECT phone FROM users WHERE email = $1", rs[0].email).Scan(&phone); err != nil || phone != "+1-555-17c" {
+		t.Errorf("upserted phone: %q %v", phone, err)
+	}
+	_, err = c.Exec(ctx, upsert, orgA, rs[0].email, "imv17c-0", orgB, rs[1].email, "imv17c-1", "+1-555-17c")
+	if !errors.As(err, &pe) || pe.Code != "0A000" {
+		t.Errorf("upsert over two tenants: %v; want 0A000", err)
+	}
+	verifyAtRest(t, ctx, []string{"+1-555-17c", "imv17c-c@example.org", "imv17c-a@example.org", "imv17c-b@example.org", "17c-111", "17c-222", "imv17c-cast@example.org"})
 }
