@@ -7,6 +7,8 @@ package integration
 //     p0::VARCHAR(4)::BIGINT of '91711', stored tenant 9171 while pgveil
 //     sealed the row's values under tenant 91711: now refused (42804,
 //     naming org_id).
+//   - MEDIUM (fixed): nextval('users_id_seq') among the SELECT items
+//     (SQLAlchemy, explicit Sequence) was refused; now writes.
 //   - LOW (fixed): ON CONFLICT … DO UPDATE SET phone = $n with this form
 //     was refused; now sealed under the rows' tenant, and rows of two
 //     tenants refused.
@@ -118,5 +120,17 @@ ORDER BY sen_counter ON CONFLICT (email) DO UPDATE SET phone = $7 RETURNING user
 	if !errors.As(err, &pe) || pe.Code != "0A000" {
 		t.Errorf("upsert over two tenants: %v; want 0A000", err)
 	}
-	verifyAtRest(t, ctx, []string{"+1-555-17c", "imv17c-c@example.org", "imv17c-a@example.org", "imv17c-b@example.org", "17c-111", "17c-222", "imv17c-cast@example.org"})
+	// SQLAlchemy's form with an explicit Sequence: nextval among the items.
+	p.remember("imv17c-seq@example.org")
+	var seqID int64
+	if err := c.QueryRow(ctx, `INSERT INTO users (org_id, id, email, name) SELECT p0::BIGINT, nextval('users_id_seq'), p1::VARCHAR, p2::VARCHAR
+FROM (VALUES ($1::BIGINT, $2::VARCHAR, $3::VARCHAR, 0)) AS imp_sen(p0, p1, p2, sen_counter) ORDER BY sen_counter RETURNING users.id`,
+		orgB, "imv17c-seq@example.org", "imv17c-seq").Scan(&seqID); err != nil {
+		t.Fatalf("nextval item: %v", err)
+	}
+	var seqEmail string
+	if err := c.QueryRow(ctx, "SELECT email FROM users WHERE id = $1 AND org_id = $2", seqID, orgB).Scan(&seqEmail); err != nil || seqEmail != "imv17c-seq@example.org" {
+		t.Errorf("nextval item: read back %q %v", seqEmail, err)
+	}
+	verifyAtRest(t, ctx, []string{"imv17c-seq@example.org", "+1-555-17c", "imv17c-c@example.org", "imv17c-a@example.org", "imv17c-b@example.org", "17c-111", "17c-222", "imv17c-cast@example.org"})
 }

@@ -178,6 +178,9 @@ func (a *analyzer) rowTenant(t *policy.Table, cols []insCol, items []*pg.Node) (
 		if c.name != t.KeyContext || i >= len(items) {
 			continue
 		}
+		if items[i] == nil {
+			return ValueRef{}, false, nil // not in the VALUES list (insertmany.go)
+		}
 		if err := a.tenantCastsKeep(t, items[i]); err != nil {
 			return ValueRef{}, false, err
 		}
@@ -493,7 +496,9 @@ func valueRows(sel *pg.SelectStmt, ncols int) [][]*pg.Node {
 			if k >= len(items) {
 				return nil
 			}
-			mapped[i] = items[k]
+			if k >= 0 {
+				mapped[i] = items[k]
+			}
 		}
 		out = append(out, mapped)
 	}

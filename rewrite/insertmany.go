@@ -29,8 +29,11 @@ import (
 //	ORDER BY sen_counter RETURNING …
 //
 // Only this shape is accepted: every SELECT item is a column of the VALUES
-// list, under casts at most, each feeding one INSERT column; nothing else
-// in the SELECT but ORDER BY columns of the VALUES list that feed no
+// list, under casts at most, each feeding one INSERT column, or an item
+// that reads no column and no subquery (nextval('…_seq'), SQLAlchemy's
+// form for a column with an explicit Sequence) feeding a column that is
+// neither encrypted, a blind index nor the key_context; nothing else in
+// the SELECT but ORDER BY columns of the VALUES list that feed no
 // encrypted column. Any other INSERT … SELECT into an encrypted column
 // stays refused.
 
@@ -40,7 +43,7 @@ type valuesSelect struct {
 	rows  []*pg.Node
 	width int
 	names []string    // the alias's column names
-	colOf []int       // for each INSERT column, the VALUES column feeding it
+	colOf []int       // for each INSERT column, the VALUES column feeding it (-1: none, a standalone item)
 	items []*pg.Node  // for each INSERT column, its SELECT item
 	sorts map[int]int // VALUES columns named in ORDER BY
 }
@@ -112,6 +115,12 @@ func matchValuesSelect(sel *pg.SelectStmt, ncols int) (*valuesSelect, bool) {
 			inner = inner.GetTypeCast().Arg
 		}
 		k, ok := col(inner)
+		if !ok && standalone(rt.Val) {
+			// nextval('…_seq'): fed by no VALUES column (colOf -1).
+			vs.colOf = append(vs.colOf, -1)
+			vs.items = append(vs.items, rt.Val)
+			continue
+		}
 		if !ok || used[k] {
 			return nil, false
 		}
@@ -133,6 +142,20 @@ func matchValuesSelect(sel *pg.SelectStmt, ncols int) (*valuesSelect, bool) {
 	return vs, true
 }
 
+// standalone reports whether a SELECT item reads nothing of the FROM list
+// nor of any table: no column reference, no subquery (SQLAlchemy's
+// nextval('…_seq') for a column with an explicit Sequence).
+func standalone(n *pg.Node) bool {
+	ok := true
+	walkAll(n, func(c *pg.Node) bool {
+		if c.GetColumnRef() != nil || c.GetSubLink() != nil {
+			ok = false
+		}
+		return ok
+	})
+	return ok
+}
+
 // insertValuesSelect rewrites an INSERT … SELECT … FROM (VALUES …) into a
 // configured table (the shape above).
 func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *valuesSelect, sc *scope) *Error {
@@ -152,6 +175,21 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 		taken[n] = true
 	}
 	for i, c := range cols {
+		if vs.colOf[i] < 0 {
+			// An item fed by no VALUES column: only into a column
+			// that is neither encrypted nor the key_context.
+			switch {
+			case c.enc != nil:
+				return unsupported(c.enc, "INSERT … SELECT of a value that is not a column of the VALUES list", "put the value in the VALUES list").at(a.sql, firstLocation(vs.items[i]))
+			case t.KeyContext != "" && c.name == t.KeyContext:
+				return tableErr(CodeFeatureNotSupported, t, "put the "+t.KeyContext+" value in the VALUES list",
+					"INSERT … SELECT into %s whose %s is not a column of the VALUES list: pgveil cannot tell each row's tenant", t.QualifiedName(), t.KeyContext).at(a.sql, firstLocation(vs.items[i]))
+			}
+			if err := a.expr(vs.items[i], sc, "SELECT"); err != nil {
+				return err
+			}
+			continue
+		}
 		if t.KeyContext != "" && c.name == t.KeyContext {
 			if err := a.tenantCastsKeep(t, vs.items[i]); err != nil {
 				return err
@@ -221,7 +259,10 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 			return errorf(CodeSyntaxError, "VALUES lists must all be the same length").at(a.sql, firstLocation(row))
 		}
 		for i := range cols {
-			mapped[i] = items[vs.colOf[i]]
+			mapped[i] = nil
+			if k := vs.colOf[i]; k >= 0 {
+				mapped[i] = items[k]
+			}
 		}
 		tenant, haveTenant, err := a.rowTenant(t, cols, mapped)
 		if err != nil {

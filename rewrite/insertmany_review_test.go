@@ -26,6 +26,11 @@ package rewrite
 //     the VALUES rows mapped to the INSERT's columns, so SET is sealed under
 //     the first row's tenant and Stmt.SameTenant lists the others, as for
 //     INSERT … VALUES (TestReviewInsertManyOnConflictSet).
+//   - MEDIUM: SQLAlchemy's form for a table whose key has an explicit
+//     Sequence, SELECT p0::VARCHAR, nextval('foo_id_seq'), … (an item fed
+//     by no VALUES column), was refused. Fix: such an item, with no column
+//     reference and no subquery, may feed a column that is not encrypted,
+//     a blind index or the key_context (TestReviewInsertManySequence).
 //
 // Held (TestReviewInsertManyHolds): columns in another order than the
 // VALUES columns with several indexed columns, qualified and quoted
@@ -210,6 +215,39 @@ func TestReviewInsertManyOnConflictSet(t *testing.T) {
 	for _, pa := range st.Params {
 		if pa.Action == Encrypt && pa.Column.Name == "phone" && (pa.Tenant.Kind != RefParam || pa.Tenant.Param != 0) {
 			t.Errorf("phone sealed under %+v", pa.Tenant)
+		}
+	}
+}
+
+// TestReviewInsertManySequence: SQLAlchemy renders a column with an
+// explicit Sequence as nextval(…) among the SELECT items, fed by no VALUES
+// column (its own test: INSERT INTO my_table (data1, id, data2) SELECT
+// p0::VARCHAR, nextval('foo_id_seq'), p2::VARCHAR FROM (VALUES …) AS
+// imp_sen(p0, p2, sen_counter)). Such an item, with no column reference and
+// no subquery, may feed a column that is neither encrypted, a blind index
+// nor the key_context.
+func TestReviewInsertManySequence(t *testing.T) {
+	p := newTestPlanner(t)
+	sql := `INSERT INTO users (org_id, id, email, name) SELECT p0::INTEGER, nextval('users_id_seq'), p2::VARCHAR, upper('x') ` +
+		`FROM (VALUES (7, 'a@x', 0), (8, 'b@y', 1)) AS imp_sen(p0, p2, sen_counter) ORDER BY sen_counter RETURNING users.id`
+	plan, err := p.Plan(sql, publicPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `INSERT INTO users (org_id, id, email, email_bidx, name) SELECT p0::INTEGER, nextval('users_id_seq'), p2::text, pgveil_i2_0::bytea, upper('x') ` +
+		`FROM (VALUES (7, {encrypt:email}, {index:email}, 0), (8, {encrypt:email}, {index:email}, 1)) AS imp_sen(p0, p2, pgveil_i2_0, sen_counter) ORDER BY sen_counter RETURNING users.id`
+	if got, _ := renderMarked(sql, plan); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	for _, c := range []struct{ sql, want string }{
+		{`INSERT INTO users (org_id, email) SELECT p0, 'plain@x' FROM (VALUES (7, 0)) AS imp(p0, s)`, "INSERT … SELECT"},
+		{`INSERT INTO users (org_id, email) SELECT 7, p1 FROM (VALUES ('a@x', 0)) AS imp(p1, s)`, "INSERT … SELECT"},
+		{`INSERT INTO users (org_id, email, name) SELECT p0, p1, upper(p1) FROM (VALUES (7, 'a@x', 0)) AS imp(p0, p1, s)`, "INSERT … SELECT"},
+		{`INSERT INTO users (org_id, email, name) SELECT p0, p1, (SELECT email FROM users LIMIT 1) FROM (VALUES (7, 'a@x', 0)) AS imp(p0, p1, s)`, "INSERT … SELECT"},
+		{`INSERT INTO users (org_id, email, email_bidx) SELECT p0, p1, '\x00'::bytea FROM (VALUES (7, 'a@x', 0)) AS imp(p0, p1, s)`, "blind index"},
+	} {
+		if _, err := p.Plan(c.sql, publicPath); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want a refusal with %q", c.sql, err, c.want)
 		}
 	}
 }
