@@ -116,6 +116,12 @@ func TestReviewInsertManyHolds(t *testing.T) {
 		// NULL in every row, nested parentheses, typed literal.
 		{p, `INSERT INTO users (org_id, email, birth_date) SELECT p0, p1, p2 FROM (VALUES ((7), NULL, DATE '2024-01-01', 0), (8, ((NULL)), NULL, 1)) AS imp(p0, p1, p2, s) ORDER BY s`,
 			`INSERT INTO users (org_id, email, email_bidx, birth_date) SELECT p0, p1::text, pgveil_i1_0::bytea, p2::text FROM (VALUES ((7), NULL, NULL, {encrypt:birth_date}, 0), (8, ((NULL)), NULL, NULL, 1)) AS imp(p0, p1, pgveil_i1_0, p2, s) ORDER BY s`},
+		// Odd whitespace, a line comment, a quoted alias with a comma, the
+		// whole SELECT in parentheses.
+		{p, "INSERT INTO users (org_id, email)\n\tSELECT \"a,b\" , p1\n\tFROM -- c\n (VALUES (7,'a@x',0)) AS \"order\" ( \"a,b\" , \"p1\" , s )\n ORDER BY s",
+			"INSERT INTO users (org_id, email, email_bidx)\n\tSELECT \"a,b\" , p1::text, pgveil_i1_0::bytea\n\tFROM -- c\n (VALUES (7,{encrypt:email}, {index:email},0)) AS \"order\" ( \"a,b\" , \"p1\", pgveil_i1_0 , s )\n ORDER BY s"},
+		{p, `INSERT INTO users (org_id, email) (SELECT p0, p1 FROM (VALUES (7,'a@x',0)) AS imp(p0, p1, s) ORDER BY s)`,
+			`INSERT INTO users (org_id, email, email_bidx) (SELECT p0, p1::text, pgveil_i1_0::bytea FROM (VALUES (7,{encrypt:email}, {index:email},0)) AS imp(p0, p1, pgveil_i1_0, s) ORDER BY s)`},
 		// A VALUES column feeding nothing stays as written (the
 		// application's own text, as in a plain VALUES list).
 		{p, `INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES ($1, $2, $2)) AS imp(p0, p1, p2)`,
