@@ -252,6 +252,9 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 			a.insert(aliasEnds[k], names)
 		}
 	}
+	if err := a.tenantRowsAgree(t, cols, vs); err != nil {
+		return err
+	}
 	mapped := make([]*pg.Node, len(cols))
 	for _, row := range vs.rows {
 		items := row.GetList().GetItems()
@@ -297,6 +300,65 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 		}
 	}
 	return nil
+}
+
+// tenantRowsAgree refuses a VALUES list whose key_context column mixes
+// unquoted numbers with other values when that column is text: a VALUES
+// list outside INSERT … VALUES takes one type per column, so '007' beside
+// 8 is read as the integer 7 and stored as '7', while pgveil seals the
+// row's values under '007'. (In INSERT … VALUES each value is assigned to
+// the column by itself; and all unquoted numbers, or none, keep each
+// value's own text.)
+func (a *analyzer) tenantRowsAgree(t *policy.Table, cols []insCol, vs *valuesSelect) *Error {
+	if t.KeyContext == "" {
+		return nil
+	}
+	switch a.tenantTypeOID(t) {
+	case policy.OIDText, 1043, 1042, 0:
+	default:
+		return nil
+	}
+	for i, c := range cols {
+		if c.name != t.KeyContext || vs.colOf[i] < 0 {
+			continue
+		}
+		numbers, others := false, false
+		for _, row := range vs.rows {
+			items := row.GetList().GetItems()
+			if vs.colOf[i] >= len(items) {
+				continue
+			}
+			ac := items[vs.colOf[i]].GetAConst()
+			switch {
+			case ac != nil && ac.Isnull:
+			case ac != nil && (ac.GetIval() != nil || ac.GetFval() != nil):
+				numbers = true
+			default:
+				others = true
+			}
+		}
+		if numbers && others {
+			return tableErr(CodeFeatureNotSupported, t, "quote every "+t.KeyContext+" value of the VALUES list, or none",
+				"the %s values of this INSERT … SELECT … FROM (VALUES …) into %s mix unquoted numbers with other values: PostgreSQL gives the VALUES column one type, and would store another tenant than pgveil seals under", t.KeyContext, t.QualifiedName()).at(a.sql, firstLocation(vs.items[i]))
+		}
+	}
+	return nil
+}
+
+// tenantTypeOID is the type of t's key_context column in the catalog (0:
+// unknown).
+func (a *analyzer) tenantTypeOID(t *policy.Table) uint32 {
+	if a.cat == nil {
+		return 0
+	}
+	if ct := a.cat.Tables[t.QualifiedName()]; ct != nil {
+		for _, c := range ct.Columns {
+			if c.Name == t.KeyContext {
+				return c.TypeOID
+			}
+		}
+	}
+	return 0
 }
 
 // aliasNameEnds returns where each of the n column names of the VALUES

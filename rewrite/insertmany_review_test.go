@@ -31,6 +31,12 @@ package rewrite
 //     by no VALUES column), was refused. Fix: such an item, with no column
 //     reference and no subquery, may feed a column that is not encrypted,
 //     a blind index or the key_context (TestReviewInsertManySequence).
+//   - HIGH: a text key_context column given '007' in one VALUES row and 8
+//     in another: the VALUES column is integer, PostgreSQL stores '7', pgveil
+//     sealed under '007'. Fix: refused (TestReviewInsertManyTenantTypes);
+//     an unquoted number alone is read as PostgreSQL reads it by the proxy
+//     (integration/enc_tenant_text_review17c_test.go, also for INSERT …
+//     VALUES).
 //
 // Held (TestReviewInsertManyHolds): columns in another order than the
 // VALUES columns with several indexed columns, qualified and quoted
@@ -254,6 +260,50 @@ func TestReviewInsertManySequence(t *testing.T) {
 	} {
 		if _, err := p.Plan(c.sql, publicPath); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want a refusal with %q", c.sql, err, c.want)
+		}
+	}
+}
+
+// TestReviewInsertManyTenantTypes: a VALUES list outside INSERT … VALUES
+// has one type per column: a text key_context column given '007' in one row
+// and 8 in another is read as integers, and '007' stored as '7'.
+func TestReviewInsertManyTenantTypes(t *testing.T) {
+	p := newTestPlanner(t) // org_id is text in the test catalog
+	for _, sql := range []string{
+		`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES ('007', 'a@x', 0), (8, 'b@y', 1)) AS imp(p0, p1, s) ORDER BY s`,
+		`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES (7, 'a@x', 0), ($1, $2, 1)) AS imp(p0, p1, s) ORDER BY s`,
+	} {
+		if _, err := p.Plan(sql, publicPath); err == nil || !strings.Contains(err.Error(), "unquoted numbers") {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+	for _, sql := range []string{
+		`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES (7, 'a@x', 0), (8, 'b@y', 1), (NULL, NULL, 2)) AS imp(p0, p1, s) ORDER BY s`,
+		`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES ('007', 'a@x', 0), ('8', 'b@y', 1)) AS imp(p0, p1, s) ORDER BY s`,
+		`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES ($1, $2, 0), ($3, $4, 1)) AS imp(p0, p1, s) ORDER BY s`,
+	} {
+		if _, err := p.Plan(sql, publicPath); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+	// Integer tenants: the mix is read as PostgreSQL reads it.
+	cat := testCatalog()
+	for i, c := range cat.Tables["public.users"].Columns {
+		if c.Name == "org_id" {
+			cat.Tables["public.users"].Columns[i].TypeOID = 20
+		}
+	}
+	pi := NewPlanner(testConfig(t), 16)
+	pi.SetCatalog(cat)
+	if _, err := pi.Plan(`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES ('007', 'a@x', 0), (8, 'b@y', 1)) AS imp(p0, p1, s)`, publicPath); err != nil {
+		t.Errorf("int8 tenant: %v", err)
+	}
+}
+
+func TestReviewLiteralIsNumber(t *testing.T) {
+	for s, want := range map[string]bool{"7": true, "-7": true, "007": true, "1e2": true, "1.50": true, "'7'": false, "7::text": true, "NULL": false, "DATE '2024-01-01'": false, "+ 3": true} {
+		if got := LiteralIsNumber(s, Literal{Start: 0, End: len(s)}); got != want {
+			t.Errorf("%s: %v", s, got)
 		}
 	}
 }
