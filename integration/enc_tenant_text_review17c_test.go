@@ -12,6 +12,9 @@ package integration
 //     … SELECT … FROM (VALUES …), a text key_context column mixing unquoted
 //     numbers and other values is refused (the VALUES column takes one
 //     type: '007' beside 8 becomes 7).
+//   - MEDIUM (fixed): an unquoted number written to an encrypted text
+//     column (0042) was sealed as written and read back as '0042', where
+//     PostgreSQL stores '42'. Fix: read as PostgreSQL reads it.
 
 import (
 	"context"
@@ -53,12 +56,13 @@ func TestReviewTextTenantNumbers17c(t *testing.T) {
 		{`INSERT INTO acct (id, org, secret) VALUES (1, 007, 's-one')`, "7"},
 		{`INSERT INTO acct (id, org, secret) VALUES (2, 1e2, 's-two'), (3, 'x7', 's-three')`, "100"},
 		{`INSERT INTO acct (id, org, secret) SELECT p0, p1, p2 FROM (VALUES (4, 01.50, 's-four', 0)) AS imp_sen(p0, p1, p2, sen_counter) ORDER BY sen_counter`, "1.50"},
+		{`INSERT INTO acct (id, org, secret) VALUES (8, 'o', 0042), (9, 'o', 1e2)`, "o"},
 	} {
 		if _, err := app.Exec(ctx, w.sql); err != nil {
 			t.Fatalf("%s: %v", w.sql, err)
 		}
 	}
-	for id, want := range map[int][2]string{1: {"7", "s-one"}, 2: {"100", "s-two"}, 3: {"x7", "s-three"}, 4: {"1.50", "s-four"}} {
+	for id, want := range map[int][2]string{1: {"7", "s-one"}, 2: {"100", "s-two"}, 3: {"x7", "s-three"}, 4: {"1.50", "s-four"}, 8: {"o", "42"}, 9: {"o", "100"}} {
 		var org, secret string
 		if err := app.QueryRow(ctx, `SELECT org, secret FROM acct WHERE id = $1`, id).Scan(&org, &secret); err != nil || org != want[0] || secret != want[1] {
 			t.Errorf("id %d: (%q, %q) %v; want %v", id, org, secret, err, want)

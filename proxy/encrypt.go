@@ -389,6 +389,16 @@ func (s *session) fillLiteral(orig string, st *rewrite.Stmt, slot *rewrite.Slot)
 	if err := st.Literals[slot.Source].CheckCasts(orig, col, v); err != nil {
 		return "", err
 	}
+	if (col.Type == policy.TypeText || col.Type == policy.TypeVarchar) && slot.Action != rewrite.IndexEach && slot.Action != rewrite.PlaintextEach &&
+		rewrite.LiteralIsNumber(orig, st.Literals[slot.Source]) {
+		// An unquoted number is a number to PostgreSQL, which would store
+		// its output text in a text column ('42' for 0042, '100' for 1e2).
+		n, err := canon.Plaintext(policy.TypeNumeric, canon.TextFormat, 0, v, nil)
+		if err != nil {
+			return "", err
+		}
+		v = n
+	}
 	if slot.Action == rewrite.IndexEach || slot.Action == rewrite.PlaintextEach {
 		return s.fillArrayLiteral(col, slot.Action, v)
 	}
