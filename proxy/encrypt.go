@@ -419,6 +419,16 @@ func (s *session) fillLiteral(orig string, st *rewrite.Stmt, slot *rewrite.Slot)
 	if err := st.Literals[slot.Source].CheckCasts(orig, col, v); err != nil {
 		return "", err
 	}
+	if (col.Type == policy.TypeText || col.Type == policy.TypeVarchar) && slot.Action != rewrite.IndexEach && slot.Action != rewrite.PlaintextEach &&
+		rewrite.LiteralIsNumber(orig, st.Literals[slot.Source]) {
+		// An unquoted number is a number to PostgreSQL, which would store
+		// its output text in a text column ('42' for 0042, '100' for 1e2).
+		n, err := canon.Plaintext(policy.TypeNumeric, canon.TextFormat, 0, v, nil)
+		if err != nil {
+			return "", err
+		}
+		v = n
+	}
 	if slot.Action == rewrite.IndexEach || slot.Action == rewrite.PlaintextEach {
 		return s.fillArrayLiteral(col, slot.Action, v)
 	}
@@ -586,7 +596,19 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 		if null {
 			return "", false, tenantNull(t)
 		}
-		tenant, err := canon.TenantText(s.eng.catalog().tenantType(t), canon.TextFormat, v)
+		typ := s.eng.catalog().tenantType(t)
+		if (typ == policy.OIDText || typ == 1043 || typ == 1042) && rewrite.LiteralIsNumber(orig, st.Literals[ref.Literal]) {
+			// An unquoted number is a number to PostgreSQL: a text,
+			// varchar (1043) or bpchar (1042) key_context column
+			// stores its output text (007 is '7',
+			// 1e2 is '100'), so the values are sealed under that.
+			pt, err := canon.Plaintext(policy.TypeNumeric, canon.TextFormat, 0, v, nil)
+			if err != nil {
+				return "", false, err
+			}
+			v = pt
+		}
+		tenant, err := canon.TenantText(typ, canon.TextFormat, v)
 		return tenant, err == nil, err
 	case rewrite.RefNull:
 		return "", false, tenantNull(t)

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"sort"
 	"strings"
 
@@ -153,12 +154,13 @@ func SetTableState(ctx context.Context, pool *pgxpool.Pool, keys *keysource.Keyr
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('pgveil.tables'))"); err != nil {
 			return err
 		}
-		// The generation grows with the clock and past every row's, so a
-		// table's new row is newer than any it had before, even one
-		// deleted since.
-		var gen int64
-		if err := tx.QueryRow(ctx, `SELECT GREATEST((SELECT COALESCE(max(generation), 0) + 1 FROM pgveil.tables),
-  floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint)`).Scan(&gen); err != nil {
+		// The generation grows with the clock and past every signed row's,
+		// so a table's new row is newer than any it had before, even one
+		// deleted since. Only rows whose signature verifies count: a
+		// forged row with generation 2^63-1 must not stop every later
+		// state from being recorded.
+		gen, err := nextGeneration(ctx, tx, key)
+		if err != nil {
 			return err
 		}
 		mac := key.Sum(nil, stateMACInput(table, state, gen))
@@ -167,9 +169,45 @@ ON CONFLICT (table_name) DO UPDATE SET state = EXCLUDED.state, generation = EXCL
 			table, state, gen, mac); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", TableStateChannel, table)
+		_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", TableStateChannel, table)
 		return err
 	})
+}
+
+// nextGeneration is the generation of a new row: one more than the newest
+// row whose signature verifies under key, and at least the database's
+// clock in microseconds since 1970.
+func nextGeneration(ctx context.Context, tx pgx.Tx, key *keysource.IndexKey) (int64, error) {
+	var gen int64
+	if err := tx.QueryRow(ctx, `SELECT floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint`).Scan(&gen); err != nil {
+		return 0, err
+	}
+	rows, err := tx.Query(ctx, `SELECT table_name, state, generation, mac FROM pgveil.tables WHERE mac IS NOT NULL AND generation >= $1`, gen)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var sum []byte
+	for rows.Next() {
+		var table, state string
+		var g int64
+		var mac []byte
+		if err := rows.Scan(&table, &state, &g, &mac); err != nil {
+			return 0, err
+		}
+		if len(table) > 0xffff || g < gen {
+			continue
+		}
+		sum = key.Sum(sum[:0], stateMACInput(table, state, g))
+		if !hmac.Equal(sum, mac) {
+			continue
+		}
+		if g == math.MaxInt64 {
+			return 0, fmt.Errorf("pgveil.tables: the generation of %s is at its largest", table)
+		}
+		gen = g + 1
+	}
+	return gen, rows.Err()
 }
 
 // TableState is one verified row of pgveil.tables.

@@ -178,6 +178,12 @@ func (a *analyzer) rowTenant(t *policy.Table, cols []insCol, items []*pg.Node) (
 		if c.name != t.KeyContext || i >= len(items) {
 			continue
 		}
+		if items[i] == nil {
+			return ValueRef{}, false, nil // not in the VALUES list (insertmany.go)
+		}
+		if err := a.tenantCastsKeep(t, items[i]); err != nil {
+			return ValueRef{}, false, err
+		}
 		v, err := a.classify(items[i], nil, false)
 		if err != nil {
 			return ValueRef{}, false, err
@@ -193,6 +199,25 @@ func (a *analyzer) rowTenant(t *policy.Table, cols []insCol, items []*pg.Node) (
 		return ValueRef{}, false, nil
 	}
 	return ValueRef{}, false, nil
+}
+
+// tenantCastsKeep refuses casts on a key_context value that may change it
+// on its way to the column: pgveil seals the row's values under the tenant
+// as written, while PostgreSQL stores it cast ('77'::varchar(1) is '7', a
+// bpchar cast drops trailing spaces, "char" and name truncate). A length or
+// precision is refused even where the value fits: a plan stands for every
+// text of its shape, whatever its literals, and a parameter's value is not
+// known when the statement is planned.
+func (a *analyzer) tenantCastsKeep(t *policy.Table, n *pg.Node) *Error {
+	for tc := n.GetTypeCast(); tc != nil; tc = tc.Arg.GetTypeCast() {
+		name := lastName(tc.TypeName.Names)
+		if len(tc.TypeName.Typmods) > 0 || len(tc.TypeName.ArrayBounds) > 0 || name == "bpchar" || name == "char" || name == "name" {
+			return tableErr(CodeDatatypeMismatch, t, "cast the "+t.KeyContext+" value without a length or precision (the column's own type applies)",
+				"cast to %s of the %s value of a write to %s: it may change the tenant PostgreSQL stores, while pgveil seals the row's values under the tenant as written",
+				typeNameString(tc.TypeName), t.KeyContext, t.QualifiedName()).at(a.sql, tc.Location)
+		}
+	}
+	return nil
 }
 
 // missingTenant refuses a write whose tenant cannot be found; need says
@@ -402,17 +427,18 @@ func (a *analyzer) onConflict(oc *pg.OnConflictClause, t *policy.Table, target *
 	var tenant ValueRef
 	haveTenant := false
 	var others []ValueRef // the tenants of the other rows of a multi-row VALUES
+	rows := valueRows(sel, len(cols))
 	switch {
-	case sel != nil && len(sel.ValuesLists) == 1:
-		tenant, haveTenant, _ = a.rowTenant(t, cols, sel.ValuesLists[0].GetList().GetItems())
+	case len(rows) == 1:
+		tenant, haveTenant, _ = a.rowTenant(t, cols, rows[0])
 	case t == nil || t.KeyContext == "":
 		tenant, haveTenant = ValueRef{Kind: RefNone}, true
-	case sel != nil && len(sel.ValuesLists) > 1:
+	case len(rows) > 1:
 		// SET col = $n over several rows (Knex's merge({col: v})): one
 		// value, sealed under the first row's tenant, and the proxy checks
 		// that every row names the same tenant before it seals.
-		for i, row := range sel.ValuesLists {
-			ref, ok, _ := a.rowTenant(t, cols, row.GetList().GetItems())
+		for i, row := range rows {
+			ref, ok, _ := a.rowTenant(t, cols, row)
 			if !ok || ref.Kind != RefParam && ref.Kind != RefLiteral {
 				haveTenant, others = false, nil
 				break
@@ -443,6 +469,40 @@ func (a *analyzer) onConflict(oc *pg.OnConflictClause, t *policy.Table, target *
 		return err
 	}
 	return a.tenantGuard(oc, t, target)
+}
+
+// valueRows is the rows of an INSERT's VALUES, or of the VALUES list of an
+// INSERT … SELECT … FROM (VALUES …) (insertmany.go), each row's items
+// in the order of the INSERT's ncols columns.
+func valueRows(sel *pg.SelectStmt, ncols int) [][]*pg.Node {
+	if sel == nil {
+		return nil
+	}
+	var out [][]*pg.Node
+	if len(sel.ValuesLists) > 0 {
+		for _, row := range sel.ValuesLists {
+			out = append(out, row.GetList().GetItems())
+		}
+		return out
+	}
+	vs, ok := matchValuesSelect(sel, ncols)
+	if !ok {
+		return nil
+	}
+	for _, row := range vs.rows {
+		items := row.GetList().GetItems()
+		mapped := make([]*pg.Node, ncols)
+		for i, k := range vs.colOf {
+			if k >= len(items) {
+				return nil
+			}
+			if k >= 0 {
+				mapped[i] = items[k]
+			}
+		}
+		out = append(out, mapped)
+	}
+	return out
 }
 
 // sealedUnder reports whether parameters, and literals, were sealed under

@@ -29,8 +29,11 @@ import (
 //	ORDER BY sen_counter RETURNING …
 //
 // Only this shape is accepted: every SELECT item is a column of the VALUES
-// list, under casts at most, each feeding one INSERT column; nothing else
-// in the SELECT but ORDER BY columns of the VALUES list that feed no
+// list, under casts at most, each feeding one INSERT column, or an item
+// that reads no column and no subquery (nextval('…_seq'), SQLAlchemy's
+// form for a column with an explicit Sequence) feeding a column that is
+// neither encrypted, a blind index nor the key_context; nothing else in
+// the SELECT but ORDER BY columns of the VALUES list that feed no
 // encrypted column. Any other INSERT … SELECT into an encrypted column
 // stays refused.
 
@@ -40,7 +43,7 @@ type valuesSelect struct {
 	rows  []*pg.Node
 	width int
 	names []string    // the alias's column names
-	colOf []int       // for each INSERT column, the VALUES column feeding it
+	colOf []int       // for each INSERT column, the VALUES column feeding it (-1: none, a standalone item)
 	items []*pg.Node  // for each INSERT column, its SELECT item
 	sorts map[int]int // VALUES columns named in ORDER BY
 }
@@ -112,6 +115,12 @@ func matchValuesSelect(sel *pg.SelectStmt, ncols int) (*valuesSelect, bool) {
 			inner = inner.GetTypeCast().Arg
 		}
 		k, ok := col(inner)
+		if !ok && standalone(rt.Val) {
+			// nextval('…_seq'): fed by no VALUES column (colOf -1).
+			vs.colOf = append(vs.colOf, -1)
+			vs.items = append(vs.items, rt.Val)
+			continue
+		}
 		if !ok || used[k] {
 			return nil, false
 		}
@@ -133,6 +142,20 @@ func matchValuesSelect(sel *pg.SelectStmt, ncols int) (*valuesSelect, bool) {
 	return vs, true
 }
 
+// standalone reports whether a SELECT item reads nothing of the FROM list
+// nor of any table: no column reference, no subquery (SQLAlchemy's
+// nextval('…_seq') for a column with an explicit Sequence).
+func standalone(n *pg.Node) bool {
+	ok := true
+	walkAll(n, func(c *pg.Node) bool {
+		if c.GetColumnRef() != nil || c.GetSubLink() != nil {
+			ok = false
+		}
+		return ok
+	})
+	return ok
+}
+
 // insertValuesSelect rewrites an INSERT … SELECT … FROM (VALUES …) into a
 // configured table (the shape above).
 func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *valuesSelect, sc *scope) *Error {
@@ -152,6 +175,26 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 		taken[n] = true
 	}
 	for i, c := range cols {
+		if vs.colOf[i] < 0 {
+			// An item fed by no VALUES column: only into a column
+			// that is neither encrypted nor the key_context.
+			switch {
+			case c.enc != nil:
+				return unsupported(c.enc, "INSERT … SELECT of a value that is not a column of the VALUES list", "put the value in the VALUES list").at(a.sql, firstLocation(vs.items[i]))
+			case t.KeyContext != "" && c.name == t.KeyContext:
+				return tableErr(CodeFeatureNotSupported, t, "put the "+t.KeyContext+" value in the VALUES list",
+					"INSERT … SELECT into %s whose %s is not a column of the VALUES list: pgveil cannot tell each row's tenant", t.QualifiedName(), t.KeyContext).at(a.sql, firstLocation(vs.items[i]))
+			}
+			if err := a.expr(vs.items[i], sc, "SELECT"); err != nil {
+				return err
+			}
+			continue
+		}
+		if t.KeyContext != "" && c.name == t.KeyContext {
+			if err := a.tenantCastsKeep(t, vs.items[i]); err != nil {
+				return err
+			}
+		}
 		if c.enc == nil {
 			continue
 		}
@@ -181,7 +224,7 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 			}
 			a.replace(int(tc.TypeName.Location), end, phys)
 		}
-		_, itemEnd, ok := a.castExtent(item, func(n *pg.Node) (int, int, bool) {
+		itemStart, itemEnd, ok := a.castExtent(item, func(n *pg.Node) (int, int, bool) {
 			s, e, _, _, ok := a.refTokens(n.GetColumnRef())
 			return s, e, ok
 		})
@@ -191,6 +234,9 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 		if item.GetTypeCast() == nil {
 			a.insert(itemEnd, "::"+phys)
 		}
+		// The index items follow the whole item, outside its
+		// parentheses: inside, (p1, i) would be a row.
+		itemEnd = a.parenEnd(itemStart, itemEnd, 0)
 		// The index columns: listed, selected and named.
 		var names string
 		for j, bi := range c.enc.IndexTargets() {
@@ -206,6 +252,9 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 			a.insert(aliasEnds[k], names)
 		}
 	}
+	if err := a.tenantRowsAgree(t, cols, vs); err != nil {
+		return err
+	}
 	mapped := make([]*pg.Node, len(cols))
 	for _, row := range vs.rows {
 		items := row.GetList().GetItems()
@@ -213,7 +262,10 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 			return errorf(CodeSyntaxError, "VALUES lists must all be the same length").at(a.sql, firstLocation(row))
 		}
 		for i := range cols {
-			mapped[i] = items[vs.colOf[i]]
+			mapped[i] = nil
+			if k := vs.colOf[i]; k >= 0 {
+				mapped[i] = items[k]
+			}
 		}
 		tenant, haveTenant, err := a.rowTenant(t, cols, mapped)
 		if err != nil {
@@ -248,6 +300,65 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 		}
 	}
 	return nil
+}
+
+// tenantRowsAgree refuses a VALUES list whose key_context column mixes
+// unquoted numbers with other values when that column is text: a VALUES
+// list outside INSERT … VALUES takes one type per column, so '007' beside
+// 8 is read as the integer 7 and stored as '7', while pgveil seals the
+// row's values under '007'. (In INSERT … VALUES each value is assigned to
+// the column by itself; and all unquoted numbers, or none, keep each
+// value's own text.)
+func (a *analyzer) tenantRowsAgree(t *policy.Table, cols []insCol, vs *valuesSelect) *Error {
+	if t.KeyContext == "" {
+		return nil
+	}
+	switch a.tenantTypeOID(t) {
+	case policy.OIDText, 1043, 1042, 0:
+	default:
+		return nil
+	}
+	for i, c := range cols {
+		if c.name != t.KeyContext || vs.colOf[i] < 0 {
+			continue
+		}
+		numbers, others := false, false
+		for _, row := range vs.rows {
+			items := row.GetList().GetItems()
+			if vs.colOf[i] >= len(items) {
+				continue
+			}
+			ac := items[vs.colOf[i]].GetAConst()
+			switch {
+			case ac != nil && ac.Isnull:
+			case ac != nil && (ac.GetIval() != nil || ac.GetFval() != nil):
+				numbers = true
+			default:
+				others = true
+			}
+		}
+		if numbers && others {
+			return tableErr(CodeFeatureNotSupported, t, "quote every "+t.KeyContext+" value of the VALUES list, or none",
+				"the %s values of this INSERT … SELECT … FROM (VALUES …) into %s mix unquoted numbers with other values: PostgreSQL gives the VALUES column one type, and would store another tenant than pgveil seals under", t.KeyContext, t.QualifiedName()).at(a.sql, firstLocation(vs.items[i]))
+		}
+	}
+	return nil
+}
+
+// tenantTypeOID is the type of t's key_context column in the catalog (0:
+// unknown).
+func (a *analyzer) tenantTypeOID(t *policy.Table) uint32 {
+	if a.cat == nil {
+		return 0
+	}
+	if ct := a.cat.Tables[t.QualifiedName()]; ct != nil {
+		for _, c := range ct.Columns {
+			if c.Name == t.KeyContext {
+				return c.TypeOID
+			}
+		}
+	}
+	return 0
 }
 
 // aliasNameEnds returns where each of the n column names of the VALUES

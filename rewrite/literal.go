@@ -70,6 +70,29 @@ func LiteralValue(orig string, lit Literal) (value []byte, isNull bool, err erro
 	}
 }
 
+// LiteralIsNumber reports whether lit is an unquoted number (7, -7, 007,
+// 1e2, 1.50), which PostgreSQL reads as an integer or numeric: written to
+// a text column, it stores that number's output text ('7' for 007, '100'
+// for 1e2), not the digits as written.
+func LiteralIsNumber(orig string, lit Literal) bool {
+	if lit.Start < 0 || lit.End > len(orig) || lit.Start >= lit.End {
+		return false
+	}
+	l := lexer{s: orig[:lit.End], pos: lit.Start}
+	for {
+		t := l.next()
+		switch t.kind {
+		case tNumber:
+			return true
+		case tOp:
+			if op := l.text(t); op == "-" || op == "+" {
+				continue
+			}
+		}
+		return false
+	}
+}
+
 // decodeNumber returns a numeric literal's value as decimal text.
 func decodeNumber(s string) (string, error) {
 	s = strings.ReplaceAll(s, "_", "")

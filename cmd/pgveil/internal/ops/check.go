@@ -50,7 +50,10 @@ func Check(ctx context.Context, e *Env) *Report {
 		}
 	}
 	checkKeyStore(ctx, e, r)
-	checkTableStates(ctx, e, r)
+	if serr != nil {
+		rows = nil
+	}
+	checkTableStates(ctx, e, r, rows)
 	if r.OK {
 		checkViews(ctx, e, r)
 	}
@@ -496,8 +499,11 @@ func checkPlaintext(ctx context.Context, e *Env, r *Report, t *policy.Table, lt 
 	}
 }
 
-// checkTableStates reports tables in migration and leftover states.
-func checkTableStates(ctx context.Context, e *Env, r *Report) {
+// checkTableStates reports tables in migration and leftover states. A
+// configured table's state is taken from verified, its rows whose
+// signature verifies (a rejected row is reported as untrusted by Check);
+// with verified nil (the states could not be checked) the notes say so.
+func checkTableStates(ctx context.Context, e *Env, r *Report, verified *proxy.StateRows) {
 	var exists bool
 	if err := e.Pool.QueryRow(ctx, `SELECT to_regclass('pgveil.tables') IS NOT NULL`).Scan(&exists); err != nil || !exists {
 		return
@@ -532,6 +538,17 @@ func checkTableStates(ctx context.Context, e *Env, r *Report) {
 				configured = true
 			}
 		}
+		unverified := ""
+		if configured && verified == nil {
+			unverified = " (according to pgveil.tables; its signature could not be checked)"
+		} else if configured {
+			if _, bad := verified.Rejected[n]; bad {
+				continue // reported as table_state_untrusted
+			}
+			if v, ok := verified.Verified[n]; !ok || v.State != s {
+				continue
+			}
+		}
 		switch {
 		case !configured:
 			r.add(Finding{Severity: SevNote, Code: "stale_table_state", Table: n,
@@ -539,10 +556,10 @@ func checkTableStates(ctx context.Context, e *Env, r *Report) {
 				Fix:     []string{fmt.Sprintf("DELETE FROM pgveil.tables WHERE table_name = %s;", quoteLiteral(n))}})
 		case s == "migrating":
 			r.add(Finding{Severity: SevNote, Code: "table_state", Table: n,
-				Message: fmt.Sprintf("%s is being migrated: the proxy returns values without an envelope as legacy plaintext until `pgveil migrate --apply` marks it complete", n)})
+				Message: fmt.Sprintf("%s is being migrated%s: the proxy returns values without an envelope as legacy plaintext until `pgveil migrate --apply` marks it complete", n, unverified)})
 		case s == "decrypting":
 			r.add(Finding{Severity: SevNote, Code: "table_state", Table: n,
-				Message: fmt.Sprintf("%s is being decrypted (`pgveil migrate --decrypt`); remove it from the policy once that is done (docs/ADOPTION.md, leaving pgveil)", n)})
+				Message: fmt.Sprintf("%s is being decrypted%s (`pgveil migrate --decrypt`); remove it from the policy once that is done (docs/ADOPTION.md, leaving pgveil)", n, unverified)})
 		}
 	}
 }
