@@ -403,8 +403,22 @@ func (s *session) reprepare(stmt *Statement, p *rewrite.Plan, cat uint64) (*Stat
 func (s *session) commitReprepare(ns *Statement) {
 	old := ns.replaces
 	ns.replaces = nil
+	ghost := s.t.ghostOf(ns.Name, old)
+	if ghost {
+		// The client closed the statement (Close, DEALLOCATE, DISCARD
+		// ALL) in a message the server has not answered, or skipped: the
+		// old statement upstream says which. Described first, for pgveil's
+		// eyes, it makes the server answer the Bind with 26000 (the rest
+		// skipped) when the client's close ran (review 18a).
+		s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'D', 'S', old.ServerName))
+		s.t.push(pending{kind: pendDescribeStmt, probe: true, stmt: old})
+	}
 	s.parseUpstream(ns)
-	s.t.defineStatement([]byte(ns.Name), ns)
+	if ghost {
+		s.t.reghost(ns.Name, ns) // still closed, unless the server says otherwise
+	} else {
+		s.t.defineStatement([]byte(ns.Name), ns)
+	}
 	if s.t.portalFrom(old) {
 		s.orphans = append(s.orphans, old)
 	} else {

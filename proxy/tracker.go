@@ -852,6 +852,26 @@ func (t *tracker) closedInPipeline(name []byte) bool {
 	return g.seq > t.syncSeq
 }
 
+// ghostOf reports whether the client's name for st is a ghost of st's:
+// closed by a message the server has not confirmed.
+func (t *tracker) ghostOf(name string, st *Statement) bool {
+	if _, ok := t.stmts[name]; ok {
+		return false
+	}
+	g, ok := t.ghosts[name]
+	return ok && g.stmt == st
+}
+
+// reghost makes the ghost of name stand for st, a statement prepared
+// anew in its place: the server's confirmation of the close (or of a
+// later one) forgets it.
+func (t *tracker) reghost(name string, st *Statement) {
+	if g, ok := t.ghosts[name]; ok {
+		g.stmt = st
+		t.ghosts[name] = g
+	}
+}
+
 // forgetStatements drops the whole view (DEALLOCATE ALL, DISCARD ALL);
 // named statements pgveil rewrote stay ghosts until the server confirms.
 func (t *tracker) forgetStatements() {
