@@ -25,8 +25,21 @@ package integration
 //      the statement (before any Bind) got 26000: the Parse went again
 //      only before a Bind, an unnamed Parse or a Query. A Close of it
 //      then left the re-sent Parse for after the Close (a statement
-//      upstream for no one, or the ghost of finding 1). Fix: Describe
-//      and Close of a statement send those Parses again first.
+//      upstream for no one, or the ghost of finding 1). Fix: a Describe
+//      of the statement sends its Parse again first (reprepareOne); a
+//      Close of it drops it.
+//   3. HIGH TestReview18aAbortedRefusedFlush: a re-prepare's Parse that
+//      failed or was skipped was sent again before the client's next
+//      simple Query or unnamed Parse (closeAgain), with nothing between:
+//      in an aborted block it failed (25P02) and the server discarded
+//      the client's Query (ROLLBACK) up to a Sync that never came: the
+//      session hung; an extended ROLLBACK (JDBC) got 25P02 and the block
+//      never ended (every ROLLBACK sent the Parse again). Any failure of
+//      that Parse (the statement broken by DDL) answered an unrelated
+//      message. Fix: such Parses go again before a Bind or Describe of
+//      their own statement (its answer, as PostgreSQL's would be), or
+//      quietly at rest outside a block followed by pgveil's own Sync
+//      (reprepareAgain), never before an unrelated message otherwise.
 
 import (
 	"context"
@@ -251,5 +264,72 @@ func TestReview18aClosedThenBound(t *testing.T) {
 		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("0") | CommandComplete SELECT 1 | ReadyForQuery I` {
 			t.Errorf("upstream statements: %s", got)
 		}
+	})
+}
+
+// TestReview18aAbortedRefusedFlush: a re-prepare in an aborted
+// transaction (its Parse answers 25P02, as the Bind would), with named
+// portals of the old statement across transactions; an unnamed statement
+// prepared anew and then replaced by an unnamed Parse pgveil refuses; a
+// state change between a Parse and its Bind in one pipeline (Flush).
+func TestReview18aAbortedRefusedFlush(t *testing.T) {
+	relayLeakCheck(t)
+	r18Engines(t, 18500, func(t *testing.T, e *r18Env) {
+		e.expect("parse", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+		// A portal of the old statement, suspended in a block.
+		e.expect("suspended", `CommandComplete BEGIN | ReadyForQuery T | BindComplete | DataRow("`+fmt.Sprint(e.org)+`") | PortalSuspended | ReadyForQuery T`,
+			&pgproto3.Query{String: "BEGIN"}, &pgproto3.Bind{DestinationPortal: "old", PreparedStatement: "rp", Parameters: e.args},
+			&pgproto3.Execute{Portal: "old", MaxRows: 1}, &pgproto3.Sync{})
+		e.state("migrating")
+		e.expect("aborted", "ErrorResponse 22012 division by zero | ReadyForQuery E", &pgproto3.Query{String: "SELECT 1/0"})
+		e.expect("re-prepare in the aborted block", "ErrorResponse 25P02 current transaction is aborted, commands ignored until end of transaction block | ReadyForQuery E",
+			cat(e.bind("rp"), sync1)...)
+		e.expect("old portal in the aborted block", "ErrorResponse 25P02 current transaction is aborted, commands ignored until end of transaction block | ReadyForQuery E",
+			&pgproto3.Execute{Portal: "old"}, &pgproto3.Sync{})
+		e.expect("rollback", "CommandComplete ROLLBACK | ReadyForQuery I", &pgproto3.Query{String: "ROLLBACK"})
+		e.expect("old portal gone", `ErrorResponse 34000 portal "old" does not exist | ReadyForQuery I`, &pgproto3.Execute{Portal: "old"}, &pgproto3.Sync{})
+		e.expect("bound after", e.rows(3)+" | ReadyForQuery I", cat(e.bind("rp"), sync1)...)
+		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("1") | CommandComplete SELECT 1 | ReadyForQuery I` {
+			t.Errorf("upstream statements: %s", got)
+		}
+
+		// The unnamed statement prepared anew, then an unnamed Parse
+		// pgveil refuses: PostgreSQL drops the unnamed statement first.
+		e.expect("unnamed", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Query: r18Q}, &pgproto3.Sync{})
+		e.state("complete")
+		got := e.trace(cat(e.bind(""), []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SELECT 1 FROM contacts WHERE email > $1"}}, e.bind(""), sync1)...)
+		if want := e.rows(2) + " | ErrorResponse "; !strings.HasPrefix(got, want) || !strings.HasSuffix(got, " | ReadyForQuery I") || strings.Count(got, "ErrorResponse") != 1 {
+			t.Errorf("refused unnamed Parse: %s", got)
+		}
+		e.expect("unnamed gone", "ErrorResponse 26000 unnamed prepared statement does not exist | ReadyForQuery I", cat(e.bind(""), sync1)...)
+
+		// A state change between a Parse and its Bind.
+		fe := e.c.Frontend()
+		fe.Send(&pgproto3.Parse{Name: "rq", Query: r18Q})
+		fe.Send(&pgproto3.Flush{})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := e.c.ReceiveMessage(e.ctx); err != nil {
+			t.Fatal(err)
+		} else if _, ok := m.(*pgproto3.ParseComplete); !ok {
+			t.Fatalf("Parse answered %T", m)
+		}
+		e.state("migrating")
+		e.expect("bound in the same pipeline", `ParameterDescription[20 25] | RowDescription(org_id:20/8/-1/0) | `+e.rows(3)+" | "+e.rows(3)+" | ReadyForQuery I",
+			cat([]pgproto3.FrontendMessage{&pgproto3.Describe{ObjectType: 'S', Name: "rq"}}, e.bind("rq"), e.bind("rq"), sync1)...)
+		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("2") | CommandComplete SELECT 1 | ReadyForQuery I` {
+			t.Errorf("upstream statements: %s", got)
+		}
+
+		// A ROLLBACK through the extended protocol (JDBC) after a
+		// re-prepare failed in the aborted block.
+		e.state("complete")
+		e.expect("aborted again", "CommandComplete BEGIN | ReadyForQuery T | ErrorResponse 22012 division by zero | ReadyForQuery E",
+			&pgproto3.Query{String: "BEGIN"}, &pgproto3.Query{String: "SELECT 1/0"})
+		e.expect("re-prepare in the aborted block", "ErrorResponse 25P02 current transaction is aborted, commands ignored until end of transaction block | ReadyForQuery E",
+			cat(e.bind("rq"), sync1)...)
+		e.expect("extended ROLLBACK", "ParseComplete | BindComplete | CommandComplete ROLLBACK | ReadyForQuery I", cat(ext("ROLLBACK"), sync1)...)
+		e.expect("bound after", e.rows(2)+" | ReadyForQuery I", cat(e.bind("rq"), sync1)...)
 	})
 }

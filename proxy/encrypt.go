@@ -894,10 +894,10 @@ func (s *session) dropUnnamedEverywhere() {
 // statements prepared anew (reprepareAgain); it closes the statements
 // reprepare left open for their portals once those are gone.
 func (s *session) closeAgain() {
+	s.reprepareAgain() // first: only at rest
 	for _, st := range s.t.takeFailedCloses() {
 		s.closeUpstream(st)
 	}
-	s.reprepareAgain()
 	if len(s.orphans) > 0 {
 		s.closeOrphans()
 	}
@@ -1064,9 +1064,7 @@ func (s *session) handleBind(body []byte) error {
 	// Nothing below waits: the Bind goes out now (an event loop runs a
 	// message that waits again from the start, so nothing may be written
 	// before this point).
-	if s.t.failedReprepN.Load() > 0 {
-		s.reprepareAgain() // the statement bound may be one of them
-	}
+	s.reprepareOne(stmt) // when the server skipped its Parse
 	if stmt.replaces != nil {
 		s.commitReprepare(stmt)
 	}

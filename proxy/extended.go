@@ -71,12 +71,10 @@ func (s *session) handleDescribe(body []byte) error {
 		return &protocolError{msg: "malformed Describe message"}
 	}
 	if body[0] == 'S' {
-		if s.t.failedReprepN.Load() > 0 {
-			// A statement prepared anew whose Parse the server skipped:
-			// the server must have it before it is described (review 18a).
-			s.reprepareAgain()
-		}
 		stmt := s.t.statement(name)
+		// A statement prepared anew whose Parse the server skipped: the
+		// server must have it before it is described (review 18a).
+		s.reprepareOne(stmt)
 		s.t.push(pending{kind: pendDescribeStmt, stmt: stmt})
 		if stmt == passthroughStmt {
 			s.forwardClient(body)
@@ -140,12 +138,11 @@ func (s *session) handleClose(body []byte) error {
 	if body[0] == 'S' {
 		delete(s.effStmts, string(name))
 		delete(s.ptStmts, string(name))
-		if s.t.failedReprepN.Load() > 0 {
-			// Its Parse goes before the Close, not after it (a statement
-			// left upstream, and a Bind of the closed name running it).
-			s.reprepareAgain()
-		}
 		stmt := s.t.statement(name)
+		// A statement prepared anew whose Parse the server skipped is
+		// not sent again once closed (a statement upstream for no one,
+		// and a ghost running it: review 18a).
+		s.t.takeFailedReprepare(stmt)
 		s.t.closeStatementMsg(name)
 		p := pending{kind: pendCloseStmt, defName: string(name)}
 		if stmt != passthroughStmt {

@@ -413,7 +413,7 @@ func (s *session) commitReprepare(ns *Statement) {
 		s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'D', 'S', old.ServerName))
 		s.t.push(pending{kind: pendDescribeStmt, probe: true, stmt: old})
 	}
-	s.parseUpstream(ns)
+	s.parseUpstream(ns, false)
 	if ghost {
 		s.t.reghost(ns.Name, ns) // still closed, unless the server says otherwise
 	} else {
@@ -429,24 +429,52 @@ func (s *session) commitReprepare(ns *Statement) {
 }
 
 // parseUpstream prepares pgveil's statement st upstream; the client sees
-// its error only.
-func (s *session) parseUpstream(st *Statement) {
+// its error only, unless quiet (then it sees nothing of it).
+func (s *session) parseUpstream(st *Statement, quiet bool) {
 	text := st.SQL
 	if st.Sent != "" {
 		text = st.Sent
 	}
 	s.sw.Write(appendParse(s.scratch[:0], st.ServerName, text, s.serverParamOIDs(st)))
-	s.t.push(pending{kind: pendParse, injected: true, stmt: st})
+	s.t.push(pending{kind: pendParse, injected: !quiet, suppress: quiet, stmt: st})
 }
 
-// reprepareAgain sends again the Parse of statements prepared anew that
+// reprepareOne sends again the Parse of st, a statement prepared anew,
+// when the server skipped it after an error: before a Bind or Describe of
+// st, whose answer its error then is (25P02 in an aborted transaction, as
+// PostgreSQL answers the Bind).
+func (s *session) reprepareOne(st *Statement) {
+	if f := s.t.takeFailedReprepare(st); f != nil {
+		s.parseUpstream(f, false)
+	}
+}
+
+// reprepareAgain sends again the Parses of statements prepared anew that
 // the server skipped after an error, while the client's view still has
-// them.
+// them, when the server is at rest outside a transaction block: quietly,
+// and followed by a Sync of pgveil's own, so that an error of theirs
+// neither reaches the client nor makes the server skip the client's next
+// message (a simple Query the server would discard until a Sync: the
+// session hung; a ROLLBACK of an aborted block refused with 25P02, the
+// block never ended; review 18a). Otherwise they wait for the next Bind
+// or Describe of their statement (reprepareOne) or the next rest.
 func (s *session) reprepareAgain() {
+	if s.t.failedReprepN.Load() == 0 {
+		return
+	}
+	if ok, status := s.t.atRest(); !ok || status != 'I' {
+		return
+	}
+	sent := false
 	for _, st := range s.t.takeFailedReprepares() {
 		if s.t.statement([]byte(st.Name)) == st {
-			s.parseUpstream(st)
+			s.parseUpstream(st, true)
+			sent = true
 		}
+	}
+	if sent {
+		s.sw.Write([]byte{'S', 0, 0, 0, 4})
+		s.t.push(pending{kind: pendSync, suppress: true})
 	}
 }
 

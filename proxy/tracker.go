@@ -458,7 +458,7 @@ func (t *tracker) dropVoid() {
 				t.failedCloses = append(t.failedCloses, h.stmt)
 				t.failedCloseN.Add(1)
 			}
-			if h.kind == pendParse && h.injected && h.stmt != nil && h.stmt.ServerName != "" {
+			if h.kind == pendParse && (h.injected || h.suppress) && h.stmt != nil && h.stmt.ServerName != "" {
 				// A statement prepared anew (reprepare), skipped.
 				t.failedReprepares = append(t.failedReprepares, h.stmt)
 				t.failedReprepN.Add(1)
@@ -751,6 +751,25 @@ func (t *tracker) takeFailedReprepares() []*Statement {
 	t.failedReprepares = nil
 	t.failedReprepN.Store(0)
 	return f
+}
+
+// takeFailedReprepare takes the statement prepared anew under st's
+// upstream name out of those whose Parse the server skipped, and returns
+// it (nil when it is not one of them).
+func (t *tracker) takeFailedReprepare(st *Statement) *Statement {
+	if t.failedReprepN.Load() == 0 || st == nil || st.ServerName == "" {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, f := range t.failedReprepares {
+		if f.ServerName == st.ServerName {
+			t.failedReprepares = append(t.failedReprepares[:i], t.failedReprepares[i+1:]...)
+			t.failedReprepN.Add(-1)
+			return f
+		}
+	}
+	return nil
 }
 
 // takeFailedCloses returns the upstream statements whose Close the
