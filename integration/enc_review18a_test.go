@@ -225,13 +225,21 @@ func TestReview18aClosedThenBound(t *testing.T) {
 			e.expect(fmt.Sprintf("%d: bound after %T pipelined", i, closing[0]), first+" | "+none, cat(closing, e.bind("rp"), sync1)...)
 			e.expect("after", none, cat(e.bind("rp"), sync1)...)
 		}
+		// The re-prepare skipped, then the statement closed and bound,
+		// all pipelined.
+		parse()
+		e.state("complete")
+		e.expect("skipped, closed, bound", r18DivZeroTrace+" | ReadyForQuery I | CloseComplete | ReadyForQuery I | "+none,
+			cat(r18DivZero, e.bind("rp"), sync1, []pgproto3.FrontendMessage{&pgproto3.Close{ObjectType: 'S', Name: "rp"}}, sync1, e.bind("rp"), sync1)...)
+		e.expect("after", none, cat(e.bind("rp"), sync1)...)
+
 		// A Close the server skipped after an error: the statement is
 		// still there, and runs prepared anew (pipelined, and not).
 		parse()
-		for i, st := range []string{"complete", "migrating"} {
+		for i, st := range []string{"migrating", "complete"} {
 			e.state(st)
 			skipped := cat(r18DivZero, []pgproto3.FrontendMessage{&pgproto3.Close{ObjectType: 'S', Name: "rp"}}, sync1)
-			rows := e.rows(2 + i)
+			rows := e.rows(3 - i)
 			if i == 0 {
 				e.expect("close skipped, bound pipelined", r18DivZeroTrace+" | ReadyForQuery I | "+rows+" | ReadyForQuery I", cat(skipped, e.bind("rp"), sync1)...)
 			} else {
@@ -246,10 +254,10 @@ func TestReview18aClosedThenBound(t *testing.T) {
 		// A Close the server skipped after an error: the statement is
 		// still there, and runs prepared anew (pipelined, and not).
 		parse()
-		for i, st := range []string{"complete", "migrating"} {
+		for i, st := range []string{"migrating", "complete"} {
 			e.state(st)
 			skipped := cat(r18DivZero, []pgproto3.FrontendMessage{&pgproto3.Close{ObjectType: 'S', Name: "rp"}}, sync1)
-			rows := e.rows(2 + i)
+			rows := e.rows(3 - i)
 			if i == 0 {
 				e.expect("close skipped, bound pipelined", r18DivZeroTrace+" | ReadyForQuery I | "+rows+" | ReadyForQuery I", cat(skipped, e.bind("rp"), sync1)...)
 			} else {
@@ -318,7 +326,8 @@ func TestReview18aAbortedRefusedFlush(t *testing.T) {
 		e.state("migrating")
 		e.expect("bound in the same pipeline", `ParameterDescription[20 25] | RowDescription(org_id:20/8/-1/0) | `+e.rows(3)+" | "+e.rows(3)+" | ReadyForQuery I",
 			cat([]pgproto3.FrontendMessage{&pgproto3.Describe{ObjectType: 'S', Name: "rq"}}, e.bind("rq"), e.bind("rq"), sync1)...)
-		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("2") | CommandComplete SELECT 1 | ReadyForQuery I` {
+		t.Log(e.trace(&pgproto3.Query{String: "SELECT name, left(statement, 60) FROM pg_prepared_statements"}))
+			if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("2") | CommandComplete SELECT 1 | ReadyForQuery I` {
 			t.Errorf("upstream statements: %s", got)
 		}
 
@@ -332,4 +341,72 @@ func TestReview18aAbortedRefusedFlush(t *testing.T) {
 		e.expect("extended ROLLBACK", "ParseComplete | BindComplete | CommandComplete ROLLBACK | ReadyForQuery I", cat(ext("ROLLBACK"), sync1)...)
 		e.expect("bound after", e.rows(2)+" | ReadyForQuery I", cat(e.bind("rq"), sync1)...)
 	})
+}
+
+// TestReview18aLookupReprepare: UPDATEs whose tenant pgveil looks up (no
+// org_id in WHERE) prepared anew when users enters and leaves migration
+// mode, pipelined, after an error, and interleaved with another lookup
+// statement: the counts show which plan ran (3 rows with the plaintext
+// fallback, 2 without).
+func TestReview18aLookupReprepare(t *testing.T) {
+	relayLeakCheck(t)
+	for i, loops := range []string{"0", "1"} {
+		t.Run("loops="+loops, func(t *testing.T) {
+			t.Setenv(eventLoopsEnv, loops)
+			ctx := testCtx(t, 3*time.Minute)
+			org := int64(18700 + i)
+			p := startEncProxy(t, org)
+			ssn := fmt.Sprintf("r18-ssn-%d", org)
+			p.remember(ssn, "r18-phone-a", "r18-phone-b")
+			su := superConn(t, ctx)
+			t.Cleanup(func() {
+				if _, err := su.Exec(context.Background(), `DELETE FROM pgveil.tables WHERE table_name = 'public.users'; SELECT pg_notify('pgveil_tables', 'public.users')`); err != nil && !strings.Contains(err.Error(), "42P01") {
+					t.Errorf("cleanup: %v", err)
+				}
+			})
+			app := connectPgx(t, ctx, p.url())
+			for j := 0; j < 2; j++ {
+				if _, err := app.Exec(ctx, "INSERT INTO users (org_id, ssn) VALUES ($1, $2)", org, ssn); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := su.Exec(ctx, `INSERT INTO users (org_id, ssn) VALUES ($1, convert_to($2, 'UTF8'))`, org, ssn); err != nil {
+				t.Fatal(err)
+			}
+			waitRows := func(want int64) {
+				t.Helper()
+				waitFor(t, 20*time.Second, fmt.Sprintf("a plan finding %d rows", want), func() (bool, error) {
+					var n int64
+					err := app.QueryRow(ctx, fmt.Sprintf(`SELECT count(*) FROM users WHERE org_id = %d AND ssn = '%s'`, org, ssn), pgx.QueryExecModeSimpleProtocol).Scan(&n)
+					return n == want, err
+				})
+			}
+			waitRows(2)
+			c := connectPgx(t, ctx, p.url()).PgConn()
+			e := &r18Env{t: t, ctx: ctx, p: p, c: c}
+			upd := func(stmt, phone string) []pgproto3.FrontendMessage {
+				return []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: stmt, Parameters: [][]byte{[]byte(phone), []byte(ssn)}}, &pgproto3.Execute{}}
+			}
+			e.expect("parse", "ParseComplete | ParseComplete | ReadyForQuery I",
+				&pgproto3.Parse{Name: "up", Query: `UPDATE users SET phone = $1 WHERE ssn = $2`},
+				&pgproto3.Parse{Name: "del", Query: `UPDATE users SET name = 'x', phone = $1 WHERE ssn = $2 AND id < 0`}, &pgproto3.Sync{})
+			e.expect("before", "BindComplete | CommandComplete UPDATE 2 | ReadyForQuery I", cat(upd("up", "r18-phone-a"), sync1)...)
+
+			setTableState(t, ctx, "public.users", "migrating")
+			waitRows(3)
+			e.expect("migrating, pipelined", "BindComplete | CommandComplete UPDATE 3 | BindComplete | CommandComplete UPDATE 0 | BindComplete | CommandComplete UPDATE 3 | ReadyForQuery I",
+				cat(upd("up", "r18-phone-a"), upd("del", "r18-phone-b"), upd("up", "r18-phone-b"), sync1)...)
+
+			setTableState(t, ctx, "public.users", "complete")
+			waitRows(2)
+			e.expect("error first", r18DivZeroTrace+" | ReadyForQuery I", cat(r18DivZero, upd("up", "r18-phone-a"), upd("del", "r18-phone-a"), sync1)...)
+			e.expect("complete, pipelined", "BindComplete | CommandComplete UPDATE 0 | BindComplete | CommandComplete UPDATE 2 | BindComplete | CommandComplete UPDATE 2 | ReadyForQuery I",
+				cat(upd("del", "r18-phone-b"), upd("up", "r18-phone-a"), upd("up", "r18-phone-b"), sync1)...)
+			// The UPDATEs' statements (the lookups' own are kept per text,
+			// bounded: maxLookupStmts).
+			if got := e.trace(&pgproto3.Query{String: "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgveil%' AND statement LIKE 'UPDATE%'"}); got != `RowDescription(count:20/8/-1/0) | DataRow("2") | CommandComplete SELECT 1 | ReadyForQuery I` {
+				t.Errorf("upstream statements: %s", got)
+			}
+		})
+	}
 }

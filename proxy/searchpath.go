@@ -444,7 +444,9 @@ func (s *session) parseUpstream(st *Statement, quiet bool) {
 // st, whose answer its error then is (25P02 in an aborted transaction, as
 // PostgreSQL answers the Bind).
 func (s *session) reprepareOne(st *Statement) {
-	if f := s.t.takeFailedReprepare(st); f != nil {
+	if f := s.t.takeFailedReprepare(st); f != nil && !s.t.ghostOf(f.Name, st) {
+		// (A ghost's is not: the client closed the statement, and the
+		// server's 26000 for the missing one is PostgreSQL's answer.)
 		s.parseUpstream(f, false)
 	}
 }
