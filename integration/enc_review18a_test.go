@@ -326,7 +326,6 @@ func TestReview18aAbortedRefusedFlush(t *testing.T) {
 		e.state("migrating")
 		e.expect("bound in the same pipeline", `ParameterDescription[20 25] | RowDescription(org_id:20/8/-1/0) | `+e.rows(3)+" | "+e.rows(3)+" | ReadyForQuery I",
 			cat([]pgproto3.FrontendMessage{&pgproto3.Describe{ObjectType: 'S', Name: "rq"}}, e.bind("rq"), e.bind("rq"), sync1)...)
-		t.Log(e.trace(&pgproto3.Query{String: "SELECT name, left(statement, 60) FROM pg_prepared_statements"}))
 		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("2") | CommandComplete SELECT 1 | ReadyForQuery I` {
 			t.Errorf("upstream statements: %s", got)
 		}
