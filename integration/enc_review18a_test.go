@@ -40,6 +40,35 @@ package integration
 //      their own statement (its answer, as PostgreSQL's would be), or
 //      quietly at rest outside a block followed by pgveil's own Sync
 //      (reprepareAgain), never before an unrelated message otherwise.
+//      (On the goroutine relay the quiet re-send first ran before every
+//      Bind, from closeAgain, and the statement's own error became 26000:
+//      TestReview18aReprepareFails caught it; it runs before an unnamed
+//      Parse or a Query only.) proxy TestReview18aTrackerReprepare.
+//   4. LOW (documented in docs/LIMITS.md, not changed): a DEALLOCATE name
+//      of a statement whose new Parse the server skipped, sent inside a
+//      transaction block or pipelined behind the failed pipeline, gets
+//      26000 (PostgreSQL deallocates it): the new statement does not
+//      exist upstream yet and pgveil does not send its Parse there (a
+//      failure would abort the block or be skipped).
+//   5. LOW (noticed, not changed): a tenant lookup's own upstream
+//      statement is kept per text (lookupStmts), so each state change adds
+//      one per lookup statement until maxLookupStmts (64) closes the
+//      oldest; a Describe of a statement whose re-prepare failed in an
+//      aborted block answers 25P02 even for a statement without a result
+//      (PostgreSQL describes it).
+//
+// Held, both engines: re-prepare in an aborted block (25P02 as
+// PostgreSQL's Bind), then ROLLBACK simple and extended; a suspended
+// portal of the old statement in the aborted block and gone after it;
+// Close right after the Bind that re-prepared, in the same pipeline;
+// a Close the server skipped, then the statement bound (pipelined and
+// not) and described; an unnamed statement prepared anew, then an unnamed
+// Parse pgveil refuses (26000 after); a state change between a Parse and
+// its Describe and Binds in one pipeline (Flush); the new text failing
+// upstream (blind index column renamed directly: the server's error each
+// time, nothing else, runs again once back); tenant-lookup UPDATEs
+// prepared anew, pipelined with another, after an error; no pgveil
+// statement left upstream but the client's.
 
 import (
 	"context"
@@ -408,4 +437,45 @@ func TestReview18aLookupReprepare(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReview18aReprepareFails: the new text no longer parses (the blind
+// index column renamed directly on the database): each Bind of the
+// statement gets the server's error, the session stays in step, and the
+// statement runs once the column is back.
+func TestReview18aReprepareFails(t *testing.T) {
+	relayLeakCheck(t)
+	r18Engines(t, 18900, func(t *testing.T, e *r18Env) {
+		su := superConn(t, e.ctx)
+		e.expect("parse", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+		if _, err := su.Exec(e.ctx, `ALTER TABLE contacts RENAME COLUMN email_bidx TO email_bidx_r18`); err != nil {
+			t.Fatal(err)
+		}
+		renamed := true
+		back := func() {
+			if renamed {
+				renamed = false
+				if _, err := su.Exec(context.Background(), `ALTER TABLE contacts RENAME COLUMN email_bidx_r18 TO email_bidx`); err != nil {
+					t.Errorf("renaming back: %v", err)
+				}
+			}
+		}
+		t.Cleanup(back)
+		setTableState(t, e.ctx, "public.contacts", "migrating")
+		// pgveil plans under the new state once a Parse finds the
+		// plaintext fallback (its text fails upstream too: the count is
+		// not what tells).
+		e.expect("skipped after an error", r18DivZeroTrace+" | ReadyForQuery I", cat(r18DivZero, e.bind("rp"), sync1)...)
+		fails := `ErrorResponse 42703 column contacts.email_bidx does not exist | ReadyForQuery I`
+		for i := 0; i < 2; i++ {
+			got := e.trace(cat(e.bind("rp"), e.bind("rp"), sync1)...)
+			if !strings.HasPrefix(got, "ErrorResponse 42703 ") || strings.Count(got, "ErrorResponse") != 1 || !strings.HasSuffix(got, " | ReadyForQuery I") {
+				t.Errorf("bound with the column renamed: %s (want like %s)", got, fails)
+			}
+			e.expect("other statements", `ParseComplete | BindComplete | DataRow("1") | CommandComplete SELECT 1 | ReadyForQuery I`, cat(ext("SELECT 1"), sync1)...)
+		}
+		back()
+		e.waitRows(3)
+		e.expect("column back", e.rows(3)+" | "+e.rows(3)+" | ReadyForQuery I", cat(e.bind("rp"), e.bind("rp"), sync1)...)
+	})
 }

@@ -869,6 +869,7 @@ func (s *session) handleParse(body []byte) error {
 // A Close the server skipped (after an error earlier in the pipeline) is
 // sent again here, at the client's next unnamed Parse or Query.
 func (s *session) dropUnnamed() {
+	s.reprepareAgain() // first: only at rest
 	s.closeAgain()
 	old := s.t.statement(nil)
 	if old == passthroughStmt || old.ServerName == "" {
@@ -890,11 +891,12 @@ func (s *session) dropUnnamedEverywhere() {
 }
 
 // closeAgain sends again the Closes of pgveil's own statements that the
-// server skipped after an error (takeFailedCloses), and the Parses of
-// statements prepared anew (reprepareAgain); it closes the statements
-// reprepare left open for their portals once those are gone.
+// server skipped after an error (takeFailedCloses); it closes the
+// statements reprepare left open for their portals once those are gone.
+// (The Parses of statements prepared anew go again before a Bind or
+// Describe of theirs, or before an unnamed Parse or a Query at rest:
+// reprepareOne, reprepareAgain.)
 func (s *session) closeAgain() {
-	s.reprepareAgain() // first: only at rest
 	for _, st := range s.t.takeFailedCloses() {
 		s.closeUpstream(st)
 	}

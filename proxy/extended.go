@@ -40,6 +40,9 @@ func (s *session) handleExtended(typ byte, body []byte) error {
 		// (it must not have written); there the next unnamed Parse or
 		// Query sends them (dropUnnamed), and engineClient after each
 		// message.
+		if typ == 'P' {
+			s.reprepareAgain() // before the Closes: only at rest
+		}
 		s.closeAgain()
 	}
 	switch typ {
