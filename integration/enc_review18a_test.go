@@ -479,3 +479,31 @@ func TestReview18aReprepareFails(t *testing.T) {
 		e.expect("column back", e.rows(3)+" | "+e.rows(3)+" | ReadyForQuery I", cat(e.bind("rp"), e.bind("rp"), sync1)...)
 	})
 }
+
+// TestReview18aDescribeAround: Describe of the statement and of portals
+// before and after the Bind that prepared it anew, in one pipeline, with
+// a suspended portal of the old statement.
+func TestReview18aDescribeAround(t *testing.T) {
+	relayLeakCheck(t)
+	r18Engines(t, 19100, func(t *testing.T, e *r18Env) {
+		org := fmt.Sprint(e.org)
+		e.expect("parse", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+		e.expect("suspended", `CommandComplete BEGIN | ReadyForQuery T | BindComplete | DataRow("`+org+`") | PortalSuspended | ReadyForQuery T`,
+			&pgproto3.Query{String: "BEGIN"}, &pgproto3.Bind{DestinationPortal: "old", PreparedStatement: "rp", Parameters: e.args},
+			&pgproto3.Execute{Portal: "old", MaxRows: 1}, &pgproto3.Sync{})
+		e.state("migrating")
+		desc := "ParameterDescription[20 25] | RowDescription(org_id:20/8/-1/0)"
+		row := "RowDescription(org_id:20/8/-1/0)"
+		d := func(kind byte, name string) pgproto3.FrontendMessage {
+			return &pgproto3.Describe{ObjectType: kind, Name: name}
+		}
+		e.expect("around the re-prepare",
+			desc+" | BindComplete | "+row+" | "+desc+" | "+row+` | DataRow("`+org+`") | DataRow("`+org+`") | DataRow("`+org+`") | CommandComplete SELECT 3 | DataRow("`+org+`") | CommandComplete SELECT 1 | ReadyForQuery T`,
+			d('S', "rp"), &pgproto3.Bind{DestinationPortal: "new", PreparedStatement: "rp", Parameters: e.args}, d('P', "new"), d('S', "rp"), d('P', "old"),
+			&pgproto3.Execute{Portal: "new"}, &pgproto3.Execute{Portal: "old"}, &pgproto3.Sync{})
+		e.expect("commit", "CommandComplete COMMIT | ReadyForQuery I", &pgproto3.Query{String: "COMMIT"})
+		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("1") | CommandComplete SELECT 1 | ReadyForQuery I` {
+			t.Errorf("upstream statements: %s", got)
+		}
+	})
+}
