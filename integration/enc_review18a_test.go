@@ -44,13 +44,22 @@ package integration
 //      Bind, from closeAgain, and the statement's own error became 26000:
 //      TestReview18aReprepareFails caught it; it runs before an unnamed
 //      Parse or a Query only.) proxy TestReview18aTrackerReprepare.
-//   4. LOW (documented in docs/LIMITS.md, not changed): a DEALLOCATE name
+//   4. MEDIUM TestReview18aPipelinedAcrossSync: a pipeline whose error
+//      made the server skip a re-prepare's Parse, and the client's next
+//      pipelines sent before its answers came back (pgx pipeline mode):
+//      their Binds of the statement went to the new upstream name, which
+//      the server never made, and got 26000 where PostgreSQL runs the
+//      statement (both engines; the Parse was only sent again once the
+//      server's skip was known). Fix: a Bind or Describe of a statement
+//      whose Parse is still unanswered behind a Sync prepares it anew
+//      under another name (preparedAgainIfUnsettled, commitReprepare).
+//   5. LOW (documented in docs/LIMITS.md, not changed): a DEALLOCATE name
 //      of a statement whose new Parse the server skipped, sent inside a
 //      transaction block or pipelined behind the failed pipeline, gets
 //      26000 (PostgreSQL deallocates it): the new statement does not
 //      exist upstream yet and pgveil does not send its Parse there (a
 //      failure would abort the block or be skipped).
-//   5. LOW (noticed, not changed): a tenant lookup's own upstream
+//   6. LOW (noticed, not changed): a tenant lookup's own upstream
 //      statement is kept per text (lookupStmts), so each state change adds
 //      one per lookup statement until maxLookupStmts (64) closes the
 //      oldest; a Describe of a statement whose re-prepare failed in an
@@ -502,6 +511,29 @@ func TestReview18aDescribeAround(t *testing.T) {
 			d('S', "rp"), &pgproto3.Bind{DestinationPortal: "new", PreparedStatement: "rp", Parameters: e.args}, d('P', "new"), d('S', "rp"), d('P', "old"),
 			&pgproto3.Execute{Portal: "new"}, &pgproto3.Execute{Portal: "old"}, &pgproto3.Sync{})
 		e.expect("commit", "CommandComplete COMMIT | ReadyForQuery I", &pgproto3.Query{String: "COMMIT"})
+		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("1") | CommandComplete SELECT 1 | ReadyForQuery I` {
+			t.Errorf("upstream statements: %s", got)
+		}
+	})
+}
+
+// TestReview18aPipelinedAcrossSync: the pipeline after the one whose
+// error made the server skip a re-prepare's Parse, sent before the first
+// one's answers came back (pgx pipeline mode): its Bind of the statement
+// runs, as on PostgreSQL.
+func TestReview18aPipelinedAcrossSync(t *testing.T) {
+	relayLeakCheck(t)
+	r18Engines(t, 19300, func(t *testing.T, e *r18Env) {
+		e.expect("parse", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+		for i, st := range []string{"migrating", "complete"} {
+			e.state(st)
+			rows := e.rows(3 - i)
+			e.expect("across a Sync", r18DivZeroTrace+" | ReadyForQuery I | "+rows+" | "+rows+" | ReadyForQuery I | "+rows+" | ReadyForQuery I",
+				cat(r18DivZero, e.bind("rp"), sync1, e.bind("rp"), e.bind("rp"), sync1, e.bind("rp"), sync1)...)
+			e.expect("after", rows+" | ReadyForQuery I", cat(e.bind("rp"), sync1)...)
+			e.expect("described", "ParameterDescription[20 25] | RowDescription(org_id:20/8/-1/0) | ReadyForQuery I",
+				&pgproto3.Describe{ObjectType: 'S', Name: "rp"}, &pgproto3.Sync{})
+		}
 		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("1") | CommandComplete SELECT 1 | ReadyForQuery I` {
 			t.Errorf("upstream statements: %s", got)
 		}

@@ -1035,6 +1035,7 @@ func (s *session) handleBind(body []byte) error {
 	if stmt.Plan != nil && stmt.Plan.Fetch != "" {
 		stmt = s.fetchStatement(stmt)
 	}
+	stmt = s.preparedAgainIfUnsettled(stmt)
 	if pe := bindFormatError(stmt, bm); pe != nil {
 		s.injectExtendedError(pe)
 		s.t.closePortal(bm.Portal)

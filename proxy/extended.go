@@ -75,9 +75,14 @@ func (s *session) handleDescribe(body []byte) error {
 	}
 	if body[0] == 'S' {
 		stmt := s.t.statement(name)
-		// A statement prepared anew whose Parse the server skipped: the
-		// server must have it before it is described (review 18a).
+		// A statement prepared anew whose Parse the server skipped, or
+		// may skip in an earlier pipeline: the server must have it before
+		// it is described (review 18a).
 		s.reprepareOne(stmt)
+		if ns := s.preparedAgainIfUnsettled(stmt); ns != stmt {
+			s.commitReprepare(ns)
+			stmt = ns
+		}
 		s.t.push(pending{kind: pendDescribeStmt, stmt: stmt})
 		if stmt == passthroughStmt {
 			s.forwardClient(body)

@@ -437,6 +437,24 @@ func (s *session) parseUpstream(st *Statement, quiet bool) {
 	}
 	s.sw.Write(appendParse(s.scratch[:0], st.ServerName, text, s.serverParamOIDs(st)))
 	s.t.push(pending{kind: pendParse, injected: !quiet, suppress: quiet, stmt: st})
+	st.parseSeq = s.t.lastSeq()
+}
+
+// preparedAgainIfUnsettled is st, or, when pgveil's Parse of st (a
+// statement prepared anew) is still unanswered in an earlier pipeline
+// the server may skip it in (an error there), a copy of st to prepare
+// upstream under a new name of its own (commitReprepare): a Bind or
+// Describe of st in the client's later pipeline must not depend on it
+// (review 18a: 26000 where PostgreSQL runs the statement).
+func (s *session) preparedAgainIfUnsettled(st *Statement) *Statement {
+	if st == passthroughStmt || st.replaces != nil || !s.t.parseUnsettled(st.parseSeq) {
+		return st
+	}
+	cp := *st
+	cp.ServerName = s.serverStmtName()
+	cp.replaces = st
+	cp.parseSeq = 0
+	return &cp
 }
 
 // reprepareOne sends again the Parse of st, a statement prepared anew,

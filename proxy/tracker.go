@@ -37,6 +37,9 @@ type Statement struct {
 	// of this one in the client's view, until the Bind that found it is
 	// sent (commitReprepare). Client side.
 	replaces *Statement
+	// parseSeq is the seq of pgveil's last Parse of a statement prepared
+	// anew (parseUpstream). Client side.
+	parseSeq uint64
 }
 
 // renamed reports a statement pgveil prepared upstream under a name other
@@ -770,6 +773,19 @@ func (t *tracker) takeFailedReprepare(st *Statement) *Statement {
 		}
 	}
 	return nil
+}
+
+// parseUnsettled reports whether the message seq (pgveil's Parse of a
+// statement prepared anew) awaits its answer behind a Sync the client
+// sent since: the server may yet skip it, after an error in that earlier
+// pipeline, while it runs the client's later one.
+func (t *tracker) parseUnsettled(seq uint64) bool {
+	if seq == 0 {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.syncSeq > seq && t.n > 0 && t.q[t.head].seq <= seq
 }
 
 // takeFailedCloses returns the upstream statements whose Close the
