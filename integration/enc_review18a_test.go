@@ -539,3 +539,24 @@ func TestReview18aPipelinedAcrossSync(t *testing.T) {
 		}
 	})
 }
+
+// TestReview18aSQLPrepareName: the client's name once taken by an SQL
+// PREPARE (pgveil probes it before its own Parse), the statement then
+// prepared anew; an SQL PREPARE of the name while the statement exists,
+// and after a DEALLOCATE.
+func TestReview18aSQLPrepareName(t *testing.T) {
+	relayLeakCheck(t)
+	r18Engines(t, 19500, func(t *testing.T, e *r18Env) {
+		e.expect("sql prepare", "CommandComplete PREPARE | ReadyForQuery I", &pgproto3.Query{String: "PREPARE rp AS SELECT 1"})
+		e.expect("clash", `ErrorResponse 42P05 prepared statement "rp" already exists | ReadyForQuery I`, &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+		e.expect("deallocate", "CommandComplete DEALLOCATE | ReadyForQuery I", &pgproto3.Query{String: "DEALLOCATE rp"})
+		e.expect("parse", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+		e.state("migrating")
+		e.expect("bound", e.rows(3)+" | ReadyForQuery I", cat(e.bind("rp"), sync1)...)
+		e.expect("sql prepare of the name", `ErrorResponse 42P05 prepared statement "rp" already exists | ReadyForQuery I`, &pgproto3.Query{String: "PREPARE rp AS SELECT 2"})
+		e.expect("bound again", e.rows(3)+" | ReadyForQuery I", cat(e.bind("rp"), sync1)...)
+		e.expect("deallocate", "CommandComplete DEALLOCATE | ReadyForQuery I", &pgproto3.Query{String: "DEALLOCATE rp"})
+		e.expect("sql prepare after", "CommandComplete PREPARE | ReadyForQuery I", &pgproto3.Query{String: "PREPARE rp AS SELECT 2"})
+		e.expect("execute", `RowDescription(?column?:23/4/-1/0) | DataRow("2") | CommandComplete SELECT 1 | ReadyForQuery I`, &pgproto3.Query{String: "EXECUTE rp"})
+	})
+}
