@@ -560,3 +560,27 @@ func TestReview18aSQLPrepareName(t *testing.T) {
 		e.expect("execute", `RowDescription(?column?:23/4/-1/0) | DataRow("2") | CommandComplete SELECT 1 | ReadyForQuery I`, &pgproto3.Query{String: "EXECUTE rp"})
 	})
 }
+
+// TestReview18aUnnamedAcrossSync: the unnamed statement prepared anew in
+// a pipeline whose error skips it; the next pipeline, sent at once, binds
+// it and then has an unnamed Parse pgveil refuses; the one after binds
+// the unnamed statement, gone.
+func TestReview18aUnnamedAcrossSync(t *testing.T) {
+	relayLeakCheck(t)
+	r18Engines(t, 19700, func(t *testing.T, e *r18Env) {
+		e.expect("parse", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Query: r18Q}, &pgproto3.Sync{})
+		e.state("migrating")
+		p1 := []pgproto3.FrontendMessage{&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{}}
+		got := e.trace(cat(p1, e.bind(""), sync1,
+			e.bind(""), []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SELECT 1 FROM contacts WHERE email > $1"}}, e.bind(""), sync1,
+			e.bind(""), sync1)...)
+		want := "ParseComplete | ErrorResponse 22012 division by zero | ReadyForQuery I | " + e.rows(3) + " | ErrorResponse "
+		tail := " | ReadyForQuery I | ErrorResponse 26000 unnamed prepared statement does not exist | ReadyForQuery I"
+		if !strings.HasPrefix(got, want) || !strings.HasSuffix(got, tail) || strings.Count(got, "ErrorResponse") != 3 {
+			t.Errorf("got  %s\nwant %s…%s", got, want, tail)
+		}
+		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("0") | CommandComplete SELECT 1 | ReadyForQuery I` {
+			t.Errorf("upstream statements: %s", got)
+		}
+	})
+}
