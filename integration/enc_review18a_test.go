@@ -584,3 +584,26 @@ func TestReview18aUnnamedAcrossSync(t *testing.T) {
 		}
 	})
 }
+
+// TestReview18aCloseWithOrphan: the statement closed right after the
+// Bind that prepared it anew, while a portal of the old one is open in a
+// block: the old portal finishes, and nothing of pgveil's stays upstream.
+func TestReview18aCloseWithOrphan(t *testing.T) {
+	relayLeakCheck(t)
+	r18Engines(t, 19900, func(t *testing.T, e *r18Env) {
+		org := fmt.Sprint(e.org)
+		e.expect("parse", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+		e.expect("suspended", `CommandComplete BEGIN | ReadyForQuery T | BindComplete | DataRow("`+org+`") | PortalSuspended | ReadyForQuery T`,
+			&pgproto3.Query{String: "BEGIN"}, &pgproto3.Bind{DestinationPortal: "old", PreparedStatement: "rp", Parameters: e.args},
+			&pgproto3.Execute{Portal: "old", MaxRows: 1}, &pgproto3.Sync{})
+		e.state("migrating")
+		e.expect("closed after the re-prepare", e.rows(3)+` | CloseComplete | DataRow("`+org+`") | CommandComplete SELECT 1 | ReadyForQuery T`,
+			&pgproto3.Bind{DestinationPortal: "new", PreparedStatement: "rp", Parameters: e.args}, &pgproto3.Execute{Portal: "new"},
+			&pgproto3.Close{ObjectType: 'S', Name: "rp"}, &pgproto3.Execute{Portal: "old"}, &pgproto3.Sync{})
+		e.expect("bound after", `ErrorResponse 26000 prepared statement "rp" does not exist | ReadyForQuery E`, cat(e.bind("rp"), sync1)...)
+		e.expect("rollback", "CommandComplete ROLLBACK | ReadyForQuery I", &pgproto3.Query{String: "ROLLBACK"})
+		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("0") | CommandComplete SELECT 1 | ReadyForQuery I` {
+			t.Errorf("upstream statements: %s", got)
+		}
+	})
+}
