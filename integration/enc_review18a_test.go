@@ -76,11 +76,18 @@ package integration
 // its Describe and Binds in one pipeline (Flush); the new text failing
 // upstream (blind index column renamed directly: the server's error each
 // time, nothing else, runs again once back); tenant-lookup UPDATEs
-// prepared anew, pipelined with another, after an error; no pgveil
-// statement left upstream but the client's.
+// prepared anew, pipelined with another, after an error; Describe of
+// the statement and of old and new portals around the re-prepare in one
+// pipeline; an SQL PREPARE of the name before and after (42P05 while the
+// statement exists); the unnamed statement prepared anew across Syncs
+// with a refused unnamed Parse; Close after the re-prepare with a portal
+// of the old statement open (it finishes); no plaintext in the server's
+// log (statements and parameters) once the table is complete, by every
+// path above; no pgveil statement left upstream but the client's.
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -604,6 +611,45 @@ func TestReview18aCloseWithOrphan(t *testing.T) {
 		e.expect("rollback", "CommandComplete ROLLBACK | ReadyForQuery I", &pgproto3.Query{String: "ROLLBACK"})
 		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("0") | CommandComplete SELECT 1 | ReadyForQuery I` {
 			t.Errorf("upstream statements: %s", got)
+		}
+	})
+}
+
+// TestReview18aNoPlaintextOnceComplete: statements prepared in migration
+// mode (their lookups send the plaintext for rows not yet backfilled),
+// bound once the table is complete by every path of this review (a Bind
+// after a skipped re-prepare, the pipeline after it, a Describe, a ghost
+// bound after its close): the server's log of the
+// session's statements and parameters never has the plaintext.
+func TestReview18aNoPlaintextOnceComplete(t *testing.T) {
+	relayLeakCheck(t)
+	r18Engines(t, 20100, func(t *testing.T, e *r18Env) {
+		logStatementsOf(t, e.ctx)
+		e.c = connectPgx(t, e.ctx, e.p.url()).PgConn()
+		e.state("migrating")
+		e.expect("parse", "ParseComplete | ParseComplete | ParseComplete | ReadyForQuery I",
+			&pgproto3.Parse{Name: "a", Query: r18Q}, &pgproto3.Parse{Name: "b", Query: r18Q}, &pgproto3.Parse{Query: r18Q}, &pgproto3.Sync{})
+		e.expect("migrating", e.rows(3)+" | ReadyForQuery I", cat(e.bind("a"), sync1)...)
+		e.state("complete")
+		before := logSince(t, e.ctx, 0)
+		hexed := hex.EncodeToString([]byte(e.email)) // a bytea parameter is logged as \x…
+		if !strings.Contains(before, hexed) && !strings.Contains(before, e.email) {
+			t.Fatal("the server's log lacks the plaintext the migration-mode lookup sent: the check below would prove nothing")
+		}
+		mark := len(before)
+		rows := e.rows(2)
+		e.expect("complete", r18DivZeroTrace+" | ReadyForQuery I | "+rows+" | ReadyForQuery I | ParameterDescription[20 25] | RowDescription(org_id:20/8/-1/0) | ReadyForQuery I | "+
+			`ErrorResponse 08P01 bind message supplies 2 parameters, but prepared statement "" requires 0 | ReadyForQuery I | CloseComplete | ReadyForQuery I | `+
+			`ErrorResponse 26000 prepared statement "b" does not exist | ReadyForQuery I`,
+			cat(r18DivZero, e.bind("a"), sync1, e.bind("a"), sync1, []pgproto3.FrontendMessage{&pgproto3.Describe{ObjectType: 'S', Name: "a"}}, sync1,
+				e.bind(""), sync1, []pgproto3.FrontendMessage{&pgproto3.Close{ObjectType: 'S', Name: "b"}}, sync1, e.bind("b"), sync1)...)
+		e.expect("after", rows+" | ReadyForQuery I", cat(e.bind("a"), sync1)...)
+		log := logSince(t, e.ctx, mark)
+		if !strings.Contains(log, "pgveil_") {
+			t.Fatalf("the server logged none of the session's statements")
+		}
+		if strings.Contains(log, e.email) || strings.Contains(log, hexed) {
+			t.Errorf("the plaintext reached PostgreSQL once the table was complete")
 		}
 	})
 }
