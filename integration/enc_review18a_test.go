@@ -483,6 +483,10 @@ func TestReview18aReprepareFails(t *testing.T) {
 		// not what tells).
 		e.expect("skipped after an error", r18DivZeroTrace+" | ReadyForQuery I", cat(r18DivZero, e.bind("rp"), sync1)...)
 		fails := `ErrorResponse 42703 column contacts.email_bidx does not exist | ReadyForQuery I`
+		// A Query at rest: the Parse goes again quietly before it, fails,
+		// and the Query is answered as it would be.
+		e.expect("query at rest", `RowDescription(?column?:23/4/-1/0) | DataRow("1") | CommandComplete SELECT 1 | ReadyForQuery I`, &pgproto3.Query{String: "SELECT 1"})
+		e.expect("unnamed Parse at rest", `ParseComplete | BindComplete | DataRow("1") | CommandComplete SELECT 1 | ReadyForQuery I`, cat(ext("SELECT 1"), sync1)...)
 		for i := 0; i < 2; i++ {
 			got := e.trace(cat(e.bind("rp"), e.bind("rp"), sync1)...)
 			if !strings.HasPrefix(got, "ErrorResponse 42703 ") || strings.Count(got, "ErrorResponse") != 1 || !strings.HasSuffix(got, " | ReadyForQuery I") {
