@@ -446,6 +446,12 @@ func TestReview18aLookupReprepare(t *testing.T) {
 			e.expect("error first", r18DivZeroTrace+" | ReadyForQuery I", cat(r18DivZero, upd("up", "r18-phone-a"), upd("del", "r18-phone-a"), sync1)...)
 			e.expect("complete, pipelined", "BindComplete | CommandComplete UPDATE 0 | BindComplete | CommandComplete UPDATE 2 | BindComplete | CommandComplete UPDATE 2 | ReadyForQuery I",
 				cat(upd("del", "r18-phone-b"), upd("up", "r18-phone-a"), upd("up", "r18-phone-b"), sync1)...)
+			// Back in migration mode: the error and the next pipelines in
+			// one write.
+			setTableState(t, ctx, "public.users", "migrating")
+			waitRows(3)
+			e.expect("migrating, across Syncs", r18DivZeroTrace+" | ReadyForQuery I | BindComplete | CommandComplete UPDATE 3 | BindComplete | CommandComplete UPDATE 0 | ReadyForQuery I | BindComplete | CommandComplete UPDATE 3 | ReadyForQuery I",
+				cat(r18DivZero, upd("up", "r18-phone-a"), upd("del", "r18-phone-a"), sync1, upd("up", "r18-phone-b"), upd("del", "r18-phone-b"), sync1, upd("up", "r18-phone-a"), sync1)...)
 			// The UPDATEs' statements (the lookups' own are kept per text,
 			// bounded: maxLookupStmts).
 			if got := e.trace(&pgproto3.Query{String: "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgveil%' AND statement LIKE 'UPDATE%'"}); got != `RowDescription(count:20/8/-1/0) | DataRow("2") | CommandComplete SELECT 1 | ReadyForQuery I` {
