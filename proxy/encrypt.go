@@ -869,6 +869,7 @@ func (s *session) handleParse(body []byte) error {
 // A Close the server skipped (after an error earlier in the pipeline) is
 // sent again here, at the client's next unnamed Parse or Query.
 func (s *session) dropUnnamed() {
+	s.reprepareAgain() // first: only at rest
 	s.closeAgain()
 	old := s.t.statement(nil)
 	if old == passthroughStmt || old.ServerName == "" {
@@ -890,14 +891,15 @@ func (s *session) dropUnnamedEverywhere() {
 }
 
 // closeAgain sends again the Closes of pgveil's own statements that the
-// server skipped after an error (takeFailedCloses), and the Parses of
-// statements prepared anew (reprepareAgain); it closes the statements
-// reprepare left open for their portals once those are gone.
+// server skipped after an error (takeFailedCloses); it closes the
+// statements reprepare left open for their portals once those are gone.
+// (The Parses of statements prepared anew go again before a Bind or
+// Describe of theirs, or before an unnamed Parse or a Query at rest:
+// reprepareOne, reprepareAgain.)
 func (s *session) closeAgain() {
 	for _, st := range s.t.takeFailedCloses() {
 		s.closeUpstream(st)
 	}
-	s.reprepareAgain()
 	if len(s.orphans) > 0 {
 		s.closeOrphans()
 	}
@@ -1033,6 +1035,7 @@ func (s *session) handleBind(body []byte) error {
 	if stmt.Plan != nil && stmt.Plan.Fetch != "" {
 		stmt = s.fetchStatement(stmt)
 	}
+	stmt = s.preparedAgainIfUnsettled(stmt)
 	if pe := bindFormatError(stmt, bm); pe != nil {
 		s.injectExtendedError(pe)
 		s.t.closePortal(bm.Portal)
@@ -1064,9 +1067,7 @@ func (s *session) handleBind(body []byte) error {
 	// Nothing below waits: the Bind goes out now (an event loop runs a
 	// message that waits again from the start, so nothing may be written
 	// before this point).
-	if s.t.failedReprepN.Load() > 0 {
-		s.reprepareAgain() // the statement bound may be one of them
-	}
+	s.reprepareOne(stmt) // when the server skipped its Parse
 	if stmt.replaces != nil {
 		s.commitReprepare(stmt)
 	}

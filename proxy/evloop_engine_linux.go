@@ -96,7 +96,7 @@ func (ls *loopSession) clientMessageDone() {
 // it is rewritten, or it changes what decodeBackend does next. The others
 // stream through as on a session without tables.
 func (s *session) needsDecode(typ byte, cur *pending) bool {
-	if cur == nil || cur.suppress || cur.injected || cur.pathSync {
+	if cur == nil || cur.suppress || cur.injected || cur.probe || cur.pathSync {
 		return false
 	}
 	switch typ {

@@ -403,8 +403,22 @@ func (s *session) reprepare(stmt *Statement, p *rewrite.Plan, cat uint64) (*Stat
 func (s *session) commitReprepare(ns *Statement) {
 	old := ns.replaces
 	ns.replaces = nil
-	s.parseUpstream(ns)
-	s.t.defineStatement([]byte(ns.Name), ns)
+	ghost := s.t.ghostOf(ns.Name, old)
+	if ghost {
+		// The client closed the statement (Close, DEALLOCATE, DISCARD
+		// ALL) in a message the server has not answered, or skipped: the
+		// old statement upstream says which. Described first, for pgveil's
+		// eyes, it makes the server answer the Bind with 26000 (the rest
+		// skipped) when the client's close ran (review 18a).
+		s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'D', 'S', old.ServerName))
+		s.t.push(pending{kind: pendDescribeStmt, probe: true, stmt: old})
+	}
+	s.parseUpstream(ns, false)
+	if ghost {
+		s.t.reghost(ns.Name, ns) // still closed, unless the server says otherwise
+	} else {
+		s.t.defineStatement([]byte(ns.Name), ns)
+	}
 	if s.t.portalFrom(old) {
 		s.orphans = append(s.orphans, old)
 	} else {
@@ -415,24 +429,72 @@ func (s *session) commitReprepare(ns *Statement) {
 }
 
 // parseUpstream prepares pgveil's statement st upstream; the client sees
-// its error only.
-func (s *session) parseUpstream(st *Statement) {
+// its error only, unless quiet (then it sees nothing of it).
+func (s *session) parseUpstream(st *Statement, quiet bool) {
 	text := st.SQL
 	if st.Sent != "" {
 		text = st.Sent
 	}
 	s.sw.Write(appendParse(s.scratch[:0], st.ServerName, text, s.serverParamOIDs(st)))
-	s.t.push(pending{kind: pendParse, injected: true, stmt: st})
+	s.t.push(pending{kind: pendParse, injected: !quiet, suppress: quiet, stmt: st})
+	st.parseSeq = s.t.lastSeq()
 }
 
-// reprepareAgain sends again the Parse of statements prepared anew that
+// preparedAgainIfUnsettled is st, or, when pgveil's Parse of st (a
+// statement prepared anew) is still unanswered in an earlier pipeline
+// the server may skip it in (an error there), a copy of st to prepare
+// upstream under a new name of its own (commitReprepare): a Bind or
+// Describe of st in the client's later pipeline must not depend on it
+// (review 18a: 26000 where PostgreSQL runs the statement).
+func (s *session) preparedAgainIfUnsettled(st *Statement) *Statement {
+	if st == passthroughStmt || st.replaces != nil || !s.t.parseUnsettled(st.parseSeq) {
+		return st
+	}
+	cp := *st
+	cp.ServerName = s.serverStmtName()
+	cp.replaces = st
+	cp.parseSeq = 0
+	return &cp
+}
+
+// reprepareOne sends again the Parse of st, a statement prepared anew,
+// when the server skipped it after an error: before a Bind or Describe of
+// st, whose answer its error then is (25P02 in an aborted transaction, as
+// PostgreSQL answers the Bind).
+func (s *session) reprepareOne(st *Statement) {
+	if f := s.t.takeFailedReprepare(st); f != nil && !s.t.ghostOf(f.Name, st) {
+		// (A ghost's is not: the client closed the statement, and the
+		// server's 26000 for the missing one is PostgreSQL's answer.)
+		s.parseUpstream(f, false)
+	}
+}
+
+// reprepareAgain sends again the Parses of statements prepared anew that
 // the server skipped after an error, while the client's view still has
-// them.
+// them, when the server is at rest outside a transaction block: quietly,
+// and followed by a Sync of pgveil's own, so that an error of theirs
+// neither reaches the client nor makes the server skip the client's next
+// message (a simple Query the server would discard until a Sync: the
+// session hung; a ROLLBACK of an aborted block refused with 25P02, the
+// block never ended; review 18a). Otherwise they wait for the next Bind
+// or Describe of their statement (reprepareOne) or the next rest.
 func (s *session) reprepareAgain() {
+	if s.t.failedReprepN.Load() == 0 {
+		return
+	}
+	if ok, status := s.t.atRest(); !ok || status != 'I' {
+		return
+	}
+	sent := false
 	for _, st := range s.t.takeFailedReprepares() {
 		if s.t.statement([]byte(st.Name)) == st {
-			s.parseUpstream(st)
+			s.parseUpstream(st, true)
+			sent = true
 		}
+	}
+	if sent {
+		s.sw.Write([]byte{'S', 0, 0, 0, 4})
+		s.t.push(pending{kind: pendSync, suppress: true})
 	}
 }
 

@@ -37,6 +37,9 @@ type Statement struct {
 	// of this one in the client's view, until the Bind that found it is
 	// sent (commitReprepare). Client side.
 	replaces *Statement
+	// parseSeq is the seq of pgveil's last Parse of a statement prepared
+	// anew (parseUpstream). Client side.
+	parseSeq uint64
 }
 
 // renamed reports a statement pgveil prepared upstream under a name other
@@ -458,7 +461,7 @@ func (t *tracker) dropVoid() {
 				t.failedCloses = append(t.failedCloses, h.stmt)
 				t.failedCloseN.Add(1)
 			}
-			if h.kind == pendParse && h.injected && h.stmt != nil && h.stmt.ServerName != "" {
+			if h.kind == pendParse && (h.injected || h.suppress) && h.stmt != nil && h.stmt.ServerName != "" {
 				// A statement prepared anew (reprepare), skipped.
 				t.failedReprepares = append(t.failedReprepares, h.stmt)
 				t.failedReprepN.Add(1)
@@ -753,6 +756,38 @@ func (t *tracker) takeFailedReprepares() []*Statement {
 	return f
 }
 
+// takeFailedReprepare takes the statement prepared anew under st's
+// upstream name out of those whose Parse the server skipped, and returns
+// it (nil when it is not one of them).
+func (t *tracker) takeFailedReprepare(st *Statement) *Statement {
+	if t.failedReprepN.Load() == 0 || st == nil || st.ServerName == "" {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, f := range t.failedReprepares {
+		if f.ServerName == st.ServerName {
+			t.failedReprepares = append(t.failedReprepares[:i], t.failedReprepares[i+1:]...)
+			t.failedReprepN.Add(-1)
+			return f
+		}
+	}
+	return nil
+}
+
+// parseUnsettled reports whether the message seq (pgveil's Parse of a
+// statement prepared anew) awaits its answer behind a Sync the client
+// sent since: the server may yet skip it, after an error in that earlier
+// pipeline, while it runs the client's later one.
+func (t *tracker) parseUnsettled(seq uint64) bool {
+	if seq == 0 {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.syncSeq > seq && t.n > 0 && t.q[t.head].seq <= seq
+}
+
 // takeFailedCloses returns the upstream statements whose Close the
 // server skipped (dropVoid), for the client side to close again.
 func (t *tracker) takeFailedCloses() []*Statement {
@@ -850,6 +885,26 @@ func (t *tracker) closedInPipeline(name []byte) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return g.seq > t.syncSeq
+}
+
+// ghostOf reports whether the client's name for st is a ghost of st's:
+// closed by a message the server has not confirmed.
+func (t *tracker) ghostOf(name string, st *Statement) bool {
+	if _, ok := t.stmts[name]; ok {
+		return false
+	}
+	g, ok := t.ghosts[name]
+	return ok && g.stmt == st
+}
+
+// reghost makes the ghost of name stand for st, a statement prepared
+// anew in its place: the server's confirmation of the close (or of a
+// later one) forgets it.
+func (t *tracker) reghost(name string, st *Statement) {
+	if g, ok := t.ghosts[name]; ok {
+		g.stmt = st
+		t.ghosts[name] = g
+	}
 }
 
 // forgetStatements drops the whole view (DEALLOCATE ALL, DISCARD ALL);
