@@ -43,6 +43,15 @@ func (a *analyzer) updateStmt(up *pg.UpdateStmt, sc *scope, mode queryMode) (*qu
 	if err := a.expr(up.WhereClause, level, "WHERE"); err != nil {
 		return nil, err
 	}
+	if t != nil && t.KeyContext != "" {
+		for _, n := range up.TargetList {
+			if rt := n.GetResTarget(); rt != nil && rt.Name == t.KeyContext && rt.Val != nil {
+				if err := a.tenantCastsKeep(t, rt.Val); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	tenant, have := a.updateTenant(up, t, target, level)
 	lookup := !have && sc == nil && a.mayLookUpTenant(up, t, mode)
 	if lookup {
@@ -366,6 +375,9 @@ func (a *analyzer) updateTenant(up *pg.UpdateStmt, t *policy.Table, target *rel,
 			ref, err := a.resolveColumn(cr, level)
 			if err != nil || ref.rel != target || ref.idx < 0 || target.cols[ref.idx].name != t.KeyContext {
 				continue
+			}
+			if a.tenantCastsKeep(t, side[1]) != nil {
+				continue // a cast that may change it: looked up instead
 			}
 			if v, ok := a.tenantValue(side[1]); ok {
 				return v, true
