@@ -1,0 +1,127 @@
+package integration
+
+// Review 18b: rotate's wait for the transactions that began before the
+// grace period ended.
+//
+// Findings:
+//   - HIGH: the wait read pg_stat_activity only. A transaction it cannot
+//     see there was not waited for: one of another role when the role
+//     running `pgveil rotate` (upstream.service_url) has neither
+//     pg_read_all_stats nor that role's privileges (its xact_start is NULL
+//     there: "<insufficient privilege>"), and a prepared transaction
+//     (PREPARE TRANSACTION: no session at all). Rotate's last pass did not
+//     see the value such a transaction wrote under the old version, dropped
+//     the version, and the value read as NULL for good after COMMIT
+//     (PREPARED). Fix (ops.waitGrace): it also waits for every transaction
+//     id in progress at the end of the grace period (pg_current_snapshot(),
+//     which shows every role's and prepared transactions, then
+//     pg_xact_status), under the same 5-minute bound and message; it says
+//     when sessions of other roles are hidden from it.
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgveil/pgveil/integration/harness"
+)
+
+func TestOpsReview18bRotateUnseenTransactions(t *testing.T) {
+	for _, kind := range []string{"other role", "prepared"} {
+		t.Run(kind, func(t *testing.T) {
+			ctx := testCtx(t, 3*time.Minute)
+			db := "ops_r18b_rot_role"
+			if kind == "prepared" {
+				db = "ops_r18b_rot_2pc"
+			}
+			e := newOpsEnv(t, db, r17Policy)
+			su := e.conn(ctx)
+			if _, err := su.Exec(ctx, rvSchema); err != nil {
+				t.Fatal(err)
+			}
+			cfg := e.writeConfig("pgveil.yaml", e.config(""))
+			e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+			p := e.proxy(e.config(""))
+			app := e.appConn(ctx, p)
+			var old string
+			if err := su.QueryRow(ctx, `SELECT note FROM rv WHERE id = 7`).Scan(&old); err != nil {
+				t.Fatal(err)
+			}
+			rotCfg := cfg
+			lateUser := harness.SuperUser
+			if kind == "other role" {
+				const svc, other = "ops_r18b_svc", "ops_r18b_app"
+				for _, s := range []string{
+					"DROP ROLE IF EXISTS " + svc, "DROP ROLE IF EXISTS " + other,
+					"CREATE ROLE " + svc + " LOGIN", "CREATE ROLE " + other + " LOGIN",
+					"ALTER SCHEMA pgveil OWNER TO " + svc,
+					"ALTER TABLE pgveil.keys OWNER TO " + svc,
+					"ALTER TABLE pgveil.tables OWNER TO " + svc,
+					"ALTER TABLE rv OWNER TO " + svc,
+					"GRANT SELECT, UPDATE ON rv TO " + other,
+				} {
+					if _, err := su.Exec(ctx, s); err != nil {
+						t.Fatalf("%s: %v", s, err)
+					}
+				}
+				rotCfg = e.writeConfig("svc.yaml", strings.Replace(e.config(""), cluster.SocketURL(harness.SuperUser, e.db), cluster.SocketURL(svc, e.db), 1))
+				lateUser = other
+			}
+			rot, rotOut, rotErr := e.start("rotate", "-c", rotCfg, "--grace", "4s", "--batch", "100")
+			waitFor(t, time.Minute, "rotate to re-encrypt and wait out its grace period", func() (bool, error) {
+				return strings.Contains(rotOut.String(), "waiting "), nil
+			})
+			lc, err := cluster.Connect(ctx, lateUser, e.db)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer lc.Close(context.Background())
+			tx, err := lc.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(context.Background())
+			if _, err := tx.Exec(ctx, `UPDATE rv SET note = $1 WHERE id = 4`, old); err != nil {
+				t.Fatal(err)
+			}
+			finish := func() error { return tx.Commit(ctx) }
+			if kind == "prepared" {
+				if _, err := tx.Exec(ctx, `PREPARE TRANSACTION 'ops_r18b'`); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { su.Exec(context.Background(), `ROLLBACK PREPARED 'ops_r18b'`) })
+				finish = func() error {
+					_, err := su.Exec(ctx, `COMMIT PREPARED 'ops_r18b'`)
+					return err
+				}
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- rot.Wait() }()
+			var rotRes error
+			waitFor(t, 2*time.Minute, "rotate to finish or to wait for the late transaction", func() (bool, error) {
+				select {
+				case rotRes = <-exited:
+					exited <- rotRes
+					return true, nil
+				default:
+				}
+				return strings.Contains(rotOut.String(), "transaction(s) that began before"), nil
+			})
+			if err := finish(); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-exited; err != nil {
+				t.Errorf("rotate: %v\n%s\n%s", err, rotOut.String(), tail(rotErr.String(), 20))
+			}
+			var note *string
+			if err := app.QueryRow(ctx, `SELECT note FROM rv WHERE id = 4`).Scan(&note); err != nil {
+				t.Fatal(err)
+			}
+			if note == nil || *note != "note 7" {
+				t.Errorf("%s: a value sealed under the old version by a transaction rotate did not wait for reads %s, want \"note 7\" (its key was dropped under it)\n%s",
+					kind, fmtPtr(note), rotOut.String())
+			}
+		})
+	}
+}
