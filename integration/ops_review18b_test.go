@@ -125,3 +125,48 @@ func TestOpsReview18bRotateUnseenTransactions(t *testing.T) {
 		})
 	}
 }
+
+// TestOpsReview18bMigrateHiddenReplicas: `pgveil migrate` run as a role
+// that cannot see the replicas' sessions in pg_stat_activity (another role
+// than their service_url, without pg_read_all_stats) found no replica to
+// wait for and said nothing (MEDIUM: --decrypt then writes plaintext back
+// while a replica may still take the table for complete). Fix: it says how
+// many sessions are hidden from it and what to grant.
+func TestOpsReview18bMigrateHiddenReplicas(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_r18b_hidden", rvPolicy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, rvSchema); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	p := e.proxy(e.config("")) // a replica, as the superuser
+	_ = e.appConn(ctx, p)
+	waitFor(t, time.Minute, "the replica's state listener", func() (bool, error) {
+		var n int
+		err := su.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND starts_with(application_name, 'pgveil table states ')`).Scan(&n)
+		return n > 0, err
+	})
+	const svc = "ops_r18b_hsvc"
+	for _, s := range []string{
+		"DROP ROLE IF EXISTS " + svc,
+		"CREATE ROLE " + svc + " LOGIN",
+		"ALTER SCHEMA pgveil OWNER TO " + svc,
+		"ALTER TABLE pgveil.keys OWNER TO " + svc,
+		"ALTER TABLE pgveil.tables OWNER TO " + svc,
+		"ALTER TABLE rv OWNER TO " + svc,
+	} {
+		if _, err := su.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	svcCfg := e.writeConfig("svc.yaml", strings.Replace(e.config(""), cluster.SocketURL(harness.SuperUser, e.db), cluster.SocketURL(svc, e.db), 1))
+	r := e.run(ctx, -1, "migrate", "-c", svcCfg, "--decrypt", "--apply")
+	if r.code != 0 {
+		t.Fatalf("migrate --decrypt: exit %d\n%s", r.code, tail(r.stderr, 10))
+	}
+	if !strings.Contains(r.stdout, "hidden") || !strings.Contains(r.stdout, "pg_read_all_stats") {
+		t.Errorf("migrate --decrypt as a role that cannot see the replica's listener said nothing of it:\n%s", r.stdout)
+	}
+}
