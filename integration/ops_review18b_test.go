@@ -16,7 +16,29 @@ package integration
 //     id in progress at the end of the grace period (pg_current_snapshot(),
 //     which shows every role's and prepared transactions, then
 //     pg_xact_status), under the same 5-minute bound and message; it says
-//     when sessions of other roles are hidden from it.
+//     when sessions of other roles are hidden from it. The snapshot is the
+//     cluster's: a transaction of another database (its session's datname,
+//     or pg_prepared_xacts.database) is not waited for
+//     (TestOpsReview18bRotateOtherDatabase, which failed on the first
+//     version of the fix: rotate waited 5 minutes and gave up).
+//   - MEDIUM: `pgveil migrate` run as a role that cannot see the replicas'
+//     sessions (another role than their service_url, without
+//     pg_read_all_stats) found no replica, waited for none and said
+//     nothing: --decrypt wrote plaintext back while a replica could still
+//     take the table for complete (PV003). Fix: WaitStateApplied counts
+//     the sessions hidden from the role; migrate says how many and what
+//     to grant (TestOpsReview18bMigrateHiddenReplicas).
+//
+// Held: rotate's wait is bounded (5 minutes, then a ProblemError naming
+// `pgveil rotate --finish`, old versions kept) and skips its own
+// connection; the state listeners' key is cached once read (a key store
+// going down does not fail their reloads; a replica cannot start without
+// it).
+//
+// Noticed, not fixed (LOW): a state listener's reload that fails after its
+// query (the state key cannot be unwrapped: only before the replica ever
+// read it) leaves its query shown idle in pg_stat_activity until the
+// connection closes, which WaitStateApplied may take for a confirmation.
 
 import (
 	"context"
@@ -168,5 +190,39 @@ func TestOpsReview18bMigrateHiddenReplicas(t *testing.T) {
 	}
 	if !strings.Contains(r.stdout, "hidden") || !strings.Contains(r.stdout, "pg_read_all_stats") {
 		t.Errorf("migrate --decrypt as a role that cannot see the replica's listener said nothing of it:\n%s", r.stdout)
+	}
+}
+
+// TestOpsReview18bRotateOtherDatabase: the transaction ids rotate waits
+// for are the cluster's; a transaction writing in another database of the
+// same cluster holds no value of this one and must not hold rotate up
+// (holds test for the fix above).
+func TestOpsReview18bRotateOtherDatabase(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	other := newOpsEnv(t, "ops_r18b_rot_otherdb", rvPolicy)
+	oc := other.conn(ctx)
+	if _, err := oc.Exec(ctx, `CREATE TABLE busy (id int)`); err != nil {
+		t.Fatal(err)
+	}
+	e := newOpsEnv(t, "ops_r18b_rot_thisdb", rvPolicy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, rvSchema); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	tx, err := oc.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, `INSERT INTO busy VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	r := e.run(rctx, -1, "rotate", "-c", cfg, "--grace", "1s", "--batch", "100")
+	if r.code != 0 || strings.Contains(r.stdout, "transaction(s) that began before") {
+		t.Errorf("rotate waited for a transaction of another database (exit %d):\n%s\n%s", r.code, r.stdout, tail(r.stderr, 10))
 	}
 }

@@ -373,7 +373,14 @@ func waitGrace(ctx context.Context, e *Env, rotatedAt time.Time, o RotateOptions
 		if err := e.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
 			AND xact_start < $1),
-			(SELECT count(*) FROM unnest($2::xid8[]) x WHERE pg_xact_status(x) = 'in progress')`, graceEnd, xids).Scan(&n, &pending); err != nil {
+			(SELECT count(*) FROM unnest($2::xid8[]) x WHERE pg_xact_status(x) = 'in progress'
+				-- The snapshot is the cluster's: not another database's
+				-- (its session's datname shows whatever the role).
+				AND NOT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+					WHERE l.locktype = 'transactionid' AND l.transactionid::text::bigint = x::text::bigint % 4294967296
+					AND a.datname IS DISTINCT FROM current_database())
+				AND NOT EXISTS (SELECT FROM pg_prepared_xacts p
+					WHERE p.transaction::text::bigint = x::text::bigint % 4294967296 AND p.database <> current_database()))`, graceEnd, xids).Scan(&n, &pending); err != nil {
 			return err
 		}
 		n = max(n, pending)
