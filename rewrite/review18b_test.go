@@ -19,6 +19,16 @@ package rewrite
 //     column and the remedy (TestReview18bTenantCast). In WHERE org_id =
 //     <such a cast> the tenant is looked up instead (the rows' stored
 //     tenant).
+//   - MEDIUM: INSERT … SELECT … FROM (VALUES …) (insertmany) with an
+//     encrypted text column given '0042' in one row and 42 in another:
+//     the VALUES column is integer to PostgreSQL, which would store '42'
+//     (and refuse 'abc' beside 42), while pgveil sealed '0042' as written.
+//     Fix: refused as a text key_context column mixing them is
+//     (tenantRowsAgree; TestReview18bInsertManyEncryptedNumbers).
+//
+// The rewrite test catalog's tenants (users.org_id, accounts.tenant_id)
+// are bigint now, as the integration schema's; textTenantCatalog has a
+// text org_id.
 //
 // Held (TestReview18bTenantCastHolds): casts to the column's own type
 // family, a cast to INTEGER on the SELECT item of an integer tenant.
@@ -116,5 +126,31 @@ func TestReview18bTenantCastHolds(t *testing.T) {
 	}
 	if _, err := pi.Plan(`INSERT INTO users (org_id, email) VALUES ('7'::text, 'a@x')`, publicPath); err == nil || !strings.Contains(err.Error(), "org_id") {
 		t.Errorf("int8 tenant given a text cast: %v", err)
+	}
+}
+
+// TestReview18bInsertManyEncryptedNumbers: a VALUES list outside INSERT …
+// VALUES takes one type per column: an encrypted text column given '0042'
+// in one row and 42 in another is read as integers by PostgreSQL ('0042'
+// stored as '42', 'abc' refused), while pgveil seals each value as
+// written. Refused as for the key_context column.
+func TestReview18bInsertManyEncryptedNumbers(t *testing.T) {
+	p := newTestPlanner(t)
+	for _, sql := range []string{
+		`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES (7, '0042', 0), (7, 42, 1)) AS imp(p0, p1, s) ORDER BY s`,
+		`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES (7, 42, 0), (7, $1, 1)) AS imp(p0, p1, s) ORDER BY s`,
+	} {
+		if _, err := p.Plan(sql, publicPath); err == nil || !strings.Contains(err.Error(), "email") || !strings.Contains(err.Error(), "unquoted numbers") {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+	for _, sql := range []string{
+		`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES (7, 42, 0), (8, 1e2, 1), (9, NULL, 2)) AS imp(p0, p1, s) ORDER BY s`,
+		`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES (7, '0042', 0), (8, 'x', 1)) AS imp(p0, p1, s) ORDER BY s`,
+		`INSERT INTO users (org_id, email) SELECT p0, p1 FROM (VALUES ($1, $2, 0), ($3, $4, 1)) AS imp(p0, p1, s) ORDER BY s`,
+	} {
+		if _, err := p.Plan(sql, publicPath); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
 	}
 }
