@@ -15,6 +15,12 @@ package integration
 //     for an integer tenant), else refused (42804) naming the table, the
 //     column and the remedy; in WHERE org = <such a cast> the tenant is
 //     looked up.
+//   - HIGH (fixed): a key_context column whose type is a domain (CREATE
+//     DOMAIN tenant_id AS bigint; a domain over a domain) was read as text:
+//     '007', 007 or ' 7' named tenant "007" while PostgreSQL stored 7, and
+//     the row did not open (PV001); parameters too. Fix (proxy
+//     tenantBaseTypes): the catalog gives a key_context column its
+//     domain's base type (TestReview18bDomainTenant).
 //
 // Held (TestReview18bTenantForms): unquoted numbers in every form
 // PostgreSQL 15 accepts (signs, leading zeros, exponents, .5, 5., -0.0,
@@ -22,6 +28,16 @@ package integration
 // casts, for the text key_context and for encrypted text, numeric and
 // bigint columns: every statement pgveil accepts stores what the plaintext
 // mirror stores, and reads back.
+//
+// Noticed, not fixed (LOW): UPDATE … SET org = 007 on a text key_context
+// that keeps encrypted values fails with "operator does not exist: text =
+// integer" (the move check copies 007 into org = 007); the ops commands
+// (cmd/pgveil/internal/ops/live.go) resolve one level of domain only, so a
+// domain over a domain over numeric names tenant '1.50' where the proxy
+// names '1.5'; a key_context of a type pgveil does not know (float8,
+// citext, name, a nondeterministic collation) is read as text as written:
+// '1.50' for a float8 column stored 1.5, and WHERE org = 'ACME' on citext
+// matches 'acme' rows while the values are sealed under 'ACME'.
 
 import (
 	"context"
@@ -167,4 +183,66 @@ func deref(s *string) any {
 		return nil
 	}
 	return *s
+}
+
+// TestReview18bDomainTenant: a key_context column whose type is a domain
+// over bigint (CREATE DOMAIN tenant_id AS bigint) was read as text: '007'
+// (or 007) named tenant "007" while PostgreSQL stored 7, and the row did
+// not open (PV001). Fix: the catalog reads a domain tenant column as its
+// base type.
+func TestReview18bDomainTenant(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "enc_review18b_dom", `tables:
+  public.dacct:
+    key_context: org
+    columns:
+      secret: {type: text}
+`)
+	c := e.conn(ctx)
+	for _, q := range []string{
+		`CREATE DOMAIN tenant_id AS bigint`,
+		`CREATE DOMAIN tenant_id2 AS tenant_id CHECK (VALUE > 0)`,
+		`CREATE TABLE dacct (id int PRIMARY KEY, org tenant_id2 NOT NULL, secret bytea)`,
+	} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := e.writeConfig("c.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	p := e.proxy(e.config(""))
+	pc, err := pgx.ParseConfig(e.appURL(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	for i, sql := range []string{
+		`INSERT INTO dacct (id, org, secret) VALUES (1, '007', 's1')`,
+		`INSERT INTO dacct (id, org, secret) VALUES (2, 007, 's2')`,
+		`INSERT INTO dacct (id, org, secret) VALUES (3, ' 7', 's3')`,
+	} {
+		app, err := pgx.ConnectConfig(ctx, pc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := app.Exec(ctx, sql); err == nil {
+			var secret string
+			if err := app.QueryRow(ctx, fmt.Sprintf(`SELECT secret FROM dacct WHERE id = %d`, i+1)).Scan(&secret); err != nil || secret != fmt.Sprintf("s%d", i+1) {
+				t.Errorf("%s: reads %q: %v", sql, secret, err)
+			}
+		}
+		app.Close(context.Background())
+	}
+	// Parameters (extended protocol, text).
+	ext, err := pgx.Connect(ctx, e.appURL(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ext.Close(context.Background())
+	if _, err := ext.Exec(ctx, `INSERT INTO dacct (id, org, secret) VALUES ($1, $2, $3)`, 4, "007", "s4"); err == nil {
+		var secret string
+		if err := ext.QueryRow(ctx, `SELECT secret FROM dacct WHERE id = 4`).Scan(&secret); err != nil || secret != "s4" {
+			t.Errorf("parameter '007': reads %q: %v", secret, err)
+		}
+	}
 }
