@@ -35,9 +35,11 @@ package integration
 // (cmd/pgveil/internal/ops/live.go) resolve one level of domain only, so a
 // domain over a domain over numeric names tenant '1.50' where the proxy
 // names '1.5'; a key_context of a type pgveil does not know (float8,
-// citext, name, a nondeterministic collation) is read as text as written:
-// '1.50' for a float8 column stored 1.5, and WHERE org = 'ACME' on citext
-// matches 'acme' rows while the values are sealed under 'ACME'.
+// citext, name) is read as text as written in INSERT ('1.50' for a float8
+// column stored 1.5: PV001); a text key_context with a nondeterministic
+// collation compares WHERE org = 'ACME' case-insensitively (its tenant is
+// taken as written). (WHERE on citext and such types: fixed in rewrite,
+// TestReview18bWhereTenantOtherType.)
 
 import (
 	"context"

@@ -25,6 +25,12 @@ package rewrite
 //     (and refuse 'abc' beside 42), while pgveil sealed '0042' as written.
 //     Fix: refused as a text key_context column mixing them is
 //     (tenantRowsAgree; TestReview18bInsertManyEncryptedNumbers).
+//   - HIGH (given such a column): a key_context of a type pgveil does not
+//     know (citext, float8) in UPDATE … WHERE org_id = 'ACME': PostgreSQL
+//     compares by the column's equality (citext matches 'acme' rows) while
+//     pgveil sealed the values under 'ACME' as written; those rows then did
+//     not open. Fix: the tenant of such a WHERE is looked up from the rows
+//     (tenantTypeKnown; TestReview18bWhereTenantOtherType).
 //
 // The rewrite test catalog's tenants (users.org_id, accounts.tenant_id)
 // are bigint now, as the integration schema's; textTenantCatalog has a
@@ -152,5 +158,46 @@ func TestReview18bInsertManyEncryptedNumbers(t *testing.T) {
 		if _, err := p.Plan(sql, publicPath); err != nil {
 			t.Errorf("%s: %v", sql, err)
 		}
+	}
+}
+
+// TestReview18bWhereTenantOtherType: a key_context column of a type pgveil
+// does not know (citext, float8: its tenants are read as text as written)
+// compares in WHERE by its own equality: org_id = 'ACME' on citext matches
+// the rows of tenant 'acme', whose values were sealed under 'ACME'. The
+// tenant of such a WHERE is looked up from the rows instead.
+func TestReview18bWhereTenantOtherType(t *testing.T) {
+	cat := testCatalog()
+	for i, c := range cat.Tables["public.users"].Columns {
+		if c.Name == "org_id" {
+			cat.Tables["public.users"].Columns[i].TypeOID = 16999 // citext
+		}
+	}
+	p := NewPlanner(testConfig(t), 16)
+	p.SetCatalog(cat)
+	for _, sql := range []string{
+		`UPDATE users SET email = 'a' WHERE org_id = 'ACME' AND id = 1`,
+		`UPDATE users SET email = $1 WHERE org_id = $2 AND id = $3`,
+	} {
+		pl, err := p.Plan(sql, publicPath)
+		if err != nil {
+			continue
+		}
+		st := pl.Stmts[0]
+		for _, s := range st.Slots {
+			if s.Tenant.Kind == RefParam || s.Tenant.Kind == RefLiteral {
+				t.Errorf("%s: sealed under the WHERE's tenant as written (%+v)", sql, s.Tenant)
+			}
+		}
+		for _, u := range st.Params {
+			if u.Tenant.Kind == RefParam || u.Tenant.Kind == RefLiteral {
+				t.Errorf("%s: parameter sealed under the WHERE's tenant as written (%+v)", sql, u.Tenant)
+			}
+		}
+	}
+	// Known types keep taking it from WHERE.
+	pl, err := newTestPlanner(t).Plan(`UPDATE users SET email = $1 WHERE org_id = $2 AND id = $3`, publicPath)
+	if err != nil || pl.Stmts[0].Lookup != nil {
+		t.Errorf("bigint tenant in WHERE: %v", err)
 	}
 }

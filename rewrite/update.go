@@ -362,6 +362,11 @@ func (a *analyzer) updateTenant(up *pg.UpdateStmt, t *policy.Table, target *rel,
 			return a.tenantValue(rt.Val)
 		}
 	}
+	if !a.tenantTypeKnown(t) {
+		// citext, float8, …: the column's own equality (org_id = 'ACME'
+		// matches 'acme' on citext) is not the tenant text's. Looked up.
+		return ValueRef{}, false
+	}
 	for _, c := range conjuncts(up.WhereClause) {
 		e := c.GetAExpr()
 		if e == nil || e.Kind != pg.A_Expr_Kind_AEXPR_OP || lastName(e.Name) != "=" {
@@ -385,6 +390,23 @@ func (a *analyzer) updateTenant(up *pg.UpdateStmt, t *policy.Table, target *rel,
 		}
 	}
 	return ValueRef{}, false
+}
+
+// tenantTypeKnown reports whether t's key_context column has a type whose
+// values pgveil names tenants by as PostgreSQL compares them: one of the
+// logical types, or bpchar (trailing spaces dropped); or the catalog does
+// not tell.
+func (a *analyzer) tenantTypeKnown(t *policy.Table) bool {
+	oid := a.tenantTypeOID(t)
+	if oid == 0 || oid == 1042 {
+		return true
+	}
+	for _, lt := range policy.LogicalTypes {
+		if lt.OID() == oid {
+			return true
+		}
+	}
+	return false
 }
 
 // tenantValue reads a key_context value: a parameter, a literal or NULL.
