@@ -214,7 +214,8 @@ func (a *analyzer) rowTenant(t *policy.Table, cols []insCol, items []*pg.Node) (
 // refused the same way: only the casts castFits allows on an encrypted
 // value of the column's type pass (text, varchar for a text column; the
 // integer types and numeric for an integer column, whose value the proxy
-// then reads as that integer or refuses).
+// then reads as that integer or refuses; text and varchar, which keep the
+// text, for any column).
 func (a *analyzer) tenantCastsKeep(t *policy.Table, n *pg.Node) *Error {
 	lt := a.tenantLogical(t)
 	for tc := n.GetTypeCast(); tc != nil; tc = tc.Arg.GetTypeCast() {
@@ -224,7 +225,10 @@ func (a *analyzer) tenantCastsKeep(t *policy.Table, n *pg.Node) *Error {
 				"cast to %s of the %s value of a write to %s: it may change the tenant PostgreSQL stores, while pgveil seals the row's values under the tenant as written",
 				typeNameString(tc.TypeName), t.KeyContext, t.QualifiedName()).at(a.sql, tc.Location)
 		}
-		if !castFits(tc.TypeName, lt, false) && !(isIntType(lt) && castFits(tc.TypeName, policy.TypeInt2, false)) {
+		// A cast to text or varchar keeps the text (the next cast, or the
+		// column's input, reads it as the proxy does: $1::text::int8).
+		if !castFits(tc.TypeName, lt, false) && !(isIntType(lt) && castFits(tc.TypeName, policy.TypeInt2, false)) &&
+			!castFits(tc.TypeName, policy.TypeVarchar, false) {
 			return tableErr(CodeDatatypeMismatch, t, "cast the "+t.KeyContext+" value to the column's type ("+string(lt)+"), or leave the cast out",
 				"cast to %s of the %s value (%s) of a write to %s: PostgreSQL stores the cast value's text, which may name another tenant than the value pgveil seals the row's values under",
 				typeNameString(tc.TypeName), t.KeyContext, lt, t.QualifiedName()).at(a.sql, tc.Location)

@@ -130,8 +130,21 @@ func TestReview18bTenantCastHolds(t *testing.T) {
 			t.Errorf("int8 tenant: %s: %v", sql, err)
 		}
 	}
-	if _, err := pi.Plan(`INSERT INTO users (org_id, email) VALUES ('7'::text, 'a@x')`, publicPath); err == nil || !strings.Contains(err.Error(), "org_id") {
-		t.Errorf("int8 tenant given a text cast: %v", err)
+	for _, sql := range []string{
+		`UPDATE users SET org_id = $1::text::int8, phone = $2 WHERE id = $3`,
+		`INSERT INTO users (org_id, email) VALUES ('7'::text, 'a@x')`, // PostgreSQL refuses text for bigint
+	} {
+		if _, err := pi.Plan(sql, publicPath); err != nil {
+			t.Errorf("int8 tenant: %s: %v", sql, err)
+		}
+	}
+	for _, sql := range []string{
+		`INSERT INTO users (org_id, email) VALUES ('-1'::oid::int8, 'a@x')`, // 4294967295
+		`INSERT INTO users (org_id, email) VALUES ('t'::bool, 'a@x')`,
+	} {
+		if _, err := pi.Plan(sql, publicPath); err == nil || !strings.Contains(err.Error(), "org_id") {
+			t.Errorf("int8 tenant: %s: %v", sql, err)
+		}
 	}
 }
 
