@@ -31,10 +31,7 @@ package integration
 //
 // Noticed, not fixed (LOW): UPDATE … SET org = 007 on a text key_context
 // that keeps encrypted values fails with "operator does not exist: text =
-// integer" (the move check copies 007 into org = 007); the ops commands
-// (cmd/pgveil/internal/ops/live.go) resolve one level of domain only, so a
-// domain over a domain over numeric names tenant '1.50' where the proxy
-// names '1.5'; a key_context of a type pgveil does not know (float8,
+// integer" (the move check copies 007 into org = 007); a key_context of a type pgveil does not know (float8,
 // citext, name) is read as text as written in INSERT ('1.50' for a float8
 // column stored 1.5: PV001); a text key_context with a nondeterministic
 // collation compares WHERE org = 'ACME' case-insensitively (its tenant is

@@ -28,6 +28,15 @@ package integration
 //     take the table for complete (PV003). Fix: WaitStateApplied counts
 //     the sessions hidden from the role; migrate says how many and what
 //     to grant (TestOpsReview18bMigrateHiddenReplicas).
+//   - HIGH (given such a column): the ops commands named a row's tenant
+//     by the key_context column's type OID, a domain's own, so as its text
+//     as stored ('1.50'), while the proxy (since this review) names it by
+//     the base type's equality ('1.5'; a char(n) base keeps its trailing
+//     blanks): values migrated under a domain over numeric did not open
+//     through pgveil (PV001); and live.go resolved one level of domain
+//     only. Fix: migrate, rotate --tenant and shred name tenants by the
+//     base type, resolved through every level
+//     (TestOpsReview18bNestedDomainTenant).
 //
 // Held: rotate's wait is bounded (5 minutes, then a ProblemError naming
 // `pgveil rotate --finish`, old versions kept) and skips its own
@@ -224,5 +233,42 @@ func TestOpsReview18bRotateOtherDatabase(t *testing.T) {
 	r := e.run(rctx, -1, "rotate", "-c", cfg, "--grace", "1s", "--batch", "100")
 	if r.code != 0 || strings.Contains(r.stdout, "transaction(s) that began before") {
 		t.Errorf("rotate waited for a transaction of another database (exit %d):\n%s\n%s", r.code, r.stdout, tail(r.stderr, 10))
+	}
+}
+
+// TestOpsReview18bNestedDomainTenant: `pgveil migrate` read a key_context
+// column whose type is a domain over a domain over numeric as the inner
+// domain, a type it does not know, and named each row's tenant by its text
+// as stored ('1.50'), while the proxy names it by numeric equality ('1.5'):
+// the migrated values did not open through pgveil (PV001). Fix: the ops
+// commands resolve a domain to its base type through every level.
+func TestOpsReview18bNestedDomainTenant(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_r18b_nested_dom", `tables:
+  public.nd:
+    key_context: org
+    columns:
+      secret: {type: text}
+`)
+	su := e.conn(ctx)
+	for _, q := range []string{
+		`CREATE DOMAIN tid1 AS numeric`,
+		`CREATE DOMAIN tid2 AS tid1`,
+		`CREATE TABLE nd (id int PRIMARY KEY, org tid2 NOT NULL, secret text)`,
+		`INSERT INTO nd VALUES (1, 1.50, 'one'), (2, 7, 'two')`,
+	} {
+		if _, err := su.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	p := e.proxy(e.config(""))
+	for id, want := range map[int]string{1: "one", 2: "two"} {
+		app := e.appConn(ctx, p)
+		var secret string
+		if err := app.QueryRow(ctx, `SELECT secret FROM nd WHERE id = $1`, id).Scan(&secret); err != nil || secret != want {
+			t.Errorf("row %d migrated under a nested-domain tenant reads %q: %v", id, secret, err)
+		}
 	}
 }
