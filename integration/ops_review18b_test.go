@@ -28,15 +28,17 @@ package integration
 //     take the table for complete (PV003). Fix: WaitStateApplied counts
 //     the sessions hidden from the role; migrate says how many and what
 //     to grant (TestOpsReview18bMigrateHiddenReplicas).
-//   - HIGH (given such a column): the ops commands named a row's tenant
-//     by the key_context column's type OID, a domain's own, so as its text
-//     as stored ('1.50'), while the proxy (since this review) names it by
-//     the base type's equality ('1.5'; a char(n) base keeps its trailing
-//     blanks): values migrated under a domain over numeric did not open
-//     through pgveil (PV001); and live.go resolved one level of domain
-//     only. Fix: migrate, rotate --tenant and shred name tenants by the
-//     base type, resolved through every level
-//     (TestOpsReview18bNestedDomainTenant).
+//   - (found on the first version of the domain fix, enc_review18b): the
+//     proxy named a domain-over-numeric tenant by numeric equality ('1.5')
+//     while the ops commands name it by its text as stored ('1.50'):
+//     migrated values did not open (PV001), and values sealed before the
+//     upgrade would not have either. Fix: canon.TenantBase, used by the
+//     proxy's catalog and by migrate, rotate --tenant and shred, resolves
+//     a domain to its base type only where the stored text is already
+//     the tenant's name (integers, text, varchar, uuid); live.go resolves
+//     domains through every level (it stopped at the first), so that
+//     `--tenant 007` names tenant 7 for a domain over a domain over bigint
+//     too. TestOpsReview18bNestedDomainTenant holds.
 //
 // Held: rotate's wait is bounded (5 minutes, then a ProblemError naming
 // `pgveil rotate --finish`, old versions kept) and skips its own

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgveil/pgveil/keysource/canon"
 	"github.com/pgveil/pgveil/policy"
 	"github.com/pgveil/pgveil/rewrite"
 )
@@ -141,7 +142,7 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 
 // tenantBaseTypes gives key_context columns whose type is a domain
 // (CREATE DOMAIN tenant_id AS bigint, or a domain over such a domain) their
-// base type: PostgreSQL reads and stores a value as the base type does
+// base type when canon.TenantBase says so: PostgreSQL reads and stores a value as the base type does
 // ('007' is 7), and the tenant must be named as it stores it (review 18b:
 // a domain was read as text, '007' named tenant "007" while 7 was stored,
 // and the row did not open). Other columns keep their own type.
@@ -186,7 +187,7 @@ func tenantBaseTypes(ctx context.Context, pool *pgxpool.Pool, rw *rewrite.Catalo
 	for _, t := range rw.Tables {
 		for i, c := range t.Columns {
 			if b, ok := base[c.TypeOID]; ok && names[c.Name] {
-				t.Columns[i].TypeOID = b
+				t.Columns[i].TypeOID = canon.TenantBase(c.TypeOID, b)
 			}
 		}
 	}
