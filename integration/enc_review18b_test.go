@@ -19,8 +19,11 @@ package integration
 //     DOMAIN tenant_id AS bigint; a domain over a domain) was read as text:
 //     '007', 007 or ' 7' named tenant "007" while PostgreSQL stored 7, and
 //     the row did not open (PV001); parameters too. Fix (proxy
-//     tenantBaseTypes): the catalog gives a key_context column its
-//     domain's base type (TestReview18bDomainTenant).
+//     tenantBaseTypes, canon.TenantBase): the catalog gives a key_context
+//     column its domain's base type when that is an integer type, text,
+//     varchar or uuid, whose stored text is the tenant's name; other bases
+//     stay text as stored, as the ops commands name them
+//     (TestReview18bDomainTenant).
 //
 // Held (TestReview18bTenantForms): unquoted numbers in every form
 // PostgreSQL 15 accepts (signs, leading zeros, exponents, .5, 5., -0.0,
