@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgveil/pgveil/keysource/canon"
 	"github.com/pgveil/pgveil/policy"
 	"github.com/pgveil/pgveil/rewrite"
 )
@@ -105,6 +106,9 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading the catalog: %w", err)
 	}
+	if err := tenantBaseTypes(ctx, pool, rw, cfg); err != nil {
+		return nil, err
+	}
 	c, err := buildCatalog(rw, cfg)
 	if err != nil {
 		return nil, err
@@ -134,6 +138,60 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 		return nil, err
 	}
 	return c, nil
+}
+
+// tenantBaseTypes gives key_context columns whose type is a domain
+// (CREATE DOMAIN tenant_id AS bigint, or a domain over such a domain) their
+// base type when canon.TenantBase says so: PostgreSQL reads and stores a value as the base type does
+// ('007' is 7), and the tenant must be named as it stores it (review 18b:
+// a domain was read as text, '007' named tenant "007" while 7 was stored,
+// and the row did not open). Other columns keep their own type.
+func tenantBaseTypes(ctx context.Context, pool *pgxpool.Pool, rw *rewrite.Catalog, cfg *policy.Config) error {
+	names := map[string]bool{}
+	for _, t := range cfg.Tables {
+		if t.KeyContext != "" {
+			names[t.KeyContext] = true
+		}
+	}
+	var oids []uint32
+	for _, t := range rw.Tables {
+		for _, c := range t.Columns {
+			if names[c.Name] {
+				oids = append(oids, c.TypeOID)
+			}
+		}
+	}
+	if len(oids) == 0 {
+		return nil
+	}
+	rows, err := pool.Query(ctx, `WITH RECURSIVE d(start, base, depth) AS (
+		SELECT t.oid, t.typbasetype, 1 FROM pg_catalog.pg_type t WHERE t.oid = ANY($1) AND t.typtype = 'd'
+		UNION ALL
+		SELECT d.start, t.typbasetype, d.depth + 1 FROM d JOIN pg_catalog.pg_type t ON t.oid = d.base AND t.typtype = 'd')
+		SELECT DISTINCT ON (start) start, base FROM d ORDER BY start, depth DESC`, oids)
+	if err != nil {
+		return fmt.Errorf("reading the catalog (domain types): %w", err)
+	}
+	base := map[uint32]uint32{}
+	for rows.Next() {
+		var d, b uint32
+		if err := rows.Scan(&d, &b); err != nil {
+			rows.Close()
+			return err
+		}
+		base[d] = b
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading the catalog (domain types): %w", err)
+	}
+	for _, t := range rw.Tables {
+		for i, c := range t.Columns {
+			if b, ok := base[c.TypeOID]; ok && names[c.Name] {
+				t.Columns[i].TypeOID = canon.TenantBase(c.TypeOID, b)
+			}
+		}
+	}
+	return nil
 }
 
 // overlayColumnsQuery reads the column names of the catalog relations the

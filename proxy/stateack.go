@@ -47,20 +47,23 @@ const statesListenerQuery = "SELECT table_name, state, generation, mac FROM pgve
 // returned. Replicas whose listener is down confirm when it reconnects
 // (their heartbeat finds a silent one within keysource.HeartbeatIdle +
 // HeartbeatTimeout); a role that cannot see other roles' sessions in
-// pg_stat_activity (pg_read_all_stats) sees them as unconfirmed.
-func WaitStateApplied(ctx context.Context, pool *pgxpool.Pool, since time.Time, timeout time.Duration, waiting func(pending int)) (total, pending int, err error) {
+// pg_stat_activity (pg_read_all_stats) does not see them at all: hidden
+// counts the sessions in the database hidden from it (review 18b), among
+// which may be replicas it did not wait for.
+func WaitStateApplied(ctx context.Context, pool *pgxpool.Pool, since time.Time, timeout time.Duration, waiting func(pending int)) (total, pending, hidden int, err error) {
 	deadline := time.Now().Add(timeout)
 	told := false
 	poll := 2 * time.Millisecond // a listening replica answers in a few
 	for {
-		err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM (
+		err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE NOT ok),
+			(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND backend_type IS NULL) FROM (
 			SELECT application_name, bool_or(coalesce(query_start >= $1 AND state = 'idle' AND query = $3, false)) AS ok
 			FROM pg_stat_activity
 			WHERE datname = current_database() AND backend_type = 'client backend'
 			  AND starts_with(application_name, $2)
-			GROUP BY application_name) r`, since, StateListenerApp, statesListenerQuery).Scan(&total, &pending)
+			GROUP BY application_name) r`, since, StateListenerApp, statesListenerQuery).Scan(&total, &pending, &hidden)
 		if err != nil || pending == 0 || time.Now().After(deadline) {
-			return total, pending, err
+			return total, pending, hidden, err
 		}
 		if !told && waiting != nil && poll >= 50*time.Millisecond {
 			told = true
@@ -68,7 +71,7 @@ func WaitStateApplied(ctx context.Context, pool *pgxpool.Pool, since time.Time, 
 		}
 		select {
 		case <-ctx.Done():
-			return total, pending, ctx.Err()
+			return total, pending, hidden, ctx.Err()
 		case <-time.After(poll):
 		}
 		poll = min(2*poll, 50*time.Millisecond)

@@ -89,6 +89,26 @@ func testCatalog() *Catalog {
 	} {
 		c.Tables[t.Schema+"."+t.Name] = t
 	}
+	// The tenants are bigint, as the integration schema's (a text tenant
+	// takes no integer cast: textTenantCatalog).
+	for _, k := range [][2]string{{"public.users", "org_id"}, {"billing.accounts", "tenant_id"}} {
+		for i, col := range c.Tables[k[0]].Columns {
+			if col.Name == k[1] {
+				c.Tables[k[0]].Columns[i].TypeOID = 20
+			}
+		}
+	}
+	return c
+}
+
+// textTenantCatalog is testCatalog with a text org_id.
+func textTenantCatalog() *Catalog {
+	c := testCatalog()
+	for i, col := range c.Tables["public.users"].Columns {
+		if col.Name == "org_id" {
+			c.Tables["public.users"].Columns[i].TypeOID = 25
+		}
+	}
 	return c
 }
 

@@ -208,7 +208,16 @@ func (a *analyzer) rowTenant(t *policy.Table, cols []insCol, items []*pg.Node) (
 // precision is refused even where the value fits: a plan stands for every
 // text of its shape, whatever its literals, and a parameter's value is not
 // known when the statement is planned.
+//
+// A cast to another type than the column's (int8 '007' or '1e2'::numeric
+// for a text column, which stores '7' and '100'; 't'::bool, 'true') is
+// refused the same way: only the casts castFits allows on an encrypted
+// value of the column's type pass (text, varchar for a text column; the
+// integer types and numeric for an integer column, whose value the proxy
+// then reads as that integer or refuses; text and varchar, which keep the
+// text, for any column).
 func (a *analyzer) tenantCastsKeep(t *policy.Table, n *pg.Node) *Error {
+	lt := a.tenantLogical(t)
 	for tc := n.GetTypeCast(); tc != nil; tc = tc.Arg.GetTypeCast() {
 		name := lastName(tc.TypeName.Names)
 		if len(tc.TypeName.Typmods) > 0 || len(tc.TypeName.ArrayBounds) > 0 || name == "bpchar" || name == "char" || name == "name" {
@@ -216,8 +225,33 @@ func (a *analyzer) tenantCastsKeep(t *policy.Table, n *pg.Node) *Error {
 				"cast to %s of the %s value of a write to %s: it may change the tenant PostgreSQL stores, while pgveil seals the row's values under the tenant as written",
 				typeNameString(tc.TypeName), t.KeyContext, t.QualifiedName()).at(a.sql, tc.Location)
 		}
+		// A cast to text or varchar keeps the text (the next cast, or the
+		// column's input, reads it as the proxy does: $1::text::int8).
+		if !castFits(tc.TypeName, lt, false) && !(isIntType(lt) && castFits(tc.TypeName, policy.TypeInt2, false)) &&
+			!castFits(tc.TypeName, policy.TypeVarchar, false) {
+			return tableErr(CodeDatatypeMismatch, t, "cast the "+t.KeyContext+" value to the column's type ("+string(lt)+"), or leave the cast out",
+				"cast to %s of the %s value (%s) of a write to %s: PostgreSQL stores the cast value's text, which may name another tenant than the value pgveil seals the row's values under",
+				typeNameString(tc.TypeName), t.KeyContext, lt, t.QualifiedName()).at(a.sql, tc.Location)
+		}
 	}
 	return nil
+}
+
+// tenantLogical is the logical type of t's key_context column: text when
+// the catalog does not tell or the type is not one of pgveil's (bpchar,
+// name: text-like).
+func (a *analyzer) tenantLogical(t *policy.Table) policy.LogicalType {
+	oid := a.tenantTypeOID(t)
+	for _, lt := range policy.LogicalTypes {
+		if lt.OID() == oid {
+			return lt
+		}
+	}
+	return policy.TypeText
+}
+
+func isIntType(lt policy.LogicalType) bool {
+	return lt == policy.TypeInt2 || lt == policy.TypeInt4 || lt == policy.TypeInt8
 }
 
 // missingTenant refuses a write whose tenant cannot be found; need says

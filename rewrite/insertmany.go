@@ -309,17 +309,24 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 // row's values under '007'. (In INSERT … VALUES each value is assigned to
 // the column by itself; and all unquoted numbers, or none, keep each
 // value's own text.)
+//
+// The same holds for an encrypted text or varchar column (review 18b):
+// '0042' beside 42 is stored as '42' by PostgreSQL ('abc' beside 42 is
+// refused), while pgveil seals each value as written.
 func (a *analyzer) tenantRowsAgree(t *policy.Table, cols []insCol, vs *valuesSelect) *Error {
-	if t.KeyContext == "" {
-		return nil
-	}
-	switch a.tenantTypeOID(t) {
-	case policy.OIDText, 1043, 1042, 0:
-	default:
-		return nil
+	textTenant := false
+	if t.KeyContext != "" {
+		switch a.tenantTypeOID(t) {
+		case policy.OIDText, 1043, 1042, 0:
+			textTenant = true
+		}
 	}
 	for i, c := range cols {
-		if c.name != t.KeyContext || vs.colOf[i] < 0 {
+		if vs.colOf[i] < 0 {
+			continue
+		}
+		encText := c.enc != nil && (c.enc.Type == policy.TypeText || c.enc.Type == policy.TypeVarchar)
+		if !encText && (c.name != t.KeyContext || !textTenant) {
 			continue
 		}
 		numbers, others := false, false
@@ -336,6 +343,10 @@ func (a *analyzer) tenantRowsAgree(t *policy.Table, cols []insCol, vs *valuesSel
 			default:
 				others = true
 			}
+		}
+		if numbers && others && encText {
+			return colErr(CodeFeatureNotSupported, c.enc, "quote every "+c.name+" value of the VALUES list, or none",
+				"the %s values of this INSERT … SELECT … FROM (VALUES …) into %s mix unquoted numbers with other values: PostgreSQL gives the VALUES column one type, and would store other text than pgveil seals", c.name, t.QualifiedName()).at(a.sql, firstLocation(vs.items[i]))
 		}
 		if numbers && others {
 			return tableErr(CodeFeatureNotSupported, t, "quote every "+t.KeyContext+" value of the VALUES list, or none",

@@ -43,6 +43,15 @@ func (a *analyzer) updateStmt(up *pg.UpdateStmt, sc *scope, mode queryMode) (*qu
 	if err := a.expr(up.WhereClause, level, "WHERE"); err != nil {
 		return nil, err
 	}
+	if t != nil && t.KeyContext != "" {
+		for _, n := range up.TargetList {
+			if rt := n.GetResTarget(); rt != nil && rt.Name == t.KeyContext && rt.Val != nil {
+				if err := a.tenantCastsKeep(t, rt.Val); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
 	tenant, have := a.updateTenant(up, t, target, level)
 	lookup := !have && sc == nil && a.mayLookUpTenant(up, t, mode)
 	if lookup {
@@ -353,6 +362,11 @@ func (a *analyzer) updateTenant(up *pg.UpdateStmt, t *policy.Table, target *rel,
 			return a.tenantValue(rt.Val)
 		}
 	}
+	if !a.tenantTypeKnown(t) {
+		// citext, float8, …: the column's own equality (org_id = 'ACME'
+		// matches 'acme' on citext) is not the tenant text's. Looked up.
+		return ValueRef{}, false
+	}
 	for _, c := range conjuncts(up.WhereClause) {
 		e := c.GetAExpr()
 		if e == nil || e.Kind != pg.A_Expr_Kind_AEXPR_OP || lastName(e.Name) != "=" {
@@ -367,12 +381,32 @@ func (a *analyzer) updateTenant(up *pg.UpdateStmt, t *policy.Table, target *rel,
 			if err != nil || ref.rel != target || ref.idx < 0 || target.cols[ref.idx].name != t.KeyContext {
 				continue
 			}
+			if a.tenantCastsKeep(t, side[1]) != nil {
+				continue // a cast that may change it: looked up instead
+			}
 			if v, ok := a.tenantValue(side[1]); ok {
 				return v, true
 			}
 		}
 	}
 	return ValueRef{}, false
+}
+
+// tenantTypeKnown reports whether t's key_context column has a type whose
+// values pgveil names tenants by as PostgreSQL compares them: one of the
+// logical types, or bpchar (trailing spaces dropped); or the catalog does
+// not tell.
+func (a *analyzer) tenantTypeKnown(t *policy.Table) bool {
+	oid := a.tenantTypeOID(t)
+	if oid == 0 || oid == 1042 {
+		return true
+	}
+	for _, lt := range policy.LogicalTypes {
+		if lt.OID() == oid {
+			return true
+		}
+	}
+	return false
 }
 
 // tenantValue reads a key_context value: a parameter, a literal or NULL.

@@ -213,6 +213,8 @@ func (c *Cluster) init(opts Options) error {
 		"log_min_messages = warning",
 		"logging_collector = off",
 		"shared_buffers = 64MB",
+		// PREPARE TRANSACTION (rotate waits for prepared transactions).
+		"max_prepared_transactions = 10",
 		// Notice a client (or pgveil) that went away even while a query
 		// runs, so tests can watch a backend end after a disconnect.
 		"client_connection_check_interval = 200ms",

@@ -90,3 +90,19 @@ func TenantText(typeOID uint32, format int16, src []byte) (string, error) {
 	}
 	return string(out), nil
 }
+
+// TenantBase is the type a key_context column of type typeOID, a domain
+// over base (typeOID itself when it is no domain), names its tenants by:
+// the base type when the text PostgreSQL outputs for a stored value is
+// already that type's tenant name (integers, text, varchar, uuid), so that
+// '007' written to a domain over bigint names tenant 7 as it stores 7;
+// else the domain itself, read as text as stored, as pgveil always named
+// such tenants (a numeric base would name '1.50' as '1.5', and a char(n)
+// base drop its blanks: the values sealed before would no longer open).
+func TenantBase(typeOID, base uint32) uint32 {
+	switch base {
+	case policy.TypeInt2.OID(), policy.TypeInt4.OID(), policy.TypeInt8.OID(), policy.OIDText, policy.TypeVarchar.OID(), policy.TypeUUID.OID():
+		return base
+	}
+	return typeOID
+}

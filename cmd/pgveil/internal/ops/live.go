@@ -94,7 +94,11 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')`
 
 const liveColumnsQuery = `
 SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod),
-       CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE a.atttypid END, a.attnotnull
+       coalesce((WITH RECURSIVE d(base, depth) AS (
+           SELECT t.typbasetype, 1 WHERE t.typtype = 'd'
+           UNION ALL
+           SELECT bt.typbasetype, d.depth + 1 FROM d JOIN pg_catalog.pg_type bt ON bt.oid = d.base AND bt.typtype = 'd')
+         SELECT base FROM d ORDER BY depth DESC LIMIT 1), a.atttypid), a.attnotnull
 FROM pg_catalog.pg_attribute a
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
 WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped

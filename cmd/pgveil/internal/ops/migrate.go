@@ -353,7 +353,7 @@ func (t *target) tenantOf(r *row) (string, bool, error) {
 		return "", false, &rowProblem{kind: fmt.Sprintf("%[1]s is NULL: no tenant to encrypt for; set it on a direct connection (UPDATE %[2]s SET %[3]s = … WHERE …): its values are still plaintext, and pgveil refuses to change a row's tenant alone",
 			t.tenant.Name, t.name, col(t.tenant.Name))}
 	}
-	tenant, err := canon.TenantText(t.tenant.TypeOID, canon.TextFormat, r.tenantRaw)
+	tenant, err := canon.TenantText(canon.TenantBase(t.tenant.TypeOID, t.tenant.BaseOID), canon.TextFormat, r.tenantRaw)
 	if err != nil {
 		return "", false, &rowProblem{kind: fmt.Sprintf("%s: %v", t.tenant.Name, err)}
 	}
@@ -541,11 +541,16 @@ const stateSettleTimeout = 30 * time.Second
 // plaintext. A replica that does not confirm in time is reported and the
 // command goes on (it reads the state when its listener reconnects).
 func settleState(ctx context.Context, e *Env, name, state string, since time.Time) error {
-	total, pending, err := proxy.WaitStateApplied(ctx, e.Pool, since, stateSettleTimeout, func(n int) {
+	total, pending, hidden, err := proxy.WaitStateApplied(ctx, e.Pool, since, stateSettleTimeout, func(n int) {
 		fmt.Fprintf(e.Out, "%s: waiting for %d pgveil replica(s) to read state %s\n", name, n, state)
 	})
 	if err != nil {
 		return fmt.Errorf("waiting for the pgveil replicas to read state %s of %s: %w", state, name, err)
+	}
+	if hidden > 0 {
+		e.Log.Warn("sessions hidden from this role; replicas among them were not waited for", zap.String("table", name), zap.String("state", state), zap.Int("hidden", hidden))
+		fmt.Fprintf(e.Out, "%s: %d session(s) in this database are hidden from this role in pg_stat_activity: pgveil replicas among them were not waited for to read state %s "+
+			"(run this command with the replicas' service_url role, or grant pg_read_all_stats to this one)\n", name, hidden, state)
 	}
 	if pending > 0 {
 		e.Log.Warn("replicas did not confirm the table state", zap.String("table", name), zap.String("state", state),

@@ -129,7 +129,7 @@ func rotateTenant(tg *target, o RotateOptions) (string, bool, error) {
 	if tg.tenant == nil {
 		return "", false, fmt.Errorf("%w: %s has no key_context; --tenant does not apply", ErrConfig, tg.pol.QualifiedName())
 	}
-	t, err := canon.TenantText(tg.tenant.TypeOID, canon.TextFormat, []byte(o.Tenant))
+	t, err := canon.TenantText(canon.TenantBase(tg.tenant.TypeOID, tg.tenant.BaseOID), canon.TextFormat, []byte(o.Tenant))
 	if err != nil {
 		return "", false, fmt.Errorf("%w: --tenant %q: %v", ErrConfig, o.Tenant, err)
 	}
@@ -346,25 +346,49 @@ func waitGrace(ctx context.Context, e *Env, rotatedAt time.Time, o RotateOptions
 			return ctx.Err()
 		}
 	}
-	// The server's clock, as xact_start's.
+	// The server's clock, as xact_start's; and the transaction ids that
+	// may be in progress then: pg_stat_activity hides other roles'
+	// xact_start from a role without pg_read_all_stats, and shows no
+	// prepared transaction at all (review 18b), while the statement's
+	// snapshot knows every transaction that has written, of any role,
+	// prepared ones included: those it lists in progress, and those from
+	// its xmax up to the id this statement takes (assigned meanwhile).
 	var graceEnd time.Time
-	if err := e.Pool.QueryRow(ctx, `SELECT statement_timestamp()`).Scan(&graceEnd); err != nil {
+	var xids []string
+	var hidden int
+	if err := e.Pool.QueryRow(ctx, `WITH s AS MATERIALIZED (SELECT pg_current_snapshot() AS snap, pg_current_xact_id() AS me)
+		SELECT statement_timestamp(),
+		ARRAY(SELECT x::text FROM s, pg_snapshot_xip(s.snap) x
+			UNION SELECT g::text FROM s, generate_series(pg_snapshot_xmax(s.snap)::text::bigint, s.me::text::bigint - 1) g),
+		(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND backend_type IS NULL)`).Scan(&graceEnd, &xids, &hidden); err != nil {
 		return err
+	}
+	if hidden > 0 {
+		fmt.Fprintf(e.Out, "%d session(s) of other roles are hidden from this role in pg_stat_activity: their transactions are waited for once they have written (grant pg_read_all_stats to see them all)\n", hidden)
 	}
 	deadline := time.Now().Add(5 * time.Minute)
 	told := false
 	for {
-		var n int
-		if err := e.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		var n, pending int
+		if err := e.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_stat_activity
 			WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'
-			AND xact_start < $1`, graceEnd).Scan(&n); err != nil {
+			AND xact_start < $1),
+			(SELECT count(*) FROM unnest($2::xid8[]) x WHERE pg_xact_status(x) = 'in progress'
+				-- The snapshot is the cluster's: not another database's
+				-- (its session's datname shows whatever the role).
+				AND NOT EXISTS (SELECT FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+					WHERE l.locktype = 'transactionid' AND l.transactionid::text::bigint = x::text::bigint % 4294967296
+					AND a.datname IS DISTINCT FROM current_database())
+				AND NOT EXISTS (SELECT FROM pg_prepared_xacts p
+					WHERE p.transaction::text::bigint = x::text::bigint % 4294967296 AND p.database <> current_database()))`, graceEnd, xids).Scan(&n, &pending); err != nil {
 			return err
 		}
+		n = max(n, pending)
 		if n == 0 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return &ProblemError{Msg: fmt.Sprintf("%d transaction(s) that began before the grace period ended are still open after 5 minutes; retired versions are kept. Run `pgveil rotate --finish` once they end", n)}
+			return &ProblemError{Msg: fmt.Sprintf("%d transaction(s) that began before the grace period ended are still open after 5 minutes (prepared ones included: pg_prepared_xacts); retired versions are kept. Run `pgveil rotate --finish` once they end", n)}
 		}
 		if !told {
 			told = true

@@ -43,7 +43,7 @@ func ShredTarget(ctx context.Context, e *Env, o ShredOptions) (*policy.Table, st
 	if err != nil {
 		return nil, "", 0, err
 	}
-	tenant, err := canon.TenantText(tg[0].tenant.TypeOID, canon.TextFormat, []byte(o.Tenant))
+	tenant, err := canon.TenantText(canon.TenantBase(tg[0].tenant.TypeOID, tg[0].tenant.BaseOID), canon.TextFormat, []byte(o.Tenant))
 	if err != nil {
 		return nil, "", 0, fmt.Errorf("%w: --tenant %q is not a valid %s value: %v", ErrConfig, o.Tenant, tg[0].tenant.TypeName, err)
 	}
