@@ -199,6 +199,15 @@ func startEncProxyPolicy(t *testing.T, logYAML, policy string, orgs ...int64) *e
 			t.Fatal(err)
 		}
 	}
+	return startEncProxyOn(t, logYAML, policy, nil)
+}
+
+// startEncProxyOn starts pgveil with the suite's config on the schema as
+// it is (another pgveil on the same database: its key cache is cold).
+// When the test ends its log is checked as startEncProxy's is, against
+// secrets (nil: the plaintexts remembered on the proxy returned).
+func startEncProxyOn(t *testing.T, logYAML, policy string, secrets func() []string) *encProxy {
+	t.Helper()
 	conf := fmt.Sprintf(`listen: 127.0.0.1:0
 upstream:
   address: %s
@@ -220,6 +229,9 @@ log:
 		t.Fatalf("starting pgveil: %v", err)
 	}
 	p := &encProxy{Proxy: hp}
+	if secrets == nil {
+		secrets = p.secrets
+	}
 	t.Cleanup(func() {
 		logFile, err := os.Open(p.LogPath)
 		if err != nil {
@@ -234,7 +246,7 @@ log:
 			logFile.Close()
 			logText = string(b)
 		}
-		checkEncLog(t, logText, p.secrets())
+		checkEncLog(t, logText, secrets())
 		if t.Failed() {
 			t.Logf("pgveil log (tail):\n%s", tail(logText, 120))
 		}

@@ -81,7 +81,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -456,52 +455,11 @@ func TestReview17bPortals(t *testing.T) {
 }
 
 // startSecond starts another pgveil on the same database (the schema
-// kept): its key cache is cold for every tenant the first one wrote.
+// kept): its key cache is cold for every tenant the first one wrote. Its
+// log is checked against the plaintexts remembered on the first.
 func (e *r17Env) startSecond(t *testing.T) *encProxy {
 	t.Helper()
-	conf := fmt.Sprintf(`listen: 127.0.0.1:0
-upstream:
-  address: %s
-  tls: disable
-  connect_timeout: 5s
-  service_url: %q
-keysource:
-  kind: local
-  local:
-    key_env: PGVEIL_ENC_MASTER
-admin:
-  listen: 127.0.0.1:0
-log:
-  level: debug
-  format: json
-proxy:
-  shutdown_timeout: 30s
-%s%s`, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database), eventLoopsSetting(), encPolicy)
-	hp, err := harness.StartProxy(harness.ProxyOptions{Config: conf, Env: []string{"PGVEIL_ENC_MASTER=" + encMasterKey}})
-	if err != nil {
-		t.Fatalf("starting pgveil: %v", err)
-	}
-	p := &encProxy{Proxy: hp}
-	t.Cleanup(func() {
-		f, err := os.Open(p.LogPath)
-		if err != nil {
-			t.Errorf("second pgveil log: %v", err)
-		}
-		if err := p.Stop(); err != nil {
-			t.Errorf("second pgveil did not exit cleanly: %v", err)
-		}
-		var logText string
-		if f != nil {
-			b, _ := io.ReadAll(f)
-			f.Close()
-			logText = string(b)
-		}
-		checkEncLog(t, logText, e.p.secrets())
-		if t.Failed() {
-			t.Logf("second pgveil log (tail):\n%s", tail(logText, 80))
-		}
-	})
-	return p
+	return startEncProxyOn(t, "  level: debug\n  format: json\n", encPolicy, e.p.secrets)
 }
 
 // TestReview17bColdSecond: a pgveil whose cache holds no tenant key runs
