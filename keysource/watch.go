@@ -1,6 +1,7 @@
 package keysource
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -83,23 +84,16 @@ func waitForNotification(ctx context.Context, c *pgx.Conn, idle, timeout time.Du
 		}
 		if ctx.Err() != nil || !pgconn.Timeout(err) || c.IsClosed() {
 			closeQuietly(c)
-			return nil, cmpErr(ctx.Err(), err)
+			return nil, cmp.Or(ctx.Err(), err)
 		}
 		pctx, cancel := context.WithTimeout(ctx, timeout)
 		err = ping(pctx)
 		cancel()
 		if err != nil {
 			closeQuietly(c)
-			return nil, cmpErr(ctx.Err(), fmt.Errorf("listening connection does not answer: %w", err))
+			return nil, cmp.Or(ctx.Err(), fmt.Errorf("listening connection does not answer: %w", err))
 		}
 	}
-}
-
-func cmpErr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 // closeQuietly closes c without waiting on a peer that may not answer.

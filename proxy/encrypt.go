@@ -419,15 +419,10 @@ func (s *session) fillLiteral(orig string, st *rewrite.Stmt, slot *rewrite.Slot)
 	if err := st.Literals[slot.Source].CheckCasts(orig, col, v); err != nil {
 		return "", err
 	}
-	if (col.Type == policy.TypeText || col.Type == policy.TypeVarchar) && slot.Action != rewrite.IndexEach && slot.Action != rewrite.PlaintextEach &&
-		rewrite.LiteralIsNumber(orig, st.Literals[slot.Source]) {
-		// An unquoted number is a number to PostgreSQL, which would store
-		// its output text in a text column ('42' for 0042, '100' for 1e2).
-		n, err := canon.Plaintext(policy.TypeNumeric, canon.TextFormat, 0, v, nil)
-		if err != nil {
+	if (col.Type == policy.TypeText || col.Type == policy.TypeVarchar) && slot.Action != rewrite.IndexEach && slot.Action != rewrite.PlaintextEach {
+		if v, err = storedNumber(orig, st.Literals[slot.Source], v); err != nil {
 			return "", err
 		}
-		v = n
 	}
 	if slot.Action == rewrite.IndexEach || slot.Action == rewrite.PlaintextEach {
 		return s.fillArrayLiteral(col, slot.Action, v)
@@ -597,16 +592,12 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 			return "", false, tenantNull(t)
 		}
 		typ := s.eng.catalog().tenantType(t)
-		if (typ == policy.OIDText || typ == 1043 || typ == 1042) && rewrite.LiteralIsNumber(orig, st.Literals[ref.Literal]) {
-			// An unquoted number is a number to PostgreSQL: a text,
-			// varchar (1043) or bpchar (1042) key_context column
-			// stores its output text (007 is '7',
-			// 1e2 is '100'), so the values are sealed under that.
-			pt, err := canon.Plaintext(policy.TypeNumeric, canon.TextFormat, 0, v, nil)
-			if err != nil {
+		if typ == policy.OIDText || typ == policy.TypeVarchar.OID() || typ == oidBpchar {
+			// The values are sealed under the tenant a text key_context
+			// column stores.
+			if v, err = storedNumber(orig, st.Literals[ref.Literal], v); err != nil {
 				return "", false, err
 			}
-			v = pt
 		}
 		tenant, err := canon.TenantText(typ, canon.TextFormat, v)
 		return tenant, err == nil, err
@@ -1075,6 +1066,20 @@ func (s *session) handleBind(body []byte) error {
 	s.t.push(pending{kind: pendBind, portal: portal})
 	s.sw.Write(appendBind(s.scratch[:0], out))
 	return nil
+}
+
+// oidBpchar is character(n)'s type OID.
+const oidBpchar = 1042
+
+// storedNumber is v, the value of literal lit of orig, as a text column
+// stores it: an unquoted number is a number to PostgreSQL, which stores
+// its output text ('42' for 0042, '100' for 1e2); any other literal as
+// it is.
+func storedNumber(orig string, lit rewrite.Literal, v []byte) ([]byte, error) {
+	if !rewrite.LiteralIsNumber(orig, lit) {
+		return v, nil
+	}
+	return canon.Plaintext(policy.TypeNumeric, canon.TextFormat, 0, v, nil)
 }
 
 // bindValueError is PostgreSQL's own ERROR for a binary parameter (the

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"sort"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -67,9 +66,7 @@ ALTER TABLE pgveil.tables ADD COLUMN IF NOT EXISTS generation bigint NOT NULL DE
 
 // tableStatesShape reports whether pgveil.tables exists and whether it has
 // the signature columns.
-func tableStatesShape(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}) (exists, signed bool, err error) {
+func tableStatesShape(ctx context.Context, q stateQuerier) (exists, signed bool, err error) {
 	err = q.QueryRow(ctx, `SELECT to_regclass('pgveil.tables') IS NOT NULL,
   EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('pgveil.tables') AND attname = 'mac' AND NOT attisdropped)`).Scan(&exists, &signed)
 	return exists, signed, err
@@ -187,7 +184,6 @@ func nextGeneration(ctx context.Context, tx pgx.Tx, key *keysource.IndexKey) (in
 		return 0, err
 	}
 	defer rows.Close()
-	var sum []byte
 	for rows.Next() {
 		var table, state string
 		var g int64
@@ -195,11 +191,7 @@ func nextGeneration(ctx context.Context, tx pgx.Tx, key *keysource.IndexKey) (in
 		if err := rows.Scan(&table, &state, &g, &mac); err != nil {
 			return 0, err
 		}
-		if len(table) > 0xffff || g < gen {
-			continue
-		}
-		sum = key.Sum(sum[:0], stateMACInput(table, state, g))
-		if !hmac.Equal(sum, mac) {
+		if g < gen || !stateSigned(key, table, state, g, mac) {
 			continue
 		}
 		if g == math.MaxInt64 {
@@ -311,35 +303,26 @@ func loadTableStates(ctx context.Context, q stateQuerier, keys *keysource.Keyrin
 			return nil, &StateKeyError{err}
 		}
 	}
-	var sum []byte
 	for _, r := range all {
 		switch {
 		case r.mac == nil:
 			out.Rejected[r.table] = fmt.Sprintf("state %q is not signed (written by hand, or by a pgveil older than signed states)", r.state)
 		case key == nil:
 			out.Rejected[r.table] = fmt.Sprintf("state %q cannot be verified: the key store has no key that signs pgveil.tables", r.state)
-		case len(r.table) > 0xffff:
-			out.Rejected[r.table] = "table name too long"
+		case !stateSigned(key, r.table, r.state, r.gen, r.mac):
+			out.Rejected[r.table] = fmt.Sprintf("the signature of state %q (generation %d) does not verify: the row was changed around pgveil", r.state, r.gen)
 		default:
-			sum = key.Sum(sum[:0], stateMACInput(r.table, r.state, r.gen))
-			if !hmac.Equal(sum, r.mac) {
-				out.Rejected[r.table] = fmt.Sprintf("the signature of state %q (generation %d) does not verify: the row was changed around pgveil", r.state, r.gen)
-				continue
-			}
 			out.Verified[r.table] = TableState{State: r.state, Generation: r.gen}
 		}
 	}
 	return out, nil
 }
 
-// describeRejected is one line naming each rejected row and why.
-func describeRejected(s *StateRows) string {
-	var b strings.Builder
-	for i, t := range s.RejectedTables() {
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		b.WriteString(t + ": " + s.Rejected[t])
+// stateSigned reports whether mac is key's signature of a row of
+// pgveil.tables (table names too long for the signed input never are).
+func stateSigned(key *keysource.IndexKey, table, state string, gen int64, mac []byte) bool {
+	if len(table) > 0xffff {
+		return false
 	}
-	return b.String()
+	return hmac.Equal(key.Sum(nil, stateMACInput(table, state, gen)), mac)
 }

@@ -46,6 +46,7 @@ func (a *analyzer) insertStmt(ins *pg.InsertStmt, sc *scope, mode queryMode) (*q
 		encWrites = encWrites || c.enc != nil
 	}
 	sel := ins.SelectStmt.GetSelectStmt()
+	vs, fromValues := matchValuesSelect(sel, len(cols))
 	switch {
 	case sel == nil: // DEFAULT VALUES
 	case t != nil && len(t.Columns) > 0 && len(ins.Cols) == 0:
@@ -55,8 +56,7 @@ func (a *analyzer) insertStmt(ins *pg.InsertStmt, sc *scope, mode queryMode) (*q
 		if err := a.insertValues(t, cols, sel, sc); err != nil {
 			return nil, err
 		}
-	case encWrites && t != nil && valuesSelectOK(sel, len(cols)):
-		vs, _ := matchValuesSelect(sel, len(cols))
+	case encWrites && t != nil && fromValues:
 		if err := a.insertValuesSelect(t, cols, vs, sc); err != nil {
 			return nil, err
 		}

@@ -48,11 +48,6 @@ type valuesSelect struct {
 	sorts map[int]int // VALUES columns named in ORDER BY
 }
 
-func valuesSelectOK(sel *pg.SelectStmt, ncols int) bool {
-	_, ok := matchValuesSelect(sel, ncols)
-	return ok
-}
-
 // matchValuesSelect recognises sel, the SELECT of an INSERT of ncols
 // columns, as a valuesSelect.
 func matchValuesSelect(sel *pg.SelectStmt, ncols int) (*valuesSelect, bool) {
