@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
 
 	"github.com/pgveil/pgveil/integration/harness"
 	"github.com/pgveil/pgveil/policy"
@@ -32,6 +33,14 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if c != nil {
 		c.Stop()
+	}
+	if code == 0 {
+		// Every watcher, heartbeat and singleflight goroutine a test
+		// started has ended with it (pools closed by t.Cleanup).
+		if err := goleak.Find(goleak.IgnoreTopFunction(harness.SpawnerFunction)); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }
