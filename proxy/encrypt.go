@@ -592,10 +592,22 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 			return "", false, tenantNull(t)
 		}
 		typ := s.eng.catalog().tenantType(t)
-		if typ == policy.OIDText || typ == policy.TypeVarchar.OID() || typ == oidBpchar {
+		switch {
+		case typ == policy.OIDText || typ == policy.TypeVarchar.OID() || typ == oidBpchar || typ == oidName || !knownTenantType(typ):
 			// The values are sealed under the tenant a text key_context
-			// column stores.
+			// column stores (a type pgveil does not know, citext or a
+			// domain over numeric, is named by its text too, which for an
+			// unquoted number is the number's output).
 			if v, err = storedNumber(orig, st.Literals[ref.Literal], v); err != nil {
+				return "", false, err
+			}
+		case (typ == policy.TypeInt2.OID() || typ == policy.TypeInt4.OID() || typ == policy.TypeInt8.OID()) && rewrite.LiteralIsNumber(orig, st.Literals[ref.Literal]):
+			// An unquoted 1e2 or 7.5 is a numeric to PostgreSQL, which
+			// assigns it to the integer column rounded (100, 8).
+			if v, err = storedNumber(orig, st.Literals[ref.Literal], v); err != nil {
+				return "", false, err
+			}
+			if v, err = canon.NumericToInt(v); err != nil {
 				return "", false, err
 			}
 		}
@@ -1068,8 +1080,26 @@ func (s *session) handleBind(body []byte) error {
 	return nil
 }
 
-// oidBpchar is character(n)'s type OID.
-const oidBpchar = 1042
+// knownTenantType reports whether canon.TenantText names a key_context
+// value of type oid by the type's own reading: the logical types, float4,
+// float8; others by their text as written.
+func knownTenantType(oid uint32) bool {
+	if oid == 700 || oid == 701 {
+		return true
+	}
+	for _, lt := range policy.LogicalTypes {
+		if lt.OID() == oid {
+			return true
+		}
+	}
+	return false
+}
+
+// oidBpchar is character(n)'s type OID, oidName name's.
+const (
+	oidBpchar = 1042
+	oidName   = 19
+)
 
 // storedNumber is v, the value of literal lit of orig, as a text column
 // stores it: an unquoted number is a number to PostgreSQL, which stores

@@ -312,7 +312,7 @@ func (a *analyzer) tenantRowsAgree(t *policy.Table, cols []insCol, vs *valuesSel
 	textTenant := false
 	if t.KeyContext != "" {
 		switch a.tenantTypeOID(t) {
-		case policy.OIDText, 1043, 1042, 0:
+		case policy.OIDText, 1043, 1042, 19, 0:
 			textTenant = true
 		}
 	}

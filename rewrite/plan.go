@@ -385,6 +385,9 @@ type Move struct {
 	// those columns.
 	Kept    string
 	Columns []string
+	// Cast, when set, is the type an unquoted number is compared as
+	// (CAST(007 AS text)): the value the column stores.
+	Cast string
 }
 
 // Text is the lookup statement for the client's string sql.
@@ -399,7 +402,11 @@ func (l *Lookup) Text(sql string) string {
 		conds = append(conds, sql[l.Where[0]:l.Where[1]])
 	}
 	if m := l.Move; m != nil {
-		conds = append(conds, l.Column+" IS DISTINCT FROM "+sql[m.Tenant[0]:m.Tenant[1]], m.Kept)
+		v := sql[m.Tenant[0]:m.Tenant[1]]
+		if m.Cast != "" {
+			v = "CAST(" + v + " AS " + m.Cast + ")"
+		}
+		conds = append(conds, l.Column+" IS DISTINCT FROM "+v, m.Kept)
 	}
 	switch len(conds) {
 	case 0:

@@ -1,0 +1,185 @@
+package integration
+
+// LOW sweep 2: tenant values PostgreSQL converts on their way to a
+// key_context column, lengths cast onto encrypted values, data keys of
+// refused writes, shred of moved and NULL tenants.
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// lowSweep2App is a simple-protocol (simple) or extended application
+// connection through a pgveil for e's database.
+func lowSweep2App(t *testing.T, ctx context.Context, e *opsEnv, simple bool) *pgx.Conn {
+	t.Helper()
+	p := e.proxy(e.config(""))
+	pc, err := pgx.ParseConfig(e.appURL(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if simple {
+		pc.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	}
+	app, err := pgx.ConnectConfig(ctx, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { app.Close(context.Background()) })
+	return app
+}
+
+// TestLowSweep2UpdateNumberTenant (item 1): UPDATE … SET org = 007 of a
+// text key_context column beside an encrypted column.
+func TestLowSweep2UpdateNumberTenant(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "enc_lowsweep2_upd", `tables:
+  public.acct:
+    key_context: org
+    columns:
+      secret: {type: text}
+      note: {type: text}
+`)
+	c := e.conn(ctx)
+	if _, err := c.Exec(ctx, `CREATE TABLE acct (id int PRIMARY KEY, org text NOT NULL, secret bytea, note bytea)`); err != nil {
+		t.Fatal(err)
+	}
+	e.run(ctx, 0, "migrate", "-c", e.writeConfig("c.yaml", e.config("")), "--apply")
+	app := lowSweep2App(t, ctx, e, true)
+	for _, s := range []string{
+		`INSERT INTO acct (id, org, secret, note) VALUES (1, 'a', 's1', 'n1'), (2, 'a', 's2', NULL), (3, '7', 's3', NULL)`,
+		`UPDATE acct SET org = 007, secret = 'x1', note = 'y1' WHERE id = 1`,
+		`UPDATE acct SET org = 1e2, secret = 'x2' WHERE id = 2`,
+		`UPDATE acct SET org = 7.0, secret = 'x3' WHERE id = 3`,
+	} {
+		if _, err := app.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	for id, want := range map[int][2]string{1: {"7", "x1"}, 2: {"100", "x2"}, 3: {"7.0", "x3"}} {
+		var org, secret string
+		if err := app.QueryRow(ctx, `SELECT org, secret FROM acct WHERE id = $1`, id).Scan(&org, &secret); err != nil || org != want[0] || secret != want[1] {
+			t.Errorf("id %d: (%q, %q) %v; want %v", id, org, secret, err, want)
+		}
+	}
+}
+
+// TestLowSweep2TenantTypes (items 2, 3): key_context columns of type
+// float8, real and name, and unquoted 1e2, 7.0, 7.5 for an integer one:
+// each row's values are sealed under the tenant PostgreSQL stores, so
+// they read back; what PostgreSQL refuses stays refused.
+func TestLowSweep2TenantTypes(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "enc_lowsweep2_types", `tables:
+  public.tf:
+    key_context: org
+    columns:
+      secret: {type: text}
+  public.tr:
+    key_context: org
+    columns:
+      secret: {type: text}
+  public.tn:
+    key_context: org
+    columns:
+      secret: {type: text}
+  public.ti:
+    key_context: org
+    columns:
+      secret: {type: text}
+      note: {type: text}
+  public.tc:
+    key_context: org
+    columns:
+      secret: {type: text}
+  public.td:
+    key_context: org
+    columns:
+      secret: {type: text}
+`)
+	c := e.conn(ctx)
+	for _, s := range []string{
+		`CREATE TABLE tf (id int PRIMARY KEY, org float8 NOT NULL, secret bytea)`,
+		`CREATE TABLE tr (id int PRIMARY KEY, org real NOT NULL, secret bytea)`,
+		`CREATE TABLE tn (id int PRIMARY KEY, org name NOT NULL, secret bytea)`,
+		`CREATE TABLE ti (id int PRIMARY KEY, org int NOT NULL, secret bytea, note bytea)`,
+		`CREATE EXTENSION citext`,
+		`CREATE TABLE tc (id int PRIMARY KEY, org citext NOT NULL, secret bytea)`,
+		`CREATE DOMAIN numdom AS numeric`,
+		`CREATE TABLE td (id int PRIMARY KEY, org numdom NOT NULL, secret bytea)`,
+	} {
+		if _, err := c.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.run(ctx, 0, "migrate", "-c", e.writeConfig("c.yaml", e.config("")), "--apply")
+	long := strings.Repeat("é", 40) // name keeps 31 of them (63 bytes)
+	for _, simple := range []bool{true, false} {
+		app := lowSweep2App(t, ctx, e, simple)
+		base := 0
+		if !simple {
+			base = 100
+		}
+		type w struct {
+			sql  string
+			args []any
+		}
+		for _, x := range []w{
+			{`INSERT INTO tf (id, org, secret) VALUES ($1, '1.50', 'f1')`, []any{base + 1}},
+			{`INSERT INTO tf (id, org, secret) VALUES ($1, 1e15, 'f2')`, []any{base + 2}},
+			{`INSERT INTO tf (id, org, secret) VALUES ($1, $2, $3)`, []any{base + 3, 0.1 + 0.2, "f3"}},
+			{`INSERT INTO tf (id, org, secret) VALUES ($1, ' 2.50 ', 'f4')`, []any{base + 4}},
+			{`INSERT INTO tr (id, org, secret) VALUES ($1, '1234567', 'r1')`, []any{base + 1}},
+			{`INSERT INTO tr (id, org, secret) VALUES ($1, 0.30000000000000004, 'r2')`, []any{base + 2}},
+			{`INSERT INTO tn (id, org, secret) VALUES ($1, '` + long + `', 'n1')`, []any{base + 1}},
+			{`INSERT INTO tn (id, org, secret) VALUES ($1, 007, 'n2')`, []any{base + 2}},
+			{`INSERT INTO ti (id, org, secret, note) VALUES ($1, 1e2, 'i1', 'j1')`, []any{base + 1}},
+			{`INSERT INTO ti (id, org, secret, note) VALUES ($1, 7.0, 'i2', 'j2')`, []any{base + 2}},
+			{`INSERT INTO ti (id, org, secret, note) VALUES ($1, 7.5, 'i3', 'j3')`, []any{base + 3}},
+			{`INSERT INTO ti (id, org, secret, note) VALUES ($1, -2.5, 'i4', 'j4')`, []any{base + 4}},
+			{`UPDATE ti SET org = 1.5e1, secret = 'i5', note = 'j5' WHERE id = $1`, []any{base + 4}},
+			{`INSERT INTO tc (id, org, secret) VALUES ($1, 007, 'c1')`, []any{base + 1}},
+			{`INSERT INTO td (id, org, secret) VALUES ($1, 01.50, 'd1')`, []any{base + 1}},
+			{`INSERT INTO td (id, org, secret) VALUES ($1, 1e2, 'd2')`, []any{base + 2}},
+			{`UPDATE ti SET org = 8.4, secret = 'i6', note = 'j6' WHERE id = $1`, []any{base + 1}},
+		} {
+			if _, err := app.Exec(ctx, x.sql, x.args...); err != nil {
+				t.Fatalf("simple=%v %s: %v", simple, x.sql, err)
+			}
+		}
+		for _, r := range []struct {
+			table  string
+			id     int
+			secret string
+		}{
+			{"tf", 1, "f1"}, {"tf", 2, "f2"}, {"tf", 3, "f3"}, {"tf", 4, "f4"},
+			{"tr", 1, "r1"}, {"tr", 2, "r2"},
+			{"tn", 1, "n1"}, {"tn", 2, "n2"},
+			{"ti", 1, "i6"}, {"ti", 2, "i2"}, {"ti", 3, "i3"}, {"ti", 4, "i5"},
+			{"tc", 1, "c1"}, {"td", 1, "d1"}, {"td", 2, "d2"},
+		} {
+			var got string
+			if err := app.QueryRow(ctx, `SELECT secret FROM `+r.table+` WHERE id = $1`, base+r.id).Scan(&got); err != nil || got != r.secret {
+				t.Errorf("simple=%v %s id %d: %q %v; want %q", simple, r.table, r.id, got, err, r.secret)
+			}
+		}
+		var orgs string
+		if err := app.QueryRow(ctx, `SELECT string_agg(org::text, ',' ORDER BY id) FROM ti WHERE id > $1 AND id < $2`, base, base+100).Scan(&orgs); err != nil || orgs != "8,7,8,15" {
+			t.Errorf("simple=%v ti orgs %q %v", simple, orgs, err)
+		}
+		// What PostgreSQL refuses stays refused.
+		for _, s := range []string{
+			`INSERT INTO ti (id, org, secret) VALUES (90, '7.0', 'x')`,
+			`INSERT INTO ti (id, org, secret) VALUES (91, 1e10, 'x')`,
+			`INSERT INTO tf (id, org, secret) VALUES (92, '1e400', 'x')`,
+		} {
+			if _, err := app.Exec(ctx, s); err == nil {
+				t.Errorf("simple=%v %s: accepted; PostgreSQL refuses it", simple, s)
+			}
+		}
+	}
+}
