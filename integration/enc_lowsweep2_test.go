@@ -183,3 +183,76 @@ func TestLowSweep2TenantTypes(t *testing.T) {
 		}
 	}
 }
+
+// TestLowSweep2LengthCast (item 4): a value bound for an encrypted column
+// under a varchar(n) or char(n) cast. PostgreSQL truncates it to n
+// characters; pgveil sealed it whole, so the application read back what
+// PostgreSQL would not have stored. Each write either stores what
+// PostgreSQL stores (read back) or is refused naming the column.
+func TestLowSweep2LengthCast(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "enc_lowsweep2_len", `tables:
+  public.lc:
+    key_context: org
+    columns:
+      secret: {type: text, blind_index: {column: secret_bidx}}
+`)
+	c := e.conn(ctx)
+	if _, err := c.Exec(ctx, `CREATE TABLE lc (id int PRIMARY KEY, org int NOT NULL, secret bytea, secret_bidx bytea)`); err != nil {
+		t.Fatal(err)
+	}
+	e.run(ctx, 0, "migrate", "-c", e.writeConfig("c.yaml", e.config("")), "--apply")
+	app := lowSweep2App(t, ctx, e, false)
+	for i, w := range []struct {
+		sql  string
+		args []any
+	}{
+		{`INSERT INTO lc (id, org, secret) VALUES ($1, 1, $2::varchar(3))`, []any{"ééééé"}},
+		{`INSERT INTO lc (id, org, secret) VALUES ($1, 1, CAST($2 AS character varying(3)))`, []any{"abcdef"}},
+		{`INSERT INTO lc (id, org, secret) VALUES ($1, 1, 'abcdef'::varchar(3))`, nil},
+		{`INSERT INTO lc (id, org, secret) VALUES ($1, 1, 'abcdef'::char(3))`, nil},
+		{`INSERT INTO lc (id, org, secret) VALUES ($1, 1, $2::char(3))`, []any{"abcdef"}},
+		{`INSERT INTO lc (id, org, secret) SELECT p0, p1, p2 FROM (VALUES ($1::int, 1, $2::varchar(3), 0)) AS imp(p0, p1, p2, s) ORDER BY s`, []any{"abcdef"}},
+		{`INSERT INTO lc (id, org, secret) VALUES ($1, 1, 'x') ON CONFLICT (id) DO NOTHING; UPDATE lc SET secret = $2::varchar(3) WHERE org = 1 AND id = $1`, []any{"abcdef"}},
+		{`UPDATE lc SET secret = CAST(CASE WHEN id = $1 THEN $2 ELSE NULL END AS varchar(3)) WHERE org = 1 AND id = $1`, []any{"abcdef"}},
+	} {
+		id := 10 + i
+		args := append([]any{id}, w.args...)
+		if strings.Contains(w.sql, "ON CONFLICT") {
+			if _, err := app.Exec(ctx, `INSERT INTO lc (id, org, secret) VALUES ($1, 1, 'x')`, id); err != nil {
+				t.Fatal(err)
+			}
+			w.sql = `UPDATE lc SET secret = $2::varchar(3) WHERE org = 1 AND id = $1`
+		}
+		if strings.HasPrefix(w.sql, "UPDATE lc SET secret = CAST") {
+			if _, err := app.Exec(ctx, `INSERT INTO lc (id, org, secret) VALUES ($1, 1, 'x')`, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if w.args == nil {
+			args = []any{id}
+		}
+		_, err := app.Exec(ctx, w.sql, args...)
+		if err != nil {
+			if !strings.Contains(err.Error(), "secret") {
+				t.Errorf("%s: refused without naming the column: %v", w.sql, err)
+			}
+			continue
+		}
+		var got string
+		if err := app.QueryRow(ctx, `SELECT secret FROM lc WHERE id = $1`, id).Scan(&got); err != nil {
+			t.Fatalf("%s: %v", w.sql, err)
+		}
+		want := "abc"
+		if strings.HasPrefix(w.args[0].(string), "é") {
+			want = "ééé"
+		}
+		if got != want {
+			t.Errorf("%s: read back %q; PostgreSQL stores %q", w.sql, got, want)
+		}
+	}
+	// A value that fits passes as before.
+	if _, err := app.Exec(ctx, `INSERT INTO lc (id, org, secret) VALUES (1, 1, $1::varchar(3))`, "éé"); err != nil {
+		t.Errorf("a value within the length: %v", err)
+	}
+}

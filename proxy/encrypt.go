@@ -1101,6 +1101,37 @@ const (
 	oidName   = 19
 )
 
+// paramCastsKeep refuses a Bind whose value under a varchar(n) cast, bound
+// for an encrypted column, is longer than n characters (rewrite.ParamCast):
+// PostgreSQL would store it truncated, pgveil would seal it whole. A
+// binary value of a type other than text's is refused too (its text is
+// not read here).
+func paramCastsKeep(st *rewrite.Stmt, orig string, bm *bindMsg, declared []uint32) error {
+	for _, pc := range st.ParamCasts {
+		if pc.Client >= len(bm.Params) || bm.Params[pc.Client] == nil {
+			continue
+		}
+		if bm.paramFormat(pc.Client) != canon.TextFormat {
+			var oid uint32
+			if pc.Client < len(declared) {
+				oid = declared[pc.Client]
+			}
+			switch oid {
+			case 0, policy.OIDText, 1043, oidBpchar, oidName, 705:
+			default:
+				col := pc.Column
+				return &pgError{Severity: "ERROR", Code: "42804", Schema: col.Table.Schema, Table: col.Table.Name, Column: col.Name,
+					Message: fmt.Sprintf("pgveil: a binary parameter ($%d) of type OID %d under a %s cast for encrypted column %s: pgveil cannot check the length PostgreSQL would cut it to", pc.Client+1, oid, pc.Cast.Name, col.QualifiedName()),
+					Hint:    "send the parameter as text, or remove the length from the cast"}
+			}
+		}
+		if err := pc.Check(orig, bm.Params[pc.Client]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // storedNumber is v, the value of literal lit of orig, as a text column
 // stores it: an unquoted number is a number to PostgreSQL, which stores
 // its output text ('42' for 0042, '100' for 1e2); any other literal as
@@ -1203,6 +1234,9 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 		if err := s.sameTenant(st, stmt.SQL, bm, stmt.ParamOIDs); err != nil {
 			return nil, err
 		}
+	}
+	if err := paramCastsKeep(st, stmt.SQL, bm, stmt.ParamOIDs); err != nil {
+		return nil, err
 	}
 	start := time.Now()
 	defer func() { s.observe(s.srv.metrics.phaseCrypto, time.Since(start).Seconds()) }()

@@ -279,7 +279,7 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 				return err
 			}
 			if len(castOf[k]) > 0 && (v.kind == vLiteral || v.kind == vParam) {
-				if err := a.typmodsKeep(castOf[k], col, v); err != nil {
+				if err := a.typmodsKeep(castOf[k], col, v, false); err != nil {
 					return err
 				}
 			}

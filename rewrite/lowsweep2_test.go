@@ -61,3 +61,37 @@ func TestLowSweep2MoveNumberTenant(t *testing.T) {
 		t.Errorf("integer tenant: %s", lt)
 	}
 }
+
+// TestLowSweep2ParamLength (item 4): a varchar(n) cast on a parameter
+// bound for an encrypted column is recorded (Stmt.ParamCasts) and a value
+// longer than n characters refused at Bind; an array parameter is not.
+func TestLowSweep2ParamLength(t *testing.T) {
+	p := newTestPlanner(t)
+	for _, c := range []struct {
+		sql  string
+		n    int
+		long string
+	}{
+		{`INSERT INTO users (org_id, email) VALUES ($1, $2::varchar(3))`, 1, "abcd"},
+		{`UPDATE users SET email = CAST($2 AS character varying(3)) WHERE org_id = $1`, 1, "ééé€"},
+		{`UPDATE users SET email = CAST(CASE WHEN id = 1 THEN $2 ELSE NULL END AS varchar(3)) WHERE org_id = $1`, 1, "abcd"},
+		{`SELECT 1 FROM users WHERE ssn = ANY($1::varchar(3)[])`, 0, ""},
+	} {
+		plan, err := p.Plan(c.sql, publicPath)
+		if err != nil {
+			t.Fatalf("%s: %v", c.sql, err)
+		}
+		pcs := plan.Stmts[0].ParamCasts
+		if len(pcs) != c.n {
+			t.Fatalf("%s: %d parameter casts, want %d", c.sql, len(pcs), c.n)
+		}
+		for _, pc := range pcs {
+			if err := pc.Check(c.sql, []byte("abc")); err != nil {
+				t.Errorf("%s: 3 characters refused: %v", c.sql, err)
+			}
+			if err := pc.Check(c.sql, []byte(c.long)); err == nil || !strings.Contains(err.Error(), "email") {
+				t.Errorf("%s: %q accepted (%v): PostgreSQL would truncate it", c.sql, c.long, err)
+			}
+		}
+	}
+}
