@@ -6,6 +6,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -254,5 +255,52 @@ func TestLowSweep2LengthCast(t *testing.T) {
 	// A value that fits passes as before.
 	if _, err := app.Exec(ctx, `INSERT INTO lc (id, org, secret) VALUES (1, 1, $1::varchar(3))`, "éé"); err != nil {
 		t.Errorf("a value within the length: %v", err)
+	}
+}
+
+// TestLowSweep2LookupStmtsBounded (item 7): each tenant lookup text keeps
+// an upstream statement prepared (once per session, text and types); past
+// maxLookupStmts (64) one is closed for each new one. 80 UPDATE texts that
+// need a lookup leave at most 64 lookup statements in the session, and
+// every UPDATE keeps working, the evicted ones too when run again.
+func TestLowSweep2LookupStmtsBounded(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "enc_lowsweep2_lookups", `tables:
+  public.lk:
+    key_context: org
+    columns:
+      secret: {type: text}
+`)
+	c := e.conn(ctx)
+	if _, err := c.Exec(ctx, `CREATE TABLE lk (id int PRIMARY KEY, org int NOT NULL, secret bytea)`); err != nil {
+		t.Fatal(err)
+	}
+	e.run(ctx, 0, "migrate", "-c", e.writeConfig("c.yaml", e.config("")), "--apply")
+	app := lowSweep2App(t, ctx, e, false)
+	if _, err := app.Exec(ctx, `INSERT INTO lk (id, org, secret) VALUES (1, 5, 'x')`); err != nil {
+		t.Fatal(err)
+	}
+	lookups := func() int {
+		t.Helper()
+		var n int
+		if err := app.QueryRow(ctx, `SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgveil%' AND statement LIKE 'SELECT DISTINCT%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for round := 0; round < 2; round++ {
+		for k := 0; k < 80; k++ {
+			tag, err := app.Exec(ctx, fmt.Sprintf(`UPDATE lk SET secret = $1 WHERE id = $2 AND id <> %d`, -k-1), fmt.Sprintf("s%d", k), 1)
+			if err != nil || tag.RowsAffected() != 1 {
+				t.Fatalf("round %d, text %d: %v %v", round, k, tag, err)
+			}
+			if n := lookups(); n > 64 || n != min(k+1, 64) && round == 0 {
+				t.Fatalf("round %d, after %d lookup texts: %d lookup statements upstream", round, k+1, n)
+			}
+		}
+	}
+	var got string
+	if err := app.QueryRow(ctx, `SELECT secret FROM lk WHERE id = 1`).Scan(&got); err != nil || got != "s79" {
+		t.Errorf("after the lookups: %q %v", got, err)
 	}
 }
