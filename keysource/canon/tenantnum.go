@@ -3,6 +3,7 @@ package canon
 import (
 	"bytes"
 	"math"
+	"math/big"
 	"strconv"
 
 	"github.com/pgveil/pgveil/policy"
@@ -71,7 +72,7 @@ func pgFloatOut(f float64, bits int) []byte {
 	case math.IsInf(f, -1):
 		return []byte("-Infinity")
 	}
-	e := strconv.AppendFloat(nil, f, 'e', -1, bits)
+	e := pgShortest(f, bits)
 	i := bytes.LastIndexByte(e, 'e')
 	exp, _ := strconv.Atoi(string(e[i+1:]))
 	limit := 15
@@ -81,7 +82,96 @@ func pgFloatOut(f float64, bits int) []byte {
 	if exp < -4 || exp >= limit {
 		return e
 	}
-	return strconv.AppendFloat(nil, f, 'f', -1, bits)
+	// The same digits in positional form.
+	mant := e[:i]
+	neg := mant[0] == '-'
+	if neg {
+		mant = mant[1:]
+	}
+	digits := append([]byte{mant[0]}, bytes.TrimPrefix(mant[1:], []byte("."))...)
+	var out []byte
+	if neg {
+		out = append(out, '-')
+	}
+	switch {
+	case exp < 0:
+		out = append(out, "0."...)
+		out = append(out, bytes.Repeat([]byte{'0'}, -exp-1)...)
+		out = append(out, digits...)
+	case exp+1 >= len(digits):
+		out = append(out, digits...)
+		out = append(out, bytes.Repeat([]byte{'0'}, exp+1-len(digits))...)
+	default:
+		out = append(out, digits[:exp+1]...)
+		out = append(out, '.')
+		out = append(out, digits[exp+1:]...)
+	}
+	return out
+}
+
+// pgShortest is f in exponent form with the fewest digits that read back
+// as f and lie strictly between f's neighbours' midpoints, as PostgreSQL's
+// Ryu (float4out/float8out) chooses them: a shorter form exactly at a
+// midpoint, which reads back as f by round-half-even and which Go's
+// shortest form accepts, is not taken (3.6004848e+07, not 3.600485e+07).
+func pgShortest(f float64, bits int) []byte {
+	e := strconv.AppendFloat(nil, f, 'e', -1, bits)
+	if f == 0 || !atMidpoint(f, e, bits) {
+		return e
+	}
+	max := 17
+	if bits == 32 {
+		max = 9
+	}
+	n := bytes.IndexByte(e, 'e')
+	if e[0] == '-' {
+		n--
+	}
+	if bytes.IndexByte(e, '.') >= 0 {
+		n--
+	}
+	for p := n + 1; p <= max; p++ {
+		c := strconv.AppendFloat(nil, f, 'e', p-1, bits)
+		if r, err := strconv.ParseFloat(string(c), bits); err == nil && r == f && !atMidpoint(f, c, bits) {
+			// Trailing zeros of the fraction go, as Ryu drops them.
+			m, x, _ := bytes.Cut(c, []byte("e"))
+			if bytes.IndexByte(m, '.') >= 0 {
+				m = bytes.TrimRight(m, "0")
+				m = bytes.TrimSuffix(m, []byte("."))
+			}
+			return append(append(m, 'e'), x...)
+		}
+	}
+	return e
+}
+
+// atMidpoint reports whether the decimal d (read exactly) is the midpoint
+// between f and one of its neighbours.
+func atMidpoint(f float64, d []byte, bits int) bool {
+	const prec = 1200
+	dv, _, err := big.ParseFloat(string(d), 10, prec, big.ToNearestEven)
+	if err != nil {
+		return false
+	}
+	var up, down float64
+	if bits == 32 {
+		up = float64(math.Nextafter32(float32(f), float32(math.Inf(1))))
+		down = float64(math.Nextafter32(float32(f), float32(math.Inf(-1))))
+	} else {
+		up, down = math.Nextafter(f, math.Inf(1)), math.Nextafter(f, math.Inf(-1))
+	}
+	fv := new(big.Float).SetPrec(prec).SetFloat64(f)
+	for _, n := range []float64{up, down} {
+		if math.IsInf(n, 0) {
+			continue
+		}
+		mid := new(big.Float).SetPrec(prec).Add(fv, new(big.Float).SetPrec(prec).SetFloat64(n))
+		mid.Quo(mid, new(big.Float).SetPrec(prec).SetInt64(2))
+		if mid.Cmp(dv) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // NumericToInt is the integer PostgreSQL assigns numeric text num (as
