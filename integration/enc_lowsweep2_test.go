@@ -304,3 +304,59 @@ func TestLowSweep2LookupStmtsBounded(t *testing.T) {
 		t.Errorf("after the lookups: %q %v", got, err)
 	}
 }
+
+// TestLowSweep2VarcharTenantSpaces: a varchar(n) key_context column
+// silently cuts trailing spaces beyond n ('abc   ' into varchar(3) is
+// stored 'abc'); the row's values must be sealed under the tenant stored,
+// or refused.
+func TestLowSweep2VarcharTenantSpaces(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "enc_lowsweep2_vcsp", `tables:
+  public.vs:
+    key_context: org
+    columns:
+      secret: {type: text}
+`)
+	c := e.conn(ctx)
+	if _, err := c.Exec(ctx, `CREATE TABLE vs (id int PRIMARY KEY, org varchar(3) NOT NULL, secret bytea)`); err != nil {
+		t.Fatal(err)
+	}
+	e.run(ctx, 0, "migrate", "-c", e.writeConfig("c.yaml", e.config("")), "--apply")
+	for _, simple := range []bool{true, false} {
+		app := lowSweep2App(t, ctx, e, simple)
+		base := 0
+		if !simple {
+			base = 10
+		}
+		for i, w := range []struct {
+			sql  string
+			args []any
+		}{
+			{`INSERT INTO vs (id, org, secret) VALUES ($1, 'abc   ', 's1')`, nil},
+			{`INSERT INTO vs (id, org, secret) VALUES ($1, $2, $3)`, []any{"ab    ", "s2"}},
+			{`INSERT INTO vs (id, org, secret) VALUES ($1, 'xy ', 's3')`, nil},
+		} {
+			id := base + i
+			_, err := app.Exec(ctx, w.sql, append([]any{id}, w.args...)...)
+			if err != nil {
+				if !strings.Contains(err.Error(), "org") {
+					t.Errorf("simple=%v %s: refused without naming the column: %v", simple, w.sql, err)
+				}
+				continue
+			}
+			var got string
+			if err := app.QueryRow(ctx, `SELECT secret FROM vs WHERE id = $1`, id).Scan(&got); err != nil || got != fmt.Sprintf("s%d", i+1) {
+				t.Errorf("simple=%v %s: read back %q %v", simple, w.sql, got, err)
+			}
+		}
+		// COPY reads the column's input function the same way.
+		id := base + 5
+		if _, err := app.PgConn().CopyFrom(ctx, strings.NewReader(fmt.Sprintf("%d\tabc     \ts-copy\n", id)), `COPY vs (id, org, secret) FROM STDIN`); err != nil {
+			t.Fatalf("COPY: %v", err)
+		}
+		var got string
+		if err := app.QueryRow(ctx, `SELECT secret FROM vs WHERE id = $1`, id).Scan(&got); err != nil || got != "s-copy" {
+			t.Errorf("simple=%v COPY: read back %q %v", simple, got, err)
+		}
+	}
+}

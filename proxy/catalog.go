@@ -44,6 +44,9 @@ type catTable struct {
 	// tenantAttNum and tenantType describe the key_context column (0 if none).
 	tenantAttNum int16
 	tenantType   uint32
+	// tenantLen is n of a varchar(n) key_context column, else 0
+	// (tenantLengths).
+	tenantLen int
 	// typeOf is every column's type OID by name (for the planner's needs
 	// and for tenant values sent as parameters).
 	typeOf map[string]uint32
@@ -111,6 +114,9 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 	}
 	c, err := buildCatalog(rw, cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := tenantLengths(ctx, pool, c); err != nil {
 		return nil, err
 	}
 	c.rw.Guarded = map[string]*rewrite.GuardedView{}

@@ -582,7 +582,7 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 		if err != nil {
 			err = bindValueError(err, ref.Param)
 		}
-		return tenant, err == nil, err
+		return s.eng.catalog().storedTenant(t, tenant), err == nil, err
 	case rewrite.RefLiteral:
 		v, null, err := rewrite.LiteralValue(orig, st.Literals[ref.Literal])
 		if err != nil {
@@ -612,7 +612,7 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 			}
 		}
 		tenant, err := canon.TenantText(typ, canon.TextFormat, v)
-		return tenant, err == nil, err
+		return s.eng.catalog().storedTenant(t, tenant), err == nil, err
 	case rewrite.RefNull:
 		return "", false, tenantNull(t)
 	case rewrite.RefLookup:
