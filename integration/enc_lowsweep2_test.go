@@ -360,3 +360,61 @@ func TestLowSweep2VarcharTenantSpaces(t *testing.T) {
 		}
 	}
 }
+
+// TestLowSweep2TypmodTenant: a key_context column with a precision
+// (numeric(5,1), timestamp(0)) rounds a value written with more digits
+// ('1.55' is stored 1.6): the row's values must be sealed under the
+// tenant stored, or the write refused naming the column.
+func TestLowSweep2TypmodTenant(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "enc_lowsweep2_typmod", `tables:
+  public.tn1:
+    key_context: org
+    columns:
+      secret: {type: text}
+  public.tt0:
+    key_context: org
+    columns:
+      secret: {type: text}
+`)
+	c := e.conn(ctx)
+	for _, s := range []string{
+		`CREATE TABLE tn1 (id int PRIMARY KEY, org numeric(5,1) NOT NULL, secret bytea)`,
+		`CREATE TABLE tt0 (id int PRIMARY KEY, org timestamp(0) NOT NULL, secret bytea)`,
+	} {
+		if _, err := c.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.run(ctx, 0, "migrate", "-c", e.writeConfig("c.yaml", e.config("")), "--apply")
+	for _, simple := range []bool{true, false} {
+		app := lowSweep2App(t, ctx, e, simple)
+		base := 0
+		if !simple {
+			base = 10
+		}
+		for i, w := range []struct {
+			table, org string
+			refusable  bool
+		}{
+			{"tn1", "1.55", true},
+			{"tn1", "1.50", false},
+			{"tn1", "2", false},
+			{"tt0", "2024-01-01 00:00:00.6", true},
+			{"tt0", "2024-01-01 00:00:07.000", false},
+		} {
+			id := base + i
+			_, err := app.Exec(ctx, `INSERT INTO `+w.table+` (id, org, secret) VALUES ($1, $2, $3)`, id, w.org, fmt.Sprintf("s%d", i))
+			if err != nil {
+				if !w.refusable || !strings.Contains(err.Error(), "org") {
+					t.Errorf("simple=%v %s %s: %v", simple, w.table, w.org, err)
+				}
+				continue
+			}
+			var got string
+			if err := app.QueryRow(ctx, `SELECT secret FROM `+w.table+` WHERE id = $1`, id).Scan(&got); err != nil || got != fmt.Sprintf("s%d", i) {
+				t.Errorf("simple=%v %s %s: read back %q %v", simple, w.table, w.org, got, err)
+			}
+		}
+	}
+}

@@ -344,7 +344,11 @@ func (s *session) copyTenant(t *policy.Table, fields []copydata.Field, idx int, 
 		return "", false, tenantNull(t)
 	}
 	tenant, err := canon.TenantText(s.eng.catalog().tenantType(t), format, fields[idx].Value)
-	return s.eng.catalog().storedTenant(t, tenant), err == nil, err
+	if err != nil {
+		return "", false, err
+	}
+	tenant, err = s.eng.catalog().storedTenant(t, tenant)
+	return tenant, err == nil, err
 }
 
 // flushCopyIn sends the rewritten rows gathered so far.

@@ -580,9 +580,10 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 		}
 		tenant, err := canon.TenantParam(s.eng.catalog().tenantType(t), declared, bind.paramFormat(ref.Param), v)
 		if err != nil {
-			err = bindValueError(err, ref.Param)
+			return "", false, bindValueError(err, ref.Param)
 		}
-		return s.eng.catalog().storedTenant(t, tenant), err == nil, err
+		tenant, err = s.eng.catalog().storedTenant(t, tenant)
+		return tenant, err == nil, err
 	case rewrite.RefLiteral:
 		v, null, err := rewrite.LiteralValue(orig, st.Literals[ref.Literal])
 		if err != nil {
@@ -612,7 +613,11 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 			}
 		}
 		tenant, err := canon.TenantText(typ, canon.TextFormat, v)
-		return s.eng.catalog().storedTenant(t, tenant), err == nil, err
+		if err != nil {
+			return "", false, err
+		}
+		tenant, err = s.eng.catalog().storedTenant(t, tenant)
+		return tenant, err == nil, err
 	case rewrite.RefNull:
 		return "", false, tenantNull(t)
 	case rewrite.RefLookup:
