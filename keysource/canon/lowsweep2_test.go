@@ -117,6 +117,19 @@ func TestLowSweep2NameTenant(t *testing.T) {
 	if err != nil || got != long[:62] {
 		t.Errorf("name of 80 bytes: %q %v; PostgreSQL stores the first 31 characters", got, err)
 	}
+	// A parameter declared text or varchar is cut as it is assigned.
+	for _, declared := range []uint32{25, 1043, oidUnknown, 0} {
+		for _, format := range []int16{0, 1} {
+			if (declared == oidUnknown || declared == 0) && format == 1 {
+				// binary name: namerecv refuses 64 bytes or more
+				continue
+			}
+			got, err := TenantParam(oidName, declared, format, []byte(long))
+			if err != nil || got != long[:62] {
+				t.Errorf("name parameter declared %d format %d: %q %v", declared, format, got, err)
+			}
+		}
+	}
 }
 
 // TestLowSweep2NumericToInt (item 3): an unquoted number assigned to an

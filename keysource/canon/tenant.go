@@ -21,6 +21,15 @@ func TenantParam(col, declared uint32, format int16, src []byte) (string, error)
 	if col == oidFloat4 || col == oidFloat8 {
 		return floatTenantParam(col, declared, format, src)
 	}
+	if col == oidName && declared != 0 && declared != oidName {
+		// text, varchar, …: assigned to name cut to 63 bytes, as namein
+		// cuts its input.
+		name, err := TenantText(declared, format, src)
+		if err != nil {
+			return "", err
+		}
+		return string(clipName([]byte(name))), nil
+	}
 	t, ok := logicalOf(col)
 	if declared == 0 || declared == col || !ok {
 		if declared == 0 {
