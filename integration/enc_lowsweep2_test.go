@@ -418,3 +418,34 @@ func TestLowSweep2TypmodTenant(t *testing.T) {
 		}
 	}
 }
+
+// TestLowSweep2BpcharTenantVarcharParam: a character(n) key_context
+// value bound as varchar (JDBC's setString declares varchar) with its
+// padding, as read from the column: the row's values are sealed under
+// the tenant stored (its trailing spaces are not part of it).
+func TestLowSweep2BpcharTenantVarcharParam(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "enc_lowsweep2_bpchar", `tables:
+  public.bc:
+    key_context: org
+    columns:
+      secret: {type: text}
+`)
+	c := e.conn(ctx)
+	if _, err := c.Exec(ctx, `CREATE TABLE bc (id int PRIMARY KEY, org char(5) NOT NULL, secret bytea)`); err != nil {
+		t.Fatal(err)
+	}
+	e.run(ctx, 0, "migrate", "-c", e.writeConfig("c.yaml", e.config("")), "--apply")
+	app := lowSweep2App(t, ctx, e, false)
+	for i, oid := range []uint32{1043, 25} {
+		res := app.PgConn().ExecParams(ctx, `INSERT INTO bc (id, org, secret) VALUES ($1, $2, $3)`,
+			[][]byte{[]byte(fmt.Sprint(i)), []byte("ab   "), []byte("s")}, []uint32{23, oid, 25}, nil, nil).Read()
+		if res.Err != nil {
+			t.Fatalf("declared %d: %v", oid, res.Err)
+		}
+		var got string
+		if err := app.QueryRow(ctx, `SELECT secret FROM bc WHERE id = $1`, i).Scan(&got); err != nil || got != "s" {
+			t.Fatalf("declared %d: read back %q %v", oid, got, err)
+		}
+	}
+}

@@ -147,3 +147,19 @@ func TestLowSweep2NumericToInt(t *testing.T) {
 		}
 	}
 }
+
+// TestLowSweep2BpcharTenantParam: a text or varchar parameter (JDBC's
+// setString) for a character(n) key_context names the tenant without its
+// trailing spaces, as TenantText names the value stored (padded).
+func TestLowSweep2BpcharTenantParam(t *testing.T) {
+	stored, err := TenantText(oidBpchar, TextFormat, []byte("ab   "))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, declared := range []uint32{0, 25, 1043, oidBpchar, oidUnknown} {
+		got, err := TenantParam(oidBpchar, declared, TextFormat, []byte("ab   "))
+		if err != nil || got != stored {
+			t.Errorf("declared %d: %q %v; the row's tenant is %q", declared, got, err, stored)
+		}
+	}
+}

@@ -21,12 +21,18 @@ func TenantParam(col, declared uint32, format int16, src []byte) (string, error)
 	if col == oidFloat4 || col == oidFloat8 {
 		return floatTenantParam(col, declared, format, src)
 	}
-	if col == oidName && declared != 0 && declared != oidName {
-		// text, varchar, …: assigned to name cut to 63 bytes, as namein
-		// cuts its input.
+	if (col == oidName || col == oidBpchar) && declared != 0 && declared != col {
+		// text, varchar (JDBC's setString), …: assigned to name cut to 63
+		// bytes, as namein cuts its input; to character(n) padded, its
+		// trailing spaces not part of the tenant (TenantText of bpchar),
+		// so that 'ab   ' read from a char(5) and written back names the
+		// tenant stored.
 		name, err := TenantText(declared, format, src)
 		if err != nil {
 			return "", err
+		}
+		if col == oidBpchar {
+			return string(trimTrailingSpaces([]byte(name))), nil
 		}
 		return string(clipName([]byte(name))), nil
 	}
