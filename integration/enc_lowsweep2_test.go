@@ -233,6 +233,8 @@ func TestLowSweep2LengthCast(t *testing.T) {
 		{`INSERT INTO lc (id, org, secret) VALUES ($1, 1, 'abcdef'::char(3))`, nil},
 		{`INSERT INTO lc (id, org, secret) VALUES ($1, 1, $2::char(3))`, []any{"abcdef"}},
 		{`INSERT INTO lc (id, org, secret) SELECT p0, p1, p2 FROM (VALUES ($1::int, 1, $2::varchar(3), 0)) AS imp(p0, p1, p2, s) ORDER BY s`, []any{"abcdef"}},
+		{`INSERT INTO lc (id, org, secret) SELECT p0::INTEGER, p1::INTEGER, p2::VARCHAR(3) FROM (VALUES ($1::int, 1, $2, 0)) AS imp_sen(p0, p1, p2, sen_counter) ORDER BY sen_counter`, []any{"abcdef"}},
+		{`INSERT INTO lc (id, org, secret) SELECT p0::INTEGER, p1::INTEGER, p2::CHAR(3) FROM (VALUES ($1::int, 1, $2, 0)) AS imp_sen(p0, p1, p2, sen_counter) ORDER BY sen_counter`, []any{"abcdef"}},
 		{`INSERT INTO lc (id, org, secret) VALUES ($1, 1, 'x') ON CONFLICT (id) DO NOTHING; UPDATE lc SET secret = $2::varchar(3) WHERE org = 1 AND id = $1`, []any{"abcdef"}},
 		{`UPDATE lc SET secret = CAST(CASE WHEN id = $1 THEN $2 ELSE NULL END AS varchar(3)) WHERE org = 1 AND id = $1`, []any{"abcdef"}},
 	} {
