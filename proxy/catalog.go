@@ -44,6 +44,10 @@ type catTable struct {
 	// tenantAttNum and tenantType describe the key_context column (0 if none).
 	tenantAttNum int16
 	tenantType   uint32
+	// tenantMod is the key_context column's type modifier when its type
+	// is varchar, numeric, timestamp or timestamptz, else -1
+	// (tenantLengths).
+	tenantMod int32
 	// typeOf is every column's type OID by name (for the planner's needs
 	// and for tenant values sent as parameters).
 	typeOf map[string]uint32
@@ -111,6 +115,9 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 	}
 	c, err := buildCatalog(rw, cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := tenantLengths(ctx, pool, c); err != nil {
 		return nil, err
 	}
 	c.rw.Guarded = map[string]*rewrite.GuardedView{}
@@ -501,7 +508,7 @@ func buildCatalog(rw *rewrite.Catalog, cfg *policy.Config) (*catalog, error) {
 			problems = append(problems, fmt.Sprintf("table %s does not exist", pt.QualifiedName()))
 			continue
 		}
-		ct := &catTable{policy: pt, oid: t.OID, cols: map[int16]*policy.Column{}, physical: map[*policy.Column]uint32{}, typeOf: map[string]uint32{}}
+		ct := &catTable{policy: pt, oid: t.OID, cols: map[int16]*policy.Column{}, physical: map[*policy.Column]uint32{}, typeOf: map[string]uint32{}, tenantMod: -1}
 		attnum := map[string]int16{}
 		for _, col := range t.Columns {
 			ct.typeOf[col.Name] = col.TypeOID

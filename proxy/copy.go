@@ -344,6 +344,10 @@ func (s *session) copyTenant(t *policy.Table, fields []copydata.Field, idx int, 
 		return "", false, tenantNull(t)
 	}
 	tenant, err := canon.TenantText(s.eng.catalog().tenantType(t), format, fields[idx].Value)
+	if err != nil {
+		return "", false, err
+	}
+	tenant, err = s.eng.catalog().storedTenant(t, tenant)
 	return tenant, err == nil, err
 }
 

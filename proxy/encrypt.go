@@ -580,8 +580,9 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 		}
 		tenant, err := canon.TenantParam(s.eng.catalog().tenantType(t), declared, bind.paramFormat(ref.Param), v)
 		if err != nil {
-			err = bindValueError(err, ref.Param)
+			return "", false, bindValueError(err, ref.Param)
 		}
+		tenant, err = s.eng.catalog().storedTenant(t, tenant)
 		return tenant, err == nil, err
 	case rewrite.RefLiteral:
 		v, null, err := rewrite.LiteralValue(orig, st.Literals[ref.Literal])
@@ -592,14 +593,30 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 			return "", false, tenantNull(t)
 		}
 		typ := s.eng.catalog().tenantType(t)
-		if typ == policy.OIDText || typ == policy.TypeVarchar.OID() || typ == oidBpchar {
+		switch {
+		case typ == policy.OIDText || typ == policy.TypeVarchar.OID() || typ == oidBpchar || typ == oidName || !knownTenantType(typ):
 			// The values are sealed under the tenant a text key_context
-			// column stores.
+			// column stores (a type pgveil does not know, citext or a
+			// domain over numeric, is named by its text too, which for an
+			// unquoted number is the number's output).
 			if v, err = storedNumber(orig, st.Literals[ref.Literal], v); err != nil {
+				return "", false, err
+			}
+		case (typ == policy.TypeInt2.OID() || typ == policy.TypeInt4.OID() || typ == policy.TypeInt8.OID()) && rewrite.LiteralIsNumber(orig, st.Literals[ref.Literal]):
+			// An unquoted 1e2 or 7.5 is a numeric to PostgreSQL, which
+			// assigns it to the integer column rounded (100, 8).
+			if v, err = storedNumber(orig, st.Literals[ref.Literal], v); err != nil {
+				return "", false, err
+			}
+			if v, err = canon.NumericToInt(v); err != nil {
 				return "", false, err
 			}
 		}
 		tenant, err := canon.TenantText(typ, canon.TextFormat, v)
+		if err != nil {
+			return "", false, err
+		}
+		tenant, err = s.eng.catalog().storedTenant(t, tenant)
 		return tenant, err == nil, err
 	case rewrite.RefNull:
 		return "", false, tenantNull(t)
@@ -1068,8 +1085,57 @@ func (s *session) handleBind(body []byte) error {
 	return nil
 }
 
-// oidBpchar is character(n)'s type OID.
-const oidBpchar = 1042
+// knownTenantType reports whether canon.TenantText names a key_context
+// value of type oid by the type's own reading: the logical types, float4,
+// float8; others by their text as written.
+func knownTenantType(oid uint32) bool {
+	if oid == 700 || oid == 701 {
+		return true
+	}
+	for _, lt := range policy.LogicalTypes {
+		if lt.OID() == oid {
+			return true
+		}
+	}
+	return false
+}
+
+// oidBpchar is character(n)'s type OID, oidName name's.
+const (
+	oidBpchar = 1042
+	oidName   = 19
+)
+
+// paramCastsKeep refuses a Bind whose value under a varchar(n) cast, bound
+// for an encrypted column, is longer than n characters (rewrite.ParamCast):
+// PostgreSQL would store it truncated, pgveil would seal it whole. A
+// binary value of a type other than text's is refused too (its text is
+// not read here).
+func paramCastsKeep(st *rewrite.Stmt, orig string, bm *bindMsg, declared []uint32) error {
+	for _, pc := range st.ParamCasts {
+		if pc.Client >= len(bm.Params) || bm.Params[pc.Client] == nil {
+			continue
+		}
+		if bm.paramFormat(pc.Client) != canon.TextFormat {
+			var oid uint32
+			if pc.Client < len(declared) {
+				oid = declared[pc.Client]
+			}
+			switch oid {
+			case 0, policy.OIDText, 1043, oidBpchar, oidName, 705:
+			default:
+				col := pc.Column
+				return &pgError{Severity: "ERROR", Code: "42804", Schema: col.Table.Schema, Table: col.Table.Name, Column: col.Name,
+					Message: fmt.Sprintf("pgveil: a binary parameter ($%d) of type OID %d under a %s cast for encrypted column %s: pgveil cannot check the length PostgreSQL would cut it to", pc.Client+1, oid, pc.Cast.Name, col.QualifiedName()),
+					Hint:    "send the parameter as text, or remove the length from the cast"}
+			}
+		}
+		if err := pc.Check(orig, bm.Params[pc.Client]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // storedNumber is v, the value of literal lit of orig, as a text column
 // stores it: an unquoted number is a number to PostgreSQL, which stores
@@ -1173,6 +1239,9 @@ func (s *session) convertBind(stmt *Statement, bm *bindMsg) (*bindMsg, error) {
 		if err := s.sameTenant(st, stmt.SQL, bm, stmt.ParamOIDs); err != nil {
 			return nil, err
 		}
+	}
+	if err := paramCastsKeep(st, stmt.SQL, bm, stmt.ParamOIDs); err != nil {
+		return nil, err
 	}
 	start := time.Now()
 	defer func() { s.observe(s.srv.metrics.phaseCrypto, time.Since(start).Seconds()) }()

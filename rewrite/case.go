@@ -129,7 +129,7 @@ func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *sc
 		if len(modded) > 0 && (v.kind == vLiteral || v.kind == vParam) {
 			// The cast around the CASE applies to each result: the same
 			// check as on a value cast directly (a parameter: varchar(n)).
-			if err := a.typmodsKeep(modded, enc, v); err != nil {
+			if err := a.typmodsKeep(modded, enc, v, false); err != nil {
 				return err
 			}
 		}

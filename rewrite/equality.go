@@ -291,7 +291,7 @@ func (a *analyzer) anyArray(e *pg.A_Expr, col *policy.Column, ref *pg.ColumnRef,
 			}
 			if len(modded) > 0 && (v.kind == vLiteral || v.kind == vParam) {
 				// ARRAY['123 ']::bpchar[]: the cast applies to each element.
-				if err := a.typmodsKeep(modded, col, v); err != nil {
+				if err := a.typmodsKeep(modded, col, v, false); err != nil {
 					return err
 				}
 			}

@@ -279,7 +279,7 @@ func (a *analyzer) insertValuesSelect(t *policy.Table, cols []insCol, vs *values
 				return err
 			}
 			if len(castOf[k]) > 0 && (v.kind == vLiteral || v.kind == vParam) {
-				if err := a.typmodsKeep(castOf[k], col, v); err != nil {
+				if err := a.typmodsKeep(castOf[k], col, v, false); err != nil {
 					return err
 				}
 			}
@@ -312,7 +312,7 @@ func (a *analyzer) tenantRowsAgree(t *policy.Table, cols []insCol, vs *valuesSel
 	textTenant := false
 	if t.KeyContext != "" {
 		switch a.tenantTypeOID(t) {
-		case policy.OIDText, 1043, 1042, 0:
+		case policy.OIDText, 1043, 1042, 19, 0:
 			textTenant = true
 		}
 	}

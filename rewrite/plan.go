@@ -1,9 +1,11 @@
 package rewrite
 
 import (
-	"github.com/pgveil/pgveil/policy"
 	"slices"
+	"strconv"
 	"strings"
+
+	"github.com/pgveil/pgveil/policy"
 )
 
 // This file is the contract between the planner and the proxy. The proxy
@@ -147,6 +149,26 @@ type Typmod struct {
 	ModAt []int
 }
 
+// ParamCast is a varchar(n) cast on a client parameter bound for an
+// encrypted column: PostgreSQL truncates a longer value to n characters,
+// while pgveil would seal it whole, so the proxy refuses a value the cast
+// would change (Check) at each Bind.
+type ParamCast struct {
+	Client int // 0-based client parameter
+	Column *policy.Column
+	Cast   Typmod
+}
+
+// Check refuses (42804) a parameter's value v, as text, that the cast
+// would change; orig is the statement's text.
+func (c ParamCast) Check(orig string, v []byte) error {
+	err := Literal{Casts: []Typmod{c.Cast}}.CheckCasts(orig, c.Column, v)
+	if e, ok := err.(*Error); ok {
+		e.Detail = "the value bound to $" + strconv.Itoa(c.Client+1) + " has more characters than the cast allows"
+	}
+	return err
+}
+
 // CheckCasts refuses (42804) a literal's value v for col that one of its
 // casts would change; orig is the statement's text.
 func (l Literal) CheckCasts(orig string, col *policy.Column, v []byte) error {
@@ -256,6 +278,9 @@ type Stmt struct {
 	Slots []Slot
 	// Literals are the literals of encrypted values in the original text.
 	Literals []Literal
+	// ParamCasts are the varchar(n) casts on client parameters bound for
+	// encrypted columns, checked at each Bind.
+	ParamCasts []ParamCast
 	// ClientParams is the number of parameters the client binds ($1…$n of
 	// the original text): the highest $n it references. It is 0 in the
 	// pass-through plans made without parsing (text that names no
@@ -385,6 +410,9 @@ type Move struct {
 	// those columns.
 	Kept    string
 	Columns []string
+	// Cast, when set, is the type an unquoted number is compared as
+	// (CAST(007 AS text)): the value the column stores.
+	Cast string
 }
 
 // Text is the lookup statement for the client's string sql.
@@ -399,7 +427,11 @@ func (l *Lookup) Text(sql string) string {
 		conds = append(conds, sql[l.Where[0]:l.Where[1]])
 	}
 	if m := l.Move; m != nil {
-		conds = append(conds, l.Column+" IS DISTINCT FROM "+sql[m.Tenant[0]:m.Tenant[1]], m.Kept)
+		v := sql[m.Tenant[0]:m.Tenant[1]]
+		if m.Cast != "" {
+			v = "CAST(" + v + " AS " + m.Cast + ")"
+		}
+		conds = append(conds, l.Column+" IS DISTINCT FROM "+v, m.Kept)
 	}
 	switch len(conds) {
 	case 0:

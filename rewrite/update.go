@@ -245,7 +245,18 @@ func (a *analyzer) tenantMove(up *pg.UpdateStmt, t *policy.Table, target *rel, s
 		ref := quoteIdent(target.name) + "." + quoteIdent(c.Name)
 		nulls[i], values[i] = ref+" IS NULL", ref+" IS NOT NULL"
 	}
-	lk.Move = &Move{Tenant: [2]int{v.start, v.end}, Kept: strings.Join(values, " OR "), Columns: names}
+	// An unquoted number is compared as the column stores it: a text
+	// column its output text (SET org = 007 stores '7', and org = 007,
+	// text = integer, has no operator), an integer column the number
+	// rounded (7.5 stores 8, and org_id = 7.5 matches no row).
+	cast := ""
+	if v.kind == vLiteral && val.GetTypeCast() == nil && LiteralIsNumber(a.sql, a.st.Literals[v.lit]) {
+		cast = numberTenantCast(a.tenantTypeOID(t))
+		if n, _, err := LiteralValue(a.sql, a.st.Literals[v.lit]); cast != "text" && err == nil && !strings.ContainsAny(string(n), ".eE") {
+			cast = "" // an integer compares as it is
+		}
+	}
+	lk.Move = &Move{Tenant: [2]int{v.start, v.end}, Kept: strings.Join(values, " OR "), Columns: names, Cast: cast}
 	if v.kind == vParam && int(v.param) <= len(lk.Uses) {
 		lk.Uses[v.param-1] = true
 	}
@@ -255,8 +266,14 @@ func (a *analyzer) tenantMove(up *pg.UpdateStmt, t *policy.Table, target *rel, s
 		sub++
 		a.edits = append(a.edits, e)
 	}
-	add(edit{text: join + "(" + lk.Column + " = "})
-	add(edit{copied: true, from: v.start, to: v.end})
+	if cast != "" {
+		add(edit{text: join + "(" + lk.Column + " = CAST("})
+		add(edit{copied: true, from: v.start, to: v.end})
+		add(edit{text: " AS " + cast + ")"})
+	} else {
+		add(edit{text: join + "(" + lk.Column + " = "})
+		add(edit{copied: true, from: v.start, to: v.end})
+	}
 	add(edit{text: " OR (" + strings.Join(nulls, " AND ") + "))"})
 	a.st.Lookup = lk
 	a.valueDependent = true // the lookup's spans are this text's
@@ -296,6 +313,25 @@ func (a *analyzer) updateClauses(from int) (relEnd, setEnd, whereStart, whereEnd
 		}
 		last = t.end
 	}
+}
+
+// numberTenantCast is the type an unquoted number written to a
+// key_context column of type oid is compared as, "" for as it is: text
+// for the text-like types PostgreSQL stores its output text in (text,
+// varchar, bpchar, name; the catalog not telling: pgveil reads the tenant
+// as text then), the column's type for the integer types.
+func numberTenantCast(oid uint32) string {
+	switch oid {
+	case 0, 19, 25, 1042, 1043:
+		return "text"
+	case 20:
+		return "int8"
+	case 21:
+		return "int2"
+	case 23:
+		return "int4"
+	}
+	return ""
 }
 
 func keyContext(t *policy.Table) string {

@@ -69,7 +69,7 @@ func (a *analyzer) classify(n *pg.Node, col *policy.Column, array bool) (v value
 			return
 		}
 		if retErr == nil && col != nil && len(modded) > 0 && (v.kind == vLiteral || v.kind == vParam) {
-			if err := a.typmodsKeep(modded, col, v); err != nil {
+			if err := a.typmodsKeep(modded, col, v, array); err != nil {
 				retErr = err
 			}
 		}
@@ -366,9 +366,11 @@ func typeNameString(t *pg.TypeName) string {
 // casts are recorded on it (Literal.Casts) and checked when the text is
 // rendered, so that the plan serves every literal of its shape; a
 // parameter is accepted only under varchar(n), as ORMs cast to a column's
-// declared type (Django's bulk_update), whose length the application
-// keeps (docs/LIMITS.md: a longer one is not truncated).
-func (a *analyzer) typmodsKeep(casts []*pg.TypeCast, col *policy.Column, v value) *Error {
+// declared type (Django's bulk_update), and its value checked at each
+// Bind (Stmt.ParamCasts: a longer one, which PostgreSQL would truncate,
+// is refused). A parameter under an array cast (= ANY($1::varchar(3)[]))
+// is not checked.
+func (a *analyzer) typmodsKeep(casts []*pg.TypeCast, col *policy.Column, v value, array bool) *Error {
 	for _, tc := range casts {
 		name := lastName(tc.TypeName.Names)
 		var mods []int64
@@ -384,17 +386,22 @@ func (a *analyzer) typmodsKeep(casts []*pg.TypeCast, col *policy.Column, v value
 		if len(mods) != len(tc.TypeName.Typmods) {
 			return refuse("its modifier is not a number")
 		}
-		if v.kind == vParam {
-			if name == "varchar" {
-				continue
-			}
+		if v.kind == vParam && name != "varchar" {
 			return refuse("a parameter's value is not known when the statement is planned, and the cast may change it")
 		}
-		// Checked on the value when the text is rendered (Literal.CheckCasts).
+		// Checked on the value when the text is rendered (Literal.CheckCasts)
+		// or the parameter bound (Stmt.ParamCasts).
 		var at []int
 		for _, m := range tc.TypeName.Typmods {
 			// -1: a modifier the grammar supplies (char is char(1)).
 			at = append(at, int(m.GetAConst().GetLocation()))
+		}
+		if v.kind == vParam && !array {
+			a.st.ParamCasts = append(a.st.ParamCasts, ParamCast{Client: int(v.param) - 1, Column: col, Cast: Typmod{Name: name, ModAt: at}})
+			continue
+		}
+		if v.kind == vParam {
+			continue
 		}
 		l := &a.st.Literals[v.lit]
 		l.Casts = append(l.Casts, Typmod{Name: name, ModAt: at})

@@ -2,6 +2,8 @@ package canon
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -16,6 +18,24 @@ import (
 // numeric 9142.6 for a bigint column is refused rather than naming tenant
 // "9142.6" while the server stores 9143.
 func TenantParam(col, declared uint32, format int16, src []byte) (string, error) {
+	if col == oidFloat4 || col == oidFloat8 {
+		return floatTenantParam(col, declared, format, src)
+	}
+	if (col == oidName || col == oidBpchar) && declared != 0 && declared != col {
+		// text, varchar (JDBC's setString), …: assigned to name cut to 63
+		// bytes, as namein cuts its input; to character(n) padded, its
+		// trailing spaces not part of the tenant (TenantText of bpchar),
+		// so that 'ab   ' read from a char(5) and written back names the
+		// tenant stored.
+		name, err := TenantText(declared, format, src)
+		if err != nil {
+			return "", err
+		}
+		if col == oidBpchar {
+			return string(trimTrailingSpaces([]byte(name))), nil
+		}
+		return string(clipName([]byte(name))), nil
+	}
 	t, ok := logicalOf(col)
 	if declared == 0 || declared == col || !ok {
 		if declared == 0 {
@@ -31,6 +51,54 @@ func TenantParam(col, declared uint32, format int16, src []byte) (string, error)
 		return "", err
 	}
 	return tenantEquality(t, pt)
+}
+
+// floatTenantParam is TenantParam for a float4 or float8 column: a value
+// declared as another number type is read as that type and assigned to
+// the column's as PostgreSQL does (a numeric or an integer through its
+// text, a float8 into float4 rounded to the nearest); an undeclared one is
+// the column's own; others (text) are named as their text, as before
+// (PostgreSQL refuses to assign them).
+func floatTenantParam(col, declared uint32, format int16, src []byte) (string, error) {
+	if src == nil {
+		return "", fmt.Errorf("tenant value is NULL")
+	}
+	bits := 64
+	if col == oidFloat4 {
+		bits = 32
+	}
+	switch declared {
+	case 0, oidUnknown, col:
+		return TenantText(col, format, src)
+	case oidFloat4, oidFloat8:
+		// float4 into float8 is exact; float8 into float4 rounds once.
+		name, err := TenantText(declared, format, src)
+		if err != nil {
+			return "", err
+		}
+		from := 64
+		if declared == oidFloat4 {
+			from = 32 // the float4 itself, widened exactly
+		}
+		f, err := strconv.ParseFloat(name, from)
+		if err != nil {
+			return "", err
+		}
+		if bits == 32 {
+			if math.Abs(f) > math.MaxFloat32 && !math.IsInf(f, 0) {
+				return "", &Error{Type: policy.TypeText, Code: "22003", Msg: "value out of range: overflow"}
+			}
+			f = float64(float32(f))
+		}
+		return string(pgFloatOut(f, bits)), nil
+	case policy.TypeInt2.OID(), policy.TypeInt4.OID(), policy.TypeInt8.OID(), policy.TypeNumeric.OID():
+		name, err := TenantText(declared, format, src)
+		if err != nil {
+			return "", err
+		}
+		return floatTenant(col, TextFormat, []byte(name))
+	}
+	return TenantText(declared, format, src)
 }
 
 // tenantEquality is the tenant name of a logical type's plaintext: its
@@ -54,6 +122,12 @@ func tenantEquality(t policy.LogicalType, pt []byte) (string, error) {
 func TenantText(typeOID uint32, format int16, src []byte) (string, error) {
 	if src == nil {
 		return "", fmt.Errorf("tenant value is NULL")
+	}
+	if typeOID == oidFloat4 || typeOID == oidFloat8 {
+		return floatTenant(typeOID, format, src)
+	}
+	if typeOID == oidName && format == TextFormat {
+		src = clipName(src) // namein keeps 63 bytes, whole characters
 	}
 	if typeOID == 0 || typeOID == oidUnknown || typeOID == oidName {
 		typeOID = policy.OIDText
@@ -94,14 +168,16 @@ func TenantText(typeOID uint32, format int16, src []byte) (string, error) {
 // TenantBase is the type a key_context column of type typeOID, a domain
 // over base (typeOID itself when it is no domain), names its tenants by:
 // the base type when the text PostgreSQL outputs for a stored value is
-// already that type's tenant name (integers, text, varchar, uuid), so that
-// '007' written to a domain over bigint names tenant 7 as it stores 7;
+// already that type's tenant name (integers, text, varchar, uuid; float4,
+// float8 and name, whose TenantText is their output text), so that '007'
+// written to a domain over bigint names tenant 7 as it stores 7;
 // else the domain itself, read as text as stored, as pgveil always named
 // such tenants (a numeric base would name '1.50' as '1.5', and a char(n)
 // base drop its blanks: the values sealed before would no longer open).
 func TenantBase(typeOID, base uint32) uint32 {
 	switch base {
-	case policy.TypeInt2.OID(), policy.TypeInt4.OID(), policy.TypeInt8.OID(), policy.OIDText, policy.TypeVarchar.OID(), policy.TypeUUID.OID():
+	case policy.TypeInt2.OID(), policy.TypeInt4.OID(), policy.TypeInt8.OID(), policy.OIDText, policy.TypeVarchar.OID(), policy.TypeUUID.OID(),
+		oidFloat4, oidFloat8, oidName:
 		return base
 	}
 	return typeOID

@@ -138,17 +138,23 @@ func Shred(ctx context.Context, e *Env, o ShredOptions) (*ShredResult, error) {
 			batch = 10000
 		}
 		// ctid batches: no primary key needed, each batch a short transaction.
-		sql := fmt.Sprintf(`UPDATE %[1]s SET %[2]s WHERE ctid = ANY(ARRAY(
-			SELECT ctid FROM %[1]s WHERE %[3]s = $1::%[4]s AND %[5]s LIMIT %[6]d FOR UPDATE)) AND %[5]s`,
-			tg.name, strings.Join(sets, ", "), col(t.KeyContext), tg.tenant.TypeName, orJoin(gone), batch)
-		for {
-			tag, err := e.Pool.Exec(ctx, sql, o.Tenant)
-			if err != nil {
-				return res, fmt.Errorf("clearing blind indexes of the tenant in %s (the keys are already destroyed; run the same command again): %w", t.QualifiedName(), err)
-			}
-			res.Cleared += tag.RowsAffected()
-			if tag.RowsAffected() == 0 {
-				break
+		// The tenant's rows first (by its key_context value), then the rest
+		// of the table: a row whose key_context was changed or set NULL
+		// around pgveil may hold values under the destroyed keys too (one
+		// more scan of the table, which finds none as a rule).
+		for _, rows := range []string{"%[3]s = $1::%[4]s", "%[3]s IS DISTINCT FROM $1::%[4]s"} {
+			sql := fmt.Sprintf(`UPDATE %[1]s SET %[2]s WHERE ctid = ANY(ARRAY(
+			SELECT ctid FROM %[1]s WHERE `+rows+` AND %[5]s LIMIT %[6]d FOR UPDATE)) AND %[5]s`,
+				tg.name, strings.Join(sets, ", "), col(t.KeyContext), tg.tenant.TypeName, orJoin(gone), batch)
+			for {
+				tag, err := e.Pool.Exec(ctx, sql, o.Tenant)
+				if err != nil {
+					return res, fmt.Errorf("clearing blind indexes of the tenant in %s (the keys are already destroyed; run the same command again): %w", t.QualifiedName(), err)
+				}
+				res.Cleared += tag.RowsAffected()
+				if tag.RowsAffected() == 0 {
+					break
+				}
 			}
 		}
 	}

@@ -1,0 +1,131 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgveil/pgveil/policy"
+)
+
+// varlenaHeader is what atttypmod adds to a varchar(n)'s n (VARHDRSZ).
+const varlenaHeader = 4
+
+// tenantLengths reads the type modifier of each key_context column of
+// type varchar(n), numeric(p,s), timestamp(p) or timestamptz(p) (or a
+// domain over one): PostgreSQL assigns a value to such a column cut or
+// rounded ('abc   ' into varchar(3) is stored 'abc', '1.55' into
+// numeric(5,1) 1.6), and the tenant a write's values are sealed under
+// must be the one stored (LOW sweep 2: they were sealed under the value
+// as written, and the row did not open).
+func tenantLengths(ctx context.Context, pool *pgxpool.Pool, c *catalog) error {
+	var oids []uint32
+	var names []string
+	for _, ct := range c.byOID {
+		if ct.policy.KeyContext == "" {
+			continue
+		}
+		switch ct.tenantType {
+		case policy.TypeVarchar.OID(), policy.TypeNumeric.OID(), policy.TypeTimestamp.OID(), policy.TypeTimestamptz.OID():
+			oids = append(oids, ct.oid)
+			names = append(names, ct.policy.KeyContext)
+		}
+	}
+	if len(oids) == 0 {
+		return nil
+	}
+	rows, err := pool.Query(ctx, `SELECT a.attrelid, a.attname::text, CASE WHEN a.atttypmod >= 0 THEN a.atttypmod ELSE t.typtypmod END
+		FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+		WHERE a.attrelid = ANY($1) AND a.attname = ANY($2::text[]) AND a.attnum > 0 AND NOT a.attisdropped`, oids, names)
+	if err != nil {
+		return fmt.Errorf("reading the catalog (tenant column modifiers): %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var oid uint32
+		var name string
+		var mod int32
+		if err := rows.Scan(&oid, &name, &mod); err != nil {
+			return err
+		}
+		if ct := c.byOID[oid]; ct != nil && ct.policy.KeyContext == name && mod >= 0 {
+			ct.tenantMod = mod
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading the catalog (tenant column modifiers): %w", err)
+	}
+	return nil
+}
+
+// storedTenant is the tenant name a write's key_context value (named
+// tenant by canon) names as t's column stores it: a varchar(n) column cuts
+// a longer value's spaces beyond n (a value with other characters there
+// is refused by the server, whatever pgveil names it). A value that a
+// numeric(p,s) or timestamp(p) column would round (more fraction digits
+// than it keeps) is refused: pgveil does not round as PostgreSQL does.
+func (c *catalog) storedTenant(t *policy.Table, tenant string) (string, error) {
+	ct := c.byTable[t]
+	if ct == nil || ct.tenantMod < 0 {
+		return tenant, nil
+	}
+	switch ct.tenantType {
+	case policy.TypeVarchar.OID():
+		return cutVarchar(tenant, int(ct.tenantMod-varlenaHeader)), nil
+	case policy.TypeNumeric.OID():
+		scale := int((ct.tenantMod - varlenaHeader) & 0x7ff)
+		if scale >= 0x400 {
+			scale -= 0x800 // PostgreSQL 15: a negative scale, sign-extended from 11 bits
+		}
+		whole, frac, _ := strings.Cut(tenant, ".")
+		keeps := len(frac) <= scale
+		if scale < 0 {
+			keeps = frac == "" && (strings.HasSuffix(whole, strings.Repeat("0", -scale)) || strings.Trim(whole, "-0") == "")
+		}
+		if !keeps && !strings.ContainsAny(tenant, "NI") {
+			return "", roundedTenant(t, fmt.Sprintf("numeric(%d,%d)", (ct.tenantMod-varlenaHeader)>>16, scale))
+		}
+	case policy.TypeTimestamp.OID(), policy.TypeTimestamptz.OID():
+		if i := strings.IndexByte(tenant, '.'); i >= 0 {
+			n := 0
+			for n < len(tenant)-i-1 && tenant[i+1+n] >= '0' && tenant[i+1+n] <= '9' {
+				n++
+			}
+			if n > int(ct.tenantMod) {
+				return "", roundedTenant(t, fmt.Sprintf("timestamp(%d)", ct.tenantMod))
+			}
+		}
+	}
+	return tenant, nil
+}
+
+// roundedTenant refuses a key_context value that the column (of type typ)
+// would round.
+func roundedTenant(t *policy.Table, typ string) error {
+	return &pgError{Severity: "ERROR", Code: "22003", Schema: t.Schema, Table: t.Name, Column: t.KeyContext,
+		Message: fmt.Sprintf("pgveil: the %s value of this write to %s has more fraction digits than its column (%s) keeps: PostgreSQL would store it rounded, another tenant than the one pgveil seals the row's values under", t.KeyContext, t.QualifiedName(), typ),
+		Hint:    fmt.Sprintf("round the %s value to the column's precision in the application", t.KeyContext)}
+}
+
+// cutVarchar cuts the spaces beyond n characters of a value assigned to
+// varchar(n); a value with other characters there is left as it is.
+func cutVarchar(v string, n int) string {
+	if n <= 0 || utf8.RuneCountInString(v) <= n {
+		return v
+	}
+	cut, i := 0, 0
+	for at := range v {
+		if i == n {
+			cut = at
+			break
+		}
+		i++
+	}
+	if strings.Trim(v[cut:], " ") != "" {
+		return v
+	}
+	return v[:cut]
+}
