@@ -120,6 +120,9 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 	if err := tenantLengths(ctx, pool, c); err != nil {
 		return nil, err
 	}
+	if err := tenantTypesNamed(ctx, pool, c, cfg); err != nil {
+		return nil, err
+	}
 	c.rw.Guarded = map[string]*rewrite.GuardedView{}
 	keys, err := addGuardedChildren(ctx, pool, c)
 	if err != nil {

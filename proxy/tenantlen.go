@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgveil/pgveil/keysource/canon"
 	"github.com/pgveil/pgveil/policy"
 )
 
@@ -129,3 +130,70 @@ func cutVarchar(v string, n int) string {
 	}
 	return v[:cut]
 }
+
+// tenantTypesNamed refuses key_context columns of a type whose stored
+// form pgveil does not compute (canon.TenantTypeNamed: time, inet, …,
+// or a domain over one): a write would seal its values under the tenant
+// as written while PostgreSQL stores a normal form of it, another tenant,
+// and the row would not open.
+func tenantTypesNamed(ctx context.Context, pool *pgxpool.Pool, c *catalog, cfg *policy.Config) error {
+	var oids []uint32
+	var names []string
+	for _, ct := range c.byOID {
+		if ct.policy.KeyContext != "" {
+			oids = append(oids, ct.oid)
+			names = append(names, ct.policy.KeyContext)
+		}
+	}
+	if len(oids) == 0 {
+		return nil
+	}
+	rows, err := pool.Query(ctx, tenantTypesQuery, oids, names)
+	if err != nil {
+		return fmt.Errorf("reading the catalog (tenant column types): %w", err)
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var oid, base uint32
+		var name, typeName, typtype, category string
+		if err := rows.Scan(&oid, &name, &typeName, &base, &typtype, &category); err != nil {
+			return err
+		}
+		ct := c.byOID[oid]
+		if ct == nil || ct.policy.KeyContext != name || canon.TenantTypeNamed(base, typtype[0], category[0]) {
+			continue
+		}
+		problems = append(problems, TenantTypeProblem(ct.policy, typeName))
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading the catalog (tenant column types): %w", err)
+	}
+	if len(problems) > 0 {
+		return &schemaError{problems: problems, config: cfg.Path}
+	}
+	return nil
+}
+
+// TenantTypeProblem says why t's key_context column, of type typeName,
+// cannot hold tenants (pgveil check reports the same words).
+func TenantTypeProblem(t *policy.Table, typeName string) string {
+	return fmt.Sprintf("key_context column %s.%s has type %s, whose values PostgreSQL stores in a normal form pgveil does not compute "+
+		"(a write would seal the row's values under another tenant than the one stored, and the row would not open); "+
+		"make it text, varchar, an integer, numeric, uuid, an enum or a domain over one (docs/LIMITS.md, \"Tenants\")", t.QualifiedName(), t.KeyContext, typeName)
+}
+
+// tenantTypesQuery reads, for key_context columns ($2) of relations
+// ($1), the type's name and, domains resolved, the last base type's OID,
+// typtype and typcategory.
+const tenantTypesQuery = `
+SELECT a.attrelid, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), b.oid, b.typtype::text, b.typcategory::text
+FROM pg_catalog.pg_attribute a
+JOIN LATERAL (
+    WITH RECURSIVE d(oid, depth) AS (
+        SELECT a.atttypid, 0
+        UNION ALL
+        SELECT t.typbasetype, d.depth + 1 FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid AND t.typtype = 'd')
+    SELECT oid FROM d ORDER BY depth DESC LIMIT 1) last ON true
+JOIN pg_catalog.pg_type b ON b.oid = last.oid
+WHERE a.attrelid = ANY($1) AND a.attname = ANY($2::text[]) AND a.attnum > 0 AND NOT a.attisdropped`

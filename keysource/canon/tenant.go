@@ -182,3 +182,25 @@ func TenantBase(typeOID, base uint32) uint32 {
 	}
 	return typeOID
 }
+
+// TenantTypeNamed reports whether pgveil names the tenants of a
+// key_context column as PostgreSQL stores them, given the column's type
+// with domains resolved: base is the last base type's OID, typtype and
+// category its pg_type.typtype and typcategory. True for the types whose
+// stored form TenantText computes (the logical types, float4, float8,
+// name, character(n)), for enums (a label is stored as written) and for
+// other string types (citext: stored as written). Other types (time,
+// interval, inet, money, …) store a normal form of what was written
+// ('10:00' is stored 10:00:00) that pgveil does not compute: a write
+// would seal the row's values under another tenant than the one stored
+// (LOW sweep 2: the row did not open, PV001), so such columns are refused.
+func TenantTypeNamed(base uint32, typtype, category byte) bool {
+	if _, ok := logicalOf(base); ok {
+		return true
+	}
+	switch base {
+	case oidFloat4, oidFloat8, oidName, oidBpchar:
+		return true
+	}
+	return typtype == 'e' || (typtype == 'b' && category == 'S')
+}

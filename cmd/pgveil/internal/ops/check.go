@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgveil/pgveil/keysource"
+	"github.com/pgveil/pgveil/keysource/canon"
 	"github.com/pgveil/pgveil/policy"
 	"github.com/pgveil/pgveil/proxy"
 )
@@ -129,6 +130,9 @@ func checkTable(r *Report, t *policy.Table, lt *liveTable) {
 		case lc == nil:
 			r.add(Finding{Severity: SevProblem, Code: "key_context_missing", Table: name, Column: kc,
 				Message: fmt.Sprintf("key_context column %s.%s does not exist: it holds each row's tenant, which selects the data key", name, kc)})
+		case !canon.TenantTypeNamed(lc.BaseOID, lc.BaseType[0], lc.BaseCategory[0]):
+			r.add(Finding{Severity: SevProblem, Code: "key_context_type", Table: name, Column: kc,
+				Message: proxy.TenantTypeProblem(t, lc.TypeName)})
 		case !lc.NotNull:
 			r.add(Finding{Severity: SevNote, Code: "key_context_nullable", Table: name, Column: kc,
 				Message: fmt.Sprintf("key_context column %s.%s allows NULL; pgveil refuses to encrypt for a NULL tenant, and migrate leaves such rows as they are", name, kc),

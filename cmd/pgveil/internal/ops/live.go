@@ -56,7 +56,10 @@ type liveCol struct {
 	TypMod   int32
 	TypeName string // format_type(atttypid, atttypmod): "character varying(64)"
 	BaseOID  uint32 // the base type of a domain, else TypeOID
-	NotNull  bool
+	// BaseType and BaseCategory are BaseOID's pg_type.typtype and
+	// typcategory.
+	BaseType, BaseCategory string
+	NotNull                bool
 }
 
 // liveIndex is one index of a liveTable.
@@ -94,13 +97,15 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')`
 
 const liveColumnsQuery = `
 SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod),
-       coalesce((WITH RECURSIVE d(base, depth) AS (
-           SELECT t.typbasetype, 1 WHERE t.typtype = 'd'
-           UNION ALL
-           SELECT bt.typbasetype, d.depth + 1 FROM d JOIN pg_catalog.pg_type bt ON bt.oid = d.base AND bt.typtype = 'd')
-         SELECT base FROM d ORDER BY depth DESC LIMIT 1), a.atttypid), a.attnotnull
+       b.oid, b.typtype::text, b.typcategory::text, a.attnotnull
 FROM pg_catalog.pg_attribute a
-JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+JOIN LATERAL (
+    WITH RECURSIVE d(oid, depth) AS (
+        SELECT a.atttypid, 0
+        UNION ALL
+        SELECT t.typbasetype, d.depth + 1 FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid AND t.typtype = 'd')
+    SELECT oid FROM d ORDER BY depth DESC LIMIT 1) last ON true
+JOIN pg_catalog.pg_type b ON b.oid = last.oid
 WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum`
 
@@ -185,7 +190,7 @@ func loadLive(ctx context.Context, pool *pgxpool.Pool, tables []*policy.Table) (
 	for rows.Next() {
 		var rel uint32
 		c := &liveCol{}
-		if err := rows.Scan(&rel, &c.Name, &c.TypeOID, &c.TypMod, &c.TypeName, &c.BaseOID, &c.NotNull); err != nil {
+		if err := rows.Scan(&rel, &c.Name, &c.TypeOID, &c.TypMod, &c.TypeName, &c.BaseOID, &c.BaseType, &c.BaseCategory, &c.NotNull); err != nil {
 			rows.Close()
 			return nil, err
 		}
