@@ -441,6 +441,10 @@ func (s *session) fillLiteral(orig string, st *rewrite.Stmt, slot *rewrite.Slot)
 		if err != nil {
 			return "", err
 		}
+		if s.sealLog != nil {
+			id, _ := envelope.KeyID(env)
+			*s.sealLog = append(*s.sealLog, sealedKey{col: col, tenant: tenant, has: has, id: id})
+		}
 		if s.eng.catalog().physicalType(col) == policy.OIDText {
 			return rewrite.TextLiteral(string(envelope.Encode(nil, env))), nil
 		}
@@ -786,10 +790,11 @@ func (s *session) handleParse(body []byte) error {
 		defer func() { s.lookup = nil }()
 	}
 	text := sql
+	var sealed []sealedKey
 	if p.Rewritten {
 		err = s.sameTenants(p, sql)
 		if err == nil {
-			text, err = p.Render(sql, func(st *rewrite.Stmt, slot *rewrite.Slot) (string, error) { return s.fillLiteral(sql, st, slot) })
+			text, sealed, err = s.renderSealed(p, sql)
 		}
 		if err != nil {
 			if offLoop(err) {
@@ -811,6 +816,7 @@ func (s *session) handleParse(body []byte) error {
 		SQL:        sql,
 		ParamOIDs:  append([]uint32(nil), pm.ParamOIDs...),
 		catGen:     cat,
+		sealed:     sealed,
 	}
 	if text != sql {
 		stmt.Sent, stmt.sentBackslash = text, s.backslash.Load()
@@ -1015,6 +1021,18 @@ func (s *session) handleBind(body []byte) error {
 			s.t.closePortal(bm.Portal)
 			return nil
 		}
+	}
+	if stmt != passthroughStmt && len(stmt.sealed) > 0 {
+		ns, refusal, err := s.resealIfRotated(stmt)
+		if err != nil {
+			return err
+		}
+		if refusal != nil {
+			s.injectExtendedError(refusal)
+			s.t.closePortal(bm.Portal)
+			return nil
+		}
+		stmt = ns
 	}
 	if stmt == passthroughStmt {
 		s.t.bindPortal(bm.Portal, passthroughPortal)

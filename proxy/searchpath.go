@@ -376,16 +376,17 @@ func (s *session) reprepare(stmt *Statement, p *rewrite.Plan, cat uint64) (*Stat
 	}
 	sql := stmt.SQL
 	text := sql
+	var sealed []sealedKey
 	if p.Rewritten {
 		err := s.sameTenants(p, sql)
 		if err == nil {
-			text, err = p.Render(sql, func(st *rewrite.Stmt, slot *rewrite.Slot) (string, error) { return s.fillLiteral(sql, st, slot) })
+			text, sealed, err = s.renderSealed(p, sql)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
-	ns := &Statement{Name: stmt.Name, ServerName: s.serverStmtName(), Plan: st, SQL: sql, ParamOIDs: stmt.ParamOIDs, catGen: cat, replaces: stmt}
+	ns := &Statement{Name: stmt.Name, ServerName: s.serverStmtName(), Plan: st, SQL: sql, ParamOIDs: stmt.ParamOIDs, catGen: cat, replaces: stmt, sealed: sealed}
 	if text != sql {
 		ns.Sent, ns.sentBackslash = text, s.backslash.Load()
 	}

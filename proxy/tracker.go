@@ -40,6 +40,9 @@ type Statement struct {
 	// parseSeq is the seq of pgveil's last Parse of a statement prepared
 	// anew (parseUpstream). Client side.
 	parseSeq uint64
+	// sealed are the data-key versions the literals of Sent were sealed
+	// under (see resealIfRotated). Client side.
+	sealed []sealedKey
 }
 
 // renamed reports a statement pgveil prepared upstream under a name other
