@@ -20,6 +20,21 @@ package integration
 //      Parse) is refused, to be prepared again. A tenant shredded since
 //      gets a new version, as a new write does (the statement wrote under
 //      the shredded key before: unreadable at once).
+//   2. MEDIUM TestOpsReview19StateAckBeforeCommit: `pgveil migrate`
+//      counted a replica as having read a state it had just written once
+//      the replica's listener had started its reload query after a time
+//      migrate took before the write. A heartbeat's reload in the moment
+//      between (the advisory lock, the generation, the INSERT, the
+//      commit) read the old state and counted: --decrypt could write
+//      plaintext back while the replica still read the table as complete
+//      (PV003, or NULL under on_error: null), and after complete a
+//      replica still in migration mode sent lookups' plaintext. So did a
+//      reload whose rows were read but never applied (the state key not
+//      unwrapped: review 18b's LOW). Fix: SetTableState returns the
+//      generation it wrote (greater than every verified row's); a
+//      listener, after applying a reload, runs `SELECT <newest
+//      generation applied> AS pgveil_table_states_read`; WaitStateApplied
+//      waits for that text to name the generation written or a newer one.
 
 import (
 	"fmt"
@@ -27,7 +42,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgveil/pgveil/integration/harness"
+	"github.com/pgveil/pgveil/keysource"
+	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/proxy"
 )
 
 // TestOpsReview19LiteralSealedStatement: a named and an unnamed statement
@@ -129,4 +151,64 @@ func r19Deref(s *string) string {
 		return "NULL"
 	}
 	return *s
+}
+
+// TestOpsReview19StateAckBeforeCommit: a replica's reload that began
+// after `pgveil migrate` took its start time but before the new state
+// committed (a heartbeat in that moment) read the old state; it must not
+// count as the replica having read the new one. The replica here is a
+// connection named as a state listener that reads the states at that
+// moment and nothing after; a real replica beside it confirms. (Before
+// the fix the test ran the listener's reload query on it after the time
+// migrate took, and WaitStateApplied counted it.)
+func TestOpsReview19StateAckBeforeCommit(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_r19_ack", r17Policy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, rvSchema); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	e.proxy(e.config(""))
+	pool, err := pgxpool.New(ctx, cluster.SocketURL(harness.SuperUser, e.db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	m, err := keysource.NewMaster(ctx, policy.KeySource{Kind: policy.KeySourceLocal, Local: policy.LocalKeySource{KeyFile: e.key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := keysource.NewKeyring(ctx, pool, m, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := e.conn(ctx)
+	if _, err := stale.Exec(ctx, "SET application_name = '"+proxy.StateListenerApp+"r19stale'"); err != nil {
+		t.Fatal(err)
+	}
+	// The heartbeat in the moment before the commit: it reads the states
+	// and says which it read, as a replica does.
+	var newest int64
+	if err := stale.QueryRow(ctx, "SELECT coalesce(max(generation), 0) FROM pgveil.tables").Scan(&newest); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stale.Exec(ctx, fmt.Sprintf("SELECT %d AS pgveil_table_states_read", newest), pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	gen, err := proxy.SetTableState(ctx, pool, keys, "public.rv", proxy.TableMigrating)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gen <= newest {
+		t.Errorf("generation %d written after %d", gen, newest)
+	}
+	total, pending, _, err := proxy.WaitStateApplied(ctx, pool, gen, 3*time.Second, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != 2 || pending != 1 {
+		t.Errorf("replicas %d, not confirmed %d; want 2 and 1 (the one that read before the commit)", total, pending)
+	}
 }
