@@ -128,15 +128,11 @@ func (s *session) applyEffects(p *rewrite.Plan) {
 		case "":
 		case "*":
 			s.t.forgetStatements()
-			clear(s.effStmts)
-			clear(s.ptStmts)
-			clear(s.sqlPrepared)
+			s.markClosed("*")
 			clear(s.lookupStmts) // the server drops pgveil's too
 		default:
 			s.t.closeStatement([]byte(st.Deallocate))
-			delete(s.effStmts, st.Deallocate)
-			delete(s.ptStmts, st.Deallocate)
-			delete(s.sqlPrepared, st.Deallocate)
+			s.markClosed(st.Deallocate)
 		}
 		if st.Prepares != "" {
 			s.noteSQLPrepare(st)

@@ -129,6 +129,58 @@ type ptStmt struct {
 	// earlier are texts of earlier Parses of the name the server may still
 	// hold (earlierTexts).
 	earlier []string
+	// closedSeq is the seq of the message that closed the name (Close,
+	// DEALLOCATE, DISCARD ALL) while the server has not confirmed it
+	// (markClosed); 0 when open.
+	closedSeq uint64
+}
+
+// Closing a statement. A Close, DEALLOCATE or DISCARD ALL the server does
+// not run (skipped after an error earlier in the pipeline or string,
+// refused in an aborted or any transaction block) leaves the statement
+// upstream, and PostgreSQL plans it again at its next Bind or EXECUTE. So
+// pgveil keeps its record of a statement it passed through (ptStmts) or
+// an SQL PREPARE (sqlPrepared) until the server confirms the close
+// (tracker.closed, applyClosed), and plans it again at a Bind or EXECUTE
+// under a newer path or catalog meanwhile. Review 19: the records went
+// at the close, and a statement whose close failed, bound after its
+// table was replaced by a view over an encrypted column, wrote the
+// client's plaintext there.
+
+// markClosed records that the message pushed next closes name ("*":
+// every statement).
+func (s *session) markClosed(name string) {
+	s.applyClosed()
+	seq := s.t.lastSeq() + 1
+	for n, pt := range s.ptStmts {
+		if (name == "*" || n == name) && pt.closedSeq == 0 {
+			pt.closedSeq = seq
+			s.ptStmts[n] = pt
+		}
+	}
+	for n, pr := range s.sqlPrepared {
+		if (name == "*" || n == name) && pr.closedSeq == 0 {
+			pr.closedSeq = seq
+			s.sqlPrepared[n] = pr
+		}
+	}
+}
+
+// applyClosed forgets the records of statements the server confirmed
+// closed (unless prepared again since).
+func (s *session) applyClosed() {
+	for _, c := range s.t.takeClosed() {
+		for n, pt := range s.ptStmts {
+			if (c.name == "*" || c.name == n) && pt.closedSeq != 0 && pt.closedSeq <= c.seq {
+				delete(s.ptStmts, n)
+			}
+		}
+		for n, pr := range s.sqlPrepared {
+			if (c.name == "*" || c.name == n) && pr.closedSeq != 0 && pr.closedSeq <= c.seq {
+				delete(s.sqlPrepared, n)
+			}
+		}
+	}
 }
 
 // maxEarlier bounds the earlier texts kept for one statement name; past
@@ -157,6 +209,7 @@ func earlierTexts(texts []string, sql string) []string {
 // notePassthrough records the pass-through statement name with text sql,
 // planned under catalog generation cat.
 func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
+	s.applyClosed()
 	if s.ptStmts == nil {
 		s.ptStmts = map[string]ptStmt{}
 	}
@@ -180,6 +233,7 @@ func (s *session) notePinned(name []byte, sql, pinned string, cat uint64) {
 // under an older path or catalog, it is planned again now; a refusal is
 // returned when it no longer passes through.
 func (s *session) replanOnPathChange(name []byte) (*pgError, error) {
+	s.applyClosed()
 	pt, ok := s.ptStmts[string(name)]
 	if !ok {
 		return nil, nil
@@ -219,12 +273,14 @@ func (s *session) replanOnPathChange(name []byte) (*pgError, error) {
 
 // sqlPrep is a statement prepared with SQL PREPARE that pgveil passed.
 type sqlPrep struct {
-	sqls []string // the PREPARE statement, then earlier ones (earlierTexts)
-	cat  uint64   // the planner's Generation they were planned under
+	sqls      []string // the PREPARE statement, then earlier ones (earlierTexts)
+	cat       uint64   // the planner's Generation they were planned under
+	closedSeq uint64   // see ptStmt.closedSeq
 }
 
 // noteSQLPrepare records the SQL PREPARE st, sent.
 func (s *session) noteSQLPrepare(st *rewrite.Stmt) {
+	s.applyClosed()
 	if s.sqlPrepared == nil {
 		s.sqlPrepared = map[string]sqlPrep{}
 	}
@@ -243,6 +299,7 @@ func (s *session) noteSQLPrepare(st *rewrite.Stmt) {
 // text, where pgveil cannot seal them. A refusal is returned when the
 // PREPARE would be refused now.
 func (s *session) replanExecuted(sql string) (*pgError, error) {
+	s.applyClosed()
 	if len(s.sqlPrepared) == 0 {
 		return nil, nil
 	}

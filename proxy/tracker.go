@@ -129,6 +129,9 @@ type pending struct {
 	// (suppress set too) or the Execute of its own portal, whose rows and
 	// completion answer it.
 	lookup bool
+	// clientClose marks the client's Close of a statement (handleClose):
+	// its CloseComplete confirms the name closed (tracker.closed).
+	clientClose bool
 	// void marks a Sync the server ignores because it arrived while the
 	// backend was in COPY IN mode (libpq sends Sync before it learns a
 	// statement was COPY; the backend discards Sync and Flush during copy-in).
@@ -271,6 +274,12 @@ type tracker struct {
 	syncSeq uint64
 	gone    []goneStmt
 	goneN   atomic.Int32
+	// closed holds the server's confirmations of every close of a
+	// statement name (Close, DEALLOCATE, DISCARD ALL), pass-through ones
+	// included, for the session's own records of them (applyClosed).
+	// Under mu; closedN counts them.
+	closed  []goneStmt
+	closedN atomic.Int32
 	// lookupDrop is called (under mu) when the server skips a message of
 	// a tenant lookup after an error (lookup.go): the lookup is answered
 	// then, with a failure.
@@ -591,9 +600,10 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 		if expect(pendCloseStmt, pendClosePortal) {
 			ev.cur, ev.done = t.popLocked(), true
 			if ev.cur.kind == pendCloseStmt && !ev.cur.suppress && ev.cur.stmt != nil && ev.cur.stmt.ServerName != "" {
-				// Only statements pgveil rewrote become ghosts: a
-				// pass-through Close records nothing.
+				// Only statements pgveil rewrote become ghosts.
 				t.goneLocked(ev.cur.defName, ev.cur.seq)
+			} else if ev.cur.kind == pendCloseStmt && ev.cur.clientClose {
+				t.closedLocked(ev.cur.defName, ev.cur.seq) // a pass-through one (review 19)
 			}
 		}
 	case 't': // ParameterDescription: RowDescription or NoData follows
@@ -724,6 +734,27 @@ func (t *tracker) applyFailedDefs() {
 func (t *tracker) goneLocked(name string, seq uint64) {
 	t.gone = append(t.gone, goneStmt{name, seq})
 	t.goneN.Add(1)
+	t.closedLocked(name, seq)
+}
+
+// closedLocked records the server's confirmation that the message seq
+// closed or deallocated name, whoever prepared it. mu held.
+func (t *tracker) closedLocked(name string, seq uint64) {
+	t.closed = append(t.closed, goneStmt{name, seq})
+	t.closedN.Add(1)
+}
+
+// takeClosed returns the confirmations closedLocked recorded. Client side.
+func (t *tracker) takeClosed() []goneStmt {
+	if t.closedN.Load() == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.closed
+	t.closed = nil
+	t.closedN.Store(0)
+	return c
 }
 
 // applyGone forgets the ghosts the server confirmed gone. Client side.

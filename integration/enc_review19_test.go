@@ -1,0 +1,157 @@
+package integration
+
+// Review 19, the protocol side (the key and state findings, 1 and 2, are
+// in ops_review19_test.go).
+//
+//   3. HIGH TestReview19FailedDeallocateKeepsReplan: pgveil dropped its
+//      record of a statement it had passed through (ptStmts) or of an
+//      SQL PREPARE (sqlPrepared) as soon as the client sent a Close,
+//      DEALLOCATE or DISCARD ALL of it. When the server did not run that
+//      close (a Close skipped after an error earlier in the pipeline, a
+//      DEALLOCATE in an aborted block or after a failing statement of
+//      its string, DISCARD ALL or DEALLOCATE ALL in a transaction block)
+//      the statement stayed upstream with no record: after its table was
+//      replaced by a view over an encrypted column (review 15's swap) the
+//      server planned it again at the next Bind or EXECUTE and wrote the
+//      client's plaintext into contacts.note, where pgveil refuses the
+//      same Bind when nothing was closed. Fix: the records stay, marked
+//      closed, until the server confirms the close (tracker.closed: its
+//      CloseComplete or the DEALLOCATE's CommandComplete; markClosed,
+//      applyClosed in proxy/searchpath.go).
+//
+// Held (TestReview19ReprepareInterleaved, both engines): a re-prepare at
+// a Bind followed by a simple Query without a Sync, for a named and the
+// unnamed statement (the Query destroys it: 26000 after, as PostgreSQL);
+// DISCARD ALL after a re-prepare and the name prepared again; a
+// re-prepare answered up to a Flush, then Sync; one pgveil statement
+// upstream at the end.
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// TestReview19ReprepareInterleaved: the statement prepared anew at a Bind
+// that a simple Query follows without a Sync (the Query ends the implicit
+// transaction, and destroys the unnamed statement); DISCARD ALL sent
+// after the re-prepare, the name prepared again at once; a re-prepare
+// answered up to a Flush.
+func TestReview19ReprepareInterleaved(t *testing.T) {
+	relayLeakCheck(t)
+	r18Engines(t, 21100, func(t *testing.T, e *r18Env) {
+		one := `RowDescription(?column?:23/4/-1/0) | DataRow("1") | CommandComplete SELECT 1 | ReadyForQuery I`
+		none := `ErrorResponse 26000 unnamed prepared statement does not exist | ReadyForQuery I`
+		e.expect("parse", "ParseComplete | ParseComplete | ReadyForQuery I",
+			&pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Parse{Query: r18Q}, &pgproto3.Sync{})
+		e.state("migrating")
+		e.expect("query between", e.rows(3)+" | "+one+" | "+e.rows(3)+" | ReadyForQuery I",
+			cat(e.bind("rp"), query("SELECT 1"), e.bind("rp"), sync1)...)
+		e.expect("unnamed, query between", "ParseComplete | ReadyForQuery I | "+e.rows(3)+" | "+one+" | "+none,
+			cat([]pgproto3.FrontendMessage{&pgproto3.Parse{Query: r18Q}, &pgproto3.Sync{}}, e.bind(""), query("SELECT 1"), e.bind(""), sync1)...)
+		e.state("complete")
+		e.expect("unnamed prepared then re-prepared, query between", "ParseComplete | ReadyForQuery I | "+e.rows(2)+" | "+one+" | "+none,
+			cat([]pgproto3.FrontendMessage{&pgproto3.Parse{Query: r18Q}, &pgproto3.Sync{}}, e.bind(""), query("SELECT 1"), e.bind(""), sync1)...)
+		e.state("migrating")
+		e.expect("discard all", e.rows(3)+" | ReadyForQuery I | CommandComplete DISCARD ALL | ReadyForQuery I | ParseComplete | "+e.rows(3)+" | ReadyForQuery I",
+			cat(e.bind("rp"), sync1, query("DISCARD ALL"), []pgproto3.FrontendMessage{&pgproto3.Parse{Name: "rp", Query: r18Q}}, e.bind("rp"), sync1)...)
+		e.state("complete")
+		e.expect("flush", e.rows(2), cat(e.bind("rp"), flush1)...)
+		e.expect("sync", "ReadyForQuery I", sync1...)
+		e.expect("after", e.rows(2)+" | ReadyForQuery I", cat(e.bind("rp"), sync1)...)
+		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("1") | CommandComplete SELECT 1 | ReadyForQuery I` {
+			t.Errorf("upstream statements: %s", got)
+		}
+	})
+}
+
+// TestReview19FailedDeallocateKeepsReplan: a pass-through statement (it
+// writes a plain table), then a DEALLOCATE or DISCARD ALL of it that the
+// server did not run (an aborted block, a transaction block, an earlier
+// statement of the string failing): the statement is still there
+// upstream. The table is then replaced by a view over an encrypted
+// column, which pgveil learns (review 15's swap), and the server plans
+// the statement again at its next Bind. pgveil must plan it again too and
+// refuse it, never let it run with the client's plaintext on the
+// encrypted column.
+func TestReview19FailedDeallocateKeepsReplan(t *testing.T) {
+	relayLeakCheck(t)
+	q := func(sqls ...string) []pgproto3.FrontendMessage {
+		var out []pgproto3.FrontendMessage
+		for _, sql := range sqls {
+			out = append(out, &pgproto3.Query{String: sql})
+		}
+		return out
+	}
+	failing := [][]pgproto3.FrontendMessage{
+		q("SELECT 1"), // no close at all: review 15's case
+		q("BEGIN", "SELECT 1/0", "DEALLOCATE ins", "ROLLBACK"),
+		q("BEGIN", "DISCARD ALL", "ROLLBACK"),
+		q("SELECT 1/0; DEALLOCATE ins"),
+		q("BEGIN", "SELECT 1/0", "DEALLOCATE ALL", "ROLLBACK"),
+		cat(r18DivZero, []pgproto3.FrontendMessage{&pgproto3.Close{ObjectType: 'S', Name: "ins"}}, sync1),
+	}
+	for i, eng := range []struct{ name, loops string }{{"goroutines", "0"}, {"loop", "1"}} {
+		t.Run(eng.name, func(t *testing.T) {
+			t.Setenv(eventLoopsEnv, eng.loops)
+			ctx := testCtx(t, 2*time.Minute)
+			org := int64(21300 + i)
+			p := startEncProxy(t, org)
+			for j, msgs := range failing {
+				what := fmt.Sprintf("case %d", j)
+				rel := fmt.Sprintf("r19_v%d", j)
+				swap := rev15ViewSwap(t, ctx, p, rel)
+				secret := fmt.Sprintf("r19-plain-%d-%d", org, j)
+				p.remember(secret)
+				app := connectPgx(t, ctx, p.url())
+				c := connectPgx(t, ctx, p.url()).PgConn()
+				trace := func(msgs ...pgproto3.FrontendMessage) string {
+					return strings.Join(r17Trace(ctx, c, msgs...), " | ")
+				}
+				ins := func(v string) []pgproto3.FrontendMessage {
+					return []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "ins", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(v)}}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+				}
+				if got := trace(&pgproto3.Parse{Name: "ins", Query: "INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+					t.Fatalf("parse: %s", got)
+				}
+				if got := trace(ins("r19-plain-table")...); got != "BindComplete | CommandComplete INSERT 0 1 | ReadyForQuery I" {
+					t.Fatalf("bind: %s", got)
+				}
+				got := trace(msgs...)
+				if strings.Contains(got, "CommandComplete DEALLOCATE") || strings.Contains(got, "CommandComplete DISCARD") || strings.Contains(got, "CloseComplete") {
+					t.Fatalf("%s: the close ran: %s", what, got)
+				}
+				swap(app)
+				got = trace(ins(secret)...)
+				if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+					t.Errorf("%s: bound after the table became a view over an encrypted column: %s", what, got)
+				}
+				rev15NoPlainNote(t, ctx, secret)
+			}
+			// SQL PREPARE, its DEALLOCATE refused in an aborted block.
+			rel := "r19_vsql"
+			swap := rev15ViewSwap(t, ctx, p, rel)
+			secret := fmt.Sprintf("r19-plain-%d-sql", org)
+			p.remember(secret)
+			app := connectPgx(t, ctx, p.url())
+			c := connectPgx(t, ctx, p.url()).PgConn()
+			trace := func(msgs ...pgproto3.FrontendMessage) string {
+				return strings.Join(r17Trace(ctx, c, msgs...), " | ")
+			}
+			if got := trace(q("PREPARE sq (int8, text) AS INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)")...); got != "CommandComplete PREPARE | ReadyForQuery I" {
+				t.Fatalf("prepare: %s", got)
+			}
+			if got := trace(q("BEGIN", "SELECT 1/0", "DEALLOCATE sq", "ROLLBACK")...); strings.Contains(got, "CommandComplete DEALLOCATE") {
+				t.Fatalf("the DEALLOCATE ran: %s", got)
+			}
+			swap(app)
+			if got := trace(q(fmt.Sprintf("EXECUTE sq(%d, '%s')", org, secret))...); !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("SQL EXECUTE after the table became a view over an encrypted column: %s", got)
+			}
+			rev15NoPlainNote(t, ctx, secret)
+		})
+	}
+}
