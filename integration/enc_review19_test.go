@@ -18,6 +18,17 @@ package integration
 //      closed, until the server confirms the close (tracker.closed: its
 //      CloseComplete or the DEALLOCATE's CommandComplete; markClosed,
 //      applyClosed in proxy/searchpath.go).
+//   4. MEDIUM TestReview19FailedCloseThenParse: a statement pgveil
+//      rewrote whose Close, DEALLOCATE or DISCARD ALL the server did not
+//      run (as in 3) left the client's view at once and stayed a ghost for
+//      good; a Parse of the name after the close was answered got
+//      ParseComplete (PostgreSQL: 42P05, the statement still there) and a
+//      second upstream statement, the old one left for the session: one
+//      more per round, without bound. Fix: a Parse (or SQL PREPARE) of
+//      the name first puts back a ghost whose close the server answered
+//      without confirming it (tracker.restoreUnclosed); then 42P05, as
+//      PostgreSQL. Not for a DEALLOCATE through the extended protocol,
+//      which runs at an Execute whose answer confirms nothing.
 //
 // Held (TestReview19ReprepareInterleaved, both engines): a re-prepare at
 // a Bind followed by a simple Query without a Sync, for a named and the
@@ -154,4 +165,35 @@ func TestReview19FailedDeallocateKeepsReplan(t *testing.T) {
 			rev15NoPlainNote(t, ctx, secret)
 		})
 	}
+}
+
+// TestReview19FailedCloseThenParse: a statement pgveil rewrote, closed by
+// a Close, DEALLOCATE or DISCARD ALL the server did not run, then
+// prepared again under its name once the close was answered: PostgreSQL
+// still has it and refuses the Parse (42P05), and the statement runs
+// as before. pgveil must not prepare a second one upstream for each such
+// round (its old one left there for the session).
+func TestReview19FailedCloseThenParse(t *testing.T) {
+	relayLeakCheck(t)
+	r18Engines(t, 21500, func(t *testing.T, e *r18Env) {
+		exists := `ErrorResponse 42P05 prepared statement "rp" already exists | ReadyForQuery I`
+		e.expect("parse", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+		for i, closing := range [][]pgproto3.FrontendMessage{
+			cat(query("BEGIN"), query("SELECT 1/0"), query("DEALLOCATE rp"), query("ROLLBACK")),
+			cat(query("BEGIN"), query("DISCARD ALL"), query("ROLLBACK")),
+			query("SELECT 1/0; DEALLOCATE rp"),
+			cat(r18DivZero, []pgproto3.FrontendMessage{&pgproto3.Close{ObjectType: 'S', Name: "rp"}}, sync1),
+		} {
+			if got := e.trace(closing...); strings.Contains(got, "CommandComplete DEALLOCATE") || strings.Contains(got, "CommandComplete DISCARD") || strings.Contains(got, "CloseComplete") {
+				t.Fatalf("%d: the close ran: %s", i, got)
+			}
+			e.expect(fmt.Sprintf("%d: parse again", i), exists, &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+			e.expect(fmt.Sprintf("%d: bound", i), e.rows(2)+" | ReadyForQuery I", cat(e.bind("rp"), sync1)...)
+		}
+		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("1") | CommandComplete SELECT 1 | ReadyForQuery I` {
+			t.Errorf("upstream statements: %s", got)
+		}
+		e.expect("closed", "CloseComplete | ReadyForQuery I", &pgproto3.Close{ObjectType: 'S', Name: "rp"}, &pgproto3.Sync{})
+		e.expect("parse after", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+	})
 }

@@ -315,6 +315,7 @@ func (s *session) preparesOwn(p *rewrite.Plan) *pgError {
 		if st.Prepares == "" || all || slices.Contains(gone, st.Prepares) {
 			continue
 		}
+		s.t.restoreUnclosed(st.Prepares)
 		if name := []byte(st.Prepares); s.t.hasStatement(name) && s.t.statement(name).renamed() {
 			return &pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement \"%s\" already exists", st.Prepares)}
 		}
@@ -686,6 +687,9 @@ func (s *session) handleParse(body []byte) error {
 	if err := s.syncSearchPathFor(sql); err != nil {
 		return err
 	}
+	if len(pm.Name) > 0 {
+		s.t.restoreUnclosed(string(pm.Name))
+	}
 	cat := s.eng.planner.Generation()
 	p, err := s.plan(sql)
 	if err != nil {
@@ -720,7 +724,9 @@ func (s *session) handleParse(body []byte) error {
 				Hint:    "run the DEALLOCATE unnamed (as a simple query, or with the unnamed statement)"})
 			return nil
 		}
+		s.t.closeUnconfirmed = true // it runs at an Execute, unconfirmed
 		s.applyEffects(p)
+		s.t.closeUnconfirmed = false
 		s.inc(s.srv.metrics.stmtRewritten)
 		s.dropUnnamed()
 		s.t.parsed(pm.Name, passthroughStmt)

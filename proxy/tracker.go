@@ -280,6 +280,9 @@ type tracker struct {
 	// Under mu; closedN counts them.
 	closed  []goneStmt
 	closedN atomic.Int32
+	// closeUnconfirmed is set while the client side records a close
+	// whose answer will not confirm it (ghost.unconfirmed). Client side.
+	closeUnconfirmed bool
 	// lookupDrop is called (under mu) when the server skips a message of
 	// a tenant lookup after an error (lookup.go): the lookup is answered
 	// then, with a failure.
@@ -293,6 +296,10 @@ type ghost struct {
 	// byClose marks a ghost a Close message made (not a DEALLOCATE or
 	// DISCARD ALL, which act only when they run): see closedInPipeline.
 	byClose bool
+	// unconfirmed marks a ghost whose close the server's answer does not
+	// confirm (a DEALLOCATE through the extended protocol): see
+	// restoreUnclosed.
+	unconfirmed bool
 }
 
 // goneStmt is the server's confirmation that the message seq closed or
@@ -974,7 +981,34 @@ func (t *tracker) ghost(name string) {
 	t.mu.Lock()
 	seq := t.seq + 1
 	t.mu.Unlock()
-	t.ghosts[name] = ghost{stmt: st, seq: seq}
+	t.ghosts[name] = ghost{stmt: st, seq: seq, unconfirmed: t.closeUnconfirmed}
+}
+
+// restoreUnclosed puts name back into the view when it is the ghost of
+// a statement whose close the server has answered without confirming it
+// (a Close skipped after an error, a DEALLOCATE or DISCARD ALL refused in
+// a transaction block or skipped after an error earlier in its string):
+// the server still has the statement, and refuses a Parse of its name
+// (42P05), as pgveil then does, instead of preparing a second one
+// upstream for each such round (review 19). Client side.
+func (t *tracker) restoreUnclosed(name string) {
+	g, ok := t.ghosts[name]
+	if !ok || g.unconfirmed {
+		return
+	}
+	if _, in := t.stmts[name]; in {
+		return
+	}
+	// Answered first: a confirmation is recorded before the answer ends.
+	if !t.answered(g.seq) {
+		return
+	}
+	t.applyGone()
+	if g, ok = t.ghosts[name]; !ok {
+		return
+	}
+	delete(t.ghosts, name)
+	t.stmts[name] = g.stmt
 }
 
 // maxIdlePortals bounds the portal view before a sweep of dead portals.
