@@ -29,6 +29,14 @@ package integration
 //      without confirming it (tracker.restoreUnclosed); then 42P05, as
 //      PostgreSQL. Not for a DEALLOCATE through the extended protocol,
 //      which runs at an Execute whose answer confirms nothing.
+//   5. HIGH TestReview19SQLExecuteOfProtocolStatement: a protocol-level
+//      statement pgveil passed through was checked again under a newer
+//      catalog or path at a Bind, but not at an SQL EXECUTE of its name
+//      (replanExecuted looked at SQL PREPAREs only): after its table was
+//      replaced by a view over an encrypted column, `EXECUTE ins(1,
+//      'secret')` wrote the plaintext argument into contacts.note. Fix:
+//      replanExecuted plans such a statement again as its Bind would
+//      (replanOnPathChange) and refuses it the same way.
 //
 // Held (TestReview19ReprepareInterleaved, both engines): a re-prepare at
 // a Bind followed by a simple Query without a Sync, for a named and the
@@ -196,4 +204,40 @@ func TestReview19FailedCloseThenParse(t *testing.T) {
 		e.expect("closed", "CloseComplete | ReadyForQuery I", &pgproto3.Close{ObjectType: 'S', Name: "rp"}, &pgproto3.Sync{})
 		e.expect("parse after", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
 	})
+}
+
+// TestReview19SQLExecuteOfProtocolStatement: a protocol-level statement
+// pgveil passed through (it writes a plain table), run with SQL EXECUTE
+// after the table was replaced by a view over an encrypted column: the
+// server plans it again and would write the EXECUTE's argument, plaintext
+// in the query text, into contacts.note.
+func TestReview19SQLExecuteOfProtocolStatement(t *testing.T) {
+	relayLeakCheck(t)
+	for i, eng := range []struct{ name, loops string }{{"goroutines", "0"}, {"loop", "1"}} {
+		t.Run(eng.name, func(t *testing.T) {
+			t.Setenv(eventLoopsEnv, eng.loops)
+			ctx := testCtx(t, 2*time.Minute)
+			org := int64(21700 + i)
+			p := startEncProxy(t, org)
+			swap := rev15ViewSwap(t, ctx, p, "r19_vexec")
+			secret := fmt.Sprintf("r19-exec-%d", org)
+			p.remember(secret)
+			app := connectPgx(t, ctx, p.url())
+			c := connectPgx(t, ctx, p.url()).PgConn()
+			trace := func(msgs ...pgproto3.FrontendMessage) string {
+				return strings.Join(r17Trace(ctx, c, msgs...), " | ")
+			}
+			if got := trace(&pgproto3.Parse{Name: "ins", Query: "INSERT INTO r19_vexec (org_id, note) VALUES ($1, $2)"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+				t.Fatalf("parse: %s", got)
+			}
+			if got := trace(query(fmt.Sprintf("EXECUTE ins(%d, 'before the swap')", org))...); got != "CommandComplete INSERT 0 1 | ReadyForQuery I" {
+				t.Fatalf("execute: %s", got)
+			}
+			swap(app)
+			if got := trace(query(fmt.Sprintf("EXECUTE ins(%d, '%s')", org, secret))...); !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("SQL EXECUTE after the swap: %s", got)
+			}
+			rev15NoPlainNote(t, ctx, secret)
+		})
+	}
 }

@@ -1011,7 +1011,7 @@ func (s *session) handleBind(body []byte) error {
 		var refusal *pgError
 		var err error
 		if _, ok := s.ptStmts[string(bm.Statement)]; ok || stmt == passthroughStmt {
-			refusal, err = s.replanOnPathChange(bm.Statement)
+			refusal, err = s.replanOnPathChange(bm.Statement, false)
 		} else {
 			stmt, refusal, err = s.replanOnCatalogChange(stmt)
 		}

@@ -231,21 +231,27 @@ func (s *session) notePinned(name []byte, sql, pinned string, cat uint64) {
 
 // replanOnPathChange checks a Bind of pass-through statement name: planned
 // under an older path or catalog, it is planned again now; a refusal is
-// returned when it no longer passes through.
-func (s *session) replanOnPathChange(name []byte) (*pgError, error) {
+// returned when it no longer passes through. synced: the caller's message
+// has had its search_path and catalog brought up to date already (an SQL
+// EXECUTE of the name: replanExecuted).
+func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error) {
 	s.applyClosed()
 	pt, ok := s.ptStmts[string(name)]
 	if !ok {
 		return nil, nil
 	}
-	if err := s.catalogCurrent(pt.sql); err != nil {
-		return nil, err
+	if !synced {
+		if err := s.catalogCurrent(pt.sql); err != nil {
+			return nil, err
+		}
 	}
 	if pt.gen == s.pathGen && pt.cat == s.eng.planner.Generation() {
 		return nil, nil
 	}
-	if err := s.syncSearchPathFor(pt.sql); err != nil {
-		return nil, err
+	if !synced {
+		if err := s.syncSearchPathFor(pt.sql); err != nil {
+			return nil, err
+		}
 	}
 	cat := s.eng.planner.Generation()
 	p, err := s.plan(pt.sql)
@@ -300,11 +306,18 @@ func (s *session) noteSQLPrepare(st *rewrite.Stmt) {
 // PREPARE would be refused now.
 func (s *session) replanExecuted(sql string) (*pgError, error) {
 	s.applyClosed()
-	if len(s.sqlPrepared) == 0 {
+	if len(s.sqlPrepared) == 0 && len(s.ptStmts) == 0 {
 		return nil, nil
 	}
 	defer func(gen uint64) { s.planGen = gen }(s.planGen) // the caller's plan's
 	for _, name := range rewrite.ExecutedNames(sql) {
+		if _, ok := s.ptStmts[name]; ok && name != "" {
+			// A protocol-level statement pgveil passed through, run with
+			// SQL EXECUTE: checked as its Bind is (review 19).
+			if pe, err := s.replanOnPathChange([]byte(name), true); pe != nil || err != nil {
+				return pe, err
+			}
+		}
 		pr, ok := s.sqlPrepared[name]
 		if !ok || pr.cat == s.eng.planner.Generation() {
 			continue
