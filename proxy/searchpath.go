@@ -148,7 +148,11 @@ type ptStmt struct {
 // client's plaintext there.
 
 // markClosed records that the message pushed next closes name ("*":
-// every statement).
+// every statement). A DEALLOCATE through the extended protocol
+// (tracker.closeUnconfirmed) runs at an Execute whose answer confirms
+// nothing: its records go at once, as before review 19 (psycopg 3 sends
+// one for each statement it evicts from its cache, under a new name
+// each time: kept, they would grow without bound).
 func (s *session) markClosed(name string) {
 	s.applyClosed()
 	seq := s.t.lastSeq() + 1
@@ -156,12 +160,18 @@ func (s *session) markClosed(name string) {
 		if (name == "*" || n == name) && pt.closedSeq == 0 {
 			pt.closedSeq = seq
 			s.ptStmts[n] = pt
+			if s.t.closeUnconfirmed {
+				delete(s.ptStmts, n)
+			}
 		}
 	}
 	for n, pr := range s.sqlPrepared {
 		if (name == "*" || n == name) && pr.closedSeq == 0 {
 			pr.closedSeq = seq
 			s.sqlPrepared[n] = pr
+			if s.t.closeUnconfirmed {
+				delete(s.sqlPrepared, n)
+			}
 		}
 	}
 }
