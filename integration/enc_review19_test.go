@@ -203,6 +203,14 @@ func TestReview19FailedCloseThenParse(t *testing.T) {
 		}
 		e.expect("closed", "CloseComplete | ReadyForQuery I", &pgproto3.Close{ObjectType: 'S', Name: "rp"}, &pgproto3.Sync{})
 		e.expect("parse after", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+		// A close that runs, the name prepared again in the same breath.
+		for i := 0; i < 3; i++ {
+			e.expect("deallocate and parse pipelined", "CommandComplete DEALLOCATE | ReadyForQuery I | ParseComplete | ReadyForQuery I",
+				&pgproto3.Query{String: "DEALLOCATE rp"}, &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+		}
+		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("1") | CommandComplete SELECT 1 | ReadyForQuery I` {
+			t.Errorf("upstream statements at the end: %s", got)
+		}
 	})
 }
 

@@ -999,8 +999,11 @@ func (t *tracker) restoreUnclosed(name string) {
 	if _, in := t.stmts[name]; in {
 		return
 	}
-	// Answered first: a confirmation is recorded before the answer ends.
-	if !t.answered(g.seq) {
+	// At rest first (every message sent is answered, the close among
+	// them): a confirmation is recorded before its answer ends. Not
+	// answered(g.seq): g.seq may be a message pgveil pushed before the
+	// close (dropUnnamed's Close before a Query).
+	if rest, _ := t.atRest(); !rest {
 		return
 	}
 	t.applyGone()
