@@ -37,6 +37,18 @@ package integration
 //      'secret')` wrote the plaintext argument into contacts.note. Fix:
 //      replanExecuted plans such a statement again as its Bind would
 //      (replanOnPathChange) and refuses it the same way.
+//   6. HIGH TestReview19SkippedUnnamedParse: the unnamed statement passed
+//      through (it writes a plain table), then an unnamed Parse of a
+//      harmless text that the server skipped after an error earlier in
+//      its pipeline: the server kept the first statement, pgveil recorded
+//      only the second (earlier texts were kept for named statements
+//      only). After the table became a view over an encrypted column, a
+//      Bind of the unnamed statement was checked against the harmless
+//      text and ran the first: plaintext into contacts.note. Fix: the
+//      unnamed statement's record keeps the texts the server may still
+//      hold until it confirms a Parse (ParseComplete: tracker.unnamedSeq);
+//      a Bind in the Parse's own pipeline segment checks the last text
+//      only (an error that skipped the Parse skips the Bind too).
 //
 // Held (TestReview19ReprepareInterleaved, both engines): a re-prepare at
 // a Bind followed by a simple Query without a Sync, for a named and the
@@ -244,6 +256,46 @@ func TestReview19SQLExecuteOfProtocolStatement(t *testing.T) {
 			swap(app)
 			if got := trace(query(fmt.Sprintf("EXECUTE ins(%d, '%s')", org, secret))...); !strings.HasPrefix(got, "ErrorResponse 0A000") {
 				t.Errorf("SQL EXECUTE after the swap: %s", got)
+			}
+			rev15NoPlainNote(t, ctx, secret)
+		})
+	}
+}
+
+// TestReview19SkippedUnnamedParse: the unnamed statement passed through
+// (it writes a plain table), then an unnamed Parse of a harmless text
+// that the server skips after an error earlier in its pipeline: the
+// server keeps the first. The table then becomes a view over an
+// encrypted column, and the unnamed statement is bound: the server plans
+// the first text again and would write the client's plaintext there.
+func TestReview19SkippedUnnamedParse(t *testing.T) {
+	relayLeakCheck(t)
+	for i, eng := range []struct{ name, loops string }{{"goroutines", "0"}, {"loop", "1"}} {
+		t.Run(eng.name, func(t *testing.T) {
+			t.Setenv(eventLoopsEnv, eng.loops)
+			ctx := testCtx(t, 2*time.Minute)
+			org := int64(21900 + i)
+			p := startEncProxy(t, org)
+			swap := rev15ViewSwap(t, ctx, p, "r19_vu")
+			secret := fmt.Sprintf("r19-unnamed-%d", org)
+			p.remember(secret)
+			app := connectPgx(t, ctx, p.url())
+			c := connectPgx(t, ctx, p.url()).PgConn()
+			trace := func(msgs ...pgproto3.FrontendMessage) string {
+				return strings.Join(r17Trace(ctx, c, msgs...), " | ")
+			}
+			if got := trace(&pgproto3.Parse{Query: "INSERT INTO r19_vu (org_id, note) VALUES ($1, $2)"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+				t.Fatalf("parse: %s", got)
+			}
+			got := trace(&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{},
+				&pgproto3.Parse{Query: "SELECT $1::int8, $2::text"}, &pgproto3.Sync{})
+			if got != "ParseComplete | ErrorResponse 22012 division by zero | ReadyForQuery I" {
+				t.Fatalf("skipped: %s", got)
+			}
+			swap(app)
+			got = trace(&pgproto3.Bind{Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("the unnamed statement bound after the swap: %s", got)
 			}
 			rev15NoPlainNote(t, ctx, secret)
 		})

@@ -749,6 +749,9 @@ func (s *session) handleParse(body []byte) error {
 			s.t.serverUnnamed.Store(true)
 		}
 		s.t.parsed(pm.Name, passthroughStmt)
+		if len(pm.Name) == 0 {
+			s.noteUnnamedParse()
+		}
 		s.sw.Write(s.cr.header())
 		s.sw.Write(body)
 		return nil

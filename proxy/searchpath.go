@@ -133,6 +133,9 @@ type ptStmt struct {
 	// DEALLOCATE, DISCARD ALL) while the server has not confirmed it
 	// (markClosed); 0 when open.
 	closedSeq uint64
+	// parseSeq is the seq of the unnamed statement's Parse (the unnamed
+	// statement only: noteUnnamedParse).
+	parseSeq uint64
 }
 
 // Closing a statement. A Close, DEALLOCATE or DISCARD ALL the server does
@@ -226,8 +229,35 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 	pt := ptStmt{sql: sql, gen: s.pathGen, cat: cat}
 	if old, ok := s.ptStmts[string(name)]; ok && len(name) > 0 {
 		pt.earlier = earlierTexts(append([]string{old.sql}, old.earlier...), sql)
+	} else if ok {
+		// The unnamed statement: the server replaces it at each Parse,
+		// unless it skips the Parse after an error earlier in the
+		// pipeline; then it keeps the one before (review 19), which a
+		// Bind after the next Sync runs. Texts whose Parse the server
+		// confirmed are the last ones it can hold (unnamedSettled).
+		texts := []string{old.sql}
+		if !s.t.unnamedParsed(old.parseSeq) {
+			texts = append(texts, old.earlier...)
+		}
+		pt.earlier = earlierTexts(texts, sql)
 	}
 	s.ptStmts[string(name)] = pt
+}
+
+// noteUnnamedParse records the seq of the pass-through unnamed Parse just
+// pushed (notePassthrough).
+func (s *session) noteUnnamedParse() {
+	if pt, ok := s.ptStmts[""]; ok {
+		pt.parseSeq = s.t.lastSeq()
+		s.ptStmts[""] = pt
+	}
+}
+
+// unnamedSettled reports whether a Bind of the unnamed statement now can
+// only run pt.sql: its Parse was confirmed, or no Sync came after it (an
+// error that skipped the Parse skips this Bind too).
+func (s *session) unnamedSettled(pt ptStmt) bool {
+	return pt.parseSeq == 0 || s.t.unnamedParsed(pt.parseSeq) || !s.t.syncSince(pt.parseSeq)
 }
 
 // notePinned records the statement name with text sql, prepared upstream
@@ -269,7 +299,11 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 		return nil, err
 	}
 	ok = err == nil && (pt.pinned == "" && !planNeedsWork(p) || pt.pinned != "" && samePins(p, pt))
-	for _, sql := range pt.earlier {
+	earlier := pt.earlier
+	if len(name) == 0 && s.unnamedSettled(pt) {
+		earlier = nil
+	}
+	for _, sql := range earlier {
 		if !ok {
 			break
 		}

@@ -129,6 +129,10 @@ type pending struct {
 	// (suppress set too) or the Execute of its own portal, whose rows and
 	// completion answer it.
 	lookup bool
+	// unnamed marks the client's pass-through Parse of the unnamed
+	// statement: its ParseComplete says the server holds that text
+	// (unnamedParsed).
+	unnamed bool
 	// clientClose marks the client's Close of a statement (handleClose):
 	// its CloseComplete confirms the name closed (tracker.closed).
 	clientClose bool
@@ -280,6 +284,9 @@ type tracker struct {
 	// Under mu; closedN counts them.
 	closed  []goneStmt
 	closedN atomic.Int32
+	// unnamedSeq is the seq of the last Parse of the unnamed statement
+	// the server confirmed (ParseComplete).
+	unnamedSeq atomic.Uint64
 	// closeUnconfirmed is set while the client side records a close
 	// whose answer will not confirm it (ghost.unconfirmed). Client side.
 	closeUnconfirmed bool
@@ -598,6 +605,9 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 	case '1': // ParseComplete
 		if expect(pendParse) {
 			ev.cur, ev.done = t.popLocked(), true
+			if ev.cur.unnamed {
+				t.unnamedSeq.Store(ev.cur.seq)
+			}
 		}
 	case '2': // BindComplete
 		if expect(pendBind) {
@@ -704,7 +714,7 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 // there leaves the view as it is: the server refuses the duplicate), and
 // the Parse is queued for its response.
 func (t *tracker) parsed(name []byte, stmt *Statement) {
-	p := pending{kind: pendParse, stmt: stmt}
+	p := pending{kind: pendParse, stmt: stmt, unnamed: len(name) == 0 && stmt == passthroughStmt}
 	switch {
 	case len(name) == 0:
 		t.defineStatement(name, stmt)
@@ -814,6 +824,19 @@ func (t *tracker) takeFailedReprepare(st *Statement) *Statement {
 		}
 	}
 	return nil
+}
+
+// unnamedParsed reports whether the server confirmed the Parse of the
+// unnamed statement seq, or a later one.
+func (t *tracker) unnamedParsed(seq uint64) bool {
+	return seq != 0 && t.unnamedSeq.Load() >= seq
+}
+
+// syncSince reports whether a Sync was pushed after the message seq.
+func (t *tracker) syncSince(seq uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.syncSeq > seq
 }
 
 // parseUnsettled reports whether the message seq (pgveil's Parse of a
