@@ -48,7 +48,10 @@ package integration
 //      unnamed statement's record keeps the texts the server may still
 //      hold until it confirms a Parse (ParseComplete: tracker.unnamedSeq);
 //      a Bind in the Parse's own pipeline segment checks the last text
-//      only (an error that skipped the Parse skips the Bind too).
+//      only (an error that skipped the Parse skips the Bind too). The
+//      texts survive an unnamed Parse pgveil rewrites between (the
+//      record of the pass-through statement went there: found while the
+//      fix was tested; keepUnnamedTexts).
 //
 // Held (TestReview19ReprepareInterleaved, both engines): a re-prepare at
 // a Bind followed by a simple Query without a Sync, for a named and the
@@ -58,12 +61,6 @@ package integration
 // upstream at the end.
 //
 // Noticed, not fixed (LOW):
-//   - a pass-through unnamed statement, then an unnamed Parse pgveil
-//     rewrites and a pass-through one, each skipped after an error in its
-//     own pipeline: the server keeps the first, and pgveil's record of
-//     the unnamed statement starts again at the rewritten one (it is
-//     dropped there), so a Bind of the unnamed statement without a new
-//     Parse after a view swap is checked against the last text only.
 //   - a Close and a Parse of the same name pipelined keep the closed text
 //     among the name's earlier texts after the close is confirmed (the
 //     record cannot tell it from a text parsed after the close): a Bind
@@ -318,6 +315,28 @@ func TestReview19SkippedUnnamedParse(t *testing.T) {
 				t.Errorf("the unnamed statement bound after the swap: %s", got)
 			}
 			rev15NoPlainNote(t, ctx, secret)
+
+			// The same with an unnamed Parse pgveil rewrites between, each
+			// skipped in its own pipeline.
+			swap2 := rev15ViewSwap(t, ctx, p, "r19_vu2")
+			secret2 := secret + "-2"
+			p.remember(secret2)
+			if got := trace(&pgproto3.Parse{Query: "INSERT INTO r19_vu2 (org_id, note) VALUES ($1, $2)"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+				t.Fatalf("parse: %s", got)
+			}
+			for _, q := range []string{"SELECT email FROM contacts WHERE id = $1 AND $2::text IS NOT NULL", "SELECT $1::int8, $2::text"} {
+				got := trace(&pgproto3.Parse{Name: "dz2", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz2"}, &pgproto3.Execute{},
+					&pgproto3.Parse{Query: q}, &pgproto3.Sync{}, &pgproto3.Close{ObjectType: 'S', Name: "dz2"}, &pgproto3.Sync{})
+				if got != "ParseComplete | ErrorResponse 22012 division by zero | ReadyForQuery I | CloseComplete | ReadyForQuery I" {
+					t.Fatalf("skipped: %s", got)
+				}
+			}
+			swap2(app)
+			got = trace(&pgproto3.Bind{Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret2)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("the unnamed statement bound after the swap, a rewritten Parse between: %s", got)
+			}
+			rev15NoPlainNote(t, ctx, secret2)
 		})
 	}
 }

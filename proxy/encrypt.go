@@ -838,6 +838,9 @@ func (s *session) handleParse(body []byte) error {
 			s.t.push(pending{kind: pendCloseStmt, suppress: true, stmt: serverUnnamedSlot})
 		}
 	}
+	if len(pm.Name) == 0 {
+		s.keepUnnamedTexts()
+	}
 	if onlyPinned(st) {
 		s.notePinned(pm.Name, sql, text, cat)
 	} else {

@@ -229,19 +229,49 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 	pt := ptStmt{sql: sql, gen: s.pathGen, cat: cat}
 	if old, ok := s.ptStmts[string(name)]; ok && len(name) > 0 {
 		pt.earlier = earlierTexts(append([]string{old.sql}, old.earlier...), sql)
-	} else if ok {
+	} else if len(name) == 0 {
 		// The unnamed statement: the server replaces it at each Parse,
 		// unless it skips the Parse after an error earlier in the
 		// pipeline; then it keeps the one before (review 19), which a
 		// Bind after the next Sync runs. Texts whose Parse the server
 		// confirmed are the last ones it can hold (unnamedSettled).
-		texts := []string{old.sql}
+		texts := s.unnamedTexts()
+		s.srvUnnamed = nil
+		if len(texts) > 0 {
+			pt.earlier = earlierTexts(texts, sql)
+		}
+	}
+	s.ptStmts[string(name)] = pt
+}
+
+// unnamedTexts are the texts of pass-through Parses the server's own
+// unnamed statement may hold now: the last one recorded and, until the
+// server confirmed it, those before; and those kept while the client's
+// unnamed statement was one pgveil prepared under a name of its own
+// (srvUnnamed).
+func (s *session) unnamedTexts() []string {
+	texts := slices.Clone(s.srvUnnamed)
+	if old, ok := s.ptStmts[""]; ok && old.pinned == "" {
+		texts = append([]string{old.sql}, texts...)
 		if !s.t.unnamedParsed(old.parseSeq) {
 			texts = append(texts, old.earlier...)
 		}
-		pt.earlier = earlierTexts(texts, sql)
+	} else if ok && !s.t.unnamedParsed(old.parseSeq) {
+		texts = append(texts, old.earlier...)
 	}
-	s.ptStmts[string(name)] = pt
+	return texts
+}
+
+// keepUnnamedTexts is called when the client's unnamed statement becomes
+// one pgveil prepares under a name of its own: the record of the
+// pass-through one goes (a Bind of the unnamed statement is pgveil's
+// now), but the texts the server's own unnamed statement may still hold
+// are kept for the next pass-through one (review 19: that Parse, skipped
+// after an error, leaves the server's statement in place).
+func (s *session) keepUnnamedTexts() {
+	if texts := s.unnamedTexts(); len(texts) > 0 {
+		s.srvUnnamed = earlierTexts(texts, "")
+	}
 }
 
 // noteUnnamedParse records the seq of the pass-through unnamed Parse just

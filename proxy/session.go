@@ -135,7 +135,9 @@ type session struct {
 	orphans []*Statement
 	// sealLog, while non-nil, collects the data-key versions fillLiteral
 	// seals under: the text of a statement being prepared (sealedKey).
-	sealLog     *[]sealedKey
+	sealLog *[]sealedKey
+	// srvUnnamed: see keepUnnamedTexts.
+	srvUnnamed  []string
 	sqlPrepared map[string]sqlPrep // see replanExecuted
 	planGen     uint64             // the planner's Generation when planNow last planned
 	effPortals  map[string]uint8
