@@ -138,7 +138,7 @@ func setTableState(t *testing.T, ctx context.Context, table, state string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := proxy.SetTableState(ctx, pool, keys, table, state); err != nil {
+	if _, err := proxy.SetTableState(ctx, pool, keys, table, state); err != nil {
 		t.Fatalf("setting the state of %s: %v", table, err)
 	}
 }

@@ -974,7 +974,7 @@ func TestOpsReview17Replicas(t *testing.T) {
 			var n int
 			err := su.QueryRow(ctx, `SELECT count(DISTINCT application_name) FROM pg_stat_activity
 				WHERE datname = current_database() AND starts_with(application_name, 'pgveil table states ')
-				AND query = 'SELECT table_name, state, generation, mac FROM pgveil.tables' AND pid <> ALL($1)`, killed).Scan(&n)
+				AND query LIKE 'SELECT % AS pgveil_table_states_read' AND pid <> ALL($1)`, killed).Scan(&n)
 			return n == 2, err
 		})
 	}

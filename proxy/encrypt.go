@@ -128,15 +128,11 @@ func (s *session) applyEffects(p *rewrite.Plan) {
 		case "":
 		case "*":
 			s.t.forgetStatements()
-			clear(s.effStmts)
-			clear(s.ptStmts)
-			clear(s.sqlPrepared)
+			s.markClosed("*")
 			clear(s.lookupStmts) // the server drops pgveil's too
 		default:
 			s.t.closeStatement([]byte(st.Deallocate))
-			delete(s.effStmts, st.Deallocate)
-			delete(s.ptStmts, st.Deallocate)
-			delete(s.sqlPrepared, st.Deallocate)
+			s.markClosed(st.Deallocate)
 		}
 		if st.Prepares != "" {
 			s.noteSQLPrepare(st)
@@ -319,6 +315,7 @@ func (s *session) preparesOwn(p *rewrite.Plan) *pgError {
 		if st.Prepares == "" || all || slices.Contains(gone, st.Prepares) {
 			continue
 		}
+		s.t.restoreUnclosed(st.Prepares)
 		if name := []byte(st.Prepares); s.t.hasStatement(name) && s.t.statement(name).renamed() {
 			return &pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement \"%s\" already exists", st.Prepares)}
 		}
@@ -440,6 +437,10 @@ func (s *session) fillLiteral(orig string, st *rewrite.Stmt, slot *rewrite.Slot)
 		env, err := s.seal(col, tenant, has, pt, nil)
 		if err != nil {
 			return "", err
+		}
+		if s.sealLog != nil {
+			id, _ := envelope.KeyID(env)
+			*s.sealLog = append(*s.sealLog, sealedKey{col: col, tenant: tenant, has: has, id: id})
 		}
 		if s.eng.catalog().physicalType(col) == policy.OIDText {
 			return rewrite.TextLiteral(string(envelope.Encode(nil, env))), nil
@@ -703,6 +704,9 @@ func (s *session) handleParse(body []byte) error {
 	if err := s.syncSearchPathFor(sql); err != nil {
 		return err
 	}
+	if len(pm.Name) > 0 {
+		s.t.restoreUnclosed(string(pm.Name))
+	}
 	cat := s.eng.planner.Generation()
 	p, err := s.plan(sql)
 	if err != nil {
@@ -737,7 +741,9 @@ func (s *session) handleParse(body []byte) error {
 				Hint:    "run the DEALLOCATE unnamed (as a simple query, or with the unnamed statement)"})
 			return nil
 		}
+		s.t.closeUnconfirmed = true // it runs at an Execute, unconfirmed
 		s.applyEffects(p)
+		s.t.closeUnconfirmed = false
 		s.inc(s.srv.metrics.stmtRewritten)
 		s.dropUnnamed()
 		s.t.parsed(pm.Name, passthroughStmt)
@@ -760,6 +766,9 @@ func (s *session) handleParse(body []byte) error {
 			s.t.serverUnnamed.Store(true)
 		}
 		s.t.parsed(pm.Name, passthroughStmt)
+		if len(pm.Name) == 0 {
+			s.noteUnnamedParse()
+		}
 		s.sw.Write(s.cr.header())
 		s.sw.Write(body)
 		return nil
@@ -803,10 +812,11 @@ func (s *session) handleParse(body []byte) error {
 		defer func() { s.lookup = nil }()
 	}
 	text := sql
+	var sealed []sealedKey
 	if p.Rewritten {
 		err = s.sameTenants(p, sql)
 		if err == nil {
-			text, err = p.Render(sql, func(st *rewrite.Stmt, slot *rewrite.Slot) (string, error) { return s.fillLiteral(sql, st, slot) })
+			text, sealed, err = s.renderSealed(p, sql)
 		}
 		if err != nil {
 			if offLoop(err) {
@@ -828,6 +838,7 @@ func (s *session) handleParse(body []byte) error {
 		SQL:        sql,
 		ParamOIDs:  append([]uint32(nil), pm.ParamOIDs...),
 		catGen:     cat,
+		sealed:     sealed,
 	}
 	if text != sql {
 		stmt.Sent, stmt.sentBackslash = text, s.backslash.Load()
@@ -843,6 +854,9 @@ func (s *session) handleParse(body []byte) error {
 			s.sw.Write(appendDescribeOrClose(s.scratch[:0], 'C', 'S', ""))
 			s.t.push(pending{kind: pendCloseStmt, suppress: true, stmt: serverUnnamedSlot})
 		}
+	}
+	if len(pm.Name) == 0 {
+		s.keepUnnamedTexts()
 	}
 	if onlyPinned(st) {
 		s.notePinned(pm.Name, sql, text, cat)
@@ -1020,7 +1034,7 @@ func (s *session) handleBind(body []byte) error {
 		var refusal *pgError
 		var err error
 		if _, ok := s.ptStmts[string(bm.Statement)]; ok || stmt == passthroughStmt {
-			refusal, err = s.replanOnPathChange(bm.Statement)
+			refusal, err = s.replanOnPathChange(bm.Statement, false)
 		} else {
 			stmt, refusal, err = s.replanOnCatalogChange(stmt)
 		}
@@ -1032,6 +1046,18 @@ func (s *session) handleBind(body []byte) error {
 			s.t.closePortal(bm.Portal)
 			return nil
 		}
+	}
+	if stmt != passthroughStmt && len(stmt.sealed) > 0 {
+		ns, refusal, err := s.resealIfRotated(stmt)
+		if err != nil {
+			return err
+		}
+		if refusal != nil {
+			s.injectExtendedError(refusal)
+			s.t.closePortal(bm.Portal)
+			return nil
+		}
+		stmt = ns
 	}
 	if stmt == passthroughStmt {
 		s.t.bindPortal(bm.Portal, passthroughPortal)

@@ -497,7 +497,7 @@ tables:
 `, cluster.Addr(), cluster.SocketURL(harness.SuperUser, harness.Database)))
 	defer p.stop(t, 10*time.Second)
 	pool, keys := p.srv.eng.Load().pool, p.srv.eng.Load().keys
-	if err := SetTableState(ctx, pool, keys, "public.legacy", TableMigrating); err != nil {
+	if _, err := SetTableState(ctx, pool, keys, "public.legacy", TableMigrating); err != nil {
 		t.Fatal(err)
 	}
 	var migGen int64
@@ -547,7 +547,7 @@ tables:
 		t.Fatalf("new row lookup: %d %v", id, err)
 	}
 	// Complete: plaintext is no longer accepted on read.
-	if err := SetTableState(ctx, pool, keys, "public.legacy", TableComplete); err != nil {
+	if _, err := SetTableState(ctx, pool, keys, "public.legacy", TableComplete); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return !p.srv.eng.Load().migrating(p.srv.Config().Table("public", "legacy")) })
@@ -596,7 +596,7 @@ tables:
 		}
 	}
 	// A state signed anew is trusted again.
-	if err := SetTableState(ctx, pool, keys, "public.legacy", TableMigrating); err != nil {
+	if _, err := SetTableState(ctx, pool, keys, "public.legacy", TableMigrating); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return p.srv.eng.Load().migrating(p.srv.Config().Table("public", "legacy")) })

@@ -8,6 +8,7 @@ import (
 	"time"
 	"weak"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
@@ -174,6 +175,17 @@ func (f *stateFollowers) reloadFrom(ctx context.Context, log *zap.Logger, load f
 	return nil
 }
 
+// applied is the newest generation of the verified rows applied so far.
+func (f *stateFollowers) applied() int64 {
+	f.loadMu.Lock()
+	defer f.loadMu.Unlock()
+	var newest int64
+	for _, g := range f.seen {
+		newest = max(newest, g)
+	}
+	return newest
+}
+
 func (e *engine) setStates(m map[string]string) { e.states.Store(&m) }
 
 // migrating reports whether t is being migrated (or decrypted): values
@@ -188,10 +200,10 @@ func (e *engine) migrating(t *policy.Table) bool {
 
 // watchStates follows pgveil.tables: it reloads the states whenever
 // `pgveil migrate` announces a change on TableStateChannel, and as the
-// heartbeat of its connection. Every query on the connection is such a
-// reload, and the connection is named stateListenerApp: `pgveil migrate`
-// sees in pg_stat_activity that this replica read a state it committed
-// (WaitStateApplied).
+// heartbeat of its connection. Each reload that applied the states ends
+// with statesReadQuery on the connection, which is named stateListenerApp:
+// `pgveil migrate` sees in pg_stat_activity that this replica applied a
+// state it committed (WaitStateApplied).
 func (e *engine) watchStates(ctx context.Context) (err error) {
 	conn, err := e.pool.Acquire(ctx)
 	if err != nil {
@@ -213,9 +225,15 @@ func (e *engine) watchStates(ctx context.Context) (err error) {
 		return err
 	}
 	reload := func(ctx context.Context) error {
-		return e.followers.reloadFrom(ctx, e.log, func(ctx context.Context) (*StateRows, error) {
+		if err := e.followers.reloadFrom(ctx, e.log, func(ctx context.Context) (*StateRows, error) {
 			return loadTableStates(ctx, conn.Conn(), e.keys)
-		})
+		}); err != nil {
+			return err
+		}
+		// Applied: say so (WaitStateApplied). Simple protocol: its text
+		// changes with each generation, and is not for pgx's cache.
+		_, err := conn.Exec(ctx, statesReadQuery(e.followers.applied()), pgx.QueryExecModeSimpleProtocol)
+		return err
 	}
 	// Changes before LISTEN took effect were not announced: reload now.
 	if err := reload(ctx); err != nil {

@@ -144,15 +144,17 @@ func (s *session) handleClose(body []byte) error {
 		return &protocolError{msg: "malformed Close message"}
 	}
 	if body[0] == 'S' {
-		delete(s.effStmts, string(name))
-		delete(s.ptStmts, string(name))
+		// The server may skip the Close (an error earlier in the
+		// pipeline): until it confirms it, the statement keeps its
+		// records (markClosed; review 19).
+		s.markClosed(string(name))
 		stmt := s.t.statement(name)
 		// A statement prepared anew whose Parse the server skipped is
 		// not sent again once closed (a statement upstream for no one,
 		// and a ghost running it: review 18a).
 		s.t.takeFailedReprepare(stmt)
 		s.t.closeStatementMsg(name)
-		p := pending{kind: pendCloseStmt, defName: string(name)}
+		p := pending{kind: pendCloseStmt, defName: string(name), clientClose: true}
 		if stmt != passthroughStmt {
 			p.stmt = stmt // its CloseComplete confirms the ghost gone
 		}

@@ -129,6 +129,71 @@ type ptStmt struct {
 	// earlier are texts of earlier Parses of the name the server may still
 	// hold (earlierTexts).
 	earlier []string
+	// closedSeq is the seq of the message that closed the name (Close,
+	// DEALLOCATE, DISCARD ALL) while the server has not confirmed it
+	// (markClosed); 0 when open.
+	closedSeq uint64
+	// parseSeq is the seq of the unnamed statement's Parse (the unnamed
+	// statement only: noteUnnamedParse).
+	parseSeq uint64
+}
+
+// Closing a statement. A Close, DEALLOCATE or DISCARD ALL the server does
+// not run (skipped after an error earlier in the pipeline or string,
+// refused in an aborted or any transaction block) leaves the statement
+// upstream, and PostgreSQL plans it again at its next Bind or EXECUTE. So
+// pgveil keeps its record of a statement it passed through (ptStmts) or
+// an SQL PREPARE (sqlPrepared) until the server confirms the close
+// (tracker.closed, applyClosed), and plans it again at a Bind or EXECUTE
+// under a newer path or catalog meanwhile. Review 19: the records went
+// at the close, and a statement whose close failed, bound after its
+// table was replaced by a view over an encrypted column, wrote the
+// client's plaintext there.
+
+// markClosed records that the message pushed next closes name ("*":
+// every statement). A DEALLOCATE through the extended protocol
+// (tracker.closeUnconfirmed) runs at an Execute whose answer confirms
+// nothing: its records go at once, as before review 19 (psycopg 3 sends
+// one for each statement it evicts from its cache, under a new name
+// each time: kept, they would grow without bound).
+func (s *session) markClosed(name string) {
+	s.applyClosed()
+	seq := s.t.lastSeq() + 1
+	for n, pt := range s.ptStmts {
+		if (name == "*" || n == name) && pt.closedSeq == 0 {
+			pt.closedSeq = seq
+			s.ptStmts[n] = pt
+			if s.t.closeUnconfirmed {
+				delete(s.ptStmts, n)
+			}
+		}
+	}
+	for n, pr := range s.sqlPrepared {
+		if (name == "*" || n == name) && pr.closedSeq == 0 {
+			pr.closedSeq = seq
+			s.sqlPrepared[n] = pr
+			if s.t.closeUnconfirmed {
+				delete(s.sqlPrepared, n)
+			}
+		}
+	}
+}
+
+// applyClosed forgets the records of statements the server confirmed
+// closed (unless prepared again since).
+func (s *session) applyClosed() {
+	for _, c := range s.t.takeClosed() {
+		for n, pt := range s.ptStmts {
+			if (c.name == "*" || c.name == n) && pt.closedSeq != 0 && pt.closedSeq <= c.seq {
+				delete(s.ptStmts, n)
+			}
+		}
+		for n, pr := range s.sqlPrepared {
+			if (c.name == "*" || c.name == n) && pr.closedSeq != 0 && pr.closedSeq <= c.seq {
+				delete(s.sqlPrepared, n)
+			}
+		}
+	}
 }
 
 // maxEarlier bounds the earlier texts kept for one statement name; past
@@ -157,14 +222,72 @@ func earlierTexts(texts []string, sql string) []string {
 // notePassthrough records the pass-through statement name with text sql,
 // planned under catalog generation cat.
 func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
+	s.applyClosed()
 	if s.ptStmts == nil {
 		s.ptStmts = map[string]ptStmt{}
 	}
 	pt := ptStmt{sql: sql, gen: s.pathGen, cat: cat}
 	if old, ok := s.ptStmts[string(name)]; ok && len(name) > 0 {
 		pt.earlier = earlierTexts(append([]string{old.sql}, old.earlier...), sql)
+	} else if len(name) == 0 {
+		// The unnamed statement: the server replaces it at each Parse,
+		// unless it skips the Parse after an error earlier in the
+		// pipeline; then it keeps the one before (review 19), which a
+		// Bind after the next Sync runs. Texts whose Parse the server
+		// confirmed are the last ones it can hold (unnamedSettled).
+		texts := s.unnamedTexts()
+		s.srvUnnamed = nil
+		if len(texts) > 0 {
+			pt.earlier = earlierTexts(texts, sql)
+		}
 	}
 	s.ptStmts[string(name)] = pt
+}
+
+// unnamedTexts are the texts of pass-through Parses the server's own
+// unnamed statement may hold now: the last one recorded and, until the
+// server confirmed it, those before; and those kept while the client's
+// unnamed statement was one pgveil prepared under a name of its own
+// (srvUnnamed).
+func (s *session) unnamedTexts() []string {
+	texts := slices.Clone(s.srvUnnamed)
+	if old, ok := s.ptStmts[""]; ok && old.pinned == "" {
+		texts = append([]string{old.sql}, texts...)
+		if !s.t.unnamedParsed(old.parseSeq) {
+			texts = append(texts, old.earlier...)
+		}
+	} else if ok && !s.t.unnamedParsed(old.parseSeq) {
+		texts = append(texts, old.earlier...)
+	}
+	return texts
+}
+
+// keepUnnamedTexts is called when the client's unnamed statement becomes
+// one pgveil prepares under a name of its own: the record of the
+// pass-through one goes (a Bind of the unnamed statement is pgveil's
+// now), but the texts the server's own unnamed statement may still hold
+// are kept for the next pass-through one (review 19: that Parse, skipped
+// after an error, leaves the server's statement in place).
+func (s *session) keepUnnamedTexts() {
+	if texts := s.unnamedTexts(); len(texts) > 0 {
+		s.srvUnnamed = earlierTexts(texts, "")
+	}
+}
+
+// noteUnnamedParse records the seq of the pass-through unnamed Parse just
+// pushed (notePassthrough).
+func (s *session) noteUnnamedParse() {
+	if pt, ok := s.ptStmts[""]; ok {
+		pt.parseSeq = s.t.lastSeq()
+		s.ptStmts[""] = pt
+	}
+}
+
+// unnamedSettled reports whether a Bind of the unnamed statement now can
+// only run pt.sql: its Parse was confirmed, or no Sync came after it (an
+// error that skipped the Parse skips this Bind too).
+func (s *session) unnamedSettled(pt ptStmt) bool {
+	return pt.parseSeq == 0 || s.t.unnamedParsed(pt.parseSeq) || !s.t.syncSince(pt.parseSeq)
 }
 
 // notePinned records the statement name with text sql, prepared upstream
@@ -178,20 +301,27 @@ func (s *session) notePinned(name []byte, sql, pinned string, cat uint64) {
 
 // replanOnPathChange checks a Bind of pass-through statement name: planned
 // under an older path or catalog, it is planned again now; a refusal is
-// returned when it no longer passes through.
-func (s *session) replanOnPathChange(name []byte) (*pgError, error) {
+// returned when it no longer passes through. synced: the caller's message
+// has had its search_path and catalog brought up to date already (an SQL
+// EXECUTE of the name: replanExecuted).
+func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error) {
+	s.applyClosed()
 	pt, ok := s.ptStmts[string(name)]
 	if !ok {
 		return nil, nil
 	}
-	if err := s.catalogCurrent(pt.sql); err != nil {
-		return nil, err
+	if !synced {
+		if err := s.catalogCurrent(pt.sql); err != nil {
+			return nil, err
+		}
 	}
 	if pt.gen == s.pathGen && pt.cat == s.eng.planner.Generation() {
 		return nil, nil
 	}
-	if err := s.syncSearchPathFor(pt.sql); err != nil {
-		return nil, err
+	if !synced {
+		if err := s.syncSearchPathFor(pt.sql); err != nil {
+			return nil, err
+		}
 	}
 	cat := s.eng.planner.Generation()
 	p, err := s.plan(pt.sql)
@@ -199,7 +329,11 @@ func (s *session) replanOnPathChange(name []byte) (*pgError, error) {
 		return nil, err
 	}
 	ok = err == nil && (pt.pinned == "" && !planNeedsWork(p) || pt.pinned != "" && samePins(p, pt))
-	for _, sql := range pt.earlier {
+	earlier := pt.earlier
+	if len(name) == 0 && s.unnamedSettled(pt) {
+		earlier = nil
+	}
+	for _, sql := range earlier {
 		if !ok {
 			break
 		}
@@ -219,12 +353,14 @@ func (s *session) replanOnPathChange(name []byte) (*pgError, error) {
 
 // sqlPrep is a statement prepared with SQL PREPARE that pgveil passed.
 type sqlPrep struct {
-	sqls []string // the PREPARE statement, then earlier ones (earlierTexts)
-	cat  uint64   // the planner's Generation they were planned under
+	sqls      []string // the PREPARE statement, then earlier ones (earlierTexts)
+	cat       uint64   // the planner's Generation they were planned under
+	closedSeq uint64   // see ptStmt.closedSeq
 }
 
 // noteSQLPrepare records the SQL PREPARE st, sent.
 func (s *session) noteSQLPrepare(st *rewrite.Stmt) {
+	s.applyClosed()
 	if s.sqlPrepared == nil {
 		s.sqlPrepared = map[string]sqlPrep{}
 	}
@@ -243,11 +379,19 @@ func (s *session) noteSQLPrepare(st *rewrite.Stmt) {
 // text, where pgveil cannot seal them. A refusal is returned when the
 // PREPARE would be refused now.
 func (s *session) replanExecuted(sql string) (*pgError, error) {
-	if len(s.sqlPrepared) == 0 {
+	s.applyClosed()
+	if len(s.sqlPrepared) == 0 && len(s.ptStmts) == 0 {
 		return nil, nil
 	}
 	defer func(gen uint64) { s.planGen = gen }(s.planGen) // the caller's plan's
 	for _, name := range rewrite.ExecutedNames(sql) {
+		if _, ok := s.ptStmts[name]; ok && name != "" {
+			// A protocol-level statement pgveil passed through, run with
+			// SQL EXECUTE: checked as its Bind is (review 19).
+			if pe, err := s.replanOnPathChange([]byte(name), true); pe != nil || err != nil {
+				return pe, err
+			}
+		}
 		pr, ok := s.sqlPrepared[name]
 		if !ok || pr.cat == s.eng.planner.Generation() {
 			continue
@@ -376,16 +520,17 @@ func (s *session) reprepare(stmt *Statement, p *rewrite.Plan, cat uint64) (*Stat
 	}
 	sql := stmt.SQL
 	text := sql
+	var sealed []sealedKey
 	if p.Rewritten {
 		err := s.sameTenants(p, sql)
 		if err == nil {
-			text, err = p.Render(sql, func(st *rewrite.Stmt, slot *rewrite.Slot) (string, error) { return s.fillLiteral(sql, st, slot) })
+			text, sealed, err = s.renderSealed(p, sql)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
-	ns := &Statement{Name: stmt.Name, ServerName: s.serverStmtName(), Plan: st, SQL: sql, ParamOIDs: stmt.ParamOIDs, catGen: cat, replaces: stmt}
+	ns := &Statement{Name: stmt.Name, ServerName: s.serverStmtName(), Plan: st, SQL: sql, ParamOIDs: stmt.ParamOIDs, catGen: cat, replaces: stmt, sealed: sealed}
 	if text != sql {
 		ns.Sent, ns.sentBackslash = text, s.backslash.Load()
 	}

@@ -132,7 +132,12 @@ type session struct {
 	ptStmts         map[string]ptStmt // see replanOnPathChange
 	// orphans are upstream statements replaced by reprepare while a
 	// portal made from one was open; closed once it is gone.
-	orphans     []*Statement
+	orphans []*Statement
+	// sealLog, while non-nil, collects the data-key versions fillLiteral
+	// seals under: the text of a statement being prepared (sealedKey).
+	sealLog *[]sealedKey
+	// srvUnnamed: see keepUnnamedTexts.
+	srvUnnamed  []string
 	sqlPrepared map[string]sqlPrep // see replanExecuted
 	planGen     uint64             // the planner's Generation when planNow last planned
 	effPortals  map[string]uint8

@@ -128,24 +128,24 @@ func stateMACInput(table, state string, generation int64) []byte {
 }
 
 // SetTableState records a table's state, signed, and announces it to every
-// replica.
-func SetTableState(ctx context.Context, pool *pgxpool.Pool, keys *keysource.Keyring, table, state string) error {
+// replica. It returns the row's generation (WaitStateApplied).
+func SetTableState(ctx context.Context, pool *pgxpool.Pool, keys *keysource.Keyring, table, state string) (generation int64, err error) {
 	switch state {
 	case TableMigrating, TableComplete, TableDecrypting:
 	default:
-		return fmt.Errorf("unknown table state %q", state)
+		return 0, fmt.Errorf("unknown table state %q", state)
 	}
 	if len(table) > 0xffff {
-		return fmt.Errorf("table name of %d bytes", len(table))
+		return 0, fmt.Errorf("table name of %d bytes", len(table))
 	}
 	key, err := keys.TableStateKey(ctx, true)
 	if err != nil {
-		return fmt.Errorf("the key that signs pgveil.tables: %w", err)
+		return 0, fmt.Errorf("the key that signs pgveil.tables: %w", err)
 	}
 	if err := EnsureTableStates(ctx, pool); err != nil {
-		return err
+		return 0, err
 	}
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		// One writer at a time, so each row's generation is one more
 		// than the one it replaces.
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext('pgveil.tables'))"); err != nil {
@@ -160,6 +160,7 @@ func SetTableState(ctx context.Context, pool *pgxpool.Pool, keys *keysource.Keyr
 		if err != nil {
 			return err
 		}
+		generation = gen
 		mac := key.Sum(nil, stateMACInput(table, state, gen))
 		if _, err := tx.Exec(ctx, `INSERT INTO pgveil.tables (table_name, state, generation, mac) VALUES ($1, $2, $3, $4)
 ON CONFLICT (table_name) DO UPDATE SET state = EXCLUDED.state, generation = EXCLUDED.generation, mac = EXCLUDED.mac, updated_at = now()`,
@@ -169,6 +170,10 @@ ON CONFLICT (table_name) DO UPDATE SET state = EXCLUDED.state, generation = EXCL
 		_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", TableStateChannel, table)
 		return err
 	})
+	if err != nil {
+		return 0, err
+	}
+	return generation, nil
 }
 
 // nextGeneration is the generation of a new row: one more than the newest

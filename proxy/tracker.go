@@ -40,6 +40,9 @@ type Statement struct {
 	// parseSeq is the seq of pgveil's last Parse of a statement prepared
 	// anew (parseUpstream). Client side.
 	parseSeq uint64
+	// sealed are the data-key versions the literals of Sent were sealed
+	// under (see resealIfRotated). Client side.
+	sealed []sealedKey
 }
 
 // renamed reports a statement pgveil prepared upstream under a name other
@@ -126,6 +129,13 @@ type pending struct {
 	// (suppress set too) or the Execute of its own portal, whose rows and
 	// completion answer it.
 	lookup bool
+	// unnamed marks the client's pass-through Parse of the unnamed
+	// statement: its ParseComplete says the server holds that text
+	// (unnamedParsed).
+	unnamed bool
+	// clientClose marks the client's Close of a statement (handleClose):
+	// its CloseComplete confirms the name closed (tracker.closed).
+	clientClose bool
 	// void marks a Sync the server ignores because it arrived while the
 	// backend was in COPY IN mode (libpq sends Sync before it learns a
 	// statement was COPY; the backend discards Sync and Flush during copy-in).
@@ -268,6 +278,18 @@ type tracker struct {
 	syncSeq uint64
 	gone    []goneStmt
 	goneN   atomic.Int32
+	// closed holds the server's confirmations of every close of a
+	// statement name (Close, DEALLOCATE, DISCARD ALL), pass-through ones
+	// included, for the session's own records of them (applyClosed).
+	// Under mu; closedN counts them.
+	closed  []goneStmt
+	closedN atomic.Int32
+	// unnamedSeq is the seq of the last Parse of the unnamed statement
+	// the server confirmed (ParseComplete).
+	unnamedSeq atomic.Uint64
+	// closeUnconfirmed is set while the client side records a close
+	// whose answer will not confirm it (ghost.unconfirmed). Client side.
+	closeUnconfirmed bool
 	// lookupDrop is called (under mu) when the server skips a message of
 	// a tenant lookup after an error (lookup.go): the lookup is answered
 	// then, with a failure.
@@ -281,6 +303,10 @@ type ghost struct {
 	// byClose marks a ghost a Close message made (not a DEALLOCATE or
 	// DISCARD ALL, which act only when they run): see closedInPipeline.
 	byClose bool
+	// unconfirmed marks a ghost whose close the server's answer does not
+	// confirm (a DEALLOCATE through the extended protocol): see
+	// restoreUnclosed.
+	unconfirmed bool
 }
 
 // goneStmt is the server's confirmation that the message seq closed or
@@ -579,6 +605,9 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 	case '1': // ParseComplete
 		if expect(pendParse) {
 			ev.cur, ev.done = t.popLocked(), true
+			if ev.cur.unnamed {
+				t.unnamedSeq.Store(ev.cur.seq)
+			}
 		}
 	case '2': // BindComplete
 		if expect(pendBind) {
@@ -588,9 +617,10 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 		if expect(pendCloseStmt, pendClosePortal) {
 			ev.cur, ev.done = t.popLocked(), true
 			if ev.cur.kind == pendCloseStmt && !ev.cur.suppress && ev.cur.stmt != nil && ev.cur.stmt.ServerName != "" {
-				// Only statements pgveil rewrote become ghosts: a
-				// pass-through Close records nothing.
+				// Only statements pgveil rewrote become ghosts.
 				t.goneLocked(ev.cur.defName, ev.cur.seq)
+			} else if ev.cur.kind == pendCloseStmt && ev.cur.clientClose {
+				t.closedLocked(ev.cur.defName, ev.cur.seq) // a pass-through one (review 19)
 			}
 		}
 	case 't': // ParameterDescription: RowDescription or NoData follows
@@ -684,7 +714,7 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 // there leaves the view as it is: the server refuses the duplicate), and
 // the Parse is queued for its response.
 func (t *tracker) parsed(name []byte, stmt *Statement) {
-	p := pending{kind: pendParse, stmt: stmt}
+	p := pending{kind: pendParse, stmt: stmt, unnamed: len(name) == 0 && stmt == passthroughStmt}
 	switch {
 	case len(name) == 0:
 		t.defineStatement(name, stmt)
@@ -721,6 +751,27 @@ func (t *tracker) applyFailedDefs() {
 func (t *tracker) goneLocked(name string, seq uint64) {
 	t.gone = append(t.gone, goneStmt{name, seq})
 	t.goneN.Add(1)
+	t.closedLocked(name, seq)
+}
+
+// closedLocked records the server's confirmation that the message seq
+// closed or deallocated name, whoever prepared it. mu held.
+func (t *tracker) closedLocked(name string, seq uint64) {
+	t.closed = append(t.closed, goneStmt{name, seq})
+	t.closedN.Add(1)
+}
+
+// takeClosed returns the confirmations closedLocked recorded. Client side.
+func (t *tracker) takeClosed() []goneStmt {
+	if t.closedN.Load() == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.closed
+	t.closed = nil
+	t.closedN.Store(0)
+	return c
 }
 
 // applyGone forgets the ghosts the server confirmed gone. Client side.
@@ -773,6 +824,19 @@ func (t *tracker) takeFailedReprepare(st *Statement) *Statement {
 		}
 	}
 	return nil
+}
+
+// unnamedParsed reports whether the server confirmed the Parse of the
+// unnamed statement seq, or a later one.
+func (t *tracker) unnamedParsed(seq uint64) bool {
+	return seq != 0 && t.unnamedSeq.Load() >= seq
+}
+
+// syncSince reports whether a Sync was pushed after the message seq.
+func (t *tracker) syncSince(seq uint64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.syncSeq > seq
 }
 
 // parseUnsettled reports whether the message seq (pgveil's Parse of a
@@ -940,7 +1004,37 @@ func (t *tracker) ghost(name string) {
 	t.mu.Lock()
 	seq := t.seq + 1
 	t.mu.Unlock()
-	t.ghosts[name] = ghost{stmt: st, seq: seq}
+	t.ghosts[name] = ghost{stmt: st, seq: seq, unconfirmed: t.closeUnconfirmed}
+}
+
+// restoreUnclosed puts name back into the view when it is the ghost of
+// a statement whose close the server has answered without confirming it
+// (a Close skipped after an error, a DEALLOCATE or DISCARD ALL refused in
+// a transaction block or skipped after an error earlier in its string):
+// the server still has the statement, and refuses a Parse of its name
+// (42P05), as pgveil then does, instead of preparing a second one
+// upstream for each such round (review 19). Client side.
+func (t *tracker) restoreUnclosed(name string) {
+	g, ok := t.ghosts[name]
+	if !ok || g.unconfirmed {
+		return
+	}
+	if _, in := t.stmts[name]; in {
+		return
+	}
+	// At rest first (every message sent is answered, the close among
+	// them): a confirmation is recorded before its answer ends. Not
+	// answered(g.seq): g.seq may be a message pgveil pushed before the
+	// close (dropUnnamed's Close before a Query).
+	if rest, _ := t.atRest(); !rest {
+		return
+	}
+	t.applyGone()
+	if g, ok = t.ghosts[name]; !ok {
+		return
+	}
+	delete(t.ghosts, name)
+	t.stmts[name] = g.stmt
 }
 
 // maxIdlePortals bounds the portal view before a sweep of dead portals.

@@ -43,14 +43,14 @@ func decryptTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 		return &ProblemError{Msg: err.Error()}
 	}
 	if tp.state != proxy.TableDecrypting {
-		since, err := setTableState(ctx, e, name, proxy.TableDecrypting)
+		gen, err := setTableState(ctx, e, name, proxy.TableDecrypting)
 		if err != nil {
 			return err
 		}
 		e.Log.Info("table state", zap.String("table", name), zap.String("state", proxy.TableDecrypting))
 		fmt.Fprintf(e.Out, "%s: state decrypting (every pgveil replica now reads plaintext and envelopes alike)\n", name)
 		// No plaintext is written back before every replica reads it.
-		if err := settleState(ctx, e, name, proxy.TableDecrypting, since); err != nil {
+		if err := settleState(ctx, e, name, proxy.TableDecrypting, gen); err != nil {
 			return err
 		}
 	}

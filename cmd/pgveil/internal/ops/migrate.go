@@ -193,11 +193,11 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 	}
 	if !work {
 		if tp.state != proxy.TableComplete {
-			since, err := setTableState(ctx, e, name, proxy.TableComplete)
+			gen, err := setTableState(ctx, e, name, proxy.TableComplete)
 			if err != nil {
 				return err
 			}
-			if err := settleState(ctx, e, name, proxy.TableComplete, since); err != nil {
+			if err := settleState(ctx, e, name, proxy.TableComplete, gen); err != nil {
 				return err
 			}
 		}
@@ -215,13 +215,13 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 	}
 	switch {
 	case plain && tp.state != proxy.TableMigrating:
-		since, err := setTableState(ctx, e, name, proxy.TableMigrating)
+		gen, err := setTableState(ctx, e, name, proxy.TableMigrating)
 		if err != nil {
 			return err
 		}
 		e.Log.Info("table state", zap.String("table", name), zap.String("state", proxy.TableMigrating))
 		fmt.Fprintf(e.Out, "%s: state migrating (every pgveil replica now reads values without an envelope as legacy plaintext)\n", name)
-		if err := settleState(ctx, e, name, proxy.TableMigrating, since); err != nil {
+		if err := settleState(ctx, e, name, proxy.TableMigrating, gen); err != nil {
 			return err
 		}
 	case !plain && tp.state != proxy.TableMigrating:
@@ -243,11 +243,11 @@ func migrateTable(ctx context.Context, e *Env, keys *keysource.Keyring, tp *tabl
 		return &ProblemError{Msg: fmt.Sprintf("%s: some rows could not be encrypted and were left as they are; %s:\n  - %s\nfix them and run `pgveil migrate --apply` again (docs/ADOPTION.md, \"Rows migrate cannot encrypt\")",
 			name, stays, strings.Join(st.problemLines(), "\n  - "))}
 	}
-	since, err := setTableState(ctx, e, name, proxy.TableComplete)
+	gen, err := setTableState(ctx, e, name, proxy.TableComplete)
 	if err != nil {
 		return err
 	}
-	if err := settleState(ctx, e, name, proxy.TableComplete, since); err != nil {
+	if err := settleState(ctx, e, name, proxy.TableComplete, gen); err != nil {
 		return err
 	}
 	e.Log.Info("table state", zap.String("table", name), zap.String("state", proxy.TableComplete))
@@ -502,31 +502,14 @@ func openProblem(c *policy.Column, err error) error {
 	return &rowProblem{kind: fmt.Sprintf("%s: sealed value does not open (%s)", c.Name, reason)}
 }
 
-// setTableState is proxy.SetTableState, and returns the server's time
-// just before it: a replica's reload begun since then that settleState
-// counts is the one the notification started (delivered at the commit),
-// or a heartbeat begun in the moment before the commit, which the
-// notification's reload follows within milliseconds. (The time after the
-// commit would be too late: a replica's reload on the notification often
-// starts before this process's next query.)
-func setTableState(ctx context.Context, e *Env, name, state string) (time.Time, error) {
-	var since time.Time
+// setTableState is proxy.SetTableState: it returns the generation of the
+// row it wrote, which settleState waits for the replicas to apply.
+func setTableState(ctx context.Context, e *Env, name, state string) (int64, error) {
 	keys, err := e.Keyring(ctx)
 	if err != nil {
-		return since, err
+		return 0, err
 	}
-	// The key that signs the state and the table's columns first, so that
-	// little passes between since and the commit.
-	if _, err := keys.TableStateKey(ctx, true); err != nil {
-		return since, fmt.Errorf("the key that signs pgveil.tables: %w", err)
-	}
-	if err := proxy.EnsureTableStates(ctx, e.Pool); err != nil {
-		return since, err
-	}
-	if err := e.Pool.QueryRow(ctx, "SELECT statement_timestamp()").Scan(&since); err != nil {
-		return since, err
-	}
-	return since, proxy.SetTableState(ctx, e.Pool, keys, name, state)
+	return proxy.SetTableState(ctx, e.Pool, keys, name, state)
 }
 
 // stateSettleTimeout bounds settleState: a replica whose listener went
@@ -540,8 +523,8 @@ const stateSettleTimeout = 30 * time.Second
 // lookups; after complete, one still at migrating would send lookups'
 // plaintext. A replica that does not confirm in time is reported and the
 // command goes on (it reads the state when its listener reconnects).
-func settleState(ctx context.Context, e *Env, name, state string, since time.Time) error {
-	total, pending, hidden, err := proxy.WaitStateApplied(ctx, e.Pool, since, stateSettleTimeout, func(n int) {
+func settleState(ctx context.Context, e *Env, name, state string, gen int64) error {
+	total, pending, hidden, err := proxy.WaitStateApplied(ctx, e.Pool, gen, stateSettleTimeout, func(n int) {
 		fmt.Fprintf(e.Out, "%s: waiting for %d pgveil replica(s) to read state %s\n", name, n, state)
 	})
 	if err != nil {
