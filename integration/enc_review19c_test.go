@@ -1,0 +1,225 @@
+package integration
+
+// Review 19c: the tenant a write's values are sealed under is the tenant
+// pgveil later reads from the row as PostgreSQL stored it, on every write
+// path, for every supported key_context type and spelling.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// review19cType is one key_context type under test: its table is
+// r19_<name> (id int PRIMARY KEY, org <sql>, secret bytea).
+type review19cType struct {
+	name, sql string
+}
+
+// review19cPolicy is the tables section for types.
+func review19cPolicy(types []review19cType) string {
+	var b strings.Builder
+	b.WriteString("tables:\n")
+	for _, ty := range types {
+		fmt.Fprintf(&b, "  public.r19_%s:\n    key_context: org\n    columns:\n      secret: {type: text}\n", ty.name)
+	}
+	return b.String()
+}
+
+// review19cSetup creates the tables (and what they need: pre) and runs
+// migrate --apply.
+func review19cSetup(t *testing.T, ctx context.Context, e *opsEnv, pre []string, types []review19cType) {
+	t.Helper()
+	c := e.conn(ctx)
+	for _, s := range pre {
+		if _, err := c.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	for _, ty := range types {
+		s := fmt.Sprintf(`CREATE TABLE r19_%s (id int PRIMARY KEY, org %s, secret bytea)`, ty.name, ty.sql)
+		if _, err := c.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	e.run(ctx, 0, "migrate", "-c", e.writeConfig("c.yaml", e.config("")), "--apply")
+}
+
+// review19cReads reports whether the row id of table reads back through
+// app with secret want; the error otherwise.
+func review19cReads(ctx context.Context, app *pgx.Conn, table string, id int, want string) error {
+	var got string
+	err := app.QueryRow(ctx, fmt.Sprintf(`SELECT secret FROM %s WHERE id = %d`, table, id), pgx.QueryExecModeSimpleProtocol).Scan(&got)
+	if err == nil && got != want {
+		err = fmt.Errorf("secret %q, want %q", got, want)
+	}
+	return err
+}
+
+// review19cWrite is one write of a tenant value: lit (an SQL expression,
+// simple protocol) or a parameter (text, declared type oid, format).
+type review19cWrite struct {
+	table  string
+	lit    string
+	param  []byte
+	oid    uint32
+	format int16
+}
+
+func (w review19cWrite) String() string {
+	if w.lit != "" {
+		return fmt.Sprintf("%s literal %s", w.table, w.lit)
+	}
+	return fmt.Sprintf("%s param %q oid %d fmt %d", w.table, w.param, w.oid, w.format)
+}
+
+// exec inserts row id through app.
+func (w review19cWrite) exec(ctx context.Context, app *pgx.Conn, id int, secret string) error {
+	if w.lit != "" {
+		_, err := app.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (%d, %s, '%s')`, w.table, id, w.lit, secret), pgx.QueryExecModeSimpleProtocol)
+		return err
+	}
+	rr := app.PgConn().ExecParams(ctx, fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (%d, $1, $2)`, w.table, id),
+		[][]byte{w.param, []byte(secret)}, []uint32{w.oid, 25}, []int16{w.format, 0}, nil)
+	_, err := rr.Close()
+	return err
+}
+
+// review19cCheck runs writes through app: each write pgveil accepts must
+// read back through app (else its values were sealed under another tenant
+// than the one stored: HIGH).
+func review19cCheck(t *testing.T, ctx context.Context, connect func() *pgx.Conn, id *int, writes []review19cWrite) {
+	t.Helper()
+	app := connect()
+	for _, w := range writes {
+		if app.IsClosed() {
+			app = connect() // PV001 ends the session
+		}
+		*id++
+		secret := fmt.Sprintf("s%d", *id)
+		if err := w.exec(ctx, app, *id, secret); err != nil {
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) {
+				t.Fatalf("%s: %v", w, err)
+			}
+			t.Logf("%s: refused: %s %s", w, pe.Code, pe.Message)
+			continue
+		}
+		if err := review19cReads(ctx, app, w.table, *id, secret); err != nil {
+			t.Errorf("%s: written, does not read back: %v", w, err)
+		}
+	}
+}
+
+// review19cTypes are the key_context types of TestReview19cTenantMatrix.
+var review19cTypes = []review19cType{
+	{"int4", "int4"}, {"int2", "int2"}, {"int8", "int8"}, {"num", "numeric"}, {"num52", "numeric(5,2)"},
+	{"f8", "float8"}, {"f4", "float4"}, {"txt", "text"}, {"vc5", "varchar(5)"}, {"ch5", "char(5)"},
+	{"nm", "name"}, {"uu", "uuid"}, {"bo", "bool"}, {"dt", "date"}, {"ts", "timestamp"}, {"ts2", "timestamp(2)"},
+	{"tstz", "timestamptz"}, {"ci", "citext"}, {"en", "r19mood"},
+	{"dint", "d_int"}, {"dnum", "d_num"}, {"dnum52", "d_num52"}, {"dbo", "d_bool"}, {"ddt", "d_date"},
+	{"dch5", "d_ch5"}, {"dts", "d_ts"}, {"dtstz", "d_tstz"}, {"duu", "d_uuid"}, {"dvc3", "d_vc3"},
+	{"df8", "d_f8"}, {"dnm", "d_name"}, {"dci", "d_ci"}, {"den", "d_en"}, {"ddnum", "d_d_num"},
+}
+
+var review19cPre = []string{
+	`CREATE EXTENSION citext`,
+	`CREATE TYPE r19mood AS ENUM ('sad', 'Happy', 'a b')`,
+	`CREATE DOMAIN d_int AS int`, `CREATE DOMAIN d_num AS numeric`, `CREATE DOMAIN d_num52 AS numeric(5,2)`,
+	`CREATE DOMAIN d_bool AS bool`, `CREATE DOMAIN d_date AS date`, `CREATE DOMAIN d_ch5 AS char(5)`,
+	`CREATE DOMAIN d_ts AS timestamp`, `CREATE DOMAIN d_tstz AS timestamptz`, `CREATE DOMAIN d_uuid AS uuid`,
+	`CREATE DOMAIN d_vc3 AS varchar(3)`, `CREATE DOMAIN d_f8 AS float8`, `CREATE DOMAIN d_name AS name`,
+	`CREATE DOMAIN d_ci AS citext`, `CREATE DOMAIN d_en AS r19mood`, `CREATE DOMAIN d_d_num AS d_num CHECK (VALUE IS NOT NULL)`,
+}
+
+// review19cValues are the spellings written to each type's table (as a
+// quoted literal, a text parameter of unknown type and one declared text).
+var review19cValues = map[string][]string{
+	"int4":   {"007", " 42 ", "+5", "-0", "2147483647"},
+	"int2":   {"007", "-32768"},
+	"int8":   {"-9223372036854775808", " 0012 "},
+	"num":    {"01.50", "1.5e1", "-0.00", "NaN", "nan", "Infinity", "-inf", ".5", " 7 ", "1E+2"},
+	"num52":  {"1.5", "001.50", "-0", "123.45"},
+	"f8":     {"1.50", "-0", "-0.0", "0.30000000000000004", "1e-320", "NaN", "-Infinity", "inf", "1e15", "123456789012345678"},
+	"f4":     {"1.50", "-0", "0.1", "16777217", "1e-40", "3.4028235e38", "NaN"},
+	"txt":    {"a b ", "ÄÖ", "x'y"},
+	"vc5":    {"abc   ", "abcde  ", "ab"},
+	"ch5":    {"ab", "ab   ", "abcde  ", "é"},
+	"nm":     {strings.Repeat("é", 40), strings.Repeat("a", 70), "x "},
+	"uu":     {"A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}", "a0eebc999c0b4ef8bb6d6bb9bd380a11", "a0ee-bc99-9c0b-4ef8-bb6d-6bb9-bd38-0a11"},
+	"bo":     {"yes", "ON", "1", " t ", "of", "FALSE"},
+	"dt":     {"2026-1-2", "2026-01-02 10:00", "epoch", "infinity", "20260102", "Jan 2 2026", "0099-01-02 BC"},
+	"ts":     {"2026-01-02 03:04:05.1234567", "2026-01-02T03:04:05", "2026-01-02 03:04:05+05", "epoch", "2026-01-02 24:00:00"},
+	"ts2":    {"2026-01-02 03:04:05.12", "2026-01-02 03:04:05.125"},
+	"tstz":   {"2026-01-02 03:04:05+02", "2026-01-02 03:04:05Z", "2026-01-02 03:04:05", "2026-01-02 03:04:05 PST", "infinity"},
+	"ci":     {"AbC", "abc "},
+	"en":     {"Happy", "a b", "happy"},
+	"dint":   {"007", " 8 "},
+	"dnum":   {"01.50", "1.5e1", "-0", " 2 ", "1.50"},
+	"dnum52": {"1.5", "01.5", "1.50"},
+	"dbo":    {"yes", "t", "true"},
+	"ddt":    {"2026-1-2", "2026-01-02"},
+	"dch5":   {"ab", "ab   "},
+	"dts":    {"2026-01-02 03:04:05.10", "2026-01-02 03:04:05.1"},
+	"dtstz":  {"2026-01-02 03:04:05+02", "2026-01-02 03:04:05+00"},
+	"duu":    {"A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"},
+	"dvc3":   {"ab   ", "abc"},
+	"df8":    {"1.50", "-0.0"},
+	"dnm":    {strings.Repeat("b", 70)},
+	"dci":    {"AbC"},
+	"den":    {"sad"},
+	"ddnum":  {"01.50", "1.50"},
+}
+
+// review19cUnquoted are unquoted literals (simple protocol).
+var review19cUnquoted = map[string][]string{
+	"int4":  {"007", "-0", "1e2", "7.5", "-2.5", "+3", "- 4", "0.49999999999999999999"},
+	"num":   {"01.50", "-0.0", "1e2", "- 5"},
+	"num52": {"1.5", "-0.001"},
+	"f8":    {"-0.0", "-0", "1.50", "-0e5", "0.30000000000000004", "9007199254740993"},
+	"f4":    {"-0.0", "16777217", "0.1"},
+	"txt":   {"007", "-0.0", "1e2", "true", "-0"},
+	"vc5":   {"1.50", "-0.0"},
+	"ch5":   {"1.50", "-0.0"},
+	"nm":    {"007"},
+	"bo":    {"true", "FALSE"},
+	"ci":    {"007", "-0.0"},
+	"dint":  {"007", "7.5"},
+	"dnum":  {"01.50", "-0.0", "1e2"},
+	"df8":   {"-0.0", "1.50"},
+	"dch5":  {"1.5"},
+	"dbo":   {"true"},
+}
+
+// TestReview19cTenantMatrix writes every spelling of every type through
+// pgveil (quoted literal, unquoted literal, text parameter undeclared and
+// declared text) and reads each accepted row back.
+func TestReview19cTenantMatrix(t *testing.T) {
+	ctx := testCtx(t, 4*time.Minute)
+	e := newOpsEnv(t, "enc_review19c_matrix", review19cPolicy(review19cTypes))
+	review19cSetup(t, ctx, e, review19cPre, review19cTypes)
+	p := e.proxy(e.config(""))
+	connect := func() *pgx.Conn { return e.appConn(ctx, p) }
+	id := 0
+	var writes []review19cWrite
+	for _, ty := range review19cTypes {
+		table := "r19_" + ty.name
+		for _, v := range review19cValues[ty.name] {
+			writes = append(writes,
+				review19cWrite{table: table, lit: "'" + strings.ReplaceAll(v, "'", "''") + "'"},
+				review19cWrite{table: table, param: []byte(v)},
+				review19cWrite{table: table, param: []byte(v), oid: 25},
+				review19cWrite{table: table, param: []byte(v), oid: 1043})
+		}
+		for _, v := range review19cUnquoted[ty.name] {
+			writes = append(writes, review19cWrite{table: table, lit: v})
+		}
+	}
+	review19cCheck(t, ctx, connect, &id, writes)
+}
