@@ -223,3 +223,21 @@ func TestReview19cTenantMatrix(t *testing.T) {
 	}
 	review19cCheck(t, ctx, connect, &id, writes)
 }
+
+// TestReview19cFloatNegativeZero: an unquoted -0.0 (numeric zero, no
+// sign) for a float key_context is stored 0, and named 0.
+func TestReview19cFloatNegativeZero(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"f8", "float8"}, {"f4", "real"}, {"df8", "d_f8"}}
+	e := newOpsEnv(t, "enc_review19c_negzero", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{`CREATE DOMAIN d_f8 AS float8`}, types)
+	p := e.proxy(e.config(""))
+	id := 0
+	var writes []review19cWrite
+	for _, ty := range types {
+		for _, v := range []string{"-0.0", "-0e5", "-0.000", "'-0'", "-0", "- 0.0"} {
+			writes = append(writes, review19cWrite{table: "r19_" + ty.name, lit: v})
+		}
+	}
+	review19cCheck(t, ctx, func() *pgx.Conn { return e.appConn(ctx, p) }, &id, writes)
+}

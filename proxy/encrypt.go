@@ -611,6 +611,13 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 			if v, err = canon.NumericToInt(v); err != nil {
 				return "", false, err
 			}
+		case (typ == oidFloat4 || typ == oidFloat8) && rewrite.LiteralIsNumber(orig, st.Literals[ref.Literal]):
+			// An unquoted -0.0 is numeric zero (no sign) to PostgreSQL,
+			// which assigns it to the float column as 0, not -0 (review
+			// 19c: sealed under tenant "-0", the row did not open).
+			if v, err = storedNumber(orig, st.Literals[ref.Literal], v); err != nil {
+				return "", false, err
+			}
 		}
 		tenant, err := canon.TenantText(typ, canon.TextFormat, v)
 		if err != nil {
@@ -1104,6 +1111,8 @@ func knownTenantType(oid uint32) bool {
 const (
 	oidBpchar = 1042
 	oidName   = 19
+	oidFloat4 = 700
+	oidFloat8 = 701
 )
 
 // paramCastsKeep refuses a Bind whose value under a varchar(n) cast, bound
