@@ -124,7 +124,7 @@ var review19cTypes = []review19cType{
 	{"nm", "name"}, {"uu", "uuid"}, {"bo", "bool"}, {"dt", "date"}, {"ts", "timestamp"}, {"ts2", "timestamp(2)"},
 	{"tstz", "timestamptz"}, {"ci", "citext"}, {"en", "r19mood"},
 	{"dint", "d_int"}, {"dnum", "d_num"}, {"dnum52", "d_num52"}, {"dbo", "d_bool"}, {"ddt", "d_date"},
-	{"dch5", "d_ch5"}, {"dts", "d_ts"}, {"dtstz", "d_tstz"}, {"duu", "d_uuid"}, {"dvc3", "d_vc3"},
+	{"dch5", "d_ch5"}, {"dts", "d_ts"}, {"duu", "d_uuid"}, {"dvc3", "d_vc3"}, {"ddvc3", "d_d_vc3"}, {"dts1", "d_ts1"},
 	{"df8", "d_f8"}, {"dnm", "d_name"}, {"dci", "d_ci"}, {"den", "d_en"}, {"ddnum", "d_d_num"},
 }
 
@@ -135,7 +135,7 @@ var review19cPre = []string{
 	`CREATE DOMAIN d_bool AS bool`, `CREATE DOMAIN d_date AS date`, `CREATE DOMAIN d_ch5 AS char(5)`,
 	`CREATE DOMAIN d_ts AS timestamp`, `CREATE DOMAIN d_tstz AS timestamptz`, `CREATE DOMAIN d_uuid AS uuid`,
 	`CREATE DOMAIN d_vc3 AS varchar(3)`, `CREATE DOMAIN d_f8 AS float8`, `CREATE DOMAIN d_name AS name`,
-	`CREATE DOMAIN d_ci AS citext`, `CREATE DOMAIN d_en AS r19mood`, `CREATE DOMAIN d_d_num AS d_num CHECK (VALUE IS NOT NULL)`,
+	`CREATE DOMAIN d_ci AS citext`, `CREATE DOMAIN d_d_vc3 AS d_vc3`, `CREATE DOMAIN d_ts1 AS timestamp(1)`, `CREATE DOMAIN d_en AS r19mood`, `CREATE DOMAIN d_d_num AS d_num CHECK (VALUE IS NOT NULL)`,
 }
 
 // review19cValues are the spellings written to each type's table (as a
@@ -162,12 +162,13 @@ var review19cValues = map[string][]string{
 	"en":     {"Happy", "a b", "happy"},
 	"dint":   {"007", " 8 "},
 	"dnum":   {"01.50", "1.5e1", "-0", " 2 ", "1.50"},
-	"dnum52": {"1.5", "01.5", "1.50"},
+	"dnum52": {"1.5", "01.5", "1.50", "1.555", "-0", "7"},
 	"dbo":    {"yes", "t", "true"},
 	"ddt":    {"2026-1-2", "2026-01-02"},
 	"dch5":   {"ab", "ab   "},
 	"dts":    {"2026-01-02 03:04:05.10", "2026-01-02 03:04:05.1"},
-	"dtstz":  {"2026-01-02 03:04:05+02", "2026-01-02 03:04:05+00"},
+	"ddvc3":  {"ab   ", "abc  "},
+	"dts1":   {"2026-01-02 03:04:05.1", "2026-01-02 03:04:05.15", "2026-01-02 03:04:05"},
 	"duu":    {"A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"},
 	"dvc3":   {"ab   ", "abc"},
 	"df8":    {"1.50", "-0.0"},
@@ -179,22 +180,24 @@ var review19cValues = map[string][]string{
 
 // review19cUnquoted are unquoted literals (simple protocol).
 var review19cUnquoted = map[string][]string{
-	"int4":  {"007", "-0", "1e2", "7.5", "-2.5", "+3", "- 4", "0.49999999999999999999"},
-	"num":   {"01.50", "-0.0", "1e2", "- 5"},
-	"num52": {"1.5", "-0.001"},
-	"f8":    {"-0.0", "-0", "1.50", "-0e5", "0.30000000000000004", "9007199254740993"},
-	"f4":    {"-0.0", "16777217", "0.1"},
-	"txt":   {"007", "-0.0", "1e2", "true", "-0"},
-	"vc5":   {"1.50", "-0.0"},
-	"ch5":   {"1.50", "-0.0"},
-	"nm":    {"007"},
-	"bo":    {"true", "FALSE"},
-	"ci":    {"007", "-0.0"},
-	"dint":  {"007", "7.5"},
-	"dnum":  {"01.50", "-0.0", "1e2"},
-	"df8":   {"-0.0", "1.50"},
-	"dch5":  {"1.5"},
-	"dbo":   {"true"},
+	"int4":   {"007", "-0", "1e2", "7.5", "-2.5", "+3", "- 4", "0.49999999999999999999"},
+	"num":    {"01.50", "-0.0", "1e2", "- 5"},
+	"num52":  {"1.5", "-0.001"},
+	"f8":     {"-0.0", "-0", "1.50", "-0e5", "0.30000000000000004", "9007199254740993"},
+	"f4":     {"-0.0", "16777217", "0.1"},
+	"txt":    {"007", "-0.0", "1e2", "true", "-0"},
+	"vc5":    {"1.50", "-0.0"},
+	"ch5":    {"1.50", "-0.0"},
+	"nm":     {"007"},
+	"bo":     {"true", "FALSE"},
+	"ci":     {"007", "-0.0"},
+	"dint":   {"007", "7.5"},
+	"dnum":   {"01.50", "-0.0", "1e2"},
+	"df8":    {"-0.0", "1.50"},
+	"dbo":    {"true"},
+	"dnum52": {"1.5", "7"},
+	"den":    {"true"},
+	"dch5":   {"1.5", "-0.0"},
 }
 
 // TestReview19cTenantMatrix writes every spelling of every type through
@@ -221,6 +224,7 @@ func TestReview19cTenantMatrix(t *testing.T) {
 			writes = append(writes, review19cWrite{table: table, lit: v})
 		}
 	}
+	writes = append(writes, review19cTyped...)
 	review19cCheck(t, ctx, connect, &id, writes)
 }
 
@@ -240,4 +244,33 @@ func TestReview19cFloatNegativeZero(t *testing.T) {
 		}
 	}
 	review19cCheck(t, ctx, func() *pgx.Conn { return e.appConn(ctx, p) }, &id, writes)
+}
+
+// review19cTyped are parameters with a declared type and format.
+var review19cTyped = []review19cWrite{
+	{table: "r19_dnum", param: []byte{0, 1, 0, 0, 0, 0, 0, 2, 0, 1}, oid: 1700, format: 1}, // 1.00 (binary numeric, dscale 2)
+	{table: "r19_dnum", param: []byte("1.50"), oid: 1700},
+	{table: "r19_dnum", param: []byte{0, 0, 0, 0, 0, 0, 0, 7}, oid: 20, format: 1},
+	{table: "r19_dnum", param: []byte("01.50"), oid: 1700},
+	{table: "r19_dnum52", param: []byte("1.5"), oid: 1700},
+	{table: "r19_dbo", param: []byte{1}, oid: 16, format: 1},
+	{table: "r19_dbo", param: []byte("yes"), oid: 16},
+	{table: "r19_ci", param: []byte("1.50"), oid: 1700},
+	{table: "r19_ci", param: []byte{1}, oid: 16, format: 1},
+	{table: "r19_txt", param: []byte("1.50"), oid: 1700},
+	{table: "r19_txt", param: []byte{1}, oid: 16, format: 1},
+	{table: "r19_ddt", param: []byte("2026-1-2"), oid: 1082},
+	{table: "r19_dch5", param: []byte("ab"), oid: 1042},
+	{table: "r19_dch5", param: []byte("ab"), oid: 25, format: 1},
+	{table: "r19_dts", param: []byte("2026-01-02 03:04:05.10"), oid: 1114},
+	{table: "r19_f8", param: []byte{0x3f, 0xb9, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9a}, oid: 701, format: 1},
+	{table: "r19_f4", param: []byte{0x3f, 0xb9, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9a}, oid: 701, format: 1},
+	{table: "r19_f4", param: []byte("7.5"), oid: 1700},
+	{table: "r19_int4", param: []byte("7.5"), oid: 1700},
+	{table: "r19_int4", param: []byte("7.0"), oid: 1700},
+	{table: "r19_int4", param: []byte{0x40, 0x1e, 0, 0, 0, 0, 0, 0}, oid: 701, format: 1}, // 7.5
+	{table: "r19_vc5", param: []byte("abcdef"), oid: 1043},
+	{table: "r19_ch5", param: []byte("abc   "), oid: 1043},
+	{table: "r19_nm", param: []byte(strings.Repeat("é", 40)), oid: 25},
+	{table: "r19_num52", param: []byte{0, 1, 0, 0, 0, 0, 0, 3, 0, 1}, oid: 1700, format: 1},
 }

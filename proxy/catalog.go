@@ -48,6 +48,10 @@ type catTable struct {
 	// is varchar, numeric, timestamp or timestamptz, else -1
 	// (tenantLengths).
 	tenantMod int32
+	// tenantBase is, when tenantType is a domain named by its stored text
+	// (canon.TenantBase), the domain's last base type, whose output a
+	// write's tenant is named as (canon.DomainTenant); else 0.
+	tenantBase uint32
 	// typeOf is every column's type OID by name (for the planner's needs
 	// and for tenant values sent as parameters).
 	typeOf map[string]uint32

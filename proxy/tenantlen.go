@@ -70,6 +70,13 @@ func tenantLengths(ctx context.Context, pool *pgxpool.Pool, c *catalog) error {
 // than it keeps) is refused: pgveil does not round as PostgreSQL does.
 func (c *catalog) storedTenant(t *policy.Table, tenant string) (string, error) {
 	ct := c.byTable[t]
+	if ct != nil && ct.tenantBase != 0 {
+		name, err := canon.DomainTenant(ct.tenantBase, ct.tenantMod, tenant)
+		if err == canon.ErrRounded {
+			return "", roundedTenant(t, fmt.Sprintf("a domain over %s", pgTypeName(ct.tenantBase, ct.tenantMod)))
+		}
+		return name, err
+	}
 	if ct == nil || ct.tenantMod < 0 {
 		return tenant, nil
 	}
@@ -155,13 +162,28 @@ func tenantTypesNamed(ctx context.Context, pool *pgxpool.Pool, c *catalog, cfg *
 	defer rows.Close()
 	var problems []string
 	for rows.Next() {
-		var oid, base uint32
+		var oid, typ, base uint32
+		var mod int32
 		var name, typeName, typtype, category string
-		if err := rows.Scan(&oid, &name, &typeName, &base, &typtype, &category); err != nil {
+		if err := rows.Scan(&oid, &name, &typeName, &typ, &base, &mod, &typtype, &category); err != nil {
 			return err
 		}
 		ct := c.byOID[oid]
-		if ct == nil || ct.policy.KeyContext != name || canon.TenantTypeNamed(base, typtype[0], category[0]) {
+		if ct == nil || ct.policy.KeyContext != name {
+			continue
+		}
+		if typ != base && ct.tenantType == typ {
+			// A domain named by its stored text: a write names its tenant
+			// as the base type outputs it (review 19c).
+			ct.tenantBase = base
+		}
+		if mod >= 0 && (ct.tenantBase != 0 || typ != base) {
+			// The type modifier a domain (over a domain) gives its base
+			// (review 19c: a domain over a domain over varchar(3) was not
+			// cut).
+			ct.tenantMod = mod
+		}
+		if canon.TenantTypeNamed(typ != base, base, typtype[0], category[0]) {
 			continue
 		}
 		problems = append(problems, TenantTypeProblem(ct.policy, typeName))
@@ -184,16 +206,32 @@ func TenantTypeProblem(t *policy.Table, typeName string) string {
 }
 
 // tenantTypesQuery reads, for key_context columns ($2) of relations
-// ($1), the type's name and, domains resolved, the last base type's OID,
-// typtype and typcategory.
+// ($1), the type's name and OID and, domains resolved, the last base
+// type's OID, the type modifier the column or its nearest domain gives
+// it, and its typtype and typcategory.
 const tenantTypesQuery = `
-SELECT a.attrelid, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), b.oid, b.typtype::text, b.typcategory::text
+SELECT a.attrelid, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid, b.oid, last.mod, b.typtype::text, b.typcategory::text
 FROM pg_catalog.pg_attribute a
 JOIN LATERAL (
-    WITH RECURSIVE d(oid, depth) AS (
-        SELECT a.atttypid, 0
+    WITH RECURSIVE d(oid, depth, mod) AS (
+        SELECT a.atttypid, 0, a.atttypmod
         UNION ALL
-        SELECT t.typbasetype, d.depth + 1 FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid AND t.typtype = 'd')
-    SELECT oid FROM d ORDER BY depth DESC LIMIT 1) last ON true
+        SELECT t.typbasetype, d.depth + 1, CASE WHEN d.mod >= 0 THEN d.mod ELSE t.typtypmod END
+        FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid AND t.typtype = 'd')
+    SELECT oid, mod FROM d ORDER BY depth DESC LIMIT 1) last ON true
 JOIN pg_catalog.pg_type b ON b.oid = last.oid
 WHERE a.attrelid = ANY($1) AND a.attname = ANY($2::text[]) AND a.attnum > 0 AND NOT a.attisdropped`
+
+// pgTypeName names a domain's base type for an error message.
+func pgTypeName(base uint32, mod int32) string {
+	switch base {
+	case policy.TypeNumeric.OID():
+		if mod >= varlenaHeader {
+			return fmt.Sprintf("numeric(%d,%d)", (mod-varlenaHeader)>>16, (mod-varlenaHeader)&0x7ff)
+		}
+		return "numeric"
+	case policy.TypeTimestamp.OID():
+		return fmt.Sprintf("timestamp(%d)", mod)
+	}
+	return fmt.Sprintf("type OID %d", base)
+}

@@ -130,7 +130,7 @@ func checkTable(r *Report, t *policy.Table, lt *liveTable) {
 		case lc == nil:
 			r.add(Finding{Severity: SevProblem, Code: "key_context_missing", Table: name, Column: kc,
 				Message: fmt.Sprintf("key_context column %s.%s does not exist: it holds each row's tenant, which selects the data key", name, kc)})
-		case !canon.TenantTypeNamed(lc.BaseOID, lc.BaseType[0], lc.BaseCategory[0]):
+		case !canon.TenantTypeNamed(lc.TypeOID != lc.BaseOID, lc.BaseOID, lc.BaseType[0], lc.BaseCategory[0]):
 			r.add(Finding{Severity: SevProblem, Code: "key_context_type", Table: name, Column: kc,
 				Message: proxy.TenantTypeProblem(t, lc.TypeName)})
 		case !lc.NotNull:
