@@ -14,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgveil/pgveil/integration/harness"
 )
 
 // review19cType is one key_context type under test: its table is
@@ -273,4 +275,38 @@ var review19cTyped = []review19cWrite{
 	{table: "r19_ch5", param: []byte("abc   "), oid: 1043},
 	{table: "r19_nm", param: []byte(strings.Repeat("é", 40)), oid: 25},
 	{table: "r19_num52", param: []byte{0, 1, 0, 0, 0, 0, 0, 3, 0, 1}, oid: 1700, format: 1},
+}
+
+// TestReview19cDomainTenantRefused: a key_context domain over
+// timestamptz (printed in the reading session's TimeZone), jsonb or bytea
+// is refused at start and reported by check.
+func TestReview19cDomainTenantRefused(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"dtz", "d_tstz"}, {"djb", "d_jsonb"}, {"dby", "d_bytea"}}
+	e := newOpsEnv(t, "enc_review19c_domref", review19cPolicy(types))
+	c := e.conn(ctx)
+	for _, s := range []string{`CREATE DOMAIN d_tstz AS timestamptz`, `CREATE DOMAIN d_jsonb AS jsonb`, `CREATE DOMAIN d_bytea AS bytea`} {
+		if _, err := c.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, ty := range types {
+		if _, err := c.Exec(ctx, fmt.Sprintf(`CREATE TABLE r19_%s (id int PRIMARY KEY, org %s NOT NULL, secret bytea)`, ty.name, ty.sql)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := e.run(ctx, 1, "check", "-c", e.writeConfig("c.yaml", e.config("")), "--format", "json")
+	for _, want := range []string{"public.r19_dtz.org has type d_tstz", "public.r19_djb.org has type d_jsonb", "public.r19_dby.org has type d_bytea"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("check does not report %q:\n%s", want, r.stdout)
+		}
+	}
+	p, err := harness.StartProxy(harness.ProxyOptions{Config: e.config("")})
+	if err == nil {
+		p.Stop()
+		t.Fatal("pgveil serve started with a key_context domain over timestamptz")
+	}
+	if !strings.Contains(err.Error(), "public.r19_dtz.org has type d_tstz") {
+		t.Errorf("pgveil serve's refusal: %v", err)
+	}
 }
