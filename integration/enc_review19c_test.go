@@ -310,3 +310,90 @@ func TestReview19cDomainTenantRefused(t *testing.T) {
 		t.Errorf("pgveil serve's refusal: %v", err)
 	}
 }
+
+// TestReview19cTenantEquality: PostgreSQL's equality of a key_context
+// type can hold between values that name different tenants (citext 'AbC'
+// and 'abc'; a domain over numeric's 1.50 and 1.5, named as printed;
+// float8 0 and -0; a nondeterministic collation). An UPDATE whose tenant
+// pgveil looks up, or which moves rows to a new tenant keeping encrypted
+// values, must not take them for one tenant: every row reads back after
+// each statement pgveil accepts.
+func TestReview19cTenantEquality(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	types := []review19cType{{"ci", "citext"}, {"dnum", "d_num"}, {"f8", "float8"}, {"nd", "text COLLATE r19_nd"}}
+	e := newOpsEnv(t, "enc_review19c_eq", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{
+		`CREATE EXTENSION citext`, `CREATE DOMAIN d_num AS numeric`,
+		`CREATE COLLATION r19_nd (provider = icu, locale = 'und-u-ks-level2', deterministic = false)`,
+	}, types)
+	p := e.proxy(e.config(""))
+	pairs := map[string][2]string{"ci": {"AbC", "abc"}, "dnum": {"1.50", "1.5"}, "f8": {"0", "-0"}, "nd": {"AbC", "abc"}}
+	for _, ty := range types {
+		table, v := "r19_"+ty.name, pairs[ty.name]
+		app := e.appConn(ctx, p)
+		for _, s := range []string{
+			fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (1, '%s', 's1'), (2, '%s', 's2'), (3, '%s', 's3')`, table, v[0], v[0], v[1]),
+		} {
+			if _, err := app.Exec(ctx, s, pgx.QueryExecModeSimpleProtocol); err != nil {
+				t.Fatalf("%s: %v", s, err)
+			}
+		}
+		for _, s := range []struct {
+			sql  string
+			args []any
+		}{
+			{fmt.Sprintf(`UPDATE %s SET org = '%s' WHERE id = 1`, table, v[1]), nil},
+			{fmt.Sprintf(`UPDATE %s SET org = $1 WHERE id = 1`, table), []any{v[1]}},
+			{fmt.Sprintf(`UPDATE %s SET secret = 'u' WHERE id IN (2, 3)`, table), nil},
+			{fmt.Sprintf(`UPDATE %s SET secret = $1 WHERE id IN (2, 3)`, table), []any{"u"}},
+		} {
+			if app.IsClosed() {
+				app = e.appConn(ctx, p)
+			}
+			mode := pgx.QueryExecModeSimpleProtocol
+			if s.args != nil {
+				mode = pgx.QueryExecModeExec
+			}
+			if _, err := app.Exec(ctx, s.sql, append([]any{mode}, s.args...)...); err != nil {
+				t.Logf("%s: refused: %v", s.sql, err)
+				continue
+			}
+			for id := 1; id <= 3; id++ {
+				var got string
+				if err := app.QueryRow(ctx, fmt.Sprintf(`SELECT secret FROM %s WHERE id = %d`, table, id)).Scan(&got); err != nil {
+					t.Errorf("after %s: row %d: %v", s.sql, id, err)
+					app = e.appConn(ctx, p)
+				}
+			}
+		}
+		// One tenant's rows: looked up, sealed under it; a move to the
+		// same tenant keeps the values.
+		for _, s := range []struct {
+			sql  string
+			args []any
+			id   int
+			want string
+		}{
+			{fmt.Sprintf(`UPDATE %s SET secret = 'w3' WHERE id = 3`, table), nil, 3, "w3"},
+			{fmt.Sprintf(`UPDATE %s SET secret = $1 WHERE id IN (1, 2)`, table), []any{"w12"}, 2, "w12"},
+			{fmt.Sprintf(`UPDATE %s SET org = '%s' WHERE id = 3`, table, v[1]), nil, 3, "w3"},
+			{fmt.Sprintf(`UPDATE %s SET org = $1 WHERE id = 1`, table), []any{v[0]}, 1, "w12"},
+		} {
+			if app.IsClosed() {
+				app = e.appConn(ctx, p)
+			}
+			mode := pgx.QueryExecModeSimpleProtocol
+			if s.args != nil {
+				mode = pgx.QueryExecModeExec
+			}
+			if _, err := app.Exec(ctx, s.sql, append([]any{mode}, s.args...)...); err != nil {
+				t.Errorf("%s: %v", s.sql, err)
+				continue
+			}
+			var got string
+			if err := app.QueryRow(ctx, fmt.Sprintf(`SELECT secret FROM %s WHERE id = %d`, table, s.id)).Scan(&got); err != nil || got != s.want {
+				t.Errorf("after %s: row %d: %q %v", s.sql, s.id, got, err)
+			}
+		}
+	}
+}

@@ -134,6 +134,9 @@ func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel)
 		return err
 	}
 	prefix := join + lk.Column + " = "
+	if lk.TextGuard {
+		prefix = join + TextOf(lk.Column) + " = "
+	}
 	if a.maxParam > 0 {
 		a.lookupGuard = &edit{start: guardAt, end: guardAt, text: prefix, sub: lastSub}
 	} else {
@@ -158,7 +161,8 @@ func (a *analyzer) newLookup(up *pg.UpdateStmt, t *policy.Table, target *rel) (l
 		return nil, 0, "", errorf(CodeInternalError, "cannot locate the clauses of this UPDATE; statement refused").at(a.sql, up.Relation.Location)
 	}
 	lk = &Lookup{Table: t, Rel: [2]int{relStart, relEnd}, Where: [2]int{-1, -1},
-		Column: quoteIdent(target.name) + "." + quoteIdent(t.KeyContext), Only: !up.Relation.Inh, Uses: make([]bool, a.maxParam)}
+		Column: quoteIdent(target.name) + "." + quoteIdent(t.KeyContext), Only: !up.Relation.Inh, Uses: make([]bool, a.maxParam),
+		TextGuard: textGuardType(a.tenantTypeOID(t))}
 	if whereStart < 0 {
 		return lk, setEnd, " WHERE ", nil
 	}
@@ -266,13 +270,23 @@ func (a *analyzer) tenantMove(up *pg.UpdateStmt, t *policy.Table, target *rel, s
 		sub++
 		a.edits = append(a.edits, e)
 	}
-	if cast != "" {
-		add(edit{text: join + "(" + lk.Column + " = CAST("})
-		add(edit{copied: true, from: v.start, to: v.end})
-		add(edit{text: " AS " + cast + ")"})
-	} else {
-		add(edit{text: join + "(" + lk.Column + " = "})
-		add(edit{copied: true, from: v.start, to: v.end})
+	value := func() {
+		if cast != "" {
+			add(edit{text: "CAST("})
+			add(edit{copied: true, from: v.start, to: v.end})
+			add(edit{text: " AS " + cast + ")"})
+		} else {
+			add(edit{copied: true, from: v.start, to: v.end})
+		}
+	}
+	add(edit{text: join + "(" + lk.Column + " = "})
+	value()
+	if lk.TextGuard {
+		// … AND CAST(org AS text) COLLATE "C" = CAST((CASE WHEN false
+		// THEN org ELSE <new> END) AS text) COLLATE "C"
+		add(edit{text: " AND " + TextOf(lk.Column) + " = CAST((CASE WHEN false THEN " + lk.Column + " ELSE "})
+		value()
+		add(edit{text: " END) AS pg_catalog.text) COLLATE \"C\""})
 	}
 	add(edit{text: " OR (" + strings.Join(nulls, " AND ") + "))"})
 	a.st.Lookup = lk
