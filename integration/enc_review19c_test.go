@@ -397,3 +397,55 @@ func TestReview19cTenantEquality(t *testing.T) {
 		}
 	}
 }
+
+// TestReview19cTenantEqualityWhere: the same types, with the tenant
+// taken from WHERE org = … or from an upsert's row.
+func TestReview19cTenantEqualityWhere(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	types := []review19cType{{"ci", "citext"}, {"dnum", "d_num"}, {"f8", "float8"}, {"nd", "text COLLATE r19_nd"}, {"i8", "int8"}}
+	e := newOpsEnv(t, "enc_review19c_eqw", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{
+		`CREATE EXTENSION citext`, `CREATE DOMAIN d_num AS numeric`,
+		`CREATE COLLATION r19_nd (provider = icu, locale = 'und-u-ks-level2', deterministic = false)`,
+	}, types)
+	p := e.proxy(e.config(""))
+	pairs := map[string][2]string{"ci": {"AbC", "abc"}, "dnum": {"1.50", "1.5"}, "f8": {"0", "-0"}, "nd": {"AbC", "abc"}, "i8": {"7", "8"}}
+	for _, ty := range types {
+		table, v := "r19_"+ty.name, pairs[ty.name]
+		app := e.appConn(ctx, p)
+		if _, err := app.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (1, '%s', 's1'), (2, '%s', 's2')`, table, v[0], v[1]), pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []struct {
+			sql  string
+			args []any
+		}{
+			{fmt.Sprintf(`UPDATE %s SET secret = 'u' WHERE org = '%s'`, table, v[1]), nil},
+			{fmt.Sprintf(`UPDATE %s SET secret = $1 WHERE org = $2`, table), []any{"u", v[1]}},
+			{fmt.Sprintf(`DELETE FROM %s WHERE false`, table), nil},
+			{fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (1, '%s', 'x') ON CONFLICT (id) DO UPDATE SET secret = EXCLUDED.secret`, table, v[1]), nil},
+			{fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (1, $1, $2) ON CONFLICT (id) DO UPDATE SET secret = EXCLUDED.secret`, table), []any{v[1], "x"}},
+			{fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (1, '%s', 'x') ON CONFLICT (id) DO UPDATE SET org = EXCLUDED.org`, table, v[1]), nil},
+			{fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (2, '%s', 'x') ON CONFLICT (id) DO UPDATE SET org = EXCLUDED.org, secret = EXCLUDED.secret`, table, v[0]), nil},
+		} {
+			if app.IsClosed() {
+				app = e.appConn(ctx, p)
+			}
+			mode := pgx.QueryExecModeSimpleProtocol
+			if s.args != nil {
+				mode = pgx.QueryExecModeExec
+			}
+			if _, err := app.Exec(ctx, s.sql, append([]any{mode}, s.args...)...); err != nil {
+				t.Logf("%s: refused: %v", s.sql, err)
+				continue
+			}
+			for id := 1; id <= 2; id++ {
+				var got string
+				if err := app.QueryRow(ctx, fmt.Sprintf(`SELECT secret FROM %s WHERE id = %d`, table, id)).Scan(&got); err != nil {
+					t.Errorf("after %s: row %d: %v", s.sql, id, err)
+					app = e.appConn(ctx, p)
+				}
+			}
+		}
+	}
+}

@@ -671,6 +671,9 @@ type CatalogColumn struct {
 	Name    string
 	AttNum  int16
 	TypeOID uint32
+	// Nondeterministic: the column's collation is nondeterministic (its
+	// = holds between different strings: review 19c).
+	Nondeterministic bool
 }
 
 // GuardedView.Child values.
@@ -689,14 +692,27 @@ func asColumn(col, v string) string {
 	return "(CASE WHEN false THEN " + col + " ELSE " + v + " END)"
 }
 
-// textGuardType reports whether a key_context column of type oid has
-// equal values that name different tenants (Lookup.TextGuard): all but
-// the types whose equality is the tenant's (integers, numeric, uuid,
-// bool, dates and times, json(b), bytea).
-func textGuardType(oid uint32) bool {
-	switch oid {
-	case 20, 21, 23, 1700, 2950, 16, 1082, 1114, 1184, 114, 3802, 17:
+// tenantTextGuard reports whether t's key_context column has equal
+// values that name different tenants (Lookup.TextGuard): float4 and
+// float8 (0 = -0), a nondeterministic collation, and the types pgveil
+// names by their text (citext, enums, domains over numeric, …); not the
+// logical types, char(n) and name under a deterministic collation, nor
+// any without a catalog (as before).
+func (a *analyzer) tenantTextGuard(t *policy.Table) bool {
+	if a.tenantNondeterministic(t) {
+		return true
+	}
+	switch oid := a.tenantTypeOID(t); oid {
+	case 0, 19, 1042:
 		return false
+	case 700, 701:
+		return true
+	default:
+		for _, lt := range policy.LogicalTypes {
+			if lt.OID() == oid {
+				return false
+			}
+		}
 	}
 	return true
 }

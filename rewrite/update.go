@@ -162,7 +162,7 @@ func (a *analyzer) newLookup(up *pg.UpdateStmt, t *policy.Table, target *rel) (l
 	}
 	lk = &Lookup{Table: t, Rel: [2]int{relStart, relEnd}, Where: [2]int{-1, -1},
 		Column: quoteIdent(target.name) + "." + quoteIdent(t.KeyContext), Only: !up.Relation.Inh, Uses: make([]bool, a.maxParam),
-		TextGuard: textGuardType(a.tenantTypeOID(t))}
+		TextGuard: a.tenantTextGuard(t)}
 	if whereStart < 0 {
 		return lk, setEnd, " WHERE ", nil
 	}
@@ -447,6 +447,9 @@ func (a *analyzer) updateTenant(up *pg.UpdateStmt, t *policy.Table, target *rel,
 // logical types, or bpchar (trailing spaces dropped); or the catalog does
 // not tell.
 func (a *analyzer) tenantTypeKnown(t *policy.Table) bool {
+	if a.tenantNondeterministic(t) {
+		return false // org = 'abc' matches 'AbC' rows too: looked up
+	}
 	oid := a.tenantTypeOID(t)
 	if oid == 0 || oid == 1042 {
 		return true
@@ -454,6 +457,22 @@ func (a *analyzer) tenantTypeKnown(t *policy.Table) bool {
 	for _, lt := range policy.LogicalTypes {
 		if lt.OID() == oid {
 			return true
+		}
+	}
+	return false
+}
+
+// tenantNondeterministic reports whether t's key_context column has a
+// nondeterministic collation.
+func (a *analyzer) tenantNondeterministic(t *policy.Table) bool {
+	if a.cat == nil {
+		return false
+	}
+	if ct := a.cat.Tables[t.QualifiedName()]; ct != nil {
+		for _, c := range ct.Columns {
+			if c.Name == t.KeyContext {
+				return c.Nondeterministic
+			}
 		}
 	}
 	return false
