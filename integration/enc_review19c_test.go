@@ -449,3 +449,78 @@ func TestReview19cTenantEqualityWhere(t *testing.T) {
 		}
 	}
 }
+
+// TestReview19cReadSettings: a session's TimeZone, bytea_output and
+// IntervalStyle do not keep a row from opening (the tenant is read from
+// the row as that session prints it); under another DateStyle than ISO a
+// looked-up tenant is refused.
+func TestReview19cReadSettings(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"dt", "date"}, {"ts", "timestamp"}, {"tstz", "timestamptz"}, {"by", "bytea"}, {"dts", "d_ts"}, {"nu", "numeric"}}
+	e := newOpsEnv(t, "enc_review19c_settings", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{`CREATE DOMAIN d_ts AS timestamp`}, types)
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	for _, s := range []string{
+		`INSERT INTO r19_dt (id, org, secret) VALUES (1, '2026-01-02', 's')`,
+		`INSERT INTO r19_ts (id, org, secret) VALUES (1, '2026-01-02 03:04:05.5', 's')`,
+		`INSERT INTO r19_tstz (id, org, secret) VALUES (1, '2026-01-02 03:04:05.5+02', 's')`,
+		`INSERT INTO r19_by (id, org, secret) VALUES (1, '\x41ff', 's')`,
+		`INSERT INTO r19_dts (id, org, secret) VALUES (1, '2026-01-02 03:04:05.5', 's')`,
+		`INSERT INTO r19_nu (id, org, secret) VALUES (1, '1.50', 's')`,
+	} {
+		if _, err := app.Exec(ctx, s, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	// Under a DateStyle other than ISO the rows of date and timestamp
+	// tenants do not open (docs/LIMITS.md), and an UPDATE whose tenant is
+	// looked up there is refused, not sealed under the tenant as that
+	// session prints it (a domain over timestamp is named by its text).
+	for _, set := range []string{`SET DateStyle = 'SQL, DMY'`, `SET DateStyle = 'German'`} {
+		c := e.appConn(ctx, p)
+		if _, err := c.Exec(ctx, set); err != nil {
+			t.Fatal(err)
+		}
+		for _, table := range []string{"r19_dts", "r19_ts", "r19_dt"} {
+			if _, err := c.Exec(ctx, `UPDATE `+table+` SET secret = 'z' WHERE id = 1`); err == nil {
+				t.Errorf("%s: UPDATE %s with a looked-up tenant accepted", set, table)
+			}
+			if _, err := c.Exec(ctx, `UPDATE `+table+` SET secret = $1 WHERE id = 1`, "z"); err == nil {
+				t.Errorf("%s: UPDATE %s with a looked-up tenant accepted (extended)", set, table)
+			}
+		}
+		c.Close(ctx)
+	}
+	for _, table := range []string{"r19_dts", "r19_ts", "r19_dt"} {
+		var got string
+		if err := app.QueryRow(ctx, `SELECT secret FROM `+table+` WHERE id = 1`).Scan(&got); err != nil || got != "s" {
+			t.Errorf("%s in an ISO session: %q %v", table, got, err)
+		}
+	}
+	for _, set := range []string{
+		`SET TimeZone = 'America/St_Johns'`, `SET bytea_output = 'escape'`, `SET lc_numeric = 'C'`, `SET IntervalStyle = 'sql_standard'`,
+	} {
+		for _, simple := range []bool{true, false} {
+			c := e.appConn(ctx, p)
+			if _, err := c.Exec(ctx, set); err != nil {
+				t.Fatalf("%s: %v", set, err)
+			}
+			for _, ty := range types {
+				mode := pgx.QueryExecModeSimpleProtocol
+				if !simple {
+					mode = pgx.QueryExecModeExec
+				}
+				var got string
+				if err := c.QueryRow(ctx, `SELECT secret FROM r19_`+ty.name+` WHERE id = 1`, mode).Scan(&got); err != nil {
+					t.Errorf("%s simple=%v %s: %v", set, simple, ty.name, err)
+					if c.IsClosed() {
+						c = e.appConn(ctx, p)
+						c.Exec(ctx, set)
+					}
+				}
+			}
+			c.Close(ctx)
+		}
+	}
+}
