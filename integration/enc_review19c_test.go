@@ -524,3 +524,37 @@ func TestReview19cReadSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestReview19cLookupGuardUpdates: an UPDATE whose tenant is looked up
+// changes the rows it names (its guard compares the tenant as the
+// column stores it: a domain over char(n) keeps its padding).
+func TestReview19cLookupGuardUpdates(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"dch5", "d_ch5"}, {"ch5", "char(5)"}, {"ci", "citext"}, {"f8", "float8"}, {"dnum", "d_num"}, {"nd", "text COLLATE r19_nd"}}
+	e := newOpsEnv(t, "enc_review19c_guard", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{
+		`CREATE EXTENSION citext`, `CREATE DOMAIN d_num AS numeric`, `CREATE DOMAIN d_ch5 AS char(5)`,
+		`CREATE COLLATION r19_nd (provider = icu, locale = 'und-u-ks-level2', deterministic = false)`,
+	}, types)
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	vals := map[string]string{"dch5": "ab", "ch5": "ab", "ci": "AbC", "f8": "-0", "dnum": "01.50", "nd": "AbC"}
+	for _, ty := range types {
+		table := "r19_" + ty.name
+		if _, err := app.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (1, '%s', 's')`, table, vals[ty.name]), pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		for i, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+			want := fmt.Sprintf("n%d", i)
+			tag, err := app.Exec(ctx, fmt.Sprintf(`UPDATE %s SET secret = $1 WHERE id = 1`, table), mode, want)
+			if err != nil || tag.RowsAffected() != 1 {
+				t.Errorf("%s mode %v: %v %v", table, mode, tag, err)
+				continue
+			}
+			var got string
+			if err := app.QueryRow(ctx, `SELECT secret FROM `+table+` WHERE id = 1`).Scan(&got); err != nil || got != want {
+				t.Errorf("%s mode %v: %q %v", table, mode, got, err)
+			}
+		}
+	}
+}

@@ -987,9 +987,6 @@ func (s *session) serverParamOIDs(stmt *Statement) []uint32 {
 			oids[i] = oidByteaArray
 		case rewrite.TenantLookup:
 			oids[i] = cat.tenantType(st.Lookup.Table)
-			if st.Lookup.TextGuard {
-				oids[i] = policy.OIDText // compared with the column's text
-			}
 		case rewrite.Ignore:
 			oids[i] = policy.OIDBytea // unused: declared for the server
 		case rewrite.Plaintext:

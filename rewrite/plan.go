@@ -405,7 +405,7 @@ type Lookup struct {
 	// 1.50 and 1.5), so the lookup reads, the guard compares and the
 	// move check tells tenants by the column's text (TextOf), not by the
 	// type's equality (review 19c: rows of two tenants were taken for one
-	// and sealed under it, PV001). The guard's tenant is then text.
+	// and sealed under it, PV001).
 	TextGuard bool
 }
 

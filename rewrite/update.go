@@ -134,15 +134,31 @@ func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel)
 		return err
 	}
 	prefix := join + lk.Column + " = "
+	// With TextGuard: (org = <t> AND CAST(org AS text) COLLATE "C" =
+	// CAST((CASE WHEN false THEN org ELSE <t> END) AS text) COLLATE "C"),
+	// <t> read as the column's type (a char(n) tenant's padding goes as
+	// the column's own does).
+	var mid, after string
 	if lk.TextGuard {
-		prefix = join + TextOf(lk.Column) + " = "
+		prefix = join + "(" + lk.Column + " = "
+		mid = " AND " + TextOf(lk.Column) + " = CAST((CASE WHEN false THEN " + lk.Column + " ELSE "
+		after = " END) AS pg_catalog.text) COLLATE \"C\")"
 	}
 	if a.maxParam > 0 {
 		a.lookupGuard = &edit{start: guardAt, end: guardAt, text: prefix, sub: lastSub}
+		if lk.TextGuard {
+			a.lookupGuardAfter = mid + "\x00" + after
+		}
 	} else {
 		a.edits = append(a.edits,
 			edit{start: guardAt, end: guardAt, text: prefix, sub: lastSub, seq: len(a.edits)},
 			edit{start: guardAt, end: guardAt, slot: &Slot{Action: TenantLookup, Source: -1}, sub: lastSub, seq: len(a.edits) + 1})
+		if lk.TextGuard {
+			a.edits = append(a.edits,
+				edit{start: guardAt, end: guardAt, text: mid, sub: lastSub, seq: len(a.edits)},
+				edit{start: guardAt, end: guardAt, slot: &Slot{Action: TenantLookup, Source: -1}, sub: lastSub, seq: len(a.edits) + 1},
+				edit{start: guardAt, end: guardAt, text: after, sub: lastSub, seq: len(a.edits) + 2})
+		}
 	}
 	a.st.Lookup = lk
 	a.valueDependent = true // the lookup's spans are this text's
