@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgveil/pgveil/integration/harness"
 )
@@ -557,4 +558,78 @@ func TestReview19cLookupGuardUpdates(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestReview19cCopyMatrix: the spellings of TestReview19cTenantMatrix
+// through COPY FROM STDIN in text and CSV formats, and binary COPY
+// (pgx.CopyFrom) of typed values; each row accepted reads back.
+func TestReview19cCopyMatrix(t *testing.T) {
+	ctx := testCtx(t, 4*time.Minute)
+	var types []review19cType
+	for _, ty := range review19cTypes {
+		types = append(types, ty)
+	}
+	e := newOpsEnv(t, "enc_review19c_copy", review19cPolicy(types))
+	review19cSetup(t, ctx, e, review19cPre, types)
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	id := 0
+	check := func(what, table string, id int) {
+		var got string
+		if err := app.QueryRow(ctx, fmt.Sprintf(`SELECT secret FROM %s WHERE id = %d`, table, id)).Scan(&got); err != nil || got != fmt.Sprintf("c%d", id) {
+			t.Errorf("%s: written, does not read back: %q %v", what, got, err)
+			if app.IsClosed() {
+				app = e.appConn(ctx, p)
+			}
+		}
+	}
+	for _, ty := range types {
+		table := "r19_" + ty.name
+		for _, v := range review19cValues[ty.name] {
+			for _, csv := range []bool{false, true} {
+				id++
+				row, opts := fmt.Sprintf("%d\t%s\tc%d\n", id, v, id), ""
+				if csv {
+					row, opts = fmt.Sprintf("%d,\"%s\",c%d\n", id, strings.ReplaceAll(v, `"`, `""`), id), " (FORMAT csv)"
+				}
+				what := fmt.Sprintf("%s COPY%s %q", table, opts, v)
+				if _, err := app.PgConn().CopyFrom(ctx, strings.NewReader(row), "COPY "+table+" (id, org, secret) FROM STDIN"+opts); err != nil {
+					t.Logf("%s: refused: %v", what, err)
+					continue
+				}
+				check(what, table, id)
+			}
+		}
+	}
+	// Binary COPY of typed values.
+	for _, c := range []struct {
+		table string
+		v     any
+	}{
+		{"r19_int4", int32(7)}, {"r19_num", pgxNumeric(t, "1.50")}, {"r19_num52", pgxNumeric(t, "1.5")},
+		{"r19_f8", -0.0 * -1}, {"r19_f8", 0.1 + 0.2}, {"r19_f4", float32(0.1)}, {"r19_vc5", "abc   "}, {"r19_ch5", "ab"},
+		{"r19_nm", strings.Repeat("x", 60)}, {"r19_bo", true}, {"r19_dt", time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)},
+		{"r19_ts2", time.Date(2026, 1, 2, 3, 4, 5, 120000000, time.UTC)}, {"r19_ts2", time.Date(2026, 1, 2, 3, 4, 5, 125000000, time.UTC)},
+		{"r19_tstz", time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 7200))},
+		{"r19_txt", "a b "}, {"r19_dint", int32(8)}, {"r19_dvc3", "ab   "},
+	} {
+		id++
+		what := fmt.Sprintf("%s binary COPY %v", c.table, c.v)
+		if _, err := app.CopyFrom(ctx, pgx.Identifier{c.table}, []string{"id", "org", "secret"}, pgx.CopyFromRows([][]any{{id, c.v, fmt.Sprintf("c%d", id)}})); err != nil {
+			t.Logf("%s: refused: %v", what, err)
+			if app.IsClosed() {
+				app = e.appConn(ctx, p)
+			}
+			continue
+		}
+		check(what, c.table, id)
+	}
+}
+
+func pgxNumeric(t *testing.T, s string) pgtype.Numeric {
+	var n pgtype.Numeric
+	if err := n.Scan(s); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
