@@ -633,3 +633,58 @@ func pgxNumeric(t *testing.T, s string) pgtype.Numeric {
 	}
 	return n
 }
+
+// TestReview19cTenantCasts: casts on the key_context value that change
+// it (to real, to numeric(p,s), varchar(n), timestamp(p), a domain) in
+// VALUES, in SQLAlchemy's insertmanyvalues shape and in UPDATE … SET:
+// refused or read back.
+func TestReview19cTenantCasts(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	types := []review19cType{{"f8", "float8"}, {"num", "numeric"}, {"vc5", "varchar(5)"}, {"ts", "timestamp"}, {"txt", "text"}, {"i8", "int8"}, {"dnum", "d_num"}, {"ci", "citext"}}
+	e := newOpsEnv(t, "enc_review19c_casts", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{`CREATE EXTENSION citext`, `CREATE DOMAIN d_num AS numeric`}, types)
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	id := 0
+	for _, c := range []struct {
+		table, expr string
+		args        []any
+	}{
+		{"f8", "$1::real", []any{"0.1"}}, {"f8", "'0.1'::real", nil}, {"f8", "0.1::float4", nil}, {"f8", "CAST($1 AS FLOAT(24))", []any{"0.1"}},
+		{"f8", "$1::numeric", []any{"0.1"}}, {"f8", "$1::int8", []any{"7"}},
+		{"num", "$1::numeric(5,1)", []any{"1.55"}}, {"num", "'1.55'::numeric(5,1)", nil}, {"num", "$1::int4", []any{"7"}}, {"num", "$1::float8", []any{"0.1"}},
+		{"num", "$1::real", []any{"0.1"}},
+		{"vc5", "$1::varchar(3)", []any{"abcd"}}, {"vc5", "'abcd'::varchar(3)", nil}, {"vc5", "$1::char(5)", []any{"ab"}}, {"vc5", "'ab'::char(5)", nil},
+		{"ts", "$1::timestamp(0)", []any{"2026-01-02 03:04:05.6"}}, {"ts", "'2026-01-02 03:04:05.6'::timestamp(0)", nil}, {"ts", "$1::date", []any{"2026-01-02"}},
+		{"txt", "$1::char(5)", []any{"ab"}}, {"txt", "'ab'::char(5)", nil}, {"txt", "$1::real", []any{"0.1"}}, {"txt", "$1::numeric(5,2)", []any{"1.5"}},
+		{"txt", "$1::bool", []any{"yes"}}, {"txt", "$1::name", []any{strings.Repeat("n", 70)}}, {"txt", "$1::d_num", []any{"01.50"}},
+		{"i8", "$1::numeric", []any{"7.5"}}, {"i8", "$1::float8", []any{"7.5"}}, {"i8", "$1::real", []any{"16777217"}},
+		{"dnum", "$1::numeric", []any{"01.50"}}, {"dnum", "$1::numeric(5,3)", []any{"1.5"}}, {"dnum", "'1.5'::numeric(5,3)", nil}, {"dnum", "$1::d_num", []any{"01.50"}},
+		{"ci", "$1::numeric", []any{"1.50"}}, {"ci", "$1::bool", []any{"yes"}}, {"ci", "$1::char(5)", []any{"ab"}},
+	} {
+		table := "r19_" + c.table
+		for _, shape := range []string{
+			`INSERT INTO %[1]s (id, org, secret) VALUES (%[2]d, %[3]s, 'k%[2]d')`,
+			`INSERT INTO %[1]s (id, org, secret) SELECT p0, p1, p2 FROM (VALUES (%[2]d, %[3]s, 'k%[2]d', 0)) AS imp_sen(p0, p1, p2, sen_counter) ORDER BY sen_counter`,
+		} {
+			id++
+			q := fmt.Sprintf(shape, table, id, c.expr)
+			mode := pgx.QueryExecModeSimpleProtocol
+			if c.args != nil {
+				mode = pgx.QueryExecModeExec
+			}
+			if _, err := app.Exec(ctx, q, append([]any{mode}, c.args...)...); err != nil {
+				t.Logf("%s: refused: %v", q, err)
+				if app.IsClosed() {
+					app = e.appConn(ctx, p)
+				}
+				continue
+			}
+			var got string
+			if err := app.QueryRow(ctx, fmt.Sprintf(`SELECT secret FROM %s WHERE id = %d`, table, id)).Scan(&got); err != nil || got != fmt.Sprintf("k%d", id) {
+				t.Errorf("%s %v: written, does not read back: %q %v", q, c.args, got, err)
+				app = e.appConn(ctx, p)
+			}
+		}
+	}
+}
