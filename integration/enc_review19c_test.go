@@ -688,3 +688,61 @@ func TestReview19cTenantCasts(t *testing.T) {
 		}
 	}
 }
+
+// TestReview19cOpsDomainTenant: plaintext rows of key_context domains
+// (over numeric(5,2), char(5)) and citext backfilled by migrate --apply
+// read back through pgveil beside rows written through it; shred
+// --tenant (and rotate --tenant, by the same function) name the tenant as
+// stored whatever its spelling.
+func TestReview19cOpsDomainTenant(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	types := []review19cType{{"dn", "d_num52"}, {"dc", "d_ch5"}, {"ci", "citext"}}
+	e := newOpsEnv(t, "ops_review19c_dom", review19cPolicy(types))
+	c := e.conn(ctx)
+	for _, s := range []string{`CREATE EXTENSION citext`, `CREATE DOMAIN d_num52 AS numeric(5,2)`, `CREATE DOMAIN d_ch5 AS char(5)`} {
+		if _, err := c.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vals := map[string][2]string{"dn": {"01.5", "1.5"}, "dc": {"ab", "ab  "}, "ci": {"AbC", "AbC"}}
+	stored := map[string]string{"dn": "1.50", "dc": "ab   ", "ci": "AbC"} // the tenants' names
+	for _, ty := range types {
+		table := "r19_" + ty.name
+		for _, s := range []string{
+			fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, org %s NOT NULL, secret text)`, table, ty.sql),
+			fmt.Sprintf(`INSERT INTO %s VALUES (1, '%s', 'p1')`, table, vals[ty.name][0]),
+		} {
+			if _, err := c.Exec(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cfg := e.writeConfig("c.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	read := func(table string, id int, want string) {
+		t.Helper()
+		var got *string
+		if err := app.QueryRow(ctx, fmt.Sprintf(`SELECT secret FROM %s WHERE id = %d`, table, id)).Scan(&got); err != nil || (got == nil) != (want == "") || (got != nil && *got != want) {
+			t.Errorf("%s id %d: %v %v, want %q", table, id, deref(got), err, want)
+			if app.IsClosed() {
+				app = e.appConn(ctx, p)
+			}
+		}
+	}
+	for _, ty := range types {
+		table := "r19_" + ty.name
+		read(table, 1, "p1")
+		if _, err := app.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (2, '%s', 'w2')`, table, vals[ty.name][1])); err != nil {
+			t.Fatal(err)
+		}
+		read(table, 2, "w2")
+		e.run(ctx, 0, "shred", "-c", cfg, "--table", "public."+table, "--tenant", vals[ty.name][0], "--yes")
+		app = e.appConn(ctx, p) // the shred's NOTIFY reaches the proxy's key cache
+		var n int
+		if err := c.QueryRow(ctx, `SELECT count(*) FROM pgveil.keys k WHERE k.purpose = 'enc' AND k.wrapped_key IS NOT NULL AND k.tenant = $1`, stored[ty.name]).Scan(&n); err != nil || n != 0 {
+			t.Errorf("%s: shred --tenant %q left %d keys of the stored tenant: %v", table, vals[ty.name][0], n, err)
+		}
+	}
+}
