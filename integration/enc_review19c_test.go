@@ -746,3 +746,45 @@ func TestReview19cOpsDomainTenant(t *testing.T) {
 		}
 	}
 }
+
+// TestReview19cBinaryTenantColumn: the key_context column selected beside
+// an encrypted one in binary format (pgx asks binary for the types it
+// knows; a domain is described as its base type) still opens the row.
+func TestReview19cBinaryTenantColumn(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"dnum", "d_num"}, {"dbo", "d_bool"}, {"ddt", "d_date"}, {"dch5", "d_ch5"}, {"ci", "citext"}, {"num", "numeric"}, {"f8", "float8"}, {"ts", "timestamp"}, {"tstz", "timestamptz"}, {"uu", "uuid"}, {"nm", "name"}, {"ch5", "char(5)"}, {"en", "r19mood"}}
+	e := newOpsEnv(t, "enc_review19c_bin", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{
+		`CREATE EXTENSION citext`, `CREATE TYPE r19mood AS ENUM ('sad')`, `CREATE DOMAIN d_num AS numeric`, `CREATE DOMAIN d_bool AS bool`,
+		`CREATE DOMAIN d_date AS date`, `CREATE DOMAIN d_ch5 AS char(5)`,
+	}, types)
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	vals := map[string]string{"dnum": "1.50", "dbo": "t", "ddt": "2026-01-02", "dch5": "ab", "ci": "AbC", "num": "1.50", "f8": "0.1", "ts": "2026-01-02 03:04:05.5",
+		"tstz": "2026-01-02 03:04:05.5+02", "uu": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "nm": "n", "ch5": "ab", "en": "sad"}
+	for _, ty := range types {
+		table := "r19_" + ty.name
+		if _, err := app.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (1, '%s', 's')`, table, vals[ty.name])); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []string{`SELECT org, secret FROM ` + table + ` WHERE id = 1`, `SELECT secret, org FROM ` + table, `SELECT * FROM ` + table} {
+			rows, err := app.Query(ctx, q)
+			if err == nil {
+				for rows.Next() {
+				}
+				rows.Close()
+				err = rows.Err()
+			}
+			if err != nil {
+				t.Errorf("%s: %v", q, err)
+				app = e.appConn(ctx, p)
+			}
+		}
+		// Every result column in binary, whatever its type.
+		q := `SELECT org, secret FROM ` + table
+		if _, err := app.PgConn().ExecParams(ctx, q, nil, nil, nil, []int16{1, 1}).Close(); err != nil {
+			t.Errorf("%s (binary results): %v", q, err)
+			app = e.appConn(ctx, p)
+		}
+	}
+}

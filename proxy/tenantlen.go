@@ -172,7 +172,9 @@ func tenantTypesNamed(ctx context.Context, pool *pgxpool.Pool, c *catalog, cfg *
 		if ct == nil || ct.policy.KeyContext != name {
 			continue
 		}
-		if typ != base && ct.tenantType == typ {
+		if ct.tenantType == typ && (typ != base || !knownTenantType(typ) && typ != oidName && typ != oidBpchar) {
+			// (citext, an enum: named by their text too, whose binary
+			// form is that text.)
 			// A domain named by its stored text: a write names its tenant
 			// as the base type outputs it (review 19c).
 			ct.tenantBase = base

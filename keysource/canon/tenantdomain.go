@@ -1,6 +1,7 @@
 package canon
 
 import (
+	"fmt"
 	"strings"
 	"unicode/utf8"
 
@@ -83,3 +84,22 @@ func DomainTenant(base uint32, mod int32, written string) (string, error) {
 // ErrRounded is DomainTenant's refusal of a value the domain's type
 // modifier would round.
 var ErrRounded = &Error{Type: policy.TypeNumeric, Code: "22003", Msg: "more fraction digits than the column keeps"}
+
+// DomainTenantRecv is DomainTenant of a key_context value received in
+// binary format from a column whose tenants are named by their text (a
+// domain over one of DomainTenant's bases, citext, an enum): the text
+// PostgreSQL prints for it. RowDescription describes a domain as its base
+// type, so a client asks binary for it (review 19c: the value was read
+// as the domain's own type, unknown, and the row did not open).
+func DomainTenantRecv(base uint32, src []byte) (string, error) {
+	switch base {
+	case policy.TypeNumeric.OID(), policy.TypeBool.OID(), policy.TypeDate.OID(), policy.TypeTimestamp.OID():
+		lt, _ := logicalOf(base)
+		out, err := Plaintext(lt, BinaryFormat, 0, src, nil)
+		return string(out), err
+	}
+	if !utf8.Valid(src) {
+		return "", fmt.Errorf("tenant value is not valid UTF-8")
+	}
+	return string(src), nil // char(n), citext, an enum's label: the text itself
+}
