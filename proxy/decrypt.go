@@ -38,8 +38,8 @@ type resultCol struct {
 	tenant     int            // field holding the row's key_context value, -1 if none
 	tenantType uint32
 	tenantBase uint32 // catTable.tenantBase: a binary tenant is read as this type
-	srvFmt     int16 // format the server sends the field in
-	cliFmt     int16 // format the client asked for
+	srvFmt     int16  // format the server sends the field in
+	cliFmt     int16  // format the client asked for
 	physical   uint32
 	masked     bool // the role is not a reader: NULL
 	// json is set on a json or jsonb field built from encrypted columns.
