@@ -788,3 +788,80 @@ func TestReview19cBinaryTenantColumn(t *testing.T) {
 		}
 	}
 }
+
+// TestReview19cWriteShapes: statement shapes whose tenant pgveil must
+// take from a value it reads, or refuse: each accepted write reads back.
+func TestReview19cWriteShapes(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"t", "text DEFAULT 'dflt'"}, {"i", "int8 DEFAULT 7"}}
+	e := newOpsEnv(t, "enc_review19c_shapes", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{`CREATE TABLE r19_src (id int, org text, n int8)`, `INSERT INTO r19_src VALUES (1, 'b', 8), (2, 'c', 9)`}, types)
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	for _, s := range []string{
+		`INSERT INTO r19_t (id, org, secret) VALUES (1, 'a', 's1'), (2, 'b', 's2'), (3, 'c', 's3')`,
+		`INSERT INTO r19_i (id, org, secret) VALUES (1, 7, 's1'), (2, 8, 's2'), (3, 9, 's3')`,
+	} {
+		if _, err := app.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, s := range []string{
+		`INSERT INTO r19_t (id, org, secret) VALUES (10, DEFAULT, 'x')`,
+		`INSERT INTO r19_t (id, secret) VALUES (11, 'x')`,
+		`INSERT INTO r19_i (id, secret) VALUES (11, 'x')`,
+		`INSERT INTO r19_t VALUES (12, 'a', 'x')`,
+		`INSERT INTO r19_t (secret, org, id) VALUES ('x', 'a', 13)`,
+		`INSERT INTO r19_t (id, org, secret) VALUES (14, 'a' || 'b', 'x')`,
+		`INSERT INTO r19_t (id, org, secret) VALUES (15, (SELECT 'b'), 'x')`,
+		`INSERT INTO r19_t (id, org, secret) SELECT 16, org, 'x' FROM r19_src WHERE id = 1`,
+		`INSERT INTO r19_t (id, org, secret) VALUES (17, upper('a'), 'x')`,
+		`INSERT INTO r19_t (id, org, secret) VALUES (18, COALESCE(NULL, 'a'), 'x')`,
+		`INSERT INTO r19_t (id, org, secret) VALUES (19, 'a', 'x') ON CONFLICT (id) DO UPDATE SET org = 'z'`,
+		`INSERT INTO r19_t (id, org, secret) VALUES (1, 'a', 'x') ON CONFLICT (id) DO UPDATE SET org = EXCLUDED.org || ''`,
+		`UPDATE r19_t SET org = DEFAULT, secret = 'x' WHERE id = 2`,
+		`UPDATE r19_t SET (org, secret) = ('b', 'x') WHERE id = 2`,
+		`UPDATE r19_t SET (org, secret) = (SELECT 'c', 'x') WHERE id = 2`,
+		`UPDATE r19_t SET org = s.org, secret = 'x' FROM r19_src s WHERE r19_t.id = 2 AND s.id = 2`,
+		`UPDATE r19_t SET secret = 'x' FROM r19_src s WHERE r19_t.id = s.id`,
+		`UPDATE r19_t SET secret = 'x' FROM r19_src s WHERE r19_t.id = s.id AND r19_t.org = s.org`,
+		`UPDATE r19_t SET secret = 'x' FROM r19_src s WHERE r19_t.org = s.org AND r19_t.org = 'b'`,
+		`UPDATE r19_t SET org = 'a' WHERE id = 3`,
+		`UPDATE r19_t t SET org = t.org, secret = 'y' WHERE id = 2`,
+		`WITH u AS (UPDATE r19_t SET secret = 'x' WHERE id = 2 RETURNING id) SELECT * FROM u`,
+		`WITH v AS (SELECT 'c' AS o) UPDATE r19_t SET org = (SELECT o FROM v), secret = 'x' WHERE id = 2`,
+		`UPDATE r19_i SET org = org + 1, secret = 'x' WHERE id = 2`,
+		`UPDATE r19_i SET org = 8.6, secret = 'x' WHERE id = 2`,
+		`UPDATE r19_i SET org = '8', secret = 'x' WHERE id = 2`,
+		`UPDATE r19_i SET secret = 'x' WHERE org = 8.0`,
+		`UPDATE r19_i SET secret = 'x' WHERE org = '08'`,
+		`UPDATE r19_i SET secret = 'x' WHERE org = 8.4`,
+		`UPDATE r19_i SET secret = 'x' WHERE org IN (8)`,
+		`UPDATE r19_t SET secret = 'x' WHERE org = 'b' OR id = 3`,
+		`UPDATE r19_t SET secret = 'x' WHERE org = 'b' AND org = 'c'`,
+		`UPDATE r19_t SET secret = 'x' WHERE org = 'B' COLLATE "C"`,
+		`UPDATE r19_t SET secret = 'x' WHERE NOT (org <> 'b')`,
+		`MERGE INTO r19_t USING r19_src s ON r19_t.id = s.id WHEN MATCHED THEN UPDATE SET secret = 'x'`,
+	} {
+		if app.IsClosed() {
+			app = e.appConn(ctx, p)
+		}
+		if _, err := app.Exec(ctx, s, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Logf("%s: refused: %v", s, err)
+			continue
+		}
+		for _, table := range []string{"r19_t", "r19_i"} {
+			rows, err := app.Query(ctx, `SELECT id, secret FROM `+table, pgx.QueryExecModeSimpleProtocol)
+			if err == nil {
+				for rows.Next() {
+				}
+				rows.Close()
+				err = rows.Err()
+			}
+			if err != nil {
+				t.Errorf("after %s: %s: %v", s, table, err)
+				app = e.appConn(ctx, p)
+			}
+		}
+	}
+}
