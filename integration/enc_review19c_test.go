@@ -865,3 +865,49 @@ func TestReview19cWriteShapes(t *testing.T) {
 		}
 	}
 }
+
+// TestReview19cCopyEscapes: COPY text escapes and CSV quoting in the
+// key_context field name the tenant PostgreSQL stores.
+func TestReview19cCopyEscapes(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"txt", "text"}, {"vc3", "varchar(3)"}, {"ch3", "char(3)"}, {"i4", "int4"}}
+	e := newOpsEnv(t, "enc_review19c_copyesc", review19cPolicy(types))
+	review19cSetup(t, ctx, e, nil, types)
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	id := 0
+	for _, c := range []struct{ table, opts, field string }{
+		{"txt", "", `a\tb`}, {"txt", "", `\101\x42`}, {"txt", "", `a\\b`}, {"txt", "", `\N`}, {"txt", "", `a\.b`}, {"txt", "", `\u00e9`},
+		{"txt", " (FORMAT csv)", `"a""b"`}, {"txt", " (FORMAT csv)", "\"a\nb\""}, {"txt", " (FORMAT csv)", `""`}, {"txt", " (FORMAT csv, NULL 'x')", `x`},
+		{"txt", " (FORMAT csv, NULL 'x')", `"x"`}, {"txt", " (FORMAT csv, FORCE_NULL (org))", `""`}, {"txt", " (FORMAT csv, FORCE_NOT_NULL (org))", ``},
+		{"txt", " (FORMAT text, NULL 'nul')", `nul`}, {"txt", " (DELIMITER '|')", ``},
+		{"vc3", "", `ab\040\040`}, {"vc3", " (FORMAT csv)", `"abc   "`}, {"ch3", "", `a\040\040\040`}, {"i4", "", ` 7 `}, {"i4", " (FORMAT csv)", `"007"`},
+	} {
+		id++
+		table := "r19_" + c.table
+		sep := "\t"
+		if strings.Contains(c.opts, "csv") {
+			sep = ","
+		}
+		if strings.Contains(c.opts, "|") {
+			sep = "|"
+		}
+		data := fmt.Sprintf("%d%s%s%sc%d\n", id, sep, c.field, sep, id)
+		if c.opts == " (DELIMITER '|')" {
+			data = fmt.Sprintf("%d|a\\|b|c%d\n", id, id)
+		}
+		what := fmt.Sprintf("%s COPY%s %q", table, c.opts, c.field)
+		if _, err := app.PgConn().CopyFrom(ctx, strings.NewReader(data), "COPY "+table+" (id, org, secret) FROM STDIN"+c.opts); err != nil {
+			t.Logf("%s: refused: %v", what, err)
+			if app.IsClosed() {
+				app = e.appConn(ctx, p)
+			}
+			continue
+		}
+		var got string
+		if err := app.QueryRow(ctx, fmt.Sprintf(`SELECT secret FROM %s WHERE id = %d`, table, id)).Scan(&got); err != nil || got != fmt.Sprintf("c%d", id) {
+			t.Errorf("%s: written, does not read back: %q %v", what, got, err)
+			app = e.appConn(ctx, p)
+		}
+	}
+}
