@@ -795,11 +795,12 @@ func TestReview19cWriteShapes(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
 	types := []review19cType{{"t", "text DEFAULT 'dflt'"}, {"i", "int8 DEFAULT 7"}}
 	e := newOpsEnv(t, "enc_review19c_shapes", review19cPolicy(types))
-	review19cSetup(t, ctx, e, []string{`CREATE TABLE r19_src (id int, org text, n int8)`, `INSERT INTO r19_src VALUES (1, 'b', 8), (2, 'c', 9)`}, types)
+	review19cSetup(t, ctx, e, []string{`CREATE TABLE r19_src (id int, org text, n int8)`, `INSERT INTO r19_src VALUES (1, 'b', 8), (2, 'c', 9)`,
+		`CREATE COLLATION r19_nd (provider = icu, locale = 'und-u-ks-level2', deterministic = false)`}, types)
 	p := e.proxy(e.config(""))
 	app := e.appConn(ctx, p)
 	for _, s := range []string{
-		`INSERT INTO r19_t (id, org, secret) VALUES (1, 'a', 's1'), (2, 'b', 's2'), (3, 'c', 's3')`,
+		`INSERT INTO r19_t (id, org, secret) VALUES (1, 'a', 's1'), (2, 'b', 's2'), (3, 'c', 's3'), (4, 'B', 's4')`,
 		`INSERT INTO r19_i (id, org, secret) VALUES (1, 7, 's1'), (2, 8, 's2'), (3, 9, 's3')`,
 	} {
 		if _, err := app.Exec(ctx, s); err != nil {
@@ -841,6 +842,17 @@ func TestReview19cWriteShapes(t *testing.T) {
 		`UPDATE r19_t SET secret = 'x' WHERE org = 'b' AND org = 'c'`,
 		`UPDATE r19_t SET secret = 'x' WHERE org = 'B' COLLATE "C"`,
 		`UPDATE r19_t SET secret = 'x' WHERE NOT (org <> 'b')`,
+		`UPDATE r19_t SET secret = 'x' WHERE org = 'B' COLLATE r19_nd`,
+		`UPDATE r19_t SET secret = 'x' WHERE org COLLATE r19_nd = 'B'`,
+		`UPDATE r19_t SET secret = 'x' WHERE (org = 'B') AND org = 'B' COLLATE r19_nd`,
+		`UPDATE r19_t SET secret = 'x' WHERE org = 'B' AND lower(org) = 'b'`,
+		`UPDATE r19_t SET secret = $$x$$ WHERE org = $$B$$`,
+		`UPDATE r19_t SET secret = 'x' WHERE org = E'B'`,
+		`UPDATE r19_t SET secret = 'x' WHERE org = U&'2'`,
+		`UPDATE r19_t SET secret = 'x' WHERE org = 'B'::text`,
+		`UPDATE r19_t SET secret = 'x' WHERE org = 'B'::varchar(0)`,
+		`UPDATE r19_t SET secret = 'x' WHERE org = 'Bx'::varchar(1)`,
+		`UPDATE r19_t SET secret = 'x' WHERE org = 'B'::char(3)`,
 		`MERGE INTO r19_t USING r19_src s ON r19_t.id = s.id WHEN MATCHED THEN UPDATE SET secret = 'x'`,
 	} {
 		if app.IsClosed() {
