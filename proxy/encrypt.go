@@ -578,7 +578,7 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 		if ref.Param < len(paramOIDs) {
 			declared = paramOIDs[ref.Param]
 		}
-		tenant, err := canon.TenantParam(s.eng.catalog().tenantType(t), declared, bind.paramFormat(ref.Param), v)
+		tenant, err := s.eng.catalog().tenantParam(t, declared, bind.paramFormat(ref.Param), v)
 		if err != nil {
 			return "", false, bindValueError(err, ref.Param)
 		}

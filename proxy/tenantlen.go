@@ -237,3 +237,27 @@ func pgTypeName(base uint32, mod int32) string {
 	}
 	return fmt.Sprintf("type OID %d", base)
 }
+
+// tenantParam is canon.TenantParam for t's key_context column, except
+// that a parameter declared as another type than text for a domain over
+// numeric, bool, date or timestamp is assigned to that base type as
+// PostgreSQL assigns it (a float8 0.30000000000000004 into numeric is
+// 0.3, DBL_DIG digits), whose output names the tenant (storedTenant),
+// not read as the declared type's own text (review 19c).
+func (c *catalog) tenantParam(t *policy.Table, declared uint32, format int16, v []byte) (string, error) {
+	ct := c.byTable[t]
+	if ct == nil || ct.tenantBase == 0 || v == nil {
+		return canon.TenantParam(c.tenantType(t), declared, format, v)
+	}
+	switch declared {
+	case 0, 705, policy.OIDText, policy.TypeVarchar.OID(), oidBpchar, oidName, ct.tenantType:
+		return canon.TenantParam(c.tenantType(t), declared, format, v)
+	}
+	for _, lt := range []policy.LogicalType{policy.TypeNumeric, policy.TypeBool, policy.TypeDate, policy.TypeTimestamp} {
+		if lt.OID() == ct.tenantBase {
+			pt, err := canon.Plaintext(lt, format, declared, v, nil)
+			return string(pt), err
+		}
+	}
+	return canon.TenantParam(c.tenantType(t), declared, format, v)
+}
