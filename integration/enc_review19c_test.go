@@ -258,7 +258,7 @@ var review19cTyped = []review19cWrite{
 	{table: "r19_dnum52", param: []byte("1.5"), oid: 1700},
 	{table: "r19_dnum", param: []byte{0x3f, 0xd3, 0x33, 0x33, 0x33, 0x33, 0x33, 0x34}, oid: 701, format: 1}, // 0.30000000000000004
 	{table: "r19_dnum", param: []byte("0.30000000000000004"), oid: 701},
-	{table: "r19_dnum", param: []byte{0x3d, 0xcc, 0xcc, 0xcd}, oid: 700, format: 1}, // 0.1 as float4
+	{table: "r19_dnum", param: []byte{0x3d, 0xcc, 0xcc, 0xcd}, oid: 700, format: 1},         // 0.1 as float4
 	{table: "r19_dnum52", param: []byte{0x3f, 0xf8, 0, 0, 0, 0, 0, 0}, oid: 701, format: 1}, // 1.5
 	{table: "r19_ddt", param: []byte{0, 0, 0x25, 0x3e}, oid: 1082, format: 1},
 	{table: "r19_dts", param: []byte("2026-01-02 03:04:05.10"), oid: 1082},
