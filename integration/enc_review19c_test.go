@@ -930,3 +930,56 @@ func TestReview19cCopyEscapes(t *testing.T) {
 		}
 	}
 }
+
+// TestReview19cOpsServerSettings: with a database whose defaults are
+// DateStyle SQL and extra_float_digits 0, migrate --apply names float and
+// timestamp tenants as a write through pgveil does (an ISO session
+// reads them back).
+func TestReview19cOpsServerSettings(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"f8", "float8"}, {"dts", "d_ts"}, {"ts", "timestamp"}}
+	e := newOpsEnv(t, "ops_review19c_settings", review19cPolicy(types))
+	c := e.conn(ctx)
+	for _, s := range []string{`CREATE DOMAIN d_ts AS timestamp`} {
+		if _, err := c.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vals := map[string]string{"f8": "0.30000000000000004", "dts": "2026-01-02 03:04:05.5", "ts": "2026-01-02 03:04:05.5"}
+	for _, ty := range types {
+		table := "r19_" + ty.name
+		for _, s := range []string{
+			fmt.Sprintf(`CREATE TABLE %s (id int PRIMARY KEY, org %s NOT NULL, secret text)`, table, ty.sql),
+			fmt.Sprintf(`INSERT INTO %s VALUES (1, '%s', 'p1')`, table, vals[ty.name]),
+		} {
+			if _, err := c.Exec(ctx, s); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, s := range []string{`ALTER DATABASE ops_review19c_settings SET DateStyle = 'SQL, DMY'`, `ALTER DATABASE ops_review19c_settings SET extra_float_digits = 0`} {
+		if _, err := c.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.run(ctx, 0, "migrate", "-c", e.writeConfig("c.yaml", e.config("")), "--apply")
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	if _, err := app.Exec(ctx, `SET DateStyle = ISO; SET extra_float_digits = 1`, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	for _, ty := range types {
+		table := "r19_" + ty.name
+		if _, err := app.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (2, '%s', 'w2')`, table, vals[ty.name]), pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		for id, want := range map[int]string{1: "p1", 2: "w2"} {
+			var got string
+			if err := app.QueryRow(ctx, fmt.Sprintf(`SELECT secret FROM %s WHERE id = %d`, table, id), pgx.QueryExecModeSimpleProtocol).Scan(&got); err != nil || got != want {
+				t.Errorf("%s id %d: %q %v", table, id, got, err)
+				app = e.appConn(ctx, p)
+				app.Exec(ctx, `SET DateStyle = ISO; SET extra_float_digits = 1`, pgx.QueryExecModeSimpleProtocol)
+			}
+		}
+	}
+}

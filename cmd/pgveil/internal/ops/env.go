@@ -55,6 +55,7 @@ func NewEnv(ctx context.Context, cfg *policy.Config, app string, conns int, log 
 	// sessions print them by default, whatever the server's defaults
 	// (review 19c).
 	pc.ConnConfig.RuntimeParams["DateStyle"] = "ISO"
+	pc.ConnConfig.RuntimeParams["extra_float_digits"] = "1" // float tenants in their shortest exact digits
 	if conns < 2 {
 		conns = 2
 	}
