@@ -34,8 +34,8 @@ func DomainTenant(base uint32, mod int32, written string) (string, error) {
 			return "", ErrRounded // a negative scale rounds the whole digits
 		}
 		whole, frac, _ := strings.Cut(string(out), ".")
-		if len(frac) > scale {
-			return "", ErrRounded
+		if frac = strings.TrimRight(frac, "0"); len(frac) > scale {
+			return "", ErrRounded // '1.50000' is kept as 1.50, '1.555' rounded
 		}
 		frac += strings.Repeat("0", scale-len(frac))
 		if scale == 0 {
