@@ -619,6 +619,9 @@ func TestReview19cCopyMatrix(t *testing.T) {
 		{"r19_ts2", time.Date(2026, 1, 2, 3, 4, 5, 120000000, time.UTC)}, {"r19_ts2", time.Date(2026, 1, 2, 3, 4, 5, 125000000, time.UTC)},
 		{"r19_tstz", time.Date(2026, 1, 2, 3, 4, 5, 0, time.FixedZone("x", 7200))},
 		{"r19_txt", "a b "}, {"r19_dint", int32(8)}, {"r19_dvc3", "ab   "},
+		{"r19_dnum", pgxNumeric(t, "01.50")}, {"r19_dnum52", pgxNumeric(t, "1.5")}, {"r19_dbo", true}, {"r19_dch5", "ab"},
+		{"r19_ddt", time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)}, {"r19_dts1", time.Date(2026, 1, 2, 3, 4, 5, 100000000, time.UTC)},
+		{"r19_dts1", time.Date(2026, 1, 2, 3, 4, 5, 150000000, time.UTC)}, {"r19_ci", "AbC"}, {"r19_en", "Happy"},
 	} {
 		id++
 		what := fmt.Sprintf("%s binary COPY %v", c.table, c.v)
