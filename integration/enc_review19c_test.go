@@ -263,6 +263,11 @@ var review19cTyped = []review19cWrite{
 	{table: "r19_ddt", param: []byte{0, 0, 0x25, 0x3e}, oid: 1082, format: 1},
 	{table: "r19_dts", param: []byte("2026-01-02 03:04:05.10"), oid: 1082},
 	{table: "r19_ci", param: []byte{0x3f, 0xd3, 0x33, 0x33, 0x33, 0x33, 0x33, 0x34}, oid: 701, format: 1},
+	{table: "r19_dnum", param: []byte{0, 1, 0, 0, 0, 0, 0, 2, 0, 1}, format: 1}, // 1.00 binary, undeclared
+	{table: "r19_dbo", param: []byte{1}, format: 1},
+	{table: "r19_dch5", param: []byte("ab"), format: 1},
+	{table: "r19_ci", param: []byte("AbC"), format: 1},
+	{table: "r19_en", param: []byte("Happy"), format: 1},
 	{table: "r19_dbo", param: []byte{1}, oid: 16, format: 1},
 	{table: "r19_dbo", param: []byte("yes"), oid: 16},
 	{table: "r19_ci", param: []byte("1.50"), oid: 1700},

@@ -250,7 +250,12 @@ func (c *catalog) tenantParam(t *policy.Table, declared uint32, format int16, v 
 		return canon.TenantParam(c.tenantType(t), declared, format, v)
 	}
 	switch declared {
-	case 0, 705, policy.OIDText, policy.TypeVarchar.OID(), oidBpchar, oidName, ct.tenantType:
+	case 0, 705, ct.tenantType:
+		if format == canon.BinaryFormat {
+			return canon.DomainTenantRecv(ct.tenantBase, v) // the base type's binary form
+		}
+		return canon.TenantParam(c.tenantType(t), declared, format, v)
+	case policy.OIDText, policy.TypeVarchar.OID(), oidBpchar, oidName:
 		return canon.TenantParam(c.tenantType(t), declared, format, v)
 	}
 	for _, lt := range []policy.LogicalType{policy.TypeNumeric, policy.TypeBool, policy.TypeDate, policy.TypeTimestamp} {
