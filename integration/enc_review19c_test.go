@@ -991,3 +991,44 @@ func TestReview19cOpsServerSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestReview19cValuesCommonType: in INSERT … SELECT … FROM (VALUES …),
+// PostgreSQL gives each column of the VALUES list one type, common to its
+// rows ('007' beside 7 is the integer 7, stored '7' in a text column).
+func TestReview19cValuesCommonType(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"t", "text"}, {"i", "int8"}, {"f", "float8"}, {"n", "numeric"}, {"ci", "citext"}}
+	e := newOpsEnv(t, "enc_review19c_common", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{`CREATE EXTENSION citext`}, types)
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	id := 0
+	for _, c := range []struct{ table, a, b string }{
+		{"t", `'007'`, `7`}, {"t", `'1.50'`, `2.5`}, {"t", `'1e1'`, `1.5`}, {"t", `' 7'`, `7`}, {"t", `'t'`, `true`},
+		{"i", `'007'`, `7`}, {"i", `7.5`, `'7'`}, {"i", `7`, `7.5`},
+		{"f", `'1.50'`, `1`}, {"f", `0.1`, `'-0'`}, {"f", `1`, `0.1`},
+		{"n", `'1.50'`, `1`}, {"n", `1`, `1.0`}, {"n", `'1.50'`, `1::float8`},
+		{"ci", `'007'`, `7`}, {"ci", `'AbC'`, `'abc'`},
+	} {
+		id += 2
+		table := "r19_" + c.table
+		for _, q := range []string{
+			fmt.Sprintf(`INSERT INTO %s (id, org, secret) SELECT p0, p1, p2 FROM (VALUES (%d, %s, 'k%d', 0), (%d, %s, 'k%d', 1)) AS imp_sen(p0, p1, p2, sen) ORDER BY sen`, table, id, c.a, id, id+1, c.b, id+1),
+		} {
+			if _, err := app.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol); err != nil {
+				t.Logf("%s: refused: %v", q, err)
+				if app.IsClosed() {
+					app = e.appConn(ctx, p)
+				}
+				continue
+			}
+			for _, i := range []int{id, id + 1} {
+				var got string
+				if err := app.QueryRow(ctx, fmt.Sprintf(`SELECT secret FROM %s WHERE id = %d`, table, i)).Scan(&got); err != nil || got != fmt.Sprintf("k%d", i) {
+					t.Errorf("%s: row %d: %q %v", q, i, got, err)
+					app = e.appConn(ctx, p)
+				}
+			}
+		}
+	}
+}
