@@ -412,7 +412,7 @@ type Lookup struct {
 // TextOf is the SQL text of expression x as the lookup tells tenants
 // apart: its output text compared byte for byte.
 func TextOf(x string) string {
-	return "CAST(" + x + " AS pg_catalog.text) COLLATE \"C\""
+	return "CAST(" + x + " AS pg_catalog.text) COLLATE pg_catalog.\"C\""
 }
 
 // Move is what the check of a tenant move reads.

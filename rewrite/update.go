@@ -142,7 +142,7 @@ func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel)
 	if lk.TextGuard {
 		prefix = join + "(" + lk.Column + " = "
 		mid = " AND " + TextOf(lk.Column) + " = CAST((CASE WHEN false THEN " + lk.Column + " ELSE "
-		after = " END) AS pg_catalog.text) COLLATE \"C\")"
+		after = " END) AS pg_catalog.text) COLLATE pg_catalog.\"C\")"
 	}
 	if a.maxParam > 0 {
 		a.lookupGuard = &edit{start: guardAt, end: guardAt, text: prefix, sub: lastSub}
@@ -302,7 +302,7 @@ func (a *analyzer) tenantMove(up *pg.UpdateStmt, t *policy.Table, target *rel, s
 		// THEN org ELSE <new> END) AS text) COLLATE "C"
 		add(edit{text: " AND " + TextOf(lk.Column) + " = CAST((CASE WHEN false THEN " + lk.Column + " ELSE "})
 		value()
-		add(edit{text: " END) AS pg_catalog.text) COLLATE \"C\""})
+		add(edit{text: " END) AS pg_catalog.text) COLLATE pg_catalog.\"C\""})
 	}
 	add(edit{text: " OR (" + strings.Join(nulls, " AND ") + "))"})
 	a.st.Lookup = lk
