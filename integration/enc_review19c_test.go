@@ -1032,3 +1032,38 @@ func TestReview19cValuesCommonType(t *testing.T) {
 		}
 	}
 }
+
+// TestReview19cMoveSameTenant: SET org to another spelling of the row's
+// own tenant, keeping encrypted values, is no move (it passes and the
+// row reads back); to another tenant it is refused.
+func TestReview19cMoveSameTenant(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"dnum", "d_num"}, {"dch5", "d_ch5"}, {"dbo", "d_bool"}, {"f8", "float8"}, {"vc3", "varchar(3)"}, {"ch3", "char(3)"}}
+	e := newOpsEnv(t, "enc_review19c_movesame", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{`CREATE DOMAIN d_num AS numeric`, `CREATE DOMAIN d_ch5 AS char(5)`, `CREATE DOMAIN d_bool AS bool`}, types)
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	for _, c := range []struct{ table, v, same, other string }{
+		{"dnum", "1.50", "01.50", "1.5"}, {"dch5", "ab", "ab   ", "abc"}, {"dbo", "t", "yes", "no"}, {"f8", "1.5", "1.50", "-0"},
+		{"vc3", "ab", "ab", "abc"}, {"ch3", "ab", "ab ", "a"},
+	} {
+		table := "r19_" + c.table
+		if _, err := app.Exec(ctx, fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (1, '%s', 's')`, table, c.v)); err != nil {
+			t.Fatal(err)
+		}
+		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+			if _, err := app.Exec(ctx, fmt.Sprintf(`UPDATE %s SET org = $1 WHERE id = 1`, table), mode, c.same); err != nil {
+				t.Errorf("%s SET org = %q: %v", table, c.same, err)
+				app = e.appConn(ctx, p)
+			}
+			if _, err := app.Exec(ctx, fmt.Sprintf(`UPDATE %s SET org = $1 WHERE id = 1`, table), mode, c.other); err == nil {
+				t.Errorf("%s SET org = %q keeping secret: accepted", table, c.other)
+			}
+			var got string
+			if err := app.QueryRow(ctx, `SELECT secret FROM `+table+` WHERE id = 1`).Scan(&got); err != nil || got != "s" {
+				t.Errorf("%s: %q %v", table, got, err)
+				app = e.appConn(ctx, p)
+			}
+		}
+	}
+}
