@@ -1067,3 +1067,51 @@ func TestReview19cMoveSameTenant(t *testing.T) {
 		}
 	}
 }
+
+// TestReview19cTextTenantSessionParams: a parameter declared as a type
+// whose text PostgreSQL prints by session settings (float8 by
+// extra_float_digits, timestamptz by TimeZone, date by DateStyle) for a
+// text-like key_context column: refused or read back in an ordinary
+// session.
+func TestReview19cTextTenantSessionParams(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"t", "text"}, {"ci", "citext"}, {"vc", "varchar(40)"}}
+	e := newOpsEnv(t, "enc_review19c_sessparams", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{`CREATE EXTENSION citext`}, types)
+	p := e.proxy(e.config(""))
+	id := 0
+	for _, c := range []struct {
+		set   string
+		oid   uint32
+		value string
+	}{
+		{`SET extra_float_digits = 0`, 701, "0.30000000000000004"},
+		{`SET extra_float_digits = 0`, 700, "0.1"},
+		{`SET TimeZone = 'Europe/Berlin'`, 1184, "2026-01-02 03:04:05+00"},
+		{`SET DateStyle = 'SQL, DMY'`, 1082, "2026-01-02"},
+		{`SET DateStyle = 'SQL, DMY'`, 1114, "2026-01-02 03:04:05"},
+		{`SET bytea_output = 'escape'`, 17, `\x41`},
+	} {
+		for _, ty := range types {
+			id++
+			table := "r19_" + ty.name
+			w := e.appConn(ctx, p)
+			if _, err := w.Exec(ctx, c.set); err != nil {
+				t.Fatal(err)
+			}
+			_, err := w.PgConn().ExecParams(ctx, fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (%d, $1, 'k%d')`, table, id, id),
+				[][]byte{[]byte(c.value)}, []uint32{c.oid}, []int16{0}, nil).Close()
+			w.Close(ctx)
+			if err != nil {
+				t.Logf("%s %s oid %d: refused: %v", c.set, table, c.oid, err)
+				continue
+			}
+			r := e.appConn(ctx, p)
+			var got string
+			if err := r.QueryRow(ctx, fmt.Sprintf(`SELECT secret FROM %s WHERE id = %d`, table, id)).Scan(&got); err != nil {
+				t.Errorf("%s %s oid %d %q: written, does not read back: %v", c.set, table, c.oid, c.value, err)
+			}
+			r.Close(ctx)
+		}
+	}
+}
