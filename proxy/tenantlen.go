@@ -173,10 +173,10 @@ func tenantTypesNamed(ctx context.Context, pool *pgxpool.Pool, c *catalog, cfg *
 			continue
 		}
 		if ct.tenantType == typ && (typ != base || !knownTenantType(typ) && typ != oidName && typ != oidBpchar) {
-			// (citext, an enum: named by their text too, whose binary
-			// form is that text.)
-			// A domain named by its stored text: a write names its tenant
-			// as the base type outputs it (review 19c).
+			// A domain named by its stored text (canon.TenantBase left
+			// it): a write names its tenant as the base type prints it
+			// (review 19c). citext and enums are named by their text too,
+			// and their binary form is that text.
 			ct.tenantBase = base
 		}
 		if mod >= 0 && (ct.tenantBase != 0 || typ != base) {
