@@ -48,6 +48,10 @@ type catTable struct {
 	// is varchar, numeric, timestamp or timestamptz, else -1
 	// (tenantLengths).
 	tenantMod int32
+	// tenantBase is, when tenantType is a domain named by its stored text
+	// (canon.TenantBase), the domain's last base type, whose output a
+	// write's tenant is named as (canon.DomainTenant); else 0.
+	tenantBase uint32
 	// typeOf is every column's type OID by name (for the planner's needs
 	// and for tenant values sent as parameters).
 	typeOf map[string]uint32
@@ -75,7 +79,8 @@ func (c *catalog) tenantType(t *policy.Table) uint32 {
 // name (case-insensitively: quoted mixed-case names included), in any
 // schema, with its live columns in attnum order.
 const catalogQuery = `
-SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid
+SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid,
+       COALESCE((SELECT NOT co.collisdeterministic FROM pg_catalog.pg_collation co WHERE co.oid = a.attcollation), false)
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -95,7 +100,8 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 		var schema, name, col string
 		var attnum int16
 		var typ uint32
-		if err := rows.Scan(&oid, &schema, &name, &attnum, &col, &typ); err != nil {
+		var nondet bool
+		if err := rows.Scan(&oid, &schema, &name, &attnum, &col, &typ, &nondet); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -105,7 +111,7 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 			t = &rewrite.CatalogTable{Schema: schema, Name: name, OID: oid}
 			rw.Tables[key] = t
 		}
-		t.Columns = append(t.Columns, rewrite.CatalogColumn{Name: col, AttNum: attnum, TypeOID: typ})
+		t.Columns = append(t.Columns, rewrite.CatalogColumn{Name: col, AttNum: attnum, TypeOID: typ, Nondeterministic: nondet})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading the catalog: %w", err)

@@ -343,11 +343,20 @@ func (s *session) copyTenant(t *policy.Table, fields []copydata.Field, idx int, 
 	if fields[idx].Null {
 		return "", false, tenantNull(t)
 	}
-	tenant, err := canon.TenantText(s.eng.catalog().tenantType(t), format, fields[idx].Value)
+	cat := s.eng.catalog()
+	var tenant string
+	var err error
+	if ct := cat.byTable[t]; ct != nil && ct.tenantBase != 0 && format == canon.BinaryFormat {
+		// A domain is described as its base type (pgx.CopyFrom sends
+		// numeric for a domain over numeric): read as that type.
+		tenant, err = canon.DomainTenantRecv(ct.tenantBase, fields[idx].Value)
+	} else {
+		tenant, err = canon.TenantText(cat.tenantType(t), format, fields[idx].Value)
+	}
 	if err != nil {
 		return "", false, err
 	}
-	tenant, err = s.eng.catalog().storedTenant(t, tenant)
+	tenant, err = cat.storedTenant(t, tenant)
 	return tenant, err == nil, err
 }
 

@@ -37,8 +37,9 @@ type resultCol struct {
 	col        *policy.Column // nil: relay as it is
 	tenant     int            // field holding the row's key_context value, -1 if none
 	tenantType uint32
-	srvFmt     int16 // format the server sends the field in
-	cliFmt     int16 // format the client asked for
+	tenantBase uint32 // catTable.tenantBase: a binary tenant is read as this type
+	srvFmt     int16  // format the server sends the field in
+	cliFmt     int16  // format the client asked for
 	physical   uint32
 	masked     bool // the role is not a reader: NULL
 	// json is set on a json or jsonb field built from encrypted columns.
@@ -150,6 +151,10 @@ func (s *session) fillCol(cat *catalog, rc *resultCol, col *policy.Column) {
 	rc.col = col
 	rc.physical = cat.physicalType(col)
 	rc.tenantType = cat.tenantType(col.Table)
+	rc.tenantBase = 0
+	if ct := cat.byTable[col.Table]; ct != nil {
+		rc.tenantBase = ct.tenantBase
+	}
 	rc.masked = !col.CanRead(s.user) || !s.roleCanRead(col)
 }
 
@@ -323,7 +328,13 @@ func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byt
 		if tv == nil {
 			return s.openFailed(rc, keysource.ErrWrongScope, dst)
 		}
-		tenant, err := canon.TenantText(rc.tenantType, m.cols[rc.tenant].srvFmt, tv)
+		var tenant string
+		var err error
+		if rc.tenantBase != 0 && m.cols[rc.tenant].srvFmt == canon.BinaryFormat {
+			tenant, err = canon.DomainTenantRecv(rc.tenantBase, tv)
+		} else {
+			tenant, err = canon.TenantText(rc.tenantType, m.cols[rc.tenant].srvFmt, tv)
+		}
 		if err != nil || !key.BelongsTo(tenant, true) {
 			return s.openFailed(rc, keysource.ErrWrongScope, dst)
 		}

@@ -579,7 +579,7 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 		if ref.Param < len(paramOIDs) {
 			declared = paramOIDs[ref.Param]
 		}
-		tenant, err := canon.TenantParam(s.eng.catalog().tenantType(t), declared, bind.paramFormat(ref.Param), v)
+		tenant, err := s.eng.catalog().tenantParam(t, declared, bind.paramFormat(ref.Param), v)
 		if err != nil {
 			return "", false, bindValueError(err, ref.Param)
 		}
@@ -610,6 +610,13 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 				return "", false, err
 			}
 			if v, err = canon.NumericToInt(v); err != nil {
+				return "", false, err
+			}
+		case (typ == oidFloat4 || typ == oidFloat8) && rewrite.LiteralIsNumber(orig, st.Literals[ref.Literal]):
+			// An unquoted -0.0 is numeric zero (no sign) to PostgreSQL,
+			// which assigns it to the float column as 0, not -0 (review
+			// 19c: sealed under tenant "-0", the row did not open).
+			if v, err = storedNumber(orig, st.Literals[ref.Literal], v); err != nil {
 				return "", false, err
 			}
 		}
@@ -1130,6 +1137,8 @@ func knownTenantType(oid uint32) bool {
 const (
 	oidBpchar = 1042
 	oidName   = 19
+	oidFloat4 = 700
+	oidFloat8 = 701
 )
 
 // paramCastsKeep refuses a Bind whose value under a varchar(n) cast, bound

@@ -235,6 +235,20 @@ func (s *session) lookupOutcome(lk *rewrite.Lookup, r lookupReply) (*lookupState
 	if err != nil {
 		return nil, refusalFrom(err)
 	}
+	// As a written value is named (a no-op on a value PostgreSQL printed
+	// with the default settings): a domain over timestamp printed under
+	// DateStyle SQL ('01/02/2026 …') is refused, not named as printed
+	// (review 19c: its values were sealed under that name, and the row
+	// opened in no session).
+	if tenant, err = s.eng.catalog().storedTenant(t, tenant); err != nil {
+		pe := refusalFrom(err)
+		if pe.Table == "" {
+			pe.Schema, pe.Table, pe.Column = t.Schema, t.Name, t.KeyContext
+			pe.Message = fmt.Sprintf("pgveil: the %s value of the rows this UPDATE of %s changes, as this session prints it, does not name their tenant: %s", t.KeyContext, t.QualifiedName(), pe.Message)
+			pe.Hint = "SET DateStyle TO ISO (the default) before it, or write " + t.KeyContext + " = … in WHERE"
+		}
+		return nil, pe
+	}
 	return &lookupState{tenant: tenant}, nil
 }
 

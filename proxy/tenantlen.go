@@ -70,6 +70,13 @@ func tenantLengths(ctx context.Context, pool *pgxpool.Pool, c *catalog) error {
 // than it keeps) is refused: pgveil does not round as PostgreSQL does.
 func (c *catalog) storedTenant(t *policy.Table, tenant string) (string, error) {
 	ct := c.byTable[t]
+	if ct != nil && ct.tenantBase != 0 {
+		name, err := canon.DomainTenant(ct.tenantBase, ct.tenantMod, tenant)
+		if err == canon.ErrRounded {
+			return "", roundedTenant(t, fmt.Sprintf("a domain over %s", pgTypeName(ct.tenantBase, ct.tenantMod)))
+		}
+		return name, err
+	}
 	if ct == nil || ct.tenantMod < 0 {
 		return tenant, nil
 	}
@@ -155,13 +162,30 @@ func tenantTypesNamed(ctx context.Context, pool *pgxpool.Pool, c *catalog, cfg *
 	defer rows.Close()
 	var problems []string
 	for rows.Next() {
-		var oid, base uint32
+		var oid, typ, base uint32
+		var mod int32
 		var name, typeName, typtype, category string
-		if err := rows.Scan(&oid, &name, &typeName, &base, &typtype, &category); err != nil {
+		if err := rows.Scan(&oid, &name, &typeName, &typ, &base, &mod, &typtype, &category); err != nil {
 			return err
 		}
 		ct := c.byOID[oid]
-		if ct == nil || ct.policy.KeyContext != name || canon.TenantTypeNamed(base, typtype[0], category[0]) {
+		if ct == nil || ct.policy.KeyContext != name {
+			continue
+		}
+		if ct.tenantType == typ && (typ != base || !knownTenantType(typ) && typ != oidName && typ != oidBpchar) {
+			// A domain named by its stored text (canon.TenantBase left
+			// it): a write names its tenant as the base type prints it
+			// (review 19c). citext and enums are named by their text too,
+			// and their binary form is that text.
+			ct.tenantBase = base
+		}
+		if mod >= 0 && (ct.tenantBase != 0 || typ != base) {
+			// The type modifier a domain (over a domain) gives its base
+			// (review 19c: a domain over a domain over varchar(3) was not
+			// cut).
+			ct.tenantMod = mod
+		}
+		if canon.TenantTypeNamed(typ != base, base, typtype[0], category[0]) {
 			continue
 		}
 		problems = append(problems, TenantTypeProblem(ct.policy, typeName))
@@ -184,16 +208,61 @@ func TenantTypeProblem(t *policy.Table, typeName string) string {
 }
 
 // tenantTypesQuery reads, for key_context columns ($2) of relations
-// ($1), the type's name and, domains resolved, the last base type's OID,
-// typtype and typcategory.
+// ($1), the type's name and OID and, domains resolved, the last base
+// type's OID, the type modifier the column or its nearest domain gives
+// it, and its typtype and typcategory.
 const tenantTypesQuery = `
-SELECT a.attrelid, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), b.oid, b.typtype::text, b.typcategory::text
+SELECT a.attrelid, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid, b.oid, last.mod, b.typtype::text, b.typcategory::text
 FROM pg_catalog.pg_attribute a
 JOIN LATERAL (
-    WITH RECURSIVE d(oid, depth) AS (
-        SELECT a.atttypid, 0
+    WITH RECURSIVE d(oid, depth, mod) AS (
+        SELECT a.atttypid, 0, a.atttypmod
         UNION ALL
-        SELECT t.typbasetype, d.depth + 1 FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid AND t.typtype = 'd')
-    SELECT oid FROM d ORDER BY depth DESC LIMIT 1) last ON true
+        SELECT t.typbasetype, d.depth + 1, CASE WHEN d.mod >= 0 THEN d.mod ELSE t.typtypmod END
+        FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid AND t.typtype = 'd')
+    SELECT oid, mod FROM d ORDER BY depth DESC LIMIT 1) last ON true
 JOIN pg_catalog.pg_type b ON b.oid = last.oid
 WHERE a.attrelid = ANY($1) AND a.attname = ANY($2::text[]) AND a.attnum > 0 AND NOT a.attisdropped`
+
+// pgTypeName names a domain's base type for an error message.
+func pgTypeName(base uint32, mod int32) string {
+	switch base {
+	case policy.TypeNumeric.OID():
+		if mod >= varlenaHeader {
+			return fmt.Sprintf("numeric(%d,%d)", (mod-varlenaHeader)>>16, (mod-varlenaHeader)&0x7ff)
+		}
+		return "numeric"
+	case policy.TypeTimestamp.OID():
+		return fmt.Sprintf("timestamp(%d)", mod)
+	}
+	return fmt.Sprintf("type OID %d", base)
+}
+
+// tenantParam is canon.TenantParam for t's key_context column, except
+// that a parameter declared as another type than text for a domain over
+// numeric, bool, date or timestamp is assigned to that base type as
+// PostgreSQL assigns it (a float8 0.30000000000000004 into numeric is
+// 0.3, DBL_DIG digits), whose output names the tenant (storedTenant),
+// not read as the declared type's own text (review 19c).
+func (c *catalog) tenantParam(t *policy.Table, declared uint32, format int16, v []byte) (string, error) {
+	ct := c.byTable[t]
+	if ct == nil || ct.tenantBase == 0 || v == nil {
+		return canon.TenantParam(c.tenantType(t), declared, format, v)
+	}
+	switch declared {
+	case 0, 705, ct.tenantType:
+		if format == canon.BinaryFormat {
+			return canon.DomainTenantRecv(ct.tenantBase, v) // the base type's binary form
+		}
+		return canon.TenantParam(c.tenantType(t), declared, format, v)
+	case policy.OIDText, policy.TypeVarchar.OID(), oidBpchar, oidName:
+		return canon.TenantParam(c.tenantType(t), declared, format, v)
+	}
+	for _, lt := range []policy.LogicalType{policy.TypeNumeric, policy.TypeBool, policy.TypeDate, policy.TypeTimestamp} {
+		if lt.OID() == ct.tenantBase {
+			pt, err := canon.Plaintext(lt, format, declared, v, nil)
+			return string(pt), err
+		}
+	}
+	return canon.TenantParam(c.tenantType(t), declared, format, v)
+}

@@ -133,6 +133,9 @@ type analyzer struct {
 	// the text before it (finish numbers it).
 	lookupUsed  bool
 	lookupGuard *edit
+	// lookupGuardAfter follows the guard's tenant parameter, "\x00"
+	// standing for it again (Lookup.TextGuard).
+	lookupGuardAfter string
 	// resealed: encrypted columns an UPDATE's SET writes with new values
 	// (not keeping the row's own, sealed under its tenant).
 	resealed map[*policy.Column]bool
@@ -254,7 +257,8 @@ func (a *analyzer) finish() *Error {
 	a.assignParams()
 	if g := a.lookupGuard; g != nil {
 		st.Params = append(st.Params, Param{Client: -1, Action: TenantLookup})
-		g.text += "$" + strconv.Itoa(len(st.Params))
+		n := "$" + strconv.Itoa(len(st.Params))
+		g.text += n + strings.ReplaceAll(a.lookupGuardAfter, "\x00", n)
 		g.seq = len(a.edits)
 		a.edits = append(a.edits, *g)
 	}

@@ -604,6 +604,12 @@ func (a *analyzer) tenantGuard(oc *pg.OnConflictClause, t *policy.Table, target 
 	}
 	kc := quoteIdent(t.KeyContext)
 	guard := quoteIdent(target.name) + "." + kc + " = EXCLUDED." + kc
+	if a.tenantTextGuard(t) {
+		// citext 'AbC' = 'abc', float 0 = -0, …: another tenant's row
+		// (review 19c: the values were sealed under the inserted row's
+		// tenant and written into the other's, PV001).
+		guard = "(" + guard + " AND " + TextOf(quoteIdent(target.name)+"."+kc) + " = " + TextOf("EXCLUDED."+kc) + ")"
+	}
 	end := a.onConflictEnd(int(oc.Location))
 	if oc.WhereClause != nil {
 		start, ok := a.doUpdateWhere(int(oc.Location))

@@ -348,6 +348,62 @@ func (a *analyzer) tenantRowsAgree(t *policy.Table, cols []insCol, vs *valuesSel
 				"the %s values of this INSERT … SELECT … FROM (VALUES …) into %s mix unquoted numbers with other values: PostgreSQL gives the VALUES column one type, and would store another tenant than pgveil seals under", t.KeyContext, t.QualifiedName()).at(a.sql, firstLocation(vs.items[i]))
 		}
 	}
+	return a.tenantKindsAgree(t, cols, vs)
+}
+
+// tenantKindsAgree refuses a VALUES list whose key_context column mixes
+// kinds of values (unquoted numbers, quoted strings, TRUE or
+// FALSE, parameters, other expressions): PostgreSQL reads them all as
+// the type it chooses for the column ('-0' beside 0.1 is the numeric 0,
+// stored 0 in a float8 column; 't' beside TRUE is the bool true, stored
+// 'true' in a text column; '007' beside 7 in a citext one '7'), while
+// pgveil names each row's tenant as its value alone reads (review 19c:
+// the row's values were sealed under another tenant than the one stored).
+// Integer, numeric and bool columns read quoted values as the chosen type
+// does.
+func (a *analyzer) tenantKindsAgree(t *policy.Table, cols []insCol, vs *valuesSelect) *Error {
+	if t.KeyContext == "" {
+		return nil
+	}
+	for i, c := range cols {
+		if vs.colOf[i] < 0 || c.name != t.KeyContext {
+			continue
+		}
+		kinds := map[string]bool{}
+		for _, row := range vs.rows {
+			items := row.GetList().GetItems()
+			if vs.colOf[i] >= len(items) {
+				continue
+			}
+			n := items[vs.colOf[i]]
+			ac := n.GetAConst()
+			switch {
+			case ac != nil && ac.Isnull:
+			case ac != nil && (ac.GetIval() != nil || ac.GetFval() != nil):
+				kinds["number"] = true
+			case ac != nil && ac.GetSval() != nil:
+				kinds["string"] = true
+			case ac != nil && ac.GetBoolval() != nil:
+				kinds["bool"] = true
+			case n.GetParamRef() != nil:
+				kinds["parameter"] = true
+			default:
+				kinds["expression"] = true
+			}
+		}
+		switch a.tenantTypeOID(t) {
+		case 20, 21, 23, 1700:
+			// '007' beside 8 is the integer 7 (or numeric), as the
+			// column itself reads it.
+			delete(kinds, "string")
+		case 16:
+			delete(kinds, "string") // 't' beside TRUE is true
+		}
+		if len(kinds) > 1 {
+			return tableErr(CodeFeatureNotSupported, t, "write every "+t.KeyContext+" value of the VALUES list alike (all quoted, all parameters, or all cast to the column's type)",
+				"the %s values of this INSERT … SELECT … FROM (VALUES …) into %s mix kinds of values (quoted, unquoted numbers, TRUE/FALSE, parameters, expressions): PostgreSQL gives the VALUES column one type, and would store another tenant than pgveil seals under", t.KeyContext, t.QualifiedName()).at(a.sql, firstLocation(vs.items[i]))
+		}
+	}
 	return nil
 }
 

@@ -399,6 +399,20 @@ type Lookup struct {
 	// a row found is one those values would no longer open in, and
 	// refuses the UPDATE; none lets it go.
 	Move *Move
+	// TextGuard: the key_context column's type has equal values that
+	// name different tenants (citext 'AbC' and 'abc', float8 0 and -0, a
+	// nondeterministic collation, a domain over numeric named as printed:
+	// 1.50 and 1.5), so the lookup reads, the guard compares and the
+	// move check tells tenants by the column's text (TextOf), not by the
+	// type's equality (review 19c: rows of two tenants were taken for one
+	// and sealed under it, PV001).
+	TextGuard bool
+}
+
+// TextOf is the SQL text of expression x as the lookup tells tenants
+// apart: its output text compared byte for byte.
+func TextOf(x string) string {
+	return "CAST(" + x + " AS pg_catalog.text) COLLATE pg_catalog.\"C\""
 }
 
 // Move is what the check of a tenant move reads.
@@ -421,7 +435,11 @@ func (l *Lookup) Text(sql string) string {
 	if l.Only {
 		from = " FROM ONLY "
 	}
-	s := "SELECT DISTINCT " + l.Column + from + sql[l.Rel[0]:l.Rel[1]]
+	col := l.Column
+	if l.TextGuard {
+		col = TextOf(l.Column)
+	}
+	s := "SELECT DISTINCT " + col + from + sql[l.Rel[0]:l.Rel[1]]
 	var conds []string
 	if l.Where[0] >= 0 {
 		conds = append(conds, sql[l.Where[0]:l.Where[1]])
@@ -431,7 +449,11 @@ func (l *Lookup) Text(sql string) string {
 		if m.Cast != "" {
 			v = "CAST(" + v + " AS " + m.Cast + ")"
 		}
-		conds = append(conds, l.Column+" IS DISTINCT FROM "+v, m.Kept)
+		moved := l.Column + " IS DISTINCT FROM " + v
+		if l.TextGuard {
+			moved += " OR " + TextOf(l.Column) + " IS DISTINCT FROM " + TextOf(asColumn(l.Column, v))
+		}
+		conds = append(conds, moved, m.Kept)
 	}
 	switch len(conds) {
 	case 0:
@@ -649,6 +671,9 @@ type CatalogColumn struct {
 	Name    string
 	AttNum  int16
 	TypeOID uint32
+	// Nondeterministic: the column's collation is nondeterministic (its
+	// = holds between different strings: review 19c).
+	Nondeterministic bool
 }
 
 // GuardedView.Child values.
@@ -659,3 +684,35 @@ const (
 	// configured partition, an inheritance parent), not configured itself.
 	ChildAncestor = "partitioned or inheritance parent"
 )
+
+// asColumn is value v assigned the type of column col (CASE chooses the
+// common type: an unknown literal or parameter becomes col's), so that
+// its text is the one col would store.
+func asColumn(col, v string) string {
+	return "(CASE WHEN false THEN " + col + " ELSE " + v + " END)"
+}
+
+// tenantTextGuard reports whether t's key_context column has equal
+// values that name different tenants (Lookup.TextGuard): float4 and
+// float8 (0 = -0), a nondeterministic collation, and the types pgveil
+// names by their text (citext, enums, domains over numeric, …); not the
+// logical types, char(n) and name under a deterministic collation, nor
+// any without a catalog (as before).
+func (a *analyzer) tenantTextGuard(t *policy.Table) bool {
+	if a.tenantNondeterministic(t) {
+		return true
+	}
+	switch oid := a.tenantTypeOID(t); oid {
+	case 0, 19, 1042:
+		return false
+	case 700, 701:
+		return true
+	default:
+		for _, lt := range policy.LogicalTypes {
+			if lt.OID() == oid {
+				return false
+			}
+		}
+	}
+	return true
+}

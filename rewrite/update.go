@@ -134,12 +134,31 @@ func (a *analyzer) tenantLookup(up *pg.UpdateStmt, t *policy.Table, target *rel)
 		return err
 	}
 	prefix := join + lk.Column + " = "
+	// With TextGuard: (org = <t> AND CAST(org AS text) COLLATE "C" =
+	// CAST((CASE WHEN false THEN org ELSE <t> END) AS text) COLLATE "C"),
+	// <t> read as the column's type (a char(n) tenant's padding goes as
+	// the column's own does).
+	var mid, after string
+	if lk.TextGuard {
+		prefix = join + "(" + lk.Column + " = "
+		mid = " AND " + TextOf(lk.Column) + " = CAST((CASE WHEN false THEN " + lk.Column + " ELSE "
+		after = " END) AS pg_catalog.text) COLLATE pg_catalog.\"C\")"
+	}
 	if a.maxParam > 0 {
 		a.lookupGuard = &edit{start: guardAt, end: guardAt, text: prefix, sub: lastSub}
+		if lk.TextGuard {
+			a.lookupGuardAfter = mid + "\x00" + after
+		}
 	} else {
 		a.edits = append(a.edits,
 			edit{start: guardAt, end: guardAt, text: prefix, sub: lastSub, seq: len(a.edits)},
 			edit{start: guardAt, end: guardAt, slot: &Slot{Action: TenantLookup, Source: -1}, sub: lastSub, seq: len(a.edits) + 1})
+		if lk.TextGuard {
+			a.edits = append(a.edits,
+				edit{start: guardAt, end: guardAt, text: mid, sub: lastSub, seq: len(a.edits)},
+				edit{start: guardAt, end: guardAt, slot: &Slot{Action: TenantLookup, Source: -1}, sub: lastSub, seq: len(a.edits) + 1},
+				edit{start: guardAt, end: guardAt, text: after, sub: lastSub, seq: len(a.edits) + 2})
+		}
 	}
 	a.st.Lookup = lk
 	a.valueDependent = true // the lookup's spans are this text's
@@ -158,7 +177,8 @@ func (a *analyzer) newLookup(up *pg.UpdateStmt, t *policy.Table, target *rel) (l
 		return nil, 0, "", errorf(CodeInternalError, "cannot locate the clauses of this UPDATE; statement refused").at(a.sql, up.Relation.Location)
 	}
 	lk = &Lookup{Table: t, Rel: [2]int{relStart, relEnd}, Where: [2]int{-1, -1},
-		Column: quoteIdent(target.name) + "." + quoteIdent(t.KeyContext), Only: !up.Relation.Inh, Uses: make([]bool, a.maxParam)}
+		Column: quoteIdent(target.name) + "." + quoteIdent(t.KeyContext), Only: !up.Relation.Inh, Uses: make([]bool, a.maxParam),
+		TextGuard: a.tenantTextGuard(t)}
 	if whereStart < 0 {
 		return lk, setEnd, " WHERE ", nil
 	}
@@ -266,13 +286,23 @@ func (a *analyzer) tenantMove(up *pg.UpdateStmt, t *policy.Table, target *rel, s
 		sub++
 		a.edits = append(a.edits, e)
 	}
-	if cast != "" {
-		add(edit{text: join + "(" + lk.Column + " = CAST("})
-		add(edit{copied: true, from: v.start, to: v.end})
-		add(edit{text: " AS " + cast + ")"})
-	} else {
-		add(edit{text: join + "(" + lk.Column + " = "})
-		add(edit{copied: true, from: v.start, to: v.end})
+	value := func() {
+		if cast != "" {
+			add(edit{text: "CAST("})
+			add(edit{copied: true, from: v.start, to: v.end})
+			add(edit{text: " AS " + cast + ")"})
+		} else {
+			add(edit{copied: true, from: v.start, to: v.end})
+		}
+	}
+	add(edit{text: join + "(" + lk.Column + " = "})
+	value()
+	if lk.TextGuard {
+		// … AND CAST(org AS text) COLLATE "C" = CAST((CASE WHEN false
+		// THEN org ELSE <new> END) AS text) COLLATE "C"
+		add(edit{text: " AND " + TextOf(lk.Column) + " = CAST((CASE WHEN false THEN " + lk.Column + " ELSE "})
+		value()
+		add(edit{text: " END) AS pg_catalog.text) COLLATE pg_catalog.\"C\""})
 	}
 	add(edit{text: " OR (" + strings.Join(nulls, " AND ") + "))"})
 	a.st.Lookup = lk
@@ -433,6 +463,9 @@ func (a *analyzer) updateTenant(up *pg.UpdateStmt, t *policy.Table, target *rel,
 // logical types, or bpchar (trailing spaces dropped); or the catalog does
 // not tell.
 func (a *analyzer) tenantTypeKnown(t *policy.Table) bool {
+	if a.tenantNondeterministic(t) {
+		return false // org = 'abc' matches 'AbC' rows too: looked up
+	}
 	oid := a.tenantTypeOID(t)
 	if oid == 0 || oid == 1042 {
 		return true
@@ -440,6 +473,22 @@ func (a *analyzer) tenantTypeKnown(t *policy.Table) bool {
 	for _, lt := range policy.LogicalTypes {
 		if lt.OID() == oid {
 			return true
+		}
+	}
+	return false
+}
+
+// tenantNondeterministic reports whether t's key_context column has a
+// nondeterministic collation.
+func (a *analyzer) tenantNondeterministic(t *policy.Table) bool {
+	if a.cat == nil {
+		return false
+	}
+	if ct := a.cat.Tables[t.QualifiedName()]; ct != nil {
+		for _, c := range ct.Columns {
+			if c.Name == t.KeyContext {
+				return c.Nondeterministic
+			}
 		}
 	}
 	return false

@@ -37,6 +37,13 @@ func TenantParam(col, declared uint32, format int16, src []byte) (string, error)
 		return string(clipName([]byte(name))), nil
 	}
 	t, ok := logicalOf(col)
+	if lt, isLogical := logicalOf(declared); !ok && isLogical && lt != policy.TypeText && lt != policy.TypeVarchar && src != nil {
+		// A column named by its stored text (citext, an enum, a domain
+		// over numeric) assigned a number, a bool, …: PostgreSQL stores
+		// the declared type's output ('1.50', not the equality form
+		// 1.5; a bool as booltext's true/false).
+		return declaredOutput(lt, format, src)
+	}
 	if declared == 0 || declared == col || !ok {
 		if declared == 0 {
 			declared = col
@@ -194,7 +201,18 @@ func TenantBase(typeOID, base uint32) uint32 {
 // ('10:00' is stored 10:00:00) that pgveil does not compute: a write
 // would seal the row's values under another tenant than the one stored
 // (LOW sweep 2: the row did not open, PV001), so such columns are refused.
-func TenantTypeNamed(base uint32, typtype, category byte) bool {
+// So are domains (domain: the column's type is one) over timestamptz,
+// jsonb and bytea, whose tenants are named by their stored text
+// (TenantBase): the text PostgreSQL outputs for them depends on the
+// reading session's TimeZone or is a normal form pgveil does not write
+// (review 19c).
+func TenantTypeNamed(domain bool, base uint32, typtype, category byte) bool {
+	if domain && TenantBase(0, base) == 0 {
+		switch base {
+		case policy.TypeTimestamptz.OID(), policy.TypeJSONB.OID(), policy.OIDBytea:
+			return false
+		}
+	}
 	if _, ok := logicalOf(base); ok {
 		return true
 	}
@@ -203,4 +221,27 @@ func TenantTypeNamed(base uint32, typtype, category byte) bool {
 		return true
 	}
 	return typtype == 'e' || (typtype == 'b' && category == 'S')
+}
+
+// declaredOutput is the text a parameter of logical type lt assigns to a
+// string-like column (its output; a bool's booltext). A timestamptz is
+// refused: its output depends on the session's TimeZone.
+func declaredOutput(lt policy.LogicalType, format int16, src []byte) (string, error) {
+	if lt == policy.TypeTimestamptz {
+		return "", &Error{Type: lt, Code: "42804", Msg: "a timestamptz parameter for this key_context column is stored as the session's TimeZone prints it: declare the parameter as text"}
+	}
+	pt, err := Plaintext(lt, format, 0, src, nil)
+	if err != nil {
+		return "", err
+	}
+	switch lt {
+	case policy.TypeBool:
+		if len(pt) > 0 && pt[0] == 't' {
+			return "true", nil
+		}
+		return "false", nil
+	case policy.TypeBytea:
+		return string(appendByteaHex(nil, pt)), nil
+	}
+	return string(pt), nil
 }

@@ -130,7 +130,7 @@ func checkTable(r *Report, t *policy.Table, lt *liveTable) {
 		case lc == nil:
 			r.add(Finding{Severity: SevProblem, Code: "key_context_missing", Table: name, Column: kc,
 				Message: fmt.Sprintf("key_context column %s.%s does not exist: it holds each row's tenant, which selects the data key", name, kc)})
-		case !canon.TenantTypeNamed(lc.BaseOID, lc.BaseType[0], lc.BaseCategory[0]):
+		case !canon.TenantTypeNamed(lc.TypeOID != lc.BaseOID, lc.BaseOID, firstByte(lc.BaseType), firstByte(lc.BaseCategory)):
 			r.add(Finding{Severity: SevProblem, Code: "key_context_type", Table: name, Column: kc,
 				Message: proxy.TenantTypeProblem(t, lc.TypeName)})
 		case !lc.NotNull:
@@ -611,4 +611,13 @@ func (e *Env) readFailed(what string, err error) Finding {
 		"ALTER TABLE IF EXISTS pgveil.tables OWNER TO " + role + ";",
 	}
 	return f
+}
+
+// firstByte is s[0], 0 for "" (a liveCol built without pg_type's
+// typtype or typcategory).
+func firstByte(s string) byte {
+	if s == "" {
+		return 0
+	}
+	return s[0]
 }

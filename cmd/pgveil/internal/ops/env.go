@@ -51,6 +51,11 @@ func NewEnv(ctx context.Context, cfg *policy.Config, app string, conns int, log 
 		return nil, fmt.Errorf("%w: upstream.service_url: %v", ErrConfig, err)
 	}
 	pc.ConnConfig.RuntimeParams["application_name"] = app
+	// Tenants read from rows are named from their text: as the proxy's
+	// sessions print them by default, whatever the server's defaults
+	// (review 19c).
+	pc.ConnConfig.RuntimeParams["DateStyle"] = "ISO"
+	pc.ConnConfig.RuntimeParams["extra_float_digits"] = "1" // float tenants in their shortest exact digits
 	if conns < 2 {
 		conns = 2
 	}

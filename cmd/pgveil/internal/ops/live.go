@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgveil/pgveil/keysource/canon"
 	"github.com/pgveil/pgveil/policy"
 )
 
@@ -56,6 +57,7 @@ type liveCol struct {
 	TypMod   int32
 	TypeName string // format_type(atttypid, atttypmod): "character varying(64)"
 	BaseOID  uint32 // the base type of a domain, else TypeOID
+	BaseMod  int32  // the type modifier the column or its nearest domain gives BaseOID (-1: none)
 	// BaseType and BaseCategory are BaseOID's pg_type.typtype and
 	// typcategory.
 	BaseType, BaseCategory string
@@ -97,14 +99,15 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')`
 
 const liveColumnsQuery = `
 SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod),
-       b.oid, b.typtype::text, b.typcategory::text, a.attnotnull
+       b.oid, b.typtype::text, b.typcategory::text, a.attnotnull, last.mod
 FROM pg_catalog.pg_attribute a
 JOIN LATERAL (
-    WITH RECURSIVE d(oid, depth) AS (
-        SELECT a.atttypid, 0
+    WITH RECURSIVE d(oid, depth, mod) AS (
+        SELECT a.atttypid, 0, a.atttypmod
         UNION ALL
-        SELECT t.typbasetype, d.depth + 1 FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid AND t.typtype = 'd')
-    SELECT oid FROM d ORDER BY depth DESC LIMIT 1) last ON true
+        SELECT t.typbasetype, d.depth + 1, CASE WHEN d.mod >= 0 THEN d.mod ELSE t.typtypmod END
+        FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid AND t.typtype = 'd')
+    SELECT oid, mod FROM d ORDER BY depth DESC LIMIT 1) last ON true
 JOIN pg_catalog.pg_type b ON b.oid = last.oid
 WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum`
@@ -190,7 +193,7 @@ func loadLive(ctx context.Context, pool *pgxpool.Pool, tables []*policy.Table) (
 	for rows.Next() {
 		var rel uint32
 		c := &liveCol{}
-		if err := rows.Scan(&rel, &c.Name, &c.TypeOID, &c.TypMod, &c.TypeName, &c.BaseOID, &c.BaseType, &c.BaseCategory, &c.NotNull); err != nil {
+		if err := rows.Scan(&rel, &c.Name, &c.TypeOID, &c.TypMod, &c.TypeName, &c.BaseOID, &c.BaseType, &c.BaseCategory, &c.NotNull, &c.BaseMod); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -254,4 +257,18 @@ func loadLive(ctx context.Context, pool *pgxpool.Pool, tables []*policy.Table) (
 		return nil, fmt.Errorf("reading pg_trigger: %w", err)
 	}
 	return out, nil
+}
+
+// operatorTenant names the tenant an operator gives (--tenant) for
+// key_context column lc as a write through pgveil names it: a domain over
+// numeric, bool, date, timestamp or char(n) by its base type's output
+// ('01.5' for a domain over numeric(5,2) is 1.50), as stored (review 19c:
+// it was taken as written, and rotate or shred found no key of it).
+func operatorTenant(lc *liveCol, v string) (string, error) {
+	typ := canon.TenantBase(lc.TypeOID, lc.BaseOID)
+	t, err := canon.TenantText(typ, canon.TextFormat, []byte(v))
+	if err != nil || typ != lc.TypeOID || lc.TypeOID == lc.BaseOID {
+		return t, err
+	}
+	return canon.DomainTenant(lc.BaseOID, lc.BaseMod, t)
 }

@@ -353,7 +353,7 @@ func (t *target) tenantOf(r *row) (string, bool, error) {
 		return "", false, &rowProblem{kind: fmt.Sprintf("%[1]s is NULL: no tenant to encrypt for; set it on a direct connection (UPDATE %[2]s SET %[3]s = … WHERE …): its values are still plaintext, and pgveil refuses to change a row's tenant alone",
 			t.tenant.Name, t.name, col(t.tenant.Name))}
 	}
-	tenant, err := canon.TenantText(canon.TenantBase(t.tenant.TypeOID, t.tenant.BaseOID), canon.TextFormat, r.tenantRaw)
+	tenant, err := operatorTenant(t.tenant, string(r.tenantRaw)) // key_context::text: a char(n) domain's padding goes
 	if err != nil {
 		return "", false, &rowProblem{kind: fmt.Sprintf("%s: %v", t.tenant.Name, err)}
 	}

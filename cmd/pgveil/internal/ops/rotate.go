@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgveil/pgveil/keysource"
-	"github.com/pgveil/pgveil/keysource/canon"
 	"github.com/pgveil/pgveil/keysource/envelope"
 	"github.com/pgveil/pgveil/policy"
 )
@@ -129,7 +128,7 @@ func rotateTenant(tg *target, o RotateOptions) (string, bool, error) {
 	if tg.tenant == nil {
 		return "", false, fmt.Errorf("%w: %s has no key_context; --tenant does not apply", ErrConfig, tg.pol.QualifiedName())
 	}
-	t, err := canon.TenantText(canon.TenantBase(tg.tenant.TypeOID, tg.tenant.BaseOID), canon.TextFormat, []byte(o.Tenant))
+	t, err := operatorTenant(tg.tenant, o.Tenant)
 	if err != nil {
 		return "", false, fmt.Errorf("%w: --tenant %q: %v", ErrConfig, o.Tenant, err)
 	}

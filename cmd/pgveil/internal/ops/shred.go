@@ -9,7 +9,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/pgveil/pgveil/keysource/canon"
 	"github.com/pgveil/pgveil/policy"
 	"github.com/pgveil/pgveil/proxy"
 )
@@ -43,7 +42,7 @@ func ShredTarget(ctx context.Context, e *Env, o ShredOptions) (*policy.Table, st
 	if err != nil {
 		return nil, "", 0, err
 	}
-	tenant, err := canon.TenantText(canon.TenantBase(tg[0].tenant.TypeOID, tg[0].tenant.BaseOID), canon.TextFormat, []byte(o.Tenant))
+	tenant, err := operatorTenant(tg[0].tenant, o.Tenant)
 	if err != nil {
 		return nil, "", 0, fmt.Errorf("%w: --tenant %q is not a valid %s value: %v", ErrConfig, o.Tenant, tg[0].tenant.TypeName, err)
 	}
