@@ -308,6 +308,9 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 	s.applyClosed()
 	pt, ok := s.ptStmts[string(name)]
 	if !ok {
+		if len(name) == 0 && len(s.srvUnnamed) > 0 {
+			return s.replanServerUnnamed()
+		}
 		return nil, nil
 	}
 	if !synced {
@@ -349,6 +352,35 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 		return nil, nil
 	}
 	return staleStatement(name, "was planned under another search_path or an older catalog, and now names a table pgveil encrypts"), nil
+}
+
+// replanServerUnnamed checks a Bind of the unnamed statement when the
+// client's view holds no record of it but the server's own unnamed
+// statement may still hold one of srvUnnamed: after an unnamed Parse
+// pgveil rewrote, whose Close of the server's statement the server
+// skipped, the client's view became a pass-through one again without a
+// Parse (a Close of the unnamed statement, which pgveil sends for its own
+// statement; a simple Query the server skipped too). The Bind runs such a
+// text: each is planned now, and the Bind refused when one needs pgveil
+// (review 19b: after a view swap it wrote the client's plaintext into an
+// encrypted column).
+func (s *session) replanServerUnnamed() (*pgError, error) {
+	for _, sql := range s.srvUnnamed {
+		if err := s.catalogCurrent(sql); err != nil {
+			return nil, err
+		}
+		if err := s.syncSearchPathFor(sql); err != nil {
+			return nil, err
+		}
+		p, err := s.plan(sql)
+		if offLoop(err) {
+			return nil, err
+		}
+		if err != nil || planNeedsWork(p) {
+			return staleStatement(nil, "may be a statement the server kept after pgveil's Parse of a newer one was skipped, and now names a table pgveil encrypts"), nil
+		}
+	}
+	return nil, nil
 }
 
 // sqlPrep is a statement prepared with SQL PREPARE that pgveil passed.
