@@ -68,3 +68,92 @@ func TestReview19bUnnamedAfterRewrittenParse(t *testing.T) {
 		})
 	}
 }
+
+// extDeallocate is a DEALLOCATE sent through the extended protocol, as
+// psycopg 3 sends its evictions: the unnamed statement, bound and run.
+func extDeallocate(name string) []pgproto3.FrontendMessage {
+	return []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "DEALLOCATE " + name}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+}
+
+// TestReview19bExtendedDeallocateAll: DEALLOCATE ALL through the extended
+// protocol, which ran, then a Parse of the name of a statement pgveil
+// rewrote: PostgreSQL prepares it (the name is free), and so must pgveil
+// (review 19's restoreUnclosed took the close for one the server had not
+// run, and answered 42P05).
+func TestReview19bExtendedDeallocateAll(t *testing.T) {
+	relayLeakCheck(t)
+	r18Engines(t, 23300, func(t *testing.T, e *r18Env) {
+		ran := "ParseComplete | BindComplete | CommandComplete DEALLOCATE ALL | ReadyForQuery I"
+		for i := 0; i < 3; i++ {
+			e.expect("parse", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+			e.expect("bound", e.rows(2)+" | ReadyForQuery I", cat(e.bind("rp"), sync1)...)
+			e.expect("deallocate all", ran, extDeallocate("ALL")...)
+		}
+		e.expect("parse after", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+		e.expect("bound after", e.rows(2)+" | ReadyForQuery I", cat(e.bind("rp"), sync1)...)
+		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("1") | CommandComplete SELECT 1 | ReadyForQuery I` {
+			t.Errorf("upstream statements: %s", got)
+		}
+	})
+}
+
+// TestReview19bExtendedDeallocatePassthrough: a pass-through statement
+// deallocated through the extended protocol (the DEALLOCATE ran), its
+// name prepared again with a text that touches nothing pgveil encrypts;
+// the old text's table then becomes a view over an encrypted column. The
+// new statement runs, as in PostgreSQL: the record of the old one must
+// have gone with the DEALLOCATE's answer (review 19 kept it, marked
+// closed, for the session's life: one per name psycopg 3 evicts).
+func TestReview19bExtendedDeallocatePassthrough(t *testing.T) {
+	relayLeakCheck(t)
+	for i, eng := range []struct{ name, loops string }{{"goroutines", "0"}, {"loop", "1"}} {
+		t.Run(eng.name, func(t *testing.T) {
+			t.Setenv(eventLoopsEnv, eng.loops)
+			ctx := testCtx(t, 2*time.Minute)
+			org := int64(23500 + i)
+			p := startEncProxy(t, org)
+			rel := "r19b_vdx"
+			swap := rev15ViewSwap(t, ctx, p, rel)
+			app := connectPgx(t, ctx, p.url())
+			c := connectPgx(t, ctx, p.url()).PgConn()
+			trace := func(msgs ...pgproto3.FrontendMessage) string {
+				return strings.Join(r17Trace(ctx, c, msgs...), " | ")
+			}
+			if got := trace(&pgproto3.Parse{Name: "ins", Query: "INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+				t.Fatalf("parse: %s", got)
+			}
+			if got := trace(extDeallocate("ins")...); got != "ParseComplete | BindComplete | CommandComplete DEALLOCATE | ReadyForQuery I" {
+				t.Fatalf("deallocate: %s", got)
+			}
+			if got := trace(&pgproto3.Parse{Name: "ins", Query: "SELECT $1::int8, $2::text"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+				t.Fatalf("parse again: %s", got)
+			}
+			swap(app)
+			v := fmt.Sprintf("r19b-dx-%d", org)
+			p.remember(v)
+			got := trace(&pgproto3.Bind{PreparedStatement: "ins", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(v)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if want := fmt.Sprintf(`BindComplete | DataRow("%d","%s") | CommandComplete SELECT 1 | ReadyForQuery I`, org, v); got != want {
+				t.Errorf("bound after the swap:\n got %s\nwant %s", got, want)
+			}
+
+			// The same DEALLOCATE skipped after an error before it: the
+			// statement stays upstream, and stays checked.
+			rel2 := "r19b_vdx2"
+			swap2 := rev15ViewSwap(t, ctx, p, rel2)
+			secret := fmt.Sprintf("r19b-dx-secret-%d", org)
+			p.remember(secret)
+			if got := trace(&pgproto3.Parse{Name: "ins2", Query: "INSERT INTO " + rel2 + " (org_id, note) VALUES ($1, $2)"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+				t.Fatalf("parse: %s", got)
+			}
+			if got := trace(cat([]pgproto3.FrontendMessage{&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{}}, extDeallocate("ins2"))...); !strings.HasPrefix(got, "ParseComplete | ErrorResponse 22012") || strings.Contains(got, "DEALLOCATE") {
+				t.Fatalf("skipped deallocate: %s", got)
+			}
+			swap2(app)
+			got = trace(&pgproto3.Bind{PreparedStatement: "ins2", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("bound after the swap, its DEALLOCATE skipped: %s", got)
+			}
+			rev15NoPlainNote(t, ctx, secret)
+		})
+	}
+}

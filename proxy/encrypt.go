@@ -728,6 +728,8 @@ func (s *session) handleParse(body []byte) error {
 		return err
 	}
 	s.noteStmtEffects(pm.Name, p)
+	closes := closesOf(p)
+	s.noteStmtCloses(pm.Name, closes)
 	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
 		refuse(perr)
 		return nil
@@ -758,7 +760,11 @@ func (s *session) handleParse(body []byte) error {
 			refuse(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
 			return nil
 		}
+		// A DEALLOCATE or DISCARD ALL closes at each Execute of its
+		// portals (handleExecute), confirmed by its CommandComplete.
+		s.t.closeUnconfirmed = len(closes) > 0
 		s.applyEffects(p)
+		s.t.closeUnconfirmed = false
 		s.notePassthrough(pm.Name, sql, cat)
 		s.inc(s.srv.metrics.stmtPassthrough)
 		if len(pm.Name) == 0 {
@@ -1022,6 +1028,7 @@ func (s *session) handleBind(body []byte) error {
 		return err
 	}
 	s.notePortalEffects(bm.Portal, bm.Statement)
+	s.notePortalCloses(bm.Portal, bm.Statement)
 	stmt := s.t.statement(bm.Statement)
 	if stmt != passthroughStmt && s.t.closedInPipeline(bm.Statement) {
 		// PostgreSQL looks the statement up before it reads the Bind's

@@ -158,25 +158,77 @@ type ptStmt struct {
 // each time: kept, they would grow without bound).
 func (s *session) markClosed(name string) {
 	s.applyClosed()
+	if s.t.closeUnconfirmed {
+		// Marked at each Execute of its portals (handleExecute), whose
+		// CommandComplete confirms it (review 19b: marked at the Parse,
+		// never confirmed, the records stayed for the session's life).
+		return
+	}
 	seq := s.t.lastSeq() + 1
 	for n, pt := range s.ptStmts {
 		if (name == "*" || n == name) && pt.closedSeq == 0 {
 			pt.closedSeq = seq
 			s.ptStmts[n] = pt
-			if s.t.closeUnconfirmed {
-				delete(s.ptStmts, n)
-			}
 		}
 	}
 	for n, pr := range s.sqlPrepared {
 		if (name == "*" || n == name) && pr.closedSeq == 0 {
 			pr.closedSeq = seq
 			s.sqlPrepared[n] = pr
-			if s.t.closeUnconfirmed {
-				delete(s.sqlPrepared, n)
-			}
 		}
 	}
+}
+
+// closesOf returns the statement names a DEALLOCATE or DISCARD ALL in p
+// closes ("*": every one).
+func closesOf(p *rewrite.Plan) []string {
+	var names []string
+	for _, st := range p.Stmts {
+		if st.Deallocate != "" {
+			names = append(names, st.Deallocate)
+		}
+	}
+	return names
+}
+
+// noteStmtCloses remembers the names the extended-protocol statement name
+// closes at each Execute of its portals (closesOf).
+func (s *session) noteStmtCloses(name []byte, closes []string) {
+	switch {
+	case len(closes) > 0:
+		if s.closeStmts == nil {
+			s.closeStmts = map[string][]string{}
+		}
+		s.closeStmts[string(name)] = closes
+	case len(s.closeStmts) > 0:
+		delete(s.closeStmts, string(name))
+	}
+}
+
+// notePortalCloses gives a portal bound to stmt the names it closes.
+func (s *session) notePortalCloses(portal, stmt []byte) {
+	if len(s.closeStmts) == 0 && len(s.closePortals) == 0 {
+		return
+	}
+	if c := s.closeStmts[string(stmt)]; len(c) > 0 {
+		if s.closePortals == nil {
+			s.closePortals = map[string][]string{}
+		}
+		s.closePortals[string(portal)] = c
+		return
+	}
+	delete(s.closePortals, string(portal))
+}
+
+// executeCloses marks the names the Execute of portal, pushed next,
+// closes, and returns them for its pending (its CommandComplete
+// confirms them: tracker.goneLocked).
+func (s *session) executeCloses(portal []byte) []string {
+	c := s.closePortals[string(portal)]
+	for _, name := range c {
+		s.markClosed(name)
+	}
+	return c
 }
 
 // applyClosed forgets the records of statements the server confirmed

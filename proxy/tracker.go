@@ -133,6 +133,9 @@ type pending struct {
 	// statement: its ParseComplete says the server holds that text
 	// (unnamedParsed).
 	unnamed bool
+	// closes are the statement names the Execute's DEALLOCATE or DISCARD
+	// ALL closes: its CommandComplete confirms them (executeCloses).
+	closes []string
 	// clientClose marks the client's Close of a statement (handleClose):
 	// its CloseComplete confirms the name closed (tracker.closed).
 	clientClose bool
@@ -650,6 +653,11 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 		if expect(pendExecute, pendQuery) {
 			if head.kind == pendExecute {
 				ev.cur, ev.done = t.popLocked(), true
+				if typ == 'C' {
+					for _, name := range ev.cur.closes {
+						t.goneLocked(name, ev.cur.seq)
+					}
+				}
 			} else {
 				ev.cur = *head
 				if head.query != nil {
