@@ -158,7 +158,6 @@ func TestReview19bExtendedDeallocatePassthrough(t *testing.T) {
 	}
 }
 
-
 // TestReview19bExecuteShapes: a protocol-level statement pgveil passed
 // through (it writes a plain table), run with SQL EXECUTE in other shapes
 // after the table became a view over an encrypted column: EXPLAIN
