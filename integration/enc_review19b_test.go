@@ -196,3 +196,43 @@ func TestReview19bExecuteShapes(t *testing.T) {
 		rev15NoPlainNote(t, ctx, secret)
 	}
 }
+
+// TestReview19bCloseAndPrepareAgain: a statement closed and prepared
+// again under its name in one breath (DEALLOCATE and PREPARE in one query
+// string; Close and Parse pipelined), many times with new texts, then DDL
+// anywhere: the statement runs, as in PostgreSQL. The texts closed before
+// must go once the server confirms the close (review 19 kept them, and
+// past 16 a text no plan accepts: the name refused for good).
+func TestReview19bCloseAndPrepareAgain(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, 2*time.Minute)
+	p := startEncProxy(t, 24100)
+	p.remember("r19b-close-and-prepare")
+	c := connectPgx(t, ctx, p.url()).PgConn()
+	trace := func(msgs ...pgproto3.FrontendMessage) string {
+		return strings.Join(r17Trace(ctx, c, msgs...), " | ")
+	}
+	if got := trace(&pgproto3.Query{String: "PREPARE x AS SELECT 0"}); got != "CommandComplete PREPARE | ReadyForQuery I" {
+		t.Fatalf("prepare: %s", got)
+	}
+	if got := trace(&pgproto3.Parse{Name: "y", Query: "SELECT 0"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+		t.Fatalf("parse: %s", got)
+	}
+	for i := 1; i <= 20; i++ {
+		if got := trace(&pgproto3.Query{String: fmt.Sprintf("DEALLOCATE x; PREPARE x AS SELECT %d", i)}); got != "CommandComplete DEALLOCATE | CommandComplete PREPARE | ReadyForQuery I" {
+			t.Fatalf("%d: %s", i, got)
+		}
+		if got := trace(&pgproto3.Close{ObjectType: 'S', Name: "y"}, &pgproto3.Parse{Name: "y", Query: fmt.Sprintf("SELECT %d", i)}, &pgproto3.Sync{}); got != "CloseComplete | ParseComplete | ReadyForQuery I" {
+			t.Fatalf("%d: %s", i, got)
+		}
+	}
+	if got := trace(&pgproto3.Query{String: "CREATE TEMP TABLE r19b_bump (); DROP TABLE r19b_bump"}); !strings.HasSuffix(got, "CommandComplete DROP TABLE | ReadyForQuery I") {
+		t.Fatalf("ddl: %s", got)
+	}
+	if got := trace(&pgproto3.Query{String: "EXECUTE x"}); got != `RowDescription(?column?:23/4/-1/0) | DataRow("20") | CommandComplete SELECT 1 | ReadyForQuery I` {
+		t.Errorf("EXECUTE after DDL: %s", got)
+	}
+	if got := trace(&pgproto3.Bind{PreparedStatement: "y"}, &pgproto3.Execute{}, &pgproto3.Sync{}); got != `BindComplete | DataRow("20") | CommandComplete SELECT 1 | ReadyForQuery I` {
+		t.Errorf("Bind after DDL: %s", got)
+	}
+}

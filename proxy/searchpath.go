@@ -136,6 +136,10 @@ type ptStmt struct {
 	// parseSeq is the seq of the unnamed statement's Parse (the unnamed
 	// statement only: noteUnnamedParse).
 	parseSeq uint64
+	// earlierUntil, when not 0, is the seq of a close of the name sent
+	// after every text in earlier (and before this Parse): once the
+	// server confirms it, they are gone (applyClosed; review 19b).
+	earlierUntil uint64
 }
 
 // Closing a statement. A Close, DEALLOCATE or DISCARD ALL the server does
@@ -236,13 +240,30 @@ func (s *session) executeCloses(portal []byte) []string {
 func (s *session) applyClosed() {
 	for _, c := range s.t.takeClosed() {
 		for n, pt := range s.ptStmts {
-			if (c.name == "*" || c.name == n) && pt.closedSeq != 0 && pt.closedSeq <= c.seq {
+			switch {
+			case c.name != "*" && c.name != n:
+			case pt.closedSeq != 0 && pt.closedSeq <= c.seq:
 				delete(s.ptStmts, n)
+				// Its effects and closes go with it (kept for a close the
+				// server may skip: review 19).
+				delete(s.effStmts, n)
+				delete(s.closeStmts, n)
+			case pt.earlierUntil != 0 && pt.earlierUntil <= c.seq:
+				// Prepared again after a close now confirmed: the texts
+				// before the close are gone (review 19b: kept, past
+				// maxEarlier they refused the name for good).
+				pt.earlier, pt.earlierUntil = nil, 0
+				s.ptStmts[n] = pt
 			}
 		}
 		for n, pr := range s.sqlPrepared {
-			if (c.name == "*" || c.name == n) && pr.closedSeq != 0 && pr.closedSeq <= c.seq {
+			switch {
+			case c.name != "*" && c.name != n:
+			case pr.closedSeq != 0 && pr.closedSeq <= c.seq:
 				delete(s.sqlPrepared, n)
+			case pr.earlierUntil != 0 && pr.earlierUntil <= c.seq:
+				pr.sqls, pr.earlierUntil = pr.sqls[:1], 0
+				s.sqlPrepared[n] = pr
 			}
 		}
 	}
@@ -281,6 +302,7 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 	pt := ptStmt{sql: sql, gen: s.pathGen, cat: cat}
 	if old, ok := s.ptStmts[string(name)]; ok && len(name) > 0 {
 		pt.earlier = earlierTexts(append([]string{old.sql}, old.earlier...), sql)
+		pt.earlierUntil = old.closedSeq // closed, unconfirmed: see applyClosed
 	} else if len(name) == 0 {
 		// The unnamed statement: the server replaces it at each Parse,
 		// unless it skips the Parse after an error earlier in the
@@ -437,9 +459,10 @@ func (s *session) replanServerUnnamed() (*pgError, error) {
 
 // sqlPrep is a statement prepared with SQL PREPARE that pgveil passed.
 type sqlPrep struct {
-	sqls      []string // the PREPARE statement, then earlier ones (earlierTexts)
-	cat       uint64   // the planner's Generation they were planned under
-	closedSeq uint64   // see ptStmt.closedSeq
+	sqls         []string // the PREPARE statement, then earlier ones (earlierTexts)
+	cat          uint64   // the planner's Generation they were planned under
+	closedSeq    uint64   // see ptStmt.closedSeq
+	earlierUntil uint64   // see ptStmt.earlierUntil
 }
 
 // noteSQLPrepare records the SQL PREPARE st, sent.
@@ -452,6 +475,7 @@ func (s *session) noteSQLPrepare(st *rewrite.Stmt) {
 	if old, ok := s.sqlPrepared[st.Prepares]; ok {
 		pr.sqls = append(pr.sqls, earlierTexts(old.sqls, st.Original)...)
 		pr.cat = min(pr.cat, old.cat)
+		pr.earlierUntil = old.closedSeq
 	}
 	s.sqlPrepared[st.Prepares] = pr
 }
