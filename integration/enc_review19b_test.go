@@ -236,3 +236,40 @@ func TestReview19bCloseAndPrepareAgain(t *testing.T) {
 		t.Errorf("Bind after DDL: %s", got)
 	}
 }
+
+// TestReview19bPrepareInDO: a statement prepared by a DO block's dynamic
+// SQL (PREPARE in EXECUTE's string) over a plain table pgveil never saw
+// prepared; the table then becomes a view over an encrypted column, and
+// the statement is run with SQL EXECUTE and with a Bind: the plaintext
+// must not reach the encrypted column.
+func TestReview19bPrepareInDO(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, 2*time.Minute)
+	org := int64(24300)
+	p := startEncProxy(t, org)
+	rel := "r19b_vdo"
+	swap := rev15ViewSwap(t, ctx, p, rel)
+	secret := "r19b-do-prepare"
+	p.remember(secret)
+	app := connectPgx(t, ctx, p.url())
+	c := connectPgx(t, ctx, p.url()).PgConn()
+	trace := func(msgs ...pgproto3.FrontendMessage) string {
+		return strings.Join(r17Trace(ctx, c, msgs...), " | ")
+	}
+	for _, do := range []string{
+		"DO $$ BEGIN EXECUTE 'PREPARE dins (int8, text) AS INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)'; END $$",
+		"DO $$ BEGIN PREPARE dins (int8, text) AS INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2); END $$",
+	} {
+		if got := trace(&pgproto3.Query{String: do}); !strings.HasPrefix(got, "ErrorResponse 0A000") {
+			t.Errorf("%s: %s", do, got)
+		}
+	}
+	if got := trace(&pgproto3.Query{String: "DO $$ BEGIN EXECUTE 'SELECT 1'; PREPARE TRANSACTION 'x'; END $$"}); strings.Contains(got, "PREPARE") {
+		t.Errorf("PREPARE TRANSACTION taken for PREPARE: %s", got)
+	}
+	swap(app)
+	if got := trace(&pgproto3.Query{String: fmt.Sprintf("EXECUTE dins(%d, '%s')", org, secret)}); !strings.HasPrefix(got, "ErrorResponse") {
+		t.Errorf("execute: %s", got)
+	}
+	rev15NoPlainNote(t, ctx, secret)
+}
