@@ -273,3 +273,52 @@ func TestReview19bPrepareInDO(t *testing.T) {
 	}
 	rev15NoPlainNote(t, ctx, secret)
 }
+
+// TestReview19bEvictionChurn: psycopg 3's statement cache under churn,
+// on the wire: each round prepares a new name (a statement pgveil
+// rewrites, or one it passes through), runs it, and deallocates the name
+// prepared five rounds before through the extended protocol, in one
+// pipeline; every few rounds a DEALLOCATE skipped after an error. The
+// session keeps step, and the server holds no statement for no one.
+func TestReview19bEvictionChurn(t *testing.T) {
+	relayLeakCheck(t)
+	r18Engines(t, 24500, func(t *testing.T, e *r18Env) {
+		const rounds, keep = 600, 5
+		for i := 0; i < rounds; i++ {
+			name := fmt.Sprintf("_pg3_%d", i)
+			q, want := r18Q, e.rows(2)
+			args := e.args
+			if i%2 == 1 {
+				q, want, args = "SELECT $1::int8 + 1", fmt.Sprintf(`BindComplete | DataRow("%d") | CommandComplete SELECT 1`, e.org+1), e.args[:1]
+			}
+			msgs := []pgproto3.FrontendMessage{&pgproto3.Parse{Name: name, Query: q}, &pgproto3.Bind{PreparedStatement: name, Parameters: args}, &pgproto3.Execute{}}
+			want = "ParseComplete | " + want
+			if i >= keep {
+				old := fmt.Sprintf("_pg3_%d", i-keep)
+				if i%50 == 7 {
+					// Skipped after an error: deallocated again next round.
+					msgs = append(msgs, r18DivZero...)
+					want += " | " + r18DivZeroTrace
+				} else if i%50 == 8 {
+					msgs = append(msgs, extDeallocate(fmt.Sprintf("_pg3_%d", i-keep-1))[:3]...)
+					want += " | ParseComplete | BindComplete | CommandComplete DEALLOCATE"
+				}
+				msgs = append(msgs, extDeallocate(old)[:3]...)
+				if i%50 != 7 {
+					want += " | ParseComplete | BindComplete | CommandComplete DEALLOCATE"
+				}
+			}
+			msgs = append(msgs, &pgproto3.Sync{})
+			if got := e.trace(msgs...); got != want+" | ReadyForQuery I" {
+				t.Fatalf("round %d:\n got %s\nwant %s", i, got, want+" | ReadyForQuery I")
+			}
+		}
+		want := fmt.Sprintf(`RowDescription(count:20/8/-1/0) | DataRow("%d") | CommandComplete SELECT 1 | ReadyForQuery I`, keep)
+		if got := e.trace(&pgproto3.Query{String: "SELECT count(*) FROM pg_prepared_statements"}); got != want {
+			t.Errorf("statements upstream: %s, want %d", got, keep)
+		}
+		if got := e.upstream(); got != fmt.Sprintf(`RowDescription(count:20/8/-1/0) | DataRow("%d") | CommandComplete SELECT 1 | ReadyForQuery I`, 2) { // _pg3_596, _pg3_598
+			t.Errorf("pgveil's statements upstream: %s", got)
+		}
+	})
+}
