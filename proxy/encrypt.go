@@ -131,6 +131,10 @@ func (s *session) applyEffects(p *rewrite.Plan) {
 			s.markClosed("*")
 			clear(s.lookupStmts) // the server drops pgveil's too
 		default:
+			// The server's confirmations of earlier closes are taken
+			// first: a session that closes pass-through statements only,
+			// and never binds one, had them pile up (review 19b).
+			s.t.applyGone()
 			s.t.closeStatement([]byte(st.Deallocate))
 			s.markClosed(st.Deallocate)
 		}
