@@ -47,6 +47,7 @@ package integration
 // refused).
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -365,4 +366,54 @@ func TestReview19bEvictionChurn(t *testing.T) {
 			t.Errorf("pgveil's statements upstream: %s", got)
 		}
 	})
+}
+
+// TestReview19bUnnamedAfterPinnedParse: as
+// TestReview19bUnnamedAfterRewrittenParse, the skipped unnamed Parse one
+// pgveil only pins (an unqualified name it sends schema-qualified: a
+// table of a configured table's name shadows it on the path), and a
+// simple Query skipped in the same pipeline: the record of the pinned
+// statement stays, the server's own unnamed statement is the first one.
+func TestReview19bUnnamedAfterPinnedParse(t *testing.T) {
+	relayLeakCheck(t)
+	for i, eng := range []struct{ name, loops string }{{"goroutines", "0"}, {"loop", "1"}} {
+		t.Run(eng.name, func(t *testing.T) {
+			t.Setenv(eventLoopsEnv, eng.loops)
+			ctx := testCtx(t, 2*time.Minute)
+			org := int64(24900 + i)
+			p := startEncProxy(t, org)
+			su := superConn(t, ctx)
+			if _, err := su.Exec(ctx, `DROP SCHEMA IF EXISTS r19b_s CASCADE; CREATE SCHEMA r19b_s;
+				CREATE TABLE r19b_s.contacts (id int8, email text); GRANT ALL ON SCHEMA r19b_s TO scram_user; GRANT ALL ON r19b_s.contacts TO scram_user`); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { su.Exec(context.Background(), `DROP SCHEMA IF EXISTS r19b_s CASCADE`) })
+			rel := "r19b_vpin"
+			swap := rev15ViewSwap(t, ctx, p, rel)
+			secret := fmt.Sprintf("r19b-pinned-%d", org)
+			p.remember(secret)
+			app := connectPgx(t, ctx, p.url())
+			c := connectPgx(t, ctx, p.url()).PgConn()
+			trace := func(msgs ...pgproto3.FrontendMessage) string {
+				return strings.Join(r17Trace(ctx, c, msgs...), " | ")
+			}
+			if got := trace(&pgproto3.Query{String: "SET search_path = r19b_s, public"}); got != "CommandComplete SET | ReadyForQuery I" {
+				t.Fatalf("set: %s", got)
+			}
+			if got := trace(&pgproto3.Parse{Query: "INSERT INTO public." + rel + " (org_id, note) VALUES ($1, $2)"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+				t.Fatalf("parse: %s", got)
+			}
+			got := trace(&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{},
+				&pgproto3.Parse{Query: "SELECT id FROM contacts WHERE id = $1 AND $2::text IS NOT NULL"}, &pgproto3.Query{String: "SELECT 1"}, &pgproto3.Sync{})
+			if !strings.HasPrefix(got, "ParseComplete | ErrorResponse 22012 division by zero | ReadyForQuery I") {
+				t.Fatalf("skipped: %s", got)
+			}
+			swap(app)
+			got = trace(&pgproto3.Bind{Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if !strings.HasPrefix(got, "ErrorResponse") {
+				t.Errorf("the unnamed statement bound after the swap: %s", got)
+			}
+			rev15NoPlainNote(t, ctx, secret)
+		})
+	}
 }

@@ -1046,6 +1046,12 @@ func (s *session) handleBind(body []byte) error {
 		var err error
 		if _, ok := s.ptStmts[string(bm.Statement)]; ok || stmt == passthroughStmt {
 			refusal, err = s.replanOnPathChange(bm.Statement, false)
+			if refusal == nil && err == nil && ok && stmt == passthroughStmt && len(bm.Statement) == 0 && len(s.srvUnnamed) > 0 {
+				// The record is of a statement pgveil prepared under its
+				// own name (pinned), gone from the view: the Bind runs
+				// the server's own unnamed statement (review 19b).
+				refusal, err = s.replanServerUnnamed()
+			}
 		} else {
 			stmt, refusal, err = s.replanOnCatalogChange(stmt)
 		}
