@@ -53,6 +53,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -94,7 +95,13 @@ func TestReview19bUnnamedAfterRewrittenParse(t *testing.T) {
 				}
 				if after != nil {
 					msgs := append([]pgproto3.FrontendMessage{&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{}, rewritten}, after...)
-					if got := trace(msgs...); !strings.HasPrefix(got, "ParseComplete | ErrorResponse 22012 division by zero | ReadyForQuery I") {
+					syncs := 0
+					for _, m := range after {
+						if _, ok := m.(*pgproto3.Sync); ok {
+							syncs++
+						}
+					}
+					if got := r19bTraceN(ctx, c, syncs, msgs...); !strings.HasPrefix(got, "ParseComplete | ErrorResponse 22012 division by zero | ReadyForQuery I") || strings.Contains(got, "receive:") {
 						t.Fatalf("%d: skipped: %s", j, got)
 					}
 				} else {
@@ -403,9 +410,9 @@ func TestReview19bUnnamedAfterPinnedParse(t *testing.T) {
 			if got := trace(&pgproto3.Parse{Query: "INSERT INTO public." + rel + " (org_id, note) VALUES ($1, $2)"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
 				t.Fatalf("parse: %s", got)
 			}
-			got := trace(&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{},
+			got := r19bTraceN(ctx, c, 1, &pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{},
 				&pgproto3.Parse{Query: "SELECT id FROM contacts WHERE id = $1 AND $2::text IS NOT NULL"}, &pgproto3.Query{String: "SELECT 1"}, &pgproto3.Sync{})
-			if !strings.HasPrefix(got, "ParseComplete | ErrorResponse 22012 division by zero | ReadyForQuery I") {
+			if got != "ParseComplete | ErrorResponse 22012 division by zero | ReadyForQuery I" {
 				t.Fatalf("skipped: %s", got)
 			}
 			swap(app)
@@ -416,4 +423,72 @@ func TestReview19bUnnamedAfterPinnedParse(t *testing.T) {
 			rev15NoPlainNote(t, ctx, secret)
 		})
 	}
+}
+
+// TestReview19bUnnamedLikePostgres: long pipelines of unnamed Parses,
+// some skipped after errors, with Describe, portals, Close and simple
+// Queries between, through pgveil and on a direct connection: the same
+// answers (a Bind after a skipped Parse runs the statement the server
+// kept; a simple Query drops the unnamed statement), both engines.
+func TestReview19bUnnamedLikePostgres(t *testing.T) {
+	relayLeakCheck(t)
+	for i, eng := range []struct{ name, loops string }{{"goroutines", "0"}, {"loop", "1"}} {
+		t.Run(eng.name, func(t *testing.T) {
+			t.Setenv(eventLoopsEnv, eng.loops)
+			ctx := testCtx(t, 2*time.Minute)
+			p := startEncProxy(t, int64(25100+i))
+			p.remember("r19b-unnamed-like-postgres")
+			via := connectPgx(t, ctx, p.url()).PgConn()
+			direct := superConn(t, ctx).PgConn()
+			sel := func(n int) *pgproto3.Parse { return &pgproto3.Parse{Query: fmt.Sprintf("SELECT %d AS n", n)} }
+			run := []pgproto3.FrontendMessage{&pgproto3.Bind{}, &pgproto3.Execute{}}
+			dz := []pgproto3.FrontendMessage{&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{}}
+			describe := &pgproto3.Describe{ObjectType: 'S'}
+			steps := [][]pgproto3.FrontendMessage{
+				cat([]pgproto3.FrontendMessage{sel(1), sel(2)}, run, []pgproto3.FrontendMessage{describe}, dz, []pgproto3.FrontendMessage{sel(3)}, run, sync1),
+				cat(run, []pgproto3.FrontendMessage{describe}, sync1),
+				cat(query("SELECT 5"), run, sync1),
+				cat([]pgproto3.FrontendMessage{sel(6)}, dz, []pgproto3.FrontendMessage{sel(7), sel(8)}, sync1, run, sync1),
+				cat([]pgproto3.FrontendMessage{&pgproto3.Close{ObjectType: 'S'}}, run, sync1, []pgproto3.FrontendMessage{sel(9)}, run, sync1),
+				cat(dz, []pgproto3.FrontendMessage{&pgproto3.Close{ObjectType: 'S'}}, sync1, run, sync1),
+				cat([]pgproto3.FrontendMessage{&pgproto3.Close{ObjectType: 'S', Name: "dz"}, sel(10), &pgproto3.Parse{Query: "SELECT 'x' AS n WHERE $1::int = 1"}}, dz, sync1,
+					[]pgproto3.FrontendMessage{&pgproto3.Bind{Parameters: [][]byte{[]byte("1")}}, &pgproto3.Execute{}}, sync1),
+			}
+			for j, msgs := range steps {
+				got := strings.Join(r17Trace(ctx, via, msgs...), " | ")
+				want := strings.Join(r17Trace(ctx, direct, msgs...), " | ")
+				if got != want {
+					t.Errorf("step %d:\n got %s\nwant %s", j, got, want)
+				}
+			}
+		})
+	}
+}
+
+// r19bTraceN is r17Trace for messages whose answers end with n
+// ReadyForQuery (a simple Query the server skips after an error answers
+// nothing).
+func r19bTraceN(ctx context.Context, c *pgconn.PgConn, n int, msgs ...pgproto3.FrontendMessage) string {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	fe := c.Frontend()
+	for _, m := range msgs {
+		fe.Send(m)
+	}
+	if err := fe.Flush(); err != nil {
+		return "flush: " + err.Error()
+	}
+	var trace []string
+	var formats []int16
+	for n > 0 {
+		msg, err := c.ReceiveMessage(ctx)
+		if err != nil {
+			return strings.Join(append(trace, "receive: "+err.Error()), " | ")
+		}
+		trace = append(trace, prRender(msg, &formats))
+		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
+			n--
+		}
+	}
+	return strings.Join(trace, " | ")
 }
