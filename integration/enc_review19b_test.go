@@ -42,6 +42,11 @@ package integration
 //
 // Held: TestReview19bEvictionChurn (psycopg 3's churn on the wire, some
 // DEALLOCATEs skipped: the session keeps step, nothing left upstream);
+// TestReview19bUnnamedLikePostgres (pipelines of unnamed Parses with
+// errors, Describe, Close, simple Queries: PostgreSQL's answers);
+// TestReview19bUnnamedAfterPinnedParse (a pinned skipped Parse: refused);
+// ops_review19b_test.go (statements sealed at Parse, re-prepared after
+// rotate in a block, behind an error, in an aborted block);
 // EXPLAIN ANALYZE EXECUTE and EXECUTE in a multi-statement string; DDL
 // and a write in one string (CREATE VIEW over an encrypted column is
 // refused).
