@@ -497,3 +497,29 @@ func r19bTraceN(ctx context.Context, c *pgconn.PgConn, n int, msgs ...pgproto3.F
 	}
 	return strings.Join(trace, " | ")
 }
+
+// TestReview19bExtendedDeallocateAllFails: DEALLOCATE ALL through the
+// extended protocol in an aborted block (psycopg 3 sends it so after an
+// error it takes for a stale cache): the server runs none of it, the
+// statements stay, and a Parse of a name pgveil rewrote gets 42P05 as
+// from PostgreSQL, its Bind runs; a DEALLOCATE ALL that runs frees it.
+func TestReview19bExtendedDeallocateAllFails(t *testing.T) {
+	relayLeakCheck(t)
+	r18Engines(t, 25300, func(t *testing.T, e *r18Env) {
+		exists := `ErrorResponse 42P05 prepared statement "rp" already exists | ReadyForQuery I`
+		e.expect("parse", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+		e.expect("aborted", "CommandComplete BEGIN | ReadyForQuery T | ErrorResponse 22012 division by zero | ReadyForQuery E | "+
+			"ErrorResponse 25P02 current transaction is aborted, commands ignored until end of transaction block | ReadyForQuery E | CommandComplete ROLLBACK | ReadyForQuery I",
+			cat(query("BEGIN"), query("SELECT 1/0"), extDeallocate("ALL"), query("ROLLBACK"))...)
+		e.expect("parse again", exists, &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+		e.expect("bound", e.rows(2)+" | ReadyForQuery I", cat(e.bind("rp"), sync1)...)
+		e.expect("skipped behind an error", r18DivZeroTrace+" | ReadyForQuery I", cat(r18DivZero, extDeallocate("ALL"))...)
+		e.expect("parse again", exists, &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+		e.expect("deallocate all", "ParseComplete | BindComplete | CommandComplete DEALLOCATE ALL | ReadyForQuery I", extDeallocate("ALL")...)
+		e.expect("parse after", "ParseComplete | ReadyForQuery I", &pgproto3.Parse{Name: "rp", Query: r18Q}, &pgproto3.Sync{})
+		e.expect("bound after", e.rows(2)+" | ReadyForQuery I", cat(e.bind("rp"), sync1)...)
+		if got := e.upstream(); got != `RowDescription(count:20/8/-1/0) | DataRow("1") | CommandComplete SELECT 1 | ReadyForQuery I` {
+			t.Errorf("upstream statements: %s", got)
+		}
+	})
+}

@@ -231,6 +231,7 @@ func (s *session) executeCloses(portal []byte) []string {
 	c := s.closePortals[string(portal)]
 	for _, name := range c {
 		s.markClosed(name)
+		s.t.closingAt(name, s.t.lastSeq()+1)
 	}
 	return c
 }

@@ -1015,6 +1015,23 @@ func (t *tracker) ghost(name string) {
 	t.ghosts[name] = ghost{stmt: st, seq: seq, unconfirmed: t.closeUnconfirmed}
 }
 
+// closingAt records that the message seq (an Execute of a DEALLOCATE or
+// DISCARD ALL through the extended protocol, pushed next) closes name
+// ("*": every statement): the ghosts its Parse made (unconfirmed) are
+// closed by that message, whose CommandComplete confirms them; if the
+// server answers it otherwise, restoreUnclosed puts them back (review
+// 19b: they stayed ghosts, and a Parse of the name got ParseComplete
+// where PostgreSQL, still holding the statement, answers 42P05). Client
+// side.
+func (t *tracker) closingAt(name string, seq uint64) {
+	for n, g := range t.ghosts {
+		if g.unconfirmed && (name == "*" || n == name) {
+			g.unconfirmed, g.seq = false, seq
+			t.ghosts[n] = g
+		}
+	}
+}
+
 // restoreUnclosed puts name back into the view when it is the ghost of
 // a statement whose close the server has answered without confirming it
 // (a Close skipped after an error, a DEALLOCATE or DISCARD ALL refused in
