@@ -523,3 +523,46 @@ func TestReview19bExtendedDeallocateAllFails(t *testing.T) {
 		}
 	})
 }
+
+// TestReview19bDeallocateAllKeepsUnnamed: DEALLOCATE ALL and DISCARD ALL
+// leave the unnamed statement (PostgreSQL keeps it apart from the named
+// ones): run as a named statement through the extended protocol, they
+// must not take pgveil's record of it away. The unnamed statement writes
+// a plain table that then becomes a view over an encrypted column.
+func TestReview19bDeallocateAllKeepsUnnamed(t *testing.T) {
+	relayLeakCheck(t)
+	for i, eng := range []struct{ name, loops string }{{"goroutines", "0"}, {"loop", "1"}} {
+		t.Run(eng.name, func(t *testing.T) {
+			t.Setenv(eventLoopsEnv, eng.loops)
+			ctx := testCtx(t, 2*time.Minute)
+			org := int64(25500 + i)
+			p := startEncProxy(t, org)
+			for j, all := range []string{"DEALLOCATE ALL", "DISCARD ALL"} {
+				rel := fmt.Sprintf("r19b_vall%d", j)
+				swap := rev15ViewSwap(t, ctx, p, rel)
+				secret := fmt.Sprintf("r19b-all-%d-%d", org, j)
+				p.remember(secret)
+				app := connectPgx(t, ctx, p.url())
+				c := connectPgx(t, ctx, p.url()).PgConn()
+				trace := func(msgs ...pgproto3.FrontendMessage) string {
+					return strings.Join(r17Trace(ctx, c, msgs...), " | ")
+				}
+				if got := trace(&pgproto3.Parse{Name: "all", Query: all}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+					t.Fatalf("parse: %s", got)
+				}
+				if got := trace(&pgproto3.Parse{Query: "INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+					t.Fatalf("parse: %s", got)
+				}
+				if got := trace(&pgproto3.Bind{PreparedStatement: "all"}, &pgproto3.Execute{}, &pgproto3.Sync{}); got != "BindComplete | CommandComplete "+all+" | ReadyForQuery I" {
+					t.Fatalf("%s: %s", all, got)
+				}
+				swap(app)
+				got := trace(&pgproto3.Bind{Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+				if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+					t.Errorf("%s: the unnamed statement bound after the swap: %s", all, got)
+				}
+				rev15NoPlainNote(t, ctx, secret)
+			}
+		})
+	}
+}

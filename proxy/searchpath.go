@@ -170,17 +170,25 @@ func (s *session) markClosed(name string) {
 	}
 	seq := s.t.lastSeq() + 1
 	for n, pt := range s.ptStmts {
-		if (name == "*" || n == name) && pt.closedSeq == 0 {
+		if closes(name, n) && pt.closedSeq == 0 {
 			pt.closedSeq = seq
 			s.ptStmts[n] = pt
 		}
 	}
 	for n, pr := range s.sqlPrepared {
-		if (name == "*" || n == name) && pr.closedSeq == 0 {
+		if closes(name, n) && pr.closedSeq == 0 {
 			pr.closedSeq = seq
 			s.sqlPrepared[n] = pr
 		}
 	}
+}
+
+// closes reports whether a close of name ("*": DEALLOCATE ALL, DISCARD
+// ALL) closes the statement n. "*" leaves the unnamed statement, which
+// PostgreSQL keeps apart from the named ones (review 19b: its record went,
+// and a Bind ran it unchecked after a view swap).
+func closes(name, n string) bool {
+	return name == n || name == "*" && n != ""
 }
 
 // closesOf returns the statement names a DEALLOCATE or DISCARD ALL in p
@@ -242,7 +250,7 @@ func (s *session) applyClosed() {
 	for _, c := range s.t.takeClosed() {
 		for n, pt := range s.ptStmts {
 			switch {
-			case c.name != "*" && c.name != n:
+			case !closes(c.name, n):
 			case pt.closedSeq != 0 && pt.closedSeq <= c.seq:
 				delete(s.ptStmts, n)
 				// Its effects and closes go with it (kept for a close the
@@ -259,7 +267,7 @@ func (s *session) applyClosed() {
 		}
 		for n, pr := range s.sqlPrepared {
 			switch {
-			case c.name != "*" && c.name != n:
+			case !closes(c.name, n):
 			case pr.closedSeq != 0 && pr.closedSeq <= c.seq:
 				delete(s.sqlPrepared, n)
 			case pr.earlierUntil != 0 && pr.earlierUntil <= c.seq:
