@@ -39,6 +39,18 @@ package integration
 //      close was confirmed (review 19's noted LOW); past 16 of them a
 //      NUL sentinel refused the name for good after any DDL. Fix:
 //      earlierUntil.
+//   6. LOW TestReview19bExtendedDeallocateAllFails: the ghosts of an
+//      extended-protocol DEALLOCATE ALL the server did not run (an aborted
+//      block, an error before it: psycopg 3 sends it so) stayed ghosts: a
+//      Parse of the name got ParseComplete where PostgreSQL answers 42P05,
+//      and a second statement went upstream. Fix: tracker.closingAt.
+//   7. LOW (no test): a session running SQL DEALLOCATEs of pass-through
+//      statements and no Bind kept each confirmation (tracker.gone).
+//
+// TestReview19bDeallocateAllKeepsUnnamed covers a regression of fix 2
+// found before it was committed: DEALLOCATE ALL or DISCARD ALL, run as a
+// named statement, took the unnamed statement's record away (PostgreSQL
+// keeps the unnamed statement), and a Bind ran it unchecked.
 //
 // Held: TestReview19bEvictionChurn (psycopg 3's churn on the wire, some
 // DEALLOCATEs skipped: the session keeps step, nothing left upstream);
