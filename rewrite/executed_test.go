@@ -47,3 +47,21 @@ func TestCodeExecutedNames(t *testing.T) {
 		}
 	}
 }
+
+// TestPreparesStatement: code that prepares a statement, in its text or a
+// string of it (review 19b), and code that only says the word.
+func TestPreparesStatement(t *testing.T) {
+	for code, want := range map[string]bool{
+		"BEGIN EXECUTE 'PREPARE p (int) AS SELECT $1'; END":      true,
+		"BEGIN PREPARE p AS SELECT 1; END":                       true,
+		`BEGIN EXECUTE 'PREPARE "P" AS SELECT 1'; END`:           true,
+		"BEGIN RAISE NOTICE 'prepare the report'; END":           false,
+		"BEGIN PREPARE TRANSACTION 'x'; END":                     false,
+		"BEGIN EXECUTE format('PREPARE %I AS SELECT 1', n); END": false, // built: not seen
+	} {
+		ws, _ := bodyWords(code, 0)
+		if got := preparesStatement(ws); got != want {
+			t.Errorf("%s: %v, want %v", code, got, want)
+		}
+	}
+}

@@ -1167,11 +1167,13 @@ func dmlTarget(n *pg.Node) *pg.RangeVar {
 }
 
 // preparesStatement reports whether code words (bodyWords) hold PREPARE
-// name: an SQL PREPARE (not PREPARE TRANSACTION), in the code or a string
-// of it.
+// name AS or PREPARE name (: an SQL PREPARE (not PREPARE TRANSACTION, nor
+// the word in a message), in the code or a string of it.
 func preparesStatement(ws []Word) bool {
-	for i := 0; i+1 < len(ws); i++ {
-		if w, n := ws[i], ws[i+1]; w.Kind == WordName && !w.Quoted && w.Text == "prepare" && n.Kind == WordName && (n.Quoted || n.Text != "transaction") {
+	for i := 0; i+2 < len(ws); i++ {
+		w, n, after := ws[i], ws[i+1], ws[i+2]
+		if w.Kind == WordName && !w.Quoted && w.Text == "prepare" && n.Kind == WordName && (n.Quoted || n.Text != "transaction") &&
+			(after.Kind == WordName && !after.Quoted && after.Text == "as" || after.Kind == WordOther && after.Text == "(") {
 			return true
 		}
 	}
