@@ -578,3 +578,28 @@ func TestReview19bDeallocateAllKeepsUnnamed(t *testing.T) {
 		})
 	}
 }
+
+// TestReview19bPsycopg3Churn: psycopg 3 itself, its statement cache
+// evicting (DEALLOCATE through the extended protocol) at every
+// statement, on an encrypted table and a plain one, with failed
+// transactions between: every statement answers, the values read back,
+// and the server holds no more statements than psycopg's cache.
+func TestReview19bPsycopg3Churn(t *testing.T) {
+	relayLeakCheck(t)
+	dir := pythonDriver(t, "psycopg")
+	for i, eng := range []struct{ name, loops string }{{"goroutines", "0"}, {"loop", "1"}} {
+		t.Run(eng.name, func(t *testing.T) {
+			t.Setenv(eventLoopsEnv, eng.loops)
+			ctx := testCtx(t, 3*time.Minute)
+			org := int64(25700 + i)
+			p := startEncProxy(t, org)
+			for j := 0; j < 7; j++ {
+				p.remember(fmt.Sprintf("churn-%d-%d@example.org", org, j))
+			}
+			out := runDriver(t, ctx, "psycopg 3 churn", dir, debianPython, "psycopg3_churn.py", p.url(), fmt.Sprint(org), "300")
+			if !strings.Contains(out, "ok churn") {
+				t.Errorf("psycopg 3 churn:\n%s", tail(out, 20))
+			}
+		})
+	}
+}
