@@ -603,3 +603,33 @@ func TestReview19bPsycopg3Churn(t *testing.T) {
 		})
 	}
 }
+
+// TestReview19bSQLPrepareOfLiteralWrite: an SQL PREPARE of a write of a
+// literal to an encrypted column (which, sealed once, would outlive a
+// rotation) is refused, as a simple Query, in a string, and through the
+// extended protocol.
+func TestReview19bSQLPrepareOfLiteralWrite(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, time.Minute)
+	org := int64(25900)
+	p := startEncProxy(t, org)
+	secret := "r19b-prepared-literal@example.org"
+	p.remember(secret)
+	c := connectPgx(t, ctx, p.url()).PgConn()
+	trace := func(msgs ...pgproto3.FrontendMessage) string {
+		return strings.Join(r17Trace(ctx, c, msgs...), " | ")
+	}
+	prep := fmt.Sprintf("PREPARE lit AS INSERT INTO contacts (org_id, email) VALUES (%d, '%s')", org, secret)
+	for _, msgs := range [][]pgproto3.FrontendMessage{
+		query(prep),
+		query("SELECT 1; " + prep),
+		{&pgproto3.Parse{Query: prep}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+	} {
+		if got := trace(msgs...); !strings.HasPrefix(got, "ErrorResponse 0A000") {
+			t.Errorf("%s", got)
+		}
+	}
+	if got := trace(query("SELECT count(*) FROM pg_prepared_statements WHERE name = 'lit'")...); got != `RowDescription(count:20/8/-1/0) | DataRow("0") | CommandComplete SELECT 1 | ReadyForQuery I` {
+		t.Errorf("prepared upstream: %s", got)
+	}
+}
