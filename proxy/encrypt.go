@@ -131,6 +131,10 @@ func (s *session) applyEffects(p *rewrite.Plan) {
 			s.markClosed("*")
 			clear(s.lookupStmts) // the server drops pgveil's too
 		default:
+			// The server's confirmations of earlier closes are taken
+			// first: a session that closes pass-through statements only,
+			// and never binds one, had them pile up (review 19b).
+			s.t.applyGone()
 			s.t.closeStatement([]byte(st.Deallocate))
 			s.markClosed(st.Deallocate)
 		}
@@ -735,6 +739,8 @@ func (s *session) handleParse(body []byte) error {
 		return err
 	}
 	s.noteStmtEffects(pm.Name, p)
+	closes := closesOf(p)
+	s.noteStmtCloses(pm.Name, closes)
 	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
 		refuse(perr)
 		return nil
@@ -765,7 +771,11 @@ func (s *session) handleParse(body []byte) error {
 			refuse(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
 			return nil
 		}
+		// A DEALLOCATE or DISCARD ALL closes at each Execute of its
+		// portals (handleExecute), confirmed by its CommandComplete.
+		s.t.closeUnconfirmed = len(closes) > 0
 		s.applyEffects(p)
+		s.t.closeUnconfirmed = false
 		s.notePassthrough(pm.Name, sql, cat)
 		s.inc(s.srv.metrics.stmtPassthrough)
 		if len(pm.Name) == 0 {
@@ -1029,6 +1039,7 @@ func (s *session) handleBind(body []byte) error {
 		return err
 	}
 	s.notePortalEffects(bm.Portal, bm.Statement)
+	s.notePortalCloses(bm.Portal, bm.Statement)
 	stmt := s.t.statement(bm.Statement)
 	if stmt != passthroughStmt && s.t.closedInPipeline(bm.Statement) {
 		// PostgreSQL looks the statement up before it reads the Bind's
@@ -1037,11 +1048,17 @@ func (s *session) handleBind(body []byte) error {
 		s.t.closePortal(bm.Portal)
 		return nil
 	}
-	if len(s.ptStmts) > 0 && (stmt == passthroughStmt || stmt.Plan.NamesOnly) || stmt != passthroughStmt && stmt.Plan != nil {
+	if (len(s.ptStmts) > 0 || len(s.srvUnnamed) > 0) && (stmt == passthroughStmt || stmt.Plan.NamesOnly) || stmt != passthroughStmt && stmt.Plan != nil {
 		var refusal *pgError
 		var err error
 		if _, ok := s.ptStmts[string(bm.Statement)]; ok || stmt == passthroughStmt {
 			refusal, err = s.replanOnPathChange(bm.Statement, false)
+			if refusal == nil && err == nil && ok && stmt == passthroughStmt && len(bm.Statement) == 0 && len(s.srvUnnamed) > 0 {
+				// The record is of a statement pgveil prepared under its
+				// own name (pinned), gone from the view: the Bind runs
+				// the server's own unnamed statement (review 19b).
+				refusal, err = s.replanServerUnnamed()
+			}
 		} else {
 			stmt, refusal, err = s.replanOnCatalogChange(stmt)
 		}

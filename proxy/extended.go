@@ -127,7 +127,7 @@ func (s *session) handleExecute(body []byte) error {
 	if portal != passthroughPortal {
 		sent = time.Now()
 	}
-	s.t.push(pending{kind: pendExecute, portal: portal, sent: sent})
+	s.t.push(pending{kind: pendExecute, portal: portal, sent: sent, closes: s.executeCloses(name)})
 	if copyFrom {
 		s.setCopyPlan(portal.Stmt.Plan)
 	}
@@ -167,6 +167,7 @@ func (s *session) handleClose(body []byte) error {
 		return nil
 	}
 	delete(s.effPortals, string(name))
+	delete(s.closePortals, string(name))
 	s.t.closePortal(name)
 	s.t.push(pending{kind: pendClosePortal})
 	s.forwardClient(body)

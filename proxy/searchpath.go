@@ -136,6 +136,10 @@ type ptStmt struct {
 	// parseSeq is the seq of the unnamed statement's Parse (the unnamed
 	// statement only: noteUnnamedParse).
 	parseSeq uint64
+	// earlierUntil, when not 0, is the seq of a close of the name sent
+	// after every text in earlier (and before this Parse): once the
+	// server confirms it, they are gone (applyClosed; review 19b).
+	earlierUntil uint64
 }
 
 // Closing a statement. A Close, DEALLOCATE or DISCARD ALL the server does
@@ -158,25 +162,86 @@ type ptStmt struct {
 // each time: kept, they would grow without bound).
 func (s *session) markClosed(name string) {
 	s.applyClosed()
+	if s.t.closeUnconfirmed {
+		// Marked at each Execute of its portals (handleExecute), whose
+		// CommandComplete confirms it (review 19b: marked at the Parse,
+		// never confirmed, the records stayed for the session's life).
+		return
+	}
 	seq := s.t.lastSeq() + 1
 	for n, pt := range s.ptStmts {
-		if (name == "*" || n == name) && pt.closedSeq == 0 {
+		if closes(name, n) && pt.closedSeq == 0 {
 			pt.closedSeq = seq
 			s.ptStmts[n] = pt
-			if s.t.closeUnconfirmed {
-				delete(s.ptStmts, n)
-			}
 		}
 	}
 	for n, pr := range s.sqlPrepared {
-		if (name == "*" || n == name) && pr.closedSeq == 0 {
+		if closes(name, n) && pr.closedSeq == 0 {
 			pr.closedSeq = seq
 			s.sqlPrepared[n] = pr
-			if s.t.closeUnconfirmed {
-				delete(s.sqlPrepared, n)
-			}
 		}
 	}
+}
+
+// closes reports whether a close of name ("*": DEALLOCATE ALL, DISCARD
+// ALL) closes the statement n. "*" leaves the unnamed statement, which
+// PostgreSQL keeps apart from the named ones (review 19b: its record went,
+// and a Bind ran it unchecked after a view swap).
+func closes(name, n string) bool {
+	return name == n || name == "*" && n != ""
+}
+
+// closesOf returns the statement names a DEALLOCATE or DISCARD ALL in p
+// closes ("*": every one).
+func closesOf(p *rewrite.Plan) []string {
+	var names []string
+	for _, st := range p.Stmts {
+		if st.Deallocate != "" {
+			names = append(names, st.Deallocate)
+		}
+	}
+	return names
+}
+
+// noteStmtCloses remembers the names the extended-protocol statement name
+// closes at each Execute of its portals (closesOf).
+func (s *session) noteStmtCloses(name []byte, closes []string) {
+	switch {
+	case len(closes) > 0:
+		if s.closeStmts == nil {
+			s.closeStmts = map[string][]string{}
+		}
+		s.closeStmts[string(name)] = closes
+	case len(s.closeStmts) > 0:
+		delete(s.closeStmts, string(name))
+	}
+}
+
+// notePortalCloses gives a portal bound to stmt the names it closes.
+func (s *session) notePortalCloses(portal, stmt []byte) {
+	if len(s.closeStmts) == 0 && len(s.closePortals) == 0 {
+		return
+	}
+	if c := s.closeStmts[string(stmt)]; len(c) > 0 {
+		if s.closePortals == nil {
+			s.closePortals = map[string][]string{}
+		}
+		s.closePortals[string(portal)] = c
+		return
+	}
+	delete(s.closePortals, string(portal))
+}
+
+// executeCloses marks the names the Execute of portal, pushed next,
+// closes, and returns them for its pending (its CommandComplete
+// confirms them: tracker.goneLocked).
+func (s *session) executeCloses(portal []byte) []string {
+	c := s.closePortals[string(portal)]
+	for _, name := range c {
+		s.markClosed(name)
+		s.t.closingAt(name, s.t.lastSeq()+1)
+	}
+	return c
 }
 
 // applyClosed forgets the records of statements the server confirmed
@@ -184,13 +249,30 @@ func (s *session) markClosed(name string) {
 func (s *session) applyClosed() {
 	for _, c := range s.t.takeClosed() {
 		for n, pt := range s.ptStmts {
-			if (c.name == "*" || c.name == n) && pt.closedSeq != 0 && pt.closedSeq <= c.seq {
+			switch {
+			case !closes(c.name, n):
+			case pt.closedSeq != 0 && pt.closedSeq <= c.seq:
 				delete(s.ptStmts, n)
+				// Its effects and closes go with it (kept for a close the
+				// server may skip: review 19).
+				delete(s.effStmts, n)
+				delete(s.closeStmts, n)
+			case pt.earlierUntil != 0 && pt.earlierUntil <= c.seq:
+				// Prepared again after a close now confirmed: the texts
+				// before the close are gone (review 19b: kept, past
+				// maxEarlier they refused the name for good).
+				pt.earlier, pt.earlierUntil = nil, 0
+				s.ptStmts[n] = pt
 			}
 		}
 		for n, pr := range s.sqlPrepared {
-			if (c.name == "*" || c.name == n) && pr.closedSeq != 0 && pr.closedSeq <= c.seq {
+			switch {
+			case !closes(c.name, n):
+			case pr.closedSeq != 0 && pr.closedSeq <= c.seq:
 				delete(s.sqlPrepared, n)
+			case pr.earlierUntil != 0 && pr.earlierUntil <= c.seq:
+				pr.sqls, pr.earlierUntil = pr.sqls[:1], 0
+				s.sqlPrepared[n] = pr
 			}
 		}
 	}
@@ -229,6 +311,7 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 	pt := ptStmt{sql: sql, gen: s.pathGen, cat: cat}
 	if old, ok := s.ptStmts[string(name)]; ok && len(name) > 0 {
 		pt.earlier = earlierTexts(append([]string{old.sql}, old.earlier...), sql)
+		pt.earlierUntil = old.closedSeq // closed, unconfirmed: see applyClosed
 	} else if len(name) == 0 {
 		// The unnamed statement: the server replaces it at each Parse,
 		// unless it skips the Parse after an error earlier in the
@@ -308,6 +391,9 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 	s.applyClosed()
 	pt, ok := s.ptStmts[string(name)]
 	if !ok {
+		if len(name) == 0 && len(s.srvUnnamed) > 0 {
+			return s.replanServerUnnamed()
+		}
 		return nil, nil
 	}
 	if !synced {
@@ -351,11 +437,41 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 	return staleStatement(name, "was planned under another search_path or an older catalog, and now names a table pgveil encrypts"), nil
 }
 
+// replanServerUnnamed checks a Bind of the unnamed statement when the
+// client's view holds no record of it but the server's own unnamed
+// statement may still hold one of srvUnnamed: after an unnamed Parse
+// pgveil rewrote, whose Close of the server's statement the server
+// skipped, the client's view became a pass-through one again without a
+// Parse (a Close of the unnamed statement, which pgveil sends for its own
+// statement; a simple Query the server skipped too). The Bind runs such a
+// text: each is planned now, and the Bind refused when one needs pgveil
+// (review 19b: after a view swap it wrote the client's plaintext into an
+// encrypted column).
+func (s *session) replanServerUnnamed() (*pgError, error) {
+	for _, sql := range s.srvUnnamed {
+		if err := s.catalogCurrent(sql); err != nil {
+			return nil, err
+		}
+		if err := s.syncSearchPathFor(sql); err != nil {
+			return nil, err
+		}
+		p, err := s.plan(sql)
+		if offLoop(err) {
+			return nil, err
+		}
+		if err != nil || planNeedsWork(p) {
+			return staleStatement(nil, "may be a statement the server kept after pgveil's Parse of a newer one was skipped, and now names a table pgveil encrypts"), nil
+		}
+	}
+	return nil, nil
+}
+
 // sqlPrep is a statement prepared with SQL PREPARE that pgveil passed.
 type sqlPrep struct {
-	sqls      []string // the PREPARE statement, then earlier ones (earlierTexts)
-	cat       uint64   // the planner's Generation they were planned under
-	closedSeq uint64   // see ptStmt.closedSeq
+	sqls         []string // the PREPARE statement, then earlier ones (earlierTexts)
+	cat          uint64   // the planner's Generation they were planned under
+	closedSeq    uint64   // see ptStmt.closedSeq
+	earlierUntil uint64   // see ptStmt.earlierUntil
 }
 
 // noteSQLPrepare records the SQL PREPARE st, sent.
@@ -368,6 +484,7 @@ func (s *session) noteSQLPrepare(st *rewrite.Stmt) {
 	if old, ok := s.sqlPrepared[st.Prepares]; ok {
 		pr.sqls = append(pr.sqls, earlierTexts(old.sqls, st.Original)...)
 		pr.cat = min(pr.cat, old.cat)
+		pr.earlierUntil = old.closedSeq
 	}
 	s.sqlPrepared[st.Prepares] = pr
 }
@@ -384,7 +501,8 @@ func (s *session) replanExecuted(sql string) (*pgError, error) {
 		return nil, nil
 	}
 	defer func(gen uint64) { s.planGen = gen }(s.planGen) // the caller's plan's
-	for _, name := range rewrite.ExecutedNames(sql) {
+	// The names a DO block may run with dynamic SQL too (review 19b).
+	for _, name := range append(rewrite.ExecutedNames(sql), rewrite.CodeExecutedNames(sql)...) {
 		if _, ok := s.ptStmts[name]; ok && name != "" {
 			// A protocol-level statement pgveil passed through, run with
 			// SQL EXECUTE: checked as its Bind is (review 19).

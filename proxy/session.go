@@ -139,9 +139,13 @@ type session struct {
 	// srvUnnamed: see keepUnnamedTexts.
 	srvUnnamed  []string
 	sqlPrepared map[string]sqlPrep // see replanExecuted
-	planGen     uint64             // the planner's Generation when planNow last planned
-	effPortals  map[string]uint8
-	pathCh      chan pathReply // the server goroutine's answer to syncSearchPath
+	// closeStmts and closePortals: the names an extended-protocol
+	// DEALLOCATE or DISCARD ALL closes (noteStmtCloses).
+	closeStmts   map[string][]string
+	closePortals map[string][]string
+	planGen      uint64 // the planner's Generation when planNow last planned
+	effPortals   map[string]uint8
+	pathCh       chan pathReply // the server goroutine's answer to syncSearchPath
 	// lookupCh carries the server goroutine's answer to a tenant lookup,
 	// lookupAcc gathers it (server side); lookup is the tenant found for
 	// the statement being sent (client side, lookup.go).

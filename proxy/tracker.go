@@ -133,6 +133,9 @@ type pending struct {
 	// statement: its ParseComplete says the server holds that text
 	// (unnamedParsed).
 	unnamed bool
+	// closes are the statement names the Execute's DEALLOCATE or DISCARD
+	// ALL closes: its CommandComplete confirms them (executeCloses).
+	closes []string
 	// clientClose marks the client's Close of a statement (handleClose):
 	// its CloseComplete confirms the name closed (tracker.closed).
 	clientClose bool
@@ -650,6 +653,11 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 		if expect(pendExecute, pendQuery) {
 			if head.kind == pendExecute {
 				ev.cur, ev.done = t.popLocked(), true
+				if typ == 'C' {
+					for _, name := range ev.cur.closes {
+						t.goneLocked(name, ev.cur.seq)
+					}
+				}
 			} else {
 				ev.cur = *head
 				if head.query != nil {
@@ -1005,6 +1013,23 @@ func (t *tracker) ghost(name string) {
 	seq := t.seq + 1
 	t.mu.Unlock()
 	t.ghosts[name] = ghost{stmt: st, seq: seq, unconfirmed: t.closeUnconfirmed}
+}
+
+// closingAt records that the message seq (an Execute of a DEALLOCATE or
+// DISCARD ALL through the extended protocol, pushed next) closes name
+// ("*": every statement): the ghosts its Parse made (unconfirmed) are
+// closed by that message, whose CommandComplete confirms them; if the
+// server answers it otherwise, restoreUnclosed puts them back (review
+// 19b: they stayed ghosts, and a Parse of the name got ParseComplete
+// where PostgreSQL, still holding the statement, answers 42P05). Client
+// side.
+func (t *tracker) closingAt(name string, seq uint64) {
+	for n, g := range t.ghosts {
+		if g.unconfirmed && (name == "*" || n == name) {
+			g.unconfirmed, g.seq = false, seq
+			t.ghosts[n] = g
+		}
+	}
 }
 
 // restoreUnclosed puts name back into the view when it is the ghost of

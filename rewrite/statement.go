@@ -373,3 +373,47 @@ func ExecutedNames(sql string) []string {
 	}
 	return names
 }
+
+// CodeExecutedNames lists the names in the code of the DO blocks of sql
+// that uses EXECUTE (its words, and those of its string constants two
+// levels deep: bodyWords), unquoted ones folded: the prepared statements
+// the block may run with dynamic SQL (`EXECUTE 'EXECUTE name(…)'`, or
+// format('EXECUTE %s(…)', 'name')), for the proxy to check as it checks
+// ExecutedNames (review 19b). A name built from pieces is not seen
+// (docs/LIMITS.md: dynamic SQL). Nil when there is none.
+func CodeExecutedNames(sql string) []string {
+	if !containsFold(sql, "execute") || !containsFold(sql, "do") {
+		return nil
+	}
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, raw := range tree.Stmts {
+		d := raw.Stmt.GetDoStmt()
+		if d == nil {
+			continue
+		}
+		for _, o := range d.Args {
+			de := o.GetDefElem()
+			if de == nil || de.Defname != "as" {
+				continue
+			}
+			code, ok := str(de.Arg)
+			if !ok {
+				continue
+			}
+			ws, _ := bodyWords(code, 0)
+			if !slices.ContainsFunc(ws, func(w Word) bool { return w.Kind == WordName && !w.Quoted && w.Text == "execute" }) {
+				continue
+			}
+			for _, w := range ws {
+				if w.Kind == WordName && !slices.Contains(names, w.Text) {
+					names = append(names, w.Text)
+				}
+			}
+		}
+	}
+	return names
+}

@@ -984,6 +984,16 @@ func (a *analyzer) bodyText(code, what, lang string) *Error {
 	// A name in the code: as a word of it or of a string in it, or
 	// anything when it spells names with Unicode escapes.
 	has := func(s string) bool { return names[s] || containsWord(b, s) || strings.Contains(b, "u&") }
+	if preparesStatement(words) {
+		// pgveil checks a prepared statement again when it runs after a
+		// catalog change (a table replaced by a view over an encrypted
+		// column); one the server prepared for code it never saw, run
+		// then with SQL EXECUTE or a Bind, wrote the client's plaintext
+		// into the encrypted column (review 19b).
+		e := errorf(CodeFeatureNotSupported, "%s that prepares a statement (PREPARE) is not supported: pgveil checks each prepared statement when it runs, and cannot follow one prepared by code in the server", what)
+		e.Hint = "prepare the statement with PREPARE or the protocol's Parse, through pgveil"
+		return e
+	}
 	readable := complete && (lang == "sql" || lang == "plpgsql") &&
 		!has("execute") && !has("format") && !strings.Contains(b, "quote_")
 	writes := has("update") || has("merge") || has("conflict")
@@ -1154,6 +1164,20 @@ func dmlTarget(n *pg.Node) *pg.RangeVar {
 		return n.GetMergeStmt().Relation
 	}
 	return nil
+}
+
+// preparesStatement reports whether code words (bodyWords) hold PREPARE
+// name AS or PREPARE name (: an SQL PREPARE (not PREPARE TRANSACTION, nor
+// the word in a message), in the code or a string of it.
+func preparesStatement(ws []Word) bool {
+	for i := 0; i+2 < len(ws); i++ {
+		w, n, after := ws[i], ws[i+1], ws[i+2]
+		if w.Kind == WordName && !w.Quoted && w.Text == "prepare" && n.Kind == WordName && (n.Quoted || n.Text != "transaction") &&
+			(after.Kind == WordName && !after.Quoted && after.Text == "as" || after.Kind == WordOther && after.Text == "(") {
+			return true
+		}
+	}
+	return false
 }
 
 // containsWord reports whether lowered text holds w as a whole word (not
