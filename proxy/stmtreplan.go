@@ -1,0 +1,531 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/pgveil/pgveil/rewrite"
+)
+
+// A prepared statement the server planned under one search_path is planned
+// again by the server when the path changes (its names resolve anew);
+// pgveil must do the same, or a statement it passed through because a name
+// meant an unconfigured table would write plaintext into the configured
+// table the name means now. The server does the same when a relation the
+// statement uses changes: a table dropped and replaced by a view over an
+// encrypted column of the same name, which pgveil knows from its next
+// catalog snapshot. pgveil remembers the text of every prepared statement
+// it passed through, with the path generation and the planner's catalog
+// generation it was planned under, and plans it again at a Bind under a
+// newer one. If the statement now needs pgveil, the Bind is refused: the
+// client must prepare it again. A statement pgveil rewrote is planned
+// again under a newer catalog too (replanOnCatalogChange), and refused
+// unless the plan is the same.
+//
+// A statement pgveil prepared with schema-qualified names (pinSchema in
+// rewrite/resolve.go) keeps them on the server whatever the path; at a
+// Bind under a newer path it is planned again too, and refused unless the
+// names still resolve as they did, so it never runs on other tables than
+// the client's text now means.
+
+// ptStmt is a pass-through prepared statement.
+type ptStmt struct {
+	sql    string
+	gen    uint64 // pathGen when it was planned
+	cat    uint64 // the planner's Generation when it was planned
+	pinned string // the text prepared upstream, when its names were pinned
+	// earlier are texts of earlier Parses of the name the server may still
+	// hold (earlierTexts).
+	earlier []string
+	// closedSeq is the seq of the message that closed the name (Close,
+	// DEALLOCATE, DISCARD ALL) while the server has not confirmed it
+	// (markClosed); 0 when open.
+	closedSeq uint64
+	// parseSeq is the seq of the unnamed statement's Parse (the unnamed
+	// statement only: noteUnnamedParse).
+	parseSeq uint64
+	// earlierUntil, when not 0, is the seq of a close of the name sent
+	// after every text in earlier (and before this Parse): once the
+	// server confirms it, they are gone (applyClosed; review 19b).
+	earlierUntil uint64
+}
+
+// Closing a statement. A Close, DEALLOCATE or DISCARD ALL the server does
+// not run (skipped after an error earlier in the pipeline or string,
+// refused in an aborted or any transaction block) leaves the statement
+// upstream, and PostgreSQL plans it again at its next Bind or EXECUTE. So
+// pgveil keeps its record of a statement it passed through (ptStmts) or
+// an SQL PREPARE (sqlPrepared) until the server confirms the close
+// (tracker.closed, applyClosed), and plans it again at a Bind or EXECUTE
+// under a newer path or catalog meanwhile. Review 19: the records went
+// at the close, and a statement whose close failed, bound after its
+// table was replaced by a view over an encrypted column, wrote the
+// client's plaintext there.
+
+// markClosed records that the message pushed next closes name ("*":
+// every statement). A DEALLOCATE through the extended protocol
+// (tracker.closeUnconfirmed) runs at an Execute whose answer confirms
+// nothing: its records go at once, as before review 19 (psycopg 3 sends
+// one for each statement it evicts from its cache, under a new name
+// each time: kept, they would grow without bound).
+func (s *session) markClosed(name string) {
+	s.applyClosed()
+	if s.t.closeUnconfirmed {
+		// Marked at each Execute of its portals (handleExecute), whose
+		// CommandComplete confirms it (review 19b: marked at the Parse,
+		// never confirmed, the records stayed for the session's life).
+		return
+	}
+	seq := s.t.lastSeq() + 1
+	for n, pt := range s.ptStmts {
+		if closes(name, n) && pt.closedSeq == 0 {
+			pt.closedSeq = seq
+			s.ptStmts[n] = pt
+		}
+	}
+	for n, pr := range s.sqlPrepared {
+		if closes(name, n) && pr.closedSeq == 0 {
+			pr.closedSeq = seq
+			s.sqlPrepared[n] = pr
+		}
+	}
+}
+
+// closes reports whether a close of name ("*": DEALLOCATE ALL, DISCARD
+// ALL) closes the statement n. "*" leaves the unnamed statement, which
+// PostgreSQL keeps apart from the named ones (review 19b: its record went,
+// and a Bind ran it unchecked after a view swap).
+func closes(name, n string) bool {
+	return name == n || name == "*" && n != ""
+}
+
+// closesOf returns the statement names a DEALLOCATE or DISCARD ALL in p
+// closes ("*": every one).
+func closesOf(p *rewrite.Plan) []string {
+	var names []string
+	for _, st := range p.Stmts {
+		if st.Deallocate != "" {
+			names = append(names, st.Deallocate)
+		}
+	}
+	return names
+}
+
+// noteStmtCloses remembers the names the extended-protocol statement name
+// closes at each Execute of its portals (closesOf).
+func (s *session) noteStmtCloses(name []byte, closes []string) {
+	switch {
+	case len(closes) > 0:
+		if s.closeStmts == nil {
+			s.closeStmts = map[string][]string{}
+		}
+		s.closeStmts[string(name)] = closes
+	case len(s.closeStmts) > 0:
+		delete(s.closeStmts, string(name))
+	}
+}
+
+// notePortalCloses gives a portal bound to stmt the names it closes.
+func (s *session) notePortalCloses(portal, stmt []byte) {
+	if len(s.closeStmts) == 0 && len(s.closePortals) == 0 {
+		return
+	}
+	if c := s.closeStmts[string(stmt)]; len(c) > 0 {
+		if s.closePortals == nil {
+			s.closePortals = map[string][]string{}
+		}
+		s.closePortals[string(portal)] = c
+		return
+	}
+	delete(s.closePortals, string(portal))
+}
+
+// executeCloses marks the names the Execute of portal, pushed next,
+// closes, and returns them for its pending (its CommandComplete
+// confirms them: tracker.goneLocked).
+func (s *session) executeCloses(portal []byte) []string {
+	c := s.closePortals[string(portal)]
+	for _, name := range c {
+		s.markClosed(name)
+		s.t.closingAt(name, s.t.lastSeq()+1)
+	}
+	return c
+}
+
+// applyClosed forgets the records of statements the server confirmed
+// closed (unless prepared again since).
+func (s *session) applyClosed() {
+	for _, c := range s.t.takeClosed() {
+		for n, pt := range s.ptStmts {
+			switch {
+			case !closes(c.name, n):
+			case pt.closedSeq != 0 && pt.closedSeq <= c.seq:
+				delete(s.ptStmts, n)
+				// Its effects and closes go with it (kept for a close the
+				// server may skip: review 19).
+				delete(s.effStmts, n)
+				delete(s.closeStmts, n)
+			case pt.earlierUntil != 0 && pt.earlierUntil <= c.seq:
+				// Prepared again after a close now confirmed: the texts
+				// before the close are gone (review 19b: kept, past
+				// maxEarlier they refused the name for good).
+				pt.earlier, pt.earlierUntil = nil, 0
+				s.ptStmts[n] = pt
+			}
+		}
+		for n, pr := range s.sqlPrepared {
+			switch {
+			case !closes(c.name, n):
+			case pr.closedSeq != 0 && pr.closedSeq <= c.seq:
+				delete(s.sqlPrepared, n)
+			case pr.earlierUntil != 0 && pr.earlierUntil <= c.seq:
+				pr.sqls, pr.earlierUntil = pr.sqls[:1], 0
+				s.sqlPrepared[n] = pr
+			}
+		}
+	}
+}
+
+// maxEarlier bounds the earlier texts kept for one statement name; past
+// it, earlierTexts keeps a text no plan accepts.
+const maxEarlier = 16
+
+// earlierTexts returns the texts a statement name may run after a Parse
+// or PREPARE of sql under it, when texts (the last one first, then the
+// ones before) were sent under it since it was last closed: the server
+// refuses a statement of an existing name (42P05) and keeps the earlier
+// one, and pgveil learns whether that Parse succeeded only later. Every
+// one is planned again when the catalog or path changes.
+func earlierTexts(texts []string, sql string) []string {
+	var out []string
+	for _, t := range texts {
+		if t != sql && !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	if len(out) > maxEarlier {
+		out = append(out[:maxEarlier], "\x00") // refused: a NUL byte
+	}
+	return out
+}
+
+// notePassthrough records the pass-through statement name with text sql,
+// planned under catalog generation cat.
+func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
+	s.applyClosed()
+	if s.ptStmts == nil {
+		s.ptStmts = map[string]ptStmt{}
+	}
+	pt := ptStmt{sql: sql, gen: s.pathGen, cat: cat}
+	if old, ok := s.ptStmts[string(name)]; ok && len(name) > 0 {
+		pt.earlier = earlierTexts(append([]string{old.sql}, old.earlier...), sql)
+		pt.earlierUntil = old.closedSeq // closed, unconfirmed: see applyClosed
+	} else if len(name) == 0 {
+		// The unnamed statement: the server replaces it at each Parse,
+		// unless it skips the Parse after an error earlier in the
+		// pipeline; then it keeps the one before (review 19), which a
+		// Bind after the next Sync runs. Texts whose Parse the server
+		// confirmed are the last ones it can hold (unnamedSettled).
+		texts := s.unnamedTexts()
+		s.srvUnnamed = nil
+		if len(texts) > 0 {
+			pt.earlier = earlierTexts(texts, sql)
+		}
+	}
+	s.ptStmts[string(name)] = pt
+}
+
+// unnamedTexts are the texts of pass-through Parses the server's own
+// unnamed statement may hold now: the last one recorded and, until the
+// server confirmed it, those before; and those kept while the client's
+// unnamed statement was one pgveil prepared under a name of its own
+// (srvUnnamed).
+func (s *session) unnamedTexts() []string {
+	texts := slices.Clone(s.srvUnnamed)
+	if old, ok := s.ptStmts[""]; ok && old.pinned == "" {
+		texts = append([]string{old.sql}, texts...)
+		if !s.t.unnamedParsed(old.parseSeq) {
+			texts = append(texts, old.earlier...)
+		}
+	} else if ok && !s.t.unnamedParsed(old.parseSeq) {
+		texts = append(texts, old.earlier...)
+	}
+	return texts
+}
+
+// keepUnnamedTexts is called when the client's unnamed statement becomes
+// one pgveil prepares under a name of its own: the record of the
+// pass-through one goes (a Bind of the unnamed statement is pgveil's
+// now), but the texts the server's own unnamed statement may still hold
+// are kept for the next pass-through one (review 19: that Parse, skipped
+// after an error, leaves the server's statement in place).
+func (s *session) keepUnnamedTexts() {
+	if texts := s.unnamedTexts(); len(texts) > 0 {
+		s.srvUnnamed = earlierTexts(texts, "")
+	}
+}
+
+// noteUnnamedParse records the seq of the pass-through unnamed Parse just
+// pushed (notePassthrough).
+func (s *session) noteUnnamedParse() {
+	if pt, ok := s.ptStmts[""]; ok {
+		pt.parseSeq = s.t.lastSeq()
+		s.ptStmts[""] = pt
+	}
+}
+
+// unnamedSettled reports whether a Bind of the unnamed statement now can
+// only run pt.sql: its Parse was confirmed, or no Sync came after it (an
+// error that skipped the Parse skips this Bind too).
+func (s *session) unnamedSettled(pt ptStmt) bool {
+	return pt.parseSeq == 0 || s.t.unnamedParsed(pt.parseSeq) || !s.t.syncSince(pt.parseSeq)
+}
+
+// notePinned records the statement name with text sql, prepared upstream
+// as pinned (names schema-qualified, nothing else changed).
+func (s *session) notePinned(name []byte, sql, pinned string, cat uint64) {
+	if s.ptStmts == nil {
+		s.ptStmts = map[string]ptStmt{}
+	}
+	s.ptStmts[string(name)] = ptStmt{sql: sql, gen: s.pathGen, cat: cat, pinned: pinned}
+}
+
+// replanOnPathChange checks a Bind of pass-through statement name: planned
+// under an older path or catalog, it is planned again now; a refusal is
+// returned when it no longer passes through. synced: the caller's message
+// has had its search_path and catalog brought up to date already (an SQL
+// EXECUTE of the name: replanExecuted).
+func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error) {
+	s.applyClosed()
+	pt, ok := s.ptStmts[string(name)]
+	if !ok {
+		if len(name) == 0 && len(s.srvUnnamed) > 0 {
+			return s.replanServerUnnamed()
+		}
+		return nil, nil
+	}
+	if !synced {
+		if err := s.catalogCurrent(pt.sql); err != nil {
+			return nil, err
+		}
+	}
+	if pt.gen == s.pathGen && pt.cat == s.eng.planner.Generation() {
+		return nil, nil
+	}
+	if !synced {
+		if err := s.syncSearchPathFor(pt.sql); err != nil {
+			return nil, err
+		}
+	}
+	cat := s.eng.planner.Generation()
+	p, err := s.plan(pt.sql)
+	if offLoop(err) {
+		return nil, err
+	}
+	ok = err == nil && (pt.pinned == "" && !planNeedsWork(p) || pt.pinned != "" && samePins(p, pt))
+	earlier := pt.earlier
+	if len(name) == 0 && s.unnamedSettled(pt) {
+		earlier = nil
+	}
+	for _, sql := range earlier {
+		if !ok {
+			break
+		}
+		p, err := s.plan(sql)
+		if offLoop(err) {
+			return nil, err
+		}
+		ok = err == nil && !planNeedsWork(p)
+	}
+	if ok {
+		pt.gen, pt.cat = s.pathGen, cat
+		s.ptStmts[string(name)] = pt
+		return nil, nil
+	}
+	return staleStatement(name, "was planned under another search_path or an older catalog, and now names a table pgveil encrypts"), nil
+}
+
+// replanServerUnnamed checks a Bind of the unnamed statement when the
+// client's view holds no record of it but the server's own unnamed
+// statement may still hold one of srvUnnamed: after an unnamed Parse
+// pgveil rewrote, whose Close of the server's statement the server
+// skipped, the client's view became a pass-through one again without a
+// Parse (a Close of the unnamed statement, which pgveil sends for its own
+// statement; a simple Query the server skipped too). The Bind runs such a
+// text: each is planned now, and the Bind refused when one needs pgveil
+// (review 19b: after a view swap it wrote the client's plaintext into an
+// encrypted column).
+func (s *session) replanServerUnnamed() (*pgError, error) {
+	for _, sql := range s.srvUnnamed {
+		if err := s.catalogCurrent(sql); err != nil {
+			return nil, err
+		}
+		if err := s.syncSearchPathFor(sql); err != nil {
+			return nil, err
+		}
+		p, err := s.plan(sql)
+		if offLoop(err) {
+			return nil, err
+		}
+		if err != nil || planNeedsWork(p) {
+			return staleStatement(nil, "may be a statement the server kept after pgveil's Parse of a newer one was skipped, and now names a table pgveil encrypts"), nil
+		}
+	}
+	return nil, nil
+}
+
+// sqlPrep is a statement prepared with SQL PREPARE that pgveil passed.
+type sqlPrep struct {
+	sqls         []string // the PREPARE statement, then earlier ones (earlierTexts)
+	cat          uint64   // the planner's Generation they were planned under
+	closedSeq    uint64   // see ptStmt.closedSeq
+	earlierUntil uint64   // see ptStmt.earlierUntil
+}
+
+// noteSQLPrepare records the SQL PREPARE st, sent.
+func (s *session) noteSQLPrepare(st *rewrite.Stmt) {
+	s.applyClosed()
+	if s.sqlPrepared == nil {
+		s.sqlPrepared = map[string]sqlPrep{}
+	}
+	pr := sqlPrep{sqls: []string{st.Original}, cat: s.planGen}
+	if old, ok := s.sqlPrepared[st.Prepares]; ok {
+		pr.sqls = append(pr.sqls, earlierTexts(old.sqls, st.Original)...)
+		pr.cat = min(pr.cat, old.cat)
+		pr.earlierUntil = old.closedSeq
+	}
+	s.sqlPrepared[st.Prepares] = pr
+}
+
+// replanExecuted plans again each SQL PREPARE, made under an older
+// catalog, of a statement sql runs with EXECUTE: the server plans the
+// statement again when its relations change (a table replaced by a view
+// over an encrypted column), and EXECUTE's arguments are written in the
+// text, where pgveil cannot seal them. A refusal is returned when the
+// PREPARE would be refused now.
+func (s *session) replanExecuted(sql string) (*pgError, error) {
+	s.applyClosed()
+	if len(s.sqlPrepared) == 0 && len(s.ptStmts) == 0 {
+		return nil, nil
+	}
+	defer func(gen uint64) { s.planGen = gen }(s.planGen) // the caller's plan's
+	// The names a DO block may run with dynamic SQL too (review 19b).
+	for _, name := range append(rewrite.ExecutedNames(sql), rewrite.CodeExecutedNames(sql)...) {
+		if _, ok := s.ptStmts[name]; ok && name != "" {
+			// A protocol-level statement pgveil passed through, run with
+			// SQL EXECUTE: checked as its Bind is (review 19).
+			if pe, err := s.replanOnPathChange([]byte(name), true); pe != nil || err != nil {
+				return pe, err
+			}
+		}
+		pr, ok := s.sqlPrepared[name]
+		if !ok || pr.cat == s.eng.planner.Generation() {
+			continue
+		}
+		cat := s.eng.planner.Generation()
+		var err error
+		ok = true
+		for _, text := range pr.sqls {
+			var p *rewrite.Plan
+			p, err = s.plan(text)
+			if offLoop(err) {
+				return nil, err
+			}
+			if ok = err == nil && !planNeedsWork(p); !ok {
+				break
+			}
+		}
+		if ok {
+			pr.cat = cat
+			s.sqlPrepared[name] = pr
+			continue
+		}
+		pe := &pgError{Severity: "ERROR", Code: "0A000",
+			Message: fmt.Sprintf("prepared statement %q (SQL PREPARE) was checked by pgveil under an older catalog, and would not be accepted now", name),
+			Hint:    "DEALLOCATE it; prepare it again to see why"}
+		if err != nil {
+			r := refusalFrom(err)
+			pe.Message += ": " + r.Message
+			pe.Schema, pe.Table, pe.Column = r.Schema, r.Table, r.Column
+		}
+		return pe, nil
+	}
+	return nil, nil
+}
+
+// catalogCurrent reads the catalog again, before a prepared statement of
+// text sql is bound, when DDL completed since it was last read: DDL of
+// another session (refreshCatalogIfNeeded), or this session's own once it
+// is outside any transaction (settleDDL).
+func (s *session) catalogCurrent(sql string) error {
+	if err := s.refreshCatalogIfNeeded(); err != nil {
+		return err
+	}
+	return s.settleDDL(sql)
+}
+
+// replanOnCatalogChange checks a Bind of a statement pgveil rewrote: planned
+// under an older catalog, it is planned again now. The same plan is
+// kept; a plan that reads the result otherwise but sends the same text
+// and seals the same values serves this Bind (the server resolves the
+// text anew too); any other change is refused.
+func (s *session) replanOnCatalogChange(stmt *Statement) (*Statement, *pgError, error) {
+	if stmt.Plan == nil || stmt.Plan.Fetch != "" {
+		return stmt, nil, nil // a FETCH takes its cursor's plan at each Bind
+	}
+	if err := s.catalogCurrent(stmt.SQL); err != nil {
+		return nil, nil, err
+	}
+	if stmt.catGen == s.eng.planner.Generation() {
+		return stmt, nil, nil
+	}
+	if err := s.syncSearchPathFor(stmt.SQL); err != nil {
+		return nil, nil, err
+	}
+	cat := s.eng.planner.Generation()
+	p, err := s.plan(stmt.SQL)
+	if offLoop(err) {
+		return nil, nil, err
+	}
+	if err == nil {
+		p = s.withCursors(p)
+		switch {
+		case len(p.Stmts) != 1:
+		case rewrite.SamePlan(p.Stmts[0], stmt.Plan):
+			stmt.catGen = cat
+			return stmt, nil, nil
+		case rewrite.SameInput(p.Stmts[0], stmt.Plan):
+			cp := *stmt
+			cp.Plan = p.Stmts[0]
+			return &cp, nil, nil
+		case rewrite.SameInterface(stmt.Plan, p.Stmts[0]):
+			ns, err := s.reprepare(stmt, p, cat)
+			if offLoop(err) {
+				return nil, nil, err
+			}
+			if err == nil {
+				return ns, nil, nil
+			}
+		}
+	}
+	return nil, staleStatement([]byte(stmt.Name), "was planned under an older catalog or migration state, and its relations now need another plan"), nil
+}
+
+// onlyPinned reports a statement whose only change is pinned names: no
+// value, no output and no COPY data for pgveil to handle.
+func onlyPinned(st *rewrite.Stmt) bool {
+	return st.NamesOnly && st.Outputs == nil && !st.OutputsByOrigin && st.Copy == nil
+}
+
+// samePins reports whether p, a new plan of pt.sql, pins the same names
+// to the same schemas as the text prepared upstream.
+func samePins(p *rewrite.Plan, pt ptStmt) bool {
+	if len(p.Stmts) != 1 || !onlyPinned(p.Stmts[0]) {
+		return false
+	}
+	text, err := p.Render(pt.sql, func(*rewrite.Stmt, *rewrite.Slot) (string, error) {
+		return "", errors.New("a pinned statement has no slots")
+	})
+	return err == nil && text == pt.pinned
+}
