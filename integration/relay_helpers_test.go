@@ -298,9 +298,14 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 func waitActive(t *testing.T, ctx context.Context, super *pgx.Conn, app, fragment string) int {
 	t.Helper()
 	var pid int
+	// A query's text shows as active from its Parse on: a driver that
+	// prepares first (pgx) shows it during that round trip too, before the
+	// query runs. A pg_sleep is waited for in the sleep itself (its wait
+	// event), or a signal sent "while it runs" may reach an idle session.
 	waitFor(t, 15*time.Second, fmt.Sprintf("backend %q to run %q", app, fragment), func() (bool, error) {
 		err := super.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
-			WHERE application_name = $1 AND state = 'active' AND position($2 in query) > 0`, app, fragment).Scan(&pid)
+			WHERE application_name = $1 AND state = 'active' AND position($2 in query) > 0
+			  AND (position('pg_sleep' in $2) = 0 OR wait_event = 'PgSleep')`, app, fragment).Scan(&pid)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return false, nil
 		}
