@@ -718,7 +718,8 @@ func (r *stressRun) canceller(c *pgx.Conn) error {
 		if err := pollUntil(ctx, 30*time.Second, func() (bool, error) {
 			var n int
 			err := watch.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-				WHERE application_name = 'stress_cancel' AND state = 'active' AND position('pg_sleep' in query) > 0`).Scan(&n)
+				WHERE application_name = 'stress_cancel' AND state = 'active' AND position('pg_sleep' in query) > 0
+				  AND wait_event = 'PgSleep'`).Scan(&n) // in the sleep, not in the Parse before it (waitActive)
 			return n > 0, err
 		}); err != nil {
 			<-done
