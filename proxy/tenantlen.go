@@ -214,7 +214,13 @@ func TenantTypeProblem(t *policy.Table, typeName string) string {
 const tenantTypesQuery = `
 SELECT a.attrelid, a.attname::text, pg_catalog.format_type(a.atttypid, a.atttypmod), a.atttypid, b.oid, last.mod, b.typtype::text, b.typcategory::text
 FROM pg_catalog.pg_attribute a
-JOIN LATERAL (
+` + BaseTypeJoin + `WHERE a.attrelid = ANY($1) AND a.attname = ANY($2::text[]) AND a.attnum > 0 AND NOT a.attisdropped`
+
+// BaseTypeJoin joins, to a pg_attribute row a, its type with domains
+// resolved: b, the last base type's pg_type row, and last.mod, the type
+// modifier the column or its nearest domain gives it (pgveil check reads
+// columns through it too).
+const BaseTypeJoin = `JOIN LATERAL (
     WITH RECURSIVE d(oid, depth, mod) AS (
         SELECT a.atttypid, 0, a.atttypmod
         UNION ALL
@@ -222,7 +228,7 @@ JOIN LATERAL (
         FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid AND t.typtype = 'd')
     SELECT oid, mod FROM d ORDER BY depth DESC LIMIT 1) last ON true
 JOIN pg_catalog.pg_type b ON b.oid = last.oid
-WHERE a.attrelid = ANY($1) AND a.attname = ANY($2::text[]) AND a.attnum > 0 AND NOT a.attisdropped`
+`
 
 // pgTypeName names a domain's base type for an error message.
 func pgTypeName(base uint32, mod int32) string {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pgveil/pgveil/keysource/canon"
 	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/proxy"
 )
 
 // liveTable is one configured table as pg_catalog describes it.
@@ -101,15 +102,7 @@ const liveColumnsQuery = `
 SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod),
        b.oid, b.typtype::text, b.typcategory::text, a.attnotnull, last.mod
 FROM pg_catalog.pg_attribute a
-JOIN LATERAL (
-    WITH RECURSIVE d(oid, depth, mod) AS (
-        SELECT a.atttypid, 0, a.atttypmod
-        UNION ALL
-        SELECT t.typbasetype, d.depth + 1, CASE WHEN d.mod >= 0 THEN d.mod ELSE t.typtypmod END
-        FROM d JOIN pg_catalog.pg_type t ON t.oid = d.oid AND t.typtype = 'd')
-    SELECT oid, mod FROM d ORDER BY depth DESC LIMIT 1) last ON true
-JOIN pg_catalog.pg_type b ON b.oid = last.oid
-WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
+` + proxy.BaseTypeJoin + `WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum`
 
 const liveIndexesQuery = `
