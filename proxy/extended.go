@@ -127,7 +127,11 @@ func (s *session) handleExecute(body []byte) error {
 	if portal != passthroughPortal {
 		sent = time.Now()
 	}
-	s.t.push(pending{kind: pendExecute, portal: portal, sent: sent, closes: s.executeCloses(name)})
+	p := pending{kind: pendExecute, portal: portal, sent: sent}
+	if closes := s.executeCloses(name); len(closes) > 0 {
+		p.closes = &closes
+	}
+	s.t.push(p)
 	if copyFrom {
 		s.setCopyPlan(portal.Stmt.Plan)
 	}

@@ -95,6 +95,28 @@ func (k pendKind) String() string { return pendNames[k] }
 // pending is one client message whose responses the server has yet to send.
 type pending struct {
 	kind pendKind
+	// The flags sit beside kind, in its word: a pending is copied with
+	// every message (96 bytes).
+	//
+	// pathSync marks the search_path query pgveil sends for itself
+	// (suppress is set too): its row and ReadyForQuery answer
+	// syncSearchPath.
+	pathSync bool
+	// lookup marks pgveil's tenant lookup (lookup.go): a simple Query
+	// (suppress set too) or the Execute of its own portal, whose rows and
+	// completion answer it.
+	lookup bool
+	// unnamed marks the client's pass-through Parse of the unnamed
+	// statement: its ParseComplete says the server holds that text
+	// (unnamedParsed).
+	unnamed bool
+	// clientClose marks the client's Close of a statement (handleClose):
+	// its CloseComplete confirms the name closed (tracker.closed).
+	clientClose bool
+	// void marks a Sync the server ignores because it arrived while the
+	// backend was in COPY IN mode (libpq sends Sync before it learns a
+	// statement was COPY; the backend discards Sync and Flush during copy-in).
+	void bool
 	seq  uint64
 	// defName is the client's name a Parse put into the view ("" for the
 	// unnamed statement, or a name the view already had).
@@ -121,28 +143,11 @@ type pending struct {
 	// sent is when a planned Query or Execute went upstream (zero for
 	// pass-through ones): the upstream phase is timed from it.
 	sent time.Time
-	// pathSync marks the search_path query pgveil sends for itself
-	// (suppress is set too): its row and ReadyForQuery answer
-	// syncSearchPath.
-	pathSync bool
-	// lookup marks pgveil's tenant lookup (lookup.go): a simple Query
-	// (suppress set too) or the Execute of its own portal, whose rows and
-	// completion answer it.
-	lookup bool
-	// unnamed marks the client's pass-through Parse of the unnamed
-	// statement: its ParseComplete says the server holds that text
-	// (unnamedParsed).
-	unnamed bool
 	// closes are the statement names the Execute's DEALLOCATE or DISCARD
-	// ALL closes: its CommandComplete confirms them (executeCloses).
-	closes []string
-	// clientClose marks the client's Close of a statement (handleClose):
-	// its CloseComplete confirms the name closed (tracker.closed).
-	clientClose bool
-	// void marks a Sync the server ignores because it arrived while the
-	// backend was in COPY IN mode (libpq sends Sync before it learns a
-	// statement was COPY; the backend discards Sync and Flush during copy-in).
-	void bool
+	// ALL closes: its CommandComplete confirms them (executeCloses). Nil
+	// for every other message: a pointer, so that the pending each
+	// message pushes stays small (96 bytes before review 19b's field).
+	closes *[]string
 }
 
 // texts are the client's text behind p and the text pgveil sent upstream
@@ -654,8 +659,10 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 			if head.kind == pendExecute {
 				ev.cur, ev.done = t.popLocked(), true
 				if typ == 'C' {
-					for _, name := range ev.cur.closes {
-						t.goneLocked(name, ev.cur.seq)
+					if ev.cur.closes != nil {
+						for _, name := range *ev.cur.closes {
+							t.goneLocked(name, ev.cur.seq)
+						}
 					}
 				}
 			} else {
