@@ -411,7 +411,7 @@ func (s *session) replanExecuted(sql string) (*pgError, error) {
 	}
 	defer func(gen uint64) { s.planGen = gen }(s.planGen) // the caller's plan's
 	// The names a DO block may run with dynamic SQL too (review 19b).
-	for _, name := range append(rewrite.ExecutedNames(sql), rewrite.CodeExecutedNames(sql)...) {
+	for _, name := range rewrite.ExecutedAndCodeNames(sql) {
 		if _, ok := s.ptStmts[name]; ok && name != "" {
 			// A protocol-level statement pgveil passed through, run with
 			// SQL EXECUTE: checked as its Bind is (review 19).

@@ -362,6 +362,24 @@ func ExecutedNames(sql string) []string {
 	if err != nil {
 		return nil
 	}
+	return executedIn(tree)
+}
+
+// ExecutedAndCodeNames is ExecutedNames and CodeExecutedNames of sql
+// from one parse.
+func ExecutedAndCodeNames(sql string) []string {
+	if !containsFold(sql, "execute") {
+		return nil
+	}
+	tree, err := pg.Parse(sql)
+	if err != nil {
+		return nil
+	}
+	return append(executedIn(tree), codeExecutedIn(tree)...)
+}
+
+// executedIn lists the names of the EXECUTE statements in tree.
+func executedIn(tree *pg.ParseResult) []string {
 	var names []string
 	for _, raw := range tree.Stmts {
 		walkAll(raw.Stmt, func(c *pg.Node) bool {
@@ -389,6 +407,12 @@ func CodeExecutedNames(sql string) []string {
 	if err != nil {
 		return nil
 	}
+	return codeExecutedIn(tree)
+}
+
+// codeExecutedIn lists the names in the code of tree's DO blocks that
+// use EXECUTE (CodeExecutedNames).
+func codeExecutedIn(tree *pg.ParseResult) []string {
 	var names []string
 	for _, raw := range tree.Stmts {
 		d := raw.Stmt.GetDoStmt()
