@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -121,21 +120,8 @@ func roundedTenant(t *policy.Table, typ string) error {
 // cutVarchar cuts the spaces beyond n characters of a value assigned to
 // varchar(n); a value with other characters there is left as it is.
 func cutVarchar(v string, n int) string {
-	if n <= 0 || utf8.RuneCountInString(v) <= n {
-		return v
-	}
-	cut, i := 0, 0
-	for at := range v {
-		if i == n {
-			cut = at
-			break
-		}
-		i++
-	}
-	if strings.Trim(v[cut:], " ") != "" {
-		return v
-	}
-	return v[:cut]
+	cut, _ := canon.CutToLength(v, n)
+	return cut
 }
 
 // tenantTypesNamed refuses key_context columns of a type whose stored

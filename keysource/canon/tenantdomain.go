@@ -62,19 +62,9 @@ func DomainTenant(base uint32, mod int32, written string) (string, error) {
 			return v, nil
 		}
 		n := int(mod - 4)
-		if utf8.RuneCountInString(v) > n {
-			cut, i := len(v), 0
-			for at := range v {
-				if i == n {
-					cut = at
-					break
-				}
-				i++
-			}
-			if strings.Trim(v[cut:], " ") != "" {
-				return v, nil // refused by the server
-			}
-			v = v[:cut]
+		v, ok := CutToLength(v, n)
+		if !ok {
+			return v, nil // refused by the server
 		}
 		return v + strings.Repeat(" ", n-utf8.RuneCountInString(v)), nil
 	}
@@ -102,4 +92,26 @@ func DomainTenantRecv(base uint32, src []byte) (string, error) {
 		return "", fmt.Errorf("tenant value is not valid UTF-8")
 	}
 	return string(src), nil // char(n), citext, an enum's label: the text itself
+}
+
+// CutToLength is v assigned to a varchar(n) or character(n) column: spaces
+// beyond n characters are cut, as PostgreSQL cuts them; ok is false when
+// characters other than spaces lie beyond n (an assignment is refused,
+// 22001; an explicit cast would cut them too, naming another value).
+func CutToLength(v string, n int) (cut string, ok bool) {
+	if n <= 0 || utf8.RuneCountInString(v) <= n {
+		return v, true
+	}
+	at, i := len(v), 0
+	for b := range v {
+		if i == n {
+			at = b
+			break
+		}
+		i++
+	}
+	if strings.Trim(v[at:], " ") != "" {
+		return v, false
+	}
+	return v[:at], true
 }

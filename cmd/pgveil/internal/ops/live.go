@@ -256,12 +256,63 @@ func loadLive(ctx context.Context, pool *pgxpool.Pool, tables []*policy.Table) (
 // key_context column lc as a write through pgveil names it: a domain over
 // numeric, bool, date, timestamp or char(n) by its base type's output
 // ('01.5' for a domain over numeric(5,2) is 1.50), as stored (review 19c:
-// it was taken as written, and rotate or shred found no key of it).
+// it was taken as written, and rotate or shred found no key of it). A
+// varchar(n) or character(n) value has its spaces beyond n characters cut,
+// as the column stores it; one with other characters there is refused: no
+// row can hold it, and `$1::varchar(n)` would cut it to another tenant's
+// value (lead, twentieth session: `--tenant 'abc   '` destroyed no key).
 func operatorTenant(lc *liveCol, v string) (string, error) {
+	if (lc.BaseOID == oidVarchar || lc.BaseOID == oidBpchar) && lc.BaseMod >= 4 {
+		n := int(lc.BaseMod - 4)
+		cut, ok := canon.CutToLength(v, n)
+		if !ok {
+			return "", fmt.Errorf("longer than the column's %d characters: no row can hold it", n)
+		}
+		v = cut
+	}
 	typ := canon.TenantBase(lc.TypeOID, lc.BaseOID)
 	t, err := canon.TenantText(typ, canon.TextFormat, []byte(v))
 	if err != nil || typ != lc.TypeOID || lc.TypeOID == lc.BaseOID {
 		return t, err
 	}
 	return canon.DomainTenant(lc.BaseOID, lc.BaseMod, t)
+}
+
+// tenantTextGuard reports whether equal values of key_context column lc
+// may name different tenants (citext 'AbC' = 'abc', float 0 = -0, a
+// nondeterministic collation, a domain over numeric 1.50 = 1.5) while the
+// column's text (CAST AS text, with the ops connection's extra_float_digits
+// and DateStyle) is the tenant's name: then the tenant's rows are those
+// whose text is its name, not those equal to it. As the proxy's
+// Lookup.TextGuard (rewrite/plan.go), for the types whose text is the
+// name; not the logical types (equality is identity there), name, nor
+// char(n) and domains over bool, date or timestamp.
+func tenantTextGuard(lc *liveCol) bool {
+	switch canon.TenantBase(lc.TypeOID, lc.BaseOID) {
+	case 700, 701, policy.OIDText, oidVarchar:
+		return true
+	}
+	base := lc.BaseOID
+	if lc.TypeOID != lc.BaseOID && base == policy.TypeNumeric.OID() {
+		return true
+	}
+	if base == 19 || base == oidBpchar {
+		return false
+	}
+	for _, lt := range policy.LogicalTypes {
+		if lt.OID() == base {
+			return false
+		}
+	}
+	return true // citext, enums and other types named by their text
+}
+
+// tenantRowsSQL is the condition that selects the rows of one tenant of
+// column qc (of lc's type typeName): equal to $1 (as the operator wrote
+// it), and with tenantTextGuard, whose text is $2 (its name).
+func tenantRowsSQL(lc *liveCol, qc, typeName string) string {
+	if tenantTextGuard(lc) {
+		return fmt.Sprintf(`(%[1]s = $1::%[2]s AND CAST(%[1]s AS text) COLLATE "C" = $2::text)`, qc, typeName)
+	}
+	return fmt.Sprintf("(%s = $1::%s AND $2::text IS NOT NULL)", qc, typeName)
 }

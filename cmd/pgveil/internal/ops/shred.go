@@ -60,7 +60,7 @@ func ShredTarget(ctx context.Context, e *Env, o ShredOptions) (*policy.Table, st
 			"Encrypt the table again first (`pgveil migrate --apply` until it is complete), then shred, or delete the tenant's rows on a direct connection; nothing was changed",
 			t.QualifiedName())}
 	}
-	n, unsealed, err := tenantUnsealed(ctx, e, t, tg[0], o.Tenant)
+	n, unsealed, err := tenantUnsealed(ctx, e, t, tg[0], o.Tenant, tenant)
 	if err != nil {
 		return nil, "", 0, err
 	}
@@ -74,14 +74,14 @@ func ShredTarget(ctx context.Context, e *Env, o ShredOptions) (*policy.Table, st
 
 // tenantUnsealed counts the tenant's rows, and those holding a value of a
 // configured column without an envelope (plaintext at rest).
-func tenantUnsealed(ctx context.Context, e *Env, t *policy.Table, tg *target, tenant string) (n, unsealed int64, err error) {
+func tenantUnsealed(ctx context.Context, e *Env, t *policy.Table, tg *target, written, tenant string) (n, unsealed int64, err error) {
 	var plain []string
 	for _, c := range t.Columns {
 		qc := col(c.Name)
 		plain = append(plain, fmt.Sprintf("(%s IS NOT NULL AND NOT %s)", qc, sealedSQL(qc, tg.physical[c])))
 	}
-	err = e.Pool.QueryRow(ctx, fmt.Sprintf("SELECT count(*), count(*) FILTER (WHERE %s) FROM %s WHERE %s = $1::%s",
-		orJoin(plain), tg.name, col(t.KeyContext), tg.tenant.TypeName), tenant).Scan(&n, &unsealed)
+	err = e.Pool.QueryRow(ctx, fmt.Sprintf("SELECT count(*), count(*) FILTER (WHERE %s) FROM %s WHERE %s",
+		orJoin(plain), tg.name, tenantRowsSQL(tg.tenant, col(t.KeyContext), tg.tenant.TypeName)), written, tenant).Scan(&n, &unsealed)
 	return n, unsealed, err
 }
 
@@ -141,12 +141,13 @@ func Shred(ctx context.Context, e *Env, o ShredOptions) (*ShredResult, error) {
 		// of the table: a row whose key_context was changed or set NULL
 		// around pgveil may hold values under the destroyed keys too (one
 		// more scan of the table, which finds none as a rule).
-		for _, rows := range []string{"%[3]s = $1::%[4]s", "%[3]s IS DISTINCT FROM $1::%[4]s"} {
+		mine := tenantRowsSQL(tg.tenant, col(t.KeyContext), tg.tenant.TypeName)
+		for _, rows := range []string{mine, mine + " IS NOT TRUE"} {
 			sql := fmt.Sprintf(`UPDATE %[1]s SET %[2]s WHERE ctid = ANY(ARRAY(
-			SELECT ctid FROM %[1]s WHERE `+rows+` AND %[5]s LIMIT %[6]d FOR UPDATE)) AND %[5]s`,
-				tg.name, strings.Join(sets, ", "), col(t.KeyContext), tg.tenant.TypeName, orJoin(gone), batch)
+			SELECT ctid FROM %[1]s WHERE %[3]s AND %[4]s LIMIT %[5]d FOR UPDATE)) AND %[4]s`,
+				tg.name, strings.Join(sets, ", "), rows, orJoin(gone), batch)
 			for {
-				tag, err := e.Pool.Exec(ctx, sql, o.Tenant)
+				tag, err := e.Pool.Exec(ctx, sql, o.Tenant, tenant)
 				if err != nil {
 					return res, fmt.Errorf("clearing blind indexes of the tenant in %s (the keys are already destroyed; run the same command again): %w", t.QualifiedName(), err)
 				}
@@ -180,7 +181,7 @@ func Shred(ctx context.Context, e *Env, o ShredOptions) (*ShredResult, error) {
 	// may have left plaintext of the tenant, which no key erases. Batches
 	// that open a value after the shred skip it (pass.lockOpened); those
 	// before it committed their plaintext.
-	if _, unsealed, err := tenantUnsealed(ctx, e, t, tg, o.Tenant); err != nil {
+	if _, unsealed, err := tenantUnsealed(ctx, e, t, tg, o.Tenant, tenant); err != nil {
 		return res, fmt.Errorf("checking %s for the tenant's plaintext after the shred: %w", t.QualifiedName(), err)
 	} else if unsealed > 0 {
 		return res, &ProblemError{Msg: fmt.Sprintf("the tenant's keys are destroyed, but %d row(s) of tenant %s = %s in %s hold values without an envelope "+

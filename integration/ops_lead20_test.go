@@ -1,0 +1,133 @@
+package integration
+
+// Lead, twentieth session: pgveil shred --tenant names the tenant as the
+// column stores it and counts only that tenant's rows (two LOWs the
+// sixteenth session's closing note left).
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestLead20ShredTenantForms:
+//   - a varchar(3) key_context stores 'abc   ' as 'abc' (spaces beyond
+//     the length are cut); `--tenant 'abc   '` destroyed no key ("none:
+//     the tenant has no live data key") while the prompt counted tenant
+//     abc's rows. It now shreds tenant abc. `--tenant abcd` cannot be
+//     stored in the column at all (an explicit cast would cut it to
+//     'abc', and the count took abc's rows for it): refused, nothing
+//     changed.
+//   - a citext key_context: 'AbC' = 'abc' to the type, but they are two
+//     tenants with their own keys. Shredding AbC counted abc's rows too,
+//     and refused because abc had a value written around pgveil
+//     (plaintext at rest) that shredding AbC has nothing to do with.
+func TestLead20ShredTenantForms(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_lead20_shred", `tables:
+  public.v:
+    key_context: org
+    columns:
+      secret: {type: text, blind_index: {column: secret_bidx}}
+  public.c:
+    key_context: org
+    columns:
+      secret: {type: text, blind_index: {column: secret_bidx}}
+`)
+	su := e.conn(ctx)
+	for _, s := range []string{
+		`CREATE EXTENSION IF NOT EXISTS citext`,
+		`CREATE TABLE v (id int PRIMARY KEY, org varchar(3), secret bytea, secret_bidx bytea)`,
+		`CREATE TABLE c (id int PRIMARY KEY, org citext, secret bytea, secret_bidx bytea)`,
+	} {
+		if _, err := su.Exec(ctx, s); err != nil {
+			t.Fatal(s, err)
+		}
+	}
+	cfg := e.writeConfig("c.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	for _, s := range []string{
+		`INSERT INTO v (id, org, secret) VALUES (1, 'abc', 'v-one'), (2, 'abc', 'v-two'), (3, 'xyz', 'v-three')`,
+		`INSERT INTO c (id, org, secret) VALUES (1, 'AbC', 'c-one'), (2, 'AbC', 'c-two'), (3, 'abc', 'c-three')`,
+	} {
+		if _, err := app.Exec(ctx, s); err != nil {
+			t.Fatal(s, err)
+		}
+	}
+	active := func(table, tenant string) int {
+		t.Helper()
+		var n int
+		if err := su.QueryRow(ctx, `SELECT count(*) FROM pgveil.keys WHERE purpose = 'enc' AND state = 'active' AND scope LIKE $1 AND tenant = $2`, "public."+table+".%", tenant).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	readable := func(table string) string {
+		t.Helper()
+		rows, err := app.Query(ctx, `SELECT id, secret FROM `+table+` ORDER BY id`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for rows.Next() {
+			var id int
+			var secret *string
+			if err := rows.Scan(&id, &secret); err != nil {
+				t.Fatal(err)
+			}
+			v := "NULL"
+			if secret != nil {
+				v = *secret
+			}
+			got = append(got, fmt.Sprintf("%d=%s", id, v))
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(got, ",")
+	}
+
+	// varchar(3): a value longer than the column is refused, nothing shredded.
+	r := e.run(ctx, -1, "shred", "-c", cfg, "--table", "public.v", "--tenant", "abcd", "--yes")
+	if r.code == 0 || !strings.Contains(r.stderr, "3 characters") {
+		t.Errorf("shred --tenant abcd of a varchar(3) tenant: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, tail(r.stderr, 10))
+	}
+	if n := active("v", "abc"); n != 1 {
+		t.Fatalf("tenant abc after a refused shred: %d active keys", n)
+	}
+	// Spaces beyond the length are what PostgreSQL cuts: tenant abc.
+	r = e.run(ctx, 0, "shred", "-c", cfg, "--table", "public.v", "--tenant", "abc   ", "--yes")
+	if n := active("v", "abc"); n != 0 {
+		t.Errorf("shred --tenant 'abc   ' left tenant abc with %d active keys\nstdout: %s", n, r.stdout)
+	}
+	if got, want := readable("v"), "1=NULL,2=NULL,3=v-three"; got != want {
+		t.Errorf("v after the shred of abc: %s, want %s", got, want)
+	}
+
+	// citext: abc's value written around pgveil is no concern of AbC's shred.
+	if _, err := su.Exec(ctx, `INSERT INTO c (id, org, secret) VALUES (4, 'abc', convert_to('plain', 'UTF8'))`); err != nil {
+		t.Fatal(err)
+	}
+	r = e.run(ctx, -1, "shred", "-c", cfg, "--table", "public.c", "--tenant", "AbC", "--yes")
+	if r.code != 0 {
+		t.Fatalf("shred --tenant AbC refused over tenant abc's rows: exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, tail(r.stderr, 10))
+	}
+	if n, m := active("c", "AbC"), active("c", "abc"); n != 0 || m != 1 {
+		t.Errorf("after shredding AbC: AbC %d, abc %d active keys", n, m)
+	}
+	if !strings.Contains(r.stdout, "cleared in 2 row(s)") {
+		t.Errorf("shred of AbC: %s", r.stdout)
+	}
+	// Tenant ABC has no row (AbC's and abc's are equal to it, not its):
+	// the warning for a mistyped tenant, and abc's keys untouched.
+	r = e.run(ctx, 0, "shred", "-c", cfg, "--table", "public.c", "--tenant", "ABC", "--yes")
+	if !strings.Contains(r.stderr, "no row of public.c has org = ABC") {
+		t.Errorf("shred of ABC: no warning of a tenant without rows: %s", tail(r.stderr, 10))
+	}
+	if n := active("c", "abc"); n != 1 {
+		t.Errorf("tenant abc after shredding ABC: %d active keys", n)
+	}
+}
