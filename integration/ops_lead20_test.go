@@ -131,3 +131,70 @@ func TestLead20ShredTenantForms(t *testing.T) {
 		t.Errorf("tenant abc after shredding ABC: %d active keys", n)
 	}
 }
+
+// TestLead20ZoneTenantParams: a timestamptz parameter for a date or
+// timestamp key_context column (or a domain over one) converts through
+// the session's TimeZone: '2026-01-01 23:30:00+00' is the date
+// 2026-01-02 in Europe/Berlin. pgveil named the tenant in UTC and the
+// row opened in no session. Such a write is now refused outside UTC (as
+// the same parameter for an encrypted date column is), and read back in
+// a UTC session.
+func TestLead20ZoneTenantParams(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"d", "date"}, {"ts", "timestamp"}, {"dd", "d_date"}, {"dts", "d_ts"}}
+	e := newOpsEnv(t, "ops_lead20_zone", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{`CREATE DOMAIN d_date AS date`, `CREATE DOMAIN d_ts AS timestamp`}, types)
+	p := e.proxy(e.config(""))
+	id := 0
+	for _, zone := range []string{"UTC", "Europe/Berlin"} {
+		for _, ty := range types {
+			id++
+			table := "r19_" + ty.name
+			w := e.appConn(ctx, p)
+			if _, err := w.Exec(ctx, "SET TimeZone = '"+zone+"'"); err != nil {
+				t.Fatal(err)
+			}
+			_, err := w.PgConn().ExecParams(ctx, fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (%d, $1, $2)`, table, id),
+				[][]byte{[]byte("2026-01-01 23:30:00+00"), []byte(fmt.Sprintf("k%d", id))}, []uint32{1184, 25}, []int16{0, 0}, nil).Close()
+			w.Close(ctx)
+			if zone != "UTC" {
+				if err == nil || !strings.Contains(err.Error(), "42804") {
+					t.Errorf("%s in %s: a timestamptz tenant parameter: %v, want refused (42804)", table, zone, err)
+				}
+				continue
+			}
+			if err != nil {
+				t.Errorf("%s in UTC: %v", table, err)
+				continue
+			}
+			r := e.appConn(ctx, p)
+			if err := review19cReads(ctx, r, table, id, fmt.Sprintf("k%d", id)); err != nil {
+				t.Errorf("%s in UTC: written, does not read back: %v", table, err)
+			}
+			r.Close(ctx)
+		}
+	}
+}
+
+// TestLead20LiteralBeforeTenant: a literal value for an encrypted column
+// beside a parameter tenant is sealed when the statement is prepared,
+// before the tenant is bound: refused, and the message says so (it asked
+// to include the tenant column, which the statement does).
+func TestLead20LiteralBeforeTenant(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	types := []review19cType{{"lit", "int"}}
+	e := newOpsEnv(t, "ops_lead20_literal", review19cPolicy(types))
+	review19cSetup(t, ctx, e, nil, types)
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	_, err := app.Exec(ctx, `INSERT INTO r19_lit (id, org, secret) VALUES (1, $1, 'literal')`, 7)
+	if err == nil || !strings.Contains(err.Error(), "literals are sealed") {
+		t.Errorf("a literal secret beside a parameter tenant: %v", err)
+	}
+	if _, err := app.Exec(ctx, `INSERT INTO r19_lit (id, org, secret) VALUES (1, $1, $2)`, 7, "param"); err != nil {
+		t.Fatal(err)
+	}
+	if err := review19cReads(ctx, app, "r19_lit", 1, "param"); err != nil {
+		t.Error(err)
+	}
+}

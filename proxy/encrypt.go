@@ -572,7 +572,15 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 	}
 	switch ref.Kind {
 	case rewrite.RefParam:
-		if bind == nil || ref.Param >= len(bind.Params) {
+		if bind == nil {
+			// Rendering a Parse: a literal value is sealed into the text
+			// now, its tenant bound later (the hint of tenantMissing, to
+			// name the tenant column, misled: it is named).
+			return "", false, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported, Schema: t.Schema, Table: t.Name, Column: t.KeyContext,
+				Message: fmt.Sprintf("pgveil cannot tell which tenant this write to %s belongs to when the statement is prepared: its encrypted values written as literals are sealed then, and its %s is a parameter, bound later", t.QualifiedName(), t.KeyContext),
+				Hint:    fmt.Sprintf("pass the encrypted values as parameters too, or write %s as a literal", t.KeyContext)}
+		}
+		if ref.Param >= len(bind.Params) {
 			return "", false, tenantMissing(t)
 		}
 		v := bind.Params[ref.Param]
@@ -582,6 +590,14 @@ func (s *session) tenantFromRef(t *policy.Table, ref rewrite.ValueRef, orig stri
 		var declared uint32
 		if ref.Param < len(paramOIDs) {
 			declared = paramOIDs[ref.Param]
+		}
+		if s.eng.catalog().tenantZoneDependent(t, declared) && (!s.utcSession.Load() || !s.t.restedSince(s.tzFrom)) {
+			// Lead, twentieth session: named in UTC, stored as the
+			// session's zone makes it ('2026-01-01 23:30+00' is the date
+			// 2026-01-02 in Berlin): the row opened in no session.
+			return "", false, &pgError{Severity: "ERROR", Code: "42804", Schema: t.Schema, Table: t.Name, Column: t.KeyContext,
+				Message: fmt.Sprintf("pgveil: a timestamptz parameter for the key_context column %s of %s converts through the session's TimeZone, which is not UTC (or may change in this pipeline): pgveil would name another tenant than the row stores", t.KeyContext, t.QualifiedName()),
+				Hint:    "declare the parameter as the column's type, or SET TimeZone TO 'UTC' before it"}
 		}
 		tenant, err := s.eng.catalog().tenantParam(t, declared, bind.paramFormat(ref.Param), v)
 		if err != nil {

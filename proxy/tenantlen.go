@@ -236,6 +236,21 @@ func pgTypeName(base uint32, mod int32) string {
 // PostgreSQL assigns it (a float8 0.30000000000000004 into numeric is
 // 0.3, DBL_DIG digits), whose output names the tenant (storedTenant),
 // not read as the declared type's own text (review 19c).
+// tenantZoneDependent reports whether a parameter declared as type
+// declared converts to t's key_context column through the session's
+// TimeZone: a timestamptz for a date or timestamp column, or a domain over
+// one.
+func (c *catalog) tenantZoneDependent(t *policy.Table, declared uint32) bool {
+	if declared != policy.TypeTimestamptz.OID() {
+		return false
+	}
+	typ := c.tenantType(t)
+	if ct := c.byTable[t]; ct != nil && ct.tenantBase != 0 {
+		typ = ct.tenantBase
+	}
+	return typ == policy.TypeDate.OID() || typ == policy.TypeTimestamp.OID()
+}
+
 func (c *catalog) tenantParam(t *policy.Table, declared uint32, format int16, v []byte) (string, error) {
 	ct := c.byTable[t]
 	if ct == nil || ct.tenantBase == 0 || v == nil {

@@ -18,6 +18,10 @@ import (
 // numeric 9142.6 for a bigint column is refused rather than naming tenant
 // "9142.6" while the server stores 9143.
 func TenantParam(col, declared uint32, format int16, src []byte) (string, error) {
+	if setting := printedBySetting(declared); setting != "" && namedByText(col) {
+		return "", &Error{Type: policy.TypeText, Code: "42804", Msg: fmt.Sprintf(
+			"a %s parameter for this key_context column is stored as the session prints it (by %s, which pgveil does not follow): declare the parameter as text", typeNameOf(declared), setting)}
+	}
 	if col == oidFloat4 || col == oidFloat8 {
 		return floatTenantParam(col, declared, format, src)
 	}
@@ -244,4 +248,54 @@ func declaredOutput(lt policy.LogicalType, format int16, src []byte) (string, er
 		return string(appendByteaHex(nil, pt)), nil
 	}
 	return string(pt), nil
+}
+
+// printedBySetting is the session setting by which PostgreSQL prints a
+// value of type oid when it assigns it to a string column ("": none
+// pgveil needs to know): extra_float_digits, bytea_output, DateStyle,
+// TimeZone. pgveil is not told the first two (they are not reported in
+// ParameterStatus) and names a tenant by the defaults of all four, so a
+// tenant of such a parameter was sealed under "0.30000000000000004"
+// while a session with extra_float_digits = 0 stored "0.3" (lead,
+// twentieth session; the row opened in no session).
+func printedBySetting(oid uint32) string {
+	switch oid {
+	case oidFloat4, oidFloat8:
+		return "extra_float_digits"
+	case policy.TypeBytea.OID():
+		return "bytea_output"
+	case policy.TypeDate.OID(), policy.TypeTimestamp.OID():
+		return "DateStyle"
+	case policy.TypeTimestamptz.OID():
+		return "DateStyle and TimeZone"
+	}
+	return ""
+}
+
+// namedByText reports whether a key_context column of type col stores
+// the text of a value of another type assigned to it: the string types
+// and the types pgveil names by their text (citext, enums, domains).
+func namedByText(col uint32) bool {
+	switch col {
+	case policy.OIDText, policy.TypeVarchar.OID(), oidBpchar, oidName:
+		return true
+	case oidFloat4, oidFloat8:
+		return false
+	}
+	_, logical := logicalOf(col)
+	return !logical
+}
+
+// typeNameOf names the types printedBySetting knows.
+func typeNameOf(oid uint32) string {
+	switch oid {
+	case oidFloat4:
+		return "float4"
+	case oidFloat8:
+		return "float8"
+	}
+	if lt, ok := logicalOf(oid); ok {
+		return string(lt)
+	}
+	return fmt.Sprintf("type %d", oid)
 }
