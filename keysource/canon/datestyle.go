@@ -7,9 +7,21 @@ import (
 	"github.com/pgveil/pgveil/policy"
 )
 
-// DateOrder is how a session's DateStyle orders the day and month fields
-// of the dates it prints in the SQL and Postgres output styles (ISO and
-// German print one order whatever it is).
+// DateStyle is a session's DateStyle as the server reports it: the output
+// style (ISO, SQL, Postgres, German) and the order of the day and month
+// fields that SQL and Postgres print (ISO and German print one order
+// whatever it is). The zero value is not known.
+type DateStyle uint8
+
+// The output styles.
+const (
+	StyleISO DateStyle = 1 + iota
+	StyleSQL
+	StylePostgres
+	StyleGerman
+)
+
+// DateOrder is a DateStyle's day and month order.
 type DateOrder uint8
 
 const (
@@ -33,27 +45,43 @@ func (o DateOrder) String() string {
 	return "unknown"
 }
 
-// DateStyleOrder is the order of a DateStyle as the server reports it in
-// ParameterStatus ("SQL, DMY": always the style, then the order).
-func DateStyleOrder(v string) DateOrder {
-	_, order, ok := strings.Cut(v, ",")
+// Style is the output style (0: not known).
+func (d DateStyle) Style() DateStyle { return d & 0xf }
+
+// Order is the day and month order.
+func (d DateStyle) Order() DateOrder { return DateOrder(d >> 4) }
+
+// ISO reports whether the style is ISO, whose output pgveil names tenants by.
+func (d DateStyle) ISO() bool { return d.Style() == StyleISO }
+
+// ParseDateStyle reads a DateStyle ParameterStatus value: the server
+// always reports the style, then the order ("SQL, DMY"). Anything else is
+// not known (0).
+func ParseDateStyle(v string) DateStyle {
+	style, order, ok := strings.Cut(v, ",")
 	if !ok {
-		return OrderUnknown
+		return 0
+	}
+	var d DateStyle
+	switch strings.ToUpper(strings.TrimSpace(style)) {
+	case "ISO":
+		d = StyleISO
+	case "SQL":
+		d = StyleSQL
+	case "POSTGRES":
+		d = StylePostgres
+	case "GERMAN":
+		d = StyleGerman
+	default:
+		return 0
 	}
 	switch strings.ToUpper(strings.TrimSpace(order)) {
 	case "DMY":
-		return OrderDMY
+		return d | DateStyle(OrderDMY)<<4
 	case "MDY", "YMD":
-		return OrderMDY
+		return d | DateStyle(OrderMDY)<<4
 	}
-	return OrderUnknown
-}
-
-// DateStyleISO reports whether a DateStyle ParameterStatus value prints
-// dates as ISO ("ISO, MDY").
-func DateStyleISO(v string) bool {
-	style, _, _ := strings.Cut(v, ",")
-	return strings.EqualFold(strings.TrimSpace(style), "ISO")
+	return 0
 }
 
 // PrintedTenant is the tenant name of a key_context value of type base
@@ -63,16 +91,18 @@ func DateStyleISO(v string) bool {
 // ("02-01-2026" / "01-02-2026" for a date; "Fri 02 Jan 10:00:00.5 2026" /
 // "Fri Jan 02 …" for a timestamp), German ("02.01.2026 …"), with " BC",
 // and infinity, -infinity. The name is the value's ISO text, as pgveil
-// names these tenants (TenantText). order is the session's DateOrder: the
+// names these tenants (TenantText). ds is the session's DateStyle: the
 // output itself says which style printed it, but not whether "02/01/2026"
-// is the 2nd of January or the 1st of February. With OrderUnknown such a
-// value is refused; one whose day and month are equal or cannot be
-// swapped (13/01) is read. Refused too: timestamptz, whose non-ISO output
+// is the 2nd of January or the 1st of February. Its order is taken only
+// when ds is known and is the style that printed the value (one that is
+// not says the setting changed out of pgveil's sight); else such a value
+// is refused, and one whose day and month are equal or cannot be swapped
+// (13/01) is read. Refused too: timestamptz, whose non-ISO output
 // names its zone by an abbreviation pgveil cannot read (TimeZone
 // 'UTC+3' prints 07:00:00 UTC for 10:00 UTC), and anything the server
 // does not print. Review 20b: such rows did not open in a session with a
 // DateStyle other than ISO (PV001).
-func PrintedTenant(base uint32, order DateOrder, src []byte) (string, error) {
+func PrintedTenant(base uint32, ds DateStyle, src []byte) (string, error) {
 	var t policy.LogicalType
 	switch base {
 	case policy.TypeDate.OID():
@@ -106,6 +136,10 @@ func PrintedTenant(base uint32, order DateOrder, src []byte) (string, error) {
 		}
 		if sep == '-' && t != policy.TypeDate {
 			return "", p.refuse() // Postgres prints a timestamp with words
+		}
+		order := OrderUnknown
+		if (sep == '/' && ds.Style() == StyleSQL) || (sep == '-' && ds.Style() == StylePostgres) {
+			order = ds.Order()
 		}
 		var ok bool
 		if y, ok = p.digits(4, 9); !ok {
