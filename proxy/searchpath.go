@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/pgveil/pgveil/keysource/canon"
 	"github.com/pgveil/pgveil/rewrite"
 )
 
@@ -51,6 +52,7 @@ const (
 	effTx                     // begins or ends a transaction or savepoint
 	effTZ                     // may change TimeZone (utcSession is unknown until answered)
 	effRole                   // may change the role in effect (current_user)
+	effDS                     // may change DateStyle (its order is unknown until answered)
 )
 
 // stmtEffects are st's effects on the path.
@@ -69,6 +71,9 @@ func stmtEffects(st *rewrite.Stmt) (e uint8) {
 	if st.MayChangeTimeZone() {
 		e |= effTZ
 	}
+	if st.MayChangeDateStyle() {
+		e |= effDS
+	}
 	return e
 }
 
@@ -78,6 +83,12 @@ func (s *session) pathEffect(e uint8) {
 		// Until the server has answered up to here, its TimeZone report
 		// may be about to change (it comes with that ReadyForQuery).
 		s.tzFrom = s.t.lastSeq() + 1
+	}
+	if e&effDS != 0 {
+		// Until the server has answered up to here, the DateStyle it
+		// reported may not be the one its rows are printed in
+		// (sessionDateStyle).
+		s.dsFrom.Store(s.t.lastSeq() + 1)
 	}
 	if e&effPath != 0 {
 		s.pathUnknown, s.pathStale = true, true
@@ -384,8 +395,9 @@ func splitOutsideQuotes(s string, sep byte) []string {
 }
 
 // noteParameterStatus follows the settings that change how SQL and values
-// are read: standard_conforming_strings (backslashes in literals) and
-// client_encoding (pgveil seals UTF-8 text).
+// are read: standard_conforming_strings (backslashes in literals),
+// client_encoding (pgveil seals UTF-8 text), TimeZone and DateStyle (how
+// the server prints a date or timestamp tenant).
 func (s *session) noteParameterStatus(body []byte) {
 	name, off, ok := cstringBytes(body, 0)
 	if !ok {
@@ -399,6 +411,8 @@ func (s *session) noteParameterStatus(body []byte) {
 		s.nonUTF8.Store(!strings.EqualFold(string(v), "UTF8") && !strings.EqualFold(string(v), "UTF-8"))
 	case "TimeZone":
 		s.utcSession.Store(utcZone(string(v)))
+	case "DateStyle":
+		s.dateStyle.Store(uint32(canon.ParseDateStyle(string(v))))
 	}
 }
 

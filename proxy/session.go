@@ -182,10 +182,17 @@ type session struct {
 	syncPath   []string // the row of pgveil's search_path query
 	syncRole   string
 	syncOK     bool
-	backslash  atomic.Bool  // standard_conforming_strings is off
-	nonUTF8    atomic.Bool  // client_encoding is not UTF8
-	utcSession atomic.Bool  // TimeZone is UTC (ParameterStatus): a timestamptz converts to timestamp as pgveil does
-	ddlDone    atomic.Int64 // unix nanos when DDL last completed
+	backslash  atomic.Bool // standard_conforming_strings is off
+	nonUTF8    atomic.Bool // client_encoding is not UTF8
+	utcSession atomic.Bool // TimeZone is UTC (ParameterStatus): a timestamptz converts to timestamp as pgveil does
+	// dateStyle is the canon.DateStyle the server last reported
+	// (ParameterStatus); dsFrom the first seq whose answer may change it
+	// (effDS; 0: none), written client side; dsRested the last dsFrom
+	// found answered. See sessionDateStyle.
+	dateStyle atomic.Uint32
+	dsFrom    atomic.Uint64
+	dsRested  atomic.Uint64
+	ddlDone   atomic.Int64 // unix nanos when DDL last completed
 	// ddlPending: the server completed DDL this session sent, and has not
 	// yet said (ReadyForQuery 'I') that it committed. The server side's.
 	ddlPending bool

@@ -303,3 +303,13 @@ func nextPath(cur *pathState, st *Stmt) *pathState {
 func (st *Stmt) MayChangeTimeZone() bool {
 	return st.PathOpaque || containsFold(st.Original, "zone")
 }
+
+// MayChangeDateStyle reports whether st may change the session's DateStyle
+// (SET or RESET DateStyle, set_config, RESET ALL, DISCARD ALL, the end of
+// a transaction that set it LOCAL or rolls back, code pgveil cannot see,
+// a U&"…" name that may spell it): the proxy then knows the order a
+// printed date reads in only once the server has answered st.
+func (st *Stmt) MayChangeDateStyle() bool {
+	return st.PathOpaque || st.Kind == KindTransaction || st.Deallocate == "*" ||
+		containsFold(st.Original, "datestyle") || containsFold(st.Original, "u&")
+}
