@@ -528,3 +528,130 @@ func TestReview20bDrivers(t *testing.T) {
 		t.Errorf("ISO session after lib/pq's UPDATE: %q, %v", got, err)
 	}
 }
+
+// TestReview20bFloatDigits: a float8 key_context printed under
+// extra_float_digits 0 or less has 15 significant digits, so rows of
+// tenants 0.3 and 0.30000000000000004 both print 0.3, and a value sealed
+// for tenant 0.3 moved into the row of 0.30000000000000004 opened there
+// (pgveil took the printed 0.3 for the row's tenant; PostgreSQL does not
+// report the setting). pgveil now reads extra_float_digits with the
+// search_path (at the start, and again after a statement that may change
+// it): under 0 or less a float tenant printed as text does not open
+// (PV001), the moved value nowhere; binary results are exact.
+func TestReview20bFloatDigits(t *testing.T) {
+	for _, loops := range []string{"0", "1"} {
+		t.Run("event_loops="+loops, func(t *testing.T) {
+			review20bFloatDigits(t, "enc_review20b_float"+loops, "proxy:\n  event_loops: "+loops+"\n")
+		})
+	}
+}
+
+func review20bFloatDigits(t *testing.T, db, extra string) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"f8", "float8"}, {"f4", "float4"}}
+	e := newOpsEnv(t, db, review19cPolicy(types))
+	review19cSetup(t, ctx, e, nil, types)
+	p := e.proxy(e.config("") + extra)
+	app := e.appConn(ctx, p)
+	for _, s := range []string{
+		`INSERT INTO r19_f8 (id, org, secret) VALUES (1, '0.3', 'f8-1')`,
+		`INSERT INTO r19_f8 (id, org, secret) VALUES (2, '0.30000000000000004', 'f8-2')`,
+		`INSERT INTO r19_f8 (id, org, secret) VALUES (3, '0.30000000000000004', 'f8-3')`,
+		`INSERT INTO r19_f4 (id, org, secret) VALUES (1, '0.1', 'f4-1')`,
+		`INSERT INTO r19_f4 (id, org, secret) VALUES (2, '0.10000001', 'f4-2')`,
+		`INSERT INTO r19_f4 (id, org, secret) VALUES (3, '0.10000001', 'f4-3')`,
+	} {
+		if _, err := app.Exec(ctx, s, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	d := e.conn(ctx)
+	for _, table := range []string{"r19_f8", "r19_f4"} {
+		if _, err := d.Exec(ctx, `UPDATE `+table+` SET secret = (SELECT secret FROM `+table+` WHERE id = 1) WHERE id = 3`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// reads reports, for each row, its secret or the error reading it
+	// (each row on a session of its own after sets; simple protocol).
+	reads := func(sets []string, q func(table string, id int) string) map[string]string {
+		got := map[string]string{}
+		for _, table := range []string{"r19_f8", "r19_f4"} {
+			for id := 1; id <= 3; id++ {
+				c := e.appConn(ctx, p)
+				for _, s := range sets {
+					if _, err := c.Exec(ctx, s); err != nil {
+						t.Fatalf("%s: %v", s, err)
+					}
+				}
+				rs, err := c.PgConn().Exec(ctx, q(table, id)).ReadAll()
+				key := fmt.Sprintf("%s/%d", table, id)
+				if err != nil {
+					got[key] = "error " + err.Error()
+				} else if rows := review20bRows(rs); len(rows) == 1 {
+					got[key] = rows[0][len(rows[0])-1]
+				} else {
+					got[key] = fmt.Sprint(rows)
+				}
+				c.Close(ctx)
+			}
+		}
+		return got
+	}
+	sel := func(table string, id int) string {
+		return fmt.Sprintf(`SELECT secret FROM %s WHERE id = %d`, table, id)
+	}
+	check := func(what string, got map[string]string, open bool) {
+		t.Helper()
+		for _, table := range []string{"r19_f8", "r19_f4"} {
+			pre := strings.TrimPrefix(table, "r19_")
+			for id := 1; id <= 3; id++ {
+				key := fmt.Sprintf("%s/%d", table, id)
+				switch {
+				case id == 3 || !open:
+					if !strings.Contains(got[key], "PV001") {
+						t.Errorf("%s: %s: %q; want PV001", what, key, got[key])
+					}
+				case got[key] != fmt.Sprintf("%s-%d", pre, id):
+					t.Errorf("%s: %s: %q; want %s-%d", what, key, got[key], pre, id)
+				}
+			}
+		}
+	}
+	check("default", reads(nil, sel), true)
+	check("extra_float_digits 3", reads([]string{`SET extra_float_digits = 3`}, sel), true)
+	check("extra_float_digits 0", reads([]string{`SET extra_float_digits = 0`}, sel), false)
+	check("extra_float_digits -3", reads([]string{`SET extra_float_digits = -3`}, sel), false)
+	check("set_config 0", reads([]string{`SELECT set_config('extra_float_digits', '0', false)`}, sel), false)
+	check("0, then RESET", reads([]string{`SET extra_float_digits = 0`, `RESET extra_float_digits`}, sel), true)
+	check("0, then 1 with the SELECT", reads([]string{`SET extra_float_digits = 0`},
+		func(table string, id int) string { return `SET extra_float_digits = 1; ` + sel(table, id) }), false)
+	check("SET LOCAL 0 rolled back", reads([]string{`BEGIN`, `SET LOCAL extra_float_digits = 0`, `ROLLBACK`}, sel), true)
+	check("SET 0 in a transaction rolled back", reads([]string{`BEGIN`, `SET extra_float_digits = 0`, `ROLLBACK`}, sel), true)
+	check("SET 0 in a transaction committed", reads([]string{`BEGIN`, `SET extra_float_digits = 0`, `COMMIT`}, sel), false)
+	// The tenant in binary is exact whatever the setting.
+	for _, set := range []string{`SET extra_float_digits = 0`, `SET extra_float_digits = 1`} {
+		c := e.appConn(ctx, p)
+		if _, err := c.Exec(ctx, set); err != nil {
+			t.Fatal(err)
+		}
+		for _, table := range []string{"r19_f8", "r19_f4"} {
+			var org float64
+			var secret string
+			err := c.QueryRow(ctx, `SELECT org, secret FROM `+table+` WHERE id = 2`, pgx.QueryExecModeDescribeExec).Scan(&org, &secret)
+			if err != nil || secret != strings.TrimPrefix(table, "r19_")+"-2" {
+				t.Errorf("%s, binary: %s row 2: %q, %v", set, table, secret, err)
+			}
+		}
+		c.Close(ctx)
+	}
+	// A database default of 0 is read at the session's start.
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, `ALTER DATABASE `+db+` SET extra_float_digits = 0`); err != nil {
+		t.Fatal(err)
+	}
+	check("database default 0", reads(nil, sel), false)
+	check("database default 0, SET 1", reads([]string{`SET extra_float_digits = 1`}, sel), true)
+	if _, err := su.Exec(ctx, `ALTER DATABASE `+db+` RESET extra_float_digits`); err != nil {
+		t.Fatal(err)
+	}
+}

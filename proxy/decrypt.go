@@ -38,10 +38,13 @@ type resultCol struct {
 	tenant     int            // field holding the row's key_context value, -1 if none
 	tenantType uint32
 	tenantBase uint32 // catTable.tenantBase: a binary tenant is read as this type
-	srvFmt     int16  // format the server sends the field in
-	cliFmt     int16  // format the client asked for
-	physical   uint32
-	masked     bool // the role is not a reader: NULL
+	// floatTenant: the tenant is a float4 or float8 (or a domain over
+	// one), whose text depends on extra_float_digits (floatTenantReadable).
+	floatTenant bool
+	srvFmt      int16 // format the server sends the field in
+	cliFmt      int16 // format the client asked for
+	physical    uint32
+	masked      bool // the role is not a reader: NULL
 	// json is set on a json or jsonb field built from encrypted columns.
 	json *rewrite.JSONShape
 }
@@ -155,6 +158,7 @@ func (s *session) fillCol(cat *catalog, rc *resultCol, col *policy.Column) {
 	if ct := cat.byTable[col.Table]; ct != nil {
 		rc.tenantBase = ct.tenantBase
 	}
+	rc.floatTenant = rc.tenantType == oidFloat4 || rc.tenantType == oidFloat8 || rc.tenantBase == oidFloat4 || rc.tenantBase == oidFloat8
 	rc.masked = !col.CanRead(s.user) || !s.roleCanRead(col)
 }
 
@@ -328,6 +332,9 @@ func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byt
 		if tv == nil {
 			return s.openFailed(rc, keysource.ErrWrongScope, dst)
 		}
+		if rc.floatTenant && m.cols[rc.tenant].srvFmt == canon.TextFormat && !s.floatTenantReadable() {
+			return s.openFailed(rc, keysource.ErrWrongScope, dst)
+		}
 		var tenant string
 		var err error
 		if rc.tenantBase != 0 && m.cols[rc.tenant].srvFmt == canon.BinaryFormat {
@@ -367,6 +374,21 @@ func (s *session) sessionDateStyle() canon.DateStyle {
 		s.dsRested.Store(from) // answered for good: no lock for the next row
 	}
 	return canon.DateStyle(s.dateStyle.Load())
+}
+
+// floatTenantReadable reports whether a float4 or float8 tenant the server
+// prints as text for the message whose answers are being decoded (mapSeq)
+// names its tenant: only with extra_float_digits above 0, as the server
+// said with the search_path, and nothing sent since that may change it.
+// With 0 or less float8out prints 15 significant digits (float4: 6), so
+// rows of tenants 0.3 and 0.30000000000000004 both print 0.3, and a value
+// moved from one to the other opened (review 20b). PostgreSQL does not
+// report the setting. Server side.
+func (s *session) floatTenantReadable() bool {
+	if from := s.floatUnknownFrom.Load(); from != 0 && s.mapSeq >= from {
+		return false
+	}
+	return s.floatExact.Load()
 }
 
 // datedBase is the type a key_context column of type typ (base: the

@@ -126,10 +126,18 @@ type session struct {
 	role            atomic.Pointer[string]
 	roleUnknownFrom atomic.Uint64
 	roleStale       bool
-	mapSeq          uint64
-	effStmts        map[string]uint8
-	pathGen         uint64            // counts possible search_path changes
-	ptStmts         map[string]ptStmt // see replanOnPathChange
+	// floatExact, floatUnknownFrom and floatStale are role's,
+	// roleUnknownFrom's and roleStale's twins for extra_float_digits above
+	// 0 (float8out's shortest exact digits, the text float tenants are
+	// named by), which PostgreSQL does not report: read with the
+	// search_path (review 20b).
+	floatExact       atomic.Bool
+	floatUnknownFrom atomic.Uint64
+	floatStale       bool
+	mapSeq           uint64
+	effStmts         map[string]uint8
+	pathGen          uint64            // counts possible search_path changes
+	ptStmts          map[string]ptStmt // see replanOnPathChange
 	// orphans are upstream statements replaced by reprepare while a
 	// portal made from one was open; closed once it is gone.
 	orphans []*Statement
@@ -181,6 +189,7 @@ type session struct {
 	// Server goroutine state.
 	syncPath   []string // the row of pgveil's search_path query
 	syncRole   string
+	syncExact  bool
 	syncOK     bool
 	backslash  atomic.Bool // standard_conforming_strings is off
 	nonUTF8    atomic.Bool // client_encoding is not UTF8

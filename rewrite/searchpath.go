@@ -313,3 +313,12 @@ func (st *Stmt) MayChangeDateStyle() bool {
 	return st.PathOpaque || st.Kind == KindTransaction || st.Deallocate == "*" ||
 		containsFold(st.Original, "datestyle") || containsFold(st.Original, "u&")
 }
+
+// MayChangeFloatDigits reports whether st may change the session's
+// extra_float_digits (SET or RESET it, set_config, RESET ALL, DISCARD ALL,
+// code pgveil cannot see, a U&"…" name that may spell it), which
+// PostgreSQL does not report: the proxy knows it again only once it has
+// asked the server (with the search_path).
+func (st *Stmt) MayChangeFloatDigits() bool {
+	return st.PathOpaque || st.Deallocate == "*" || containsFold(st.Original, "float_digits") || containsFold(st.Original, "u&")
+}
