@@ -305,20 +305,22 @@ func (st *Stmt) MayChangeTimeZone() bool {
 }
 
 // MayChangeDateStyle reports whether st may change the session's DateStyle
-// (SET or RESET DateStyle, set_config, RESET ALL, DISCARD ALL, the end of
-// a transaction that set it LOCAL or rolls back, code pgveil cannot see,
-// a U&"…" name that may spell it): the proxy then knows the order a
-// printed date reads in only once the server has answered st.
+// (SET or RESET DateStyle, any set_config (its name may be an E'…'
+// string), RESET ALL, DISCARD ALL, the end of a transaction that set it
+// LOCAL or rolls back, code pgveil cannot see, a U&"…" name that may
+// spell it): the proxy then knows the order a printed date reads in only
+// once the server has answered st.
 func (st *Stmt) MayChangeDateStyle() bool {
 	return st.PathOpaque || st.Kind == KindTransaction || st.Deallocate == "*" ||
-		containsFold(st.Original, "datestyle") || containsFold(st.Original, "u&")
+		containsFold(st.Original, "datestyle") || containsFold(st.Original, "set_config") || containsFold(st.Original, "u&")
 }
 
 // MayChangeFloatDigits reports whether st may change the session's
-// extra_float_digits (SET or RESET it, set_config, RESET ALL, DISCARD ALL,
-// code pgveil cannot see, a U&"…" name that may spell it), which
+// extra_float_digits (SET or RESET it, any set_config, RESET ALL, DISCARD
+// ALL, code pgveil cannot see, a U&"…" name that may spell it), which
 // PostgreSQL does not report: the proxy knows it again only once it has
 // asked the server (with the search_path).
 func (st *Stmt) MayChangeFloatDigits() bool {
-	return st.PathOpaque || st.Deallocate == "*" || containsFold(st.Original, "float_digits") || containsFold(st.Original, "u&")
+	return st.PathOpaque || st.Deallocate == "*" || containsFold(st.Original, "float_digits") ||
+		containsFold(st.Original, "set_config") || containsFold(st.Original, "u&")
 }
