@@ -392,6 +392,58 @@ func review20bDateStyleChanges(t *testing.T, db, extra string) {
 	if err == nil || !strings.Contains(err.Error(), "PV001") {
 		t.Errorf("ROLLBACK of SET LOCAL DMY with the SELECT: %v %v; want PV001", review20bRows(rs), err)
 	}
+	// Extended protocol, one Sync for the batch: the SET's report comes
+	// after the SELECT's rows and the UPDATE's lookup.
+	batch := func(q string, args ...any) error {
+		c := e.appConn(ctx, p)
+		defer c.Close(ctx)
+		if _, err := c.Exec(ctx, `SET DateStyle = 'SQL, MDY'`); err != nil {
+			t.Fatal(err)
+		}
+		b := &pgx.Batch{}
+		b.Queue(`SET DateStyle = 'SQL, DMY'`)
+		b.Queue(q, args...)
+		br := c.SendBatch(ctx, b)
+		_, err := br.Exec()
+		if err == nil {
+			_, err = br.Exec()
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	if err := batch(readRow(review20bMoved)); err == nil || !strings.Contains(err.Error(), "PV001") {
+		t.Errorf("batch SET DMY, SELECT the moved row: %v; want PV001", err)
+	}
+	if err := batch(readRow(3)); err != nil {
+		t.Errorf("batch SET DMY, SELECT the day-13 row: %v", err)
+	}
+	// The UPDATE's lookup reads 02/01/2026 in an order not known yet: it
+	// is refused, not sealed under 2026-02-01.
+	err = batch(`UPDATE r19_dt SET secret = $1 WHERE id = 1`, "batch-upd")
+	if err == nil || !strings.Contains(err.Error(), "order (DMY or MDY) is not known") {
+		t.Errorf("batch SET DMY, UPDATE of the 2026-01-02 row: %v; want refused", err)
+	}
+	var got string
+	if rerr := e.appConn(ctx, p).QueryRow(ctx, readRow(1)).Scan(&got); rerr != nil || got != want["r19_dt"][1] {
+		t.Errorf("after the batch UPDATE: %q, %v; want %q", got, rerr, want["r19_dt"][1])
+	}
+	// A DateStyle given at startup is reported at startup.
+	cfg, cerr := pgx.ParseConfig(e.appURL(p))
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	cfg.RuntimeParams["DateStyle"] = "Postgres, DMY"
+	sc, cerr := pgx.ConnectConfig(ctx, cfg)
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	defer sc.Close(ctx)
+	read(sc, "DateStyle at startup", readRow(1), 1)
+	if rs, err := sc.PgConn().Exec(ctx, readRow(review20bMoved)).ReadAll(); err == nil || !strings.Contains(err.Error(), "PV001") {
+		t.Errorf("DateStyle at startup, the moved row: %v %v; want PV001", review20bRows(rs), err)
+	}
 }
 
 func review20bRows(rs []*pgconn.Result) [][]string {
