@@ -496,6 +496,19 @@ func TestReview20bTimestamptzDateStyle(t *testing.T) {
 			a.Close(ctx)
 		}
 	}
+	// A looked-up UPDATE there is refused, not sealed under the tenant
+	// as printed.
+	a := e.appConn(ctx, p)
+	if _, err := a.Exec(ctx, `SET DateStyle = 'SQL, DMY'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(ctx, `UPDATE r19_tstz SET secret = 'x' WHERE id = 1`); err == nil {
+		t.Error("looked-up UPDATE of a timestamptz tenant under SQL, DMY accepted")
+	}
+	var got string
+	if err := e.appConn(ctx, p).QueryRow(ctx, `SELECT secret FROM r19_tstz WHERE id = 1`).Scan(&got); err != nil || got != "s-tstz-1" {
+		t.Errorf("ISO session after the refused UPDATE: %q, %v", got, err)
+	}
 }
 
 // TestReview20bDrivers: psql and lib/pq sessions with a DateStyle other
