@@ -16,6 +16,7 @@ func TestReview20bMayChangeSettings(t *testing.T) {
 		{`RESET DateStyle`, true, false},
 		{`RESET ALL`, true, true},
 		{`DISCARD ALL`, true, true},
+		{`DEALLOCATE ALL`, false, false},
 		{`BEGIN`, true, false},
 		{`ROLLBACK`, true, false},
 		{`ROLLBACK TO SAVEPOINT a`, true, false},

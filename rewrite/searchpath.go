@@ -311,9 +311,13 @@ func (st *Stmt) MayChangeTimeZone() bool {
 // spell it): the proxy then knows the order a printed date reads in only
 // once the server has answered st.
 func (st *Stmt) MayChangeDateStyle() bool {
-	return st.PathOpaque || st.Kind == KindTransaction || st.Deallocate == "*" ||
+	return st.PathOpaque || st.Kind == KindTransaction || st.discardAll() ||
 		containsFold(st.Original, "datestyle") || containsFold(st.Original, "set_config") || containsFold(st.Original, "u&")
 }
+
+// discardAll reports DISCARD ALL (not DEALLOCATE ALL, which changes no
+// setting).
+func (st *Stmt) discardAll() bool { return st.Deallocate == "*" && st.SearchPathReset }
 
 // MayChangeFloatDigits reports whether st may change the session's
 // extra_float_digits (SET or RESET it, any set_config, RESET ALL, DISCARD
@@ -321,6 +325,6 @@ func (st *Stmt) MayChangeDateStyle() bool {
 // PostgreSQL does not report: the proxy knows it again only once it has
 // asked the server (with the search_path).
 func (st *Stmt) MayChangeFloatDigits() bool {
-	return st.PathOpaque || st.Deallocate == "*" || containsFold(st.Original, "float_digits") ||
+	return st.PathOpaque || st.discardAll() || containsFold(st.Original, "float_digits") ||
 		containsFold(st.Original, "set_config") || containsFold(st.Original, "u&")
 }
