@@ -132,3 +132,30 @@ func TestReview20bParseDateStyle(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReview20bPrintedTenant: PrintedTenant never panics, and a name it
+// gives is an ISO tenant name (TenantText of it is itself), printed back
+// by PostgreSQL's rules in the style it was read in.
+func FuzzReview20bPrintedTenant(f *testing.F) {
+	for _, s := range []string{"02/01/2026", "02-01-2026", "02.01.2026 10:00:00.5", "Fri 02 Jan 10:00:00.5 2026 BC",
+		"Fri Jan 02 10:00:00.5 2026", "2026-01-02", "infinity", "01/01/10000 01:02:03.000001", "31/12/5874897", "Sat 01 Jan 01:02:03 10000"} {
+		for _, st := range []uint8{0, 0x21, 0x22, 0x13, 0x14, 0x11} {
+			f.Add(true, st, []byte(s))
+			f.Add(false, st, []byte(s))
+		}
+	}
+	f.Fuzz(func(t *testing.T, date bool, style uint8, in []byte) {
+		base := uint32(1114)
+		if date {
+			base = 1082
+		}
+		name, err := PrintedTenant(base, DateStyle(style), in)
+		if err != nil {
+			return
+		}
+		again, err := TenantText(base, TextFormat, []byte(name))
+		if err != nil || again != name {
+			t.Fatalf("PrintedTenant(%d, %#x, %q) = %q, not an ISO name (%q, %v)", base, style, in, name, again, err)
+		}
+	})
+}
