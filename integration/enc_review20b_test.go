@@ -35,6 +35,7 @@ var review20bStyles = []string{
 // prints the value and canon.PrintedTenant reads it back to the name the
 // same value printed under ISO has.
 func TestReview20bPrintedTenantPG(t *testing.T) {
+	relayLeakCheck(t)
 	ctx := testCtx(t, time.Minute)
 	c, err := cluster.Connect(ctx, harness.SuperUser, "postgres")
 	if err != nil {
@@ -237,6 +238,7 @@ func review20bMovedFails(t *testing.T, ctx context.Context, e *opsEnv, p *harnes
 // month are swapped does not, and an UPDATE whose tenant is looked up
 // there seals under the row's tenant (it reads back in an ISO session).
 func TestReview20bDateStyleReads(t *testing.T) {
+	relayLeakCheck(t)
 	ctx := testCtx(t, 4*time.Minute)
 	e, p, want := review20bEnv(t, ctx, "enc_review20b_reads", "")
 	for _, style := range review20bStyles {
@@ -307,6 +309,7 @@ func TestReview20bDateStyleReads(t *testing.T) {
 // change after the rows) a date whose day and month could be swapped is
 // refused, not read in the order last reported.
 func TestReview20bDateStyleChanges(t *testing.T) {
+	relayLeakCheck(t)
 	for _, loops := range []string{"0", "1"} {
 		t.Run("event_loops="+loops, func(t *testing.T) {
 			review20bDateStyleChanges(t, "enc_review20b_changes"+loops, "proxy:\n  event_loops: "+loops+"\n")
@@ -465,6 +468,7 @@ func review20bRows(rs []*pgconn.Result) [][]string {
 // not read ('UTC+3' prints UTC): its row fails to open (PV001), in a UTC
 // session too; under ISO with any TimeZone it opens.
 func TestReview20bTimestamptzDateStyle(t *testing.T) {
+	relayLeakCheck(t)
 	ctx := testCtx(t, 2*time.Minute)
 	e, p, _ := review20bEnv(t, ctx, "enc_review20b_tstz", "")
 	for _, c := range []struct {
@@ -514,6 +518,7 @@ func TestReview20bTimestamptzDateStyle(t *testing.T) {
 // TestReview20bDrivers: psql and lib/pq sessions with a DateStyle other
 // than ISO read date and timestamp tenant rows and run a looked-up UPDATE.
 func TestReview20bDrivers(t *testing.T) {
+	relayLeakCheck(t)
 	ctx := testCtx(t, 2*time.Minute)
 	e, p, want := review20bEnv(t, ctx, "enc_review20b_drivers", "proxy:\n  event_loops: 0\n")
 	url := e.appURL(p)
@@ -604,6 +609,7 @@ func TestReview20bDrivers(t *testing.T) {
 // it): under 0 or less a float tenant printed as text does not open
 // (PV001), the moved value nowhere; binary results are exact.
 func TestReview20bFloatDigits(t *testing.T) {
+	relayLeakCheck(t)
 	for _, loops := range []string{"0", "1"} {
 		t.Run("event_loops="+loops, func(t *testing.T) {
 			review20bFloatDigits(t, "enc_review20b_float"+loops, "proxy:\n  event_loops: "+loops+"\n")
