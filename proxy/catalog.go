@@ -67,6 +67,14 @@ func (c *catalog) physicalType(col *policy.Column) uint32 {
 	return policy.OIDBytea
 }
 
+// tenantBaseOf is catTable.tenantBase of a table's key_context column.
+func (c *catalog) tenantBaseOf(t *policy.Table) uint32 {
+	if ct := c.byTable[t]; ct != nil {
+		return ct.tenantBase
+	}
+	return 0
+}
+
 // tenantType is the type OID of a table's key_context column.
 func (c *catalog) tenantType(t *policy.Table) uint32 {
 	if ct := c.byTable[t]; ct != nil {

@@ -231,16 +231,28 @@ func (s *session) lookupOutcome(lk *rewrite.Lookup, r lookupReply) (*lookupState
 	case r.tenants[0] == "\x00null":
 		return nil, tenantNull(t).(*pgError)
 	}
-	tenant, err := canon.TenantText(s.eng.catalog().tenantType(t), canon.TextFormat, []byte(r.tenants[0]))
-	if err != nil {
+	cat := s.eng.catalog()
+	base := datedBase(cat.tenantType(t), cat.tenantBaseOf(t))
+	var tenant string
+	var err error
+	if base != 0 {
+		// A date or timestamp (or a domain over one) printed under the
+		// session's DateStyle, read back to its ISO name (review 20b: the
+		// UPDATE was refused under a DateStyle other than ISO). A date
+		// whose day and month order is not known here is refused.
+		tenant, err = canon.PrintedTenant(base, s.sessionDateStyle(), []byte(r.tenants[0]))
+	} else if tenant, err = canon.TenantText(cat.tenantType(t), canon.TextFormat, []byte(r.tenants[0])); err != nil {
 		return nil, refusalFrom(err)
 	}
 	// As a written value is named (a no-op on a value PostgreSQL printed
-	// with the default settings): a domain over timestamp printed under
-	// DateStyle SQL ('01/02/2026 …') is refused, not named as printed
-	// (review 19c: its values were sealed under that name, and the row
+	// with the default settings). A value pgveil cannot read back is
+	// refused, not named as printed (review 19c: a domain over
+	// timestamp's values were sealed under '01/02/2026 …', and the row
 	// opened in no session).
-	if tenant, err = s.eng.catalog().storedTenant(t, tenant); err != nil {
+	if err == nil {
+		tenant, err = cat.storedTenant(t, tenant)
+	}
+	if err != nil {
 		pe := refusalFrom(err)
 		if pe.Table == "" {
 			pe.Schema, pe.Table, pe.Column = t.Schema, t.Name, t.KeyContext
