@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -58,5 +59,62 @@ func TestReview20cRefusedCountsAsPgveil(t *testing.T) {
 	}
 	if d := after.get(server42) - before.get(server42); d != 1 {
 		t.Errorf("%s grew by %v, want 1", server42, d)
+	}
+}
+
+// TestReview20cServeWarnsPlaintextInComplete: the likeliest adoption
+// mistake is to start `pgveil serve` on a table that still holds
+// plaintext without running `pgveil migrate --apply --prepare` first (the
+// table then counts as complete), or to reload with a new column of a
+// complete table before it. `pgveil check` calls that a problem, but serve
+// started silently and every application read of such a value then ended
+// its session with PV003. serve now says so at start and at a reload,
+// with the remedy, and still serves (a complete table that received a few
+// values written around pgveil must not take the proxy down).
+func TestReview20cServeWarnsPlaintextInComplete(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_review20c_plain", review20cPolicy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, `CREATE TABLE accounts (id serial PRIMARY KEY, email text, phone text);
+		INSERT INTO accounts (email, phone) SELECT 'plain' || g || '@example.com', '+1 555 0' || g FROM generate_series(1, 20) g`); err != nil {
+		t.Fatal(err)
+	}
+	const warning = "a configured table holds plaintext while complete: pgveil refuses to return those values (PV003)"
+	p := e.proxy(e.config(""))
+	log := p.Log()
+	if logCount(p, warning) != 1 || !strings.Contains(log, `"column":"public.accounts.email"`) ||
+		!strings.Contains(log, "pgveil migrate -c") || !strings.Contains(log, "--apply --prepare") {
+		t.Fatalf("pgveil serve started on plaintext in a complete table without saying so:\n%s", log)
+	}
+	if strings.Contains(log, "plain1@example.com") {
+		t.Fatalf("the warning logged a value:\n%s", log)
+	}
+
+	// The documented way: prepare, backfill. Then no warning at a reload.
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	rewriteConfig(t, p, e.config(""))
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, p, "config reloaded", 0)
+	if n := logCount(p, warning); n != 1 {
+		t.Fatalf("warned %d times after the backfill, want still 1:\n%s", n, p.Log())
+	}
+
+	// A column added to the policy of the complete table before
+	// `migrate --apply --prepare` ran with it (docs/ADOPTION.md §7):
+	// the reload says so too.
+	e.policy = review20cPolicy + "      phone:\n        type: text\n"
+	rewriteConfig(t, p, e.config(""))
+	if err := p.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, p, "config reloaded", 1)
+	if logCount(p, warning) != 2 || !strings.Contains(p.Log(), `"column":"public.accounts.phone"`) {
+		t.Fatalf("the reload with a plaintext column of a complete table did not warn:\n%s", p.Log())
+	}
+	if strings.Contains(p.Log(), "+1 555 0") {
+		t.Fatalf("the warning logged a value:\n%s", p.Log())
 	}
 }
