@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -116,5 +117,26 @@ func TestReview20cServeWarnsPlaintextInComplete(t *testing.T) {
 	}
 	if strings.Contains(p.Log(), "+1 555 0") {
 		t.Fatalf("the warning logged a value:\n%s", p.Log())
+	}
+}
+
+// TestReview20cEnvFlagParseError: README and --help say every flag reads
+// a PGVEIL_* variable; a value the flag cannot take was reported as
+// `PGVEIL_APPLY="yes": parse error`, without saying what it wants.
+func TestReview20cEnvFlagParseError(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	e := newOpsEnv(t, "ops_review20c_env", review20cPolicy)
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	for _, c := range []struct{ env, val, want string }{
+		{"PGVEIL_APPLY", "yes", "want true or false"},
+		{"PGVEIL_BATCH", "lots", "want an integer"},
+		{"PGVEIL_PROGRESS_EVERY", "5", "want a duration such as 10s or 1m"},
+	} {
+		t.Setenv(c.env, c.val)
+		r := e.run(ctx, 2, "migrate", "-c", cfg)
+		if !strings.Contains(r.stderr, c.env+`="`+c.val+`"`) || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%s=%s: stderr %q, want it to name the variable and say %q", c.env, c.val, r.stderr, c.want)
+		}
+		os.Unsetenv(c.env)
 	}
 }
