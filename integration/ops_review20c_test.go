@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"strings"
 	"syscall"
@@ -138,5 +139,48 @@ func TestReview20cEnvFlagParseError(t *testing.T) {
 			t.Errorf("%s=%s: stderr %q, want it to name the variable and say %q", c.env, c.val, r.stderr, c.want)
 		}
 		os.Unsetenv(c.env)
+	}
+}
+
+// TestReview20cCheckDropsUniqueConstraint: the usual way a table gets a
+// UNIQUE index on email is a UNIQUE constraint (`email text UNIQUE`).
+// `pgveil check` notes that the index means nothing once the values are
+// envelopes and printed `DROP INDEX CONCURRENTLY …` as the fix, which
+// PostgreSQL refuses for an index a constraint owns ("cannot drop index
+// … because constraint … requires it").
+func TestReview20cCheckDropsUniqueConstraint(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_review20c_uconst", review20cPolicy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, `CREATE TABLE accounts (id serial PRIMARY KEY, email bytea UNIQUE, phone text);
+		CREATE UNIQUE INDEX accounts_email_plain ON accounts (email) WHERE phone IS NOT NULL`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	findings := func() []string {
+		r := e.run(ctx, -1, "check", "-c", cfg, "--format", "json")
+		var rep checkJSON
+		if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+			t.Fatalf("check --format json: %v\n%s", err, r.stdout)
+		}
+		var fixes []string
+		for _, f := range rep.Findings {
+			if f.Code == "index_on_encrypted" {
+				fixes = append(fixes, f.Fix...)
+			}
+		}
+		return fixes
+	}
+	fixes := findings()
+	if len(fixes) != 2 {
+		t.Fatalf("index_on_encrypted fixes: %q, want one for the constraint's index and one for the plain index", fixes)
+	}
+	for _, fix := range fixes {
+		if _, err := su.Exec(ctx, fix); err != nil {
+			t.Errorf("the fix pgveil check prints, %q, fails: %v", fix, err)
+		}
+	}
+	if left := findings(); len(left) != 0 {
+		t.Errorf("after the fixes, check still notes: %q", left)
 	}
 }

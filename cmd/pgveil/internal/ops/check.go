@@ -275,9 +275,16 @@ func checkCiphertextSeers(r *Report, t *policy.Table, lt *liveTable, qt string) 
 		if ix.Unique {
 			msg += "; as a UNIQUE index it no longer enforces anything (each envelope is different): blind_index.unique does that"
 		}
-		r.add(Finding{Severity: SevNote, Code: "index_on_encrypted", Table: name, Column: strings.Join(cols, ","), Message: msg,
+		f := Finding{Severity: SevNote, Code: "index_on_encrypted", Table: name, Column: strings.Join(cols, ","), Message: msg,
 			Fix:     []string{fmt.Sprintf("DROP INDEX CONCURRENTLY %s;", qualified(t.Schema, ix.Name))},
-			Caution: "drop it once the table is complete, after the application uses the blind index (ON CONFLICT (col) needs blind_index.unique)"})
+			Caution: "drop it once the table is complete, after the application uses the blind index (ON CONFLICT (col) needs blind_index.unique)"}
+		if ix.Constraint != "" {
+			// PostgreSQL refuses DROP INDEX of an index a constraint owns.
+			f.Message += fmt.Sprintf(" (it is the index of constraint %s)", ix.Constraint)
+			f.Fix = []string{fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s;", qt, quoteIdent(ix.Constraint))}
+			f.Caution += "; ALTER TABLE takes an ACCESS EXCLUSIVE lock for a moment"
+		}
+		r.add(f)
 	}
 	checkTriggers(r, t, lt, qt)
 }
