@@ -184,3 +184,56 @@ func TestReview20cCheckDropsUniqueConstraint(t *testing.T) {
 		t.Errorf("after the fixes, check still notes: %q", left)
 	}
 }
+
+// TestReview20cCheckDateFixIsISO: for a date (or timestamp) column,
+// `pgveil check` printed `ALTER … TYPE text USING born::text`, whose text
+// follows the DateStyle of the session that runs it: a DBA whose psql
+// says 'SQL, DMY' (or German) stored '10/12/1815', which is not valid
+// date input for pgveil, and `migrate --apply` then left every row as it
+// was (exit 1). The fix must give the ISO text whatever the DateStyle.
+func TestReview20cCheckDateFixIsISO(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_review20c_date", `tables:
+  public.people:
+    columns:
+      born:
+        type: date
+      seen:
+        type: timestamptz
+`)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, `CREATE TABLE people (id serial PRIMARY KEY, born date, seen timestamptz);
+		INSERT INTO people (born, seen) VALUES ('1815-12-10', '2001-02-03 04:05:06+00'), ('1912-06-23', NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	r := e.run(ctx, 1, "check", "-c", cfg, "--format", "json")
+	var rep checkJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("check --format json: %v\n%s", err, r.stdout)
+	}
+	if _, err := su.Exec(ctx, `SET datestyle = 'SQL, DMY'`); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range rep.Findings {
+		if f.Code != "column_type" {
+			continue
+		}
+		for _, fix := range f.Fix {
+			if _, err := su.Exec(ctx, fix); err != nil {
+				t.Fatalf("%s: %v", fix, err)
+			}
+		}
+	}
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	p := e.proxy(e.config(""))
+	c := e.appConn(ctx, p)
+	var b, ts time.Time
+	if err := c.QueryRow(ctx, `SELECT born, seen FROM people WHERE id = 1`).Scan(&b, &ts); err != nil {
+		t.Fatal(err)
+	}
+	born, seen := b.Format("2006-01-02"), ts.UTC().Format("2006-01-02 15:04:05")
+	if born != "1815-12-10" || seen != "2001-02-03 04:05:06" {
+		t.Errorf("through pgveil: born %s, seen %s; want 1815-12-10, 2001-02-03 04:05:06", born, seen)
+	}
+}

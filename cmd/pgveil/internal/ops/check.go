@@ -311,6 +311,13 @@ func columnTypeFinding(t *policy.Table, c *policy.Column, lc *liveCol, qt string
 	default:
 		f.Fix = []string{fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s TYPE text USING %s::text;", qt, qc, qc)}
 		f.Caution = fmt.Sprintf("rewrites the table under an ACCESS EXCLUSIVE lock, and applications that read the column directly see text instead of %s from then on: do it in the maintenance window in which the application moves to pgveil (docs/ADOPTION.md)", lc.TypeName)
+		switch lc.BaseOID {
+		case oidDate, oidTimestamp, oidTimestamptz:
+			// ::text follows the session's DateStyle: SQL or German text
+			// ('10/12/1815') is not input pgveil reads for the type.
+			f.Fix = append([]string{"SET datestyle TO ISO;"}, f.Fix...)
+			f.Caution += "; the SET makes the text ISO whatever the session's DateStyle"
+		}
 	}
 	f.Message = msg
 	return f
@@ -320,6 +327,13 @@ func columnTypeFinding(t *policy.Table, c *policy.Column, lc *liveCol, qt string
 const (
 	oidVarchar = 1043
 	oidBpchar  = 1042
+)
+
+// Type OIDs of the date/time types whose text follows DateStyle.
+const (
+	oidDate        = 1082
+	oidTimestamp   = 1114
+	oidTimestamptz = 1184
 )
 
 // hasIndex reports whether an index of that name exists on the table.
