@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -235,5 +237,57 @@ func TestReview20cCheckDateFixIsISO(t *testing.T) {
 	born, seen := b.Format("2006-01-02"), ts.UTC().Format("2006-01-02 15:04:05")
 	if born != "1815-12-10" || seen != "2001-02-03 04:05:06" {
 		t.Errorf("through pgveil: born %s, seen %s; want 1815-12-10, 2001-02-03 04:05:06", born, seen)
+	}
+}
+
+// TestReview20cPgDumpThroughPgveil: docs/LIMITS.md sends pg_dump users to
+// read through pgveil where plaintext is needed, but pg_dump (15.8, 16.4
+// and later) begins with `SELECT set_config(name, 'view, foreign-table',
+// false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'`,
+// which pgveil refused (a set_config whose name it cannot read): pg_dump
+// through pgveil failed at its first query.
+func TestReview20cPgDumpThroughPgveil(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_review20c_dump", `tables:
+  public.accounts:
+    columns:
+      email:
+        type: text
+        blind_index:
+          column: email_bidx
+`)
+	if _, err := e.conn(ctx).Exec(ctx, `CREATE TABLE accounts (id serial PRIMARY KEY, email bytea, email_bidx bytea);
+		CREATE INDEX accounts_email_bidx_idx ON accounts (email_bidx)`); err != nil {
+		t.Fatal(err)
+	}
+	p := e.proxy(e.config(""))
+	c := e.appConn(ctx, p)
+	if _, err := c.Exec(ctx, `INSERT INTO accounts (email) VALUES ($1), ($2)`, "dump1@example.com", "dump2@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	pgDump, err := exec.LookPath("pg_dump")
+	if err != nil {
+		pgDump = filepath.Join(cluster.BinDir, "pg_dump") // beside the server binaries
+	}
+	cmd := exec.CommandContext(ctx, pgDump, "--no-sync", "-t", "public.accounts", "-d", e.appURL(p))
+	cmd.Env = psqlEnv()
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("pg_dump through pgveil: %v\n%s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "dump1@example.com") || !strings.Contains(out.String(), "dump2@example.com") {
+		t.Errorf("the dump through pgveil lacks the plaintext:\n%s", tail(out.String(), 30))
+	}
+
+	// The shape is read exactly: another setting's name from a column
+	// stays refused when it may be search_path.
+	_, err = c.Exec(ctx, `SELECT set_config(name, 'public', false) FROM pg_settings WHERE name LIKE 'search%'`)
+	if err == nil || !strings.Contains(err.Error(), "0A000") {
+		t.Errorf("set_config(name, …) WHERE name LIKE …: got %v, want 0A000", err)
+	}
+	var v string
+	if err := c.QueryRow(ctx, `SELECT set_config(name, 'off', false) FROM pg_settings WHERE name = 'enable_seqscan'`).Scan(&v); err != nil || v != "off" {
+		t.Errorf("set_config(name, …) WHERE name = 'enable_seqscan': %q, %v", v, err)
 	}
 }
