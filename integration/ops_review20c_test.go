@@ -291,3 +291,55 @@ func TestReview20cPgDumpThroughPgveil(t *testing.T) {
 		t.Errorf("set_config(name, …) WHERE name = 'enable_seqscan': %q, %v", v, err)
 	}
 }
+
+// TestReview20cCheckOtherConfigMigrating: two pgveil configs on one
+// database (two services, or a config for one table while another is
+// being migrated): `pgveil check` with the one said of the other's
+// migrating table "not in the policy (left by `pgveil migrate
+// --decrypt`); it is ignored and can be removed", with the DELETE as its
+// fix. Removing a migrating row makes the table complete for the replicas
+// that serve it: PV003 on its plaintext, lookups missing rows.
+func TestReview20cCheckOtherConfigMigrating(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	both := `tables:
+  public.accounts:
+    columns:
+      email:
+        type: text
+  public.orders:
+    columns:
+      card:
+        type: text
+`
+	e := newOpsEnv(t, "ops_review20c_twocfg", both)
+	if _, err := e.conn(ctx).Exec(ctx, `CREATE TABLE accounts (id serial PRIMARY KEY, email text);
+		CREATE TABLE orders (id serial PRIMARY KEY, card text);
+		INSERT INTO accounts (email) VALUES ('a@example.com'); INSERT INTO orders (card) VALUES ('4111')`); err != nil {
+		t.Fatal(err)
+	}
+	cfgBoth := e.writeConfig("both.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfgBoth, "--apply", "--prepare")
+	e.policy = review20cPolicy // accounts only
+	cfgOne := e.writeConfig("one.yaml", e.config(""))
+	r := e.run(ctx, -1, "check", "-c", cfgOne, "--format", "json")
+	var rep checkJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("check --format json: %v\n%s", err, r.stdout)
+	}
+	found := false
+	for _, f := range rep.Findings {
+		if f.Table != "public.orders" {
+			continue
+		}
+		found = true
+		if strings.Contains(f.Message, "left by `pgveil migrate --decrypt`") {
+			t.Errorf("a migrating table of another config is said to be left by --decrypt: %s", f.Message)
+		}
+		if len(f.Fix) > 0 && !strings.Contains(f.Caution, "PV003") {
+			t.Errorf("check offers %q for a table being migrated, without a caution naming PV003: %s / %s", f.Fix, f.Message, f.Caution)
+		}
+	}
+	if !found {
+		t.Errorf("check says nothing of public.orders, migrating under another config:\n%s", r.stdout)
+	}
+}

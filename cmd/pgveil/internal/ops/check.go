@@ -576,9 +576,20 @@ func checkTableStates(ctx context.Context, e *Env, r *Report, verified *proxy.St
 		}
 		switch {
 		case !configured:
-			r.add(Finding{Severity: SevNote, Code: "stale_table_state", Table: n,
-				Message: fmt.Sprintf("pgveil.tables has state %q for %s, which is not in the policy (left by `pgveil migrate --decrypt`); it is ignored and can be removed", s, n),
-				Fix:     []string{fmt.Sprintf("DELETE FROM pgveil.tables WHERE table_name = %s;", quoteLiteral(n))}})
+			f := Finding{Severity: SevNote, Code: "stale_table_state", Table: n,
+				Fix: []string{fmt.Sprintf("DELETE FROM pgveil.tables WHERE table_name = %s;", quoteLiteral(n))}}
+			switch s {
+			case "decrypting":
+				f.Message = fmt.Sprintf("pgveil.tables has state %q for %s, which is not in the policy (left by `pgveil migrate --decrypt`); it is ignored and can be removed", s, n)
+			case "migrating":
+				// Another config (another service, or the policy the
+				// replicas run) may be migrating it right now.
+				f.Message = fmt.Sprintf("pgveil.tables has state %q for %s, which is not in this policy: a pgveil with another policy (another service's config, or the one the replicas run) is migrating it", s, n)
+				f.Caution = "remove the row only if no policy names the table any more: the replicas that serve it would take it for complete, refuse its plaintext (PV003) and miss rows not yet backfilled in lookups; else finish the migration with that policy (`pgveil migrate --apply`)"
+			default:
+				f.Message = fmt.Sprintf("pgveil.tables has state %q for %s, which is not in this policy; it is ignored here, and removing it changes nothing (a table without a row counts as complete)", s, n)
+			}
+			r.add(f)
 		case s == "migrating":
 			r.add(Finding{Severity: SevNote, Code: "table_state", Table: n,
 				Message: fmt.Sprintf("%s is being migrated%s: the proxy returns values without an envelope as legacy plaintext until `pgveil migrate --apply` marks it complete", n, unverified)})
