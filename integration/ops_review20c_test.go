@@ -5,6 +5,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 const review20cPolicy = `tables:
@@ -341,5 +344,52 @@ func TestReview20cCheckOtherConfigMigrating(t *testing.T) {
 	}
 	if !found {
 		t.Errorf("check says nothing of public.orders, migrating under another config:\n%s", r.stdout)
+	}
+}
+
+// TestReview20cLowerHint: `WHERE lower(email) = lower($1)` is how many
+// applications look up an email whatever its case. pgveil refuses it
+// (a function of an encrypted column) with a hint to do it in the
+// application, while `email = $1` does exactly that through a blind
+// index that lowercases: the hint now says so.
+func TestReview20cLowerHint(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	e := newOpsEnv(t, "ops_review20c_lower", `tables:
+  public.accounts:
+    columns:
+      email:
+        type: text
+        blind_index:
+          column: email_bidx
+          normalize: [lowercase, trim]
+      phone:
+        type: text
+`)
+	if _, err := e.conn(ctx).Exec(ctx, `CREATE TABLE accounts (id serial PRIMARY KEY, email bytea, email_bidx bytea, phone bytea);
+		CREATE INDEX accounts_email_bidx_idx ON accounts (email_bidx)`); err != nil {
+		t.Fatal(err)
+	}
+	p := e.proxy(e.config(""))
+	c := e.appConn(ctx, p)
+	hint := func(sql string) string {
+		_, err := c.Exec(ctx, sql, "A@Example.com")
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "0A000" {
+			t.Fatalf("%s: got %v, want a 0A000 refusal", sql, err)
+		}
+		return pe.Hint
+	}
+	for _, sql := range []string{
+		`SELECT id FROM accounts WHERE lower(email) = lower($1)`,
+		`SELECT id FROM accounts WHERE upper(email) = upper($1)`,
+		`SELECT id FROM accounts WHERE trim(email) = $1`,
+	} {
+		if h := hint(sql); !strings.Contains(h, "email = $1") || !strings.Contains(h, "normalize") {
+			t.Errorf("%s: hint %q, want it to point at email = $1 and the blind index's normalize", sql, h)
+		}
+	}
+	// Without such a normalisation the hint stays the general one.
+	if h := hint(`SELECT id FROM accounts WHERE lower(phone) = lower($1)`); strings.Contains(h, "phone = $1") {
+		t.Errorf("lower(phone): hint %q points at a comparison phone has no blind index for", h)
 	}
 }
