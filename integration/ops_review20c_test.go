@@ -393,3 +393,40 @@ func TestReview20cLowerHint(t *testing.T) {
 		t.Errorf("lower(phone): hint %q points at a comparison phone has no blind index for", h)
 	}
 }
+
+// TestReview20cMigrateNamesDuplicates: legacy rows equal after the blind
+// index's normalisation ('Alice@x.io' and 'alice@x.io') stop the backfill
+// on the UNIQUE blind index with "Find and resolve the duplicates", and
+// nothing said which rows: the values are plaintext and envelopes mixed,
+// so the operator could not search for them. The message names the rows
+// of the batch that carry the index value and gives the query that finds
+// a row already written with it.
+func TestReview20cMigrateNamesDuplicates(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_review20c_dups", `tables:
+  public.accounts:
+    columns:
+      email:
+        type: text
+        blind_index:
+          column: email_bidx
+          normalize: [lowercase]
+          unique: true
+`)
+	if _, err := e.conn(ctx).Exec(ctx, `CREATE TABLE accounts (id int PRIMARY KEY, email text);
+		INSERT INTO accounts VALUES (1, 'Alice@x.io'), (2, 'bob@x.io'), (3, 'alice@x.io'), (4, 'carol@x.io')`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	r := e.run(ctx, 1, "migrate", "-c", cfg, "--apply")
+	msg := r.stderr
+	if !strings.Contains(msg, "primary keys 1, 3") {
+		t.Errorf("the error does not name rows 1 and 3:\n%s", tail(msg, 10))
+	}
+	if !strings.Contains(msg, `SELECT id FROM public.accounts WHERE email_bidx = '\x`) {
+		t.Errorf("the error does not give the query for rows already indexed:\n%s", tail(msg, 10))
+	}
+	if strings.Contains(msg, "alice@x.io") || strings.Contains(msg, "Alice@x.io") {
+		t.Errorf("the error shows a value:\n%s", tail(msg, 10))
+	}
+}
