@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
@@ -428,5 +429,42 @@ func TestReview20cMigrateNamesDuplicates(t *testing.T) {
 	}
 	if strings.Contains(msg, "alice@x.io") || strings.Contains(msg, "Alice@x.io") {
 		t.Errorf("the error shows a value:\n%s", tail(msg, 10))
+	}
+}
+
+// TestReview20cOtherDatabaseRefused: one pgveil in front of a cluster
+// with two application databases. Its policy (and its key store, catalog
+// and table states, all read over upstream.service_url) are those of one
+// database, but every session got them, whatever database it connected
+// to: a table of the same name in the other database had its plaintext
+// refused (PV003, the session ended) and its writes sealed under keys
+// kept in the first database's pgveil.keys. Such a session is now
+// refused at startup, naming both databases; the policy's database is
+// served as before.
+func TestReview20cOtherDatabaseRefused(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	e := newOpsEnv(t, "ops_review20c_db1", review20cPolicy)
+	other := newOpsEnv(t, "ops_review20c_db2", "")
+	for _, env := range []*opsEnv{e, other} {
+		if _, err := env.conn(ctx).Exec(ctx, `CREATE TABLE accounts (id serial PRIMARY KEY, email text)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := e.proxy(e.config(""))
+	_, err := pgx.Connect(ctx, other.appURL(p)) // through pgveil, to the other database
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "0A000" || !strings.Contains(pe.Message, `"ops_review20c_db1"`) || !strings.Contains(pe.Message, `"ops_review20c_db2"`) {
+		t.Fatalf("a session of another database through pgveil: got %v, want FATAL 0A000 naming both databases", err)
+	}
+	c := e.appConn(ctx, p)
+	if _, err := c.Exec(ctx, `INSERT INTO accounts (email) VALUES ($1)`, "mine@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	var email string
+	if err := c.QueryRow(ctx, `SELECT email FROM accounts`).Scan(&email); err != nil || email != "mine@example.com" {
+		t.Fatalf("the policy's database through pgveil: %q, %v", email, err)
+	}
+	if !strings.Contains(p.Log(), "ops_review20c_db2") {
+		t.Errorf("pgveil did not log the refused session's database:\n%s", tail(p.Log(), 10))
 	}
 }
