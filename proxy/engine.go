@@ -51,6 +51,10 @@ type engine struct {
 	// loadedAt is when the engine's first snapshot was read (unix ns): a
 	// reload (SIGHUP) before it asks nothing of its sessions.
 	loadedAt int64
+	// database is the service connection's current_database(): the one
+	// database whose policy, catalog, key store and table states this
+	// engine holds. A session of another database is refused at startup.
+	database string
 }
 
 // newEngine connects the service pool, loads and checks the catalog, and
@@ -67,6 +71,10 @@ func newEngine(ctx context.Context, cfg *policy.Config, svc *svcPool, master key
 	if err != nil {
 		return nil, err
 	}
+	var database string
+	if err := pool.QueryRow(ctx, `SELECT pg_catalog.current_database()`).Scan(&database); err != nil {
+		return nil, fmt.Errorf("reading the service connection's database: %w", err)
+	}
 	if keys == nil {
 		if keys, err = keysource.NewKeyring(ctx, pool, master, log.Named("keys")); err != nil {
 			return nil, fmt.Errorf("opening the key store: %w", err)
@@ -76,7 +84,7 @@ func newEngine(ctx context.Context, cfg *policy.Config, svc *svcPool, master key
 		followers = &stateFollowers{}
 	}
 	e := &engine{cfg: cfg, planner: rewrite.NewPlanner(cfg, cfg.Proxy.PlanCacheSize), keys: keys, pool: pool, svc: svc, log: log, followers: followers,
-		refreshAt: loaded, refreshOK: true, loadedAt: loaded.UnixNano()}
+		refreshAt: loaded, refreshOK: true, loadedAt: loaded.UnixNano(), database: database}
 	e.setCatalog(cat)
 	followers.add(e)
 	// Before the first session, not when the watcher starts.

@@ -389,7 +389,14 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 		w.Write(body)
 	}
 	if typ == 'E' {
-		s.countServerError(body)
+		if ev.cur.injected {
+			// A refusal (or a stale statement's revalidation error) is
+			// pgveil's, though the server raised it for pgveil: counted
+			// so, as docs/OPERATING.md's alert on source="pgveil" expects.
+			s.srv.metrics.Errors.WithLabelValues(sqlstateClass(errorField(body, 'C')), "pgveil").Inc()
+		} else {
+			s.countServerError(body)
+		}
 		if sev := errorField(body, 'V'); sev == "FATAL" || sev == "PANIC" {
 			s.serverSentFatal = true
 		}

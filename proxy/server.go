@@ -179,6 +179,22 @@ func sameKeySource(a, b policy.KeySource) bool {
 // Metrics exposes the server's metric handles.
 func (s *Server) Metrics() *Metrics { return s.metrics }
 
+// TableStates returns a copy of the migration states (pgveil.tables,
+// verified) that the current engine applies, by qualified table name; a
+// configured table without one counts as complete. nil without tables.
+func (s *Server) TableStates() map[string]string {
+	e := s.eng.Load()
+	if e == nil {
+		return nil
+	}
+	m := *e.states.Load()
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
 // apply installs cfg for sessions that start from now on.
 func (s *Server) apply(cfg *policy.Config) error {
 	var ctls *tls.Config

@@ -181,6 +181,13 @@ func (s *session) readStartupParams(packet []byte) error {
 	}
 	s.user, s.database = params["user"], params["database"]
 	s.log = s.log.With(s.sessionFields(params)...)
+	if e := s.eng; e != nil && e.database != "" && s.database != e.database {
+		// The policy, catalog, key store and table states are those of
+		// the service connection's database: applied to another one, its
+		// tables of the same names would have their plaintext refused and
+		// their writes sealed under keys kept in the first database.
+		return fatal(codeFeatureNotSupported, fmt.Sprintf("this pgveil encrypts database %q (upstream.service_url), not %q: connect to %q directly or through a pgveil configured for it", e.database, s.database, s.database))
+	}
 	return nil
 }
 

@@ -1,6 +1,8 @@
 package rewrite
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
@@ -140,10 +142,35 @@ func (a *analyzer) bareRef(cr *pg.ColumnRef, sc *scope, what string) *Error {
 		hint := hintApp
 		if what == "ORDER BY" || what == "GROUP BY" || what == "DISTINCT" || what == "DISTINCT ON" {
 			hint = "sort or group in the application, or by another column; ciphertext has no order and equal values encrypt differently"
+		} else if h := normalizedHint(c, what); h != "" {
+			hint = h
 		}
 		return unsupported(c, what, hint).at(a.sql, cr.Location)
 	}
 	return nil
+}
+
+// normalizedHint is the remedy for lower(col) = lower($1) and the like,
+// the usual case-insensitive lookup, when the column's blind index
+// already normalises that way: compare the column itself.
+func normalizedHint(c *policy.Column, what string) string {
+	if c.BlindIndex == nil {
+		return ""
+	}
+	var want policy.Normalization
+	switch what {
+	case "function lower()", "function upper()":
+		want = policy.NormLowercase
+	case "function btrim()", "function trim()":
+		want = policy.NormTrim
+	default:
+		return ""
+	}
+	if !slices.Contains(c.BlindIndex.Normalize, want) {
+		return ""
+	}
+	return fmt.Sprintf("to find values whatever their %s, compare the column itself (%s = $1): its blind index already normalises them (normalize: %s); do anything else in the application",
+		map[policy.Normalization]string{policy.NormLowercase: "case", policy.NormTrim: "surrounding blanks"}[want], c.Name, want)
 }
 
 // nullTest records $n [::type] IS [NOT] NULL (assignParams).

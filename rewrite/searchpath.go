@@ -70,6 +70,7 @@ func (a *analyzer) setConfig(n *pg.Node) *Error {
 		return nil // U&"…" may spell set_config
 	}
 	var err *Error
+	byRow := settingsRowCalls(n)
 	walkAll(n, func(c *pg.Node) bool {
 		f := c.GetFuncCall()
 		if err != nil || f == nil || lastName(f.Funcname) != "set_config" || len(f.Args) != 3 {
@@ -82,6 +83,9 @@ func (a *analyzer) setConfig(n *pg.Node) *Error {
 			err.at(a.sql, f.Location)
 		}
 		name, ok := stringConst(f.Args[0])
+		if !ok {
+			name, ok = byRow[f]
+		}
 		if !ok {
 			refuse()
 			return false
@@ -103,6 +107,63 @@ func (a *analyzer) setConfig(n *pg.Node) *Error {
 		return true
 	})
 	return err
+}
+
+// settingsRowCalls reads the set_config calls of one shape whose name is
+// a column: `SELECT set_config(name, …) FROM pg_settings WHERE name =
+// 'x'`, which pg_dump (15.8 and later) sends for
+// restrict_nonsystem_relation_kind. There the name can only be 'x'. Only
+// calls in the target list of the statement itself count: pg_settings
+// (or pg_catalog.pg_settings) alone in FROM, and a WHERE that is that one
+// equality.
+func settingsRowCalls(n *pg.Node) map[*pg.FuncCall]string {
+	sel := n.GetSelectStmt()
+	if sel == nil || len(sel.FromClause) != 1 || sel.WhereClause == nil || sel.Op != pg.SetOperation_SETOP_NONE || len(sel.WithClause.GetCtes()) > 0 {
+		return nil
+	}
+	rv := sel.FromClause[0].GetRangeVar()
+	if rv == nil || rv.Relname != "pg_settings" || (rv.Schemaname != "" && rv.Schemaname != "pg_catalog") {
+		return nil
+	}
+	isName := func(n *pg.Node) bool {
+		cr := n.GetColumnRef()
+		if cr == nil {
+			return false
+		}
+		f := cr.Fields
+		if len(f) == 2 && f[0].GetString_() != nil && f[0].GetString_().Sval != rv.Relname && (rv.Alias == nil || f[0].GetString_().Sval != rv.Alias.Aliasname) {
+			return false
+		}
+		return (len(f) == 1 || len(f) == 2) && f[len(f)-1].GetString_() != nil && f[len(f)-1].GetString_().Sval == "name"
+	}
+	e := sel.WhereClause.GetAExpr()
+	if e == nil || e.Kind != pg.A_Expr_Kind_AEXPR_OP || len(e.Name) != 1 || e.Name[0].GetString_().GetSval() != "=" {
+		return nil
+	}
+	var value string
+	switch l, r := e.Lexpr, e.Rexpr; {
+	case isName(l):
+		v, ok := stringConst(r)
+		if !ok {
+			return nil
+		}
+		value = v
+	case isName(r):
+		v, ok := stringConst(l)
+		if !ok {
+			return nil
+		}
+		value = v
+	default:
+		return nil
+	}
+	out := map[*pg.FuncCall]string{}
+	for _, t := range sel.TargetList {
+		if f := t.GetResTarget().GetVal().GetFuncCall(); f != nil && len(f.Args) == 3 && isName(f.Args[0]) {
+			out[f] = value
+		}
+	}
+	return out
 }
 
 // pathFunctions marks the statement PathOpaque when it calls a function

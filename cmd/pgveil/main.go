@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+	"time"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -172,6 +173,24 @@ func envName(flagName string) string {
 	return "PGVEIL_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// wantValue says what a flag takes, for an environment variable's value
+// it refused (the flag package says only "parse error").
+func wantValue(f *flag.Flag) string {
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return ""
+	}
+	switch g.Get().(type) {
+	case bool:
+		return ": want true or false (or 1, 0)"
+	case int, int64, uint, uint64:
+		return ": want an integer"
+	case time.Duration:
+		return ": want a duration such as 10s or 1m"
+	}
+	return ""
+}
+
 // parseFlags parses args, then fills every flag not given on the command
 // line from its PGVEIL_* environment variable. It returns false with the
 // exit code when the command should stop (help or bad usage).
@@ -191,7 +210,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (int, bool) {
 		}
 		if v, ok := os.LookupEnv(envName(f.Name)); ok {
 			if err := fs.Set(f.Name, v); err != nil {
-				bad = fmt.Errorf("%s=%q: %v", envName(f.Name), v, err)
+				bad = fmt.Errorf("%s=%q: %v%s", envName(f.Name), v, err, wantValue(f))
 			}
 		}
 	})

@@ -28,7 +28,7 @@ Exit 0: done; 1: a problem (retired versions kept); 2: bad usage or config; 130:
 	master := fs.Bool("master", false, "rewrap data keys under the current master key; rows untouched")
 	finish := fs.Bool("finish", false, "no new version: finish an earlier rotation (re-encrypt what is left, drop retired versions)")
 	keep := fs.Bool("keep-retired", false, "re-encrypt, but keep the retired versions")
-	grace := fs.Duration("grace", ops.DefaultGrace, "wait this long after the new versions became active before dropping the old ones (at least the 1m active-key TTL)")
+	grace := fs.Duration("grace", ops.DefaultGrace, "wait this long after the new versions became active before dropping the old ones (keep it at least the 1m active-key TTL: a shorter one is taken, with a warning)")
 	batch := fs.Int("batch", ops.DefaultBatch, "rows per batch transaction")
 	workers := fs.Int("workers", ops.DefaultWorkers, "batches in flight at once")
 	every := fs.Duration("progress-every", 10*time.Second, "log a progress line this often when stderr is not a terminal")

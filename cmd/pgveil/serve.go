@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/pgveil/pgveil/cmd/pgveil/internal/logsink"
+	"github.com/pgveil/pgveil/cmd/pgveil/internal/ops"
 	"github.com/pgveil/pgveil/policy"
 	"github.com/pgveil/pgveil/proxy"
 )
@@ -139,6 +140,7 @@ func serve(cfg *policy.Config, f serveFlags, log *zap.Logger, level zap.AtomicLe
 		return err
 	}
 	warnFileLimit(log, cfg.Proxy, openFileLimit())
+	warnPlaintext(srv, cfg, log)
 	addr, err := srv.Listen()
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -217,10 +219,44 @@ func reload(srv *proxy.Server, f serveFlags, log *zap.Logger, level zap.AtomicLe
 		level.SetLevel(l)
 	}
 	warnFileLimit(log, cfg.Proxy, openFileLimit())
+	warnPlaintext(srv, cfg, log)
 	if keys := restartOnly(atStart, cfg); len(keys) > 0 {
 		log.Warn("changed settings take effect at the next restart; the rest of the config was reloaded", zap.Strings("keys", keys))
 	}
 	log.Info("config reloaded", zap.Duration("took", time.Since(start)), zap.Int("sessions", srv.SessionCount()))
+}
+
+// plaintextWarning is logged for each encrypted column of a complete table
+// that holds values without an envelope (`pgveil check`'s
+// plaintext_in_complete).
+const plaintextWarning = "a configured table holds plaintext while complete: pgveil refuses to return those values (PV003)"
+
+// warnPlaintext logs plaintextWarning for each such column, reading the
+// first rows of each complete table as `pgveil check` does: a serve
+// started (or a policy reloaded) before `pgveil migrate --apply --prepare`
+// ran with it would otherwise show only as every application session
+// that reads such a value ending with PV003. It warns and serves on: a
+// few values written around pgveil must not keep the proxy down.
+func warnPlaintext(srv *proxy.Server, cfg *policy.Config, log *zap.Logger) {
+	if !cfg.HasEncryption() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.Upstream.ConnectTimeout)
+	defer cancel()
+	found, err := ops.PlaintextInComplete(ctx, cfg, srv.TableStates())
+	if err != nil {
+		log.Warn("could not check the configured tables for plaintext (`pgveil check` does the same)", zap.Error(err))
+	}
+	path := cfg.Path
+	if path == "" {
+		path = "config.yaml"
+	}
+	for _, f := range found {
+		log.Error(plaintextWarning, zap.String("table", f.Table), zap.String("column", f.Table+"."+f.Column),
+			zap.String("detail", f.Message),
+			zap.String("remedy", fmt.Sprintf("pgveil migrate -c %s --apply --prepare (the table becomes migrating: such values read as legacy plaintext), then pgveil migrate -c %s --apply; "+
+				"not on_error: null, which would return them as NULL for the application to write back", path, path)))
+	}
 }
 
 // restartOnly lists the settings that differ between the config the

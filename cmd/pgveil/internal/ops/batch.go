@@ -1,10 +1,13 @@
 package ops
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -333,12 +336,12 @@ func (p *pass) batchOnce(ctx context.Context, e *Env, mu *sync.Mutex, cursor *[]
 	t2 := time.Now()
 	if len(changed) > 0 {
 		if _, err := tx.Exec(ctx, update, p.updateArgs(changed, st)...); err != nil {
-			return nil, false, p.updateError(err)
+			return nil, false, p.updateError(err, changed)
 		}
 	}
 	t3 := time.Now()
 	if err := tx.Commit(ctx); err != nil {
-		return nil, false, p.updateError(err)
+		return nil, false, p.updateError(err, changed)
 	}
 	e.Log.Debug("batch", zap.Duration("select", t1.Sub(t0)), zap.Duration("work", t2.Sub(t1)), zap.Duration("update", t3.Sub(t2)), zap.Duration("commit", time.Since(t3)))
 	st.Changed = int64(len(changed))
@@ -502,15 +505,59 @@ func (p *pass) updateArgs(rows []*row, st *passStats) []any {
 	return out
 }
 
-// updateError explains the failures an operator can act on.
-func (p *pass) updateError(err error) error {
+// updateError explains the failures an operator can act on. changed are
+// the rows the failed batch wrote.
+func (p *pass) updateError(err error, changed []*row) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "23505" {
-		return fmt.Errorf("%s: unique index %s rejects a blind index: two rows hold values that are equal after the column's normalisation. "+
+		return fmt.Errorf("%s: unique index %s rejects a blind index: two rows hold values that are equal after the column's normalisation%s. "+
 			"Find and resolve the duplicates (or drop `unique: true` and its UNIQUE index), then run the same command again: %w",
-			p.t.pol.QualifiedName(), pe.ConstraintName, err)
+			p.t.pol.QualifiedName(), pe.ConstraintName, p.duplicates(pe.Detail, changed), err)
 	}
 	return fmt.Errorf("writing a batch of %s: %w", p.t.pol.QualifiedName(), err)
+}
+
+// uniqueDetail is the DETAIL of a unique violation: the index's column
+// and the key value, bytea in hex.
+var uniqueDetail = regexp.MustCompile(`^Key \((.+)\)=\(\\x([0-9a-f]*)\) already exists\.$`)
+
+// duplicates names, from a unique violation's DETAIL, the rows of the
+// batch that carry the rejected blind index (values are never shown: a
+// blind index is no secret beyond equality), and the query that finds a
+// row already written with it. While the table is migrating the values
+// are plaintext and envelopes mixed, so the operator could not search
+// for them by value.
+func (p *pass) duplicates(detail string, changed []*row) string {
+	m := uniqueDetail.FindStringSubmatch(detail)
+	if m == nil {
+		return ""
+	}
+	want, err := hex.DecodeString(m[2])
+	if err != nil {
+		return ""
+	}
+	col := strings.Trim(m[1], `"`)
+	var names []string
+	for i, x := range p.idx {
+		if x.bi.Column != col {
+			continue
+		}
+		for _, r := range changed {
+			if r.setIdx[i] && bytes.Equal(r.newIdx[i], want) && len(names) < 5 {
+				names = append(names, p.t.rowName(r))
+			}
+		}
+	}
+	pks := make([]string, len(p.t.pk))
+	for i, c := range p.t.pk {
+		pks[i] = quoteIdent(c.Name)
+	}
+	out := fmt.Sprintf("; a row already written with it: SELECT %s FROM %s WHERE %s = '\\x%s'; (on a direct connection)",
+		strings.Join(pks, ", "), qualified(p.t.pol.Schema, p.t.pol.Name), quoteIdent(col), m[2])
+	if len(names) > 0 {
+		out = fmt.Sprintf("; in this batch, %s %s%s", p.t.rowsBy(), strings.Join(names, ", "), out)
+	}
+	return out
 }
 
 // passes runs pass until one finds nothing left to change: the first with

@@ -275,9 +275,16 @@ func checkCiphertextSeers(r *Report, t *policy.Table, lt *liveTable, qt string) 
 		if ix.Unique {
 			msg += "; as a UNIQUE index it no longer enforces anything (each envelope is different): blind_index.unique does that"
 		}
-		r.add(Finding{Severity: SevNote, Code: "index_on_encrypted", Table: name, Column: strings.Join(cols, ","), Message: msg,
+		f := Finding{Severity: SevNote, Code: "index_on_encrypted", Table: name, Column: strings.Join(cols, ","), Message: msg,
 			Fix:     []string{fmt.Sprintf("DROP INDEX CONCURRENTLY %s;", qualified(t.Schema, ix.Name))},
-			Caution: "drop it once the table is complete, after the application uses the blind index (ON CONFLICT (col) needs blind_index.unique)"})
+			Caution: "drop it once the table is complete, after the application uses the blind index (ON CONFLICT (col) needs blind_index.unique)"}
+		if ix.Constraint != "" {
+			// PostgreSQL refuses DROP INDEX of an index a constraint owns.
+			f.Message += fmt.Sprintf(" (it is the index of constraint %s)", ix.Constraint)
+			f.Fix = []string{fmt.Sprintf("ALTER TABLE %s DROP CONSTRAINT %s;", qt, quoteIdent(ix.Constraint))}
+			f.Caution += "; ALTER TABLE takes an ACCESS EXCLUSIVE lock for a moment"
+		}
+		r.add(f)
 	}
 	checkTriggers(r, t, lt, qt)
 }
@@ -304,6 +311,13 @@ func columnTypeFinding(t *policy.Table, c *policy.Column, lc *liveCol, qt string
 	default:
 		f.Fix = []string{fmt.Sprintf("ALTER TABLE %s ALTER COLUMN %s TYPE text USING %s::text;", qt, qc, qc)}
 		f.Caution = fmt.Sprintf("rewrites the table under an ACCESS EXCLUSIVE lock, and applications that read the column directly see text instead of %s from then on: do it in the maintenance window in which the application moves to pgveil (docs/ADOPTION.md)", lc.TypeName)
+		switch lc.BaseOID {
+		case oidDate, oidTimestamp, oidTimestamptz:
+			// ::text follows the session's DateStyle: SQL or German text
+			// ('10/12/1815') is not input pgveil reads for the type.
+			f.Fix = append([]string{"SET datestyle TO ISO;"}, f.Fix...)
+			f.Caution += "; the SET makes the text ISO whatever the session's DateStyle"
+		}
 	}
 	f.Message = msg
 	return f
@@ -313,6 +327,13 @@ func columnTypeFinding(t *policy.Table, c *policy.Column, lc *liveCol, qt string
 const (
 	oidVarchar = 1043
 	oidBpchar  = 1042
+)
+
+// Type OIDs of the date/time types whose text follows DateStyle.
+const (
+	oidDate        = 1082
+	oidTimestamp   = 1114
+	oidTimestamptz = 1184
 )
 
 // hasIndex reports whether an index of that name exists on the table.
@@ -555,9 +576,20 @@ func checkTableStates(ctx context.Context, e *Env, r *Report, verified *proxy.St
 		}
 		switch {
 		case !configured:
-			r.add(Finding{Severity: SevNote, Code: "stale_table_state", Table: n,
-				Message: fmt.Sprintf("pgveil.tables has state %q for %s, which is not in the policy (left by `pgveil migrate --decrypt`); it is ignored and can be removed", s, n),
-				Fix:     []string{fmt.Sprintf("DELETE FROM pgveil.tables WHERE table_name = %s;", quoteLiteral(n))}})
+			f := Finding{Severity: SevNote, Code: "stale_table_state", Table: n,
+				Fix: []string{fmt.Sprintf("DELETE FROM pgveil.tables WHERE table_name = %s;", quoteLiteral(n))}}
+			switch s {
+			case "decrypting":
+				f.Message = fmt.Sprintf("pgveil.tables has state %q for %s, which is not in the policy (left by `pgveil migrate --decrypt`); it is ignored and can be removed", s, n)
+			case "migrating":
+				// Another config (another service, or the policy the
+				// replicas run) may be migrating it right now.
+				f.Message = fmt.Sprintf("pgveil.tables has state %q for %s, which is not in this policy: a pgveil with another policy (another service's config, or the one the replicas run) is migrating it", s, n)
+				f.Caution = "remove the row only if no policy names the table any more: the replicas that serve it would take it for complete, refuse its plaintext (PV003) and miss rows not yet backfilled in lookups; else finish the migration with that policy (`pgveil migrate --apply`)"
+			default:
+				f.Message = fmt.Sprintf("pgveil.tables has state %q for %s, which is not in this policy; it is ignored here, and removing it changes nothing (a table without a row counts as complete)", s, n)
+			}
+			r.add(f)
 		case s == "migrating":
 			r.add(Finding{Severity: SevNote, Code: "table_state", Table: n,
 				Message: fmt.Sprintf("%s is being migrated%s: the proxy returns values without an envelope as legacy plaintext until `pgveil migrate --apply` marks it complete", n, unverified)})

@@ -43,6 +43,11 @@ var ErrConfig = errors.New("config")
 // NewEnv connects to upstream.service_url. app names the command in
 // pg_stat_activity ("pgveil migrate"); conns bounds the pool.
 func NewEnv(ctx context.Context, cfg *policy.Config, app string, conns int, log *zap.Logger, out, errw io.Writer) (*Env, error) {
+	return newEnv(ctx, cfg, app, conns, log, out, errw, nil)
+}
+
+// newEnv is NewEnv with extra run-time parameters for the connections.
+func newEnv(ctx context.Context, cfg *policy.Config, app string, conns int, log *zap.Logger, out, errw io.Writer, params map[string]string) (*Env, error) {
 	if cfg.Upstream.ServiceURL == "" {
 		return nil, fmt.Errorf("%w: upstream.service_url is not set; pgveil needs its own connection for %s", ErrConfig, app)
 	}
@@ -56,6 +61,9 @@ func NewEnv(ctx context.Context, cfg *policy.Config, app string, conns int, log 
 	// (review 19c).
 	pc.ConnConfig.RuntimeParams["DateStyle"] = "ISO"
 	pc.ConnConfig.RuntimeParams["extra_float_digits"] = "1" // float tenants in their shortest exact digits
+	for k, v := range params {
+		pc.ConnConfig.RuntimeParams[k] = v
+	}
 	if conns < 2 {
 		conns = 2
 	}

@@ -74,6 +74,9 @@ type liveIndex struct {
 	Primary bool
 	Valid   bool // false after a CREATE INDEX CONCURRENTLY that failed or was killed
 	Partial bool
+	// Constraint is the UNIQUE or exclusion constraint that owns the
+	// index ("" for a plain index): it is dropped with the constraint.
+	Constraint string
 }
 
 // indexesOn are the indexes whose key columns include column, first ones first.
@@ -111,7 +114,10 @@ SELECT i.indrelid, ic.relname, am.amname, i.indisunique, i.indisprimary, i.indis
        ARRAY(SELECT coalesce(a.attname, '')
              FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
              LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0
-             WHERE k.ord <= i.indnkeyatts ORDER BY k.ord)
+             WHERE k.ord <= i.indnkeyatts ORDER BY k.ord),
+       coalesce((SELECT con.conname FROM pg_catalog.pg_constraint con
+                 WHERE con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('u', 'x')
+                 LIMIT 1), '')
 FROM pg_catalog.pg_index i
 JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_catalog.pg_am am ON am.oid = ic.relam
@@ -202,7 +208,7 @@ func loadLive(ctx context.Context, pool *pgxpool.Pool, tables []*policy.Table) (
 	for rows.Next() {
 		var rel uint32
 		var ix liveIndex
-		if err := rows.Scan(&rel, &ix.Name, &ix.Method, &ix.Unique, &ix.Primary, &ix.Valid, &ix.Partial, &ix.Columns); err != nil {
+		if err := rows.Scan(&rel, &ix.Name, &ix.Method, &ix.Unique, &ix.Primary, &ix.Valid, &ix.Partial, &ix.Columns, &ix.Constraint); err != nil {
 			rows.Close()
 			return nil, err
 		}
