@@ -5,10 +5,13 @@ package integration
 // sixteenth session's closing note left).
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestLead20ShredTenantForms:
@@ -196,5 +199,45 @@ func TestLead20LiteralBeforeTenant(t *testing.T) {
 	}
 	if err := review19cReads(ctx, app, "r19_lit", 1, "param"); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestLead20DecryptHints: the HINT of a value that does not open fits its
+// reason. Every PV00x carried "set on_error: null on the column to read
+// such values as NULL" (review 20c's report), which for plaintext in a
+// complete table (PV003) hides the plaintext and lets an application
+// that saves what it read write NULL over it: its remedy is migrate.
+func TestLead20DecryptHints(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	types := []review19cType{{"hint", "int"}}
+	e := newOpsEnv(t, "ops_lead20_hint", review19cPolicy(types))
+	review19cSetup(t, ctx, e, nil, types)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, `INSERT INTO r19_hint (id, org, secret) VALUES (1, 1, convert_to('around pgveil', 'UTF8'))`); err != nil {
+		t.Fatal(err)
+	}
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	var got string
+	err := app.QueryRow(ctx, `SELECT secret FROM r19_hint WHERE id = 1`).Scan(&got)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "PV003" {
+		t.Fatalf("plaintext in a complete table: %v", err)
+	}
+	if strings.Contains(pe.Hint, "on_error: null") || !strings.Contains(pe.Hint, "pgveil migrate") {
+		t.Errorf("PV003 hint: %q, want the migrate remedy and not on_error: null", pe.Hint)
+	}
+	// A value moved from another tenant's row: tampering, on_error: null
+	// is a way to read the rest.
+	app = e.appConn(ctx, p)
+	if _, err := app.Exec(ctx, `INSERT INTO r19_hint (id, org, secret) VALUES (2, 2, 'two'), (3, 3, 'three')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := su.Exec(ctx, `UPDATE r19_hint SET secret = (SELECT secret FROM r19_hint WHERE id = 3) WHERE id = 2`); err != nil {
+		t.Fatal(err)
+	}
+	err = app.QueryRow(ctx, `SELECT secret FROM r19_hint WHERE id = 2`).Scan(&got)
+	if !errors.As(err, &pe) || pe.Code != "PV001" || !strings.Contains(pe.Hint, "on_error: null") {
+		t.Errorf("a moved value: %v (hint %q)", err, pe.Hint)
 	}
 }

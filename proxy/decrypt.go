@@ -442,20 +442,27 @@ func (s *session) legacyPlaintext(rc *resultCol, raw, dst []byte) ([]byte, bool,
 func (s *session) openFailed(rc *resultCol, err error, dst []byte) ([]byte, bool, error) {
 	col := rc.col
 	reason, code := "tampered", codeValueTampered
+	hint := "a value altered, or moved from another row, column or tenant (tampering, or a row copied around pgveil); set on_error: null on the column to read such values as NULL"
 	switch {
 	case errors.Is(err, keysource.ErrShredded):
 		s.inc(s.srv.metrics.DecryptFailures.WithLabelValues(col.QualifiedName(), "shredded"))
 		return dst, true, nil
 	case errors.Is(err, keysource.ErrUnknownKey):
 		reason, code = "unknown_key", codeValueUnknownKey
+		hint = "the value is sealed under a key id this database's pgveil.keys does not have (a key store from another database, or restored from an older backup?); set on_error: null on the column to read such values as NULL"
 	case errors.Is(err, errNotSealed):
+		// Not on_error: null (review 20c): it would hide the plaintext,
+		// and an application that saves what it read writes NULL over it.
 		reason, code = "not_sealed", codeValueNotSealed
+		hint = fmt.Sprintf("plaintext where an envelope belongs: something wrote to %s around pgveil; encrypt it with `pgveil migrate --apply --table %s` (docs/OPERATING.md)", col.Table.QualifiedName(), col.Table.QualifiedName())
 	case keysource.IsRetryable(err):
 		reason, code = "key_source_down", codeKeySourceDown
+		hint = "the master key source is unreachable for a key not yet in memory: retry, and check the key source (Vault)"
 	case errors.Is(err, keysource.ErrMasterMalformed):
 		// The master key source answered nonsense (vault.address not
 		// Vault's API): not the value's fault, and not to be read as NULL.
 		reason, code = "key_source_malformed", codeKeySourceDown
+		hint = "the master key source's answer is not Vault's Transit API: check keysource.vault.address"
 	case errors.Is(err, keysource.ErrWrongScope):
 		reason = "wrong_scope"
 	}
@@ -466,7 +473,7 @@ func (s *session) openFailed(rc *resultCol, err error, dst []byte) ([]byte, bool
 	return dst, false, &pgError{Severity: "FATAL", Code: code,
 		Message: fmt.Sprintf("pgveil could not decrypt a value of %s (%s)", col.QualifiedName(), reason),
 		Detail:  "the session is closed so that no statement pipelined after this one is mistaken for skipped",
-		Hint:    "a value altered, moved from another row, column or tenant, or sealed under a key this key store lacks; set on_error: null on the column to read such values as NULL",
+		Hint:    hint,
 		cause:   err}
 }
 
