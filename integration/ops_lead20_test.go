@@ -241,3 +241,34 @@ func TestLead20DecryptHints(t *testing.T) {
 		t.Errorf("a moved value: %v (hint %q)", err, pe.Hint)
 	}
 }
+
+// TestLead20LegacyInvalid: in a migrating table a value stored before
+// encryption that is not valid input of the column's logical type ('10/12/1815'
+// for a date) was reported as not_sealed, "plaintext found where an envelope
+// was expected", which in a migrating table is what pgveil expects (review
+// 20c's report). It has its own reason and hint now.
+func TestLead20LegacyInvalid(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	e := newOpsEnv(t, "ops_lead20_legacy", `tables:
+  public.born:
+    columns:
+      day: {type: date}
+`)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, `CREATE TABLE born (id int PRIMARY KEY, day text); INSERT INTO born VALUES (1, '1815-12-10'), (2, '10/12/1815')`); err != nil {
+		t.Fatal(err)
+	}
+	e.run(ctx, 0, "migrate", "-c", e.writeConfig("c.yaml", e.config("")), "--apply", "--prepare")
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	var got time.Time
+	if err := app.QueryRow(ctx, `SELECT day FROM born WHERE id = 1`).Scan(&got); err != nil || got.Format("2006-01-02") != "1815-12-10" {
+		t.Fatalf("a valid legacy value: %v %v", got, err)
+	}
+	app = e.appConn(ctx, p)
+	err := app.QueryRow(ctx, `SELECT day FROM born WHERE id = 2`).Scan(&got)
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "PV003" || !strings.Contains(pe.Message, "legacy_invalid") || !strings.Contains(pe.Hint, "not valid date input") {
+		t.Errorf("an invalid legacy value: %v (hint %q)", err, pe.Hint)
+	}
+}

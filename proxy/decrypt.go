@@ -360,6 +360,12 @@ func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byt
 
 var errNotSealed = errors.New("plaintext found where an envelope was expected")
 
+// errLegacyInvalid: a value stored before the table was encrypted (read
+// in migration mode) is not valid input of the column's logical type
+// (review 20c: it was reported as errNotSealed, plaintext where an
+// envelope belongs, which in a migrating table is expected).
+var errLegacyInvalid = errors.New("a value stored before encryption is not valid input of the column's type")
+
 // sessionDateStyle is the DateStyle the server prints the values arriving
 // now in: the one it last reported (ParameterStatus), or not known (0)
 // while a statement that may change it is unanswered (effDS: SET
@@ -427,7 +433,7 @@ func (s *session) legacyPlaintext(rc *resultCol, raw, dst []byte) ([]byte, bool,
 	if col.Type != policy.TypeBytea {
 		var err error
 		if s.ptOut, err = canon.Plaintext(col.Type, canon.TextFormat, 0, raw, s.ptOut[:0]); err != nil {
-			return s.openFailed(rc, errNotSealed, dst)
+			return s.openFailed(rc, errLegacyInvalid, dst)
 		}
 		pt = s.ptOut
 	}
@@ -455,6 +461,9 @@ func (s *session) openFailed(rc *resultCol, err error, dst []byte) ([]byte, bool
 		// and an application that saves what it read writes NULL over it.
 		reason, code = "not_sealed", codeValueNotSealed
 		hint = fmt.Sprintf("plaintext where an envelope belongs: something wrote to %s around pgveil; encrypt it with `pgveil migrate --apply --table %s` (docs/OPERATING.md)", col.Table.QualifiedName(), col.Table.QualifiedName())
+	case errors.Is(err, errLegacyInvalid):
+		reason, code = "legacy_invalid", codeValueNotSealed
+		hint = fmt.Sprintf("a value of %s stored before the table was encrypted is not valid %s input, so pgveil cannot encrypt or return it: correct it on a direct connection (`pgveil migrate --apply` names such rows)", col.QualifiedName(), col.Type)
 	case keysource.IsRetryable(err):
 		reason, code = "key_source_down", codeKeySourceDown
 		hint = "the master key source is unreachable for a key not yet in memory: retry, and check the key source (Vault)"
