@@ -124,19 +124,8 @@ func (s *session) applyEffects(p *rewrite.Plan) {
 	for _, st := range p.Stmts {
 		s.pathEffect(stmtEffects(st))
 		s.cursorEffect(st)
-		switch st.Deallocate {
-		case "":
-		case "*":
-			s.t.forgetStatements()
-			s.markClosed("*")
-			clear(s.lookupStmts) // the server drops pgveil's too
-		default:
-			// The server's confirmations of earlier closes are taken
-			// first: a session that closes pass-through statements only,
-			// and never binds one, had them pile up (review 19b).
-			s.t.applyGone()
-			s.t.closeStatement([]byte(st.Deallocate))
-			s.markClosed(st.Deallocate)
+		if st.Deallocate != "" && !s.deferCloses {
+			s.closeEffects(st.Deallocate)
 		}
 		if st.Prepares != "" {
 			s.noteSQLPrepare(st)
@@ -145,6 +134,31 @@ func (s *session) applyEffects(p *rewrite.Plan) {
 			s.ddlSent = true
 			s.ddlUnsettled = true
 		}
+	}
+}
+
+// closeEffects records a DEALLOCATE or DISCARD ALL of name ("*": every
+// statement) in the session's view as the message that runs it is sent:
+// a simple Query, or an Execute of an extended-protocol one
+// (executeCloses).
+func (s *session) closeEffects(name string) {
+	switch name {
+	case "*":
+		if st := s.t.stmts[""]; st != nil && st.renamed() {
+			// PostgreSQL keeps the unnamed statement; pgveil's upstream
+			// one for it goes (review 20a).
+			s.unnamedLost = st
+		}
+		s.t.forgetStatements()
+		s.markClosed("*")
+		clear(s.lookupStmts) // the server drops pgveil's too
+	default:
+		// The server's confirmations of earlier closes are taken
+		// first: a session that closes pass-through statements only,
+		// and never binds one, had them pile up (review 19b).
+		s.t.applyGone()
+		s.t.closeStatement([]byte(name))
+		s.markClosed(name)
 	}
 }
 
@@ -754,9 +768,9 @@ func (s *session) handleParse(body []byte) error {
 				Hint:    "run the DEALLOCATE unnamed (as a simple query, or with the unnamed statement)"})
 			return nil
 		}
-		s.t.closeUnconfirmed = true // it runs at an Execute, unconfirmed
+		s.deferCloses = true // it closes at each Execute (executeCloses)
 		s.applyEffects(p)
-		s.t.closeUnconfirmed = false
+		s.deferCloses = false
 		s.inc(s.srv.metrics.stmtRewritten)
 		s.dropUnnamed()
 		s.t.parsed(pm.Name, passthroughStmt)
@@ -772,10 +786,12 @@ func (s *session) handleParse(body []byte) error {
 			return nil
 		}
 		// A DEALLOCATE or DISCARD ALL closes at each Execute of its
-		// portals (handleExecute), confirmed by its CommandComplete.
-		s.t.closeUnconfirmed = len(closes) > 0
+		// portals (handleExecute), confirmed by its CommandComplete; the
+		// view keeps the names until then (review 20a: a Parse of one
+		// between got ParseComplete where PostgreSQL answers 42P05).
+		s.deferCloses = len(closes) > 0
 		s.applyEffects(p)
-		s.t.closeUnconfirmed = false
+		s.deferCloses = false
 		s.notePassthrough(pm.Name, sql, cat)
 		s.inc(s.srv.metrics.stmtPassthrough)
 		if len(pm.Name) == 0 {

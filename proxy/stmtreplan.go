@@ -64,19 +64,12 @@ type ptStmt struct {
 // client's plaintext there.
 
 // markClosed records that the message pushed next closes name ("*":
-// every statement). A DEALLOCATE through the extended protocol
-// (tracker.closeUnconfirmed) runs at an Execute whose answer confirms
-// nothing: its records go at once, as before review 19 (psycopg 3 sends
-// one for each statement it evicts from its cache, under a new name
-// each time: kept, they would grow without bound).
+// every statement). A DEALLOCATE through the extended protocol is marked
+// at each Execute of its portals (executeCloses), whose CommandComplete
+// confirms it (review 19b: marked at the Parse, never confirmed, the
+// records stayed for the session's life).
 func (s *session) markClosed(name string) {
 	s.applyClosed()
-	if s.t.closeUnconfirmed {
-		// Marked at each Execute of its portals (handleExecute), whose
-		// CommandComplete confirms it (review 19b: marked at the Parse,
-		// never confirmed, the records stayed for the session's life).
-		return
-	}
 	seq := s.t.lastSeq() + 1
 	for n, pt := range s.ptStmts {
 		if closes(name, n) && pt.closedSeq == 0 {
@@ -141,16 +134,43 @@ func (s *session) notePortalCloses(portal, stmt []byte) {
 	delete(s.closePortals, string(portal))
 }
 
-// executeCloses marks the names the Execute of portal, pushed next,
-// closes, and returns them for its pending (its CommandComplete
-// confirms them: tracker.goneLocked).
+// executeCloses records the closes of the Execute of portal, pushed
+// next, in the view (closeEffects), and returns the names for its
+// pending (its CommandComplete confirms them: tracker.goneLocked; an
+// Execute the server answers otherwise leaves them, restoreUnclosed).
 func (s *session) executeCloses(portal []byte) []string {
 	c := s.closePortals[string(portal)]
 	for _, name := range c {
-		s.markClosed(name)
-		s.t.closingAt(name, s.t.lastSeq()+1)
+		s.closeEffects(name)
 	}
 	return c
+}
+
+// unnamedGoneNow reports, after pgveil read the search_path with a
+// simple Query of its own (which drops the server's unnamed statement),
+// that the server holds no unnamed statement of a text pgveil kept: the
+// Bind gets the server's 26000 whichever engine runs it.
+func (s *session) unnamedGoneNow() bool {
+	s.forgetGoneUnnamed()
+	_, ok := s.ptStmts[""]
+	return !ok && len(s.srvUnnamed) == 0
+}
+
+// forgetGoneUnnamed forgets the texts the server's own unnamed statement
+// may have held once the server answered a message that dropped it after
+// their Parses (tracker.unnamedDropSeq): a Bind of the unnamed statement
+// now gets PostgreSQL's 26000, not pgveil's refusal (review 20a).
+func (s *session) forgetGoneUnnamed() {
+	d := s.t.unnamedDropSeq.Load()
+	if d == 0 {
+		return
+	}
+	if len(s.srvUnnamed) > 0 && d > s.srvUnnamedSeq {
+		s.srvUnnamed, s.srvUnnamedSeq = nil, 0
+	}
+	if pt, ok := s.ptStmts[""]; ok && pt.pinned == "" && pt.parseSeq != 0 && d > pt.parseSeq {
+		delete(s.ptStmts, "")
+	}
 }
 
 // applyClosed forgets the records of statements the server confirmed
@@ -227,8 +247,9 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 		// pipeline; then it keeps the one before (review 19), which a
 		// Bind after the next Sync runs. Texts whose Parse the server
 		// confirmed are the last ones it can hold (unnamedSettled).
+		s.forgetGoneUnnamed()
 		texts := s.unnamedTexts()
-		s.srvUnnamed = nil
+		s.srvUnnamed, s.srvUnnamedSeq = nil, 0
 		if len(texts) > 0 {
 			pt.earlier = earlierTexts(texts, sql)
 		}
@@ -261,8 +282,12 @@ func (s *session) unnamedTexts() []string {
 // are kept for the next pass-through one (review 19: that Parse, skipped
 // after an error, leaves the server's statement in place).
 func (s *session) keepUnnamedTexts() {
+	s.forgetGoneUnnamed()
 	if texts := s.unnamedTexts(); len(texts) > 0 {
 		s.srvUnnamed = earlierTexts(texts, "")
+		if pt, ok := s.ptStmts[""]; ok && pt.parseSeq > s.srvUnnamedSeq {
+			s.srvUnnamedSeq = pt.parseSeq
+		}
 	}
 }
 
@@ -298,6 +323,9 @@ func (s *session) notePinned(name []byte, sql, pinned string, cat uint64) {
 // EXECUTE of the name: replanExecuted).
 func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error) {
 	s.applyClosed()
+	if len(name) == 0 {
+		s.forgetGoneUnnamed()
+	}
 	pt, ok := s.ptStmts[string(name)]
 	if !ok {
 		if len(name) == 0 && len(s.srvUnnamed) > 0 {
@@ -316,6 +344,9 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 	if !synced {
 		if err := s.syncSearchPathFor(pt.sql); err != nil {
 			return nil, err
+		}
+		if len(name) == 0 && s.unnamedGoneNow() {
+			return nil, nil
 		}
 	}
 	cat := s.eng.planner.Generation()
@@ -363,6 +394,9 @@ func (s *session) replanServerUnnamed() (*pgError, error) {
 		}
 		if err := s.syncSearchPathFor(sql); err != nil {
 			return nil, err
+		}
+		if s.unnamedGoneNow() {
+			return nil, nil
 		}
 		p, err := s.plan(sql)
 		if offLoop(err) {

@@ -295,9 +295,12 @@ type tracker struct {
 	// unnamedSeq is the seq of the last Parse of the unnamed statement
 	// the server confirmed (ParseComplete).
 	unnamedSeq atomic.Uint64
-	// closeUnconfirmed is set while the client side records a close
-	// whose answer will not confirm it (ghost.unconfirmed). Client side.
-	closeUnconfirmed bool
+	// unnamedDropSeq is the seq of the last message the server answered
+	// that dropped its own unnamed statement: a Close of it (pgveil's or
+	// the client's, passed through) or a simple Query (PostgreSQL drops
+	// the unnamed statement at each). Texts it may have held before are
+	// gone (session.forgetGoneUnnamed; review 20a).
+	unnamedDropSeq atomic.Uint64
 	// lookupDrop is called (under mu) when the server skips a message of
 	// a tenant lookup after an error (lookup.go): the lookup is answered
 	// then, with a failure.
@@ -311,10 +314,6 @@ type ghost struct {
 	// byClose marks a ghost a Close message made (not a DEALLOCATE or
 	// DISCARD ALL, which act only when they run): see closedInPipeline.
 	byClose bool
-	// unconfirmed marks a ghost whose close the server's answer does not
-	// confirm (a DEALLOCATE through the extended protocol): see
-	// restoreUnclosed.
-	unconfirmed bool
 }
 
 // goneStmt is the server's confirmation that the message seq closed or
@@ -629,6 +628,11 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 				t.goneLocked(ev.cur.defName, ev.cur.seq)
 			} else if ev.cur.kind == pendCloseStmt && ev.cur.clientClose {
 				t.closedLocked(ev.cur.defName, ev.cur.seq) // a pass-through one (review 19)
+				if ev.cur.defName == "" {
+					t.unnamedDropSeq.Store(ev.cur.seq) // the server's own
+				}
+			} else if ev.cur.stmt == serverUnnamedSlot {
+				t.unnamedDropSeq.Store(ev.cur.seq)
 			}
 		}
 	case 't': // ParameterDescription: RowDescription or NoData follows
@@ -707,6 +711,10 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 			t.skipping = false
 			ev.cur, ev.done = t.popLocked(), true
 			t.restSeq = ev.cur.seq
+			if ev.cur.kind == pendQuery {
+				// The server ran it: it dropped its unnamed statement.
+				t.unnamedDropSeq.Store(ev.cur.seq)
+			}
 			if t.txStatus == 'I' {
 				t.idleSeq = ev.cur.seq
 			}
@@ -986,13 +994,19 @@ func (t *tracker) reghost(name string, st *Statement) {
 	}
 }
 
-// forgetStatements drops the whole view (DEALLOCATE ALL, DISCARD ALL);
-// named statements pgveil rewrote stay ghosts until the server confirms.
+// forgetStatements drops the named statements from the view (DEALLOCATE
+// ALL, DISCARD ALL); those pgveil rewrote stay ghosts until the server
+// confirms. The unnamed statement stays: PostgreSQL keeps it apart from
+// the named ones (review 20a: its Bind got 26000). Its upstream statement
+// pgveil named is gone with the rest, or will be: the caller prepares it
+// anew (session.unnamedLost).
 func (t *tracker) forgetStatements() {
 	for name := range t.stmts {
-		t.ghost(name)
+		if name != "" {
+			t.ghost(name)
+			delete(t.stmts, name)
+		}
 	}
-	clear(t.stmts)
 	clear(t.defSeq)
 }
 
@@ -1019,24 +1033,7 @@ func (t *tracker) ghost(name string) {
 	t.mu.Lock()
 	seq := t.seq + 1
 	t.mu.Unlock()
-	t.ghosts[name] = ghost{stmt: st, seq: seq, unconfirmed: t.closeUnconfirmed}
-}
-
-// closingAt records that the message seq (an Execute of a DEALLOCATE or
-// DISCARD ALL through the extended protocol, pushed next) closes name
-// ("*": every statement): the ghosts its Parse made (unconfirmed) are
-// closed by that message, whose CommandComplete confirms them; if the
-// server answers it otherwise, restoreUnclosed puts them back (review
-// 19b: they stayed ghosts, and a Parse of the name got ParseComplete
-// where PostgreSQL, still holding the statement, answers 42P05). Client
-// side.
-func (t *tracker) closingAt(name string, seq uint64) {
-	for n, g := range t.ghosts {
-		if g.unconfirmed && (name == "*" || n == name) {
-			g.unconfirmed, g.seq = false, seq
-			t.ghosts[n] = g
-		}
-	}
+	t.ghosts[name] = ghost{stmt: st, seq: seq}
 }
 
 // restoreUnclosed puts name back into the view when it is the ghost of
@@ -1048,7 +1045,7 @@ func (t *tracker) closingAt(name string, seq uint64) {
 // upstream for each such round (review 19). Client side.
 func (t *tracker) restoreUnclosed(name string) {
 	g, ok := t.ghosts[name]
-	if !ok || g.unconfirmed {
+	if !ok {
 		return
 	}
 	if _, in := t.stmts[name]; in {
