@@ -16,6 +16,12 @@ package integration
 //      DEALLOCATE or DISCARD ALL through the extended protocol changes
 //      the view at each Execute of its portals, as a simple Query does
 //      when it is sent.
+//   HIGH TestReview20aRefusedParseAfterSwap (found here): a Parse of the
+//      name of a pass-through statement with another text, refused by the
+//      server (42P05; or an unnamed Parse skipped after an error), after a
+//      view swap: the record took the kept text for one planned under the
+//      new catalog, and a Bind ran it with the client's plaintext into
+//      contacts.note. Fix: ptStmt.stale (planned again at the next Bind).
 //   5. LOW TestReview20aServerUnnamedGone: the texts the server's own
 //      unnamed statement may hold (srvUnnamed) were kept after the server
 //      confirmed it gone (pgveil's Close of it, a simple Query): after a
@@ -162,6 +168,64 @@ func TestReview20aServerUnnamedGone(t *testing.T) {
 				}
 				rev15NoPlainNote(t, ctx, secret)
 			}
+		})
+	}
+}
+
+// TestReview20aRefusedParseAfterSwap: a statement passed through (it
+// writes a plain table); the table becomes a view over an encrypted
+// column; a Parse of the name with another text (the server refuses it,
+// 42P05, and keeps the first): a Bind of the name runs the first text,
+// which must be checked under the new catalog, not taken as planned
+// under it with the new text.
+func TestReview20aRefusedParseAfterSwap(t *testing.T) {
+	relayLeakCheck(t)
+	for i, eng := range []struct{ name, loops string }{{"goroutines", "0"}, {"loop", "1"}} {
+		t.Run(eng.name, func(t *testing.T) {
+			t.Setenv(eventLoopsEnv, eng.loops)
+			ctx := testCtx(t, 2*time.Minute)
+			org := int64(26700 + i)
+			p := startEncProxy(t, org)
+			rel := "r20a_vsw"
+			swap := rev15ViewSwap(t, ctx, p, rel)
+			secret := fmt.Sprintf("r20a-swap-%d", org)
+			p.remember(secret)
+			app := connectPgx(t, ctx, p.url())
+			c := connectPgx(t, ctx, p.url()).PgConn()
+			trace := func(msgs ...pgproto3.FrontendMessage) string {
+				return strings.Join(r17Trace(ctx, c, msgs...), " | ")
+			}
+			if got := trace(&pgproto3.Parse{Name: "ins", Query: "INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+				t.Fatalf("parse: %s", got)
+			}
+			swap(app)
+			if got := trace(&pgproto3.Parse{Name: "ins", Query: "SELECT $1::int8, $2::text"}, &pgproto3.Sync{}); !strings.HasPrefix(got, "ErrorResponse 42P05") {
+				t.Fatalf("parse again: %s", got)
+			}
+			got := trace(&pgproto3.Bind{PreparedStatement: "ins", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("bound after the swap: %s", got)
+			}
+			rev15NoPlainNote(t, ctx, secret)
+
+			// The unnamed statement: its next Parse skipped after an error
+			// (the server keeps the first text), after the swap.
+			rel2 := "r20a_vsw2"
+			swap2 := rev15ViewSwap(t, ctx, p, rel2)
+			secret2 := secret + "-unnamed"
+			p.remember(secret2)
+			if got := trace(&pgproto3.Parse{Query: "INSERT INTO " + rel2 + " (org_id, note) VALUES ($1, $2)"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+				t.Fatalf("parse unnamed: %s", got)
+			}
+			swap2(app)
+			if got := trace(&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{}, &pgproto3.Parse{Query: "SELECT $1::int8, $2::text"}, &pgproto3.Sync{}); got != r18DivZeroTrace+" | ReadyForQuery I" {
+				t.Fatalf("skipped parse: %s", got)
+			}
+			got = trace(&pgproto3.Bind{Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret2)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("unnamed bound after the swap: %s", got)
+			}
+			rev15NoPlainNote(t, ctx, secret2)
 		})
 	}
 }

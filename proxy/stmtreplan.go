@@ -49,6 +49,13 @@ type ptStmt struct {
 	// after every text in earlier (and before this Parse): once the
 	// server confirms it, they are gone (applyClosed; review 19b).
 	earlierUntil uint64
+	// stale marks texts in earlier not planned under gen and cat (they
+	// came from a record planned under older ones, or from srvUnnamed):
+	// the next Bind plans every text again (review 20a HIGH: a Parse of
+	// the name the server refused, 42P05, after a view swap took the
+	// kept text for one planned under the new catalog, and a Bind ran it
+	// with the client's plaintext).
+	stale bool
 }
 
 // Closing a statement. A Close, DEALLOCATE or DISCARD ALL the server does
@@ -238,9 +245,11 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 		s.ptStmts = map[string]ptStmt{}
 	}
 	pt := ptStmt{sql: sql, gen: s.pathGen, cat: cat}
-	if old, ok := s.ptStmts[string(name)]; ok && len(name) > 0 {
+	old, ok := s.ptStmts[string(name)]
+	if ok && len(name) > 0 {
 		pt.earlier = earlierTexts(append([]string{old.sql}, old.earlier...), sql)
 		pt.earlierUntil = old.closedSeq // closed, unconfirmed: see applyClosed
+		pt.stale = len(pt.earlier) > 0 && (old.stale || old.gen != pt.gen || old.cat != cat)
 	} else if len(name) == 0 {
 		// The unnamed statement: the server replaces it at each Parse,
 		// unless it skips the Parse after an error earlier in the
@@ -249,9 +258,11 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 		// confirmed are the last ones it can hold (unnamedSettled).
 		s.forgetGoneUnnamed()
 		texts := s.unnamedTexts()
+		fromSrv := len(s.srvUnnamed) > 0
 		s.srvUnnamed, s.srvUnnamedSeq = nil, 0
 		if len(texts) > 0 {
 			pt.earlier = earlierTexts(texts, sql)
+			pt.stale = len(pt.earlier) > 0 && (fromSrv || !ok || old.stale || old.gen != pt.gen || old.cat != cat)
 		}
 	}
 	s.ptStmts[string(name)] = pt
@@ -338,7 +349,7 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 			return nil, err
 		}
 	}
-	if pt.gen == s.pathGen && pt.cat == s.eng.planner.Generation() {
+	if !pt.stale && pt.gen == s.pathGen && pt.cat == s.eng.planner.Generation() {
 		return nil, nil
 	}
 	if !synced {
@@ -371,6 +382,7 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 	}
 	if ok {
 		pt.gen, pt.cat = s.pathGen, cat
+		pt.stale = pt.stale && len(earlier) == 0 // the unnamed statement's earlier texts, settled, not planned
 		s.ptStmts[string(name)] = pt
 		return nil, nil
 	}
