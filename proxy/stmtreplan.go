@@ -45,6 +45,17 @@ type ptStmt struct {
 	// parseSeq is the seq of the unnamed statement's Parse (the unnamed
 	// statement only: noteUnnamedParse).
 	parseSeq uint64
+	// seq is the seq of the Parse that sent sql, earlierSeq those of the
+	// texts in earlier (a named statement only; 0: sent by more than one,
+	// kept until closed): a Parse the server refused or skipped takes its
+	// text out (applyFailedParses; review 20a: past maxEarlier such texts
+	// the name was refused for good).
+	seq        uint64
+	earlierSeq []uint64
+	// over counts the Parses whose texts went past maxEarlier (-1: one
+	// of a text sent by an unknown Parse), overMax the last one's seq.
+	over             int
+	overMin, overMax uint64
 	// earlierUntil, when not 0, is the seq of a close of the name sent
 	// after every text in earlier (and before this Parse): once the
 	// server confirms it, they are gone (applyClosed; review 19b).
@@ -183,6 +194,7 @@ func (s *session) forgetGoneUnnamed() {
 // applyClosed forgets the records of statements the server confirmed
 // closed (unless prepared again since).
 func (s *session) applyClosed() {
+	s.applyFailedParses()
 	for _, c := range s.t.takeClosed() {
 		for n, pt := range s.ptStmts {
 			switch {
@@ -197,7 +209,8 @@ func (s *session) applyClosed() {
 				// Prepared again after a close now confirmed: the texts
 				// before the close are gone (review 19b: kept, past
 				// maxEarlier they refused the name for good).
-				pt.earlier, pt.earlierUntil = nil, 0
+				pt.earlier, pt.earlierSeq, pt.earlierUntil = nil, nil, 0
+				pt.over, pt.overMin, pt.overMax = 0, 0, 0
 				s.ptStmts[n] = pt
 			}
 		}
@@ -237,6 +250,90 @@ func earlierTexts(texts []string, sql string) []string {
 	return out
 }
 
+// earlierWithSeqs is earlierTexts for a Parse of sql under the named
+// statement whose record is old, with the seqs of the Parses that sent
+// them (ptStmt.seq). A text sent by several Parses is kept once for each
+// (the failure of one leaves the others). Past maxEarlier, the newest go
+// and a NUL text stands for them (refused by every plan) until the
+// server has refused or skipped each of their Parses (over, overMax).
+func earlierWithSeqs(old ptStmt, sql string) (pt ptStmt) {
+	pt.earlier = append(make([]string, 0, len(old.earlier)+1), old.sql) // the newest first
+	pt.earlierSeq = append(make([]uint64, 0, len(old.earlier)+1), old.seq)
+	for i, t := range old.earlier {
+		if t == sentinelText && i == len(old.earlier)-1 && old.over != 0 {
+			break
+		}
+		var seq uint64
+		if i < len(old.earlierSeq) {
+			seq = old.earlierSeq[i]
+		}
+		pt.earlier = append(pt.earlier, t)
+		pt.earlierSeq = append(pt.earlierSeq, seq)
+	}
+	pt.over, pt.overMin, pt.overMax = old.over, old.overMin, old.overMax
+	if n := len(pt.earlier) - maxEarlier; n > 0 {
+		// The newest go: the server holds the text of the first Parse
+		// it ran since the name was last closed, and refuses the later
+		// ones (42P05).
+		for _, seq := range pt.earlierSeq[:n] {
+			switch {
+			case pt.over < 0:
+			case seq == 0:
+				pt.over = -1 // for good: a text whose Parse is not known
+			default:
+				if pt.over == 0 {
+					pt.overMin, pt.overMax = seq, seq
+				}
+				pt.over++
+				pt.overMin, pt.overMax = min(pt.overMin, seq), max(pt.overMax, seq)
+			}
+		}
+		pt.earlier, pt.earlierSeq = pt.earlier[n:], pt.earlierSeq[n:]
+	}
+	if pt.over != 0 {
+		pt.earlier = append(pt.earlier, sentinelText)
+		pt.earlierSeq = append(pt.earlierSeq, 0)
+	}
+	return pt
+}
+
+// sentinelText stands for texts no longer kept: no plan accepts it.
+const sentinelText = "\x00"
+
+// applyFailedParses takes out of the records of named pass-through
+// statements the texts of Parses the server refused (42P05: the name was
+// taken) or skipped (tracker.failedPts): the server never held them.
+func (s *session) applyFailedParses() {
+	for _, f := range s.t.takeFailedPts() {
+		pt, ok := s.ptStmts[f.name]
+		if !ok || f.seq == 0 {
+			continue
+		}
+		switch i := slices.Index(pt.earlierSeq, f.seq); {
+		case pt.seq == f.seq && len(pt.earlier) == 0:
+			delete(s.ptStmts, f.name) // no statement of the name upstream
+			continue
+		case pt.seq == f.seq:
+			pt.sql, pt.earlier = pt.earlier[0], pt.earlier[1:]
+			pt.seq = 0
+			if len(pt.earlierSeq) > 0 {
+				pt.seq, pt.earlierSeq = pt.earlierSeq[0], pt.earlierSeq[1:]
+			}
+		case i >= 0 && i < len(pt.earlier):
+			pt.earlier = slices.Delete(slices.Clone(pt.earlier), i, i+1)
+			pt.earlierSeq = slices.Delete(slices.Clone(pt.earlierSeq), i, i+1)
+		case pt.over > 0 && f.seq >= pt.overMin && f.seq <= pt.overMax:
+			if pt.over--; pt.over == 0 && len(pt.earlier) > 0 && pt.earlier[len(pt.earlier)-1] == sentinelText {
+				pt.earlier = slices.Clone(pt.earlier[:len(pt.earlier)-1])
+				pt.earlierSeq = slices.Clone(pt.earlierSeq[:len(pt.earlierSeq)-1])
+			}
+		default:
+			continue
+		}
+		s.ptStmts[f.name] = pt
+	}
+}
+
 // notePassthrough records the pass-through statement name with text sql,
 // planned under catalog generation cat.
 func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
@@ -246,8 +343,12 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 	}
 	pt := ptStmt{sql: sql, gen: s.pathGen, cat: cat}
 	old, ok := s.ptStmts[string(name)]
+	if len(name) > 0 {
+		pt.seq = s.t.lastSeq() + 1 // the Parse, pushed next
+	}
 	if ok && len(name) > 0 {
-		pt.earlier = earlierTexts(append([]string{old.sql}, old.earlier...), sql)
+		e := earlierWithSeqs(old, sql)
+		pt.earlier, pt.earlierSeq, pt.over, pt.overMax = e.earlier, e.earlierSeq, e.over, e.overMax
 		pt.earlierUntil = old.closedSeq // closed, unconfirmed: see applyClosed
 		pt.stale = len(pt.earlier) > 0 && (old.stale || old.gen != pt.gen || old.cat != cat)
 	} else if len(name) == 0 {

@@ -256,6 +256,11 @@ type tracker struct {
 	// them for a check without the lock.
 	failedDefs []failedDef
 	failedN    atomic.Int32
+	// failedPts are the named pass-through Parses the server rejected or
+	// skipped, for the session's records (session.applyFailedParses).
+	// Under mu; failedPtN counts them.
+	failedPts []failedDef
+	failedPtN atomic.Int32
 	// failedCloses are upstream statements pgveil closed for itself
 	// (dropUnnamed) whose Close the server skipped after an error; the
 	// client side sends them again. Under mu; failedCloseN counts them
@@ -504,6 +509,10 @@ func (t *tracker) dropVoid() {
 				// one the server skipped after an error).
 				t.failedDefs = append(t.failedDefs, failedDef{h.defName, h.seq})
 				t.failedN.Add(1)
+				if h.stmt == passthroughStmt {
+					t.failedPts = append(t.failedPts, failedDef{h.defName, h.seq})
+					t.failedPtN.Add(1)
+				}
 			}
 			t.popLocked()
 			continue
@@ -746,6 +755,11 @@ func (t *tracker) parsed(name []byte, stmt *Statement) {
 		t.stmts[key] = stmt
 		t.defSeq[key] = t.seq + 1 // push numbers p so
 		p.defName = key
+	default:
+		// A pass-through Parse of a name the view has: its failure is
+		// reported too (failedPts), for the session's records; the view
+		// keeps the name (defSeq is another Parse's).
+		p.defName = string(name)
 	}
 	t.push(p)
 }
@@ -767,6 +781,20 @@ func (t *tracker) applyFailedDefs() {
 			delete(t.defSeq, d.name)
 		}
 	}
+}
+
+// takeFailedPts returns the named pass-through Parses the server did not
+// run. Client side.
+func (t *tracker) takeFailedPts() []failedDef {
+	if t.failedPtN.Load() == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.failedPts
+	t.failedPts = nil
+	t.failedPtN.Store(0)
+	return f
 }
 
 // goneLocked records the server's confirmation that the message seq
