@@ -22,6 +22,12 @@ package integration
 //      view swap: the record took the kept text for one planned under the
 //      new catalog, and a Bind ran it with the client's plaintext into
 //      contacts.note. Fix: ptStmt.stale (planned again at the next Bind).
+//   HIGH TestReview20aBindOfSQLPrepared (found here): a statement made by
+//      SQL PREPARE, bound through the extended protocol after its table
+//      became a view over an encrypted column, was not checked (only its
+//      EXECUTE was): the Bind wrote the client's plaintext into
+//      contacts.note. Fix: replanOnPathChange checks an SQL-prepared name
+//      as replanExecuted does (replanSQLPrepared).
 //   5. LOW TestReview20aServerUnnamedGone: the texts the server's own
 //      unnamed statement may hold (srvUnnamed) were kept after the server
 //      confirmed it gone (pgveil's Close of it, a simple Query): after a
@@ -226,6 +232,41 @@ func TestReview20aRefusedParseAfterSwap(t *testing.T) {
 				t.Errorf("unnamed bound after the swap: %s", got)
 			}
 			rev15NoPlainNote(t, ctx, secret2)
+		})
+	}
+}
+
+// TestReview20aBindOfSQLPrepared: a statement prepared with SQL PREPARE
+// (it writes a plain table), bound through the extended protocol after
+// the table became a view over an encrypted column: the Bind runs the
+// server's statement with the client's values, so it must be checked as
+// an EXECUTE of it is.
+func TestReview20aBindOfSQLPrepared(t *testing.T) {
+	relayLeakCheck(t)
+	for i, eng := range []struct{ name, loops string }{{"goroutines", "0"}, {"loop", "1"}} {
+		t.Run(eng.name, func(t *testing.T) {
+			t.Setenv(eventLoopsEnv, eng.loops)
+			ctx := testCtx(t, 2*time.Minute)
+			org := int64(26800 + i)
+			p := startEncProxy(t, org)
+			rel := "r20a_vsp"
+			swap := rev15ViewSwap(t, ctx, p, rel)
+			secret := fmt.Sprintf("r20a-sqlprep-%d", org)
+			p.remember(secret)
+			app := connectPgx(t, ctx, p.url())
+			c := connectPgx(t, ctx, p.url()).PgConn()
+			trace := func(msgs ...pgproto3.FrontendMessage) string {
+				return strings.Join(r17Trace(ctx, c, msgs...), " | ")
+			}
+			if got := trace(query("PREPARE ins AS INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)")...); got != "CommandComplete PREPARE | ReadyForQuery I" {
+				t.Fatalf("prepare: %s", got)
+			}
+			swap(app)
+			got := trace(&pgproto3.Bind{PreparedStatement: "ins", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("bound after the swap: %s", got)
+			}
+			rev15NoPlainNote(t, ctx, secret)
 		})
 	}
 }

@@ -1064,7 +1064,7 @@ func (s *session) handleBind(body []byte) error {
 		s.t.closePortal(bm.Portal)
 		return nil
 	}
-	if (len(s.ptStmts) > 0 || len(s.srvUnnamed) > 0) && (stmt == passthroughStmt || stmt.Plan.NamesOnly) || stmt != passthroughStmt && stmt.Plan != nil {
+	if (len(s.ptStmts) > 0 || len(s.srvUnnamed) > 0) && (stmt == passthroughStmt || stmt.Plan.NamesOnly) || len(s.sqlPrepared) > 0 && stmt == passthroughStmt || stmt != passthroughStmt && stmt.Plan != nil {
 		var refusal *pgError
 		var err error
 		if _, ok := s.ptStmts[string(bm.Statement)]; ok || stmt == passthroughStmt {

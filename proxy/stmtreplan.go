@@ -443,6 +443,19 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 		if len(name) == 0 && len(s.srvUnnamed) > 0 {
 			return s.replanServerUnnamed()
 		}
+		if pr, ok := s.sqlPrepared[string(name)]; ok && len(name) > 0 {
+			// A statement SQL PREPARE made, bound through the protocol:
+			// checked as its EXECUTE is (review 20a HIGH: after a view
+			// swap the Bind wrote the client's plaintext into an
+			// encrypted column).
+			if !synced {
+				if err := s.catalogCurrent(pr.sqls[0]); err != nil {
+					return nil, err
+				}
+			}
+			defer func(gen uint64) { s.planGen = gen }(s.planGen)
+			return s.replanSQLPrepared(string(name))
+		}
 		return nil, nil
 	}
 	if !synced {
@@ -566,39 +579,47 @@ func (s *session) replanExecuted(sql string) (*pgError, error) {
 				return pe, err
 			}
 		}
-		pr, ok := s.sqlPrepared[name]
-		if !ok || pr.cat == s.eng.planner.Generation() {
-			continue
+		if pe, err := s.replanSQLPrepared(name); pe != nil || err != nil {
+			return pe, err
 		}
-		cat := s.eng.planner.Generation()
-		var err error
-		ok = true
-		for _, text := range pr.sqls {
-			var p *rewrite.Plan
-			p, err = s.plan(text)
-			if offLoop(err) {
-				return nil, err
-			}
-			if ok = err == nil && !planNeedsWork(p); !ok {
-				break
-			}
-		}
-		if ok {
-			pr.cat = cat
-			s.sqlPrepared[name] = pr
-			continue
-		}
-		pe := &pgError{Severity: "ERROR", Code: "0A000",
-			Message: fmt.Sprintf("prepared statement %q (SQL PREPARE) was checked by pgveil under an older catalog, and would not be accepted now", name),
-			Hint:    "DEALLOCATE it; prepare it again to see why"}
-		if err != nil {
-			r := refusalFrom(err)
-			pe.Message += ": " + r.Message
-			pe.Schema, pe.Table, pe.Column = r.Schema, r.Table, r.Column
-		}
-		return pe, nil
 	}
 	return nil, nil
+}
+
+// replanSQLPrepared plans again the SQL PREPARE of name, made under an
+// older catalog; a refusal is returned when it would be refused now.
+func (s *session) replanSQLPrepared(name string) (*pgError, error) {
+	pr, ok := s.sqlPrepared[name]
+	if !ok || pr.cat == s.eng.planner.Generation() {
+		return nil, nil
+	}
+	cat := s.eng.planner.Generation()
+	var err error
+	ok = true
+	for _, text := range pr.sqls {
+		var p *rewrite.Plan
+		p, err = s.plan(text)
+		if offLoop(err) {
+			return nil, err
+		}
+		if ok = err == nil && !planNeedsWork(p); !ok {
+			break
+		}
+	}
+	if ok {
+		pr.cat = cat
+		s.sqlPrepared[name] = pr
+		return nil, nil
+	}
+	pe := &pgError{Severity: "ERROR", Code: "0A000",
+		Message: fmt.Sprintf("prepared statement %q (SQL PREPARE) was checked by pgveil under an older catalog, and would not be accepted now", name),
+		Hint:    "DEALLOCATE it; prepare it again to see why"}
+	if err != nil {
+		r := refusalFrom(err)
+		pe.Message += ": " + r.Message
+		pe.Schema, pe.Table, pe.Column = r.Schema, r.Table, r.Column
+	}
+	return pe, nil
 }
 
 // catalogCurrent reads the catalog again, before a prepared statement of
