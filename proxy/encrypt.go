@@ -151,7 +151,13 @@ func (s *session) closeEffects(name string) {
 		}
 		s.t.forgetStatements()
 		s.markClosed("*")
-		clear(s.lookupStmts) // the server drops pgveil's too
+		// The server drops pgveil's lookup statements too, if it runs
+		// the close: they are closed ahead of it, so that one the server
+		// refuses (DISCARD ALL in a transaction block) leaves none
+		// upstream without an owner (review 20a).
+		for key := range s.lookupStmts {
+			s.dropLookupStmt(key)
+		}
 	default:
 		// The server's confirmations of earlier closes are taken
 		// first: a session that closes pass-through statements only,
