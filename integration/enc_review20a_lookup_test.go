@@ -78,3 +78,36 @@ func TestReview20aLookupStatementsAndDeallocate(t *testing.T) {
 		e.check("end")
 	})
 }
+
+// TestReview20aReservedPortalNames: pgveil's tenant lookup binds a
+// portal named as its statement (pgveil_<session>_<n>, readable in
+// pg_prepared_statements); a client portal or cursor of that name made
+// the lookup fail (42P03) and broke the client's statement, and pgveil's
+// Close of its portal could close the client's. Such names are reserved
+// for portals and cursors as they are for statements: refused, naming
+// the remedy; other names run as in PostgreSQL.
+func TestReview20aReservedPortalNames(t *testing.T) {
+	relayLeakCheck(t)
+	r17Engines(t, 27200, func(t *testing.T, e *r17Env) {
+		e.p.remember("r20a-reserved-portals")
+		refused := func(what string, msgs ...pgproto3.FrontendMessage) {
+			t.Helper()
+			got := strings.Join(r17Trace(e.ctx, e.px, msgs...), " | ")
+			if !strings.Contains(got, "ErrorResponse 0A000") || !strings.Contains(got, "reserved for pgveil") {
+				t.Errorf("%s: %s", what, got)
+			}
+		}
+		sel := &pgproto3.Parse{Name: "sel", Query: "SELECT 1 AS n"}
+		e.same("parse", nil, sel, &pgproto3.Sync{})
+		refused("bind", &pgproto3.Bind{DestinationPortal: "pgveil_x_1", PreparedStatement: "sel"}, &pgproto3.Execute{Portal: "pgveil_x_1"}, &pgproto3.Sync{})
+		refused("execute", &pgproto3.Execute{Portal: "pgveil_x_2"}, &pgproto3.Sync{})
+		refused("describe", &pgproto3.Describe{ObjectType: 'P', Name: "__pgveil_x"}, &pgproto3.Sync{})
+		refused("close", &pgproto3.Close{ObjectType: 'P', Name: "pgveil_x_3"}, &pgproto3.Sync{})
+		refused("declare", cat(query("BEGIN"), query("DECLARE pgveil_c CURSOR FOR SELECT 1"), query("ROLLBACK"))...)
+		refused("fetch", cat(query("BEGIN"), query("FETCH pgveil_c"), query("ROLLBACK"))...)
+		refused("close cursor", query("CLOSE pgveil_c")...)
+		// Other names: as PostgreSQL.
+		e.same("a portal", nil, &pgproto3.Bind{DestinationPortal: "pv_1", PreparedStatement: "sel"}, &pgproto3.Execute{Portal: "pv_1"}, &pgproto3.Sync{})
+		e.same("a cursor", nil, cat(query("BEGIN"), query("DECLARE pgveilc CURSOR FOR SELECT 1"), query("FETCH pgveilc"), query("ROLLBACK"))...)
+	})
+}

@@ -990,19 +990,33 @@ func (s *session) serverStmtName() string {
 // reservedInMessage refuses a Parse, Bind, Describe or Close that names
 // one of pgveil's upstream statements (rewrite.ReservedName): binding one
 // would run pgveil's rewritten statement with the client's raw values.
+// Portal names are reserved too (a Bind's portal, Execute, Describe and
+// Close of a portal): pgveil's tenant lookup binds a portal named as its
+// statement, and a client portal of that name made the lookup fail and
+// could be closed by pgveil's Close of its own (review 20a).
 func reservedInMessage(typ byte, body []byte) *pgError {
-	var name []byte
+	var name, portal []byte
 	switch typ {
 	case 'P':
 		name, _, _ = cstringBytes(body, 0)
 	case 'B':
-		if _, off, ok := cstringBytes(body, 0); ok {
+		var off int
+		var ok bool
+		if portal, off, ok = cstringBytes(body, 0); ok {
 			name, _, _ = cstringBytes(body, off)
 		}
+	case 'E':
+		portal, _, _ = cstringBytes(body, 0)
 	case 'D', 'C':
 		if len(body) > 1 && body[0] == 'S' {
 			name, _, _ = cstringBytes(body, 1)
+		} else if len(body) > 1 {
+			portal, _, _ = cstringBytes(body, 1)
 		}
+	}
+	if len(portal) > 0 && rewrite.ReservedName(string(portal)) {
+		return &pgError{Severity: "ERROR", Code: "0A000", Message: fmt.Sprintf("portal and cursor names starting with \"pgveil_\" or \"__pgveil_\" are reserved for pgveil: %q", portal),
+			Hint: "give the portal another name"}
 	}
 	if len(name) == 0 || !rewrite.ReservedName(string(name)) {
 		return nil
