@@ -3,7 +3,10 @@ package proxy
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/pgveil/pgveil/policy"
 )
 
 // TestReview20aFailedParsesLeaveRecord: Parses of one named pass-through
@@ -56,5 +59,34 @@ func TestReview20aFailedParsesLeaveRecord(t *testing.T) {
 	s.applyClosed()
 	if _, ok := s.ptStmts["y"]; ok {
 		t.Fatal("a record of a statement whose only Parse failed")
+	}
+}
+
+// TestReview20aTableStateKeys: table state rows are keyed by the
+// configured table's schema.name, unquoted (Table.QualifiedName). Two
+// tables could share a row only if a schema or a name held a dot
+// ("a.b".c and a."b.c" are both a.b.c): the policy refuses such names,
+// so no configured table's key is another's (review 20a, defect 7:
+// nothing to change, and rows already stored keep their keys).
+func TestReview20aTableStateKeys(t *testing.T) {
+	base := "listen: 127.0.0.1:0\nupstream:\n  address: 127.0.0.1:1\n  tls: disable\n  service_url: postgres://x@127.0.0.1:1/x\nadmin:\n  listen: \"\"\nkeysource:\n  local:\n    key_env: PGVEIL_R20A_KEY\n"
+	for _, key := range []string{`a.b.c`, `"a.b".c`, `a."b.c"`, `.c`, `a.`} {
+		yaml := base + "tables:\n  '" + key + "':\n    columns:\n      x: {type: text}\n"
+		if _, err := policy.LoadBytes("t.yaml", []byte(yaml), nil); err == nil || !strings.Contains(err.Error(), "schema.table") {
+			t.Errorf("table %s: %v, want it refused", key, err)
+		}
+	}
+	yaml := base + "tables:\n  a.b:\n    columns:\n      x: {type: text}\n  c:\n    columns:\n      x: {type: text}\n"
+	cfg, err := policy.LoadBytes("t.yaml", []byte(yaml), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tb := range cfg.Tables {
+		got = append(got, tb.QualifiedName())
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"a.b", "public.c"}) {
+		t.Errorf("keys %q", got)
 	}
 }
