@@ -497,6 +497,11 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 	if ok {
 		pt.gen, pt.cat = s.pathGen, cat
 		pt.stale = pt.stale && len(earlier) == 0 // the unnamed statement's earlier texts, settled, not planned
+		if len(name) == 0 && s.t.unnamedParsed(pt.parseSeq) {
+			// The server confirmed this Parse: the earlier texts are gone
+			// for good (unsettled again by no later Sync).
+			pt.earlier, pt.stale = nil, false
+		}
 		s.ptStmts[string(name)] = pt
 		return nil, nil
 	}
