@@ -76,6 +76,25 @@ func TestReview20aDeallocateAllKeepsRewrittenUnnamed(t *testing.T) {
 			id++
 			e.same(all+": bind after the aborted block", nil, cat(e.insBind("", id, org, fmt.Sprint("d", j)), sync1)...)
 			e.same(all+": close all again", nil, &pgproto3.Close{ObjectType: 'S', Name: "all"}, &pgproto3.Sync{})
+			if all == "DEALLOCATE ALL" {
+				// A portal of the unnamed statement, open across the
+				// DEALLOCATE ALL (it keeps portals), run after it; then
+				// the unnamed statement bound again.
+				id++
+				bind := e.insBind("", id, org, fmt.Sprint("p", j))[0].(*pgproto3.Bind)
+				bind.DestinationPortal = "p1"
+				e.same(all+": begin", nil, query("BEGIN")...)
+				got := e.same(all+": portal across", nil, &pgproto3.Parse{Query: r17Ins}, &pgproto3.Parse{Name: "all", Query: all}, bind,
+					&pgproto3.Bind{PreparedStatement: "all"}, &pgproto3.Execute{}, &pgproto3.Execute{Portal: "p1"}, &pgproto3.Sync{})
+				if !strings.Contains(strings.Join(got, " | "), "CommandComplete INSERT 0 1") {
+					t.Errorf("portal across: %s", strings.Join(got, " | "))
+				}
+				id++
+				e.same(all+": bind unnamed in the block", nil, cat(e.insBind("", id, org, fmt.Sprint("q", j)), sync1)...)
+				e.same(all+": commit", nil, query("COMMIT")...)
+				id++
+				e.same(all+": bind unnamed after the block", nil, cat(e.insBind("", id, org, fmt.Sprint("r", j)), sync1)...)
+			}
 		}
 		// The table read (a simple Query drops the unnamed statement, and
 		// pgveil's for it): nothing left upstream.
