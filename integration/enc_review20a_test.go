@@ -286,6 +286,25 @@ func TestReview20aBindOfSQLPrepared(t *testing.T) {
 				t.Errorf("bound after the swap: %s", got)
 			}
 			rev15NoPlainNote(t, ctx, secret)
+
+			// A Parse of the name pipelined before the Bind (the server
+			// refuses it, 42P05, and the Bind, after its Sync, runs the
+			// SQL-prepared statement): checked too, whether or not pgveil
+			// has the Parse's answer when the Bind goes.
+			rel2 := "r20a_vsp2"
+			swap2 := rev15ViewSwap(t, ctx, p, rel2)
+			secret2 := secret + "-parsed"
+			p.remember(secret2)
+			if got := trace(query("PREPARE ins2 AS INSERT INTO " + rel2 + " (org_id, note) VALUES ($1, $2)")...); got != "CommandComplete PREPARE | ReadyForQuery I" {
+				t.Fatalf("prepare: %s", got)
+			}
+			swap2(app)
+			got = trace(&pgproto3.Parse{Name: "ins2", Query: "SELECT $1::int8, $2::text"}, &pgproto3.Sync{},
+				&pgproto3.Bind{PreparedStatement: "ins2", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret2)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if !strings.HasPrefix(got, "ErrorResponse 42P05") || !strings.Contains(got, "ReadyForQuery I | ErrorResponse 0A000") {
+				t.Errorf("parsed and bound after the swap: %s", got)
+			}
+			rev15NoPlainNote(t, ctx, secret2)
 		})
 	}
 }

@@ -438,23 +438,28 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 	if len(name) == 0 {
 		s.forgetGoneUnnamed()
 	}
+	if pr, ok := s.sqlPrepared[string(name)]; ok && len(name) > 0 {
+		// A statement SQL PREPARE made, bound through the protocol: checked
+		// as its EXECUTE is (review 20a HIGH: after a view swap the Bind
+		// wrote the client's plaintext into an encrypted column). Also
+		// when a Parse of the name is recorded: the server refuses that
+		// one (42P05) if the PREPARE ran, and pgveil may not know yet.
+		if !synced {
+			if err := s.catalogCurrent(pr.sqls[0]); err != nil {
+				return nil, err
+			}
+		}
+		gen := s.planGen
+		pe, err := s.replanSQLPrepared(string(name))
+		s.planGen = gen
+		if pe != nil || err != nil {
+			return pe, err
+		}
+	}
 	pt, ok := s.ptStmts[string(name)]
 	if !ok {
 		if len(name) == 0 && len(s.srvUnnamed) > 0 {
 			return s.replanServerUnnamed()
-		}
-		if pr, ok := s.sqlPrepared[string(name)]; ok && len(name) > 0 {
-			// A statement SQL PREPARE made, bound through the protocol:
-			// checked as its EXECUTE is (review 20a HIGH: after a view
-			// swap the Bind wrote the client's plaintext into an
-			// encrypted column).
-			if !synced {
-				if err := s.catalogCurrent(pr.sqls[0]); err != nil {
-					return nil, err
-				}
-			}
-			defer func(gen uint64) { s.planGen = gen }(s.planGen)
-			return s.replanSQLPrepared(string(name))
 		}
 		return nil, nil
 	}
