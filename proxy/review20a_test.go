@@ -49,6 +49,33 @@ func TestReview20aFailedParsesLeaveRecord(t *testing.T) {
 	if pt := s.ptStmts["x"]; pt.sql != "SELECT 0" || len(pt.earlier) != 0 {
 		t.Fatalf("sent twice: %q %q", pt.sql, pt.earlier)
 	}
+	// Every Parse of a name failed, more than maxEarlier of them in
+	// flight, the newest first refused: no record; a failure of a Parse
+	// before them (its seq outside the ones counted) counts for none.
+	zs := []uint64{parse2(s, "z", "SELECT 0")}
+	for i := 1; i <= 2*maxEarlier; i++ {
+		zs = append(zs, parse2(s, "z", fmt.Sprint("SELECT ", i)))
+	}
+	s.t.mu.Lock()
+	s.t.failedPts = append(s.t.failedPts, failedDef{"z", 1})
+	for i := len(zs) - 1; i >= 0; i-- {
+		s.t.failedPts = append(s.t.failedPts, failedDef{"z", zs[i]})
+		s.t.failedPtN.Add(1)
+		if i == maxEarlier+1 {
+			s.t.mu.Unlock()
+			s.applyClosed()
+			if pt := s.ptStmts["z"]; pt.over == 0 || !slices.Contains(pt.earlier, sentinelText) && pt.sql != sentinelText {
+				t.Fatalf("half the failures in: %q %q (over %d)", pt.sql, pt.earlier, pt.over)
+			}
+			s.t.mu.Lock()
+		}
+	}
+	s.t.failedPtN.Add(1)
+	s.t.mu.Unlock()
+	s.applyClosed()
+	if pt, ok := s.ptStmts["z"]; ok {
+		t.Fatalf("every Parse failed: %q %q (over %d)", pt.sql, pt.earlier, pt.over)
+	}
 	// The only Parse of a name failed: no record.
 	s.notePassthrough([]byte("y"), "SELECT 1", 1)
 	s.t.parsed([]byte("y"), passthroughStmt)
@@ -89,4 +116,12 @@ func TestReview20aTableStateKeys(t *testing.T) {
 	if !slices.Equal(got, []string{"a.b", "public.c"}) {
 		t.Errorf("keys %q", got)
 	}
+}
+
+// parse2 records a pass-through Parse of name with text sql and returns
+// its seq.
+func parse2(s *session, name, sql string) uint64 {
+	s.notePassthrough([]byte(name), sql, 1)
+	s.t.parsed([]byte(name), passthroughStmt)
+	return s.t.lastSeq()
 }

@@ -323,7 +323,14 @@ func (s *session) applyFailedParses() {
 			pt.earlier = slices.Delete(slices.Clone(pt.earlier), i, i+1)
 			pt.earlierSeq = slices.Delete(slices.Clone(pt.earlierSeq), i, i+1)
 		case pt.over > 0 && f.seq >= pt.overMin && f.seq <= pt.overMax:
-			if pt.over--; pt.over == 0 && len(pt.earlier) > 0 && pt.earlier[len(pt.earlier)-1] == sentinelText {
+			if pt.over--; pt.over > 0 {
+				break
+			}
+			switch {
+			case pt.sql == sentinelText && len(pt.earlier) == 0:
+				delete(s.ptStmts, f.name) // every Parse of the name failed
+				continue
+			case len(pt.earlier) > 0 && pt.earlier[len(pt.earlier)-1] == sentinelText:
 				pt.earlier = slices.Clone(pt.earlier[:len(pt.earlier)-1])
 				pt.earlierSeq = slices.Clone(pt.earlierSeq[:len(pt.earlierSeq)-1])
 			}
@@ -348,7 +355,8 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 	}
 	if ok && len(name) > 0 {
 		e := earlierWithSeqs(old, sql)
-		pt.earlier, pt.earlierSeq, pt.over, pt.overMax = e.earlier, e.earlierSeq, e.over, e.overMax
+		pt.earlier, pt.earlierSeq = e.earlier, e.earlierSeq
+		pt.over, pt.overMin, pt.overMax = e.over, e.overMin, e.overMax
 		pt.earlierUntil = old.closedSeq // closed, unconfirmed: see applyClosed
 		pt.stale = len(pt.earlier) > 0 && (old.stale || old.gen != pt.gen || old.cat != cat)
 	} else if len(name) == 0 {
