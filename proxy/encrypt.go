@@ -251,8 +251,10 @@ func (s *session) handleQuery(body []byte) error {
 		s.dropUnnamed()
 		pd := pending{kind: pendQuery}
 		for _, st := range p.Stmts {
-			if st.Deallocate != "" {
-				// Its CommandComplete confirms the statements gone (ghosts).
+			if st.Deallocate != "" || st.Prepares != "" {
+				// Its CommandComplete confirms the statements gone
+				// (ghosts); its ErrorResponse says which PREPAREs did not
+				// run (tracker.failedPreps).
 				pd.query = &queryState{plan: p}
 				break
 			}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/rewrite"
 )
 
 // TestReview20aFailedParsesLeaveRecord: Parses of one named pass-through
@@ -124,4 +125,45 @@ func parse2(s *session, name, sql string) uint64 {
 	s.notePassthrough([]byte(name), sql, 1)
 	s.t.parsed([]byte(name), passthroughStmt)
 	return s.t.lastSeq()
+}
+
+// TestReview20aFailedPreparesLeaveRecord: SQL PREPAREs of one name with
+// other texts, more than maxEarlier of them, each refused: once their
+// failures are in, the record holds the first text only; a text sent
+// twice stays while one of its PREPAREs may have run.
+func TestReview20aFailedPreparesLeaveRecord(t *testing.T) {
+	s := &session{t: newTracker()}
+	prep := func(i int) *rewrite.Stmt {
+		return &rewrite.Stmt{Prepares: "x", Original: fmt.Sprint("PREPARE x AS SELECT ", i)}
+	}
+	fail := func(st *rewrite.Stmt) {
+		s.t.mu.Lock()
+		s.t.preparesFailedLocked(&queryState{plan: &rewrite.Plan{Stmts: []*rewrite.Stmt{st}}}, 0)
+		s.t.mu.Unlock()
+	}
+	s.noteSQLPrepare(prep(0))
+	for i := 1; i <= 3*maxEarlier; i++ {
+		s.noteSQLPrepare(prep(i))
+	}
+	if pr := s.sqlPrepared["x"]; len(pr.sqls) != maxEarlier+2 || pr.sqls[len(pr.sqls)-1] != sentinelText || !slices.Contains(pr.sqls, prep(0).Original) {
+		t.Fatalf("in flight: %q (over %d)", pr.sqls, pr.over)
+	}
+	for i := 1; i <= 3*maxEarlier; i++ {
+		fail(prep(i))
+	}
+	s.applyClosed()
+	if pr := s.sqlPrepared["x"]; !slices.Equal(pr.sqls, []string{prep(0).Original}) || pr.over != 0 {
+		t.Fatalf("after the failures: %q (over %d)", pr.sqls, pr.over)
+	}
+	s.noteSQLPrepare(prep(0))
+	fail(prep(0))
+	s.applyClosed()
+	if pr := s.sqlPrepared["x"]; !slices.Equal(pr.sqls, []string{prep(0).Original}) {
+		t.Fatalf("sent twice: %q", pr.sqls)
+	}
+	fail(prep(0))
+	s.applyClosed()
+	if _, ok := s.sqlPrepared["x"]; ok {
+		t.Fatal("a record of a name whose every PREPARE failed")
+	}
 }

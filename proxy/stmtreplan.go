@@ -195,6 +195,7 @@ func (s *session) forgetGoneUnnamed() {
 // closed (unless prepared again since).
 func (s *session) applyClosed() {
 	s.applyFailedParses()
+	s.applyFailedPrepares()
 	for _, c := range s.t.takeClosed() {
 		for n, pt := range s.ptStmts {
 			switch {
@@ -220,7 +221,10 @@ func (s *session) applyClosed() {
 			case pr.closedSeq != 0 && pr.closedSeq <= c.seq:
 				delete(s.sqlPrepared, n)
 			case pr.earlierUntil != 0 && pr.earlierUntil <= c.seq:
-				pr.sqls, pr.earlierUntil = pr.sqls[:1], 0
+				if len(pr.sqls) > 1 {
+					pr.sqls = pr.sqls[:1]
+				}
+				pr.earlierUntil, pr.over = 0, 0
 				s.sqlPrepared[n] = pr
 			}
 		}
@@ -555,10 +559,16 @@ func (s *session) replanServerUnnamed() (*pgError, error) {
 
 // sqlPrep is a statement prepared with SQL PREPARE that pgveil passed.
 type sqlPrep struct {
-	sqls         []string // the PREPARE statement, then earlier ones (earlierTexts)
-	cat          uint64   // the planner's Generation they were planned under
-	closedSeq    uint64   // see ptStmt.closedSeq
-	earlierUntil uint64   // see ptStmt.earlierUntil
+	// sqls are the PREPARE statement, then earlier ones: one for each
+	// PREPARE of the name not known refused (a text sent twice is there
+	// twice; applyFailedPrepares takes one out for each refused). Past
+	// maxEarlier the newest go, counted in over, and a NUL text stands
+	// for them until each is known refused (review 20a).
+	sqls         []string
+	over         int
+	cat          uint64 // the planner's Generation they were planned under
+	closedSeq    uint64 // see ptStmt.closedSeq
+	earlierUntil uint64 // see ptStmt.earlierUntil
 }
 
 // noteSQLPrepare records the SQL PREPARE st, sent.
@@ -569,11 +579,52 @@ func (s *session) noteSQLPrepare(st *rewrite.Stmt) {
 	}
 	pr := sqlPrep{sqls: []string{st.Original}, cat: s.planGen}
 	if old, ok := s.sqlPrepared[st.Prepares]; ok {
-		pr.sqls = append(pr.sqls, earlierTexts(old.sqls, st.Original)...)
+		olds := old.sqls
+		if old.over != 0 && len(olds) > 0 && olds[len(olds)-1] == sentinelText {
+			olds = olds[:len(olds)-1]
+		}
+		pr.sqls = append(pr.sqls, olds...)
+		pr.over = old.over
+		if n := len(pr.sqls) - 1 - maxEarlier; n > 0 {
+			// The newest go (after this one): the server holds the first
+			// PREPARE it ran since the name was last deallocated.
+			pr.sqls = append(pr.sqls[:1], pr.sqls[1+n:]...)
+			pr.over += n
+		}
+		if pr.over != 0 {
+			pr.sqls = append(pr.sqls, sentinelText)
+		}
 		pr.cat = min(pr.cat, old.cat)
 		pr.earlierUntil = old.closedSeq
 	}
 	s.sqlPrepared[st.Prepares] = pr
+}
+
+// applyFailedPrepares takes out of the records of SQL PREPAREs the text
+// of each PREPARE the server refused (42P05: the name was taken) or did
+// not run (an error before it in its string, a string skipped after an
+// error: tracker.failedPreps).
+func (s *session) applyFailedPrepares() {
+	for _, f := range s.t.takeFailedPreps() {
+		pr, ok := s.sqlPrepared[f.name]
+		if !ok {
+			continue
+		}
+		if i := slices.Index(pr.sqls, f.sql); i >= 0 && f.sql != sentinelText {
+			pr.sqls = slices.Delete(slices.Clone(pr.sqls), i, i+1)
+		} else if pr.over > 0 {
+			if pr.over--; pr.over == 0 && len(pr.sqls) > 0 && pr.sqls[len(pr.sqls)-1] == sentinelText {
+				pr.sqls = slices.Clone(pr.sqls[:len(pr.sqls)-1])
+			}
+		} else {
+			continue
+		}
+		if len(pr.sqls) == 0 || pr.over == 0 && len(pr.sqls) == 1 && pr.sqls[0] == sentinelText {
+			delete(s.sqlPrepared, f.name) // no PREPARE of the name ran
+			continue
+		}
+		s.sqlPrepared[f.name] = pr
+	}
 }
 
 // replanExecuted plans again each SQL PREPARE, made under an older

@@ -261,6 +261,12 @@ type tracker struct {
 	// Under mu; failedPtN counts them.
 	failedPts []failedDef
 	failedPtN atomic.Int32
+	// failedPreps are the SQL PREPAREs of simple Queries the server did
+	// not run (refused, or after an error before them, or the Query
+	// skipped), for the session's records (session.applyFailedPrepares).
+	// Under mu; failedPrepN counts them.
+	failedPreps []failedPrep
+	failedPrepN atomic.Int32
 	// failedCloses are upstream statements pgveil closed for itself
 	// (dropUnnamed) whose Close the server skipped after an error; the
 	// client side sends them again. Under mu; failedCloseN counts them
@@ -334,6 +340,38 @@ const maxGhosts = 256
 // serverUnnamedSlot is the Statement of pgveil's Close of the server's
 // own unnamed statement (pending.stmt).
 var serverUnnamedSlot = &Statement{}
+
+// failedPrep is an SQL PREPARE the server did not run: the name and the
+// PREPARE statement's text (rewrite.Stmt.Original).
+type failedPrep struct{ name, sql string }
+
+// preparesFailedLocked records the SQL PREPAREs of q from its statement
+// from on as not run. mu held.
+func (t *tracker) preparesFailedLocked(q *queryState, from int) {
+	if q == nil || q.plan == nil {
+		return
+	}
+	for k := max(from, 0); k < len(q.plan.Stmts); k++ {
+		if st := q.plan.Stmts[k]; st.Prepares != "" {
+			t.failedPreps = append(t.failedPreps, failedPrep{st.Prepares, st.Original})
+			t.failedPrepN.Add(1)
+		}
+	}
+}
+
+// takeFailedPreps returns the SQL PREPAREs the server did not run.
+// Client side.
+func (t *tracker) takeFailedPreps() []failedPrep {
+	if t.failedPrepN.Load() == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.failedPreps
+	t.failedPreps = nil
+	t.failedPrepN.Store(0)
+	return f
+}
 
 // failedDef is a named Parse the server did not run: its name and seq.
 type failedDef struct {
@@ -489,6 +527,9 @@ func (t *tracker) dropVoid() {
 		if h.kind == pendSync && h.void || t.skipping && h.kind != pendSync {
 			if h.lookup && t.lookupDrop != nil {
 				t.lookupDrop()
+			}
+			if h.kind == pendQuery && h.query != nil {
+				t.preparesFailedLocked(h.query, 0) // a Query the server skipped
 			}
 			if h.kind == pendCloseStmt && h.suppress && h.stmt == serverUnnamedSlot {
 				t.serverUnnamed.Store(true) // not closed: close it again before the next
@@ -705,6 +746,11 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 			return // asynchronous (e.g. FATAL on shutdown)
 		}
 		ev.cur = *head
+		if head.kind == pendQuery && head.query != nil {
+			// The statement at hand failed; the rest of the string does
+			// not run.
+			t.preparesFailedLocked(head.query, head.query.stmt)
+		}
 		if head.kind == pendQuery || head.kind == pendFunctionCall || head.kind == pendSync {
 			return // ReadyForQuery ends it
 		}
