@@ -124,19 +124,8 @@ func (s *session) applyEffects(p *rewrite.Plan) {
 	for _, st := range p.Stmts {
 		s.pathEffect(stmtEffects(st))
 		s.cursorEffect(st)
-		switch st.Deallocate {
-		case "":
-		case "*":
-			s.t.forgetStatements()
-			s.markClosed("*")
-			clear(s.lookupStmts) // the server drops pgveil's too
-		default:
-			// The server's confirmations of earlier closes are taken
-			// first: a session that closes pass-through statements only,
-			// and never binds one, had them pile up (review 19b).
-			s.t.applyGone()
-			s.t.closeStatement([]byte(st.Deallocate))
-			s.markClosed(st.Deallocate)
+		if st.Deallocate != "" && !s.deferCloses {
+			s.closeEffects(st.Deallocate)
 		}
 		if st.Prepares != "" {
 			s.noteSQLPrepare(st)
@@ -145,6 +134,37 @@ func (s *session) applyEffects(p *rewrite.Plan) {
 			s.ddlSent = true
 			s.ddlUnsettled = true
 		}
+	}
+}
+
+// closeEffects records a DEALLOCATE or DISCARD ALL of name ("*": every
+// statement) in the session's view as the message that runs it is sent:
+// a simple Query, or an Execute of an extended-protocol one
+// (executeCloses).
+func (s *session) closeEffects(name string) {
+	switch name {
+	case "*":
+		if st := s.t.stmts[""]; st != nil && st.renamed() {
+			// PostgreSQL keeps the unnamed statement; pgveil's upstream
+			// one for it goes (review 20a).
+			s.unnamedLost = st
+		}
+		s.t.forgetStatements()
+		s.markClosed("*")
+		// The server drops pgveil's lookup statements too, if it runs
+		// the close: they are closed ahead of it, so that one the server
+		// refuses (DISCARD ALL in a transaction block) leaves none
+		// upstream without an owner (review 20a).
+		for key := range s.lookupStmts {
+			s.dropLookupStmt(key)
+		}
+	default:
+		// The server's confirmations of earlier closes are taken
+		// first: a session that closes pass-through statements only,
+		// and never binds one, had them pile up (review 19b).
+		s.t.applyGone()
+		s.t.closeStatement([]byte(name))
+		s.markClosed(name)
 	}
 }
 
@@ -231,8 +251,10 @@ func (s *session) handleQuery(body []byte) error {
 		s.dropUnnamed()
 		pd := pending{kind: pendQuery}
 		for _, st := range p.Stmts {
-			if st.Deallocate != "" {
-				// Its CommandComplete confirms the statements gone (ghosts).
+			if st.Deallocate != "" || st.Prepares != "" {
+				// Its CommandComplete confirms the statements gone
+				// (ghosts); its ErrorResponse says which PREPAREs did not
+				// run (tracker.failedPreps).
 				pd.query = &queryState{plan: p}
 				break
 			}
@@ -770,9 +792,9 @@ func (s *session) handleParse(body []byte) error {
 				Hint:    "run the DEALLOCATE unnamed (as a simple query, or with the unnamed statement)"})
 			return nil
 		}
-		s.t.closeUnconfirmed = true // it runs at an Execute, unconfirmed
+		s.deferCloses = true // it closes at each Execute (executeCloses)
 		s.applyEffects(p)
-		s.t.closeUnconfirmed = false
+		s.deferCloses = false
 		s.inc(s.srv.metrics.stmtRewritten)
 		s.dropUnnamed()
 		s.t.parsed(pm.Name, passthroughStmt)
@@ -788,10 +810,12 @@ func (s *session) handleParse(body []byte) error {
 			return nil
 		}
 		// A DEALLOCATE or DISCARD ALL closes at each Execute of its
-		// portals (handleExecute), confirmed by its CommandComplete.
-		s.t.closeUnconfirmed = len(closes) > 0
+		// portals (handleExecute), confirmed by its CommandComplete; the
+		// view keeps the names until then (review 20a: a Parse of one
+		// between got ParseComplete where PostgreSQL answers 42P05).
+		s.deferCloses = len(closes) > 0
 		s.applyEffects(p)
-		s.t.closeUnconfirmed = false
+		s.deferCloses = false
 		s.notePassthrough(pm.Name, sql, cat)
 		s.inc(s.srv.metrics.stmtPassthrough)
 		if len(pm.Name) == 0 {
@@ -984,19 +1008,33 @@ func (s *session) serverStmtName() string {
 // reservedInMessage refuses a Parse, Bind, Describe or Close that names
 // one of pgveil's upstream statements (rewrite.ReservedName): binding one
 // would run pgveil's rewritten statement with the client's raw values.
+// Portal names are reserved too (a Bind's portal, Execute, Describe and
+// Close of a portal): pgveil's tenant lookup binds a portal named as its
+// statement, and a client portal of that name made the lookup fail and
+// could be closed by pgveil's Close of its own (review 20a).
 func reservedInMessage(typ byte, body []byte) *pgError {
-	var name []byte
+	var name, portal []byte
 	switch typ {
 	case 'P':
 		name, _, _ = cstringBytes(body, 0)
 	case 'B':
-		if _, off, ok := cstringBytes(body, 0); ok {
+		var off int
+		var ok bool
+		if portal, off, ok = cstringBytes(body, 0); ok {
 			name, _, _ = cstringBytes(body, off)
 		}
+	case 'E':
+		portal, _, _ = cstringBytes(body, 0)
 	case 'D', 'C':
 		if len(body) > 1 && body[0] == 'S' {
 			name, _, _ = cstringBytes(body, 1)
+		} else if len(body) > 1 {
+			portal, _, _ = cstringBytes(body, 1)
 		}
+	}
+	if len(portal) > 0 && rewrite.ReservedName(string(portal)) {
+		return &pgError{Severity: "ERROR", Code: "0A000", Message: fmt.Sprintf("portal and cursor names starting with \"pgveil_\" or \"__pgveil_\" are reserved for pgveil: %q", portal),
+			Hint: "give the portal another name"}
 	}
 	if len(name) == 0 || !rewrite.ReservedName(string(name)) {
 		return nil
@@ -1064,7 +1102,7 @@ func (s *session) handleBind(body []byte) error {
 		s.t.closePortal(bm.Portal)
 		return nil
 	}
-	if (len(s.ptStmts) > 0 || len(s.srvUnnamed) > 0) && (stmt == passthroughStmt || stmt.Plan.NamesOnly) || stmt != passthroughStmt && stmt.Plan != nil {
+	if (len(s.ptStmts) > 0 || len(s.srvUnnamed) > 0) && (stmt == passthroughStmt || stmt.Plan.NamesOnly) || len(s.sqlPrepared) > 0 && stmt == passthroughStmt || stmt != passthroughStmt && stmt.Plan != nil {
 		var refusal *pgError
 		var err error
 		if _, ok := s.ptStmts[string(bm.Statement)]; ok || stmt == passthroughStmt {

@@ -238,9 +238,15 @@ func (e *engine) watchStates(ctx context.Context) (err error) {
 		}); err != nil {
 			return err
 		}
-		// Applied: say so (WaitStateApplied). Simple protocol: its text
-		// changes with each generation, and is not for pgx's cache.
-		_, err := conn.Exec(ctx, statesReadQuery(e.followers.applied()), pgx.QueryExecModeSimpleProtocol)
+		// Applied: say so (WaitStateApplied), in the connection's name
+		// too (seen whatever track_activities is: review 20a). Simple
+		// protocol: the texts change with each generation, and are not
+		// for pgx's cache.
+		gen := e.followers.applied()
+		if _, err := conn.Exec(ctx, statesAppQuery(gen), pgx.QueryExecModeSimpleProtocol); err != nil {
+			return err
+		}
+		_, err := conn.Exec(ctx, statesReadQuery(gen), pgx.QueryExecModeSimpleProtocol)
 		return err
 	}
 	// Changes before LISTEN took effect were not announced: reload now.

@@ -137,6 +137,26 @@ func (s *session) answerLookup(r lookupReply) {
 	}
 }
 
+// lookupStatementGone is the client's error when the server answered a
+// lookup's Bind with 26000: code pgveil did not see (a DEALLOCATE in a
+// function created directly, or in dynamic SQL built from pieces)
+// dropped pgveil's lookup statement. pgveil forgets it at this error
+// (lookupExtendedAnswer) and prepares it again at the next lookup; the
+// server's text would name pgveil's statement only (review 20a).
+func lookupStatementGone(dst []byte) []byte {
+	for _, f := range [...]struct {
+		k byte
+		v string
+	}{
+		{'S', "ERROR"}, {'V', "ERROR"}, {'C', "26000"},
+		{'M', "pgveil's tenant lookup statement was deallocated by code in the server that pgveil did not see (a DEALLOCATE in a function or in dynamic SQL)"},
+		{'H', "run the statement again (pgveil prepares its lookup again); run DEALLOCATE as a statement of its own, through pgveil"},
+	} {
+		dst = append(append(append(dst, f.k), f.v...), 0)
+	}
+	return append(dst, 0)
+}
+
 // maxLookupStmts bounds the lookup statements a session keeps prepared.
 const maxLookupStmts = 64
 

@@ -368,7 +368,11 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 	case typ == 'E' && ev.cur.lookup && (ev.cur.kind != pendQuery || lookupFailed):
 		// A tenant lookup's error is the client's (lookup.go), without a
 		// position in pgveil's text.
-		s.out = cleanInjectedError(body, s.out[:0])
+		if ev.cur.kind == pendBind && errorField(body, 'C') == "26000" {
+			s.out = lookupStatementGone(s.out[:0])
+		} else {
+			s.out = cleanInjectedError(body, s.out[:0])
+		}
 		writeMsg(w, 'E', s.out)
 	case lookupFailed:
 		w.Write(hdr)

@@ -83,6 +83,9 @@ func (s *session) reprepare(stmt *Statement, p *rewrite.Plan, cat uint64) (*Stat
 func (s *session) commitReprepare(ns *Statement) {
 	old := ns.replaces
 	ns.replaces = nil
+	if old == s.unnamedLost {
+		s.unnamedLost = nil
+	}
 	ghost := s.t.ghostOf(ns.Name, old)
 	if ghost {
 		// The client closed the statement (Close, DEALLOCATE, DISCARD
@@ -126,8 +129,16 @@ func (s *session) parseUpstream(st *Statement, quiet bool) {
 // upstream under a new name of its own (commitReprepare): a Bind or
 // Describe of st in the client's later pipeline must not depend on it
 // (review 18a: 26000 where PostgreSQL runs the statement).
+//
+// The client's unnamed statement after an extended-protocol DEALLOCATE
+// ALL or DISCARD ALL (unnamedLost) is prepared anew too: PostgreSQL
+// keeps it, the server dropped pgveil's upstream one (or, when the close
+// failed, still has it: commitReprepare closes it).
 func (s *session) preparedAgainIfUnsettled(st *Statement) *Statement {
-	if st == passthroughStmt || st.replaces != nil || !s.t.parseUnsettled(st.parseSeq) {
+	if st == passthroughStmt || st.replaces != nil {
+		return st
+	}
+	if st != s.unnamedLost && !s.t.parseUnsettled(st.parseSeq) {
 		return st
 	}
 	cp := *st

@@ -144,8 +144,20 @@ type session struct {
 	// sealLog, while non-nil, collects the data-key versions fillLiteral
 	// seals under: the text of a statement being prepared (sealedKey).
 	sealLog *[]sealedKey
-	// srvUnnamed: see keepUnnamedTexts.
-	srvUnnamed  []string
+	// srvUnnamed: see keepUnnamedTexts. srvUnnamedSeq is the seq of
+	// the last Parse whose text it may hold (forgetGoneUnnamed).
+	srvUnnamed    []string
+	srvUnnamedSeq uint64
+	// unnamedLost is the client's unnamed statement, one pgveil prepared
+	// under its own name, when an extended-protocol DEALLOCATE ALL or
+	// DISCARD ALL ran (or may have) since: PostgreSQL keeps the unnamed
+	// statement, the server dropped pgveil's. It is prepared anew at its
+	// next Bind or Describe (preparedAgainIfUnsettled; review 20a).
+	unnamedLost *Statement
+	// deferCloses: the statement being parsed closes statements when it
+	// runs (an extended-protocol DEALLOCATE or DISCARD ALL): applyEffects
+	// leaves the view, executeCloses changes it at each Execute.
+	deferCloses bool
 	sqlPrepared map[string]sqlPrep // see replanExecuted
 	// closeStmts and closePortals: the names an extended-protocol
 	// DEALLOCATE or DISCARD ALL closes (noteStmtCloses).

@@ -45,10 +45,28 @@ type ptStmt struct {
 	// parseSeq is the seq of the unnamed statement's Parse (the unnamed
 	// statement only: noteUnnamedParse).
 	parseSeq uint64
+	// seq is the seq of the Parse that sent sql, earlierSeq those of the
+	// texts in earlier (a named statement only; 0: sent by more than one,
+	// kept until closed): a Parse the server refused or skipped takes its
+	// text out (applyFailedParses; review 20a: past maxEarlier such texts
+	// the name was refused for good).
+	seq        uint64
+	earlierSeq []uint64
+	// over counts the Parses whose texts went past maxEarlier (-1: one
+	// of a text sent by an unknown Parse), overMax the last one's seq.
+	over             int
+	overMin, overMax uint64
 	// earlierUntil, when not 0, is the seq of a close of the name sent
 	// after every text in earlier (and before this Parse): once the
 	// server confirms it, they are gone (applyClosed; review 19b).
 	earlierUntil uint64
+	// stale marks texts in earlier not planned under gen and cat (they
+	// came from a record planned under older ones, or from srvUnnamed):
+	// the next Bind plans every text again (review 20a HIGH: a Parse of
+	// the name the server refused, 42P05, after a view swap took the
+	// kept text for one planned under the new catalog, and a Bind ran it
+	// with the client's plaintext).
+	stale bool
 }
 
 // Closing a statement. A Close, DEALLOCATE or DISCARD ALL the server does
@@ -64,19 +82,12 @@ type ptStmt struct {
 // client's plaintext there.
 
 // markClosed records that the message pushed next closes name ("*":
-// every statement). A DEALLOCATE through the extended protocol
-// (tracker.closeUnconfirmed) runs at an Execute whose answer confirms
-// nothing: its records go at once, as before review 19 (psycopg 3 sends
-// one for each statement it evicts from its cache, under a new name
-// each time: kept, they would grow without bound).
+// every statement). A DEALLOCATE through the extended protocol is marked
+// at each Execute of its portals (executeCloses), whose CommandComplete
+// confirms it (review 19b: marked at the Parse, never confirmed, the
+// records stayed for the session's life).
 func (s *session) markClosed(name string) {
 	s.applyClosed()
-	if s.t.closeUnconfirmed {
-		// Marked at each Execute of its portals (handleExecute), whose
-		// CommandComplete confirms it (review 19b: marked at the Parse,
-		// never confirmed, the records stayed for the session's life).
-		return
-	}
 	seq := s.t.lastSeq() + 1
 	for n, pt := range s.ptStmts {
 		if closes(name, n) && pt.closedSeq == 0 {
@@ -141,21 +152,50 @@ func (s *session) notePortalCloses(portal, stmt []byte) {
 	delete(s.closePortals, string(portal))
 }
 
-// executeCloses marks the names the Execute of portal, pushed next,
-// closes, and returns them for its pending (its CommandComplete
-// confirms them: tracker.goneLocked).
+// executeCloses records the closes of the Execute of portal, pushed
+// next, in the view (closeEffects), and returns the names for its
+// pending (its CommandComplete confirms them: tracker.goneLocked; an
+// Execute the server answers otherwise leaves them, restoreUnclosed).
 func (s *session) executeCloses(portal []byte) []string {
 	c := s.closePortals[string(portal)]
 	for _, name := range c {
-		s.markClosed(name)
-		s.t.closingAt(name, s.t.lastSeq()+1)
+		s.closeEffects(name)
 	}
 	return c
+}
+
+// unnamedGoneNow reports, after pgveil read the search_path with a
+// simple Query of its own (which drops the server's unnamed statement),
+// that the server holds no unnamed statement of a text pgveil kept: the
+// Bind gets the server's 26000 whichever engine runs it.
+func (s *session) unnamedGoneNow() bool {
+	s.forgetGoneUnnamed()
+	_, ok := s.ptStmts[""]
+	return !ok && len(s.srvUnnamed) == 0
+}
+
+// forgetGoneUnnamed forgets the texts the server's own unnamed statement
+// may have held once the server answered a message that dropped it after
+// their Parses (tracker.unnamedDropSeq): a Bind of the unnamed statement
+// now gets PostgreSQL's 26000, not pgveil's refusal (review 20a).
+func (s *session) forgetGoneUnnamed() {
+	d := s.t.unnamedDropSeq.Load()
+	if d == 0 {
+		return
+	}
+	if len(s.srvUnnamed) > 0 && d > s.srvUnnamedSeq {
+		s.srvUnnamed, s.srvUnnamedSeq = nil, 0
+	}
+	if pt, ok := s.ptStmts[""]; ok && pt.pinned == "" && pt.parseSeq != 0 && d > pt.parseSeq {
+		delete(s.ptStmts, "")
+	}
 }
 
 // applyClosed forgets the records of statements the server confirmed
 // closed (unless prepared again since).
 func (s *session) applyClosed() {
+	s.applyFailedParses()
+	s.applyFailedPrepares()
 	for _, c := range s.t.takeClosed() {
 		for n, pt := range s.ptStmts {
 			switch {
@@ -170,7 +210,8 @@ func (s *session) applyClosed() {
 				// Prepared again after a close now confirmed: the texts
 				// before the close are gone (review 19b: kept, past
 				// maxEarlier they refused the name for good).
-				pt.earlier, pt.earlierUntil = nil, 0
+				pt.earlier, pt.earlierSeq, pt.earlierUntil = nil, nil, 0
+				pt.over, pt.overMin, pt.overMax = 0, 0, 0
 				s.ptStmts[n] = pt
 			}
 		}
@@ -180,7 +221,10 @@ func (s *session) applyClosed() {
 			case pr.closedSeq != 0 && pr.closedSeq <= c.seq:
 				delete(s.sqlPrepared, n)
 			case pr.earlierUntil != 0 && pr.earlierUntil <= c.seq:
-				pr.sqls, pr.earlierUntil = pr.sqls[:1], 0
+				if len(pr.sqls) > 1 {
+					pr.sqls = pr.sqls[:1]
+				}
+				pr.earlierUntil, pr.over = 0, 0
 				s.sqlPrepared[n] = pr
 			}
 		}
@@ -210,6 +254,97 @@ func earlierTexts(texts []string, sql string) []string {
 	return out
 }
 
+// earlierWithSeqs is earlierTexts for a Parse of sql under the named
+// statement whose record is old, with the seqs of the Parses that sent
+// them (ptStmt.seq). A text sent by several Parses is kept once for each
+// (the failure of one leaves the others). Past maxEarlier, the newest go
+// and a NUL text stands for them (refused by every plan) until the
+// server has refused or skipped each of their Parses (over, overMax).
+func earlierWithSeqs(old ptStmt, sql string) (pt ptStmt) {
+	pt.earlier = append(make([]string, 0, len(old.earlier)+1), old.sql) // the newest first
+	pt.earlierSeq = append(make([]uint64, 0, len(old.earlier)+1), old.seq)
+	for i, t := range old.earlier {
+		if t == sentinelText && i == len(old.earlier)-1 && old.over != 0 {
+			break
+		}
+		var seq uint64
+		if i < len(old.earlierSeq) {
+			seq = old.earlierSeq[i]
+		}
+		pt.earlier = append(pt.earlier, t)
+		pt.earlierSeq = append(pt.earlierSeq, seq)
+	}
+	pt.over, pt.overMin, pt.overMax = old.over, old.overMin, old.overMax
+	if n := len(pt.earlier) - maxEarlier; n > 0 {
+		// The newest go: the server holds the text of the first Parse
+		// it ran since the name was last closed, and refuses the later
+		// ones (42P05).
+		for _, seq := range pt.earlierSeq[:n] {
+			switch {
+			case pt.over < 0:
+			case seq == 0:
+				pt.over = -1 // for good: a text whose Parse is not known
+			default:
+				if pt.over == 0 {
+					pt.overMin, pt.overMax = seq, seq
+				}
+				pt.over++
+				pt.overMin, pt.overMax = min(pt.overMin, seq), max(pt.overMax, seq)
+			}
+		}
+		pt.earlier, pt.earlierSeq = pt.earlier[n:], pt.earlierSeq[n:]
+	}
+	if pt.over != 0 {
+		pt.earlier = append(pt.earlier, sentinelText)
+		pt.earlierSeq = append(pt.earlierSeq, 0)
+	}
+	return pt
+}
+
+// sentinelText stands for texts no longer kept: no plan accepts it.
+const sentinelText = "\x00"
+
+// applyFailedParses takes out of the records of named pass-through
+// statements the texts of Parses the server refused (42P05: the name was
+// taken) or skipped (tracker.failedPts): the server never held them.
+func (s *session) applyFailedParses() {
+	for _, f := range s.t.takeFailedPts() {
+		pt, ok := s.ptStmts[f.name]
+		if !ok || f.seq == 0 {
+			continue
+		}
+		switch i := slices.Index(pt.earlierSeq, f.seq); {
+		case pt.seq == f.seq && len(pt.earlier) == 0:
+			delete(s.ptStmts, f.name) // no statement of the name upstream
+			continue
+		case pt.seq == f.seq:
+			pt.sql, pt.earlier = pt.earlier[0], pt.earlier[1:]
+			pt.seq = 0
+			if len(pt.earlierSeq) > 0 {
+				pt.seq, pt.earlierSeq = pt.earlierSeq[0], pt.earlierSeq[1:]
+			}
+		case i >= 0 && i < len(pt.earlier):
+			pt.earlier = slices.Delete(slices.Clone(pt.earlier), i, i+1)
+			pt.earlierSeq = slices.Delete(slices.Clone(pt.earlierSeq), i, i+1)
+		case pt.over > 0 && f.seq >= pt.overMin && f.seq <= pt.overMax:
+			if pt.over--; pt.over > 0 {
+				break
+			}
+			switch {
+			case pt.sql == sentinelText && len(pt.earlier) == 0:
+				delete(s.ptStmts, f.name) // every Parse of the name failed
+				continue
+			case len(pt.earlier) > 0 && pt.earlier[len(pt.earlier)-1] == sentinelText:
+				pt.earlier = slices.Clone(pt.earlier[:len(pt.earlier)-1])
+				pt.earlierSeq = slices.Clone(pt.earlierSeq[:len(pt.earlierSeq)-1])
+			}
+		default:
+			continue
+		}
+		s.ptStmts[f.name] = pt
+	}
+}
+
 // notePassthrough records the pass-through statement name with text sql,
 // planned under catalog generation cat.
 func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
@@ -218,19 +353,29 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 		s.ptStmts = map[string]ptStmt{}
 	}
 	pt := ptStmt{sql: sql, gen: s.pathGen, cat: cat}
-	if old, ok := s.ptStmts[string(name)]; ok && len(name) > 0 {
-		pt.earlier = earlierTexts(append([]string{old.sql}, old.earlier...), sql)
+	old, ok := s.ptStmts[string(name)]
+	if len(name) > 0 {
+		pt.seq = s.t.lastSeq() + 1 // the Parse, pushed next
+	}
+	if ok && len(name) > 0 {
+		e := earlierWithSeqs(old, sql)
+		pt.earlier, pt.earlierSeq = e.earlier, e.earlierSeq
+		pt.over, pt.overMin, pt.overMax = e.over, e.overMin, e.overMax
 		pt.earlierUntil = old.closedSeq // closed, unconfirmed: see applyClosed
+		pt.stale = len(pt.earlier) > 0 && (old.stale || old.gen != pt.gen || old.cat != cat)
 	} else if len(name) == 0 {
 		// The unnamed statement: the server replaces it at each Parse,
 		// unless it skips the Parse after an error earlier in the
 		// pipeline; then it keeps the one before (review 19), which a
 		// Bind after the next Sync runs. Texts whose Parse the server
 		// confirmed are the last ones it can hold (unnamedSettled).
+		s.forgetGoneUnnamed()
 		texts := s.unnamedTexts()
-		s.srvUnnamed = nil
+		fromSrv := len(s.srvUnnamed) > 0
+		s.srvUnnamed, s.srvUnnamedSeq = nil, 0
 		if len(texts) > 0 {
 			pt.earlier = earlierTexts(texts, sql)
+			pt.stale = len(pt.earlier) > 0 && (fromSrv || !ok || old.stale || old.gen != pt.gen || old.cat != cat)
 		}
 	}
 	s.ptStmts[string(name)] = pt
@@ -261,8 +406,12 @@ func (s *session) unnamedTexts() []string {
 // are kept for the next pass-through one (review 19: that Parse, skipped
 // after an error, leaves the server's statement in place).
 func (s *session) keepUnnamedTexts() {
+	s.forgetGoneUnnamed()
 	if texts := s.unnamedTexts(); len(texts) > 0 {
 		s.srvUnnamed = earlierTexts(texts, "")
+		if pt, ok := s.ptStmts[""]; ok && pt.parseSeq > s.srvUnnamedSeq {
+			s.srvUnnamedSeq = pt.parseSeq
+		}
 	}
 }
 
@@ -298,6 +447,27 @@ func (s *session) notePinned(name []byte, sql, pinned string, cat uint64) {
 // EXECUTE of the name: replanExecuted).
 func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error) {
 	s.applyClosed()
+	if len(name) == 0 {
+		s.forgetGoneUnnamed()
+	}
+	if pr, ok := s.sqlPrepared[string(name)]; ok && len(name) > 0 {
+		// A statement SQL PREPARE made, bound through the protocol: checked
+		// as its EXECUTE is (review 20a HIGH: after a view swap the Bind
+		// wrote the client's plaintext into an encrypted column). Also
+		// when a Parse of the name is recorded: the server refuses that
+		// one (42P05) if the PREPARE ran, and pgveil may not know yet.
+		if !synced {
+			if err := s.catalogCurrent(pr.sqls[0]); err != nil {
+				return nil, err
+			}
+		}
+		gen := s.planGen
+		pe, err := s.replanSQLPrepared(string(name))
+		s.planGen = gen
+		if pe != nil || err != nil {
+			return pe, err
+		}
+	}
 	pt, ok := s.ptStmts[string(name)]
 	if !ok {
 		if len(name) == 0 && len(s.srvUnnamed) > 0 {
@@ -310,12 +480,15 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 			return nil, err
 		}
 	}
-	if pt.gen == s.pathGen && pt.cat == s.eng.planner.Generation() {
+	if !pt.stale && pt.gen == s.pathGen && pt.cat == s.eng.planner.Generation() {
 		return nil, nil
 	}
 	if !synced {
 		if err := s.syncSearchPathFor(pt.sql); err != nil {
 			return nil, err
+		}
+		if len(name) == 0 && s.unnamedGoneNow() {
+			return nil, nil
 		}
 	}
 	cat := s.eng.planner.Generation()
@@ -340,6 +513,12 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 	}
 	if ok {
 		pt.gen, pt.cat = s.pathGen, cat
+		pt.stale = pt.stale && len(earlier) == 0 // the unnamed statement's earlier texts, settled, not planned
+		if len(name) == 0 && s.t.unnamedParsed(pt.parseSeq) {
+			// The server confirmed this Parse: the earlier texts are gone
+			// for good (unsettled again by no later Sync).
+			pt.earlier, pt.stale = nil, false
+		}
 		s.ptStmts[string(name)] = pt
 		return nil, nil
 	}
@@ -364,6 +543,9 @@ func (s *session) replanServerUnnamed() (*pgError, error) {
 		if err := s.syncSearchPathFor(sql); err != nil {
 			return nil, err
 		}
+		if s.unnamedGoneNow() {
+			return nil, nil
+		}
 		p, err := s.plan(sql)
 		if offLoop(err) {
 			return nil, err
@@ -377,10 +559,16 @@ func (s *session) replanServerUnnamed() (*pgError, error) {
 
 // sqlPrep is a statement prepared with SQL PREPARE that pgveil passed.
 type sqlPrep struct {
-	sqls         []string // the PREPARE statement, then earlier ones (earlierTexts)
-	cat          uint64   // the planner's Generation they were planned under
-	closedSeq    uint64   // see ptStmt.closedSeq
-	earlierUntil uint64   // see ptStmt.earlierUntil
+	// sqls are the PREPARE statement, then earlier ones: one for each
+	// PREPARE of the name not known refused (a text sent twice is there
+	// twice; applyFailedPrepares takes one out for each refused). Past
+	// maxEarlier the newest go, counted in over, and a NUL text stands
+	// for them until each is known refused (review 20a).
+	sqls         []string
+	over         int
+	cat          uint64 // the planner's Generation they were planned under
+	closedSeq    uint64 // see ptStmt.closedSeq
+	earlierUntil uint64 // see ptStmt.earlierUntil
 }
 
 // noteSQLPrepare records the SQL PREPARE st, sent.
@@ -391,11 +579,52 @@ func (s *session) noteSQLPrepare(st *rewrite.Stmt) {
 	}
 	pr := sqlPrep{sqls: []string{st.Original}, cat: s.planGen}
 	if old, ok := s.sqlPrepared[st.Prepares]; ok {
-		pr.sqls = append(pr.sqls, earlierTexts(old.sqls, st.Original)...)
+		olds := old.sqls
+		if old.over != 0 && len(olds) > 0 && olds[len(olds)-1] == sentinelText {
+			olds = olds[:len(olds)-1]
+		}
+		pr.sqls = append(pr.sqls, olds...)
+		pr.over = old.over
+		if n := len(pr.sqls) - 1 - maxEarlier; n > 0 {
+			// The newest go (after this one): the server holds the first
+			// PREPARE it ran since the name was last deallocated.
+			pr.sqls = append(pr.sqls[:1], pr.sqls[1+n:]...)
+			pr.over += n
+		}
+		if pr.over != 0 {
+			pr.sqls = append(pr.sqls, sentinelText)
+		}
 		pr.cat = min(pr.cat, old.cat)
 		pr.earlierUntil = old.closedSeq
 	}
 	s.sqlPrepared[st.Prepares] = pr
+}
+
+// applyFailedPrepares takes out of the records of SQL PREPAREs the text
+// of each PREPARE the server refused (42P05: the name was taken) or did
+// not run (an error before it in its string, a string skipped after an
+// error: tracker.failedPreps).
+func (s *session) applyFailedPrepares() {
+	for _, f := range s.t.takeFailedPreps() {
+		pr, ok := s.sqlPrepared[f.name]
+		if !ok {
+			continue
+		}
+		if i := slices.Index(pr.sqls, f.sql); i >= 0 && f.sql != sentinelText {
+			pr.sqls = slices.Delete(slices.Clone(pr.sqls), i, i+1)
+		} else if pr.over > 0 {
+			if pr.over--; pr.over == 0 && len(pr.sqls) > 0 && pr.sqls[len(pr.sqls)-1] == sentinelText {
+				pr.sqls = slices.Clone(pr.sqls[:len(pr.sqls)-1])
+			}
+		} else {
+			continue
+		}
+		if len(pr.sqls) == 0 || pr.over == 0 && len(pr.sqls) == 1 && pr.sqls[0] == sentinelText {
+			delete(s.sqlPrepared, f.name) // no PREPARE of the name ran
+			continue
+		}
+		s.sqlPrepared[f.name] = pr
+	}
 }
 
 // replanExecuted plans again each SQL PREPARE, made under an older
@@ -419,39 +648,47 @@ func (s *session) replanExecuted(sql string) (*pgError, error) {
 				return pe, err
 			}
 		}
-		pr, ok := s.sqlPrepared[name]
-		if !ok || pr.cat == s.eng.planner.Generation() {
-			continue
+		if pe, err := s.replanSQLPrepared(name); pe != nil || err != nil {
+			return pe, err
 		}
-		cat := s.eng.planner.Generation()
-		var err error
-		ok = true
-		for _, text := range pr.sqls {
-			var p *rewrite.Plan
-			p, err = s.plan(text)
-			if offLoop(err) {
-				return nil, err
-			}
-			if ok = err == nil && !planNeedsWork(p); !ok {
-				break
-			}
-		}
-		if ok {
-			pr.cat = cat
-			s.sqlPrepared[name] = pr
-			continue
-		}
-		pe := &pgError{Severity: "ERROR", Code: "0A000",
-			Message: fmt.Sprintf("prepared statement %q (SQL PREPARE) was checked by pgveil under an older catalog, and would not be accepted now", name),
-			Hint:    "DEALLOCATE it; prepare it again to see why"}
-		if err != nil {
-			r := refusalFrom(err)
-			pe.Message += ": " + r.Message
-			pe.Schema, pe.Table, pe.Column = r.Schema, r.Table, r.Column
-		}
-		return pe, nil
 	}
 	return nil, nil
+}
+
+// replanSQLPrepared plans again the SQL PREPARE of name, made under an
+// older catalog; a refusal is returned when it would be refused now.
+func (s *session) replanSQLPrepared(name string) (*pgError, error) {
+	pr, ok := s.sqlPrepared[name]
+	if !ok || pr.cat == s.eng.planner.Generation() {
+		return nil, nil
+	}
+	cat := s.eng.planner.Generation()
+	var err error
+	ok = true
+	for _, text := range pr.sqls {
+		var p *rewrite.Plan
+		p, err = s.plan(text)
+		if offLoop(err) {
+			return nil, err
+		}
+		if ok = err == nil && !planNeedsWork(p); !ok {
+			break
+		}
+	}
+	if ok {
+		pr.cat = cat
+		s.sqlPrepared[name] = pr
+		return nil, nil
+	}
+	pe := &pgError{Severity: "ERROR", Code: "0A000",
+		Message: fmt.Sprintf("prepared statement %q (SQL PREPARE) was checked by pgveil under an older catalog, and would not be accepted now", name),
+		Hint:    "DEALLOCATE it; prepare it again to see why"}
+	if err != nil {
+		r := refusalFrom(err)
+		pe.Message += ": " + r.Message
+		pe.Schema, pe.Table, pe.Column = r.Schema, r.Table, r.Column
+	}
+	return pe, nil
 }
 
 // catalogCurrent reads the catalog again, before a prepared statement of

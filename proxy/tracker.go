@@ -256,6 +256,17 @@ type tracker struct {
 	// them for a check without the lock.
 	failedDefs []failedDef
 	failedN    atomic.Int32
+	// failedPts are the named pass-through Parses the server rejected or
+	// skipped, for the session's records (session.applyFailedParses).
+	// Under mu; failedPtN counts them.
+	failedPts []failedDef
+	failedPtN atomic.Int32
+	// failedPreps are the SQL PREPAREs of simple Queries the server did
+	// not run (refused, or after an error before them, or the Query
+	// skipped), for the session's records (session.applyFailedPrepares).
+	// Under mu; failedPrepN counts them.
+	failedPreps []failedPrep
+	failedPrepN atomic.Int32
 	// failedCloses are upstream statements pgveil closed for itself
 	// (dropUnnamed) whose Close the server skipped after an error; the
 	// client side sends them again. Under mu; failedCloseN counts them
@@ -295,9 +306,12 @@ type tracker struct {
 	// unnamedSeq is the seq of the last Parse of the unnamed statement
 	// the server confirmed (ParseComplete).
 	unnamedSeq atomic.Uint64
-	// closeUnconfirmed is set while the client side records a close
-	// whose answer will not confirm it (ghost.unconfirmed). Client side.
-	closeUnconfirmed bool
+	// unnamedDropSeq is the seq of the last message the server answered
+	// that dropped its own unnamed statement: a Close of it (pgveil's or
+	// the client's, passed through) or a simple Query (PostgreSQL drops
+	// the unnamed statement at each). Texts it may have held before are
+	// gone (session.forgetGoneUnnamed; review 20a).
+	unnamedDropSeq atomic.Uint64
 	// lookupDrop is called (under mu) when the server skips a message of
 	// a tenant lookup after an error (lookup.go): the lookup is answered
 	// then, with a failure.
@@ -311,10 +325,6 @@ type ghost struct {
 	// byClose marks a ghost a Close message made (not a DEALLOCATE or
 	// DISCARD ALL, which act only when they run): see closedInPipeline.
 	byClose bool
-	// unconfirmed marks a ghost whose close the server's answer does not
-	// confirm (a DEALLOCATE through the extended protocol): see
-	// restoreUnclosed.
-	unconfirmed bool
 }
 
 // goneStmt is the server's confirmation that the message seq closed or
@@ -330,6 +340,38 @@ const maxGhosts = 256
 // serverUnnamedSlot is the Statement of pgveil's Close of the server's
 // own unnamed statement (pending.stmt).
 var serverUnnamedSlot = &Statement{}
+
+// failedPrep is an SQL PREPARE the server did not run: the name and the
+// PREPARE statement's text (rewrite.Stmt.Original).
+type failedPrep struct{ name, sql string }
+
+// preparesFailedLocked records the SQL PREPAREs of q from its statement
+// from on as not run. mu held.
+func (t *tracker) preparesFailedLocked(q *queryState, from int) {
+	if q == nil || q.plan == nil {
+		return
+	}
+	for k := max(from, 0); k < len(q.plan.Stmts); k++ {
+		if st := q.plan.Stmts[k]; st.Prepares != "" {
+			t.failedPreps = append(t.failedPreps, failedPrep{st.Prepares, st.Original})
+			t.failedPrepN.Add(1)
+		}
+	}
+}
+
+// takeFailedPreps returns the SQL PREPAREs the server did not run.
+// Client side.
+func (t *tracker) takeFailedPreps() []failedPrep {
+	if t.failedPrepN.Load() == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.failedPreps
+	t.failedPreps = nil
+	t.failedPrepN.Store(0)
+	return f
+}
 
 // failedDef is a named Parse the server did not run: its name and seq.
 type failedDef struct {
@@ -486,6 +528,9 @@ func (t *tracker) dropVoid() {
 			if h.lookup && t.lookupDrop != nil {
 				t.lookupDrop()
 			}
+			if h.kind == pendQuery && h.query != nil {
+				t.preparesFailedLocked(h.query, 0) // a Query the server skipped
+			}
 			if h.kind == pendCloseStmt && h.suppress && h.stmt == serverUnnamedSlot {
 				t.serverUnnamed.Store(true) // not closed: close it again before the next
 			}
@@ -505,6 +550,10 @@ func (t *tracker) dropVoid() {
 				// one the server skipped after an error).
 				t.failedDefs = append(t.failedDefs, failedDef{h.defName, h.seq})
 				t.failedN.Add(1)
+				if h.stmt == passthroughStmt {
+					t.failedPts = append(t.failedPts, failedDef{h.defName, h.seq})
+					t.failedPtN.Add(1)
+				}
 			}
 			t.popLocked()
 			continue
@@ -629,6 +678,11 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 				t.goneLocked(ev.cur.defName, ev.cur.seq)
 			} else if ev.cur.kind == pendCloseStmt && ev.cur.clientClose {
 				t.closedLocked(ev.cur.defName, ev.cur.seq) // a pass-through one (review 19)
+				if ev.cur.defName == "" {
+					t.unnamedDropSeq.Store(ev.cur.seq) // the server's own
+				}
+			} else if ev.cur.stmt == serverUnnamedSlot {
+				t.unnamedDropSeq.Store(ev.cur.seq)
 			}
 		}
 	case 't': // ParameterDescription: RowDescription or NoData follows
@@ -692,6 +746,11 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 			return // asynchronous (e.g. FATAL on shutdown)
 		}
 		ev.cur = *head
+		if head.kind == pendQuery && head.query != nil {
+			// The statement at hand failed; the rest of the string does
+			// not run.
+			t.preparesFailedLocked(head.query, head.query.stmt)
+		}
 		if head.kind == pendQuery || head.kind == pendFunctionCall || head.kind == pendSync {
 			return // ReadyForQuery ends it
 		}
@@ -707,6 +766,10 @@ func (t *tracker) onBackend(typ byte, body []byte) (ev backendEvent) {
 			t.skipping = false
 			ev.cur, ev.done = t.popLocked(), true
 			t.restSeq = ev.cur.seq
+			if ev.cur.kind == pendQuery {
+				// The server ran it: it dropped its unnamed statement.
+				t.unnamedDropSeq.Store(ev.cur.seq)
+			}
 			if t.txStatus == 'I' {
 				t.idleSeq = ev.cur.seq
 			}
@@ -738,6 +801,11 @@ func (t *tracker) parsed(name []byte, stmt *Statement) {
 		t.stmts[key] = stmt
 		t.defSeq[key] = t.seq + 1 // push numbers p so
 		p.defName = key
+	default:
+		// A pass-through Parse of a name the view has: its failure is
+		// reported too (failedPts), for the session's records; the view
+		// keeps the name (defSeq is another Parse's).
+		p.defName = string(name)
 	}
 	t.push(p)
 }
@@ -759,6 +827,20 @@ func (t *tracker) applyFailedDefs() {
 			delete(t.defSeq, d.name)
 		}
 	}
+}
+
+// takeFailedPts returns the named pass-through Parses the server did not
+// run. Client side.
+func (t *tracker) takeFailedPts() []failedDef {
+	if t.failedPtN.Load() == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f := t.failedPts
+	t.failedPts = nil
+	t.failedPtN.Store(0)
+	return f
 }
 
 // goneLocked records the server's confirmation that the message seq
@@ -986,13 +1068,19 @@ func (t *tracker) reghost(name string, st *Statement) {
 	}
 }
 
-// forgetStatements drops the whole view (DEALLOCATE ALL, DISCARD ALL);
-// named statements pgveil rewrote stay ghosts until the server confirms.
+// forgetStatements drops the named statements from the view (DEALLOCATE
+// ALL, DISCARD ALL); those pgveil rewrote stay ghosts until the server
+// confirms. The unnamed statement stays: PostgreSQL keeps it apart from
+// the named ones (review 20a: its Bind got 26000). Its upstream statement
+// pgveil named is gone with the rest, or will be: the caller prepares it
+// anew (session.unnamedLost).
 func (t *tracker) forgetStatements() {
 	for name := range t.stmts {
-		t.ghost(name)
+		if name != "" {
+			t.ghost(name)
+			delete(t.stmts, name)
+		}
 	}
-	clear(t.stmts)
 	clear(t.defSeq)
 }
 
@@ -1019,24 +1107,7 @@ func (t *tracker) ghost(name string) {
 	t.mu.Lock()
 	seq := t.seq + 1
 	t.mu.Unlock()
-	t.ghosts[name] = ghost{stmt: st, seq: seq, unconfirmed: t.closeUnconfirmed}
-}
-
-// closingAt records that the message seq (an Execute of a DEALLOCATE or
-// DISCARD ALL through the extended protocol, pushed next) closes name
-// ("*": every statement): the ghosts its Parse made (unconfirmed) are
-// closed by that message, whose CommandComplete confirms them; if the
-// server answers it otherwise, restoreUnclosed puts them back (review
-// 19b: they stayed ghosts, and a Parse of the name got ParseComplete
-// where PostgreSQL, still holding the statement, answers 42P05). Client
-// side.
-func (t *tracker) closingAt(name string, seq uint64) {
-	for n, g := range t.ghosts {
-		if g.unconfirmed && (name == "*" || n == name) {
-			g.unconfirmed, g.seq = false, seq
-			t.ghosts[n] = g
-		}
-	}
+	t.ghosts[name] = ghost{stmt: st, seq: seq}
 }
 
 // restoreUnclosed puts name back into the view when it is the ghost of
@@ -1048,7 +1119,7 @@ func (t *tracker) closingAt(name string, seq uint64) {
 // upstream for each such round (review 19). Client side.
 func (t *tracker) restoreUnclosed(name string) {
 	g, ok := t.ghosts[name]
-	if !ok || g.unconfirmed {
+	if !ok {
 		return
 	}
 	if _, in := t.stmts[name]; in {

@@ -65,3 +65,24 @@ func TestPreparesStatement(t *testing.T) {
 		}
 	}
 }
+
+// TestDeallocatesStatement: code that deallocates prepared statements, in
+// its text or a string of it (review 20a), and code that only says a
+// word like it.
+func TestDeallocatesStatement(t *testing.T) {
+	for code, want := range map[string]bool{
+		"BEGIN EXECUTE 'DEALLOCATE ALL'; END":               true,
+		"BEGIN EXECUTE format('DEALLOCATE %s', 'ALL'); END": true,
+		"BEGIN EXECUTE 'deallocate prepare x'; END":         true,
+		"BEGIN DEALLOCATE x; END":                           true,
+		"BEGIN RAISE NOTICE 'deallocated: %', 1; END":       false,
+		`BEGIN PERFORM "deallocate"(1); END`:                false,
+		"BEGIN EXECUTE 'SELECT 1 AS deallocate_count'; END": false,
+		"BEGIN EXECUTE 'DEAL' || 'LOCATE ALL'; END":         false, // built: not seen
+	} {
+		ws, _ := bodyWords(code, 0)
+		if got := deallocatesStatement(ws); got != want {
+			t.Errorf("%s: %v, want %v", code, got, want)
+		}
+	}
+}

@@ -209,14 +209,15 @@ func ReservedName(name string) bool {
 }
 
 // reservedNames refuses EXECUTE, PREPARE and DEALLOCATE of a reserved
-// name anywhere in n (EXPLAIN EXECUTE and CREATE TABLE AS EXECUTE too).
+// name anywhere in n (EXPLAIN EXECUTE and CREATE TABLE AS EXECUTE too),
+// and DECLARE, FETCH, MOVE and CLOSE of a cursor of such a name.
 func (a *analyzer) reservedNames(n *pg.Node) *Error {
 	if !containsFold(a.st.Original, "pgveil_") && !containsFold(a.st.Original, "u&") {
 		return nil // U&"…" may spell the name
 	}
 	var err *Error
 	walkAll(n, func(c *pg.Node) bool {
-		var name string
+		var name, cursor string
 		switch {
 		case c.GetExecuteStmt() != nil:
 			name = c.GetExecuteStmt().Name
@@ -224,10 +225,22 @@ func (a *analyzer) reservedNames(n *pg.Node) *Error {
 			name = c.GetPrepareStmt().Name
 		case c.GetDeallocateStmt() != nil:
 			name = c.GetDeallocateStmt().Name
+		case c.GetDeclareCursorStmt() != nil:
+			cursor = c.GetDeclareCursorStmt().Portalname
+		case c.GetClosePortalStmt() != nil:
+			cursor = c.GetClosePortalStmt().Portalname
+		case c.GetFetchStmt() != nil:
+			cursor = c.GetFetchStmt().Portalname
 		}
 		if err == nil && ReservedName(name) {
 			err = errorf(CodeFeatureNotSupported, "prepared statement names starting with \"pgveil_\" or \"__pgveil_\" are reserved for pgveil: %q", name)
 			err.Hint = "give the statement another name"
+		}
+		if err == nil && ReservedName(cursor) {
+			// A cursor is a portal: pgveil's tenant lookup binds portals
+			// of such names (review 20a).
+			err = errorf(CodeFeatureNotSupported, "portal and cursor names starting with \"pgveil_\" or \"__pgveil_\" are reserved for pgveil: %q", cursor)
+			err.Hint = "give the cursor another name"
 		}
 		return err == nil
 	})

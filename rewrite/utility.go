@@ -994,6 +994,14 @@ func (a *analyzer) bodyText(code, what, lang string) *Error {
 		e.Hint = "prepare the statement with PREPARE or the protocol's Parse, through pgveil"
 		return e
 	}
+	if deallocatesStatement(words) {
+		// A DEALLOCATE the proxy does not see drops its own statements
+		// (tenant lookups, statements it rewrote) unseen: the next use
+		// failed with 26000 naming pgveil's statement (review 20a).
+		e := errorf(CodeFeatureNotSupported, "%s that deallocates prepared statements (DEALLOCATE) is not supported: pgveil keeps statements of its own prepared in the session, and cannot follow a DEALLOCATE run by code in the server", what)
+		e.Hint = "run DEALLOCATE as a statement of its own, through pgveil"
+		return e
+	}
 	readable := complete && (lang == "sql" || lang == "plpgsql") &&
 		!has("execute") && !has("format") && !strings.Contains(b, "quote_")
 	writes := has("update") || has("merge") || has("conflict")
@@ -1174,6 +1182,18 @@ func preparesStatement(ws []Word) bool {
 		w, n, after := ws[i], ws[i+1], ws[i+2]
 		if w.Kind == WordName && !w.Quoted && w.Text == "prepare" && n.Kind == WordName && (n.Quoted || n.Text != "transaction") &&
 			(after.Kind == WordName && !after.Quoted && after.Text == "as" || after.Kind == WordOther && after.Text == "(") {
+			return true
+		}
+	}
+	return false
+}
+
+// deallocatesStatement reports whether code words (bodyWords) hold the
+// word DEALLOCATE, unquoted, in the code or a string of it (EXECUTE
+// 'DEALLOCATE ALL', format('DEALLOCATE %s', …)).
+func deallocatesStatement(ws []Word) bool {
+	for _, w := range ws {
+		if w.Kind == WordName && !w.Quoted && w.Text == "deallocate" {
 			return true
 		}
 	}

@@ -536,6 +536,16 @@ func settleState(ctx context.Context, e *Env, name, state string, gen int64) err
 			"(run this command with the replicas' service_url role, or grant pg_read_all_stats to this one)\n", name, hidden, state)
 	}
 	if pending > 0 {
+		if blind, err := proxy.UntrackedListeners(ctx, e.Pool); err == nil && blind > 0 {
+			// review 20a: they cannot confirm; not waited for.
+			e.Log.Warn("replicas cannot confirm the table state: track_activities is off for their sessions", zap.String("table", name), zap.String("state", state), zap.Int("replicas", blind))
+			fmt.Fprintf(e.Out, "%s: %d pgveil replica(s) run with track_activities off and cannot confirm state %s (pg_stat_activity shows their listener disabled): "+
+				"not waited for; upgrade them (a replica since review 20a confirms in its application_name) or set track_activities on for their role\n", name, blind, state)
+			pending -= blind
+			if pending == 0 {
+				return nil
+			}
+		}
 		e.Log.Warn("replicas did not confirm the table state", zap.String("table", name), zap.String("state", state),
 			zap.Int("pending", pending), zap.Int("replicas", total))
 		fmt.Fprintf(e.Out, "%s: %d of %d pgveil replica(s) did not confirm state %s within %s; going on (a replica whose listener is down reads it when it reconnects; "+
