@@ -265,6 +265,15 @@ func (c *catalog) tenantParam(t *policy.Table, declared uint32, format int16, v 
 	case policy.OIDText, policy.TypeVarchar.OID(), oidBpchar, oidName:
 		return canon.TenantParam(c.tenantType(t), declared, format, v)
 	}
+	if declared == ct.tenantBase && !logicalOID(declared) {
+		// The domain's base (citext, an enum) is stored as it is: named
+		// as the domain's own value (canon.TenantParam refuses other
+		// types it does not mirror, review 20d).
+		if format == canon.BinaryFormat {
+			return canon.DomainTenantRecv(ct.tenantBase, v)
+		}
+		return canon.TenantParam(c.tenantType(t), 0, format, v)
+	}
 	for _, lt := range []policy.LogicalType{policy.TypeNumeric, policy.TypeBool, policy.TypeDate, policy.TypeTimestamp} {
 		if lt.OID() == ct.tenantBase {
 			pt, err := canon.Plaintext(lt, format, declared, v, nil)
@@ -272,4 +281,14 @@ func (c *catalog) tenantParam(t *policy.Table, declared uint32, format int16, v 
 		}
 	}
 	return canon.TenantParam(c.tenantType(t), declared, format, v)
+}
+
+// logicalOID reports whether oid is one of pgveil's logical types.
+func logicalOID(oid uint32) bool {
+	for _, lt := range policy.LogicalTypes {
+		if lt.OID() == oid {
+			return true
+		}
+	}
+	return false
 }
