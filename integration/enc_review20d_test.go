@@ -60,3 +60,27 @@ func TestReview20dDeclaredTypeTenant(t *testing.T) {
 	id := 0
 	review19cCheck(t, ctx, func() *pgx.Conn { return e.appConn(ctx, p) }, &id, writes)
 }
+
+// TestReview20dLiteralTenantForms: literal tenant values of other types
+// for key_context columns named by their text: each write pgveil accepts
+// must read back.
+func TestReview20dLiteralTenantForms(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"ci", "citext"}, {"ch", "char(40)"}, {"nm", "name"}, {"tx", "text"}, {"vc", "varchar(40)"}, {"dtx", "d20_text"},
+		{"dnm", "d20_name"}, {"dci", "d20_ci"}}
+	e := newOpsEnv(t, "review20d_literal", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{`CREATE EXTENSION citext`, `CREATE DOMAIN d20_text AS text`,
+		`CREATE DOMAIN d20_name AS name`, `CREATE DOMAIN d20_ci AS citext`}, types)
+	p := e.proxy(e.config(""))
+	var writes []review19cWrite
+	for _, ty := range types {
+		for _, lit := range []string{`true`, `FALSE`, ` True `, `1.50`, `1e2`, `-0.0`, `interval '1 day 2 hours'`, `'1 day 2 hours'::interval`,
+			`B'101'`, `X'1F'`, `date '2026-01-02'`, `timestamp '2026-01-02 10:00'`, `float8 '0.1'`, `numeric '1.50'`,
+			`bool 't'`, `int '007'`, `'007'::int`, `text 'abc '`, `char(5) 'ab'`, `'ab'::char(5)`, `name 'x'`, `money '1000'`,
+			`E'a\\tb'`, `U&'\0041'`, `$$x$$`, `0x1F`, `1_000`, `.5`, `5.`, `1e-3`, `NULL::text`, `'x' COLLATE "C"`} {
+			writes = append(writes, review19cWrite{table: "r19_" + ty.name, lit: lit})
+		}
+	}
+	id := 0
+	review19cCheck(t, ctx, func() *pgx.Conn { return e.appConn(ctx, p) }, &id, writes)
+}

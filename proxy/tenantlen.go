@@ -265,10 +265,11 @@ func (c *catalog) tenantParam(t *policy.Table, declared uint32, format int16, v 
 	case policy.OIDText, policy.TypeVarchar.OID(), oidBpchar, oidName:
 		return canon.TenantParam(c.tenantType(t), declared, format, v)
 	}
-	if declared == ct.tenantBase && !logicalOID(declared) {
-		// The domain's base (citext, an enum) is stored as it is: named
-		// as the domain's own value (canon.TenantParam refuses other
-		// types it does not mirror, review 20d).
+	if declared == ct.tenantBase && declared >= firstNormalOID {
+		// The domain's base is a type created in the database (citext,
+		// an enum), stored as it is: named as the domain's own value
+		// (canon.TenantParam refuses other types it does not mirror,
+		// review 20d).
 		if format == canon.BinaryFormat {
 			return canon.DomainTenantRecv(ct.tenantBase, v)
 		}
@@ -283,12 +284,6 @@ func (c *catalog) tenantParam(t *policy.Table, declared uint32, format int16, v 
 	return canon.TenantParam(c.tenantType(t), declared, format, v)
 }
 
-// logicalOID reports whether oid is one of pgveil's logical types.
-func logicalOID(oid uint32) bool {
-	for _, lt := range policy.LogicalTypes {
-		if lt.OID() == oid {
-			return true
-		}
-	}
-	return false
-}
+// firstNormalOID is PostgreSQL's FirstNormalObjectId: the types below
+// it are built in.
+const firstNormalOID = 16384
