@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -83,4 +84,91 @@ func TestReview20dLiteralTenantForms(t *testing.T) {
 	}
 	id := 0
 	review19cCheck(t, ctx, func() *pgx.Conn { return e.appConn(ctx, p) }, &id, writes)
+}
+
+// TestReview20dSettingChangedByFunction: a function (or a trigger) whose
+// code changes DateStyle or extra_float_digits, called by the statement
+// that reads the rows (or by one sent with it), makes the server print
+// the tenant in the new setting before it reports it (ParameterStatus
+// comes with the next ReadyForQuery; extra_float_digits is never
+// reported). pgveil read the printed tenant by the setting last known: a
+// value sealed for tenant 2026-02-01 moved into the row of 2026-01-02
+// opened there under 'SQL, MDY' when the function switched to DMY, and
+// one sealed for 0.3 opened in the row of 0.30000000000000004 when it set
+// extra_float_digits to 0. Such a row must not open.
+func TestReview20dSettingChangedByFunction(t *testing.T) {
+	relayLeakCheck(t)
+	for _, loops := range []string{"0", "1"} {
+		t.Run("event_loops="+loops, func(t *testing.T) {
+			review20dSettingChangedByFunction(t, "enc_review20d_fn"+loops, "proxy:\n  event_loops: "+loops+"\n")
+		})
+	}
+}
+
+func review20dSettingChangedByFunction(t *testing.T, db, extra string) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"dt", "date"}, {"f8", "float8"}}
+	e := newOpsEnv(t, db, review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{
+		`CREATE FUNCTION f20_dmy() RETURNS int LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); RETURN 1; END$$`,
+		`CREATE FUNCTION f20_dmy_set() RETURNS int LANGUAGE plpgsql AS $$BEGIN SET datestyle = 'SQL, DMY'; RETURN 1; END$$`,
+		`CREATE FUNCTION f20_efd() RETURNS int LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('extra_float_digits', '0', false); RETURN 1; END$$`,
+		`CREATE FUNCTION f20_outer() RETURNS int LANGUAGE sql AS $$SELECT f20_dmy()$$`,
+		`CREATE TABLE t20_log (id int)`,
+		`CREATE FUNCTION f20_trg() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); RETURN NEW; END$$`,
+		`CREATE TRIGGER t20_trg BEFORE INSERT ON t20_log FOR EACH ROW EXECUTE FUNCTION f20_trg()`,
+	}, types)
+	p := e.proxy(e.config("") + extra)
+	app := e.appConn(ctx, p)
+	for _, s := range []string{
+		`INSERT INTO r19_dt (id, org, secret) VALUES (1, '2026-01-02', 'dt-1'), (2, '2026-02-01', 'dt-2'), (3, '2026-01-02', 'dt-3')`,
+		`INSERT INTO r19_f8 (id, org, secret) VALUES (1, '0.3', 'f8-1'), (2, '0.30000000000000004', 'f8-2'), (3, '0.30000000000000004', 'f8-3')`,
+	} {
+		if _, err := app.Exec(ctx, s, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	app.Close(ctx)
+	d := e.conn(ctx)
+	defer d.Close(ctx)
+	// Row 3 of each table gets the ciphertext of another tenant's row.
+	for _, s := range []string{
+		`UPDATE r19_dt SET secret = (SELECT secret FROM r19_dt WHERE id = 2) WHERE id = 3`,
+		`UPDATE r19_f8 SET secret = (SELECT secret FROM r19_f8 WHERE id = 1) WHERE id = 3`,
+	} {
+		if _, err := d.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ set, q string }{
+		{`SET DateStyle = 'SQL, MDY'`, `SELECT f20_dmy(), secret FROM r19_dt WHERE id = 3`},
+		{`SET DateStyle = 'SQL, MDY'`, `SELECT f20_dmy_set(), secret FROM r19_dt WHERE id = 3`},
+		{`SET DateStyle = 'SQL, MDY'`, `SELECT f20_outer(), secret FROM r19_dt WHERE id = 3`},
+		{`SET DateStyle = 'SQL, MDY'`, `SELECT f20_dmy(); SELECT secret FROM r19_dt WHERE id = 3`},
+		{`SET DateStyle = 'SQL, MDY'`, `INSERT INTO t20_log VALUES (1); SELECT secret FROM r19_dt WHERE id = 3`},
+		{`SET extra_float_digits = 1`, `SELECT f20_efd(), secret FROM r19_f8 WHERE id = 3`},
+		{`SET extra_float_digits = 1`, `SELECT f20_efd(); SELECT secret FROM r19_f8 WHERE id = 3`},
+	} {
+		c2 := e.appConn(ctx, p)
+		if _, err := c2.Exec(ctx, c.set); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := c2.PgConn().Exec(ctx, c.q).ReadAll()
+		if err == nil || !strings.Contains(err.Error(), "PV001") {
+			t.Errorf("%s, then %s: %v %v; want PV001 (a value moved from another tenant's row)", c.set, c.q, review20bRows(rs), err)
+		}
+		c2.Close(ctx)
+	}
+	// The rows of their own tenant still open once the change is known.
+	c3 := e.appConn(ctx, p)
+	defer c3.Close(ctx)
+	for _, q := range []string{`SET DateStyle = 'SQL, MDY'`, `SELECT f20_dmy()`} {
+		if _, err := c3.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got string
+	if err := c3.QueryRow(ctx, `SELECT secret FROM r19_dt WHERE id = 1`, pgx.QueryExecModeSimpleProtocol).Scan(&got); err != nil || got != "dt-1" {
+		t.Errorf("after f20_dmy() answered: %q %v; want dt-1", got, err)
+	}
 }

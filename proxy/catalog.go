@@ -466,9 +466,16 @@ func identByte(c byte) bool {
 // a first argument that is not a literal naming another setting
 // (set_config('app.tenant', …), common in row-security setups, is not).
 // A textual test: code that builds these words from pieces is not seen.
+// It also names DateStyle or extra_float_digits (review 20d): the server
+// prints a date, timestamp or float tenant of the rows the calling
+// statement returns by the new setting before it reports it (DateStyle,
+// with the next ReadyForQuery) or at all (extra_float_digits); the
+// statement's effects then make both unknown until answered (effDS,
+// effFloat), as they do for SET DateStyle itself.
 func changesPath(code string) bool {
 	lower := strings.ToLower(code)
-	if strings.Contains(lower, "search_path") || setsRole.MatchString(lower) {
+	if strings.Contains(lower, "search_path") || setsRole.MatchString(lower) ||
+		strings.Contains(lower, "datestyle") || strings.Contains(lower, "extra_float_digits") {
 		return true
 	}
 	for rest := lower; ; {
