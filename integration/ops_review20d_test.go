@@ -135,7 +135,7 @@ func TestReview20dShredTenantTypes(t *testing.T) {
 // citext before the lead's fix.
 func TestReview20dShredNondeterministic(t *testing.T) {
 	ctx := testCtx(t, 2*time.Minute)
-	types := []review19cType{{"ch", `char(5) COLLATE d20ci`}, {"nm", `name COLLATE d20ci`}, {"dch", `d20n_ch5`}, {"tx", `text COLLATE d20ci`}}
+	types := []review19cType{{"ch", `char(5) COLLATE d20ci`}, {"nm", `name COLLATE d20ci`}, {"dch", `d20n_ch5`}, {"tx", `text COLLATE d20ci`}, {"nmp", `name COLLATE "POSIX"`}}
 	lower := map[string]string{"dch": "ab   "} // a domain over char(n) is named with its padding
 	e := newOpsEnv(t, "ops_review20d_nondet", review19cPolicy(types))
 	review19cSetup(t, ctx, e, []string{`CREATE COLLATION d20ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)`,
