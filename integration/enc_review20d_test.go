@@ -1,11 +1,14 @@
 package integration
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgveil/pgveil/integration/harness"
 )
 
 // TestReview20dDeclaredTypeTenant: a parameter declared as a type pgveil
@@ -141,6 +144,7 @@ func review20dSettingChangedByFunction(t *testing.T, db, extra string) {
 		}
 	}
 	for _, c := range []struct{ set, q string }{
+
 		{`SET DateStyle = 'SQL, MDY'`, `SELECT f20_dmy(), secret FROM r19_dt WHERE id = 3`},
 		{`SET DateStyle = 'SQL, MDY'`, `SELECT f20_dmy_set(), secret FROM r19_dt WHERE id = 3`},
 		{`SET DateStyle = 'SQL, MDY'`, `SELECT f20_outer(), secret FROM r19_dt WHERE id = 3`},
@@ -150,7 +154,7 @@ func review20dSettingChangedByFunction(t *testing.T, db, extra string) {
 		{`SET extra_float_digits = 1`, `SELECT f20_efd(); SELECT secret FROM r19_f8 WHERE id = 3`},
 	} {
 		c2 := e.appConn(ctx, p)
-		if _, err := c2.Exec(ctx, c.set); err != nil {
+		if _, err := c2.PgConn().Exec(ctx, c.set).ReadAll(); err != nil {
 			t.Fatal(err)
 		}
 		rs, err := c2.PgConn().Exec(ctx, c.q).ReadAll()
@@ -170,5 +174,86 @@ func review20dSettingChangedByFunction(t *testing.T, db, extra string) {
 	var got string
 	if err := c3.QueryRow(ctx, `SELECT secret FROM r19_dt WHERE id = 1`, pgx.QueryExecModeSimpleProtocol).Scan(&got); err != nil || got != "dt-1" {
 		t.Errorf("after f20_dmy() answered: %q %v; want dt-1", got, err)
+	}
+}
+
+// TestReview20dPreparedSetConfig: SQL EXECUTE of a statement prepared
+// as SELECT set_config('DateStyle' | 'extra_float_digits', …) changes the
+// setting, and its text names neither (MayChangeDateStyle,
+// MayChangeFloatDigits read the statement's text; an EXECUTE is opaque
+// only while the database has a function that may change search_path).
+// The rows of a SELECT sent with it are printed in the new setting
+// before the server reports it: a value moved from another tenant's row
+// must not open.
+func TestReview20dPreparedSetConfig(t *testing.T) {
+	relayLeakCheck(t)
+	for _, loops := range []string{"0", "1"} {
+		t.Run("event_loops="+loops, func(t *testing.T) {
+			review20dPreparedSetConfig(t, "enc_review20d_prep"+loops, "proxy:\n  event_loops: "+loops+"\n")
+		})
+	}
+}
+
+func review20dPreparedSetConfig(t *testing.T, db, extra string) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"dt", "date"}, {"f8", "float8"}}
+	e := newOpsEnv(t, db, review19cPolicy(types))
+	review19cSetup(t, ctx, e, nil, types)
+	p := e.proxy(e.config("") + extra)
+	review20dMovedRows(t, ctx, e, p)
+	for _, c := range []struct{ set, q string }{
+		{`SET DateStyle = 'SQL, MDY'; PREPARE p20 AS SELECT set_config('DateStyle', 'SQL, DMY', false)`, `EXECUTE p20; SELECT secret FROM r19_dt WHERE id = 3`},
+		{`SET DateStyle = 'SQL, MDY'; PREPARE p20 (text) AS SELECT set_config('DateStyle', $1, false)`, `EXECUTE p20('SQL, DMY'); SELECT secret FROM r19_dt WHERE id = 3`},
+		{`SET extra_float_digits = 1; PREPARE p20 AS SELECT set_config('extra_float_digits', '0', false)`, `EXECUTE p20; SELECT secret FROM r19_f8 WHERE id = 3`},
+	} {
+		c2 := e.appConn(ctx, p)
+		if _, err := c2.PgConn().Exec(ctx, c.set).ReadAll(); err != nil {
+			t.Errorf("%s: %v", c.set, err)
+			c2.Close(ctx)
+			continue
+		}
+		rs, err := c2.PgConn().Exec(ctx, c.q).ReadAll()
+		if err == nil || !strings.Contains(err.Error(), "PV001") {
+			t.Errorf("%s, then %s: %v %v; want PV001 (a value moved from another tenant's row)", c.set, c.q, review20bRows(rs), err)
+		}
+		c2.Close(ctx)
+	}
+	// An EXECUTE of a statement that changes neither leaves the order
+	// known: the row of 2026-01-02 (01/02/2026 in SQL, MDY) opens.
+	c3 := e.appConn(ctx, p)
+	defer c3.Close(ctx)
+	if _, err := c3.PgConn().Exec(ctx, `SET DateStyle = 'SQL, MDY'; PREPARE p21 AS SELECT 1`).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := c3.PgConn().Exec(ctx, `EXECUTE p21; SELECT secret FROM r19_dt WHERE id = 1`).ReadAll()
+	if got := review20bRows(rs); err != nil || len(got) != 2 || got[1][0] != "dt-1" {
+		t.Errorf("EXECUTE of SELECT 1, then the row of 2026-01-02 under SQL, MDY: %v %v; want dt-1", got, err)
+	}
+}
+
+// review20dMovedRows writes rows 1-3 of r19_dt (2026-01-02, 2026-02-01,
+// 2026-01-02) and r19_f8 (0.3, 0.30000000000000004 twice) through p, and
+// gives row 3 of each the ciphertext of another tenant's row (2 and 1).
+func review20dMovedRows(t *testing.T, ctx context.Context, e *opsEnv, p *harness.Proxy) {
+	t.Helper()
+	app := e.appConn(ctx, p)
+	defer app.Close(ctx)
+	for _, s := range []string{
+		`INSERT INTO r19_dt (id, org, secret) VALUES (1, '2026-01-02', 'dt-1'), (2, '2026-02-01', 'dt-2'), (3, '2026-01-02', 'dt-3')`,
+		`INSERT INTO r19_f8 (id, org, secret) VALUES (1, '0.3', 'f8-1'), (2, '0.30000000000000004', 'f8-2'), (3, '0.30000000000000004', 'f8-3')`,
+	} {
+		if _, err := app.Exec(ctx, s, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	d := e.conn(ctx)
+	defer d.Close(ctx)
+	for _, s := range []string{
+		`UPDATE r19_dt SET secret = (SELECT secret FROM r19_dt WHERE id = 2) WHERE id = 3`,
+		`UPDATE r19_f8 SET secret = (SELECT secret FROM r19_f8 WHERE id = 1) WHERE id = 3`,
+	} {
+		if _, err := d.Exec(ctx, s); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -122,7 +122,7 @@ func planNeedsWork(p *rewrite.Plan) bool {
 // again (searchpath.go).
 func (s *session) applyEffects(p *rewrite.Plan) {
 	for _, st := range p.Stmts {
-		s.pathEffect(stmtEffects(st))
+		s.pathEffect(s.sessionEffects(st))
 		s.cursorEffect(st)
 		switch st.Deallocate {
 		case "":

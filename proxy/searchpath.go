@@ -124,12 +124,43 @@ func (s *session) pathEffect(e uint8) {
 	}
 }
 
+// sessionEffects is stmtEffects, and those of the SQL PREPAREs an SQL
+// EXECUTE in st runs (sqlPrepared; an EXECUTE of a name pgveil did not
+// see prepared may change both settings): EXECUTE p, where p is SELECT
+// set_config('DateStyle', …), changes the DateStyle while its own text
+// names neither (review 20d: the rows sent with it were read in the order
+// last reported, and a value moved from another tenant's row opened).
+// Client side.
+func (s *session) sessionEffects(st *rewrite.Stmt) uint8 {
+	const both = effDS | effFloat
+	e := stmtEffects(st)
+	if e&both == both {
+		return e
+	}
+	for _, name := range rewrite.ExecutedNames(st.Original) { // nil at once without "execute"
+		pr, ok := s.sqlPrepared[name]
+		if !ok {
+			return e | both
+		}
+		for _, sql := range pr.sqls {
+			prep := rewrite.Stmt{Original: sql}
+			if prep.MayChangeDateStyle() {
+				e |= effDS
+			}
+			if prep.MayChangeFloatDigits() {
+				e |= effFloat
+			}
+		}
+	}
+	return e
+}
+
 // noteStmtEffects remembers the effects of a prepared statement (name; ""
 // is the unnamed one), which take place at each Execute of its portals.
 func (s *session) noteStmtEffects(name []byte, p *rewrite.Plan) {
 	var e uint8
 	for _, st := range p.Stmts {
-		e |= stmtEffects(st)
+		e |= s.sessionEffects(st)
 	}
 	switch {
 	case e != 0:
