@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgveil/pgveil/integration/harness"
 )
@@ -255,5 +256,36 @@ func review20dMovedRows(t *testing.T, ctx context.Context, e *opsEnv, p *harness
 		if _, err := d.Exec(ctx, s); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestReview20dPreparedTimeZone: EXECUTE of a PREPARE that sets TimeZone,
+// in the pipeline of a write whose timestamptz parameter names a date
+// tenant: the server converts it in the new zone ('2026-01-01 23:30+00' is
+// 2026-01-02 in Berlin) while pgveil, which took the session for UTC,
+// named 2026-01-01. The write must be refused, or read back.
+func TestReview20dPreparedTimeZone(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"d", "date"}}
+	e := newOpsEnv(t, "enc_review20d_tz", review19cPolicy(types))
+	review19cSetup(t, ctx, e, nil, types)
+	p := e.proxy(e.config(""))
+	w := e.appConn(ctx, p)
+	defer w.Close(ctx)
+	if _, err := w.PgConn().Exec(ctx, `SET TimeZone = 'UTC'; PREPARE pz AS SELECT set_config('TimeZone', 'Europe/Berlin', false)`).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	b := &pgconn.Batch{}
+	b.ExecParams(`EXECUTE pz`, nil, nil, nil, nil)
+	b.ExecParams(`INSERT INTO r19_d (id, org, secret) VALUES (1, $1, $2)`, [][]byte{[]byte("2026-01-01 23:30:00+00"), []byte("tz-1")}, []uint32{1184, 25}, []int16{0, 0}, nil)
+	_, err := w.PgConn().ExecBatch(ctx, b).ReadAll()
+	if err != nil {
+		t.Logf("refused: %v", err)
+		return
+	}
+	r := e.appConn(ctx, p)
+	defer r.Close(ctx)
+	if err := review19cReads(ctx, r, "r19_d", 1, "tz-1"); err != nil {
+		t.Errorf("written after EXECUTE of a TimeZone change, does not read back: %v", err)
 	}
 }

@@ -125,30 +125,30 @@ func (s *session) pathEffect(e uint8) {
 }
 
 // sessionEffects is stmtEffects, and those of the SQL PREPAREs an SQL
-// EXECUTE in st runs (sqlPrepared; an EXECUTE of a name pgveil did not
-// see prepared may change both settings): EXECUTE p, where p is SELECT
-// set_config('DateStyle', …), changes the DateStyle while its own text
-// names neither (review 20d: the rows sent with it were read in the order
-// last reported, and a value moved from another tenant's row opened).
-// Client side.
+// EXECUTE in st runs (sqlPrepared): a prepared statement (a query or DML)
+// changes a setting only through set_config (or a function, which makes
+// the EXECUTE PathOpaque), so one whose text calls it, or may spell it
+// (U&"…"), or a name pgveil did not see prepared, may change any:
+// EXECUTE p, where p is SELECT set_config('DateStyle', …), changes the
+// DateStyle while its own text names none (review 20d: the rows sent
+// with it were read in the order last reported, and a value moved from
+// another tenant's row opened; one setting TimeZone had a timestamptz
+// parameter's date tenant named in UTC while the server stored Berlin's
+// date). Client side.
 func (s *session) sessionEffects(st *rewrite.Stmt) uint8 {
-	const both = effDS | effFloat
+	const all = effPath | effTZ | effRole | effDS | effFloat
 	e := stmtEffects(st)
-	if e&both == both {
+	if e&all == all {
 		return e
 	}
 	for _, name := range rewrite.ExecutedNames(st.Original) { // nil at once without "execute"
 		pr, ok := s.sqlPrepared[name]
 		if !ok {
-			return e | both
+			return e | all
 		}
 		for _, sql := range pr.sqls {
-			prep := rewrite.Stmt{Original: sql}
-			if prep.MayChangeDateStyle() {
-				e |= effDS
-			}
-			if prep.MayChangeFloatDigits() {
-				e |= effFloat
+			if lower := strings.ToLower(sql); strings.Contains(lower, "set_config") || strings.Contains(lower, "u&") {
+				return e | all
 			}
 		}
 	}
