@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -287,5 +288,41 @@ func TestReview20dPreparedTimeZone(t *testing.T) {
 	defer r.Close(ctx)
 	if err := review19cReads(ctx, r, "r19_d", 1, "tz-1"); err != nil {
 		t.Errorf("written after EXECUTE of a TimeZone change, does not read back: %v", err)
+	}
+}
+
+// TestReview20dFunctionTimeZone: a function whose code sets TimeZone,
+// called in the pipeline of a write whose timestamptz parameter names a
+// date tenant: the server converts the parameter in the new zone while
+// pgveil took the session for UTC. The write must be refused, or read
+// back.
+func TestReview20dFunctionTimeZone(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"d", "date"}}
+	e := newOpsEnv(t, "enc_review20d_fntz", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{
+		`CREATE FUNCTION f20_tz() RETURNS int LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('TimeZone', 'Europe/Berlin', false); RETURN 1; END$$`,
+		`CREATE FUNCTION f20_tz2() RETURNS int LANGUAGE plpgsql AS $$BEGIN SET TIME ZONE 'Europe/Berlin'; RETURN 1; END$$`,
+	}, types)
+	p := e.proxy(e.config(""))
+	for i, call := range []string{`SELECT f20_tz()`, `SELECT f20_tz2()`} {
+		w := e.appConn(ctx, p)
+		if _, err := w.Exec(ctx, `SET TimeZone = 'UTC'`); err != nil {
+			t.Fatal(err)
+		}
+		b := &pgconn.Batch{}
+		b.ExecParams(call, nil, nil, nil, nil)
+		b.ExecParams(fmt.Sprintf(`INSERT INTO r19_d (id, org, secret) VALUES (%d, $1, $2)`, i+1), [][]byte{[]byte("2026-01-01 23:30:00+00"), []byte("tz")}, []uint32{1184, 25}, []int16{0, 0}, nil)
+		_, err := w.PgConn().ExecBatch(ctx, b).ReadAll()
+		w.Close(ctx)
+		if err != nil {
+			t.Logf("%s: refused: %v", call, err)
+			continue
+		}
+		r := e.appConn(ctx, p)
+		if err := review19cReads(ctx, r, "r19_d", i+1, "tz"); err != nil {
+			t.Errorf("written after %s, does not read back: %v", call, err)
+		}
+		r.Close(ctx)
 	}
 }

@@ -466,16 +466,19 @@ func identByte(c byte) bool {
 // a first argument that is not a literal naming another setting
 // (set_config('app.tenant', …), common in row-security setups, is not).
 // A textual test: code that builds these words from pieces is not seen.
-// It also names DateStyle or extra_float_digits (review 20d): the server
-// prints a date, timestamp or float tenant of the rows the calling
-// statement returns by the new setting before it reports it (DateStyle,
-// with the next ReadyForQuery) or at all (extra_float_digits); the
-// statement's effects then make both unknown until answered (effDS,
-// effFloat), as they do for SET DateStyle itself.
+// It also names DateStyle or extra_float_digits, or sets TimeZone (SET,
+// RESET, set_config('timezone', …); review 20d):
+// the server prints a date, timestamp or float tenant of the rows the
+// calling statement returns by the new setting before it reports it
+// (DateStyle, with the next ReadyForQuery) or at all (extra_float_digits),
+// and converts a timestamptz parameter for a date tenant in the new zone;
+// the statement's effects then make them unknown until answered (effDS,
+// effFloat, effTZ), as they do for SET DateStyle itself.
 func changesPath(code string) bool {
 	lower := strings.ToLower(code)
 	if strings.Contains(lower, "search_path") || setsRole.MatchString(lower) ||
-		strings.Contains(lower, "datestyle") || strings.Contains(lower, "extra_float_digits") {
+		strings.Contains(lower, "datestyle") || strings.Contains(lower, "extra_float_digits") ||
+		setsZone.MatchString(lower) {
 		return true
 	}
 	for rest := lower; ; {
@@ -488,7 +491,7 @@ func changesPath(code string) bool {
 			continue // another identifier that starts with set_config
 		}
 		name, ok := leadingArgument(rest[1:])
-		if !ok || name == "role" || name == "session_authorization" {
+		if !ok || name == "role" || name == "session_authorization" || name == "timezone" {
 			return true
 		}
 	}
@@ -497,6 +500,11 @@ func changesPath(code string) bool {
 // setsRole finds SET [SESSION|LOCAL] ROLE, SET SESSION AUTHORIZATION,
 // their RESET and RESET ALL in code: they change what "$user" means, and
 // the role whose readers see a column (a textual test, like the rest).
+// setsZone finds SET [SESSION|LOCAL] TimeZone (or TIME ZONE) and its
+// RESET in code; not timezone('utc', …) nor AT TIME ZONE, common in
+// trigger code.
+var setsZone = regexp.MustCompile(`\b(set|reset)\s+((session|local)\s+)?("timezone"|timezone\b|time\s+zone\b)`)
+
 var setsRole = regexp.MustCompile(`\b(set|reset)\s+((session|local)\s+)?(role|session\s+authorization|all)\b`)
 
 // leadingArgument reads a first argument that is a plain '…' string
