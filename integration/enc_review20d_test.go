@@ -122,6 +122,8 @@ func review20dSettingChangedByFunction(t *testing.T, db, extra string) {
 		`CREATE TABLE t20_log (id int)`,
 		`CREATE FUNCTION f20_trg() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); RETURN NEW; END$$`,
 		`CREATE TRIGGER t20_trg BEFORE INSERT ON t20_log FOR EACH ROW EXECUTE FUNCTION f20_trg()`,
+		`CREATE VIEW v20_dmy AS SELECT set_config('DateStyle', 'SQL, DMY', false) AS s`,
+		`CREATE TABLE t20_def (id int, s text DEFAULT set_config('DateStyle', 'SQL, DMY', false))`,
 	}, types)
 	p := e.proxy(e.config("") + extra)
 	app := e.appConn(ctx, p)
@@ -152,6 +154,8 @@ func review20dSettingChangedByFunction(t *testing.T, db, extra string) {
 		{`SET DateStyle = 'SQL, MDY'`, `SELECT f20_outer(), secret FROM r19_dt WHERE id = 3`},
 		{`SET DateStyle = 'SQL, MDY'`, `SELECT f20_dmy(); SELECT secret FROM r19_dt WHERE id = 3`},
 		{`SET DateStyle = 'SQL, MDY'`, `INSERT INTO t20_log VALUES (1); SELECT secret FROM r19_dt WHERE id = 3`},
+		{`SET DateStyle = 'SQL, MDY'`, `SELECT s, secret FROM v20_dmy, r19_dt WHERE id = 3`},
+		{`SET DateStyle = 'SQL, MDY'`, `INSERT INTO t20_def (id) VALUES (1); SELECT secret FROM r19_dt WHERE id = 3`},
 		{`SET extra_float_digits = 1`, `SELECT f20_efd(), secret FROM r19_f8 WHERE id = 3`},
 		{`SET extra_float_digits = 1`, `SELECT f20_efd(); SELECT secret FROM r19_f8 WHERE id = 3`},
 	} {
@@ -324,5 +328,35 @@ func TestReview20dFunctionTimeZone(t *testing.T) {
 			t.Errorf("written after %s, does not read back: %v", call, err)
 		}
 		r.Close(ctx)
+	}
+}
+
+// TestReview20dSetConfigView: a view or a column default that calls
+// set_config itself (no function of the database does): a statement that
+// uses it changes the DateStyle while the rows beside it are printed.
+func TestReview20dSetConfigView(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"dt", "date"}, {"f8", "float8"}}
+	e := newOpsEnv(t, "enc_review20d_view", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{
+		`CREATE VIEW v20_dmy AS SELECT set_config('DateStyle', 'SQL, DMY', false) AS s`,
+		`CREATE TABLE t20_def (id int, s text DEFAULT set_config('extra_float_digits', '0', false))`,
+	}, types)
+	p := e.proxy(e.config(""))
+	review20dMovedRows(t, ctx, e, p)
+	for _, c := range []struct{ set, q string }{
+		{`SET DateStyle = 'SQL, MDY'`, `SELECT s, secret FROM v20_dmy, r19_dt WHERE id = 3`},
+		{`SET DateStyle = 'SQL, MDY'`, `SELECT * FROM v20_dmy; SELECT secret FROM r19_dt WHERE id = 3`},
+		{`SET extra_float_digits = 1`, `INSERT INTO t20_def (id) VALUES (1); SELECT secret FROM r19_f8 WHERE id = 3`},
+	} {
+		c2 := e.appConn(ctx, p)
+		if _, err := c2.Exec(ctx, c.set); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := c2.PgConn().Exec(ctx, c.q).ReadAll()
+		if err == nil || !strings.Contains(err.Error(), "PV001") {
+			t.Errorf("%s, then %s: %v %v; want PV001 (a value moved from another tenant's row)", c.set, c.q, review20bRows(rs), err)
+		}
+		c2.Close(ctx)
 	}
 }

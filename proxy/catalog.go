@@ -316,8 +316,51 @@ func pathFunctions(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc) (fun
 			}
 		}
 	}
-	rels, err = relationsRunning(ctx, pool, oids)
+	if rels, err = relationsRunning(ctx, pool, oids); err != nil {
+		return funcs, rels, err
+	}
+	err = relationsCallingSetConfig(ctx, pool, setConfig, rels)
 	return funcs, rels, err
+}
+
+// setConfigUsesQuery lists, outside the system schemas, the views and the
+// tables with a column default that call set_config itself (its node
+// tree, as text, names the function's OID, $1): pg_depend records no
+// dependency on a built-in function. Read without locks, as pathUsesQuery.
+const setConfigUsesQuery = `
+SELECT pg_catalog.lower(c.relname)
+FROM pg_catalog.pg_rewrite r
+JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND pg_catalog.strpos(r.ev_action::text, ':funcid ' || $1::oid::text || ' ') > 0
+UNION
+SELECT pg_catalog.lower(c.relname)
+FROM pg_catalog.pg_attrdef a
+JOIN pg_catalog.pg_class c ON c.oid = a.adrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND pg_catalog.strpos(a.adbin::text, ':funcid ' || $1::oid::text || ' ') > 0`
+
+// relationsCallingSetConfig adds to rels the views and tables whose use
+// calls set_config directly (setConfigUsesQuery): SELECT … FROM a view
+// over set_config('DateStyle', …) changed the DateStyle while the rows
+// beside it were printed (review 20d: read in the order last reported, a
+// value moved from another tenant's row opened).
+func relationsCallingSetConfig(ctx context.Context, pool *pgxpool.Pool, setConfig uint32, rels map[string]bool) error {
+	rows, err := pool.Query(ctx, setConfigUsesQuery, setConfig)
+	if err != nil {
+		return fmt.Errorf("reading views and defaults that call set_config: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return err
+		}
+		rels[name] = true
+	}
+	return rows.Err()
 }
 
 // codeFunc is a function of the database as pathCodeQuery reads it.
