@@ -341,6 +341,9 @@ func TestReview20dSetConfigView(t *testing.T) {
 	review19cSetup(t, ctx, e, []string{
 		`CREATE VIEW v20_dmy AS SELECT set_config('DateStyle', 'SQL, DMY', false) AS s`,
 		`CREATE TABLE t20_def (id int, s text DEFAULT set_config('extra_float_digits', '0', false))`,
+		`CREATE TABLE t20_chk (id int CHECK (set_config('DateStyle', 'SQL, DMY', false) IS NOT NULL))`,
+		`CREATE FUNCTION f20_dmy() RETURNS int LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); RETURN 1; END$$`,
+		`CREATE TABLE t20_chkf (id int CHECK (f20_dmy() = 1))`,
 	}, types)
 	p := e.proxy(e.config(""))
 	review20dMovedRows(t, ctx, e, p)
@@ -348,6 +351,8 @@ func TestReview20dSetConfigView(t *testing.T) {
 		{`SET DateStyle = 'SQL, MDY'`, `SELECT s, secret FROM v20_dmy, r19_dt WHERE id = 3`},
 		{`SET DateStyle = 'SQL, MDY'`, `SELECT * FROM v20_dmy; SELECT secret FROM r19_dt WHERE id = 3`},
 		{`SET extra_float_digits = 1`, `INSERT INTO t20_def (id) VALUES (1); SELECT secret FROM r19_f8 WHERE id = 3`},
+		{`SET DateStyle = 'SQL, MDY'`, `INSERT INTO t20_chk VALUES (1); SELECT secret FROM r19_dt WHERE id = 3`},
+		{`SET DateStyle = 'SQL, MDY'`, `INSERT INTO t20_chkf VALUES (1); SELECT secret FROM r19_dt WHERE id = 3`},
 	} {
 		c2 := e.appConn(ctx, p)
 		if _, err := c2.Exec(ctx, c.set); err != nil {

@@ -319,38 +319,58 @@ func pathFunctions(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc) (fun
 	if rels, err = relationsRunning(ctx, pool, oids); err != nil {
 		return funcs, rels, err
 	}
-	err = relationsCallingSetConfig(ctx, pool, setConfig, rels)
+	err = relationsCallingSetConfig(ctx, pool, setConfig, oids, rels)
 	return funcs, rels, err
 }
 
-// setConfigUsesQuery lists, outside the system schemas, the views and the
-// tables with a column default that call set_config itself (its node
-// tree, as text, names the function's OID, $1): pg_depend records no
-// dependency on a built-in function. Read without locks, as pathUsesQuery.
+// setConfigUsesQuery lists, outside the system schemas, the views, the
+// tables with a column default or CHECK constraint, and the tables with a
+// row-security policy whose node tree (as text) calls one of the
+// functions of the regular expression $1 (":funcid (2078|…) "): set_config
+// itself, of which pg_depend records no use (a built-in), and the path
+// functions, whose use in a CHECK or a policy pathUsesQuery does not
+// read. Read without locks, as pathUsesQuery.
 const setConfigUsesQuery = `
 SELECT pg_catalog.lower(c.relname)
 FROM pg_catalog.pg_rewrite r
 JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND pg_catalog.strpos(r.ev_action::text, ':funcid ' || $1::oid::text || ' ') > 0
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND r.ev_action::text ~ $1
 UNION
 SELECT pg_catalog.lower(c.relname)
 FROM pg_catalog.pg_attrdef a
 JOIN pg_catalog.pg_class c ON c.oid = a.adrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND a.adbin::text ~ $1
+UNION
+SELECT pg_catalog.lower(c.relname)
+FROM pg_catalog.pg_constraint k
+JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE k.contype = 'c' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND k.conbin::text ~ $1
+UNION
+SELECT pg_catalog.lower(c.relname)
+FROM pg_catalog.pg_policy p
+JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND pg_catalog.strpos(a.adbin::text, ':funcid ' || $1::oid::text || ' ') > 0`
+  AND coalesce(p.polqual::text, '') || ' ' || coalesce(p.polwithcheck::text, '') ~ $1`
 
-// relationsCallingSetConfig adds to rels the views and tables whose use
-// calls set_config directly (setConfigUsesQuery): SELECT … FROM a view
-// over set_config('DateStyle', …) changed the DateStyle while the rows
-// beside it were printed (review 20d: read in the order last reported, a
-// value moved from another tenant's row opened).
-func relationsCallingSetConfig(ctx context.Context, pool *pgxpool.Pool, setConfig uint32, rels map[string]bool) error {
-	rows, err := pool.Query(ctx, setConfigUsesQuery, setConfig)
+// relationsCallingSetConfig adds to rels the relations whose use calls
+// set_config, or one of the path functions oids, in a view, a column
+// default, a CHECK constraint or a row-security policy
+// (setConfigUsesQuery): SELECT … FROM a view over set_config('DateStyle',
+// …) changed the DateStyle while the rows beside it were printed (review
+// 20d: read in the order last reported, a value moved from another
+// tenant's row opened).
+func relationsCallingSetConfig(ctx context.Context, pool *pgxpool.Pool, setConfig uint32, oids map[uint32]bool, rels map[string]bool) error {
+	ids := []string{strconv.FormatUint(uint64(setConfig), 10)}
+	for oid := range oids {
+		ids = append(ids, strconv.FormatUint(uint64(oid), 10))
+	}
+	rows, err := pool.Query(ctx, setConfigUsesQuery, ":funcid ("+strings.Join(ids, "|")+") ")
 	if err != nil {
-		return fmt.Errorf("reading views and defaults that call set_config: %w", err)
+		return fmt.Errorf("reading views, defaults, constraints and policies that call set_config: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
