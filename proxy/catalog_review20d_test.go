@@ -27,3 +27,18 @@ func TestReview20dChangesPath(t *testing.T) {
 		}
 	}
 }
+
+func TestReview20dHasWordFold(t *testing.T) {
+	for s, want := range map[string]bool{
+		"EXECUTE p":                    true,
+		"explain analyze execute p(1)": true,
+		"SELECT executed_at FROM t":    false,
+		"SELECT x_execute FROM t":      false,
+		"select 1;execute":             true,
+		"":                             false,
+	} {
+		if got := hasWordFold(s, "execute"); got != want {
+			t.Errorf("hasWordFold(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

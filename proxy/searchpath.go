@@ -141,7 +141,10 @@ func (s *session) sessionEffects(st *rewrite.Stmt) uint8 {
 	if e&all == all {
 		return e
 	}
-	for _, name := range rewrite.ExecutedNames(st.Original) { // nil at once without "execute"
+	if !hasWordFold(st.Original, "execute") {
+		return e // no parse for executed_at and the like
+	}
+	for _, name := range rewrite.ExecutedNames(st.Original) {
 		pr, ok := s.sqlPrepared[name]
 		if !ok {
 			return e | all
@@ -153,6 +156,20 @@ func (s *session) sessionEffects(st *rewrite.Stmt) uint8 {
 		}
 	}
 	return e
+}
+
+// hasWordFold reports whether s holds w (lower case ASCII) as a word of
+// its own, in any case: not inside an identifier (executed_at).
+func hasWordFold(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		if !strings.EqualFold(s[i:i+len(w)], w) {
+			continue
+		}
+		if (i == 0 || !identByte(s[i-1])) && (i+len(w) == len(s) || !identByte(s[i+len(w)])) {
+			return true
+		}
+	}
+	return false
 }
 
 // noteStmtEffects remembers the effects of a prepared statement (name; ""
