@@ -344,6 +344,8 @@ func TestReview20dSetConfigView(t *testing.T) {
 		`CREATE TABLE t20_chk (id int CHECK (set_config('DateStyle', 'SQL, DMY', false) IS NOT NULL))`,
 		`CREATE FUNCTION f20_dmy() RETURNS int LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); RETURN 1; END$$`,
 		`CREATE TABLE t20_chkf (id int CHECK (f20_dmy() = 1))`,
+		`CREATE DOMAIN d20_chk AS int CHECK (set_config('DateStyle', 'SQL, DMY', false) IS NOT NULL)`,
+		`CREATE TABLE t20_dom (id d20_chk)`,
 	}, types)
 	p := e.proxy(e.config(""))
 	review20dMovedRows(t, ctx, e, p)
@@ -353,6 +355,7 @@ func TestReview20dSetConfigView(t *testing.T) {
 		{`SET extra_float_digits = 1`, `INSERT INTO t20_def (id) VALUES (1); SELECT secret FROM r19_f8 WHERE id = 3`},
 		{`SET DateStyle = 'SQL, MDY'`, `INSERT INTO t20_chk VALUES (1); SELECT secret FROM r19_dt WHERE id = 3`},
 		{`SET DateStyle = 'SQL, MDY'`, `INSERT INTO t20_chkf VALUES (1); SELECT secret FROM r19_dt WHERE id = 3`},
+		{`SET DateStyle = 'SQL, MDY'`, `INSERT INTO t20_dom VALUES (1); SELECT secret FROM r19_dt WHERE id = 3`},
 	} {
 		c2 := e.appConn(ctx, p)
 		if _, err := c2.Exec(ctx, c.set); err != nil {

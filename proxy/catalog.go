@@ -350,6 +350,13 @@ JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE k.contype = 'c' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND k.conbin::text ~ $1
 UNION
 SELECT pg_catalog.lower(c.relname)
+FROM pg_catalog.pg_constraint k
+JOIN pg_catalog.pg_attribute a ON a.atttypid = k.contypid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE k.contype = 'c' AND k.contypid <> 0 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND k.conbin::text ~ $1
+UNION
+SELECT pg_catalog.lower(c.relname)
 FROM pg_catalog.pg_policy p
 JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -358,7 +365,8 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
 
 // relationsCallingSetConfig adds to rels the relations whose use calls
 // set_config, or one of the path functions oids, in a view, a column
-// default, a CHECK constraint or a row-security policy
+// default, a CHECK constraint (also a domain's, of a column's type) or a
+// row-security policy
 // (setConfigUsesQuery): SELECT … FROM a view over set_config('DateStyle',
 // …) changed the DateStyle while the rows beside it were printed (review
 // 20d: read in the order last reported, a value moved from another
