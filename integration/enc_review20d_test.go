@@ -368,3 +368,37 @@ func TestReview20dSetConfigView(t *testing.T) {
 		c2.Close(ctx)
 	}
 }
+
+// TestReview20dFloatLookupRounded: under extra_float_digits = 0 the rows
+// of tenants 0.3 and 0.30000000000000004 both print 0.3. A looked-up
+// UPDATE over both took them for one tenant, 0.3, and its guard then
+// left the other row alone: UPDATE 1 for two rows asked, silently. It
+// must be refused (the tenant cannot be read), or change both rows so
+// that each reads back.
+func TestReview20dFloatLookupRounded(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"dt", "date"}, {"f8", "float8"}}
+	e := newOpsEnv(t, "enc_review20d_flook", review19cPolicy(types))
+	review19cSetup(t, ctx, e, nil, types)
+	p := e.proxy(e.config(""))
+	review20dMovedRows(t, ctx, e, p)
+	c := e.appConn(ctx, p)
+	defer c.Close(ctx)
+	if _, err := c.Exec(ctx, `SET extra_float_digits = 0`); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{`UPDATE r19_f8 SET secret = 'u' WHERE id IN (1, 2)`, `UPDATE r19_f8 SET secret = 'v' WHERE id = 2`} {
+		tag, err := c.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol)
+		if err != nil {
+			t.Logf("%s: refused: %v", q, err)
+			continue
+		}
+		want := int64(2)
+		if !strings.Contains(q, "IN") {
+			want = 1
+		}
+		if tag.RowsAffected() != want {
+			t.Errorf("%s under extra_float_digits 0: UPDATE %d, want %d or refused", q, tag.RowsAffected(), want)
+		}
+	}
+}
