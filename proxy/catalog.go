@@ -316,8 +316,79 @@ func pathFunctions(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc) (fun
 			}
 		}
 	}
-	rels, err = relationsRunning(ctx, pool, oids)
+	if rels, err = relationsRunning(ctx, pool, oids); err != nil {
+		return funcs, rels, err
+	}
+	err = relationsCallingSetConfig(ctx, pool, setConfig, oids, rels)
 	return funcs, rels, err
+}
+
+// setConfigUsesQuery lists, outside the system schemas, the views, the
+// tables with a column default or CHECK constraint, and the tables with a
+// row-security policy whose node tree (as text) calls one of the
+// functions of the regular expression $1 (":funcid (2078|…) "): set_config
+// itself, of which pg_depend records no use (a built-in), and the path
+// functions, whose use in a CHECK or a policy pathUsesQuery does not
+// read. Read without locks, as pathUsesQuery.
+const setConfigUsesQuery = `
+SELECT pg_catalog.lower(c.relname)
+FROM pg_catalog.pg_rewrite r
+JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND r.ev_action::text ~ $1
+UNION
+SELECT pg_catalog.lower(c.relname)
+FROM pg_catalog.pg_attrdef a
+JOIN pg_catalog.pg_class c ON c.oid = a.adrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND a.adbin::text ~ $1
+UNION
+SELECT pg_catalog.lower(c.relname)
+FROM pg_catalog.pg_constraint k
+JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE k.contype = 'c' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND k.conbin::text ~ $1
+UNION
+SELECT pg_catalog.lower(c.relname)
+FROM pg_catalog.pg_constraint k
+JOIN pg_catalog.pg_attribute a ON a.atttypid = k.contypid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE k.contype = 'c' AND k.contypid <> 0 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND k.conbin::text ~ $1
+UNION
+SELECT pg_catalog.lower(c.relname)
+FROM pg_catalog.pg_policy p
+JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND coalesce(p.polqual::text, '') || ' ' || coalesce(p.polwithcheck::text, '') ~ $1`
+
+// relationsCallingSetConfig adds to rels the relations whose use calls
+// set_config, or one of the path functions oids, in a view, a column
+// default, a CHECK constraint (also a domain's, of a column's type) or a
+// row-security policy
+// (setConfigUsesQuery): SELECT … FROM a view over set_config('DateStyle',
+// …) changed the DateStyle while the rows beside it were printed (review
+// 20d: read in the order last reported, a value moved from another
+// tenant's row opened).
+func relationsCallingSetConfig(ctx context.Context, pool *pgxpool.Pool, setConfig uint32, oids map[uint32]bool, rels map[string]bool) error {
+	ids := []string{strconv.FormatUint(uint64(setConfig), 10)}
+	for oid := range oids {
+		ids = append(ids, strconv.FormatUint(uint64(oid), 10))
+	}
+	rows, err := pool.Query(ctx, setConfigUsesQuery, ":funcid ("+strings.Join(ids, "|")+") ")
+	if err != nil {
+		return fmt.Errorf("reading views, defaults, constraints and policies that call set_config: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return err
+		}
+		rels[name] = true
+	}
+	return rows.Err()
 }
 
 // codeFunc is a function of the database as pathCodeQuery reads it.
@@ -466,9 +537,19 @@ func identByte(c byte) bool {
 // a first argument that is not a literal naming another setting
 // (set_config('app.tenant', …), common in row-security setups, is not).
 // A textual test: code that builds these words from pieces is not seen.
+// It also names DateStyle or extra_float_digits, or sets TimeZone (SET,
+// RESET, set_config('timezone', …); review 20d):
+// the server prints a date, timestamp or float tenant of the rows the
+// calling statement returns by the new setting before it reports it
+// (DateStyle, with the next ReadyForQuery) or at all (extra_float_digits),
+// and converts a timestamptz parameter for a date tenant in the new zone;
+// the statement's effects then make them unknown until answered (effDS,
+// effFloat, effTZ), as they do for SET DateStyle itself.
 func changesPath(code string) bool {
 	lower := strings.ToLower(code)
-	if strings.Contains(lower, "search_path") || setsRole.MatchString(lower) {
+	if strings.Contains(lower, "search_path") || setsRole.MatchString(lower) ||
+		strings.Contains(lower, "datestyle") || strings.Contains(lower, "extra_float_digits") ||
+		setsZone.MatchString(lower) {
 		return true
 	}
 	for rest := lower; ; {
@@ -481,7 +562,7 @@ func changesPath(code string) bool {
 			continue // another identifier that starts with set_config
 		}
 		name, ok := leadingArgument(rest[1:])
-		if !ok || name == "role" || name == "session_authorization" {
+		if !ok || name == "role" || name == "session_authorization" || name == "timezone" {
 			return true
 		}
 	}
@@ -490,6 +571,11 @@ func changesPath(code string) bool {
 // setsRole finds SET [SESSION|LOCAL] ROLE, SET SESSION AUTHORIZATION,
 // their RESET and RESET ALL in code: they change what "$user" means, and
 // the role whose readers see a column (a textual test, like the rest).
+// setsZone finds SET [SESSION|LOCAL] TimeZone (or TIME ZONE) and its
+// RESET in code; not timezone('utc', …) nor AT TIME ZONE, common in
+// trigger code.
+var setsZone = regexp.MustCompile(`\b(set|reset)\s+((session|local)\s+)?("timezone"|timezone\b|time\s+zone\b)`)
+
 var setsRole = regexp.MustCompile(`\b(set|reset)\s+((session|local)\s+)?(role|session\s+authorization|all)\b`)
 
 // leadingArgument reads a first argument that is a plain '…' string

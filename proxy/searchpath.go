@@ -124,12 +124,60 @@ func (s *session) pathEffect(e uint8) {
 	}
 }
 
+// sessionEffects is stmtEffects, and those of the SQL PREPAREs an SQL
+// EXECUTE in st runs (sqlPrepared): a prepared statement (a query or DML)
+// changes a setting only through set_config (or a function, which makes
+// the EXECUTE PathOpaque), so one whose text calls it, or may spell it
+// (U&"…"), or a name pgveil did not see prepared, may change any:
+// EXECUTE p, where p is SELECT set_config('DateStyle', …), changes the
+// DateStyle while its own text names none (review 20d: the rows sent
+// with it were read in the order last reported, and a value moved from
+// another tenant's row opened; one setting TimeZone had a timestamptz
+// parameter's date tenant named in UTC while the server stored Berlin's
+// date). Client side.
+func (s *session) sessionEffects(st *rewrite.Stmt) uint8 {
+	const all = effPath | effTZ | effRole | effDS | effFloat
+	e := stmtEffects(st)
+	if e&all == all {
+		return e
+	}
+	if !hasWordFold(st.Original, "execute") {
+		return e // no parse for executed_at and the like
+	}
+	for _, name := range rewrite.ExecutedNames(st.Original) {
+		pr, ok := s.sqlPrepared[name]
+		if !ok {
+			return e | all
+		}
+		for _, sql := range pr.sqls {
+			if lower := strings.ToLower(sql); strings.Contains(lower, "set_config") || strings.Contains(lower, "u&") {
+				return e | all
+			}
+		}
+	}
+	return e
+}
+
+// hasWordFold reports whether s holds w (lower case ASCII) as a word of
+// its own, in any case: not inside an identifier (executed_at).
+func hasWordFold(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		if !strings.EqualFold(s[i:i+len(w)], w) {
+			continue
+		}
+		if (i == 0 || !identByte(s[i-1])) && (i+len(w) == len(s) || !identByte(s[i+len(w)])) {
+			return true
+		}
+	}
+	return false
+}
+
 // noteStmtEffects remembers the effects of a prepared statement (name; ""
 // is the unnamed one), which take place at each Execute of its portals.
 func (s *session) noteStmtEffects(name []byte, p *rewrite.Plan) {
 	var e uint8
 	for _, st := range p.Stmts {
-		e |= stmtEffects(st)
+		e |= s.sessionEffects(st)
 	}
 	switch {
 	case e != 0:

@@ -265,6 +265,16 @@ func (c *catalog) tenantParam(t *policy.Table, declared uint32, format int16, v 
 	case policy.OIDText, policy.TypeVarchar.OID(), oidBpchar, oidName:
 		return canon.TenantParam(c.tenantType(t), declared, format, v)
 	}
+	if declared == ct.tenantBase && declared >= firstNormalOID {
+		// The domain's base is a type created in the database (citext,
+		// an enum), stored as it is: named as the domain's own value
+		// (canon.TenantParam refuses other types it does not mirror,
+		// review 20d).
+		if format == canon.BinaryFormat {
+			return canon.DomainTenantRecv(ct.tenantBase, v)
+		}
+		return canon.TenantParam(c.tenantType(t), 0, format, v)
+	}
 	for _, lt := range []policy.LogicalType{policy.TypeNumeric, policy.TypeBool, policy.TypeDate, policy.TypeTimestamp} {
 		if lt.OID() == ct.tenantBase {
 			pt, err := canon.Plaintext(lt, format, declared, v, nil)
@@ -273,3 +283,7 @@ func (c *catalog) tenantParam(t *policy.Table, declared uint32, format int16, v 
 	}
 	return canon.TenantParam(c.tenantType(t), declared, format, v)
 }
+
+// firstNormalOID is PostgreSQL's FirstNormalObjectId: the types below
+// it are built in.
+const firstNormalOID = 16384

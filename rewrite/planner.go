@@ -66,7 +66,7 @@ func (p *Planner) SetCatalog(c *Catalog) {
 		for r := range c.GuardedRelations {
 			names = append(names, r)
 		}
-		if len(c.PathFunctions) > 0 {
+		if len(c.PathFunctions) > 0 || len(c.PathRelations) > 0 {
 			names = append(names, "execute")
 		}
 	}

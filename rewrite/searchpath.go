@@ -170,7 +170,7 @@ func settingsRowCalls(n *pg.Node) map[*pg.FuncCall]string {
 // whose code may change search_path (Catalog.PathFunctions), by name
 // alone: any schema, any overload.
 func (a *analyzer) pathFunctions(n *pg.Node) {
-	if a.cat == nil || len(a.cat.PathFunctions) == 0 || a.st.PathOpaque {
+	if a.cat == nil || len(a.cat.PathFunctions) == 0 && len(a.cat.PathRelations) == 0 || a.st.PathOpaque {
 		return
 	}
 	rel := func(rv *pg.RangeVar) bool { return rv != nil && a.cat.PathRelations[strings.ToLower(rv.Relname)] }

@@ -184,7 +184,7 @@ func PrintedTenant(base uint32, ds DateStyle, src []byte) (string, error) {
 		return string(appendDate(nil, days)), nil
 	}
 	v := days*usPerDay + p.us
-	if v < minTimestamp || v >= endTimestamp {
+	if !timestampDays(days) || v < minTimestamp || v >= endTimestamp {
 		return "", p.refuse()
 	}
 	return string(appendTimestamp(nil, v, false)), nil

@@ -25,13 +25,35 @@ func TenantParam(col, declared uint32, format int16, src []byte) (string, error)
 	if col == oidFloat4 || col == oidFloat8 {
 		return floatTenantParam(col, declared, format, src)
 	}
+	t, ok := logicalOf(col)
+	lt, isLogical := logicalOf(declared)
+	if !ok && !isLogical && declared != 0 && declared != col && declared != oidUnknown && declared != oidName && declared != oidBpchar {
+		// interval, money, point, an array, oid, time, …: PostgreSQL
+		// assigns such a value to a column named by its text (citext,
+		// name, character(n), an enum, a domain) through the declared
+		// type's input and output ('1 day 2 hours' is stored as
+		// '1 day 02:00:00', '{ 0.5 }' as '{0.5}'), which pgveil does not
+		// mirror: it named the tenant as written, and the row opened in
+		// no session (review 20d).
+		return "", &Error{Type: policy.TypeText, Code: "42804", Msg: fmt.Sprintf(
+			"a parameter declared as type OID %d for this key_context column is stored as that type prints it, which pgveil does not mirror: declare the parameter as text", declared)}
+	}
 	if (col == oidName || col == oidBpchar) && declared != 0 && declared != col {
 		// text, varchar (JDBC's setString), …: assigned to name cut to 63
 		// bytes, as namein cuts its input; to character(n) padded, its
 		// trailing spaces not part of the tenant (TenantText of bpchar),
 		// so that 'ab   ' read from a char(5) and written back names the
-		// tenant stored.
-		name, err := TenantText(declared, format, src)
+		// tenant stored. Another type is assigned as its output (review
+		// 20d: numeric 1.50 was named 1.5, its equality form; a bool into
+		// character(n) is booltext's true, into name boolout's t, as
+		// pg_cast has bool to bpchar and not to name).
+		var name string
+		var err error
+		if isLogical && lt != policy.TypeText && lt != policy.TypeVarchar && !(col == oidName && lt == policy.TypeBool) {
+			name, err = declaredOutput(lt, format, src)
+		} else {
+			name, err = TenantText(declared, format, src)
+		}
 		if err != nil {
 			return "", err
 		}
@@ -40,8 +62,7 @@ func TenantParam(col, declared uint32, format int16, src []byte) (string, error)
 		}
 		return string(clipName([]byte(name))), nil
 	}
-	t, ok := logicalOf(col)
-	if lt, isLogical := logicalOf(declared); !ok && isLogical && lt != policy.TypeText && lt != policy.TypeVarchar && src != nil {
+	if !ok && isLogical && lt != policy.TypeText && lt != policy.TypeVarchar && src != nil {
 		// A column named by its stored text (citext, an enum, a domain
 		// over numeric) assigned a number, a bool, …: PostgreSQL stores
 		// the declared type's output ('1.50', not the equality form

@@ -52,7 +52,7 @@ func timestampText(t policy.LogicalType, src, dst []byte) ([]byte, error) {
 	if tz {
 		v -= offset
 	}
-	if v < minTimestamp || v >= endTimestamp {
+	if !timestampDays(days) || v < minTimestamp || v >= endTimestamp {
 		return nil, invalid(t, "timestamp out of range")
 	}
 	return appendTimestamp(dst, v, tz), nil
@@ -243,8 +243,15 @@ func parseCanonicalTimestamp(t policy.LogicalType, pt []byte) (int64, error) {
 		return 0, invalid(t, "not a canonical timestamp")
 	}
 	days, err := resolveDate(t, y, mo, d, bc)
-	if err != nil {
+	if err != nil || !timestampDays(days) {
 		return 0, invalid(t, "not a canonical timestamp")
 	}
 	return days*usPerDay + us, nil
+}
+
+// timestampDays reports whether days (since 2000-01-01) is near enough
+// the timestamp range that days*usPerDay does not overflow: a date of
+// year 5874897 (in date's range) wrapped to 29357-07-04 (review 20d).
+func timestampDays(days int64) bool {
+	return days >= minTimestamp/usPerDay-2 && days <= endTimestamp/usPerDay+2
 }

@@ -63,6 +63,9 @@ type liveCol struct {
 	// typcategory.
 	BaseType, BaseCategory string
 	NotNull                bool
+	// Nondeterministic: the column's collation is nondeterministic ('AB'
+	// = 'ab' under a case-insensitive one).
+	Nondeterministic bool
 }
 
 // liveIndex is one index of a liveTable.
@@ -103,7 +106,8 @@ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')`
 
 const liveColumnsQuery = `
 SELECT a.attrelid, a.attname, a.atttypid, a.atttypmod, format_type(a.atttypid, a.atttypmod),
-       b.oid, b.typtype::text, b.typcategory::text, a.attnotnull, last.mod
+       b.oid, b.typtype::text, b.typcategory::text, a.attnotnull, last.mod,
+       coalesce((SELECT NOT co.collisdeterministic FROM pg_catalog.pg_collation co WHERE co.oid = a.attcollation), false)
 FROM pg_catalog.pg_attribute a
 ` + proxy.BaseTypeJoin + `WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum`
@@ -192,7 +196,7 @@ func loadLive(ctx context.Context, pool *pgxpool.Pool, tables []*policy.Table) (
 	for rows.Next() {
 		var rel uint32
 		c := &liveCol{}
-		if err := rows.Scan(&rel, &c.Name, &c.TypeOID, &c.TypMod, &c.TypeName, &c.BaseOID, &c.BaseType, &c.BaseCategory, &c.NotNull, &c.BaseMod); err != nil {
+		if err := rows.Scan(&rel, &c.Name, &c.TypeOID, &c.TypMod, &c.TypeName, &c.BaseOID, &c.BaseType, &c.BaseCategory, &c.NotNull, &c.BaseMod, &c.Nondeterministic); err != nil {
 			rows.Close()
 			return nil, err
 		}
@@ -292,8 +296,13 @@ func operatorTenant(lc *liveCol, v string) (string, error) {
 // whose text is its name, not those equal to it. As the proxy's
 // Lookup.TextGuard (rewrite/plan.go), for the types whose text is the
 // name; not the logical types (equality is identity there), name, nor
-// char(n) and domains over bool, date or timestamp.
+// char(n) and domains over bool, date or timestamp, unless the column's
+// collation is nondeterministic (review 20d: shredding char(5) 'AB'
+// counted 'ab”s rows and refused over their plaintext).
 func tenantTextGuard(lc *liveCol) bool {
+	if lc.Nondeterministic {
+		return true
+	}
 	switch canon.TenantBase(lc.TypeOID, lc.BaseOID) {
 	case 700, 701, policy.OIDText, oidVarchar:
 		return true
@@ -316,9 +325,22 @@ func tenantTextGuard(lc *liveCol) bool {
 // tenantRowsSQL is the condition that selects the rows of one tenant of
 // column qc (of lc's type typeName): equal to $1 (as the operator wrote
 // it), and with tenantTextGuard, whose text is $2 (its name).
+//
+// A name column is selected by its text alone: $1::name has name's
+// collation C, which conflicts with a column of another collation (42P22,
+// review 20d), and under a deterministic one equal names are the same
+// bytes. A domain over char(n) is named with its padding, which its cast
+// to text drops.
 func tenantRowsSQL(lc *liveCol, qc, typeName string) string {
+	name := "$2::text"
+	if lc.BaseOID == oidBpchar {
+		name = "pg_catalog.rtrim($2::text, ' ')"
+	}
+	if lc.BaseOID == 19 {
+		return fmt.Sprintf(`(CAST(%s AS text) COLLATE "C" = %s AND $1::text IS NOT NULL)`, qc, name)
+	}
 	if tenantTextGuard(lc) {
-		return fmt.Sprintf(`(%[1]s = $1::%[2]s AND CAST(%[1]s AS text) COLLATE "C" = $2::text)`, qc, typeName)
+		return fmt.Sprintf(`(%[1]s = $1::%[2]s AND CAST(%[1]s AS text) COLLATE "C" = %[3]s)`, qc, typeName, name)
 	}
 	return fmt.Sprintf("(%s = $1::%s AND $2::text IS NOT NULL)", qc, typeName)
 }
