@@ -230,12 +230,6 @@ func pgTypeName(base uint32, mod int32) string {
 	return fmt.Sprintf("type OID %d", base)
 }
 
-// tenantParam is canon.TenantParam for t's key_context column, except
-// that a parameter declared as another type than text for a domain over
-// numeric, bool, date or timestamp is assigned to that base type as
-// PostgreSQL assigns it (a float8 0.30000000000000004 into numeric is
-// 0.3, DBL_DIG digits), whose output names the tenant (storedTenant),
-// not read as the declared type's own text (review 19c).
 // tenantZoneDependent reports whether a parameter declared as type
 // declared converts to t's key_context column through the session's
 // TimeZone: a timestamptz for a date or timestamp column, or a domain over
@@ -251,6 +245,12 @@ func (c *catalog) tenantZoneDependent(t *policy.Table, declared uint32) bool {
 	return typ == policy.TypeDate.OID() || typ == policy.TypeTimestamp.OID()
 }
 
+// tenantParam is canon.TenantParam for t's key_context column, except
+// that a parameter declared as another type than text for a domain over
+// numeric, bool, date or timestamp is assigned to that base type as
+// PostgreSQL assigns it (a float8 0.30000000000000004 into numeric is
+// 0.3, DBL_DIG digits), whose output names the tenant (storedTenant),
+// not read as the declared type's own text (review 19c).
 func (c *catalog) tenantParam(t *policy.Table, declared uint32, format int16, v []byte) (string, error) {
 	ct := c.byTable[t]
 	if ct == nil || ct.tenantBase == 0 || v == nil {
