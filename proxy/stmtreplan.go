@@ -152,6 +152,72 @@ func (s *session) notePortalCloses(portal, stmt []byte) {
 	delete(s.closePortals, string(portal))
 }
 
+// preparesOf returns the SQL PREPAREs in p.
+func preparesOf(p *rewrite.Plan) []*rewrite.Stmt {
+	var out []*rewrite.Stmt
+	for _, st := range p.Stmts {
+		if st.Prepares != "" {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// noteStmtPrepares remembers the SQL PREPAREs the extended-protocol
+// statement name runs at each Execute of its portals: recorded at the
+// Parse only, one run again after a DEALLOCATE of its name left no record
+// of the statement the server held again (review 20e HIGH: after a view
+// swap its Bind or EXECUTE wrote the client's plaintext into an encrypted
+// column).
+func (s *session) noteStmtPrepares(name []byte, preps []*rewrite.Stmt) {
+	switch {
+	case len(preps) > 0:
+		if s.prepStmts == nil {
+			s.prepStmts = map[string][]*rewrite.Stmt{}
+		}
+		s.prepStmts[string(name)] = preps
+	case len(s.prepStmts) > 0:
+		delete(s.prepStmts, string(name))
+	}
+}
+
+// notePortalPrepares gives a portal bound to stmt the SQL PREPAREs it
+// runs.
+func (s *session) notePortalPrepares(portal, stmt []byte) {
+	if len(s.prepStmts) == 0 && len(s.prepPortals) == 0 {
+		return
+	}
+	if p := s.prepStmts[string(stmt)]; len(p) > 0 {
+		if s.prepPortals == nil {
+			s.prepPortals = map[string][]*rewrite.Stmt{}
+		}
+		s.prepPortals[string(portal)] = p
+		return
+	}
+	delete(s.prepPortals, string(portal))
+}
+
+// executePrepares records the SQL PREPAREs the Execute of portal, pushed
+// next, runs: the name gets the text again unless its record holds it
+// and no close of it is pending (the server then holds one of the texts
+// recorded, or this one).
+func (s *session) executePrepares(portal []byte) {
+	if len(s.prepPortals) == 0 {
+		return
+	}
+	ps := s.prepPortals[string(portal)]
+	if len(ps) == 0 {
+		return
+	}
+	s.applyClosed()
+	for _, st := range ps {
+		if pr, ok := s.sqlPrepared[st.Prepares]; ok && pr.closedSeq == 0 && slices.Contains(pr.sqls, st.Original) {
+			continue
+		}
+		s.noteSQLPrepare(st)
+	}
+}
+
 // executeCloses records the closes of the Execute of portal, pushed
 // next, in the view (closeEffects), and returns the names for its
 // pending (its CommandComplete confirms them: tracker.goneLocked; an
@@ -206,6 +272,7 @@ func (s *session) applyClosed() {
 				// server may skip: review 19).
 				delete(s.effStmts, n)
 				delete(s.closeStmts, n)
+				delete(s.prepStmts, n)
 			case pt.earlierUntil != 0 && pt.earlierUntil <= c.seq:
 				// Prepared again after a close now confirmed: the texts
 				// before the close are gone (review 19b: kept, past
