@@ -1094,6 +1094,7 @@ func (s *session) handleBind(body []byte) error {
 		return err
 	}
 	s.notePortalEffects(bm.Portal, bm.Statement)
+	s.notePortalSQLPrepared(bm.Portal, bm.Statement)
 	s.notePortalCloses(bm.Portal, bm.Statement)
 	s.notePortalPrepares(bm.Portal, bm.Statement)
 	stmt := s.t.statement(bm.Statement)

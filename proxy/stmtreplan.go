@@ -152,6 +152,30 @@ func (s *session) notePortalCloses(portal, stmt []byte) {
 	delete(s.closePortals, string(portal))
 }
 
+// sqlPreparedEffects are the effects of running a statement SQL PREPARE
+// made: those of an EXECUTE of it (the planner takes its path effects as
+// unknown, PathOpaque).
+const sqlPreparedEffects = effPath | effRole | effTZ | effDS | effFloat
+
+// notePortalSQLPrepared gives a portal bound to a statement SQL PREPARE
+// made the effects of an EXECUTE of it (after notePortalEffects): one
+// that calls set_config('search_path', …) changed the server's path
+// unseen, and pgveil went on resolving names under the old one (review
+// 20e HIGH: an INSERT went into the table the old path named, not the
+// one PostgreSQL's path names).
+func (s *session) notePortalSQLPrepared(portal, stmt []byte) {
+	if len(s.sqlPrepared) == 0 || len(stmt) == 0 {
+		return
+	}
+	if _, ok := s.sqlPrepared[string(stmt)]; !ok {
+		return
+	}
+	if s.effPortals == nil {
+		s.effPortals = map[string]uint8{}
+	}
+	s.effPortals[string(portal)] |= sqlPreparedEffects
+}
+
 // preparesOf returns the SQL PREPAREs in p.
 func preparesOf(p *rewrite.Plan) []*rewrite.Stmt {
 	var out []*rewrite.Stmt
