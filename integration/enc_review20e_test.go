@@ -261,6 +261,24 @@ func TestReview20ePipelines(t *testing.T) {
 				query("DEALLOCATE ALL"),
 				cat(e.insBind("x", nextID(), org, "p8c"), bindP, sync1),
 			},
+			// Simple-Query DEALLOCATE ALL in an aborted block (25P02): x
+			// and p stay; SQL PREPARE in a block rolled back stays.
+			{
+				{&pgproto3.Parse{Name: "x", Query: r17Ins}, pt, &pgproto3.Sync{}},
+				query("BEGIN"),
+				query("SELECT 1/0"),
+				query("DEALLOCATE ALL"),
+				query("PREPARE sq AS SELECT $1::int8 * 2"),
+				query("ROLLBACK"),
+				cat(e.insBind("x", nextID(), org, "pa"), bindP, sync1),
+				query("EXECUTE sq(1)"),
+				query("BEGIN; PREPARE sq AS SELECT $1::int8 * 2; ROLLBACK"),
+				query("EXECUTE sq(2)"),
+				{&pgproto3.Bind{PreparedStatement: "sq", Parameters: [][]byte{[]byte("3")}}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+				query("BEGIN; DEALLOCATE sq; SELECT 1/0"),
+				query("ROLLBACK"),
+				query("EXECUTE sq(4)"),
+			},
 			// A portal of x open across DEALLOCATE ALL (in a block).
 			{
 				query("BEGIN"),
