@@ -23,6 +23,10 @@ func TestReview20eSetConfigCastName(t *testing.T) {
 		`SELECT set_config(name, 'app', false) FROM pg_settings WHERE name = 'search_path   '::char(20)`,
 		`SELECT set_config(name, 'app', false) FROM pg_settings WHERE name = 'search_pathzz'::char(11)`,
 		`SELECT set_config(name, 'app', false) FROM pg_settings WHERE 'search_pathzz'::varchar(11) = name`,
+		// A temporary table pg_settings (name char(20)) comes before
+		// pg_catalog's: its row 'search_path' equals 'search_path   '.
+		`SELECT set_config(name, 'app', false) FROM pg_settings WHERE name = 'search_path   '`,
+		`SELECT set_config(name, 'app', false) FROM pg_settings WHERE name = 'Search_Path'`,
 	} {
 		plan, err := p.Plan(sql, publicPath)
 		if err != nil {
@@ -40,6 +44,8 @@ func TestReview20eSetConfigCastName(t *testing.T) {
 		`SELECT pg_catalog.set_config('search_path', '', false)`,
 		`SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'`,
 		`SELECT set_config('work_mem'::pg_catalog.text, '1MB'::text, 'false'::boolean)`,
+		`SELECT set_config(name, 'off', false) FROM pg_settings WHERE name = 'enable_seqscan'`,
+		`SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'app.tenant_1'`,
 	} {
 		if _, err := p.Plan(sql, publicPath); err != nil {
 			t.Errorf("%s: %v", sql, err)

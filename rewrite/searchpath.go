@@ -157,6 +157,12 @@ func settingsRowCalls(n *pg.Node) map[*pg.FuncCall]string {
 	default:
 		return nil
 	}
+	if !plainSettingName(value) {
+		// A temporary table named pg_settings comes first: its name
+		// column, char(n), finds 'search_path' for 'search_path   '
+		// (review 20e). Setting names are plain.
+		return nil
+	}
 	out := map[*pg.FuncCall]string{}
 	for _, t := range sel.TargetList {
 		if f := t.GetResTarget().GetVal().GetFuncCall(); f != nil && len(f.Args) == 3 && isName(f.Args[0]) {
@@ -164,6 +170,23 @@ func settingsRowCalls(n *pg.Node) map[*pg.FuncCall]string {
 		}
 	}
 	return out
+}
+
+// plainSettingName reports a setting name as PostgreSQL lists them in
+// pg_settings: lower case letters, digits, underscores, one dot at most
+// (a custom setting).
+func plainSettingName(v string) bool {
+	dots := 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c >= 'a' && c <= 'z', c == '_', c >= '0' && c <= '9' && i > 0:
+		case c == '.' && i > 0 && i < len(v)-1 && dots == 0:
+			dots++
+		default:
+			return false
+		}
+	}
+	return v != ""
 }
 
 // pathFunctions marks the statement PathOpaque when it calls a function
