@@ -10,6 +10,16 @@ package integration
 //      record was gone with the DEALLOCATE's confirmation, the server
 //      held the statement again: after a view swap its Bind or EXECUTE
 //      ran unchecked, the client's plaintext into contacts.note.
+//   HIGH TestReview20eBoundSQLPreparedSetConfig: a statement SQL PREPARE
+//      made that calls set_config('search_path', …), run through the
+//      extended protocol, changed the server's path unseen: the next
+//      INSERT went into the table pgveil's old path named (wrong table).
+//   HIGH TestReview20eParsedExecuteBoundAfterSwap: EXECUTE ins(…) parsed
+//      as a protocol statement before a view swap (checked at its Parse
+//      only), bound after it: the plaintext went through the view into
+//      contacts.note.
+//   Hold: TestReview20eSimplePrepareThenError, TestReview20eUnnamedAfterSimpleQuery,
+//      TestReview20eRewrittenParseOverPassthrough, TestReview20ePipelines.
 
 import (
 	"context"
@@ -363,6 +373,52 @@ func TestReview20eBoundSQLPreparedSetConfig(t *testing.T) {
 					}
 					trace(query("DEALLOCATE ALL")...)
 				}
+			}
+		})
+	}
+}
+
+// TestReview20eParsedExecuteBoundAfterSwap: EXECUTE ins(…) parsed through
+// the extended protocol as a named statement before the swap (checked at
+// its Parse), bound after it: the EXECUTE runs the SQL-prepared INSERT
+// into what is now a view over an encrypted column; it must be checked
+// again at the Bind.
+func TestReview20eParsedExecuteBoundAfterSwap(t *testing.T) {
+	relayLeakCheck(t)
+	for i, eng := range []struct{ name, loops string }{{"goroutines", "0"}, {"loop", "1"}} {
+		t.Run(eng.name, func(t *testing.T) {
+			t.Setenv(eventLoopsEnv, eng.loops)
+			ctx := testCtx(t, 2*time.Minute)
+			org := int64(27600 + i)
+			p := startEncProxy(t, org)
+			app := connectPgx(t, ctx, p.url())
+			c := connectPgx(t, ctx, p.url()).PgConn()
+			trace := func(msgs ...pgproto3.FrontendMessage) string {
+				return strings.Join(r17Trace(ctx, c, msgs...), " | ")
+			}
+			for j, unnamed := range []bool{false, true} {
+				rel := fmt.Sprintf("r20e_ex%d", j)
+				swap := rev15ViewSwap(t, ctx, p, rel)
+				secret := fmt.Sprintf("r20e-ex-%d-%d", org, j)
+				p.remember(secret)
+				if got := trace(query("PREPARE ins AS INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)")...); got != "CommandComplete PREPARE | ReadyForQuery I" {
+					t.Fatalf("%d prepare: %s", j, got)
+				}
+				text := fmt.Sprintf("EXECUTE ins(%d, '%s')", org, secret)
+				name := "e"
+				if unnamed {
+					name = ""
+				}
+				if got := trace(&pgproto3.Parse{Name: name, Query: text}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+					t.Fatalf("%d parse: %s", j, got)
+				}
+				swap(app)
+				got := trace(&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{})
+				if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+					t.Errorf("%d bound after the swap: %s", j, got)
+				}
+				rev15NoPlainNote(t, ctx, secret)
+				trace(query("DEALLOCATE ALL")...)
 			}
 		})
 	}

@@ -167,9 +167,12 @@ type session struct {
 	// statement runs (noteStmtPrepares).
 	prepStmts   map[string][]*rewrite.Stmt
 	prepPortals map[string][]*rewrite.Stmt
-	planGen     uint64 // the planner's Generation when planNow last planned
-	effPortals  map[string]uint8
-	pathCh      chan pathReply // the server goroutine's answer to syncSearchPath
+	// inExecuted is set while replanExecutedTexts runs (a statement that
+	// executes itself is not checked again within).
+	inExecuted bool
+	planGen    uint64 // the planner's Generation when planNow last planned
+	effPortals map[string]uint8
+	pathCh     chan pathReply // the server goroutine's answer to syncSearchPath
 	// lookupCh carries the server goroutine's answer to a tenant lookup,
 	// lookupAcc gathers it (server side); lookup is the tenant found for
 	// the statement being sent (client side, lookup.go).

@@ -67,6 +67,11 @@ type ptStmt struct {
 	// kept text for one planned under the new catalog, and a Bind ran it
 	// with the client's plaintext).
 	stale bool
+	// executes marks a record one of whose texts runs EXECUTE (or code
+	// that does): the statements it executes are checked at each Bind,
+	// not only at the Parse (review 20e HIGH: parsed before a view swap,
+	// bound after it, EXECUTE ins(…) wrote plaintext through the view).
+	executes bool
 }
 
 // Closing a statement. A Close, DEALLOCATE or DISCARD ALL the server does
@@ -469,7 +474,27 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 			pt.stale = len(pt.earlier) > 0 && (fromSrv || !ok || old.stale || old.gen != pt.gen || old.cat != cat)
 		}
 	}
+	pt.executes = len(rewrite.ExecutedAndCodeNames(sql)) > 0
+	for _, t := range pt.earlier {
+		if pt.executes {
+			break
+		}
+		pt.executes = t != sentinelText && len(rewrite.ExecutedAndCodeNames(t)) > 0
+	}
 	s.ptStmts[string(name)] = pt
+}
+
+// replanExecutedTexts checks, at a Bind of the record pt, the statements
+// its texts run with EXECUTE (replanExecuted), as at their Parse.
+func (s *session) replanExecutedTexts(pt ptStmt) (*pgError, error) {
+	s.inExecuted = true
+	defer func() { s.inExecuted = false }()
+	for _, text := range append([]string{pt.sql}, pt.earlier...) {
+		if pe, err := s.replanExecuted(text); pe != nil || err != nil {
+			return pe, err
+		}
+	}
+	return nil, nil
 }
 
 // unnamedTexts are the texts of pass-through Parses the server's own
@@ -569,6 +594,14 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 	if !synced {
 		if err := s.catalogCurrent(pt.sql); err != nil {
 			return nil, err
+		}
+	}
+	if pt.executes && !s.inExecuted {
+		if pe, err := s.replanExecutedTexts(pt); pe != nil || err != nil {
+			return pe, err
+		}
+		if pt, ok = s.ptStmts[string(name)]; !ok {
+			return nil, nil
 		}
 	}
 	if !pt.stale && pt.gen == s.pathGen && pt.cat == s.eng.planner.Generation() {
