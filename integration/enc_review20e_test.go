@@ -423,3 +423,49 @@ func TestReview20eParsedExecuteBoundAfterSwap(t *testing.T) {
 		})
 	}
 }
+
+// TestReview20eSkippedParseOverExecute: the unnamed statement is EXECUTE
+// ins(…) (ins an SQL PREPARE of an INSERT into a plain table); after a
+// view swap a new unnamed Parse is skipped after an error (pass-through,
+// or one pgveil rewrites), so the server keeps the EXECUTE: a Bind of the
+// unnamed statement must check what it executes.
+func TestReview20eSkippedParseOverExecute(t *testing.T) {
+	relayLeakCheck(t)
+	for i, eng := range []struct{ name, loops string }{{"goroutines", "0"}, {"loop", "1"}} {
+		t.Run(eng.name, func(t *testing.T) {
+			t.Setenv(eventLoopsEnv, eng.loops)
+			ctx := testCtx(t, 2*time.Minute)
+			org := int64(27700 + i)
+			p := startEncProxy(t, org)
+			app := connectPgx(t, ctx, p.url())
+			c := connectPgx(t, ctx, p.url()).PgConn()
+			trace := func(msgs ...pgproto3.FrontendMessage) string {
+				return strings.Join(r17Trace(ctx, c, msgs...), " | ")
+			}
+			for j, next := range []string{"SELECT $1::int8, $2::text", "INSERT INTO contacts (org_id, note) VALUES ($1, $2)"} {
+				rel := fmt.Sprintf("r20e_sk%d", j)
+				swap := rev15ViewSwap(t, ctx, p, rel)
+				secret := fmt.Sprintf("r20e-sk-%d-%d", org, j)
+				p.remember(secret)
+				if got := trace(query("PREPARE ins AS INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)")...); got != "CommandComplete PREPARE | ReadyForQuery I" {
+					t.Fatalf("%d prepare: %s", j, got)
+				}
+				if got := trace(&pgproto3.Parse{Query: fmt.Sprintf("EXECUTE ins(%d, '%s')", org, secret)}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+					t.Fatalf("%d parse: %s", j, got)
+				}
+				swap(app)
+				if got := trace(&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{}, &pgproto3.Parse{Query: next}, &pgproto3.Sync{}); !strings.Contains(got, "ErrorResponse 22012") {
+					t.Fatalf("%d skipped parse: %s", j, got)
+				}
+				got := trace(&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+				if !strings.HasPrefix(got, "ErrorResponse") {
+					t.Errorf("%d unnamed bound after the swap: %s", j, got)
+				}
+				rev15NoPlainNote(t, ctx, secret)
+				got = trace(&pgproto3.Bind{Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte("two-" + secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+				t.Logf("%d bound with two parameters: %s", j, got)
+				trace(query("DEALLOCATE ALL")...)
+			}
+		})
+	}
+}

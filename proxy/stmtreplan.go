@@ -677,6 +677,10 @@ func (s *session) replanServerUnnamed() (*pgError, error) {
 		if err != nil || planNeedsWork(p) {
 			return staleStatement(nil, "may be a statement the server kept after pgveil's Parse of a newer one was skipped, and now names a table pgveil encrypts"), nil
 		}
+		// What it executes, as for a record's texts (replanExecutedTexts).
+		if pe, err := s.replanExecuted(sql); pe != nil || err != nil {
+			return pe, err
+		}
 	}
 	return nil, nil
 }
