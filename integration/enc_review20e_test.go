@@ -396,7 +396,7 @@ func TestReview20eParsedExecuteBoundAfterSwap(t *testing.T) {
 			trace := func(msgs ...pgproto3.FrontendMessage) string {
 				return strings.Join(r17Trace(ctx, c, msgs...), " | ")
 			}
-			for j, unnamed := range []bool{false, true} {
+			for j, how := range []string{"named", "unnamed", "nested", "self"} {
 				rel := fmt.Sprintf("r20e_ex%d", j)
 				swap := rev15ViewSwap(t, ctx, p, rel)
 				secret := fmt.Sprintf("r20e-ex-%d-%d", org, j)
@@ -406,11 +406,26 @@ func TestReview20eParsedExecuteBoundAfterSwap(t *testing.T) {
 				}
 				text := fmt.Sprintf("EXECUTE ins(%d, '%s')", org, secret)
 				name := "e"
-				if unnamed {
+				switch how {
+				case "unnamed":
 					name = ""
+				case "nested":
+					// e runs e2, which runs ins.
+					if got := trace(&pgproto3.Parse{Name: "e2", Query: text}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+						t.Fatalf("%d parse e2: %s", j, got)
+					}
+					text = "EXECUTE e2"
 				}
 				if got := trace(&pgproto3.Parse{Name: name, Query: text}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
 					t.Fatalf("%d parse: %s", j, got)
+				}
+				if how == "self" {
+					// Never done: e runs itself (PostgreSQL would recurse
+					// until its stack depth limit); bound, refused.
+					if got := trace(&pgproto3.Parse{Name: "self", Query: "EXECUTE self"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+						t.Fatalf("%d parse self: %s", j, got)
+					}
+					t.Logf("self: %s", trace(&pgproto3.Bind{PreparedStatement: "self"}, &pgproto3.Execute{}, &pgproto3.Sync{}))
 				}
 				swap(app)
 				got := trace(&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{})

@@ -167,9 +167,8 @@ type session struct {
 	// statement runs (noteStmtPrepares).
 	prepStmts   map[string][]*rewrite.Stmt
 	prepPortals map[string][]*rewrite.Stmt
-	// inExecuted is set while replanExecutedTexts runs (a statement that
-	// executes itself is not checked again within).
-	inExecuted bool
+	// inExecuted is the nesting of replanExecutedTexts (maxExecutedDepth).
+	inExecuted int
 	planGen    uint64 // the planner's Generation when planNow last planned
 	effPortals map[string]uint8
 	pathCh     chan pathReply // the server goroutine's answer to syncSearchPath

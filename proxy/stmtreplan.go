@@ -397,6 +397,9 @@ func earlierWithSeqs(old ptStmt, sql string) (pt ptStmt) {
 	return pt
 }
 
+// maxExecutedDepth bounds replanExecutedTexts' nesting.
+const maxExecutedDepth = 8
+
 // sentinelText stands for texts no longer kept: no plan accepts it.
 const sentinelText = "\x00"
 
@@ -486,9 +489,11 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 
 // replanExecutedTexts checks, at a Bind of the record pt, the statements
 // its texts run with EXECUTE (replanExecuted), as at their Parse.
+// A statement may execute one that executes another: each is checked, to
+// maxExecutedDepth (one that executes itself stops there).
 func (s *session) replanExecutedTexts(pt ptStmt) (*pgError, error) {
-	s.inExecuted = true
-	defer func() { s.inExecuted = false }()
+	s.inExecuted++
+	defer func() { s.inExecuted-- }()
 	for _, text := range append([]string{pt.sql}, pt.earlier...) {
 		if pe, err := s.replanExecuted(text); pe != nil || err != nil {
 			return pe, err
@@ -596,7 +601,12 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 			return nil, err
 		}
 	}
-	if pt.executes && !s.inExecuted {
+	if pt.executes {
+		if s.inExecuted >= maxExecutedDepth {
+			return &pgError{Severity: "ERROR", Code: "0A000",
+				Message: fmt.Sprintf("prepared statement %q executes statements that execute others more than %d deep: pgveil cannot check them", name, maxExecutedDepth),
+				Hint:    "EXECUTE the statement that does the work directly"}, nil
+		}
 		if pe, err := s.replanExecutedTexts(pt); pe != nil || err != nil {
 			return pe, err
 		}
