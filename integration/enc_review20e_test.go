@@ -18,6 +18,12 @@ package integration
 //      as a protocol statement before a view swap (checked at its Parse
 //      only), bound after it: the plaintext went through the view into
 //      contacts.note.
+//      Also nested (e runs e2, which runs ins) and the server's kept
+//      unnamed statement (TestReview20eSkippedParseOverExecute).
+//   HIGH rewrite TestReview20eSetConfigCastName: set_config's name or value
+//      read through a text-changing cast ('search_path   '::char(20)),
+//      and 20c's pg_settings row form (a temporary pg_settings, name
+//      char(n)), changed search_path while pgveil read another setting.
 //   Hold: TestReview20eSimplePrepareThenError, TestReview20eUnnamedAfterSimpleQuery,
 //      TestReview20eRewrittenParseOverPassthrough, TestReview20ePipelines.
 
@@ -26,9 +32,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
-	"time"
 )
 
 // TestReview20eProtocolPrepareRunAgain: PREPARE ins AS INSERT INTO a
