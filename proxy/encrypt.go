@@ -786,6 +786,7 @@ func (s *session) handleParse(body []byte) error {
 	s.noteStmtEffects(pm.Name, p)
 	closes := closesOf(p)
 	s.noteStmtCloses(pm.Name, closes)
+	s.noteStmtPrepares(pm.Name, preparesOf(p))
 	if text, ok, perr := s.deallocateUpstream(sql, p); perr != nil {
 		refuse(perr)
 		return nil
@@ -1100,7 +1101,9 @@ func (s *session) handleBind(body []byte) error {
 		return err
 	}
 	s.notePortalEffects(bm.Portal, bm.Statement)
+	s.notePortalSQLPrepared(bm.Portal, bm.Statement)
 	s.notePortalCloses(bm.Portal, bm.Statement)
+	s.notePortalPrepares(bm.Portal, bm.Statement)
 	stmt := s.t.statement(bm.Statement)
 	if stmt != passthroughStmt && s.t.closedInPipeline(bm.Statement) {
 		// PostgreSQL looks the statement up before it reads the Bind's

@@ -128,6 +128,7 @@ func (s *session) handleExecute(body []byte) error {
 		sent = time.Now()
 	}
 	p := pending{kind: pendExecute, portal: portal, sent: sent}
+	s.executePrepares(name)
 	if closes := s.executeCloses(name); len(closes) > 0 {
 		p.closes = &closes
 	}
@@ -172,6 +173,7 @@ func (s *session) handleClose(body []byte) error {
 	}
 	delete(s.effPortals, string(name))
 	delete(s.closePortals, string(name))
+	delete(s.prepPortals, string(name))
 	s.t.closePortal(name)
 	s.t.push(pending{kind: pendClosePortal})
 	s.forwardClient(body)

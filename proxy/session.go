@@ -163,9 +163,15 @@ type session struct {
 	// DEALLOCATE or DISCARD ALL closes (noteStmtCloses).
 	closeStmts   map[string][]string
 	closePortals map[string][]string
-	planGen      uint64 // the planner's Generation when planNow last planned
-	effPortals   map[string]uint8
-	pathCh       chan pathReply // the server goroutine's answer to syncSearchPath
+	// prepStmts and prepPortals: the SQL PREPAREs an extended-protocol
+	// statement runs (noteStmtPrepares).
+	prepStmts   map[string][]*rewrite.Stmt
+	prepPortals map[string][]*rewrite.Stmt
+	// inExecuted is the nesting of replanExecutedTexts (maxExecutedDepth).
+	inExecuted int
+	planGen    uint64 // the planner's Generation when planNow last planned
+	effPortals map[string]uint8
+	pathCh     chan pathReply // the server goroutine's answer to syncSearchPath
 	// lookupCh carries the server goroutine's answer to a tenant lookup,
 	// lookupAcc gathers it (server side); lookup is the tenant found for
 	// the statement being sent (client side, lookup.go).

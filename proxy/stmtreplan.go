@@ -67,6 +67,11 @@ type ptStmt struct {
 	// kept text for one planned under the new catalog, and a Bind ran it
 	// with the client's plaintext).
 	stale bool
+	// executes marks a record one of whose texts runs EXECUTE (or code
+	// that does): the statements it executes are checked at each Bind,
+	// not only at the Parse (review 20e HIGH: parsed before a view swap,
+	// bound after it, EXECUTE ins(…) wrote plaintext through the view).
+	executes bool
 }
 
 // Closing a statement. A Close, DEALLOCATE or DISCARD ALL the server does
@@ -152,6 +157,96 @@ func (s *session) notePortalCloses(portal, stmt []byte) {
 	delete(s.closePortals, string(portal))
 }
 
+// sqlPreparedEffects are the effects of running a statement SQL PREPARE
+// made: those of an EXECUTE of it (the planner takes its path effects as
+// unknown, PathOpaque).
+const sqlPreparedEffects = effPath | effRole | effTZ | effDS | effFloat
+
+// notePortalSQLPrepared gives a portal bound to a statement SQL PREPARE
+// made the effects of an EXECUTE of it (after notePortalEffects): one
+// that calls set_config('search_path', …) changed the server's path
+// unseen, and pgveil went on resolving names under the old one (review
+// 20e HIGH: an INSERT went into the table the old path named, not the
+// one PostgreSQL's path names).
+func (s *session) notePortalSQLPrepared(portal, stmt []byte) {
+	if len(s.sqlPrepared) == 0 || len(stmt) == 0 {
+		return
+	}
+	if _, ok := s.sqlPrepared[string(stmt)]; !ok {
+		return
+	}
+	if s.effPortals == nil {
+		s.effPortals = map[string]uint8{}
+	}
+	s.effPortals[string(portal)] |= sqlPreparedEffects
+}
+
+// preparesOf returns the SQL PREPAREs in p.
+func preparesOf(p *rewrite.Plan) []*rewrite.Stmt {
+	var out []*rewrite.Stmt
+	for _, st := range p.Stmts {
+		if st.Prepares != "" {
+			out = append(out, st)
+		}
+	}
+	return out
+}
+
+// noteStmtPrepares remembers the SQL PREPAREs the extended-protocol
+// statement name runs at each Execute of its portals: recorded at the
+// Parse only, one run again after a DEALLOCATE of its name left no record
+// of the statement the server held again (review 20e HIGH: after a view
+// swap its Bind or EXECUTE wrote the client's plaintext into an encrypted
+// column).
+func (s *session) noteStmtPrepares(name []byte, preps []*rewrite.Stmt) {
+	switch {
+	case len(preps) > 0:
+		if s.prepStmts == nil {
+			s.prepStmts = map[string][]*rewrite.Stmt{}
+		}
+		s.prepStmts[string(name)] = preps
+	case len(s.prepStmts) > 0:
+		delete(s.prepStmts, string(name))
+	}
+}
+
+// notePortalPrepares gives a portal bound to stmt the SQL PREPAREs it
+// runs.
+func (s *session) notePortalPrepares(portal, stmt []byte) {
+	if len(s.prepStmts) == 0 && len(s.prepPortals) == 0 {
+		return
+	}
+	if p := s.prepStmts[string(stmt)]; len(p) > 0 {
+		if s.prepPortals == nil {
+			s.prepPortals = map[string][]*rewrite.Stmt{}
+		}
+		s.prepPortals[string(portal)] = p
+		return
+	}
+	delete(s.prepPortals, string(portal))
+}
+
+// executePrepares records the SQL PREPAREs the Execute of portal, pushed
+// next, runs: the name gets the text again unless its record holds it
+// and no close of it is pending (the server then holds one of the texts
+// recorded, or this one).
+func (s *session) executePrepares(portal []byte) {
+	if len(s.prepPortals) == 0 {
+		return
+	}
+	ps := s.prepPortals[string(portal)]
+	if len(ps) == 0 {
+		return
+	}
+	s.applyClosed()
+	for _, st := range ps {
+		if pr, ok := s.sqlPrepared[st.Prepares]; ok && pr.closedSeq == 0 && slices.Contains(pr.sqls, st.Original) {
+			continue
+		}
+		s.noteSQLPrepare(st)
+	}
+}
+
 // executeCloses records the closes of the Execute of portal, pushed
 // next, in the view (closeEffects), and returns the names for its
 // pending (its CommandComplete confirms them: tracker.goneLocked; an
@@ -206,6 +301,7 @@ func (s *session) applyClosed() {
 				// server may skip: review 19).
 				delete(s.effStmts, n)
 				delete(s.closeStmts, n)
+				delete(s.prepStmts, n)
 			case pt.earlierUntil != 0 && pt.earlierUntil <= c.seq:
 				// Prepared again after a close now confirmed: the texts
 				// before the close are gone (review 19b: kept, past
@@ -301,6 +397,9 @@ func earlierWithSeqs(old ptStmt, sql string) (pt ptStmt) {
 	return pt
 }
 
+// maxExecutedDepth bounds replanExecutedTexts' nesting.
+const maxExecutedDepth = 8
+
 // sentinelText stands for texts no longer kept: no plan accepts it.
 const sentinelText = "\x00"
 
@@ -378,7 +477,29 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 			pt.stale = len(pt.earlier) > 0 && (fromSrv || !ok || old.stale || old.gen != pt.gen || old.cat != cat)
 		}
 	}
+	pt.executes = len(rewrite.ExecutedAndCodeNames(sql)) > 0
+	for _, t := range pt.earlier {
+		if pt.executes {
+			break
+		}
+		pt.executes = t != sentinelText && len(rewrite.ExecutedAndCodeNames(t)) > 0
+	}
 	s.ptStmts[string(name)] = pt
+}
+
+// replanExecutedTexts checks, at a Bind of the record pt, the statements
+// its texts run with EXECUTE (replanExecuted), as at their Parse.
+// A statement may execute one that executes another: each is checked, to
+// maxExecutedDepth (one that executes itself stops there).
+func (s *session) replanExecutedTexts(pt ptStmt) (*pgError, error) {
+	s.inExecuted++
+	defer func() { s.inExecuted-- }()
+	for _, text := range append([]string{pt.sql}, pt.earlier...) {
+		if pe, err := s.replanExecuted(text); pe != nil || err != nil {
+			return pe, err
+		}
+	}
+	return nil, nil
 }
 
 // unnamedTexts are the texts of pass-through Parses the server's own
@@ -480,6 +601,19 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 			return nil, err
 		}
 	}
+	if pt.executes {
+		if s.inExecuted >= maxExecutedDepth {
+			return &pgError{Severity: "ERROR", Code: "0A000",
+				Message: fmt.Sprintf("prepared statement %q executes statements that execute others more than %d deep: pgveil cannot check them", name, maxExecutedDepth),
+				Hint:    "EXECUTE the statement that does the work directly"}, nil
+		}
+		if pe, err := s.replanExecutedTexts(pt); pe != nil || err != nil {
+			return pe, err
+		}
+		if pt, ok = s.ptStmts[string(name)]; !ok {
+			return nil, nil
+		}
+	}
 	if !pt.stale && pt.gen == s.pathGen && pt.cat == s.eng.planner.Generation() {
 		return nil, nil
 	}
@@ -552,6 +686,10 @@ func (s *session) replanServerUnnamed() (*pgError, error) {
 		}
 		if err != nil || planNeedsWork(p) {
 			return staleStatement(nil, "may be a statement the server kept after pgveil's Parse of a newer one was skipped, and now names a table pgveil encrypts"), nil
+		}
+		// What it executes, as for a record's texts (replanExecutedTexts).
+		if pe, err := s.replanExecuted(sql); pe != nil || err != nil {
+			return pe, err
 		}
 	}
 	return nil, nil

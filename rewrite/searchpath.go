@@ -157,6 +157,12 @@ func settingsRowCalls(n *pg.Node) map[*pg.FuncCall]string {
 	default:
 		return nil
 	}
+	if !plainSettingName(value) {
+		// A temporary table named pg_settings comes first: its name
+		// column, char(n), finds 'search_path' for 'search_path   '
+		// (review 20e). Setting names are plain.
+		return nil
+	}
 	out := map[*pg.FuncCall]string{}
 	for _, t := range sel.TargetList {
 		if f := t.GetResTarget().GetVal().GetFuncCall(); f != nil && len(f.Args) == 3 && isName(f.Args[0]) {
@@ -164,6 +170,23 @@ func settingsRowCalls(n *pg.Node) map[*pg.FuncCall]string {
 		}
 	}
 	return out
+}
+
+// plainSettingName reports a setting name as PostgreSQL lists them in
+// pg_settings: lower case letters, digits, underscores, one dot at most
+// (a custom setting).
+func plainSettingName(v string) bool {
+	dots := 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c >= 'a' && c <= 'z', c == '_', c >= '0' && c <= '9' && i > 0:
+		case c == '.' && i > 0 && i < len(v)-1 && dots == 0:
+			dots++
+		default:
+			return false
+		}
+	}
+	return v != ""
 }
 
 // pathFunctions marks the statement PathOpaque when it calls a function
@@ -261,14 +284,45 @@ func (a *analyzer) sessionBody(code string, loc int32) *Error {
 	return e.at(a.sql, loc)
 }
 
+// stringConst reads a string literal, through casts that keep its text.
+// Only casts that keep the text as it is are read through: to text, or to
+// varchar without a length. Others change what the server reads: char(n)
+// and bpchar drop trailing blanks when read as text and cut at n,
+// varchar(n) and name cut, so set_config('search_path   '::char(20), …)
+// sets search_path where the literal names no setting pgveil tracks.
 func stringConst(n *pg.Node) (string, bool) {
 	for n != nil && n.GetTypeCast() != nil {
+		if !textKeepingCast(n.GetTypeCast().TypeName) {
+			return "", false
+		}
 		n = n.GetTypeCast().Arg
 	}
 	if c := n.GetAConst(); c != nil && c.GetSval() != nil {
 		return c.GetSval().Sval, true
 	}
 	return "", false
+}
+
+// textKeepingCast reports a cast to text or varchar (no length, no array)
+// of pg_catalog.
+func textKeepingCast(t *pg.TypeName) bool {
+	if t == nil || len(t.Typmods) > 0 || len(t.ArrayBounds) > 0 || t.Setof || t.PctType {
+		return false
+	}
+	switch len(t.Names) {
+	case 1:
+	case 2:
+		if t.Names[0].GetString_().GetSval() != "pg_catalog" {
+			return false
+		}
+	default:
+		return false
+	}
+	switch t.Names[len(t.Names)-1].GetString_().GetSval() {
+	case "text", "varchar":
+		return true
+	}
+	return false
 }
 
 func boolConst(n *pg.Node) (bool, bool) {
