@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgveil/pgveil/integration/harness"
 )
 
 // TestLead20ShredTenantForms:
@@ -270,5 +272,38 @@ func TestLead20LegacyInvalid(t *testing.T) {
 	var pe *pgconn.PgError
 	if !errors.As(err, &pe) || pe.Code != "PV003" || !strings.Contains(pe.Message, "legacy_invalid") || !strings.Contains(pe.Hint, "not valid date input") {
 		t.Errorf("an invalid legacy value: %v (hint %q)", err, pe.Hint)
+	}
+}
+
+// TestLead20PhysicalReplication: a physical replication connection
+// (replication=true; libpq sends database "replication") through a pgveil
+// with tables. Review 20c's check that a session names the service
+// connection's database refused it (review 20e's report); it carries no
+// SQL on tables (its stream is the cluster's WAL, ciphertext for
+// encrypted columns), so it passes as it did. A logical one
+// (replication=database) names a real database and is still checked.
+func TestLead20PhysicalReplication(t *testing.T) {
+	ctx := testCtx(t, time.Minute)
+	types := []review19cType{{"repl", "int"}}
+	e := newOpsEnv(t, "ops_lead20_repl", review19cPolicy(types))
+	review19cSetup(t, ctx, e, nil, types)
+	p := e.proxy(e.config(""))
+	for _, db := range []string{"replication", e.db, "postgres"} {
+		url := harness.BuildURL(p.Addr, harness.SuperUser, harness.Passwords[harness.SuperUser], db, "sslmode=disable", "replication=true")
+		conn, err := pgconn.Connect(ctx, url)
+		if err != nil {
+			t.Errorf("physical replication connection (database %s): %v", db, err)
+			continue
+		}
+		res, err := conn.Exec(ctx, "IDENTIFY_SYSTEM").ReadAll()
+		if err != nil || len(res) != 1 || len(res[0].Rows) != 1 {
+			t.Errorf("IDENTIFY_SYSTEM (database %s): %v %v\n%s", db, res, err, tail(p.Log(), 5))
+		}
+		conn.Close(ctx)
+	}
+	url := harness.BuildURL(p.Addr, harness.SuperUser, harness.Passwords[harness.SuperUser], "postgres", "sslmode=disable", "replication=database")
+	if conn, err := pgconn.Connect(ctx, url); err == nil {
+		conn.Close(ctx)
+		t.Error("a logical replication connection to another database than the service connection's was accepted")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -181,6 +182,17 @@ func (s *session) readStartupParams(packet []byte) error {
 	}
 	s.user, s.database = params["user"], params["database"]
 	s.log = s.log.With(s.sessionFields(params)...)
+	if s.eng != nil && physicalReplication(params["replication"]) {
+		// A physical replication connection (pg_basebackup, a standby)
+		// runs no SQL: PostgreSQL refuses SQL, the extended protocol and
+		// function calls in a physical WAL sender, and its stream is the
+		// cluster's files and WAL, ciphertext for encrypted columns. It is
+		// relayed as a session without tables (lead, twentieth session:
+		// review 20c's database check refused it, and before that its
+		// search_path read failed and the session was closed).
+		s.dropEngine()
+		s.eng = nil
+	}
 	if e := s.eng; e != nil && e.database != "" && s.database != e.database {
 		// The policy, catalog, key store and table states are those of
 		// the service connection's database: applied to another one, its
@@ -202,4 +214,25 @@ func (s *session) cancel(packet []byte) {
 		return
 	}
 	s.log.Debug("cancel request forwarded")
+}
+
+// physicalReplication reports whether PostgreSQL reads a startup packet's
+// replication parameter as true (a physical WAL sender): as its
+// parse_bool does, a non-empty prefix of "true" or "yes", "on" or "1", in
+// any case (with nothing around it: parse_bool does not trim, unlike
+// boolin). "database" (logical replication, which runs SQL) and every
+// other value are not; a value PostgreSQL would refuse is refused by it.
+// It must never say true where the server starts an ordinary backend:
+// such a session is relayed without encryption.
+func physicalReplication(v string) bool {
+	l := strings.ToLower(v)
+	switch {
+	case l == "":
+		return false
+	case l == "on" || l == "1":
+		return true
+	case strings.HasPrefix("true", l) || strings.HasPrefix("yes", l):
+		return true
+	}
+	return false
 }
