@@ -170,7 +170,7 @@ func (s *session) reprepareOne(st *Statement) {
 // block never ended; review 18a). Otherwise they wait for the next Bind
 // or Describe of their statement (reprepareOne) or the next rest.
 func (s *session) reprepareAgain() {
-	if s.t.failedReprepN.Load() == 0 {
+	if !s.t.failedReprepares.pending() {
 		return
 	}
 	if ok, status := s.t.atRest(); !ok || status != 'I' {

@@ -26,7 +26,7 @@ func TestReview18aTrackerReprepare(t *testing.T) {
 		if got := tr.takeFailedReprepare(&cp); got != ns {
 			t.Fatalf("failed Parse (suppress %v): not kept, or not found by name: %v", p.suppress, got)
 		}
-		if tr.takeFailedReprepare(ns) != nil || tr.failedReprepN.Load() != 0 {
+		if tr.takeFailedReprepare(ns) != nil || tr.failedReprepares.pending() {
 			t.Fatal("taken twice")
 		}
 	}
@@ -35,7 +35,7 @@ func TestReview18aTrackerReprepare(t *testing.T) {
 	tr.push(pending{kind: pendSync})
 	tr.onBackend('E', nil)
 	tr.onBackend('Z', []byte{'I'})
-	if tr.failedReprepN.Load() != 0 {
+	if tr.failedReprepares.pending() {
 		t.Fatal("a refusal's Parse kept as a re-prepare")
 	}
 

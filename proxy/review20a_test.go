@@ -24,8 +24,7 @@ func TestReview20aFailedParsesLeaveRecord(t *testing.T) {
 	}
 	fail := func(seq uint64) {
 		s.t.mu.Lock()
-		s.t.failedPts = append(s.t.failedPts, failedDef{"x", seq})
-		s.t.failedPtN.Add(1)
+		s.t.failedPts.addLocked(failedDef{"x", seq})
 		s.t.mu.Unlock()
 	}
 	parse("SELECT 0")
@@ -58,10 +57,9 @@ func TestReview20aFailedParsesLeaveRecord(t *testing.T) {
 		zs = append(zs, parse2(s, "z", fmt.Sprint("SELECT ", i)))
 	}
 	s.t.mu.Lock()
-	s.t.failedPts = append(s.t.failedPts, failedDef{"z", 1})
+	s.t.failedPts.addLocked(failedDef{"z", 1})
 	for i := len(zs) - 1; i >= 0; i-- {
-		s.t.failedPts = append(s.t.failedPts, failedDef{"z", zs[i]})
-		s.t.failedPtN.Add(1)
+		s.t.failedPts.addLocked(failedDef{"z", zs[i]})
 		if i == maxEarlier+1 {
 			s.t.mu.Unlock()
 			s.applyClosed()
@@ -71,7 +69,6 @@ func TestReview20aFailedParsesLeaveRecord(t *testing.T) {
 			s.t.mu.Lock()
 		}
 	}
-	s.t.failedPtN.Add(1)
 	s.t.mu.Unlock()
 	s.applyClosed()
 	if pt, ok := s.ptStmts["z"]; ok {
@@ -81,8 +78,7 @@ func TestReview20aFailedParsesLeaveRecord(t *testing.T) {
 	s.notePassthrough([]byte("y"), "SELECT 1", 1)
 	s.t.parsed([]byte("y"), passthroughStmt)
 	s.t.mu.Lock()
-	s.t.failedPts = append(s.t.failedPts, failedDef{"y", s.t.seq})
-	s.t.failedPtN.Add(1)
+	s.t.failedPts.addLocked(failedDef{"y", s.t.seq})
 	s.t.mu.Unlock()
 	s.applyClosed()
 	if _, ok := s.ptStmts["y"]; ok {

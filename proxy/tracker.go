@@ -252,32 +252,23 @@ type tracker struct {
 	restSeq uint64
 	// failedDefs are the named Parses that defined a statement in the
 	// client's view and that the server rejected or skipped, for the
-	// client side to take out (applyFailedDefs). Under mu; failedN counts
-	// them for a check without the lock.
-	failedDefs []failedDef
-	failedN    atomic.Int32
+	// client side to take out (applyFailedDefs).
+	failedDefs handoff[failedDef]
 	// failedPts are the named pass-through Parses the server rejected or
 	// skipped, for the session's records (session.applyFailedParses).
-	// Under mu; failedPtN counts them.
-	failedPts []failedDef
-	failedPtN atomic.Int32
+	failedPts handoff[failedDef]
 	// failedPreps are the SQL PREPAREs of simple Queries the server did
 	// not run (refused, or after an error before them, or the Query
 	// skipped), for the session's records (session.applyFailedPrepares).
-	// Under mu; failedPrepN counts them.
-	failedPreps []failedPrep
-	failedPrepN atomic.Int32
+	failedPreps handoff[failedPrep]
 	// failedCloses are upstream statements pgveil closed for itself
 	// (dropUnnamed) whose Close the server skipped after an error; the
-	// client side sends them again. Under mu; failedCloseN counts them
-	// for a check without the lock.
-	failedCloses []*Statement
-	failedCloseN atomic.Int32
+	// client side sends them again.
+	failedCloses handoff[*Statement]
 	// failedReprepares are statements prepared anew (reprepare) whose
 	// Parse the server skipped after an error: the client side sends it
-	// again. Under mu; failedReprepN counts them.
-	failedReprepares []*Statement
-	failedReprepN    atomic.Int32
+	// again.
+	failedReprepares handoff[*Statement]
 	// serverUnnamed is set while the server's own unnamed statement may
 	// exist: a pass-through unnamed Parse was forwarded and pgveil has
 	// not closed the server's unnamed statement since (handleParse).
@@ -291,18 +282,15 @@ type tracker struct {
 	// DEALLOCATE the server skips after an error leaves them): a Bind of
 	// the name still goes to pgveil's upstream statement, sealed, and
 	// fails there if it is gone (statement). Client side; gone holds the
-	// server's confirmations (under mu; goneN counts them).
+	// server's confirmations.
 	ghosts map[string]ghost
 	// syncSeq is the seq of the last Sync pushed (under mu).
 	syncSeq uint64
-	gone    []goneStmt
-	goneN   atomic.Int32
+	gone    handoff[goneStmt]
 	// closed holds the server's confirmations of every close of a
 	// statement name (Close, DEALLOCATE, DISCARD ALL), pass-through ones
 	// included, for the session's own records of them (applyClosed).
-	// Under mu; closedN counts them.
-	closed  []goneStmt
-	closedN atomic.Int32
+	closed handoff[goneStmt]
 	// unnamedSeq is the seq of the last Parse of the unnamed statement
 	// the server confirmed (ParseComplete).
 	unnamedSeq atomic.Uint64
@@ -353,8 +341,7 @@ func (t *tracker) preparesFailedLocked(q *queryState, from int) {
 	}
 	for k := max(from, 0); k < len(q.plan.Stmts); k++ {
 		if st := q.plan.Stmts[k]; st.Prepares != "" {
-			t.failedPreps = append(t.failedPreps, failedPrep{st.Prepares, st.Original})
-			t.failedPrepN.Add(1)
+			t.failedPreps.addLocked(failedPrep{st.Prepares, st.Original})
 		}
 	}
 }
@@ -362,15 +349,7 @@ func (t *tracker) preparesFailedLocked(q *queryState, from int) {
 // takeFailedPreps returns the SQL PREPAREs the server did not run.
 // Client side.
 func (t *tracker) takeFailedPreps() []failedPrep {
-	if t.failedPrepN.Load() == 0 {
-		return nil
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	f := t.failedPreps
-	t.failedPreps = nil
-	t.failedPrepN.Store(0)
-	return f
+	return t.failedPreps.take(&t.mu)
 }
 
 // failedDef is a named Parse the server did not run: its name and seq.
@@ -537,22 +516,18 @@ func (t *tracker) dropVoid() {
 			if h.kind == pendCloseStmt && h.suppress && h.stmt != nil && h.stmt.ServerName != "" {
 				// pgveil's Close of its own statement, skipped after an
 				// error: it must go again (takeFailedCloses).
-				t.failedCloses = append(t.failedCloses, h.stmt)
-				t.failedCloseN.Add(1)
+				t.failedCloses.addLocked(h.stmt)
 			}
 			if h.kind == pendParse && (h.injected || h.suppress) && h.stmt != nil && h.stmt.ServerName != "" {
 				// A statement prepared anew (reprepare), skipped.
-				t.failedReprepares = append(t.failedReprepares, h.stmt)
-				t.failedReprepN.Add(1)
+				t.failedReprepares.addLocked(h.stmt)
 			}
 			if h.kind == pendParse && h.defName != "" {
 				// The statement was never made (the failed Parse itself, or
 				// one the server skipped after an error).
-				t.failedDefs = append(t.failedDefs, failedDef{h.defName, h.seq})
-				t.failedN.Add(1)
+				t.failedDefs.addLocked(failedDef{h.defName, h.seq})
 				if h.stmt == passthroughStmt {
-					t.failedPts = append(t.failedPts, failedDef{h.defName, h.seq})
-					t.failedPtN.Add(1)
+					t.failedPts.addLocked(failedDef{h.defName, h.seq})
 				}
 			}
 			t.popLocked()
@@ -813,15 +788,7 @@ func (t *tracker) parsed(name []byte, stmt *Statement) {
 // applyFailedDefs takes out of the view the statements whose Parse the
 // server did not run, unless the name was defined again since.
 func (t *tracker) applyFailedDefs() {
-	if t.failedN.Load() == 0 {
-		return
-	}
-	t.mu.Lock()
-	f := t.failedDefs
-	t.failedDefs = nil
-	t.failedN.Store(0)
-	t.mu.Unlock()
-	for _, d := range f {
+	for _, d := range t.failedDefs.take(&t.mu) {
 		if seq, ok := t.defSeq[d.name]; ok && seq == d.seq {
 			delete(t.stmts, d.name)
 			delete(t.defSeq, d.name)
@@ -832,56 +799,30 @@ func (t *tracker) applyFailedDefs() {
 // takeFailedPts returns the named pass-through Parses the server did not
 // run. Client side.
 func (t *tracker) takeFailedPts() []failedDef {
-	if t.failedPtN.Load() == 0 {
-		return nil
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	f := t.failedPts
-	t.failedPts = nil
-	t.failedPtN.Store(0)
-	return f
+	return t.failedPts.take(&t.mu)
 }
 
 // goneLocked records the server's confirmation that the message seq
 // closed or deallocated name. mu held.
 func (t *tracker) goneLocked(name string, seq uint64) {
-	t.gone = append(t.gone, goneStmt{name, seq})
-	t.goneN.Add(1)
+	t.gone.addLocked(goneStmt{name, seq})
 	t.closedLocked(name, seq)
 }
 
 // closedLocked records the server's confirmation that the message seq
 // closed or deallocated name, whoever prepared it. mu held.
 func (t *tracker) closedLocked(name string, seq uint64) {
-	t.closed = append(t.closed, goneStmt{name, seq})
-	t.closedN.Add(1)
+	t.closed.addLocked(goneStmt{name, seq})
 }
 
 // takeClosed returns the confirmations closedLocked recorded. Client side.
 func (t *tracker) takeClosed() []goneStmt {
-	if t.closedN.Load() == 0 {
-		return nil
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	c := t.closed
-	t.closed = nil
-	t.closedN.Store(0)
-	return c
+	return t.closed.take(&t.mu)
 }
 
 // applyGone forgets the ghosts the server confirmed gone. Client side.
 func (t *tracker) applyGone() {
-	if t.goneN.Load() == 0 {
-		return
-	}
-	t.mu.Lock()
-	g := t.gone
-	t.gone = nil
-	t.goneN.Store(0)
-	t.mu.Unlock()
-	for _, c := range g {
+	for _, c := range t.gone.take(&t.mu) {
 		for name, gh := range t.ghosts {
 			if (c.name == "*" || c.name == name) && gh.seq <= c.seq {
 				delete(t.ghosts, name)
@@ -893,34 +834,18 @@ func (t *tracker) applyGone() {
 // takeFailedReprepares returns the statements prepared anew whose Parse
 // the server skipped (dropVoid), for the client side to send again.
 func (t *tracker) takeFailedReprepares() []*Statement {
-	if t.failedReprepN.Load() == 0 {
-		return nil
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	f := t.failedReprepares
-	t.failedReprepares = nil
-	t.failedReprepN.Store(0)
-	return f
+	return t.failedReprepares.take(&t.mu)
 }
 
 // takeFailedReprepare takes the statement prepared anew under st's
 // upstream name out of those whose Parse the server skipped, and returns
 // it (nil when it is not one of them).
 func (t *tracker) takeFailedReprepare(st *Statement) *Statement {
-	if t.failedReprepN.Load() == 0 || st == nil || st.ServerName == "" {
+	if st == nil || st.ServerName == "" {
 		return nil
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for i, f := range t.failedReprepares {
-		if f.ServerName == st.ServerName {
-			t.failedReprepares = append(t.failedReprepares[:i], t.failedReprepares[i+1:]...)
-			t.failedReprepN.Add(-1)
-			return f
-		}
-	}
-	return nil
+	f, _ := t.failedReprepares.takeOne(&t.mu, func(f *Statement) bool { return f.ServerName == st.ServerName })
+	return f
 }
 
 // unnamedParsed reports whether the server confirmed the Parse of the
@@ -952,15 +877,7 @@ func (t *tracker) parseUnsettled(seq uint64) bool {
 // takeFailedCloses returns the upstream statements whose Close the
 // server skipped (dropVoid), for the client side to close again.
 func (t *tracker) takeFailedCloses() []*Statement {
-	if t.failedCloseN.Load() == 0 {
-		return nil
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	f := t.failedCloses
-	t.failedCloses = nil
-	t.failedCloseN.Store(0)
-	return f
+	return t.failedCloses.take(&t.mu)
 }
 
 // portalFrom reports whether a portal that may still exist was made
@@ -1172,3 +1089,52 @@ func (t *tracker) portal(name []byte) *Portal {
 }
 
 func (t *tracker) closePortal(name []byte) { delete(t.portals, string(name)) }
+
+// handoff is a list the server side appends to under tracker.mu and the
+// client side takes whole. n counts it, so that the client side, which
+// looks at every message, skips the lock while the list is empty (almost
+// always).
+type handoff[T any] struct {
+	items []T
+	n     atomic.Int32
+}
+
+// addLocked appends v. tracker.mu held.
+func (h *handoff[T]) addLocked(v T) {
+	h.items = append(h.items, v)
+	h.n.Add(1)
+}
+
+// pending reports whether the list may hold an item (without the lock).
+func (h *handoff[T]) pending() bool { return h.n.Load() != 0 }
+
+// take returns the items and empties the list.
+func (h *handoff[T]) take(mu *sync.Mutex) []T {
+	if h.n.Load() == 0 {
+		return nil
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	v := h.items
+	h.items = nil
+	h.n.Store(0)
+	return v
+}
+
+// takeOne takes out the first item match accepts.
+func (h *handoff[T]) takeOne(mu *sync.Mutex, match func(T) bool) (T, bool) {
+	var zero T
+	if h.n.Load() == 0 {
+		return zero, false
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, v := range h.items {
+		if match(v) {
+			h.items = append(h.items[:i], h.items[i+1:]...)
+			h.n.Add(-1)
+			return v, true
+		}
+	}
+	return zero, false
+}
