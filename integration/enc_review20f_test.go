@@ -1,0 +1,90 @@
+package integration
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TestReview20fSettingChangedIndirectly: code that changes the DateStyle
+// (set_config in a view, a CHECK, a trigger) reached through another
+// relation: a view over such a view, a trigger on another table that
+// writes to one, a function whose code reads one, a partition of the
+// table written, a table an ON DELETE CASCADE reaches. The rows printed
+// beside it are printed DMY, and a value moved from another tenant's row
+// must not open.
+func TestReview20fSettingChangedIndirectly(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"dt", "date"}, {"f8", "float8"}}
+	e := newOpsEnv(t, "enc_review20f_ind", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{
+		`CREATE VIEW v20f_dmy AS SELECT set_config('DateStyle', 'SQL, DMY', false) AS s`,
+		`CREATE VIEW v20f_outer AS SELECT s FROM v20f_dmy`,
+		`CREATE FUNCTION f20f_reads() RETURNS text LANGUAGE sql AS $$SELECT s FROM v20f_dmy$$`,
+		`CREATE TABLE t20f_chk (id int CHECK (set_config('DateStyle', 'SQL, DMY', false) IS NOT NULL))`,
+		`CREATE TABLE t20f_a (id int)`,
+		`CREATE FUNCTION f20f_trg() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO t20f_chk VALUES (NEW.id); RETURN NEW; END$$`,
+		`CREATE TRIGGER t20f_trg BEFORE INSERT ON t20f_a FOR EACH ROW EXECUTE FUNCTION f20f_trg()`,
+		`CREATE TABLE t20f_p (id int) PARTITION BY RANGE (id)`,
+		`CREATE TABLE t20f_p1 PARTITION OF t20f_p FOR VALUES FROM (0) TO (10)`,
+		`ALTER TABLE t20f_p1 ADD CHECK (set_config('DateStyle', 'SQL, DMY', false) IS NOT NULL)`,
+		`CREATE TABLE t20f_par (id int PRIMARY KEY)`,
+		`CREATE TABLE t20f_ch (pid int REFERENCES t20f_par ON DELETE CASCADE)`,
+		`CREATE FUNCTION f20f_deltrg() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); RETURN OLD; END$$`,
+		`CREATE TRIGGER t20f_deltrg BEFORE DELETE ON t20f_ch FOR EACH ROW EXECUTE FUNCTION f20f_deltrg()`,
+		`INSERT INTO t20f_par VALUES (1)`,
+		`INSERT INTO t20f_ch VALUES (1)`,
+	}, types)
+	p := e.proxy(e.config(""))
+	review20dMovedRows(t, ctx, e, p)
+	for _, q := range []string{
+		`SELECT s, secret FROM v20f_outer, r19_dt WHERE id = 3`,
+		`SELECT f20f_reads(), secret FROM r19_dt WHERE id = 3`,
+		`INSERT INTO t20f_a VALUES (1); SELECT secret FROM r19_dt WHERE id = 3`,
+		`INSERT INTO t20f_p VALUES (1); SELECT secret FROM r19_dt WHERE id = 3`,
+		`DELETE FROM t20f_par; SELECT secret FROM r19_dt WHERE id = 3`,
+	} {
+		c2 := e.appConn(ctx, p)
+		if _, err := c2.Exec(ctx, `SET DateStyle = 'SQL, MDY'`); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := c2.PgConn().Exec(ctx, q).ReadAll()
+		if err == nil || !strings.Contains(err.Error(), "PV001") {
+			t.Errorf("SET DateStyle = 'SQL, MDY', then %s: %v %v; want PV001 (a value moved from another tenant's row)", q, review20bRows(rs), err)
+		}
+		c2.Close(ctx)
+	}
+}
+
+// TestReview20fFunctionTimeZoneSettings: a function that sets TimeZone
+// through UPDATE pg_settings (its rule calls set_config), called in the
+// pipeline of a write whose timestamptz parameter names a date tenant.
+// The write must be refused, or read back.
+func TestReview20fFunctionTimeZoneSettings(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"d", "date"}}
+	e := newOpsEnv(t, "enc_review20f_tzs", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{
+		`CREATE FUNCTION f20f_tz() RETURNS int LANGUAGE plpgsql AS $$BEGIN UPDATE pg_settings SET setting = 'Europe/Berlin' WHERE name = 'TimeZone'; RETURN 1; END$$`,
+	}, types)
+	p := e.proxy(e.config(""))
+	w := e.appConn(ctx, p)
+	defer w.Close(ctx)
+	if _, err := w.Exec(ctx, `SET TimeZone = 'UTC'`); err != nil {
+		t.Fatal(err)
+	}
+	b := &pgconn.Batch{}
+	b.ExecParams(`SELECT f20f_tz()`, nil, nil, nil, nil)
+	b.ExecParams(`INSERT INTO r19_d (id, org, secret) VALUES (1, $1, $2)`, [][]byte{[]byte("2026-01-01 23:30:00+00"), []byte("tz")}, []uint32{1184, 25}, []int16{0, 0}, nil)
+	if _, err := w.PgConn().ExecBatch(ctx, b).ReadAll(); err != nil {
+		t.Logf("refused: %v", err)
+		return
+	}
+	r := e.appConn(ctx, p)
+	defer r.Close(ctx)
+	if err := review19cReads(ctx, r, "r19_d", 1, "tz"); err != nil {
+		t.Errorf("written after a function set TimeZone through pg_settings, does not read back: %v", err)
+	}
+}
