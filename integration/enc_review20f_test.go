@@ -88,3 +88,34 @@ func TestReview20fFunctionTimeZoneSettings(t *testing.T) {
 		t.Errorf("written after a function set TimeZone through pg_settings, does not read back: %v", err)
 	}
 }
+
+// TestReview20fEventTrigger: an event trigger whose function sets the
+// DateStyle fires at the end of any DDL statement: the rows printed
+// after it in the same string are printed DMY, and a value moved from
+// another tenant's row must not open.
+func TestReview20fEventTrigger(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"dt", "date"}, {"f8", "float8"}}
+	e := newOpsEnv(t, "enc_review20f_evt", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{
+		`CREATE FUNCTION f20f_evt() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); END$$`,
+		`CREATE EVENT TRIGGER e20f ON ddl_command_end EXECUTE FUNCTION f20f_evt()`,
+	}, types)
+	p := e.proxy(e.config(""))
+	review20dMovedRows(t, ctx, e, p)
+	for i, q := range []string{
+		`CREATE TABLE t20f_e1 (id int); SELECT secret FROM r19_dt WHERE id = 3`,
+		`COMMENT ON TABLE r19_f8 IS 'x'; SELECT secret FROM r19_dt WHERE id = 3`,
+		`SELECT 1 AS x INTO t20f_e2; SELECT secret FROM r19_dt WHERE id = 3`,
+	} {
+		c2 := e.appConn(ctx, p)
+		if _, err := c2.Exec(ctx, `SET DateStyle = 'SQL, MDY'`); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := c2.PgConn().Exec(ctx, q).ReadAll()
+		if err == nil || !strings.Contains(err.Error(), "PV001") {
+			t.Errorf("%d: SET DateStyle = 'SQL, MDY', then %s: %v %v; want PV001 (a value moved from another tenant's row)", i, q, review20bRows(rs), err)
+		}
+		c2.Close(ctx)
+	}
+}

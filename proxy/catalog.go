@@ -31,6 +31,9 @@ type catalog struct {
 	// partial: a view's definition could not be read (its relations were
 	// locked); the view is refused until a later snapshot reads it.
 	partial bool
+	// pathDDL: an enabled event trigger runs a function whose code may
+	// change the settings (pathFunctions): any DDL statement may.
+	pathDDL bool
 }
 
 // catTable is one configured table as it exists in the database.
@@ -152,7 +155,7 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 	if err != nil {
 		return nil, fmt.Errorf("reading functions' code: %w", err)
 	}
-	if c.rw.PathFunctions, c.rw.PathRelations, err = pathFunctions(ctx, pool, fns); err != nil {
+	if c.rw.PathFunctions, c.rw.PathRelations, c.pathDDL, err = pathFunctions(ctx, pool, fns); err != nil {
 		return nil, err
 	}
 	if c.rw.GuardedFunctions, c.rw.GuardedRelations, err = guardedCode(ctx, pool, fns, c.rw.Guarded); err != nil {
@@ -328,11 +331,13 @@ WHERE k.contype = 'f' AND (k.confdeltype IN ('c', 'n', 'd') OR k.confupdtype IN 
 // (review 20f): a relation whose use reaches a path relation (a view over
 // it, its parent, a table whose foreign key cascades to it:
 // relationEdgesQuery) is one, and a function whose code names a path
-// relation is a path function.
-func pathFunctions(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc) (funcs, rels map[string]bool, err error) {
+// relation is a path function. ddl: an enabled event trigger runs a path
+// function (review 20f: CREATE TABLE …; SELECT … read the rows in the
+// DateStyle order last reported while the trigger had changed it).
+func pathFunctions(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc) (funcs, rels map[string]bool, ddl bool, err error) {
 	var setConfig uint32
 	if err := pool.QueryRow(ctx, "SELECT 'pg_catalog.set_config(text,text,boolean)'::pg_catalog.regprocedure::pg_catalog.oid").Scan(&setConfig); err != nil {
-		return nil, nil, fmt.Errorf("reading set_config's oid: %w", err)
+		return nil, nil, false, fmt.Errorf("reading set_config's oid: %w", err)
 	}
 	funcs, rels = map[string]bool{}, map[string]bool{}
 	oids := map[uint32]bool{}
@@ -359,7 +364,7 @@ func pathFunctions(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc) (fun
 		n := len(relOIDs)
 		if len(oids) > 0 && !usesRead {
 			if uses, err = readEdges(ctx, pool, pathUsesQuery); err != nil {
-				return funcs, rels, fmt.Errorf("reading views, defaults and triggers that call functions: %w", err)
+				return funcs, rels, false, fmt.Errorf("reading views, defaults and triggers that call functions: %w", err)
 			}
 			usesRead = true
 		}
@@ -371,12 +376,12 @@ func pathFunctions(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc) (fun
 		if len(oids) != scanned {
 			scanned = len(oids)
 			if err := relationsCallingSetConfig(ctx, pool, setConfig, oids, rels, relOIDs); err != nil {
-				return funcs, rels, err
+				return funcs, rels, false, err
 			}
 		}
 		if len(relOIDs) > 0 && !edgesRead {
 			if edges, err = readEdges(ctx, pool, relationEdgesQuery); err != nil {
-				return funcs, rels, fmt.Errorf("reading the relations views, partitions and foreign keys reach: %w", err)
+				return funcs, rels, false, fmt.Errorf("reading the relations views, partitions and foreign keys reach: %w", err)
 			}
 			edgesRead = true
 		}
@@ -397,9 +402,32 @@ func pathFunctions(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc) (fun
 			}
 		}
 		if !grown && len(relOIDs) == n {
-			return funcs, rels, nil
+			ddl, err = eventTriggersRun(ctx, pool, oids)
+			return funcs, rels, ddl, err
 		}
 	}
+}
+
+// eventTriggersRun reports whether an enabled event trigger runs one of
+// the functions.
+func eventTriggersRun(ctx context.Context, pool *pgxpool.Pool, oids map[uint32]bool) (bool, error) {
+	if len(oids) == 0 {
+		return false, nil
+	}
+	rows, err := pool.Query(ctx, "SELECT evtfoid FROM pg_catalog.pg_event_trigger WHERE evtenabled <> 'D'")
+	if err != nil {
+		return false, fmt.Errorf("reading event triggers: %w", err)
+	}
+	defer rows.Close()
+	run := false
+	for rows.Next() {
+		var oid uint32
+		if err := rows.Scan(&oid); err != nil {
+			return false, err
+		}
+		run = run || oids[oid]
+	}
+	return run, rows.Err()
 }
 
 // relEdge is a row of pathUsesQuery (a relation, a function it runs) or
@@ -1060,7 +1088,7 @@ func SearchPathFunctions(ctx context.Context, pool *pgxpool.Pool) ([]string, err
 	if err != nil {
 		return nil, fmt.Errorf("reading functions' code: %w", err)
 	}
-	m, _, err := pathFunctions(ctx, pool, fns)
+	m, _, _, err := pathFunctions(ctx, pool, fns)
 	if err != nil {
 		return nil, err
 	}

@@ -141,6 +141,11 @@ func (s *session) sessionEffects(st *rewrite.Stmt) uint8 {
 	if e&all == all {
 		return e
 	}
+	if c := s.eng.catalog(); c != nil && c.pathDDL && (st.Kind == rewrite.KindDDL || st.Kind == rewrite.KindOther || hasWordFold(st.Original, "into")) {
+		// An event trigger runs code that may change the settings at the
+		// end of DDL (SELECT … INTO too): review 20f.
+		return e | all
+	}
 	if !hasWordFold(st.Original, "execute") {
 		return e // no parse for executed_at and the like
 	}
