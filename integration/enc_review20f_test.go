@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -117,5 +118,59 @@ func TestReview20fEventTrigger(t *testing.T) {
 			t.Errorf("%d: SET DateStyle = 'SQL, MDY', then %s: %v %v; want PV001 (a value moved from another tenant's row)", i, q, review20bRows(rs), err)
 		}
 		c2.Close(ctx)
+	}
+}
+
+// TestReview20fTransactionEndTimeZone: the end of a transaction undoes
+// SET LOCAL TimeZone (and ROLLBACK undoes SET): in the pipeline of a
+// write whose timestamptz parameter names a date tenant, the server
+// converts in the zone restored while pgveil took the session for the
+// UTC it last reported. The write must be refused, or read back.
+func TestReview20fTransactionEndTimeZone(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"d", "date"}}
+	e := newOpsEnv(t, "enc_review20f_txtz", review19cPolicy(types))
+	review19cSetup(t, ctx, e, nil, types)
+	p := e.proxy(e.config(""))
+	for i, c := range []struct{ before, end string }{
+		{`SET TimeZone = 'Europe/Berlin'; BEGIN; SET LOCAL TimeZone = 'UTC'`, `COMMIT`},
+		{`SET TimeZone = 'Europe/Berlin'; BEGIN; SET TimeZone = 'UTC'`, `ROLLBACK`},
+		{`SET TimeZone = 'Europe/Berlin'; BEGIN; SAVEPOINT s; SET TimeZone = 'UTC'`, `ROLLBACK TO SAVEPOINT s`},
+	} {
+		w := e.appConn(ctx, p)
+		if _, err := w.PgConn().Exec(ctx, c.before).ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+		b := &pgconn.Batch{}
+		b.ExecParams(c.end, nil, nil, nil, nil)
+		b.ExecParams(`INSERT INTO r19_d (id, org, secret) VALUES ($3, $1, $2)`, [][]byte{[]byte("2026-01-01 23:30:00+00"), []byte("tz"), []byte(fmt.Sprint(i + 1))}, []uint32{1184, 25, 23}, []int16{0, 0, 0}, nil)
+		b.ExecParams(`COMMIT`, nil, nil, nil, nil)
+		_, err := w.PgConn().ExecBatch(ctx, b).ReadAll()
+		w.Close(ctx)
+		if err != nil {
+			t.Logf("%s: refused: %v", c.end, err)
+			continue
+		}
+		r := e.appConn(ctx, p)
+		if err := review19cReads(ctx, r, "r19_d", i+1, "tz"); err != nil {
+			t.Errorf("written after %s; %s, does not read back: %v", c.before, c.end, err)
+		}
+		r.Close(ctx)
+	}
+	// A block in a session whose UTC was answered outside one still writes.
+	w := e.appConn(ctx, p)
+	defer w.Close(ctx)
+	if _, err := w.PgConn().Exec(ctx, `SET TimeZone = 'UTC'; BEGIN; SET LOCAL TimeZone = 'UTC'; COMMIT`).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	b := &pgconn.Batch{}
+	b.ExecParams(`BEGIN`, nil, nil, nil, nil)
+	b.ExecParams(`INSERT INTO r19_d (id, org, secret) VALUES (10, $1, $2)`, [][]byte{[]byte("2026-01-01 23:30:00+00"), []byte("tz")}, []uint32{1184, 25}, []int16{0, 0}, nil)
+	b.ExecParams(`COMMIT`, nil, nil, nil, nil)
+	if _, err := w.PgConn().ExecBatch(ctx, b).ReadAll(); err != nil {
+		t.Fatalf("BEGIN; INSERT; COMMIT in a UTC session: %v", err)
+	}
+	if err := review19cReads(ctx, w, "r19_d", 10, "tz"); err != nil {
+		t.Error(err)
 	}
 }

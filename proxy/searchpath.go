@@ -83,10 +83,20 @@ func stmtEffects(st *rewrite.Stmt) (e uint8) {
 
 // pathEffect records that statements with effects e were sent.
 func (s *session) pathEffect(e uint8) {
-	if e&effTZ != 0 {
+	if s.tzStale {
+		if rest, status := s.t.atRest(); rest && status == 'I' {
+			s.tzStale = false // answered outside a block: no end undoes it
+		}
+	}
+	if e&effTZ != 0 || e&effTx != 0 && s.tzStale {
 		// Until the server has answered up to here, its TimeZone report
-		// may be about to change (it comes with that ReadyForQuery).
+		// may be about to change (it comes with that ReadyForQuery). A
+		// transaction end (COMMIT, ROLLBACK [TO SAVEPOINT]) after a change
+		// may undo it (review 20f: SET LOCAL TimeZone 'UTC' in a Berlin
+		// session, then COMMIT pipelined with a timestamptz parameter for
+		// a date tenant: named in UTC, stored in Berlin's date).
 		s.tzFrom = s.t.lastSeq() + 1
+		s.tzStale = true
 	}
 	if e&effDS != 0 {
 		// Until the server has answered up to here, the DateStyle it

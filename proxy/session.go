@@ -188,6 +188,7 @@ type session struct {
 	copyStray          bool          // drop CopyData: see copyOver
 	copySeq            uint64        // the tracker seq of copyPlan's Query or Execute
 	tzFrom             uint64        // the first seq whose answer may change TimeZone (see effTZ)
+	tzStale            bool          // TimeZone may have changed in a block whose end may undo it (pathEffect)
 	copyIn             *copyIn
 	ddlSent            bool
 	ddlUnsettled       bool // DDL sent: plan by name until settleDDL
