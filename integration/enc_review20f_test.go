@@ -174,3 +174,40 @@ func TestReview20fTransactionEndTimeZone(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestReview20fOperatorAggregate: an operator or an aggregate whose
+// function sets the DateStyle, used by a statement (or a view) that names
+// the operator or aggregate, not the function: the rows printed beside it
+// are printed DMY, and a value moved from another tenant's row must not
+// open.
+func TestReview20fOperatorAggregate(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"dt", "date"}, {"f8", "float8"}}
+	e := newOpsEnv(t, "enc_review20f_op", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{
+		`CREATE FUNCTION f20f_op(int, int) RETURNS bool LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); RETURN true; END$$`,
+		`CREATE OPERATOR === (LEFTARG = int, RIGHTARG = int, FUNCTION = f20f_op)`,
+		`CREATE FUNCTION f20f_sf(int, int) RETURNS int LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); RETURN 1; END$$`,
+		`CREATE AGGREGATE a20f(int) (SFUNC = f20f_sf, STYPE = int)`,
+		`CREATE VIEW v20f_op AS SELECT 1 === 1 AS b`,
+		`CREATE VIEW v20f_agg AS SELECT a20f(1) AS n`,
+	}, types)
+	p := e.proxy(e.config(""))
+	review20dMovedRows(t, ctx, e, p)
+	for _, q := range []string{
+		`SELECT 1 === 1, secret FROM r19_dt WHERE id = 3`,
+		`SELECT a20f(1); SELECT secret FROM r19_dt WHERE id = 3`,
+		`SELECT b, secret FROM v20f_op, r19_dt WHERE id = 3`,
+		`SELECT n, secret FROM v20f_agg, r19_dt WHERE id = 3`,
+	} {
+		c2 := e.appConn(ctx, p)
+		if _, err := c2.Exec(ctx, `SET DateStyle = 'SQL, MDY'`); err != nil {
+			t.Fatal(err)
+		}
+		rs, err := c2.PgConn().Exec(ctx, q).ReadAll()
+		if err == nil || !strings.Contains(err.Error(), "PV001") {
+			t.Errorf("SET DateStyle = 'SQL, MDY', then %s: %v %v; want PV001 (a value moved from another tenant's row)", q, review20bRows(rs), err)
+		}
+		c2.Close(ctx)
+	}
+}

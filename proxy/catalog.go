@@ -348,8 +348,8 @@ func pathFunctions(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc) (fun
 			add(f)
 		}
 	}
-	var uses, edges []relEdge
-	usesRead, edgesRead := false, false
+	var uses, edges, opAggs []relEdge
+	usesRead, edgesRead, opAggsRead := false, false, false
 	scanned := -1 // len(oids) when setConfigUsesQuery last ran
 	for {
 		for changed := true; changed; {
@@ -357,6 +357,20 @@ func pathFunctions(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc) (fun
 			for _, f := range fns {
 				if !oids[f.oid] && (namesAny(f.src, funcs) || callsAny(f.nodes, oids) || namesAny(f.src, rels) || readsAny(f.nodes, relOIDs)) {
 					add(f)
+					changed = true
+				}
+			}
+			if len(oids) > 0 && !opAggsRead {
+				if opAggs, err = readEdges(ctx, pool, opAggQuery); err != nil {
+					return funcs, rels, false, fmt.Errorf("reading operators and aggregates: %w", err)
+				}
+				opAggsRead = true
+			}
+			for _, o := range opAggs {
+				if oids[o.to] && !oids[o.from] {
+					// Called by its name (an aggregate) or symbol (an
+					// operator), not the function's (review 20f).
+					funcs[o.name], oids[o.from] = true, true
 					changed = true
 				}
 			}
@@ -430,6 +444,22 @@ func eventTriggersRun(ctx context.Context, pool *pgxpool.Pool, oids map[uint32]b
 	return run, rows.Err()
 }
 
+// opAggQuery lists, outside the system schemas, the operators (oid,
+// symbol, function) and the aggregates (oid, name, each of their support
+// functions): a statement or a view runs the function through them.
+const opAggQuery = `
+SELECT o.oid, o.oprname::pg_catalog.text, o.oprcode::pg_catalog.oid
+FROM pg_catalog.pg_operator o
+JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+UNION ALL
+SELECT a.aggfnoid::pg_catalog.oid, pg_catalog.lower(p.proname), f.f::pg_catalog.oid
+FROM pg_catalog.pg_aggregate a
+JOIN pg_catalog.pg_proc p ON p.oid = a.aggfnoid
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+CROSS JOIN LATERAL (VALUES (a.aggtransfn), (a.aggfinalfn), (a.aggcombinefn), (a.aggserialfn), (a.aggdeserialfn), (a.aggmtransfn), (a.aggminvtransfn), (a.aggmfinalfn)) f(f)
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND f.f <> 0`
+
 // relEdge is a row of pathUsesQuery (a relation, a function it runs) or
 // relationEdgesQuery (a relation, another one it reaches); name is from's.
 type relEdge struct {
@@ -446,7 +476,7 @@ func readEdges(ctx context.Context, pool *pgxpool.Pool, query string) ([]relEdge
 	var out []relEdge
 	for rows.Next() {
 		var e relEdge
-		if query == pathUsesQuery {
+		if query == pathUsesQuery || query == opAggQuery {
 			err = rows.Scan(&e.from, &e.name, &e.to)
 		} else {
 			err = rows.Scan(&e.from, &e.to, &e.name)
@@ -534,7 +564,7 @@ func relationsCallingSetConfig(ctx context.Context, pool *pgxpool.Pool, setConfi
 	for oid := range oids {
 		ids = append(ids, strconv.FormatUint(uint64(oid), 10))
 	}
-	rows, err := pool.Query(ctx, setConfigUsesQuery, ":funcid ("+strings.Join(ids, "|")+") ")
+	rows, err := pool.Query(ctx, setConfigUsesQuery, ":(funcid|opfuncid) ("+strings.Join(ids, "|")+") ")
 	if err != nil {
 		return fmt.Errorf("reading views, defaults, constraints and policies that call set_config: %w", err)
 	}

@@ -183,6 +183,8 @@ func (a *analyzer) pathFunctions(n *pg.Node) {
 			a.st.PathOpaque = true
 		case c.GetFuncCall() != nil:
 			a.st.PathOpaque = a.cat.PathFunctions[strings.ToLower(lastName(c.GetFuncCall().Funcname))]
+		case c.GetAExpr() != nil: // an operator whose function is one (review 20f)
+			a.st.PathOpaque = a.cat.PathFunctions[lastName(c.GetAExpr().Name)]
 		case c.GetCopyStmt() != nil:
 			a.st.PathOpaque = rel(c.GetCopyStmt().Relation)
 		default:
