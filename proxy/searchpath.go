@@ -148,6 +148,9 @@ func (s *session) pathEffect(e uint8) {
 func (s *session) sessionEffects(st *rewrite.Stmt) uint8 {
 	const all = effPath | effTZ | effRole | effDS | effFloat
 	e := stmtEffects(st)
+	if st.FetchCursor != "" {
+		e |= s.cursorEff[st.FetchCursor]
+	}
 	if e&all == all {
 		return e
 	}
@@ -193,6 +196,9 @@ func (s *session) noteStmtEffects(name []byte, p *rewrite.Plan) {
 	var e uint8
 	for _, st := range p.Stmts {
 		e |= s.sessionEffects(st)
+		if st.Declares != "" {
+			s.noteCursorEffects(st, false) // at Parse: only ever added
+		}
 	}
 	switch {
 	case e != 0:

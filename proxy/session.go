@@ -136,6 +136,7 @@ type session struct {
 	floatStale       bool
 	mapSeq           uint64
 	effStmts         map[string]uint8
+	cursorEff        map[string]uint8  // a DECLAREd cursor's query's effects (noteCursorEffects)
 	pathGen          uint64            // counts possible search_path changes
 	ptStmts          map[string]ptStmt // see replanOnPathChange
 	// orphans are upstream statements replaced by reprepare while a
