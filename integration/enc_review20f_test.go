@@ -251,3 +251,39 @@ func TestReview20fCursorFetch(t *testing.T) {
 		c3.Close(ctx)
 	}
 }
+
+// TestReview20fSpelledTimeZone: a TimeZone change whose text does not
+// spell "zone" (an E'…' escape in set_config's name, a U&"…" name in
+// SET), pipelined with a write whose timestamptz parameter names a date
+// tenant: the server converts in the new zone. The write must be
+// refused, or read back.
+func TestReview20fSpelledTimeZone(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"d", "date"}}
+	e := newOpsEnv(t, "enc_review20f_sptz", review19cPolicy(types))
+	review19cSetup(t, ctx, e, nil, types)
+	p := e.proxy(e.config(""))
+	for i, change := range []string{
+		`SELECT set_config(E'TimeZ\157ne', 'Europe/Berlin', false)`,
+		`SET U&"time\007Aone" = 'Europe/Berlin'`,
+	} {
+		w := e.appConn(ctx, p)
+		if _, err := w.Exec(ctx, `SET TimeZone = 'UTC'`); err != nil {
+			t.Fatal(err)
+		}
+		b := &pgconn.Batch{}
+		b.ExecParams(change, nil, nil, nil, nil)
+		b.ExecParams(`INSERT INTO r19_d (id, org, secret) VALUES ($3, $1, $2)`, [][]byte{[]byte("2026-01-01 23:30:00+00"), []byte("tz"), []byte(fmt.Sprint(i + 1))}, []uint32{1184, 25, 23}, []int16{0, 0, 0}, nil)
+		_, err := w.PgConn().ExecBatch(ctx, b).ReadAll()
+		w.Close(ctx)
+		if err != nil {
+			t.Logf("%s: refused: %v", change, err)
+			continue
+		}
+		r := e.appConn(ctx, p)
+		if err := review19cReads(ctx, r, "r19_d", i+1, "tz"); err != nil {
+			t.Errorf("written after %s, does not read back: %v", change, err)
+		}
+		r.Close(ctx)
+	}
+}

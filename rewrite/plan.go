@@ -346,6 +346,10 @@ type Stmt struct {
 	// FetchCursor names the cursor a FETCH or MOVE runs: the cursor's
 	// query runs then, and with it the code it calls (review 20f).
 	FetchCursor string
+	// SetsZone: SET/RESET of TimeZone or set_config of it, by the name
+	// as parsed (an E'…' or U&"…" spelling need not read "zone": review
+	// 20f).
+	SetsZone bool
 	// CloseCursor names the cursor a CLOSE closes; "*" for CLOSE ALL.
 	CloseCursor string
 	// SameTenant lists, for each multi-row INSERT … ON CONFLICT DO UPDATE
