@@ -37,6 +37,9 @@ func TestReview20fSettingChangedIndirectly(t *testing.T) {
 		`CREATE TRIGGER t20f_deltrg BEFORE DELETE ON t20f_ch FOR EACH ROW EXECUTE FUNCTION f20f_deltrg()`,
 		`INSERT INTO t20f_par VALUES (1)`,
 		`INSERT INTO t20f_ch VALUES (1)`,
+		`CREATE FUNCTION f20f_imm(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); RETURN $1; END$$`,
+		`CREATE TABLE t20f_idx (id int)`,
+		`CREATE INDEX ON t20f_idx ((f20f_imm(id)))`,
 	}, types)
 	p := e.proxy(e.config(""))
 	review20dMovedRows(t, ctx, e, p)
@@ -46,6 +49,7 @@ func TestReview20fSettingChangedIndirectly(t *testing.T) {
 		`INSERT INTO t20f_a VALUES (1); SELECT secret FROM r19_dt WHERE id = 3`,
 		`INSERT INTO t20f_p VALUES (1); SELECT secret FROM r19_dt WHERE id = 3`,
 		`DELETE FROM t20f_par; SELECT secret FROM r19_dt WHERE id = 3`,
+		`INSERT INTO t20f_idx VALUES (1); SELECT secret FROM r19_dt WHERE id = 3`,
 	} {
 		c2 := e.appConn(ctx, p)
 		if _, err := c2.Exec(ctx, `SET DateStyle = 'SQL, MDY'`); err != nil {

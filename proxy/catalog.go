@@ -268,7 +268,8 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
 
 // pathUsesQuery lists, outside the system schemas, the relations whose
 // use runs a function: views and column defaults that call one (their
-// recorded dependencies), and triggers.
+// recorded dependencies), triggers, and index expressions and predicates
+// (a function declared IMMUTABLE may still call set_config: review 20f).
 const pathUsesQuery = `
 SELECT c.oid, pg_catalog.lower(c.relname), d.refobjid
 FROM pg_catalog.pg_depend d
@@ -288,7 +289,14 @@ SELECT c.oid, pg_catalog.lower(c.relname), t.tgfoid
 FROM pg_catalog.pg_trigger t
 JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE NOT t.tgisinternal AND n.nspname NOT IN ('pg_catalog', 'information_schema')`
+WHERE NOT t.tgisinternal AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+UNION ALL
+SELECT c.oid, pg_catalog.lower(c.relname), d.refobjid
+FROM pg_catalog.pg_depend d
+JOIN pg_catalog.pg_index i ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND i.indexrelid = d.objid
+JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND n.nspname NOT IN ('pg_catalog', 'information_schema')`
 
 // relationEdgesQuery lists pairs (a relation, another relation whose code
 // runs when a statement uses the first): a view or rule (also a
@@ -678,11 +686,15 @@ func guardedCode(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc, guarde
 // of the functions.
 func callsAny(nodes string, oids map[uint32]bool) bool {
 	for rest := nodes; ; {
-		i := strings.Index(rest, ":funcid ")
+		i := strings.Index(rest, "funcid ")
 		if i < 0 {
 			return false
 		}
-		rest = rest[i+len(":funcid "):]
+		call := i >= 1 && rest[i-1] == ':' || i >= 3 && rest[i-3:i] == ":op" // FuncExpr, OpExpr (review 20f)
+		rest = rest[i+len("funcid "):]
+		if !call {
+			continue
+		}
 		j := 0
 		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
 			j++

@@ -15,3 +15,19 @@ func TestReview20fChangesPathSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestReview20fCallsAnyOperator: a BEGIN ATOMIC body using an operator
+// over a path function calls it (:opfuncid), not an unrelated funcid.
+func TestReview20fCallsAnyOperator(t *testing.T) {
+	ids := map[uint32]bool{41000: true}
+	for nodes, want := range map[string]bool{
+		`({OPEXPR :opno 41001 :opfuncid 41000 :opresulttype 16})`: true,
+		`({FUNCEXPR :funcid 41000 :funcresulttype 23})`:           true,
+		`({FUNCEXPR :funcid 2078 :funcresulttype 25})`:            false,
+		`({OPEXPR :opno 96 :opfuncid 65 :opresulttype 16})`:       false,
+	} {
+		if got := callsAny(nodes, ids); got != want {
+			t.Errorf("callsAny(%q) = %v, want %v", nodes, got, want)
+		}
+	}
+}
