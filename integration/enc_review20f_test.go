@@ -105,6 +105,7 @@ func TestReview20fEventTrigger(t *testing.T) {
 	review19cSetup(t, ctx, e, []string{
 		`CREATE FUNCTION f20f_evt() RETURNS event_trigger LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); END$$`,
 		`CREATE EVENT TRIGGER e20f ON ddl_command_end EXECUTE FUNCTION f20f_evt()`,
+		`CREATE TABLE t20f_e0 (id int)`,
 	}, types)
 	p := e.proxy(e.config(""))
 	review20dMovedRows(t, ctx, e, p)
@@ -122,6 +123,16 @@ func TestReview20fEventTrigger(t *testing.T) {
 			t.Errorf("%d: SET DateStyle = 'SQL, MDY', then %s: %v %v; want PV001 (a value moved from another tenant's row)", i, q, review20bRows(rs), err)
 		}
 		c2.Close(ctx)
+	}
+	// Writes and reads fire no event trigger: the rows beside them open.
+	c3 := e.appConn(ctx, p)
+	defer c3.Close(ctx)
+	if _, err := c3.Exec(ctx, `SET DateStyle = 'SQL, MDY'`); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := c3.PgConn().Exec(ctx, `INSERT INTO t20f_e0 VALUES (1); WITH x AS (SELECT 1) SELECT * FROM x; SELECT secret FROM r19_dt WHERE id = 1`).ReadAll()
+	if err != nil || !strings.Contains(fmt.Sprint(review20bRows(rs)), "dt-1") {
+		t.Errorf("INSERT, WITH …, SELECT beside an event trigger: %v %v; want dt-1", review20bRows(rs), err)
 	}
 }
 

@@ -154,7 +154,7 @@ func (s *session) sessionEffects(st *rewrite.Stmt) uint8 {
 	if e&all == all {
 		return e
 	}
-	if c := s.eng.catalog(); c != nil && c.pathDDL && (st.Kind == rewrite.KindDDL || st.Kind == rewrite.KindOther || hasWordFold(st.Original, "into")) {
+	if c := s.eng.catalog(); c != nil && c.pathDDL && firesEventTrigger(st) {
 		// An event trigger runs code that may change the settings at the
 		// end of DDL (SELECT … INTO too): review 20f.
 		return e | all
@@ -174,6 +174,21 @@ func (s *session) sessionEffects(st *rewrite.Stmt) uint8 {
 		}
 	}
 	return e
+}
+
+// firesEventTrigger reports whether st may fire an event trigger: DDL,
+// SELECT … INTO (also after WITH, which the fast path leaves KindOther),
+// EXPLAIN ANALYZE of CREATE TABLE AS.
+func firesEventTrigger(st *rewrite.Stmt) bool {
+	switch st.Kind {
+	case rewrite.KindDDL:
+		return true
+	case rewrite.KindSelect, rewrite.KindOther:
+		return hasWordFold(st.Original, "into")
+	case rewrite.KindExplain:
+		return hasWordFold(st.Original, "create") || hasWordFold(st.Original, "into")
+	}
+	return false
 }
 
 // hasWordFold reports whether s holds w (lower case ASCII) as a word of
