@@ -304,3 +304,54 @@ func TestReview20fSpelledTimeZone(t *testing.T) {
 		r.Close(ctx)
 	}
 }
+
+// TestReview20fWriteAfterDateStyleChange: a date tenant written as text
+// right after a statement that changes the DateStyle (a function, an
+// EXECUTE, a view), in the same string or pipeline: PostgreSQL reads
+// '01/02/2026' in the new order. The write must be refused, or read back.
+func TestReview20fWriteAfterDateStyleChange(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"dt", "date"}}
+	e := newOpsEnv(t, "enc_review20f_wds", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{
+		`CREATE FUNCTION f20f_dmy() RETURNS int LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); RETURN 1; END$$`,
+		`CREATE VIEW v20f_dmy AS SELECT set_config('DateStyle', 'SQL, DMY', false) AS s`,
+		`CREATE VIEW v20f_outer AS SELECT s FROM v20f_dmy`,
+	}, types)
+	p := e.proxy(e.config(""))
+	for i, change := range []string{
+		`SELECT f20f_dmy()`,
+		`SELECT * FROM v20f_outer`,
+		`SELECT set_config('DateStyle', 'SQL, DMY', false)`,
+	} {
+		w := e.appConn(ctx, p)
+		if _, err := w.Exec(ctx, `SET DateStyle = 'SQL, MDY'`); err != nil {
+			t.Fatal(err)
+		}
+		ins := fmt.Sprintf(`INSERT INTO r19_dt (id, org, secret) VALUES (%d, '01/02/2026', 'w')`, i+1)
+		_, err := w.PgConn().Exec(ctx, change+"; "+ins).ReadAll()
+		if err == nil {
+			b := &pgconn.Batch{}
+			b.ExecParams(change, nil, nil, nil, nil)
+			b.ExecParams(fmt.Sprintf(`INSERT INTO r19_dt (id, org, secret) VALUES (%d, $1, 'w')`, i+11), [][]byte{[]byte("01/02/2026")}, []uint32{25}, []int16{0}, nil)
+			w.Exec(ctx, `SET DateStyle = 'SQL, MDY'`)
+			if _, err2 := w.PgConn().ExecBatch(ctx, b).ReadAll(); err2 == nil {
+				r := e.appConn(ctx, p)
+				if err := review19cReads(ctx, r, "r19_dt", i+11, "w"); err != nil {
+					t.Errorf("written pipelined after %s, does not read back: %v", change, err)
+				}
+				r.Close(ctx)
+			}
+		}
+		w.Close(ctx)
+		if err != nil {
+			t.Logf("%s: refused: %v", change, err)
+			continue
+		}
+		r := e.appConn(ctx, p)
+		if err := review19cReads(ctx, r, "r19_dt", i+1, "w"); err != nil {
+			t.Errorf("written after %s, does not read back: %v", change, err)
+		}
+		r.Close(ctx)
+	}
+}
