@@ -355,3 +355,39 @@ func TestReview20fWriteAfterDateStyleChange(t *testing.T) {
 		r.Close(ctx)
 	}
 }
+
+// TestReview20fCopyAfterDateStyleChange: COPY … TO STDOUT right after a
+// statement that changes the DateStyle, in the same string: the tenant
+// column is printed DMY, and a value moved from another tenant's row
+// must not open.
+func TestReview20fCopyAfterDateStyleChange(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"dt", "date"}, {"f8", "float8"}}
+	e := newOpsEnv(t, "enc_review20f_copy", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{
+		`CREATE FUNCTION f20f_dmy() RETURNS int LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); RETURN 1; END$$`,
+		`CREATE VIEW v20f_dmy AS SELECT set_config('DateStyle', 'SQL, DMY', false) AS s`,
+		`CREATE VIEW v20f_outer AS SELECT s FROM v20f_dmy`,
+	}, types)
+	p := e.proxy(e.config(""))
+	review20dMovedRows(t, ctx, e, p)
+	for _, q := range []string{
+		`SELECT f20f_dmy(); COPY (SELECT id, org, secret FROM r19_dt WHERE id = 3) TO STDOUT`,
+		`SELECT * FROM v20f_outer; COPY r19_dt (id, org, secret) TO STDOUT`,
+		`COPY (SELECT s, id, org, secret FROM v20f_outer, r19_dt WHERE id = 3) TO STDOUT`,
+	} {
+		c2 := e.appConn(ctx, p)
+		if _, err := c2.Exec(ctx, `SET DateStyle = 'SQL, MDY'`); err != nil {
+			t.Fatal(err)
+		}
+		var buf strings.Builder
+		_, err := c2.PgConn().CopyTo(ctx, &buf, q)
+		t.Logf("%s: %q %v", q, buf.String(), err)
+		for _, line := range strings.Split(buf.String(), "\n") {
+			if strings.HasPrefix(line, "3\t") && strings.HasSuffix(line, "\tdt-2") || strings.Contains(line, "\t3\t") && strings.HasSuffix(line, "\tdt-2") {
+				t.Errorf("SET DateStyle = 'SQL, MDY', then %s: %q: a value moved from another tenant's row opened", q, line)
+			}
+		}
+		c2.Close(ctx)
+	}
+}
