@@ -572,7 +572,7 @@ func relationsCallingSetConfig(ctx context.Context, pool *pgxpool.Pool, setConfi
 	for oid := range oids {
 		ids = append(ids, strconv.FormatUint(uint64(oid), 10))
 	}
-	rows, err := pool.Query(ctx, setConfigUsesQuery, ":(funcid|opfuncid) ("+strings.Join(ids, "|")+") ")
+	rows, err := pool.Query(ctx, setConfigUsesQuery, ":(funcid|opfuncid|aggfnoid|winfnoid) ("+strings.Join(ids, "|")+") ")
 	if err != nil {
 		return fmt.Errorf("reading views, defaults, constraints and policies that call set_config: %w", err)
 	}
@@ -687,11 +687,20 @@ func guardedCode(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc, guarde
 func callsAny(nodes string, oids map[uint32]bool) bool {
 	for rest := nodes; ; {
 		i := strings.Index(rest, "funcid ")
-		if i < 0 {
+		k := strings.Index(rest, "fnoid ")
+		if i < 0 && k < 0 {
 			return false
 		}
-		call := i >= 1 && rest[i-1] == ':' || i >= 3 && rest[i-3:i] == ":op" // FuncExpr, OpExpr (review 20f)
-		rest = rest[i+len("funcid "):]
+		var call bool
+		if i >= 0 && (k < 0 || i < k) {
+			// FuncExpr's :funcid, OpExpr's :opfuncid (review 20f)
+			call = i >= 1 && rest[i-1] == ':' || i >= 3 && rest[i-3:i] == ":op"
+			rest = rest[i+len("funcid "):]
+		} else {
+			// Aggref's :aggfnoid, WindowFunc's :winfnoid (review 20f)
+			call = k >= 4 && (rest[k-4:k] == ":agg" || rest[k-4:k] == ":win")
+			rest = rest[k+len("fnoid "):]
+		}
 		if !call {
 			continue
 		}

@@ -31,3 +31,20 @@ func TestReview20fCallsAnyOperator(t *testing.T) {
 		}
 	}
 }
+
+// TestReview20fCallsAnyAggregate: aggregates and window functions are
+// called by :aggfnoid and :winfnoid.
+func TestReview20fCallsAnyAggregate(t *testing.T) {
+	ids := map[uint32]bool{41000: true}
+	for nodes, want := range map[string]bool{
+		`({AGGREF :aggfnoid 41000 :aggtype 23})`:               true,
+		`({WINDOWFUNC :winfnoid 41000 :wintype 23})`:           true,
+		`({AGGREF :aggfnoid 2147 :aggtype 20})`:                false,
+		`({CONST :consttype 41000 :constlen 4})`:               false,
+		`({FUNCEXPR :funcid 7 :x 1} {AGGREF :aggfnoid 41000})`: true,
+	} {
+		if got := callsAny(nodes, ids); got != want {
+			t.Errorf("callsAny(%q) = %v, want %v", nodes, got, want)
+		}
+	}
+}
