@@ -391,3 +391,36 @@ func TestReview20fCopyAfterDateStyleChange(t *testing.T) {
 		c2.Close(ctx)
 	}
 }
+
+// TestReview20fPreparedBeforeCodeChange: a statement prepared while the
+// function it calls changed no setting, run after the function was
+// replaced (through pgveil, which reads the catalog again) by one that
+// sets the DateStyle: its rows are printed DMY, and a value moved from
+// another tenant's row must not open.
+func TestReview20fPreparedBeforeCodeChange(t *testing.T) {
+	ctx := testCtx(t, 2*time.Minute)
+	types := []review19cType{{"dt", "date"}, {"f8", "float8"}}
+	e := newOpsEnv(t, "enc_review20f_prep", review19cPolicy(types))
+	review19cSetup(t, ctx, e, []string{
+		`CREATE FUNCTION f20f_x() RETURNS int LANGUAGE plpgsql AS $$BEGIN RETURN 1; END$$`,
+	}, types)
+	p := e.proxy(e.config(""))
+	review20dMovedRows(t, ctx, e, p)
+	a := e.appConn(ctx, p)
+	defer a.Close(ctx)
+	if _, err := a.Exec(ctx, `SET DateStyle = 'SQL, MDY'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.PgConn().Prepare(ctx, "s20f", `SELECT f20f_x(), secret FROM r19_dt WHERE id = $1`, nil); err != nil {
+		t.Fatal(err)
+	}
+	b := e.appConn(ctx, p)
+	if _, err := b.Exec(ctx, `CREATE OR REPLACE FUNCTION f20f_x() RETURNS int LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); RETURN 1; END$$`); err != nil {
+		t.Fatal(err)
+	}
+	b.Close(ctx)
+	r := a.PgConn().ExecPrepared(ctx, "s20f", [][]byte{[]byte("3")}, nil, nil).Read()
+	if strings.Contains(fmt.Sprintf("%q", r.Rows), "dt-2") {
+		t.Errorf("prepared before the function changed the DateStyle: %q %v; a value moved from another tenant's row opened", r.Rows, r.Err)
+	}
+}

@@ -1099,6 +1099,7 @@ func (s *session) handleBind(body []byte) error {
 	if err := bm.parse(body); err != nil {
 		return err
 	}
+	s.refreshStmtEffects(bm.Statement)
 	s.notePortalEffects(bm.Portal, bm.Statement)
 	s.notePortalCloses(bm.Portal, bm.Statement)
 	stmt := s.t.statement(bm.Statement)

@@ -226,6 +226,51 @@ func (s *session) noteStmtEffects(name []byte, p *rewrite.Plan) {
 	}
 }
 
+// refreshStmtEffects takes, at a Bind, the effects of a prepared
+// statement planned under an older catalog from its text planned now,
+// while the database has code that changes the settings: the statement
+// may call a function (name a view, …) that did not change them when it
+// was prepared (review 20f: SELECT f(), secret … prepared, then f
+// replaced through pgveil by one setting the DateStyle, then Execute:
+// its rows were read in the order last reported, and a value moved from
+// another tenant's row opened). Text it cannot plan may change any.
+// Client side.
+func (s *session) refreshStmtEffects(name []byte) {
+	c := s.eng.catalog()
+	if c == nil || c.rw == nil || len(c.rw.PathFunctions) == 0 && len(c.rw.PathRelations) == 0 && !c.pathDDL {
+		return
+	}
+	gen := s.eng.planner.Generation()
+	var sql string
+	if stmt := s.t.statement(name); stmt != nil && stmt != passthroughStmt {
+		if stmt.catGen == gen {
+			return
+		}
+		sql = stmt.SQL
+	} else {
+		pt, ok := s.ptStmts[string(name)]
+		if !ok || pt.cat == gen {
+			return
+		}
+		sql = pt.sql
+	}
+	e := effPath | effTZ | effRole | effDS | effFloat
+	if p, err := s.eng.planner.Plan(sql, s.planSession()); err == nil {
+		e = 0
+		for _, st := range p.Stmts {
+			e |= s.sessionEffects(st)
+		}
+	}
+	if e == 0 {
+		delete(s.effStmts, string(name))
+		return
+	}
+	if s.effStmts == nil {
+		s.effStmts = map[string]uint8{}
+	}
+	s.effStmts[string(name)] |= e
+}
+
 // notePortalEffects gives a portal bound to stmt the statement's effects.
 func (s *session) notePortalEffects(portal, stmt []byte) {
 	if len(s.effStmts) == 0 && len(s.effPortals) == 0 {
