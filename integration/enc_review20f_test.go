@@ -40,6 +40,10 @@ func TestReview20fSettingChangedIndirectly(t *testing.T) {
 		`CREATE FUNCTION f20f_imm(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); RETURN $1; END$$`,
 		`CREATE TABLE t20f_idx (id int)`,
 		`CREATE INDEX ON t20f_idx ((f20f_imm(id)))`,
+		`CREATE TABLE t20f_par2 (id int PRIMARY KEY)`,
+		`CREATE TABLE t20f_ch2 (pid int REFERENCES t20f_par2)`,
+		`CREATE FUNCTION f20f_trunc() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM set_config('DateStyle', 'SQL, DMY', false); RETURN NULL; END$$`,
+		`CREATE TRIGGER t20f_trunc BEFORE TRUNCATE ON t20f_ch2 FOR EACH STATEMENT EXECUTE FUNCTION f20f_trunc()`,
 	}, types)
 	p := e.proxy(e.config(""))
 	review20dMovedRows(t, ctx, e, p)
@@ -50,6 +54,7 @@ func TestReview20fSettingChangedIndirectly(t *testing.T) {
 		`INSERT INTO t20f_p VALUES (1); SELECT secret FROM r19_dt WHERE id = 3`,
 		`DELETE FROM t20f_par; SELECT secret FROM r19_dt WHERE id = 3`,
 		`INSERT INTO t20f_idx VALUES (1); SELECT secret FROM r19_dt WHERE id = 3`,
+		`TRUNCATE t20f_par2 CASCADE; SELECT secret FROM r19_dt WHERE id = 3`,
 	} {
 		c2 := e.appConn(ctx, p)
 		if _, err := c2.Exec(ctx, `SET DateStyle = 'SQL, MDY'`); err != nil {

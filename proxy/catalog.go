@@ -303,8 +303,9 @@ WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND n.nspname NOT
 // row-security policy) and the relations its query names, a table and its
 // partitions and children (a write or read of the parent reaches their
 // rows: their triggers, CHECKs, defaults on routing), a table and those
-// whose foreign key acts on its DELETE or UPDATE (ON DELETE CASCADE fires
-// the other table's triggers). Review 20f: a view over a view calling
+// whose foreign key references it (ON DELETE CASCADE fires the other
+// table's triggers; TRUNCATE … CASCADE its TRUNCATE triggers, whatever
+// the key's actions). Review 20f: a view over a view calling
 // set_config, a partition's CHECK calling it, a cascaded DELETE firing a
 // trigger that does changed the DateStyle unseen. Read without locks.
 const relationEdgesQuery = `
@@ -327,7 +328,7 @@ UNION ALL
 SELECT k.confrelid, k.conrelid, pg_catalog.lower(c.relname)
 FROM pg_catalog.pg_constraint k
 JOIN pg_catalog.pg_class c ON c.oid = k.confrelid
-WHERE k.contype = 'f' AND (k.confdeltype IN ('c', 'n', 'd') OR k.confupdtype IN ('c', 'n', 'd'))`
+WHERE k.contype = 'f'`
 
 // pathFunctions finds the functions whose code may change search_path
 // (rewrite.Catalog.PathFunctions): those whose own code changesPath (a
