@@ -31,6 +31,9 @@ type catalog struct {
 	// partial: a view's definition could not be read (its relations were
 	// locked); the view is refused until a later snapshot reads it.
 	partial bool
+	// pathDDL: an enabled event trigger runs a function whose code may
+	// change the settings (pathFunctions): any DDL statement may.
+	pathDDL bool
 }
 
 // catTable is one configured table as it exists in the database.
@@ -152,7 +155,7 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 	if err != nil {
 		return nil, fmt.Errorf("reading functions' code: %w", err)
 	}
-	if c.rw.PathFunctions, c.rw.PathRelations, err = pathFunctions(ctx, pool, fns); err != nil {
+	if c.rw.PathFunctions, c.rw.PathRelations, c.pathDDL, err = pathFunctions(ctx, pool, fns); err != nil {
 		return nil, err
 	}
 	if c.rw.GuardedFunctions, c.rw.GuardedRelations, err = guardedCode(ctx, pool, fns, c.rw.Guarded); err != nil {
@@ -265,27 +268,67 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
 
 // pathUsesQuery lists, outside the system schemas, the relations whose
 // use runs a function: views and column defaults that call one (their
-// recorded dependencies), and triggers.
+// recorded dependencies), triggers, and index expressions and predicates
+// (a function declared IMMUTABLE may still call set_config: review 20f).
 const pathUsesQuery = `
-SELECT pg_catalog.lower(c.relname), d.refobjid
+SELECT c.oid, pg_catalog.lower(c.relname), d.refobjid
 FROM pg_catalog.pg_depend d
 JOIN pg_catalog.pg_rewrite r ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND r.oid = d.objid
 JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 UNION ALL
-SELECT pg_catalog.lower(c.relname), d.refobjid
+SELECT c.oid, pg_catalog.lower(c.relname), d.refobjid
 FROM pg_catalog.pg_depend d
 JOIN pg_catalog.pg_attrdef a ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND a.oid = d.objid
 JOIN pg_catalog.pg_class c ON c.oid = a.adrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND n.nspname NOT IN ('pg_catalog', 'information_schema')
 UNION ALL
-SELECT pg_catalog.lower(c.relname), t.tgfoid
+SELECT c.oid, pg_catalog.lower(c.relname), t.tgfoid
 FROM pg_catalog.pg_trigger t
 JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE NOT t.tgisinternal AND n.nspname NOT IN ('pg_catalog', 'information_schema')`
+WHERE NOT t.tgisinternal AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+UNION ALL
+SELECT c.oid, pg_catalog.lower(c.relname), d.refobjid
+FROM pg_catalog.pg_depend d
+JOIN pg_catalog.pg_index i ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND i.indexrelid = d.objid
+JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND n.nspname NOT IN ('pg_catalog', 'information_schema')`
+
+// relationEdgesQuery lists pairs (a relation, another relation whose code
+// runs when a statement uses the first): a view or rule (also a
+// row-security policy) and the relations its query names, a table and its
+// partitions and children (a write or read of the parent reaches their
+// rows: their triggers, CHECKs, defaults on routing), a table and those
+// whose foreign key references it (ON DELETE CASCADE fires the other
+// table's triggers; TRUNCATE … CASCADE its TRUNCATE triggers, whatever
+// the key's actions). Review 20f: a view over a view calling
+// set_config, a partition's CHECK calling it, a cascaded DELETE firing a
+// trigger that does changed the DateStyle unseen. Read without locks.
+const relationEdgesQuery = `
+SELECT r.ev_class, d.refobjid, pg_catalog.lower(c.relname)
+FROM pg_catalog.pg_depend d
+JOIN pg_catalog.pg_rewrite r ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND r.oid = d.objid
+JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid <> r.ev_class
+UNION ALL
+SELECT p.polrelid, d.refobjid, pg_catalog.lower(c.relname)
+FROM pg_catalog.pg_depend d
+JOIN pg_catalog.pg_policy p ON d.classid = 'pg_catalog.pg_policy'::pg_catalog.regclass AND p.oid = d.objid
+JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
+WHERE d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refobjid <> p.polrelid
+UNION ALL
+SELECT i.inhparent, i.inhrelid, pg_catalog.lower(c.relname)
+FROM pg_catalog.pg_inherits i
+JOIN pg_catalog.pg_class c ON c.oid = i.inhparent
+UNION ALL
+SELECT k.confrelid, k.conrelid, pg_catalog.lower(c.relname)
+FROM pg_catalog.pg_constraint k
+JOIN pg_catalog.pg_class c ON c.oid = k.confrelid
+WHERE k.contype = 'f'`
 
 // pathFunctions finds the functions whose code may change search_path
 // (rewrite.Catalog.PathFunctions): those whose own code changesPath (a
@@ -293,34 +336,188 @@ WHERE NOT t.tgisinternal AND n.nspname NOT IN ('pg_catalog', 'information_schema
 // changes, those whose code names or calls one of them. Then the relations
 // that run such a function when a statement uses them (a view that calls
 // one, a column default, a trigger: PathRelations). Names are matched as
-// text, calls in node trees by function OID.
-func pathFunctions(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc) (funcs, rels map[string]bool, err error) {
+// text, calls in node trees by function OID. Until nothing changes
+// (review 20f): a relation whose use reaches a path relation (a view over
+// it, its parent, a table whose foreign key cascades to it:
+// relationEdgesQuery) is one, and a function whose code names a path
+// relation is a path function. ddl: an enabled event trigger runs a path
+// function (review 20f: CREATE TABLE …; SELECT … read the rows in the
+// DateStyle order last reported while the trigger had changed it).
+func pathFunctions(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc) (funcs, rels map[string]bool, ddl bool, err error) {
 	var setConfig uint32
 	if err := pool.QueryRow(ctx, "SELECT 'pg_catalog.set_config(text,text,boolean)'::pg_catalog.regprocedure::pg_catalog.oid").Scan(&setConfig); err != nil {
-		return nil, nil, fmt.Errorf("reading set_config's oid: %w", err)
+		return nil, nil, false, fmt.Errorf("reading set_config's oid: %w", err)
 	}
-	funcs = map[string]bool{}
+	funcs, rels = map[string]bool{}, map[string]bool{}
 	oids := map[uint32]bool{}
+	relOIDs := map[uint32]bool{}
 	add := func(f codeFunc) { funcs[f.name], oids[f.oid] = true, true }
 	for _, f := range fns {
 		if changesPath(f.src) || callsAny(f.nodes, map[uint32]bool{setConfig: true}) {
 			add(f)
 		}
 	}
-	for changed := len(funcs) > 0; changed; {
-		changed = false
-		for _, f := range fns {
-			if !oids[f.oid] && (namesAny(f.src, funcs) || callsAny(f.nodes, oids)) {
-				add(f)
-				changed = true
+	var uses, edges, opAggs []relEdge
+	usesRead, edgesRead, opAggsRead := false, false, false
+	scanned := -1 // len(oids) when setConfigUsesQuery last ran
+	for {
+		for changed := true; changed; {
+			changed = false
+			for _, f := range fns {
+				if !oids[f.oid] && (namesAny(f.src, funcs) || callsAny(f.nodes, oids) || namesAny(f.src, rels) || readsAny(f.nodes, relOIDs)) {
+					add(f)
+					changed = true
+				}
+			}
+			if len(oids) > 0 && !opAggsRead {
+				if opAggs, err = readEdges(ctx, pool, opAggQuery); err != nil {
+					return funcs, rels, false, fmt.Errorf("reading operators and aggregates: %w", err)
+				}
+				opAggsRead = true
+			}
+			for _, o := range opAggs {
+				if oids[o.to] && !oids[o.from] {
+					// Called by its name (an aggregate) or symbol (an
+					// operator), not the function's (review 20f).
+					funcs[o.name], oids[o.from] = true, true
+					changed = true
+				}
 			}
 		}
+		n := len(relOIDs)
+		if len(oids) > 0 && !usesRead {
+			if uses, err = readEdges(ctx, pool, pathUsesQuery); err != nil {
+				return funcs, rels, false, fmt.Errorf("reading views, defaults and triggers that call functions: %w", err)
+			}
+			usesRead = true
+		}
+		for _, u := range uses {
+			if oids[u.to] {
+				rels[u.name], relOIDs[u.from] = true, true
+			}
+		}
+		if len(oids) != scanned {
+			scanned = len(oids)
+			if err := relationsCallingSetConfig(ctx, pool, setConfig, oids, rels, relOIDs); err != nil {
+				return funcs, rels, false, err
+			}
+		}
+		if len(relOIDs) > 0 && !edgesRead {
+			if edges, err = readEdges(ctx, pool, relationEdgesQuery); err != nil {
+				return funcs, rels, false, fmt.Errorf("reading the relations views, partitions and foreign keys reach: %w", err)
+			}
+			edgesRead = true
+		}
+		for changed := true; changed; {
+			changed = false
+			for _, e := range edges {
+				if relOIDs[e.to] && !relOIDs[e.from] {
+					rels[e.name], relOIDs[e.from] = true, true
+					changed = true
+				}
+			}
+		}
+		grown := false
+		for _, f := range fns {
+			if !oids[f.oid] && (namesAny(f.src, rels) || readsAny(f.nodes, relOIDs)) {
+				grown = true
+				break
+			}
+		}
+		if !grown && len(relOIDs) == n {
+			ddl, err = eventTriggersRun(ctx, pool, oids)
+			return funcs, rels, ddl, err
+		}
 	}
-	if rels, err = relationsRunning(ctx, pool, oids); err != nil {
-		return funcs, rels, err
+}
+
+// eventTriggersRun reports whether an enabled event trigger runs one of
+// the functions.
+func eventTriggersRun(ctx context.Context, pool *pgxpool.Pool, oids map[uint32]bool) (bool, error) {
+	if len(oids) == 0 {
+		return false, nil
 	}
-	err = relationsCallingSetConfig(ctx, pool, setConfig, oids, rels)
-	return funcs, rels, err
+	rows, err := pool.Query(ctx, "SELECT evtfoid FROM pg_catalog.pg_event_trigger WHERE evtenabled <> 'D'")
+	if err != nil {
+		return false, fmt.Errorf("reading event triggers: %w", err)
+	}
+	defer rows.Close()
+	run := false
+	for rows.Next() {
+		var oid uint32
+		if err := rows.Scan(&oid); err != nil {
+			return false, err
+		}
+		run = run || oids[oid]
+	}
+	return run, rows.Err()
+}
+
+// opAggQuery lists, outside the system schemas, the operators (oid,
+// symbol, function) and the aggregates (oid, name, each of their support
+// functions): a statement or a view runs the function through them.
+const opAggQuery = `
+SELECT o.oid, o.oprname::pg_catalog.text, o.oprcode::pg_catalog.oid
+FROM pg_catalog.pg_operator o
+JOIN pg_catalog.pg_namespace n ON n.oid = o.oprnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+UNION ALL
+SELECT a.aggfnoid::pg_catalog.oid, pg_catalog.lower(p.proname), f.f::pg_catalog.oid
+FROM pg_catalog.pg_aggregate a
+JOIN pg_catalog.pg_proc p ON p.oid = a.aggfnoid
+JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+CROSS JOIN LATERAL (VALUES (a.aggtransfn), (a.aggfinalfn), (a.aggcombinefn), (a.aggserialfn), (a.aggdeserialfn), (a.aggmtransfn), (a.aggminvtransfn), (a.aggmfinalfn)) f(f)
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND f.f <> 0`
+
+// relEdge is a row of pathUsesQuery (a relation, a function it runs) or
+// relationEdgesQuery (a relation, another one it reaches); name is from's.
+type relEdge struct {
+	from, to uint32
+	name     string
+}
+
+func readEdges(ctx context.Context, pool *pgxpool.Pool, query string) ([]relEdge, error) {
+	rows, err := pool.Query(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []relEdge
+	for rows.Next() {
+		var e relEdge
+		if query == pathUsesQuery || query == opAggQuery {
+			err = rows.Scan(&e.from, &e.name, &e.to)
+		} else {
+			err = rows.Scan(&e.from, &e.to, &e.name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// readsAny reports whether a node tree (a BEGIN ATOMIC body as text)
+// names one of the relations (":relid N").
+func readsAny(nodes string, oids map[uint32]bool) bool {
+	if len(oids) == 0 {
+		return false
+	}
+	for rest := nodes; ; {
+		i := strings.Index(rest, ":relid ")
+		if i < 0 {
+			return false
+		}
+		rest = rest[i+len(":relid "):]
+		j := 0
+		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
+			j++
+		}
+		if n, err := strconv.ParseUint(rest[:j], 10, 32); err == nil && oids[uint32(n)] {
+			return true
+		}
+	}
 }
 
 // setConfigUsesQuery lists, outside the system schemas, the views, the
@@ -331,32 +528,32 @@ func pathFunctions(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc) (fun
 // functions, whose use in a CHECK or a policy pathUsesQuery does not
 // read. Read without locks, as pathUsesQuery.
 const setConfigUsesQuery = `
-SELECT pg_catalog.lower(c.relname)
+SELECT c.oid, pg_catalog.lower(c.relname)
 FROM pg_catalog.pg_rewrite r
 JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND r.ev_action::text ~ $1
 UNION
-SELECT pg_catalog.lower(c.relname)
+SELECT c.oid, pg_catalog.lower(c.relname)
 FROM pg_catalog.pg_attrdef a
 JOIN pg_catalog.pg_class c ON c.oid = a.adrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND a.adbin::text ~ $1
 UNION
-SELECT pg_catalog.lower(c.relname)
+SELECT c.oid, pg_catalog.lower(c.relname)
 FROM pg_catalog.pg_constraint k
 JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE k.contype = 'c' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND k.conbin::text ~ $1
 UNION
-SELECT pg_catalog.lower(c.relname)
+SELECT c.oid, pg_catalog.lower(c.relname)
 FROM pg_catalog.pg_constraint k
 JOIN pg_catalog.pg_attribute a ON a.atttypid = k.contypid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE k.contype = 'c' AND k.contypid <> 0 AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND k.conbin::text ~ $1
 UNION
-SELECT pg_catalog.lower(c.relname)
+SELECT c.oid, pg_catalog.lower(c.relname)
 FROM pg_catalog.pg_policy p
 JOIN pg_catalog.pg_class c ON c.oid = p.polrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -371,22 +568,23 @@ WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
 // …) changed the DateStyle while the rows beside it were printed (review
 // 20d: read in the order last reported, a value moved from another
 // tenant's row opened).
-func relationsCallingSetConfig(ctx context.Context, pool *pgxpool.Pool, setConfig uint32, oids map[uint32]bool, rels map[string]bool) error {
+func relationsCallingSetConfig(ctx context.Context, pool *pgxpool.Pool, setConfig uint32, oids map[uint32]bool, rels map[string]bool, relOIDs map[uint32]bool) error {
 	ids := []string{strconv.FormatUint(uint64(setConfig), 10)}
 	for oid := range oids {
 		ids = append(ids, strconv.FormatUint(uint64(oid), 10))
 	}
-	rows, err := pool.Query(ctx, setConfigUsesQuery, ":funcid ("+strings.Join(ids, "|")+") ")
+	rows, err := pool.Query(ctx, setConfigUsesQuery, ":(funcid|opfuncid|aggfnoid|winfnoid) ("+strings.Join(ids, "|")+") ")
 	if err != nil {
 		return fmt.Errorf("reading views, defaults, constraints and policies that call set_config: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var name string
-		if err := rows.Scan(&name); err != nil {
+		var oid uint32
+		if err := rows.Scan(&oid, &name); err != nil {
 			return err
 		}
-		rels[name] = true
+		rels[name], relOIDs[oid] = true, true
 	}
 	return rows.Err()
 }
@@ -437,22 +635,16 @@ func relationsRunning(ctx context.Context, pool *pgxpool.Pool, oids map[uint32]b
 	if len(oids) == 0 {
 		return rels, nil
 	}
-	rows, err := pool.Query(ctx, pathUsesQuery)
+	uses, err := readEdges(ctx, pool, pathUsesQuery)
 	if err != nil {
 		return nil, fmt.Errorf("reading views, defaults and triggers that call functions: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var name string
-		var oid uint32
-		if err := rows.Scan(&name, &oid); err != nil {
-			return nil, err
-		}
-		if oids[oid] {
-			rels[name] = true
+	for _, u := range uses {
+		if oids[u.to] {
+			rels[u.name] = true
 		}
 	}
-	return rels, rows.Err()
+	return rels, nil
 }
 
 // guardedCode finds the functions whose source names a relation pgveil
@@ -495,11 +687,24 @@ func guardedCode(ctx context.Context, pool *pgxpool.Pool, fns []codeFunc, guarde
 // of the functions.
 func callsAny(nodes string, oids map[uint32]bool) bool {
 	for rest := nodes; ; {
-		i := strings.Index(rest, ":funcid ")
-		if i < 0 {
+		i := strings.Index(rest, "funcid ")
+		k := strings.Index(rest, "fnoid ")
+		if i < 0 && k < 0 {
 			return false
 		}
-		rest = rest[i+len(":funcid "):]
+		var call bool
+		if i >= 0 && (k < 0 || i < k) {
+			// FuncExpr's :funcid, OpExpr's :opfuncid (review 20f)
+			call = i >= 1 && rest[i-1] == ':' || i >= 3 && rest[i-3:i] == ":op"
+			rest = rest[i+len("funcid "):]
+		} else {
+			// Aggref's :aggfnoid, WindowFunc's :winfnoid (review 20f)
+			call = k >= 4 && (rest[k-4:k] == ":agg" || rest[k-4:k] == ":win")
+			rest = rest[k+len("fnoid "):]
+		}
+		if !call {
+			continue
+		}
 		j := 0
 		for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
 			j++
@@ -549,7 +754,10 @@ func changesPath(code string) bool {
 	lower := strings.ToLower(code)
 	if strings.Contains(lower, "search_path") || setsRole.MatchString(lower) ||
 		strings.Contains(lower, "datestyle") || strings.Contains(lower, "extra_float_digits") ||
-		setsZone.MatchString(lower) {
+		setsZone.MatchString(lower) ||
+		strings.Contains(lower, "pg_settings") && hasWordFold(lower, "update") {
+		// UPDATE pg_settings … WHERE name = 'TimeZone' (or 'role') runs
+		// set_config through pg_settings' rule (review 20f).
 		return true
 	}
 	for rest := lower; ; {
@@ -932,7 +1140,7 @@ func SearchPathFunctions(ctx context.Context, pool *pgxpool.Pool) ([]string, err
 	if err != nil {
 		return nil, fmt.Errorf("reading functions' code: %w", err)
 	}
-	m, _, err := pathFunctions(ctx, pool, fns)
+	m, _, _, err := pathFunctions(ctx, pool, fns)
 	if err != nil {
 		return nil, err
 	}

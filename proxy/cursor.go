@@ -103,11 +103,54 @@ func (t *tracker) cursorNames() []string {
 // cursorEffect records what sending st does to the session's cursors
 // (a DECLARE counts once the server completes it: declaredBy).
 func (s *session) cursorEffect(st *rewrite.Stmt) {
+	s.noteCursorEffects(st, true)
 	switch {
 	case st.CloseCursor != "":
 		s.t.closeCursor(st.CloseCursor)
 	case st.Deallocate == "*" && st.SearchPathReset: // DISCARD ALL
 		s.t.closeCursor("*")
+	}
+}
+
+// noteCursorEffects remembers the effects of a DECLARE's query, which
+// take place at each FETCH or MOVE of the cursor (its query runs then:
+// review 20f, DECLARE c CURSOR FOR SELECT f(), secret … with f setting
+// the DateStyle, then FETCH, read the rows in the order last reported and
+// opened a value moved from another tenant's row). sent: st is sent
+// (a Query), not only prepared, and may also forget. Client side.
+func (s *session) noteCursorEffects(st *rewrite.Stmt, sent bool) {
+	switch {
+	case st.Declares != "":
+		if e := s.sessionEffects(st); e != 0 {
+			if s.cursorEff == nil {
+				s.cursorEff = map[string]uint8{}
+			}
+			s.cursorEff[st.Declares] |= e
+			if sent {
+				s.cursorEff[st.Declares] = e
+			}
+		} else if sent {
+			delete(s.cursorEff, st.Declares)
+		}
+	case !sent:
+	case st.CloseCursor == "*" || st.Deallocate == "*" && st.SearchPathReset:
+		clear(s.cursorEff)
+	case st.CloseCursor != "":
+		delete(s.cursorEff, st.CloseCursor)
+	}
+}
+
+// noteFetchEffects gives a portal bound to a FETCH or MOVE the effects of
+// its cursor's query as it is known at the Bind. Client side.
+func (s *session) noteFetchEffects(portal []byte, stmt *Statement) {
+	if len(s.cursorEff) == 0 || stmt == nil || stmt.Plan == nil || stmt.Plan.FetchCursor == "" {
+		return
+	}
+	if e := s.cursorEff[stmt.Plan.FetchCursor]; e != 0 {
+		if s.effPortals == nil {
+			s.effPortals = map[string]uint8{}
+		}
+		s.effPortals[string(portal)] |= e
 	}
 }
 

@@ -1100,11 +1100,13 @@ func (s *session) handleBind(body []byte) error {
 	if err := bm.parse(body); err != nil {
 		return err
 	}
+	s.refreshStmtEffects(bm.Statement)
 	s.notePortalEffects(bm.Portal, bm.Statement)
 	s.notePortalSQLPrepared(bm.Portal, bm.Statement)
 	s.notePortalCloses(bm.Portal, bm.Statement)
 	s.notePortalPrepares(bm.Portal, bm.Statement)
 	stmt := s.t.statement(bm.Statement)
+	s.noteFetchEffects(bm.Portal, stmt)
 	if stmt != passthroughStmt && s.t.closedInPipeline(bm.Statement) {
 		// PostgreSQL looks the statement up before it reads the Bind's
 		// formats and values: whatever they are, the answer is 26000.

@@ -83,10 +83,20 @@ func stmtEffects(st *rewrite.Stmt) (e uint8) {
 
 // pathEffect records that statements with effects e were sent.
 func (s *session) pathEffect(e uint8) {
-	if e&effTZ != 0 {
+	if s.tzStale {
+		if rest, status := s.t.atRest(); rest && status == 'I' {
+			s.tzStale = false // answered outside a block: no end undoes it
+		}
+	}
+	if e&effTZ != 0 || e&effTx != 0 && s.tzStale {
 		// Until the server has answered up to here, its TimeZone report
-		// may be about to change (it comes with that ReadyForQuery).
+		// may be about to change (it comes with that ReadyForQuery). A
+		// transaction end (COMMIT, ROLLBACK [TO SAVEPOINT]) after a change
+		// may undo it (review 20f: SET LOCAL TimeZone 'UTC' in a Berlin
+		// session, then COMMIT pipelined with a timestamptz parameter for
+		// a date tenant: named in UTC, stored in Berlin's date).
 		s.tzFrom = s.t.lastSeq() + 1
+		s.tzStale = true
 	}
 	if e&effDS != 0 {
 		// Until the server has answered up to here, the DateStyle it
@@ -138,8 +148,16 @@ func (s *session) pathEffect(e uint8) {
 func (s *session) sessionEffects(st *rewrite.Stmt) uint8 {
 	const all = effPath | effTZ | effRole | effDS | effFloat
 	e := stmtEffects(st)
+	if st.FetchCursor != "" {
+		e |= s.cursorEff[st.FetchCursor]
+	}
 	if e&all == all {
 		return e
+	}
+	if c := s.eng.catalog(); c != nil && c.pathDDL && firesEventTrigger(st) {
+		// An event trigger runs code that may change the settings at the
+		// end of DDL (SELECT … INTO too): review 20f.
+		return e | all
 	}
 	if !hasWordFold(st.Original, "execute") {
 		return e // no parse for executed_at and the like
@@ -156,6 +174,21 @@ func (s *session) sessionEffects(st *rewrite.Stmt) uint8 {
 		}
 	}
 	return e
+}
+
+// firesEventTrigger reports whether st may fire an event trigger: DDL,
+// SELECT … INTO (also after WITH, which the fast path leaves KindOther),
+// EXPLAIN ANALYZE of CREATE TABLE AS.
+func firesEventTrigger(st *rewrite.Stmt) bool {
+	switch st.Kind {
+	case rewrite.KindDDL:
+		return true
+	case rewrite.KindSelect, rewrite.KindOther:
+		return hasWordFold(st.Original, "into")
+	case rewrite.KindExplain:
+		return hasWordFold(st.Original, "create") || hasWordFold(st.Original, "into")
+	}
+	return false
 }
 
 // hasWordFold reports whether s holds w (lower case ASCII) as a word of
@@ -178,6 +211,9 @@ func (s *session) noteStmtEffects(name []byte, p *rewrite.Plan) {
 	var e uint8
 	for _, st := range p.Stmts {
 		e |= s.sessionEffects(st)
+		if st.Declares != "" {
+			s.noteCursorEffects(st, false) // at Parse: only ever added
+		}
 	}
 	switch {
 	case e != 0:
@@ -188,6 +224,51 @@ func (s *session) noteStmtEffects(name []byte, p *rewrite.Plan) {
 	case len(s.effStmts) > 0:
 		delete(s.effStmts, string(name))
 	}
+}
+
+// refreshStmtEffects takes, at a Bind, the effects of a prepared
+// statement planned under an older catalog from its text planned now,
+// while the database has code that changes the settings: the statement
+// may call a function (name a view, …) that did not change them when it
+// was prepared (review 20f: SELECT f(), secret … prepared, then f
+// replaced through pgveil by one setting the DateStyle, then Execute:
+// its rows were read in the order last reported, and a value moved from
+// another tenant's row opened). Text it cannot plan may change any.
+// Client side.
+func (s *session) refreshStmtEffects(name []byte) {
+	c := s.eng.catalog()
+	if c == nil || c.rw == nil || len(c.rw.PathFunctions) == 0 && len(c.rw.PathRelations) == 0 && !c.pathDDL {
+		return
+	}
+	gen := s.eng.planner.Generation()
+	var sql string
+	if stmt := s.t.statement(name); stmt != nil && stmt != passthroughStmt {
+		if stmt.catGen == gen {
+			return
+		}
+		sql = stmt.SQL
+	} else {
+		pt, ok := s.ptStmts[string(name)]
+		if !ok || pt.cat == gen {
+			return
+		}
+		sql = pt.sql
+	}
+	e := effPath | effTZ | effRole | effDS | effFloat
+	if p, err := s.eng.planner.Plan(sql, s.planSession()); err == nil {
+		e = 0
+		for _, st := range p.Stmts {
+			e |= s.sessionEffects(st)
+		}
+	}
+	if e == 0 {
+		delete(s.effStmts, string(name))
+		return
+	}
+	if s.effStmts == nil {
+		s.effStmts = map[string]uint8{}
+	}
+	s.effStmts[string(name)] |= e
 }
 
 // notePortalEffects gives a portal bound to stmt the statement's effects.

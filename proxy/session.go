@@ -136,6 +136,7 @@ type session struct {
 	floatStale       bool
 	mapSeq           uint64
 	effStmts         map[string]uint8
+	cursorEff        map[string]uint8  // a DECLAREd cursor's query's effects (noteCursorEffects)
 	pathGen          uint64            // counts possible search_path changes
 	ptStmts          map[string]ptStmt // see replanOnPathChange
 	// orphans are upstream statements replaced by reprepare while a
@@ -194,6 +195,7 @@ type session struct {
 	copyStray          bool          // drop CopyData: see copyOver
 	copySeq            uint64        // the tracker seq of copyPlan's Query or Execute
 	tzFrom             uint64        // the first seq whose answer may change TimeZone (see effTZ)
+	tzStale            bool          // TimeZone may have changed in a block whose end may undo it (pathEffect)
 	copyIn             *copyIn
 	ddlSent            bool
 	ddlUnsettled       bool // DDL sent: plan by name until settleDDL

@@ -343,6 +343,13 @@ type Stmt struct {
 	// Fetch names the cursor a FETCH reads rows from. The proxy maps them
 	// with the cursor's Cursor.Outputs, when it saw the cursor declared.
 	Fetch string
+	// FetchCursor names the cursor a FETCH or MOVE runs: the cursor's
+	// query runs then, and with it the code it calls (review 20f).
+	FetchCursor string
+	// SetsZone: SET/RESET of TimeZone or set_config of it, by the name
+	// as parsed (an E'…' or U&"…" spelling need not read "zone": review
+	// 20f).
+	SetsZone bool
 	// CloseCursor names the cursor a CLOSE closes; "*" for CLOSE ALL.
 	CloseCursor string
 	// SameTenant lists, for each multi-row INSERT … ON CONFLICT DO UPDATE

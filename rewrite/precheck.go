@@ -174,7 +174,7 @@ func fastStmt(s string) (st Stmt, ok bool) {
 	}
 	if !ok {
 		switch string(word) {
-		case "set", "reset", "discard", "deallocate", "prepare", "do", "call", "declare", "fetch", "close":
+		case "set", "reset", "discard", "deallocate", "prepare", "do", "call", "declare", "fetch", "move", "close":
 			// SET SCHEMA 'x' changes search_path without naming it: parse
 			// every SET (their plans are cached, they repeat); DO and CALL
 			// run code that may change it (Stmt.PathOpaque). DECLARE, FETCH

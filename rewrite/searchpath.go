@@ -21,6 +21,9 @@ func (a *analyzer) variableSet(v *pg.VariableSetStmt) {
 	if isRoleSetting(v.Name) {
 		st.PathOpaque = true
 	}
+	if strings.EqualFold(v.Name, "timezone") {
+		st.SetsZone = true
+	}
 	switch v.Kind {
 	case pg.VariableSetKind_VAR_RESET_ALL:
 		st.SearchPathReset, st.PathOpaque = true, true
@@ -93,6 +96,9 @@ func (a *analyzer) setConfig(n *pg.Node) *Error {
 		if isRoleSetting(strings.ToLower(name)) {
 			a.st.PathOpaque = true
 			return true
+		}
+		if strings.EqualFold(name, "timezone") {
+			a.st.SetsZone = true
 		}
 		if !strings.EqualFold(name, "search_path") {
 			return true
@@ -206,6 +212,8 @@ func (a *analyzer) pathFunctions(n *pg.Node) {
 			a.st.PathOpaque = true
 		case c.GetFuncCall() != nil:
 			a.st.PathOpaque = a.cat.PathFunctions[strings.ToLower(lastName(c.GetFuncCall().Funcname))]
+		case c.GetAExpr() != nil: // an operator whose function is one (review 20f)
+			a.st.PathOpaque = a.cat.PathFunctions[lastName(c.GetAExpr().Name)]
 		case c.GetCopyStmt() != nil:
 			a.st.PathOpaque = rel(c.GetCopyStmt().Relation)
 		default:
@@ -416,7 +424,7 @@ func nextPath(cur *pathState, st *Stmt) *pathState {
 // (SET TIME ZONE, SET TimeZone, set_config, code pgveil cannot see): the
 // proxy then knows the zone only once the server has answered st.
 func (st *Stmt) MayChangeTimeZone() bool {
-	return st.PathOpaque || containsFold(st.Original, "zone")
+	return st.PathOpaque || st.SetsZone || containsFold(st.Original, "zone")
 }
 
 // MayChangeDateStyle reports whether st may change the session's DateStyle

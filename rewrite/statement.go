@@ -86,6 +86,7 @@ func (a *analyzer) plan(n *pg.Node) *Error {
 		if f := n.GetFetchStmt(); !f.Ismove {
 			st.Fetch = f.Portalname
 		}
+		st.FetchCursor = n.GetFetchStmt().Portalname
 		return nil
 	case n.GetClosePortalStmt() != nil:
 		st.CloseCursor = n.GetClosePortalStmt().Portalname
