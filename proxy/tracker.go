@@ -1108,11 +1108,16 @@ func (h *handoff[T]) addLocked(v T) {
 // pending reports whether the list may hold an item (without the lock).
 func (h *handoff[T]) pending() bool { return h.n.Load() != 0 }
 
-// take returns the items and empties the list.
+// take returns the items and empties the list. The empty check inlines
+// into the callers, which run at every message.
 func (h *handoff[T]) take(mu *sync.Mutex) []T {
 	if h.n.Load() == 0 {
 		return nil
 	}
+	return h.takeAll(mu)
+}
+
+func (h *handoff[T]) takeAll(mu *sync.Mutex) []T {
 	mu.Lock()
 	defer mu.Unlock()
 	v := h.items
