@@ -215,6 +215,7 @@ func tenantBaseTypes(ctx context.Context, pool *pgxpool.Pool, rw *rewrite.Catalo
 		for i, c := range t.Columns {
 			if b, ok := base[c.TypeOID]; ok && names[c.Name] {
 				t.Columns[i].TypeOID = canon.TenantBase(c.TypeOID, b)
+				t.Columns[i].BaseOID = b
 			}
 		}
 	}

@@ -503,6 +503,7 @@ func (s *session) copyResultMap(c *rewrite.Copy, o copydata.Options) *resultMap 
 		if f.Hidden && m.visible > i {
 			m.visible = i
 		}
+		rc.send = f.Send
 		if f.Column != nil {
 			s.fillCol(cat, rc, f.Column)
 			rc.tenant = f.Tenant

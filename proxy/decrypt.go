@@ -38,13 +38,18 @@ type resultCol struct {
 	tenant     int            // field holding the row's key_context value, -1 if none
 	tenantType uint32
 	tenantBase uint32 // catTable.tenantBase: a binary tenant is read as this type
-	// floatTenant: the tenant is a float4 or float8 (or a domain over
-	// one), whose text depends on extra_float_digits (floatTenantReadable).
-	floatTenant bool
-	srvFmt      int16 // format the server sends the field in
-	cliFmt      int16 // format the client asked for
-	physical    uint32
-	masked      bool // the role is not a reader: NULL
+	// sendTenant: the tenant's type is one rewrite.TenantSend names
+	// (date, timestamp, timestamptz, float4, float8, a domain over one),
+	// whose text depends on the session's settings: it is read from a
+	// hidden field of its send form only (send), never as printed.
+	sendTenant bool
+	// send marks a hidden field pgveil added holding a tenant's send form
+	// (a bytea: rewrite.Output.SendOf).
+	send     bool
+	srvFmt   int16 // format the server sends the field in
+	cliFmt   int16 // format the client asked for
+	physical uint32
+	masked   bool // the role is not a reader: NULL
 	// json is set on a json or jsonb field built from encrypted columns.
 	json *rewrite.JSONShape
 }
@@ -74,10 +79,10 @@ func (s *session) mapResult(st *rewrite.Stmt, fields []fieldDesc, clientFormats,
 		// The server's row does not have the shape the planner predicted:
 		// map by origin rather than trust positions.
 		s.log.Warn("result shape differs from the plan; mapping fields by origin")
-		hidden := 0
+		var hidden []rewrite.Output
 		for _, o := range st.Outputs {
 			if o.Hidden {
-				hidden++ // pgveil's additions, still the last fields
+				hidden = append(hidden, o) // pgveil's additions, still the last fields
 			}
 		}
 		return s.mapByOrigin(cat, fields, hidden, clientFormats)
@@ -86,7 +91,7 @@ func (s *session) mapResult(st *rewrite.Stmt, fields []fieldDesc, clientFormats,
 		if fields == nil {
 			return nil // the caller makes sure a RowDescription is read first
 		}
-		return s.mapByOrigin(cat, fields, len(st.Outputs), clientFormats)
+		return s.mapByOrigin(cat, fields, st.Outputs, clientFormats)
 	}
 	m := &resultMap{cols: make([]resultCol, n), visible: n}
 	for i, o := range st.Outputs {
@@ -101,6 +106,9 @@ func (s *session) mapResult(st *rewrite.Stmt, fields []fieldDesc, clientFormats,
 			m.visible = min(m.visible, i)
 			m.work = true
 		}
+		// A send form is a bytea: a field the server describes as another
+		// type is not one, and a tenant read from it fails closed.
+		rc.send = o.SendOf != nil && (fields == nil || fields[i].TypeOID == policy.OIDBytea)
 		if o.JSON != nil {
 			rc.json = o.JSON
 			m.work = true
@@ -117,11 +125,17 @@ func (s *session) mapResult(st *rewrite.Stmt, fields []fieldDesc, clientFormats,
 }
 
 // mapByOrigin maps fields by RowDescription's table OID and attribute
-// number; the last hidden fields are pgveil's additions.
-func (s *session) mapByOrigin(cat *catalog, fields []fieldDesc, hidden int, clientFormats []int16) *resultMap {
-	m := &resultMap{cols: make([]resultCol, len(fields)), visible: len(fields) - hidden}
-	if hidden > 0 {
+// number; the last fields are pgveil's additions (hidden, in order). A
+// tenant read through its send form is the hidden field of its table's.
+func (s *session) mapByOrigin(cat *catalog, fields []fieldDesc, hidden []rewrite.Output, clientFormats []int16) *resultMap {
+	m := &resultMap{cols: make([]resultCol, len(fields)), visible: len(fields) - len(hidden)}
+	if len(hidden) > 0 {
 		m.work = true
+	}
+	for k, o := range hidden {
+		if i := m.visible + k; i >= 0 && i < len(fields) && o.SendOf != nil && fields[i].TypeOID == policy.OIDBytea {
+			m.cols[i].send = true
+		}
 	}
 	for i, f := range fields {
 		rc := &m.cols[i]
@@ -138,7 +152,14 @@ func (s *session) mapByOrigin(cat *catalog, fields []fieldDesc, hidden int, clie
 		}
 		s.fillCol(cat, rc, col)
 		m.work = true
-		if ct.tenantAttNum != 0 {
+		if rc.sendTenant {
+			for k, o := range hidden {
+				if j := m.visible + k; o.SendOf == ct.policy && j >= 0 && j < len(fields) && m.cols[j].send {
+					rc.tenant = j
+					break
+				}
+			}
+		} else if ct.tenantAttNum != 0 {
 			for j, g := range fields {
 				if g.TableOID == f.TableOID && g.AttNum == ct.tenantAttNum {
 					rc.tenant = j
@@ -158,7 +179,7 @@ func (s *session) fillCol(cat *catalog, rc *resultCol, col *policy.Column) {
 	if ct := cat.byTable[col.Table]; ct != nil {
 		rc.tenantBase = ct.tenantBase
 	}
-	rc.floatTenant = rc.tenantType == oidFloat4 || rc.tenantType == oidFloat8 || rc.tenantBase == oidFloat4 || rc.tenantBase == oidFloat8
+	rc.sendTenant = col.Table.KeyContext != "" && rewrite.TenantSend(rc.tenantType, rc.tenantBase) != ""
 	rc.masked = !col.CanRead(s.user) || !s.roleCanRead(col)
 }
 
@@ -327,12 +348,20 @@ func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byt
 		return s.openFailed(rc, err, dst)
 	}
 	s.ptOut = pt
-	if col.Table.KeyContext != "" && rc.tenant >= 0 && rc.tenant < len(row) && rc.tenant < len(m.cols) {
-		tv := row[rc.tenant]
-		if tv == nil {
+	if rc.sendTenant {
+		// Review 21a: a date, timestamp or float tenant is read from the
+		// bytes of its send form, which no session setting changes; a
+		// row without one does not open.
+		if !(rc.tenant >= 0 && rc.tenant < len(row) && rc.tenant < len(m.cols) && m.cols[rc.tenant].send) || row[rc.tenant] == nil {
 			return s.openFailed(rc, keysource.ErrWrongScope, dst)
 		}
-		if rc.floatTenant && m.cols[rc.tenant].srvFmt == canon.TextFormat && !s.floatTenantReadable() {
+		tenant, err := s.sentTenant(rc, m.cols[rc.tenant].srvFmt, row[rc.tenant])
+		if err != nil || !key.BelongsTo(tenant, true) {
+			return s.openFailed(rc, keysource.ErrWrongScope, dst)
+		}
+	} else if col.Table.KeyContext != "" && rc.tenant >= 0 && rc.tenant < len(row) && rc.tenant < len(m.cols) {
+		tv := row[rc.tenant]
+		if tv == nil {
 			return s.openFailed(rc, keysource.ErrWrongScope, dst)
 		}
 		var tenant string
@@ -359,6 +388,24 @@ func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byt
 }
 
 var errNotSealed = errors.New("plaintext found where an envelope was expected")
+
+// sentTenant is the tenant name of a key_context value the server sent as
+// its type's send form (a bytea, in text, hex or escape, or binary
+// format): the type's binary wire form, named as a write names it.
+func (s *session) sentTenant(rc *resultCol, format int16, v []byte) (string, error) {
+	raw := v
+	if format == canon.TextFormat {
+		var err error
+		if raw, err = decodeByteaText(s.sendBuf[:0], v); err != nil {
+			return "", err
+		}
+		s.sendBuf = raw
+	}
+	if rc.tenantBase != 0 {
+		return canon.DomainTenantRecv(rc.tenantBase, raw)
+	}
+	return canon.TenantText(rc.tenantType, canon.BinaryFormat, raw)
+}
 
 // errLegacyInvalid: a value stored before the table was encrypted (read
 // in migration mode) is not valid input of the column's logical type

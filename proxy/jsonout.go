@@ -250,7 +250,7 @@ func (s *session) openShape(d *jdoc, n int, shape *rewrite.JSONShape, inJSONB bo
 	}
 	switch shape.Kind {
 	case rewrite.JSONScalar:
-		return s.openJSONElem(d, n, -1, shape.Elems[0], inJSONB, repls)
+		return s.openJSONElem(d, n, -1, false, shape.Elems[0], inJSONB, repls)
 	case rewrite.JSONAgg:
 		if node.kind != '[' {
 			return s.jsonFailed(shape, errBadJSON)
@@ -275,7 +275,7 @@ func (s *session) openShape(d *jdoc, n int, shape *rewrite.JSONShape, inJSONB bo
 			if e.Tenant >= 0 {
 				tenant = node.kids[e.Tenant]
 			}
-			if err := s.openJSONElem(d, node.kids[i], tenant, e, inJSONB, repls); err != nil {
+			if err := s.openJSONElem(d, node.kids[i], tenant, e.Tenant >= 0 && shape.Elems[e.Tenant].Send, e, inJSONB, repls); err != nil {
 				return err
 			}
 		}
@@ -341,7 +341,7 @@ func (s *session) openShape(d *jdoc, n int, shape *rewrite.JSONShape, inJSONB bo
 					return s.jsonFailed(shape, errBadJSON)
 				}
 			}
-			if err := s.openJSONElem(d, k, tenant, *e, inJSONB, repls); err != nil {
+			if err := s.openJSONElem(d, k, tenant, e.Tenant >= 0 && shape.Elems[e.Tenant].Send, *e, inJSONB, repls); err != nil {
 				return err
 			}
 		}
@@ -351,8 +351,9 @@ func (s *session) openShape(d *jdoc, n int, shape *rewrite.JSONShape, inJSONB bo
 }
 
 // openJSONElem opens the element at node n (its tenant at node tenant, or
-// -1), or follows its nested shape.
-func (s *session) openJSONElem(d *jdoc, n, tenant int, e rewrite.JSONElem, inJSONB bool, repls *[]jsonRepl) error {
+// -1; send: the tenant's send form, a bytea's text), or follows its
+// nested shape.
+func (s *session) openJSONElem(d *jdoc, n, tenant int, send bool, e rewrite.JSONElem, inJSONB bool, repls *[]jsonRepl) error {
 	if e.Shape != nil {
 		return s.openShape(d, n, e.Shape, inJSONB, repls)
 	}
@@ -379,7 +380,7 @@ func (s *session) openJSONElem(d *jdoc, n, tenant int, e rewrite.JSONElem, inJSO
 	if err != nil {
 		return s.jsonFailed(&rewrite.JSONShape{Kind: rewrite.JSONScalar, Elems: []rewrite.JSONElem{e}}, err)
 	}
-	m := &resultMap{cols: []resultCol{{srvFmt: 0}}}
+	m := &resultMap{cols: []resultCol{{srvFmt: 0, send: send}}}
 	var row [][]byte
 	if tenant >= 0 {
 		tn := &d.nodes[tenant]

@@ -252,25 +252,19 @@ func (s *session) lookupOutcome(lk *rewrite.Lookup, r lookupReply) (*lookupState
 		return nil, tenantNull(t).(*pgError)
 	}
 	cat := s.eng.catalog()
-	if typ, b := cat.tenantType(t), cat.tenantBaseOf(t); (typ == oidFloat4 || typ == oidFloat8 || b == oidFloat4 || b == oidFloat8) &&
-		(s.floatUnknownFrom.Load() != 0 || !s.floatExact.Load()) {
-		// Review 20d: under extra_float_digits 0 or less the rows of
-		// tenants 0.3 and 0.30000000000000004 both print 0.3: taken for one
-		// tenant, the guard then left the other's rows alone (UPDATE 1 of
-		// two rows asked, silently; UPDATE 0 for one).
-		return nil, &pgError{Severity: "ERROR", Code: codeFeatureNotSupported, Schema: t.Schema, Table: t.Name, Column: t.KeyContext,
-			Message: fmt.Sprintf("pgveil: this UPDATE of %s looks up the tenant (%s) of the rows it changes, which this session prints rounded (extra_float_digits 0 or less): rows of different tenants print alike", t.QualifiedName(), t.KeyContext),
-			Hint:    "SET extra_float_digits = 1 (the default) before it, or write " + t.KeyContext + " = … in WHERE"}
-	}
-	base := datedBase(cat.tenantType(t), cat.tenantBaseOf(t))
 	var tenant string
 	var err error
-	if base != 0 {
-		// A date or timestamp (or a domain over one) printed under the
-		// session's DateStyle, read back to its ISO name (review 20b: the
-		// UPDATE was refused under a DateStyle other than ISO). A date
-		// whose day and month order is not known here is refused.
-		tenant, err = canon.PrintedTenant(base, s.sessionDateStyle(), []byte(r.tenants[0]))
+	if lk.Send != "" {
+		// Review 21a: a date, timestamp or float tenant is looked up as
+		// its send form (a bytea), which no session setting changes
+		// (reviews 20b, 20d: it was read as printed, under the DateStyle
+		// and extra_float_digits pgveil thought the session had).
+		if typ, b := cat.tenantType(t), cat.tenantBaseOf(t); rewrite.TenantSend(typ, b) != lk.Send {
+			err = fmt.Errorf("the catalog changed the type of %s.%s", t.QualifiedName(), t.KeyContext)
+		} else {
+			rc := resultCol{tenantType: typ, tenantBase: b}
+			tenant, err = s.sentTenant(&rc, canon.TextFormat, []byte(r.tenants[0]))
+		}
 	} else if tenant, err = canon.TenantText(cat.tenantType(t), canon.TextFormat, []byte(r.tenants[0])); err != nil {
 		return nil, refusalFrom(err)
 	}
@@ -287,7 +281,7 @@ func (s *session) lookupOutcome(lk *rewrite.Lookup, r lookupReply) (*lookupState
 		if pe.Table == "" {
 			pe.Schema, pe.Table, pe.Column = t.Schema, t.Name, t.KeyContext
 			pe.Message = fmt.Sprintf("pgveil: the %s value of the rows this UPDATE of %s changes, as this session prints it, does not name their tenant: %s", t.KeyContext, t.QualifiedName(), pe.Message)
-			pe.Hint = "SET DateStyle TO ISO (the default) before it, or write " + t.KeyContext + " = … in WHERE"
+			pe.Hint = "write " + t.KeyContext + " = … in WHERE"
 		}
 		return nil, pe
 	}

@@ -205,6 +205,7 @@ type session struct {
 	spans              []span
 	nulls              []bool
 	ptBuf, envBuf      []byte
+	sendBuf            []byte // a tenant's send form, decoded (sentTenant)
 	idxBuf             []byte
 	// Server goroutine state.
 	syncPath   []string // the row of pgveil's search_path query

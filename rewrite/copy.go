@@ -150,7 +150,10 @@ func prepend(list []string, sep string) []string {
 }
 
 func (a *analyzer) copyTo(t *policy.Table, c *pg.CopyStmt, cp *Copy, cols []string, tenant, relStart, relEnd, listEnd int, explicit string) *Error {
-	hidden := t.KeyContext != "" && tenant < 0
+	// A tenant TenantSend names is read through its send form, a hidden
+	// field, even when the COPY lists the column.
+	send := a.tenantSend(t)
+	hidden := t.KeyContext != "" && (tenant < 0 || send != "")
 	for _, name := range cols {
 		f := CopyField{Action: Pass, Tenant: -1}
 		if enc := t.Column(name); enc != nil {
@@ -166,12 +169,16 @@ func (a *analyzer) copyTo(t *policy.Table, c *pg.CopyStmt, cp *Copy, cols []stri
 	}
 	switch {
 	case hidden:
-		cp.Fields = append(cp.Fields, CopyField{Action: Pass, Tenant: -1, Hidden: true})
+		cp.Fields = append(cp.Fields, CopyField{Action: Pass, Tenant: -1, Hidden: true, Send: send != ""})
 		quoted := make([]string, len(cols))
 		for i, n := range cols {
 			quoted[i] = quoteIdent(n)
 		}
-		sel := "(SELECT " + strings.Join(quoted, ", ") + ", " + quoteIdent(t.KeyContext) + " FROM " + a.sql[relStart:relEnd] + ")"
+		tc := quoteIdent(t.KeyContext)
+		if send != "" {
+			tc = send + "(" + tc + ")"
+		}
+		sel := "(SELECT " + strings.Join(quoted, ", ") + ", " + tc + " FROM " + a.sql[relStart:relEnd] + ")"
 		a.replace(relStart, listEnd, sel)
 	case explicit != "":
 		a.insert(listEnd, explicit+")")
@@ -211,7 +218,7 @@ func (a *analyzer) copyQuery(c *pg.CopyStmt, cp *Copy) *Error {
 	}
 	names := make([]string, len(res.cols))
 	for i, o := range res.cols {
-		f := CopyField{Column: o.enc, Action: Pass, Tenant: -1, Hidden: o.hidden}
+		f := CopyField{Column: o.enc, Action: Pass, Tenant: -1, Hidden: o.hidden, Send: o.sendOf != nil}
 		if o.enc != nil && o.enc.Table.KeyContext != "" {
 			f.Tenant = o.tenantOut
 		}

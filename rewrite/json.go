@@ -69,6 +69,9 @@ type JSONElem struct {
 	// encrypted element whose call did not list it. The proxy removes it
 	// from the JSON (hidden elements of an array are its last ones).
 	Hidden bool
+	// Send marks a hidden element holding the binary send form of the
+	// key_context value (a bytea, printed as JSON text: Output.SendOf).
+	Send bool
 }
 
 // FirstColumn returns the first encrypted column the shape holds.
@@ -316,8 +319,19 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 		if shape.Elems[i].Column == nil {
 			continue
 		}
+		if send := a.tenantSend(shape.Elems[i].Column.Table); send != "" {
+			// Read through its send form, even beside the column itself.
+			j, ok := a.jsonHiddenTenant(f, kind, shape, &refs, i, nodes[i], sc, send)
+			if !ok {
+				t := shape.Elems[i].Column.Table
+				return nil, tableErr(CodeFeatureNotSupported, t, "build the JSON from "+t.QualifiedName()+"'s columns named directly in the call, or select the columns and build the JSON in the application",
+					"encrypted column %s inside JSON needs its tenant %s read as its binary form (pgveil reads a tenant of this type whatever the session's DateStyle or extra_float_digits), and pgveil cannot add it to this call", shape.Elems[i].Column.QualifiedName(), t.KeyContext).at(a.sql, f.Location)
+			}
+			shape.Elems[i].Tenant = j
+			continue
+		}
 		if err := a.jsonTenant(&shape.Elems[i], refs, i, f.Location); err != nil {
-			j, ok := a.jsonHiddenTenant(f, kind, shape, &refs, i, nodes[i], sc)
+			j, ok := a.jsonHiddenTenant(f, kind, shape, &refs, i, nodes[i], sc, "")
 			if !ok {
 				return nil, err
 			}
@@ -410,11 +424,12 @@ func (a *analyzer) jsonTenant(e *JSONElem, refs []colRef, i int, loc int32) *Err
 const hiddenKeyPrefix = "__pgveil_"
 
 // jsonHiddenTenant adds to the call f, after its last argument, the
-// key_context of the row element i (a column reference, arg) comes from,
+// key_context (send: through that function, TenantSend) of the row
+// element i (a column reference, arg) comes from,
 // as a hidden element the proxy removes again (a member with a reserved
 // key in an object), and returns its index. It fails when the tenant
 // column is not in scope or the call is not the client's text.
-func (a *analyzer) jsonHiddenTenant(f *pg.FuncCall, kind JSONKind, shape *JSONShape, refs *[]colRef, i int, arg *pg.Node, sc *scope) (int, bool) {
+func (a *analyzer) jsonHiddenTenant(f *pg.FuncCall, kind JSONKind, shape *JSONShape, refs *[]colRef, i int, arg *pg.Node, sc *scope, send string) (int, bool) {
 	ref := (*refs)[i]
 	rc := ref.col()
 	cr := arg.GetColumnRef()
@@ -436,7 +451,15 @@ func (a *analyzer) jsonHiddenTenant(f *pg.FuncCall, kind JSONKind, shape *JSONSh
 	if !ok {
 		return 0, false
 	}
-	e := JSONElem{Tenant: -1, Hidden: true}
+	for j, o := range *refs {
+		if j != i && o.rel == ref.rel && o.idx == rc.tenant && !o.star && j < len(shape.Elems) && shape.Elems[j].Send {
+			return j, true // added for an earlier element
+		}
+	}
+	e := JSONElem{Tenant: -1, Hidden: true, Send: send != ""}
+	if send != "" {
+		col = send + "(" + col + ")"
+	}
 	text := ", " + col
 	if kind == JSONObject {
 		e.Key = hiddenKeyPrefix + "tenant_" + strconv.Itoa(len(shape.Elems))

@@ -238,6 +238,11 @@ type Output struct {
 	// JSON is set on a json or jsonb field built from encrypted columns:
 	// where their envelopes sit in it (rewrite/json.go).
 	JSON *JSONShape
+	// SendOf marks a hidden field holding the binary send form (a bytea:
+	// date_send, float8send, …) of SendOf's key_context column
+	// (TenantSend): the tenants of those types are read through it, never
+	// through the text the session prints.
+	SendOf *policy.Table
 }
 
 // Kind classifies a statement for metrics and for the proxy's bookkeeping.
@@ -414,6 +419,10 @@ type Lookup struct {
 	// type's equality (review 19c: rows of two tenants were taken for one
 	// and sealed under it, PV001).
 	TextGuard bool
+	// Send, when set, is the send function (TenantSend) the lookup reads
+	// the key_context column through: its binary form, as a bytea,
+	// whatever the session's DateStyle or extra_float_digits.
+	Send string
 }
 
 // TextOf is the SQL text of expression x as the lookup tells tenants
@@ -443,7 +452,10 @@ func (l *Lookup) Text(sql string) string {
 		from = " FROM ONLY "
 	}
 	col := l.Column
-	if l.TextGuard {
+	switch {
+	case l.Send != "":
+		col = l.Send + "(" + l.Column + ")"
+	case l.TextGuard:
 		col = TextOf(l.Column)
 	}
 	s := "SELECT DISTINCT " + col + from + sql[l.Rel[0]:l.Rel[1]]
@@ -556,6 +568,9 @@ type CopyField struct {
 	Tenant int
 	// Hidden fields (TO only) were added by pgveil and are dropped before the client.
 	Hidden bool
+	// Send marks a hidden field holding the binary send form of a
+	// key_context value (Output.SendOf).
+	Send bool
 }
 
 // Session is what the planner needs to know of the client's session.
@@ -681,6 +696,10 @@ type CatalogColumn struct {
 	// Nondeterministic: the column's collation is nondeterministic (its
 	// = holds between different strings: review 19c).
 	Nondeterministic bool
+	// BaseOID is, for a key_context column whose type is a domain, the
+	// domain's last base type (0 otherwise): a tenant of a domain over
+	// date is read through date_send (TenantSend).
+	BaseOID uint32
 }
 
 // GuardedView.Child values.

@@ -38,6 +38,9 @@ type outCol struct {
 	ref       *pg.ColumnRef // the target, when it is a bare column reference
 	// json is the shape of a JSON value built from encrypted columns.
 	json *JSONShape
+	// sendOf marks a hidden field pgveil added holding the send form of
+	// sendOf's key_context column (Output.SendOf).
+	sendOf *policy.Table
 }
 
 // queryResult is what a query returns, as far as the SQL tells.
@@ -56,6 +59,17 @@ type queryResult struct {
 	// PostgreSQL lists once and first: positions after exact may then be
 	// lower than pgveil's, not only higher.
 	merged bool
+	// leaves are the SELECTs of a UNION ALL (modeBranch), where the send
+	// forms of tenants are added (setOp).
+	leaves []branchLeaf
+}
+
+// branchLeaf is one SELECT of a UNION ALL: its own result, scope and
+// where its select list ends.
+type branchLeaf struct {
+	res      *queryResult
+	sc       *scope
+	appendAt int
 }
 
 // visible is how many columns the client (or enclosing query) sees.
@@ -215,35 +229,110 @@ func (r *rel) inStar(stars []*rel) bool {
 	return false
 }
 
+// TenantSend is the send function of a key_context column of type oid
+// (base: a domain's last base type, 0 if none) whose text depends on the
+// session (DateStyle, extra_float_digits, TimeZone): date, timestamp,
+// timestamptz, float4, float8. Such tenants are read through it, as a
+// hidden bytea field: the type's binary form, which no setting changes
+// (review 21a: three reviews found 18 ways the proxy's idea of the
+// settings could be wrong, and a value moved between tenants that print
+// alike opened). "" for other types.
+func TenantSend(oid, base uint32) string {
+	if base != 0 {
+		oid = base
+	}
+	switch oid {
+	case 1082:
+		return "pg_catalog.date_send"
+	case 1114:
+		return "pg_catalog.timestamp_send"
+	case 1184:
+		return "pg_catalog.timestamptz_send"
+	case 700:
+		return "pg_catalog.float4send"
+	case 701:
+		return "pg_catalog.float8send"
+	}
+	return ""
+}
+
+// tenantSend is TenantSend of t's key_context column in the catalog.
+func (a *analyzer) tenantSend(t *policy.Table) string {
+	if a.cat == nil || t.KeyContext == "" {
+		return ""
+	}
+	if ct := a.cat.Tables[t.QualifiedName()]; ct != nil {
+		for _, c := range ct.Columns {
+			if c.Name == t.KeyContext {
+				return TenantSend(c.TypeOID, c.BaseOID)
+			}
+		}
+	}
+	return ""
+}
+
+// findSend returns the index of the hidden send field of column idx of r, or -1.
+func (res *queryResult) findSend(r *rel, idx int) int {
+	for j, c := range res.cols {
+		if c.sendOf != nil && c.src == r && c.srcIdx == idx {
+			return j
+		}
+	}
+	return -1
+}
+
 // bindTenants makes sure every encrypted output of a table with a
 // key_context has its row's tenant value beside it: it points to the
 // key_context column the query already returns, or appends it as a hidden
 // field at appendAt. cannotAppend, called only when a field must be added,
 // explains why appending would change the result (DISTINCT, GROUP BY…);
-// the statement is then refused.
+// the statement is then refused. A tenant of a type TenantSend names is
+// always read through a hidden field of its send form: appended even when
+// the query returns the column (a function of a column already returned
+// changes no DISTINCT, GROUP BY or set operation).
 func (a *analyzer) bindTenants(res *queryResult, sc *scope, appendAt int, cannotAppend func() string) *Error {
 	res.linkTenants()
 	var added []string
 	for i := range res.cols {
 		c := &res.cols[i]
-		if c.enc == nil || c.hidden || c.enc.Table.KeyContext == "" || c.tenantOut >= 0 {
+		if c.enc == nil || c.hidden || c.enc.Table.KeyContext == "" {
 			continue
 		}
 		t := c.enc.Table
+		send := a.tenantSend(t)
+		if c.tenantOut >= 0 && (send == "" || res.cols[c.tenantOut].sendOf != nil) {
+			continue
+		}
 		hint := "select " + t.KeyContext + " too"
 		if c.noTenant || c.src == nil || c.tenant < 0 {
+			if send != "" && c.tenantOut >= 0 {
+				return tableErr(CodeFeatureNotSupported, t, "select "+t.KeyContext+" from the table itself, not through a set operation's result",
+					"encrypted column %s needs its tenant %s read as its binary form (pgveil reads a tenant of this type whatever the session's DateStyle or extra_float_digits), and pgveil cannot add that here",
+					c.enc.QualifiedName(), t.KeyContext)
+			}
 			return tableErr(CodeFeatureNotSupported, t, "select "+t.KeyContext+" in the subquery, CTE or view too",
 				"encrypted column %s is read through a subquery, CTE or view that does not return %s.%s, the tenant column pgveil needs to check its key",
 				c.enc.QualifiedName(), t.QualifiedName(), t.KeyContext)
 		}
-		if c.src.inStar(res.starRels) {
-			continue // the tenant travels in the * and the proxy finds it by origin
-		}
-		if j := res.findOut(c.src, c.tenant); j >= 0 { // appended for an earlier column
+		returned := c.tenantOut >= 0 || c.src.inStar(res.starRels) || res.findOut(c.src, c.tenant) >= 0
+		if send == "" {
+			if c.src.inStar(res.starRels) {
+				continue // the tenant travels in the * and the proxy finds it by origin
+			}
+			if j := res.findOut(c.src, c.tenant); j >= 0 { // appended for an earlier column
+				c.tenantOut = j
+				continue
+			}
+		} else if j := res.findSend(c.src, c.tenant); j >= 0 {
 			c.tenantOut = j
 			continue
 		}
-		if why := cannotAppend(); why != "" || appendAt < 0 {
+		if appendAt < 0 {
+			return tableErr(CodeFeatureNotSupported, t, hint+" (list "+t.KeyContext+" in the select list)",
+				"encrypted column %s needs its tenant column %s in the result, and pgveil cannot add it to a query with %s",
+				c.enc.QualifiedName(), t.KeyContext, cannotAppend())
+		}
+		if why := cannotAppend(); why != "" && !(send != "" && returned) {
 			return tableErr(CodeFeatureNotSupported, t, hint+" (list "+t.KeyContext+" in the select list)",
 				"encrypted column %s needs its tenant column %s in the result, and pgveil cannot add it to a query with %s",
 				c.enc.QualifiedName(), t.KeyContext, why)
@@ -261,8 +350,13 @@ func (a *analyzer) bindTenants(res *queryResult, sc *scope, appendAt int, cannot
 				"encrypted column %s needs its tenant column %s in the result, and pgveil cannot name its relation here (a JOIN alias or another relation of that name)",
 				c.enc.QualifiedName(), t.KeyContext)
 		}
+		o := outCol{name: name, src: c.src, srcIdx: c.tenant, tenant: -1, tenantOut: -1, hidden: true}
+		if send != "" {
+			ref = send + "(" + ref + ")"
+			o.sendOf = t
+		}
 		c.tenantOut = len(res.cols)
-		res.cols = append(res.cols, outCol{name: name, src: c.src, srcIdx: c.tenant, tenant: -1, tenantOut: -1, hidden: true})
+		res.cols = append(res.cols, o)
 		added = append(added, ref)
 	}
 	if len(added) > 0 {
@@ -308,14 +402,14 @@ func (a *analyzer) setOutputs(res *queryResult) *Error {
 		a.st.OutputsByOrigin = true
 		for _, c := range res.cols {
 			if c.hidden {
-				a.st.Outputs = append(a.st.Outputs, Output{Tenant: -1, Hidden: true})
+				a.st.Outputs = append(a.st.Outputs, Output{Tenant: -1, Hidden: true, SendOf: c.sendOf})
 			}
 		}
 		return nil
 	}
 	a.st.Outputs = make([]Output, len(res.cols))
 	for i, c := range res.cols {
-		a.st.Outputs[i] = Output{Column: c.enc, Tenant: -1, Hidden: c.hidden, JSON: c.json}
+		a.st.Outputs[i] = Output{Column: c.enc, Tenant: -1, Hidden: c.hidden, JSON: c.json, SendOf: c.sendOf}
 		if c.enc != nil && c.enc.Table.KeyContext != "" {
 			a.st.Outputs[i].Tenant = c.tenantOut
 		}

@@ -80,6 +80,9 @@ func (a *analyzer) selectStmt(sel *pg.SelectStmt, sc *scope, mode queryMode) (*q
 			return nil, err
 		}
 	}
+	if mode == modeBranch {
+		res.leaves = []branchLeaf{{res: res, sc: level, appendAt: a.listEnd(sel.TargetList)}}
+	}
 	return res, nil
 }
 

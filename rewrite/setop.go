@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgveil/pgveil/policy"
 )
 
 // setOp plans UNION/INTERSECT/EXCEPT. Only UNION ALL may carry encrypted
@@ -36,6 +38,9 @@ func (a *analyzer) setOp(sel *pg.SelectStmt, sc *scope, mode queryMode, afterLar
 		return nil, err
 	}
 	if mode == modeTop && !a.noOutputs {
+		if err := a.branchSends(res); err != nil {
+			return nil, err
+		}
 		if err := a.bindTenants(res, nil, -1, func() string { return setOpName(sel) }); err != nil {
 			return nil, err
 		}
@@ -105,5 +110,73 @@ func (a *analyzer) combine(sel *pg.SelectStmt, l, r *queryResult) (*queryResult,
 		}
 		res.cols = append(res.cols, o)
 	}
+	res.leaves = append(append(res.leaves, l.leaves...), r.leaves...)
 	return res, nil
+}
+
+// branchSends adds to every SELECT of a UNION ALL returned to the client
+// the send form (TenantSend) of each tenant column of a type that needs
+// one, as hidden fields: each branch returns the column itself at the
+// same position (combine), so a function of it changes no row.
+func (a *analyzer) branchSends(res *queryResult) *Error {
+	type need struct {
+		pos  int
+		t    *policy.Table
+		send string
+	}
+	var needs []need
+	n := len(res.cols)
+	for i := range res.cols {
+		c := &res.cols[i]
+		if c.enc == nil || c.enc.Table.KeyContext == "" || c.tenantOut < 0 {
+			continue
+		}
+		send := a.tenantSend(c.enc.Table)
+		if send == "" {
+			continue
+		}
+		k := -1
+		for j, nd := range needs {
+			if nd.pos == c.tenantOut {
+				k = j
+			}
+		}
+		if k < 0 {
+			k = len(needs)
+			needs = append(needs, need{pos: c.tenantOut, t: c.enc.Table, send: send})
+		}
+		c.tenantOut = n + k
+	}
+	if len(needs) == 0 {
+		return nil
+	}
+	for _, leaf := range res.leaves {
+		added := make([]string, len(needs))
+		for k, nd := range needs {
+			var lc *outCol
+			if nd.pos < len(leaf.res.cols) {
+				lc = &leaf.res.cols[nd.pos]
+			}
+			ref, ok := "", false
+			if lc != nil && lc.src != nil && lc.srcIdx >= 0 {
+				if lc.src.rowOf != "" {
+					ref, ok = "("+lc.src.rowOf+")."+quoteIdent(lc.src.cols[lc.srcIdx].name), true
+				} else {
+					ref, ok = lc.src.colIn(leaf.sc, lc.srcIdx)
+				}
+			}
+			if !ok || leaf.appendAt < 0 {
+				t := nd.t
+				return tableErr(CodeFeatureNotSupported, t, "select "+t.KeyContext+" by its plain column name in every branch, or run each branch as a query of its own",
+					"UNION ALL returning encrypted columns of %s needs the tenant column %s read as its binary form in every branch (pgveil reads a tenant of this type whatever the session's DateStyle or extra_float_digits), and pgveil cannot name it in one branch",
+					t.QualifiedName(), t.KeyContext)
+			}
+			added[k] = nd.send + "(" + ref + ")"
+		}
+		a.insert(leaf.appendAt, ", "+strings.Join(added, ", "))
+	}
+	for _, nd := range needs {
+		res.cols = append(res.cols, outCol{name: nd.t.KeyContext, srcIdx: -1, tenant: -1, tenantOut: -1, hidden: true, sendOf: nd.t})
+	}
+	return nil
 }

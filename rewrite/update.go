@@ -178,7 +178,7 @@ func (a *analyzer) newLookup(up *pg.UpdateStmt, t *policy.Table, target *rel) (l
 	}
 	lk = &Lookup{Table: t, Rel: [2]int{relStart, relEnd}, Where: [2]int{-1, -1},
 		Column: quoteIdent(target.name) + "." + quoteIdent(t.KeyContext), Only: !up.Relation.Inh, Uses: make([]bool, a.maxParam),
-		TextGuard: a.tenantTextGuard(t)}
+		TextGuard: a.tenantTextGuard(t), Send: a.tenantSend(t)}
 	if whereStart < 0 {
 		return lk, setEnd, " WHERE ", nil
 	}
