@@ -422,11 +422,13 @@ func review20bDateStyleChanges(t *testing.T, db, extra string) {
 	if err := batch(readRow(3)); err != nil {
 		t.Errorf("batch SET DMY, SELECT the day-13 row: %v", err)
 	}
-	// The UPDATE's lookup reads 02/01/2026 in an order not known yet: it
-	// is refused, not sealed under 2026-02-01.
-	err = batch(`UPDATE r19_dt SET secret = $1 WHERE id = 1`, "batch-upd")
-	if err == nil || !strings.Contains(err.Error(), "order (DMY or MDY) is not known") {
-		t.Errorf("batch SET DMY, UPDATE of the 2026-01-02 row: %v; want refused", err)
+	// The UPDATE's lookup reads the tenant as date_send's bytes (review
+	// 21a; it was refused here, the order DMY or MDY not known yet): it
+	// seals under 2026-01-02, the row's tenant, never 2026-02-01.
+	if err := batch(`UPDATE r19_dt SET secret = $1 WHERE id = 1`, "batch-upd"); err != nil {
+		t.Errorf("batch SET DMY, UPDATE of the 2026-01-02 row: %v", err)
+	} else {
+		want["r19_dt"][1] = "batch-upd"
 	}
 	var got string
 	if rerr := e.appConn(ctx, p).QueryRow(ctx, readRow(1)).Scan(&got); rerr != nil || got != want["r19_dt"][1] {
@@ -463,55 +465,49 @@ func review20bRows(rs []*pgconn.Result) [][]string {
 	return out
 }
 
-// TestReview20bTimestamptzDateStyle: a timestamptz tenant under a
-// DateStyle other than ISO is printed with a zone abbreviation pgveil does
-// not read ('UTC+3' prints UTC): its row fails to open (PV001), in a UTC
-// session too; under ISO with any TimeZone it opens.
+// TestReview20bTimestamptzDateStyle: a timestamptz tenant's row opens
+// under every DateStyle and TimeZone (review 21a: pgveil reads the tenant
+// as timestamptz_send's UTC microseconds; it failed, PV001, under a
+// DateStyle other than ISO, whose zone abbreviation pgveil did not read),
+// and a looked-up UPDATE there seals under the row's own tenant.
 func TestReview20bTimestamptzDateStyle(t *testing.T) {
 	relayLeakCheck(t)
 	ctx := testCtx(t, 2*time.Minute)
 	e, p, _ := review20bEnv(t, ctx, "enc_review20b_tstz", "")
-	for _, c := range []struct {
-		sets []string
-		ok   bool
-	}{
-		{[]string{`SET TimeZone = 'Europe/Berlin'`}, true},
-		{[]string{`SET TimeZone = 'UTC+3'`}, true},
-		{[]string{`SET DateStyle = 'SQL, DMY'`, `SET TimeZone = 'Europe/Berlin'`}, false},
-		{[]string{`SET DateStyle = 'SQL, DMY'`, `SET TimeZone = 'UTC'`}, false},
-		{[]string{`SET DateStyle = 'German'`, `SET TimeZone = 'UTC+3'`}, false},
-		{[]string{`SET DateStyle = 'Postgres, MDY'`}, false},
+	for _, sets := range [][]string{
+		{`SET TimeZone = 'Europe/Berlin'`},
+		{`SET TimeZone = 'UTC+3'`},
+		{`SET DateStyle = 'SQL, DMY'`, `SET TimeZone = 'Europe/Berlin'`},
+		{`SET DateStyle = 'SQL, DMY'`, `SET TimeZone = 'UTC'`},
+		{`SET DateStyle = 'German'`, `SET TimeZone = 'UTC+3'`},
+		{`SET DateStyle = 'Postgres, MDY'`},
 	} {
 		for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeDescribeExec} {
 			a := e.appConn(ctx, p)
-			for _, s := range c.sets {
+			for _, s := range sets {
 				if _, err := a.Exec(ctx, s); err != nil {
 					t.Fatal(err)
 				}
 			}
 			var got string
-			err := a.QueryRow(ctx, `SELECT secret FROM r19_tstz WHERE id = 1`, mode).Scan(&got)
-			switch {
-			case c.ok && (err != nil || got != "s-tstz-1"):
-				t.Errorf("%v (mode %v): %q, %v", c.sets, mode, got, err)
-			case !c.ok && (err == nil || !strings.Contains(err.Error(), "PV001")):
-				t.Errorf("%v (mode %v): %q, %v; want PV001", c.sets, mode, got, err)
+			if err := a.QueryRow(ctx, `SELECT secret FROM r19_tstz WHERE id = 1`, mode).Scan(&got); err != nil || got != "s-tstz-1" {
+				t.Errorf("%v (mode %v): %q, %v", sets, mode, got, err)
 			}
 			a.Close(ctx)
 		}
 	}
-	// A looked-up UPDATE there is refused, not sealed under the tenant
-	// as printed.
+	// A looked-up UPDATE there seals under the row's tenant: it reads
+	// back in an ISO session.
 	a := e.appConn(ctx, p)
 	if _, err := a.Exec(ctx, `SET DateStyle = 'SQL, DMY'`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.Exec(ctx, `UPDATE r19_tstz SET secret = 'x' WHERE id = 1`); err == nil {
-		t.Error("looked-up UPDATE of a timestamptz tenant under SQL, DMY accepted")
+	if _, err := a.Exec(ctx, `UPDATE r19_tstz SET secret = 'x' WHERE id = 1`); err != nil {
+		t.Errorf("looked-up UPDATE of a timestamptz tenant under SQL, DMY: %v", err)
 	}
 	var got string
-	if err := e.appConn(ctx, p).QueryRow(ctx, `SELECT secret FROM r19_tstz WHERE id = 1`).Scan(&got); err != nil || got != "s-tstz-1" {
-		t.Errorf("ISO session after the refused UPDATE: %q, %v", got, err)
+	if err := e.appConn(ctx, p).QueryRow(ctx, `SELECT secret FROM r19_tstz WHERE id = 1`).Scan(&got); err != nil || got != "x" {
+		t.Errorf("ISO session after the UPDATE: %q, %v; want x", got, err)
 	}
 }
 
@@ -604,10 +600,10 @@ func TestReview20bDrivers(t *testing.T) {
 // tenants 0.3 and 0.30000000000000004 both print 0.3, and a value sealed
 // for tenant 0.3 moved into the row of 0.30000000000000004 opened there
 // (pgveil took the printed 0.3 for the row's tenant; PostgreSQL does not
-// report the setting). pgveil now reads extra_float_digits with the
-// search_path (at the start, and again after a statement that may change
-// it): under 0 or less a float tenant printed as text does not open
-// (PV001), the moved value nowhere; binary results are exact.
+// report the setting). Review 21a: pgveil reads a float tenant as its
+// float8send/float4send bytes, which no setting changes: the rows of
+// their own tenant open under any extra_float_digits (they failed, PV001,
+// under 0 or less), the moved value nowhere.
 func TestReview20bFloatDigits(t *testing.T) {
 	relayLeakCheck(t)
 	for _, loops := range []string{"0", "1"} {
@@ -690,15 +686,15 @@ func review20bFloatDigits(t *testing.T, db, extra string) {
 	}
 	check("default", reads(nil, sel), true)
 	check("extra_float_digits 3", reads([]string{`SET extra_float_digits = 3`}, sel), true)
-	check("extra_float_digits 0", reads([]string{`SET extra_float_digits = 0`}, sel), false)
-	check("extra_float_digits -3", reads([]string{`SET extra_float_digits = -3`}, sel), false)
-	check("set_config 0", reads([]string{`SELECT set_config('extra_float_digits', '0', false)`}, sel), false)
+	check("extra_float_digits 0", reads([]string{`SET extra_float_digits = 0`}, sel), true)
+	check("extra_float_digits -3", reads([]string{`SET extra_float_digits = -3`}, sel), true)
+	check("set_config 0", reads([]string{`SELECT set_config('extra_float_digits', '0', false)`}, sel), true)
 	check("0, then RESET", reads([]string{`SET extra_float_digits = 0`, `RESET extra_float_digits`}, sel), true)
 	check("0, then 1 with the SELECT", reads([]string{`SET extra_float_digits = 0`},
-		func(table string, id int) string { return `SET extra_float_digits = 1; ` + sel(table, id) }), false)
+		func(table string, id int) string { return `SET extra_float_digits = 1; ` + sel(table, id) }), true)
 	check("SET LOCAL 0 rolled back", reads([]string{`BEGIN`, `SET LOCAL extra_float_digits = 0`, `ROLLBACK`}, sel), true)
 	check("SET 0 in a transaction rolled back", reads([]string{`BEGIN`, `SET extra_float_digits = 0`, `ROLLBACK`}, sel), true)
-	check("SET 0 in a transaction committed", reads([]string{`BEGIN`, `SET extra_float_digits = 0`, `COMMIT`}, sel), false)
+	check("SET 0 in a transaction committed", reads([]string{`BEGIN`, `SET extra_float_digits = 0`, `COMMIT`}, sel), true)
 	// The tenant in binary is exact whatever the setting.
 	for _, set := range []string{`SET extra_float_digits = 0`, `SET extra_float_digits = 1`} {
 		c := e.appConn(ctx, p)
@@ -720,7 +716,7 @@ func review20bFloatDigits(t *testing.T, db, extra string) {
 	if _, err := su.Exec(ctx, `ALTER DATABASE `+db+` SET extra_float_digits = 0`); err != nil {
 		t.Fatal(err)
 	}
-	check("database default 0", reads(nil, sel), false)
+	check("database default 0", reads(nil, sel), true)
 	check("database default 0, SET 1", reads([]string{`SET extra_float_digits = 1`}, sel), true)
 	if _, err := su.Exec(ctx, `ALTER DATABASE `+db+` RESET extra_float_digits`); err != nil {
 		t.Fatal(err)
