@@ -21,7 +21,6 @@ import (
 	_ "github.com/lib/pq"
 
 	"github.com/pgveil/pgveil/integration/harness"
-	"github.com/pgveil/pgveil/keysource/canon"
 )
 
 // review20bStyles are the DateStyle settings under test.
@@ -30,74 +29,10 @@ var review20bStyles = []string{
 	"Postgres, DMY", "Postgres, MDY", "Postgres, YMD", "German, DMY", "German, MDY",
 }
 
-// TestReview20bPrintedTenantPG: for every DateStyle and value (BC,
-// infinity, fractions, years past 9999, the range's ends), PostgreSQL
-// prints the value and canon.PrintedTenant reads it back to the name the
-// same value printed under ISO has.
-func TestReview20bPrintedTenantPG(t *testing.T) {
-	relayLeakCheck(t)
-	ctx := testCtx(t, time.Minute)
-	c, err := cluster.Connect(ctx, harness.SuperUser, "postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close(ctx)
-	dates := []string{"2026-01-02", "2026-02-01", "2026-01-13", "2026-12-31", "2024-02-29", "0001-01-01", "0001-12-31 BC",
-		"0044-03-15 BC", "4714-11-24 BC", "9999-12-31", "10000-01-01", "5874897-12-31", "infinity", "-infinity", "epoch"}
-	stamps := []string{"2026-01-02 03:04:05.5", "2026-02-01 00:00:00", "2026-01-13 23:59:59.999999", "2026-01-02 03:04:05.000001",
-		"2026-01-02 03:04:05.12", "0044-03-15 10:00:00.25 BC", "4714-11-24 00:00:00 BC", "10000-01-01 01:02:03.25",
-		"294276-12-31 23:59:59.999999", "infinity", "-infinity", "2000-01-01 00:00:00", "1999-12-31 12:00:00"}
-	type value struct {
-		typ  string
-		base uint32
-		lit  string
-	}
-	var values []value
-	for _, d := range dates {
-		values = append(values, value{"date", 1082, d})
-	}
-	for _, s := range stamps {
-		values = append(values, value{"timestamp", 1114, s})
-		if !strings.HasPrefix(s, "294276") { // timestamp(3) rounds it past the range's end
-			values = append(values, value{"timestamp(3)", 1114, s})
-		}
-	}
-	print := func(v value) string {
-		t.Helper()
-		rs, err := c.PgConn().Exec(ctx, fmt.Sprintf("SELECT '%s'::%s", v.lit, v.typ)).ReadAll()
-		if err != nil {
-			t.Fatalf("%s %s: %v", v.typ, v.lit, err)
-		}
-		return string(rs[0].Rows[0][0])
-	}
-	if _, err := c.Exec(ctx, "SET DateStyle = 'ISO, MDY'"); err != nil {
-		t.Fatal(err)
-	}
-	iso := make([]string, len(values))
-	for i, v := range values {
-		iso[i] = print(v)
-		name, err := canon.TenantText(v.base, canon.TextFormat, []byte(iso[i]))
-		if err != nil || name != iso[i] {
-			t.Fatalf("%s %s: ISO %q names tenant %q, %v", v.typ, v.lit, iso[i], name, err)
-		}
-	}
-	for _, style := range review20bStyles {
-		if _, err := c.Exec(ctx, "SET DateStyle = '"+style+"'"); err != nil {
-			t.Fatal(err)
-		}
-		reported := c.PgConn().ParameterStatus("DateStyle")
-		if reported != style {
-			t.Fatalf("SET DateStyle = '%s': reported %q", style, reported)
-		}
-		for i, v := range values {
-			printed := print(v)
-			got, err := canon.PrintedTenant(v.base, canon.ParseDateStyle(reported), []byte(printed))
-			if err != nil || got != iso[i] {
-				t.Errorf("%s: %s %s printed %q reads as %q, %v; want %q", style, v.typ, v.lit, printed, got, err, iso[i])
-			}
-		}
-	}
-}
+// TestReview20bPrintedTenantPG (canon.PrintedTenant read a tenant printed
+// under any DateStyle back to its ISO name) is gone with PrintedTenant:
+// review 21a reads such tenants as their send form, and
+// canon.TestReview21aSendFormNamesTenant holds those against a real server.
 
 // review20bTypes are the key_context types whose rows are read.
 var review20bTypes = []review19cType{

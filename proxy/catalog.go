@@ -743,18 +743,15 @@ func identByte(c byte) bool {
 // a first argument that is not a literal naming another setting
 // (set_config('app.tenant', …), common in row-security setups, is not).
 // A textual test: code that builds these words from pieces is not seen.
-// It also names DateStyle or extra_float_digits, or sets TimeZone (SET,
-// RESET, set_config('timezone', …); review 20d):
-// the server prints a date, timestamp or float tenant of the rows the
-// calling statement returns by the new setting before it reports it
-// (DateStyle, with the next ReadyForQuery) or at all (extra_float_digits),
-// and converts a timestamptz parameter for a date tenant in the new zone;
-// the statement's effects then make them unknown until answered (effDS,
-// effFloat, effTZ), as they do for SET DateStyle itself.
+// It also sets TimeZone (SET, RESET, set_config('timezone', …); review
+// 20d): the server converts a timestamptz parameter for a date tenant in
+// the new zone; the statement's effects then make it unknown until
+// answered (effTZ). DateStyle and extra_float_digits no longer matter:
+// pgveil reads date, timestamp and float tenants as their send form
+// (review 21a).
 func changesPath(code string) bool {
 	lower := strings.ToLower(code)
 	if strings.Contains(lower, "search_path") || setsRole.MatchString(lower) ||
-		strings.Contains(lower, "datestyle") || strings.Contains(lower, "extra_float_digits") ||
 		setsZone.MatchString(lower) ||
 		strings.Contains(lower, "pg_settings") && hasWordFold(lower, "update") {
 		// UPDATE pg_settings … WHERE name = 'TimeZone' (or 'role') runs

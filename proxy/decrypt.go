@@ -372,11 +372,7 @@ func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byt
 			tenant, err = canon.TenantText(rc.tenantType, m.cols[rc.tenant].srvFmt, tv)
 		}
 		if err != nil || !key.BelongsTo(tenant, true) {
-			// Only then (an ISO session pays nothing): a date or timestamp
-			// tenant printed under another DateStyle (review 20b).
-			if styled, ok := s.styledTenant(rc, m.cols[rc.tenant].srvFmt, tv); !ok || !key.BelongsTo(styled, true) {
-				return s.openFailed(rc, keysource.ErrWrongScope, dst)
-			}
+			return s.openFailed(rc, keysource.ErrWrongScope, dst)
 		}
 	}
 	s.inc(s.srv.metrics.col(col).dec)
@@ -412,65 +408,6 @@ func (s *session) sentTenant(rc *resultCol, format int16, v []byte) (string, err
 // (review 20c: it was reported as errNotSealed, plaintext where an
 // envelope belongs, which in a migrating table is expected).
 var errLegacyInvalid = errors.New("a value stored before encryption is not valid input of the column's type")
-
-// sessionDateStyle is the DateStyle the server prints the values arriving
-// now in: the one it last reported (ParameterStatus), or not known (0)
-// while a statement that may change it is unanswered (effDS: SET
-// DateStyle, RESET ALL, a transaction's end, …). PostgreSQL 14 and later
-// report a change just before the next ReadyForQuery, after the rows of
-// the statements sent with it ('SET DateStyle …; SELECT …').
-func (s *session) sessionDateStyle() canon.DateStyle {
-	if from := s.dsFrom.Load(); from != 0 && from != s.dsRested.Load() {
-		if !s.t.restedSince(from) {
-			return 0
-		}
-		s.dsRested.Store(from) // answered for good: no lock for the next row
-	}
-	return canon.DateStyle(s.dateStyle.Load())
-}
-
-// floatTenantReadable reports whether a float4 or float8 tenant the server
-// prints as text for the message whose answers are being decoded (mapSeq)
-// names its tenant: only with extra_float_digits above 0, as the server
-// said with the search_path, and nothing sent since that may change it.
-// With 0 or less float8out prints 15 significant digits (float4: 6), so
-// rows of tenants 0.3 and 0.30000000000000004 both print 0.3, and a value
-// moved from one to the other opened (review 20b). PostgreSQL does not
-// report the setting. Server side.
-func (s *session) floatTenantReadable() bool {
-	if from := s.floatUnknownFrom.Load(); from != 0 && s.mapSeq >= from {
-		return false
-	}
-	return s.floatExact.Load()
-}
-
-// datedBase is the type a key_context column of type typ (base: the
-// domain's base, 0 if none) is printed as when that is date or
-// timestamp, whose text depends on the session's DateStyle; else 0.
-func datedBase(typ, base uint32) uint32 {
-	if base == 0 {
-		base = typ
-	}
-	if base == policy.TypeDate.OID() || base == policy.TypeTimestamp.OID() {
-		return base
-	}
-	return 0
-}
-
-// styledTenant is the tenant name of a date or timestamp key_context value
-// (or one of a domain over them) the server sent as text under a DateStyle
-// other than ISO ("02/01/2026"): its ISO text, read by the style the
-// server printed it in (canon.PrintedTenant). Review 20b: such rows did
-// not open in that session (PV001). ok is false for other types and
-// values that do not read as one date.
-func (s *session) styledTenant(rc *resultCol, format int16, tv []byte) (string, bool) {
-	base := datedBase(rc.tenantType, rc.tenantBase)
-	if base == 0 || format != canon.TextFormat {
-		return "", false
-	}
-	name, err := canon.PrintedTenant(base, s.sessionDateStyle(), tv)
-	return name, err == nil
-}
 
 // legacyPlaintext returns a value stored before the table was encrypted,
 // during migration mode: the column's text form (or raw bytes for bytea).

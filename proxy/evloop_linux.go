@@ -597,7 +597,7 @@ func (ls *loopSession) fromClient() error {
 				c.flow.add(n + 1)
 				continue
 			case 'F':
-				s.pathEffect(effPath | effTZ | effDS | effFloat) // the function may change search_path, TimeZone, DateStyle or extra_float_digits (set_config)
+				s.pathEffect(effPath | effTZ) // the function may change search_path or TimeZone (set_config)
 			case 'd', 'c', 'f':
 				if s.copyPlan != nil || s.copyStray && typ != 'd' {
 					// COPY data to encrypt (handleCopyIn), or the end of

@@ -78,7 +78,7 @@ func (s *session) clientToServer() error {
 		case 'F':
 			if s.eng != nil {
 				// The function may change search_path (set_config).
-				s.pathEffect(effPath | effTZ | effDS | effFloat)
+				s.pathEffect(effPath | effTZ)
 			}
 			s.trackFrontend(typ, nil)
 			err = s.cr.forwardBody(s.sw)

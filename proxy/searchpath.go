@@ -11,7 +11,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/pgveil/pgveil/keysource/canon"
 	"github.com/pgveil/pgveil/rewrite"
 )
 
@@ -48,12 +47,10 @@ import (
 
 // Statement effects that matter to the path.
 const (
-	effPath  uint8 = 1 << iota // changes the search_path
-	effTx                      // begins or ends a transaction or savepoint
-	effTZ                      // may change TimeZone (utcSession is unknown until answered)
-	effRole                    // may change the role in effect (current_user)
-	effDS                      // may change DateStyle (its order is unknown until answered)
-	effFloat                   // may change extra_float_digits (unknown until asked again)
+	effPath uint8 = 1 << iota // changes the search_path
+	effTx                     // begins or ends a transaction or savepoint
+	effTZ                     // may change TimeZone (utcSession is unknown until answered)
+	effRole                   // may change the role in effect (current_user)
 )
 
 // stmtEffects are st's effects on the path.
@@ -71,12 +68,6 @@ func stmtEffects(st *rewrite.Stmt) (e uint8) {
 	}
 	if st.MayChangeTimeZone() {
 		e |= effTZ
-	}
-	if st.MayChangeDateStyle() {
-		e |= effDS
-	}
-	if st.MayChangeFloatDigits() {
-		e |= effFloat
 	}
 	return e
 }
@@ -97,22 +88,6 @@ func (s *session) pathEffect(e uint8) {
 		// a date tenant: named in UTC, stored in Berlin's date).
 		s.tzFrom = s.t.lastSeq() + 1
 		s.tzStale = true
-	}
-	if e&effDS != 0 {
-		// Until the server has answered up to here, the DateStyle it
-		// reported may not be the one its rows are printed in
-		// (sessionDateStyle).
-		s.dsFrom.Store(s.t.lastSeq() + 1)
-	}
-	if e&effFloat != 0 {
-		s.floatStale = true
-	}
-	if (e&effFloat != 0 || e&effTx != 0 && s.floatStale) && s.floatUnknownFrom.Load() == 0 {
-		// Float tenants printed as text by rows of this message and later
-		// ones do not open until the server is asked again (applyPath),
-		// before the next statement that may name a configured table.
-		s.floatUnknownFrom.Store(s.t.lastSeq() + 1)
-		s.pathUnknown = true
 	}
 	if e&effPath != 0 {
 		s.pathUnknown, s.pathStale = true, true
@@ -146,7 +121,7 @@ func (s *session) pathEffect(e uint8) {
 // parameter's date tenant named in UTC while the server stored Berlin's
 // date). Client side.
 func (s *session) sessionEffects(st *rewrite.Stmt) uint8 {
-	const all = effPath | effTZ | effRole | effDS | effFloat
+	const all = effPath | effTZ | effRole
 	e := stmtEffects(st)
 	if st.FetchCursor != "" {
 		e |= s.cursorEff[st.FetchCursor]
@@ -254,7 +229,7 @@ func (s *session) refreshStmtEffects(name []byte) {
 		}
 		sql = pt.sql
 	}
-	e := effPath | effTZ | effRole | effDS | effFloat
+	e := effPath | effTZ | effRole
 	if p, err := s.eng.planner.Plan(sql, s.planSession()); err == nil {
 		e = 0
 		for _, st := range p.Stmts {
@@ -290,7 +265,6 @@ func (s *session) notePortalEffects(portal, stmt []byte) {
 type pathReply struct {
 	path   []string
 	role   string // current_user
-	exact  bool   // extra_float_digits is above 0 (floatExact)
 	ok     bool
 	status byte // transaction status after it
 }
@@ -300,25 +274,21 @@ type pathReply struct {
 // the schemas the role may not use, which the server skips in the path
 // (a table there must not shadow a configured one for pgveil). Schemas
 // that do not exist stay in: one created later is searched at once.
-// And whether extra_float_digits is above 0, which PostgreSQL does not
-// report (floatExact).
 var showSearchPath = appendQuery(nil, "SELECT pg_catalog.current_setting('search_path'), current_user, "+
 	"(SELECT pg_catalog.string_agg(pg_catalog.quote_ident(nspname), ',') FROM pg_catalog.pg_namespace "+
-	"WHERE NOT pg_catalog.has_schema_privilege(oid, 'USAGE')), "+
-	"pg_catalog.current_setting('extra_float_digits')::int > 0")
+	"WHERE NOT pg_catalog.has_schema_privilege(oid, 'USAGE'))")
 
-// pathRow reads the row of showSearchPath: the schemas to search, the
-// role in effect, and whether extra_float_digits is above 0.
-func pathRow(body []byte) (path []string, role string, exact, ok bool) {
+// pathRow reads the row of showSearchPath: the schemas to search and the
+// role in effect.
+func pathRow(body []byte) (path []string, role string, ok bool) {
 	var d dataRow
-	if err := d.parse(body); err != nil || len(d.values) != 4 || d.values[0] == nil || d.values[1] == nil {
-		return nil, "", false, false
+	if err := d.parse(body); err != nil || len(d.values) != 3 || d.values[0] == nil || d.values[1] == nil {
+		return nil, "", false
 	}
 	role = string(d.values[1])
-	exact = string(d.values[3]) == "t"
 	path = expandUser(parseSearchPath(string(d.values[0])), role)
 	if d.values[2] == nil {
-		return path, role, exact, true
+		return path, role, true
 	}
 	denied := parseSearchPath(string(d.values[2]))
 	kept := path[:0]
@@ -327,7 +297,7 @@ func pathRow(body []byte) (path []string, role string, exact, ok bool) {
 			kept = append(kept, s)
 		}
 	}
-	return kept, role, exact, true
+	return kept, role, true
 }
 
 // DDL changes what names mean too: a DROP or RENAME of a table that
@@ -436,10 +406,6 @@ func (s *session) applyPath(r pathReply) {
 	if r.status == 'I' {
 		s.roleStale = false
 	}
-	s.setFloatExact(r.exact)
-	if r.status == 'I' {
-		s.floatStale = false
-	}
 	s.log.Debug("search_path read again", zap.Strings("search_path", s.searchPath))
 }
 
@@ -453,30 +419,21 @@ func (s *session) setRole(role string) {
 	s.roleUnknownFrom.Store(0)
 }
 
-// setFloatExact records whether extra_float_digits is above 0, as the
-// server said with the search_path: float tenants printed by messages
-// sent from now are read by it (decrypt.go floatTenantReadable). Client
-// side.
-func (s *session) setFloatExact(exact bool) {
-	s.floatExact.Store(exact)
-	s.floatUnknownFrom.Store(0)
-}
-
 // pathSyncMessage takes a message answering syncSearchPath's query: the
 // row (its body), an error, and ReadyForQuery, which sends the answer.
 // Server goroutine.
 func (s *session) pathSyncMessage(typ byte, body []byte) {
 	switch typ {
 	case 'D':
-		s.syncPath, s.syncRole, s.syncExact, s.syncOK = pathRow(body)
+		s.syncPath, s.syncRole, s.syncOK = pathRow(body)
 	case 'E':
 		s.syncOK = false
 	case 'Z':
-		r := pathReply{path: s.syncPath, role: s.syncRole, exact: s.syncExact, ok: s.syncOK}
+		r := pathReply{path: s.syncPath, role: s.syncRole, ok: s.syncOK}
 		if len(body) > 0 {
 			r.status = body[0]
 		}
-		s.syncPath, s.syncRole, s.syncExact, s.syncOK = nil, "", false, false
+		s.syncPath, s.syncRole, s.syncOK = nil, "", false
 		s.pathCh <- r // buffered; one question at a time
 	}
 }
@@ -493,7 +450,6 @@ func (s *session) initSearchPath() error {
 	}
 	var path []string
 	var role string
-	var exact bool
 	for {
 		typ, _, err := s.sr.readHeader()
 		if err != nil {
@@ -506,7 +462,7 @@ func (s *session) initSearchPath() error {
 		switch typ {
 		case 'D':
 			var ok bool
-			if path, role, exact, ok = pathRow(body); !ok {
+			if path, role, ok = pathRow(body); !ok {
 				return fmt.Errorf("unexpected search_path row")
 			}
 		case 'E':
@@ -517,7 +473,6 @@ func (s *session) initSearchPath() error {
 		case 'Z':
 			s.searchPath = path
 			s.setRole(role)
-			s.setFloatExact(exact)
 			return s.cw.Flush()
 		}
 	}
@@ -559,8 +514,10 @@ func splitOutsideQuotes(s string, sep byte) []string {
 
 // noteParameterStatus follows the settings that change how SQL and values
 // are read: standard_conforming_strings (backslashes in literals),
-// client_encoding (pgveil seals UTF-8 text), TimeZone and DateStyle (how
-// the server prints a date or timestamp tenant).
+// client_encoding (pgveil seals UTF-8 text) and TimeZone (how a
+// timestamptz parameter for a date tenant converts). A date, timestamp or
+// float tenant is read as its send form, whatever DateStyle or
+// extra_float_digits print it as (review 21a).
 func (s *session) noteParameterStatus(body []byte) {
 	name, off, ok := cstringBytes(body, 0)
 	if !ok {
@@ -574,8 +531,6 @@ func (s *session) noteParameterStatus(body []byte) {
 		s.nonUTF8.Store(!strings.EqualFold(string(v), "UTF8") && !strings.EqualFold(string(v), "UTF-8"))
 	case "TimeZone":
 		s.utcSession.Store(utcZone(string(v)))
-	case "DateStyle":
-		s.dateStyle.Store(uint32(canon.ParseDateStyle(string(v))))
 	}
 }
 

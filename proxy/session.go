@@ -126,19 +126,11 @@ type session struct {
 	role            atomic.Pointer[string]
 	roleUnknownFrom atomic.Uint64
 	roleStale       bool
-	// floatExact, floatUnknownFrom and floatStale are role's,
-	// roleUnknownFrom's and roleStale's twins for extra_float_digits above
-	// 0 (float8out's shortest exact digits, the text float tenants are
-	// named by), which PostgreSQL does not report: read with the
-	// search_path (review 20b).
-	floatExact       atomic.Bool
-	floatUnknownFrom atomic.Uint64
-	floatStale       bool
-	mapSeq           uint64
-	effStmts         map[string]uint8
-	cursorEff        map[string]uint8  // a DECLAREd cursor's query's effects (noteCursorEffects)
-	pathGen          uint64            // counts possible search_path changes
-	ptStmts          map[string]ptStmt // see replanOnPathChange
+	mapSeq          uint64
+	effStmts        map[string]uint8
+	cursorEff       map[string]uint8  // a DECLAREd cursor's query's effects (noteCursorEffects)
+	pathGen         uint64            // counts possible search_path changes
+	ptStmts         map[string]ptStmt // see replanOnPathChange
 	// orphans are upstream statements replaced by reprepare while a
 	// portal made from one was open; closed once it is gone.
 	orphans []*Statement
@@ -210,19 +202,11 @@ type session struct {
 	// Server goroutine state.
 	syncPath   []string // the row of pgveil's search_path query
 	syncRole   string
-	syncExact  bool
 	syncOK     bool
-	backslash  atomic.Bool // standard_conforming_strings is off
-	nonUTF8    atomic.Bool // client_encoding is not UTF8
-	utcSession atomic.Bool // TimeZone is UTC (ParameterStatus): a timestamptz converts to timestamp as pgveil does
-	// dateStyle is the canon.DateStyle the server last reported
-	// (ParameterStatus); dsFrom the first seq whose answer may change it
-	// (effDS; 0: none), written client side; dsRested the last dsFrom
-	// found answered. See sessionDateStyle.
-	dateStyle atomic.Uint32
-	dsFrom    atomic.Uint64
-	dsRested  atomic.Uint64
-	ddlDone   atomic.Int64 // unix nanos when DDL last completed
+	backslash  atomic.Bool  // standard_conforming_strings is off
+	nonUTF8    atomic.Bool  // client_encoding is not UTF8
+	utcSession atomic.Bool  // TimeZone is UTC (ParameterStatus): a timestamptz converts to timestamp as pgveil does
+	ddlDone    atomic.Int64 // unix nanos when DDL last completed
 	// ddlPending: the server completed DDL this session sent, and has not
 	// yet said (ReadyForQuery 'I') that it committed. The server side's.
 	ddlPending bool

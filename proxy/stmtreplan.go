@@ -160,7 +160,7 @@ func (s *session) notePortalCloses(portal, stmt []byte) {
 // sqlPreparedEffects are the effects of running a statement SQL PREPARE
 // made: those of an EXECUTE of it (the planner takes its path effects as
 // unknown, PathOpaque).
-const sqlPreparedEffects = effPath | effRole | effTZ | effDS | effFloat
+const sqlPreparedEffects = effPath | effRole | effTZ
 
 // notePortalSQLPrepared gives a portal bound to a statement SQL PREPARE
 // made the effects of an EXECUTE of it (after notePortalEffects): one

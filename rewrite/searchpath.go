@@ -426,28 +426,3 @@ func nextPath(cur *pathState, st *Stmt) *pathState {
 func (st *Stmt) MayChangeTimeZone() bool {
 	return st.PathOpaque || st.SetsZone || containsFold(st.Original, "zone")
 }
-
-// MayChangeDateStyle reports whether st may change the session's DateStyle
-// (SET or RESET DateStyle, any set_config (its name may be an E'…'
-// string), RESET ALL, DISCARD ALL, the end of a transaction that set it
-// LOCAL or rolls back, code pgveil cannot see, a U&"…" name that may
-// spell it): the proxy then knows the order a printed date reads in only
-// once the server has answered st.
-func (st *Stmt) MayChangeDateStyle() bool {
-	return st.PathOpaque || st.Kind == KindTransaction || st.discardAll() ||
-		containsFold(st.Original, "datestyle") || containsFold(st.Original, "set_config") || containsFold(st.Original, "u&")
-}
-
-// discardAll reports DISCARD ALL (not DEALLOCATE ALL, which changes no
-// setting).
-func (st *Stmt) discardAll() bool { return st.Deallocate == "*" && st.SearchPathReset }
-
-// MayChangeFloatDigits reports whether st may change the session's
-// extra_float_digits (SET or RESET it, any set_config, RESET ALL, DISCARD
-// ALL, code pgveil cannot see, a U&"…" name that may spell it), which
-// PostgreSQL does not report: the proxy knows it again only once it has
-// asked the server (with the search_path).
-func (st *Stmt) MayChangeFloatDigits() bool {
-	return st.PathOpaque || st.discardAll() || containsFold(st.Original, "float_digits") ||
-		containsFold(st.Original, "set_config") || containsFold(st.Original, "u&")
-}
