@@ -71,7 +71,9 @@ func review21aPolicy() string {
 // review21aWant is what rows 1, 2, 3 read as ("" for NULL).
 var review21aWant = map[int]string{1: "s-1", 2: "s-2", 3: ""}
 
-func review21aEnv(t *testing.T, ctx context.Context, db string) (*opsEnv, func() *pgx.Conn) {
+// review21aEnv makes the tables and rows; post runs on a direct
+// connection after the tables are made, before pgveil starts.
+func review21aEnv(t *testing.T, ctx context.Context, db string, post ...string) (*opsEnv, func() *pgx.Conn) {
 	e := newOpsEnv(t, db, review21aPolicy())
 	d := e.conn(ctx)
 	for _, s := range []string{
@@ -91,6 +93,11 @@ func review21aEnv(t *testing.T, ctx context.Context, db string) (*opsEnv, func()
 			if _, err := d.Exec(ctx, s); err != nil {
 				t.Fatalf("%s: %v", s, err)
 			}
+		}
+	}
+	for _, s := range post {
+		if _, err := d.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
 		}
 	}
 	e.run(ctx, 0, "migrate", "-c", e.writeConfig("c.yaml", e.config("")), "--apply")
@@ -459,6 +466,76 @@ func TestReview21aLookedUpUpdate(t *testing.T) {
 			// Rows of two tenants: refused, whatever they print as.
 			if _, err := c.PgConn().Exec(ctx, fmt.Sprintf(`UPDATE %s SET secret = 'x' WHERE id IN (1, 2)`, table)).ReadAll(); err == nil || !strings.Contains(err.Error(), "more than one tenant") {
 				t.Errorf("%q %s UPDATE of rows of two tenants: %v; want refused", set, table, err)
+			}
+		}
+		c.Close(ctx)
+	}
+}
+
+// TestReview21aByOriginAndReturning: a * over a relation pgveil's catalog
+// does not list (the fields are then mapped by origin, and the send field
+// by its table), a view, and INSERT/UPDATE/DELETE … RETURNING, under
+// settings that print the tenants alike.
+func TestReview21aByOriginAndReturning(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, 3*time.Minute)
+	var views []string
+	for _, ty := range review21aTypes {
+		views = append(views, fmt.Sprintf(`CREATE VIEW v21_%s AS SELECT id, org, secret FROM r21_%s`, ty.name, ty.name))
+	}
+	e, conn := review21aEnv(t, ctx, "enc_review21a_origin", views...)
+	d := e.conn(ctx)
+	// Created after pgveil's catalog snapshot: not listed.
+	if _, err := d.Exec(ctx, `CREATE TABLE r21_other (x int); INSERT INTO r21_other VALUES (7)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, set := range []string{"SET DateStyle = 'SQL, DMY'; SET extra_float_digits = 0", "SET DateStyle = 'German'; SET TimeZone = 'Asia/Tokyo'; SET extra_float_digits = -15"} {
+		c := conn()
+		if _, err := c.PgConn().Exec(ctx, set).ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+		for i, ty := range review21aTypes {
+			table := "r21_" + ty.name
+			for _, q := range []string{
+				`SELECT * FROM r21_other o, %s t ORDER BY t.id`,
+				`SELECT t.*, o.* FROM %s t CROSS JOIN r21_other o ORDER BY t.id`,
+				`SELECT * FROM v21_` + ty.name + ` ORDER BY id -- %s`,
+			} {
+				q = fmt.Sprintf(q, table)
+				for _, formats := range [][]int16{nil, {1}} {
+					rs := c.PgConn().ExecParams(ctx, q, nil, nil, nil, formats).Read()
+					if rs.Err != nil {
+						t.Errorf("%q %s %v: %v", set, q, formats, rs.Err)
+						c.Close(ctx)
+						c = conn()
+						c.PgConn().Exec(ctx, set).ReadAll()
+						continue
+					}
+					if got, want := review21aSecrets(review21aRows(rs)), review21aExpect(true); got != want {
+						t.Errorf("%q %s %v: %s; want %s", set, q, formats, got, want)
+					}
+				}
+			}
+			id := 10 + i
+			for _, q := range []string{
+				fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (%d, '%s', 'ins') RETURNING id, secret`, table, id, ty.b),
+				fmt.Sprintf(`UPDATE %s SET secret = 'upd' WHERE id = %d AND org = '%s' RETURNING id, org, secret`, table, id, ty.b),
+				fmt.Sprintf(`DELETE FROM %s WHERE id = %d RETURNING secret`, table, id),
+			} {
+				rs, err := c.PgConn().Exec(ctx, q).ReadAll()
+				if err != nil {
+					t.Errorf("%q %s: %v", set, q, err)
+					continue
+				}
+				rows := review21aRows(rs[0])
+				if want := map[byte]string{'I': "ins", 'U': "upd", 'D': "upd"}[q[0]]; len(rows) != 1 || rows[0]["secret"] != want {
+					t.Errorf("%q %s: %v; want %s", set, q, rows, want)
+				}
+			}
+			// The moved value through RETURNING fails closed too.
+			rs, err := c.PgConn().Exec(ctx, fmt.Sprintf(`UPDATE %s SET id = id WHERE id = 3 RETURNING id, secret`, table)).ReadAll()
+			if err != nil || len(rs[0].Rows) != 1 || rs[0].Rows[0][1] != nil {
+				t.Errorf("%q %s: RETURNING of the moved row: %v %v; want NULL", set, table, review20bRows(rs), err)
 			}
 		}
 		c.Close(ctx)

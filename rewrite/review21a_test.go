@@ -167,3 +167,21 @@ func TestReview21aOtherTenantsUnchanged(t *testing.T) {
 		}
 	}
 }
+
+// TestReview21aByOrigin: a * over a relation the catalog does not list
+// maps fields by origin; the send field is a hidden output naming its
+// table.
+func TestReview21aByOrigin(t *testing.T) {
+	p := review21aPlanner(t, 1082, 0)
+	sql := `SELECT * FROM unlisted o, users u`
+	plan, err := p.Plan(sql, publicPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := plan.Stmts[0]
+	got, _ := renderMarked(sql, plan)
+	if !st.OutputsByOrigin || len(st.Outputs) != 1 || st.Outputs[0].SendOf == nil || !st.Outputs[0].Hidden ||
+		got != `SELECT *, pg_catalog.date_send(u.org_id) FROM unlisted o, users u` {
+		t.Errorf("%s: %s by origin %v, outputs %+v", sql, got, st.OutputsByOrigin, st.Outputs)
+	}
+}
