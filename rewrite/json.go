@@ -321,7 +321,7 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 		}
 		if send := a.tenantSend(shape.Elems[i].Column.Table); send != "" {
 			// Read through its send form, even beside the column itself.
-			j, ok := a.jsonHiddenTenant(f, kind, shape, &refs, i, nodes[i], sc, send)
+			j, ok := a.jsonHiddenTenant(f, kind, shape, &refs, i, nodes, sc, send)
 			if !ok {
 				t := shape.Elems[i].Column.Table
 				return nil, tableErr(CodeFeatureNotSupported, t, "build the JSON from "+t.QualifiedName()+"'s columns named directly in the call, or select the columns and build the JSON in the application",
@@ -331,7 +331,7 @@ func (a *analyzer) jsonPlan(n *pg.Node, sc *scope) (*JSONShape, *Error) {
 			continue
 		}
 		if err := a.jsonTenant(&shape.Elems[i], refs, i, f.Location); err != nil {
-			j, ok := a.jsonHiddenTenant(f, kind, shape, &refs, i, nodes[i], sc, "")
+			j, ok := a.jsonHiddenTenant(f, kind, shape, &refs, i, nodes, sc, "")
 			if !ok {
 				return nil, err
 			}
@@ -429,10 +429,10 @@ const hiddenKeyPrefix = "__pgveil_"
 // as a hidden element the proxy removes again (a member with a reserved
 // key in an object), and returns its index. It fails when the tenant
 // column is not in scope or the call is not the client's text.
-func (a *analyzer) jsonHiddenTenant(f *pg.FuncCall, kind JSONKind, shape *JSONShape, refs *[]colRef, i int, arg *pg.Node, sc *scope, send string) (int, bool) {
+func (a *analyzer) jsonHiddenTenant(f *pg.FuncCall, kind JSONKind, shape *JSONShape, refs *[]colRef, i int, nodes []*pg.Node, sc *scope, send string) (int, bool) {
 	ref := (*refs)[i]
 	rc := ref.col()
-	cr := arg.GetColumnRef()
+	cr := nodes[i].GetColumnRef()
 	if rc == nil || rc.tenant < 0 || rc.noTenant || cr == nil || int(f.Location) < a.stmtStart || int(f.Location) >= a.stmtEnd {
 		return 0, false
 	}
@@ -444,6 +444,11 @@ func (a *analyzer) jsonHiddenTenant(f *pg.FuncCall, kind JSONKind, shape *JSONSh
 		return 0, false
 	}
 	col, ok := ref.rel.colIn(sc, rc.tenant)
+	for j, o := range *refs {
+		if !ok && send != "" && j < len(nodes) && o.rel == ref.rel && o.idx == rc.tenant && !o.star && nodes[j].GetColumnRef() != nil {
+			col, ok = columnRefText(nodes[j].GetColumnRef()) // the call's own argument naming it
+		}
+	}
 	if !ok {
 		return 0, false
 	}

@@ -271,6 +271,29 @@ func (a *analyzer) tenantSend(t *policy.Table) string {
 	return ""
 }
 
+// outRefText is the text of the client's own reference (a bare column
+// reference in the select list) to column idx of r, which resolves to it
+// anywhere in that list.
+func (res *queryResult) outRefText(r *rel, idx int) (string, bool) {
+	if j := res.findOut(r, idx); j >= 0 && res.cols[j].ref != nil {
+		return columnRefText(res.cols[j].ref)
+	}
+	return "", false
+}
+
+// columnRefText writes a column reference as SQL: its names quoted.
+func columnRefText(cr *pg.ColumnRef) (string, bool) {
+	parts := make([]string, 0, len(cr.Fields))
+	for _, f := range cr.Fields {
+		sv := f.GetString_()
+		if sv == nil {
+			return "", false // a *
+		}
+		parts = append(parts, quoteIdent(sv.Sval))
+	}
+	return strings.Join(parts, "."), len(parts) > 0
+}
+
 // findSend returns the index of the hidden send field of column idx of r, or -1.
 func (res *queryResult) findSend(r *rel, idx int) int {
 	for j, c := range res.cols {
@@ -343,6 +366,8 @@ func (a *analyzer) bindTenants(res *queryResult, sc *scope, appendAt int, cannot
 			ref = "(" + c.src.rowOf + ")." + ref
 		} else if q, ok := c.src.colIn(sc, c.tenant); ok {
 			ref = q
+		} else if q, ok := res.outRefText(c.src, c.tenant); send != "" && ok {
+			ref = q // the client's own reference to it, in this select list
 		} else {
 			// Any name pgveil could write might reach another relation
 			// (a JOIN alias hides this one, or an inner one shadows it).

@@ -185,3 +185,31 @@ func TestReview21aByOrigin(t *testing.T) {
 		t.Errorf("%s: %s by origin %v, outputs %+v", sql, got, st.OutputsByOrigin, st.Outputs)
 	}
 }
+
+// TestReview21aJoinAlias: where a JOIN alias hides the table (pgveil
+// cannot name it), a query that returns the tenant itself is still
+// accepted, as for other tenant types: the send form reads the client's
+// own reference; one that does not return it is refused as before.
+func TestReview21aJoinAlias(t *testing.T) {
+	p := review21aPlanner(t, 1082, 0)
+	for _, c := range [][2]string{
+		{`SELECT org_id, phone FROM (users JOIN contacts USING (id)) j`,
+			`SELECT org_id, phone, pg_catalog.date_send(org_id) FROM (users JOIN contacts USING (id)) j`},
+		{`SELECT org_id, phone FROM (users u JOIN contacts c USING (id)) j UNION ALL SELECT org_id, phone FROM users`,
+			`SELECT org_id, phone, pg_catalog.date_send(org_id) FROM (users u JOIN contacts c USING (id)) j UNION ALL SELECT org_id, phone, pg_catalog.date_send(users.org_id) FROM users`},
+		{`SELECT json_build_object('p', phone, 'o', org_id) FROM (users JOIN contacts USING (id)) j`,
+			`SELECT json_build_object('p', phone, 'o', org_id, '__pgveil_tenant_2', pg_catalog.date_send(org_id)) FROM (users JOIN contacts USING (id)) j`},
+	} {
+		plan, err := p.Plan(c[0], publicPath)
+		if err != nil {
+			t.Errorf("%s: %v", c[0], err)
+			continue
+		}
+		if got, _ := renderMarked(c[0], plan); got != c[1] {
+			t.Errorf("%s\n got: %s\nwant: %s", c[0], got, c[1])
+		}
+	}
+	if _, err := p.Plan(`SELECT phone FROM (users JOIN contacts USING (id)) j`, publicPath); err == nil {
+		t.Error("the tenant not returned under a JOIN alias: planned, want refused")
+	}
+}

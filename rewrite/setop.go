@@ -161,8 +161,8 @@ func (a *analyzer) branchSends(res *queryResult) *Error {
 			if lc != nil && lc.src != nil && lc.srcIdx >= 0 {
 				if lc.src.rowOf != "" {
 					ref, ok = "("+lc.src.rowOf+")."+quoteIdent(lc.src.cols[lc.srcIdx].name), true
-				} else {
-					ref, ok = lc.src.colIn(leaf.sc, lc.srcIdx)
+				} else if ref, ok = lc.src.colIn(leaf.sc, lc.srcIdx); !ok && lc.ref != nil {
+					ref, ok = columnRefText(lc.ref) // the branch's own reference to it
 				}
 			}
 			if !ok || leaf.appendAt < 0 {
