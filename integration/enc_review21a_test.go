@@ -212,6 +212,7 @@ func TestReview21aSendFormReads(t *testing.T) {
 				{fmt.Sprintf(`SELECT * FROM %s GROUP BY id ORDER BY id`, table), true},
 				{fmt.Sprintf(`SELECT id, org, secret FROM %s WHERE id = 1 UNION ALL SELECT id, org, secret FROM %s WHERE id > 1`, table, table), true},
 				{fmt.Sprintf(`SELECT id, secret FROM (SELECT id, org, secret FROM %s) s ORDER BY id`, table), true},
+				{fmt.Sprintf(`SELECT id, org, secret FROM (%s JOIN (SELECT 1 AS k) k ON true) j ORDER BY id`, table), true},
 				{fmt.Sprintf(`SELECT id, secret, org FROM %s WHERE id = 1 UNION ALL (SELECT id, secret, org FROM %s WHERE id = 2 UNION ALL SELECT id, secret, t.org FROM %s t WHERE id = 3) ORDER BY 1`, table, table, table), true},
 				{fmt.Sprintf(`SELECT f21_dmy() AS f, id, secret FROM %s ORDER BY id`, table), true},
 				{fmt.Sprintf(`SELECT f21_efd() AS f, id, org, secret FROM %s ORDER BY id`, table), true},
