@@ -61,3 +61,45 @@ func TestReview21aSentTenant(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkReview21aSentTenant: naming a date and a float8 tenant from
+// its send form as text (hex), against reading the printed ISO text.
+func BenchmarkReview21aSentTenant(b *testing.B) {
+	s := &session{}
+	date := appendByteaHex(nil, []byte{0, 0, 0x25, 0x1a})
+	f8 := make([]byte, 8)
+	binary.BigEndian.PutUint64(f8, math.Float64bits(0.30000000000000004))
+	f8hex := appendByteaHex(nil, f8)
+	b.Run("date-send-hex", func(b *testing.B) {
+		rc := resultCol{tenantType: 1082}
+		for i := 0; i < b.N; i++ {
+			if _, err := s.sentTenant(&rc, canon.TextFormat, date); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("date-printed-iso", func(b *testing.B) {
+		v := []byte("2026-01-02")
+		for i := 0; i < b.N; i++ {
+			if _, err := canon.TenantText(1082, canon.TextFormat, v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("float8-send-hex", func(b *testing.B) {
+		rc := resultCol{tenantType: 701}
+		for i := 0; i < b.N; i++ {
+			if _, err := s.sentTenant(&rc, canon.TextFormat, f8hex); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("float8-printed", func(b *testing.B) {
+		v := []byte("0.30000000000000004")
+		for i := 0; i < b.N; i++ {
+			if _, err := canon.TenantText(701, canon.TextFormat, v); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
