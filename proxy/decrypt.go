@@ -153,10 +153,16 @@ func (s *session) mapByOrigin(cat *catalog, fields []fieldDesc, hidden []rewrite
 		s.fillCol(cat, rc, col)
 		m.work = true
 		if rc.sendTenant {
+			// The one send field of the table's (two, of a table read
+			// twice, would not say which row's: neither is taken, and
+			// the value does not open).
 			for k, o := range hidden {
 				if j := m.visible + k; o.SendOf == ct.policy && j >= 0 && j < len(fields) && m.cols[j].send {
+					if rc.tenant >= 0 {
+						rc.tenant = -1
+						break
+					}
 					rc.tenant = j
-					break
 				}
 			}
 		} else if ct.tenantAttNum != 0 {

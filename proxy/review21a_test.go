@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/pgveil/pgveil/keysource/canon"
+	"github.com/pgveil/pgveil/policy"
+	"github.com/pgveil/pgveil/rewrite"
 )
 
 // TestReview21aSentTenant: a tenant's send form read from a hidden bytea
@@ -102,4 +104,45 @@ func BenchmarkReview21aSentTenant(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestReview21aMapByOrigin: fields mapped by origin read a send-form
+// tenant from the hidden field of its table's, in its format; a table
+// read twice (two such fields) names neither; a tenant field that is not
+// a bytea is not taken for one.
+func TestReview21aMapByOrigin(t *testing.T) {
+	base := "listen: 127.0.0.1:0\nupstream:\n  address: 127.0.0.1:1\n  tls: disable\n  service_url: postgres://x@127.0.0.1:1/x\nadmin:\n  listen: \"\"\nkeysource:\n  local:\n    key_env: PGVEIL_R21A_KEY\n"
+	cfg, err := policy.LoadBytes("t.yaml", []byte(base+"tables:\n  public.t:\n    key_context: org\n    columns:\n      secret: {type: text}\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pt := cfg.Tables[0]
+	ct := &catTable{policy: pt, oid: 5000, cols: map[int16]*policy.Column{3: pt.Column("secret")},
+		physical: map[*policy.Column]uint32{pt.Column("secret"): policy.OIDBytea}, tenantAttNum: 2, tenantType: 1082}
+	cat := &catalog{byOID: map[uint32]*catTable{5000: ct}, byTable: map[*policy.Table]*catTable{pt: ct}}
+	s := &session{}
+	fields := []fieldDesc{{TableOID: 5000, AttNum: 1, TypeOID: 23}, {TableOID: 5000, AttNum: 2, TypeOID: 1082}, {TableOID: 5000, AttNum: 3, TypeOID: 17},
+		{TypeOID: 17, Format: 1}}
+	m := s.mapByOrigin(cat, fields, []rewrite.Output{{Tenant: -1, Hidden: true, SendOf: pt}}, nil)
+	if m.visible != 3 || m.cols[2].tenant != 3 || !m.cols[3].send || !m.cols[2].sendTenant || m.cols[3].srvFmt != 1 {
+		t.Errorf("one send field: %+v", m)
+	}
+	// Read twice: two send fields of the table's.
+	two := append(append([]fieldDesc{}, fields...), fieldDesc{TypeOID: 17})
+	m = s.mapByOrigin(cat, two, []rewrite.Output{{Tenant: -1, Hidden: true, SendOf: pt}, {Tenant: -1, Hidden: true, SendOf: pt}}, nil)
+	if m.cols[2].tenant != -1 {
+		t.Errorf("two send fields: secret's tenant %d, want none", m.cols[2].tenant)
+	}
+	// The hidden field is not a bytea: not a send form.
+	bad := append([]fieldDesc{}, fields...)
+	bad[3].TypeOID = 1082
+	m = s.mapByOrigin(cat, bad, []rewrite.Output{{Tenant: -1, Hidden: true, SendOf: pt}}, nil)
+	if m.cols[3].send || m.cols[2].tenant != -1 {
+		t.Errorf("a date field taken for a send form: %+v", m.cols)
+	}
+	// Without a send field the plain column is not read either.
+	m = s.mapByOrigin(cat, fields[:3], nil, nil)
+	if m.cols[2].tenant != -1 {
+		t.Errorf("no send field: secret's tenant %d, want none", m.cols[2].tenant)
+	}
 }
