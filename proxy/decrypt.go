@@ -166,10 +166,19 @@ func (s *session) mapByOrigin(cat *catalog, fields []fieldDesc, hidden []rewrite
 				}
 			}
 		} else if ct.tenantAttNum != 0 {
+			// The one key_context field of the table's. Of a table read
+			// twice (a self-join whose row no longer has the planned
+			// shape) the first was taken for every value's tenant, and a
+			// value moved from the other side's tenant opened (lead, 21st
+			// session): two candidates name neither, and the value does
+			// not open.
 			for j, g := range fields {
 				if g.TableOID == f.TableOID && g.AttNum == ct.tenantAttNum {
+					if rc.tenant >= 0 {
+						rc.tenant = -1
+						break
+					}
 					rc.tenant = j
-					break
 				}
 			}
 		}
@@ -365,11 +374,15 @@ func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byt
 		if err != nil || !key.BelongsTo(tenant, true) {
 			return s.openFailed(rc, keysource.ErrWrongScope, dst)
 		}
-	} else if col.Table.KeyContext != "" && rc.tenant >= 0 && rc.tenant < len(row) && rc.tenant < len(m.cols) {
-		tv := row[rc.tenant]
-		if tv == nil {
+	} else if col.Table.KeyContext != "" {
+		// A value of a table with a key_context opens only beside its
+		// row's tenant: without a known tenant field (fields mapped by
+		// origin that lack it, or name two) it does not (lead, 21st
+		// session: the check was skipped).
+		if rc.tenant < 0 || rc.tenant >= len(row) || rc.tenant >= len(m.cols) || row[rc.tenant] == nil {
 			return s.openFailed(rc, keysource.ErrWrongScope, dst)
 		}
+		tv := row[rc.tenant]
 		var tenant string
 		var err error
 		if rc.tenantBase != 0 && m.cols[rc.tenant].srvFmt == canon.BinaryFormat {

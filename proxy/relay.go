@@ -392,6 +392,18 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 		w.Write(hdr)
 		w.Write(body)
 	}
+	if typ == 'E' && ev.cur.kind == pendBind && ev.cur.portal != nil && ev.cur.portal.Stmt != nil &&
+		ev.cur.portal.Stmt.Plan != nil && ev.cur.portal.Stmt.Plan.Outputs != nil && errorField(body, 'C') == "08P01" {
+		// The server refused the result formats pgveil gave a planned
+		// statement ("bind message has 6 result formats but query has 8
+		// columns"): its table has other columns than the snapshot says
+		// (ADD COLUMN run directly). Like a RowDescription that differs
+		// (decodeRowDescription), every session plans with a new
+		// snapshot from now; before, a client that binds without
+		// describing first (node-postgres) met this error until SIGHUP.
+		s.log.Warn("the server refused the result formats of a planned statement: the catalog snapshot is stale; reading it again")
+		s.ddlCommitted()
+	}
 	if typ == 'E' {
 		if ev.cur.injected {
 			// A refusal (or a stale statement's revalidation error) is
