@@ -241,10 +241,14 @@ func TestReview21bUniqueWhileMigrating(t *testing.T) {
 		t.Errorf("lookup after the backfill: %v, %d rows; want 1", err, n)
 	}
 
-	// A complete table: the plain path, no UPDATE statement.
+	// A complete table: the plain path, no UPDATE statement; a statement
+	// prepared while the table migrated is prepared anew without the fill.
 	c2 := e.appConn(ctx, p) // a new session: no statement prepared while migrating
 	defer c2.Close(context.Background())
 	before = updates("members")
+	if _, err := c.Exec(ctx, ins, "late2@x.io"); err != nil {
+		t.Fatalf("a statement prepared while the table migrated, after the backfill: %v", err)
+	}
 	if _, err := c2.Exec(ctx, ins, "late@x.io"); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
@@ -156,7 +157,7 @@ func (a *analyzer) emitUniqueFill(f *uniqueFill) {
 	if f == nil || len(f.vals) == 0 {
 		return
 	}
-	sub := -1 << 20 // before anything else at f.at
+	sub := math.MinInt / 2 // before anything else at f.at, however many values
 	text := func(s string) {
 		a.edits = append(a.edits, edit{start: f.at, end: f.at, text: s, sub: sub, seq: len(a.edits)})
 		sub++
