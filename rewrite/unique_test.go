@@ -82,3 +82,46 @@ func TestUniqueWhileMigrating(t *testing.T) {
 		}
 	}
 }
+
+// TestUniqueFillShape: a text of the same shape with other literals gets,
+// from the shape cache, the plan a fresh planner makes: the fill's
+// plaintext and index slots follow the new literals.
+func TestUniqueFillShape(t *testing.T) {
+	for _, sql := range []string{
+		`INSERT INTO users (org_id, email) VALUES (1, 'a@x.io') ON CONFLICT DO NOTHING`,
+		`INSERT INTO users (org_id, email, phone) VALUES (1, 'a@x.io', 'p'), (2, 'b@y.io', 'q')`,
+		`UPDATE users SET email = 'a@x.io' WHERE org_id = 1 AND id = 2`,
+	} {
+		t2, ok := mutateLiterals(sql)
+		if !ok {
+			t.Fatal(sql)
+		}
+		mk := func() *Planner {
+			p := NewPlanner(testConfig(t), 16)
+			p.SetCatalog(testCatalog())
+			p.SetMigrating(map[*policy.Table]bool{p.cfg.Table("public", "users"): true})
+			return p
+		}
+		warm, fresh := mk(), mk()
+		if _, err := warm.Plan(sql, publicPath); err != nil {
+			t.Fatal(err)
+		}
+		before := warm.Stats().ShapeHits
+		got, err1 := warm.Plan(t2, publicPath)
+		want, err2 := fresh.Plan(t2, publicPath)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("%s: %v, %v", t2, err1, err2)
+		}
+		if warm.Stats().ShapeHits == before {
+			t.Errorf("%s: not planned from its shape", t2)
+		}
+		gr, e1 := renderMarked(t2, got)
+		wr, e2 := renderMarked(t2, want)
+		if e1 != nil || e2 != nil || gr != wr || !strings.Contains(gr, "pgveil_unique") {
+			t.Errorf("%s: rendered\nshape: %s (%v)\nfresh: %s (%v)", t2, gr, e1, wr, e2)
+		}
+		if g, w := dumpPlan(t2, got), dumpPlan(t2, want); g != w {
+			t.Errorf("%s:\nshape plan\n%s\nfresh plan\n%s", t2, g, w)
+		}
+	}
+}
