@@ -209,6 +209,16 @@ func TestReview21bUniqueWhileMigrating(t *testing.T) {
 		}
 	}
 
+	// The same without the tenant: pgveil looks it up first (lookup.go).
+	const updLookup = `UPDATE members SET email = $1 WHERE id = $2`
+	_, err = c.Exec(ctx, updLookup, "m26@x.io", 25)
+	want23505(t, "UPDATE (tenant looked up) to an email another legacy row holds", err, "m26@x.io")
+	if tag, err := c.Exec(ctx, updLookup, "m27@x.io", 27); err != nil || tag.RowsAffected() != 1 {
+		t.Errorf("UPDATE (tenant looked up) of a legacy row to its own email: %v, %d rows; want 1", err, tag.RowsAffected())
+	}
+	_, err = c.Exec(ctx, updLookup, pgx.QueryExecModeSimpleProtocol, "m26@x.io", 25)
+	want23505(t, "UPDATE (simple, tenant looked up) to an email another legacy row holds", err, "m26@x.io")
+
 	// Refused: COPY FROM (each row cannot be checked).
 	if _, err := c.PgConn().CopyFrom(ctx, strings.NewReader("1\tcopy@x.io\n"), `COPY members (org, email) FROM STDIN`); err == nil ||
 		!strings.Contains(err.Error(), "0A000") || !strings.Contains(err.Error(), "public.members.email") {
@@ -267,7 +277,7 @@ func TestReview21bUniqueWhileMigrating(t *testing.T) {
 	// No duplicate was made: the backfill completes.
 	// Through pgveil a lookup sees legacy rows and sealed ones alike.
 	again := []string{"m5@x.io", "m6@x.io", "m7@x.io", "m8@x.io", "m9@x.io", "m10@x.io", "m11@x.io", "m12@x.io", "m13@x.io", "m14@x.io",
-		"m15@x.io", "m16@x.io", "m17@x.io", "m18@x.io", "m19@x.io", "m20@x.io", "m22@x.io", "m23@x.io", "m24@x.io", "m30@x.io", "m31@x.io",
+		"m15@x.io", "m16@x.io", "m17@x.io", "m18@x.io", "m19@x.io", "m20@x.io", "m22@x.io", "m26@x.io", "m27@x.io", "m23@x.io", "m24@x.io", "m30@x.io", "m31@x.io",
 		"new1@x.io", "new3@x.io", "fresh@x.io", "new4@x.io"}
 	holders := func(when string) {
 		t.Helper()
