@@ -172,25 +172,32 @@ func (a *analyzer) emitUniqueFill(f *uniqueFill) {
 		sub++
 	}
 	// One UPDATE for every index: two CTEs updating one row in one
-	// statement would leave one of their changes out.
+	// statement would leave one of their changes out. A legacy row is one
+	// whose current blind index is NULL and whose value is no envelope,
+	// compared under the current index's normalisation (Action Plaintext
+	// normalises the value so); each unique index of the column (a
+	// rotation's next one too) gets the index of the value it equals.
 	type target struct {
 		col  *policy.Column
-		bi   *policy.BlindIndex
-		vals []uniqueVal
+		bis  []*policy.BlindIndex
+		vals map[*policy.BlindIndex][]uniqueVal
 	}
 	var targets []*target
 	for _, u := range f.vals {
 		var tg *target
 		for _, x := range targets {
-			if x.col == u.col && x.bi == u.bi {
+			if x.col == u.col {
 				tg = x
 			}
 		}
 		if tg == nil {
-			tg = &target{col: u.col, bi: u.bi}
+			tg = &target{col: u.col, vals: map[*policy.BlindIndex][]uniqueVal{}}
 			targets = append(targets, tg)
 		}
-		tg.vals = append(tg.vals, u)
+		if tg.vals[u.bi] == nil {
+			tg.bis = append(tg.bis, u.bi)
+		}
+		tg.vals[u.bi] = append(tg.vals[u.bi], u)
 	}
 	text(f.lead + uniqueCTE + " AS (UPDATE " + quoteIdent(f.table.Schema) + "." + quoteIdent(f.table.Name) + " SET ")
 	legacy := func(tg *target) (cond, plain string) {
@@ -198,25 +205,29 @@ func (a *analyzer) emitUniqueFill(f *uniqueFill) {
 		plain = c
 		phys := a.physicalType(tg.col)
 		if phys != policy.OIDBytea {
-			plain = normalizeSQL(c, tg.bi.Normalize)
+			plain = normalizeSQL(c, tg.col.BlindIndex.Normalize)
 		}
-		return quoteIdent(tg.bi.Column) + " IS NULL AND NOT " + sealedSQL(c, phys), plain
+		return quoteIdent(tg.col.BlindIndex.Column) + " IS NULL AND NOT " + sealedSQL(c, phys), plain
 	}
-	for i, tg := range targets {
-		if i > 0 {
-			text(", ")
-		}
-		b := quoteIdent(tg.bi.Column)
+	first := true
+	for _, tg := range targets {
 		_, plain := legacy(tg)
-		text(b + " = COALESCE(" + b + ", CASE WHEN NOT " + sealedSQL(quoteIdent(tg.col.Name), a.physicalType(tg.col)) + " THEN CASE " + plain)
-		for _, u := range tg.vals {
-			text(" WHEN ")
-			val(u, Plaintext)
-			text(" THEN ")
-			val(u, IndexAction(u.col, u.bi))
-			text("::bytea")
+		for _, bi := range tg.bis {
+			if !first {
+				text(", ")
+			}
+			first = false
+			b := quoteIdent(bi.Column)
+			text(b + " = COALESCE(" + b + ", CASE WHEN NOT " + sealedSQL(quoteIdent(tg.col.Name), a.physicalType(tg.col)) + " THEN CASE " + plain)
+			for _, u := range tg.vals[bi] {
+				text(" WHEN ")
+				val(u, Plaintext)
+				text(" THEN ")
+				val(u, IndexAction(u.col, u.bi))
+				text("::bytea")
+			}
+			text(" END END)")
 		}
-		text(" END END)")
 	}
 	text(" WHERE ")
 	for i, tg := range targets {
@@ -225,7 +236,7 @@ func (a *analyzer) emitUniqueFill(f *uniqueFill) {
 		}
 		cond, plain := legacy(tg)
 		text("(" + cond + " AND " + plain + " IN (")
-		for j, u := range tg.vals {
+		for j, u := range tg.vals[tg.bis[0]] {
 			if j > 0 {
 				text(", ")
 			}
