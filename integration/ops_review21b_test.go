@@ -109,6 +109,8 @@ func TestReview21bUniqueWhileMigrating(t *testing.T) {
 	want23505(t, "INSERT (extended) of an email a legacy row holds", err, "m5@x.io")
 	_, err = c.Exec(ctx, ins, pgx.QueryExecModeSimpleProtocol, "m7@x.io")
 	want23505(t, "INSERT (simple) of an email a legacy row holds", err, "m7@x.io")
+	_, err = c.Exec(ctx, ins, pgx.QueryExecModeExec, "m28@x.io") // unnamed statement
+	want23505(t, "INSERT (unnamed statement) of an email a legacy row holds", err, "m28@x.io")
 	_, err = c.Exec(ctx, `INSERT INTO members (org, email) VALUES (1, 'M8@X.io')`) // a literal, normalised
 	want23505(t, "INSERT of a literal a legacy row holds in another case", err, "m8@x.io")
 	r := runPsql(t, ctx, e.appURL(p), []byte(`INSERT INTO members (org, email) VALUES (1, 'm9@x.io');`+"\n"), nil, "-v", "ON_ERROR_STOP=1")
@@ -277,7 +279,7 @@ func TestReview21bUniqueWhileMigrating(t *testing.T) {
 	// No duplicate was made: the backfill completes.
 	// Through pgveil a lookup sees legacy rows and sealed ones alike.
 	again := []string{"m5@x.io", "m6@x.io", "m7@x.io", "m8@x.io", "m9@x.io", "m10@x.io", "m11@x.io", "m12@x.io", "m13@x.io", "m14@x.io",
-		"m15@x.io", "m16@x.io", "m17@x.io", "m18@x.io", "m19@x.io", "m20@x.io", "m22@x.io", "m26@x.io", "m27@x.io", "m23@x.io", "m24@x.io", "m30@x.io", "m31@x.io",
+		"m15@x.io", "m16@x.io", "m17@x.io", "m18@x.io", "m19@x.io", "m20@x.io", "m22@x.io", "m26@x.io", "m27@x.io", "m28@x.io", "m23@x.io", "m24@x.io", "m30@x.io", "m31@x.io",
 		"new1@x.io", "new3@x.io", "fresh@x.io", "new4@x.io"}
 	holders := func(when string) {
 		t.Helper()

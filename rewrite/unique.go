@@ -42,14 +42,29 @@ import (
 // back with the statement; after DO NOTHING it stays, the index the
 // backfill writes.
 //
-// Forms pgveil cannot make exact are refused (fail closed): ON CONFLICT
-// … DO UPDATE (its update would meet the row the same statement filled),
-// INSERT … SELECT … FROM (VALUES …), an INSERT that is not a statement of
-// its own (in a CTE, EXPLAIN, PREPARE), COPY FROM. A complete table gets
-// none of it: the plan is made again when the table's state changes.
+// ON CONFLICT … DO UPDATE and UPDATE … SET cannot read the CTE first:
+// their update would then meet a row the same statement filled (21000,
+// "cannot affect row a second time"). Nothing reads their CTE, so the
+// server runs it after the statement: a legacy row holding a value the
+// statement wrote then gets that index, which the row written holds
+// already (23505: fail closed; PostgreSQL would have updated the legacy
+// row under DO UPDATE, and failed too under UPDATE); a legacy row the
+// statement itself updated is skipped by the CTE's UPDATE (a row updated
+// by the same command), so an ORM saving a legacy row's own email
+// passes. CASE, COALESCE and NULLIF results in SET are all checked.
+//
+// Legacy rows are found by the column's current blind index (NULL) and
+// its normalisation, which Action Plaintext applies to the value; every
+// unique index of the column (a rotation's next one too) is filled.
+//
+// Refused (fail closed), as pgveil cannot place the CTE or check each
+// row: COPY FROM, and a write that is not a statement of its own (in a
+// CTE, EXPLAIN, PREPARE, COPY, a rule). A complete table, and an index
+// without unique: true, get none of it: the plan is made again when the
+// table's state changes.
 
-// uniqueFill collects the values an INSERT writes to columns whose blind
-// index is unique, while the table migrates.
+// uniqueFill collects the values an INSERT or UPDATE writes to columns
+// whose blind index is unique, while the table migrates.
 type uniqueFill struct {
 	table *policy.Table
 	at    int    // where the CTE goes
