@@ -35,6 +35,10 @@ func TestUniqueWhileMigrating(t *testing.T) {
 			cte(` WHEN $6 THEN $4::bytea WHEN $7 THEN $5::bytea`, `$6, $7`) + `INSERT INTO users (org_id, email, email_bidx) VALUES ($1, $2, ` + wrap(`$4`) + `), ($1, NULL, NULL), ($1, $3, ` + wrap(`$5`) + `)`},
 		{`WITH x AS (SELECT 1) INSERT INTO users (org_id, email) VALUES ($1, $2)`,
 			`WITH ` + strings.TrimPrefix(strings.TrimSuffix(cte(` WHEN $4 THEN $3::bytea`, `$4`), ") ")+"), ", "WITH ") + `x AS (SELECT 1) INSERT INTO users (org_id, email, email_bidx) VALUES ($1, $2, ` + wrap(`$3`) + `)`},
+		// The client writes the blind index beside its column (a record
+		// written back): pgveil's index takes its place, read from the CTE.
+		{`INSERT INTO users (org_id, email, email_bidx) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`,
+			cte(` WHEN $5 THEN $4::bytea`, `$5`) + `INSERT INTO users (org_id, email, email_bidx) VALUES ($1, $2, ` + wrap(`$4`) + `) ON CONFLICT DO NOTHING`},
 		// DO UPDATE and UPDATE: the CTE runs after the statement (nothing
 		// reads it), so the statement's own rows are written first.
 		{`INSERT INTO users (org_id, email) VALUES ($1, $2) ON CONFLICT (email) DO UPDATE SET phone = EXCLUDED.phone`,
