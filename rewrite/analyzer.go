@@ -128,6 +128,9 @@ type analyzer struct {
 	bareOverlays map[string]string
 	root         *pg.Node
 	sysCols      uint8
+	// fill: the INSERT or UPDATE being planned fills the unique blind
+	// indexes of legacy rows holding its values (unique.go).
+	fill *uniqueFill
 	// lookupUsed: a value was sealed under a looked-up tenant (RefLookup).
 	// lookupGuard is where the tenant parameter of the guard goes, with
 	// the text before it (finish numbers it).

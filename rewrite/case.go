@@ -243,9 +243,11 @@ func (a *analyzer) choiceValue(n *pg.Node, c *choice, enc *policy.Column, sc *sc
 			case r.self:
 				add(edit{text: r.qualifier + identLike(bi.Column, r.quoted)})
 			case r.v.kind == vParam:
+				a.fillsUnique(r.v, enc, bi) // each result is checked (unique.go: a fill after the statement)
 				sub++
 				a.uses = append(a.uses, paramUse{number: r.v.param, start: end, insert: true, action: action, col: enc, sub: sub})
 			case r.v.kind == vLiteral:
+				a.fillsUnique(r.v, enc, bi)
 				add(edit{slot: &Slot{Action: action, Column: enc, Source: r.v.lit}})
 			default:
 				add(edit{text: "NULL"})

@@ -105,6 +105,9 @@ func setTargets(res *pg.ParseResult) map[string][]*pg.Node {
 			add(u.TargetList)
 			if u.WithClause != nil {
 				for _, c := range u.WithClause.Ctes {
+					if c.GetCommonTableExpr().Ctename == uniqueCTE {
+						continue // pgveil's own (unique.go): it fills legacy rows' index only
+					}
 					visit(c.GetCommonTableExpr().Ctequery)
 				}
 			}
@@ -455,7 +458,15 @@ func TestCaseReviewAccepted(t *testing.T) {
 			p.SetMigrating(map[*policy.Table]bool{p.cfg.Table("public", "users"): true, p.cfg.Table("public", "contacts"): true})
 			return p
 		}
-		runCaseChecks(t, migrating, publicPath, cases)
+		// users.email's blind index is unique: each value written to it
+		// is also compared with legacy rows (unique.go), as plaintext.
+		mc := append([]caseCheck(nil), cases...)
+		for i := range mc {
+			if mc[i].name == "param reused in two CASE columns" {
+				mc[i].params += " $7=plaintext:email<-$2"
+			}
+		}
+		runCaseChecks(t, migrating, publicPath, mc)
 	})
 }
 

@@ -123,6 +123,9 @@ func (a *analyzer) copyFrom(t *policy.Table, c *pg.CopyStmt, cp *Copy, cols []st
 	for i, name := range cols {
 		f := CopyField{Action: Pass, Tenant: -1}
 		if enc := t.Column(name); enc != nil {
+			if len(a.uniqueTargets(enc)) > 0 {
+				return a.uniqueRefusal(enc, "COPY … FROM", c.Relation.Location) // unique.go
+			}
 			f = CopyField{Column: enc, Action: Encrypt, Tenant: tenant}
 			for _, bi := range enc.IndexTargets() {
 				cp.Appended = append(cp.Appended, CopyField{Column: enc, Action: IndexAction(enc, bi), Source: i, Tenant: -1})

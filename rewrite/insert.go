@@ -45,6 +45,16 @@ func (a *analyzer) insertStmt(ins *pg.InsertStmt, sc *scope, mode queryMode) (*q
 	for _, c := range cols {
 		encWrites = encWrites || c.enc != nil
 	}
+	// A table in migration mode: the values written to a column whose
+	// blind index is unique are checked against rows not yet backfilled
+	// (unique.go).
+	fill, err := a.startUniqueFill(ins, t, cols, mode)
+	if err != nil {
+		return nil, err
+	}
+	outer := a.fill
+	a.fill = fill
+	defer func() { a.fill = outer }()
 	sel := ins.SelectStmt.GetSelectStmt()
 	vs, fromValues := matchValuesSelect(sel, len(cols))
 	switch {
@@ -83,6 +93,8 @@ func (a *analyzer) insertStmt(ins *pg.InsertStmt, sc *scope, mode queryMode) (*q
 			return nil, err
 		}
 	}
+	a.fill = outer
+	a.emitUniqueFill(fill)
 	return a.returning(ins.ReturningList, level, mode)
 }
 
@@ -339,11 +351,18 @@ func (a *analyzer) writeValue(v value, col *policy.Column, tenant ValueRef, sep 
 			}
 			continue
 		}
+		before, behind := "", ""
+		if a.fillsUnique(v, col, bi) {
+			before, behind = uniqueWrap()
+		}
 		switch v.kind {
 		case vParam:
-			a.uses = append(a.uses, paramUse{number: v.param, start: after, insert: true, prefix: sep(bi.Column), action: IndexAction(col, bi), col: col})
+			a.uses = append(a.uses, paramUse{number: v.param, start: after, insert: true, prefix: sep(bi.Column) + before, suffix: behind, action: IndexAction(col, bi), col: col})
 		case vLiteral:
-			a.slot(after, after, Slot{Action: IndexAction(col, bi), Column: col, Source: v.lit}, sep(bi.Column))
+			a.slot(after, after, Slot{Action: IndexAction(col, bi), Column: col, Source: v.lit}, sep(bi.Column)+before)
+			if behind != "" {
+				a.insert(after, behind)
+			}
 		case vNull:
 			a.insert(after, sep(bi.Column)+"NULL")
 		case vDefault:
@@ -375,6 +394,11 @@ func (a *analyzer) replaceIndex(n *pg.Node, v value, col *policy.Column, bi *pol
 			"column %s.%s, the blind index of %s, is written here by an expression pgveil cannot replace with the index it computes", col.Table.QualifiedName(), bi.Column, col.QualifiedName())
 		e.Column = bi.Column
 		return e.at(a.sql, bv.loc)
+	}
+	if a.fillsUnique(v, col, bi) {
+		before, behind := uniqueWrap()
+		a.edits = append(a.edits, edit{start: bv.start, end: bv.start, text: before, sub: -1, seq: len(a.edits)})
+		a.edits = append(a.edits, edit{start: bv.end, end: bv.end, text: behind, sub: lastSub, seq: len(a.edits)})
 	}
 	if bv.kind == vParam {
 		if a.dropped == nil {

@@ -62,9 +62,18 @@ func (a *analyzer) updateStmt(up *pg.UpdateStmt, sc *scope, mode queryMode) (*qu
 		where = "as a parameter or a literal in SET (" + t.KeyContext + " = $n), not an expression: the row's tenant after the UPDATE selects the key"
 	}
 	a.resealed = nil // this UPDATE's writes, not a CTE's
-	if err := a.setList(up.TargetList, t, level, len(up.FromClause) > 0, tenant, have, nil, where); err != nil {
+	fill, err := a.startUniqueUpdate(up, t, mode)
+	if err != nil {
 		return nil, err
 	}
+	outer := a.fill
+	a.fill = fill
+	err = a.setList(up.TargetList, t, level, len(up.FromClause) > 0, tenant, have, nil, where)
+	a.fill = outer
+	if err != nil {
+		return nil, err
+	}
+	a.emitUniqueFill(fill)
 	if lookup && a.lookupUsed {
 		if err := a.tenantLookup(up, t, target); err != nil {
 			return nil, err
