@@ -15,7 +15,7 @@ import (
 //
 //	email = $1
 //	  → (email_bidx = $2 AND email_bidx IS NOT NULL
-//	     OR (email_bidx IS NULL AND btrim(lower(email)) = $3))
+//	     OR (email_bidx IS NULL AND btrim(lower(email), E' \t\n\x0b\f\r') = $3))
 //
 // with $2 the blind index of $1 and $3 its normalised plaintext (Action
 // Plaintext). The plaintext goes to the server only while the table still
@@ -175,6 +175,19 @@ func (a *analyzer) widenBalanced(start, end int) (int, int, bool) {
 	return start, end, true
 }
 
+// trimSetSQL is the set of characters normalisation trim strips in SQL:
+// the ASCII white space Go's unicode.IsSpace strips from the value (tab,
+// newline, vertical tab, form feed, carriage return, space), written with
+// escapes any server encoding reads. Review 21e: btrim's default strips
+// spaces only, so a legacy value ending in "\r" (a CSV import) was not
+// found by a migration-mode lookup nor by the uniqueness fill, while the
+// backfill indexed it as the trimmed value (a duplicate got in, and the
+// backfill stopped on it). The non-ASCII white space IsSpace also strips
+// (U+0085, U+00A0, U+1680, U+2000–U+200A, U+2028, U+2029, U+202F, U+205F,
+// U+3000) is not in the set: an E'\u…' escape fails where the server
+// encoding is not UTF8 (docs/SQL.md, as for lowercase).
+const trimSetSQL = `E' \t\n\x0b\f\r'`
+
 // normalizeSQL applies a blind index's normalisations to a column in SQL,
 // in the order the proxy applies them to the value.
 func normalizeSQL(expr string, norms []policy.Normalization) string {
@@ -183,7 +196,7 @@ func normalizeSQL(expr string, norms []policy.Normalization) string {
 		case policy.NormLowercase:
 			expr = "lower(" + expr + ")"
 		case policy.NormTrim:
-			expr = "btrim(" + expr + ")"
+			expr = "btrim(" + expr + ", " + trimSetSQL + ")"
 		case policy.NormNFC:
 			expr = "normalize(" + expr + ", NFC)"
 		}

@@ -113,12 +113,25 @@ func (a *analyzer) uniqueRefusal(col *policy.Column, what string, loc int32) *Er
 // column with a unique blind index while t migrates: nil when none is
 // needed, an error when the INSERT's form cannot take it.
 func (a *analyzer) startUniqueFill(ins *pg.InsertStmt, t *policy.Table, cols []insCol, mode queryMode) (*uniqueFill, *Error) {
+	// DO UPDATE: the CTE runs after the INSERT (uniqueFill.after).
+	oc := ins.OnConflictClause
+	after := oc != nil && oc.Action == pg.OnConflictAction_ONCONFLICT_UPDATE
 	for _, c := range cols {
 		if c.enc != nil && len(a.uniqueTargets(c.enc)) > 0 {
-			// DO UPDATE: the CTE runs after the INSERT (uniqueFill.after).
-			oc := ins.OnConflictClause
-			after := oc != nil && oc.Action == pg.OnConflictAction_ONCONFLICT_UPDATE
 			return a.uniqueFillAt(t, c.enc, "insert", ins.WithClause != nil, mode, after, c.loc)
+		}
+	}
+	// Review 21e: a DO UPDATE whose SET writes such a column that the
+	// INSERT's own list does not name (INSERT (id, phone) … ON CONFLICT
+	// (id) DO UPDATE SET email = $3) is checked too: without the fill it
+	// set a row's email to a value a legacy row holds.
+	if after && t != nil {
+		for _, n := range oc.TargetList {
+			if rt := n.GetResTarget(); rt != nil {
+				if c := t.Column(rt.Name); c != nil && len(a.uniqueTargets(c)) > 0 {
+					return a.uniqueFillAt(t, c, "insert", ins.WithClause != nil, mode, true, rt.Location)
+				}
+			}
 		}
 	}
 	return nil, nil

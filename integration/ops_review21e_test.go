@@ -1,0 +1,157 @@
+package integration
+
+// Review 21e: the uniqueness fill of review 21b (rewrite/unique.go) on
+// forms and data 21b's tests did not reach.
+//
+//   - normalize: trim strips Unicode white space in Go (canon.IndexInput,
+//     the backfill's index) but btrim() strips spaces only: a legacy value
+//     ending in "\r" or starting with a tab was neither found by the fill
+//     nor by a migration-mode lookup, so an INSERT of the trimmed value
+//     went in, and the backfill then stopped on the duplicate (HIGH).
+//   - INSERT … ON CONFLICT … DO UPDATE SET email = $n whose own column list
+//     does not name email got no fill: the update set a row's email to a
+//     value a legacy row holds (HIGH).
+//
+// And what holds: two equal new values in one INSERT, a second unique
+// blind index, a value a legacy row of another tenant holds (the index is
+// unique across tenants, docs/LIMITS.md), WITH RECURSIVE, an ORM upsert of
+// a legacy row by its primary key with its own value.
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+const review21ePolicy = `tables:
+  public.accounts:
+    key_context: org
+    columns:
+      email:
+        type: text
+        blind_index:
+          column: email_bidx
+          normalize: [trim, lowercase]
+          unique: true
+      handle:
+        type: text
+        blind_index:
+          column: handle_bidx
+          normalize: [lowercase, trim]
+          unique: true
+`
+
+// want23505On fails unless err is the server's unique violation on the
+// UNIQUE index idx, without the value in any field.
+func want23505On(t *testing.T, what string, err error, idx, secret string) {
+	t.Helper()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) || pe.Code != "23505" {
+		t.Errorf("%s: got %v, want 23505 on %s", what, err, idx)
+		return
+	}
+	if pe.ConstraintName != idx {
+		t.Errorf("%s: constraint %q, want %s", what, pe.ConstraintName, idx)
+	}
+	if strings.Contains(strings.ToLower(pe.Message+pe.Detail+pe.Hint+pe.Where), strings.ToLower(secret)) {
+		t.Errorf("%s: the error carries the value", what)
+	}
+}
+
+func TestReview21eUniqueFill(t *testing.T) {
+	ctx := testCtx(t, 4*time.Minute)
+	e := newOpsEnv(t, "ops_review21e_uniq", review21ePolicy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, `CREATE TABLE accounts (id int PRIMARY KEY, org int8 NOT NULL, email text, handle text);
+		INSERT INTO accounts VALUES
+		  (1, 1, E'a@x.io\r', 'h1'),
+		  (2, 1, E'\tB@x.io', E'H2\n'),
+		  (3, 2, 'c@x.io', 'h3'),
+		  (4, 1, E'd@x.io\n', 'h4'),
+		  (5, 1, 'e@x.io', 'h5')`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply", "--prepare")
+	if s := e.tableState(ctx, su, "public.accounts"); s != "migrating" {
+		t.Fatalf("state %q, want migrating", s)
+	}
+	p := e.proxy(e.config(""))
+	c := e.appConn(ctx, p)
+
+	// trim: surrounding tab, CR, LF of legacy values (HIGH before: the
+	// INSERT went in, and the backfill stopped on the duplicate).
+	const ins = `INSERT INTO accounts (id, org, email, handle) VALUES ($1, 1, $2, $3)`
+	_, err := c.Exec(ctx, ins, 10, "a@x.io", "n10")
+	want23505On(t, `INSERT of "a@x.io" (a legacy row holds "a@x.io\r")`, err, "accounts_email_bidx_idx", "a@x.io")
+	_, err = c.Exec(ctx, ins, pgx.QueryExecModeSimpleProtocol, 11, " b@x.io", "n11")
+	want23505On(t, `INSERT (simple) of " b@x.io" (a legacy row holds "\tB@x.io")`, err, "accounts_email_bidx_idx", "b@x.io")
+	tag, err := c.Exec(ctx, `INSERT INTO accounts (id, org, email, handle) VALUES (12, 1, 'D@x.io', 'n12') ON CONFLICT DO NOTHING`)
+	if err != nil || tag.RowsAffected() != 0 {
+		t.Errorf(`DO NOTHING of "D@x.io" (a legacy row holds "d@x.io\n"): %v, %d rows; want 0`, err, tag.RowsAffected())
+	}
+	// A migration-mode lookup finds them too.
+	for v, want := range map[string]int{"a@x.io": 1, "B@x.io": 2, "d@x.io ": 4} {
+		var ids []int
+		rows, err := c.Query(ctx, `SELECT id FROM accounts WHERE email = $1`, v)
+		if err == nil {
+			ids, err = pgx.CollectRows(rows, pgx.RowTo[int])
+		}
+		if err != nil || len(ids) != 1 || ids[0] != want {
+			t.Errorf("lookup of %q while migrating: rows %v (%v), want [%d] (the legacy row)", v, ids, err, want)
+		}
+	}
+
+	// A second unique blind index (handle), under [lowercase, trim].
+	_, err = c.Exec(ctx, ins, 13, "new13@x.io", "h2")
+	want23505On(t, `INSERT of handle "h2" (a legacy row holds "H2\n")`, err, "accounts_handle_bidx_idx", "h2")
+
+	// DO UPDATE whose SET writes email, which the INSERT's list does not
+	// name (HIGH before: no fill, row 20 took the email of legacy row 5).
+	if _, err := c.Exec(ctx, ins, 20, "twenty@x.io", "n20"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Exec(ctx, `INSERT INTO accounts (id, org) VALUES ($1, 1) ON CONFLICT (id) DO UPDATE SET email = $2`, 20, "E@x.io")
+	want23505On(t, "DO UPDATE SET email (not in the INSERT's list) to an email a legacy row holds", err, "accounts_email_bidx_idx", "e@x.io")
+	_, err = c.Exec(ctx, `INSERT INTO accounts (id, org) VALUES (20, 1) ON CONFLICT (id) DO UPDATE SET email = 'e@x.io'`)
+	want23505On(t, "DO UPDATE SET email = literal (not in the INSERT's list)", err, "accounts_email_bidx_idx", "e@x.io")
+
+	// Holds: two equal new values in one INSERT.
+	_, err = c.Exec(ctx, `INSERT INTO accounts (id, org, email) VALUES (30, 1, $1), (31, 1, $2)`, "same@x.io", " SAME@x.io")
+	want23505On(t, "one INSERT of two equal new values", err, "accounts_email_bidx_idx", "same@x.io")
+	tag, err = c.Exec(ctx, `INSERT INTO accounts (id, org, email) VALUES (30, 1, $1), (31, 1, $2) ON CONFLICT DO NOTHING`, "same@x.io", " SAME@x.io")
+	if err != nil || tag.RowsAffected() != 1 {
+		t.Errorf("DO NOTHING of two equal new values: %v, %d rows; want 1", err, tag.RowsAffected())
+	}
+	// Holds: a legacy row of another tenant holds the value (unique
+	// across tenants: index keys are shared, docs/LIMITS.md).
+	_, err = c.Exec(ctx, ins, 32, "c@x.io", "n32")
+	want23505On(t, "INSERT of an email a legacy row of another tenant holds", err, "accounts_email_bidx_idx", "c@x.io")
+	// Holds: WITH RECURSIVE before the INSERT; a new value goes in.
+	if tag, err := c.Exec(ctx, `WITH RECURSIVE x AS (SELECT 1) INSERT INTO accounts (id, org, email) VALUES ($1, 1, $2)`, 33, "rec@x.io"); err != nil || tag.RowsAffected() != 1 {
+		t.Errorf("WITH RECURSIVE … INSERT of a new value: %v, %d rows", err, tag.RowsAffected())
+	}
+	// Holds: an ORM upsert of a legacy row by its primary key, with its
+	// own (trimmed) email (ActiveRecord upsert_all, GORM Save).
+	if tag, err := c.Exec(ctx, `INSERT INTO accounts (id, org, email, handle) VALUES ($1, 1, $2, $3) ON CONFLICT (id) DO UPDATE SET email = excluded.email, handle = excluded.handle`, 1, "a@x.io", "h1"); err != nil || tag.RowsAffected() != 1 {
+		t.Errorf("upsert of legacy row 1 with its own email: %v, %d rows; want 1", err, tag.RowsAffected())
+	}
+
+	// No duplicate was made: the backfill completes, and the values are
+	// found once complete.
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	if s := e.tableState(ctx, su, "public.accounts"); s != "complete" {
+		t.Fatalf("state %q after the backfill, want complete", s)
+	}
+	c2 := e.appConn(ctx, p)
+	for v, want := range map[string]int{"a@x.io": 1, "b@x.io": 2, "c@x.io": 3, "d@x.io": 4, "e@x.io": 5, "same@x.io": 30} {
+		var id int
+		if err := c2.QueryRow(ctx, `SELECT id FROM accounts WHERE email = $1`, v).Scan(&id); err != nil || id != want {
+			t.Errorf("complete: lookup of %q: row %d (%v), want %d", v, id, err, want)
+		}
+	}
+}
