@@ -141,6 +141,37 @@ func TestReview21eUniqueFill(t *testing.T) {
 		t.Errorf("upsert of legacy row 1 with its own email: %v, %d rows; want 1", err, tag.RowsAffected())
 	}
 
+	// Holds: SQLAlchemy's insertmanyvalues (INSERT … SELECT from a VALUES
+	// list, rewrite/insertmany.go) reads the fill from inside the VALUES.
+	_, err = c.Exec(ctx, `INSERT INTO accounts (id, org, email) SELECT p0::INTEGER, p1::INTEGER, p2::VARCHAR FROM (VALUES ($1, 1, $2, 0), ($3, 1, $4, 1)) AS imp_sen(p0, p1, p2, sen_counter) ORDER BY sen_counter RETURNING accounts.id`,
+		"40", "fortyx@x.io", "41", "E@X.IO ")
+	want23505On(t, "SQLAlchemy insertmanyvalues with an email a legacy row holds", err, "accounts_email_bidx_idx", "e@x.io")
+
+	// Holds: the extended protocol's 23505 leaves the plaintext out of the
+	// server's log (the statement is logged with $n, its parameters not:
+	// log_parameter_max_length_on_error is 0 by default). A simple-protocol
+	// statement carries it as a literal, which the server logs with the
+	// error (docs/THREAT_MODEL.md says so).
+	const secret = "logsecret21e@x.io"
+	if _, err := su.Exec(ctx, `INSERT INTO accounts VALUES (50, 1, $1, 'h50')`, secret); err != nil { // a legacy row, written directly
+		t.Fatal(err)
+	}
+	_, err = c.Exec(ctx, ins, 51, secret, "n51")
+	want23505On(t, "INSERT (extended) of an email a legacy row holds, for the log", err, "accounts_email_bidx_idx", secret)
+	serverLog, err := cluster.SyncLog(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(serverLog, "pgveil_unique") {
+		t.Error("the server's log lacks the failed statement: the check below proves nothing")
+	}
+	if strings.Contains(strings.ToLower(serverLog), secret) {
+		t.Error("the server's log holds the plaintext of an extended-protocol INSERT that met 23505")
+	}
+	if _, err := su.Exec(ctx, `DELETE FROM accounts WHERE id = 50`); err != nil {
+		t.Fatal(err)
+	}
+
 	// No duplicate was made: the backfill completes, and the values are
 	// found once complete.
 	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
