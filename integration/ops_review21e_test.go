@@ -172,6 +172,62 @@ func TestReview21eUniqueFill(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Holds: two sessions write the same value a legacy row holds. A's
+	// DO NOTHING fills the legacy row's index in an open transaction; B's
+	// write waits for that row's lock, and finds the row again whether A
+	// rolls back (B fills it itself) or commits (B meets A's index).
+	if _, err := su.Exec(ctx, `INSERT INTO accounts VALUES (60, 2, 'conc@x.io', 'h60'), (61, 2, 'conc2@x.io', 'h61')`); err != nil {
+		t.Fatal(err)
+	}
+	a := e.appConn(ctx, p)
+	b := e.appConn(ctx, p)
+	const doNothing = `INSERT INTO accounts (id, org, email) VALUES ($1, 1, $2) ON CONFLICT DO NOTHING`
+	for _, x := range []struct {
+		v, end string
+		plain  bool // B's INSERT is plain: 23505
+	}{{"conc@x.io", "ROLLBACK", false}, {"conc2@x.io", "COMMIT", true}} {
+		if _, err := a.Exec(ctx, `BEGIN`); err != nil {
+			t.Fatal(err)
+		}
+		if tag, err := a.Exec(ctx, doNothing, 62, x.v); err != nil || tag.RowsAffected() != 0 {
+			t.Fatalf("A: DO NOTHING of %s: %v, %d rows; want 0", x.v, err, tag.RowsAffected())
+		}
+		done := make(chan error, 1)
+		var rows int64
+		go func() {
+			sql := doNothing
+			if x.plain {
+				sql = ins
+			}
+			args := []any{63, strings.ToUpper(x.v)}
+			if x.plain {
+				args = append(args, "n63")
+			}
+			tag, err := b.Exec(ctx, sql, args...)
+			rows = tag.RowsAffected()
+			done <- err
+		}()
+		waitFor(t, 30*time.Second, "B to wait for A's lock on the legacy row", func() (bool, error) {
+			var n int
+			err := su.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
+			return n == 1, err
+		})
+		if _, err := a.Exec(ctx, x.end); err != nil {
+			t.Fatal(err)
+		}
+		err := <-done
+		switch {
+		case x.plain:
+			want23505On(t, "B: INSERT of a value A's committed DO NOTHING filled", err, "accounts_email_bidx_idx", x.v)
+		case err != nil || rows != 0:
+			t.Errorf("B: DO NOTHING of %s after A rolled back: %v, %d rows; want 0", x.v, err, rows)
+		}
+	}
+	var filled int
+	if err := su.QueryRow(ctx, `SELECT count(*) FROM accounts WHERE id IN (60, 61) AND email_bidx IS NOT NULL`).Scan(&filled); err != nil || filled != 2 {
+		t.Errorf("legacy rows 60, 61: %d filled (%v), want 2", filled, err)
+	}
+
 	// No duplicate was made: the backfill completes, and the values are
 	// found once complete.
 	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
