@@ -51,7 +51,8 @@ import (
 // row under DO UPDATE, and failed too under UPDATE); a legacy row the
 // statement itself updated is skipped by the CTE's UPDATE (a row updated
 // by the same command), so an ORM saving a legacy row's own email
-// passes. CASE, COALESCE and NULLIF results in SET are all checked.
+// passes. CASE and COALESCE results in SET are all checked (NULLIF of an
+// encrypted value is refused anyway).
 //
 // Legacy rows are found by the column's current blind index (NULL) and
 // its normalisation, which Action Plaintext applies to the value; every
