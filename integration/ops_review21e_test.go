@@ -25,6 +25,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgveil/pgveil/integration/harness"
 )
 
 const review21ePolicy = `tables:
@@ -226,6 +228,28 @@ func TestReview21eUniqueFill(t *testing.T) {
 	var filled int
 	if err := su.QueryRow(ctx, `SELECT count(*) FROM accounts WHERE id IN (60, 61) AND email_bidx IS NOT NULL`).Scan(&filled); err != nil || filled != 2 {
 		t.Errorf("legacy rows 60, 61: %d filled (%v), want 2", filled, err)
+	}
+
+	// Holds (docs/ADOPTION.md step 4): a role with INSERT and UPDATE on the
+	// blind-index columns only is checked (23505); without UPDATE the write
+	// of a unique column fails with 42501 while the table migrates.
+	if _, err := su.Exec(ctx, `INSERT INTO accounts VALUES (70, 1, 'priv@x.io', 'h70');
+		GRANT SELECT, INSERT ON accounts TO `+harness.SCRAMUser+`;
+		GRANT UPDATE (email_bidx, handle_bidx) ON accounts TO `+harness.SCRAMUser); err != nil {
+		t.Fatal(err)
+	}
+	r := connectPgx(t, ctx, harness.BuildURL(p.Addr, harness.SCRAMUser, harness.SCRAMPass, e.db, "sslmode=disable"))
+	_, err = r.Exec(ctx, ins, 71, "priv@x.io", "n71")
+	want23505On(t, "INSERT by a role with UPDATE on the blind-index columns only", err, "accounts_email_bidx_idx", "priv@x.io")
+	if tag, err := r.Exec(ctx, ins, 72, "priv72@x.io", "n72"); err != nil || tag.RowsAffected() != 1 {
+		t.Errorf("INSERT of a new value by a role with UPDATE on the blind-index columns only: %v, %d rows", err, tag.RowsAffected())
+	}
+	if _, err := su.Exec(ctx, `REVOKE UPDATE (email_bidx, handle_bidx) ON accounts FROM `+harness.SCRAMUser); err != nil {
+		t.Fatal(err)
+	}
+	var pe *pgconn.PgError
+	if _, err = r.Exec(ctx, ins, 73, "priv73@x.io", "n73"); !errors.As(err, &pe) || pe.Code != "42501" {
+		t.Errorf("INSERT by a role without UPDATE while the table migrates: %v, want 42501 (docs/ADOPTION.md step 4)", err)
 	}
 
 	// No duplicate was made: the backfill completes, and the values are
