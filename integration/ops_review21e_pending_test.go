@@ -59,21 +59,7 @@ func TestReview21eUniqueFillUnderRLS(t *testing.T) {
 
 func TestReview21eUniqueFillDecryptRace(t *testing.T) {
 	ctx := testCtx(t, 3*time.Minute)
-	e := newOpsEnv(t, "ops_review21e_decrypt", review21ePolicy)
-	su := e.conn(ctx)
-	if _, err := su.Exec(ctx, `CREATE TABLE accounts (id int PRIMARY KEY, org int8 NOT NULL, email text, handle text);
-		INSERT INTO accounts VALUES (1, 1, 'a@x.io', 'h1')`); err != nil {
-		t.Fatal(err)
-	}
-	cfg := e.writeConfig("pgveil.yaml", e.config(""))
-	e.run(ctx, 0, "migrate", "-c", cfg, "--apply", "--prepare")
-	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
-	e.run(ctx, 0, "migrate", "-c", cfg, "--decrypt", "--apply")
-	if s := e.tableState(ctx, su, "public.accounts"); s != "decrypting" {
-		t.Fatalf("state %q, want decrypting", s)
-	}
-	p := e.proxy(e.config(""))
-	c := e.appConn(ctx, p)
+	e, su, c := review21eDecrypting(t, ctx, "ops_review21e_decrace")
 	// Row 2 written through pgveil while decrypting: sealed, indexed.
 	if _, err := c.Exec(ctx, `INSERT INTO accounts (id, org, email) VALUES (2, 1, $1)`, "race@x.io"); err != nil {
 		t.Fatal(err)

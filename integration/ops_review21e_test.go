@@ -18,6 +18,7 @@ package integration
 // a legacy row by its primary key with its own value.
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -264,5 +265,44 @@ func TestReview21eUniqueFill(t *testing.T) {
 		if err := c2.QueryRow(ctx, `SELECT id FROM accounts WHERE email = $1`, v).Scan(&id); err != nil || id != want {
 			t.Errorf("complete: lookup of %q: row %d (%v), want %d", v, id, err, want)
 		}
+	}
+}
+
+// review21eDecrypting makes db's accounts (row 1 'a@x.io') decrypting:
+// backfilled, then decrypted (plaintext, blind indexes NULL); it returns
+// the env, a direct superuser connection and one through pgveil.
+func review21eDecrypting(t *testing.T, ctx context.Context, db string) (*opsEnv, *pgx.Conn, *pgx.Conn) {
+	t.Helper()
+	e := newOpsEnv(t, db, review21ePolicy)
+	su := e.conn(ctx)
+	if _, err := su.Exec(ctx, `CREATE TABLE accounts (id int PRIMARY KEY, org int8 NOT NULL, email text, handle text);
+		INSERT INTO accounts VALUES (1, 1, 'a@x.io', 'h1')`); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.writeConfig("pgveil.yaml", e.config(""))
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply", "--prepare")
+	e.run(ctx, 0, "migrate", "-c", cfg, "--apply")
+	e.run(ctx, 0, "migrate", "-c", cfg, "--decrypt", "--apply")
+	if s := e.tableState(ctx, su, "public.accounts"); s != "decrypting" {
+		t.Fatalf("state %q, want decrypting", s)
+	}
+	p := e.proxy(e.config(""))
+	return e, su, e.appConn(ctx, p)
+}
+
+// TestReview21eUniqueFillDecrypting (holds): while a table decrypts, rows
+// the pass turned into plaintext have a NULL blind index again; the fill
+// finds them as it finds legacy rows.
+func TestReview21eUniqueFillDecrypting(t *testing.T) {
+	ctx := testCtx(t, 3*time.Minute)
+	_, su, c := review21eDecrypting(t, ctx, "ops_review21e_dec")
+	var n int
+	if err := su.QueryRow(ctx, `SELECT count(*) FROM accounts WHERE email = 'a@x.io' AND email_bidx IS NULL`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("after the decrypt pass: %d plaintext rows without an index (%v), want 1", n, err)
+	}
+	_, err := c.Exec(ctx, `INSERT INTO accounts (id, org, email) VALUES (2, 1, $1)`, " A@x.io")
+	want23505On(t, "INSERT of a value a decrypted row holds", err, "accounts_email_bidx_idx", "a@x.io")
+	if tag, err := c.Exec(ctx, `INSERT INTO accounts (id, org, email) VALUES (3, 1, $1)`, "new@x.io"); err != nil || tag.RowsAffected() != 1 {
+		t.Errorf("INSERT of a new value while decrypting: %v, %d rows", err, tag.RowsAffected())
 	}
 }
