@@ -189,14 +189,17 @@ func (a *analyzer) widenBalanced(start, end int) (int, int, bool) {
 const trimSetSQL = `E' \t\n\x0b\f\r'`
 
 // normalizeSQL applies a blind index's normalisations to a column in SQL,
-// in the order the proxy applies them to the value.
+// in the order the proxy applies them to the value. The functions are
+// named with their schema: the value compared is plaintext, and a
+// function of that name in a schema of the session's path (a varchar
+// overload is a closer match than pg_catalog's text one) must not see it.
 func normalizeSQL(expr string, norms []policy.Normalization) string {
 	for _, n := range norms {
 		switch n {
 		case policy.NormLowercase:
-			expr = "lower(" + expr + ")"
+			expr = "pg_catalog.lower(" + expr + ")"
 		case policy.NormTrim:
-			expr = "btrim(" + expr + ", " + trimSetSQL + ")"
+			expr = "pg_catalog.btrim(" + expr + ", " + trimSetSQL + ")"
 		case policy.NormNFC:
 			expr = "normalize(" + expr + ", NFC)"
 		}

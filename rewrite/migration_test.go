@@ -14,15 +14,15 @@ func TestMigrationFallback(t *testing.T) {
 	users := p.cfg.Table("public", "users")
 	cases := []struct{ sql, want string }{
 		{`SELECT id FROM users WHERE email = $1`,
-			`SELECT id FROM users WHERE (email_bidx = $1 AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND btrim(lower(email), E' \t\n\x0b\f\r') = $2))`},
+			`SELECT id FROM users WHERE (email_bidx = $1 AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND pg_catalog.btrim(pg_catalog.lower(email), E' \t\n\x0b\f\r') = $2))`},
 		{`SELECT id FROM users u WHERE $1 = u."email" AND org_id = 7`,
-			`SELECT id FROM users u WHERE ($1 = u."email_bidx" AND u."email_bidx" IS NOT NULL OR (u."email_bidx" IS NULL AND btrim(lower(u."email"), E' \t\n\x0b\f\r') = $2)) AND org_id = 7`},
+			`SELECT id FROM users u WHERE ($1 = u."email_bidx" AND u."email_bidx" IS NOT NULL OR (u."email_bidx" IS NULL AND pg_catalog.btrim(pg_catalog.lower(u."email"), E' \t\n\x0b\f\r') = $2)) AND org_id = 7`},
 		{`SELECT id FROM users WHERE email = 'A@B.c'`,
-			`SELECT id FROM users WHERE (email_bidx = {index:email<-L0} AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND btrim(lower(email), E' \t\n\x0b\f\r') = {plaintext:email<-L0}))`},
+			`SELECT id FROM users WHERE (email_bidx = {index:email<-L0} AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND pg_catalog.btrim(pg_catalog.lower(email), E' \t\n\x0b\f\r') = {plaintext:email<-L0}))`},
 		{`SELECT id FROM users WHERE email IN ($1, 'x@y')`,
-			`SELECT id FROM users WHERE (email_bidx IN ($1, {index:email<-L0}) AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND btrim(lower(email), E' \t\n\x0b\f\r') IN ($2, {plaintext:email<-L0})))`},
+			`SELECT id FROM users WHERE (email_bidx IN ($1, {index:email<-L0}) AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND pg_catalog.btrim(pg_catalog.lower(email), E' \t\n\x0b\f\r') IN ($2, {plaintext:email<-L0})))`},
 		{`SELECT id FROM users WHERE email = ANY($1)`,
-			`SELECT id FROM users WHERE (email_bidx = ANY($1) AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND btrim(lower(email), E' \t\n\x0b\f\r') = ANY($2)))`},
+			`SELECT id FROM users WHERE (email_bidx = ANY($1) AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND pg_catalog.btrim(pg_catalog.lower(email), E' \t\n\x0b\f\r') = ANY($2)))`},
 		{`SELECT id FROM users WHERE ssn <> $1`,
 			`SELECT id FROM users WHERE (ssn_bidx <> $1 AND ssn_bidx IS NOT NULL OR (ssn_bidx IS NULL AND ssn <> $2))`},
 	}

@@ -52,10 +52,10 @@ func TestReview21eDoUpdateSetFills(t *testing.T) {
 // spaces only: a legacy "a@x.io\r" was neither looked up nor checked for
 // uniqueness, HIGH), in lookups and in the fill alike, in policy order.
 func TestReview21eTrimSet(t *testing.T) {
-	if got, want := normalizeSQL("email", []policy.Normalization{policy.NormTrim, policy.NormLowercase}), `lower(btrim(email, E' \t\n\x0b\f\r'))`; got != want {
+	if got, want := normalizeSQL("email", []policy.Normalization{policy.NormTrim, policy.NormLowercase}), `pg_catalog.lower(pg_catalog.btrim(email, E' \t\n\x0b\f\r'))`; got != want {
 		t.Errorf("[trim, lowercase]: %s, want %s", got, want)
 	}
-	if got, want := normalizeSQL("email", []policy.Normalization{policy.NormLowercase, policy.NormTrim}), `btrim(lower(email), E' \t\n\x0b\f\r')`; got != want {
+	if got, want := normalizeSQL("email", []policy.Normalization{policy.NormLowercase, policy.NormTrim}), `pg_catalog.btrim(pg_catalog.lower(email), E' \t\n\x0b\f\r')`; got != want {
 		t.Errorf("[lowercase, trim]: %s, want %s", got, want)
 	}
 	p := newTestPlanner(t)
@@ -71,7 +71,7 @@ func TestReview21eTrimSet(t *testing.T) {
 			t.Fatalf("%s: %v", sql, err)
 		}
 		got := dumpPlan(sql, plan)
-		if strings.Contains(got, "btrim(lower(email))") || !strings.Contains(got, `btrim(lower(email), E' \t\n\x0b\f\r')`) {
+		if strings.Contains(got, "pg_catalog.btrim(pg_catalog.lower(email))") || !strings.Contains(got, `pg_catalog.btrim(pg_catalog.lower(email), E' \t\n\x0b\f\r')`) {
 			t.Errorf("%s: want btrim with the white-space set:\n%s", sql, got)
 		}
 	}

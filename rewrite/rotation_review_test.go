@@ -277,18 +277,18 @@ func TestReviewRotationMigrationMode(t *testing.T) {
 	p.SetMigrating(map[*policy.Table]bool{p.cfg.Table("public", "accounts"): true})
 	reviewGolden(t, p, []struct{ sql, want string }{
 		{`SELECT id FROM accounts WHERE email = $1`, `kind=select rewritten=true client_params=1
-  sql: SELECT id FROM accounts WHERE (email_bidx = $1 AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND lower(email) = $2))
+  sql: SELECT id FROM accounts WHERE (email_bidx = $1 AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND pg_catalog.lower(email) = $2))
   $1 = index($1, public.accounts.email)
   $2 = plaintext($1, public.accounts.email)
 `},
 		{`SELECT id FROM accounts WHERE email IN ($1, 'X')`, `kind=select rewritten=true client_params=1
-  sql: SELECT id FROM accounts WHERE (email_bidx IN ($1, {index:email<-L0}) AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND lower(email) IN ($2, {plaintext:email<-L0})))
+  sql: SELECT id FROM accounts WHERE (email_bidx IN ($1, {index:email<-L0}) AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND pg_catalog.lower(email) IN ($2, {plaintext:email<-L0})))
   $1 = index($1, public.accounts.email)
   $2 = plaintext($1, public.accounts.email)
   L0 = 'X'
 `},
 		{`UPDATE accounts SET email = $1 WHERE org_id = $2 AND email = $3`, `kind=update rewritten=true client_params=3
-  sql: WITH pgveil_unique AS (UPDATE public.accounts SET email_bidx = COALESCE(email_bidx, CASE WHEN NOT (left(email, 5) = 'pgv1:' AND octet_length(email) >= 49 AND (octet_length(email) - 5) % 4 <> 1) THEN CASE lower(email) WHEN $7 THEN $5::bytea END END), email_bidx2 = COALESCE(email_bidx2, CASE WHEN NOT (left(email, 5) = 'pgv1:' AND octet_length(email) >= 49 AND (octet_length(email) - 5) % 4 <> 1) THEN CASE lower(email) WHEN $7 THEN $6::bytea END END) WHERE (email_bidx IS NULL AND NOT (left(email, 5) = 'pgv1:' AND octet_length(email) >= 49 AND (octet_length(email) - 5) % 4 <> 1) AND lower(email) IN ($7)) RETURNING 1) UPDATE accounts SET email = $1, email_bidx = $5, email_bidx2 = $6 WHERE org_id = $2 AND (email_bidx = $3 AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND lower(email) = $4))
+  sql: WITH pgveil_unique AS (UPDATE public.accounts SET email_bidx = COALESCE(email_bidx, CASE WHEN NOT (pg_catalog.left(email, 5) = 'pgv1:' AND pg_catalog.octet_length(email) >= 49 AND (pg_catalog.octet_length(email) - 5) % 4 <> 1) THEN CASE pg_catalog.lower(email) WHEN $7 THEN $5::bytea END END), email_bidx2 = COALESCE(email_bidx2, CASE WHEN NOT (pg_catalog.left(email, 5) = 'pgv1:' AND pg_catalog.octet_length(email) >= 49 AND (pg_catalog.octet_length(email) - 5) % 4 <> 1) THEN CASE pg_catalog.lower(email) WHEN $7 THEN $6::bytea END END) WHERE (email_bidx IS NULL AND NOT (pg_catalog.left(email, 5) = 'pgv1:' AND pg_catalog.octet_length(email) >= 49 AND (pg_catalog.octet_length(email) - 5) % 4 <> 1) AND pg_catalog.lower(email) IN ($7)) RETURNING 1) UPDATE accounts SET email = $1, email_bidx = $5, email_bidx2 = $6 WHERE org_id = $2 AND (email_bidx = $3 AND email_bidx IS NOT NULL OR (email_bidx IS NULL AND pg_catalog.lower(email) = $4))
   $1 = encrypt($1, public.accounts.email, tenant=$2)
   $3 = index($3, public.accounts.email)
   $4 = plaintext($3, public.accounts.email)
@@ -297,7 +297,7 @@ func TestReviewRotationMigrationMode(t *testing.T) {
   $7 = plaintext($1, public.accounts.email)
 `},
 		{`INSERT INTO accounts (org_id, email) VALUES ($1, $2) ON CONFLICT (email) DO UPDATE SET email = EXCLUDED.email`, `kind=insert rewritten=true client_params=2
-  sql: WITH pgveil_unique AS (UPDATE public.accounts SET email_bidx = COALESCE(email_bidx, CASE WHEN NOT (left(email, 5) = 'pgv1:' AND octet_length(email) >= 49 AND (octet_length(email) - 5) % 4 <> 1) THEN CASE lower(email) WHEN $5 THEN $3::bytea END END), email_bidx2 = COALESCE(email_bidx2, CASE WHEN NOT (left(email, 5) = 'pgv1:' AND octet_length(email) >= 49 AND (octet_length(email) - 5) % 4 <> 1) THEN CASE lower(email) WHEN $5 THEN $4::bytea END END) WHERE (email_bidx IS NULL AND NOT (left(email, 5) = 'pgv1:' AND octet_length(email) >= 49 AND (octet_length(email) - 5) % 4 <> 1) AND lower(email) IN ($5)) RETURNING 1) INSERT INTO accounts (org_id, email, email_bidx, email_bidx2) VALUES ($1, $2, $3, $4) ON CONFLICT (email_bidx) DO UPDATE SET email = EXCLUDED.email, email_bidx = excluded.email_bidx, email_bidx2 = excluded.email_bidx2 WHERE accounts.org_id = EXCLUDED.org_id
+  sql: WITH pgveil_unique AS (UPDATE public.accounts SET email_bidx = COALESCE(email_bidx, CASE WHEN NOT (pg_catalog.left(email, 5) = 'pgv1:' AND pg_catalog.octet_length(email) >= 49 AND (pg_catalog.octet_length(email) - 5) % 4 <> 1) THEN CASE pg_catalog.lower(email) WHEN $5 THEN $3::bytea END END), email_bidx2 = COALESCE(email_bidx2, CASE WHEN NOT (pg_catalog.left(email, 5) = 'pgv1:' AND pg_catalog.octet_length(email) >= 49 AND (pg_catalog.octet_length(email) - 5) % 4 <> 1) THEN CASE pg_catalog.lower(email) WHEN $5 THEN $4::bytea END END) WHERE (email_bidx IS NULL AND NOT (pg_catalog.left(email, 5) = 'pgv1:' AND pg_catalog.octet_length(email) >= 49 AND (pg_catalog.octet_length(email) - 5) % 4 <> 1) AND pg_catalog.lower(email) IN ($5)) RETURNING 1) INSERT INTO accounts (org_id, email, email_bidx, email_bidx2) VALUES ($1, $2, $3, $4) ON CONFLICT (email_bidx) DO UPDATE SET email = EXCLUDED.email, email_bidx = excluded.email_bidx, email_bidx2 = excluded.email_bidx2 WHERE accounts.org_id = EXCLUDED.org_id
   $2 = encrypt($2, public.accounts.email, tenant=$1)
   $3 = index($2, public.accounts.email)
   $4 = index-next($2, public.accounts.email)

@@ -1,7 +1,6 @@
 package rewrite
 
 import (
-	"fmt"
 	"math"
 	"strings"
 
@@ -281,15 +280,10 @@ func (a *analyzer) emitUniqueFill(f *uniqueFill) {
 }
 
 // sealedSQL is true when the stored value has the shape of an envelope
-// (as cmd/pgveil/internal/ops sealedSQL): a row sealed before its blind
-// index existed holds no plaintext to compare.
+// (envelope.SealedSQL, as the operator commands judge it): a row sealed
+// before its blind index existed holds no plaintext to compare.
 func sealedSQL(col string, physical uint32) string {
-	if physical == policy.OIDBytea {
-		return fmt.Sprintf(`(octet_length(%[1]s) >= %[2]d AND substr(%[1]s, 1, 1) = decode('01', 'hex') AND substr(%[1]s, 2, 4) <> decode('00000000', 'hex'))`,
-			col, envelope.Overhead)
-	}
-	return fmt.Sprintf("(left(%[1]s, 5) = 'pgv1:' AND octet_length(%[1]s) >= %[2]d AND (octet_length(%[1]s) - 5) %% 4 <> 1)",
-		col, envelope.EncodedLen(envelope.Overhead))
+	return envelope.SealedSQL(col, physical != policy.OIDBytea)
 }
 
 // fillsUnique records v, written to col with blind index bi, in the

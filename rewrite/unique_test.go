@@ -19,8 +19,8 @@ func TestUniqueWhileMigrating(t *testing.T) {
 	sealed := sealedSQL(`email`, policy.OIDText)
 	cte := func(whens, ins string) string {
 		return `WITH pgveil_unique AS (UPDATE public.users SET email_bidx = COALESCE(email_bidx, CASE WHEN NOT ` + sealed +
-			` THEN CASE btrim(lower(email), E' \t\n\x0b\f\r')` + whens + ` END END) WHERE (email_bidx IS NULL AND NOT ` + sealed +
-			` AND btrim(lower(email), E' \t\n\x0b\f\r') IN (` + ins + `)) RETURNING 1) `
+			` THEN CASE pg_catalog.btrim(pg_catalog.lower(email), E' \t\n\x0b\f\r')` + whens + ` END END) WHERE (email_bidx IS NULL AND NOT ` + sealed +
+			` AND pg_catalog.btrim(pg_catalog.lower(email), E' \t\n\x0b\f\r') IN (` + ins + `)) RETURNING 1) `
 	}
 	wrap := func(v string) string {
 		return `(SELECT ` + v + `::bytea FROM (SELECT count(*) FROM pgveil_unique) pgveil_unique)`

@@ -32,12 +32,7 @@ func (a *args) add(v any) string {
 //	text:  envelope.IsText   "pgv1:" prefix, at least 49 bytes, (len-5) % 4 != 1
 //	bytea: envelope.IsBinary at least 33 bytes, version 0x01, key id not 0
 func sealedSQL(col string, physical uint32) string {
-	if physical == policy.OIDText {
-		return fmt.Sprintf("(left(%[1]s, 5) = 'pgv1:' AND octet_length(%[1]s) >= %[2]d AND (octet_length(%[1]s) - 5) %% 4 <> 1)",
-			col, envelope.EncodedLen(envelope.Overhead))
-	}
-	return fmt.Sprintf(`(octet_length(%[1]s) >= %[2]d AND substr(%[1]s, 1, 1) = '\x01'::bytea AND substr(%[1]s, 2, 4) <> '\x00000000'::bytea)`,
-		col, envelope.Overhead)
+	return envelope.SealedSQL(col, physical == policy.OIDText)
 }
 
 // keyIDSQL is the envelope's key id as 4 big-endian bytes (a sealed value only).
