@@ -265,6 +265,14 @@ func (a *analyzer) finish() *Error {
 		g.seq = len(a.edits)
 		a.edits = append(a.edits, *g)
 	}
+	if len(st.Params) > maxParams {
+		// The Bind pgveil sends counts them in an int16: beyond the limit
+		// the count wrapped, and the server read another number of
+		// parameters than the statement has (lead, 21st session).
+		e := errorf("54000", "this statement needs %d parameters once pgveil adds its own (blind indexes, tenants, uniqueness checks: %d from the client), more than the protocol's limit of %d", len(st.Params), st.ClientParams, maxParams)
+		e.Hint = "write fewer rows per statement"
+		return e
+	}
 	if len(a.edits) == 0 && len(st.Params) == 0 {
 		st.Params = nil
 		return nil
