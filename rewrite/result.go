@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"slices"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
@@ -281,6 +282,29 @@ func (res *queryResult) outRefText(r *rel, idx int) (string, bool) {
 	return "", false
 }
 
+// mergedSendRef reports whether the client's own reference to a column
+// of r, read as t's send form where pgveil cannot name r, may be the
+// merged value of a JOIN … USING rather than r's own (a RIGHT JOIN's is
+// the right side's, a FULL JOIN's a COALESCE), for a tenant type whose
+// equal values name different tenants (float 0 and -0: review 21d, the
+// other side's -0 opened a value of tenant 0). Such references are not
+// taken: the statement is refused.
+func (a *analyzer) mergedSendRef(r *rel, idx int, t *policy.Table) bool {
+	if r == nil || idx < 0 || idx >= len(r.cols) {
+		return true
+	}
+	if !a.tenantTextGuard(t) {
+		return false
+	}
+	name := r.cols[idx].name
+	for _, x := range [...]*rel{r, r.joinAliasRel} {
+		if x != nil && (slices.Contains(x.using, name) || slices.Contains(x.using, "*")) {
+			return true
+		}
+	}
+	return false
+}
+
 // columnRefText writes a column reference as SQL: its names quoted.
 func columnRefText(cr *pg.ColumnRef) (string, bool) {
 	parts := make([]string, 0, len(cr.Fields))
@@ -366,7 +390,7 @@ func (a *analyzer) bindTenants(res *queryResult, sc *scope, appendAt int, cannot
 			ref = "(" + c.src.rowOf + ")." + ref
 		} else if q, ok := c.src.colIn(sc, c.tenant); ok {
 			ref = q
-		} else if q, ok := res.outRefText(c.src, c.tenant); send != "" && ok {
+		} else if q, ok := res.outRefText(c.src, c.tenant); send != "" && ok && !a.mergedSendRef(c.src, c.tenant, t) {
 			ref = q // the client's own reference to it, in this select list
 		} else {
 			// Any name pgveil could write might reach another relation

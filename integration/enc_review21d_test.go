@@ -1,0 +1,164 @@
+package integration
+
+// Review 21d: probes of review 21a's send-form tenant reads against a
+// real server (scaffolding: enc_review21a_test.go).
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// TestReview21dTableAndCopyOnly: TABLE t of a date, timestamp,
+// timestamptz, float or domain tenant table reads as SELECT * does (it
+// was refused after review 21a); COPY t TO returns t's own rows, not
+// those of an inheritance child (pgveil's SELECT read them too).
+func TestReview21dTableAndCopyOnly(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, 3*time.Minute)
+	e, conn := review21aEnv(t, ctx, "enc_review21d_table")
+	d := e.conn(ctx)
+	// A child made on a direct connection after pgveil's snapshot, with
+	// a row of its own (its secret NULL: nothing to open).
+	for _, ty := range review21aTypes {
+		s := fmt.Sprintf(`CREATE TABLE r21k_%s () INHERITS (r21_%s); INSERT INTO r21k_%s (id, org, secret) VALUES (4, '%s', NULL)`, ty.name, ty.name, ty.name, ty.a)
+		if _, err := d.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	c := conn()
+	if _, err := c.PgConn().Exec(ctx, "SET DateStyle = 'SQL, DMY'; SET extra_float_digits = 0").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	for _, ty := range review21aTypes {
+		table := "r21_" + ty.name
+		want := review21aExpect(true) + ",4="
+		for _, q := range []string{
+			`TABLE %s ORDER BY id`,
+			`TABLE ONLY %s ORDER BY id`,
+		} {
+			q = fmt.Sprintf(q, table)
+			w := want
+			if strings.Contains(q, "ONLY") {
+				w = review21aExpect(true)
+			}
+			for _, formats := range [][]int16{nil, {1}, {0, 1, 0}} {
+				var rs *pgconn.Result
+				if formats == nil {
+					all, err := c.PgConn().Exec(ctx, q).ReadAll()
+					if err != nil {
+						t.Errorf("%s simple: %v", q, err)
+						c.Close(ctx)
+						c = conn()
+						continue
+					}
+					rs = all[0]
+				} else {
+					rs = c.PgConn().ExecParams(ctx, q, nil, nil, nil, formats).Read()
+				}
+				if rs.Err != nil {
+					t.Errorf("%s %v: %v", q, formats, rs.Err)
+					c.Close(ctx)
+					c = conn()
+					continue
+				}
+				if len(rs.FieldDescriptions) != 3 {
+					t.Errorf("%s %v: %d fields", q, formats, len(rs.FieldDescriptions))
+				}
+				if got := review21aSecrets(review21aRows(rs)); got != w {
+					t.Errorf("%s %v: %s; want %s", q, formats, got, w)
+				}
+			}
+		}
+		// COPY t TO: t's rows, as PostgreSQL's COPY t TO gives them.
+		for _, q := range []string{`COPY %s TO STDOUT`, `COPY %s (id, secret) TO STDOUT (FORMAT csv)`, `COPY %s (id, org, secret) TO STDOUT (FORMAT binary)`} {
+			q = fmt.Sprintf(q, table)
+			var buf bytes.Buffer
+			if _, err := c.PgConn().CopyTo(ctx, &buf, q); err != nil {
+				t.Errorf("%s: %v", q, err)
+				c.Close(ctx)
+				c = conn()
+				continue
+			}
+			got, err := review21aCopyRows(buf.Bytes(), q)
+			if err != nil {
+				t.Errorf("%s: %v", q, err)
+			} else if want := review21aExpect(true); got != want {
+				t.Errorf("%s: %s; want %s (PostgreSQL's COPY %s TO leaves the child's rows out)", q, got, want, table)
+			}
+		}
+	}
+	c.Close(ctx)
+}
+
+// TestReview21dFloatMergedUsing: a float tenant's rows of tenants 0 and
+// -0 (equal to PostgreSQL, two tenants to pgveil); the -0 row holds the
+// ciphertext of the 0 row, moved. Read through a JOIN alias over a RIGHT
+// JOIN … USING (org) with a table holding 0, the client's j.org is the
+// right side's 0: review 21a read its send form and the moved value
+// opened. Refused now; the table's own column still reads the rows.
+func TestReview21dFloatMergedUsing(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, 3*time.Minute)
+	e, conn := review21aEnv(t, ctx, "enc_review21d_merged",
+		`CREATE TABLE o21 (org float8)`, `INSERT INTO o21 VALUES (0)`)
+	app := conn()
+	for _, s := range []string{
+		`INSERT INTO r21e_f8 (id, org, secret) VALUES (10, '-0', 'neg'), (11, '0', 'pos')`,
+	} {
+		if _, err := app.Exec(ctx, s, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	d := e.conn(ctx)
+	if _, err := d.Exec(ctx, `UPDATE r21e_f8 SET secret = (SELECT secret FROM r21e_f8 WHERE id = 11) WHERE id = 10`); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`SELECT j.id, j.secret, j.org FROM (r21e_f8 u RIGHT JOIN o21 o USING (org)) j WHERE j.id = 10`,
+		`SELECT j.id, j.secret, org FROM (r21e_f8 u RIGHT JOIN o21 o USING (org)) j WHERE j.id = 10`,
+		`SELECT json_build_object('s', j.secret, 'o', j.org) AS secret FROM (r21e_f8 u RIGHT JOIN o21 o USING (org)) j WHERE j.id = 10`,
+		`SELECT id, secret, org FROM r21e_f8 WHERE false UNION ALL SELECT j.id, j.secret, j.org FROM (r21e_f8 u RIGHT JOIN o21 o USING (org)) j WHERE j.id = 10`,
+	} {
+		for _, mode := range []string{"simple", "extended"} {
+			var rows [][][]byte
+			var err error
+			if mode == "simple" {
+				var rs []*pgconn.Result
+				if rs, err = app.PgConn().Exec(ctx, q).ReadAll(); err == nil {
+					rows = rs[0].Rows
+				}
+			} else {
+				rs := app.PgConn().ExecParams(ctx, q, nil, nil, nil, nil).Read()
+				rows, err = rs.Rows, rs.Err
+			}
+			for _, r := range rows {
+				for _, v := range r {
+					if bytes.Contains(v, []byte("pos")) {
+						t.Errorf("%s (%s): the value moved from tenant 0 into the row of tenant -0 opened: %q", q, mode, r)
+					}
+				}
+			}
+			if err == nil {
+				t.Errorf("%s (%s): %q; want refused", q, mode, rows)
+			}
+			app.Close(ctx)
+			app = conn()
+		}
+	}
+	// The table's own column: the rows of their own tenant open, the
+	// moved value does not.
+	rs, err := app.PgConn().Exec(ctx, `SELECT id, secret FROM r21e_f8 u RIGHT JOIN o21 o USING (org) WHERE id = 11`).ReadAll()
+	if err != nil || len(rs[0].Rows) != 1 || string(rs[0].Rows[0][1]) != "pos" {
+		t.Errorf("row 11 through the join: %v %v", review20bRows(rs), err)
+	}
+	if _, err := app.PgConn().Exec(ctx, `SELECT id, secret FROM r21e_f8 u RIGHT JOIN o21 o USING (org) WHERE id = 10`).ReadAll(); err == nil || !strings.Contains(err.Error(), "PV001") {
+		t.Errorf("row 10 through the join: %v; want PV001", err)
+	}
+	app.Close(ctx)
+}
