@@ -124,6 +124,9 @@ func TestReview21dFloatMergedUsing(t *testing.T) {
 		`SELECT j.id, j.secret, org FROM (r21e_f8 u RIGHT JOIN o21 o USING (org)) j WHERE j.id = 10`,
 		`SELECT json_build_object('s', j.secret, 'o', j.org) AS secret FROM (r21e_f8 u RIGHT JOIN o21 o USING (org)) j WHERE j.id = 10`,
 		`SELECT id, secret, org FROM r21e_f8 WHERE false UNION ALL SELECT j.id, j.secret, j.org FROM (r21e_f8 u RIGHT JOIN o21 o USING (org)) j WHERE j.id = 10`,
+		// The merged value as a subquery's tenant (so before review 21a).
+		`SELECT id, secret, org FROM (SELECT u.id, u.secret, org FROM r21e_f8 u RIGHT JOIN o21 o USING (org)) s WHERE id = 10`,
+		`SELECT id, secret FROM (SELECT j.id, j.secret, j.org FROM (r21e_f8 u RIGHT JOIN o21 o USING (org)) j) s WHERE id = 10`,
 	} {
 		for _, mode := range []string{"simple", "extended"} {
 			var rows [][][]byte

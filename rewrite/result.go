@@ -42,6 +42,13 @@ type outCol struct {
 	// sendOf marks a hidden field pgveil added holding the send form of
 	// sendOf's key_context column (Output.SendOf).
 	sendOf *policy.Table
+	// merged marks a reference to a JOIN … USING column's merged value
+	// (a bare name, or one through a JOIN's alias) named like a tenant
+	// column whose equal values may name different tenants (float 0 and
+	// -0, a nondeterministic collation): a RIGHT JOIN's is the other
+	// side's, so it is never taken for the row's tenant (findOut; review
+	// 21d).
+	merged bool
 }
 
 // queryResult is what a query returns, as far as the SQL tells.
@@ -170,7 +177,7 @@ func (res *queryResult) expandStar(r *rel, bare bool) {
 // findOut returns the index of the output reading column idx of r, or -1.
 func (res *queryResult) findOut(r *rel, idx int) int {
 	for j, c := range res.cols {
-		if c.src == r && c.srcIdx == idx && r != nil && idx >= 0 {
+		if c.src == r && c.srcIdx == idx && r != nil && idx >= 0 && !c.merged {
 			return j
 		}
 	}
@@ -299,6 +306,34 @@ func (a *analyzer) mergedSendRef(r *rel, idx int, t *policy.Table) bool {
 	name := r.cols[idx].name
 	for _, x := range [...]*rel{r, r.joinAliasRel} {
 		if x != nil && (slices.Contains(x.using, name) || slices.Contains(x.using, "*")) {
+			return true
+		}
+	}
+	return false
+}
+
+// mergedOutput reports whether select-list reference cr (resolved to
+// ref) reads a JOIN … USING column's merged value rather than the
+// relation's own column, for a name that is the key_context of a table
+// whose equal tenant values may name different tenants (outCol.merged).
+func (a *analyzer) mergedOutput(cr *pg.ColumnRef, ref colRef) bool {
+	r := ref.rel
+	if r == nil || ref.idx < 0 || ref.idx >= len(r.cols) {
+		return false
+	}
+	if len(cr.Fields) > 1 && !r.joinAlias {
+		return false // t.col: t's own column
+	}
+	name := r.cols[ref.idx].name
+	using := false
+	for _, x := range [...]*rel{r, r.joinAliasRel} {
+		using = using || x != nil && (slices.Contains(x.using, name) || slices.Contains(x.using, "*"))
+	}
+	if !using {
+		return false
+	}
+	for _, t := range a.cfg.Tables {
+		if t.KeyContext != "" && t.KeyContext == name && a.tenantTextGuard(t) {
 			return true
 		}
 	}

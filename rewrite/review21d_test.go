@@ -146,6 +146,11 @@ func TestReview21dMergedUsingColumn(t *testing.T) {
 		`SELECT json_build_object('p', j.phone, 'o', j.org_id) FROM (users u RIGHT JOIN orgs o USING (org_id)) j`,
 		`SELECT phone, org_id FROM users WHERE false UNION ALL SELECT j.phone, j.org_id FROM (users u RIGHT JOIN orgs o USING (org_id)) j`,
 		`COPY (SELECT j.phone, j.org_id FROM (users u RIGHT JOIN orgs o USING (org_id)) j) TO STDOUT`,
+		// The merged value as a subquery's or CTE's tenant column (a bare
+		// name is the merged one too; this was so before review 21a).
+		`SELECT phone, org_id FROM (SELECT j.phone, j.org_id FROM (users u RIGHT JOIN orgs o USING (org_id)) j) s`,
+		`SELECT phone, org_id FROM (SELECT u.phone, org_id FROM users u RIGHT JOIN orgs o USING (org_id)) s`,
+		`WITH s AS (SELECT u.phone, org_id FROM users u RIGHT JOIN orgs o USING (org_id)) SELECT phone FROM s`,
 	}
 	pf := review21dPlanner(t, 701)
 	for _, sql := range refused {
@@ -158,6 +163,8 @@ func TestReview21dMergedUsingColumn(t *testing.T) {
 		// The relation named: its own column, not the merged one.
 		{`SELECT phone, org_id FROM users u RIGHT JOIN orgs o USING (org_id)`,
 			`SELECT phone, org_id, pg_catalog.float8send(u.org_id) FROM users u RIGHT JOIN orgs o USING (org_id)`},
+		{`SELECT phone FROM (SELECT u.phone, u.org_id FROM users u RIGHT JOIN orgs o USING (org_id)) s`,
+			`SELECT phone, pg_catalog.float8send(s.org_id) FROM (SELECT u.phone, u.org_id FROM users u RIGHT JOIN orgs o USING (org_id)) s`},
 		// USING another column: the reference is the column itself.
 		{`SELECT j.phone, j.org_id FROM (users u JOIN contacts c USING (id)) j`,
 			`SELECT j.phone, j.org_id, pg_catalog.float8send(j.org_id) FROM (users u JOIN contacts c USING (id)) j`},
@@ -172,7 +179,11 @@ func TestReview21dMergedUsingColumn(t *testing.T) {
 		}
 	}
 	pd := review21dPlanner(t, 1082)
+	pi := review21dPlanner(t, 20)
 	for _, sql := range refused {
+		if _, err := pi.Plan(sql, publicPath); err != nil {
+			t.Errorf("bigint %s: %v; want planned", sql, err)
+		}
 		if _, err := pd.Plan(sql, publicPath); err != nil {
 			t.Errorf("date %s: %v; want planned (equal dates have one send form)", sql, err)
 		}

@@ -250,7 +250,7 @@ func (a *analyzer) targetList(list []*pg.Node, level *scope) (*queryResult, *Err
 				continue
 			}
 			a.refScopes[cr] = level // for a blind-index rename of this output (indexSubquery)
-			o := outCol{name: rt.Name, src: ref.rel, srcIdx: ref.idx, tenant: -1, tenantOut: -1, ref: cr}
+			o := outCol{name: rt.Name, src: ref.rel, srcIdx: ref.idx, tenant: -1, tenantOut: -1, ref: cr, merged: a.mergedOutput(cr, ref)}
 			if o.name == "" {
 				o.name = lastName(cr.Fields)
 			}
