@@ -165,3 +165,80 @@ func TestReview21dFloatMergedUsing(t *testing.T) {
 	}
 	app.Close(ctx)
 }
+
+// TestReview21dProtocolShapes (holds): a prepared statement described
+// then bound with one result format per visible field, in both orders; a
+// cursor WITH HOLD fetched after its transaction under another
+// DateStyle; pgx's statement cache; INSERT … ON CONFLICT … RETURNING.
+// The hidden send field never reaches the client and the moved value
+// (row 3) never opens.
+func TestReview21dProtocolShapes(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, 3*time.Minute)
+	_, conn := review21aEnv(t, ctx, "enc_review21d_proto")
+	for _, ty := range review21aTypes {
+		table := "r21_" + ty.name
+		c := conn()
+		if _, err := c.PgConn().Exec(ctx, "SET DateStyle = 'German'; SET extra_float_digits = -3").ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+		q := fmt.Sprintf(`SELECT id, secret, org FROM %s ORDER BY id`, table)
+		sd, err := c.PgConn().Prepare(ctx, "p21d", q, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if len(sd.Fields) != 3 {
+			t.Errorf("%s: Describe of the statement has %d fields", q, len(sd.Fields))
+		}
+		for _, formats := range [][]int16{{0, 1, 0}, {1, 0, 1}, {0, 0, 1}, {1}, nil} {
+			rs := c.PgConn().ExecPrepared(ctx, "p21d", nil, nil, formats).Read()
+			if rs.Err != nil {
+				t.Errorf("%s %v: %v", q, formats, rs.Err)
+				continue
+			}
+			if len(rs.FieldDescriptions) != 3 {
+				t.Errorf("%s %v: %d fields", q, formats, len(rs.FieldDescriptions))
+			}
+			if got, want := review21aSecrets(review21aRows(rs)), review21aExpect(true); got != want {
+				t.Errorf("%s %v: %s; want %s", q, formats, got, want)
+			}
+		}
+		// pgx's cached statements (Describe, then Bind with its formats).
+		rows, err := c.Query(ctx, fmt.Sprintf(`SELECT id, secret FROM %s WHERE id < 3 ORDER BY id`, table))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for rows.Next() {
+			var id int32
+			var s *string
+			if err := rows.Scan(&id, &s); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, fmt.Sprintf("%d=%v", id, *s))
+		}
+		if rows.Err() != nil || strings.Join(got, ",") != "1=s-1,2=s-2" {
+			t.Errorf("%s pgx: %v %v", table, got, rows.Err())
+		}
+		// A cursor WITH HOLD, fetched after COMMIT under another DateStyle.
+		rs, err := c.PgConn().Exec(ctx, fmt.Sprintf(`BEGIN; DECLARE h21 CURSOR WITH HOLD FOR SELECT id, secret FROM %s ORDER BY id; COMMIT; SET DateStyle = 'SQL, DMY'; FETCH 2 FROM h21; FETCH ALL FROM h21; CLOSE h21`, table)).ReadAll()
+		if err != nil {
+			t.Errorf("%s cursor: %v", table, err)
+		} else {
+			all := append(review21aRows(rs[4]), review21aRows(rs[5])...)
+			if got, want := review21aSecrets(all), review21aExpect(true); got != want || len(rs[4].FieldDescriptions) != 2 {
+				t.Errorf("%s cursor: %s (%d fields); want %s", table, got, len(rs[4].FieldDescriptions), want)
+			}
+		}
+		// INSERT … ON CONFLICT … RETURNING: the row's own value.
+		rs, err = c.PgConn().Exec(ctx, fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (20, '%s', 'c1') ON CONFLICT (id) DO UPDATE SET secret = EXCLUDED.secret WHERE %s.org = EXCLUDED.org RETURNING id, secret`, table, ty.b, table)).ReadAll()
+		if err != nil || len(rs[0].Rows) != 1 || string(rs[0].Rows[0][1]) != "c1" || len(rs[0].FieldDescriptions) != 2 {
+			t.Errorf("%s INSERT … RETURNING: %v %v", table, review20bRows(rs), err)
+		}
+		rs, err = c.PgConn().Exec(ctx, fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (20, '%s', 'c2') ON CONFLICT (id) DO UPDATE SET secret = EXCLUDED.secret RETURNING id, secret`, table, ty.b)).ReadAll()
+		if err != nil || len(rs[0].Rows) != 1 || string(rs[0].Rows[0][1]) != "c2" {
+			t.Errorf("%s INSERT … ON CONFLICT DO UPDATE RETURNING: %v %v", table, review20bRows(rs), err)
+		}
+		c.Close(ctx)
+	}
+}
