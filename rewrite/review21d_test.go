@@ -259,3 +259,31 @@ func TestReview21dShapes(t *testing.T) {
 		}
 	}
 }
+
+// TestReview21dTableShapeCache (holds): a TABLE statement planned from
+// the shape of another text (its literals differ) keeps the rewrite.
+func TestReview21dTableShapeCache(t *testing.T) {
+	p := review21dPlanner(t, 1082)
+	for _, n := range []string{"5", "7", "11"} {
+		sql := `TABLE users ORDER BY id LIMIT ` + n
+		plan, err := p.Plan(sql, publicPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := mustRender(t, sql, plan), `SELECT *, pg_catalog.date_send(users.org_id) FROM users ORDER BY id LIMIT `+n; got != want {
+			t.Errorf("%s: %s", sql, got)
+		}
+	}
+	if p.Stats().ShapeHits == 0 {
+		t.Error("no shape hit: the texts were each planned, the shape path is not exercised")
+	}
+}
+
+func mustRender(t *testing.T, sql string, plan *Plan) string {
+	t.Helper()
+	got, err := renderMarked(sql, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
