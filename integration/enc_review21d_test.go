@@ -230,6 +230,13 @@ func TestReview21dProtocolShapes(t *testing.T) {
 				t.Errorf("%s cursor: %s (%d fields); want %s", table, got, len(rs[4].FieldDescriptions), want)
 			}
 		}
+		// A BINARY cursor: the send field arrives in binary.
+		rs, err = c.PgConn().Exec(ctx, fmt.Sprintf(`BEGIN; DECLARE b21 BINARY CURSOR FOR SELECT id, secret FROM %s ORDER BY id; FETCH ALL FROM b21; COMMIT`, table)).ReadAll()
+		if err != nil {
+			t.Errorf("%s binary cursor: %v", table, err)
+		} else if got, want := review21aSecrets(review21aRows(rs[2])), review21aExpect(true); got != want || len(rs[2].FieldDescriptions) != 2 {
+			t.Errorf("%s binary cursor: %s (%d fields); want %s", table, got, len(rs[2].FieldDescriptions), want)
+		}
 		// INSERT … ON CONFLICT … RETURNING: the row's own value.
 		rs, err = c.PgConn().Exec(ctx, fmt.Sprintf(`INSERT INTO %s (id, org, secret) VALUES (20, '%s', 'c1') ON CONFLICT (id) DO UPDATE SET secret = EXCLUDED.secret WHERE %s.org = EXCLUDED.org RETURNING id, secret`, table, ty.b, table)).ReadAll()
 		if err != nil || len(rs[0].Rows) != 1 || string(rs[0].Rows[0][1]) != "c1" || len(rs[0].FieldDescriptions) != 2 {
@@ -241,4 +248,56 @@ func TestReview21dProtocolShapes(t *testing.T) {
 		}
 		c.Close(ctx)
 	}
+}
+
+// TestReview21dByteaEscape (holds): with bytea_output = escape the send
+// field arrives in escape form (a float8's bytes include backslashes and
+// bytes above 0x7e) in rows, COPY text and csv, JSON and the UPDATE's
+// tenant lookup; the rows of their own tenant open, the moved value
+// does not.
+func TestReview21dByteaEscape(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, 3*time.Minute)
+	_, conn := review21aEnv(t, ctx, "enc_review21d_escape")
+	c := conn()
+	if _, err := c.PgConn().Exec(ctx, "SET bytea_output = escape; SET DateStyle = 'SQL, DMY'").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	for _, ty := range review21aTypes {
+		table := "r21_" + ty.name
+		rs, err := c.PgConn().Exec(ctx, fmt.Sprintf(`SELECT id, secret FROM %s ORDER BY id; TABLE %s ORDER BY id`, table, table)).ReadAll()
+		if err != nil {
+			t.Errorf("%s: %v", table, err)
+			c.Close(ctx)
+			c = conn()
+			c.PgConn().Exec(ctx, "SET bytea_output = escape").ReadAll()
+			continue
+		}
+		for _, r := range rs {
+			if got, want := review21aSecrets(review21aRows(r)), review21aExpect(true); got != want {
+				t.Errorf("%s: %s; want %s", table, got, want)
+			}
+		}
+		for _, q := range []string{`COPY %s (id, secret) TO STDOUT`, `COPY %s TO STDOUT (FORMAT csv)`} {
+			q = fmt.Sprintf(q, table)
+			var buf bytes.Buffer
+			if _, err := c.PgConn().CopyTo(ctx, &buf, q); err != nil {
+				t.Errorf("%s: %v", q, err)
+				continue
+			}
+			if got, err := review21aCopyRows(buf.Bytes(), q); err != nil || got != review21aExpect(true) {
+				t.Errorf("%s: %s %v", q, got, err)
+			}
+		}
+		rs, err = c.PgConn().Exec(ctx, fmt.Sprintf(`SELECT jsonb_build_array(secret) AS secret FROM %s WHERE id = 1`, table)).ReadAll()
+		if err != nil || len(rs[0].Rows) != 1 || string(rs[0].Rows[0][0]) != `["s-1"]` {
+			t.Errorf("%s JSON: %v %v", table, review20bRows(rs), err)
+		}
+		if _, err := c.PgConn().Exec(ctx, fmt.Sprintf(`UPDATE %s SET secret = 'esc' WHERE id = 2`, table)).ReadAll(); err != nil {
+			t.Errorf("%s looked-up UPDATE: %v", table, err)
+		} else if err := review19cReads(ctx, c, table, 2, "esc"); err != nil {
+			t.Errorf("%s after the UPDATE: %v", table, err)
+		}
+	}
+	c.Close(ctx)
 }
