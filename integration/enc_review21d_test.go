@@ -301,3 +301,70 @@ func TestReview21dByteaEscape(t *testing.T) {
 	}
 	c.Close(ctx)
 }
+
+// TestReview21dWritesUnderTimeZone (holds): with the read-side tracking
+// of DateStyle and extra_float_digits gone, writes still seal under the
+// tenant the row stores: a timestamptz literal with an offset, a
+// timestamptz parameter for a date tenant (converted in TimeZone), a
+// float written as 0.30000000000000004 under extra_float_digits 0, each
+// under a TimeZone and DateStyle changed in the same message; the rows
+// read back in a default session. (A timestamptz literal without a zone
+// and a cast of a date tenant's literal to timestamptz are refused, as
+// before.)
+func TestReview21dWritesUnderTimeZone(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, 3*time.Minute)
+	_, conn := review21aEnv(t, ctx, "enc_review21d_tzwrite")
+	c := conn()
+	for i, w := range []struct {
+		table, set, org string
+	}{
+		{"r21_tz", "SET TimeZone = 'Asia/Tokyo'", "'2026-01-02 03:04:05+09'"},
+		{"r21_tz", "SET TimeZone = 'America/New_York'; SET DateStyle = 'SQL, DMY'", "'2026-01-02 23:30:00-05'"},
+		{"r21_f8", "SET extra_float_digits = 0", "'0.30000000000000004'"},
+		{"r21_ts", "SET DateStyle = 'German'", "'2026-01-02 03:04:05.5'"},
+	} {
+		id := 40 + i
+		v := fmt.Sprintf("w%d", i)
+		q := fmt.Sprintf(`%s; INSERT INTO %s (id, org, secret) VALUES (%d, %s, '%s')`, w.set, w.table, id, w.org, v)
+		if _, err := c.PgConn().Exec(ctx, q).ReadAll(); err != nil {
+			t.Errorf("%s: %v", q, err)
+			c.Close(ctx)
+			c = conn()
+			continue
+		}
+		c2 := conn()
+		if err := review19cReads(ctx, c2, w.table, id, v); err != nil {
+			t.Errorf("%s, read in a default session: %v", q, err)
+		}
+		c2.Close(ctx)
+		c.PgConn().Exec(ctx, "RESET ALL").ReadAll()
+	}
+	// A timestamptz parameter for a date tenant converts in the session's
+	// TimeZone, which pgveil still follows: refused under Kiritimati
+	// (2026-01-02 20:00 UTC is 2026-01-03 there), accepted and sealed
+	// under the stored date in UTC.
+	ins := func(id int, v string) error {
+		return c.PgConn().ExecParams(ctx, fmt.Sprintf(`INSERT INTO r21_dt (id, org, secret) VALUES (%d, $1, $2)`, id),
+			[][]byte{[]byte("2026-01-02 20:00:00+00"), []byte(v)}, []uint32{1184, 25}, nil, nil).Read().Err
+	}
+	if _, err := c.PgConn().Exec(ctx, "SET TimeZone = 'Pacific/Kiritimati'").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ins(50, "tzk"); err == nil || !strings.Contains(err.Error(), "TimeZone") {
+		t.Errorf("timestamptz parameter under Kiritimati: %v; want refused", err)
+	}
+	if _, err := c.PgConn().Exec(ctx, "SET TimeZone = 'UTC'").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ins(51, "tzu"); err != nil {
+		t.Errorf("timestamptz parameter under UTC: %v", err)
+	} else {
+		c2 := conn()
+		if err := review19cReads(ctx, c2, "r21_dt", 51, "tzu"); err != nil {
+			t.Errorf("timestamptz parameter, read in a default session: %v", err)
+		}
+		c2.Close(ctx)
+	}
+	c.Close(ctx)
+}
