@@ -91,7 +91,8 @@ func (c *catalog) tenantType(t *policy.Table) uint32 {
 // schema, with its live columns in attnum order.
 const catalogQuery = `
 SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid,
-       COALESCE((SELECT NOT co.collisdeterministic FROM pg_catalog.pg_collation co WHERE co.oid = a.attcollation), false)
+       COALESCE((SELECT NOT co.collisdeterministic FROM pg_catalog.pg_collation co WHERE co.oid = a.attcollation), false),
+       c.relkind = 'p'
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -111,15 +112,15 @@ func loadCatalog(ctx context.Context, pool *pgxpool.Pool, cfg *policy.Config) (*
 		var schema, name, col string
 		var attnum int16
 		var typ uint32
-		var nondet bool
-		if err := rows.Scan(&oid, &schema, &name, &attnum, &col, &typ, &nondet); err != nil {
+		var nondet, partitioned bool
+		if err := rows.Scan(&oid, &schema, &name, &attnum, &col, &typ, &nondet, &partitioned); err != nil {
 			rows.Close()
 			return nil, err
 		}
 		key := schema + "." + name
 		t := rw.Tables[key]
 		if t == nil {
-			t = &rewrite.CatalogTable{Schema: schema, Name: name, OID: oid}
+			t = &rewrite.CatalogTable{Schema: schema, Name: name, OID: oid, Partitioned: partitioned}
 			rw.Tables[key] = t
 		}
 		t.Columns = append(t.Columns, rewrite.CatalogColumn{Name: col, AttNum: attnum, TypeOID: typ, Nondeterministic: nondet})

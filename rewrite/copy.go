@@ -111,7 +111,7 @@ func (a *analyzer) copyStmt(c *pg.CopyStmt) *Error {
 	if c.IsFrom {
 		return a.copyFrom(t, c, cp, cols, tenant, listEnd, explicit)
 	}
-	return a.copyTo(t, c, cp, cols, tenant, relStart, relEnd, listEnd, explicit)
+	return a.copyTo(t, ref.cat, c, cp, cols, tenant, relStart, relEnd, listEnd, explicit)
 }
 
 func (a *analyzer) copyFrom(t *policy.Table, c *pg.CopyStmt, cp *Copy, cols []string, tenant, listEnd int, explicit string) *Error {
@@ -152,7 +152,7 @@ func prepend(list []string, sep string) []string {
 	return out
 }
 
-func (a *analyzer) copyTo(t *policy.Table, c *pg.CopyStmt, cp *Copy, cols []string, tenant, relStart, relEnd, listEnd int, explicit string) *Error {
+func (a *analyzer) copyTo(t *policy.Table, ct *CatalogTable, c *pg.CopyStmt, cp *Copy, cols []string, tenant, relStart, relEnd, listEnd int, explicit string) *Error {
 	// A tenant TenantSend names is read through its send form, a hidden
 	// field, even when the COPY lists the column.
 	send := a.tenantSend(t)
@@ -181,7 +181,15 @@ func (a *analyzer) copyTo(t *policy.Table, c *pg.CopyStmt, cp *Copy, cols []stri
 		if send != "" {
 			tc = send + "(" + tc + ")"
 		}
-		sel := "(SELECT " + strings.Join(quoted, ", ") + ", " + tc + " FROM " + a.sql[relStart:relEnd] + ")"
+		// COPY t TO reads t's own rows, never its inheritance children's
+		// (review 21d: the SELECT read them too); a partitioned table,
+		// which COPY t TO refuses, is read whole (its rows are all in its
+		// partitions).
+		from := " FROM ONLY "
+		if ct != nil && ct.Partitioned {
+			from = " FROM "
+		}
+		sel := "(SELECT " + strings.Join(quoted, ", ") + ", " + tc + from + a.sql[relStart:relEnd] + ")"
 		a.replace(relStart, listEnd, sel)
 	case explicit != "":
 		a.insert(listEnd, explicit+")")

@@ -229,6 +229,13 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 	if merged {
 		for _, r := range all {
 			r.merged = true
+			if j.IsNatural {
+				r.using = append(r.using, "*")
+			}
+			for _, u := range j.UsingClause {
+				name, _ := str(u)
+				r.using = append(r.using, name)
+			}
 		}
 		// The names USING compares are those each side shows: an aliased
 		// JOIN's own (renamed by its column list), not its relations'.
@@ -308,6 +315,9 @@ func (a *analyzer) join(j *pg.JoinExpr, level *scope) ([]*rel, *Error) {
 			}
 		}
 		jr := &rel{name: j.Alias.Aliasname, aliased: true, complete: !merged, joinAlias: true, merged: merged, loc: -1}
+		for _, r := range all {
+			jr.using = append(jr.using, r.using...)
+		}
 		// The join's columns come from its sides as they are seen here: an
 		// inner aliased JOIN's columns under their names in it (renamed
 		// by its column list), other relations' own.

@@ -445,7 +445,8 @@ func (a *analyzer) jsonHiddenTenant(f *pg.FuncCall, kind JSONKind, shape *JSONSh
 	}
 	col, ok := ref.rel.colIn(sc, rc.tenant)
 	for j, o := range *refs {
-		if !ok && send != "" && j < len(nodes) && o.rel == ref.rel && o.idx == rc.tenant && !o.star && nodes[j].GetColumnRef() != nil {
+		if !ok && send != "" && j < len(nodes) && o.rel == ref.rel && o.idx == rc.tenant && !o.star && nodes[j].GetColumnRef() != nil &&
+			!a.mergedSendRef(ref.rel, rc.tenant, shape.Elems[i].Column.Table) {
 			col, ok = columnRefText(nodes[j].GetColumnRef()) // the call's own argument naming it
 		}
 	}

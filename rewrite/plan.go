@@ -686,6 +686,10 @@ type CatalogTable struct {
 	Schema, Name string
 	OID          uint32
 	Columns      []CatalogColumn // in attnum order, dropped columns left out
+	// Partitioned: a partitioned table (relkind 'p'), whose rows are all
+	// in its partitions (a COPY TO pgveil turns into a SELECT reads it
+	// whole; another table's, ONLY its own rows, as COPY t TO does).
+	Partitioned bool
 }
 
 // CatalogColumn is one column of a CatalogTable.

@@ -362,7 +362,7 @@ var planCases = []planCase{
 	{name: "copy header match", sql: "COPY contacts (email) FROM STDIN (FORMAT csv, HEADER match)", code: "0A000", msg: "HEADER MATCH"},
 	{name: "copy encoding", sql: "COPY contacts (email) FROM STDIN (ENCODING 'LATIN1')", code: "0A000"},
 	{name: "copy to with tenant", sql: "COPY users (id, email, org_id) TO STDOUT (FORMAT csv)", want: "="},
-	{name: "copy to adds tenant", sql: "COPY users (email) TO STDOUT", want: "COPY (SELECT email, org_id FROM users) TO STDOUT"},
+	{name: "copy to adds tenant", sql: "COPY users (email) TO STDOUT", want: "COPY (SELECT email, org_id FROM ONLY users) TO STDOUT"},
 	{name: "copy to without columns", sql: "COPY contacts TO STDOUT WITH CSV", want: "COPY contacts (id, user_id, email, score, note) TO STDOUT WITH CSV"},
 	{name: "copy query", sql: "COPY (SELECT email FROM users WHERE email = 'x') TO STDOUT", want: "COPY (SELECT email, users.org_id FROM users WHERE email_bidx = {index:email}) TO STDOUT"},
 	{name: "copy query plain", sql: "COPY (SELECT id FROM users) TO STDOUT", want: "="},

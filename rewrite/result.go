@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"slices"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
@@ -41,6 +42,13 @@ type outCol struct {
 	// sendOf marks a hidden field pgveil added holding the send form of
 	// sendOf's key_context column (Output.SendOf).
 	sendOf *policy.Table
+	// merged marks a reference to a JOIN … USING column's merged value
+	// (a bare name, or one through a JOIN's alias) named like a tenant
+	// column whose equal values may name different tenants (float 0 and
+	// -0, a nondeterministic collation): a RIGHT JOIN's is the other
+	// side's, so it is never taken for the row's tenant (findOut; review
+	// 21d).
+	merged bool
 }
 
 // queryResult is what a query returns, as far as the SQL tells.
@@ -169,7 +177,7 @@ func (res *queryResult) expandStar(r *rel, bare bool) {
 // findOut returns the index of the output reading column idx of r, or -1.
 func (res *queryResult) findOut(r *rel, idx int) int {
 	for j, c := range res.cols {
-		if c.src == r && c.srcIdx == idx && r != nil && idx >= 0 {
+		if c.src == r && c.srcIdx == idx && r != nil && idx >= 0 && !c.merged {
 			return j
 		}
 	}
@@ -281,6 +289,57 @@ func (res *queryResult) outRefText(r *rel, idx int) (string, bool) {
 	return "", false
 }
 
+// mergedSendRef reports whether the client's own reference to a column
+// of r, read as t's send form where pgveil cannot name r, may be the
+// merged value of a JOIN … USING rather than r's own (a RIGHT JOIN's is
+// the right side's, a FULL JOIN's a COALESCE), for a tenant type whose
+// equal values name different tenants (float 0 and -0: review 21d, the
+// other side's -0 opened a value of tenant 0). Such references are not
+// taken: the statement is refused.
+func (a *analyzer) mergedSendRef(r *rel, idx int, t *policy.Table) bool {
+	if r == nil || idx < 0 || idx >= len(r.cols) {
+		return true
+	}
+	if !a.tenantTextGuard(t) {
+		return false
+	}
+	name := r.cols[idx].name
+	for _, x := range [...]*rel{r, r.joinAliasRel} {
+		if x != nil && (slices.Contains(x.using, name) || slices.Contains(x.using, "*")) {
+			return true
+		}
+	}
+	return false
+}
+
+// mergedOutput reports whether select-list reference cr (resolved to
+// ref) reads a JOIN … USING column's merged value rather than the
+// relation's own column, for a name that is the key_context of a table
+// whose equal tenant values may name different tenants (outCol.merged).
+func (a *analyzer) mergedOutput(cr *pg.ColumnRef, ref colRef) bool {
+	r := ref.rel
+	if r == nil || ref.idx < 0 || ref.idx >= len(r.cols) {
+		return false
+	}
+	if len(cr.Fields) > 1 && !r.joinAlias {
+		return false // t.col: t's own column
+	}
+	name := r.cols[ref.idx].name
+	using := false
+	for _, x := range [...]*rel{r, r.joinAliasRel} {
+		using = using || x != nil && (slices.Contains(x.using, name) || slices.Contains(x.using, "*"))
+	}
+	if !using {
+		return false
+	}
+	for _, t := range a.cfg.Tables {
+		if t.KeyContext != "" && t.KeyContext == name && a.tenantTextGuard(t) {
+			return true
+		}
+	}
+	return false
+}
+
 // columnRefText writes a column reference as SQL: its names quoted.
 func columnRefText(cr *pg.ColumnRef) (string, bool) {
 	parts := make([]string, 0, len(cr.Fields))
@@ -366,7 +425,7 @@ func (a *analyzer) bindTenants(res *queryResult, sc *scope, appendAt int, cannot
 			ref = "(" + c.src.rowOf + ")." + ref
 		} else if q, ok := c.src.colIn(sc, c.tenant); ok {
 			ref = q
-		} else if q, ok := res.outRefText(c.src, c.tenant); send != "" && ok {
+		} else if q, ok := res.outRefText(c.src, c.tenant); send != "" && ok && !a.mergedSendRef(c.src, c.tenant, t) {
 			ref = q // the client's own reference to it, in this select list
 		} else {
 			// Any name pgveil could write might reach another relation

@@ -114,8 +114,8 @@ func TestReview21aSendField(t *testing.T) {
 		}
 		// COPY TO: the send form as the hidden last field, even when listed.
 		for _, c := range []struct{ sql, want string }{
-			{`COPY users (id, org_id, phone) TO STDOUT`, `COPY (SELECT id, org_id, phone, S(org_id) FROM users) TO STDOUT`},
-			{`COPY users (id, phone) TO STDOUT (FORMAT binary)`, `COPY (SELECT id, phone, S(org_id) FROM users) TO STDOUT (FORMAT binary)`},
+			{`COPY users (id, org_id, phone) TO STDOUT`, `COPY (SELECT id, org_id, phone, S(org_id) FROM ONLY users) TO STDOUT`},
+			{`COPY users (id, phone) TO STDOUT (FORMAT binary)`, `COPY (SELECT id, phone, S(org_id) FROM ONLY users) TO STDOUT (FORMAT binary)`},
 		} {
 			plan, err := p.Plan(c.sql, publicPath)
 			if err != nil {

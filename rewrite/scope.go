@@ -48,6 +48,10 @@ type rel struct {
 	base     bool
 	aliased  bool
 	merged   bool // joined with USING/NATURAL: * expands merged columns first, positions unknown
+	// using names the columns a USING join r takes part in compares
+	// ("*" for a NATURAL join): a reference to one of them through a
+	// JOIN's alias may read the merged value (mergedSendRef).
+	using []string
 	// joinAlias marks the relation a JOIN's alias names; * skips it (its
 	// columns are those of the joined relations, expanded in their place).
 	joinAlias bool

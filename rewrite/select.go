@@ -76,14 +76,64 @@ func (a *analyzer) selectStmt(sel *pg.SelectStmt, sc *scope, mode queryMode) (*q
 		return nil, err
 	}
 	if mode == modeTop && !a.noOutputs {
-		if err := a.bindTenants(res, level, a.listEnd(sel.TargetList), func() string { return appendBlocker(sel) }); err != nil {
+		appendAt, table := a.listEnd(sel.TargetList), -1
+		if appendAt < 0 {
+			// TABLE t has no select list to add to: pgveil writes it
+			// as SELECT * FROM t when it adds a field (review 21d: a
+			// date tenant's send field refused it).
+			table, appendAt = a.tableKeyword(sel)
+		}
+		n := len(res.cols)
+		if err := a.bindTenants(res, level, appendAt, func() string { return appendBlocker(sel) }); err != nil {
 			return nil, err
+		}
+		if table >= 0 && len(res.cols) > n {
+			a.replace(table, appendAt, "SELECT *")
+			a.insert(appendAt, " FROM")
 		}
 	}
 	if mode == modeBranch {
 		res.leaves = []branchLeaf{{res: res, sc: level, appendAt: a.listEnd(sel.TargetList)}}
 	}
 	return res, nil
+}
+
+// tableKeyword returns where the keyword TABLE of sel, a TABLE t
+// statement (its one * and the relation have no place in the text
+// before it), starts and ends; -1, -1 for another statement.
+func (a *analyzer) tableKeyword(sel *pg.SelectStmt) (int, int) {
+	if len(sel.TargetList) != 1 || len(sel.FromClause) != 1 || sel.FromClause[0].GetRangeVar() == nil {
+		return -1, -1
+	}
+	rt := sel.TargetList[0].GetResTarget()
+	if rt == nil || rt.Location >= 0 || rt.Val.GetColumnRef() == nil || rt.Val.GetColumnRef().Location >= 0 {
+		return -1, -1
+	}
+	rel := int(sel.FromClause[0].GetRangeVar().Location)
+	if rel < a.stmtStart || rel > a.stmtEnd {
+		return -1, -1
+	}
+	// The last tokens before the relation: TABLE, then ONLY and ( if any.
+	l := lexer{s: a.sql[:rel], pos: a.stmtStart, backslash: a.backslash}
+	var toks []token
+	for {
+		t := l.next()
+		if t.kind == tEOF || t.kind == tError {
+			break
+		}
+		toks = append(toks, t)
+	}
+	k := len(toks) - 1
+	if k >= 0 && l.isPunct(toks[k], "(") {
+		k--
+	}
+	if k >= 0 && l.isKeyword(toks[k], "only") {
+		k--
+	}
+	if k < 0 || !l.isKeyword(toks[k], "table") {
+		return -1, -1
+	}
+	return toks[k].start, toks[k].end
 }
 
 func (a *analyzer) limits(sel *pg.SelectStmt, sc *scope) *Error {
@@ -200,7 +250,7 @@ func (a *analyzer) targetList(list []*pg.Node, level *scope) (*queryResult, *Err
 				continue
 			}
 			a.refScopes[cr] = level // for a blind-index rename of this output (indexSubquery)
-			o := outCol{name: rt.Name, src: ref.rel, srcIdx: ref.idx, tenant: -1, tenantOut: -1, ref: cr}
+			o := outCol{name: rt.Name, src: ref.rel, srcIdx: ref.idx, tenant: -1, tenantOut: -1, ref: cr, merged: a.mergedOutput(cr, ref)}
 			if o.name == "" {
 				o.name = lastName(cr.Fields)
 			}

@@ -161,7 +161,7 @@ func (a *analyzer) branchSends(res *queryResult) *Error {
 			if lc != nil && lc.src != nil && lc.srcIdx >= 0 {
 				if lc.src.rowOf != "" {
 					ref, ok = "("+lc.src.rowOf+")."+quoteIdent(lc.src.cols[lc.srcIdx].name), true
-				} else if ref, ok = lc.src.colIn(leaf.sc, lc.srcIdx); !ok && lc.ref != nil {
+				} else if ref, ok = lc.src.colIn(leaf.sc, lc.srcIdx); !ok && lc.ref != nil && !a.mergedSendRef(lc.src, lc.srcIdx, nd.t) {
 					ref, ok = columnRefText(lc.ref) // the branch's own reference to it
 				}
 			}
