@@ -745,11 +745,15 @@ func (s *session) handleParse(body []byte) error {
 	if err := pm.parse(body); err != nil {
 		return err
 	}
+	notes := s.stmtNotesOf(pm.Name)
 	refuse := func(pe *pgError) {
 		if len(pm.Name) == 0 {
 			// PostgreSQL drops the unnamed statement before it reads the
 			// new one: a Bind of it now gets 26000, never the old one.
 			s.dropUnnamedEverywhere()
+		} else {
+			// The server keeps the statement the name held (review 21c).
+			s.restoreStmtNotes(pm.Name, notes)
 		}
 		s.injectExtendedError(pe)
 	}
@@ -825,6 +829,9 @@ func (s *session) handleParse(body []byte) error {
 		s.applyEffects(p)
 		s.deferCloses = false
 		s.notePassthrough(pm.Name, sql, cat)
+		if len(pm.Name) > 0 && len(s.ptStmts[string(pm.Name)].earlier) > 0 {
+			s.mergeStmtNotes(pm.Name, notes)
+		}
 		s.inc(s.srv.metrics.stmtPassthrough)
 		if len(pm.Name) == 0 {
 			s.dropUnnamed()
@@ -1105,6 +1112,9 @@ func (s *session) handleBind(body []byte) error {
 	s.notePortalSQLPrepared(bm.Portal, bm.Statement)
 	s.notePortalCloses(bm.Portal, bm.Statement)
 	s.notePortalPrepares(bm.Portal, bm.Statement)
+	if len(bm.Statement) == 0 && len(s.ptStmts) > 0 {
+		s.notePortalUnsettled(bm.Portal)
+	}
 	stmt := s.t.statement(bm.Statement)
 	s.noteFetchEffects(bm.Portal, stmt)
 	if stmt != passthroughStmt && s.t.closedInPipeline(bm.Statement) {

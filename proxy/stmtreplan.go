@@ -226,6 +226,118 @@ func (s *session) notePortalPrepares(portal, stmt []byte) {
 	delete(s.prepPortals, string(portal))
 }
 
+// stmtNotes are what a statement name runs besides its rows: its
+// effects (effStmts), closes (closeStmts) and SQL PREPAREs (prepStmts).
+type stmtNotes struct {
+	eff    uint8
+	closes []string
+	preps  []*rewrite.Stmt
+}
+
+// stmtNotesOf returns the notes of the statement name.
+func (s *session) stmtNotesOf(name []byte) stmtNotes {
+	return stmtNotes{s.effStmts[string(name)], s.closeStmts[string(name)], s.prepStmts[string(name)]}
+}
+
+// restoreStmtNotes puts the notes of the named statement name back as
+// they were before a Parse of it that pgveil refused: the server keeps
+// the statement the name held (review 21c HIGH: the notes of the refused
+// text replaced them, and the kept PREPARE ran unrecorded).
+func (s *session) restoreStmtNotes(name []byte, old stmtNotes) {
+	if len(s.effStmts) == 0 && len(s.closeStmts) == 0 && len(s.prepStmts) == 0 && old.eff == 0 && old.closes == nil && old.preps == nil {
+		return
+	}
+	s.noteStmtCloses(name, old.closes)
+	s.noteStmtPrepares(name, old.preps)
+	switch {
+	case old.eff != 0:
+		if s.effStmts == nil {
+			s.effStmts = map[string]uint8{}
+		}
+		s.effStmts[string(name)] = old.eff
+	default:
+		delete(s.effStmts, string(name))
+	}
+}
+
+// mergeStmtNotes adds old to the notes of the named statement name after
+// a pass-through Parse of it the server may refuse (42P05: the name was
+// taken, and stays) or skip: a Bind may run the statement it held
+// (review 21c HIGH: its SQL PREPARE ran unrecorded, its set_config
+// changed the path unseen).
+func (s *session) mergeStmtNotes(name []byte, old stmtNotes) {
+	n := s.stmtNotesOf(name)
+	if old.eff != 0 {
+		if s.effStmts == nil {
+			s.effStmts = map[string]uint8{}
+		}
+		s.effStmts[string(name)] = n.eff | old.eff
+	}
+	for _, c := range old.closes {
+		if !slices.Contains(n.closes, c) {
+			n.closes = append(n.closes, c)
+		}
+	}
+	s.noteStmtCloses(name, n.closes)
+	for _, p := range old.preps {
+		if !slices.ContainsFunc(n.preps, func(q *rewrite.Stmt) bool { return q.Prepares == p.Prepares && q.Original == p.Original }) {
+			n.preps = append(n.preps, p)
+		}
+	}
+	s.noteStmtPrepares(name, n.preps)
+}
+
+// notePortalUnsettled gives a portal bound to the unnamed statement the
+// effects, closes and SQL PREPAREs of the earlier texts the server may
+// still hold for it (an unnamed Parse skipped after an error keeps the
+// one before: unnamedSettled). Review 21c HIGH: its PREPARE ran again
+// unrecorded, and after a view swap a Bind of that statement wrote the
+// client's plaintext into an encrypted column.
+func (s *session) notePortalUnsettled(portal []byte) {
+	pt, ok := s.ptStmts[""]
+	if !ok || len(pt.earlier) == 0 || s.unnamedSettled(pt) {
+		return
+	}
+	const all = effPath | effTZ | effRole | effDS | effFloat
+	var e uint8
+	closes := slices.Clone(s.closePortals[string(portal)])
+	preps := slices.Clone(s.prepPortals[string(portal)])
+	for _, text := range pt.earlier {
+		p, err := s.eng.planner.Plan(text, s.planSession())
+		if err != nil {
+			e = all // no Bind runs it: a refusal plans it again
+			continue
+		}
+		for _, st := range p.Stmts {
+			e |= s.sessionEffects(st)
+			if st.Deallocate != "" && !slices.Contains(closes, st.Deallocate) {
+				closes = append(closes, st.Deallocate)
+			}
+			if st.Prepares != "" {
+				preps = append(preps, st)
+			}
+		}
+	}
+	if e != 0 {
+		if s.effPortals == nil {
+			s.effPortals = map[string]uint8{}
+		}
+		s.effPortals[string(portal)] |= e
+	}
+	if len(closes) > 0 {
+		if s.closePortals == nil {
+			s.closePortals = map[string][]string{}
+		}
+		s.closePortals[string(portal)] = closes
+	}
+	if len(preps) > 0 {
+		if s.prepPortals == nil {
+			s.prepPortals = map[string][]*rewrite.Stmt{}
+		}
+		s.prepPortals[string(portal)] = preps
+	}
+}
+
 // executePrepares records the SQL PREPAREs the Execute of portal, pushed
 // next, runs: the name gets the text again unless its record holds it
 // and no close of it is pending (the server then holds one of the texts
@@ -243,9 +355,22 @@ func (s *session) executePrepares(portal []byte) {
 		if pr, ok := s.sqlPrepared[st.Prepares]; ok && pr.closedSeq == 0 && slices.Contains(pr.sqls, st.Original) {
 			continue
 		}
+		// The server plans the statement now, under its catalog, which
+		// may be newer than the one its text was checked under at the
+		// Parse or Bind: planned again at its first use (review 21c
+		// HIGH: bound before a view swap, executed after pgveil read the
+		// new catalog, it was taken for one planned under that catalog,
+		// and its Bind wrote the client's plaintext through the view).
 		s.noteSQLPrepare(st)
+		pr := s.sqlPrepared[st.Prepares]
+		pr.cat = catUnplanned
+		s.sqlPrepared[st.Prepares] = pr
 	}
 }
+
+// catUnplanned is the catalog generation of a record whose texts were not
+// planned under any that pgveil knows: the next use plans them again.
+const catUnplanned = ^uint64(0)
 
 // executeCloses records the closes of the Execute of portal, pushed
 // next, in the view (closeEffects), and returns the names for its
@@ -732,7 +857,9 @@ func (s *session) noteSQLPrepare(st *rewrite.Stmt) {
 		if pr.over != 0 {
 			pr.sqls = append(pr.sqls, sentinelText)
 		}
-		pr.cat = min(pr.cat, old.cat)
+		if old.cat != pr.cat {
+			pr.cat = catUnplanned // planned again at the next use
+		}
 		pr.earlierUntil = old.closedSeq
 	}
 	s.sqlPrepared[st.Prepares] = pr

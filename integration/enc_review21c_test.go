@@ -1,0 +1,285 @@
+package integration
+
+// Review 21c: the fixes review 20e made to itself (SQL PREPAREs run
+// through the extended protocol, statements that EXECUTE others checked
+// at each Bind, set_config through casts).
+//
+//   HIGH TestReview21cRefusedParseKeepsPrepare: a Parse of a name that
+//      holds an SQL PREPARE statement, refused (42P05 by PostgreSQL, or by
+//      pgveil for a statement it rewrites), replaced pgveil's record of
+//      what the name runs; the server kept the old statement, whose
+//      Execute then prepared ins unrecorded (after a DEALLOCATE of it):
+//      after a view swap, Bind ins wrote the plaintext into contacts.note.
+//      The same for the unnamed statement whose new Parse the server
+//      skipped after an error (TestReview21cSkippedUnnamedKeepsPrepare),
+//      and for the effects on the path (set_config: the next INSERT went
+//      into another table than PostgreSQL's path names,
+//      TestReview21cRefusedParseKeepsEffects).
+//   HIGH TestReview21cPortalExecutedAfterSwap: an SQL PREPARE's portal
+//      bound before a view swap (in a transaction block) and executed
+//      after pgveil read the new catalog was recorded as planned under
+//      the new catalog: Bind ins then ran unchecked, the plaintext into
+//      contacts.note through the view.
+//   HIGH TestReview21cSetConfigTempDomain: set_config('search_path',
+//      'search_path   '::text, …) with a domain pg_temp.text (char(20)):
+//      the server reads search_path, pgveil read another name.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// r21cEngines runs f on both relays, each with a pgveil of its own.
+func r21cEngines(t *testing.T, base int64, f func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string)) {
+	relayLeakCheck(t)
+	for i, eng := range []struct{ name, loops string }{{"goroutines", "0"}, {"loop", "1"}} {
+		t.Run(eng.name, func(t *testing.T) {
+			t.Setenv(eventLoopsEnv, eng.loops)
+			ctx := testCtx(t, 2*time.Minute)
+			org := base + int64(i)
+			p := startEncProxy(t, org)
+			c := connectPgx(t, ctx, p.url()).PgConn()
+			trace := func(msgs ...pgproto3.FrontendMessage) string {
+				return strings.Join(r17Trace(ctx, c, msgs...), " | ")
+			}
+			f(t, ctx, p, org, trace)
+		})
+	}
+}
+
+// TestReview21cRefusedParseKeepsPrepare: pp is PREPARE ins AS INSERT
+// INTO a plain table, run once; DEALLOCATE ins; a Parse of pp with
+// another text is refused (the server's 42P05, or pgveil's for a text it
+// rewrites), so the server keeps the PREPARE; pp run again prepares ins
+// again. After a view swap, ins bound or executed: refused, the
+// plaintext never written.
+func TestReview21cRefusedParseKeepsPrepare(t *testing.T) {
+	r21cEngines(t, 28000, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		app := connectPgx(t, ctx, p.url())
+		for j, other := range []string{"SELECT 1", "SELECT note FROM contacts WHERE org_id = $1"} {
+			rel := fmt.Sprintf("r21c_rp%d", j)
+			swap := rev15ViewSwap(t, ctx, p, rel)
+			secret := fmt.Sprintf("r21c-rp-%d-%d", org, j)
+			p.remember(secret)
+			prep := &pgproto3.Parse{Name: "pp", Query: "PREPARE ins AS INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)"}
+			run := []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "pp"}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+			if got := trace(prep, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+				t.Fatalf("%d parse: %s", j, got)
+			}
+			if got := trace(run...); got != "BindComplete | CommandComplete PREPARE | ReadyForQuery I" {
+				t.Fatalf("%d run: %s", j, got)
+			}
+			if got := trace(query("DEALLOCATE ins")...); !strings.HasPrefix(got, "CommandComplete DEALLOCATE") {
+				t.Fatalf("%d deallocate: %s", j, got)
+			}
+			if got := trace(&pgproto3.Parse{Name: "pp", Query: other}, &pgproto3.Sync{}); !strings.HasPrefix(got, "ErrorResponse 42P05") {
+				t.Fatalf("%d parse of pp again: %s", j, got)
+			}
+			if got := trace(run...); got != "BindComplete | CommandComplete PREPARE | ReadyForQuery I" {
+				t.Fatalf("%d run again: %s", j, got)
+			}
+			swap(app)
+			got := trace(&pgproto3.Bind{PreparedStatement: "ins", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("%d bound after the swap: %s", j, got)
+			}
+			got = trace(query(fmt.Sprintf("EXECUTE ins(%d, '%s-x')", org, secret))...)
+			if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("%d executed after the swap: %s", j, got)
+			}
+			rev15NoPlainNote(t, ctx, secret)
+			trace(query("DEALLOCATE ALL")...)
+		}
+	})
+}
+
+// TestReview21cSkippedUnnamedKeepsPrepare: the unnamed statement is
+// PREPARE ins AS INSERT INTO a plain table, run once; DEALLOCATE ins
+// (through the extended protocol: a Query would drop the unnamed
+// statement); a new unnamed Parse skipped after an error; the unnamed
+// statement bound again runs the PREPARE. After a view swap, ins bound
+// or executed: refused, the plaintext never written.
+func TestReview21cSkippedUnnamedKeepsPrepare(t *testing.T) {
+	r21cEngines(t, 28100, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		app := connectPgx(t, ctx, p.url())
+		for j, next := range []string{"SELECT 1", "SELECT note FROM contacts WHERE org_id = $1"} {
+			rel := fmt.Sprintf("r21c_su%d", j)
+			swap := rev15ViewSwap(t, ctx, p, rel)
+			secret := fmt.Sprintf("r21c-su-%d-%d", org, j)
+			p.remember(secret)
+			run := []pgproto3.FrontendMessage{&pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+			if got := trace(cat([]pgproto3.FrontendMessage{&pgproto3.Parse{Query: "PREPARE ins AS INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)"}}, run)...); got != "ParseComplete | BindComplete | CommandComplete PREPARE | ReadyForQuery I" {
+				t.Fatalf("%d run: %s", j, got)
+			}
+			if got := trace(&pgproto3.Parse{Name: "d", Query: "DEALLOCATE ins"}, &pgproto3.Bind{PreparedStatement: "d"}, &pgproto3.Execute{}, &pgproto3.Close{ObjectType: 'S', Name: "d"}, &pgproto3.Sync{}); !strings.Contains(got, "CommandComplete DEALLOCATE") {
+				t.Fatalf("%d deallocate: %s", j, got)
+			}
+			if got := trace(&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{}, &pgproto3.Parse{Query: next}, &pgproto3.Sync{}); !strings.Contains(got, "ErrorResponse 22012") {
+				t.Fatalf("%d skipped parse: %s", j, got)
+			}
+			got := trace(run...)
+			t.Logf("%d unnamed run again: %s", j, got)
+			swap(app)
+			got = trace(&pgproto3.Bind{PreparedStatement: "ins", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if !strings.HasPrefix(got, "ErrorResponse") {
+				t.Errorf("%d bound after the swap: %s", j, got)
+			}
+			got = trace(query(fmt.Sprintf("EXECUTE ins(%d, '%s-x')", org, secret))...)
+			if !strings.HasPrefix(got, "ErrorResponse") {
+				t.Errorf("%d executed after the swap: %s", j, got)
+			}
+			rev15NoPlainNote(t, ctx, secret)
+			trace(query("DEALLOCATE ALL")...)
+			trace(&pgproto3.Close{ObjectType: 'S', Name: "dz"}, &pgproto3.Sync{})
+		}
+	})
+}
+
+// TestReview21cRefusedParseKeepsEffects: sp calls set_config to set the
+// path to public; a Parse of sp with another text is refused (42P05),
+// the server keeps the set_config; sp bound and run changes the path.
+// The INSERT after goes into public.contacts (sealed), as PostgreSQL's
+// path says, never into r21c_plain.contacts.
+func TestReview21cRefusedParseKeepsEffects(t *testing.T) {
+	r21cEngines(t, 28200, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		su := superConn(t, ctx)
+		if _, err := su.Exec(ctx, `DROP SCHEMA IF EXISTS r21c_plain CASCADE; CREATE SCHEMA r21c_plain;
+			CREATE TABLE r21c_plain.contacts (org_id int8, note text);
+			GRANT USAGE ON SCHEMA r21c_plain TO scram_user; GRANT ALL ON r21c_plain.contacts TO scram_user`); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { su.Exec(context.Background(), `DROP SCHEMA IF EXISTS r21c_plain CASCADE`) })
+		trace(query("CREATE TEMP TABLE r21c_bump (); DROP TABLE r21c_bump")...)
+		for j, other := range []string{"SELECT 1", "SELECT note FROM contacts WHERE org_id = $1"} {
+			secret := fmt.Sprintf("r21c-re-%d-%d", org, j)
+			p.remember(secret)
+			if got := trace(query("SET search_path = r21c_plain, public")...); got != "CommandComplete SET | ReadyForQuery I" {
+				t.Fatalf("%d set: %s", j, got)
+			}
+			if got := trace(&pgproto3.Parse{Name: "sp", Query: "SELECT pg_catalog.set_config('search_path', 'public', false)"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+				t.Fatalf("%d parse: %s", j, got)
+			}
+			if got := trace(&pgproto3.Parse{Name: "sp", Query: other}, &pgproto3.Sync{}); !strings.HasPrefix(got, "ErrorResponse 42P05") {
+				t.Fatalf("%d parse of sp again: %s", j, got)
+			}
+			trace(query("SELECT count(*) FROM contacts")...)
+			if got := trace(&pgproto3.Bind{PreparedStatement: "sp"}, &pgproto3.Execute{}, &pgproto3.Sync{}); !strings.Contains(got, "CommandComplete SELECT 1") {
+				t.Fatalf("%d run: %s", j, got)
+			}
+			if got := trace(query(fmt.Sprintf("INSERT INTO contacts (org_id, note) VALUES (%d, '%s')", org, secret))...); got != "CommandComplete INSERT 0 1 | ReadyForQuery I" {
+				t.Errorf("%d insert after: %s", j, got)
+			}
+			rev15NoPlainNote(t, ctx, secret)
+			var inPlain int
+			if err := su.QueryRow(ctx, `SELECT count(*) FROM r21c_plain.contacts WHERE note = $1`, secret).Scan(&inPlain); err != nil {
+				t.Fatal(err)
+			}
+			if inPlain != 0 {
+				t.Errorf("%d: the row went into r21c_plain.contacts, where PostgreSQL's path (public) does not look", j)
+			}
+			trace(query("DEALLOCATE ALL")...)
+		}
+	})
+}
+
+// TestReview21cPortalExecutedAfterSwap: pp (PREPARE ins AS INSERT INTO a
+// plain table) run once, ins deallocated; in a transaction block, pp is
+// bound to portal q before
+// a view swap, and q executed after pgveil read the new catalog (a query
+// between). The server prepared ins over the view: ins bound or executed
+// after is refused, the plaintext never written.
+func TestReview21cPortalExecutedAfterSwap(t *testing.T) {
+	r21cEngines(t, 28300, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		app := connectPgx(t, ctx, p.url())
+		for j, between := range []string{"SELECT 1", "SELECT count(*) FROM contacts"} {
+			rel := fmt.Sprintf("r21c_pe%d", j)
+			swap := rev15ViewSwap(t, ctx, p, rel)
+			secret := fmt.Sprintf("r21c-pe-%d-%d", org, j)
+			p.remember(secret)
+			// pp run once, ins deallocated: no record of ins is left.
+			if got := trace(&pgproto3.Parse{Name: "pp", Query: "PREPARE ins AS INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)"}, &pgproto3.Bind{PreparedStatement: "pp"}, &pgproto3.Execute{}, &pgproto3.Sync{}); got != "ParseComplete | BindComplete | CommandComplete PREPARE | ReadyForQuery I" {
+				t.Fatalf("%d parse, run: %s", j, got)
+			}
+			if got := trace(query("DEALLOCATE ins")...); !strings.HasPrefix(got, "CommandComplete DEALLOCATE") {
+				t.Fatalf("%d deallocate: %s", j, got)
+			}
+			if got := trace(query("BEGIN")...); got != "CommandComplete BEGIN | ReadyForQuery T" {
+				t.Fatalf("%d begin: %s", j, got)
+			}
+			if got := trace(&pgproto3.Bind{PreparedStatement: "pp", DestinationPortal: "q"}, &pgproto3.Sync{}); got != "BindComplete | ReadyForQuery T" {
+				t.Fatalf("%d bind: %s", j, got)
+			}
+			swap(app)
+			trace(query(between)...)
+			if got := trace(&pgproto3.Execute{Portal: "q"}, &pgproto3.Sync{}); got != "CommandComplete PREPARE | ReadyForQuery T" {
+				t.Fatalf("%d execute: %s", j, got)
+			}
+			if got := trace(query("COMMIT")...); got != "CommandComplete COMMIT | ReadyForQuery I" {
+				t.Fatalf("%d commit: %s", j, got)
+			}
+			got := trace(&pgproto3.Bind{PreparedStatement: "ins", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("%d bound after the swap: %s", j, got)
+			}
+			got = trace(query(fmt.Sprintf("EXECUTE ins(%d, '%s-x')", org, secret))...)
+			if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("%d executed after the swap: %s", j, got)
+			}
+			rev15NoPlainNote(t, ctx, secret)
+			trace(query("DEALLOCATE ALL")...)
+			trace(&pgproto3.Close{ObjectType: 'S', Name: "pp"}, &pgproto3.Sync{})
+		}
+	})
+}
+
+// TestReview21cSetConfigTempDomain: a domain pg_temp.text over char(20)
+// makes 'search_path   '::text read 'search_path' in the server (a type
+// name is looked up in pg_temp first, before pg_catalog). pgveil must not take the literal
+// for the path: the INSERT after goes into public.contacts, sealed, as
+// PostgreSQL's path says (or the set_config is refused).
+func TestReview21cSetConfigTempDomain(t *testing.T) {
+	r21cEngines(t, 28400, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		su := superConn(t, ctx)
+		if _, err := su.Exec(ctx, `DROP SCHEMA IF EXISTS r21c_plain CASCADE; CREATE SCHEMA r21c_plain;
+			CREATE TABLE r21c_plain.contacts (org_id int8, note text);
+			GRANT USAGE ON SCHEMA r21c_plain TO scram_user; GRANT ALL ON r21c_plain.contacts TO scram_user`); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { su.Exec(context.Background(), `DROP SCHEMA IF EXISTS r21c_plain CASCADE`) })
+		trace(query("CREATE TEMP TABLE r21c_bump (); DROP TABLE r21c_bump")...)
+		t.Logf("domain: %s", trace(query("CREATE DOMAIN pg_temp.text AS char(20)")...))
+		t.Logf("domain: %s", trace(query(`CREATE DOMAIN pg_temp."varchar" AS char(20)`)...))
+		for j, call := range []string{
+			"SELECT set_config('search_path   '::text, 'public', false)",
+			`SELECT set_config('search_path   '::"varchar", 'public', false)`,
+			"SELECT set_config(CAST('search_path   ' AS text), 'public', false)",
+		} {
+			secret := fmt.Sprintf("r21c-td-%d-%d", org, j)
+			p.remember(secret)
+			if got := trace(query("SET search_path = r21c_plain, public")...); got != "CommandComplete SET | ReadyForQuery I" {
+				t.Fatalf("%d set: %s", j, got)
+			}
+			got := trace(query(call)...)
+			t.Logf("%d %s: %s", j, call, got)
+			if strings.HasPrefix(got, "ErrorResponse") {
+				continue // refused: fine
+			}
+			if got := trace(query(fmt.Sprintf("INSERT INTO contacts (org_id, note) VALUES (%d, '%s')", org, secret))...); got != "CommandComplete INSERT 0 1 | ReadyForQuery I" {
+				t.Errorf("%d insert after: %s", j, got)
+			}
+			rev15NoPlainNote(t, ctx, secret)
+			var inPlain int
+			if err := su.QueryRow(ctx, `SELECT count(*) FROM r21c_plain.contacts WHERE note = $1`, secret).Scan(&inPlain); err != nil {
+				t.Fatal(err)
+			}
+			if inPlain != 0 {
+				t.Errorf("%d: the row went into r21c_plain.contacts, where PostgreSQL's path (public) does not look", j)
+			}
+		}
+	})
+}
