@@ -20,7 +20,14 @@ package integration
 //      after pgveil read the new catalog was recorded as planned under
 //      the new catalog: Bind ins then ran unchecked, the plaintext into
 //      contacts.note through the view.
-//   HIGH TestReview21cSetConfigTempDomain: set_config('search_path',
+//   HIGH TestReview21cExecuteOfRePrepared: a protocol statement EXECUTE sp
+//      (or EXPLAIN ANALYZE EXECUTE sp) took its effects at the Parse,
+//      from sp as it was then (SELECT 1); sp deallocated and prepared
+//      again as a set_config of the path, the Execute changed the
+//      server's path unseen: the INSERT after went into the table the
+//      old path named.
+//   Holds today, HIGH once DateStyle tracking goes (it asks the server
+//      after any set_config): TestReview21cSetConfigTempDomain: set_config('search_path',
 //      'search_path   '::text, …) with a domain pg_temp.text (char(20)):
 //      the server reads search_path, pgveil read another name.
 
@@ -280,6 +287,74 @@ func TestReview21cSetConfigTempDomain(t *testing.T) {
 			if inPlain != 0 {
 				t.Errorf("%d: the row went into r21c_plain.contacts, where PostgreSQL's path (public) does not look", j)
 			}
+		}
+	})
+}
+
+// r21cPlainSchema makes schema r21c_plain with a plain table contacts
+// (org_id, note), and has pgveil read its catalog again.
+func r21cPlainSchema(t *testing.T, ctx context.Context, trace func(...pgproto3.FrontendMessage) string) {
+	t.Helper()
+	su := superConn(t, ctx)
+	if _, err := su.Exec(ctx, `DROP SCHEMA IF EXISTS r21c_plain CASCADE; CREATE SCHEMA r21c_plain;
+		CREATE TABLE r21c_plain.contacts (org_id int8, note text);
+		GRANT USAGE ON SCHEMA r21c_plain TO scram_user; GRANT ALL ON r21c_plain.contacts TO scram_user`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { su.Exec(context.Background(), `DROP SCHEMA IF EXISTS r21c_plain CASCADE`) })
+	trace(query("CREATE TEMP TABLE r21c_bump (); DROP TABLE r21c_bump")...)
+}
+
+// r21cInsertFollowsPath inserts secret into contacts (unqualified) and
+// fails when the row went anywhere but public.contacts, sealed: the
+// server's path is public.
+func r21cInsertFollowsPath(t *testing.T, ctx context.Context, trace func(...pgproto3.FrontendMessage) string, what string, org int64, secret string) {
+	t.Helper()
+	if got := trace(query(fmt.Sprintf("INSERT INTO contacts (org_id, note) VALUES (%d, '%s')", org, secret))...); got != "CommandComplete INSERT 0 1 | ReadyForQuery I" {
+		t.Errorf("%s insert after: %s", what, got)
+	}
+	rev15NoPlainNote(t, ctx, secret)
+	var inPlain int
+	if err := superConn(t, ctx).QueryRow(ctx, `SELECT count(*) FROM r21c_plain.contacts WHERE note = $1`, secret).Scan(&inPlain); err != nil {
+		t.Fatal(err)
+	}
+	if inPlain != 0 {
+		t.Errorf("%s: the row went into r21c_plain.contacts, where PostgreSQL's path (public) does not look", what)
+	}
+}
+
+// TestReview21cExecuteOfRePrepared: x is a protocol statement EXECUTE sp,
+// parsed while sp was a harmless SQL PREPARE; sp deallocated and
+// prepared again as a set_config of the path; x bound and run changes
+// the server's path. The INSERT after follows PostgreSQL's path.
+func TestReview21cExecuteOfRePrepared(t *testing.T) {
+	r21cEngines(t, 28500, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		r21cPlainSchema(t, ctx, trace)
+		for j, name := range []string{"x", "y"} {
+			secret := fmt.Sprintf("r21c-xr-%d-%d", org, j)
+			p.remember(secret)
+			if got := trace(query("SET search_path = r21c_plain, public; PREPARE sp AS SELECT 1")...); !strings.HasSuffix(got, "CommandComplete PREPARE | ReadyForQuery I") {
+				t.Fatalf("%d set, prepare: %s", j, got)
+			}
+			text := "EXECUTE sp"
+			if name == "y" {
+				text = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE sp"
+			}
+			if got := trace(&pgproto3.Parse{Name: name, Query: text}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+				t.Fatalf("%d parse: %s", j, got)
+			}
+			// A Query drops the unnamed statement: the extended protocol.
+			if got := trace(&pgproto3.Parse{Name: "d", Query: "DEALLOCATE sp"}, &pgproto3.Bind{PreparedStatement: "d"}, &pgproto3.Execute{}, &pgproto3.Close{ObjectType: 'S', Name: "d"},
+				&pgproto3.Parse{Name: "d2", Query: "PREPARE sp AS SELECT pg_catalog.set_config('search_path', 'public', false)"}, &pgproto3.Bind{PreparedStatement: "d2"}, &pgproto3.Execute{}, &pgproto3.Close{ObjectType: 'S', Name: "d2"}, &pgproto3.Sync{}); !strings.Contains(got, "CommandComplete PREPARE") {
+				t.Fatalf("%d prepare again: %s", j, got)
+			}
+			// The path is read again here if it was unknown.
+			trace(&pgproto3.Parse{Name: "c", Query: "SELECT count(*) FROM contacts"}, &pgproto3.Bind{PreparedStatement: "c"}, &pgproto3.Execute{}, &pgproto3.Close{ObjectType: 'S', Name: "c"}, &pgproto3.Sync{})
+			if got := trace(&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{}); !strings.Contains(got, "CommandComplete") {
+				t.Fatalf("%d run: %s", j, got)
+			}
+			r21cInsertFollowsPath(t, ctx, trace, fmt.Sprint(j), org, secret)
+			trace(query("DEALLOCATE ALL")...)
 		}
 	})
 }

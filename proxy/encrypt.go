@@ -1110,6 +1110,7 @@ func (s *session) handleBind(body []byte) error {
 	s.refreshStmtEffects(bm.Statement)
 	s.notePortalEffects(bm.Portal, bm.Statement)
 	s.notePortalSQLPrepared(bm.Portal, bm.Statement)
+	s.notePortalExecutes(bm.Portal, bm.Statement)
 	s.notePortalCloses(bm.Portal, bm.Statement)
 	s.notePortalPrepares(bm.Portal, bm.Statement)
 	if len(bm.Statement) == 0 && len(s.ptStmts) > 0 {

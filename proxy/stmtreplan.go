@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/pgveil/pgveil/rewrite"
 )
@@ -179,6 +180,43 @@ func (s *session) notePortalSQLPrepared(portal, stmt []byte) {
 		s.effPortals = map[string]uint8{}
 	}
 	s.effPortals[string(portal)] |= sqlPreparedEffects
+}
+
+// notePortalExecutes gives a portal bound to a pass-through statement
+// whose texts run EXECUTE the effects of the statements they execute as
+// the server holds them now (sessionEffects read them at the Parse): an
+// SQL PREPARE of the name may have been deallocated and prepared again
+// since (review 21c HIGH: EXECUTE sp parsed while sp was SELECT 1, sp
+// then prepared as a set_config of the path; the Execute changed the
+// server's path unseen, and an INSERT went into the table the old path
+// named).
+func (s *session) notePortalExecutes(portal, stmt []byte) {
+	pt, ok := s.ptStmts[string(stmt)]
+	if !ok || !pt.executes {
+		return
+	}
+	const all = effPath | effTZ | effRole | effDS | effFloat
+	var e uint8
+	for _, text := range append([]string{pt.sql}, pt.earlier...) {
+		for _, name := range rewrite.ExecutedAndCodeNames(text) {
+			pr, ok := s.sqlPrepared[name]
+			if !ok {
+				e = all // a protocol-level statement, or none known
+				break
+			}
+			for _, sql := range pr.sqls {
+				if lower := strings.ToLower(sql); sql == sentinelText || strings.Contains(lower, "set_config") || strings.Contains(lower, "u&") {
+					e = all
+				}
+			}
+		}
+	}
+	if e != 0 {
+		if s.effPortals == nil {
+			s.effPortals = map[string]uint8{}
+		}
+		s.effPortals[string(portal)] |= e
+	}
 }
 
 // preparesOf returns the SQL PREPAREs in p.
