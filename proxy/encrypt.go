@@ -828,8 +828,11 @@ func (s *session) handleParse(body []byte) error {
 		s.deferCloses = len(closes) > 0
 		s.applyEffects(p)
 		s.deferCloses = false
+		was := len(pm.Name) == 0 && s.ptStmts[""].earlierNotes
 		s.notePassthrough(pm.Name, sql, cat)
-		if len(pm.Name) > 0 && len(s.ptStmts[string(pm.Name)].earlier) > 0 {
+		if len(pm.Name) == 0 {
+			s.noteUnnamedNotes(notes, was)
+		} else if len(s.ptStmts[string(pm.Name)].earlier) > 0 {
 			s.mergeStmtNotes(pm.Name, notes)
 		}
 		s.inc(s.srv.metrics.stmtPassthrough)

@@ -73,6 +73,9 @@ type ptStmt struct {
 	// not only at the Parse (review 20e HIGH: parsed before a view swap,
 	// bound after it, EXECUTE ins(…) wrote plaintext through the view).
 	executes bool
+	// earlierNotes marks an unnamed record whose earlier texts may have
+	// effects, closes or SQL PREPAREs (notePortalUnsettled).
+	earlierNotes bool
 }
 
 // Closing a statement. A Close, DEALLOCATE or DISCARD ALL the server does
@@ -325,6 +328,20 @@ func (s *session) mergeStmtNotes(name []byte, old stmtNotes) {
 	s.noteStmtPrepares(name, n.preps)
 }
 
+// noteUnnamedNotes sets, after an unnamed pass-through Parse, whether
+// the earlier texts the server may still hold have notes: those of the
+// statement before (notes), or its own earlier ones (was).
+func (s *session) noteUnnamedNotes(notes stmtNotes, was bool) {
+	pt, ok := s.ptStmts[""]
+	if !ok {
+		return
+	}
+	if n := len(pt.earlier) > 0 && (was || notes.eff != 0 || len(notes.closes) > 0 || len(notes.preps) > 0); n != pt.earlierNotes {
+		pt.earlierNotes = n
+		s.ptStmts[""] = pt
+	}
+}
+
 // notePortalUnsettled gives a portal bound to the unnamed statement the
 // effects, closes and SQL PREPAREs of the earlier texts the server may
 // still hold for it (an unnamed Parse skipped after an error keeps the
@@ -333,7 +350,7 @@ func (s *session) mergeStmtNotes(name []byte, old stmtNotes) {
 // client's plaintext into an encrypted column.
 func (s *session) notePortalUnsettled(portal []byte) {
 	pt, ok := s.ptStmts[""]
-	if !ok || len(pt.earlier) == 0 || s.unnamedSettled(pt) {
+	if !ok || !pt.earlierNotes || len(pt.earlier) == 0 || s.unnamedSettled(pt) {
 		return
 	}
 	const all = effPath | effTZ | effRole | effDS | effFloat
