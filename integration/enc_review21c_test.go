@@ -26,6 +26,12 @@ package integration
 //      again as a set_config of the path, the Execute changed the
 //      server's path unseen: the INSERT after went into the table the
 //      old path named.
+//   HIGH TestReview21cRewrittenExecuteBoundAfterSwap: CREATE TEMP TABLE …
+//      AS EXECUTE insw(…) (DDL: a statement pgveil prepares under its own
+//      name; insw an SQL PREPARE of WITH … INSERT … SELECT) parsed before a
+//      view swap and bound after it: only the Parse checked what it
+//      executes, and the plaintext in its text went into contacts.note.
+//      Holds: EXPLAIN ANALYZE EXECUTE (pass-through).
 //   Holds today, HIGH once DateStyle tracking goes (it asks the server
 //      after any set_config): TestReview21cSetConfigTempDomain: set_config('search_path',
 //      'search_path   '::text, …) with a domain pg_temp.text (char(20)):
@@ -355,6 +361,47 @@ func TestReview21cExecuteOfRePrepared(t *testing.T) {
 			}
 			r21cInsertFollowsPath(t, ctx, trace, fmt.Sprint(j), org, secret)
 			trace(query("DEALLOCATE ALL")...)
+		}
+	})
+}
+
+// TestReview21cRewrittenExecuteBoundAfterSwap: protocol statements whose
+// text runs EXECUTE of an SQL PREPARE that writes a plain table, parsed
+// before a view swap (checked at the Parse) and bound after it: CREATE
+// TABLE AS EXECUTE (DDL: a statement pgveil prepares under its own name)
+// and EXPLAIN ANALYZE EXECUTE. Each Bind checks what it executes: refused,
+// the plaintext never written.
+func TestReview21cRewrittenExecuteBoundAfterSwap(t *testing.T) {
+	r21cEngines(t, 28600, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		app := connectPgx(t, ctx, p.url())
+		for j, f := range []string{
+			"CREATE TEMP TABLE r21c_ct%d AS EXECUTE insw(%d, '%s')",
+			"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE insw(%d, '%s')",
+			"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE ins(%d, '%s')",
+		} {
+			for k, name := range []string{"e", ""} {
+				rel := fmt.Sprintf("r21c_rx%d%d", j, k)
+				swap := rev15ViewSwap(t, ctx, p, rel)
+				secret := fmt.Sprintf("r21c-rx-%d-%d-%d", org, j, k)
+				p.remember(secret)
+				if got := trace(query("PREPARE ins AS INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2); " +
+					"PREPARE insw AS WITH w AS (INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2) RETURNING org_id) SELECT org_id FROM w")...); !strings.HasSuffix(got, "CommandComplete PREPARE | ReadyForQuery I") {
+					t.Fatalf("%d %d prepare: %s", j, k, got)
+				}
+				text := fmt.Sprintf(f, org, secret)
+				if j == 0 {
+					text = fmt.Sprintf(f, k, org, secret)
+				}
+				got := trace(&pgproto3.Parse{Name: name, Query: text}, &pgproto3.Sync{})
+				t.Logf("%d %d parse: %s", j, k, got)
+				swap(app)
+				got = trace(&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{})
+				if !strings.HasPrefix(got, "ErrorResponse") {
+					t.Errorf("%d %d bound after the swap: %s", j, k, got)
+				}
+				rev15NoPlainNote(t, ctx, secret)
+				trace(query("DEALLOCATE ALL")...)
+			}
 		}
 	})
 }

@@ -1034,6 +1034,16 @@ func (s *session) replanOnCatalogChange(stmt *Statement) (*Statement, *pgError, 
 	if err := s.catalogCurrent(stmt.SQL); err != nil {
 		return nil, nil, err
 	}
+	if k := stmt.Plan.Kind; (k == rewrite.KindDDL || k == rewrite.KindExplain || k == rewrite.KindOther) && hasWordFold(stmt.SQL, "execute") {
+		// CREATE TABLE … AS EXECUTE ins(…) runs ins, whose table may have
+		// become a view over an encrypted column since the Parse: checked
+		// at each Bind, as a pass-through statement's (review 21c HIGH:
+		// parsed before a view swap, bound after it, it wrote the
+		// plaintext in its text into contacts.note).
+		if pe, err := s.replanExecuted(stmt.SQL); pe != nil || err != nil {
+			return nil, pe, err
+		}
+	}
 	if stmt.catGen == s.eng.planner.Generation() {
 		return stmt, nil, nil
 	}
