@@ -32,6 +32,13 @@ package integration
 //      view swap and bound after it: only the Parse checked what it
 //      executes, and the plaintext in its text went into contacts.note.
 //      Holds: EXPLAIN ANALYZE EXECUTE (pass-through).
+//   HIGH TestReview21cFunctionBodies: CREATE FUNCTION … LANGUAGE sql AS
+//      'PREPARE ins2 … AS INSERT …' (one statement, no ';') took the
+//      planner's fast path and was never read (review 19b refuses code that
+//      prepares); ins2, prepared in the server unseen, wrote the plaintext
+//      after a view swap. And (MEDIUM, dynamic SQL) a PL/pgSQL function
+//      running EXECUTE format('EXECUTE ins(%s, %L)', …) ran ins over the
+//      view at a call after the swap. Both refused at CREATE now.
 //   Holds today, HIGH once DateStyle tracking goes (it asks the server
 //      after any set_config): TestReview21cSetConfigTempDomain: set_config('search_path',
 //      'search_path   '::text, …) with a domain pg_temp.text (char(20)):
@@ -402,6 +409,52 @@ func TestReview21cRewrittenExecuteBoundAfterSwap(t *testing.T) {
 				rev15NoPlainNote(t, ctx, secret)
 				trace(query("DEALLOCATE ALL")...)
 			}
+		}
+	})
+}
+
+// TestReview21cFunctionBodies: functions created through pgveil whose
+// code runs a prepared statement pgveil cannot follow: dynamic SQL that
+// runs SQL EXECUTE of a name in its code (a DO block is checked when it
+// runs; a function runs at any later call), and a LANGUAGE sql body of
+// one statement that prepares one (no ';': the planner's fast path never
+// read it). Refused (0A000); were they created, after a view swap their
+// calls (or a Bind of the statement the function prepared) would write
+// the plaintext into contacts.note.
+func TestReview21cFunctionBodies(t *testing.T) {
+	r21cEngines(t, 28700, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		app := connectPgx(t, ctx, p.url())
+		for j := range 2 {
+			rel := fmt.Sprintf("r21c_fx%d_%d", org%10, j)
+			swap := rev15ViewSwap(t, ctx, p, rel)
+			secret := fmt.Sprintf("r21c-fx-%d-%d", org, j)
+			p.remember(secret)
+			if got := trace(query("PREPARE ins AS INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)")...); got != "CommandComplete PREPARE | ReadyForQuery I" {
+				t.Fatalf("%d prepare: %s", j, got)
+			}
+			create := `CREATE FUNCTION pg_temp.r21c_run(o int8, n text) RETURNS void LANGUAGE plpgsql AS $f$BEGIN EXECUTE format('EXECUTE ins(%s, %L)', o, n); END$f$`
+			if j == 1 {
+				create = `CREATE FUNCTION pg_temp.r21c_mk() RETURNS void LANGUAGE sql AS $f$ PREPARE ins2 (int8, text) AS INSERT INTO ` + rel + ` (org_id, note) VALUES ($1, $2) $f$`
+			}
+			got := trace(query(create)...)
+			if strings.HasPrefix(got, "ErrorResponse 0A000") {
+				swap(app) // the view the cleanup drops
+				trace(query("DEALLOCATE ALL")...)
+				continue
+			}
+			t.Errorf("%d create function: %s", j, got)
+			if j == 1 {
+				t.Logf("%d call: %s", j, trace(query("SELECT pg_temp.r21c_mk()")...))
+			}
+			swap(app)
+			if j == 0 {
+				got = trace(query(fmt.Sprintf("SELECT pg_temp.r21c_run(%d, '%s')", org, secret))...)
+			} else {
+				got = trace(&pgproto3.Bind{PreparedStatement: "ins2", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			}
+			t.Logf("%d run after the swap: %s", j, got)
+			rev15NoPlainNote(t, ctx, secret)
+			trace(query("DEALLOCATE ALL")...)
 		}
 	})
 }

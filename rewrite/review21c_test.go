@@ -63,3 +63,45 @@ func TestReview21cSetConfigTempDomainCast(t *testing.T) {
 		}
 	}
 }
+
+// TestReview21cFunctionExecutesPrepared: a function body that runs SQL
+// EXECUTE of a prepared statement (a LANGUAGE sql statement, or dynamic
+// SQL whose string begins with EXECUTE) is refused, as one that prepares
+// or deallocates (a LANGUAGE sql body of one statement, without ';',
+// took the fast path and was never read: HIGH, a PREPARE made in the
+// server unseen wrote plaintext after a view swap): pgveil checks a
+// prepared statement when EXECUTE or a Bind runs it, and such code runs
+// it unseen (after a view swap, the plaintext argument went into an
+// encrypted column). DO blocks are checked when they run; dynamic SQL
+// that runs other statements, and strings that merely hold the word,
+// pass.
+func TestReview21cFunctionExecutesPrepared(t *testing.T) {
+	p := newTestPlanner(t)
+	for _, sql := range []string{
+		`CREATE FUNCTION f(o int8, n text) RETURNS void LANGUAGE plpgsql AS $f$BEGIN EXECUTE format('EXECUTE ins(%s, %L)', o, n); END$f$`,
+		`CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $f$BEGIN EXECUTE 'EXECUTE ins(1, ''x'')'; END$f$`,
+		`CREATE FUNCTION f(s text) RETURNS void LANGUAGE plpgsql AS $f$BEGIN EXECUTE 'execute ' || s; END$f$`,
+		`CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $f$BEGIN EXECUTE 'SELECT 1; EXECUTE ins(1, ''x'')'; END$f$`,
+		`CREATE PROCEDURE p() LANGUAGE plpgsql AS $f$BEGIN EXECUTE $q$ EXECUTE ins(1, 'x') $q$; END$f$`,
+		`CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $f$ EXECUTE ins(1, 'x') $f$`,
+		`CREATE FUNCTION f() RETURNS void LANGUAGE sql AS 'SELECT 1; EXECUTE ins(1, ''x'')'`,
+		// One statement, no ';': the fast path read none of these.
+		`CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $f$ PREPARE ins2 (int8, text) AS INSERT INTO r VALUES ($1, $2) $f$`,
+		`CREATE OR REPLACE FUNCTION f() RETURNS void LANGUAGE sql AS $f$ DEALLOCATE ALL $f$`,
+		`create procedure p() language sql as 'Deallocate ins'`,
+	} {
+		if _, err := p.Plan(sql, publicPath); err == nil {
+			t.Errorf("%s: accepted", sql)
+		}
+	}
+	for _, sql := range []string{
+		`CREATE FUNCTION f(t text) RETURNS void LANGUAGE plpgsql AS $f$BEGIN EXECUTE format('GRANT EXECUTE ON FUNCTION %s() TO app', t); END$f$`,
+		`CREATE FUNCTION f(m text) RETURNS int LANGUAGE plpgsql AS $f$BEGIN IF m = 'execute' THEN RETURN 1; END IF; RETURN 0; END$f$`,
+		`CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $f$ SELECT 'EXECUTE ins' $f$`,
+		`DO $d$BEGIN EXECUTE 'EXECUTE ins(1, ''x'')'; END$d$`,
+	} {
+		if _, err := p.Plan(sql, publicPath); err != nil {
+			t.Errorf("%s: %v", sql, err)
+		}
+	}
+}
