@@ -39,6 +39,10 @@ package integration
 //      after a view swap. And (MEDIUM, dynamic SQL) a PL/pgSQL function
 //      running EXECUTE format('EXECUTE ins(%s, %L)', …) ran ins over the
 //      view at a call after the swap. Both refused at CREATE now.
+//   HIGH TestReview21cFunctionSetSchema: a function whose code runs SET
+//      SCHEMA 'public' (SQL's spelling of SET search_path, naming no
+//      search_path) was not taken for code that changes the path: after
+//      a call the INSERT went into the table the old path named.
 //   Holds today, HIGH once DateStyle tracking goes (it asks the server
 //      after any set_config): TestReview21cSetConfigTempDomain: set_config('search_path',
 //      'search_path   '::text, …) with a domain pg_temp.text (char(20)):
@@ -455,6 +459,44 @@ func TestReview21cFunctionBodies(t *testing.T) {
 			t.Logf("%d run after the swap: %s", j, got)
 			rev15NoPlainNote(t, ctx, secret)
 			trace(query("DEALLOCATE ALL")...)
+		}
+	})
+}
+
+// TestReview21cFunctionSetSchema: a function whose code runs SET SCHEMA
+// 'public' (SQL's spelling of SET search_path) changes the server's path
+// without naming search_path: the calls must make the path unknown. The
+// INSERT after follows PostgreSQL's path.
+func TestReview21cFunctionSetSchema(t *testing.T) {
+	r21cEngines(t, 28800, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		su := superConn(t, ctx)
+		if _, err := su.Exec(ctx, `CREATE OR REPLACE FUNCTION public.r21c_ss() RETURNS void LANGUAGE sql AS $f$ SET SCHEMA 'public' $f$;
+			CREATE OR REPLACE FUNCTION public.r21c_ss2() RETURNS void LANGUAGE plpgsql AS $f$BEGIN SET LOCAL SCHEMA 'public'; END$f$`); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { su.Exec(context.Background(), `DROP FUNCTION IF EXISTS public.r21c_ss(), public.r21c_ss2()`) })
+		r21cPlainSchema(t, ctx, trace)
+		for j, call := range []string{"SELECT public.r21c_ss()", "BEGIN; SELECT public.r21c_ss2(); INSERT INTO contacts (org_id, note) VALUES (%d, '%s'); COMMIT"} {
+			secret := fmt.Sprintf("r21c-ss-%d-%d", org, j)
+			p.remember(secret)
+			if got := trace(query("SET search_path = r21c_plain, public")...); got != "CommandComplete SET | ReadyForQuery I" {
+				t.Fatalf("%d set: %s", j, got)
+			}
+			trace(query("SELECT count(*) FROM contacts")...)
+			if j == 0 {
+				t.Logf("%d call: %s", j, trace(query(call)...))
+				r21cInsertFollowsPath(t, ctx, trace, fmt.Sprint(j), org, secret)
+				continue
+			}
+			t.Logf("%d call: %s", j, trace(query(fmt.Sprintf(call, org, secret))...))
+			rev15NoPlainNote(t, ctx, secret)
+			var inPlain int
+			if err := su.QueryRow(ctx, `SELECT count(*) FROM r21c_plain.contacts WHERE note = $1`, secret).Scan(&inPlain); err != nil {
+				t.Fatal(err)
+			}
+			if inPlain != 0 {
+				t.Errorf("%d: the row went into r21c_plain.contacts, where PostgreSQL's path (public) does not look", j)
+			}
 		}
 	})
 }
