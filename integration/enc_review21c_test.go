@@ -500,3 +500,40 @@ func TestReview21cFunctionSetSchema(t *testing.T) {
 		}
 	})
 }
+
+// TestReview21cSQLPrepareRunUnderOtherPath: ins, an SQL PREPARE of an
+// INSERT into r (unqualified), made while the path finds a plain table
+// r; the path then finds a view r over contacts.note first. PostgreSQL
+// plans ins again under the new path at EXECUTE or a Bind: refused, the
+// plaintext never written.
+func TestReview21cSQLPrepareRunUnderOtherPath(t *testing.T) {
+	r21cEngines(t, 28900, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		su := superConn(t, ctx)
+		if _, err := su.Exec(ctx, `DROP SCHEMA IF EXISTS r21c_pa, r21c_pb CASCADE; CREATE SCHEMA r21c_pa; CREATE SCHEMA r21c_pb;
+			CREATE TABLE r21c_pa.r (org_id int8, note text);
+			CREATE VIEW r21c_pb.r AS SELECT org_id, note FROM public.contacts;
+			GRANT USAGE ON SCHEMA r21c_pa, r21c_pb TO scram_user; GRANT ALL ON r21c_pa.r, r21c_pb.r TO scram_user`); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { su.Exec(context.Background(), `DROP SCHEMA IF EXISTS r21c_pa, r21c_pb CASCADE`) })
+		trace(query("CREATE TEMP TABLE r21c_bump (); DROP TABLE r21c_bump")...)
+		for j, how := range []string{"execute", "bind"} {
+			secret := fmt.Sprintf("r21c-pa-%d-%d", org, j)
+			p.remember(secret)
+			got := trace(query("SET search_path = r21c_pa, public; PREPARE ins AS INSERT INTO r (org_id, note) VALUES ($1, $2)")...)
+			t.Logf("%d prepare: %s", j, got)
+			if !strings.HasSuffix(got, "CommandComplete PREPARE | ReadyForQuery I") {
+				continue // refused: fine
+			}
+			trace(query("SET search_path = r21c_pb, public")...)
+			if how == "execute" {
+				got = trace(query(fmt.Sprintf("EXECUTE ins(%d, '%s')", org, secret))...)
+			} else {
+				got = trace(&pgproto3.Bind{PreparedStatement: "ins", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			}
+			t.Logf("%d %s under the other path: %s", j, how, got)
+			rev15NoPlainNote(t, ctx, secret)
+			trace(query("DEALLOCATE ALL")...)
+		}
+	})
+}
