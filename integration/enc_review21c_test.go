@@ -43,6 +43,13 @@ package integration
 //      SCHEMA 'public' (SQL's spelling of SET search_path, naming no
 //      search_path) was not taken for code that changes the path: after
 //      a call the INSERT went into the table the old path named.
+//   HIGH TestReview21cRefusedParseOfDeallocate: d is SELECT 1; a Parse of
+//      d as DEALLOCATE ins (or ALL, or DISCARD ALL) refused 42P05, or the
+//      unnamed one skipped after an error; the Execute of d ran SELECT 1,
+//      and its CommandComplete confirmed the DEALLOCATE pgveil took from
+//      the refused text: ins's record went while the server kept ins, and
+//      after a view swap Bind ins wrote the plaintext into contacts.note.
+//      Now only the closes every text the name may run has are kept.
 //   Holds today, HIGH once DateStyle tracking goes (it asks the server
 //      after any set_config): TestReview21cSetConfigTempDomain: set_config('search_path',
 //      'search_path   '::text, …) with a domain pg_temp.text (char(20)):
@@ -534,6 +541,53 @@ func TestReview21cSQLPrepareRunUnderOtherPath(t *testing.T) {
 			t.Logf("%d %s under the other path: %s", j, how, got)
 			rev15NoPlainNote(t, ctx, secret)
 			trace(query("DEALLOCATE ALL")...)
+		}
+	})
+}
+
+// TestReview21cRefusedParseOfDeallocate: the statement d is SELECT 1; a
+// Parse of d as DEALLOCATE ins is refused (42P05), or, for the unnamed
+// statement, skipped after an error; d run executes SELECT 1, and ins (an
+// SQL PREPARE of an INSERT into a plain table) stays. After a view swap
+// ins bound or executed: refused, the plaintext never written.
+func TestReview21cRefusedParseOfDeallocate(t *testing.T) {
+	r21cEngines(t, 29000, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		app := connectPgx(t, ctx, p.url())
+		for j, name := range []string{"d", ""} {
+			for k, dealloc := range []string{"DEALLOCATE ins", "DEALLOCATE ALL", "DISCARD ALL"} {
+				rel := fmt.Sprintf("r21c_rd%d_%d%d", org%10, j, k)
+				swap := rev15ViewSwap(t, ctx, p, rel)
+				secret := fmt.Sprintf("r21c-rd-%d-%d%d", org, j, k)
+				p.remember(secret)
+				if got := trace(query("PREPARE ins AS INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)")...); got != "CommandComplete PREPARE | ReadyForQuery I" {
+					t.Fatalf("%d%d prepare: %s", j, k, got)
+				}
+				if got := trace(&pgproto3.Parse{Name: name, Query: "SELECT 1"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+					t.Fatalf("%d%d parse: %s", j, k, got)
+				}
+				if name != "" {
+					if got := trace(&pgproto3.Parse{Name: name, Query: dealloc}, &pgproto3.Sync{}); !strings.HasPrefix(got, "ErrorResponse 42P05") {
+						t.Fatalf("%d%d parse again: %s", j, k, got)
+					}
+				} else if got := trace(&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{}, &pgproto3.Parse{Query: dealloc}, &pgproto3.Sync{}); !strings.Contains(got, "ErrorResponse 22012") {
+					t.Fatalf("%d%d skipped parse: %s", j, k, got)
+				}
+				if got := trace(&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{}); !strings.Contains(got, "CommandComplete SELECT 1") {
+					t.Fatalf("%d%d run: %s", j, k, got)
+				}
+				swap(app)
+				got := trace(&pgproto3.Bind{PreparedStatement: "ins", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+				if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+					t.Errorf("%d%d bound after the swap: %s", j, k, got)
+				}
+				got = trace(query(fmt.Sprintf("EXECUTE ins(%d, '%s-x')", org, secret))...)
+				if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+					t.Errorf("%d%d executed after the swap: %s", j, k, got)
+				}
+				rev15NoPlainNote(t, ctx, secret)
+				trace(query("DEALLOCATE ALL")...)
+				trace(&pgproto3.Close{ObjectType: 'S', Name: "dz"}, &pgproto3.Sync{})
+			}
 		}
 	})
 }

@@ -314,12 +314,12 @@ func (s *session) mergeStmtNotes(name []byte, old stmtNotes) {
 		}
 		s.effStmts[string(name)] = n.eff | old.eff
 	}
-	for _, c := range old.closes {
-		if !slices.Contains(n.closes, c) {
-			n.closes = append(n.closes, c)
-		}
-	}
-	s.noteStmtCloses(name, n.closes)
+	// Closes only those both texts close: a close confirmed is a record
+	// dropped, and a record dropped while the server keeps the statement
+	// lets it run unchecked (review 21c HIGH: DEALLOCATE ins parsed over
+	// SELECT 1, refused 42P05; the Execute ran SELECT 1 and ins's record
+	// went).
+	s.noteStmtCloses(name, commonCloses(n.closes, old.closes))
 	for _, p := range old.preps {
 		if !slices.ContainsFunc(n.preps, func(q *rewrite.Stmt) bool { return q.Prepares == p.Prepares && q.Original == p.Original }) {
 			n.preps = append(n.preps, p)
@@ -330,21 +330,35 @@ func (s *session) mergeStmtNotes(name []byte, old stmtNotes) {
 
 // noteUnnamedNotes sets, after an unnamed pass-through Parse, whether
 // the earlier texts the server may still hold have notes: those of the
-// statement before (notes), or its own earlier ones (was).
+// statement before (notes), or its own earlier ones (was); or the new
+// text closes statements.
 func (s *session) noteUnnamedNotes(notes stmtNotes, was bool) {
 	pt, ok := s.ptStmts[""]
 	if !ok {
 		return
 	}
-	if n := len(pt.earlier) > 0 && (was || notes.eff != 0 || len(notes.closes) > 0 || len(notes.preps) > 0); n != pt.earlierNotes {
+	// Its own closes too: the server may run an earlier text instead,
+	// and only closes every text has are kept (commonCloses).
+	if n := len(pt.earlier) > 0 && (was || notes.eff != 0 || len(notes.closes) > 0 || len(notes.preps) > 0 || len(s.closeStmts[""]) > 0); n != pt.earlierNotes {
 		pt.earlierNotes = n
 		s.ptStmts[""] = pt
 	}
 }
 
+// commonCloses returns the names both a and b close.
+func commonCloses(a, b []string) []string {
+	var out []string
+	for _, c := range a {
+		if slices.Contains(b, c) && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // notePortalUnsettled gives a portal bound to the unnamed statement the
-// effects, closes and SQL PREPAREs of the earlier texts the server may
-// still hold for it (an unnamed Parse skipped after an error keeps the
+// effects and SQL PREPAREs of the earlier texts the server may still
+// hold for it, and only the closes every one of them has (an unnamed Parse skipped after an error keeps the
 // one before: unnamedSettled). Review 21c HIGH: its PREPARE ran again
 // unrecorded, and after a view swap a Bind of that statement wrote the
 // client's plaintext into an encrypted column.
@@ -355,23 +369,26 @@ func (s *session) notePortalUnsettled(portal []byte) {
 	}
 	const all = effPath | effTZ | effRole | effDS | effFloat
 	var e uint8
-	closes := slices.Clone(s.closePortals[string(portal)])
+	closes := s.closePortals[string(portal)]
 	preps := slices.Clone(s.prepPortals[string(portal)])
 	for _, text := range pt.earlier {
 		p, err := s.eng.planner.Plan(text, s.planSession())
 		if err != nil {
 			e = all // no Bind runs it: a refusal plans it again
+			closes = nil
 			continue
 		}
+		var cs []string
 		for _, st := range p.Stmts {
 			e |= s.sessionEffects(st)
-			if st.Deallocate != "" && !slices.Contains(closes, st.Deallocate) {
-				closes = append(closes, st.Deallocate)
+			if st.Deallocate != "" {
+				cs = append(cs, st.Deallocate)
 			}
 			if st.Prepares != "" {
 				preps = append(preps, st)
 			}
 		}
+		closes = commonCloses(closes, cs) // as in mergeStmtNotes
 	}
 	if e != 0 {
 		if s.effPortals == nil {
@@ -380,10 +397,9 @@ func (s *session) notePortalUnsettled(portal []byte) {
 		s.effPortals[string(portal)] |= e
 	}
 	if len(closes) > 0 {
-		if s.closePortals == nil {
-			s.closePortals = map[string][]string{}
-		}
 		s.closePortals[string(portal)] = closes
+	} else {
+		delete(s.closePortals, string(portal))
 	}
 	if len(preps) > 0 {
 		if s.prepPortals == nil {
