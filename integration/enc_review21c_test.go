@@ -410,10 +410,11 @@ func TestReview21cRewrittenExecuteBoundAfterSwap(t *testing.T) {
 				if j == 0 {
 					text = fmt.Sprintf(f, k, org, secret)
 				}
-				got := trace(&pgproto3.Parse{Name: name, Query: text}, &pgproto3.Sync{})
-				t.Logf("%d %d parse: %s", j, k, got)
+				if got := trace(&pgproto3.Parse{Name: name, Query: text}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+					t.Fatalf("%d %d parse: %s", j, k, got)
+				}
 				swap(app)
-				got = trace(&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{})
+				got := trace(&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{})
 				if !strings.HasPrefix(got, "ErrorResponse") {
 					t.Errorf("%d %d bound after the swap: %s", j, k, got)
 				}
@@ -589,5 +590,100 @@ func TestReview21cRefusedParseOfDeallocate(t *testing.T) {
 				trace(&pgproto3.Close{ObjectType: 'S', Name: "dz"}, &pgproto3.Sync{})
 			}
 		}
+	})
+}
+
+// TestReview21cPipelinesMirror: the paths of this review's fixes without
+// a view swap — Parses of a taken name refused (42P05) over PREPARE,
+// DEALLOCATE and set_config texts, unnamed Parses skipped after an
+// error, SQL PREPAREs run through the extended protocol, EXECUTE of a
+// statement prepared again — answer as PostgreSQL does on a plain
+// mirror, message for message; the statements pgveil rewrites work
+// between.
+func TestReview21cPipelinesMirror(t *testing.T) {
+	relayLeakCheck(t)
+	r17Engines(t, 29100, func(t *testing.T, e *r17Env) {
+		org := e.orgs[0]
+		id := int64(29100 + 1000*(org%1000/100))
+		nextID := func() int64 { id++; return id }
+		dz := []pgproto3.FrontendMessage{&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{}}
+		run := func(name string) []pgproto3.FrontendMessage {
+			return []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+		}
+		sel := &pgproto3.Parse{Name: "sq", Query: "SELECT $1::int8 * 2"}
+		bindSq := []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: "sq", Parameters: [][]byte{[]byte("21")}}, &pgproto3.Execute{}}
+		for k, steps := range [][][]pgproto3.FrontendMessage{
+			// pp holds PREPARE sq; a Parse of pp refused; pp run again
+			// after DEALLOCATE sq; sq bound, executed.
+			{
+				{&pgproto3.Parse{Name: "pp", Query: "PREPARE sq AS SELECT $1::int8 * 2"}, &pgproto3.Sync{}},
+				run("pp"),
+				query("DEALLOCATE sq"),
+				{&pgproto3.Parse{Name: "pp", Query: "SELECT 1"}, &pgproto3.Sync{}},
+				run("pp"),
+				cat(bindSq, sync1),
+				query("EXECUTE sq(4)"),
+				cat(e.ins(nextID(), org, "m1"), sync1),
+				{&pgproto3.Close{ObjectType: 'S', Name: "pp"}, &pgproto3.Sync{}},
+			},
+			// d is SELECT 1; Parses of d as DEALLOCATE refused; d run;
+			// sq stays.
+			{
+				query("PREPARE sq AS SELECT $1::int8 * 2"),
+				{&pgproto3.Parse{Name: "d", Query: "SELECT 1"}, &pgproto3.Sync{}},
+				{&pgproto3.Parse{Name: "d", Query: "DEALLOCATE sq"}, &pgproto3.Sync{}},
+				{&pgproto3.Parse{Name: "d", Query: "DEALLOCATE ALL"}, &pgproto3.Sync{}},
+				run("d"),
+				cat(bindSq, sync1),
+				{sel, &pgproto3.Sync{}},
+				{&pgproto3.Close{ObjectType: 'S', Name: "d"}, &pgproto3.Sync{}},
+			},
+			// The unnamed statement DEALLOCATE sq; a new unnamed Parse
+			// skipped after an error; the unnamed statement run again.
+			{
+				query("PREPARE sq AS SELECT $1::int8 * 2"),
+				{&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Sync{}},
+				cat(dz, []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "DEALLOCATE sq"}}, sync1),
+				run(""),
+				cat(bindSq, sync1),
+				{&pgproto3.Parse{Query: "DEALLOCATE sq"}, &pgproto3.Sync{}},
+				cat(dz, []pgproto3.FrontendMessage{&pgproto3.Parse{Query: "SELECT 2"}}, sync1),
+				run(""),
+				cat(bindSq, sync1),
+				cat(e.ins(nextID(), org, "m3"), sync1),
+				{&pgproto3.Close{ObjectType: 'S', Name: "dz"}, &pgproto3.Sync{}},
+			},
+			// EXECUTE x parsed over sq; sq deallocated, prepared again;
+			// x run; CREATE TEMP TABLE … AS EXECUTE.
+			{
+				query("PREPARE sq AS SELECT $1::int8 * 2"),
+				{&pgproto3.Parse{Name: "x", Query: "EXECUTE sq(5)"}, &pgproto3.Sync{}},
+				query("DEALLOCATE sq; PREPARE sq AS SELECT $1::int8 * 3"),
+				run("x"),
+				{&pgproto3.Parse{Name: "ct", Query: "CREATE TEMP TABLE r21c_ctm AS EXECUTE sq(6)"}, &pgproto3.Sync{}},
+				run("ct"),
+				query("SELECT * FROM r21c_ctm"),
+				query("DROP TABLE r21c_ctm"),
+				{&pgproto3.Close{ObjectType: 'S', Name: "x"}, &pgproto3.Close{ObjectType: 'S', Name: "ct"}, &pgproto3.Sync{}},
+			},
+			// A pipeline: PREPARE through the protocol, run, bound, all
+			// before one Sync; an error in the middle of another.
+			{
+				{&pgproto3.Parse{Name: "pp", Query: "PREPARE sq AS SELECT $1::int8 * 2"}, &pgproto3.Bind{PreparedStatement: "pp"}, &pgproto3.Execute{},
+					bindSq[0], bindSq[1], &pgproto3.Parse{Name: "d", Query: "DEALLOCATE sq"}, &pgproto3.Bind{PreparedStatement: "d"}, &pgproto3.Execute{},
+					&pgproto3.Bind{PreparedStatement: "pp"}, &pgproto3.Execute{}, bindSq[0], bindSq[1], &pgproto3.Sync{}},
+				cat(dz, run("d")),
+				cat(bindSq, sync1),
+				run("d"),
+				cat(bindSq, sync1),
+				{&pgproto3.Close{ObjectType: 'S', Name: "pp"}, &pgproto3.Close{ObjectType: 'S', Name: "d"}, &pgproto3.Close{ObjectType: 'S', Name: "dz"}, &pgproto3.Sync{}},
+			},
+		} {
+			for j, msgs := range steps {
+				e.same(fmt.Sprintf("%d.%d", k, j), nil, msgs...)
+			}
+			e.same(fmt.Sprintf("%d end", k), nil, query("DEALLOCATE ALL")...)
+		}
+		e.check("end")
 	})
 }

@@ -172,7 +172,8 @@ func fastStmt(s string) (st Stmt, ok bool) {
 		// string's value.
 		return Stmt{}, false
 	}
-	if string(word) == "create" && (containsFold(s, "prepare") || containsFold(s, "deallocate") || containsFold(s, "execute")) {
+	if string(word) == "create" && (containsFold(s, "function") || containsFold(s, "procedure")) &&
+		(containsFold(s, "prepare") || containsFold(s, "deallocate") || containsFold(s, "execute")) {
 		// A function body that prepares, deallocates or executes a
 		// prepared statement is refused (bodyText); one of a single
 		// statement (LANGUAGE sql, no ';') came here unread (review 21c
