@@ -50,6 +50,11 @@ package integration
 //      the refused text: ins's record went while the server kept ins, and
 //      after a view swap Bind ins wrote the plaintext into contacts.note.
 //      Now only the closes every text the name may run has are kept.
+//   HIGH TestReview21cExecuteOfProtocolPrepare: pp, a Parse of PREPARE
+//      ins …, run with SQL EXECUTE pp (a Query, or a protocol statement
+//      EXECUTE pp parsed before) after DEALLOCATE ins: the server prepared
+//      ins again, unrecorded; after a view swap Bind ins wrote the
+//      plaintext into contacts.note.
 //   Holds today, HIGH once DateStyle tracking goes (it asks the server
 //      after any set_config): TestReview21cSetConfigTempDomain: set_config('search_path',
 //      'search_path   '::text, …) with a domain pg_temp.text (char(20)):
@@ -410,11 +415,20 @@ func TestReview21cRewrittenExecuteBoundAfterSwap(t *testing.T) {
 				if j == 0 {
 					text = fmt.Sprintf(f, k, org, secret)
 				}
-				if got := trace(&pgproto3.Parse{Name: name, Query: text}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+				got := trace(&pgproto3.Parse{Name: name, Query: text}, &pgproto3.Sync{})
+				if j == 0 && strings.HasPrefix(got, "ErrorResponse 0A000") {
+					// CREATE TABLE AS EXECUTE is refused when the text may
+					// name a configured table or a view over one (the
+					// precheck finds such a name in it: other tests' views).
+					swap(app)
+					trace(query("DEALLOCATE ALL")...)
+					continue
+				}
+				if got != "ParseComplete | ReadyForQuery I" {
 					t.Fatalf("%d %d parse: %s", j, k, got)
 				}
 				swap(app)
-				got := trace(&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{})
+				got = trace(&pgproto3.Bind{PreparedStatement: name}, &pgproto3.Execute{}, &pgproto3.Sync{})
 				if !strings.HasPrefix(got, "ErrorResponse") {
 					t.Errorf("%d %d bound after the swap: %s", j, k, got)
 				}
@@ -654,17 +668,13 @@ func TestReview21cPipelinesMirror(t *testing.T) {
 				{&pgproto3.Close{ObjectType: 'S', Name: "dz"}, &pgproto3.Sync{}},
 			},
 			// EXECUTE x parsed over sq; sq deallocated, prepared again;
-			// x run; CREATE TEMP TABLE … AS EXECUTE.
+			// x run.
 			{
 				query("PREPARE sq AS SELECT $1::int8 * 2"),
 				{&pgproto3.Parse{Name: "x", Query: "EXECUTE sq(5)"}, &pgproto3.Sync{}},
 				query("DEALLOCATE sq; PREPARE sq AS SELECT $1::int8 * 3"),
 				run("x"),
-				{&pgproto3.Parse{Name: "ct", Query: "CREATE TEMP TABLE r21c_ctm AS EXECUTE sq(6)"}, &pgproto3.Sync{}},
-				run("ct"),
-				query("SELECT * FROM r21c_ctm"),
-				query("DROP TABLE r21c_ctm"),
-				{&pgproto3.Close{ObjectType: 'S', Name: "x"}, &pgproto3.Close{ObjectType: 'S', Name: "ct"}, &pgproto3.Sync{}},
+				{&pgproto3.Close{ObjectType: 'S', Name: "x"}, &pgproto3.Sync{}},
 			},
 			// A pipeline: PREPARE through the protocol, run, bound, all
 			// before one Sync; an error in the middle of another.
@@ -685,5 +695,56 @@ func TestReview21cPipelinesMirror(t *testing.T) {
 			e.same(fmt.Sprintf("%d end", k), nil, query("DEALLOCATE ALL")...)
 		}
 		e.check("end")
+	})
+}
+
+// TestReview21cExecuteOfProtocolPrepare: pp, a protocol-level statement
+// PREPARE ins AS INSERT INTO a plain table, run with SQL EXECUTE pp (also
+// from another protocol statement, and in EXPLAIN) after DEALLOCATE ins:
+// the server prepares ins again. After a view swap ins bound or
+// executed: refused, the plaintext never written.
+func TestReview21cExecuteOfProtocolPrepare(t *testing.T) {
+	r21cEngines(t, 29200, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		app := connectPgx(t, ctx, p.url())
+		for j, how := range []string{"query", "protocol"} {
+			rel := fmt.Sprintf("r21c_ep%d_%d", org%10, j)
+			swap := rev15ViewSwap(t, ctx, p, rel)
+			secret := fmt.Sprintf("r21c-ep-%d-%d", org, j)
+			p.remember(secret)
+			if got := trace(&pgproto3.Parse{Name: "pp", Query: "PREPARE ins AS INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+				t.Fatalf("%d parse: %s", j, got)
+			}
+			if got := trace(query("EXECUTE pp")...); got != "CommandComplete PREPARE | ReadyForQuery I" {
+				t.Fatalf("%d execute pp: %s", j, got)
+			}
+			if how == "protocol" {
+				// Parsed before the DEALLOCATE: its Bind and Execute record.
+				if got := trace(&pgproto3.Parse{Name: "e", Query: "EXECUTE pp"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+					t.Fatalf("%d parse e: %s", j, got)
+				}
+			}
+			if got := trace(query("DEALLOCATE ins")...); !strings.HasPrefix(got, "CommandComplete DEALLOCATE") {
+				t.Fatalf("%d deallocate: %s", j, got)
+			}
+			if how == "query" {
+				got := trace(query("EXECUTE pp")...)
+				t.Logf("%d execute pp again: %s", j, got)
+			} else {
+				got := trace(&pgproto3.Bind{PreparedStatement: "e"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+				t.Logf("%d execute pp again: %s", j, got)
+			}
+			swap(app)
+			got := trace(&pgproto3.Bind{PreparedStatement: "ins", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("%d bound after the swap: %s", j, got)
+			}
+			got = trace(query(fmt.Sprintf("EXECUTE ins(%d, '%s-x')", org, secret))...)
+			if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("%d executed after the swap: %s", j, got)
+			}
+			rev15NoPlainNote(t, ctx, secret)
+			trace(query("DEALLOCATE ALL")...)
+			trace(&pgproto3.Close{ObjectType: 'S', Name: "pp"}, &pgproto3.Close{ObjectType: 'S', Name: "e"}, &pgproto3.Sync{})
+		}
 	})
 }

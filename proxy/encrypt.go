@@ -130,6 +130,7 @@ func (s *session) applyEffects(p *rewrite.Plan) {
 		if st.Prepares != "" {
 			s.noteSQLPrepare(st)
 		}
+		s.executedPrepares(st)
 		if st.Kind == rewrite.KindDDL {
 			s.ddlSent = true
 			s.ddlUnsettled = true
@@ -1113,9 +1114,9 @@ func (s *session) handleBind(body []byte) error {
 	s.refreshStmtEffects(bm.Statement)
 	s.notePortalEffects(bm.Portal, bm.Statement)
 	s.notePortalSQLPrepared(bm.Portal, bm.Statement)
-	s.notePortalExecutes(bm.Portal, bm.Statement)
 	s.notePortalCloses(bm.Portal, bm.Statement)
 	s.notePortalPrepares(bm.Portal, bm.Statement)
+	s.notePortalExecutes(bm.Portal, bm.Statement) // after notePortalPrepares: adds to it
 	if len(bm.Statement) == 0 && len(s.ptStmts) > 0 {
 		s.notePortalUnsettled(bm.Portal)
 	}

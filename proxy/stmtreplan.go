@@ -186,8 +186,8 @@ func (s *session) notePortalSQLPrepared(portal, stmt []byte) {
 }
 
 // notePortalExecutes gives a portal bound to a pass-through statement
-// whose texts run EXECUTE the effects of the statements they execute as
-// the server holds them now (sessionEffects read them at the Parse): an
+// whose texts run EXECUTE the effects (and SQL PREPAREs: executedPrepares)
+// of the statements they execute as the server holds them now (sessionEffects read them at the Parse): an
 // SQL PREPARE of the name may have been deallocated and prepared again
 // since (review 21c HIGH: EXECUTE sp parsed while sp was SELECT 1, sp
 // then prepared as a set_config of the path; the Execute changed the
@@ -202,6 +202,14 @@ func (s *session) notePortalExecutes(portal, stmt []byte) {
 	var e uint8
 	for _, text := range append([]string{pt.sql}, pt.earlier...) {
 		for _, name := range rewrite.ExecutedAndCodeNames(text) {
+			if ps := s.prepStmts[name]; len(ps) > 0 {
+				// A protocol-level statement that prepares: its Execute
+				// records them (executedPrepares).
+				if s.prepPortals == nil {
+					s.prepPortals = map[string][]*rewrite.Stmt{}
+				}
+				s.prepPortals[string(portal)] = append(slices.Clip(s.prepPortals[string(portal)]), ps...)
+			}
 			pr, ok := s.sqlPrepared[name]
 			if !ok {
 				e = all // a protocol-level statement, or none known
@@ -421,6 +429,27 @@ func (s *session) executePrepares(portal []byte) {
 	if len(ps) == 0 {
 		return
 	}
+	s.recordPrepares(ps)
+}
+
+// executedPrepares records the SQL PREPAREs of the protocol-level
+// statements that st, sent, runs with SQL EXECUTE (review 21c HIGH: EXECUTE
+// pp, pp a Parse of PREPARE ins …, prepared ins again after DEALLOCATE
+// ins, unrecorded; after a view swap Bind ins wrote the client's
+// plaintext into an encrypted column).
+func (s *session) executedPrepares(st *rewrite.Stmt) {
+	if len(s.prepStmts) == 0 || !hasWordFold(st.Original, "execute") {
+		return
+	}
+	for _, name := range rewrite.ExecutedAndCodeNames(st.Original) {
+		if ps := s.prepStmts[name]; len(ps) > 0 {
+			s.recordPrepares(ps)
+		}
+	}
+}
+
+// recordPrepares records the SQL PREPAREs ps, run now.
+func (s *session) recordPrepares(ps []*rewrite.Stmt) {
 	s.applyClosed()
 	for _, st := range ps {
 		if pr, ok := s.sqlPrepared[st.Prepares]; ok && pr.closedSeq == 0 && slices.Contains(pr.sqls, st.Original) {
