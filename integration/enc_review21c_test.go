@@ -55,6 +55,9 @@ package integration
 //      EXECUTE pp parsed before) after DEALLOCATE ins: the server prepared
 //      ins again, unrecorded; after a view swap Bind ins wrote the
 //      plaintext into contacts.note.
+//   MEDIUM TestReview21cExecuteOfProtocolDeallocate: EXECUTE d, d a Parse
+//      of DEALLOCATE ALL, dropped pgveil's statements unseen: a Parse of
+//      one of the client's names after got 42P05. Refused now.
 //   Holds today, HIGH once DateStyle tracking goes (it asks the server
 //      after any set_config): TestReview21cSetConfigTempDomain: set_config('search_path',
 //      'search_path   '::text, …) with a domain pg_temp.text (char(20)):
@@ -746,5 +749,34 @@ func TestReview21cExecuteOfProtocolPrepare(t *testing.T) {
 			trace(query("DEALLOCATE ALL")...)
 			trace(&pgproto3.Close{ObjectType: 'S', Name: "pp"}, &pgproto3.Close{ObjectType: 'S', Name: "e"}, &pgproto3.Sync{})
 		}
+	})
+}
+
+// TestReview21cExecuteOfProtocolDeallocate: d, a Parse of DEALLOCATE ALL
+// (or DISCARD ALL), run with SQL EXECUTE d, dropped every prepared
+// statement in the server, pgveil's own among them, unseen: a Parse of x
+// (a statement pgveil rewrites) after got pgveil's 42P05 where PostgreSQL
+// prepares it. Refused now (0A000), as code that deallocates is; x stays
+// and binds. (MEDIUM: a false refusal of the client's Parse.)
+func TestReview21cExecuteOfProtocolDeallocate(t *testing.T) {
+	relayLeakCheck(t)
+	r17Engines(t, 29300, func(t *testing.T, e *r17Env) {
+		org := e.orgs[0]
+		id := int64(29300 + 1000*(org%1000/100))
+		for k, d := range []string{"DEALLOCATE ALL", "DISCARD ALL"} {
+			id++
+			e.same(fmt.Sprintf("%d parse", k), nil, &pgproto3.Parse{Name: "x", Query: r17Ins}, &pgproto3.Parse{Name: "d", Query: d}, &pgproto3.Sync{})
+			for _, msgs := range [][]pgproto3.FrontendMessage{
+				query("EXECUTE d"),
+				{&pgproto3.Parse{Name: "e", Query: "EXECUTE d"}, &pgproto3.Bind{PreparedStatement: "e"}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			} {
+				if got := strings.Join(r17Trace(e.ctx, e.px, msgs...), " | "); !strings.Contains(got, "ErrorResponse 0A000") {
+					t.Errorf("%d execute d: %s", k, got)
+				}
+			}
+			e.same(fmt.Sprintf("%d bind x", k), nil, cat(e.insBind("x", id, org, fmt.Sprint("ed", k)), sync1)...)
+			e.same(fmt.Sprintf("%d end", k), nil, query("DEALLOCATE ALL")...)
+		}
+		e.check("end")
 	})
 }

@@ -1000,12 +1000,21 @@ func (s *session) applyFailedPrepares() {
 // PREPARE would be refused now.
 func (s *session) replanExecuted(sql string) (*pgError, error) {
 	s.applyClosed()
-	if len(s.sqlPrepared) == 0 && len(s.ptStmts) == 0 {
+	if len(s.sqlPrepared) == 0 && len(s.ptStmts) == 0 && len(s.closeStmts) == 0 {
 		return nil, nil
 	}
 	defer func(gen uint64) { s.planGen = gen }(s.planGen) // the caller's plan's
 	// The names a DO block may run with dynamic SQL too (review 19b).
 	for _, name := range rewrite.ExecutedAndCodeNames(sql) {
+		if len(s.closeStmts[name]) > 0 && name != "" {
+			// EXECUTE d, d a Parse of DEALLOCATE ALL: the server drops
+			// pgveil's own statements, and the client's, unseen (review
+			// 21c: a Parse of a name it dropped got 42P05). Refused, as
+			// code that deallocates is.
+			return &pgError{Severity: "ERROR", Code: "0A000",
+				Message: fmt.Sprintf("pgveil cannot run prepared statement %q with EXECUTE: it deallocates prepared statements, which pgveil must follow", name),
+				Hint:    "run DEALLOCATE or DISCARD ALL directly, or bind the statement through the protocol"}, nil
+		}
 		if _, ok := s.ptStmts[name]; ok && name != "" {
 			// A protocol-level statement pgveil passed through, run with
 			// SQL EXECUTE: checked as its Bind is (review 19).
