@@ -58,6 +58,13 @@ package integration
 //   MEDIUM TestReview21cExecuteOfProtocolDeallocate: EXECUTE d, d a Parse
 //      of DEALLOCATE ALL, dropped pgveil's statements unseen: a Parse of
 //      one of the client's names after got 42P05. Refused now.
+//   HIGH TestReview21cSkippedCloseThenRewrittenParse: a Close of the
+//      pass-through x skipped after an error, then a Parse of x that
+//      pgveil rewrites: pgveil prepared it under its own name (PostgreSQL
+//      answers 42P05) and dropped its record of the server's x; once the
+//      client closed x, SQL EXECUTE x and a Bind of x ran the old INSERT
+//      unchecked after a view swap, the plaintext into contacts.note.
+//      Now 42P05, as PostgreSQL answers.
 //   Holds today, HIGH once DateStyle tracking goes (it asks the server
 //      after any set_config): TestReview21cSetConfigTempDomain: set_config('search_path',
 //      'search_path   '::text, …) with a domain pg_temp.text (char(20)):
@@ -778,5 +785,44 @@ func TestReview21cExecuteOfProtocolDeallocate(t *testing.T) {
 			e.same(fmt.Sprintf("%d end", k), nil, query("DEALLOCATE ALL")...)
 		}
 		e.check("end")
+	})
+}
+
+// TestReview21cSkippedCloseThenRewrittenParse: x, a pass-through INSERT
+// into a plain table; a Close of x skipped after an error (the server
+// keeps x); a Parse of x that pgveil rewrites: 42P05, as PostgreSQL
+// answers (pgveil prepared it under its own name and dropped its record
+// of the server's x); the client closes x; after a view swap, SQL EXECUTE
+// x or a Bind of x runs the server's x, the old INSERT: refused, the
+// plaintext never written.
+func TestReview21cSkippedCloseThenRewrittenParse(t *testing.T) {
+	r21cEngines(t, 29400, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		app := connectPgx(t, ctx, p.url())
+		rel := fmt.Sprintf("r21c_sc%d", org%10)
+		swap := rev15ViewSwap(t, ctx, p, rel)
+		secret := fmt.Sprintf("r21c-sc-%d", org)
+		p.remember(secret)
+		if got := trace(&pgproto3.Parse{Name: "x", Query: "INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+			t.Fatalf("parse: %s", got)
+		}
+		if got := trace(&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{}, &pgproto3.Close{ObjectType: 'S', Name: "x"}, &pgproto3.Sync{}); !strings.Contains(got, "ErrorResponse 22012") {
+			t.Fatalf("skipped close: %s", got)
+		}
+		// PostgreSQL answers 42P05: x is still there.
+		got := trace(&pgproto3.Parse{Name: "x", Query: fmt.Sprintf("SELECT note FROM contacts WHERE org_id = %d", org)}, &pgproto3.Sync{})
+		if !strings.HasPrefix(got, "ErrorResponse 42P05") {
+			t.Errorf("rewritten parse of x: %s", got)
+		}
+		got = trace(query(fmt.Sprintf("EXECUTE x(%d, '%s-0')", org, secret))...)
+		t.Logf("execute x: %s", got)
+		// The client closes its x (pgveil's upstream statement goes; the
+		// server's x, the INSERT, stays).
+		t.Logf("close x: %s", trace(&pgproto3.Close{ObjectType: 'S', Name: "x"}, &pgproto3.Sync{}))
+		swap(app)
+		got = trace(query(fmt.Sprintf("EXECUTE x(%d, '%s')", org, secret))...)
+		t.Logf("execute x after the swap: %s", got)
+		got = trace(&pgproto3.Bind{PreparedStatement: "x", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret + "-b")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		t.Logf("bind x after the swap: %s", got)
+		rev15NoPlainNote(t, ctx, secret)
 	})
 }

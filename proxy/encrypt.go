@@ -853,7 +853,7 @@ func (s *session) handleParse(body []byte) error {
 		refuse(encodingRefusal())
 		return nil
 	}
-	if len(pm.Name) > 0 && s.t.hasStatement(pm.Name) {
+	if len(pm.Name) > 0 && (s.t.hasStatement(pm.Name) || s.heldUnclosed(pm.Name)) {
 		refuse(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
 		return nil
 	}

@@ -669,6 +669,25 @@ func (s *session) applyFailedParses() {
 	}
 }
 
+// heldUnclosed reports whether the server still holds the pass-through
+// statement name although the client closed it: the server answered the
+// close (a Close or DEALLOCATE skipped after an error, refused in a
+// transaction block) without confirming it. PostgreSQL refuses a Parse of
+// the name (42P05); pgveil, preparing one it rewrites under a name of its
+// own, dropped the record of the server's statement, which SQL EXECUTE
+// or a Bind then ran unchecked once the client's view let the name go
+// (review 21c HIGH: after a view swap, the kept INSERT wrote the
+// plaintext into contacts.note).
+func (s *session) heldUnclosed(name []byte) bool {
+	pt, ok := s.ptStmts[string(name)]
+	if !ok || pt.closedSeq == 0 || !s.t.answered(pt.closedSeq) {
+		return false
+	}
+	s.applyClosed() // a confirmation is in once the close is answered
+	pt, ok = s.ptStmts[string(name)]
+	return ok && pt.closedSeq != 0
+}
+
 // notePassthrough records the pass-through statement name with text sql,
 // planned under catalog generation cat.
 func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
