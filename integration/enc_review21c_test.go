@@ -64,7 +64,10 @@ package integration
 //      answers 42P05) and dropped its record of the server's x; once the
 //      client closed x, SQL EXECUTE x and a Bind of x ran the old INSERT
 //      unchecked after a view swap, the plaintext into contacts.note.
-//      Now 42P05, as PostgreSQL answers.
+//      Now 42P05, as PostgreSQL answers; and when the Close and that
+//      Parse are skipped in one pipeline (TestReview21cSkippedCloseAnd-
+//      RewrittenParse), the record of the server's x is kept and checked
+//      at each Bind or EXECUTE of the name the view does not hold.
 //   Holds today, HIGH once DateStyle tracking goes (it asks the server
 //      after any set_config): TestReview21cSetConfigTempDomain: set_config('search_path',
 //      'search_path   '::text, …) with a domain pg_temp.text (char(20)):
@@ -818,6 +821,37 @@ func TestReview21cSkippedCloseThenRewrittenParse(t *testing.T) {
 		// The client closes its x (pgveil's upstream statement goes; the
 		// server's x, the INSERT, stays).
 		t.Logf("close x: %s", trace(&pgproto3.Close{ObjectType: 'S', Name: "x"}, &pgproto3.Sync{}))
+		swap(app)
+		got = trace(query(fmt.Sprintf("EXECUTE x(%d, '%s')", org, secret))...)
+		t.Logf("execute x after the swap: %s", got)
+		got = trace(&pgproto3.Bind{PreparedStatement: "x", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret + "-b")}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		t.Logf("bind x after the swap: %s", got)
+		rev15NoPlainNote(t, ctx, secret)
+	})
+}
+
+// TestReview21cSkippedCloseAndRewrittenParse: as
+// TestReview21cSkippedCloseThenRewrittenParse, the Close of x and the
+// Parse of x that pgveil rewrites in one pipeline after an error (both
+// skipped: the server keeps x, the INSERT); after a view swap, SQL
+// EXECUTE x or a Bind of x runs it: refused, the plaintext never written.
+func TestReview21cSkippedCloseAndRewrittenParse(t *testing.T) {
+	r21cEngines(t, 29500, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		app := connectPgx(t, ctx, p.url())
+		rel := fmt.Sprintf("r21c_sk%d", org%10)
+		swap := rev15ViewSwap(t, ctx, p, rel)
+		secret := fmt.Sprintf("r21c-sk-%d", org)
+		p.remember(secret)
+		if got := trace(&pgproto3.Parse{Name: "x", Query: "INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)"}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+			t.Fatalf("parse: %s", got)
+		}
+		got := trace(&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{}, &pgproto3.Close{ObjectType: 'S', Name: "x"},
+			&pgproto3.Parse{Name: "x", Query: fmt.Sprintf("SELECT note FROM contacts WHERE org_id = %d", org)}, &pgproto3.Sync{})
+		if !strings.Contains(got, "ErrorResponse 22012") {
+			t.Fatalf("skipped: %s", got)
+		}
+		// A pass-through Parse of x: PostgreSQL refuses it (42P05), x stays.
+		t.Logf("pass-through parse of x: %s", trace(&pgproto3.Parse{Name: "x", Query: "SELECT $1::int8, $2::text"}, &pgproto3.Sync{}))
 		swap(app)
 		got = trace(query(fmt.Sprintf("EXECUTE x(%d, '%s')", org, secret))...)
 		t.Logf("execute x after the swap: %s", got)

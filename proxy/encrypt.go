@@ -934,6 +934,7 @@ func (s *session) handleParse(body []byte) error {
 	if len(pm.Name) == 0 {
 		s.keepUnnamedTexts()
 	}
+	s.holdUnclosed(pm.Name)
 	if onlyPinned(st) {
 		s.notePinned(pm.Name, sql, text, cat)
 	} else {
@@ -1129,7 +1130,7 @@ func (s *session) handleBind(body []byte) error {
 		s.t.closePortal(bm.Portal)
 		return nil
 	}
-	if (len(s.ptStmts) > 0 || len(s.srvUnnamed) > 0) && (stmt == passthroughStmt || stmt.Plan.NamesOnly) || len(s.sqlPrepared) > 0 && stmt == passthroughStmt || stmt != passthroughStmt && stmt.Plan != nil {
+	if (len(s.ptStmts) > 0 || len(s.srvUnnamed) > 0) && (stmt == passthroughStmt || stmt.Plan.NamesOnly) || (len(s.sqlPrepared) > 0 || len(s.ptHeld) > 0) && stmt == passthroughStmt || stmt != passthroughStmt && stmt.Plan != nil {
 		var refusal *pgError
 		var err error
 		if _, ok := s.ptStmts[string(bm.Statement)]; ok || stmt == passthroughStmt {

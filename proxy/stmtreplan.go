@@ -536,6 +536,11 @@ func (s *session) applyClosed() {
 				s.ptStmts[n] = pt
 			}
 		}
+		for n, pt := range s.ptHeld {
+			if closes(c.name, n) && pt.closedSeq <= c.seq {
+				delete(s.ptHeld, n)
+			}
+		}
 		for n, pr := range s.sqlPrepared {
 			switch {
 			case !closes(c.name, n):
@@ -688,6 +693,55 @@ func (s *session) heldUnclosed(name []byte) bool {
 	return ok && pt.closedSeq != 0
 }
 
+// holdUnclosed keeps, when a Parse pgveil rewrites takes the name in the
+// client's view, the record of the pass-through statement of the name
+// whose close the server has not confirmed: in one pipeline after an
+// error, the close and the Parse are both skipped, and the server keeps
+// the old statement, which SQL EXECUTE or a Bind of the name runs once
+// the view lets the name go (review 21c HIGH: after a view swap, the kept
+// INSERT wrote the plaintext into contacts.note). It is checked as a
+// Bind of it is (replanOnPathChange) until the close is confirmed.
+func (s *session) holdUnclosed(name []byte) {
+	pt, ok := s.ptStmts[string(name)]
+	if !ok || len(name) == 0 || pt.closedSeq == 0 {
+		return
+	}
+	if s.ptHeld == nil {
+		s.ptHeld = map[string]ptStmt{}
+	}
+	pt.stale = true // planned again at each use
+	s.ptHeld[string(name)] = pt
+}
+
+// replanHeld checks a Bind or EXECUTE of name that may run a statement
+// holdUnclosed kept: each of its texts is planned now, and a refusal
+// returned when one needs pgveil.
+func (s *session) replanHeld(name []byte) (*pgError, error) {
+	pt, ok := s.ptHeld[string(name)]
+	if !ok {
+		return nil, nil
+	}
+	if err := s.catalogCurrent(pt.sql); err != nil {
+		return nil, err
+	}
+	if err := s.syncSearchPathFor(pt.sql); err != nil {
+		return nil, err
+	}
+	for _, sql := range append([]string{pt.sql}, pt.earlier...) {
+		p, err := s.plan(sql)
+		if offLoop(err) {
+			return nil, err
+		}
+		if err != nil || planNeedsWork(p) {
+			return staleStatement(name, "may be a statement the server kept after its close was skipped, and now names a table pgveil encrypts"), nil
+		}
+		if pe, err := s.replanExecuted(sql); pe != nil || err != nil {
+			return pe, err
+		}
+	}
+	return nil, nil
+}
+
 // notePassthrough records the pass-through statement name with text sql,
 // planned under catalog generation cat.
 func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
@@ -830,6 +884,14 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 		pe, err := s.replanSQLPrepared(string(name))
 		s.planGen = gen
 		if pe != nil || err != nil {
+			return pe, err
+		}
+	}
+	if len(s.ptHeld) > 0 && len(name) > 0 && s.t.statement(name) == passthroughStmt {
+		// The server's statement of the name runs: it may be one kept
+		// after its close was skipped (holdUnclosed), also when a later
+		// pass-through Parse of the name was refused (42P05).
+		if pe, err := s.replanHeld(name); pe != nil || err != nil {
 			return pe, err
 		}
 	}
@@ -1019,7 +1081,7 @@ func (s *session) applyFailedPrepares() {
 // PREPARE would be refused now.
 func (s *session) replanExecuted(sql string) (*pgError, error) {
 	s.applyClosed()
-	if len(s.sqlPrepared) == 0 && len(s.ptStmts) == 0 && len(s.closeStmts) == 0 {
+	if len(s.sqlPrepared) == 0 && len(s.ptStmts) == 0 && len(s.closeStmts) == 0 && len(s.ptHeld) == 0 {
 		return nil, nil
 	}
 	defer func(gen uint64) { s.planGen = gen }(s.planGen) // the caller's plan's
@@ -1038,6 +1100,10 @@ func (s *session) replanExecuted(sql string) (*pgError, error) {
 			// A protocol-level statement pgveil passed through, run with
 			// SQL EXECUTE: checked as its Bind is (review 19).
 			if pe, err := s.replanOnPathChange([]byte(name), true); pe != nil || err != nil {
+				return pe, err
+			}
+		} else if _, ok := s.ptHeld[name]; ok && s.t.statement([]byte(name)) == passthroughStmt {
+			if pe, err := s.replanHeld([]byte(name)); pe != nil || err != nil {
 				return pe, err
 			}
 		}
