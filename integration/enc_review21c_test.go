@@ -689,6 +689,22 @@ func TestReview21cPipelinesMirror(t *testing.T) {
 				run("x"),
 				{&pgproto3.Close{ObjectType: 'S', Name: "x"}, &pgproto3.Sync{}},
 			},
+			// PREPARE through the protocol in an aborted block (25P02),
+			// and skipped after an error: sq never made.
+			{
+				{&pgproto3.Parse{Name: "pp", Query: "PREPARE sq AS SELECT $1::int8 * 2"}, &pgproto3.Sync{}},
+				query("BEGIN"),
+				query("SELECT 1/0"),
+				run("pp"),
+				query("ROLLBACK"),
+				cat(bindSq, sync1),
+				query("EXECUTE sq(1)"),
+				cat(dz, run("pp")),
+				cat(bindSq, sync1),
+				query("EXECUTE sq(2)"),
+				cat(e.ins(nextID(), org, "m4"), sync1),
+				{&pgproto3.Close{ObjectType: 'S', Name: "pp"}, &pgproto3.Close{ObjectType: 'S', Name: "dz"}, &pgproto3.Sync{}},
+			},
 			// A pipeline: PREPARE through the protocol, run, bound, all
 			// before one Sync; an error in the middle of another.
 			{
