@@ -783,7 +783,11 @@ func changesPath(code string) bool {
 // trigger code.
 var setsZone = regexp.MustCompile(`\b(set|reset)\s+((session|local)\s+)?("timezone"|timezone\b|time\s+zone\b)`)
 
-var setsRole = regexp.MustCompile(`\b(set|reset)\s+((session|local)\s+)?(role|session\s+authorization|all)\b`)
+// setsRole also finds SET [SESSION|LOCAL] SCHEMA 'x', SQL's spelling of SET
+// search_path, which names no search_path (review 21c HIGH: a function
+// running it changed the server's path unseen, and an INSERT after its
+// call went into the table the old path named).
+var setsRole = regexp.MustCompile(`\b(set|reset)\s+((session|local)\s+)?(role|session\s+authorization|all|schema)\b`)
 
 // leadingArgument reads a first argument that is a plain '…' string
 // literal and nothing else (a comma follows it).

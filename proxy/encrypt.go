@@ -130,6 +130,7 @@ func (s *session) applyEffects(p *rewrite.Plan) {
 		if st.Prepares != "" {
 			s.noteSQLPrepare(st)
 		}
+		s.executedPrepares(st)
 		if st.Kind == rewrite.KindDDL {
 			s.ddlSent = true
 			s.ddlUnsettled = true
@@ -745,11 +746,15 @@ func (s *session) handleParse(body []byte) error {
 	if err := pm.parse(body); err != nil {
 		return err
 	}
+	notes := s.stmtNotesOf(pm.Name)
 	refuse := func(pe *pgError) {
 		if len(pm.Name) == 0 {
 			// PostgreSQL drops the unnamed statement before it reads the
 			// new one: a Bind of it now gets 26000, never the old one.
 			s.dropUnnamedEverywhere()
+		} else {
+			// The server keeps the statement the name held (review 21c).
+			s.restoreStmtNotes(pm.Name, notes)
 		}
 		s.injectExtendedError(pe)
 	}
@@ -824,7 +829,13 @@ func (s *session) handleParse(body []byte) error {
 		s.deferCloses = len(closes) > 0
 		s.applyEffects(p)
 		s.deferCloses = false
+		was := len(pm.Name) == 0 && s.ptStmts[""].earlierNotes
 		s.notePassthrough(pm.Name, sql, cat)
+		if len(pm.Name) == 0 {
+			s.noteUnnamedNotes(notes, was)
+		} else if len(s.ptStmts[string(pm.Name)].earlier) > 0 {
+			s.mergeStmtNotes(pm.Name, notes)
+		}
 		s.inc(s.srv.metrics.stmtPassthrough)
 		if len(pm.Name) == 0 {
 			s.dropUnnamed()
@@ -842,7 +853,7 @@ func (s *session) handleParse(body []byte) error {
 		refuse(encodingRefusal())
 		return nil
 	}
-	if len(pm.Name) > 0 && s.t.hasStatement(pm.Name) {
+	if len(pm.Name) > 0 && (s.t.hasStatement(pm.Name) || s.heldUnclosed(pm.Name)) {
 		refuse(&pgError{Severity: "ERROR", Code: "42P05", Message: fmt.Sprintf("prepared statement %q already exists", pm.Name)})
 		return nil
 	}
@@ -923,6 +934,7 @@ func (s *session) handleParse(body []byte) error {
 	if len(pm.Name) == 0 {
 		s.keepUnnamedTexts()
 	}
+	s.holdUnclosed(pm.Name)
 	if onlyPinned(st) {
 		s.notePinned(pm.Name, sql, text, cat)
 	} else {
@@ -1105,6 +1117,10 @@ func (s *session) handleBind(body []byte) error {
 	s.notePortalSQLPrepared(bm.Portal, bm.Statement)
 	s.notePortalCloses(bm.Portal, bm.Statement)
 	s.notePortalPrepares(bm.Portal, bm.Statement)
+	s.notePortalExecutes(bm.Portal, bm.Statement) // after notePortalPrepares: adds to it
+	if len(bm.Statement) == 0 && len(s.ptStmts) > 0 {
+		s.notePortalUnsettled(bm.Portal)
+	}
 	stmt := s.t.statement(bm.Statement)
 	s.noteFetchEffects(bm.Portal, stmt)
 	if stmt != passthroughStmt && s.t.closedInPipeline(bm.Statement) {
@@ -1114,7 +1130,7 @@ func (s *session) handleBind(body []byte) error {
 		s.t.closePortal(bm.Portal)
 		return nil
 	}
-	if (len(s.ptStmts) > 0 || len(s.srvUnnamed) > 0) && (stmt == passthroughStmt || stmt.Plan.NamesOnly) || len(s.sqlPrepared) > 0 && stmt == passthroughStmt || stmt != passthroughStmt && stmt.Plan != nil {
+	if (len(s.ptStmts) > 0 || len(s.srvUnnamed) > 0) && (stmt == passthroughStmt || stmt.Plan.NamesOnly) || (len(s.sqlPrepared) > 0 || len(s.ptHeld) > 0) && stmt == passthroughStmt || stmt != passthroughStmt && stmt.Plan != nil {
 		var refusal *pgError
 		var err error
 		if _, ok := s.ptStmts[string(bm.Statement)]; ok || stmt == passthroughStmt {

@@ -216,22 +216,29 @@ func (s *session) refreshStmtEffects(name []byte) {
 		return
 	}
 	gen := s.eng.planner.Generation()
-	var sql string
+	var sqls []string
 	if stmt := s.t.statement(name); stmt != nil && stmt != passthroughStmt {
 		if stmt.catGen == gen {
 			return
 		}
-		sql = stmt.SQL
+		sqls = []string{stmt.SQL}
 	} else {
 		pt, ok := s.ptStmts[string(name)]
 		if !ok || pt.cat == gen {
 			return
 		}
-		sql = pt.sql
+		// The texts the server may hold for the name: a Parse it refused
+		// (42P05) or skipped leaves the one before (review 21c).
+		sqls = append([]string{pt.sql}, pt.earlier...)
 	}
-	e := effPath | effTZ | effRole
-	if p, err := s.eng.planner.Plan(sql, s.planSession()); err == nil {
-		e = 0
+	const all = effPath | effTZ | effRole
+	var e uint8
+	for _, sql := range sqls {
+		p, err := s.eng.planner.Plan(sql, s.planSession())
+		if err != nil {
+			e = all
+			break
+		}
 		for _, st := range p.Stmts {
 			e |= s.sessionEffects(st)
 		}

@@ -160,6 +160,10 @@ type session struct {
 	// statement runs (noteStmtPrepares).
 	prepStmts   map[string][]*rewrite.Stmt
 	prepPortals map[string][]*rewrite.Stmt
+	// ptHeld are records of pass-through statements the server may still
+	// hold under a name the client's view gave to a statement pgveil
+	// rewrote (heldUnclosed, holdUnclosed).
+	ptHeld map[string]ptStmt
 	// inExecuted is the nesting of replanExecutedTexts (maxExecutedDepth).
 	inExecuted int
 	planGen    uint64 // the planner's Generation when planNow last planned

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/pgveil/pgveil/rewrite"
 )
@@ -72,6 +73,9 @@ type ptStmt struct {
 	// not only at the Parse (review 20e HIGH: parsed before a view swap,
 	// bound after it, EXECUTE ins(…) wrote plaintext through the view).
 	executes bool
+	// earlierNotes marks an unnamed record whose earlier texts may have
+	// effects, closes or SQL PREPAREs (notePortalUnsettled).
+	earlierNotes bool
 }
 
 // Closing a statement. A Close, DEALLOCATE or DISCARD ALL the server does
@@ -181,6 +185,51 @@ func (s *session) notePortalSQLPrepared(portal, stmt []byte) {
 	s.effPortals[string(portal)] |= sqlPreparedEffects
 }
 
+// notePortalExecutes gives a portal bound to a pass-through statement
+// whose texts run EXECUTE the effects (and SQL PREPAREs: executedPrepares)
+// of the statements they execute as the server holds them now (sessionEffects read them at the Parse): an
+// SQL PREPARE of the name may have been deallocated and prepared again
+// since (review 21c HIGH: EXECUTE sp parsed while sp was SELECT 1, sp
+// then prepared as a set_config of the path; the Execute changed the
+// server's path unseen, and an INSERT went into the table the old path
+// named).
+func (s *session) notePortalExecutes(portal, stmt []byte) {
+	pt, ok := s.ptStmts[string(stmt)]
+	if !ok || !pt.executes {
+		return
+	}
+	const all = effPath | effTZ | effRole
+	var e uint8
+	for _, text := range append([]string{pt.sql}, pt.earlier...) {
+		for _, name := range rewrite.ExecutedAndCodeNames(text) {
+			if ps := s.prepStmts[name]; len(ps) > 0 {
+				// A protocol-level statement that prepares: its Execute
+				// records them (executedPrepares).
+				if s.prepPortals == nil {
+					s.prepPortals = map[string][]*rewrite.Stmt{}
+				}
+				s.prepPortals[string(portal)] = append(slices.Clip(s.prepPortals[string(portal)]), ps...)
+			}
+			pr, ok := s.sqlPrepared[name]
+			if !ok {
+				e = all // a protocol-level statement, or none known
+				break
+			}
+			for _, sql := range pr.sqls {
+				if lower := strings.ToLower(sql); sql == sentinelText || strings.Contains(lower, "set_config") || strings.Contains(lower, "u&") {
+					e = all
+				}
+			}
+		}
+	}
+	if e != 0 {
+		if s.effPortals == nil {
+			s.effPortals = map[string]uint8{}
+		}
+		s.effPortals[string(portal)] |= e
+	}
+}
+
 // preparesOf returns the SQL PREPAREs in p.
 func preparesOf(p *rewrite.Plan) []*rewrite.Stmt {
 	var out []*rewrite.Stmt
@@ -226,6 +275,148 @@ func (s *session) notePortalPrepares(portal, stmt []byte) {
 	delete(s.prepPortals, string(portal))
 }
 
+// stmtNotes are what a statement name runs besides its rows: its
+// effects (effStmts), closes (closeStmts) and SQL PREPAREs (prepStmts).
+type stmtNotes struct {
+	eff    uint8
+	closes []string
+	preps  []*rewrite.Stmt
+}
+
+// stmtNotesOf returns the notes of the statement name.
+func (s *session) stmtNotesOf(name []byte) stmtNotes {
+	return stmtNotes{s.effStmts[string(name)], s.closeStmts[string(name)], s.prepStmts[string(name)]}
+}
+
+// restoreStmtNotes puts the notes of the named statement name back as
+// they were before a Parse of it that pgveil refused: the server keeps
+// the statement the name held (review 21c HIGH: the notes of the refused
+// text replaced them, and the kept PREPARE ran unrecorded).
+func (s *session) restoreStmtNotes(name []byte, old stmtNotes) {
+	if len(s.effStmts) == 0 && len(s.closeStmts) == 0 && len(s.prepStmts) == 0 && old.eff == 0 && old.closes == nil && old.preps == nil {
+		return
+	}
+	s.noteStmtCloses(name, old.closes)
+	s.noteStmtPrepares(name, old.preps)
+	switch {
+	case old.eff != 0:
+		if s.effStmts == nil {
+			s.effStmts = map[string]uint8{}
+		}
+		s.effStmts[string(name)] = old.eff
+	default:
+		delete(s.effStmts, string(name))
+	}
+}
+
+// mergeStmtNotes adds old to the notes of the named statement name after
+// a pass-through Parse of it the server may refuse (42P05: the name was
+// taken, and stays) or skip: a Bind may run the statement it held
+// (review 21c HIGH: its SQL PREPARE ran unrecorded, its set_config
+// changed the path unseen).
+func (s *session) mergeStmtNotes(name []byte, old stmtNotes) {
+	n := s.stmtNotesOf(name)
+	if old.eff != 0 {
+		if s.effStmts == nil {
+			s.effStmts = map[string]uint8{}
+		}
+		s.effStmts[string(name)] = n.eff | old.eff
+	}
+	// Closes only those both texts close: a close confirmed is a record
+	// dropped, and a record dropped while the server keeps the statement
+	// lets it run unchecked (review 21c HIGH: DEALLOCATE ins parsed over
+	// SELECT 1, refused 42P05; the Execute ran SELECT 1 and ins's record
+	// went).
+	s.noteStmtCloses(name, commonCloses(n.closes, old.closes))
+	for _, p := range old.preps {
+		if !slices.ContainsFunc(n.preps, func(q *rewrite.Stmt) bool { return q.Prepares == p.Prepares && q.Original == p.Original }) {
+			n.preps = append(n.preps, p)
+		}
+	}
+	s.noteStmtPrepares(name, n.preps)
+}
+
+// noteUnnamedNotes sets, after an unnamed pass-through Parse, whether
+// the earlier texts the server may still hold have notes: those of the
+// statement before (notes), or its own earlier ones (was); or the new
+// text closes statements.
+func (s *session) noteUnnamedNotes(notes stmtNotes, was bool) {
+	pt, ok := s.ptStmts[""]
+	if !ok {
+		return
+	}
+	// Its own closes too: the server may run an earlier text instead,
+	// and only closes every text has are kept (commonCloses).
+	if n := len(pt.earlier) > 0 && (was || notes.eff != 0 || len(notes.closes) > 0 || len(notes.preps) > 0 || len(s.closeStmts[""]) > 0); n != pt.earlierNotes {
+		pt.earlierNotes = n
+		s.ptStmts[""] = pt
+	}
+}
+
+// commonCloses returns the names both a and b close.
+func commonCloses(a, b []string) []string {
+	var out []string
+	for _, c := range a {
+		if slices.Contains(b, c) && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// notePortalUnsettled gives a portal bound to the unnamed statement the
+// effects and SQL PREPAREs of the earlier texts the server may still
+// hold for it, and only the closes every one of them has (an unnamed Parse skipped after an error keeps the
+// one before: unnamedSettled). Review 21c HIGH: its PREPARE ran again
+// unrecorded, and after a view swap a Bind of that statement wrote the
+// client's plaintext into an encrypted column.
+func (s *session) notePortalUnsettled(portal []byte) {
+	pt, ok := s.ptStmts[""]
+	if !ok || !pt.earlierNotes || len(pt.earlier) == 0 || s.unnamedSettled(pt) {
+		return
+	}
+	const all = effPath | effTZ | effRole
+	var e uint8
+	closes := s.closePortals[string(portal)]
+	preps := slices.Clone(s.prepPortals[string(portal)])
+	for _, text := range pt.earlier {
+		p, err := s.eng.planner.Plan(text, s.planSession())
+		if err != nil {
+			e = all // no Bind runs it: a refusal plans it again
+			closes = nil
+			continue
+		}
+		var cs []string
+		for _, st := range p.Stmts {
+			e |= s.sessionEffects(st)
+			if st.Deallocate != "" {
+				cs = append(cs, st.Deallocate)
+			}
+			if st.Prepares != "" {
+				preps = append(preps, st)
+			}
+		}
+		closes = commonCloses(closes, cs) // as in mergeStmtNotes
+	}
+	if e != 0 {
+		if s.effPortals == nil {
+			s.effPortals = map[string]uint8{}
+		}
+		s.effPortals[string(portal)] |= e
+	}
+	if len(closes) > 0 {
+		s.closePortals[string(portal)] = closes
+	} else {
+		delete(s.closePortals, string(portal))
+	}
+	if len(preps) > 0 {
+		if s.prepPortals == nil {
+			s.prepPortals = map[string][]*rewrite.Stmt{}
+		}
+		s.prepPortals[string(portal)] = preps
+	}
+}
+
 // executePrepares records the SQL PREPAREs the Execute of portal, pushed
 // next, runs: the name gets the text again unless its record holds it
 // and no close of it is pending (the server then holds one of the texts
@@ -238,14 +429,48 @@ func (s *session) executePrepares(portal []byte) {
 	if len(ps) == 0 {
 		return
 	}
+	s.recordPrepares(ps)
+}
+
+// executedPrepares records the SQL PREPAREs of the protocol-level
+// statements that st, sent, runs with SQL EXECUTE (review 21c HIGH: EXECUTE
+// pp, pp a Parse of PREPARE ins …, prepared ins again after DEALLOCATE
+// ins, unrecorded; after a view swap Bind ins wrote the client's
+// plaintext into an encrypted column).
+func (s *session) executedPrepares(st *rewrite.Stmt) {
+	if len(s.prepStmts) == 0 || !hasWordFold(st.Original, "execute") {
+		return
+	}
+	for _, name := range rewrite.ExecutedAndCodeNames(st.Original) {
+		if ps := s.prepStmts[name]; len(ps) > 0 {
+			s.recordPrepares(ps)
+		}
+	}
+}
+
+// recordPrepares records the SQL PREPAREs ps, run now.
+func (s *session) recordPrepares(ps []*rewrite.Stmt) {
 	s.applyClosed()
 	for _, st := range ps {
 		if pr, ok := s.sqlPrepared[st.Prepares]; ok && pr.closedSeq == 0 && slices.Contains(pr.sqls, st.Original) {
 			continue
 		}
+		// The server plans the statement now, under its catalog, which
+		// may be newer than the one its text was checked under at the
+		// Parse or Bind: planned again at its first use (review 21c
+		// HIGH: bound before a view swap, executed after pgveil read the
+		// new catalog, it was taken for one planned under that catalog,
+		// and its Bind wrote the client's plaintext through the view).
 		s.noteSQLPrepare(st)
+		pr := s.sqlPrepared[st.Prepares]
+		pr.cat = catUnplanned
+		s.sqlPrepared[st.Prepares] = pr
 	}
 }
+
+// catUnplanned is the catalog generation of a record whose texts were not
+// planned under any that pgveil knows: the next use plans them again.
+const catUnplanned = ^uint64(0)
 
 // executeCloses records the closes of the Execute of portal, pushed
 // next, in the view (closeEffects), and returns the names for its
@@ -309,6 +534,11 @@ func (s *session) applyClosed() {
 				pt.earlier, pt.earlierSeq, pt.earlierUntil = nil, nil, 0
 				pt.over, pt.overMin, pt.overMax = 0, 0, 0
 				s.ptStmts[n] = pt
+			}
+		}
+		for n, pt := range s.ptHeld {
+			if closes(c.name, n) && pt.closedSeq <= c.seq {
+				delete(s.ptHeld, n)
 			}
 		}
 		for n, pr := range s.sqlPrepared {
@@ -442,6 +672,74 @@ func (s *session) applyFailedParses() {
 		}
 		s.ptStmts[f.name] = pt
 	}
+}
+
+// heldUnclosed reports whether the server still holds the pass-through
+// statement name although the client closed it: the server answered the
+// close (a Close or DEALLOCATE skipped after an error, refused in a
+// transaction block) without confirming it. PostgreSQL refuses a Parse of
+// the name (42P05); pgveil, preparing one it rewrites under a name of its
+// own, dropped the record of the server's statement, which SQL EXECUTE
+// or a Bind then ran unchecked once the client's view let the name go
+// (review 21c HIGH: after a view swap, the kept INSERT wrote the
+// plaintext into contacts.note).
+func (s *session) heldUnclosed(name []byte) bool {
+	pt, ok := s.ptStmts[string(name)]
+	if !ok || pt.closedSeq == 0 || !s.t.answered(pt.closedSeq) {
+		return false
+	}
+	s.applyClosed() // a confirmation is in once the close is answered
+	pt, ok = s.ptStmts[string(name)]
+	return ok && pt.closedSeq != 0
+}
+
+// holdUnclosed keeps, when a Parse pgveil rewrites takes the name in the
+// client's view, the record of the pass-through statement of the name
+// whose close the server has not confirmed: in one pipeline after an
+// error, the close and the Parse are both skipped, and the server keeps
+// the old statement, which SQL EXECUTE or a Bind of the name runs once
+// the view lets the name go (review 21c HIGH: after a view swap, the kept
+// INSERT wrote the plaintext into contacts.note). It is checked as a
+// Bind of it is (replanOnPathChange) until the close is confirmed.
+func (s *session) holdUnclosed(name []byte) {
+	pt, ok := s.ptStmts[string(name)]
+	if !ok || len(name) == 0 || pt.closedSeq == 0 {
+		return
+	}
+	if s.ptHeld == nil {
+		s.ptHeld = map[string]ptStmt{}
+	}
+	pt.stale = true // planned again at each use
+	s.ptHeld[string(name)] = pt
+}
+
+// replanHeld checks a Bind or EXECUTE of name that may run a statement
+// holdUnclosed kept: each of its texts is planned now, and a refusal
+// returned when one needs pgveil.
+func (s *session) replanHeld(name []byte) (*pgError, error) {
+	pt, ok := s.ptHeld[string(name)]
+	if !ok {
+		return nil, nil
+	}
+	if err := s.catalogCurrent(pt.sql); err != nil {
+		return nil, err
+	}
+	if err := s.syncSearchPathFor(pt.sql); err != nil {
+		return nil, err
+	}
+	for _, sql := range append([]string{pt.sql}, pt.earlier...) {
+		p, err := s.plan(sql)
+		if offLoop(err) {
+			return nil, err
+		}
+		if err != nil || planNeedsWork(p) {
+			return staleStatement(name, "may be a statement the server kept after its close was skipped, and now names a table pgveil encrypts"), nil
+		}
+		if pe, err := s.replanExecuted(sql); pe != nil || err != nil {
+			return pe, err
+		}
+	}
+	return nil, nil
 }
 
 // notePassthrough records the pass-through statement name with text sql,
@@ -589,6 +887,14 @@ func (s *session) replanOnPathChange(name []byte, synced bool) (*pgError, error)
 			return pe, err
 		}
 	}
+	if len(s.ptHeld) > 0 && len(name) > 0 && s.t.statement(name) == passthroughStmt {
+		// The server's statement of the name runs: it may be one kept
+		// after its close was skipped (holdUnclosed), also when a later
+		// pass-through Parse of the name was refused (42P05).
+		if pe, err := s.replanHeld(name); pe != nil || err != nil {
+			return pe, err
+		}
+	}
 	pt, ok := s.ptStmts[string(name)]
 	if !ok {
 		if len(name) == 0 && len(s.srvUnnamed) > 0 {
@@ -732,7 +1038,9 @@ func (s *session) noteSQLPrepare(st *rewrite.Stmt) {
 		if pr.over != 0 {
 			pr.sqls = append(pr.sqls, sentinelText)
 		}
-		pr.cat = min(pr.cat, old.cat)
+		if old.cat != pr.cat {
+			pr.cat = catUnplanned // planned again at the next use
+		}
 		pr.earlierUntil = old.closedSeq
 	}
 	s.sqlPrepared[st.Prepares] = pr
@@ -773,16 +1081,29 @@ func (s *session) applyFailedPrepares() {
 // PREPARE would be refused now.
 func (s *session) replanExecuted(sql string) (*pgError, error) {
 	s.applyClosed()
-	if len(s.sqlPrepared) == 0 && len(s.ptStmts) == 0 {
+	if len(s.sqlPrepared) == 0 && len(s.ptStmts) == 0 && len(s.closeStmts) == 0 && len(s.ptHeld) == 0 {
 		return nil, nil
 	}
 	defer func(gen uint64) { s.planGen = gen }(s.planGen) // the caller's plan's
 	// The names a DO block may run with dynamic SQL too (review 19b).
 	for _, name := range rewrite.ExecutedAndCodeNames(sql) {
+		if len(s.closeStmts[name]) > 0 && name != "" {
+			// EXECUTE d, d a Parse of DEALLOCATE ALL: the server drops
+			// pgveil's own statements, and the client's, unseen (review
+			// 21c: a Parse of a name it dropped got 42P05). Refused, as
+			// code that deallocates is.
+			return &pgError{Severity: "ERROR", Code: "0A000",
+				Message: fmt.Sprintf("pgveil cannot run prepared statement %q with EXECUTE: it deallocates prepared statements, which pgveil must follow", name),
+				Hint:    "run DEALLOCATE or DISCARD ALL directly, or bind the statement through the protocol"}, nil
+		}
 		if _, ok := s.ptStmts[name]; ok && name != "" {
 			// A protocol-level statement pgveil passed through, run with
 			// SQL EXECUTE: checked as its Bind is (review 19).
 			if pe, err := s.replanOnPathChange([]byte(name), true); pe != nil || err != nil {
+				return pe, err
+			}
+		} else if _, ok := s.ptHeld[name]; ok && s.t.statement([]byte(name)) == passthroughStmt {
+			if pe, err := s.replanHeld([]byte(name)); pe != nil || err != nil {
 				return pe, err
 			}
 		}
@@ -851,6 +1172,16 @@ func (s *session) replanOnCatalogChange(stmt *Statement) (*Statement, *pgError, 
 	}
 	if err := s.catalogCurrent(stmt.SQL); err != nil {
 		return nil, nil, err
+	}
+	if k := stmt.Plan.Kind; (k == rewrite.KindDDL || k == rewrite.KindExplain || k == rewrite.KindOther) && hasWordFold(stmt.SQL, "execute") {
+		// CREATE TABLE … AS EXECUTE ins(…) runs ins, whose table may have
+		// become a view over an encrypted column since the Parse: checked
+		// at each Bind, as a pass-through statement's (review 21c HIGH:
+		// parsed before a view swap, bound after it, it wrote the
+		// plaintext in its text into contacts.note).
+		if pe, err := s.replanExecuted(stmt.SQL); pe != nil || err != nil {
+			return nil, pe, err
+		}
 	}
 	if stmt.catGen == s.eng.planner.Generation() {
 		return stmt, nil, nil

@@ -172,6 +172,16 @@ func fastStmt(s string) (st Stmt, ok bool) {
 		// string's value.
 		return Stmt{}, false
 	}
+	if string(word) == "create" && (containsFold(s, "function") || containsFold(s, "procedure")) &&
+		(containsFold(s, "prepare") || containsFold(s, "deallocate") || containsFold(s, "execute")) {
+		// A function body that prepares, deallocates or executes a
+		// prepared statement is refused (bodyText); one of a single
+		// statement (LANGUAGE sql, no ';') came here unread (review 21c
+		// HIGH: CREATE FUNCTION … AS 'PREPARE ins … AS INSERT …' passed,
+		// and ins, prepared in the server unseen, wrote plaintext into an
+		// encrypted column after a view swap).
+		return Stmt{}, false
+	}
 	if !ok {
 		switch string(word) {
 		case "set", "reset", "discard", "deallocate", "prepare", "do", "call", "declare", "fetch", "move", "close":

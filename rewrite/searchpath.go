@@ -85,13 +85,22 @@ func (a *analyzer) setConfig(n *pg.Node) *Error {
 			err.Hint = "write the setting name and value as literals, or use SET search_path"
 			err.at(a.sql, f.Location)
 		}
-		name, ok := stringConst(f.Args[0])
+		name, ok, sure := stringConstAs(f.Args[0])
 		if !ok {
 			name, ok = byRow[f]
+			sure = true
 		}
 		if !ok {
 			refuse()
 			return false
+		}
+		if !sure {
+			// Read through a cast whose type name may be a domain in
+			// pg_temp (looked up before pg_catalog): 'search_pathxx'::text
+			// is search_path under a char(11) one. Any setting may change:
+			// the server is asked again (review 21c).
+			a.st.PathOpaque = true
+			return true
 		}
 		if isRoleSetting(strings.ToLower(name)) {
 			a.st.PathOpaque = true
@@ -103,11 +112,15 @@ func (a *analyzer) setConfig(n *pg.Node) *Error {
 		if !strings.EqualFold(name, "search_path") {
 			return true
 		}
-		value, ok := stringConst(f.Args[1])
+		value, ok, sure := stringConstAs(f.Args[1])
 		local, lok := boolConst(f.Args[2])
 		if !ok || !lok {
 			refuse()
 			return false
+		}
+		if !sure {
+			a.st.PathOpaque = true // as for the name: the server is asked
+			return true
 		}
 		a.st.SearchPath, a.st.SearchPathLocal = splitGUCList(value), local
 		return true
@@ -149,14 +162,14 @@ func settingsRowCalls(n *pg.Node) map[*pg.FuncCall]string {
 	var value string
 	switch l, r := e.Lexpr, e.Rexpr; {
 	case isName(l):
-		v, ok := stringConst(r)
-		if !ok {
+		v, ok, sure := stringConstAs(r)
+		if !ok || !sure {
 			return nil
 		}
 		value = v
 	case isName(r):
-		v, ok := stringConst(l)
-		if !ok {
+		v, ok, sure := stringConstAs(l)
+		if !ok || !sure {
 			return nil
 		}
 		value = v
@@ -299,20 +312,33 @@ func (a *analyzer) sessionBody(code string, loc int32) *Error {
 // varchar(n) and name cut, so set_config('search_path   '::char(20), …)
 // sets search_path where the literal names no setting pgveil tracks.
 func stringConst(n *pg.Node) (string, bool) {
+	v, ok, _ := stringConstAs(n)
+	return v, ok
+}
+
+// stringConstAs is stringConst, and whether every cast read through
+// names its type in pg_catalog (sure). A type name alone is looked up in
+// pg_temp first, before pg_catalog: with CREATE DOMAIN pg_temp.text AS
+// char(11), 'search_pathxx'::text is 'search_path' to set_config (review
+// 21c). `varchar` is a keyword, pg_catalog's always.
+func stringConstAs(n *pg.Node) (v string, ok, sure bool) {
+	sure = true
 	for n != nil && n.GetTypeCast() != nil {
-		if !textKeepingCast(n.GetTypeCast().TypeName) {
-			return "", false
+		t := n.GetTypeCast().TypeName
+		if !textKeepingCast(t) {
+			return "", false, false
 		}
+		sure = sure && len(t.Names) == 2
 		n = n.GetTypeCast().Arg
 	}
 	if c := n.GetAConst(); c != nil && c.GetSval() != nil {
-		return c.GetSval().Sval, true
+		return c.GetSval().Sval, true, sure
 	}
-	return "", false
+	return "", false, false
 }
 
 // textKeepingCast reports a cast to text or varchar (no length, no array)
-// of pg_catalog.
+// of pg_catalog, or named alone (stringConstAs).
 func textKeepingCast(t *pg.TypeName) bool {
 	if t == nil || len(t.Typmods) > 0 || len(t.ArrayBounds) > 0 || t.Setof || t.PctType {
 		return false

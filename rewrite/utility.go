@@ -1002,6 +1002,15 @@ func (a *analyzer) bodyText(code, what, lang string) *Error {
 		e.Hint = "run DEALLOCATE as a statement of its own, through pgveil"
 		return e
 	}
+	if what != "a DO block" && executesPrepared(code, lang) {
+		// A DO block's names are checked when it runs (CodeExecutedNames);
+		// a function runs later, at any call, where pgveil sees no EXECUTE
+		// (review 21c: after a view swap, the function ran ins over the
+		// view, its plaintext argument into the encrypted column).
+		e := errorf(CodeFeatureNotSupported, "%s that runs SQL EXECUTE of a prepared statement is not supported: pgveil checks each prepared statement when it runs, and cannot see code in the server run one", what)
+		e.Hint = "run EXECUTE through pgveil, or write the statement in the function"
+		return e
+	}
 	readable := complete && (lang == "sql" || lang == "plpgsql") &&
 		!has("execute") && !has("format") && !strings.Contains(b, "quote_")
 	writes := has("update") || has("merge") || has("conflict")
@@ -1186,6 +1195,53 @@ func preparesStatement(ws []Word) bool {
 		}
 	}
 	return false
+}
+
+// executesPrepared reports whether function code may run SQL EXECUTE of
+// a prepared statement: a statement of a LANGUAGE sql body that begins
+// with EXECUTE, or, in code that names EXECUTE (dynamic SQL), a string
+// of it (two levels deep) with a statement that begins with EXECUTE
+// (EXECUTE 'EXECUTE ins(…)', format('EXECUTE %s(…)', …), 'EXECUTE ' ||
+// name).
+func executesPrepared(code, lang string) bool {
+	if !containsFold(code, "execute") {
+		return false
+	}
+	startsExecute := func(ws []Word) bool {
+		at := true
+		for _, w := range ws {
+			if at && w.Kind == WordName && !w.Quoted && w.Text == "execute" {
+				return true
+			}
+			at = w.Kind == WordOther && w.Text == ";"
+		}
+		return false
+	}
+	ws, _ := Words(code)
+	if lang == "sql" {
+		return startsExecute(ws)
+	}
+	if !slices.ContainsFunc(ws, func(w Word) bool { return w.Kind == WordName && !w.Quoted && w.Text == "execute" }) {
+		return false
+	}
+	var inStrings func(code string, depth int) bool
+	inStrings = func(code string, depth int) bool {
+		l := lexer{s: code}
+		for t := l.next(); t.kind != tEOF && t.kind != tError; t = l.next() {
+			if t.kind != tString {
+				continue
+			}
+			v, _, err := LiteralValue(code, Literal{Start: t.start, End: t.end})
+			if err != nil {
+				continue
+			}
+			if ws, _ := Words(string(v)); startsExecute(ws) || depth < 1 && inStrings(string(v), depth+1) {
+				return true
+			}
+		}
+		return false
+	}
+	return inStrings(code, 0)
 }
 
 // deallocatesStatement reports whether code words (bodyWords) hold the
