@@ -53,6 +53,17 @@ import (
 // passes. CASE and COALESCE results in SET are all checked (NULLIF of an
 // encrypted value is refused anyway).
 //
+// Not done yet (review 21f): DO UPDATE of a value only a legacy row
+// holds should update that row, as PostgreSQL would. The way there is to
+// send the fill as a statement of its own just before the client's (the
+// proxy's injected statements, as the tenant lookup's: a suppressed Query
+// before a single-statement simple Query; Parse/Bind/Execute of pgveil's
+// own statement ahead of the client's Bind, its ErrorResponse answering
+// the client's message), after which ON CONFLICT finds the filled row by
+// its blind index. A fill left committed on its own is harmless: it
+// writes the index the backfill computes, and the backfill still seals
+// the row (TestReview21fFilledLegacyRowsBackfilled).
+//
 // Legacy rows are found by the column's current blind index (NULL) and
 // its normalisation, which Action Plaintext applies to the value; every
 // unique index of the column (a rotation's next one too) is filled.
