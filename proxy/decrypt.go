@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -52,6 +53,11 @@ type resultCol struct {
 	masked   bool // the role is not a reader: NULL
 	// json is set on a json or jsonb field built from encrypted columns.
 	json *rewrite.JSONShape
+	// tenantAlso are further fields of the tenant's origin (mapped by
+	// origin: a * over a JOIN … USING shows the merged column and pgveil
+	// adds the table's own): the value opens only where each holds the
+	// same bytes as tenant, in the same format (review 21h).
+	tenantAlso []int
 }
 
 // resultMap is the decrypt plan of one result set.
@@ -172,11 +178,16 @@ func (s *session) mapByOrigin(cat *catalog, fields []fieldDesc, hidden []rewrite
 			// value moved from the other side's tenant opened (lead, 21st
 			// session): two candidates name neither, and the value does
 			// not open.
+			// Review 21h: fields of one origin that hold the same value
+			// in a row name that row's tenant whichever is the table's
+			// own (a * over a JOIN … USING shows the merged column, and
+			// pgveil adds the table's own beside it); different values
+			// (a self-join's two sides) name neither.
 			for j, g := range fields {
 				if g.TableOID == f.TableOID && g.AttNum == ct.tenantAttNum {
 					if rc.tenant >= 0 {
-						rc.tenant = -1
-						break
+						rc.tenantAlso = append(rc.tenantAlso, j)
+						continue
 					}
 					rc.tenant = j
 				}
@@ -383,6 +394,11 @@ func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byt
 			return s.openFailed(rc, keysource.ErrWrongScope, dst)
 		}
 		tv := row[rc.tenant]
+		for _, j := range rc.tenantAlso {
+			if j >= len(row) || j >= len(m.cols) || row[j] == nil || m.cols[j].srvFmt != m.cols[rc.tenant].srvFmt || !bytes.Equal(row[j], tv) {
+				return s.openFailed(rc, keysource.ErrWrongScope, dst)
+			}
+		}
 		var tenant string
 		var err error
 		if rc.tenantBase != 0 && m.cols[rc.tenant].srvFmt == canon.BinaryFormat {

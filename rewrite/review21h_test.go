@@ -1,0 +1,37 @@
+package rewrite
+
+import (
+	"strings"
+	"testing"
+)
+
+// Review 21h: a * over a JOIN … USING of the tenant column shows the
+// column once, with the origin of one side (the left's in an inner or
+// LEFT join, the right's in a RIGHT one, none in a FULL one): the other
+// side's values found no tenant by origin and, since the lead's 21st
+// session (no known tenant, no open), read NULL or PV001. pgveil adds the
+// table's own tenant column.
+func TestReview21hStarOverUsingTenant(t *testing.T) {
+	p := review21dPlanner(t, 20)
+	for _, c := range [][2]string{
+		{`SELECT * FROM orgs JOIN users USING (org_id)`, `SELECT *, users.org_id FROM orgs JOIN users USING (org_id)`},
+		{`SELECT * FROM orgs RIGHT JOIN users USING (org_id) WHERE id = 1`, `SELECT *, users.org_id FROM orgs RIGHT JOIN users USING (org_id) WHERE id = 1`},
+		// Not merged: unchanged.
+		{`SELECT * FROM orgs JOIN users ON orgs.org_id = users.org_id`, `SELECT * FROM orgs JOIN users ON orgs.org_id = users.org_id`},
+		{`SELECT * FROM orgs JOIN users USING (name)`, `SELECT * FROM orgs JOIN users USING (name)`},
+	} {
+		plan, err := p.Plan(c[0], publicPath)
+		if err != nil {
+			t.Errorf("%s: %v", c[0], err)
+			continue
+		}
+		got, _ := renderMarked(c[0], plan)
+		if got != c[1] {
+			t.Errorf("%s\n got: %s\nwant: %s", c[0], got, c[1])
+		}
+		st := plan.Stmts[0]
+		if strings.Contains(c[1], ", users.org_id") && (!st.OutputsByOrigin || len(st.Outputs) != 1 || !st.Outputs[0].Hidden) {
+			t.Errorf("%s: outputs %+v by origin %v", c[0], st.Outputs, st.OutputsByOrigin)
+		}
+	}
+}
