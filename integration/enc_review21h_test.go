@@ -241,3 +241,55 @@ func TestReview21hBadBindNoReload(t *testing.T) {
 		t.Errorf("pgveil read its catalog again %d times for a stale plan's Bind and a client's 10 Binds of the wrong parameter count, want 1", n)
 	}
 }
+
+// Views, inheritance and COPY … TO of a parent: reads through a view
+// open their own rows; COPY parent TO reads the parent's rows only, as
+// PostgreSQL does (review 21d's FROM ONLY), for an int and a date tenant.
+func TestReview21hViewsAndInheritance(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, 3*time.Minute)
+	e, d, _, _ := review21hEnv(t, ctx, "enc_review21h_views")
+	for _, s := range []string{
+		`CREATE VIEW h21av AS SELECT id, org, secret FROM h21a`,
+		`CREATE VIEW h21dv AS SELECT id, org, secret FROM h21d`,
+		`CREATE TABLE h21ac (extra int) INHERITS (h21a)`,
+		`CREATE TABLE h21dc (extra int) INHERITS (h21d)`,
+		`INSERT INTO h21ac (id, org, secret, extra) VALUES (9, 1, NULL, 1)`,
+		`INSERT INTO h21dc (id, org, secret, extra) VALUES (9, '2026-01-01', NULL, 1)`,
+	} {
+		if _, err := d.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	cases := []struct{ q, want string }{
+		{`SELECT secret, org FROM h21av ORDER BY id`, "s-1|s-2|NULL|NULL"},
+		{`SELECT * FROM h21av ORDER BY id`, "s-1|s-2|NULL|NULL"},
+		{`SELECT * FROM h21dv ORDER BY id`, "d-1|d-2|NULL|NULL"},
+		{`TABLE h21dv ORDER BY id`, "d-1|d-2|NULL|NULL"},
+		{`SELECT * FROM ONLY h21d ORDER BY id`, "d-1|d-2|NULL"},
+		{`TABLE ONLY h21d ORDER BY id`, "d-1|d-2|NULL"},
+		{`TABLE h21d ORDER BY id`, "d-1|d-2|NULL|NULL"},
+	}
+	for _, c := range cases {
+		for i, got := range review21hSecrets(t, ctx, app, c.q) {
+			if got != c.want && !(strings.HasPrefix(c.want, "ERR") && strings.HasPrefix(got, c.want)) {
+				t.Errorf("%s (run %d): got %q, want %q", c.q, i, got, c.want)
+			}
+		}
+	}
+	for _, tb := range []string{"h21a", "h21d"} {
+		for _, q := range []string{`COPY ` + tb + ` TO STDOUT`, `COPY ` + tb + ` (id, secret) TO STDOUT`} {
+			var buf strings.Builder
+			if _, err := app.PgConn().CopyTo(ctx, &buf, q); err != nil {
+				t.Errorf("%s: %v", q, err)
+				continue
+			}
+			lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+			if len(lines) != 3 || strings.HasPrefix(lines[len(lines)-1], "9") || !strings.Contains(lines[0], "-1") {
+				t.Errorf("%s: want the parent's 3 rows only, got %q", q, buf.String())
+			}
+		}
+	}
+}
