@@ -144,6 +144,10 @@ func TestReview21hOrdinaryReadsOpen(t *testing.T) {
 		{`SELECT * FROM h21d JOIN h21d y USING (org) WHERE h21d.id = 1 AND y.id = 3`, "ERR ERROR: pgveil: a * over"}, // refused (holds)
 		{`SELECT a.*, b.* FROM h21a a, h21a b WHERE a.id = 1 AND b.id = 2`, "s-1 s-2"},
 		{`SELECT * FROM h21a a, h21a b WHERE a.id = 1 AND b.id = 2`, "s-1 s-2"},
+		// A TABLE branch of a UNION ALL over a date tenant (refused before
+		// review 21h).
+		{`TABLE h21d UNION ALL TABLE h21d ORDER BY id`, "d-1|d-1|d-2|d-2|NULL|NULL"},
+		{`(TABLE h21d ORDER BY id LIMIT 1) UNION ALL SELECT * FROM h21d WHERE id = 3`, "d-1|NULL"},
 	}
 	for _, c := range cases {
 		for i, got := range review21hSecrets(t, ctx, app, c.q) {

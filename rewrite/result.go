@@ -78,6 +78,11 @@ type branchLeaf struct {
 	res      *queryResult
 	sc       *scope
 	appendAt int
+	// table is where the keyword TABLE of a TABLE t branch starts (its
+	// end is appendAt), -1 otherwise: pgveil writes it as SELECT * FROM t
+	// when it adds a field (review 21h, as review 21d did for a TABLE t
+	// statement).
+	table int
 }
 
 // visible is how many columns the client (or enclosing query) sees.

@@ -35,3 +35,41 @@ func TestReview21hStarOverUsingTenant(t *testing.T) {
 		}
 	}
 }
+
+// TestReview21hTableUnionBranch: a TABLE t branch of a UNION ALL over a
+// table with a date or float tenant was refused (no select list to add
+// the send field to), as a TABLE t statement was before review 21d. It is
+// written as SELECT *, the send field, like the statement. Holds as it
+// was: TABLE in INSERT, CREATE TABLE AS, EXPLAIN, EXISTS and the other
+// shapes below.
+func TestReview21hTableUnionBranch(t *testing.T) {
+	p := review21dPlanner(t, 1082)
+	const s = `SELECT *, pg_catalog.date_send(users.org_id) FROM users`
+	for _, c := range [][2]string{
+		{`TABLE users UNION ALL TABLE users`, s + ` UNION ALL ` + s},
+		{`(TABLE users) UNION ALL (TABLE users ORDER BY id LIMIT 1)`, `(` + s + `) UNION ALL (` + s + ` ORDER BY id LIMIT 1)`},
+		{`TABLE users UNION ALL SELECT * FROM users`, s + ` UNION ALL ` + s},
+		{`TABLE ONLY users UNION ALL TABLE users`, `SELECT *, pg_catalog.date_send(users.org_id) FROM ONLY users UNION ALL ` + s},
+		{`WITH c AS (SELECT 1) TABLE users`, `WITH c AS (SELECT 1) ` + s},
+		{`TABLE users FOR UPDATE`, s + ` FOR UPDATE`},
+		{`((TABLE users))`, `((` + s + `))`},
+		{`TABLE/**/users`, `SELECT *, pg_catalog.date_send(users.org_id) FROM/**/users`},
+		{`EXPLAIN ANALYZE TABLE users`, `EXPLAIN ANALYZE TABLE users`},
+		{`SELECT * FROM users WHERE EXISTS (TABLE users)`, s + ` WHERE EXISTS (TABLE users)`},
+		{`DECLARE c CURSOR FOR (TABLE users)`, `DECLARE c CURSOR FOR (` + s + `)`},
+	} {
+		plan, err := p.Plan(c[0], publicPath)
+		if err != nil {
+			t.Errorf("%s: %v", c[0], err)
+			continue
+		}
+		if got, _ := renderMarked(c[0], plan); got != c[1] {
+			t.Errorf("%s\n got: %s\nwant: %s", c[0], got, c[1])
+		}
+	}
+	for _, q := range []string{`INSERT INTO users TABLE users`, `CREATE TABLE x AS TABLE users`, `VALUES (1) UNION TABLE users`} {
+		if _, err := p.Plan(q, publicPath); err == nil {
+			t.Errorf("%s: accepted", q)
+		}
+	}
+}
