@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -55,8 +54,8 @@ type resultCol struct {
 	json *rewrite.JSONShape
 	// tenantAlso are further fields of the tenant's origin (mapped by
 	// origin: a * over a JOIN … USING shows the merged column and pgveil
-	// adds the table's own): the value opens only where each holds the
-	// same bytes as tenant, in the same format (review 21h).
+	// adds the table's own): the value opens only where each names the
+	// same tenant as tenant, whatever its format (review 21h).
 	tenantAlso []int
 }
 
@@ -393,21 +392,26 @@ func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byt
 		if rc.tenant < 0 || rc.tenant >= len(row) || rc.tenant >= len(m.cols) || row[rc.tenant] == nil {
 			return s.openFailed(rc, keysource.ErrWrongScope, dst)
 		}
-		tv := row[rc.tenant]
-		for _, j := range rc.tenantAlso {
-			if j >= len(row) || j >= len(m.cols) || row[j] == nil || m.cols[j].srvFmt != m.cols[rc.tenant].srvFmt || !bytes.Equal(row[j], tv) {
-				return s.openFailed(rc, keysource.ErrWrongScope, dst)
+		tenantOf := func(j int) (string, error) {
+			if rc.tenantBase != 0 && m.cols[j].srvFmt == canon.BinaryFormat {
+				return canon.DomainTenantRecv(rc.tenantBase, row[j])
 			}
+			return canon.TenantText(rc.tenantType, m.cols[j].srvFmt, row[j])
 		}
-		var tenant string
-		var err error
-		if rc.tenantBase != 0 && m.cols[rc.tenant].srvFmt == canon.BinaryFormat {
-			tenant, err = canon.DomainTenantRecv(rc.tenantBase, tv)
-		} else {
-			tenant, err = canon.TenantText(rc.tenantType, m.cols[rc.tenant].srvFmt, tv)
-		}
+		tenant, err := tenantOf(rc.tenant)
 		if err != nil || !key.BelongsTo(tenant, true) {
 			return s.openFailed(rc, keysource.ErrWrongScope, dst)
+		}
+		// Further fields of the tenant's origin (tenantAlso: the merged
+		// column of a * over a JOIN … USING beside the table's own, in
+		// the client's format and pgveil's) must name the same tenant.
+		for _, j := range rc.tenantAlso {
+			if j >= len(row) || j >= len(m.cols) || row[j] == nil {
+				return s.openFailed(rc, keysource.ErrWrongScope, dst)
+			}
+			if other, err := tenantOf(j); err != nil || other != tenant {
+				return s.openFailed(rc, keysource.ErrWrongScope, dst)
+			}
 		}
 	}
 	s.inc(s.srv.metrics.col(col).dec)
