@@ -47,6 +47,8 @@ func review21hEnv(t *testing.T, ctx context.Context, db string) (*opsEnv, *pgx.C
 		`CREATE TABLE h21a (id int PRIMARY KEY, org int NOT NULL, secret bytea)`,
 		`CREATE TABLE h21b (id int PRIMARY KEY, org int NOT NULL, secret bytea)`,
 		`CREATE TABLE h21d (id int PRIMARY KEY, org date NOT NULL, secret bytea)`,
+		`CREATE TABLE h21org (org int PRIMARY KEY, name text)`,
+		`INSERT INTO h21org VALUES (1, 'one'), (2, 'two')`,
 	} {
 		if _, err := d.Exec(ctx, s); err != nil {
 			t.Fatalf("%s: %v", s, err)
@@ -164,6 +166,10 @@ func TestReview21hOrdinaryReadsOpen(t *testing.T) {
 		{`SELECT * FROM h21a FULL JOIN h21b USING (org) WHERE h21a.id = 3 AND h21b.id = 1`, "NULL b-1"},
 		{`SELECT *, h21a.org FROM h21a JOIN h21b USING (org) WHERE h21a.id = 1 AND h21b.id = 1`, "s-1 b-1"},
 		{`SELECT * FROM h21d JOIN h21a USING (id) WHERE id = 1`, "d-1 s-1"},
+		// A plain table joined USING the tenant column: the merged
+		// column's origin is the plain table's.
+		{`SELECT * FROM h21org JOIN h21a USING (org) ORDER BY h21a.id`, "s-1|s-2|NULL"},
+		{`SELECT * FROM h21org o JOIN h21a a USING (org) ORDER BY a.id`, "s-1|s-2|NULL"},
 		{`SELECT * FROM h21d JOIN h21d y USING (org) WHERE h21d.id = 1 AND y.id = 3`, "ERR ERROR: pgveil: a * over"}, // refused (holds)
 		{`SELECT a.*, b.* FROM h21a a, h21a b WHERE a.id = 1 AND b.id = 2`, "s-1 s-2"},
 		{`SELECT * FROM h21a a, h21a b WHERE a.id = 1 AND b.id = 2`, "s-1 s-2"},
