@@ -447,6 +447,12 @@ func (a *analyzer) bindTenants(res *queryResult, sc *scope, appendAt int, cannot
 					c.tenantOut = j
 					continue
 				}
+				if appendAt < 0 || cannotAppend() != "" {
+					continue // by origin, as before: where it names another side, the value does not open
+				}
+				if _, ok := c.src.colIn(sc, c.tenant); !ok && c.src.rowOf == "" {
+					continue // likewise: no name reaches this side's own column (a JOIN alias)
+				}
 			} else if j := res.findOut(c.src, c.tenant); j >= 0 { // appended for an earlier column
 				c.tenantOut = j
 				continue

@@ -16,6 +16,9 @@ func TestReview21hStarOverUsingTenant(t *testing.T) {
 	for _, c := range [][2]string{
 		{`SELECT * FROM orgs JOIN users USING (org_id)`, `SELECT *, users.org_id FROM orgs JOIN users USING (org_id)`},
 		{`SELECT * FROM orgs RIGHT JOIN users USING (org_id) WHERE id = 1`, `SELECT *, users.org_id FROM orgs RIGHT JOIN users USING (org_id) WHERE id = 1`},
+		// No name reaches the side's own column, or nothing may be
+		// added: by origin, as before (not refused).
+		{`SELECT * FROM (orgs JOIN users USING (org_id)) j`, `SELECT * FROM (orgs JOIN users USING (org_id)) j`},
 		// Not merged: unchanged.
 		{`SELECT * FROM orgs JOIN users ON orgs.org_id = users.org_id`, `SELECT * FROM orgs JOIN users ON orgs.org_id = users.org_id`},
 		{`SELECT * FROM orgs JOIN users USING (name)`, `SELECT * FROM orgs JOIN users USING (name)`},
