@@ -194,12 +194,13 @@ func TestReview21hOrdinaryReadsOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{`DECLARE c1 CURSOR FOR SELECT * FROM h21a ORDER BY id`, `DECLARE c2 CURSOR FOR TABLE h21d ORDER BY id`} {
+	for _, q := range []string{`DECLARE c1 CURSOR FOR SELECT * FROM h21a ORDER BY id`, `DECLARE c2 CURSOR FOR TABLE h21d ORDER BY id`,
+		`DECLARE c3 CURSOR FOR SELECT * FROM h21a JOIN h21b USING (org) WHERE h21a.id = 1 AND h21b.id = 1`} {
 		if _, err := tx.Exec(ctx, q); err != nil {
 			t.Errorf("%s: %v", q, err)
 		}
 	}
-	for q, want := range map[string]string{`FETCH ALL c1`: "s-1|s-2|NULL", `FETCH ALL c2`: "d-1|d-2|NULL"} {
+	for q, want := range map[string]string{`FETCH ALL c1`: "s-1|s-2|NULL", `FETCH ALL c2`: "d-1|d-2|NULL", `FETCH ALL c3`: "s-1 b-1"} {
 		for i, got := range review21hSecrets(t, ctx, app, q)[:1] {
 			if got != want {
 				t.Errorf("%s (run %d): got %q, want %q", q, i, got, want)
