@@ -52,6 +52,11 @@ type resultCol struct {
 	masked   bool // the role is not a reader: NULL
 	// json is set on a json or jsonb field built from encrypted columns.
 	json *rewrite.JSONShape
+	// tenantAlso are further fields of the tenant's origin (mapped by
+	// origin: a * over a JOIN … USING shows the merged column and pgveil
+	// adds the table's own): the value opens only where each names the
+	// same tenant as tenant, whatever its format (review 21h).
+	tenantAlso []int
 }
 
 // resultMap is the decrypt plan of one result set.
@@ -172,11 +177,16 @@ func (s *session) mapByOrigin(cat *catalog, fields []fieldDesc, hidden []rewrite
 			// value moved from the other side's tenant opened (lead, 21st
 			// session): two candidates name neither, and the value does
 			// not open.
+			// Review 21h: fields of one origin that hold the same value
+			// in a row name that row's tenant whichever is the table's
+			// own (a * over a JOIN … USING shows the merged column, and
+			// pgveil adds the table's own beside it); different values
+			// (a self-join's two sides) name neither.
 			for j, g := range fields {
 				if g.TableOID == f.TableOID && g.AttNum == ct.tenantAttNum {
 					if rc.tenant >= 0 {
-						rc.tenant = -1
-						break
+						rc.tenantAlso = append(rc.tenantAlso, j)
+						continue
 					}
 					rc.tenant = j
 				}
@@ -382,16 +392,26 @@ func (s *session) openValue(m *resultMap, rc *resultCol, raw []byte, row [][]byt
 		if rc.tenant < 0 || rc.tenant >= len(row) || rc.tenant >= len(m.cols) || row[rc.tenant] == nil {
 			return s.openFailed(rc, keysource.ErrWrongScope, dst)
 		}
-		tv := row[rc.tenant]
-		var tenant string
-		var err error
-		if rc.tenantBase != 0 && m.cols[rc.tenant].srvFmt == canon.BinaryFormat {
-			tenant, err = canon.DomainTenantRecv(rc.tenantBase, tv)
-		} else {
-			tenant, err = canon.TenantText(rc.tenantType, m.cols[rc.tenant].srvFmt, tv)
+		tenantOf := func(j int) (string, error) {
+			if rc.tenantBase != 0 && m.cols[j].srvFmt == canon.BinaryFormat {
+				return canon.DomainTenantRecv(rc.tenantBase, row[j])
+			}
+			return canon.TenantText(rc.tenantType, m.cols[j].srvFmt, row[j])
 		}
+		tenant, err := tenantOf(rc.tenant)
 		if err != nil || !key.BelongsTo(tenant, true) {
 			return s.openFailed(rc, keysource.ErrWrongScope, dst)
+		}
+		// Further fields of the tenant's origin (tenantAlso: the merged
+		// column of a * over a JOIN … USING beside the table's own, in
+		// the client's format and pgveil's) must name the same tenant.
+		for _, j := range rc.tenantAlso {
+			if j >= len(row) || j >= len(m.cols) || row[j] == nil {
+				return s.openFailed(rc, keysource.ErrWrongScope, dst)
+			}
+			if other, err := tenantOf(j); err != nil || other != tenant {
+				return s.openFailed(rc, keysource.ErrWrongScope, dst)
+			}
 		}
 	}
 	s.inc(s.srv.metrics.col(col).dec)

@@ -1212,9 +1212,25 @@ func (s *session) handleBind(body []byte) error {
 		s.commitReprepare(stmt)
 	}
 	s.t.bindPortal(bm.Portal, portal)
-	s.t.push(pending{kind: pendBind, portal: portal})
+	s.t.push(pending{kind: pendBind, portal: portal, ownFormats: ownFormats(stmt, bm, out)})
 	s.sw.Write(appendBind(s.scratch[:0], out))
 	return nil
+}
+
+// ownFormats reports a Bind out the server can refuse as a protocol
+// violation only for the result formats pgveil chose: more than one, and
+// the parameters the statement takes (pgveil's own for a rewritten one;
+// the client's, forwarded, counted as PostgreSQL counts them: the types
+// declared at Parse or the highest $n, whichever is more).
+func ownFormats(stmt *Statement, bm, out *bindMsg) bool {
+	st := stmt.Plan
+	if st == nil || len(out.ResultFormats) <= 1 {
+		return false
+	}
+	if stmtRewritten(st) {
+		return true
+	}
+	return len(bm.Params) == max(st.ClientParams, len(stmt.ParamOIDs))
 }
 
 // knownTenantType reports whether canon.TenantText names a key_context

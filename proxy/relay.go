@@ -392,7 +392,7 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 		w.Write(hdr)
 		w.Write(body)
 	}
-	if typ == 'E' && ev.cur.kind == pendBind && ev.cur.portal != nil && ev.cur.portal.Stmt != nil &&
+	if typ == 'E' && ev.cur.kind == pendBind && ev.cur.ownFormats && ev.cur.portal != nil && ev.cur.portal.Stmt != nil &&
 		ev.cur.portal.Stmt.Plan != nil && ev.cur.portal.Stmt.Plan.Outputs != nil && errorField(body, 'C') == "08P01" {
 		// The server refused the result formats pgveil gave a planned
 		// statement ("bind message has 6 result formats but query has 8

@@ -140,6 +140,12 @@ type pending struct {
 	// internal marks a Describe pgveil sent for itself: its RowDescription
 	// maps the portal's fields and is not forwarded.
 	internal bool
+	// ownFormats marks a Bind whose only fault the server could call a
+	// protocol violation (08P01) is the result formats pgveil gave (more
+	// than one, counted from the plan): a refusal then means a stale
+	// catalog. A client's Bind of the wrong parameter count, forwarded as
+	// it came, must not make pgveil read its catalog again (review 21h).
+	ownFormats bool
 	// sent is when a planned Query or Execute went upstream (zero for
 	// pass-through ones): the upstream phase is timed from it.
 	sent time.Time

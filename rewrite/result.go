@@ -78,6 +78,11 @@ type branchLeaf struct {
 	res      *queryResult
 	sc       *scope
 	appendAt int
+	// table is where the keyword TABLE of a TABLE t branch starts (its
+	// end is appendAt), -1 otherwise: pgveil writes it as SELECT * FROM t
+	// when it adds a field (review 21h, as review 21d did for a TABLE t
+	// statement).
+	table int
 }
 
 // visible is how many columns the client (or enclosing query) sees.
@@ -172,6 +177,31 @@ func (res *queryResult) expandStar(r *rel, bare bool) {
 	for i, c := range r.cols {
 		res.cols = append(res.cols, outCol{name: c.name, enc: c.enc, src: r, srcIdx: i, tenant: c.tenant, noTenant: c.noTenant, tenantOut: -1, json: c.json})
 	}
+}
+
+// usingCol reports whether column idx of r is one a JOIN … USING or
+// NATURAL JOIN r takes part in merges.
+func usingCol(r *rel, idx int) bool {
+	if r == nil || idx < 0 || idx >= len(r.cols) {
+		return false
+	}
+	for _, x := range [...]*rel{r, r.joinAliasRel} {
+		if x != nil && (slices.Contains(x.using, r.cols[idx].name) || slices.Contains(x.using, "*")) {
+			return true
+		}
+	}
+	return false
+}
+
+// findAdded returns the index of a hidden output pgveil added reading
+// column idx of r, or -1.
+func (res *queryResult) findAdded(r *rel, idx int) int {
+	for j, c := range res.cols {
+		if c.hidden && c.sendOf == nil && c.src == r && c.srcIdx == idx && r != nil && idx >= 0 {
+			return j
+		}
+	}
+	return -1
 }
 
 // findOut returns the index of the output reading column idx of r, or -1.
@@ -382,6 +412,17 @@ func (a *analyzer) bindTenants(res *queryResult, sc *scope, appendAt int, cannot
 		}
 		t := c.enc.Table
 		send := a.tenantSend(t)
+		// A * over a JOIN … USING (or NATURAL JOIN) of the tenant column
+		// shows it once, merged: its origin names one side's column (the
+		// left's in an inner or LEFT join, the right's in a RIGHT one,
+		// none in a FULL one), and the other side's values found no
+		// tenant by origin (review 21h). The relation's own column is
+		// added; the proxy takes two fields of one origin as the tenant
+		// only where they hold the same value.
+		mergedAway := send == "" && c.src.inStar(res.starRels) && usingCol(c.src, c.tenant)
+		if mergedAway && c.tenantOut >= 0 && !res.cols[c.tenantOut].hidden {
+			c.tenantOut = -1 // the *'s merged column, not the relation's own
+		}
 		if c.tenantOut >= 0 && (send == "" || res.cols[c.tenantOut].sendOf != nil) {
 			continue
 		}
@@ -398,10 +439,21 @@ func (a *analyzer) bindTenants(res *queryResult, sc *scope, appendAt int, cannot
 		}
 		returned := c.tenantOut >= 0 || c.src.inStar(res.starRels) || res.findOut(c.src, c.tenant) >= 0
 		if send == "" {
-			if c.src.inStar(res.starRels) {
+			if c.src.inStar(res.starRels) && !mergedAway {
 				continue // the tenant travels in the * and the proxy finds it by origin
 			}
-			if j := res.findOut(c.src, c.tenant); j >= 0 { // appended for an earlier column
+			if mergedAway {
+				if j := res.findAdded(c.src, c.tenant); j >= 0 {
+					c.tenantOut = j
+					continue
+				}
+				if appendAt < 0 || cannotAppend() != "" {
+					continue // by origin, as before: where it names another side, the value does not open
+				}
+				if _, ok := c.src.colIn(sc, c.tenant); !ok && c.src.rowOf == "" {
+					continue // likewise: no name reaches this side's own column (a JOIN alias)
+				}
+			} else if j := res.findOut(c.src, c.tenant); j >= 0 { // appended for an earlier column
 				c.tenantOut = j
 				continue
 			}

@@ -93,7 +93,11 @@ func (a *analyzer) selectStmt(sel *pg.SelectStmt, sc *scope, mode queryMode) (*q
 		}
 	}
 	if mode == modeBranch {
-		res.leaves = []branchLeaf{{res: res, sc: level, appendAt: a.listEnd(sel.TargetList)}}
+		leaf := branchLeaf{res: res, sc: level, appendAt: a.listEnd(sel.TargetList), table: -1}
+		if leaf.appendAt < 0 {
+			leaf.table, leaf.appendAt = a.tableKeyword(sel)
+		}
+		res.leaves = []branchLeaf{leaf}
 	}
 	return res, nil
 }

@@ -174,6 +174,10 @@ func (a *analyzer) branchSends(res *queryResult) *Error {
 			added[k] = nd.send + "(" + ref + ")"
 		}
 		a.insert(leaf.appendAt, ", "+strings.Join(added, ", "))
+		if leaf.table >= 0 {
+			a.replace(leaf.table, leaf.appendAt, "SELECT *")
+			a.insert(leaf.appendAt, " FROM")
+		}
 	}
 	for _, nd := range needs {
 		res.cols = append(res.cols, outCol{name: nd.t.KeyContext, srcIdx: -1, tenant: -1, tenantOut: -1, hidden: true, sendOf: nd.t})
