@@ -1166,6 +1166,7 @@ func (s *session) handleBind(body []byte) error {
 		stmt = ns
 	}
 	if stmt == passthroughStmt {
+		s.noteLaterPortal(bm.Portal, bm.Statement, stmt)
 		s.t.bindPortal(bm.Portal, passthroughPortal)
 		s.t.push(pending{kind: pendBind, portal: passthroughPortal})
 		s.sw.Write(s.cr.header())
@@ -1211,6 +1212,7 @@ func (s *session) handleBind(body []byte) error {
 	if stmt.replaces != nil {
 		s.commitReprepare(stmt)
 	}
+	s.noteLaterPortal(bm.Portal, bm.Statement, stmt)
 	s.t.bindPortal(bm.Portal, portal)
 	s.t.push(pending{kind: pendBind, portal: portal})
 	s.sw.Write(appendBind(s.scratch[:0], out))

@@ -105,6 +105,16 @@ func (s *session) handleExecute(body []byte) error {
 	if !ok {
 		return &protocolError{msg: "malformed Execute message"}
 	}
+	if len(s.laterPortals) > 0 {
+		pe, err := s.recheckLaterPortal(name)
+		if err != nil {
+			return err
+		}
+		if pe != nil {
+			s.injectExtendedError(pe)
+			return nil
+		}
+	}
 	if e := s.effPortals[string(name)]; e != 0 {
 		s.pathEffect(e)
 	}
@@ -174,6 +184,7 @@ func (s *session) handleClose(body []byte) error {
 	delete(s.effPortals, string(name))
 	delete(s.closePortals, string(name))
 	delete(s.prepPortals, string(name))
+	delete(s.laterPortals, string(name))
 	s.t.closePortal(name)
 	s.t.push(pending{kind: pendClosePortal})
 	s.forwardClient(body)
