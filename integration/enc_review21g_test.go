@@ -89,3 +89,69 @@ func TestReview21gExecutePortalAfterSwap(t *testing.T) {
 		}
 	})
 }
+
+// TestReview21gNameReuseMirror: a name closed and prepared again, with a
+// text pgveil rewrites or passes through, the way drivers do (pgx's
+// statement cache evicting: Close then Parse of the same name; JDBC's
+// S_n, Rails' an after DEALLOCATE; a pooler's DISCARD ALL), with closes
+// in aborted transaction blocks, rolled-back savepoints, skipped after
+// errors, and in one pipeline with the Parse; a name parsed again 20
+// times. Holds: message for message what PostgreSQL sends.
+func TestReview21gNameReuseMirror(t *testing.T) {
+	relayLeakCheck(t)
+	r17Engines(t, 31200, func(t *testing.T, e *r17Env) {
+		org := e.orgs[0]
+		rw := func(name string) *pgproto3.Parse {
+			return &pgproto3.Parse{Name: name, Query: "SELECT email FROM users WHERE org_id = $1 ORDER BY id"}
+		}
+		pt := func(name string) *pgproto3.Parse {
+			return &pgproto3.Parse{Name: name, Query: "SELECT $1::int8 * 2"}
+		}
+		run := func(name string) []pgproto3.FrontendMessage {
+			return []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: name, Parameters: [][]byte{[]byte(fmt.Sprint(org))}}, &pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{}}
+		}
+		closeS := func(name string) *pgproto3.Close { return &pgproto3.Close{ObjectType: 'S', Name: name} }
+		dz := []pgproto3.FrontendMessage{&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{}}
+		e.same("seed", nil, cat(e.ins(31200, org, "nr"), sync1)...)
+		for k, steps := range [][][]pgproto3.FrontendMessage{
+			// pgx: Close, Sync, then Parse of the same name.
+			{{pt("s1"), &pgproto3.Sync{}}, run("s1"), {closeS("s1"), &pgproto3.Sync{}}, {rw("s1"), &pgproto3.Describe{ObjectType: 'S', Name: "s1"}, &pgproto3.Sync{}}, run("s1"), {closeS("s1"), &pgproto3.Sync{}}},
+			// Close and Parse in one pipeline, both ways round.
+			{{pt("s1"), &pgproto3.Sync{}}, {closeS("s1"), rw("s1"), &pgproto3.Sync{}}, run("s1"), {closeS("s1"), pt("s1"), &pgproto3.Sync{}}, run("s1"), {closeS("s1"), &pgproto3.Sync{}}},
+			// A Close in an aborted transaction block, then a Parse.
+			{{pt("s1"), &pgproto3.Sync{}}, query("BEGIN"), query("SELECT 1/0"), {closeS("s1"), &pgproto3.Sync{}}, query("ROLLBACK"), {rw("s1"), &pgproto3.Sync{}}, run("s1"), {closeS("s1"), &pgproto3.Sync{}}},
+			// DEALLOCATE in an aborted block (refused), then a Parse.
+			{{pt("s1"), &pgproto3.Sync{}}, query("BEGIN"), query("SELECT 1/0"), query("DEALLOCATE s1"), query("ROLLBACK"), {rw("s1"), &pgproto3.Sync{}}, run("s1"), {closeS("s1"), &pgproto3.Sync{}}},
+			// DEALLOCATE in a savepoint rolled back: it stays done.
+			{{pt("s1"), &pgproto3.Sync{}}, query("BEGIN; SAVEPOINT a; DEALLOCATE s1; ROLLBACK TO a"), {rw("s1"), &pgproto3.Sync{}}, query("COMMIT"), run("s1"), {closeS("s1"), &pgproto3.Sync{}}},
+			// A Close skipped after an error, again after the Sync.
+			{{pt("s1"), &pgproto3.Sync{}}, cat(dz, []pgproto3.FrontendMessage{closeS("s1"), &pgproto3.Sync{}}), {closeS("s1"), rw("s1"), &pgproto3.Sync{}}, run("s1"), {closeS("s1"), closeS("dz"), &pgproto3.Sync{}}},
+			// DISCARD ALL and DEALLOCATE ALL between.
+			{{pt("s1"), rw("s2"), &pgproto3.Sync{}}, query("DISCARD ALL"), {rw("s1"), pt("s2"), &pgproto3.Sync{}}, run("s1"), run("s2"), query("DEALLOCATE ALL"), {pt("s1"), rw("s2"), &pgproto3.Sync{}}, run("s1"), run("s2")},
+			// Rails after DEALLOCATE: the same name, another text.
+			{query("PREPARE a1 AS SELECT $1::int8 * 2"), query("DEALLOCATE a1"), {rw("a1"), &pgproto3.Sync{}}, run("a1"), query("DEALLOCATE a1"), {pt("a1"), &pgproto3.Sync{}}, run("a1")},
+		} {
+			for j, msgs := range steps {
+				e.same(fmt.Sprintf("%d.%d", k, j), nil, msgs...)
+			}
+			e.same(fmt.Sprintf("%d end", k), nil, query("DEALLOCATE ALL")...)
+		}
+		// A name parsed again 20 times, closed between, in one pipeline
+		// and one Sync each.
+		var many []pgproto3.FrontendMessage
+		for i := 0; i < 20; i++ {
+			p := pt("m")
+			if i%2 == 1 {
+				p = rw("m")
+			}
+			many = append(many, p, &pgproto3.Bind{PreparedStatement: "m", Parameters: [][]byte{[]byte(fmt.Sprint(org))}}, &pgproto3.Execute{}, closeS("m"))
+		}
+		e.same("many", nil, append(many, &pgproto3.Sync{})...)
+		for i := 0; i < 20; i++ {
+			e.same(fmt.Sprintf("many %d", i), nil, rw("m"), &pgproto3.Sync{})
+			e.same(fmt.Sprintf("many %d run", i), nil, run("m")...)
+			e.same(fmt.Sprintf("many %d close", i), nil, closeS("m"), &pgproto3.Sync{})
+		}
+		e.check("end")
+	})
+}

@@ -99,7 +99,12 @@ func (s *session) markClosed(name string) {
 	s.applyClosed()
 	seq := s.t.lastSeq() + 1
 	for n, pt := range s.ptStmts {
-		if closes(name, n) && pt.closedSeq == 0 {
+		// A close answered (applyClosed took any confirmation) was
+		// skipped or refused: this one is the close pending now
+		// (review 21g HIGH: heldUnclosed took the name for one the server
+		// keeps, and a Parse pgveil rewrites after Close x in the same
+		// pipeline got a false 42P05).
+		if closes(name, n) && (pt.closedSeq == 0 || s.t.answered(pt.closedSeq)) {
 			pt.closedSeq = seq
 			s.ptStmts[n] = pt
 		}
