@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"fmt"
+
+	"github.com/pgveil/pgveil/rewrite"
 )
 
 // Portals whose statements are planned only when they run. PostgreSQL's
@@ -36,27 +38,34 @@ func runsAtExecute(sql string) bool {
 func (s *session) noteLaterPortal(portal, name []byte, stmt *Statement) {
 	var lp laterPortal
 	if stmt != passthroughStmt && stmt != nil {
-		if runsAtExecute(stmt.SQL) {
+		if k := stmt.Plan; k != nil && (k.Kind == rewrite.KindDDL || k.Kind == rewrite.KindExplain || k.Kind == rewrite.KindOther) && runsAtExecute(stmt.SQL) {
 			lp = laterPortal{texts: []string{stmt.SQL}, rewritten: true}
 		}
 	} else {
 		var texts []string
-		if pt, ok := s.ptStmts[string(name)]; ok {
-			texts = append(texts, pt.sql)
-			texts = append(texts, pt.earlier...)
+		later := false
+		if pt, ok := s.ptStmts[string(name)]; ok && pt.atExecute {
+			texts = append(append(texts, pt.sql), pt.earlier...)
+			later = true
 		}
-		if pt, ok := s.ptHeld[string(name)]; ok && len(name) > 0 {
-			texts = append(texts, pt.sql)
-			texts = append(texts, pt.earlier...)
-		}
-		if len(name) == 0 {
-			texts = append(texts, s.srvUnnamed...)
-		}
-		for _, t := range texts {
-			if t != sentinelText && runsAtExecute(t) {
-				lp.texts = texts
-				break
+		if len(s.ptHeld) > 0 && len(name) > 0 {
+			if pt, ok := s.ptHeld[string(name)]; ok && pt.atExecute {
+				texts = append(append(texts, pt.sql), pt.earlier...)
+				later = true
 			}
+		}
+		if len(name) == 0 && len(s.srvUnnamed) > 0 {
+			for _, t := range s.srvUnnamed {
+				if runsAtExecute(t) {
+					later = true
+				}
+			}
+			if later {
+				texts = append(texts, s.srvUnnamed...)
+			}
+		}
+		if later {
+			lp.texts = texts
 		}
 	}
 	if lp.texts == nil {

@@ -76,6 +76,10 @@ type ptStmt struct {
 	// earlierNotes marks an unnamed record whose earlier texts may have
 	// effects, closes or SQL PREPAREs (notePortalUnsettled).
 	earlierNotes bool
+	// atExecute marks a record one of whose texts the server plans at
+	// each Execute of a portal (runsAtExecute; laterportal.go), set at
+	// the Parse: no scan of the texts at each Bind.
+	atExecute bool
 }
 
 // Closing a statement. A Close, DEALLOCATE or DISCARD ALL the server does
@@ -786,6 +790,13 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 			break
 		}
 		pt.executes = t != sentinelText && len(rewrite.ExecutedAndCodeNames(t)) > 0
+	}
+	pt.atExecute = pt.executes || runsAtExecute(sql)
+	for _, t := range pt.earlier {
+		if pt.atExecute {
+			break
+		}
+		pt.atExecute = t != sentinelText && runsAtExecute(t)
 	}
 	s.ptStmts[string(name)] = pt
 }
