@@ -39,6 +39,21 @@ func TestReview21gPortalOfExecuteBoundBeforeRePrepare(t *testing.T) {
 		trace(query("COMMIT")...)
 		r21cInsertFollowsPath(t, ctx, trace, "px", org, secret)
 		trace(query("DEALLOCATE ALL")...)
+
+		// The same through the protocol, in one pipeline: x bound, sp
+		// deallocated and prepared again, the portal executed.
+		if got := trace(query("SET search_path = r21c_plain, public; PREPARE sp AS SELECT 1")...); !strings.HasSuffix(got, "CommandComplete PREPARE | ReadyForQuery I") {
+			t.Fatalf("set, prepare: %s", got)
+		}
+		trace(&pgproto3.Parse{Name: "x", Query: "EXECUTE sp"}, &pgproto3.Sync{})
+		got := trace(query("BEGIN")[0], &pgproto3.Bind{PreparedStatement: "x", DestinationPortal: "px"},
+			&pgproto3.Parse{Name: "d", Query: "DEALLOCATE sp"}, &pgproto3.Bind{PreparedStatement: "d"}, &pgproto3.Execute{},
+			&pgproto3.Parse{Name: "d2", Query: "PREPARE sp AS SELECT pg_catalog.set_config('search_path', 'public', false)"}, &pgproto3.Bind{PreparedStatement: "d2"}, &pgproto3.Execute{},
+			&pgproto3.Execute{Portal: "px"}, &pgproto3.Sync{})
+		t.Logf("pipeline: %s", got)
+		trace(query("COMMIT")...)
+		r21cInsertFollowsPath(t, ctx, trace, "pipeline", org, secret+"-p")
+		trace(query("DEALLOCATE ALL")...)
 	})
 }
 
