@@ -170,3 +170,52 @@ func TestReview21gNameReuseMirror(t *testing.T) {
 		e.check("end")
 	})
 }
+
+// TestReview21gSkippedCloseAndRewrittenParseKeepsPrepare: pp is PREPARE
+// ins AS INSERT INTO a plain table, run once, ins deallocated; the Close
+// of pp and a Parse of pp that pgveil rewrites, in one pipeline after an
+// error (both skipped: the server keeps pp). pp bound and run prepares
+// ins again; after a view swap, ins bound or executed: refused, the
+// plaintext never written.
+func TestReview21gSkippedCloseAndRewrittenParseKeepsPrepare(t *testing.T) {
+	r21cEngines(t, 31300, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		app := connectPgx(t, ctx, p.url())
+		for j, how := range []string{"bind", "execute"} {
+			rel := fmt.Sprintf("r21g_sk%d%d", org%10, j)
+			swap := rev15ViewSwap(t, ctx, p, rel)
+			secret := fmt.Sprintf("r21g-sk-%d-%d", org, j)
+			p.remember(secret)
+			if got := trace(&pgproto3.Parse{Name: "pp", Query: "PREPARE ins AS INSERT INTO " + rel + " (org_id, note) VALUES ($1, $2)"}, &pgproto3.Bind{PreparedStatement: "pp"}, &pgproto3.Execute{}, &pgproto3.Sync{}); got != "ParseComplete | BindComplete | CommandComplete PREPARE | ReadyForQuery I" {
+				t.Fatalf("%s parse, run: %s", how, got)
+			}
+			if got := trace(query("DEALLOCATE ins")...); !strings.HasPrefix(got, "CommandComplete DEALLOCATE") {
+				t.Fatalf("%s deallocate: %s", how, got)
+			}
+			got := trace(&pgproto3.Parse{Name: "dz", Query: "SELECT 1/0"}, &pgproto3.Bind{PreparedStatement: "dz"}, &pgproto3.Execute{}, &pgproto3.Close{ObjectType: 'S', Name: "pp"},
+				&pgproto3.Parse{Name: "pp", Query: fmt.Sprintf("SELECT note FROM contacts WHERE org_id = %d", org)}, &pgproto3.Sync{})
+			if !strings.Contains(got, "ErrorResponse 22012") {
+				t.Fatalf("%s skipped: %s", how, got)
+			}
+			if how == "bind" {
+				got = trace(&pgproto3.Bind{PreparedStatement: "pp"}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			} else {
+				got = trace(query("EXECUTE pp")...)
+			}
+			if !strings.Contains(got, "CommandComplete PREPARE") {
+				t.Fatalf("%s pp again: %s", how, got)
+			}
+			swap(app)
+			got = trace(&pgproto3.Bind{PreparedStatement: "ins", Parameters: [][]byte{[]byte(fmt.Sprint(org)), []byte(secret)}}, &pgproto3.Execute{}, &pgproto3.Sync{})
+			if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("%s bind ins after the swap: %s", how, got)
+			}
+			got = trace(query(fmt.Sprintf("EXECUTE ins(%d, '%s-x')", org, secret))...)
+			if !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("%s execute ins after the swap: %s", how, got)
+			}
+			rev15NoPlainNote(t, ctx, secret)
+			trace(query("DEALLOCATE ALL")...)
+			trace(&pgproto3.Close{ObjectType: 'S', Name: "dz"}, &pgproto3.Sync{})
+		}
+	})
+}

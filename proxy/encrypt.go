@@ -934,7 +934,7 @@ func (s *session) handleParse(body []byte) error {
 	if len(pm.Name) == 0 {
 		s.keepUnnamedTexts()
 	}
-	s.holdUnclosed(pm.Name)
+	s.holdUnclosed(pm.Name, notes)
 	if onlyPinned(st) {
 		s.notePinned(pm.Name, sql, text, cat)
 	} else {
@@ -1118,6 +1118,9 @@ func (s *session) handleBind(body []byte) error {
 	s.notePortalCloses(bm.Portal, bm.Statement)
 	s.notePortalPrepares(bm.Portal, bm.Statement)
 	s.notePortalExecutes(bm.Portal, bm.Statement) // after notePortalPrepares: adds to it
+	if len(s.ptHeld) > 0 {
+		s.notePortalHeld(bm.Portal, bm.Statement) // adds to it too
+	}
 	if len(bm.Statement) == 0 && len(s.ptStmts) > 0 {
 		s.notePortalUnsettled(bm.Portal)
 	}
