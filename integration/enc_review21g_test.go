@@ -16,7 +16,7 @@ import (
 // statement EXECUTE sp, sp a harmless SQL PREPARE; x bound to portal px
 // in a transaction block; sp deallocated and prepared again as a
 // set_config of the path; px executed after. The INSERT after follows
-// PostgreSQL's path.
+// PostgreSQL's path. Holds.
 func TestReview21gPortalOfExecuteBoundBeforeRePrepare(t *testing.T) {
 	r21cEngines(t, 31000, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
 		r21cPlainSchema(t, ctx, trace)
@@ -259,5 +259,41 @@ func TestReview21gSkippedRewrittenUnnamedKeepsPrepare(t *testing.T) {
 			t.Errorf("execute ins after the swap: %s", got)
 		}
 		rev15NoPlainNote(t, ctx, secret)
+	})
+}
+
+// TestReview21gExecuteOfPathFunction: sp, an SQL PREPARE of SELECT f(),
+// f a function whose code changes the path (no set_config in sp's own
+// text); EXECUTE sp (a Query, a protocol statement, EXPLAIN ANALYZE)
+// changes the server's path. The INSERT after follows PostgreSQL's path.
+// Holds.
+func TestReview21gExecuteOfPathFunction(t *testing.T) {
+	r21cEngines(t, 31600, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		su := superConn(t, ctx)
+		if _, err := su.Exec(ctx, `CREATE OR REPLACE FUNCTION public.r21g_sp() RETURNS text LANGUAGE sql AS $f$ SELECT pg_catalog.set_config('search_path', 'public', false) $f$`); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { su.Exec(context.Background(), `DROP FUNCTION IF EXISTS public.r21g_sp()`) })
+		r21cPlainSchema(t, ctx, trace)
+		for j, how := range []string{"query", "protocol", "explain"} {
+			secret := fmt.Sprintf("r21g-pf-%d-%d", org, j)
+			p.remember(secret)
+			if got := trace(query("SET search_path = r21c_plain, public; PREPARE sp AS SELECT public.r21g_sp()")...); !strings.HasSuffix(got, "CommandComplete PREPARE | ReadyForQuery I") {
+				t.Fatalf("%s set, prepare: %s", how, got)
+			}
+			trace(query("SELECT count(*) FROM contacts")...)
+			var got string
+			switch how {
+			case "query":
+				got = trace(query("EXECUTE sp")...)
+			case "protocol":
+				got = trace(&pgproto3.Parse{Name: "x", Query: "EXECUTE sp"}, &pgproto3.Bind{PreparedStatement: "x"}, &pgproto3.Execute{}, &pgproto3.Close{ObjectType: 'S', Name: "x"}, &pgproto3.Sync{})
+			case "explain":
+				got = trace(query("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE sp")...)
+			}
+			t.Logf("%s: %s", how, got)
+			r21cInsertFollowsPath(t, ctx, trace, how, org, secret)
+			trace(query("DEALLOCATE ALL")...)
+		}
 	})
 }
