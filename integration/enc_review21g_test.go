@@ -297,3 +297,4 @@ func TestReview21gExecuteOfPathFunction(t *testing.T) {
 		}
 	})
 }
+

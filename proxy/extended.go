@@ -114,6 +114,9 @@ func (s *session) handleExecute(body []byte) error {
 			s.injectExtendedError(pe)
 			return nil
 		}
+		// A utility portal runs whole at its first Execute (the server
+		// stores its rows): a later Execute only reads them.
+		delete(s.laterPortals, string(name))
 	}
 	if e := s.effPortals[string(name)]; e != 0 {
 		s.pathEffect(e)
