@@ -297,4 +297,3 @@ func TestReview21gExecuteOfPathFunction(t *testing.T) {
 		}
 	})
 }
-
