@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/pgveil/pgveil/rewrite"
 )
@@ -26,10 +27,52 @@ type laterPortal struct {
 	rewritten bool
 }
 
-// runsAtExecute reports whether sql may run statements the server plans
-// only at the portal's Execute: an EXECUTE, a DO block.
+// runsAtExecute reports whether sql, the text of one statement (a Parse
+// holds one), may run statements the server plans only at the portal's
+// Execute: an EXECUTE, a DO block. Only a leading DO counts: ON CONFLICT
+// DO NOTHING, common in plain sessions, is no DO block (review 21g: no
+// record, and no catalog check at each Execute, for those).
 func runsAtExecute(sql string) bool {
-	return hasWordFold(sql, "execute") || hasWordFold(sql, "do")
+	return hasWordFold(sql, "execute") || leadingDo(sql)
+}
+
+// leadingDo reports whether sql begins with the word DO, after blanks and
+// comments.
+func leadingDo(sql string) bool {
+	for {
+		sql = strings.TrimLeft(sql, " \t\r\n\f\v")
+		switch {
+		case strings.HasPrefix(sql, "--"):
+			i := strings.IndexByte(sql, '\n')
+			if i < 0 {
+				return false
+			}
+			sql = sql[i+1:]
+		case strings.HasPrefix(sql, "/*"):
+			// Nested comments: PostgreSQL's /* /* */ */.
+			depth, i := 0, 0
+			for i < len(sql) {
+				if strings.HasPrefix(sql[i:], "/*") {
+					depth++
+					i += 2
+				} else if strings.HasPrefix(sql[i:], "*/") {
+					depth--
+					i += 2
+					if depth == 0 {
+						break
+					}
+				} else {
+					i++
+				}
+			}
+			if depth != 0 {
+				return false
+			}
+			sql = sql[i:]
+		default:
+			return len(sql) >= 2 && strings.EqualFold(sql[:2], "do") && (len(sql) == 2 || !identByte(sql[2]))
+		}
+	}
 }
 
 // noteLaterPortal records portal, bound now to the statement name (stmt

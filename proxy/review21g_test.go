@@ -19,3 +19,23 @@ func TestReview21gChangesPathSchemaColumn(t *testing.T) {
 		}
 	}
 }
+
+// TestReview21gRunsAtExecute: a leading DO (after comments) and EXECUTE
+// are statements the server plans at their Execute; ON CONFLICT DO
+// NOTHING is not.
+func TestReview21gRunsAtExecute(t *testing.T) {
+	for sql, want := range map[string]bool{
+		`DO $$BEGIN PERFORM 1; END$$`:                                  true,
+		" -- c\n /* a /* b */ */ do $$BEGIN END$$":                     true,
+		`EXECUTE ins(1)`:                                               true,
+		`EXPLAIN ANALYZE EXECUTE ins(1)`:                               true,
+		`INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING`:              false,
+		`SELECT done FROM t`:                                           false,
+		`/* unterminated do`:                                           false,
+		`INSERT INTO t VALUES (1) ON CONFLICT (a) DO UPDATE SET b = 1`: false,
+	} {
+		if got := runsAtExecute(sql); got != want {
+			t.Errorf("runsAtExecute(%q) = %v, want %v", sql, got, want)
+		}
+	}
+}
