@@ -752,7 +752,7 @@ func identByte(c byte) bool {
 // (review 21a).
 func changesPath(code string) bool {
 	lower := strings.ToLower(code)
-	if strings.Contains(lower, "search_path") || setsRole.MatchString(lower) ||
+	if strings.Contains(lower, "search_path") || setsRoleIn(lower) ||
 		setsZone.MatchString(lower) ||
 		strings.Contains(lower, "pg_settings") && hasWordFold(lower, "update") {
 		// UPDATE pg_settings … WHERE name = 'TimeZone' (or 'role') runs
@@ -788,6 +788,21 @@ var setsZone = regexp.MustCompile(`\b(set|reset)\s+((session|local)\s+)?("timezo
 // running it changed the server's path unseen, and an INSERT after its
 // call went into the table the old path named).
 var setsRole = regexp.MustCompile(`\b(set|reset)\s+((session|local)\s+)?(role|session\s+authorization|all|schema)\b`)
+
+// setsRoleIn reports whether lower (code in lower case) holds a setsRole
+// match that is not a column assignment: UPDATE … SET schema = …, ON
+// CONFLICT … DO UPDATE SET schema = … (SET SCHEMA takes a string, never
+// '='). Review 21g: such code became a path function, and every call of
+// it, every write to a table whose trigger runs it, asked the server for
+// the path again.
+func setsRoleIn(lower string) bool {
+	for _, m := range setsRole.FindAllStringIndex(lower, -1) {
+		if !strings.HasSuffix(lower[m[0]:m[1]], "schema") || !strings.HasPrefix(strings.TrimLeft(lower[m[1]:], " \t\r\n"), "=") {
+			return true
+		}
+	}
+	return false
+}
 
 // leadingArgument reads a first argument that is a plain '…' string
 // literal and nothing else (a comma follows it).

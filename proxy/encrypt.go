@@ -934,7 +934,7 @@ func (s *session) handleParse(body []byte) error {
 	if len(pm.Name) == 0 {
 		s.keepUnnamedTexts()
 	}
-	s.holdUnclosed(pm.Name)
+	s.holdUnclosed(pm.Name, notes)
 	if onlyPinned(st) {
 		s.notePinned(pm.Name, sql, text, cat)
 	} else {
@@ -1118,6 +1118,9 @@ func (s *session) handleBind(body []byte) error {
 	s.notePortalCloses(bm.Portal, bm.Statement)
 	s.notePortalPrepares(bm.Portal, bm.Statement)
 	s.notePortalExecutes(bm.Portal, bm.Statement) // after notePortalPrepares: adds to it
+	if len(s.ptHeld) > 0 {
+		s.notePortalHeld(bm.Portal, bm.Statement) // adds to it too
+	}
 	if len(bm.Statement) == 0 && len(s.ptStmts) > 0 {
 		s.notePortalUnsettled(bm.Portal)
 	}
@@ -1166,6 +1169,7 @@ func (s *session) handleBind(body []byte) error {
 		stmt = ns
 	}
 	if stmt == passthroughStmt {
+		s.noteLaterPortal(bm.Portal, bm.Statement, stmt)
 		s.t.bindPortal(bm.Portal, passthroughPortal)
 		s.t.push(pending{kind: pendBind, portal: passthroughPortal})
 		s.sw.Write(s.cr.header())
@@ -1211,6 +1215,7 @@ func (s *session) handleBind(body []byte) error {
 	if stmt.replaces != nil {
 		s.commitReprepare(stmt)
 	}
+	s.noteLaterPortal(bm.Portal, bm.Statement, stmt)
 	s.t.bindPortal(bm.Portal, portal)
 	s.t.push(pending{kind: pendBind, portal: portal, ownFormats: ownFormats(stmt, bm, out)})
 	s.sw.Write(appendBind(s.scratch[:0], out))

@@ -105,6 +105,19 @@ func (s *session) handleExecute(body []byte) error {
 	if !ok {
 		return &protocolError{msg: "malformed Execute message"}
 	}
+	if len(s.laterPortals) > 0 {
+		pe, err := s.recheckLaterPortal(name)
+		if err != nil {
+			return err
+		}
+		if pe != nil {
+			s.injectExtendedError(pe)
+			return nil
+		}
+		// A utility portal runs whole at its first Execute (the server
+		// stores its rows): a later Execute only reads them.
+		delete(s.laterPortals, string(name))
+	}
 	if e := s.effPortals[string(name)]; e != 0 {
 		s.pathEffect(e)
 	}
@@ -174,6 +187,7 @@ func (s *session) handleClose(body []byte) error {
 	delete(s.effPortals, string(name))
 	delete(s.closePortals, string(name))
 	delete(s.prepPortals, string(name))
+	delete(s.laterPortals, string(name))
 	s.t.closePortal(name)
 	s.t.push(pending{kind: pendClosePortal})
 	s.forwardClient(body)

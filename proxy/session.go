@@ -164,6 +164,9 @@ type session struct {
 	// hold under a name the client's view gave to a statement pgveil
 	// rewrote (heldUnclosed, holdUnclosed).
 	ptHeld map[string]ptStmt
+	// laterPortals are portals whose statements the server plans at
+	// their Execute (laterportal.go).
+	laterPortals map[string]laterPortal
 	// inExecuted is the nesting of replanExecutedTexts (maxExecutedDepth).
 	inExecuted int
 	planGen    uint64 // the planner's Generation when planNow last planned

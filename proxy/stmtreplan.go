@@ -76,6 +76,13 @@ type ptStmt struct {
 	// earlierNotes marks an unnamed record whose earlier texts may have
 	// effects, closes or SQL PREPAREs (notePortalUnsettled).
 	earlierNotes bool
+	// atExecute marks a record one of whose texts the server plans at
+	// each Execute of a portal (runsAtExecute; laterportal.go), set at
+	// the Parse: no scan of the texts at each Bind.
+	atExecute bool
+	// held are the notes (effects, SQL PREPAREs) of a record kept in
+	// ptHeld: what the server's statement runs (notePortalHeld).
+	held *stmtNotes
 }
 
 // Closing a statement. A Close, DEALLOCATE or DISCARD ALL the server does
@@ -99,7 +106,12 @@ func (s *session) markClosed(name string) {
 	s.applyClosed()
 	seq := s.t.lastSeq() + 1
 	for n, pt := range s.ptStmts {
-		if closes(name, n) && pt.closedSeq == 0 {
+		// A close answered (applyClosed took any confirmation) was
+		// skipped or refused: this one is the close pending now
+		// (review 21g HIGH: heldUnclosed took the name for one the server
+		// keeps, and a Parse pgveil rewrites after Close x in the same
+		// pipeline got a false 42P05).
+		if closes(name, n) && (pt.closedSeq == 0 || s.t.answered(pt.closedSeq)) {
 			pt.closedSeq = seq
 			s.ptStmts[n] = pt
 		}
@@ -438,13 +450,52 @@ func (s *session) executePrepares(portal []byte) {
 // ins, unrecorded; after a view swap Bind ins wrote the client's
 // plaintext into an encrypted column).
 func (s *session) executedPrepares(st *rewrite.Stmt) {
-	if len(s.prepStmts) == 0 || !hasWordFold(st.Original, "execute") {
+	if len(s.prepStmts) == 0 && len(s.ptHeld) == 0 || !hasWordFold(st.Original, "execute") {
 		return
 	}
 	for _, name := range rewrite.ExecutedAndCodeNames(st.Original) {
 		if ps := s.prepStmts[name]; len(ps) > 0 {
 			s.recordPrepares(ps)
 		}
+		if h := s.heldNotes([]byte(name)); h != nil && len(h.preps) > 0 {
+			s.recordPrepares(h.preps)
+		}
+	}
+}
+
+// heldNotes returns the notes of the server's statement name kept in
+// ptHeld (holdUnclosed) when the client's view runs it: the name is no
+// statement pgveil prepared under its own.
+func (s *session) heldNotes(name []byte) *stmtNotes {
+	if len(s.ptHeld) == 0 || len(name) == 0 {
+		return nil
+	}
+	pt, ok := s.ptHeld[string(name)]
+	if !ok || pt.held == nil || s.t.statement(name) != passthroughStmt {
+		return nil
+	}
+	return pt.held
+}
+
+// notePortalHeld gives a portal bound to name, when the server's
+// statement of the name may be one ptHeld keeps, its effects and SQL
+// PREPAREs (review 21g HIGH).
+func (s *session) notePortalHeld(portal, name []byte) {
+	h := s.heldNotes(name)
+	if h == nil {
+		return
+	}
+	if h.eff != 0 {
+		if s.effPortals == nil {
+			s.effPortals = map[string]uint8{}
+		}
+		s.effPortals[string(portal)] |= h.eff
+	}
+	if len(h.preps) > 0 {
+		if s.prepPortals == nil {
+			s.prepPortals = map[string][]*rewrite.Stmt{}
+		}
+		s.prepPortals[string(portal)] = append(slices.Clip(s.prepPortals[string(portal)]), h.preps...)
 	}
 }
 
@@ -701,7 +752,7 @@ func (s *session) heldUnclosed(name []byte) bool {
 // the view lets the name go (review 21c HIGH: after a view swap, the kept
 // INSERT wrote the plaintext into contacts.note). It is checked as a
 // Bind of it is (replanOnPathChange) until the close is confirmed.
-func (s *session) holdUnclosed(name []byte) {
+func (s *session) holdUnclosed(name []byte, notes stmtNotes) {
 	pt, ok := s.ptStmts[string(name)]
 	if !ok || len(name) == 0 || pt.closedSeq == 0 {
 		return
@@ -710,6 +761,13 @@ func (s *session) holdUnclosed(name []byte) {
 		s.ptHeld = map[string]ptStmt{}
 	}
 	pt.stale = true // planned again at each use
+	if notes.eff != 0 || len(notes.preps) > 0 {
+		// The rewritten Parse's notes replaced them (review 21g HIGH: the
+		// kept PREPARE ins ran unrecorded at a Bind of the name, and
+		// after a view swap Bind ins wrote the plaintext into
+		// contacts.note).
+		pt.held = &notes
+	}
 	s.ptHeld[string(name)] = pt
 }
 
@@ -781,6 +839,13 @@ func (s *session) notePassthrough(name []byte, sql string, cat uint64) {
 			break
 		}
 		pt.executes = t != sentinelText && len(rewrite.ExecutedAndCodeNames(t)) > 0
+	}
+	pt.atExecute = pt.executes || runsAtExecute(sql)
+	for _, t := range pt.earlier {
+		if pt.atExecute {
+			break
+		}
+		pt.atExecute = t != sentinelText && runsAtExecute(t)
 	}
 	s.ptStmts[string(name)] = pt
 }

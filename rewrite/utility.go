@@ -1227,10 +1227,23 @@ func executesPrepared(code, lang string) bool {
 	var inStrings func(code string, depth int) bool
 	inStrings = func(code string, depth int) bool {
 		l := lexer{s: code}
+		var prev, prev2 string // the words before a string
 		for t := l.next(); t.kind != tEOF && t.kind != tError; t = l.next() {
 			if t.kind != tString {
+				prev2, prev = prev, ""
+				if t.kind == tIdent {
+					prev = strings.ToLower(code[t.start:t.end])
+				}
 				continue
 			}
+			if raiseFormat(prev, prev2) {
+				// RAISE NOTICE 'execute done': a message, never run
+				// (review 21g: a procedure with dynamic SQL that reported
+				// 'execute …' was refused).
+				prev2, prev = prev, ""
+				continue
+			}
+			prev2, prev = prev, ""
 			v, _, err := LiteralValue(code, Literal{Start: t.start, End: t.end})
 			if err != nil {
 				continue
@@ -1242,6 +1255,20 @@ func executesPrepared(code, lang string) bool {
 		return false
 	}
 	return inStrings(code, 0)
+}
+
+// raiseFormat reports whether a string after the words prev2 prev (the
+// nearest last) is the message of a PL/pgSQL RAISE: RAISE 'msg', RAISE
+// NOTICE 'msg'.
+func raiseFormat(prev, prev2 string) bool {
+	if prev == "raise" {
+		return true
+	}
+	switch prev {
+	case "debug", "log", "info", "notice", "warning", "exception":
+		return prev2 == "raise"
+	}
+	return false
 }
 
 // deallocatesStatement reports whether code words (bodyWords) hold the

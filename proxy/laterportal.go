@@ -1,0 +1,170 @@
+package proxy
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/pgveil/pgveil/rewrite"
+)
+
+// Portals whose statements are planned only when they run. PostgreSQL's
+// Bind of a statement locks the relations its plan reads, so no view swap
+// commits between a portal's Bind and its Execute; but a utility portal
+// whose work is planned at its Execute takes no such lock: EXECUTE ins(…)
+// (also in EXPLAIN ANALYZE and CREATE TABLE … AS), a DO block. Bound in a
+// transaction block before a view swap and executed after it, ins ran
+// over the view, and the plaintext in its text or arguments went into the
+// encrypted column (review 21g HIGH). Such a portal is checked again at
+// its Execute when the catalog changed since its Bind.
+
+// laterPortal is the record of such a portal: the texts its statement
+// may run (the server's statement may be one of several: ptStmt.earlier),
+// the catalog generation they were checked under at the Bind, and whether
+// the statement is one pgveil rewrote (its plan needs pgveil by design).
+type laterPortal struct {
+	texts     []string
+	cat       uint64
+	rewritten bool
+}
+
+// runsAtExecute reports whether sql, the text of one statement (a Parse
+// holds one), may run statements the server plans only at the portal's
+// Execute: an EXECUTE, a DO block. Only a leading DO counts: ON CONFLICT
+// DO NOTHING, common in plain sessions, is no DO block (review 21g: no
+// record, and no catalog check at each Execute, for those).
+func runsAtExecute(sql string) bool {
+	return hasWordFold(sql, "execute") || leadingDo(sql)
+}
+
+// leadingDo reports whether sql begins with the word DO, after blanks and
+// comments.
+func leadingDo(sql string) bool {
+	for {
+		sql = strings.TrimLeft(sql, " \t\r\n\f\v")
+		switch {
+		case strings.HasPrefix(sql, "--"):
+			i := strings.IndexByte(sql, '\n')
+			if i < 0 {
+				return false
+			}
+			sql = sql[i+1:]
+		case strings.HasPrefix(sql, "/*"):
+			// Nested comments: PostgreSQL's /* /* */ */.
+			depth, i := 0, 0
+			for i < len(sql) {
+				if strings.HasPrefix(sql[i:], "/*") {
+					depth++
+					i += 2
+				} else if strings.HasPrefix(sql[i:], "*/") {
+					depth--
+					i += 2
+					if depth == 0 {
+						break
+					}
+				} else {
+					i++
+				}
+			}
+			if depth != 0 {
+				return false
+			}
+			sql = sql[i:]
+		default:
+			return len(sql) >= 2 && strings.EqualFold(sql[:2], "do") && (len(sql) == 2 || !identByte(sql[2]))
+		}
+	}
+}
+
+// noteLaterPortal records portal, bound now to the statement name (stmt
+// its entry in the view), when its statement runs statements planned at
+// its Execute; it forgets the portal's record otherwise.
+func (s *session) noteLaterPortal(portal, name []byte, stmt *Statement) {
+	var lp laterPortal
+	if stmt != passthroughStmt && stmt != nil {
+		if k := stmt.Plan; k != nil && (k.Kind == rewrite.KindDDL || k.Kind == rewrite.KindExplain || k.Kind == rewrite.KindOther) && runsAtExecute(stmt.SQL) {
+			lp = laterPortal{texts: []string{stmt.SQL}, rewritten: true}
+		}
+	} else {
+		var texts []string
+		later := false
+		if pt, ok := s.ptStmts[string(name)]; ok && pt.atExecute {
+			texts = append(append(texts, pt.sql), pt.earlier...)
+			later = true
+		}
+		if len(s.ptHeld) > 0 && len(name) > 0 {
+			if pt, ok := s.ptHeld[string(name)]; ok && pt.atExecute {
+				texts = append(append(texts, pt.sql), pt.earlier...)
+				later = true
+			}
+		}
+		if len(name) == 0 && len(s.srvUnnamed) > 0 {
+			for _, t := range s.srvUnnamed {
+				if runsAtExecute(t) {
+					later = true
+				}
+			}
+			if later {
+				texts = append(texts, s.srvUnnamed...)
+			}
+		}
+		if later {
+			lp.texts = texts
+		}
+	}
+	if lp.texts == nil {
+		if len(s.laterPortals) > 0 {
+			delete(s.laterPortals, string(portal))
+		}
+		return
+	}
+	lp.cat = s.eng.planner.Generation()
+	if s.laterPortals == nil {
+		s.laterPortals = map[string]laterPortal{}
+	}
+	s.laterPortals[string(portal)] = lp
+}
+
+// recheckLaterPortal checks the Execute of portal, about to be sent, when
+// its record (noteLaterPortal) was checked under an older catalog: each
+// text is planned now, and what it executes checked (replanExecuted). A
+// refusal is returned when one needs pgveil. Nothing is changed before a
+// wait (an event loop runs the message again from the start).
+func (s *session) recheckLaterPortal(portal []byte) (*pgError, error) {
+	lp, ok := s.laterPortals[string(portal)]
+	if !ok {
+		return nil, nil
+	}
+	if err := s.catalogCurrent(lp.texts[0]); err != nil {
+		return nil, err
+	}
+	gen := s.eng.planner.Generation()
+	if lp.cat == gen {
+		return nil, nil
+	}
+	refuse := &pgError{Severity: "ERROR", Code: "0A000",
+		Message: fmt.Sprintf("pgveil cannot run portal %q: the catalog changed since its Bind, and the statements it runs now name a table pgveil encrypts", portal),
+		Hint:    "bind the statement again"}
+	for _, sql := range lp.texts {
+		if sql == sentinelText {
+			return refuse, nil
+		}
+		if !lp.rewritten {
+			if err := s.syncSearchPathFor(sql); err != nil {
+				return nil, err
+			}
+			p, err := s.plan(sql)
+			if offLoop(err) {
+				return nil, err
+			}
+			if err != nil || planNeedsWork(p) {
+				return refuse, nil
+			}
+		}
+		if pe, err := s.replanExecuted(sql); pe != nil || err != nil {
+			return pe, err
+		}
+	}
+	lp.cat = gen
+	s.laterPortals[string(portal)] = lp
+	return nil, nil
+}
