@@ -138,7 +138,7 @@ var planCases = []planCase{
 	{name: "tenant refused with aggregate", sql: "SELECT email, count(*) OVER () FROM users GROUP BY email", code: "0A000"},
 	{name: "distinct on other column allows tenant", sql: "SELECT DISTINCT ON (id) email FROM users ORDER BY id", want: "SELECT DISTINCT ON (id) email, users.org_id FROM users ORDER BY id", outputs: "0:email/t=1 1:hidden"},
 	{name: "two tables two tenants", sql: "SELECT a.iban, u.email FROM billing.accounts a JOIN users u ON u.id = a.id", want: "SELECT a.iban, u.email, a.tenant_id, u.org_id FROM billing.accounts a JOIN users u ON u.id = a.id", outputs: "0:iban/t=2 1:email/t=3 2:hidden 3:hidden"},
-	{name: "self join tenants", sql: "SELECT a.email, b.email FROM users a JOIN users b ON a.email = b.email", want: "SELECT a.email, b.email, a.org_id, b.org_id FROM users a JOIN users b ON a.email_bidx = b.email_bidx", outputs: "0:email/t=2 1:email/t=3 2:hidden 3:hidden"},
+	{name: "self join tenants", sql: "SELECT a.email, b.email FROM users a JOIN users b ON a.email = b.email", want: "SELECT a.email, b.email, a.org_id AS \"pgveil tenant 2\", b.org_id AS \"pgveil tenant 3\" FROM users a JOIN users b ON a.email_bidx = b.email_bidx", outputs: "0:email/t=2 1:email/t=3 2:hidden 3:hidden"},
 	{name: "subquery passes tenant", sql: "SELECT s.email FROM (SELECT email, org_id FROM users) s", want: "SELECT s.email, s.org_id FROM (SELECT email, org_id FROM users) s", outputs: "0:email/t=1 1:hidden"},
 	{name: "subquery drops tenant", sql: "SELECT s.email FROM (SELECT email FROM users) s", code: "0A000", msg: "subquery, CTE or view"},
 	{name: "subquery column unused", sql: "SELECT s.id FROM (SELECT id, email FROM users) s", want: "=", outputs: "-"},

@@ -2,6 +2,7 @@ package rewrite
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 
 	pg "github.com/pganalyze/pg_query_go/v5"
@@ -202,6 +203,19 @@ func (res *queryResult) findAdded(r *rel, idx int) int {
 		}
 	}
 	return -1
+}
+
+// namedTwice reports whether more than one output (shown or added) is
+// called name: PostgreSQL resolves ORDER BY name and DISTINCT ON (name)
+// against them.
+func (res *queryResult) namedTwice(name string) bool {
+	n := 0
+	for _, c := range res.cols {
+		if c.name == name {
+			n++
+		}
+	}
+	return n > 1
 }
 
 // findOut returns the index of the output reading column idx of r, or -1.
@@ -494,6 +508,17 @@ func (a *analyzer) bindTenants(res *queryResult, sc *scope, appendAt int, cannot
 		c.tenantOut = len(res.cols)
 		res.cols = append(res.cols, o)
 		added = append(added, ref)
+	}
+	// An added field named as another output (a * over a JOIN … USING
+	// shows the merged column; o.org beside a.secret; a.org and b.org
+	// both added) made ORDER BY org or DISTINCT ON (org) ambiguous, an
+	// error PostgreSQL does not give the client's statement (review
+	// 21j): it gets a name of its own. A hidden field's name is never
+	// read.
+	for k, j := 0, len(res.cols)-len(added); k < len(added); k, j = k+1, j+1 {
+		if o := res.cols[j]; o.sendOf == nil && res.namedTwice(o.name) {
+			added[k] += " AS " + quoteIdent("pgveil tenant "+strconv.Itoa(j))
+		}
 	}
 	if len(added) > 0 {
 		a.insert(appendAt, ", "+strings.Join(added, ", "))

@@ -14,8 +14,8 @@ import (
 func TestReview21hStarOverUsingTenant(t *testing.T) {
 	p := review21dPlanner(t, 20)
 	for _, c := range [][2]string{
-		{`SELECT * FROM orgs JOIN users USING (org_id)`, `SELECT *, users.org_id FROM orgs JOIN users USING (org_id)`},
-		{`SELECT * FROM orgs RIGHT JOIN users USING (org_id) WHERE id = 1`, `SELECT *, users.org_id FROM orgs RIGHT JOIN users USING (org_id) WHERE id = 1`},
+		{`SELECT * FROM orgs JOIN users USING (org_id)`, `SELECT *, users.org_id AS "pgveil tenant 15" FROM orgs JOIN users USING (org_id)`},
+		{`SELECT * FROM orgs RIGHT JOIN users USING (org_id) WHERE id = 1`, `SELECT *, users.org_id AS "pgveil tenant 15" FROM orgs RIGHT JOIN users USING (org_id) WHERE id = 1`},
 		// No name reaches the side's own column, or nothing may be
 		// added: by origin, as before (not refused).
 		{`SELECT * FROM (orgs JOIN users USING (org_id)) j`, `SELECT * FROM (orgs JOIN users USING (org_id)) j`},

@@ -1,0 +1,133 @@
+package integration
+
+// Review 21j: review of 21h's fixes (JOIN … USING of the tenant column:
+// each side's own tenant added hidden, tenantAlso by origin; the reload
+// after a Bind refused for pgveil's result formats; TABLE t branches of
+// a UNION ALL over send-form tenants). A moved value must not open under
+// any join shape; valid rows must open; the client must see PostgreSQL's
+// row shape.
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// JOIN … USING / NATURAL JOIN of the tenant column in every join type,
+// self-joins, three tables, renamed tenants in subqueries, outer joins'
+// NULL sides: valid values open, moved ones (row 3 of each table) do not.
+func TestReview21jUsingJoins(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, 3*time.Minute)
+	_, d, app, _ := review21hEnv(t, ctx, "enc_review21j_using")
+	for _, s := range []string{
+		`CREATE TABLE h21dorg (org date PRIMARY KEY, name text)`,
+		`INSERT INTO h21dorg VALUES ('2026-01-01', 'one'), ('2026-01-02', 'two')`,
+	} {
+		if _, err := d.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	cases := []struct{ q, want string }{
+		// Self-joins USING (org) of the encrypted table: refused, as before
+		// review 21h (fail closed; the message blames a relation outside
+		// the catalog).
+		{`SELECT * FROM h21a x JOIN h21a y USING (org) WHERE x.id = 3 AND y.id = 1`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21a x JOIN h21a y USING (org) WHERE x.id = 1 AND y.id = 3`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21a x LEFT JOIN h21a y USING (org) WHERE x.id = 1 AND y.id = 3`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21a x RIGHT JOIN h21a y USING (org) WHERE x.id = 3 AND y.id = 1`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21a x FULL JOIN h21a y USING (org) WHERE x.id = 3 AND y.id = 1`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21a x FULL JOIN h21a y USING (org) WHERE x.id = 1 AND y.id = 3`, "ERR ERROR: pgveil:"},
+		// Three tables USING the same tenant column.
+		{`SELECT * FROM h21a JOIN h21b USING (org) JOIN h21org USING (org) WHERE h21a.id = 3 AND h21b.id = 1`, "NULL b-1"},
+		{`SELECT * FROM h21org JOIN h21a USING (org) JOIN h21b USING (org) WHERE h21a.id = 1 AND h21b.id = 3`, "s-1 NULL"},
+		{`SELECT * FROM h21org RIGHT JOIN h21a USING (org) FULL JOIN h21b USING (org) WHERE h21a.id = 1 AND h21b.id = 3`, "s-1 NULL"},
+		{`SELECT * FROM h21a JOIN h21b USING (org) JOIN h21a z USING (org) WHERE h21a.id = 1 AND h21b.id = 1 AND z.id = 3`, "ERR ERROR: pgveil:"},
+		// NATURAL JOIN (org the only common column): refused (LIMITS).
+		{`SELECT * FROM h21a NATURAL JOIN h21org ORDER BY id`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21org NATURAL JOIN h21a ORDER BY id`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21org NATURAL RIGHT JOIN h21a ORDER BY id`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21org NATURAL FULL JOIN h21a ORDER BY id`, "ERR ERROR: pgveil:"},
+		// The tenant under another name in subqueries.
+		{`SELECT * FROM (SELECT org AS t, id, secret FROM h21a) s JOIN (SELECT org AS t, id AS i2, secret FROM h21b) u USING (t) WHERE s.id = 3 AND u.i2 = 1`, "NULL b-1"},
+		{`SELECT * FROM (SELECT org AS t, id, secret FROM h21a) s RIGHT JOIN (SELECT org AS t, id AS i2, secret FROM h21b) u USING (t) WHERE s.id = 1 AND u.i2 = 3`, "s-1 NULL"},
+		{`SELECT * FROM h21a JOIN (SELECT org, id AS i2, secret AS s2 FROM h21b) u USING (org) WHERE h21a.id = 3 AND u.i2 = 1`, "NULL"},
+		// Outer joins whose other side is NULL.
+		{`SELECT * FROM h21a LEFT JOIN (SELECT * FROM h21b WHERE false) b USING (org) ORDER BY h21a.id`, "s-1 NULL|s-2 NULL|NULL NULL"},
+		{`SELECT * FROM (SELECT * FROM h21b WHERE false) b RIGHT JOIN h21a USING (org) ORDER BY h21a.id`, "NULL s-1|NULL s-2|NULL NULL"},
+		{`SELECT * FROM (SELECT * FROM h21a WHERE id = 1) a FULL JOIN (SELECT * FROM h21b WHERE id = 2) b USING (org) ORDER BY org`, "s-1 NULL|NULL b-2"},
+		{`SELECT * FROM (SELECT * FROM h21a WHERE id = 3) a FULL JOIN (SELECT * FROM h21b WHERE id = 2) b USING (org) ORDER BY org`, "NULL NULL|NULL b-2"},
+		// JOIN … USING … AS alias (PostgreSQL 14).
+		{`SELECT * FROM h21a JOIN h21b USING (org) AS j WHERE h21a.id = 3 AND h21b.id = 1`, "NULL b-1"},
+		{`SELECT * FROM h21a JOIN h21b USING (org) AS j WHERE h21a.id = 1 AND h21b.id = 1`, "s-1 b-1"},
+		// ORDER BY the merged column's name: the hidden tenant pgveil adds
+		// must not make it ambiguous (review 21j: "ORDER BY "org" is
+		// ambiguous" from the server). A name of a * over a JOIN … USING
+		// is refused by pgveil (before review 21h too).
+		{`SELECT * FROM h21org JOIN h21a USING (org) ORDER BY org, id`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21org LEFT JOIN h21a USING (org) ORDER BY org, id`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21a JOIN h21org USING (org) ORDER BY org, id`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21org o RIGHT JOIN h21a USING (org) ORDER BY org, id`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM (SELECT * FROM h21a WHERE id = 1) a FULL JOIN (SELECT * FROM h21b WHERE id = 2) b USING (org) ORDER BY org`, "s-1 NULL|NULL b-2"},
+		{`SELECT * FROM (SELECT * FROM h21a WHERE id = 3) a FULL JOIN (SELECT * FROM h21b WHERE id = 2) b USING (org) ORDER BY org`, "NULL NULL|NULL b-2"},
+		{`SELECT a.secret, o.org FROM h21a a JOIN h21org o ON a.org = o.org ORDER BY org, a.id`, "s-1|NULL|s-2"},
+		{`SELECT DISTINCT ON (org) * FROM h21org JOIN h21a USING (org) ORDER BY org, id`, "ERR ERROR: pgveil:"},
+		// DISTINCT and ORDER BY position over a * of a USING join: refused
+		// (before review 21h too).
+		{`SELECT DISTINCT * FROM h21org JOIN h21a USING (org) ORDER BY 3`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21org JOIN h21a USING (org) ORDER BY 3 DESC`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21a JOIN h21b USING (org) WHERE h21a.id = 1 ORDER BY 4`, "ERR ERROR: pgveil:"},
+		// A date (send-form) tenant joined USING to a plain table, ORDER BY
+		// a name: refused (before review 21h too).
+		{`SELECT * FROM h21dorg JOIN h21d USING (org) ORDER BY id`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21d JOIN h21dorg USING (org) ORDER BY id`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21dorg RIGHT JOIN h21d USING (org) ORDER BY id`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21d NATURAL JOIN h21dorg ORDER BY id`, "ERR ERROR: pgveil:"},
+	}
+	for _, c := range cases {
+		for i, got := range review21hSecrets(t, ctx, app, c.q) {
+			if got != c.want && !(strings.HasPrefix(c.want, "ERR") && strings.HasPrefix(got, c.want)) {
+				t.Errorf("%s (run %d): got %q, want %q", c.q, i, got, c.want)
+			}
+		}
+		// The client sees PostgreSQL's columns.
+		direct, err := d.Query(ctx, c.q)
+		if err != nil {
+			t.Errorf("%s: direct: %v", c.q, err)
+			continue
+		}
+		want := direct.FieldDescriptions()
+		direct.Close()
+		rows, err := app.Query(ctx, c.q)
+		if err != nil {
+			continue
+		}
+		got := rows.FieldDescriptions()
+		n := 0
+		for rows.Next() {
+			n++
+		}
+		rows.Close()
+		if len(got) != len(want) {
+			t.Errorf("%s: %d fields through pgveil, %d from PostgreSQL", c.q, len(got), len(want))
+			continue
+		}
+		for i := range got {
+			if got[i].Name != want[i].Name {
+				t.Errorf("%s: field %d %q through pgveil, %q from PostgreSQL", c.q, i, got[i].Name, want[i].Name)
+			}
+		}
+	}
+	// COPY (SELECT * … USING) TO: refused (holds, fail closed; the
+	// message blames a table outside the catalog).
+	for _, q := range []string{
+		`COPY (SELECT * FROM h21a JOIN h21b USING (org) WHERE h21a.id = 3 AND h21b.id = 1) TO STDOUT`,
+		`COPY (SELECT * FROM h21org JOIN h21a USING (org) WHERE id = 1) TO STDOUT`,
+	} {
+		var buf strings.Builder
+		_, err := app.PgConn().CopyTo(ctx, &buf, q)
+		if err == nil || !strings.Contains(err.Error(), "pgveil:") || buf.Len() != 0 {
+			t.Errorf("%s: %q %v, want pgveil's refusal", q, buf.String(), err)
+		}
+	}
+}
