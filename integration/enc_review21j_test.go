@@ -8,6 +8,9 @@ package integration
 // row shape.
 
 import (
+	"fmt"
+	"github.com/pgveil/pgveil/integration/harness"
+
 	"strings"
 	"testing"
 	"time"
@@ -130,4 +133,47 @@ func TestReview21jUsingJoins(t *testing.T) {
 			t.Errorf("%s: %q %v, want pgveil's refusal", q, buf.String(), err)
 		}
 	}
+}
+
+// The reload after a Bind refused for pgveil's result formats still
+// happens for a stale statement with the client's parameters, and for
+// one whose client sent a single result format code (pgveil sends one per
+// column): the client sees the 08P01 once and the statement run again
+// opens its rows (holds).
+func TestReview21jStaleBindWithParamsReloads(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, 2*time.Minute)
+	e, d, _, _ := review21hEnv(t, ctx, "enc_review21j_reload")
+	p, err := harness.StartProxy(harness.ProxyOptions{Config: e.config("")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := connectPgx(t, ctx, e.appURL(p))
+	c := app.PgConn()
+	for _, k := range []struct {
+		table string
+		rf    []int16
+	}{{"h21a", []int16{1}}, {"h21b", []int16{0, 1, 0, 0}}} {
+		if _, err := d.Exec(ctx, `ALTER TABLE `+k.table+` ADD COLUMN extra int`); err != nil {
+			t.Fatal(err)
+		}
+		q := `SELECT id, secret, org, extra FROM ` + k.table + ` WHERE id = $1`
+		if len(k.rf) == 1 {
+			q = `SELECT * FROM ` + k.table + ` WHERE id = $1`
+		}
+		for i := 0; i < 3; i++ {
+			rs := c.ExecParams(ctx, q, [][]byte{[]byte("1")}, nil, nil, k.rf).Read()
+			if rs.Err == nil {
+				if len(rs.Rows) != 1 || !strings.Contains(fmt.Sprintf("%q", rs.Rows[0]), `-1"`) {
+					t.Errorf("%s %v: %q", q, k.rf, rs.Rows)
+				}
+				break
+			}
+			if i == 2 || !strings.Contains(rs.Err.Error(), "08P01") {
+				t.Fatalf("%s %v (run %d): %v", q, k.rf, i, rs.Err)
+			}
+		}
+	}
+	app.Close(ctx)
+	p.Stop()
 }
