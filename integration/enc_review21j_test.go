@@ -251,3 +251,59 @@ func review21jMatch(got, want string) bool {
 	}
 	return true
 }
+
+// A JOIN … USING of a text tenant under a nondeterministic collation
+// matches tenants that differ ('ACME' and 'acme' are two tenants, with
+// two keys): the merged column shows the other side's spelling. A value
+// of tenant ACME moved into a row of tenant acme must not open as
+// ACME's beside the merged column.
+func TestReview21jUsingNondeterministicCollation(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, 3*time.Minute)
+	e := newOpsEnv(t, "enc_review21j_coll", `tables:
+  public.c21j:
+    key_context: org
+    columns:
+      secret: {type: text, on_error: "null"}
+`)
+	d := e.conn(ctx)
+	for _, s := range []string{
+		`CREATE COLLATION ci21j (provider = icu, locale = 'und-u-ks-level2', deterministic = false)`,
+		`CREATE TABLE c21j (id int PRIMARY KEY, org text COLLATE ci21j NOT NULL, secret bytea)`,
+		`CREATE TABLE c21jorg (org text COLLATE ci21j PRIMARY KEY, name text)`,
+		`INSERT INTO c21jorg VALUES ('ACME', 'upper')`,
+	} {
+		if _, err := d.Exec(ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	e.run(ctx, 0, "migrate", "-c", e.writeConfig("c.yaml", e.config("")), "--apply")
+	p := e.proxy(e.config(""))
+	app := e.appConn(ctx, p)
+	if _, err := app.Exec(ctx, `INSERT INTO c21j (id, org, secret) VALUES (1, 'acme', 'lower-1'), (2, 'ACME', 'upper-2')`); err != nil {
+		t.Fatal(err)
+	}
+	// Row 1 (tenant acme) gets tenant ACME's ciphertext.
+	if _, err := d.Exec(ctx, `UPDATE c21j SET secret = (SELECT secret FROM c21j WHERE id = 2) WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`SELECT org, c21j.secret FROM c21jorg JOIN c21j USING (org) WHERE c21j.id = 1`,
+		`SELECT * FROM c21jorg JOIN c21j USING (org) WHERE c21j.id = 1`,
+		`SELECT org, secret FROM c21jorg JOIN c21j USING (org) WHERE c21j.id = 1`,
+		`SELECT c21jorg.org, c21j.secret FROM c21jorg JOIN c21j ON c21jorg.org = c21j.org WHERE c21j.id = 1`,
+	} {
+		for i, got := range review21hSecrets(t, ctx, app, q) {
+			if strings.Contains(got, "upper-2") {
+				t.Errorf("%s (run %d): tenant ACME's value opened in tenant acme's row: %q", q, i, got)
+			}
+		}
+		// Row 2 (tenant ACME, its own value) opens.
+		q2 := strings.Replace(q, "c21j.id = 1", "c21j.id = 2", 1)
+		for i, got := range review21hSecrets(t, ctx, app, q2) {
+			if got != "upper-2" {
+				t.Errorf("%s (run %d): got %q, want upper-2", q2, i, got)
+			}
+		}
+	}
+}
