@@ -12,6 +12,7 @@ import (
 	"github.com/pgveil/pgveil/integration/harness"
 
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -314,5 +315,44 @@ func TestReview21jUsingNondeterministicCollation(t *testing.T) {
 				t.Errorf("%s (run %d): got %q, want upper-2", q2, i, got)
 			}
 		}
+	}
+}
+
+// A client's Bind of the wrong number of result formats to a statement
+// whose fields pgveil maps by origin (a * over a JOIN … USING) is the
+// client's fault, not a stale catalog's: it must not make pgveil read
+// its catalog again (a client could make it reload at will).
+func TestReview21jWrongResultFormatsNoReload(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, 2*time.Minute)
+	e, _, _, _ := review21hEnv(t, ctx, "enc_review21j_noreload")
+	p, err := harness.StartProxy(harness.ProxyOptions{Config: e.config("")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := connectPgx(t, ctx, e.appURL(p))
+	c := app.PgConn()
+	for _, q := range []string{
+		`SELECT * FROM h21org JOIN h21a USING (org) WHERE id = $1`,
+		`SELECT * FROM h21a JOIN h21b USING (org) WHERE h21a.id = $1`,
+	} {
+		for i := 0; i < 4; i++ {
+			rs := c.ExecParams(ctx, q, [][]byte{[]byte("1")}, nil, nil, []int16{0, 0, 0, 0, 0, 0, 0, 0, 0}).Read()
+			if rs.Err == nil || !strings.Contains(rs.Err.Error(), "08P01") {
+				t.Fatalf("%s: 9 result formats: %v", q, rs.Err)
+			}
+		}
+		rs := c.ExecParams(ctx, q, [][]byte{[]byte("1")}, nil, nil, nil).Read()
+		if rs.Err != nil || len(rs.Rows) == 0 {
+			t.Fatalf("%s: %v %v", q, rs.Rows, rs.Err)
+		}
+	}
+	app.Close(ctx)
+	p.Signal(syscall.SIGTERM)
+	<-p.Exited() // the log is complete
+	log := p.Log()
+	p.Stop()
+	if n := strings.Count(log, "refused the result formats"); n != 0 {
+		t.Errorf("pgveil read its catalog again %d times for a client's 8 Binds of the wrong result format count, want 0", n)
 	}
 }

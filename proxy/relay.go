@@ -393,7 +393,8 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 		w.Write(body)
 	}
 	if typ == 'E' && ev.cur.kind == pendBind && ev.cur.ownFormats && ev.cur.portal != nil && ev.cur.portal.Stmt != nil &&
-		ev.cur.portal.Stmt.Plan != nil && ev.cur.portal.Stmt.Plan.Outputs != nil && errorField(body, 'C') == "08P01" {
+		ev.cur.portal.Stmt.Plan != nil && ev.cur.portal.Stmt.Plan.Outputs != nil && !clientFormatsByOrigin(ev.cur.portal) &&
+		errorField(body, 'C') == "08P01" {
 		// The server refused the result formats pgveil gave a planned
 		// statement ("bind message has 6 result formats but query has 8
 		// columns"): its table has other columns than the snapshot says
@@ -419,6 +420,18 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 		return false
 	}
 	return s.srv.draining.Load() && len(body) > 0 && body[0] == 'I' && s.t.len() == 0
+}
+
+// clientFormatsByOrigin reports a portal of a statement whose fields
+// pgveil maps by origin (a * over a JOIN … USING, or over a relation its
+// catalog does not list) bound with a result format per column by the
+// client: pgveil sends the client's formats with one for each field it
+// added (fixed in the text it wrote), so a count the server refuses is the
+// client's, whatever the catalog says; pgveil does not check it (it cannot
+// count the *), and the refusal must not make it read its catalog again
+// (review 21j: a client could make it reload at will).
+func clientFormatsByOrigin(p *Portal) bool {
+	return p.Stmt.Plan.OutputsByOrigin && len(p.ResultFormats) > 1
 }
 
 // clientWords copies the server's ErrorResponse body for cur to dst in
