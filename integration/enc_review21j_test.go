@@ -356,3 +356,41 @@ func TestReview21jWrongResultFormatsNoReload(t *testing.T) {
 		t.Errorf("pgveil read its catalog again %d times for a client's 8 Binds of the wrong result format count, want 0", n)
 	}
 }
+
+// A client's binary parameter too short for its type ("insufficient data
+// left in message", 08P01 like a result format count the server refuses)
+// must not make pgveil read its catalog again either.
+func TestReview21jShortBinaryParamNoReload(t *testing.T) {
+	relayLeakCheck(t)
+	ctx := testCtx(t, 2*time.Minute)
+	e, _, _, _ := review21hEnv(t, ctx, "enc_review21j_shortparam")
+	p, err := harness.StartProxy(harness.ProxyOptions{Config: e.config("")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := connectPgx(t, ctx, e.appURL(p))
+	c := app.PgConn()
+	for _, q := range []string{
+		`SELECT id, secret, org FROM h21a WHERE id = $1`,
+		`SELECT id, secret FROM h21d WHERE id = $1`,
+	} {
+		for i := 0; i < 4; i++ {
+			rs := c.ExecParams(ctx, q, [][]byte{{0, 1}}, []uint32{23}, []int16{1}, []int16{0, 1, 0}[:strings.Count(q, ",")+1]).Read()
+			if rs.Err == nil || !strings.Contains(rs.Err.Error(), "08P01") {
+				t.Fatalf("%s: a 2-byte int4: %v", q, rs.Err)
+			}
+		}
+		rs := c.ExecParams(ctx, q, [][]byte{[]byte("1")}, nil, nil, nil).Read()
+		if rs.Err != nil || len(rs.Rows) != 1 {
+			t.Fatalf("%s: %v %v", q, rs.Rows, rs.Err)
+		}
+	}
+	app.Close(ctx)
+	p.Signal(syscall.SIGTERM)
+	<-p.Exited() // the log is complete
+	log := p.Log()
+	p.Stop()
+	if n := strings.Count(log, "refused the result formats"); n != 0 {
+		t.Errorf("pgveil read its catalog again %d times for a client's 8 Binds of a short binary parameter, want 0", n)
+	}
+}

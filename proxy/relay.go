@@ -394,7 +394,7 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 	}
 	if typ == 'E' && ev.cur.kind == pendBind && ev.cur.ownFormats && ev.cur.portal != nil && ev.cur.portal.Stmt != nil &&
 		ev.cur.portal.Stmt.Plan != nil && ev.cur.portal.Stmt.Plan.Outputs != nil && !clientFormatsByOrigin(ev.cur.portal) &&
-		errorField(body, 'C') == "08P01" {
+		resultFormatsRefused(body) {
 		// The server refused the result formats pgveil gave a planned
 		// statement ("bind message has 6 result formats but query has 8
 		// columns"): its table has other columns than the snapshot says
@@ -420,6 +420,22 @@ func (s *session) backendControl(w io.Writer, typ byte, hdr, body []byte) (drain
 		return false
 	}
 	return s.srv.draining.Load() && len(body) > 0 && body[0] == 'I' && s.t.len() == 0
+}
+
+// resultFormatsRefused reports an ErrorResponse to a Bind that refuses its
+// result formats ("bind message has 6 result formats but query has 8
+// columns"): 08P01 raised in PortalSetResultFormat. Other protocol
+// violations of a Bind are the client's (a binary parameter too short
+// for its type: "insufficient data left in message", review 21j) and do
+// not make pgveil read its catalog again. The routine field is not
+// translated (lc_messages); a server that sends none is taken at its
+// code alone.
+func resultFormatsRefused(body []byte) bool {
+	if errorField(body, 'C') != "08P01" {
+		return false
+	}
+	r := errorField(body, 'R')
+	return r == "" || r == "PortalSetResultFormat"
 }
 
 // clientFormatsByOrigin reports a portal of a statement whose fields

@@ -28,3 +28,29 @@ func TestReview21jClientFormatsByOrigin(t *testing.T) {
 		}
 	}
 }
+
+// Review 21j: only the server's refusal of the result formats (08P01 from
+// PortalSetResultFormat) reads the catalog again; a client's short binary
+// parameter (08P01 from pq_copymsgbytes) does not.
+func TestReview21jResultFormatsRefused(t *testing.T) {
+	body := func(fields ...string) []byte {
+		var b []byte
+		for _, f := range fields {
+			b = append(append(b, f...), 0)
+		}
+		return append(b, 0)
+	}
+	for _, c := range []struct {
+		body []byte
+		want bool
+	}{
+		{body("SERROR", "C08P01", "Mbind message has 6 result formats but query has 8 columns", "RPortalSetResultFormat"), true},
+		{body("SERROR", "C08P01", "Minsufficient data left in message", "Rpq_copymsgbytes"), false},
+		{body("SERROR", "C08P01", "Mbind message has 6 result formats but query has 8 columns"), true},
+		{body("SERROR", "C22P03", "RPortalSetResultFormat"), false},
+	} {
+		if got := resultFormatsRefused(c.body); got != c.want {
+			t.Errorf("%q: %v, want %v", c.body, got, c.want)
+		}
+	}
+}
