@@ -47,6 +47,14 @@ func TestReview21jUsingJoins(t *testing.T) {
 		{`SELECT * FROM h21org JOIN h21a USING (org) JOIN h21b USING (org) WHERE h21a.id = 1 AND h21b.id = 3`, "s-1 NULL"},
 		{`SELECT * FROM h21org RIGHT JOIN h21a USING (org) FULL JOIN h21b USING (org) WHERE h21a.id = 1 AND h21b.id = 3`, "s-1 NULL"},
 		{`SELECT * FROM h21a JOIN h21b USING (org) JOIN h21a z USING (org) WHERE h21a.id = 1 AND h21b.id = 1 AND z.id = 3`, "ERR ERROR: pgveil:"},
+		// A nested USING join, parenthesised.
+		{`SELECT * FROM h21org JOIN (h21a JOIN h21b USING (org)) USING (org) WHERE h21a.id = 3 AND h21b.id = 1`, "NULL b-1"},
+		{`SELECT * FROM h21org JOIN (h21a JOIN h21b USING (org)) USING (org) WHERE h21a.id = 1 AND h21b.id = 3`, "s-1 NULL"},
+		{`SELECT * FROM (h21a JOIN h21b USING (org)) JOIN h21org USING (org) WHERE h21a.id = 1 AND h21b.id = 1`, "s-1 b-1"},
+		// A self-join USING another column: refused (fail closed; the
+		// message blames a relation outside the catalog).
+		{`SELECT * FROM h21b x JOIN h21b y USING (id) WHERE id = 1`, "ERR ERROR: pgveil:"},
+		{`SELECT * FROM h21b x JOIN h21b y USING (id) WHERE id = 3`, "ERR ERROR: pgveil:"},
 		// NATURAL JOIN (org the only common column): refused (LIMITS).
 		{`SELECT * FROM h21a NATURAL JOIN h21org ORDER BY id`, "ERR ERROR: pgveil:"},
 		{`SELECT * FROM h21org NATURAL JOIN h21a ORDER BY id`, "ERR ERROR: pgveil:"},
