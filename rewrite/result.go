@@ -554,6 +554,13 @@ func (a *analyzer) setOutputs(res *queryResult) *Error {
 			return e
 		}
 		for t, n := range a.tenantRels {
+			if n > 1 && res.merged {
+				// Review 21j: the relation is listed; the * over a USING
+				// join reorders its columns.
+				return tableErr(CodeFeatureNotSupported, t, "list the columns instead of *, or join with ON",
+					"a * over a JOIN … USING or NATURAL JOIN hides where %s's columns are, and %s appears twice, so pgveil could not tell whose tenant a row carries",
+					t.QualifiedName(), t.QualifiedName())
+			}
 			if n > 1 {
 				return tableErr(CodeFeatureNotSupported, t, "list the columns instead of *, or let pgveil refresh its catalog",
 					"a * over a relation pgveil's catalog does not list hides where %s's columns are, and %s appears twice, so pgveil could not tell whose tenant a row carries",

@@ -1,6 +1,9 @@
 package rewrite
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // Review 21j: a tenant field pgveil adds under a name another output
 // already has (the merged column of a * over a JOIN … USING, o.org beside
@@ -22,6 +25,22 @@ func TestReview21jAddedTenantNamedApart(t *testing.T) {
 		}
 		if got, _ := renderMarked(c[0], plan); got != c[1] {
 			t.Errorf("%s\n got: %s\nwant: %s", c[0], got, c[1])
+		}
+	}
+}
+
+// Review 21j: a self-join under a * over a JOIN … USING is refused (fail
+// closed), and the refusal names the USING join, not a relation outside
+// the catalog.
+func TestReview21jSelfJoinUsingRefusal(t *testing.T) {
+	p := review21dPlanner(t, 20)
+	for _, q := range []string{
+		`SELECT * FROM users x JOIN users y USING (org_id)`,
+		`SELECT * FROM users x JOIN users y USING (id)`,
+	} {
+		_, err := p.Plan(q, publicPath)
+		if err == nil || !strings.Contains(err.Error(), "JOIN … USING") || strings.Contains(err.Error(), "catalog does not list") {
+			t.Errorf("%s: %v", q, err)
 		}
 	}
 }
