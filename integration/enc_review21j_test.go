@@ -34,8 +34,8 @@ func TestReview21jUsingJoins(t *testing.T) {
 	}
 	cases := []struct{ q, want string }{
 		// Self-joins USING (org) of the encrypted table: refused, as before
-		// review 21h (fail closed; the message blames a relation outside
-		// the catalog).
+		// review 21h (fail closed; since review 21j the message names the
+		// USING join, not a relation outside the catalog).
 		{`SELECT * FROM h21a x JOIN h21a y USING (org) WHERE x.id = 3 AND y.id = 1`, "ERR ERROR: pgveil:"},
 		{`SELECT * FROM h21a x JOIN h21a y USING (org) WHERE x.id = 1 AND y.id = 3`, "ERR ERROR: pgveil:"},
 		{`SELECT * FROM h21a x LEFT JOIN h21a y USING (org) WHERE x.id = 1 AND y.id = 3`, "ERR ERROR: pgveil:"},
@@ -51,8 +51,7 @@ func TestReview21jUsingJoins(t *testing.T) {
 		{`SELECT * FROM h21org JOIN (h21a JOIN h21b USING (org)) USING (org) WHERE h21a.id = 3 AND h21b.id = 1`, "NULL b-1"},
 		{`SELECT * FROM h21org JOIN (h21a JOIN h21b USING (org)) USING (org) WHERE h21a.id = 1 AND h21b.id = 3`, "s-1 NULL"},
 		{`SELECT * FROM (h21a JOIN h21b USING (org)) JOIN h21org USING (org) WHERE h21a.id = 1 AND h21b.id = 1`, "s-1 b-1"},
-		// A self-join USING another column: refused (fail closed; the
-		// message blames a relation outside the catalog).
+		// A self-join USING another column: refused (fail closed).
 		{`SELECT * FROM h21b x JOIN h21b y USING (id) WHERE id = 1`, "ERR ERROR: pgveil:"},
 		{`SELECT * FROM h21b x JOIN h21b y USING (id) WHERE id = 3`, "ERR ERROR: pgveil:"},
 		// NATURAL JOIN (org the only common column): refused (LIMITS).
