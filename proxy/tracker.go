@@ -568,6 +568,14 @@ func (t *tracker) restedSince(seq uint64) bool {
 
 // answered reports whether the server has answered every message pushed
 // up to seq (none of them is still queued).
+// idle is the seq of the last message a ReadyForQuery 'I' answered: no
+// portal bound at or before it is alive.
+func (t *tracker) idle() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.idleSeq
+}
+
 func (t *tracker) answered(seq uint64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()

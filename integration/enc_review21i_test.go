@@ -1,0 +1,58 @@
+package integration
+
+// Review 21i: review of 21g's fixes (portals whose work PostgreSQL plans
+// at their Execute, held statements, markClosed).
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// TestReview21iCodePortalAfterSwap: a portal whose Bind takes no lock on
+// the table its work writes (a call of a PL/pgSQL function or procedure
+// inserting into it, a DO block after a leading semicolon), bound in a
+// transaction block before a view swap and executed after it: the
+// server runs the code over the view. Refused: the plaintext never
+// written.
+func TestReview21iCodePortalAfterSwap(t *testing.T) {
+	r21cEngines(t, 31900, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		app := connectPgx(t, ctx, p.url())
+		for j, f := range []string{
+			"SELECT r21i_f%[3]d(%[1]d, '%[2]s')",
+			"CALL r21i_p%[3]d(%[1]d, '%[2]s')",
+			";DO $$BEGIN INSERT INTO r21i_cp%[3]d (org_id, note) VALUES (%[1]d, '%[2]s'); END$$",
+			"; /* c */ ; DO $$BEGIN EXECUTE 'EXECUTE ins(%[1]d, ''%[2]s'')'; END$$",
+		} {
+			rel := fmt.Sprintf("r21i_cp%d", j)
+			swap := rev15ViewSwap(t, ctx, p, rel)
+			secret := fmt.Sprintf("r21i-cp-%d-%d", org, j)
+			p.remember(secret)
+			if got := trace(query(fmt.Sprintf("CREATE OR REPLACE FUNCTION r21i_f%[1]d(o int8, n text) RETURNS int LANGUAGE plpgsql AS $$BEGIN INSERT INTO %[2]s (org_id, note) VALUES (o, n); RETURN 1; END$$; "+
+				"CREATE OR REPLACE PROCEDURE r21i_p%[1]d(o int8, n text) LANGUAGE plpgsql AS $$BEGIN INSERT INTO %[2]s (org_id, note) VALUES (o, n); END$$; "+
+				"PREPARE ins AS INSERT INTO %[2]s (org_id, note) VALUES ($1, $2)", j, rel))...); !strings.HasSuffix(got, "ReadyForQuery I") || strings.Contains(got, "Error") {
+				t.Fatalf("%d create: %s", j, got)
+			}
+			if got := trace(&pgproto3.Parse{Name: "e", Query: fmt.Sprintf(f, org, secret, j)}, &pgproto3.Sync{}); got != "ParseComplete | ReadyForQuery I" {
+				t.Fatalf("%d parse: %s", j, got)
+			}
+			trace(query("BEGIN")...)
+			if got := trace(&pgproto3.Bind{PreparedStatement: "e", DestinationPortal: "q"}, &pgproto3.Sync{}); got != "BindComplete | ReadyForQuery T" {
+				t.Fatalf("%d bind: %s", j, got)
+			}
+			swap(app)
+			trace(query("SELECT 1")...)
+			if got := trace(&pgproto3.Execute{Portal: "q"}, &pgproto3.Sync{}); !strings.HasPrefix(got, "ErrorResponse 0A000") || !strings.HasSuffix(got, "ReadyForQuery E") {
+				t.Errorf("%d execute q after the swap: %s", j, got)
+			}
+			trace(query("COMMIT")...)
+			rev15NoPlainNote(t, ctx, secret)
+			trace(query("ROLLBACK")...)
+			trace(query(fmt.Sprintf("DEALLOCATE ALL; DROP FUNCTION r21i_f%[1]d; DROP PROCEDURE r21i_p%[1]d", j))...)
+			trace(&pgproto3.Close{ObjectType: 'S', Name: "e"}, &pgproto3.Sync{})
+		}
+	})
+}
