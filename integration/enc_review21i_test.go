@@ -56,3 +56,54 @@ func TestReview21iCodePortalAfterSwap(t *testing.T) {
 		}
 	})
 }
+
+// TestReview21iPortalsAcrossCatalogChangeMirror: portals of statements
+// pgveil rewrites, passes through, or whose work the server plans at
+// their Execute (EXECUTE sp, a DO block), of INSERT … ON CONFLICT DO
+// NOTHING, bound before DDL through the same session and executed after
+// (in a transaction block, with a row limit and again), or after their
+// transaction ended (34000). Holds: message for message what PostgreSQL
+// sends, no false refusal.
+func TestReview21iPortalsAcrossCatalogChangeMirror(t *testing.T) {
+	relayLeakCheck(t)
+	r17Engines(t, 32000, func(t *testing.T, e *r17Env) {
+		org := e.orgs[0]
+		bump := query("CREATE TEMP TABLE r21i_bump (); DROP TABLE r21i_bump")
+		e.same("prepare", nil, query("PREPARE sp AS SELECT 1")...)
+		e.same("seed", nil, cat(e.ins(32000, org, "pa"), sync1)...)
+		stmts := []struct {
+			sql    string
+			params [][]byte
+		}{
+			{"SELECT email FROM users WHERE org_id = $1 ORDER BY id", [][]byte{[]byte(fmt.Sprint(org))}},
+			{"SELECT x FROM generate_series(1, 3) x", nil},
+			{"EXECUTE sp", nil},
+			{"/* do */ execute \"sp\"", nil},
+			{"DO $$BEGIN PERFORM 1; END$$", nil},
+			{"INSERT INTO users (id, org_id, name, email, phone) VALUES (32001, $1, 'do', $2, $3) ON CONFLICT DO NOTHING", [][]byte{[]byte(fmt.Sprint(org)), []byte("r21i-oc@example.org"), []byte("ph-r21i-oc")}},
+		}
+		e.p.remember("r21i-oc@example.org", "ph-r21i-oc")
+		for k, st := range stmts {
+			for _, name := range []string{"", "s1"} {
+				w := fmt.Sprintf("%d %q", k, name)
+				bind := &pgproto3.Bind{PreparedStatement: name, DestinationPortal: "p1", Parameters: st.params}
+				e.same(w+" parse", nil, &pgproto3.Parse{Name: name, Query: st.sql}, &pgproto3.Sync{})
+				// Dead at its transaction's end: 34000 after DDL.
+				e.same(w+" bind", nil, bind, &pgproto3.Sync{})
+				e.same(w+" ddl", nil, bump...)
+				e.same(w+" execute dead", nil, &pgproto3.Execute{Portal: "p1"}, &pgproto3.Sync{})
+				// Alive in a transaction block across DDL, a row limit.
+				e.same(w+" begin, bind", nil, query("BEGIN")[0], bind, &pgproto3.Sync{})
+				e.same(w+" ddl in block", nil, bump...)
+				e.same(w+" execute", nil, &pgproto3.Execute{Portal: "p1", MaxRows: 1}, &pgproto3.Sync{})
+				e.same(w+" ddl in block 2", nil, bump...)
+				e.same(w+" execute again", nil, &pgproto3.Execute{Portal: "p1"}, &pgproto3.Sync{})
+				e.same(w+" commit", nil, query("COMMIT")...)
+				if name != "" {
+					e.same(w+" close", nil, &pgproto3.Close{ObjectType: 'S', Name: name}, &pgproto3.Sync{})
+				}
+			}
+		}
+		e.check("end")
+	})
+}
