@@ -107,3 +107,50 @@ func TestReview21iPortalsAcrossCatalogChangeMirror(t *testing.T) {
 		e.check("end")
 	})
 }
+
+// TestReview21iCodePortalRowLimitAfterSwap: a portal over rows whose
+// function writes the table only at a later row (its first Execute,
+// with a row limit, took no lock on it), and a portal writing a table
+// whose trigger writes it; the swap commits after the first Execute,
+// in a transaction block or in the implicit transaction of a pipeline
+// not yet synced (Flush). The next Execute is refused: the plaintext
+// never written.
+func TestReview21iCodePortalRowLimitAfterSwap(t *testing.T) {
+	r21cEngines(t, 32100, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		app := connectPgx(t, ctx, p.url())
+		for j, block := range []bool{true, false, true} {
+			rel := fmt.Sprintf("r21i_rl%d", j)
+			swap := rev15ViewSwap(t, ctx, p, rel)
+			secret := fmt.Sprintf("r21i-rl-%d-%d", org, j)
+			p.remember(secret)
+			sql := fmt.Sprintf("SELECT r21i_g(x, %d, '%s') FROM generate_series(1, 2) x", org, secret)
+			if j == 2 {
+				sql = fmt.Sprintf("INSERT INTO r21i_tt SELECT %d, '%s' FROM generate_series(1, 2)", org, secret)
+			}
+			if got := trace(query(fmt.Sprintf("CREATE OR REPLACE FUNCTION r21i_g(x int, o int8, n text) RETURNS int LANGUAGE plpgsql AS $$BEGIN IF x = 2 THEN INSERT INTO %[1]s (org_id, note) VALUES (o, n); END IF; RETURN x; END$$; "+
+				"CREATE TABLE r21i_tt (org_id int8, note text); "+
+				"CREATE FUNCTION r21i_tg() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN INSERT INTO %[1]s (org_id, note) VALUES (NEW.org_id, NEW.note); RETURN NEW; END$$; "+
+				"CREATE TRIGGER r21i_tt BEFORE INSERT ON r21i_tt FOR EACH ROW EXECUTE FUNCTION r21i_tg()", rel))...); strings.Contains(got, "Error") {
+				t.Fatalf("%d create: %s", j, got)
+			}
+			if block {
+				trace(query("BEGIN")...)
+			}
+			bind := []pgproto3.FrontendMessage{&pgproto3.Parse{Query: sql}, &pgproto3.Bind{DestinationPortal: "q"}}
+			if j < 2 {
+				if got := trace(append(bind, &pgproto3.Execute{Portal: "q", MaxRows: 1}, &pgproto3.Flush{})...); !strings.HasSuffix(got, "PortalSuspended") {
+					t.Fatalf("%d first execute: %s", j, got)
+				}
+			} else if got := trace(append(bind, &pgproto3.Sync{})...); !strings.HasSuffix(got, "ReadyForQuery T") {
+				t.Fatalf("%d bind: %s", j, got)
+			}
+			swap(app)
+			if got := trace(&pgproto3.Execute{Portal: "q"}, &pgproto3.Sync{}); !strings.HasPrefix(got, "ErrorResponse 0A000") {
+				t.Errorf("%d execute q after the swap: %s", j, got)
+			}
+			trace(query("ROLLBACK")...)
+			rev15NoPlainNote(t, ctx, secret)
+			trace(query("DROP TABLE r21i_tt; DROP FUNCTION r21i_tg(); DROP FUNCTION r21i_g")...)
+		}
+	})
+}
