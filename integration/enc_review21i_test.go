@@ -154,3 +154,44 @@ func TestReview21iCodePortalRowLimitAfterSwap(t *testing.T) {
 		}
 	})
 }
+
+// TestReview21iCursorFetchAfterSwap: a cursor over rows whose function
+// writes the table only at a later row, declared in a transaction block
+// before a view swap, fetched from after it (SQL FETCH, and a protocol
+// FETCH). Refused: the plaintext never written.
+func TestReview21iCursorFetchAfterSwap(t *testing.T) {
+	r21cEngines(t, 32200, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		app := connectPgx(t, ctx, p.url())
+		for j, fetch := range [][]pgproto3.FrontendMessage{
+			query("FETCH 1 FROM c"),
+			{&pgproto3.Parse{Query: "FETCH 1 FROM c"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{}},
+			query("MOVE 1 IN c"),
+			query("FETCH ALL FROM c"), // declared through the protocol
+		} {
+			rel := fmt.Sprintf("r21i_cf%d", j)
+			swap := rev15ViewSwap(t, ctx, p, rel)
+			secret := fmt.Sprintf("r21i-cf-%d-%d", org, j)
+			p.remember(secret)
+			if got := trace(query(fmt.Sprintf("CREATE OR REPLACE FUNCTION r21i_g(x int, o int8, n text) RETURNS int LANGUAGE plpgsql AS $$BEGIN IF x = 2 THEN INSERT INTO %s (org_id, note) VALUES (o, n); END IF; RETURN x; END$$", rel))...); strings.Contains(got, "Error") {
+				t.Fatalf("%d create: %s", j, got)
+			}
+			decl := fmt.Sprintf("DECLARE c CURSOR FOR SELECT r21i_g(x, %d, '%s') FROM generate_series(1, 2) x", org, secret)
+			if j == 3 {
+				if got := trace(query("BEGIN")[0], &pgproto3.Parse{Name: "dc", Query: decl}, &pgproto3.Bind{PreparedStatement: "dc"}, &pgproto3.Execute{}, &pgproto3.Sync{}); strings.Contains(got, "Error") {
+					t.Fatalf("%d declare: %s", j, got)
+				}
+				trace(query("FETCH 1 FROM c")...)
+			} else if got := trace(query("BEGIN; " + decl + "; FETCH 1 FROM c")...); strings.Contains(got, "Error") {
+				t.Fatalf("%d declare: %s", j, got)
+			}
+			swap(app)
+			if got := trace(fetch...); !strings.Contains(got, "ErrorResponse 0A000") {
+				t.Errorf("%d fetch after the swap: %s", j, got)
+			}
+			trace(query("COMMIT")...)
+			rev15NoPlainNote(t, ctx, secret)
+			trace(query("ROLLBACK; DROP FUNCTION r21i_g")...)
+			trace(&pgproto3.Close{ObjectType: 'S', Name: "dc"}, &pgproto3.Sync{})
+		}
+	})
+}

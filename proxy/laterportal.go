@@ -224,10 +224,14 @@ func (s *session) recheckLaterPortal(portal []byte) (*pgError, error) {
 			if err := s.syncSearchPathFor(sql); err != nil {
 				return nil, err
 			}
-			if _, err := s.plan(sql); offLoop(err) {
+			p, err := s.plan(sql)
+			if offLoop(err) {
 				return nil, err
 			} else if err != nil {
 				return refuse, nil
+			}
+			if pe, err := s.checkCursorCode(p.Stmts); pe != nil || err != nil {
+				return pe, err
 			}
 			continue
 		}
@@ -241,6 +245,9 @@ func (s *session) recheckLaterPortal(portal []byte) (*pgError, error) {
 			}
 			if err != nil || planNeedsWork(p) {
 				return refuse, nil
+			}
+			if pe, err := s.checkCursorCode(p.Stmts); pe != nil || err != nil {
+				return pe, err
 			}
 		}
 		if pe, err := s.replanExecuted(sql); pe != nil || err != nil {

@@ -167,6 +167,9 @@ type session struct {
 	// laterPortals are portals whose statements the server plans at
 	// their Execute (laterportal.go).
 	laterPortals map[string]laterPortal
+	// cursorCode are the DECLAREs sent, checked again at a FETCH or MOVE
+	// after a catalog change (cursorcode.go).
+	cursorCode map[string]cursorCode
 	// inExecuted is the nesting of replanExecutedTexts (maxExecutedDepth).
 	inExecuted int
 	planGen    uint64 // the planner's Generation when planNow last planned
