@@ -40,3 +40,17 @@ func TestReview21iLeadingDo(t *testing.T) {
 		}
 	}
 }
+
+// TestReview21iPortalNotesBounded: a session binding distinct portal
+// names to a statement with effects, idle between, keeps few notes.
+func TestReview21iPortalNotesBounded(t *testing.T) {
+	s := &session{t: newTracker()}
+	s.t.txStatus = 'I'
+	s.effStmts = map[string]uint8{"s": effPath}
+	for i := 0; i < 5000; i++ {
+		s.notePortalEffects([]byte(fmt.Sprintf("p%d", i)), []byte("s"))
+	}
+	if n := len(s.effPortals); n > maxIdlePortals {
+		t.Errorf("%d portal notes kept", n)
+	}
+}
