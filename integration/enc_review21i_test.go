@@ -26,7 +26,13 @@ func TestReview21iCodePortalAfterSwap(t *testing.T) {
 			"CALL r21i_p%[3]d(%[1]d, '%[2]s')",
 			";DO $$BEGIN INSERT INTO r21i_cp%[3]d (org_id, note) VALUES (%[1]d, '%[2]s'); END$$",
 			"; /* c */ ; DO $$BEGIN EXECUTE 'EXECUTE ins(%[1]d, ''%[2]s'')'; END$$",
+			"SELECT r21i_f%[3]d(%[1]d, '%[2]s')", // the unnamed portal
+			"CALL r21i_p%[3]d(%[1]d, '%[2]s')",   // the unnamed portal
 		} {
+			portal := "q"
+			if j >= 4 {
+				portal = ""
+			}
 			rel := fmt.Sprintf("r21i_cp%d", j)
 			swap := rev15ViewSwap(t, ctx, p, rel)
 			secret := fmt.Sprintf("r21i-cp-%d-%d", org, j)
@@ -40,12 +46,11 @@ func TestReview21iCodePortalAfterSwap(t *testing.T) {
 				t.Fatalf("%d parse: %s", j, got)
 			}
 			trace(query("BEGIN")...)
-			if got := trace(&pgproto3.Bind{PreparedStatement: "e", DestinationPortal: "q"}, &pgproto3.Sync{}); got != "BindComplete | ReadyForQuery T" {
+			if got := trace(&pgproto3.Bind{PreparedStatement: "e", DestinationPortal: portal}, &pgproto3.Sync{}); got != "BindComplete | ReadyForQuery T" {
 				t.Fatalf("%d bind: %s", j, got)
 			}
 			swap(app)
-			trace(query("SELECT 1")...)
-			if got := trace(&pgproto3.Execute{Portal: "q"}, &pgproto3.Sync{}); !strings.HasPrefix(got, "ErrorResponse 0A000") || !strings.HasSuffix(got, "ReadyForQuery E") {
+			if got := trace(&pgproto3.Execute{Portal: portal}, &pgproto3.Sync{}); !strings.HasPrefix(got, "ErrorResponse 0A000") || !strings.HasSuffix(got, "ReadyForQuery E") {
 				t.Errorf("%d execute q after the swap: %s", j, got)
 			}
 			trace(query("COMMIT")...)
