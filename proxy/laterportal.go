@@ -97,14 +97,17 @@ func leadingWord(sql, word string) bool {
 // its Execute; it forgets the portal's record otherwise.
 func (s *session) noteLaterPortal(portal, name []byte, stmt *Statement) {
 	var lp laterPortal
+	// The portal's last record's texts are reused: a Bind of the same
+	// portal (the unnamed one, mostly) allocates nothing.
+	reuse := s.laterPortals[string(portal)].texts[:0]
 	if stmt != passthroughStmt && stmt != nil {
 		if k := stmt.Plan; k != nil && (k.Kind == rewrite.KindDDL || k.Kind == rewrite.KindExplain || k.Kind == rewrite.KindOther) && runsAtExecute(stmt.SQL) {
-			lp = laterPortal{texts: []string{stmt.SQL}, rewritten: true}
+			lp = laterPortal{texts: append(reuse, stmt.SQL), rewritten: true}
 		} else {
-			lp = laterPortal{texts: []string{stmt.SQL}, rewritten: true, code: true}
+			lp = laterPortal{texts: append(reuse, stmt.SQL), rewritten: true, code: true}
 		}
 	} else {
-		var texts []string
+		texts := reuse
 		later := false
 		if pt, ok := s.ptStmts[string(name)]; ok && pt.atExecute {
 			texts = append(append(texts, pt.sql), pt.earlier...)

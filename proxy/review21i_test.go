@@ -54,3 +54,14 @@ func TestReview21iPortalNotesBounded(t *testing.T) {
 		t.Errorf("%d portal notes kept", n)
 	}
 }
+
+// TestReview21iBindAllocs: a Bind of the unnamed portal of a
+// pass-through statement again records it without allocating.
+func TestReview21iBindAllocs(t *testing.T) {
+	s := &session{eng: &engine{planner: rewrite.NewPlanner(&policy.Config{}, 16)}, t: newTracker()}
+	s.ptStmts = map[string]ptStmt{"": {sql: "SELECT $1"}}
+	s.noteLaterPortal(nil, nil, passthroughStmt)
+	if n := testing.AllocsPerRun(100, func() { s.noteLaterPortal(nil, nil, passthroughStmt) }); n != 0 {
+		t.Errorf("%v allocations per Bind", n)
+	}
+}
