@@ -200,3 +200,33 @@ func TestReview21iCursorFetchAfterSwap(t *testing.T) {
 		}
 	})
 }
+
+// TestReview21iFunctionCursorFetchAfterSwap (HIGH, fixed): a cursor a
+// function opened (OPEN … FOR SELECT g(x) …, returned as a refcursor)
+// before a view swap, fetched from after it: pgveil saw no DECLARE, and
+// a FETCH from a cursor it did not know passed as it is; g reached the
+// table at the second row, through the view. Refused now: the catalog
+// changed since the transaction began.
+func TestReview21iFunctionCursorFetchAfterSwap(t *testing.T) {
+	r21cEngines(t, 32300, func(t *testing.T, ctx context.Context, p *encProxy, org int64, trace func(...pgproto3.FrontendMessage) string) {
+		app := connectPgx(t, ctx, p.url())
+		rel := "r21i_fc"
+		swap := rev15ViewSwap(t, ctx, p, rel)
+		secret := fmt.Sprintf("r21i-fc-%d", org)
+		p.remember(secret)
+		if got := trace(query(fmt.Sprintf("CREATE OR REPLACE FUNCTION r21i_g(x int, o int8, n text) RETURNS int LANGUAGE plpgsql AS $$BEGIN IF x = 2 THEN INSERT INTO %s (org_id, note) VALUES (o, n); END IF; RETURN x; END$$; "+
+			"CREATE OR REPLACE FUNCTION r21i_open(o int8, n text) RETURNS refcursor LANGUAGE plpgsql AS $$DECLARE c refcursor := 'fc'; BEGIN OPEN c FOR SELECT r21i_g(x, o, n) FROM generate_series(1, 2) x; RETURN c; END$$", rel))...); strings.Contains(got, "Error") {
+			t.Fatalf("create: %s", got)
+		}
+		if got := trace(query(fmt.Sprintf("BEGIN; SELECT r21i_open(%d, '%s'); FETCH 1 FROM fc", org, secret))...); strings.Contains(got, "Error") {
+			t.Fatalf("open: %s", got)
+		}
+		swap(app)
+		if got := trace(query("FETCH 1 FROM fc")...); !strings.Contains(got, "ErrorResponse 0A000") {
+			t.Errorf("fetch after the swap: %s", got)
+		}
+		trace(query("COMMIT")...)
+		rev15NoPlainNote(t, ctx, secret)
+		trace(query("ROLLBACK; DROP FUNCTION r21i_open; DROP FUNCTION r21i_g")...)
+	})
+}

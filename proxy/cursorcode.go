@@ -56,20 +56,30 @@ func (s *session) noteCursorCode(stmts []*rewrite.Stmt) {
 // under an older catalog: its DECLARE is planned again, and a refusal
 // returned when the planner refuses it now.
 func (s *session) checkCursorCode(stmts []*rewrite.Stmt) (*pgError, error) {
-	if len(s.cursorCode) == 0 {
-		return nil, nil
-	}
 	gen := s.eng.planner.Generation()
 	for _, st := range stmts {
 		if st.FetchCursor == "" {
 			continue
 		}
 		cc, ok := s.cursorCode[st.FetchCursor]
-		if !ok || cc.cat == gen {
+		if ok && cc.cat == gen {
 			continue
 		}
-		if cc.seq <= s.t.idle() {
+		if ok && cc.seq <= s.t.idle() {
 			delete(s.cursorCode, st.FetchCursor) // ended with its transaction
+			ok = false
+		}
+		if !ok {
+			// A cursor pgveil saw no DECLARE of in this transaction: a
+			// function opened it (OPEN … FOR, a refcursor returned), its
+			// query checked with the call. Refused when the catalog
+			// changed since the transaction's first statement (review 21i
+			// HIGH: opened before a view swap, fetched from after it).
+			if txGen, idle := s.t.txGeneration(); !idle && txGen != gen && s.t.genOf != nil {
+				return &pgError{Severity: "ERROR", Code: "0A000",
+					Message: fmt.Sprintf("pgveil cannot run cursor %q: pgveil did not see it declared, and the catalog changed since this transaction began", st.FetchCursor),
+					Hint:    "open the cursor again in a new transaction"}, nil
+			}
 			continue
 		}
 		if err := s.syncSearchPathFor(cc.text); err != nil {

@@ -281,6 +281,9 @@ func (srv *Server) newSession(conn net.Conn) *session {
 		t:      newTracker(),
 		eng:    eng,
 	}
+	if eng != nil {
+		s.t.genOf = eng.planner.Generation
+	}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.keyCtx = s.ctx
 	s.log = srv.log.With(zap.Uint64("session", s.id), zap.String("client", conn.RemoteAddr().String()))
