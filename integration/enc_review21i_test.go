@@ -230,3 +230,23 @@ func TestReview21iFunctionCursorFetchAfterSwap(t *testing.T) {
 		trace(query("ROLLBACK; DROP FUNCTION r21i_open; DROP FUNCTION r21i_g")...)
 	})
 }
+
+// TestReview21iFunctionCursorAcrossDDLMirror: a cursor a function opens,
+// fetched from after DDL (another session's), with no code naming a
+// view over an encrypted column in the database: as PostgreSQL answers
+// (no false refusal). Holds.
+func TestReview21iFunctionCursorAcrossDDLMirror(t *testing.T) {
+	r17Engines(t, 32400, func(t *testing.T, e *r17Env) {
+		e.p.remember("r21i-fm-unused")
+		e.same("create", nil, query("CREATE FUNCTION pg_temp.r21i_open() RETURNS refcursor LANGUAGE plpgsql AS $$DECLARE c refcursor := 'oc'; BEGIN OPEN c FOR SELECT x FROM generate_series(1, 3) x; RETURN c; END$$")...)
+		e.same("open", nil, query("BEGIN; SELECT pg_temp.r21i_open(); FETCH 1 FROM oc")...)
+		// DDL through pgveil in another session: pgveil reads its
+		// catalog again.
+		if _, err := connectPgx(t, e.ctx, e.p.url()).Exec(e.ctx, "CREATE TABLE r21i_bump (); DROP TABLE r21i_bump"); err != nil {
+			t.Fatal(err)
+		}
+		e.same("fetch", nil, query("FETCH 1 FROM oc")...)
+		e.same("fetch protocol", nil, &pgproto3.Parse{Query: "FETCH 1 FROM oc"}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+		e.same("commit", nil, query("COMMIT")...)
+	})
+}
