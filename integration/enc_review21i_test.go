@@ -2,6 +2,32 @@ package integration
 
 // Review 21i: review of 21g's fixes (portals whose work PostgreSQL plans
 // at their Execute, held statements, markClosed).
+//
+//   HIGH TestReview21iCodePortalAfterSwap: a portal calling a PL/pgSQL
+//      function or procedure that writes a plain table, or a ';DO' block
+//      (21g took only a leading DO and EXECUTE), bound before a view swap
+//      and executed after it (named and unnamed portals): the code wrote
+//      the plaintext through the view. Every portal is checked at its
+//      Execute after a catalog change now (proxy/laterportal.go).
+//   HIGH TestReview21iCodePortalRowLimitAfterSwap: a portal whose
+//      function reaches the table at a later row, run with a row limit,
+//      the swap, the next Execute (in a block, and in an implicit
+//      transaction not yet synced); a portal writing a table whose trigger
+//      writes it. 21g dropped its record at the first Execute.
+//   HIGH TestReview21iCursorFetchAfterSwap: a cursor declared before the
+//      swap, FETCH or MOVE after it (SQL and protocol; DECLARE through the
+//      protocol too): its query's code ran over the view (proxy/
+//      cursorcode.go).
+//   HIGH TestReview21iFunctionCursorFetchAfterSwap: the same for a cursor
+//      a function opened (no DECLARE seen).
+//   MEDIUM proxy TestReview21iLaterPortalsBounded, TestReview21iPortal-
+//      NotesBounded: records of portals kept one per name for a session
+//      binding distinct names (dead ones dropped now); LOW: their Execute
+//      after the transaction ended could get 0A000 where PostgreSQL
+//      answers 34000.
+//   Hold: TestReview21iPortalsAcrossCatalogChangeMirror,
+//      TestReview21iFunctionCursorAcrossDDLMirror, proxy
+//      TestReview21iBindAllocs.
 
 import (
 	"context"
