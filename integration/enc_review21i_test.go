@@ -91,7 +91,7 @@ func TestReview21iCodePortalAfterSwap(t *testing.T) {
 // TestReview21iPortalsAcrossCatalogChangeMirror: portals of statements
 // pgveil rewrites, passes through, or whose work the server plans at
 // their Execute (EXECUTE sp, a DO block), of INSERT … ON CONFLICT DO
-// NOTHING, bound before DDL through the same session and executed after
+// NOTHING, bound before DDL (this session's, another's) and executed after
 // (in a transaction block, with a row limit and again), or after their
 // transaction ended (34000). Holds: message for message what PostgreSQL
 // sends, no false refusal.
@@ -100,6 +100,13 @@ func TestReview21iPortalsAcrossCatalogChangeMirror(t *testing.T) {
 	r17Engines(t, 32000, func(t *testing.T, e *r17Env) {
 		org := e.orgs[0]
 		bump := query("CREATE TEMP TABLE r21i_bump (); DROP TABLE r21i_bump")
+		other := connectPgx(t, e.ctx, e.p.url())
+		otherDDL := func() {
+			t.Helper()
+			if _, err := other.Exec(e.ctx, "CREATE TABLE r21i_bump2 (); DROP TABLE r21i_bump2"); err != nil {
+				t.Fatal(err)
+			}
+		}
 		e.same("prepare", nil, query("PREPARE sp AS SELECT 1")...)
 		e.same("seed", nil, cat(e.ins(32000, org, "pa"), sync1)...)
 		stmts := []struct {
@@ -125,9 +132,10 @@ func TestReview21iPortalsAcrossCatalogChangeMirror(t *testing.T) {
 				e.same(w+" execute dead", nil, &pgproto3.Execute{Portal: "p1"}, &pgproto3.Sync{})
 				// Alive in a transaction block across DDL, a row limit.
 				e.same(w+" begin, bind", nil, query("BEGIN")[0], bind, &pgproto3.Sync{})
-				e.same(w+" ddl in block", nil, bump...)
+				otherDDL() // pgveil reads its catalog again at the Execute
 				e.same(w+" execute", nil, &pgproto3.Execute{Portal: "p1", MaxRows: 1}, &pgproto3.Sync{})
 				e.same(w+" ddl in block 2", nil, bump...)
+				otherDDL()
 				e.same(w+" execute again", nil, &pgproto3.Execute{Portal: "p1"}, &pgproto3.Sync{})
 				e.same(w+" commit", nil, query("COMMIT")...)
 				if name != "" {
