@@ -220,6 +220,13 @@ func (s *session) handleQuery(body []byte) error {
 		}
 		return err
 	}
+	if perr, err := s.checkCursorCode(p.Stmts); err != nil || perr != nil {
+		if perr != nil {
+			s.injectQueryError(perr)
+		}
+		return err
+	}
+	s.noteCursorCode(p.Stmts)
 	if st := lookupOf(p); st != nil {
 		perr, err := s.lookupQuery(sql, p, st)
 		if err != nil {
@@ -1155,6 +1162,13 @@ func (s *session) handleBind(body []byte) error {
 			s.t.closePortal(bm.Portal)
 			return nil
 		}
+	}
+	if pe, err := s.cursorCodeAtBind(bm.Statement, stmt); err != nil {
+		return err
+	} else if pe != nil {
+		s.injectExtendedError(pe)
+		s.t.closePortal(bm.Portal)
+		return nil
 	}
 	if stmt != passthroughStmt && len(stmt.sealed) > 0 {
 		ns, refusal, err := s.resealIfRotated(stmt)

@@ -114,9 +114,7 @@ func (s *session) handleExecute(body []byte) error {
 			s.injectExtendedError(pe)
 			return nil
 		}
-		// A utility portal runs whole at its first Execute (the server
-		// stores its rows): a later Execute only reads them.
-		delete(s.laterPortals, string(name))
+		s.laterPortalDone(name)
 	}
 	if e := s.effPortals[string(name)]; e != 0 {
 		s.pathEffect(e)

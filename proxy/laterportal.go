@@ -25,6 +25,16 @@ type laterPortal struct {
 	texts     []string
 	cat       uint64
 	rewritten bool
+	// code marks the record of any other portal (review 21i HIGH): its
+	// Bind locks the relations its plan reads, but not those of the code
+	// it calls at its Execute (a PL/pgSQL function or procedure, a
+	// trigger, a DO block after a ';'), planned then. Checked at each
+	// Execute after a catalog change, not only the first (a row limit:
+	// the code may reach the table only at a later row).
+	code bool
+	// seq is the Bind's: the record is dead once a ReadyForQuery 'I'
+	// answered a later message (the portal ended with its transaction).
+	seq uint64
 }
 
 // runsAtExecute reports whether sql, the text of one statement (a Parse
@@ -38,9 +48,15 @@ func runsAtExecute(sql string) bool {
 
 // leadingDo reports whether sql begins with the word DO, after blanks and
 // comments.
-func leadingDo(sql string) bool {
+func leadingDo(sql string) bool { return leadingWord(sql, "do") }
+
+// leadingWord reports whether sql begins with word (lower case), after
+// blanks, comments and empty statements.
+func leadingWord(sql, word string) bool {
 	for {
-		sql = strings.TrimLeft(sql, " \t\r\n\f\v")
+		// Empty statements too: ";DO $$…$$" is one statement, a DO block
+		// (review 21i HIGH).
+		sql = strings.TrimLeft(sql, " \t\r\n\f\v;")
 		switch {
 		case strings.HasPrefix(sql, "--"):
 			i := strings.IndexByte(sql, '\n')
@@ -70,7 +86,8 @@ func leadingDo(sql string) bool {
 			}
 			sql = sql[i:]
 		default:
-			return len(sql) >= 2 && strings.EqualFold(sql[:2], "do") && (len(sql) == 2 || !identByte(sql[2]))
+			n := len(word)
+			return len(sql) >= n && strings.EqualFold(sql[:n], word) && (len(sql) == n || !identByte(sql[n]))
 		}
 	}
 }
@@ -80,12 +97,17 @@ func leadingDo(sql string) bool {
 // its Execute; it forgets the portal's record otherwise.
 func (s *session) noteLaterPortal(portal, name []byte, stmt *Statement) {
 	var lp laterPortal
+	// The portal's last record's texts are reused: a Bind of the same
+	// portal (the unnamed one, mostly) allocates nothing.
+	reuse := s.laterPortals[string(portal)].texts[:0]
 	if stmt != passthroughStmt && stmt != nil {
 		if k := stmt.Plan; k != nil && (k.Kind == rewrite.KindDDL || k.Kind == rewrite.KindExplain || k.Kind == rewrite.KindOther) && runsAtExecute(stmt.SQL) {
-			lp = laterPortal{texts: []string{stmt.SQL}, rewritten: true}
+			lp = laterPortal{texts: append(reuse, stmt.SQL), rewritten: true}
+		} else {
+			lp = laterPortal{texts: append(reuse, stmt.SQL), rewritten: true, code: true}
 		}
 	} else {
-		var texts []string
+		texts := reuse
 		later := false
 		if pt, ok := s.ptStmts[string(name)]; ok && pt.atExecute {
 			texts = append(append(texts, pt.sql), pt.earlier...)
@@ -109,6 +131,24 @@ func (s *session) noteLaterPortal(portal, name []byte, stmt *Statement) {
 		}
 		if later {
 			lp.texts = texts
+		} else {
+			// Any other statement may call code (review 21i HIGH): the
+			// texts the server's statement may hold, checked at each
+			// Execute after a catalog change.
+			if pt, ok := s.ptStmts[string(name)]; ok {
+				texts = append(append(texts, pt.sql), pt.earlier...)
+			}
+			if len(s.ptHeld) > 0 && len(name) > 0 {
+				if pt, ok := s.ptHeld[string(name)]; ok {
+					texts = append(append(texts, pt.sql), pt.earlier...)
+				}
+			}
+			if len(name) == 0 {
+				texts = append(texts, s.srvUnnamed...)
+			}
+			if len(texts) > 0 {
+				lp = laterPortal{texts: texts, code: true}
+			}
 		}
 	}
 	if lp.texts == nil {
@@ -118,10 +158,31 @@ func (s *session) noteLaterPortal(portal, name []byte, stmt *Statement) {
 		return
 	}
 	lp.cat = s.eng.planner.Generation()
+	lp.seq = s.t.lastSeq() + 1 // the Bind, pushed next
 	if s.laterPortals == nil {
 		s.laterPortals = map[string]laterPortal{}
 	}
+	if len(s.laterPortals) >= maxIdlePortals {
+		// Records of portals whose transaction ended (review 21i HIGH: a
+		// pooler session binding distinct portal names kept them all).
+		idle := s.t.idle()
+		for k, old := range s.laterPortals {
+			if old.seq <= idle {
+				delete(s.laterPortals, k)
+			}
+		}
+	}
 	s.laterPortals[string(portal)] = lp
+}
+
+// laterPortalDone forgets the record of portal after its Execute was
+// sent: a utility portal runs whole at its first Execute (the server
+// stores its rows), a later Execute only reads them; any other portal's
+// record stays for its next Execute.
+func (s *session) laterPortalDone(portal []byte) {
+	if lp, ok := s.laterPortals[string(portal)]; ok && !lp.code {
+		delete(s.laterPortals, string(portal))
+	}
 }
 
 // recheckLaterPortal checks the Execute of portal, about to be sent, when
@@ -141,12 +202,41 @@ func (s *session) recheckLaterPortal(portal []byte) (*pgError, error) {
 	if lp.cat == gen {
 		return nil, nil
 	}
+	if lp.seq <= s.t.idle() {
+		// The portal ended with its transaction: the server answers
+		// 34000, as PostgreSQL does (review 21i).
+		delete(s.laterPortals, string(portal))
+		return nil, nil
+	}
 	refuse := &pgError{Severity: "ERROR", Code: "0A000",
 		Message: fmt.Sprintf("pgveil cannot run portal %q: the catalog changed since its Bind, and the statements it runs now name a table pgveil encrypts", portal),
 		Hint:    "bind the statement again"}
 	for _, sql := range lp.texts {
 		if sql == sentinelText {
 			return refuse, nil
+		}
+		if lp.code && leadingWord(sql, "prepare") {
+			// A SQL PREPARE runs no code: what it prepares is recorded
+			// (notePortalPrepares) and checked where it runs.
+			continue
+		}
+		if lp.rewritten && lp.code {
+			// Its Bind locked what its plan reads: only the code it calls
+			// may have changed, and a statement calling code that names
+			// a view over an encrypted column is refused by the planner.
+			if err := s.syncSearchPathFor(sql); err != nil {
+				return nil, err
+			}
+			p, err := s.plan(sql)
+			if offLoop(err) {
+				return nil, err
+			} else if err != nil {
+				return refuse, nil
+			}
+			if pe, err := s.checkCursorCode(p.Stmts); pe != nil || err != nil {
+				return pe, err
+			}
+			continue
 		}
 		if !lp.rewritten {
 			if err := s.syncSearchPathFor(sql); err != nil {
@@ -158,6 +248,9 @@ func (s *session) recheckLaterPortal(portal []byte) (*pgError, error) {
 			}
 			if err != nil || planNeedsWork(p) {
 				return refuse, nil
+			}
+			if pe, err := s.checkCursorCode(p.Stmts); pe != nil || err != nil {
+				return pe, err
 			}
 		}
 		if pe, err := s.replanExecuted(sql); pe != nil || err != nil {

@@ -253,8 +253,24 @@ func (s *session) refreshStmtEffects(name []byte) {
 	s.effStmts[string(name)] |= e
 }
 
+// forgetDeadPortals drops the notes of portals (effects, closes, SQL
+// PREPAREs) once they are many and the session is idle, every message
+// answered: no portal is alive then (review 21i: a pooler session binding
+// distinct portal names to a statement with effects kept a note of each).
+func (s *session) forgetDeadPortals() {
+	if len(s.effPortals)+len(s.prepPortals)+len(s.closePortals) < maxIdlePortals {
+		return
+	}
+	if rest, status := s.t.atRest(); rest && status == 'I' {
+		clear(s.effPortals)
+		clear(s.prepPortals)
+		clear(s.closePortals)
+	}
+}
+
 // notePortalEffects gives a portal bound to stmt the statement's effects.
 func (s *session) notePortalEffects(portal, stmt []byte) {
+	s.forgetDeadPortals()
 	if len(s.effStmts) == 0 && len(s.effPortals) == 0 {
 		return
 	}

@@ -167,6 +167,9 @@ type session struct {
 	// laterPortals are portals whose statements the server plans at
 	// their Execute (laterportal.go).
 	laterPortals map[string]laterPortal
+	// cursorCode are the DECLAREs sent, checked again at a FETCH or MOVE
+	// after a catalog change (cursorcode.go).
+	cursorCode map[string]cursorCode
 	// inExecuted is the nesting of replanExecutedTexts (maxExecutedDepth).
 	inExecuted int
 	planGen    uint64 // the planner's Generation when planNow last planned
@@ -277,6 +280,9 @@ func (srv *Server) newSession(conn net.Conn) *session {
 		client: conn,
 		t:      newTracker(),
 		eng:    eng,
+	}
+	if eng != nil {
+		s.t.genOf = eng.planner.Generation
 	}
 	s.ctx, s.stop = context.WithCancel(context.Background())
 	s.keyCtx = s.ctx

@@ -252,6 +252,12 @@ type tracker struct {
 	// idleSeq is the seq of the last message answered by a ReadyForQuery
 	// with status 'I': every portal bound before it is gone. Under mu.
 	idleSeq uint64
+	// txGen is the catalog generation (genOf) when the first message
+	// after the session was last at rest and idle was pushed: what the
+	// transaction's statements were checked under, at the oldest. Under
+	// mu.
+	txGen uint64
+	genOf func() uint64
 	// restSeq is the seq of the last message a ReadyForQuery answered:
 	// when it is the last message pushed, the server waits for a new
 	// command (atRest). Under mu.
@@ -387,6 +393,9 @@ func (t *tracker) push(p pending) {
 }
 
 func (t *tracker) pushLocked(p pending) {
+	if t.genOf != nil && t.n == 0 && t.restSeq == t.seq && t.txStatus == 'I' {
+		t.txGen = t.genOf()
+	}
 	t.seq++
 	p.seq = t.seq
 	if p.kind == pendSync {
@@ -568,6 +577,22 @@ func (t *tracker) restedSince(seq uint64) bool {
 
 // answered reports whether the server has answered every message pushed
 // up to seq (none of them is still queued).
+// idle is the seq of the last message a ReadyForQuery 'I' answered: no
+// portal bound at or before it is alive.
+func (t *tracker) idle() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.idleSeq
+}
+
+// txGeneration is txGen, and whether the session is at rest and idle (no
+// transaction, nothing pending).
+func (t *tracker) txGeneration() (gen uint64, idle bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.txGen, t.n == 0 && !t.skipping && t.restSeq == t.seq && t.txStatus == 'I'
+}
+
 func (t *tracker) answered(seq uint64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
