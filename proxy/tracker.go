@@ -575,8 +575,6 @@ func (t *tracker) restedSince(seq uint64) bool {
 	return seq == 0 || t.restSeq >= seq
 }
 
-// answered reports whether the server has answered every message pushed
-// up to seq (none of them is still queued).
 // idle is the seq of the last message a ReadyForQuery 'I' answered: no
 // portal bound at or before it is alive.
 func (t *tracker) idle() uint64 {
@@ -593,6 +591,8 @@ func (t *tracker) txGeneration() (gen uint64, idle bool) {
 	return t.txGen, t.n == 0 && !t.skipping && t.restSeq == t.seq && t.txStatus == 'I'
 }
 
+// answered reports whether the server has answered every message pushed
+// up to seq (none of them is still queued).
 func (t *tracker) answered(seq uint64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
