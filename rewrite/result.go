@@ -344,16 +344,7 @@ func (a *analyzer) mergedSendRef(r *rel, idx int, t *policy.Table) bool {
 	if r == nil || idx < 0 || idx >= len(r.cols) {
 		return true
 	}
-	if !a.tenantTextGuard(t) {
-		return false
-	}
-	name := r.cols[idx].name
-	for _, x := range [...]*rel{r, r.joinAliasRel} {
-		if x != nil && (slices.Contains(x.using, name) || slices.Contains(x.using, "*")) {
-			return true
-		}
-	}
-	return false
+	return a.tenantTextGuard(t) && usingCol(r, idx)
 }
 
 // mergedOutput reports whether select-list reference cr (resolved to
@@ -368,14 +359,10 @@ func (a *analyzer) mergedOutput(cr *pg.ColumnRef, ref colRef) bool {
 	if len(cr.Fields) > 1 && !r.joinAlias {
 		return false // t.col: t's own column
 	}
-	name := r.cols[ref.idx].name
-	using := false
-	for _, x := range [...]*rel{r, r.joinAliasRel} {
-		using = using || x != nil && (slices.Contains(x.using, name) || slices.Contains(x.using, "*"))
-	}
-	if !using {
+	if !usingCol(r, ref.idx) {
 		return false
 	}
+	name := r.cols[ref.idx].name
 	for _, t := range a.cfg.Tables {
 		if t.KeyContext != "" && t.KeyContext == name && a.tenantTextGuard(t) {
 			return true
